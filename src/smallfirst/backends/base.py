@@ -1,0 +1,40 @@
+"""The one interface every engine implements. Backends know nothing of routing or HTTP."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+
+from smallfirst.types import Chunk, Completion, GenerateRequest, ModelInfo
+
+
+class Backend(ABC):
+    """A model that can answer. `request.model` is the gateway's model id, not the engine's."""
+
+    @abstractmethod
+    def info(self) -> ModelInfo:
+        """Static facts: tier, context length, costs; `loaded` for local engines."""
+
+    @abstractmethod
+    async def complete(self, request: GenerateRequest) -> Completion:
+        """Generate the whole answer."""
+
+    @abstractmethod
+    def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        """Yield text pieces; the last chunk has `finish_reason` and `usage`.
+
+        Closing the iterator early (client disconnect) must stop generation and free the
+        engine.
+        """
+
+    def queue_depth(self) -> int:
+        """Requests waiting for this model (0 for engines that do not queue here)."""
+        return 0
+
+    def cancelled_generations(self) -> int:
+        """Generations stopped early because their client went away."""
+        return 0
+
+    async def aclose(self) -> None:
+        """Release resources (threads, connections, loaded weights)."""
+        return None

@@ -1,0 +1,134 @@
+"""In-process GGUF models on llama.cpp: a worker thread per model (see `worker.py`), lazy
+loading, and least-recently-used unloading under a memory budget."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator
+
+from smallfirst.backends.base import Backend
+from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
+from smallfirst.backends.worker import Emit, ModelWorker
+from smallfirst.config import LlamaCppModel
+from smallfirst.types import Chunk, Completion, GenerateRequest, ModelInfo, TokenLogprob, Usage
+
+
+class LocalModelPool:
+    """Keeps loaded models within a memory budget by unloading the least recently used idle one."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._members: list[LlamaCppBackend] = []
+        self._lock = threading.Lock()
+
+    def join(self, backend: LlamaCppBackend) -> None:
+        self._members.append(backend)
+
+    def make_room(self, needed: int, loading: LlamaCppBackend) -> None:
+        with self._lock:
+            loaded = [m for m in self._members if m.engine_loaded and m is not loading]
+            used = sum(m.loaded_bytes for m in loaded)
+            for victim in sorted(loaded, key=lambda m: m.last_used):
+                if used + needed <= self.budget_bytes:
+                    break
+                if victim.try_unload():
+                    used -= victim.loaded_bytes_before_unload
+
+
+class LlamaCppBackend(Backend):
+    def __init__(self, config: LlamaCppModel, pool: LocalModelPool) -> None:
+        self.config = config
+        self.worker = ModelWorker(config.id, config.queue_size)
+        self._pool = pool
+        self._engine: LlamaEngine | None = None
+        self.last_used = 0.0
+        self.loaded_bytes_before_unload = 0
+        pool.join(self)
+
+    def info(self) -> ModelInfo:
+        c = self.config
+        return ModelInfo(
+            id=c.id,
+            tier=c.tier,
+            backend="llamacpp",
+            context_length=c.context_length,
+            input_cost_per_1m=c.input_cost_per_1m,
+            output_cost_per_1m=c.output_cost_per_1m,
+            loaded=self._engine is not None,
+        )
+
+    @property
+    def engine_loaded(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def loaded_bytes(self) -> int:
+        return self._engine.file_size if self._engine else 0
+
+    def queue_depth(self) -> int:
+        return self.worker.queue_depth()
+
+    def cancelled_generations(self) -> int:
+        return self.worker.cancelled_jobs
+
+    def _ensure_engine(self) -> LlamaEngine:
+        """Load on first use (worker thread), making room in the pool first."""
+        if self._engine is None:
+            path = resolve_model_path(self.config.path)
+            self._pool.make_room(path.stat().st_size, self)
+            self._engine = LlamaEngine(
+                path,
+                n_ctx=self.config.context_length,
+                n_threads=self.config.threads,
+                n_batch=self.config.batch_size,
+                lora_path=self.config.lora_path,
+            )
+        self.last_used = time.monotonic()
+        return self._engine
+
+    def try_unload(self) -> bool:
+        """Unload if idle (called from another model's worker); False if busy."""
+        if not self.worker.busy.acquire(blocking=False):
+            return False
+        try:
+            if self._engine is not None:
+                self.loaded_bytes_before_unload = self._engine.file_size
+                self._engine.close()
+                self._engine = None
+            return True
+        finally:
+            self.worker.busy.release()
+
+    async def aclose(self) -> None:
+        self.worker.shutdown()
+        self.try_unload()
+
+    async def warm_up(self) -> None:
+        await self.worker.run(self._ensure_engine)
+
+    async def count_tokens(self, text: str) -> int:
+        return await self.worker.run(lambda: self._ensure_engine().count_tokens(text))
+
+    async def complete(self, request: GenerateRequest) -> Completion:
+        parts: list[str] = []
+        logprobs: list[TokenLogprob] = []
+        final = Chunk()
+        async for chunk in self.stream(request):
+            parts.append(chunk.text)
+            logprobs.extend(chunk.logprobs or [])
+            final = chunk
+        return Completion(
+            text="".join(parts),
+            finish_reason=final.finish_reason or "stop",
+            usage=final.usage or Usage(),
+            logprobs=logprobs if request.logprob_alternatives is not None else None,
+        )
+
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        def produce(emit: Emit, cancelled: threading.Event) -> None:
+            engine = self._ensure_engine()
+            engine.generate(request, engine.prepare(request), emit, cancelled)
+
+        async for chunk in self.worker.stream(produce):
+            yield chunk

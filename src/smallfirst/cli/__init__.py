@@ -1,0 +1,43 @@
+"""The `smallfirst` command: `smallfirst <noun> <verb>`, like git and simonw/llm.
+
+Sub-command modules keep heavy imports inside their functions so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from smallfirst import __version__
+from smallfirst.cli import config_cmd, privacy, rag, router, serve
+
+app = typer.Typer(
+    name="smallfirst",
+    help="Local-first hybrid LLM gateway: small local models first, the cloud only when needed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+serve.register(app)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(router.app, name="router")
+app.add_typer(privacy.app, name="privacy")
+app.add_typer(rag.app, name="rag")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"smallfirst {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Local-first hybrid LLM gateway."""
+
+
+def main() -> None:
+    app()

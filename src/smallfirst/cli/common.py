@@ -1,0 +1,27 @@
+"""Helpers shared by the CLI commands: loading settings, one-line usage errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from smallfirst.config import Settings, load_settings
+from smallfirst.errors import ConfigError
+
+CONFIG_OPTION = typer.Option(
+    None, "--config", "-c", envvar="SMALLFIRST_CONFIG", help="YAML config file (default: built-in)."
+)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit(path: Path | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        fail(str(exc), code=1)

@@ -1,0 +1,170 @@
+"""One typed settings tree, loaded from YAML plus `SMALLFIRST__A__B=value` env overrides.
+
+Unknown keys and bad values are errors that name the key and the file. With no file the
+built-in default serves the bundled model only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from smallfirst.errors import ConfigError
+from smallfirst.types import Tier
+
+ENV_PREFIX = "SMALLFIRST__"
+BUNDLED_MODEL = "bundled:smollm2"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ModelBase(_Section):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$")
+    tier: Tier
+    context_length: int = Field(default=8192, ge=16)
+    input_cost_per_1m: float = Field(default=0.0, ge=0)
+    output_cost_per_1m: float = Field(default=0.0, ge=0)
+    queue_size: int = Field(default=16, ge=0, description="requests waiting beyond the one running")
+
+
+class LlamaCppModel(_ModelBase):
+    backend: Literal["llamacpp"] = "llamacpp"
+    path: str = BUNDLED_MODEL
+    threads: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=512, ge=1)
+    lora_path: str | None = None
+
+
+class OpenAICompatModel(_ModelBase):
+    backend: Literal["openai_compat"] = "openai_compat"
+    base_url: str = Field(pattern=r"^https?://")
+    remote_model: str | None = None
+    api_key_env: str | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    backoff_s: float = Field(default=0.5, ge=0)
+    max_concurrency: int = Field(default=64, ge=1)
+
+
+class FakeModel(_ModelBase):
+    backend: Literal["fake"] = "fake"
+    replies: list[str] = Field(default_factory=lambda: ["This is a fake reply."])
+    token_delay_s: float = Field(default=0.0, ge=0)
+
+
+ModelConfig = Annotated[
+    LlamaCppModel | OpenAICompatModel | FakeModel, Field(discriminator="backend")
+]
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=4_000_000, ge=1024)
+    api_keys: list[str] = Field(
+        default_factory=list, description="sha256:<hex> hashes (or plain keys, hashed on load)"
+    )
+    api_keys_env: str = "SMALLFIRST_API_KEYS"
+    require_api_key: bool | None = Field(
+        default=None, description="default: required unless bound to a loopback address"
+    )
+
+
+class LocalConfig(_Section):
+    memory_budget_mb: int = Field(default=8192, ge=64)
+
+
+class Settings(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
+    data_dir: Path = Path("~/.local/share/smallfirst")
+    log_prompts: bool = False
+    default_model: str | None = None
+    models: list[ModelConfig] = Field(default_factory=lambda: [_bundled_model()])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backend(cls, data: Any) -> Any:
+        """A model without `backend` is a local GGUF model."""
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            data["models"] = [
+                {"backend": "llamacpp", **m} if isinstance(m, dict) else m for m in data["models"]
+            ]
+        return data
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        ids = [m.id for m in self.models]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate model ids: {', '.join(duplicates)}")
+        if not self.models:
+            raise ValueError("at least one model is required")
+        if self.default_model is not None and self.default_model not in ids:
+            raise ValueError(f"default_model {self.default_model!r} is not a configured model id")
+        return self
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser()
+
+    def model(self, model_id: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.id == model_id), None)
+
+
+def _bundled_model() -> ModelConfig:
+    return LlamaCppModel(id="smollm2-135m", tier="edge")
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read `path` (or the built-in default), apply env overrides, validate loudly."""
+    source = str(path) if path else "<built-in defaults>"
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{source}: file not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping")
+        raw = loaded or {}
+    _apply_env_overrides(raw, os.environ if env is None else env)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(source, exc)) from exc
+
+
+def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    """`SMALLFIRST__SERVER__PORT=9000` sets server.port; values are parsed as YAML scalars."""
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        node = raw
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment {name}: {key!r} is not a section")
+            node = child
+        if keys:
+            node[keys[-1]] = yaml.safe_load(value)
+
+
+def _describe(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "<top>"
+        problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        lines.append(f"  {key}: {problem}")
+    return "\n".join(lines)

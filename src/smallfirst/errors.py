@@ -1,0 +1,78 @@
+"""Typed errors. Each carries its HTTP status and OpenAI error type; the mapping to an HTTP
+response lives in exactly one place, `smallfirst.server.errors`."""
+
+from __future__ import annotations
+
+
+class SmallfirstError(Exception):
+    """Base class: a message safe to show a client, never a stack trace."""
+
+    status: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(SmallfirstError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class PolicyBlocked(InvalidRequest):
+    code = "pii_blocked"
+
+
+class Unauthorized(SmallfirstError):
+    status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(SmallfirstError):
+    status = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RequestTooLarge(SmallfirstError):
+    status = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class QueueFull(SmallfirstError):
+    status = 429
+    error_type = "rate_limit_error"
+    code = "queue_full"
+
+
+class UpstreamError(SmallfirstError):
+    status = 502
+    error_type = "api_error"
+    code = "upstream_error"
+
+
+class ModelUnavailable(SmallfirstError):
+    status = 503
+    error_type = "api_error"
+    code = "model_unavailable"
+
+
+class UpstreamTimeout(SmallfirstError):
+    status = 504
+    error_type = "api_error"
+    code = "upstream_timeout"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file and the key."""

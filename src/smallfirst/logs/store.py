@@ -1,0 +1,127 @@
+"""The request log: one SQLite row per request, written off the event loop.
+
+Schema changes are named migrations in `migrations/NNNN_name.sql`, applied in order and
+recorded in `_migrations`; a shipped migration is never edited (simonw/llm's rule).
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+MIGRATIONS_PACKAGE = "smallfirst.logs.migrations"
+
+
+class RequestRecord(BaseModel):
+    id: str
+    created_at: float
+    endpoint: str
+    model_requested: str
+    model_answered: str | None = None
+    tier: str | None = None
+    status: int = 200
+    error_code: str | None = None
+    stream: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    cost_usd: float = 0.0
+    api_key_id: str | None = None
+    route_reason: str | None = None
+    prompt: str | None = None
+    response: str | None = None
+
+
+def migrate(connection: sqlite3.Connection, package: str = MIGRATIONS_PACKAGE) -> list[str]:
+    """Apply pending migrations in name order; returns the names applied now."""
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    done = {row[0] for row in connection.execute("SELECT name FROM _migrations")}
+    files = sorted(
+        (f for f in resources.files(package).iterdir() if f.name.endswith(".sql")),
+        key=lambda f: f.name,
+    )
+    applied = []
+    for file in files:
+        name = file.name.removesuffix(".sql")
+        if name in done:
+            continue
+        with connection:
+            connection.executescript(file.read_text(encoding="utf-8"))
+            connection.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, julianday('now'))", (name,)
+            )
+        applied.append(name)
+    return applied
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+class RequestLog:
+    """Queues records and writes them in batches on a background thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        connection = connect(path)
+        migrate(connection)
+        connection.close()
+        self._queue: queue.SimpleQueue[RequestRecord | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
+        self._writer.start()
+
+    def record(self, row: RequestRecord) -> None:
+        self._queue.put(row)
+
+    def close(self) -> None:
+        """Flush everything queued, then stop the writer."""
+        self._queue.put(None)
+        self._writer.join(timeout=10)
+
+    def _write_loop(self) -> None:
+        connection = connect(self.path)
+        columns = list(RequestRecord.model_fields)
+        sql = (
+            f"INSERT INTO requests ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        running = True
+        while running:
+            batch = [self._queue.get()]
+            while not self._queue.empty() and len(batch) < 256:
+                batch.append(self._queue.get())
+            rows = [r for r in batch if r is not None]
+            running = len(rows) == len(batch)
+            if rows:
+                with connection:
+                    connection.executemany(sql, [_values(r, columns) for r in rows])
+        connection.close()
+
+    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
+        connection = connect(self.path)
+        connection.row_factory = sqlite3.Row
+        try:
+            rows = connection.execute(
+                "SELECT * FROM requests ORDER BY created_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [dict(r) for r in rows]
+        finally:
+            connection.close()
+
+
+def _values(row: RequestRecord, columns: list[str]) -> tuple[Any, ...]:
+    data = row.model_dump()
+    return tuple(int(data[c]) if isinstance(data[c], bool) else data[c] for c in columns)

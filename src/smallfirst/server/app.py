@@ -1,0 +1,128 @@
+"""`create_app`: the FastAPI application around one Gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from smallfirst import __version__
+from smallfirst.config import Settings
+from smallfirst.errors import RequestTooLarge, SmallfirstError
+from smallfirst.server.auth import KeyRing
+from smallfirst.server.errors import (
+    error_body,
+    handle_http_exception,
+    handle_smallfirst_error,
+    handle_unexpected,
+)
+from smallfirst.server.metrics import Metrics
+from smallfirst.server.routes import plain, v1
+from smallfirst.service import Gateway
+
+log = logging.getLogger("smallfirst.server")
+
+
+def create_app(
+    settings: Settings, gateway: Gateway | None = None, *, warm_up: bool = True
+) -> FastAPI:
+    """Build the app. Without `gateway`, one is made from `settings` (request log included)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gw = gateway or Gateway.from_settings(settings)
+        app.state.gateway = gw
+        app.state.metrics = Metrics(gw.backends)
+        gw.add_observer(app.state.metrics.observe)
+        task = asyncio.create_task(_warm_up(app, gw) if warm_up else _mark_ready(app))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await gw.aclose()
+
+    app = FastAPI(
+        title="smallfirst", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.state.settings = settings
+    app.state.keyring = KeyRing(settings.server)
+    app.state.started_at = time.time()
+    app.state.ready = asyncio.Event()
+    app.state.startup_problem = None
+    app.include_router(v1)
+    app.include_router(plain)
+    app.add_exception_handler(SmallfirstError, handle_smallfirst_error)
+    app.add_exception_handler(HTTPException, handle_http_exception)
+    app.add_exception_handler(Exception, handle_unexpected)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    return app
+
+
+async def _mark_ready(app: FastAPI) -> None:
+    app.state.ready.set()
+
+
+async def _warm_up(app: FastAPI, gw: Gateway) -> None:
+    """Load the default local model in the background so the first request is fast."""
+    backend = gw.backends[gw.default_model_id()]
+    warm = getattr(backend, "warm_up", None)
+    try:
+        if warm is not None:
+            await warm()
+    except SmallfirstError as error:
+        app.state.startup_problem = error.message
+        log.error("default model failed to load: %s", error.message)
+    app.state.ready.set()
+
+
+class BodySizeLimit:
+    """413 before reading a body that is too large (by header or by counting bytes)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_too_large(send, self.max_bytes)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise RequestTooLarge(f"Request body exceeds {self.max_bytes} bytes.")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _send_too_large(send: Send, max_bytes: int) -> None:
+    import json
+
+    body = json.dumps(
+        error_body(RequestTooLarge(f"Request body exceeds {max_bytes} bytes."))
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

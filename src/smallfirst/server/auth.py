@@ -1,0 +1,62 @@
+"""API keys: stored as sha256 hashes; required on /v1 unless the server binds loopback only."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+
+from fastapi import Request
+
+from smallfirst.config import ServerConfig
+from smallfirst.errors import Unauthorized
+
+HASH_PREFIX = "sha256:"
+
+
+def hash_key(key: str) -> str:
+    return HASH_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class KeyRing:
+    def __init__(self, config: ServerConfig) -> None:
+        keys = [k if k.startswith(HASH_PREFIX) else hash_key(k) for k in config.api_keys]
+        from_env = os.environ.get(config.api_keys_env, "")
+        keys += [hash_key(k.strip()) for k in from_env.split(",") if k.strip()]
+        self.hashes = frozenset(keys)
+        self.required = (
+            config.require_api_key
+            if config.require_api_key is not None
+            else not is_loopback(config.host)
+        )
+
+    def check(self, authorization: str | None) -> str | None:
+        """Returns a short key id for the log, or None when no key is needed."""
+        if not self.required and not authorization:
+            return None
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            if not self.required:
+                return None
+            raise Unauthorized("You didn't provide an API key (Authorization: Bearer <key>).")
+        digest = hash_key(token.strip())
+        if not any(hmac.compare_digest(digest, known) for known in self.hashes):
+            if not self.required:
+                return None
+            raise Unauthorized("Incorrect API key provided.")
+        return digest[len(HASH_PREFIX) : len(HASH_PREFIX) + 12]
+
+
+async def require_api_key(request: Request) -> None:
+    keyring: KeyRing = request.app.state.keyring
+    request.state.api_key_id = keyring.check(request.headers.get("authorization"))

@@ -1,0 +1,65 @@
+"""The one place where errors become HTTP: OpenAI's error body, the right status, no traces."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from smallfirst.errors import InvalidRequest, SmallfirstError
+
+log = logging.getLogger("smallfirst.server")
+
+
+def error_body(error: SmallfirstError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.error_type,
+            "param": error.param,
+            "code": error.code,
+        }
+    }
+
+
+def error_response(error: SmallfirstError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(error), status_code=error.status, headers=headers)
+
+
+def validation_error(exc: ValidationError) -> InvalidRequest:
+    """Pydantic's complaint -> one readable 400 naming the field, like OpenAI's."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return InvalidRequest(f"Unrecognized request argument supplied: {where}", param=where)
+    if first["type"] == "json_invalid":
+        return InvalidRequest("We could not parse the JSON body of your request.")
+    message = first["msg"].removeprefix("Value error, ")
+    return InvalidRequest(
+        f"Invalid value for '{where}': {message}" if where else message, param=where or None
+    )
+
+
+async def handle_smallfirst_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SmallfirstError)
+    return error_response(exc)
+
+
+async def handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(SmallfirstError("The server had an error while processing your request."))
+
+
+async def handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+    from starlette.exceptions import HTTPException
+
+    assert isinstance(exc, HTTPException)
+    error = InvalidRequest(str(exc.detail))
+    error.status = exc.status_code
+    if exc.status_code == 404:
+        error.message = "Unknown request URL. See the API reference (/v1/...)."
+        error.code = "unknown_url"
+    return error_response(error)

@@ -1,0 +1,99 @@
+"""Prometheus metrics, per app (own registry, so tests can build many apps)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from smallfirst.backends import Backend
+from smallfirst.logs import RequestRecord
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class _BackendState(Collector):
+    """Read at scrape time from the backends: queue depth and cancelled generations."""
+
+    def __init__(self, backends: Mapping[str, Backend]) -> None:
+        self._backends = backends
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "smallfirst_queue_depth", "Requests waiting per model", labels=["model"]
+        )
+        cancelled = CounterMetricFamily(
+            "smallfirst_generations_cancelled",
+            "Generations stopped early because the client went away",
+            labels=["model"],
+        )
+        for model, backend in self._backends.items():
+            depth.add_metric([model], backend.queue_depth())
+            cancelled.add_metric([model], backend.cancelled_generations())
+        yield depth
+        yield cancelled
+
+
+class Metrics:
+    def __init__(self, backends: Mapping[str, Backend]) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call] # the *_created series double the output for no use here
+        self.registry = CollectorRegistry()
+        labels = ["model", "tier"]
+        self.requests = Counter(
+            "smallfirst_requests",
+            "Requests by answering model, tier and status",
+            [*labels, "status"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "smallfirst_tokens",
+            "Tokens by model, tier and direction",
+            [*labels, "direction"],
+            registry=self.registry,
+        )
+        self.cost = Counter(
+            "smallfirst_cost_usd",
+            "Cost of answered requests at configured prices",
+            labels,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "smallfirst_request_latency_seconds",
+            "Whole-request latency",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "smallfirst_time_to_first_token_seconds",
+            "Time to first streamed token",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_BackendState(backends))
+
+    def observe(self, record: RequestRecord) -> None:
+        # Unrouted failures (unknown model ids) share one label: clients must not mint series.
+        model = record.model_answered or (record.model_requested if record.tier else "unknown")
+        tier = record.tier or "none"
+        self.requests.labels(model, tier, str(record.status)).inc()
+        if record.status >= 400 and record.status != 499:
+            return
+        self.tokens.labels(model, tier, "input").inc(record.prompt_tokens)
+        self.tokens.labels(model, tier, "output").inc(record.completion_tokens)
+        self.cost.labels(model, tier).inc(record.cost_usd)
+        self.latency.labels(model, tier).observe(record.latency_ms / 1000)
+        if record.ttft_ms is not None:
+            self.ttft.labels(model, tier).observe(record.ttft_ms / 1000)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

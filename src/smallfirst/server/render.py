@@ -1,0 +1,158 @@
+"""OpenAI response bodies for chat and text completions, whole and chunked."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from smallfirst.service import RouteInfo
+from smallfirst.types import ChatRequest, Chunk, Completion, GenerateRequest, TokenLogprob
+
+
+def route_fields(route: RouteInfo) -> dict[str, Any]:
+    """The `smallfirst` extension field: which model answered and why."""
+    return {
+        "tier": route.model.tier,
+        "router": route.router,
+        "reason": route.reason,
+        "score": route.score,
+        "threshold": route.threshold,
+        "escalations": list(route.escalations),
+    }
+
+
+def route_headers(route: RouteInfo) -> dict[str, str]:
+    headers = {
+        "x-smallfirst-model": route.model.id,
+        "x-smallfirst-tier": route.model.tier,
+        "x-smallfirst-router": route.router,
+    }
+    if route.score is not None:
+        headers["x-smallfirst-route-score"] = f"{route.score:.4f}"
+    if route.escalations:
+        headers["x-smallfirst-escalations"] = ",".join(route.escalations)
+    return headers
+
+
+def _chat_logprobs(items: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    if items is None:
+        return None
+    return {
+        "content": [
+            {
+                "token": i.token,
+                "logprob": i.logprob,
+                "bytes": list(i.token.encode("utf-8")),
+                "top_logprobs": [
+                    {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode("utf-8"))}
+                    for t in i.top
+                ],
+            }
+            for i in items
+        ],
+        "refusal": None,
+    }
+
+
+def _text_logprobs(items: list[TokenLogprob] | None, offset: int = 0) -> dict[str, Any] | None:
+    if items is None:
+        return None
+    offsets, position = [], offset
+    for item in items:
+        offsets.append(position)
+        position += len(item.token)
+    return {
+        "tokens": [i.token for i in items],
+        "token_logprobs": [i.logprob for i in items],
+        "top_logprobs": [{t.token: t.logprob for t in i.top} for i in items],
+        "text_offset": offsets,
+    }
+
+
+def completion_body(
+    request: GenerateRequest, completion: Completion, route: RouteInfo, request_id: str
+) -> dict[str, Any]:
+    common = {
+        "id": _id(request, request_id),
+        "created": int(time.time()),
+        "model": route.model.id,
+        "system_fingerprint": None,
+        "usage": completion.usage.as_openai(),
+        "smallfirst": route_fields(route),
+    }
+    if isinstance(request, ChatRequest):
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": completion.text, "refusal": None},
+            "logprobs": _chat_logprobs(completion.logprobs),
+            "finish_reason": completion.finish_reason,
+        }
+        return {"object": "chat.completion", "choices": [choice], **common}
+    choice = {
+        "index": 0,
+        "text": completion.text,
+        "logprobs": _text_logprobs(completion.logprobs),
+        "finish_reason": completion.finish_reason,
+    }
+    return {"object": "text_completion", "choices": [choice], **common}
+
+
+class ChunkRenderer:
+    """Turns engine chunks into OpenAI stream events, in OpenAI's order."""
+
+    def __init__(self, request: GenerateRequest, route: RouteInfo, request_id: str) -> None:
+        self.request = request
+        self.chat = isinstance(request, ChatRequest)
+        self.base = {
+            "id": _id(request, request_id),
+            "object": "chat.completion.chunk" if self.chat else "text_completion",
+            "created": int(time.time()),
+            "model": route.model.id,
+            "system_fingerprint": None,
+        }
+        self.include_usage = request.include_usage_chunk
+        self._text_offset = 0
+        self._route = route
+
+    def _event(
+        self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        event: dict[str, Any] = {**self.base, "choices": choices}
+        if self.include_usage:
+            event["usage"] = usage
+        return event
+
+    def opening(self) -> list[dict[str, Any]]:
+        if not self.chat:
+            return []
+        delta = {"role": "assistant", "content": "", "refusal": None}
+        first = self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+        first["smallfirst"] = route_fields(self._route)
+        return [first]
+
+    def events(self, chunk: Chunk) -> list[dict[str, Any]]:
+        out = []
+        if chunk.text or chunk.logprobs:
+            out.append(self._event([self._choice(chunk, finish=None)]))
+        if chunk.finish_reason is not None:
+            out.append(self._event([self._choice(Chunk(), finish=chunk.finish_reason)]))
+            if self.include_usage and chunk.usage is not None:
+                out.append({**self.base, "choices": [], "usage": chunk.usage.as_openai()})
+        return out
+
+    def _choice(self, chunk: Chunk, finish: str | None) -> dict[str, Any]:
+        if self.chat:
+            delta = {"content": chunk.text} if chunk.text or chunk.logprobs else {}
+            return {
+                "index": 0,
+                "delta": delta,
+                "logprobs": _chat_logprobs(chunk.logprobs),
+                "finish_reason": finish,
+            }
+        logprobs = _text_logprobs(chunk.logprobs, self._text_offset)
+        self._text_offset += len(chunk.text)
+        return {"index": 0, "text": chunk.text, "logprobs": logprobs, "finish_reason": finish}
+
+
+def _id(request: GenerateRequest, request_id: str) -> str:
+    return ("chatcmpl-" if isinstance(request, ChatRequest) else "cmpl-") + request_id

@@ -1,0 +1,162 @@
+"""HTTP handlers: parse and validate at the edge, call the service, render. Nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from smallfirst.errors import ModelNotFound
+from smallfirst.server.auth import require_api_key
+from smallfirst.server.errors import validation_error
+from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
+from smallfirst.server.sse import sse_stream
+from smallfirst.service import Gateway, RequestContext
+from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+ROUTE_HEADER = "x-smallfirst-route"
+
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+plain = APIRouter()
+
+
+def gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+async def parse(request: Request, model: type[RequestModel]) -> RequestModel:
+    body = await request.body()
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def _generate(request: Request, parsed: GenerateRequest, endpoint: str) -> Response:
+    ctx = RequestContext(
+        endpoint=endpoint,
+        api_key_id=getattr(request.state, "api_key_id", None),
+        route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
+    )
+    gw = gateway(request)
+    if parsed.stream:
+        answer = await gw.stream(parsed, ctx)
+        renderer = ChunkRenderer(parsed, answer.route, ctx.request_id)
+        return StreamingResponse(
+            sse_stream(renderer, answer.chunks),
+            media_type="text/event-stream",
+            headers={**route_headers(answer.route), "cache-control": "no-cache"},
+        )
+    result = await gw.complete(parsed, ctx)
+    return JSONResponse(
+        completion_body(parsed, result.completion, result.route, ctx.request_id),
+        headers=route_headers(result.route),
+    )
+
+
+@v1.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _generate(request, await parse(request, ChatRequest), "chat")
+
+
+@v1.post("/completions")
+async def completions(request: Request) -> Response:
+    return await _generate(request, await parse(request, TextRequest), "completions")
+
+
+@v1.post("/embeddings")
+async def embeddings(request: Request) -> Response:
+    from smallfirst import embed
+
+    parsed = await parse(request, EmbeddingRequest)
+    if parsed.model not in (embed.MODEL_ID, "text-embedding-local"):
+        raise ModelNotFound(
+            f"The embedding model `{parsed.model}` does not exist; use `{embed.MODEL_ID}`",
+            param="model",
+        )
+    texts = parsed.texts
+    embedder = await asyncio.to_thread(embed.get_embedder)
+    vectors = await asyncio.to_thread(embedder.embed, texts)
+    tokens = sum(await asyncio.to_thread(lambda: [embedder.count_tokens(t) for t in texts]))
+    data: list[dict[str, Any]] = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": _encode(v.tolist(), parsed.encoding_format),
+        }
+        for i, v in enumerate(vectors)
+    ]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": embed.MODEL_ID,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    import base64
+    import struct
+
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def _model_entry(info: Any, created: int) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "object": "model",
+        "created": created,
+        "owned_by": "smallfirst",
+        "tier": info.tier,
+        "backend": info.backend,
+        "context_length": info.context_length,
+        "input_cost_per_1m": info.input_cost_per_1m,
+        "output_cost_per_1m": info.output_cost_per_1m,
+        "loaded": info.loaded,
+    }
+
+
+@v1.get("/models")
+async def list_models(request: Request) -> Response:
+    created = int(request.app.state.started_at)
+    data = [_model_entry(info, created) for info in gateway(request).models()]
+    return JSONResponse({"object": "list", "data": data})
+
+
+@v1.get("/models/{model_id:path}")
+async def get_model(request: Request, model_id: str) -> Response:
+    for info in gateway(request).models():
+        if info.id == model_id:
+            return JSONResponse(_model_entry(info, int(request.app.state.started_at)))
+    raise ModelNotFound(f"The model `{model_id}` does not exist", param="model")
+
+
+@plain.get("/healthz")
+async def healthz() -> Response:
+    return JSONResponse({"status": "ok", "time": time.time()})
+
+
+@plain.get("/readyz")
+async def readyz(request: Request) -> Response:
+    ready: asyncio.Event = request.app.state.ready
+    problem: str | None = request.app.state.startup_problem
+    if ready.is_set() and problem is None:
+        return JSONResponse({"status": "ready"})
+    return JSONResponse(
+        {"status": "starting" if problem is None else "failed", "problem": problem}, status_code=503
+    )
+
+
+@plain.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,48 @@
+"""Builders shared by the hermetic tests: settings with fake models, an app around them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from smallfirst.backends.fake import FakeBackend
+from smallfirst.config import Settings
+from smallfirst.logs import RequestLog
+from smallfirst.server import create_app
+from smallfirst.service import Gateway
+
+
+def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    raw: dict[str, Any] = {
+        "data_dir": str(tmp_path),
+        "models": [
+            {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["Hello from tiny."]},
+            {
+                "id": "big",
+                "tier": "cloud",
+                "backend": "fake",
+                "replies": ["Hello from big."],
+                "input_cost_per_1m": 2.0,
+                "output_cost_per_1m": 8.0,
+            },
+        ],
+    }
+    raw.update(overrides)
+    return Settings.model_validate(raw)
+
+
+def fake_client(settings: Settings) -> tuple[TestClient, Gateway]:
+    gateway = Gateway(settings, request_log=RequestLog(settings.resolved_data_dir / "requests.db"))
+    return TestClient(create_app(settings, gateway, warm_up=False)), gateway
+
+
+def fake_backend(gateway: Gateway, model_id: str) -> FakeBackend:
+    backend = gateway.backends[model_id]
+    assert isinstance(backend, FakeBackend)
+    return backend
+
+
+def chat_body(model: str = "tiny", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "Hi there"}], **extra}

@@ -1,0 +1,173 @@
+"""The HTTP surface with fake backends: shapes, statuses and headers a client relies on."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from smallfirst.errors import UpstreamError
+from smallfirst.service import Gateway
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> tuple[TestClient, Gateway]:
+    client, gateway = fake_client(fake_settings(tmp_path))
+    with client:
+        yield client, gateway
+
+
+def test_chat_completion_says_which_model_answered(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    response = client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["model"] == "tiny"
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "Hello from tiny.",
+        "refusal": None,
+    }
+    assert body["usage"]["completion_tokens"] == 3
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + 3
+    assert response.headers["x-smallfirst-model"] == "tiny"
+    assert response.headers["x-smallfirst-tier"] == "edge"
+    assert body["smallfirst"]["tier"] == "edge"
+
+
+def test_auto_goes_to_the_edge_model(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    response = client.post("/v1/chat/completions", json=chat_body("auto"))
+    assert response.json()["model"] == "tiny"
+
+
+def test_text_completion(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    response = client.post("/v1/completions", json={"model": "big", "prompt": "Once", "logprobs": 1})
+    body = response.json()
+    assert body["object"] == "text_completion"
+    assert body["choices"][0]["text"] == "Hello from big."
+    assert body["choices"][0]["logprobs"]["tokens"] == ["Hello", " from", " big."]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (chat_body(temperature=3), 400, "temperature"),
+        (chat_body(n=2), 400, "only n=1"),
+        (chat_body(tools=[]), 400, "Unrecognized request argument supplied: tools"),
+        ({"model": "tiny", "messages": []}, 400, "messages"),
+        (chat_body(top_logprobs=2), 400, "top_logprobs requires logprobs"),
+        (chat_body("missing"), 404, "does not exist"),
+    ],
+)
+def test_bad_requests_get_openai_errors(
+    api: tuple[TestClient, Gateway], body: dict[str, object], status: int, fragment: str
+) -> None:
+    client, _ = api
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert fragment in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}
+
+
+def test_invalid_json_and_unknown_url(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    response = client.post("/v1/chat/completions", content=b"{nope")
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    missing = client.get("/v2/whatever")
+    assert missing.status_code == 404
+    assert "error" in missing.json()
+
+
+def test_body_too_large_is_413(tmp_path: Path) -> None:
+    client, _ = fake_client(fake_settings(tmp_path, server={"max_body_bytes": 2048}))
+    with client:
+        big = chat_body(messages=[{"role": "user", "content": "x" * 5000}])
+        response = client.post("/v1/chat/completions", json=big)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_upstream_failure_is_502_without_a_trace(api: tuple[TestClient, Gateway]) -> None:
+    client, gateway = api
+    fake_backend(gateway, "big").queue(UpstreamError("big: upstream answered 500: boom"))
+    response = client.post("/v1/chat/completions", json=chat_body("big"))
+    assert response.status_code == 502
+    assert "Traceback" not in response.text
+
+
+def test_models_list_has_tiers_context_and_costs(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    data = client.get("/v1/models").json()["data"]
+    big = next(m for m in data if m["id"] == "big")
+    assert big["tier"] == "cloud"
+    assert big["context_length"] == 8192
+    assert (big["input_cost_per_1m"], big["output_cost_per_1m"]) == (2.0, 8.0)
+    assert client.get("/v1/models/big").json()["id"] == "big"
+    assert client.get("/v1/models/nope").status_code == 404
+
+
+def test_health_ready_and_metrics(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").json() == {"status": "ready"}
+    client.post("/v1/chat/completions", json=chat_body("big"))
+    text = client.get("/metrics").text
+    assert 'smallfirst_requests_total{model="big",status="200",tier="cloud"} 1.0' in text
+    assert 'smallfirst_tokens_total{direction="output",model="big",tier="cloud"} 3.0' in text
+    assert 'smallfirst_queue_depth{model="tiny"} 0.0' in text
+
+
+def test_each_request_is_logged_with_cost_and_no_prompt(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    client, gateway = fake_client(settings)
+    with client:
+        client.post("/v1/chat/completions", json=chat_body("big"))
+        client.post("/v1/chat/completions", json=chat_body("nope"))
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT model_answered, tier, status, prompt_tokens, completion_tokens, cost_usd, prompt"
+        " FROM requests ORDER BY created_at"
+    ).fetchall()
+    answered, tier, status, prompt_tokens, completion_tokens, cost, prompt = rows[0]
+    assert (answered, tier, status, prompt) == ("big", "cloud", 200, None)
+    assert cost == pytest.approx((prompt_tokens * 2.0 + completion_tokens * 8.0) / 1e6)
+    assert rows[1][2] == 404
+
+
+def test_prompts_are_logged_only_when_asked(tmp_path: Path) -> None:
+    client, _ = fake_client(fake_settings(tmp_path, log_prompts=True))
+    with client:
+        client.post("/v1/chat/completions", json=chat_body())
+    prompt, response = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT prompt, response FROM requests"
+    ).fetchone()
+    assert prompt == "user: Hi there"
+    assert response == "Hello from tiny."
+
+
+def test_api_keys_required_off_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", "sekret-1,sekret-2")
+    client, _ = fake_client(fake_settings(tmp_path, server={"host": "0.0.0.0"}))
+    with client:
+        missing = client.post("/v1/chat/completions", json=chat_body())
+        wrong = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
+        right = client.get("/v1/models", headers={"Authorization": "Bearer sekret-2"})
+        health = client.get("/healthz")
+    assert missing.status_code == 401
+    assert missing.json()["error"]["type"] == "authentication_error"
+    assert wrong.status_code == 401
+    assert right.status_code == 200
+    assert health.status_code == 200
+
+
+def test_error_body_is_json_serialisable_for_every_status(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    response = client.post("/v1/embeddings", json={"model": "nope", "input": "x"})
+    assert response.status_code == 404
+    assert json.loads(response.text)["error"]["code"] == "model_not_found"

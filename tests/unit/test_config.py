@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smallfirst.cli import app
+from smallfirst.config import LlamaCppModel, load_settings
+from smallfirst.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "smallfirst.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_builtin_default_serves_the_bundled_model() -> None:
+    settings = load_settings(None, env={})
+    assert [m.id for m in settings.models] == ["smollm2-135m"]
+    model = settings.models[0]
+    assert isinstance(model, LlamaCppModel)
+    assert model.path == "bundled:smollm2"
+    assert model.tier == "edge"
+    assert settings.server.host == "127.0.0.1"
+
+
+def test_unknown_key_is_an_error_naming_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  prot: 9000\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(path) in str(error.value)
+    assert "server.prot: unknown key" in str(error.value)
+
+
+def test_bad_value_names_the_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "models:\n  - {id: m, tier: moon, backend: fake}\n",
+    )
+    with pytest.raises(ConfigError, match=r"models\.0\.fake\.tier"):
+        load_settings(path, env={})
+
+
+def test_cloud_tier_and_env_override(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+models:
+  - id: smollm2-135m
+    tier: edge
+  - id: gpt-4o-mini
+    tier: cloud
+    backend: openai_compat
+    base_url: https://api.openai.com/v1
+    api_key_env: OPENAI_API_KEY
+    input_cost_per_1m: 0.15
+    output_cost_per_1m: 0.60
+""",
+    )
+    settings = load_settings(path, env={"SMALLFIRST__SERVER__PORT": "9001"})
+    assert settings.server.port == 9001
+    assert [m.tier for m in settings.models] == ["edge", "cloud"]
+
+
+def test_duplicate_model_ids_are_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "models:\n  - {id: a, tier: edge}\n  - {id: a, tier: cloud}\n")
+    with pytest.raises(ConfigError, match="duplicate model ids: a"):
+        load_settings(path, env={})
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "nope.yaml", env={})
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(write(tmp_path, "models: [\n"), env={})
+
+
+def test_config_check_cli(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["config", "check", str(write(tmp_path, "log_prompts: true\n"))])
+    assert ok.exit_code == 0, ok.output
+    assert "smollm2-135m" in ok.output
+    bad = runner.invoke(app, ["config", "check", str(write(tmp_path, "nonsense: 1\n"))])
+    assert bad.exit_code == 1
+    assert "nonsense: unknown key" in bad.output

@@ -1,0 +1,40 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from smallfirst.logs import RequestLog, RequestRecord, migrate, request_cost
+from smallfirst.types import ModelInfo, Usage
+
+
+def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
+    connection = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+    assert migrate(connection) == ["0001_requests"]
+    assert migrate(connection) == []
+    names = [r[0] for r in connection.execute("SELECT name FROM _migrations")]
+    assert names == ["0001_requests"]
+    columns = {r[1] for r in connection.execute("PRAGMA table_info(requests)")}
+    assert {"model_requested", "model_answered", "tier", "ttft_ms", "cost_usd"} <= columns
+
+
+def test_log_is_wal_and_keeps_every_row(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path / "log.db")
+    for i in range(300):
+        log.record(RequestRecord(id=str(i), created_at=i, endpoint="chat", model_requested="m"))
+    log.close()
+    connection = sqlite3.connect(tmp_path / "log.db")
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("SELECT count(*) FROM requests").fetchone()[0] == 300
+
+
+def test_cost_uses_prices_per_million_tokens() -> None:
+    model = ModelInfo(
+        id="m",
+        tier="cloud",
+        backend="fake",
+        context_length=10,
+        input_cost_per_1m=2.5,
+        output_cost_per_1m=10.0,
+    )
+    cost = request_cost(model, Usage(prompt_tokens=1000, completion_tokens=500))
+    assert cost == pytest.approx(0.0025 + 0.005)

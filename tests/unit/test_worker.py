@@ -1,0 +1,69 @@
+"""The local-model worker: bounded FIFO queue, 429 when full, cancellation on disconnect."""
+
+import asyncio
+import threading
+
+import pytest
+
+from smallfirst.backends.worker import Emit, ModelWorker
+from smallfirst.errors import QueueFull
+from smallfirst.types import Chunk
+
+
+async def test_queue_full_is_429_and_fifo_order_is_kept() -> None:
+    worker = ModelWorker("m", queue_size=2)
+    gate = threading.Event()
+    order: list[int] = []
+
+    def job(n: int) -> int:
+        gate.wait(5)
+        order.append(n)
+        return n
+
+    running = [asyncio.ensure_future(worker.run(lambda n=n: job(n))) for n in range(3)]
+    await asyncio.sleep(0.05)
+    assert worker.queue_depth() == 2
+    with pytest.raises(QueueFull) as error:
+        await worker.run(lambda: job(99))
+    assert error.value.status == 429
+    gate.set()
+    assert await asyncio.gather(*running) == [0, 1, 2]
+    assert order == [0, 1, 2]
+    worker.shutdown()
+
+
+async def test_closing_a_stream_cancels_the_job_and_frees_the_worker() -> None:
+    worker = ModelWorker("m", queue_size=4)
+    produced: list[int] = []
+
+    def endless(emit: Emit, cancelled: threading.Event) -> None:
+        n = 0
+        while not cancelled.is_set() and n < 100_000:
+            produced.append(n)
+            emit(Chunk(text=str(n)))
+            n += 1
+            cancelled.wait(0.001)
+
+    stream = worker.stream(endless)
+    seen = [await anext(stream) for _ in range(3)]
+    assert [c.text for c in seen] == ["0", "1", "2"]
+    await stream.aclose()
+    # the next job runs, so the worker was freed; the endless job stopped early
+    assert await worker.run(lambda: "next") == "next"
+    assert len(produced) < 100_000
+    assert worker.cancelled_jobs == 1
+    worker.shutdown()
+
+
+async def test_errors_in_the_job_reach_the_consumer() -> None:
+    worker = ModelWorker("m", queue_size=1)
+
+    def broken(emit: Emit, cancelled: threading.Event) -> None:
+        emit(Chunk(text="a"))
+        raise QueueFull("boom")
+
+    stream = worker.stream(broken)
+    assert (await anext(stream)).text == "a"
+    with pytest.raises(QueueFull, match="boom"):
+        await anext(stream)
+    worker.shutdown()
