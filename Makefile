@@ -54,7 +54,7 @@ test: lint typecheck
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
 
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

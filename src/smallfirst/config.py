@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from smallfirst.errors import ConfigError
+from smallfirst.privacy.policy import PrivacyConfig  # the privacy room owns its section's schema
 from smallfirst.types import Tier
 
 ENV_PREFIX = "SMALLFIRST__"
@@ -78,6 +79,56 @@ class ServerConfig(_Section):
     )
 
 
+class CascadeConfig(_Section):
+    """The small model answers first; a low mean token logprob escalates to the strong tier."""
+
+    min_mean_logprob: float = Field(default=-1.2, le=0)
+    min_token_logprob: float | None = Field(default=None, le=0)
+    max_tokens: int = Field(default=512, ge=1)
+
+
+class BudgetConfig(_Section):
+    """Daily spend limits in USD (UTC days); when spent, requests are kept on local tiers."""
+
+    daily_usd: float | None = Field(default=None, ge=0)
+    per_key_daily_usd: float | None = Field(default=None, ge=0)
+
+
+def _default_fallbacks() -> dict[Tier, list[Tier]]:
+    return {"cloud": ["onprem", "edge"], "onprem": ["edge"], "edge": []}
+
+
+class RoutingConfig(_Section):
+    router: str = Field(
+        default="rules", description="random | length | rules | cascade | <learned artifact path>"
+    )
+    weak_tier: Tier = "edge"
+    strong_tier: Tier = "cloud"
+    threshold: float | None = Field(default=None, description="explicit score threshold")
+    max_strong_share: float | None = Field(default=None, ge=0, le=1)
+    min_quality: float | None = Field(default=None, ge=0, le=1)
+    fallbacks: dict[Tier, list[Tier]] = Field(default_factory=_default_fallbacks)
+    cascade: CascadeConfig = Field(default_factory=CascadeConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+
+class RagCollectionConfig(_Section):
+    private: bool = Field(default=True, description="private collections stay on local tiers")
+
+
+class RagConfig(_Section):
+    k: int = Field(default=5, ge=1, le=50)
+    method: Literal["bm25", "vector", "hybrid"] = "hybrid"
+    reserve_tokens: int = Field(
+        default=512, ge=16, description="answer room kept when the request sets no max_tokens"
+    )
+    collections: dict[str, RagCollectionConfig] = Field(default_factory=dict)
+
+    def is_private(self, collection: str) -> bool:
+        config = self.collections.get(collection)
+        return True if config is None else config.private
+
+
 class LocalConfig(_Section):
     memory_budget_mb: int = Field(default=8192, ge=64)
 
@@ -85,6 +136,9 @@ class LocalConfig(_Section):
 class Settings(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    rag: RagConfig = Field(default_factory=RagConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     data_dir: Path = Path("~/.local/share/smallfirst")
     log_prompts: bool = False
     default_model: str | None = None

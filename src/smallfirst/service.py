@@ -1,25 +1,56 @@
-"""The one orchestrator: guard -> route -> call -> log. The only module that knows all rooms.
+"""The one orchestrator: guard -> route -> call (with fallbacks) -> log.
 
-The server hands it a validated request and gets back an answer (or a primed stream whose
-first piece already exists, so that errors such as an over-long prompt become HTTP errors
-before any byte of a 200 response is sent).
+The only module that knows all rooms. The server hands it a validated request and gets back
+an answer, or a primed stream whose first piece already exists, so that errors such as an
+over-long prompt or an unreachable upstream become HTTP errors before any byte of a 200 is sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from smallfirst.backends import Backend, build_backends
 from smallfirst.config import Settings
-from smallfirst.errors import ModelNotFound, SmallfirstError
+from smallfirst.errors import (
+    ConfigError,
+    InvalidRequest,
+    ModelNotFound,
+    ModelUnavailable,
+    PolicyBlocked,
+    QueueFull,
+    SmallfirstError,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from smallfirst.logs import RequestLog, RequestRecord, request_cost
-from smallfirst.types import ChatRequest, Chunk, Completion, GenerateRequest, ModelInfo, Usage
+from smallfirst.privacy_step import Inspection, PrivacyStep, restore
+from smallfirst.routing.budget import DAY_S, SpendTracker
+from smallfirst.routing.cascade import confidence
+from smallfirst.routing.planner import Plan, RoutePlanner
+from smallfirst.types import (
+    TIERS,
+    ChatRequest,
+    Chunk,
+    Completion,
+    GenerateRequest,
+    ModelInfo,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from smallfirst.rag import Retriever
+    from smallfirst.routing.base import Router
 
 AUTO_MODEL = "auto"
 Observer = Callable[[RequestRecord], None]
+T = TypeVar("T")
+# Failures that let the next tier in the fallback chain try; a bad request does not.
+FALLBACK_ERRORS = (UpstreamError, UpstreamTimeout, QueueFull, ModelUnavailable)
 
 
 @dataclass
@@ -30,6 +61,10 @@ class RequestContext:
     route_override: str | None = None
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
+    requested_model: str | None = None  # what the client asked for, e.g. "rag/handbook"
+    inspection: Inspection | None = None  # PII found in the request, and what was done
+    spent_usd: float = 0.0  # every attempt's cost, the cascade's unused small answer included
+    tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
 
 
 @dataclass(frozen=True)
@@ -48,12 +83,23 @@ class RouteInfo:
 class Answer:
     completion: Completion
     route: RouteInfo
+    citations: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
 class StreamAnswer:
     route: RouteInfo
     chunks: AsyncIterator[Chunk]
+    citations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """A request after the guard and retrieval, with the plan for answering it."""
+
+    request: GenerateRequest
+    plan: Plan
+    citations: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Gateway:
@@ -67,8 +113,15 @@ class Gateway:
         self.settings = settings
         self.backends = backends if backends is not None else build_backends(settings)
         self.request_log = request_log
+        self.planner = RoutePlanner(settings.routing, self.models())
+        self.spend = SpendTracker(settings.routing.budget)
+        self.privacy = PrivacyStep(settings, self.models())
+        self._router: Router | None = None
+        self._retriever: Retriever | None = None
         self._observers: list[Observer] = list(observers)
         if request_log is not None:
+            now = time.time()
+            self.spend.seed(*request_log.spend_since(now - now % DAY_S))
             self._observers.append(request_log.record)
 
     @classmethod
@@ -83,10 +136,7 @@ class Gateway:
         return [b.info() for b in self.backends.values()]
 
     def default_model_id(self) -> str:
-        if self.settings.default_model:
-            return self.settings.default_model
-        edge = [m.id for m in self.settings.models if m.tier == "edge"]
-        return (edge or [m.id for m in self.settings.models])[0]
+        return self.settings.default_model or self.planner.weak.id
 
     async def aclose(self) -> None:
         for backend in self.backends.values():
@@ -94,76 +144,246 @@ class Gateway:
         if self.request_log is not None:
             self.request_log.close()
 
-    # -- the request path -------------------------------------------------------------------
-    def choose(self, request: GenerateRequest, ctx: RequestContext) -> tuple[Backend, RouteInfo]:
-        """Pick the backend: a concrete model id bypasses routing; `auto` routes."""
-        if request.model == AUTO_MODEL:
-            default = self.backends[self.default_model_id()]
-            return default, RouteInfo(default.info(), "default", "auto -> default model")
-        backend = self.backends.get(request.model)
-        if backend is None:
-            raise ModelNotFound(
-                f"The model `{request.model}` does not exist; see GET /v1/models", param="model"
+    # -- routing -----------------------------------------------------------------------------
+    async def prepare(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:
+        """guard -> retrieval -> route: what to send, to whom, and with which citations."""
+        keep_local: list[str] = []
+        ctx.inspection = inspection = await self.privacy.inspect(request)
+        if inspection is not None and inspection.blocked:
+            raise PolicyBlocked(inspection.blocked)
+        if inspection is not None and inspection.keep_local:
+            keep_local.append(inspection.keep_local)
+        collection = rag_collection(request.model)
+        if collection is not None:
+            if not isinstance(request, ChatRequest):
+                raise InvalidRequest("rag/<collection> needs /v1/chat/completions", param="model")
+            if self.settings.rag.is_private(collection):
+                keep_local.append(f"collection {collection!r} is private")
+            request = request.model_copy(update={"model": AUTO_MODEL})
+        plan = await self.plan(request, ctx, keep_local)
+        if collection is None or not isinstance(request, ChatRequest):
+            return Prepared(request, plan)
+        grounded, citations = await self._ground(request, collection, plan.candidates[0])
+        if inspection is not None:
+            inspection.align_to(list(grounded.messages))
+        return Prepared(grounded, plan, citations)
+
+    async def _ground(
+        self, request: ChatRequest, collection: str, model: ModelInfo
+    ) -> tuple[ChatRequest, list[dict[str, Any]]]:
+        """Put the collection's best chunks into the prompt, within the model's context."""
+        from smallfirst.rag import Retriever, build_grounded_messages, last_user_text, open_store
+
+        config = self.settings.rag
+        if self._retriever is None:
+            store = await asyncio.to_thread(open_store, self.settings.resolved_data_dir)
+            self._retriever = Retriever(store)
+        query = last_user_text(request.messages)
+        hits = await asyncio.to_thread(
+            self._retriever.search, query, collection=collection, k=config.k, method=config.method
+        )
+        count_tokens = await self.backends[model.id].token_counter()
+        budget = model.context_length - (request.token_limit or config.reserve_tokens)
+        grounded = await asyncio.to_thread(
+            build_grounded_messages,
+            request.messages,
+            hits,
+            count_tokens=count_tokens,
+            budget=budget,
+        )
+        citations = [c.as_dict() for c in grounded.citations]
+        return request.model_copy(update={"messages": grounded.messages}), citations
+
+    async def plan(
+        self, request: GenerateRequest, ctx: RequestContext, keep_local: Sequence[str] = ()
+    ) -> Plan:
+        """Which models to try for this request, in order, and why."""
+        if request.model != AUTO_MODEL:
+            backend = self.backends.get(request.model)
+            if backend is None:
+                raise ModelNotFound(
+                    f"The model `{request.model}` does not exist; see GET /v1/models",
+                    param="model",
+                )
+            return Plan([backend.info()], "none", "model requested by id")
+        routing = self.settings.routing
+        budget_spent = self.spend.exhausted(ctx.api_key_id)
+        local_reasons = [*keep_local, *([f"{budget_spent}"] if budget_spent else [])]
+        local_only = bool(local_reasons)
+        override = ctx.route_override or request.route
+        if override and override != AUTO_MODEL:
+            if override not in TIERS:
+                raise InvalidRequest(
+                    f"x-smallfirst-route must be edge, onprem, cloud or auto, not {override!r}",
+                    param="route",
+                )
+            plan = self.planner.forced(
+                override, f"route override: {override}", local_only=local_only
             )
-        return backend, RouteInfo(backend.info(), "none", "model requested by id")
+        elif routing.router == "cascade":
+            plan = self.planner.cascade(local_only=local_only)
+        else:
+            router = await self._load_router()
+            try:
+                decision = await asyncio.to_thread(
+                    router.decide,
+                    _router_messages(request),
+                    threshold=routing.threshold,
+                    max_strong_share=_first(request.max_strong_share, routing.max_strong_share),
+                    min_quality=_first(request.min_quality, routing.min_quality),
+                )
+            except ConfigError as exc:  # e.g. a knob the router has no calibration for
+                raise InvalidRequest(str(exc), param="max_strong_share") from exc
+            plan = self.planner.from_decision(decision, local_only=local_only)
+        if local_reasons:
+            plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
+        return plan
 
-    def _choose_logged(
-        self, request: GenerateRequest, ctx: RequestContext
-    ) -> tuple[Backend, RouteInfo]:
-        try:
-            return self.choose(request, ctx)
-        except SmallfirstError as error:
-            self._finish(request, ctx, None, Usage(), status=error.status, error=error)
-            raise
+    async def _load_router(self) -> Router:
+        from smallfirst.routing.base import load_router
 
+        if self._router is None:
+            self._router = await asyncio.to_thread(load_router, self.settings.routing.router)
+        return self._router
+
+    # -- the request path ----------------------------------------------------------------------
     async def complete(self, request: GenerateRequest, ctx: RequestContext) -> Answer:
-        backend, route = self._choose_logged(request, ctx)
-        try:
-            completion = await backend.complete(request)
-        except SmallfirstError as error:
-            self._finish(request, ctx, route, Usage(), status=error.status, error=error)
-            raise
+        ctx.requested_model = request.model
+        prepared = await self._logged(request, ctx, None, self.prepare(request, ctx))
+        request, plan, citations = prepared.request, prepared.plan, prepared.citations
+        if plan.cascade_from is not None:
+            weak = plan.cascade_from
+            draft = await self._logged(
+                request,
+                ctx,
+                plan,
+                self._call(weak, ctx, _with_logprobs(request), lambda b, r: b.complete(r)),
+            )
+            sure = confidence(draft.logprobs)
+            if sure.confident(self.settings.routing.cascade):
+                plan.reason += f"; kept: {sure.describe()}"
+                draft.logprobs = (
+                    draft.logprobs if request.logprob_alternatives is not None else None
+                )
+                route = _route(weak, plan, ctx)
+                self._finish(request, ctx, route, draft.usage, text=draft.text)
+                return Answer(draft, route, citations)
+            plan.reason += f"; escalated: {sure.describe()}"
+            ctx.tried.append(weak.id)
+        completion, model = await self._logged(
+            request, ctx, plan, self._first_answer(plan, ctx, request, lambda b, r: b.complete(r))
+        )
+        route = _route(model, plan, ctx)
         self._finish(request, ctx, route, completion.usage, text=completion.text)
-        return Answer(completion, route)
+        return Answer(completion, route, citations)
 
     async def stream(self, request: GenerateRequest, ctx: RequestContext) -> StreamAnswer:
-        backend, route = self._choose_logged(request, ctx)
+        ctx.requested_model = request.model
+        prepared = await self._logged(request, ctx, None, self.prepare(request, ctx))
+        request, plan, citations = prepared.request, prepared.plan, prepared.citations
+        if plan.cascade_from is not None:
+            weak = plan.cascade_from
+            drafted = await self._logged(
+                request,
+                ctx,
+                plan,
+                self._call(weak, ctx, _with_logprobs(request), lambda b, r: _collect(b.stream(r))),
+            )
+            sure = confidence([lp for c in drafted for lp in c.logprobs or []])
+            if sure.confident(self.settings.routing.cascade):
+                plan.reason += f"; kept: {sure.describe()}"
+                if request.logprob_alternatives is None:
+                    drafted = [c.model_copy(update={"logprobs": None}) for c in drafted]
+                route = _route(weak, plan, ctx)
+                replay = self._observed(request, ctx, route, _replay(drafted), billed=True)
+                return StreamAnswer(route, replay, citations)
+            plan.reason += f"; escalated: {sure.describe()}"
+            ctx.tried.append(weak.id)
+
+        async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
+            chunks = backend.stream(sent)
+            try:
+                first = await anext(chunks)
+            except StopAsyncIteration:
+                return _replay([])
+            return _prepend(first, chunks)
+
+        chunks, model = await self._logged(
+            request, ctx, plan, self._first_answer(plan, ctx, request, primed)
+        )
+        route = _route(model, plan, ctx)
+        return StreamAnswer(route, self._observed(request, ctx, route, chunks), citations)
+
+    async def _call(
+        self,
+        model: ModelInfo,
+        ctx: RequestContext,
+        request: GenerateRequest,
+        call: Callable[[Backend, GenerateRequest], Awaitable[T]],
+    ) -> T:
+        """Send `model` what the privacy policy lets it see; restore redacted values after."""
+        sent, guard = self.privacy.request_for(request, model, ctx.inspection)
+        result: T = restore(await call(self.backends[model.id], sent), guard)
+        ctx.spent_usd += _cost_of(model, result)
+        return result
+
+    async def _first_answer(
+        self,
+        plan: Plan,
+        ctx: RequestContext,
+        request: GenerateRequest,
+        call: Callable[[Backend, GenerateRequest], Awaitable[T]],
+    ) -> tuple[T, ModelInfo]:
+        """Try the plan's models in order; a failing tier falls to the next one."""
+        last_error: SmallfirstError | None = None
+        for model in plan.candidates:
+            try:
+                return await self._call(model, ctx, request, call), model
+            except FALLBACK_ERRORS as error:
+                last_error = error
+                ctx.tried.append(model.id)
+        assert last_error is not None
+        raise last_error
+
+    async def _logged(
+        self, request: GenerateRequest, ctx: RequestContext, plan: Plan | None, step: Awaitable[T]
+    ) -> T:
+        """Await `step`; if it fails, the request is logged as failed before the error goes up."""
         try:
-            chunks = backend.stream(request)
-            first = await anext(chunks)
-        except StopAsyncIteration:
-            first = Chunk(finish_reason="stop", usage=Usage())
-            chunks = _empty()
+            return await step
         except SmallfirstError as error:
+            route = _route(plan.candidates[0], plan, ctx) if plan else None
             self._finish(request, ctx, route, Usage(), status=error.status, error=error)
             raise
-        return StreamAnswer(route, self._observed_stream(request, ctx, route, first, chunks))
 
-    async def _observed_stream(
+    async def _observed(
         self,
         request: GenerateRequest,
         ctx: RequestContext,
         route: RouteInfo,
-        first: Chunk,
-        rest: AsyncIterator[Chunk],
+        chunks: AsyncIterator[Chunk],
+        *,
+        billed: bool = False,
     ) -> AsyncIterator[Chunk]:
-        ttft = time.perf_counter()
+        """Yield the stream and log it when it ends (`billed`: its cost is already counted)."""
+        ttft: float | None = None
         usage = Usage()
         parts: list[str] = []
         status, error = 499, None  # stays 499 if the client goes away mid-stream
         try:
-            chunk: Chunk | None = first
-            while chunk is not None:
+            async for chunk in chunks:
+                ttft = ttft or time.perf_counter()
                 parts.append(chunk.text)
                 usage = chunk.usage or usage
                 yield chunk
-                chunk = await anext(rest, None)
             status = 200
         except SmallfirstError as exc:
             status, error = exc.status, exc
             raise
         finally:
-            await _close(rest)
+            await _close(chunks)
+            if not billed:
+                ctx.spent_usd += request_cost(route.model, usage)
             self._finish(
                 request,
                 ctx,
@@ -190,11 +410,12 @@ class Gateway:
         now = time.perf_counter()
         model = route.model if route else None
         keep_text = self.settings.log_prompts
+        self.spend.add(ctx.spent_usd, ctx.api_key_id)
         record = RequestRecord(
             id=ctx.request_id,
             created_at=ctx.created_at,
             endpoint=ctx.endpoint,
-            model_requested=request.model,
+            model_requested=ctx.requested_model or request.model,
             model_answered=model.id if model and status < 400 else None,
             tier=model.tier if model else None,
             status=status,
@@ -204,14 +425,60 @@ class Gateway:
             completion_tokens=usage.completion_tokens,
             latency_ms=(now - ctx.started) * 1000,
             ttft_ms=(ttft - ctx.started) * 1000 if ttft is not None else None,
-            cost_usd=request_cost(model, usage) if model else 0.0,
+            cost_usd=ctx.spent_usd,
             api_key_id=ctx.api_key_id,
-            route_reason=f"{route.router}: {route.reason}" if route else None,
+            route_reason=route.reason if route else None,
+            router=route.router if route else None,
+            route_score=route.score if route else None,
+            escalations=",".join(ctx.tried) or None,
+            pii_entities=ctx.inspection.audit_json() if ctx.inspection else None,
+            pii_action=ctx.inspection.action_for(model.id if model else None)
+            if ctx.inspection
+            else None,
             prompt=_prompt_text(request) if keep_text else None,
             response=text if keep_text else None,
         )
         for observe in self._observers:
             observe(record)
+
+
+def _route(model: ModelInfo, plan: Plan, ctx: RequestContext) -> RouteInfo:
+    return RouteInfo(model, plan.router, plan.reason, plan.score, plan.threshold, tuple(ctx.tried))
+
+
+def _cost_of(model: ModelInfo, result: object) -> float:
+    """Cost of a finished call; streamed answers are costed when the stream ends."""
+    if isinstance(result, Completion):
+        return request_cost(model, result.usage)
+    if isinstance(result, list):
+        usage = next((c.usage for c in reversed(result) if isinstance(c, Chunk) and c.usage), None)
+        return request_cost(model, usage) if usage else 0.0
+    return 0.0
+
+
+def rag_collection(model: str) -> str | None:
+    """`rag/<collection>` names a private document collection to answer from."""
+    prefix, _, name = model.partition("/")
+    return name if prefix == "rag" and name else None
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _router_messages(request: GenerateRequest) -> list[dict[str, str]]:
+    if isinstance(request, ChatRequest):
+        return [{"role": m.role, "content": m.text} for m in request.messages]
+    return [{"role": "user", "content": request.prompt_text}]
+
+
+def _with_logprobs(request: GenerateRequest) -> GenerateRequest:
+    """The cascade needs the small model's token logprobs, whether or not the client asked."""
+    if request.logprob_alternatives is not None:
+        return request
+    if isinstance(request, ChatRequest):
+        return request.model_copy(update={"logprobs": True, "top_logprobs": 0})
+    return request.model_copy(update={"logprobs": 0})
 
 
 def _prompt_text(request: GenerateRequest) -> str:
@@ -220,12 +487,25 @@ def _prompt_text(request: GenerateRequest) -> str:
     return request.prompt_text
 
 
+async def _collect(chunks: AsyncIterator[Chunk]) -> list[Chunk]:
+    return [chunk async for chunk in chunks]
+
+
+async def _replay(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await _close(rest)
+
+
 async def _close(iterator: AsyncIterator[Chunk]) -> None:
     close = getattr(iterator, "aclose", None)
     if close is not None:
         await close()
-
-
-async def _empty() -> AsyncIterator[Chunk]:
-    return
-    yield

@@ -57,6 +57,9 @@ class ResponseFormat(_Strict):
         return self
 
 
+SMALLFIRST_FIELDS = {"route", "max_strong_share", "min_quality", "privacy"}
+
+
 class SamplingParams(_Strict):
     """Fields common to /v1/chat/completions and /v1/completions."""
 
@@ -72,8 +75,11 @@ class SamplingParams(_Strict):
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     user: str | None = None
-    # smallfirst extension (also settable with the x-smallfirst-route header)
-    route: str | None = None
+    # smallfirst extensions (`extra_body` in the openai client)
+    route: Literal["auto", "edge", "onprem", "cloud"] | None = None  # or x-smallfirst-route
+    max_strong_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_quality: float | None = Field(default=None, ge=0.0, le=1.0)
+    privacy: Literal["allow", "redact", "local_only", "block"] | None = None
 
     @field_validator("n")
     @classmethod
@@ -88,6 +94,12 @@ class SamplingParams(_Strict):
         if isinstance(value, list) and len(value) > 4:
             raise ValueError("at most 4 stop sequences are allowed")
         return value
+
+    def openai_body(self) -> dict[str, Any]:
+        """The request as an upstream OpenAI-compatible server expects it (no extensions)."""
+        return self.model_dump(
+            mode="json", exclude_none=True, by_alias=True, exclude=SMALLFIRST_FIELDS
+        )
 
     @property
     def stop_list(self) -> list[str]:

@@ -46,7 +46,9 @@ def test_auto_goes_to_the_edge_model(api: tuple[TestClient, Gateway]) -> None:
 
 def test_text_completion(api: tuple[TestClient, Gateway]) -> None:
     client, _ = api
-    response = client.post("/v1/completions", json={"model": "big", "prompt": "Once", "logprobs": 1})
+    response = client.post(
+        "/v1/completions", json={"model": "big", "prompt": "Once", "logprobs": 1}
+    )
     body = response.json()
     assert body["object"] == "text_completion"
     assert body["choices"][0]["text"] == "Hello from big."
@@ -130,10 +132,14 @@ def test_each_request_is_logged_with_cost_and_no_prompt(tmp_path: Path) -> None:
     with client:
         client.post("/v1/chat/completions", json=chat_body("big"))
         client.post("/v1/chat/completions", json=chat_body("nope"))
-    rows = sqlite3.connect(tmp_path / "requests.db").execute(
-        "SELECT model_answered, tier, status, prompt_tokens, completion_tokens, cost_usd, prompt"
-        " FROM requests ORDER BY created_at"
-    ).fetchall()
+    rows = (
+        sqlite3.connect(tmp_path / "requests.db")
+        .execute(
+            "SELECT model_answered, tier, status, prompt_tokens, completion_tokens, cost_usd, prompt"
+            " FROM requests ORDER BY created_at"
+        )
+        .fetchall()
+    )
     answered, tier, status, prompt_tokens, completion_tokens, cost, prompt = rows[0]
     assert (answered, tier, status, prompt) == ("big", "cloud", 200, None)
     assert cost == pytest.approx((prompt_tokens * 2.0 + completion_tokens * 8.0) / 1e6)
@@ -144,9 +150,11 @@ def test_prompts_are_logged_only_when_asked(tmp_path: Path) -> None:
     client, _ = fake_client(fake_settings(tmp_path, log_prompts=True))
     with client:
         client.post("/v1/chat/completions", json=chat_body())
-    prompt, response = sqlite3.connect(tmp_path / "requests.db").execute(
-        "SELECT prompt, response FROM requests"
-    ).fetchone()
+    prompt, response = (
+        sqlite3.connect(tmp_path / "requests.db")
+        .execute("SELECT prompt, response FROM requests")
+        .fetchone()
+    )
     assert prompt == "user: Hi there"
     assert response == "Hello from tiny."
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from smallfirst.types import Chunk, Completion, GenerateRequest, ModelInfo
 
@@ -27,6 +27,10 @@ class Backend(ABC):
         engine.
         """
 
+    async def token_counter(self) -> Callable[[str], int]:
+        """Counts tokens as this model does; engines without a tokenizer here over-estimate."""
+        return _estimate_tokens
+
     def queue_depth(self) -> int:
         """Requests waiting for this model (0 for engines that do not queue here)."""
         return 0
@@ -38,3 +42,8 @@ class Backend(ABC):
     async def aclose(self) -> None:
         """Release resources (threads, connections, loaded weights)."""
         return None
+
+
+def _estimate_tokens(text: str) -> int:
+    # 3 characters per token over-counts English for common BPE vocabularies: safe for budgets.
+    return len(text) // 3 + 1

@@ -64,6 +64,8 @@ class FakeBackend(Backend):
     async def complete(self, request: GenerateRequest) -> Completion:
         reply = self._next(request)
         pieces = _pieces(reply.text)
+        if self.config.token_delay_s:
+            await asyncio.sleep(self.config.token_delay_s * len(pieces))
         return Completion(
             text=reply.text,
             usage=_usage(request, pieces),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from smallfirst.backends.base import Backend
 from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
@@ -107,8 +107,9 @@ class LlamaCppBackend(Backend):
     async def warm_up(self) -> None:
         await self.worker.run(self._ensure_engine)
 
-    async def count_tokens(self, text: str) -> int:
-        return await self.worker.run(lambda: self._ensure_engine().count_tokens(text))
+    async def token_counter(self) -> Callable[[str], int]:
+        # Tokenizing reads only the vocabulary, so it may run beside a generation.
+        return (await self.worker.run(self._ensure_engine)).count_tokens
 
     async def complete(self, request: GenerateRequest) -> Completion:
         parts: list[str] = []

@@ -70,7 +70,7 @@ class OpenAICompatBackend(Backend):
         await self._client.aclose()
 
     def _path_and_body(self, request: GenerateRequest, stream: bool) -> tuple[str, dict[str, Any]]:
-        body = request.model_dump(mode="json", exclude_none=True, by_alias=True, exclude={"route"})
+        body = request.openai_body()
         body["model"] = self.config.remote_model or self.config.id
         body["stream"] = stream
         if stream:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from smallfirst import __version__
-from smallfirst.cli import config_cmd, privacy, rag, router, serve
+from smallfirst.cli import config_cmd, privacy, rag, router, router_label, serve
 
 app = typer.Typer(
     name="smallfirst",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 serve.register(app)
 app.add_typer(config_cmd.app, name="config")
+router.app.command("label")(router_label.label)
 app.add_typer(router.app, name="router")
 app.add_typer(privacy.app, name="privacy")
 app.add_typer(rag.app, name="rag")

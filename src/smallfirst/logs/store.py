@@ -37,6 +37,11 @@ class RequestRecord(BaseModel):
     route_reason: str | None = None
     prompt: str | None = None
     response: str | None = None
+    router: str | None = None
+    route_score: float | None = None
+    escalations: str | None = None  # comma-separated model ids tried before the answering one
+    pii_entities: str | None = None  # JSON {entity_type: count}; never values
+    pii_action: str | None = None
 
 
 def migrate(connection: sqlite3.Connection, package: str = MIGRATIONS_PACKAGE) -> list[str]:
@@ -109,6 +114,20 @@ class RequestLog:
                 with connection:
                     connection.executemany(sql, [_values(r, columns) for r in rows])
         connection.close()
+
+    def spend_since(self, since: float) -> tuple[float, dict[str, float]]:
+        """Total cost and cost per API key of requests logged since `since` (epoch seconds)."""
+        connection = connect(self.path)
+        try:
+            rows = connection.execute(
+                "SELECT api_key_id, SUM(cost_usd) FROM requests WHERE created_at >= ? "
+                "GROUP BY api_key_id",
+                (since,),
+            ).fetchall()
+        finally:
+            connection.close()
+        per_key = {key: float(cost) for key, cost in rows if key is not None}
+        return sum(float(cost) for _, cost in rows), per_key
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         connection = connect(self.path)

@@ -38,7 +38,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw = gateway or Gateway.from_settings(settings)
         app.state.gateway = gw
-        app.state.metrics = Metrics(gw.backends)
+        app.state.metrics = Metrics(gw.backends, gw.planner.strong.tier)
         gw.add_observer(app.state.metrics.observe)
         task = asyncio.create_task(_warm_up(app, gw) if warm_up else _mark_ready(app))
         try:
@@ -75,6 +75,7 @@ async def _warm_up(app: FastAPI, gw: Gateway) -> None:
     try:
         if warm is not None:
             await warm()
+        await gw.privacy.warm_up()
     except SmallfirstError as error:
         app.state.startup_problem = error.message
         log.error("default model failed to load: %s", error.message)

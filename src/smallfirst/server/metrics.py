@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -43,7 +44,7 @@ class _BackendState(Collector):
 
 
 class Metrics:
-    def __init__(self, backends: Mapping[str, Backend]) -> None:
+    def __init__(self, backends: Mapping[str, Backend], strong_tier: str) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call] # the *_created series double the output for no use here
         self.registry = CollectorRegistry()
         labels = ["model", "tier"]
@@ -79,6 +80,32 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.routed = Counter(
+            "smallfirst_routed",
+            "Requests routed by `model: auto`, by router and answering tier",
+            ["router", "tier"],
+            registry=self.registry,
+        )
+        self.escalations = Counter(
+            "smallfirst_escalations",
+            "Models that failed or were escalated from (cascade, fallback)",
+            ["model"],
+            registry=self.registry,
+        )
+        self.pii_events = Counter(
+            "smallfirst_pii_events",
+            "Requests holding PII, by the action taken (allow, redact, local_only, block)",
+            ["action"],
+            registry=self.registry,
+        )
+        self.strong_share = Gauge(
+            "smallfirst_observed_strong_share",
+            "Share of routed requests answered by the strong tier since start",
+            registry=self.registry,
+        )
+        self._strong_tier = strong_tier
+        self._routed_total = 0
+        self._routed_strong = 0
         self.registry.register(_BackendState(backends))
 
     def observe(self, record: RequestRecord) -> None:
@@ -86,6 +113,15 @@ class Metrics:
         model = record.model_answered or (record.model_requested if record.tier else "unknown")
         tier = record.tier or "none"
         self.requests.labels(model, tier, str(record.status)).inc()
+        if record.pii_action is not None:
+            self.pii_events.labels(record.pii_action).inc()
+        for tried in filter(None, (record.escalations or "").split(",")):
+            self.escalations.labels(tried).inc()
+        if record.router not in (None, "none") and record.status < 400:
+            self.routed.labels(record.router, tier).inc()
+            self._routed_total += 1
+            self._routed_strong += tier == self._strong_tier
+            self.strong_share.set(self._routed_strong / self._routed_total)
         if record.status >= 400 and record.status != 499:
             return
         self.tokens.labels(model, tier, "input").inc(record.prompt_tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -9,14 +10,16 @@ from smallfirst.service import RouteInfo
 from smallfirst.types import ChatRequest, Chunk, Completion, GenerateRequest, TokenLogprob
 
 
-def route_fields(route: RouteInfo) -> dict[str, Any]:
-    """The `smallfirst` extension field: which model answered and why."""
+def route_fields(route: RouteInfo, citations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The `smallfirst` extension field: which model answered and why (and from which sources)."""
+    extra = {"citations": citations} if citations is not None else {}
     return {
+        **extra,
         "tier": route.model.tier,
         "router": route.router,
         "reason": route.reason,
-        "score": route.score,
-        "threshold": route.threshold,
+        "score": _finite(route.score),
+        "threshold": _finite(route.threshold),  # None for "never strong" (an infinite threshold)
         "escalations": list(route.escalations),
     }
 
@@ -32,6 +35,10 @@ def route_headers(route: RouteInfo) -> dict[str, str]:
     if route.escalations:
         headers["x-smallfirst-escalations"] = ",".join(route.escalations)
     return headers
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _chat_logprobs(items: list[TokenLogprob] | None) -> dict[str, Any] | None:
@@ -70,7 +77,11 @@ def _text_logprobs(items: list[TokenLogprob] | None, offset: int = 0) -> dict[st
 
 
 def completion_body(
-    request: GenerateRequest, completion: Completion, route: RouteInfo, request_id: str
+    request: GenerateRequest,
+    completion: Completion,
+    route: RouteInfo,
+    request_id: str,
+    citations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     common = {
         "id": _id(request, request_id),
@@ -78,7 +89,7 @@ def completion_body(
         "model": route.model.id,
         "system_fingerprint": None,
         "usage": completion.usage.as_openai(),
-        "smallfirst": route_fields(route),
+        "smallfirst": route_fields(route, citations),
     }
     if isinstance(request, ChatRequest):
         choice: dict[str, Any] = {
@@ -100,7 +111,14 @@ def completion_body(
 class ChunkRenderer:
     """Turns engine chunks into OpenAI stream events, in OpenAI's order."""
 
-    def __init__(self, request: GenerateRequest, route: RouteInfo, request_id: str) -> None:
+    def __init__(
+        self,
+        request: GenerateRequest,
+        route: RouteInfo,
+        request_id: str,
+        citations: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self._citations = citations
         self.request = request
         self.chat = isinstance(request, ChatRequest)
         self.base = {
@@ -127,7 +145,7 @@ class ChunkRenderer:
             return []
         delta = {"role": "assistant", "content": "", "refusal": None}
         first = self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
-        first["smallfirst"] = route_fields(self._route)
+        first["smallfirst"] = route_fields(self._route, self._citations)
         return [first]
 
     def events(self, chunk: Chunk) -> list[dict[str, Any]]:

@@ -47,7 +47,8 @@ async def _generate(request: Request, parsed: GenerateRequest, endpoint: str) ->
     gw = gateway(request)
     if parsed.stream:
         answer = await gw.stream(parsed, ctx)
-        renderer = ChunkRenderer(parsed, answer.route, ctx.request_id)
+        citations = answer.citations or None
+        renderer = ChunkRenderer(parsed, answer.route, ctx.request_id, citations)
         return StreamingResponse(
             sse_stream(renderer, answer.chunks),
             media_type="text/event-stream",
@@ -55,7 +56,9 @@ async def _generate(request: Request, parsed: GenerateRequest, endpoint: str) ->
         )
     result = await gw.complete(parsed, ctx)
     return JSONResponse(
-        completion_body(parsed, result.completion, result.route, ctx.request_id),
+        completion_body(
+            parsed, result.completion, result.route, ctx.request_id, result.citations or None
+        ),
         headers=route_headers(result.route),
     )
 

@@ -1,0 +1,97 @@
+"""Latency the gateway adds in front of an OpenAI-compatible upstream.
+
+Upstream: a smallfirst process with a zero-delay fake model. Gateway: a second process whose
+`cloud` model forwards to that upstream. The same client calls both, interleaved, one request
+at a time, then with concurrency for throughput. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from benchmarks.common import start_gateway, stop, summary_ms
+
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "400"))
+BODY = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 8}
+
+
+def timed(client: httpx.Client, url: str, model: str) -> float:
+    start = time.perf_counter()
+    response = client.post(f"{url}/v1/chat/completions", json={**BODY, "model": model})
+    response.raise_for_status()
+    return time.perf_counter() - start
+
+
+def throughput(url: str, model: str, seconds: float = 3.0, clients: int = 8) -> float:
+    def worker(_: int) -> int:
+        done = 0
+        with httpx.Client(timeout=30) as client:
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                timed(client, url, model)
+                done += 1
+        return done
+
+    with ThreadPoolExecutor(clients) as pool:
+        total = sum(pool.map(worker, range(clients)))
+    return total / seconds
+
+
+def main() -> None:
+    upstream, upstream_url = start_gateway(
+        {"models": [{"id": "fake", "tier": "cloud", "backend": "fake", "replies": ["pong"]}]},
+        "upstream",
+    )
+    cloud = {
+        "id": "cloud",
+        "tier": "cloud",
+        "backend": "openai_compat",
+        "base_url": f"{upstream_url}/v1",
+        "remote_model": "fake",
+    }
+    gateway, gateway_url = start_gateway({"models": [cloud]}, "gateway")
+    try:
+        direct, via = [], []
+        with httpx.Client(timeout=30) as client:
+            for _ in range(50):  # warm both paths (connections, caches)
+                timed(client, upstream_url, "fake")
+                timed(client, gateway_url, "cloud")
+            for i in range(REQUESTS):
+                if i % 2:
+                    direct.append(timed(client, upstream_url, "fake"))
+                    via.append(timed(client, gateway_url, "cloud"))
+                else:
+                    via.append(timed(client, gateway_url, "cloud"))
+                    direct.append(timed(client, upstream_url, "fake"))
+        direct_summary, via_summary = summary_ms(direct), summary_ms(via)
+        direct_rps = throughput(upstream_url, "fake")
+        via_rps = throughput(gateway_url, "cloud")
+        print(
+            json.dumps(
+                {
+                    "benchmark": "gateway_overhead",
+                    "requests_per_side": REQUESTS,
+                    "direct": direct_summary,
+                    "via_gateway": via_summary,
+                    "added_p50_ms": round(via_summary["p50_ms"] - direct_summary["p50_ms"], 3),
+                    "target_added_p50_ms": 1.0,
+                    "direct_rps": round(direct_rps, 1),
+                    "via_gateway_rps": round(via_rps, 1),
+                    "throughput_ratio": round(via_rps / direct_rps, 3),
+                    "target_throughput_ratio": 0.5,
+                },
+                indent=2,
+            )
+        )
+    finally:
+        stop(gateway)
+        stop(upstream)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""RAG query latency at scale: p50/p95 per retrieval method over synthetic chunks (prints JSON).
+
+Builds (once, cached under the temp dir, never in the repo) a store of N synthetic chunks:
+Zipf-distributed made-up words for FTS5 and random unit vectors for the vector side. Queries
+draw 3-8 words from the same distribution minus its 100 most frequent words (stand-ins for the
+stopwords that analysis removes from real queries). Measured, never asserted.
+
+    .venv/bin/python benchmarks/rag_latency.py [--chunks 100000] [--queries 200] [--embed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from smallfirst.rag.chunking import Chunk
+from smallfirst.rag.retrieve import Retriever
+from smallfirst.rag.store import SqliteChunkStore
+
+VOCABULARY = 30_000
+WORDS_PER_CHUNK = 120
+CHUNKS_PER_DOCUMENT = 10
+COLLECTION = "bench"
+
+
+def made_up_words(rng: np.random.Generator, count: int) -> list[str]:
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    lengths = rng.integers(4, 11, size=count)
+    return ["".join(rng.choice(letters, size=n)) + "q" for n in lengths]  # 'q' keeps stems whole
+
+
+def zipf_weights(exponent: float = 1.07) -> np.ndarray:
+    """Word frequencies of natural text: p(rank) proportional to rank^-1.07, finite vocabulary."""
+    weights = np.arange(1, VOCABULARY + 1, dtype=np.float64) ** -exponent
+    return weights / weights.sum()
+
+
+def build(path: Path, chunks: int, rng: np.random.Generator, words: list[str]) -> None:
+    ranks = rng.choice(VOCABULARY, size=chunks * WORDS_PER_CHUNK, p=zipf_weights())
+    vectors = rng.standard_normal((chunks, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = SqliteChunkStore(path)
+    try:
+        for doc in range(chunks // CHUNKS_PER_DOCUMENT):
+            batch = []
+            for i in range(CHUNKS_PER_DOCUMENT):
+                row = doc * CHUNKS_PER_DOCUMENT + i
+                span = ranks[row * WORDS_PER_CHUNK : (row + 1) * WORDS_PER_CHUNK]
+                text = " ".join(words[r] for r in span)
+                batch.append(Chunk(text, f"Section {i}", 0, len(text), i))
+            rows = slice(doc * CHUNKS_PER_DOCUMENT, (doc + 1) * CHUNKS_PER_DOCUMENT)
+            store.put_document(
+                COLLECTION,
+                f"doc-{doc}",
+                title="",
+                content_hash="",
+                chunks=batch,
+                embeddings=vectors[rows],
+            )
+    finally:
+        store.close()
+
+
+def timed(run: Callable[[int], object], count: int) -> dict[str, float]:
+    for i in range(min(5, count)):  # warm caches (page cache, vector matrix)
+        run(i)
+    latencies = []
+    for i in range(count):
+        started = time.perf_counter()
+        run(i)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return {
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--embed", action="store_true", help="also time MiniLM query embedding")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(7)
+    words = made_up_words(rng, VOCABULARY)
+    folder = Path(tempfile.gettempdir()) / "smallfirst-rag-bench"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"rag-v2-{args.chunks}.sqlite"
+    build_seconds = 0.0
+    if not path.exists():
+        started = time.perf_counter()
+        build(path.with_suffix(".partial"), args.chunks, rng, words)
+        path.with_suffix(".partial").rename(path)
+        build_seconds = time.perf_counter() - started
+
+    query_rng = np.random.default_rng(11)
+    queries = []
+    for _ in range(args.queries):
+        ranks = query_rng.choice(VOCABULARY, size=40, p=zipf_weights())
+        ranks = ranks[ranks >= 100][: query_rng.integers(3, 9)]
+        queries.append(" ".join(words[r] for r in ranks) or words[500])
+    query_vectors = query_rng.standard_normal((args.queries, 384)).astype(np.float32)
+    query_vectors /= np.linalg.norm(query_vectors, axis=1, keepdims=True)
+    vector_of = {q: query_vectors[i] for i, q in enumerate(queries)}
+
+    store = SqliteChunkStore(path)
+    plain = SqliteChunkStore(path, memory_vectors=False)
+    try:
+        started = time.perf_counter()
+        store.vector_search(COLLECTION, query_vectors[0], 1)
+        matrix_load_ms = (time.perf_counter() - started) * 1000
+        retriever = Retriever(store, lambda text: vector_of[text])
+        n, k = args.queries, args.k
+        results: dict[str, object] = {
+            "chunks": args.chunks,
+            "queries": n,
+            "k": k,
+            "build_seconds": round(build_seconds, 1),
+            "vector_matrix_load_ms": round(matrix_load_ms, 1),
+            "bm25": timed(
+                lambda i: retriever.search(queries[i], collection=COLLECTION, k=k, method="bm25"), n
+            ),
+            "vector": timed(
+                lambda i: retriever.search(queries[i], collection=COLLECTION, k=k, method="vector"),
+                n,
+            ),
+            "hybrid": timed(
+                lambda i: retriever.search(queries[i], collection=COLLECTION, k=k, method="hybrid"),
+                n,
+            ),
+            "vector_sqlite_vec_scan": timed(
+                lambda i: plain.vector_search(COLLECTION, query_vectors[i], k), min(n, 30)
+            ),
+        }
+        if args.embed:
+            from smallfirst.embed import get_embedder
+
+            embedder = get_embedder()
+            results["query_embedding_minilm"] = timed(
+                lambda i: embedder.embed([queries[i]], truncate=True), min(n, 100)
+            )
+    finally:
+        store.close()
+        plain.close()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

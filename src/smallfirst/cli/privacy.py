@@ -1,0 +1,142 @@
+"""`smallfirst privacy ...`: scan a text for PII, evaluate the detector on labelled data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(help="PII detection: scan a text, evaluate the detector.", no_args_is_help=True)
+
+
+def _usage_error(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def scan(
+    text: str = typer.Argument(..., help="Text to scan; '-' reads standard input."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (no values)."),
+    threshold: float = typer.Option(0.4, "--threshold", min=0.0, max=1.0, help="Min score."),
+) -> None:
+    """Show the PII findings in TEXT: type, span and score."""
+    from smallfirst.privacy.detect import PiiDetector
+
+    if text == "-":
+        text = sys.stdin.read()
+    findings = PiiDetector(score_threshold=threshold).inspect(text)
+    if as_json:
+        payload = {
+            "findings": [
+                {"entity_type": f.entity_type, "start": f.start, "end": f.end, "score": f.score}
+                for f in findings
+            ],
+            "counts": _counts(f.entity_type for f in findings),
+        }
+        typer.echo(json.dumps(payload))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(findings)} finding(s)")
+    for column in ("type", "start", "end", "score", "value (local display only)"):
+        table.add_column(column)
+    for f in findings:
+        table.add_row(f.entity_type, str(f.start), str(f.end), f"{f.score:.2f}", f.value_in(text))
+    Console().print(table)
+
+
+@app.command("eval")
+def evaluate_command(
+    data: Path = typer.Option(..., "--data", help="JSON list in presidio-research's schema."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    predictions_out: Path | None = typer.Option(
+        None, "--predictions-out", help="Write one JSON line of predicted spans per sample."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
+    threshold: float = typer.Option(0.4, "--threshold", min=0.0, max=1.0, help="Min score."),
+) -> None:
+    """Precision, recall, F1 and F2 per entity type and micro-averaged, plus latency."""
+    from smallfirst.privacy import eval as privacy_eval
+    from smallfirst.privacy.detect import PiiDetector
+
+    if not data.is_file():
+        raise _usage_error(f"--data {data}: no such file")
+    try:
+        samples = privacy_eval.load_samples(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _usage_error(f"--data {data}: {error}".splitlines()[0]) from None
+    if limit is not None:
+        samples = samples[:limit]
+    if predictions_out is not None and not predictions_out.parent.is_dir():
+        raise _usage_error(f"--predictions-out {predictions_out}: directory does not exist")
+
+    detector = PiiDetector(score_threshold=threshold)
+    detector.warm_up()  # model loading is not part of the per-prompt latency
+    lines: list[str] = []
+
+    def predict(sample_text: str) -> list[privacy_eval.Span]:
+        return [
+            privacy_eval.Span(f.entity_type, f.start, f.end) for f in detector.inspect(sample_text)
+        ]
+
+    def record(index: int, spans: list[privacy_eval.Span]) -> None:
+        row = [{"entity_type": s.entity_type, "start": s.start, "end": s.end} for s in spans]
+        lines.append(json.dumps({"index": index, "spans": row}))
+        progress.advance(task)
+
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=as_json) as progress:
+        task = progress.add_task("scoring", total=len(samples))
+        report = privacy_eval.evaluate(samples, predict, on_prediction=record).as_dict()
+    report["data"] = str(data)
+    if predictions_out is not None:
+        predictions_out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        _print_report(report)
+
+
+def _counts(kinds: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"token-level (headline), {report['samples']} samples")
+    for column in ("type", "precision", "recall", "F1", "F2", "support"):
+        table.add_column(column, justify="right" if column != "type" else "left")
+    rows = [*report["token"]["per_type"].items(), ("micro", report["token"]["micro"])]
+    for kind, s in rows:
+        table.add_row(
+            kind,
+            *(f"{s[k]:.3f}" for k in ("precision", "recall", "f1", "f2")),
+            str(s["support"]),
+        )
+    console.print(table)
+    for name in ("span_overlap", "span_exact"):
+        m = report[name]["micro"]
+        console.print(
+            f"{name} micro: P={m['precision']:.3f} R={m['recall']:.3f} "
+            f"F1={m['f1']:.3f} F2={m['f2']:.3f}"
+        )
+    latency = report["latency_ms"]
+    console.print(
+        f"latency per prompt: p50={latency['p50']:.1f} ms p95={latency['p95']:.1f} ms "
+        f"(mean {latency['mean_chars']} chars)"
+    )
+    mapping = ", ".join(f"{k}->{v}" for k, v in report["label_mapping"].items() if k != v)
+    console.print(f"label mapping: {mapping}; others unchanged")
+    console.print(f"not evaluated (gold tokens count as O): {', '.join(report['not_evaluated'])}")

@@ -1,0 +1,187 @@
+"""`smallfirst rag ...`: ingest files into a collection, search it, evaluate retrieval.
+
+Heavy imports (numpy, onnxruntime, sqlite-vec) stay inside the commands so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+app = typer.Typer(help="Ingest local documents and search them (RAG).", no_args_is_help=True)
+
+METHOD_CHOICES = ("bm25", "vector", "hybrid")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Folder holding rag.sqlite [default: ~/.local/share/smallfirst]."
+    ),
+]
+Collection = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _usage_error(message: str) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _print_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (txt, md, html, pdf).")],
+    collection: Collection,
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Add, update or remove documents so COLLECTION matches the files under PATHS."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from smallfirst.errors import SmallfirstError
+    from smallfirst.rag import discover_files, ingest_paths, open_store
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        _usage_error(f"path not found: {missing[0]}")
+    if not collection.strip():
+        _usage_error("--collection must not be empty")
+    try:
+        total = len(discover_files(paths))
+    except SmallfirstError as exc:
+        _usage_error(exc.message)
+    store = open_store(data_dir)
+    console = Console(stderr=True)
+    try:
+        with Progress(
+            TextColumn("[bold]ingest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=True,
+            disable=as_json,
+        ) as bar:
+            task = bar.add_task("", total=total)
+
+            def advance(done: int, _total: int, source: str) -> None:
+                bar.update(task, completed=done, description=Path(source).name)
+
+            summary = ingest_paths(store, paths, collection=collection, progress=advance)
+    finally:
+        store.close()
+    if as_json:
+        _print_json({"collection": collection, **summary.counts(), "failed_files": summary.failed})
+        return
+    counts = summary.counts()
+    typer.echo(
+        f"{collection}: {counts['added']} added, {counts['updated']} updated, "
+        f"{counts['skipped']} skipped, {counts['removed']} removed, "
+        f"{counts['failed']} failed ({counts['chunks_written']} chunks written)"
+    )
+    for source, reason in summary.failed.items():
+        typer.echo(f"  failed: {source}: {reason}", err=True)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    collection: Collection,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Number of hits.")] = 5,
+    method: Annotated[str, typer.Option("--method", "-m", help="bm25, vector or hybrid.")] = (
+        "hybrid"
+    ),
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Search COLLECTION and print the best chunks with their source and span."""
+    from smallfirst.rag import CollectionNotFound, Retriever, open_store
+
+    if method not in METHOD_CHOICES:
+        _usage_error(f"--method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
+    store = open_store(data_dir)
+    try:
+        hits = Retriever(store).search(query, collection=collection, k=k, method=method)  # type: ignore[arg-type]
+    except CollectionNotFound as exc:
+        _usage_error(exc.message)
+    finally:
+        store.close()
+    if as_json:
+        _print_json([hit.as_dict() for hit in hits])
+        return
+    for rank, hit in enumerate(hits, start=1):
+        where = f"{hit.source}:{hit.char_start}-{hit.char_end}"
+        heading = f"  [{hit.heading}]" if hit.heading else ""
+        typer.echo(f"{rank}. {hit.score:.4f}  {where}{heading}")
+        typer.echo("   " + " ".join(hit.text.split())[:300])
+
+
+@app.command("collections")
+def list_collections(
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """List collections with their document and chunk counts."""
+    from smallfirst.rag import open_store
+
+    store = open_store(data_dir)
+    try:
+        infos = store.collections()
+    finally:
+        store.close()
+    if as_json:
+        _print_json([{"name": c.name, "documents": c.documents, "chunks": c.chunks} for c in infos])
+        return
+    for info in infos:
+        typer.echo(f"{info.name}\t{info.documents} documents\t{info.chunks} chunks")
+
+
+@app.command("eval")
+def evaluate(
+    corpus: Annotated[Path, typer.Option("--corpus", help="corpus.jsonl: {id, title, text}.")],
+    queries: Annotated[Path, typer.Option("--queries", help="queries.jsonl: {id, text}.")],
+    qrels: Annotated[Path, typer.Option("--qrels", help="qrels.tsv: query-id, corpus-id, score.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="bm25, vector, hybrid or all.")] = (
+        "all"
+    ),
+    as_json: AsJson = False,
+) -> None:
+    """nDCG@10, Recall@100, MRR and query latency per method, on a temporary index."""
+    from smallfirst.errors import SmallfirstError
+    from smallfirst.rag.eval import evaluate_collection, load_beir
+
+    if method not in (*METHOD_CHOICES, "all"):
+        _usage_error(f"--method must be one of bm25, vector, hybrid, all, not {method!r}")
+    methods = list(METHOD_CHOICES) if method == "all" else [method]
+    try:
+        collection = load_beir(corpus, queries, qrels)
+    except (SmallfirstError, ValueError, KeyError) as exc:
+        _usage_error(str(exc))
+
+    def say(message: str) -> None:
+        if not as_json:
+            typer.echo(message, err=True)
+
+    results = evaluate_collection(collection, methods, progress=say)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(
+            {
+                m: {k: round(v, 4) for k, v in r.items() if k != "n_queries"}
+                for m, r in results.items()
+            }
+        )
+        return
+    typer.echo(f"{'method':8} {'nDCG@10':>8} {'R@100':>8} {'MRR':>8} {'p50 ms':>8} {'p95 ms':>8}")
+    for name, r in results.items():
+        typer.echo(
+            f"{name:8} {r['ndcg@10']:8.4f} {r['recall@100']:8.4f} {r['mrr']:8.4f} "
+            f"{r['p50_ms']:8.2f} {r['p95_ms']:8.2f}"
+        )
+    typer.echo(f"({int(next(iter(results.values()))['n_queries'])} queries)")

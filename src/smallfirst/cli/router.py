@@ -1,0 +1,243 @@
+"""`smallfirst router ...`: train, score and evaluate routers offline.
+
+Heavy imports (numpy, scikit-learn, onnxruntime, matplotlib) happen inside the commands.
+Bad usage (missing file, unknown router) exits with code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+from smallfirst.cli.common import fail
+
+if TYPE_CHECKING:
+    from smallfirst.routing.data import RoutingRow
+
+app = typer.Typer(help="Train, score and evaluate routers.", no_args_is_help=True)
+
+GROUP_CHOICES = ("subject", "dataset", "none")
+DataOption = typer.Option(..., "--data", help="JSONL file(s) in the routing schema.")
+CacheOption = typer.Option(
+    None, "--cache-dir", help="Keep prompt embeddings here between runs (e.g. /tmp/...)."
+)
+
+
+def _fail(message: str) -> NoReturn:
+    fail(message, code=2)
+
+
+def _read(paths: list[Path]) -> list[RoutingRow]:
+    from smallfirst.errors import InvalidRequest
+    from smallfirst.routing.data import read_many
+
+    for path in paths:
+        if not path.is_file():
+            _fail(f"no such data file: {path}")
+    try:
+        return read_many(paths)
+    except InvalidRequest as exc:
+        _fail(exc.message)
+
+
+@contextmanager
+def _progress(description: str, total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (silent with --json so stdout stays machine-readable)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), disable=quiet, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda advance: progress.advance(task, advance)
+
+
+@app.command()
+def train(
+    data: list[Path] = DataOption,
+    router: str = typer.Option("learned", "--router", help="Only `learned` is trainable."),
+    out: Path = typer.Option(..., "--out", help="Artifact directory to write."),
+    calibration_share: float = typer.Option(
+        0.2, "--calibration-share", help="Rows held aside to fit the calibration (0 = none)."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    cache_dir: Path | None = CacheOption,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Train a learned router on labelled rows and write a versioned artifact."""
+    if router != "learned":
+        _fail(f"router {router!r} has nothing to train; only `learned` does")
+    if not 0.0 <= calibration_share < 1.0:
+        _fail("--calibration-share must be in [0, 1)")
+    rows = _read(data)
+    from smallfirst.errors import InvalidRequest
+    from smallfirst.routing.learned import train_learned
+
+    try:
+        with _progress("embedding prompts", len(rows), as_json) as advance:
+            learned = train_learned(
+                rows,
+                calibration_share=calibration_share,
+                seed=seed,
+                cache_dir=cache_dir,
+                on_progress=advance,
+            )
+    except InvalidRequest as exc:
+        _fail(exc.message)
+    learned.save(out)
+    summary = {"artifact": str(out), **learned.training_summary}
+    typer.echo(json.dumps(summary) if as_json else f"wrote {out}: {summary}")
+
+
+@app.command()
+def score(
+    router: str = typer.Option(..., "--router", help="random | length | rules | ARTIFACT"),
+    data: list[Path] = DataOption,
+    out: Path = typer.Option(..., "--out", help="JSONL: one {id, score} per input row."),
+    cache_dir: Path | None = CacheOption,
+) -> None:
+    """Score every row (never reading its labels); higher = needs the strong model."""
+    chosen = _load(router)
+    rows = _read(data)
+    from smallfirst.routing.learned import LearnedRouter
+
+    with _progress("scoring", len(rows), False) as advance:
+        if isinstance(chosen, LearnedRouter):
+            scores = chosen.score_batch(
+                [row.messages for row in rows], cache_dir=cache_dir, on_progress=advance
+            )
+        else:
+            scores = chosen.score_batch([row.messages for row in rows])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        for row, value in zip(rows, scores, strict=True):
+            handle.write(json.dumps({"id": row.id, "score": value}) + "\n")
+    typer.echo(f"wrote {len(rows)} scores to {out}", err=True)
+
+
+@app.command(name="eval")
+def evaluate(
+    data: list[Path] = DataOption,
+    router: str = typer.Option(..., "--router", help="random | length | rules | learned | PATH"),
+    folds: int = typer.Option(5, "--folds", help="k for out-of-fold evaluation of `learned`."),
+    group_by: str = typer.Option("none", "--group-by", help="subject | dataset | none"),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a cost-quality curve PNG."),
+    seed: int = typer.Option(0, "--seed"),
+    cache_dir: Path | None = CacheOption,
+    as_json: bool = typer.Option(False, "--json", help="Print metrics as one JSON object."),
+) -> None:
+    """APGR, CPT(50%), CPT(80%) and cost saved at 95% quality, against random and length.
+
+    `--router learned` trains and scores out of fold (k-fold, grouped with --group-by);
+    an artifact path or a named router is evaluated as is, on all rows.
+    """
+    if group_by not in GROUP_CHOICES:
+        _fail(f"--group-by must be one of {', '.join(GROUP_CHOICES)}")
+    if folds < 2:
+        _fail("--folds must be at least 2")
+    rows = _read(data)
+    from smallfirst.errors import InvalidRequest
+    from smallfirst.routing.data import labelled
+
+    try:
+        rows = labelled(rows)
+    except InvalidRequest as exc:
+        _fail(exc.message)
+    scores, mode = _eval_scores(rows, router, folds, group_by, seed, cache_dir, as_json)
+    report = _report(rows, scores, router, mode, plot)
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(f"router {router} ({mode}), n={report['n']}")
+    for name in ("apgr", "cpt50", "cpt80", "cost_saved_at_95"):
+        typer.echo(
+            f"  {name:17s} {report[name]:8.4f}   random {report['random'][name]:8.4f}"
+            f"   length {report['length'][name]:8.4f}"
+        )
+
+
+def _load(spec: str) -> Any:
+    from smallfirst.errors import ConfigError
+    from smallfirst.routing.base import load_router
+
+    try:
+        return load_router(spec)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _eval_scores(
+    rows: list[RoutingRow],
+    router: str,
+    folds: int,
+    group_by: str,
+    seed: int,
+    cache_dir: Path | None,
+    quiet: bool,
+) -> tuple[list[float], str]:
+    from smallfirst.routing.base import LEARNED_NAME
+
+    if router == LEARNED_NAME and not Path(router).exists():
+        from smallfirst.errors import InvalidRequest
+        from smallfirst.routing.crossval import out_of_fold_scores
+
+        try:
+            with _progress("embedding prompts", len(rows), quiet) as advance:
+                scores = out_of_fold_scores(
+                    rows,
+                    folds=folds,
+                    group_by=group_by,
+                    seed=seed,
+                    cache_dir=cache_dir,
+                    on_progress=advance,
+                )
+        except InvalidRequest as exc:
+            _fail(exc.message)
+        grouping = "random rows" if group_by == "none" else f"grouped by {group_by}"
+        return scores, f"out-of-fold, {folds} folds, {grouping}"
+    chosen = _load(router)
+    from smallfirst.routing.learned import LearnedRouter
+
+    conversations = [row.messages for row in rows]
+    if isinstance(chosen, LearnedRouter):
+        with _progress("scoring", len(rows), quiet) as advance:
+            scores = chosen.score_batch(conversations, cache_dir=cache_dir, on_progress=advance)
+        if not quiet:
+            print(
+                "note: a given artifact is evaluated as is (in-sample if trained on these rows)",
+                file=sys.stderr,
+            )
+        return scores, "artifact as is"
+    return chosen.score_batch(conversations), "as is (no training)"
+
+
+def _report(
+    rows: list[RoutingRow],
+    scores: list[float],
+    router: str,
+    mode: str,
+    plot: Path | None,
+) -> dict[str, Any]:
+    from smallfirst.routing.baselines import LengthRouter
+    from smallfirst.routing.eval import evaluate_scores, plot_curves, random_baseline
+
+    weak = [float(row.weak_score or 0.0) for row in rows]
+    strong = [float(row.strong_score or 0.0) for row in rows]
+    metrics, curve = evaluate_scores(scores, weak, strong)
+    random_metrics, random_curve = random_baseline(weak, strong)
+    length_scores = LengthRouter().score_batch([row.messages for row in rows])
+    length_metrics, length_curve = evaluate_scores(length_scores, weak, strong)
+    report: dict[str, Any] = {**metrics.as_dict(), "router": router, "mode": mode}
+    report["random"] = random_metrics.as_dict()
+    report["length"] = length_metrics.as_dict()
+    if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        curves = {router: curve, "length": length_curve, "random (20 seeds)": random_curve}
+        plot_curves(curves, plot, title=f"{router}: {mode}")
+        report["plot"] = str(plot)
+    return report

@@ -1,0 +1,92 @@
+"""The request-level guard the service calls: inspect messages, tell the router which tiers
+are allowed, and apply the tier's policy (allow, redact, local_only, block)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from smallfirst.errors import PolicyBlocked
+from smallfirst.privacy.detect import Finding, PiiDetector, shared_detector
+from smallfirst.privacy.policy import (
+    LOCAL_TIERS,
+    PolicyAction,
+    PrivacyConfig,
+    permitted_tiers,
+    raise_if_blocked,
+    relevant_findings,
+    resolve_action,
+)
+from smallfirst.privacy.redact import Redaction, StreamRestorer, audit_summary, redact_messages
+from smallfirst.types import ChatMessage, Tier
+
+MessageFindings = list[list[Finding]]
+
+
+@dataclass
+class GuardResult:
+    """What to send upstream, and how to undo the redaction in the answer."""
+
+    action: PolicyAction
+    messages: list[ChatMessage]
+    audit: dict[str, dict[str, int | str]] = field(default_factory=dict)
+    redaction: Redaction | None = None
+
+    def restore(self, text: str) -> str:
+        return self.redaction.restore(text) if self.redaction else text
+
+    def stream_restorer(self) -> StreamRestorer:
+        return StreamRestorer(self.redaction or Redaction())
+
+
+class PrivacyGuard:
+    """One per process; safe to share between threads (the detector locks its analyzer)."""
+
+    def __init__(self, config: PrivacyConfig, detector: PiiDetector | None = None) -> None:
+        self.config = config
+        self.detector = detector or shared_detector(
+            config.spacy_model, tuple(config.entities), config.score_threshold
+        )
+
+    def inspect(self, messages: Sequence[ChatMessage]) -> MessageFindings:
+        """Findings per message (offsets into `message.text`), filtered by the config."""
+        if not self.config.enabled:
+            return [[] for _ in messages]
+        return [
+            relevant_findings(self.config, self.detector.inspect(message.text))
+            for message in messages
+        ]
+
+    def permitted_tiers(
+        self, findings: MessageFindings, override: PolicyAction | None = None
+    ) -> list[Tier]:
+        return permitted_tiers(self.config, _flatten(findings), override)
+
+    def apply(
+        self,
+        messages: Sequence[ChatMessage],
+        tier: Tier,
+        *,
+        override: PolicyAction | None = None,
+        findings: MessageFindings | None = None,
+    ) -> GuardResult:
+        """Apply the policy for `tier`. Raises `PolicyBlocked` for `block`, and for
+        `local_only` when `tier` is remote (route to a local tier instead)."""
+        if findings is None:
+            findings = self.inspect(messages)
+        flat = _flatten(findings)
+        action = resolve_action(self.config, tier, flat, override)
+        raise_if_blocked(action, flat)
+        if action == "local_only" and tier not in LOCAL_TIERS:
+            kinds = ", ".join(sorted({f.entity_type for f in flat}))
+            raise PolicyBlocked(
+                f"privacy policy keeps this request on local tiers: it contains {kinds}"
+            )
+        if action == "redact":
+            redacted, redaction = redact_messages(messages, findings)
+            return GuardResult(action, redacted, audit_summary(flat, "redact"), redaction)
+        return GuardResult(action, list(messages), audit_summary(flat, action))
+
+
+def _flatten(findings: MessageFindings) -> list[Finding]:
+    return [finding for per_message in findings for finding in per_message]

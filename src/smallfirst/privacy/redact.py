@@ -1,0 +1,134 @@
+"""Reversible redaction: PII values become stable placeholders such as `<PERSON_1>` before a
+prompt leaves the machine, and the answer (whole or streamed) gets the values back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from smallfirst.privacy.detect import Finding
+from smallfirst.types import ChatMessage
+
+_PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
+
+
+@dataclass
+class Redaction:
+    """Placeholder -> original value for one request. Keep it in memory only: never log it."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    def restore(self, text: str) -> str:
+        if not self.values:
+            return text
+        return _PLACEHOLDER.sub(lambda m: self.values.get(m.group(), m.group()), text)
+
+    def stream_restorer(self) -> StreamRestorer:
+        return StreamRestorer(self)
+
+    def __repr__(self) -> str:  # values must not reach logs through a stray repr
+        return f"Redaction({len(self.values)} placeholders)"
+
+
+class Redactor:
+    """Hands out placeholders: the same value gets the same placeholder across every text of
+    one request; numbering skips placeholders that already occur in the input."""
+
+    def __init__(self, reserved_text: str = "") -> None:
+        self._reserved = set(_PLACEHOLDER.findall(reserved_text))
+        self._by_value: dict[str, str] = {}
+        self._next_number: dict[str, int] = {}
+        self.redaction = Redaction()
+
+    def placeholder_for(self, entity_type: str, value: str) -> str:
+        existing = self._by_value.get(value)
+        if existing is not None:
+            return existing
+        label = re.sub(r"[^A-Z_]", "_", entity_type.upper()) or "PII"
+        number = self._next_number.get(label, 1)
+        while (label, str(number)) in self._reserved:
+            number += 1
+        self._next_number[label] = number + 1
+        placeholder = f"<{label}_{number}>"
+        self._by_value[value] = placeholder
+        self.redaction.values[placeholder] = value
+        return placeholder
+
+    def redact(self, text: str, findings: Iterable[Finding]) -> str:
+        pieces: list[str] = []
+        cursor = 0
+        for finding in sorted(findings, key=lambda f: f.start):
+            if finding.start < cursor:
+                continue  # overlaps are resolved by the detector; skip any leftover
+            pieces.append(text[cursor : finding.start])
+            pieces.append(self.placeholder_for(finding.entity_type, finding.value_in(text)))
+            cursor = finding.end
+        pieces.append(text[cursor:])
+        return "".join(pieces)
+
+
+def redact_texts(
+    texts: Sequence[str], findings_per_text: Sequence[Sequence[Finding]]
+) -> tuple[list[str], Redaction]:
+    if len(texts) != len(findings_per_text):
+        raise ValueError("need one findings list per text")
+    redactor = Redactor(reserved_text="\n".join(texts))
+    redacted = [redactor.redact(t, f) for t, f in zip(texts, findings_per_text, strict=True)]
+    return redacted, redactor.redaction
+
+
+def redact_messages(
+    messages: Sequence[ChatMessage], findings_per_message: Sequence[Sequence[Finding]]
+) -> tuple[list[ChatMessage], Redaction]:
+    """Redact chat messages; findings are offsets into each message's `.text`. Messages with
+    nothing to redact are returned unchanged (multi-part content stays multi-part)."""
+    texts, redaction = redact_texts([m.text for m in messages], findings_per_message)
+    redacted = [
+        message.model_copy(update={"content": text}) if findings else message
+        for message, text, findings in zip(messages, texts, findings_per_message, strict=True)
+    ]
+    return redacted, redaction
+
+
+class StreamRestorer:
+    """Restores placeholders in a streamed answer. `feed` returns what can be shown now; it
+    holds back only a tail that could still become a placeholder; `flush` returns the rest."""
+
+    def __init__(self, redaction: Redaction) -> None:
+        self._redaction = redaction
+        self._placeholders = tuple(redaction.values)
+        self._longest = max((len(p) for p in self._placeholders), default=0)
+        self._pending = ""
+
+    def feed(self, delta: str) -> str:
+        if not self._placeholders:
+            return delta
+        text = self._pending + delta
+        hold_from = self._hold_point(text)
+        self._pending = text[hold_from:]
+        return self._redaction.restore(text[:hold_from])
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return self._redaction.restore(rest)
+
+    def _hold_point(self, text: str) -> int:
+        # The earliest "<" in the last (longest - 1) characters whose tail is a proper
+        # prefix of a placeholder; a complete placeholder is never held.
+        search_from = max(0, len(text) - self._longest + 1)
+        position = text.find("<", search_from)
+        while position != -1:
+            tail = text[position:]
+            if any(len(tail) < len(p) and p.startswith(tail) for p in self._placeholders):
+                return position
+            position = text.find("<", position + 1)
+        return len(text)
+
+
+def audit_summary(findings: Iterable[Finding], action: str) -> dict[str, dict[str, int | str]]:
+    """Entity type -> count and the action taken; safe to log (no values, no offsets)."""
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding.entity_type] = counts.get(finding.entity_type, 0) + 1
+    return {kind: {"count": n, "action": action} for kind, n in sorted(counts.items())}

@@ -1,0 +1,148 @@
+"""The privacy step of the request path: inspect once, then send each tier what its policy
+allows (the original, a redacted copy, or nothing) and put redacted values back in answers.
+
+Kept beside `service.py` (not inside `privacy/`) because it joins the guard to requests and
+backend results; the detection and policy themselves live in the privacy room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from smallfirst.config import Settings
+from smallfirst.types import ChatMessage, ChatRequest, Chunk, Completion, GenerateRequest, ModelInfo
+
+if TYPE_CHECKING:
+    from smallfirst.privacy import GuardResult, PrivacyGuard
+    from smallfirst.privacy.detect import Finding
+    from smallfirst.privacy.policy import PolicyAction
+
+
+@dataclass
+class Inspection:
+    """Findings for one request, aligned with the messages that will be sent."""
+
+    findings: list[list[Finding]]
+    override: PolicyAction | None
+    applied: dict[str, str] = field(default_factory=dict)  # model id -> action taken
+    keep_local: str | None = None  # why the cloud may not see this request at all
+    blocked: str | None = None
+
+    def action_for(self, model_id: str | None) -> str | None:
+        """The audit word for the log: block, local_only, or what the answering tier got."""
+        if self.blocked:
+            return "block"
+        if self.keep_local:
+            return "local_only"
+        return self.applied.get(model_id or "")
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(f.entity_type for per in self.findings for f in per))
+
+    def audit_json(self) -> str | None:
+        return json.dumps(self.counts, sort_keys=True) if self.counts else None
+
+    def align_to(self, messages: list[ChatMessage]) -> None:
+        """Messages were prepended (a RAG system message): they carry no findings."""
+        missing = len(messages) - len(self.findings)
+        self.findings = [[] for _ in range(missing)] + self.findings
+
+
+class PrivacyStep:
+    def __init__(self, settings: Settings, models: list[ModelInfo]) -> None:
+        self.config = settings.privacy
+        policy = self.config.tier_policy
+        # With every configured tier on `allow`, nothing can leave unprotected: skip the NER cost.
+        self.active = self.config.enabled and any(policy[m.tier] != "allow" for m in models)
+        self._guard: PrivacyGuard | None = None
+
+    @property
+    def guard(self) -> PrivacyGuard:
+        if self._guard is None:
+            from smallfirst.privacy import PrivacyGuard
+
+            self._guard = PrivacyGuard(self.config)
+        return self._guard
+
+    async def warm_up(self) -> None:
+        if self.active:
+            await asyncio.to_thread(self.guard.detector.warm_up)
+
+    async def inspect(self, request: GenerateRequest) -> Inspection | None:
+        """What the request holds (None when nothing was found) and what that forbids."""
+        if not self.active and request.privacy is None:
+            return None
+        findings = await asyncio.to_thread(self.guard.inspect, messages_of(request))
+        inspection = Inspection(findings, request.privacy)
+        if not inspection.counts:
+            return None
+        permitted = self.guard.permitted_tiers(findings, request.privacy)
+        kinds = ", ".join(f"{kind} x{n}" for kind, n in sorted(inspection.counts.items()))
+        if not permitted:
+            inspection.blocked = f"privacy policy blocks this request: it contains {kinds}"
+        elif "cloud" not in permitted:
+            inspection.keep_local = f"PII ({kinds}) stays on premises"
+        return inspection
+
+    def request_for(
+        self, request: GenerateRequest, model: ModelInfo, inspection: Inspection | None
+    ) -> tuple[GenerateRequest, GuardResult | None]:
+        """What `model` may receive; raises PolicyBlocked if it may receive nothing."""
+        if inspection is None:
+            return request, None
+        result = self.guard.apply(
+            messages_of(request),
+            model.tier,
+            override=request.privacy,
+            findings=inspection.findings,
+        )
+        inspection.applied[model.id] = result.action
+        if result.redaction is None:
+            return request, result
+        if isinstance(request, ChatRequest):
+            return request.model_copy(update={"messages": result.messages}), result
+        return request.model_copy(update={"prompt": result.messages[0].text}), result
+
+
+def messages_of(request: GenerateRequest) -> list[ChatMessage]:
+    if isinstance(request, ChatRequest):
+        return list(request.messages)
+    return [ChatMessage(role="user", content=request.prompt_text)]
+
+
+def restore(result: Any, guard: GuardResult | None) -> Any:
+    """Put redacted values back into a Completion, a list of chunks, or a chunk stream."""
+    if guard is None or guard.redaction is None:
+        return result
+    if isinstance(result, Completion):
+        return result.model_copy(update={"text": guard.restore(result.text)})
+    if isinstance(result, list):
+        restorer = guard.stream_restorer()
+        restored = [c.model_copy(update={"text": restorer.feed(c.text)}) for c in result]
+        if restored:
+            last = restored[-1]
+            restored[-1] = last.model_copy(update={"text": last.text + restorer.flush()})
+        return restored
+    return _restored_stream(result, guard)
+
+
+async def _restored_stream(
+    chunks: AsyncIterator[Chunk], guard: GuardResult
+) -> AsyncIterator[Chunk]:
+    restorer = guard.stream_restorer()
+    try:
+        async for chunk in chunks:
+            text = restorer.feed(chunk.text)
+            if chunk.finish_reason is not None:
+                text += restorer.flush()
+            yield chunk.model_copy(update={"text": text})
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()

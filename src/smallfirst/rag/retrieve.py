@@ -1,0 +1,113 @@
+"""Retrieval over a `ChunkStore`: BM25, vector, or hybrid (reciprocal rank fusion)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from smallfirst.errors import InvalidRequest
+from smallfirst.rag.store import ChunkStore, ScoredChunk
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+Method = Literal["bm25", "vector", "hybrid"]
+METHODS: tuple[Method, ...] = get_args(Method)
+RRF_K = 60  # the constant from Cormack et al. (2009); not tuned
+CANDIDATES_PER_SIDE = 100  # how deep each side of a hybrid search looks before fusing
+
+QueryEmbedder = Callable[[str], "npt.NDArray[np.float32]"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk. `char_start:char_end` is its span in the extracted source text."""
+
+    chunk_id: int
+    score: float
+    text: str
+    source: str
+    title: str
+    heading: str
+    char_start: int
+    char_end: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[int]], *, k: int = RRF_K
+) -> list[ScoredChunk]:
+    """Fuse best-first id lists: score(id) = sum over lists of 1 / (k + rank), rank from 1."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    ordered = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+    return [ScoredChunk(item, score) for item, score in ordered]
+
+
+def default_query_embedder() -> QueryEmbedder:
+    """MiniLM from `smallfirst.embed`, loaded on first call; long queries are truncated."""
+
+    def embed_query(text: str) -> npt.NDArray[np.float32]:
+        from smallfirst.embed import get_embedder
+
+        vector: npt.NDArray[np.float32] = get_embedder().embed([text], truncate=True)[0]
+        return vector
+
+    return embed_query
+
+
+class Retriever:
+    """`search(query, collection=..., k=..., method=...) -> list[Hit]` over a store."""
+
+    def __init__(self, store: ChunkStore, embed_query: QueryEmbedder | None = None) -> None:
+        self.store = store
+        self._embed_query = embed_query or default_query_embedder()
+
+    def ranked(
+        self, query: str, *, collection: str, depth: int, method: Method = "hybrid"
+    ) -> list[ScoredChunk]:
+        """Chunk ids and scores, best first, without fetching their text."""
+        if method == "bm25":
+            return self.store.keyword_search(collection, query, depth)
+        if method == "vector":
+            return self.store.vector_search(collection, self._embed_query(query), depth)
+        if method == "hybrid":
+            side = max(depth, CANDIDATES_PER_SIDE)
+            keyword = self.store.keyword_search(collection, query, side)
+            vector = self.store.vector_search(collection, self._embed_query(query), side)
+            fused = reciprocal_rank_fusion(
+                [[c.chunk_id for c in keyword], [c.chunk_id for c in vector]]
+            )
+            return fused[:depth]
+        raise InvalidRequest(f"unknown retrieval method {method!r}; use one of {METHODS}")
+
+    def search(
+        self, query: str, *, collection: str, k: int = 5, method: Method = "hybrid"
+    ) -> list[Hit]:
+        if k < 1:
+            raise InvalidRequest("k must be at least 1", param="k")
+        ranked = self.ranked(query, collection=collection, depth=k, method=method)
+        stored = self.store.fetch_chunks([c.chunk_id for c in ranked])
+        hits = []
+        for scored in ranked:
+            chunk = stored.get(scored.chunk_id)
+            if chunk is not None:  # removed between the two reads: skip, never invent
+                hits.append(
+                    Hit(
+                        chunk.chunk_id,
+                        scored.score,
+                        chunk.text,
+                        chunk.source,
+                        chunk.title,
+                        chunk.heading,
+                        chunk.char_start,
+                        chunk.char_end,
+                    )
+                )
+        return hits

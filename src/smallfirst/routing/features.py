@@ -1,0 +1,171 @@
+"""What a router may look at: the prompt text, cheap text statistics and a local embedding.
+
+Only `messages` is read here, never a row's outcome, so every feature is available at
+decision time. `FEATURE_SPEC_VERSION` is stored in artifacts: change it whenever a feature's
+meaning changes, so an old artifact refuses to load instead of scoring garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+FEATURE_SPEC_VERSION = 2
+EMBEDDING_MODEL = "all-minilm-l6-v2-int8-onnx"
+EMBED_BATCH = 32
+
+CODE_PATTERN = re.compile(
+    r"```|\bdef |\bclass |\bfunction\b|\breturn\b|[{};]\s*$|\bimport |\bSELECT\b|=>|\bpython\b"
+    r"|\bjava(script)?\b|\bc\+\+|\bcode\b|\bprogram\b|\bregex\b|\bSQL\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+MATH_PATTERN = re.compile(
+    r"\d\s*[-+*/^=<>]\s*\d|\bsolve\b|\bcalculate\b|\bcompute\b|\bequation\b|\bprove\b"
+    r"|\bprobability\b|\bintegral\b|\bderivative\b|\bhow (many|much)\b|\bsqrt\b|\\frac|%",
+    re.IGNORECASE,
+)
+MULTI_STEP_PATTERN = re.compile(
+    r"\bstep[- ]by[- ]step\b|\bthen\b|\bafter\b|\beach\b|\btotal\b|\bremaining\b|\bexplain\b"
+    r"|\bwhy\b|\bcompare\b|\banalyz|\bderive\b|\bjustify\b|\bfirst\b.*\bthen\b",
+    re.IGNORECASE,
+)
+NUMBER_PATTERN = re.compile(r"\d+(?:[.,]\d+)?")
+CHOICE_PATTERN = re.compile(r"^[A-J][.)]\s", re.MULTILINE)
+CHOICE_LINE_PATTERN = re.compile(r"^[A-J][.)]\s+(.*)$", re.MULTILINE)
+NEGATION_PATTERN = re.compile(r"\b(?:NOT|EXCEPT|LEAST|FALSE|INCORRECT|NEVER)\b")
+ENUMERATED_CLAIMS_PATTERN = re.compile(
+    r"\bStatement [12]\b|^\s*(?:I|II|III|IV)[.)]\s", re.MULTILINE
+)
+
+CHEAP_FEATURE_NAMES: tuple[str, ...] = (
+    "log_chars",
+    "log_words",
+    "log_numbers",
+    "digit_share",
+    "code_cues",
+    "math_cues",
+    "multi_step_cues",
+    "choice_lines",
+    "turns",
+    "question_marks",
+    "negation_cues",
+    "enumerated_claims",
+    "log_choice_chars",
+    "numeric_choice_share",
+    "mean_word_length",
+)
+
+
+def user_text(messages: Sequence[Mapping[str, str]]) -> str:
+    """The user's side of the conversation; assistant turns are context, not the ask."""
+    parts = [m.get("content", "") for m in messages if m.get("role", "user") != "assistant"]
+    return "\n".join(part for part in parts if part) or "\n".join(
+        m.get("content", "") for m in messages
+    )
+
+
+def embedding_input(messages: Sequence[Mapping[str, str]], max_words: int) -> str:
+    """The head of the user text: the encoder's cost grows with length, and the topic and
+    task are stated early, so the router embeds only the first `max_words` words."""
+    words = user_text(messages).split()
+    return " ".join(words[:max_words])[: max_words * 8]
+
+
+def all_text(messages: Sequence[Mapping[str, str]]) -> str:
+    return "\n".join(m.get("content", "") for m in messages)
+
+
+def cheap_features(messages: Sequence[Mapping[str, str]]) -> list[float]:
+    """Text statistics in CHEAP_FEATURE_NAMES order; log scales keep outliers tame."""
+    text = user_text(messages)
+    chars = len(all_text(messages))
+    digits = sum(ch.isdigit() for ch in text)
+    choices = CHOICE_LINE_PATTERN.findall(text)
+    words = text.split()
+    return [
+        math.log1p(chars),
+        math.log1p(len(text.split())),
+        math.log1p(len(NUMBER_PATTERN.findall(text))),
+        digits / max(len(text), 1),
+        math.log1p(len(CODE_PATTERN.findall(text))),
+        math.log1p(len(MATH_PATTERN.findall(text))),
+        math.log1p(len(MULTI_STEP_PATTERN.findall(text))),
+        math.log1p(len(CHOICE_PATTERN.findall(text))),
+        float(sum(m.get("role") == "user" for m in messages)),
+        math.log1p(text.count("?")),
+        math.log1p(len(NEGATION_PATTERN.findall(text))),
+        math.log1p(len(ENUMERATED_CLAIMS_PATTERN.findall(text))),
+        math.log1p(sum(map(len, choices)) / len(choices)) if choices else 0.0,
+        sum(_is_numeric(c) for c in choices) / len(choices) if choices else 0.0,
+        sum(map(len, words)) / len(words) if words else 0.0,
+    ]
+
+
+def _is_numeric(choice: str) -> bool:
+    return sum(ch.isdigit() for ch in choice) * 2 >= len(choice.replace(" ", "")) > 0
+
+
+def cheap_matrix(conversations: Sequence[Sequence[Mapping[str, str]]]) -> npt.NDArray[np.float32]:
+    import numpy as np
+
+    return np.array([cheap_features(m) for m in conversations], dtype=np.float32).reshape(
+        len(conversations), len(CHEAP_FEATURE_NAMES)
+    )
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def embed_texts(
+    texts: Sequence[str],
+    *,
+    cache_dir: str | Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> npt.NDArray[np.float32]:
+    """L2-normalised embeddings of `texts` (truncated to the model's 256 tokens).
+
+    With `cache_dir`, vectors are kept in `embeddings.npz` there keyed by text hash, so
+    repeated offline experiments embed each text once. `on_progress(n)` reports batches.
+    """
+    import numpy as np
+
+    from smallfirst.embed import DIMENSIONS, get_embedder
+
+    cached: dict[str, npt.NDArray[np.float32]] = {}
+    cache_file = Path(cache_dir) / "embeddings.npz" if cache_dir else None
+    if cache_file is not None and cache_file.exists():
+        with np.load(cache_file) as stored:
+            cached = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+    keys = [_text_key(text) for text in texts]
+    # length-sorted batches: padding to the longest text in a batch dominates the cost
+    missing = sorted(
+        {k: t for k, t in zip(keys, texts, strict=True) if k not in cached}.items(),
+        key=lambda item: len(item[1]),
+    )
+    embedder = get_embedder() if missing else None
+    for start in range(0, len(missing), EMBED_BATCH):
+        batch = missing[start : start + EMBED_BATCH]
+        assert embedder is not None
+        vectors = embedder.embed([text for _, text in batch], truncate=True)
+        cached.update(zip([key for key, _ in batch], vectors, strict=True))
+        if on_progress is not None:
+            on_progress(len(batch))
+    if missing and cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            cache_file,
+            keys=np.array(list(cached)),
+            vectors=np.stack(list(cached.values())).astype(np.float32),
+        )
+    if not keys:
+        return np.zeros((0, DIMENSIONS), dtype=np.float32)
+    return np.stack([cached[key] for key in keys]).astype(np.float32)

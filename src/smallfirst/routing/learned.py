@@ -1,0 +1,294 @@
+"""The learned router: logistic regression on a local prompt embedding plus cheap text cues.
+
+Label: the soft probability that the weak model fails, `1 - weak.score` (0/1 on GSM8K and
+MMLU, a 0-1 rating gap on MT-Bench), fitted with each row counted as a weighted positive and
+negative. Why this family and label: see docs/routing.md (grouped cross-validated APGR).
+
+Artifact (a directory, no pickle): `router.json` (format version, feature spec, model
+hyper-parameters, training-data summary, calibration) and `arrays.npz` (weights and feature
+scaling), loaded with `allow_pickle=False`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from smallfirst.errors import ConfigError, InvalidRequest
+from smallfirst.routing.base import Messages, Router
+from smallfirst.routing.calibrate import Calibration, fit_calibration
+from smallfirst.routing.data import RoutingRow, labelled
+from smallfirst.routing.features import (
+    CHEAP_FEATURE_NAMES,
+    EMBEDDING_MODEL,
+    FEATURE_SPEC_VERSION,
+    cheap_matrix,
+    embed_texts,
+    embedding_input,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
+
+ARTIFACT_FORMAT = "smallfirst-router/1"
+CONFIG_FILE = "router.json"
+ARRAYS_FILE = "arrays.npz"
+
+
+@dataclass(frozen=True)
+class LearnedConfig:
+    """Hyper-parameters; chosen by grouped CV (docs/routing.md), not per dev set."""
+
+    embed_words: int = 16  # encoder cost grows with length; CV APGR is flat from 16 to 24
+    regularization_c: float = 0.1
+    max_iter: int = 1000
+
+
+@dataclass(frozen=True)
+class Features:
+    embeddings: npt.NDArray[np.float32]
+    cheap: npt.NDArray[np.float32]
+
+    def subset(self, mask: Any) -> Features:
+        return Features(self.embeddings[mask], self.cheap[mask])
+
+    def __len__(self) -> int:
+        return len(self.cheap)
+
+
+@dataclass(frozen=True)
+class Model:
+    weights: FloatArray  # embedding dims + cheap features
+    intercept: float
+    cheap_mean: FloatArray
+    cheap_scale: FloatArray
+
+
+def featurize(
+    conversations: Sequence[Messages],
+    config: LearnedConfig,
+    *,
+    cache_dir: str | Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Features:
+    texts = [embedding_input(messages, config.embed_words) for messages in conversations]
+    return Features(
+        embeddings=embed_texts(texts, cache_dir=cache_dir, on_progress=on_progress),
+        cheap=cheap_matrix(conversations),
+    )
+
+
+def _design(features: Features, cheap_mean: FloatArray, cheap_scale: FloatArray) -> FloatArray:
+    import numpy as np
+
+    scaled = (features.cheap - cheap_mean) / cheap_scale
+    return np.hstack([features.embeddings, scaled]).astype(np.float64)
+
+
+def fit_model(
+    features: Features, weak: FloatArray, strong: FloatArray, config: LearnedConfig
+) -> Model:
+    """Soft-label logistic regression on P(weak fails); `strong` is kept for other labels."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    del strong  # the label is the weak model's failure; see the module docstring
+    cheap_mean = features.cheap.mean(axis=0).astype(np.float64)
+    cheap_scale = features.cheap.std(axis=0).astype(np.float64) + 1e-6
+    design = _design(features, cheap_mean, cheap_scale)
+    fails = np.clip(1.0 - weak, 0.0, 1.0)
+    n = len(fails)
+    stacked = np.vstack([design, design])
+    labels = np.r_[np.ones(n), np.zeros(n)]
+    weights = np.r_[fails, 1.0 - fails]
+    keep = weights > 0
+    if len(set(labels[keep].tolist())) < 2:
+        raise InvalidRequest("training rows need both weak successes and weak failures")
+    classifier = LogisticRegression(C=config.regularization_c, max_iter=config.max_iter)
+    classifier.fit(stacked[keep], labels[keep], sample_weight=weights[keep])
+    return Model(
+        weights=np.asarray(classifier.coef_[0], dtype=np.float64),
+        intercept=float(classifier.intercept_[0]),
+        cheap_mean=cheap_mean,
+        cheap_scale=cheap_scale,
+    )
+
+
+def predict(model: Model, features: Features, config: LearnedConfig) -> FloatArray:
+    """P(weak fails) for each row: a plain numpy dot product, no scikit-learn at serve time."""
+    import numpy as np
+
+    del config
+    logits = _design(features, model.cheap_mean, model.cheap_scale) @ model.weights
+    result: FloatArray = 1.0 / (1.0 + np.exp(-(logits + model.intercept)))
+    return result
+
+
+class LearnedRouter(Router):
+    """Scores = P(weak fails). Thread-safe: the model is read-only after load and the shared
+    embedder serialises its tokenizer behind a lock."""
+
+    name: ClassVar[str] = "learned"
+
+    def __init__(
+        self,
+        model: Model,
+        config: LearnedConfig,
+        *,
+        calibration: Calibration | None = None,
+        training_summary: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self._calibration = calibration
+        self.training_summary = training_summary or {}
+
+    @property
+    def calibration(self) -> Calibration | None:
+        return self._calibration
+
+    def score(self, messages: Messages) -> float:
+        return self.score_batch([messages])[0]
+
+    def score_batch(
+        self,
+        conversations: Sequence[Messages],
+        *,
+        cache_dir: str | Path | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[float]:
+        if not conversations:
+            return []
+        features = featurize(
+            conversations, self.config, cache_dir=cache_dir, on_progress=on_progress
+        )
+        return [float(x) for x in predict(self.model, features, self.config)]
+
+    def save(self, path: str | Path) -> None:
+        import numpy as np
+
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            directory / ARRAYS_FILE,
+            weights=self.model.weights,
+            intercept=np.array([self.model.intercept]),
+            cheap_mean=self.model.cheap_mean,
+            cheap_scale=self.model.cheap_scale,
+        )
+        document = {
+            "format": ARTIFACT_FORMAT,
+            "router": self.name,
+            "features": _feature_spec(self.config),
+            "model": {
+                "family": "logistic_regression",
+                "label": "1 - weak.score",
+                **asdict(self.config),
+            },
+            "training": self.training_summary,
+            "calibration": self._calibration.to_json() if self._calibration else None,
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(document, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LearnedRouter:
+        """Load an artifact directory; refuses other formats and other feature specs."""
+        import numpy as np
+
+        directory = Path(path)
+        config_file = directory / CONFIG_FILE
+        if not config_file.is_file():
+            raise ConfigError(f"{directory} is not a router artifact (no {CONFIG_FILE})")
+        document = json.loads(config_file.read_text(encoding="utf-8"))
+        if document.get("format") != ARTIFACT_FORMAT:
+            raise ConfigError(f"{config_file}: unsupported format {document.get('format')!r}")
+        config = LearnedConfig(
+            embed_words=int(document["model"]["embed_words"]),
+            regularization_c=float(document["model"]["regularization_c"]),
+            max_iter=int(document["model"]["max_iter"]),
+        )
+        if document["features"] != _feature_spec(config):
+            raise ConfigError(f"{config_file}: feature spec differs from this smallfirst version")
+        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
+            model = Model(
+                weights=arrays["weights"].astype(np.float64),
+                intercept=float(arrays["intercept"][0]),
+                cheap_mean=arrays["cheap_mean"].astype(np.float64),
+                cheap_scale=arrays["cheap_scale"].astype(np.float64),
+            )
+        calibration = document.get("calibration")
+        return cls(
+            model,
+            config,
+            calibration=Calibration.from_json(calibration) if calibration else None,
+            training_summary=document.get("training") or {},
+        )
+
+
+def _feature_spec(config: LearnedConfig) -> dict[str, Any]:
+    return {
+        "version": FEATURE_SPEC_VERSION,
+        "embedding_model": EMBEDDING_MODEL,
+        "embedding_input": f"user text, first {config.embed_words} words",
+        "cheap": list(CHEAP_FEATURE_NAMES),
+    }
+
+
+def _summary(rows: Sequence[RoutingRow], held_aside: int) -> dict[str, Any]:
+    n = len(rows)
+    return {
+        "rows": n,
+        "calibration_rows": held_aside,
+        "datasets": dict(Counter(row.dataset for row in rows)),
+        "subjects": len({row.subject for row in rows if row.subject}),
+        "weak_mean": sum(float(r.weak_score or 0.0) for r in rows) / n,
+        "strong_mean": sum(float(r.strong_score or 0.0) for r in rows) / n,
+    }
+
+
+def train_learned(
+    rows: Sequence[RoutingRow],
+    *,
+    config: LearnedConfig | None = None,
+    calibration_share: float = 0.2,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> LearnedRouter:
+    """Fit on labelled rows; a random `calibration_share` of them (whole conversations) is
+    held aside, never trained on, and used only to fit the calibration table."""
+    import numpy as np
+
+    config = config or LearnedConfig()
+    rows = labelled(rows)
+    conversations = sorted({row.conversation for row in rows})
+    rng = np.random.default_rng(seed)
+    held = set(rng.permutation(conversations)[: math.floor(len(conversations) * calibration_share)])
+    is_calibration = np.array([row.conversation in held for row in rows])
+    features = featurize(
+        [r.messages for r in rows], config, cache_dir=cache_dir, on_progress=on_progress
+    )
+    weak = np.array([row.weak_score for row in rows], dtype=np.float64)
+    strong = np.array([row.strong_score for row in rows], dtype=np.float64)
+    train = ~is_calibration
+    model = fit_model(features.subset(train), weak[train], strong[train], config)
+    calibration = None
+    if is_calibration.any():
+        held_scores = predict(model, features.subset(is_calibration), config)
+        calibration = fit_calibration(
+            held_scores.tolist(), weak[is_calibration].tolist(), strong[is_calibration].tolist()
+        )
+    return LearnedRouter(
+        model,
+        config,
+        calibration=calibration,
+        training_summary=_summary(rows, int(is_calibration.sum())),
+    )

@@ -1,0 +1,123 @@
+"""Serve-time routing: which tiers to try, in which order, and why.
+
+No I/O here: the service hands in the router's decision and the spend so far, and gets back a
+plan. Scoring itself (which may run the embedding model) is done by the service off the event
+loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from smallfirst.config import RoutingConfig
+from smallfirst.routing.base import RouteDecision
+from smallfirst.types import TIERS, ModelInfo, Tier
+
+# edge and on-prem models run on premises (in-process, or e.g. a vLLM box on the LAN): data
+# sent to them never leaves the organisation. Only the cloud tier is remote.
+LOCAL_TIERS = {"edge", "onprem"}
+OVERRIDES = {"edge", "onprem", "cloud", "auto"}
+
+
+@dataclass
+class Plan:
+    """Models to try in order (the first answers unless it fails), and the reasons."""
+
+    candidates: list[ModelInfo]
+    router: str
+    reason: str
+    score: float | None = None
+    threshold: float | None = None
+    cascade_from: ModelInfo | None = None  # cascade: ask this model first, maybe escalate
+    notes: list[str] = field(default_factory=list)
+
+
+class TierMap:
+    """The first configured model of each tier answers for that tier."""
+
+    def __init__(self, models: list[ModelInfo]) -> None:
+        self.by_tier: dict[Tier, ModelInfo] = {}
+        for model in models:
+            self.by_tier.setdefault(model.tier, model)
+
+    def get(self, tier: Tier) -> ModelInfo | None:
+        return self.by_tier.get(tier)
+
+    def available(self, preferred: Tier, upward: bool) -> ModelInfo | None:
+        """`preferred`, else the nearest tier above (upward) or below it that has a model."""
+        order = list(TIERS) if upward else list(reversed(TIERS))
+        start = order.index(preferred)
+        for tier in order[start:] + order[:start][::-1]:
+            if tier in self.by_tier:
+                return self.by_tier[tier]
+        raise LookupError("no models configured")
+
+    def is_local(self, model: ModelInfo) -> bool:
+        return model.tier in LOCAL_TIERS
+
+
+class RoutePlanner:
+    def __init__(self, config: RoutingConfig, models: list[ModelInfo]) -> None:
+        self.config = config
+        self.tiers = TierMap(models)
+
+    @property
+    def weak(self) -> ModelInfo:
+        found = self.tiers.available(self.config.weak_tier, upward=True)
+        assert found is not None
+        return found
+
+    @property
+    def strong(self) -> ModelInfo:
+        found = self.tiers.available(self.config.strong_tier, upward=False)
+        assert found is not None
+        return found
+
+    def with_fallbacks(self, first: ModelInfo, *, local_only: bool = False) -> list[ModelInfo]:
+        chain = [first]
+        for tier in self.config.fallbacks.get(first.tier, []):
+            model = self.tiers.get(tier)
+            if model is not None and model not in chain:
+                chain.append(model)
+        if local_only:
+            chain = [m for m in chain if self.tiers.is_local(m)] or [self.local_fallback()]
+        return chain
+
+    def local_fallback(self) -> ModelInfo:
+        for tier in TIERS:
+            model = self.tiers.get(tier)
+            if model is not None and self.tiers.is_local(model):
+                return model
+        raise LookupError("no local model configured")
+
+    def forced(self, tier: Tier, why: str, *, local_only: bool = False) -> Plan:
+        """A tier chosen by the caller (header/body override) or by a policy."""
+        model = self.tiers.get(tier) or self.tiers.available(tier, upward=False)
+        assert model is not None
+        return Plan(self.with_fallbacks(model, local_only=local_only), "override", why)
+
+    def from_decision(self, decision: RouteDecision, *, local_only: bool = False) -> Plan:
+        target = self.strong if decision.strong else self.weak
+        verdict = "strong" if decision.strong else "weak"
+        compare = ">=" if decision.strong else "<"
+        reason = f"score {decision.score:.3f} {compare} {decision.threshold:.3f} -> {verdict}"
+        if local_only and not self.tiers.is_local(target):
+            target, reason = self.local_fallback(), reason + "; kept local by policy"
+        return Plan(
+            self.with_fallbacks(target, local_only=local_only),
+            decision.router,
+            reason,
+            score=decision.score,
+            threshold=decision.threshold,
+        )
+
+    def cascade(self, *, local_only: bool = False) -> Plan:
+        strong = self.strong
+        if local_only and not self.tiers.is_local(strong):
+            strong = self.local_fallback()
+        return Plan(
+            self.with_fallbacks(strong, local_only=local_only),
+            "cascade",
+            f"{self.weak.id} answers first; escalates to {strong.id} when unsure",
+            cascade_from=self.weak,
+        )

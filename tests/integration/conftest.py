@@ -1,0 +1,155 @@
+"""Real servers on loopback: the gateway with the bundled GGUF model, and second
+OpenAI-compatible servers (other smallfirst processes) acting as remote tiers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+import yaml
+
+READY_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    log: IO[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def start_server(config: dict[str, Any], directory: Path, port: int | None = None) -> Server:
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"data_dir": str(directory / "data"), **config}
+    config_path = directory / "smallfirst.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = port or free_port()
+    log = (directory / "server.log").open("wb")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "smallfirst", "serve", "--config", str(config_path)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--log-level", "warning"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    server = Server(port, process, directory / "data", log)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            server.stop()
+            raise RuntimeError((directory / "server.log").read_text())
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"server on {port} not ready after {READY_TIMEOUT_S}s")
+
+
+def fake_upstream_config(model: str, reply: str, delay: float = 0.0) -> dict[str, Any]:
+    return {
+        "models": [
+            {
+                "id": model,
+                "tier": "edge",
+                "backend": "fake",
+                "replies": [reply],
+                "token_delay_s": delay,
+            }
+        ]
+    }
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A second OpenAI-compatible server: a smallfirst process with a fake model."""
+    server = start_server(
+        fake_upstream_config("upstream-model", "The cloud says hello to you.", delay=0.02),
+        tmp_path_factory.mktemp("upstream"),
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def slow_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(
+        fake_upstream_config("slow-model", "one two three four five six seven", delay=1.0),
+        tmp_path_factory.mktemp("slow-upstream"),
+    )
+    yield server
+    server.stop()
+
+
+def cloud_model(model_id: str, upstream: Server, remote: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "tier": "cloud",
+        "backend": "openai_compat",
+        "base_url": f"{upstream.url}/v1",
+        "remote_model": remote,
+        "backoff_s": 0.05,
+        "input_cost_per_1m": 1.0,
+        "output_cost_per_1m": 4.0,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Server, slow_upstream: Server
+) -> Iterator[Server]:
+    """The gateway under test: the bundled model (edge) plus remote tiers on loopback."""
+    config = {
+        "models": [
+            {"id": "smollm2-135m", "tier": "edge", "context_length": 2048, "queue_size": 8},
+            cloud_model("cloud-model", upstream, "upstream-model"),
+            cloud_model(
+                "slow-cloud", slow_upstream, "slow-model", read_timeout_s=0.5, max_retries=0
+            ),
+        ]
+    }
+    server = start_server(config, tmp_path_factory.mktemp("gateway"))
+    yield server
+    server.stop()
+
+
+def metric_value(text: str, name: str, labels: str) -> float:
+    prefix = f"{name}{{{labels}}} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0

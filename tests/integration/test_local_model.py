@@ -1,0 +1,162 @@
+"""The real bundled model behind a real gateway process, driven by the official openai client."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.conftest import Server, metric_value
+
+MODEL = "smollm2-135m"
+pytestmark = pytest.mark.integration
+
+
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_chat_non_stream(gateway: Server) -> None:
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=24,
+        temperature=0,
+    )
+    reply = raw.parse()
+    assert raw.headers["x-smallfirst-model"] == MODEL
+    assert raw.headers["x-smallfirst-tier"] == "edge"
+    assert reply.model == MODEL
+    assert reply.choices[0].message.content
+    assert reply.choices[0].finish_reason in {"stop", "length"}
+    assert reply.usage is not None
+    assert 0 < reply.usage.completion_tokens <= 24
+    assert reply.usage.prompt_tokens > 5
+
+
+def test_chat_stream_with_usage(gateway: Server) -> None:
+    stream = client(gateway).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Name three colours."}],
+        max_tokens=20,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens <= 20
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in {"stop", "length"}
+
+
+def test_logprobs_are_real_distributions(gateway: Server) -> None:
+    reply = client(gateway).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Say yes."}],
+        max_tokens=6,
+        logprobs=True,
+        top_logprobs=3,
+        seed=7,
+    )
+    content = reply.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content
+    for item in content:
+        assert item.logprob <= 0
+        assert len(item.top_logprobs) == 3
+        values = [t.logprob for t in item.top_logprobs]
+        assert values == sorted(values, reverse=True)
+        assert values[0] >= item.logprob - 1e-4  # the best alternative is at least as likely
+
+
+def test_text_completion_logprobs(gateway: Server) -> None:
+    reply = client(gateway).completions.create(
+        model=MODEL, prompt="1, 2, 3, 4,", max_tokens=5, logprobs=2, temperature=0
+    )
+    logprobs = reply.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens
+    assert "".join(logprobs.tokens) == reply.choices[0].text
+
+
+def test_json_schema_output_parses_and_validates(gateway: Server) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    reply = client(gateway).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Invent a person. Reply in JSON."}],
+        max_tokens=60,
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}},
+    )
+    data = json.loads(reply.choices[0].message.content or "")
+    assert set(data) == {"name", "age"}
+    assert isinstance(data["name"], str)
+    assert isinstance(data["age"], int)
+
+
+def test_context_overflow_is_400_not_truncation(gateway: Server) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        client(gateway).chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "hello " * 3000}],
+            max_tokens=10,
+        )
+    assert error.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError):
+        client(gateway).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=5000
+        )
+
+
+def test_unknown_model_is_404(gateway: Server) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client(gateway).chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+        )
+
+
+def test_concurrent_requests_all_complete(gateway: Server) -> None:
+    def ask(n: int) -> str:
+        reply = client(gateway).chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": f"Say the number {n}."}],
+            max_tokens=12,
+        )
+        return reply.choices[0].finish_reason
+
+    with ThreadPoolExecutor(4) as pool:
+        reasons = list(pool.map(ask, range(4)))
+    assert len(reasons) == 4
+    assert set(reasons) <= {"stop", "length"}
+
+
+def test_client_disconnect_mid_stream_frees_the_worker(gateway: Server) -> None:
+    def cancelled() -> float:
+        text = httpx.get(f"{gateway.url}/metrics").text
+        return metric_value(text, "smallfirst_generations_cancelled_total", f'model="{MODEL}"')
+
+    before = cancelled()
+    body = {
+        "model": MODEL,
+        "prompt": "1, 2, 3, 4, 5, 6, 7, 8,",
+        "max_tokens": 1500,
+        "temperature": 0,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{gateway.url}/v1/completions", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        received = [next(lines) for _ in range(6)]
+    assert any(line.startswith("data: ") for line in received)
+    deadline = time.monotonic() + 60
+    while cancelled() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cancelled() == before + 1
+    follow_up = client(gateway).completions.create(model=MODEL, prompt="Hello", max_tokens=3)
+    assert follow_up.choices[0].text is not None

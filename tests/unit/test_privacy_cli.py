@@ -1,0 +1,78 @@
+"""`smallfirst privacy scan|eval` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from smallfirst.cli.privacy import app
+
+runner = CliRunner()
+
+SAMPLES = [
+    {"full_text": "Email ann@example.com now", "spans": [
+        {"entity_type": "EMAIL_ADDRESS", "entity_value": "ann@example.com", "start_position": 6,
+         "end_position": 21}]},
+    {"full_text": "Nothing here", "spans": []},
+]  # fmt: skip
+
+
+def _write(tmp_path: Path) -> Path:
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(SAMPLES), encoding="utf-8")
+    return path
+
+
+def test_scan_json_has_findings_without_values() -> None:
+    result = runner.invoke(app, ["scan", "Email ann@example.com now", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["findings"] == [
+        {"entity_type": "EMAIL_ADDRESS", "start": 6, "end": 21, "score": 1.0}
+    ]
+    assert payload["counts"] == {"EMAIL_ADDRESS": 1}
+    assert "ann@example.com" not in result.output
+
+
+def test_eval_json_keys_and_predictions_file(tmp_path: Path) -> None:
+    predictions = tmp_path / "pred.jsonl"
+    result = runner.invoke(
+        app, ["eval", "--data", str(_write(tmp_path)), "--json", "--predictions-out",
+              str(predictions)]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert {"samples", "headline", "token", "span_exact", "span_overlap", "latency_ms",
+            "label_mapping", "not_evaluated", "matching"} <= set(report)  # fmt: skip
+    assert report["headline"] == "token"
+    assert report["token"]["per_type"]["EMAIL_ADDRESS"]["recall"] == 1.0
+    assert {"p50", "p95"} <= set(report["latency_ms"])
+    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert lines == [
+        {"index": 0, "spans": [{"entity_type": "EMAIL_ADDRESS", "start": 6, "end": 21}]},
+        {"index": 1, "spans": []},
+    ]
+
+
+def test_eval_text_output_names_matching_and_mapping(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "--data", str(_write(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert "token-level (headline)" in result.output
+    assert "GPE->LOCATION" in result.output
+
+
+def test_eval_bad_path_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "--data", str(tmp_path / "missing.json")])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "no such file" in result.output
+
+
+def test_eval_bad_json_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text("{not json", encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--data", str(path)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error:")

@@ -1,0 +1,99 @@
+"""The real detector (Presidio + the small spaCy model), loaded once per module."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from smallfirst.privacy import Finding, PiiDetector, shared_detector
+from smallfirst.privacy.detect import resolve_overlaps
+from smallfirst.privacy.recognizers import offline_tld_extractor
+
+
+@pytest.fixture(scope="module")
+def detector() -> PiiDetector:
+    found = shared_detector()
+    found.warm_up()
+    return found
+
+
+def _kinds(detector: PiiDetector, text: str) -> dict[str, str]:
+    return {f.value_in(text): f.entity_type for f in detector.inspect(text)}
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "entity_type"),
+    [
+        ("Write to jane.roe@example.org today", "jane.roe@example.org", "EMAIL_ADDRESS"),
+        ("My card 4111 1111 1111 1111 was declined", "4111 1111 1111 1111", "CREDIT_CARD"),
+        ("IBAN GB82WEST12345698765432 please", "GB82WEST12345698765432", "IBAN_CODE"),
+        ("The server 192.168.10.44 is down", "192.168.10.44", "IP_ADDRESS"),
+        ("Call me on +44 20 7946 0958 tonight", "+44 20 7946 0958", "PHONE_NUMBER"),
+        ("My SSN is 536-90-4399", "536-90-4399", "US_SSN"),
+        ("born on 1984-03-12", "1984-03-12", "DATE_TIME"),
+        ("use sk-proj-Abcdefghijklmnopqrstuvwx12 for it", "sk-proj-Abcdefghijklmnopqrstuvwx12",
+         "SECRET"),
+        ("aws AKIAIOSFODNN7EXAMPLE key", "AKIAIOSFODNN7EXAMPLE", "SECRET"),
+        ("token ghp_0123456789abcdefghijABCDEFGHIJ012345 leaked",
+         "ghp_0123456789abcdefghijABCDEFGHIJ012345", "SECRET"),
+    ],
+)  # fmt: skip
+def test_pattern_types_are_found(
+    detector: PiiDetector, text: str, value: str, entity_type: str
+) -> None:
+    assert _kinds(detector, text).get(value) == entity_type
+
+
+def test_private_key_block_and_bearer_token(detector: PiiDetector) -> None:
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\n-----END RSA PRIVATE KEY-----"
+    text = f"here: {key}\nAuthorization: Bearer abcDEF1234567890xyzXYZ"
+    found = _kinds(detector, text)
+    assert found[key] == "SECRET"
+    assert found["abcDEF1234567890xyzXYZ"] == "SECRET"
+
+
+def test_names_and_addresses(detector: PiiDetector) -> None:
+    text = "My name is Maria Lindqvist and I moved to 221 Baker Street, London."
+    kinds = [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
+    assert ("PERSON", "Maria Lindqvist") in kinds
+    assert any(kind == "LOCATION" and "221 Baker Street" in value for kind, value in kinds)
+
+
+def test_relative_dates_and_plain_text_are_not_pii(detector: PiiDetector) -> None:
+    assert detector.inspect("Could I change the payment due date next week?") == []
+    assert detector.inspect("   ") == []
+
+
+def test_overlaps_merge_within_type_and_prefer_confident_types() -> None:
+    findings = [
+        Finding("LOCATION", 0, 10, 0.6),
+        Finding("LOCATION", 5, 20, 0.7),
+        Finding("PERSON", 12, 18, 0.55),
+        Finding("PHONE_NUMBER", 30, 40, 0.9),
+    ]
+    assert resolve_overlaps(findings) == [
+        Finding("LOCATION", 0, 20, 0.7),
+        Finding("PHONE_NUMBER", 30, 40, 0.9),
+    ]
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
+
+
+def test_building_and_using_a_detector_attempts_no_network(no_network: list[object]) -> None:
+    offline_tld_extractor.cache_clear()
+    fresh = PiiDetector()  # a new analyzer: model load, suffix list, recognizers
+    found = fresh.inspect("Mail ops@example.co.uk or visit 10.0.0.7")
+    assert {f.entity_type for f in found} >= {"EMAIL_ADDRESS", "IP_ADDRESS"}
+    assert no_network == []

@@ -1,0 +1,116 @@
+"""Redaction, restore and streamed restore (no model needed)."""
+
+from __future__ import annotations
+
+import itertools
+
+from smallfirst.privacy import Finding, Redaction, StreamRestorer, audit_summary, redact_messages
+from smallfirst.privacy.redact import redact_texts
+from smallfirst.types import ChatMessage, TextPart
+
+
+def _find(text: str, entity_type: str, value: str, occurrence: int = 0) -> Finding:
+    start = -1
+    for _ in range(occurrence + 1):
+        start = text.index(value, start + 1)
+    return Finding(entity_type, start, start + len(value), 0.9)
+
+
+def test_same_value_gets_same_placeholder_across_messages() -> None:
+    first = "Ann Lee lives in Oslo."
+    second = "Tell Ann Lee that Bob Ray called."
+    messages = [
+        ChatMessage(role="system", content="be brief"),
+        ChatMessage(role="user", content=first),
+        ChatMessage(role="user", content=second),
+    ]
+    findings = [
+        [],
+        [_find(first, "PERSON", "Ann Lee"), _find(first, "LOCATION", "Oslo")],
+        [_find(second, "PERSON", "Ann Lee"), _find(second, "PERSON", "Bob Ray")],
+    ]
+    redacted, redaction = redact_messages(messages, findings)
+    assert redacted[0] is messages[0]
+    assert redacted[1].text == "<PERSON_1> lives in <LOCATION_1>."
+    assert redacted[2].text == "Tell <PERSON_1> that <PERSON_2> called."
+    assert redaction.restore("Hi <PERSON_2>, <PERSON_1> is in <LOCATION_1>.") == (
+        "Hi Bob Ray, Ann Lee is in Oslo."
+    )
+    assert "Ann" not in repr(redaction)
+
+
+def test_multipart_content_is_redacted_on_joined_text() -> None:
+    message = ChatMessage(
+        role="user",
+        content=[TextPart(type="text", text="mail "), TextPart(type="text", text="a@b.io")],
+    )
+    redacted, redaction = redact_messages([message], [[Finding("EMAIL_ADDRESS", 5, 11, 1.0)]])
+    assert redacted[0].content == "mail <EMAIL_ADDRESS_1>"
+    assert redaction.restore("<EMAIL_ADDRESS_1>") == "a@b.io"
+
+
+def test_placeholder_already_in_input_is_not_reused() -> None:
+    text = "literal <PERSON_1> and Ann"
+    redacted, redaction = redact_texts([text], [[_find(text, "PERSON", "Ann")]])
+    assert redacted == ["literal <PERSON_1> and <PERSON_2>"]
+    assert redaction.restore(redacted[0]) == "literal <PERSON_1> and Ann"
+
+
+def test_unknown_placeholders_are_left_alone() -> None:
+    redaction = Redaction({"<PERSON_1>": "Ann"})
+    assert redaction.restore("<PERSON_9> <PERSON_1> <b>") == "<PERSON_9> Ann <b>"
+
+
+ANSWER = "Dear <PERSON_1>, your card <CREDIT_CARD_1> ships to <LOCATION_12> <LOC and <PERSON_1>"
+VALUES = {
+    "<PERSON_1>": "Ann Lee",
+    "<CREDIT_CARD_1>": "4111 1111 1111 1111",
+    "<LOCATION_12>": "1 Main St",
+}
+EXPECTED = "Dear Ann Lee, your card 4111 1111 1111 1111 ships to 1 Main St <LOC and Ann Lee"
+
+
+def _stream(chunks: list[str]) -> tuple[str, list[str]]:
+    restorer = StreamRestorer(Redaction(dict(VALUES)))
+    outputs = [restorer.feed(chunk) for chunk in chunks]
+    outputs.append(restorer.flush())
+    return "".join(outputs), outputs
+
+
+def test_stream_restore_for_every_single_split_point() -> None:
+    for cut in range(len(ANSWER) + 1):
+        restored, _ = _stream([ANSWER[:cut], ANSWER[cut:]])
+        assert restored == EXPECTED, cut
+
+
+def test_stream_restore_for_every_pair_of_split_points() -> None:
+    for first, second in itertools.combinations(range(len(ANSWER) + 1), 2):
+        chunks = [ANSWER[:first], ANSWER[first:second], ANSWER[second:]]
+        restored, _ = _stream(chunks)
+        assert restored == EXPECTED, (first, second)
+
+
+def test_stream_restore_character_by_character_holds_back_only_prefixes() -> None:
+    restorer = StreamRestorer(Redaction(dict(VALUES)))
+    shown = ""
+    for index, char in enumerate(ANSWER):
+        shown += restorer.feed(char)
+        held = restorer._pending
+        assert held == "" or any(p.startswith(held) and p != held for p in VALUES), index
+    shown += restorer.flush()
+    assert shown == EXPECTED
+
+
+def test_stream_without_redaction_passes_through() -> None:
+    restorer = StreamRestorer(Redaction())
+    assert restorer.feed("<PERS") == "<PERS"
+    assert restorer.flush() == ""
+
+
+def test_audit_summary_has_counts_and_action_but_no_values() -> None:
+    findings = [Finding("PERSON", 0, 3, 0.9), Finding("PERSON", 5, 8, 0.9),
+                Finding("EMAIL_ADDRESS", 9, 20, 1.0)]  # fmt: skip
+    assert audit_summary(findings, "redact") == {
+        "EMAIL_ADDRESS": {"count": 1, "action": "redact"},
+        "PERSON": {"count": 2, "action": "redact"},
+    }

@@ -1,0 +1,124 @@
+"""The privacy guard in the request path, with fake backends: what each tier receives, what
+the client gets back, and what the log keeps."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from smallfirst.types import ChatRequest
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+
+NAME, EMAIL = "John Smith", "john.smith@example.com"
+PROMPT = f"My name is {NAME} and my e-mail is {EMAIL}. Write me a welcome note."
+
+
+def client_with(tmp_path: Path, **privacy: Any) -> Iterator[tuple[TestClient, Any]]:
+    settings = fake_settings(tmp_path, privacy=privacy) if privacy else fake_settings(tmp_path)
+    client, gateway = fake_client(settings)
+    with client:
+        yield client, gateway
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+    yield from client_with(tmp_path)
+
+
+def ask(client: TestClient, model: str = "big", **extra: Any) -> Any:
+    body = chat_body(model, messages=[{"role": "user", "content": PROMPT}], **extra)
+    return client.post("/v1/chat/completions", json=body)
+
+
+def sent_text(gateway: Any, model: str) -> str:
+    request = fake_backend(gateway, model).requests[-1]
+    assert isinstance(request, ChatRequest)
+    return "\n".join(m.text for m in request.messages)
+
+
+def test_cloud_gets_placeholders_and_the_client_gets_values(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    fake_backend(gateway, "big").queue("Welcome <PERSON_1>! We will write to <EMAIL_ADDRESS_1>.")
+    response = ask(client)
+    upstream = sent_text(gateway, "big")
+    assert NAME not in upstream
+    assert EMAIL not in upstream
+    assert "<PERSON_1>" in upstream
+    assert "<EMAIL_ADDRESS_1>" in upstream
+    answer = response.json()["choices"][0]["message"]["content"]
+    assert answer == f"Welcome {NAME}! We will write to {EMAIL}."
+
+
+def test_redaction_is_restored_in_streams_too(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    fake_backend(gateway, "big").queue("Dear <PERSON_1>, noted.")
+    response = ask(client, stream=True)
+    chunks = [
+        json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")
+    ]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == f"Dear {NAME}, noted."
+
+
+def test_local_tiers_see_the_original(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    ask(client, "tiny")
+    assert NAME in sent_text(gateway, "tiny")
+
+
+def test_local_only_keeps_pii_off_the_cloud(tmp_path: Path) -> None:
+    policy = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
+    for client, gateway in client_with(tmp_path, **policy):
+        body = chat_body("auto", messages=[{"role": "user", "content": PROMPT}])
+        response = client.post(
+            "/v1/chat/completions", json=body, headers={"x-smallfirst-route": "cloud"}
+        )
+        assert response.json()["model"] == "tiny"
+        assert "stays on premises" in response.json()["smallfirst"]["reason"]
+        assert fake_backend(gateway, "big").requests == []
+        # asking for the cloud model by id is refused rather than leaking
+        direct = ask(client, "big")
+        assert direct.status_code == 400
+        assert fake_backend(gateway, "big").requests == []
+
+
+def test_block_names_types_never_values(tmp_path: Path) -> None:
+    policy = {"tier_policy": {"edge": "block", "onprem": "block", "cloud": "block"}}
+    for client, gateway in client_with(tmp_path, **policy):
+        response = ask(client, "tiny")
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "pii_blocked"
+        assert "PERSON" in error["message"]
+        assert "EMAIL_ADDRESS" in error["message"]
+        assert NAME not in error["message"]
+        assert EMAIL not in error["message"]
+        assert fake_backend(gateway, "tiny").requests == []
+
+
+def test_per_request_override_can_tighten(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    response = ask(client, "tiny", privacy="block")
+    assert response.status_code == 400
+    assert fake_backend(gateway, "tiny").requests == []
+
+
+def test_audit_has_types_counts_and_action_but_no_values(tmp_path: Path) -> None:
+    for client, gateway in client_with(tmp_path):
+        ask(client)
+        metrics = client.get("/metrics").text
+        gateway.request_log.close()
+    assert 'smallfirst_pii_events_total{action="redact"} 1.0' in metrics
+    connection = sqlite3.connect(tmp_path / "requests.db")
+    row = connection.execute("SELECT pii_entities, pii_action FROM requests").fetchone()
+    assert json.loads(row[0]) == {"EMAIL_ADDRESS": 1, "PERSON": 1}
+    assert row[1] == "redact"
+    dump = "\n".join(connection.iterdump())
+    assert NAME not in dump
+    assert EMAIL not in dump

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from smallfirst.rag.chunking import chunk_text
+from smallfirst.rag.extract import extract
+from tests.unit.rag_fakes import count_words, minimal_pdf
+
+GUIDE = """# Guide
+
+Intro paragraph about the tool.
+
+## Install
+
+Run the installer.
+It takes a minute.
+
+Second install paragraph.
+
+### Linux
+
+Use the package manager.
+
+```
+code block
+
+still code
+```
+
+## Usage
+
+Call it.
+"""
+
+
+def test_chunks_follow_headings_and_map_back_to_the_source() -> None:
+    chunks = chunk_text(GUIDE, count_tokens=count_words, markdown=True)
+
+    assert [c.heading for c in chunks] == [
+        "Guide",
+        "Guide > Install",
+        "Guide > Install > Linux",
+        "Guide > Usage",
+    ]
+    for chunk in chunks:
+        assert GUIDE[chunk.char_start : chunk.char_end] == chunk.text
+        assert not chunk.text.startswith("#")  # the heading line is context, not body
+    install = chunks[1]
+    assert "Run the installer." in install.text
+    assert "Second install paragraph." in install.text
+    assert "code block\n\nstill code" in chunks[2].text  # a fenced block is never split
+
+
+def test_headings_in_plain_text_are_not_structure() -> None:
+    chunks = chunk_text("# not a heading\n\nbody", count_tokens=count_words, title="notes")
+    assert [(c.heading, c.text) for c in chunks] == [("notes", "# not a heading\n\nbody")]
+
+
+def test_long_paragraphs_split_on_sentences_within_the_token_limit() -> None:
+    sentences = [f"Sentence number {i} says something about topic {i}." for i in range(60)]
+    source = "# Title\n\n" + " ".join(sentences) + "\n\nA short closing paragraph.\n"
+
+    chunks = chunk_text(source, count_tokens=count_words, max_tokens=40, markdown=True)
+
+    assert len(chunks) > 5
+    for chunk in chunks:
+        assert count_words(chunk.embedding_text) <= 40
+        assert source[chunk.char_start : chunk.char_end] == chunk.text
+        assert chunk.text.endswith(".")  # cut between sentences, not inside one
+    covered = " ".join(c.text for c in chunks)
+    assert all(s in covered for s in sentences)
+
+
+def test_one_giant_word_is_still_cut_to_fit() -> None:
+    source = "x" * 5000
+    chunks = chunk_text(source, count_tokens=lambda t: len(t) // 10 + 2, max_tokens=50)
+    assert "".join(c.text for c in chunks) == source
+    assert all(len(c.text) // 10 + 2 <= 50 for c in chunks)
+
+
+def test_html_headings_and_paragraphs_are_extracted_without_scripts() -> None:
+    html = (
+        "<html><head><title>Page</title><script>var x = 1;</script></head><body>"
+        "<h1>Top</h1><p>First <b>para</b>.</p><nav>menu</nav><h2>Sub</h2><ul><li>item one</li>"
+        "</ul><p>Last.</p></body></html>"
+    )
+    document = extract(Path("page.html"), html.encode())
+
+    assert document.title == "Page"
+    assert "var x" not in document.text
+    assert "menu" not in document.text
+    chunks = chunk_text(document.text, count_tokens=count_words, markdown=True)
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("Top", "First para."),
+        ("Top > Sub", "- item one\n\nLast."),
+    ]
+
+
+def test_pdf_text_is_extracted() -> None:
+    document = extract(Path("tiny.pdf"), minimal_pdf("Photosynthesis happens in chloroplasts"))
+    assert "Photosynthesis happens in chloroplasts" in document.text

@@ -1,0 +1,135 @@
+"""The `smallfirst rag` commands end to end, with the real local embedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smallfirst.cli.rag import app
+from tests.unit.rag_fakes import minimal_pdf
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "router.md").write_text(
+        "# Router\n\n## Fallbacks\n\nWhen the edge model fails, the router escalates to the "
+        "cloud tier.\n\n## Costs\n\nEach request logs its cost in dollars.\n"
+    )
+    (folder / "privacy.html").write_text(
+        "<html><head><title>Privacy</title></head><body><h1>Redaction</h1>"
+        "<p>Email addresses are replaced by placeholders before leaving the machine.</p>"
+        "</body></html>"
+    )
+    (folder / "notes.txt").write_text("The gateway listens on port 8080 by default.\n")
+    (folder / "paper.pdf").write_bytes(minimal_pdf("Quantization shrinks models to four bits"))
+    return folder
+
+
+def test_ingest_then_search_as_json(docs: Path, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    result = runner.invoke(app, ["ingest", str(docs), "--collection", "kb", "--json", *data])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["added"], summary["failed"]) == (4, 0)
+
+    again = runner.invoke(app, ["ingest", str(docs), "--collection", "kb", *data])
+    assert again.exit_code == 0
+    assert "0 added, 0 updated, 4 skipped, 0 removed" in again.stdout
+
+    for method, query, expected in [
+        ("hybrid", "which port does the gateway use", "notes.txt"),
+        ("bm25", "email placeholders", "privacy.html"),
+        ("vector", "what happens if the small model fails", "router.md"),
+        ("hybrid", "four bit quantization", "paper.pdf"),
+    ]:
+        found = runner.invoke(
+            app, ["search", query, "-c", "kb", "-k", "2", "--method", method, "--json", *data]
+        )
+        assert found.exit_code == 0, found.output
+        hits = json.loads(found.stdout)
+        assert Path(hits[0]["source"]).name == expected, (method, query)
+        assert set(hits[0]) == {
+            "chunk_id",
+            "score",
+            "text",
+            "source",
+            "title",
+            "heading",
+            "char_start",
+            "char_end",
+        }
+
+
+def test_bad_usage_exits_2_with_one_line(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["ingest", str(tmp_path / "nope"), "--collection", "kb"])
+    assert missing.exit_code == 2
+    assert missing.stderr.strip().count("\n") == 0
+    assert "path not found" in missing.stderr
+
+    bad_method = runner.invoke(app, ["search", "q", "-c", "kb", "--method", "magic"])
+    assert bad_method.exit_code == 2
+
+    unknown = runner.invoke(app, ["search", "q", "-c", "nope", "--data-dir", str(tmp_path)])
+    assert unknown.exit_code == 2
+    assert "does not exist" in unknown.stderr
+
+
+def test_eval_json_has_every_metric_per_method(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"id": f"d{i}", "title": title, "text": text})
+            for i, (title, text) in enumerate(
+                [
+                    ("Mitochondria", "Mitochondria produce ATP through oxidative phosphorylation."),
+                    ("Ribosomes", "Ribosomes translate messenger RNA into proteins."),
+                    ("Photosynthesis", "Chloroplasts convert light into chemical energy."),
+                ]
+            )
+        )
+    )
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(
+        json.dumps({"id": "q1", "text": "how do cells make ATP"})
+        + "\n"
+        + json.dumps({"id": "q2", "text": "protein synthesis from mRNA"})
+        + "\n"
+    )
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\nq1\td0\t2\nq2\td1\t1\n")
+
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--corpus",
+            str(corpus),
+            "--queries",
+            str(queries),
+            "--qrels",
+            str(qrels),
+            "--method",
+            "all",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert set(metrics) == {"bm25", "vector", "hybrid"}
+    for values in metrics.values():
+        assert set(values) == {"ndcg@10", "recall@100", "mrr", "p50_ms", "p95_ms"}
+        assert values["recall@100"] == 1.0
+    assert metrics["hybrid"]["ndcg@10"] == 1.0
+
+    missing = runner.invoke(
+        app,
+        ["eval", "--corpus", str(tmp_path / "x"), "--queries", str(queries), "--qrels", str(qrels)],
+    )
+    assert missing.exit_code == 2

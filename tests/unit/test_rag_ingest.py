@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smallfirst.errors import InvalidRequest
+from smallfirst.rag import CollectionNotFound, Retriever, SqliteChunkStore, ingest_paths
+from tests.unit.rag_fakes import count_words, fake_embed, fake_embed_query
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
+    opened = SqliteChunkStore(tmp_path / "rag.sqlite")
+    yield opened
+    opened.close()
+
+
+def ingest(store: SqliteChunkStore, *paths: Path, collection: str = "docs") -> dict[str, int]:
+    summary = ingest_paths(
+        store,
+        list(paths),
+        collection=collection,
+        embed_texts=fake_embed,
+        count_tokens=count_words,
+    )
+    return summary.counts()
+
+
+def write_docs(folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "cats.md").write_text("# Cats\n\nCats purr and chase mice.\n")
+    (folder / "dogs.txt").write_text("Dogs bark at the mailman.\n")
+    (folder / "page.html").write_text("<h1>Birds</h1><p>Birds sing at dawn.</p>")
+
+
+def test_incremental_ingest_skips_updates_and_removes(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    write_docs(folder)
+
+    first = ingest(store, folder)
+    assert (first["added"], first["skipped"], first["removed"]) == (3, 0, 0)
+
+    again = ingest(store, folder)
+    assert (again["added"], again["updated"], again["skipped"], again["chunks_written"]) == (
+        0,
+        0,
+        3,
+        0,
+    )
+
+    (folder / "dogs.txt").write_text("Dogs fetch sticks in the park.\n")
+    (folder / "cats.md").unlink()
+    changed = ingest(store, folder)
+    assert (changed["updated"], changed["removed"], changed["skipped"]) == (1, 1, 1)
+
+    retriever = Retriever(store, fake_embed_query)
+    assert retriever.search("purr mice", collection="docs", method="bm25") == []
+    hits = retriever.search("fetch sticks", collection="docs", method="bm25")
+    assert [Path(h.source).name for h in hits] == ["dogs.txt"]
+    assert "bark" not in hits[0].text  # the old version is gone from the index
+    assert store.collections()[0].documents == 2
+
+
+def test_ingesting_another_folder_keeps_the_first(store: SqliteChunkStore, tmp_path: Path) -> None:
+    write_docs(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "fish.md").write_text("Fish swim.\n")
+    ingest(store, tmp_path / "a")
+    assert ingest(store, tmp_path / "b")["removed"] == 0
+    assert store.collections()[0].documents == 4
+
+
+def test_search_returns_spans_and_headings(store: SqliteChunkStore, tmp_path: Path) -> None:
+    write_docs(tmp_path / "docs")
+    ingest(store, tmp_path / "docs")
+    for method in ("bm25", "vector", "hybrid"):
+        hits = Retriever(store, fake_embed_query).search(
+            "why do cats purr", collection="docs", k=2, method=method
+        )
+        top = hits[0]
+        assert Path(top.source).name == "cats.md", method
+        assert top.heading == "Cats"
+        source_text = Path(top.source).read_text()
+        assert source_text[top.char_start : top.char_end] == top.text
+
+
+def test_memory_matrix_and_sqlite_vec_agree(tmp_path: Path) -> None:
+    write_docs(tmp_path / "docs")
+    with_matrix = SqliteChunkStore(tmp_path / "rag.sqlite")
+    plain_vec0 = SqliteChunkStore(tmp_path / "rag.sqlite", memory_vectors=False)
+    try:
+        ingest(with_matrix, tmp_path / "docs")
+        query = fake_embed_query("birds sing")
+        fast = with_matrix.vector_search("docs", query, 3)
+        exact = plain_vec0.vector_search("docs", query, 3)
+        assert fast[0].chunk_id == exact[0].chunk_id  # the others tie at 0
+        assert np.allclose([c.score for c in fast], [c.score for c in exact], atol=1e-5)
+        # a write through the other connection must invalidate the cached matrix
+        (tmp_path / "docs" / "birds.txt").write_text("Birds sing loudly, birds sing.\n")
+        ingest(plain_vec0, tmp_path / "docs")
+        assert len(with_matrix.vector_search("docs", query, 10)) == 4
+    finally:
+        with_matrix.close()
+        plain_vec0.close()
+
+
+def test_migrations_are_recorded_once(tmp_path: Path) -> None:
+    SqliteChunkStore(tmp_path / "rag.sqlite").close()
+    reopened = SqliteChunkStore(tmp_path / "rag.sqlite")
+    try:
+        rows = reopened._db.execute("SELECT name FROM _migrations").fetchall()
+        mode = reopened._db.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        reopened.close()
+    assert rows == [("0001_init.sql",)]
+    assert mode == "wal"
+
+
+def test_unknown_collection_and_missing_path_are_errors(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    with pytest.raises(CollectionNotFound):
+        store.keyword_search("nope", "cats", 5)
+    with pytest.raises(InvalidRequest, match="path not found"):
+        ingest(store, tmp_path / "missing")

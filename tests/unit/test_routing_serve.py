@@ -1,0 +1,157 @@
+"""`model: auto` at serve time: router decisions, overrides, fallbacks, budgets, cascade."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from smallfirst.backends.fake import FakeReply
+from smallfirst.errors import UpstreamTimeout
+from smallfirst.routing import base
+from smallfirst.routing.base import Router
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+
+
+class KeywordRouter(Router):
+    """Scores 1.0 when the prompt says 'hard', else 0.0: a router whose verdict tests can pick."""
+
+    name = "keyword"
+
+    def score(self, messages: Sequence[Mapping[str, str]]) -> float:
+        return 1.0 if "hard" in messages[-1]["content"] else 0.0
+
+
+@pytest.fixture(autouse=True)
+def keyword_router(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base.ROUTER_CLASSES, "keyword", f"{__name__}:KeywordRouter")
+
+
+def routed_client(tmp_path: Path, routing: dict[str, Any]) -> Iterator[tuple[TestClient, Any]]:
+    settings = fake_settings(tmp_path, routing=routing)
+    client, gateway = fake_client(settings)
+    with client:
+        yield client, gateway
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+    yield from routed_client(tmp_path, {"router": "keyword"})
+
+
+def ask(client: TestClient, text: str, **extra: Any) -> Any:
+    body = chat_body("auto", messages=[{"role": "user", "content": text}], **extra)
+    return client.post("/v1/chat/completions", json=body, headers=extra.pop("headers", None))
+
+
+def test_router_decides_and_explains(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    easy, hard = ask(client, "hi"), ask(client, "a hard one")
+    assert easy.json()["model"] == "tiny"
+    assert hard.json()["model"] == "big"
+    assert hard.headers["x-smallfirst-router"] == "keyword"
+    assert hard.headers["x-smallfirst-route-score"] == "1.0000"
+    info = hard.json()["smallfirst"]
+    assert (info["router"], info["score"], info["threshold"]) == ("keyword", 1.0, 0.5)
+    assert "-> strong" in info["reason"]
+
+
+def test_header_override_wins(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    body = chat_body("auto")
+    forced = client.post("/v1/chat/completions", json=body, headers={"x-smallfirst-route": "cloud"})
+    assert forced.json()["model"] == "big"
+    via_body = client.post("/v1/chat/completions", json=chat_body("auto", route="edge"))
+    assert via_body.json()["model"] == "tiny"
+    bad = client.post("/v1/chat/completions", json=body, headers={"x-smallfirst-route": "moon"})
+    assert bad.status_code == 400
+
+
+def test_failing_tier_falls_back_and_says_so(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    fake_backend(gateway, "big").queue(UpstreamTimeout("big: upstream timed out"))
+    response = ask(client, "a hard one")
+    assert response.status_code == 200
+    assert response.json()["model"] == "tiny"
+    assert response.headers["x-smallfirst-escalations"] == "big"
+    metrics = client.get("/metrics").text
+    assert 'smallfirst_escalations_total{model="big"} 1.0' in metrics
+
+
+def test_knob_without_calibration_is_a_clear_400(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    response = ask(client, "hi", max_strong_share=0.2)
+    assert response.status_code == 400
+    assert "calibration" in response.json()["error"]["message"]
+
+
+def test_spent_budget_keeps_requests_local(tmp_path: Path) -> None:
+    for client, _ in routed_client(tmp_path, {"router": "keyword", "budget": {"daily_usd": 1e-9}}):
+        first = ask(client, "a hard one")
+        assert first.json()["model"] == "big"  # the budget is not spent yet
+        second = ask(client, "a hard one")
+        assert second.json()["model"] == "tiny"
+        assert "budget" in second.json()["smallfirst"]["reason"]
+
+
+def test_observed_strong_share_metric(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    for text in ["hi", "hi", "hi", "a hard one"]:
+        ask(client, text)
+    metrics = client.get("/metrics").text
+    assert "smallfirst_observed_strong_share 0.25" in metrics
+    assert 'smallfirst_routed_total{router="keyword",tier="cloud"} 1.0' in metrics
+
+
+@pytest.fixture
+def cascade(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+    yield from routed_client(tmp_path, {"router": "cascade", "cascade": {"min_mean_logprob": -1.0}})
+
+
+def test_cascade_keeps_a_confident_small_answer(cascade: tuple[TestClient, Any]) -> None:
+    client, gateway = cascade
+    fake_backend(gateway, "tiny").queue(FakeReply("Sure thing.", logprob=-0.1))
+    response = ask(client, "hi")
+    assert response.json()["model"] == "tiny"
+    assert response.json()["choices"][0]["logprobs"] is None  # not asked for, not shown
+    assert "kept" in response.json()["smallfirst"]["reason"]
+    assert len(fake_backend(gateway, "big").requests) == 0
+
+
+def test_cascade_escalates_an_unsure_answer_and_bills_both(
+    cascade: tuple[TestClient, Any], tmp_path: Path
+) -> None:
+    client, gateway = cascade
+    fake_backend(gateway, "tiny").queue(FakeReply("Maybe forty?", logprob=-2.5))
+    response = ask(client, "what is 6 x 7")
+    assert response.json()["model"] == "big"
+    assert response.headers["x-smallfirst-escalations"] == "tiny"
+    assert "escalated" in response.json()["smallfirst"]["reason"]
+    client.get("/metrics")  # any request: the log writer catches up in the background
+    gateway.request_log.close()
+    row = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT model_answered, escalations, cost_usd, prompt_tokens, completion_tokens"
+        " FROM requests"
+    ).fetchone()
+    answered, escalations, cost, prompt_tokens, completion_tokens = row
+    assert (answered, escalations) == ("big", "tiny")
+    assert cost == pytest.approx((prompt_tokens * 2.0 + completion_tokens * 8.0) / 1e6)
+
+
+def test_cascade_streams_the_kept_or_escalated_answer(cascade: tuple[TestClient, Any]) -> None:
+    client, gateway = cascade
+    fake_backend(gateway, "tiny").queue(
+        FakeReply("Sure thing.", logprob=-0.1), FakeReply("Uh.", logprob=-4.0)
+    )
+    kept = ask(client, "hi", stream=True)
+    escalated = ask(client, "hmm", stream=True)
+    assert kept.headers["x-smallfirst-model"] == "tiny"
+    assert '"content":" thing."' in kept.text
+    assert escalated.headers["x-smallfirst-model"] == "big"
+    assert '"content":" big."' in escalated.text
+    assert kept.text.endswith("data: [DONE]\n\n")
+    assert escalated.text.endswith("data: [DONE]\n\n")
