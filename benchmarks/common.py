@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import yaml
 
+SERVE = [sys.executable, "-m", "smallfirst", "serve", "--log-level", "warning"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -28,8 +30,7 @@ def start_gateway(config: dict[str, Any], name: str) -> tuple[subprocess.Popen[b
     (directory / "config.yaml").write_text(yaml.safe_dump(config))
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "smallfirst", "serve", "--config", str(directory / "config.yaml")]
-        + ["--port", str(port), "--log-level", "warning"],
+        [*SERVE, "--config", str(directory / "config.yaml"), "--port", str(port)],
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     url = f"http://127.0.0.1:{port}"
@@ -51,7 +52,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    index = min(int(round(q / 100 * (len(ordered) - 1))), len(ordered) - 1)
+    index = min(round(q / 100 * (len(ordered) - 1)), len(ordered) - 1)
     return ordered[index]
 
 

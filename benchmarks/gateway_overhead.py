@@ -1,8 +1,10 @@
 """Latency the gateway adds in front of an OpenAI-compatible upstream.
 
 Upstream: a smallfirst process with a zero-delay fake model. Gateway: a second process whose
-`cloud` model forwards to that upstream. The same client calls both, interleaved, one request
-at a time, then with concurrency for throughput. Prints JSON.
+`cloud` model forwards to that upstream; a third gateway does the same with the privacy guard
+on (a PII scan of every prompt before it may leave for the cloud tier). The same client calls
+all of them, interleaved, one request at a time, then with concurrency for throughput.
+Prints JSON.
 """
 
 from __future__ import annotations
@@ -54,21 +56,24 @@ def main() -> None:
         "base_url": f"{upstream_url}/v1",
         "remote_model": "fake",
     }
-    gateway, gateway_url = start_gateway({"models": [cloud]}, "gateway")
+    gateway, gateway_url = start_gateway(
+        {"models": [cloud], "privacy": {"enabled": False}}, "gateway"
+    )
+    guarded, guarded_url = start_gateway({"models": [cloud]}, "guarded")
     try:
-        direct, via = [], []
+        sides = {upstream_url: ("fake", []), gateway_url: ("cloud", []), guarded_url: ("cloud", [])}
         with httpx.Client(timeout=30) as client:
-            for _ in range(50):  # warm both paths (connections, caches)
-                timed(client, upstream_url, "fake")
-                timed(client, gateway_url, "cloud")
+            for _ in range(50):  # warm every path (connections, caches, the PII model)
+                for url, (model, _) in sides.items():
+                    timed(client, url, model)
+            order = list(sides)
             for i in range(REQUESTS):
-                if i % 2:
-                    direct.append(timed(client, upstream_url, "fake"))
-                    via.append(timed(client, gateway_url, "cloud"))
-                else:
-                    via.append(timed(client, gateway_url, "cloud"))
-                    direct.append(timed(client, upstream_url, "fake"))
-        direct_summary, via_summary = summary_ms(direct), summary_ms(via)
+                for url in order[i % 3 :] + order[: i % 3]:
+                    model, times = sides[url]
+                    times.append(timed(client, url, model))
+        direct_summary = summary_ms(sides[upstream_url][1])
+        via_summary = summary_ms(sides[gateway_url][1])
+        guarded_summary = summary_ms(sides[guarded_url][1])
         direct_rps = throughput(upstream_url, "fake")
         via_rps = throughput(gateway_url, "cloud")
         print(
@@ -79,6 +84,10 @@ def main() -> None:
                     "direct": direct_summary,
                     "via_gateway": via_summary,
                     "added_p50_ms": round(via_summary["p50_ms"] - direct_summary["p50_ms"], 3),
+                    "via_gateway_with_privacy_guard": guarded_summary,
+                    "added_p50_ms_with_privacy_guard": round(
+                        guarded_summary["p50_ms"] - direct_summary["p50_ms"], 3
+                    ),
                     "target_added_p50_ms": 1.0,
                     "direct_rps": round(direct_rps, 1),
                     "via_gateway_rps": round(via_rps, 1),
@@ -89,6 +98,7 @@ def main() -> None:
             )
         )
     finally:
+        stop(guarded)
         stop(gateway)
         stop(upstream)
 

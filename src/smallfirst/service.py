@@ -40,6 +40,7 @@ from smallfirst.types import (
     GenerateRequest,
     ModelInfo,
     Usage,
+    completion_from_chunks,
 )
 
 if TYPE_CHECKING:
@@ -252,24 +253,13 @@ class Gateway:
         prepared = await self._logged(request, ctx, None, self.prepare(request, ctx))
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
         if plan.cascade_from is not None:
-            weak = plan.cascade_from
-            draft = await self._logged(
-                request,
-                ctx,
-                plan,
-                self._call(weak, ctx, _with_logprobs(request), lambda b, r: b.complete(r)),
-            )
-            sure = confidence(draft.logprobs)
-            if sure.confident(self.settings.routing.cascade):
-                plan.reason += f"; kept: {sure.describe()}"
-                draft.logprobs = (
-                    draft.logprobs if request.logprob_alternatives is not None else None
-                )
-                route = _route(weak, plan, ctx)
+            drafted = await self._cascade_draft(request, ctx, plan)
+            if drafted is not None:
+                with_logprobs = request.logprob_alternatives is not None
+                draft = completion_from_chunks(drafted, with_logprobs=with_logprobs)
+                route = _route(plan.cascade_from, plan, ctx)
                 self._finish(request, ctx, route, draft.usage, text=draft.text)
                 return Answer(draft, route, citations)
-            plan.reason += f"; escalated: {sure.describe()}"
-            ctx.tried.append(weak.id)
         completion, model = await self._logged(
             request, ctx, plan, self._first_answer(plan, ctx, request, lambda b, r: b.complete(r))
         )
@@ -282,23 +272,11 @@ class Gateway:
         prepared = await self._logged(request, ctx, None, self.prepare(request, ctx))
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
         if plan.cascade_from is not None:
-            weak = plan.cascade_from
-            drafted = await self._logged(
-                request,
-                ctx,
-                plan,
-                self._call(weak, ctx, _with_logprobs(request), lambda b, r: _collect(b.stream(r))),
-            )
-            sure = confidence([lp for c in drafted for lp in c.logprobs or []])
-            if sure.confident(self.settings.routing.cascade):
-                plan.reason += f"; kept: {sure.describe()}"
-                if request.logprob_alternatives is None:
-                    drafted = [c.model_copy(update={"logprobs": None}) for c in drafted]
-                route = _route(weak, plan, ctx)
+            drafted = await self._cascade_draft(request, ctx, plan)
+            if drafted is not None:
+                route = _route(plan.cascade_from, plan, ctx)
                 replay = self._observed(request, ctx, route, _replay(drafted), billed=True)
                 return StreamAnswer(route, replay, citations)
-            plan.reason += f"; escalated: {sure.describe()}"
-            ctx.tried.append(weak.id)
 
         async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
             chunks = backend.stream(sent)
@@ -313,6 +291,28 @@ class Gateway:
         )
         route = _route(model, plan, ctx)
         return StreamAnswer(route, self._observed(request, ctx, route, chunks), citations)
+
+    async def _cascade_draft(
+        self, request: GenerateRequest, ctx: RequestContext, plan: Plan
+    ) -> list[Chunk] | None:
+        """The small model's whole answer if it is sure enough of it; None to escalate."""
+        weak = plan.cascade_from
+        assert weak is not None
+        drafted = await self._logged(
+            request,
+            ctx,
+            plan,
+            self._call(weak, ctx, _with_logprobs(request), lambda b, r: _collect(b.stream(r))),
+        )
+        sure = confidence([lp for chunk in drafted for lp in chunk.logprobs or []])
+        if not sure.confident(self.settings.routing.cascade):
+            plan.reason += f"; escalated: {sure.describe()}"
+            ctx.tried.append(weak.id)
+            return None
+        plan.reason += f"; kept: {sure.describe()}"
+        if request.logprob_alternatives is None:  # asked for by us, not by the client
+            drafted = [chunk.model_copy(update={"logprobs": None}) for chunk in drafted]
+        return drafted
 
     async def _call(
         self,

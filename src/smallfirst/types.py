@@ -229,6 +229,18 @@ class Chunk(BaseModel):
     usage: Usage | None = None
 
 
+def completion_from_chunks(chunks: list[Chunk], *, with_logprobs: bool) -> Completion:
+    """Join streamed pieces into one answer (the last chunk carries finish reason and usage)."""
+    final = chunks[-1] if chunks else Chunk()
+    logprobs = [lp for chunk in chunks for lp in chunk.logprobs or []]
+    return Completion(
+        text="".join(chunk.text for chunk in chunks),
+        finish_reason=final.finish_reason or "stop",
+        usage=final.usage or Usage(),
+        logprobs=logprobs if with_logprobs else None,
+    )
+
+
 class ModelInfo(BaseModel):
     id: str
     tier: Tier

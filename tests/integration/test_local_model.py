@@ -78,7 +78,8 @@ def test_text_completion_logprobs(gateway: Server) -> None:
         model=MODEL, prompt="1, 2, 3, 4,", max_tokens=5, logprobs=2, temperature=0
     )
     logprobs = reply.choices[0].logprobs
-    assert logprobs is not None and logprobs.tokens
+    assert logprobs is not None
+    assert logprobs.tokens
     assert "".join(logprobs.tokens) == reply.choices[0].text
 
 

@@ -22,7 +22,8 @@ def test_rag_answer_cites_the_right_file(tmp_path: Path) -> None:
     )
     (docs / "rivers.txt").write_text("The Tagus is the longest river of the Iberian Peninsula.")
     (docs / "recipes.html").write_text(
-        "<html><body><h1>Paella</h1><p>Paella comes from Valencia and uses saffron.</p></body></html>"
+        "<html><body><h1>Paella</h1>"
+        "<p>Paella comes from Valencia and uses saffron.</p></body></html>"
     )
     data_dir = tmp_path / "server" / "data"
     ingest = [sys.executable, "-m", "smallfirst", "rag", "ingest", str(docs)]

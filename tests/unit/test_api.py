@@ -128,15 +128,15 @@ def test_health_ready_and_metrics(api: tuple[TestClient, Gateway]) -> None:
 
 def test_each_request_is_logged_with_cost_and_no_prompt(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path)
-    client, gateway = fake_client(settings)
+    client, _ = fake_client(settings)
     with client:
         client.post("/v1/chat/completions", json=chat_body("big"))
         client.post("/v1/chat/completions", json=chat_body("nope"))
     rows = (
         sqlite3.connect(tmp_path / "requests.db")
         .execute(
-            "SELECT model_answered, tier, status, prompt_tokens, completion_tokens, cost_usd, prompt"
-            " FROM requests ORDER BY created_at"
+            "SELECT model_answered, tier, status, prompt_tokens, completion_tokens, cost_usd,"
+            " prompt FROM requests ORDER BY created_at"
         )
         .fetchall()
     )

@@ -133,10 +133,14 @@ def test_cascade_escalates_an_unsure_answer_and_bills_both(
     assert "escalated" in response.json()["smallfirst"]["reason"]
     client.get("/metrics")  # any request: the log writer catches up in the background
     gateway.request_log.close()
-    row = sqlite3.connect(tmp_path / "requests.db").execute(
-        "SELECT model_answered, escalations, cost_usd, prompt_tokens, completion_tokens"
-        " FROM requests"
-    ).fetchone()
+    row = (
+        sqlite3.connect(tmp_path / "requests.db")
+        .execute(
+            "SELECT model_answered, escalations, cost_usd, prompt_tokens, completion_tokens"
+            " FROM requests"
+        )
+        .fetchone()
+    )
     answered, escalations, cost, prompt_tokens, completion_tokens = row
     assert (answered, escalations) == ("big", "tiny")
     assert cost == pytest.approx((prompt_tokens * 2.0 + completion_tokens * 8.0) / 1e6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 
+from smallfirst.config import ModelConfig
 from smallfirst.types import Chunk, Completion, GenerateRequest, ModelInfo
 
 
@@ -47,3 +48,16 @@ class Backend(ABC):
 def _estimate_tokens(text: str) -> int:
     # 3 characters per token over-counts English for common BPE vocabularies: safe for budgets.
     return len(text) // 3 + 1
+
+
+def info_from_config(config: ModelConfig, *, loaded: bool = True) -> ModelInfo:
+    """The facts every backend reports, straight from its model's config."""
+    return ModelInfo(
+        id=config.id,
+        tier=config.tier,
+        backend=config.backend,
+        context_length=config.context_length,
+        input_cost_per_1m=config.input_cost_per_1m,
+        output_cost_per_1m=config.output_cost_per_1m,
+        loaded=loaded,
+    )

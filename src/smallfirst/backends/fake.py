@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from smallfirst.backends.base import Backend
+from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.config import FakeModel
 from smallfirst.types import (
     ChatRequest,
@@ -39,16 +39,7 @@ class FakeBackend(Backend):
             self._queued.append(FakeReply(reply) if isinstance(reply, str) else reply)
 
     def info(self) -> ModelInfo:
-        c = self.config
-        return ModelInfo(
-            id=c.id,
-            tier=c.tier,
-            backend="fake",
-            context_length=c.context_length,
-            input_cost_per_1m=c.input_cost_per_1m,
-            output_cost_per_1m=c.output_cost_per_1m,
-            loaded=True,
-        )
+        return info_from_config(self.config)
 
     def _next(self, request: GenerateRequest) -> FakeReply:
         self.requests.append(request)

@@ -7,11 +7,17 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
-from smallfirst.backends.base import Backend
+from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 from smallfirst.backends.worker import Emit, ModelWorker
 from smallfirst.config import LlamaCppModel
-from smallfirst.types import Chunk, Completion, GenerateRequest, ModelInfo, TokenLogprob, Usage
+from smallfirst.types import (
+    Chunk,
+    Completion,
+    GenerateRequest,
+    ModelInfo,
+    completion_from_chunks,
+)
 
 
 class LocalModelPool:
@@ -47,16 +53,7 @@ class LlamaCppBackend(Backend):
         pool.join(self)
 
     def info(self) -> ModelInfo:
-        c = self.config
-        return ModelInfo(
-            id=c.id,
-            tier=c.tier,
-            backend="llamacpp",
-            context_length=c.context_length,
-            input_cost_per_1m=c.input_cost_per_1m,
-            output_cost_per_1m=c.output_cost_per_1m,
-            loaded=self._engine is not None,
-        )
+        return info_from_config(self.config, loaded=self._engine is not None)
 
     @property
     def engine_loaded(self) -> bool:
@@ -112,18 +109,9 @@ class LlamaCppBackend(Backend):
         return (await self.worker.run(self._ensure_engine)).count_tokens
 
     async def complete(self, request: GenerateRequest) -> Completion:
-        parts: list[str] = []
-        logprobs: list[TokenLogprob] = []
-        final = Chunk()
-        async for chunk in self.stream(request):
-            parts.append(chunk.text)
-            logprobs.extend(chunk.logprobs or [])
-            final = chunk
-        return Completion(
-            text="".join(parts),
-            finish_reason=final.finish_reason or "stop",
-            usage=final.usage or Usage(),
-            logprobs=logprobs if request.logprob_alternatives is not None else None,
+        chunks = [chunk async for chunk in self.stream(request)]
+        return completion_from_chunks(
+            chunks, with_logprobs=request.logprob_alternatives is not None
         )
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from smallfirst.backends.base import Backend
+from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import (
     InvalidRequest,
@@ -55,16 +55,7 @@ class OpenAICompatBackend(Backend):
         )
 
     def info(self) -> ModelInfo:
-        c = self.config
-        return ModelInfo(
-            id=c.id,
-            tier=c.tier,
-            backend="openai_compat",
-            context_length=c.context_length,
-            input_cost_per_1m=c.input_cost_per_1m,
-            output_cost_per_1m=c.output_cost_per_1m,
-            loaded=True,
-        )
+        return info_from_config(self.config)
 
     async def aclose(self) -> None:
         await self._client.aclose()
