@@ -8,6 +8,7 @@ over-long prompt or an unreachable upstream become HTTP errors before any byte o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from smallfirst.routing.base import Router
 
 AUTO_MODEL = "auto"
+# Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
+_ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()
 Observer = Callable[[RequestRecord], None]
 T = TypeVar("T")
 # Failures that let the next tier in the fallback chain try; a bad request does not.
@@ -57,7 +60,7 @@ FALLBACK_ERRORS = (UpstreamError, UpstreamTimeout, QueueFull, ModelUnavailable)
 @dataclass
 class RequestContext:
     endpoint: str
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: f"{_ID_PREFIX}{next(_ID_COUNTER):012x}")
     api_key_id: str | None = None
     route_override: str | None = None
     started: float = field(default_factory=time.perf_counter)

@@ -159,6 +159,11 @@ def evaluate(
             f"  {name:17s} {report[name]:8.4f}   random {report['random'][name]:8.4f}"
             f"   length {report['length'][name]:8.4f}"
         )
+    for dataset, metrics in report.get("per_dataset", {}).items():
+        typer.echo(
+            f"  {dataset or '(no dataset)'}: apgr {metrics['apgr']:.4f}"
+            f"  cpt50 {metrics['cpt50']:.4f}  cpt80 {metrics['cpt80']:.4f}"
+        )
 
 
 def _load(spec: str) -> Any:
@@ -216,6 +221,11 @@ def _eval_scores(
     return chosen.score_batch(conversations), "as is (no training)"
 
 
+def _only(name: str, rows: list[RoutingRow], *columns: list[float]) -> tuple[list[float], ...]:
+    keep = [row.dataset == name for row in rows]
+    return tuple([x for x, k in zip(column, keep, strict=True) if k] for column in columns)
+
+
 def _report(
     rows: list[RoutingRow],
     scores: list[float],
@@ -235,6 +245,12 @@ def _report(
     report: dict[str, Any] = {**metrics.as_dict(), "router": router, "mode": mode}
     report["random"] = random_metrics.as_dict()
     report["length"] = length_metrics.as_dict()
+    datasets = sorted({row.dataset for row in rows})
+    if len(datasets) > 1:  # one pooled curve mixes scales; each dataset's own ranking matters
+        report["per_dataset"] = {
+            name: evaluate_scores(*_only(name, rows, scores, weak, strong))[0].as_dict()
+            for name in datasets
+        }
     if plot is not None:
         plot.parent.mkdir(parents=True, exist_ok=True)
         curves = {router: curve, "length": length_curve, "random (20 seeds)": random_curve}

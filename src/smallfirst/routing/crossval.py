@@ -8,7 +8,13 @@ from pathlib import Path
 
 from smallfirst.errors import InvalidRequest
 from smallfirst.routing.data import RoutingRow, labelled
-from smallfirst.routing.learned import LearnedConfig, featurize, fit_model, predict
+from smallfirst.routing.learned import (
+    LearnedConfig,
+    dataset_weights,
+    featurize,
+    fit_model,
+    predict,
+)
 
 
 def fold_assignments(groups: Sequence[str], folds: int, seed: int) -> list[int]:
@@ -53,9 +59,17 @@ def out_of_fold_scores(
     )
     weak = np.array([row.weak_score for row in rows], dtype=np.float64)
     strong = np.array([row.strong_score for row in rows], dtype=np.float64)
+    datasets = [row.dataset for row in rows]
     scores = np.zeros(len(rows))
     for fold in range(folds):
         test = assignment == fold
-        model = fit_model(features.subset(~test), weak[~test], strong[~test], config)
+        train_sets = [name for name, held in zip(datasets, test, strict=True) if not held]
+        model = fit_model(
+            features.subset(~test),
+            weak[~test],
+            strong[~test],
+            config,
+            dataset_weights(train_sets, config),
+        )
         scores[test] = predict(model, features.subset(test), config)
     return [float(x) for x in scores]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-FEATURE_SPEC_VERSION = 2
+FEATURE_SPEC_VERSION = 3
 EMBEDDING_MODEL = "all-minilm-l6-v2-int8-onnx"
 EMBED_BATCH = 32
 
@@ -44,6 +44,47 @@ NEGATION_PATTERN = re.compile(r"\b(?:NOT|EXCEPT|LEAST|FALSE|INCORRECT|NEVER)\b")
 ENUMERATED_CLAIMS_PATTERN = re.compile(
     r"\bStatement [12]\b|^\s*(?:I|II|III|IV)[.)]\s", re.MULTILINE
 )
+# v3 cues: reasoning load (sentences, quantities with units, arithmetic words, fractions,
+# connectives), the kind of ask (writing/roleplay vs formal reasoning) and choice-list shape.
+SENTENCE_PATTERN = re.compile(r"[.!?](?:\s|$)")
+QUANTITY_PATTERN = re.compile(
+    r"\$\s?\d|\d+(?:\.\d+)?\s*(?:%|percent|dollars?|cents?|hours?|minutes?|days?|weeks?"
+    r"|months?|years?|miles?|km|kg|pounds?|feet|inches|meters?|liters?|gallons?|cups?|pages?"
+    r"|times)\b",
+    re.IGNORECASE,
+)
+ARITHMETIC_WORD_PATTERN = re.compile(
+    r"\b(?:twice|double|triple|half|third|quarter|times|per|each|every|more than|less than"
+    r"|fewer|remaining|left|total|altogether|combined|average|sum|difference|increase"
+    r"|decrease|discount|profit|split|share|ratio)\b",
+    re.IGNORECASE,
+)
+FRACTION_PATTERN = re.compile(
+    r"\d+\s*/\s*\d+|\b(?:half|third|quarter|fifth|percent)\b|%", re.IGNORECASE
+)
+QUESTION_WORD_PATTERN = re.compile(
+    r"\b(?:what|how|which|who|why|when|where|find|determine)\b", re.IGNORECASE
+)
+CONNECTIVE_PATTERN = re.compile(
+    r"\b(?:then|after|before|if|while|but|and then|later|afterwards|finally|also|however"
+    r"|because|so)\b",
+    re.IGNORECASE,
+)
+WRITING_PATTERN = re.compile(
+    r"\b(?:write|story|poem|essay|email|blog|letter|imagine|pretend|role|character"
+    r"|persuasive|describe|draft|rewrite|rephrase|summari[sz]e|creative|tweet|speech|slogan"
+    r"|joke)\b",
+    re.IGNORECASE,
+)
+REASONING_PATTERN = re.compile(
+    r"\b(?:riddle|puzzle|logic|deduce|implies|true or false|if and only if|sequence|pattern"
+    r"|algorithm|complexity|function|prove|theorem|matrix|vector|integral|derivative)\b",
+    re.IGNORECASE,
+)
+CHOICE_META_PATTERN = re.compile(
+    r"which of the following|all of the following|none of the above|all of the above|both",
+    re.IGNORECASE,
+)
 
 CHEAP_FEATURE_NAMES: tuple[str, ...] = (
     "log_chars",
@@ -61,6 +102,22 @@ CHEAP_FEATURE_NAMES: tuple[str, ...] = (
     "log_choice_chars",
     "numeric_choice_share",
     "mean_word_length",
+    # v3
+    "log_stem_sentences",
+    "log_quantities",
+    "log_arithmetic_words",
+    "log_fraction_cues",
+    "log_stem_question_words",
+    "log_stem_connectives",
+    "log_stem_writing_cues",
+    "log_reasoning_cues",
+    "choice_meta_cue",
+    "log_choice_length_std",
+    "log_stem_chars",
+    "log_max_number",
+    "log_distinct_numbers",
+    "decimal_share",
+    "log_newlines",
 )
 
 
@@ -106,6 +163,41 @@ def cheap_features(messages: Sequence[Mapping[str, str]]) -> list[float]:
         math.log1p(sum(map(len, choices)) / len(choices)) if choices else 0.0,
         sum(_is_numeric(c) for c in choices) / len(choices) if choices else 0.0,
         sum(map(len, words)) / len(words) if words else 0.0,
+        *_reasoning_features(text, choices),
+    ]
+
+
+def _reasoning_features(text: str, choices: Sequence[str]) -> list[float]:
+    """v3 cues; the stem is the text before the first choice line (all of it if none)."""
+    first_choice = CHOICE_LINE_PATTERN.search(text)
+    stem = text[: first_choice.start()] if first_choice else text
+    numbers = NUMBER_PATTERN.findall(text)
+    values = [float(n.replace(",", "")) for n in numbers]
+    lengths = [len(choice) for choice in choices]
+    mean_length = sum(lengths) / len(lengths) if lengths else 0.0
+    spread = (
+        math.sqrt(sum((x - mean_length) ** 2 for x in lengths) / len(lengths)) if lengths else 0.0
+    )
+
+    def count(pattern: re.Pattern[str], where: str) -> float:
+        return math.log1p(len(pattern.findall(where)))
+
+    return [
+        count(SENTENCE_PATTERN, stem),
+        count(QUANTITY_PATTERN, text),
+        count(ARITHMETIC_WORD_PATTERN, text),
+        count(FRACTION_PATTERN, text),
+        count(QUESTION_WORD_PATTERN, stem),
+        count(CONNECTIVE_PATTERN, stem),
+        count(WRITING_PATTERN, stem),
+        count(REASONING_PATTERN, text),
+        float(CHOICE_META_PATTERN.search(stem) is not None),
+        math.log1p(spread),
+        math.log1p(len(stem)),
+        math.log1p(min(max(values), 1e12)) if values else 0.0,
+        math.log1p(len(set(numbers))),
+        sum("." in n for n in numbers) / len(numbers) if numbers else 0.0,
+        math.log1p(text.count("\n")),
     ]
 
 

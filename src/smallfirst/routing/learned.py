@@ -1,5 +1,7 @@
 """The learned router: logistic regression on a local prompt embedding plus cheap text cues.
 
+Trained on several datasets at once, each dataset carries the same total weight.
+
 Label: the soft probability that the weak model fails, `1 - weak.score` (0/1 on GSM8K and
 MMLU, a 0-1 rating gap on MT-Bench), fitted with each row counted as a weighted positive and
 negative. Why this family and label: see docs/routing.md (grouped cross-validated APGR).
@@ -50,6 +52,9 @@ class LearnedConfig:
     embed_words: int = 16  # encoder cost grows with length; CV APGR is flat from 16 to 24
     regularization_c: float = 0.1
     max_iter: int = 1000
+    # each training dataset gets the same total weight, so 7.7k MMLU rows do not drown
+    # 1.3k GSM8K and 160 MT-Bench rows (training only; scoring never sees the dataset)
+    balance_datasets: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,10 +98,26 @@ def _design(features: Features, cheap_mean: FloatArray, cheap_scale: FloatArray)
     return np.hstack([features.embeddings, scaled]).astype(np.float64)
 
 
+def dataset_weights(datasets: Sequence[str], config: LearnedConfig) -> FloatArray:
+    """Row weights giving every dataset the same total (mean 1); all ones when disabled."""
+    import numpy as np
+
+    counts = Counter(datasets)
+    if not config.balance_datasets or len(counts) < 2:
+        return np.ones(len(datasets))
+    share = len(datasets) / len(counts)
+    return np.array([share / counts[name] for name in datasets], dtype=np.float64)
+
+
 def fit_model(
-    features: Features, weak: FloatArray, strong: FloatArray, config: LearnedConfig
+    features: Features,
+    weak: FloatArray,
+    strong: FloatArray,
+    config: LearnedConfig,
+    sample_weight: FloatArray | None = None,
 ) -> Model:
-    """Soft-label logistic regression on P(weak fails); `strong` is kept for other labels."""
+    """Soft-label logistic regression on P(weak fails); `strong` is kept for other labels.
+    `sample_weight` scales each row (see `dataset_weights`)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
@@ -108,7 +129,8 @@ def fit_model(
     n = len(fails)
     stacked = np.vstack([design, design])
     labels = np.r_[np.ones(n), np.zeros(n)]
-    weights = np.r_[fails, 1.0 - fails]
+    row_weight = np.ones(n) if sample_weight is None else np.asarray(sample_weight)
+    weights = np.r_[fails * row_weight, (1.0 - fails) * row_weight]
     keep = weights > 0
     if len(set(labels[keep].tolist())) < 2:
         raise InvalidRequest("training rows need both weak successes and weak failures")
@@ -214,6 +236,7 @@ class LearnedRouter(Router):
             embed_words=int(document["model"]["embed_words"]),
             regularization_c=float(document["model"]["regularization_c"]),
             max_iter=int(document["model"]["max_iter"]),
+            balance_datasets=bool(document["model"].get("balance_datasets", False)),
         )
         if document["features"] != _feature_spec(config):
             raise ConfigError(f"{config_file}: feature spec differs from this smallfirst version")
@@ -279,7 +302,8 @@ def train_learned(
     weak = np.array([row.weak_score for row in rows], dtype=np.float64)
     strong = np.array([row.strong_score for row in rows], dtype=np.float64)
     train = ~is_calibration
-    model = fit_model(features.subset(train), weak[train], strong[train], config)
+    balance = dataset_weights([row.dataset for row in rows], config)
+    model = fit_model(features.subset(train), weak[train], strong[train], config, balance[train])
     calibration = None
     if is_calibration.any():
         held_scores = predict(model, features.subset(is_calibration), config)

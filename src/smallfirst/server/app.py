@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from smallfirst import __version__
 from smallfirst.config import Settings
 from smallfirst.errors import RequestTooLarge, SmallfirstError
-from smallfirst.server.auth import KeyRing
+from smallfirst.server.auth import ApiKeyGate, KeyRing
 from smallfirst.server.errors import (
     error_body,
     handle_http_exception,
@@ -60,6 +60,7 @@ def create_app(
     app.add_exception_handler(SmallfirstError, handle_smallfirst_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(Exception, handle_unexpected)
+    app.add_middleware(ApiKeyGate, keyring=app.state.keyring)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     return app
 

@@ -6,12 +6,11 @@ import asyncio
 import time
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from smallfirst.errors import ModelNotFound
-from smallfirst.server.auth import require_api_key
 from smallfirst.server.errors import validation_error
 from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
 from smallfirst.server.sse import sse_stream
@@ -21,7 +20,7 @@ from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, Tex
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 ROUTE_HEADER = "x-smallfirst-route"
 
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+v1 = APIRouter(prefix="/v1")  # API keys are checked by server.auth.ApiKeyGate
 plain = APIRouter()
 
 
