@@ -46,7 +46,10 @@ def throughput(url: str, model: str, seconds: float = 3.0, clients: int = 8) -> 
 
 def main() -> None:
     upstream, upstream_url = start_gateway(
-        {"models": [{"id": "fake", "tier": "cloud", "backend": "fake", "replies": ["pong"]}]},
+        {
+            "models": [{"id": "fake", "tier": "cloud", "backend": "fake", "replies": ["pong"]}],
+            "privacy": {"enabled": False},  # the upstream stands for a bare remote API
+        },
         "upstream",
     )
     cloud = {

@@ -221,9 +221,7 @@ class LlamaEngine:
                 finish = "stop"
                 break
             logprob = self._token_logprob(token, top_k) if top_k is not None else None
-            piece = decoder.decode(
-                self.llama.detokenize([token], prev_tokens=prompt.tokens + generated)
-            )
+            piece = decoder.decode(self.llama.detokenize([token]))
             generated.append(token)
             text, hit_stop = stops.feed(piece)
             if text or logprob is not None:
