@@ -56,10 +56,16 @@ class LocalEmbedder:
 
     def embed(self, texts: list[str], *, truncate: bool = False) -> npt.NDArray[np.float32]:
         """Embed `texts`. Texts over MAX_TOKENS raise unless `truncate` is asked for explicitly."""
+        return self.embed_counted(texts, truncate=truncate)[0]
+
+    def embed_counted(
+        self, texts: list[str], *, truncate: bool = False
+    ) -> tuple[npt.NDArray[np.float32], int]:
+        """`embed`, plus the number of tokens the inputs had (for usage), tokenized once."""
         import numpy as np
 
         if not texts:
-            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+            return np.zeros((0, DIMENSIONS), dtype=np.float32), 0
         with self._lock:
             encodings = self._tokenizer.encode_batch(texts)
         too_long = [i for i, e in enumerate(encodings) if len(e.ids) > MAX_TOKENS]
@@ -85,7 +91,7 @@ class LocalEmbedder:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         result: npt.NDArray[np.float32] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
-        return result
+        return result, sum(len(e.ids) for e in encodings)
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from smallfirst.config import Settings
 from smallfirst.types import ChatMessage, ChatRequest, Chunk, Completion, GenerateRequest, ModelInfo
 
 if TYPE_CHECKING:
-    from smallfirst.privacy import GuardResult, PrivacyGuard
+    from smallfirst.privacy import GuardResult, PrivacyGuard, StreamRestorer
     from smallfirst.privacy.detect import Finding
     from smallfirst.privacy.policy import PolicyAction
 
@@ -124,12 +124,16 @@ def restore(result: Any, guard: GuardResult | None) -> Any:
         return result.model_copy(update={"text": guard.restore(result.text)})
     if isinstance(result, list):
         restorer = guard.stream_restorer()
-        restored = [c.model_copy(update={"text": restorer.feed(c.text)}) for c in result]
-        if restored:
-            last = restored[-1]
-            restored[-1] = last.model_copy(update={"text": last.text + restorer.flush()})
-        return restored
+        return [_restored(chunk, restorer) for chunk in result]
     return _restored_stream(result, guard)
+
+
+def _restored(chunk: Chunk, restorer: StreamRestorer) -> Chunk:
+    """Values back into one piece; the last piece (it has a finish reason) flushes the rest."""
+    text = restorer.feed(chunk.text)
+    if chunk.finish_reason is not None:
+        text += restorer.flush()
+    return chunk.model_copy(update={"text": text})
 
 
 async def _restored_stream(
@@ -138,10 +142,7 @@ async def _restored_stream(
     restorer = guard.stream_restorer()
     try:
         async for chunk in chunks:
-            text = restorer.feed(chunk.text)
-            if chunk.finish_reason is not None:
-                text += restorer.flush()
-            yield chunk.model_copy(update={"text": text})
+            yield _restored(chunk, restorer)
     finally:
         close = getattr(chunks, "aclose", None)
         if close is not None:

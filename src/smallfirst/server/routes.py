@@ -82,10 +82,9 @@ async def embeddings(request: Request) -> Response:
             f"The embedding model `{parsed.model}` does not exist; use `{embed.MODEL_ID}`",
             param="model",
         )
-    texts = parsed.texts
-    embedder = await asyncio.to_thread(embed.get_embedder)
-    vectors = await asyncio.to_thread(embedder.embed, texts)
-    tokens = sum(await asyncio.to_thread(lambda: [embedder.count_tokens(t) for t in texts]))
+    vectors, tokens = await asyncio.to_thread(
+        lambda: embed.get_embedder().embed_counted(parsed.texts)
+    )
     data: list[dict[str, Any]] = [
         {
             "object": "embedding",
