@@ -28,14 +28,14 @@ def test_non_stream_pass_through(gateway: Server) -> None:
 
 
 def test_stream_pass_through(gateway: Server) -> None:
-    api = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
-    stream = api.chat.completions.create(
-        model="cloud-model",
-        messages=[{"role": "user", "content": "hi"}],
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    chunks = list(stream)
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0) as api:
+        stream = api.chat.completions.create(
+            model="cloud-model",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "The cloud says hello to you."
     assert chunks[-1].usage is not None
