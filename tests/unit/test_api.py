@@ -5,7 +5,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from smallfirst.errors import UpstreamError
 from smallfirst.service import Gateway

@@ -1,11 +1,16 @@
-"""The remote backend's protocol handling, against httpx's in-process MockTransport.
+"""The remote backend's protocol handling, against a scripted aiohttp server on loopback.
 
-(Its behaviour against a real second server on loopback is in tests/integration.)"""
+(Its behaviour against a real second smallfirst server is in tests/integration.)"""
 
+import asyncio
 import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
-import httpx
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from smallfirst.backends.openai_compat import OpenAICompatBackend
 from smallfirst.config import OpenAICompatModel
@@ -19,31 +24,44 @@ ANSWER = {
     "choices": [{"message": {"content": "hello"}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 7, "completion_tokens": 1},
 }
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def backend(handler: httpx.MockTransport, **config: object) -> OpenAICompatBackend:
+@asynccontextmanager
+async def upstream(handle: Handler, **config: object) -> AsyncIterator[OpenAICompatBackend]:
+    """A backend pointed at a real HTTP server on 127.0.0.1 that answers with `handle`."""
+    app = web.Application()
+    app.router.add_post("/v1/{path:.*}", handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
     settings = OpenAICompatModel.model_validate(
         {
             "id": "cloud",
             "tier": "cloud",
-            "base_url": "http://upstream.test/v1",
+            "base_url": str(server.make_url("/v1")),
             "remote_model": "gpt-x",
             "backoff_s": 0,
             **config,
         }
     )
-    return OpenAICompatBackend(settings, transport=handler)
+    backend = OpenAICompatBackend(settings)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+        await server.close()
 
 
 async def test_sends_the_remote_model_name_and_parses_the_answer() -> None:
     seen: list[dict[str, object]] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(json.loads(request.content))
-        assert request.url.path == "/v1/chat/completions"
-        return httpx.Response(200, json=ANSWER)
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        assert request.path == "/v1/chat/completions"
+        return web.json_response(ANSWER)
 
-    result = await backend(httpx.MockTransport(handle)).complete(REQUEST)
+    async with upstream(handle) as backend:
+        result = await backend.complete(REQUEST)
     assert result.text == "hello"
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (7, 1)
     assert seen[0]["model"] == "gpt-x"
@@ -51,72 +69,125 @@ async def test_sends_the_remote_model_name_and_parses_the_answer() -> None:
     assert "route" not in seen[0]
 
 
+async def test_sends_the_api_key_from_the_named_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-test")
+    seen: list[str | None] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response(ANSWER)
+
+    async with upstream(handle, api_key_env="UPSTREAM_KEY") as backend:
+        await backend.complete(REQUEST)
+    assert seen == ["Bearer sk-test"]
+
+
 async def test_retries_on_503_then_succeeds() -> None:
     calls = 0
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    async def handle(request: web.Request) -> web.Response:
         nonlocal calls
         calls += 1
-        return httpx.Response(503) if calls < 3 else httpx.Response(200, json=ANSWER)
+        return web.Response(status=503) if calls < 3 else web.json_response(ANSWER)
 
-    assert (await backend(httpx.MockTransport(handle), max_retries=2).complete(REQUEST)).text
+    async with upstream(handle, max_retries=2) as backend:
+        assert (await backend.complete(REQUEST)).text == "hello"
     assert calls == 3
 
 
-async def test_gives_up_after_retries_with_502() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused")
-
-    with pytest.raises(UpstreamError):
-        await backend(httpx.MockTransport(handle), max_retries=1).complete(REQUEST)
+async def test_gives_up_after_retries_with_502_when_nothing_listens() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago and has no listener
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = OpenAICompatModel.model_validate(
+        {
+            "id": "cloud",
+            "tier": "cloud",
+            "base_url": f"http://127.0.0.1:{port}/v1",
+            "max_retries": 1,
+            "backoff_s": 0,
+        }
+    )
+    backend = OpenAICompatBackend(settings)
+    try:
+        with pytest.raises(UpstreamError, match="cannot reach upstream"):
+            await backend.complete(REQUEST)
+    finally:
+        await backend.aclose()
 
 
 async def test_client_errors_are_not_retried_and_keep_the_message() -> None:
     calls = 0
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    async def handle(request: web.Request) -> web.Response:
         nonlocal calls
         calls += 1
-        return httpx.Response(400, json={"error": {"message": "context too long"}})
+        return web.json_response({"error": {"message": "context too long"}}, status=400)
 
-    with pytest.raises(InvalidRequest, match="context too long"):
-        await backend(httpx.MockTransport(handle)).complete(REQUEST)
+    async with upstream(handle) as backend:
+        with pytest.raises(InvalidRequest, match="context too long"):
+            await backend.complete(REQUEST)
     assert calls == 1
 
 
 async def test_timeout_is_504() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow")
+    async def handle(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response(ANSWER)
 
-    with pytest.raises(UpstreamTimeout):
-        await backend(httpx.MockTransport(handle), max_retries=0).complete(REQUEST)
+    async with upstream(handle, max_retries=0, read_timeout_s=0.2) as backend:
+        with pytest.raises(UpstreamTimeout):
+            await backend.complete(REQUEST)
 
 
-async def test_stream_is_parsed_with_usage() -> None:
+def sse(events: list[object]) -> bytes:
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode()
+
+
+async def test_stream_is_parsed_with_usage_whatever_the_chunking() -> None:
     events = [
         {"choices": [{"delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
         {"choices": [{"delta": {"content": "hel"}, "finish_reason": None}]},
-        {"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}]},
+        {"choices": [{"delta": {"content": "lo é"}, "finish_reason": "stop"}]},
         {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}},
     ]
-    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    body = sse(events) + b"data: [DONE]\n\n"
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        assert json.loads(request.content)["stream_options"] == {"include_usage": True}
-        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+    async def handle(request: web.Request) -> web.StreamResponse:
+        assert (await request.json())["stream_options"] == {"include_usage": True}
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(0, len(body), 7):  # split lines and even a multi-byte character
+            await response.write(body[i : i + 7])
+        await response.write_eof()
+        return response
 
-    chunks = [c async for c in backend(httpx.MockTransport(handle)).stream(REQUEST)]
-    assert "".join(c.text for c in chunks) == "hello"
+    async with upstream(handle) as backend:
+        chunks = [c async for c in backend.stream(REQUEST)]
+    assert "".join(c.text for c in chunks) == "hello é"
     assert chunks[-1].finish_reason == "stop"
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 2
 
 
+async def test_stream_lines_longer_than_64_kib_are_read_whole() -> None:
+    long_text = "x" * 100_000
+    events = [{"choices": [{"delta": {"content": long_text}, "finish_reason": "stop"}]}]
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=sse(events) + b"data: [DONE]\n\n")
+
+    async with upstream(handle) as backend:
+        chunks = [c async for c in backend.stream(REQUEST)]
+    assert "".join(c.text for c in chunks) == long_text
+
+
 async def test_stream_cut_before_finish_is_502() -> None:
-    body = 'data: {"choices": [{"delta": {"content": "hel"}, "finish_reason": null}]}\n\n'
+    body = b'data: {"choices": [{"delta": {"content": "hel"}, "finish_reason": null}]}\n\n'
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text=body)
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=body)
 
-    with pytest.raises(UpstreamError, match="without finishing"):
-        _ = [c async for c in backend(httpx.MockTransport(handle)).stream(REQUEST)]
+    async with upstream(handle) as backend:
+        with pytest.raises(UpstreamError, match="without finishing"):
+            _ = [c async for c in backend.stream(REQUEST)]

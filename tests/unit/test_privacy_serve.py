@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from smallfirst.types import ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings

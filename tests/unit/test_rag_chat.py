@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from smallfirst.rag import GROUNDING_RULE, ingest_paths, open_store
 from smallfirst.types import ChatRequest

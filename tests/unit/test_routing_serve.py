@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from smallfirst.backends.fake import FakeReply
 from smallfirst.errors import UpstreamTimeout

@@ -6,9 +6,9 @@ recorded in `_migrations`; a shipped migration is never edited (simonw/llm's rul
 
 from __future__ import annotations
 
-import queue
 import sqlite3
 import threading
+from collections import deque
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -77,23 +77,30 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class RequestLog:
-    """Queues records and writes them in batches on a background thread."""
+    """Collects records and writes them in batches on a background thread.
+
+    The writer wakes on a timer instead of per record: waking a thread per request costs the
+    event loop a GIL hand-off on every call (measured in the gateway overhead benchmark).
+    """
+
+    FLUSH_INTERVAL_S = 0.2
 
     def __init__(self, path: Path) -> None:
         self.path = path
         connection = connect(path)
         migrate(connection)
         connection.close()
-        self._queue: queue.SimpleQueue[RequestRecord | None] = queue.SimpleQueue()
+        self._pending: deque[RequestRecord] = deque()
+        self._closing = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
         self._writer.start()
 
     def record(self, row: RequestRecord) -> None:
-        self._queue.put(row)
+        self._pending.append(row)  # deque.append is atomic; no lock, no wake-up
 
     def close(self) -> None:
-        """Flush everything queued, then stop the writer."""
-        self._queue.put(None)
+        """Flush everything recorded, then stop the writer."""
+        self._closing.set()
         self._writer.join(timeout=10)
 
     def _write_loop(self) -> None:
@@ -103,16 +110,14 @@ class RequestLog:
             f"INSERT INTO requests ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' for _ in columns)})"
         )
-        running = True
-        while running:
-            batch = [self._queue.get()]
-            while not self._queue.empty() and len(batch) < 256:
-                batch.append(self._queue.get())
-            rows = [r for r in batch if r is not None]
-            running = len(rows) == len(batch)
+        while True:
+            closing = self._closing.wait(self.FLUSH_INTERVAL_S)
+            rows = [self._pending.popleft() for _ in range(len(self._pending))]
             if rows:
                 with connection:
                     connection.executemany(sql, [_values(r, columns) for r in rows])
+            if closing:
+                break
         connection.close()
 
     def spend_since(self, since: float) -> tuple[float, dict[str, float]]:

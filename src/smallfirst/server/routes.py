@@ -6,9 +6,10 @@ import asyncio
 import time
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
 
 from smallfirst.errors import ModelNotFound
 from smallfirst.server.errors import validation_error
@@ -19,9 +20,6 @@ from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, Tex
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 ROUTE_HEADER = "x-smallfirst-route"
-
-v1 = APIRouter(prefix="/v1")  # API keys are checked by server.auth.ApiKeyGate
-plain = APIRouter()
 
 
 def gateway(request: Request) -> Gateway:
@@ -62,17 +60,14 @@ async def _generate(request: Request, parsed: GenerateRequest, endpoint: str) ->
     )
 
 
-@v1.post("/chat/completions")
 async def chat_completions(request: Request) -> Response:
     return await _generate(request, await parse(request, ChatRequest), "chat")
 
 
-@v1.post("/completions")
 async def completions(request: Request) -> Response:
     return await _generate(request, await parse(request, TextRequest), "completions")
 
 
-@v1.post("/embeddings")
 async def embeddings(request: Request) -> Response:
     from smallfirst import embed
 
@@ -127,27 +122,24 @@ def _model_entry(info: Any, created: int) -> dict[str, Any]:
     }
 
 
-@v1.get("/models")
 async def list_models(request: Request) -> Response:
     created = int(request.app.state.started_at)
     data = [_model_entry(info, created) for info in gateway(request).models()]
     return JSONResponse({"object": "list", "data": data})
 
 
-@v1.get("/models/{model_id:path}")
-async def get_model(request: Request, model_id: str) -> Response:
+async def get_model(request: Request) -> Response:
+    model_id = request.path_params["model_id"]
     for info in gateway(request).models():
         if info.id == model_id:
             return JSONResponse(_model_entry(info, int(request.app.state.started_at)))
     raise ModelNotFound(f"The model `{model_id}` does not exist", param="model")
 
 
-@plain.get("/healthz")
-async def healthz() -> Response:
+async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok", "time": time.time()})
 
 
-@plain.get("/readyz")
 async def readyz(request: Request) -> Response:
     ready: asyncio.Event = request.app.state.ready
     problem: str | None = request.app.state.startup_problem
@@ -158,6 +150,18 @@ async def readyz(request: Request) -> Response:
     )
 
 
-@plain.get("/metrics")
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+# API keys on /v1 are checked before any of these run, by server.auth.ApiKeyGate.
+ROUTES: list[BaseRoute] = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
