@@ -2,12 +2,13 @@
 
 import asyncio
 import threading
+import time
 
 import pytest
 
 from smallfirst.backends.worker import Emit, ModelWorker
 from smallfirst.errors import QueueFull
-from smallfirst.types import Chunk
+from smallfirst.types import Chunk, TokenLogprob, Usage
 
 
 async def test_queue_full_is_429_and_fifo_order_is_kept() -> None:
@@ -67,3 +68,44 @@ async def test_errors_in_the_job_reach_the_consumer() -> None:
     with pytest.raises(QueueFull, match="boom"):
         await anext(stream)
     worker.shutdown()
+
+
+async def test_a_stream_interval_merges_tokens_but_sends_the_first_at_once() -> None:
+    worker = ModelWorker("m", queue_size=1, stream_interval_s=0.2)
+    logprob = TokenLogprob(token="x", logprob=-0.5)
+
+    def tokens(emit: Emit, cancelled: threading.Event) -> None:
+        for n in range(6):
+            emit(Chunk(text=str(n), logprobs=[logprob]))
+            time.sleep(0.01)
+        emit(Chunk(finish_reason="stop", usage=Usage(prompt_tokens=1, completion_tokens=6)))
+
+    chunks = [chunk async for chunk in worker.stream(tokens)]
+    worker.shutdown()
+    assert chunks[0].text.startswith("0")
+    assert "".join(c.text for c in chunks) == "012345"  # nothing lost, order kept
+    assert sum(len(c.logprobs or []) for c in chunks) == 6
+    assert len(chunks) < 7  # later tokens travelled together
+    assert chunks[-1].finish_reason == "stop"
+
+
+async def test_a_held_token_is_sent_within_the_interval_even_if_no_other_follows() -> None:
+    worker = ModelWorker("m", queue_size=1, stream_interval_s=0.05)
+    first_seen, release = threading.Event(), threading.Event()
+
+    def slow(emit: Emit, cancelled: threading.Event) -> None:
+        emit(Chunk(text="a"))
+        first_seen.wait(5)
+        emit(Chunk(text="b"))  # held: within the interval after "a" was delivered
+        release.wait(5)
+        emit(Chunk(finish_reason="stop", usage=Usage(prompt_tokens=1, completion_tokens=2)))
+
+    stream = worker.stream(slow)
+    first = await anext(stream)  # the first token is sent at once, not after the interval
+    first_seen.set()
+    second = await asyncio.wait_for(anext(stream), timeout=2)  # comes without the finish
+    release.set()
+    rest = [chunk async for chunk in stream]
+    worker.shutdown()
+    assert (first.text, second.text) == ("a", "b")
+    assert rest[-1].finish_reason == "stop"

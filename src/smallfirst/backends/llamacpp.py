@@ -45,7 +45,9 @@ class LocalModelPool:
 class LlamaCppBackend(Backend):
     def __init__(self, config: LlamaCppModel, pool: LocalModelPool) -> None:
         self.config = config
-        self.worker = ModelWorker(config.id, config.queue_size)
+        self.worker = ModelWorker(
+            config.id, config.queue_size, stream_interval_s=config.stream_interval_ms / 1000
+        )
         self._pool = pool
         self._engine: LlamaEngine | None = None
         self.last_used = 0.0

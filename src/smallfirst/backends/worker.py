@@ -4,15 +4,22 @@ Used for engines that are not thread-safe (llama.cpp). The event loop never bloc
 run on the worker thread and stream their output back through an asyncio queue. When the
 consumer stops reading (client disconnect), a cancel flag is set that the job checks between
 tokens, so the worker is free again within one token.
+
+Chunks cross from the worker thread to the loop through an `_Outbox`. With a stream interval,
+the tokens a job emits within it travel as one chunk: one loop wake-up, one SSE event, one
+socket write and one client wake-up per interval instead of per token. Every wake-up on a
+2-core machine takes a core from llama.cpp's compute threads, which then wait for each other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 from smallfirst.errors import QueueFull
 from smallfirst.types import Chunk
@@ -24,9 +31,10 @@ _DONE = object()
 
 
 class ModelWorker:
-    def __init__(self, name: str, queue_size: int) -> None:
+    def __init__(self, name: str, queue_size: int, stream_interval_s: float = 0.0) -> None:
         self.name = name
         self.queue_size = queue_size
+        self.stream_interval_s = stream_interval_s
         self.busy = threading.Lock()  # held by the worker thread while a job runs
         self.cancelled_jobs = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"worker-{name}")
@@ -58,23 +66,20 @@ class ModelWorker:
 
     async def stream(self, produce: Producer) -> AsyncIterator[Chunk]:
         """Run `produce(emit, cancelled)` on the worker and yield what it emits."""
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
+        outbox = _Outbox(asyncio.get_running_loop(), queue, self.stream_interval_s)
         cancelled = threading.Event()
-
-        def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def job() -> None:
             try:
                 if not cancelled.is_set():
-                    produce(emit, cancelled)
+                    produce(outbox.put, cancelled)
                 if cancelled.is_set():
                     self.cancelled_jobs += 1
             except BaseException as exc:  # handed to the consumer and re-raised there
-                emit(exc)
+                outbox.put(exc)
             finally:
-                emit(_DONE)
+                outbox.put(_DONE)
 
         runner = asyncio.ensure_future(self.run(job))
         try:
@@ -91,3 +96,60 @@ class ModelWorker:
             cancelled.set()  # no-op after a normal finish; stops the job on disconnect
             if not runner.done():
                 runner.cancel()
+
+
+class _Outbox:
+    """Hands items from the worker thread to an asyncio queue, at most one wake-up of the
+    loop per `interval_s`; text chunks that wait together are merged into one."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], interval_s: float
+    ) -> None:
+        self._loop = loop
+        self._queue = queue
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._items: list[object] = []
+        self._scheduled = False
+        self._last_delivery = -math.inf
+
+    def put(self, item: object) -> None:
+        """Called on the worker thread."""
+        with self._lock:
+            self._items.append(item)
+            if self._scheduled:
+                return
+            self._scheduled = True
+            wait = self._last_delivery + self._interval_s - time.monotonic()
+        # The first token, the end and errors go at once; others at most `interval_s` late.
+        if wait <= 0 or not _is_text(item):
+            self._loop.call_soon_threadsafe(self._deliver)
+        else:
+            self._loop.call_soon_threadsafe(self._loop.call_later, wait, self._deliver)
+
+    def _deliver(self) -> None:
+        """Runs on the event loop."""
+        with self._lock:
+            items, self._items = self._items, []
+            self._scheduled = False
+            self._last_delivery = time.monotonic()
+        for item in _merge_text(items):
+            self._queue.put_nowait(item)
+
+
+def _is_text(item: object) -> TypeGuard[Chunk]:
+    return isinstance(item, Chunk) and item.finish_reason is None and item.usage is None
+
+
+def _merge_text(items: list[object]) -> list[object]:
+    merged: list[object] = []
+    for item in items:
+        last = merged[-1] if merged else None
+        if _is_text(item) and _is_text(last):
+            logprobs = None
+            if last.logprobs is not None or item.logprobs is not None:
+                logprobs = (last.logprobs or []) + (item.logprobs or [])
+            merged[-1] = Chunk(text=last.text + item.text, logprobs=logprobs)
+        else:
+            merged.append(item)
+    return merged
