@@ -97,3 +97,27 @@ def test_building_and_using_a_detector_attempts_no_network(no_network: list[obje
     found = fresh.inspect("Mail ops@example.co.uk or visit 10.0.0.7")
     assert {f.entity_type for f in found} >= {"EMAIL_ADDRESS", "IP_ADDRESS"}
     assert no_network == []
+
+
+def test_prefiltered_presidio_types_are_still_found(detector: PiiDetector) -> None:
+    found = _kinds(detector, "NI number AB 12 34 56 C, host fe80::1ff:fe23:4567:890a and ::1")
+    assert found.get("AB 12 34 56 C") == "UK_NINO"
+    assert found.get("fe80::1ff:fe23:4567:890a") == "IP_ADDRESS"
+
+
+def test_span_boundaries(detector: PiiDetector) -> None:
+    text = "Name: Martim A Pereira\nAddress: 17693 Main Street"
+    assert ("PERSON", "Martim A Pereira") in [
+        (f.entity_type, f.value_in(text)) for f in detector.inspect(text)
+    ]
+    text = "These are Yuri Bulgakov's verses."
+    assert _kinds(detector, text).get("Yuri Bulgakov") == "PERSON"
+    text = "> Ann Lee\n> 935 69 Gordon Terrace\n> Suite 828\n> United Kingdom 89800"
+    places = [f.value_in(text) for f in detector.inspect(text) if f.entity_type == "LOCATION"]
+    assert places == ["935 69 Gordon Terrace", "Suite 828", "United Kingdom 89800"]
+
+
+def test_a_detector_for_some_types_reports_only_those() -> None:
+    only_email = PiiDetector(entities=("EMAIL_ADDRESS",))
+    text = "Maria Lindqvist, maria@example.org, +44 20 7946 0958, 221 Baker Street"
+    assert [f.entity_type for f in only_email.inspect(text)] == ["EMAIL_ADDRESS"]

@@ -57,3 +57,43 @@ def test_importing_the_guard_and_its_cli_loads_no_nlp_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_foreign_street_endings_need_a_house_number() -> None:
+    assert _values("Aniela is very reliable.", patterns.find_addresses) == []
+    assert _values("Write to Hattie or Agata.", patterns.find_addresses) == []
+    assert _values("It is at Mannerheimintie 5.", patterns.find_addresses) == ["Mannerheimintie 5"]
+    assert _values("sent via Email today", patterns.find_addresses) == []
+
+
+def test_units_and_place_name_links_stay_in_the_address() -> None:
+    text = "at 6556 106 Rue Ettatawer Apt. 409\nSOUTH NEWDEGATE, WA 16469"
+    assert _values(text, patterns.find_addresses) == [
+        "6556 106 Rue Ettatawer Apt. 409\nSOUTH NEWDEGATE, WA 16469"
+    ]
+    text = "4596 Tylova 285\n Suite 578\n Ostrov nad Ohrí\n Czech Republic 56655"
+    assert _values(text, patterns.find_addresses) == [text]
+
+
+def test_numbers_named_as_other_identifiers_are_not_phones() -> None:
+    assert _values("my driver's license number is 2270-66-1551", patterns.find_phone_numbers) == []
+    assert _values("order no. 5130634 shipped", patterns.find_phone_numbers) == []
+    assert _values("call 212-555-0199 about it", patterns.find_phone_numbers) == ["212-555-0199"]
+
+
+def test_secrets_are_found_only_where_their_marker_is() -> None:
+    text = "key=sk-live-abcdefghijklmnop1234 and password: hunter2hunter2"
+    expected = ["sk-live-abcdefghijklmnop1234", "hunter2hunter2"]
+    assert _values(text, patterns.find_secrets) == expected
+    assert _values("no keys in this sentence", patterns.find_secrets) == []
+
+
+def test_literal_alternation_prefers_the_longest_word() -> None:
+    import re
+
+    words = ["Mali", "Malta", "Malaysia", "Niger", "Nigeria", "Guinea", "Guinea-Bissau"]
+    pattern = re.compile(rf"(?<!\w){patterns.literal_alternation(words)}(?!\w)")
+    text = "Malaysia, Mali, Malta, Nigeria, Niger, Guinea-Bissau, Guinean, Guinea."
+    assert pattern.findall(text) == [
+        "Malaysia", "Mali", "Malta", "Nigeria", "Niger", "Guinea-Bissau", "Guinea"
+    ]  # fmt: skip

@@ -1,14 +1,19 @@
-"""PII detection: a Presidio analyzer over the small spaCy model plus smallfirst's rule
-recognizers, built once on first use and shared by every thread."""
+"""PII detection: the small spaCy model's NER plus Presidio's pattern recognizers and
+smallfirst's rule recognizers, loaded once on first use and shared by every thread."""
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from smallfirst.privacy.ner import NerRunner
+    from smallfirst.privacy.recognizers import RuleSet
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +35,6 @@ SUPPORTED_ENTITIES: tuple[str, ...] = (
     "SECRET",
 )
 
-# spaCy labels -> guard entity types; every other label (ORG, NORP, CARDINAL, ...) is dropped.
-_SPACY_LABELS = {
-    "PERSON": "PERSON",
-    "GPE": "LOCATION",
-    "LOC": "LOCATION",
-    "FAC": "LOCATION",
-    "DATE": "DATE_TIME",
-    "TIME": "DATE_TIME",
-}
-_SPACY_SCORE = 0.55  # below the rule recognizers, so an address or a cued name wins overlaps
 # Only NER is used (it carries its own tok2vec); the rest would triple the cost per prompt.
 _SPACY_COMPONENTS_UNUSED = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer")
 
@@ -58,7 +53,7 @@ class Finding:
 
 
 class PiiDetector:
-    """Finds PII spans in text. The analyzer is built lazily, once, under a lock."""
+    """Finds PII spans in text. The models are loaded lazily, once, under a lock."""
 
     def __init__(
         self,
@@ -73,60 +68,65 @@ class PiiDetector:
         if unknown:
             raise ValueError(f"unsupported entity types: {sorted(unknown)}")
         self.score_threshold = score_threshold
-        self._analyzer: Any = None
+        self._engine: _Engine | None = None
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Build the analyzer now (and run it once) instead of on the first request."""
+        """Load the models (and run them once) now instead of on the first request."""
         self.inspect("warm up")
+
+    @property
+    def ner(self) -> NerRunner:
+        """The NER runner the detector uses (text -> spaCy Doc); loads it if needed."""
+        return self._get_engine().ner
 
     def inspect(self, text: str) -> list[Finding]:
         if not text.strip():
             return []
-        with self._lock:
-            analyzer = self._analyzer or self._build()
-            results = analyzer.analyze(
-                text=text,
-                language="en",
-                entities=list(self.entities),
-                score_threshold=self.score_threshold,
-            )
-        findings = [Finding(r.entity_type, r.start, r.end, float(r.score)) for r in results]
-        findings = resolve_overlaps(findings)
-        if "PERSON" in self.entities:
+        engine = self._get_engine()
+        with self._lock:  # the spaCy tokenizer grows its vocabulary: one caller at a time
+            matches = list(engine.rules.spacy_entities(text, engine.ner(text)))
+        matches.extend(engine.rules.find(text))
+        wanted = set(self.entities)
+        findings = resolve_overlaps(
+            [
+                piece
+                for m in matches
+                if m.score >= self.score_threshold and m.entity_type in wanted
+                for piece in _refine(text, Finding(m.entity_type, m.start, m.end, m.score))
+            ]
+        )
+        if "PERSON" in wanted:
             findings.extend(_more_names_from_lists(text, findings, self.score_threshold))
         trimmed = (_strip_blanks(text, f) for f in resolve_overlaps(findings))
         return [f for f in trimmed if f.end > f.start]
 
-    def _build(self) -> Any:
-        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-        from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+    def _get_engine(self) -> _Engine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = _Engine.load(self.spacy_model, self.entities)
+        return self._engine
 
-        from smallfirst.privacy.recognizers import FilteredSpacyRecognizer, build_recognizers
 
-        nlp_engine: Any = SpacyNlpEngine(
-            models=[{"lang_code": "en", "model_name": self.spacy_model}],
-            ner_model_configuration=NerModelConfiguration(
-                model_to_presidio_entity_mapping=dict(_SPACY_LABELS),
-                labels_to_ignore=[],
-                low_score_entity_names=[],
-                default_score=_SPACY_SCORE,
-            ),
-        )
-        # Load the installed model ourselves: Presidio's own load() would try to download a
-        # model it cannot find, and we never want network access at run time.
-        nlp_engine.nlp = {"en": _load_spacy(self.spacy_model)}
-        registry = RecognizerRegistry(supported_languages=["en"])
-        registry.add_recognizer(
-            FilteredSpacyRecognizer(supported_entities=sorted(set(_SPACY_LABELS.values())))
-        )
-        for recognizer in build_recognizers():
-            registry.add_recognizer(recognizer)
-        self._analyzer = AnalyzerEngine(
-            registry=registry, nlp_engine=nlp_engine, supported_languages=["en"]
-        )
-        logger.info("privacy analyzer ready (spaCy model %s)", self.spacy_model)
-        return self._analyzer
+@dataclass(frozen=True, slots=True)
+class _Engine:
+    """spaCy NER plus the rule recognizers. Presidio's `AnalyzerEngine` is not used: around
+    the same recognizers it only added NLP artifacts, a context enhancer that never fired
+    (it matches context words against lemmas, and the pipeline has no lemmatizer) and
+    deduplication that `resolve_overlaps` subsumes."""
+
+    ner: NerRunner
+    rules: RuleSet
+
+    @classmethod
+    def load(cls, spacy_model: str, entities: Sequence[str]) -> _Engine:
+        from smallfirst.privacy.ner import NerRunner
+        from smallfirst.privacy.recognizers import RuleSet
+
+        ner = NerRunner(_load_spacy(spacy_model))
+        logger.info("privacy detector ready (spaCy model %s, fast NER %s)", spacy_model, ner.fast)
+        return cls(ner=ner, rules=RuleSet(entities))
 
 
 def _load_spacy(model_name: str) -> Any:
@@ -165,7 +165,7 @@ def resolve_overlaps(findings: Sequence[Finding]) -> list[Finding]:
 def _more_names_from_lists(
     text: str, findings: Sequence[Finding], threshold: float
 ) -> list[Finding]:
-    from smallfirst.privacy.patterns import names_in_lists
+    from smallfirst.privacy.names import names_in_lists
 
     people = [(f.start, f.end) for f in findings if f.entity_type == "PERSON"]
     if len(people) < 2:
@@ -176,6 +176,32 @@ def _more_names_from_lists(
         for m in names_in_lists(text, people)
         if m.score >= threshold and all(m.end <= s or m.start >= e for s, e in taken)
     ]
+
+
+_POSSESSIVE_END = re.compile(r"['’]s?$")  # as patterns.POSSESSIVE_END, without its import cost
+# A line break followed by quoting or bullet marks ("\n> ", "\n??? ", "\n* ").
+_LINE_MARKS = re.compile(r"\n[ \t]*[>?*•·\-]+[ \t]*")
+
+
+def _refine(text: str, finding: Finding) -> list[Finding]:
+    """Span boundaries: a name ends at a line break, a possessive "'s" is not part of a name
+    or place, and quoting or bullet marks at the start of a line are not part of an address
+    (a quoted address becomes one finding per line)."""
+    start, end = finding.start, finding.end
+    if finding.entity_type == "PERSON" and "\n" in text[start:end]:
+        end = text.index("\n", start)
+    if finding.entity_type in ("PERSON", "LOCATION"):
+        possessive = _POSSESSIVE_END.search(text, start, end)
+        if possessive is not None and possessive.start() > start:
+            end = possessive.start()
+    pieces = [(start, end)]
+    if finding.entity_type == "LOCATION":
+        cuts = [(m.start(), m.end()) for m in _LINE_MARKS.finditer(text, start, end)]
+        bounds = [start, *(edge for cut in cuts for edge in cut), end]
+        pieces = list(zip(bounds[::2], bounds[1::2], strict=True))
+    if pieces == [(finding.start, finding.end)]:
+        return [finding]
+    return [replace(finding, start=s, end=e) for s, e in pieces if e > s]
 
 
 def _strip_blanks(text: str, finding: Finding) -> Finding:
@@ -194,6 +220,8 @@ def _outside(finding: Finding, kept: Sequence[Finding]) -> Finding | None:
     into a more confident one keeps its own part), or None if nothing useful is left."""
     pieces = [(finding.start, finding.end)]
     for other in kept:
+        if other.start >= finding.end or other.end <= finding.start:
+            continue
         pieces = [
             part
             for start, end in pieces

@@ -1,19 +1,26 @@
 """Rule-based PII matchers in plain Python (no Presidio, no spaCy): secrets, phone numbers in
-international formats, street addresses, postal codes, dates, and names after strong cues.
+international formats, street addresses, postal codes and dates (names: `names.py`).
 
-Each matcher yields `RuleMatch`es; `recognizers.py` wraps them for Presidio. They are general
+Each matcher yields `RuleMatch`es; `recognizers.py` runs them. They are general
 formats (how phone numbers, addresses and keys are written), never values from a data set.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 UPPER = r"A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-Я"
 LETTER = r"A-Za-zÀ-ÖØ-öø-ÿĀ-ſΆ-ώА-я"
 CAP_WORD = rf"[{UPPER}][{LETTER}'’\-]*"
+
+
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,26 +31,49 @@ class RuleMatch:
     score: float
 
 
+# A possessive ending ("Ann's", "James'"): not part of a name or a place.
+POSSESSIVE_END = re.compile(r"['’]s?$")
+
+
 def _context_before(text: str, start: int, words: re.Pattern[str], window: int = 60) -> bool:
     return words.search(text[max(0, start - window) : start]) is not None
 
 
 # --- secrets ---------------------------------------------------------------------------------
 
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], float], ...] = (
-    (re.compile(r"\bsk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{16,}"), 0.95),
-    (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"), 0.95),
-    (re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b"), 0.95),
-    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"), 0.95),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), 0.95),
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{35}"), 0.9),
-    (re.compile(r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"), 0.95),
-    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), 0.9),
-    (re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"), 0.9),
+# Each pattern with the literal text any match contains: a cheap `in` test skips the regex on
+# the many prompts that hold no key at all.
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = (
+    (re.compile(r"\bsk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{16,}"), ("sk-",), 0.95),
+    (
+        re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
+        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA"),
+        0.95,
+    ),
+    (
+        re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b"),
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        0.95,
+    ),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"), ("github_pat_",), 0.95),
+    (re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), ("xox",), 0.95),
+    (re.compile(r"\bAIza[0-9A-Za-z_\-]{35}"), ("AIza",), 0.9),
+    (
+        re.compile(r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"),
+        ("_live_", "_test_"),
+        0.95,
+    ),
+    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",), 0.9),
+    (
+        re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+        ("eyJ",),
+        0.9,
+    ),
     (
         re.compile(
             r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----"
         ),
+        ("-----BEGIN ",),
         1.0,
     ),
 )
@@ -52,15 +82,43 @@ _ASSIGNED_SECRET = re.compile(
     r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd)"
     r"\s*[:=]\s*[\"']?([^\s\"']{8,})"
 )
+_ASSIGNED_SECRET_WORDS = ("api", "secret", "token", "passw")  # in lower case
 
 
 def find_secrets(text: str) -> Iterator[RuleMatch]:
-    for pattern, score in _SECRET_PATTERNS:
-        for match in pattern.finditer(text):
-            yield RuleMatch("SECRET", match.start(), match.end(), score)
-    for pattern in (_BEARER, _ASSIGNED_SECRET):
-        for match in pattern.finditer(text):
-            yield RuleMatch("SECRET", match.start(1), match.end(1), 0.85)
+    for pattern, markers, score in _SECRET_PATTERNS:
+        if any(marker in text for marker in markers):
+            for match in pattern.finditer(text):
+                yield RuleMatch("SECRET", match.start(), match.end(), score)
+    lowered = text.lower()
+    for pattern, words in (
+        (_BEARER, ("bearer",)),
+        (_ASSIGNED_SECRET, _ASSIGNED_SECRET_WORDS),
+    ):
+        if any(word in lowered for word in words):
+            for match in pattern.finditer(text):
+                yield RuleMatch("SECRET", match.start(1), match.end(1), 0.85)
+
+
+def literal_alternation(words: Iterable[str]) -> str:
+    """A regex alternation of `words` built as a trie ("Ma(?:li|lta)"): Python's `re` tries
+    the branches of a flat alternation one by one at every position, a trie only the branch
+    of the next character. At one position the longest word that fits is tried first, as in
+    a flat alternation sorted longest first."""
+    root: dict[str, dict[str, Any]] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def branch(node: dict[str, dict[str, Any]]) -> str:
+        parts = [re.escape(char) + branch(child) for char, child in sorted(node.items()) if char]
+        if "" in node:
+            parts.append("")  # the word may end here, after the longer words are tried
+        return parts[0] if len(parts) == 1 else f"(?:{'|'.join(parts)})"
+
+    return branch(root)
 
 
 # --- phone numbers ---------------------------------------------------------------------------
@@ -78,6 +136,12 @@ _PHONE_CONTEXT = re.compile(
     r"(?i)\b(?:phone|call|calls|mobile|cell|tel|telephone|fax|desk|office|number|contact|"
     r"reach|text|sms|whatsapp|dial|messages?|answering|ring)\b"
 )
+# "license number is 2270-66-1551": the number named just before is some other identifier.
+_OTHER_NUMBER_BEFORE = re.compile(
+    r"(?i)\b(?:licen[cs]e|passport|account|acct|order|invoice|policy|membership|member|"
+    r"customer|employee|tracking|serial|ticket|case|reference|ref|booking|confirmation|"
+    r"routing|tax|vat|student|patient)[ \t]*(?:number|no\.?|#|id)?[ \t]*(?:is|:)?[ \t]*$"
+)
 _PHONE_CONTEXT_AFTER = re.compile(r"(?i)^\W{0,3}(?:office|fax|mobile|cell|home|work|phone)\b")
 
 
@@ -90,6 +154,10 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
             continue
         if not grouped and not value.startswith("+") and digits > 11:
             continue  # a long unbroken digit run is more often an account or card number
+        if not value.startswith("+") and _OTHER_NUMBER_BEFORE.search(
+            text[max(0, match.start() - 40) : match.start()]
+        ):
+            continue
         has_context = _context_before(text, match.start(), _PHONE_CONTEXT, 40) or bool(
             _PHONE_CONTEXT_AFTER.match(text[match.end() : match.end() + 12])
         )
@@ -164,18 +232,33 @@ _STREET_SUFFIX = (
     r"Skyway|Spur|Stravenue|Stream|Throughway|Trace|Trafficway|Tunnel|Turnpike|Underpass|"
     r"Viaduct|Ville|Wall|Wharf)"
 )
-# Street-name endings and leading words from other languages (Finnish -tie/-katu, Swedish
-# -gatan/-vägen, German -straße/-weg, Dutch -straat/-laan, Danish -vej/-gade, ...).
-_FOREIGN_STREET = (
-    rf"(?:[{UPPER}][{LETTER}]*(?:tie|katu|kuja|polku|gatan|vägen|gränd|väg|straße|strasse|"
+# Street-name endings from other languages (Finnish -tie/-katu, Swedish -gatan/-vägen, German
+# -straße/-weg, Dutch -straat/-laan, Danish -vej/-gade, ...): a word ending so is a street only
+# next to a house number ("Mannerheimintie 5"; "Hattie", "Agata" and "Daniela" are names).
+_STREET_ENDING = (
+    rf"[{UPPER}][{LETTER}]*(?:tie|katu|kuja|polku|gatan|vägen|gränd|väg|straße|strasse|"
     rf"str\.|weg|gasse|platz|allee|straat|laan|gracht|plein|dreef|vej|gade|veien|"
-    rf"gata|iela|gatve|utca|ulica|cesta)\b|"
-    rf"(?i:ul\.|ulica|rue|avenue|boulevard|chemin|impasse|allée|via|viale|piazza|"
-    rf"corso|calle|avenida|avda\.|rua|travessa|largo|plaza|paseo|carrer|strada|odos|calea|"
-    rf"aleja|al\.|C/)[ \t]+"
+    rf"gata|utca|ulica|cesta)\b"
+)
+_UNIT_WORD = r"(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Fl|Bldg|Building)\b"
+# The capitalised words of a street name after a leading word; a unit ("Apt. 5") is not one.
+_LEAD_NAME = (
     rf"(?:(?:de|du|des|la|le|les|del|della|delle|dei|di|da|do|dos|das)[ \t]+)*"
-    rf"{CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|de|del|da|do|e)){{0,4}}"
-    rf"|{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,2}}[ \t]+(?:u\.|út|útja|utca|tér|ulice|náměstí))"
+    rf"(?!{_UNIT_WORD}){CAP_WORD}(?:[ \t]+(?:(?!{_UNIT_WORD}){CAP_WORD}|de|del|da|do|e)){{0,4}}"
+)
+# Leading words that make a street of the capitalised words after them ("rue de Rivoli").
+_STREET_LEADING = (
+    rf"(?i:ul\.|ulica|rue|avenue|boulevard|chemin|impasse|allée|viale|piazza|corso|calle|"
+    rf"avenida|avda\.|rua|travessa|plaza|paseo|carrer|strada|odos|calea|aleja|C/)[ \t]+"
+    rf"{_LEAD_NAME}"
+)
+# Leading words that are English words too ("via Email", "et al. Smith"): only with a number.
+_STREET_LEADING_WEAK = rf"(?i:via|largo|al\.)[ \t]+{_LEAD_NAME}"
+# Trailing street words (Hungarian "u."/"utca", Czech "ulice", Latvian "iela", Lithuanian
+# "gatvė", Estonian "tänav"/"põik"/"maantee"/"puiestee").
+_STREET_TRAILING = (
+    rf"{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,2}}[ \t]+"
+    rf"(?:u\.|út|útja|utca|tér|ulice|náměstí|iela|gatvė|gatve|tänav|põik|maantee|puiestee)"
 )
 _UNIT = (
     r"(?i:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Room|Floor|Fl\.?|Bldg\.?|Building)[ \t]*#?\d+\w*"
@@ -185,19 +268,25 @@ _MILITARY = (
     r"(?:FPO|APO|DPO)\s(?:AA|AE|AP)\s\d{5})"
 )
 _HOUSE = r"\d{1,6}[A-Za-z]?(?:[\-/]\d{1,4})?"
-# Suffixes that rarely end a person's or company's name ("Hill", "Park", "Dr" often do).
+# Suffixes that rarely end a person's or company's name ("Hill", "Park", "Dr" often do; and
+# "Court", "Close" end other phrases: "Supreme Court", "Too Close").
 _STRONG_STREET_SUFFIX = (
-    r"(?:Street|Avenue|Road|Lane|Boulevard|Drive|Court|Place|Square|Terrace|Crescent|Parkway|"
-    r"Highway|Turnpike|Expressway|Freeway|Alley|Strasse|Straße|Motorway|Close|Mews|Gardens|"
+    r"(?:Street|Avenue|Road|Lane|Boulevard|Drive|Place|Square|Terrace|Crescent|Parkway|"
+    r"Highway|Turnpike|Expressway|Freeway|Alley|Strasse|Straße|Motorway|Mews|Gardens|"
     r"Plaza|Str\.)"
 )
 _STREET_LEAD = r"(?:Rua|Rue|Avda\.|Avenida|Calle|Via|Viale|Piazza|Corso|Carrer|Paseo|ul\.|Ulica)"
+# "31 August 2009", "In 1186", "On October 6": dates, not a street name and a house number.
+_NOT_DATE_WORD = rf"(?!(?:{_MONTH}|In|On|At|By|Of|Since|From|Until|After|Before|During)\b)"
 _ADDRESS_CORE = re.compile(
     rf"(?<![\w.])(?:"
     rf"{_HOUSE}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
-    rf"|(?:{_HOUSE}[ \t]+){{0,2}}{_FOREIGN_STREET}(?:[ \t]+{_HOUSE}\b)?"
+    rf"|(?:{_HOUSE}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})(?:[ \t]+{_HOUSE}\b)?"
+    rf"|{_HOUSE}[ \t]+(?:{_HOUSE}[ \t]+)?(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})"
+    rf"(?:[ \t]+{_HOUSE}\b)?"
+    rf"|(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})[ \t]+{_HOUSE}\b"
     rf"|(?:{CAP_WORD}[ \t]+){{1,3}}{_STRONG_STREET_SUFFIX}(?:[ \t]+{_HOUSE}\b)?"
-    rf"|{_HOUSE}[ \t]+{CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|[a-zà-ÿ]{{1,4}})){{0,3}}"
+    rf"|{_HOUSE}[ \t]+{_NOT_DATE_WORD}{CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|[a-zà-ÿ]{{1,4}})){{0,3}}"
     rf"[ \t]+\d{{1,4}}[A-Z]?\b(?!['’]?s\b)"
     rf"|(?i:the corner of)\s+[^\n?!]{{2,60}}?\s+and\s+{CAP_WORD}(?:\s+{CAP_WORD}){{0,3}}"
     rf"|{_MILITARY}"
@@ -207,7 +296,7 @@ _ADDRESS_CORE = re.compile(
 )
 # A title-case street name followed by a house number ("Pagari 18"): weak on its own.
 _NAME_NUMBER = re.compile(
-    rf"(?<![\w.])(?:{_HOUSE}[ \t]+)?{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,2}}[ \t]+"
+    rf"(?<![\w.])(?:{_HOUSE}[ \t]+)?{_NOT_DATE_WORD}{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,2}}[ \t]+"
     rf"(?!(?:1[89]|20)\d\d\b)\d{{1,4}}\b"
 )
 _ADDRESS_CONTEXT = re.compile(
@@ -217,13 +306,19 @@ _ADDRESS_CONTEXT = re.compile(
 )
 # Pieces that may follow an address core on the same or the next lines: unit, city, state
 # code, country, postal code. Lower-case words end the address, as do sentence stops.
+# Lower-case words inside place names: "Villafranca del Cid", "Ostrov nad Ohří" (Czech),
+# "Velká Bukovina u Děčína", "Begunje na Gorenjskem" (Slovene), "Newcastle upon Tyne".
+_PLACE_LINK = (
+    r"de|du|des|la|le|del|della|delle|dei|di|da|do|dos|das|van|von|der|den|am|an|bei|u|nad|"
+    r"pod|na|pri|upon|sur"
+)
 _CONTINUATION = re.compile(
     rf"(?:[ \t]*,)?[ \t]*(?:\n[ \t>?*•\-]*)?(?:,[ \t]*)?"
     rf"(?:{_UNIT}|{_HOUSE}\b|[A-Z0-9]{{2,4}}[ \-]?[0-9][A-Z0-9]{{1,3}}\b|"
-    rf"(?:(?:de|du|la|le|del|di|da|van|der|den|am|an)\s+)?{CAP_WORD}\.?(?:\s*\([^()\n]{{1,30}}\))?)"
+    rf"(?:(?:{_PLACE_LINK})\s+)?{CAP_WORD}\.?(?:\s*\([^()\n]{{1,30}}\))?)"
 )
 _MAX_CONTINUATION = 10
-_STOP_WORDS = frozenset(
+STOP_WORDS = frozenset(
     {"I", "Please", "Thank", "Thanks", "The", "This", "That", "It", "We", "You", "My", "And",
      "But", "Can", "Could", "Would", "Mobile", "Desk", "Fax", "Phone", "Email", "E", "Tel",
      "Office", "Website", "Name", "Date", "When", "Where", "Sincerely", "Regards", "Dear"}
@@ -243,7 +338,7 @@ def _extend_address(text: str, end: int) -> int:
         if match is None:
             break
         piece = match.group().strip(" \t\n,").rstrip(".")
-        if piece in _STOP_WORDS or text[match.end() : match.end() + 1] == ":":
+        if piece in STOP_WORDS or text[match.end() : match.end() + 1] == ":":
             break
         if "\n" in match.group() and _starts_with_phone_line(text, match.start()):
             break
@@ -311,14 +406,14 @@ _PLACE_CUE = re.compile(
 
 def find_cued_places(text: str) -> Iterator[RuleMatch]:
     for match in _PLACE_CUE.finditer(text):
-        if match.group(1) is not None and match.group(1) not in _STOP_WORDS:
+        if match.group(1) is not None and match.group(1) not in STOP_WORDS:
             yield RuleMatch("LOCATION", match.start(1), match.end(1), 0.6)
         elif match.group(2) is not None:  # "returned to LYCKSELE": an upper-case place name
             yield RuleMatch("LOCATION", match.start(2), match.end(2), 0.5)
 
 
 _STREETISH = re.compile(rf"(?<!\w)(?:{_STRONG_STREET_SUFFIX}|{_STREET_LEAD}|Apt\.?|Suite)(?!\w)")
-_ORGANISATION_WORD = re.compile(
+ORGANISATION_WORD = re.compile(
     r"\b(?:Inc|Incorporated|Ltd|LLC|GmbH|Corp|Corporation|Company|Services|Agency|Group|"
     r"Holdings|Technologies|Solutions|Consulting|Partners|Bank|University|Foundation|"
     r"Associates|Labs|Systems|Orchestra)\b"
@@ -345,10 +440,6 @@ def find_postcodes(text: str) -> Iterator[RuleMatch]:
 
 # --- dates -----------------------------------------------------------------------------------
 
-_MONTH = (
-    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
-    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
-)
 _WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 _TIME = r"(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:\s?[AaPp]\.?[Mm]\.?)?)"
 _DATE = re.compile(
@@ -391,162 +482,6 @@ def find_dates(text: str) -> Iterator[RuleMatch]:
             yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.55)
 
 
-# --- names after strong cues -----------------------------------------------------------------
-
-_PARTICLE = r"(?:van|von|de|da|di|del|der|den|la|le|bin|al)"
-_NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{_PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
-_NAME_CUE = re.compile(
-    rf"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
-    rf"[Ss]incerely,?|[Rr]egards,?|[Ss]igned|[Dd]irected [Bb]y:?|[Ss]tarring|[Ww]ritten by|"
-    rf"[Mm]aiden name is|[Ll]ast name(?: is)?\??|[Ff]irst name(?: is)?\??|[Tt]his is|"
-    rf"[Ii]t'?s me,?|[Ii] am|[Ii]'m|[Mm]eet|[Ww]ith|[Aa]sk for|[Cc]ontact|[Aa]ttn:?|"
-    rf"[Mm]y (?:kid|son|daughter|wife|husband|friend|partner|boss|colleague|mother|father|"
-    rf"brother|sister|grandmother|grandfather|uncle|aunt|cousin|neighbou?r)|"
-    rf"[Nn]amed (?:him|her)|[Tt]ell|[Tt]old|[Ss]aid|[Ss]ays|[Ss]houted at|[Aa]sked|[Tt]hanks?,?|"
-    rf"['’]s name|[Aa]ssistant to|[Ss]poke (?:to|with)|[Tt]alk(?:ed)? to|"
-    rf"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Madam|Mx)\.?))[ \t]*\n?[ \t]*"
-    rf"(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Mx)\.?[ \t]+)?({_NAME})",
-    re.MULTILINE,
-)
-# Words that follow the cues above but are not names.
-_NOT_NAMES = frozenset(
-    {"I", "The", "A", "An", "It", "This", "That", "Please", "Thank", "Thanks", "Hello", "Hi",
-     "Sir", "Madam", "Customer", "Team", "Support", "All", "Everyone", "Mom", "Dad", "God",
-     "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "Phone",
-     "Mobile", "Email", "Address", "Date", "Name", "Website", "Personal", "Where", "When",
-     "What", "How", "Why", "Who", "Yes", "No", "Not", "So", "Also", "Just", "Here", "There",
-     "Billing", "Fax", "Desk", "Office", "Title", "Action", "Can", "Could", "Would", "We",
-     "You", "He", "She", "They", "My", "Our", "Your", "His", "Her", "Their", "And", "But",
-     "Or", "If", "In", "On", "At", "To", "For", "From", "Of", "ZIP", "Zip", "Is", "Are",
-     "Mr", "Mrs", "Ms", "Dr", "Prof", "User", "Bot", "Assistant", "Answer", "Question", "Q",
-     "Agent", "Note", "Notes", "Summary", "Subject", "Re", "Mission", "Statement", "Directed",
-     "By", "System", "Human", "AI", "Input", "Output", "Example", "Context", "Task"}
-)  # fmt: skip
-_LOCATION_PREPOSITION = re.compile(r"(?:\b(?:in|from|near)|\barrived at)\s+$")
-
-
-def preceded_by_place_preposition(text: str, start: int) -> bool:
-    """'in X', 'from X': spaCy's small model often calls unfamiliar places people."""
-    return _LOCATION_PREPOSITION.search(text[max(0, start - 14) : start]) is not None
-
-
-_CONTRACTION = re.compile(r"(?i)['’](?:s|m|re|ve|ll|d|t)\b|n['’]t\b")
-_SENTENCE_STARTERS = frozenset(
-    {"need", "have", "unlike", "excuse", "maybe", "will", "one", "ask", "follow", "sometimes",
-     "may", "can", "could", "would", "should", "please", "bot", "e-mail", "email", "hello",
-     "hi", "hey", "thanks", "thank", "what", "who", "why", "how", "where", "when", "yes",
-     "no", "ok", "okay", "celebrating", "energetic", "capitalized", "discipline", "let",
-     "tell", "give", "send", "show", "help", "call", "find", "get", "make", "is", "are",
-     "do", "does", "did", "mr", "mrs", "ms", "dr", "prof", "the", "a", "an", "this", "that",
-     "summarize", "summarise", "translate", "explain", "write", "list", "describe", "compare",
-     "generate", "create", "fix", "refactor", "rewrite", "convert", "calculate", "draft"}
-)  # fmt: skip
-
-
-def not_a_name(value: str) -> bool:
-    """Contractions, company names, digits, URLs and handles are never a person's name."""
-    return bool(
-        _CONTRACTION.search(value)
-        or _ORGANISATION_WORD.search(value)
-        or any(ch.isdigit() or ch in "/@:#" for ch in value)
-    )
-
-
-def could_be_name(value: str) -> bool:
-    """Cheap veto for NER person spans that are contractions, sentence-opening words,
-    company names, or carry digits."""
-    words = value.split()
-    if not words or not_a_name(value):
-        return False
-    first = words[0].strip(".,:;!?\"'").lower()
-    return first not in _SENTENCE_STARTERS and any(ch.isalpha() for ch in value)
-
-
-_STRONG_CUE = re.compile(
-    r"(?i)name|called|named|calls me|dear|mr|mrs|ms|miss|dr|prof|directed|my [a-z]+ $"
-)
-
-
-_LEADING_TITLE = re.compile(r"(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Mx)\.?[ \t]+)+")
-
-
-def find_cued_names(text: str) -> Iterator[RuleMatch]:
-    for match in _NAME_CUE.finditer(text):
-        start, value = match.start(1), match.group(1)
-        title = _LEADING_TITLE.match(value)  # "Dear Dr. Ann Lee": the name is "Ann Lee"
-        if title is not None:
-            start, value = start + title.end(), value[title.end() :]
-        words = value.split()
-        if not words or words[0].rstrip(".,") in _NOT_NAMES or not_a_name(value):
-            continue
-        end = start + name_length(value)
-        if end <= start:
-            continue
-        cue = text[match.start() : match.start(1)] + text[match.start(1) : start]
-        score = 0.75 if _STRONG_CUE.search(cue) else 0.45
-        yield RuleMatch("PERSON", start, end, score)
-    for match in _NAME_LINE.finditer(text):
-        words = match.group(1).split()
-        if (
-            len(words) >= 2
-            and could_be_name(match.group(1))
-            and not any(word.rstrip(".") in _NOT_NAMES for word in words)
-        ):
-            yield RuleMatch("PERSON", match.start(1), match.end(1), 0.5)
-
-
-# A person doing something people do, at the start of a sentence or line: "Ann lives at",
-# "Ann said", and the speaker of a dialogue line ("Ann: What a day").
-_NAME_THEN_VERB = re.compile(
-    rf"(?:^|(?<=[.!?\n])[ \t]*|(?<=: )|(?<=\? ))[ \t>]*"
-    rf"({CAP_WORD}(?:[ \t]+(?:[{UPPER}]\.|{CAP_WORD})){{0,2}})"
-    rf"(?:[ \t]+(?:lives|lived|said|says|told|shouted|spent|had given|was born|is a very|"
-    rf"is very|is from|works|worked|married|wrote|asked|replied|grew up|began writing)\b"
-    rf"|[ \t]*:[ \t]*[\"“]?(?=[{UPPER}\"“]))",
-    re.MULTILINE,
-)
-
-
-def find_acting_names(text: str) -> Iterator[RuleMatch]:
-    for match in _NAME_THEN_VERB.finditer(text):
-        words = match.group(1).split()
-        if not could_be_name(match.group(1)) or any(
-            word.rstrip(".") in _NOT_NAMES or word in _STOP_WORDS for word in words
-        ):
-            continue
-        yield RuleMatch("PERSON", match.start(1), match.end(1), 0.6)
-
-
-_LIST_ITEM = rf"[{LETTER}][{LETTER}'’\-]*(?:[ \t]+[{UPPER}][{LETTER}'’\-]*)?"
-_NAME_LIST = re.compile(
-    rf"(?<![\w-])({_LIST_ITEM})((?:,[ \t]*{_LIST_ITEM})+),?[ \t]+(?:and|or|&)[ \t]+"
-    rf"({_LIST_ITEM})(?![\w-])"
-)
-
-
-def names_in_lists(text: str, person_spans: list[tuple[int, int]]) -> Iterator[RuleMatch]:
-    """In "Ann, Bob, Cid and Dee", if two or more items are already known names, the other
-    items are names too (the small NER model misses unfamiliar ones)."""
-    for match in _NAME_LIST.finditer(text):
-        middle = [
-            (match.start(2) + m.start(), match.start(2) + m.end())
-            for m in re.finditer(_LIST_ITEM, match.group(2))
-        ]
-        items = [(match.start(1), match.end(1)), *middle, (match.start(3), match.end(3))]
-        known = [any(s < pe and ps < e for ps, pe in person_spans) for s, e in items]
-        if sum(known) >= 2 and sum(known) * 2 >= len(items):
-            for (start, end), is_known in zip(items, known, strict=True):
-                if not is_known:
-                    yield RuleMatch("PERSON", start, end, 0.5)
-
-
-# A line holding nothing but two to four capitalised words: the name line of a letterhead,
-# signature or address block.
-_NAME_LINE = re.compile(
-    rf"^[ \t>]*({CAP_WORD}(?:[ \t]+(?:[{UPPER}]\.|{CAP_WORD})){{1,3}})[ \t]*$", re.MULTILINE
-)
-
-
 RuleFinder = Callable[[str], Iterator[RuleMatch]]
 
 RULE_FINDERS: dict[str, RuleFinder] = {
@@ -559,6 +494,4 @@ RULE_FINDERS: dict[str, RuleFinder] = {
     "cued_addresses": find_cued_addresses,
     "cued_places": find_cued_places,
     "dates": find_dates,
-    "cued_names": find_cued_names,
-    "acting_names": find_acting_names,
 }

@@ -1,28 +1,26 @@
-"""Presidio recognizers for the guard. Imported only when the analyzer is first built (it
-pulls in Presidio), never at package import time."""
+"""The guard's recognizers: spaCy NER filtering, Presidio's pattern recognizers and the rule
+finders of `patterns.py`. Imported only when the detector is first built (it pulls in
+Presidio), never at package import time."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
 import tldextract
-from presidio_analyzer import EntityRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     DateRecognizer,
     EmailRecognizer,
     IbanRecognizer,
     IpRecognizer,
-    SpacyRecognizer,
     UkNinoRecognizer,
     UsSsnRecognizer,
 )
 
-from smallfirst.privacy import patterns
+from smallfirst.privacy import names, patterns
 
 
 @lru_cache(maxsize=1)
@@ -39,67 +37,50 @@ class OfflineEmailRecognizer(EmailRecognizer):
         return bool(offline_tld_extractor()(pattern_text).fqdn)
 
 
-class RuleRecognizer(EntityRecognizer):
-    """Adapts a plain-Python matcher from `patterns.py` to Presidio."""
-
-    def __init__(
-        self,
-        name: str,
-        finder: Callable[[str], Iterator[patterns.RuleMatch]],
-        entities: list[str],
-    ) -> None:
-        self._finder = finder
-        self._recognizer_name = f"smallfirst:{name}"
-        super().__init__(supported_entities=entities, name=self._recognizer_name)
-
-    def load(self) -> None:
-        return None
-
-    def analyze(
-        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
-    ) -> list[RecognizerResult]:
-        return [
-            RecognizerResult(
-                entity_type=match.entity_type,
-                start=match.start,
-                end=match.end,
-                score=match.score,
-                recognition_metadata={
-                    RecognizerResult.RECOGNIZER_NAME_KEY: self._recognizer_name,
-                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
-                },
-            )
-            for match in self._finder(text)
-            if match.entity_type in entities
-        ]
+# spaCy labels -> guard entity types; every other label (ORG, NORP, CARDINAL, ...) is dropped.
+SPACY_LABELS = {
+    "PERSON": "PERSON",
+    "GPE": "LOCATION",
+    "LOC": "LOCATION",
+    "FAC": "LOCATION",
+    "DATE": "DATE_TIME",
+    "TIME": "DATE_TIME",
+}
+SPACY_SCORE = 0.55  # below the rule recognizers, so an address or a cued name wins overlaps
 
 
-class FilteredSpacyRecognizer(SpacyRecognizer):
+def _spacy_entities(text: str, doc: Any) -> Iterator[patterns.RuleMatch]:
     """spaCy NER minus its usual misfires on prompts: relative dates and durations are not
     identifying, contractions and verbs at sentence start are not names, countries tagged
     as people are places."""
+    for entity in doc.ents:
+        entity_type = SPACY_LABELS.get(entity.label_)
+        start, end = entity.start_char, entity.end_char
+        if entity_type == "DATE_TIME" and not patterns.is_explicit_date(text[start:end]):
+            continue
+        if entity_type == "PERSON":
+            entity_type, end = _person_or_place(text, start, end)
+        if entity_type is not None:
+            yield patterns.RuleMatch(entity_type, start, end, SPACY_SCORE)
 
-    def analyze(
-        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
-    ) -> list[RecognizerResult]:
-        kept = []
-        for result in super().analyze(text, entities, nlp_artifacts):
-            value = text[result.start : result.end]
-            if result.entity_type == "DATE_TIME" and not patterns.is_explicit_date(value):
-                continue
-            if result.entity_type == "PERSON":
-                if (
-                    _country_pattern().fullmatch(value)
-                    or patterns.looks_like_street(value)
-                    or patterns.preceded_by_place_preposition(text, result.start)
-                ):
-                    result.entity_type = "LOCATION"
-                elif not patterns.could_be_name(value):
-                    continue
-                else:  # spaCy runs names into a following "Apt. 5" or street name
-                    result.end = result.start + patterns.name_length(value)
-            kept.append(result)
-        return kept
+
+def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int]:
+    """What a spaCy PERSON span really is, and where it ends: a place, a person (without a
+    possessive "'s" or a trailing "Apt. 5" or street name), or nothing (None)."""
+    possessive = patterns.POSSESSIVE_END.search(text, start, end)
+    if possessive is not None and possessive.start() > start:
+        end = possessive.start()
+    value = text[start:end]
+    if (
+        _country_pattern().fullmatch(value)
+        or patterns.looks_like_street(value)
+        # in "from Ann's house" the preposition governs "house", not "Ann"
+        or (possessive is None and names.preceded_by_place_preposition(text, start))
+    ):
+        return "LOCATION", end
+    if not names.could_be_name(value):
+        return None, end
+    return "PERSON", start + patterns.name_length(value)
 
 
 @lru_cache(maxsize=1)
@@ -109,17 +90,16 @@ def _country_pattern() -> re.Pattern[str]:
     from phonenumbers import geocoder
     from phonenumbers.data import _COUNTRY_CODE_TO_REGION_CODE
 
-    names = {
+    countries = {
         geocoder._region_display_name(region, "en")
         for regions in _COUNTRY_CODE_TO_REGION_CODE.values()
         for region in regions
         if region != "001"
     }
-    names |= {"United States of America", "USA", "UK", "Great Britain", "England", "Scotland",
-              "Wales", "Holland", "Czechia", "Türkiye", "Ivory Coast"}  # fmt: skip
-    forms = {form for name in names if name for form in (name, name.upper())}
-    alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+    countries |= {"United States of America", "USA", "UK", "Great Britain", "England",
+                  "Scotland", "Wales", "Holland", "Czechia", "Türkiye", "Ivory Coast"}  # fmt: skip
+    forms = {form for name in countries if name for form in (name, name.upper())}
+    return re.compile(rf"(?<!\w){patterns.literal_alternation(forms)}(?!\w)")
 
 
 _TRAILING_POSTCODE = re.compile(r"[ \t]*,?[ \t]*(?:[A-Z]{1,2}[ \-]?)?\d{3,6}(?:[ \-]\d{2,4})?\b")
@@ -132,35 +112,78 @@ def find_countries(text: str) -> Iterator[patterns.RuleMatch]:
         yield patterns.RuleMatch("LOCATION", match.start(), end, 0.6)
 
 
-_RULE_ENTITIES: dict[str, list[str]] = {
-    "card_numbers": ["CREDIT_CARD"],
-    "ibans": ["IBAN_CODE"],
-    "secrets": ["SECRET"],
-    "phone_numbers": ["PHONE_NUMBER"],
-    "addresses": ["LOCATION"],
-    "postcodes": ["LOCATION"],
-    "cued_addresses": ["LOCATION"],
-    "cued_places": ["LOCATION"],
-    "dates": ["DATE_TIME"],
-    "cued_names": ["PERSON"],
-    "acting_names": ["PERSON"],
+_RULE_ENTITIES: dict[str, frozenset[str]] = {
+    "card_numbers": frozenset({"CREDIT_CARD"}),
+    "ibans": frozenset({"IBAN_CODE"}),
+    "secrets": frozenset({"SECRET"}),
+    "phone_numbers": frozenset({"PHONE_NUMBER"}),
+    "addresses": frozenset({"LOCATION"}),
+    "postcodes": frozenset({"LOCATION"}),
+    "cued_addresses": frozenset({"LOCATION"}),
+    "cued_places": frozenset({"LOCATION"}),
+    "dates": frozenset({"DATE_TIME"}),
+    "cued_names": frozenset({"PERSON"}),
+    "acting_names": frozenset({"PERSON"}),
+    "initialled_names": frozenset({"PERSON"}),
+    "lower_case_names": frozenset({"PERSON"}),
+    "addressed_names": frozenset({"PERSON"}),
+    "countries": frozenset({"LOCATION"}),
 }
 
 
-def build_recognizers() -> list[Any]:
-    """Every recognizer except the spaCy NER one, which the analyzer adds itself."""
-    recognizers: list[Any] = [
-        CreditCardRecognizer(),
-        IbanRecognizer(),
-        IpRecognizer(),
-        UsSsnRecognizer(),
-        UkNinoRecognizer(),
-        OfflineEmailRecognizer(),
-        DateRecognizer(),
-    ]
-    recognizers.extend(
-        RuleRecognizer(name, finder, _RULE_ENTITIES[name])
-        for name, finder in patterns.RULE_FINDERS.items()
-    )
-    recognizers.append(RuleRecognizer("countries", find_countries, ["LOCATION"]))
-    return recognizers
+# Text every match of a Presidio recognizer contains (IPv4: digits around a dot, IPv6: two
+# colons; a NINO: six digits), tested before running its costlier patterns.
+_PRESIDIO_NEEDS = {
+    "IP_ADDRESS": re.compile(r"\d\.\d|:[^:]*:"),
+    "UK_NINO": re.compile(r"\d ?\d ?\d ?\d ?\d ?\d"),
+}
+
+
+class RuleSet:
+    """Every recognizer except spaCy's NER: Presidio's pattern recognizers (called directly,
+    without Presidio's analyzer around them) and smallfirst's rule finders. Stateless, so
+    safe to share between threads."""
+
+    def __init__(self, entities: Iterable[str]) -> None:
+        wanted = frozenset(entities)
+        self._presidio = [
+            recognizer
+            for recognizer in (
+                CreditCardRecognizer(),
+                IbanRecognizer(),
+                IpRecognizer(),
+                UsSsnRecognizer(),
+                UkNinoRecognizer(),
+                OfflineEmailRecognizer(),
+                DateRecognizer(),
+            )
+            if wanted.intersection(recognizer.supported_entities)
+        ]
+        finders: dict[str, patterns.RuleFinder] = {
+            **patterns.RULE_FINDERS,
+            **names.NAME_FINDERS,
+            "countries": find_countries,
+        }
+        self._finders = [
+            finder for name, finder in finders.items() if wanted & _RULE_ENTITIES[name]
+        ]
+        self._entities = wanted
+
+    @staticmethod
+    def spacy_entities(text: str, doc: Any) -> Iterator[patterns.RuleMatch]:
+        """The guard's entities among spaCy's (`doc` is the NER output for `text`)."""
+        return _spacy_entities(text, doc)
+
+    def find(self, text: str) -> Iterator[patterns.RuleMatch]:
+        for recognizer in self._presidio:
+            needs = _PRESIDIO_NEEDS.get(recognizer.supported_entities[0])
+            if needs is not None and needs.search(text) is None:
+                continue
+            for result in recognizer.analyze(text, list(recognizer.supported_entities)):
+                yield patterns.RuleMatch(
+                    result.entity_type, result.start, result.end, float(result.score)
+                )
+        for finder in self._finders:
+            for match in finder(text):
+                if match.entity_type in self._entities:
+                    yield match

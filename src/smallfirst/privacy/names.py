@@ -1,0 +1,274 @@
+"""Rule-based person-name matchers in plain Python: names after strong cues ("my name is",
+"Dear", "Mr."; lower-case names after the strongest), names doing what people do ("Ann
+said"), people addressed by name ("Ann, can you..."), letterhead name lines, names with a
+middle initial, and the other items of a list of names. General language cues, never values
+from a data set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from smallfirst.privacy.patterns import (
+    CAP_WORD,
+    LETTER,
+    ORGANISATION_WORD,
+    POSSESSIVE_END,
+    STOP_WORDS,
+    UPPER,
+    RuleFinder,
+    RuleMatch,
+    name_length,
+)
+
+_PARTICLE = r"(?:van|von|de|da|di|del|der|den|la|le|bin|al)"
+_NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{_PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
+_NAME_CUE = re.compile(
+    rf"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
+    rf"[Ss]incerely,?|[Rr]egards,?|[Ss]igned|[Dd]irected [Bb]y:?|[Ss]tarring|[Ww]ritten by|"
+    rf"[Mm]aiden name is|[Ll]ast name(?: is)?\??|[Ff]irst name(?: is)?\??|[Tt]his is|"
+    rf"[Ii]t'?s me,?|[Ii] am|[Ii]'m|[Mm]eet|[Ww]ith|[Aa]sk for|[Cc]ontact|[Aa]ttn:?|"
+    rf"[Mm]y (?:kid|son|daughter|wife|husband|friend|partner|boss|colleague|mother|father|"
+    rf"brother|sister|grandmother|grandfather|uncle|aunt|cousin|neighbou?r)|"
+    rf"[Nn]amed (?:him|her)|[Tt]ell|[Tt]old|[Ss]aid|[Ss]ays|[Ss]houted at|[Aa]sked|[Tt]hanks?,?|"
+    rf"['’]s name|[Aa]ssistant to|[Ss]poke (?:to|with)|[Tt]alk(?:ed)? to|"
+    rf"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Madam|Mx)\.?))[ \t]*\n?[ \t]*"
+    rf"(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Mx)\.?[ \t]+)?({_NAME})",
+    re.MULTILINE,
+)
+# Words that follow the cues above but are not names.
+_NOT_NAMES = frozenset(
+    {"I", "The", "A", "An", "It", "This", "That", "Please", "Thank", "Thanks", "Hello", "Hi",
+     "Sir", "Madam", "Customer", "Team", "Support", "All", "Everyone", "Mom", "Dad", "God",
+     "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "Phone",
+     "Mobile", "Email", "Address", "Date", "Name", "Website", "Personal", "Where", "When",
+     "What", "How", "Why", "Who", "Yes", "No", "Not", "So", "Also", "Just", "Here", "There",
+     "Billing", "Fax", "Desk", "Office", "Title", "Action", "Can", "Could", "Would", "We",
+     "You", "He", "She", "They", "My", "Our", "Your", "His", "Her", "Their", "And", "But",
+     "Or", "If", "In", "On", "At", "To", "For", "From", "Of", "ZIP", "Zip", "Is", "Are",
+     "Mr", "Mrs", "Ms", "Dr", "Prof", "User", "Bot", "Assistant", "Answer", "Question", "Q",
+     "Agent", "Note", "Notes", "Summary", "Subject", "Re", "Mission", "Statement", "Directed",
+     "By", "System", "Human", "AI", "Input", "Output", "Example", "Context", "Task"}
+)  # fmt: skip
+_LOCATION_PREPOSITION = re.compile(r"(?:\b(?:in|from|near)|\barrived at)\s+$")
+
+
+def preceded_by_place_preposition(text: str, start: int) -> bool:
+    """'in X', 'from X': spaCy's small model often calls unfamiliar places people."""
+    return _LOCATION_PREPOSITION.search(text[max(0, start - 14) : start]) is not None
+
+
+_CONTRACTION = re.compile(r"(?i)['’](?:s|m|re|ve|ll|d|t)\b|n['’]t\b")
+_SENTENCE_STARTERS = frozenset(
+    {"need", "have", "unlike", "excuse", "maybe", "will", "one", "ask", "follow", "sometimes",
+     "may", "can", "could", "would", "should", "please", "bot", "e-mail", "email", "hello",
+     "hi", "hey", "thanks", "thank", "what", "who", "why", "how", "where", "when", "yes",
+     "no", "ok", "okay", "celebrating", "energetic", "capitalized", "discipline", "let",
+     "tell", "give", "send", "show", "help", "call", "find", "get", "make", "is", "are",
+     "do", "does", "did", "mr", "mrs", "ms", "dr", "prof", "the", "a", "an", "this", "that",
+     "summarize", "summarise", "translate", "explain", "write", "list", "describe", "compare",
+     "generate", "create", "fix", "refactor", "rewrite", "convert", "calculate", "draft"}
+)  # fmt: skip
+
+
+def not_a_name(value: str) -> bool:
+    """Contractions, company names, digits, URLs and handles are never a person's name."""
+    return bool(
+        _CONTRACTION.search(value)
+        or ORGANISATION_WORD.search(value)
+        or any(ch.isdigit() or ch in "/@:#" for ch in value)
+    )
+
+
+def could_be_name(value: str) -> bool:
+    """Cheap veto for NER person spans that are contractions, sentence-opening words,
+    company names, or carry digits."""
+    words = value.split()
+    if not words or not_a_name(value):
+        return False
+    first = words[0].strip(".,:;!?\"'").lower()
+    return first not in _SENTENCE_STARTERS and any(ch.isalpha() for ch in value)
+
+
+_STRONG_CUE = re.compile(
+    r"(?i)name|called|named|calls me|dear|mr|mrs|ms|miss|dr|prof|directed|my [a-z]+ $"
+)
+
+
+_POSSESSIVE_WORD = re.compile(r"['’]s?(?!\w)")
+_LEADING_TITLE = re.compile(r"(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Mx)\.?[ \t]+)+")
+
+
+def find_cued_names(text: str) -> Iterator[RuleMatch]:
+    for match in _NAME_CUE.finditer(text):
+        start, value = match.start(1), match.group(1)
+        title = _LEADING_TITLE.match(value)  # "Dear Dr. Ann Lee": the name is "Ann Lee"
+        if title is not None:
+            start, value = start + title.end(), value[title.end() :]
+        value = _POSSESSIVE_WORD.split(value, maxsplit=1)[0]  # "I'm Ann's daughter"
+        words = value.split()
+        if not words or words[0].rstrip(".,") in _NOT_NAMES or not_a_name(value):
+            continue
+        end = start + name_length(value)
+        if end <= start:
+            continue
+        cue = text[match.start() : match.start(1)] + text[match.start(1) : start]
+        score = 0.75 if _STRONG_CUE.search(cue) else 0.45
+        yield RuleMatch("PERSON", start, end, score)
+    for match in _NAME_LINE.finditer(text):
+        words = match.group(1).split()
+        if (
+            len(words) >= 2
+            and could_be_name(match.group(1))
+            and not any(word.rstrip(".") in _NOT_NAMES for word in words)
+        ):
+            yield RuleMatch("PERSON", match.start(1), match.end(1), 0.5)
+
+
+# A person doing something people do, at the start of a sentence or line: "Ann lives at",
+# "Ann said", and the speaker of a dialogue line ("Ann: What a day").
+_NAME_THEN_VERB = re.compile(
+    rf"(?:^|(?<=[.!?\n])[ \t]*|(?<=: )|(?<=\? ))[ \t>]*"
+    rf"({CAP_WORD}(?:[ \t]+(?:[{UPPER}]\.|{CAP_WORD})){{0,2}})"
+    rf"(?:[ \t]+(?:lives|lived|said|says|told|shouted|spent|had given|was born|is a very|"
+    rf"is very|is from|works|worked|married|wrote|asked|replied|grew up|began writing)\b"
+    rf"|[ \t]*:[ \t]*[\"“]?(?=[{UPPER}\"“]))",
+    re.MULTILINE,
+)
+
+
+def find_acting_names(text: str) -> Iterator[RuleMatch]:
+    for match in _NAME_THEN_VERB.finditer(text):
+        words = match.group(1).split()
+        if not could_be_name(match.group(1)) or any(
+            word.rstrip(".") in _NOT_NAMES or word in STOP_WORDS for word in words
+        ):
+            continue
+        yield RuleMatch("PERSON", match.start(1), match.end(1), 0.6)
+
+
+_LIST_ITEM = rf"[{LETTER}][{LETTER}'’\-]*(?:[ \t]+[{UPPER}][{LETTER}'’\-]*)?"
+_NAME_LIST = re.compile(
+    rf"(?<![\w-])({_LIST_ITEM})((?:,[ \t]*{_LIST_ITEM})+),?[ \t]+(?:and|or|&)[ \t]+"
+    rf"({_LIST_ITEM})(?![\w-])"
+)
+
+
+def names_in_lists(text: str, person_spans: list[tuple[int, int]]) -> Iterator[RuleMatch]:
+    """In "Ann, Bob, Cid and Dee", if two or more items are already known names, the other
+    items are names too (the small NER model misses unfamiliar ones)."""
+    for match in _NAME_LIST.finditer(text):
+        middle = [
+            (match.start(2) + m.start(), match.start(2) + m.end())
+            for m in re.finditer(_LIST_ITEM, match.group(2))
+        ]
+        items = [(match.start(1), match.end(1)), *middle, (match.start(3), match.end(3))]
+        known = [any(s < pe and ps < e for ps, pe in person_spans) for s, e in items]
+        if sum(known) >= 2 and sum(known) * 2 >= len(items):
+            for (start, end), is_known in zip(items, known, strict=True):
+                if not is_known:
+                    yield RuleMatch("PERSON", start, end, 0.5)
+
+
+# "Ann B. Lee", "Ravil G Yefimov": a first name, a middle initial and a surname. "A" and "I"
+# are words as well, so they are initials only with a full stop.
+_INITIAL = rf"(?:[{UPPER}]\.|(?![AI][ \t])[{UPPER}](?=[ \t]))"
+_INITIALLED_NAME = re.compile(
+    rf"(?<![\w.'’\-])({CAP_WORD}[ \t]+{_INITIAL}[ \t]+{CAP_WORD})(?![\w'’\-])"
+)
+
+
+def find_initialled_names(text: str) -> Iterator[RuleMatch]:
+    for match in _INITIALLED_NAME.finditer(text):
+        value = POSSESSIVE_END.sub("", match.group(1))
+        first, _, last = value.split()
+        if not could_be_name(value) or any(
+            word in _NOT_NAMES or word in STOP_WORDS for word in (first, last)
+        ):
+            continue
+        if name_length(value) == len(value):  # "Ann B. Street" is an address
+            yield RuleMatch("PERSON", match.start(1), match.start(1) + len(value), 0.6)
+
+
+# All-lower-case chat ("my name is borna jerković"): one or two words after the strongest
+# cues, unless they are function words or read as a verb or adverb ("call me back").
+_LOWER = "a-zß-öø-ÿā-žа-яά-ώ"
+_LOWER_WORD = rf"[{_LOWER}][{_LOWER}'’\-]+"
+_LOWER_NAME_CUE = re.compile(
+    rf"(?i:\b(?:(?:my|his|her|their|your|full|first|last|maiden|middle) name is|my name['’]s|"
+    rf"calls? me))[ \t]+({_LOWER_WORD}(?:[ \t]+{_LOWER_WORD})?)(?![\w'’\-])"
+)
+_NOT_LOWER_NAMES = frozenset(
+    {"a", "an", "the", "not", "no", "on", "in", "at", "to", "for", "of", "is", "was", "and",
+     "but", "or", "so", "just", "also", "still", "now", "here", "there", "this", "that", "it",
+     "my", "your", "his", "her", "their", "our", "back", "later", "again", "anytime",
+     "anything", "something", "whatever", "tomorrow", "today", "tonight", "soon", "when",
+     "if", "because", "as", "with", "by", "from", "about", "please", "ok", "okay", "right",
+     "wrong", "correct", "incorrect", "missing", "different", "same", "too", "very", "mr",
+     "mrs", "ms", "dr", "what", "who", "how", "why", "where", "which", "sir", "madam",
+     "maybe", "probably", "never", "always", "up", "out", "off", "over", "be", "been",
+     "will", "would", "could", "should", "can", "may", "might", "must", "do", "did", "does",
+     "have", "has", "had", "i", "me", "we", "you", "they", "he", "she", "us", "them", "asap",
+     "crazy", "whenever", "directly", "instead", "sometime", "first", "once", "after",
+     "before", "between", "during", "since", "until", "tho", "though", "lol", "pls", "thx"}
+)  # fmt: skip
+
+
+def _lower_name_word(word: str) -> bool:
+    return word not in _NOT_LOWER_NAMES and not word.endswith(("ed", "ing", "ly"))
+
+
+def find_lower_case_names(text: str) -> Iterator[RuleMatch]:
+    for match in _LOWER_NAME_CUE.finditer(text):
+        first, *rest = match.group(1).split()
+        if not _lower_name_word(first):
+            continue
+        end = match.start(1) + len(first)
+        if rest and _lower_name_word(rest[0]):
+            end = match.end(1)
+        yield RuleMatch("PERSON", match.start(1), end, 0.6)
+
+
+# Someone addressed by name at the start of a request: "Ann, can you send me the file?"
+_VOCATIVE = re.compile(
+    rf"(?:^|(?<=[.!?\n])[ \t]*)[ \t>\"“]*({CAP_WORD}(?:[ \t]+{CAP_WORD})?),[ \t]+"
+    rf"(?i:can|could|would|will|do|did|have|are|please)[ \t]+(?i:I|you|we|u)\b",
+    re.MULTILINE,
+)
+_NOT_ADDRESSEES = frozenset(
+    {"ok", "okay", "sorry", "also", "now", "well", "then", "excuse", "pardon", "honestly",
+     "seriously", "anyway", "btw", "guys", "folks", "everyone", "friends", "boss", "doctor",
+     "doc", "listen", "look", "quick", "question", "first", "second", "finally", "again",
+     "wait", "oh", "ah", "um", "hmm", "right", "sure", "great", "cool", "alright", "good",
+     "nice", "hey", "hi", "hello", "yes", "no", "and", "but", "so", "or", "thanks", "thank",
+     "please", "bot", "assistant", "chatgpt", "computer", "dear", "sir", "madam", "mom",
+     "dad", "team", "all", "together", "next", "lastly", "besides", "otherwise", "instead"}
+)  # fmt: skip
+
+
+def find_addressed_names(text: str) -> Iterator[RuleMatch]:
+    for match in _VOCATIVE.finditer(text):
+        value = match.group(1)
+        words = value.split()
+        if (
+            could_be_name(value)
+            and words[0].lower() not in _NOT_ADDRESSEES
+            and not any(word in _NOT_NAMES or word in STOP_WORDS for word in words)
+        ):
+            yield RuleMatch("PERSON", match.start(1), match.end(1), 0.5)
+
+
+# A line holding nothing but two to four capitalised words: the name line of a letterhead,
+# signature or address block.
+_NAME_LINE = re.compile(
+    rf"^[ \t>]*({CAP_WORD}(?:[ \t]+(?:[{UPPER}]\.|{CAP_WORD})){{1,3}})[ \t]*$", re.MULTILINE
+)
+
+NAME_FINDERS: dict[str, RuleFinder] = {
+    "cued_names": find_cued_names,
+    "acting_names": find_acting_names,
+    "initialled_names": find_initialled_names,
+    "lower_case_names": find_lower_case_names,
+    "addressed_names": find_addressed_names,
+}

@@ -1,0 +1,203 @@
+"""spaCy's NER with a cheaper decoding loop.
+
+Where the time goes with spaCy's own loop (en_core_web_sm, ~220 tokens per 1,000 characters):
+the network (tok2vec CNN + the parser's precomputed lower layer) is about a third; the greedy
+transition loop is the rest. That loop releases the GIL, but spaCy 3.8's compiled
+move-validity checks take it back and release it several times for each of the 74
+candidate moves at every token (perf: a third of all NER time in pthread mutex calls under
+`TransitionSystem.set_valid`).
+
+`NerRunner` runs the same network and makes the same greedy choices with a different loop,
+for documents without preset entities (a fresh `make_doc`):
+
+- a state's features are the next token, the first token of the open entity and the token
+  before the next one, so with no entity open they depend on the next token only: the
+  scores of those states, and the best valid move from each, are computed for the whole
+  document in a few array operations;
+- inside an entity only two moves are valid, "in" and "last" with the entity's label, so
+  a step scores those two.
+
+The validity rules are spaCy's BILUO rules (`ner.pyx`) for a document without preset
+entities. A pipeline this does not recognise (other components, another model
+architecture, beam search), or one whose entities differ from spaCy's on a probe text,
+runs through spaCy unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Exercises persons, places, dates, organisations, multi-token entities and line breaks.
+_PROBE_TEXT = (
+    "Dear Mr. John Smith, Maria Lindqvist flew from Paris to New York City on 12 May 2023 "
+    "and met Acme Corporation staff at 221 Baker Street.\n\nKind regards, Anna Berg\n"
+    "Call 555 0100 before Friday, 3 pm; Lake Geneva and the Rocky Mountains are far."
+)
+
+
+class NerRunner:
+    """Callable text -> spaCy `Doc` with `doc.ents` set, as `nlp(text)` would."""
+
+    def __init__(self, nlp: Any) -> None:
+        self.nlp = nlp
+        self._decoder = _GreedyNerDecoder.for_pipeline(nlp)
+        if self._decoder is not None and not self.agrees_with_spacy(_PROBE_TEXT):
+            logger.warning("fast NER decoding disagrees with spaCy; using spaCy's own loop")
+            self._decoder = None
+
+    @property
+    def fast(self) -> bool:
+        return self._decoder is not None
+
+    def __call__(self, text: str) -> Any:
+        if self._decoder is None:
+            return self.nlp(text)
+        doc = self.nlp.make_doc(text)
+        self._decoder.annotate(doc)
+        return doc
+
+    def agrees_with_spacy(self, text: str) -> bool:
+        def entities(doc: Any) -> list[tuple[int, int, str]]:
+            return [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+
+        return entities(self(text)) == entities(self.nlp(text))
+
+
+@dataclass(frozen=True, slots=True)
+class _Moves:
+    """Class indices of the BILUO moves, by kind."""
+
+    out: int
+    begin: list[int]  # B-label, one per label
+    unit: list[int]  # U-label, one per label
+    inside: dict[int, tuple[int, int]]  # B-label class -> (I-label, L-label) classes
+    labels: dict[int, str]  # B- or U-label class -> label
+
+    @classmethod
+    def of(cls, moves: Any) -> _Moves | None:
+        names = [moves.get_class_name(i) for i in range(moves.n_moves)]
+        index = {name: i for i, name in enumerate(names)}
+        labelled = [n for n in names if n[:2] in ("B-", "I-", "L-", "U-") and len(n) > 2]
+        labels = sorted({name[2:] for name in labelled})
+        expected = {f"{m}-{label}" for m in "BILU" for label in labels}
+        if "O" not in index or not expected <= set(names) or set(labelled) != expected:
+            return None
+        return cls(
+            out=index["O"],
+            begin=[index[f"B-{label}"] for label in labels],
+            unit=[index[f"U-{label}"] for label in labels],
+            inside={index[f"B-{lb}"]: (index[f"I-{lb}"], index[f"L-{lb}"]) for lb in labels},
+            labels={index[f"{m}-{lb}"]: lb for m in "BU" for lb in labels},
+        )
+
+
+class _GreedyNerDecoder:
+    def __init__(self, ner: Any, moves: _Moves) -> None:
+        model = ner.model
+        lower, upper = model.get_ref("lower"), model.get_ref("upper")
+        n_features, n_hidden, n_pieces, n_inputs = (
+            lower.get_dim(name) for name in ("nF", "nO", "nP", "nI")
+        )
+        self._moves = moves
+        self._ops = model.ops
+        self._tok2vec = model.get_ref("tok2vec")
+        self._shape = (n_features, n_hidden, n_pieces)
+        self._lower_w = lower.get_param("W").reshape((n_features * n_hidden * n_pieces, n_inputs))
+        self._lower_b = lower.get_param("b")
+        self._padding = lower.get_param("pad")[0]
+        self._upper_w = upper.get_param("W")
+        self._upper_b = upper.get_param("b")
+
+    @classmethod
+    def for_pipeline(cls, nlp: Any) -> _GreedyNerDecoder | None:
+        """A decoder for a pipeline made of one greedy BILUO NER component with spaCy's v2
+        transition model (three state features, maxout hidden layer, output layer)."""
+        from spacy.pipeline import EntityRecognizer
+        from spacy.pipeline._parser_internals.ner import BiluoPushDown
+
+        if list(nlp.pipe_names) != ["ner"]:
+            return None
+        ner = nlp.get_pipe("ner")
+        model = getattr(ner, "model", None)
+        if not isinstance(ner, EntityRecognizer) or model is None:
+            return None
+        if ner.cfg.get("beam_width") != 1 or not isinstance(ner.moves, BiluoPushDown):
+            return None
+        if model.name != "parser_model" or not model.attrs.get("has_upper"):
+            return None
+        if model.attrs.get("unseen_classes"):
+            return None
+        lower = model.get_ref("lower")
+        if lower.get_dim("nF") != 3 or lower.get_dim("nP") < 2:
+            return None
+        moves = _Moves.of(ner.moves)
+        return None if moves is None else cls(ner, moves)
+
+    def annotate(self, doc: Any) -> None:
+        """Set `doc.ents` as spaCy's greedy NER would on a fresh document."""
+        import numpy
+        from spacy.tokens import Span
+
+        count = len(doc)
+        if count == 0:
+            return
+        features = self._token_features(doc)
+        sent_start, is_space = doc.to_array(["SENT_START", "IS_SPACE"]).T
+        # An entity may not run into a token that starts a sentence.
+        joins_next = numpy.append(sent_start[1:] != 1, False)
+        actions = self._moves_with_no_entity_open(features, joins_next, is_space == 1)
+        moves, entities, token = self._moves, [], 0
+        while token < count:
+            action = actions[token]
+            if action in moves.inside:
+                end = self._entity_end(features, token, moves.inside[action], joins_next)
+            else:
+                end = token + 1
+            if action != moves.out:
+                entities.append(Span(doc, token, end, label=moves.labels[action]))
+            token = end
+        doc.set_ents(entities, default="outside")
+
+    def _token_features(self, doc: Any) -> Any:
+        """Each token's contribution to each state feature, (tokens, features, hidden,
+        pieces): the precomputed lower layer of spaCy's parser model."""
+        vectors = self._tok2vec.predict([doc])
+        features = self._ops.gemm(vectors, self._lower_w, trans2=True)
+        return features.reshape((len(doc), *self._shape))
+
+    def _moves_with_no_entity_open(self, features: Any, joins_next: Any, is_space: Any) -> Any:
+        """The best valid move at each token for a state with no entity open: "out", or
+        "begin"/"unit" with a label (not on whitespace; "begin" only if the entity can
+        continue to the next token)."""
+        import numpy
+
+        # No entity open: the second and third features are padding.
+        hidden = features[:, 0] + self._padding[1] + self._padding[2] + self._lower_b
+        scores = self._ops.gemm(hidden.max(axis=-1), self._upper_w, trans2=True)
+        scores += self._upper_b
+        valid = numpy.zeros(scores.shape, dtype=bool)
+        valid[:, self._moves.out] = True
+        valid[:, self._moves.unit] = ~is_space[:, None]
+        valid[:, self._moves.begin] = (~is_space & joins_next)[:, None]
+        return numpy.where(valid, scores, -numpy.inf).argmax(axis=1).tolist()
+
+    def _entity_end(
+        self, features: Any, start: int, in_last: tuple[int, int], joins_next: Any
+    ) -> int:
+        """Follow an entity begun at `start`: at each next token choose between "in" and
+        "last" (the only valid moves once an entity is open) until "last"."""
+        moves = list(in_last)
+        weights, bias = self._upper_w[moves], self._upper_b[moves]
+        token = start + 1
+        while joins_next[token]:
+            summed = features[token, 0] + features[start, 1] + features[token - 1, 2]
+            score_in, score_last = weights @ (summed + self._lower_b).max(axis=-1) + bias
+            # spaCy's argmax keeps the first of equal scores: compare in class order.
+            if score_in < score_last or (score_in == score_last and moves[1] < moves[0]):
+                break
+            token += 1
+        return token + 1

@@ -1,0 +1,47 @@
+"""The NER runner's own decoding loop gives spaCy's entities, and is the one in use."""
+
+from __future__ import annotations
+
+import pytest
+
+from smallfirst.privacy import shared_detector
+from smallfirst.privacy.ner import NerRunner
+
+TEXTS = [
+    "",
+    " ",
+    "\n\n",
+    "Paris",
+    "New York",
+    "John  Smith\n\nJane Doe",
+    "Dear Dr. Anna Berg, your flight from Oslo to San Francisco leaves on Friday 3 May 2024.",
+    "Maria Lindqvist works at Acme Corporation in Stockholm since 2019.\nCall her on Monday.",
+    "The Rocky Mountains and Lake Geneva, then the Golden Gate Bridge at 5 pm on July 4th.",
+    "Ship it to 6750 Koskikatu 25 Apt. 864\nArtilleros\n, CO\n Uruguay 64677",
+    "a " * 300,
+    "Barack Obama met Angela Merkel in Berlin. " * 12,
+]
+
+
+@pytest.fixture(scope="module")
+def runner() -> NerRunner:
+    return shared_detector().ner
+
+
+def test_the_fast_loop_is_used_for_the_default_model(runner: NerRunner) -> None:
+    assert runner.fast
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_entities_match_spacy(runner: NerRunner, text: str) -> None:
+    assert runner.agrees_with_spacy(text)
+
+
+def test_other_pipelines_run_through_spacy(runner: NerRunner) -> None:
+    import spacy
+
+    blank = spacy.blank("en")
+    other = NerRunner(blank)
+    assert not other.fast
+    assert list(other("Hello Paris").ents) == []
+    assert runner.nlp.pipe_names == ["ner"]
