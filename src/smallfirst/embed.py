@@ -68,21 +68,21 @@ class LocalEmbedder:
             return np.zeros((0, DIMENSIONS), dtype=np.float32), 0
         with self._lock:
             encodings = self._tokenizer.encode_batch(texts)
-        too_long = [i for i, e in enumerate(encodings) if len(e.ids) > MAX_TOKENS]
+        # a batch is padded to its longest text: only the attention mask tells real tokens
+        lengths = [sum(e.attention_mask) for e in encodings]
+        too_long = [i for i, length in enumerate(lengths) if length > MAX_TOKENS]
         if too_long and not truncate:
             first = too_long[0]
             raise ContextLengthExceeded(
-                f"input {first} has {len(encodings[first].ids)} tokens; the embedding model "
+                f"input {first} has {lengths[first]} tokens; the embedding model "
                 f"accepts at most {MAX_TOKENS}",
                 param="input",
             )
-        width = min(max(len(e.ids) for e in encodings), MAX_TOKENS)
+        width = min(max(lengths), MAX_TOKENS)
         ids = np.array([e.ids[:width] for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask[:width] for e in encodings], dtype=np.int64)
-        if truncate:  # keep [SEP] as the last real token of a cut sequence
-            for row, e in enumerate(encodings):
-                if len(e.ids) > MAX_TOKENS:
-                    ids[row, -1] = e.ids[-1] if e.ids[-1] != 0 else ids[row, -1]
+        for row in too_long:  # keep [SEP] as the last real token of a cut sequence
+            ids[row, -1] = encodings[row].ids[lengths[row] - 1]
         hidden = self._session.run(
             ["last_hidden_state"],
             {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
@@ -91,7 +91,7 @@ class LocalEmbedder:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         result: npt.NDArray[np.float32] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
-        return result, sum(len(e.ids) for e in encodings)
+        return result, sum(lengths)
 
 
 @lru_cache(maxsize=1)

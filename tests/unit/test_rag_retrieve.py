@@ -1,9 +1,26 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 import pytest
 
-from smallfirst.rag import reciprocal_rank_fusion
+from smallfirst import embed
+from smallfirst.rag import (
+    Chunk,
+    CollectionNotFound,
+    Hit,
+    Retriever,
+    SqliteChunkStore,
+    reciprocal_rank_fusion,
+)
+from smallfirst.rag import store as store_module
 from smallfirst.rag.analysis import analyze, fts5_match_expression
+from smallfirst.rag.retrieve import default_query_embedder
+from tests.unit.rag_fakes import fake_embed, fake_embed_query
 
 
 def test_rrf_matches_a_hand_computed_case() -> None:
@@ -27,3 +44,118 @@ def test_analysis_stems_and_drops_stopwords() -> None:
 def test_fts_expression_quotes_terms_so_operators_stay_words() -> None:
     assert fts5_match_expression('NEAR "AND" or NOT') == '"near"'
     assert fts5_match_expression("the of and") == ""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
+    opened = SqliteChunkStore(tmp_path / "rag.sqlite")
+    yield opened
+    opened.close()
+
+
+def put_texts(store: SqliteChunkStore, collection: str, texts: dict[str, str]) -> None:
+    for source, text in texts.items():
+        chunk = Chunk(text, "", 0, len(text), 0)
+        store.put_document(
+            collection,
+            source,
+            title="",
+            content_hash=source,
+            chunks=[chunk],
+            embeddings=fake_embed([chunk.embedding_text]),
+        )
+
+
+ANIMALS = {
+    "cats": "Cats purr and chase mice.",
+    "dogs": "Dogs bark at the mailman and chase cats.",
+    "birds": "Birds sing at dawn.",
+    "fish": "Fish swim; cats watch fish.",
+}
+
+
+def test_keyword_search_stays_inside_its_collection(store: SqliteChunkStore) -> None:
+    put_texts(store, "animals", ANIMALS)
+    alone = [c.chunk_id for c in store.keyword_search("animals", "cats chase", 10)]
+    put_texts(store, "more", {"lions": "Lions are big cats that chase zebras."})
+
+    shared = store.keyword_search("animals", "cats chase", 10)
+    other = store.keyword_search("more", "cats chase", 10)
+
+    sources = store.fetch_chunks([c.chunk_id for c in shared + other])
+    assert {sources[c.chunk_id].source for c in shared} == {"cats", "dogs", "fish"}
+    assert [sources[c.chunk_id].source for c in other] == ["lions"]
+    assert sorted(c.chunk_id for c in shared) == sorted(alone)
+
+
+def test_hybrid_fuses_the_same_rankings_as_the_two_sides(store: SqliteChunkStore) -> None:
+    put_texts(store, "animals", ANIMALS)
+    retriever = Retriever(store, fake_embed_query)
+    query = "which animals chase cats"
+
+    keyword = retriever.ranked(query, collection="animals", depth=100, method="bm25")
+    vector = retriever.ranked(query, collection="animals", depth=100, method="vector")
+    expected = reciprocal_rank_fusion([[c.chunk_id for c in keyword], [c.chunk_id for c in vector]])
+
+    assert retriever.ranked(query, collection="animals", depth=3, method="hybrid") == expected[:3]
+
+
+def test_hybrid_reports_an_unknown_collection(store: SqliteChunkStore) -> None:
+    put_texts(store, "animals", ANIMALS)
+    with pytest.raises(CollectionNotFound):
+        Retriever(store, fake_embed_query).search("cats", collection="plants", method="hybrid")
+
+
+def test_concurrent_searches_agree_with_sequential_ones(store: SqliteChunkStore) -> None:
+    put_texts(store, "animals", ANIMALS)
+    retriever = Retriever(store, fake_embed_query)
+    queries = ["cats", "dogs bark", "fish swim", "birds sing at dawn", "chase mice"] * 8
+
+    def run(query: str) -> list[Hit]:
+        return retriever.search(query, collection="animals", k=3, method="hybrid")
+
+    sequential = [run(q) for q in queries]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(run, queries))
+    assert concurrent == sequential
+
+
+def test_default_query_embedder_reuses_recent_queries(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    class CountingEmbedder:
+        def embed(self, texts: list[str], *, truncate: bool = False) -> npt.NDArray[np.float32]:
+            calls.append(texts)
+            return fake_embed(texts)
+
+    monkeypatch.setattr(embed, "get_embedder", CountingEmbedder)
+    embed_query = default_query_embedder(cache_size=2)
+
+    first = embed_query("why do cats purr")
+    again = embed_query("why do cats purr")
+    embed_query("dogs")
+    embed_query("birds")  # evicts the least recently used: the cats query
+    embed_query("why do cats purr")
+
+    assert np.array_equal(first, again)
+    assert calls == [["why do cats purr"], ["dogs"], ["birds"], ["why do cats purr"]]
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 1.0  # one cached vector is handed to every caller: nobody may change it
+
+
+def test_a_scan_split_over_two_threads_matches_sqlite_vec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "PARALLEL_SCAN_ROWS", 1)  # split even 4 rows
+    split = SqliteChunkStore(tmp_path / "rag.sqlite")
+    exact = SqliteChunkStore(tmp_path / "rag.sqlite", memory_vectors=False)
+    try:
+        put_texts(split, "animals", ANIMALS)
+        query = fake_embed_query("cats chase fish")
+        fast = split.vector_search("animals", query, 4)
+        slow = exact.vector_search("animals", query, 4)
+    finally:
+        split.close()
+        exact.close()
+    assert [c.chunk_id for c in fast] == [c.chunk_id for c in slow]
+    assert np.allclose([c.score for c in fast], [c.score for c in slow], atol=1e-5)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from smallfirst.errors import InvalidRequest
@@ -17,6 +20,7 @@ Method = Literal["bm25", "vector", "hybrid"]
 METHODS: tuple[Method, ...] = get_args(Method)
 RRF_K = 60  # the constant from Cormack et al. (2009); not tuned
 CANDIDATES_PER_SIDE = 100  # how deep each side of a hybrid search looks before fusing
+QUERY_CACHE_SIZE = 256  # recent query embeddings kept (384 floats each: ~0.4 MB in all)
 
 QueryEmbedder = Callable[[str], "npt.NDArray[np.float32]"]
 
@@ -50,24 +54,36 @@ def reciprocal_rank_fusion(
     return [ScoredChunk(item, score) for item, score in ordered]
 
 
-def default_query_embedder() -> QueryEmbedder:
-    """MiniLM from `smallfirst.embed`, loaded on first call; long queries are truncated."""
+def default_query_embedder(cache_size: int = QUERY_CACHE_SIZE) -> QueryEmbedder:
+    """MiniLM from `smallfirst.embed`, loaded on first call; long queries are truncated.
 
+    Recent queries are cached: a regenerated answer or a repeated question skips the model.
+    """
+
+    @lru_cache(maxsize=cache_size)
     def embed_query(text: str) -> npt.NDArray[np.float32]:
         from smallfirst.embed import get_embedder
 
         vector: npt.NDArray[np.float32] = get_embedder().embed([text], truncate=True)[0]
+        vector.flags.writeable = False  # shared by every caller asking the same text
         return vector
 
     return embed_query
 
 
 class Retriever:
-    """`search(query, collection=..., k=..., method=...) -> list[Hit]` over a store."""
+    """`search(query, collection=..., k=..., method=...) -> list[Hit]` over a store.
+
+    A hybrid search embeds the query and searches vectors on a worker thread while BM25 runs
+    on the caller's: onnxruntime, NumPy and SQLite all release the GIL, so the two overlap.
+    The store and `embed_query` must therefore be safe to call from several threads.
+    """
 
     def __init__(self, store: ChunkStore, embed_query: QueryEmbedder | None = None) -> None:
         self.store = store
         self._embed_query = embed_query or default_query_embedder()
+        self._workers: ThreadPoolExecutor | None = None
+        self._workers_lock = threading.Lock()
 
     def ranked(
         self, query: str, *, collection: str, depth: int, method: Method = "hybrid"
@@ -76,16 +92,37 @@ class Retriever:
         if method == "bm25":
             return self.store.keyword_search(collection, query, depth)
         if method == "vector":
-            return self.store.vector_search(collection, self._embed_query(query), depth)
+            return self._vector_ranking(query, collection, depth)
         if method == "hybrid":
-            side = max(depth, CANDIDATES_PER_SIDE)
-            keyword = self.store.keyword_search(collection, query, side)
-            vector = self.store.vector_search(collection, self._embed_query(query), side)
-            fused = reciprocal_rank_fusion(
-                [[c.chunk_id for c in keyword], [c.chunk_id for c in vector]]
-            )
-            return fused[:depth]
+            return self._hybrid_ranking(query, collection, depth)
         raise InvalidRequest(f"unknown retrieval method {method!r}; use one of {METHODS}")
+
+    def _vector_ranking(self, query: str, collection: str, depth: int) -> list[ScoredChunk]:
+        return self.store.vector_search(collection, self._embed_query(query), depth)
+
+    def _hybrid_ranking(self, query: str, collection: str, depth: int) -> list[ScoredChunk]:
+        side = max(depth, CANDIDATES_PER_SIDE)
+        vector_side = self._worker_pool().submit(self._vector_ranking, query, collection, side)
+        try:
+            keyword = self.store.keyword_search(collection, query, side)
+        except BaseException:
+            vector_side.cancel()
+            raise
+        vector = vector_side.result()
+        fused = reciprocal_rank_fusion(
+            [[c.chunk_id for c in keyword], [c.chunk_id for c in vector]]
+        )
+        return fused[:depth]
+
+    def _worker_pool(self) -> ThreadPoolExecutor:
+        with self._workers_lock:
+            if self._workers is None:
+                # one worker per concurrent hybrid search; beyond two they would only queue
+                # for the same CPU cores
+                self._workers = ThreadPoolExecutor(
+                    max_workers=2, thread_name_prefix="smallfirst-retriever"
+                )
+            return self._workers
 
     def search(
         self, query: str, *, collection: str, k: int = 5, method: Method = "hybrid"
