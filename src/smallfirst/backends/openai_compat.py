@@ -15,6 +15,8 @@ import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import pydantic_core
+
 from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import (
@@ -91,7 +93,7 @@ class OpenAICompatBackend(Backend):
         import aiohttp
 
         url = self._base_url + path
-        data = json.dumps(body).encode()
+        data = pydantic_core.to_json(body)
         attempt = 0
         while True:
             try:

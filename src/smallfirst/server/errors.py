@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from smallfirst.errors import InvalidRequest, SmallfirstError
+from smallfirst.server.responses import JSONResponse
 
 log = logging.getLogger("smallfirst.server")
 

@@ -8,12 +8,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from smallfirst.errors import ModelNotFound
 from smallfirst.server.errors import validation_error
 from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
+from smallfirst.server.responses import JSONResponse
 from smallfirst.server.sse import sse_stream
 from smallfirst.service import Gateway, RequestContext
 from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest

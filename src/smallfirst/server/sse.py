@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
+
+import pydantic_core
 
 from smallfirst.errors import SmallfirstError
 from smallfirst.server.errors import error_body
@@ -15,9 +16,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def frame(event: dict[str, Any]) -> bytes:
-    return (
-        b"data: " + json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
-    )
+    return b"data: " + pydantic_core.to_json(event, inf_nan_mode="null") + b"\n\n"
 
 
 async def sse_stream(renderer: ChunkRenderer, chunks: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
