@@ -2,7 +2,7 @@
 
 Plain Starlette rather than FastAPI: handlers parse and validate bodies themselves (pydantic's
 JSON validator, OpenAI-shaped errors), so FastAPI's dependency and telemetry layers were pure
-per-request cost (~0.1 ms of the gateway's overhead budget)."""
+per-request cost (~0.16 ms per request in-process, of a 1 ms overhead budget)."""
 
 from __future__ import annotations
 
