@@ -59,6 +59,9 @@ def test_label_cli_writes_schema_rows_and_resumes(tmp_path: Path) -> None:
     assert labelled["q0"]["strong"] == {"model": "big", "score": 1.0}
     assert labelled["q1"]["weak"]["score"] == 1.0
     assert labelled["q1"]["weak_response"] == "I think 7."
+    confidence = labelled["q1"]["weak_confidence"]  # the fake model's tokens: logprob -0.05
+    assert confidence["tokens"] == 3
+    assert confidence["mean_logprob"] == pytest.approx(-0.05)
 
 
 def test_label_cli_usage_errors(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from smallfirst import __version__
-from smallfirst.cli import config_cmd, privacy, rag, router, router_label, serve
+from smallfirst.cli import config_cmd, privacy, rag, router, router_cascade, router_label, serve
 
 app = typer.Typer(
     name="smallfirst",
@@ -20,6 +20,7 @@ app = typer.Typer(
 serve.register(app)
 app.add_typer(config_cmd.app, name="config")
 router.app.command("label")(router_label.label)
+router.app.command("calibrate-cascade")(router_cascade.calibrate_cascade)
 app.add_typer(router.app, name="router")
 app.add_typer(privacy.app, name="privacy")
 app.add_typer(rag.app, name="rag")

@@ -2,14 +2,20 @@
 
 Signals are the answer's token logprobs under the small model itself: the mean (how surprised
 the model was on average) and optionally the minimum (one very unsure token, e.g. a guessed
-number). Thresholds live in config (`routing.cascade`).
+number). Thresholds live in config (`routing.cascade`); `calibrate_cascade` derives the mean
+threshold from rows labelled with your own pair of models (`router label` records the weak
+answer's confidence), for a target share of escalations or a target quality.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from smallfirst.config import CascadeConfig
+from smallfirst.errors import ConfigError
 from smallfirst.types import TokenLogprob
 
 
@@ -38,3 +44,63 @@ def confidence(logprobs: list[TokenLogprob] | None) -> Confidence:
     if not values:
         return Confidence(mean_logprob=float("-inf"), min_logprob=float("-inf"), tokens=0)
     return Confidence(sum(values) / len(values), min(values), len(values))
+
+
+@dataclass(frozen=True)
+class CascadeCalibration:
+    """A `min_mean_logprob` for the cascade and what it did on the labelled rows."""
+
+    min_mean_logprob: float
+    escalated_share: float
+    quality: float
+    pgr: float
+    rows: int
+    signal_apgr: float  # how well the weak model's confidence ranks rows that need the strong one
+
+
+def calibrate_cascade(
+    rows: Sequence[dict[str, Any]],
+    *,
+    max_strong_share: float | None = None,
+    min_quality: float | None = None,
+) -> CascadeCalibration:
+    """Pick the mean-logprob threshold from labelled rows (`weak_confidence`, weak and strong
+    scores). Same rule as the learned router's calibration: a budget cap on escalations,
+    a PGR target, or both (the budget wins). Measured on the given rows: hold some aside."""
+    from smallfirst.routing.calibrate import fit_calibration
+    from smallfirst.routing.eval import evaluate_scores
+
+    usable = [r for r in rows if (r.get("weak_confidence") or {}).get("tokens")]
+    if not usable:
+        raise ConfigError("no rows with `weak_confidence`; label them with `router label`")
+    # Score = how unsure the weak model was; escalating rows with score >= t is the cascade.
+    scores = [-float(r["weak_confidence"]["mean_logprob"]) for r in usable]
+    weak = [float(r["weak"]["score"]) for r in usable]
+    strong = [float(r["strong"]["score"]) for r in usable]
+    table = fit_calibration(scores, weak, strong)
+    threshold = table.threshold(max_strong_share=max_strong_share, min_quality=min_quality)
+    escalated = [s >= threshold for s in scores]
+    quality = sum(st if e else w for e, w, st in zip(escalated, weak, strong, strict=True))
+    gap = table.strong_mean - table.weak_mean
+    mean_quality = quality / len(usable)
+    metrics, _ = evaluate_scores(scores, weak, strong)
+    return CascadeCalibration(
+        min_mean_logprob=_mean_threshold(scores, threshold),
+        escalated_share=sum(escalated) / len(usable),
+        quality=mean_quality,
+        pgr=(mean_quality - table.weak_mean) / gap if gap else 0.0,
+        rows=len(usable),
+        signal_apgr=metrics.apgr,
+    )
+
+
+def _mean_threshold(scores: Sequence[float], threshold: float) -> float:
+    """The cascade keeps an answer when its mean logprob >= the threshold: put it halfway
+    between the least sure kept row and the surest escalated one (a margin both ways)."""
+    kept = [-s for s in scores if s < threshold]
+    escalated = [-s for s in scores if s >= threshold]
+    if not escalated:
+        return -math.inf
+    if not kept:
+        return 0.0
+    return (min(kept) + max(escalated)) / 2

@@ -13,10 +13,11 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from smallfirst.routing.cascade import confidence
 from smallfirst.service import Gateway, RequestContext
 from smallfirst.types import ChatMessage, ChatRequest
 
@@ -70,12 +71,19 @@ def _normalise(text: str) -> str:
 async def label_row(gateway: Gateway, row: dict[str, Any], job: LabelJob) -> dict[str, Any]:
     messages = [ChatMessage.model_validate(m) for m in row["messages"]]
     answers = {}
+    weak_confidence = None
     for side, model in (("weak", job.weak), ("strong", job.strong)):
         request = ChatRequest(
-            model=model, messages=messages, max_tokens=job.max_tokens, temperature=0
+            model=model,
+            messages=messages,
+            max_tokens=job.max_tokens,
+            temperature=0,
+            logprobs=side == "weak",  # the cascade's signal, for `router calibrate-cascade`
         )
         answer = await gateway.complete(request, RequestContext(endpoint="label"))
         answers[side] = answer.completion.text
+        if side == "weak" and answer.completion.logprobs:
+            weak_confidence = asdict(confidence(answer.completion.logprobs))
     scores = {}
     for side, text in answers.items():
         if job.judge is None:
@@ -90,6 +98,7 @@ async def label_row(gateway: Gateway, row: dict[str, Any], job: LabelJob) -> dic
         "strong": {"model": job.strong, "score": scores["strong"]},
         "reference": row.get("reference"),
         "weak_response": answers["weak"],
+        "weak_confidence": weak_confidence,
         "strong_response": answers["strong"],
         **({"subject": row["subject"]} if "subject" in row else {}),
     }
