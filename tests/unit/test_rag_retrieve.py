@@ -20,6 +20,7 @@ from smallfirst.rag import (
 from smallfirst.rag import store as store_module
 from smallfirst.rag.analysis import analyze, fts5_match_expression
 from smallfirst.rag.retrieve import default_query_embedder
+from smallfirst.rag.vector_scan import binary_codes, prefiltered_candidates
 from tests.unit.rag_fakes import fake_embed, fake_embed_query
 
 
@@ -159,3 +160,38 @@ def test_a_scan_split_over_two_threads_matches_sqlite_vec(
         exact.close()
     assert [c.chunk_id for c in fast] == [c.chunk_id for c in slow]
     assert np.allclose([c.score for c in fast], [c.score for c in slow], atol=1e-5)
+
+
+def test_large_collections_search_binary_codes_then_rescore_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "BINARY_PREFILTER_ROWS", 1)  # even 4 rows use codes
+    coded = SqliteChunkStore(tmp_path / "rag.sqlite")
+    exact = SqliteChunkStore(tmp_path / "rag.sqlite", memory_vectors=False)
+    try:
+        put_texts(coded, "animals", ANIMALS)
+        query = fake_embed_query("cats chase fish")
+        fast = coded.vector_search("animals", query, 4)
+        slow = exact.vector_search("animals", query, 4)
+    finally:
+        coded.close()
+        exact.close()
+    # With every row a candidate, the rescored answer is the exact one.
+    assert [c.chunk_id for c in fast] == [c.chunk_id for c in slow]
+    assert np.allclose([c.score for c in fast], [c.score for c in slow], atol=1e-5)
+
+
+def test_binary_candidates_keep_the_true_neighbours_of_clustered_vectors() -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((50, 384)).astype(np.float32)
+    rows = centres[rng.integers(0, 50, 4000)] + 0.5 * rng.standard_normal((4000, 384))
+    rows = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    codes = binary_codes(rows)
+    assert codes.shape == (4000, 6)  # 384 sign bits in six 64-bit words
+    hits = []
+    for query in rows[:20] + 0.1 * rng.standard_normal((20, 384)).astype(np.float32):
+        candidates = set(prefiltered_candidates(codes, query.astype(np.float32), 10).tolist())
+        exact_top = np.argsort(-(rows @ query))[:10]
+        hits.append(len(candidates & set(exact_top.tolist())) / 10)
+    assert len(candidates) == 200  # 5% of the rows (more than 10 x limit)
+    assert np.mean(hits) >= 0.95

@@ -22,6 +22,11 @@ from typing import TYPE_CHECKING, Any
 from smallfirst.errors import InvalidRequest, ModelNotFound, ModelUnavailable
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_match_expression
 from smallfirst.rag.chunking import Chunk
+from smallfirst.rag.vector_scan import (
+    BINARY_PREFILTER_ROWS,
+    binary_codes,
+    prefiltered_candidates,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -154,7 +159,7 @@ class SqliteChunkStore(ChunkStore):
         self._db.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.RLock()
         self._memory_vectors = memory_vectors
-        self._matrices: dict[int, tuple[Any, Any, int]] = {}
+        self._matrices: dict[int, tuple[Any, Any, Any, int]] = {}
         # starts its one thread on first use: a scan of more than 2 x PARALLEL_SCAN_ROWS
         self._scan_pool = ThreadPoolExecutor(1, thread_name_prefix="smallfirst-scan")
         # Read-only connections for keyword search and chunk fetches, so that queries from
@@ -357,6 +362,8 @@ class SqliteChunkStore(ChunkStore):
     def vector_search(
         self, collection: str, embedding: npt.NDArray[np.float32], limit: int
     ) -> list[ScoredChunk]:
+        import numpy as np
+
         if limit <= 0:
             return []
         with self._lock:
@@ -368,9 +375,13 @@ class SqliteChunkStore(ChunkStore):
                     (_as_blob(embedding), min(limit, 4096), collection_id),
                 ).fetchall()
                 return [ScoredChunk(int(i), 1.0 - float(d)) for i, d in rows]
-            ids, matrix = self._matrix(collection_id)
+            ids, matrix, codes = self._matrix(collection_id)
         if len(ids) == 0:
             return []
+        if codes is not None:  # a large collection: binary codes first, exact rescoring after
+            query = np.asarray(embedding, dtype=np.float32).reshape(-1)
+            nearest = prefiltered_candidates(codes, query, limit)
+            return _top_by_dot(ids[nearest], np.vecdot(matrix[nearest], query), limit)
         return _top_by_dot(ids, self._similarities(matrix, embedding), limit)
 
     def _similarities(self, matrix: Any, embedding: npt.NDArray[np.float32]) -> Any:
@@ -391,13 +402,14 @@ class SqliteChunkStore(ChunkStore):
         upper = self._scan_pool.submit(np.vecdot, matrix[half:], query)
         return np.concatenate([np.vecdot(matrix[:half], query), upper.result()])
 
-    def _matrix(self, collection_id: int) -> tuple[Any, Any]:
+    def _matrix(self, collection_id: int) -> tuple[Any, Any, Any]:
+        """(chunk ids, float matrix, binary codes or None below BINARY_PREFILTER_ROWS)."""
         import numpy as np
 
         version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
         cached = self._matrices.get(collection_id)
-        if cached is not None and cached[2] == version:
-            return cached[0], cached[1]
+        if cached is not None and cached[3] == version:
+            return cached[0], cached[1], cached[2]
         rows = self._db.execute(
             "SELECT chunk_id, embedding FROM chunk_vectors WHERE collection_id = ?",
             (collection_id,),
@@ -406,8 +418,9 @@ class SqliteChunkStore(ChunkStore):
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
             len(rows), EMBEDDING_DIMENSIONS
         )
-        self._matrices[collection_id] = (ids, matrix, version)
-        return ids, matrix
+        codes = binary_codes(matrix) if len(rows) >= BINARY_PREFILTER_ROWS else None
+        self._matrices[collection_id] = (ids, matrix, codes, version)
+        return ids, matrix, codes
 
     def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]:
         if not chunk_ids:
