@@ -144,39 +144,27 @@ def test_default_query_embedder_reuses_recent_queries(monkeypatch: pytest.Monkey
         first[0] = 1.0  # one cached vector is handed to every caller: nobody may change it
 
 
-def test_a_scan_split_over_two_threads_matches_sqlite_vec(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "PARALLEL_SCAN_ROWS",  # the exact scan split over two threads, even for 4 rows
+        "BINARY_PREFILTER_ROWS",  # codes first; with every row a candidate, rescoring is exact
+    ],
+)
+def test_in_memory_vector_search_matches_sqlite_vec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
 ) -> None:
-    monkeypatch.setattr(store_module, "PARALLEL_SCAN_ROWS", 1)  # split even 4 rows
-    split = SqliteChunkStore(tmp_path / "rag.sqlite")
+    monkeypatch.setattr(store_module, setting, 1)
+    in_memory = SqliteChunkStore(tmp_path / "rag.sqlite")
     exact = SqliteChunkStore(tmp_path / "rag.sqlite", memory_vectors=False)
     try:
-        put_texts(split, "animals", ANIMALS)
+        put_texts(in_memory, "animals", ANIMALS)
         query = fake_embed_query("cats chase fish")
-        fast = split.vector_search("animals", query, 4)
+        fast = in_memory.vector_search("animals", query, 4)
         slow = exact.vector_search("animals", query, 4)
     finally:
-        split.close()
+        in_memory.close()
         exact.close()
-    assert [c.chunk_id for c in fast] == [c.chunk_id for c in slow]
-    assert np.allclose([c.score for c in fast], [c.score for c in slow], atol=1e-5)
-
-
-def test_large_collections_search_binary_codes_then_rescore_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(store_module, "BINARY_PREFILTER_ROWS", 1)  # even 4 rows use codes
-    coded = SqliteChunkStore(tmp_path / "rag.sqlite")
-    exact = SqliteChunkStore(tmp_path / "rag.sqlite", memory_vectors=False)
-    try:
-        put_texts(coded, "animals", ANIMALS)
-        query = fake_embed_query("cats chase fish")
-        fast = coded.vector_search("animals", query, 4)
-        slow = exact.vector_search("animals", query, 4)
-    finally:
-        coded.close()
-        exact.close()
-    # With every row a candidate, the rescored answer is the exact one.
     assert [c.chunk_id for c in fast] == [c.chunk_id for c in slow]
     assert np.allclose([c.score for c in fast], [c.score for c in slow], atol=1e-5)
 
