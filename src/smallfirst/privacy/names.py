@@ -64,7 +64,7 @@ _SENTENCE_STARTERS = frozenset(
     {"need", "have", "unlike", "excuse", "maybe", "will", "one", "ask", "follow", "sometimes",
      "may", "can", "could", "would", "should", "please", "bot", "e-mail", "email", "hello",
      "hi", "hey", "thanks", "thank", "what", "who", "why", "how", "where", "when", "yes",
-     "no", "ok", "okay", "celebrating", "energetic", "capitalized", "discipline", "let",
+     "no", "ok", "okay", "let",
      "tell", "give", "send", "show", "help", "call", "find", "get", "make", "is", "are",
      "do", "does", "did", "mr", "mrs", "ms", "dr", "prof", "the", "a", "an", "this", "that",
      "summarize", "summarise", "translate", "explain", "write", "list", "describe", "compare",
