@@ -147,6 +147,9 @@ class Gateway:
             await backend.aclose()
         if self.request_log is not None:
             self.request_log.close()
+        if self._retriever is not None:
+            self._retriever.close()
+            self._retriever.store.close()
 
     # -- routing -----------------------------------------------------------------------------
     async def prepare(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,6 +100,21 @@ def test_hybrid_fuses_the_same_rankings_as_the_two_sides(store: SqliteChunkStore
     expected = reciprocal_rank_fusion([[c.chunk_id for c in keyword], [c.chunk_id for c in vector]])
 
     assert retriever.ranked(query, collection="animals", depth=3, method="hybrid") == expected[:3]
+
+
+def test_closing_a_retriever_stops_its_threads_and_it_still_searches_after(
+    store: SqliteChunkStore,
+) -> None:
+    put_texts(store, "animals", ANIMALS)
+    retriever = Retriever(store, fake_embed_query)
+    before = set(threading.enumerate())
+    first = retriever.ranked("cats", collection="animals", depth=3, method="hybrid")
+    started = [t for t in threading.enumerate() if t not in before]
+    assert any(t.name.startswith("smallfirst-retriever") for t in started)
+    retriever.close()
+    assert not any(t.is_alive() for t in started if t.name.startswith("smallfirst-retriever"))
+    assert retriever.ranked("cats", collection="animals", depth=3, method="hybrid") == first
+    retriever.close()
 
 
 def test_hybrid_reports_an_unknown_collection(store: SqliteChunkStore) -> None:

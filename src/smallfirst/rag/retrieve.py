@@ -114,6 +114,13 @@ class Retriever:
         )
         return fused[:depth]
 
+    def close(self) -> None:
+        """Stop the hybrid search's worker threads (the store is closed by its owner)."""
+        with self._workers_lock:
+            if self._workers is not None:
+                self._workers.shutdown(wait=True)
+                self._workers = None
+
     def _worker_pool(self) -> ThreadPoolExecutor:
         with self._workers_lock:
             if self._workers is None:
