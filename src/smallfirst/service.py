@@ -255,17 +255,14 @@ class Gateway:
 
     # -- the request path ----------------------------------------------------------------------
     async def complete(self, request: GenerateRequest, ctx: RequestContext) -> Answer:
-        ctx.requested_model = request.model
-        prepared = await self._logged(request, ctx, None, self.prepare(request, ctx))
+        prepared, drafted = await self._begin(request, ctx)
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
-        if plan.cascade_from is not None:
-            drafted = await self._cascade_draft(request, ctx, plan)
-            if drafted is not None:
-                with_logprobs = request.logprob_alternatives is not None
-                draft = completion_from_chunks(drafted, with_logprobs=with_logprobs)
-                route = _route(plan.cascade_from, plan, ctx)
-                self._finish(request, ctx, route, draft.usage, text=draft.text)
-                return Answer(draft, route, citations)
+        if plan.cascade_from is not None and drafted is not None:
+            with_logprobs = request.logprob_alternatives is not None
+            draft = completion_from_chunks(drafted, with_logprobs=with_logprobs)
+            route = _route(plan.cascade_from, plan, ctx)
+            self._finish(request, ctx, route, draft.usage, text=draft.text)
+            return Answer(draft, route, citations)
         completion, model = await self._logged(
             request, ctx, plan, self._first_answer(plan, ctx, request, lambda b, r: b.complete(r))
         )
@@ -274,15 +271,12 @@ class Gateway:
         return Answer(completion, route, citations)
 
     async def stream(self, request: GenerateRequest, ctx: RequestContext) -> StreamAnswer:
-        ctx.requested_model = request.model
-        prepared = await self._logged(request, ctx, None, self.prepare(request, ctx))
+        prepared, drafted = await self._begin(request, ctx)
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
-        if plan.cascade_from is not None:
-            drafted = await self._cascade_draft(request, ctx, plan)
-            if drafted is not None:
-                route = _route(plan.cascade_from, plan, ctx)
-                replay = self._observed(request, ctx, route, _replay(drafted), billed=True)
-                return StreamAnswer(route, replay, citations)
+        if plan.cascade_from is not None and drafted is not None:
+            route = _route(plan.cascade_from, plan, ctx)
+            replay = self._observed(request, ctx, route, _replay(drafted), billed=True)
+            return StreamAnswer(route, replay, citations)
 
         async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
             chunks = backend.stream(sent)
@@ -297,6 +291,16 @@ class Gateway:
         )
         route = _route(model, plan, ctx)
         return StreamAnswer(route, self._observed(request, ctx, route, chunks), citations)
+
+    async def _begin(
+        self, request: GenerateRequest, ctx: RequestContext
+    ) -> tuple[Prepared, list[Chunk] | None]:
+        """Guard, retrieve and plan; under a cascade, also the small model's kept draft."""
+        ctx.requested_model = request.model
+        prepared = await self._logged(request, ctx, None, self.prepare(request, ctx))
+        if prepared.plan.cascade_from is None:
+            return prepared, None
+        return prepared, await self._cascade_draft(prepared.request, ctx, prepared.plan)
 
     async def _cascade_draft(
         self, request: GenerateRequest, ctx: RequestContext, plan: Plan

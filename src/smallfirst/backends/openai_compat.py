@@ -13,8 +13,9 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import aiohttp
 import pydantic_core
 
 from smallfirst.backends.base import Backend, info_from_config
@@ -36,9 +37,6 @@ from smallfirst.types import (
     TopLogprob,
     Usage,
 )
-
-if TYPE_CHECKING:
-    import aiohttp
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 CLIENT_ERROR_STATUSES = {400, 413, 422}
@@ -64,8 +62,6 @@ class OpenAICompatBackend(Backend):
     def _client(self) -> aiohttp.ClientSession:
         """The connection pool, made on first use: aiohttp binds it to the running loop."""
         if self._session is None:
-            import aiohttp
-
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 connector=aiohttp.TCPConnector(limit=self.config.max_concurrency),
@@ -90,8 +86,6 @@ class OpenAICompatBackend(Backend):
 
     async def _send(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """POST with retries; returns a response with a 2xx status whose body is unread."""
-        import aiohttp
-
         url = self._base_url + path
         data = pydantic_core.to_json(body)
         attempt = 0
@@ -119,8 +113,6 @@ class OpenAICompatBackend(Backend):
             attempt += 1
 
     async def complete(self, request: GenerateRequest) -> Completion:
-        import aiohttp
-
         path, body = self._path_and_body(request, stream=False)
         response = await self._send(path, body)
         try:
@@ -145,8 +137,6 @@ class OpenAICompatBackend(Backend):
         )
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
-        import aiohttp
-
         path, body = self._path_and_body(request, stream=True)
         response = await self._send(path, body)
         finish: str | None = None
@@ -197,8 +187,6 @@ async def _sse_payloads(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
 
 
 async def _status_error(model_id: str, response: aiohttp.ClientResponse) -> SmallfirstError:
-    import aiohttp
-
     try:
         raw = await response.read()
     except (TimeoutError, aiohttp.ClientError):
