@@ -378,14 +378,14 @@ class SqliteChunkStore(ChunkStore):
             ids, matrix, codes = self._matrix(collection_id)
         if len(ids) == 0:
             return []
+        query = np.asarray(embedding, dtype=np.float32).reshape(-1)
         if codes is not None:  # a large collection: binary codes first, exact rescoring after
-            query = np.asarray(embedding, dtype=np.float32).reshape(-1)
             nearest = prefiltered_candidates(codes, query, limit)
             return _top_by_dot(ids[nearest], np.vecdot(matrix[nearest], query), limit)
-        return _top_by_dot(ids, self._similarities(matrix, embedding), limit)
+        return _top_by_dot(ids, self._similarities(matrix, query), limit)
 
-    def _similarities(self, matrix: Any, embedding: npt.NDArray[np.float32]) -> Any:
-        """Dot product of every row with `embedding`, the two halves on two threads.
+    def _similarities(self, matrix: Any, query: npt.NDArray[np.float32]) -> Any:
+        """Dot product of every row with `query` (flat float32), the halves on two threads.
 
         Row-by-row dots (`vecdot`), not one BLAS matrix-vector product: OpenBLAS splits that
         over threads of its own, which keep spinning after it returns and take a core from
@@ -395,7 +395,6 @@ class SqliteChunkStore(ChunkStore):
         """
         import numpy as np
 
-        query = np.asarray(embedding, dtype=np.float32).reshape(-1)
         half = len(matrix) // 2
         if half < PARALLEL_SCAN_ROWS:
             return np.vecdot(matrix, query)
