@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from smallfirst.privacy import vetoes
 from smallfirst.privacy.patterns import (
     CAP_WORD,
     LETTER,
@@ -33,6 +34,7 @@ _NAME_CUE = re.compile(
     rf"brother|sister|grandmother|grandfather|uncle|aunt|cousin|neighbou?r)|"
     rf"[Nn]amed (?:him|her)|[Tt]ell|[Tt]old|[Ss]aid|[Ss]ays|[Ss]houted at|[Aa]sked|[Tt]hanks?,?|"
     rf"['’]s name|[Aa]ssistant to|[Ss]poke (?:to|with)|[Tt]alk(?:ed)? to|"
+    rf"(?:Assignee|Reporter|Owner|Author|Reviewer|Approver|Requester|Recipient|Attendees?):|"
     rf"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Madam|Mx)\.?))[ \t]*\n?[ \t]*"
     rf"(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Mx)\.?[ \t]+)?({_NAME})",
     re.MULTILINE,
@@ -68,16 +70,21 @@ _SENTENCE_STARTERS = frozenset(
      "tell", "give", "send", "show", "help", "call", "find", "get", "make", "is", "are",
      "do", "does", "did", "mr", "mrs", "ms", "dr", "prof", "the", "a", "an", "this", "that",
      "summarize", "summarise", "translate", "explain", "write", "list", "describe", "compare",
-     "generate", "create", "fix", "refactor", "rewrite", "convert", "calculate", "draft"}
+     "generate", "create", "fix", "refactor", "rewrite", "convert", "calculate", "draft",
+     "install", "run", "use", "add", "update", "remove", "delete", "deploy", "build", "open",
+     "check", "review", "test", "debug", "implement", "configure", "import", "export",
+     "restart", "enable", "disable", "select", "click"}
 )  # fmt: skip
 
 
 def not_a_name(value: str) -> bool:
-    """Contractions, company names, digits, URLs and handles are never a person's name."""
+    """Contractions, companies, roles, products, code, acronyms, digits, URLs and handles
+    are never a person's name."""
     return bool(
         _CONTRACTION.search(value)
         or ORGANISATION_WORD.search(value)
-        or any(ch.isdigit() or ch in "/@:#" for ch in value)
+        or any(ch.isdigit() or ch in "/@:#+" for ch in value)
+        or vetoes.not_a_person(value)
     )
 
 
@@ -144,6 +151,8 @@ def find_acting_names(text: str) -> Iterator[RuleMatch]:
         if not could_be_name(match.group(1)) or any(
             word.rstrip(".") in _NOT_NAMES or word in STOP_WORDS for word in words
         ):
+            continue
+        if match.group().rstrip(' \t"“').endswith(":") and vetoes.is_field_label(match.group(1)):
             continue
         yield RuleMatch("PERSON", match.start(1), match.end(1), 0.6)
 

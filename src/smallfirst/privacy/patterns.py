@@ -399,7 +399,7 @@ _PLACE_CUE = re.compile(
     rf"[Ll]ocated in|[Oo]riginally from|[Cc]ity of|[Tt]own of|[Vv]isit(?:ing)?|[Ww]here:|"
     rf"[Hh]ome city|[Aa]rrived (?:at|in)|I'?m in|[Gg]rew up in|[Rr]aised in|[Rr]eturned to|"
     rf"[Ss]tay(?:ing|ed)? in|I am in|[Ww]e are in|[Uu]niversity of)[ \t]+"
-    rf"({CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|de|del|la|le|am|an|upon)){{0,3}})"
+    rf"({CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|(?:de|del|la|le|am|an|upon)(?!\w))){{0,3}})"
     rf"|\b(?:in|to|from|near)[ \t]+([{UPPER}]{{5,}}(?:[ \-][{UPPER}]{{2,}})?)\b"
 )
 
@@ -413,11 +413,29 @@ def find_cued_places(text: str) -> Iterator[RuleMatch]:
 
 
 _STREETISH = re.compile(rf"(?<!\w)(?:{_STRONG_STREET_SUFFIX}|{_STREET_LEAD}|Apt\.?|Suite)(?!\w)")
-ORGANISATION_WORD = re.compile(
-    r"\b(?:Inc|Incorporated|Ltd|LLC|GmbH|Corp|Corporation|Company|Services|Agency|Group|"
-    r"Holdings|Technologies|Solutions|Consulting|Partners|Bank|University|Foundation|"
-    r"Associates|Labs|Systems|Orchestra)\b"
+# Legal forms of companies ("Acme Corp", "Tesco plc", "Bosch GmbH").
+_LEGAL_FORM = r"(?:Inc|Incorporated|Ltd|Limited|LLC|LLP|PLC|plc|GmbH|Corp|Corporation)"
+# Short legal forms ("Siemens AG", "Volvo AB", "Nestlé S.A.", "Johnson & Johnson Co.") are
+# also initials ("S.A. Rao") or parts of addresses ("Main St SE"): they mark a company only
+# at the end of a name.
+_SHORT_LEGAL_FORM = (
+    r"(?:AG|KG|SE|S\.?A|S\.?A\.?S|SARL|S\.?p\.?A|S\.?r\.?l|N\.?V|B\.?V|Pty|Oy|AB|ASA|Co)"
 )
+ORGANISATION_WORD = re.compile(
+    rf"\b(?:{_LEGAL_FORM}|Company|Services|Agency|Group|Holdings|Technologies|Solutions|"
+    rf"Consulting|Partners|Bank|University|Foundation|Associates|Labs|Systems|Orchestra|"
+    rf"Enterprises|Industries|Ventures|Sons|Bros)\b|[ \t,]{_SHORT_LEGAL_FORM}\.?$"
+)
+# A legal form or "& Sons" right after a name ("Globex, Inc.", "Tesco plc", "Siemens AG",
+# "Thomas and Sons"): the name is a company's.
+COMPANY_SUFFIX_AFTER = re.compile(
+    rf"[ \t]*,?[ \t]*(?:{_LEGAL_FORM}(?:\.|(?![\w\-'’]))"
+    rf"|{_SHORT_LEGAL_FORM}\.?(?![\w\-'’.])(?![ \t]*[{UPPER}])"
+    rf"|(?:and|&)[ \t]+Sons\b)"
+)
+# Legal forms that no place name holds: the others are also abbreviations in addresses ("SE"
+# and "NV" in "Main St SE", "Reno, NV"; "Co." for County in "Co. Cork").
+COMPANY_FORM = re.compile(r"\b(?:Inc|Incorporated|Ltd|LLC|LLP|GmbH|Corp|Corporation|plc|PLC)\b")
 
 
 def name_length(value: str) -> int:

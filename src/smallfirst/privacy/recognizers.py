@@ -20,7 +20,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from smallfirst.privacy import names, patterns
+from smallfirst.privacy import names, patterns, vetoes
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +52,7 @@ SPACY_SCORE = 0.55  # below the rule recognizers, so an address or a cued name w
 def _spacy_entities(text: str, doc: Any) -> Iterator[patterns.RuleMatch]:
     """spaCy NER minus its usual misfires on prompts: relative dates and durations are not
     identifying, contractions and verbs at sentence start are not names, countries tagged
-    as people are places."""
+    as people are places, and code, products and companies are neither (`vetoes`)."""
     for entity in doc.ents:
         entity_type = SPACY_LABELS.get(entity.label_)
         start, end = entity.start_char, entity.end_char
@@ -60,6 +60,8 @@ def _spacy_entities(text: str, doc: Any) -> Iterator[patterns.RuleMatch]:
             continue
         if entity_type == "PERSON":
             entity_type, end = _person_or_place(text, start, end)
+        if entity_type == "LOCATION" and vetoes.not_a_place(text, start, end):
+            continue
         if entity_type is not None:
             yield patterns.RuleMatch(entity_type, start, end, SPACY_SCORE)
 
@@ -78,7 +80,7 @@ def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int]:
         or (possessive is None and names.preceded_by_place_preposition(text, start))
     ):
         return "LOCATION", end
-    if not names.could_be_name(value):
+    if not names.could_be_name(value) or vetoes.names_a_thing(text, start, end):
         return None, end
     return "PERSON", start + patterns.name_length(value)
 
@@ -129,6 +131,16 @@ _RULE_ENTITIES: dict[str, frozenset[str]] = {
     "addressed_names": frozenset({"PERSON"}),
     "countries": frozenset({"LOCATION"}),
 }
+
+
+def _not_what_it_seems(text: str, match: patterns.RuleMatch) -> bool:
+    """A rule's person who is a company or product ("with Tesco plc"), or a rule's place
+    that is code or a product ("moved to Kubernetes")."""
+    if match.entity_type == "PERSON":
+        return vetoes.names_a_thing(text, match.start, match.end)
+    if match.entity_type == "LOCATION":
+        return vetoes.not_a_place(text, match.start, match.end)
+    return False
 
 
 # Text every match of a Presidio recognizer contains (IPv4: digits around a dot, IPv6: two
@@ -185,5 +197,8 @@ class RuleSet:
                 )
         for finder in self._finders:
             for match in finder(text):
-                if match.entity_type in self._entities:
-                    yield match
+                if match.entity_type not in self._entities:
+                    continue
+                if _not_what_it_seems(text, match):
+                    continue
+                yield match

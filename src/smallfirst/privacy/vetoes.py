@@ -1,0 +1,148 @@
+"""Vetoes: spans that look like a person's name or a place but name code, a product, a
+company, a role or a header field. They keep everyday developer and business prompts from
+being redacted ("Authorization: Bearer ...", "a meeting with Acme Corp", "Hi Team", "port it
+to Rust"). General forms of language and text, never values from a data set.
+"""
+
+from __future__ import annotations
+
+import re
+
+from smallfirst.privacy.patterns import COMPANY_FORM, COMPANY_SUFFIX_AFTER, looks_like_street
+
+# How code is written, never a name or a place: snake_case, calls, assignments, dotted
+# paths ("java.lang", "ASP.NET") and identifiers in camel case ("getUser", "OrderService",
+# "MySQL"). A name's inner capital follows at most two small letters ("McDonald", "MacArthur",
+# "DeShawn", "LaToya"), or "Fitz".
+_CODE_LIKE = re.compile(
+    r"[_={}\[\]]|\w\(|[a-z]{2}\.[a-z]|[A-Z]{2}\.[A-Z]{2}"
+    r"|\b[a-z]+[A-Z]|[a-z]{3}(?<!Fitz)[A-Z]|[a-z][A-Z]{2,3}\b"
+)
+# Programming languages, clouds and developer tools that people name in prompts ("port it to
+# Rust", "deploy with Azure"). Those that are also given names or common surnames (Ruby, Julia,
+# Ada, Pascal, Swift, Jenkins, Kafka) are left out: the cost of a missed name is higher.
+_TECH_NAMES = frozenset(
+    {"Python", "Rust", "Golang", "Java", "JavaScript", "TypeScript", "Kotlin", "Scala", "Perl",
+     "PHP", "Haskell", "Erlang", "Clojure", "Fortran", "COBOL", "Lua", "Dart", "Flutter",
+     "Node", "Deno", "React", "Angular", "Vue", "Svelte", "Django", "Flask", "Rails",
+     "Laravel", "Azure", "AWS", "GCP", "Kubernetes", "Docker", "Terraform", "Ansible",
+     "GitHub", "GitLab", "Bitbucket", "Jira", "Confluence", "Slack", "Redis", "Postgres",
+     "MongoDB", "Elasticsearch", "Kibana", "Grafana", "Prometheus", "Nginx", "Linux",
+     "Ubuntu", "Debian", "Windows", "Android", "Excel", "PowerShell", "Bash", "Copilot",
+     "ChatGPT", "Heroku", "Vercel", "Netlify", "Cloudflare", "Stripe", "Twilio", "Shopify",
+     "Salesforce", "Firebase", "Figma", "Bitcoin", "Ethereum"}
+)  # fmt: skip
+# A determiner before a name and a software noun after it make it a product's: "the React
+# hooks", "our Jenkins pipeline", "a Python function". Without the determiner the name may be
+# a person's, the noun an object: "give Maria API access".
+_DETERMINER_BEFORE = re.compile(
+    r"(?i:\b(?:the|a|an|our|my|your|their|his|her|its|this|that|these|those))[ \t]+$"
+)
+_PRODUCT_NOUN_AFTER = re.compile(
+    r"[ \t]+(?i:api|apis|sdk|cli|app|apps|library|libraries|package|packages|module|modules|"
+    r"crate|crates|plugin|plugins|framework|function|functions|method|methods|script|"
+    r"scripts|code|snippet|query|queries|database|cluster|pipeline|pipelines|container|"
+    r"containers|hooks?|components?|syntax|compiler|interpreter|runtime|repo|repository|docs|"
+    r"documentation|bot|integration|endpoint|programming|program)(?![\w\-])"
+)
+# A span ending in a role or a group addresses no one by name: "Dear Hiring Manager", "Dear
+# Valued Customer", "Admissions Committee", a signature's "Senior Engineer", "Acme Support",
+# "Tell Marketing". Compared in lower case. Trades that are also surnames (Baker, Porter,
+# Mason) are left out.
+_ROLE_NOUNS = frozenset(
+    {"team", "teams", "committee", "board", "council", "panel", "department", "dept",
+     "staff", "support", "helpdesk", "customer", "customers", "client", "clients",
+     "colleague", "colleagues", "member", "members", "manager", "managers", "director",
+     "officer", "engineer", "engineers", "developer", "developers", "devs", "analyst",
+     "consultant", "specialist", "coordinator", "administrator", "admin", "architect",
+     "designer", "recruiter", "representative", "executive", "intern", "scientist",
+     "technician", "editor", "applicant", "candidate", "subscriber", "subscribers", "user",
+     "users", "readers", "sir", "madam", "folks", "everyone", "marketing",
+     "engineering", "finance", "sales", "legal", "hr", "accounting", "operations", "ops",
+     "procurement", "compliance", "payroll", "security", "devops"}
+)  # fmt: skip
+# A short word in capitals alone is an acronym ("JSON", "AWS", "CTO"), not a name (two
+# letters may be a nickname: "AJ", "TJ").
+_ACRONYM = re.compile(r"[A-Z]{3,5}s?")
+
+
+def looks_like_code(value: str) -> bool:
+    return _CODE_LIKE.search(value) is not None
+
+
+def _bare(word: str) -> str:
+    return word.strip(".,;:!?\"'()")
+
+
+def not_a_person(value: str) -> bool:
+    """Code, a product, a role or group, or an acronym: what a person span must not be."""
+    words = [_bare(word) for word in value.split()]
+    return bool(
+        looks_like_code(value)
+        or (words and (words[0] in _TECH_NAMES or words[-1].lower() in _ROLE_NOUNS))
+        or (len(words) == 1 and _ACRONYM.fullmatch(words[0]) is not None)
+    )
+
+
+def not_a_place(text: str, start: int, end: int) -> bool:
+    """Code ("get_user(id)", "PostgreSQL"), products ("in Python", "React hooks") and
+    companies ("at Globex Corporation", but "Corporation Street") are not places."""
+    value = text[start:end]
+    words = value.split()
+    return (
+        looks_like_code(value)
+        or (bool(words) and _bare(words[0]) in _TECH_NAMES)
+        or _names_a_product(text, start, end)
+        or (COMPANY_FORM.search(value) is not None and not looks_like_street(value))
+    )
+
+
+def names_a_thing(text: str, start: int, end: int) -> bool:
+    """True if the name at `start:end` is a company's or a product's: a legal form follows
+    ("Tesco plc", "Globex, Inc.") or a software noun after a determiner ("the React hooks")."""
+    return COMPANY_SUFFIX_AFTER.match(text, end) is not None or _names_a_product(text, start, end)
+
+
+def _names_a_product(text: str, start: int, end: int) -> bool:
+    return (
+        _PRODUCT_NOUN_AFTER.match(text, end) is not None
+        and _DETERMINER_BEFORE.search(text[max(0, start - 8) : start]) is not None
+    )
+
+
+# "Authorization: Bearer ...", "Status: Open": the labels of header, log, ticket and form
+# fields are written like a dialogue speaker. HTTP (RFC 9110) and e-mail (RFC 5322) header
+# names, log levels and the usual fields of tickets and forms; compared in lower case, as
+# whole labels or parts of hyphenated ones ("Accept-Language", "Reply-To").
+_FIELD_LABELS = frozenset(
+    {"accept", "allow", "authorization", "cache", "charset", "connection", "content", "control",
+     "cookie", "encoding", "etag", "expect", "expires", "forwarded", "host", "language",
+     "length", "modified", "origin", "pragma", "proxy", "range", "referer", "referrer",
+     "server", "trailer", "upgrade", "vary", "www", "agent", "user", "from", "to", "cc",
+     "bcc", "subject", "sender", "reply", "received", "references", "return", "message", "id",
+     "debug", "info", "notice", "warn", "warning", "error", "fatal", "critical", "trace",
+     "status", "state", "priority", "severity", "assignee", "reporter", "owner", "author",
+     "component", "type", "category", "level", "label", "labels", "tag", "tags", "request",
+     "response", "method", "endpoint", "url", "uri", "path", "query", "body", "header",
+     "headers", "payload", "result", "source", "target", "details", "comment", "comments",
+     "steps", "expected", "actual", "impact", "workaround", "project", "sprint", "epic",
+     "milestone", "deadline", "due", "created", "updated", "product", "quantity", "amount",
+     "total", "currency", "company", "department", "role", "account", "username", "password",
+     "token", "secret", "api", "port", "timestamp", "time", "region", "zone", "country",
+     "city", "file", "line", "module", "service", "output", "input", "environment",
+     "requirement", "requirements", "context", "feedback", "answer", "question", "hint",
+     "tip", "step", "todo", "fixme", "problem", "issue", "bug", "fix", "goal", "rule", "rules",
+     "background", "constraints", "update", "traceback", "stacktrace"}
+)  # fmt: skip
+# Nominalisations ("Authorization", "Description", "Version") are not given names.
+_NOMINALISATION = re.compile(r"(?i)[a-z]{3}(?:tion|sion)s?$")
+
+
+def is_field_label(label: str) -> bool:
+    """True for "Authorization", "Accept-Language", "X-Request-Id", "Description"."""
+    parts = label.lower().split("-")
+    return (
+        (len(parts) > 1 and parts[0] == "x")  # "X-Request-Id": a non-standard header
+        or any(part in _FIELD_LABELS for part in parts)
+        or _NOMINALISATION.search(label) is not None
+    )

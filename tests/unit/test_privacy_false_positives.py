@@ -1,0 +1,221 @@
+"""Everyday developer and business prompts that are not PII, each next to a real name or
+place that must still be found."""
+
+from __future__ import annotations
+
+import pytest
+
+from smallfirst.privacy import PiiDetector, names, patterns, shared_detector, vetoes
+
+
+@pytest.fixture(scope="module")
+def detector() -> PiiDetector:
+    found = shared_detector()
+    found.warm_up()
+    return found
+
+
+def _found(detector: PiiDetector, text: str, *types: str) -> list[str]:
+    return [f.value_in(text) for f in detector.inspect(text) if f.entity_type in types]
+
+
+def _people(detector: PiiDetector, text: str) -> list[str]:
+    return _found(detector, text, "PERSON")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer abcDEF1234567890xyzXYZ",
+        "Proxy-Authorization: Basic dXNlcjpwYXNzd29yZA==",
+        "Accept-Language: En-GB\nX-Request-Id: Abc123\nConnection: Keep-Alive",
+        "Status: Open\nPriority: High\nSeverity: Critical\nEnvironment: Staging",
+        "ERROR: Disk full\nWARNING: Retrying\nHint: Free some space",
+        "Description: Login fails\nResolution: Fixed in the next build",
+    ],
+)
+def test_header_and_field_labels_are_not_speakers(detector: PiiDetector, text: str) -> None:
+    assert _people(detector, text) == []
+
+
+def test_a_bearer_token_is_still_a_secret_and_a_speaker_still_a_person(
+    detector: PiiDetector,
+) -> None:
+    text = "Authorization: Bearer abcDEF1234567890xyzXYZ"
+    assert _found(detector, text, "SECRET") == ["abcDEF1234567890xyzXYZ"]
+    text = "Priya: Did the deploy go out?\nTomas: Yes, an hour ago."
+    assert _people(detector, text) == ["Priya", "Tomas"]
+    text = "Status: Open\nAssignee: Ingrid Holm"
+    assert _people(detector, text) == ["Ingrid Holm"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We had a call with Umbrella Corp on Monday.",
+        "Please contact Initrode Corporation support about the licence.",
+        "Our contract with Vandelay Industries Ltd ends soon.",
+        "We partnered with Kessler AG and Brandt GmbH last year.",
+        "Ask Harrow plc or Fenwick & Fenwick Co. about it.",
+        "Talk to Dunmore, Inc. before Friday.",
+        "The invoice came from Carver and Sons.",
+    ],
+)
+def test_companies_are_not_people(detector: PiiDetector, text: str) -> None:
+    assert _people(detector, text) == []
+
+
+def test_people_next_to_companies_are_still_found(detector: PiiDetector) -> None:
+    assert _people(detector, "I had a meeting with Joanna Kowalski yesterday") == [
+        "Joanna Kowalski"
+    ]
+    text = "Forward the quote to Olga Petrova, head of sales at Vandelay Industries Ltd."
+    assert _people(detector, text) == ["Olga Petrova"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dear Hiring Manager,\nI am applying for the backend role.",
+        "Dear Valued Customer,\nYour order has shipped.",
+        "Dear Sir or Madam,\nI would like a refund.",
+        "Best regards,\nCustomer Success Team",
+        "Thanks,\nNorthwind Support",
+        "Tell Marketing to update the landing page.",
+        "Hey Python devs, any tips for packaging?",
+    ],
+)
+def test_roles_and_groups_are_not_people(detector: PiiDetector, text: str) -> None:
+    assert _people(detector, text) == []
+
+
+def test_a_signature_keeps_the_name_and_drops_the_job_title(detector: PiiDetector) -> None:
+    text = "Kind regards,\nMaria Lindqvist\nSenior Engineer"
+    assert _people(detector, text) == ["Maria Lindqvist"]
+    assert _people(detector, "Dear Dr. Amara Okafor,\nThanks for the call.") == ["Amara Okafor"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "def get_user(user_id: int) -> User:\n    return UserService.find(user_id)",
+        "java.lang.NullPointerException at com.example.OrderController.create",
+        "Why does my ASP.NET app ignore the config?",
+        "Convert this PostgreSQL query to MySQL.",
+        "2024-05-01T10:00:00Z INFO Started ApplicationContext in 2.3 seconds",
+        "Set-Cookie: session=abc123; Path=/; HttpOnly",
+        "Write a Python function that parses JSON.",
+        "Traceback: KeyError in load_settings(path) at line 7",
+        "Can Rust replace C++ in the kernel?",
+    ],
+)
+def test_code_and_logs_are_neither_people_nor_places(detector: PiiDetector, text: str) -> None:
+    assert _found(detector, text, "PERSON", "LOCATION") == []
+
+
+def test_names_with_an_inner_capital_are_still_names(detector: PiiDetector) -> None:
+    text = "Ronald McDonald and DeShawn Jackson met LaToya Brown and Kevin FitzGerald."
+    assert _people(detector, text) == [
+        "Ronald McDonald", "DeShawn Jackson", "LaToya Brown", "Kevin FitzGerald"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Deploy it with Azure.",
+        "Help me with Kubernetes.",
+        "I wrote it in Python.",
+        "Port this service from Python to Rust.",
+        "Thanks Python community!",
+        "Integrate with Stripe and Twilio.",
+        "The Jenkins pipeline fails after the React hooks change.",
+        "My Outlook keeps crashing on Windows 11.",
+        "Step 1: Install Node.",
+    ],
+)
+def test_languages_clouds_and_tools_are_neither_people_nor_places(
+    detector: PiiDetector, text: str
+) -> None:
+    assert _found(detector, text, "PERSON", "LOCATION") == []
+
+
+def test_people_and_places_next_to_tools_are_still_found(detector: PiiDetector) -> None:
+    assert _people(detector, "Guido van Rossum created Python.") == ["Guido van Rossum"]
+    assert _people(detector, "I talked with Pedro about the Azure bill.") == ["Pedro"]
+    text = "Linus Torvalds wrote Linux in Helsinki."
+    assert _found(detector, text, "PERSON", "LOCATION") == ["Linus Torvalds", "Helsinki"]
+    assert _people(detector, "Ruby Rose and Julia Roberts") == ["Ruby Rose", "Julia Roberts"]
+
+
+def test_a_place_after_a_cue_ends_at_a_word_boundary() -> None:
+    text = "My sister moved to Lisbon last year; I live in Villafranca del Cid."
+    places = [text[m.start : m.end] for m in patterns.find_cued_places(text)]
+    assert places == ["Lisbon", "Villafranca del Cid"]  # not "Lisbon la" (of "last")
+
+
+def test_greetings_to_a_team_name_no_one(detector: PiiDetector) -> None:
+    text = "Hi Team,\nplease review the PR before Friday. Thanks, Priya"
+    assert _people(detector, text) == ["Priya"]
+    assert _found(detector, text, "DATE_TIME") == ["Friday"]
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("Authorization", True),
+        ("Content-Type", True),
+        ("X-Correlation-Id", True),
+        ("Description", True),
+        ("TODO", True),
+        ("Ann", False),
+        ("Anne-Marie", False),
+        ("Marion", False),
+    ],
+)
+def test_field_labels(label: str, expected: bool) -> None:
+    assert vetoes.is_field_label(label) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Acme Corp", True),
+        ("Volvo AB", True),
+        ("Nestlé S.A.", True),
+        ("S.A. Rao", False),  # initials, not a legal form
+        ("Hiring Manager", True),
+        ("UserRepository", True),
+        ("getUser", True),
+        ("MySQL", True),
+        ("JSON", True),
+        ("AJ", False),  # a nickname
+        ("Rust", True),
+        ("Ronald McDonald", False),
+        ("Kevin FitzGerald", False),
+        ("Ann Lee", False),
+    ],
+)
+def test_not_a_name(value: str, expected: bool) -> None:
+    assert names.not_a_name(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "expected"),
+    [
+        ("ask Harrow plc", "Harrow", True),
+        ("ask Dunmore, Inc.", "Dunmore", True),
+        ("ask Kessler AG", "Kessler", True),
+        ("ask Carver & Sons", "Carver", True),
+        ("fix the Redux hooks", "Redux", True),
+        ("give Maria API access", "Maria", False),  # an object, not a product
+        ("ask Ann Lee", "Ann Lee", False),
+        ("ask Ann S.A. Rao", "Ann", False),  # initials
+        ("ask Ann AB Smith", "Ann", False),
+    ],
+)
+def test_what_surrounds_a_name_can_make_it_a_company_or_a_product(
+    text: str, name: str, expected: bool
+) -> None:
+    start = text.index(name)
+    assert vetoes.names_a_thing(text, start, start + len(name)) is expected
