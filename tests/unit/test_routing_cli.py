@@ -14,14 +14,12 @@ from tests.unit.test_routing_artifact import synthetic_rows
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("routing") / "rows.jsonl"
+def write_rows(path: Path, dataset: str) -> Path:
     with path.open("w") as handle:
         for row in synthetic_rows():
             record = {
-                "id": row.id,
-                "dataset": row.dataset,
+                "id": f"{dataset}-{row.id}",
+                "dataset": dataset,
                 "subject": row.subject,
                 "messages": list(row.messages),
                 "weak": {"model": "w", "score": row.weak_score},
@@ -29,6 +27,16 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             }
             handle.write(json.dumps(record) + "\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_rows(tmp_path_factory.mktemp("routing") / "rows.jsonl", "synthetic")
+
+
+@pytest.fixture(scope="module")
+def other_data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_rows(tmp_path_factory.mktemp("routing") / "other.jsonl", "other")
 
 
 def test_train_score_and_eval_an_artifact(data_file: Path, tmp_path: Path) -> None:
@@ -101,6 +109,22 @@ def test_eval_learned_out_of_fold_json_and_plot(data_file: Path, tmp_path: Path)
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_eval_with_a_train_only_dataset_scores_only_the_other(
+    data_file: Path, other_data_file: Path
+) -> None:
+    arguments = ["router", "eval", "--data", str(data_file), "--data", str(other_data_file)]
+    arguments += ["--router", "learned", "--group-by", "subject", "--folds", "2", "--json"]
+    result = runner.invoke(app, [*arguments, "--train-only", "other"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n"] == 60  # the 60 rows of "synthetic"; "other" is only trained on
+    assert report["mode"].endswith("always training on other")
+    assert "per_dataset" not in report
+    # every fold's test rows are one unseen subject; trained on "other" too, the model still
+    # ranks all hard rows first: the oracle's APGR when half the rows need the strong model
+    assert report["apgr"] == pytest.approx(0.75)
+
+
 def test_eval_rules_prints_a_table(data_file: Path) -> None:
     result = runner.invoke(app, ["router", "eval", "--data", str(data_file), "--router", "rules"])
     assert result.exit_code == 0, result.output
@@ -129,6 +153,9 @@ def test_eval_rules_prints_a_table(data_file: Path) -> None:
             "--group-by",
             "subject",
         ],
+        ["router", "eval", "--data", "{data}", "--router", "rules", "--train-only", "synthetic"],
+        ["router", "eval", "--data", "{data}", "--router", "learned", "--train-only", "nope"],
+        ["router", "eval", "--data", "{data}", "--router", "learned", "--train-only", "synthetic"],
     ],
 )
 def test_bad_usage_exits_2_with_one_line(arguments: list[str], data_file: Path) -> None:

@@ -129,6 +129,11 @@ def evaluate(
     plot: Path | None = typer.Option(None, "--plot", help="Write a cost-quality curve PNG."),
     seed: int = typer.Option(0, "--seed"),
     cache_dir: Path | None = CacheOption,
+    train_only: list[str] = typer.Option(
+        [],
+        "--train-only",
+        help="Dataset (row `dataset`) always trained on and never scored; `learned` only.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as one JSON object."),
 ) -> None:
     """APGR, CPT(50%), CPT(80%) and cost saved at 95% quality, against random and length.
@@ -148,7 +153,10 @@ def evaluate(
         rows = labelled(rows)
     except InvalidRequest as exc:
         _fail(exc.message)
-    scores, mode = _eval_scores(rows, router, folds, group_by, seed, cache_dir, as_json)
+    _check_train_only(train_only, rows, router)
+    options = (folds, group_by, seed, tuple(train_only))
+    scores, mode = _eval_scores(rows, router, options, cache_dir, as_json)
+    rows = [row for row in rows if row.dataset not in train_only]
     report = _report(rows, scores, router, mode, plot)
     if as_json:
         typer.echo(json.dumps(report))
@@ -176,17 +184,31 @@ def _load(spec: str) -> Any:
         _fail(str(exc))
 
 
+def _check_train_only(train_only: list[str], rows: list[RoutingRow], router: str) -> None:
+    from smallfirst.routing.base import LEARNED_NAME
+
+    if not train_only:
+        return
+    if router != LEARNED_NAME:
+        _fail("--train-only needs --router learned (only it is trained here)")
+    present = {row.dataset for row in rows}
+    unknown = sorted(set(train_only) - present)
+    if unknown:
+        _fail(f"--train-only {unknown[0]!r} is not a dataset of --data ({sorted(present)})")
+    if present <= set(train_only):
+        _fail("--train-only names every dataset: no row is left to score")
+
+
 def _eval_scores(
     rows: list[RoutingRow],
     router: str,
-    folds: int,
-    group_by: str,
-    seed: int,
+    options: tuple[int, str, int, tuple[str, ...]],
     cache_dir: Path | None,
     quiet: bool,
 ) -> tuple[list[float], str]:
     from smallfirst.routing.base import LEARNED_NAME
 
+    folds, group_by, seed, train_only = options
     if router == LEARNED_NAME and not Path(router).exists():
         from smallfirst.errors import InvalidRequest
         from smallfirst.routing.crossval import out_of_fold_scores
@@ -200,11 +222,13 @@ def _eval_scores(
                     seed=seed,
                     cache_dir=cache_dir,
                     on_progress=advance,
+                    train_only=train_only,
                 )
         except InvalidRequest as exc:
             _fail(exc.message)
         grouping = "random rows" if group_by == "none" else f"grouped by {group_by}"
-        return scores, f"out-of-fold, {folds} folds, {grouping}"
+        extra = f", always training on {', '.join(train_only)}" if train_only else ""
+        return scores, f"out-of-fold, {folds} folds, {grouping}{extra}"
     chosen = _load(router)
     from smallfirst.routing.learned import LearnedRouter
 

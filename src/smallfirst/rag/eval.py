@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smallfirst.embed import DIMENSIONS, EMBEDDER_ID
 from smallfirst.errors import InvalidRequest
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.ingest import TextEmbedder
@@ -140,11 +141,9 @@ def embed_cached(
     if cached.is_file():
         loaded: npt.NDArray[np.float32] = np.load(cached)
         return loaded
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
-    vectors = np.zeros((len(texts), 384), dtype=np.float32)
-    for start in range(0, len(order), 32):
-        batch = order[start : start + 32]
-        vectors[batch] = embed_texts([texts[i] for i in batch])
+    vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+    for start in range(0, len(texts), 32):
+        vectors[start : start + 32] = embed_texts(texts[start : start + 32])
     EMBEDDING_CACHE.mkdir(parents=True, exist_ok=True)
     np.save(cached, vectors)
     return vectors
@@ -200,7 +199,7 @@ def evaluate_collection(
     embed_query: QueryEmbedder | None = None,
     count_tokens: Callable[[str], int] | None = None,
     max_tokens: int = 256,
-    model_id: str = "all-minilm-l6-v2-int8",
+    model_id: str = EMBEDDER_ID,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """{method: {"ndcg@10", "recall@100", "mrr", "p50_ms", "p95_ms", "n_queries"}}."""

@@ -12,13 +12,14 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from smallfirst.embed import EMBEDDER_ID
 from smallfirst.errors import InvalidRequest, ModelNotFound, ModelUnavailable
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_match_expression
 from smallfirst.rag.chunking import Chunk
@@ -34,9 +35,12 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from smallfirst.rag.keyword_index import KeywordIndex
+
 STORE_FILENAME = "rag.sqlite"
 EMBEDDING_DIMENSIONS = 384
 PARALLEL_SCAN_ROWS = 20_000  # below this many rows per half, a thread hand-off costs more
+LEGACY_EMBEDDER = "all-minilm-l6-v2 (float32 compute)"  # vectors of stores without the setting
 
 
 class CollectionNotFound(ModelNotFound):
@@ -141,17 +145,27 @@ def _sqlite_module() -> ModuleType:
 
 
 class SqliteChunkStore(ChunkStore):
-    """FTS5 for BM25, a vec0 table for vectors, and an in-memory matrix for fast exact KNN.
+    """FTS5 for BM25, a vec0 table for vectors, and in-memory copies of both for fast search.
 
     sqlite-vec's brute-force scan takes ~100 ms at 100k chunks on this machine; a NumPy
     matrix of the same vectors answers the same exact query in a fraction of that, so
     `vector_search` uses the matrix (rebuilt after writes) unless `memory_vectors=False`.
+    Likewise FTS5's `bm25()` runs on every matching row (~10 ms at 100k chunks), so
+    `keyword_search` adds up precomputed weights from a `KeywordIndex` per collection
+    (rebuilt after writes; same scores while the store holds one collection, see
+    `rag/keyword_index.py`) unless `memory_keyword_index=False`.
 
     Writes go through one connection under a lock; `keyword_search` and `fetch_chunks` use
     a pool of read-only connections, so concurrent searches do not wait for each other.
     """
 
-    def __init__(self, path: Path | str, *, memory_vectors: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        memory_vectors: bool = True,
+        memory_keyword_index: bool = True,
+    ) -> None:
         self.path = Path(path)
         self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -160,6 +174,11 @@ class SqliteChunkStore(ChunkStore):
         self._lock = threading.RLock()
         self._memory_vectors = memory_vectors
         self._matrices: dict[int, tuple[Any, Any, Any, int]] = {}
+        self._memory_keyword_index = memory_keyword_index
+        # collection id -> (index, _write_stamp() read before the index was built)
+        self._keyword_indexes: dict[int, tuple[KeywordIndex, tuple[int, int]]] = {}
+        self._keyword_build_lock = threading.Lock()
+        self._writes = 0  # write transactions begun by this connection
         # starts its one thread on first use: a scan of more than 2 x PARALLEL_SCAN_ROWS
         self._scan_pool = ThreadPoolExecutor(1, thread_name_prefix="smallfirst-scan")
         # Read-only connections for keyword search and chunk fetches, so that queries from
@@ -218,19 +237,26 @@ class SqliteChunkStore(ChunkStore):
                     + _quote(entry.name)
                     + ");\nCOMMIT;"
                 )
-            self._check_analyzer()
+            self._check_settings()
 
-    def _check_analyzer(self) -> None:
-        row = self._db.execute("SELECT value FROM store_settings WHERE key = 'analyzer'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO store_settings(key, value) VALUES ('analyzer', ?)", (ANALYZER_NAME,)
-            )
-        elif row[0] != ANALYZER_NAME:
-            raise InvalidRequest(
-                f"{self.path} was indexed with analyzer {row[0]!r}, this version uses "
-                f"{ANALYZER_NAME!r}; re-ingest into a new data dir"
-            )
+    def _check_settings(self) -> None:
+        """Refuse a store whose terms or vectors were made by another analyzer or embedder."""
+        has_chunks = self._db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None
+        for key, expected in (("analyzer", ANALYZER_NAME), ("embedder", EMBEDDER_ID)):
+            row = self._db.execute(
+                "SELECT value FROM store_settings WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None and has_chunks and key == "embedder":
+                row = (LEGACY_EMBEDDER,)  # stores from before the setting existed
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO store_settings(key, value) VALUES (?, ?)", (key, expected)
+                )
+            elif row[0] != expected:
+                raise InvalidRequest(
+                    f"{self.path} was indexed with {key} {row[0]!r}, this version uses "
+                    f"{expected!r}; re-ingest into a new data dir"
+                )
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -330,14 +356,71 @@ class SqliteChunkStore(ChunkStore):
 
     def _transaction(self) -> _Transaction:
         self._matrices.clear()
+        self._keyword_indexes.clear()
+        # a keyword index being built meanwhile (outside the lock) is stale: its stamp says so
+        self._writes += 1
         return _Transaction(self._db)
+
+    def _write_stamp(self) -> tuple[int, int]:
+        """Changes with every commit: other connections' (data_version) and ours (a count)."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._writes
 
     # -- reads ----------------------------------------------------------------------------
 
     def keyword_search(self, collection: str, query: str, limit: int) -> list[ScoredChunk]:
-        expression = fts5_match_expression(query)
-        if not expression or limit <= 0:
+        terms = list(dict.fromkeys(analyze(query)))  # the phrases of fts5_match_expression
+        if not terms or limit <= 0:
             return []
+        if self._memory_keyword_index:
+            found = self._keyword_index(collection).search(terms, limit)
+            if found is not None:
+                ids, scores = (array.tolist() for array in found)
+                return [ScoredChunk(i, s) for i, s in zip(ids, scores, strict=True)]
+        return self._fts5_keyword_search(collection, fts5_match_expression(query), limit)
+
+    def _keyword_index(self, collection: str) -> KeywordIndex:
+        """The collection's in-memory BM25 index, built again after any write to the store."""
+        with self._lock:
+            collection_id = self._collection_id(collection)
+            index, _ = self._fresh_keyword_index(collection_id)
+        if index is not None:
+            return index
+        with self._keyword_build_lock:  # searches arriving during a build wait for it
+            with self._lock:
+                index, stamp = self._fresh_keyword_index(collection_id)
+            if index is None:
+                index = self._build_keyword_index(collection_id)  # no store lock held
+                with self._lock:
+                    self._keyword_indexes[collection_id] = (index, stamp)
+        return index
+
+    def _fresh_keyword_index(
+        self, collection_id: int
+    ) -> tuple[KeywordIndex | None, tuple[int, int]]:
+        """The cached index if nothing was written since it was built, and the current stamp."""
+        stamp = self._write_stamp()
+        cached = self._keyword_indexes.get(collection_id)
+        return (cached[0] if cached is not None and cached[1] == stamp else None), stamp
+
+    def _build_keyword_index(self, collection_id: int) -> KeywordIndex:
+        from smallfirst.rag.keyword_index import KeywordIndex, fts5_tokenizer
+
+        query = (  # a plain scan: twice as fast as MATCH on the collection token here
+            "SELECT rowid, heading || ' ' || body FROM chunks_fts "
+            "WHERE collection = ? ORDER BY rowid"
+        )
+        # closed even if the build fails: an open statement would pin this pooled
+        # connection's snapshot for whoever uses it next
+        with (
+            self._reader() as db,
+            closing(db.execute(query, (_collection_token(collection_id),))) as rows,
+        ):
+            return KeywordIndex.build(rows, fts5_tokenizer(_memory_database))
+
+    def _fts5_keyword_search(
+        self, collection: str, expression: str, limit: int
+    ) -> list[ScoredChunk]:
+        """BM25 by FTS5 itself (`bm25()` on every matching row)."""
         with self._reader() as db, _read_transaction(db):
             collection_ids = dict(db.execute("SELECT name, id FROM collections").fetchall())
             if collection not in collection_ids:
@@ -450,6 +533,7 @@ class SqliteChunkStore(ChunkStore):
     def close(self) -> None:
         with self._lock:
             self._matrices.clear()
+            self._keyword_indexes.clear()
             self._scan_pool.shutdown()
             for reader in self._readers:
                 reader.close()
@@ -497,6 +581,12 @@ def _as_blob(vector: Any) -> bytes:
     if array.shape[0] != EMBEDDING_DIMENSIONS:
         raise ValueError(f"expected a {EMBEDDING_DIMENSIONS}-d vector, got {array.shape[0]}")
     return array.tobytes()
+
+
+def _memory_database() -> sqlite3.Connection:
+    """An empty in-memory database of the SQLite the store uses (for its FTS5 tokenizer)."""
+    connection: sqlite3.Connection = _sqlite_module().connect(":memory:")
+    return connection
 
 
 def _collection_token(collection_id: int) -> str:

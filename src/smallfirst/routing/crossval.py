@@ -3,7 +3,7 @@ it (nor, when grouped, any row of its group), so metrics on them are honest esti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from smallfirst.errors import InvalidRequest
@@ -47,13 +47,22 @@ def out_of_fold_scores(
     config: LearnedConfig | None = None,
     cache_dir: str | Path | None = None,
     on_progress: Callable[[int], None] | None = None,
+    train_only: Collection[str] = (),
 ) -> list[float]:
-    """Scores for `rows` in order, each from a model trained on the other folds."""
+    """Scores for `rows` in order, each from a model trained on the other folds.
+
+    Rows of the `train_only` datasets are in every fold's training set and are not scored
+    (the result then covers the other rows only, in order): training on all of GSM8K and
+    MT-Bench while folding MMLU by subject simulates scoring MMLU subjects never seen.
+    """
     import numpy as np
 
     config = config or LearnedConfig()
     rows = labelled(rows)
-    assignment = np.array(fold_assignments([r.group(group_by) for r in rows], folds, seed))
+    scored = np.array([row.dataset not in train_only for row in rows])
+    groups = [row.group(group_by) for row, keep in zip(rows, scored, strict=True) if keep]
+    assignment = np.full(len(rows), -1)
+    assignment[scored] = fold_assignments(groups, folds, seed)
     features = featurize(
         [row.messages for row in rows], config, cache_dir=cache_dir, on_progress=on_progress
     )
@@ -72,4 +81,4 @@ def out_of_fold_scores(
             dataset_weights(train_sets, config),
         )
         scores[test] = predict(model, features.subset(test), config)
-    return [float(x) for x in scores]
+    return [float(x) for x in scores[scored]]

@@ -14,12 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smallfirst.embed import EMBEDDER_ID
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
 FEATURE_SPEC_VERSION = 3
-EMBEDDING_MODEL = "all-minilm-l6-v2-int8-onnx"
+EMBEDDING_MODEL = EMBEDDER_ID
 EMBED_BATCH = 32
 
 CODE_PATTERN = re.compile(
@@ -214,7 +216,7 @@ def cheap_matrix(conversations: Sequence[Sequence[Mapping[str, str]]]) -> npt.ND
 
 
 def _text_key(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    return hashlib.sha1(f"{EMBEDDING_MODEL}\0{text}".encode()).hexdigest()
 
 
 def embed_texts(
@@ -238,11 +240,7 @@ def embed_texts(
         with np.load(cache_file) as stored:
             cached = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
     keys = [_text_key(text) for text in texts]
-    # length-sorted batches: padding to the longest text in a batch dominates the cost
-    missing = sorted(
-        {k: t for k, t in zip(keys, texts, strict=True) if k not in cached}.items(),
-        key=lambda item: len(item[1]),
-    )
+    missing = list({k: t for k, t in zip(keys, texts, strict=True) if k not in cached}.items())
     embedder = get_embedder() if missing else None
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start : start + EMBED_BATCH]
