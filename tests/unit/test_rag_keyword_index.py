@@ -44,6 +44,7 @@ QUERIES = [
     "solar",  # in half the chunks: idf clamped to 1e-6, ranked by length alone
     "zebra",  # not in the collection
     "the of and",  # only stopwords
+    "c1 compost",  # "c1" is this collection's token: it must match no chunk on either path
 ]
 
 

@@ -376,7 +376,10 @@ class SqliteChunkStore(ChunkStore):
             if found is not None:
                 ids, scores = (array.tolist() for array in found)
                 return [ScoredChunk(i, s) for i, s in zip(ids, scores, strict=True)]
-        return self._fts5_keyword_search(collection, fts5_match_expression(query), limit)
+        # only text columns: a query word spelled like a collection token ("c7") must not
+        # match every chunk of that collection
+        expression = "{heading body} : (" + fts5_match_expression(query) + ")"
+        return self._fts5_keyword_search(collection, expression, limit)
 
     def _keyword_index(self, collection: str) -> KeywordIndex:
         """The collection's in-memory BM25 index, built again after any write to the store."""
