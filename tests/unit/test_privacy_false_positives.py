@@ -23,18 +23,41 @@ def _people(detector: PiiDetector, text: str) -> list[str]:
     return _found(detector, text, "PERSON")
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "Authorization: Bearer abcDEF1234567890xyzXYZ",
-        "Proxy-Authorization: Basic dXNlcjpwYXNzd29yZA==",
-        "Accept-Language: En-GB\nX-Request-Id: Abc123\nConnection: Keep-Alive",
-        "Status: Open\nPriority: High\nSeverity: Critical\nEnvironment: Staging",
-        "ERROR: Disk full\nWARNING: Retrying\nHint: Free some space",
-        "Description: Login fails\nResolution: Fixed in the next build",
-    ],
-)
-def test_header_and_field_labels_are_not_speakers(detector: PiiDetector, text: str) -> None:
+HEADER_AND_FIELD_LABELS = [
+    "Authorization: Bearer abcDEF1234567890xyzXYZ",
+    "Proxy-Authorization: Basic dXNlcjpwYXNzd29yZA==",
+    "Accept-Language: En-GB\nX-Request-Id: Abc123\nConnection: Keep-Alive",
+    "Status: Open\nPriority: High\nSeverity: Critical\nEnvironment: Staging",
+    "ERROR: Disk full\nWARNING: Retrying\nHint: Free some space",
+    "Description: Login fails\nResolution: Fixed in the next build",
+]
+COMPANIES = [
+    "We had a call with Umbrella Corp on Monday.",
+    "Please contact Initrode Corporation support about the licence.",
+    "Our contract with Vandelay Industries Ltd ends soon.",
+    "We partnered with Kessler AG and Brandt GmbH last year.",
+    "Ask Harrow plc or Fenwick & Fenwick Co. about it.",
+    "Talk to Dunmore, Inc. before Friday.",
+    "The invoice came from Carver and Sons.",
+]
+ROLES_AND_GROUPS = [
+    "Dear Hiring Manager,\nI am applying for the backend role.",
+    "Dear Valued Customer,\nYour order has shipped.",
+    "Dear Sir or Madam,\nI would like a refund.",
+    "Best regards,\nCustomer Success Team",
+    "Thanks,\nNorthwind Support",
+    "Tell Marketing to update the landing page.",
+    "Hey Python devs, any tips for packaging?",
+]
+NOT_PEOPLE = [
+    *[pytest.param(text, id=f"label-{i}") for i, text in enumerate(HEADER_AND_FIELD_LABELS)],
+    *[pytest.param(text, id=f"company-{i}") for i, text in enumerate(COMPANIES)],
+    *[pytest.param(text, id=f"role-{i}") for i, text in enumerate(ROLES_AND_GROUPS)],
+]
+
+
+@pytest.mark.parametrize("text", NOT_PEOPLE)
+def test_labels_companies_roles_and_groups_are_not_people(detector: PiiDetector, text: str) -> None:
     assert _people(detector, text) == []
 
 
@@ -49,44 +72,12 @@ def test_a_bearer_token_is_still_a_secret_and_a_speaker_still_a_person(
     assert _people(detector, text) == ["Ingrid Holm"]
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "We had a call with Umbrella Corp on Monday.",
-        "Please contact Initrode Corporation support about the licence.",
-        "Our contract with Vandelay Industries Ltd ends soon.",
-        "We partnered with Kessler AG and Brandt GmbH last year.",
-        "Ask Harrow plc or Fenwick & Fenwick Co. about it.",
-        "Talk to Dunmore, Inc. before Friday.",
-        "The invoice came from Carver and Sons.",
-    ],
-)
-def test_companies_are_not_people(detector: PiiDetector, text: str) -> None:
-    assert _people(detector, text) == []
-
-
 def test_people_next_to_companies_are_still_found(detector: PiiDetector) -> None:
     assert _people(detector, "I had a meeting with Joanna Kowalski yesterday") == [
         "Joanna Kowalski"
     ]
     text = "Forward the quote to Olga Petrova, head of sales at Vandelay Industries Ltd."
     assert _people(detector, text) == ["Olga Petrova"]
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "Dear Hiring Manager,\nI am applying for the backend role.",
-        "Dear Valued Customer,\nYour order has shipped.",
-        "Dear Sir or Madam,\nI would like a refund.",
-        "Best regards,\nCustomer Success Team",
-        "Thanks,\nNorthwind Support",
-        "Tell Marketing to update the landing page.",
-        "Hey Python devs, any tips for packaging?",
-    ],
-)
-def test_roles_and_groups_are_not_people(detector: PiiDetector, text: str) -> None:
-    assert _people(detector, text) == []
 
 
 def test_a_signature_keeps_the_name_and_drops_the_job_title(detector: PiiDetector) -> None:
