@@ -2,9 +2,11 @@
 
 Trained on several datasets at once, each dataset carries the same total weight.
 
-Label: the soft probability that the weak model fails, `1 - weak.score` (0/1 on GSM8K and
-MMLU, a 0-1 rating gap on MT-Bench), fitted with each row counted as a weighted positive and
-negative. Why this family and label: see docs/routing.md (grouped cross-validated APGR).
+Label: what sending the row to the strong model gains, `clip(strong.score - weak.score, 0, 1)`
+(0/1 on GSM8K and MMLU: "only the strong model is right"; a rating gap on MT-Bench), fitted as
+a soft probability with each row counted as a weighted positive and negative. It is the
+quantity APGR rewards. Why this family and label: see docs/routing.md (grouped
+cross-validated APGR).
 
 Artifact (a directory, no pickle): `router.json` (format version, feature spec, model
 hyper-parameters, training-data summary, calibration) and `arrays.npz` (weights and feature
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     FloatArray = npt.NDArray[np.float64]
 
 ARTIFACT_FORMAT = "smallfirst-router/1"
+LABEL = "clip(strong.score - weak.score, 0, 1)"
 CONFIG_FILE = "router.json"
 ARRAYS_FILE = "arrays.npz"
 
@@ -116,24 +119,25 @@ def fit_model(
     config: LearnedConfig,
     sample_weight: FloatArray | None = None,
 ) -> Model:
-    """Soft-label logistic regression on P(weak fails); `strong` is kept for other labels.
+    """Soft-label logistic regression on the strong model's gain, clipped to [0, 1].
     `sample_weight` scales each row (see `dataset_weights`)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    del strong  # the label is the weak model's failure; see the module docstring
     cheap_mean = features.cheap.mean(axis=0).astype(np.float64)
     cheap_scale = features.cheap.std(axis=0).astype(np.float64) + 1e-6
     design = _design(features, cheap_mean, cheap_scale)
-    fails = np.clip(1.0 - weak, 0.0, 1.0)
-    n = len(fails)
+    gain = np.clip(strong - weak, 0.0, 1.0)
+    n = len(gain)
     stacked = np.vstack([design, design])
     labels = np.r_[np.ones(n), np.zeros(n)]
     row_weight = np.ones(n) if sample_weight is None else np.asarray(sample_weight)
-    weights = np.r_[fails * row_weight, (1.0 - fails) * row_weight]
+    weights = np.r_[gain * row_weight, (1.0 - gain) * row_weight]
     keep = weights > 0
     if len(set(labels[keep].tolist())) < 2:
-        raise InvalidRequest("training rows need both weak successes and weak failures")
+        raise InvalidRequest(
+            "training rows need some where the strong model scores higher and some where not"
+        )
     classifier = LogisticRegression(C=config.regularization_c, max_iter=config.max_iter)
     classifier.fit(stacked[keep], labels[keep], sample_weight=weights[keep])
     return Model(
@@ -145,7 +149,8 @@ def fit_model(
 
 
 def predict(model: Model, features: Features, config: LearnedConfig) -> FloatArray:
-    """P(weak fails) for each row: a plain numpy dot product, no scikit-learn at serve time."""
+    """The strong model's expected gain for each row (0-1): a plain numpy dot product, no
+    scikit-learn at serve time."""
     import numpy as np
 
     del config
@@ -155,8 +160,8 @@ def predict(model: Model, features: Features, config: LearnedConfig) -> FloatArr
 
 
 class LearnedRouter(Router):
-    """Scores = P(weak fails). Thread-safe: the model is read-only after load and the shared
-    embedder serialises its tokenizer behind a lock."""
+    """Scores = the strong model's expected gain (0-1). Thread-safe: the model is read-only
+    after load and the shared embedder serialises its tokenizer behind a lock."""
 
     name: ClassVar[str] = "learned"
 
@@ -212,7 +217,7 @@ class LearnedRouter(Router):
             "features": _feature_spec(self.config),
             "model": {
                 "family": "logistic_regression",
-                "label": "1 - weak.score",
+                "label": LABEL,
                 **asdict(self.config),
             },
             "training": self.training_summary,
