@@ -28,7 +28,7 @@ from smallfirst.embed import EMBEDDER_ID
 from smallfirst.rag.analysis import ANALYZER_NAME
 from smallfirst.rag.chunking import Chunk
 from smallfirst.rag.retrieve import Retriever
-from smallfirst.rag.store import SqliteChunkStore
+from smallfirst.rag.sqlite_store import SqliteChunkStore
 
 VOCABULARY = 30_000
 WORDS_PER_CHUNK = 120

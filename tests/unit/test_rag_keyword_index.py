@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from smallfirst.rag import CollectionNotFound, ScoredChunk, SqliteChunkStore
-from smallfirst.rag import store as store_module
+from smallfirst.rag import sqlite_store as store_module
 from smallfirst.rag.keyword_index import fts5_tokenizer
 from tests.unit.test_rag_ingest import ingest
 from tests.unit.test_rag_retrieve import ANIMALS, put_texts

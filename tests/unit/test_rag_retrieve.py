@@ -18,7 +18,7 @@ from smallfirst.rag import (
     SqliteChunkStore,
     reciprocal_rank_fusion,
 )
-from smallfirst.rag import store as store_module
+from smallfirst.rag import sqlite_store as store_module
 from smallfirst.rag.analysis import analyze, fts5_match_expression
 from smallfirst.rag.retrieve import default_query_embedder
 from smallfirst.rag.vector_scan import binary_codes, prefiltered_candidates

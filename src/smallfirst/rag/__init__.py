@@ -26,12 +26,12 @@ from smallfirst.rag.retrieve import (
     Retriever,
     reciprocal_rank_fusion,
 )
+from smallfirst.rag.sqlite_store import SqliteChunkStore
 from smallfirst.rag.store import (
     ChunkStore,
     CollectionInfo,
     CollectionNotFound,
     ScoredChunk,
-    SqliteChunkStore,
     StoredChunk,
     default_data_dir,
     open_store,

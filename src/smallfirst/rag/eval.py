@@ -24,7 +24,7 @@ from smallfirst.errors import InvalidRequest
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.ingest import TextEmbedder
 from smallfirst.rag.retrieve import Method, QueryEmbedder, Retriever
-from smallfirst.rag.store import SqliteChunkStore
+from smallfirst.rag.sqlite_store import SqliteChunkStore
 
 if TYPE_CHECKING:
     import numpy as np
