@@ -199,3 +199,21 @@ def test_binary_candidates_keep_the_true_neighbours_of_clustered_vectors() -> No
         hits.append(len(candidates & set(exact_top.tolist())) / 10)
     assert len(candidates) == 200  # 5% of the rows (more than 10 x limit)
     assert np.mean(hits) >= 0.95
+
+
+def test_in_memory_vectors_see_writes_from_other_connections(tmp_path: Path) -> None:
+    searcher = SqliteChunkStore(tmp_path / "rag.sqlite")
+    writer = SqliteChunkStore(tmp_path / "rag.sqlite")
+    try:
+        put_texts(searcher, "docs", ANIMALS)
+        query = fake_embed_query("a zebra drinks water")
+        before = searcher.vector_search("docs", query, 50)  # the matrix is built here
+        put_texts(writer, "docs", {"zoo": "A zebra drinks water beside the giraffes."})
+        after = searcher.vector_search("docs", query, 50)
+        assert len(after) == len(before) + 1
+        assert searcher.fetch_chunks([after[0].chunk_id])[after[0].chunk_id].source == "zoo"
+        writer.remove_document("docs", "zoo")
+        assert searcher.vector_search("docs", query, 50) == before
+    finally:
+        searcher.close()
+        writer.close()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.errors import InvalidRequest, ModelUnavailable
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
     from smallfirst.rag.keyword_index import KeywordIndex
 
+T = TypeVar("T")
+VectorMatrix = tuple[Any, Any, Any]  # chunk ids, float32 matrix, binary codes (or None)
 PARALLEL_SCAN_ROWS = 20_000  # below this many rows per half, a thread hand-off costs more
 LEGACY_EMBEDDER = "all-minilm-l6-v2 (float32 compute)"  # vectors of stores without the setting
 
@@ -90,11 +92,9 @@ class SqliteChunkStore(ChunkStore):
         self._db.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.RLock()
         self._memory_vectors = memory_vectors
-        self._matrices: dict[int, tuple[Any, Any, Any, int]] = {}
+        self._matrices: _CopyCache[VectorMatrix] = _CopyCache()
         self._memory_keyword_index = memory_keyword_index
-        # collection id -> (index, _write_stamp() read before the index was built)
-        self._keyword_indexes: dict[int, tuple[KeywordIndex, tuple[int, int]]] = {}
-        self._keyword_build_lock = threading.Lock()
+        self._keyword_indexes: _CopyCache[KeywordIndex] = _CopyCache()
         self._writes = 0  # write transactions begun by this connection
         # starts its one thread on first use: a scan of more than 2 x PARALLEL_SCAN_ROWS
         self._scan_pool = ThreadPoolExecutor(1, thread_name_prefix="smallfirst-scan")
@@ -302,25 +302,28 @@ class SqliteChunkStore(ChunkStore):
         """The collection's in-memory BM25 index, built again after any write to the store."""
         with self._lock:
             collection_id = self._collection_id(collection)
-            index, _ = self._fresh_keyword_index(collection_id)
-        if index is not None:
-            return index
-        with self._keyword_build_lock:  # searches arriving during a build wait for it
-            with self._lock:
-                index, stamp = self._fresh_keyword_index(collection_id)
-            if index is None:
-                index = self._build_keyword_index(collection_id)  # no store lock held
-                with self._lock:
-                    self._keyword_indexes[collection_id] = (index, stamp)
-        return index
+        return self._fresh_copy(self._keyword_indexes, collection_id, self._build_keyword_index)
 
-    def _fresh_keyword_index(
-        self, collection_id: int
-    ) -> tuple[KeywordIndex | None, tuple[int, int]]:
-        """The cached index if nothing was written since it was built, and the current stamp."""
-        stamp = self._write_stamp()
-        cached = self._keyword_indexes.get(collection_id)
-        return (cached[0] if cached is not None and cached[1] == stamp else None), stamp
+    def _fresh_copy(self, cache: _CopyCache[T], collection_id: int, build: Callable[[int], T]) -> T:
+        """A collection's in-memory copy (vectors or BM25 postings), rebuilt after writes.
+
+        The store lock is held only to read the write stamp and the cache, never while
+        building, so the two kinds of copies build side by side and searches go on.
+        """
+        with self._lock:
+            cached = cache.get(collection_id, self._write_stamp())
+        if cached is not None:
+            return cached
+        with cache.build_lock:  # searches arriving during a build wait for it
+            with self._lock:
+                stamp = self._write_stamp()
+                cached = cache.get(collection_id, stamp)
+            if cached is not None:
+                return cached
+            built = build(collection_id)  # a write meanwhile changes the stamp: stale, not wrong
+            with self._lock:
+                cache.put(collection_id, built, stamp)
+            return built
 
     def _build_keyword_index(self, collection_id: int) -> KeywordIndex:
         from smallfirst.rag.keyword_index import KeywordIndex, fts5_tokenizer
@@ -378,7 +381,7 @@ class SqliteChunkStore(ChunkStore):
                     (_as_blob(embedding), min(limit, 4096), collection_id),
                 ).fetchall()
                 return [ScoredChunk(int(i), 1.0 - float(d)) for i, d in rows]
-            ids, matrix, codes = self._matrix(collection_id)
+        ids, matrix, codes = self._fresh_copy(self._matrices, collection_id, self._load_matrix)
         if len(ids) == 0:
             return []
         query = np.asarray(embedding, dtype=np.float32).reshape(-1)
@@ -404,24 +407,20 @@ class SqliteChunkStore(ChunkStore):
         upper = self._scan_pool.submit(np.vecdot, matrix[half:], query)
         return np.concatenate([np.vecdot(matrix[:half], query), upper.result()])
 
-    def _matrix(self, collection_id: int) -> tuple[Any, Any, Any]:
+    def _load_matrix(self, collection_id: int) -> VectorMatrix:
         """(chunk ids, float matrix, binary codes or None below BINARY_PREFILTER_ROWS)."""
         import numpy as np
 
-        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
-        cached = self._matrices.get(collection_id)
-        if cached is not None and cached[3] == version:
-            return cached[0], cached[1], cached[2]
-        rows = self._db.execute(
-            "SELECT chunk_id, embedding FROM chunk_vectors WHERE collection_id = ?",
-            (collection_id,),
-        ).fetchall()
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT chunk_id, embedding FROM chunk_vectors WHERE collection_id = ?",
+                (collection_id,),
+            ).fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
             len(rows), EMBEDDING_DIMENSIONS
         )
         codes = binary_codes(matrix) if len(rows) >= BINARY_PREFILTER_ROWS else None
-        self._matrices[collection_id] = (ids, matrix, codes, version)
         return ids, matrix, codes
 
     def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]:
@@ -460,6 +459,24 @@ class SqliteChunkStore(ChunkStore):
             self._readers.clear()
             self._idle_readers.clear()
             self._db.close()
+
+
+class _CopyCache(Generic[T]):
+    """Per-collection in-memory copies, each valid for the write stamp it was built at."""
+
+    def __init__(self) -> None:
+        self._copies: dict[int, tuple[T, tuple[int, int]]] = {}
+        self.build_lock = threading.Lock()  # one build at a time per kind of copy
+
+    def get(self, collection_id: int, stamp: tuple[int, int]) -> T | None:
+        cached = self._copies.get(collection_id)
+        return cached[0] if cached is not None and cached[1] == stamp else None
+
+    def put(self, collection_id: int, copy: T, stamp: tuple[int, int]) -> None:
+        self._copies[collection_id] = (copy, stamp)
+
+    def clear(self) -> None:
+        self._copies.clear()
 
 
 class _Transaction:
