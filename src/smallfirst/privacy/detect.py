@@ -99,7 +99,7 @@ class PiiDetector:
         if "PERSON" in wanted:
             findings.extend(_more_names_from_lists(text, findings, self.score_threshold))
         trimmed = (_strip_blanks(text, f) for f in resolve_overlaps(findings))
-        return [f for f in trimmed if f.end > f.start]
+        return _join_name_pieces(text, [f for f in trimmed if f.end > f.start])
 
     def _get_engine(self) -> _Engine:
         if self._engine is None:
@@ -176,6 +176,24 @@ def _more_names_from_lists(
         for m in names_in_lists(text, people)
         if m.score >= threshold and all(m.end <= s or m.start >= e for s, e in taken)
     ]
+
+
+def _join_name_pieces(text: str, findings: Sequence[Finding]) -> list[Finding]:
+    """One finding for the pieces of one name ("Marie-Claire Lefèvre", "Rui dos Santos")."""
+    from smallfirst.privacy.names import joins_name_pieces
+
+    joined: list[Finding] = []
+    for finding in findings:
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and last.entity_type == finding.entity_type == "PERSON"
+            and joins_name_pieces(text, last.end, finding.start)
+        ):
+            joined[-1] = Finding("PERSON", last.start, finding.end, max(last.score, finding.score))
+        else:
+            joined.append(finding)
+    return joined
 
 
 _POSSESSIVE_END = re.compile(r"['’]s?$")  # as patterns.POSSESSIVE_END, without its import cost

@@ -20,11 +20,19 @@ from smallfirst.privacy.patterns import (
     UPPER,
     RuleFinder,
     RuleMatch,
+    literal_alternation,
+    looks_like_street,
     name_length,
 )
 
-_PARTICLE = r"(?:van|von|de|da|di|del|der|den|la|le|bin|al)"
-_NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{_PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
+# Lower-case particles between given names and surnames: "Pieter de Vries", "Rui dos Santos",
+# "Ingrid van den Broek", "Fatima bint Khalid", "Juan de la Cruz".
+PARTICLE = (
+    r"(?:de|da|das|do|dos|di|du|del|della|dei|des|van|von|der|den|ter|ten|le|la|los|las|"
+    r"bin|bint|ibn|ben|al|el)"
+)
+_PARTICLE_WORD = re.compile(PARTICLE)
+_NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
 _NAME_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
     rf"[Ss]incerely,?|[Rr]egards,?|[Ss]igned|[Dd]irected [Bb]y:?|[Ss]tarring|[Ww]ritten by|"
@@ -51,7 +59,10 @@ _NOT_NAMES = frozenset(
      "Or", "If", "In", "On", "At", "To", "For", "From", "Of", "ZIP", "Zip", "Is", "Are",
      "Mr", "Mrs", "Ms", "Dr", "Prof", "User", "Bot", "Assistant", "Answer", "Question", "Q",
      "Agent", "Note", "Notes", "Summary", "Subject", "Re", "Mission", "Statement", "Directed",
-     "By", "System", "Human", "AI", "Input", "Output", "Example", "Context", "Task"}
+     "By", "System", "Human", "AI", "Input", "Output", "Example", "Context", "Task", "Me", "Us",
+     "Him", "Them", "Now", "Today", "Tomorrow", "Tonight", "Yesterday", "Meanwhile", "Later",
+     "Then", "However", "Recently", "Finally", "Actually", "Apparently", "Unfortunately",
+     "Hopefully", "Mum", "Grandma", "Grandpa"}
 )  # fmt: skip
 _LOCATION_PREPOSITION = re.compile(r"(?:\b(?:in|from|near)|\barrived at)\s+$")
 
@@ -107,22 +118,28 @@ _POSSESSIVE_WORD = re.compile(r"['’]s?(?!\w)")
 _LEADING_TITLE = re.compile(r"(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Mx)\.?[ \t]+)+")
 
 
+def _cued_name(start: int, value: str) -> tuple[int, int] | None:
+    """Where the name is in `value`, found at `start` right after a cue: without a leading
+    title or a possessive; None if it is no name."""
+    title = _LEADING_TITLE.match(value)  # "Dear Dr. Ann Lee": the name is "Ann Lee"
+    if title is not None:
+        start, value = start + title.end(), value[title.end() :]
+    value = _POSSESSIVE_WORD.split(value, maxsplit=1)[0]  # "I'm Ann's daughter"
+    words = value.split()
+    if not words or words[0].rstrip(".,") in _NOT_NAMES or not_a_name(value):
+        return None
+    end = start + name_length(value)
+    return (start, end) if end > start else None
+
+
 def find_cued_names(text: str) -> Iterator[RuleMatch]:
     for match in _NAME_CUE.finditer(text):
-        start, value = match.start(1), match.group(1)
-        title = _LEADING_TITLE.match(value)  # "Dear Dr. Ann Lee": the name is "Ann Lee"
-        if title is not None:
-            start, value = start + title.end(), value[title.end() :]
-        value = _POSSESSIVE_WORD.split(value, maxsplit=1)[0]  # "I'm Ann's daughter"
-        words = value.split()
-        if not words or words[0].rstrip(".,") in _NOT_NAMES or not_a_name(value):
+        span = _cued_name(match.start(1), match.group(1))
+        if span is None:
             continue
-        end = start + name_length(value)
-        if end <= start:
-            continue
-        cue = text[match.start() : match.start(1)] + text[match.start(1) : start]
+        cue = text[match.start() : span[0]]
         score = 0.75 if _STRONG_CUE.search(cue) else 0.45
-        yield RuleMatch("PERSON", start, end, score)
+        yield RuleMatch("PERSON", span[0], span[1], score)
     for match in _NAME_LINE.finditer(text):
         words = match.group(1).split()
         if (
@@ -131,6 +148,138 @@ def find_cued_names(text: str) -> Iterator[RuleMatch]:
             and not any(word.rstrip(".") in _NOT_NAMES for word in words)
         ):
             yield RuleMatch("PERSON", match.start(1), match.end(1), 0.5)
+
+
+# People are the objects of these verbs: "we hired Ana", "Remind Kofi", "cc Yuki".
+_OBJECT_VERBS = frozenset(
+    {"ask", "hire", "hired", "invite", "invited", "remind", "reminded", "introduce",
+     "introduced", "interviewed", "met", "notify", "notified", "congratulate", "congratulated",
+     "emailed", "e-mailed", "texted", "messaged", "pinged", "phoned", "cc'd", "cc’d",
+     "reach out to", "reached out to"}
+)  # fmt: skip
+# Verbs that are nouns as well: "the call stack", "an email template", "Text Box".
+_NOUN_VERBS = frozenset({"call", "email", "e-mail", "text", "message", "ping", "phone", "cc", "dm"})
+# Words that open a span of spaCy's "person" without being part of the name ("Remind Kofi").
+PERSON_VERBS = _OBJECT_VERBS | _NOUN_VERBS | {"tell", "told", "asked", "called", "meet", "thank"}
+
+
+_VERB_OBJECT = re.compile(
+    rf"(?<![\w\-])(?i:({literal_alternation(_OBJECT_VERBS | _NOUN_VERBS)}))[ \t]+"
+    rf"((?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?[ \t]+)?{_NAME})"
+)
+# What may follow a person who is an object ("Call Ana at 5", "ping Aisha when you can",
+# "Email Nguyen the slides"); more of a noun phrase may not ("Call Stack overflow").
+_OBJECT_END = re.compile(
+    r"['’]|[ \t]*(?:[,;:!?)\n]|\.(?!\w)|$)|[ \t]+(?:at|on|in|to|about|for|and|or|back|before|after|"
+    r"when|once|if|whether|re|regarding|with|from|by|tomorrow|today|tonight|later|now|asap|"
+    r"soon|again|yet|first|directly|please|too|also|the|a|an|this|that|these|those|my|your|"
+    r"our|his|her|their|me|us|him|them|so|because|since|until|instead|here|there)\b"
+)
+_AND_NAME = re.compile(rf"[ \t]+(?:and|&)[ \t]+({_NAME})")
+
+
+def find_verb_objects(text: str) -> Iterator[RuleMatch]:
+    """A name after a verb done to people, and a second one joined by "and" ("invite Thabo
+    and Lerato"). No determiner may precede the verb ("the call Stack"). After a verb that is
+    also a noun, or is capitalised as in a title-case heading ("Interview Questions"), the
+    name must end where an object ends and be no field label or nominalisation."""
+    for match in _VERB_OBJECT.finditer(text):
+        if vetoes.follows_determiner(text, match.start()):
+            continue
+        verb = match.group(1)
+        noun_like = verb.lower() in _NOUN_VERBS or verb[0].isupper()
+        span = _object_name(text, match.start(2), match.group(2), noun_like)
+        if span is None:
+            continue
+        yield RuleMatch("PERSON", span[0], span[1], 0.45)
+        second = _AND_NAME.match(text, span[1])
+        if second is not None:
+            span = _object_name(text, second.start(1), second.group(1), noun_like)
+            if span is not None:
+                yield RuleMatch("PERSON", span[0], span[1], 0.45)
+
+
+def _object_name(text: str, start: int, value: str, noun_like: bool) -> tuple[int, int] | None:
+    span = _cued_name(start, value)
+    if span is None or not noun_like:
+        return span
+    if _OBJECT_END.match(text, span[1]) is None or vetoes.is_field_label(text[span[0] : span[1]]):
+        return None
+    return span
+
+
+# "al-", "el-" and "d'" are written onto the surname: "Omar al-Rashid", "Giscard d'Estaing".
+_ATTACHED_PARTICLE = r"(?:al-|el-|d['’])"
+_LINKED_SURNAME = (
+    rf"(?:{PARTICLE}[ \t]+){{1,3}}{_ATTACHED_PARTICLE}?{CAP_WORD}|{_ATTACHED_PARTICLE}{CAP_WORD}"
+)
+# Surnames shaped as no common word is: "O'Neill", "D'Souza", "McGregor", "MacLeod".
+_SHAPED_SURNAME = rf"(?:[OD]['’][{UPPER}]|Mc[{UPPER}]|Mac(?!Book)[{UPPER}])[{LETTER}'’\-]*"
+_SURNAME_FORM = re.compile(
+    rf"(?<![\w'’\-])((?:{CAP_WORD}[ \t]+){{1,2}}"
+    rf"(?:(?:{_LINKED_SURNAME})(?:[ \t]+(?:{_LINKED_SURNAME}|{CAP_WORD})){{0,2}}"
+    rf"|{_SHAPED_SURNAME}))(?![\w'’\-])"
+)
+_WORD = re.compile(r"\S+")
+_IN_PLACE = re.compile(r"\b(?:in|near)[ \t]+$")
+
+
+def _opens_no_name(word: str) -> bool:
+    """Titles, greetings, function words, adverbs, verbs, contractions and particles before
+    a given name ("Dear", "Yesterday", "Tell", "I'm", "Van")."""
+    bare = word.rstrip(".,")
+    return (
+        _CONTRACTION.search(bare) is not None
+        or _PARTICLE_WORD.fullmatch(bare.lower()) is not None  # "Van der Waals"
+        or bare in _NOT_NAMES
+        or bare in STOP_WORDS
+        or bare.lower() in _SENTENCE_STARTERS
+        or bare.lower() in PERSON_VERBS
+    )
+
+
+def find_surname_forms(text: str) -> Iterator[RuleMatch]:
+    """One or two given names and a surname with a particle ("Pieter de Vries", "Maria do
+    Carmo da Silva", "Omar al-Rashid") or of a name's shape ("Anne-Marie O'Neill"); a place
+    after "in" or "near"."""
+    for match in _SURNAME_FORM.finditer(text):
+        words = list(_WORD.finditer(match.group(1)))
+        given = next(
+            (i for i, word in enumerate(words) if word.group()[0].islower()), len(words) - 1
+        )
+        first = 0
+        while first < given and _opens_no_name(words[first].group()):
+            first += 1
+        last = len(words) - 1
+        while last > given and (
+            words[last].group().rstrip(".,") in _NOT_NAMES or words[last].group()[0].islower()
+        ):
+            last -= 1
+        if first == given or any(vetoes.opens_a_place_name(w.group()) for w in words[:given]):
+            continue
+        start, end = match.start(1) + words[first].start(), match.start(1) + words[last].end()
+        value = POSSESSIVE_END.sub("", text[start:end])
+        if (
+            not_a_name(value)
+            or any(vetoes.not_a_person(word) for word in value.split())
+            or looks_like_street(value)
+        ):
+            continue
+        # After "in" or "near" a place is likelier ("in Villafranca del Cid"); not after
+        # "from", which also precedes senders.
+        in_place = _IN_PLACE.search(text, max(0, start - 8), start) is not None
+        yield RuleMatch("LOCATION" if in_place else "PERSON", start, start + len(value), 0.5)
+
+
+# Only a hyphen or particles between two pieces of one name that were found apart: "Marie" +
+# "Claire Lefèvre" (spaCy splits at the hyphen), "Rui" (after "Dr.") + "dos" + "Santos".
+_NAME_GLUE = re.compile(rf"-|[ \t]+(?:{PARTICLE}[ \t]+){{1,3}}")
+
+
+def joins_name_pieces(text: str, end: int, start: int) -> bool:
+    """True if a name ending at `end` and one starting at `start` are pieces of one name."""
+    glue = _NAME_GLUE.match(text, end)
+    return glue is not None and glue.end() == start
 
 
 # A person doing something people do, at the start of a sentence or line: "Ann lives at",
@@ -206,7 +355,8 @@ _LOWER = "a-zß-öø-ÿā-žа-яά-ώ"
 _LOWER_WORD = rf"[{_LOWER}][{_LOWER}'’\-]+"
 _LOWER_NAME_CUE = re.compile(
     rf"(?i:\b(?:(?:my|his|her|their|your|full|first|last|maiden|middle) name is|my name['’]s|"
-    rf"calls? me))[ \t]+({_LOWER_WORD}(?:[ \t]+{_LOWER_WORD})?)(?![\w'’\-])"
+    rf"calls? me))[ \t]+({_LOWER_WORD}(?:[ \t]+(?:{PARTICLE}[ \t]+){{0,2}}{_LOWER_WORD})?)"
+    rf"(?![\w'’\-])"
 )
 _NOT_LOWER_NAMES = frozenset(
     {"a", "an", "the", "not", "no", "on", "in", "at", "to", "for", "of", "is", "was", "and",
@@ -229,14 +379,31 @@ def _lower_name_word(word: str) -> bool:
 
 
 def find_lower_case_names(text: str) -> Iterator[RuleMatch]:
+    """One word, or a given name and a surname, perhaps with particles ("maria da silva")."""
     for match in _LOWER_NAME_CUE.finditer(text):
         first, *rest = match.group(1).split()
         if not _lower_name_word(first):
             continue
         end = match.start(1) + len(first)
-        if rest and _lower_name_word(rest[0]):
+        if rest and _lower_name_word(rest[-1]) and not _PARTICLE_WORD.fullmatch(rest[-1]):
             end = match.end(1)
         yield RuleMatch("PERSON", match.start(1), end, 0.6)
+
+
+def name_start(value: str) -> int:
+    """Where the name starts in a span that opens with verbs done to people or with
+    lower-case words other than particles ("Remind Kofi", "cc Yuki"): at the first word
+    that is neither. 0 if that word is a word that opens sentences (its veto stands: "Email
+    Template") or is in lower case ("said hello")."""
+    for word in _WORD.finditer(value):
+        text, lower = word.group(), word.group().lower()
+        particle = _PARTICLE_WORD.fullmatch(text) is not None
+        if lower in _SENTENCE_STARTERS:
+            return 0
+        if lower in PERSON_VERBS or (text[0].islower() and not particle):
+            continue
+        return word.start() if text[0].isupper() or particle else 0
+    return 0
 
 
 # Someone addressed by name at the start of a request: "Ann, can you send me the file?"
@@ -280,4 +447,6 @@ NAME_FINDERS: dict[str, RuleFinder] = {
     "initialled_names": find_initialled_names,
     "lower_case_names": find_lower_case_names,
     "addressed_names": find_addressed_names,
+    "verb_objects": find_verb_objects,
+    "surname_forms": find_surname_forms,
 }

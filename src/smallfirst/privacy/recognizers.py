@@ -59,16 +59,18 @@ def _spacy_entities(text: str, doc: Any) -> Iterator[patterns.RuleMatch]:
         if entity_type == "DATE_TIME" and not patterns.is_explicit_date(text[start:end]):
             continue
         if entity_type == "PERSON":
-            entity_type, end = _person_or_place(text, start, end)
+            entity_type, start, end = _person_or_place(text, start, end)
         if entity_type == "LOCATION" and vetoes.not_a_place(text, start, end):
             continue
         if entity_type is not None:
             yield patterns.RuleMatch(entity_type, start, end, SPACY_SCORE)
 
 
-def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int]:
-    """What a spaCy PERSON span really is, and where it ends: a place, a person (without a
-    possessive "'s" or a trailing "Apt. 5" or street name), or nothing (None)."""
+def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int, int]:
+    """What a spaCy PERSON span really is, and where it starts and ends: a place, a person
+    (without a verb before it, "Remind Kofi", a possessive "'s" or a trailing "Apt. 5" or
+    street name), or nothing (None)."""
+    start += names.name_start(text[start:end])
     possessive = patterns.POSSESSIVE_END.search(text, start, end)
     if possessive is not None and possessive.start() > start:
         end = possessive.start()
@@ -79,10 +81,10 @@ def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int]:
         # in "from Ann's house" the preposition governs "house", not "Ann"
         or (possessive is None and names.preceded_by_place_preposition(text, start))
     ):
-        return "LOCATION", end
+        return "LOCATION", start, end
     if not names.could_be_name(value) or vetoes.names_a_thing(text, start, end):
-        return None, end
-    return "PERSON", start + patterns.name_length(value)
+        return None, start, end
+    return "PERSON", start, start + patterns.name_length(value)
 
 
 @lru_cache(maxsize=1)
@@ -129,6 +131,8 @@ _RULE_ENTITIES: dict[str, frozenset[str]] = {
     "initialled_names": frozenset({"PERSON"}),
     "lower_case_names": frozenset({"PERSON"}),
     "addressed_names": frozenset({"PERSON"}),
+    "verb_objects": frozenset({"PERSON"}),
+    "surname_forms": frozenset({"PERSON", "LOCATION"}),
     "countries": frozenset({"LOCATION"}),
 }
 

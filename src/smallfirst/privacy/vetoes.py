@@ -59,7 +59,8 @@ _ROLE_NOUNS = frozenset(
      "technician", "editor", "applicant", "candidate", "subscriber", "subscribers", "user",
      "users", "readers", "sir", "madam", "folks", "everyone", "marketing",
      "engineering", "finance", "sales", "legal", "hr", "accounting", "operations", "ops",
-     "procurement", "compliance", "payroll", "security", "devops"}
+     "procurement", "compliance", "payroll", "security", "devops", "center", "centre",
+     "desk", "hotline", "helpline"}
 )  # fmt: skip
 # A short word in capitals alone is an acronym ("JSON", "AWS", "CTO"), not a name (two
 # letters may be a nickname: "AJ", "TJ").
@@ -104,10 +105,39 @@ def names_a_thing(text: str, start: int, end: int) -> bool:
 
 
 def _names_a_product(text: str, start: int, end: int) -> bool:
-    return (
-        _PRODUCT_NOUN_AFTER.match(text, end) is not None
-        and _DETERMINER_BEFORE.search(text[max(0, start - 8) : start]) is not None
-    )
+    return _PRODUCT_NOUN_AFTER.match(text, end) is not None and follows_determiner(text, start)
+
+
+def follows_determiner(text: str, start: int) -> bool:
+    """True if a determiner or possessive ends right before `start` ("the ", "our ")."""
+    return _DETERMINER_BEFORE.search(text[max(0, start - 8) : start]) is not None
+
+
+# Words that open place and institution names written with a particle, as people's names
+# are ("Rio de Janeiro", "Costa del Sol", "Tour de France", "Universidad de Chile", "Banco do
+# Brasil"). Given names that also open place names (Santiago, Vitoria, Mar, Val) are left out.
+_PLACE_HEADS = frozenset(
+    {"Rio", "Río", "San", "Santa", "Santo", "São", "Saint", "Sainte", "St", "Sint", "Costa",
+     "Côte", "Puerto", "Porto", "Port", "Monte", "Mont", "Sierra", "Serra", "Cabo",
+     "Cap", "Isla", "Ilha", "Île", "Isola", "Lago", "Lac", "Villa", "Vila", "Ville", "Ciudad",
+     "Cidade", "Valle", "Playa", "Praia", "Punta", "Ponta", "Bahía", "Golfo", "Campo",
+     "Castel", "Castillo", "Castelo", "Château", "Bois", "Champs", "Pays", "Bad", "Fort",
+     "Nueva", "Nuevo", "Nova", "Novo", "Foz", "Torre", "Puente", "Ponte", "Pont", "Plaza",
+     "Praça", "Piazza", "Place", "Rue", "Calle", "Avenida", "Paseo", "Universidad",
+     "Universidade", "Université", "Universität", "Universiteit", "Università", "Instituto",
+     "Institut", "Istituto", "Museo", "Museu", "Musée", "Museum", "Banco", "Banca", "Banque",
+     "Hospital", "Hôpital", "Colegio", "Collège", "Escuela", "Escola", "École", "Club",
+     "Casa", "Palacio", "Palais", "Palazzo", "Teatro", "Théâtre", "Iglesia", "Igreja",
+     "Église", "Catedral", "Cathédrale", "Parque", "Parc", "Jardin", "Jardim", "Estación",
+     "Gare", "Aeropuerto", "Aeroporto", "Aéroport", "Ministerio", "Ministère", "Tribunal",
+     "Hotel", "Hôtel", "Tour", "Cirque", "Notre", "Mercado", "Marché", "Fundación",
+     "Fondation", "Academia", "Académie", "Real", "Gran", "Grand", "Grande"}
+)  # fmt: skip
+
+
+def opens_a_place_name(word: str) -> bool:
+    """True for "Rio", "Costa", "Universidad": the head of a place or an institution."""
+    return _bare(word) in _PLACE_HEADS
 
 
 # "Authorization: Bearer ...", "Status: Open": the labels of header, log, ticket and form
