@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from smallfirst.cli.rag import app
+from smallfirst.embed import EMBEDDER_ID, get_embedder
+from smallfirst.rag import SqliteChunkStore
 from tests.unit.rag_fakes import minimal_pdf
 
 runner = CliRunner()
@@ -65,6 +67,30 @@ def test_ingest_then_search_as_json(docs: Path, tmp_path: Path) -> None:
             "char_start",
             "char_end",
         }
+
+
+def test_a_store_from_another_embedder_is_refused_until_reindexed(
+    docs: Path, tmp_path: Path
+) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert runner.invoke(app, ["ingest", str(docs), "-c", "kb", *data]).exit_code == 0
+    store = SqliteChunkStore(tmp_path / "data" / "rag.sqlite")
+    before = store.vector_search("kb", get_embedder().embed(["port"])[0], 10)
+    store._db.execute("UPDATE store_settings SET value = 'old-model' WHERE key = 'embedder'")
+    store.close()
+
+    refused = runner.invoke(app, ["search", "port", "-c", "kb", *data])
+    assert refused.exit_code == 2
+    assert "'old-model'" in refused.stderr
+    assert "smallfirst rag reindex" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    reindexed = runner.invoke(app, ["reindex", "--json", *data])
+    assert reindexed.exit_code == 0, reindexed.output
+    assert json.loads(reindexed.stdout) == {"chunks": len(before), "embedder": EMBEDDER_ID}
+    found = runner.invoke(app, ["search", "which port", "-c", "kb", "--json", *data])
+    assert found.exit_code == 0, found.output
+    assert Path(json.loads(found.stdout)[0]["source"]).name == "notes.txt"
 
 
 def test_bad_usage_exits_2_with_one_line(tmp_path: Path) -> None:

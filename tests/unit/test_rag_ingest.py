@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from smallfirst.embed import EMBEDDER_ID
@@ -139,8 +140,44 @@ def test_a_store_made_by_another_embedder_or_analyzer_is_refused(
     else:
         store._db.execute("UPDATE store_settings SET value = ? WHERE key = ?", (recorded, key))
     store.close()
-    with pytest.raises(InvalidRequest, match=f"indexed with {key} .*re-ingest"):
+    with pytest.raises(InvalidRequest, match=f"indexed with {key} .*smallfirst rag reindex"):
         SqliteChunkStore(tmp_path / "rag.sqlite")
+
+
+def test_reindex_re_embeds_every_chunk_and_records_the_current_settings(tmp_path: Path) -> None:
+    store = SqliteChunkStore(tmp_path / "rag.sqlite")
+    write_docs(tmp_path / "docs")
+    ingest(store, tmp_path / "docs")
+    store._db.execute("UPDATE store_settings SET value = 'old' WHERE key = 'embedder'")
+    store.close()
+
+    def flipped(texts: list[str]) -> npt.NDArray[np.float32]:  # another "model"
+        return -fake_embed(texts)
+
+    def failing(texts: list[str]) -> npt.NDArray[np.float32]:
+        raise RuntimeError("the embedder stopped")
+
+    reopened = SqliteChunkStore(tmp_path / "rag.sqlite", refuse_other_settings=False)
+    with pytest.raises(RuntimeError):
+        reopened.reindex(failing)  # all or nothing: the store is as it was
+    query = fake_embed_query("cats purr")
+    assert reopened.vector_search("docs", query, 1)[0].score > 0.5
+    progress: list[tuple[int, int]] = []
+    assert reopened.reindex(flipped, lambda done, total: progress.append((done, total))) == 3
+    assert progress == [(3, 3)]
+    assert reopened.vector_search("docs", -query, 1)[0].score > 0.5  # the new vectors
+    reopened.close()
+
+    store = SqliteChunkStore(tmp_path / "rag.sqlite")  # accepted again
+    try:
+        assert dict(store._db.execute("SELECT key, value FROM store_settings")) == {
+            "analyzer": ANALYZER_NAME,
+            "embedder": EMBEDDER_ID,
+        }
+        [hit] = store.keyword_search("docs", "purr", 5)
+        assert store.fetch_chunks([hit.chunk_id])[hit.chunk_id].source.endswith("cats.md")
+    finally:
+        store.close()
 
 
 def test_an_empty_store_records_the_current_embedder_and_analyzer(tmp_path: Path) -> None:

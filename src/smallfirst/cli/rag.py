@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from smallfirst.rag import SqliteChunkStore
 
 app = typer.Typer(help="Ingest local documents and search them (RAG).", no_args_is_help=True)
 
@@ -30,6 +33,17 @@ def _usage_error(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _open(data_dir: Path | None, *, refuse_other_settings: bool = True) -> SqliteChunkStore:
+    """The store, or exit 2 with one line (e.g. a store another version indexed)."""
+    from smallfirst.errors import SmallfirstError
+    from smallfirst.rag import open_store
+
+    try:
+        return open_store(data_dir, refuse_other_settings=refuse_other_settings)
+    except SmallfirstError as exc:
+        _usage_error(exc.message)
+
+
 def _print_json(payload: Any) -> None:
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
@@ -46,7 +60,7 @@ def ingest(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from smallfirst.errors import SmallfirstError
-    from smallfirst.rag import discover_files, ingest_paths, open_store
+    from smallfirst.rag import discover_files, ingest_paths
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -57,7 +71,7 @@ def ingest(
         total = len(discover_files(paths))
     except SmallfirstError as exc:
         _usage_error(exc.message)
-    store = open_store(data_dir)
+    store = _open(data_dir)
     console = Console(stderr=True)
     try:
         with Progress(
@@ -91,6 +105,43 @@ def ingest(
 
 
 @app.command()
+def reindex(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Re-analyse and re-embed every stored chunk with this version's analyzer and embedder.
+
+    For a store that another smallfirst version indexed (searching refuses it); documents are
+    not read again. All or nothing: an interrupted reindex leaves the store as it was.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from smallfirst import embed
+
+    store = _open(data_dir, refuse_other_settings=False)
+    embedder = embed.get_embedder()
+    try:
+        with Progress(
+            TextColumn("[bold]reindex"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=as_json,
+        ) as bar:
+            task = bar.add_task("", total=None)
+            chunks = store.reindex(
+                lambda texts: embedder.embed(texts, truncate=True),
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    finally:
+        store.close()
+    summary = {"chunks": chunks, "embedder": embed.EMBEDDER_ID}
+    if as_json:
+        _print_json(summary)
+        return
+    typer.echo(f"reindexed {chunks} chunks with {embed.EMBEDDER_ID}")
+
+
+@app.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     collection: Collection,
@@ -102,11 +153,11 @@ def search(
     as_json: AsJson = False,
 ) -> None:
     """Search COLLECTION and print the best chunks with their source and span."""
-    from smallfirst.rag import CollectionNotFound, Retriever, open_store
+    from smallfirst.rag import CollectionNotFound, Retriever
 
     if method not in METHOD_CHOICES:
         _usage_error(f"--method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
-    store = open_store(data_dir)
+    store = _open(data_dir)
     try:
         hits = Retriever(store).search(query, collection=collection, k=k, method=method)  # type: ignore[arg-type]
     except CollectionNotFound as exc:
@@ -129,9 +180,8 @@ def list_collections(
     as_json: AsJson = False,
 ) -> None:
     """List collections with their document and chunk counts."""
-    from smallfirst.rag import open_store
 
-    store = open_store(data_dir)
+    store = _open(data_dir)
     try:
         infos = store.collections()
     finally:

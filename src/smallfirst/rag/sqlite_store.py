@@ -14,12 +14,12 @@ from contextlib import closing, contextmanager
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.errors import InvalidRequest, ModelUnavailable
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_match_expression
-from smallfirst.rag.chunking import Chunk
+from smallfirst.rag.chunking import Chunk, embedding_text
 from smallfirst.rag.store import (
     EMBEDDING_DIMENSIONS,
     ChunkStore,
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 VectorMatrix = tuple[Any, Any, Any]  # chunk ids, float32 matrix, binary codes (or None)
 PARALLEL_SCAN_ROWS = 20_000  # below this many rows per half, a thread hand-off costs more
+REINDEX_BATCH = 32
 LEGACY_EMBEDDER = "all-minilm-l6-v2 (float32 compute)"  # vectors of stores without the setting
 
 
@@ -84,7 +85,10 @@ class SqliteChunkStore(ChunkStore):
         *,
         memory_vectors: bool = True,
         memory_keyword_index: bool = True,
+        refuse_other_settings: bool = True,
     ) -> None:
+        """`refuse_other_settings=False` opens a store made by another analyzer or embedder,
+        for `reindex` only: searching it would compare unlike terms or vectors."""
         self.path = Path(path)
         self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -102,7 +106,7 @@ class SqliteChunkStore(ChunkStore):
         # several threads (e.g. both sides of a hybrid search) run in parallel under WAL.
         self._readers: list[sqlite3.Connection] = []
         self._idle_readers: list[sqlite3.Connection] = []
-        self._migrate()
+        self._migrate(refuse_other_settings)
 
     def _connect(self) -> sqlite3.Connection:
         import sqlite_vec
@@ -135,7 +139,7 @@ class SqliteChunkStore(ChunkStore):
 
     # -- schema ---------------------------------------------------------------------------
 
-    def _migrate(self) -> None:
+    def _migrate(self, refuse_other_settings: bool) -> None:
         with self._lock:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, "
@@ -154,9 +158,9 @@ class SqliteChunkStore(ChunkStore):
                     + _quote(entry.name)
                     + ");\nCOMMIT;"
                 )
-            self._check_settings()
+            self._check_settings(refuse_other_settings)
 
-    def _check_settings(self) -> None:
+    def _check_settings(self, refuse_other_settings: bool) -> None:
         """Refuse a store whose terms or vectors were made by another analyzer or embedder."""
         has_chunks = self._db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None
         for key, expected in (("analyzer", ANALYZER_NAME), ("embedder", EMBEDDER_ID)):
@@ -169,10 +173,11 @@ class SqliteChunkStore(ChunkStore):
                 self._db.execute(
                     "INSERT INTO store_settings(key, value) VALUES (?, ?)", (key, expected)
                 )
-            elif row[0] != expected:
+            elif row[0] != expected and refuse_other_settings:
                 raise InvalidRequest(
                     f"{self.path} was indexed with {key} {row[0]!r}, this version uses "
-                    f"{expected!r}; re-ingest into a new data dir"
+                    f"{expected!r}; run `smallfirst rag reindex` to re-analyse and re-embed "
+                    "its chunks in place"
                 )
 
     # -- writes ---------------------------------------------------------------------------
@@ -216,7 +221,7 @@ class SqliteChunkStore(ChunkStore):
                 (collection_id, source, title, content_hash),
             ).lastrowid
             for chunk, vector in zip(chunks, embeddings, strict=True):
-                chunk_id = self._db.execute(
+                inserted = self._db.execute(
                     "INSERT INTO chunks(document_id, ordinal, heading, text, char_start, char_end)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (
@@ -227,21 +232,59 @@ class SqliteChunkStore(ChunkStore):
                         chunk.char_start,
                         chunk.char_end,
                     ),
-                ).lastrowid
-                self._db.execute(
-                    "INSERT INTO chunks_fts(rowid, collection, heading, body) VALUES (?, ?, ?, ?)",
-                    (
-                        chunk_id,
-                        _collection_token(collection_id),
-                        " ".join(analyze(chunk.heading)),
-                        " ".join(analyze(chunk.text)),
-                    ),
                 )
+                chunk_id = cast(int, inserted.lastrowid)  # an INSERT always sets it
+                self._insert_search_rows(chunk_id, collection_id, chunk.heading, chunk.text, vector)
+
+    def _insert_search_rows(
+        self, chunk_id: int, collection_id: int, heading: str, text: str, vector: Any
+    ) -> None:
+        """The chunk's analysed terms (FTS5) and its vector (vec0)."""
+        self._db.execute(
+            "INSERT INTO chunks_fts(rowid, collection, heading, body) VALUES (?, ?, ?, ?)",
+            (
+                chunk_id,
+                _collection_token(collection_id),
+                " ".join(analyze(heading)),
+                " ".join(analyze(text)),
+            ),
+        )
+        self._db.execute(
+            "INSERT INTO chunk_vectors(chunk_id, collection_id, embedding) VALUES (?, ?, ?)",
+            (chunk_id, collection_id, _as_blob(vector)),
+        )
+
+    def reindex(
+        self,
+        embed_texts: Callable[[list[str]], npt.NDArray[np.float32]],
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Re-analyse and re-embed every stored chunk with this version's analyzer and
+        embedder, and record both. One transaction: an interrupted reindex changes nothing.
+        Returns the number of chunks; `on_progress(done, total)` after each batch."""
+        with self._lock, self._transaction():
+            rows = self._db.execute(
+                "SELECT c.id, c.heading, c.text, d.collection_id FROM chunks c "
+                "JOIN documents d ON d.id = c.document_id ORDER BY c.id"
+            ).fetchall()
+            for start in range(0, len(rows), REINDEX_BATCH):
+                batch = rows[start : start + REINDEX_BATCH]
+                vectors = embed_texts([embedding_text(row[1], row[2]) for row in batch])
+                for (chunk_id, heading, text, collection_id), vector in zip(
+                    batch, vectors, strict=True
+                ):
+                    self._db.execute("DELETE FROM chunks_fts WHERE rowid = ?", (chunk_id,))
+                    self._db.execute("DELETE FROM chunk_vectors WHERE chunk_id = ?", (chunk_id,))
+                    self._insert_search_rows(chunk_id, collection_id, heading, text, vector)
+                if on_progress is not None:
+                    on_progress(start + len(batch), len(rows))
+            for key, value in (("analyzer", ANALYZER_NAME), ("embedder", EMBEDDER_ID)):
                 self._db.execute(
-                    "INSERT INTO chunk_vectors(chunk_id, collection_id, embedding) "
-                    "VALUES (?, ?, ?)",
-                    (chunk_id, collection_id, _as_blob(vector)),
+                    "INSERT INTO store_settings(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
                 )
+        return len(rows)
 
     def remove_document(self, collection: str, source: str) -> None:
         with self._lock, self._transaction():

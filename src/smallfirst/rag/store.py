@@ -104,10 +104,12 @@ def default_data_dir() -> Path:
     return Path("~/.local/share/smallfirst").expanduser()
 
 
-def open_store(data_dir: Path | str | None = None) -> SqliteChunkStore:
+def open_store(
+    data_dir: Path | str | None = None, *, refuse_other_settings: bool = True
+) -> SqliteChunkStore:
     """The store at `data_dir/rag.sqlite` (default data dir: ~/.local/share/smallfirst)."""
     directory = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     from smallfirst.rag.sqlite_store import SqliteChunkStore
 
     directory.mkdir(parents=True, exist_ok=True)
-    return SqliteChunkStore(directory / STORE_FILENAME)
+    return SqliteChunkStore(directory / STORE_FILENAME, refuse_other_settings=refuse_other_settings)
