@@ -11,8 +11,8 @@ with idf = log((N - n + 0.5) / (n + 0.5)), at least 1e-6; f counts the term in h
 body, D counts a chunk's tokens in all three columns (its one collection token included).
 N, n and avgdl come from this collection's chunks alone; FTS5 takes them from the whole table,
 so the two agree only while the store holds one collection. The collection column is not
-text here: a query word spelled like a collection token (`c7`) matches no chunk through it,
-where FTS5 would match every chunk of collection 7 (with a zero score).
+text: a query word spelled like a collection token (`c7`) matches no chunk through it (the
+store's FTS5 queries are limited to heading and body for the same reason).
 """
 
 from __future__ import annotations
