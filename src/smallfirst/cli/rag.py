@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from smallfirst.cli.common import fail
+
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from smallfirst.rag import SqliteChunkStore
 
 app = typer.Typer(help="Ingest local documents and search them (RAG).", no_args_is_help=True)
@@ -28,11 +32,6 @@ Collection = Annotated[str, typer.Option("--collection", "-c", help="Collection 
 AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _usage_error(message: str) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def _open(data_dir: Path | None, *, refuse_other_settings: bool = True) -> SqliteChunkStore:
     """The store, or exit 2 with one line (e.g. a store another version indexed)."""
     from smallfirst.errors import SmallfirstError
@@ -41,7 +40,23 @@ def _open(data_dir: Path | None, *, refuse_other_settings: bool = True) -> Sqlit
     try:
         return open_store(data_dir, refuse_other_settings=refuse_other_settings)
     except SmallfirstError as exc:
-        _usage_error(exc.message)
+        fail(exc.message)
+
+
+def _progress_bar(label: str, *, quiet: bool) -> Progress:
+    """A bar on stderr (silent with --json, so stdout stays machine-readable)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+        transient=True,
+        disable=quiet,
+    )
 
 
 def _print_json(payload: Any) -> None:
@@ -56,33 +71,21 @@ def ingest(
     as_json: AsJson = False,
 ) -> None:
     """Add, update or remove documents so COLLECTION matches the files under PATHS."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from smallfirst.errors import SmallfirstError
     from smallfirst.rag import discover_files, ingest_paths
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        _usage_error(f"path not found: {missing[0]}")
+        fail(f"path not found: {missing[0]}")
     if not collection.strip():
-        _usage_error("--collection must not be empty")
+        fail("--collection must not be empty")
     try:
         total = len(discover_files(paths))
     except SmallfirstError as exc:
-        _usage_error(exc.message)
+        fail(exc.message)
     store = _open(data_dir)
-    console = Console(stderr=True)
     try:
-        with Progress(
-            TextColumn("[bold]ingest"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            console=console,
-            transient=True,
-            disable=as_json,
-        ) as bar:
+        with _progress_bar("ingest", quiet=as_json) as bar:
             task = bar.add_task("", total=total)
 
             def advance(done: int, _total: int, source: str) -> None:
@@ -111,22 +114,12 @@ def reindex(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     For a store that another smallfirst version indexed (searching refuses it); documents are
     not read again. All or nothing: an interrupted reindex leaves the store as it was.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from smallfirst import embed
 
     store = _open(data_dir, refuse_other_settings=False)
     embedder = embed.get_embedder()
     try:
-        with Progress(
-            TextColumn("[bold]reindex"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=Console(stderr=True),
-            transient=True,
-            disable=as_json,
-        ) as bar:
+        with _progress_bar("reindex", quiet=as_json) as bar:
             task = bar.add_task("", total=None)
             chunks = store.reindex(
                 lambda texts: embedder.embed(texts, truncate=True),
@@ -156,12 +149,12 @@ def search(
     from smallfirst.rag import CollectionNotFound, Retriever
 
     if method not in METHOD_CHOICES:
-        _usage_error(f"--method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
+        fail(f"--method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
     store = _open(data_dir)
     try:
         hits = Retriever(store).search(query, collection=collection, k=k, method=method)  # type: ignore[arg-type]
     except CollectionNotFound as exc:
-        _usage_error(exc.message)
+        fail(exc.message)
     finally:
         store.close()
     if as_json:
@@ -208,12 +201,12 @@ def evaluate(
     from smallfirst.rag.eval import evaluate_collection, load_beir
 
     if method not in (*METHOD_CHOICES, "all"):
-        _usage_error(f"--method must be one of bm25, vector, hybrid, all, not {method!r}")
+        fail(f"--method must be one of bm25, vector, hybrid, all, not {method!r}")
     methods = list(METHOD_CHOICES) if method == "all" else [method]
     try:
         collection = load_beir(corpus, queries, qrels)
     except (SmallfirstError, ValueError, KeyError) as exc:
-        _usage_error(str(exc))
+        fail(str(exc))
 
     def say(message: str) -> None:
         if not as_json:

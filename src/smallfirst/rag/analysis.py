@@ -54,7 +54,16 @@ def analyze(text: str) -> list[str]:
     return stems
 
 
+def query_terms(text: str) -> list[str]:
+    """The distinct analysed terms of a query, in order: one BM25 phrase each."""
+    return list(dict.fromkeys(analyze(text)))
+
+
+def fts5_or_expression(terms: list[str]) -> str:
+    """An FTS5 query that ORs `terms` as quoted phrases (empty for no terms)."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
 def fts5_match_expression(text: str) -> str:
     """An FTS5 query that ORs the analysed terms of `text` (empty when nothing is left)."""
-    terms = dict.fromkeys(analyze(text))
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+    return fts5_or_expression(query_terms(text))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smallfirst.embed import DIMENSIONS, EMBEDDER_ID
+from smallfirst.embed import EMBEDDER_ID
 from smallfirst.errors import InvalidRequest
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.ingest import TextEmbedder
@@ -141,9 +141,7 @@ def embed_cached(
     if cached.is_file():
         loaded: npt.NDArray[np.float32] = np.load(cached)
         return loaded
-    vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-    for start in range(0, len(texts), 32):
-        vectors[start : start + 32] = embed_texts(texts[start : start + 32])
+    vectors = np.asarray(embed_texts(texts), dtype=np.float32)
     EMBEDDING_CACHE.mkdir(parents=True, exist_ok=True)
     np.save(cached, vectors)
     return vectors

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.errors import InvalidRequest, ModelUnavailable
-from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_match_expression
+from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_or_expression, query_terms
 from smallfirst.rag.chunking import Chunk, embedding_text
 from smallfirst.rag.store import (
     EMBEDDING_DIMENSIONS,
@@ -46,6 +46,8 @@ T = TypeVar("T")
 VectorMatrix = tuple[Any, Any, Any]  # chunk ids, float32 matrix, binary codes (or None)
 PARALLEL_SCAN_ROWS = 20_000  # below this many rows per half, a thread hand-off costs more
 REINDEX_BATCH = 32
+# What made a store's terms and vectors, recorded in `store_settings` and checked on open.
+CURRENT_SETTINGS = (("analyzer", ANALYZER_NAME), ("embedder", EMBEDDER_ID))
 LEGACY_EMBEDDER = "all-minilm-l6-v2 (float32 compute)"  # vectors of stores without the setting
 
 
@@ -163,7 +165,7 @@ class SqliteChunkStore(ChunkStore):
     def _check_settings(self, refuse_other_settings: bool) -> None:
         """Refuse a store whose terms or vectors were made by another analyzer or embedder."""
         has_chunks = self._db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None
-        for key, expected in (("analyzer", ANALYZER_NAME), ("embedder", EMBEDDER_ID)):
+        for key, expected in CURRENT_SETTINGS:
             row = self._db.execute(
                 "SELECT value FROM store_settings WHERE key = ?", (key,)
             ).fetchone()
@@ -254,6 +256,10 @@ class SqliteChunkStore(ChunkStore):
             (chunk_id, collection_id, _as_blob(vector)),
         )
 
+    def _delete_search_rows(self, chunk_id: int) -> None:
+        self._db.execute("DELETE FROM chunks_fts WHERE rowid = ?", (chunk_id,))
+        self._db.execute("DELETE FROM chunk_vectors WHERE chunk_id = ?", (chunk_id,))
+
     def reindex(
         self,
         embed_texts: Callable[[list[str]], npt.NDArray[np.float32]],
@@ -273,12 +279,11 @@ class SqliteChunkStore(ChunkStore):
                 for (chunk_id, heading, text, collection_id), vector in zip(
                     batch, vectors, strict=True
                 ):
-                    self._db.execute("DELETE FROM chunks_fts WHERE rowid = ?", (chunk_id,))
-                    self._db.execute("DELETE FROM chunk_vectors WHERE chunk_id = ?", (chunk_id,))
+                    self._delete_search_rows(chunk_id)
                     self._insert_search_rows(chunk_id, collection_id, heading, text, vector)
                 if on_progress is not None:
                     on_progress(start + len(batch), len(rows))
-            for key, value in (("analyzer", ANALYZER_NAME), ("embedder", EMBEDDER_ID)):
+            for key, value in CURRENT_SETTINGS:
                 self._db.execute(
                     "INSERT INTO store_settings(key, value) VALUES (?, ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -310,8 +315,7 @@ class SqliteChunkStore(ChunkStore):
             r[0] for r in self._db.execute("SELECT id FROM chunks WHERE document_id = ?", (row[0],))
         ]
         for chunk_id in chunk_ids:  # virtual tables know nothing of foreign keys
-            self._db.execute("DELETE FROM chunks_fts WHERE rowid = ?", (chunk_id,))
-            self._db.execute("DELETE FROM chunk_vectors WHERE chunk_id = ?", (chunk_id,))
+            self._delete_search_rows(chunk_id)
         self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
 
     def _transaction(self) -> _Transaction:
@@ -328,7 +332,7 @@ class SqliteChunkStore(ChunkStore):
     # -- reads ----------------------------------------------------------------------------
 
     def keyword_search(self, collection: str, query: str, limit: int) -> list[ScoredChunk]:
-        terms = list(dict.fromkeys(analyze(query)))  # the phrases of fts5_match_expression
+        terms = query_terms(query)
         if not terms or limit <= 0:
             return []
         if self._memory_keyword_index:
@@ -338,7 +342,7 @@ class SqliteChunkStore(ChunkStore):
                 return [ScoredChunk(i, s) for i, s in zip(ids, scores, strict=True)]
         # only text columns: a query word spelled like a collection token ("c7") must not
         # match every chunk of that collection
-        expression = "{heading body} : (" + fts5_match_expression(query) + ")"
+        expression = "{heading body} : (" + fts5_or_expression(terms) + ")"
         return self._fts5_keyword_search(collection, expression, limit)
 
     def _keyword_index(self, collection: str) -> KeywordIndex:
