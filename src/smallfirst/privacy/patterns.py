@@ -145,11 +145,22 @@ _OTHER_NUMBER_BEFORE = re.compile(
 _PHONE_CONTEXT_AFTER = re.compile(r"(?i)^\W{0,3}(?:office|fax|mobile|cell|home|work|phone)\b")
 
 
+def _is_short_local_number(value: str) -> bool:
+    """Six digits in three groups ("85 99 60"): a local number in several countries' plans,
+    a phone only where the text says so (a postcode is one or two groups)."""
+    return sum(ch.isdigit() for ch in value) == 6 and len(re.findall(r"\d+", value)) >= 3
+
+
 def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
     for match in _PHONE.finditer(text):
         value = match.group()
         digits = sum(ch.isdigit() for ch in value)
         grouped = not value.isdigit()
+        if _is_short_local_number(value):
+            if _has_phone_context(text, match.start(), match.end()):
+                # weak: the digits of a national ID ("AB 12 34 56 C") keep their own type
+                yield RuleMatch("PHONE_NUMBER", match.start(), match.end(), 0.45)
+            continue
         if not 7 <= digits <= 15 or _DATE_LIKE.match(value) or _SSN_LIKE.match(value):
             continue
         if not grouped and not value.startswith("+") and digits > 11:
@@ -158,9 +169,7 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
             text[max(0, match.start() - 40) : match.start()]
         ):
             continue
-        has_context = _context_before(text, match.start(), _PHONE_CONTEXT, 40) or bool(
-            _PHONE_CONTEXT_AFTER.match(text[match.end() : match.end() + 12])
-        )
+        has_context = _has_phone_context(text, match.start(), match.end())
         if value.startswith("+") or "(" in value or "x" in value:
             score = 0.75
         elif grouped and (digits >= 9 or any(sep in value for sep in ".-")):
@@ -172,6 +181,12 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
         if has_context:
             score = min(1.0, score + 0.35)
         yield RuleMatch("PHONE_NUMBER", match.start(), match.end(), score)
+
+
+def _has_phone_context(text: str, start: int, end: int) -> bool:
+    return _context_before(text, start, _PHONE_CONTEXT, 40) or bool(
+        _PHONE_CONTEXT_AFTER.match(text[end : end + 12])
+    )
 
 
 # --- payment card numbers --------------------------------------------------------------------
@@ -329,7 +344,9 @@ def _starts_with_phone_line(text: str, position: int) -> bool:
     line_start = text.index("\n", position) + 1
     line = text[line_start : text.find("\n", line_start) if "\n" in text[line_start:] else None]
     phone = _PHONE.match(line.lstrip(" \t>?*•-"))
-    return phone is not None and sum(ch.isdigit() for ch in phone.group()) >= 7
+    if phone is None:
+        return False
+    return sum(ch.isdigit() for ch in phone.group()) >= 7 or _is_short_local_number(phone.group())
 
 
 def _extend_address(text: str, end: int) -> int:
@@ -459,7 +476,11 @@ def find_postcodes(text: str) -> Iterator[RuleMatch]:
 # --- dates -----------------------------------------------------------------------------------
 
 _WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
-_TIME = r"(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:\s?[AaPp]\.?[Mm]\.?)?)"
+# ISO 8601 / RFC 3339 times may carry a fraction of a second and a UTC offset
+_TIME = (
+    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
+    r"(?:\s?[AaPp]\.?[Mm]\.?|Z|[+-]\d{2}:?\d{2})?)"
+)
 _DATE = re.compile(
     rf"\b(?:"
     rf"\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}?"
