@@ -32,6 +32,9 @@ PARTICLE = (
     r"bin|bint|ibn|ben|al|el)"
 )
 _PARTICLE_WORD = re.compile(PARTICLE)
+# Honorifics before a name; "Sir" also addresses strangers ("Dear Sir"), so it is not always one.
+_HONORIFIC = r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)"
+_TITLES = rf"(?:(?:{_HONORIFIC}|Sir)\.?[ \t]+)"
 _NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
 _NAME_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
@@ -43,8 +46,8 @@ _NAME_CUE = re.compile(
     rf"[Nn]amed (?:him|her)|[Tt]ell|[Tt]old|[Ss]aid|[Ss]ays|[Ss]houted at|[Aa]sked|[Tt]hanks?,?|"
     rf"['’]s name|[Aa]ssistant to|[Ss]poke (?:to|with)|[Tt]alk(?:ed)? to|"
     rf"(?:Assignee|Reporter|Owner|Author|Reviewer|Approver|Requester|Recipient|Attendees?):|"
-    rf"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Madam|Mx)\.?))[ \t]*\n?[ \t]*"
-    rf"(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Mx)\.?[ \t]+)?({_NAME})",
+    rf"(?:{_HONORIFIC}|Sir|Madam)\.?))[ \t]*\n?[ \t]*"
+    rf"{_TITLES}?({_NAME})",
     re.MULTILINE,
 )
 # Words that follow the cues above but are not names.
@@ -115,7 +118,7 @@ _STRONG_CUE = re.compile(
 
 
 _POSSESSIVE_WORD = re.compile(r"['’]s?(?!\w)")
-_LEADING_TITLE = re.compile(r"(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Sir|Mx)\.?[ \t]+)+")
+_LEADING_TITLE = re.compile(rf"{_TITLES}+")
 
 
 def _cued_name(start: int, value: str) -> tuple[int, int] | None:
@@ -165,7 +168,7 @@ PERSON_VERBS = _OBJECT_VERBS | _NOUN_VERBS | {"tell", "told", "asked", "called",
 
 _VERB_OBJECT = re.compile(
     rf"(?<![\w\-])(?i:({literal_alternation(_OBJECT_VERBS | _NOUN_VERBS)}))[ \t]+"
-    rf"((?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)\.?[ \t]+)?{_NAME})"
+    rf"((?:{_HONORIFIC}\.?[ \t]+)?{_NAME})"
 )
 # What may follow a person who is an object ("Call Ana at 5", "ping Aisha when you can",
 # "Email Nguyen the slides"); more of a noun phrase may not ("Call Stack overflow").
