@@ -63,6 +63,7 @@ def paired(tmp_path: Path, docs: Path) -> Iterator[tuple[SqliteChunkStore, Sqlit
     in_memory = SqliteChunkStore(tmp_path / "rag.sqlite")
     fts5 = SqliteChunkStore(tmp_path / "rag.sqlite", memory_keyword_index=False)
     ingest(in_memory, docs)
+    in_memory.warm("docs")  # built now, not in the background on the first search
     yield in_memory, fts5
     in_memory.close()
     fts5.close()
@@ -112,6 +113,7 @@ def test_search_sees_writes_from_this_store_and_from_other_connections(
     in_memory, other = paired
 
     def ranked(query: str) -> list[ScoredChunk]:
+        in_memory.warm("docs")  # the copy for the current write stamp
         expected = other.keyword_search("docs", query, 10)
         found = in_memory.keyword_search("docs", query, 10)
         assert_same_ranking(found, expected)  # statistics rebuilt too, not only postings
@@ -134,6 +136,8 @@ def test_collections_keep_their_own_chunks_and_statistics(tmp_path: Path) -> Non
         put_texts(shared, "animals", ANIMALS)
         put_texts(shared, "more", {"lions": "Lions are big cats that chase zebras."})
         put_texts(alone, "animals", ANIMALS)  # same chunk ids as in `shared`
+        shared.warm("animals")
+        shared.warm("more")
 
         ranked = shared.keyword_search("animals", "cats chase lions", 10)
         sources = shared.fetch_chunks([c.chunk_id for c in ranked])

@@ -125,6 +125,7 @@ def test_hybrid_reports_an_unknown_collection(store: SqliteChunkStore) -> None:
 
 def test_concurrent_searches_agree_with_sequential_ones(store: SqliteChunkStore) -> None:
     put_texts(store, "animals", ANIMALS)
+    store.warm("animals")  # every search on the in-memory copies, none on SQLite's paths
     retriever = Retriever(store, fake_embed_query)
     queries = ["cats", "dogs bark", "fish swim", "birds sing at dawn", "chase mice"] * 8
 
@@ -207,12 +208,15 @@ def test_in_memory_vectors_see_writes_from_other_connections(tmp_path: Path) -> 
     try:
         put_texts(searcher, "docs", ANIMALS)
         query = fake_embed_query("a zebra drinks water")
-        before = searcher.vector_search("docs", query, 50)  # the matrix is built here
+        searcher.warm("docs")
+        before = searcher.vector_search("docs", query, 50)
         put_texts(writer, "docs", {"zoo": "A zebra drinks water beside the giraffes."})
+        searcher.warm("docs")  # a new matrix: the other connection's write changed the stamp
         after = searcher.vector_search("docs", query, 50)
         assert len(after) == len(before) + 1
         assert searcher.fetch_chunks([after[0].chunk_id])[after[0].chunk_id].source == "zoo"
         writer.remove_document("docs", "zoo")
+        searcher.warm("docs")
         assert searcher.vector_search("docs", query, 50) == before
     finally:
         searcher.close()

@@ -14,12 +14,13 @@ from contextlib import closing, contextmanager
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.errors import InvalidRequest, ModelUnavailable
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_or_expression, query_terms
 from smallfirst.rag.chunking import Chunk, embedding_text
+from smallfirst.rag.copies import Copies
 from smallfirst.rag.store import (
     EMBEDDING_DIMENSIONS,
     ChunkStore,
@@ -71,11 +72,12 @@ class SqliteChunkStore(ChunkStore):
 
     sqlite-vec's brute-force scan takes ~100 ms at 100k chunks on this machine; a NumPy
     matrix of the same vectors answers the same exact query in a fraction of that, so
-    `vector_search` uses the matrix (rebuilt after writes) unless `memory_vectors=False`.
-    Likewise FTS5's `bm25()` runs on every matching row (~10 ms at 100k chunks), so
-    `keyword_search` adds up precomputed weights from a `KeywordIndex` per collection
-    (rebuilt after writes; same scores while the store holds one collection, see
-    `rag/keyword_index.py`) unless `memory_keyword_index=False`.
+    `vector_search` uses the matrix unless `memory_vectors=False`. Likewise FTS5's `bm25()`
+    runs on every matching row (~10 ms at 100k chunks), so `keyword_search` adds up
+    precomputed weights from a `KeywordIndex` per collection (same scores while the store
+    holds one collection, see `rag/keyword_index.py`) unless `memory_keyword_index=False`.
+    Both copies are rebuilt in the background after writes (`rag/copies.py`); until they are
+    ready, searches use FTS5 and sqlite-vec. `warm(collection)` builds them now.
 
     Writes go through one connection under a lock; `keyword_search` and `fetch_chunks` use
     a pool of read-only connections, so concurrent searches do not wait for each other.
@@ -98,9 +100,11 @@ class SqliteChunkStore(ChunkStore):
         self._db.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.RLock()
         self._memory_vectors = memory_vectors
-        self._matrices: _CopyCache[VectorMatrix] = _CopyCache()
         self._memory_keyword_index = memory_keyword_index
-        self._keyword_indexes: _CopyCache[KeywordIndex] = _CopyCache()
+        # two threads: the two kinds of copies of a collection build side by side
+        self._builders = ThreadPoolExecutor(2, thread_name_prefix="smallfirst-rag-copies")
+        self._matrices = Copies("vector matrix", self._load_matrix, self._builders)
+        self._keyword_indexes = Copies("keyword index", self._build_keyword_index, self._builders)
         self._writes = 0  # write transactions begun by this connection
         # starts its one thread on first use: a scan of more than 2 x PARALLEL_SCAN_ROWS
         self._scan_pool = ThreadPoolExecutor(1, thread_name_prefix="smallfirst-scan")
@@ -321,7 +325,7 @@ class SqliteChunkStore(ChunkStore):
     def _transaction(self) -> _Transaction:
         self._matrices.clear()
         self._keyword_indexes.clear()
-        # a keyword index being built meanwhile (outside the lock) is stale: its stamp says so
+        # a copy being built meanwhile (outside the lock) is stale: its stamp says so
         self._writes += 1
         return _Transaction(self._db)
 
@@ -335,8 +339,10 @@ class SqliteChunkStore(ChunkStore):
         terms = query_terms(query)
         if not terms or limit <= 0:
             return []
-        if self._memory_keyword_index:
-            found = self._keyword_index(collection).search(terms, limit)
+        memory = self._memory_keyword_index
+        index = self._copy(self._keyword_indexes, collection) if memory else None
+        if index is not None:
+            found = index.search(terms, limit)
             if found is not None:
                 ids, scores = (array.tolist() for array in found)
                 return [ScoredChunk(i, s) for i, s in zip(ids, scores, strict=True)]
@@ -345,32 +351,25 @@ class SqliteChunkStore(ChunkStore):
         expression = "{heading body} : (" + fts5_or_expression(terms) + ")"
         return self._fts5_keyword_search(collection, expression, limit)
 
-    def _keyword_index(self, collection: str) -> KeywordIndex:
-        """The collection's in-memory BM25 index, built again after any write to the store."""
+    def _copy(self, copies: Copies[T], collection: str) -> T | None:
+        """The collection's current in-memory copy, or None while it is being built."""
         with self._lock:
             collection_id = self._collection_id(collection)
-        return self._fresh_copy(self._keyword_indexes, collection_id, self._build_keyword_index)
+            stamp = self._write_stamp()
+        return copies.get(collection_id, stamp)
 
-    def _fresh_copy(self, cache: _CopyCache[T], collection_id: int, build: Callable[[int], T]) -> T:
-        """A collection's in-memory copy (vectors or BM25 postings), rebuilt after writes.
-
-        The store lock is held only to read the write stamp and the cache, never while
-        building, so the two kinds of copies build side by side and searches go on.
-        """
+    def warm(self, collection: str) -> None:
+        """Build the collection's in-memory copies now, instead of in the background on its
+        first search (benchmarks and evaluations time the searches, not the builds)."""
         with self._lock:
-            cached = cache.get(collection_id, self._write_stamp())
-        if cached is not None:
-            return cached
-        with cache.build_lock:  # searches arriving during a build wait for it
-            with self._lock:
-                stamp = self._write_stamp()
-                cached = cache.get(collection_id, stamp)
-            if cached is not None:
-                return cached
-            built = build(collection_id)  # a write meanwhile changes the stamp: stale, not wrong
-            with self._lock:
-                cache.put(collection_id, built, stamp)
-            return built
+            collection_id = self._collection_id(collection)
+            stamp = self._write_stamp()
+        for copies, wanted in (
+            (self._matrices, self._memory_vectors),
+            (self._keyword_indexes, self._memory_keyword_index),
+        ):
+            if wanted:
+                copies.wait_for(collection_id, stamp)
 
     def _build_keyword_index(self, collection_id: int) -> KeywordIndex:
         from smallfirst.rag.keyword_index import KeywordIndex, fts5_tokenizer
@@ -419,16 +418,16 @@ class SqliteChunkStore(ChunkStore):
 
         if limit <= 0:
             return []
-        with self._lock:
-            collection_id = self._collection_id(collection)
-            if not self._memory_vectors:
+        copy = self._copy(self._matrices, collection) if self._memory_vectors else None
+        if copy is None:
+            with self._lock:
                 rows = self._db.execute(
                     "SELECT chunk_id, distance FROM chunk_vectors WHERE embedding MATCH ? "
                     "AND k = ? AND collection_id = ? ORDER BY distance",
-                    (_as_blob(embedding), min(limit, 4096), collection_id),
+                    (_as_blob(embedding), min(limit, 4096), self._collection_id(collection)),
                 ).fetchall()
-                return [ScoredChunk(int(i), 1.0 - float(d)) for i, d in rows]
-        ids, matrix, codes = self._fresh_copy(self._matrices, collection_id, self._load_matrix)
+            return [ScoredChunk(int(i), 1.0 - float(d)) for i, d in rows]
+        ids, matrix, codes = copy
         if len(ids) == 0:
             return []
         query = np.asarray(embedding, dtype=np.float32).reshape(-1)
@@ -497,6 +496,7 @@ class SqliteChunkStore(ChunkStore):
         return [CollectionInfo(str(n), int(d), int(k)) for n, d, k in rows]
 
     def close(self) -> None:
+        self._builders.shutdown(cancel_futures=True)  # a build under way needs the readers
         with self._lock:
             self._matrices.clear()
             self._keyword_indexes.clear()
@@ -506,24 +506,6 @@ class SqliteChunkStore(ChunkStore):
             self._readers.clear()
             self._idle_readers.clear()
             self._db.close()
-
-
-class _CopyCache(Generic[T]):
-    """Per-collection in-memory copies, each valid for the write stamp it was built at."""
-
-    def __init__(self) -> None:
-        self._copies: dict[int, tuple[T, tuple[int, int]]] = {}
-        self.build_lock = threading.Lock()  # one build at a time per kind of copy
-
-    def get(self, collection_id: int, stamp: tuple[int, int]) -> T | None:
-        cached = self._copies.get(collection_id)
-        return cached[0] if cached is not None and cached[1] == stamp else None
-
-    def put(self, collection_id: int, copy: T, stamp: tuple[int, int]) -> None:
-        self._copies[collection_id] = (copy, stamp)
-
-    def clear(self) -> None:
-        self._copies.clear()
 
 
 class _Transaction:
