@@ -33,12 +33,15 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSO
 
 
 def _open(data_dir: Path | None, *, refuse_other_settings: bool = True) -> SqliteChunkStore:
-    """The store, or exit 2 with one line (e.g. a store another version indexed)."""
+    """The store, or exit 2 with one line (e.g. a store another version indexed). A command
+    searches once at most: SQLite answers it, no in-memory copies are built."""
     from smallfirst.errors import SmallfirstError
     from smallfirst.rag import open_store
 
     try:
-        return open_store(data_dir, refuse_other_settings=refuse_other_settings)
+        return open_store(
+            data_dir, refuse_other_settings=refuse_other_settings, in_memory_copies=False
+        )
     except SmallfirstError as exc:
         fail(exc.message)
 

@@ -105,11 +105,23 @@ def default_data_dir() -> Path:
 
 
 def open_store(
-    data_dir: Path | str | None = None, *, refuse_other_settings: bool = True
+    data_dir: Path | str | None = None,
+    *,
+    refuse_other_settings: bool = True,
+    in_memory_copies: bool = True,
 ) -> SqliteChunkStore:
-    """The store at `data_dir/rag.sqlite` (default data dir: ~/.local/share/smallfirst)."""
+    """The store at `data_dir/rag.sqlite` (default data dir: ~/.local/share/smallfirst).
+
+    `in_memory_copies=False` for a process that searches once or twice: SQLite answers a
+    search in ~0.1 s at 100k chunks, while building the fast copies takes seconds.
+    """
     directory = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     from smallfirst.rag.sqlite_store import SqliteChunkStore
 
     directory.mkdir(parents=True, exist_ok=True)
-    return SqliteChunkStore(directory / STORE_FILENAME, refuse_other_settings=refuse_other_settings)
+    return SqliteChunkStore(
+        directory / STORE_FILENAME,
+        refuse_other_settings=refuse_other_settings,
+        memory_vectors=in_memory_copies,
+        memory_keyword_index=in_memory_copies,
+    )
