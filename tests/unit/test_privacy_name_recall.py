@@ -1,7 +1,7 @@
 """Names the guard used to miss: surnames with particles ("Pieter de Vries"), hyphenated given
-names and O'/Mc surnames ("Anne-Marie O'Neill"), and lone given names that are the object of
-a verb done to people ("Call Ana at 5pm"). Each found whole, next to near misses that must
-stay clean. Every sentence was written for these tests."""
+names and O'/Mc surnames ("Anne-Marie O'Neill"), lone given names that are the object of
+a verb done to people ("Call Ana at 5pm") or greeted ("Hi Efimiya, ..."). Each found whole,
+next to near misses that must stay clean. Every sentence was written for these tests."""
 
 from __future__ import annotations
 
@@ -158,6 +158,26 @@ def test_surname_forms(text: str, expected: list[str]) -> None:
 )
 def test_verb_objects(text: str, expected: list[str]) -> None:
     assert [value for _, value in _matches(text, names.find_verb_objects)] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hi Efimiya, I'm writing about my wire transfer.", ["Efimiya"]),
+        ("Hello Tomasz Nowak, thanks for the update.", ["Tomasz Nowak"]),
+        ("Hey Ngozi! Are we still on for Friday?", ["Ngozi"]),
+        ("Thanks for the slides. Good morning Aroha, one more thing:", ["Aroha"]),
+        ("Ana, can you review my PR?", ["Ana"]),  # addressed without a greeting, as before
+        ("Hello World! This is my first program.", []),
+        ("Hi there, can you help me?", []),
+        ("Hey Siri, set a timer", []),
+        ("Hi team, the build is red.", []),
+        ("Hello Kubernetes users, the cluster is down", []),  # no comma after the name
+        ("She said hi Maria and left", []),  # not where a message or sentence starts
+    ],
+)
+def test_greeted_names(text: str, expected: list[str]) -> None:
+    assert [value for _, value in _matches(text, names.find_addressed_names)] == expected
 
 
 @pytest.mark.parametrize(

@@ -409,10 +409,17 @@ def name_start(value: str) -> int:
     return 0
 
 
-# Someone addressed by name at the start of a request: "Ann, can you send me the file?"
+# Someone addressed by name at the start of a sentence: "Ann, can you send me the file?"
 _VOCATIVE = re.compile(
     rf"(?:^|(?<=[.!?\n])[ \t]*)[ \t>\"“]*({CAP_WORD}(?:[ \t]+{CAP_WORD})?),[ \t]+"
     rf"(?i:can|could|would|will|do|did|have|are|please)[ \t]+(?i:I|you|we|u)\b",
+    re.MULTILINE,
+)
+# Someone greeted by name: "Hi Efimiya, I'm writing about...", "Hello Tomasz!", "Hey Ngozi".
+_GREETED = re.compile(
+    rf"(?:^|(?<=[.!?\n])[ \t]*)[ \t>\"“]*"
+    rf"(?i:hi|hello|hey|hiya|greetings|good[ \t]+(?:morning|afternoon|evening))[ \t]+"
+    rf"({CAP_WORD}(?:[ \t]+{CAP_WORD})?)[ \t]*(?:[,!:.]|$)",
     re.MULTILINE,
 )
 _NOT_ADDRESSEES = frozenset(
@@ -422,12 +429,13 @@ _NOT_ADDRESSEES = frozenset(
      "wait", "oh", "ah", "um", "hmm", "right", "sure", "great", "cool", "alright", "good",
      "nice", "hey", "hi", "hello", "yes", "no", "and", "but", "so", "or", "thanks", "thank",
      "please", "bot", "assistant", "chatgpt", "computer", "dear", "sir", "madam", "mom",
-     "dad", "team", "all", "together", "next", "lastly", "besides", "otherwise", "instead"}
+     "dad", "team", "all", "together", "next", "lastly", "besides", "otherwise", "instead",
+     "world", "there", "siri", "google", "cortana", "claude", "gemini", "copilot"}
 )  # fmt: skip
 
 
 def find_addressed_names(text: str) -> Iterator[RuleMatch]:
-    for match in _VOCATIVE.finditer(text):
+    for match in (*_VOCATIVE.finditer(text), *_GREETED.finditer(text)):
         value = match.group(1)
         words = value.split()
         if (
