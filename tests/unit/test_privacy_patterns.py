@@ -19,6 +19,18 @@ def test_multi_line_address_is_one_location() -> None:
     ]
 
 
+def test_abbreviated_german_streets_and_hungarian_house_numbers() -> None:
+    text = "Ship to Hauptstr. 5, 10115 Berlin please"
+    assert _values(text, patterns.find_addresses) == ["Hauptstr. 5, 10115 Berlin"]
+    text = "Meet me at 1798 Eichendorffstr. 31\n Suite 426\n Emmingen-Liptingen\n Germany"
+    assert _values(text, patterns.find_addresses) == [text.removeprefix("Meet me at ")]
+    text = "Sjanne\n059 Nánási út 79. Apt. 246, Pomáz, Hungary 70951\n0494 26 46 14 office"
+    assert _values(text, patterns.find_addresses) == [
+        "059 Nánási út 79. Apt. 246, Pomáz, Hungary 70951"
+    ]
+    assert _values("Wohnt in der Bahnhofstr. 12.", patterns.find_addresses) == ["Bahnhofstr. 12"]
+
+
 def test_address_stops_before_a_phone_line() -> None:
     text = "515 Gemsbok St\n Pietersburg 89082\n085 175 7641"
     assert _values(text, patterns.find_addresses) == ["515 Gemsbok St\n Pietersburg 89082"]

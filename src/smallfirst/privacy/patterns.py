@@ -251,9 +251,9 @@ _STREET_SUFFIX = (
 # -straße/-weg, Dutch -straat/-laan, Danish -vej/-gade, ...): a word ending so is a street only
 # next to a house number ("Mannerheimintie 5"; "Hattie", "Agata" and "Daniela" are names).
 _STREET_ENDING = (
-    rf"[{UPPER}][{LETTER}]*(?:tie|katu|kuja|polku|gatan|vägen|gränd|väg|straße|strasse|"
-    rf"str\.|weg|gasse|platz|allee|straat|laan|gracht|plein|dreef|vej|gade|veien|"
-    rf"gata|utca|ulica|cesta)\b"
+    rf"[{UPPER}][{LETTER}]*(?:(?:tie|katu|kuja|polku|gatan|vägen|gränd|väg|straße|strasse|"
+    rf"weg|gasse|platz|allee|straat|laan|gracht|plein|dreef|vej|gade|veien|"
+    rf"gata|utca|ulica|cesta)\b|str\.)"  # "Hauptstr. 5": no word boundary after the dot
 )
 _UNIT_WORD = r"(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Fl|Bldg|Building)\b"
 # The capitalised words of a street name after a leading word; a unit ("Apt. 5") is not one.
@@ -296,7 +296,8 @@ _NOT_DATE_WORD = rf"(?!(?:{_MONTH}|In|On|At|By|Of|Since|From|Until|After|Before|
 _ADDRESS_CORE = re.compile(
     rf"(?<![\w.])(?:"
     rf"{_HOUSE}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
-    rf"|(?:{_HOUSE}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})(?:[ \t]+{_HOUSE}\b)?"
+    # Hungarian house numbers end with a dot: "Kossuth Lajos utca 12."
+    rf"|(?:{_HOUSE}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})(?:[ \t]+{_HOUSE}\b\.?)?"
     rf"|{_HOUSE}[ \t]+(?:{_HOUSE}[ \t]+)?(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})"
     rf"(?:[ \t]+{_HOUSE}\b)?"
     rf"|(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})[ \t]+{_HOUSE}\b"
