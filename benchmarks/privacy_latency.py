@@ -85,7 +85,7 @@ def main() -> None:
     stages: dict[str, Stage] = {
         "guard (inspect)": detector.inspect,
         "NER as the guard": runner,
-        "spaCy nlp(text)": runner.nlp,  # the same pipeline through spaCy's own loop
+        "spaCy nlp(text)": runner.spacy_loop,  # the same pipeline through spaCy's own loop
     }
     if args.compare_model:
         other = PiiDetector(spacy_model=args.compare_model)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from smallfirst.privacy import shared_detector
+from smallfirst.privacy import detect, shared_detector
 from smallfirst.privacy.ner import NerRunner
 
 TEXTS = [
@@ -35,6 +37,25 @@ def test_the_fast_loop_is_used_for_the_default_model(runner: NerRunner) -> None:
 @pytest.mark.parametrize("text", TEXTS)
 def test_entities_match_spacy(runner: NerRunner, text: str) -> None:
     assert runner.agrees_with_spacy(text)
+
+
+def test_one_numpy_blas_thread_gives_the_entities_of_blis(runner: NerRunner) -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    def entities(doc: Any) -> list[tuple[int, int, str]]:
+        return [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+
+    before = blas_threads()
+    assert runner._decoder is not None
+    assert runner._decoder._ops.use_blis is False
+    reference = detect._load_spacy(detect.DEFAULT_SPACY_MODEL)  # a fresh pipeline: BLIS
+    assert reference.get_pipe("ner").model.ops.use_blis is True
+    for text in TEXTS:
+        assert entities(runner(text)) == entities(reference(text))
+    assert blas_threads() == before  # the one-thread limit ends with each call
 
 
 def test_other_pipelines_run_through_spacy(runner: NerRunner) -> None:
