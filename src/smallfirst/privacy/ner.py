@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -228,10 +229,14 @@ class _GreedyNerDecoder:
         return token + 1
 
 
+# threadpoolctl's limit is process-wide: two held at once (two detectors) could restore the
+# thread count in the wrong order, so they are taken one at a time.
+_BLAS_LIMIT_LOCK = threading.Lock()
+
+
 def _one_blas_thread() -> Callable[[], AbstractContextManager[Any]] | None:
     """A context that keeps numpy's BLAS to one thread while it is held; None without
-    threadpoolctl or a BLAS it knows. Callers hold the detector's lock, so two limits never
-    overlap (threadpoolctl's limit is process-wide)."""
+    threadpoolctl or a BLAS it knows."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
@@ -239,4 +244,10 @@ def _one_blas_thread() -> Callable[[], AbstractContextManager[Any]] | None:
     blas = ThreadpoolController().select(user_api="blas")
     if not blas.lib_controllers:
         return None
-    return lambda: blas.limit(limits=1)
+
+    @contextlib.contextmanager
+    def one_thread() -> Iterator[None]:
+        with _BLAS_LIMIT_LOCK, blas.limit(limits=1):
+            yield
+
+    return one_thread
