@@ -35,6 +35,16 @@ class GatedBuild:
         return f"copy of {collection_id} #{len(self.calls)}"
 
 
+class Stamps:
+    """The store's write stamp, as the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = (0, 0)
+
+    def __call__(self) -> tuple[int, int]:
+        return self.now
+
+
 @pytest.fixture
 def pool() -> Iterator[ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(2)
@@ -44,7 +54,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 def test_a_missing_copy_is_built_once_in_the_background(pool: ThreadPoolExecutor) -> None:
     build = GatedBuild()
-    copies = Copies("test copy", build, pool)
+    copies = Copies("test copy", build, pool, Stamps())
     assert copies.get(1, (0, 0)) is None  # the caller goes to SQLite meanwhile
     assert build.started.wait(WAIT)
     assert copies.get(1, (0, 0)) is None  # still building: no second build
@@ -57,12 +67,28 @@ def test_a_missing_copy_is_built_once_in_the_background(pool: ThreadPoolExecutor
 def test_a_copy_serves_only_its_write_stamp(pool: ThreadPoolExecutor) -> None:
     build = GatedBuild()
     build.release.set()
-    copies = Copies("test copy", build, pool)
+    stamps = Stamps()
+    copies = Copies("test copy", build, pool, stamps)
     assert copies.wait_for(1, (0, 0)) == "copy of 1 #1"
+    stamps.now = (0, 1)
     assert copies.get(1, (0, 1)) is None  # a write since: rebuilt in the background
     assert copies.wait_for(1, (0, 1)) == "copy of 1 #2"
     copies.clear()
     assert copies.get(1, (0, 1)) is None
+
+
+def test_a_build_overtaken_by_a_write_is_dropped(pool: ThreadPoolExecutor) -> None:
+    build = GatedBuild()
+    stamps = Stamps()
+    copies = Copies("test copy", build, pool, stamps)
+    assert copies.get(1, (0, 0)) is None
+    assert build.started.wait(WAIT)
+    stamps.now = (0, 1)  # a write while the build runs
+    build.release.set()
+    pool.shutdown(wait=True)  # the stale build has ended...
+    assert copies._copies == {}  # ...and kept nothing
+    assert copies.wait_for(1, (0, 1)) == "copy of 1 #2"
+    assert build.calls == [1, 1]
 
 
 def test_a_failed_background_build_is_logged_and_tried_again(
@@ -71,7 +97,7 @@ def test_a_failed_background_build_is_logged_and_tried_again(
     build = GatedBuild()
     build.fail = True
     build.release.set()
-    copies = Copies("test copy", build, pool)
+    copies = Copies("test copy", build, pool, Stamps())
     with caplog.at_level(logging.ERROR, logger="smallfirst.rag.copies"):
         assert copies.get(7, (0, 0)) is None
         pool.submit(lambda: None).result(WAIT)  # the pool has moved past the failed build

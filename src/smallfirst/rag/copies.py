@@ -23,12 +23,21 @@ Stamp = tuple[int, int]
 
 
 class Copies(Generic[T]):
-    """One kind of copy (`name`) for every collection, built by `build(collection_id)`."""
+    """One kind of copy (`name`) for every collection, built by `build(collection_id)`.
+    `current_stamp()` is the store's write stamp now: a build that a write overtook is
+    dropped, not kept (at 100k chunks a copy holds a few hundred MB)."""
 
-    def __init__(self, name: str, build: Callable[[int], T], builders: Executor) -> None:
+    def __init__(
+        self,
+        name: str,
+        build: Callable[[int], T],
+        builders: Executor,
+        current_stamp: Callable[[], Stamp],
+    ) -> None:
         self.name = name
         self._build = build
         self._builders = builders
+        self._current_stamp = current_stamp
         self._lock = threading.Lock()
         self._copies: dict[int, tuple[T, Stamp]] = {}
         self._building: dict[int, threading.Event] = {}  # set when that build has ended
@@ -58,8 +67,7 @@ class Copies(Generic[T]):
             running.wait()  # then look again: that build may be for an older stamp
 
     def clear(self) -> None:
-        """Drop every copy (a write happened). A build under way finishes with its older
-        stamp, so what it leaves is never taken for current."""
+        """Drop every copy (a write happened). A build under way is dropped when it ends."""
         with self._lock:
             self._copies.clear()
 
@@ -72,8 +80,9 @@ class Copies(Generic[T]):
     ) -> T:
         try:
             built = self._build(collection_id)
-            with self._lock:
-                self._copies[collection_id] = (built, stamp)
+            if self._current_stamp() == stamp:
+                with self._lock:
+                    self._copies[collection_id] = (built, stamp)
             return built
         except Exception:
             if not raise_errors:  # nobody waits for this build: say it failed

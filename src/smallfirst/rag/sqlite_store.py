@@ -103,8 +103,12 @@ class SqliteChunkStore(ChunkStore):
         self._memory_keyword_index = memory_keyword_index
         # two threads: the two kinds of copies of a collection build side by side
         self._builders = ThreadPoolExecutor(2, thread_name_prefix="smallfirst-rag-copies")
-        self._matrices = Copies("vector matrix", self._load_matrix, self._builders)
-        self._keyword_indexes = Copies("keyword index", self._build_keyword_index, self._builders)
+        self._matrices = Copies(
+            "vector matrix", self._load_matrix, self._builders, self._locked_write_stamp
+        )
+        self._keyword_indexes = Copies(
+            "keyword index", self._build_keyword_index, self._builders, self._locked_write_stamp
+        )
         self._writes = 0  # write transactions begun by this connection
         # starts its one thread on first use: a scan of more than 2 x PARALLEL_SCAN_ROWS
         self._scan_pool = ThreadPoolExecutor(1, thread_name_prefix="smallfirst-scan")
@@ -328,6 +332,10 @@ class SqliteChunkStore(ChunkStore):
         # a copy being built meanwhile (outside the lock) is stale: its stamp says so
         self._writes += 1
         return _Transaction(self._db)
+
+    def _locked_write_stamp(self) -> tuple[int, int]:
+        with self._lock:
+            return self._write_stamp()
 
     def _write_stamp(self) -> tuple[int, int]:
         """Changes with every commit: other connections' (data_version) and ours (a count)."""
