@@ -123,6 +123,11 @@ def test_names_with_an_inner_capital_are_still_names(detector: PiiDetector) -> N
         "The Jenkins pipeline fails after the React hooks change.",
         "My Outlook keeps crashing on Windows 11.",
         "Step 1: Install Node.",
+        "How do I migrate from Webpack to Vite in an existing Vue project?",
+        "How do I center a div with Flexbox?",
+        "The pod crashed after the Helm upgrade.",
+        "How can I speed up pandas on a 10 GB CSV?",
+        "The router does 2.4 GHz and 5 GHz.",
     ],
 )
 def test_languages_clouds_and_tools_are_neither_people_nor_places(
@@ -137,6 +142,8 @@ def test_people_and_places_next_to_tools_are_still_found(detector: PiiDetector) 
     text = "Linus Torvalds wrote Linux in Helsinki."
     assert _found(detector, text, "PERSON", "LOCATION") == ["Linus Torvalds", "Helsinki"]
     assert _people(detector, "Ruby Rose and Julia Roberts") == ["Ruby Rose", "Julia Roberts"]
+    text = "Ship 10 GB of logs to Anna Helm in GB tomorrow."
+    assert _found(detector, text, "PERSON", "LOCATION") == ["Anna Helm", "GB"]
 
 
 def test_a_place_after_a_cue_ends_at_a_word_boundary() -> None:

@@ -30,7 +30,8 @@ _TECH_NAMES = frozenset(
      "MongoDB", "Elasticsearch", "Kibana", "Grafana", "Prometheus", "Nginx", "Linux",
      "Ubuntu", "Debian", "Windows", "Android", "Excel", "PowerShell", "Bash", "Copilot",
      "ChatGPT", "Heroku", "Vercel", "Netlify", "Cloudflare", "Stripe", "Twilio", "Shopify",
-     "Salesforce", "Firebase", "Figma", "Bitcoin", "Ethereum"}
+     "Salesforce", "Firebase", "Figma", "Bitcoin", "Ethereum", "Webpack", "Vite", "Flexbox",
+     "Helm", "Gradle", "Maven", "Jest", "Tailwind", "Hadoop", "Airflow", "Databricks"}
 )  # fmt: skip
 # A determiner before a name and a software noun after it make it a product's: "the React
 # hooks", "our Jenkins pipeline", "a Python function". Without the determiner the name may be
@@ -85,13 +86,26 @@ def not_a_person(value: str) -> bool:
     )
 
 
+# Units of data size and frequency after a number ("a 10 GB file", "2.4 GHz"): "GB" is no place.
+_UNIT = re.compile(r"[KMGTP]i?B|[KMGT]b|[KMG]Hz")
+_NUMBER_BEFORE = re.compile(r"\d[ \t]?$")
+
+
+def _unit_after_number(text: str, start: int, end: int) -> bool:
+    return _UNIT.fullmatch(text, start, end) is not None and bool(
+        _NUMBER_BEFORE.search(text, 0, start)
+    )
+
+
 def not_a_place(text: str, start: int, end: int) -> bool:
-    """Code ("get_user(id)", "PostgreSQL"), products ("in Python", "React hooks") and
-    companies ("at Globex Corporation", but "Corporation Street") are not places."""
+    """Code ("get_user(id)", "PostgreSQL"), products ("in Python", "React hooks"), companies
+    ("at Globex Corporation", but "Corporation Street") and units after a number ("10 GB")
+    are not places."""
     value = text[start:end]
     words = value.split()
     return (
         looks_like_code(value)
+        or _unit_after_number(text, start, end)
         or (bool(words) and _bare(words[0]) in _TECH_NAMES)
         or _names_a_product(text, start, end)
         or (COMPANY_FORM.search(value) is not None and not looks_like_street(value))
