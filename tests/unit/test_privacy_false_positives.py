@@ -146,6 +146,15 @@ def test_people_and_places_next_to_tools_are_still_found(detector: PiiDetector) 
     assert _found(detector, text, "PERSON", "LOCATION") == ["Anna Helm", "GB"]
 
 
+def test_a_description_joined_to_a_prefix_is_not_part_of_the_name(detector: PiiDetector) -> None:
+    assert _people(detector, "We hired ex-Googler Maria Lopez last week.") == ["Maria Lopez"]
+    assert _people(detector, "The ex-Marine Ann Lee spoke first.") == ["Ann Lee"]
+    assert _people(detector, "Mary-Kate Olsen and Jean-Luc Picard arrived.") == [
+        "Mary-Kate Olsen",
+        "Jean-Luc Picard",
+    ]
+
+
 def test_a_place_after_a_cue_ends_at_a_word_boundary() -> None:
     text = "My sister moved to Lisbon last year; I live in Villafranca del Cid."
     places = [text[m.start : m.end] for m in patterns.find_cued_places(text)]

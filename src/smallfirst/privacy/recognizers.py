@@ -66,11 +66,20 @@ def _spacy_entities(text: str, doc: Any) -> Iterator[patterns.RuleMatch]:
             yield patterns.RuleMatch(entity_type, start, end, SPACY_SCORE)
 
 
+# The rest of a hyphenated word that a lower-case prefix opened ("ex-Zombie"): a description
+# before a name, when a name follows it.
+_COMPOUND_HEAD = re.compile(r"\S+[ \t]+(?=\S)")
+
+
 def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int, int]:
     """What a spaCy PERSON span really is, and where it starts and ends: a place, a person
     (without a verb before it, "Remind Kofi", a possessive "'s" or a trailing "Apt. 5" or
     street name), or nothing (None)."""
     start += names.name_start(text[start:end])
+    compound = _COMPOUND_HEAD.match(text, start, end)
+    after_prefix = start >= 2 and text[start - 1] == "-" and text[start - 2].islower()
+    if compound is not None and after_prefix:  # "ex-Zombie Lundberg", "ex-Marine Ann Lee"
+        start = compound.end()
     possessive = patterns.POSSESSIVE_END.search(text, start, end)
     if possessive is not None and possessive.start() > start:
         end = possessive.start()
