@@ -147,6 +147,7 @@ def test_people_and_places_next_to_tools_are_still_found(detector: PiiDetector) 
 
 
 def test_a_description_joined_to_a_prefix_is_not_part_of_the_name(detector: PiiDetector) -> None:
+    assert _people(detector, "A song by ex-Zombie Lundberg, sadly.") == ["Lundberg"]
     assert _people(detector, "We hired ex-Googler Maria Lopez last week.") == ["Maria Lopez"]
     assert _people(detector, "The ex-Marine Ann Lee spoke first.") == ["Ann Lee"]
     assert _people(detector, "Mary-Kate Olsen and Jean-Luc Picard arrived.") == [
