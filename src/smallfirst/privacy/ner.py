@@ -19,9 +19,9 @@ for documents without preset entities (a fresh `make_doc`):
 
 The network's matrix products go to numpy's BLAS on one thread (thinc's `NumpyOps(use_blis=
 False)` under a threadpoolctl limit held for the call) instead of thinc's BLIS: the guard took
-8-22% less time per 1,000-character prompt, with the other core idle or busy, and the same
-entities (docs/privacy.md). numpy's BLAS on its default two threads was 1.6x slower than BLIS
-with the other core busy, hence the limit; without threadpoolctl BLIS stays.
+0.88-0.91 of the time per 1,000-character prompt, with the other core idle or busy, and gave
+the same entities (docs/privacy.md). numpy's BLAS on its default two threads was 1.5x slower
+than BLIS with the other core busy, hence the limit; without threadpoolctl BLIS stays.
 
 The validity rules are spaCy's BILUO rules (`ner.pyx`) for a document without preset
 entities. A pipeline this does not recognise (other components, another model
