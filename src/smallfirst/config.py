@@ -137,6 +137,16 @@ class RagConfig(_Section):
         return True if config is None else config.private
 
 
+class BaselineConfig(_Section):
+    """The model every request would go to without smallfirst: `cost saved` compares with it.
+
+    Unset, the strong tier's model is the baseline (`routing.strong_tier`)."""
+
+    model: str = Field(min_length=1, description="a name for reports, e.g. gpt-4o")
+    input_cost_per_1m: float = Field(ge=0)
+    output_cost_per_1m: float = Field(ge=0)
+
+
 class LocalConfig(_Section):
     memory_budget_mb: int = Field(default=8192, ge=64)
 
@@ -147,6 +157,7 @@ class Settings(_Section):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     rag: RagConfig = Field(default_factory=RagConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    baseline: BaselineConfig | None = None
     data_dir: Path = Path("~/.local/share/smallfirst")
     log_prompts: bool = False
     default_model: str | None = None

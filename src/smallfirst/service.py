@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from smallfirst.backends import Backend, build_backends
-from smallfirst.config import Settings
+from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
     ConfigError,
     InvalidRequest,
@@ -60,7 +60,7 @@ FALLBACK_ERRORS = (UpstreamError, UpstreamTimeout, QueueFull, ModelUnavailable)
 @dataclass
 class RequestContext:
     endpoint: str
-    request_id: str = field(default_factory=lambda: f"{_ID_PREFIX}{next(_ID_COUNTER):012x}")
+    request_id: str = field(default_factory=lambda: _new_request_id())
     api_key_id: str | None = None
     route_override: str | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -118,6 +118,7 @@ class Gateway:
         self.backends = backends if backends is not None else build_backends(settings)
         self.request_log = request_log
         self.planner = RoutePlanner(settings.routing, self.models())
+        self.baseline = settings.baseline or _strong_model_baseline(self.planner.strong)
         self.spend = SpendTracker(settings.routing.budget)
         self.privacy = PrivacyStep(settings, self.models())
         self._router: Router | None = None
@@ -405,6 +406,14 @@ class Gateway:
                 ttft=ttft,
             )
 
+    def record_rejection(
+        self, endpoint: str, error: SmallfirstError, api_key_id: str | None = None
+    ) -> None:
+        """Log a request refused before it could be read (e.g. an invalid body): no model."""
+        record = _rejection_record(endpoint, error, api_key_id)
+        for observe in self._observers:
+            observe(record)
+
     def _finish(
         self,
         request: GenerateRequest,
@@ -436,6 +445,7 @@ class Gateway:
             latency_ms=(now - ctx.started) * 1000,
             ttft_ms=(ttft - ctx.started) * 1000 if ttft is not None else None,
             cost_usd=ctx.spent_usd,
+            baseline_cost_usd=request_cost(self.baseline, usage),
             api_key_id=ctx.api_key_id,
             route_reason=route.reason if route else None,
             router=route.router if route else None,
@@ -450,6 +460,33 @@ class Gateway:
         )
         for observe in self._observers:
             observe(record)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
+def _rejection_record(
+    endpoint: str, error: SmallfirstError, api_key_id: str | None
+) -> RequestRecord:
+    return RequestRecord(
+        id=_new_request_id(),
+        created_at=time.time(),
+        endpoint=endpoint,
+        model_requested="unknown",
+        status=error.status,
+        error_code=error.code,
+        api_key_id=api_key_id,
+    )
+
+
+def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
+    """Without a configured baseline, `cost saved` compares with the strong tier's model."""
+    return BaselineConfig(
+        model=model.id,
+        input_cost_per_1m=model.input_cost_per_1m,
+        output_cost_per_1m=model.output_cost_per_1m,
+    )
 
 
 def _route(model: ModelInfo, plan: Plan, ctx: RequestContext) -> RouteInfo:

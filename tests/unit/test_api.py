@@ -146,6 +146,19 @@ def test_each_request_is_logged_with_cost_and_no_prompt(tmp_path: Path) -> None:
     assert rows[1][2] == 404
 
 
+def test_requests_refused_before_routing_are_logged_and_counted(tmp_path: Path) -> None:
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        client.post("/v1/chat/completions", json=chat_body(temperature=3))
+        client.post("/v1/completions", content=b"{nope")
+        metrics = client.get("/metrics").text
+    assert 'smallfirst_requests_total{model="unknown",status="400",tier="none"} 2.0' in metrics
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT endpoint, model_requested, status FROM requests ORDER BY endpoint"
+    )
+    assert rows.fetchall() == [("chat", "unknown", 400), ("completions", "unknown", 400)]
+
+
 def test_prompts_are_logged_only_when_asked(tmp_path: Path) -> None:
     client, _ = fake_client(fake_settings(tmp_path, log_prompts=True))
     with client:

@@ -9,10 +9,11 @@ from smallfirst.types import ModelInfo, Usage
 
 def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
     connection = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
-    assert migrate(connection) == ["0001_requests", "0002_routing_and_privacy"]
+    expected = ["0001_requests", "0002_routing_and_privacy", "0003_baseline_cost"]
+    assert migrate(connection) == expected
     assert migrate(connection) == []
     names = [r[0] for r in connection.execute("SELECT name FROM _migrations")]
-    assert names == ["0001_requests", "0002_routing_and_privacy"]
+    assert names == expected
     columns = {r[1] for r in connection.execute("PRAGMA table_info(requests)")}
     assert {"model_requested", "model_answered", "tier", "ttft_ms", "cost_usd"} <= columns
 

@@ -159,3 +159,54 @@ def test_cascade_streams_the_kept_or_escalated_answer(cascade: tuple[TestClient,
     assert '"content":" big."' in escalated.text
     assert kept.text.endswith("data: [DONE]\n\n")
     assert escalated.text.endswith("data: [DONE]\n\n")
+
+
+def test_cost_saved_compares_with_the_strong_model_or_the_configured_baseline(
+    tmp_path: Path,
+) -> None:
+    for client, gateway in routed_client(tmp_path / "strong", {"router": "keyword"}):
+        answer = ask(client, "hi").json()
+        tokens = answer["usage"]
+        would_cost = (tokens["prompt_tokens"] * 2.0 + tokens["completion_tokens"] * 8.0) / 1e6
+        metrics = client.get("/metrics").text
+        assert f"smallfirst_cost_saved_usd {would_cost}" in metrics
+        assert f'smallfirst_baseline_cost_usd_total{{model="tiny",tier="edge"}} {would_cost}' in (
+            metrics
+        )
+        gateway.request_log.close()
+        row = sqlite3.connect(tmp_path / "strong" / "requests.db").execute(
+            "SELECT cost_usd, baseline_cost_usd FROM requests"
+        )
+        assert row.fetchone() == (0.0, pytest.approx(would_cost))
+    baseline = {"model": "gpt-4o", "input_cost_per_1m": 2.5, "output_cost_per_1m": 10.0}
+    settings = fake_settings(tmp_path, routing={"router": "keyword"}, baseline=baseline)
+    client, _ = fake_client(settings)
+    with client:
+        tokens = ask(client, "a hard one").json()["usage"]  # answered by big (2.0 / 8.0)
+        paid = (tokens["prompt_tokens"] * 2.0 + tokens["completion_tokens"] * 8.0) / 1e6
+        on_gpt4o = (tokens["prompt_tokens"] * 2.5 + tokens["completion_tokens"] * 10.0) / 1e6
+        metrics = client.get("/metrics").text
+        assert f"smallfirst_cost_saved_usd {on_gpt4o - paid}" in metrics
+
+
+def test_reason_says_when_the_wanted_tier_is_missing(tmp_path: Path) -> None:
+    only_edge = [{"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["Hi."]}]
+    settings = fake_settings(tmp_path, routing={"router": "keyword"}, models=only_edge)
+    client, _ = fake_client(settings)
+    with client:
+        info = ask(client, "a hard one").json()["smallfirst"]
+    assert info["reason"] == (
+        "score 1.000 >= 0.500 -> strong; no cloud model configured, so tiny (edge) answers"
+    )
+
+
+def test_cascade_with_one_model_asks_it_once(tmp_path: Path) -> None:
+    only_edge = [{"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["Hi."]}]
+    settings = fake_settings(tmp_path, routing={"router": "cascade"}, models=only_edge)
+    client, gateway = fake_client(settings)
+    with client:
+        fake_backend(gateway, "tiny").queue(FakeReply("Uh.", logprob=-4.0))
+        response = ask(client, "hmm")
+    assert response.json()["model"] == "tiny"
+    assert "no stronger model configured" in response.json()["smallfirst"]["reason"]
+    assert len(fake_backend(gateway, "tiny").requests) == 1

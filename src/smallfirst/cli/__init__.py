@@ -8,7 +8,16 @@ from __future__ import annotations
 import typer
 
 from smallfirst import __version__
-from smallfirst.cli import config_cmd, privacy, rag, router, router_cascade, router_label, serve
+from smallfirst.cli import (
+    config_cmd,
+    privacy,
+    rag,
+    router,
+    router_cascade,
+    router_label,
+    serve,
+    stats,
+)
 
 app = typer.Typer(
     name="smallfirst",
@@ -18,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 serve.register(app)
+stats.register(app)
 app.add_typer(config_cmd.app, name="config")
 router.app.command("label")(router_label.label)
 router.app.command("calibrate-cascade")(router_cascade.calibrate_cascade)

@@ -33,6 +33,7 @@ class RequestRecord(BaseModel):
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     cost_usd: float = 0.0
+    baseline_cost_usd: float = 0.0  # the same tokens at the baseline model's prices
     api_key_id: str | None = None
     route_reason: str | None = None
     prompt: str | None = None

@@ -101,6 +101,9 @@ class RoutePlanner:
         verdict = "strong" if decision.strong else "weak"
         compare = ">=" if decision.strong else "<"
         reason = f"score {decision.score:.3f} {compare} {decision.threshold:.3f} -> {verdict}"
+        wanted = self.config.strong_tier if decision.strong else self.config.weak_tier
+        if target.tier != wanted:
+            reason += f"; no {wanted} model configured, so {target.id} ({target.tier}) answers"
         if local_only and not self.tiers.is_local(target):
             target, reason = self.local_fallback(), reason + "; kept local by policy"
         return Plan(
@@ -115,9 +118,13 @@ class RoutePlanner:
         strong = self.strong
         if local_only and not self.tiers.is_local(strong):
             strong = self.local_fallback()
+        if strong.id == self.weak.id:  # asking the same model twice would only cost time
+            reason = f"{strong.id} answers; no stronger model configured to escalate to"
+            return Plan(self.with_fallbacks(strong, local_only=local_only), "cascade", reason)
+        reason = f"{self.weak.id} answers first; escalates to {strong.id} when unsure"
         return Plan(
             self.with_fallbacks(strong, local_only=local_only),
             "cascade",
-            f"{self.weak.id} answers first; escalates to {strong.id} when unsure",
+            reason,
             cascade_from=self.weak,
         )

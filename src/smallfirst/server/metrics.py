@@ -67,6 +67,18 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.baseline_cost = Counter(
+            "smallfirst_baseline_cost_usd",
+            "What answered requests would have cost on the baseline model (config `baseline`,"
+            " else the strong tier's model), at the same token counts",
+            labels,
+            registry=self.registry,
+        )
+        self.saved = Gauge(
+            "smallfirst_cost_saved_usd",
+            "Baseline cost minus the cost of answered requests since start",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "smallfirst_request_latency_seconds",
             "Whole-request latency",
@@ -129,6 +141,8 @@ class Metrics:
         self._child(self.tokens, model, tier, "input").inc(record.prompt_tokens)
         self._child(self.tokens, model, tier, "output").inc(record.completion_tokens)
         self._child(self.cost, model, tier).inc(record.cost_usd)
+        self._child(self.baseline_cost, model, tier).inc(record.baseline_cost_usd)
+        self.saved.inc(record.baseline_cost_usd - record.cost_usd)
         self._child(self.latency, model, tier).observe(record.latency_ms / 1000)
         if record.ttft_ms is not None:
             self._child(self.ttft, model, tier).observe(record.ttft_ms / 1000)

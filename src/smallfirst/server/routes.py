@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from smallfirst.errors import ModelNotFound
+from smallfirst.errors import InvalidRequest, ModelNotFound
 from smallfirst.server.errors import validation_error
 from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
 from smallfirst.server.responses import JSONResponse
@@ -36,13 +36,21 @@ async def parse(request: Request, model: type[RequestModel]) -> RequestModel:
         raise validation_error(exc) from None
 
 
-async def _generate(request: Request, parsed: GenerateRequest, endpoint: str) -> Response:
+async def _generate(
+    request: Request, kind: type[ChatRequest] | type[TextRequest], endpoint: str
+) -> Response:
+    gw = gateway(request)
+    api_key_id = getattr(request.state, "api_key_id", None)
+    try:
+        parsed: GenerateRequest = await parse(request, kind)
+    except InvalidRequest as error:  # logged and counted too, so error rates are complete
+        gw.record_rejection(endpoint, error, api_key_id)
+        raise
     ctx = RequestContext(
         endpoint=endpoint,
-        api_key_id=getattr(request.state, "api_key_id", None),
+        api_key_id=api_key_id,
         route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
     )
-    gw = gateway(request)
     if parsed.stream:
         answer = await gw.stream(parsed, ctx)
         citations = answer.citations or None
@@ -62,11 +70,11 @@ async def _generate(request: Request, parsed: GenerateRequest, endpoint: str) ->
 
 
 async def chat_completions(request: Request) -> Response:
-    return await _generate(request, await parse(request, ChatRequest), "chat")
+    return await _generate(request, ChatRequest, "chat")
 
 
 async def completions(request: Request) -> Response:
-    return await _generate(request, await parse(request, TextRequest), "completions")
+    return await _generate(request, TextRequest, "completions")
 
 
 async def embeddings(request: Request) -> Response:

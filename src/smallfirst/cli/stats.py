@@ -1,0 +1,108 @@
+"""`smallfirst stats`: money saved, routing split, latency and privacy events, from the log."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from smallfirst.cli.common import CONFIG_OPTION, fail, settings_or_exit
+
+if TYPE_CHECKING:
+    from smallfirst.logs.stats import Summary
+
+_UNITS_S = {"m": 60, "h": 3600, "d": 86400}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats)
+
+
+def stats(
+    since: Annotated[
+        str, typer.Option(help="Window: 30m, 24h, 7d, ... or 'all'.", show_default=True)
+    ] = "24h",
+    config: Path | None = CONFIG_OPTION,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """What the gateway spent and saved, where requests went, how fast, and PII events."""
+    from smallfirst.logs.stats import summarize
+
+    settings = settings_or_exit(config)
+    window_s = _parse_window(since)
+    path = settings.resolved_data_dir / "requests.db"
+    if not path.exists():
+        fail(f"no request log at {path}: serve some requests first (smallfirst serve)")
+    summary = summarize(path, None if window_s is None else time.time() - window_s)
+    baseline = settings.baseline.model if settings.baseline else "the strong tier's model"
+    if as_json:
+        payload = summary.model_dump() | {
+            "saved_usd": summary.saved_usd,
+            "saved_share": summary.saved_share,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    _render(summary, since, baseline)
+
+
+def _parse_window(text: str) -> float | None:
+    if text == "all":
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhd])", text.strip())
+    if match is None:
+        fail(f"--since must look like 30m, 24h or 7d, or be 'all'; got {text!r}")
+    return float(match.group(1)) * _UNITS_S[match.group(2)]
+
+
+def _render(summary: Summary, since: str, baseline: str) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    window = "all time" if since == "all" else f"the last {since}"
+    failed = ", ".join(f"{n} x {status}" for status, n in summary.failed_by_status.items())
+    console.print(
+        f"[bold]{summary.requests}[/] requests in {window}: {summary.answered} answered"
+        + (f"; failed: {failed}" if failed else "")
+    )
+    console.print(f"Spent:    ${summary.cost_usd:.4f}")
+    console.print(f"Baseline: ${summary.baseline_cost_usd:.4f} (the same tokens on {baseline})")
+    if summary.saved_share is None:
+        console.print("Saved:    - (the baseline has no price; set config `baseline`)")
+    else:
+        console.print(f"Saved:    ${summary.saved_usd:.4f} ({summary.saved_share:.1%})")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    table.add_column("tier")
+    for column in ("requests", "share", "tok in", "tok out", "cost $"):
+        table.add_column(column, justify="right")
+    for column in ("p50 ms", "p95 ms", "TTFT p50"):
+        table.add_column(column, justify="right")
+    for tier in summary.tiers:
+        table.add_row(
+            tier.tier,
+            str(tier.requests),
+            f"{tier.requests / summary.answered:.1%}",
+            str(tier.prompt_tokens),
+            str(tier.completion_tokens),
+            f"{tier.cost_usd:.4f}",
+            f"{tier.latency_p50_ms:.0f}",
+            f"{tier.latency_p95_ms:.0f}",
+            "-" if tier.ttft_p50_ms is None else f"{tier.ttft_p50_ms:.0f}",
+        )
+    if summary.tiers:
+        console.print(table)
+    for router, tiers in summary.routed_by_router.items():
+        split = ", ".join(f"{tier} {count}" for tier, count in tiers.items())
+        console.print(f"Routed by {router}: {split}")
+    console.print(f"Escalated or fell back: {summary.escalated_requests} requests")
+    if summary.pii_actions:
+        actions = ", ".join(f"{action} {n}" for action, n in summary.pii_actions.items())
+        entities = ", ".join(f"{kind} {n}" for kind, n in summary.pii_entities.items())
+        console.print(f"PII events: {actions} (entities: {entities})")
+    else:
+        console.print("PII events: none logged")

@@ -1,0 +1,161 @@
+"""What the request log says about money, routing, latency and privacy over a time window.
+
+Read-only over `requests.db`; `smallfirst stats` renders it. Costs are the ones recorded at
+request time (at the prices configured then), so changing a price does not rewrite history.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from smallfirst.logs.store import connect, migrate
+from smallfirst.types import TIERS
+
+
+class TierStats(BaseModel):
+    tier: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    baseline_cost_usd: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    ttft_p50_ms: float | None
+
+
+class Summary(BaseModel):
+    since: float | None
+    requests: int
+    answered: int
+    failed_by_status: dict[str, int]
+    tiers: list[TierStats]
+    cost_usd: float  # everything spent, failed requests' attempts included (the bill)
+    baseline_cost_usd: float
+    routed_by_router: dict[str, dict[str, int]]  # router -> answering tier -> requests
+    escalated_requests: int
+    pii_actions: dict[str, int]
+    pii_entities: dict[str, int]
+
+    @property
+    def saved_usd(self) -> float:
+        """Baseline cost minus what was spent: negative if the baseline is the cheaper model."""
+        return self.baseline_cost_usd - self.cost_usd
+
+    @property
+    def saved_share(self) -> float | None:
+        return self.saved_usd / self.baseline_cost_usd if self.baseline_cost_usd > 0 else None
+
+
+# Answered = a 200, or a stream the client left (499) after tokens were produced and paid for.
+_ANSWERED = "(status < 400 OR status = 499)"
+
+
+def summarize(path: Path, since: float | None = None) -> Summary:
+    """Aggregate the log at `path` over rows created at or after `since` (epoch s; None: all)."""
+    connection = connect(path)
+    try:
+        migrate(connection)  # an older log gains the newer columns (as the gateway would)
+        return _summarize(connection, since)
+    finally:
+        connection.close()
+
+
+def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
+    where, args = ("created_at >= ?", (since,)) if since is not None else ("1 = 1", ())
+    total, answered = connection.execute(
+        f"SELECT count(*), coalesce(sum({_ANSWERED}), 0) FROM requests WHERE {where}", args
+    ).fetchone()
+    failed = connection.execute(
+        f"SELECT status, count(*) FROM requests WHERE {where} AND NOT {_ANSWERED} "
+        "GROUP BY status ORDER BY status",
+        args,
+    ).fetchall()
+    answering_tiers = connection.execute(
+        f"SELECT DISTINCT tier FROM requests WHERE {where} AND {_ANSWERED} AND tier IS NOT NULL",
+        args,
+    ).fetchall()
+    tiers = [
+        _tier_stats(connection, tier, where, args)
+        for tier in sorted((t for (t,) in answering_tiers), key=_tier_order)
+    ]
+    routed: dict[str, dict[str, int]] = {}
+    for router, tier, count in connection.execute(
+        f"SELECT router, tier, count(*) FROM requests WHERE {where} AND {_ANSWERED} "
+        "AND router IS NOT NULL AND router != 'none' GROUP BY router, tier ORDER BY router, tier",
+        args,
+    ):
+        routed.setdefault(router, {})[tier] = count
+    (escalated,) = connection.execute(
+        f"SELECT count(*) FROM requests WHERE {where} AND escalations IS NOT NULL", args
+    ).fetchone()
+    actions = connection.execute(
+        f"SELECT pii_action, count(*) FROM requests WHERE {where} AND pii_action IS NOT NULL "
+        "GROUP BY pii_action ORDER BY pii_action",
+        args,
+    ).fetchall()
+    spent, baseline = connection.execute(
+        "SELECT coalesce(sum(cost_usd), 0), coalesce(sum(baseline_cost_usd), 0) "
+        f"FROM requests WHERE {where}",
+        args,
+    ).fetchone()
+    entities: Counter[str] = Counter()
+    for (found,) in connection.execute(
+        f"SELECT pii_entities FROM requests WHERE {where} AND pii_entities IS NOT NULL", args
+    ):
+        entities.update(json.loads(found))
+    return Summary(
+        since=since,
+        requests=total,
+        answered=answered,
+        failed_by_status={str(status): count for status, count in failed},
+        tiers=tiers,
+        cost_usd=spent,
+        baseline_cost_usd=baseline,
+        routed_by_router=routed,
+        escalated_requests=escalated,
+        pii_actions=dict(actions),
+        pii_entities=dict(sorted(entities.items())),
+    )
+
+
+def _tier_stats(
+    connection: sqlite3.Connection, tier: str, where: str, args: tuple[float, ...]
+) -> TierStats:
+    rows = connection.execute(
+        "SELECT prompt_tokens, completion_tokens, cost_usd, baseline_cost_usd, latency_ms, ttft_ms "
+        f"FROM requests WHERE {where} AND {_ANSWERED} AND tier = ?",
+        (*args, tier),
+    ).fetchall()
+    latencies = [row[4] for row in rows]
+    ttfts = [row[5] for row in rows if row[5] is not None]
+    return TierStats(
+        tier=tier,
+        requests=len(rows),
+        prompt_tokens=sum(row[0] for row in rows),
+        completion_tokens=sum(row[1] for row in rows),
+        cost_usd=sum(row[2] for row in rows),
+        baseline_cost_usd=sum(row[3] for row in rows),
+        latency_p50_ms=_percentile(latencies, 50),
+        latency_p95_ms=_percentile(latencies, 95),
+        ttft_p50_ms=_percentile(ttfts, 50) if ttfts else None,
+    )
+
+
+def _tier_order(tier: str) -> tuple[int, str]:
+    """edge, onprem, cloud (cheapest first), then anything else by name."""
+    return (TIERS.index(tier) if tier in TIERS else len(TIERS), tier)
+
+
+def _percentile(values: Sequence[float], pct: int) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if len(values) < 2:
+        return float(values[0]) if values else 0.0
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]

@@ -1,0 +1,146 @@
+"""`smallfirst stats`: the request log summed up, checked against hand-computed figures."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from smallfirst.cli import app
+from smallfirst.logs import RequestLog, RequestRecord
+from smallfirst.logs.stats import summarize
+
+NOW = time.time()
+
+
+def record(number: int, **fields: Any) -> RequestRecord:
+    base: dict[str, Any] = {
+        "id": str(number),
+        "created_at": NOW - 60,
+        "endpoint": "chat",
+        "model_requested": "auto",
+    }
+    return RequestRecord(**(base | fields))
+
+
+def edge(number: int, latency_ms: float, **fields: Any) -> RequestRecord:
+    return record(
+        number,
+        model_answered="tiny",
+        tier="edge",
+        router="rules",
+        prompt_tokens=100,
+        completion_tokens=10,
+        latency_ms=latency_ms,
+        baseline_cost_usd=0.001,
+        **fields,
+    )
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    log = RequestLog(tmp_path / "requests.db")
+    rows = [
+        edge(1, 100.0, ttft_ms=20.0),
+        edge(2, 200.0, ttft_ms=40.0),
+        edge(3, 300.0, pii_entities='{"PERSON": 2}', pii_action="local_only"),
+        edge(4, 400.0, escalations="big", pii_entities='{"EMAIL_ADDRESS": 1}', pii_action="redact"),
+        record(
+            5,
+            model_answered="big",
+            tier="cloud",
+            router="rules",
+            prompt_tokens=50,
+            completion_tokens=20,
+            latency_ms=900.0,
+            cost_usd=0.0004,
+            baseline_cost_usd=0.0004,
+        ),
+        record(6, tier="cloud", status=502, error_code="upstream_error", cost_usd=0.0001),
+        record(7, status=404, model_requested="nope"),
+        record(8, model_answered="tiny", tier="edge", router="none", created_at=NOW - 3 * 86400),
+    ]
+    for row in rows:
+        log.record(row)
+    log.close()
+    return tmp_path / "requests.db"
+
+
+def test_summary_adds_up_money_routing_latency_and_privacy(log_path: Path) -> None:
+    summary = summarize(log_path, since=NOW - 86400)  # row 8 is three days old
+    assert (summary.requests, summary.answered) == (7, 5)
+    assert summary.failed_by_status == {"404": 1, "502": 1}
+    edge_tier, cloud_tier = summary.tiers
+    assert (edge_tier.tier, edge_tier.requests) == ("edge", 4)
+    assert (edge_tier.prompt_tokens, edge_tier.completion_tokens) == (400, 40)
+    assert edge_tier.latency_p50_ms == pytest.approx(250.0)  # between 200 and 300
+    assert edge_tier.latency_p95_ms == pytest.approx(385.0)  # 300 + 0.85 * 100
+    assert edge_tier.ttft_p50_ms == pytest.approx(30.0)
+    assert (cloud_tier.requests, cloud_tier.cost_usd) == (1, pytest.approx(0.0004))
+    assert cloud_tier.ttft_p50_ms is None
+    # the bill includes the failed upstream attempt; the baseline only what was answered
+    assert summary.cost_usd == pytest.approx(0.0005)
+    assert summary.baseline_cost_usd == pytest.approx(0.0044)
+    assert summary.saved_usd == pytest.approx(0.0039)
+    assert summary.saved_share == pytest.approx(0.0039 / 0.0044)
+    assert summary.routed_by_router == {"rules": {"cloud": 1, "edge": 4}}
+    assert summary.escalated_requests == 1
+    assert summary.pii_actions == {"local_only": 1, "redact": 1}
+    assert summary.pii_entities == {"EMAIL_ADDRESS": 1, "PERSON": 2}
+
+
+def test_all_time_includes_old_rows_and_an_empty_window_is_zero(log_path: Path) -> None:
+    assert summarize(log_path).requests == 8
+    empty = summarize(log_path, since=NOW + 10)
+    assert (empty.requests, empty.tiers, empty.saved_share) == (0, [], None)
+
+
+def test_a_log_from_before_the_baseline_column_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "requests.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    migrations = Path(__file__).parents[2] / "src/smallfirst/logs/migrations"
+    connection.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    for name in ("0001_requests", "0002_routing_and_privacy"):
+        connection.executescript((migrations / f"{name}.sql").read_text())
+        connection.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
+    connection.execute(
+        "INSERT INTO requests (id, created_at, endpoint, model_requested, tier, status, stream,"
+        " latency_ms) VALUES ('a', ?, 'chat', 'm', 'edge', 200, 0, 5.0)",
+        (NOW,),
+    )
+    connection.close()
+    summary = summarize(path)
+    assert (summary.answered, summary.baseline_cost_usd) == (1, 0.0)
+
+
+def cli(tmp_path: Path, *args: str) -> Any:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))
+    return CliRunner().invoke(app, ["stats", "--config", str(config), *args])
+
+
+def test_stats_command_prints_the_saving_and_the_split(log_path: Path, tmp_path: Path) -> None:
+    text = cli(tmp_path)
+    assert text.exit_code == 0, text.output
+    assert "7 requests in the last 24h: 5 answered; failed: 1 x 404, 1 x 502" in text.output
+    assert "Saved:    $0.0039 (88.6%)" in text.output
+    assert "Routed by rules: cloud 1, edge 4" in text.output
+    as_json = json.loads(cli(tmp_path, "--since", "all", "--json").output)
+    assert as_json["requests"] == 8
+    assert as_json["saved_usd"] == pytest.approx(0.0039)
+
+
+def test_stats_command_refuses_a_bad_window_and_a_missing_log(tmp_path: Path) -> None:
+    missing = cli(tmp_path)
+    assert missing.exit_code == 2
+    assert "no request log" in missing.output
+    (tmp_path / "requests.db").touch()
+    bad = cli(tmp_path, "--since", "yesterday")
+    assert bad.exit_code == 2
+    assert "--since must look like 30m, 24h or 7d" in bad.output
