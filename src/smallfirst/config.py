@@ -61,12 +61,16 @@ class OpenAICompatModel(_ModelBase):
     max_retries: int = Field(default=2, ge=0)
     backoff_s: float = Field(default=0.5, ge=0)
     max_concurrency: int = Field(default=64, ge=1)
+    tools: bool = Field(
+        default=True, description="the upstream can answer with tool calls (false: send no tools)"
+    )
 
 
 class FakeModel(_ModelBase):
     backend: Literal["fake"] = "fake"
     replies: list[str] = Field(default_factory=lambda: ["This is a fake reply."])
     token_delay_s: float = Field(default=0.0, ge=0)
+    tools: bool = True
 
 
 ModelConfig = Annotated[

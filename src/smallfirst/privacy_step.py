@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.config import Settings
-from smallfirst.types import ChatMessage, ChatRequest, Chunk, Completion, GenerateRequest, ModelInfo
+from smallfirst.types import (
+    ChatMessage,
+    ChatRequest,
+    Chunk,
+    Completion,
+    GenerateRequest,
+    ModelInfo,
+    ToolCall,
+    ToolCallDelta,
+)
 
 if TYPE_CHECKING:
     from smallfirst.privacy import GuardResult, PrivacyGuard, StreamRestorer
@@ -106,14 +115,41 @@ class PrivacyStep:
         if result.redaction is None:
             return request, result
         if isinstance(request, ChatRequest):
-            return request.model_copy(update={"messages": result.messages}), result
+            messages = _with_scanned(request.messages, result.messages)
+            return request.model_copy(update={"messages": messages}), result
         return request.model_copy(update={"prompt": result.messages[0].text}), result
 
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:
-    if isinstance(request, ChatRequest):
-        return list(request.messages)
-    return [ChatMessage(role="user", content=request.prompt_text)]
+    """The texts the guard scans, as messages: each message, then the arguments of each tool
+    call it made (as messages of their own, so findings and placeholders stay per text)."""
+    if not isinstance(request, ChatRequest):
+        return [ChatMessage(role="user", content=request.prompt_text)]
+    scanned: list[ChatMessage] = []
+    for message in request.messages:
+        scanned.append(message)
+        for call in message.tool_calls or []:
+            scanned.append(ChatMessage(role="assistant", content=call.function.arguments))
+    return scanned
+
+
+def _with_scanned(messages: list[ChatMessage], scanned: list[ChatMessage]) -> list[ChatMessage]:
+    """`messages` with the (redacted) texts from `messages_of`'s list put back in place."""
+    texts = iter(scanned)
+    rebuilt = []
+    for message in messages:
+        redacted = next(texts)
+        if message.tool_calls:
+            calls = [_with_arguments(call, next(texts).text) for call in message.tool_calls]
+            redacted = redacted.model_copy(update={"tool_calls": calls})
+        rebuilt.append(redacted)
+    return rebuilt
+
+
+def _with_arguments(call: ToolCall, arguments: str) -> ToolCall:
+    return call.model_copy(
+        update={"function": call.function.model_copy(update={"arguments": arguments})}
+    )
 
 
 def restore(result: Any, guard: GuardResult | None) -> Any:
@@ -121,28 +157,58 @@ def restore(result: Any, guard: GuardResult | None) -> Any:
     if guard is None or guard.redaction is None:
         return result
     if isinstance(result, Completion):
-        return result.model_copy(update={"text": guard.restore(result.text)})
+        calls = [
+            _with_arguments(call, guard.restore(call.function.arguments, in_json_string=True))
+            for call in result.tool_calls or []
+        ]
+        return result.model_copy(
+            update={"text": guard.restore(result.text), "tool_calls": calls or None}
+        )
     if isinstance(result, list):
-        restorer = guard.stream_restorer()
-        return [_restored(chunk, restorer) for chunk in result]
+        restored = _ChunkRestorer(guard)
+        return [restored(chunk) for chunk in result]
     return _restored_stream(result, guard)
 
 
-def _restored(chunk: Chunk, restorer: StreamRestorer) -> Chunk:
-    """Values back into one piece; the last piece (it has a finish reason) flushes the rest."""
-    text = restorer.feed(chunk.text)
-    if chunk.finish_reason is not None:
-        text += restorer.flush()
-    return chunk.model_copy(update={"text": text})
+class _ChunkRestorer:
+    """Values back into streamed pieces: the text and each tool call's arguments have their
+    own restorer (a placeholder can be split across pieces of either); the last piece (it has
+    a finish reason) flushes what was held back."""
+
+    def __init__(self, guard: GuardResult) -> None:
+        self._guard = guard
+        self._text = guard.stream_restorer()
+        self._arguments: dict[int, StreamRestorer] = {}
+
+    def __call__(self, chunk: Chunk) -> Chunk:
+        text = self._text.feed(chunk.text)
+        calls = [
+            delta.model_copy(
+                update={"arguments": self._for_call(delta.index).feed(delta.arguments)}
+            )
+            for delta in chunk.tool_calls or []
+        ]
+        if chunk.finish_reason is not None:
+            text += self._text.flush()
+            for index, restorer in self._arguments.items():
+                rest = restorer.flush()
+                if rest:
+                    calls.append(ToolCallDelta(index=index, arguments=rest))
+        return chunk.model_copy(update={"text": text, "tool_calls": calls or None})
+
+    def _for_call(self, index: int) -> StreamRestorer:
+        if index not in self._arguments:
+            self._arguments[index] = self._guard.stream_restorer(in_json_string=True)
+        return self._arguments[index]
 
 
 async def _restored_stream(
     chunks: AsyncIterator[Chunk], guard: GuardResult
 ) -> AsyncIterator[Chunk]:
-    restorer = guard.stream_restorer()
+    restored = _ChunkRestorer(guard)
     try:
         async for chunk in chunks:
-            yield _restored(chunk, restorer)
+            yield restored(chunk)
     finally:
         close = getattr(chunks, "aclose", None)
         if close is not None:

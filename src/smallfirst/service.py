@@ -29,7 +29,7 @@ from smallfirst.errors import (
     UpstreamTimeout,
 )
 from smallfirst.logs import RequestLog, RequestRecord, request_cost
-from smallfirst.privacy_step import Inspection, PrivacyStep, restore
+from smallfirst.privacy_step import Inspection, PrivacyStep, messages_of, restore
 from smallfirst.routing.budget import DAY_S, SpendTracker
 from smallfirst.routing.cascade import confidence
 from smallfirst.routing.planner import Plan, RoutePlanner
@@ -40,8 +40,11 @@ from smallfirst.types import (
     Completion,
     GenerateRequest,
     ModelInfo,
+    ToolCall,
+    ToolCallDelta,
     Usage,
     completion_from_chunks,
+    join_tool_call_deltas,
 )
 
 if TYPE_CHECKING:
@@ -173,7 +176,7 @@ class Gateway:
             return Prepared(request, plan)
         grounded, citations = await self._ground(request, collection, plan.candidates[0])
         if inspection is not None:
-            inspection.align_to(list(grounded.messages))
+            inspection.align_to(messages_of(grounded))
         return Prepared(grounded, plan, citations)
 
     async def _ground(
@@ -213,7 +216,8 @@ class Gateway:
                     f"The model `{request.model}` does not exist; see GET /v1/models",
                     param="model",
                 )
-            return Plan([backend.info()], "none", "model requested by id")
+            plan = Plan([backend.info()], "none", "model requested by id")
+            return self._for_tools(plan, request)
         routing = self.settings.routing
         budget_spent = self.spend.exhausted(ctx.api_key_id)
         local_reasons = [*keep_local, *([f"{budget_spent}"] if budget_spent else [])]
@@ -245,6 +249,11 @@ class Gateway:
             plan = self.planner.from_decision(decision, local_only=local_only)
         if local_reasons:
             plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
+        return self._for_tools(plan, request, local_only=local_only)
+
+    def _for_tools(self, plan: Plan, request: GenerateRequest, *, local_only: bool = False) -> Plan:
+        if isinstance(request, ChatRequest) and request.wants_tools:
+            return self.planner.for_tools(plan, local_only=local_only)
         return plan
 
     async def _load_router(self) -> Router:
@@ -268,7 +277,8 @@ class Gateway:
             request, ctx, plan, self._first_answer(plan, ctx, request, lambda b, r: b.complete(r))
         )
         route = _route(model, plan, ctx)
-        self._finish(request, ctx, route, completion.usage, text=completion.text)
+        answer_text = completion.text + _calls_text(completion.tool_calls)
+        self._finish(request, ctx, route, completion.usage, text=answer_text)
         return Answer(completion, route, citations)
 
     async def stream(self, request: GenerateRequest, ctx: RequestContext) -> StreamAnswer:
@@ -380,11 +390,13 @@ class Gateway:
         ttft: float | None = None
         usage = Usage()
         parts: list[str] = []
+        deltas: list[ToolCallDelta] = []
         status, error = 499, None  # stays 499 if the client goes away mid-stream
         try:
             async for chunk in chunks:
                 ttft = ttft or time.perf_counter()
                 parts.append(chunk.text)
+                deltas.extend(chunk.tool_calls or [])
                 usage = chunk.usage or usage
                 yield chunk
             status = 200
@@ -402,7 +414,7 @@ class Gateway:
                 usage,
                 status=status,
                 error=error,
-                text="".join(parts),
+                text="".join(parts) + _calls_text(join_tool_call_deltas(deltas)),
                 ttft=ttft,
             )
 
@@ -530,8 +542,13 @@ def _with_logprobs(request: GenerateRequest) -> GenerateRequest:
 
 def _prompt_text(request: GenerateRequest) -> str:
     if isinstance(request, ChatRequest):
-        return "\n".join(f"{m.role}: {m.text}" for m in request.messages)
+        return "\n".join(f"{m.role}: {m.text}{_calls_text(m.tool_calls)}" for m in request.messages)
     return request.prompt_text
+
+
+def _calls_text(calls: Sequence[ToolCall] | None) -> str:
+    """Tool calls as the log shows them, after the text they came with."""
+    return "".join(f" [call {c.function.name}({c.function.arguments})]" for c in calls or [])
 
 
 async def _collect(chunks: AsyncIterator[Chunk]) -> list[Chunk]:

@@ -21,10 +21,35 @@ class TextPart(_Strict):
     text: str
 
 
+class FunctionCall(_Strict):
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+class ToolCall(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool's result answers this call
+    # Echoed back by clients that append our answer message to the conversation as it came.
+    refusal: str | None = None
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> ChatMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a message with role 'tool' needs tool_call_id")
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("only assistant messages can carry tool_calls")
+        if self.tool_calls == []:  # some clients send an empty list; upstreams refuse one
+            self.tool_calls = None
+        return self
 
     @property
     def text(self) -> str:
@@ -55,6 +80,27 @@ class ResponseFormat(_Strict):
         if self.type == "json_schema" and self.json_schema is None:
             raise ValueError("response_format.json_schema is required when type is json_schema")
         return self
+
+
+class FunctionDefinition(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: FunctionName
 
 
 SMALLFIRST_FIELDS = {"route", "max_strong_share", "min_quality", "privacy"}
@@ -120,12 +166,26 @@ class ChatRequest(SamplingParams):
     response_format: ResponseFormat | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
+    tools: list[Tool] | None = Field(default=None, min_length=1)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ChatRequest:
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
+        if self.tool_choice not in (None, "none") and not self.tools:
+            raise ValueError("tool_choice needs tools")
+        if isinstance(self.tool_choice, NamedToolChoice):
+            wanted = self.tool_choice.function.name
+            if wanted not in {tool.function.name for tool in self.tools or []}:
+                raise ValueError(f"tool_choice names {wanted!r}, which is not among the tools")
         return self
+
+    @property
+    def wants_tools(self) -> bool:
+        """The answer may be a tool call (tools offered and not switched off)."""
+        return bool(self.tools) and self.tool_choice != "none"
 
     @property
     def token_limit(self) -> int | None:
@@ -208,7 +268,12 @@ class TokenLogprob(BaseModel):
     top: list[TopLogprob] = Field(default_factory=list)
 
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+def finish_reason_of(upstream: object) -> FinishReason:
+    """An upstream's finish reason in our terms (content filters and the like end as stop)."""
+    return upstream if upstream in ("length", "tool_calls") else "stop"
 
 
 class Completion(BaseModel):
@@ -218,6 +283,17 @@ class Completion(BaseModel):
     finish_reason: FinishReason = "stop"
     usage: Usage = Field(default_factory=Usage)
     logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of a streamed tool call: the first piece of each call has its id and name,
+    later pieces continue its arguments. `index` tells calls apart."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 class Chunk(BaseModel):
@@ -225,6 +301,7 @@ class Chunk(BaseModel):
 
     text: str = ""
     logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[ToolCallDelta] | None = None
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
 
@@ -238,7 +315,30 @@ def completion_from_chunks(chunks: list[Chunk], *, with_logprobs: bool) -> Compl
         finish_reason=final.finish_reason or "stop",
         usage=final.usage or Usage(),
         logprobs=logprobs if with_logprobs else None,
+        tool_calls=join_tool_call_deltas([d for chunk in chunks for d in chunk.tool_calls or []]),
     )
+
+
+def join_tool_call_deltas(deltas: list[ToolCallDelta]) -> list[ToolCall] | None:
+    """Whole tool calls from their streamed pieces, in index order."""
+    if not deltas:
+        return None
+    ids: dict[int, str] = {}
+    names: dict[int, str] = {}
+    arguments: dict[int, list[str]] = {}
+    for delta in deltas:
+        if delta.id:
+            ids.setdefault(delta.index, delta.id)
+        if delta.name:
+            names.setdefault(delta.index, delta.name)
+        arguments.setdefault(delta.index, []).append(delta.arguments)
+    return [
+        ToolCall(
+            id=ids.get(index, f"call_{index}"),
+            function=FunctionCall(name=names.get(index, ""), arguments="".join(parts)),
+        )
+        for index, parts in sorted(arguments.items())
+    ]
 
 
 class ModelInfo(BaseModel):
@@ -249,3 +349,4 @@ class ModelInfo(BaseModel):
     input_cost_per_1m: float = 0.0
     output_cost_per_1m: float = 0.0
     loaded: bool = False
+    tools: bool = False  # can answer with tool calls

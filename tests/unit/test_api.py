@@ -60,7 +60,8 @@ def test_text_completion(api: tuple[TestClient, Gateway]) -> None:
     [
         (chat_body(temperature=3), 400, "temperature"),
         (chat_body(n=2), 400, "only n=1"),
-        (chat_body(tools=[]), 400, "Unrecognized request argument supplied: tools"),
+        (chat_body(modalities=["audio"]), 400, "Unrecognized request argument supplied: modalit"),
+        (chat_body(tools=[]), 400, "'tools': List should have at least 1 item"),
         ({"model": "tiny", "messages": []}, 400, "messages"),
         (chat_body(top_logprobs=2), 400, "top_logprobs requires logprobs"),
         (chat_body("missing"), 404, "does not exist"),

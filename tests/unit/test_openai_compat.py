@@ -7,6 +7,7 @@ import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -191,3 +192,61 @@ async def test_stream_cut_before_finish_is_502() -> None:
     async with upstream(handle) as backend:
         with pytest.raises(UpstreamError, match="without finishing"):
             _ = [c async for c in backend.stream(REQUEST)]
+
+
+TOOL_REQUEST = ChatRequest.model_validate(
+    {
+        "model": "cloud",
+        "messages": [{"role": "user", "content": "Weather in Oslo?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
+        "tool_choice": "required",
+    }
+)
+CALL = {"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+
+
+async def test_tools_go_upstream_and_tool_calls_come_back() -> None:
+    seen: list[dict[str, Any]] = []
+    answer = {
+        "choices": [
+            {"message": {"content": None, "tool_calls": [CALL]}, "finish_reason": "tool_calls"}
+        ],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 5},
+    }
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        return web.json_response(answer)
+
+    async with upstream(handle) as backend:
+        result = await backend.complete(TOOL_REQUEST)
+    assert seen[0]["tools"] == [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    ]
+    assert seen[0]["tool_choice"] == "required"
+    assert (result.text, result.finish_reason) == ("", "tool_calls")
+    assert [call.model_dump() for call in result.tool_calls or []] == [CALL]
+
+
+async def test_streamed_tool_calls_are_passed_on_piece_by_piece() -> None:
+    first = {"index": 0, "id": "call_9", "type": "function", "function": {"name": "get_weather"}}
+    events = [
+        {"choices": [{"delta": {"role": "assistant", "tool_calls": [first]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}}]},
+        {
+            "choices": [
+                {"delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": 1}'}}]}}
+            ]
+        },
+        {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
+    ]
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=sse(events) + b"data: [DONE]\n\n")
+
+    async with upstream(handle) as backend:
+        chunks = [c async for c in backend.stream(TOOL_REQUEST)]
+    deltas = [d for chunk in chunks for d in chunk.tool_calls or []]
+    assert (deltas[0].id, deltas[0].name) == ("call_9", "get_weather")
+    assert "".join(d.arguments for d in deltas) == '{"city": 1}'
+    assert chunks[-1].finish_reason == "tool_calls"

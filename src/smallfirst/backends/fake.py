@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,9 +14,13 @@ from smallfirst.types import (
     ChatRequest,
     Chunk,
     Completion,
+    FunctionCall,
     GenerateRequest,
     ModelInfo,
+    NamedToolChoice,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 
@@ -54,6 +59,15 @@ class FakeBackend(Backend):
 
     async def complete(self, request: GenerateRequest) -> Completion:
         reply = self._next(request)
+        call = _tool_call_for(request, self._turn)
+        if call is not None:
+            arguments = _pieces(call.function.arguments)
+            return Completion(
+                text="",
+                finish_reason="tool_calls",
+                usage=_usage(request, arguments),
+                tool_calls=[call],
+            )
         pieces = _pieces(reply.text)
         if self.config.token_delay_s:
             await asyncio.sleep(self.config.token_delay_s * len(pieces))
@@ -65,6 +79,11 @@ class FakeBackend(Backend):
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         reply = self._next(request)
+        call = _tool_call_for(request, self._turn)
+        if call is not None:
+            async for chunk in _streamed_tool_call(call, request):
+                yield chunk
+            return
         pieces = _pieces(reply.text)
         finished = False
         try:
@@ -97,3 +116,31 @@ def _usage(request: GenerateRequest, pieces: list[str]) -> Usage:
 
 def _logprobs(pieces: list[str], reply: FakeReply) -> list[TokenLogprob]:
     return [TokenLogprob(token=p, logprob=reply.logprob) for p in pieces]
+
+
+def _tool_call_for(request: GenerateRequest, turn: int) -> ToolCall | None:
+    """Offered tools and not yet given a tool's result, the fake calls the chosen tool (or the
+    first) with the last user text as `{"input": ...}`: deterministic, and it shows what text
+    reached the model (redacted or not) in the arguments."""
+    if not isinstance(request, ChatRequest) or not request.wants_tools or not request.tools:
+        return None
+    if request.messages[-1].role == "tool":
+        return None
+    choice = request.tool_choice
+    name = choice.function.name if isinstance(choice, NamedToolChoice) else None
+    user_texts = [m.text for m in request.messages if m.role == "user"]
+    arguments = json.dumps({"input": user_texts[-1] if user_texts else ""})
+    return ToolCall(
+        id=f"call_fake_{turn}",
+        function=FunctionCall(name=name or request.tools[0].function.name, arguments=arguments),
+    )
+
+
+async def _streamed_tool_call(call: ToolCall, request: GenerateRequest) -> AsyncIterator[Chunk]:
+    """As OpenAI streams a call: id and name first, then the arguments in small pieces."""
+    yield Chunk(tool_calls=[ToolCallDelta(index=0, id=call.id, name=call.function.name)])
+    arguments = call.function.arguments
+    pieces = [arguments[i : i + 7] for i in range(0, len(arguments), 7)]
+    for piece in pieces:
+        yield Chunk(tool_calls=[ToolCallDelta(index=0, arguments=piece)])
+    yield Chunk(finish_reason="tool_calls", usage=_usage(request, pieces))

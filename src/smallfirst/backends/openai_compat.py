@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pydantic_core
+from pydantic import TypeAdapter
 
 from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.config import OpenAICompatModel
@@ -34,8 +35,11 @@ from smallfirst.types import (
     GenerateRequest,
     ModelInfo,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
     TopLogprob,
     Usage,
+    finish_reason_of,
 )
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -127,13 +131,17 @@ class OpenAICompatBackend(Backend):
             data = json.loads(raw)
             choice = data["choices"][0]
             text = choice["message"]["content"] if "message" in choice else choice["text"]
+            calls = (choice.get("message") or {}).get("tool_calls") or None
+            tool_calls = TypeAdapter(list[ToolCall]).validate_python(calls) if calls else None
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise UpstreamError(f"{self.config.id}: malformed upstream answer") from exc
+        written = (text or "") + "".join(c.function.arguments for c in tool_calls or [])
         return Completion(
             text=text or "",
-            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
-            usage=_usage(data.get("usage"), body, text or ""),
+            finish_reason=finish_reason_of(choice.get("finish_reason")),
+            usage=_usage(data.get("usage"), body, written),
             logprobs=_logprobs(choice.get("logprobs")),
+            tool_calls=tool_calls,
         )
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
@@ -153,20 +161,21 @@ class OpenAICompatBackend(Backend):
                     delta = choice.get("delta") or {}
                     text = delta.get("content") if "delta" in choice else choice.get("text")
                     logprobs = _logprobs(choice.get("logprobs"))
-                    if text or logprobs:
-                        emitted.append(text or "")
-                        yield Chunk(text=text or "", logprobs=logprobs)
+                    calls = _tool_call_deltas(delta.get("tool_calls"))
+                    if text or logprobs or calls:
+                        emitted.append((text or "") + "".join(c.arguments for c in calls or []))
+                        yield Chunk(text=text or "", logprobs=logprobs, tool_calls=calls)
                     finish = choice.get("finish_reason") or finish
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{self.config.id}: upstream timed out mid-stream") from exc
-        except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+        except (aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(f"{self.config.id}: upstream stream broke off") from exc
         finally:
             response.release()
         if finish is None:
             raise UpstreamError(f"{self.config.id}: upstream stream ended without finishing")
         yield Chunk(
-            finish_reason="length" if finish == "length" else "stop",
+            finish_reason=finish_reason_of(finish),
             usage=usage or _usage(None, body, "".join(emitted)),
         )
 
@@ -215,6 +224,21 @@ def _usage(raw: Any, body: dict[str, Any], text: str) -> Usage:
         )
     prompt_chars = len(json.dumps(body.get("messages") or body.get("prompt") or ""))
     return Usage(prompt_tokens=max(prompt_chars // 4, 1), completion_tokens=len(text) // 4)
+
+
+def _tool_call_deltas(raw: Any) -> list[ToolCallDelta] | None:
+    """Streamed `delta.tool_calls`: `{index, id?, type?, function: {name?, arguments?}}`."""
+    if not raw:
+        return None
+    return [
+        ToolCallDelta(
+            index=item["index"],
+            id=item.get("id"),
+            name=(item.get("function") or {}).get("name"),
+            arguments=(item.get("function") or {}).get("arguments") or "",
+        )
+        for item in raw
+    ]
 
 
 def _logprobs(raw: Any) -> list[TokenLogprob] | None:

@@ -32,11 +32,13 @@ class GuardResult:
     audit: dict[str, dict[str, int | str]] = field(default_factory=dict)
     redaction: Redaction | None = None
 
-    def restore(self, text: str) -> str:
-        return self.redaction.restore(text) if self.redaction else text
+    def restore(self, text: str, *, in_json_string: bool = False) -> str:
+        return (
+            self.redaction.restore(text, in_json_string=in_json_string) if self.redaction else text
+        )
 
-    def stream_restorer(self) -> StreamRestorer:
-        return StreamRestorer(self.redaction or Redaction())
+    def stream_restorer(self, *, in_json_string: bool = False) -> StreamRestorer:
+        return StreamRestorer(self.redaction or Redaction(), in_json_string=in_json_string)
 
 
 class PrivacyGuard:

@@ -3,6 +3,7 @@ prompt leaves the machine, and the answer (whole or streamed) gets the values ba
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,13 +20,22 @@ class Redaction:
 
     values: dict[str, str] = field(default_factory=dict)
 
-    def restore(self, text: str) -> str:
+    def restore(self, text: str, *, in_json_string: bool = False) -> str:
+        """Values back in place of placeholders. `in_json_string`: `text` is the inside of a
+        JSON string (a tool call's arguments), so values are escaped to keep the JSON valid."""
         if not self.values:
             return text
-        return _PLACEHOLDER.sub(lambda m: self.values.get(m.group(), m.group()), text)
 
-    def stream_restorer(self) -> StreamRestorer:
-        return StreamRestorer(self)
+        def value(match: re.Match[str]) -> str:
+            original = self.values.get(match.group())
+            if original is None:
+                return match.group()
+            return json.dumps(original, ensure_ascii=False)[1:-1] if in_json_string else original
+
+        return _PLACEHOLDER.sub(value, text)
+
+    def stream_restorer(self, *, in_json_string: bool = False) -> StreamRestorer:
+        return StreamRestorer(self, in_json_string=in_json_string)
 
     def __repr__(self) -> str:  # values must not reach logs through a stray repr
         return f"Redaction({len(self.values)} placeholders)"
@@ -95,8 +105,9 @@ class StreamRestorer:
     """Restores placeholders in a streamed answer. `feed` returns what can be shown now; it
     holds back only a tail that could still become a placeholder; `flush` returns the rest."""
 
-    def __init__(self, redaction: Redaction) -> None:
+    def __init__(self, redaction: Redaction, *, in_json_string: bool = False) -> None:
         self._redaction = redaction
+        self._in_json_string = in_json_string
         self._placeholders = tuple(redaction.values)
         self._longest = max((len(p) for p in self._placeholders), default=0)
         self._pending = ""
@@ -107,11 +118,11 @@ class StreamRestorer:
         text = self._pending + delta
         hold_from = self._hold_point(text)
         self._pending = text[hold_from:]
-        return self._redaction.restore(text[:hold_from])
+        return self._redaction.restore(text[:hold_from], in_json_string=self._in_json_string)
 
     def flush(self) -> str:
         rest, self._pending = self._pending, ""
-        return self._redaction.restore(rest)
+        return self._redaction.restore(rest, in_json_string=self._in_json_string)
 
     def _hold_point(self, text: str) -> int:
         # The earliest "<" in the last (longest - 1) characters whose tail is a proper

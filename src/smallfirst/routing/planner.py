@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from smallfirst.config import RoutingConfig
+from smallfirst.errors import InvalidRequest
 from smallfirst.routing.base import RouteDecision
 from smallfirst.types import TIERS, ModelInfo, Tier
 
@@ -60,6 +61,7 @@ class RoutePlanner:
     def __init__(self, config: RoutingConfig, models: list[ModelInfo]) -> None:
         self.config = config
         self.tiers = TierMap(models)
+        self.models = models
 
     @property
     def weak(self) -> ModelInfo:
@@ -128,3 +130,47 @@ class RoutePlanner:
             reason,
             cascade_from=self.weak,
         )
+
+    def for_tools(self, plan: Plan, *, local_only: bool = False) -> Plan:
+        """Only models that can call tools may answer a request that offers tools. A model or
+        tier the client chose is not swapped (400); a router's choice moves to the nearest
+        capable model, cheapest first from the chosen tier."""
+        chosen = plan.cascade_from or plan.candidates[0]
+        capable = [m for m in [chosen, *plan.candidates] if m.tools]
+        if plan.router in ("none", "override") and not capable:
+            raise InvalidRequest(
+                f"The model `{chosen.id}` cannot call tools; choose one with `tools: true` in"
+                " GET /v1/models, or model `auto`",
+                param="tools",
+                code="tools_not_supported",
+            )
+        if not capable:
+            nearest = self._nearest_tool_model(chosen.tier, local_only=local_only)
+            capable = [nearest, *(m for m in self.with_fallbacks(nearest) if m.tools)]
+        answering = capable[0]
+        if plan.cascade_from is not None:
+            plan.reason += f"; tools offered, so no cascade: {answering.id} answers"
+        elif answering.id != chosen.id:
+            plan.reason += f"; {chosen.id} cannot call tools, so {answering.id} answers"
+        plan.candidates = [m for i, m in enumerate(capable) if m.id not in _ids(capable[:i])]
+        plan.cascade_from = None
+        return plan
+
+    def _nearest_tool_model(self, tier: Tier, *, local_only: bool) -> ModelInfo:
+        allowed = [m for m in self.models if m.tools and (not local_only or self.tiers.is_local(m))]
+        start = TIERS.index(tier)
+        by_distance = sorted(
+            allowed, key=lambda m: (TIERS.index(m.tier) < start, abs(TIERS.index(m.tier) - start))
+        )
+        if not by_distance:
+            where = "on the tiers this request may use" if local_only else "configured"
+            raise InvalidRequest(
+                f"This request offers tools, but no model {where} can call tools",
+                param="tools",
+                code="tools_not_supported",
+            )
+        return by_distance[0]
+
+
+def _ids(models: list[ModelInfo]) -> set[str]:
+    return {model.id for model in models}

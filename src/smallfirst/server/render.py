@@ -7,7 +7,14 @@ import time
 from typing import Any
 
 from smallfirst.service import RouteInfo
-from smallfirst.types import ChatRequest, Chunk, Completion, GenerateRequest, TokenLogprob
+from smallfirst.types import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    GenerateRequest,
+    TokenLogprob,
+    ToolCallDelta,
+)
 
 
 def route_fields(route: RouteInfo, citations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -92,9 +99,13 @@ def completion_body(
         "smallfirst": route_fields(route, citations),
     }
     if isinstance(request, ChatRequest):
+        message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
+        if completion.tool_calls:
+            message["content"] = completion.text or None  # OpenAI sends null beside tool calls
+            message["tool_calls"] = [call.model_dump() for call in completion.tool_calls]
         choice: dict[str, Any] = {
             "index": 0,
-            "message": {"role": "assistant", "content": completion.text, "refusal": None},
+            "message": message,
             "logprobs": _chat_logprobs(completion.logprobs),
             "finish_reason": completion.finish_reason,
         }
@@ -152,6 +163,10 @@ class ChunkRenderer:
         out = []
         if chunk.text or chunk.logprobs:
             out.append(self._event([self._choice(chunk, finish=None)]))
+        if chunk.tool_calls and self.chat:
+            delta = {"tool_calls": [_tool_call_delta(d) for d in chunk.tool_calls]}
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+            out.append(self._event([choice]))
         if chunk.finish_reason is not None:
             out.append(self._event([self._choice(Chunk(), finish=chunk.finish_reason)]))
             if self.include_usage and chunk.usage is not None:
@@ -170,6 +185,18 @@ class ChunkRenderer:
         logprobs = _text_logprobs(chunk.logprobs, self._text_offset)
         self._text_offset += len(chunk.text)
         return {"index": 0, "text": chunk.text, "logprobs": logprobs, "finish_reason": finish}
+
+
+def _tool_call_delta(delta: ToolCallDelta) -> dict[str, Any]:
+    """OpenAI's shape: the first piece of a call has id, type and name; later ones arguments."""
+    function: dict[str, str] = {"arguments": delta.arguments}
+    piece: dict[str, Any] = {"index": delta.index}
+    if delta.id is not None:
+        piece.update(id=delta.id, type="function")
+    if delta.name is not None:
+        function = {"name": delta.name, **function}
+    piece["function"] = function
+    return piece
 
 
 def _id(request: GenerateRequest, request_id: str) -> str:

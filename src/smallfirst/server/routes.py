@@ -128,6 +128,7 @@ def _model_entry(info: Any, created: int) -> dict[str, Any]:
         "input_cost_per_1m": info.input_cost_per_1m,
         "output_cost_per_1m": info.output_cost_per_1m,
         "loaded": info.loaded,
+        "tools": info.tools,
     }
 
 

@@ -1,0 +1,108 @@
+"""Tool calling through real processes: the official openai client, a gateway with the real
+bundled model (edge, cannot call tools) and a real second server as the cloud tier that records
+what it received (`log_prompts: true`). The cloud's fake model calls the offered tool with the
+last user text as `{"input": ...}`, so its arguments show what the cloud saw."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.integration.conftest import Server, cloud_model, fake_upstream_config, start_server
+
+pytestmark = pytest.mark.integration
+EMAIL = "maria.gonzalez@example.org"
+ASK = f"Send {EMAIL} the minutes of today's meeting."
+SEND_EMAIL = {
+    "type": "function",
+    "function": {
+        "name": "send_email",
+        "description": "Send an e-mail",
+        "parameters": {"type": "object", "properties": {"to": {"type": "string"}}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+    recorder_config = {**fake_upstream_config("recorder", "Done."), "log_prompts": True}
+    recorder = start_server(recorder_config, tmp_path_factory.mktemp("recorder"))
+    config = {
+        "models": [
+            {"id": "smollm2-135m", "tier": "edge", "context_length": 2048},
+            cloud_model("cloud-model", recorder, "recorder"),
+        ]
+    }
+    gateway = start_server(config, tmp_path_factory.mktemp("gateway"))
+    yield gateway, recorder
+    gateway.stop()
+    recorder.stop()
+
+
+def test_tool_loop_with_pii_never_shows_the_cloud_a_value(servers: tuple[Server, Server]) -> None:
+    gateway, recorder = servers
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    messages: list[object] = [{"role": "user", "content": ASK}]
+    first = client.chat.completions.create(model="auto", messages=messages, tools=[SEND_EMAIL])  # type: ignore[arg-type]
+    assert first.model == "cloud-model"
+    assert first.choices[0].finish_reason == "tool_calls"
+    call = (first.choices[0].message.tool_calls or [])[0]
+    assert json.loads(call.function.arguments) == {"input": ASK}  # type: ignore[union-attr]
+    messages += [
+        first.choices[0].message,  # the SDK object, appended as it came
+        {"role": "tool", "tool_call_id": call.id, "content": "sent"},
+    ]
+    final = client.chat.completions.create(model="auto", messages=messages, tools=[SEND_EMAIL])  # type: ignore[arg-type]
+    assert final.choices[0].message.content == "Done."
+
+    streamed = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": ASK}],
+        tools=[SEND_EMAIL],  # type: ignore[list-item]
+        stream=True,
+    )
+    arguments = "".join(
+        tool.function.arguments or ""
+        for event in streamed
+        for choice in event.choices
+        for tool in choice.delta.tool_calls or []
+        if tool.function is not None
+    )
+    assert json.loads(arguments) == {"input": ASK}
+
+    received = logged_prompts(recorder, expected=3)
+    assert "[call send_email(" in received[1]  # the earlier tool call went up too, redacted
+    for prompt in received:
+        assert "<EMAIL_ADDRESS_1>" in prompt
+        assert EMAIL not in prompt
+        assert "maria.gonzalez" not in prompt
+
+
+def logged_prompts(server: Server, expected: int) -> list[str]:
+    """The prompts the server logged, once all `expected` rows are written (the log writer
+    flushes every 0.2 s; a stream's row comes after its last byte)."""
+    for _ in range(50):
+        with sqlite3.connect(server.data_dir / "requests.db") as connection:
+            rows = [row[0] for row in connection.execute("SELECT prompt FROM requests")]
+        if len(rows) >= expected:
+            break
+        time.sleep(0.1)
+    assert len(rows) == expected
+    return rows
+
+
+def test_the_local_model_asked_by_id_refuses_tools(servers: tuple[Server, Server]) -> None:
+    gateway, _ = servers
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[SEND_EMAIL],  # type: ignore[list-item]
+        )
+    assert refused.value.code == "tools_not_supported"

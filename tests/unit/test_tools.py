@@ -1,0 +1,204 @@
+"""Tool calling: validation, which tier may answer, OpenAI's response and stream shapes, the
+conversation loop, and PII kept out of the cloud inside tool-call arguments.
+
+The fake backend calls the offered tool with `{"input": <last user text>}` (see backends/fake.py),
+so the arguments show exactly what text the model received."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from smallfirst.privacy.redact import Redaction
+from smallfirst.types import ChatRequest
+from tests.helpers import fake_backend, fake_client, fake_settings
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+EMAIL = "jane.doe@example.com"
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+    """tiny (edge) cannot call tools; big (cloud) can."""
+    settings = fake_settings(tmp_path)
+    settings.models[0].tools = False  # type: ignore[union-attr]
+    client, gateway = fake_client(settings)
+    with client:
+        yield client, gateway
+
+
+def ask(client: TestClient, model: str = "auto", **extra: Any) -> Any:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [WEATHER],
+        **extra,
+    }
+    return client.post("/v1/chat/completions", json=body)
+
+
+def sse_events(text: str) -> list[dict[str, Any]]:
+    payloads = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    return [json.loads(p) for p in payloads[:-1]]
+
+
+def tool_call_pieces(response_text: str) -> list[dict[str, Any]]:
+    """The streamed `delta.tool_calls[0]` pieces, in order."""
+    return [
+        event["choices"][0]["delta"]["tool_calls"][0]
+        for event in sse_events(response_text)
+        if event["choices"] and "tool_calls" in event["choices"][0]["delta"]
+    ]
+
+
+def test_auto_sends_tools_to_a_model_that_can_call_them(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    response = ask(client)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "big"
+    assert "tiny cannot call tools, so big answers" in body["smallfirst"]["reason"]
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    (call,) = choice["message"]["tool_calls"]
+    assert (call["type"], call["function"]["name"]) == ("function", "get_weather")
+    assert json.loads(call["function"]["arguments"]) == {"input": "Weather in Paris?"}
+
+
+def test_a_model_asked_by_id_is_not_swapped(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    refused = ask(client, model="tiny")
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("tools_not_supported", "tools")
+    assert "`tiny` cannot call tools" in error["message"]
+    switched_off = ask(client, model="tiny", tool_choice="none")
+    assert switched_off.status_code == 200
+    assert switched_off.json()["choices"][0]["message"]["content"] == "Hello from tiny."
+
+
+def test_the_tool_call_streams_in_openai_shape(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    response = ask(client, stream=True)
+    pieces = tool_call_pieces(response.text)
+    first, *rest = pieces
+    assert first["id"].startswith("call_")
+    assert first["type"] == "function"
+    assert first["function"]["name"] == "get_weather"
+    assert all("id" not in piece and "name" not in piece["function"] for piece in rest)
+    arguments = "".join(piece["function"]["arguments"] for piece in pieces)
+    assert json.loads(arguments) == {"input": "Weather in Paris?"}
+    assert sse_events(response.text)[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_the_tool_result_goes_back_and_the_answer_comes(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    first = ask(client).json()["choices"][0]["message"]
+    conversation = [
+        {"role": "user", "content": "Weather in Paris?"},
+        first,  # echoed as it came: content null, refusal null, tool_calls
+        {"role": "tool", "tool_call_id": first["tool_calls"][0]["id"], "content": "18 C, sunny"},
+    ]
+    final = ask(client, messages=conversation)
+    assert final.status_code == 200, final.text
+    assert final.json()["choices"][0]["message"]["content"] == "Hello from big."
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    (sent_call,) = sent.messages[1].tool_calls or []
+    assert sent_call.id == first["tool_calls"][0]["id"]
+    # "Paris" is a place and the cloud tier's default policy is redact: the echoed call too
+    assert json.loads(sent_call.function.arguments) == {"input": "Weather in <LOCATION_1>?"}
+    assert sent.messages[2].tool_call_id == first["tool_calls"][0]["id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "not among"),
+        ({"tools": None, "tool_choice": "required"}, "tool_choice needs tools"),
+        ({"messages": [{"role": "tool", "content": "18 C"}]}, "needs tool_call_id"),
+        (
+            {"messages": [{"role": "user", "content": "x", "tool_calls": []}]},
+            "only assistant messages",
+        ),
+        ({"tools": [{"type": "function", "function": {"name": "has space"}}]}, "tools.0"),
+    ],
+)
+def test_malformed_tool_requests_are_clear_400s(
+    api: tuple[TestClient, Any], change: dict[str, Any], fragment: str
+) -> None:
+    client, _ = api
+    response = ask(client, **change)
+    assert response.status_code == 400
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_no_model_that_can_call_tools_is_a_clear_400(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    for model in settings.models:
+        model.tools = False  # type: ignore[union-attr]
+    client, _ = fake_client(settings)
+    with client:
+        response = ask(client)
+    assert response.status_code == 400
+    assert "no model configured can call tools" in response.json()["error"]["message"]
+
+
+def test_pii_in_arguments_stays_home_and_comes_back_restored(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    history = [
+        {"role": "user", "content": f"Mail {EMAIL} the forecast"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": json.dumps({"to": EMAIL})},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sent"},
+        {"role": "user", "content": f"Now mail {EMAIL} again"},
+    ]
+    for stream in (False, True):
+        response = ask(client, messages=history, stream=stream)
+        assert response.status_code == 200, response.text
+        sent = fake_backend(gateway, "big").requests[-1]
+        assert isinstance(sent, ChatRequest)
+        assert EMAIL not in sent.model_dump_json()  # content and earlier tool-call arguments
+        assert "<EMAIL_ADDRESS_1>" in sent.messages[1].tool_calls[0].function.arguments  # type: ignore[index]
+        if stream:
+            pieces = tool_call_pieces(response.text)
+            arguments = "".join(piece["function"]["arguments"] for piece in pieces)
+        else:
+            call = response.json()["choices"][0]["message"]["tool_calls"][0]
+            arguments = call["function"]["arguments"]
+        assert json.loads(arguments) == {"input": f"Now mail {EMAIL} again"}
+
+
+def test_restored_values_keep_tool_arguments_valid_json() -> None:
+    redaction = Redaction({"<LOCATION_1>": 'Flat 2 "B"\n1 Main St'})
+    arguments = '{"address": "<LOCATION_1>"}'
+    restored = redaction.restore(arguments, in_json_string=True)
+    assert json.loads(restored) == {"address": 'Flat 2 "B"\n1 Main St'}
+    restorer = redaction.stream_restorer(in_json_string=True)
+    pieces = [restorer.feed(part) for part in ('{"address": "<LOC', 'ATION_1>"}')]
+    assert json.loads("".join(pieces) + restorer.flush()) == {"address": 'Flat 2 "B"\n1 Main St'}
