@@ -103,10 +103,44 @@ def test_a_failed_background_build_is_logged_and_tried_again(
         pool.submit(lambda: None).result(WAIT)  # the pool has moved past the failed build
         pool.shutdown(wait=True)
     assert "building the in-memory test copy of RAG collection 7 failed" in caplog.text
+    assert "next try in 5 s" in caplog.text
     with pytest.raises(RuntimeError, match="disk on fire"):
         copies.wait_for(7, (0, 0))  # a caller who waits gets the error itself
     build.fail = False
     assert copies.wait_for(7, (0, 0)) == "copy of 7 #3"
+
+
+def test_after_a_failed_build_searches_wait_before_the_next_try(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("smallfirst.rag.copies.time.monotonic", lambda: clock[0])
+    build = GatedBuild()
+    build.fail = True
+    build.release.set()
+    one_builder = ThreadPoolExecutor(1)  # so a task submitted after a build runs after it
+    copies = Copies("test copy", build, one_builder, Stamps())
+
+    def search_then_settle() -> None:
+        assert copies.get(7, (0, 0)) is None
+        one_builder.submit(lambda: None).result(WAIT)
+
+    search_then_settle()
+    assert build.calls == [7]
+    search_then_settle()  # within 5 s of the failure: SQLite answers, no build
+    assert build.calls == [7]
+    clock[0] += 5.1
+    search_then_settle()  # the second try fails too: now 10 s
+    assert build.calls == [7, 7]
+    clock[0] += 9.0
+    search_then_settle()
+    assert build.calls == [7, 7]
+    copies.clear()  # a write may have cured it: try at once
+    build.fail = False
+    search_then_settle()
+    assert build.calls == [7, 7, 7]
+    assert copies.get(7, (0, 0)) == "copy of 7 #3"
+    one_builder.shutdown(wait=True)
 
 
 def test_a_search_right_after_a_write_does_not_wait_for_the_rebuild(tmp_path: Path) -> None:

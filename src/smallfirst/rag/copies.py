@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
@@ -20,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Stamp = tuple[int, int]
+# After a background build fails, searches keep to SQLite for a while before the next try
+# (doubling from 5 s to 5 min), so a persistent fault does not cost a build per search.
+RETRY_FIRST_S, RETRY_MAX_S = 5.0, 300.0
 
 
 class Copies(Generic[T]):
@@ -41,13 +45,18 @@ class Copies(Generic[T]):
         self._lock = threading.Lock()
         self._copies: dict[int, tuple[T, Stamp]] = {}
         self._building: dict[int, threading.Event] = {}  # set when that build has ended
+        self._failed: dict[int, tuple[int, float]] = {}  # failures in a row, next try (monotonic)
 
     def get(self, collection_id: int, stamp: Stamp) -> T | None:
-        """The copy valid at `stamp`, or None after starting its build in the background."""
+        """The copy valid at `stamp`, or None after starting its build in the background
+        (unless the last background build failed recently: then None alone)."""
         with self._lock:
             copy = self._valid(collection_id, stamp)
             if copy is not None or collection_id in self._building:
                 return copy
+            _, retry_at = self._failed.get(collection_id, (0, 0.0))
+            if time.monotonic() < retry_at:
+                return None
             done = self._building[collection_id] = threading.Event()
         self._builders.submit(self._run_build, collection_id, stamp, done, raise_errors=False)
         return None
@@ -67,9 +76,11 @@ class Copies(Generic[T]):
             running.wait()  # then look again: that build may be for an older stamp
 
     def clear(self) -> None:
-        """Drop every copy (a write happened). A build under way is dropped when it ends."""
+        """Drop every copy (a write happened; it may also have cured a failing build). A build
+        under way is dropped when it ends."""
         with self._lock:
             self._copies.clear()
+            self._failed.clear()
 
     def _valid(self, collection_id: int, stamp: Stamp) -> T | None:
         cached = self._copies.get(collection_id)
@@ -80,16 +91,23 @@ class Copies(Generic[T]):
     ) -> T:
         try:
             built = self._build(collection_id)
-            if self._current_stamp() == stamp:
-                with self._lock:
+            with self._lock:
+                self._failed.pop(collection_id, None)
+                if self._current_stamp() == stamp:
                     self._copies[collection_id] = (built, stamp)
             return built
         except Exception:
-            if not raise_errors:  # nobody waits for this build: say it failed
+            if not raise_errors:  # nobody waits for this build: say it failed, try later
+                with self._lock:
+                    failures = self._failed.get(collection_id, (0, 0.0))[0] + 1
+                    delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (failures - 1))
+                    self._failed[collection_id] = (failures, time.monotonic() + delay)
                 logger.exception(
-                    "building the in-memory %s of RAG collection %d failed; searches use SQLite",
+                    "building the in-memory %s of RAG collection %d failed; searches use SQLite"
+                    " (next try in %.0f s)",
                     self.name,
                     collection_id,
+                    delay,
                 )
             raise
         finally:
