@@ -89,7 +89,7 @@ def test_summary_adds_up_money_routing_latency_and_privacy(log_path: Path) -> No
     assert summary.baseline_cost_usd == pytest.approx(0.0044)
     assert summary.saved_usd == pytest.approx(0.0039)
     assert summary.saved_share == pytest.approx(0.0039 / 0.0044)
-    assert summary.routed_by_router == {"rules": {"cloud": 1, "edge": 4}}
+    assert summary.routed_by_router == {"rules": {"edge": 4, "cloud": 1}}
     assert summary.escalated_requests == 1
     assert summary.pii_actions == {"local_only": 1, "redact": 1}
     assert summary.pii_entities == {"EMAIL_ADDRESS": 1, "PERSON": 2}
@@ -130,7 +130,7 @@ def test_stats_command_prints_the_saving_and_the_split(log_path: Path, tmp_path:
     assert text.exit_code == 0, text.output
     assert "7 requests in the last 24h: 5 answered; failed: 1 x 404, 1 x 502" in text.output
     assert "Saved:    $0.0039 (88.6%)" in text.output
-    assert "Routed by rules: cloud 1, edge 4" in text.output
+    assert "Routed by rules: edge 4, cloud 1" in text.output
     as_json = json.loads(cli(tmp_path, "--since", "all", "--json").output)
     assert as_json["requests"] == 8
     assert as_json["saved_usd"] == pytest.approx(0.0039)
@@ -143,4 +143,31 @@ def test_stats_command_refuses_a_bad_window_and_a_missing_log(tmp_path: Path) ->
     (tmp_path / "requests.db").touch()
     bad = cli(tmp_path, "--since", "yesterday")
     assert bad.exit_code == 2
-    assert "--since must look like 30m, 24h or 7d" in bad.output
+    assert "--since: a window looks like 30m, 24h or 7d" in bad.output
+
+
+def test_dashboard_page_shows_the_saving_split_and_privacy(tmp_path: Path) -> None:
+    from tests.helpers import chat_body, fake_client, fake_settings
+
+    settings = fake_settings(tmp_path, routing={"router": "length"})
+    client, gateway = fake_client(settings)
+    with client:
+        for _ in range(3):
+            client.post("/v1/chat/completions", json=chat_body("auto"))
+        client.post("/v1/chat/completions", json=chat_body("auto", temperature=9))
+        for _ in range(50):  # the log writer flushes every 0.2 s
+            if summarize(gateway.request_log.path).requests == 4:
+                break
+            time.sleep(0.1)
+        page = client.get("/dashboard")
+        bad = client.get("/dashboard?since=forever")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "<b>4</b>" in html  # requests
+    assert "3 answered, 1 failed" in html
+    assert "the same tokens on big" in html  # no baseline configured: the strong model
+    assert "length: edge 3" in html
+    assert "<td>edge</td><td>3</td><td>100.0%</td>" in html
+    assert bad.status_code == 400
+    assert "window looks like" in bad.json()["error"]["message"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,8 +13,6 @@ from smallfirst.cli.common import CONFIG_OPTION, fail, settings_or_exit
 
 if TYPE_CHECKING:
     from smallfirst.logs.stats import Summary
-
-_UNITS_S = {"m": 60, "h": 3600, "d": 86400}
 
 
 def register(app: typer.Typer) -> None:
@@ -50,12 +47,12 @@ def stats(
 
 
 def _parse_window(text: str) -> float | None:
-    if text == "all":
-        return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhd])", text.strip())
-    if match is None:
-        fail(f"--since must look like 30m, 24h or 7d, or be 'all'; got {text!r}")
-    return float(match.group(1)) * _UNITS_S[match.group(2)]
+    from smallfirst.logs.stats import parse_window
+
+    try:
+        return parse_window(text)
+    except ValueError as exc:
+        fail(f"--since: {exc}")
 
 
 def _render(summary: Summary, since: str, baseline: str) -> None:

@@ -7,6 +7,7 @@ request time (at the prices configured then), so changing a price does not rewri
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import statistics
 from collections import Counter
@@ -54,6 +55,19 @@ class Summary(BaseModel):
         return self.saved_usd / self.baseline_cost_usd if self.baseline_cost_usd > 0 else None
 
 
+_WINDOW_UNITS_S = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_window(text: str) -> float | None:
+    """'30m', '24h', '7d' -> seconds; 'all' -> None. Raises ValueError on anything else."""
+    if text == "all":
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhd])", text.strip())
+    if match is None:
+        raise ValueError(f"a window looks like 30m, 24h or 7d, or is 'all'; got {text!r}")
+    return float(match.group(1)) * _WINDOW_UNITS_S[match.group(2)]
+
+
 # Answered = a 200, or a stream the client left (499) after tokens were produced and paid for.
 _ANSWERED = "(status < 400 OR status = 499)"
 
@@ -87,11 +101,12 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         for tier in sorted((t for (t,) in answering_tiers), key=_tier_order)
     ]
     routed: dict[str, dict[str, int]] = {}
-    for router, tier, count in connection.execute(
+    rows = connection.execute(
         f"SELECT router, tier, count(*) FROM requests WHERE {where} AND {_ANSWERED} "
-        "AND router IS NOT NULL AND router != 'none' GROUP BY router, tier ORDER BY router, tier",
+        "AND router IS NOT NULL AND router != 'none' GROUP BY router, tier",
         args,
-    ):
+    ).fetchall()
+    for router, tier, count in sorted(rows, key=lambda row: (row[0], _tier_order(row[1]))):
         routed.setdefault(router, {})[tier] = count
     (escalated,) = connection.execute(
         f"SELECT count(*) FROM requests WHERE {where} AND escalations IS NOT NULL", args

@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from smallfirst.errors import InvalidRequest, ModelNotFound
+from smallfirst.server.dashboard import dashboard
 from smallfirst.server.errors import validation_error
 from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
 from smallfirst.server.responses import JSONResponse
@@ -174,4 +175,5 @@ ROUTES: list[BaseRoute] = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/dashboard", dashboard, methods=["GET"]),
 ]

@@ -1,0 +1,135 @@
+"""`GET /dashboard`: the money, the routing split, latency and PII events as one HTML page.
+
+Server-side HTML from the request log (`logs/stats.py`, the same numbers as `smallfirst
+stats`), no scripts and no assets from elsewhere, so it works offline; it reloads itself every
+15 s. Like /metrics it shows aggregates only (no prompts, no values), and is not behind the
+API key gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from html import escape
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from smallfirst.errors import InvalidRequest
+from smallfirst.logs.stats import Summary, parse_window, summarize
+
+WINDOWS = ("1h", "24h", "7d", "all")
+_TIER_COLUMNS = (
+    "tier",
+    "requests",
+    "share",
+    "tokens in",
+    "tokens out",
+    "cost $",
+    "baseline $",
+    "p50 ms",
+    "p95 ms",
+    "TTFT p50 ms",
+)
+
+_STYLE = """
+body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem; color: #1d2430; }
+.cards { display: flex; gap: 1rem; flex-wrap: wrap; margin: 1rem 0 1.5rem; }
+.card { border: 1px solid #d8dde6; border-radius: 8px; padding: .8rem 1.1rem; min-width: 9rem; }
+.card b { display: block; font-size: 1.6rem; }
+.saved b { color: #17803d; }
+table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
+th, td { padding: .3rem .8rem; border-bottom: 1px solid #e4e7ec; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+nav a { margin-right: .8rem; }
+.muted { color: #6b7280; }
+"""
+
+
+async def dashboard(request: Request) -> HTMLResponse:
+    since_text = request.query_params.get("since", "24h")
+    try:
+        window_s = parse_window(since_text)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="since") from None
+    gateway = request.app.state.gateway
+    log_path: Path | None = gateway.request_log.path if gateway.request_log else None
+    if log_path is None:
+        return HTMLResponse(_page(since_text, "<p>This gateway keeps no request log.</p>"))
+    summary = await asyncio.to_thread(_summary_since, log_path, window_s)
+    return HTMLResponse(_page(since_text, _body(summary, gateway.baseline.model)))
+
+
+def _summary_since(path: Path, window_s: float | None) -> Summary:
+    return summarize(path, None if window_s is None else time.time() - window_s)
+
+
+def _page(since: str, body: str) -> str:
+    links = " ".join(
+        f'<a href="?since={w}">{"<b>" + w + "</b>" if w == since else w}</a>' for w in WINDOWS
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="refresh" content="15"><title>smallfirst</title>'
+        f"<style>{_STYLE}</style></head><body><h1>smallfirst</h1>"
+        f'<nav>Window: {links} <span class="muted">(window {escape(since)})</span></nav>'
+        f"{body}</body></html>"
+    )
+
+
+def _body(summary: Summary, baseline: str) -> str:
+    failed = sum(summary.failed_by_status.values())
+    saved = "-" if summary.saved_share is None else f"{summary.saved_share:.1%}"
+    cards = [
+        ("Requests", str(summary.requests), f"{summary.answered} answered, {failed} failed"),
+        ("Spent", f"${summary.cost_usd:.4f}", "at the answering models' prices"),
+        ("Baseline", f"${summary.baseline_cost_usd:.4f}", f"the same tokens on {baseline}"),
+        ("Saved", f"${summary.saved_usd:.4f}", f"{saved} of the baseline"),
+    ]
+    html = ['<div class="cards">']
+    for title, value, note in cards:
+        css = "card saved" if title == "Saved" else "card"
+        html.append(
+            f'<div class="{css}">{escape(title)}<b>{escape(value)}</b>'
+            f'<span class="muted">{escape(note)}</span></div>'
+        )
+    html.append("</div>")
+    html.append(_tier_table(summary))
+    html.append("<h2>Routing</h2><ul>")
+    for router, tiers in summary.routed_by_router.items():
+        split = ", ".join(f"{tier} {count}" for tier, count in tiers.items())
+        html.append(f"<li>{escape(router)}: {escape(split)}</li>")
+    html.append(f"<li>escalated or fell back: {summary.escalated_requests}</li></ul>")
+    html.append("<h2>Privacy</h2><ul>")
+    for action, count in summary.pii_actions.items() or [("none logged", 0)]:
+        html.append(f"<li>{escape(action)}: {count}</li>")
+    for kind, count in summary.pii_entities.items():
+        html.append(f'<li class="muted">{escape(kind)}: {count}</li>')
+    html.append("</ul>")
+    if summary.failed_by_status:
+        statuses = ", ".join(f"{s}: {n}" for s, n in summary.failed_by_status.items())
+        html.append(f"<p>Failed by status: {escape(statuses)}</p>")
+    return "".join(html)
+
+
+def _tier_table(summary: Summary) -> str:
+    if not summary.tiers:
+        return "<p>No answered requests in this window.</p>"
+    head = "".join(f"<th>{h}</th>" for h in _TIER_COLUMNS)
+    rows = []
+    for tier in summary.tiers:
+        cells = (
+            tier.tier,
+            str(tier.requests),
+            f"{tier.requests / summary.answered:.1%}",
+            str(tier.prompt_tokens),
+            str(tier.completion_tokens),
+            f"{tier.cost_usd:.4f}",
+            f"{tier.baseline_cost_usd:.4f}",
+            f"{tier.latency_p50_ms:.0f}",
+            f"{tier.latency_p95_ms:.0f}",
+            "-" if tier.ttft_p50_ms is None else f"{tier.ttft_p50_ms:.0f}",
+        )
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<h2>Tiers</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
