@@ -41,6 +41,10 @@ class LlamaCppModel(_ModelBase):
     threads: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=512, ge=1)
     lora_path: str | None = None
+    tools: bool = Field(
+        default=False,
+        description="answer tool calls (prompted, grammar-constrained); small models do it poorly",
+    )
     # Measured: per-token hand-offs to the event loop cost 5-30% tok/s on 2 cores
     # (docs/benchmarks.md); 50 ms is still 20 screen updates a second.
     stream_interval_ms: float = Field(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import openai
 import pytest
 import yaml
 
@@ -153,3 +154,21 @@ def metric_value(text: str, name: str, labels: str) -> float:
         if line.startswith(prefix):
             return float(line[len(prefix) :])
     return 0.0
+
+
+_OPEN_CLIENTS: list[openai.OpenAI] = []
+
+
+def openai_client(server: Server) -> openai.OpenAI:
+    """The official client pointed at `server`; closed after the test."""
+    api = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    _OPEN_CLIENTS.append(api)
+    return api
+
+
+@pytest.fixture(autouse=True)
+def _close_openai_clients() -> Iterator[None]:
+    # an unclosed client socket is a ResourceWarning, which this suite treats as an error
+    yield
+    while _OPEN_CLIENTS:
+        _OPEN_CLIENTS.pop().close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -12,26 +11,10 @@ import openai
 import pytest
 
 from tests.integration.conftest import Server, metric_value
+from tests.integration.conftest import openai_client as client
 
 MODEL = "smollm2-135m"
 pytestmark = pytest.mark.integration
-
-
-_OPEN_CLIENTS: list[openai.OpenAI] = []
-
-
-def client(server: Server) -> openai.OpenAI:
-    api = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-    _OPEN_CLIENTS.append(api)
-    return api
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    # an unclosed client socket is a ResourceWarning, which this suite treats as an error
-    yield
-    while _OPEN_CLIENTS:
-        _OPEN_CLIENTS.pop().close()
 
 
 def test_chat_non_stream(gateway: Server) -> None:

@@ -13,7 +13,13 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.integration.conftest import Server, cloud_model, fake_upstream_config, start_server
+from tests.integration.conftest import (
+    Server,
+    cloud_model,
+    fake_upstream_config,
+    openai_client,
+    start_server,
+)
 
 pytestmark = pytest.mark.integration
 EMAIL = "maria.gonzalez@example.org"
@@ -46,7 +52,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
 
 def test_tool_loop_with_pii_never_shows_the_cloud_a_value(servers: tuple[Server, Server]) -> None:
     gateway, recorder = servers
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    client = openai_client(gateway)
     messages: list[object] = [{"role": "user", "content": ASK}]
     first = client.chat.completions.create(model="auto", messages=messages, tools=[SEND_EMAIL])  # type: ignore[arg-type]
     assert first.model == "cloud-model"
@@ -98,7 +104,7 @@ def logged_prompts(server: Server, expected: int) -> list[str]:
 
 def test_the_local_model_asked_by_id_refuses_tools(servers: tuple[Server, Server]) -> None:
     gateway, _ = servers
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    client = openai_client(gateway)
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(
             model="smollm2-135m",
@@ -106,3 +112,76 @@ def test_the_local_model_asked_by_id_refuses_tools(servers: tuple[Server, Server
             tools=[SEND_EMAIL],  # type: ignore[list-item]
         )
     assert refused.value.code == "tools_not_supported"
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def local_tools_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config = {"models": [{"id": "smollm2-135m", "tier": "edge", "tools": True}]}
+    server = start_server(config, tmp_path_factory.mktemp("local-tools"))
+    yield server
+    server.stop()
+
+
+def test_the_bundled_model_calls_tools_when_configured_to(local_tools_gateway: Server) -> None:
+    """The grammar makes any answer under tool_choice "required" a call that fits a declared
+    tool's schema; what the 135M model puts in the arguments is its own affair."""
+    client = openai_client(local_tools_gateway)
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    tools = [WEATHER, SEND_EMAIL]
+    reply = client.chat.completions.create(
+        model="auto",
+        messages=ask,  # type: ignore[arg-type]
+        tools=tools,  # type: ignore[arg-type]
+        tool_choice="required",
+        max_tokens=200,
+        temperature=0,
+    )
+    assert reply.choices[0].finish_reason == "tool_calls"
+    (call,) = reply.choices[0].message.tool_calls or []
+    assert call.function.name in {"get_weather", "send_email"}  # type: ignore[union-attr]
+    arguments = json.loads(call.function.arguments)  # type: ignore[union-attr]
+    assert isinstance(arguments, dict)
+    if call.function.name == "get_weather":  # type: ignore[union-attr]
+        assert isinstance(arguments["city"], str)
+
+    streamed = client.chat.completions.create(
+        model="auto",
+        messages=ask,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=200,
+        temperature=0,
+        stream=True,
+    )
+    pieces = [
+        tool for event in streamed for c in event.choices for tool in c.delta.tool_calls or []
+    ]
+    assert pieces[0].function is not None
+    assert pieces[0].function.name == "get_weather"
+    assert "city" in json.loads("".join(p.function.arguments or "" for p in pieces if p.function))
+
+    follow_up = client.chat.completions.create(
+        model="auto",
+        messages=[
+            *ask,
+            reply.choices[0].message,
+            {"role": "tool", "tool_call_id": call.id, "content": "18 C and sunny"},
+        ],  # type: ignore[list-item]
+        tools=tools,  # type: ignore[arg-type]
+        max_tokens=30,
+    )
+    # tool_choice "auto": the grammar lets the model write prose or call again
+    assert follow_up.choices[0].finish_reason in {"stop", "length", "tool_calls"}

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst.backends import local_tools
 from smallfirst.privacy.redact import Redaction
-from smallfirst.types import ChatRequest
+from smallfirst.types import ChatRequest, Completion
 from tests.helpers import fake_backend, fake_client, fake_settings
 
 WEATHER = {
@@ -202,3 +203,50 @@ def test_restored_values_keep_tool_arguments_valid_json() -> None:
     restorer = redaction.stream_restorer(in_json_string=True)
     pieces = [restorer.feed(part) for part in ('{"address": "<LOC', 'ATION_1>"}')]
     assert json.loads("".join(pieces) + restorer.flush()) == {"address": 'Flat 2 "B"\n1 Main St'}
+
+
+def local_request(**extra: Any) -> ChatRequest:
+    return ChatRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [WEATHER],
+            **extra,
+        }
+    )
+
+
+def test_a_local_model_is_told_the_tools_and_sees_earlier_calls_as_text() -> None:
+    history = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "c1", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+    ]
+    turns = local_tools.prompt_messages(local_request(messages=history))
+    assert turns[0]["role"] == "system"
+    assert turns[0]["content"].startswith("Be brief.\n\nYou can call tools.")
+    assert '"name": "get_weather"' in turns[0]["content"]
+    assert turns[2] == {
+        "role": "assistant",
+        "content": '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+    }
+    assert turns[3] == {"role": "user", "content": "Tool result (c1): 18 C"}
+    assert local_tools.prompt_messages(local_request(tool_choice="none"))[0]["role"] == "user"
+
+
+def test_a_local_answer_that_is_a_call_becomes_one() -> None:
+    request = local_request()
+    call = Completion(text=' {"name": "get_weather", "arguments": {"city": "Oslo"}}')
+    converted = local_tools.as_tool_call(request, call)
+    assert (converted.text, converted.finish_reason) == ("", "tool_calls")
+    (tool_call,) = converted.tool_calls or []
+    assert tool_call.function.name == "get_weather"
+    assert json.loads(tool_call.function.arguments) == {"city": "Oslo"}
+    for text in ("It is sunny.", '{"name": "get_weath', '{"name": "other", "arguments": {}}'):
+        assert local_tools.as_tool_call(request, Completion(text=text)).text == text

@@ -60,5 +60,5 @@ def info_from_config(config: ModelConfig, *, loaded: bool = True) -> ModelInfo:
         input_cost_per_1m=config.input_cost_per_1m,
         output_cost_per_1m=config.output_cost_per_1m,
         loaded=loaded,
-        tools=getattr(config, "tools", False),  # local GGUF models do not call tools (yet)
+        tools=config.tools,
     )

@@ -7,15 +7,18 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
+from smallfirst.backends import local_tools
 from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 from smallfirst.backends.worker import Emit, ModelWorker
 from smallfirst.config import LlamaCppModel
 from smallfirst.types import (
+    ChatRequest,
     Chunk,
     Completion,
     GenerateRequest,
     ModelInfo,
+    ToolCallDelta,
     completion_from_chunks,
 )
 
@@ -121,5 +124,23 @@ class LlamaCppBackend(Backend):
             engine = self._ensure_engine()
             engine.generate(request, engine.prepare(request), emit, cancelled)
 
+        if isinstance(request, ChatRequest) and local_tools.offered_tools(request):
+            # Whether the answer is a call is known only when it is whole: hold it until then.
+            chunks = [chunk async for chunk in self.worker.stream(produce)]
+            for chunk in _as_tool_call_chunks(request, chunks):
+                yield chunk
+            return
         async for chunk in self.worker.stream(produce):
             yield chunk
+
+
+def _as_tool_call_chunks(request: ChatRequest, chunks: list[Chunk]) -> list[Chunk]:
+    """The held answer again: as a tool call (one piece, then the finish) if it is one."""
+    answer = local_tools.as_tool_call(request, completion_from_chunks(chunks, with_logprobs=False))
+    if not answer.tool_calls:
+        return chunks
+    (call,) = answer.tool_calls
+    delta = ToolCallDelta(
+        index=0, id=call.id, name=call.function.name, arguments=call.function.arguments
+    )
+    return [Chunk(tool_calls=[delta]), Chunk(finish_reason="tool_calls", usage=answer.usage)]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from smallfirst.backends import local_tools
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
 from smallfirst.types import (
     ChatRequest,
@@ -153,7 +154,7 @@ class LlamaEngine:
                 raise InvalidRequest(
                     f"model {request.model!r} has no chat template; use /v1/completions"
                 )
-            messages: list[Any] = [{"role": m.role, "content": m.text} for m in request.messages]
+            messages: list[Any] = local_tools.prompt_messages(request)
             formatted = self._formatter(messages=messages)
             tokens = self.llama.tokenize(
                 formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
@@ -266,11 +267,16 @@ class LlamaEngine:
 
 
 def _grammar(request: GenerateRequest) -> Any:
-    if not isinstance(request, ChatRequest) or request.response_format is None:
+    if not isinstance(request, ChatRequest):
         return None
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
+    tool_rules = local_tools.grammar_text(request)
+    if tool_rules is not None:  # a call to an offered tool, or (under "auto") prose
+        return LlamaGrammar.from_string(tool_rules, verbose=False)
     fmt = request.response_format
+    if fmt is None:
+        return None
     if fmt.type == "json_object":
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
     if fmt.type == "json_schema" and fmt.json_schema is not None:

@@ -1,0 +1,132 @@
+"""Tool calls on a local GGUF model: prompt the tools, constrain the output, parse the call.
+
+A chat template from a GGUF file may or may not know about tools, so this does not rely on
+one: the tools are described in a system message, earlier calls and tool results are written
+into the conversation as text, and a grammar built from the tools' JSON schemas makes the
+model's answer either a call `{"name": ..., "arguments": {...}}` that fits a declared tool
+(`tool_choice` "required" or a named tool: nothing else is possible) or, under "auto", plain
+text that does not start with "{". The engine generates as for any request; `as_tool_call`
+turns a finished answer that is a call into OpenAI's shape.
+
+Off by default (`tools: true` on a local model turns it on): a 135M model fills arguments
+poorly, and `model: auto` would otherwise send every tool request to it first.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from smallfirst.types import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    FunctionCall,
+    NamedToolChoice,
+    Tool,
+    ToolCall,
+)
+
+_INSTRUCTIONS = (
+    "You can call tools. To call one, answer with only a JSON object of the form "
+    '{"name": <tool name>, "arguments": {<arguments>}} and nothing else. '
+    "Otherwise answer normally. The tools:\n"
+)
+_PROSE_GBNF = "prose ::= [^{ \\t\\n] [^\\x00]*\n"
+
+
+def offered_tools(request: ChatRequest) -> list[Tool]:
+    """The tools the answer may call: the named one, or all (none when switched off)."""
+    if not request.wants_tools or not request.tools:
+        return []
+    choice = request.tool_choice
+    if isinstance(choice, NamedToolChoice):
+        return [t for t in request.tools if t.function.name == choice.function.name]
+    return list(request.tools)
+
+
+def prompt_messages(request: ChatRequest) -> list[dict[str, str]]:
+    """The conversation as plain role/content turns any chat template can render."""
+    tools = offered_tools(request)
+    turns = [_as_turn(message) for message in request.messages]
+    if not tools:
+        return turns
+    described = "\n".join(json.dumps(_description(tool)) for tool in tools)
+    system = _INSTRUCTIONS + described
+    if turns and turns[0]["role"] == "system":
+        return [{"role": "system", "content": turns[0]["content"] + "\n\n" + system}, *turns[1:]]
+    return [{"role": "system", "content": system}, *turns]
+
+
+def grammar_text(request: ChatRequest) -> str | None:
+    """GBNF for the answer: a call to one of the offered tools, or (under "auto") prose."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    tools = offered_tools(request)
+    if not tools:
+        return None
+    calls = {"anyOf": [_call_schema(tool) for tool in tools]}
+    gbnf: str = json_schema_to_gbnf(json.dumps(calls))
+    call_rules = gbnf.replace("root ::=", "call ::=", 1)
+    if request.tool_choice == "auto" or request.tool_choice is None:
+        return "root ::= call | prose\n" + _PROSE_GBNF + call_rules
+    return "root ::= call\n" + call_rules
+
+
+def as_tool_call(request: ChatRequest, answer: Completion) -> Completion:
+    """The finished answer as a tool call if it is one; otherwise unchanged."""
+    names = {tool.function.name for tool in offered_tools(request)}
+    text = answer.text.strip()
+    if not names or not text.startswith("{"):
+        return answer
+    try:
+        call = json.loads(text)
+    except ValueError:
+        return answer  # cut off by max_tokens: the client sees what was written
+    if not isinstance(call, dict) or call.get("name") not in names:
+        return answer
+    tool_call = ToolCall(
+        id=f"call_{uuid.uuid4().hex[:24]}",
+        function=FunctionCall(name=call["name"], arguments=json.dumps(call.get("arguments", {}))),
+    )
+    return answer.model_copy(
+        update={"text": "", "tool_calls": [tool_call], "finish_reason": "tool_calls"}
+    )
+
+
+def _as_turn(message: ChatMessage) -> dict[str, str]:
+    if message.role == "tool":  # many templates know no "tool" role
+        return {"role": "user", "content": f"Tool result ({message.tool_call_id}): {message.text}"}
+    calls = [
+        json.dumps({"name": c.function.name, "arguments": _loaded(c.function.arguments)})
+        for c in message.tool_calls or []
+    ]
+    return {"role": message.role, "content": "\n".join(filter(None, [message.text, *calls]))}
+
+
+def _description(tool: Tool) -> dict[str, Any]:
+    function = tool.function
+    described: dict[str, Any] = {"name": function.name}
+    if function.description:
+        described["description"] = function.description
+    described["parameters"] = function.parameters or {"type": "object"}
+    return described
+
+
+def _call_schema(tool: Tool) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "name": {"const": tool.function.name},
+            "arguments": tool.function.parameters or {"type": "object"},
+        },
+        "required": ["name", "arguments"],
+    }
+
+
+def _loaded(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
