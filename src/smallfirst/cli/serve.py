@@ -87,7 +87,7 @@ def models(
     config: Path | None = CONFIG_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """List configured models with tier, context length and prices."""
+    """List configured models with tier, context length, prices and tool calling."""
     settings = settings_or_exit(config)
     rows = [
         {
@@ -97,6 +97,7 @@ def models(
             "context_length": m.context_length,
             "input_cost_per_1m": m.input_cost_per_1m,
             "output_cost_per_1m": m.output_cost_per_1m,
+            "tools": m.tools,
         }
         for m in settings.models
     ]
@@ -106,7 +107,7 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "tier", "backend", "context", "$ in/1M", "$ out/1M")
+    table = Table("id", "tier", "backend", "context", "$ in/1M", "$ out/1M", "tools")
     for r in rows:
         table.add_row(
             str(r["id"]),
@@ -115,5 +116,6 @@ def models(
             str(r["context_length"]),
             f"{r['input_cost_per_1m']:.2f}",
             f"{r['output_cost_per_1m']:.2f}",
+            "yes" if r["tools"] else "no",
         )
     Console().print(table)
