@@ -185,3 +185,21 @@ def test_the_bundled_model_calls_tools_when_configured_to(local_tools_gateway: S
     )
     # tool_choice "auto": the grammar lets the model write prose or call again
     assert follow_up.choices[0].finish_reason in {"stop", "length", "tool_calls"}
+
+
+def test_a_tool_schema_the_grammar_cannot_express_is_a_clear_400(
+    local_tools_gateway: Server,
+) -> None:
+    broken = {
+        "type": "function",
+        "function": {"name": "lookup", "parameters": {"type": "object", "$ref": "#/nowhere"}},
+    }
+    with pytest.raises(openai.BadRequestError) as refused:
+        openai_client(local_tools_gateway).chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[broken],  # type: ignore[list-item]
+            tool_choice="required",
+        )
+    assert refused.value.param == "tools"
+    assert "unsupported tool parameters schema" in str(refused.value)

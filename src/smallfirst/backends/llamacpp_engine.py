@@ -271,7 +271,10 @@ def _grammar(request: GenerateRequest) -> Any:
         return None
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
-    tool_rules = local_tools.grammar_text(request)
+    try:
+        tool_rules = local_tools.grammar_text(request)
+    except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
+        raise InvalidRequest(f"unsupported tool parameters schema: {exc}", param="tools") from exc
     if tool_rules is not None:  # a call to an offered tool, or (under "auto") prose
         return LlamaGrammar.from_string(tool_rules, verbose=False)
     fmt = request.response_format
