@@ -60,10 +60,14 @@ T = TypeVar("T")
 FALLBACK_ERRORS = (UpstreamError, UpstreamTimeout, QueueFull, ModelUnavailable)
 
 
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
 @dataclass
 class RequestContext:
     endpoint: str
-    request_id: str = field(default_factory=lambda: _new_request_id())
+    request_id: str = field(default_factory=_new_request_id)
     api_key_id: str | None = None
     route_override: str | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -472,10 +476,6 @@ class Gateway:
         )
         for observe in self._observers:
             observe(record)
-
-
-def _new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def _rejection_record(
