@@ -41,6 +41,29 @@ class ChatMessage(_Strict):
     # Echoed back by clients that append our answer message to the conversation as it came.
     refusal: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _echoed_fields(cls, data: Any) -> Any:
+        """Fields an OpenAI answer message carries, accepted empty (a conversation copied from
+        OpenAI has them); with content they ask for what no model here does."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in ("function_call", "audio", "annotations"):
+            if data.get(key):
+                hint = " (use tool_calls)" if key == "function_call" else ""
+                raise ValueError(f"a message with {key} is not supported{hint}")
+            data.pop(key, None)
+        parts = data.get("content")
+        if isinstance(parts, list):
+            kinds = sorted({str(p.get("type")) for p in parts if isinstance(p, dict)} - {"text"})
+            if kinds:
+                raise ValueError(
+                    f"content parts of type {', '.join(kinds)} are not"
+                    " supported: the models here read text only"
+                )
+        return data
+
     @model_validator(mode="after")
     def _tool_fields(self) -> ChatMessage:
         if self.role == "tool" and not self.tool_call_id:

@@ -62,6 +62,16 @@ def test_text_completion(api: tuple[TestClient, Gateway]) -> None:
         (chat_body(n=2), 400, "only n=1"),
         (chat_body(modalities=["audio"]), 400, "Unrecognized request argument supplied: modalit"),
         (chat_body(tools=[]), 400, "'tools': List should have at least 1 item"),
+        (
+            chat_body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
+            400,
+            "content parts of type image_url are not supported",
+        ),
+        (
+            chat_body(messages=[{"role": "assistant", "function_call": {"name": "f"}}]),
+            400,
+            "function_call is not supported (use tool_calls)",
+        ),
         ({"model": "tiny", "messages": []}, 400, "messages"),
         (chat_body(top_logprobs=2), 400, "top_logprobs requires logprobs"),
         (chat_body("missing"), 404, "does not exist"),

@@ -126,6 +126,26 @@ def test_the_tool_result_goes_back_and_the_answer_comes(api: tuple[TestClient, A
     assert sent.messages[2].tool_call_id == first["tool_calls"][0]["id"]
 
 
+def test_a_conversation_copied_from_openai_is_accepted(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    as_openai_sent_it = {
+        "role": "assistant",
+        "content": "Hello!",
+        "refusal": None,
+        "function_call": None,
+        "audio": None,
+        "annotations": [],
+        "tool_calls": [],
+    }
+    history = [
+        {"role": "user", "content": "Hi"},
+        as_openai_sent_it,
+        {"role": "user", "content": "Hi"},
+    ]
+    response = ask(client, messages=history, tool_choice="none")
+    assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
