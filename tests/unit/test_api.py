@@ -203,3 +203,12 @@ def test_error_body_is_json_serialisable_for_every_status(api: tuple[TestClient,
     response = client.post("/v1/embeddings", json={"model": "nope", "input": "x"})
     assert response.status_code == 404
     assert json.loads(response.text)["error"]["code"] == "model_not_found"
+
+
+def test_embeddings_refuse_a_size_the_model_cannot_make(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    body = {"model": "all-minilm-l6-v2", "input": "x", "dimensions": 256}
+    response = client.post("/v1/embeddings", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "dimensions"
+    assert "384-dimensional vectors only" in response.json()["error"]["message"]

@@ -87,6 +87,11 @@ async def embeddings(request: Request) -> Response:
             f"The embedding model `{parsed.model}` does not exist; use `{embed.MODEL_ID}`",
             param="model",
         )
+    if parsed.dimensions not in (None, embed.DIMENSIONS):  # not a Matryoshka model: no cutting
+        raise InvalidRequest(
+            f"`{embed.MODEL_ID}` makes {embed.DIMENSIONS}-dimensional vectors only",
+            param="dimensions",
+        )
     vectors, tokens = await asyncio.to_thread(
         lambda: embed.get_embedder().embed_counted(parsed.texts)
     )
