@@ -30,9 +30,11 @@ from smallfirst.errors import (
 )
 from smallfirst.logs import RequestLog, RequestRecord, request_cost
 from smallfirst.privacy_step import Inspection, PrivacyStep, messages_of, restore
+from smallfirst.routing.base import RouteDecision
 from smallfirst.routing.budget import DAY_S, SpendTracker
 from smallfirst.routing.cascade import confidence
 from smallfirst.routing.planner import Plan, RoutePlanner
+from smallfirst.routing.traffic import TrafficCalibration
 from smallfirst.types import (
     TIERS,
     ChatRequest,
@@ -127,6 +129,7 @@ class Gateway:
         self.planner = RoutePlanner(settings.routing, self.models())
         self.baseline = settings.baseline or _strong_model_baseline(self.planner.strong)
         self.spend = SpendTracker(settings.routing.budget)
+        self.traffic = TrafficCalibration()
         self.privacy = PrivacyStep(settings, self.models())
         self._router: Router | None = None
         self._retriever: Retriever | None = None
@@ -242,14 +245,16 @@ class Gateway:
             router = await self._load_router()
             try:
                 decision = await asyncio.to_thread(
-                    router.decide,
+                    _decide,
+                    router,
                     _router_messages(request),
+                    self.traffic,
                     threshold=routing.threshold,
                     max_strong_share=_first(request.max_strong_share, routing.max_strong_share),
                     min_quality=_first(request.min_quality, routing.min_quality),
                 )
-            except ConfigError as exc:  # e.g. a knob the router has no calibration for
-                raise InvalidRequest(str(exc), param="max_strong_share") from exc
+            except ConfigError as exc:  # e.g. a quality target the router has no calibration for
+                raise InvalidRequest(str(exc), param="min_quality") from exc
             plan = self.planner.from_decision(decision, local_only=local_only)
         if local_reasons:
             plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
@@ -476,6 +481,32 @@ class Gateway:
         )
         for observe in self._observers:
             observe(record)
+
+
+def _decide(
+    router: Router,
+    messages: list[dict[str, str]],
+    traffic: TrafficCalibration,
+    *,
+    threshold: float | None,
+    max_strong_share: float | None,
+    min_quality: float | None,
+) -> RouteDecision:
+    """The router's decision; a strong-call budget for a router without a calibration table
+    is met on recent traffic instead (`routing/traffic.py`)."""
+    if router.calibration is not None or max_strong_share is None or min_quality is not None:
+        return router.decide(
+            messages,
+            threshold=threshold,
+            max_strong_share=max_strong_share,
+            min_quality=min_quality,
+        )
+    score = router.score(messages)
+    fallback = router.default_threshold if threshold is None else threshold
+    cut = traffic.threshold(max_strong_share, fallback)
+    traffic.observe(score)
+    basis = f"threshold from recent traffic for a {max_strong_share:.0%} strong-call budget"
+    return RouteDecision(score >= cut, score, cut, router.name, basis)
 
 
 def _rejection_record(

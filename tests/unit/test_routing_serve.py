@@ -82,11 +82,28 @@ def test_failing_tier_falls_back_and_says_so(api: tuple[TestClient, Any]) -> Non
     assert 'smallfirst_escalations_total{model="big"} 1.0' in metrics
 
 
-def test_knob_without_calibration_is_a_clear_400(api: tuple[TestClient, Any]) -> None:
+def test_quality_target_without_calibration_is_a_clear_400(api: tuple[TestClient, Any]) -> None:
     client, _ = api
-    response = ask(client, "hi", max_strong_share=0.2)
+    response = ask(client, "hi", min_quality=0.9)
     assert response.status_code == 400
+    assert response.json()["error"]["param"] == "min_quality"
     assert "calibration" in response.json()["error"]["message"]
+
+
+def test_a_strong_call_budget_holds_on_traffic_for_an_uncalibrated_router(
+    tmp_path: Path,
+) -> None:
+    """`length` has no calibration table: the budget is met on the scores of recent requests.
+    Prompt lengths run through 1..40 characters in a scrambled but fixed order."""
+    for client, _ in routed_client(tmp_path, {"router": "length", "max_strong_share": 0.25}):
+        answers = [ask(client, "x" * (1 + (i * 17) % 40)).json() for i in range(120)]
+    warm = answers[40:]  # past the warm-up (default threshold) and one whole round of lengths
+    strong = [a["model"] == "big" for a in warm]
+    assert 0.15 <= sum(strong) / len(strong) <= 0.25
+    assert (
+        "threshold from recent traffic for a 25% strong-call budget"
+        in (warm[-1]["smallfirst"]["reason"])
+    )
 
 
 def test_spent_budget_keeps_requests_local(tmp_path: Path) -> None:

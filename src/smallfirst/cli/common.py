@@ -25,3 +25,13 @@ def settings_or_exit(path: Path | None) -> Settings:
         return load_settings(path)
     except ConfigError as exc:
         fail(str(exc), code=1)
+
+
+def check_routing_or_exit(settings: Settings) -> None:
+    """The router loads and can meet the configured knobs, or exit 1 saying why."""
+    from smallfirst.routing.base import check_routing
+
+    try:
+        check_routing(settings.routing)
+    except ConfigError as exc:
+        fail(f"routing: {exc}", code=1)

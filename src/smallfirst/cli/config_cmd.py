@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from smallfirst.cli.common import settings_or_exit
+from smallfirst.cli.common import check_routing_or_exit, settings_or_exit
 
 app = typer.Typer(help="Inspect and validate configuration.", no_args_is_help=True)
 
@@ -19,6 +19,7 @@ def check(
 ) -> None:
     """Validate a config file; exit 1 naming the key and file when it is wrong."""
     settings = settings_or_exit(file)
+    check_routing_or_exit(settings)
     if as_json:
         typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from smallfirst.cli.common import CONFIG_OPTION, fail, settings_or_exit
+from smallfirst.cli.common import CONFIG_OPTION, check_routing_or_exit, fail, settings_or_exit
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +34,7 @@ def serve(
         settings.server.host = host
     if port is not None:
         settings.server.port = port
+    check_routing_or_exit(settings)
     keyring = KeyRing(settings.server)
     if keyring.required and not keyring.hashes:
         fail(

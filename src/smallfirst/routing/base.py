@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 from smallfirst.errors import ConfigError
 
 if TYPE_CHECKING:
+    from smallfirst.config import RoutingConfig
     from smallfirst.routing.calibrate import Calibration
 
 Messages = Sequence[Mapping[str, str]]
@@ -47,6 +48,7 @@ class RouteDecision:
     score: float
     threshold: float
     router: str
+    basis: str = ""  # where the threshold came from, when not the router's own
 
 
 class Router(ABC):
@@ -129,3 +131,16 @@ def load_router(spec: str) -> Router:
     raise ConfigError(
         f"unknown router {spec!r}: not one of {sorted(ROUTER_CLASSES)} and no such artifact path"
     )
+
+
+def check_routing(config: RoutingConfig) -> None:
+    """Fail at start rather than on every request: a router that cannot be loaded, or a
+    quality target that only a calibrated (learned) router can turn into a threshold."""
+    if config.router == "cascade":
+        return
+    router = load_router(config.router)
+    if config.min_quality is not None and router.calibration is None:
+        raise ConfigError(
+            f"routing.min_quality needs a learned router artifact (it carries a calibration); "
+            f"{config.router!r} has none: use routing.max_strong_share or routing.threshold"
+        )

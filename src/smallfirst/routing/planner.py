@@ -103,6 +103,8 @@ class RoutePlanner:
         verdict = "strong" if decision.strong else "weak"
         compare = ">=" if decision.strong else "<"
         reason = f"score {decision.score:.3f} {compare} {decision.threshold:.3f} -> {verdict}"
+        if decision.basis:
+            reason += f" ({decision.basis})"
         wanted = self.config.strong_tier if decision.strong else self.config.weak_tier
         if target.tier != wanted:
             reason += f"; no {wanted} model configured, so {target.id} ({target.tier}) answers"

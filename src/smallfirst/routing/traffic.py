@@ -1,0 +1,45 @@
+"""A strong-call budget for routers without a calibration table (`rules`, `length`,
+`random`): the threshold is the score that the top `max_strong_share` of recent requests
+reached, so the observed strong share follows the budget on the traffic actually served.
+
+Learned artifacts carry a calibration measured on held-aside labelled rows instead
+(`calibrate.py`); a quality target (`min_quality`) needs such labels, so it stays theirs.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+
+
+class TrafficCalibration:
+    """Scores of the last `window` routed requests; thread-safe (routers score off the loop)."""
+
+    def __init__(self, window: int = 1000, warm_up: int = 20) -> None:
+        self._scores: deque[float] = deque(maxlen=window)
+        self._warm_up = warm_up
+        self._lock = threading.Lock()
+
+    def threshold(self, max_strong_share: float, fallback: float) -> float:
+        """The lowest threshold that sends at most `max_strong_share` of recent requests
+        strong (ties at the threshold all go strong); `fallback` until `warm_up` are seen."""
+        with self._lock:
+            recent = sorted(self._scores, reverse=True)
+        if len(recent) < self._warm_up:
+            return fallback
+        allowed = math.floor(max_strong_share * len(recent) + 1e-9)
+        if allowed == 0:
+            return math.inf
+        return recent[allowed - 1] if allowed >= len(recent) else _between(recent, allowed)
+
+    def observe(self, score: float) -> None:
+        with self._lock:
+            self._scores.append(score)
+
+
+def _between(descending: list[float], allowed: int) -> float:
+    """A threshold that keeps the `allowed` highest scores strong and the next one weak;
+    when they tie, the tie goes weak (the budget is a cap)."""
+    kept, next_one = descending[allowed - 1], descending[allowed]
+    return kept if kept > next_one else math.nextafter(kept, math.inf)

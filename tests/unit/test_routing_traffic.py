@@ -1,0 +1,57 @@
+"""The strong-call budget for routers without a calibration table, met on recent traffic."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from smallfirst.config import RoutingConfig
+from smallfirst.errors import ConfigError
+from smallfirst.routing.base import check_routing
+from smallfirst.routing.rules import RulesRouter
+from smallfirst.routing.traffic import TrafficCalibration
+
+
+def seen(*scores: float, warm_up: int = 4) -> TrafficCalibration:
+    traffic = TrafficCalibration(window=8, warm_up=warm_up)
+    for score in scores:
+        traffic.observe(score)
+    return traffic
+
+
+def test_the_budget_keeps_the_top_share_of_recent_scores() -> None:
+    traffic = seen(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    cut = traffic.threshold(0.25, fallback=0.5)  # two of eight may go strong
+    assert sum(score >= cut for score in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) == 2
+    assert cut == 0.7
+    assert traffic.threshold(1.0, fallback=0.5) == 0.1
+    assert traffic.threshold(0.0, fallback=0.5) == math.inf
+
+
+def test_ties_at_the_cut_go_weak_and_old_scores_leave_the_window() -> None:
+    tied = seen(0.9, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1)
+    cut = tied.threshold(0.25, fallback=0.5)  # 0.9 fits; the three 0.5s would overspend
+    assert 0.5 < cut <= 0.9
+    for _ in range(8):
+        tied.observe(0.2)
+    assert tied.threshold(0.25, fallback=0.5) > 0.2  # only 0.2s left: all tie, none strong
+
+
+def test_the_fallback_holds_until_enough_requests_are_seen() -> None:
+    assert seen(0.9, 0.8, 0.7).threshold(0.5, fallback=0.42) == 0.42
+
+
+def test_rules_default_threshold_keeps_short_chat_local() -> None:
+    rules = RulesRouter()
+    for text in ("Hi", "What is the capital of France?", "Write a haiku about rain"):
+        assert not rules.decide([{"role": "user", "content": text}]).strong
+
+
+def test_start_up_refuses_what_the_router_cannot_do() -> None:
+    with pytest.raises(ConfigError, match="min_quality needs a learned router"):
+        check_routing(RoutingConfig(router="rules", min_quality=0.9))
+    with pytest.raises(ConfigError, match="unknown router 'nonsense'"):
+        check_routing(RoutingConfig(router="nonsense"))
+    check_routing(RoutingConfig(router="rules", max_strong_share=0.3))
+    check_routing(RoutingConfig(router="cascade"))
