@@ -83,3 +83,15 @@ def test_config_check_cli(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["config", "check", str(write(tmp_path, "nonsense: 1\n"))])
     assert bad.exit_code == 1
     assert "nonsense: unknown key" in bad.output
+
+
+def test_config_check_finds_what_would_fail_only_at_serve_time(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = "models:\n  - {id: big-local, tier: onprem, path: /nowhere/model.gguf}\n"
+    no_file = runner.invoke(app, ["config", "check", str(write(tmp_path, missing))])
+    assert no_file.exit_code == 1
+    assert "models.0.path (big-local): model file not found: /nowhere/model.gguf" in no_file.output
+    knob = "routing: {router: rules, min_quality: 0.9}\n"
+    no_calibration = runner.invoke(app, ["config", "check", str(write(tmp_path, knob))])
+    assert no_calibration.exit_code == 1
+    assert "min_quality needs a learned router artifact" in no_calibration.output

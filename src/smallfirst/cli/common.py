@@ -35,3 +35,19 @@ def check_routing_or_exit(settings: Settings) -> None:
         check_routing(settings.routing)
     except ConfigError as exc:
         fail(f"routing: {exc}", code=1)
+
+
+def missing_model_files(settings: Settings) -> list[str]:
+    """Local models whose GGUF file is not there (the server would answer them with 503)."""
+    from smallfirst.backends.llamacpp_engine import resolve_model_path
+    from smallfirst.config import LlamaCppModel
+    from smallfirst.errors import ModelUnavailable
+
+    problems = []
+    for index, model in enumerate(settings.models):
+        if isinstance(model, LlamaCppModel):
+            try:
+                resolve_model_path(model.path)
+            except ModelUnavailable as exc:
+                problems.append(f"models.{index}.path ({model.id}): {exc.message}")
+    return problems

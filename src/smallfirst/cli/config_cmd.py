@@ -7,7 +7,12 @@ from pathlib import Path
 
 import typer
 
-from smallfirst.cli.common import check_routing_or_exit, settings_or_exit
+from smallfirst.cli.common import (
+    check_routing_or_exit,
+    fail,
+    missing_model_files,
+    settings_or_exit,
+)
 
 app = typer.Typer(help="Inspect and validate configuration.", no_args_is_help=True)
 
@@ -23,6 +28,9 @@ def check(
     if as_json:
         typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
         return
+    missing = missing_model_files(settings)
+    if missing:
+        fail(f"{file or '<built-in defaults>'}: " + "; ".join(missing), code=1)
     typer.echo(f"{file or '<built-in defaults>'}: OK")
     for model in settings.models:
         typer.echo(f"  {model.id:<24} tier={model.tier:<7} backend={model.backend}")

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import typer
 
-from smallfirst.cli.common import CONFIG_OPTION, check_routing_or_exit, fail, settings_or_exit
+from smallfirst.cli.common import (
+    CONFIG_OPTION,
+    check_routing_or_exit,
+    fail,
+    missing_model_files,
+    settings_or_exit,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +41,8 @@ def serve(
     if port is not None:
         settings.server.port = port
     check_routing_or_exit(settings)
+    for problem in missing_model_files(settings):  # their requests will fall back or get 503
+        typer.echo(f"warning: {problem}", err=True)
     keyring = KeyRing(settings.server)
     if keyring.required and not keyring.hashes:
         fail(
