@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 
 from smallfirst.backends import local_tools
 from smallfirst.backends.base import Backend, info_from_config
@@ -124,14 +125,33 @@ class LlamaCppBackend(Backend):
             engine = self._ensure_engine()
             engine.generate(request, engine.prepare(request), emit, cancelled)
 
-        if isinstance(request, ChatRequest) and local_tools.offered_tools(request):
-            # Whether the answer is a call is known only when it is whole: hold it until then.
-            chunks = [chunk async for chunk in self.worker.stream(produce)]
-            for chunk in _as_tool_call_chunks(request, chunks):
+        async with aclosing(self.worker.stream(produce)) as chunks:
+            if isinstance(request, ChatRequest) and local_tools.offered_tools(request):
+                async for chunk in _calls_or_prose(request, chunks):
+                    yield chunk
+                return
+            async for chunk in chunks:
                 yield chunk
+
+
+async def _calls_or_prose(
+    request: ChatRequest, chunks: AsyncIterator[Chunk]
+) -> AsyncIterator[Chunk]:
+    """Under the tool grammar an answer starts with "{" only when it is a call. Pieces are held
+    until the first visible character tells: prose then streams as usual, and a call is held
+    whole and sent as one tool-call piece."""
+    held: list[Chunk] = []
+    async for chunk in chunks:
+        held.append(chunk)
+        begun = "".join(piece.text for piece in held).lstrip()
+        if begun and not begun.startswith("{"):
+            for piece in held:
+                yield piece
+            async for rest in chunks:
+                yield rest
             return
-        async for chunk in self.worker.stream(produce):
-            yield chunk
+    for piece in _as_tool_call_chunks(request, held):
+        yield piece
 
 
 def _as_tool_call_chunks(request: ChatRequest, chunks: list[Chunk]) -> list[Chunk]:

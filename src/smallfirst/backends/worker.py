@@ -17,7 +17,7 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeGuard, TypeVar
 
@@ -64,7 +64,7 @@ class ModelWorker:
         finally:
             self._pending -= 1
 
-    async def stream(self, produce: Producer) -> AsyncIterator[Chunk]:
+    async def stream(self, produce: Producer) -> AsyncGenerator[Chunk, None]:
         """Run `produce(emit, cancelled)` on the worker and yield what it emits."""
         queue: asyncio.Queue[object] = asyncio.Queue()
         outbox = _Outbox(asyncio.get_running_loop(), queue, self.stream_interval_s)
