@@ -171,3 +171,20 @@ def test_dashboard_page_shows_the_saving_split_and_privacy(tmp_path: Path) -> No
     assert "<td>edge</td><td>3</td><td>100.0%</td>" in html
     assert bad.status_code == 400
     assert "window looks like" in bad.json()["error"]["message"]
+
+
+def test_requests_command_lists_the_latest_first_with_the_reason(
+    log_path: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))
+    listed = CliRunner().invoke(app, ["requests", "-c", str(config), "-n", "3", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert len(rows) == 3
+    assert [row["created_at"] for row in rows] == sorted(
+        (row["created_at"] for row in rows), reverse=True
+    )
+    table = CliRunner().invoke(app, ["requests", "-c", str(config)])
+    assert table.exit_code == 0, table.output
+    assert "upstream_error" in table.output  # a failed row shows its error code as the reason

@@ -1,4 +1,5 @@
-"""`smallfirst stats`: money saved, routing split, latency and privacy events, from the log."""
+"""`smallfirst stats` (money saved, routing split, latency, privacy events) and
+`smallfirst requests` (the latest requests and why they went where they went), from the log."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 def register(app: typer.Typer) -> None:
     app.command("stats")(stats)
+    app.command("requests")(requests)
 
 
 def stats(
@@ -31,9 +33,7 @@ def stats(
 
     settings = settings_or_exit(config)
     window_s = _parse_window(since)
-    path = settings.resolved_data_dir / "requests.db"
-    if not path.exists():
-        fail(f"no request log at {path}: serve some requests first (smallfirst serve)")
+    path = _log_path(settings.resolved_data_dir)
     summary = summarize(path, None if window_s is None else time.time() - window_s)
     baseline = settings.baseline.model if settings.baseline else "the strong tier's model"
     if as_json:
@@ -44,6 +44,47 @@ def stats(
         typer.echo(json.dumps(payload, indent=2))
         return
     _render(summary, since, baseline)
+
+
+def requests(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
+    config: Path | None = CONFIG_OPTION,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """The latest requests: who answered, why, how fast, at what cost (newest first)."""
+    from smallfirst.logs.stats import recent_requests
+
+    rows = recent_requests(_log_path(settings_or_exit(config).resolved_data_dir), limit)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True)
+    for column in ("time", "asked", "answered", "status", "ms", "cost $"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("why", ratio=1)
+    for row in rows:
+        answered = f"{row['model_answered'] or '-'} ({row['tier'] or '-'})"
+        table.add_row(
+            time.strftime("%m-%d %H:%M:%S", time.localtime(row["created_at"])),
+            row["model_requested"],
+            answered,
+            str(row["status"]),
+            f"{row['latency_ms']:.0f}",
+            f"{row['cost_usd']:.5f}",
+            row["route_reason"] or row["error_code"] or "",
+        )
+    Console().print(table)
+
+
+def _log_path(data_dir: Path) -> Path:
+    path = data_dir / "requests.db"
+    if not path.exists():
+        fail(f"no request log at {path}: serve some requests first (smallfirst serve)")
+    return path
 
 
 def _parse_window(text: str) -> float | None:

@@ -13,6 +13,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -70,6 +71,20 @@ def parse_window(text: str) -> float | None:
 
 # Answered = a 200, or a stream the client left (499) after tokens were produced and paid for.
 _ANSWERED = "(status < 400 OR status = 499)"
+
+
+def recent_requests(path: Path, limit: int = 20) -> list[dict[str, Any]]:
+    """The last `limit` rows of the log, newest first, as column -> value."""
+    connection = connect(path)
+    try:
+        migrate(connection)
+        connection.row_factory = sqlite3.Row
+        rows = connection.execute(
+            "SELECT * FROM requests ORDER BY created_at DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [dict(row) for row in rows]
+    finally:
+        connection.close()
 
 
 def summarize(path: Path, since: float | None = None) -> Summary:

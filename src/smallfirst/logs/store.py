@@ -135,17 +135,6 @@ class RequestLog:
         per_key = {key: float(cost) for key, cost in rows if key is not None}
         return sum(float(cost) for _, cost in rows), per_key
 
-    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
-        connection = connect(self.path)
-        connection.row_factory = sqlite3.Row
-        try:
-            rows = connection.execute(
-                "SELECT * FROM requests ORDER BY created_at DESC LIMIT ?", (limit,)
-            ).fetchall()
-            return [dict(r) for r in rows]
-        finally:
-            connection.close()
-
 
 def _values(row: RequestRecord, columns: list[str]) -> tuple[Any, ...]:
     data = row.model_dump()
