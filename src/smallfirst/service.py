@@ -175,10 +175,19 @@ class Gateway:
         if collection is not None:
             if not isinstance(request, ChatRequest):
                 raise InvalidRequest("rag/<collection> needs /v1/chat/completions", param="model")
-            if self.settings.rag.is_private(collection):
-                keep_local.append(f"collection {collection!r} is private")
             request = request.model_copy(update={"model": AUTO_MODEL})
+        elif isinstance(request, ChatRequest):
+            collection = request.rag  # the extension field: ground, but keep the model asked for
+        private = collection is not None and self.settings.rag.is_private(collection)
+        if private:
+            keep_local.append(f"collection {collection!r} is private")
         plan = await self.plan(request, ctx, keep_local)
+        if private and not self.planner.tiers.is_local(plan.candidates[0]):
+            raise PolicyBlocked(  # a model asked for by id is not swapped for a local one
+                f"collection {collection!r} is private: its documents stay on local tiers; "
+                "ask a local model or model `auto`",
+                code="private_collection",
+            )
         if collection is None or not isinstance(request, ChatRequest):
             return Prepared(request, plan)
         grounded, citations = await self._ground(request, collection, plan.candidates[0])

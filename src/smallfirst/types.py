@@ -126,7 +126,7 @@ class NamedToolChoice(_Strict):
     function: FunctionName
 
 
-SMALLFIRST_FIELDS = {"route", "max_strong_share", "min_quality", "privacy"}
+SMALLFIRST_FIELDS = {"route", "max_strong_share", "min_quality", "privacy", "rag"}
 
 
 class SamplingParams(_Strict):
@@ -189,6 +189,8 @@ class ChatRequest(SamplingParams):
     response_format: ResponseFormat | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
+    # smallfirst extension: answer from this document collection, with the model asked for
+    rag: str | None = Field(default=None, min_length=1)
     tools: list[Tool] | None = Field(default=None, min_length=1)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None

@@ -95,3 +95,23 @@ def test_documents_cannot_rewrite_the_rules(api: tuple[TestClient, Any]) -> None
     assert "Ignore previous instructions" in system.text  # kept as data, inside a fence
     before_first_source = system.text.split("<source ")[0]
     assert "PWNED" not in before_first_source
+
+
+def test_the_rag_field_grounds_the_model_asked_for(data_dir: Path) -> None:
+    question = [{"role": "user", "content": "Where do visitors park?"}]
+    for client, _ in rag_client(data_dir):
+        local = client.post("/v1/chat/completions", json=chat_body(messages=question, rag="office"))
+        assert local.status_code == 200, local.text
+        assert local.json()["model"] == "tiny"
+        assert Path(local.json()["smallfirst"]["citations"][0]["source"]).name == "parking.md"
+        cloud = client.post(
+            "/v1/chat/completions", json=chat_body("big", messages=question, rag="office")
+        )
+        assert cloud.status_code == 400  # private: never sent to the cloud model asked for
+        assert cloud.json()["error"]["code"] == "private_collection"
+    for client, _ in rag_client(data_dir, rag={"collections": {"office": {"private": False}}}):
+        public = client.post(
+            "/v1/chat/completions", json=chat_body("big", messages=question, rag="office")
+        )
+        assert public.json()["model"] == "big"
+        assert public.json()["smallfirst"]["citations"]
