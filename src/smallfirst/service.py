@@ -30,11 +30,10 @@ from smallfirst.errors import (
 )
 from smallfirst.logs import RequestLog, RequestRecord, request_cost
 from smallfirst.privacy_step import Inspection, PrivacyStep, messages_of, restore
-from smallfirst.routing.base import RouteDecision
 from smallfirst.routing.budget import DAY_S, SpendTracker
 from smallfirst.routing.cascade import confidence
 from smallfirst.routing.planner import Plan, RoutePlanner
-from smallfirst.routing.traffic import TrafficCalibration
+from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
 from smallfirst.types import (
     TIERS,
     ChatRequest,
@@ -254,7 +253,7 @@ class Gateway:
             router = await self._load_router()
             try:
                 decision = await asyncio.to_thread(
-                    _decide,
+                    decide_within_budget,
                     router,
                     _router_messages(request),
                     self.traffic,
@@ -490,32 +489,6 @@ class Gateway:
         )
         for observe in self._observers:
             observe(record)
-
-
-def _decide(
-    router: Router,
-    messages: list[dict[str, str]],
-    traffic: TrafficCalibration,
-    *,
-    threshold: float | None,
-    max_strong_share: float | None,
-    min_quality: float | None,
-) -> RouteDecision:
-    """The router's decision; a strong-call budget for a router without a calibration table
-    is met on recent traffic instead (`routing/traffic.py`)."""
-    if router.calibration is not None or max_strong_share is None or min_quality is not None:
-        return router.decide(
-            messages,
-            threshold=threshold,
-            max_strong_share=max_strong_share,
-            min_quality=min_quality,
-        )
-    score = router.score(messages)
-    fallback = router.default_threshold if threshold is None else threshold
-    cut = traffic.threshold(max_strong_share, fallback)
-    traffic.observe(score)
-    basis = f"threshold from recent traffic for a {max_strong_share:.0%} strong-call budget"
-    return RouteDecision(score >= cut, score, cut, router.name, basis)
 
 
 def _rejection_record(

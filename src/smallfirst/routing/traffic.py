@@ -12,6 +12,8 @@ import math
 import threading
 from collections import deque
 
+from smallfirst.routing.base import Messages, RouteDecision, Router
+
 
 class TrafficCalibration:
     """Scores of the last `window` routed requests; thread-safe (routers score off the loop)."""
@@ -43,3 +45,29 @@ def _between(descending: list[float], allowed: int) -> float:
     when they tie, the tie goes weak (the budget is a cap)."""
     kept, next_one = descending[allowed - 1], descending[allowed]
     return kept if kept > next_one else math.nextafter(kept, math.inf)
+
+
+def decide_within_budget(
+    router: Router,
+    messages: Messages,
+    traffic: TrafficCalibration,
+    *,
+    threshold: float | None,
+    max_strong_share: float | None,
+    min_quality: float | None,
+) -> RouteDecision:
+    """The router's decision; a strong-call budget for a router without a calibration table
+    is met on recent traffic instead (`TrafficCalibration`)."""
+    if router.calibration is not None or max_strong_share is None or min_quality is not None:
+        return router.decide(
+            messages,
+            threshold=threshold,
+            max_strong_share=max_strong_share,
+            min_quality=min_quality,
+        )
+    score = router.score(messages)
+    fallback = router.default_threshold if threshold is None else threshold
+    cut = traffic.threshold(max_strong_share, fallback)
+    traffic.observe(score)
+    basis = f"threshold from recent traffic for a {max_strong_share:.0%} strong-call budget"
+    return RouteDecision(score >= cut, score, cut, router.name, basis)
