@@ -266,9 +266,9 @@ class Gateway:
             plan = self.planner.from_decision(decision, local_only=local_only)
         if local_reasons:
             plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
-        return self._for_tools(plan, request, local_only=local_only)
+        return self._for_tools(plan, request, local_only=", ".join(local_reasons))
 
-    def _for_tools(self, plan: Plan, request: GenerateRequest, *, local_only: bool = False) -> Plan:
+    def _for_tools(self, plan: Plan, request: GenerateRequest, *, local_only: str = "") -> Plan:
         if isinstance(request, ChatRequest) and request.wants_tools:
             return self.planner.for_tools(plan, local_only=local_only)
         return plan

@@ -176,7 +176,7 @@ def test_no_model_that_can_call_tools_is_a_clear_400(tmp_path: Path) -> None:
     with client:
         response = ask(client)
     assert response.status_code == 400
-    assert "no model configured can call tools" in response.json()["error"]["message"]
+    assert "no configured model can call tools" in response.json()["error"]["message"]
 
 
 def test_pii_in_arguments_stays_home_and_comes_back_restored(
@@ -270,3 +270,16 @@ def test_a_local_answer_that_is_a_call_becomes_one() -> None:
     assert json.loads(tool_call.function.arguments) == {"city": "Oslo"}
     for text in ("It is sunny.", '{"name": "get_weath', '{"name": "other", "arguments": {}}'):
         assert local_tools.as_tool_call(request, Completion(text=text)).text == text
+
+
+def test_tools_that_must_stay_local_with_no_local_caller_say_why(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, _ = api
+    response = ask(
+        client, privacy="local_only", messages=[{"role": "user", "content": f"Mail {EMAIL}"}]
+    )
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "must stay on local tiers (PII (EMAIL_ADDRESS x1) stays on premises)" in message
+    assert "no local model can call tools" in message

@@ -133,10 +133,11 @@ class RoutePlanner:
             cascade_from=self.weak,
         )
 
-    def for_tools(self, plan: Plan, *, local_only: bool = False) -> Plan:
+    def for_tools(self, plan: Plan, *, local_only: str = "") -> Plan:
         """Only models that can call tools may answer a request that offers tools. A model or
         tier the client chose is not swapped (400); a router's choice moves to the nearest
-        capable model, cheapest first from the chosen tier."""
+        capable model, cheapest first from the chosen tier. `local_only`: why the request must
+        stay on local tiers ("" when it need not)."""
         chosen = plan.cascade_from or plan.candidates[0]
         capable = [m for m in [chosen, *plan.candidates] if m.tools]
         if plan.router in ("none", "override") and not capable:
@@ -148,7 +149,8 @@ class RoutePlanner:
             )
         if not capable:
             nearest = self._nearest_tool_model(chosen.tier, local_only=local_only)
-            capable = [nearest, *(m for m in self.with_fallbacks(nearest) if m.tools)]
+            chain = self.with_fallbacks(nearest, local_only=bool(local_only))
+            capable = [nearest, *(m for m in chain if m.tools)]
         answering = capable[0]
         if plan.cascade_from is not None:
             plan.reason += f"; tools offered, so no cascade: {answering.id} answers"
@@ -158,16 +160,20 @@ class RoutePlanner:
         plan.cascade_from = None
         return plan
 
-    def _nearest_tool_model(self, tier: Tier, *, local_only: bool) -> ModelInfo:
+    def _nearest_tool_model(self, tier: Tier, *, local_only: str) -> ModelInfo:
         allowed = [m for m in self.models if m.tools and (not local_only or self.tiers.is_local(m))]
         start = TIERS.index(tier)
         by_distance = sorted(
             allowed, key=lambda m: (TIERS.index(m.tier) < start, abs(TIERS.index(m.tier) - start))
         )
         if not by_distance:
-            where = "on the tiers this request may use" if local_only else "configured"
+            why = (
+                f"must stay on local tiers ({local_only}), and no local model"
+                if local_only
+                else "no configured model"
+            )
             raise InvalidRequest(
-                f"This request offers tools, but no model {where} can call tools",
+                f"This request offers tools, but it {why} can call tools",
                 param="tools",
                 code="tools_not_supported",
             )
