@@ -63,6 +63,9 @@ def chat(
     model: str = typer.Option("auto", "--model", "-m", help="Model id, or auto to route."),
     system: str | None = typer.Option(None, "--system", "-s", help="System prompt."),
     max_tokens: int | None = typer.Option(None, help="Limit the answer length."),
+    rag: str | None = typer.Option(
+        None, "--rag", help="Answer from this document collection (see smallfirst rag ingest)."
+    ),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Ask once and stream the answer to the terminal (no server needed)."""
@@ -73,7 +76,9 @@ def chat(
     settings = settings_or_exit(config)
     messages = [ChatMessage(role="system", content=system)] if system else []
     messages.append(ChatMessage(role="user", content=prompt))
-    request = ChatRequest(model=model, messages=messages, max_tokens=max_tokens, stream=True)
+    request = ChatRequest(
+        model=model, messages=messages, max_tokens=max_tokens, stream=True, rag=rag
+    )
 
     async def run() -> None:
         gateway = Gateway.from_settings(settings)
@@ -82,6 +87,9 @@ def chat(
             async for chunk in answer.chunks:
                 typer.echo(chunk.text, nl=False)
             typer.echo("")
+            for cited in answer.citations:
+                where = f"{cited['source']}:{cited['char_start']}-{cited['char_end']}"
+                typer.echo(f"[{cited['id']}] {where}", err=True)
             typer.echo(f"[{answer.route.model.id} · {answer.route.model.tier}]", err=True)
         finally:
             await gateway.aclose()
