@@ -16,6 +16,21 @@ if TYPE_CHECKING:
     from smallfirst.logs.stats import Summary
 
 
+# The tier table on an 80-column terminal: shorter headers, no baseline column (it is in the
+# money lines above the table).
+_TERMINAL_COLUMNS = {
+    "tier": "tier",
+    "requests": "requests",
+    "share": "share",
+    "tokens in": "tok in",
+    "tokens out": "tok out",
+    "cost $": "cost $",
+    "p50 ms": "p50 ms",
+    "p95 ms": "p95 ms",
+    "TTFT p50 ms": "TTFT p50",
+}
+
+
 def register(app: typer.Typer) -> None:
     app.command("stats")(stats)
     app.command("requests")(requests)
@@ -115,23 +130,11 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
     else:
         console.print(f"Saved:    ${summary.saved_usd:.4f} ({summary.saved_share:.1%})")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
-    table.add_column("tier")
-    for column in ("requests", "share", "tok in", "tok out", "cost $"):
-        table.add_column(column, justify="right")
-    for column in ("p50 ms", "p95 ms", "TTFT p50"):
-        table.add_column(column, justify="right")
+    for column, header in _TERMINAL_COLUMNS.items():
+        table.add_column(header, justify="left" if column == "tier" else "right")
     for tier in summary.tiers:
-        table.add_row(
-            tier.tier,
-            str(tier.requests),
-            f"{tier.requests / summary.answered:.1%}",
-            str(tier.prompt_tokens),
-            str(tier.completion_tokens),
-            f"{tier.cost_usd:.4f}",
-            f"{tier.latency_p50_ms:.0f}",
-            f"{tier.latency_p95_ms:.0f}",
-            "-" if tier.ttft_p50_ms is None else f"{tier.ttft_p50_ms:.0f}",
-        )
+        cells = tier.cells(summary.answered)
+        table.add_row(*(cells[column] for column in _TERMINAL_COLUMNS))
     if summary.tiers:
         console.print(table)
     for router, tiers in summary.routed_by_router.items():

@@ -20,6 +20,19 @@ from pydantic import BaseModel
 from smallfirst.logs.store import connect, migrate
 from smallfirst.types import TIERS
 
+TIER_COLUMNS = (
+    "tier",
+    "requests",
+    "share",
+    "tokens in",
+    "tokens out",
+    "cost $",
+    "baseline $",
+    "p50 ms",
+    "p95 ms",
+    "TTFT p50 ms",
+)
+
 
 class TierStats(BaseModel):
     tier: str
@@ -31,6 +44,22 @@ class TierStats(BaseModel):
     latency_p50_ms: float
     latency_p95_ms: float
     ttft_p50_ms: float | None
+
+    def cells(self, answered: int) -> dict[str, str]:
+        """This tier's row for a table, formatted, keyed by `TIER_COLUMNS`."""
+        values = (
+            self.tier,
+            str(self.requests),
+            f"{self.requests / answered:.1%}",
+            str(self.prompt_tokens),
+            str(self.completion_tokens),
+            f"{self.cost_usd:.4f}",
+            f"{self.baseline_cost_usd:.4f}",
+            f"{self.latency_p50_ms:.0f}",
+            f"{self.latency_p95_ms:.0f}",
+            "-" if self.ttft_p50_ms is None else f"{self.ttft_p50_ms:.0f}",
+        )
+        return dict(zip(TIER_COLUMNS, values, strict=True))
 
 
 class Summary(BaseModel):

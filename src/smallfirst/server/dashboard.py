@@ -17,21 +17,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from smallfirst.errors import InvalidRequest
-from smallfirst.logs.stats import Summary, parse_window, summarize
+from smallfirst.logs.stats import TIER_COLUMNS, Summary, parse_window, summarize
 
 WINDOWS = ("1h", "24h", "7d", "all")
-_TIER_COLUMNS = (
-    "tier",
-    "requests",
-    "share",
-    "tokens in",
-    "tokens out",
-    "cost $",
-    "baseline $",
-    "p50 ms",
-    "p95 ms",
-    "TTFT p50 ms",
-)
 
 _STYLE = """
 body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem; color: #1d2430; }
@@ -116,20 +104,11 @@ def _body(summary: Summary, baseline: str) -> str:
 def _tier_table(summary: Summary) -> str:
     if not summary.tiers:
         return "<p>No answered requests in this window.</p>"
-    head = "".join(f"<th>{h}</th>" for h in _TIER_COLUMNS)
-    rows = []
-    for tier in summary.tiers:
-        cells = (
-            tier.tier,
-            str(tier.requests),
-            f"{tier.requests / summary.answered:.1%}",
-            str(tier.prompt_tokens),
-            str(tier.completion_tokens),
-            f"{tier.cost_usd:.4f}",
-            f"{tier.baseline_cost_usd:.4f}",
-            f"{tier.latency_p50_ms:.0f}",
-            f"{tier.latency_p95_ms:.0f}",
-            "-" if tier.ttft_p50_ms is None else f"{tier.ttft_p50_ms:.0f}",
-        )
-        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{escape(h)}</th>" for h in TIER_COLUMNS)
+    rows = [
+        "<tr>"
+        + "".join(f"<td>{escape(c)}</td>" for c in tier.cells(summary.answered).values())
+        + "</tr>"
+        for tier in summary.tiers
+    ]
     return f"<h2>Tiers</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
