@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from smallfirst.backends.base import Backend, info_from_config
+from smallfirst.backends.local_tools import offered_tools
 from smallfirst.config import FakeModel
 from smallfirst.types import (
     ChatRequest,
@@ -17,7 +18,6 @@ from smallfirst.types import (
     FunctionCall,
     GenerateRequest,
     ModelInfo,
-    NamedToolChoice,
     TokenLogprob,
     ToolCall,
     ToolCallDelta,
@@ -122,17 +122,16 @@ def _tool_call_for(request: GenerateRequest, turn: int) -> ToolCall | None:
     """Offered tools and not yet given a tool's result, the fake calls the chosen tool (or the
     first) with the last user text as `{"input": ...}`: deterministic, and it shows what text
     reached the model (redacted or not) in the arguments."""
-    if not isinstance(request, ChatRequest) or not request.wants_tools or not request.tools:
+    if not isinstance(request, ChatRequest) or request.messages[-1].role == "tool":
         return None
-    if request.messages[-1].role == "tool":
+    tools = offered_tools(request)
+    if not tools:
         return None
-    choice = request.tool_choice
-    name = choice.function.name if isinstance(choice, NamedToolChoice) else None
     user_texts = [m.text for m in request.messages if m.role == "user"]
     arguments = json.dumps({"input": user_texts[-1] if user_texts else ""})
     return ToolCall(
         id=f"call_fake_{turn}",
-        function=FunctionCall(name=name or request.tools[0].function.name, arguments=arguments),
+        function=FunctionCall(name=tools[0].function.name, arguments=arguments),
     )
 
 
