@@ -91,9 +91,10 @@ class Copies(Generic[T]):
     ) -> T:
         try:
             built = self._build(collection_id)
-            with self._lock:
+            still_current = self._current_stamp() == stamp  # outside our lock: it may take the
+            with self._lock:  # store's, and searches hold the store's lock while calling `get`
                 self._failed.pop(collection_id, None)
-                if self._current_stamp() == stamp:
+                if still_current:
                     self._copies[collection_id] = (built, stamp)
             return built
         except Exception:
