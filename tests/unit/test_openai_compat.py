@@ -228,6 +228,21 @@ async def test_tools_go_upstream_and_tool_calls_come_back() -> None:
     assert [call.model_dump() for call in result.tool_calls or []] == [CALL]
 
 
+async def test_tool_calls_with_extra_fields_or_object_arguments_are_read() -> None:
+    loose = {"index": 0, "id": "c1", "type": "function"}
+    loose["function"] = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    answer = {"choices": [{"message": {"tool_calls": [loose]}, "finish_reason": "tool_calls"}]}
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    async with upstream(handle) as backend:
+        result = await backend.complete(TOOL_REQUEST)
+    (call,) = result.tool_calls or []
+    assert (call.id, call.function.name) == ("c1", "get_weather")
+    assert json.loads(call.function.arguments) == {"city": "Oslo"}
+
+
 async def test_streamed_tool_calls_are_passed_on_piece_by_piece() -> None:
     first = {"index": 0, "id": "call_9", "type": "function", "function": {"name": "get_weather"}}
     events = [

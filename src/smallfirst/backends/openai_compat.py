@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import pydantic_core
-from pydantic import TypeAdapter
 
 from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.config import OpenAICompatModel
@@ -32,6 +31,7 @@ from smallfirst.types import (
     ChatRequest,
     Chunk,
     Completion,
+    FunctionCall,
     GenerateRequest,
     ModelInfo,
     TokenLogprob,
@@ -130,9 +130,8 @@ class OpenAICompatBackend(Backend):
         try:
             data = json.loads(raw)
             choice = data["choices"][0]
-            text = choice["message"]["content"] if "message" in choice else choice["text"]
-            calls = (choice.get("message") or {}).get("tool_calls") or None
-            tool_calls = TypeAdapter(list[ToolCall]).validate_python(calls) if calls else None
+            text = choice["message"].get("content") if "message" in choice else choice["text"]
+            tool_calls = _tool_calls((choice.get("message") or {}).get("tool_calls"))
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise UpstreamError(f"{self.config.id}: malformed upstream answer") from exc
         written = (text or "") + "".join(c.function.arguments for c in tool_calls or [])
@@ -224,6 +223,27 @@ def _usage(raw: Any, body: dict[str, Any], text: str) -> Usage:
         )
     prompt_chars = len(json.dumps(body.get("messages") or body.get("prompt") or ""))
     return Usage(prompt_tokens=max(prompt_chars // 4, 1), completion_tokens=len(text) // 4)
+
+
+def _tool_calls(raw: Any) -> list[ToolCall] | None:
+    """`message.tool_calls`, read for the fields OpenAI defines: servers add their own (an
+    `index`, say), and some send the arguments as an object rather than JSON text."""
+    if not raw:
+        return None
+    calls = []
+    for number, item in enumerate(raw):
+        function = item["function"]
+        arguments = function.get("arguments") or "{}"
+        calls.append(
+            ToolCall(
+                id=item.get("id") or f"call_{number}",
+                function=FunctionCall(
+                    name=function["name"],
+                    arguments=arguments if isinstance(arguments, str) else json.dumps(arguments),
+                ),
+            )
+        )
+    return calls
 
 
 def _tool_call_deltas(raw: Any) -> list[ToolCallDelta] | None:
