@@ -252,7 +252,7 @@ def _tool_call_deltas(raw: Any) -> list[ToolCallDelta] | None:
         return None
     return [
         ToolCallDelta(
-            index=item["index"],
+            index=item.get("index", 0),
             id=item.get("id"),
             name=(item.get("function") or {}).get("name"),
             arguments=(item.get("function") or {}).get("arguments") or "",
