@@ -11,7 +11,8 @@ import re
 import sqlite3
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,28 +103,32 @@ def parse_window(text: str) -> float | None:
 _ANSWERED = "(status < 400 OR status = 499)"
 
 
-def recent_requests(path: Path, limit: int = 20) -> list[dict[str, Any]]:
-    """The last `limit` rows of the log, newest first, as column -> value."""
+@contextmanager
+def _log_at(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to the log, migrated first: an older log gains the newer columns, as the
+    gateway would give it."""
     connection = connect(path)
     try:
         migrate(connection)
+        yield connection
+    finally:
+        connection.close()
+
+
+def recent_requests(path: Path, limit: int = 20) -> list[dict[str, Any]]:
+    """The last `limit` rows of the log, newest first, as column -> value."""
+    with _log_at(path) as connection:
         connection.row_factory = sqlite3.Row
         rows = connection.execute(
             "SELECT * FROM requests ORDER BY created_at DESC LIMIT ?", (limit,)
         ).fetchall()
         return [dict(row) for row in rows]
-    finally:
-        connection.close()
 
 
 def summarize(path: Path, since: float | None = None) -> Summary:
     """Aggregate the log at `path` over rows created at or after `since` (epoch s; None: all)."""
-    connection = connect(path)
-    try:
-        migrate(connection)  # an older log gains the newer columns (as the gateway would)
+    with _log_at(path) as connection:
         return _summarize(connection, since)
-    finally:
-        connection.close()
 
 
 def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
