@@ -3,6 +3,9 @@ response lives in exactly one place, `smallfirst.server.errors`."""
 
 from __future__ import annotations
 
+# Logged (never sent) when the client went away before its answer was done; nginx's code.
+CLIENT_CLOSED_REQUEST = 499
+
 
 class SmallfirstError(Exception):
     """Base class: a message safe to show a client, never a stack trace."""

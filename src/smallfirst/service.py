@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from smallfirst.backends import Backend, build_backends
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
+    CLIENT_CLOSED_REQUEST,
     ConfigError,
     InvalidRequest,
     ModelNotFound,
@@ -386,12 +387,15 @@ class Gateway:
     async def _logged(
         self, request: GenerateRequest, ctx: RequestContext, plan: Plan | None, step: Awaitable[T]
     ) -> T:
-        """Await `step`; if it fails, the request is logged as failed before the error goes up."""
+        """Await `step`; if it fails, the request is logged as failed before the error goes up
+        (as 499 when it was cancelled: the client went away before the answer)."""
         try:
             return await step
-        except SmallfirstError as error:
+        except (SmallfirstError, asyncio.CancelledError) as error:
             route = _route(plan.candidates[0], plan, ctx) if plan else None
-            self._finish(request, ctx, route, Usage(), status=error.status, error=error)
+            failed = error if isinstance(error, SmallfirstError) else None
+            status = failed.status if failed else CLIENT_CLOSED_REQUEST
+            self._finish(request, ctx, route, Usage(), status=status, error=failed)
             raise
 
     async def _observed(
@@ -408,7 +412,7 @@ class Gateway:
         usage = Usage()
         parts: list[str] = []
         deltas: list[ToolCallDelta] = []
-        status, error = 499, None  # stays 499 if the client goes away mid-stream
+        status, error = CLIENT_CLOSED_REQUEST, None  # unless the stream ends or fails
         try:
             async for chunk in chunks:
                 ttft = ttft or time.perf_counter()

@@ -135,7 +135,8 @@ def test_concurrent_requests_all_complete(gateway: Server) -> None:
     assert set(reasons) <= {"stop", "length"}
 
 
-def test_client_disconnect_mid_stream_frees_the_worker(gateway: Server) -> None:
+@pytest.mark.parametrize("stream", [True, False])
+def test_client_that_leaves_frees_the_worker(gateway: Server, stream: bool) -> None:
     def cancelled() -> float:
         text = httpx.get(f"{gateway.url}/metrics").text
         return metric_value(text, "smallfirst_generations_cancelled_total", f'model="{MODEL}"')
@@ -146,12 +147,17 @@ def test_client_disconnect_mid_stream_frees_the_worker(gateway: Server) -> None:
         "prompt": "1, 2, 3, 4, 5, 6, 7, 8,",
         "max_tokens": 1500,
         "temperature": 0,
-        "stream": True,
+        "stream": stream,
     }
-    with httpx.stream("POST", f"{gateway.url}/v1/completions", json=body, timeout=60) as response:
-        lines = response.iter_lines()
-        received = [next(lines) for _ in range(6)]
-    assert any(line.startswith("data: ") for line in received)
+    url = f"{gateway.url}/v1/completions"
+    if stream:
+        with httpx.stream("POST", url, json=body, timeout=60) as response:
+            lines = response.iter_lines()
+            received = [next(lines) for _ in range(6)]
+        assert any(line.startswith("data: ") for line in received)
+    else:  # a client-side timeout, long before 1,500 tokens
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url, json=body, timeout=httpx.Timeout(60, read=1.0))
     deadline = time.monotonic() + 60
     while cancelled() == before and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from smallfirst.errors import CLIENT_CLOSED_REQUEST
 from smallfirst.logs.store import connect, migrate
 from smallfirst.types import TIERS
 
@@ -99,8 +100,9 @@ def parse_window(text: str) -> float | None:
     return float(match.group(1)) * _WINDOW_UNITS_S[match.group(2)]
 
 
-# Answered = a 200, or a stream the client left (499) after tokens were produced and paid for.
-_ANSWERED = "(status < 400 OR status = 499)"
+# Answered = a 200, or a request the client left (499): the model worked on it, and a stream's
+# tokens were produced and paid for.
+_ANSWERED = f"(status < 400 OR status = {CLIENT_CLOSED_REQUEST})"
 
 
 @contextmanager

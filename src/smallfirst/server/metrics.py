@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from smallfirst.backends import Backend
+from smallfirst.errors import CLIENT_CLOSED_REQUEST
 from smallfirst.logs import RequestRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -136,7 +137,7 @@ class Metrics:
             self._routed_total += 1
             self._routed_strong += tier == self._strong_tier
             self.strong_share.set(self._routed_strong / self._routed_total)
-        if record.status >= 400 and record.status != 499:
+        if record.status >= 400 and record.status != CLIENT_CLOSED_REQUEST:
             return
         self._child(self.tokens, model, tier, "input").inc(record.prompt_tokens)
         self._child(self.tokens, model, tier, "output").inc(record.completion_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from smallfirst.errors import InvalidRequest, ModelNotFound
+from smallfirst.errors import CLIENT_CLOSED_REQUEST, InvalidRequest, ModelNotFound
 from smallfirst.server.dashboard import dashboard
 from smallfirst.server.errors import validation_error
 from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
@@ -21,6 +22,7 @@ from smallfirst.service import Gateway, RequestContext
 from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
+T = TypeVar("T")
 ROUTE_HEADER = "x-smallfirst-route"
 
 
@@ -53,7 +55,9 @@ async def _generate(
         route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
     )
     if parsed.stream:
-        answer = await gw.stream(parsed, ctx)
+        answer = await _unless_client_leaves(request, gw.stream(parsed, ctx))
+        if answer is None:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         citations = answer.citations or None
         renderer = ChunkRenderer(parsed, answer.route, ctx.request_id, citations)
         return StreamingResponse(
@@ -61,13 +65,37 @@ async def _generate(
             media_type="text/event-stream",
             headers={**route_headers(answer.route), "cache-control": "no-cache"},
         )
-    result = await gw.complete(parsed, ctx)
+    result = await _unless_client_leaves(request, gw.complete(parsed, ctx))
+    if result is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     return JSONResponse(
         completion_body(
             parsed, result.completion, result.route, ctx.request_id, result.citations or None
         ),
         headers=route_headers(result.route),
     )
+
+
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """Await `work`, or cancel it and return None if the client disconnects first, so that a
+    model stops generating an answer nobody will read. (Once a stream has begun,
+    StreamingResponse watches for the disconnect itself.)"""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))  # the gateway logs it and frees the model first
+    return None if task.cancelled() else task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next message the server sends is the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def chat_completions(request: Request) -> Response:

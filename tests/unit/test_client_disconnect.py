@@ -1,0 +1,73 @@
+"""A client that leaves before its answer is done: the model stops, the log says 499."""
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smallfirst.logs import RequestRecord
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+
+SLOW_REPLY = " ".join(["word"] * 40)  # 40 pieces x 0.25 s: far longer than the client waits
+
+
+async def _post_then_leave(app: Any, body: dict[str, Any], leave_after_s: float) -> list[Any]:
+    """Drive the ASGI app as a server would: the body, then a disconnect; return what it sent."""
+    payload = json.dumps(body).encode()
+    sent: list[Any] = []
+    messages = iter([{"type": "http.request", "body": payload, "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        message = next(messages, None)
+        if message is not None:
+            return message
+        await asyncio.sleep(leave_after_s)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_leaving_before_the_answer_cancels_it_and_logs_499(tmp_path: Path, stream: bool) -> None:
+    slow = {
+        "id": "slow",
+        "tier": "edge",
+        "backend": "fake",
+        "replies": [SLOW_REPLY],
+        "token_delay_s": 0.25,
+    }
+    client, gateway = fake_client(fake_settings(tmp_path, models=[slow]))
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    body = chat_body("slow", stream=stream)
+    with client:
+        assert client.portal is not None
+        # It leaves before the first piece (0.25 s), so a stream has not begun either.
+        sent = client.portal.call(_post_then_leave, client.app, body, 0.05)
+
+    statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
+    assert statuses == [499]
+    assert [r.status for r in records] == [499]
+    assert records[0].model_answered is None
+    assert records[0].tier == "edge"
+    assert fake_backend(gateway, "slow").closed_early == (1 if stream else 0)
