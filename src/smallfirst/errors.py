@@ -13,6 +13,7 @@ class SmallfirstError(Exception):
     status: int = 500
     error_type: str = "server_error"
     code: str | None = None
+    retry_after_s: int | None = None  # sent as `retry-after`; the openai SDK waits that long
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -57,6 +58,7 @@ class QueueFull(SmallfirstError):
     status = 429
     error_type = "rate_limit_error"
     code = "queue_full"
+    retry_after_s = 1  # a local model finishes a short answer in about that time here
 
 
 class UpstreamError(SmallfirstError):

@@ -14,6 +14,13 @@ from tests.integration.conftest import Server, metric_value
 from tests.integration.conftest import openai_client as client
 
 MODEL = "smollm2-135m"
+# Greedy counting goes on for all 1,500 tokens: about 10 s of generation here.
+LONG_ANSWER = {
+    "model": MODEL,
+    "prompt": "1, 2, 3, 4, 5, 6, 7, 8,",
+    "max_tokens": 1500,
+    "temperature": 0,
+}
 pytestmark = pytest.mark.integration
 
 
@@ -142,13 +149,7 @@ def test_client_that_leaves_frees_the_worker(gateway: Server, stream: bool) -> N
         return metric_value(text, "smallfirst_generations_cancelled_total", f'model="{MODEL}"')
 
     before = cancelled()
-    body = {
-        "model": MODEL,
-        "prompt": "1, 2, 3, 4, 5, 6, 7, 8,",
-        "max_tokens": 1500,
-        "temperature": 0,
-        "stream": stream,
-    }
+    body = {**LONG_ANSWER, "stream": stream}
     url = f"{gateway.url}/v1/completions"
     if stream:
         with httpx.stream("POST", url, json=body, timeout=60) as response:
@@ -164,3 +165,32 @@ def test_client_that_leaves_frees_the_worker(gateway: Server, stream: bool) -> N
     assert cancelled() == before + 1
     follow_up = client(gateway).completions.create(model=MODEL, prompt="Hello", max_tokens=3)
     assert follow_up.choices[0].text is not None
+
+
+def test_a_full_queue_answers_429_at_once_and_the_queued_requests_complete(
+    gateway: Server,
+) -> None:
+    """The gateway fixture gives the model queue_size 8: behind one long answer, 8 of 12 new
+    requests wait and 4 are refused (before, a stream past the queue waited forever)."""
+    long_answer = {**LONG_ANSWER, "stream": True}
+    short = {"model": MODEL, "prompt": "Hello", "max_tokens": 3}
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/completions", json=long_answer, timeout=60
+    ) as busy:
+        lines = busy.iter_lines()  # kept: a dropped iterator closes the connection
+        next(lines)  # the worker is generating now
+        with ThreadPoolExecutor(12) as pool:
+            futures = [
+                pool.submit(httpx.post, f"{gateway.url}/v1/completions", json=short, timeout=60)
+                for _ in range(12)
+            ]
+            deadline = time.monotonic() + 30
+            while sum(f.done() for f in futures) < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            refused = [f.result() for f in futures if f.done()]
+            busy.close()  # frees the worker for the 8 that wait
+            answered = [f.result() for f in futures]
+    assert [r.status_code for r in refused] == [429] * 4
+    assert {r.headers["retry-after"] for r in refused} == {"1"}
+    assert refused[0].json()["error"]["code"] == "queue_full"
+    assert sorted(r.status_code for r in answered) == [200] * 8 + [429] * 4

@@ -33,6 +33,24 @@ async def test_queue_full_is_429_and_fifo_order_is_kept() -> None:
     worker.shutdown()
 
 
+async def test_a_stream_on_a_full_queue_is_429_not_a_hang() -> None:
+    worker = ModelWorker("m", queue_size=0)
+    gate = threading.Event()
+    running = asyncio.ensure_future(worker.run(lambda: gate.wait(5)))
+    await asyncio.sleep(0.05)
+
+    def never_runs(emit: Emit, cancelled: threading.Event) -> None:
+        raise AssertionError("a job past a full queue must not run")
+
+    try:
+        with pytest.raises(QueueFull):
+            await asyncio.wait_for(anext(worker.stream(never_runs)), timeout=5)
+    finally:
+        gate.set()
+        await running
+        worker.shutdown()
+
+
 async def test_closing_a_stream_cancels_the_job_and_frees_the_worker() -> None:
     worker = ModelWorker("m", queue_size=4)
     produced: list[int] = []

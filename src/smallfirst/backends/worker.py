@@ -82,6 +82,7 @@ class ModelWorker:
                 outbox.put(_DONE)
 
         runner = asyncio.ensure_future(self.run(job))
+        runner.add_done_callback(lambda done: _hand_over_failure(done, queue))
         try:
             while True:
                 item = await queue.get()
@@ -96,6 +97,13 @@ class ModelWorker:
             cancelled.set()  # no-op after a normal finish; stops the job on disconnect
             if not runner.done():
                 runner.cancel()
+
+
+def _hand_over_failure(runner: asyncio.Future[None], queue: asyncio.Queue[object]) -> None:
+    """A job that never ran (the queue was full, the worker shut down) puts nothing in the
+    queue: hand its error to the consumer, which would otherwise wait forever."""
+    if not runner.cancelled() and runner.exception() is not None:
+        queue.put_nowait(runner.exception())
 
 
 class _Outbox:

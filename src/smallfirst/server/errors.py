@@ -26,6 +26,8 @@ def error_body(error: SmallfirstError) -> dict[str, Any]:
 
 
 def error_response(error: SmallfirstError, headers: dict[str, str] | None = None) -> JSONResponse:
+    if error.retry_after_s is not None:
+        headers = {**(headers or {}), "retry-after": str(error.retry_after_s)}
     return JSONResponse(error_body(error), status_code=error.status, headers=headers)
 
 
