@@ -171,13 +171,13 @@ class Gateway:
             raise PolicyBlocked(inspection.blocked)
         if inspection is not None and inspection.keep_local:
             keep_local.append(inspection.keep_local)
-        collection = rag_collection(request.model)
+        collection, collection_param = rag_collection(request.model), "model"
         if collection is not None:
             if not isinstance(request, ChatRequest):
                 raise InvalidRequest("rag/<collection> needs /v1/chat/completions", param="model")
             request = request.model_copy(update={"model": AUTO_MODEL})
         elif isinstance(request, ChatRequest):
-            collection = request.rag  # the extension field: ground, but keep the model asked for
+            collection, collection_param = request.rag, "rag"  # ground the model asked for
         private = collection is not None and self.settings.rag.is_private(collection)
         if private:
             keep_local.append(f"collection {collection!r} is private")
@@ -190,7 +190,13 @@ class Gateway:
             )
         if collection is None or not isinstance(request, ChatRequest):
             return Prepared(request, plan)
-        grounded, citations = await self._ground(request, collection, plan.candidates[0])
+        from smallfirst.rag import CollectionNotFound
+
+        try:
+            grounded, citations = await self._ground(request, collection, plan.candidates[0])
+        except CollectionNotFound as missing:
+            missing.param = collection_param
+            raise
         if inspection is not None:
             inspection.align_to(messages_of(grounded))
         return Prepared(grounded, plan, citations)

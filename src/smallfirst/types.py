@@ -261,6 +261,17 @@ class EmbeddingRequest(_Strict):
     dimensions: int | None = None
     user: str | None = None
 
+    @field_validator("input", mode="before")
+    @classmethod
+    def _text_not_tokens(cls, value: Any) -> Any:
+        """OpenAI also takes token ids of its own tokenizer; they mean nothing to this model."""
+        if isinstance(value, list) and value and not isinstance(value[0], str):
+            raise ValueError(
+                "token arrays are not supported: send the text (LangChain's OpenAIEmbeddings: "
+                "check_embedding_ctx_length=False)"
+            )
+        return value
+
     @property
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)

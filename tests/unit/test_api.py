@@ -212,3 +212,14 @@ def test_embeddings_refuse_a_size_the_model_cannot_make(api: tuple[TestClient, G
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "dimensions"
     assert "384-dimensional vectors only" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2], [3]]])
+def test_embeddings_refuse_token_arrays_by_name(
+    api: tuple[TestClient, Gateway], tokens: list[object]
+) -> None:
+    client, _ = api
+    response = client.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": tokens})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input"
+    assert "token arrays are not supported" in response.json()["error"]["message"]

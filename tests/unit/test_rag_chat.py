@@ -75,10 +75,18 @@ def test_public_collection_may_go_to_the_cloud(data_dir: Path) -> None:
         assert Path(response.json()["smallfirst"]["citations"][0]["source"]).name == "parking.md"
 
 
-def test_unknown_collection_is_404(api: tuple[TestClient, Any]) -> None:
+def test_unknown_collection_is_404_naming_the_field_that_asked(
+    api: tuple[TestClient, Any],
+) -> None:
     client, _ = api
     response = ask(client, "anything", collection="nope")
     assert response.status_code == 404
+    assert response.json()["error"]["param"] == "model"
+    body = chat_body("tiny", rag="nope")
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 404
+    assert response.json()["error"]["param"] == "rag"
+    assert "'nope' does not exist" in response.json()["error"]["message"]
 
 
 def test_documents_cannot_rewrite_the_rules(api: tuple[TestClient, Any]) -> None:

@@ -197,7 +197,7 @@ class SqliteChunkStore(ChunkStore):
         if row is not None:
             return int(row[0])
         if not create:
-            raise CollectionNotFound(f"RAG collection {name!r} does not exist", param="model")
+            raise CollectionNotFound(f"RAG collection {name!r} does not exist")
         cursor = self._db.execute("INSERT INTO collections(name) VALUES (?)", (name,))
         return int(cursor.lastrowid or 0)
 
@@ -401,9 +401,7 @@ class SqliteChunkStore(ChunkStore):
         with self._reader() as db, _read_transaction(db):
             collection_ids = dict(db.execute("SELECT name, id FROM collections").fetchall())
             if collection not in collection_ids:
-                raise CollectionNotFound(
-                    f"RAG collection {collection!r} does not exist", param="model"
-                )
+                raise CollectionNotFound(f"RAG collection {collection!r} does not exist")
             if len(collection_ids) > 1:
                 # The filter token is in every chunk of the collection, so its posting list
                 # is as long as the collection: bm25() reads all of it for its idf and the
