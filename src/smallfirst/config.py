@@ -110,6 +110,15 @@ class BudgetConfig(_Section):
     per_key_daily_usd: float | None = Field(default=None, ge=0)
 
 
+class CircuitBreakerConfig(_Section):
+    """A model that failed `failures` times in a row is skipped for `cooldown_s` (doubling
+    while it keeps failing, up to `max_cooldown_s`): fallbacks answer at once meanwhile."""
+
+    failures: int = Field(default=3, ge=0, description="0: never skip a failing model")
+    cooldown_s: float = Field(default=30.0, gt=0)
+    max_cooldown_s: float = Field(default=300.0, gt=0)
+
+
 def _default_fallbacks() -> dict[Tier, list[Tier]]:
     return {"cloud": ["onprem", "edge"], "onprem": ["edge"], "edge": []}
 
@@ -126,6 +135,7 @@ class RoutingConfig(_Section):
     fallbacks: dict[Tier, list[Tier]] = Field(default_factory=_default_fallbacks)
     cascade: CascadeConfig = Field(default_factory=CascadeConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
 
 
 class RagCollectionConfig(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -33,6 +34,7 @@ from smallfirst.logs import RequestLog, RequestRecord, request_cost
 from smallfirst.privacy_step import Inspection, PrivacyStep, messages_of, restore
 from smallfirst.routing.budget import DAY_S, SpendTracker
 from smallfirst.routing.cascade import confidence
+from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan, RoutePlanner
 from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
 from smallfirst.types import (
@@ -129,6 +131,7 @@ class Gateway:
         self.planner = RoutePlanner(settings.routing, self.models())
         self.baseline = settings.baseline or _strong_model_baseline(self.planner.strong)
         self.spend = SpendTracker(settings.routing.budget)
+        self.health = ModelHealth(settings.routing.circuit_breaker)
         self.traffic = TrafficCalibration()
         self.privacy = PrivacyStep(settings, self.models())
         self._router: Router | None = None
@@ -379,16 +382,29 @@ class Gateway:
         request: GenerateRequest,
         call: Callable[[Backend, GenerateRequest], Awaitable[T]],
     ) -> tuple[T, ModelInfo]:
-        """Try the plan's models in order; a failing tier falls to the next one."""
+        """Try the plan's models in order; a failing tier falls to the next one, and a model
+        that keeps failing is skipped for a while (`routing/health.py`)."""
         last_error: SmallfirstError | None = None
         for model in plan.candidates:
+            if self.health.cooling_down_s(model.id):
+                plan.reason += f"; {self.health.describe(model.id)}"
+                continue
             try:
-                return await self._call(model, ctx, request, call), model
+                result = await self._call(model, ctx, request, call)
             except FALLBACK_ERRORS as error:
+                if error.code != QueueFull.code:  # a busy local model is not a broken one
+                    self.health.failed(model.id, error.message)
                 last_error = error
                 ctx.tried.append(model.id)
-        assert last_error is not None
-        raise last_error
+                continue
+            self.health.succeeded(model.id)
+            return result, model
+        raise last_error or self._all_cooling_down(plan.candidates)
+
+    def _all_cooling_down(self, models: Sequence[ModelInfo]) -> ModelUnavailable:
+        error = ModelUnavailable("; ".join(self.health.describe(m.id) for m in models))
+        error.retry_after_s = math.ceil(min(self.health.cooling_down_s(m.id) for m in models))
+        return error
 
     async def _logged(
         self, request: GenerateRequest, ctx: RequestContext, plan: Plan | None, step: Awaitable[T]

@@ -97,6 +97,17 @@ def test_upstream_killed_mid_request_is_502_and_gateway_keeps_serving(tmp_path: 
         assert fallback.status_code == 200
         assert fallback.json()["model"] == "edge-fake"
         assert fallback.headers["x-smallfirst-escalations"] == "doomed-cloud"
+        # Its third failure in a row: then the gateway stops calling it for a while.
+        for calls_the_dead_upstream in (True, False):
+            fallback = httpx.post(
+                f"{gateway.url}/v1/chat/completions",
+                json={"model": "auto", "messages": [{"role": "user", "content": "x"}]},
+                headers={"x-smallfirst-route": "cloud"},
+                timeout=30,
+            )
+            assert fallback.json()["model"] == "edge-fake"
+            assert ("x-smallfirst-escalations" in fallback.headers) == calls_the_dead_upstream
+        assert "doomed-cloud skipped for" in fallback.json()["smallfirst"]["reason"]
     finally:
         gateway.stop()
         doomed.stop()

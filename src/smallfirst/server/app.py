@@ -42,7 +42,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gw = gateway or Gateway.from_settings(settings)
         app.state.gateway = gw
-        app.state.metrics = Metrics(gw.backends, gw.planner.strong.tier)
+        app.state.metrics = Metrics(gw.backends, gw.health, gw.planner.strong.tier)
         gw.add_observer(app.state.metrics.observe)
         task = asyncio.create_task(_warm_up(app, gw) if warm_up else _mark_ready(app))
         try:

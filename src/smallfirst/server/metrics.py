@@ -19,15 +19,18 @@ from prometheus_client.registry import Collector
 from smallfirst.backends import Backend
 from smallfirst.errors import CLIENT_CLOSED_REQUEST
 from smallfirst.logs import RequestRecord
+from smallfirst.routing.health import ModelHealth
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 class _BackendState(Collector):
-    """Read at scrape time from the backends: queue depth and cancelled generations."""
+    """Read at scrape time from the backends: queue depth, cancelled generations, and the
+    cooldown of models skipped after failing (`routing/health.py`)."""
 
-    def __init__(self, backends: Mapping[str, Backend]) -> None:
+    def __init__(self, backends: Mapping[str, Backend], health: ModelHealth) -> None:
         self._backends = backends
+        self._health = health
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily(
@@ -38,15 +41,25 @@ class _BackendState(Collector):
             "Generations stopped early because the client went away",
             labels=["model"],
         )
+        cooldown = GaugeMetricFamily(
+            "smallfirst_model_cooldown_seconds",
+            "Seconds until a model that kept failing is tried again (0: it is tried)",
+            labels=["model"],
+        )
+        skipped = self._health.snapshot()
         for model, backend in self._backends.items():
             depth.add_metric([model], backend.queue_depth())
             cancelled.add_metric([model], backend.cancelled_generations())
+            cooldown.add_metric([model], skipped.get(model, 0.0))
         yield depth
         yield cancelled
+        yield cooldown
 
 
 class Metrics:
-    def __init__(self, backends: Mapping[str, Backend], strong_tier: str) -> None:
+    def __init__(
+        self, backends: Mapping[str, Backend], health: ModelHealth, strong_tier: str
+    ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call] # the *_created series double the output for no use here
         self.registry = CollectorRegistry()
         labels = ["model", "tier"]
@@ -121,7 +134,7 @@ class Metrics:
         self._series: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._routed_total = 0
         self._routed_strong = 0
-        self.registry.register(_BackendState(backends))
+        self.registry.register(_BackendState(backends, health))
 
     def observe(self, record: RequestRecord) -> None:
         # Unrouted failures (unknown model ids) share one label: clients must not mint series.

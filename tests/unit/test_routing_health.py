@@ -1,0 +1,117 @@
+"""Skipping a model that keeps failing: the breaker per model, and the gateway using it."""
+
+from pathlib import Path
+
+from smallfirst.config import CircuitBreakerConfig
+from smallfirst.errors import QueueFull, UpstreamError
+from smallfirst.routing.health import ModelHealth
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_three_failures_in_a_row_skip_a_model_for_the_cooldown() -> None:
+    clock = Clock()
+    health = ModelHealth(CircuitBreakerConfig(failures=3, cooldown_s=30), clock)
+    health.failed("m", "boom")
+    health.failed("m", "boom")
+    assert health.cooling_down_s("m") == 0
+    health.failed("m", "refused")
+    assert health.cooling_down_s("m") == 30
+    assert (
+        health.describe("m") == "m skipped for 30 s more after 3 failures in a row (last: refused)"
+    )
+    clock.now += 30
+    assert health.cooling_down_s("m") == 0  # tried again
+    health.failed("m", "refused")
+    assert health.cooling_down_s("m") == 60  # one more failure: twice as long
+
+
+def test_failures_of_requests_already_under_way_do_not_extend_the_cooldown() -> None:
+    clock = Clock()
+    health = ModelHealth(CircuitBreakerConfig(failures=1, cooldown_s=30), clock)
+    for _ in range(5):
+        health.failed("m", "refused")
+    assert health.cooling_down_s("m") == 30
+
+
+def test_a_success_closes_the_breaker_and_the_cooldown_is_capped() -> None:
+    clock = Clock()
+    config = CircuitBreakerConfig(failures=1, cooldown_s=100, max_cooldown_s=150)
+    health = ModelHealth(config, clock)
+    health.failed("m", "x")
+    clock.now += 100
+    health.failed("m", "x")
+    assert health.cooling_down_s("m") == 150
+    clock.now += 150
+    health.succeeded("m")
+    health.failed("other", "x")
+    assert health.snapshot() == {"other": 100}
+    health.failed("m", "x")
+    assert health.cooling_down_s("m") == 100  # a fresh start after the success
+
+
+def test_failures_zero_never_skips() -> None:
+    health = ModelHealth(CircuitBreakerConfig(failures=0))
+    for _ in range(10):
+        health.failed("m", "x")
+    assert health.cooling_down_s("m") == 0
+
+
+def test_the_gateway_stops_calling_a_dead_tier_and_falls_back_at_once(tmp_path: Path) -> None:
+    client, gateway = fake_client(fake_settings(tmp_path))
+    gateway.health = ModelHealth(gateway.settings.routing.circuit_breaker, Clock())
+    big = fake_backend(gateway, "big")
+    big.queue(*[UpstreamError("big: cannot reach upstream (refused)") for _ in range(3)])
+    to_cloud = {"x-smallfirst-route": "cloud"}
+    with client:
+        for _ in range(3):
+            failed_over = client.post(
+                "/v1/chat/completions", json=chat_body("auto"), headers=to_cloud
+            )
+            assert failed_over.json()["model"] == "tiny"
+            assert failed_over.headers["x-smallfirst-escalations"] == "big"
+        calls_to_big = len(big.requests)
+
+        skipped = client.post("/v1/chat/completions", json=chat_body("auto"), headers=to_cloud)
+        named = client.post("/v1/chat/completions", json=chat_body("big"))
+        metrics = client.get("/metrics").text
+
+    assert len(big.requests) == calls_to_big == 3
+    assert skipped.json()["model"] == "tiny"
+    assert "x-smallfirst-escalations" not in skipped.headers
+    assert (
+        "big skipped for 30 s more after 3 failures in a row"
+        in skipped.json()["smallfirst"]["reason"]
+    )
+    assert named.status_code == 503
+    assert named.headers["retry-after"] == "30"
+    assert "cannot reach upstream" in named.json()["error"]["message"]
+    cooldown = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith('smallfirst_model_cooldown_seconds{model="big"}')
+    )
+    assert cooldown.endswith(" 30.0")
+
+
+def test_a_busy_local_model_is_not_skipped_but_a_rate_limiting_upstream_is(
+    tmp_path: Path,
+) -> None:
+    client, gateway = fake_client(fake_settings(tmp_path))
+    big = fake_backend(gateway, "big")
+    big.queue(*[QueueFull("big is busy") for _ in range(3)])
+    with client:
+        for _ in range(3):
+            assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 429
+        assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 200
+        big.queue(*[QueueFull("limited", code="upstream_rate_limited") for _ in range(3)])
+        for _ in range(3):
+            assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 429
+        assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 503
