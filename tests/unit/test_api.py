@@ -198,6 +198,34 @@ def test_api_keys_required_off_loopback(tmp_path: Path, monkeypatch: pytest.Monk
     assert health.status_code == 200
 
 
+def test_metrics_and_dashboard_need_a_key_off_loopback_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", "sekret-1")
+    client, _ = fake_client(fake_settings(tmp_path, server={"host": "0.0.0.0"}))
+    with client:
+        metrics = client.get("/metrics")
+        scraped = client.get("/metrics", headers={"Authorization": "Bearer sekret-1"})
+        page = client.get("/dashboard")
+        browser = client.get("/dashboard", auth=("anyone", "sekret-1"))
+        wrong = client.get("/dashboard", auth=("anyone", "nope"))
+        ready = client.get("/readyz")
+    assert metrics.status_code == 401
+    assert "www-authenticate" not in metrics.headers
+    assert scraped.status_code == 200
+    assert page.status_code == 401
+    assert page.headers["www-authenticate"].startswith('Basic realm="smallfirst"')
+    assert browser.status_code == 200
+    assert wrong.status_code == 401
+    assert ready.status_code == 200
+
+
+def test_on_loopback_metrics_and_dashboard_stay_open(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/dashboard").status_code == 200
+
+
 def test_error_body_is_json_serialisable_for_every_status(api: tuple[TestClient, Gateway]) -> None:
     client, _ = api
     response = client.post("/v1/embeddings", json={"model": "nope", "input": "x"})

@@ -1,7 +1,10 @@
-"""API keys: stored as sha256 hashes; required on /v1 unless the server binds loopback only."""
+"""API keys: stored as sha256 hashes; required on /v1, /metrics and /dashboard unless the
+server binds loopback only. /healthz and /readyz stay open for probes."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -14,6 +17,10 @@ from smallfirst.errors import Unauthorized
 from smallfirst.server.errors import error_response
 
 HASH_PREFIX = "sha256:"
+# Spend, routing and PII counts are not for everyone on the network either.
+GATED_PATHS = ("/v1/", "/metrics", "/dashboard")
+# A browser cannot send a bearer token; it asks for Basic credentials: the key as password.
+BROWSER_PATHS = ("/dashboard",)
 
 
 def hash_key(key: str) -> str:
@@ -45,12 +52,12 @@ class KeyRing:
         """Returns a short key id for the log, or None when no key is needed."""
         if not self.required and not authorization:
             return None
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = _key_in(authorization or "")
+        if not token:
             if not self.required:
                 return None
             raise Unauthorized("You didn't provide an API key (Authorization: Bearer <key>).")
-        digest = hash_key(token.strip())
+        digest = hash_key(token)
         if not any(hmac.compare_digest(digest, known) for known in self.hashes):
             if not self.required:
                 return None
@@ -58,23 +65,41 @@ class KeyRing:
         return digest[len(HASH_PREFIX) : len(HASH_PREFIX) + 12]
 
 
+def _key_in(authorization: str) -> str:
+    """The key from `Bearer <key>`, or the password of Basic credentials; "" if none."""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
+
+
 class ApiKeyGate:
-    """Checks the key on /v1 routes before any handler runs (a plain ASGI middleware: cheaper
-    per request than a FastAPI dependency). The key id lands in `request.state.api_key_id`."""
+    """Checks the key on gated routes before any handler runs (a plain ASGI middleware:
+    cheaper per request than a FastAPI dependency). The key id lands in
+    `request.state.api_key_id`."""
 
     def __init__(self, app: ASGIApp, keyring: KeyRing) -> None:
         self.app = app
         self.keyring = keyring
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(GATED_PATHS):
             authorization = dict(scope["headers"]).get(b"authorization")
             try:
                 key_id = self.keyring.check(
                     authorization.decode("latin-1") if authorization else None
                 )
             except Unauthorized as error:
-                await error_response(error)(scope, receive, send)
+                challenge = 'Basic realm="smallfirst", charset="UTF-8"'
+                headers = {"www-authenticate": challenge} if path in BROWSER_PATHS else None
+                await error_response(error, headers)(scope, receive, send)
                 return
             scope.setdefault("state", {})["api_key_id"] = key_id
         await self.app(scope, receive, send)
