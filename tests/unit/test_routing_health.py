@@ -82,6 +82,7 @@ def test_the_gateway_stops_calling_a_dead_tier_and_falls_back_at_once(tmp_path: 
         skipped = client.post("/v1/chat/completions", json=chat_body("auto"), headers=to_cloud)
         named = client.post("/v1/chat/completions", json=chat_body("big"))
         metrics = client.get("/metrics").text
+        dashboard = client.get("/dashboard").text
 
     assert len(big.requests) == calls_to_big == 3
     assert skipped.json()["model"] == "tiny"
@@ -99,6 +100,7 @@ def test_the_gateway_stops_calling_a_dead_tier_and_falls_back_at_once(tmp_path: 
         if line.startswith('smallfirst_model_cooldown_seconds{model="big"}')
     )
     assert cooldown.endswith(" 30.0")
+    assert "<li>big skipped for 30 s more after 3 failures in a row" in dashboard
 
 
 def test_a_busy_local_model_is_not_skipped_but_a_rate_limiting_upstream_is(

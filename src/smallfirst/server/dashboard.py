@@ -2,8 +2,9 @@
 
 Server-side HTML from the request log (`logs/stats.py`, the same numbers as `smallfirst
 stats`), no scripts and no assets from elsewhere, so it works offline; it reloads itself every
-15 s. Like /metrics it shows aggregates only (no prompts, no values), and is not behind the
-API key gate.
+15 s. Like /metrics it shows aggregates only (no prompts, no values); when API keys are
+required it needs one too (`server/auth.py`). Models skipped now after failing in a row
+(`routing/health.py`) are listed above the numbers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ th, td { padding: .3rem .8rem; border-bottom: 1px solid #e4e7ec; text-align: rig
 th:first-child, td:first-child { text-align: left; }
 nav a { margin-right: .8rem; }
 .muted { color: #6b7280; }
+.alert { border: 1px solid #e0a33b; background: #fff7e6; border-radius: 8px; padding: .6rem 1rem; }
 """
 
 
@@ -46,7 +48,17 @@ async def dashboard(request: Request) -> HTMLResponse:
     if log_path is None:
         return HTMLResponse(_page(since_text, "<p>This gateway keeps no request log.</p>"))
     summary = await asyncio.to_thread(_summary_since, log_path, window_s)
-    return HTMLResponse(_page(since_text, _body(summary, gateway.baseline.model)))
+    skipped = [gateway.health.describe(model) for model in gateway.health.snapshot()]
+    return HTMLResponse(
+        _page(since_text, _skipped(skipped) + _body(summary, gateway.baseline.model))
+    )
+
+
+def _skipped(descriptions: list[str]) -> str:
+    if not descriptions:
+        return ""
+    items = "".join(f"<li>{escape(text)}</li>" for text in descriptions)
+    return f'<div class="alert"><b>Skipped now</b> (fallbacks answer instead)<ul>{items}</ul></div>'
 
 
 def _summary_since(path: Path, window_s: float | None) -> Summary:
