@@ -106,6 +106,26 @@ def test_json_schema_output_parses_and_validates(gateway: Server) -> None:
     assert isinstance(data["age"], int)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_character_cut_by_max_tokens_is_dropped_not_replaced(
+    gateway: Server, stream: bool
+) -> None:
+    # Greedy, this answer is a run of fish emojis, each several tokens: 40 tokens end inside one.
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Reply with five emojis about the sea 🌊🐟"}],
+        "max_tokens": 40,
+        "temperature": 0,
+    }
+    if stream:
+        events = client(gateway).chat.completions.create(**body, stream=True)
+        text = "".join(e.choices[0].delta.content or "" for e in events if e.choices)
+    else:
+        text = client(gateway).chat.completions.create(**body).choices[0].message.content or ""
+    assert "🐟" in text
+    assert "\ufffd" not in text
+
+
 def test_context_overflow_is_400_not_truncation(gateway: Server) -> None:
     with pytest.raises(openai.BadRequestError) as error:
         client(gateway).chat.completions.create(

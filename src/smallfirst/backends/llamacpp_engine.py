@@ -232,8 +232,10 @@ class LlamaEngine:
                 break
             if len(generated) >= prompt.max_tokens:
                 break
-        # After a stop sequence, held-back text and partial bytes belong to what is cut off.
-        tail = "" if hit_stop else stops.flush() + decoder.decode(b"", final=True)
+        # After a stop sequence, held-back text belongs to what is cut off. The bytes of a
+        # character the last token only began (an emoji cut by max_tokens) are dropped, as
+        # llama.cpp's server does, rather than sent as U+FFFD.
+        tail = "" if hit_stop else stops.flush()
         usage = Usage(prompt_tokens=len(prompt.tokens), completion_tokens=len(generated))
         emit(Chunk(text=tail, finish_reason=finish, usage=usage))
 
