@@ -214,3 +214,25 @@ def test_a_full_queue_answers_429_at_once_and_the_queued_requests_complete(
     assert {r.headers["retry-after"] for r in refused} == {"1"}
     assert refused[0].json()["error"]["code"] == "queue_full"
     assert sorted(r.status_code for r in answered) == [200] * 8 + [429] * 4
+
+
+def test_responses_api_through_the_openai_sdk(gateway: Server) -> None:
+    api = client(gateway)
+    whole = api.responses.create(
+        model=MODEL,
+        instructions="Answer briefly.",
+        input="Name a colour.",
+        max_output_tokens=24,
+        temperature=0,
+    )
+    assert whole.model == MODEL
+    assert whole.output_text
+    assert whole.usage is not None
+    assert 0 < whole.usage.output_tokens <= 24
+    with api.responses.stream(
+        model=MODEL, input="Count to three.", max_output_tokens=256, temperature=0
+    ) as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert final.status == "completed"
+    assert "".join(deltas) == final.output_text

@@ -6,6 +6,9 @@ import math
 import time
 from typing import Any
 
+from smallfirst.errors import SmallfirstError
+from smallfirst.server.errors import error_body
+from smallfirst.server.sse import DONE, data_frame
 from smallfirst.service import RouteInfo
 from smallfirst.types import (
     ChatRequest,
@@ -121,6 +124,16 @@ def completion_body(
 
 class ChunkRenderer:
     """Turns engine chunks into OpenAI stream events, in OpenAI's order."""
+
+    closing = DONE
+
+    @staticmethod
+    def frame(event: dict[str, Any]) -> bytes:
+        return data_frame(event)
+
+    @staticmethod
+    def error(error: SmallfirstError) -> dict[str, Any]:
+        return error_body(error)
 
     def __init__(
         self,

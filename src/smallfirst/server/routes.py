@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -17,8 +18,10 @@ from smallfirst.server.dashboard import dashboard
 from smallfirst.server.errors import validation_error
 from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
 from smallfirst.server.responses import JSONResponse
+from smallfirst.server.responses_api_render import ResponseEvents, response_body
+from smallfirst.server.responses_api_request import ResponsesRequest
 from smallfirst.server.sse import sse_stream
-from smallfirst.service import Gateway, RequestContext
+from smallfirst.service import Answer, Gateway, RequestContext, StreamAnswer
 from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -32,23 +35,73 @@ def gateway(request: Request) -> Gateway:
 
 
 async def parse(request: Request, model: type[RequestModel]) -> RequestModel:
-    body = await request.body()
+    return validated(model, await request.body())
+
+
+def validated(model: type[RequestModel], body: bytes) -> RequestModel:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
 
 
-async def _generate(
-    request: Request, kind: type[ChatRequest] | type[TextRequest], endpoint: str
-) -> Response:
+class _Dialect(Protocol):
+    """One OpenAI API over the same gateway: the request as the gateway takes it, and how
+    answers are rendered, whole and streamed."""
+
+    request: GenerateRequest
+
+    def body(self, answer: Answer, request_id: str) -> dict[str, Any]: ...
+
+    def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]: ...
+
+
+@dataclass
+class _Completions:
+    """/v1/chat/completions and /v1/completions."""
+
+    request: GenerateRequest
+
+    def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
+        citations = answer.citations or None
+        return completion_body(self.request, answer.completion, answer.route, request_id, citations)
+
+    def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]:
+        citations = answer.citations or None
+        renderer = ChunkRenderer(self.request, answer.route, request_id, citations)
+        return sse_stream(renderer, answer.chunks)
+
+
+@dataclass
+class _Responses:
+    """/v1/responses, answered as the chat request it amounts to."""
+
+    asked: ResponsesRequest
+    request: GenerateRequest
+
+    def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
+        citations = answer.citations or None
+        return response_body(self.asked, answer.completion, answer.route, request_id, citations)
+
+    def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]:
+        events = ResponseEvents(self.asked, answer.route, request_id, answer.citations or None)
+        return sse_stream(events, answer.chunks)
+
+
+def _read_responses(body: bytes) -> _Responses:
+    asked = validated(ResponsesRequest, body)
+    return _Responses(asked, asked.to_chat_request())
+
+
+async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Dialect]) -> Response:
     gw = gateway(request)
     api_key_id = getattr(request.state, "api_key_id", None)
     try:
-        parsed: GenerateRequest = await parse(request, kind)
+        dialect = read(await request.body())
     except InvalidRequest as error:  # logged and counted too, so error rates are complete
         gw.record_rejection(endpoint, error, api_key_id)
         raise
+    parsed = dialect.request
     ctx = RequestContext(
         endpoint=endpoint,
         api_key_id=api_key_id,
@@ -58,22 +111,15 @@ async def _generate(
         answer = await _unless_client_leaves(request, gw.stream(parsed, ctx))
         if answer is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-        citations = answer.citations or None
-        renderer = ChunkRenderer(parsed, answer.route, ctx.request_id, citations)
         return StreamingResponse(
-            sse_stream(renderer, answer.chunks),
+            dialect.stream(answer, ctx.request_id),
             media_type="text/event-stream",
             headers={**route_headers(answer.route), "cache-control": "no-cache"},
         )
     result = await _unless_client_leaves(request, gw.complete(parsed, ctx))
     if result is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(
-        completion_body(
-            parsed, result.completion, result.route, ctx.request_id, result.citations or None
-        ),
-        headers=route_headers(result.route),
-    )
+    return JSONResponse(dialect.body(result, ctx.request_id), headers=route_headers(result.route))
 
 
 async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
@@ -99,11 +145,17 @@ async def _disconnected(request: Request) -> None:
 
 
 async def chat_completions(request: Request) -> Response:
-    return await _generate(request, ChatRequest, "chat")
+    return await _generate(request, "chat", lambda body: _Completions(validated(ChatRequest, body)))
 
 
 async def completions(request: Request) -> Response:
-    return await _generate(request, TextRequest, "completions")
+    return await _generate(
+        request, "completions", lambda body: _Completions(validated(TextRequest, body))
+    )
+
+
+async def responses(request: Request) -> Response:
+    return await _generate(request, "responses", _read_responses)
 
 
 async def embeddings(request: Request) -> Response:
@@ -202,6 +254,7 @@ async def metrics(request: Request) -> Response:
 ROUTES: list[BaseRoute] = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/responses", responses, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),

@@ -1,34 +1,55 @@
-"""Server-sent events exactly as OpenAI frames them: `data: {json}` ... `data: [DONE]`."""
+"""Server-sent events as OpenAI frames them: chat and text completions as `data: {json}` ...
+`data: [DONE]`; the Responses API as `event: <type>` + `data: {json}`, without [DONE]."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic_core
 
 from smallfirst.errors import SmallfirstError
-from smallfirst.server.errors import error_body
-from smallfirst.server.render import ChunkRenderer
 from smallfirst.types import Chunk
 
 DONE = b"data: [DONE]\n\n"
 
 
-def frame(event: dict[str, Any]) -> bytes:
+class StreamRenderer(Protocol):
+    """Turns engine chunks into one API's stream events."""
+
+    closing: bytes  # sent after the last event of a stream that ended well
+
+    def frame(self, event: dict[str, Any]) -> bytes: ...
+
+    def opening(self) -> list[dict[str, Any]]: ...
+
+    def events(self, chunk: Chunk) -> list[dict[str, Any]]: ...
+
+    def error(self, error: SmallfirstError) -> dict[str, Any]: ...
+
+
+def data_frame(event: dict[str, Any]) -> bytes:
     return b"data: " + pydantic_core.to_json(event, inf_nan_mode="null") + b"\n\n"
 
 
-async def sse_stream(renderer: ChunkRenderer, chunks: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
+def typed_frame(event: dict[str, Any]) -> bytes:
+    kind: str = event["type"]
+    return b"event: " + kind.encode() + b"\n" + data_frame(event)
+
+
+async def sse_stream(
+    renderer: StreamRenderer, chunks: AsyncIterator[Chunk]
+) -> AsyncIterator[bytes]:
     """Frame the stream. An error after the first byte can no longer change the HTTP status,
-    so it is sent as an `error` event (as OpenAI does) and the stream ends without [DONE]."""
+    so it is sent as an error event (as OpenAI does) and the stream ends without its closing."""
     for event in renderer.opening():
-        yield frame(event)
+        yield renderer.frame(event)
     try:
         async for chunk in chunks:
             for event in renderer.events(chunk):
-                yield frame(event)
+                yield renderer.frame(event)
     except SmallfirstError as error:
-        yield frame(error_body(error))
+        yield renderer.frame(renderer.error(error))
         return
-    yield DONE
+    if renderer.closing:
+        yield renderer.closing

@@ -1,0 +1,278 @@
+"""`POST /v1/responses` answers: the Response object, whole or as its stream of typed events
+(`response.created` ... `response.output_text.delta` ... `response.completed`), built from the
+same engine chunks as chat completions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from smallfirst.errors import SmallfirstError
+from smallfirst.server.render import route_fields
+from smallfirst.server.responses_api_request import ResponsesRequest
+from smallfirst.server.sse import typed_frame
+from smallfirst.service import RouteInfo
+from smallfirst.types import Chunk, Completion, FunctionCall, ToolCall, ToolCallDelta, Usage
+
+
+def response_body(
+    request: ResponsesRequest,
+    completion: Completion,
+    route: RouteInfo,
+    request_id: str,
+    citations: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    output: list[dict[str, Any]] = []
+    if completion.text or not completion.tool_calls:
+        output.append(_message(f"msg_{request_id}_0", completion.text, "completed"))
+    for call in completion.tool_calls or []:
+        item_id = f"fc_{request_id}_{len(output)}"
+        output.append(_function_call(item_id, call, "completed"))
+    return _response(
+        request, route, request_id, citations, output, completion.finish_reason, completion.usage
+    )
+
+
+def _response(
+    request: ResponsesRequest,
+    route: RouteInfo,
+    request_id: str,
+    citations: list[dict[str, Any]] | None,
+    output: list[dict[str, Any]],
+    finish_reason: str | None,
+    usage: Usage | None,
+) -> dict[str, Any]:
+    """The Response object; `finish_reason` None while it is still being generated."""
+    if finish_reason is None:
+        status, incomplete = "in_progress", None
+    elif finish_reason == "length":
+        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+    else:
+        status, incomplete = "completed", None
+    return {
+        "id": f"resp_{request_id}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "error": None,
+        "incomplete_details": incomplete,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "model": route.model.id,
+        "output": output,
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "store": False,  # nothing is kept: previous_response_id cannot refer to it
+        "temperature": request.temperature,
+        "text": {"format": _format(request)},
+        "tool_choice": _dump(request.tool_choice) or "auto",
+        "tools": request.tools or [],
+        "top_p": request.top_p,
+        "truncation": "disabled",
+        "usage": _usage(usage) if usage is not None else None,
+        "user": request.user,
+        "metadata": request.metadata or {},
+        "smallfirst": route_fields(route, citations),
+    }
+
+
+def _message(item_id: str, text: str, status: str) -> dict[str, Any]:
+    content = [_text_part(text)] if status == "completed" else []
+    return {
+        "type": "message",
+        "id": item_id,
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _function_call(item_id: str, call: ToolCall, status: str) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": call.id,
+        "name": call.function.name,
+        "arguments": call.function.arguments if status == "completed" else "",
+        "status": status,
+    }
+
+
+def _usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _format(request: ResponsesRequest) -> dict[str, Any]:
+    if request.text is None or request.text.format is None:
+        return {"type": "text"}
+    return request.text.format.model_dump(by_alias=True, exclude_none=True)
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump() if hasattr(value, "model_dump") else value
+
+
+class ResponseEvents:
+    """Engine chunks -> the Responses stream: a message item for text, one function_call item
+    per tool call (its arguments as deltas), every item closed before `response.completed`."""
+
+    def __init__(
+        self,
+        request: ResponsesRequest,
+        route: RouteInfo,
+        request_id: str,
+        citations: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self._request = request
+        self._route = route
+        self._id = request_id
+        self._citations = citations
+        self._sequence = 0
+        self._items_opened = 0
+        self._done: dict[int, dict[str, Any]] = {}  # output index -> finished item
+        self._text: list[str] | None = None  # the open message item's text so far
+        self._text_index = 0
+        self._calls: dict[int, tuple[int, ToolCall]] = {}  # call index -> (output index, call)
+
+    closing = b""  # the stream ends with response.completed (or .incomplete)
+
+    @staticmethod
+    def frame(event: dict[str, Any]) -> bytes:
+        return typed_frame(event)
+
+    def opening(self) -> list[dict[str, Any]]:
+        response = self._snapshot(None, None)
+        return [
+            self._event("response.created", response=response),
+            self._event("response.in_progress", response=response),
+        ]
+
+    def events(self, chunk: Chunk) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if chunk.text:
+            out += self._open_message()
+            assert self._text is not None
+            self._text.append(chunk.text)
+            out.append(
+                self._event(
+                    "response.output_text.delta",
+                    **self._text_position(),
+                    delta=chunk.text,
+                    logprobs=[],
+                )
+            )
+        for delta in chunk.tool_calls or []:
+            out += self._call_piece(delta)
+        if chunk.finish_reason is not None:
+            out += self._close_all()
+            response = self._snapshot(chunk.finish_reason, chunk.usage or Usage())
+            done = "incomplete" if response["status"] == "incomplete" else "completed"
+            out.append(self._event(f"response.{done}", response=response))
+        return out
+
+    def error(self, error: SmallfirstError) -> dict[str, Any]:
+        return self._event("error", code=error.code, message=error.message, param=error.param)
+
+    def _open_message(self) -> list[dict[str, Any]]:
+        if self._text is not None:
+            return []
+        self._text, self._text_index = [], self._next_output_index()
+        item = _message(self._item_id("msg", self._text_index), "", "in_progress")
+        return [
+            self._event("response.output_item.added", output_index=self._text_index, item=item),
+            self._event(
+                "response.content_part.added", **self._text_position(), part=_text_part("")
+            ),
+        ]
+
+    def _close_message(self) -> list[dict[str, Any]]:
+        if self._text is None:
+            return []
+        position = self._text_position()
+        text, self._text = "".join(self._text), None
+        item = _message(position["item_id"], text, "completed")
+        self._done[self._text_index] = item
+        return [
+            self._event("response.output_text.done", **position, text=text, logprobs=[]),
+            self._event("response.content_part.done", **position, part=_text_part(text)),
+            self._event("response.output_item.done", output_index=self._text_index, item=item),
+        ]
+
+    def _call_piece(self, delta: ToolCallDelta) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if delta.index not in self._calls:
+            out += self._close_message()  # text before a call is a finished message
+            output_index = self._next_output_index()
+            call = ToolCall(
+                id=delta.id or f"call_{self._id}_{delta.index}",
+                function=FunctionCall(name=delta.name or "", arguments=""),
+            )
+            self._calls[delta.index] = (output_index, call)
+            item = _function_call(self._item_id("fc", output_index), call, "in_progress")
+            out.append(
+                self._event("response.output_item.added", output_index=output_index, item=item)
+            )
+        output_index, call = self._calls[delta.index]
+        if delta.arguments:
+            call.function.arguments += delta.arguments
+            out.append(
+                self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=self._item_id("fc", output_index),
+                    output_index=output_index,
+                    delta=delta.arguments,
+                )
+            )
+        return out
+
+    def _close_all(self) -> list[dict[str, Any]]:
+        # Neither text nor a call came: the answer is an empty message.
+        out = self._open_message() if self._items_opened == 0 else []
+        out += self._close_message()
+        for output_index, call in sorted(self._calls.values(), key=lambda pair: pair[0]):
+            item = _function_call(self._item_id("fc", output_index), call, "completed")
+            self._done[output_index] = item
+            out += [
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=output_index,
+                    arguments=call.function.arguments,
+                ),
+                self._event("response.output_item.done", output_index=output_index, item=item),
+            ]
+        self._calls = {}
+        return out
+
+    def _next_output_index(self) -> int:
+        self._items_opened += 1
+        return self._items_opened - 1
+
+    def _text_position(self) -> dict[str, Any]:
+        item_id = self._item_id("msg", self._text_index)
+        return {"item_id": item_id, "output_index": self._text_index, "content_index": 0}
+
+    def _item_id(self, prefix: str, output_index: int) -> str:
+        return f"{prefix}_{self._id}_{output_index}"
+
+    def _snapshot(self, finish_reason: str | None, usage: Usage | None) -> dict[str, Any]:
+        output = [self._done[index] for index in sorted(self._done)]
+        return _response(
+            self._request, self._route, self._id, self._citations, output, finish_reason, usage
+        )
+
+    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return event

@@ -1,0 +1,229 @@
+"""`POST /v1/responses` requests: OpenAI's Responses API, read into a `ChatRequest`.
+
+Stateless: the whole conversation comes in `input` (`previous_response_id` is refused, since
+nothing is stored). Text, function tools and JSON output are supported; what would change the
+answer and cannot be honoured here (images, built-in tools, reasoning settings, truncation)
+is a 400 naming the field, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from smallfirst.errors import InvalidRequest
+from smallfirst.server.errors import validation_error
+from smallfirst.types import ChatMessage, ChatRequest, FunctionCall, ToolCall
+
+TEXT_PART_TYPES = {"input_text", "output_text", "text"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FunctionTool(_Strict):
+    type: Literal["function"]
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class NamedFunction(_Strict):
+    type: Literal["function"]
+    name: str
+
+
+class TextFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class TextConfig(_Strict):
+    format: TextFormat | None = None
+
+
+class ResponsesRequest(_Strict):
+    model: str = Field(min_length=1)
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = None
+    top_p: float | None = None
+    stream: bool = False
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedFunction | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextConfig | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    user: str | None = None
+    previous_response_id: str | None = None
+    reasoning: dict[str, Any] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    include: list[str] | None = None
+    # smallfirst extensions, as on /v1/chat/completions
+    route: str | None = None
+    max_strong_share: float | None = None
+    min_quality: float | None = None
+    privacy: str | None = None
+    rag: str | None = None
+
+    def to_chat_request(self) -> ChatRequest:
+        """The same request as a chat completion; a 400 naming the field for what cannot be."""
+        _refuse_unsupported(self)
+        fields: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.model_dump(exclude_none=True) for m in self._messages()],
+            "max_tokens": self.max_output_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stream": self.stream,
+            "parallel_tool_calls": self.parallel_tool_calls,
+            "metadata": self.metadata,
+            "user": self.user,
+            "route": self.route,
+            "max_strong_share": self.max_strong_share,
+            "min_quality": self.min_quality,
+            "privacy": self.privacy,
+            "rag": self.rag,
+        }
+        if self.tools:
+            fields["tools"] = [_chat_tool(tool, i) for i, tool in enumerate(self.tools)]
+        if isinstance(self.tool_choice, NamedFunction):
+            fields["tool_choice"] = {
+                "type": "function",
+                "function": {"name": self.tool_choice.name},
+            }
+        else:
+            fields["tool_choice"] = self.tool_choice
+        if self.text is not None and self.text.format is not None:
+            fields["response_format"] = _response_format(self.text.format)
+        try:
+            return ChatRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+
+    def _messages(self) -> list[ChatMessage]:
+        messages = [] if self.instructions is None else [self._system()]
+        if isinstance(self.input, str):
+            return [*messages, ChatMessage(role="user", content=self.input)]
+        for index, item in enumerate(self.input):
+            _append_item(messages, item, f"input.{index}")
+        if not messages:
+            raise InvalidRequest("input has no messages", param="input")
+        return messages
+
+    def _system(self) -> ChatMessage:
+        return ChatMessage(role="system", content=self.instructions)
+
+
+def _refuse_unsupported(request: ResponsesRequest) -> None:
+    if request.previous_response_id is not None:
+        raise InvalidRequest(
+            "previous_response_id is not supported: this gateway stores no responses; send the "
+            "whole conversation in `input`",
+            param="previous_response_id",
+        )
+    if request.reasoning:
+        raise InvalidRequest("reasoning settings are not supported here", param="reasoning")
+    if request.truncation == "auto":
+        raise InvalidRequest(
+            "truncation 'auto' is not supported: prompts are never cut; a prompt that does "
+            "not fit is a 400 context_length_exceeded",
+            param="truncation",
+        )
+    if request.include:
+        raise InvalidRequest(f"include {request.include} is not supported", param="include")
+
+
+def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) -> None:
+    """One input item onto the chat messages (function calls join the assistant turn)."""
+    kind = item.get("type", "message")
+    if kind == "message":
+        role = item.get("role")
+        if role not in ("user", "system", "developer", "assistant"):
+            raise InvalidRequest(f"{where}: role {role!r} is not a message role", param=where)
+        messages.append(ChatMessage(role=role, content=_text_of(item.get("content"), where)))
+    elif kind == "function_call":
+        call = ToolCall(
+            id=_required(item, "call_id", where),
+            function=FunctionCall(
+                name=_required(item, "name", where), arguments=item.get("arguments") or "{}"
+            ),
+        )
+        last = messages[-1] if messages else None
+        if last is not None and last.role == "assistant":
+            last.tool_calls = [*(last.tool_calls or []), call]
+        else:
+            messages.append(ChatMessage(role="assistant", tool_calls=[call]))
+    elif kind == "function_call_output":
+        output = item.get("output")
+        text = output if isinstance(output, str) else _text_of(output, where)
+        messages.append(
+            ChatMessage(role="tool", tool_call_id=_required(item, "call_id", where), content=text)
+        )
+    else:
+        raise InvalidRequest(
+            f"{where}: input items of type {kind!r} are not supported (message, function_call "
+            "and function_call_output are)",
+            param=where,
+        )
+
+
+def _text_of(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}: content must be text or a list of parts", param=where)
+    texts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in TEXT_PART_TYPES or not isinstance(part.get("text"), str):
+            raise InvalidRequest(
+                f"{where}: content parts of type {kind!r} are not supported: the models here "
+                "read text only",
+                param=where,
+            )
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _required(item: dict[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{where}: {key} is required", param=f"{where}.{key}")
+    return value
+
+
+def _chat_tool(tool: dict[str, Any], index: int) -> dict[str, Any]:
+    if tool.get("type") != "function":
+        raise InvalidRequest(
+            f"tools.{index}: tools of type {tool.get('type')!r} are not supported (function "
+            "tools are)",
+            param=f"tools.{index}",
+        )
+    try:
+        function = FunctionTool.model_validate(tool)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    return {
+        "type": "function",
+        "function": function.model_dump(exclude={"type"}, exclude_none=True),
+    }
+
+
+def _response_format(text_format: TextFormat) -> dict[str, Any]:
+    if text_format.type != "json_schema":
+        return {"type": text_format.type}
+    spec: dict[str, Any] = {"name": text_format.name or "response", "schema": text_format.schema_}
+    if text_format.description is not None:
+        spec["description"] = text_format.description
+    if text_format.strict is not None:
+        spec["strict"] = text_format.strict
+    return {"type": "json_schema", "json_schema": spec}

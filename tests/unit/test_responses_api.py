@@ -1,0 +1,196 @@
+"""POST /v1/responses with fake backends: OpenAI's Responses API over the same gateway."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from smallfirst.server.responses_api_render import ResponseEvents, response_body
+from smallfirst.server.responses_api_request import ResponsesRequest
+from smallfirst.service import Gateway, RouteInfo
+from smallfirst.types import ChatRequest, Chunk, Completion, ModelInfo, Usage
+from tests.helpers import fake_backend, fake_client, fake_settings
+
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"input": {"type": "string"}}},
+}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Gateway]]:
+    client, gateway = fake_client(fake_settings(tmp_path))
+    with client:
+        yield client, gateway
+
+
+def events_of(text: str) -> list[dict[str, Any]]:
+    """SSE frames -> event payloads, checking each `event:` line names its payload's type."""
+    events = []
+    for frame in text.strip().split("\n\n"):
+        kind_line, data_line = frame.split("\n")
+        event = json.loads(data_line.removeprefix("data: "))
+        assert kind_line == f"event: {event['type']}"
+        events.append(event)
+    return events
+
+
+def test_text_answer_is_a_response_object(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    response = client.post("/v1/responses", json={"model": "tiny", "input": "Hi"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "response"
+    assert body["id"].startswith("resp_")
+    assert body["status"] == "completed"
+    assert body["model"] == "tiny"
+    (message,) = body["output"]
+    assert message["type"] == "message"
+    assert message["role"] == "assistant"
+    assert message["content"][0]["type"] == "output_text"
+    assert message["content"][0]["text"] == "Hello from tiny."
+    assert body["usage"]["output_tokens"] == 3
+    assert body["usage"]["total_tokens"] == body["usage"]["input_tokens"] + 3
+    assert body["store"] is False
+    assert body["smallfirst"]["tier"] == "edge"
+    assert response.headers["x-smallfirst-model"] == "tiny"
+
+
+def test_input_items_become_the_chat_conversation(api: tuple[TestClient, Gateway]) -> None:
+    client, gateway = api
+    items = [
+        {"role": "user", "content": [{"type": "input_text", "text": "What is the weather today?"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "rain"},
+    ]
+    body = {
+        "model": "big",
+        "instructions": "Be brief.",
+        "input": items,
+        "tools": [WEATHER_TOOL],
+        "max_output_tokens": 50,
+        "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
+    }
+    response = client.post("/v1/responses", json=body)
+    assert response.status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    assert [m.role for m in sent.messages] == ["system", "user", "assistant", "tool"]
+    assert sent.messages[0].text == "Be brief."
+    assert sent.messages[1].text == "What is the weather today?"
+    assert sent.messages[2].tool_calls is not None
+    assert sent.messages[2].tool_calls[0].function.name == "get_weather"
+    assert sent.messages[3].tool_call_id == "call_1"
+    assert sent.messages[3].text == "rain"
+    assert sent.max_tokens == 50
+    assert sent.response_format is not None
+    assert sent.response_format.json_schema is not None
+    assert sent.response_format.json_schema.name == "w"
+    assert sent.tools is not None
+    assert sent.tools[0].function.name == "get_weather"
+
+
+def test_a_tool_call_is_a_function_call_item(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    body = {
+        "model": "big",
+        "input": "Weather in Paris?",
+        "tools": [WEATHER_TOOL],
+        "tool_choice": {"type": "function", "name": "get_weather"},
+    }
+    output = client.post("/v1/responses", json=body).json()["output"]
+    assert [item["type"] for item in output] == ["function_call"]
+    call = output[0]
+    assert call["name"] == "get_weather"
+    assert call["call_id"] == "call_fake_1"
+    assert json.loads(call["arguments"]) == {"input": "Weather in Paris?"}
+    assert call["status"] == "completed"
+
+
+def test_stream_events_in_openai_order(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    response = client.post("/v1/responses", json={"model": "tiny", "input": "Hi", "stream": True})
+    events = events_of(response.text)
+    kinds = [e["type"] for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    final = events[-1]["response"]
+    assert deltas == final["output"][0]["content"][0]["text"] == "Hello from tiny."
+    assert final["status"] == "completed"
+    assert final["usage"]["output_tokens"] == 3
+
+
+def test_streamed_tool_call_arguments_add_up(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    body = {"model": "big", "input": "Weather?", "tools": [WEATHER_TOOL], "stream": True}
+    events = events_of(client.post("/v1/responses", json=body).text)
+    added = next(e for e in events if e["type"] == "response.output_item.added")
+    assert added["item"]["type"] == "function_call"
+    assert added["item"]["name"] == "get_weather"
+    pieces = [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"]
+    done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+    assert "".join(pieces) == done["arguments"] == json.dumps({"input": "Weather?"})
+    assert events[-1]["response"]["output"][0]["arguments"] == done["arguments"]
+
+
+def test_an_answer_cut_by_max_output_tokens_is_incomplete() -> None:
+    asked = ResponsesRequest(model="m", input="Hi", max_output_tokens=2)
+    route = _route()
+    cut = Completion(text="Hello there", finish_reason="length", usage=Usage(completion_tokens=2))
+    body = response_body(asked, cut, route, "r1")
+    assert body["status"] == "incomplete"
+    assert body["incomplete_details"] == {"reason": "max_output_tokens"}
+    events = ResponseEvents(asked, route, "r1")
+    last = events.events(Chunk(text="Hello", finish_reason="length", usage=Usage()))[-1]
+    assert last["type"] == "response.incomplete"
+    assert last["response"]["output"][0]["content"][0]["text"] == "Hello"
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "fragment"),
+    [
+        ({"previous_response_id": "resp_1"}, "previous_response_id", "stores no responses"),
+        ({"truncation": "auto"}, "truncation", "prompts are never cut"),
+        ({"reasoning": {"effort": "low"}}, "reasoning", "not supported"),
+        ({"tools": [{"type": "web_search"}]}, "tools.0", "'web_search' are not supported"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+            "input.0",
+            "'input_image' are not supported",
+        ),
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input.0", "'reasoning' are not"),
+        ({"service_tier": "flex"}, "service_tier", "Unrecognized request argument"),
+        ({"temperature": 3}, "temperature", "less than or equal to 2"),
+    ],
+)
+def test_what_cannot_be_honoured_is_a_400_naming_the_field(
+    api: tuple[TestClient, Gateway], body: dict[str, Any], param: str, fragment: str
+) -> None:
+    client, _ = api
+    response = client.post("/v1/responses", json={"model": "tiny", "input": "Hi", **body})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert fragment in error["message"]
+
+
+def _route() -> RouteInfo:
+    model = ModelInfo(id="m", tier="edge", backend="fake", context_length=100)
+    return RouteInfo(model=model, router="none", reason="asked for by id")
