@@ -208,15 +208,13 @@ class Gateway:
         self, request: ChatRequest, collection: str, model: ModelInfo
     ) -> tuple[ChatRequest, list[dict[str, Any]]]:
         """Put the collection's best chunks into the prompt, within the model's context."""
-        from smallfirst.rag import Retriever, build_grounded_messages, last_user_text, open_store
+        from smallfirst.rag import build_grounded_messages, last_user_text
 
         config = self.settings.rag
-        if self._retriever is None:
-            store = await asyncio.to_thread(open_store, self.settings.resolved_data_dir)
-            self._retriever = Retriever(store)
+        retriever = await self._rag_retriever()
         query = last_user_text(request.messages)
         hits = await asyncio.to_thread(
-            self._retriever.search, query, collection=collection, k=config.k, method=config.method
+            retriever.search, query, collection=collection, k=config.k, method=config.method
         )
         count_tokens = await self.backends[model.id].token_counter()
         budget = model.context_length - (request.token_limit or config.reserve_tokens)
@@ -229,6 +227,25 @@ class Gateway:
         )
         citations = [c.as_dict() for c in grounded.citations]
         return request.model_copy(update={"messages": grounded.messages}), citations
+
+    async def _rag_retriever(self) -> Retriever:
+        from smallfirst.rag import Retriever, open_store
+
+        if self._retriever is None:
+            store = await asyncio.to_thread(open_store, self.settings.resolved_data_dir)
+            self._retriever = Retriever(store)
+        return self._retriever
+
+    async def rag_collections(self) -> list[str]:
+        """Collections a client may ask for as `model: "rag/<name>"` (none before an ingest;
+        listing them does not create a store)."""
+        from smallfirst.rag.store import STORE_FILENAME
+
+        if not (self.settings.resolved_data_dir / STORE_FILENAME).exists():
+            return []
+        retriever = await self._rag_retriever()
+        infos = await asyncio.to_thread(retriever.store.collections)
+        return [info.name for info in infos]
 
     async def plan(
         self, request: GenerateRequest, ctx: RequestContext, keep_local: Sequence[str] = ()

@@ -115,7 +115,9 @@ def test_upstream_failure_is_502_without_a_trace(api: tuple[TestClient, Gateway]
     assert "Traceback" not in response.text
 
 
-def test_models_list_has_tiers_context_and_costs(api: tuple[TestClient, Gateway]) -> None:
+def test_models_list_has_tiers_context_and_costs(
+    api: tuple[TestClient, Gateway], tmp_path: Path
+) -> None:
     client, _ = api
     data = client.get("/v1/models").json()["data"]
     big = next(m for m in data if m["id"] == "big")
@@ -124,6 +126,13 @@ def test_models_list_has_tiers_context_and_costs(api: tuple[TestClient, Gateway]
     assert (big["input_cost_per_1m"], big["output_cost_per_1m"]) == (2.0, 8.0)
     assert client.get("/v1/models/big").json()["id"] == "big"
     assert client.get("/v1/models/nope").status_code == 404
+    # what a model picker in a UI should offer too: the router
+    auto = next(m for m in data if m["id"] == "auto")
+    assert auto["backend"] == "router"
+    assert auto["context_length"] == 8192
+    assert client.get("/v1/models/auto").json()["id"] == "auto"
+    assert not [m for m in data if m["id"].startswith("rag/")]  # nothing ingested
+    assert not (tmp_path / "rag.sqlite").exists()  # and listing created no store
 
 
 def test_health_ready_and_metrics(api: tuple[TestClient, Gateway]) -> None:

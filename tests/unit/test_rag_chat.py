@@ -75,6 +75,14 @@ def test_public_collection_may_go_to_the_cloud(data_dir: Path) -> None:
         assert Path(response.json()["smallfirst"]["citations"][0]["source"]).name == "parking.md"
 
 
+def test_ingested_collections_are_listed_as_models(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    data = client.get("/v1/models").json()["data"]
+    office = next(m for m in data if m["id"] == "rag/office")
+    assert office["backend"] == "rag"
+    assert office["private"] is True
+
+
 def test_unknown_collection_is_404_naming_the_field_that_asked(
     api: tuple[TestClient, Any],
 ) -> None:

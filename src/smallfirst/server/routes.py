@@ -21,7 +21,7 @@ from smallfirst.server.responses import JSONResponse
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
 from smallfirst.server.sse import sse_stream
-from smallfirst.service import Answer, Gateway, RequestContext, StreamAnswer
+from smallfirst.service import AUTO_MODEL, Answer, Gateway, RequestContext, StreamAnswer
 from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -218,17 +218,40 @@ def _model_entry(info: Any, created: int) -> dict[str, Any]:
     }
 
 
-async def list_models(request: Request) -> Response:
+async def _model_entries(request: Request) -> list[dict[str, Any]]:
+    """The configured models, then what a client may also ask for: `auto` (the router picks)
+    and `rag/<collection>` per ingested collection, so model pickers in UIs offer them too."""
+    gw = gateway(request)
     created = int(request.app.state.started_at)
-    data = [_model_entry(info, created) for info in gateway(request).models()]
-    return JSONResponse({"object": "list", "data": data})
+    models = gw.models()
+    entries = [_model_entry(info, created) for info in models]
+    routed = {
+        "object": "model",
+        "created": created,
+        "owned_by": "smallfirst",
+        "tier": None,
+        "context_length": min(info.context_length for info in models),
+        "input_cost_per_1m": None,
+        "output_cost_per_1m": None,
+        "loaded": True,
+        "tools": any(info.tools for info in models),
+    }
+    entries.append({**routed, "id": AUTO_MODEL, "backend": "router"})
+    for collection in await gw.rag_collections():
+        private = gw.settings.rag.is_private(collection)
+        entries.append({**routed, "id": f"rag/{collection}", "backend": "rag", "private": private})
+    return entries
+
+
+async def list_models(request: Request) -> Response:
+    return JSONResponse({"object": "list", "data": await _model_entries(request)})
 
 
 async def get_model(request: Request) -> Response:
     model_id = request.path_params["model_id"]
-    for info in gateway(request).models():
-        if info.id == model_id:
-            return JSONResponse(_model_entry(info, int(request.app.state.started_at)))
+    for entry in await _model_entries(request):
+        if entry["id"] == model_id:
+            return JSONResponse(entry)
     raise ModelNotFound(f"The model `{model_id}` does not exist", param="model")
 
 
