@@ -93,6 +93,10 @@ class ServerConfig(_Section):
     require_api_key: bool | None = Field(
         default=None, description="default: required unless bound to a loopback address"
     )
+    # Browsers: which web pages may call the API (CORS). Pages served from this machine may,
+    # as with Ollama; any other origin must be listed. ("*" allows every site you visit.)
+    cors_local_origins: bool = True
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class CascadeConfig(_Section):

@@ -15,9 +15,10 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from smallfirst.config import Settings
+from smallfirst.config import ServerConfig, Settings
 from smallfirst.errors import RequestTooLarge, SmallfirstError
 from smallfirst.server.auth import ApiKeyGate, KeyRing
 from smallfirst.server.errors import (
@@ -27,7 +28,8 @@ from smallfirst.server.errors import (
     handle_unexpected,
 )
 from smallfirst.server.metrics import Metrics
-from smallfirst.server.routes import ROUTES
+from smallfirst.server.render import ROUTE_HEADER_NAMES
+from smallfirst.server.routes import ROUTE_HEADER, ROUTES
 from smallfirst.service import Gateway
 
 log = logging.getLogger("smallfirst.server")
@@ -55,6 +57,7 @@ def create_app(
     app = Starlette(
         routes=ROUTES,
         middleware=[
+            _cors(settings.server),  # outermost: a preflight carries no API key
             Middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes),
             Middleware(ApiKeyGate, keyring=keyring),
         ],
@@ -89,6 +92,22 @@ async def _warm_up(app: Starlette, gw: Gateway) -> None:
         app.state.startup_problem = error.message
         log.error("default model failed to load: %s", error.message)
     app.state.ready.set()
+
+
+LOCAL_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+
+
+def _cors(config: ServerConfig) -> Middleware:
+    """Which web pages may call the API from a browser (CORS): pages served from this
+    machine (`cors_local_origins`) and the origins listed in `cors_origins`."""
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=config.cors_origins,
+        allow_origin_regex=LOCAL_ORIGIN if config.cors_local_origins else None,
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type", ROUTE_HEADER],
+        expose_headers=[*ROUTE_HEADER_NAMES, "retry-after"],
+    )
 
 
 class BodySizeLimit:

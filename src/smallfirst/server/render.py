@@ -34,6 +34,15 @@ def route_fields(route: RouteInfo, citations: list[dict[str, Any]] | None = None
     }
 
 
+ROUTE_HEADER_NAMES = (
+    "x-smallfirst-model",
+    "x-smallfirst-tier",
+    "x-smallfirst-router",
+    "x-smallfirst-route-score",
+    "x-smallfirst-escalations",
+)
+
+
 def route_headers(route: RouteInfo) -> dict[str, str]:
     headers = {
         "x-smallfirst-model": route.model.id,
