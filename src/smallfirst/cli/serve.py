@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,6 +18,10 @@ from smallfirst.cli.common import (
     missing_model_files,
     settings_or_exit,
 )
+
+if TYPE_CHECKING:
+    from smallfirst.service import Gateway
+    from smallfirst.types import ChatMessage
 
 
 def register(app: typer.Typer) -> None:
@@ -59,7 +66,9 @@ def serve(
 
 
 def chat(
-    prompt: str = typer.Argument(..., help="What to ask."),
+    prompt: str | None = typer.Argument(
+        None, help="What to ask. Without it: a conversation, one line per turn (/reset, /exit)."
+    ),
     model: str = typer.Option("auto", "--model", "-m", help="Model id, or auto to route."),
     system: str | None = typer.Option(None, "--system", "-s", help="System prompt."),
     max_tokens: int | None = typer.Option(None, help="Limit the answer length."),
@@ -68,29 +77,22 @@ def chat(
     ),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Ask once and stream the answer to the terminal (no server needed)."""
+    """Ask and stream the answer to the terminal (no server needed): once, or a conversation."""
     from smallfirst.errors import SmallfirstError
-    from smallfirst.service import Gateway, RequestContext
-    from smallfirst.types import ChatMessage, ChatRequest
+    from smallfirst.service import Gateway
+    from smallfirst.types import ChatMessage
 
     settings = settings_or_exit(config)
-    messages = [ChatMessage(role="system", content=system)] if system else []
-    messages.append(ChatMessage(role="user", content=prompt))
-    request = ChatRequest(
-        model=model, messages=messages, max_tokens=max_tokens, stream=True, rag=rag
-    )
+    opening = [ChatMessage(role="system", content=system)] if system else []
+    ask = _Asker(model=model, max_tokens=max_tokens, rag=rag)
 
     async def run() -> None:
         gateway = Gateway.from_settings(settings)
         try:
-            answer = await gateway.stream(request, RequestContext(endpoint="cli"))
-            async for chunk in answer.chunks:
-                typer.echo(chunk.text, nl=False)
-            typer.echo("")
-            for cited in answer.citations:
-                where = f"{cited['source']}:{cited['char_start']}-{cited['char_end']}"
-                typer.echo(f"[{cited['id']}] {where}", err=True)
-            typer.echo(f"[{answer.route.model.id} · {answer.route.model.tier}]", err=True)
+            if prompt is not None:
+                await ask(gateway, [*opening, ChatMessage(role="user", content=prompt)])
+            else:
+                await _converse(gateway, ask, opening)
         finally:
             await gateway.aclose()
 
@@ -98,6 +100,66 @@ def chat(
         asyncio.run(run())
     except SmallfirstError as exc:
         fail(exc.message, code=1)
+
+
+@dataclass
+class _Asker:
+    model: str
+    max_tokens: int | None
+    rag: str | None
+
+    async def __call__(self, gateway: Gateway, messages: list[ChatMessage]) -> str:
+        """Stream one answer to stdout (sources and the answering model to stderr)."""
+        from smallfirst.service import RequestContext
+        from smallfirst.types import ChatRequest
+
+        request = ChatRequest(
+            model=self.model,
+            messages=messages,
+            max_tokens=self.max_tokens,
+            stream=True,
+            rag=self.rag,
+        )
+        answer = await gateway.stream(request, RequestContext(endpoint="cli"))
+        parts = []
+        async for chunk in answer.chunks:
+            typer.echo(chunk.text, nl=False)
+            parts.append(chunk.text)
+        typer.echo("")
+        for cited in answer.citations:
+            where = f"{cited['source']}:{cited['char_start']}-{cited['char_end']}"
+            typer.echo(f"[{cited['id']}] {where}", err=True)
+        typer.echo(f"[{answer.route.model.id} · {answer.route.model.tier}]", err=True)
+        return "".join(parts)
+
+
+async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -> None:
+    """Read turns from stdin until EOF or /exit; the conversation so far goes with each."""
+    from smallfirst.errors import SmallfirstError
+    from smallfirst.types import ChatMessage
+
+    marker = "> " if sys.stdin.isatty() else ""
+    history = list(opening)
+    while True:
+        try:
+            line = (await asyncio.to_thread(input, marker)).strip()
+        except EOFError:
+            return
+        if line in ("/exit", "/quit"):
+            return
+        if line == "/reset":
+            history = list(opening)
+            typer.echo("(conversation cleared)", err=True)
+            continue
+        if not line:
+            continue
+        turn = ChatMessage(role="user", content=line)
+        try:
+            reply = await ask(gateway, [*history, turn])
+        except SmallfirstError as exc:  # this turn failed; the conversation goes on
+            typer.echo(f"error: {exc.message}", err=True)
+            continue
+        history += [turn, ChatMessage(role="assistant", content=reply)]
 
 
 def models(

@@ -1,0 +1,41 @@
+"""`smallfirst chat` without a prompt: a conversation in the terminal, one line per turn."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from smallfirst.cli import app
+from smallfirst.service import Gateway
+
+
+def test_a_conversation_keeps_its_turns_until_reset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "smallfirst.yaml"
+    fake = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["one", "two", "three"]}
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "models": [fake]}))
+    sent: list[list[str]] = []
+    stream = Gateway.stream
+
+    async def recording(self: Gateway, request: Any, ctx: Any) -> Any:
+        sent.append([m.text for m in request.messages])
+        return await stream(self, request, ctx)
+
+    monkeypatch.setattr(Gateway, "stream", recording)
+    result = CliRunner().invoke(
+        app,
+        ["chat", "--config", str(config), "--system", "Be brief."],
+        input="Hi\n\nAnd then?\n/reset\nAgain\n/exit\nnever read\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert sent == [
+        ["Be brief.", "Hi"],
+        ["Be brief.", "Hi", "one", "And then?"],
+        ["Be brief.", "Again"],
+    ]
+    assert result.stdout.splitlines() == ["one", "two", "three"]
+    assert "(conversation cleared)" in result.stderr
+    assert result.stderr.count("[tiny · edge]") == 3
