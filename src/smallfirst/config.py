@@ -182,6 +182,9 @@ class Settings(_Section):
     baseline: BaselineConfig | None = None
     data_dir: Path = Path("~/.local/share/smallfirst")
     log_prompts: bool = False
+    log_retention_days: float | None = Field(
+        default=None, ge=1, description="delete request-log rows older than this (hourly)"
+    )
     default_model: str | None = None
     models: list[ModelConfig] = Field(default_factory=lambda: [_bundled_model()])
 

@@ -144,7 +144,10 @@ class Gateway:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, log_requests: bool = True) -> Gateway:
-        log = RequestLog(settings.resolved_data_dir / "requests.db") if log_requests else None
+        days = settings.log_retention_days
+        retention_s = days * 86400 if days is not None else None
+        path = settings.resolved_data_dir / "requests.db"
+        log = RequestLog(path, retention_s) if log_requests else None
         return cls(settings, request_log=log)
 
     def add_observer(self, observer: Observer) -> None:

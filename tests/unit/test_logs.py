@@ -1,4 +1,5 @@
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,18 @@ def test_log_is_wal_and_keeps_every_row(tmp_path: Path) -> None:
     connection = sqlite3.connect(tmp_path / "log.db")
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("SELECT count(*) FROM requests").fetchone()[0] == 300
+
+
+def test_rows_past_the_retention_are_deleted_and_the_rest_kept(tmp_path: Path) -> None:
+    now = time.time()
+    log = RequestLog(tmp_path / "log.db")
+    for age in ("0", "0.5", "0.99", "1.01", "3"):
+        created = now - float(age) * 86400
+        log.record(RequestRecord(id=age, created_at=created, endpoint="chat", model_requested="m"))
+    log.close()
+    RequestLog(tmp_path / "log.db", retention_s=86400).close()  # prunes when it starts
+    kept = sqlite3.connect(tmp_path / "log.db").execute("SELECT id FROM requests ORDER BY id")
+    assert [row[0] for row in kept] == ["0", "0.5", "0.99"]
 
 
 def test_cost_uses_prices_per_million_tokens() -> None:

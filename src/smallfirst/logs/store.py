@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import deque
 from importlib import resources
 from pathlib import Path
@@ -85,9 +86,12 @@ class RequestLog:
     """
 
     FLUSH_INTERVAL_S = 0.2
+    PRUNE_INTERVAL_S = 3600.0
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, retention_s: float | None = None) -> None:
+        """`retention_s`: rows older than this are deleted, at start and then hourly."""
         self.path = path
+        self.retention_s = retention_s
         connection = connect(path)
         migrate(connection)
         connection.close()
@@ -111,12 +115,18 @@ class RequestLog:
             f"INSERT INTO requests ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' for _ in columns)})"
         )
+        next_prune = 0.0
         while True:
             closing = self._closing.wait(self.FLUSH_INTERVAL_S)
             rows = [self._pending.popleft() for _ in range(len(self._pending))]
             if rows:
                 with connection:
                     connection.executemany(sql, [_values(r, columns) for r in rows])
+            if self.retention_s is not None and time.monotonic() >= next_prune:
+                with connection:
+                    cutoff = time.time() - self.retention_s
+                    connection.execute("DELETE FROM requests WHERE created_at < ?", (cutoff,))
+                next_prune = time.monotonic() + self.PRUNE_INTERVAL_S
             if closing:
                 break
         connection.close()
