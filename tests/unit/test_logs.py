@@ -41,6 +41,28 @@ def test_rows_past_the_retention_are_deleted_and_the_rest_kept(tmp_path: Path) -
     assert [row[0] for row in kept] == ["0", "0.5", "0.99"]
 
 
+def test_failed_writes_are_retried_and_what_must_be_dropped_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = RequestLog(tmp_path / "log.db")
+    log.MAX_WAITING = 2
+    saboteur = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+    saboteur.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON requests BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    for i in range(3):
+        log.record(RequestRecord(id=str(i), created_at=i, endpoint="chat", model_requested="m"))
+    deadline = time.monotonic() + 10
+    while "write failed" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "write failed (disk full); 2 rows wait in memory, 1 dropped so far" in caplog.text
+    saboteur.execute("DROP TRIGGER full")
+    log.close()
+    assert log.dropped_rows == 1
+    kept = saboteur.execute("SELECT id FROM requests ORDER BY id").fetchall()
+    assert [row[0] for row in kept] == ["1", "2"]
+
+
 def test_cost_uses_prices_per_million_tokens() -> None:
     model = ModelInfo(
         id="m",

@@ -6,6 +6,7 @@ recorded in `_migrations`; a shipped migration is never edited (simonw/llm's rul
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 MIGRATIONS_PACKAGE = "smallfirst.logs.migrations"
+log = logging.getLogger("smallfirst.logs")
 
 
 class RequestRecord(BaseModel):
@@ -87,6 +89,9 @@ class RequestLog:
 
     FLUSH_INTERVAL_S = 0.2
     PRUNE_INTERVAL_S = 3600.0
+    # While writes fail (disk full, file removed) rows wait in memory up to this many; past
+    # it the oldest are dropped and counted in the log line, never without a word.
+    MAX_WAITING = 100_000
 
     def __init__(self, path: Path, retention_s: float | None = None) -> None:
         """`retention_s`: rows older than this are deleted, at start and then hourly."""
@@ -96,6 +101,8 @@ class RequestLog:
         migrate(connection)
         connection.close()
         self._pending: deque[RequestRecord] = deque()
+        self.dropped_rows = 0
+        self._last_warning: float | None = None  # while writes fail: when it was last logged
         self._closing = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
         self._writer.start()
@@ -119,17 +126,40 @@ class RequestLog:
         while True:
             closing = self._closing.wait(self.FLUSH_INTERVAL_S)
             rows = [self._pending.popleft() for _ in range(len(self._pending))]
-            if rows:
-                with connection:
-                    connection.executemany(sql, [_values(r, columns) for r in rows])
-            if self.retention_s is not None and time.monotonic() >= next_prune:
-                with connection:
-                    cutoff = time.time() - self.retention_s
-                    connection.execute("DELETE FROM requests WHERE created_at < ?", (cutoff,))
-                next_prune = time.monotonic() + self.PRUNE_INTERVAL_S
+            try:
+                if rows:
+                    with connection:
+                        connection.executemany(sql, [_values(r, columns) for r in rows])
+                    self._last_warning = None
+                if self.retention_s is not None and time.monotonic() >= next_prune:
+                    with connection:
+                        cutoff = time.time() - self.retention_s
+                        connection.execute("DELETE FROM requests WHERE created_at < ?", (cutoff,))
+                    next_prune = time.monotonic() + self.PRUNE_INTERVAL_S
+            except sqlite3.Error as error:
+                self._keep_for_retry(rows, error)
             if closing:
                 break
         connection.close()
+
+    def _keep_for_retry(self, rows: list[RequestRecord], error: sqlite3.Error) -> None:
+        """A failed write: the rows go back in front, and the failure is logged once a minute."""
+        self._pending.extendleft(reversed(rows))
+        dropped = 0
+        while len(self._pending) > self.MAX_WAITING:
+            self._pending.popleft()
+            dropped += 1
+        self.dropped_rows += dropped
+        now = time.monotonic()
+        if self._last_warning is None or now - self._last_warning >= 60 or dropped:
+            self._last_warning = now
+            log.error(
+                "request log %s: write failed (%s); %d rows wait in memory, %d dropped so far",
+                self.path,
+                error,
+                len(self._pending),
+                self.dropped_rows,
+            )
 
     def spend_since(self, since: float) -> tuple[float, dict[str, float]]:
         """Total cost and cost per API key of requests logged since `since` (epoch seconds)."""
