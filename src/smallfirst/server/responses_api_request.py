@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smallfirst.errors import InvalidRequest
 from smallfirst.server.errors import validation_error
-from smallfirst.types import ChatMessage, ChatRequest, FunctionCall, ToolCall
+from smallfirst.types import (
+    ChatMessage,
+    ChatRequest,
+    FunctionCall,
+    FunctionDefinition,
+    FunctionName,
+    ToolCall,
+)
 
 TEXT_PART_TYPES = {"input_text", "output_text", "text"}
 
@@ -23,17 +30,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class FunctionTool(_Strict):
+class FunctionTool(FunctionDefinition):
+    """A Responses API tool: the chat API's function definition, flat."""
+
     type: Literal["function"]
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
 
 
-class NamedFunction(_Strict):
+class NamedFunction(FunctionName):
     type: Literal["function"]
-    name: str
 
 
 class TextFormat(_Strict):
