@@ -8,7 +8,11 @@ backend results; the detection and policy themselves live in the privacy room.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
+import os
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,6 +29,8 @@ from smallfirst.types import (
     ToolCall,
     ToolCallDelta,
 )
+
+PSEUDONYM_KEY_FILE = "pseudonym.key"
 
 if TYPE_CHECKING:
     from smallfirst.privacy import GuardResult, PrivacyGuard, StreamRestorer
@@ -70,6 +76,8 @@ class PrivacyStep:
         # With every configured tier on `allow`, nothing can leave unprotected: skip the NER cost.
         self.active = self.config.enabled and any(policy[m.tier] != "allow" for m in models)
         self._guard: PrivacyGuard | None = None
+        self._pseudonym_key_path = settings.resolved_data_dir / PSEUDONYM_KEY_FILE
+        self._pseudonym_key: bytes | None = None
 
     @property
     def guard(self) -> PrivacyGuard:
@@ -103,6 +111,7 @@ class PrivacyStep:
         self, request: GenerateRequest, model: ModelInfo, inspection: Inspection | None
     ) -> tuple[GenerateRequest, GuardResult | None]:
         """What `model` may receive; raises PolicyBlocked if it may receive nothing."""
+        request = self._with_pseudonymous_user(request, model)
         if inspection is None:
             return request, None
         result = self.guard.apply(
@@ -115,14 +124,37 @@ class PrivacyStep:
         if result.redaction is None:
             return request, result
         if isinstance(request, ChatRequest):
-            messages = _with_scanned(request.messages, result.messages)
-            return request.model_copy(update={"messages": messages}), result
+            messages, metadata = _with_scanned(request, result.messages)
+            return request.model_copy(update={"messages": messages, "metadata": metadata}), result
         return request.model_copy(update={"prompt": result.messages[0].text}), result
+
+    def _with_pseudonymous_user(
+        self, request: GenerateRequest, model: ModelInfo
+    ) -> GenerateRequest:
+        """`user` is often an e-mail address or a name. A tier whose policy is not `allow` gets
+        a stable pseudonym instead (keyed hash; the key stays in the data dir), which is what
+        OpenAI asks for and still lets the upstream tell users apart."""
+        if not request.user or not self.active or self.config.tier_policy[model.tier] == "allow":
+            return request
+        digest = hmac.new(self._key(), request.user.encode(), hashlib.sha256).hexdigest()
+        return request.model_copy(update={"user": f"user-{digest[:20]}"})
+
+    def _key(self) -> bytes:
+        if self._pseudonym_key is None:
+            path = self._pseudonym_key_path
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as key_file:
+                    key_file.write(secrets.token_bytes(32))
+            self._pseudonym_key = path.read_bytes()
+        return self._pseudonym_key
 
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:
     """The texts the guard scans, as messages: each message, then the arguments of each tool
-    call it made (as messages of their own, so findings and placeholders stay per text)."""
+    call it made, and last the `metadata` values (each a message of its own, so findings and
+    placeholders stay per text)."""
     if not isinstance(request, ChatRequest):
         return [ChatMessage(role="user", content=request.prompt_text)]
     scanned: list[ChatMessage] = []
@@ -130,20 +162,27 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
         scanned.append(message)
         for call in message.tool_calls or []:
             scanned.append(ChatMessage(role="assistant", content=call.function.arguments))
+    for value in (request.metadata or {}).values():
+        scanned.append(ChatMessage(role="user", content=value))
     return scanned
 
 
-def _with_scanned(messages: list[ChatMessage], scanned: list[ChatMessage]) -> list[ChatMessage]:
-    """`messages` with the (redacted) texts from `messages_of`'s list put back in place."""
+def _with_scanned(
+    request: ChatRequest, scanned: list[ChatMessage]
+) -> tuple[list[ChatMessage], dict[str, str] | None]:
+    """The request's messages and metadata with the (redacted) texts from `messages_of`'s
+    list put back in place."""
     texts = iter(scanned)
     rebuilt = []
-    for message in messages:
+    for message in request.messages:
         redacted = next(texts)
         if message.tool_calls:
             calls = [_with_arguments(call, next(texts).text) for call in message.tool_calls]
             redacted = redacted.model_copy(update={"tool_calls": calls})
         rebuilt.append(redacted)
-    return rebuilt
+    if request.metadata is None:
+        return rebuilt, None
+    return rebuilt, {key: next(texts).text for key in request.metadata}
 
 
 def _with_arguments(call: ToolCall, arguments: str) -> ToolCall:

@@ -72,6 +72,33 @@ def test_local_tiers_see_the_original(api: tuple[TestClient, Any]) -> None:
     assert NAME in sent_text(gateway, "tiny")
 
 
+def test_the_user_field_reaches_the_cloud_as_a_stable_pseudonym(
+    api: tuple[TestClient, Any], tmp_path: Path
+) -> None:
+    client, gateway = api
+    for model in ("big", "big", "tiny"):
+        body = chat_body(model, user=EMAIL)  # no PII in the messages: the field alone counts
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+    first, second = (r.user for r in fake_backend(gateway, "big").requests)
+    assert first == second
+    assert first is not None
+    assert first.startswith("user-")
+    assert EMAIL not in first
+    assert fake_backend(gateway, "tiny").requests[-1].user == EMAIL  # edge: policy allow
+    assert (tmp_path / "pseudonym.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_metadata_values_are_scanned_and_redacted_like_messages(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    body = chat_body("big", metadata={"customer": EMAIL, "ticket": "T-1042"})
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    assert sent.metadata == {"customer": "<EMAIL_ADDRESS_1>", "ticket": "T-1042"}
+
+
 def test_local_only_keeps_pii_off_the_cloud(tmp_path: Path) -> None:
     policy = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
     for client, gateway in client_with(tmp_path, **policy):
