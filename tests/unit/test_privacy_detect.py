@@ -163,3 +163,26 @@ def test_escape_handling_keeps_offsets_and_leaves_paths_alone() -> None:
     assert escaped_breaks_as_breaks(escaped) == "Phone: \n070 \r \n"
     path = r"C:\temp\new\readme.txt"
     assert escaped_breaks_as_breaks(path) == path
+
+
+def test_pieces_find_what_the_whole_text_does(
+    detector: PiiDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filler = "The quarterly report covers sales, returns and the new warehouse plans. " * 14
+    planted = [f"Write to user{i}@example.org or call +44 20 7946 09{i:02d}. " for i in range(12)]
+    text = "".join(filler + line for line in planted)
+    whole = [f for f in detector.inspect(text) if f.entity_type != "PERSON"]
+    monkeypatch.setattr(detect, "PIECE_CHARS", 2_000)  # ~6 pieces instead of one
+    monkeypatch.setattr(detect, "PIECE_OVERLAP", 300)
+    pieces = [f for f in detector.inspect(text) if f.entity_type != "PERSON"]
+    assert len(text) > 5 * 2_000
+    assert pieces == whole
+    emails = [f.value_in(text) for f in pieces if f.entity_type == "EMAIL_ADDRESS"]
+    assert emails == [f"user{i}@example.org" for i in range(12)]
+
+
+def test_over_a_million_characters_is_not_an_error(detector: PiiDetector) -> None:
+    text = "Notes from the meeting about the budget. " * 25_000 + "Mail jane.roe@example.org"
+    assert len(text) > 1_000_000
+    (finding,) = [f for f in detector.inspect(text) if f.entity_type == "EMAIL_ADDRESS"]
+    assert finding.value_in(text) == "jane.roe@example.org"

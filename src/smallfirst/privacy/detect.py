@@ -3,6 +3,7 @@ rule recognizers, loaded once on first use and shared by every thread."""
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import logging
 import re
@@ -61,6 +62,11 @@ class Finding:
         return text[self.start : self.end]
 
 
+# Texts longer than this are inspected in pieces overlapping by PIECE_OVERLAP characters.
+PIECE_CHARS = 100_000
+PIECE_OVERLAP = 1_000
+
+
 class PiiDetector:
     """Finds PII spans in text. The models are loaded lazily, once, under a lock."""
 
@@ -92,6 +98,8 @@ class PiiDetector:
     def inspect(self, text: str) -> list[Finding]:
         if not text.strip():
             return []
+        if len(text) > PIECE_CHARS:
+            return self._inspect_in_pieces(text)
         text = escaped_breaks_as_breaks(text)
         engine = self._get_engine()
         with self._lock:  # the spaCy tokenizer grows its vocabulary: one caller at a time
@@ -110,6 +118,22 @@ class PiiDetector:
             findings.extend(_more_names_from_lists(text, findings, self.score_threshold))
         trimmed = (_strip_blanks(text, f) for f in resolve_overlaps(findings))
         return _join_name_pieces(text, [f for f in trimmed if f.end > f.start])
+
+    def _inspect_in_pieces(self, text: str) -> list[Finding]:
+        """A long text in overlapping pieces cut at white space: spaCy refuses texts over
+        1,000,000 characters, and its memory grows with the text. An entity cut at one
+        piece's end is whole in the next one's overlap; findings are merged."""
+        findings: list[Finding] = []
+        start = 0
+        while True:
+            end = _cut_at_space(text, start + PIECE_CHARS)
+            findings += [
+                Finding(f.entity_type, f.start + start, f.end + start, f.score)
+                for f in self.inspect(text[start:end])
+            ]
+            if end >= len(text):
+                return resolve_overlaps(findings)
+            start = _cut_at_space(text, end - PIECE_OVERLAP)
 
     def _get_engine(self) -> _Engine:
         if self._engine is None:
@@ -193,6 +217,15 @@ def _pipeline_location(model_name: str) -> str | Path | None:
     return path
 
 
+def _cut_at_space(text: str, position: int) -> int:
+    """The last white space at or before `position` (the text's end past it), so a piece
+    does not start or end inside a word; `position` itself in a text without white space."""
+    if position >= len(text):
+        return len(text)
+    space = max(text.rfind(" ", 0, position), text.rfind("\n", 0, position))
+    return space if space > position - PIECE_OVERLAP else position
+
+
 def resolve_overlaps(findings: Sequence[Finding]) -> list[Finding]:
     """Merge overlapping findings of one type; between types, keep the more confident one
     (then the longer)."""
@@ -209,11 +242,27 @@ def resolve_overlaps(findings: Sequence[Finding]) -> list[Finding]:
         else:
             merged.append(finding)
     kept: list[Finding] = []
+    spans: list[tuple[int, int]] = []  # what `kept` covers: disjoint, sorted
     for finding in sorted(merged, key=lambda f: (-f.score, f.start - f.end)):
-        remainder = _outside(finding, kept)
+        remainder = _outside(finding, _overlapping(spans, finding))
         if remainder is not None:
             kept.append(remainder)
+            bisect.insort(spans, (remainder.start, remainder.end))
     return sorted(kept, key=lambda f: f.start)
+
+
+def _overlapping(spans: list[tuple[int, int]], finding: Finding) -> list[tuple[int, int]]:
+    """The spans that overlap `finding`. Disjoint and sorted by start, they are sorted by end
+    too: those starting before it ends, walked back while they end after it starts. (Checking
+    every kept span made a text with thousands of findings quadratic: 3.1 of 4.5 s for 100k
+    characters holding 4,545.)"""
+    after = bisect.bisect_left(spans, (finding.end, finding.end))
+    found = []
+    for index in range(after - 1, -1, -1):
+        if spans[index][1] <= finding.start:
+            break
+        found.append(spans[index])
+    return found
 
 
 def _more_names_from_lists(
@@ -287,17 +336,17 @@ def _strip_blanks(text: str, finding: Finding) -> Finding:
     return Finding(finding.entity_type, start, end, finding.score)
 
 
-def _outside(finding: Finding, kept: Sequence[Finding]) -> Finding | None:
-    """The longest part of `finding` not covered by `kept` (a less confident span that runs
-    into a more confident one keeps its own part), or None if nothing useful is left."""
+def _outside(finding: Finding, covered: Sequence[tuple[int, int]]) -> Finding | None:
+    """The longest part of `finding` not `covered` (a less confident span that runs into a
+    more confident one keeps its own part), or None if nothing useful is left."""
     pieces = [(finding.start, finding.end)]
-    for other in kept:
-        if other.start >= finding.end or other.end <= finding.start:
+    for other_start, other_end in covered:
+        if other_start >= finding.end or other_end <= finding.start:
             continue
         pieces = [
             part
             for start, end in pieces
-            for part in ((start, min(end, other.start)), (max(start, other.end), end))
+            for part in ((start, min(end, other_start)), (max(start, other_end), end))
             if part[0] < part[1]
         ]
     if not pieces:
