@@ -254,6 +254,9 @@ class TextRequest(SamplingParams):
 GenerateRequest = ChatRequest | TextRequest
 
 
+MAX_EMBEDDING_INPUTS = 2048
+
+
 class EmbeddingRequest(_Strict):
     model: str = Field(min_length=1)
     input: str | list[str] = Field(min_length=1)
@@ -269,6 +272,11 @@ class EmbeddingRequest(_Strict):
             raise ValueError(
                 "token arrays are not supported: send the text (LangChain's OpenAIEmbeddings: "
                 "check_embedding_ctx_length=False)"
+            )
+        if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS:  # OpenAI's limit too
+            raise ValueError(
+                f"at most {MAX_EMBEDDING_INPUTS} inputs per request; got {len(value)}: "
+                "send them in batches"
             )
         return value
 

@@ -251,6 +251,16 @@ def test_embeddings_refuse_a_size_the_model_cannot_make(api: tuple[TestClient, G
     assert "384-dimensional vectors only" in response.json()["error"]["message"]
 
 
+def test_embeddings_take_at_most_2048_inputs_as_openai_does(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    client, _ = api
+    body = {"model": "all-minilm-l6-v2", "input": ["x"] * 2049}
+    response = client.post("/v1/embeddings", json=body)
+    assert response.status_code == 400
+    assert "at most 2048 inputs per request; got 2049" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2], [3]]])
 def test_embeddings_refuse_token_arrays_by_name(
     api: tuple[TestClient, Gateway], tokens: list[object]
