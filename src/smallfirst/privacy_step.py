@@ -13,9 +13,11 @@ import hmac
 import json
 import os
 import secrets
+import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.config import Settings
@@ -143,12 +145,25 @@ class PrivacyStep:
         if self._pseudonym_key is None:
             path = self._pseudonym_key_path
             if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as key_file:
-                    key_file.write(secrets.token_bytes(32))
+                _create_key_file(path)
             self._pseudonym_key = path.read_bytes()
         return self._pseudonym_key
+
+
+def _create_key_file(path: Path) -> None:
+    """32 random bytes at `path`, readable by this user only. Written aside and linked into
+    place, so a process starting at the same time reads a whole key: whichever link lands
+    first is the key of both."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, aside = tempfile.mkstemp(dir=path.parent, prefix=".pseudonym-")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as key_file:
+            key_file.write(secrets.token_bytes(32))
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(aside)
 
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:
