@@ -9,7 +9,7 @@ from typing import Any
 
 from smallfirst.errors import SmallfirstError
 from smallfirst.server.render import route_fields
-from smallfirst.server.responses_api_request import ResponsesRequest
+from smallfirst.server.responses_api_request import NamedFunction, ResponsesRequest
 from smallfirst.server.sse import typed_frame
 from smallfirst.service import RouteInfo
 from smallfirst.types import Chunk, Completion, FunctionCall, ToolCall, ToolCallDelta, Usage
@@ -66,7 +66,7 @@ def _response(
         "store": False,  # nothing is kept: previous_response_id cannot refer to it
         "temperature": request.temperature,
         "text": {"format": _format(request)},
-        "tool_choice": _dump(request.tool_choice) or "auto",
+        "tool_choice": _tool_choice(request),
         "tools": request.tools or [],
         "top_p": request.top_p,
         "truncation": "disabled",
@@ -119,8 +119,10 @@ def _format(request: ResponsesRequest) -> dict[str, Any]:
     return request.text.format.model_dump(by_alias=True, exclude_none=True)
 
 
-def _dump(value: Any) -> Any:
-    return value.model_dump() if hasattr(value, "model_dump") else value
+def _tool_choice(request: ResponsesRequest) -> str | dict[str, Any]:
+    if isinstance(request.tool_choice, NamedFunction):
+        return request.tool_choice.model_dump()
+    return request.tool_choice or "auto"
 
 
 class ResponseEvents:
