@@ -57,7 +57,7 @@ def create_app(
     app = Starlette(
         routes=ROUTES,
         middleware=[
-            _cors(settings.server),  # outermost: a preflight carries no API key
+            Middleware(BrowserCors, config=settings.server),  # outermost: preflights carry no key
             Middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes),
             Middleware(ApiKeyGate, keyring=keyring),
         ],
@@ -97,17 +97,28 @@ async def _warm_up(app: Starlette, gw: Gateway) -> None:
 LOCAL_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
 
-def _cors(config: ServerConfig) -> Middleware:
+class BrowserCors:
     """Which web pages may call the API from a browser (CORS): pages served from this
-    machine (`cors_local_origins`) and the origins listed in `cors_origins`."""
-    return Middleware(
-        CORSMiddleware,
-        allow_origins=config.cors_origins,
-        allow_origin_regex=LOCAL_ORIGIN if config.cors_local_origins else None,
-        allow_methods=["GET", "POST"],
-        allow_headers=["authorization", "content-type", ROUTE_HEADER],
-        expose_headers=[*ROUTE_HEADER_NAMES, "retry-after"],
-    )
+    machine (`cors_local_origins`) and the origins listed in `cors_origins`. Starlette's
+    CORSMiddleware, for requests that carry an Origin header: SDKs and curl send none and go
+    straight on (the middleware wraps every response otherwise: ~20 us per request)."""
+
+    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=config.cors_origins,
+            allow_origin_regex=LOCAL_ORIGIN if config.cors_local_origins else None,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", ROUTE_HEADER],
+            expose_headers=[*ROUTE_HEADER_NAMES, "retry-after"],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(name == b"origin" for name, _ in scope["headers"]):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 class BodySizeLimit:

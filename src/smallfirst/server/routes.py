@@ -27,6 +27,7 @@ from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, Tex
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 T = TypeVar("T")
 ROUTE_HEADER = "x-smallfirst-route"
+WATCH_AFTER_S = 0.1  # a request still running after this is watched for its client leaving
 
 
 def gateway(request: Request) -> Gateway:
@@ -123,25 +124,37 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
 
 
 async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
-    """Await `work`, or cancel it and return None if the client disconnects first, so that a
-    model stops generating an answer nobody will read. (Once a stream has begun,
-    StreamingResponse watches for the disconnect itself.)"""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    """Await `work`, or return None if the client disconnects first: `work` is then cancelled,
+    so a model stops generating an answer nobody will read. (Once a stream has begun,
+    StreamingResponse watches for the disconnect itself.) The watch starts only after
+    WATCH_AFTER_S: most requests are over by then, and a watcher task costs ~10 us each."""
+    handler = asyncio.current_task()
+    assert handler is not None
+    watcher: asyncio.Task[None] | None = None
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(request, handler))
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, watch)
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if watcher is None or not watcher.done() or watcher.cancelled():
+            raise  # cancelled by someone else: the server is shutting down
+        handler.uncancel()
+        return None
     finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.wait((task,))  # the gateway logs it and frees the model first
-    return None if task.cancelled() else task.result()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
-async def _disconnected(request: Request) -> None:
+async def _cancel_on_disconnect(request: Request, handler: asyncio.Task[Any]) -> None:
     # The body has been read, so the next message the server sends is the disconnect.
     while (await request.receive())["type"] != "http.disconnect":
         pass
+    handler.cancel()
 
 
 async def chat_completions(request: Request) -> Response:
