@@ -48,6 +48,12 @@ class ModelNotFound(SmallfirstError):
     code = "model_not_found"
 
 
+class NotStored(SmallfirstError):
+    status = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
 class RequestTooLarge(SmallfirstError):
     status = 413
     error_type = "invalid_request_error"

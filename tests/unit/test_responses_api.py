@@ -194,3 +194,11 @@ def test_what_cannot_be_honoured_is_a_400_naming_the_field(
 def _route() -> RouteInfo:
     model = ModelInfo(id="m", tier="edge", backend="fake", context_length=100)
     return RouteInfo(model=model, router="none", reason="asked for by id")
+
+
+def test_a_stored_response_is_a_404_that_says_why(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    for method in ("GET", "DELETE"):
+        response = client.request(method, "/v1/responses/resp_123")
+        assert response.status_code == 404
+        assert "resp_123` is not stored" in response.json()["error"]["message"]

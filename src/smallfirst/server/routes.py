@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from smallfirst.errors import CLIENT_CLOSED_REQUEST, InvalidRequest, ModelNotFound
+from smallfirst.errors import CLIENT_CLOSED_REQUEST, InvalidRequest, ModelNotFound, NotStored
 from smallfirst.server.dashboard import dashboard
 from smallfirst.server.errors import validation_error
 from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
@@ -171,6 +171,14 @@ async def responses(request: Request) -> Response:
     return await _generate(request, "responses", _read_responses)
 
 
+async def stored_response(request: Request) -> Response:
+    raise NotStored(
+        f"Response `{request.path_params['response_id']}` is not stored: this gateway keeps no "
+        "responses (send the whole conversation in `input`)",
+        param="response_id",
+    )
+
+
 async def embeddings(request: Request) -> Response:
     from smallfirst import embed
 
@@ -291,6 +299,7 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/responses", responses, methods=["POST"]),
+    Route("/v1/responses/{response_id:path}", stored_response, methods=["GET", "DELETE"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
