@@ -203,8 +203,15 @@ class Gateway:
         except CollectionNotFound as missing:
             missing.param = collection_param
             raise
-        if inspection is not None:
-            inspection.align_to(messages_of(grounded))
+        if private:  # it stays on local tiers: the retrieved text needs no scan
+            if inspection is not None:
+                inspection.align_to(messages_of(grounded))
+            return Prepared(grounded, plan, citations)
+        # A public collection's text may leave the machine: under the tier's policy, like the
+        # client's own text (redacted for `redact`; refused for `local_only` on a remote tier).
+        ctx.inspection = await self.privacy.inspect(grounded)
+        if ctx.inspection is not None and ctx.inspection.blocked:
+            raise PolicyBlocked(ctx.inspection.blocked)
         return Prepared(grounded, plan, citations)
 
     async def _ground(
