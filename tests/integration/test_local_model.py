@@ -214,6 +214,10 @@ def test_a_full_queue_answers_429_at_once_and_the_queued_requests_complete(
     assert {r.headers["retry-after"] for r in refused} == {"1"}
     assert refused[0].json()["error"]["code"] == "queue_full"
     assert sorted(r.status_code for r in answered) == [200] * 8 + [429] * 4
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    label = f'model="{MODEL}"'
+    assert metric_value(metrics, "smallfirst_queue_wait_seconds_count", label) >= 9
+    assert metric_value(metrics, "smallfirst_queue_wait_seconds_sum", label) > 0
 
 
 def test_responses_api_through_the_openai_sdk(gateway: Server) -> None:

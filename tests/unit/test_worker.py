@@ -30,6 +30,9 @@ async def test_queue_full_is_429_and_fifo_order_is_kept() -> None:
     gate.set()
     assert await asyncio.gather(*running) == [0, 1, 2]
     assert order == [0, 1, 2]
+    # jobs 1 and 2 waited behind job 0, which waited for the gate (>= 0.05 s)
+    assert worker.started_jobs == 3
+    assert worker.waited_s >= 2 * 0.05
     worker.shutdown()
 
 

@@ -40,6 +40,10 @@ class Backend(ABC):
         """Generations stopped early because their client went away."""
         return 0
 
+    def queue_wait(self) -> tuple[int, float]:
+        """Jobs started so far, and the seconds they waited in the queue in all."""
+        return 0, 0.0
+
     async def aclose(self) -> None:
         """Release resources (threads, connections, loaded weights)."""
         return None

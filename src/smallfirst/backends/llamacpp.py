@@ -75,6 +75,9 @@ class LlamaCppBackend(Backend):
     def cancelled_generations(self) -> int:
         return self.worker.cancelled_jobs
 
+    def queue_wait(self) -> tuple[int, float]:
+        return self.worker.started_jobs, self.worker.waited_s
+
     def _ensure_engine(self) -> LlamaEngine:
         """Load on first use (worker thread), making room in the pool first."""
         if self._engine is None:

@@ -37,6 +37,8 @@ class ModelWorker:
         self.stream_interval_s = stream_interval_s
         self.busy = threading.Lock()  # held by the worker thread while a job runs
         self.cancelled_jobs = 0
+        self.started_jobs = 0  # these two are written by the worker thread only
+        self.waited_s = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"worker-{name}")
         self._pending = 0  # queued + running; only touched on the event loop thread
 
@@ -54,9 +56,12 @@ class ModelWorker:
                 f"(queue_size={self.queue_size}); retry later"
             )
         self._pending += 1
+        queued_at = time.monotonic()
 
         def locked() -> T:
             with self.busy:
+                self.waited_s += time.monotonic() - queued_at
+                self.started_jobs += 1
                 return job()
 
         try:

@@ -13,7 +13,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from smallfirst.backends import Backend
@@ -46,14 +51,21 @@ class _BackendState(Collector):
             "Seconds until a model that kept failing is tried again (0: it is tried)",
             labels=["model"],
         )
+        waits = SummaryMetricFamily(
+            "smallfirst_queue_wait_seconds",
+            "Time local jobs waited for their model's worker (count and sum: the mean wait)",
+            labels=["model"],
+        )
         skipped = self._health.snapshot()
         for model, backend in self._backends.items():
             depth.add_metric([model], backend.queue_depth())
             cancelled.add_metric([model], backend.cancelled_generations())
             cooldown.add_metric([model], skipped.get(model, 0.0))
+            waits.add_metric([model], *backend.queue_wait())
         yield depth
         yield cancelled
         yield cooldown
+        yield waits
 
 
 class Metrics:
