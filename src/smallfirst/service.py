@@ -32,6 +32,7 @@ from smallfirst.errors import (
 )
 from smallfirst.logs import RequestLog, RequestRecord, request_cost
 from smallfirst.privacy_step import Inspection, PrivacyStep, messages_of, restore
+from smallfirst.rag_step import RagStep, rag_collection
 from smallfirst.routing.budget import DAY_S, SpendTracker
 from smallfirst.routing.cascade import confidence
 from smallfirst.routing.health import ModelHealth
@@ -52,7 +53,6 @@ from smallfirst.types import (
 )
 
 if TYPE_CHECKING:
-    from smallfirst.rag import Retriever
     from smallfirst.routing.base import Router
 
 AUTO_MODEL = "auto"
@@ -135,7 +135,7 @@ class Gateway:
         self.traffic = TrafficCalibration()
         self.privacy = PrivacyStep(settings, self.models())
         self._router: Router | None = None
-        self._retriever: Retriever | None = None
+        self.rag = RagStep(settings.rag, settings.resolved_data_dir)
         self._observers: list[Observer] = list(observers)
         if request_log is not None:
             now = time.time()
@@ -164,9 +164,7 @@ class Gateway:
             await backend.aclose()
         if self.request_log is not None:
             self.request_log.close()
-        if self._retriever is not None:
-            self._retriever.close()
-            self._retriever.store.close()
+        self.rag.close()
 
     # -- routing -----------------------------------------------------------------------------
     async def prepare(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:
@@ -199,7 +197,9 @@ class Gateway:
         from smallfirst.rag import CollectionNotFound
 
         try:
-            grounded, citations = await self._ground(request, collection, plan.candidates[0])
+            model = plan.candidates[0]
+            count_tokens = await self.backends[model.id].token_counter()
+            grounded, citations = await self.rag.ground(request, collection, model, count_tokens)
         except CollectionNotFound as missing:
             missing.param = collection_param
             raise
@@ -214,48 +214,8 @@ class Gateway:
             raise PolicyBlocked(ctx.inspection.blocked)
         return Prepared(grounded, plan, citations)
 
-    async def _ground(
-        self, request: ChatRequest, collection: str, model: ModelInfo
-    ) -> tuple[ChatRequest, list[dict[str, Any]]]:
-        """Put the collection's best chunks into the prompt, within the model's context."""
-        from smallfirst.rag import build_grounded_messages, last_user_text
-
-        config = self.settings.rag
-        retriever = await self._rag_retriever()
-        query = last_user_text(request.messages)
-        hits = await asyncio.to_thread(
-            retriever.search, query, collection=collection, k=config.k, method=config.method
-        )
-        count_tokens = await self.backends[model.id].token_counter()
-        budget = model.context_length - (request.token_limit or config.reserve_tokens)
-        grounded = await asyncio.to_thread(
-            build_grounded_messages,
-            request.messages,
-            hits,
-            count_tokens=count_tokens,
-            budget=budget,
-        )
-        citations = [c.as_dict() for c in grounded.citations]
-        return request.model_copy(update={"messages": grounded.messages}), citations
-
-    async def _rag_retriever(self) -> Retriever:
-        from smallfirst.rag import Retriever, open_store
-
-        if self._retriever is None:
-            store = await asyncio.to_thread(open_store, self.settings.resolved_data_dir)
-            self._retriever = Retriever(store)
-        return self._retriever
-
     async def rag_collections(self) -> list[str]:
-        """Collections a client may ask for as `model: "rag/<name>"` (none before an ingest;
-        listing them does not create a store)."""
-        from smallfirst.rag.store import STORE_FILENAME
-
-        if not (self.settings.resolved_data_dir / STORE_FILENAME).exists():
-            return []
-        retriever = await self._rag_retriever()
-        infos = await asyncio.to_thread(retriever.store.collections)
-        return [info.name for info in infos]
+        return await self.rag.collections()
 
     async def plan(
         self, request: GenerateRequest, ctx: RequestContext, keep_local: Sequence[str] = ()
@@ -579,12 +539,6 @@ def _cost_of(model: ModelInfo, result: object) -> float:
         usage = next((c.usage for c in reversed(result) if isinstance(c, Chunk) and c.usage), None)
         return request_cost(model, usage) if usage else 0.0
     return 0.0
-
-
-def rag_collection(model: str) -> str | None:
-    """`rag/<collection>` names a private document collection to answer from."""
-    prefix, _, name = model.partition("/")
-    return name if prefix == "rag" and name else None
 
 
 def _first(*values: float | None) -> float | None:

@@ -1,0 +1,86 @@
+"""The RAG step of the request path: put a collection's best chunks into the prompt, within
+the answering model's context, and say which collections a client may ask for.
+
+Kept beside `service.py` (like `privacy_step.py`) because it joins retrieval to requests and
+models; search and prompt building themselves live in the rag room. The store is opened on
+first use, so a gateway that never grounds a request never touches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from smallfirst.config import RagConfig
+from smallfirst.types import ChatRequest, ModelInfo
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from smallfirst.rag import Retriever
+
+
+def rag_collection(model: str) -> str | None:
+    """`rag/<collection>` names a document collection to answer from."""
+    prefix, _, name = model.partition("/")
+    return name if prefix == "rag" and name else None
+
+
+class RagStep:
+    def __init__(self, config: RagConfig, data_dir: Path) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self._retriever: Retriever | None = None
+
+    async def ground(
+        self,
+        request: ChatRequest,
+        collection: str,
+        model: ModelInfo,
+        count_tokens: Callable[[str], int],
+    ) -> tuple[ChatRequest, list[dict[str, Any]]]:
+        """The request with the collection's best chunks fenced into its prompt (as many as
+        `model`'s context holds beside the answer), and their citations."""
+        from smallfirst.rag import build_grounded_messages, last_user_text
+
+        retriever = await self._opened()
+        query = last_user_text(request.messages)
+        config = self.config
+        hits = await asyncio.to_thread(
+            retriever.search, query, collection=collection, k=config.k, method=config.method
+        )
+        budget = model.context_length - (request.token_limit or config.reserve_tokens)
+        grounded = await asyncio.to_thread(
+            build_grounded_messages,
+            request.messages,
+            hits,
+            count_tokens=count_tokens,
+            budget=budget,
+        )
+        citations = [c.as_dict() for c in grounded.citations]
+        return request.model_copy(update={"messages": grounded.messages}), citations
+
+    async def collections(self) -> list[str]:
+        """Collections a client may ask for as `model: "rag/<name>"` (none before an ingest;
+        listing them does not create a store)."""
+        from smallfirst.rag.store import STORE_FILENAME
+
+        if not (self.data_dir / STORE_FILENAME).exists():
+            return []
+        retriever = await self._opened()
+        infos = await asyncio.to_thread(retriever.store.collections)
+        return [info.name for info in infos]
+
+    def close(self) -> None:
+        if self._retriever is not None:
+            self._retriever.close()
+            self._retriever.store.close()
+
+    async def _opened(self) -> Retriever:
+        from smallfirst.rag import Retriever, open_store
+
+        if self._retriever is None:
+            store = await asyncio.to_thread(open_store, self.data_dir)
+            self._retriever = Retriever(store)
+        return self._retriever
