@@ -63,6 +63,23 @@ def test_failed_writes_are_retried_and_what_must_be_dropped_is_said(
     assert [row[0] for row in kept] == ["1", "2"]
 
 
+def test_a_failed_prune_keeps_the_written_rows_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    RequestLog(tmp_path / "log.db").close()
+    saboteur = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+    saboteur.execute(
+        "CREATE TRIGGER locked BEFORE DELETE ON requests BEGIN SELECT RAISE(ABORT, 'no'); END"
+    )
+    log = RequestLog(tmp_path / "log.db", retention_s=86400)
+    for i in range(3):
+        log.record(RequestRecord(id=str(i), created_at=i, endpoint="chat", model_requested="m"))
+    log.close()
+    assert "pruning failed (no)" in caplog.text
+    assert "write failed" not in caplog.text  # the rows were not sent round again
+    assert saboteur.execute("SELECT count(*) FROM requests").fetchone()[0] == 3
+
+
 def test_cost_uses_prices_per_million_tokens() -> None:
     model = ModelInfo(
         id="m",

@@ -126,18 +126,22 @@ class RequestLog:
         while True:
             closing = self._closing.wait(self.FLUSH_INTERVAL_S)
             rows = [self._pending.popleft() for _ in range(len(self._pending))]
-            try:
-                if rows:
+            if rows:
+                try:
                     with connection:
                         connection.executemany(sql, [_values(r, columns) for r in rows])
                     self._last_warning = None
-                if self.retention_s is not None and time.monotonic() >= next_prune:
+                except sqlite3.Error as error:
+                    self._keep_for_retry(rows, error)
+            if self.retention_s is not None and time.monotonic() >= next_prune:
+                try:
                     with connection:
                         cutoff = time.time() - self.retention_s
                         connection.execute("DELETE FROM requests WHERE created_at < ?", (cutoff,))
                     next_prune = time.monotonic() + self.PRUNE_INTERVAL_S
-            except sqlite3.Error as error:
-                self._keep_for_retry(rows, error)
+                except sqlite3.Error as error:  # the rows are written; prune again later
+                    log.error("request log %s: pruning failed (%s)", self.path, error)
+                    next_prune = time.monotonic() + 60
             if closing:
                 break
         connection.close()
