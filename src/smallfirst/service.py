@@ -196,9 +196,9 @@ class Gateway:
             return Prepared(request, plan)
         from smallfirst.rag import CollectionNotFound
 
+        model = plan.candidates[0]
+        count_tokens = await self.backends[model.id].token_counter()
         try:
-            model = plan.candidates[0]
-            count_tokens = await self.backends[model.id].token_counter()
             grounded, citations = await self.rag.ground(request, collection, model, count_tokens)
         except CollectionNotFound as missing:
             missing.param = collection_param
@@ -213,9 +213,6 @@ class Gateway:
         if ctx.inspection is not None and ctx.inspection.blocked:
             raise PolicyBlocked(ctx.inspection.blocked)
         return Prepared(grounded, plan, citations)
-
-    async def rag_collections(self) -> list[str]:
-        return await self.rag.collections()
 
     async def plan(
         self, request: GenerateRequest, ctx: RequestContext, keep_local: Sequence[str] = ()

@@ -258,7 +258,7 @@ async def _model_entries(request: Request) -> list[dict[str, Any]]:
         "tools": any(info.tools for info in models),
     }
     entries.append({**routed, "id": AUTO_MODEL, "backend": "router"})
-    for collection in await gw.rag_collections():
+    for collection in await gw.rag.collections():
         private = gw.settings.rag.is_private(collection)
         entries.append({**routed, "id": f"rag/{collection}", "backend": "rag", "private": private})
     return entries
