@@ -135,6 +135,8 @@ def test_stream_events_in_openai_order(api: tuple[TestClient, Gateway]) -> None:
     assert deltas == final["output"][0]["content"][0]["text"] == "Hello from tiny."
     assert final["status"] == "completed"
     assert final["usage"]["output_tokens"] == 3
+    assert final["id"] == events[0]["response"]["id"]
+    assert final["created_at"] == events[0]["response"]["created_at"]
 
 
 def test_streamed_tool_call_arguments_add_up(api: tuple[TestClient, Gateway]) -> None:

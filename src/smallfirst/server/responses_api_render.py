@@ -28,15 +28,15 @@ def response_body(
     for call in completion.tool_calls or []:
         item_id = f"fc_{request_id}_{len(output)}"
         output.append(_function_call(item_id, call, "completed"))
-    return _response(
-        request, route, request_id, citations, output, completion.finish_reason, completion.usage
-    )
+    finished = (completion.finish_reason, completion.usage)
+    return _response(request, route, request_id, int(time.time()), citations, output, *finished)
 
 
 def _response(
     request: ResponsesRequest,
     route: RouteInfo,
     request_id: str,
+    created_at: int,
     citations: list[dict[str, Any]] | None,
     output: list[dict[str, Any]],
     finish_reason: str | None,
@@ -52,7 +52,7 @@ def _response(
     return {
         "id": f"resp_{request_id}",
         "object": "response",
-        "created_at": int(time.time()),
+        "created_at": created_at,
         "status": status,
         "error": None,
         "incomplete_details": incomplete,
@@ -140,6 +140,7 @@ class ResponseEvents:
         self._route = route
         self._id = request_id
         self._citations = citations
+        self._created_at = int(time.time())
         self._sequence = 0
         self._items_opened = 0
         self._done: dict[int, dict[str, Any]] = {}  # output index -> finished item
@@ -271,7 +272,14 @@ class ResponseEvents:
     def _snapshot(self, finish_reason: str | None, usage: Usage | None) -> dict[str, Any]:
         output = [self._done[index] for index in sorted(self._done)]
         return _response(
-            self._request, self._route, self._id, self._citations, output, finish_reason, usage
+            self._request,
+            self._route,
+            self._id,
+            self._created_at,  # one Response: the same in every event
+            self._citations,
+            output,
+            finish_reason,
+            usage,
         )
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
