@@ -41,6 +41,12 @@ class LlamaCppModel(_ModelBase):
     threads: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=512, ge=1)
     lora_path: str | None = None
+    prompt_cache_mb: int = Field(
+        default=512,
+        ge=0,
+        description="saved prompt states, so conversations that take turns skip re-evaluation"
+        " (0: off)",
+    )
     tools: bool = Field(
         default=False,
         description="answer tool calls (prompted, grammar-constrained); small models do it poorly",

@@ -288,16 +288,30 @@ class EmbeddingRequest(_Strict):
 class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # prompt tokens that were not evaluated again (a local model's kept or restored context;
+    # an upstream's prompt cache)
+    cached_tokens: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upstream_details(cls, data: Any) -> Any:
+        """Reads OpenAI's `prompt_tokens_details.cached_tokens` from an upstream's usage."""
+        if isinstance(data, dict) and isinstance(data.get("prompt_tokens_details"), dict):
+            cached = data["prompt_tokens_details"].get("cached_tokens")
+            if isinstance(cached, int):
+                data = {**data, "cached_tokens": cached}
+        return data
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def as_openai(self) -> dict[str, int]:
+    def as_openai(self) -> dict[str, Any]:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
         }
 
 

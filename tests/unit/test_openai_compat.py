@@ -70,6 +70,21 @@ async def test_sends_the_remote_model_name_and_parses_the_answer() -> None:
     assert "route" not in seen[0]
 
 
+async def test_the_upstreams_cached_prompt_tokens_are_passed_on() -> None:
+    async def handle(request: web.Request) -> web.Response:
+        usage = {
+            "prompt_tokens": 1200,
+            "completion_tokens": 3,
+            "prompt_tokens_details": {"cached_tokens": 1024},
+        }
+        return web.json_response({**ANSWER, "usage": usage})
+
+    async with upstream(handle) as backend:
+        result = await backend.complete(REQUEST)
+    assert result.usage.as_openai()["prompt_tokens_details"] == {"cached_tokens": 1024}
+    assert result.usage.prompt_tokens == 1200
+
+
 async def test_sends_the_api_key_from_the_named_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UPSTREAM_KEY", "sk-test")
     seen: list[str | None] = []

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from smallfirst.config import ModelConfig
 from smallfirst.types import Chunk, Completion, GenerateRequest, ModelInfo
+
+
+@dataclass(frozen=True)
+class PromptReuse:
+    """Prompt tokens a local model did not evaluate again, and its saved prompt states."""
+
+    from_context: int = 0
+    from_saved: int = 0
+    saved_bytes: int = 0
 
 
 class Backend(ABC):
@@ -43,6 +53,10 @@ class Backend(ABC):
     def queue_wait(self) -> tuple[int, float]:
         """Jobs started so far, and the seconds they waited in the queue in all."""
         return 0, 0.0
+
+    def prompt_reuse(self) -> PromptReuse:
+        """Zeros for engines that keep no prompt state here."""
+        return PromptReuse()
 
     async def aclose(self) -> None:
         """Release resources (threads, connections, loaded weights)."""

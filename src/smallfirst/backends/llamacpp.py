@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
 from smallfirst.backends import local_tools
-from smallfirst.backends.base import Backend, info_from_config
+from smallfirst.backends.base import Backend, PromptReuse, info_from_config
 from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
+from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.worker import Emit, ModelWorker
 from smallfirst.config import LlamaCppModel
 from smallfirst.types import (
@@ -54,6 +55,7 @@ class LlamaCppBackend(Backend):
         )
         self._pool = pool
         self._engine: LlamaEngine | None = None
+        self._reused = ReuseCounts()  # outlives an unloaded engine: /metrics counts only grow
         self.last_used = 0.0
         self.loaded_bytes_before_unload = 0
         pool.join(self)
@@ -67,7 +69,9 @@ class LlamaCppBackend(Backend):
 
     @property
     def loaded_bytes(self) -> int:
-        return self._engine.file_size if self._engine else 0
+        """The weights and the saved prompt states."""
+        engine = self._engine
+        return engine.file_size + engine.context.cache.bytes_used if engine else 0
 
     def queue_depth(self) -> int:
         return self.worker.queue_depth()
@@ -77,6 +81,14 @@ class LlamaCppBackend(Backend):
 
     def queue_wait(self) -> tuple[int, float]:
         return self.worker.started_jobs, self.worker.waited_s
+
+    def prompt_reuse(self) -> PromptReuse:
+        cache = self._engine.context.cache if self._engine else None
+        return PromptReuse(
+            from_context=self._reused.from_context,
+            from_saved=self._reused.from_saved,
+            saved_bytes=cache.bytes_used if cache else 0,
+        )
 
     def _ensure_engine(self) -> LlamaEngine:
         """Load on first use (worker thread), making room in the pool first."""
@@ -89,6 +101,8 @@ class LlamaCppBackend(Backend):
                 n_threads=self.config.threads,
                 n_batch=self.config.batch_size,
                 lora_path=self.config.lora_path,
+                prompt_cache_bytes=self.config.prompt_cache_mb * 1024 * 1024,
+                reused=self._reused,
             )
         self.last_used = time.monotonic()
         return self._engine
@@ -99,7 +113,7 @@ class LlamaCppBackend(Backend):
             return False
         try:
             if self._engine is not None:
-                self.loaded_bytes_before_unload = self._engine.file_size
+                self.loaded_bytes_before_unload = self.loaded_bytes
                 self._engine.close()
                 self._engine = None
             return True

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.backends import local_tools
+from smallfirst.backends.llamacpp_state import ContextSwitcher, ReuseCounts
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
 from smallfirst.types import (
     ChatRequest,
@@ -111,6 +112,8 @@ class LlamaEngine:
         n_threads: int | None,
         n_batch: int,
         lora_path: str | None = None,
+        prompt_cache_bytes: int = 0,
+        reused: ReuseCounts | None = None,
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -128,6 +131,7 @@ class LlamaEngine:
         )
         self.n_ctx = n_ctx
         self.file_size = path.stat().st_size
+        self.context = ContextSwitcher(self.llama, prompt_cache_bytes, reused or ReuseCounts())
         template = self.llama.metadata.get("tokenizer.chat_template")
         eos_id, bos_id = self.llama.token_eos(), self.llama.token_bos()
         self._formatter = (
@@ -196,6 +200,7 @@ class LlamaEngine:
         """Generate, calling `emit` per piece of text; the last call has finish_reason+usage."""
         top_k = request.logprob_alternatives
         grammar = _grammar(request)
+        cached = self.context.prepare(prompt.tokens)
         self.llama.set_seed(request.seed if request.seed is not None else random.getrandbits(31))
         temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
         tokens = self.llama.generate(
@@ -236,7 +241,9 @@ class LlamaEngine:
         # character the last token only began (an emoji cut by max_tokens) are dropped, as
         # llama.cpp's server does, rather than sent as U+FFFD.
         tail = "" if hit_stop else stops.flush()
-        usage = Usage(prompt_tokens=len(prompt.tokens), completion_tokens=len(generated))
+        usage = Usage(
+            prompt_tokens=len(prompt.tokens), completion_tokens=len(generated), cached_tokens=cached
+        )
         emit(Chunk(text=tail, finish_reason=finish, usage=usage))
 
     def _token_logprob(self, token: int, top_k: int) -> TokenLogprob:

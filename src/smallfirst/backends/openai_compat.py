@@ -218,9 +218,7 @@ async def _status_error(model_id: str, response: aiohttp.ClientResponse) -> Smal
 def _usage(raw: Any, body: dict[str, Any], text: str) -> Usage:
     """Upstream usage when given; otherwise a 4-characters-per-token estimate (documented)."""
     if isinstance(raw, dict) and "prompt_tokens" in raw:
-        return Usage(
-            prompt_tokens=raw["prompt_tokens"], completion_tokens=raw.get("completion_tokens", 0)
-        )
+        return Usage.model_validate(raw)
     prompt_chars = len(json.dumps(body.get("messages") or body.get("prompt") or ""))
     return Usage(prompt_tokens=max(prompt_chars // 4, 1), completion_tokens=len(text) // 4)
 

@@ -30,8 +30,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 
 class _BackendState(Collector):
-    """Read at scrape time from the backends: queue depth, cancelled generations, and the
-    cooldown of models skipped after failing (`routing/health.py`)."""
+    """Read at scrape time from the backends: queue depth, cancelled generations, the
+    cooldown of models skipped after failing (`routing/health.py`), and prompt reuse."""
 
     def __init__(self, backends: Mapping[str, Backend], health: ModelHealth) -> None:
         self._backends = backends
@@ -56,16 +56,28 @@ class _BackendState(Collector):
             "Time local jobs waited for their model's worker (count and sum: the mean wait)",
             labels=["model"],
         )
+        reused = CounterMetricFamily(
+            "smallfirst_prompt_tokens_reused",
+            "Prompt tokens a local model did not evaluate again: kept in its live context, or"
+            " restored from a saved prompt state",
+            labels=["model", "source"],
+        )
+        saved = GaugeMetricFamily(
+            "smallfirst_prompt_cache_bytes",
+            "Memory held by a local model's saved prompt states",
+            labels=["model"],
+        )
         skipped = self._health.snapshot()
         for model, backend in self._backends.items():
             depth.add_metric([model], backend.queue_depth())
             cancelled.add_metric([model], backend.cancelled_generations())
             cooldown.add_metric([model], skipped.get(model, 0.0))
             waits.add_metric([model], *backend.queue_wait())
-        yield depth
-        yield cancelled
-        yield cooldown
-        yield waits
+            reuse = backend.prompt_reuse()
+            reused.add_metric([model, "context"], reuse.from_context)
+            reused.add_metric([model, "saved"], reuse.from_saved)
+            saved.add_metric([model], reuse.saved_bytes)
+        yield from (depth, cancelled, cooldown, waits, reused, saved)
 
 
 class Metrics:

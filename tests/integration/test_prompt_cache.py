@@ -1,0 +1,61 @@
+"""Two conversations taking turns on one local model: the second visit to a prompt starts
+from its saved state (`backends/llamacpp_state.py`) instead of evaluating it again."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Server, metric_value
+from tests.integration.conftest import openai_client as client
+
+MODEL = "smollm2-135m"
+pytestmark = pytest.mark.integration
+
+
+def _system(topic: str) -> str:
+    return " ".join(
+        f"Rule {i}: answer questions about {topic} in one short line." for i in range(40)
+    )
+
+
+def _ask(gateway: Server, topic: str) -> tuple[str, int, int]:
+    reply = client(gateway).chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": _system(topic)},
+            {"role": "user", "content": f"Tell me one fact about {topic}."},
+        ],
+        max_tokens=12,
+        temperature=0,
+    )
+    usage = reply.usage
+    assert usage is not None
+    assert usage.prompt_tokens_details is not None
+    cached = usage.prompt_tokens_details.cached_tokens or 0
+    return reply.choices[0].message.content or "", usage.prompt_tokens, cached
+
+
+def _restored_tokens(gateway: Server) -> float:
+    text = httpx.get(f"{gateway.url}/metrics").text
+    return metric_value(
+        text, "smallfirst_prompt_tokens_reused_total", f'model="{MODEL}",source="saved"'
+    )
+
+
+def test_a_conversation_another_one_interrupted_resumes_from_its_saved_state(
+    gateway: Server,
+) -> None:
+    _ask(gateway, "the moon")
+    again, prompt_tokens, kept = _ask(gateway, "the moon")
+    assert prompt_tokens > 300
+    assert kept == prompt_tokens - 1  # the live context held it: only the last token again
+
+    _, _, shared = _ask(gateway, "volcanoes")
+    assert shared < prompt_tokens // 2  # another prompt: the context switched
+
+    restored_before = _restored_tokens(gateway)
+    resumed, prompt_tokens, cached = _ask(gateway, "the moon")
+    assert cached == prompt_tokens - 1
+    assert _restored_tokens(gateway) - restored_before == cached
+    assert resumed == again  # greedy, from the same keys and values: the same answer
