@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from smallfirst.backends.fake import FakeReply
 from smallfirst.errors import UpstreamTimeout
 from smallfirst.routing import base
 from smallfirst.routing.base import Router
+from smallfirst.server import create_app
+from smallfirst.service import Gateway
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 
@@ -227,3 +230,15 @@ def test_cascade_with_one_model_asks_it_once(tmp_path: Path) -> None:
     assert response.json()["model"] == "tiny"
     assert "no stronger model configured" in response.json()["smallfirst"]["reason"]
     assert len(fake_backend(gateway, "tiny").requests) == 1
+
+
+def test_the_router_is_loaded_while_the_server_warms_up(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path, routing={"router": "keyword"})
+    gateway = Gateway(settings)
+    with TestClient(create_app(settings, gateway, warm_up=True)) as client:
+        for _ in range(200):  # bounded: the fake models load at once
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.01)
+        assert client.get("/readyz").status_code == 200
+        assert isinstance(gateway._router, KeywordRouter)  # before any `auto` request

@@ -81,7 +81,8 @@ async def _mark_ready(app: Starlette) -> None:
 
 
 async def _warm_up(app: Starlette, gw: Gateway) -> None:
-    """Load the default local model in the background so the first request is fast."""
+    """Load the default local model, the PII detector and the router in the background, so
+    the first request is fast."""
     backend = gw.backends[gw.default_model_id()]
     warm = getattr(backend, "warm_up", None)
     try:
@@ -91,6 +92,10 @@ async def _warm_up(app: Starlette, gw: Gateway) -> None:
     except SmallfirstError as error:
         app.state.startup_problem = error.message
         log.error("default model failed to load: %s", error.message)
+    try:
+        await gw.warm_up_router()
+    except SmallfirstError as error:  # `auto` requests will say why; other models still answer
+        log.error("router failed to load: %s", error.message)
     app.state.ready.set()
 
 
