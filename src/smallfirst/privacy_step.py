@@ -33,6 +33,8 @@ from smallfirst.types import (
 )
 
 PSEUDONYM_KEY_FILE = "pseudonym.key"
+# request fields that identify a person or a group of them, and their pseudonyms' prefixes
+PSEUDONYMOUS_FIELDS = {"user": "user", "safety_identifier": "id", "prompt_cache_key": "cache"}
 
 if TYPE_CHECKING:
     from smallfirst.privacy import GuardResult, PrivacyGuard, StreamRestorer
@@ -113,7 +115,7 @@ class PrivacyStep:
         self, request: GenerateRequest, model: ModelInfo, inspection: Inspection | None
     ) -> tuple[GenerateRequest, GuardResult | None]:
         """What `model` may receive; raises PolicyBlocked if it may receive nothing."""
-        request = self._with_pseudonymous_user(request, model)
+        request = self._with_pseudonymous_ids(request, model)
         if inspection is None:
             return request, None
         result = self.guard.apply(
@@ -130,16 +132,22 @@ class PrivacyStep:
             return request.model_copy(update={"messages": messages, "metadata": metadata}), result
         return request.model_copy(update={"prompt": result.messages[0].text}), result
 
-    def _with_pseudonymous_user(
-        self, request: GenerateRequest, model: ModelInfo
-    ) -> GenerateRequest:
-        """`user` is often an e-mail address or a name. A tier whose policy is not `allow` gets
-        a stable pseudonym instead (keyed hash; the key stays in the data dir), which is what
-        OpenAI asks for and still lets the upstream tell users apart."""
-        if not request.user or not self.active or self.config.tier_policy[model.tier] == "allow":
+    def _with_pseudonymous_ids(self, request: GenerateRequest, model: ModelInfo) -> GenerateRequest:
+        """`user` (and `safety_identifier`, `prompt_cache_key`) is often an e-mail address or
+        a name. A tier whose policy is not `allow` gets a stable pseudonym instead (keyed hash;
+        the key stays in the data dir), which is what OpenAI asks for and still lets the
+        upstream tell users (and cache groups) apart."""
+        if not self.active or self.config.tier_policy[model.tier] == "allow":
             return request
-        digest = hmac.new(self._key(), request.user.encode(), hashlib.sha256).hexdigest()
-        return request.model_copy(update={"user": f"user-{digest[:20]}"})
+        update = {
+            field: f"{prefix}-{self._pseudonym(value)}"
+            for field, prefix in PSEUDONYMOUS_FIELDS.items()
+            if (value := getattr(request, field))
+        }
+        return request.model_copy(update=update) if update else request
+
+    def _pseudonym(self, value: str) -> str:
+        return hmac.new(self._key(), value.encode(), hashlib.sha256).hexdigest()[:20]
 
     def _key(self) -> bytes:
         if self._pseudonym_key is None:

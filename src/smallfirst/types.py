@@ -144,6 +144,11 @@ class SamplingParams(_Strict):
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     user: str | None = None
+    # OpenAI's newer split of `user`: who is asking (abuse checks) and which requests share a
+    # prompt cache. Passed to remote tiers (pseudonymous unless allowed, see privacy_step.py);
+    # local models cache prompts by their tokens, whatever the key.
+    safety_identifier: str | None = Field(default=None, max_length=64)
+    prompt_cache_key: str | None = Field(default=None, max_length=256)
     # smallfirst extensions (`extra_body` in the openai client)
     route: Literal["auto", "edge", "onprem", "cloud"] | None = None  # or x-smallfirst-route
     max_strong_share: float | None = Field(default=None, ge=0.0, le=1.0)

@@ -88,6 +88,27 @@ def test_the_user_field_reaches_the_cloud_as_a_stable_pseudonym(
     assert (tmp_path / "pseudonym.key").stat().st_mode & 0o777 == 0o600
 
 
+def test_safety_identifier_and_prompt_cache_key_reach_the_cloud_pseudonymous(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    ids = {"safety_identifier": EMAIL, "prompt_cache_key": f"support-{EMAIL}"}
+    for model in ("big", "big", "tiny"):
+        assert client.post("/v1/chat/completions", json=chat_body(model, **ids)).status_code == 200
+    first, second = fake_backend(gateway, "big").requests
+    assert (first.safety_identifier, first.prompt_cache_key) == (
+        second.safety_identifier,
+        second.prompt_cache_key,
+    )  # stable: the upstream can still tell users and cache groups apart
+    assert first.safety_identifier is not None
+    assert first.safety_identifier.startswith("id-")
+    assert first.prompt_cache_key is not None
+    assert first.prompt_cache_key.startswith("cache-")
+    assert EMAIL not in first.safety_identifier + first.prompt_cache_key
+    local = fake_backend(gateway, "tiny").requests[-1]
+    assert (local.safety_identifier, local.prompt_cache_key) == (EMAIL, f"support-{EMAIL}")
+
+
 def test_metadata_values_are_scanned_and_redacted_like_messages(
     api: tuple[TestClient, Any],
 ) -> None:

@@ -75,6 +75,8 @@ def test_input_items_become_the_chat_conversation(api: tuple[TestClient, Gateway
         "tools": [WEATHER_TOOL],
         "max_output_tokens": 50,
         "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
+        "safety_identifier": "u-42",
+        "prompt_cache_key": "weather-bot",
     }
     response = client.post("/v1/responses", json=body)
     assert response.status_code == 200
@@ -93,6 +95,9 @@ def test_input_items_become_the_chat_conversation(api: tuple[TestClient, Gateway
     assert sent.response_format.json_schema.name == "w"
     assert sent.tools is not None
     assert sent.tools[0].function.name == "get_weather"
+    # carried over, and pseudonymous on the way to this cloud tier (policy redact)
+    assert (sent.safety_identifier or "").startswith("id-")
+    assert (sent.prompt_cache_key or "").startswith("cache-")
 
 
 def test_a_tool_call_is_a_function_call_item(api: tuple[TestClient, Gateway]) -> None:

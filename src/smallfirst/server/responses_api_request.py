@@ -67,6 +67,8 @@ class ResponsesRequest(_Strict):
     metadata: dict[str, str] | None = None
     store: bool | None = None
     user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
     previous_response_id: str | None = None
     reasoning: dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
@@ -91,6 +93,8 @@ class ResponsesRequest(_Strict):
             "parallel_tool_calls": self.parallel_tool_calls,
             "metadata": self.metadata,
             "user": self.user,
+            "safety_identifier": self.safety_identifier,
+            "prompt_cache_key": self.prompt_cache_key,
             "route": self.route,
             "max_strong_share": self.max_strong_share,
             "min_quality": self.min_quality,
