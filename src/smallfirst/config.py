@@ -31,6 +31,9 @@ class _ModelBase(_Section):
     tier: Tier
     context_length: int = Field(default=8192, ge=16)
     input_cost_per_1m: float = Field(default=0.0, ge=0)
+    # what a provider charges for prompt tokens its cache held (OpenAI: 10-50% of the input
+    # price); unset, they cost the full input price
+    cached_input_cost_per_1m: float | None = Field(default=None, ge=0)
     output_cost_per_1m: float = Field(default=0.0, ge=0)
     queue_size: int = Field(default=16, ge=0, description="requests waiting beyond the one running")
 
@@ -172,6 +175,7 @@ class BaselineConfig(_Section):
 
     model: str = Field(min_length=1, description="a name for reports, e.g. gpt-4o")
     input_cost_per_1m: float = Field(ge=0)
+    cached_input_cost_per_1m: float | None = Field(default=None, ge=0)
     output_cost_per_1m: float = Field(ge=0)
 
 

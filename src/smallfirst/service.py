@@ -487,6 +487,7 @@ class Gateway:
             error_code=error.code if error else None,
             stream=request.stream,
             prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
             completion_tokens=usage.completion_tokens,
             latency_ms=(now - ctx.started) * 1000,
             ttft_ms=(ttft - ctx.started) * 1000 if ttft is not None else None,
@@ -527,6 +528,7 @@ def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
     return BaselineConfig(
         model=model.id,
         input_cost_per_1m=model.input_cost_per_1m,
+        cached_input_cost_per_1m=model.cached_input_cost_per_1m,
         output_cost_per_1m=model.output_cost_per_1m,
     )
 

@@ -410,6 +410,7 @@ class ModelInfo(BaseModel):
     backend: str
     context_length: int
     input_cost_per_1m: float = 0.0
+    cached_input_cost_per_1m: float | None = None
     output_cost_per_1m: float = 0.0
     loaded: bool = False
     tools: bool = False  # can answer with tool calls

@@ -3,6 +3,9 @@ from its saved state (`backends/llamacpp_state.py`) instead of evaluating it aga
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 import httpx
 import pytest
 
@@ -19,7 +22,7 @@ def _system(topic: str) -> str:
     )
 
 
-def _ask(gateway: Server, topic: str) -> tuple[str, int, int]:
+def _ask(gateway: Server, topic: str) -> tuple[str, int, int, str]:
     reply = client(gateway).chat.completions.create(
         model=MODEL,
         messages=[
@@ -33,7 +36,8 @@ def _ask(gateway: Server, topic: str) -> tuple[str, int, int]:
     assert usage is not None
     assert usage.prompt_tokens_details is not None
     cached = usage.prompt_tokens_details.cached_tokens or 0
-    return reply.choices[0].message.content or "", usage.prompt_tokens, cached
+    log_id = reply.id.removeprefix("chatcmpl-")  # the request log keys rows by the bare id
+    return reply.choices[0].message.content or "", usage.prompt_tokens, cached, log_id
 
 
 def _restored_tokens(gateway: Server) -> float:
@@ -47,15 +51,29 @@ def test_a_conversation_another_one_interrupted_resumes_from_its_saved_state(
     gateway: Server,
 ) -> None:
     _ask(gateway, "the moon")
-    again, prompt_tokens, kept = _ask(gateway, "the moon")
+    again, prompt_tokens, kept, _ = _ask(gateway, "the moon")
     assert prompt_tokens > 300
     assert kept == prompt_tokens - 1  # the live context held it: only the last token again
 
-    _, _, shared = _ask(gateway, "volcanoes")
+    _, _, shared, _ = _ask(gateway, "volcanoes")
     assert shared < prompt_tokens // 2  # another prompt: the context switched
 
     restored_before = _restored_tokens(gateway)
-    resumed, prompt_tokens, cached = _ask(gateway, "the moon")
+    resumed, prompt_tokens, cached, request_id = _ask(gateway, "the moon")
     assert cached == prompt_tokens - 1
     assert _restored_tokens(gateway) - restored_before == cached
     assert resumed == again  # greedy, from the same keys and values: the same answer
+    assert _logged_cached_tokens(gateway, request_id) == cached
+
+
+def _logged_cached_tokens(gateway: Server, request_id: str) -> int:
+    """The request log's row (written every 0.2 s, so waited for a bounded while)."""
+    for _ in range(50):
+        with sqlite3.connect(gateway.data_dir / "requests.db") as connection:
+            row = connection.execute(
+                "SELECT cached_tokens FROM requests WHERE id = ?", (request_id,)
+            ).fetchone()
+        if row is not None:
+            return int(row[0])
+        time.sleep(0.1)
+    raise AssertionError(f"{request_id} was not logged")

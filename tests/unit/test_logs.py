@@ -10,13 +10,19 @@ from smallfirst.types import ModelInfo, Usage
 
 def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
     connection = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
-    expected = ["0001_requests", "0002_routing_and_privacy", "0003_baseline_cost"]
+    expected = [
+        "0001_requests",
+        "0002_routing_and_privacy",
+        "0003_baseline_cost",
+        "0004_cached_tokens",
+    ]
     assert migrate(connection) == expected
     assert migrate(connection) == []
     names = [r[0] for r in connection.execute("SELECT name FROM _migrations")]
     assert names == expected
     columns = {r[1] for r in connection.execute("PRAGMA table_info(requests)")}
     assert {"model_requested", "model_answered", "tier", "ttft_ms", "cost_usd"} <= columns
+    assert "cached_tokens" in columns
 
 
 def test_log_is_wal_and_keeps_every_row(tmp_path: Path) -> None:
@@ -91,3 +97,11 @@ def test_cost_uses_prices_per_million_tokens() -> None:
     )
     cost = request_cost(model, Usage(prompt_tokens=1000, completion_tokens=500))
     assert cost == pytest.approx(0.0025 + 0.005)
+
+
+def test_cached_prompt_tokens_cost_the_cached_price_where_one_is_set() -> None:
+    usage = Usage(prompt_tokens=1000, cached_tokens=800, completion_tokens=0)
+    full = ModelInfo(id="m", tier="cloud", backend="fake", context_length=10, input_cost_per_1m=2.0)
+    cheaper = full.model_copy(update={"cached_input_cost_per_1m": 0.5})
+    assert request_cost(full, usage) == pytest.approx(0.002)  # unset: the full input price
+    assert request_cost(cheaper, usage) == pytest.approx(200 * 2e-6 + 800 * 0.5e-6)

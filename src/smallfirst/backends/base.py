@@ -76,6 +76,7 @@ def info_from_config(config: ModelConfig, *, loaded: bool = True) -> ModelInfo:
         backend=config.backend,
         context_length=config.context_length,
         input_cost_per_1m=config.input_cost_per_1m,
+        cached_input_cost_per_1m=config.cached_input_cost_per_1m,
         output_cost_per_1m=config.output_cost_per_1m,
         loaded=loaded,
         tools=config.tools,

@@ -23,6 +23,7 @@ _TERMINAL_COLUMNS = {
     "requests": "requests",
     "share": "share",
     "tokens in": "tok in",
+    "cached in": "cached",
     "tokens out": "tok out",
     "cost $": "cost $",
     "p50 ms": "p50 ms",

@@ -15,12 +15,21 @@ class Priced(Protocol):
     def input_cost_per_1m(self) -> float: ...
 
     @property
+    def cached_input_cost_per_1m(self) -> float | None: ...
+
+    @property
     def output_cost_per_1m(self) -> float: ...
 
 
 def request_cost(prices: Priced, usage: Usage) -> float:
-    """USD for `usage` at `prices` per 1M tokens."""
+    """USD for `usage` at `prices` per 1M tokens. Prompt tokens a cache held cost the cached
+    input price where one is set (else the full input price)."""
+    cached_price = prices.cached_input_cost_per_1m
+    if cached_price is None:
+        cached_price = prices.input_cost_per_1m
+    fresh = usage.prompt_tokens - usage.cached_tokens
     return (
-        usage.prompt_tokens * prices.input_cost_per_1m
+        fresh * prices.input_cost_per_1m
+        + usage.cached_tokens * cached_price
         + usage.completion_tokens * prices.output_cost_per_1m
     ) / 1_000_000

@@ -27,6 +27,7 @@ TIER_COLUMNS = (
     "requests",
     "share",
     "tokens in",
+    "cached in",
     "tokens out",
     "cost $",
     "baseline $",
@@ -40,6 +41,7 @@ class TierStats(BaseModel):
     tier: str
     requests: int
     prompt_tokens: int
+    cached_tokens: int  # of prompt_tokens, not evaluated again / cache-priced
     completion_tokens: int
     cost_usd: float
     baseline_cost_usd: float
@@ -54,6 +56,7 @@ class TierStats(BaseModel):
             str(self.requests),
             f"{self.requests / answered:.1%}",
             str(self.prompt_tokens),
+            f"{self.cached_tokens / self.prompt_tokens:.0%}" if self.prompt_tokens else "-",
             str(self.completion_tokens),
             f"{self.cost_usd:.4f}",
             f"{self.baseline_cost_usd:.4f}",
@@ -196,7 +199,8 @@ def _tier_stats(
     connection: sqlite3.Connection, tier: str, where: str, args: tuple[float, ...]
 ) -> TierStats:
     rows = connection.execute(
-        "SELECT prompt_tokens, completion_tokens, cost_usd, baseline_cost_usd, latency_ms, ttft_ms "
+        "SELECT prompt_tokens, completion_tokens, cost_usd, baseline_cost_usd, latency_ms, ttft_ms,"
+        " cached_tokens "
         f"FROM requests WHERE {where} AND {_ANSWERED} AND tier = ?",
         (*args, tier),
     ).fetchall()
@@ -206,6 +210,7 @@ def _tier_stats(
         tier=tier,
         requests=len(rows),
         prompt_tokens=sum(row[0] for row in rows),
+        cached_tokens=sum(row[6] for row in rows),
         completion_tokens=sum(row[1] for row in rows),
         cost_usd=sum(row[2] for row in rows),
         baseline_cost_usd=sum(row[3] for row in rows),

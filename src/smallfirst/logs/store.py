@@ -32,6 +32,7 @@ class RequestRecord(BaseModel):
     error_code: str | None = None
     stream: bool = False
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens: not evaluated again (local) or cache-priced
     completion_tokens: int = 0
     latency_ms: float = 0.0
     ttft_ms: float | None = None
