@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 # money lines above the table).
 _TERMINAL_COLUMNS = {
     "tier": "tier",
-    "requests": "requests",
+    "requests": "reqs",
     "share": "share",
     "tokens in": "tok in",
     "cached in": "cached",
