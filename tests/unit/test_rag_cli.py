@@ -159,3 +159,22 @@ def test_eval_json_has_every_metric_per_method(tmp_path: Path) -> None:
         ["eval", "--corpus", str(tmp_path / "x"), "--queries", str(queries), "--qrels", str(qrels)],
     )
     assert missing.exit_code == 2
+
+
+def test_without_data_dir_the_configs_data_dir_is_used_as_serve_does(
+    docs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = tmp_path / "served"
+    config = tmp_path / "smallfirst.yaml"
+    config.write_text(f"data_dir: {served}\n")
+    ingested = runner.invoke(
+        app, ["ingest", str(docs / "notes.txt"), "-c", "kb", "--config", str(config)]
+    )
+    assert ingested.exit_code == 0, ingested.output
+    assert (served / "rag.sqlite").is_file()
+
+    monkeypatch.setenv("SMALLFIRST__DATA_DIR", str(tmp_path / "from-env"))
+    listed = runner.invoke(app, ["collections", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert (tmp_path / "from-env" / "rag.sqlite").is_file()
+    assert json.loads(listed.stdout) == []  # another data dir: not the one above

@@ -197,3 +197,33 @@ def test_unknown_collection_and_missing_path_are_errors(
         store.keyword_search("nope", "cats", 5)
     with pytest.raises(InvalidRequest, match="path not found"):
         ingest(store, tmp_path / "missing")
+
+
+def test_text_in_other_encodings_is_read_and_binary_files_are_refused(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    notepad = "Quarterly budget review: Zoë approved the café renovation.\r\nNext steps follow."
+    (folder / "windows.txt").write_bytes(notepad.encode("utf-16"))  # with a byte-order mark
+    (folder / "no_bom.txt").write_bytes("Lighthouse maintenance schedule".encode("utf-16-le"))
+    (folder / "legacy.md").write_bytes(
+        ("# Résumé\n\n" + "Crème brûlée notes. " * 30).encode("cp1252")
+    )
+    (folder / "photo.txt").write_bytes(bytes(range(256)) * 40)
+    (folder / "empty.txt").write_bytes(b"")
+    summary = ingest_paths(
+        store, [folder], collection="docs", embed_texts=fake_embed, count_tokens=count_words
+    )
+    assert set(summary.failed) == {str((folder / "photo.txt").resolve())}
+    assert "binary" in summary.failed[str((folder / "photo.txt").resolve())]
+    assert summary.without_text == [str((folder / "empty.txt").resolve())]
+    assert "Zoë approved the café renovation.\nNext steps" in stored_text(store, "renovation")
+    assert "Lighthouse maintenance schedule" in stored_text(store, "lighthouse")
+    assert "Crème brûlée" in stored_text(store, "notes")
+
+
+def stored_text(store: SqliteChunkStore, word: str) -> str:
+    hits = store.keyword_search("docs", word, 1)
+    assert hits, word
+    return store.fetch_chunks([hits[0].chunk_id])[hits[0].chunk_id].text

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from smallfirst.cli.common import fail
+from smallfirst.cli.common import fail, settings_or_exit
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -24,23 +24,34 @@ METHOD_CHOICES = ("bm25", "vector", "hybrid")
 
 DataDir = Annotated[
     Path | None,
+    typer.Option("--data-dir", help="Folder holding rag.sqlite [default: the config's data_dir]."),
+]
+# `-c` is --collection here, so the config file has its long name only
+ConfigFile = Annotated[
+    Path | None,
     typer.Option(
-        "--data-dir", help="Folder holding rag.sqlite [default: ~/.local/share/smallfirst]."
+        "--config",
+        envvar="SMALLFIRST_CONFIG",
+        help="YAML config file: its data_dir is where `serve` looks for collections.",
     ),
 ]
 Collection = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _open(data_dir: Path | None, *, refuse_other_settings: bool = True) -> SqliteChunkStore:
-    """The store, or exit 2 with one line (e.g. a store another version indexed). A command
+def _open(
+    data_dir: Path | None, config: Path | None, *, refuse_other_settings: bool = True
+) -> SqliteChunkStore:
+    """The store in `data_dir`, else in the data dir the config (and SMALLFIRST__DATA_DIR)
+    gives `serve`, or exit 2 with one line (e.g. a store another version indexed). A command
     searches once at most: SQLite answers it, no in-memory copies are built."""
     from smallfirst.errors import SmallfirstError
     from smallfirst.rag import open_store
 
+    directory = data_dir or settings_or_exit(config).resolved_data_dir
     try:
         return open_store(
-            data_dir, refuse_other_settings=refuse_other_settings, in_memory_copies=False
+            directory, refuse_other_settings=refuse_other_settings, in_memory_copies=False
         )
     except SmallfirstError as exc:
         fail(exc.message)
@@ -71,6 +82,7 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (txt, md, html, pdf).")],
     collection: Collection,
     data_dir: DataDir = None,
+    config: ConfigFile = None,
     as_json: AsJson = False,
 ) -> None:
     """Add, update or remove documents so COLLECTION matches the files under PATHS."""
@@ -86,7 +98,7 @@ def ingest(
         total = len(discover_files(paths))
     except SmallfirstError as exc:
         fail(exc.message)
-    store = _open(data_dir)
+    store = _open(data_dir, config)
     try:
         with _progress_bar("ingest", quiet=as_json) as bar:
             task = bar.add_task("", total=total)
@@ -98,7 +110,14 @@ def ingest(
     finally:
         store.close()
     if as_json:
-        _print_json({"collection": collection, **summary.counts(), "failed_files": summary.failed})
+        _print_json(
+            {
+                "collection": collection,
+                **summary.counts(),
+                "failed_files": summary.failed,
+                "files_without_text": summary.without_text,
+            }
+        )
         return
     counts = summary.counts()
     typer.echo(
@@ -108,10 +127,12 @@ def ingest(
     )
     for source, reason in summary.failed.items():
         typer.echo(f"  failed: {source}: {reason}", err=True)
+    for source in summary.without_text:
+        typer.echo(f"  no text found (empty, or a PDF of scanned pages: OCR it first): {source}")
 
 
 @app.command()
-def reindex(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+def reindex(data_dir: DataDir = None, config: ConfigFile = None, as_json: AsJson = False) -> None:
     """Re-analyse and re-embed every stored chunk with this version's analyzer and embedder.
 
     For a store that another smallfirst version indexed (searching refuses it); documents are
@@ -119,7 +140,7 @@ def reindex(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """
     from smallfirst import embed
 
-    store = _open(data_dir, refuse_other_settings=False)
+    store = _open(data_dir, config, refuse_other_settings=False)
     embedder = embed.get_embedder()
     try:
         with _progress_bar("reindex", quiet=as_json) as bar:
@@ -146,6 +167,7 @@ def search(
         "hybrid"
     ),
     data_dir: DataDir = None,
+    config: ConfigFile = None,
     as_json: AsJson = False,
 ) -> None:
     """Search COLLECTION and print the best chunks with their source and span."""
@@ -153,7 +175,7 @@ def search(
 
     if method not in METHOD_CHOICES:
         fail(f"--method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
-    store = _open(data_dir)
+    store = _open(data_dir, config)
     try:
         hits = Retriever(store).search(query, collection=collection, k=k, method=method)  # type: ignore[arg-type]
     except CollectionNotFound as exc:
@@ -173,11 +195,12 @@ def search(
 @app.command("collections")
 def list_collections(
     data_dir: DataDir = None,
+    config: ConfigFile = None,
     as_json: AsJson = False,
 ) -> None:
     """List collections with their document and chunk counts."""
 
-    store = _open(data_dir)
+    store = _open(data_dir, config)
     try:
         infos = store.collections()
     finally:

@@ -1,4 +1,5 @@
-"""Turn a file into plain text: txt and md as they are, html via selectolax, pdf via pypdf.
+"""Turn a file into plain text: txt and md as they are (UTF-8, else the encoding
+charset-normalizer finds), html via selectolax, pdf via pypdf.
 
 HTML headings become markdown headings (`## Title`) so one chunker handles both; spans of
 html and pdf chunks therefore refer to the extracted text, not to the raw file bytes.
@@ -6,6 +7,7 @@ html and pdf chunks therefore refer to the extracted text, not to the raw file b
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,18 +55,45 @@ def extract(path: Path, raw: bytes) -> ExtractedDocument:
     """Plain text of `raw`, the contents of `path`, chosen by the file suffix."""
     suffix = path.suffix.lower()
     if suffix in (".md", ".markdown"):
-        return ExtractedDocument(_decode(raw), "", markdown=True)
+        return ExtractedDocument(_decode(raw, path), "", markdown=True)
     if suffix in (".txt", ".text"):
-        return ExtractedDocument(_decode(raw), "", markdown=False)
+        return ExtractedDocument(_decode(raw, path), "", markdown=False)
     if suffix in (".html", ".htm"):
-        return html_to_text(_decode(raw))
+        return html_to_text(_decode(raw, path))
     if suffix == ".pdf":
         return pdf_to_text(raw, path)
     raise InvalidRequest(f"unsupported file type {suffix!r}: {path}")
 
 
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8-sig", errors="replace").replace("\r\n", "\n")
+def _decode(raw: bytes, path: Path) -> str:
+    """UTF-8 as most files are; otherwise the encoding charset-normalizer finds (UTF-16 from
+    Windows editors, cp1252, ...), so a legacy file is not ingested as replacement marks. A
+    file no text encoding explains (or that holds NUL characters) is refused rather than
+    indexed as noise."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = "\x00"  # not UTF-8: let the detector decide
+    if "\x00" in text:  # also UTF-16 without a byte-order mark, which is valid UTF-8
+        text = _detected_text(raw)
+        if "\x00" in text:
+            raise InvalidRequest(f"not a text file (binary content): {path}")
+    return text.replace("\r\n", "\n")
+
+
+def _detected_text(raw: bytes) -> str:
+    """The decoding charset-normalizer finds most plausible ("\\x00" when none is). Among
+    equally plausible ones (short Western text fits cp1250 as well as cp1252), the most used
+    legacy encoding wins."""
+    from charset_normalizer import from_bytes
+
+    matches = from_bytes(raw)
+    best = matches.best()
+    if best is None:
+        return "\x00"
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    preferred = next((m for m in tied if m.encoding == "cp1252"), best)
+    return str(preferred)
 
 
 def html_to_text(html: str) -> ExtractedDocument:
@@ -109,6 +138,8 @@ def pdf_to_text(raw: bytes, path: Path) -> ExtractedDocument:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
+    # pypdf logs what it repairs or gives up on; a failure is reported once, below
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(raw))
         pages = [page.extract_text() or "" for page in reader.pages]

@@ -36,6 +36,8 @@ class IngestSummary:
     skipped: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    # stored, but nothing to search: empty files, PDFs of scanned pages (no text layer)
+    without_text: list[str] = field(default_factory=list)
     chunks_written: int = 0
 
     def counts(self) -> dict[str, int]:
@@ -45,6 +47,7 @@ class IngestSummary:
             "skipped": len(self.skipped),
             "removed": len(self.removed),
             "failed": len(self.failed),
+            "without_text": len(self.without_text),
             "chunks_written": self.chunks_written,
         }
 
@@ -117,6 +120,8 @@ def ingest_paths(
                     embeddings=embed_chunks(chunks, embed_texts),
                 )
                 summary.chunks_written += len(chunks)
+                if not chunks:
+                    summary.without_text.append(source)
                 (summary.updated if source in known else summary.added).append(source)
         except (OSError, SmallfirstError) as exc:
             summary.failed[source] = str(exc)
