@@ -187,6 +187,20 @@ def test_client_that_leaves_frees_the_worker(gateway: Server, stream: bool) -> N
     assert follow_up.choices[0].text is not None
 
 
+def test_a_client_that_leaves_during_a_long_prompt_stops_its_evaluation(gateway: Server) -> None:
+    """~2,000 prompt tokens take the bundled model 8-10 s to read here; the client gives up
+    after 1 s. The model stops within a piece of the prompt: asked again, only the pieces read
+    before that come from its context (before, all of it had been read for nobody)."""
+    clauses = (f"Clause {i}: the tenant keeps the premises in good order." for i in range(140))
+    body = {"model": MODEL, "prompt": " ".join(clauses), "max_tokens": 1, "temperature": 0}
+    url = f"{gateway.url}/v1/completions"
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json=body, timeout=httpx.Timeout(60, read=1.0))
+    again = httpx.post(url, json=body, timeout=120).json()["usage"]
+    assert 1500 < again["prompt_tokens"] < 2048
+    assert again["prompt_tokens_details"]["cached_tokens"] < again["prompt_tokens"] // 2
+
+
 def test_a_full_queue_answers_429_at_once_and_the_queued_requests_complete(
     gateway: Server,
 ) -> None:

@@ -3,12 +3,15 @@ switch saves or restores (the llama.cpp copy itself is in the integration test).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from smallfirst.backends.llamacpp_state import (
     MIN_TOKENS_WORTH_SAVING,
+    PROMPT_PIECE_TOKENS,
     ContextSwitcher,
     ReuseCounts,
 )
@@ -61,14 +64,24 @@ def test_the_least_recently_used_state_goes_first_and_the_budget_holds() -> None
 
 
 class FakeLlama:
-    def __init__(self) -> None:
+    n_batch = 512
+
+    def __init__(self, on_eval: Callable[[], None] = lambda: None) -> None:
         self.input_ids = np.zeros(4096, dtype=np.intc)
         self.n_tokens = 0
         self._requires_eval = False
+        self.pieces: list[int] = []
+        self._on_eval = on_eval
 
     def hold(self, tokens: list[int]) -> None:
         self.input_ids[: len(tokens)] = tokens
         self.n_tokens = len(tokens)
+
+    def eval(self, tokens: list[int]) -> None:
+        self.input_ids[self.n_tokens : self.n_tokens + len(tokens)] = tokens
+        self.n_tokens += len(tokens)
+        self.pieces.append(len(tokens))
+        self._on_eval()
 
 
 class RecordingSwitcher(ContextSwitcher):
@@ -134,3 +147,21 @@ def test_a_small_gain_does_not_pay_for_restoring_a_long_state() -> None:
     switch._restore = lambda saved: restored.append(saved) or True  # type: ignore[method-assign]
     assert switch.prepare([*shared, 1, 2]) == 99  # 2 more tokens do not pay for 2,101
     assert restored == []
+
+
+def test_the_prompt_is_read_in_pieces_after_what_the_context_holds() -> None:
+    switch, llama = switcher()
+    prompt = conversation(1000, 500)
+    llama.hold([*prompt[:100], 5, 5])  # shares 100 tokens, then differs
+    assert switch.evaluate_prompt(prompt, threading.Event())
+    assert llama.pieces[0] == PROMPT_PIECE_TOKENS
+    assert sum(llama.pieces) == 399  # all but the last token, which generate() samples after
+    assert llama.input_ids[: llama.n_tokens].tolist() == prompt[:-1]
+
+
+def test_a_client_that_leaves_stops_the_prompt_within_a_piece() -> None:
+    cancelled = threading.Event()
+    llama = FakeLlama(on_eval=cancelled.set)  # the client leaves during the first piece
+    switch = RecordingSwitcher(llama, 1 << 20, ReuseCounts())
+    assert not switch.evaluate_prompt(conversation(1000, 2000), cancelled)
+    assert llama.pieces == [PROMPT_PIECE_TOKENS]

@@ -6,14 +6,16 @@ Before a prompt is evaluated, `ContextSwitcher.prepare`:
 2. restores the saved state sharing the prompt's longest prefix, when that beats what the live
    context already shares and the copy is cheaper than the evaluation it spares.
 
-`Llama.generate` then keeps the shared prefix and evaluates the rest, as it does for the live
-context. Saving only on a switch means a conversation that keeps the model to itself never pays
-for a copy.
+`ContextSwitcher.evaluate_prompt` then evaluates the rest in pieces, so that a client who
+leaves during a long prompt frees the model at once, and `Llama.generate` samples after it.
+Saving only on a switch means a conversation that keeps the model to itself never pays for a
+copy.
 """
 
 from __future__ import annotations
 
 import ctypes
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,9 @@ MIN_TOKENS_WORTH_SAVING = 64
 # larger models evaluate slower for similar state sizes); restore when the spared evaluation
 # outweighs the copy with a margin.
 EVAL_TO_RESTORE_COST = 50
+# A client that leaves during a long prompt frees the model within one piece (~0.5 s for the
+# 135M model here); pieces of 64-512 tokens evaluated equally fast (8.3-9.9 s for 2,048).
+PROMPT_PIECE_TOKENS = 128
 
 
 @dataclass
@@ -65,6 +70,21 @@ class ContextSwitcher:
         reused = self._usable(shared, prompt)
         self.reused.from_context += reused
         return reused
+
+    def evaluate_prompt(self, prompt: list[int], cancelled: threading.Event) -> bool:
+        """Evaluate `prompt` but its last token (`Llama.generate` evaluates that one, to sample
+        from its logits) in pieces, checking `cancelled` between them; False if it was set."""
+        llama = self._llama
+        end = len(prompt) - 1
+        done = min(shared_prefix_length(llama.input_ids[: llama.n_tokens], prompt), end)
+        llama.n_tokens = done  # `eval` drops what the context held past this
+        piece = min(PROMPT_PIECE_TOKENS, llama.n_batch)
+        while done < end:
+            if cancelled.is_set():
+                return False
+            llama.eval(prompt[done : min(done + piece, end)])
+            done = llama.n_tokens
+        return True
 
     @staticmethod
     def _worth_restoring(gain: int, state: SavedState) -> bool:
