@@ -227,3 +227,24 @@ def stored_text(store: SqliteChunkStore, word: str) -> str:
     hits = store.keyword_search("docs", word, 1)
     assert hits, word
     return store.fetch_chunks([hits[0].chunk_id])[hits[0].chunk_id].text
+
+
+def test_embedding_progress_is_reported_within_a_big_file(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    big = tmp_path / "manual.md"
+    big.write_text("\n\n".join(f"## Part {i}\n\n" + "word " * 300 for i in range(100)))
+    heard: list[tuple[int, int]] = []
+    summary = ingest_paths(
+        store,
+        [big],
+        collection="docs",
+        embed_texts=fake_embed,
+        count_tokens=count_words,
+        chunk_progress=lambda done, of: heard.append((done, of)),
+    )
+    total = summary.chunks_written
+    assert total > 64
+    assert heard[-1] == (total, total)
+    assert [done for done, _ in heard] == sorted({done for done, _ in heard})  # it only grows
+    assert len(heard) == -(-total // 32)  # once per embedding batch

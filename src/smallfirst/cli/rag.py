@@ -88,6 +88,7 @@ def ingest(
     """Add, update or remove documents so COLLECTION matches the files under PATHS."""
     from smallfirst.errors import SmallfirstError
     from smallfirst.rag import discover_files, ingest_paths
+    from smallfirst.rag.ingest import EMBED_BATCH_SIZE
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -101,12 +102,19 @@ def ingest(
     store = _open(data_dir, config)
     try:
         with _progress_bar("ingest", quiet=as_json) as bar:
-            task = bar.add_task("", total=total)
+            files = bar.add_task("files", total=total)
+            chunks = bar.add_task("chunks embedded (this file)", total=None, visible=False)
 
             def advance(done: int, _total: int, source: str) -> None:
-                bar.update(task, completed=done, description=Path(source).name)
+                bar.update(files, completed=done, description=Path(source).name)
+                bar.update(chunks, visible=False)
 
-            summary = ingest_paths(store, paths, collection=collection, progress=advance)
+            def embedded(done: int, of: int) -> None:
+                bar.update(chunks, completed=done, total=of, visible=of > EMBED_BATCH_SIZE)
+
+            summary = ingest_paths(
+                store, paths, collection=collection, progress=advance, chunk_progress=embedded
+            )
     finally:
         store.close()
     if as_json:

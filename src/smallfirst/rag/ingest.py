@@ -27,6 +27,7 @@ EMBED_BATCH_SIZE = 32
 
 TextEmbedder = Callable[[list[str]], "npt.NDArray[np.float32]"]
 Progress = Callable[[int, int, str], None]  # (files done, files total, source)
+ChunkProgress = Callable[[int, int], None]  # (chunks embedded, chunks of the current file)
 
 
 @dataclass
@@ -86,6 +87,7 @@ def ingest_paths(
     count_tokens: Callable[[str], int] | None = None,
     max_tokens: int | None = None,
     progress: Progress | None = None,
+    chunk_progress: ChunkProgress | None = None,
 ) -> IngestSummary:
     """Bring `collection` in line with the files under `paths` and say what changed."""
     if not collection.strip():
@@ -117,7 +119,7 @@ def ingest_paths(
                     title=document.title or path.name,
                     content_hash=digest,
                     chunks=chunks,
-                    embeddings=embed_chunks(chunks, embed_texts),
+                    embeddings=embed_chunks(chunks, embed_texts, chunk_progress),
                 )
                 summary.chunks_written += len(chunks)
                 if not chunks:
@@ -135,15 +137,22 @@ def ingest_paths(
     return summary
 
 
-def embed_chunks(chunks: Sequence[Chunk], embed_texts: TextEmbedder) -> npt.NDArray[np.float32]:
+def embed_chunks(
+    chunks: Sequence[Chunk],
+    embed_texts: TextEmbedder,
+    progress: ChunkProgress | None = None,
+) -> npt.NDArray[np.float32]:
+    """Embeddings in batches; `progress` hears after each one (a big file takes minutes)."""
     import numpy as np
 
     texts = [c.embedding_text for c in chunks]
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    batches = [
-        embed_texts(texts[i : i + EMBED_BATCH_SIZE]) for i in range(0, len(texts), EMBED_BATCH_SIZE)
-    ]
+    batches = []
+    for start in range(0, len(texts), EMBED_BATCH_SIZE):
+        batches.append(embed_texts(texts[start : start + EMBED_BATCH_SIZE]))
+        if progress is not None:
+            progress(min(start + EMBED_BATCH_SIZE, len(texts)), len(texts))
     return np.concatenate(batches).astype(np.float32, copy=False)
 
 
