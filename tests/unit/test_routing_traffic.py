@@ -9,8 +9,9 @@ import pytest
 from smallfirst.config import RoutingConfig
 from smallfirst.errors import ConfigError
 from smallfirst.routing.base import check_routing
+from smallfirst.routing.baselines import LengthRouter
 from smallfirst.routing.rules import RulesRouter
-from smallfirst.routing.traffic import TrafficCalibration
+from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
 
 
 def seen(*scores: float, warm_up: int = 4) -> TrafficCalibration:
@@ -40,6 +41,34 @@ def test_ties_at_the_cut_go_weak_and_old_scores_leave_the_window() -> None:
 
 def test_the_fallback_holds_until_enough_requests_are_seen() -> None:
     assert seen(0.9, 0.8, 0.7).threshold(0.5, fallback=0.42) == 0.42
+
+
+def test_a_budget_of_none_holds_from_the_first_request() -> None:
+    assert seen().threshold(0.0, fallback=0.5) == math.inf  # not the 0.5 fallback
+    decision = decide_within_budget(
+        LengthRouter(),
+        [{"role": "user", "content": "word " * 3000}],
+        seen(),
+        threshold=None,
+        max_strong_share=0.0,
+        min_quality=None,
+    )
+    assert not decision.strong
+
+
+def test_the_reason_says_when_the_default_threshold_stands_in_for_the_budget() -> None:
+    def reason(traffic: TrafficCalibration) -> str:
+        return decide_within_budget(
+            LengthRouter(),
+            [{"role": "user", "content": "Hi"}],
+            traffic,
+            threshold=None,
+            max_strong_share=0.3,
+            min_quality=None,
+        ).basis
+
+    assert "default threshold until 4 requests" in reason(seen(0.1))
+    assert "threshold from recent traffic" in reason(seen(0.1, 0.2, 0.3, 0.4))
 
 
 def test_rules_default_threshold_keeps_short_chat_local() -> None:

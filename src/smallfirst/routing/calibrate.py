@@ -35,6 +35,8 @@ class Calibration:
 
     def threshold_for_share(self, max_strong_share: float) -> float:
         _check_fraction("max_strong_share", max_strong_share)
+        if max_strong_share <= 0:  # a budget of none: no score, however high, goes strong
+            return NEVER
         best = NEVER
         for threshold, share in zip(self.thresholds, self.share, strict=True):
             if share > max_strong_share:

@@ -20,20 +20,27 @@ class TrafficCalibration:
 
     def __init__(self, window: int = 1000, warm_up: int = 20) -> None:
         self._scores: deque[float] = deque(maxlen=window)
-        self._warm_up = warm_up
+        self.warm_up = warm_up
         self._lock = threading.Lock()
 
     def threshold(self, max_strong_share: float, fallback: float) -> float:
         """The lowest threshold that sends at most `max_strong_share` of recent requests
-        strong (ties at the threshold all go strong); `fallback` until `warm_up` are seen."""
+        strong (ties at the threshold all go strong); `fallback` until `warm_up` are seen,
+        except for a budget of none, which holds from the first request."""
+        if max_strong_share <= 0:
+            return math.inf
         with self._lock:
             recent = sorted(self._scores, reverse=True)
-        if len(recent) < self._warm_up:
+        if len(recent) < self.warm_up:
             return fallback
         allowed = math.floor(max_strong_share * len(recent) + 1e-9)
         if allowed == 0:
             return math.inf
         return recent[allowed - 1] if allowed >= len(recent) else _between(recent, allowed)
+
+    def warming_up(self) -> bool:
+        with self._lock:
+            return len(self._scores) < self.warm_up
 
     def observe(self, score: float) -> None:
         with self._lock:
@@ -67,7 +74,13 @@ def decide_within_budget(
         )
     score = router.score(messages)
     fallback = router.default_threshold if threshold is None else threshold
+    budget = f"a {max_strong_share:.0%} strong-call budget"
+    if max_strong_share > 0 and traffic.warming_up():
+        basis = (
+            f"the router's default threshold until {traffic.warm_up} requests are seen for {budget}"
+        )
+    else:
+        basis = f"threshold from recent traffic for {budget}"
     cut = traffic.threshold(max_strong_share, fallback)
     traffic.observe(score)
-    basis = f"threshold from recent traffic for a {max_strong_share:.0%} strong-call budget"
     return RouteDecision(score >= cut, score, cut, router.name, basis)
