@@ -21,6 +21,7 @@ from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
     ConfigError,
+    ContextLengthExceeded,
     InvalidRequest,
     ModelNotFound,
     ModelUnavailable,
@@ -245,6 +246,7 @@ class Gateway:
             plan = self.planner.cascade(local_only=local_only)
         else:
             router = await self._load_router()
+            max_strong_share = _first(request.max_strong_share, routing.max_strong_share)
             try:
                 decision = await asyncio.to_thread(
                     decide_within_budget,
@@ -252,12 +254,14 @@ class Gateway:
                     _router_messages(request),
                     self.traffic,
                     threshold=routing.threshold,
-                    max_strong_share=_first(request.max_strong_share, routing.max_strong_share),
+                    max_strong_share=max_strong_share,
                     min_quality=_first(request.min_quality, routing.min_quality),
                 )
             except ConfigError as exc:  # e.g. a quality target the router has no calibration for
                 raise InvalidRequest(str(exc), param="min_quality") from exc
-            plan = self.planner.from_decision(decision, local_only=local_only)
+            plan = self.planner.from_decision(
+                decision, local_only=local_only, strong_allowed=max_strong_share != 0
+            )
         if local_reasons:
             plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
         return self._for_tools(plan, request, local_only=", ".join(local_reasons))
@@ -337,12 +341,20 @@ class Gateway:
         """The small model's whole answer if it is sure enough of it; None to escalate."""
         weak = plan.cascade_from
         assert weak is not None
-        drafted = await self._logged(
-            request,
-            ctx,
-            plan,
-            self._call(weak, ctx, _with_logprobs(request), lambda b, r: _collect(b.stream(r))),
-        )
+
+        async def draft() -> list[Chunk] | None:
+            try:
+                return await self._call(
+                    weak, ctx, _with_logprobs(request), lambda b, r: _collect(b.stream(r))
+                )
+            except ContextLengthExceeded:  # the strong model may hold it: no 400 yet
+                return None
+
+        drafted = await self._logged(request, ctx, plan, draft())
+        if drafted is None:
+            plan.reason += f"; escalated: the prompt does not fit {weak.id}"
+            ctx.tried.append(weak.id)
+            return None
         sure = confidence([lp for chunk in drafted for lp in chunk.logprobs or []])
         if not sure.confident(self.settings.routing.cascade):
             plan.reason += f"; escalated: {sure.describe()}"
@@ -374,14 +386,25 @@ class Gateway:
         call: Callable[[Backend, GenerateRequest], Awaitable[T]],
     ) -> tuple[T, ModelInfo]:
         """Try the plan's models in order; a failing tier falls to the next one, and a model
-        that keeps failing is skipped for a while (`routing/health.py`)."""
+        that keeps failing is skipped for a while (`routing/health.py`). A prompt too long for
+        a router's weak choice goes to the roomier models of the plan."""
         last_error: SmallfirstError | None = None
-        for model in plan.candidates:
+        candidates = list(plan.candidates)
+        for model in candidates:  # grows (once) when the prompt does not fit
             if self.health.cooling_down_s(model.id):
                 plan.reason += f"; {self.health.describe(model.id)}"
                 continue
             try:
                 result = await self._call(model, ctx, request, call)
+            except ContextLengthExceeded as error:
+                roomier = [m for m in plan.roomier if m not in candidates]
+                if not roomier:
+                    raise
+                plan.reason += f"; the prompt does not fit {model.id}, so it goes up"
+                candidates.extend(roomier)
+                last_error = error
+                ctx.tried.append(model.id)
+                continue
             except FALLBACK_ERRORS as error:
                 if error.code != QueueFull.code:  # a busy local model is not a broken one
                     self.health.failed(model.id, error.message)

@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.backends.fake import FakeReply
-from smallfirst.errors import UpstreamTimeout
+from smallfirst.errors import ContextLengthExceeded, UpstreamTimeout
 from smallfirst.routing import base
 from smallfirst.routing.base import Router
 from smallfirst.server import create_app
@@ -46,9 +46,9 @@ def api(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
     yield from routed_client(tmp_path, {"router": "keyword"})
 
 
-def ask(client: TestClient, text: str, **extra: Any) -> Any:
+def ask(client: TestClient, text: str, headers: dict[str, str] | None = None, **extra: Any) -> Any:
     body = chat_body("auto", messages=[{"role": "user", "content": text}], **extra)
-    return client.post("/v1/chat/completions", json=body, headers=extra.pop("headers", None))
+    return client.post("/v1/chat/completions", json=body, headers=headers)
 
 
 def test_router_decides_and_explains(api: tuple[TestClient, Any]) -> None:
@@ -83,6 +83,43 @@ def test_failing_tier_falls_back_and_says_so(api: tuple[TestClient, Any]) -> Non
     assert response.headers["x-smallfirst-escalations"] == "big"
     metrics = client.get("/metrics").text
     assert 'smallfirst_escalations_total{model="big"} 1.0' in metrics
+
+
+def too_long() -> ContextLengthExceeded:
+    return ContextLengthExceeded("This model's maximum context length is 2048 tokens.")
+
+
+def test_a_prompt_too_long_for_the_weak_choice_goes_up(
+    api: tuple[TestClient, Any], tmp_path: Path
+) -> None:
+    client, gateway = api
+    fake_backend(gateway, "tiny").queue(too_long())
+    response = ask(client, "an easy one, but long")
+    assert response.status_code == 200
+    assert response.json()["model"] == "big"
+    assert "the prompt does not fit tiny, so it goes up" in response.json()["smallfirst"]["reason"]
+    assert response.headers["x-smallfirst-escalations"] == "tiny"
+    client.get("/metrics")  # the log writer catches up in the background
+    gateway.request_log.close()
+    rows = sqlite3.connect(tmp_path / "requests.db").execute("SELECT status FROM requests")
+    assert [status for (status,) in rows] == [200]  # one request, one row
+
+
+def test_what_the_client_chose_or_capped_is_not_lifted_for_a_long_prompt(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    tiny = fake_backend(gateway, "tiny")
+    tiny.queue(too_long())
+    forced = ask(client, "long", headers={"x-smallfirst-route": "edge"})
+    tiny.queue(too_long())
+    capped = ask(client, "long", max_strong_share=0.0)
+    tiny.queue(too_long())
+    private = ask(client, "long, from ana@example.org", privacy="local_only")  # PII: stays local
+    for response in (forced, capped, private):
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "context_length_exceeded"
+    assert fake_backend(gateway, "big").requests == []
 
 
 def test_quality_target_without_calibration_is_a_clear_400(api: tuple[TestClient, Any]) -> None:
@@ -164,6 +201,17 @@ def test_cascade_escalates_an_unsure_answer_and_bills_both(
     answered, escalations, cost, prompt_tokens, completion_tokens = row
     assert (answered, escalations) == ("big", "tiny")
     assert cost == pytest.approx((prompt_tokens * 2.0 + completion_tokens * 8.0) / 1e6)
+
+
+def test_cascade_escalates_a_prompt_the_small_model_cannot_hold(
+    cascade: tuple[TestClient, Any],
+) -> None:
+    client, gateway = cascade
+    fake_backend(gateway, "tiny").queue(too_long())
+    response = ask(client, "a long contract to summarise")
+    assert response.status_code == 200
+    assert response.json()["model"] == "big"
+    assert "escalated: the prompt does not fit tiny" in response.json()["smallfirst"]["reason"]
 
 
 def test_cascade_streams_the_kept_or_escalated_answer(cascade: tuple[TestClient, Any]) -> None:

@@ -31,6 +31,8 @@ class Plan:
     threshold: float | None = None
     cascade_from: ModelInfo | None = None  # cascade: ask this model first, maybe escalate
     notes: list[str] = field(default_factory=list)
+    # a router's weak choice: where a prompt too long for the candidates goes instead
+    roomier: list[ModelInfo] = field(default_factory=list)
 
 
 class TierMap:
@@ -98,7 +100,11 @@ class RoutePlanner:
         assert model is not None
         return Plan(self.with_fallbacks(model, local_only=local_only), "override", why)
 
-    def from_decision(self, decision: RouteDecision, *, local_only: bool = False) -> Plan:
+    def from_decision(
+        self, decision: RouteDecision, *, local_only: bool = False, strong_allowed: bool = True
+    ) -> Plan:
+        """`strong_allowed`: False under a strong-call budget of none, which a prompt too long
+        for the weak model does not lift either."""
         target = self.strong if decision.strong else self.weak
         verdict = "strong" if decision.strong else "weak"
         compare = ">=" if decision.strong else "<"
@@ -110,13 +116,24 @@ class RoutePlanner:
             reason += f"; no {wanted} model configured, so {target.id} ({target.tier}) answers"
         if local_only and not self.tiers.is_local(target):
             target, reason = self.local_fallback(), reason + "; kept local by policy"
+        candidates = self.with_fallbacks(target, local_only=local_only)
         return Plan(
-            self.with_fallbacks(target, local_only=local_only),
+            candidates,
             decision.router,
             reason,
             score=decision.score,
             threshold=decision.threshold,
+            roomier=self._roomier(candidates, local_only=local_only) if strong_allowed else [],
         )
+
+    def _roomier(self, candidates: list[ModelInfo], *, local_only: bool) -> list[ModelInfo]:
+        """The strong model and its fallbacks that the candidates do not already include,
+        cheapest tier first."""
+        if local_only and not self.tiers.is_local(self.strong):
+            return []
+        chain = self.with_fallbacks(self.strong, local_only=local_only)
+        roomier = [m for m in chain if m.id not in _ids(candidates)]
+        return sorted(roomier, key=lambda m: TIERS.index(m.tier))
 
     def cascade(self, *, local_only: bool = False) -> Plan:
         strong = self.strong
@@ -157,6 +174,7 @@ class RoutePlanner:
         elif answering.id != chosen.id:
             plan.reason += f"; {chosen.id} cannot call tools, so {answering.id} answers"
         plan.candidates = [m for i, m in enumerate(capable) if m.id not in _ids(capable[:i])]
+        plan.roomier = [m for m in plan.roomier if m.tools]
         plan.cascade_from = None
         return plan
 
