@@ -14,16 +14,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from smallfirst.backends import Backend, build_backends
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
-    ConfigError,
     ContextLengthExceeded,
     InvalidRequest,
-    ModelNotFound,
     ModelUnavailable,
     PolicyBlocked,
     QueueFull,
@@ -37,10 +35,9 @@ from smallfirst.rag_step import RagStep, rag_collection
 from smallfirst.routing.budget import DAY_S, SpendTracker
 from smallfirst.routing.cascade import confidence
 from smallfirst.routing.health import ModelHealth
-from smallfirst.routing.planner import Plan, RoutePlanner
-from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
+from smallfirst.routing.planner import Plan
+from smallfirst.routing_step import AUTO_MODEL, RoutingStep
 from smallfirst.types import (
-    TIERS,
     ChatRequest,
     Chunk,
     Completion,
@@ -53,10 +50,6 @@ from smallfirst.types import (
     join_tool_call_deltas,
 )
 
-if TYPE_CHECKING:
-    from smallfirst.routing.base import Router
-
-AUTO_MODEL = "auto"
 # Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
 _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()
 Observer = Callable[[RequestRecord], None]
@@ -129,13 +122,12 @@ class Gateway:
         self.settings = settings
         self.backends = backends if backends is not None else build_backends(settings)
         self.request_log = request_log
-        self.planner = RoutePlanner(settings.routing, self.models())
-        self.baseline = settings.baseline or _strong_model_baseline(self.planner.strong)
         self.spend = SpendTracker(settings.routing.budget)
+        self.routing = RoutingStep(settings, self.backends, self.spend)
+        self.planner = self.routing.planner
+        self.baseline = settings.baseline or _strong_model_baseline(self.planner.strong)
         self.health = ModelHealth(settings.routing.circuit_breaker)
-        self.traffic = TrafficCalibration()
         self.privacy = PrivacyStep(settings, self.models())
-        self._router: Router | None = None
         self.rag = RagStep(settings.rag, settings.resolved_data_dir)
         self._observers: list[Observer] = list(observers)
         if request_log is not None:
@@ -186,7 +178,12 @@ class Gateway:
         private = collection is not None and self.settings.rag.is_private(collection)
         if private:
             keep_local.append(f"collection {collection!r} is private")
-        plan = await self.plan(request, ctx, keep_local)
+        plan = await self.routing.plan(
+            request,
+            api_key_id=ctx.api_key_id,
+            route_override=ctx.route_override,
+            keep_local=keep_local,
+        )
         if private and not self.planner.tiers.is_local(plan.candidates[0]):
             raise PolicyBlocked(  # a model asked for by id is not swapped for a local one
                 f"collection {collection!r} is private: its documents stay on local tiers; "
@@ -214,76 +211,6 @@ class Gateway:
         if ctx.inspection is not None and ctx.inspection.blocked:
             raise PolicyBlocked(ctx.inspection.blocked)
         return Prepared(grounded, plan, citations)
-
-    async def plan(
-        self, request: GenerateRequest, ctx: RequestContext, keep_local: Sequence[str] = ()
-    ) -> Plan:
-        """Which models to try for this request, in order, and why."""
-        if request.model != AUTO_MODEL:
-            backend = self.backends.get(request.model)
-            if backend is None:
-                raise ModelNotFound(
-                    f"The model `{request.model}` does not exist; see GET /v1/models",
-                    param="model",
-                )
-            plan = Plan([backend.info()], "none", "model requested by id")
-            return self._for_tools(plan, request)
-        routing = self.settings.routing
-        budget_spent = self.spend.exhausted(ctx.api_key_id)
-        local_reasons = [*keep_local, *([f"{budget_spent}"] if budget_spent else [])]
-        local_only = bool(local_reasons)
-        override = ctx.route_override or request.route
-        if override and override != AUTO_MODEL:
-            if override not in TIERS:
-                raise InvalidRequest(
-                    f"x-smallfirst-route must be edge, onprem, cloud or auto, not {override!r}",
-                    param="route",
-                )
-            plan = self.planner.forced(
-                override, f"route override: {override}", local_only=local_only
-            )
-        elif routing.router == "cascade":
-            plan = self.planner.cascade(local_only=local_only)
-        else:
-            router = await self._load_router()
-            max_strong_share = _first(request.max_strong_share, routing.max_strong_share)
-            try:
-                decision = await asyncio.to_thread(
-                    decide_within_budget,
-                    router,
-                    _router_messages(request),
-                    self.traffic,
-                    threshold=routing.threshold,
-                    max_strong_share=max_strong_share,
-                    min_quality=_first(request.min_quality, routing.min_quality),
-                )
-            except ConfigError as exc:  # e.g. a quality target the router has no calibration for
-                raise InvalidRequest(str(exc), param="min_quality") from exc
-            plan = self.planner.from_decision(
-                decision, local_only=local_only, strong_allowed=max_strong_share != 0
-            )
-        if local_reasons:
-            plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
-        return self._for_tools(plan, request, local_only=", ".join(local_reasons))
-
-    def _for_tools(self, plan: Plan, request: GenerateRequest, *, local_only: str = "") -> Plan:
-        if isinstance(request, ChatRequest) and request.wants_tools:
-            return self.planner.for_tools(plan, local_only=local_only)
-        return plan
-
-    async def _load_router(self) -> Router:
-        from smallfirst.routing.base import load_router
-
-        if self._router is None:
-            self._router = await asyncio.to_thread(load_router, self.settings.routing.router)
-        return self._router
-
-    async def warm_up_router(self) -> None:
-        """Load the router and score once (a learned router's encoder starts on first use),
-        so the first `auto` request does not pay for it (~0.3 s measured)."""
-        if self.settings.routing.router != "cascade":
-            router = await self._load_router()
-            await asyncio.to_thread(router.score, [{"role": "user", "content": "Hello"}])
 
     # -- the request path ----------------------------------------------------------------------
     async def complete(self, request: GenerateRequest, ctx: RequestContext) -> Answer:
@@ -568,16 +495,6 @@ def _cost_of(model: ModelInfo, result: object) -> float:
         usage = next((c.usage for c in reversed(result) if isinstance(c, Chunk) and c.usage), None)
         return request_cost(model, usage) if usage else 0.0
     return 0.0
-
-
-def _first(*values: float | None) -> float | None:
-    return next((v for v in values if v is not None), None)
-
-
-def _router_messages(request: GenerateRequest) -> list[dict[str, str]]:
-    if isinstance(request, ChatRequest):
-        return [{"role": m.role, "content": m.text} for m in request.messages]
-    return [{"role": "user", "content": request.prompt_text}]
 
 
 def _with_logprobs(request: GenerateRequest) -> GenerateRequest:

@@ -289,4 +289,4 @@ def test_the_router_is_loaded_while_the_server_warms_up(tmp_path: Path) -> None:
                 break
             time.sleep(0.01)
         assert client.get("/readyz").status_code == 200
-        assert isinstance(gateway._router, KeywordRouter)  # before any `auto` request
+        assert isinstance(gateway.routing.router, KeywordRouter)  # before any `auto` request

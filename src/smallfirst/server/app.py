@@ -93,7 +93,7 @@ async def _warm_up(app: Starlette, gw: Gateway) -> None:
         app.state.startup_problem = error.message
         log.error("default model failed to load: %s", error.message)
     try:
-        await gw.warm_up_router()
+        await gw.routing.warm_up()
     except SmallfirstError as error:  # `auto` requests will say why; other models still answer
         log.error("router failed to load: %s", error.message)
     app.state.ready.set()

@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from smallfirst.errors import CLIENT_CLOSED_REQUEST, InvalidRequest, ModelNotFound, NotStored
+from smallfirst.routing_step import AUTO_MODEL
 from smallfirst.server.dashboard import dashboard
 from smallfirst.server.errors import validation_error
 from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
@@ -21,7 +22,7 @@ from smallfirst.server.responses import JSONResponse
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
 from smallfirst.server.sse import sse_stream
-from smallfirst.service import AUTO_MODEL, Answer, Gateway, RequestContext, StreamAnswer
+from smallfirst.service import Answer, Gateway, RequestContext, StreamAnswer
 from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)

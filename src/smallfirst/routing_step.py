@@ -1,0 +1,125 @@
+"""Which models to try for a request, in order, and why: the routing step of `service.py`.
+
+A model asked for by id is tried alone. For `auto`: a tier the client forced (header or
+`route`), else the cascade, else the router's decision within the strong-call budget; on local
+tiers only when the privacy policy or a spent budget says so (`keep_local`). Last, a request
+that offers tools goes to models that can call them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from smallfirst.backends import Backend
+from smallfirst.config import Settings
+from smallfirst.errors import ConfigError, InvalidRequest, ModelNotFound
+from smallfirst.routing.budget import SpendTracker
+from smallfirst.routing.planner import Plan, RoutePlanner
+from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
+from smallfirst.types import TIERS, ChatRequest, GenerateRequest
+
+if TYPE_CHECKING:
+    from smallfirst.routing.base import Router
+
+AUTO_MODEL = "auto"
+
+
+class RoutingStep:
+    def __init__(
+        self, settings: Settings, backends: Mapping[str, Backend], spend: SpendTracker
+    ) -> None:
+        self.config = settings.routing
+        self.planner = RoutePlanner(settings.routing, [b.info() for b in backends.values()])
+        self.traffic = TrafficCalibration()
+        self.router: Router | None = None  # loaded on first use, or by `warm_up`
+        self._backends = backends
+        self._spend = spend
+
+    async def plan(
+        self,
+        request: GenerateRequest,
+        *,
+        api_key_id: str | None,
+        route_override: str | None,
+        keep_local: Sequence[str] = (),
+    ) -> Plan:
+        """Which models to try for this request, in order, and why."""
+        if request.model != AUTO_MODEL:
+            backend = self._backends.get(request.model)
+            if backend is None:
+                raise ModelNotFound(
+                    f"The model `{request.model}` does not exist; see GET /v1/models",
+                    param="model",
+                )
+            plan = Plan([backend.info()], "none", "model requested by id")
+            return self._for_tools(plan, request)
+        budget_spent = self._spend.exhausted(api_key_id)
+        local_reasons = [*keep_local, *([f"{budget_spent}"] if budget_spent else [])]
+        local_only = bool(local_reasons)
+        override = route_override or request.route
+        if override and override != AUTO_MODEL:
+            if override not in TIERS:
+                raise InvalidRequest(
+                    f"x-smallfirst-route must be edge, onprem, cloud or auto, not {override!r}",
+                    param="route",
+                )
+            plan = self.planner.forced(
+                override, f"route override: {override}", local_only=local_only
+            )
+        elif self.config.router == "cascade":
+            plan = self.planner.cascade(local_only=local_only)
+        else:
+            plan = await self._decided(request, local_only=local_only)
+        if local_reasons:
+            plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
+        return self._for_tools(plan, request, local_only=", ".join(local_reasons))
+
+    async def warm_up(self) -> None:
+        """Load the router and score once (a learned router's encoder starts on first use),
+        so the first `auto` request does not pay for it (~0.3 s measured)."""
+        if self.config.router != "cascade":
+            router = await self._load_router()
+            await asyncio.to_thread(router.score, [{"role": "user", "content": "Hello"}])
+
+    async def _decided(self, request: GenerateRequest, *, local_only: bool) -> Plan:
+        router = await self._load_router()
+        max_strong_share = _first(request.max_strong_share, self.config.max_strong_share)
+        try:
+            decision = await asyncio.to_thread(
+                decide_within_budget,
+                router,
+                _router_messages(request),
+                self.traffic,
+                threshold=self.config.threshold,
+                max_strong_share=max_strong_share,
+                min_quality=_first(request.min_quality, self.config.min_quality),
+            )
+        except ConfigError as exc:  # e.g. a quality target the router has no calibration for
+            raise InvalidRequest(str(exc), param="min_quality") from exc
+        return self.planner.from_decision(
+            decision, local_only=local_only, strong_allowed=max_strong_share != 0
+        )
+
+    def _for_tools(self, plan: Plan, request: GenerateRequest, *, local_only: str = "") -> Plan:
+        if isinstance(request, ChatRequest) and request.wants_tools:
+            return self.planner.for_tools(plan, local_only=local_only)
+        return plan
+
+    async def _load_router(self) -> Router:
+        from smallfirst.routing.base import load_router
+
+        if self.router is None:
+            self.router = await asyncio.to_thread(load_router, self.config.router)
+        return self.router
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _router_messages(request: GenerateRequest) -> list[dict[str, str]]:
+    if isinstance(request, ChatRequest):
+        return [{"role": m.role, "content": m.text} for m in request.messages]
+    return [{"role": "user", "content": request.prompt_text}]
