@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smallfirst.embed.batches import embedded_batches
 from smallfirst.errors import InvalidRequest, SmallfirstError
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.extract import extract, is_supported
@@ -143,24 +143,18 @@ def embed_chunks(
     embed_texts: TextEmbedder,
     progress: ChunkProgress | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Embeddings in batches, one batch per core at a time (the encoder runs a text on one
-    core: two threads embedded 58-61 chunks/s vs 33 on 2 cores); `progress` hears after each
+    """Embeddings, one batch per core at a time (`embed.batches`); `progress` hears after each
     batch, in order (a big file takes minutes)."""
     import numpy as np
 
     texts = [c.embedding_text for c in chunks]
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    starts = range(0, len(texts), EMBED_BATCH_SIZE)
     batches = []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        embedded = pool.map(
-            lambda start: embed_texts(texts[start : start + EMBED_BATCH_SIZE]), starts
-        )
-        for start, batch in zip(starts, embedded, strict=True):
-            batches.append(batch)
-            if progress is not None:
-                progress(min(start + EMBED_BATCH_SIZE, len(texts)), len(texts))
+    for start, batch in embedded_batches(texts, embed_texts, EMBED_BATCH_SIZE):
+        batches.append(batch)
+        if progress is not None:
+            progress(start + len(batch), len(texts))
     return np.concatenate(batches).astype(np.float32, copy=False)
 
 

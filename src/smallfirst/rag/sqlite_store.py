@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smallfirst.embed import EMBEDDER_ID
+from smallfirst.embed.batches import embedded_batches
 from smallfirst.errors import InvalidRequest, ModelUnavailable
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_or_expression, query_terms
 from smallfirst.rag.chunking import Chunk, embedding_text
@@ -281,9 +282,9 @@ class SqliteChunkStore(ChunkStore):
                 "SELECT c.id, c.heading, c.text, d.collection_id FROM chunks c "
                 "JOIN documents d ON d.id = c.document_id ORDER BY c.id"
             ).fetchall()
-            for start in range(0, len(rows), REINDEX_BATCH):
+            texts = [embedding_text(row[1], row[2]) for row in rows]
+            for start, vectors in embedded_batches(texts, embed_texts, REINDEX_BATCH):
                 batch = rows[start : start + REINDEX_BATCH]
-                vectors = embed_texts([embedding_text(row[1], row[2]) for row in batch])
                 for (chunk_id, heading, text, collection_id), vector in zip(
                     batch, vectors, strict=True
                 ):
