@@ -89,14 +89,19 @@ def too_long() -> ContextLengthExceeded:
     return ContextLengthExceeded("This model's maximum context length is 2048 tokens.")
 
 
+def big_answers_what_tiny_cannot_hold(client: TestClient, gateway: Any, text: str) -> Any:
+    fake_backend(gateway, "tiny").queue(too_long())
+    response = ask(client, text)
+    assert response.status_code == 200
+    assert response.json()["model"] == "big"
+    return response
+
+
 def test_a_prompt_too_long_for_the_weak_choice_goes_up(
     api: tuple[TestClient, Any], tmp_path: Path
 ) -> None:
     client, gateway = api
-    fake_backend(gateway, "tiny").queue(too_long())
-    response = ask(client, "an easy one, but long")
-    assert response.status_code == 200
-    assert response.json()["model"] == "big"
+    response = big_answers_what_tiny_cannot_hold(client, gateway, "an easy one, but long")
     assert "the prompt does not fit tiny, so it goes up" in response.json()["smallfirst"]["reason"]
     assert response.headers["x-smallfirst-escalations"] == "tiny"
     client.get("/metrics")  # the log writer catches up in the background
@@ -207,10 +212,7 @@ def test_cascade_escalates_a_prompt_the_small_model_cannot_hold(
     cascade: tuple[TestClient, Any],
 ) -> None:
     client, gateway = cascade
-    fake_backend(gateway, "tiny").queue(too_long())
-    response = ask(client, "a long contract to summarise")
-    assert response.status_code == 200
-    assert response.json()["model"] == "big"
+    response = big_answers_what_tiny_cannot_hold(client, gateway, "a long contract to summarise")
     assert "escalated: the prompt does not fit tiny" in response.json()["smallfirst"]["reason"]
 
 
