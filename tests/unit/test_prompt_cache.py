@@ -153,7 +153,7 @@ def test_the_prompt_is_read_in_pieces_after_what_the_context_holds() -> None:
     switch, llama = switcher()
     prompt = conversation(1000, 500)
     llama.hold([*prompt[:100], 5, 5])  # shares 100 tokens, then differs
-    assert switch.evaluate_prompt(prompt, threading.Event())
+    assert switch.evaluate_prompt(prompt, switch.prepare(prompt), threading.Event())
     assert llama.pieces[0] == PROMPT_PIECE_TOKENS
     assert sum(llama.pieces) == 399  # all but the last token, which generate() samples after
     assert llama.input_ids[: llama.n_tokens].tolist() == prompt[:-1]
@@ -163,5 +163,5 @@ def test_a_client_that_leaves_stops_the_prompt_within_a_piece() -> None:
     cancelled = threading.Event()
     llama = FakeLlama(on_eval=cancelled.set)  # the client leaves during the first piece
     switch = RecordingSwitcher(llama, 1 << 20, ReuseCounts())
-    assert not switch.evaluate_prompt(conversation(1000, 2000), cancelled)
+    assert not switch.evaluate_prompt(conversation(1000, 2000), 0, cancelled)
     assert llama.pieces == [PROMPT_PIECE_TOKENS]

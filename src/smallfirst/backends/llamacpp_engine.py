@@ -201,7 +201,7 @@ class LlamaEngine:
         top_k = request.logprob_alternatives
         grammar = _grammar(request)
         cached = self.context.prepare(prompt.tokens)
-        if not self.context.evaluate_prompt(prompt.tokens, cancelled):
+        if not self.context.evaluate_prompt(prompt.tokens, cached, cancelled):
             return
         self.llama.set_seed(request.seed if request.seed is not None else random.getrandbits(31))
         temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature

@@ -71,12 +71,13 @@ class ContextSwitcher:
         self.reused.from_context += reused
         return reused
 
-    def evaluate_prompt(self, prompt: list[int], cancelled: threading.Event) -> bool:
-        """Evaluate `prompt` but its last token (`Llama.generate` evaluates that one, to sample
-        from its logits) in pieces, checking `cancelled` between them; False if it was set."""
+    def evaluate_prompt(self, prompt: list[int], held: int, cancelled: threading.Event) -> bool:
+        """Evaluate `prompt` after the `held` tokens `prepare` brought, but its last token
+        (`Llama.generate` evaluates that one, to sample from its logits), in pieces, checking
+        `cancelled` between them; False if it was set."""
         llama = self._llama
         end = len(prompt) - 1
-        done = min(shared_prefix_length(llama.input_ids[: llama.n_tokens], prompt), end)
+        done = held
         llama.n_tokens = done  # `eval` drops what the context held past this
         piece = min(PROMPT_PIECE_TOKENS, llama.n_batch)
         while done < end:
