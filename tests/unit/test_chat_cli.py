@@ -8,6 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from smallfirst.cli import app
+from smallfirst.errors import ContextLengthExceeded
 from smallfirst.service import Gateway
 
 
@@ -39,3 +40,26 @@ def test_a_conversation_keeps_its_turns_until_reset(
     assert result.stdout.splitlines() == ["one", "two", "three"]
     assert "(conversation cleared)" in result.stderr
     assert result.stderr.count("[tiny · edge]") == 3
+
+
+def test_a_conversation_that_outgrew_the_context_says_how_to_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "smallfirst.yaml"
+    fake = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["one", "two"]}
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "models": [fake]}))
+    stream = Gateway.stream
+
+    async def overflowing(self: Gateway, request: Any, ctx: Any) -> Any:
+        if len(request.messages) > 1:  # the second turn no longer fits
+            raise ContextLengthExceeded("This model's maximum context length is 8192 tokens.")
+        return await stream(self, request, ctx)
+
+    monkeypatch.setattr(Gateway, "stream", overflowing)
+    result = CliRunner().invoke(
+        app, ["chat", "--config", str(config)], input="Hi\nAnd then?\n/reset\nAgain\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "maximum context length" in result.stderr
+    assert "(the conversation no longer fits: /reset starts over)" in result.stderr
+    assert result.stdout.splitlines() == ["one", "two"]  # after /reset it answers again

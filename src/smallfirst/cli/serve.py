@@ -135,7 +135,7 @@ class _Asker:
 
 async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -> None:
     """Read turns from stdin until EOF or /exit; the conversation so far goes with each."""
-    from smallfirst.errors import SmallfirstError
+    from smallfirst.errors import ContextLengthExceeded, SmallfirstError
     from smallfirst.types import ChatMessage
 
     marker = "> " if sys.stdin.isatty() else ""
@@ -158,6 +158,8 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
             reply = await ask(gateway, [*history, turn])
         except SmallfirstError as exc:  # this turn failed; the conversation goes on
             typer.echo(f"error: {exc.message}", err=True)
+            if exc.code == ContextLengthExceeded.code and len(history) > len(opening):
+                typer.echo("(the conversation no longer fits: /reset starts over)", err=True)
             continue
         history += [turn, ChatMessage(role="assistant", content=reply)]
 
