@@ -165,3 +165,15 @@ def test_a_client_that_leaves_stops_the_prompt_within_a_piece() -> None:
     switch = RecordingSwitcher(llama, 1 << 20, ReuseCounts())
     assert not switch.evaluate_prompt(conversation(1000, 2000), 0, cancelled)
     assert llama.pieces == [PROMPT_PIECE_TOKENS]
+
+
+def test_a_state_that_does_not_fit_in_memory_is_not_kept_and_the_request_goes_on() -> None:
+    switch, llama = switcher()
+
+    def no_memory() -> Any:
+        raise MemoryError
+
+    switch._state_bytes = no_memory  # type: ignore[method-assign]
+    llama.hold(conversation(1000, 300))
+    assert switch.prepare(conversation(2000, 300)) == 0
+    assert len(switch.cache) == 0

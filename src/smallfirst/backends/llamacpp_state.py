@@ -15,11 +15,17 @@ copy.
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smallfirst.backends.prompt_cache import PromptCache, SavedState, shared_prefix_length
+
+if TYPE_CHECKING:
+    from smallfirst.backends.prompt_cache import TokenArray
+
+log = logging.getLogger("smallfirst.backends")
 
 # Fewer lost tokens are re-evaluated faster than a state is copied out and back in.
 MIN_TOKENS_WORTH_SAVING = 64
@@ -59,7 +65,7 @@ class ContextSwitcher:
             and len(live) - shared >= MIN_TOKENS_WORTH_SAVING
             and not self.cache.covers(live)
         ):
-            self.cache.add(SavedState(tokens=live.copy(), data=self._state_bytes()))
+            self._save(live)
         match = self.cache.longest_prefix(prompt)
         if match is not None and self._worth_restoring(match.length - shared, match.state):
             if self._restore(match.state):
@@ -86,6 +92,13 @@ class ContextSwitcher:
             llama.eval(prompt[done : min(done + piece, end)])
             done = llama.n_tokens
         return True
+
+    def _save(self, live: TokenArray) -> None:
+        """Best effort: a state that does not fit in memory is simply not kept."""
+        try:
+            self.cache.add(SavedState(tokens=live.copy(), data=self._state_bytes()))
+        except MemoryError:
+            log.warning("no memory to save a %d-token prompt state; it is not kept", len(live))
 
     @staticmethod
     def _worth_restoring(gain: int, state: SavedState) -> bool:
