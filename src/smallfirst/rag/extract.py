@@ -70,30 +70,33 @@ def _decode(raw: bytes, path: Path) -> str:
     Windows editors, cp1252, ...), so a legacy file is not ingested as replacement marks. A
     file no text encoding explains (or that holds NUL characters) is refused rather than
     indexed as noise."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = "\x00"  # not UTF-8: let the detector decide
-    if "\x00" in text:  # also UTF-16 without a byte-order mark, which is valid UTF-8
+    text = _utf8(raw)
+    if text is None or "\x00" in text:  # NULs: also UTF-16 without a byte-order mark
         text = _detected_text(raw)
-        if "\x00" in text:
-            raise InvalidRequest(f"not a text file (binary content): {path}")
+    if text is None or "\x00" in text:
+        raise InvalidRequest(f"not a text file (binary content): {path}")
     return text.replace("\r\n", "\n")
 
 
-def _detected_text(raw: bytes) -> str:
-    """The decoding charset-normalizer finds most plausible ("\\x00" when none is). Among
-    equally plausible ones (short Western text fits cp1250 as well as cp1252), the most used
-    legacy encoding wins."""
+def _utf8(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+def _detected_text(raw: bytes) -> str | None:
+    """The decoding charset-normalizer finds most plausible, if any. Among equally plausible
+    ones (short Western text fits cp1250 as well as cp1252), the most used legacy encoding
+    wins."""
     from charset_normalizer import from_bytes
 
     matches = from_bytes(raw)
     best = matches.best()
     if best is None:
-        return "\x00"
+        return None
     tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-    preferred = next((m for m in tied if m.encoding == "cp1252"), best)
-    return str(preferred)
+    return str(next((m for m in tied if m.encoding == "cp1252"), best))
 
 
 def html_to_text(html: str) -> ExtractedDocument:
