@@ -292,3 +292,19 @@ def test_the_router_is_loaded_while_the_server_warms_up(tmp_path: Path) -> None:
             time.sleep(0.01)
         assert client.get("/readyz").status_code == 200
         assert isinstance(gateway.routing.router, KeywordRouter)  # before any `auto` request
+
+
+def test_a_long_prompt_kept_local_goes_to_the_roomier_local_tier(tmp_path: Path) -> None:
+    three_tiers = [
+        {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["tiny"]},
+        {"id": "mid", "tier": "onprem", "backend": "fake", "replies": ["mid"]},
+        {"id": "big", "tier": "cloud", "backend": "fake", "replies": ["big"]},
+    ]
+    settings = fake_settings(tmp_path, routing={"router": "keyword"}, models=three_tiers)
+    client, gateway = fake_client(settings)
+    with client:
+        fake_backend(gateway, "tiny").queue(too_long())
+        response = ask(client, "long, from ana@example.org", privacy="local_only")
+    assert response.status_code == 200
+    assert response.json()["model"] == "mid"  # up, but not to the cloud
+    assert fake_backend(gateway, "big").requests == []

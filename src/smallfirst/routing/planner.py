@@ -128,9 +128,7 @@ class RoutePlanner:
 
     def _roomier(self, candidates: list[ModelInfo], *, local_only: bool) -> list[ModelInfo]:
         """The strong model and its fallbacks that the candidates do not already include,
-        cheapest tier first."""
-        if local_only and not self.tiers.is_local(self.strong):
-            return []
+        cheapest tier first (local ones only, under `local_only`)."""
         chain = self.with_fallbacks(self.strong, local_only=local_only)
         roomier = [m for m in chain if m.id not in _ids(candidates)]
         return sorted(roomier, key=lambda m: TIERS.index(m.tier))
