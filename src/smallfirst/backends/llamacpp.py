@@ -101,6 +101,7 @@ class LlamaCppBackend(Backend):
                 n_threads=self.config.threads,
                 n_batch=self.config.batch_size,
                 lora_path=self.config.lora_path,
+                flash_attn=self.config.flash_attn,
                 prompt_cache_bytes=self.config.prompt_cache_mb * 1024 * 1024,
                 reused=self._reused,
             )

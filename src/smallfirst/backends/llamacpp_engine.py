@@ -112,6 +112,7 @@ class LlamaEngine:
         n_threads: int | None,
         n_batch: int,
         lora_path: str | None = None,
+        flash_attn: bool = False,
         prompt_cache_bytes: int = 0,
         reused: ReuseCounts | None = None,
     ) -> None:
@@ -126,6 +127,7 @@ class LlamaEngine:
             n_threads_batch=threads,
             n_batch=min(n_batch, n_ctx),
             lora_path=lora_path,
+            flash_attn=flash_attn,
             logits_all=False,
             verbose=False,
         )
