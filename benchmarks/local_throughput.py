@@ -74,7 +74,6 @@ def main() -> None:
             n_ctx=2048,
             n_threads=threads,
             n_threads_batch=threads,
-            flash_attn=True,  # as the gateway's models by default
             verbose=False,
         )
         # One client for the whole run, as an SDK user keeps one: building an httpx.Client
