@@ -105,3 +105,5 @@ def test_cached_prompt_tokens_cost_the_cached_price_where_one_is_set() -> None:
     cheaper = full.model_copy(update={"cached_input_cost_per_1m": 0.5})
     assert request_cost(full, usage) == pytest.approx(0.002)  # unset: the full input price
     assert request_cost(cheaper, usage) == pytest.approx(200 * 2e-6 + 800 * 0.5e-6)
+    claimed_too_many = Usage(prompt_tokens=100, cached_tokens=500)  # an upstream's miscount
+    assert request_cost(cheaper, claimed_too_many) == pytest.approx(100 * 0.5e-6)

@@ -27,9 +27,9 @@ def request_cost(prices: Priced, usage: Usage) -> float:
     cached_price = prices.cached_input_cost_per_1m
     if cached_price is None:
         cached_price = prices.input_cost_per_1m
-    fresh = usage.prompt_tokens - usage.cached_tokens
+    cached = min(usage.cached_tokens, usage.prompt_tokens)  # an upstream's count, trusted so far
     return (
-        fresh * prices.input_cost_per_1m
-        + usage.cached_tokens * cached_price
+        (usage.prompt_tokens - cached) * prices.input_cost_per_1m
+        + cached * cached_price
         + usage.completion_tokens * prices.output_cost_per_1m
     ) / 1_000_000
