@@ -95,9 +95,5 @@ class PromptCache:
         self._states.move_to_end(best_key)
         return PrefixMatch(self._states[best_key], best)
 
-    def clear(self) -> None:
-        self._states.clear()
-        self.bytes_used = 0
-
     def _drop(self, key: int) -> None:
         self.bytes_used -= len(self._states.pop(key).data)
