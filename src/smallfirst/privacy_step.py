@@ -15,12 +15,13 @@ import os
 import secrets
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.config import Settings
+from smallfirst.privacy.schema_texts import map_schema_texts
 from smallfirst.types import (
     ChatMessage,
     ChatRequest,
@@ -28,6 +29,7 @@ from smallfirst.types import (
     Completion,
     GenerateRequest,
     ModelInfo,
+    Tool,
     ToolCall,
     ToolCallDelta,
 )
@@ -128,8 +130,7 @@ class PrivacyStep:
         if result.redaction is None:
             return request, result
         if isinstance(request, ChatRequest):
-            messages, metadata = _with_scanned(request, result.messages)
-            return request.model_copy(update={"messages": messages, "metadata": metadata}), result
+            return request.model_copy(update=_with_scanned(request, result.messages)), result
         return request.model_copy(update={"prompt": result.messages[0].text}), result
 
     def _with_pseudonymous_ids(self, request: GenerateRequest, model: ModelInfo) -> GenerateRequest:
@@ -176,7 +177,8 @@ def _create_key_file(path: Path) -> None:
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:
     """The texts the guard scans, as messages: each message, then the arguments of each tool
-    call it made, and last the `metadata` values (each a message of its own, so findings and
+    call it made, then the `metadata` values, and last the prose and values in the tool
+    definitions and the response format's schema (each a message of its own, so findings and
     placeholders stay per text)."""
     if not isinstance(request, ChatRequest):
         return [ChatMessage(role="user", content=request.prompt_text)]
@@ -187,14 +189,15 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
             scanned.append(ChatMessage(role="assistant", content=call.function.arguments))
     for value in (request.metadata or {}).values():
         scanned.append(ChatMessage(role="user", content=value))
+    texts: list[str] = []
+    _schemas_of(request, _collect(texts))
+    scanned.extend(ChatMessage(role="system", content=text) for text in texts)
     return scanned
 
 
-def _with_scanned(
-    request: ChatRequest, scanned: list[ChatMessage]
-) -> tuple[list[ChatMessage], dict[str, str] | None]:
-    """The request's messages and metadata with the (redacted) texts from `messages_of`'s
-    list put back in place."""
+def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str, Any]:
+    """The request's fields that `messages_of` read, with its (redacted) texts put back in
+    place: an update for `model_copy`."""
     texts = iter(scanned)
     rebuilt = []
     for message in request.messages:
@@ -203,9 +206,45 @@ def _with_scanned(
             calls = [_with_arguments(call, next(texts).text) for call in message.tool_calls]
             redacted = redacted.model_copy(update={"tool_calls": calls})
         rebuilt.append(redacted)
-    if request.metadata is None:
-        return rebuilt, None
-    return rebuilt, {key: next(texts).text for key in request.metadata}
+    update: dict[str, Any] = {"messages": rebuilt}
+    if request.metadata is not None:
+        update["metadata"] = {key: next(texts).text for key in request.metadata}
+    return update | _schemas_of(request, lambda _: next(texts).text)
+
+
+def _collect(texts: list[str]) -> Callable[[str], str]:
+    def visit(text: str) -> str:
+        texts.append(text)
+        return text
+
+    return visit
+
+
+def _schemas_of(request: ChatRequest, visit: Callable[[str], str]) -> dict[str, Any]:
+    """Tool definitions and the response format, each text mapped by `visit` (in the same
+    order on every call): an update for `model_copy` with the fields the request has."""
+    update: dict[str, Any] = {}
+    if request.tools:
+        update["tools"] = [_tool_with_texts(tool, visit) for tool in request.tools]
+    spec = request.response_format.json_schema if request.response_format else None
+    if request.response_format is not None and spec is not None:
+        spec = spec.model_copy(
+            update={
+                "description": spec.description and visit(spec.description),
+                "schema_": map_schema_texts(spec.schema_, visit),
+            }
+        )
+        update["response_format"] = request.response_format.model_copy(update={"json_schema": spec})
+    return update
+
+
+def _tool_with_texts(tool: Tool, visit: Callable[[str], str]) -> Tool:
+    function = tool.function
+    update = {
+        "description": function.description and visit(function.description),
+        "parameters": map_schema_texts(function.parameters, visit),
+    }
+    return tool.model_copy(update={"function": function.model_copy(update=update)})
 
 
 def _with_arguments(call: ToolCall, arguments: str) -> ToolCall:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import math
 import time
 import uuid
@@ -507,9 +508,14 @@ def _with_logprobs(request: GenerateRequest) -> GenerateRequest:
 
 
 def _prompt_text(request: GenerateRequest) -> str:
-    if isinstance(request, ChatRequest):
-        return "\n".join(f"{m.role}: {m.text}{_calls_text(m.tool_calls)}" for m in request.messages)
-    return request.prompt_text
+    """What the model was given, as the log keeps it (`log_prompts`); tool definitions last."""
+    if not isinstance(request, ChatRequest):
+        return request.prompt_text
+    lines = [f"{m.role}: {m.text}{_calls_text(m.tool_calls)}" for m in request.messages]
+    if request.tools:
+        functions = [tool.function.model_dump(exclude_none=True) for tool in request.tools]
+        lines.append(f"tools: {json.dumps(functions, ensure_ascii=False)}")
+    return "\n".join(lines)
 
 
 def _calls_text(calls: Sequence[ToolCall] | None) -> str:

@@ -23,12 +23,13 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.integration
 EMAIL = "maria.gonzalez@example.org"
+MANAGER = "Tom Baker"
 ASK = f"Send {EMAIL} the minutes of today's meeting."
 SEND_EMAIL = {
     "type": "function",
     "function": {
         "name": "send_email",
-        "description": "Send an e-mail",
+        "description": f"Send an e-mail. Copies go to the office manager, {MANAGER}.",
         "parameters": {"type": "object", "properties": {"to": {"type": "string"}}},
     },
 }
@@ -85,8 +86,9 @@ def test_tool_loop_with_pii_never_shows_the_cloud_a_value(servers: tuple[Server,
     assert "[call send_email(" in received[1]  # the earlier tool call went up too, redacted
     for prompt in received:
         assert "<EMAIL_ADDRESS_1>" in prompt
-        assert EMAIL not in prompt
-        assert "maria.gonzalez" not in prompt
+        assert "the office manager, <PERSON_1>" in prompt  # the tool definition went up too
+        for value in (EMAIL, "maria.gonzalez", MANAGER, "Baker"):
+            assert value not in prompt
 
 
 def logged_prompts(server: Server, expected: int) -> list[str]:

@@ -186,3 +186,32 @@ def test_over_a_million_characters_is_not_an_error(detector: PiiDetector) -> Non
     assert len(text) > 1_000_000
     (finding,) = [f for f in detector.inspect(text) if f.entity_type == "EMAIL_ADDRESS"]
     assert finding.value_in(text) == "jane.roe@example.org"
+
+
+def test_a_text_seen_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chat client resends the whole conversation each turn: only new texts need the NER."""
+    detector = PiiDetector(recent_texts=2)
+    detected: list[str] = []
+
+    def fake_detect(text: str) -> list[Finding]:
+        detected.append(text)
+        return [Finding("PERSON", 0, 3, 0.9)]
+
+    monkeypatch.setattr(detector, "_detect", fake_detect)
+    first = detector.inspect("Ann wrote")
+    first.clear()  # the caller's list: changing it does not change what is remembered
+    assert detector.inspect("Ann wrote") == [Finding("PERSON", 0, 3, 0.9)]
+    detector.inspect("Bob wrote")
+    detector.inspect("Ann wrote")  # now the most recently used
+    detector.inspect("Cy wrote")  # evicts "Bob wrote", the least recently used
+    detector.inspect("Bob wrote")
+    assert detected == ["Ann wrote", "Bob wrote", "Cy wrote", "Bob wrote"]
+
+
+def test_remembering_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    detector = PiiDetector(recent_texts=0)
+    detected: list[str] = []
+    monkeypatch.setattr(detector, "_detect", lambda text: detected.append(text) or [])
+    detector.inspect("Ann wrote")
+    detector.inspect("Ann wrote")
+    assert detected == ["Ann wrote", "Ann wrote"]

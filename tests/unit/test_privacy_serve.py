@@ -120,6 +120,83 @@ def test_metadata_values_are_scanned_and_redacted_like_messages(
     assert sent.metadata == {"customer": "<EMAIL_ADDRESS_1>", "ticket": "T-1042"}
 
 
+ORDERS_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "find_orders",
+        "description": f"Orders of a customer. Escalations go to {EMAIL}.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "customer": {"type": "string", "enum": ["Maria Garcia", "Tom Baker"]},
+                "description": {"type": "string", "description": "a note", "pattern": "^.+$"},
+            },
+            "required": ["customer"],
+        },
+    },
+}
+
+
+def test_tool_definitions_are_scanned_and_redacted_like_messages(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    asked = "Find the orders of Maria Garcia."
+    body = chat_body("big", messages=[{"role": "user", "content": asked}], tools=[ORDERS_TOOL])
+    response = client.post("/v1/chat/completions", json=body)
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    assert sent.tools is not None
+    upstream = json.dumps(sent.tools[0].model_dump())
+    assert EMAIL not in upstream
+    assert "Maria Garcia" not in upstream
+    assert "Tom Baker" not in upstream
+    function = sent.tools[0].function
+    assert function.description == "Orders of a customer. Escalations go to <EMAIL_ADDRESS_1>."
+    assert function.parameters is not None
+    properties = function.parameters["properties"]
+    # the same value has the same placeholder in the messages and in the tools
+    assert sent.messages[0].text == "Find the orders of <PERSON_1>."
+    assert properties["customer"]["enum"][0] == "<PERSON_1>"
+    # structure is kept: types, patterns, property names (even one called "description")
+    assert (
+        properties["description"]
+        == ORDERS_TOOL["function"]["parameters"]["properties"]["description"]
+    )
+    assert function.parameters["required"] == ["customer"]
+    call = response.json()["choices"][0]["message"]["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"]) == {"input": asked}  # values restored
+
+
+def test_a_json_schema_is_scanned_and_redacted_too(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    schema = {"type": "object", "properties": {"to": {"type": "string", "default": EMAIL}}}
+    response_format = {"type": "json_schema", "json_schema": {"name": "mail", "schema": schema}}
+    assert (
+        client.post(
+            "/v1/chat/completions", json=chat_body("big", response_format=response_format)
+        ).status_code
+        == 200
+    )
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    assert sent.response_format is not None
+    assert sent.response_format.json_schema is not None
+    sent_schema = sent.response_format.json_schema.schema_
+    assert sent_schema["properties"]["to"] == {"type": "string", "default": "<EMAIL_ADDRESS_1>"}
+
+
+def test_a_tool_definition_alone_keeps_a_request_local(tmp_path: Path) -> None:
+    policy = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
+    for client, gateway in client_with(tmp_path, **policy):
+        body = chat_body("auto", tools=[ORDERS_TOOL])  # "Hi there": no PII in the messages
+        response = client.post(
+            "/v1/chat/completions", json=body, headers={"x-smallfirst-route": "cloud"}
+        )
+        assert response.status_code == 200
+        assert fake_backend(gateway, "big").requests == []
+
+
 def test_local_only_keeps_pii_off_the_cloud(tmp_path: Path) -> None:
     policy = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
     for client, gateway in client_with(tmp_path, **policy):

@@ -1,0 +1,53 @@
+"""Which texts of a JSON Schema the guard reads, and that mapping them keeps the structure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smallfirst.privacy.schema_texts import map_schema_texts
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Contact",
+    "description": "Who to write to",
+    "properties": {
+        "email": {"type": "string", "format": "email", "examples": ["ann@example.com"]},
+        "title": {"type": "string", "enum": ["Dr", "Ms"], "default": "Ms"},
+        "address": {"$ref": "#/$defs/address"},
+    },
+    "required": ["email", "title"],
+    "$defs": {"address": {"type": "object", "const": {"city": "Oslo", "zip": 150}}},
+    "additionalProperties": False,
+}
+
+
+def visited(schema: Any) -> list[str]:
+    texts: list[str] = []
+
+    def visit(text: str) -> str:
+        texts.append(text)
+        return text
+
+    map_schema_texts(schema, visit)
+    return texts
+
+
+def test_prose_and_values_are_visited_in_order() -> None:
+    assert visited(SCHEMA) == ["Contact", "Who to write to", "ann@example.com", "Dr", "Ms", "Ms",
+                               "Oslo"]  # fmt: skip
+
+
+def test_keywords_and_property_names_are_kept() -> None:
+    mapped = map_schema_texts(SCHEMA, lambda text: text.upper())
+    assert mapped["properties"]["email"]["format"] == "email"
+    assert mapped["properties"]["title"]["type"] == "string"  # a property named like a keyword
+    assert mapped["properties"]["title"]["enum"] == ["DR", "MS"]
+    assert mapped["required"] == ["email", "title"]
+    assert mapped["$defs"]["address"]["const"] == {"city": "OSLO", "zip": 150}
+    assert mapped["properties"]["address"] == {"$ref": "#/$defs/address"}
+    assert SCHEMA["title"] == "Contact"  # a copy: the request's own schema is untouched
+
+
+def test_nothing_to_map() -> None:
+    assert map_schema_texts(None, str.upper) is None
+    assert visited({"type": "string"}) == []
