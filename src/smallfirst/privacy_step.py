@@ -12,10 +12,11 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,8 +177,8 @@ def _create_key_file(path: Path) -> None:
 
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:
-    """The texts the guard scans, as messages: each message, then the arguments of each tool
-    call it made, then the `metadata` values, and last the prose and values in the tool
+    """The texts the guard scans, as messages: each message, then its participant `name`
+    and the arguments of each tool call it made, then the `metadata` values, and last the prose and values in the tool
     definitions and the response format's schema (each a message of its own, so findings and
     placeholders stay per text)."""
     if not isinstance(request, ChatRequest):
@@ -185,6 +186,8 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
     scanned: list[ChatMessage] = []
     for message in request.messages:
         scanned.append(message)
+        if message.name:
+            scanned.append(ChatMessage(role="user", content=_name_as_text(message.name)))
         for call in message.tool_calls or []:
             scanned.append(ChatMessage(role="assistant", content=call.function.arguments))
     for value in (request.metadata or {}).values():
@@ -202,6 +205,8 @@ def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str,
     rebuilt = []
     for message in request.messages:
         redacted = next(texts)
+        if message.name:
+            redacted = redacted.model_copy(update={"name": _redacted_name(message.name, texts)})
         if message.tool_calls:
             calls = [_with_arguments(call, next(texts).text) for call in message.tool_calls]
             redacted = redacted.model_copy(update={"tool_calls": calls})
@@ -210,6 +215,25 @@ def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str,
     if request.metadata is not None:
         update["metadata"] = {key: next(texts).text for key in request.metadata}
     return update | _schemas_of(request, lambda _: next(texts).text)
+
+
+# A participant name is an identifier ("Maria_Gonzalez", "tom-baker"): read as words.
+_NAME_SEPARATORS = re.compile(r"[_.-]+")
+_NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _name_as_text(name: str) -> str:
+    return _NAME_SEPARATORS.sub(" ", name)
+
+
+def _redacted_name(name: str, texts: Iterator[ChatMessage]) -> str:
+    """The name as scanned, back in the shape OpenAI accepts for a name (letters, digits,
+    `_`, `-`): "Maria_Gonzalez" -> "<PERSON_1>" -> "PERSON_1", the label of the value's
+    placeholder in the texts."""
+    redacted = next(texts).text
+    if redacted == _name_as_text(name):
+        return name
+    return _NOT_IN_A_NAME.sub("_", redacted.replace("<", "").replace(">", "")).strip("_")[:64]
 
 
 def _collect(texts: list[str]) -> Callable[[str], str]:

@@ -120,6 +120,33 @@ def test_metadata_values_are_scanned_and_redacted_like_messages(
     assert sent.metadata == {"customer": "<EMAIL_ADDRESS_1>", "ticket": "T-1042"}
 
 
+def test_a_participant_name_that_names_a_person_reaches_the_cloud_as_its_label(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    messages = [
+        {"role": "user", "name": "Maria_Gonzalez", "content": "I am Maria Gonzalez. Hi!"},
+        {"role": "assistant", "name": "planner", "content": "Hello."},
+        {"role": "user", "name": "tom-baker", "content": "Hi, me too."},
+    ]
+    assert (
+        client.post("/v1/chat/completions", json=chat_body("big", messages=messages)).status_code
+        == 200
+    )
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    # the same value has the same label in the name and the placeholder in the text
+    assert [m.name for m in sent.messages] == ["PERSON_1", "planner", "PERSON_2"]
+    assert sent.messages[0].text == "I am <PERSON_1>. Hi!"
+    local = fake_backend(gateway, "tiny")
+    client.post("/v1/chat/completions", json=chat_body("tiny", messages=messages))
+    assert [m.name for m in local.requests[-1].messages] == [
+        "Maria_Gonzalez",
+        "planner",
+        "tom-baker",
+    ]
+
+
 ORDERS_TOOL = {
     "type": "function",
     "function": {
