@@ -178,9 +178,9 @@ def _create_key_file(path: Path) -> None:
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:
     """The texts the guard scans, as messages: each message, then its participant `name`
-    and the arguments of each tool call it made, then the `metadata` values, and last the prose and values in the tool
-    definitions and the response format's schema (each a message of its own, so findings and
-    placeholders stay per text)."""
+    and the arguments of each tool call it made, then the `metadata` values, and last the
+    prose and values in the tool definitions and the response format's schema (each a
+    message of its own, so findings and placeholders stay per text)."""
     if not isinstance(request, ChatRequest):
         return [ChatMessage(role="user", content=request.prompt_text)]
     scanned: list[ChatMessage] = []

@@ -41,6 +41,12 @@ def test_bad_value_names_the_key(tmp_path: Path) -> None:
         load_settings(path, env={})
 
 
+def test_more_slots_than_a_batch_holds_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "models:\n  - {id: m, tier: edge, parallel: 8, batch_size: 4}\n")
+    with pytest.raises(ConfigError, match=r"parallel \(8\) exceeds batch_size \(4\)"):
+        load_settings(path, env={})
+
+
 def test_cloud_tier_and_env_override(tmp_path: Path) -> None:
     path = write(
         tmp_path,

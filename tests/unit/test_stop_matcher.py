@@ -1,4 +1,4 @@
-from smallfirst.backends.llamacpp_engine import StopMatcher
+from smallfirst.backends.llamacpp_answer import StopMatcher
 
 
 def feed_all(stops: list[str], pieces: list[str]) -> tuple[str, bool]:

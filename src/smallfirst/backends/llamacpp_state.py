@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,14 +62,10 @@ class ContextSwitcher:
         llama = self._llama
         live = llama.input_ids[: llama.n_tokens]
         shared = shared_prefix_length(live, prompt)
-        if (
-            self.cache.capacity_bytes
-            and len(live) - shared >= MIN_TOKENS_WORTH_SAVING
-            and not self.cache.covers(live)
-        ):
+        if worth_saving(self.cache, live, shared):
             self._save(live)
         match = self.cache.longest_prefix(prompt)
-        if match is not None and self._worth_restoring(match.length - shared, match.state):
+        if match is not None and worth_restoring(match.length - shared, match.state):
             if self._restore(match.state):
                 reused = self._usable(match.length, prompt)
                 self.reused.from_saved += reused
@@ -102,10 +99,6 @@ class ContextSwitcher:
             log.warning("no memory to save a %d-token prompt state; it is not kept", len(live))
 
     @staticmethod
-    def _worth_restoring(gain: int, state: SavedState) -> bool:
-        return gain > 0 and gain * EVAL_TO_RESTORE_COST >= len(state.tokens)
-
-    @staticmethod
     def _usable(shared: int, prompt: list[int]) -> int:
         # A prompt held whole still has its last token evaluated again, for fresh logits.
         return max(0, min(shared, len(prompt) - 1))
@@ -114,23 +107,19 @@ class ContextSwitcher:
         from llama_cpp import llama_cpp as low_level
 
         context = self._llama._ctx.ctx
-        size = low_level.llama_state_get_size(context)
-        data = bytearray(size)
-        view = (ctypes.c_uint8 * size).from_buffer(data)
-        written = low_level.llama_state_get_data(context, view, size)
-        del view  # a bytearray cannot be resized while ctypes holds it
-        del data[written:]
-        return data
+        return copied_out(
+            low_level.llama_state_get_size(context),
+            lambda view, size: low_level.llama_state_get_data(context, view, size),
+        )
 
     def _restore(self, state: SavedState) -> bool:
         from llama_cpp import llama_cpp as low_level
 
         llama = self._llama
-        size = len(state.data)
-        view = (ctypes.c_uint8 * size).from_buffer(state.data)
-        restored = low_level.llama_state_set_data(llama._ctx.ctx, view, size) == size
-        del view
-        if not restored:  # the context may be half written: start it over
+        context = llama._ctx.ctx
+        if not copied_in(
+            state.data, lambda view, size: low_level.llama_state_set_data(context, view, size)
+        ):  # the context may be half written: start it over
             llama.reset()
             return False
         count = len(state.tokens)
@@ -139,3 +128,36 @@ class ContextSwitcher:
         # The restored logits are not the live decode's: replay a token before sampling.
         llama._requires_eval = True
         return True
+
+
+def worth_saving(cache: PromptCache, held: TokenArray, kept: int) -> bool:
+    """Save `held` before only its first `kept` tokens are kept?"""
+    return (
+        cache.capacity_bytes > 0
+        and len(held) - kept >= MIN_TOKENS_WORTH_SAVING
+        and not cache.covers(held)
+    )
+
+
+def worth_restoring(gain: int, state: SavedState) -> bool:
+    """Restore `state` to spare evaluating `gain` more tokens than the context holds?"""
+    return gain > 0 and gain * EVAL_TO_RESTORE_COST >= len(state.tokens)
+
+
+def copied_out(size: int, write: Callable[[Any, int], int]) -> bytearray:
+    """A state of at most `size` bytes, which `write(buffer, size)` writes (and counts)."""
+    data = bytearray(size)
+    view = (ctypes.c_uint8 * size).from_buffer(data)
+    written = write(view, size)
+    del view  # a bytearray cannot be resized while ctypes holds it
+    del data[written:]
+    return data
+
+
+def copied_in(data: bytearray, read: Callable[[Any, int], int]) -> bool:
+    """Whether `read(buffer, size)` took the whole state (without copying it first)."""
+    size = len(data)
+    view = (ctypes.c_uint8 * size).from_buffer(data)
+    taken = read(view, size)
+    del view
+    return bool(taken == size)

@@ -5,7 +5,7 @@ run on the worker thread and stream their output back through an asyncio queue. 
 consumer stops reading (client disconnect), a cancel flag is set that the job checks between
 tokens, so the worker is free again within one token.
 
-Chunks cross from the worker thread to the loop through an `_Outbox`. With a stream interval,
+Chunks cross from the worker thread to the loop through an `Outbox`. With a stream interval,
 the tokens a job emits within it travel as one chunk: one loop wake-up, one SSE event, one
 socket write and one client wake-up per interval instead of per token. Every wake-up on a
 2-core machine takes a core from llama.cpp's compute threads, which then wait for each other.
@@ -27,7 +27,7 @@ from smallfirst.types import Chunk
 T = TypeVar("T")
 Emit = Callable[[Chunk], None]
 Producer = Callable[[Emit, threading.Event], None]
-_DONE = object()
+DONE = object()  # the last item a job hands to its consumer
 
 
 class ModelWorker:
@@ -72,7 +72,7 @@ class ModelWorker:
     async def stream(self, produce: Producer) -> AsyncGenerator[Chunk, None]:
         """Run `produce(emit, cancelled)` on the worker and yield what it emits."""
         queue: asyncio.Queue[object] = asyncio.Queue()
-        outbox = _Outbox(asyncio.get_running_loop(), queue, self.stream_interval_s)
+        outbox = Outbox(asyncio.get_running_loop(), queue, self.stream_interval_s)
         cancelled = threading.Event()
 
         def job() -> None:
@@ -84,24 +84,30 @@ class ModelWorker:
             except BaseException as exc:  # handed to the consumer and re-raised there
                 outbox.put(exc)
             finally:
-                outbox.put(_DONE)
+                outbox.put(DONE)
 
         runner = asyncio.ensure_future(self.run(job))
         runner.add_done_callback(lambda done: _hand_over_failure(done, queue))
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, Chunk)
-                yield item
+            async for chunk in received(queue):
+                yield chunk
             await runner
         finally:
             cancelled.set()  # no-op after a normal finish; stops the job on disconnect
             if not runner.done():
                 runner.cancel()
+
+
+async def received(queue: asyncio.Queue[object]) -> AsyncGenerator[Chunk, None]:
+    """The chunks a job put in `queue` until DONE; an error it put there is raised."""
+    while True:
+        item = await queue.get()
+        if item is DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, Chunk)
+        yield item
 
 
 def _hand_over_failure(runner: asyncio.Future[None], queue: asyncio.Queue[object]) -> None:
@@ -111,7 +117,7 @@ def _hand_over_failure(runner: asyncio.Future[None], queue: asyncio.Queue[object
         queue.put_nowait(runner.exception())
 
 
-class _Outbox:
+class Outbox:
     """Hands items from the worker thread to an asyncio queue, at most one wake-up of the
     loop per `interval_s`; text chunks that wait together are merged into one."""
 

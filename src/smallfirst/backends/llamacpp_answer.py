@@ -1,0 +1,127 @@
+"""From sampled tokens to the chunks of one answer: UTF-8 decoding, stop sequences, the token
+limit and logprobs. Shared by the one-sequence engine and the slots of the batched one."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from smallfirst.types import Chunk, FinishReason, TokenLogprob, TopLogprob, Usage
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Logits = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    tokens: list[int]
+    max_tokens: int
+    stop: list[str]
+
+
+class StopMatcher:
+    """Finds stop sequences in streamed text, holding back only a possible stop prefix."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self._stops = [s for s in stops if s]
+        self._pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Returns (text safe to emit, whether a stop sequence was hit)."""
+        self._pending += text
+        hits = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            emit = self._pending[: min(hits)]
+            self._pending = ""
+            return emit, True
+        keep = self._longest_stop_prefix_suffix()
+        emit = self._pending[: len(self._pending) - keep]
+        self._pending = self._pending[len(emit) :]
+        return emit, False
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return rest
+
+    def _longest_stop_prefix_suffix(self) -> int:
+        best = 0
+        for stop in self._stops:
+            for size in range(min(len(stop) - 1, len(self._pending)), best, -1):
+                if self._pending.endswith(stop[:size]):
+                    best = size
+                    break
+        return best
+
+
+class AnswerWriter:
+    """Emits one answer's chunks as its tokens are sampled; `add` says when it is over."""
+
+    def __init__(
+        self,
+        prompt: PreparedPrompt,
+        emit: Callable[[Chunk], None],
+        *,
+        token_bytes: Callable[[int], bytes],
+        is_end: Callable[[int], bool],
+        cached_tokens: int,
+    ) -> None:
+        self._prompt = prompt
+        self._emit = emit
+        self._token_bytes = token_bytes
+        self._is_end = is_end
+        self._cached = cached_tokens
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stops = StopMatcher(prompt.stop)
+        self._hit_stop = False
+        self.finish_reason: FinishReason = "length"
+        self.generated = 0
+
+    def add(self, token: int, logprob_of: Callable[[int], TokenLogprob] | None = None) -> bool:
+        """Take the next sampled token (with its logprob, when asked); True when the answer
+        is over (end of generation, a stop sequence or the token limit)."""
+        if self._is_end(token):
+            self.finish_reason = "stop"
+            return True
+        self.generated += 1
+        logprob = logprob_of(token) if logprob_of is not None else None
+        text, self._hit_stop = self._stops.feed(self._decoder.decode(self._token_bytes(token)))
+        if text or logprob is not None:
+            self._emit(Chunk(text=text, logprobs=[logprob] if logprob else None))
+        if self._hit_stop:
+            self.finish_reason = "stop"
+            return True
+        return self.generated >= self._prompt.max_tokens
+
+    def finish(self) -> None:
+        """The last chunk: what was held back, the finish reason and the usage."""
+        # After a stop sequence, held-back text belongs to what is cut off. The bytes of a
+        # character the last token only began (an emoji cut by max_tokens) are dropped, as
+        # llama.cpp's server does, rather than sent as U+FFFD.
+        tail = "" if self._hit_stop else self._stops.flush()
+        usage = Usage(
+            prompt_tokens=len(self._prompt.tokens),
+            completion_tokens=self.generated,
+            cached_tokens=self._cached,
+        )
+        self._emit(Chunk(text=tail, finish_reason=self.finish_reason, usage=usage))
+
+
+def token_logprob(
+    logits: Logits, token: int, top_k: int, token_text: Callable[[int], str]
+) -> TokenLogprob:
+    """The sampled token's log-probability and the `top_k` most likely alternatives."""
+    import numpy as np
+
+    shifted = logits - logits.max()
+    log_probs = shifted - np.log(np.exp(shifted).sum())
+    top: list[TopLogprob] = []
+    if top_k:
+        best = np.argpartition(-log_probs, top_k)[:top_k]
+        best = best[np.argsort(-log_probs[best])]
+        top = [TopLogprob(token=token_text(int(i)), logprob=float(log_probs[i])) for i in best]
+    return TokenLogprob(token=token_text(token), logprob=float(log_probs[token]), top=top)

@@ -1,0 +1,287 @@
+"""Several answers decoded together in one llama.cpp context (continuous batching).
+
+A model with `parallel: N` gets a context of N sequences, each with the model's full
+`context_length`. Every `step` is one `llama_decode` holding the next token of each answer
+being generated plus a piece of the prompts still being read; a request joins at the next
+step and leaves when its answer is over, so a short request no longer waits for a long one,
+and N answers share each pass over the weights (1.7x the tokens per second at 4 sequences
+for the bundled model here: docs/architecture.md).
+
+Each slot keeps what its sequence holds after an answer, and a new prompt goes to the free
+slot that shares its longest prefix: N conversations keep their prompts in place. Beyond
+that, a sequence's state is saved and restored (`llama_state_seq_*`) under the same rules
+and budget as the one-sequence engine's (`llamacpp_state.py`). Sampling is per slot (its own
+llama.cpp sampler chain, grammar included), with the same chain and defaults as the
+one-sequence engine, so greedy answers are the same.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, token_logprob
+from smallfirst.backends.llamacpp_state import (
+    PROMPT_PIECE_TOKENS,
+    ReuseCounts,
+    copied_in,
+    copied_out,
+    worth_restoring,
+    worth_saving,
+)
+from smallfirst.backends.prompt_cache import PromptCache, SavedState, shared_prefix_length
+from smallfirst.types import GenerateRequest, TokenLogprob
+
+if TYPE_CHECKING:
+    from smallfirst.backends.llamacpp_engine import LlamaEngine
+    from smallfirst.backends.prompt_cache import TokenArray
+
+log = logging.getLogger("smallfirst.backends")
+
+
+@dataclass
+class SlotJob:
+    """A request on its way through the slots; `emit` receives its chunks (or its error)."""
+
+    request: GenerateRequest
+    emit: Callable[[object], None]
+    cancelled: threading.Event
+    submitted: float  # time.monotonic() when it was queued
+
+
+class _Slot:
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.tokens: list[int] = []  # what the sequence holds, in order
+        self.last_used = 0
+        self.job: SlotJob | None = None
+        self.pending: list[int] = []  # prompt tokens not read yet
+        self.next_token: int | None = None  # sampled, to be read in the next step
+        self.logits_at: int | None = None  # this step's batch row with the slot's logits
+        self.sampler: Any = None
+        self.answer: AnswerWriter | None = None
+        self.top_logprobs: int | None = None
+
+
+class SlotDecoder:
+    """N sequences of one model. Not thread-safe: only the model's worker thread calls it."""
+
+    def __init__(
+        self,
+        engine: LlamaEngine,
+        *,
+        n_ctx: int,
+        parallel: int,
+        n_batch: int,
+        cache: PromptCache,
+        reused: ReuseCounts,
+    ) -> None:
+        from llama_cpp import _internals as internals
+        from llama_cpp import llama_cpp as low_level
+
+        self._engine = engine
+        self._low = low_level
+        self.cache = cache
+        self._reused = reused
+        llama = engine.llama
+        params = low_level.llama_context_default_params()
+        for field in low_level.llama_context_params._fields_:
+            setattr(params, field[0], getattr(llama.context_params, field[0]))
+        params.n_ctx = n_ctx * parallel
+        params.n_seq_max = parallel
+        params.kv_unified = False  # each sequence has its own n_ctx cells
+        params.n_batch = params.n_ubatch = n_batch
+        self._context: Any = internals.LlamaContext(
+            model=llama._model, params=params, verbose=False
+        )
+        adapter: Any = llama._lora_adapter
+        if adapter is not None:  # applied to each context, as `Llama` does to its own
+            adapters = (low_level.llama_adapter_lora_p_ctypes * 1)(adapter)
+            scales = (ctypes.c_float * 1)(llama.lora_scale)
+            if low_level.llama_set_adapters_lora(self._context.ctx, adapters, 1, scales):
+                raise RuntimeError(f"failed to set the LoRA adapter {llama.lora_path}")
+        self._n_batch = n_batch
+        self._batch = low_level.llama_batch_init(n_batch, 0, 1)
+        self._slots = [_Slot(seq) for seq in range(parallel)]
+        self._uses = itertools.count(1)
+        self._n_vocab = llama.n_vocab()
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._low.llama_batch_free(self._batch)
+            self._batch = None
+        self._context.close()
+
+    @property
+    def free_slots(self) -> int:
+        return sum(slot.job is None for slot in self._slots)
+
+    @property
+    def busy(self) -> bool:
+        return any(slot.job is not None for slot in self._slots)
+
+    def start(self, job: SlotJob, prompt: PreparedPrompt) -> int:
+        """Put `job` into the free slot sharing the longest prefix with its prompt; returns
+        the prompt tokens kept from before (cached tokens). Raises InvalidRequest for a
+        grammar llama.cpp cannot use; the slot is then untouched."""
+        from smallfirst.backends.llamacpp_engine import sampler_for
+
+        sampler = sampler_for(self._engine.llama, job.request)
+        tokens = prompt.tokens
+        slot = max(
+            (s for s in self._slots if s.job is None),
+            key=lambda s: (shared_prefix_length(s.tokens, tokens), -s.last_used),
+        )
+        # The last prompt token is read again even when held: its logits are sampled from.
+        kept = min(self._bring_prefix(slot, tokens), len(tokens) - 1)
+        if not self._low.llama_memory_seq_rm(self._context.memory, slot.seq, kept, -1):
+            self._forget(slot)
+            kept = 0
+        slot.job = job
+        slot.tokens = tokens[:kept]
+        slot.pending = tokens[kept:]
+        slot.sampler = sampler
+        slot.answer = self._engine.answer_writer(prompt, job.emit, kept)
+        slot.top_logprobs = job.request.logprob_alternatives
+        slot.last_used = next(self._uses)
+        return kept
+
+    def _bring_prefix(self, slot: _Slot, tokens: list[int]) -> int:
+        """Like `ContextSwitcher.prepare`, for one sequence: save what the slot holds if the
+        prompt would throw enough of it away, then restore the saved state that shares the
+        prompt's longest prefix if that beats what the slot holds. Returns the tokens of the
+        prompt the slot now holds."""
+        import numpy as np
+
+        held = np.asarray(slot.tokens, dtype=np.intc)
+        shared = shared_prefix_length(held, tokens)
+        if worth_saving(self.cache, held, shared):
+            self._save(slot, held)
+        match = self.cache.longest_prefix(tokens)
+        if match is None or not worth_restoring(match.length - shared, match.state):
+            self._reused.from_context += min(shared, len(tokens) - 1)
+            return shared
+        self._forget(slot)
+        context, seq = self._context.ctx, slot.seq
+        if not copied_in(
+            match.state.data,
+            lambda view, size: self._low.llama_state_seq_set_data(context, view, size, seq),
+        ):
+            self._forget(slot)  # it may be half written
+            return 0
+        slot.tokens = [int(token) for token in match.state.tokens]
+        self._reused.from_saved += min(match.length, len(tokens) - 1)
+        return match.length
+
+    def _save(self, slot: _Slot, held: TokenArray) -> None:
+        """Best effort: a state that does not fit in memory is simply not kept."""
+        context, seq = self._context.ctx, slot.seq
+        try:
+            data = copied_out(
+                self._low.llama_state_seq_get_size(context, seq),
+                lambda view, size: self._low.llama_state_seq_get_data(context, view, size, seq),
+            )
+            self.cache.add(SavedState(tokens=held, data=data))
+        except MemoryError:
+            log.warning("no memory to save a %d-token prompt state; it is not kept", len(held))
+
+    def _forget(self, slot: _Slot) -> None:
+        self._low.llama_memory_seq_rm(self._context.memory, slot.seq, -1, -1)
+        slot.tokens = []
+
+    def step(self) -> list[SlotJob]:
+        """One decode over every busy slot; returns the jobs that ended (answered or
+        cancelled)."""
+        ended = [self._release(s) for s in self._busy_slots() if s.job and s.job.cancelled.is_set()]
+        batch = self._batch
+        batch.n_tokens = 0
+        reading = []
+        for slot in self._busy_slots():
+            if slot.next_token is not None:
+                slot.logits_at = self._add(slot, [slot.next_token], logits=True)
+                slot.next_token = None
+            else:
+                reading.append(slot)
+        room = max(min(PROMPT_PIECE_TOKENS, self._n_batch - batch.n_tokens), 0)
+        for slot in sorted(reading, key=lambda s: s.last_used):  # first come, first read
+            piece = slot.pending[:room]
+            if not piece:
+                break
+            slot.pending = slot.pending[len(piece) :]
+            slot.logits_at = self._add(slot, piece, logits=not slot.pending)
+            room -= len(piece)
+        if batch.n_tokens == 0:
+            return ended
+        status = self._low.llama_decode(self._context.ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status}")
+        for slot in self._busy_slots():
+            if slot.logits_at is not None and self._sample(slot, slot.logits_at):
+                ended.append(self._release(slot))
+        return ended
+
+    def clear(self) -> list[SlotJob]:
+        """Empty every sequence (after a failed decode, whose cells are unknown); returns
+        the jobs that were in the slots."""
+        jobs = [self._release(slot) for slot in self._busy_slots()]
+        for slot in self._slots:
+            self._forget(slot)
+        return jobs
+
+    def _busy_slots(self) -> list[_Slot]:
+        return [slot for slot in self._slots if slot.job is not None]
+
+    def _add(self, slot: _Slot, tokens: list[int], *, logits: bool) -> int | None:
+        """Append `tokens` of `slot` to the batch; returns the row whose logits are kept."""
+        batch = self._batch
+        for token in tokens:
+            row = batch.n_tokens
+            batch.token[row] = token
+            batch.pos[row] = len(slot.tokens)
+            batch.n_seq_id[row] = 1
+            batch.seq_id[row][0] = slot.seq
+            batch.logits[row] = False
+            slot.tokens.append(token)
+            batch.n_tokens += 1
+        if not logits:
+            return None
+        batch.logits[batch.n_tokens - 1] = True
+        return int(batch.n_tokens - 1)
+
+    def _sample(self, slot: _Slot, row: int) -> bool:
+        """Sample the slot's next token from `row`; True when its answer is over."""
+        assert slot.answer is not None
+        slot.logits_at = None
+        token = self._low.llama_sampler_sample(slot.sampler.sampler, self._context.ctx, row)
+        logprob_of = None
+        if slot.top_logprobs is not None:
+            logprob_of = self._logprob_at(row, slot.top_logprobs)
+        if slot.answer.add(token, logprob_of):
+            slot.answer.finish()
+            return True
+        slot.next_token = token
+        return False
+
+    def _logprob_at(self, row: int, top_k: int) -> Callable[[int], TokenLogprob]:
+        import numpy as np
+
+        def logprob_of(token: int) -> TokenLogprob:
+            pointer = self._low.llama_get_logits_ith(self._context.ctx, row)
+            logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float32)
+            return token_logprob(logits, token, top_k, self._engine.token_text)
+
+        return logprob_of
+
+    def _release(self, slot: _Slot) -> SlotJob:
+        job = slot.job
+        assert job is not None
+        if slot.sampler is not None:
+            slot.sampler.close()
+        slot.job, slot.sampler, slot.answer = None, None, None
+        slot.pending, slot.next_token, slot.logits_at = [], None, None
+        return job

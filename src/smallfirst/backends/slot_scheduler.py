@@ -1,0 +1,139 @@
+"""Admits requests into a model's running batch of sequences (`parallel` > 1).
+
+Requests wait in a FIFO and join at the next decode step as slots free up. The decode loop
+runs as one job on the model's worker thread (so the engine is never unloaded under it) for as
+long as there is work, and ends when the last answer does; the next request starts it again.
+Chunks travel back to the event loop through the same `Outbox` as the one-sequence path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING
+
+from smallfirst.backends.llamacpp_slots import SlotJob
+from smallfirst.backends.worker import DONE, ModelWorker, Outbox, received
+from smallfirst.errors import ModelUnavailable, QueueFull
+from smallfirst.types import Chunk, GenerateRequest
+
+if TYPE_CHECKING:
+    from smallfirst.backends.llamacpp_engine import LlamaEngine
+    from smallfirst.backends.llamacpp_slots import SlotDecoder
+
+log = logging.getLogger("smallfirst.backends")
+
+
+class SlotScheduler:
+    def __init__(self, worker: ModelWorker, parallel: int, queue_size: int) -> None:
+        self._worker = worker
+        self._capacity = parallel + queue_size  # answering plus waiting
+        self._parallel = parallel
+        self._lock = threading.Lock()
+        self._waiting: deque[SlotJob] = deque()
+        self._open = 0  # submitted and not ended: waiting or in a slot
+        self._looping = False
+        self._loop_task: asyncio.Future[None] | None = None
+        self.started_jobs = 0  # these three are written by the worker thread only
+        self.waited_s = 0.0
+        self.cancelled_jobs = 0
+
+    def queue_depth(self) -> int:
+        return max(self._open - self._parallel, 0)
+
+    async def stream(
+        self, request: GenerateRequest, engine: Callable[[], LlamaEngine]
+    ) -> AsyncGenerator[Chunk, None]:
+        """Answer `request` in a slot of `engine()` (loaded on the worker thread)."""
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        outbox = Outbox(asyncio.get_running_loop(), queue, self._worker.stream_interval_s)
+        job = SlotJob(request, outbox.put, threading.Event(), time.monotonic())
+        with self._lock:
+            if self._open >= self._capacity:
+                raise QueueFull(
+                    f"model {self._worker.name!r} is busy: {self.queue_depth()} requests are "
+                    f"waiting for one of its {self._parallel} slots; retry later"
+                )
+            self._open += 1
+            self._waiting.append(job)
+            start, self._looping = not self._looping, True
+        if start:
+            self._loop_task = asyncio.ensure_future(self._worker.run(lambda: self._loop(engine)))
+            self._loop_task.add_done_callback(self._loop_ended)
+        try:
+            async for chunk in received(queue):
+                yield chunk
+        finally:
+            job.cancelled.set()  # no-op after the end; frees the slot on a disconnect
+
+    def _loop(self, engine: Callable[[], LlamaEngine]) -> None:
+        """Decode until no request waits or answers (worker thread)."""
+        try:
+            model = engine()
+        except Exception as exc:  # the model cannot load: whoever waits hears why
+            with self._lock:
+                waiting = list(self._waiting)
+                self._waiting.clear()
+                self._looping = False
+            for job in waiting:
+                self._fail(job, exc)
+            return
+        slots = model.slots
+        assert slots is not None, "a model with parallel > 1 has slots"
+        while True:
+            with self._lock:
+                joining = min(len(self._waiting), slots.free_slots)
+                admitted = [self._waiting.popleft() for _ in range(joining)]
+                if not admitted and not slots.busy:
+                    self._looping = False
+                    return
+            for job in admitted:
+                self._admit(slots, model, job)
+            try:
+                ended = slots.step()
+            except Exception as exc:
+                log.exception("decoding in slots failed; the answers under way end with it")
+                for job in slots.clear():
+                    self._fail(job, exc)
+                continue
+            for job in ended:
+                self._end(job)
+
+    def _loop_ended(self, task: asyncio.Future[None]) -> None:
+        """A loop that never ran (the worker was full or shut down) leaves its jobs waiting:
+        end them with its error."""
+        if not task.cancelled() and task.exception() is None:
+            return
+        error = task.exception() if not task.cancelled() else None
+        with self._lock:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+            self._looping = False
+        for job in waiting:
+            self._fail(job, error or ModelUnavailable(f"model {self._worker.name!r} shut down"))
+
+    def _admit(self, slots: SlotDecoder, model: LlamaEngine, job: SlotJob) -> None:
+        self.started_jobs += 1
+        self.waited_s += time.monotonic() - job.submitted
+        if job.cancelled.is_set():
+            self._end(job)
+            return
+        try:
+            slots.start(job, model.prepare(job.request))
+        except Exception as exc:  # the request's own error (context length, grammar)
+            self._fail(job, exc)
+
+    def _fail(self, job: SlotJob, error: BaseException) -> None:
+        job.emit(error)
+        self._end(job)
+
+    def _end(self, job: SlotJob) -> None:
+        if job.cancelled.is_set():
+            self.cancelled_jobs += 1
+        job.emit(DONE)
+        with self._lock:
+            self._open -= 1

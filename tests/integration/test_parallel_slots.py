@@ -1,0 +1,173 @@
+"""Continuous batching with the real bundled model: the same model served one request at a
+time (`serial`) and in slots decoded together (`slots`), in one gateway."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Server, metric_value, start_server
+
+pytestmark = pytest.mark.integration
+COUNTING = "1, 2, 3, 4, 5, 6,"  # the model counts on until max_tokens: a long answer
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config = {
+        "models": [
+            {"id": "serial", "tier": "edge", "context_length": 2048, "parallel": 1},
+            {"id": "slots", "tier": "onprem", "context_length": 2048, "parallel": 3},
+        ]
+    }
+    server = start_server(config, tmp_path_factory.mktemp("slots"))
+    yield server
+    server.stop()
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "rank": {"type": "integer"}},
+    "required": ["city", "rank"],
+}
+REQUESTS: list[tuple[str, dict[str, Any]]] = [
+    ("chat/completions", {"messages": [{"role": "user", "content": "Name three fruits."}]}),
+    (
+        "chat/completions",
+        {
+            "messages": [{"role": "user", "content": "A city and its rank, as JSON."}],
+            "response_format": {"type": "json_schema", "json_schema": {"schema": SCHEMA}},
+        },
+    ),
+    (
+        "chat/completions",
+        {
+            "messages": [{"role": "user", "content": "Why is the sea salty?"}],
+            "logprobs": True,
+            "top_logprobs": 2,
+        },
+    ),
+    ("completions", {"prompt": "The three primary colours are", "stop": ["."], "logprobs": 1}),
+    ("completions", {"prompt": COUNTING, "max_tokens": 40}),
+]
+
+
+def answer(server: Server, model: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = {"model": model, "max_tokens": 24, "temperature": 0, **body}
+    response = httpx.post(f"{server.url}/v1/{path}", json=request, timeout=120)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    choice = result["choices"][0]
+    return {
+        "text": choice.get("message", {}).get("content") or choice.get("text"),
+        "finish": choice["finish_reason"],
+        "logprobs": json.dumps(choice.get("logprobs"), sort_keys=True)[:2000],
+        "completion_tokens": result["usage"]["completion_tokens"],
+    }
+
+
+def test_answers_decoded_together_equal_answers_one_at_a_time(twins: Server) -> None:
+    serial = [answer(twins, "serial", path, body) for path, body in REQUESTS]
+    with ThreadPoolExecutor(len(REQUESTS)) as pool:  # more requests than slots: some wait
+        together = list(pool.map(lambda item: answer(twins, "slots", *item), REQUESTS))
+    assert together == serial
+    assert json.loads(together[1]["text"]).keys() == {"city", "rank"}
+
+
+def test_a_short_request_is_answered_while_a_long_one_goes_on(twins: Server) -> None:
+    """Server-side order, from the request log: the short request, sent once the long one
+    streams, ends first (one at a time, it would wait for the long one to end)."""
+    body = {"model": "slots", "prompt": COUNTING, "max_tokens": 400, "temperature": 0}
+    with (
+        httpx.Client(timeout=120) as client,
+        client.stream("POST", f"{twins.url}/v1/completions", json={**body, "stream": True}) as long,
+    ):
+        lines = long.iter_lines()
+        first = json.loads(next(line for line in lines if line.startswith("data: {"))[6:])
+        short = client.post(
+            f"{twins.url}/v1/completions",
+            json={"model": "slots", "prompt": "Hello", "max_tokens": 2, "temperature": 0},
+        ).json()
+        events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert short["usage"]["completion_tokens"] == 2
+    assert events[-1]["choices"][0]["finish_reason"] == "length"
+    assert ended_at(twins, short["id"]) < ended_at(twins, first["id"])
+
+
+def ended_at(server: Server, response_id: str) -> float:
+    """When the gateway finished the request (its log row's start plus latency)."""
+    row_id = response_id.removeprefix("cmpl-")
+    for _ in range(50):  # rows are written every 0.2 s
+        with sqlite3.connect(server.data_dir / "requests.db") as connection:
+            row = connection.execute(
+                "SELECT created_at + latency_ms / 1000 FROM requests WHERE id = ?", (row_id,)
+            ).fetchone()
+        if row is not None:
+            return float(row[0])
+        threading.Event().wait(0.1)
+    raise AssertionError(f"request {row_id} was not logged")
+
+
+def test_a_client_that_leaves_frees_its_slot(twins: Server) -> None:
+    body = {"model": "slots", "prompt": COUNTING, "max_tokens": 1500, "temperature": 0}
+    with (
+        httpx.Client(timeout=120) as client,
+        client.stream("POST", f"{twins.url}/v1/completions", json={**body, "stream": True}) as long,
+    ):
+        lines = long.iter_lines()
+        assert next(line for line in lines if line.startswith("data: {"))
+    # The stream was closed after its first event; the generation stops within a step.
+    cancelled = 0.0
+    for _ in range(100):
+        metrics = httpx.get(f"{twins.url}/metrics").text
+        cancelled = metric_value(metrics, "smallfirst_generations_cancelled_total", 'model="slots"')
+        if cancelled:
+            break
+        threading.Event().wait(0.1)
+    assert cancelled == 1
+
+
+def test_more_conversations_than_slots_resume_from_saved_states(twins: Server) -> None:
+    """Four long prompts in turn through three slots: the fourth takes the first one's slot,
+    whose sequence is saved first and restored when the first prompt comes back."""
+
+    def ask(topic: str) -> tuple[str, int, int]:
+        rules = " ".join(f"Rule {i}: answer about {topic} in one line." for i in range(30))
+        result = httpx.post(
+            f"{twins.url}/v1/chat/completions",
+            json={
+                "model": "slots",
+                "messages": [
+                    {"role": "system", "content": rules},
+                    {"role": "user", "content": f"One fact about {topic}."},
+                ],
+                "max_tokens": 12,
+                "temperature": 0,
+            },
+            timeout=120,
+        ).json()
+        usage = result["usage"]
+        cached = usage["prompt_tokens_details"]["cached_tokens"]
+        return result["choices"][0]["message"]["content"], usage["prompt_tokens"], cached
+
+    def restored() -> float:
+        metrics = httpx.get(f"{twins.url}/metrics").text
+        labels = 'model="slots",source="saved"'
+        return metric_value(metrics, "smallfirst_prompt_tokens_reused_total", labels)
+
+    first, prompt_tokens, _ = ask("owls")
+    for topic in ("tides", "glaciers", "comets"):
+        ask(topic)
+    before = restored()
+    again, _, cached = ask("owls")
+    assert prompt_tokens > 300
+    assert cached == prompt_tokens - 1
+    assert restored() - before == cached
+    assert again == first  # the restored keys and values answer as the live ones did

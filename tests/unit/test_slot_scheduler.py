@@ -1,0 +1,138 @@
+"""Admission into slots (`backends/slot_scheduler.py`) with a fake decoder: capacity, and
+that every error reaches the request it belongs to while the others go on."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from smallfirst.backends.llamacpp_slots import SlotJob
+from smallfirst.backends.slot_scheduler import SlotScheduler
+from smallfirst.backends.worker import ModelWorker
+from smallfirst.errors import InvalidRequest, ModelUnavailable, QueueFull
+from smallfirst.types import Chunk, TextRequest, Usage
+
+
+class FakeSlots:
+    """Each busy slot answers "<prompt>!" in one step, once `gate` is open."""
+
+    def __init__(self, parallel: int) -> None:
+        self.parallel = parallel
+        self.jobs: list[SlotJob] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail_next_step = False
+
+    @property
+    def free_slots(self) -> int:
+        return self.parallel - len(self.jobs)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs)
+
+    def start(self, job: SlotJob, prompt: str) -> int:
+        self.jobs.append(job)
+        return 0
+
+    def step(self) -> list[SlotJob]:
+        self.gate.wait(5)
+        if self.fail_next_step:
+            self.fail_next_step = False
+            raise RuntimeError("llama_decode failed with status -1")
+        ended, self.jobs = self.jobs, []
+        for job in ended:
+            job.emit(Chunk(text=f"{job.request.prompt}!"))
+            job.emit(Chunk(finish_reason="stop", usage=Usage(completion_tokens=1)))
+        return ended
+
+    def clear(self) -> list[SlotJob]:
+        jobs, self.jobs = self.jobs, []
+        return jobs
+
+
+class FakeEngine:
+    def __init__(self, parallel: int) -> None:
+        self.slots = FakeSlots(parallel)
+        self.loads = 0
+        self.fail_load = False
+
+    def load(self) -> FakeEngine:
+        self.loads += 1
+        if self.fail_load:
+            raise ModelUnavailable("model file not found: /nowhere.gguf")
+        return self
+
+    def prepare(self, request: TextRequest) -> str:
+        if request.prompt == "too long":
+            raise InvalidRequest("This model's maximum context length is 2048 tokens.")
+        return request.prompt_text
+
+
+def request(prompt: str) -> TextRequest:
+    return TextRequest(model="m", prompt=prompt)
+
+
+async def text_of(scheduler: SlotScheduler, engine: FakeEngine, prompt: str) -> str:
+    load: Any = engine.load
+    return "".join([chunk.text async for chunk in scheduler.stream(request(prompt), load)])
+
+
+@pytest.fixture
+def worker() -> Any:
+    worker = ModelWorker("m", queue_size=4)
+    yield worker
+    worker.shutdown()
+
+
+async def test_requests_beyond_slots_and_queue_are_429(worker: ModelWorker) -> None:
+    engine = FakeEngine(parallel=2)
+    engine.slots.gate.clear()
+    scheduler = SlotScheduler(worker, parallel=2, queue_size=1)
+    answers = [asyncio.ensure_future(text_of(scheduler, engine, p)) for p in "abc"]
+    await asyncio.sleep(0.05)
+    assert scheduler.queue_depth() == 1
+    with pytest.raises(QueueFull) as refused:
+        await text_of(scheduler, engine, "d")
+    assert "2 slots" in refused.value.message
+    engine.slots.gate.set()
+    assert await asyncio.gather(*answers) == ["a!", "b!", "c!"]
+    assert scheduler.started_jobs == 3
+    assert scheduler.queue_depth() == 0
+
+
+async def test_a_request_error_ends_that_request_only(worker: ModelWorker) -> None:
+    engine = FakeEngine(parallel=2)
+    scheduler = SlotScheduler(worker, parallel=2, queue_size=4)
+    results = await asyncio.gather(
+        text_of(scheduler, engine, "a"),
+        text_of(scheduler, engine, "too long"),
+        return_exceptions=True,
+    )
+    assert results[0] == "a!"
+    assert isinstance(results[1], InvalidRequest)
+
+
+async def test_a_failed_step_ends_the_answers_under_way_and_the_loop_goes_on(
+    worker: ModelWorker,
+) -> None:
+    engine = FakeEngine(parallel=2)
+    engine.slots.fail_next_step = True
+    scheduler = SlotScheduler(worker, parallel=2, queue_size=4)
+    with pytest.raises(RuntimeError, match="llama_decode failed"):
+        await text_of(scheduler, engine, "a")
+    assert await text_of(scheduler, engine, "b") == "b!"
+
+
+async def test_a_model_that_cannot_load_fails_its_waiting_requests(worker: ModelWorker) -> None:
+    engine = FakeEngine(parallel=2)
+    engine.fail_load = True
+    scheduler = SlotScheduler(worker, parallel=2, queue_size=4)
+    with pytest.raises(ModelUnavailable):
+        await text_of(scheduler, engine, "a")
+    engine.fail_load = False
+    assert await text_of(scheduler, engine, "b") == "b!"  # the next request loads it again
+    assert engine.loads == 2
