@@ -62,8 +62,8 @@ class LlamaCppModel(_ModelBase):
         default=1,
         ge=1,
         le=64,
-        description="answers decoded together (continuous batching); each sequence has the full"
-        " context_length of KV memory; 1: one at a time, with saved prompt states",
+        description="answers decoded together (continuous batching); each slot holds"
+        " context_length tokens of KV memory",
     )
 
     @model_validator(mode="after")
@@ -249,7 +249,7 @@ class Settings(_Section):
         return next((m for m in self.models if m.id == model_id), None)
 
 
-# Four answers decoded together: 1.85x the tokens per second of one at a time for four
+# Four answers decoded together: ~2x the tokens per second of one at a time for four
 # clients, and a short request no longer waits behind a long one (docs/architecture.md). The
 # cost is a context of KV memory per slot: ~190 MB each at 8,192 tokens for this model, which
 # is why a model in a config file has one slot unless it says otherwise.

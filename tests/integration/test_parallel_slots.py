@@ -13,6 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
+from smallfirst.backends.llamacpp_slots import SlotJob
+from smallfirst.config import BUNDLED_MODEL
+from smallfirst.types import ChatRequest
 from tests.integration.conftest import Server, metric_value, start_server
 
 pytestmark = pytest.mark.integration
@@ -171,3 +175,50 @@ def test_more_conversations_than_slots_resume_from_saved_states(twins: Server) -
     assert cached == prompt_tokens - 1
     assert restored() - before == cached
     assert again == first  # the restored keys and values answer as the live ones did
+
+
+def test_a_prompt_read_beside_answers_under_way_gets_the_logits_it_gets_alone() -> None:
+    """Driven step by step in-process, so the batch always holds the shape that once went
+    wrong: two answers' next tokens and another request's prompt in the same decode."""
+    engine = LlamaEngine(
+        resolve_model_path(BUNDLED_MODEL), n_ctx=512, n_threads=None, n_batch=512, parallel=3
+    )
+    try:
+        with_others = run_in_slots(engine, ["owls", "bread"], late="tides")
+        engine.slots.clear()  # nothing kept: "tides" is read from scratch, on its own
+        alone = run_in_slots(engine, [], late="tides")
+    finally:
+        engine.close()
+    assert with_others == alone
+
+
+def run_in_slots(engine: LlamaEngine, early: list[str], late: str) -> list[Any]:
+    """Fill every slot with a short answer; start `early` requests and step until they are
+    generating; then start `late` (it keeps the template's prefix and reads the rest) and
+    run all to the end. Returns `late`'s chunks (text and logprobs)."""
+    chunks: list[Any] = []
+
+    def start(topic: str, emit: Any) -> None:
+        request = ChatRequest(
+            model="m",
+            messages=[{"role": "user", "content": f"Write three sentences about {topic}."}],  # type: ignore[list-item]
+            max_tokens=16,
+            temperature=0,
+            logprobs=True,
+            top_logprobs=2,
+        )
+        job = SlotJob(request, emit, threading.Event(), 0.0)
+        engine.slots.start(job, engine.prepare(request))
+
+    for topic in ("ink", "salt", "moss"):  # every slot holds the chat template's prefix
+        start(topic, lambda chunk: None)
+    while engine.slots.busy:
+        engine.slots.step()
+    for topic in early:
+        start(topic, lambda chunk: None)
+    for _ in range(2):  # their prompts, then their last prompt tokens
+        engine.slots.step()
+    start(late, lambda chunk: chunks.append(chunk.model_dump()))
+    while engine.slots.busy:
+        engine.slots.step()
+    return chunks

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ class FakeSlots:
         self.gate = threading.Event()
         self.gate.set()
         self.fail_next_step = False
+        self.endless_tokens = 0
 
     @property
     def free_slots(self) -> int:
@@ -39,14 +41,25 @@ class FakeSlots:
         return 0
 
     def step(self) -> list[SlotJob]:
+        """As the real slots do: a cancelled job ends without an answer; an "endless" one
+        emits a token per step until then."""
         self.gate.wait(5)
         if self.fail_next_step:
             self.fail_next_step = False
             raise RuntimeError("llama_decode failed with status -1")
-        ended, self.jobs = self.jobs, []
-        for job in ended:
+        ended = [job for job in self.jobs if job.cancelled.is_set()]
+        for job in self.jobs:
+            if job in ended:
+                continue
+            if job.request.prompt == "endless":
+                self.endless_tokens += 1
+                job.emit(Chunk(text=str(self.endless_tokens)))
+                time.sleep(0.001)
+                continue
             job.emit(Chunk(text=f"{job.request.prompt}!"))
             job.emit(Chunk(finish_reason="stop", usage=Usage(completion_tokens=1)))
+            ended.append(job)
+        self.jobs = [job for job in self.jobs if job not in ended]
         return ended
 
     def clear(self) -> list[SlotJob]:
@@ -95,13 +108,32 @@ async def test_requests_beyond_slots_and_queue_are_429(worker: ModelWorker) -> N
     answers = [asyncio.ensure_future(text_of(scheduler, engine, p)) for p in "abc"]
     await asyncio.sleep(0.05)
     assert scheduler.queue_depth() == 1
+    waiting_since = time.monotonic()  # "c" was queued before this
     with pytest.raises(QueueFull) as refused:
         await text_of(scheduler, engine, "d")
     assert "2 slots" in refused.value.message
+    await asyncio.sleep(0.05)
+    held_at_least = time.monotonic() - waiting_since
     engine.slots.gate.set()
     assert await asyncio.gather(*answers) == ["a!", "b!", "c!"]
     assert scheduler.started_jobs == 3
+    assert scheduler.waited_s >= held_at_least  # "c" waited for a slot until the gate opened
     assert scheduler.queue_depth() == 0
+
+
+async def test_closing_a_stream_cancels_its_answer_and_frees_the_slot(
+    worker: ModelWorker,
+) -> None:
+    engine = FakeEngine(parallel=1)
+    scheduler = SlotScheduler(worker, parallel=1, queue_size=1)
+    load: Any = engine.load
+    stream = scheduler.stream(request("endless"), load)
+    seen = [await anext(stream) for _ in range(3)]
+    assert [c.text for c in seen] == ["1", "2", "3"]
+    await stream.aclose()
+    assert await text_of(scheduler, engine, "next") == "next!"  # the one slot is free again
+    assert engine.slots.endless_tokens < 1000
+    assert scheduler.cancelled_jobs == 1
 
 
 async def test_a_request_error_ends_that_request_only(worker: ModelWorker) -> None:

