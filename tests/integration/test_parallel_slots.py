@@ -184,6 +184,8 @@ def test_a_prompt_read_beside_answers_under_way_gets_the_logits_it_gets_alone() 
         resolve_model_path(BUNDLED_MODEL), n_ctx=512, n_threads=None, n_batch=512, parallel=3
     )
     try:
+        # SmolLM2-135M keeps 30 layers x (keys + values) x 3 heads x 64 x 2 bytes per token
+        assert engine.slots.kv_bytes == 3 * 512 * 30 * 2 * 3 * 64 * 2
         with_others = run_in_slots(engine, ["owls", "bread"], late="tides")
         engine.slots.clear()  # nothing kept: "tides" is read from scratch, on its own
         alone = run_in_slots(engine, [], late="tides")
@@ -222,3 +224,27 @@ def run_in_slots(engine: LlamaEngine, early: list[str], late: str) -> list[Any]:
     while engine.slots.busy:
         engine.slots.step()
     return chunks
+
+
+def test_the_memory_budget_counts_the_slots_key_value_cells(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two models whose files (~100 MB each) fit the budget together, but whose four slots
+    of 8,192 tokens (~750 MB each) do not: loading the second unloads the first."""
+    config = {
+        "local": {"memory_budget_mb": 1200},
+        "models": [
+            {"id": "first", "tier": "edge", "context_length": 8192, "parallel": 4},
+            {"id": "second", "tier": "onprem", "context_length": 8192, "parallel": 4},
+        ],
+    }
+    server = start_server(config, tmp_path_factory.mktemp("budget"))
+    try:
+        for model in ("first", "second"):
+            body = {"model": model, "prompt": "Hi", "max_tokens": 1}
+            assert httpx.post(f"{server.url}/v1/completions", json=body, timeout=120).is_success
+        models = httpx.get(f"{server.url}/v1/models").json()["data"]
+    finally:
+        server.stop()
+    loaded = {m["id"]: m["loaded"] for m in models}
+    assert (loaded["first"], loaded["second"]) == (False, True)

@@ -71,9 +71,9 @@ class LlamaCppBackend(Backend):
 
     @property
     def loaded_bytes(self) -> int:
-        """The weights and the saved prompt states."""
+        """The weights, the slots' key-value cells and the saved prompt states."""
         engine = self._engine
-        return engine.file_size + engine.saved_bytes if engine else 0
+        return engine.file_size + engine.slots.kv_bytes + engine.saved_bytes if engine else 0
 
     def queue_depth(self) -> int:
         return self.slots.queue_depth()
@@ -92,7 +92,8 @@ class LlamaCppBackend(Backend):
         )
 
     def _ensure_engine(self) -> LlamaEngine:
-        """Load on first use (worker thread), making room in the pool first."""
+        """Load on first use (worker thread), making room in the pool first: for the file,
+        then, once the context is allocated, for all of it."""
         if self._engine is None:
             path = resolve_model_path(self.config.path)
             self._pool.make_room(path.stat().st_size, self)
@@ -107,6 +108,7 @@ class LlamaCppBackend(Backend):
                 reused=self._reused,
                 parallel=self.config.parallel,
             )
+            self._pool.make_room(self.loaded_bytes, self)
         self.last_used = time.monotonic()
         return self._engine
 

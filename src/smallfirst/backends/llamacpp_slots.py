@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 # faster with flash attention (229-244 vs 244-281 tok/s for 2,048 tokens), not worth a 4x
 # slower cancel; without it, 64-512 were alike.
 PROMPT_PIECE_TOKENS = 128
+F16_BYTES = 2
 
 
 @dataclass
@@ -97,6 +98,8 @@ class SlotDecoder:
         self._context: Any = internals.LlamaContext(
             model=llama._model, params=params, verbose=False
         )
+        # Allocated up front for every cell of every slot, so it counts toward the budget.
+        self.kv_bytes = params.n_ctx * kv_bytes_per_token(llama._model.model)
         adapter: Any = llama._lora_adapter
         if adapter is not None:  # applied to each context, as `Llama` does to its own
             adapters = (low_level.llama_adapter_lora_p_ctypes * 1)(adapter)
@@ -252,3 +255,16 @@ class SlotDecoder:
         slot.job, slot.sampler, slot.answer = None, None, None
         slot.pending, slot.next_token, slot.logits_at = [], None, None
         return job
+
+
+def kv_bytes_per_token(model: Any) -> int:
+    """Keys and values of one token in every layer, in llama.cpp's default cache type (f16,
+    which we keep). An estimate for models whose attention heads are not n_embd / n_head
+    wide; exact for the bundled SmolLM2 (30 layers x 2 x 3 heads x 64 x 2 bytes = 23,040)."""
+    from llama_cpp import llama_cpp as low_level
+
+    head_width = int(low_level.llama_model_n_embd(model)) // int(
+        low_level.llama_model_n_head(model)
+    )
+    heads = int(low_level.llama_model_n_head_kv(model))
+    return int(low_level.llama_model_n_layer(model)) * 2 * heads * head_width * F16_BYTES

@@ -1,0 +1,53 @@
+"""The local models' memory budget (`LocalModelPool`): which loaded models go to make room."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smallfirst.backends.llamacpp import LocalModelPool
+
+
+class Member:
+    """What the pool reads of a `LlamaCppBackend`."""
+
+    def __init__(self, pool: LocalModelPool, loaded_bytes: int, last_used: float) -> None:
+        self.loaded_bytes = loaded_bytes
+        self.last_used = last_used
+        self.engine_loaded = loaded_bytes > 0
+        self.busy = False
+        self.loaded_bytes_before_unload = 0
+        member: Any = self
+        pool.join(member)
+
+    def try_unload(self) -> bool:
+        if self.busy:
+            return False
+        self.loaded_bytes_before_unload, self.loaded_bytes = self.loaded_bytes, 0
+        self.engine_loaded = False
+        return True
+
+
+def test_the_least_recently_used_idle_models_go_until_the_newcomer_fits() -> None:
+    pool = LocalModelPool(budget_bytes=100)
+    oldest, busy, recent = Member(pool, 40, 1.0), Member(pool, 30, 2.0), Member(pool, 20, 3.0)
+    busy.busy = True
+    newcomer: Any = Member(pool, 0, 4.0)
+    pool.make_room(45, newcomer)  # 90 loaded + 45 > 100
+    assert not oldest.engine_loaded  # 50 + 45 fits: nothing more goes
+    assert busy.engine_loaded
+    assert recent.engine_loaded
+    pool.make_room(75, newcomer)  # 50 + 75 > 100: the busy one stays, the idle one goes
+    assert busy.engine_loaded
+    assert not recent.engine_loaded
+
+
+def test_room_is_made_again_when_a_model_turns_out_bigger_than_its_file() -> None:
+    """As a backend asks: for the file before loading, then for the weights, key-value cells
+    and saved states once loaded (end to end: test_parallel_slots.py)."""
+    pool = LocalModelPool(budget_bytes=100)
+    other = Member(pool, 30, 1.0)
+    loading: Any = Member(pool, 0, 2.0)
+    pool.make_room(50, loading)  # the file alone fits beside the other model
+    assert other.engine_loaded
+    pool.make_room(90, loading)  # with its context it does not
+    assert not other.engine_loaded
