@@ -95,11 +95,15 @@ def test_a_short_request_is_answered_while_a_long_one_goes_on(twins: Server) -> 
     ):
         lines = long.iter_lines()
         first = json.loads(next(line for line in lines if line.startswith("data: {"))[6:])
+        metrics = client.get(f"{twins.url}/metrics").text
+        busy = metric_value(metrics, "smallfirst_slots", 'model="slots",state="busy"')
+        free = metric_value(metrics, "smallfirst_slots", 'model="slots",state="free"')
         short = client.post(
             f"{twins.url}/v1/completions",
             json={"model": "slots", "prompt": "Hello", "max_tokens": 2, "temperature": 0},
         ).json()
         events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert (busy, free) == (1, 2)  # /metrics while the long answer was under way
     assert short["usage"]["completion_tokens"] == 2
     assert events[-1]["choices"][0]["finish_reason"] == "length"
     assert ended_at(twins, short["id"]) < ended_at(twins, first["id"])

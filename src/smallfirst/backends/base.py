@@ -50,6 +50,10 @@ class Backend(ABC):
         """Generations stopped early because their client went away."""
         return 0
 
+    def slots_in_use(self) -> tuple[int, int] | None:
+        """(answering now, slots in all) for engines that decode in slots, else None."""
+        return None
+
     def queue_wait(self) -> tuple[int, float]:
         """Jobs started so far, and the seconds they waited in the queue in all."""
         return 0, 0.0

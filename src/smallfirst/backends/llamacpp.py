@@ -81,6 +81,9 @@ class LlamaCppBackend(Backend):
     def cancelled_generations(self) -> int:
         return self.slots.cancelled_jobs
 
+    def slots_in_use(self) -> tuple[int, int]:
+        return self.slots.busy_slots(), self.slots.parallel
+
     def queue_wait(self) -> tuple[int, float]:
         return self.slots.started_jobs, self.slots.waited_s
 

@@ -32,7 +32,7 @@ class SlotScheduler:
     def __init__(self, worker: ModelWorker, parallel: int, queue_size: int) -> None:
         self._worker = worker
         self._capacity = parallel + queue_size  # answering plus waiting
-        self._parallel = parallel
+        self.parallel = parallel
         self._lock = threading.Lock()
         self._waiting: deque[SlotJob] = deque()
         self._open = 0  # submitted and not ended: waiting or in a slot
@@ -43,7 +43,11 @@ class SlotScheduler:
         self.cancelled_jobs = 0
 
     def queue_depth(self) -> int:
-        return max(self._open - self._parallel, 0)
+        return max(self._open - self.parallel, 0)
+
+    def busy_slots(self) -> int:
+        with self._lock:
+            return self._open - len(self._waiting)
 
     async def stream(
         self, request: GenerateRequest, engine: Callable[[], LlamaEngine]
@@ -56,7 +60,7 @@ class SlotScheduler:
             if self._open >= self._capacity:
                 raise QueueFull(
                     f"model {self._worker.name!r} is busy: {self.queue_depth()} requests are "
-                    f"waiting for one of its {self._parallel} slots; retry later"
+                    f"waiting for one of its {self.parallel} slots; retry later"
                 )
             self._open += 1
             self._waiting.append(job)

@@ -31,7 +31,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 class _BackendState(Collector):
     """Read at scrape time from the backends: queue depth, cancelled generations, the
-    cooldown of models skipped after failing (`routing/health.py`), and prompt reuse."""
+    cooldown of models skipped after failing (`routing/health.py`), prompt reuse, and the
+    local models' slots in use."""
 
     def __init__(self, backends: Mapping[str, Backend], health: ModelHealth) -> None:
         self._backends = backends
@@ -67,6 +68,11 @@ class _BackendState(Collector):
             "Memory held by a local model's saved prompt states",
             labels=["model"],
         )
+        slots = GaugeMetricFamily(
+            "smallfirst_slots",
+            "A local model's slots (answers it decodes together), by state",
+            labels=["model", "state"],
+        )
         skipped = self._health.snapshot()
         for model, backend in self._backends.items():
             depth.add_metric([model], backend.queue_depth())
@@ -77,7 +83,12 @@ class _BackendState(Collector):
             reused.add_metric([model, "context"], reuse.from_context)
             reused.add_metric([model, "saved"], reuse.from_saved)
             saved.add_metric([model], reuse.saved_bytes)
-        yield from (depth, cancelled, cooldown, waits, reused, saved)
+            in_use = backend.slots_in_use()
+            if in_use is not None:
+                busy, total = in_use
+                slots.add_metric([model, "busy"], busy)
+                slots.add_metric([model, "free"], total - busy)
+        yield from (depth, cancelled, cooldown, waits, reused, saved, slots)
 
 
 class Metrics:
