@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -154,6 +155,20 @@ def metric_value(text: str, name: str, labels: str) -> float:
         if line.startswith(prefix):
             return float(line[len(prefix) :])
     return 0.0
+
+
+def logged(server: Server, expression: str, request_id: str) -> Any:
+    """`expression` (SQL over the `requests` columns) for one logged request, once its row is
+    written: the log writer flushes every 0.2 s, so it is waited for a bounded while."""
+    for _ in range(50):
+        with sqlite3.connect(server.data_dir / "requests.db") as connection:
+            row = connection.execute(
+                f"SELECT {expression} FROM requests WHERE id = ?", (request_id,)
+            ).fetchone()
+        if row is not None:
+            return row[0]
+        time.sleep(0.1)
+    raise AssertionError(f"request {request_id} was not logged")
 
 
 _OPEN_CLIENTS: list[openai.OpenAI] = []

@@ -4,7 +4,6 @@ time (`serial`) and in slots decoded together (`slots`), in one gateway."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 from smallfirst.backends.llamacpp_slots import SlotJob
 from smallfirst.config import BUNDLED_MODEL
 from smallfirst.types import ChatRequest
-from tests.integration.conftest import Server, metric_value, start_server
+from tests.integration.conftest import Server, logged, metric_value, start_server
 
 pytestmark = pytest.mark.integration
 COUNTING = "1, 2, 3, 4, 5, 6,"  # the model counts on until max_tokens: a long answer
@@ -112,15 +111,7 @@ def test_a_short_request_is_answered_while_a_long_one_goes_on(twins: Server) -> 
 def ended_at(server: Server, response_id: str) -> float:
     """When the gateway finished the request (its log row's start plus latency)."""
     row_id = response_id.removeprefix("cmpl-")
-    for _ in range(50):  # rows are written every 0.2 s
-        with sqlite3.connect(server.data_dir / "requests.db") as connection:
-            row = connection.execute(
-                "SELECT created_at + latency_ms / 1000 FROM requests WHERE id = ?", (row_id,)
-            ).fetchone()
-        if row is not None:
-            return float(row[0])
-        threading.Event().wait(0.1)
-    raise AssertionError(f"request {row_id} was not logged")
+    return float(logged(server, "created_at + latency_ms / 1000", row_id))
 
 
 def test_a_client_that_leaves_frees_its_slot(twins: Server) -> None:

@@ -3,13 +3,10 @@ from its saved state (`backends/llamacpp_state.py`) instead of evaluating it aga
 
 from __future__ import annotations
 
-import sqlite3
-import time
-
 import httpx
 import pytest
 
-from tests.integration.conftest import Server, metric_value
+from tests.integration.conftest import Server, logged, metric_value
 from tests.integration.conftest import openai_client as client
 
 MODEL = "smollm2-135m"
@@ -67,13 +64,4 @@ def test_a_conversation_another_one_interrupted_resumes_from_its_saved_state(
 
 
 def _logged_cached_tokens(gateway: Server, request_id: str) -> int:
-    """The request log's row (written every 0.2 s, so waited for a bounded while)."""
-    for _ in range(50):
-        with sqlite3.connect(gateway.data_dir / "requests.db") as connection:
-            row = connection.execute(
-                "SELECT cached_tokens FROM requests WHERE id = ?", (request_id,)
-            ).fetchone()
-        if row is not None:
-            return int(row[0])
-        time.sleep(0.1)
-    raise AssertionError(f"{request_id} was not logged")
+    return int(logged(gateway, "cached_tokens", request_id))
