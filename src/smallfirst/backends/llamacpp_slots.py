@@ -4,7 +4,7 @@ A model with `parallel: N` gets a context of N sequences, each with the model's 
 `context_length`. Every `step` is one `llama_decode` holding the next token of each answer
 being generated plus a piece of the prompts still being read; a request joins at the next
 step and leaves when its answer is over, so a short request no longer waits for a long one,
-and N answers share each pass over the weights (1.7x the tokens per second at 4 sequences
+and N answers share each pass over the weights (about 2x the tokens per second with 4 slots
 for the bundled model here: docs/architecture.md).
 
 Each slot keeps what its sequence holds after an answer, and a new prompt goes to the free

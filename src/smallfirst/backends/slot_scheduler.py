@@ -1,9 +1,9 @@
-"""Admits requests into a model's running batch of sequences (`parallel` > 1).
+"""Admits requests into a local model's running batch of sequences (its `parallel` slots).
 
 Requests wait in a FIFO and join at the next decode step as slots free up. The decode loop
 runs as one job on the model's worker thread (so the engine is never unloaded under it) for as
 long as there is work, and ends when the last answer does; the next request starts it again.
-Chunks travel back to the event loop through the same `Outbox` as the one-sequence path.
+Chunks travel back to the event loop through the worker's `Outbox`.
 """
 
 from __future__ import annotations
@@ -87,7 +87,6 @@ class SlotScheduler:
                 self._fail(job, exc)
             return
         slots = model.slots
-        assert slots is not None, "a model with parallel > 1 has slots"
         while True:
             with self._lock:
                 joining = min(len(self._waiting), slots.free_slots)
