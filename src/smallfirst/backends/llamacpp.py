@@ -3,6 +3,7 @@ loading, and least-recently-used unloading under a memory budget."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,9 @@ from smallfirst.types import (
     ToolCallDelta,
     completion_from_chunks,
 )
+
+log = logging.getLogger("smallfirst.backends")
+MB = 1024 * 1024
 
 
 class LocalModelPool:
@@ -112,6 +116,14 @@ class LlamaCppBackend(Backend):
                 parallel=self.config.parallel,
             )
             self._pool.make_room(self.loaded_bytes, self)
+            log.info(
+                "loaded %s: %d slot(s) of %d tokens, %d MB of weights and %d MB of key-value cells",
+                self.config.id,
+                self.config.parallel,
+                self.config.context_length,
+                self._engine.file_size // MB,
+                self._engine.slots.kv_bytes // MB,
+            )
         self.last_used = time.monotonic()
         return self._engine
 

@@ -34,7 +34,7 @@ def serve(
     config: Path | None = CONFIG_OPTION,
     host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default 8080)."),
-    log_level: str = typer.Option("info", help="uvicorn log level."),
+    log_level: str = typer.Option("info", help="Log level of uvicorn and of the gateway."),
 ) -> None:
     """Start the OpenAI-compatible gateway."""
     import uvicorn
@@ -56,6 +56,7 @@ def serve(
             f"binding {settings.server.host} (not loopback) needs API keys: set "
             f"{settings.server.api_keys_env}=key1,key2 or server.api_keys in the config"
         )
+    _show_gateway_log(log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.server.host,
@@ -63,6 +64,22 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=5,
     )
+
+
+def _show_gateway_log(level: str) -> None:
+    """The gateway's own messages (a model loaded, with its slots and memory; the privacy
+    detector ready) beside uvicorn's and in its format. Without a handler, Python printed
+    only warnings and errors from them."""
+    import logging
+
+    from uvicorn.logging import DefaultFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    gateway_log = logging.getLogger("smallfirst")
+    gateway_log.addHandler(handler)
+    # uvicorn's "trace" is finer than any of logging's levels
+    gateway_log.setLevel(logging.getLevelNamesMapping().get(level.upper(), logging.DEBUG))
 
 
 def chat(
