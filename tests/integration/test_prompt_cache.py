@@ -50,7 +50,7 @@ def test_a_conversation_another_one_interrupted_resumes_from_its_saved_state(
     _ask(gateway, "the moon")
     again, prompt_tokens, kept, _ = _ask(gateway, "the moon")
     assert prompt_tokens > 300
-    assert kept == prompt_tokens - 1  # the live context held it: only the last token again
+    assert kept == prompt_tokens - 1  # its slot held it: only the last token again
 
     _, _, shared, _ = _ask(gateway, "volcanoes")
     assert shared < prompt_tokens // 2  # another prompt: the context switched

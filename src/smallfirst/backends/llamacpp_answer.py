@@ -1,5 +1,5 @@
 """From sampled tokens to the chunks of one answer: UTF-8 decoding, stop sequences, the token
-limit and logprobs. Shared by the one-sequence engine and the slots of the batched one."""
+limit and logprobs, for one answer in a slot (`llamacpp_slots.py`)."""
 
 from __future__ import annotations
 

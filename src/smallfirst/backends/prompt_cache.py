@@ -1,11 +1,11 @@
 """Saved KV states of recent prompts, for one local model.
 
-llama.cpp holds one live context per model, and a request reuses only the prefix it shares
-with the request before it. When two conversations (or two apps with long system prompts)
-take turns, each would evaluate its whole prompt again: ~4 ms per token for the bundled 135M
-model on this CPU, 6.8 s for a 1,700-token prompt. Instead, the live state is saved when
-another prompt is about to overwrite it, and a prompt starts from the saved state that shares
-its longest prefix: restoring those 1,700 tokens took 7.4 ms (docs/architecture.md).
+A local model's slots each keep one sequence, and a request reuses only the prefix it shares
+with what its slot holds. When more conversations (or apps with long system prompts) take
+turns than there are slots, each would evaluate its whole prompt again: ~4 ms per token for
+the bundled 135M model on this CPU, 6.8 s for a 1,700-token prompt. Instead, a slot's state is
+saved when another prompt is about to overwrite it, and a prompt starts from the saved state
+that shares its longest prefix: restoring 1,700 tokens took 7.4 ms (docs/architecture.md).
 
 Pure bookkeeping here (no llama.cpp calls), so it is tested without a model.
 """

@@ -59,7 +59,7 @@ class _BackendState(Collector):
         )
         reused = CounterMetricFamily(
             "smallfirst_prompt_tokens_reused",
-            "Prompt tokens a local model did not evaluate again: kept in its live context, or"
+            "Prompt tokens a local model did not evaluate again: kept in a slot's sequence, or"
             " restored from a saved prompt state",
             labels=["model", "source"],
         )
