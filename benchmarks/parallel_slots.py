@@ -1,12 +1,15 @@
 """Concurrent requests to one local model: answered one at a time (`parallel: 1`) vs decoded
-together in slots (`parallel: 4`), side by side in one gateway.
+together in slots (`parallel: 4` unless BENCH_SLOTS says otherwise), side by side in one
+gateway.
 
-Both ids serve the bundled model. A round sends CLIENTS requests at once to one of them
-(greedy, up to MAX_TOKENS each); rounds alternate between the two, so machine load hits both
-alike and they never run at the same time. Then, per model, a short request sent while a long
-answer is under way: how long the short one takes (head-of-line blocking). Prints JSON.
+Both ids serve the bundled model (BENCH_SLOTS sets the second one's slots). A round sends
+CLIENTS requests at once to one of them (greedy, up to MAX_TOKENS each); rounds alternate
+between the two, so machine load hits both alike and they never run at the same time. Then,
+per model, a short request sent while a long answer is under way: how long the short one
+takes (head-of-line blocking). Prints JSON.
 
     .venv/bin/python -m benchmarks.parallel_slots
+    BENCH_SLOTS=8 BENCH_CLIENTS=8 .venv/bin/python -m benchmarks.parallel_slots
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from benchmarks.common import start_gateway, stop, summary_ms
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 MAX_TOKENS = 128
-MODELS = {"serial": 1, "slots": 4}
+MODELS = {"serial": 1, "slots": int(os.environ.get("BENCH_SLOTS", "4"))}
 QUESTIONS = [
     "Explain how a bicycle stays upright.",
     "Write a short story about a lighthouse keeper.",
@@ -104,7 +107,12 @@ def main() -> None:
                 "short_request_behind_long": {
                     model: summary_ms(values) for model, values in short.items()
                 },
-                "setup": {"clients": CLIENTS, "rounds": ROUNDS, "max_tokens": MAX_TOKENS},
+                "setup": {
+                    "clients": CLIENTS,
+                    "rounds": ROUNDS,
+                    "max_tokens": MAX_TOKENS,
+                    "slots": MODELS["slots"],
+                },
             }
         )
     )
