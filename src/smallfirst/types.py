@@ -16,9 +16,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PromptCacheBreakpoint(_Strict):
+    mode: Literal["explicit"]
+    ttl: Literal["30m", "12h"] | None = None
+
+
 class TextPart(_Strict):
     type: Literal["text"]
     text: str
+    # OpenAI's prompt-cache hints (this one, and `prompt_cache_options` / `_retention` below)
+    # go on to remote tiers; local models keep prompts by themselves, whatever the hint.
+    prompt_cache_breakpoint: PromptCacheBreakpoint | None = None
+
+
+class PromptCacheOptions(_Strict):
+    mode: Literal["implicit", "explicit"] | None = None
+    ttl: Literal["30m"] | None = None
 
 
 class FunctionCall(_Strict):
@@ -146,9 +159,10 @@ class SamplingParams(_Strict):
     user: str | None = None
     # OpenAI's newer split of `user`: who is asking (abuse checks) and which requests share a
     # prompt cache. Passed to remote tiers (pseudonymous unless allowed, see privacy_step.py);
-    # local models cache prompts by their tokens, whatever the key.
-    safety_identifier: str | None = Field(default=None, max_length=64)
-    prompt_cache_key: str | None = Field(default=None, max_length=256)
+    # local models cache prompts by their tokens, whatever the key. The limits are those the
+    # openai SDK we pin documents: 128 characters for the first, none for the second.
+    safety_identifier: str | None = Field(default=None, max_length=128)
+    prompt_cache_key: str | None = None
     # smallfirst extensions (`extra_body` in the openai client)
     route: Literal["auto", "edge", "onprem", "cloud"] | None = None  # or x-smallfirst-route
     max_strong_share: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -194,6 +208,8 @@ class ChatRequest(SamplingParams):
     response_format: ResponseFormat | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
+    prompt_cache_options: PromptCacheOptions | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     # smallfirst extension: answer from this document collection, with the model asked for
     rag: str | None = Field(default=None, min_length=1)
     tools: list[Tool] | None = Field(default=None, min_length=1)

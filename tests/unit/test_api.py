@@ -9,6 +9,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.errors import UpstreamError
 from smallfirst.service import Gateway
+from smallfirst.types import ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 
@@ -53,6 +54,37 @@ def test_text_completion(api: tuple[TestClient, Gateway]) -> None:
     assert body["object"] == "text_completion"
     assert body["choices"][0]["text"] == "Hello from big."
     assert body["choices"][0]["logprobs"]["tokens"] == ["Hello", " from", " big."]
+
+
+def test_openai_prompt_cache_hints_go_on_to_a_remote_tier(api: tuple[TestClient, Gateway]) -> None:
+    """The newer openai SDK's cache fields, as its docs give them: accepted, sent upstream,
+    and no concern of a local model (which keeps prompts by itself)."""
+    client, gateway = api
+    breakpoint_part = {"type": "text", "text": "A long, shared preamble.",
+                       "prompt_cache_breakpoint": {"mode": "explicit", "ttl": "12h"}}  # fmt: skip
+    hints = {
+        "prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
+        "prompt_cache_retention": "24h",
+        "safety_identifier": "u" * 128,  # the SDK's documented maximum
+        "prompt_cache_key": "k" * 1000,  # no maximum documented
+    }
+    messages = [{"role": "system", "content": [breakpoint_part]}, {"role": "user", "content": "Hi"}]
+    for model in ("big", "tiny"):
+        body = chat_body(model, messages=messages, **hints)
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    upstream = sent.openai_body()
+    assert upstream["prompt_cache_options"] == {"mode": "explicit", "ttl": "30m"}
+    assert upstream["prompt_cache_retention"] == "24h"
+    assert upstream["messages"][0]["content"][0]["prompt_cache_breakpoint"] == {
+        "mode": "explicit",
+        "ttl": "12h",
+    }
+    too_long = chat_body("big", safety_identifier="u" * 129)
+    assert client.post("/v1/chat/completions", json=too_long).status_code == 400
+    bad_ttl = chat_body("big", prompt_cache_options={"ttl": "1h"})
+    assert client.post("/v1/chat/completions", json=bad_ttl).status_code == 400
 
 
 @pytest.mark.parametrize(

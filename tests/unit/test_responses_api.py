@@ -77,6 +77,8 @@ def test_input_items_become_the_chat_conversation(api: tuple[TestClient, Gateway
         "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
         "safety_identifier": "u-42",
         "prompt_cache_key": "weather-bot",
+        "prompt_cache_options": {"mode": "implicit"},
+        "prompt_cache_retention": "in_memory",
     }
     response = client.post("/v1/responses", json=body)
     assert response.status_code == 200
@@ -98,6 +100,9 @@ def test_input_items_become_the_chat_conversation(api: tuple[TestClient, Gateway
     # carried over, and pseudonymous on the way to this cloud tier (policy redact)
     assert (sent.safety_identifier or "").startswith("id-")
     assert (sent.prompt_cache_key or "").startswith("cache-")
+    assert sent.prompt_cache_options is not None
+    assert sent.prompt_cache_options.mode == "implicit"
+    assert sent.prompt_cache_retention == "in_memory"
 
 
 def test_a_tool_call_is_a_function_call_item(api: tuple[TestClient, Gateway]) -> None:

@@ -69,6 +69,8 @@ class ResponsesRequest(_Strict):
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: str | None = None
     previous_response_id: str | None = None
     reasoning: dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
@@ -95,6 +97,8 @@ class ResponsesRequest(_Strict):
             "user": self.user,
             "safety_identifier": self.safety_identifier,
             "prompt_cache_key": self.prompt_cache_key,
+            "prompt_cache_options": self.prompt_cache_options,
+            "prompt_cache_retention": self.prompt_cache_retention,
             "route": self.route,
             "max_strong_share": self.max_strong_share,
             "min_quality": self.min_quality,
