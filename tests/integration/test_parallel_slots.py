@@ -238,8 +238,50 @@ def test_the_memory_budget_counts_the_slots_key_value_cells(
         for model in ("first", "second"):
             body = {"model": model, "prompt": "Hi", "max_tokens": 1}
             assert httpx.post(f"{server.url}/v1/completions", json=body, timeout=120).is_success
-        models = httpx.get(f"{server.url}/v1/models").json()["data"]
+        loaded = loaded_models(server)
     finally:
         server.stop()
-    loaded = {m["id"]: m["loaded"] for m in models}
-    assert (loaded["first"], loaded["second"]) == (False, True)
+    assert loaded == {"first": False, "second": True}
+
+
+def test_a_model_loaded_beside_a_busy_one_is_trimmed_once_both_are_idle(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The budget cannot unload a model in use: the second loads over budget while the first
+    answers. When the first's answer ends, the idle one used longest ago goes."""
+    config = {
+        "local": {"memory_budget_mb": 1200},
+        "models": [
+            {"id": "first", "tier": "edge", "context_length": 8192, "parallel": 4},
+            {"id": "second", "tier": "onprem", "context_length": 8192, "parallel": 4},
+        ],
+    }
+    server = start_server(config, tmp_path_factory.mktemp("trim"))
+    body = {"model": "first", "prompt": COUNTING, "max_tokens": 300, "stream": True}
+    try:
+        with (
+            httpx.Client(timeout=120) as client,
+            client.stream("POST", f"{server.url}/v1/completions", json=body) as long,
+        ):
+            lines = long.iter_lines()
+            assert next(line for line in lines if line.startswith("data: {"))
+            short = {"model": "second", "prompt": "Hi", "max_tokens": 1}
+            assert client.post(f"{server.url}/v1/completions", json=short).is_success
+            both = loaded_models(server)
+            for _ in lines:  # the first model's answer runs to its end
+                pass
+        after: dict[str, bool] = {}
+        for _ in range(50):
+            after = loaded_models(server)
+            if not all(after.values()):
+                break
+            threading.Event().wait(0.1)
+    finally:
+        server.stop()
+    assert both == {"first": True, "second": True}  # over budget while the first was busy
+    assert after == {"first": True, "second": False}
+
+
+def loaded_models(server: Server) -> dict[str, bool]:
+    models = httpx.get(f"{server.url}/v1/models").json()["data"]
+    return {m["id"]: m["loaded"] for m in models if m["id"] != "auto"}

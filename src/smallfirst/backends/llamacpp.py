@@ -41,7 +41,9 @@ class LocalModelPool:
     def join(self, backend: LlamaCppBackend) -> None:
         self._members.append(backend)
 
-    def make_room(self, needed: int, loading: LlamaCppBackend) -> None:
+    def make_room(self, needed: int, loading: LlamaCppBackend | None = None) -> None:
+        """Unload idle models, least recently used first, until `needed` more bytes fit
+        beside the loaded ones (`loading` aside); a busy model stays."""
         with self._lock:
             loaded = [m for m in self._members if m.engine_loaded and m is not loading]
             used = sum(m.loaded_bytes for m in loaded)
@@ -58,7 +60,9 @@ class LlamaCppBackend(Backend):
         self.worker = ModelWorker(
             config.id, config.queue_size, stream_interval_s=config.stream_interval_ms / 1000
         )
-        self.slots = SlotScheduler(self.worker, config.parallel, config.queue_size)
+        self.slots = SlotScheduler(
+            self.worker, config.parallel, config.queue_size, on_idle=self._became_idle
+        )
         self._pool = pool
         self._engine: LlamaEngine | None = None
         self._reused = ReuseCounts()  # outlives an unloaded engine: /metrics counts only grow
@@ -126,6 +130,13 @@ class LlamaCppBackend(Backend):
             )
         self.last_used = time.monotonic()
         return self._engine
+
+    def _became_idle(self) -> None:
+        """A model loaded while another was busy may have left the pool over budget: now
+        that this one is idle, unload what is idle and over (not this one: it is still
+        busy until this returns, and it was used last)."""
+        self.last_used = time.monotonic()
+        self._pool.make_room(0)
 
     def try_unload(self) -> bool:
         """Unload if idle (called from another model's worker); False if busy."""

@@ -29,8 +29,16 @@ log = logging.getLogger("smallfirst.backends")
 
 
 class SlotScheduler:
-    def __init__(self, worker: ModelWorker, parallel: int, queue_size: int) -> None:
+    def __init__(
+        self,
+        worker: ModelWorker,
+        parallel: int,
+        queue_size: int,
+        on_idle: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`on_idle` runs on the worker thread when the last answer has ended."""
         self._worker = worker
+        self._on_idle = on_idle
         self._capacity = parallel + queue_size  # answering plus waiting
         self.parallel = parallel
         self._lock = threading.Lock()
@@ -93,7 +101,7 @@ class SlotScheduler:
                 admitted = [self._waiting.popleft() for _ in range(joining)]
                 if not admitted and not slots.busy:
                     self._looping = False
-                    return
+                    break
             for job in admitted:
                 self._admit(slots, model, job)
             try:
@@ -105,6 +113,7 @@ class SlotScheduler:
                 continue
             for job in ended:
                 self._end(job)
+        self._on_idle()
 
     def _loop_ended(self, task: asyncio.Future[None]) -> None:
         """A loop that never ran (the worker was full or shut down) leaves its jobs waiting:
