@@ -133,8 +133,9 @@ class LlamaCppBackend(Backend):
 
     def _became_idle(self) -> None:
         """A model loaded while another was busy may have left the pool over budget: now
-        that this one is idle, unload what is idle and over (not this one: it is still
-        busy until this returns, and it was used last)."""
+        that this one is idle, unload idle models until it fits (this one last: it was
+        used last). Runs after the worker is released, so that two models ending together
+        do not each find the other still busy."""
         self.last_used = time.monotonic()
         self._pool.make_room(0)
 

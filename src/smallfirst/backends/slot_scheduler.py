@@ -36,7 +36,8 @@ class SlotScheduler:
         queue_size: int,
         on_idle: Callable[[], None] = lambda: None,
     ) -> None:
-        """`on_idle` runs on the worker thread when the last answer has ended."""
+        """`on_idle` runs on the event loop when the last answer has ended and the worker
+        is free again."""
         self._worker = worker
         self._on_idle = on_idle
         self._capacity = parallel + queue_size  # answering plus waiting
@@ -101,7 +102,7 @@ class SlotScheduler:
                 admitted = [self._waiting.popleft() for _ in range(joining)]
                 if not admitted and not slots.busy:
                     self._looping = False
-                    break
+                    return
             for job in admitted:
                 self._admit(slots, model, job)
             try:
@@ -113,12 +114,12 @@ class SlotScheduler:
                 continue
             for job in ended:
                 self._end(job)
-        self._on_idle()
 
     def _loop_ended(self, task: asyncio.Future[None]) -> None:
-        """A loop that never ran (the worker was full or shut down) leaves its jobs waiting:
-        end them with its error."""
+        """After a decode loop: the model is idle (`on_idle`), or the loop never ran (the
+        worker was full or shut down) and left its jobs waiting: end them with its error."""
         if not task.cancelled() and task.exception() is None:
+            self._on_idle()
             return
         error = task.exception() if not task.cancelled() else None
         with self._lock:
