@@ -221,19 +221,22 @@ def run_in_slots(engine: LlamaEngine, early: list[str], late: str) -> list[Any]:
     return chunks
 
 
+# Two bundled-model ids whose files (~100 MB each) fit the budget together, but whose four
+# slots of 8,192 tokens (~750 MB each) do not.
+TWO_MODELS_OVER_BUDGET = {
+    "local": {"memory_budget_mb": 1200},
+    "models": [
+        {"id": "first", "tier": "edge", "context_length": 8192, "parallel": 4},
+        {"id": "second", "tier": "onprem", "context_length": 8192, "parallel": 4},
+    ],
+}
+
+
 def test_the_memory_budget_counts_the_slots_key_value_cells(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """Two models whose files (~100 MB each) fit the budget together, but whose four slots
-    of 8,192 tokens (~750 MB each) do not: loading the second unloads the first."""
-    config = {
-        "local": {"memory_budget_mb": 1200},
-        "models": [
-            {"id": "first", "tier": "edge", "context_length": 8192, "parallel": 4},
-            {"id": "second", "tier": "onprem", "context_length": 8192, "parallel": 4},
-        ],
-    }
-    server = start_server(config, tmp_path_factory.mktemp("budget"))
+    """Loading the second model of `TWO_MODELS_OVER_BUDGET` unloads the first."""
+    server = start_server(TWO_MODELS_OVER_BUDGET, tmp_path_factory.mktemp("budget"))
     try:
         for model in ("first", "second"):
             body = {"model": model, "prompt": "Hi", "max_tokens": 1}
@@ -249,14 +252,7 @@ def test_a_model_loaded_beside_a_busy_one_is_trimmed_once_both_are_idle(
 ) -> None:
     """The budget cannot unload a model in use: the second loads over budget while the first
     answers. Once the second's answer ends it is the idle one, and it goes."""
-    config = {
-        "local": {"memory_budget_mb": 1200},
-        "models": [
-            {"id": "first", "tier": "edge", "context_length": 8192, "parallel": 4},
-            {"id": "second", "tier": "onprem", "context_length": 8192, "parallel": 4},
-        ],
-    }
-    server = start_server(config, tmp_path_factory.mktemp("trim"))
+    server = start_server(TWO_MODELS_OVER_BUDGET, tmp_path_factory.mktemp("trim"))
     body = {"model": "first", "prompt": COUNTING, "max_tokens": 300, "stream": True}
     try:
         with (
