@@ -296,9 +296,22 @@ def restore(result: Any, guard: GuardResult | None) -> Any:
 
 
 class _ChunkRestorer:
-    """Values back into streamed pieces: the text and each tool call's arguments have their
-    own restorer (a placeholder can be split across pieces of either); the last piece (it has
-    a finish reason) flushes what was held back."""
+    """Values back into streamed pieces, each answer (`Chunk.index`) on its own."""
+
+    def __init__(self, guard: GuardResult) -> None:
+        self._guard = guard
+        self._answers: dict[int, _AnswerRestorer] = {}
+
+    def __call__(self, chunk: Chunk) -> Chunk:
+        if chunk.index not in self._answers:
+            self._answers[chunk.index] = _AnswerRestorer(self._guard)
+        return self._answers[chunk.index](chunk)
+
+
+class _AnswerRestorer:
+    """Values back into one answer's streamed pieces: the text and each tool call's arguments
+    have their own restorer (a placeholder can be split across pieces of either); the last
+    piece (it has a finish reason) flushes what was held back."""
 
     def __init__(self, guard: GuardResult) -> None:
         self._guard = guard

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from smallfirst.backends import Backend, build_backends
+from smallfirst.choices import completions_of, fan_out, usage_of
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
@@ -34,7 +35,7 @@ from smallfirst.logs import RequestLog, RequestRecord, request_cost
 from smallfirst.privacy_step import Inspection, PrivacyStep, messages_of, restore
 from smallfirst.rag_step import RagStep, rag_collection
 from smallfirst.routing.budget import DAY_S, SpendTracker
-from smallfirst.routing.cascade import confidence
+from smallfirst.routing.cascade import Confidence, confidence
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import AUTO_MODEL, RoutingStep
@@ -45,10 +46,7 @@ from smallfirst.types import (
     GenerateRequest,
     ModelInfo,
     ToolCall,
-    ToolCallDelta,
     Usage,
-    completion_from_chunks,
-    join_tool_call_deltas,
 )
 
 # Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
@@ -91,9 +89,15 @@ class RouteInfo:
 
 @dataclass
 class Answer:
-    completion: Completion
+    choices: list[Completion]  # `request.n` answers (one unless the client asked for more)
+    usage: Usage  # of all of them: the prompt once, every answer's tokens
     route: RouteInfo
     citations: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def completion(self) -> Completion:
+        """The first answer: all there is unless the client asked for `n` > 1."""
+        return self.choices[0]
 
 
 @dataclass
@@ -217,19 +221,27 @@ class Gateway:
     async def complete(self, request: GenerateRequest, ctx: RequestContext) -> Answer:
         prepared, drafted = await self._begin(request, ctx)
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
+        with_logprobs = request.logprob_alternatives is not None
         if plan.cascade_from is not None and drafted is not None:
-            with_logprobs = request.logprob_alternatives is not None
-            draft = completion_from_chunks(drafted, with_logprobs=with_logprobs)
-            route = _route(plan.cascade_from, plan, ctx)
-            self._finish(request, ctx, route, draft.usage, text=draft.text)
-            return Answer(draft, route, citations)
-        completion, model = await self._logged(
-            request, ctx, plan, self._first_answer(plan, ctx, request, lambda b, r: b.complete(r))
-        )
+            choices = completions_of(drafted, request.n, with_logprobs=with_logprobs)
+            usage, model = usage_of(drafted), plan.cascade_from
+        elif request.n > 1:  # streamed, so that a local model answers them side by side
+            chunks, model = await self._logged(
+                request, ctx, plan, self._first_answer(plan, ctx, request, self._collected)
+            )
+            choices = completions_of(chunks, request.n, with_logprobs=with_logprobs)
+            usage = usage_of(chunks)
+        else:
+            completion, model = await self._logged(
+                request,
+                ctx,
+                plan,
+                self._first_answer(plan, ctx, request, lambda b, r: b.complete(r)),
+            )
+            choices, usage = [completion], completion.usage
         route = _route(model, plan, ctx)
-        answer_text = completion.text + _calls_text(completion.tool_calls)
-        self._finish(request, ctx, route, completion.usage, text=answer_text)
-        return Answer(completion, route, citations)
+        self._finish(request, ctx, route, usage, text=_answers_text(choices))
+        return Answer(choices, usage, route, citations)
 
     async def stream(self, request: GenerateRequest, ctx: RequestContext) -> StreamAnswer:
         prepared, drafted = await self._begin(request, ctx)
@@ -240,7 +252,7 @@ class Gateway:
             return StreamAnswer(route, replay, citations)
 
         async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
-            chunks = backend.stream(sent)
+            chunks = self._answers(backend, sent)
             try:
                 first = await anext(chunks)
             except StopAsyncIteration:
@@ -272,9 +284,7 @@ class Gateway:
 
         async def draft() -> list[Chunk] | None:
             try:
-                return await self._call(
-                    weak, ctx, _with_logprobs(request), lambda b, r: _collect(b.stream(r))
-                )
+                return await self._call(weak, ctx, _with_logprobs(request), self._collected)
             except ContextLengthExceeded:  # the strong model may hold it: no 400 yet
                 return None
 
@@ -283,7 +293,9 @@ class Gateway:
             plan.reason += f"; escalated: the prompt does not fit {weak.id}"
             ctx.tried.append(weak.id)
             return None
-        sure = confidence([lp for chunk in drafted for lp in chunk.logprobs or []])
+        # With n answers, the least sure of them decides.
+        drafts = completions_of(drafted, request.n, with_logprobs=True)
+        sure = min((confidence(d.logprobs) for d in drafts), key=_sureness)
         if not sure.confident(self.settings.routing.cascade):
             plan.reason += f"; escalated: {sure.describe()}"
             ctx.tried.append(weak.id)
@@ -292,6 +304,17 @@ class Gateway:
         if request.logprob_alternatives is None:  # asked for by us, not by the client
             drafted = [chunk.model_copy(update={"logprobs": None}) for chunk in drafted]
         return drafted
+
+    def _answers(self, backend: Backend, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        """The stream of all `request.n` answers; a backend that gives one per call is asked
+        once per answer, at most as many at once as it has slots (`choices.py`)."""
+        if request.n == 1 or backend.answers_n_at_once:
+            return backend.stream(request)
+        slots = backend.slots_in_use()
+        return fan_out(backend.stream, request, slots[1] if slots else request.n)
+
+    async def _collected(self, backend: Backend, request: GenerateRequest) -> list[Chunk]:
+        return [chunk async for chunk in self._answers(backend, request)]
 
     async def _call(
         self,
@@ -374,14 +397,12 @@ class Gateway:
         """Yield the stream and log it when it ends (`billed`: its cost is already counted)."""
         ttft: float | None = None
         usage = Usage()
-        parts: list[str] = []
-        deltas: list[ToolCallDelta] = []
+        seen: list[Chunk] = []
         status, error = CLIENT_CLOSED_REQUEST, None  # unless the stream ends or fails
         try:
             async for chunk in chunks:
                 ttft = ttft or time.perf_counter()
-                parts.append(chunk.text)
-                deltas.extend(chunk.tool_calls or [])
+                seen.append(chunk)
                 usage = chunk.usage or usage
                 yield chunk
             status = 200
@@ -399,7 +420,7 @@ class Gateway:
                 usage,
                 status=status,
                 error=error,
-                text="".join(parts) + _calls_text(join_tool_call_deltas(deltas)),
+                text=_answers_text(completions_of(seen, request.n, with_logprobs=False)),
                 ttft=ttft,
             )
 
@@ -518,13 +539,22 @@ def _prompt_text(request: GenerateRequest) -> str:
     return "\n".join(lines)
 
 
+def _answers_text(choices: Sequence[Completion]) -> str:
+    """The answers as the log keeps them (`log_prompts`): numbered when there are several."""
+    texts = [choice.text + _calls_text(choice.tool_calls) for choice in choices]
+    if len(texts) == 1:
+        return texts[0]
+    return "\n".join(f"[{index}] {text}" for index, text in enumerate(texts))
+
+
+def _sureness(sure: Confidence) -> tuple[bool, float]:
+    """Orders answers' confidences, least sure first: no tokens at all, then by mean logprob."""
+    return sure.tokens > 0, sure.mean_logprob
+
+
 def _calls_text(calls: Sequence[ToolCall] | None) -> str:
     """Tool calls as the log shows them, after the text they came with."""
     return "".join(f" [call {c.function.name}({c.function.arguments})]" for c in calls or [])
-
-
-async def _collect(chunks: AsyncIterator[Chunk]) -> list[Chunk]:
-    return [chunk async for chunk in chunks]
 
 
 async def _replay(chunks: list[Chunk]) -> AsyncIterator[Chunk]:

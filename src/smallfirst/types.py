@@ -139,6 +139,7 @@ class NamedToolChoice(_Strict):
     function: FunctionName
 
 
+MAX_CHOICES = 128  # OpenAI's limit for `n`
 SMALLFIRST_FIELDS = {"route", "max_strong_share", "min_quality", "privacy", "rag"}
 
 
@@ -151,7 +152,7 @@ class SamplingParams(_Strict):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = 1
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # answers to the same prompt (`choices`)
     stream: bool = False
     stream_options: StreamOptions | None = None
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
@@ -168,13 +169,6 @@ class SamplingParams(_Strict):
     max_strong_share: float | None = Field(default=None, ge=0.0, le=1.0)
     min_quality: float | None = Field(default=None, ge=0.0, le=1.0)
     privacy: Literal["allow", "redact", "local_only", "block"] | None = None
-
-    @field_validator("n")
-    @classmethod
-    def _only_one_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported")
-        return value
 
     @field_validator("stop")
     @classmethod
@@ -376,8 +370,11 @@ class ToolCallDelta(BaseModel):
 
 
 class Chunk(BaseModel):
-    """One streamed piece. The last chunk carries `finish_reason` and `usage`."""
+    """One streamed piece of the answer `index` (0 unless the request asked for `n` > 1).
+    Each answer's last chunk carries its `finish_reason`; the stream's last chunk also carries
+    the `usage` of all of them."""
 
+    index: int = 0
     text: str = ""
     logprobs: list[TokenLogprob] | None = None
     tool_calls: list[ToolCallDelta] | None = None

@@ -81,6 +81,21 @@ def start_server(config: dict[str, Any], directory: Path, port: int | None = Non
     raise RuntimeError(f"server on {port} not ready after {READY_TIMEOUT_S}s")
 
 
+def bundled_model_twins(
+    tmp_path_factory: pytest.TempPathFactory, name: str, slots: dict[str, int], context: int
+) -> Iterator[Server]:
+    """One gateway serving the bundled model under two ids (edge, then on-prem), each with the
+    given number of slots: for fixtures comparing the two side by side."""
+    tiers = ("edge", "onprem")
+    models = [
+        {"id": model, "tier": tier, "context_length": context, "parallel": parallel}
+        for (model, parallel), tier in zip(slots.items(), tiers, strict=True)
+    ]
+    server = start_server({"models": models}, tmp_path_factory.mktemp(name))
+    yield server
+    server.stop()
+
+
 def fake_upstream_config(model: str, reply: str, delay: float = 0.0) -> dict[str, Any]:
     return {
         "models": [

@@ -16,7 +16,13 @@ from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 from smallfirst.backends.llamacpp_slots import SlotJob
 from smallfirst.config import BUNDLED_MODEL
 from smallfirst.types import ChatRequest
-from tests.integration.conftest import Server, logged, metric_value, start_server
+from tests.integration.conftest import (
+    Server,
+    bundled_model_twins,
+    logged,
+    metric_value,
+    start_server,
+)
 
 pytestmark = pytest.mark.integration
 COUNTING = "1, 2, 3, 4, 5, 6,"  # the model counts on until max_tokens: a long answer
@@ -24,15 +30,7 @@ COUNTING = "1, 2, 3, 4, 5, 6,"  # the model counts on until max_tokens: a long a
 
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    config = {
-        "models": [
-            {"id": "serial", "tier": "edge", "context_length": 2048, "parallel": 1},
-            {"id": "slots", "tier": "onprem", "context_length": 2048, "parallel": 3},
-        ]
-    }
-    server = start_server(config, tmp_path_factory.mktemp("slots"))
-    yield server
-    server.stop()
+    yield from bundled_model_twins(tmp_path_factory, "slots", {"serial": 1, "slots": 3}, 2048)
 
 
 SCHEMA = {

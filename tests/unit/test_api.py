@@ -91,7 +91,8 @@ def test_openai_prompt_cache_hints_go_on_to_a_remote_tier(api: tuple[TestClient,
     ("body", "status", "fragment"),
     [
         (chat_body(temperature=3), 400, "temperature"),
-        (chat_body(n=2), 400, "only n=1"),
+        (chat_body(n=0), 400, "'n': Input should be greater than or equal to 1"),
+        (chat_body(n=129), 400, "'n': Input should be less than or equal to 128"),
         (chat_body(modalities=["audio"]), 400, "Unrecognized request argument supplied: modalit"),
         (chat_body(tools=[]), 400, "'tools': List should have at least 1 item"),
         (

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from smallfirst.backends.openai_compat import OpenAICompatBackend
 from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from smallfirst.types import ChatRequest
+from smallfirst.types import ChatRequest, Usage
 
 REQUEST = ChatRequest.model_validate(
     {"model": "cloud", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -280,3 +280,53 @@ async def test_streamed_tool_calls_are_passed_on_piece_by_piece() -> None:
     assert (deltas[0].id, deltas[0].name) == ("call_9", "get_weather")
     assert "".join(d.arguments for d in deltas) == '{"city": 1}'
     assert chunks[-1].finish_reason == "tool_calls"
+
+
+async def test_n_answers_are_asked_for_in_one_call_and_read_by_index() -> None:
+    events = [
+        {"choices": [{"index": 1, "delta": {"content": "B1"}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {"content": "A1"}, "finish_reason": None}]},
+        {"choices": [{"index": 1, "delta": {"content": " B2"}, "finish_reason": "length"}]},
+        {"choices": [{"index": 0, "delta": {"content": " A2"}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 4}},
+    ]
+    seen: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        return web.Response(body=sse(events) + b"data: [DONE]\n\n")
+
+    async with upstream(handle) as backend:
+        chunks = [c async for c in backend.stream(REQUEST.model_copy(update={"n": 2}))]
+    assert backend.answers_n_at_once
+    assert [body["n"] for body in seen] == [2]
+    assert ["".join(c.text for c in chunks if c.index == i) for i in (0, 1)] == ["A1 A2", "B1 B2"]
+    finishes = [(c.index, c.finish_reason) for c in chunks if c.finish_reason]
+    assert finishes == [(0, "stop"), (1, "length")]
+    assert [c.usage for c in chunks if c.usage] == [Usage(prompt_tokens=7, completion_tokens=4)]
+
+
+async def test_an_answer_left_unfinished_or_out_of_range_is_502() -> None:
+    unfinished = [{"choices": [{"index": 0, "delta": {"content": "A"}, "finish_reason": "stop"}]}]
+    stray = [{"choices": [{"index": 2, "delta": {"content": "C"}, "finish_reason": "stop"}]}]
+    for events, message in ((unfinished, "without finishing"), (stray, "choice 2 of 2")):
+
+        async def handle(request: web.Request, events: list[Any] = events) -> web.Response:
+            return web.Response(body=sse(events) + b"data: [DONE]\n\n")
+
+        async with upstream(handle) as backend:
+            with pytest.raises(UpstreamError, match=message):
+                _ = [c async for c in backend.stream(REQUEST.model_copy(update={"n": 2}))]
+
+
+async def test_a_whole_answer_asks_for_one_choice() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        return web.json_response(ANSWER)
+
+    async with upstream(handle) as backend:
+        answer = await backend.complete(REQUEST.model_copy(update={"n": 3}))
+    assert answer.text == "hello"
+    assert "n" not in seen[0]

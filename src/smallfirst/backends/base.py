@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from smallfirst.config import ModelConfig
 from smallfirst.types import Chunk, Completion, GenerateRequest, ModelInfo
@@ -20,7 +21,14 @@ class PromptReuse:
 
 
 class Backend(ABC):
-    """A model that can answer. `request.model` is the gateway's model id, not the engine's."""
+    """A model that can answer. `request.model` is the gateway's model id, not the engine's.
+
+    `complete` and `stream` give one answer, whatever `request.n` says, unless the backend sets
+    `answers_n_at_once`: then `stream` gives all `request.n` of them from one call, each chunk
+    tagged with its answer's `index` (the gateway asks the others once per answer).
+    """
+
+    answers_n_at_once: ClassVar[bool] = False
 
     @abstractmethod
     def info(self) -> ModelInfo:

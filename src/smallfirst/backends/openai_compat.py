@@ -47,6 +47,8 @@ CLIENT_ERROR_STATUSES = {400, 413, 422}
 
 
 class OpenAICompatBackend(Backend):
+    answers_n_at_once = True  # `n` goes upstream: one call, the prompt billed once
+
     def __init__(self, config: OpenAICompatModel) -> None:
         self.config = config
         self._base_url = config.base_url.rstrip("/") + "/"
@@ -118,6 +120,7 @@ class OpenAICompatBackend(Backend):
 
     async def complete(self, request: GenerateRequest) -> Completion:
         path, body = self._path_and_body(request, stream=False)
+        body.pop("n", None)  # one answer: the gateway streams requests for more
         response = await self._send(path, body)
         try:
             raw = await response.read()
@@ -146,7 +149,7 @@ class OpenAICompatBackend(Backend):
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         path, body = self._path_and_body(request, stream=True)
         response = await self._send(path, body)
-        finish: str | None = None
+        finishes: dict[int, str] = {}
         usage: Usage | None = None
         emitted: list[str] = []
         try:
@@ -157,26 +160,39 @@ class OpenAICompatBackend(Backend):
                 if data.get("usage"):
                     usage = Usage.model_validate(data["usage"])
                 for choice in data.get("choices") or []:
+                    index = self._choice_index(choice, request.n)
                     delta = choice.get("delta") or {}
                     text = delta.get("content") if "delta" in choice else choice.get("text")
                     logprobs = _logprobs(choice.get("logprobs"))
                     calls = _tool_call_deltas(delta.get("tool_calls"))
                     if text or logprobs or calls:
                         emitted.append((text or "") + "".join(c.arguments for c in calls or []))
-                        yield Chunk(text=text or "", logprobs=logprobs, tool_calls=calls)
-                    finish = choice.get("finish_reason") or finish
+                        yield Chunk(
+                            index=index, text=text or "", logprobs=logprobs, tool_calls=calls
+                        )
+                    if choice.get("finish_reason"):
+                        finishes[index] = choice["finish_reason"]
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{self.config.id}: upstream timed out mid-stream") from exc
         except (aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(f"{self.config.id}: upstream stream broke off") from exc
         finally:
             response.release()
-        if finish is None:
+        if len(finishes) < request.n:
             raise UpstreamError(f"{self.config.id}: upstream stream ended without finishing")
-        yield Chunk(
-            finish_reason=finish_reason_of(finish),
-            usage=usage or _usage(None, body, "".join(emitted)),
-        )
+        usage = usage or _usage(None, body, "".join(emitted))
+        for index in range(request.n):  # the last one carries the usage of all
+            yield Chunk(
+                index=index,
+                finish_reason=finish_reason_of(finishes[index]),
+                usage=usage if index == request.n - 1 else None,
+            )
+
+    def _choice_index(self, choice: dict[str, Any], n: int) -> int:
+        index = choice.get("index", 0)
+        if not isinstance(index, int) or not 0 <= index < n:
+            raise UpstreamError(f"{self.config.id}: upstream sent choice {index!r} of {n}")
+        return index
 
 
 async def _sse_payloads(response: aiohttp.ClientResponse) -> AsyncIterator[str]:

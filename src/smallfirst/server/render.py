@@ -17,6 +17,7 @@ from smallfirst.types import (
     GenerateRequest,
     TokenLogprob,
     ToolCallDelta,
+    Usage,
 )
 
 
@@ -97,7 +98,8 @@ def _text_logprobs(items: list[TokenLogprob] | None, offset: int = 0) -> dict[st
 
 def completion_body(
     request: GenerateRequest,
-    completion: Completion,
+    choices: list[Completion],
+    usage: Usage,
     route: RouteInfo,
     request_id: str,
     citations: list[dict[str, Any]] | None = None,
@@ -107,28 +109,35 @@ def completion_body(
         "created": int(time.time()),
         "model": route.model.id,
         "system_fingerprint": None,
-        "usage": completion.usage.as_openai(),
+        "usage": usage.as_openai(),
         "smallfirst": route_fields(route, citations),
     }
     if isinstance(request, ChatRequest):
-        message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
-        if completion.tool_calls:
-            message["content"] = completion.text or None  # OpenAI sends null beside tool calls
-            message["tool_calls"] = [call.model_dump() for call in completion.tool_calls]
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": message,
-            "logprobs": _chat_logprobs(completion.logprobs),
-            "finish_reason": completion.finish_reason,
+        chat_choices = [_chat_choice(index, choice) for index, choice in enumerate(choices)]
+        return {"object": "chat.completion", "choices": chat_choices, **common}
+    text_choices = [
+        {
+            "index": index,
+            "text": choice.text,
+            "logprobs": _text_logprobs(choice.logprobs),
+            "finish_reason": choice.finish_reason,
         }
-        return {"object": "chat.completion", "choices": [choice], **common}
-    choice = {
-        "index": 0,
-        "text": completion.text,
-        "logprobs": _text_logprobs(completion.logprobs),
+        for index, choice in enumerate(choices)
+    ]
+    return {"object": "text_completion", "choices": text_choices, **common}
+
+
+def _chat_choice(index: int, completion: Completion) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
+    if completion.tool_calls:
+        message["content"] = completion.text or None  # OpenAI sends null beside tool calls
+        message["tool_calls"] = [call.model_dump() for call in completion.tool_calls]
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": _chat_logprobs(completion.logprobs),
         "finish_reason": completion.finish_reason,
     }
-    return {"object": "text_completion", "choices": [choice], **common}
 
 
 class ChunkRenderer:
@@ -162,7 +171,7 @@ class ChunkRenderer:
             "system_fingerprint": None,
         }
         self.include_usage = request.include_usage_chunk
-        self._text_offset = 0
+        self._text_offsets = [0] * request.n
         self._route = route
 
     def _event(
@@ -174,12 +183,16 @@ class ChunkRenderer:
         return event
 
     def opening(self) -> list[dict[str, Any]]:
+        """Chat streams open each answer with its role; the first event says who answers."""
         if not self.chat:
             return []
         delta = {"role": "assistant", "content": "", "refusal": None}
-        first = self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
-        first["smallfirst"] = route_fields(self._route, self._citations)
-        return [first]
+        openings = [
+            self._event([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}])
+            for index in range(self.request.n)
+        ]
+        openings[0]["smallfirst"] = route_fields(self._route, self._citations)
+        return openings
 
     def events(self, chunk: Chunk) -> list[dict[str, Any]]:
         out = []
@@ -187,10 +200,11 @@ class ChunkRenderer:
             out.append(self._event([self._choice(chunk, finish=None)]))
         if chunk.tool_calls and self.chat:
             delta = {"tool_calls": [_tool_call_delta(d) for d in chunk.tool_calls]}
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+            choice = {"index": chunk.index, "delta": delta, "logprobs": None, "finish_reason": None}
             out.append(self._event([choice]))
         if chunk.finish_reason is not None:
-            out.append(self._event([self._choice(Chunk(), finish=chunk.finish_reason)]))
+            ending = Chunk(index=chunk.index)
+            out.append(self._event([self._choice(ending, finish=chunk.finish_reason)]))
             if self.include_usage and chunk.usage is not None:
                 out.append({**self.base, "choices": [], "usage": chunk.usage.as_openai()})
         return out
@@ -199,14 +213,19 @@ class ChunkRenderer:
         if self.chat:
             delta = {"content": chunk.text} if chunk.text or chunk.logprobs else {}
             return {
-                "index": 0,
+                "index": chunk.index,
                 "delta": delta,
                 "logprobs": _chat_logprobs(chunk.logprobs),
                 "finish_reason": finish,
             }
-        logprobs = _text_logprobs(chunk.logprobs, self._text_offset)
-        self._text_offset += len(chunk.text)
-        return {"index": 0, "text": chunk.text, "logprobs": logprobs, "finish_reason": finish}
+        logprobs = _text_logprobs(chunk.logprobs, self._text_offsets[chunk.index])
+        self._text_offsets[chunk.index] += len(chunk.text)
+        return {
+            "index": chunk.index,
+            "text": chunk.text,
+            "logprobs": logprobs,
+            "finish_reason": finish,
+        }
 
 
 def _tool_call_delta(delta: ToolCallDelta) -> dict[str, Any]:

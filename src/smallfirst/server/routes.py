@@ -66,7 +66,9 @@ class _Completions:
 
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
         citations = answer.citations or None
-        return completion_body(self.request, answer.completion, answer.route, request_id, citations)
+        return completion_body(
+            self.request, answer.choices, answer.usage, answer.route, request_id, citations
+        )
 
     def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]:
         citations = answer.citations or None

@@ -1,0 +1,100 @@
+"""`n` answers to one prompt with the real bundled model (each answer in a slot of its own)
+and through a real second server (one upstream call for all of them)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Server, bundled_model_twins, openai_client
+
+pytestmark = pytest.mark.integration
+PROMPT = [{"role": "user", "content": "Tell me a short story about a fox."}]
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from bundled_model_twins(tmp_path_factory, "choices", {"solo": 1, "slots": 3}, 1024)
+
+
+def texts(server: Server, model: str, **body: Any) -> list[str]:
+    request = {"model": model, "messages": PROMPT, "max_tokens": 16, **body}
+    response = httpx.post(f"{server.url}/v1/chat/completions", json=request, timeout=120)
+    assert response.status_code == 200, response.text
+    choices = response.json()["choices"]
+    assert [choice["index"] for choice in choices] == list(range(len(choices)))
+    return [choice["message"]["content"] for choice in choices]
+
+
+def test_greedy_choices_decoded_side_by_side_equal_the_single_answer(local: Server) -> None:
+    (single,) = texts(local, "solo", temperature=0)
+    assert texts(local, "slots", temperature=0, n=3) == [single] * 3
+    api = openai_client(local)
+    stream = api.chat.completions.create(
+        model="slots", messages=PROMPT, max_tokens=16, temperature=0, n=3, stream=True
+    )
+    streamed = ["", "", ""]
+    for chunk in stream:
+        for choice in chunk.choices:
+            streamed[choice.index] += choice.delta.content or ""
+    assert streamed == [single] * 3
+
+
+def test_seeded_choice_i_is_the_single_answer_with_seed_plus_i(local: Server) -> None:
+    sampled = {"temperature": 1.2, "top_p": 1.0}
+    choices = texts(local, "solo", n=3, seed=11, **sampled)
+    alone = [texts(local, "solo", seed=11 + i, **sampled)[0] for i in range(3)]
+    assert choices == alone
+    assert len(set(choices)) == 3  # three seeds, three stories
+
+
+def test_remote_choices_come_from_one_upstream_call(gateway: Server, upstream: Server) -> None:
+    before = upstream_rows(upstream)
+    api = openai_client(gateway)
+    whole = api.chat.completions.create(model="cloud-model", messages=PROMPT, n=2)
+    stream = api.chat.completions.create(
+        model="cloud-model",
+        messages=PROMPT,
+        n=2,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert [c.message.content for c in whole.choices] == ["The cloud says hello to you."] * 2
+    assert whole.usage is not None
+    assert whole.usage.completion_tokens == 12
+    streamed = ["", ""]
+    for chunk in chunks:
+        for choice in chunk.choices:
+            streamed[choice.index] += choice.delta.content or ""
+    assert streamed == ["The cloud says hello to you."] * 2
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 12
+    rows = wait_for_rows(upstream, before + 2)
+    assert rows[before:] == [12, 12]  # two calls, each with both answers
+
+
+def upstream_rows(server: Server) -> int:
+    with sqlite3.connect(server.data_dir / "requests.db") as connection:
+        (count,) = connection.execute("SELECT count(*) FROM requests").fetchone()
+    return int(count)
+
+
+def wait_for_rows(server: Server, count: int) -> list[int]:
+    """The upstream's completion tokens per logged request, once `count` rows are written
+    (its log writer flushes every 0.2 s), then checked again: no more rows came after."""
+    query = "SELECT completion_tokens FROM requests ORDER BY created_at"
+    for _ in range(50):
+        with sqlite3.connect(server.data_dir / "requests.db") as connection:
+            rows = [int(row[0]) for row in connection.execute(query)]
+        if len(rows) >= count:
+            threading.Event().wait(0.5)
+            with sqlite3.connect(server.data_dir / "requests.db") as connection:
+                return [int(row[0]) for row in connection.execute(query)]
+        threading.Event().wait(0.1)
+    raise AssertionError(f"the upstream logged fewer than {count} requests")

@@ -1,0 +1,227 @@
+"""`n` answers to one prompt (`choices`), with fake backends: shapes, usage, seeds, streams,
+privacy and the cascade, and how the answers of a one-answer backend are fanned out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from smallfirst.backends.fake import FakeReply
+from smallfirst.choices import fan_out, merged_usage
+from smallfirst.errors import UpstreamError
+from smallfirst.privacy.guard import GuardResult
+from smallfirst.privacy.redact import Redaction
+from smallfirst.privacy_step import restore
+from smallfirst.service import Gateway
+from smallfirst.types import ChatRequest, Chunk, GenerateRequest, Usage
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Gateway]]:
+    client, gateway = fake_client(fake_settings(tmp_path, log_prompts=True))
+    with client:
+        yield client, gateway
+
+
+def events_of(response: Any) -> list[dict[str, Any]]:
+    lines = response.text.splitlines()
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+
+
+def test_n_answers_come_back_as_numbered_choices_with_the_prompt_counted_once(
+    api: tuple[TestClient, Gateway], tmp_path: Path
+) -> None:
+    client, gateway = api
+    single = client.post("/v1/chat/completions", json=chat_body()).json()
+    fake_backend(gateway, "tiny").queue("One.", "Two words.", "Three words here.")
+    response = client.post("/v1/chat/completions", json=chat_body(n=3, seed=7))
+    body = response.json()
+    assert response.status_code == 200
+    texts = sorted(choice["message"]["content"] for choice in body["choices"])
+    assert texts == ["One.", "Three words here.", "Two words."]
+    assert [choice["index"] for choice in body["choices"]] == [0, 1, 2]
+    assert body["usage"]["prompt_tokens"] == single["usage"]["prompt_tokens"]
+    assert body["usage"]["completion_tokens"] == 1 + 2 + 3
+    asked = fake_backend(gateway, "tiny").requests[-3:]
+    assert sorted((r.n, r.seed) for r in asked) == [(1, 7), (1, 8), (1, 9)]
+    client.get("/metrics")  # the log writer catches up in the background
+    gateway.request_log.close()
+    logged = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT response, completion_tokens FROM requests ORDER BY created_at DESC LIMIT 1"
+    )
+    response_text, completion_tokens = logged.fetchone()
+    assert completion_tokens == 6
+    assert response_text.splitlines()[0].startswith("[0] ")
+    assert len(response_text.splitlines()) == 3
+
+
+def test_text_completions_give_n_choices_too(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    body = client.post("/v1/completions", json={"model": "big", "prompt": "Once", "n": 2}).json()
+    assert [(c["index"], c["text"]) for c in body["choices"]] == [
+        (0, "Hello from big."),
+        (1, "Hello from big."),
+    ]
+
+
+def test_a_stream_of_n_answers_opens_fills_and_finishes_each_and_counts_usage_once(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    client, gateway = api
+    fake_backend(gateway, "tiny").queue("Alpha beta gamma.", "Delta.")
+    body = chat_body(n=2, stream=True, stream_options={"include_usage": True})
+    events = events_of(client.post("/v1/chat/completions", json=body))
+    roles = [
+        e["choices"][0]["index"]
+        for e in events
+        if e["choices"] and "role" in e["choices"][0]["delta"]
+    ]
+    assert roles == [0, 1]
+    texts = {0: "", 1: ""}
+    finishes = {}
+    for event in events:
+        for choice in event["choices"]:
+            texts[choice["index"]] += choice["delta"].get("content", "")
+            if choice["finish_reason"]:
+                finishes[choice["index"]] = choice["finish_reason"]
+    assert sorted(texts.values()) == ["Alpha beta gamma.", "Delta."]
+    assert finishes == {0: "stop", 1: "stop"}
+    usages = [e["usage"] for e in events if e.get("usage")]
+    assert len(usages) == 1
+    assert usages[0]["completion_tokens"] == 3 + 1
+    assert events[-1]["choices"] == []  # the usage event comes last
+
+
+def test_each_answer_gets_its_redacted_values_back(tmp_path: Path) -> None:
+    client, gateway = fake_client(fake_settings(tmp_path))
+    name, email = "John Smith", "john.smith@example.com"
+    prompt = f"My name is {name} and my e-mail is {email}. Write me a welcome note."
+    body = chat_body("big", messages=[{"role": "user", "content": prompt}], n=2)
+    with client:
+        fake_backend(gateway, "big").queue("Dear <PERSON_1>.", "Mail <EMAIL_ADDRESS_1> now.")
+        whole = client.post("/v1/chat/completions", json=body).json()
+        fake_backend(gateway, "big").queue("Dear <PERSON_1>.", "Mail <EMAIL_ADDRESS_1> now.")
+        events = events_of(client.post("/v1/chat/completions", json={**body, "stream": True}))
+    sent = fake_backend(gateway, "big").requests
+    assert all(name not in m.text for r in sent if isinstance(r, ChatRequest) for m in r.messages)
+    expected = sorted([f"Dear {name}.", f"Mail {email} now."])
+    assert sorted(c["message"]["content"] for c in whole["choices"]) == expected
+    streamed = {0: "", 1: ""}
+    for event in events:
+        for choice in event["choices"]:
+            streamed[choice["index"]] += choice["delta"].get("content", "")
+    assert sorted(streamed.values()) == expected
+
+
+def test_placeholders_split_across_pieces_are_restored_within_each_answer() -> None:
+    guard = GuardResult(
+        action="redact", messages=[], redaction=Redaction({"<PERSON_1>": "Ann Lee"})
+    )
+    pieces = [(0, "Dear <PER"), (1, "Hi <PERSON"), (0, "SON_1>, hello"), (1, "_1>!")]
+    chunks = [Chunk(index=i, text=t) for i, t in pieces]
+    chunks += [Chunk(index=0, finish_reason="stop"), Chunk(index=1, finish_reason="stop")]
+    restored = restore(chunks, guard)
+    by_answer = ["".join(c.text for c in restored if c.index == i) for i in (0, 1)]
+    assert by_answer == ["Dear Ann Lee, hello", "Hi Ann Lee!"]
+
+
+def cascade_client(tmp_path: Path) -> tuple[TestClient, Gateway]:
+    routing = {"router": "cascade", "cascade": {"min_mean_logprob": -1.0}}
+    return fake_client(fake_settings(tmp_path, routing=routing))
+
+
+def test_the_cascade_keeps_n_small_answers_only_if_it_is_sure_of_every_one(
+    tmp_path: Path,
+) -> None:
+    client, gateway = cascade_client(tmp_path)
+    tiny = fake_backend(gateway, "tiny")
+    with client:
+        tiny.queue(FakeReply("Sure.", logprob=-0.1), FakeReply("Also sure.", logprob=-0.2))
+        kept = client.post("/v1/chat/completions", json=chat_body("auto", n=2)).json()
+        tiny.queue(FakeReply("Sure.", logprob=-0.1), FakeReply("Hmm, maybe.", logprob=-3.0))
+        escalated = client.post("/v1/chat/completions", json=chat_body("auto", n=2)).json()
+    assert kept["model"] == "tiny"
+    assert sorted(c["message"]["content"] for c in kept["choices"]) == ["Also sure.", "Sure."]
+    assert "kept: mean logprob -0.200" in kept["smallfirst"]["reason"]
+    assert escalated["model"] == "big"
+    assert "escalated: mean logprob -3.000" in escalated["smallfirst"]["reason"]
+    assert len(escalated["choices"]) == 2
+
+
+REQUEST = ChatRequest.model_validate({**chat_body(), "n": 5})
+
+
+def counted_opener(
+    running: list[int], peak: list[int], closed: list[int], fail_index: int | None = None
+) -> Any:
+    """Streams of three pieces that record how many run at once and which were closed."""
+
+    async def answer(request: GenerateRequest) -> AsyncIterator[Chunk]:
+        index = request.seed or 0
+        running.append(index)
+        peak[0] = max(peak[0], len(running))
+        try:
+            for piece in ("a", "b"):
+                await asyncio.sleep(0.01)
+                if index == fail_index:
+                    raise UpstreamError("choice failed")
+                yield Chunk(text=piece)
+            yield Chunk(finish_reason="stop", usage=Usage(prompt_tokens=4, completion_tokens=2))
+        finally:
+            running.remove(index)
+            closed.append(index)
+
+    return answer
+
+
+async def test_fan_out_keeps_to_its_concurrency_and_tags_each_answer() -> None:
+    running: list[int] = []
+    peak, closed = [0], []
+    seeded = REQUEST.model_copy(update={"seed": 0})
+    chunks = [c async for c in fan_out(counted_opener(running, peak, closed), seeded, 2)]
+    assert peak[0] == 2
+    assert sorted(closed) == [0, 1, 2, 3, 4]
+    for index in range(5):
+        assert "".join(c.text for c in chunks if c.index == index) == "ab"
+    with_usage = [c for c in chunks if c.usage is not None]
+    assert with_usage == [chunks[-1]]
+    assert chunks[-1].usage == Usage(prompt_tokens=4, completion_tokens=10)
+    assert sum(c.finish_reason == "stop" for c in chunks) == 5
+
+
+async def test_one_failing_answer_fails_them_all_and_stops_the_others() -> None:
+    running: list[int] = []
+    peak, closed = [0], []
+    seeded = REQUEST.model_copy(update={"seed": 0})
+    opener = counted_opener(running, peak, closed, fail_index=1)
+    with pytest.raises(UpstreamError, match="choice failed"):
+        _ = [c async for c in fan_out(opener, seeded, 5)]
+    assert running == []
+    assert sorted(closed) == [0, 1, 2, 3, 4]
+
+
+async def test_closing_the_stream_early_stops_every_answer() -> None:
+    running: list[int] = []
+    peak, closed = [0], []
+    seeded = REQUEST.model_copy(update={"seed": 0})
+    stream = fan_out(counted_opener(running, peak, closed), seeded, 5)
+    first = await anext(stream)
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert first.text == "a"
+    assert running == []
+
+
+def test_merged_usage_counts_the_prompt_once() -> None:
+    usages = [
+        Usage(prompt_tokens=10, cached_tokens=0, completion_tokens=3),
+        Usage(prompt_tokens=10, cached_tokens=9, completion_tokens=5),
+    ]
+    assert merged_usage(usages) == Usage(prompt_tokens=10, cached_tokens=0, completion_tokens=8)
