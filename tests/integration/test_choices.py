@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Server, bundled_model_twins, openai_client
+from tests.integration.conftest import Server, bundled_model_twins, metric_value, openai_client
 
 pytestmark = pytest.mark.integration
 PROMPT = [{"role": "user", "content": "Tell me a short story about a fox."}]
@@ -98,3 +98,39 @@ def wait_for_rows(server: Server, count: int) -> list[int]:
                 return [int(row[0]) for row in connection.execute(query)]
         threading.Event().wait(0.1)
     raise AssertionError(f"the upstream logged fewer than {count} requests")
+
+
+def test_the_prompt_is_read_once_and_copied_to_the_other_slots(local: Server) -> None:
+    """n answers to a long prompt: one slot reads it, the others copy its cells (counted as
+    prompt tokens reused from the context), and every answer is the one given alone."""
+    article = " ".join(
+        f"Paragraph {i}: the river town kept its bridges in good repair." for i in range(30)
+    )
+    messages = [{"role": "user", "content": f"{article}\nSummarise this in one line."}]
+    body = {"messages": messages, "max_tokens": 12, "temperature": 0, "logprobs": True}
+    alone = httpx.post(
+        f"{local.url}/v1/chat/completions", json={**body, "model": "solo"}, timeout=120
+    )
+    before = reused_from_context(local, "slots")
+    together = httpx.post(
+        f"{local.url}/v1/chat/completions", json={**body, "model": "slots", "n": 3}, timeout=120
+    )
+    after = reused_from_context(local, "slots")
+    prompt_tokens = together.json()["usage"]["prompt_tokens"]
+    assert prompt_tokens > 300
+    # all but the last token were read once (less what that slot already held) and copied
+    # twice; without the copies only the chat template's opening would be reused, per slot
+    assert after - before >= 2 * (prompt_tokens - 1)
+    expected = alone.json()["choices"][0]
+    for choice in together.json()["choices"]:
+        assert choice["message"]["content"] == expected["message"]["content"]
+        ours = [t["logprob"] for t in choice["logprobs"]["content"]]
+        theirs = [t["logprob"] for t in expected["logprobs"]["content"]]
+        assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+def reused_from_context(server: Server, model: str) -> float:
+    metrics = httpx.get(f"{server.url}/metrics").text
+    return metric_value(
+        metrics, "smallfirst_prompt_tokens_reused_total", f'model="{model}",source="context"'
+    )

@@ -89,6 +89,9 @@ class FakeMemory:
         self.held[seq] = np.frombuffer(bytes(data), dtype=np.intc).tolist()
         return True
 
+    def copy(self, source: int, target: int, count: int) -> None:
+        self.held[target] = self.held.get(source, [])[:count]
+
 
 def sequences(capacity: int = 1 << 20) -> tuple[SequenceStates, FakeMemory]:
     memory = FakeMemory()

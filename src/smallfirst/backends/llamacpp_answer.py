@@ -74,7 +74,7 @@ class AnswerWriter:
         self._emit = emit
         self._token_bytes = token_bytes
         self._is_end = is_end
-        self._cached = cached_tokens
+        self.cached_tokens = cached_tokens  # grows when a prefix is copied from another slot
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = StopMatcher(prompt.stop)
         self._hit_stop = False
@@ -106,7 +106,7 @@ class AnswerWriter:
         usage = Usage(
             prompt_tokens=len(self._prompt.tokens),
             completion_tokens=self.generated,
-            cached_tokens=self._cached,
+            cached_tokens=self.cached_tokens,
         )
         self._emit(Chunk(text=tail, finish_reason=self.finish_reason, usage=usage))
 

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 # faster with flash attention (229-244 vs 244-281 tok/s for 2,048 tokens), not worth a 4x
 # slower cancel; without it, 64-512 were alike.
 PROMPT_PIECE_TOKENS = 128
+# A slot copies a prefix from another slot's sequence when that spares reading at least this
+# many tokens: copying a sequence copies its whole buffer (all context_length cells).
+MIN_SHARED_TOKENS = 64
 F16_BYTES = 2
 
 
@@ -67,6 +70,12 @@ class _Slot:
         self.sampler: Any = None
         self.answer: AnswerWriter | None = None
         self.top_logprobs: int | None = None
+        self.prompt: list[int] = []
+        # Another slot holding (or reading) a longer prefix of this prompt: this one waits
+        # for it to hold `share_upto` tokens, copies them, then reads the rest.
+        self.donor: _Slot | None = None
+        self.donor_job: SlotJob | None = None
+        self.share_upto = 0
 
 
 class SlotDecoder:
@@ -152,15 +161,56 @@ class SlotDecoder:
         slot.answer = self._engine.answer_writer(prompt, job.emit, kept)
         slot.top_logprobs = job.request.logprob_alternatives
         slot.last_used = next(self._uses)
+        slot.prompt = tokens
+        slot.donor, slot.share_upto = self._donor_for(slot, tokens, kept)
+        slot.donor_job = slot.donor.job if slot.donor is not None else None
         return kept
+
+    def _donor_for(self, slot: _Slot, prompt: list[int], kept: int) -> tuple[_Slot | None, int]:
+        """The busy slot whose sequence holds, or will once it has read its prompt, the
+        longest prefix of `prompt`, if that spares `slot` reading MIN_SHARED_TOKENS more than
+        the `kept` it holds (the same prompt asked for `n` times; a long system prompt shared
+        by requests that arrive together). The prompt's last token is never shared."""
+        donor, upto = None, kept + MIN_SHARED_TOKENS - 1
+        for other in self._busy_slots():
+            if other is slot or other.donor is not None:
+                continue
+            shared = shared_prefix_length(other.tokens + other.pending, prompt)
+            if min(shared, len(prompt) - 1) > upto:
+                donor, upto = other, min(shared, len(prompt) - 1)
+        return (donor, upto) if donor is not None else (None, 0)
+
+    def _share(self, slot: _Slot) -> None:
+        """Copy the donor's prefix into `slot` once the donor holds it; if the donor left
+        first, `slot` reads its prompt itself."""
+        donor = slot.donor
+        assert donor is not None
+        assert slot.answer is not None
+        if donor.job is not slot.donor_job:
+            slot.donor = slot.donor_job = None
+            return
+        if len(donor.tokens) < slot.share_upto:
+            return
+        gained = slot.share_upto - len(slot.tokens)
+        self.states.memory.copy(donor.seq, slot.seq, slot.share_upto)
+        slot.tokens = slot.prompt[: slot.share_upto]
+        slot.pending = slot.prompt[slot.share_upto : -1]
+        slot.answer.cached_tokens += gained
+        self.states.reused.from_context += gained
+        slot.donor = slot.donor_job = None
 
     def step(self) -> list[SlotJob]:
         """One decode over every busy slot; returns the jobs that ended (answered or
         cancelled)."""
         ended = [self._release(s) for s in self._busy_slots() if s.job and s.job.cancelled.is_set()]
+        for slot in self._busy_slots():
+            if slot.donor is not None:
+                self._share(slot)
         entries: list[tuple[_Slot, list[int], bool]] = []  # (slot, tokens, keep logits)
         reading = []
         for slot in self._busy_slots():
+            if slot.donor is not None:
+                continue  # waits for the prefix its donor is reading
             if slot.pending:
                 reading.append(slot)
             elif slot.next_token is not None:
@@ -254,6 +304,7 @@ class SlotDecoder:
             slot.sampler.close()
         slot.job, slot.sampler, slot.answer = None, None, None
         slot.pending, slot.next_token, slot.logits_at = [], None, None
+        slot.donor = slot.donor_job = None
         return job
 
 

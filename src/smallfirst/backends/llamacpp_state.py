@@ -57,6 +57,9 @@ class SequenceMemory(Protocol):
     def restore(self, seq: int, data: bytearray) -> bool:
         """Load a saved state into an empty sequence; False if it was not taken whole."""
 
+    def copy(self, source: int, target: int, count: int) -> None:
+        """Make `target` hold the first `count` cells of `source` (and nothing else)."""
+
 
 class SequenceStates:
     """Saves and restores sequences through a `PromptCache`."""
@@ -130,6 +133,14 @@ class LlamaSequenceMemory:
         return copied_in(
             data, lambda view, size: low.llama_state_seq_set_data(context, view, size, seq)
         )
+
+    def copy(self, source: int, target: int, count: int) -> None:
+        # Sequences in separate streams (kv_unified off) are copied whole: llama.cpp takes the
+        # cells' positions now and copies the buffers at the start of the next decode, before
+        # it computes anything. The cells past `count` are then dropped from the copy.
+        self.forget(target)
+        self._low.llama_memory_seq_cp(self._context.memory, source, target, -1, -1)
+        self.keep(target, count)
 
 
 def worth_saving(cache: PromptCache, held: TokenArray, kept: int) -> bool:
