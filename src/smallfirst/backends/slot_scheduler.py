@@ -68,8 +68,9 @@ class SlotScheduler:
         with self._lock:
             if self._open >= self._capacity:
                 raise QueueFull(
-                    f"model {self._worker.name!r} is busy: {self.queue_depth()} requests are "
-                    f"waiting for one of its {self.parallel} slots; retry later"
+                    f"model {self._worker.name!r} is busy: {self.queue_depth()} answers are "
+                    f"waiting for one of its {self.parallel} slots (a request for `n` answers "
+                    "counts n); retry later"
                 )
             self._open += 1
             self._waiting.append(job)
