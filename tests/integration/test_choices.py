@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -134,3 +135,30 @@ def reused_from_context(server: Server, model: str) -> float:
     return metric_value(
         metrics, "smallfirst_prompt_tokens_reused_total", f'model="{model}",source="context"'
     )
+
+
+def test_a_slot_waiting_for_a_prefix_reads_it_itself_when_the_other_client_leaves(
+    local: Server,
+) -> None:
+    """B's prompt is the one A is reading; A's client gives up (timeout) long before A has
+    read it all: B, which waited to copy it, then reads it itself and answers as alone."""
+    notes = " ".join(f"Line {i}: the ferry left pier {i % 7} on time." for i in range(70))
+    body = {
+        "model": "slots",
+        "messages": [{"role": "user", "content": f"{notes}\nWhich pier is busiest?"}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    url = f"{local.url}/v1/chat/completions"
+    alone = httpx.post(url, json={**body, "model": "solo"}, timeout=120).json()
+    with ThreadPoolExecutor(2) as pool:
+        leaving = pool.submit(httpx.post, url, json=body, timeout=1.0)
+        threading.Event().wait(0.3)  # A is reading its prompt now
+        waiting = pool.submit(httpx.post, url, json=body, timeout=120)
+        with pytest.raises(httpx.ReadTimeout):
+            leaving.result()
+        answer = waiting.result().json()
+    assert answer["usage"]["prompt_tokens"] > 700  # several seconds of reading here
+    assert answer["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
+    # what B kept came from before A (the chat template's opening), not from a copy of A
+    assert answer["usage"]["prompt_tokens_details"]["cached_tokens"] < 100

@@ -181,15 +181,17 @@ class SlotDecoder:
         return (donor, upto) if donor is not None else (None, 0)
 
     def _share(self, slot: _Slot) -> None:
-        """Copy the donor's prefix into `slot` once the donor holds it; if the donor left
-        first, `slot` reads its prompt itself."""
+        """Copy the donor's prefix into `slot` once the donor holds it. A donor that ended
+        its answer still holds its cells until it is given a new prompt; one that was given
+        a new prompt, or left before reading that far, is given up: `slot` reads itself."""
         donor = slot.donor
         assert donor is not None
         assert slot.answer is not None
-        if donor.job is not slot.donor_job:
-            slot.donor = slot.donor_job = None
+        holds_it = len(donor.tokens) >= slot.share_upto
+        if donor.job is slot.donor_job and not holds_it:
             return
-        if len(donor.tokens) < slot.share_upto:
+        if donor.job is not slot.donor_job and (donor.job is not None or not holds_it):
+            slot.donor = slot.donor_job = None
             return
         gained = slot.share_upto - len(slot.tokens)
         self.states.memory.copy(donor.seq, slot.seq, slot.share_upto)
