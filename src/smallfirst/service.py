@@ -13,7 +13,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -45,6 +45,7 @@ from smallfirst.types import (
     Completion,
     GenerateRequest,
     ModelInfo,
+    TextRequest,
     ToolCall,
     Usage,
 )
@@ -242,6 +243,29 @@ class Gateway:
         route = _route(model, plan, ctx)
         self._finish(request, ctx, route, usage, text=_answers_text(choices))
         return Answer(choices, usage, route, citations)
+
+    async def complete_each_prompt(self, request: TextRequest, ctx: RequestContext) -> list[Answer]:
+        """A batch of prompts (`/v1/completions` with a list): each is guarded, routed,
+        answered and logged as a request of its own (id `<ctx id>-<position>`), at most as
+        many at once as the largest local model has slots, so that a batch does not fill a
+        local queue by itself. The first failure fails the batch and stops the rest."""
+        gate = asyncio.Semaphore(self._batch_concurrency())
+
+        async def answer(position: int, prompt: str) -> Answer:
+            async with gate:
+                own = RequestContext(
+                    endpoint=ctx.endpoint,
+                    request_id=f"{ctx.request_id}-{position}",
+                    api_key_id=ctx.api_key_id,
+                    route_override=ctx.route_override,
+                )
+                return await self.complete(request.model_copy(update={"prompt": prompt}), own)
+
+        return await _all_or_none([answer(i, p) for i, p in enumerate(request.prompts)])
+
+    def _batch_concurrency(self) -> int:
+        slots = [b.slots_in_use() for b in self.backends.values()]
+        return max((total for _, total in filter(None, slots)), default=1)
 
     async def stream(self, request: GenerateRequest, ctx: RequestContext) -> StreamAnswer:
         prepared, drafted = await self._begin(request, ctx)
@@ -555,6 +579,17 @@ def _sureness(sure: Confidence) -> tuple[bool, float]:
 def _calls_text(calls: Sequence[ToolCall] | None) -> str:
     """Tool calls as the log shows them, after the text they came with."""
     return "".join(f" [call {c.function.name}({c.function.arguments})]" for c in calls or [])
+
+
+async def _all_or_none(work: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """The results of all, in order; on the first failure the others are cancelled."""
+    tasks = [asyncio.ensure_future(item) for item in work]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _replay(chunks: list[Chunk]) -> AsyncIterator[Chunk]:

@@ -245,8 +245,15 @@ class TextRequest(SamplingParams):
 
     @model_validator(mode="after")
     def _check(self) -> TextRequest:
-        if isinstance(self.prompt, list) and len(self.prompt) != 1:
-            raise ValueError("prompt must be a string or a list with exactly one string")
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise ValueError("prompt must be a string or a list of strings")
+        if len(self.prompts) * self.n > MAX_CHOICES:
+            raise ValueError(
+                f"at most {MAX_CHOICES} answers per request (prompts x n); got "
+                f"{len(self.prompts)} x {self.n}: send the prompts in smaller batches"
+            )
+        if len(self.prompts) > 1 and self.stream:
+            raise ValueError("a list of prompts is answered whole: stream one prompt at a time")
         if self.echo:
             raise ValueError("echo is not supported")
         if self.suffix:
@@ -254,8 +261,17 @@ class TextRequest(SamplingParams):
         return self
 
     @property
+    def prompts(self) -> list[str]:
+        """The prompts of the request: one, or a batch (each answered as a request of its
+        own, `Gateway.complete_each_prompt`)."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    @property
     def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+        """The prompt of a one-prompt request."""
+        if len(self.prompts) != 1:
+            raise ValueError("a batch of prompts is answered prompt by prompt")
+        return self.prompts[0]
 
     @property
     def token_limit(self) -> int | None:

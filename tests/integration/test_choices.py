@@ -162,3 +162,15 @@ def test_a_slot_waiting_for_a_prefix_reads_it_itself_when_the_other_client_leave
     assert answer["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
     # what B kept came from before A (the chat template's opening), not from a copy of A
     assert answer["usage"]["prompt_tokens_details"]["cached_tokens"] < 100
+
+
+def test_a_batch_of_prompts_through_the_openai_sdk_answers_each_as_alone(local: Server) -> None:
+    prompts = ["The capital of Italy is", "Two plus two equals", "Roses are red,"]
+    api = openai_client(local)
+    batch = api.completions.create(model="slots", prompt=prompts, max_tokens=8, temperature=0)
+    alone = [
+        api.completions.create(model="solo", prompt=p, max_tokens=8, temperature=0) for p in prompts
+    ]
+    assert [c.text for c in batch.choices] == [a.choices[0].text for a in alone]
+    assert batch.usage is not None
+    assert batch.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone if a.usage)

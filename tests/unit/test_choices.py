@@ -225,3 +225,81 @@ def test_merged_usage_counts_the_prompt_once() -> None:
         Usage(prompt_tokens=10, cached_tokens=9, completion_tokens=5),
     ]
     assert merged_usage(usages) == Usage(prompt_tokens=10, cached_tokens=0, completion_tokens=8)
+
+
+def test_a_batch_of_prompts_answers_each_in_order_and_logs_each(
+    api: tuple[TestClient, Gateway], tmp_path: Path
+) -> None:
+    client, gateway = api
+    fake_backend(gateway, "big").queue("A1.", "A2.", "B1.", "B2.", "C1.", "C2.")
+    body = {
+        "model": "big",
+        "prompt": ["Name a fruit", "Name a colour please", "Name a tree"],
+        "n": 2,
+    }
+    response = client.post("/v1/completions", json=body)
+    answer = response.json()
+    assert response.status_code == 200
+    texts = [choice["text"] for choice in answer["choices"]]
+    assert [sorted(texts[i : i + 2]) for i in (0, 2, 4)] == [
+        ["A1.", "A2."],
+        ["B1.", "B2."],
+        ["C1.", "C2."],
+    ]
+    assert [choice["index"] for choice in answer["choices"]] == list(range(6))
+    asked = [r.prompt for r in fake_backend(gateway, "big").requests[-6:]]
+    assert sorted(asked) == sorted(
+        ["Name a fruit"] * 2 + ["Name a colour please"] * 2 + ["Name a tree"] * 2
+    )
+    assert answer["usage"]["prompt_tokens"] == 3 + 4 + 3  # each prompt once
+    assert answer["usage"]["completion_tokens"] == 6
+    assert [b["model"] for b in answer["smallfirst"]["batch"]] == ["big"] * 3
+    client.get("/metrics")  # the log writer catches up in the background
+    gateway.request_log.close()
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT id, prompt FROM requests WHERE endpoint = 'completions' ORDER BY id"
+    )
+    request_id = answer["id"].removeprefix("cmpl-")
+    assert rows.fetchall() == [
+        (f"{request_id}-0", "Name a fruit"),
+        (f"{request_id}-1", "Name a colour please"),
+        (f"{request_id}-2", "Name a tree"),
+    ]
+
+
+def test_each_prompt_of_a_batch_is_guarded_on_its_own(api: tuple[TestClient, Gateway]) -> None:
+    client, gateway = api
+    fake_backend(gateway, "big").queue("Noted.", "Hi <PERSON_1>.")
+    prompts = ["Nothing private here.", "My name is John Smith, greet me."]
+    answer = client.post("/v1/completions", json={"model": "big", "prompt": prompts}).json()
+    sent = [r.prompt for r in fake_backend(gateway, "big").requests[-2:]]
+    assert sent[0] == prompts[0]
+    assert "John Smith" not in sent[1]
+    assert [choice["text"] for choice in answer["choices"]] == ["Noted.", "Hi John Smith."]
+
+
+def test_the_first_failing_prompt_fails_the_batch(api: tuple[TestClient, Gateway]) -> None:
+    client, gateway = api
+    big = fake_backend(gateway, "big")
+    big.queue("fine", UpstreamError("big broke"), "never asked")
+    response = client.post("/v1/completions", json={"model": "big", "prompt": ["a", "b", "c"]})
+    assert response.status_code == 502
+    assert "big broke" in response.json()["error"]["message"]
+    assert len(big.requests) == 2  # one prompt at a time here (no slots): c was never sent
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"prompt": []}, "prompt must be a string or a list of strings"),
+        ({"prompt": ["a"] * 65, "n": 2}, "at most 128 answers per request (prompts x n)"),
+        ({"prompt": ["a", "b"], "stream": True}, "stream one prompt at a time"),
+    ],
+)
+def test_batches_beyond_what_is_answered_get_a_400(
+    api: tuple[TestClient, Gateway], extra: dict[str, Any], fragment: str
+) -> None:
+    client, _ = api
+    response = client.post("/v1/completions", json={"model": "big", **extra})
+    assert response.status_code == 400
+    assert fragment in response.json()["error"]["message"]

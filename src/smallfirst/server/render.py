@@ -9,12 +9,13 @@ from typing import Any
 from smallfirst.errors import SmallfirstError
 from smallfirst.server.errors import error_body
 from smallfirst.server.sse import DONE, data_frame
-from smallfirst.service import RouteInfo
+from smallfirst.service import Answer, RouteInfo
 from smallfirst.types import (
     ChatRequest,
     Chunk,
     Completion,
     GenerateRequest,
+    TextRequest,
     TokenLogprob,
     ToolCallDelta,
     Usage,
@@ -125,6 +126,23 @@ def completion_body(
         for index, choice in enumerate(choices)
     ]
     return {"object": "text_completion", "choices": text_choices, **common}
+
+
+def batch_body(request: TextRequest, answers: list[Answer], request_id: str) -> dict[str, Any]:
+    """A batch of prompts as one text completion: prompt p's answers are choices p * n to
+    p * n + n - 1, as OpenAI orders them; usage adds up the prompts; `model` and `smallfirst`
+    are the first prompt's, and `smallfirst.batch` says how each prompt was routed."""
+    choices = [choice for answer in answers for choice in answer.choices]
+    usage = Usage(
+        prompt_tokens=sum(answer.usage.prompt_tokens for answer in answers),
+        cached_tokens=sum(answer.usage.cached_tokens for answer in answers),
+        completion_tokens=sum(answer.usage.completion_tokens for answer in answers),
+    )
+    body = completion_body(request, choices, usage, answers[0].route, request_id)
+    body["smallfirst"]["batch"] = [
+        {"model": answer.route.model.id, **route_fields(answer.route)} for answer in answers
+    ]
+    return body
 
 
 def _chat_choice(index: int, completion: Completion) -> dict[str, Any]:

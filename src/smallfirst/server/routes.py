@@ -17,7 +17,12 @@ from smallfirst.errors import CLIENT_CLOSED_REQUEST, InvalidRequest, ModelNotFou
 from smallfirst.routing_step import AUTO_MODEL
 from smallfirst.server.dashboard import dashboard
 from smallfirst.server.errors import validation_error
-from smallfirst.server.render import ChunkRenderer, completion_body, route_headers
+from smallfirst.server.render import (
+    ChunkRenderer,
+    batch_body,
+    completion_body,
+    route_headers,
+)
 from smallfirst.server.responses import JSONResponse
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
@@ -111,6 +116,12 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
         api_key_id=api_key_id,
         route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
     )
+    if isinstance(parsed, TextRequest) and len(parsed.prompts) > 1:
+        answers = await _unless_client_leaves(request, gw.complete_each_prompt(parsed, ctx))
+        if answers is None:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        body = batch_body(parsed, answers, ctx.request_id)
+        return JSONResponse(body, headers=route_headers(answers[0].route))
     if parsed.stream:
         answer = await _unless_client_leaves(request, gw.stream(parsed, ctx))
         if answer is None:
