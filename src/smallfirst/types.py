@@ -239,8 +239,9 @@ class ChatRequest(SamplingParams):
 
 class TextRequest(SamplingParams):
     prompt: str | list[str]
+    max_tokens: int | None = Field(default=None, ge=0)  # 0 with echo: score the prompt only
     logprobs: int | None = Field(default=None, ge=0, le=5)
-    echo: bool = False
+    echo: bool = False  # the answer starts with the prompt (with its tokens' logprobs)
     suffix: str | None = None
 
     @model_validator(mode="after")
@@ -254,8 +255,8 @@ class TextRequest(SamplingParams):
             )
         if len(self.prompts) > 1 and self.stream:
             raise ValueError("a list of prompts is answered whole: stream one prompt at a time")
-        if self.echo:
-            raise ValueError("echo is not supported")
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens 0 only makes sense with echo (to score the prompt)")
         if self.suffix:
             raise ValueError("suffix is not supported")
         return self
@@ -353,7 +354,7 @@ class TopLogprob(BaseModel):
 
 class TokenLogprob(BaseModel):
     token: str
-    logprob: float
+    logprob: float | None  # None for an echoed prompt's first token, which nothing predicts
     top: list[TopLogprob] = Field(default_factory=list)
 
 

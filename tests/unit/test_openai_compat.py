@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from smallfirst.backends.openai_compat import OpenAICompatBackend
 from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from smallfirst.types import ChatRequest, Usage
+from smallfirst.types import ChatRequest, TextRequest, Usage
 
 REQUEST = ChatRequest.model_validate(
     {"model": "cloud", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -330,3 +330,31 @@ async def test_a_whole_answer_asks_for_one_choice() -> None:
         answer = await backend.complete(REQUEST.model_copy(update={"n": 3}))
     assert answer.text == "hello"
     assert "n" not in seen[0]
+
+
+async def test_an_echoed_prompts_unscored_first_token_stays_unscored() -> None:
+    echoed = {
+        "choices": [
+            {
+                "text": "Hi there",
+                "finish_reason": "length",
+                "logprobs": {
+                    "tokens": ["Hi", " there"],
+                    "token_logprobs": [None, -1.5],
+                    "top_logprobs": [None, {" there": -1.5}],
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 0},
+    }
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(echoed)
+
+    text_request = TextRequest(
+        model="cloud", prompt="Hi there", echo=True, max_tokens=0, logprobs=1
+    )
+    async with upstream(handle) as backend:
+        answer = await backend.complete(text_request)
+    assert answer.logprobs is not None
+    assert [item.logprob for item in answer.logprobs] == [None, -1.5]

@@ -15,9 +15,11 @@ from smallfirst.types import (
     ChatRequest,
     Chunk,
     Completion,
+    FinishReason,
     FunctionCall,
     GenerateRequest,
     ModelInfo,
+    TextRequest,
     TokenLogprob,
     ToolCall,
     ToolCallDelta,
@@ -68,13 +70,16 @@ class FakeBackend(Backend):
                 usage=_usage(request, arguments),
                 tool_calls=[call],
             )
-        pieces = _pieces(reply.text)
+        echoed, pieces = _echoed(request), _pieces(_reply_text(request, reply))
         if self.config.token_delay_s:
             await asyncio.sleep(self.config.token_delay_s * len(pieces))
         return Completion(
-            text=reply.text,
+            text="".join(echoed + pieces),
+            finish_reason=_finish(request),
             usage=_usage(request, pieces),
-            logprobs=_logprobs(pieces, reply) if request.logprob_alternatives is not None else None,
+            logprobs=_logprobs(echoed + pieces, reply)
+            if request.logprob_alternatives is not None
+            else None,
         )
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
@@ -84,10 +89,10 @@ class FakeBackend(Backend):
             async for chunk in _streamed_tool_call(call, request):
                 yield chunk
             return
-        pieces = _pieces(reply.text)
+        echoed, pieces = _echoed(request), _pieces(_reply_text(request, reply))
         finished = False
         try:
-            for piece in pieces:
+            for piece in echoed + pieces:
                 if self.config.token_delay_s:
                     await asyncio.sleep(self.config.token_delay_s)
                 logprobs = (
@@ -95,10 +100,23 @@ class FakeBackend(Backend):
                 )
                 yield Chunk(text=piece, logprobs=logprobs)
             finished = True
-            yield Chunk(finish_reason="stop", usage=_usage(request, pieces))
+            yield Chunk(finish_reason=_finish(request), usage=_usage(request, pieces))
         finally:
             if not finished:
                 self.closed_early += 1
+
+
+def _echoed(request: GenerateRequest) -> list[str]:
+    """The prompt's pieces when the request asks for it back (`echo`)."""
+    return _pieces(request.prompt_text) if isinstance(request, TextRequest) and request.echo else []
+
+
+def _finish(request: GenerateRequest) -> FinishReason:
+    return "length" if request.token_limit == 0 else "stop"
+
+
+def _reply_text(request: GenerateRequest, reply: FakeReply) -> str:
+    return "" if request.token_limit == 0 else reply.text
 
 
 def _pieces(text: str) -> list[str]:

@@ -81,6 +81,11 @@ class AnswerWriter:
         self.finish_reason: FinishReason = "length"
         self.generated = 0
 
+    @property
+    def wants_tokens(self) -> bool:
+        """False for `max_tokens: 0` (an echoed prompt, scored and not continued)."""
+        return self._prompt.max_tokens > 0
+
     def add(self, token: int, logprob_of: Callable[[int], TokenLogprob] | None = None) -> bool:
         """Take the next sampled token (with its logprob, when asked); True when the answer
         is over (end of generation, a stop sequence or the token limit)."""
@@ -109,6 +114,27 @@ class AnswerWriter:
             cached_tokens=self.cached_tokens,
         )
         self._emit(Chunk(text=tail, finish_reason=self.finish_reason, usage=usage))
+
+
+class PromptEcho:
+    """The prompt at the start of an answer (`echo`): the text of each prompt token after the
+    beginning-of-sequence token, with its logprob given the tokens before it when asked."""
+
+    def __init__(self, emit: Callable[[Chunk], None], token_bytes: Callable[[int], bytes]) -> None:
+        self._emit = emit
+        self._token_bytes = token_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token: int, logprob: TokenLogprob | None) -> None:
+        text = self._decoder.decode(self._token_bytes(token))
+        if text or logprob is not None:
+            self._emit(Chunk(text=text, logprobs=[logprob] if logprob else None))
+
+    def flush(self) -> None:
+        """The bytes of a character the prompt's last token only began."""
+        rest = self._decoder.decode(b"", final=True)
+        if rest:
+            self._emit(Chunk(text=rest))
 
 
 def token_logprob(

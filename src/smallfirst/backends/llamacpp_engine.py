@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from smallfirst.backends import local_tools
-from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt
+from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, PromptEcho
 from smallfirst.backends.llamacpp_slots import SlotDecoder
 from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.prompt_cache import PromptCache
@@ -156,7 +156,9 @@ class LlamaEngine:
                 f"{completion}). Please reduce the length of the prompt or the completion.",
                 param="messages" if isinstance(request, ChatRequest) else "prompt",
             )
-        return PreparedPrompt(tokens=tokens, max_tokens=asked or room, stop=stop)
+        return PreparedPrompt(
+            tokens=tokens, max_tokens=asked if asked is not None else room, stop=stop
+        )
 
     def answer_writer(
         self, prompt: PreparedPrompt, emit: Callable[[Chunk], None], cached: int
@@ -171,6 +173,14 @@ class LlamaEngine:
             is_end=lambda token: bool(low_level.llama_vocab_is_eog(vocab, token)),
             cached_tokens=cached,
         )
+
+    def prompt_echo(self, emit: Callable[[Chunk], None]) -> PromptEcho:
+        return PromptEcho(emit, lambda token: self.llama.detokenize([token]))
+
+    def is_bos(self, token: int) -> bool:
+        from llama_cpp import llama_cpp as low_level
+
+        return bool(token == low_level.llama_vocab_bos(self.llama._model.vocab))
 
     def token_text(self, token: int) -> str:
         return self.llama.detokenize([token]).decode("utf-8", errors="replace")

@@ -24,14 +24,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, token_logprob
+from smallfirst.backends.llamacpp_answer import (
+    AnswerWriter,
+    PreparedPrompt,
+    PromptEcho,
+    token_logprob,
+)
 from smallfirst.backends.llamacpp_state import (
     LlamaSequenceMemory,
     ReuseCounts,
     SequenceStates,
 )
 from smallfirst.backends.prompt_cache import PromptCache, shared_prefix_length
-from smallfirst.types import GenerateRequest, TokenLogprob
+from smallfirst.types import GenerateRequest, TextRequest, TokenLogprob
 
 if TYPE_CHECKING:
     from smallfirst.backends.llamacpp_engine import LlamaEngine
@@ -76,6 +81,10 @@ class _Slot:
         self.donor: _Slot | None = None
         self.donor_job: SlotJob | None = None
         self.share_upto = 0
+        # An echoed prompt (`echo`) is read with logits on every row: each row's logits give
+        # the next prompt token's logprob. (row, position) of this step's rows.
+        self.echo: PromptEcho | None = None
+        self.echo_rows: list[tuple[int, int]] = []
 
 
 class SlotDecoder:
@@ -144,11 +153,13 @@ class SlotDecoder:
 
         sampler = sampler_for(self._engine.llama, job.request)
         tokens = prompt.tokens
+        echo = isinstance(job.request, TextRequest) and job.request.echo
         slot = max(
             (s for s in self._slots if s.job is None),
             key=lambda s: (shared_prefix_length(s.tokens, tokens), -s.last_used),
         )
-        kept = self.states.bring(slot.seq, slot.tokens, tokens)
+        # An echoed prompt is scored from its first token, so nothing of it is kept.
+        kept = self.states.bring(slot.seq, slot.tokens, tokens[:1] if echo else tokens)
         slot.job = job
         slot.tokens = tokens[:kept]
         # The last prompt token is decoded on its own step, as each sampled token is: logits
@@ -162,9 +173,24 @@ class SlotDecoder:
         slot.top_logprobs = job.request.logprob_alternatives
         slot.last_used = next(self._uses)
         slot.prompt = tokens
-        slot.donor, slot.share_upto = self._donor_for(slot, tokens, kept)
+        slot.donor, slot.share_upto = (None, 0) if echo else self._donor_for(slot, tokens, kept)
         slot.donor_job = slot.donor.job if slot.donor is not None else None
+        if echo:
+            self._start_echo(slot, job)
         return kept
+
+    def _start_echo(self, slot: _Slot, job: SlotJob) -> None:
+        """The echo's first token, unless it is the beginning-of-sequence token: no logits
+        predict it, so its logprob is None (as OpenAI's)."""
+        slot.echo = self._engine.prompt_echo(job.emit)
+        first = slot.prompt[0]
+        if not self._engine.is_bos(first):
+            text = self._engine.token_text(first)
+            unscored = TokenLogprob(token=text, logprob=None)
+            slot.echo.add(first, unscored if slot.top_logprobs is not None else None)
+        if not slot.pending:
+            slot.echo.flush()
+            slot.echo = None
 
     def _donor_for(self, slot: _Slot, prompt: list[int], kept: int) -> tuple[_Slot | None, int]:
         """The busy slot whose sequence holds, or will once it has read its prompt, the
@@ -242,9 +268,25 @@ class SlotDecoder:
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status}")
         for slot in self._busy_slots():
+            if slot.echo_rows:
+                self._echo(slot)
             if slot.logits_at is not None and self._sample(slot, slot.logits_at):
                 ended.append(self._release(slot))
         return ended
+
+    def _echo(self, slot: _Slot) -> None:
+        """The prompt tokens this step's rows predict, with their logprobs when asked."""
+        assert slot.echo is not None
+        for row, position in slot.echo_rows:
+            token = slot.prompt[position + 1]
+            scored = None
+            if slot.top_logprobs is not None:
+                scored = self._logprob_at(row, slot.top_logprobs)(token)
+            slot.echo.add(token, scored)
+        slot.echo_rows = []
+        if not slot.pending:  # the last prompt token is now echoed
+            slot.echo.flush()
+            slot.echo = None
 
     def clear(self) -> list[SlotJob]:
         """Empty every sequence (after a failed decode, whose cells are unknown); returns
@@ -261,13 +303,16 @@ class SlotDecoder:
     def _add(self, slot: _Slot, tokens: list[int], *, logits: bool) -> int | None:
         """Append `tokens` of `slot` to the batch; returns the row whose logits are kept."""
         batch = self._batch
+        echoing = slot.echo is not None and not logits  # a piece of an echoed prompt
         for token in tokens:
             row = batch.n_tokens
             batch.token[row] = token
             batch.pos[row] = len(slot.tokens)
             batch.n_seq_id[row] = 1
             batch.seq_id[row][0] = slot.seq
-            batch.logits[row] = False
+            batch.logits[row] = echoing
+            if echoing:
+                slot.echo_rows.append((row, len(slot.tokens)))
             slot.tokens.append(token)
             batch.n_tokens += 1
         if not logits:
@@ -279,6 +324,9 @@ class SlotDecoder:
         """Sample the slot's next token from `row`; True when its answer is over."""
         assert slot.answer is not None
         slot.logits_at = None
+        if not slot.answer.wants_tokens:  # `max_tokens: 0`: the prompt was only scored
+            slot.answer.finish()
+            return True
         token = self._low.llama_sampler_sample(slot.sampler.sampler, self._context.ctx, row)
         logprob_of = None
         if slot.top_logprobs is not None:
@@ -307,6 +355,7 @@ class SlotDecoder:
         slot.job, slot.sampler, slot.answer = None, None, None
         slot.pending, slot.next_token, slot.logits_at = [], None, None
         slot.donor = slot.donor_job = None
+        slot.echo, slot.echo_rows = None, []
         return job
 
 

@@ -297,7 +297,7 @@ def _logprobs(raw: Any) -> list[TokenLogprob] | None:
         return [
             TokenLogprob(
                 token=token,
-                logprob=value if value is not None else 0.0,
+                logprob=value,
                 top=[TopLogprob(token=k, logprob=v) for k, v in (top or {}).items()],
             )
             for token, value, top in zip(tokens, values, tops, strict=False)

@@ -40,7 +40,7 @@ class Confidence:
 
 
 def confidence(logprobs: list[TokenLogprob] | None) -> Confidence:
-    values = [item.logprob for item in logprobs or []]
+    values = [item.logprob for item in logprobs or [] if item.logprob is not None]
     if not values:
         return Confidence(mean_logprob=float("-inf"), min_logprob=float("-inf"), tokens=0)
     return Confidence(sum(values) / len(values), min(values), len(values))

@@ -1,0 +1,65 @@
+"""`echo` on /v1/completions with the real bundled model: the prompt comes back with each
+token's logprob given the tokens before it (a prompt scored, as evaluation harnesses ask),
+the same numbers `llama_cpp.Llama` gives, and the answer continues as without echo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from smallfirst.backends.llamacpp_engine import resolve_model_path
+from smallfirst.config import BUNDLED_MODEL
+from tests.integration.conftest import Server
+
+pytestmark = pytest.mark.integration
+LONG = " ".join(f"Step {i}: add {i} to the total." for i in range(40))  # read in pieces
+PROMPTS = ["The capital of France is", "Héllo wörld: ünïcode splits across tokens", LONG]
+
+
+def complete(gateway: Server, **body: Any) -> dict[str, Any]:
+    request = {"model": "smollm2-135m", "temperature": 0, **body}
+    response = httpx.post(f"{gateway.url}/v1/completions", json=request, timeout=120)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_an_echoed_prompt_is_scored_as_llama_cpp_scores_it(gateway: Server) -> None:
+    for prompt in PROMPTS:
+        ours = complete(gateway, prompt=prompt, max_tokens=0, echo=True, logprobs=2)
+        choice = ours["choices"][0]
+        assert choice["text"] == prompt  # whole characters, though tokens split some
+        assert choice["finish_reason"] == "length"
+        assert ours["usage"]["completion_tokens"] == 0
+        scored = choice["logprobs"]["token_logprobs"]
+        assert scored[0] is None  # nothing predicts the first token (no BOS here)
+        reference = reference_logprobs(prompt)
+        assert len(scored) == len(reference) + 1 == ours["usage"]["prompt_tokens"]
+        assert scored[1:] == pytest.approx(reference, abs=1e-3)
+
+
+def reference_logprobs(prompt: str) -> list[float]:
+    """Each prompt token's logprob after the ones before it, from `Llama`'s logits of the
+    whole prompt evaluated at once. (`Llama.create_completion(echo=True)`'s own logprobs
+    are not used: in llama-cpp-python 0.3.36 they came out near -10 for every token.)"""
+    import numpy as np
+    from llama_cpp import Llama
+
+    llm = Llama(str(resolve_model_path(BUNDLED_MODEL)), n_ctx=1024, logits_all=True, verbose=False)
+    try:
+        tokens = llm.tokenize(prompt.encode(), add_bos=True, special=False)
+        llm.eval(tokens)
+        logits = np.asarray(llm.scores[: len(tokens) - 1], dtype=np.float64)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return [float(log_probs[i, tokens[i + 1]]) for i in range(len(tokens) - 1)]
+    finally:
+        llm.close()
+
+
+def test_an_echoed_answer_is_the_prompt_then_the_answer_without_echo(gateway: Server) -> None:
+    plain = complete(gateway, prompt=PROMPTS[0], max_tokens=6)
+    echoed = complete(gateway, prompt=PROMPTS[0], max_tokens=6, echo=True)
+    assert echoed["choices"][0]["text"] == PROMPTS[0] + plain["choices"][0]["text"]
+    assert echoed["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]

@@ -1,0 +1,61 @@
+"""`echo` and `max_tokens: 0` on /v1/completions, with fake backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from smallfirst.routing.cascade import confidence
+from smallfirst.service import Gateway
+from smallfirst.types import TokenLogprob
+from tests.helpers import fake_backend, fake_client, fake_settings
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Gateway]]:
+    client, gateway = fake_client(fake_settings(tmp_path))
+    with client:
+        yield client, gateway
+
+
+def test_the_answer_starts_with_the_prompt(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    body = {"model": "tiny", "prompt": "Once upon", "echo": True, "logprobs": 0}
+    choice = client.post("/v1/completions", json=body).json()["choices"][0]
+    assert choice["text"] == "Once upon" + "Hello from tiny."
+    assert choice["logprobs"]["tokens"][:2] == ["Once", " upon"]
+
+
+def test_max_tokens_0_scores_the_prompt_and_needs_echo(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    scored = client.post(
+        "/v1/completions",
+        json={"model": "tiny", "prompt": "Once upon", "echo": True, "max_tokens": 0},
+    ).json()
+    assert scored["choices"][0]["text"] == "Once upon"
+    assert scored["choices"][0]["finish_reason"] == "length"
+    assert scored["usage"]["completion_tokens"] == 0
+    refused = client.post("/v1/completions", json={"model": "tiny", "prompt": "x", "max_tokens": 0})
+    assert refused.status_code == 400
+    assert "max_tokens 0 only makes sense with echo" in refused.json()["error"]["message"]
+
+
+def test_an_echoed_prompt_comes_back_with_its_values_restored(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    client, gateway = api
+    prompt = "Write to john.smith@example.com about"
+    body = {"model": "big", "prompt": prompt, "echo": True}
+    answer = client.post("/v1/completions", json=body).json()
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert "john.smith@example.com" not in getattr(sent, "prompt", "")
+    assert answer["choices"][0]["text"] == prompt + "Hello from big."
+
+
+def test_a_token_nothing_predicts_does_not_count_toward_confidence() -> None:
+    unscored = TokenLogprob(token="The", logprob=None)
+    sure = confidence([unscored, TokenLogprob(token=" end", logprob=-0.5)])
+    assert (sure.tokens, sure.mean_logprob) == (1, -0.5)
