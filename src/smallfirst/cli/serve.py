@@ -1,9 +1,8 @@
-"""`smallfirst serve`, `smallfirst chat`, `smallfirst models`."""
+"""`smallfirst serve`, `smallfirst chat`."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("chat")(chat)
-    app.command("models")(models)
 
 
 def serve(
@@ -179,41 +177,3 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
                 typer.echo("(the conversation no longer fits: /reset starts over)", err=True)
             continue
         history += [turn, ChatMessage(role="assistant", content=reply)]
-
-
-def models(
-    config: Path | None = CONFIG_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-) -> None:
-    """List configured models with tier, context length, prices and tool calling."""
-    settings = settings_or_exit(config)
-    rows = [
-        {
-            "id": m.id,
-            "tier": m.tier,
-            "backend": m.backend,
-            "context_length": m.context_length,
-            "input_cost_per_1m": m.input_cost_per_1m,
-            "output_cost_per_1m": m.output_cost_per_1m,
-            "tools": m.tools,
-        }
-        for m in settings.models
-    ]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "tier", "backend", "context", "$ in/1M", "$ out/1M", "tools")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            str(r["tier"]),
-            str(r["backend"]),
-            str(r["context_length"]),
-            f"{r['input_cost_per_1m']:.2f}",
-            f"{r['output_cost_per_1m']:.2f}",
-            "yes" if r["tools"] else "no",
-        )
-    Console().print(table)

@@ -20,18 +20,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from smallfirst.paths import cache_dir
+
 log = logging.getLogger(__name__)
 
 RECIPE = "dynamic-int8-per-channel-v1"  # change it when the conversion below changes
-
-
-def cache_dir() -> Path:
-    """`$SMALLFIRST_CACHE_DIR`, else `$XDG_CACHE_HOME/smallfirst`, else `~/.cache/smallfirst`."""
-    explicit = os.environ.get("SMALLFIRST_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "smallfirst"
 
 
 def int8_model_path(source: Path) -> Path:

