@@ -169,6 +169,8 @@ def test_dashboard_page_shows_the_saving_split_and_privacy(tmp_path: Path) -> No
     assert "the same tokens on big" in html  # no baseline configured: the strong model
     assert "length: edge 3" in html
     assert "<td>edge</td><td>3</td><td>100.0%</td>" in html
+    assert "100.0% of the baseline" in html  # all answered on the free edge model
+    assert "<li>none logged</li>" in html  # no PII in these requests
     assert bad.status_code == 400
     assert "window looks like" in bad.json()["error"]["message"]
 
@@ -188,3 +190,19 @@ def test_requests_command_lists_the_latest_first_with_the_reason(
     table = CliRunner().invoke(app, ["requests", "-c", str(config)])
     assert table.exit_code == 0, table.output
     assert "upstream_error" in table.output  # a failed row shows its error code as the reason
+
+
+def test_a_dashboard_whose_baseline_is_free_says_how_to_price_it(tmp_path: Path) -> None:
+    from tests.helpers import chat_body, fake_client, fake_settings
+
+    only_edge = [{"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["Hi."]}]
+    client, gateway = fake_client(fake_settings(tmp_path, models=only_edge))
+    with client:
+        client.post("/v1/chat/completions", json=chat_body())
+        for _ in range(50):  # the log writer flushes every 0.2 s
+            if summarize(gateway.request_log.path).requests == 1:
+                break
+            time.sleep(0.1)
+        html = client.get("/dashboard").text
+    assert "the same tokens on tiny" in html
+    assert "the baseline has no price: set `baseline` in the config" in html

@@ -80,12 +80,16 @@ def _page(since: str, body: str) -> str:
 
 def _body(summary: Summary, baseline: str) -> str:
     failed = sum(summary.failed_by_status.values())
-    saved = "-" if summary.saved_share is None else f"{summary.saved_share:.1%}"
+    saved = (
+        "the baseline has no price: set `baseline` in the config"
+        if summary.saved_share is None
+        else f"{summary.saved_share:.1%} of the baseline"
+    )
     cards = [
         ("Requests", str(summary.requests), f"{summary.answered} answered, {failed} failed"),
         ("Spent", f"${summary.cost_usd:.4f}", "at the answering models' prices"),
         ("Baseline", f"${summary.baseline_cost_usd:.4f}", f"the same tokens on {baseline}"),
-        ("Saved", f"${summary.saved_usd:.4f}", f"{saved} of the baseline"),
+        ("Saved", f"${summary.saved_usd:.4f}", saved),
     ]
     html = ['<div class="cards">']
     for title, value, note in cards:
@@ -102,8 +106,10 @@ def _body(summary: Summary, baseline: str) -> str:
         html.append(f"<li>{escape(router)}: {escape(split)}</li>")
     html.append(f"<li>escalated or fell back: {summary.escalated_requests}</li></ul>")
     html.append("<h2>Privacy</h2><ul>")
-    for action, count in summary.pii_actions.items() or [("none logged", 0)]:
+    for action, count in summary.pii_actions.items():
         html.append(f"<li>{escape(action)}: {count}</li>")
+    if not summary.pii_actions:
+        html.append("<li>none logged</li>")
     for kind, count in summary.pii_entities.items():
         html.append(f'<li class="muted">{escape(kind)}: {count}</li>')
     html.append("</ul>")
