@@ -53,6 +53,11 @@ def test_label_cli_writes_schema_rows_and_resumes(tmp_path: Path) -> None:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     second = CliRunner().invoke(app, args)
     assert "labelled 1 new rows (2 already" in second.output
+    # q0: only big right; q1: only tiny right (7); q2: neither (reference 3)
+    assert (
+        "3 rows: weak mean score 0.333, strong 0.333; the strong model did better on 1, "
+        "worse on 1, the same on 1"
+    ) in second.output
     labelled = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert set(labelled) == {"q0", "q1", "q2"}
     assert labelled["q0"]["weak"] == {"model": "tiny", "score": 0.0}

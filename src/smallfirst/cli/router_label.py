@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -54,3 +55,20 @@ def label(
 
     labelled = asyncio.run(run())
     typer.echo(f"labelled {labelled} new rows ({len(rows) - labelled} already in {out})")
+    typer.echo(_outcomes([json.loads(line) for line in out.read_text().splitlines() if line]))
+
+
+def _outcomes(rows: list[dict[str, Any]]) -> str:
+    """What the labels say about the pair, before any router is trained on them."""
+    scores = [(float(r["weak"]["score"]), float(r["strong"]["score"])) for r in rows]
+    if not scores:
+        return "no rows"
+    weak = sum(w for w, _ in scores) / len(scores)
+    strong = sum(s for _, s in scores) / len(scores)
+    better = sum(s > w for w, s in scores)
+    worse = sum(s < w for w, s in scores)
+    return (
+        f"{len(scores)} rows: weak mean score {weak:.3f}, strong {strong:.3f}; the strong "
+        f"model did better on {better}, worse on {worse}, the same on "
+        f"{len(scores) - better - worse}"
+    )
