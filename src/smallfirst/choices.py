@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from smallfirst.streams import close_stream
 from smallfirst.types import Chunk, Completion, GenerateRequest, Usage, completion_from_chunks
 
 StreamOpener = Callable[[GenerateRequest], AsyncIterator[Chunk]]
@@ -42,9 +43,7 @@ async def fan_out(
             except Exception as error:  # handed to the reader, which raises it
                 queue.put_nowait((index, error))
             finally:
-                close = getattr(chunks, "aclose", None)
-                if close is not None:
-                    await close()
+                await close_stream(chunks)
             queue.put_nowait((index, _ENDED))
 
     tasks = [asyncio.create_task(answer(index)) for index in range(request.n)]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.config import Settings
 from smallfirst.privacy.schema_texts import map_schema_texts
+from smallfirst.streams import close_stream
 from smallfirst.types import (
     ChatMessage,
     ChatRequest,
@@ -348,6 +349,4 @@ async def _restored_stream(
         async for chunk in chunks:
             yield restored(chunk)
     finally:
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
+        await close_stream(chunks)

@@ -39,6 +39,7 @@ from smallfirst.routing.cascade import Confidence, confidence
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import AUTO_MODEL, RoutingStep
+from smallfirst.streams import close_stream, prepend, replay
 from smallfirst.types import (
     ChatRequest,
     Chunk,
@@ -272,16 +273,16 @@ class Gateway:
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
         if plan.cascade_from is not None and drafted is not None:
             route = _route(plan.cascade_from, plan, ctx)
-            replay = self._observed(request, ctx, route, _replay(drafted), billed=True)
-            return StreamAnswer(route, replay, citations)
+            kept = self._observed(request, ctx, route, replay(drafted), billed=True)
+            return StreamAnswer(route, kept, citations)
 
         async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
             chunks = self._answers(backend, sent)
             try:
                 first = await anext(chunks)
             except StopAsyncIteration:
-                return _replay([])
-            return _prepend(first, chunks)
+                return replay([])
+            return prepend(first, chunks)
 
         chunks, model = await self._logged(
             request, ctx, plan, self._first_answer(plan, ctx, request, primed)
@@ -434,7 +435,7 @@ class Gateway:
             status, error = exc.status, exc
             raise
         finally:
-            await _close(chunks)
+            await close_stream(chunks)
             if not billed:
                 ctx.spent_usd += request_cost(route.model, usage)
             self._finish(
@@ -590,23 +591,3 @@ async def _all_or_none(work: list[Coroutine[Any, Any, T]]) -> list[T]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _replay(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
-    for chunk in chunks:
-        yield chunk
-
-
-async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    try:
-        yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await _close(rest)
-
-
-async def _close(iterator: AsyncIterator[Chunk]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()

@@ -172,6 +172,13 @@ def metric_value(text: str, name: str, labels: str) -> float:
     return 0.0
 
 
+def prompt_tokens_reused(server: Server, model: str, source: str) -> float:
+    """`smallfirst_prompt_tokens_reused_total` for `model` and `source` (context | saved)."""
+    metrics = httpx.get(f"{server.url}/metrics").text
+    labels = f'model="{model}",source="{source}"'
+    return metric_value(metrics, "smallfirst_prompt_tokens_reused_total", labels)
+
+
 def logged(server: Server, expression: str, request_id: str) -> Any:
     """`expression` (SQL over the `requests` columns) for one logged request, once its row is
     written: the log writer flushes every 0.2 s, so it is waited for a bounded while."""

@@ -12,7 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Server, bundled_model_twins, metric_value, openai_client
+from tests.integration.conftest import (
+    Server,
+    bundled_model_twins,
+    openai_client,
+    prompt_tokens_reused,
+)
 
 pytestmark = pytest.mark.integration
 PROMPT = [{"role": "user", "content": "Tell me a short story about a fox."}]
@@ -112,11 +117,11 @@ def test_the_prompt_is_read_once_and_copied_to_the_other_slots(local: Server) ->
     alone = httpx.post(
         f"{local.url}/v1/chat/completions", json={**body, "model": "solo"}, timeout=120
     )
-    before = reused_from_context(local, "slots")
+    before = prompt_tokens_reused(local, "slots", "context")
     together = httpx.post(
         f"{local.url}/v1/chat/completions", json={**body, "model": "slots", "n": 3}, timeout=120
     )
-    after = reused_from_context(local, "slots")
+    after = prompt_tokens_reused(local, "slots", "context")
     prompt_tokens = together.json()["usage"]["prompt_tokens"]
     assert prompt_tokens > 300
     # all but the last token were read once (less what that slot already held) and copied
@@ -128,13 +133,6 @@ def test_the_prompt_is_read_once_and_copied_to_the_other_slots(local: Server) ->
         ours = [t["logprob"] for t in choice["logprobs"]["content"]]
         theirs = [t["logprob"] for t in expected["logprobs"]["content"]]
         assert ours == pytest.approx(theirs, abs=1e-4)
-
-
-def reused_from_context(server: Server, model: str) -> float:
-    metrics = httpx.get(f"{server.url}/metrics").text
-    return metric_value(
-        metrics, "smallfirst_prompt_tokens_reused_total", f'model="{model}",source="context"'
-    )
 
 
 def test_a_slot_waiting_for_a_prefix_reads_it_itself_when_the_other_client_leaves(

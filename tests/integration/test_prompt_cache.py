@@ -3,10 +3,9 @@ from its saved state (`backends/llamacpp_state.py`) instead of evaluating it aga
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from tests.integration.conftest import Server, logged, metric_value
+from tests.integration.conftest import Server, logged, prompt_tokens_reused
 from tests.integration.conftest import openai_client as client
 
 MODEL = "smollm2-135m"
@@ -37,13 +36,6 @@ def _ask(gateway: Server, topic: str) -> tuple[str, int, int, str]:
     return reply.choices[0].message.content or "", usage.prompt_tokens, cached, log_id
 
 
-def _restored_tokens(gateway: Server) -> float:
-    text = httpx.get(f"{gateway.url}/metrics").text
-    return metric_value(
-        text, "smallfirst_prompt_tokens_reused_total", f'model="{MODEL}",source="saved"'
-    )
-
-
 def test_a_conversation_another_one_interrupted_resumes_from_its_saved_state(
     gateway: Server,
 ) -> None:
@@ -55,10 +47,10 @@ def test_a_conversation_another_one_interrupted_resumes_from_its_saved_state(
     _, _, shared, _ = _ask(gateway, "volcanoes")
     assert shared < prompt_tokens // 2  # another prompt: the context switched
 
-    restored_before = _restored_tokens(gateway)
+    restored_before = prompt_tokens_reused(gateway, MODEL, "saved")
     resumed, prompt_tokens, cached, request_id = _ask(gateway, "the moon")
     assert cached == prompt_tokens - 1
-    assert _restored_tokens(gateway) - restored_before == cached
+    assert prompt_tokens_reused(gateway, MODEL, "saved") - restored_before == cached
     assert resumed == again  # greedy, from the same keys and values: the same answer
     assert _logged_cached_tokens(gateway, request_id) == cached
 
