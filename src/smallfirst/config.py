@@ -58,6 +58,11 @@ class LlamaCppModel(_ModelBase):
         default=False,
         description="answer tool calls (prompted, grammar-constrained); small models do it poorly",
     )
+    preload: bool = Field(
+        default=True,
+        description="load at startup, after the default model, if it fits in"
+        " local.memory_budget_mb beside the models already loaded (false: on first use)",
+    )
     parallel: int = Field(
         default=1,
         ge=1,

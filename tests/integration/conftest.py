@@ -50,7 +50,9 @@ class Server:
         self.log.close()
 
 
-def start_server(config: dict[str, Any], directory: Path, port: int | None = None) -> Server:
+def start_server(
+    config: dict[str, Any], directory: Path, port: int | None = None, log_level: str = "warning"
+) -> Server:
     directory.mkdir(parents=True, exist_ok=True)
     config = {"data_dir": str(directory / "data"), **config}
     config_path = directory / "smallfirst.yaml"
@@ -60,7 +62,7 @@ def start_server(config: dict[str, Any], directory: Path, port: int | None = Non
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "smallfirst", "serve", "--config", str(config_path)]
     process = subprocess.Popen(
-        [*command, "--port", str(port), "--log-level", "warning"],
+        [*command, "--port", str(port), "--log-level", log_level],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -79,6 +81,12 @@ def start_server(config: dict[str, Any], directory: Path, port: int | None = Non
         time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"server on {port} not ready after {READY_TIMEOUT_S}s")
+
+
+def loaded_models(server: Server) -> dict[str, bool]:
+    """Which of the server's local models have their weights loaded (`GET /v1/models`)."""
+    models = httpx.get(f"{server.url}/v1/models").json()["data"]
+    return {m["id"]: m["loaded"] for m in models if m.get("backend") == "llamacpp"}
 
 
 def bundled_model_twins(

@@ -19,6 +19,7 @@ from smallfirst.types import ChatRequest
 from tests.integration.conftest import (
     Server,
     bundled_model_twins,
+    loaded_models,
     logged,
     metric_value,
     start_server,
@@ -272,8 +273,3 @@ def test_a_model_loaded_beside_a_busy_one_is_trimmed_once_both_are_idle(
     finally:
         server.stop()
     assert after == {"first": True, "second": False}
-
-
-def loaded_models(server: Server) -> dict[str, bool]:
-    models = httpx.get(f"{server.url}/v1/models").json()["data"]
-    return {m["id"]: m["loaded"] for m in models if m["id"] != "auto"}

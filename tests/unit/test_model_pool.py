@@ -51,3 +51,12 @@ def test_room_is_made_again_when_a_model_turns_out_bigger_than_its_file() -> Non
     assert other.engine_loaded
     pool.make_room(90, loading)  # with its context it does not
     assert not other.engine_loaded
+
+
+def test_a_preload_asks_for_room_without_taking_it() -> None:
+    pool = LocalModelPool(budget_bytes=100)
+    other = Member(pool, 60, 1.0)
+    loading: Any = Member(pool, 0, 2.0)
+    assert pool.has_room(40, loading)
+    assert not pool.has_room(41, loading)
+    assert other.engine_loaded  # asking never unloads

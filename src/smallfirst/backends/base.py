@@ -70,6 +70,11 @@ class Backend(ABC):
         """Zeros for engines that keep no prompt state here."""
         return PromptReuse()
 
+    async def preload(self) -> bool:
+        """Get ready ahead of the first request where that costs time (loading weights);
+        whether it is ready now."""
+        return True
+
     async def aclose(self) -> None:
         """Release resources (threads, connections, loaded weights)."""
         return None

@@ -45,13 +45,23 @@ class LocalModelPool:
         """Unload idle models, least recently used first, until `needed` more bytes fit
         beside the loaded ones (`loading` aside); a busy model stays."""
         with self._lock:
-            loaded = [m for m in self._members if m.engine_loaded and m is not loading]
+            loaded = self._loaded_besides(loading)
             used = sum(m.loaded_bytes for m in loaded)
             for victim in sorted(loaded, key=lambda m: m.last_used):
                 if used + needed <= self.budget_bytes:
                     break
                 if victim.try_unload():
                     used -= victim.loaded_bytes_before_unload
+
+    def has_room(self, needed: int, loading: LlamaCppBackend) -> bool:
+        """Whether `needed` more bytes fit beside the loaded models (`loading` aside) without
+        unloading any."""
+        with self._lock:
+            used = sum(m.loaded_bytes for m in self._loaded_besides(loading))
+            return used + needed <= self.budget_bytes
+
+    def _loaded_besides(self, loading: LlamaCppBackend | None) -> list[LlamaCppBackend]:
+        return [m for m in self._members if m.engine_loaded and m is not loading]
 
 
 class LlamaCppBackend(Backend):
@@ -102,14 +112,40 @@ class LlamaCppBackend(Backend):
             saved_bytes=self._engine.saved_bytes if self._engine else 0,
         )
 
+    async def preload(self) -> bool:
+        """Load ahead of the first request (`preload` in the config), but only if the model
+        fits in the memory budget beside the models already loaded: a preload never unloads
+        another model. False if it did not load."""
+        if not self.config.preload:
+            return False
+        return await self.worker.run(self._load_if_it_fits)
+
+    def _load_if_it_fits(self) -> bool:
+        if self._engine is not None:
+            return True
+        if not self._pool.has_room(resolve_model_path(self.config.path).stat().st_size, self):
+            return False
+        self._load()
+        if self._pool.has_room(self.loaded_bytes, self):
+            return True
+        self._unload()  # the key-value cells did not fit: the first request will make room
+        return False
+
     def _ensure_engine(self) -> LlamaEngine:
         """Load on first use (worker thread), making room in the pool first: for the file,
         then, once the context is allocated, for all of it."""
+        engine = self._engine
+        if engine is None:
+            self._pool.make_room(resolve_model_path(self.config.path).stat().st_size, self)
+            engine = self._load()
+            self._pool.make_room(self.loaded_bytes, self)
+        self.last_used = time.monotonic()
+        return engine
+
+    def _load(self) -> LlamaEngine:
         if self._engine is None:
-            path = resolve_model_path(self.config.path)
-            self._pool.make_room(path.stat().st_size, self)
             self._engine = LlamaEngine(
-                path,
+                resolve_model_path(self.config.path),
                 n_ctx=self.config.context_length,
                 n_threads=self.config.threads,
                 n_batch=self.config.batch_size,
@@ -119,7 +155,6 @@ class LlamaCppBackend(Backend):
                 reused=self._reused,
                 parallel=self.config.parallel,
             )
-            self._pool.make_room(self.loaded_bytes, self)
             log.info(
                 "loaded %s: %d slot(s) of %d tokens, %d MB of weights and %d MB of key-value cells",
                 self.config.id,
@@ -128,7 +163,6 @@ class LlamaCppBackend(Backend):
                 self._engine.file_size // MB,
                 self._engine.slots.kv_bytes // MB,
             )
-        self.last_used = time.monotonic()
         return self._engine
 
     def _became_idle(self) -> None:
@@ -144,13 +178,16 @@ class LlamaCppBackend(Backend):
         if not self.worker.busy.acquire(blocking=False):
             return False
         try:
-            if self._engine is not None:
-                self.loaded_bytes_before_unload = self.loaded_bytes
-                self._engine.close()
-                self._engine = None
+            self._unload()
             return True
         finally:
             self.worker.busy.release()
+
+    def _unload(self) -> None:
+        if self._engine is not None:
+            self.loaded_bytes_before_unload = self.loaded_bytes
+            self._engine.close()
+            self._engine = None
 
     async def aclose(self) -> None:
         self.worker.shutdown()

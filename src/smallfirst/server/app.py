@@ -97,6 +97,21 @@ async def _warm_up(app: Starlette, gw: Gateway) -> None:
     except SmallfirstError as error:  # `auto` requests will say why; other models still answer
         log.error("router failed to load: %s", error.message)
     app.state.ready.set()
+    await _preload_other_models(gw)
+
+
+async def _preload_other_models(gw: Gateway) -> None:
+    """Load the other local models too, in config order, so that the first request a router
+    sends up does not wait seconds for weights (once the server is ready: requests for the
+    default model need not wait for them)."""
+    for model_id, backend in gw.backends.items():
+        if model_id == gw.default_model_id():
+            continue
+        try:
+            if not await backend.preload():
+                log.info("%s loads on first use (preload off, or over the memory budget)", model_id)
+        except SmallfirstError as error:  # its requests will say why
+            log.error("%s failed to load: %s", model_id, error.message)
 
 
 LOCAL_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
