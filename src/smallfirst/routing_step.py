@@ -55,6 +55,12 @@ class RoutingStep:
                 )
             plan = Plan([backend.info()], "none", "model requested by id")
             return self._for_tools(plan, request)
+        if request.logit_bias:
+            raise InvalidRequest(
+                "logit_bias names token ids of one model's vocabulary, and `auto` (or a"
+                " `rag/` collection) may answer with any model: ask for a model by id",
+                param="logit_bias",
+            )
         budget_spent = self._spend.exhausted(api_key_id)
         local_reasons = [*keep_local, *([f"{budget_spent}"] if budget_spent else [])]
         local_only = bool(local_reasons)

@@ -157,6 +157,9 @@ class SamplingParams(_Strict):
     stream_options: StreamOptions | None = None
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    # token id (as text, as JSON keys are) -> a bias from -100 (never) to 100 (only this),
+    # in the vocabulary of the model that answers: a request with one names its model.
+    logit_bias: dict[str, float] | None = None
     user: str | None = None
     # OpenAI's newer split of `user`: who is asking (abuse checks) and which requests share a
     # prompt cache. Passed to remote tiers (pseudonymous unless allowed, see privacy_step.py);
@@ -169,6 +172,16 @@ class SamplingParams(_Strict):
     max_strong_share: float | None = Field(default=None, ge=0.0, le=1.0)
     min_quality: float | None = Field(default=None, ge=0.0, le=1.0)
     privacy: Literal["allow", "redact", "local_only", "block"] | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids_and_biases(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (value or {}).items():
+            if not token.isdigit():
+                raise ValueError(f"logit_bias keys are token ids (0, 1, ...), not {token!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"logit_bias values go from -100 to 100; token {token}: {bias}")
+        return value
 
     @field_validator("stop")
     @classmethod

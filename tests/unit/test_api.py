@@ -87,6 +87,20 @@ def test_openai_prompt_cache_hints_go_on_to_a_remote_tier(api: tuple[TestClient,
     assert client.post("/v1/chat/completions", json=bad_ttl).status_code == 400
 
 
+def test_a_logit_bias_goes_on_to_the_model_asked_for(api: tuple[TestClient, Gateway]) -> None:
+    """Token ids mean something in one vocabulary: passed on to the model named, and an
+    empty bias (some clients always send one) is no bias, `auto` included."""
+    client, gateway = api
+    bias = {"50256": -100, "15": 2.5}
+    body = chat_body("big", logit_bias=bias)
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert sent.openai_body()["logit_bias"] == bias
+    for empty in ({}, None):
+        body = chat_body("auto", logit_bias=empty)
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
@@ -107,6 +121,10 @@ def test_openai_prompt_cache_hints_go_on_to_a_remote_tier(api: tuple[TestClient,
         ),
         ({"model": "tiny", "messages": []}, 400, "messages"),
         (chat_body(top_logprobs=2), 400, "top_logprobs requires logprobs"),
+        (chat_body(logit_bias={"hello": 5}), 400, "keys are token ids (0, 1, ...), not 'hello'"),
+        (chat_body(logit_bias={"-3": 5}), 400, "keys are token ids (0, 1, ...), not '-3'"),
+        (chat_body(logit_bias={"7": 101}), 400, "values go from -100 to 100; token 7: 101"),
+        (chat_body("auto", logit_bias={"7": 1}), 400, "ask for a model by id"),
         (chat_body("missing"), 404, "does not exist"),
     ],
 )

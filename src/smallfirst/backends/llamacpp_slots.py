@@ -149,7 +149,7 @@ class SlotDecoder:
         """Put `job` into the free slot sharing the longest prefix with its prompt; returns
         the prompt tokens kept from before (cached tokens). Raises InvalidRequest for a
         grammar llama.cpp cannot use; the slot is then untouched."""
-        from smallfirst.backends.llamacpp_engine import sampler_for
+        from smallfirst.backends.llamacpp_sampling import sampler_for
 
         sampler = sampler_for(self._engine.llama, job.request)
         tokens = prompt.tokens
