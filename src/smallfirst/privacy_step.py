@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.config import Settings
+from smallfirst.errors import PolicyBlocked
 from smallfirst.privacy.schema_texts import map_schema_texts
 from smallfirst.streams import close_stream
 from smallfirst.types import (
@@ -133,6 +134,11 @@ class PrivacyStep:
             return request, result
         if isinstance(request, ChatRequest):
             return request.model_copy(update=_with_scanned(request, result.messages)), result
+        if request.prompt_tokens is not None:
+            raise PolicyBlocked(
+                f"the privacy policy redacts what {model.id} receives, and a prompt of token"
+                " ids cannot be redacted: send it as text"
+            )
         return request.model_copy(update={"prompt": result.messages[0].text}), result
 
     def _with_pseudonymous_ids(self, request: GenerateRequest, model: ModelInfo) -> GenerateRequest:

@@ -40,6 +40,7 @@ from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import AUTO_MODEL, RoutingStep
 from smallfirst.streams import close_stream, prepend, replay
+from smallfirst.token_prompts import read_token_prompt
 from smallfirst.types import (
     ChatRequest,
     Chunk,
@@ -169,6 +170,7 @@ class Gateway:
     # -- routing -----------------------------------------------------------------------------
     async def prepare(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:
         """guard -> retrieval -> route: what to send, to whom, and with which citations."""
+        request = await read_token_prompt(request, self.backends)
         keep_local: list[str] = []
         ctx.inspection = inspection = await self.privacy.inspect(request)
         if inspection is not None and inspection.blocked:
@@ -252,7 +254,7 @@ class Gateway:
         local queue by itself. The first failure fails the batch and stops the rest."""
         gate = asyncio.Semaphore(self._batch_concurrency())
 
-        async def answer(position: int, prompt: str) -> Answer:
+        async def answer(position: int, prompt: str | list[int]) -> Answer:
             async with gate:
                 own = RequestContext(
                     endpoint=ctx.endpoint,
@@ -555,6 +557,8 @@ def _with_logprobs(request: GenerateRequest) -> GenerateRequest:
 
 def _prompt_text(request: GenerateRequest) -> str:
     """What the model was given, as the log keeps it (`log_prompts`); tool definitions last."""
+    if isinstance(request, TextRequest) and request.prompt_needs_reading:
+        return f"[{len(request.prompt_tokens or [])} token ids]"
     if not isinstance(request, ChatRequest):
         return request.prompt_text
     lines = [f"{m.role}: {m.text}{_calls_text(m.tool_calls)}" for m in request.messages]

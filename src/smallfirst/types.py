@@ -3,9 +3,16 @@ results (`Completion`, `Chunk`) that backends return and the server renders."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 Tier = Literal["edge", "onprem", "cloud"]
 TIERS: tuple[Tier, ...] = ("edge", "onprem", "cloud")
@@ -250,17 +257,42 @@ class ChatRequest(SamplingParams):
         return (self.top_logprobs or 0) if self.logprobs else None
 
 
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
 class TextRequest(SamplingParams):
-    prompt: str | list[str]
+    # Text, or token ids of the named model's vocabulary (as evaluation harnesses send), or a
+    # batch of either.
+    prompt: str | list[str] | TokenIds | list[TokenIds]
     max_tokens: int | None = Field(default=None, ge=0)  # 0 with echo: score the prompt only
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False  # the answer starts with the prompt (with its tokens' logprobs)
     suffix: str | None = None
 
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_shape(cls, value: Any) -> Any:
+        """One message for every wrong shape (the union's own errors name its first member)."""
+
+        def token_ids(item: Any) -> bool:
+            return (
+                isinstance(item, list)
+                and bool(item)
+                and all(type(t) is int and t >= 0 for t in item)  # bools are not ids
+            )
+
+        if isinstance(value, str) or token_ids(value):
+            return value
+        if isinstance(value, list) and value:
+            if all(isinstance(item, str) for item in value) or all(map(token_ids, value)):
+                return value
+        raise ValueError(
+            "prompt must be a text, a list of texts, token ids (integers >= 0), or a list of"
+            " token-id lists, none of them empty"
+        )
+
     @model_validator(mode="after")
     def _check(self) -> TextRequest:
-        if isinstance(self.prompt, list) and not self.prompt:
-            raise ValueError("prompt must be a string or a list of strings")
         if len(self.prompts) * self.n > MAX_CHOICES:
             raise ValueError(
                 f"at most {MAX_CHOICES} answers per request (prompts x n); got "
@@ -274,18 +306,46 @@ class TextRequest(SamplingParams):
             raise ValueError("suffix is not supported")
         return self
 
+    # A prompt of token ids, once the model's tokenizer has read it (`with_prompt_read`).
+    _read_ids: list[int] | None = PrivateAttr(default=None)
+
     @property
-    def prompts(self) -> list[str]:
+    def prompts(self) -> list[str | list[int]]:
         """The prompts of the request: one, or a batch (each answered as a request of its
         own, `Gateway.complete_each_prompt`)."""
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+        prompt = self.prompt
+        if isinstance(prompt, str) or isinstance(prompt[0], int):
+            return [prompt]  # one text, or the ids of one prompt
+        return cast(list[str | list[int]], list(prompt))  # texts, or lists of ids
 
     @property
     def prompt_text(self) -> str:
-        """The prompt of a one-prompt request."""
+        """The text of a one-prompt request (for ids: as their model's tokenizer read them)."""
         if len(self.prompts) != 1:
             raise ValueError("a batch of prompts is answered prompt by prompt")
-        return self.prompts[0]
+        prompt = self.prompts[0]
+        if not isinstance(prompt, str):
+            raise ValueError("a prompt of token ids is read by its model's tokenizer first")
+        return prompt
+
+    @property
+    def prompt_tokens(self) -> list[int] | None:
+        """The token ids the client sent as the prompt of a one-prompt request, if it did."""
+        prompt = self.prompts[0] if len(self.prompts) == 1 else None
+        return prompt if isinstance(prompt, list) else self._read_ids
+
+    @property
+    def prompt_needs_reading(self) -> bool:
+        """A one-prompt request of token ids whose text is not known yet."""
+        return len(self.prompts) == 1 and isinstance(self.prompts[0], list)
+
+    def with_prompt_read(self, text: str) -> TextRequest:
+        """This request of token ids, with their text (what the guard, the log and the router
+        see); the model still reads the ids as sent."""
+        ids = self.prompt_tokens
+        read = self.model_copy(update={"prompt": text})
+        read._read_ids = ids
+        return read
 
     @property
     def token_limit(self) -> int | None:

@@ -291,7 +291,7 @@ def test_the_first_failing_prompt_fails_the_batch(api: tuple[TestClient, Gateway
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        ({"prompt": []}, "prompt must be a string or a list of strings"),
+        ({"prompt": []}, "prompt must be a text, a list of texts, token ids"),
         ({"prompt": ["a"] * 65, "n": 2}, "at most 128 answers per request (prompts x n)"),
         ({"prompt": ["a", "b"], "stream": True}, "stream one prompt at a time"),
     ],

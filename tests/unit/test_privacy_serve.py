@@ -274,3 +274,22 @@ def test_audit_has_types_counts_and_action_but_no_values(tmp_path: Path) -> None
     dump = "\n".join(connection.iterdump())
     assert NAME not in dump
     assert EMAIL not in dump
+
+
+@pytest.mark.parametrize(
+    ("privacy", "fragment"),
+    [
+        ("block", "it contains EMAIL_ADDRESS x1, PERSON x1"),  # the guard read the ids' text
+        ("redact", "a prompt of token ids cannot be redacted: send it as text"),
+    ],
+)
+def test_a_prompt_of_token_ids_is_guarded_as_its_text(
+    api: tuple[TestClient, Any], privacy: str, fragment: str
+) -> None:
+    client, gateway = api
+    ids = list(PROMPT.encode())  # the fake local tokenizer: one token per byte
+    body = {"model": "tiny", "prompt": ids, "max_tokens": 4, "privacy": privacy}
+    response = client.post("/v1/completions", json=body)
+    assert response.status_code == 400
+    assert fragment in response.json()["error"]["message"]
+    assert fake_backend(gateway, "tiny").requests == []

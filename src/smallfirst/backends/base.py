@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from smallfirst.config import ModelConfig
 from smallfirst.types import Chunk, Completion, GenerateRequest, ModelInfo
@@ -18,6 +18,24 @@ class PromptReuse:
     from_context: int = 0
     from_saved: int = 0
     saved_bytes: int = 0
+
+
+class Tokenizer(Protocol):
+    """A model's own tokenizer, for clients that count or score in its token ids (the
+    `/tokenize` endpoints; `/v1/completions` prompts given as ids)."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        """Tokens as the model reads a text prompt (`add_special_tokens`: its BOS, if any)."""
+        ...
+
+    def decode(self, tokens: list[int]) -> str: ...
+
+    def info(self) -> dict[str, object]:
+        """eos_token, bos_token, pad_token and chat_template (None where the model has none)."""
+        ...
 
 
 class Backend(ABC):
@@ -49,6 +67,10 @@ class Backend(ABC):
     async def token_counter(self) -> Callable[[str], int]:
         """Counts tokens as this model does; engines without a tokenizer here over-estimate."""
         return _estimate_tokens
+
+    async def tokenizer(self) -> Tokenizer | None:
+        """The model's own tokenizer where it runs here; None for remote models."""
+        return None
 
     def queue_depth(self) -> int:
         """Requests waiting for this model (0 for engines that do not queue here)."""

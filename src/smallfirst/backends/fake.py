@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.backends.local_tools import offered_tools
 from smallfirst.config import FakeModel
+from smallfirst.errors import InvalidRequest
 from smallfirst.types import (
     ChatRequest,
     Chunk,
@@ -33,6 +34,23 @@ class FakeReply:
     logprob: float = -0.05  # per token; a cascade test sets it low to look unsure
 
 
+class ByteTokenizer:
+    """A tokenizer for tests: one token per UTF-8 byte."""
+
+    vocab_size = 256
+
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        return list(text.encode())
+
+    def decode(self, tokens: list[int]) -> str:
+        if any(token >= self.vocab_size for token in tokens):
+            raise InvalidRequest("a byte tokenizer has tokens 0 to 255", param="tokens")
+        return bytes(tokens).decode(errors="replace")
+
+    def info(self) -> dict[str, object]:
+        return {"eos_token": None, "bos_token": None, "pad_token": None, "chat_template": None}
+
+
 class FakeBackend(Backend):
     def __init__(self, config: FakeModel) -> None:
         self.config = config
@@ -47,6 +65,9 @@ class FakeBackend(Backend):
 
     def info(self) -> ModelInfo:
         return info_from_config(self.config)
+
+    async def tokenizer(self) -> ByteTokenizer | None:
+        return ByteTokenizer() if self.config.tier != "cloud" else None  # clouds keep theirs
 
     def _next(self, request: GenerateRequest) -> FakeReply:
         self.requests.append(request)

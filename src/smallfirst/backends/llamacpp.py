@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
 from smallfirst.backends import local_tools
-from smallfirst.backends.base import Backend, PromptReuse, info_from_config
+from smallfirst.backends.base import Backend, PromptReuse, Tokenizer, info_from_config
 from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.slot_scheduler import SlotScheduler
@@ -197,12 +197,18 @@ class LlamaCppBackend(Backend):
         await self.worker.run(self._ensure_engine)
 
     async def token_counter(self) -> Callable[[str], int]:
+        return (await self._loaded_engine()).count_tokens
+
+    async def tokenizer(self) -> Tokenizer:
+        return await self._loaded_engine()
+
+    async def _loaded_engine(self) -> LlamaEngine:
         # Tokenizing reads only the vocabulary, so it may run beside a generation: a loaded
-        # model's counter does not wait for the worker.
+        # model's tokenizer does not wait for the worker.
         engine = self._engine
         if engine is None:
             engine = await self.worker.run(self._ensure_engine)
-        return engine.count_tokens
+        return engine
 
     async def complete(self, request: GenerateRequest) -> Completion:
         chunks = [chunk async for chunk in self.stream(request)]

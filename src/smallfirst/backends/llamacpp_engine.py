@@ -117,6 +117,39 @@ class LlamaEngine:
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    # -- the `Tokenizer` protocol (backends/base.py) ---------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return int(self.llama.n_vocab())
+
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        """As `prepare` reads a text prompt: special-token spellings stay plain text."""
+        tokens = self.llama.tokenize(
+            text.encode("utf-8"), add_bos=add_special_tokens, special=False
+        )
+        return [int(token) for token in tokens]
+
+    def decode(self, tokens: list[int]) -> str:
+        outside = [token for token in tokens if not 0 <= token < self.vocab_size]
+        if outside:
+            raise InvalidRequest(
+                f"token {outside[0]} is not in this model's vocabulary (0 to"
+                f" {self.vocab_size - 1})",
+                param="tokens",
+            )
+        return str(self.llama.detokenize(tokens).decode("utf-8", errors="replace"))
+
+    def info(self) -> dict[str, object]:
+        def text_of(token: int) -> str | None:
+            return str(self.llama._model.token_get_text(token)) if token != -1 else None
+
+        return {
+            "eos_token": text_of(self.llama.token_eos()),
+            "bos_token": text_of(self.llama.token_bos()),
+            "pad_token": None,
+            "chat_template": self.llama.metadata.get("tokenizer.chat_template"),
+        }
+
     def prepare(self, request: GenerateRequest) -> PreparedPrompt:
         """Apply the chat template, tokenize, and check the context budget (never truncate)."""
         stop = request.stop_list
@@ -138,8 +171,8 @@ class LlamaEngine:
                 if s not in stop
             ]
         else:
-            tokens = self.llama.tokenize(
-                request.prompt_text.encode("utf-8"), add_bos=True, special=False
+            tokens = request.prompt_tokens or self.encode(
+                request.prompt_text, add_special_tokens=True
             )
         room = self.n_ctx - len(tokens)
         asked = request.token_limit

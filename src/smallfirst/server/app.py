@@ -30,6 +30,7 @@ from smallfirst.server.errors import (
 from smallfirst.server.metrics import Metrics
 from smallfirst.server.render import ROUTE_HEADER_NAMES
 from smallfirst.server.routes import ROUTE_HEADER, ROUTES
+from smallfirst.server.tokenizer_routes import TOKENIZER_ROUTES
 from smallfirst.service import Gateway
 
 log = logging.getLogger("smallfirst.server")
@@ -55,7 +56,7 @@ def create_app(
 
     keyring = KeyRing(settings.server)
     app = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *TOKENIZER_ROUTES],
         middleware=[
             Middleware(BrowserCors, config=settings.server),  # outermost: preflights carry no key
             Middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes),

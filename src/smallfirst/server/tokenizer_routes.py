@@ -1,0 +1,84 @@
+"""vLLM's tokenizer endpoints, with which evaluation harnesses count and score in a model's
+own token ids (lm-evaluation-harness's `local-completions` looks for them by itself):
+`POST /tokenize`, `POST /detokenize` and `GET /tokenizer_info`. Each takes an optional
+`model` (default: the default model); local models only, since a remote model's tokenizer is
+not here. Text is tokenized as `/v1/completions` reads a text prompt."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from smallfirst.backends.base import Tokenizer
+from smallfirst.server.routes import gateway, parse
+from smallfirst.token_prompts import tokenizer_for
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenizeRequest(_Strict):
+    model: str | None = None
+    prompt: str
+    add_special_tokens: bool = True  # the model's BOS, where it has one
+    return_token_strs: bool = False
+
+
+class DetokenizeRequest(_Strict):
+    model: str | None = None
+    tokens: list[Annotated[int, Field(ge=0)]]
+
+
+async def _tokenizer(request: Request, model_id: str | None) -> tuple[str, Tokenizer]:
+    gw = gateway(request)
+    model_id = model_id or gw.default_model_id()
+    return model_id, await tokenizer_for(model_id, gw.backends, param="model")
+
+
+def _context_length(request: Request, model_id: str) -> int:
+    return gateway(request).backends[model_id].info().context_length
+
+
+async def tokenize(request: Request) -> Response:
+    parsed = await parse(request, TokenizeRequest)
+    model_id, tokenizer = await _tokenizer(request, parsed.model)
+    tokens = tokenizer.encode(parsed.prompt, add_special_tokens=parsed.add_special_tokens)
+    strings = [tokenizer.decode([token]) for token in tokens] if parsed.return_token_strs else None
+    return JSONResponse(
+        {
+            "count": len(tokens),
+            "max_model_len": _context_length(request, model_id),
+            "tokens": tokens,
+            "token_strs": strings,
+        }
+    )
+
+
+async def detokenize(request: Request) -> Response:
+    parsed = await parse(request, DetokenizeRequest)
+    _, tokenizer = await _tokenizer(request, parsed.model)
+    return JSONResponse({"prompt": tokenizer.decode(parsed.tokens)})
+
+
+async def tokenizer_info(request: Request) -> Response:
+    model_id, tokenizer = await _tokenizer(request, request.query_params.get("model"))
+    return JSONResponse(
+        {
+            "model": model_id,
+            **tokenizer.info(),
+            "vocab_size": tokenizer.vocab_size,
+            "model_max_length": _context_length(request, model_id),
+        }
+    )
+
+
+TOKENIZER_ROUTES = [
+    Route("/tokenize", tokenize, methods=["POST"]),
+    Route("/detokenize", detokenize, methods=["POST"]),
+    Route("/tokenizer_info", tokenizer_info, methods=["GET"]),
+]

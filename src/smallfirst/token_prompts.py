@@ -1,0 +1,47 @@
+"""Prompts given as token ids (`/v1/completions`, as evaluation harnesses send them): read
+with the named model's own tokenizer before anything else looks at the request, so that the
+privacy guard, the log and `echo` see their text while the model reads the ids as sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from smallfirst.backends import Backend
+from smallfirst.backends.base import Tokenizer
+from smallfirst.errors import InvalidRequest, ModelNotFound
+from smallfirst.rag_step import rag_collection
+from smallfirst.routing_step import AUTO_MODEL
+from smallfirst.types import GenerateRequest, TextRequest
+
+
+async def read_token_prompt(
+    request: GenerateRequest, backends: Mapping[str, Backend]
+) -> GenerateRequest:
+    """The request with its token-id prompt read (other requests as they are)."""
+    if not isinstance(request, TextRequest) or not request.prompt_needs_reading:
+        return request
+    tokenizer = await tokenizer_for(request.model, backends, param="prompt")
+    try:
+        text = tokenizer.decode(request.prompt_tokens or [])
+    except InvalidRequest as error:
+        error.param = "prompt"
+        raise
+    return request.with_prompt_read(text)
+
+
+async def tokenizer_for(model_id: str, backends: Mapping[str, Backend], *, param: str) -> Tokenizer:
+    """The tokenizer of a model asked for by id. Token ids mean something in one vocabulary,
+    so `auto` and `rag/` will not do, and a remote model's tokenizer is not here."""
+    backend = backends.get(model_id)
+    if backend is None and model_id != AUTO_MODEL and rag_collection(model_id) is None:
+        raise ModelNotFound(
+            f"The model `{model_id}` does not exist; see GET /v1/models", param="model"
+        )
+    tokenizer = await backend.tokenizer() if backend is not None else None
+    if tokenizer is None:
+        raise InvalidRequest(
+            "token ids need a local model asked for by id (they mean something in one"
+            f" model's vocabulary); `{model_id}` is not one",
+            param=param,
+        )
+    return tokenizer
