@@ -267,7 +267,7 @@ class TextRequest(SamplingParams):
     max_tokens: int | None = Field(default=None, ge=0)  # 0 with echo: score the prompt only
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False  # the answer starts with the prompt (with its tokens' logprobs)
-    suffix: str | None = None
+    suffix: str | None = None  # fill in the middle: the answer goes between prompt and suffix
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -281,11 +281,15 @@ class TextRequest(SamplingParams):
                 and all(type(t) is int and t >= 0 for t in item)  # bools are not ids
             )
 
-        if isinstance(value, str) or token_ids(value):
+        def batch(items: Any) -> bool:
+            return (
+                isinstance(items, list)
+                and bool(items)
+                and (all(isinstance(item, str) for item in items) or all(map(token_ids, items)))
+            )
+
+        if isinstance(value, str) or token_ids(value) or batch(value):
             return value
-        if isinstance(value, list) and value:
-            if all(isinstance(item, str) for item in value) or all(map(token_ids, value)):
-                return value
         raise ValueError(
             "prompt must be a text, a list of texts, token ids (integers >= 0), or a list of"
             " token-id lists, none of them empty"
@@ -302,8 +306,10 @@ class TextRequest(SamplingParams):
             raise ValueError("a list of prompts is answered whole: stream one prompt at a time")
         if self.max_tokens == 0 and not self.echo:
             raise ValueError("max_tokens 0 only makes sense with echo (to score the prompt)")
-        if self.suffix:
-            raise ValueError("suffix is not supported")
+        if self.suffix is not None and self.echo:
+            raise ValueError("echo returns the prompt, and with a suffix the answer goes between")
+        if self.suffix is not None and any(isinstance(p, list) for p in self.prompts):
+            raise ValueError("suffix needs a text prompt, not token ids")
         return self
 
     # A prompt of token ids, once the model's tokenizer has read it (`with_prompt_read`).
