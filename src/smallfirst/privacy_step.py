@@ -139,7 +139,12 @@ class PrivacyStep:
                 f"the privacy policy redacts what {model.id} receives, and a prompt of token"
                 " ids cannot be redacted: send it as text"
             )
-        return request.model_copy(update={"prompt": result.messages[0].text}), result
+        redacted = [message.text for message in result.messages]
+        update = {
+            "prompt": redacted[0],
+            **({"suffix": redacted[1]} if request.suffix is not None else {}),
+        }
+        return request.model_copy(update=update), result
 
     def _with_pseudonymous_ids(self, request: GenerateRequest, model: ModelInfo) -> GenerateRequest:
         """`user` (and `safety_identifier`, `prompt_cache_key`) is often an e-mail address or
@@ -189,7 +194,10 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
     prose and values in the tool definitions and the response format's schema (each a
     message of its own, so findings and placeholders stay per text)."""
     if not isinstance(request, ChatRequest):
-        return [ChatMessage(role="user", content=request.prompt_text)]
+        suffix = (
+            [] if request.suffix is None else [ChatMessage(role="user", content=request.suffix)]
+        )
+        return [ChatMessage(role="user", content=request.prompt_text), *suffix]
     scanned: list[ChatMessage] = []
     for message in request.messages:
         scanned.append(message)

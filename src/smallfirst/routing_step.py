@@ -18,7 +18,7 @@ from smallfirst.errors import ConfigError, InvalidRequest, ModelNotFound
 from smallfirst.routing.budget import SpendTracker
 from smallfirst.routing.planner import Plan, RoutePlanner
 from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
-from smallfirst.types import TIERS, ChatRequest, GenerateRequest
+from smallfirst.types import TIERS, ChatRequest, GenerateRequest, TextRequest
 
 if TYPE_CHECKING:
     from smallfirst.routing.base import Router
@@ -55,6 +55,12 @@ class RoutingStep:
                 )
             plan = Plan([backend.info()], "none", "model requested by id")
             return self._for_tools(plan, request)
+        if isinstance(request, TextRequest) and request.suffix is not None:
+            raise InvalidRequest(
+                "suffix (fill in the middle) needs a model asked for by id that can do it,"
+                " such as a local code model",
+                param="suffix",
+            )
         if request.logit_bias:
             raise InvalidRequest(
                 "logit_bias names token ids of one model's vocabulary, and `auto` (or a"

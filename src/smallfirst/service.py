@@ -560,7 +560,8 @@ def _prompt_text(request: GenerateRequest) -> str:
     if isinstance(request, TextRequest) and request.prompt_needs_reading:
         return f"[{len(request.prompt_tokens or [])} token ids]"
     if not isinstance(request, ChatRequest):
-        return request.prompt_text
+        suffix = "" if request.suffix is None else f"\n[suffix]\n{request.suffix}"
+        return request.prompt_text + suffix
     lines = [f"{m.role}: {m.text}{_calls_text(m.tool_calls)}" for m in request.messages]
     if request.tools:
         functions = [tool.function.model_dump(exclude_none=True) for tool in request.tools]

@@ -64,6 +64,8 @@ def test_a_batch_of_token_id_prompts_answers_each(api: tuple[TestClient, Gateway
         ("tiny", [72, -1], 400, "prompt", "token ids (integers >= 0)"),
         ("tiny", [72, "a"], 400, "prompt", "prompt must be a text, a list of texts"),
         ("tiny", [[72], []], 400, "prompt", "none of them empty"),
+        ("tiny", 5, 400, "prompt", "prompt must be a text, a list of texts"),
+        ("tiny", {"text": "hi"}, 400, "prompt", "prompt must be a text, a list of texts"),
     ],
 )
 def test_token_ids_the_gateway_cannot_read_are_refused(

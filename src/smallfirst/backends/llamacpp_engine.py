@@ -170,6 +170,8 @@ class LlamaEngine:
                 )
                 if s not in stop
             ]
+        elif request.suffix is not None:
+            tokens = self._fill_in_the_middle(request.prompt_text, request.suffix, request.model)
         else:
             tokens = request.prompt_tokens or self.encode(
                 request.prompt_text, add_special_tokens=True
@@ -191,6 +193,33 @@ class LlamaEngine:
         return PreparedPrompt(
             tokens=tokens, max_tokens=asked if asked is not None else room, stop=stop
         )
+
+    def _fill_in_the_middle(self, prefix: str, suffix: str, model: str) -> list[int]:
+        """The prompt of a code model's infill (prefix-suffix-middle, as its FIM tokens say):
+        the answer is what goes between `prefix` and `suffix`."""
+        from llama_cpp import llama_cpp as low_level
+
+        vocab = self.llama._model.vocab
+        marks = [
+            int(low_level.llama_vocab_fim_pre(vocab)),
+            int(low_level.llama_vocab_fim_suf(vocab)),
+            int(low_level.llama_vocab_fim_mid(vocab)),
+        ]
+        if -1 in marks:
+            raise InvalidRequest(
+                f"model {model!r} cannot fill in the middle: its vocabulary has no FIM tokens;"
+                " ask a code model (such as qwen2.5-coder-1.5b), or leave out suffix",
+                param="suffix",
+            )
+        before, after, middle = marks
+        return [
+            *self.encode("", add_special_tokens=True),  # the model's BOS, if it adds one
+            before,
+            *self.encode(prefix, add_special_tokens=False),
+            after,
+            *self.encode(suffix, add_special_tokens=False),
+            middle,
+        ]
 
     def answer_writer(
         self, prompt: PreparedPrompt, emit: Callable[[Chunk], None], cached: int
