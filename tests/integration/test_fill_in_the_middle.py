@@ -21,6 +21,7 @@ from tests.integration.conftest import Server, start_server
 pytestmark = pytest.mark.integration
 MARKS = {"pre": 8, "suf": 9, "mid": 10}  # <issue_start>, <issue_comment>, <issue_closed>
 PREFIX, SUFFIX = "def add(a, b):\n    ", "\n\nprint(add(1, 2))\n"
+STREAMED = {"model": "coder", "max_tokens": 12, "temperature": 0, "stream": True}
 
 
 def model_with_fim_marks(path: Path) -> Path:
@@ -86,8 +87,7 @@ def test_a_streamed_infill_is_the_same_answer(server: Server) -> None:
     with httpx.stream(
         "POST",
         f"{server.url}/v1/completions",
-        json={"model": "coder", "prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 12,
-              "temperature": 0, "stream": True},  # fmt: skip
+        json={**STREAMED, "prompt": PREFIX, "suffix": SUFFIX},
         timeout=120,
     ) as response:
         events = [
