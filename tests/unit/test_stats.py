@@ -187,9 +187,15 @@ def test_requests_command_lists_the_latest_first_with_the_reason(
     assert [row["created_at"] for row in rows] == sorted(
         (row["created_at"] for row in rows), reverse=True
     )
+    reason = "score 0.709 >= 0.700 -> strong; local tiers only: PII (PERSON x2) stays on premises"
+    log = RequestLog(log_path)
+    log.record(record(9, model_answered="qwen2.5-coder-1.5b", tier="onprem", route_reason=reason))
+    log.close()
     table = CliRunner().invoke(app, ["requests", "-c", str(config)])
     assert table.exit_code == 0, table.output
     assert "upstream_error" in table.output  # a failed row shows its error code as the reason
+    assert reason in table.output  # piped, a table keeps whole lines (not 80 columns)
+    assert "qwen2.5-coder-1.5b (onprem)" in table.output
 
 
 def test_a_dashboard_whose_baseline_is_free_says_how_to_price_it(tmp_path: Path) -> None:

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from smallfirst.config import Settings, load_settings
 from smallfirst.errors import ConfigError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Piped or redirected, tables would be cut to 80 columns (rich's default off a terminal).
+UNLIMITED_WIDTH = 10_000
+
 CONFIG_OPTION = typer.Option(
     None, "--config", "-c", envvar="SMALLFIRST_CONFIG", help="YAML config file (default: built-in)."
 )
+
+
+def output_console() -> Console:
+    """Where commands print: the terminal's width on a terminal, whole lines elsewhere."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=UNLIMITED_WIDTH)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from smallfirst.cli.common import CONFIG_OPTION, fail, settings_or_exit
+from smallfirst.cli.common import CONFIG_OPTION, fail, output_console, settings_or_exit
 
 app = typer.Typer(no_args_is_help=False, help="Configured models, and models to install.")
 
@@ -38,7 +38,6 @@ def models(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "tier", "backend", "context", "$ in/1M", "$ out/1M", "tools")
@@ -52,7 +51,7 @@ def models(
             f"{r['output_cost_per_1m']:.2f}",
             "yes" if r["tools"] else "no",
         )
-    Console().print(table)
+    output_console().print(table)
 
 
 @app.command("available")

@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from smallfirst.cli.common import output_console
+
 app = typer.Typer(help="PII detection: scan a text, evaluate the detector.", no_args_is_help=True)
 
 
@@ -39,7 +41,6 @@ def scan(
         }
         typer.echo(json.dumps(payload))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(findings)} finding(s)")
@@ -47,7 +48,7 @@ def scan(
         table.add_column(column)
     for f in findings:
         table.add_row(f.entity_type, str(f.start), str(f.end), f"{f.score:.2f}", f.value_in(text))
-    Console().print(table)
+    output_console().print(table)
 
 
 @app.command("eval")
@@ -112,10 +113,9 @@ def _counts(kinds: Any) -> dict[str, int]:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = output_console()
     table = Table(title=f"token-level (headline), {report['samples']} samples")
     for column in ("type", "precision", "recall", "F1", "F2", "support"):
         table.add_column(column, justify="right" if column != "type" else "left")

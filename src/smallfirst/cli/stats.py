@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smallfirst.cli.common import CONFIG_OPTION, fail, settings_or_exit
+from smallfirst.cli.common import CONFIG_OPTION, fail, output_console, settings_or_exit
 
 if TYPE_CHECKING:
     from smallfirst.logs.stats import Summary
@@ -75,7 +75,6 @@ def requests(
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True)
@@ -93,7 +92,7 @@ def requests(
             f"{row['cost_usd']:.5f}",
             row["route_reason"] or row["error_code"] or "",
         )
-    Console().print(table)
+    output_console().print(table)
 
 
 def _log_path(data_dir: Path) -> Path:
@@ -114,10 +113,9 @@ def _parse_window(text: str) -> float | None:
 
 def _render(summary: Summary, since: str, baseline: str) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = output_console()
     window = "all time" if since == "all" else f"the last {since}"
     failed = ", ".join(f"{n} x {status}" for status, n in summary.failed_by_status.items())
     console.print(
