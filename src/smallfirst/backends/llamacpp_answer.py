@@ -22,6 +22,7 @@ class PreparedPrompt:
     tokens: list[int]
     max_tokens: int
     stop: list[str]
+    added_bos: bool = False  # the engine, not the client, put the model's BOS first
 
 
 class StopMatcher:

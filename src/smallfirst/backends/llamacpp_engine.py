@@ -123,10 +123,13 @@ class LlamaEngine:
         return int(self.llama.n_vocab())
 
     def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        """As `prepare` reads a text prompt: special-token spellings stay plain text."""
-        tokens = self.llama.tokenize(
-            text.encode("utf-8"), add_bos=add_special_tokens, special=False
-        )
+        """As `prepare` reads a text prompt: a special token's spelling (`<|im_start|>`) is
+        that token, as in llama.cpp's server, so a prompt formatted by hand reads as its
+        template would have made it."""
+        return self._tokens(text, bos=add_special_tokens, special=True)
+
+    def _tokens(self, text: str, *, bos: bool, special: bool) -> list[int]:
+        tokens = self.llama.tokenize(text.encode("utf-8"), add_bos=bos, special=special)
         return [int(token) for token in tokens]
 
     def decode(self, tokens: list[int]) -> str:
@@ -137,7 +140,9 @@ class LlamaEngine:
                 f" {self.vocab_size - 1})",
                 param="tokens",
             )
-        return str(self.llama.detokenize(tokens).decode("utf-8", errors="replace"))
+        # Special tokens spelled out, so that a prompt reads back as it was written.
+        text = self.llama.detokenize(tokens, special=True)
+        return str(text.decode("utf-8", errors="replace"))
 
     def info(self) -> dict[str, object]:
         def text_of(token: int) -> str | None:
@@ -191,7 +196,12 @@ class LlamaEngine:
                 param="messages" if isinstance(request, ChatRequest) else "prompt",
             )
         return PreparedPrompt(
-            tokens=tokens, max_tokens=asked if asked is not None else room, stop=stop
+            tokens=tokens,
+            max_tokens=asked if asked is not None else room,
+            stop=stop,
+            added_bos=not isinstance(request, ChatRequest)
+            and request.prompt_tokens is None
+            and bool(self._tokens("", bos=True, special=False)),
         )
 
     def _fill_in_the_middle(self, prefix: str, suffix: str, model: str) -> list[int]:
@@ -212,12 +222,14 @@ class LlamaEngine:
                 param="suffix",
             )
         before, after, middle = marks
+        # Code around the cursor is text: a `<|fim_suffix|>` in it is not a mark (as in
+        # llama-cpp-python's infill).
         return [
-            *self.encode("", add_special_tokens=True),  # the model's BOS, if it adds one
+            *self._tokens("", bos=True, special=False),  # the model's BOS, if it adds one
             before,
-            *self.encode(prefix, add_special_tokens=False),
+            *self._tokens(prefix, bos=False, special=False),
             after,
-            *self.encode(suffix, add_special_tokens=False),
+            *self._tokens(suffix, bos=False, special=False),
             middle,
         ]
 
@@ -236,12 +248,8 @@ class LlamaEngine:
         )
 
     def prompt_echo(self, emit: Callable[[Chunk], None]) -> PromptEcho:
-        return PromptEcho(emit, lambda token: self.llama.detokenize([token]))
-
-    def is_bos(self, token: int) -> bool:
-        from llama_cpp import llama_cpp as low_level
-
-        return bool(token == low_level.llama_vocab_bos(self.llama._model.vocab))
+        return PromptEcho(emit, lambda token: self.llama.detokenize([token], special=True))
 
     def token_text(self, token: int) -> str:
-        return self.llama.detokenize([token]).decode("utf-8", errors="replace")
+        """A token as logprobs show it (special tokens spelled out)."""
+        return self.llama.detokenize([token], special=True).decode("utf-8", errors="replace")

@@ -176,15 +176,15 @@ class SlotDecoder:
         slot.donor, slot.share_upto = (None, 0) if echo else self._donor_for(slot, tokens, kept)
         slot.donor_job = slot.donor.job if slot.donor is not None else None
         if echo:
-            self._start_echo(slot, job)
+            self._start_echo(slot, job, prompt.added_bos)
         return kept
 
-    def _start_echo(self, slot: _Slot, job: SlotJob) -> None:
-        """The echo's first token, unless it is the beginning-of-sequence token: no logits
-        predict it, so its logprob is None (as OpenAI's)."""
+    def _start_echo(self, slot: _Slot, job: SlotJob, added_bos: bool) -> None:
+        """The echo's first token, unless the engine added it (the model's BOS before a text
+        prompt): no logits predict it, so its logprob is None (as OpenAI's)."""
         slot.echo = self._engine.prompt_echo(job.emit)
         first = slot.prompt[0]
-        if not self._engine.is_bos(first):
+        if not added_bos:
             text = self._engine.token_text(first)
             unscored = TokenLogprob(token=text, logprob=None)
             slot.echo.add(first, unscored if slot.top_logprobs is not None else None)

@@ -1,0 +1,44 @@
+"""A text prompt on /v1/completions spelled with the model's special tokens (a chat template
+applied by hand, as clients that format prompts themselves do) is read as those tokens, as
+llama.cpp's server reads it: it answers as the chat request it spells out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Server
+
+pytestmark = pytest.mark.integration
+QUESTION = "What is the capital of France?"
+# The bundled model's template, rendered for one user message (its default system message).
+CHATML = (
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    f"<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+)
+
+
+def post(gateway: Server, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    sampling = {} if path == "/tokenize" else {"temperature": 0, "max_tokens": 16}
+    request = {"model": "smollm2-135m", **sampling, **body}
+    response = httpx.post(f"{gateway.url}{path}", json=request, timeout=120)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_a_chat_template_applied_by_hand_answers_as_the_chat(gateway: Server) -> None:
+    chat = post(
+        gateway, "/v1/chat/completions", {"messages": [{"role": "user", "content": QUESTION}]}
+    )
+    text = post(gateway, "/v1/completions", {"prompt": CHATML})
+    assert text["choices"][0]["text"] == chat["choices"][0]["message"]["content"]
+    assert text["usage"]["prompt_tokens"] == chat["usage"]["prompt_tokens"]
+
+
+def test_special_tokens_are_one_token_each_and_echo_back_as_written(gateway: Server) -> None:
+    tokens = post(gateway, "/tokenize", {"prompt": "<|im_start|>user", "add_special_tokens": False})
+    assert len(tokens["tokens"]) == 2  # <|im_start|>, user
+    echoed = post(gateway, "/v1/completions", {"prompt": CHATML, "echo": True, "max_tokens": 0})
+    assert echoed["choices"][0]["text"] == CHATML
