@@ -147,6 +147,10 @@ class NamedToolChoice(_Strict):
 
 
 MAX_CHOICES = 128  # OpenAI's limit for `n`
+# OpenAI allows 4. llama.cpp's server and vLLM set no limit, and code editors (Continue) send
+# a model's whole list of stop strings to local servers; an OpenAI upstream refuses more
+# than 4 itself.
+MAX_STOP_SEQUENCES = 64
 SMALLFIRST_FIELDS = {"route", "max_strong_share", "min_quality", "privacy", "rag"}
 
 
@@ -193,8 +197,8 @@ class SamplingParams(_Strict):
     @field_validator("stop")
     @classmethod
     def _stop_limit(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
+        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
         return value
 
     def openai_body(self) -> dict[str, Any]:

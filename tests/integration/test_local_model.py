@@ -254,3 +254,14 @@ def test_responses_api_through_the_openai_sdk(gateway: Server) -> None:
         final = stream.get_final_response()
     assert final.status == "completed"
     assert "".join(deltas) == final.output_text
+
+
+def test_more_stop_strings_than_openai_allows_are_each_honoured(gateway: Server) -> None:
+    """Editors send a code model's whole stop list to a local server; the ninth stops too."""
+    stops = [f"never-{i}" for i in range(8)] + [" 12"]
+    body = {**LONG_ANSWER, "max_tokens": 32, "stop": stops}
+    response = httpx.post(f"{gateway.url}/v1/completions", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["text"] == " 9, 10, 11,"
+    assert choice["finish_reason"] == "stop"

@@ -121,6 +121,7 @@ def test_a_logit_bias_goes_on_to_the_model_asked_for(api: tuple[TestClient, Gate
         ),
         ({"model": "tiny", "messages": []}, 400, "messages"),
         (chat_body(top_logprobs=2), 400, "top_logprobs requires logprobs"),
+        (chat_body(stop=["x"] * 65), 400, "at most 64 stop sequences are allowed"),
         (chat_body(logit_bias={"hello": 5}), 400, "keys are token ids (0, 1, ...), not 'hello'"),
         (chat_body(logit_bias={"-3": 5}), 400, "keys are token ids (0, 1, ...), not '-3'"),
         (chat_body(logit_bias={"7": 101}), 400, "values go from -100 to 100; token 7: 101"),
