@@ -168,6 +168,13 @@ class SamplingParams(_Strict):
     stream_options: StreamOptions | None = None
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    # Sampling knobs of llama.cpp's server and vLLM (not OpenAI's): local models use them, and
+    # a remote tier gets them as sent (an OpenAI upstream refuses them by name). Unset, local
+    # models use llama.cpp's defaults: top_k 40, min_p 0.05, no repeat penalty.
+    top_k: int | None = Field(default=None, ge=-1)  # 0 or -1: off
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(default=None, gt=0.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)  # vLLM's name for it
     # token id (as text, as JSON keys are) -> a bias from -100 (never) to 100 (only this),
     # in the vocabulary of the model that answers: a request with one names its model.
     logit_bias: dict[str, float] | None = None
@@ -193,6 +200,18 @@ class SamplingParams(_Strict):
             if not -100 <= bias <= 100:
                 raise ValueError(f"logit_bias values go from -100 to 100; token {token}: {bias}")
         return value
+
+    @model_validator(mode="after")
+    def _one_repeat_penalty(self) -> SamplingParams:
+        both = (self.repeat_penalty, self.repetition_penalty)
+        if None not in both and both[0] != both[1]:
+            raise ValueError("repeat_penalty and repetition_penalty name the same penalty")
+        return self
+
+    @property
+    def penalty_for_repeats(self) -> float:
+        """The multiplicative repeat penalty, under either name (1: none)."""
+        return self.repeat_penalty or self.repetition_penalty or 1.0
 
     @field_validator("stop")
     @classmethod

@@ -101,6 +101,17 @@ def test_a_logit_bias_goes_on_to_the_model_asked_for(api: tuple[TestClient, Gate
         assert client.post("/v1/chat/completions", json=body).status_code == 200
 
 
+def test_llama_cpp_sampling_knobs_go_on_as_sent(api: tuple[TestClient, Gateway]) -> None:
+    """`top_k`, `min_p` and the repeat penalty are no OpenAI fields: a remote tier gets them
+    as the client sent them (an upstream that does not know them says so)."""
+    client, gateway = api
+    knobs = {"top_k": 20, "min_p": 0.1, "repetition_penalty": 1.1}
+    assert client.post("/v1/chat/completions", json=chat_body("big", **knobs)).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert {k: sent.openai_body()[k] for k in knobs} == knobs
+    assert sent.penalty_for_repeats == 1.1
+
+
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
@@ -122,6 +133,13 @@ def test_a_logit_bias_goes_on_to_the_model_asked_for(api: tuple[TestClient, Gate
         ({"model": "tiny", "messages": []}, 400, "messages"),
         (chat_body(top_logprobs=2), 400, "top_logprobs requires logprobs"),
         (chat_body(stop=["x"] * 65), 400, "at most 64 stop sequences are allowed"),
+        (chat_body(top_k=-2), 400, "'top_k': Input should be greater than or equal to -1"),
+        (chat_body(min_p=1.5), 400, "'min_p': Input should be less than or equal to 1"),
+        (
+            chat_body(repeat_penalty=1.1, repetition_penalty=1.2),
+            400,
+            "repeat_penalty and repetition_penalty name the same penalty",
+        ),
         (chat_body(logit_bias={"hello": 5}), 400, "keys are token ids (0, 1, ...), not 'hello'"),
         (chat_body(logit_bias={"-3": 5}), 400, "keys are token ids (0, 1, ...), not '-3'"),
         (chat_body(logit_bias={"7": 101}), 400, "values go from -100 to 100; token 7: 101"),

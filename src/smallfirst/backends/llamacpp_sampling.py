@@ -1,6 +1,7 @@
 """The llama.cpp sampler chain for a request: `logit_bias`, then the chain `Llama` builds for
 its `generate` (penalties, grammar, top-k / typical / top-p / min-p, temperature, the seeded
-draw), with llama.cpp server's defaults where the request leaves a field unset.
+draw), with llama.cpp server's defaults where the request leaves a field unset (`top_k`,
+`min_p` and `repeat_penalty` are llama.cpp's own knobs, which clients of local servers send).
 
 Built here rather than by `Llama._init_sampler`, which has no place for a logit bias: it
 would have to be a Python callback run on every token.
@@ -38,7 +39,7 @@ def sampler_for(llama: Any, request: GenerateRequest) -> Any:
     chain.add_penalties(
         n_vocab=llama.n_vocab(),
         penalty_last_n=PENALTY_LAST_N,
-        penalty_repeat=1.0,
+        penalty_repeat=request.penalty_for_repeats,
         penalty_freq=request.frequency_penalty or 0.0,
         penalty_present=request.presence_penalty or 0.0,
     )
@@ -48,10 +49,10 @@ def sampler_for(llama: Any, request: GenerateRequest) -> Any:
     if temperature == 0.0:
         chain.add_greedy()
         return chain
-    chain.add_top_k(TOP_K)
+    chain.add_top_k(TOP_K if request.top_k is None else request.top_k)  # <= 0: every token
     chain.add_typical(1.0, 1)
     chain.add_top_p(DEFAULT_TOP_P if request.top_p is None else request.top_p, 1)
-    chain.add_min_p(MIN_P, 1)
+    chain.add_min_p(MIN_P if request.min_p is None else request.min_p, 1)
     chain.add_temp(temperature)
     chain.add_dist(_seed(request))
     return chain
