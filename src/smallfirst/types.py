@@ -195,7 +195,7 @@ class SamplingParams(_Strict):
     @classmethod
     def _token_ids_and_biases(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         for token, bias in (value or {}).items():
-            if not token.isdigit():
+            if not (token.isascii() and token.isdigit()):
                 raise ValueError(f"logit_bias keys are token ids (0, 1, ...), not {token!r}")
             if not -100 <= bias <= 100:
                 raise ValueError(f"logit_bias values go from -100 to 100; token {token}: {bias}")

@@ -142,6 +142,7 @@ def test_llama_cpp_sampling_knobs_go_on_as_sent(api: tuple[TestClient, Gateway])
         ),
         (chat_body(logit_bias={"hello": 5}), 400, "keys are token ids (0, 1, ...), not 'hello'"),
         (chat_body(logit_bias={"-3": 5}), 400, "keys are token ids (0, 1, ...), not '-3'"),
+        (chat_body(logit_bias={"\u00b2": 5}), 400, "keys are token ids (0, 1, ...), not"),
         (chat_body(logit_bias={"7": 101}), 400, "values go from -100 to 100; token 7: 101"),
         (chat_body("auto", logit_bias={"7": 1}), 400, "ask for a model by id"),
         (chat_body("missing"), 404, "does not exist"),
