@@ -14,6 +14,7 @@ class SmallfirstError(Exception):
     error_type: str = "server_error"
     code: str | None = None
     retry_after_s: int | None = None  # sent as `retry-after`; the openai SDK waits that long
+    request_id: str | None = None  # the request log's id for it, sent as `x-request-id`
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)

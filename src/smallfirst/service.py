@@ -453,11 +453,13 @@ class Gateway:
 
     def record_rejection(
         self, endpoint: str, error: SmallfirstError, api_key_id: str | None = None
-    ) -> None:
-        """Log a request refused before it could be read (e.g. an invalid body): no model."""
+    ) -> str:
+        """Log a request refused before it could be read (e.g. an invalid body): no model.
+        Returns the log row's id."""
         record = _rejection_record(endpoint, error, api_key_id)
         for observe in self._observers:
             observe(record)
+        return record.id
 
     def _finish(
         self,

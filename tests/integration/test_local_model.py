@@ -33,6 +33,7 @@ def test_chat_non_stream(gateway: Server) -> None:
     )
     reply = raw.parse()
     assert raw.headers["x-smallfirst-model"] == MODEL
+    assert reply._request_id == raw.headers["x-request-id"]  # the request log's row
     assert raw.headers["x-smallfirst-tier"] == "edge"
     assert reply.model == MODEL
     assert reply.choices[0].message.content

@@ -217,6 +217,29 @@ def test_health_ready_and_metrics(api: tuple[TestClient, Gateway]) -> None:
     assert 'smallfirst_queue_depth{model="tiny"} 0.0' in text
 
 
+def test_every_answer_and_error_names_its_request_log_row(tmp_path: Path) -> None:
+    """`x-request-id`, as OpenAI sends it (the openai SDK's `_request_id`): the id of the
+    request's row in the log, for answers, streams, errors, and bodies that do not parse."""
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        responses = [
+            client.post("/v1/chat/completions", json=chat_body("big")),
+            client.post("/v1/chat/completions", json=chat_body("tiny", stream=True)),
+            client.post("/v1/completions", json={"model": "tiny", "prompt": ["a", "b"]}),
+            client.post("/v1/chat/completions", json=chat_body("nope")),
+            client.post("/v1/chat/completions", content=b"{not json"),
+        ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 400]
+    ids = [r.headers["x-request-id"] for r in responses]
+    assert len(set(ids)) == len(ids)
+    logged = dict(
+        sqlite3.connect(tmp_path / "requests.db").execute("SELECT id, status FROM requests")
+    )
+    assert [logged[i] for i in (ids[0], ids[1], ids[3], ids[4])] == [200, 200, 404, 400]
+    assert logged[f"{ids[2]}-0"] == logged[f"{ids[2]}-1"] == 200  # a batch: one row a prompt
+    assert responses[0].json()["id"].endswith(ids[0])
+
+
 def test_each_request_is_logged_with_cost_and_no_prompt(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path)
     client, _ = fake_client(settings)

@@ -198,6 +198,29 @@ def test_requests_command_lists_the_latest_first_with_the_reason(
     assert "qwen2.5-coder-1.5b (onprem)" in table.output
 
 
+def test_requests_command_finds_one_request_by_its_id(log_path: Path, tmp_path: Path) -> None:
+    """An answer's `x-request-id` finds its row; a batch's id finds a row per prompt."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))
+    log = RequestLog(log_path)
+    for position in range(2):
+        log.record(record(10, id=f"10-{position}", model_answered="tiny", tier="edge"))
+    log.close()
+
+    def ids(request_id: str) -> list[str]:
+        found = CliRunner().invoke(
+            app, ["requests", "-c", str(config), "--json", "--id", request_id]
+        )
+        assert found.exit_code == 0, found.output
+        return sorted(row["id"] for row in json.loads(found.output))
+
+    assert ids("1") == ["1"]  # not "10-0"
+    assert ids("10") == ["10-0", "10-1"]
+    missing = CliRunner().invoke(app, ["requests", "-c", str(config), "--id", "nope"])
+    assert missing.exit_code != 0
+    assert "no request 'nope' in the log" in missing.output
+
+
 def test_a_dashboard_whose_baseline_is_free_says_how_to_price_it(tmp_path: Path) -> None:
     from tests.helpers import chat_body, fake_client, fake_settings
 

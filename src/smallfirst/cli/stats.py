@@ -66,11 +66,17 @@ def requests(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
     config: Path | None = CONFIG_OPTION,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    request_id: Annotated[
+        str | None, typer.Option("--id", help="One request: an answer's x-request-id.")
+    ] = None,
 ) -> None:
     """The latest requests: who answered, why, how fast, at what cost (newest first)."""
     from smallfirst.logs.stats import recent_requests
 
-    rows = recent_requests(_log_path(settings_or_exit(config).resolved_data_dir), limit)
+    path = _log_path(settings_or_exit(config).resolved_data_dir)
+    rows = recent_requests(path, limit, request_id)
+    if request_id and not rows:
+        fail(f"no request {request_id!r} in the log at {path}")
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

@@ -120,12 +120,21 @@ def _log_at(path: Path) -> Iterator[sqlite3.Connection]:
         connection.close()
 
 
-def recent_requests(path: Path, limit: int = 20) -> list[dict[str, Any]]:
-    """The last `limit` rows of the log, newest first, as column -> value."""
+def recent_requests(
+    path: Path, limit: int = 20, request_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The last `limit` rows of the log, newest first, as column -> value; with `request_id`
+    (an answer's `x-request-id`), that request's row, or its prompts' rows for a batch."""
+    where = "1 = 1"
+    args: tuple[str, ...] = ()
+    if request_id:  # the row "<id>", or a batch's rows "<id>-<n>" ("." follows "-" in ASCII)
+        where = "id = ? OR (id > ? AND id < ?)"
+        args = (request_id, f"{request_id}-", f"{request_id}.")
     with _log_at(path) as connection:
         connection.row_factory = sqlite3.Row
         rows = connection.execute(
-            "SELECT * FROM requests ORDER BY created_at DESC LIMIT ?", (limit,)
+            f"SELECT * FROM requests WHERE {where} ORDER BY created_at DESC, id LIMIT ?",
+            (*args, limit),
         ).fetchall()
         return [dict(row) for row in rows]
 

@@ -25,10 +25,16 @@ def error_body(error: SmallfirstError) -> dict[str, Any]:
     }
 
 
+REQUEST_ID_HEADER = "x-request-id"  # as OpenAI's; the openai SDK shows it as `_request_id`
+
+
 def error_response(error: SmallfirstError, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
     if error.retry_after_s is not None:
-        headers = {**(headers or {}), "retry-after": str(error.retry_after_s)}
-    return JSONResponse(error_body(error), status_code=error.status, headers=headers)
+        headers["retry-after"] = str(error.retry_after_s)
+    if error.request_id is not None:
+        headers[REQUEST_ID_HEADER] = error.request_id
+    return JSONResponse(error_body(error), status_code=error.status, headers=headers or None)
 
 
 def validation_error(exc: ValidationError) -> InvalidRequest:

@@ -13,10 +13,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from smallfirst.errors import CLIENT_CLOSED_REQUEST, InvalidRequest, ModelNotFound, NotStored
+from smallfirst.errors import (
+    CLIENT_CLOSED_REQUEST,
+    InvalidRequest,
+    ModelNotFound,
+    NotStored,
+    SmallfirstError,
+)
 from smallfirst.routing_step import AUTO_MODEL
 from smallfirst.server.dashboard import dashboard
-from smallfirst.server.errors import validation_error
+from smallfirst.server.errors import REQUEST_ID_HEADER, validation_error
 from smallfirst.server.render import (
     ChunkRenderer,
     batch_body,
@@ -27,7 +33,7 @@ from smallfirst.server.responses import JSONResponse
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
 from smallfirst.server.sse import sse_stream
-from smallfirst.service import Answer, Gateway, RequestContext, StreamAnswer
+from smallfirst.service import Answer, Gateway, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -103,12 +109,13 @@ def _read_responses(body: bytes) -> _Responses:
 
 
 async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Dialect]) -> Response:
+    """Every answer and every error carries `x-request-id`: the request log's id for it."""
     gw = gateway(request)
     api_key_id = getattr(request.state, "api_key_id", None)
     try:
         dialect = read(await request.body())
     except InvalidRequest as error:  # logged and counted too, so error rates are complete
-        gw.record_rejection(endpoint, error, api_key_id)
+        error.request_id = gw.record_rejection(endpoint, error, api_key_id)
         raise
     parsed = dialect.request
     ctx = RequestContext(
@@ -116,12 +123,23 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
         api_key_id=api_key_id,
         route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
     )
+    try:
+        return await _answer(request, gw, ctx, dialect)
+    except SmallfirstError as error:
+        error.request_id = ctx.request_id
+        raise
+
+
+async def _answer(
+    request: Request, gw: Gateway, ctx: RequestContext, dialect: _Dialect
+) -> Response:
+    parsed = dialect.request
     if isinstance(parsed, TextRequest) and len(parsed.prompts) > 1:
         answers = await _unless_client_leaves(request, gw.complete_each_prompt(parsed, ctx))
         if answers is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         body = batch_body(parsed, answers, ctx.request_id)
-        return JSONResponse(body, headers=route_headers(answers[0].route))
+        return JSONResponse(body, headers=_headers(answers[0].route, ctx))
     if parsed.stream:
         answer = await _unless_client_leaves(request, gw.stream(parsed, ctx))
         if answer is None:
@@ -129,12 +147,16 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
         return StreamingResponse(
             dialect.stream(answer, ctx.request_id),
             media_type="text/event-stream",
-            headers={**route_headers(answer.route), "cache-control": "no-cache"},
+            headers={**_headers(answer.route, ctx), "cache-control": "no-cache"},
         )
     result = await _unless_client_leaves(request, gw.complete(parsed, ctx))
     if result is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(dialect.body(result, ctx.request_id), headers=route_headers(result.route))
+    return JSONResponse(dialect.body(result, ctx.request_id), headers=_headers(result.route, ctx))
+
+
+def _headers(route: RouteInfo, ctx: RequestContext) -> dict[str, str]:
+    return {**route_headers(route), REQUEST_ID_HEADER: ctx.request_id}
 
 
 async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
