@@ -193,7 +193,7 @@ def test_models_list_has_tiers_context_and_costs(
     data = client.get("/v1/models").json()["data"]
     big = next(m for m in data if m["id"] == "big")
     assert big["tier"] == "cloud"
-    assert big["context_length"] == 8192
+    assert big["context_length"] == big["max_model_len"] == 8192
     assert (big["input_cost_per_1m"], big["output_cost_per_1m"]) == (2.0, 8.0)
     assert client.get("/v1/models/big").json()["id"] == "big"
     assert client.get("/v1/models/nope").status_code == 404

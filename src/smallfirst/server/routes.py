@@ -268,6 +268,7 @@ def _model_entry(info: Any, created: int) -> dict[str, Any]:
         "tier": info.tier,
         "backend": info.backend,
         "context_length": info.context_length,
+        "max_model_len": info.context_length,  # vLLM's name, which some clients read
         "input_cost_per_1m": info.input_cost_per_1m,
         "output_cost_per_1m": info.output_cost_per_1m,
         "loaded": info.loaded,
