@@ -110,6 +110,8 @@ def test_tokenize_and_detokenize_round_trip(api: tuple[TestClient, Gateway]) -> 
         ("/tokenize", {"prompt": "x", "messages": []}, 400, "Unrecognized request argument"),
         ("/detokenize", {"tokens": [300]}, 400, "a byte tokenizer has tokens 0 to 255"),
         ("/detokenize", {"tokens": [-5]}, 400, "greater than or equal to 0"),
+        ("/detokenize", {"tokens": [True]}, 400, "Input should be a valid integer"),
+        ("/tokenize", {"model": "", "prompt": "x"}, 400, "at least 1 character"),
     ],
 )
 def test_tokenizer_requests_it_cannot_answer_get_openai_errors(

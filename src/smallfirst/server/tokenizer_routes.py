@@ -23,15 +23,15 @@ class _Strict(BaseModel):
 
 
 class TokenizeRequest(_Strict):
-    model: str | None = None
+    model: str | None = Field(default=None, min_length=1)
     prompt: str
     add_special_tokens: bool = True  # the model's BOS, where it has one
     return_token_strs: bool = False
 
 
 class DetokenizeRequest(_Strict):
-    model: str | None = None
-    tokens: list[Annotated[int, Field(ge=0)]]
+    model: str | None = Field(default=None, min_length=1)
+    tokens: list[Annotated[int, Field(ge=0, strict=True)]]  # `true` is no token id
 
 
 async def _tokenizer(request: Request, model_id: str | None) -> tuple[str, Tokenizer]:
