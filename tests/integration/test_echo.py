@@ -63,3 +63,32 @@ def test_an_echoed_answer_is_the_prompt_then_the_answer_without_echo(gateway: Se
     echoed = complete(gateway, prompt=PROMPTS[0], max_tokens=6, echo=True)
     assert echoed["choices"][0]["text"] == PROMPTS[0] + plain["choices"][0]["text"]
     assert echoed["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+
+
+def test_answers_to_one_context_are_scored_from_what_the_first_one_read(gateway: Server) -> None:
+    """A harness scores each answer to a question as its own echoed prompt. The second and
+    later keep the context and its scores from the first, read only their own tokens, and
+    score every token as the whole prompt read alone does; asking more alternatives than
+    were kept reads it all again, and fewer takes the kept ones cut down."""
+    steps = " ".join(f"Step {i}: add {i} to the total." for i in range(30))
+    context = f"Question: {steps}\nWhich step comes first?\nAnswer:"  # < 512 tokens: the
+    # reference reads it in one batch (a second batch rounds its rows differently)
+    endings = [" Step 0", " Step 1", " Step 39", " The first one"]
+    for position, ending in enumerate(endings):
+        prompt = context + ending
+        scored = complete(gateway, prompt=prompt, max_tokens=0, echo=True, logprobs=1)
+        choice = scored["choices"][0]
+        assert choice["text"] == prompt
+        assert choice["logprobs"]["token_logprobs"][1:] == pytest.approx(
+            reference_logprobs(prompt), abs=1e-3
+        )
+        tops = choice["logprobs"]["top_logprobs"][1:]
+        assert all(len(top) == 1 for top in tops)
+        cached = scored["usage"]["prompt_tokens_details"]["cached_tokens"]
+        assert (cached > 300) == (position > 0), (position, cached)
+    wider = complete(gateway, prompt=context + endings[0], max_tokens=0, echo=True, logprobs=3)
+    assert wider["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert all(len(top) == 3 for top in wider["choices"][0]["logprobs"]["top_logprobs"][1:])
+    narrower = complete(gateway, prompt=context + endings[1], max_tokens=0, echo=True, logprobs=1)
+    assert narrower["usage"]["prompt_tokens_details"]["cached_tokens"] > 300
+    assert all(len(top) == 1 for top in narrower["choices"][0]["logprobs"]["top_logprobs"][1:])

@@ -30,6 +30,7 @@ from smallfirst.backends.llamacpp_answer import (
     PromptEcho,
     token_logprob,
 )
+from smallfirst.backends.llamacpp_scores import ScoredPrefix
 from smallfirst.backends.llamacpp_state import (
     LlamaSequenceMemory,
     ReuseCounts,
@@ -85,6 +86,7 @@ class _Slot:
         # the next prompt token's logprob. (row, position) of this step's rows.
         self.echo: PromptEcho | None = None
         self.echo_rows: list[tuple[int, int]] = []
+        self.scored = ScoredPrefix()  # what echoes learned of the tokens it holds
 
 
 class SlotDecoder:
@@ -154,12 +156,22 @@ class SlotDecoder:
         sampler = sampler_for(self._engine.llama, job.request)
         tokens = prompt.tokens
         echo = isinstance(job.request, TextRequest) and job.request.echo
+        top = job.request.logprob_alternatives
         slot = max(
             (s for s in self._slots if s.job is None),
             key=lambda s: (shared_prefix_length(s.tokens, tokens), -s.last_used),
         )
-        # An echoed prompt is scored from its first token, so nothing of it is kept.
-        kept = self.states.bring(slot.seq, slot.tokens, tokens[:1] if echo else tokens)
+        # An echo with logprobs keeps only what it has scores for: each token read with
+        # logits on gives the next one's logprob (bring keeps at most all but the last).
+        held = slot.tokens
+        scoring = echo and top is not None
+        scored = slot.scored.usable(held, tokens, top or 0) if scoring else len(tokens)
+        kept = self.states.bring(slot.seq, held, tokens[: max(scored, 1)])
+        if scoring:
+            echoed = slot.scored.reuse(kept, top or 0)
+        else:
+            slot.scored.keep(min(kept, shared_prefix_length(held, tokens)))
+            echoed = [None] * kept
         slot.job = job
         slot.tokens = tokens[:kept]
         # The last prompt token is decoded on its own step, as each sampled token is: logits
@@ -176,18 +188,23 @@ class SlotDecoder:
         slot.donor, slot.share_upto = (None, 0) if echo else self._donor_for(slot, tokens, kept)
         slot.donor_job = slot.donor.job if slot.donor is not None else None
         if echo:
-            self._start_echo(slot, job, prompt.added_bos)
+            self._start_echo(slot, job, prompt.added_bos, echoed)
         return kept
 
-    def _start_echo(self, slot: _Slot, job: SlotJob, added_bos: bool) -> None:
+    def _start_echo(
+        self, slot: _Slot, job: SlotJob, added_bos: bool, held: list[TokenLogprob | None]
+    ) -> None:
         """The echo's first token, unless the engine added it (the model's BOS before a text
-        prompt): no logits predict it, so its logprob is None (as OpenAI's)."""
+        prompt): no logits predict it, so its logprob is None (as OpenAI's). Then the tokens
+        the slot kept, with the scores an earlier echo gave them."""
         slot.echo = self._engine.prompt_echo(job.emit)
         first = slot.prompt[0]
         if not added_bos:
             text = self._engine.token_text(first)
             unscored = TokenLogprob(token=text, logprob=None)
             slot.echo.add(first, unscored if slot.top_logprobs is not None else None)
+        for position, score in enumerate(held, start=1):
+            slot.echo.add(slot.prompt[position], score)
         if not slot.pending:
             slot.echo.flush()
             slot.echo = None
@@ -282,6 +299,7 @@ class SlotDecoder:
             scored = None
             if slot.top_logprobs is not None:
                 scored = self._logprob_at(row, slot.top_logprobs)(token)
+                slot.scored.add(position + 1, scored)
             slot.echo.add(token, scored)
         slot.echo_rows = []
         if not slot.pending:  # the last prompt token is now echoed
@@ -295,6 +313,7 @@ class SlotDecoder:
         for slot in self._slots:
             self.states.memory.forget(slot.seq)
             slot.tokens = []
+            slot.scored.keep(0)
         return jobs
 
     def _busy_slots(self) -> list[_Slot]:
