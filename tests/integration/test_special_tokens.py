@@ -42,3 +42,26 @@ def test_special_tokens_are_one_token_each_and_echo_back_as_written(gateway: Ser
     assert len(tokens["tokens"]) == 2  # <|im_start|>, user
     echoed = post(gateway, "/v1/completions", {"prompt": CHATML, "echo": True, "max_tokens": 0})
     assert echoed["choices"][0]["text"] == CHATML
+
+
+def test_a_completion_that_ends_lists_its_end_token_in_the_logprobs(gateway: Server) -> None:
+    """As OpenAI's legacy completions list `<|endoftext|>`: a harness that asks for one token
+    after an echoed prompt drops the last entry as that token, whatever it is. Chat
+    logprobs list the content's tokens only."""
+    answered = CHATML + "The capital of France is Paris."
+    body = {"prompt": answered, "max_tokens": 1, "logprobs": 1, "echo": True}
+    scored = post(gateway, "/v1/completions", body)
+    choice = scored["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert choice["text"] == answered  # the end token is not text
+    assert choice["logprobs"]["tokens"][-1] == "<|im_end|>"
+    assert len(choice["logprobs"]["token_logprobs"]) == scored["usage"]["prompt_tokens"] + 1
+    chat = post(
+        gateway,
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 64, "logprobs": True},
+    )
+    assert chat["choices"][0]["finish_reason"] == "stop"
+    assert "<|im_end|>" not in [
+        entry["token"] for entry in chat["choices"][0]["logprobs"]["content"]
+    ]

@@ -23,6 +23,10 @@ class PreparedPrompt:
     max_tokens: int
     stop: list[str]
     added_bos: bool = False  # the engine, not the client, put the model's BOS first
+    # A completion's logprobs end with the end-of-generation token when the model chose it,
+    # as OpenAI's legacy completions show `<|endoftext|>`: harnesses asking for one token
+    # after an echoed prompt drop the last entry as that token. (Chat logprobs leave it out.)
+    end_token_scored: bool = False
 
 
 class StopMatcher:
@@ -92,6 +96,9 @@ class AnswerWriter:
         is over (end of generation, a stop sequence or the token limit)."""
         if self._is_end(token):
             self.finish_reason = "stop"
+            if self._prompt.end_token_scored and logprob_of is not None:
+                self.generated += 1
+                self._emit(Chunk(text="", logprobs=[logprob_of(token)]))
             return True
         self.generated += 1
         logprob = logprob_of(token) if logprob_of is not None else None

@@ -202,6 +202,7 @@ class LlamaEngine:
             added_bos=not isinstance(request, ChatRequest)
             and request.prompt_tokens is None
             and bool(self._tokens("", bos=True, special=False)),
+            end_token_scored=not isinstance(request, ChatRequest),
         )
 
     def _fill_in_the_middle(self, prefix: str, suffix: str, model: str) -> list[int]:
