@@ -39,16 +39,21 @@ def test_an_echoed_prompt_is_scored_as_llama_cpp_scores_it(gateway: Server) -> N
         assert scored[1:] == pytest.approx(reference, abs=1e-3)
 
 
-def reference_logprobs(prompt: str) -> list[float]:
+def reference_logprobs(prompt: str | list[int]) -> list[float]:
     """Each prompt token's logprob after the ones before it, from `Llama`'s logits of the
-    whole prompt evaluated at once. (`Llama.create_completion(echo=True)`'s own logprobs
-    are not used: in llama-cpp-python 0.3.36 they came out near -10 for every token.)"""
+    whole prompt (text, or token ids) evaluated at once. (`Llama.create_completion(echo=True)`'s
+    own logprobs are not used: in llama-cpp-python 0.3.36 they came out near -10 for every
+    token.)"""
     import numpy as np
     from llama_cpp import Llama
 
     llm = Llama(str(resolve_model_path(BUNDLED_MODEL)), n_ctx=1024, logits_all=True, verbose=False)
     try:
-        tokens = llm.tokenize(prompt.encode(), add_bos=True, special=False)
+        tokens = (
+            prompt
+            if isinstance(prompt, list)
+            else llm.tokenize(prompt.encode(), add_bos=True, special=False)
+        )
         llm.eval(tokens)
         logits = np.asarray(llm.scores[: len(tokens) - 1], dtype=np.float64)
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -92,3 +97,29 @@ def test_answers_to_one_context_are_scored_from_what_the_first_one_read(gateway:
     narrower = complete(gateway, prompt=context + endings[1], max_tokens=0, echo=True, logprobs=1)
     assert narrower["usage"]["prompt_tokens_details"]["cached_tokens"] > 300
     assert all(len(top) == 1 for top in narrower["choices"][0]["logprobs"]["top_logprobs"][1:])
+
+
+# An MMLU question (MIT): after the first answer, each next one reads only the question's
+# last token and its own letter. Read alone, as one row, that token's logits came out of
+# other llama.cpp kernels, and " B" scored 0.17 off a whole read.
+KIRKWOOD = (
+    "Kirkwood gaps are observed in the main asteroid belt including at the position(s) where:"
+    "\nA. asteroids would orbit with a period half that of Jupiter\nB. asteroids would orbit"
+    " with a period twice that of Jupiter\nC. asteroids would orbit with a period twice that"
+    " of Mars\nD. A and B\nAnswer:"
+)
+
+
+def test_one_letter_answers_score_as_a_whole_read_scores_them(gateway: Server) -> None:
+    def tokens(text: str) -> list[int]:
+        body = {"prompt": text, "add_special_tokens": False}
+        return list(httpx.post(f"{gateway.url}/tokenize", json=body, timeout=60).json()["tokens"])
+
+    context = tokens(KIRKWOOD)
+    for position, letter in enumerate("ABCD"):
+        prompt = context + tokens(f" {letter}")
+        scored = complete(gateway, prompt=[prompt], max_tokens=1, echo=True, logprobs=1)
+        logprobs = scored["choices"][0]["logprobs"]["token_logprobs"][1 : len(prompt)]
+        assert logprobs == pytest.approx(reference_logprobs(prompt), abs=1e-3), letter
+        cached = scored["usage"]["prompt_tokens_details"]["cached_tokens"]
+        assert (cached > 0) == (position > 0)
