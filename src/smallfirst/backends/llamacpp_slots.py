@@ -161,22 +161,7 @@ class SlotDecoder:
             (s for s in self._slots if s.job is None),
             key=lambda s: (shared_prefix_length(s.tokens, tokens), -s.last_used),
         )
-        # An echo with logprobs keeps only what it has scores for: each token read with
-        # logits on gives the next one's logprob (bring keeps at most all but the last). It
-        # reads at least two tokens: llama.cpp multiplies a one-row batch with other kernels,
-        # and a prompt's last score then differed from a whole read (18 of 100 MMLU answers
-        # beyond 2e-3, up to 0.22; with two rows, none).
-        held = slot.tokens
-        scoring = echo and top is not None
-        scored = slot.scored.usable(held, tokens, top or 0) if scoring else len(tokens)
-        if scoring:
-            scored = min(scored, len(tokens) - 2)
-        kept = self.states.bring(slot.seq, held, tokens[: max(scored, 1)])
-        if scoring:
-            echoed = slot.scored.reuse(kept, top or 0)
-        else:
-            slot.scored.keep(min(kept, shared_prefix_length(held, tokens)))
-            echoed = [None] * kept
+        kept, echoed = self._bring(slot, tokens, top if echo else None)
         slot.job = job
         slot.tokens = tokens[:kept]
         # The last prompt token is decoded on its own step, as each sampled token is: logits
@@ -187,7 +172,7 @@ class SlotDecoder:
         slot.next_token = tokens[-1]
         slot.sampler = sampler
         slot.answer = self._engine.answer_writer(prompt, job.emit, kept)
-        slot.top_logprobs = job.request.logprob_alternatives
+        slot.top_logprobs = top
         slot.last_used = next(self._uses)
         slot.prompt = tokens
         slot.donor, slot.share_upto = (None, 0) if echo else self._donor_for(slot, tokens, kept)
@@ -195,6 +180,25 @@ class SlotDecoder:
         if echo:
             self._start_echo(slot, job, prompt.added_bos, echoed)
         return kept
+
+    def _bring(
+        self, slot: _Slot, tokens: list[int], echo_top: int | None
+    ) -> tuple[int, list[TokenLogprob | None]]:
+        """Make `slot` hold the longest prefix of `tokens` it may keep; returns its length,
+        and the scores to echo for tokens 1 to that length. An echo with logprobs
+        (`echo_top` alternatives) keeps only what it has scores for: each token read with
+        logits on gives the next one's logprob (bring keeps at most all but the last). It
+        reads at least two tokens: llama.cpp multiplies a one-row batch with other kernels,
+        and a prompt's last score then differed from a whole read (18 of 100 MMLU answers
+        beyond 2e-3, up to 0.22; with two rows, none)."""
+        held = slot.tokens
+        if echo_top is None:
+            kept = self.states.bring(slot.seq, held, tokens)
+            slot.scored.keep(min(kept, shared_prefix_length(held, tokens)))
+            return kept, [None] * kept
+        scored = min(slot.scored.usable(held, tokens, echo_top), len(tokens) - 2)
+        kept = self.states.bring(slot.seq, held, tokens[: max(scored, 1)])
+        return kept, slot.scored.reuse(kept, echo_top)
 
     def _start_echo(
         self, slot: _Slot, job: SlotJob, added_bos: bool, held: list[TokenLogprob | None]
