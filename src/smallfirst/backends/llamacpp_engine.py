@@ -96,6 +96,8 @@ class LlamaEngine:
         )
         template = self.llama.metadata.get("tokenizer.chat_template")
         eos_id, bos_id = self.llama.token_eos(), self.llama.token_bos()
+        # What the model puts before a text prompt: its BOS, if its vocabulary adds one.
+        self._bos = self._tokens("", bos=True, special=False)
         self._formatter = (
             Jinja2ChatFormatter(
                 template=template,
@@ -115,7 +117,7 @@ class LlamaEngine:
         return self.slots.states.cache.bytes_used
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self._tokens(text, bos=False, special=False))
 
     # -- the `Tokenizer` protocol (backends/base.py) ---------------------------------------------
     @property
@@ -201,7 +203,7 @@ class LlamaEngine:
             stop=stop,
             added_bos=not isinstance(request, ChatRequest)
             and request.prompt_tokens is None
-            and bool(self._tokens("", bos=True, special=False)),
+            and bool(self._bos),
             end_token_scored=not isinstance(request, ChatRequest),
         )
 
@@ -226,7 +228,7 @@ class LlamaEngine:
         # Code around the cursor is text: a `<|fim_suffix|>` in it is not a mark (as in
         # llama-cpp-python's infill).
         return [
-            *self._tokens("", bos=True, special=False),  # the model's BOS, if it adds one
+            *self._bos,
             before,
             *self._tokens(prefix, bos=False, special=False),
             after,
