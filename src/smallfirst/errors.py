@@ -48,6 +48,11 @@ class ModelNotFound(SmallfirstError):
     error_type = "invalid_request_error"
     code = "model_not_found"
 
+    @classmethod
+    def named(cls, model_id: str) -> ModelNotFound:
+        """A request named a model this gateway does not serve."""
+        return cls(f"The model `{model_id}` does not exist; see GET /v1/models", param="model")
+
 
 class NotStored(SmallfirstError):
     status = 404

@@ -49,10 +49,7 @@ class RoutingStep:
         if request.model != AUTO_MODEL:
             backend = self._backends.get(request.model)
             if backend is None:
-                raise ModelNotFound(
-                    f"The model `{request.model}` does not exist; see GET /v1/models",
-                    param="model",
-                )
+                raise ModelNotFound.named(request.model)
             plan = Plan([backend.info()], "none", "model requested by id")
             return self._for_tools(plan, request)
         if isinstance(request, TextRequest) and request.suffix is not None:

@@ -34,9 +34,7 @@ async def tokenizer_for(model_id: str, backends: Mapping[str, Backend], *, param
     so `auto` and `rag/` will not do, and a remote model's tokenizer is not here."""
     backend = backends.get(model_id)
     if backend is None and model_id != AUTO_MODEL and rag_collection(model_id) is None:
-        raise ModelNotFound(
-            f"The model `{model_id}` does not exist; see GET /v1/models", param="model"
-        )
+        raise ModelNotFound.named(model_id)
     tokenizer = await backend.tokenizer() if backend is not None else None
     if tokenizer is None:
         raise InvalidRequest(

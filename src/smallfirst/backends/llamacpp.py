@@ -123,7 +123,7 @@ class LlamaCppBackend(Backend):
     def _load_if_it_fits(self) -> bool:
         if self._engine is not None:
             return True
-        if not self._pool.has_room(resolve_model_path(self.config.path).stat().st_size, self):
+        if not self._pool.has_room(self._file_bytes(), self):
             return False
         self._load()
         if self._pool.has_room(self.loaded_bytes, self):
@@ -136,11 +136,15 @@ class LlamaCppBackend(Backend):
         then, once the context is allocated, for all of it."""
         engine = self._engine
         if engine is None:
-            self._pool.make_room(resolve_model_path(self.config.path).stat().st_size, self)
+            self._pool.make_room(self._file_bytes(), self)
             engine = self._load()
             self._pool.make_room(self.loaded_bytes, self)
         self.last_used = time.monotonic()
         return engine
+
+    def _file_bytes(self) -> int:
+        """What loading needs at least, known before loading: the GGUF file's size."""
+        return resolve_model_path(self.config.path).stat().st_size
 
     def _load(self) -> LlamaEngine:
         if self._engine is None:
