@@ -3,6 +3,10 @@ response lives in exactly one place, `smallfirst.server.errors`."""
 
 from __future__ import annotations
 
+import logging
+from typing import overload
+
+INTERNAL_ERROR_MESSAGE = "The server had an error while processing your request."
 # Logged (never sent) when the client went away before its answer was done; nginx's code.
 CLIENT_CLOSED_REQUEST = 499
 
@@ -22,6 +26,21 @@ class SmallfirstError(Exception):
         self.param = param
         if code is not None:
             self.code = code
+
+
+@overload
+def served(error: Exception) -> SmallfirstError: ...
+@overload
+def served(error: BaseException) -> SmallfirstError | None: ...
+def served(error: BaseException) -> SmallfirstError | None:
+    """What a client is told of `error`: itself if it is ours; for a bug, a 500 that says
+    nothing of it (the trace goes to the log); None when the request was cancelled."""
+    if isinstance(error, SmallfirstError):
+        return error
+    if not isinstance(error, Exception):
+        return None
+    logging.getLogger("smallfirst").error("unhandled error", exc_info=error)
+    return SmallfirstError(INTERNAL_ERROR_MESSAGE)
 
 
 class InvalidRequest(SmallfirstError):

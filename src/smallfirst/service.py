@@ -8,15 +8,14 @@ over-long prompt or an unreachable upstream become HTTP errors before any byte o
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer, new_request_id
 from smallfirst.backends import Backend, build_backends
 from smallfirst.choices import completions_of, fan_out, usage_of
 from smallfirst.config import BaselineConfig, Settings
@@ -30,9 +29,10 @@ from smallfirst.errors import (
     SmallfirstError,
     UpstreamError,
     UpstreamTimeout,
+    served,
 )
 from smallfirst.logs import RequestLog, RequestRecord, request_cost
-from smallfirst.privacy_step import Inspection, PrivacyStep, messages_of, restore
+from smallfirst.privacy_step import PrivacyStep, messages_of, restore
 from smallfirst.rag_step import RagStep, rag_collection
 from smallfirst.routing.budget import DAY_S, SpendTracker
 from smallfirst.routing.cascade import Confidence, confidence
@@ -52,62 +52,10 @@ from smallfirst.types import (
     Usage,
 )
 
-# Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
-_ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()
 Observer = Callable[[RequestRecord], None]
 T = TypeVar("T")
 # Failures that let the next tier in the fallback chain try; a bad request does not.
 FALLBACK_ERRORS = (UpstreamError, UpstreamTimeout, QueueFull, ModelUnavailable)
-
-
-def _new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
-
-
-@dataclass
-class RequestContext:
-    endpoint: str
-    request_id: str = field(default_factory=_new_request_id)
-    api_key_id: str | None = None
-    route_override: str | None = None
-    started: float = field(default_factory=time.perf_counter)
-    created_at: float = field(default_factory=time.time)
-    requested_model: str | None = None  # what the client asked for, e.g. "rag/handbook"
-    inspection: Inspection | None = None  # PII found in the request, and what was done
-    spent_usd: float = 0.0  # every attempt's cost, the cascade's unused small answer included
-    tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
-
-
-@dataclass(frozen=True)
-class RouteInfo:
-    """Why this model answered: shown in headers, the response body and the request log."""
-
-    model: ModelInfo
-    router: str
-    reason: str
-    score: float | None = None
-    threshold: float | None = None
-    escalations: tuple[str, ...] = ()
-
-
-@dataclass
-class Answer:
-    choices: list[Completion]  # `request.n` answers (one unless the client asked for more)
-    usage: Usage  # of all of them: the prompt once, every answer's tokens
-    route: RouteInfo
-    citations: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def completion(self) -> Completion:
-        """The first answer: all there is unless the client asked for `n` > 1."""
-        return self.choices[0]
-
-
-@dataclass
-class StreamAnswer:
-    route: RouteInfo
-    chunks: AsyncIterator[Chunk]
-    citations: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -405,12 +353,14 @@ class Gateway:
         (as 499 when it was cancelled: the client went away before the answer)."""
         try:
             return await step
-        except (SmallfirstError, asyncio.CancelledError) as error:
+        except (Exception, asyncio.CancelledError) as error:
             route = _route(plan.candidates[0], plan, ctx) if plan else None
-            failed = error if isinstance(error, SmallfirstError) else None
+            failed = served(error)
             status = failed.status if failed else CLIENT_CLOSED_REQUEST
             self._finish(request, ctx, route, Usage(), status=status, error=failed)
-            raise
+            if failed is None or failed is error:
+                raise
+            raise failed from error
 
     async def _observed(
         self,
@@ -433,9 +383,12 @@ class Gateway:
                 usage = chunk.usage or usage
                 yield chunk
             status = 200
-        except SmallfirstError as exc:
-            status, error = exc.status, exc
-            raise
+        except Exception as exc:
+            error = served(exc)
+            status = error.status
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             await close_stream(chunks)
             if not billed:
@@ -514,7 +467,7 @@ def _rejection_record(
     endpoint: str, error: SmallfirstError, api_key_id: str | None
 ) -> RequestRecord:
     return RequestRecord(
-        id=_new_request_id(),
+        id=new_request_id(),
         created_at=time.time(),
         endpoint=endpoint,
         model_requested="unknown",

@@ -88,6 +88,38 @@ def test_text_completion_logprobs(gateway: Server) -> None:
     assert "".join(logprobs.tokens) == reply.choices[0].text
 
 
+def test_an_empty_prompt_starts_a_text_and_ends_once(gateway: Server) -> None:
+    """As OpenAI's legacy completions: the model reads only its start-of-text token, which
+    the echo leaves out. Each such request ends once: the slots add up afterwards (an error
+    after a slot was chosen once ended its request twice and drove the busy count below 0)."""
+    before = slot_counts(gateway)
+    assert before[0] == 0
+    assert before[1] >= 1
+    url = f"{gateway.url}/v1/completions"
+    body = {"model": MODEL, "prompt": "", "max_tokens": 4, "temperature": 0}
+    plain = httpx.post(url, json=body, timeout=60)
+    echoed = httpx.post(url, json={**body, "echo": True, "logprobs": 1}, timeout=60)
+    batch = httpx.post(url, json={**body, "prompt": ["", "Hello"]}, timeout=60)
+    assert [r.status_code for r in (plain, echoed, batch)] == [200, 200, 200]
+    text = plain.json()["choices"][0]["text"]
+    assert plain.json()["usage"]["prompt_tokens"] == 1
+    assert echoed.json()["choices"][0]["text"] == text
+    assert "".join(echoed.json()["choices"][0]["logprobs"]["tokens"]) == text
+    first, second = batch.json()["choices"]
+    assert first["text"] == text
+    assert second["index"] == 1
+    assert slot_counts(gateway) == before
+
+
+def slot_counts(server: Server) -> tuple[float, float]:
+    """The bundled model's busy and free slots, from /metrics."""
+    metrics = httpx.get(f"{server.url}/metrics").text
+    return (
+        metric_value(metrics, "smallfirst_slots", f'model="{MODEL}",state="busy"'),
+        metric_value(metrics, "smallfirst_slots", f'model="{MODEL}",state="free"'),
+    )
+
+
 def test_json_schema_output_parses_and_validates(gateway: Server) -> None:
     schema = {
         "type": "object",

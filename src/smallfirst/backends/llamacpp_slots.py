@@ -150,19 +150,39 @@ class SlotDecoder:
     def start(self, job: SlotJob, prompt: PreparedPrompt) -> int:
         """Put `job` into the free slot sharing the longest prefix with its prompt; returns
         the prompt tokens kept from before (cached tokens). Raises InvalidRequest for a
-        grammar llama.cpp cannot use; the slot is then untouched."""
+        grammar llama.cpp cannot use. Whatever it raises, the slot is left free: the caller
+        ends the job (once)."""
         from smallfirst.backends.llamacpp_sampling import sampler_for
 
         sampler = sampler_for(self._engine.llama, job.request)
         tokens = prompt.tokens
         echo = isinstance(job.request, TextRequest) and job.request.echo
-        top = job.request.logprob_alternatives
         slot = max(
             (s for s in self._slots if s.job is None),
             key=lambda s: (shared_prefix_length(s.tokens, tokens), -s.last_used),
         )
-        kept, echoed = self._bring(slot, tokens, top if echo else None)
-        slot.job = job
+        slot.job, slot.sampler = job, sampler
+        try:
+            kept, echoed = self._bring(
+                slot, tokens, job.request.logprob_alternatives if echo else None
+            )
+            self._fill(slot, job, prompt, kept, echoed)
+        except BaseException:
+            self._release(slot)
+            slot.tokens = []  # what its sequence holds is no longer known
+            raise
+        return kept
+
+    def _fill(
+        self,
+        slot: _Slot,
+        job: SlotJob,
+        prompt: PreparedPrompt,
+        kept: int,
+        echoed: list[TokenLogprob | None],
+    ) -> None:
+        tokens = prompt.tokens
+        echo = isinstance(job.request, TextRequest) and job.request.echo
         slot.tokens = tokens[:kept]
         # The last prompt token is decoded on its own step, as each sampled token is: logits
         # then come from the same kernels whatever the prompt's split (llama.cpp computes a
@@ -170,16 +190,14 @@ class SlotDecoder:
         # sampled answers differed 2 times in 12 between a first and a repeated request).
         slot.pending = tokens[kept:-1]
         slot.next_token = tokens[-1]
-        slot.sampler = sampler
         slot.answer = self._engine.answer_writer(prompt, job.emit, kept)
-        slot.top_logprobs = top
+        slot.top_logprobs = job.request.logprob_alternatives
         slot.last_used = next(self._uses)
         slot.prompt = tokens
         slot.donor, slot.share_upto = (None, 0) if echo else self._donor_for(slot, tokens, kept)
         slot.donor_job = slot.donor.job if slot.donor is not None else None
         if echo:
             self._start_echo(slot, job, prompt.added_bos, echoed)
-        return kept
 
     def _bring(
         self, slot: _Slot, tokens: list[int], echo_top: int | None

@@ -125,7 +125,7 @@ class _Asker:
 
     async def __call__(self, gateway: Gateway, messages: list[ChatMessage]) -> str:
         """Stream one answer to stdout (sources and the answering model to stderr)."""
-        from smallfirst.service import RequestContext
+        from smallfirst.answers import RequestContext
         from smallfirst.types import ChatRequest
 
         request = ChatRequest(

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from smallfirst.answers import RequestContext
 from smallfirst.routing.cascade import confidence
-from smallfirst.service import Gateway, RequestContext
+from smallfirst.service import Gateway
 from smallfirst.types import ChatMessage, ChatRequest
 
 JUDGE_PROMPT = (

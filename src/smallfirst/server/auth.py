@@ -17,8 +17,9 @@ from smallfirst.errors import Unauthorized
 from smallfirst.server.errors import error_response
 
 HASH_PREFIX = "sha256:"
-# Spend, routing and PII counts are not for everyone on the network either.
-GATED_PATHS = ("/v1/", "/metrics", "/dashboard")
+# Everything else needs a key: the API, the tokenizer endpoints (they show the chat
+# template and take large bodies), and spend, routing and PII counts (metrics, dashboard).
+OPEN_PATHS = ("/healthz", "/readyz")
 # A browser cannot send a bearer token; it asks for Basic credentials: the key as password.
 BROWSER_PATHS = ("/dashboard",)
 
@@ -89,8 +90,8 @@ class ApiKeyGate:
         self.keyring = keyring
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith(GATED_PATHS):
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in OPEN_PATHS:
             authorization = dict(scope["headers"]).get(b"authorization")
             try:
                 key_id = self.keyring.check(

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from smallfirst.errors import InvalidRequest, SmallfirstError
+from smallfirst.errors import INTERNAL_ERROR_MESSAGE, InvalidRequest, SmallfirstError
 from smallfirst.server.responses import JSONResponse
 
 log = logging.getLogger("smallfirst.server")
@@ -58,7 +58,7 @@ async def handle_smallfirst_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
-    return error_response(SmallfirstError("The server had an error while processing your request."))
+    return error_response(SmallfirstError(INTERNAL_ERROR_MESSAGE))
 
 
 async def handle_http_exception(_: Request, exc: Exception) -> JSONResponse:

@@ -6,10 +6,10 @@ import math
 import time
 from typing import Any
 
+from smallfirst.answers import Answer, RouteInfo
 from smallfirst.errors import SmallfirstError
 from smallfirst.server.errors import error_body
 from smallfirst.server.sse import DONE, data_frame
-from smallfirst.service import Answer, RouteInfo
 from smallfirst.types import (
     ChatRequest,
     Chunk,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from smallfirst.answers import RouteInfo
 from smallfirst.errors import SmallfirstError
 from smallfirst.server.render import route_fields
 from smallfirst.server.responses_api_request import NamedFunction, ResponsesRequest
 from smallfirst.server.sse import typed_frame
-from smallfirst.service import RouteInfo
 from smallfirst.types import Chunk, Completion, FunctionCall, ToolCall, ToolCallDelta, Usage
 
 

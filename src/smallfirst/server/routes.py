@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
     InvalidRequest,
@@ -33,7 +34,7 @@ from smallfirst.server.responses import JSONResponse
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
 from smallfirst.server.sse import sse_stream
-from smallfirst.service import Answer, Gateway, RequestContext, RouteInfo, StreamAnswer
+from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)

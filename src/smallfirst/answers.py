@@ -1,0 +1,67 @@
+"""What a request carries through the gateway (`RequestContext`) and what comes out of it:
+an answer, whole or streamed, with the route that says who answered and why."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from smallfirst.privacy_step import Inspection
+from smallfirst.types import Chunk, Completion, ModelInfo, Usage
+
+# Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
+_ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
+@dataclass
+class RequestContext:
+    endpoint: str
+    request_id: str = field(default_factory=new_request_id)
+    api_key_id: str | None = None
+    route_override: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    created_at: float = field(default_factory=time.time)
+    requested_model: str | None = None  # what the client asked for, e.g. "rag/handbook"
+    inspection: Inspection | None = None  # PII found in the request, and what was done
+    spent_usd: float = 0.0  # every attempt's cost, the cascade's unused small answer included
+    tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """Why this model answered: shown in headers, the response body and the request log."""
+
+    model: ModelInfo
+    router: str
+    reason: str
+    score: float | None = None
+    threshold: float | None = None
+    escalations: tuple[str, ...] = ()
+
+
+@dataclass
+class Answer:
+    choices: list[Completion]  # `request.n` answers (one unless the client asked for more)
+    usage: Usage  # of all of them: the prompt once, every answer's tokens
+    route: RouteInfo
+    citations: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def completion(self) -> Completion:
+        """The first answer: all there is unless the client asked for `n` > 1."""
+        return self.choices[0]
+
+
+@dataclass
+class StreamAnswer:
+    route: RouteInfo
+    chunks: AsyncIterator[Chunk]
+    citations: list[dict[str, Any]] = field(default_factory=list)
