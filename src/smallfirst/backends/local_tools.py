@@ -102,7 +102,9 @@ def _as_turn(message: ChatMessage) -> dict[str, str]:
         json.dumps({"name": c.function.name, "arguments": _loaded(c.function.arguments)})
         for c in message.tool_calls or []
     ]
-    return {"role": message.role, "content": "\n".join(filter(None, [message.text, *calls]))}
+    # OpenAI's "developer" is its newer name for the system message; templates know "system".
+    role = "system" if message.role == "developer" else message.role
+    return {"role": role, "content": "\n".join(filter(None, [message.text, *calls]))}
 
 
 def _description(tool: Tool) -> dict[str, Any]:
