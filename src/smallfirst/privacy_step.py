@@ -32,6 +32,7 @@ from smallfirst.types import (
     Completion,
     GenerateRequest,
     ModelInfo,
+    Tier,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -53,6 +54,7 @@ class Inspection:
 
     findings: list[list[Finding]]
     override: PolicyAction | None
+    permitted: list[Tier] = field(default_factory=list)  # tiers the policy lets it reach
     applied: dict[str, str] = field(default_factory=dict)  # model id -> action taken
     keep_local: str | None = None  # why the cloud may not see this request at all
     blocked: str | None = None
@@ -108,13 +110,21 @@ class PrivacyStep:
         inspection = Inspection(findings, request.privacy)
         if not inspection.counts:
             return None
-        permitted = self.guard.permitted_tiers(findings, request.privacy)
+        inspection.permitted = permitted = self.guard.permitted_tiers(findings, request.privacy)
         kinds = ", ".join(f"{kind} x{n}" for kind, n in sorted(inspection.counts.items()))
         if not permitted:
             inspection.blocked = f"privacy policy blocks this request: it contains {kinds}"
         elif "cloud" not in permitted:
             inspection.keep_local = f"PII ({kinds}) stays on premises"
         return inspection
+
+    def refuse_early(
+        self, request: GenerateRequest, model: ModelInfo, inspection: Inspection | None
+    ) -> None:
+        """Raise now the PolicyBlocked that answering with `model` (asked for by id) would
+        raise, before anything is sent anywhere: a batch's other prompts included."""
+        if inspection is not None and model.tier not in inspection.permitted:
+            self.request_for(request, model, inspection)
 
     def request_for(
         self, request: GenerateRequest, model: ModelInfo, inspection: Inspection | None
@@ -139,12 +149,11 @@ class PrivacyStep:
                 f"the privacy policy redacts what {model.id} receives, and a prompt of token"
                 " ids cannot be redacted: send it as text"
             )
-        redacted = [message.text for message in result.messages]
-        update = {
-            "prompt": redacted[0],
-            **({"suffix": redacted[1]} if request.suffix is not None else {}),
-        }
-        return request.model_copy(update=update), result
+        texts = iter(message.text for message in result.messages)
+        update: dict[str, Any] = {"prompt": next(texts)}
+        if request.suffix is not None:
+            update["suffix"] = next(texts)
+        return request.model_copy(update=update | _stop_of(request, texts)), result
 
     def _with_pseudonymous_ids(self, request: GenerateRequest, model: ModelInfo) -> GenerateRequest:
         """`user` (and `safety_identifier`, `prompt_cache_key`) is often an e-mail address or
@@ -190,14 +199,16 @@ def _create_key_file(path: Path) -> None:
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:
     """The texts the guard scans, as messages: each message, then its participant `name`
-    and the arguments of each tool call it made, then the `metadata` values, and last the
+    and the arguments of each tool call it made, then the `metadata` values, then the
     prose and values in the tool definitions and the response format's schema (each a
-    message of its own, so findings and placeholders stay per text)."""
+    message of its own, so findings and placeholders stay per text), and last the stop
+    sequences (a transcript's "\nMaria:" names a speaker)."""
+    stops = [ChatMessage(role="user", content=stop) for stop in request.stop_list]
     if not isinstance(request, ChatRequest):
         suffix = (
             [] if request.suffix is None else [ChatMessage(role="user", content=request.suffix)]
         )
-        return [ChatMessage(role="user", content=request.prompt_text), *suffix]
+        return [ChatMessage(role="user", content=request.prompt_text), *suffix, *stops]
     scanned: list[ChatMessage] = []
     for message in request.messages:
         scanned.append(message)
@@ -210,7 +221,7 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
     texts: list[str] = []
     _schemas_of(request, _collect(texts))
     scanned.extend(ChatMessage(role="system", content=text) for text in texts)
-    return scanned
+    return [*scanned, *stops]
 
 
 def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str, Any]:
@@ -229,7 +240,14 @@ def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str,
     update: dict[str, Any] = {"messages": rebuilt}
     if request.metadata is not None:
         update["metadata"] = {key: next(texts).text for key in request.metadata}
-    return update | _schemas_of(request, lambda _: next(texts).text)
+    update |= _schemas_of(request, lambda _: next(texts).text)
+    return update | _stop_of(request, (message.text for message in texts))
+
+
+def _stop_of(request: GenerateRequest, texts: Iterator[str]) -> dict[str, Any]:
+    """The stop sequences as scanned (the rest of `texts`): an update for `model_copy`. A
+    placeholder in one stops the answer where the model writes that placeholder."""
+    return {"stop": list(texts)} if request.stop_list else {}
 
 
 # A participant name is an identifier ("Maria_Gonzalez", "tom-baker"): read as words.

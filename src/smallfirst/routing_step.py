@@ -18,7 +18,7 @@ from smallfirst.errors import ConfigError, InvalidRequest, ModelNotFound
 from smallfirst.routing.budget import SpendTracker
 from smallfirst.routing.planner import Plan, RoutePlanner
 from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
-from smallfirst.types import TIERS, ChatRequest, GenerateRequest, TextRequest
+from smallfirst.types import TIERS, ChatRequest, GenerateRequest, TextRequest, Tier
 
 if TYPE_CHECKING:
     from smallfirst.routing.base import Router
@@ -46,6 +46,7 @@ class RoutingStep:
         keep_local: Sequence[str] = (),
     ) -> Plan:
         """Which models to try for this request, in order, and why."""
+        override = _tier_asked(route_override or request.route)
         if request.model != AUTO_MODEL:
             backend = self._backends.get(request.model)
             if backend is None:
@@ -67,13 +68,7 @@ class RoutingStep:
         budget_spent = self._spend.exhausted(api_key_id)
         local_reasons = [*keep_local, *([f"{budget_spent}"] if budget_spent else [])]
         local_only = bool(local_reasons)
-        override = route_override or request.route
-        if override and override != AUTO_MODEL:
-            if override not in TIERS:
-                raise InvalidRequest(
-                    f"x-smallfirst-route must be edge, onprem, cloud or auto, not {override!r}",
-                    param="route",
-                )
+        if override is not None:
             plan = self.planner.forced(
                 override, f"route override: {override}", local_only=local_only
             )
@@ -132,3 +127,16 @@ def _router_messages(request: GenerateRequest) -> list[dict[str, str]]:
     if isinstance(request, ChatRequest):
         return [{"role": m.role, "content": m.text} for m in request.messages]
     return [{"role": "user", "content": request.prompt_text}]
+
+
+def _tier_asked(override: str | None) -> Tier | None:
+    """The tier a route override forces (None: let the router pick). Checked even for a
+    model asked for by id, which it does not move: a typo is told, not ignored."""
+    if not override or override == AUTO_MODEL:
+        return None
+    if override not in TIERS:
+        raise InvalidRequest(
+            f"x-smallfirst-route must be edge, onprem, cloud or auto, not {override!r}",
+            param="route",
+        )
+    return override

@@ -147,6 +147,7 @@ class Gateway:
                 "ask a local model or model `auto`",
                 code="private_collection",
             )
+        self.privacy.refuse_early(request, plan.candidates[0], inspection)
         if collection is None or not isinstance(request, ChatRequest):
             return Prepared(request, plan)
         from smallfirst.rag import CollectionNotFound
@@ -170,8 +171,10 @@ class Gateway:
         return Prepared(grounded, plan, citations)
 
     # -- the request path ----------------------------------------------------------------------
-    async def complete(self, request: GenerateRequest, ctx: RequestContext) -> Answer:
-        prepared, drafted = await self._begin(request, ctx)
+    async def complete(
+        self, request: GenerateRequest, ctx: RequestContext, prepared: Prepared | None = None
+    ) -> Answer:
+        prepared, drafted = await self._begin(request, ctx, prepared)
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
         with_logprobs = request.logprob_alternatives is not None
         if plan.cascade_from is not None and drafted is not None:
@@ -201,18 +204,37 @@ class Gateway:
         many at once as the largest local model has slots, so that a batch does not fill a
         local queue by itself. The first failure fails the batch and stops the rest."""
         gate = asyncio.Semaphore(self._batch_concurrency())
+        asked = [request.model_copy(update={"prompt": prompt}) for prompt in request.prompts]
+        contexts = [
+            RequestContext(
+                endpoint=ctx.endpoint,
+                request_id=f"{ctx.request_id}-{position}",
+                api_key_id=ctx.api_key_id,
+                route_override=ctx.route_override,
+            )
+            for position in range(len(asked))
+        ]
+        # Every prompt is guarded and routed before any is answered: one that the privacy
+        # policy refuses fails the batch before the others have gone out.
+        prepared = await _all_or_none(
+            [self._prepared(*each) for each in zip(asked, contexts, strict=True)]
+        )
 
-        async def answer(position: int, prompt: str | list[int]) -> Answer:
+        failed = asyncio.Event()
+
+        async def answer(sent: TextRequest, own: RequestContext, ready: Prepared) -> Answer:
             async with gate:
-                own = RequestContext(
-                    endpoint=ctx.endpoint,
-                    request_id=f"{ctx.request_id}-{position}",
-                    api_key_id=ctx.api_key_id,
-                    route_override=ctx.route_override,
-                )
-                return await self.complete(request.model_copy(update={"prompt": prompt}), own)
+                if failed.is_set():  # let in as the failed one left: nothing more goes out
+                    raise asyncio.CancelledError
+                try:
+                    return await self.complete(sent, own, ready)
+                except BaseException:
+                    failed.set()
+                    raise
 
-        return await _all_or_none([answer(i, p) for i, p in enumerate(request.prompts)])
+        return await _all_or_none(
+            [answer(*each) for each in zip(asked, contexts, prepared, strict=True)]
+        )
 
     def _batch_concurrency(self) -> int:
         slots = [b.slots_in_use() for b in self.backends.values()]
@@ -241,14 +263,19 @@ class Gateway:
         return StreamAnswer(route, self._observed(request, ctx, route, chunks), citations)
 
     async def _begin(
-        self, request: GenerateRequest, ctx: RequestContext
+        self, request: GenerateRequest, ctx: RequestContext, prepared: Prepared | None = None
     ) -> tuple[Prepared, list[Chunk] | None]:
-        """Guard, retrieve and plan; under a cascade, also the small model's kept draft."""
-        ctx.requested_model = request.model
-        prepared = await self._logged(request, ctx, None, self.prepare(request, ctx))
+        """Guard, retrieve and plan (unless `prepared` already); under a cascade, also the
+        small model's kept draft."""
+        if prepared is None:
+            prepared = await self._prepared(request, ctx)
         if prepared.plan.cascade_from is None:
             return prepared, None
         return prepared, await self._cascade_draft(prepared.request, ctx, prepared.plan)
+
+    async def _prepared(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:
+        ctx.requested_model = request.model
+        return await self._logged(request, ctx, None, self.prepare(request, ctx))
 
     async def _cascade_draft(
         self, request: GenerateRequest, ctx: RequestContext, plan: Plan

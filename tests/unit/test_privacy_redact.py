@@ -39,6 +39,19 @@ def test_same_value_gets_same_placeholder_across_messages() -> None:
     assert "Ann" not in repr(redaction)
 
 
+def test_a_value_found_once_is_redacted_wherever_it_recurs_as_a_word() -> None:
+    """The detector saw "Ana" and "Seville" once each; the other copies go out as the same
+    placeholders, in the same text and in others; "Banana" and "Anagram" keep their letters."""
+    first = "My name is Ana. Add Ana to the list."
+    second = "Ana lives in Seville. Tips for Seville? Banana, Anagram, Seville's."
+    findings = [[_find(first, "PERSON", "Ana")], [_find(second, "LOCATION", "Seville")]]
+    redacted, _ = redact_texts([first, second], findings)
+    assert redacted == [
+        "My name is <PERSON_1>. Add <PERSON_1> to the list.",
+        "<PERSON_1> lives in <LOCATION_1>. Tips for <LOCATION_1>? Banana, Anagram, <LOCATION_1>'s.",
+    ]
+
+
 def test_multipart_content_is_redacted_on_joined_text() -> None:
     message = ChatMessage(
         role="user",

@@ -66,6 +66,25 @@ def test_redaction_is_restored_in_streams_too(api: tuple[TestClient, Any]) -> No
     assert text == f"Dear {NAME}, noted."
 
 
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_stop_sequences_reach_the_cloud_redacted(
+    api: tuple[TestClient, Any], endpoint: str
+) -> None:
+    """A transcript's stop sequence names its speaker: it goes out with the prompt's
+    placeholder for the name (the model writes the placeholder, and stops there)."""
+    client, gateway = api
+    stop = [f"\n{NAME}:", "\nAgent:"]
+    if endpoint == "chat":
+        client.post(
+            "/v1/chat/completions",
+            json=chat_body("big", stop=stop, messages=[{"role": "user", "content": PROMPT}]),
+        )
+    else:
+        client.post("/v1/completions", json={"model": "big", "prompt": PROMPT, "stop": stop})
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert sent.stop == ["\n<PERSON_1>:", "\nAgent:"]
+
+
 def test_local_tiers_see_the_original(api: tuple[TestClient, Any]) -> None:
     client, gateway = api
     ask(client, "tiny")
@@ -238,6 +257,20 @@ def test_local_only_keeps_pii_off_the_cloud(tmp_path: Path) -> None:
         direct = ask(client, "big")
         assert direct.status_code == 400
         assert fake_backend(gateway, "big").requests == []
+
+
+@pytest.mark.parametrize("privacy", ["local_only", "block"])
+def test_a_batch_with_a_refused_prompt_sends_none_of_its_prompts(
+    api: tuple[TestClient, Any], privacy: str
+) -> None:
+    """Every prompt of a list is guarded before any is answered: the clean first prompt
+    does not go out (and cost) while the second fails the batch."""
+    client, gateway = api
+    body = {"model": "big", "prompt": ["Summarize the report.", PROMPT], "privacy": privacy}
+    response = client.post("/v1/completions", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "pii_blocked"
+    assert fake_backend(gateway, "big").requests == []
 
 
 def test_block_names_types_never_values(tmp_path: Path) -> None:

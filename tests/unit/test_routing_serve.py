@@ -72,6 +72,15 @@ def test_header_override_wins(api: tuple[TestClient, Any]) -> None:
     assert via_body.json()["model"] == "tiny"
     bad = client.post("/v1/chat/completions", json=body, headers={"x-smallfirst-route": "moon"})
     assert bad.status_code == 400
+    by_id = client.post(
+        "/v1/chat/completions", json=chat_body("tiny"), headers={"x-smallfirst-route": "moon"}
+    )
+    assert by_id.status_code == 400  # a model asked for by id is not routed, but a typo is told
+    onprem = client.post(
+        "/v1/chat/completions", json=body, headers={"x-smallfirst-route": "onprem"}
+    )
+    reason = onprem.json()["smallfirst"]["reason"]
+    assert reason == "route override: onprem; no onprem model configured, so tiny (edge) answers"
 
 
 def test_failing_tier_falls_back_and_says_so(api: tuple[TestClient, Any]) -> None:

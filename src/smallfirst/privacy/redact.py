@@ -84,8 +84,35 @@ def redact_texts(
     if len(texts) != len(findings_per_text):
         raise ValueError("need one findings list per text")
     redactor = Redactor(reserved_text="\n".join(texts))
-    redacted = [redactor.redact(t, f) for t, f in zip(texts, findings_per_text, strict=True)]
+    everywhere = with_repeats(texts, findings_per_text)
+    redacted = [redactor.redact(t, f) for t, f in zip(texts, everywhere, strict=True)]
     return redacted, redactor.redaction
+
+
+def with_repeats(
+    texts: Sequence[str], findings_per_text: Sequence[Sequence[Finding]]
+) -> list[list[Finding]]:
+    """Each text's findings, and every other place where a value found anywhere in the
+    request occurs as a whole word: the detector may see a name in one sentence and miss it
+    in the next ("My name is Ana. Add Ana to the list"), and the value is PII either way."""
+    kinds: dict[str, str] = {}
+    for text, findings in zip(texts, findings_per_text, strict=True):
+        for finding in findings:
+            kinds.setdefault(finding.value_in(text), finding.entity_type)
+    kinds.pop("", None)
+    if not kinds:
+        return [list(findings) for findings in findings_per_text]
+    longest_first = sorted(kinds, key=len, reverse=True)
+    values = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, longest_first)) + r")(?!\w)")
+    extended = []
+    for text, findings in zip(texts, findings_per_text, strict=True):
+        repeats = [
+            Finding(kinds[match.group()], match.start(), match.end(), 1.0)
+            for match in values.finditer(text)
+            if not any(f.start < match.end() and match.start() < f.end for f in findings)
+        ]
+        extended.append([*findings, *repeats])
+    return extended
 
 
 def redact_messages(
@@ -95,8 +122,8 @@ def redact_messages(
     nothing to redact are returned unchanged (multi-part content stays multi-part)."""
     texts, redaction = redact_texts([m.text for m in messages], findings_per_message)
     redacted = [
-        message.model_copy(update={"content": text}) if findings else message
-        for message, text, findings in zip(messages, texts, findings_per_message, strict=True)
+        message.model_copy(update={"content": text}) if text != message.text else message
+        for message, text in zip(messages, texts, strict=True)
     ]
     return redacted, redaction
 

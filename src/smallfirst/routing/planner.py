@@ -96,8 +96,11 @@ class RoutePlanner:
 
     def forced(self, tier: Tier, why: str, *, local_only: bool = False) -> Plan:
         """A tier chosen by the caller (header/body override) or by a policy."""
-        model = self.tiers.get(tier) or self.tiers.available(tier, upward=False)
-        assert model is not None
+        model = self.tiers.get(tier)
+        if model is None:
+            model = self.tiers.available(tier, upward=False)
+            assert model is not None
+            why += f"; no {tier} model configured, so {model.id} ({model.tier}) answers"
         return Plan(self.with_fallbacks(model, local_only=local_only), "override", why)
 
     def from_decision(
