@@ -108,6 +108,12 @@ class Gateway:
     def default_model_id(self) -> str:
         return self.settings.default_model or self.planner.weak.id
 
+    def end_answers(self) -> None:
+        """The server is shutting down: answers under way end now, each with a 503 error
+        (a stream: an error event) that says so, rather than being cut after the grace period."""
+        for backend in self.backends.values():
+            backend.end_answers(ModelUnavailable("the server is shutting down; retry"))
+
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()

@@ -178,6 +178,19 @@ def test_observed_strong_share_metric(api: tuple[TestClient, Any]) -> None:
     assert 'smallfirst_routed_total{router="keyword",tier="cloud"} 1.0' in metrics
 
 
+def test_with_one_model_no_answer_counts_as_strong(tmp_path: Path) -> None:
+    """The built-in config: the edge model is weak and strong at once, and nothing is ever
+    escalated (the share read 1.0 there)."""
+    models = [{"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["Hi."]}]
+    settings = fake_settings(tmp_path, models=models, routing={"router": "keyword"})
+    client, _ = fake_client(settings)
+    with client:
+        ask(client, "hi")
+        ask(client, "a hard one")
+        metrics = client.get("/metrics").text
+    assert "smallfirst_observed_strong_share 0.0" in metrics
+
+
 @pytest.fixture
 def cascade(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
     yield from routed_client(tmp_path, {"router": "cascade", "cascade": {"min_mean_logprob": -1.0}})

@@ -97,6 +97,11 @@ class Backend(ABC):
         whether it is ready now."""
         return True
 
+    def end_answers(self, error: BaseException) -> None:
+        """End the answers under way with `error` (at shutdown), for engines whose answers
+        would otherwise run on to their last token."""
+        return None
+
     async def aclose(self) -> None:
         """Release resources (threads, connections, loaded weights)."""
         return None

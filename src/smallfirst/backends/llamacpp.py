@@ -16,6 +16,7 @@ from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.slot_scheduler import SlotScheduler
 from smallfirst.backends.worker import ModelWorker
 from smallfirst.config import LlamaCppModel
+from smallfirst.errors import ModelUnavailable
 from smallfirst.types import (
     ChatRequest,
     Chunk,
@@ -193,7 +194,11 @@ class LlamaCppBackend(Backend):
             self._engine.close()
             self._engine = None
 
+    def end_answers(self, error: BaseException) -> None:
+        self.slots.end_all(error)
+
     async def aclose(self) -> None:
+        self.slots.end_all(ModelUnavailable(f"model {self.info().id!r} was closed"))
         self.worker.shutdown()
         self.try_unload()
 

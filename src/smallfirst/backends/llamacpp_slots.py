@@ -54,7 +54,7 @@ MIN_SHARED_TOKENS = 64
 F16_BYTES = 2
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: hashed by identity, kept in sets
 class SlotJob:
     """A request on its way through the slots; `emit` receives its chunks (or its error)."""
 

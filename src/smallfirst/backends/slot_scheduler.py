@@ -45,6 +45,7 @@ class SlotScheduler:
         self._lock = threading.Lock()
         self._waiting: deque[SlotJob] = deque()
         self._open = 0  # submitted and not ended: waiting or in a slot
+        self._jobs: set[SlotJob] = set()  # the same jobs, to end them all at shutdown
         self._looping = False
         self._loop_task: asyncio.Future[None] | None = None
         self.started_jobs = 0  # these three are written by the worker thread only
@@ -73,6 +74,7 @@ class SlotScheduler:
                     "counts n); retry later"
                 )
             self._open += 1
+            self._jobs.add(job)
             self._waiting.append(job)
             start, self._looping = not self._looping, True
         if start:
@@ -83,6 +85,15 @@ class SlotScheduler:
                 yield chunk
         finally:
             job.cancelled.set()  # no-op after the end; frees the slot on a disconnect
+
+    def end_all(self, error: BaseException) -> None:
+        """End every answer under way or waiting with `error` (the server is shutting down):
+        its client hears why at once, and the decode loop lets its slot go at the next step."""
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.emit(error)
+            job.cancelled.set()
 
     def _loop(self, engine: Callable[[], LlamaEngine]) -> None:
         """Decode until no request waits or answers (worker thread)."""
@@ -151,3 +162,4 @@ class SlotScheduler:
         job.emit(DONE)
         with self._lock:
             self._open -= 1
+            self._jobs.discard(job)

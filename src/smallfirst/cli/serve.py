@@ -35,10 +35,9 @@ def serve(
     log_level: str = typer.Option("info", help="Log level of uvicorn and of the gateway."),
 ) -> None:
     """Start the OpenAI-compatible gateway."""
-    import uvicorn
-
     from smallfirst.server import create_app
     from smallfirst.server.auth import KeyRing
+    from smallfirst.server.runner import run_server
 
     settings = settings_or_exit(config)
     if host is not None:
@@ -55,13 +54,7 @@ def serve(
             f"{settings.server.api_keys_env}=key1,key2 or server.api_keys in the config"
         )
     _show_gateway_log(log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level=log_level,
-        timeout_graceful_shutdown=5,
-    )
+    run_server(create_app(settings), settings, log_level)
 
 
 def _show_gateway_log(level: str) -> None:

@@ -45,7 +45,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gw = gateway or Gateway.from_settings(settings)
         app.state.gateway = gw
-        app.state.metrics = Metrics(gw.backends, gw.health, gw.planner.strong.tier)
+        # With one tier for both (the built-in config), no answer is a strong one.
+        weak, strong = gw.planner.weak.tier, gw.planner.strong.tier
+        app.state.metrics = Metrics(gw.backends, gw.health, strong if strong != weak else None)
         gw.add_observer(app.state.metrics.observe)
         task = asyncio.create_task(_warm_up(app, gw) if warm_up else _mark_ready(app))
         try:

@@ -93,7 +93,7 @@ class _BackendState(Collector):
 
 class Metrics:
     def __init__(
-        self, backends: Mapping[str, Backend], health: ModelHealth, strong_tier: str
+        self, backends: Mapping[str, Backend], health: ModelHealth, strong_tier: str | None
     ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call] # the *_created series double the output for no use here
         self.registry = CollectorRegistry()
