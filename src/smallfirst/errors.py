@@ -85,6 +85,15 @@ class RequestTooLarge(SmallfirstError):
     code = "request_too_large"
 
 
+class BudgetSpent(SmallfirstError):
+    """A remote model asked for by id while the daily budget is spent (OpenAI's status and
+    type for a spent quota)."""
+
+    status = 429
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class QueueFull(SmallfirstError):
     status = 429
     error_type = "rate_limit_error"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from smallfirst.backends import Backend
 from smallfirst.config import Settings
-from smallfirst.errors import ConfigError, InvalidRequest, ModelNotFound
+from smallfirst.errors import BudgetSpent, ConfigError, InvalidRequest, ModelNotFound
 from smallfirst.routing.budget import SpendTracker
 from smallfirst.routing.planner import Plan, RoutePlanner
 from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
@@ -51,7 +51,17 @@ class RoutingStep:
             backend = self._backends.get(request.model)
             if backend is None:
                 raise ModelNotFound.named(request.model)
-            plan = Plan([backend.info()], "none", "model requested by id")
+            model = backend.info()
+            spent = (
+                None if self.planner.tiers.is_local(model) else self._spend.exhausted(api_key_id)
+            )
+            if spent:
+                raise BudgetSpent(
+                    f"{spent}: model {model.id!r} is remote, and remote tiers are off limits"
+                    " until the UTC day ends; ask a local model, or `auto`",
+                    param="model",
+                )
+            plan = Plan([model], "none", "model requested by id")
             return self._for_tools(plan, request)
         if isinstance(request, TextRequest) and request.suffix is not None:
             raise InvalidRequest(

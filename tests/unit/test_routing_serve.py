@@ -167,6 +167,11 @@ def test_spent_budget_keeps_requests_local(tmp_path: Path) -> None:
         second = ask(client, "a hard one")
         assert second.json()["model"] == "tiny"
         assert "budget" in second.json()["smallfirst"]["reason"]
+        by_id = client.post("/v1/chat/completions", json=chat_body("big"))
+        assert by_id.status_code == 429  # a remote model asked for by id is not swapped: refused
+        assert by_id.json()["error"]["code"] == "insufficient_quota"
+        assert "daily budget" in by_id.json()["error"]["message"]
+        assert client.post("/v1/chat/completions", json=chat_body("tiny")).status_code == 200
 
 
 def test_observed_strong_share_metric(api: tuple[TestClient, Any]) -> None:
