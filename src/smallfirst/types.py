@@ -18,17 +18,29 @@ Tier = Literal["edge", "onprem", "cloud"]
 TIERS: tuple[Tier, ...] = ("edge", "onprem", "cloud")
 
 
-class _Strict(BaseModel):
-    # Unknown request fields are a 400, as the OpenAI API does; nothing is dropped silently.
-    model_config = ConfigDict(extra="forbid")
+class FieldError(ValueError):
+    """A check across fields that blames one of them: the 400 names it in `param`, as OpenAI
+    does (a plain ValueError from a model's check has no field to name)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
-class PromptCacheBreakpoint(_Strict):
+class ApiModel(BaseModel):
+    """A request body or a part of one. As the OpenAI API has it, an unknown field is a 400
+    (nothing is dropped silently), and so is a value of the wrong JSON type: "3" is not the
+    integer 3, nor `true` the number 1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PromptCacheBreakpoint(ApiModel):
     mode: Literal["explicit"]
     ttl: Literal["30m", "12h"] | None = None
 
 
-class TextPart(_Strict):
+class TextPart(ApiModel):
     type: Literal["text"]
     text: str
     # OpenAI's prompt-cache hints (this one, and `prompt_cache_options` / `_retention` below)
@@ -36,23 +48,23 @@ class TextPart(_Strict):
     prompt_cache_breakpoint: PromptCacheBreakpoint | None = None
 
 
-class PromptCacheOptions(_Strict):
+class PromptCacheOptions(ApiModel):
     mode: Literal["implicit", "explicit"] | None = None
     ttl: Literal["30m"] | None = None
 
 
-class FunctionCall(_Strict):
+class FunctionCall(ApiModel):
     name: str
     arguments: str  # JSON text, as the model wrote it
 
 
-class ToolCall(_Strict):
+class ToolCall(ApiModel):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ChatMessage(_Strict):
+class ChatMessage(ApiModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
@@ -87,9 +99,9 @@ class ChatMessage(_Strict):
     @model_validator(mode="after")
     def _tool_fields(self) -> ChatMessage:
         if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("a message with role 'tool' needs tool_call_id")
+            raise FieldError("tool_call_id", "a message with role 'tool' needs tool_call_id")
         if self.tool_calls is not None and self.role != "assistant":
-            raise ValueError("only assistant messages can carry tool_calls")
+            raise FieldError("tool_calls", "only assistant messages can carry tool_calls")
         if self.tool_calls == []:  # some clients send an empty list; upstreams refuse one
             self.tool_calls = None
         return self
@@ -103,45 +115,45 @@ class ChatMessage(_Strict):
         return "".join(part.text for part in self.content)
 
 
-class StreamOptions(_Strict):
+class StreamOptions(ApiModel):
     include_usage: bool = False
 
 
-class JsonSchemaSpec(_Strict):
+class JsonSchemaSpec(ApiModel):
     name: str = "response"
     description: str | None = None
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
 
 
-class ResponseFormat(_Strict):
+class ResponseFormat(ApiModel):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
 
     @model_validator(mode="after")
     def _schema_present(self) -> ResponseFormat:
         if self.type == "json_schema" and self.json_schema is None:
-            raise ValueError("response_format.json_schema is required when type is json_schema")
+            raise FieldError("json_schema", "json_schema is required when type is json_schema")
         return self
 
 
-class FunctionDefinition(_Strict):
+class FunctionDefinition(ApiModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class Tool(_Strict):
+class Tool(ApiModel):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class FunctionName(_Strict):
+class FunctionName(ApiModel):
     name: str
 
 
-class NamedToolChoice(_Strict):
+class NamedToolChoice(ApiModel):
     type: Literal["function"]
     function: FunctionName
 
@@ -154,7 +166,7 @@ MAX_STOP_SEQUENCES = 64
 SMALLFIRST_FIELDS = {"route", "max_strong_share", "min_quality", "privacy", "rag"}
 
 
-class SamplingParams(_Strict):
+class SamplingParams(ApiModel):
     """Fields common to /v1/chat/completions and /v1/completions."""
 
     model: str = Field(min_length=1)
@@ -202,10 +214,17 @@ class SamplingParams(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _one_repeat_penalty(self) -> SamplingParams:
+    def _consistent(self) -> SamplingParams:
+        if self.stream_options is not None and not self.stream:
+            raise FieldError(  # OpenAI's words
+                "stream_options",
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            )
         both = (self.repeat_penalty, self.repetition_penalty)
         if None not in both and both[0] != both[1]:
-            raise ValueError("repeat_penalty and repetition_penalty name the same penalty")
+            raise FieldError(
+                "repetition_penalty", "repeat_penalty and repetition_penalty name the same penalty"
+            )
         return self
 
     @property
@@ -256,13 +275,15 @@ class ChatRequest(SamplingParams):
     @model_validator(mode="after")
     def _check(self) -> ChatRequest:
         if self.top_logprobs is not None and not self.logprobs:
-            raise ValueError("top_logprobs requires logprobs to be true")
+            raise FieldError("top_logprobs", "top_logprobs requires logprobs to be true")
         if self.tool_choice not in (None, "none") and not self.tools:
-            raise ValueError("tool_choice needs tools")
+            raise FieldError("tool_choice", "tool_choice needs tools")
         if isinstance(self.tool_choice, NamedToolChoice):
             wanted = self.tool_choice.function.name
             if wanted not in {tool.function.name for tool in self.tools or []}:
-                raise ValueError(f"tool_choice names {wanted!r}, which is not among the tools")
+                raise FieldError(
+                    "tool_choice", f"tool_choice names {wanted!r}, which is not among the tools"
+                )
         return self
 
     @property
@@ -321,18 +342,25 @@ class TextRequest(SamplingParams):
     @model_validator(mode="after")
     def _check(self) -> TextRequest:
         if len(self.prompts) * self.n > MAX_CHOICES:
-            raise ValueError(
+            raise FieldError(
+                "prompt",
                 f"at most {MAX_CHOICES} answers per request (prompts x n); got "
-                f"{len(self.prompts)} x {self.n}: send the prompts in smaller batches"
+                f"{len(self.prompts)} x {self.n}: send the prompts in smaller batches",
             )
         if len(self.prompts) > 1 and self.stream:
-            raise ValueError("a list of prompts is answered whole: stream one prompt at a time")
+            raise FieldError(
+                "stream", "a list of prompts is answered whole: stream one prompt at a time"
+            )
         if self.max_tokens == 0 and not self.echo:
-            raise ValueError("max_tokens 0 only makes sense with echo (to score the prompt)")
+            raise FieldError(
+                "max_tokens", "max_tokens 0 only makes sense with echo (to score the prompt)"
+            )
         if self.suffix is not None and self.echo:
-            raise ValueError("echo returns the prompt, and with a suffix the answer goes between")
+            raise FieldError(
+                "echo", "echo returns the prompt, and with a suffix the answer goes between"
+            )
         if self.suffix is not None and any(isinstance(p, list) for p in self.prompts):
-            raise ValueError("suffix needs a text prompt, not token ids")
+            raise FieldError("suffix", "suffix needs a text prompt, not token ids")
         return self
 
     # A prompt of token ids, once the model's tokenizer has read it (`with_prompt_read`).
@@ -391,7 +419,7 @@ GenerateRequest = ChatRequest | TextRequest
 MAX_EMBEDDING_INPUTS = 2048
 
 
-class EmbeddingRequest(_Strict):
+class EmbeddingRequest(ApiModel):
     model: str = Field(min_length=1)
     input: str | list[str] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"

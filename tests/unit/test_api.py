@@ -159,6 +159,65 @@ def test_bad_requests_get_openai_errors(
     assert set(error) == {"message", "type", "param", "code"}
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param", "message"),
+    [
+        (
+            "/v1/chat/completions",
+            chat_body(max_tokens="3"),
+            "max_tokens",
+            "Invalid type for 'max_tokens': expected an integer, but got a string instead.",
+        ),
+        ("/v1/chat/completions", chat_body(max_tokens=5.0), "max_tokens", "a decimal number"),
+        ("/v1/chat/completions", chat_body(n=True), "n", "but got a boolean instead"),
+        ("/v1/chat/completions", chat_body(stream="yes"), "stream", "expected a boolean"),
+        ("/v1/chat/completions", chat_body(temperature="0.5"), "temperature", "expected a number"),
+        (
+            "/v1/chat/completions",
+            chat_body(stop=5),
+            "stop",
+            "Invalid type for 'stop': expected a string or an array, but got an integer instead.",
+        ),
+        (
+            "/v1/chat/completions",
+            chat_body(messages=[{"role": "user", "content": [{"type": "text"}]}]),
+            "messages.0.content.0.text",
+            "Field required",
+        ),
+        (
+            "/v1/chat/completions",
+            chat_body(messages=[{"role": "tool", "content": "42"}]),
+            "messages.0.tool_call_id",
+            "needs tool_call_id",
+        ),
+        ("/v1/chat/completions", chat_body(top_logprobs=2), "top_logprobs", "requires logprobs"),
+        ("/v1/chat/completions", chat_body(tool_choice="required"), "tool_choice", "needs tools"),
+        (
+            "/v1/chat/completions",
+            chat_body(stream_options={"include_usage": True}),
+            "stream_options",
+            "only allowed when 'stream' is enabled",
+        ),
+        (
+            "/v1/completions",
+            {"model": "tiny", "prompt": "x", "max_tokens": 0},
+            "max_tokens",
+            "echo",
+        ),
+        ("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": None}, "input", "got null"),
+    ],
+)
+def test_a_400_names_the_field_the_client_sent(
+    api: tuple[TestClient, Gateway], path: str, body: dict[str, object], param: str, message: str
+) -> None:
+    """As OpenAI's: a JSON value of the wrong type is refused (never converted), and `param`
+    is a path in the body as sent, not one of a union's alternatives ("stop.str")."""
+    client, _ = api
+    error = client.post(path, json=body).json()["error"]
+    assert error["param"] == param
+    assert message in error["message"]
+
+
 def test_invalid_json_and_unknown_url(api: tuple[TestClient, Gateway]) -> None:
     client, _ = api
     response = client.post("/v1/chat/completions", content=b"{nope")

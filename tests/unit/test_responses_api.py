@@ -191,6 +191,19 @@ def test_an_answer_cut_by_max_output_tokens_is_incomplete() -> None:
         ({"input": [{"type": "reasoning", "summary": []}]}, "input.0", "'reasoning' are not"),
         ({"service_tier": "flex"}, "service_tier", "Unrecognized request argument"),
         ({"temperature": 3}, "temperature", "less than or equal to 2"),
+        # named as the Responses API names them, not as the chat request made of them
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", ""),
+        ({"max_output_tokens": "5"}, "max_output_tokens", "expected an integer"),
+        (
+            {"tools": [{"type": "function", "name": "bad name", "parameters": {}}]},
+            "tools.0.name",
+            "should match pattern",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_text"}]}]},
+            "input.0.content.0.text",
+            "a part of type 'input_text' needs its text",
+        ),
     ],
 )
 def test_what_cannot_be_honoured_is_a_400_naming_the_field(

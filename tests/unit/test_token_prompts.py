@@ -110,7 +110,7 @@ def test_tokenize_and_detokenize_round_trip(api: tuple[TestClient, Gateway]) -> 
         ("/tokenize", {"prompt": "x", "messages": []}, 400, "Unrecognized request argument"),
         ("/detokenize", {"tokens": [300]}, 400, "a byte tokenizer has tokens 0 to 255"),
         ("/detokenize", {"tokens": [-5]}, 400, "greater than or equal to 0"),
-        ("/detokenize", {"tokens": [True]}, 400, "Input should be a valid integer"),
+        ("/detokenize", {"tokens": [True]}, 400, "expected an integer, but got a boolean"),
         ("/tokenize", {"model": "", "prompt": "x"}, 400, "at least 1 character"),
     ],
 )

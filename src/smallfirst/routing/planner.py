@@ -187,12 +187,12 @@ class RoutePlanner:
         )
         if not by_distance:
             why = (
-                f"must stay on local tiers ({local_only}), and no local model"
+                f"it must stay on local tiers ({local_only}), and no local model"
                 if local_only
                 else "no configured model"
             )
             raise InvalidRequest(
-                f"This request offers tools, but it {why} can call tools",
+                f"This request offers tools, but {why} can call tools",
                 param="tools",
                 code="tools_not_supported",
             )

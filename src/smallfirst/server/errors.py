@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,6 +12,7 @@ from starlette.requests import Request
 
 from smallfirst.errors import INTERNAL_ERROR_MESSAGE, InvalidRequest, SmallfirstError
 from smallfirst.server.responses import JSONResponse
+from smallfirst.types import FieldError
 
 log = logging.getLogger("smallfirst.server")
 
@@ -37,18 +40,75 @@ def error_response(error: SmallfirstError, headers: dict[str, str] | None = None
     return JSONResponse(error_body(error), status_code=error.status, headers=headers or None)
 
 
-def validation_error(exc: ValidationError) -> InvalidRequest:
-    """Pydantic's complaint -> one readable 400 naming the field, like OpenAI's."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "extra_forbidden":
+def validation_error(
+    exc: ValidationError, *, within: str = "", rename: Rename | None = None
+) -> InvalidRequest:
+    """Pydantic's complaint -> one readable 400 naming the field, like OpenAI's. `within`:
+    where the validated object sits in the body ("tools.2"); `rename`: the body's names for
+    a path in the model validated (a Responses request checked as the chat request it makes).
+    Of a union's complaints (one per alternative), the one that got furthest is told."""
+    errors = exc.errors()
+    chosen = max(errors, key=lambda error: len(_field_path(error)))
+    path = _field_path(chosen)
+    named = rename(path) if rename is not None and path else path
+    where = ".".join(str(part) for part in [*filter(None, [within]), *named])
+    if chosen["type"] == "extra_forbidden":
         return InvalidRequest(f"Unrecognized request argument supplied: {where}", param=where)
-    if first["type"] == "json_invalid":
+    if chosen["type"] == "json_invalid":
         return InvalidRequest("We could not parse the JSON body of your request.")
-    message = first["msg"].removeprefix("Value error, ")
+    wanted = [
+        _JSON_TYPES[e["type"]]
+        for e in errors
+        if e["type"] in _JSON_TYPES and _field_path(e) == path
+    ]
+    if chosen["type"] in _JSON_TYPES:
+        expected = " or ".join(dict.fromkeys(wanted))
+        return InvalidRequest(
+            f"Invalid type for '{where}': expected {expected}, but got"
+            f" {_json_type_of(chosen['input'])} instead.",
+            param=where,
+        )
+    message = chosen["msg"].removeprefix("Value error, ")
     return InvalidRequest(
         f"Invalid value for '{where}': {message}" if where else message, param=where or None
     )
+
+
+Rename = Callable[[list[str | int]], list[str | int]]
+# pydantic's type errors -> the JSON type the field takes
+_JSON_TYPES = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "string_type": "a string",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+# A step of pydantic's error location that is not a field: the alternative of a union it
+# tried ("str", "list[str]", "literal['auto','none']", a model's class name).
+_NOT_A_FIELD = re.compile(r"^(str|int|float|bool|none|list|dict)$|[\[A-Z-]")
+
+
+def _field_path(error: Mapping[str, Any]) -> list[str | int]:
+    path = [p for p in error["loc"] if isinstance(p, int) or not _NOT_A_FIELD.search(p)]
+    cause = (error.get("ctx") or {}).get("error")
+    return [*path, cause.param] if isinstance(cause, FieldError) else path
+
+
+def _json_type_of(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 async def handle_smallfirst_error(_: Request, exc: Exception) -> JSONResponse:

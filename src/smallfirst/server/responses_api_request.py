@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from smallfirst.errors import InvalidRequest
 from smallfirst.server.errors import validation_error
 from smallfirst.types import (
+    ApiModel,
     ChatMessage,
     ChatRequest,
     FunctionCall,
@@ -24,10 +25,6 @@ from smallfirst.types import (
 )
 
 TEXT_PART_TYPES = {"input_text", "output_text", "text"}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class FunctionTool(FunctionDefinition):
@@ -40,7 +37,7 @@ class NamedFunction(FunctionName):
     type: Literal["function"]
 
 
-class TextFormat(_Strict):
+class TextFormat(ApiModel):
     type: Literal["text", "json_object", "json_schema"]
     name: str | None = None
     description: str | None = None
@@ -48,11 +45,11 @@ class TextFormat(_Strict):
     strict: bool | None = None
 
 
-class TextConfig(_Strict):
+class TextConfig(ApiModel):
     format: TextFormat | None = None
 
 
-class ResponsesRequest(_Strict):
+class ResponsesRequest(ApiModel):
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]]
     instructions: str | None = None
@@ -119,7 +116,7 @@ class ResponsesRequest(_Strict):
         try:
             return ChatRequest.model_validate({k: v for k, v in fields.items() if v is not None})
         except ValidationError as exc:
-            raise validation_error(exc) from None
+            raise validation_error(exc, rename=_in_responses_terms) from None
 
     def _messages(self) -> list[ChatMessage]:
         messages = [] if self.instructions is None else [self._system()]
@@ -194,13 +191,18 @@ def _text_of(content: Any, where: str) -> str:
     if not isinstance(content, list):
         raise InvalidRequest(f"{where}: content must be text or a list of parts", param=where)
     texts = []
-    for part in content:
+    for index, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind not in TEXT_PART_TYPES or not isinstance(part.get("text"), str):
+        if kind not in TEXT_PART_TYPES:
             raise InvalidRequest(
                 f"{where}: content parts of type {kind!r} are not supported: the models here "
                 "read text only",
                 param=where,
+            )
+        if not isinstance(part.get("text"), str):
+            raise InvalidRequest(
+                f"{where}.content.{index}: a part of type {kind!r} needs its text",
+                param=f"{where}.content.{index}.text",
             )
         texts.append(part["text"])
     return "".join(texts)
@@ -223,11 +225,30 @@ def _chat_tool(tool: dict[str, Any], index: int) -> dict[str, Any]:
     try:
         function = FunctionTool.model_validate(tool)
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, within=f"tools.{index}") from None
     return {
         "type": "function",
         "function": function.model_dump(exclude={"type"}, exclude_none=True),
     }
+
+
+def _in_responses_terms(path: list[str | int]) -> list[str | int]:
+    """Where a field of the chat request made from a Responses request came from."""
+    head, *rest = path
+    if head == "messages":  # input items and messages are not numbered alike
+        return ["input"]
+    if head == "response_format":  # text.format is the chat's json_schema, flattened
+        return (
+            ["text", "format", *rest[1:]]
+            if rest[:1] == ["json_schema"]
+            else ["text", "format", *rest]
+        )
+    if head == "tools" and rest[1:2] == ["function"]:
+        return ["tools", rest[0], *rest[2:]]
+    return [_RESPONSES_NAMES.get(str(head), head), *rest]
+
+
+_RESPONSES_NAMES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
 
 
 def _response_format(text_format: TextFormat) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -16,20 +16,17 @@ from starlette.routing import Route
 from smallfirst.backends.base import Tokenizer
 from smallfirst.server.routes import gateway, parse
 from smallfirst.token_prompts import tokenizer_for
+from smallfirst.types import ApiModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TokenizeRequest(_Strict):
+class TokenizeRequest(ApiModel):
     model: str | None = Field(default=None, min_length=1)
     prompt: str
     add_special_tokens: bool = True  # the model's BOS, where it has one
     return_token_strs: bool = False
 
 
-class DetokenizeRequest(_Strict):
+class DetokenizeRequest(ApiModel):
     model: str | None = Field(default=None, min_length=1)
     tokens: list[Annotated[int, Field(ge=0, strict=True)]]  # `true` is no token id
 
