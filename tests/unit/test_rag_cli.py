@@ -43,7 +43,7 @@ def test_ingest_then_search_as_json(docs: Path, tmp_path: Path) -> None:
 
     again = runner.invoke(app, ["ingest", str(docs), "--collection", "kb", *data])
     assert again.exit_code == 0
-    assert "0 added, 0 updated, 4 skipped, 0 removed" in again.stdout
+    assert "0 added, 0 updated, 4 unchanged, 0 removed, 0 failed, 0 ignored" in again.stdout
 
     for method, query, expected in [
         ("hybrid", "which port does the gateway use", "notes.txt"),
@@ -91,6 +91,42 @@ def test_a_store_from_another_embedder_is_refused_until_reindexed(
     found = runner.invoke(app, ["search", "which port", "-c", "kb", "--json", *data])
     assert found.exit_code == 0, found.output
     assert Path(json.loads(found.stdout)[0]["source"]).name == "notes.txt"
+
+
+def test_ingest_says_what_it_left_out_and_names_a_broken_link(tmp_path: Path) -> None:
+    folder, shared = tmp_path / "folder", tmp_path / "shared"
+    folder.mkdir()
+    shared.mkdir()
+    (shared / "glossary.md").write_text("Glossary of gateway terms.\n")
+    (folder / "shared_link").symlink_to("../shared")
+    (folder / "loop").symlink_to(".")
+    (folder / "dangling.md").symlink_to("/nonexistent/target")
+    unsupported = [f"sheet{i}.csv" for i in range(5)]
+    for name in unsupported:
+        (folder / name).write_text("a,b\n")
+    data = ["--data-dir", str(tmp_path / "data")]
+
+    result = runner.invoke(app, ["ingest", str(folder), "-c", "kb", *data])
+
+    assert result.exit_code == 0, result.output
+    assert "1 added, 0 updated, 0 unchanged, 0 removed, 1 failed, 6 ignored" in result.stdout
+    shown = ", ".join(str(folder / name) for name in unsupported[:3])
+    assert f"ignored, unsupported file type (5): {shown} and 2 more (--verbose" in result.stdout
+    assert f"ignored, symlink loop (1): {folder / 'loop'}" in result.stdout
+    assert (
+        f"failed: {folder / 'dangling.md'}: broken symlink: its target /nonexistent/target "
+        "does not exist" in result.stderr
+    )
+
+    verbose = runner.invoke(app, ["ingest", str(folder), "-c", "kb", "-v", *data])
+    assert "\n".join(f"    {folder / name}" for name in unsupported) in verbose.stdout
+
+    as_json = json.loads(
+        runner.invoke(app, ["ingest", str(folder), "-c", "kb", "--json", *data]).stdout
+    )
+    assert (as_json["skipped"], as_json["ignored"]) == (1, 6)
+    assert as_json["ignored_by_reason"] == {"symlink loop": 1, "unsupported file type": 5}
+    assert as_json["ignored_files"][str(folder / "sheet0.csv")] == "unsupported file type"
 
 
 def test_bad_usage_exits_2_with_one_line(tmp_path: Path) -> None:

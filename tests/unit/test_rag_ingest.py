@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,13 @@ import pytest
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.errors import InvalidRequest
-from smallfirst.rag import CollectionNotFound, Retriever, SqliteChunkStore, ingest_paths
+from smallfirst.rag import (
+    CollectionNotFound,
+    IngestSummary,
+    Retriever,
+    SqliteChunkStore,
+    ingest_paths,
+)
 from smallfirst.rag.analysis import ANALYZER_NAME
 from tests.unit.rag_fakes import count_words, fake_embed, fake_embed_query
 
@@ -30,6 +37,17 @@ def ingest(store: SqliteChunkStore, *paths: Path, collection: str = "docs") -> d
         count_tokens=count_words,
     )
     return summary.counts()
+
+
+def ingest_summary(store: SqliteChunkStore, *paths: Path) -> IngestSummary:
+    return ingest_paths(
+        store, list(paths), collection="docs", embed_texts=fake_embed, count_tokens=count_words
+    )
+
+
+def sources(store: SqliteChunkStore, query: str) -> list[str]:
+    hits = Retriever(store, fake_embed_query).search(query, collection="docs", method="bm25")
+    return [hit.source for hit in hits]
 
 
 def write_docs(folder: Path) -> None:
@@ -248,3 +266,112 @@ def test_embedding_progress_is_reported_within_a_big_file(
     assert heard[-1] == (total, total)
     assert [done for done, _ in heard] == sorted({done for done, _ in heard})  # it only grows
     assert len(heard) == -(-total // 32)  # once per embedding batch
+
+
+def test_a_symlinked_file_is_stored_under_the_link_and_leaves_with_it(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    folder, elsewhere = tmp_path / "folder", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "ocelot.md").write_text("# Ocelot\n\nocelot rollout plan\n")
+    link = folder / "ocelot.md"
+    link.symlink_to("../elsewhere/ocelot.md")
+
+    assert ingest_summary(store, folder).added == [str(link)]
+    assert sources(store, "ocelot rollout") == [str(link)]  # the path the user knows
+    assert ingest(store, folder)["skipped"] == 1  # unchanged through the link
+    (elsewhere / "ocelot.md").write_text("# Ocelot\n\nocelot rollout postponed\n")
+    assert ingest(store, folder)["updated"] == 1
+
+    link.unlink()
+    assert ingest_summary(store, folder).removed == [str(link)]
+    assert sources(store, "ocelot rollout") == []
+
+
+def test_symlinked_folders_are_followed_once_and_loops_are_reported(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    folder, shared = tmp_path / "folder", tmp_path / "shared"
+    (folder / "guide").mkdir(parents=True)
+    shared.mkdir()
+    (shared / "glossary.md").write_text("Glossary of llama terms.\n")
+    (folder / "guide" / "setup.md").write_text("Setup needs a llama.\n")
+    (folder / "shared_link").symlink_to("../shared")
+    (folder / "shared_again").symlink_to(shared)  # the same folder twice
+    (folder / "up").symlink_to("..")  # a loop
+    (folder / "guide" / "here").symlink_to(".")  # a loop
+    (folder / "a_guide").symlink_to("guide")  # sorts first; the real path still wins
+    (folder / "latest.md").symlink_to("guide/setup.md")
+
+    summary = ingest_summary(store, folder)
+
+    assert summary.added == [
+        str(folder / "guide" / "setup.md"),
+        str(folder / "shared_again" / "glossary.md"),
+    ]
+    assert summary.ignored == {
+        str(folder / "shared_link"): "folder already included",
+        str(folder / "a_guide"): "folder already included",
+        str(folder / "up"): "symlink loop",
+        str(folder / "guide" / "here"): "symlink loop",
+        str(folder / "latest.md"): "same file as another path",
+    }
+    (folder / "shared_again").unlink()
+    again = ingest_summary(store, folder)
+    assert again.removed == [str(folder / "shared_again" / "glossary.md")]
+    assert again.added == [str(folder / "shared_link" / "glossary.md")]
+    assert sources(store, "llama glossary")[0] == str(folder / "shared_link" / "glossary.md")
+
+
+@pytest.mark.timeout(30)  # before, the walk handed the fifo to read_bytes, which waits forever
+def test_unsupported_hidden_and_special_files_are_counted_not_silently_dropped(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.md").write_text("Notes.\n")
+    for name in ("report.docx", "data.csv", "config.json", ".draft.md"):
+        (folder / name).write_text("x")
+    os.mkfifo(folder / "pipe.txt")  # reading it would block forever
+
+    summary = ingest_summary(store, folder)
+
+    assert summary.added == [str(folder / "notes.md")]
+    assert summary.ignored_by_reason() == {
+        "hidden": [str(folder / ".draft.md")],
+        "not a regular file": [str(folder / "pipe.txt")],
+        "unsupported file type": [
+            str(folder / name) for name in ("config.json", "data.csv", "report.docx")
+        ],
+    }
+    assert summary.counts()["ignored"] == 5
+    # named explicitly, a hidden file is ingested
+    named = ingest_summary(store, folder, folder / ".draft.md")
+    assert (named.added, named.counts()["ignored"]) == ([str(folder / ".draft.md")], 4)
+
+
+def test_a_broken_symlink_fails_under_its_own_name_and_its_old_chunks_go(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    folder, target = tmp_path / "folder", tmp_path / "plan.md"
+    folder.mkdir()
+    target.write_text("Heron migration plan.\n")
+    link = folder / "plan.md"
+    link.symlink_to(target)
+    (folder / "dangling.md").symlink_to("/nonexistent/target")
+    (folder / "gone").symlink_to("/nonexistent/folder")
+    (folder / "knot.md").symlink_to("knot.md")  # a link to itself
+    assert ingest_summary(store, folder).added == [str(link)]
+
+    target.unlink()
+    summary = ingest_summary(store, folder)
+
+    assert summary.failed[str(folder / "dangling.md")] == (
+        "broken symlink: its target /nonexistent/target does not exist"
+    )
+    assert summary.failed[str(link)] == f"broken symlink: its target {target} does not exist"
+    assert "knot.md" in summary.failed[str(folder / "knot.md")]
+    assert summary.ignored == {str(folder / "gone"): "broken symlink"}
+    assert summary.removed == [str(link)]  # its document is gone
+    assert sources(store, "heron migration") == []

@@ -16,11 +16,12 @@ from smallfirst.cli.common import fail, settings_or_exit
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from smallfirst.rag import SqliteChunkStore
+    from smallfirst.rag import IngestSummary, SqliteChunkStore
 
 app = typer.Typer(help="Ingest local documents and search them (RAG).", no_args_is_help=True)
 
 METHOD_CHOICES = ("bm25", "vector", "hybrid")
+IGNORED_SHOWN = 3  # paths named per reason without --verbose: big folders stay short
 
 DataDir = Annotated[
     Path | None,
@@ -84,8 +85,13 @@ def ingest(
     data_dir: DataDir = None,
     config: ConfigFile = None,
     as_json: AsJson = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List every file left out, not a few.")
+    ] = False,
 ) -> None:
-    """Add, update or remove documents so COLLECTION matches the files under PATHS."""
+    """Add, update or remove documents so COLLECTION matches the files under PATHS.
+
+    Symlinks are followed; a linked file is stored under the link's path."""
     from smallfirst.errors import SmallfirstError
     from smallfirst.rag import discover_files, ingest_paths
     from smallfirst.rag.ingest import EMBED_BATCH_SIZE
@@ -124,19 +130,39 @@ def ingest(
                 **summary.counts(),
                 "failed_files": summary.failed,
                 "files_without_text": summary.without_text,
+                "ignored_by_reason": {
+                    reason: len(paths) for reason, paths in summary.ignored_by_reason().items()
+                },
+                "ignored_files": dict(sorted(summary.ignored.items())),
             }
         )
         return
+    _print_ingest_summary(collection, summary, verbose=verbose)
+
+
+def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: bool) -> None:
     counts = summary.counts()
     typer.echo(
         f"{collection}: {counts['added']} added, {counts['updated']} updated, "
-        f"{counts['skipped']} skipped, {counts['removed']} removed, "
-        f"{counts['failed']} failed ({counts['chunks_written']} chunks written)"
+        f"{counts['skipped']} unchanged, {counts['removed']} removed, "
+        f"{counts['failed']} failed, {counts['ignored']} ignored "
+        f"({counts['chunks_written']} chunks written)"
     )
+    for reason, paths in summary.ignored_by_reason().items():
+        typer.echo(f"  ignored, {reason} ({len(paths)})" + _listed(paths, verbose=verbose))
     for source, reason in summary.failed.items():
         typer.echo(f"  failed: {source}: {reason}", err=True)
     for source in summary.without_text:
         typer.echo(f"  no text found (empty, or a PDF of scanned pages: OCR it first): {source}")
+
+
+def _listed(paths: list[str], *, verbose: bool) -> str:
+    """Every path, one a line, with --verbose; else the first few on the same line."""
+    if verbose:
+        return ":" + "".join(f"\n    {path}" for path in paths)
+    shown = ", ".join(paths[:IGNORED_SHOWN])
+    more = len(paths) - IGNORED_SHOWN
+    return f": {shown}" + (f" and {more} more (--verbose lists them)" if more > 0 else "")
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 Incremental: a file whose content hash is unchanged is skipped, a changed one is replaced,
 and a file that disappeared from an ingested folder is removed from the collection.
+Symlinks are followed, but a document keeps the path the user sees (the link's), and every
+file left out of a folder is named with its reason (`Discovery.ignored`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from smallfirst.embed.batches import embedded_batches
 from smallfirst.errors import InvalidRequest, SmallfirstError
@@ -35,11 +37,12 @@ ChunkProgress = Callable[[int, int], None]  # (chunks embedded, chunks of the cu
 class IngestSummary:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # unchanged: same content hash
     removed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     # stored, but nothing to search: empty files, PDFs of scanned pages (no text layer)
     without_text: list[str] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)  # path -> why it was not ingested
     chunks_written: int = 0
 
     def counts(self) -> dict[str, int]:
@@ -50,33 +53,181 @@ class IngestSummary:
             "removed": len(self.removed),
             "failed": len(self.failed),
             "without_text": len(self.without_text),
+            "ignored": len(self.ignored),
             "chunks_written": self.chunks_written,
         }
 
+    def ignored_by_reason(self) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for path, reason in sorted(self.ignored.items()):
+            grouped.setdefault(reason, []).append(path)
+        return dict(sorted(grouped.items()))
+
+
+# Why an entry under an ingested folder was left out.
+UNSUPPORTED = "unsupported file type"
+HIDDEN = "hidden"
+NOT_REGULAR = "not a regular file"
+BROKEN_LINK = "broken symlink"
+LINK_LOOP = "symlink loop"
+UNREADABLE_FOLDER = "unreadable folder"
+SAME_FOLDER = "folder already included"
+SAME_FILE = "same file as another path"
+
+
+_Kind = Literal["folder", "file", "linked folder", "linked file", "broken link", "other"]
+
+
+@dataclass
+class Discovery:
+    """The files to ingest, each at the path the user sees (symlinks are not resolved)."""
+
+    roots: list[Path]  # the paths given, absolute: removal looks only under these
+    files: list[Path]  # sorted
+    ignored: dict[str, str]  # path -> reason
+
+
+def discover(paths: Sequence[Path]) -> Discovery:
+    """Walk `paths` (files as given, folders recursively, following symlinks like `find -L`)
+    and say what will be ingested and what is left out, and why."""
+    walk = _Walk()
+    roots = [walk.add_root(path) for path in paths]
+    walk.follow_linked_folders()
+    files, duplicates = walk.distinct_files()
+    included = {str(path) for path in files}  # e.g. a hidden file also given by name
+    ignored = {p: why for p, why in walk.ignored.items() if p not in included}
+    return Discovery(roots, files, {**ignored, **duplicates})
+
 
 def discover_files(paths: Sequence[Path]) -> list[Path]:
-    """Supported files under `paths` (files as given, folders recursively), sorted, resolved."""
-    found: set[Path] = set()
-    for path in paths:
+    """Supported files under `paths`, sorted (see `discover`)."""
+    return discover(paths).files
+
+
+class _Walk:
+    """One pass over the given paths. Symlinked folders are walked last, so a folder that is
+    both inside the tree and linked to is ingested under its own path, not the link's."""
+
+    def __init__(self) -> None:
+        self.files: dict[Path, bool] = {}  # path -> reached through a symlink
+        self.ignored: dict[str, str] = {}
+        self.walked: dict[Path, Path] = {}  # real folder -> the path it was walked as
+        self.linked_folders: list[tuple[Path, Path]] = []  # (link, real folder holding it)
+
+    def add_root(self, path: Path) -> Path:
         if not path.exists():
-            raise InvalidRequest(f"path not found: {path}")
-        if path.is_file():
-            if not is_supported(path):
-                raise InvalidRequest(f"unsupported file type: {path}")
-            found.add(path.resolve())
-            continue
-        for folder, subfolders, files in os.walk(path):
-            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-            found.update(
-                (Path(folder) / name).resolve()
-                for name in files
-                if not name.startswith(".") and is_supported(Path(name))
-            )
-    return sorted(found)
+            broken = " (a symlink whose target is missing)" if path.is_symlink() else ""
+            raise InvalidRequest(f"path not found: {path}{broken}")
+        if path.is_dir():
+            # a folder is the same folder whatever path names it: sources stay stable
+            self.walk(path.resolve(), via_link=False)
+            return path.resolve()
+        if not is_supported(path):
+            raise InvalidRequest(f"unsupported file type: {path}")
+        seen_as = _as_seen(path)
+        self.files.setdefault(seen_as, path.is_symlink())
+        return seen_as
+
+    def walk(self, top: Path, *, via_link: bool) -> None:
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            real = folder.resolve()
+            if real in self.walked:
+                if self.walked[real] != folder:
+                    self.ignored[str(folder)] = SAME_FOLDER
+                continue
+            self.walked[real] = folder
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                self.ignored[str(folder)] = UNREADABLE_FOLDER
+                continue
+            subfolders = [self.visit(folder / e.name, e, real, via_link) for e in entries]
+            stack.extend(reversed([path for path in subfolders if path is not None]))
+
+    def visit(
+        self, path: Path, entry: os.DirEntry[str], real_folder: Path, via_link: bool
+    ) -> Path | None:
+        """Sort one entry of a folder; a plain subfolder is returned for the walk to enter."""
+        if entry.name.startswith("."):
+            self.ignored[str(path)] = HIDDEN
+            return None
+        kind = _kind(entry)
+        if kind == "linked folder":
+            self.linked_folders.append((path, real_folder))
+        elif kind == "folder":
+            return path
+        elif kind in ("file", "linked file"):
+            self.add_file(path, via_link=via_link or kind == "linked file")
+        elif kind == "broken link":
+            self.add_broken_link(path)
+        else:
+            self.ignored[str(path)] = NOT_REGULAR
+        return None
+
+    def add_file(self, path: Path, *, via_link: bool) -> None:
+        if is_supported(path):
+            self.files.setdefault(path, via_link)
+        else:
+            self.ignored[str(path)] = UNSUPPORTED
+
+    def add_broken_link(self, path: Path) -> None:
+        # a document's link is kept so that reading it fails loudly, under the link's name
+        if is_supported(path):
+            self.files.setdefault(path, True)
+        else:
+            self.ignored[str(path)] = BROKEN_LINK
+
+    def follow_linked_folders(self) -> None:
+        while self.linked_folders:
+            link, holder = self.linked_folders.pop(0)
+            target = link.resolve()
+            if target == holder or target in holder.parents:
+                self.ignored[str(link)] = LINK_LOOP
+            else:
+                self.walk(link, via_link=True)
+
+    def distinct_files(self) -> tuple[list[Path], dict[str, str]]:
+        """Each file once: a file reached without a symlink wins, then the first path."""
+        kept: dict[str, Path] = {}
+        duplicates: dict[str, str] = {}
+        for path, _ in sorted(self.files.items(), key=lambda item: (item[1], item[0])):
+            target = os.path.realpath(path) if path.exists() else str(path)
+            if target in kept:
+                duplicates[str(path)] = SAME_FILE
+            else:
+                kept[target] = path
+        return sorted(kept.values()), duplicates
+
+
+def _kind(entry: os.DirEntry[str]) -> _Kind:
+    try:
+        linked = entry.is_symlink()
+        if entry.is_dir():
+            return "linked folder" if linked else "folder"
+        if entry.is_file():
+            return "linked file" if linked else "file"
+    except OSError:  # a link loop, or a target we may not look at
+        pass
+    return "broken link" if entry.is_symlink() else "other"
+
+
+def _as_seen(path: Path) -> Path:
+    """`path` absolute, its folder resolved but its own name kept: a link stays the link."""
+    return path.parent.resolve() / path.name
 
 
 def content_hash(raw: bytes) -> str:
     return hashlib.sha256(CHUNKER_VERSION.encode() + b"\0" + raw).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Model:
+    embed_texts: TextEmbedder
+    count_tokens: Callable[[str], int]
+    max_tokens: int
+    chunk_progress: ChunkProgress | None
 
 
 def ingest_paths(
@@ -90,52 +241,82 @@ def ingest_paths(
     progress: Progress | None = None,
     chunk_progress: ChunkProgress | None = None,
 ) -> IngestSummary:
-    """Bring `collection` in line with the files under `paths` and say what changed."""
+    """Bring `collection` in line with the files under `paths` and say what changed.
+
+    A document's source is the path the user sees: a symlinked file is stored under the
+    link's path, so removing the link removes the document."""
     if not collection.strip():
         raise InvalidRequest("collection name must not be empty", param="collection")
-    files = discover_files(paths)
-    embed_texts, count_tokens, max_tokens = _model_defaults(embed_texts, count_tokens, max_tokens)
+    found = discover(paths)
+    model = _model_defaults(embed_texts, count_tokens, max_tokens, chunk_progress)
     known = store.document_hashes(collection)
-    summary = IngestSummary()
-    for done, path in enumerate(files, start=1):
+    summary = IngestSummary(ignored=found.ignored)
+    present: set[str] = set()
+    for done, path in enumerate(found.files, start=1):
         source = str(path)
         try:
-            raw = path.read_bytes()
-            digest = content_hash(raw)
-            if known.get(source) == digest:
-                summary.skipped.append(source)
-            else:
-                document = extract(path, raw)
-                chunks = chunk_text(
-                    document.text,
-                    count_tokens=count_tokens,
-                    max_tokens=max_tokens,
-                    markdown=document.markdown,
-                    # a file without headings still gets its name as context
-                    title=document.title or ("" if document.markdown else path.stem),
-                )
-                store.put_document(
-                    collection,
-                    source,
-                    title=document.title or path.name,
-                    content_hash=digest,
-                    chunks=chunks,
-                    embeddings=embed_chunks(chunks, embed_texts, chunk_progress),
-                )
-                summary.chunks_written += len(chunks)
-                if not chunks:
-                    summary.without_text.append(source)
-                (summary.updated if source in known else summary.added).append(source)
-        except (OSError, SmallfirstError) as exc:
+            _ingest_file(store, collection, path, known.get(source), summary, model)
+        except FileNotFoundError as exc:  # gone (or a broken link): its old chunks go too
+            summary.failed[source] = _not_found_reason(path, exc)
+        except (OSError, SmallfirstError) as exc:  # kept as last ingested
             summary.failed[source] = str(exc)
+            present.add(source)
+        else:
+            present.add(source)
         if progress is not None:
-            progress(done, len(files), source)
-    seen = {str(p) for p in files}
+            progress(done, len(found.files), source)
     for source in sorted(known):
-        if source not in seen and _is_under(source, paths):
+        if source not in present and _is_under(source, found.roots):
             store.remove_document(collection, source)
             summary.removed.append(source)
     return summary
+
+
+def _ingest_file(
+    store: ChunkStore,
+    collection: str,
+    path: Path,
+    known_hash: str | None,
+    summary: IngestSummary,
+    model: _Model,
+) -> None:
+    source = str(path)
+    raw = path.read_bytes()
+    digest = content_hash(raw)
+    if known_hash == digest:
+        summary.skipped.append(source)
+        return
+    document = extract(path, raw)
+    chunks = chunk_text(
+        document.text,
+        count_tokens=model.count_tokens,
+        max_tokens=model.max_tokens,
+        markdown=document.markdown,
+        # a file without headings still gets its name as context
+        title=document.title or ("" if document.markdown else path.stem),
+    )
+    store.put_document(
+        collection,
+        source,
+        title=document.title or path.name,
+        content_hash=digest,
+        chunks=chunks,
+        embeddings=embed_chunks(chunks, model.embed_texts, model.chunk_progress),
+    )
+    summary.chunks_written += len(chunks)
+    if not chunks:
+        summary.without_text.append(source)
+    (summary.added if known_hash is None else summary.updated).append(source)
+
+
+def _not_found_reason(path: Path, exc: FileNotFoundError) -> str:
+    if not path.is_symlink():
+        return str(exc)
+    try:
+        target = str(path.readlink())
+    except OSError:  # the link itself went away meanwhile
+        return str(exc)
+    return f"broken symlink: its target {target} does not exist"
 
 
 def embed_chunks(
@@ -162,19 +343,20 @@ def _model_defaults(
     embed_texts: TextEmbedder | None,
     count_tokens: Callable[[str], int] | None,
     max_tokens: int | None,
-) -> tuple[TextEmbedder, Callable[[str], int], int]:
+    chunk_progress: ChunkProgress | None,
+) -> _Model:
     from smallfirst import embed
 
     if embed_texts is None or count_tokens is None:
         embedder = embed.get_embedder()
         embed_texts = embed_texts or embedder.embed
         count_tokens = count_tokens or embedder.count_tokens
-    return embed_texts, count_tokens, max_tokens or embed.MAX_TOKENS
+    return _Model(embed_texts, count_tokens, max_tokens or embed.MAX_TOKENS, chunk_progress)
 
 
 def _is_under(source: str, roots: Sequence[Path]) -> bool:
     for root in roots:
-        resolved = str(root.resolve())
-        if source == resolved or source.startswith(resolved.rstrip(os.sep) + os.sep):
+        top = str(root)
+        if source == top or source.startswith(top.rstrip(os.sep) + os.sep):
             return True
     return False
