@@ -477,13 +477,22 @@ class Usage(BaseModel):
         }
 
 
-class TopLogprob(BaseModel):
+class SpelledToken(BaseModel):
     token: str
+    # The token's own bytes, when its text cannot show them: a piece of a character (an
+    # emoji is several tokens) reads as U+FFFD. OpenAI's `bytes` rebuild the characters.
+    utf8: list[int] | None = None
+
+    @property
+    def token_bytes(self) -> list[int]:
+        return self.utf8 if self.utf8 is not None else list(self.token.encode("utf-8"))
+
+
+class TopLogprob(SpelledToken):
     logprob: float
 
 
-class TokenLogprob(BaseModel):
-    token: str
+class TokenLogprob(SpelledToken):
     logprob: float | None  # None for an echoed prompt's first token, which nothing predicts
     top: list[TopLogprob] = Field(default_factory=list)
 

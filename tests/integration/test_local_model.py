@@ -161,6 +161,26 @@ def test_a_character_cut_by_max_tokens_is_dropped_not_replaced(
     assert "\ufffd" not in text
 
 
+def test_logprob_bytes_rebuild_characters_split_across_tokens(gateway: Server) -> None:
+    """Each token of an emoji is a piece of a character: its text is U+FFFD, and its `bytes`
+    are the piece itself, so that all of them joined read as the answer (OpenAI's promise)."""
+    reply = client(gateway).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Reply with five emojis about the sea 🌊🐟"}],
+        max_tokens=12,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+    )
+    content = reply.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content
+    assert any(item.token == "\ufffd" for item in content)  # the test's premise: split characters
+    joined = b"".join(bytes(item.bytes or []) for item in content)
+    assert joined.decode("utf-8") == reply.choices[0].message.content
+    for item in content:
+        assert all(top.bytes for top in item.top_logprobs)
+
+
 def test_context_overflow_is_400_not_truncation(gateway: Server) -> None:
     with pytest.raises(openai.BadRequestError) as error:
         client(gateway).chat.completions.create(

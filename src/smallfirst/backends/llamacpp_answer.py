@@ -6,7 +6,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from smallfirst.types import Chunk, FinishReason, TokenLogprob, TopLogprob, Usage
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     Logits = npt.NDArray[np.float32]
+
+Scored = TypeVar("Scored", TopLogprob, TokenLogprob)
 
 
 @dataclass(frozen=True)
@@ -146,9 +148,10 @@ class PromptEcho:
 
 
 def token_logprob(
-    logits: Logits, token: int, top_k: int, token_text: Callable[[int], str]
+    logits: Logits, token: int, top_k: int, token_piece: Callable[[int], bytes]
 ) -> TokenLogprob:
-    """The sampled token's log-probability and the `top_k` most likely alternatives."""
+    """The sampled token's log-probability and the `top_k` most likely alternatives, each
+    with its text and its bytes (`token_piece`: a token's bytes as the model writes it)."""
     import numpy as np
 
     shifted = logits - logits.max()
@@ -157,5 +160,14 @@ def token_logprob(
     if top_k:
         best = np.argpartition(-log_probs, top_k)[:top_k]
         best = best[np.argsort(-log_probs[best])]
-        top = [TopLogprob(token=token_text(int(i)), logprob=float(log_probs[i])) for i in best]
-    return TokenLogprob(token=token_text(token), logprob=float(log_probs[token]), top=top)
+        top = [_spelled(TopLogprob, token_piece(int(i)), float(log_probs[i])) for i in best]
+    chosen = _spelled(TokenLogprob, token_piece(token), float(log_probs[token]))
+    chosen.top = top
+    return chosen
+
+
+def _spelled(kind: type[Scored], piece: bytes, logprob: float) -> Scored:
+    """A token's text, and its bytes when the text cannot show them (part of a character)."""
+    text = piece.decode("utf-8", errors="replace")
+    utf8 = list(piece) if text.encode("utf-8") != piece else None
+    return kind(token=text, logprob=logprob, utf8=utf8)

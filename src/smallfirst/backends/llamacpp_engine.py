@@ -301,4 +301,8 @@ class LlamaEngine:
 
     def token_text(self, token: int) -> str:
         """A token as logprobs show it (special tokens spelled out)."""
-        return self.llama.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return self.token_piece(token).decode("utf-8", errors="replace")
+
+    def token_piece(self, token: int) -> bytes:
+        """A token's bytes (special tokens spelled out): a piece of a character, maybe."""
+        return bytes(self.llama.detokenize([token], special=True))

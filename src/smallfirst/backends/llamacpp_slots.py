@@ -389,7 +389,7 @@ class SlotDecoder:
         def logprob_of(token: int) -> TokenLogprob:
             pointer = self._low.llama_get_logits_ith(self._context.ctx, row)
             logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float32)
-            return token_logprob(logits, token, top_k, self._engine.token_text)
+            return token_logprob(logits, token, top_k, self._engine.token_piece)
 
         return logprob_of
 

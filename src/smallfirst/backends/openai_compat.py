@@ -284,8 +284,9 @@ def _logprobs(raw: Any) -> list[TokenLogprob] | None:
             TokenLogprob(
                 token=item["token"],
                 logprob=item["logprob"],
+                utf8=item.get("bytes"),
                 top=[
-                    TopLogprob(token=t["token"], logprob=t["logprob"])
+                    TopLogprob(token=t["token"], logprob=t["logprob"], utf8=t.get("bytes"))
                     for t in item.get("top_logprobs") or []
                 ],
             )

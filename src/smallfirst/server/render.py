@@ -70,9 +70,9 @@ def _chat_logprobs(items: list[TokenLogprob] | None) -> dict[str, Any] | None:
             {
                 "token": i.token,
                 "logprob": i.logprob,
-                "bytes": list(i.token.encode("utf-8")),
+                "bytes": i.token_bytes,
                 "top_logprobs": [
-                    {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode("utf-8"))}
+                    {"token": t.token, "logprob": t.logprob, "bytes": t.token_bytes}
                     for t in i.top
                 ],
             }
