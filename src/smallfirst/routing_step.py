@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from smallfirst.backends import Backend
 from smallfirst.config import Settings
+from smallfirst.embed import MODEL_ID as EMBEDDING_MODEL
 from smallfirst.errors import BudgetSpent, ConfigError, InvalidRequest, ModelNotFound
 from smallfirst.routing.budget import SpendTracker
 from smallfirst.routing.planner import Plan, RoutePlanner
@@ -49,6 +50,11 @@ class RoutingStep:
         override = _tier_asked(route_override or request.route)
         if request.model != AUTO_MODEL:
             backend = self._backends.get(request.model)
+            if backend is None and request.model == EMBEDDING_MODEL:
+                raise InvalidRequest(
+                    f"`{request.model}` is an embedding model: send it to /v1/embeddings",
+                    param="model",
+                )
             if backend is None:
                 raise ModelNotFound.named(request.model)
             model = backend.info()

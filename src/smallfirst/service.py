@@ -442,7 +442,36 @@ class Gateway:
     ) -> str:
         """Log a request refused before it could be read (e.g. an invalid body): no model.
         Returns the log row's id."""
-        record = _rejection_record(endpoint, error, api_key_id)
+        return self._notify(_rejection_record(endpoint, error, api_key_id))
+
+    def record_embeddings(
+        self,
+        model: str,
+        api_key_id: str | None,
+        started: float,
+        *,
+        tokens: int = 0,
+        error: SmallfirstError | None = None,
+    ) -> str:
+        """Log an embeddings request (no routing: one local encoder, tier "embeddings").
+        Returns the log row's id."""
+        record = _rejection_record("embeddings", error, api_key_id) if error else None
+        return self._notify(
+            record
+            or RequestRecord(
+                id=new_request_id(),
+                created_at=time.time(),
+                endpoint="embeddings",
+                model_requested=model,
+                model_answered=model,
+                tier="embeddings",
+                prompt_tokens=tokens,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                api_key_id=api_key_id,
+            )
+        )
+
+    def _notify(self, record: RequestRecord) -> str:
         for observe in self._observers:
             observe(record)
         return record.id
@@ -492,8 +521,7 @@ class Gateway:
             prompt=_prompt_text(request) if keep_text else None,
             response=text if keep_text else None,
         )
-        for observe in self._observers:
-            observe(record)
+        self._notify(record)
 
 
 def _rejection_record(

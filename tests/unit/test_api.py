@@ -417,6 +417,27 @@ def test_on_loopback_metrics_and_dashboard_stay_open(api: tuple[TestClient, Gate
     assert client.get("/dashboard").status_code == 200
 
 
+def test_the_embedding_model_is_listed_and_its_requests_logged(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+        body = {"model": "all-minilm-l6-v2", "input": ["two words", "three more words"]}
+        embedded = client.post("/v1/embeddings", json=body)
+        unknown = client.post("/v1/embeddings", json={"model": "nope", "input": "x"})
+        chat = client.post("/v1/chat/completions", json=chat_body("all-minilm-l6-v2"))
+    assert listed["all-minilm-l6-v2"]["dimensions"] == 384
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT id, status, tier, prompt_tokens FROM requests WHERE endpoint = 'embeddings'"
+    )
+    logged = {row[0]: row[1:] for row in rows}
+    tokens = embedded.json()["usage"]["prompt_tokens"]
+    assert logged[embedded.headers["x-request-id"]] == (200, "embeddings", tokens)
+    assert logged[unknown.headers["x-request-id"]] == (404, None, 0)
+    assert chat.status_code == 400
+    assert "is an embedding model: send it to /v1/embeddings" in chat.json()["error"]["message"]
+
+
 def test_error_body_is_json_serialisable_for_every_status(api: tuple[TestClient, Gateway]) -> None:
     client, _ = api
     response = client.post("/v1/embeddings", json={"model": "nope", "input": "x"})

@@ -217,9 +217,23 @@ async def stored_response(request: Request) -> Response:
 
 
 async def embeddings(request: Request) -> Response:
+    """Logged like the other endpoints, so its answers and errors carry `x-request-id`."""
+    gw, started = gateway(request), time.perf_counter()
+    api_key_id = getattr(request.state, "api_key_id", None)
+    try:
+        parsed = await parse(request, EmbeddingRequest)
+        body = await _embedded(parsed)
+    except SmallfirstError as error:
+        error.request_id = gw.record_embeddings("unknown", api_key_id, started, error=error)
+        raise
+    tokens = body["usage"]["prompt_tokens"]
+    request_id = gw.record_embeddings(body["model"], api_key_id, started, tokens=tokens)
+    return JSONResponse(body, headers={REQUEST_ID_HEADER: request_id})
+
+
+async def _embedded(parsed: EmbeddingRequest) -> dict[str, Any]:
     from smallfirst import embed
 
-    parsed = await parse(request, EmbeddingRequest)
     if parsed.model not in (embed.MODEL_ID, "text-embedding-local"):
         raise ModelNotFound(
             f"The embedding model `{parsed.model}` does not exist; use `{embed.MODEL_ID}`",
@@ -241,14 +255,12 @@ async def embeddings(request: Request) -> Response:
         }
         for i, v in enumerate(vectors)
     ]
-    return JSONResponse(
-        {
-            "object": "list",
-            "data": data,
-            "model": embed.MODEL_ID,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-    )
+    return {
+        "object": "list",
+        "data": data,
+        "model": embed.MODEL_ID,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
@@ -277,9 +289,30 @@ def _model_entry(info: Any, created: int) -> dict[str, Any]:
     }
 
 
+def _embedding_entry(created: int) -> dict[str, Any]:
+    """The local encoder of /v1/embeddings (OpenAI lists its embedding models too)."""
+    from smallfirst import embed
+
+    return {
+        "id": embed.MODEL_ID,
+        "object": "model",
+        "created": created,
+        "owned_by": "smallfirst",
+        "tier": None,
+        "backend": "embeddings",
+        "context_length": embed.MAX_TOKENS,  # per input
+        "max_model_len": embed.MAX_TOKENS,
+        "input_cost_per_1m": 0.0,
+        "output_cost_per_1m": 0.0,
+        "tools": False,
+        "dimensions": embed.DIMENSIONS,
+    }
+
+
 async def _model_entries(request: Request) -> list[dict[str, Any]]:
-    """The configured models, then what a client may also ask for: `auto` (the router picks)
-    and `rag/<collection>` per ingested collection, so model pickers in UIs offer them too."""
+    """The configured models and the embedding model, then what a client may also ask for:
+    `auto` (the router picks) and `rag/<collection>` per ingested collection, so model
+    pickers in UIs offer them too."""
     gw = gateway(request)
     created = int(request.app.state.started_at)
     models = gw.models()
@@ -295,6 +328,7 @@ async def _model_entries(request: Request) -> list[dict[str, Any]]:
         "loaded": True,
         "tools": any(info.tools for info in models),
     }
+    entries.append(_embedding_entry(created))
     entries.append({**routed, "id": AUTO_MODEL, "backend": "router"})
     for collection in await gw.rag.collections():
         private = gw.settings.rag.is_private(collection)
