@@ -226,6 +226,14 @@ def test_invalid_json_and_unknown_url(api: tuple[TestClient, Gateway]) -> None:
     missing = client.get("/v2/whatever")
     assert missing.status_code == 404
     assert "error" in missing.json()
+    wrong_method = client.get("/v1/chat/completions")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"  # RFC 9110 asks for it
+    assert wrong_method.json()["error"]["message"] == (
+        "Invalid method for URL (GET /v1/chat/completions)."
+    )
+    slash = client.get("/v1/models/")
+    assert slash.json()["data"] == client.get("/v1/models").json()["data"]
 
 
 def test_body_too_large_is_413(tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ async def handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
     return error_response(SmallfirstError(INTERNAL_ERROR_MESSAGE))
 
 
-async def handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     from starlette.exceptions import HTTPException
 
     assert isinstance(exc, HTTPException)
@@ -130,4 +130,7 @@ async def handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         error.message = "Unknown request URL. See the API reference (/v1/...)."
         error.code = "unknown_url"
-    return error_response(error)
+    if exc.status_code == 405:  # OpenAI's words; `allow` (in exc.headers) names the methods
+        error.message = f"Invalid method for URL ({request.method} {request.url.path})."
+        error.code = "method_not_allowed"
+    return error_response(error, dict(exc.headers or {}))

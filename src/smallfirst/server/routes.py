@@ -342,6 +342,8 @@ async def list_models(request: Request) -> Response:
 
 async def get_model(request: Request) -> Response:
     model_id = request.path_params["model_id"]
+    if not model_id:  # /v1/models/
+        return await list_models(request)
     for entry in await _model_entries(request):
         if entry["id"] == model_id:
             return JSONResponse(entry)
