@@ -279,15 +279,17 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{source}: the top level must be a mapping")
         raw = loaded or {}
-    _apply_env_overrides(raw, os.environ if env is None else env)
+    overrides = _apply_env_overrides(raw, os.environ if env is None else env)
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(source, exc)) from exc
+        raise ConfigError(_describe(source, exc, overrides)) from exc
 
 
-def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
-    """`SMALLFIRST__SERVER__PORT=9000` sets server.port; values are parsed as YAML scalars."""
+def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """`SMALLFIRST__SERVER__PORT=9000` sets server.port; values are parsed as YAML scalars.
+    Returns dotted key -> the variable that set it, so errors can name the variable."""
+    overrides: dict[str, str] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -299,13 +301,31 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 raise ConfigError(f"environment {name}: {key!r} is not a section")
             node = child
         if keys:
-            node[keys[-1]] = yaml.safe_load(value)
+            try:
+                node[keys[-1]] = yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+                raise ConfigError(f"environment {name}: not a YAML value ({problem})") from exc
+            overrides[".".join(keys)] = name
+    return overrides
 
 
-def _describe(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid configuration"]
+def _describe(source: str, exc: ValidationError, overrides: Mapping[str, str]) -> str:
+    """One line per error, each blamed on the env variable that set its key, if one did."""
+    lines = []
+    blamed = set()
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "<top>"
         problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        lines.append(f"  {key}: {problem}")
-    return "\n".join(lines)
+        variable = _setting_variable(key, overrides)
+        blamed.add(f"environment {variable}" if variable else source)
+        lines.append(f"  {key}: {problem}" + (f" (set by {variable})" if variable else ""))
+    sources = sorted(blamed, key=lambda name: (name != source, name))  # the file first
+    return "\n".join([f"{', '.join(sources)}: invalid configuration", *lines])
+
+
+def _setting_variable(key: str, overrides: Mapping[str, str]) -> str | None:
+    for prefix, variable in overrides.items():
+        if key == prefix or key.startswith(prefix + "."):
+            return variable
+    return None

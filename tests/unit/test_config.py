@@ -101,3 +101,45 @@ def test_config_check_finds_what_would_fail_only_at_serve_time(tmp_path: Path) -
     no_calibration = runner.invoke(app, ["config", "check", str(write(tmp_path, knob))])
     assert no_calibration.exit_code == 1
     assert "min_quality needs a learned router artifact" in no_calibration.output
+
+
+def test_an_env_override_error_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as bad_value:
+        load_settings(None, env={"SMALLFIRST__SERVER__PORT": "abc"})
+    message = str(bad_value.value)
+    assert message.startswith("environment SMALLFIRST__SERVER__PORT: invalid configuration")
+    assert "server.port: Input should be a valid integer" in message
+    assert "<built-in defaults>" not in message
+    with pytest.raises(ConfigError, match="environment SMALLFIRST__SERVER__PORT: not a YAML"):
+        load_settings(None, env={"SMALLFIRST__SERVER__PORT": "["})
+    path = write(tmp_path, "server:\n  prot: 1\n")
+    with pytest.raises(ConfigError) as mixed:
+        load_settings(path, env={"SMALLFIRST__SERVER__PORT": "abc"})
+    assert str(mixed.value).startswith(f"{path}, environment SMALLFIRST__SERVER__PORT: invalid")
+    assert "server.prot: unknown key\n" in str(mixed.value) + "\n"
+
+
+def test_config_check_names_an_unreadable_file_and_a_bad_env_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    directory = runner.invoke(app, ["config", "check", str(tmp_path)])
+    assert directory.exit_code == 1
+    assert directory.output == f"Error: cannot read {tmp_path}: Is a directory\n"
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe")
+    not_text = runner.invoke(app, ["config", "check", str(binary)])
+    assert not_text.exit_code == 1
+    assert not_text.output == f"Error: {binary}: not UTF-8 text (byte 0)\n"
+    monkeypatch.setenv("SMALLFIRST__SERVER__PORT", "[")
+    bad_env = runner.invoke(app, ["config", "check"])
+    assert bad_env.exit_code == 1
+    assert bad_env.output.startswith("Error: environment SMALLFIRST__SERVER__PORT: not a YAML")
+
+
+def test_config_check_json_runs_the_same_checks(tmp_path: Path) -> None:
+    missing = "models:\n  - {id: big-local, tier: onprem, path: /nowhere/model.gguf}\n"
+    result = CliRunner().invoke(app, ["config", "check", str(write(tmp_path, missing)), "--json"])
+    assert result.exit_code == 1
+    assert "model file not found: /nowhere/model.gguf" in result.stderr
+    assert result.stdout == ""

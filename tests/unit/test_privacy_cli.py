@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from smallfirst.cli.privacy import app
@@ -75,4 +76,42 @@ def test_eval_bad_json_exits_2(tmp_path: Path) -> None:
     path.write_text("{not json", encoding="utf-8")
     result = runner.invoke(app, ["eval", "--data", str(path)])
     assert result.exit_code == 2
-    assert result.output.startswith("error:")
+    assert result.output.startswith(f"Error: {path}: not JSON")
+
+
+@pytest.mark.parametrize(
+    ("samples", "problem"),
+    [
+        ([{"full_text": 5, "spans": []}], "sample 0: `full_text` must be a string, got 5"),
+        ([{"full_text": None}], "sample 0: `full_text` must be a string, got None"),
+        (["a", "b"], "sample 0: expected an object with `full_text`, got str"),
+        (
+            [SAMPLES[0], {"full_text": "Jo", "spans": [{"entity_type": "PERSON"}]}],
+            "sample 1: span 0: `start_position` and `end_position` must be integers",
+        ),
+        ([], "no samples"),
+    ],
+)
+def test_eval_names_the_file_and_sample_at_fault(
+    tmp_path: Path, samples: list[object], problem: str
+) -> None:
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(samples), encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--data", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path}: {problem}")
+
+
+def test_eval_refuses_an_unwritable_predictions_file_before_scoring(tmp_path: Path) -> None:
+    data = str(_write(tmp_path))
+    result = runner.invoke(app, ["eval", "--data", data, "--predictions-out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: cannot write {tmp_path}: it is a directory\n"
+    assert result.stdout == ""  # no report: nothing was scored
+
+
+def test_scan_reads_standard_input_that_is_not_utf8() -> None:
+    result = runner.invoke(app, ["scan", "-"], input=b"caf\xe9 John Smith")
+    assert result.exit_code == 0, result.output
+    assert "caf\ufffd John Smith" not in result.stdout  # values are shown, not the whole text
+    assert "John Smith" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,4 +73,37 @@ def test_load_samples_rejects_wrong_shape(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"full_text": "x"}), encoding="utf-8")
     with pytest.raises(ValueError, match="JSON list"):
+        load_samples(path)
+
+
+@pytest.mark.parametrize(
+    ("sample", "problem"),
+    [
+        ({"full_text": "John", "spans": "PERSON"}, "sample 0: `spans` must be a list, got str"),
+        (
+            {"full_text": "John", "spans": [{"entity_type": "PERSON", "start_position": 3,
+                                             "end_position": 1}]},
+            "sample 0: span 0: 3-1 is not within `full_text` (0-4)",
+        ),
+        (
+            {"full_text": "John", "spans": [{"entity_type": "PERSON", "start_position": 0,
+                                             "end_position": 40}]},
+            "sample 0: span 0: 0-40 is not within `full_text` (0-4)",
+        ),
+    ],
+)  # fmt: skip
+def test_load_samples_names_the_sample_and_span_at_fault(
+    tmp_path: Path, sample: dict[str, object], problem: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([sample]), encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(problem)) as error:
+        load_samples(path)
+    assert str(error.value) == f"{path}: {problem}"
+
+
+def test_load_samples_says_a_file_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_bytes(b"\xff[]")
+    with pytest.raises(ValueError, match=r"bad\.json: not UTF-8 text \(byte 0\)"):
         load_samples(path)

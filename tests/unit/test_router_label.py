@@ -77,3 +77,89 @@ def test_label_cli_usage_errors(tmp_path: Path) -> None:
     assert both.exit_code == 2
     missing = CliRunner().invoke(app, [*base, "--strong", "b", "--out", "o", "--reference"])
     assert missing.exit_code == 2
+
+
+def _fake_config(tmp_path: Path) -> Path:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path}\nmodels:\n"
+        "  - {id: tiny, tier: edge, backend: fake, replies: ['7']}\n"
+        "  - {id: big, tier: cloud, backend: fake, replies: ['12']}\n"
+    )
+    return config
+
+
+GOOD = {"id": "q0", "messages": [{"role": "user", "content": "q"}], "reference": "#### 7"}
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        pytest.param([b"{not json"], "{data}:2: not JSON", id="malformed"),
+        pytest.param([b"\xff"], "{data}:2: not UTF-8 text", id="binary"),
+        pytest.param([b"[1, 2]"], "{data}:2: expected a JSON object, got list", id="list"),
+        pytest.param(
+            [json.dumps({"messages": GOOD["messages"]}).encode()], "{data}:2: no `id`", id="no-id"
+        ),
+        pytest.param(
+            [json.dumps({"id": "x"}).encode()],
+            "{data}:2: `messages` must be a non-empty list",
+            id="no-messages",
+        ),
+        pytest.param(
+            [json.dumps({"id": "x", "messages": ["hi"]}).encode()],
+            "{data}:2: `messages.0`: Input should be a valid dictionary",
+            id="message-text",
+        ),
+        pytest.param(
+            [json.dumps({"id": "x", "messages": GOOD["messages"]}).encode()],
+            "{data}:2: no `reference`",
+            id="no-reference",
+        ),
+    ],
+)
+def test_a_bad_prompt_row_is_named_before_any_model_runs(
+    tmp_path: Path, lines: list[bytes], message: str
+) -> None:
+    data, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    data.write_bytes(b"\n".join([json.dumps(GOOD).encode(), *lines]) + b"\n")
+    args = ["router", "label", "--data", str(data), "--weak", "tiny", "--strong", "big"]
+    result = CliRunner().invoke(
+        app, [*args, "--reference", "--out", str(out), "-c", str(_fake_config(tmp_path))]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: " + message.format(data=data))
+    assert not out.exists()  # nothing was labelled
+
+
+@pytest.mark.parametrize(
+    ("data_text", "out_name", "message"),
+    [
+        pytest.param("", "out.jsonl", "{data}: no rows to label", id="empty-data"),
+        pytest.param(json.dumps(GOOD), "folder", "cannot write {out}: it is a directory", id="dir"),
+        pytest.param(
+            json.dumps(GOOD),
+            "a_file/out.jsonl",
+            "cannot write {out}: {tmp}/a_file is not a",
+            id="parent-file",
+        ),
+        pytest.param(
+            json.dumps(GOOD), "not_labels.jsonl", "--out: {out}:1: `messages` must be", id="resume"
+        ),
+    ],
+)
+def test_label_refuses_empty_data_and_an_unusable_out_first(
+    tmp_path: Path, data_text: str, out_name: str, message: str
+) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "not_labels.jsonl").write_text('{"id": "x"}\n')
+    data, out = tmp_path / "in.jsonl", tmp_path / out_name
+    data.write_text(data_text)
+    args = ["router", "label", "--data", str(data), "--weak", "tiny", "--strong", "big"]
+    result = CliRunner().invoke(
+        app, [*args, "--reference", "--out", str(out), "-c", str(_fake_config(tmp_path))]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: " + message.format(data=data, out=out, tmp=tmp_path))
+    assert "labelled" not in result.stdout

@@ -162,3 +162,158 @@ def test_bad_usage_exits_2_with_one_line(arguments: list[str], data_file: Path) 
     result = runner.invoke(app, [a.replace("{data}", str(data_file)) for a in arguments])
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+ROW = {"id": "r", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "problem"),
+    [
+        pytest.param(b"[1, 2, 3]", "expected a JSON object, got list", id="list"),
+        pytest.param(b"\xff\xfe garbage", "not UTF-8 text", id="binary"),
+        pytest.param(b"{not json", "not JSON", id="malformed"),
+        pytest.param(
+            json.dumps({**ROW, "weak": {"score": "high"}}).encode(),
+            "`weak.score` must be a number",
+            id="score-text",
+        ),
+        pytest.param(
+            json.dumps({**ROW, "weak": 5}).encode(),
+            "`weak` must be an object with a `score`",
+            id="side-number",
+        ),
+        pytest.param(
+            json.dumps({**ROW, "strong": {"score": 7}}).encode(),
+            "`strong.score` must be a number in [0, 1]",
+            id="score-out-of-range",
+        ),
+        pytest.param(
+            json.dumps({**ROW, "messages": ["hi"]}).encode(),
+            "each of `messages` must be an object",
+            id="message-text",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["eval", "score"])
+def test_a_bad_data_line_is_named_by_file_and_line(
+    tmp_path: Path, command: str, bad_line: bytes, problem: str
+) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_bytes(json.dumps(ROW).encode() + b"\n\n" + bad_line + b"\n")
+    arguments = ["router", command, "--router", "length", "--data", str(data)]
+    if command == "score":
+        arguments += ["--out", str(tmp_path / "scores.jsonl")]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {data}:3: {problem}")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["router", "eval", "--router", "bogus"],
+            "unknown router 'bogus'; `router eval` takes random, length, rules, learned or an "
+            "artifact directory",
+        ),
+        (
+            ["router", "score", "--router", "bogus", "--out", "x.jsonl"],
+            "unknown router 'bogus'; `router score` takes random, length, rules or an artifact",
+        ),
+        (
+            ["router", "train", "--router", "bogus", "--out", "x"],
+            "unknown router 'bogus'; `router train` trains `learned` only",
+        ),
+    ],
+)
+def test_an_unknown_router_lists_what_the_command_takes(
+    data_file: Path, arguments: list[str], message: str
+) -> None:
+    result = runner.invoke(app, [*arguments, "--data", str(data_file)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {message}")
+
+
+def _no_nan(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def test_metrics_without_a_quality_gap_are_null_and_the_text_says_why(tmp_path: Path) -> None:
+    data = tmp_path / "same.jsonl"
+    rows = [
+        {**ROW, "id": f"r{i}", "weak": {"score": s}, "strong": {"score": s}}
+        for i, s in enumerate([1.0, 0.0, 1.0])
+    ]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    arguments = ["router", "eval", "--router", "length", "--data", str(data)]
+    as_json = runner.invoke(app, [*arguments, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.stdout, parse_constant=_no_nan)
+    assert (report["apgr"], report["cpt50"], report["cpt80"]) == (None, None, None)
+    assert report["random"]["cpt50"] is None
+    assert report["cost_saved_at_95"] == 1.0
+    text = runner.invoke(app, arguments)
+    assert "undef" in text.stdout
+    assert "the weak and strong models have the same mean score (0.6667)" in text.stdout
+
+
+def test_the_plot_path_written_is_the_one_reported(data_file: Path, tmp_path: Path) -> None:
+    arguments = ["router", "eval", "--router", "length", "--data", str(data_file), "--json"]
+    result = runner.invoke(app, [*arguments, "--plot", str(tmp_path / "plots" / "curve")])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "plots" / "curve.png"
+    assert json.loads(result.stdout)["plot"] == str(written)
+    assert written.read_bytes()[:4] == b"\x89PNG"
+    svg = runner.invoke(app, [*arguments, "--plot", str(tmp_path / "curve.svg")])
+    assert json.loads(svg.stdout)["plot"] == str(tmp_path / "curve.svg")
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "message"),
+    [
+        (["router", "eval", "--router", "length", "--plot"], "{dir}", "it is a directory"),
+        (["router", "eval", "--router", "length", "--plot"], "{dir}/c.xyz", "unknown image format"),
+        (["router", "eval", "--router", "length", "--plot"], "{file}/c.png", "is not a directory"),
+        (["router", "score", "--router", "length", "--out"], "{dir}", "it is a directory"),
+        (["router", "train", "--out"], "{file}", "it is a file, not a directory"),
+    ],
+)
+def test_an_unwritable_output_is_refused_before_reading_the_data(
+    tmp_path: Path, command: list[str], target: str, message: str
+) -> None:
+    (tmp_path / "a_file").write_text("")
+    out = target.format(dir=tmp_path, file=tmp_path / "a_file")
+    missing_data = str(tmp_path / "no-such-rows.jsonl")  # would fail second
+    result = runner.invoke(app, [*command, out, "--data", missing_data])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "no such data file" not in result.stderr
+
+
+def test_calibrate_cascade_says_the_ranking_is_undefined_without_a_gap(tmp_path: Path) -> None:
+    confidence = {"min_logprob": -3.0, "tokens": 5}
+    rows = [
+        {**ROW, "id": f"r{i}", "weak": {"score": s}, "strong": {"score": s},
+         "weak_confidence": {**confidence, "mean_logprob": -i}}
+        for i, s in enumerate([1.0, 0.0, 1.0])
+    ]  # fmt: skip
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    base = ["router", "calibrate-cascade", "--data", str(data), "--max-strong-share", "0.5"]
+    text = runner.invoke(app, base)
+    assert text.exit_code == 0, text.output
+    assert "ranks rows at APGR undefined (the weak and strong mean scores are equal)" in text.stdout
+    as_json = runner.invoke(app, [*base, "--json"])
+    assert json.loads(as_json.stdout, parse_constant=_no_nan)["signal_apgr"] is None
+
+
+def test_calibrate_cascade_names_the_line_that_is_not_json(tmp_path: Path) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps(ROW) + "\n{oops\n")
+    result = runner.invoke(
+        app, ["router", "calibrate-cascade", "--data", str(data), "--min-quality", "1"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {data}:2: not JSON")

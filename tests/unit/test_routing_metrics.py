@@ -109,3 +109,12 @@ def test_unknown_router_names_the_choices() -> None:
 
     with pytest.raises(ConfigError, match="rules"):
         load_router("no-such-router")
+
+
+def test_metrics_without_a_gap_are_undefined_not_zero() -> None:
+    # weak and strong score the same on average: there is no gap for PGR to measure
+    metrics, _ = evaluate_scores([0.1, 0.2, 0.3], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0])
+    assert math.isnan(metrics.apgr)
+    report = metrics.as_dict()
+    assert (report["apgr"], report["cpt50"], report["cpt80"]) == (None, None, None)
+    assert report["cost_saved_at_95"] is not None

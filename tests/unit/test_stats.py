@@ -235,3 +235,55 @@ def test_a_dashboard_whose_baseline_is_free_says_how_to_price_it(tmp_path: Path)
         html = client.get("/dashboard").text
     assert "the same tokens on tiny" in html
     assert "the baseline has no price: set `baseline` in the config" in html
+
+
+def test_piped_requests_lines_are_as_wide_as_their_content(log_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))
+    reason = "score 0.709 >= 0.700 -> strong; " * 6 + "the longest reason"
+    log = RequestLog(log_path)
+    log.record(record(9, created_at=NOW, model_answered="big", tier="cloud", route_reason=reason))
+    log.close()
+    for args in (["-n", "3"], ["--id", "9"]):
+        table = CliRunner().invoke(app, ["requests", "-c", str(config), *args])
+        assert table.exit_code == 0, table.output
+        lines = table.stdout.splitlines()
+        assert any(line.endswith(reason) for line in lines)  # whole, not cut
+        assert [line for line in lines if line != line.rstrip()] == []
+        assert max(map(len, lines)) < len(reason) + 100  # not padded to 10,000 columns
+    summary = cli(tmp_path)
+    assert [line for line in summary.stdout.splitlines() if line != line.rstrip()] == []
+
+
+@pytest.mark.parametrize(
+    ("make_log", "message"),
+    [
+        (
+            lambda path: path.write_text("not sqlite"),
+            "is not a request log (file is not a database)",
+        ),
+        (lambda path: path.mkdir(), "is not a request log: it is not a file"),
+    ],
+)
+@pytest.mark.parametrize("command", ["stats", "requests"])
+def test_a_file_that_is_not_a_request_log_is_named(
+    tmp_path: Path, command: str, make_log: Any, message: str
+) -> None:
+    make_log(tmp_path / "requests.db")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))
+    result = CliRunner().invoke(app, [command, "-c", str(config)])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {tmp_path / 'requests.db'} {message}\n"
+
+
+def test_requests_takes_any_count_but_refuses_an_empty_id(log_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))
+    base = ["requests", "-c", str(config), "--json"]
+    everything = CliRunner().invoke(app, [*base, "-n", "99999999999999999999"])
+    assert everything.exit_code == 0, everything.output
+    assert len(json.loads(everything.stdout)) == 8
+    empty = CliRunner().invoke(app, [*base, "--id", ""])
+    assert empty.exit_code == 2
+    assert empty.stderr == "Error: --id is empty: give an answer's x-request-id\n"

@@ -25,12 +25,12 @@ def check(
     """Validate a config file; exit 1 naming the key and file when it is wrong."""
     settings = settings_or_exit(file)
     check_routing_or_exit(settings)
-    if as_json:
-        typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
-        return
     missing = missing_model_files(settings)
     if missing:
         fail(f"{file or '<built-in defaults>'}: " + "; ".join(missing), code=1)
+    if as_json:
+        typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+        return
     typer.echo(f"{file or '<built-in defaults>'}: OK")
     for model in settings.models:
         typer.echo(f"  {model.id:<24} tier={model.tier:<7} backend={model.backend}")

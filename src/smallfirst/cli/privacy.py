@@ -9,14 +9,9 @@ from typing import Any
 
 import typer
 
-from smallfirst.cli.common import output_console
+from smallfirst.cli.common import check_writable, fail, output_console, require_file
 
 app = typer.Typer(help="PII detection: scan a text, evaluate the detector.", no_args_is_help=True)
-
-
-def _usage_error(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 @app.command()
@@ -28,8 +23,7 @@ def scan(
     """Show the PII findings in TEXT: type, span and score."""
     from smallfirst.privacy.detect import PiiDetector
 
-    if text == "-":
-        text = sys.stdin.read()
+    text = _stdin_text() if text == "-" else _printable(text)
     findings = PiiDetector(score_threshold=threshold).inspect(text)
     if as_json:
         payload = {
@@ -65,16 +59,17 @@ def evaluate_command(
     from smallfirst.privacy import eval as privacy_eval
     from smallfirst.privacy.detect import PiiDetector
 
-    if not data.is_file():
-        raise _usage_error(f"--data {data}: no such file")
+    require_file(data)
+    if predictions_out is not None:
+        check_writable(predictions_out)
     try:
         samples = privacy_eval.load_samples(data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise _usage_error(f"--data {data}: {error}".splitlines()[0]) from None
+    except ValueError as error:
+        fail(str(error).splitlines()[0])
+    if not samples:
+        fail(f"{data}: no samples")
     if limit is not None:
         samples = samples[:limit]
-    if predictions_out is not None and not predictions_out.parent.is_dir():
-        raise _usage_error(f"--predictions-out {predictions_out}: directory does not exist")
 
     # Every sample is timed as a first sight (a repeated text would be remembered).
     detector = PiiDetector(score_threshold=threshold, recent_texts=0)
@@ -98,11 +93,23 @@ def evaluate_command(
         report = privacy_eval.evaluate(samples, predict, on_prediction=record).as_dict()
     report["data"] = str(data)
     if predictions_out is not None:
+        predictions_out.parent.mkdir(parents=True, exist_ok=True)
         predictions_out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     if as_json:
         typer.echo(json.dumps(report))
     else:
         _print_report(report)
+
+
+def _stdin_text() -> str:
+    """Standard input as text: bytes that are not UTF-8 become U+FFFD, which prints."""
+    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+
+
+def _printable(text: str) -> str:
+    """An argument's bytes that were not UTF-8 arrive as lone surrogates, which cannot be
+    printed: make them U+FFFD, as for standard input."""
+    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
 def _counts(kinds: Any) -> dict[str, int]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from smallfirst.cli.common import fail
+from smallfirst.cli.common import check_writable, fail, require_file
 
 if TYPE_CHECKING:
     from smallfirst.routing.data import RoutingRow
@@ -38,8 +38,7 @@ def _read(paths: list[Path]) -> list[RoutingRow]:
     from smallfirst.routing.data import read_many
 
     for path in paths:
-        if not path.is_file():
-            _fail(f"no such data file: {path}")
+        require_file(path, "data file")
     try:
         return read_many(paths)
     except InvalidRequest as exc:
@@ -70,10 +69,10 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Train a learned router on labelled rows and write a versioned artifact."""
-    if router != "learned":
-        _fail(f"router {router!r} has nothing to train; only `learned` does")
+    _check_trainable(router)
     if not 0.0 <= calibration_share < 1.0:
         _fail("--calibration-share must be in [0, 1)")
+    check_writable(out, directory=True)
     rows = _read(data)
     from smallfirst.errors import InvalidRequest
     from smallfirst.routing.learned import train_learned
@@ -88,7 +87,7 @@ def train(
                 on_progress=advance,
             )
     except InvalidRequest as exc:
-        _fail(exc.message)
+        _fail(f"{_names(data)}: {exc.message}")
     learned.save(out)
     summary = {"artifact": str(out), **learned.training_summary}
     typer.echo(json.dumps(summary) if as_json else f"wrote {out}: {summary}")
@@ -102,6 +101,8 @@ def score(
     cache_dir: Path | None = CacheOption,
 ) -> None:
     """Score every row (never reading its labels); higher = needs the strong model."""
+    _check_router_name(router, "score")
+    check_writable(out)
     chosen = _load(router)
     rows = _read(data)
     from smallfirst.routing.learned import LearnedRouter
@@ -126,7 +127,9 @@ def evaluate(
     router: str = typer.Option(..., "--router", help="random | length | rules | learned | PATH"),
     folds: int = typer.Option(5, "--folds", help="k for out-of-fold evaluation of `learned`."),
     group_by: str = typer.Option("none", "--group-by", help="subject | dataset | none"),
-    plot: Path | None = typer.Option(None, "--plot", help="Write a cost-quality curve PNG."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write the cost-quality curve: PNG, or the format its suffix names."
+    ),
     seed: int = typer.Option(0, "--seed"),
     cache_dir: Path | None = CacheOption,
     train_only: list[str] = typer.Option(
@@ -145,6 +148,9 @@ def evaluate(
         _fail(f"--group-by must be one of {', '.join(GROUP_CHOICES)}")
     if folds < 2:
         _fail("--folds must be at least 2")
+    _check_router_name(router, "eval")
+    if plot is not None:
+        plot = _plot_path(plot)
     rows = _read(data)
     from smallfirst.errors import InvalidRequest
     from smallfirst.routing.data import labelled
@@ -152,7 +158,7 @@ def evaluate(
     try:
         rows = labelled(rows)
     except InvalidRequest as exc:
-        _fail(exc.message)
+        _fail(f"{_names(data)}: {exc.message}")
     _check_train_only(train_only, rows, router)
     options = (folds, group_by, seed, tuple(train_only))
     scores, mode = _eval_scores(rows, router, options, cache_dir, as_json)
@@ -161,17 +167,70 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(report))
         return
-    typer.echo(f"router {router} ({mode}), n={report['n']}")
+    _print_report(report)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from smallfirst.routing.eval import NO_GAP
+
+    typer.echo(f"router {report['router']} ({report['mode']}), n={report['n']}")
     for name in ("apgr", "cpt50", "cpt80", "cost_saved_at_95"):
         typer.echo(
-            f"  {name:17s} {report[name]:8.4f}   random {report['random'][name]:8.4f}"
-            f"   length {report['length'][name]:8.4f}"
+            f"  {name:17s} {_metric(report[name])}   random {_metric(report['random'][name])}"
+            f"   length {_metric(report['length'][name])}"
         )
+    if report["apgr"] is None:
+        typer.echo("  " + NO_GAP.format(mean=report["weak_mean"]))
     for dataset, metrics in report.get("per_dataset", {}).items():
         typer.echo(
-            f"  {dataset or '(no dataset)'}: apgr {metrics['apgr']:.4f}"
-            f"  cpt50 {metrics['cpt50']:.4f}  cpt80 {metrics['cpt80']:.4f}"
+            f"  {dataset or '(no dataset)'}: apgr {_metric(metrics['apgr'])}"
+            f"  cpt50 {_metric(metrics['cpt50'])}  cpt80 {_metric(metrics['cpt80'])}"
+            + ("  (no gap: undefined)" if metrics["apgr"] is None else "")
         )
+
+
+def _metric(value: float | None) -> str:
+    return "   undef" if value is None else f"{value:8.4f}"
+
+
+def _check_trainable(router: str) -> None:
+    from smallfirst.routing.base import LEARNED_NAME, ROUTER_CLASSES
+
+    if router in ROUTER_CLASSES:
+        _fail(f"router {router!r} has nothing to train; only `{LEARNED_NAME}` is trained")
+    if router != LEARNED_NAME:
+        _fail(f"unknown router {router!r}; `router train` trains `{LEARNED_NAME}` only")
+
+
+def _check_router_name(spec: str, command: str) -> None:
+    """Fail before reading any data on a name that is neither a router nor a path; the
+    list is what this command takes (`eval` also trains `learned` itself)."""
+    from smallfirst.routing.base import LEARNED_NAME, ROUTER_CLASSES
+
+    names = [*ROUTER_CLASSES, *([LEARNED_NAME] if command == "eval" else [])]
+    if spec not in [*names, LEARNED_NAME] and not Path(spec).exists():
+        _fail(
+            f"unknown router {spec!r}; `router {command}` takes {', '.join(names)} "
+            "or an artifact directory written by `router train`"
+        )
+
+
+def _plot_path(plot: Path) -> Path:
+    """The file the curve will be written to: PNG unless the name says another format."""
+    from smallfirst.routing.eval import plot_path
+
+    if plot.is_dir():
+        _fail(f"cannot write {plot}: it is a directory")
+    try:
+        path = plot_path(plot)
+    except ValueError as exc:
+        _fail(f"--plot {plot}: {exc}")
+    check_writable(path)
+    return path
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(map(str, paths))
 
 
 def _load(spec: str) -> Any:
@@ -275,7 +334,7 @@ def _report(
             name: evaluate_scores(*_only(name, rows, scores, weak, strong))[0].as_dict()
             for name in datasets
         }
-    if plot is not None:
+    if plot is not None:  # the path was checked before the work, by `_plot_path`
         plot.parent.mkdir(parents=True, exist_ok=True)
         curves = {router: curve, "length": length_curve, "random (20 seeds)": random_curve}
         plot_curves(curves, plot, title=f"{router}: {mode}")

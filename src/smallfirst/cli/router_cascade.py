@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from smallfirst.cli.common import fail
+from smallfirst.cli.common import fail, require_file
 
 
 def calibrate_cascade(
@@ -28,33 +28,41 @@ def calibrate_cascade(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Choose `routing.cascade.min_mean_logprob` for a target and show what it does."""
-    from smallfirst.errors import ConfigError
+    from smallfirst.errors import ConfigError, InvalidRequest
     from smallfirst.routing.cascade import calibrate_cascade as calibrate
+    from smallfirst.routing.data import read_jsonl
 
     if max_strong_share is None and min_quality is None:
         fail("give --max-strong-share, --min-quality or both")
-    if not data.is_file():
-        fail(f"no such file: {data}")
+    require_file(data)
     try:
-        rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+        rows = [row for _, row in read_jsonl(data)]
         result = calibrate(rows, max_strong_share=max_strong_share, min_quality=min_quality)
+    except InvalidRequest as exc:
+        fail(exc.message)
     except (ValueError, KeyError, TypeError) as exc:
         fail(f"{data}: not rows in the routing schema ({exc})")
     except ConfigError as exc:
-        fail(str(exc))
+        fail(f"{data}: {exc}")
     if as_json:
         typer.echo(json.dumps({k: _finite(v) for k, v in asdict(result).items()}))
         return
+    ranking = (
+        "APGR undefined (the weak and strong mean scores are equal)"
+        if math.isnan(result.signal_apgr)
+        else f"APGR {result.signal_apgr:.3f} (random 0.5)"
+    )
     typer.echo(
         f"on {result.rows} rows: escalates {result.escalated_share:.1%}, quality "
         f"{result.quality:.3f} (PGR {result.pgr:.2f}); the weak model's confidence ranks rows "
-        f"at APGR {result.signal_apgr:.3f} (random 0.5)"
+        f"at {ranking}"
     )
     typer.echo("routing:\n  cascade:\n    min_mean_logprob: " + _yaml(result.min_mean_logprob))
 
 
 def _finite(value: float | int) -> float | int | None:
-    return None if isinstance(value, float) and math.isinf(value) else value
+    """JSON has no inf (never escalate) nor nan (an undefined APGR): null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _yaml(value: float) -> str:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from smallfirst.cli.common import CONFIG_OPTION, fail, settings_or_exit
+from smallfirst.cli.common import (
+    CONFIG_OPTION,
+    check_writable,
+    fail,
+    require_file,
+    settings_or_exit,
+)
+
+if TYPE_CHECKING:
+    from smallfirst.routing.data import RoutingRow
 
 
 def label(
@@ -26,16 +34,17 @@ def label(
     """Run both models on each prompt and score the answers (routing-schema rows)."""
     from rich.progress import Progress
 
+    from smallfirst.errors import SmallfirstError
     from smallfirst.routing.label import LabelJob, label_file
     from smallfirst.service import Gateway
 
     if (judge is None) == (not reference):
         fail("give exactly one of --judge MODEL or --reference")
-    if not data.is_file():
-        fail(f"no such file: {data}")
-    rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
-    if reference and any("reference" not in r for r in rows):
-        fail("--reference needs a `reference` field on every row")
+    require_file(data)
+    check_writable(out)
+    rows = _read_prompts(data, needs_reference=reference)
+    if out.exists():
+        _read_labels(out)  # a file to resume must be one this command wrote
     settings = settings_or_exit(config)
     for model in filter(None, (weak, strong, judge)):
         if settings.model(model) is None:
@@ -53,22 +62,56 @@ def label(
         finally:
             await gateway.aclose()
 
-    labelled = asyncio.run(run())
+    try:
+        labelled = asyncio.run(run())
+    except SmallfirstError as exc:  # a model failed; the rows labelled so far are kept
+        fail(exc.message, code=1)
     typer.echo(f"labelled {labelled} new rows ({len(rows) - labelled} already in {out})")
-    typer.echo(_outcomes([json.loads(line) for line in out.read_text().splitlines() if line]))
+    typer.echo(_outcomes(_read_labels(out)))
 
 
-def _outcomes(rows: list[dict[str, Any]]) -> str:
+def _read_prompts(data: Path, *, needs_reference: bool) -> list[dict[str, Any]]:
+    """Every row, checked before any model runs; exit 2 naming the line at fault."""
+    from smallfirst.errors import InvalidRequest
+    from smallfirst.routing.data import read_jsonl
+    from smallfirst.routing.label import prompt_problem
+
+    rows = []
+    try:
+        for number, row in read_jsonl(data):
+            problem = prompt_problem(row, needs_reference=needs_reference)
+            if problem is not None:
+                fail(f"{data}:{number}: {problem}")
+            rows.append(row)
+    except InvalidRequest as exc:
+        fail(exc.message)
+    if not rows:
+        fail(f"{data}: no rows to label")
+    return rows
+
+
+def _read_labels(out: Path) -> list[RoutingRow]:
+    from smallfirst.errors import InvalidRequest
+    from smallfirst.routing.data import read_rows
+
+    try:
+        return read_rows(out)
+    except InvalidRequest as exc:
+        fail(f"--out: {exc.message}")
+
+
+def _outcomes(rows: list[RoutingRow]) -> str:
     """What the labels say about the pair, before any router is trained on them."""
-    scores = [(float(r["weak"]["score"]), float(r["strong"]["score"])) for r in rows]
-    if not scores:
+    scores = [(r.weak_score, r.strong_score) for r in rows]
+    pairs = [(w, s) for w, s in scores if w is not None and s is not None]
+    if not pairs:
         return "no rows"
-    weak = sum(w for w, _ in scores) / len(scores)
-    strong = sum(s for _, s in scores) / len(scores)
-    better = sum(s > w for w, s in scores)
-    worse = sum(s < w for w, s in scores)
+    weak = sum(w for w, _ in pairs) / len(pairs)
+    strong = sum(s for _, s in pairs) / len(pairs)
+    better = sum(s > w for w, s in pairs)
+    worse = sum(s < w for w, s in pairs)
     return (
-        f"{len(scores)} rows: weak mean score {weak:.3f}, strong {strong:.3f}; the strong "
+        f"{len(pairs)} rows: weak mean score {weak:.3f}, strong {strong:.3f}; the strong "
         f"model did better on {better}, worse on {worse}, the same on "
-        f"{len(scores) - better - worse}"
+        f"{len(pairs) - better - worse}"
     )

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -50,7 +53,8 @@ def stats(
     settings = settings_or_exit(config)
     window_s = _parse_window(since)
     path = _log_path(settings.resolved_data_dir)
-    summary = summarize(path, None if window_s is None else time.time() - window_s)
+    with _reading(path):
+        summary = summarize(path, None if window_s is None else time.time() - window_s)
     baseline = settings.baseline.model if settings.baseline else "the strong tier's model"
     if as_json:
         payload = summary.model_dump() | {
@@ -73,8 +77,11 @@ def requests(
     """The latest requests: who answered, why, how fast, at what cost (newest first)."""
     from smallfirst.logs.stats import recent_requests
 
+    if request_id is not None and not request_id.strip():
+        fail("--id is empty: give an answer's x-request-id")
     path = _log_path(settings_or_exit(config).resolved_data_dir)
-    rows = recent_requests(path, limit, request_id)
+    with _reading(path):
+        rows = recent_requests(path, limit, request_id)
     if request_id and not rows:
         fail(f"no request {request_id!r} in the log at {path}")
     if as_json:
@@ -83,7 +90,9 @@ def requests(
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True)
+    console = output_console()
+    # on a terminal the reasons wrap within its width; elsewhere lines end where they end
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=console.is_terminal)
     for column in ("time", "asked", "answered", "status", "ms", "cost $"):
         table.add_column(column, no_wrap=True)
     table.add_column("why", ratio=1)
@@ -98,14 +107,27 @@ def requests(
             f"{row['cost_usd']:.5f}",
             row["route_reason"] or row["error_code"] or "",
         )
-    output_console().print(table)
+    console.print(table)
 
 
 def _log_path(data_dir: Path) -> Path:
     path = data_dir / "requests.db"
     if not path.exists():
         fail(f"no request log at {path}: serve some requests first (smallfirst serve)")
+    if not path.is_file():
+        fail(f"{path} is not a request log: it is not a file")
     return path
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """SQLite's errors as one line naming the file."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:  # locked, unreadable, or not our tables
+        fail(f"cannot read the request log {path}: {exc}")
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+        fail(f"{path} is not a request log ({exc})")
 
 
 def _parse_window(text: str) -> float | None:

@@ -91,6 +91,7 @@ class Summary(BaseModel):
 
 
 _WINDOW_UNITS_S = {"m": 60, "h": 3600, "d": 86400}
+_SQLITE_MAX_INTEGER = 2**63 - 1  # a larger LIMIT overflows; no log holds that many rows
 
 
 def parse_window(text: str) -> float | None:
@@ -134,7 +135,7 @@ def recent_requests(
         connection.row_factory = sqlite3.Row
         rows = connection.execute(
             f"SELECT * FROM requests WHERE {where} ORDER BY created_at DESC, id LIMIT ?",
-            (*args, limit),
+            (*args, min(limit, _SQLITE_MAX_INTEGER)),
         ).fetchall()
         return [dict(row) for row in rows]
 

@@ -141,21 +141,57 @@ def percentile(sorted_values: Sequence[float], pct: float) -> float:
 
 
 def load_samples(path: Path) -> list[Sample]:
-    """Read a presidio-research style JSON list; raises ValueError on a wrong shape."""
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    """Read a presidio-research style JSON list; raises ValueError naming the file and the
+    sample at fault."""
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from error
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno}, column {error.colno}"
+        raise ValueError(f"{path}: not JSON ({error.msg} at {where})") from error
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a JSON list of samples")
     samples = []
     for index, item in enumerate(raw):
         try:
-            spans = tuple(
-                Span(s["entity_type"], int(s["start_position"]), int(s["end_position"]))
-                for s in item.get("spans") or []
-            )
-            samples.append(Sample(item["full_text"], spans))
-        except (KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"{path}: sample {index} lacks {error}") from error
+            samples.append(_sample(item))
+        except ValueError as error:
+            raise ValueError(f"{path}: sample {index}: {error}") from error
     return samples
+
+
+def _sample(item: Any) -> Sample:
+    if not isinstance(item, dict):
+        raise ValueError(f"expected an object with `full_text`, got {type(item).__name__}")
+    text = item.get("full_text")
+    if not isinstance(text, str):
+        raise ValueError(f"`full_text` must be a string, got {text!r}")
+    spans = item.get("spans") or []
+    if not isinstance(spans, list):
+        raise ValueError(f"`spans` must be a list, got {type(spans).__name__}")
+    return Sample(text, tuple(_span(span, len(text), index) for index, span in enumerate(spans)))
+
+
+def _span(raw: Any, length: int, index: int) -> Span:
+    if not isinstance(raw, dict):
+        raise ValueError(f"span {index} must be an object, got {type(raw).__name__}")
+    kind = raw.get("entity_type")
+    if not isinstance(kind, str):
+        raise ValueError(f"span {index}: `entity_type` must be a string, got {kind!r}")
+    start, end = _integer(raw.get("start_position")), _integer(raw.get("end_position"))
+    if start is None or end is None:
+        raise ValueError(
+            f"span {index}: `start_position` and `end_position` must be integers, got "
+            f"{raw.get('start_position')!r} and {raw.get('end_position')!r}"
+        )
+    if not 0 <= start <= end <= length:
+        raise ValueError(f"span {index}: {start}-{end} is not within `full_text` (0-{length})")
+    return Span(kind, start, end)
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def map_gold(spans: Iterable[Span]) -> list[Span]:

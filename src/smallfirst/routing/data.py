@@ -7,7 +7,7 @@ nothing that decides a route ever reads them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,16 +50,37 @@ class RoutingRow:
 
 
 def _score(record: Mapping[str, Any], key: str) -> float | None:
+    """`record[key].score`: a number in [0, 1] (the schema's), or None when not labelled."""
     side = record.get(key)
-    if isinstance(side, Mapping) and side.get("score") is not None:
-        return float(side["score"])
-    return None
+    if side is None:
+        return None
+    if not isinstance(side, Mapping):
+        raise InvalidRequest(f"`{key}` must be an object with a `score`, got {side!r}")
+    value = side.get("score")
+    if value is None:
+        return None
+    number = _number(value)
+    if number is None or not 0.0 <= number <= 1.0:
+        raise InvalidRequest(f"`{key}.score` must be a number in [0, 1], got {value!r}")
+    return number
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def row_from_record(record: Mapping[str, Any], line_number: int = 0) -> RoutingRow:
+    """One row from a JSON object; raises InvalidRequest saying what is wrong (not where)."""
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise InvalidRequest(f"line {line_number}: `messages` must be a non-empty list")
+        raise InvalidRequest("`messages` must be a non-empty list")
+    if not all(isinstance(m, Mapping) for m in messages):
+        raise InvalidRequest("each of `messages` must be an object with `role` and `content`")
     cleaned = tuple(
         {"role": str(m.get("role", "user")), "content": str(m.get("content") or "")}
         for m in messages
@@ -74,18 +95,38 @@ def row_from_record(record: Mapping[str, Any], line_number: int = 0) -> RoutingR
     )
 
 
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; raises InvalidRequest naming the file
+    and line that cannot be read, is not UTF-8, not JSON, or not a JSON object."""
+    try:
+        with Path(path).open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if raw.strip():
+                    yield number, _json_object(raw, f"{path}:{number}")
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _json_object(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"{where}: not UTF-8 text (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"{where}: not JSON ({exc.msg})") from exc
+    if not isinstance(record, dict):
+        raise InvalidRequest(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
 def read_rows(path: str | Path) -> list[RoutingRow]:
-    """Read one JSONL file; raises FileNotFoundError or InvalidRequest naming the line."""
+    """Read one JSONL file; raises InvalidRequest naming the file and line at fault."""
     rows: list[RoutingRow] = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequest(f"{path}:{number}: not JSON ({exc.msg})") from exc
+    for number, record in read_jsonl(path):
+        try:
             rows.append(row_from_record(record, number))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{path}:{number}: {exc.message}") from exc
     return rows
 
 

@@ -15,10 +15,14 @@ Definitions (all on one labelled set with weak scores `w`, strong scores `s`, ro
 - **Cost saved at 95%**: 1 - (strong share at which quality first reaches 0.95 * mean(s)),
   interpolated the same way; i.e. the share of calls kept off the strong model while keeping
   95% of the strong model's quality (1.0 when the weak model alone already reaches it).
+
+When mean(s) == mean(w) there is no gap to recover: PGR, and so APGR and CPT, are undefined
+(nan here, null in `as_dict`), not 0.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +36,11 @@ if TYPE_CHECKING:
 
 QUANTILE_POINTS = 11  # 0%, 10%, ..., 100%
 RANDOM_SEEDS = 20
+NO_GAP = (
+    "apgr, cpt50 and cpt80 are undefined: the weak and strong models have the same mean "
+    "score ({mean:.4f}), so there is no quality gap to recover"
+)
+DEFAULT_PLOT_FORMAT = "png"
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,11 @@ class Metrics:
     strong_mean: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: round(value, 4) for key, value in asdict(self).items()}
+        """Rounded; an undefined metric (nan) is None, which JSON can hold."""
+        return {
+            key: None if math.isnan(value) else round(value, 4)
+            for key, value in asdict(self).items()
+        }
 
 
 def cost_quality_curve(
@@ -117,10 +130,11 @@ def apgr(curve: Curve) -> float:
 def metrics_from_curve(curve: Curve, n: int) -> Metrics:
     pgr = curve.pgr
     share_at_95 = first_share_reaching(curve.strong_share, curve.quality, 0.95 * curve.strong_mean)
+    no_gap = curve.strong_mean == curve.weak_mean
     return Metrics(
-        apgr=apgr(curve),
-        cpt50=100 * first_share_reaching(curve.strong_share, pgr, 0.5),
-        cpt80=100 * first_share_reaching(curve.strong_share, pgr, 0.8),
+        apgr=math.nan if no_gap else apgr(curve),
+        cpt50=math.nan if no_gap else 100 * first_share_reaching(curve.strong_share, pgr, 0.5),
+        cpt80=math.nan if no_gap else 100 * first_share_reaching(curve.strong_share, pgr, 0.8),
         cost_saved_at_95=1.0 - share_at_95,
         n=n,
         weak_mean=curve.weak_mean,
@@ -156,6 +170,21 @@ def random_baseline(
         strong_mean=curves[0].strong_mean,
     )
     return metrics_from_curve(averaged, len(weak)), averaged
+
+
+def plot_path(path: Path) -> Path:
+    """Where `plot_curves` writes for `path`: a name without a suffix gets `.png` (as
+    matplotlib would add it); raises ValueError for a suffix matplotlib cannot write."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if not path.suffix:
+        return path.with_name(f"{path.name}.{DEFAULT_PLOT_FORMAT}")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise ValueError(
+            f"unknown image format {path.suffix!r}; use one of {', '.join(sorted(formats))}"
+        )
+    return path
 
 
 def plot_curves(curves: dict[str, Curve], path: str | Path, title: str) -> None:

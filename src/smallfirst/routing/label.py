@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from smallfirst.answers import RequestContext
 from smallfirst.routing.cascade import confidence
+from smallfirst.routing.data import read_jsonl
 from smallfirst.service import Gateway
 from smallfirst.types import ChatMessage, ChatRequest
 
@@ -67,6 +70,26 @@ def parse_rating(text: str) -> float | None:
 
 def _normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def prompt_problem(row: Mapping[str, Any], *, needs_reference: bool) -> str | None:
+    """Why `row` cannot be labelled (said before any model runs), or None."""
+    row_id = row.get("id")
+    if isinstance(row_id, bool) or not isinstance(row_id, str | int):
+        return "`id` must be a string" if "id" in row else "no `id`"
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "`messages` must be a non-empty list of messages"
+    for index, message in enumerate(messages):
+        try:
+            ChatMessage.model_validate(message)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in (index, *error["loc"]))
+            return f"`messages.{where}`: {error['msg']}"
+    if needs_reference and "reference" not in row:
+        return "no `reference` (--reference scores against it)"
+    return None
 
 
 async def label_row(gateway: Gateway, row: dict[str, Any], job: LabelJob) -> dict[str, Any]:
@@ -123,7 +146,7 @@ async def _judge(gateway: Gateway, judge: str, messages: list[ChatMessage], answ
 def _labelled_ids(out: Path) -> set[str]:
     if not out.exists():
         return set()
-    return {json.loads(line)["id"] for line in out.read_text().splitlines() if line.strip()}
+    return {str(record.get("id")) for _, record in read_jsonl(out)}
 
 
 async def label_file(
@@ -136,7 +159,7 @@ async def label_file(
 ) -> int:
     """Label the rows not yet in `out` (resumable), appending as each finishes."""
     done = _labelled_ids(out)
-    todo = [r for r in rows if r["id"] not in done]
+    todo = [r for r in rows if str(r["id"]) not in done]
     for _ in range(len(rows) - len(todo)):
         on_done()
     limit = asyncio.Semaphore(concurrency)

@@ -1,0 +1,58 @@
+"""Shared CLI helpers: whole-but-unpadded lines off a terminal, output paths checked early."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from rich import box
+from rich.table import Table
+
+from smallfirst.cli.common import check_writable, output_console
+
+
+def test_piped_tables_keep_whole_lines_without_padding(capsys: pytest.CaptureFixture[str]) -> None:
+    long_reason = "score 0.709 >= 0.700 -> strong; " * 8
+    table = Table("id", "why", box=box.SIMPLE_HEAD, show_edge=False)  # as `requests` prints
+    table.add_row("1", long_reason)
+    table.add_row("2", "short")
+    output_console().print(table)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(long_reason.strip() in line for line in lines)  # never cut at 80 columns
+    assert [line for line in lines if line != line.rstrip()] == []
+    assert max(map(len, lines)) < len(long_reason) + 20  # as wide as the content, not 10,000
+
+
+@pytest.mark.parametrize(
+    ("target", "directory", "reason"),
+    [
+        ("folder", False, "it is a directory"),
+        ("a_file", True, "it is a file, not a directory"),
+        ("a_file/inside.jsonl", False, "{tmp}/a_file is not a directory"),
+    ],
+)
+def test_an_unwritable_path_is_refused_with_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    target: str,
+    directory: bool,
+    reason: str,
+) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a_file").write_text("keep me")
+    with pytest.raises(typer.Exit) as exited:
+        check_writable(tmp_path / target, directory=directory)
+    assert exited.value.exit_code == 2
+    reason = reason.format(tmp=tmp_path)
+    assert capsys.readouterr().err == f"Error: cannot write {tmp_path / target}: {reason}\n"
+    assert (tmp_path / "a_file").read_text() == "keep me"
+
+
+def test_writable_paths_pass_and_leave_nothing_behind(tmp_path: Path) -> None:
+    (tmp_path / "old.jsonl").write_text("{}\n")
+    check_writable(tmp_path / "old.jsonl")  # appended to or replaced later
+    check_writable(tmp_path / "new" / "deeper" / "out.jsonl")  # parents are created later
+    check_writable(tmp_path / "artifact", directory=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.jsonl"]
+    assert (tmp_path / "old.jsonl").read_text() == "{}\n"
