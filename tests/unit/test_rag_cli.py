@@ -184,7 +184,7 @@ def test_eval_json_has_every_metric_per_method(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
-    assert set(metrics) == {"bm25", "vector", "hybrid"}
+    assert set(metrics) == {"bm25", "vector", "hybrid"}  # the shape evaluation scripts read
     for values in metrics.values():
         assert set(values) == {"ndcg@10", "recall@100", "mrr", "p50_ms", "p95_ms"}
         assert values["recall@100"] == 1.0
@@ -195,6 +195,71 @@ def test_eval_json_has_every_metric_per_method(tmp_path: Path) -> None:
         ["eval", "--corpus", str(tmp_path / "x"), "--queries", str(queries), "--qrels", str(qrels)],
     )
     assert missing.exit_code == 2
+
+
+def write_eval_files(folder: Path, qrels: str) -> list[str]:
+    """--corpus/--queries/--qrels arguments for two documents and two questions."""
+    (folder / "corpus.jsonl").write_text(
+        '{"id": "d0", "text": "Mitochondria produce ATP."}\n'
+        '{"id": "d1", "text": "Ribosomes make proteins."}\n'
+    )
+    (folder / "queries.jsonl").write_text(
+        '{"id": "q0", "text": "which organelle produces ATP"}\n'
+        '{"id": "q1", "text": "protein synthesis"}\n'
+    )
+    (folder / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    return [
+        *("--corpus", str(folder / "corpus.jsonl"), "--queries", str(folder / "queries.jsonl")),
+        *("--qrels", str(folder / "qrels.tsv"), "--method", "bm25"),
+    ]
+
+
+def test_eval_warns_about_judgments_that_do_not_match_and_scores_the_rest(
+    tmp_path: Path,
+) -> None:
+    files = write_eval_files(tmp_path, "q0\td0\t1\nq1\tgone\t1\nlost\td1\t1\n")
+
+    result = runner.invoke(app, ["eval", *files, "--json"])
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["bm25"]["ndcg@10"] == 0.5  # q0 found; q1's document is not in the corpus
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == 2
+    assert "qrels rows whose document is not in" in warnings[0]
+    assert "1 scored as missed (gone)" in warnings[0]
+    assert "judged queries missing from" in warnings[1]
+    assert "(lost)" in warnings[1]
+
+    table = runner.invoke(app, ["eval", *files])
+    assert table.exit_code == 0, table.output
+    assert "(2 queries)" in table.stdout
+    assert table.stderr.count("Warning: ") == 2
+
+
+@pytest.mark.parametrize(
+    ("qrels", "corpus_text", "expected"),
+    [
+        ("zzz\td0\t1\n", None, "nothing to evaluate: judged queries missing from"),
+        ("q0\tnope\t1\n", None, "nothing to evaluate: qrels rows whose document is not in"),
+        ("q0\td0\t1\n", "", "the corpus {corpus} holds no documents"),
+        ("q0\td0\t1\n", '{"id": "d0"}\n{"text": "x"}\n', '{corpus}:2: the row has no "_id"'),
+        ("q0\td0\t1\n", '{"id": "d0", "text": \n', "{corpus}:1: not valid JSON (Expecting"),
+    ],
+)
+def test_eval_refuses_input_it_cannot_score_in_one_line(
+    tmp_path: Path, qrels: str, corpus_text: str | None, expected: str
+) -> None:
+    files = write_eval_files(tmp_path, qrels)
+    corpus = tmp_path / "corpus.jsonl"
+    if corpus_text is not None:
+        corpus.write_text(corpus_text)
+
+    result = runner.invoke(app, ["eval", *files])
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: " + expected.format(corpus=corpus))
+    assert result.stderr.count("\n") == 1
 
 
 def test_without_data_dir_the_configs_data_dir_is_used_as_serve_does(

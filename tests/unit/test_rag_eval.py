@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
-from smallfirst.rag.eval import evaluate_run, percentile, trec_order
+from smallfirst.errors import InvalidRequest
+from smallfirst.rag.eval import evaluate_run, load_beir, percentile, trec_order
 
 
 def test_metrics_match_a_hand_computed_case() -> None:
@@ -31,3 +34,121 @@ def test_ties_follow_trec_eval_order() -> None:
 def test_percentile_interpolates_like_numpy() -> None:
     assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.95) == pytest.approx(4.8)
+
+
+def write_collection(
+    folder: Path,
+    corpus: list[dict[str, object]],
+    queries: list[dict[str, object]],
+    qrels: list[tuple[str, str, int]],
+) -> tuple[Path, Path, Path]:
+    paths = (folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels.tsv")
+    paths[0].write_text("".join(json.dumps(row) + "\n" for row in corpus))
+    paths[1].write_text("".join(json.dumps(row) + "\n" for row in queries))
+    rows = "".join(f"{q}\t{d}\t{score}\n" for q, d, score in qrels)
+    paths[2].write_text("query-id\tcorpus-id\tscore\n" + rows)
+    return paths
+
+
+DOCS: list[dict[str, object]] = [{"id": f"d{i}", "text": f"document {i}"} for i in range(3)]
+ASKED: list[dict[str, object]] = [{"id": f"q{i}", "text": f"question {i}"} for i in range(3)]
+
+
+def test_judged_queries_with_text_are_scored_and_mismatches_are_told(tmp_path: Path) -> None:
+    """As BEIR scores them: a judged document missing from the corpus stays in the
+    judgments (a miss no method can avoid); queries that cannot be asked are left out."""
+    paths = write_collection(
+        tmp_path,
+        DOCS,
+        [*ASKED, {"id": "q3"}, {"id": "unjudged", "text": "asked but never judged"}],
+        [
+            ("q0", "d0", 1),
+            ("q0", "gone0", 2),  # scored as missed
+            ("q1", "gone1", 1),  # q1's only relevant document is missing: it scores 0
+            ("q2", "d2", 0),  # judged, nothing relevant: skipped by the protocol, no warning
+            ("q3", "d1", 1),  # no text
+            ("x1", "d1", 1),  # not in the queries file
+        ],
+    )
+    collection = load_beir(*paths)
+
+    assert [q["id"] for q in collection.queries] == ["q0", "q1"]
+    assert collection.qrels == {"q0": {"d0": 1, "gone0": 2}, "q1": {"gone1": 1}}
+    assert collection.warnings == (
+        f"qrels rows whose document is not in {paths[0]}: 2 scored as missed (gone0, gone1)",
+        f"judged queries missing from {paths[1]}: 1 left out (x1)",
+        f"judged queries without text in {paths[1]}: 1 left out (q3)",
+    )
+
+
+def test_a_warning_names_three_ids_and_counts_them_all(tmp_path: Path) -> None:
+    judged = [("q0", "d0", 1), *((f"x{i}", "d0", 1) for i in range(5))]
+    collection = load_beir(*write_collection(tmp_path, DOCS, ASKED, judged))
+    assert collection.warnings[0].endswith(": 5 left out (x0, x1, x2, ...)")
+
+
+@pytest.mark.parametrize(
+    ("queries", "qrels", "expected"),
+    [
+        ([], [("q0", "d0", 1)], "the queries file {queries} holds no queries"),
+        (ASKED, [], "the qrels file {qrels} holds no judgments"),
+        (ASKED, [("q0", "nope", 1)], "nothing to evaluate: qrels rows whose document is not in"),
+        (ASKED, [("zzz", "d0", 1)], "nothing to evaluate: judged queries missing from"),
+        ([{"id": "q0"}], [("q0", "d0", 1)], "nothing to evaluate: judged queries without text"),
+        (ASKED, [("q0", "d0", 0)], "nothing to evaluate: no query in {qrels} has a relevant"),
+    ],
+)
+def test_input_where_nothing_can_be_scored_is_refused(
+    tmp_path: Path,
+    queries: list[dict[str, object]],
+    qrels: list[tuple[str, str, int]],
+    expected: str,
+) -> None:
+    corpus_path, queries_path, qrels_path = write_collection(tmp_path, DOCS, queries, qrels)
+    with pytest.raises(InvalidRequest) as refused:
+        load_beir(corpus_path, queries_path, qrels_path)
+    assert refused.value.message.startswith(expected.format(queries=queries_path, qrels=qrels_path))
+
+
+def test_an_empty_corpus_is_refused_by_name(tmp_path: Path) -> None:
+    paths = write_collection(tmp_path, [], ASKED, [("q0", "d0", 1)])
+    with pytest.raises(InvalidRequest, match=f"^the corpus {paths[0]} holds no documents$"):
+        load_beir(*paths)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"text": "no id"}', ':2: the row has no "_id" or "id"'),
+        ('{"id": "d9", "text": ', ":2: not valid JSON (Expecting value at column 22)"),
+        ("[1, 2]", ":2: expected a JSON object, not an array"),
+        ('{"id": "d0"}', ":2: id 'd0' is already on line 1"),
+        ('{"id": ["d9"]}', ":2: the id must be a string, not an array"),
+        ('{"id": "d9", "text": 5}', ':2: "text" must be a string, not a number'),
+    ],
+)
+def test_a_bad_corpus_row_is_named_by_file_and_line(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    corpus, queries, qrels = write_collection(tmp_path, DOCS[:1], ASKED, [("q0", "d0", 1)])
+    corpus.write_text(corpus.read_text() + line + "\n")
+    with pytest.raises(InvalidRequest) as refused:
+        load_beir(corpus, queries, qrels)
+    assert refused.value.message == f"{corpus}{expected}"
+
+
+def test_a_bad_score_is_named_by_file_and_line(tmp_path: Path) -> None:
+    paths = write_collection(tmp_path, DOCS, ASKED, [("q0", "d0", 1)])
+    paths[2].write_text(paths[2].read_text() + "q1\td1\tabc\n")
+    with pytest.raises(InvalidRequest, match=r":3: the score 'abc' is not a whole number$"):
+        load_beir(*paths)
+
+
+def test_beir_ids_may_be_under_underscore_id_and_numbers(tmp_path: Path) -> None:
+    paths = write_collection(
+        tmp_path, [{"_id": 7, "text": "seven"}], [{"_id": "q", "text": "7?"}], [("q", "7", 1)]
+    )
+    collection = load_beir(*paths)
+    assert collection.corpus == [{"id": "7", "title": "", "text": "seven"}]
+    assert collection.qrels == {"q": {"7": 1}}
+    assert collection.warnings == ()

@@ -265,8 +265,10 @@ def evaluate(
     methods = list(METHOD_CHOICES) if method == "all" else [method]
     try:
         collection = load_beir(corpus, queries, qrels)
-    except (SmallfirstError, ValueError, KeyError) as exc:
-        fail(str(exc))
+    except SmallfirstError as exc:
+        fail(exc.message)
+    for warning in collection.warnings:
+        typer.echo(f"Warning: {warning}", err=True)
 
     def say(message: str) -> None:
         if not as_json:
@@ -274,6 +276,8 @@ def evaluate(
 
     results = evaluate_collection(collection, methods, progress=say)  # type: ignore[arg-type]
     if as_json:
+        # exactly {method: {metric: value}}: evaluation scripts read this shape (warnings
+        # went to stderr)
         _print_json(
             {
                 m: {k: round(v, 4) for k, v in r.items() if k != "n_queries"}
@@ -287,4 +291,5 @@ def evaluate(
             f"{name:8} {r['ndcg@10']:8.4f} {r['recall@100']:8.4f} {r['mrr']:8.4f} "
             f"{r['p50_ms']:8.2f} {r['p95_ms']:8.2f}"
         )
-    typer.echo(f"({int(next(iter(results.values()))['n_queries'])} queries)")
+    scored = int(next(iter(results.values()))["n_queries"])
+    typer.echo(f"({scored} {'query' if scored == 1 else 'queries'})")

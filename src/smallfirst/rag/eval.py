@@ -1,10 +1,12 @@
 """Retrieval evaluation on a BEIR-style collection (corpus.jsonl, queries.jsonl, qrels.tsv).
 
 Protocol and metrics match shared/data/rag/bm25_baseline.py: document = title + text, nDCG@10
-with graded gains (trec_eval formula and tie order), Recall@100, over queries with at least
-one relevant document. Added here: MRR (reciprocal rank of the first relevant document in the
-top 100) and per-query latency. Long documents are chunked; a document scores the maximum
-over its chunks.
+with graded gains (trec_eval formula and tie order), Recall@100, over the judged queries that
+have a text and at least one relevant document; a judged document missing from the corpus
+counts as missed, as in BEIR (`load_beir` warns of mismatches, and refuses input where nothing
+could be found). Added here: MRR (reciprocal rank of the first
+relevant document in the top 100) and per-query latency. Long documents are chunked; a
+document scores the maximum over its chunks.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.errors import InvalidRequest
@@ -34,34 +36,188 @@ EVAL_COLLECTION = "eval"
 DOC_DEPTH = 100
 CHUNK_DEPTH = 300  # chunks fetched per query so that ~100 distinct documents remain
 EMBEDDING_CACHE = Path(tempfile.gettempdir()) / "smallfirst-rag-embeddings"
+JSON_KINDS = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "true or false",
+    int: "a number",
+    type(None): "null",
+}
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
 
+SHOWN_IDS = 3  # ids named per warning: enough to find the mismatch, short enough to read
+
+
+# -- reading the three files and matching them ------------------------------------------
+
 
 @dataclass(frozen=True)
 class BeirCollection:
+    """The documents, the queries that can be scored and their judgments; `warnings` name
+    the judgments left out because the three files do not match."""
+
     corpus: list[dict[str, str]]
     queries: list[dict[str, str]]
     qrels: Qrels
+    warnings: tuple[str, ...] = ()
 
 
 def load_beir(corpus: Path, queries: Path, qrels: Path) -> BeirCollection:
-    for path in (corpus, queries, qrels):
-        if not path.is_file():
-            raise InvalidRequest(f"file not found: {path}")
-    docs = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines() if line]
-    asked = [json.loads(line) for line in queries.read_text(encoding="utf-8").splitlines() if line]
-    judged: Qrels = {}
-    lines = qrels.read_text(encoding="utf-8").splitlines()
+    """Read a BEIR collection and keep the queries that can be scored: judged in `qrels`
+    with a relevant (score >= 1) document, and with a text in `queries`. Queries
+    without judgments are skipped as BEIR does (queries.jsonl often holds every split); a
+    judgment that does not match the other files is left out with a warning, and an
+    InvalidRequest is raised when nothing is left or a file cannot be parsed."""
+    docs = read_corpus(corpus)
+    texts = read_queries(queries)
+    judged = read_qrels(qrels)
+    kept, left_out = match_judgments(judged, texts, {d["id"] for d in docs}, corpus, queries)
+    if not kept:
+        reasons = left_out or [f"no query in {qrels} has a relevant document (score >= 1)"]
+        raise InvalidRequest("nothing to evaluate: " + "; ".join(reasons))
+    asked = [{"id": query_id, "text": texts[query_id]} for query_id in kept]
+    return BeirCollection(docs, asked, kept, tuple(left_out))
+
+
+def read_corpus(path: Path) -> list[dict[str, str]]:
+    docs = [
+        {"id": doc_id, "title": _text(row, "title", where), "text": _text(row, "text", where)}
+        for doc_id, row, where in _rows_with_ids(path)
+    ]
+    if not docs:
+        raise InvalidRequest(f"the corpus {path} holds no documents")
+    return docs
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    """Query id -> text ("" when the row has none)."""
+    texts = {query_id: _text(row, "text", where) for query_id, row, where in _rows_with_ids(path)}
+    if not texts:
+        raise InvalidRequest(f"the queries file {path} holds no queries")
+    return texts
+
+
+def read_qrels(path: Path) -> Qrels:
+    lines = _read_lines(path)
     if not lines or lines[0].split("\t") != ["query-id", "corpus-id", "score"]:
-        raise InvalidRequest(f"{qrels}: the header must be 'query-id<TAB>corpus-id<TAB>score'")
+        raise InvalidRequest(f"{path}: the header must be 'query-id<TAB>corpus-id<TAB>score'")
+    judged: Qrels = {}
     for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
         fields = line.split("\t")
         if len(fields) != 3:
-            raise InvalidRequest(f"{qrels}:{number}: expected 3 tab-separated fields")
-        judged.setdefault(fields[0], {})[fields[1]] = int(fields[2])
-    return BeirCollection(docs, [q for q in asked if q["id"] in judged], judged)
+            raise InvalidRequest(f"{path}:{number}: expected 3 tab-separated fields")
+        query_id, doc_id, score = fields
+        try:
+            judged.setdefault(query_id, {})[doc_id] = int(score)
+        except ValueError:
+            raise InvalidRequest(
+                f"{path}:{number}: the score {score!r} is not a whole number"
+            ) from None
+    if not judged:
+        raise InvalidRequest(f"the qrels file {path} holds no judgments")
+    return judged
+
+
+def match_judgments(
+    judged: Qrels, texts: dict[str, str], doc_ids: set[str], corpus: Path, queries: Path
+) -> tuple[Qrels, list[str]]:
+    """The judgments of the queries that can be scored, and one line per kind left out."""
+    unknown_docs = [d for judgments in judged.values() for d in judgments if d not in doc_ids]
+    not_asked = [q for q in judged if q not in texts]
+    no_text = [q for q in judged if q in texts and not texts[q].strip()]
+    asked = {q: j for q, j in judged.items() if texts.get(q, "").strip()}
+    # a query judged only with score 0 is skipped by the protocol, not lost by a mismatch
+    kept = {q: j for q, j in asked.items() if _has_relevant(j)}
+    if not any(d in doc_ids for judgments in kept.values() for d in judgments):
+        kept = {}  # nothing any method could find: the files do not belong together
+    left_out = [
+        # as BEIR scores them: a judged document no method can return counts as missed
+        _left_out(
+            f"qrels rows whose document is not in {corpus}", unknown_docs, "scored as missed"
+        ),
+        _left_out(f"judged queries missing from {queries}", not_asked),
+        _left_out(f"judged queries without text in {queries}", no_text),
+    ]
+    return kept, [line for line in left_out if line]
+
+
+def _has_relevant(judgments: dict[str, int]) -> bool:
+    return any(gain > 0 for gain in judgments.values())
+
+
+def _left_out(what: str, ids: Sequence[str], fate: str = "left out") -> str:
+    """'what: N left out (a, b, c, ...)', or "" when there are none."""
+    if not ids:
+        return ""
+    distinct = list(dict.fromkeys(ids))
+    named = ", ".join(distinct[:SHOWN_IDS]) + (", ..." if len(distinct) > SHOWN_IDS else "")
+    return f"{what}: {len(ids)} {fate} ({named})"
+
+
+def _read_lines(path: Path) -> list[str]:
+    if path.is_dir():
+        raise InvalidRequest(f"{path} is a directory, not a file")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InvalidRequest(f"file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _rows_with_ids(path: Path) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(id, row, "file:line") per JSON line; ids must be unique within the file."""
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        row = _json_object(line, where)
+        row_id = _row_id(row, where)
+        if row_id in first_line:
+            raise InvalidRequest(f"{where}: id {row_id!r} is already on line {first_line[row_id]}")
+        first_line[row_id] = number
+        yield row_id, row, where
+
+
+def _json_object(line: str, where: str) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise InvalidRequest(f"{where}: expected a JSON object, not {_json_kind(row)}")
+    return row
+
+
+def _row_id(row: dict[str, Any], where: str) -> str:
+    """BEIR's "_id", or "id" as shared/data/rag writes it; numbers are read as text."""
+    value = row.get("_id", row.get("id"))
+    if value is None:
+        raise InvalidRequest(f'{where}: the row has no "_id" or "id"')
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidRequest(f"{where}: the id must be a string, not {_json_kind(value)}")
+    return str(value)
+
+
+def _text(row: dict[str, Any], key: str, where: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f'{where}: "{key}" must be a string, not {_json_kind(value)}')
+    return value
+
+
+def _json_kind(value: object) -> str:
+    return JSON_KINDS.get(type(value), "a number")  # float is the only JSON type left
 
 
 # -- metrics (same definitions as bm25_baseline.py) -------------------------------------
@@ -201,6 +357,8 @@ def evaluate_collection(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """{method: {"ndcg@10", "recall@100", "mrr", "p50_ms", "p95_ms", "n_queries"}}."""
+    if not collection.corpus:  # an index without documents has no collection to search
+        raise InvalidRequest("the corpus holds no documents")
     if embed_texts is None or count_tokens is None:
         from smallfirst.embed import LocalEmbedder
 
