@@ -42,6 +42,11 @@ def _kinds(detector: PiiDetector, text: str) -> dict[str, str]:
         ("aws AKIAIOSFODNN7EXAMPLE key", "AKIAIOSFODNN7EXAMPLE", "SECRET"),
         ("token ghp_0123456789abcdefghijABCDEFGHIJ012345 leaked",
          "ghp_0123456789abcdefghijABCDEFGHIJ012345", "SECRET"),
+        ("Appelez le +33 1 42 68 53 00 demain", "+33 1 42 68 53 00", "PHONE_NUMBER"),
+        ("Card 4539\u00a01488\u00a00343\u00a06467, thanks", "4539\u00a01488\u00a00343\u00a06467",
+         "CREDIT_CARD"),
+        ("export DB_PASSWORD=xK9mL2vQzz81", "xK9mL2vQzz81", "SECRET"),
+        ('{"api_key": "abcd1234efgh5678ijkl"}', "abcd1234efgh5678ijkl", "SECRET"),
     ],
 )  # fmt: skip
 def test_pattern_types_are_found(
@@ -56,6 +61,12 @@ def test_private_key_block_and_bearer_token(detector: PiiDetector) -> None:
     found = _kinds(detector, text)
     assert found[key] == "SECRET"
     assert found["abcDEF1234567890xyzXYZ"] == "SECRET"
+
+
+def test_a_connection_url_keeps_its_user_and_hides_its_password(detector: PiiDetector) -> None:
+    text = "DATABASE_URL=postgresql://bob:hunter2@10.1.2.3/prod"
+    found = [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
+    assert found == [("SECRET", "hunter2"), ("IP_ADDRESS", "10.1.2.3")]
 
 
 def test_names_and_addresses(detector: PiiDetector) -> None:

@@ -227,3 +227,76 @@ def test_what_surrounds_a_name_can_make_it_a_company_or_a_product(
 ) -> None:
     start = text.index(name)
     assert vetoes.names_a_thing(text, start, start + len(name)) is expected
+
+
+NUMBERS_THAT_ARE_NOT_PHONES_OR_ADDRESSES = [
+    "Resize the image to 1920x1080 and 3840x2160",
+    "GPU: NVIDIA RTX 4090 24GB, driver 550.54.14, CUDA 12.4",
+    "Benchmark: 1234 5678 9012 ops/sec",
+    "The table has 12 345 678 rows and costs 1 234 567 EUR",
+    "Our app version 4.10.2.1 crashes on start",
+    "build number is 1.2.3.4",
+    "Deploy release-1.2.3.4 tonight",
+    "Java 17.0.10+7 LTS on Ubuntu 22.04.4 LTS",
+    "SELECT id FROM orders WHERE total > 10 LIMIT 100 OFFSET 20",
+    "docker run -p 5432:5432 -e POSTGRES_DB=test postgres:16.2",
+]
+
+
+@pytest.mark.parametrize("text", NUMBERS_THAT_ARE_NOT_PHONES_OR_ADDRESSES)
+def test_sizes_versions_queries_and_commands_are_not_pii(detector: PiiDetector, text: str) -> None:
+    assert _found(detector, text, *detector.entities) == []
+
+
+def test_phones_ips_and_places_next_to_them_are_still_found(detector: PiiDetector) -> None:
+    text = "Resize to 1920x1080, then call 555-123-4567 x12 or 5551234567x89"
+    assert _found(detector, text, "PHONE_NUMBER") == ["555-123-4567 x12", "5551234567x89"]
+    text = "driver 550.54.14 on 10.20.30.40, version 2 runs at 10.0.0.7, fax 555.123.4567"
+    assert _found(detector, text, "IP_ADDRESS", "PHONE_NUMBER") == [
+        "10.20.30.40", "10.0.0.7", "555.123.4567"
+    ]  # fmt: skip
+    text = "Phone: +1 555 123 4567 US office, 40 000 users"
+    assert _found(detector, text, "PHONE_NUMBER") == ["+1 555 123 4567"]
+    text = "SELECT name FROM users WHERE city = 'Paris' LIMIT 10"
+    assert _found(detector, text, "LOCATION") == ["Paris"]
+    text = "Ship to 100 UNION STREET, SAN FRANCISCO"
+    assert _found(detector, text, "LOCATION") == ["100 UNION STREET, SAN FRANCISCO"]
+    assert _people(detector, "kubectl apply -f deploy.yaml, then ping Maria") == ["Maria"]
+    assert _people(detector, "Ask Maria -- she knows") == ["Maria"]
+
+
+@pytest.mark.parametrize(
+    ("text", "addresses"),
+    [
+        ("send_mail(to=\"a.b@example.com\", cc='john@example.org')",
+         ["a.b@example.com", "john@example.org"]),
+        ("GET /login?email=user123@hotmail.fr&pw=x", ["user123@hotmail.fr"]),
+        ("https://api.example.com/users/maria@example.com", ["maria@example.com"]),
+        ("Mail o'brien@example.ie or `ann+news@example.com`",
+         ["o'brien@example.ie", "ann+news@example.com"]),
+        ("DATABASE_URL=postgres://bob@db.example.com/app", []),  # a URL's user and host
+    ],
+)  # fmt: skip
+def test_an_email_address_does_not_take_the_code_or_url_before_it(
+    detector: PiiDetector, text: str, addresses: list[str]
+) -> None:
+    assert _found(detector, text, "EMAIL_ADDRESS") == addresses
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1920x1080", True),
+        ("5551234567x89", False),  # seven or more digits before the "x": an extension
+        ("1234 5678 9012 ops/sec", True),
+        ("555 123 4567 office", False),
+        ("driver 550.54.14", True),
+        ("call 0800 123 4567 lines are open 8-8", False),
+        ("ring 555 123 4567 Ms Lee", False),  # case matters: "Ms" is no millisecond
+        ("driver at 550.54.14", False),
+        ("+33 1 42 68 53 00 ms", False),  # a country code makes it a phone
+    ],
+)
+def test_not_a_phone(text: str, expected: bool) -> None:
+    number = next(m for m in patterns.find_phone_numbers(text) if m.score >= 0.4)
+    assert vetoes.not_a_phone(text, number.start, number.end) is expected

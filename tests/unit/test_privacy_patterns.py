@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from smallfirst.privacy import patterns
+from smallfirst.privacy.secrets import find_secrets
 
 
 def _values(text: str, finder: patterns.RuleFinder) -> list[str]:
@@ -117,8 +120,8 @@ def test_numbers_named_as_other_identifiers_are_not_phones() -> None:
 def test_secrets_are_found_only_where_their_marker_is() -> None:
     text = "key=sk-live-abcdefghijklmnop1234 and password: hunter2hunter2"
     expected = ["sk-live-abcdefghijklmnop1234", "hunter2hunter2"]
-    assert _values(text, patterns.find_secrets) == expected
-    assert _values("no keys in this sentence", patterns.find_secrets) == []
+    assert _values(text, find_secrets) == expected
+    assert _values("no keys in this sentence", find_secrets) == []
 
 
 def test_literal_alternation_prefers_the_longest_word() -> None:
@@ -130,3 +133,122 @@ def test_literal_alternation_prefers_the_longest_word() -> None:
     assert pattern.findall(text) == [
         "Malaysia", "Mali", "Malta", "Nigeria", "Niger", "Guinea-Bissau", "Guinea"
     ]  # fmt: skip
+
+
+ONE_DIGIT_AREA_CODES = [
+    "+33 1 42 68 53 00", "+33 6 12 34 56 78", "+31 6 12345678", "+353 1 234 5678",
+    "+46 8 123 456 78", "+32 2 123 45 67", "+61 2 9876 5432", "+61 4 1234 5678",
+    "+81 3-1234-5678", "+972 3 123 4567", "+64 9 123 4567", "+43 1 234567", "+358 9 1234567",
+    "+420 2 1234 5678",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", ONE_DIGIT_AREA_CODES)
+def test_a_one_digit_area_code_after_the_country_code(number: str) -> None:
+    assert _values(f"Reach me on {number} after six.", patterns.find_phone_numbers) == [number]
+
+
+def test_a_one_digit_group_needs_a_country_code_and_enough_digits() -> None:
+    assert _values("dial +33 1 42 now", patterns.find_phone_numbers) == []  # five digits
+    assert _values("steps 1 2 3 4 5 6 7 8", patterns.find_phone_numbers) == []
+
+
+GAPS = ["\u00a0", "\u202f", "\u2009", "\u2007", "  "]
+
+
+@pytest.mark.parametrize("gap", GAPS, ids=["nbsp", "narrow", "thin", "figure", "double"])
+def test_groups_apart_by_non_breaking_thin_or_double_spaces(gap: str) -> None:
+    card = gap.join(["4539", "1488", "0343", "6467"])
+    assert _values(f"card {card} exp 09/27", patterns.find_card_numbers) == [card]
+    phone = gap.join(["+44", "20", "7946", "0958"])
+    assert _values(f"call {phone} today", patterns.find_phone_numbers) == [phone]
+    iban = gap.join(["GB82", "WEST", "1234", "5698", "7654", "32"])
+    assert _values(f"IBAN {iban}.", patterns.find_ibans) == [iban]
+
+
+def test_card_groups_between_dots_but_not_decimals_or_wide_gaps() -> None:
+    for card in ("4539.1488.0343.6467", "4242.4242.4242.4242"):
+        assert _values(f"card {card} ok", patterns.find_card_numbers) == [card]
+    assert _values("pi is 3.1415926535897932", patterns.find_card_numbers) == []
+    assert _values("card 4539.14.880343.6467 ok", patterns.find_card_numbers) == []
+    assert _values("4539   1488   0343   6467", patterns.find_card_numbers) == []  # columns
+    assert _values("card 0000 0000 0000 0000", patterns.find_card_numbers) == []
+
+
+FOUND_SECRETS = [
+    ("DB_PASSWORD=xK9mL2vQzz81", "xK9mL2vQzz81"),
+    ("export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("[default]\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCY\nregion = eu-west-1",
+     "wJalrXUtnFEMI/K7MDENG/bPxRfiCY"),
+    ("GITHUB_TOKEN=q1w2e3r4t5y6u7i8o9p0", "q1w2e3r4t5y6u7i8o9p0"),
+    ("MY_SERVICE_API_KEY=q8w7e6r5t4y3u2i1", "q8w7e6r5t4y3u2i1"),
+    ("client_secret=Zx9Yw8Vu7Ts6&grant_type=client_credentials", "Zx9Yw8Vu7Ts6"),
+    ("PGPASSWORD=s3cretpw psql -h db", "s3cretpw"),
+    ("pwd=x8Gk2pQz", "x8Gk2pQz"),
+    ("GET /login?user=admin&pass=S3cret1&next=/", "S3cret1"),
+    ("SMTP_PASS=Xy7!kq2Lm", "Xy7!kq2Lm"),
+    ("const clientSecret: 'AbC123xyz'", "AbC123xyz"),
+    ("X-Api-Key: 8f7a6b5c4d3e2f1a0b9c", "8f7a6b5c4d3e2f1a0b9c"),
+    ('{"password": "p@ssW0rd!2024"}', "p@ssW0rd!2024"),
+    ('{"api_key": "abcd1234efgh5678ijkl"}', "abcd1234efgh5678ijkl"),
+    ('"{\\"password\\": \\"p@ss w0rd\\"}"', "p@ss w0rd"),
+    ('db:\n  password: "x"\n', "x"),
+    ("password=hunter2.", "hunter2"),
+    ("Server=db;User Id=sa;Password=Str0ngPa55;Database=shop", "Str0ngPa55"),
+    ("postgres://admin:S3cr3tPa55@db.internal:5432/app", "S3cr3tPa55"),
+    ("postgresql://bob:hunter2@10.1.2.3/prod", "hunter2"),
+    ("redis://:mySuperSecret123@redis-host:6379/0", "mySuperSecret123"),
+    ("mysql://root:toor@localhost:3306/shop", "toor"),
+    ("amqp://guest:Gu3st!Pass@rabbit:5672/", "Gu3st!Pass"),
+    ("Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l", "YWxhZGRpbjpvcGVuc2VzYW1l"),
+    ("curl -u admin:S3cret! https://api.example.com/v1", "S3cret!"),
+    ("POST to https://hooks.slack.com/services/T000/B000/XXXX now", "T000/B000/XXXX"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "secret"), FOUND_SECRETS)
+def test_secrets_by_what_surrounds_them(text: str, secret: str) -> None:
+    assert _values(text, find_secrets) == [secret]
+
+
+NOT_SECRETS = [
+    "max_tokens=1024, temperature=0.2",
+    '"token_type": "bearer", "expires_in": 3600',
+    "secretName: db-credentials",
+    "bypass=true",
+    "TOKEN_LIMIT=4096",
+    "passwordless=enabled",
+    "def login(username: str, password: str) -> bool:",
+    "password = os.environ['DB_PASSWORD']",
+    "token = self.token",
+    "new_password = request.form['password']",
+    "PASSWORD=${DB_PASSWORD}",
+    "token: ${{ secrets.GITHUB_TOKEN }}",
+    '"unk_token": "[UNK]", "eos_token": "</s>"',
+    '"password": "string"',
+    "password: ********",
+    "if password == 'admin':",
+    "Password: expired yesterday",
+    "Use Basic authentication for the API",
+    "docker run -u 1000:1000 image",
+    'curl -u "$USER:$PASS" https://api.example.com',
+    "https://example.com:8080/path and ssh://git@github.com:22/org/repo",
+    "--- PASS: TestLoginHandler (0.00s)",
+    "PWD=/home/ann/project\nOLDPWD=/home/ann",
+    "SyntaxError: Unexpected token: 'function'",
+    "session_token: abcdefgh",  # a key or token is random: a digit, or sixteen characters
+]
+
+
+@pytest.mark.parametrize("text", NOT_SECRETS)
+def test_names_types_references_and_prose_near_secrets_are_not_secrets(text: str) -> None:
+    assert _values(text, find_secrets) == []
+
+
+def test_versions_are_neither_dates_nor_addresses() -> None:
+    text = "Java 17.0.10+7 LTS on Ubuntu 22.04.4 LTS, and 1.2.10.4"
+    assert _values(text, patterns.find_dates) == []
+    assert _values(text, patterns.find_addresses) == []
+    assert _values("born 17.03.1985, due 1.2.10", patterns.find_dates) == ["17.03.1985", "1.2.10"]
+    assert _values("She lives at Pagari 18. Come by!", patterns.find_addresses) == ["Pagari 18"]

@@ -39,67 +39,6 @@ def _context_before(text: str, start: int, words: re.Pattern[str], window: int =
     return words.search(text[max(0, start - window) : start]) is not None
 
 
-# --- secrets ---------------------------------------------------------------------------------
-
-# Each pattern with the literal text any match contains: a cheap `in` test skips the regex on
-# the many prompts that hold no key at all.
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = (
-    (re.compile(r"\bsk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{16,}"), ("sk-",), 0.95),
-    (
-        re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
-        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA"),
-        0.95,
-    ),
-    (
-        re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b"),
-        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
-        0.95,
-    ),
-    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"), ("github_pat_",), 0.95),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), ("xox",), 0.95),
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{35}"), ("AIza",), 0.9),
-    (
-        re.compile(r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-        ("_live_", "_test_"),
-        0.95,
-    ),
-    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",), 0.9),
-    (
-        re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-        ("eyJ",),
-        0.9,
-    ),
-    (
-        re.compile(
-            r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----"
-        ),
-        ("-----BEGIN ",),
-        1.0,
-    ),
-)
-_BEARER = re.compile(r"\b[Bb]earer\s+([A-Za-z0-9_\-.~+/]{16,}=*)")
-_ASSIGNED_SECRET = re.compile(
-    r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd)"
-    r"\s*[:=]\s*[\"']?([^\s\"']{8,})"
-)
-_ASSIGNED_SECRET_WORDS = ("api", "secret", "token", "passw")  # in lower case
-
-
-def find_secrets(text: str) -> Iterator[RuleMatch]:
-    for pattern, markers, score in _SECRET_PATTERNS:
-        if any(marker in text for marker in markers):
-            for match in pattern.finditer(text):
-                yield RuleMatch("SECRET", match.start(), match.end(), score)
-    lowered = text.lower()
-    for pattern, words in (
-        (_BEARER, ("bearer",)),
-        (_ASSIGNED_SECRET, _ASSIGNED_SECRET_WORDS),
-    ):
-        if any(word in lowered for word in words):
-            for match in pattern.finditer(text):
-                yield RuleMatch("SECRET", match.start(1), match.end(1), 0.85)
-
-
 def literal_alternation(words: Iterable[str]) -> str:
     """A regex alternation of `words` built as a trie ("Ma(?:li|lta)"): Python's `re` tries
     the branches of a flat alternation one by one at every position, a trie only the branch
@@ -123,12 +62,19 @@ def literal_alternation(words: Iterable[str]) -> str:
 
 # --- phone numbers ---------------------------------------------------------------------------
 
+# Spaces between digit groups: copied from PDFs and web pages they are often non-breaking
+# (U+00A0), figure (U+2007), thin (U+2009) or narrow (U+202F) spaces, or doubled.
+SPACE = "[ \u00a0\u2007\u2009\u202f]"
+_GROUP_GAP = rf"(?:{SPACE}{{1,2}}|\t|[.\-])"
+# After a country code the area or mobile prefix may be one digit: "+33 1 42 68 53 00",
+# "+61 4 1234 5678"; without one, a lone digit does not start a number.
 _PHONE = re.compile(
-    r"(?<![\w+])(?<!\d[ \t.\-])"
-    r"(?:\+\d{1,3}[ \t.\-]?)?"
-    r"(?:\(\d{1,5}\)[ \t.\-]?\d{1,8}|\d{2,12})(?:[ \t.\-]\d{2,8}){0,4}"
-    r"(?:[ \t]?(?:x|ext\.?|#)[ \t]?\d{1,5})?"
-    r"(?![ \t.\-]?\d)(?!\w)"
+    rf"(?<![\w+])(?<!\d{SPACE})(?<!\d{SPACE}{{2}})(?<!\d[\t.\-])"
+    rf"(?:\+\d{{1,3}}{_GROUP_GAP}?(?:\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{{1,12}})"
+    rf"|\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{{2,12}})"
+    rf"(?:{_GROUP_GAP}\d{{2,8}}){{0,4}}"
+    rf"(?:[ \t\u00a0]?(?:x|ext\.?|#)[ \t\u00a0]?\d{{1,5}})?"
+    rf"(?!{_GROUP_GAP}?\d)(?!\w)"
 )
 _DATE_LIKE = re.compile(r"^\d{4}[\-./]\d{1,2}[\-./]\d{1,2}$|^\d{1,2}[\-./]\d{1,2}[\-./]\d{2,4}$")
 _SSN_LIKE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
@@ -191,7 +137,13 @@ def _has_phone_context(text: str, start: int, end: int) -> bool:
 
 # --- payment card numbers --------------------------------------------------------------------
 
-_CARD = re.compile(r"(?<![\w\-])\d(?:[ \-]?\d){11,18}(?![\w\-])")
+# Digits with spaces or dashes anywhere, or groups of four to six digits between dots
+# ("4242.4242.4242.4242"); not the digits after a decimal point.
+_CARD = re.compile(
+    rf"(?<![\w\-])(?<!\d\.)"
+    rf"(?:\d(?:(?:{SPACE}{{1,2}}|-)?\d){{11,18}}|\d{{4}}(?:\.\d{{4,6}}){{2,3}}(?:\.\d{{1,4}})?)"
+    rf"(?![\w\-])(?!\.\d)"
+)
 _CARD_CONTEXT = re.compile(r"(?i)\b(?:card|visa|mastercard|amex|maestro|credit|debit|cc)\b")
 
 
@@ -209,7 +161,7 @@ def find_card_numbers(text: str) -> Iterator[RuleMatch]:
     """Luhn-valid 12-19 digit numbers; Presidio's own recognizer only knows some issuers."""
     for match in _CARD.finditer(text):
         digits = re.sub(r"\D", "", match.group())
-        if not luhn_valid(digits) or len(set(digits)) < 3:
+        if not luhn_valid(digits) or len(set(digits)) < 2:  # "0000 0000 ..." is filler
             continue
         has_context = _context_before(text, match.start(), _CARD_CONTEXT, 50)
         if len(digits) >= 13 or has_context:
@@ -218,11 +170,14 @@ def find_card_numbers(text: str) -> Iterator[RuleMatch]:
 
 # --- IBANs in any letter case (Presidio's recognizer wants upper case) ----------------------
 
-_IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,3})?\b")
+_IBAN = re.compile(
+    rf"\b[A-Za-z]{{2}}\d{{2}}(?:(?:{SPACE}{{1,2}})?[A-Za-z0-9]{{4}}){{2,7}}"
+    rf"(?:(?:{SPACE}{{1,2}})?[A-Za-z0-9]{{1,3}})?\b"
+)
 
 
 def iban_valid(value: str) -> bool:
-    compact = value.replace(" ", "").upper()
+    compact = "".join(value.split()).upper()
     rearranged = compact[4:] + compact[:4]
     digits = "".join(str(int(char, 36)) for char in rearranged)
     return 15 <= len(compact) <= 34 and int(digits) % 97 == 1
@@ -294,7 +249,7 @@ _STREET_LEAD = r"(?:Rua|Rue|Avda\.|Avenida|Calle|Via|Viale|Piazza|Corso|Carrer|P
 # "31 August 2009", "In 1186", "On October 6": dates, not a street name and a house number.
 _NOT_DATE_WORD = rf"(?!(?:{_MONTH}|In|On|At|By|Of|Since|From|Until|After|Before|During)\b)"
 _ADDRESS_CORE = re.compile(
-    rf"(?<![\w.])(?:"
+    rf"(?<![\w.+])(?:"
     rf"{_HOUSE}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
     # Hungarian house numbers end with a dot: "Kossuth Lajos utca 12."
     rf"|(?:{_HOUSE}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})(?:[ \t]+{_HOUSE}\b\.?)?"
@@ -303,7 +258,7 @@ _ADDRESS_CORE = re.compile(
     rf"|(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})[ \t]+{_HOUSE}\b"
     rf"|(?:{CAP_WORD}[ \t]+){{1,3}}{_STRONG_STREET_SUFFIX}(?:[ \t]+{_HOUSE}\b)?"
     rf"|{_HOUSE}[ \t]+{_NOT_DATE_WORD}{CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|[a-zà-ÿ]{{1,4}})){{0,3}}"
-    rf"[ \t]+\d{{1,4}}[A-Z]?\b(?!['’]?s\b)"
+    rf"[ \t]+\d{{1,4}}[A-Z]?\b(?!['’]?s\b)(?!\.\d)"
     rf"|(?i:the corner of)\s+[^\n?!]{{2,60}}?\s+and\s+{CAP_WORD}(?:\s+{CAP_WORD}){{0,3}}"
     rf"|{_MILITARY}"
     rf"|{_UNIT}"
@@ -312,8 +267,8 @@ _ADDRESS_CORE = re.compile(
 )
 # A title-case street name followed by a house number ("Pagari 18"): weak on its own.
 _NAME_NUMBER = re.compile(
-    rf"(?<![\w.])(?:{_HOUSE}[ \t]+)?{_NOT_DATE_WORD}{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,2}}[ \t]+"
-    rf"(?!(?:1[89]|20)\d\d\b)\d{{1,4}}\b"
+    rf"(?<![\w.+])(?:{_HOUSE}[ \t]+)?{_NOT_DATE_WORD}{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,2}}[ \t]+"
+    rf"(?!(?:1[89]|20)\d\d\b)\d{{1,4}}\b(?!\.\d)"
 )
 _ADDRESS_CONTEXT = re.compile(
     r"(?i)\b(?:address|addresses|live|lives|living|lived|moved|move|moving|street|located|"
@@ -482,10 +437,13 @@ _TIME = (
     r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
     r"(?:\s?[AaPp]\.?[Mm]\.?|Z|[+-]\d{2}:?\d{2})?)"
 )
+# Day and month are 1-31 and 1-12, and a date is not followed by more dotted digits: "17.0.10"
+# and "1.2.10.4" are versions.
+_DAY_OR_MONTH = r"(?:0?[1-9]|[12]\d|3[01])"
 _DATE = re.compile(
     rf"\b(?:"
     rf"\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}?"
-    rf"|\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{2,4}}{_TIME}?"
+    rf"|{_DAY_OR_MONTH}[/.]{_DAY_OR_MONTH}[/.]\d{{2,4}}(?!\.\d){_TIME}?"
     rf"|(?:{_WEEKDAY},?\s+)?{_MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?"
     rf"|(?:{_WEEKDAY},?\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\.?(?:,?\s+\d{{4}})?"
     rf"|{_MONTH}\s+\d{{4}}"
@@ -524,8 +482,7 @@ def find_dates(text: str) -> Iterator[RuleMatch]:
 
 RuleFinder = Callable[[str], Iterator[RuleMatch]]
 
-RULE_FINDERS: dict[str, RuleFinder] = {
-    "secrets": find_secrets,
+RULE_FINDERS: dict[str, RuleFinder] = {  # and `secrets.find_secrets`
     "card_numbers": find_card_numbers,
     "ibans": find_ibans,
     "phone_numbers": find_phone_numbers,

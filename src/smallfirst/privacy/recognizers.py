@@ -21,6 +21,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from smallfirst.privacy import names, patterns, vetoes
+from smallfirst.privacy.secrets import find_secrets
 
 
 @lru_cache(maxsize=1)
@@ -31,10 +32,12 @@ def offline_tld_extractor() -> tldextract.TLDExtract:
 
 class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recognizer, validating the domain against the bundled suffix list
-    (the stock one calls `tldextract.extract`, which downloads the list on first use)."""
+    (the stock one calls `tldextract.extract`, which downloads the list on first use). Only
+    the domain is checked: given the whole match, tldextract reads "login?email=ann@x.fr" as
+    a URL with a query and finds no domain."""
 
     def validate_result(self, pattern_text: str) -> bool:
-        return bool(offline_tld_extractor()(pattern_text).fqdn)
+        return bool(offline_tld_extractor()(pattern_text.rpartition("@")[2]).fqdn)
 
 
 # spaCy labels -> guard entity types; every other label (ORG, NORP, CARDINAL, ...) is dropped.
@@ -147,13 +150,41 @@ _RULE_ENTITIES: dict[str, frozenset[str]] = {
 
 
 def _not_what_it_seems(text: str, match: patterns.RuleMatch) -> bool:
-    """A rule's person who is a company or product ("with Tesco plc"), or a rule's place
-    that is code or a product ("moved to Kubernetes")."""
+    """A person who is a company or product ("with Tesco plc"), a place that is code or a
+    product ("moved to Kubernetes"), a phone number that is a size or a version ("1920x1080",
+    "driver 550.54.14"), an IP address or a date that is a version ("version 4.10.2.1")."""
+    start, end = match.start, match.end
     if match.entity_type == "PERSON":
-        return vetoes.names_a_thing(text, match.start, match.end)
+        return vetoes.names_a_thing(text, start, end)
     if match.entity_type == "LOCATION":
-        return vetoes.not_a_place(text, match.start, match.end)
+        return vetoes.not_a_place(text, start, end)
+    if match.entity_type == "PHONE_NUMBER":
+        return vetoes.not_a_phone(text, start, end)
+    if match.entity_type in ("IP_ADDRESS", "DATE_TIME"):
+        return vetoes.is_version_number(text, start, end)
     return False
+
+
+# Characters an address in use holds before its "@" (RFC 5322 allows more, such as "=", "/"
+# and "`", which in a prompt belong to the code or URL around it: "cc='ann@example.org",
+# "email=ann@example.org", "https://host/users/ann@example.org").
+_LOCAL_PART = re.compile(r"[\w.%+\-']*@")
+# "postgres://bob:pw@db.example.com": a URL's user and host, not an e-mail address.
+_URL_AUTHORITY_BEFORE = re.compile(r"://[^\s/@]*$")
+
+
+def _email_in_code(text: str, match: patterns.RuleMatch) -> patterns.RuleMatch | None:
+    """The e-mail address in Presidio's match, without the code or URL before it; None for
+    the user and host of a URL."""
+    local = _LOCAL_PART.search(text, match.start, match.end)
+    if local is None:
+        return match
+    start = local.start()
+    while text[start] in ".'-+":  # a quote or dot before the name is not part of it
+        start += 1
+    if text[start] == "@" or _URL_AUTHORITY_BEFORE.search(text, max(0, start - 80), start):
+        return None
+    return patterns.RuleMatch(match.entity_type, start, match.end, match.score)
 
 
 # Text every match of a Presidio recognizer contains (IPv4: digits around a dot, IPv6: two
@@ -185,6 +216,7 @@ class RuleSet:
             if wanted.intersection(recognizer.supported_entities)
         ]
         finders: dict[str, patterns.RuleFinder] = {
+            "secrets": find_secrets,
             **patterns.RULE_FINDERS,
             **names.NAME_FINDERS,
             "countries": find_countries,
@@ -205,9 +237,14 @@ class RuleSet:
             if needs is not None and needs.search(text) is None:
                 continue
             for result in recognizer.analyze(text, list(recognizer.supported_entities)):
-                yield patterns.RuleMatch(
+                match = patterns.RuleMatch(
                     result.entity_type, result.start, result.end, float(result.score)
                 )
+                found = (
+                    _email_in_code(text, match) if match.entity_type == "EMAIL_ADDRESS" else match
+                )
+                if found is not None and not _not_what_it_seems(text, found):
+                    yield found
         for finder in self._finders:
             for match in finder(text):
                 if match.entity_type not in self._entities:

@@ -1,7 +1,9 @@
 """Vetoes: spans that look like a person's name or a place but name code, a product, a
-company, a role or a header field. They keep everyday developer and business prompts from
-being redacted ("Authorization: Bearer ...", "a meeting with Acme Corp", "Hi Team", "port it
-to Rust"). General forms of language and text, never values from a data set.
+company, a role or a header field, and numbers that look like phone numbers, IP addresses or
+dates but are versions, sizes or screen resolutions. They keep everyday developer and business
+prompts from being redacted ("Authorization: Bearer ...", "a meeting with Acme Corp", "Hi
+Team", "port it to Rust", "driver 550.54.14", "1920x1080"). General forms of language and
+text, never values from a data set.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import re
 from smallfirst.privacy.patterns import COMPANY_FORM, COMPANY_SUFFIX_AFTER, looks_like_street
 
 # How code is written, never a name or a place: snake_case, calls, assignments, dotted
-# paths ("java.lang", "ASP.NET") and identifiers in camel case ("getUser", "OrderService",
-# "MySQL"). A name's inner capital follows at most two small letters ("McDonald", "MacArthur",
-# "DeShawn", "LaToya"), or "Fitz".
+# paths ("java.lang", "ASP.NET"), "host:port" and "image:tag" ("postgres:16.2"), "std::io"
+# and identifiers in camel case ("getUser", "OrderService", "MySQL"). A name's inner capital
+# follows at most two small letters ("McDonald", "MacArthur", "DeShawn", "LaToya"), or "Fitz".
 _CODE_LIKE = re.compile(
-    r"[_={}\[\]]|\w\(|[a-z]{2}\.[a-z]|[A-Z]{2}\.[A-Z]{2}"
+    r"[_={}\[\]]|\w\(|[a-z]{2}\.[a-z]|[A-Z]{2}\.[A-Z]{2}|[A-Za-z]:\d|\w::\w"
     r"|\b[a-z]+[A-Z]|[a-z]{3}(?<!Fitz)[A-Z]|[a-z][A-Z]{2,3}\b"
 )
 # Programming languages, clouds and developer tools that people name in prompts ("port it to
@@ -97,25 +99,46 @@ def _unit_after_number(text: str, start: int, end: int) -> bool:
     )
 
 
+# Upper-case SQL keywords ("... LIMIT 100", "WHERE city = 'Paris' LIMIT 10"): a span holding
+# one is a query, not a place. Keywords that are also words of upper-case addresses ("AND",
+# "UNION", "SET", "INTO", "TOP", "LEFT") are left out.
+_SQL_KEYWORDS = frozenset(
+    {"SELECT", "FROM", "WHERE", "LIMIT", "OFFSET", "FETCH", "ORDER", "GROUP", "HAVING", "JOIN",
+     "INNER", "OUTER", "INSERT", "VALUES", "UPDATE", "DELETE", "RETURNING", "DISTINCT",
+     "BETWEEN", "LIKE", "EXISTS", "VARCHAR", "INTEGER", "BIGINT", "TIMESTAMP", "INTERVAL",
+     "ASC", "DESC"}
+)  # fmt: skip
+# A command-line option right after the span ("docker run -p 5432:5432", "kubectl apply -f"):
+# the span is a command.
+_OPTION_AFTER = re.compile(r"[ \t]+--?[A-Za-z][\w\-]*(?=[ \t=]|$)")
+
+
 def not_a_place(text: str, start: int, end: int) -> bool:
-    """Code ("get_user(id)", "PostgreSQL"), products ("in Python", "React hooks"), companies
-    ("at Globex Corporation", but "Corporation Street") and units after a number ("10 GB")
-    are not places."""
+    """Code ("get_user(id)", "PostgreSQL", "postgres:16.2"), commands, SQL ("LIMIT 100"),
+    products ("in Python", "React hooks"), companies ("at Globex Corporation", but
+    "Corporation Street") and units after a number ("10 GB") are not places."""
     value = text[start:end]
     words = value.split()
     return (
         looks_like_code(value)
         or _unit_after_number(text, start, end)
         or (bool(words) and _bare(words[0]) in _TECH_NAMES)
+        or any(word in _SQL_KEYWORDS for word in words)
         or _names_a_product(text, start, end)
+        or _OPTION_AFTER.match(text, end) is not None
         or (COMPANY_FORM.search(value) is not None and not looks_like_street(value))
     )
 
 
 def names_a_thing(text: str, start: int, end: int) -> bool:
-    """True if the name at `start:end` is a company's or a product's: a legal form follows
-    ("Tesco plc", "Globex, Inc.") or a software noun after a determiner ("the React hooks")."""
-    return COMPANY_SUFFIX_AFTER.match(text, end) is not None or _names_a_product(text, start, end)
+    """True if the name at `start:end` is a company's, a product's or a command's: a legal
+    form follows ("Tesco plc", "Globex, Inc."), a software noun after a determiner ("the
+    React hooks") or a command-line option ("docker run -p ...")."""
+    return (
+        COMPANY_SUFFIX_AFTER.match(text, end) is not None
+        or _names_a_product(text, start, end)
+        or _OPTION_AFTER.match(text, end) is not None
+    )
 
 
 def _names_a_product(text: str, start: int, end: int) -> bool:
@@ -189,4 +212,46 @@ def is_field_label(label: str) -> bool:
         (len(parts) > 1 and parts[0] == "x")  # "X-Request-Id": a non-standard header
         or any(part in _FIELD_LABELS for part in parts)
         or _NOMINALISATION.search(label) is not None
+    )
+
+
+# --- numbers that are no phone number, IP address or date ------------------------------------
+
+# A dotted number right after a version word is a version: "driver 550.54.14", "app version
+# 4.10.2.1", "build number is 1.2.3.4", "release-1.2.3.4".
+_VERSION_WORD_BEFORE = re.compile(
+    r"(?i)\b(?:version|ver|v|release|build|driver|firmware|kernel|bios|patch|revision|rev)"
+    r"\.?[ \t\-]*(?:(?:number|no\.?|#)[ \t]*)?(?:(?:is|was|:|=)[ \t]*)?$"
+)
+_DOTTED_NUMBER = re.compile(r"\d+(?:\.\d+)+")
+# Width x height ("1920x1080", "800x600"): each side has at most five digits; a phone number
+# with an extension has seven or more before the "x".
+_DIMENSIONS = re.compile(r"\d{1,5}x\d{1,5}")
+# A unit or a count right after the number: "1234 5678 9012 ops/sec", "2 147 483 648 bytes".
+# Case-sensitive, so that a title or a state after a phone number ("Ms", "MS") is no unit; no
+# word a phone number is followed by ("lines are open", "hours").
+_UNIT_AFTER = re.compile(
+    r"[ \t\u00a0]?(?:%|ops|op/s|req/s|requests|rps|qps|tps|iops|IOPS|[KkMmGgTtPp]i?[Bb]|"
+    r"[KMGT]bps|bytes|bits|ms|ns|µs|sec|secs|seconds|px|dpi|fps|[kMG]?Hz|rpm|rows|records|"
+    r"items|tokens|words|chars|characters|users|times|units|points|steps|iterations|epochs|"
+    r"samples|USD|EUR|GBP|JPY|dollars|euros)(?![A-Za-z])"
+)
+
+
+def is_version_number(text: str, start: int, end: int) -> bool:
+    """True for a dotted number right after a version word ("driver 550.54.14")."""
+    return _DOTTED_NUMBER.fullmatch(text, start, end) is not None and bool(
+        _VERSION_WORD_BEFORE.search(text[max(0, start - 24) : start])
+    )
+
+
+def not_a_phone(text: str, start: int, end: int) -> bool:
+    """A screen size ("1920x1080"), a measured quantity ("1234 5678 9012 ops/sec") or a
+    version ("driver 550.54.14"); a number with a country code is always a phone's."""
+    if text.startswith("+", start):
+        return False
+    return (
+        _DIMENSIONS.fullmatch(text, start, end) is not None
+        or _UNIT_AFTER.match(text, end) is not None
+        or is_version_number(text, start, end)
     )

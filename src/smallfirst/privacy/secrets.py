@@ -1,0 +1,155 @@
+"""Secrets in prompts: API keys by their known prefixes, and credentials by what surrounds
+them (assignments to a secret-named variable, URL passwords, HTTP Basic credentials, curl's
+`-u`, webhook paths). General forms of how keys and passwords are written, never values
+from a data set; `recognizers.py` runs `find_secrets` with the other rule matchers."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterator
+
+from smallfirst.privacy.patterns import RuleMatch
+
+# Each pattern with the literal text any match contains: a cheap `in` test skips the regex on
+# the many prompts that hold no key at all.
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = (
+    (re.compile(r"\bsk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{16,}"), ("sk-",), 0.95),
+    (
+        re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
+        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA"),
+        0.95,
+    ),
+    (
+        re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b"),
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        0.95,
+    ),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"), ("github_pat_",), 0.95),
+    (re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), ("xox",), 0.95),
+    (re.compile(r"\bAIza[0-9A-Za-z_\-]{35}"), ("AIza",), 0.9),
+    (
+        re.compile(r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"),
+        ("_live_", "_test_"),
+        0.95,
+    ),
+    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",), 0.9),
+    (
+        re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+        ("eyJ",),
+        0.9,
+    ),
+    (
+        re.compile(
+            r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----"
+        ),
+        ("-----BEGIN ",),
+        1.0,
+    ),
+)
+_BEARER = re.compile(r"\b[Bb]earer\s+([A-Za-z0-9_\-.~+/]{16,}=*)")
+# A value assigned to a name that ends in a secret word, as env files, configs, JSON, YAML and
+# code write them: "DB_PASSWORD=...", "export AWS_SECRET_ACCESS_KEY=...", '"api_key": "..."',
+# "clientSecret: ...", "PGPASSWORD=...". The word must end the name ("max_tokens", "token_type"
+# and "secretName" are no secrets); "pass" and "pwd" must start a word of it ("bypass"), and
+# "pass" alone only in lower case ("--- PASS: TestLogin" is a test result). What comes before
+# the word does not matter, so it is not matched. The lookahead of first letters lets the
+# alternation run only where a word can start (3x faster on long prompts).
+_SECRET_NAME_END = (
+    r"(?=[ACEMPSTacempst])(?:(?P<password>(?i:pass(?:word|wd|phrase))"
+    r"|(?<![\w.\-])(?:pass|pwd|Pwd|PWD)|(?<=[_.\-])(?i:pass|pwd)|(?<=[a-z])(?:Pass|Pwd))"
+    r"|(?i:secret|token|(?:api|access|secret|private|signing|encryption|master|auth|client)"
+    r"[_\-]?key))"
+)
+# The value: quoted (also JSON escaped inside a string, \"...\") or bare up to a space, quote
+# or the separators of query strings and connection strings (&, ;, ",").
+_ASSIGNED_SECRET = re.compile(
+    rf"{_SECRET_NAME_END}\\?[\"']?[ \t]*(?::=|[:=])(?!=)[ \t]*"
+    r"(?:(?P<quote>\\?[\"'])(?P<quoted>[^\n]*?)(?P=quote)|(?P<bare>[^\s\"'&;,]+))"
+)
+# The password of a URL's user information (RFC 3986): "postgres://admin:S3cret@db:5432/app",
+# "redis://:S3cret@host"; the user name may stay.
+_URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:([^\s/@?#]+)@")
+# HTTP Basic credentials (RFC 7617): base64 of "user:password", checked by decoding.
+_BASIC_CREDENTIALS = re.compile(r"\b(?i:basic)[ \t]+([A-Za-z0-9+/]{4,}={0,2})(?![\w+/=])")
+# "curl -u admin:S3cret! ...", "wget --user=bob:pw": the password after the user name.
+_CLI_CREDENTIALS = re.compile(
+    r"\b(?:curl|wget)\b[^\n]*?[ \t](?:-u|--user)(?:[ \t]+|=)[\"']?[^\s:\"']*:([^\s\"']+)"
+)
+# Webhook URLs carry their secret in the path (Slack, Discord).
+_WEBHOOK_PATH = re.compile(
+    r"\bhttps://(?:hooks\.slack\.com/(?:services|workflows|triggers)|"
+    r"(?:discord|discordapp)\.com/api/webhooks)/([\w\-]+(?:/[\w\-]+)*)"
+)
+# Values that stand for a secret without being one: references to variables or secret stores
+# ("$DB_PASSWORD", "${{ secrets.TOKEN }}", "%(pw)s", "<your-password>", "{{ password }}"),
+# special tokens of a tokenizer ("[UNK]", "</s>"), paths ("PWD=/home/ann"), code
+# ("os.environ[...]", "self.password", "getpass()"), masks ("********") and type names or
+# literals ("str", "None", "string").
+_NOT_A_SECRET_VALUE = re.compile(
+    r"[$%<{\[/]|~/|\.\.?/|[A-Za-z]:\\|[a-z_]+(?:\.\w+)+$|[A-Za-z_][\w.]*[(\[]|[*•.xX#\-]{3,}$"
+    r"|(?i:none|null|nil|true|false|undefined|str|string|int|bool|bytes|secretstr|optional|"
+    r"required|any|password|passwd|secret|token|redacted|masked|hidden|empty)$"
+)
+
+
+def plausible_secret(value: str, *, password: bool, quoted: bool) -> bool:
+    """True if an assigned `value` may be a real secret. A password may be short: a quoted
+    one of any length, a bare one of eight characters, or four with a digit or symbol
+    ("hunter2"; "Password: expired" is prose). Keys and tokens are random: eight characters
+    with a digit, or sixteen ("Unexpected token: 'function'" is an error message)."""
+    if not value or _NOT_A_SECRET_VALUE.match(value):
+        return False
+    if password:
+        return quoted or len(value) >= 8 or (len(value) >= 4 and not value.isalpha())
+    return len(value) >= 16 or (len(value) >= 8 and any(ch.isdigit() for ch in value))
+
+
+def _assigned(match: re.Match[str]) -> tuple[int, int] | None:
+    quoted = match.group("quoted") is not None
+    start, end = match.span("quoted" if quoted else "bare")
+    if not quoted:  # a bare value ends before sentence punctuation: "password=hunter2."
+        end = start + len(match.string[start:end].rstrip(".)]}"))
+    value = match.string[start:end]
+    password = match.group("password") is not None
+    return (start, end) if plausible_secret(value, password=password, quoted=quoted) else None
+
+
+def _credentials(match: re.Match[str]) -> tuple[int, int] | None:
+    value = match.group(1)
+    return match.span(1) if plausible_secret(value, password=True, quoted=True) else None
+
+
+def _basic_credentials(match: re.Match[str]) -> tuple[int, int] | None:
+    try:
+        decoded = base64.b64decode(match.group(1), validate=True)
+    except ValueError:  # "Basic authentication" is prose
+        return None
+    return match.span(1) if b":" in decoded else None
+
+
+_SecretSpan = Callable[[re.Match[str]], tuple[int, int] | None]
+# Secrets found by what surrounds them, with the lower-case text a match must contain and
+# where in a match the secret is.
+_SECRETS_IN_CONTEXT: tuple[tuple[re.Pattern[str], tuple[str, ...], _SecretSpan], ...] = (
+    (_BEARER, ("bearer",), lambda match: match.span(1)),
+    (_ASSIGNED_SECRET, ("pass", "pwd", "secret", "token", "key"), _assigned),
+    (_URL_PASSWORD, ("://",), _credentials),
+    (_BASIC_CREDENTIALS, ("basic",), _basic_credentials),
+    (_CLI_CREDENTIALS, ("curl", "wget"), _credentials),
+    (_WEBHOOK_PATH, ("hooks.slack.com", "discord"), lambda match: match.span(1)),
+)
+
+
+def find_secrets(text: str) -> Iterator[RuleMatch]:
+    for pattern, markers, score in _SECRET_PATTERNS:
+        if any(marker in text for marker in markers):
+            for match in pattern.finditer(text):
+                yield RuleMatch("SECRET", match.start(), match.end(), score)
+    lowered = text.lower()
+    for pattern, words, secret_span in _SECRETS_IN_CONTEXT:
+        if any(word in lowered for word in words):
+            for match in pattern.finditer(text):
+                span = secret_span(match)
+                if span is not None and span[1] > span[0]:
+                    yield RuleMatch("SECRET", span[0], span[1], 0.85)
