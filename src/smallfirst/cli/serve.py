@@ -79,7 +79,7 @@ def chat(
     ),
     model: str = typer.Option("auto", "--model", "-m", help="Model id, or auto to route."),
     system: str | None = typer.Option(None, "--system", "-s", help="System prompt."),
-    max_tokens: int | None = typer.Option(None, help="Limit the answer length."),
+    max_tokens: int | None = typer.Option(None, min=1, help="Limit the answer length."),
     rag: str | None = typer.Option(
         None, "--rag", help="Answer from this document collection (see smallfirst rag ingest)."
     ),
@@ -143,7 +143,7 @@ class _Asker:
 
 async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -> None:
     """Read turns from stdin until EOF or /exit; the conversation so far goes with each."""
-    from smallfirst.errors import ContextLengthExceeded, SmallfirstError
+    from smallfirst.errors import ContextLengthExceeded, ModelNotFound, SmallfirstError
     from smallfirst.types import ChatMessage
 
     marker = "> " if sys.stdin.isatty() else ""
@@ -164,6 +164,8 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
         turn = ChatMessage(role="user", content=line)
         try:
             reply = await ask(gateway, [*history, turn])
+        except ModelNotFound:  # every turn would fail alike: end here (exit 1)
+            raise
         except SmallfirstError as exc:  # this turn failed; the conversation goes on
             typer.echo(f"error: {exc.message}", err=True)
             if exc.code == ContextLengthExceeded.code and len(history) > len(opening):
