@@ -202,9 +202,15 @@ def test_a_bad_data_line_is_named_by_file_and_line(
     data = tmp_path / "rows.jsonl"
     data.write_bytes(json.dumps(ROW).encode() + b"\n\n" + bad_line + b"\n")
     arguments = ["router", command, "--router", "length", "--data", str(data)]
+    scores = tmp_path / "scores.jsonl"
     if command == "score":
-        arguments += ["--out", str(tmp_path / "scores.jsonl")]
+        arguments += ["--out", str(scores)]
     result = runner.invoke(app, arguments)
+    if command == "score" and problem.startswith(("`weak", "`strong")):
+        # `router score` never reads labels: an odd label does not stop its row's scoring
+        assert result.exit_code == 0, result.output
+        assert len(scores.read_text().splitlines()) == 2
+        return
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {data}:3: {problem}")
     assert len(result.stderr.strip().splitlines()) == 1

@@ -33,14 +33,14 @@ def _fail(message: str) -> NoReturn:
     fail(message, code=2)
 
 
-def _read(paths: list[Path]) -> list[RoutingRow]:
+def _read(paths: list[Path], *, labels: bool = True) -> list[RoutingRow]:
     from smallfirst.errors import InvalidRequest
     from smallfirst.routing.data import read_many
 
     for path in paths:
         require_file(path, "data file")
     try:
-        return read_many(paths)
+        return read_many(paths, labels=labels)
     except InvalidRequest as exc:
         _fail(exc.message)
 
@@ -104,7 +104,7 @@ def score(
     _check_router_name(router, "score")
     check_writable(out)
     chosen = _load(router)
-    rows = _read(data)
+    rows = _read(data, labels=False)
     from smallfirst.routing.learned import LearnedRouter
 
     with _progress("scoring", len(rows), False) as advance:

@@ -66,7 +66,7 @@ def _score(record: Mapping[str, Any], key: str) -> float | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if not isinstance(value, int | float | str):  # true and false count as 1 and 0
         return None
     try:
         return float(value)
@@ -74,8 +74,11 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def row_from_record(record: Mapping[str, Any], line_number: int = 0) -> RoutingRow:
-    """One row from a JSON object; raises InvalidRequest saying what is wrong (not where)."""
+def row_from_record(
+    record: Mapping[str, Any], line_number: int = 0, *, labels: bool = True
+) -> RoutingRow:
+    """One row from a JSON object; raises InvalidRequest saying what is wrong (not where).
+    Without `labels` the scores are not read at all (`router score` never needs them)."""
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("`messages` must be a non-empty list")
@@ -90,8 +93,8 @@ def row_from_record(record: Mapping[str, Any], line_number: int = 0) -> RoutingR
         messages=cleaned,
         dataset=str(record.get("dataset", "")),
         subject=str(record.get("subject", "")),
-        weak_score=_score(record, "weak"),
-        strong_score=_score(record, "strong"),
+        weak_score=_score(record, "weak") if labels else None,
+        strong_score=_score(record, "strong") if labels else None,
     )
 
 
@@ -119,19 +122,19 @@ def _json_object(raw: bytes, where: str) -> dict[str, Any]:
     return record
 
 
-def read_rows(path: str | Path) -> list[RoutingRow]:
+def read_rows(path: str | Path, *, labels: bool = True) -> list[RoutingRow]:
     """Read one JSONL file; raises InvalidRequest naming the file and line at fault."""
     rows: list[RoutingRow] = []
     for number, record in read_jsonl(path):
         try:
-            rows.append(row_from_record(record, number))
+            rows.append(row_from_record(record, number, labels=labels))
         except InvalidRequest as exc:
             raise InvalidRequest(f"{path}:{number}: {exc.message}") from exc
     return rows
 
 
-def read_many(paths: Iterable[str | Path]) -> list[RoutingRow]:
-    return [row for path in paths for row in read_rows(path)]
+def read_many(paths: Iterable[str | Path], *, labels: bool = True) -> list[RoutingRow]:
+    return [row for path in paths for row in read_rows(path, labels=labels)]
 
 
 def labelled(rows: Sequence[RoutingRow]) -> list[RoutingRow]:
