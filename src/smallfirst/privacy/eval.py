@@ -170,10 +170,10 @@ def _sample(item: Any) -> Sample:
     spans = item.get("spans") or []
     if not isinstance(spans, list):
         raise ValueError(f"`spans` must be a list, got {type(spans).__name__}")
-    return Sample(text, tuple(_span(span, len(text), index) for index, span in enumerate(spans)))
+    return Sample(text, tuple(_span(span, index) for index, span in enumerate(spans)))
 
 
-def _span(raw: Any, length: int, index: int) -> Span:
+def _span(raw: Any, index: int) -> Span:
     if not isinstance(raw, dict):
         raise ValueError(f"span {index} must be an object, got {type(raw).__name__}")
     kind = raw.get("entity_type")
@@ -185,13 +185,18 @@ def _span(raw: Any, length: int, index: int) -> Span:
             f"span {index}: `start_position` and `end_position` must be integers, got "
             f"{raw.get('start_position')!r} and {raw.get('end_position')!r}"
         )
-    if not 0 <= start <= end <= length:
-        raise ValueError(f"span {index}: {start}-{end} is not within `full_text` (0-{length})")
     return Span(kind, start, end)
 
 
 def _integer(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An offset as data sets write it: 12, 12.0 (a table export) or "12"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value if isinstance(value, int) else None
 
 
 def map_gold(spans: Iterable[Span]) -> list[Span]:
