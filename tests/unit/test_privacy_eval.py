@@ -83,7 +83,7 @@ def test_load_samples_rejects_wrong_shape(tmp_path: Path) -> None:
         (
             {"full_text": "John", "spans": [{"entity_type": "PERSON", "start_position": "x",
                                              "end_position": 1}]},
-            "sample 0: span 0: `start_position` and `end_position` must be integers",
+            "sample 0: span 0: `start_position` and `end_position` must be integers, got 'x' and 1",
         ),
     ],
 )  # fmt: skip
