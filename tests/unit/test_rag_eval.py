@@ -122,7 +122,6 @@ def test_an_empty_corpus_is_refused_by_name(tmp_path: Path) -> None:
         ('{"text": "no id"}', ':2: the row has no "_id" or "id"'),
         ('{"id": "d9", "text": ', ":2: not valid JSON (Expecting value at column 22)"),
         ("[1, 2]", ":2: expected a JSON object, not an array"),
-        ('{"id": "d0"}', ":2: id 'd0' is already on line 1"),
         ('{"id": ["d9"]}', ":2: the id must be a string, not an array"),
         ('{"id": "d9", "text": 5}', ':2: "text" must be a string, not a number'),
     ],
@@ -152,3 +151,13 @@ def test_beir_ids_may_be_under_underscore_id_and_numbers(tmp_path: Path) -> None
     assert collection.corpus == [{"id": "7", "title": "", "text": "seven"}]
     assert collection.qrels == {"q": {"7": 1}}
     assert collection.warnings == ()
+
+
+def test_an_id_used_twice_replaces_the_earlier_row_with_a_warning(tmp_path: Path) -> None:
+    """As published corpora have them: the evaluation goes on (the later row counts, as it
+    always did here) and says so."""
+    docs = [*DOCS, {**DOCS[0], "text": "a later copy"}]
+    paths = write_collection(tmp_path, docs, ASKED, [("q0", "d0", 1)])
+    collection = load_beir(*paths)
+    assert [d["text"] for d in collection.corpus if d["id"] == "d0"] == ["a later copy"]
+    assert collection.warnings[0] == f"ids used again in {paths[0]}: 1 replaced (d0)"

@@ -71,30 +71,34 @@ def load_beir(corpus: Path, queries: Path, qrels: Path) -> BeirCollection:
     without judgments are skipped as BEIR does (queries.jsonl often holds every split); a
     judgment that does not match the other files is left out with a warning, and an
     InvalidRequest is raised when nothing is left or a file cannot be parsed."""
-    docs = read_corpus(corpus)
-    texts = read_queries(queries)
+    replaced: list[str] = []  # ids used twice in a file
+    docs = read_corpus(corpus, replaced)
+    texts = read_queries(queries, replaced)
     judged = read_qrels(qrels)
     kept, left_out = match_judgments(judged, texts, {d["id"] for d in docs}, corpus, queries)
     if not kept:
         reasons = left_out or [f"no query in {qrels} has a relevant document (score >= 1)"]
         raise InvalidRequest("nothing to evaluate: " + "; ".join(reasons))
     asked = [{"id": query_id, "text": texts[query_id]} for query_id in kept]
-    return BeirCollection(docs, asked, kept, tuple(left_out))
+    return BeirCollection(docs, asked, kept, tuple(replaced + left_out))
 
 
-def read_corpus(path: Path) -> list[dict[str, str]]:
+def read_corpus(path: Path, warnings: list[str]) -> list[dict[str, str]]:
     docs = [
         {"id": doc_id, "title": _text(row, "title", where), "text": _text(row, "text", where)}
-        for doc_id, row, where in _rows_with_ids(path)
+        for doc_id, row, where in _rows_with_ids(path, warnings)
     ]
     if not docs:
         raise InvalidRequest(f"the corpus {path} holds no documents")
     return docs
 
 
-def read_queries(path: Path) -> dict[str, str]:
+def read_queries(path: Path, warnings: list[str]) -> dict[str, str]:
     """Query id -> text ("" when the row has none)."""
-    texts = {query_id: _text(row, "text", where) for query_id, row, where in _rows_with_ids(path)}
+    texts = {
+        query_id: _text(row, "text", where)
+        for query_id, row, where in _rows_with_ids(path, warnings)
+    }
     if not texts:
         raise InvalidRequest(f"the queries file {path} holds no queries")
     return texts
@@ -113,11 +117,12 @@ def read_qrels(path: Path) -> Qrels:
             raise InvalidRequest(f"{path}:{number}: expected 3 tab-separated fields")
         query_id, doc_id, score = fields
         try:
-            judged.setdefault(query_id, {})[doc_id] = int(score)
+            grade = float(score)
         except ValueError:
-            raise InvalidRequest(
-                f"{path}:{number}: the score {score!r} is not a whole number"
-            ) from None
+            grade = math.nan
+        if not grade.is_integer():
+            raise InvalidRequest(f"{path}:{number}: the score {score!r} is not a whole number")
+        judged.setdefault(query_id, {})[doc_id] = int(grade)  # "1" or "1.0"
     if not judged:
         raise InvalidRequest(f"the qrels file {path} holds no judgments")
     return judged
@@ -172,18 +177,23 @@ def _read_lines(path: Path) -> list[str]:
         raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _rows_with_ids(path: Path) -> Iterator[tuple[str, dict[str, Any], str]]:
-    """(id, row, "file:line") per JSON line; ids must be unique within the file."""
-    first_line: dict[str, int] = {}
+def _rows_with_ids(path: Path, warnings: list[str]) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(id, row, "file:line") per JSON line. An id used again replaces the earlier row, as
+    it always did here, with a line in `warnings` (published corpora have such rows)."""
+    rows: dict[str, tuple[dict[str, Any], str]] = {}
+    again: list[str] = []
     for number, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         row = _json_object(line, where)
         row_id = _row_id(row, where)
-        if row_id in first_line:
-            raise InvalidRequest(f"{where}: id {row_id!r} is already on line {first_line[row_id]}")
-        first_line[row_id] = number
+        if row_id in rows:
+            again.append(row_id)
+        rows[row_id] = (row, where)
+    if again:
+        warnings.append(_left_out(f"ids used again in {path}", again, "replaced"))
+    for row_id, (row, where) in rows.items():
         yield row_id, row, where
 
 
