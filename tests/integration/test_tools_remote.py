@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -205,3 +206,66 @@ def test_a_tool_schema_the_grammar_cannot_express_is_a_clear_400(
         )
     assert refused.value.param == "tools"
     assert "unsupported tool parameters schema" in str(refused.value)
+
+
+# As pydantic writes a model with an enum field (`openai.pydantic_function_tool` sends it).
+WEATHER_WITH_DEFS = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "$defs": {"Unit": {"enum": ["celsius", "fahrenheit"], "type": "string"}},
+            "properties": {"city": {"type": "string"}, "unit": {"$ref": "#/$defs/Unit"}},
+            "required": ["city", "unit"],
+            "type": "object",
+        },
+    },
+}
+SIZES = ['10" small', '14" large']  # a quote in a JSON value: the literal needs a backslash
+
+
+def test_tool_schemas_with_defs_and_quotes_in_enums_make_calls(
+    local_tools_gateway: Server,
+) -> None:
+    client = openai_client(local_tools_gateway)
+    pizza = {
+        "type": "function",
+        "function": {
+            "name": "order_pizza",
+            "parameters": {
+                "type": "object",
+                "properties": {"size": {"type": "string", "enum": SIZES}},
+                "required": ["size"],
+            },
+        },
+    }
+    for tool, check in ((WEATHER_WITH_DEFS, "unit"), (pizza, "size")):
+        reply = client.chat.completions.create(
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "Call the tool."}],
+            tools=[tool],  # type: ignore[list-item]
+            tool_choice="required",
+            max_tokens=60,
+            temperature=0,
+        )
+        (call,) = reply.choices[0].message.tool_calls or []
+        arguments = json.loads(call.function.arguments)  # type: ignore[union-attr]
+        allowed = ["celsius", "fahrenheit"] if check == "unit" else SIZES
+        assert arguments[check] in allowed
+
+
+def test_a_grammar_llama_cpp_cannot_parse_is_a_400_and_the_server_lives(
+    local_tools_gateway: Server,
+) -> None:
+    """An empty enum makes a rule with no alternatives: llama.cpp refuses the grammar, and
+    a refused grammar in a sampler chain took the whole process down (SIGSEGV)."""
+    empty = {"type": "object", "properties": {"size": {"enum": []}}, "required": ["size"]}
+    with pytest.raises(openai.BadRequestError) as refused:
+        openai_client(local_tools_gateway).chat.completions.create(
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=5,
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": empty}},
+        )
+    assert refused.value.param == "response_format"
+    assert httpx.get(f"{local_tools_gateway.url}/healthz").status_code == 200

@@ -204,6 +204,16 @@ def test_an_answer_cut_by_max_output_tokens_is_incomplete() -> None:
             "input.0.content.0.text",
             "a part of type 'input_text' needs its text",
         ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": {"a": 1}},
+                ]
+            },
+            "input.1.arguments",
+            "expected a string",
+        ),
     ],
 )
 def test_what_cannot_be_honoured_is_a_400_naming_the_field(

@@ -9,11 +9,11 @@ would have to be a Python callback run on every token.
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any
 
 from smallfirst.backends import local_tools
+from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.errors import InvalidRequest
 from smallfirst.types import ChatRequest, GenerateRequest
 
@@ -29,10 +29,12 @@ def sampler_for(llama: Any, request: GenerateRequest) -> Any:
     """A sampler chain for `request` on `llama`'s vocabulary. Raises InvalidRequest for a
     logit bias on a token the vocabulary lacks, or a grammar llama.cpp cannot use."""
     from llama_cpp import _internals
+    from llama_cpp import llama_cpp as low_level
 
     sampler_chain: Any = _internals.LlamaSampler  # llama-cpp-python leaves it untyped
     bias = _logit_bias(request, llama.n_vocab())
     grammar = _grammar(request)
+    constraint = _grammar_sampler(llama, grammar, request) if grammar is not None else None
     chain = sampler_chain()
     if bias:
         chain.add_logit_bias(llama.n_vocab(), bias)
@@ -43,8 +45,8 @@ def sampler_for(llama: Any, request: GenerateRequest) -> Any:
         penalty_freq=request.frequency_penalty or 0.0,
         penalty_present=request.presence_penalty or 0.0,
     )
-    if grammar is not None:
-        chain.add_grammar(llama._model, grammar)
+    if constraint is not None:  # the chain owns it from here
+        low_level.llama_sampler_chain_add(chain.sampler, constraint)
     temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
     if temperature == 0.0:
         chain.add_greedy()
@@ -74,27 +76,43 @@ def _logit_bias(request: GenerateRequest, n_vocab: int) -> dict[int, float]:
     return bias
 
 
-def _grammar(request: GenerateRequest) -> Any:
+def _grammar(request: GenerateRequest) -> str | None:
+    """The GBNF the answer must fit: a tool call (or, under "auto", an answer), or the
+    response format; None when the answer is free."""
     if not isinstance(request, ChatRequest):
         return None
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+    from llama_cpp.llama_grammar import JSON_GBNF
 
     try:
         tool_rules = local_tools.grammar_text(request)
     except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
         raise InvalidRequest(f"unsupported tool parameters schema: {exc}", param="tools") from exc
-    if tool_rules is not None:  # a call to an offered tool, or (under "auto") prose
-        return LlamaGrammar.from_string(tool_rules, verbose=False)
+    if tool_rules is not None:
+        return tool_rules
     fmt = request.response_format
-    if fmt is None:
+    if fmt is not None and fmt.type == "json_object":
+        return str(JSON_GBNF)
+    answer = local_tools.answer_schema(request)
+    if answer is None:
         return None
-    if fmt.type == "json_object":
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    if fmt.type == "json_schema" and fmt.json_schema is not None:
-        try:
-            return LlamaGrammar.from_json_schema(json.dumps(fmt.json_schema.schema_), verbose=False)
-        except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
-            raise InvalidRequest(
-                f"unsupported json_schema: {exc}", param="response_format"
-            ) from exc
-    return None
+    try:
+        return json_grammar([], answer)
+    except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
+        raise InvalidRequest(f"unsupported json_schema: {exc}", param="response_format") from exc
+
+
+def _grammar_sampler(llama: Any, grammar: str, request: GenerateRequest) -> Any:
+    """llama.cpp's grammar stage; a grammar it cannot parse is the request's 400 (a failed
+    stage in a chain crashed the process)."""
+    from llama_cpp import llama_cpp as low_level
+
+    sampler = low_level.llama_sampler_init_grammar(
+        llama._model.vocab, grammar.encode("utf-8"), b"root"
+    )
+    if not sampler:
+        tools = isinstance(request, ChatRequest) and bool(local_tools.offered_tools(request))
+        raise InvalidRequest(
+            "this schema makes a grammar llama.cpp cannot use (an empty enum or anyOf?)",
+            param="tools" if tools else "response_format",
+        )
+    return sampler

@@ -18,6 +18,7 @@ import json
 import uuid
 from typing import Any
 
+from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.types import (
     ChatMessage,
     ChatRequest,
@@ -60,18 +61,29 @@ def prompt_messages(request: ChatRequest) -> list[dict[str, str]]:
 
 
 def grammar_text(request: ChatRequest) -> str | None:
-    """GBNF for the answer: a call to one of the offered tools, or (under "auto") prose."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
+    """GBNF for the answer: a call to one of the offered tools, or (under "auto") an answer
+    in the requested `response_format`, else prose. None when no tool is offered."""
     tools = offered_tools(request)
     if not tools:
         return None
-    calls = {"anyOf": [_call_schema(tool) for tool in tools]}
-    gbnf: str = json_schema_to_gbnf(json.dumps(calls))
-    call_rules = gbnf.replace("root ::=", "call ::=", 1)
-    if request.tool_choice == "auto" or request.tool_choice is None:
-        return "root ::= call | prose\n" + _PROSE_GBNF + call_rules
-    return "root ::= call\n" + call_rules
+    calls = [(tool.function.name, tool.function.parameters or {"type": "object"}) for tool in tools]
+    if request.tool_choice not in ("auto", None):
+        return json_grammar(calls, None)
+    answer = answer_schema(request)
+    if answer is not None:  # OpenAI's: an answer that is no call still keeps the format
+        return json_grammar(calls, answer)
+    call_rules = json_grammar(calls, None).replace("root ::=", "call ::=", 1)
+    return "root ::= call | prose\n" + _PROSE_GBNF + call_rules
+
+
+def answer_schema(request: ChatRequest) -> dict[str, Any] | None:
+    """The JSON Schema `response_format` asks the answer to fit, if any."""
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_schema" and fmt.json_schema is not None:
+        return fmt.json_schema.schema_
+    return {"type": "object"}
 
 
 def as_tool_call(request: ChatRequest, answer: Completion) -> Completion:
@@ -84,7 +96,9 @@ def as_tool_call(request: ChatRequest, answer: Completion) -> Completion:
         call = json.loads(text)
     except ValueError:
         return answer  # cut off by max_tokens: the client sees what was written
-    if not isinstance(call, dict) or call.get("name") not in names:
+    if not isinstance(call, dict) or set(call) != {"name", "arguments"}:
+        return answer  # an answer in the requested JSON format, not a call
+    if call["name"] not in names:
         return answer
     tool_call = ToolCall(
         id=f"call_{uuid.uuid4().hex[:24]}",
@@ -114,17 +128,6 @@ def _description(tool: Tool) -> dict[str, Any]:
         described["description"] = function.description
     described["parameters"] = function.parameters or {"type": "object"}
     return described
-
-
-def _call_schema(tool: Tool) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "name": {"const": tool.function.name},
-            "arguments": tool.function.parameters or {"type": "object"},
-        },
-        "required": ["name", "arguments"],
-    }
 
 
 def _loaded(arguments: str) -> Any:

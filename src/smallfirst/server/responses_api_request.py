@@ -163,7 +163,7 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
         call = ToolCall(
             id=_required(item, "call_id", where),
             function=FunctionCall(
-                name=_required(item, "name", where), arguments=item.get("arguments") or "{}"
+                name=_required(item, "name", where), arguments=_arguments(item, where)
             ),
         )
         last = messages[-1] if messages else None
@@ -183,6 +183,19 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
             "and function_call_output are)",
             param=where,
         )
+
+
+def _arguments(item: dict[str, Any], where: str) -> str:
+    arguments = item.get("arguments")
+    if arguments is None or arguments == "":
+        return "{}"
+    if not isinstance(arguments, str):  # OpenAI's: the call's arguments as a JSON text
+        raise InvalidRequest(
+            f"Invalid type for '{where}.arguments': expected a string (the arguments as"
+            " JSON text), but got another JSON type instead.",
+            param=f"{where}.arguments",
+        )
+    return arguments
 
 
 def _text_of(content: Any, where: str) -> str:

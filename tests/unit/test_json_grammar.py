@@ -1,0 +1,64 @@
+"""The grammars local models answer under (`backends/json_grammar.py`, `local_tools`); that
+llama.cpp accepts them is checked with the real model (integration `test_tools_remote.py`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from smallfirst.backends.json_grammar import json_grammar
+from smallfirst.backends.local_tools import grammar_text
+from smallfirst.types import ChatRequest
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "$defs": {"Unit": {"enum": ["celsius", "fahrenheit"], "type": "string"}},
+            "properties": {"city": {"type": "string"}, "unit": {"$ref": "#/$defs/Unit"}},
+            "required": ["city", "unit"],
+            "type": "object",
+        },
+    },
+}
+ANSWER = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+
+
+def test_a_quote_in_a_value_is_escaped_with_its_backslash() -> None:
+    grammar = json_grammar([], {"enum": ['12" pizza', "a\\b"]})
+    # the JSON texts "12\" pizza" and "a\\b", as GBNF literals
+    assert '"\\"12\\\\\\" pizza\\""' in grammar
+    assert '"\\"a\\\\\\\\b\\""' in grammar
+
+
+def test_a_tools_refs_resolve_against_its_own_parameters() -> None:
+    parameters = WEATHER["function"]["parameters"]  # type: ignore[index]
+    grammar = json_grammar([("get_weather", parameters)], None)
+    assert '"\\"celsius\\""' in grammar
+    assert parameters["properties"]["unit"] == {"$ref": "#/$defs/Unit"}  # not rewritten
+
+
+def request(**extra: object) -> ChatRequest:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [WEATHER]}
+    return ChatRequest.model_validate({**body, **extra})
+
+
+@pytest.mark.parametrize(
+    ("extra", "answers_in_json"),
+    [
+        ({}, False),  # a call, or prose
+        ({"response_format": {"type": "json_schema", "json_schema": {"schema": ANSWER}}}, True),
+        ({"response_format": {"type": "json_object"}}, True),
+    ],
+)
+def test_under_auto_an_answer_that_is_no_call_keeps_the_response_format(
+    extra: dict[str, object], answers_in_json: bool
+) -> None:
+    """OpenAI's: with tools offered and a format asked for, the answer is a call or fits
+    the format (the format was dropped: any prose could follow)."""
+    grammar = grammar_text(request(**extra))
+    assert grammar is not None
+    assert ("prose" in grammar) is not answers_in_json
+    assert '"\\"get_weather\\""' in grammar
+    if "json_schema" in str(extra):
+        assert '"\\"answer\\""' in grammar
