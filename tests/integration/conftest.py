@@ -217,16 +217,3 @@ def _close_openai_clients() -> Iterator[None]:
     yield
     while _OPEN_CLIENTS:
         _OPEN_CLIENTS.pop().close()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _close_llama_cpp_null_files() -> Iterator[None]:
-    """llama_cpp._utils opens /dev/null twice at import and never closes it: at exit that is a
-    ResourceWarning for each, printed after the summary. Tests that load a model in-process
-    import it; close the files once the session is over."""
-    yield
-    utils = sys.modules.get("llama_cpp._utils")
-    for name in ("outnull_file", "errnull_file"):
-        null_file = getattr(utils, name, None)
-        if null_file is not None:
-            null_file.close()
