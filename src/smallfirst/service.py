@@ -8,14 +8,13 @@ over-long prompt or an unreachable upstream become HTTP errors before any byte o
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer, new_request_id
+from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.backends import Backend, build_backends
 from smallfirst.choices import completions_of, fan_out, usage_of
 from smallfirst.config import BaselineConfig, Settings
@@ -34,6 +33,14 @@ from smallfirst.errors import (
 from smallfirst.logs import RequestLog, RequestRecord, request_cost
 from smallfirst.privacy_step import PrivacyStep, messages_of, restore
 from smallfirst.rag_step import RagStep, rag_collection
+from smallfirst.request_records import (
+    Ending,
+    answered_record,
+    answers_text,
+    embeddings_record,
+    estimated_usage,
+    rejection_record,
+)
 from smallfirst.routing.budget import DAY_S, SpendTracker
 from smallfirst.routing.cascade import Confidence, confidence
 from smallfirst.routing.health import ModelHealth
@@ -48,14 +55,23 @@ from smallfirst.types import (
     GenerateRequest,
     ModelInfo,
     TextRequest,
-    ToolCall,
     Usage,
 )
 
 Observer = Callable[[RequestRecord], None]
 T = TypeVar("T")
+REASON_ERROR_CHARS = 200  # of a failed tier's error, in the route reason
 # Failures that let the next tier in the fallback chain try; a bad request does not.
 FALLBACK_ERRORS = (UpstreamError, UpstreamTimeout, QueueFull, ModelUnavailable)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The cascade's small answer: `kept` when it is sure enough; else `unsure`, which still
+    answers if no stronger model can (it is paid for already). Neither: no draft."""
+
+    kept: list[Chunk] | None = None
+    unsure: list[Chunk] | None = None
 
 
 @dataclass
@@ -180,28 +196,36 @@ class Gateway:
     async def complete(
         self, request: GenerateRequest, ctx: RequestContext, prepared: Prepared | None = None
     ) -> Answer:
-        prepared, drafted = await self._begin(request, ctx, prepared)
+        prepared, draft = await self._begin(request, ctx, prepared)
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
         with_logprobs = request.logprob_alternatives is not None
-        if plan.cascade_from is not None and drafted is not None:
-            choices = completions_of(drafted, request.n, with_logprobs=with_logprobs)
-            usage, model = usage_of(drafted), plan.cascade_from
+        if draft.kept is not None:
+            choices = completions_of(draft.kept, request.n, with_logprobs=with_logprobs)
+            usage, model = usage_of(draft.kept), plan.cascade_from or plan.candidates[0]
         elif request.n > 1:  # streamed, so that a local model answers them side by side
             chunks, model = await self._logged(
-                request, ctx, plan, self._first_answer(plan, ctx, request, self._collected)
+                request,
+                ctx,
+                plan,
+                self._first_answer(plan, ctx, request, self._collected, held=draft.unsure),
             )
             choices = completions_of(chunks, request.n, with_logprobs=with_logprobs)
             usage = usage_of(chunks)
         else:
+            held = (
+                completions_of(draft.unsure, 1, with_logprobs=with_logprobs)[0]
+                if draft.unsure is not None
+                else None
+            )
             completion, model = await self._logged(
                 request,
                 ctx,
                 plan,
-                self._first_answer(plan, ctx, request, lambda b, r: b.complete(r)),
+                self._first_answer(plan, ctx, request, lambda b, r: b.complete(r), held=held),
             )
             choices, usage = [completion], completion.usage
         route = _route(model, plan, ctx)
-        self._finish(request, ctx, route, usage, text=_answers_text(choices))
+        self._finish(request, ctx, route, usage, text=answers_text(choices))
         return Answer(choices, usage, route, citations)
 
     async def complete_each_prompt(self, request: TextRequest, ctx: RequestContext) -> list[Answer]:
@@ -247,11 +271,11 @@ class Gateway:
         return max((total for _, total in filter(None, slots)), default=1)
 
     async def stream(self, request: GenerateRequest, ctx: RequestContext) -> StreamAnswer:
-        prepared, drafted = await self._begin(request, ctx)
+        prepared, draft = await self._begin(request, ctx)
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
-        if plan.cascade_from is not None and drafted is not None:
-            route = _route(plan.cascade_from, plan, ctx)
-            kept = self._observed(request, ctx, route, replay(drafted), billed=True)
+        if draft.kept is not None:
+            route = _route(plan.cascade_from or plan.candidates[0], plan, ctx)
+            kept = self._observed(request, ctx, route, replay(draft.kept), billed=True)
             return StreamAnswer(route, kept, citations)
 
         async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
@@ -262,21 +286,24 @@ class Gateway:
                 return replay([])
             return prepend(first, chunks)
 
+        held = replay(draft.unsure) if draft.unsure is not None else None
         chunks, model = await self._logged(
-            request, ctx, plan, self._first_answer(plan, ctx, request, primed)
+            request, ctx, plan, self._first_answer(plan, ctx, request, primed, held=held)
         )
         route = _route(model, plan, ctx)
-        return StreamAnswer(route, self._observed(request, ctx, route, chunks), citations)
+        billed = held is not None and model == plan.cascade_from  # the draft answered
+        observed = self._observed(request, ctx, route, chunks, billed=billed)
+        return StreamAnswer(route, observed, citations)
 
     async def _begin(
         self, request: GenerateRequest, ctx: RequestContext, prepared: Prepared | None = None
-    ) -> tuple[Prepared, list[Chunk] | None]:
+    ) -> tuple[Prepared, Draft]:
         """Guard, retrieve and plan (unless `prepared` already); under a cascade, also the
-        small model's kept draft."""
+        small model's draft."""
         if prepared is None:
             prepared = await self._prepared(request, ctx)
         if prepared.plan.cascade_from is None:
-            return prepared, None
+            return prepared, Draft()
         return prepared, await self._cascade_draft(prepared.request, ctx, prepared.plan)
 
     async def _prepared(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:
@@ -285,33 +312,54 @@ class Gateway:
 
     async def _cascade_draft(
         self, request: GenerateRequest, ctx: RequestContext, plan: Plan
-    ) -> list[Chunk] | None:
-        """The small model's whole answer if it is sure enough of it; None to escalate."""
+    ) -> Draft:
+        """The small model's whole answer, kept if it is sure enough of it. It writes at most
+        `routing.cascade.max_tokens` (unless the client asked for fewer): a longer answer is
+        no small model's job. A small model that fails or cannot hold the prompt escalates."""
         weak = plan.cascade_from
         assert weak is not None
+        cap = self.settings.routing.cascade.max_tokens
+        capped = request.token_limit is None or request.token_limit > cap
 
         async def draft() -> list[Chunk] | None:
-            try:
-                return await self._call(weak, ctx, _with_logprobs(request), self._collected)
-            except ContextLengthExceeded:  # the strong model may hold it: no 400 yet
+            if self.health.cooling_down_s(weak.id):
+                plan.reason += f"; escalated: {self.health.describe(weak.id)}"
                 return None
-
-        drafted = await self._logged(request, ctx, plan, draft())
-        if drafted is None:
-            plan.reason += f"; escalated: the prompt does not fit {weak.id}"
-            ctx.tried.append(weak.id)
+            try:
+                asked = _with_token_limit(request, cap) if capped else request
+                return await self._call(weak, ctx, _with_logprobs(asked), self._collected)
+            except ContextLengthExceeded:  # the strong model may hold it: no 400 yet
+                plan.reason += f"; escalated: the prompt does not fit {weak.id}"
+            except FALLBACK_ERRORS as error:
+                self._failed(weak, error, plan, "; escalated: ")
             return None
+
+        drafted = await self._logged(request, ctx, plan, draft(), answering=weak)
+        ctx.tried.append(weak.id)  # unless kept, below
+        if drafted is None:
+            return Draft()
+        self.health.succeeded(weak.id)
         # With n answers, the least sure of them decides.
         drafts = completions_of(drafted, request.n, with_logprobs=True)
         sure = min((confidence(d.logprobs) for d in drafts), key=_sureness)
-        if not sure.confident(self.settings.routing.cascade):
-            plan.reason += f"; escalated: {sure.describe()}"
-            ctx.tried.append(weak.id)
-            return None
-        plan.reason += f"; kept: {sure.describe()}"
         if request.logprob_alternatives is None:  # asked for by us, not by the client
             drafted = [chunk.model_copy(update={"logprobs": None}) for chunk in drafted]
-        return drafted
+        if capped and any(d.finish_reason == "length" for d in drafts):
+            plan.reason += f"; escalated: the draft reached routing.cascade.max_tokens ({cap})"
+            return Draft(unsure=drafted)
+        if not sure.confident(self.settings.routing.cascade):
+            plan.reason += f"; escalated: {sure.describe()}"
+            return Draft(unsure=drafted)
+        plan.reason += f"; kept: {sure.describe()}"
+        ctx.tried.pop()
+        return Draft(kept=drafted)
+
+    def _failed(self, model: ModelInfo, error: SmallfirstError, plan: Plan, lead: str) -> None:
+        """`model` failed in a way the next one may not: count it against the model (not a
+        busy local queue) and say so in the reason."""
+        if error.code != QueueFull.code:  # a busy local model is not a broken one
+            self.health.failed(model.id, error.message)
+        plan.reason += f"{lead}{model.id} failed ({error.message[:REASON_ERROR_CHARS]})"
 
     def _answers(self, backend: Backend, request: GenerateRequest) -> AsyncIterator[Chunk]:
         """The stream of all `request.n` answers; a backend that gives one per call is asked
@@ -343,13 +391,20 @@ class Gateway:
         ctx: RequestContext,
         request: GenerateRequest,
         call: Callable[[Backend, GenerateRequest], Awaitable[T]],
+        *,
+        held: T | None = None,
     ) -> tuple[T, ModelInfo]:
-        """Try the plan's models in order; a failing tier falls to the next one, and a model
-        that keeps failing is skipped for a while (`routing/health.py`). A prompt too long for
-        a router's weak choice goes to the roomier models of the plan."""
+        """Try the plan's models in order; a failing tier falls to the next one (the reason
+        says why), and a model that keeps failing is skipped for a while (`routing/health.py`).
+        A prompt too long for a router's weak choice goes to the roomier models of the plan.
+        `held`: the cascade's unsure draft, the answer when the chain comes down to its model
+        (it is not asked again)."""
         last_error: SmallfirstError | None = None
         candidates = list(plan.candidates)
         for model in candidates:  # grows (once) when the prompt does not fit
+            if held is not None and model == plan.cascade_from:
+                plan.reason += f"; so {model.id}'s draft answers"
+                return held, model
             if self.health.cooling_down_s(model.id):
                 plan.reason += f"; {self.health.describe(model.id)}"
                 continue
@@ -365,8 +420,7 @@ class Gateway:
                 ctx.tried.append(model.id)
                 continue
             except FALLBACK_ERRORS as error:
-                if error.code != QueueFull.code:  # a busy local model is not a broken one
-                    self.health.failed(model.id, error.message)
+                self._failed(model, error, plan, "; ")
                 last_error = error
                 ctx.tried.append(model.id)
                 continue
@@ -380,14 +434,21 @@ class Gateway:
         return error
 
     async def _logged(
-        self, request: GenerateRequest, ctx: RequestContext, plan: Plan | None, step: Awaitable[T]
+        self,
+        request: GenerateRequest,
+        ctx: RequestContext,
+        plan: Plan | None,
+        step: Awaitable[T],
+        answering: ModelInfo | None = None,
     ) -> T:
         """Await `step`; if it fails, the request is logged as failed before the error goes up
-        (as 499 when it was cancelled: the client went away before the answer)."""
+        (as 499 when it was cancelled: the client went away before the answer), with the
+        model `answering` in it (default: the plan's first)."""
         try:
             return await step
         except (Exception, asyncio.CancelledError) as error:
-            route = _route(plan.candidates[0], plan, ctx) if plan else None
+            model = answering or (plan.candidates[0] if plan else None)
+            route = _route(model, plan, ctx) if plan and model else None
             failed = served(error)
             status = failed.status if failed else CLIENT_CLOSED_REQUEST
             self._finish(request, ctx, route, Usage(), status=status, error=failed)
@@ -424,17 +485,13 @@ class Gateway:
             raise error from exc
         finally:
             await close_stream(chunks)
+            text = answers_text(completions_of(seen, request.n, with_logprobs=False))
+            if seen and usage == Usage():  # cut before its usage came: it was paid for all
+                usage = estimated_usage(request, text)  # the same (a client left, say)
             if not billed:
                 ctx.spent_usd += request_cost(route.model, usage)
             self._finish(
-                request,
-                ctx,
-                route,
-                usage,
-                status=status,
-                error=error,
-                text=_answers_text(completions_of(seen, request.n, with_logprobs=False)),
-                ttft=ttft,
+                request, ctx, route, usage, status=status, error=error, text=text, ttft=ttft
             )
 
     def record_rejection(
@@ -442,7 +499,7 @@ class Gateway:
     ) -> str:
         """Log a request refused before it could be read (e.g. an invalid body): no model.
         Returns the log row's id."""
-        return self._notify(_rejection_record(endpoint, error, api_key_id))
+        return self._notify(rejection_record(endpoint, error, api_key_id))
 
     def record_embeddings(
         self,
@@ -455,21 +512,9 @@ class Gateway:
     ) -> str:
         """Log an embeddings request (no routing: one local encoder, tier "embeddings").
         Returns the log row's id."""
-        record = _rejection_record("embeddings", error, api_key_id) if error else None
-        return self._notify(
-            record
-            or RequestRecord(
-                id=new_request_id(),
-                created_at=time.time(),
-                endpoint="embeddings",
-                model_requested=model,
-                model_answered=model,
-                tier="embeddings",
-                prompt_tokens=tokens,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                api_key_id=api_key_id,
-            )
-        )
+        if error is not None:
+            return self._notify(rejection_record("embeddings", error, api_key_id))
+        return self._notify(embeddings_record(model, api_key_id, started, tokens))
 
     def _notify(self, record: RequestRecord) -> str:
         for observe in self._observers:
@@ -488,54 +533,12 @@ class Gateway:
         text: str | None = None,
         ttft: float | None = None,
     ) -> None:
-        now = time.perf_counter()
-        model = route.model if route else None
-        keep_text = self.settings.log_prompts
         self.spend.add(ctx.spent_usd, ctx.api_key_id)
-        record = RequestRecord(
-            id=ctx.request_id,
-            created_at=ctx.created_at,
-            endpoint=ctx.endpoint,
-            model_requested=ctx.requested_model or request.model,
-            model_answered=model.id if model and status < 400 else None,
-            tier=model.tier if model else None,
-            status=status,
-            error_code=error.code if error else None,
-            stream=request.stream,
-            prompt_tokens=usage.prompt_tokens,
-            cached_tokens=usage.cached_tokens,
-            completion_tokens=usage.completion_tokens,
-            latency_ms=(now - ctx.started) * 1000,
-            ttft_ms=(ttft - ctx.started) * 1000 if ttft is not None else None,
-            cost_usd=ctx.spent_usd,
-            baseline_cost_usd=request_cost(self.baseline, usage),
-            api_key_id=ctx.api_key_id,
-            route_reason=route.reason if route else None,
-            router=route.router if route else None,
-            route_score=route.score if route else None,
-            escalations=",".join(ctx.tried) or None,
-            pii_entities=ctx.inspection.audit_json() if ctx.inspection else None,
-            pii_action=ctx.inspection.action_for(model.id if model else None)
-            if ctx.inspection
-            else None,
-            prompt=_prompt_text(request) if keep_text else None,
-            response=text if keep_text else None,
+        ended = Ending(usage, status, error, text, ttft)
+        keep_text = self.settings.log_prompts
+        self._notify(
+            answered_record(request, ctx, route, ended, self.baseline, keep_text=keep_text)
         )
-        self._notify(record)
-
-
-def _rejection_record(
-    endpoint: str, error: SmallfirstError, api_key_id: str | None
-) -> RequestRecord:
-    return RequestRecord(
-        id=new_request_id(),
-        created_at=time.time(),
-        endpoint=endpoint,
-        model_requested="unknown",
-        status=error.status,
-        error_code=error.code,
-        api_key_id=api_key_id,
-    )
 
 
 def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
@@ -562,6 +565,12 @@ def _cost_of(model: ModelInfo, result: object) -> float:
     return 0.0
 
 
+def _with_token_limit(request: GenerateRequest, limit: int) -> GenerateRequest:
+    if isinstance(request, ChatRequest):
+        return request.model_copy(update={"max_tokens": limit, "max_completion_tokens": None})
+    return request.model_copy(update={"max_tokens": limit})
+
+
 def _with_logprobs(request: GenerateRequest) -> GenerateRequest:
     """The cascade needs the small model's token logprobs, whether or not the client asked."""
     if request.logprob_alternatives is not None:
@@ -571,36 +580,9 @@ def _with_logprobs(request: GenerateRequest) -> GenerateRequest:
     return request.model_copy(update={"logprobs": 0})
 
 
-def _prompt_text(request: GenerateRequest) -> str:
-    """What the model was given, as the log keeps it (`log_prompts`); tool definitions last."""
-    if isinstance(request, TextRequest) and request.prompt_needs_reading:
-        return f"[{len(request.prompt_tokens or [])} token ids]"
-    if not isinstance(request, ChatRequest):
-        suffix = "" if request.suffix is None else f"\n[suffix]\n{request.suffix}"
-        return request.prompt_text + suffix
-    lines = [f"{m.role}: {m.text}{_calls_text(m.tool_calls)}" for m in request.messages]
-    if request.tools:
-        functions = [tool.function.model_dump(exclude_none=True) for tool in request.tools]
-        lines.append(f"tools: {json.dumps(functions, ensure_ascii=False)}")
-    return "\n".join(lines)
-
-
-def _answers_text(choices: Sequence[Completion]) -> str:
-    """The answers as the log keeps them (`log_prompts`): numbered when there are several."""
-    texts = [choice.text + _calls_text(choice.tool_calls) for choice in choices]
-    if len(texts) == 1:
-        return texts[0]
-    return "\n".join(f"[{index}] {text}" for index, text in enumerate(texts))
-
-
 def _sureness(sure: Confidence) -> tuple[bool, float]:
     """Orders answers' confidences, least sure first: no tokens at all, then by mean logprob."""
     return sure.tokens > 0, sure.mean_logprob
-
-
-def _calls_text(calls: Sequence[ToolCall] | None) -> str:
-    """Tool calls as the log shows them, after the text they came with."""
-    return "".join(f" [call {c.function.name}({c.function.arguments})]" for c in calls or [])
 
 
 async def _all_or_none(work: list[Coroutine[Any, Any, T]]) -> list[T]:

@@ -303,3 +303,72 @@ def test_batches_beyond_what_is_answered_get_a_400(
     response = client.post("/v1/completions", json={"model": "big", **extra})
     assert response.status_code == 400
     assert fragment in response.json()["error"]["message"]
+
+
+def test_a_small_model_that_fails_escalates_and_is_counted_against(tmp_path: Path) -> None:
+    client, gateway = cascade_client(tmp_path)
+    with client:
+        fake_backend(gateway, "tiny").queue(UpstreamError("tiny: upstream answered 500: boom"))
+        answer = client.post("/v1/chat/completions", json=chat_body("auto")).json()
+    assert answer["model"] == "big"
+    assert (
+        "escalated: tiny failed (tiny: upstream answered 500: boom)"
+        in answer["smallfirst"]["reason"]
+    )
+    assert gateway.health.describe("tiny")  # the failure counts toward the breaker
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_unsure_draft_answers_when_no_stronger_model_can(tmp_path: Path, stream: bool) -> None:
+    """The strong tier fails and the chain comes down to the small model: its draft, paid
+    for already, answers (it was asked again and billed twice)."""
+    priced_tiny = {
+        "id": "tiny",
+        "tier": "edge",
+        "backend": "fake",
+        "input_cost_per_1m": 1.0,
+        "output_cost_per_1m": 2.0,
+    }
+    models = [priced_tiny, {"id": "big", "tier": "cloud", "backend": "fake"}]
+    routing = {"router": "cascade", "cascade": {"min_mean_logprob": -1.0}}
+    client, gateway = fake_client(fake_settings(tmp_path, models=models, routing=routing))
+    tiny, big = fake_backend(gateway, "tiny"), fake_backend(gateway, "big")
+    with client:
+        tiny.queue(FakeReply("Maybe seven.", logprob=-3.0))
+        big.queue(UpstreamError("big: upstream answered 503: busy"))
+        response = client.post("/v1/chat/completions", json=chat_body("auto", stream=stream))
+    assert len(tiny.requests) == 1
+    assert response.headers["x-smallfirst-model"] == "tiny"
+    if stream:
+        events = [json.loads(line[6:]) for line in response.text.splitlines() if "{" in line]
+        text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    else:
+        text = response.json()["choices"][0]["message"]["content"]
+    assert text == "Maybe seven."
+    reason, cost, prompt_tokens, completion_tokens = (
+        sqlite3.connect(tmp_path / "requests.db")
+        .execute(
+            "SELECT route_reason, cost_usd, prompt_tokens, completion_tokens FROM requests"
+            " WHERE id = ?",
+            (response.headers["x-request-id"],),
+        )
+        .fetchone()
+    )
+    assert "big failed (big: upstream answered 503: busy); so tiny's draft answers" in reason
+    assert cost == pytest.approx((prompt_tokens * 1.0 + completion_tokens * 2.0) / 1e6)  # once
+
+
+def test_the_draft_is_capped_by_routing_cascade_max_tokens(tmp_path: Path) -> None:
+    routing = {"router": "cascade", "cascade": {"min_mean_logprob": -1.0, "max_tokens": 2}}
+    client, gateway = fake_client(fake_settings(tmp_path, routing=routing))
+    tiny = fake_backend(gateway, "tiny")
+    with client:
+        tiny.queue(FakeReply("one two three four", logprob=-0.1))
+        capped = client.post("/v1/chat/completions", json=chat_body("auto")).json()
+        tiny.queue(FakeReply("one", logprob=-0.1))
+        short = client.post("/v1/chat/completions", json=chat_body("auto", max_tokens=1)).json()
+    assert tiny.requests[0].token_limit == 2
+    assert capped["model"] == "big"
+    assert "the draft reached routing.cascade.max_tokens (2)" in capped["smallfirst"]["reason"]
+    assert tiny.requests[1].token_limit == 1  # the client's own, shorter limit
+    assert short["model"] == "tiny"

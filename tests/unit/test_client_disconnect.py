@@ -71,3 +71,32 @@ def test_leaving_before_the_answer_cancels_it_and_logs_499(tmp_path: Path, strea
     assert records[0].model_answered is None
     assert records[0].tier == "edge"
     assert fake_backend(gateway, "slow").closed_early == (1 if stream else 0)
+
+
+def test_a_paid_stream_cut_short_is_costed_for_what_was_sent(tmp_path: Path) -> None:
+    """The upstream read the prompt and wrote the answer so far, and bills them: a stream
+    the client left before its usage came is costed by estimate (it was logged at $0)."""
+    priced = {
+        "id": "paid",
+        "tier": "cloud",
+        "backend": "fake",
+        "replies": [SLOW_REPLY],
+        "token_delay_s": 0.05,
+        "input_cost_per_1m": 1000.0,
+        "output_cost_per_1m": 2000.0,
+    }
+    no_guard = {"enabled": False}  # its first use loads the NER: longer than the client waits
+    client, gateway = fake_client(fake_settings(tmp_path, models=[priced], privacy=no_guard))
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    with client:
+        assert client.portal is not None
+        sent = client.portal.call(_post_then_leave, client.app, chat_body("paid", stream=True), 0.5)
+    streamed = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert b"word" in streamed  # the stream had begun
+    (record,) = records
+    assert record.status == 499
+    assert record.completion_tokens > 0
+    assert record.prompt_tokens > 0
+    expected = (record.prompt_tokens * 1000.0 + record.completion_tokens * 2000.0) / 1e6
+    assert record.cost_usd == pytest.approx(expected)

@@ -90,6 +90,7 @@ def test_failing_tier_falls_back_and_says_so(api: tuple[TestClient, Any]) -> Non
     assert response.status_code == 200
     assert response.json()["model"] == "tiny"
     assert response.headers["x-smallfirst-escalations"] == "big"
+    assert "; big failed (big: upstream timed out)" in response.json()["smallfirst"]["reason"]
     metrics = client.get("/metrics").text
     assert 'smallfirst_escalations_total{model="big"} 1.0' in metrics
 

@@ -91,12 +91,12 @@ class FakeBackend(Backend):
                 usage=_usage(request, arguments),
                 tool_calls=[call],
             )
-        echoed, pieces = _echoed(request), _pieces(_reply_text(request, reply))
+        echoed, pieces = _echoed(request), _answer_pieces(request, reply)
         if self.config.token_delay_s:
             await asyncio.sleep(self.config.token_delay_s * len(pieces))
         return Completion(
             text="".join(echoed + pieces),
-            finish_reason=_finish(request),
+            finish_reason=_finish(request, reply),
             usage=_usage(request, pieces),
             logprobs=_logprobs(echoed + pieces, reply)
             if request.logprob_alternatives is not None
@@ -110,7 +110,7 @@ class FakeBackend(Backend):
             async for chunk in _streamed_tool_call(call, request):
                 yield chunk
             return
-        echoed, pieces = _echoed(request), _pieces(_reply_text(request, reply))
+        echoed, pieces = _echoed(request), _answer_pieces(request, reply)
         finished = False
         try:
             for piece in echoed + pieces:
@@ -121,7 +121,7 @@ class FakeBackend(Backend):
                 )
                 yield Chunk(text=piece, logprobs=logprobs)
             finished = True
-            yield Chunk(finish_reason=_finish(request), usage=_usage(request, pieces))
+            yield Chunk(finish_reason=_finish(request, reply), usage=_usage(request, pieces))
         finally:
             if not finished:
                 self.closed_early += 1
@@ -132,12 +132,16 @@ def _echoed(request: GenerateRequest) -> list[str]:
     return _pieces(request.prompt_text) if isinstance(request, TextRequest) and request.echo else []
 
 
-def _finish(request: GenerateRequest) -> FinishReason:
-    return "length" if request.token_limit == 0 else "stop"
+def _finish(request: GenerateRequest, reply: FakeReply) -> FinishReason:
+    limit = request.token_limit
+    cut = limit is not None and (limit == 0 or len(_pieces(reply.text)) > limit)
+    return "length" if cut else "stop"
 
 
-def _reply_text(request: GenerateRequest, reply: FakeReply) -> str:
-    return "" if request.token_limit == 0 else reply.text
+def _answer_pieces(request: GenerateRequest, reply: FakeReply) -> list[str]:
+    """The reply's words, each a token, cut at the request's token limit as a model's is."""
+    pieces = _pieces(reply.text)
+    return pieces if request.token_limit is None else pieces[: request.token_limit]
 
 
 def _pieces(text: str) -> list[str]:

@@ -42,10 +42,10 @@ class SpendTracker:
             self._roll(now)
             daily = self.config.daily_usd
             if daily is not None and self._total >= daily:
-                return f"daily budget ${daily:.2f} spent"
+                return f"daily budget ${daily:g} spent"
             per_key = self.config.per_key_daily_usd
             if per_key is not None and key is not None and self._per_key[key] >= per_key:
-                return f"daily budget ${per_key:.2f} for this API key spent"
+                return f"daily budget ${per_key:g} for this API key spent"
             return None
 
     def _roll(self, now: float | None) -> None:

@@ -1,0 +1,138 @@
+"""The request log's rows: what the gateway writes for each request it answered, refused
+or failed (`logs.RequestRecord`); prompt and answer texts only with `log_prompts`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from smallfirst.answers import RequestContext, RouteInfo, new_request_id
+from smallfirst.config import BaselineConfig
+from smallfirst.errors import SmallfirstError
+from smallfirst.logs import RequestRecord, request_cost
+from smallfirst.types import ChatRequest, Completion, GenerateRequest, TextRequest, ToolCall, Usage
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a request ended: its tokens, status, error, answer text (None: not to be kept)."""
+
+    usage: Usage
+    status: int = 200
+    error: SmallfirstError | None = None
+    text: str | None = None
+    ttft: float | None = None  # perf_counter() at the first streamed chunk
+
+
+def answered_record(
+    request: GenerateRequest,
+    ctx: RequestContext,
+    route: RouteInfo | None,
+    ended: Ending,
+    baseline: BaselineConfig,
+    *,
+    keep_text: bool,
+) -> RequestRecord:
+    """The row of a request that was read: answered, failed, or left by its client (499);
+    with its prompt and answer texts when `keep_text` (`log_prompts`)."""
+    model = route.model if route else None
+    usage = ended.usage
+    return RequestRecord(
+        id=ctx.request_id,
+        created_at=ctx.created_at,
+        endpoint=ctx.endpoint,
+        model_requested=ctx.requested_model or request.model,
+        model_answered=model.id if model and ended.status < 400 else None,
+        tier=model.tier if model else None,
+        status=ended.status,
+        error_code=ended.error.code if ended.error else None,
+        stream=request.stream,
+        prompt_tokens=usage.prompt_tokens,
+        cached_tokens=usage.cached_tokens,
+        completion_tokens=usage.completion_tokens,
+        latency_ms=(time.perf_counter() - ctx.started) * 1000,
+        ttft_ms=(ended.ttft - ctx.started) * 1000 if ended.ttft is not None else None,
+        cost_usd=ctx.spent_usd,
+        baseline_cost_usd=request_cost(baseline, usage),
+        api_key_id=ctx.api_key_id,
+        route_reason=route.reason if route else None,
+        router=route.router if route else None,
+        route_score=route.score if route else None,
+        escalations=",".join(ctx.tried) or None,
+        pii_entities=ctx.inspection.audit_json() if ctx.inspection else None,
+        pii_action=ctx.inspection.action_for(model.id if model else None)
+        if ctx.inspection
+        else None,
+        prompt=prompt_text(request) if keep_text else None,
+        response=ended.text if keep_text else None,
+    )
+
+
+def estimated_usage(request: GenerateRequest, answer_text: str) -> Usage:
+    """Tokens of a stream cut before its usage came (the client left, the upstream broke):
+    the upstream has read the prompt and written the answer so far, and bills them. Counted
+    as for an upstream that reports no usage: 4 characters a token (`openai_compat._usage`)."""
+    return Usage(
+        prompt_tokens=max(len(prompt_text(request)) // 4, 1),
+        completion_tokens=len(answer_text) // 4,
+    )
+
+
+def rejection_record(
+    endpoint: str, error: SmallfirstError, api_key_id: str | None
+) -> RequestRecord:
+    """The row of a request refused before it could be read: no model."""
+    return RequestRecord(
+        id=new_request_id(),
+        created_at=time.time(),
+        endpoint=endpoint,
+        model_requested="unknown",
+        status=error.status,
+        error_code=error.code,
+        api_key_id=api_key_id,
+    )
+
+
+def embeddings_record(
+    model: str, api_key_id: str | None, started: float, tokens: int
+) -> RequestRecord:
+    return RequestRecord(
+        id=new_request_id(),
+        created_at=time.time(),
+        endpoint="embeddings",
+        model_requested=model,
+        model_answered=model,
+        tier="embeddings",
+        prompt_tokens=tokens,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        api_key_id=api_key_id,
+    )
+
+
+def prompt_text(request: GenerateRequest) -> str:
+    """What the model was given, as the log keeps it (`log_prompts`); tool definitions last."""
+    if isinstance(request, TextRequest) and request.prompt_needs_reading:
+        return f"[{len(request.prompt_tokens or [])} token ids]"
+    if not isinstance(request, ChatRequest):
+        suffix = "" if request.suffix is None else f"\n[suffix]\n{request.suffix}"
+        return request.prompt_text + suffix
+    lines = [f"{m.role}: {m.text}{calls_text(m.tool_calls)}" for m in request.messages]
+    if request.tools:
+        functions = [tool.function.model_dump(exclude_none=True) for tool in request.tools]
+        lines.append(f"tools: {json.dumps(functions, ensure_ascii=False)}")
+    return "\n".join(lines)
+
+
+def answers_text(choices: Sequence[Completion]) -> str:
+    """The answers as the log keeps them (`log_prompts`): numbered when there are several."""
+    texts = [choice.text + calls_text(choice.tool_calls) for choice in choices]
+    if len(texts) == 1:
+        return texts[0]
+    return "\n".join(f"[{index}] {text}" for index, text in enumerate(texts))
+
+
+def calls_text(calls: Sequence[ToolCall] | None) -> str:
+    """Tool calls as the log shows them, after the text they came with."""
+    return "".join(f" [call {c.function.name}({c.function.arguments})]" for c in calls or [])
