@@ -58,6 +58,7 @@ def test_router_decides_and_explains(api: tuple[TestClient, Any]) -> None:
     assert hard.json()["model"] == "big"
     assert hard.headers["x-smallfirst-router"] == "keyword"
     assert hard.headers["x-smallfirst-route-score"] == "1.0000"
+    assert hard.headers["x-smallfirst-route-threshold"] == "0.5000"
     info = hard.json()["smallfirst"]
     assert (info["router"], info["score"], info["threshold"]) == ("keyword", 1.0, 0.5)
     assert "-> strong" in info["reason"]

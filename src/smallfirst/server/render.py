@@ -41,6 +41,7 @@ ROUTE_HEADER_NAMES = (
     "x-smallfirst-tier",
     "x-smallfirst-router",
     "x-smallfirst-route-score",
+    "x-smallfirst-route-threshold",
     "x-smallfirst-escalations",
 )
 
@@ -53,6 +54,8 @@ def route_headers(route: RouteInfo) -> dict[str, str]:
     }
     if route.score is not None:
         headers["x-smallfirst-route-score"] = f"{route.score:.4f}"
+    if route.threshold is not None:
+        headers["x-smallfirst-route-threshold"] = f"{route.threshold:.4f}"
     if route.escalations:
         headers["x-smallfirst-escalations"] = ",".join(route.escalations)
     return headers
@@ -72,8 +75,7 @@ def _chat_logprobs(items: list[TokenLogprob] | None) -> dict[str, Any] | None:
                 "logprob": i.logprob,
                 "bytes": i.token_bytes,
                 "top_logprobs": [
-                    {"token": t.token, "logprob": t.logprob, "bytes": t.token_bytes}
-                    for t in i.top
+                    {"token": t.token, "logprob": t.logprob, "bytes": t.token_bytes} for t in i.top
                 ],
             }
             for i in items
