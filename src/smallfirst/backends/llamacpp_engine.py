@@ -102,6 +102,7 @@ class LlamaEngine:
         eos_id, bos_id = self.llama.token_eos(), self.llama.token_bos()
         # What the model puts before a text prompt: its BOS, if its vocabulary adds one.
         self._bos = self._tokens("", bos=True, special=False)
+        self._special_texts = self._spelled_special_tokens()
         self._formatter = (
             Jinja2ChatFormatter(
                 template=template,
@@ -228,11 +229,24 @@ class LlamaEngine:
         return tokens, formatted
 
     def _spells_special(self, text: str) -> bool:
-        """Does `text` read differently as a prompt than as text (or could it pass for a
-        mark: a NUL)?"""
-        return "\x00" in text or self._tokens(text, bos=False, special=True) != self._tokens(
-            text, bos=False, special=False
+        """Could `text` read differently as a prompt than as text: does it spell a special
+        token (or a NUL, which could pass for a mark)? A substring test: tokenizing every
+        message twice to compare cost ~9 ms per 4,000 tokens here."""
+        return "\x00" in text or any(special in text for special in self._special_texts)
+
+    def _spelled_special_tokens(self) -> tuple[str, ...]:
+        """The text of each control or user-defined token (`<|im_end|>`); read once at load
+        (~40 ms for a 49k vocabulary)."""
+        from llama_cpp import llama_cpp as low_level
+
+        vocab = self.llama._model.vocab
+        kinds = low_level.LLAMA_TOKEN_ATTR_CONTROL | low_level.LLAMA_TOKEN_ATTR_USER_DEFINED
+        texts = (
+            self.token_text(token)
+            for token in range(self.vocab_size)
+            if low_level.llama_vocab_get_attr(vocab, token) & kinds
         )
+        return tuple(text for text in texts if text.strip())
 
     def _text_prompt(self, request: TextRequest) -> tuple[list[int], bool]:
         """A completion prompt's tokens, and whether the engine put the first one there (its
