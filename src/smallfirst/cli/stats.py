@@ -153,7 +153,11 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
     console.print(f"Spent:    ${summary.cost_usd:.4f}")
     console.print(f"Baseline: ${summary.baseline_cost_usd:.4f} (the same tokens on {baseline})")
     if summary.saved_share is None:
-        console.print("Saved:    - (the baseline has no price; set config `baseline`)")
+        console.print(
+            "Saved:    - (the baseline had no price when these requests were logged: a"
+            " request's saving is priced as it is logged, so set config `baseline` before"
+            " serving)"
+        )
     else:
         console.print(f"Saved:    ${summary.saved_usd:.4f} ({summary.saved_share:.1%})")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)

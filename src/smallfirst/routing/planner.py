@@ -159,9 +159,14 @@ class RoutePlanner:
         chosen = plan.cascade_from or plan.candidates[0]
         capable = [m for m in [chosen, *plan.candidates] if m.tools]
         if plan.router in ("none", "override") and not capable:
+            hint = (
+                "choose one with `tools: true` in GET /v1/models, or model `auto`"
+                if any(m.tools for m in self.models)
+                else "no configured model can (a local model answers them with `tools: true`"
+                " in its config)"
+            )
             raise InvalidRequest(
-                f"The model `{chosen.id}` cannot call tools; choose one with `tools: true` in"
-                " GET /v1/models, or model `auto`",
+                f"The model `{chosen.id}` cannot call tools; {hint}",
                 param="tools",
                 code="tools_not_supported",
             )

@@ -81,7 +81,8 @@ def _page(since: str, body: str) -> str:
 def _body(summary: Summary, baseline: str) -> str:
     failed = sum(summary.failed_by_status.values())
     saved = (
-        "the baseline has no price: set `baseline` in the config"
+        "the baseline had no price when these requests were logged: set `baseline` in the"
+        " config before serving"
         if summary.saved_share is None
         else f"{summary.saved_share:.1%} of the baseline"
     )
