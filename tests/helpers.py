@@ -46,3 +46,18 @@ def fake_backend(gateway: Gateway, model_id: str) -> FakeBackend:
 
 def chat_body(model: str = "tiny", **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": "Hi there"}], **extra}
+
+
+# A tool as pydantic writes a model with an enum field (`openai.pydantic_function_tool`).
+WEATHER_WITH_DEFS = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "$defs": {"Unit": {"enum": ["celsius", "fahrenheit"], "type": "string"}},
+            "properties": {"city": {"type": "string"}, "unit": {"$ref": "#/$defs/Unit"}},
+            "required": ["city", "unit"],
+            "type": "object",
+        },
+    },
+}

@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from tests.helpers import WEATHER_WITH_DEFS
 from tests.integration.conftest import (
     Server,
     cloud_model,
@@ -208,19 +209,6 @@ def test_a_tool_schema_the_grammar_cannot_express_is_a_clear_400(
     assert "unsupported tool parameters schema" in str(refused.value)
 
 
-# As pydantic writes a model with an enum field (`openai.pydantic_function_tool` sends it).
-WEATHER_WITH_DEFS = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "$defs": {"Unit": {"enum": ["celsius", "fahrenheit"], "type": "string"}},
-            "properties": {"city": {"type": "string"}, "unit": {"$ref": "#/$defs/Unit"}},
-            "required": ["city", "unit"],
-            "type": "object",
-        },
-    },
-}
 SIZES = ['10" small', '14" large']  # a quote in a JSON value: the literal needs a backslash
 
 

@@ -8,19 +8,8 @@ import pytest
 from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.backends.local_tools import grammar_text
 from smallfirst.types import ChatRequest
+from tests.helpers import WEATHER_WITH_DEFS
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "$defs": {"Unit": {"enum": ["celsius", "fahrenheit"], "type": "string"}},
-            "properties": {"city": {"type": "string"}, "unit": {"$ref": "#/$defs/Unit"}},
-            "required": ["city", "unit"],
-            "type": "object",
-        },
-    },
-}
 ANSWER = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 
 
@@ -32,14 +21,18 @@ def test_a_quote_in_a_value_is_escaped_with_its_backslash() -> None:
 
 
 def test_a_tools_refs_resolve_against_its_own_parameters() -> None:
-    parameters = WEATHER["function"]["parameters"]  # type: ignore[index]
+    parameters = WEATHER_WITH_DEFS["function"]["parameters"]  # type: ignore[index]
     grammar = json_grammar([("get_weather", parameters)], None)
     assert '"\\"celsius\\""' in grammar
     assert parameters["properties"]["unit"] == {"$ref": "#/$defs/Unit"}  # not rewritten
 
 
 def request(**extra: object) -> ChatRequest:
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [WEATHER]}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [WEATHER_WITH_DEFS],
+    }
     return ChatRequest.model_validate({**body, **extra})
 
 
