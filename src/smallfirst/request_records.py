@@ -17,7 +17,7 @@ from smallfirst.types import ChatRequest, Completion, GenerateRequest, TextReque
 
 @dataclass(frozen=True)
 class Ending:
-    """How a request ended: its tokens, status, error, answer text (None: not to be kept)."""
+    """How a request ended: its tokens, status, error, and the answers' text."""
 
     usage: Usage
     status: int = 200
