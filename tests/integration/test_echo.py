@@ -123,3 +123,20 @@ def test_one_letter_answers_score_as_a_whole_read_scores_them(gateway: Server) -
         assert logprobs == pytest.approx(reference_logprobs(prompt), abs=1e-3), letter
         cached = scored["usage"]["prompt_tokens_details"]["cached_tokens"]
         assert (cached > 0) == (position > 0)
+
+
+def test_a_prompt_as_long_as_the_context_can_be_scored(gateway: Server) -> None:
+    """`max_tokens: 0` asks for no room beyond the prompt: a prompt of exactly the context's
+    length is scored (it was a 400 saying "513 tokens (512 in the prompt, 0 ...)")."""
+    context = 2048  # the gateway fixture's
+    ids = [28] * context  # any ordinary token, repeated
+    scored = complete(gateway, prompt=ids, echo=True, max_tokens=0, logprobs=0)
+    assert scored["usage"]["prompt_tokens"] == context
+    assert len(scored["choices"][0]["logprobs"]["token_logprobs"]) == context
+    over = httpx.post(
+        f"{gateway.url}/v1/completions",
+        json={"model": "smollm2-135m", "prompt": ids, "max_tokens": 1},
+        timeout=60,
+    )
+    assert over.status_code == 400
+    assert "2049 tokens (2048 in the prompt, 1 in the completion)" in over.text

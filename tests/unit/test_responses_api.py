@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.answers import RouteInfo
+from smallfirst.errors import ContextLengthExceeded
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
 from smallfirst.service import Gateway
@@ -238,3 +239,13 @@ def test_a_stored_response_is_a_404_that_says_why(api: tuple[TestClient, Gateway
         response = client.request(method, "/v1/responses/resp_123")
         assert response.status_code == 404
         assert "resp_123` is not stored" in response.json()["error"]["message"]
+
+
+def test_a_conversation_too_long_names_input(api: tuple[TestClient, Gateway]) -> None:
+    client, gateway = api
+    too_long = ContextLengthExceeded("This model's maximum context length is 2048 tokens.")
+    too_long.param = "messages"  # as the engine names it for the chat request
+    fake_backend(gateway, "tiny").queue(too_long)
+    response = client.post("/v1/responses", json={"model": "tiny", "input": "Hi"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input"

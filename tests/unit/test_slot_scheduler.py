@@ -121,6 +121,30 @@ async def test_requests_beyond_slots_and_queue_are_429(worker: ModelWorker) -> N
     assert scheduler.queue_depth() == 0
 
 
+async def test_a_client_that_leaves_the_queue_gives_its_place_up_at_once(
+    worker: ModelWorker,
+) -> None:
+    """Its place was kept until a slot would have admitted it: clients that timed out and
+    retried filled the queue with dead places, and new requests got 429 for minutes."""
+    engine = FakeEngine(parallel=1)
+    engine.slots.gate.clear()
+    scheduler = SlotScheduler(worker, parallel=1, queue_size=1)
+    busy = asyncio.ensure_future(text_of(scheduler, engine, "a"))
+    await asyncio.sleep(0.05)
+    waiting = scheduler.stream(request("b"), engine.load)  # type: ignore[arg-type]
+    queued = asyncio.ensure_future(anext(waiting))
+    await asyncio.sleep(0.05)
+    assert scheduler.queue_depth() == 1
+    queued.cancel()  # the client gives up while its request waits
+    await asyncio.gather(queued, return_exceptions=True)
+    await waiting.aclose()
+    assert scheduler.queue_depth() == 0
+    third = asyncio.ensure_future(text_of(scheduler, engine, "c"))  # not a 429
+    engine.slots.gate.set()
+    assert await asyncio.gather(busy, third) == ["a!", "c!"]
+    assert scheduler.cancelled_jobs == 1
+
+
 async def test_closing_a_stream_cancels_its_answer_and_frees_the_slot(
     worker: ModelWorker,
 ) -> None:

@@ -185,7 +185,8 @@ class LlamaEngine:
             tokens, added_bos = self._text_prompt(request)
         room = self.n_ctx - len(tokens)
         asked = request.token_limit
-        if room <= 0 or (asked is not None and asked > room):
+        needed = 1 if asked is None else asked  # 0: score the prompt only (echo)
+        if room < 0 or needed > room:
             completion = (
                 f"{asked} in the completion"
                 if asked is not None
@@ -193,7 +194,7 @@ class LlamaEngine:
             )
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {self.n_ctx} tokens. However, you "
-                f"requested {len(tokens) + (asked or 1)} tokens ({len(tokens)} in the prompt, "
+                f"requested {len(tokens) + needed} tokens ({len(tokens)} in the prompt, "
                 f"{completion}). Please reduce the length of the prompt or the completion.",
                 param="messages" if isinstance(request, ChatRequest) else "prompt",
             )

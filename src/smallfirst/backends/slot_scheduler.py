@@ -48,9 +48,9 @@ class SlotScheduler:
         self._jobs: set[SlotJob] = set()  # the same jobs, to end them all at shutdown
         self._looping = False
         self._loop_task: asyncio.Future[None] | None = None
-        self.started_jobs = 0  # these three are written by the worker thread only
+        self.started_jobs = 0  # these two are written by the worker thread only
         self.waited_s = 0.0
-        self.cancelled_jobs = 0
+        self.cancelled_jobs = 0  # under the lock
 
     def queue_depth(self) -> int:
         return max(self._open - self.parallel, 0)
@@ -85,6 +85,18 @@ class SlotScheduler:
                 yield chunk
         finally:
             job.cancelled.set()  # no-op after the end; frees the slot on a disconnect
+            self._leave_queue(job)
+
+    def _leave_queue(self, job: SlotJob) -> None:
+        """A job whose client left while it waited gives its place up now, not when a slot
+        would have admitted it: dead places made new requests 429 for minutes."""
+        with self._lock:
+            if job not in self._waiting:
+                return
+            self._waiting.remove(job)
+            self._open -= 1
+            self._jobs.discard(job)
+            self.cancelled_jobs += 1
 
     def end_all(self, error: BaseException) -> None:
         """End every answer under way or waiting with `error` (the server is shutting down):
@@ -157,9 +169,8 @@ class SlotScheduler:
         self._end(job)
 
     def _end(self, job: SlotJob) -> None:
-        if job.cancelled.is_set():
-            self.cancelled_jobs += 1
         job.emit(DONE)
         with self._lock:
+            self.cancelled_jobs += job.cancelled.is_set()
             self._open -= 1
             self._jobs.discard(job)

@@ -128,6 +128,8 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
         return await _answer(request, gw, ctx, dialect)
     except SmallfirstError as error:
         error.request_id = ctx.request_id
+        if isinstance(dialect, _Responses) and error.param == "messages":
+            error.param = "input"  # the Responses API's name for what was too long
         raise
 
 
