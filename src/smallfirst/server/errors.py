@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,11 +9,9 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from smallfirst.errors import INTERNAL_ERROR_MESSAGE, InvalidRequest, SmallfirstError
+from smallfirst.errors import InvalidRequest, SmallfirstError, served
 from smallfirst.server.responses import JSONResponse
 from smallfirst.types import FieldError
-
-log = logging.getLogger("smallfirst.server")
 
 
 def error_body(error: SmallfirstError) -> dict[str, Any]:
@@ -117,8 +114,7 @@ async def handle_smallfirst_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(SmallfirstError(INTERNAL_ERROR_MESSAGE))
+    return error_response(served(exc))  # logs the trace, tells the client nothing of it
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:

@@ -245,6 +245,13 @@ def _chat_tool(tool: dict[str, Any], index: int) -> dict[str, Any]:
     }
 
 
+def responses_param(param: str) -> str:
+    """A chat request's `param` ("messages", "response_format.json_schema.schema") as the
+    Responses request it was made from names it ("input", "text.format.schema")."""
+    path: list[str | int] = [int(p) if p.isdigit() else p for p in param.split(".")]
+    return ".".join(str(p) for p in _in_responses_terms(path))
+
+
 def _in_responses_terms(path: list[str | int]) -> list[str | int]:
     """Where a field of the chat request made from a Responses request came from."""
     head, *rest = path

@@ -32,7 +32,7 @@ from smallfirst.server.render import (
 )
 from smallfirst.server.responses import JSONResponse
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
-from smallfirst.server.responses_api_request import ResponsesRequest
+from smallfirst.server.responses_api_request import ResponsesRequest, responses_param
 from smallfirst.server.sse import sse_stream
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest
@@ -69,6 +69,10 @@ class _Dialect(Protocol):
 
     def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]: ...
 
+    def param(self, name: str) -> str:
+        """An error's `param` (named for `request`) as this API's body names it."""
+        ...
+
 
 @dataclass
 class _Completions:
@@ -87,6 +91,9 @@ class _Completions:
         renderer = ChunkRenderer(self.request, answer.route, request_id, citations)
         return sse_stream(renderer, answer.chunks)
 
+    def param(self, name: str) -> str:
+        return name
+
 
 @dataclass
 class _Responses:
@@ -102,6 +109,9 @@ class _Responses:
     def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]:
         events = ResponseEvents(self.asked, answer.route, request_id, answer.citations or None)
         return sse_stream(events, answer.chunks)
+
+    def param(self, name: str) -> str:
+        return responses_param(name)
 
 
 def _read_responses(body: bytes) -> _Responses:
@@ -128,8 +138,8 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
         return await _answer(request, gw, ctx, dialect)
     except SmallfirstError as error:
         error.request_id = ctx.request_id
-        if isinstance(dialect, _Responses) and error.param == "messages":
-            error.param = "input"  # the Responses API's name for what was too long
+        if error.param is not None:
+            error.param = dialect.param(error.param)
         raise
 
 
