@@ -33,12 +33,7 @@ def test_judge_rating_parsing() -> None:
 
 
 def test_label_cli_writes_schema_rows_and_resumes(tmp_path: Path) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"data_dir: {tmp_path}\nmodels:\n"
-        "  - {id: tiny, tier: edge, backend: fake, replies: ['I think 7.']}\n"
-        "  - {id: big, tier: cloud, backend: fake, replies: ['#### 12']}\n"
-    )
+    config = _fake_config(tmp_path, weak_reply="I think 7.", strong_reply="#### 12")
     rows = [
         {"id": f"q{i}", "messages": [{"role": "user", "content": f"q {i}"}], "reference": ref}
         for i, ref in enumerate(["#### 12", "#### 7", "#### 3"])
@@ -79,12 +74,13 @@ def test_label_cli_usage_errors(tmp_path: Path) -> None:
     assert missing.exit_code == 2
 
 
-def _fake_config(tmp_path: Path) -> Path:
+def _fake_config(tmp_path: Path, weak_reply: str = "7", strong_reply: str = "12") -> Path:
+    """A config of two fake models: `tiny` (edge) and `big` (cloud), each with one reply."""
     config = tmp_path / "c.yaml"
     config.write_text(
         f"data_dir: {tmp_path}\nmodels:\n"
-        "  - {id: tiny, tier: edge, backend: fake, replies: ['7']}\n"
-        "  - {id: big, tier: cloud, backend: fake, replies: ['12']}\n"
+        f"  - {{id: tiny, tier: edge, backend: fake, replies: ['{weak_reply}']}}\n"
+        f"  - {{id: big, tier: cloud, backend: fake, replies: ['{strong_reply}']}}\n"
     )
     return config
 
