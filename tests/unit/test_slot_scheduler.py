@@ -12,7 +12,7 @@ import pytest
 
 from smallfirst.backends.llamacpp_slots import SlotJob
 from smallfirst.backends.slot_scheduler import SlotScheduler
-from smallfirst.backends.worker import ModelWorker
+from smallfirst.backends.worker import DONE, ModelWorker
 from smallfirst.errors import InvalidRequest, ModelUnavailable, QueueFull
 from smallfirst.types import Chunk, TextRequest, Usage
 
@@ -143,6 +143,31 @@ async def test_a_client_that_leaves_the_queue_gives_its_place_up_at_once(
     engine.slots.gate.set()
     assert await asyncio.gather(busy, third) == ["a!", "c!"]
     assert scheduler.cancelled_jobs == 1
+
+
+async def test_an_answer_whose_client_leaves_right_after_its_end_is_not_counted_cancelled(
+    worker: ModelWorker,
+) -> None:
+    """The client's stream marks the job it leaves as cancelled; when that ran between the
+    end of the answer and its count (CI saw it once), a good answer counted as cancelled."""
+    engine = FakeEngine(parallel=1)
+    scheduler = SlotScheduler(worker, parallel=1, queue_size=1)
+    start = engine.slots.start
+
+    def start_with_a_quick_client(job: SlotJob, prompt: str) -> int:
+        emit = job.emit
+
+        def emit_then_leave(item: object) -> None:
+            emit(item)
+            if item is DONE:
+                job.cancelled.set()  # as if the loop ran the stream's `finally` at once
+
+        job.emit = emit_then_leave
+        return start(job, prompt)
+
+    engine.slots.start = start_with_a_quick_client  # type: ignore[method-assign]
+    assert await text_of(scheduler, engine, "a") == "a!"
+    assert scheduler.cancelled_jobs == 0
 
 
 async def test_closing_a_stream_cancels_its_answer_and_frees_the_slot(

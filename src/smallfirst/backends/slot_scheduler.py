@@ -169,8 +169,11 @@ class SlotScheduler:
         self._end(job)
 
     def _end(self, job: SlotJob) -> None:
+        # Read before DONE goes out: the client's stream marks every job it leaves as
+        # cancelled, so read after, an answer that ended well could count as cancelled.
+        cancelled = job.cancelled.is_set()
         job.emit(DONE)
         with self._lock:
-            self.cancelled_jobs += job.cancelled.is_set()
+            self.cancelled_jobs += cancelled
             self._open -= 1
             self._jobs.discard(job)
