@@ -284,6 +284,7 @@ class ChatRequest(SamplingParams):
                 raise FieldError(
                     "tool_choice", f"tool_choice names {wanted!r}, which is not among the tools"
                 )
+        _check_tool_turns(self.messages)
         return self
 
     @property
@@ -299,6 +300,45 @@ class ChatRequest(SamplingParams):
     def logprob_alternatives(self) -> int | None:
         """None when no logprobs were asked; else how many top alternatives per token."""
         return (self.top_logprobs or 0) if self.logprobs else None
+
+
+def _check_tool_turns(messages: list[ChatMessage]) -> None:
+    """As OpenAI has it: tool results follow the assistant turn that called the tools, one
+    per call, and answer its calls only. A local model would otherwise read a result that
+    answers nothing, and the same conversation would be a 400 only when routed to the cloud."""
+    calls: dict[str, bool] = {}  # the calling turn's ids -> answered yet
+    caller = -1  # that turn's position
+    for position, message in enumerate(messages):
+        if message.role == "tool":
+            if caller < 0:
+                raise FieldError(
+                    f"messages.{position}.role",
+                    "messages with role 'tool' must be a response to a preceding message with"
+                    " 'tool_calls'",
+                )
+            if message.tool_call_id not in calls:
+                raise FieldError(
+                    f"messages.{position}.tool_call_id",
+                    f"'tool_call_id' of {message.tool_call_id!r} not found in 'tool_calls' of"
+                    f" the message at messages.{caller}",
+                )
+            calls[str(message.tool_call_id)] = True
+            continue
+        _check_answered(calls, caller)
+        calls = {call.id: False for call in message.tool_calls or []}
+        caller = position if calls else -1
+    _check_answered(calls, caller)
+
+
+def _check_answered(calls: dict[str, bool], caller: int) -> None:
+    unanswered = [call_id for call_id, answered in calls.items() if not answered]
+    if unanswered:
+        raise FieldError(
+            f"messages.{caller}.role",
+            "An assistant message with 'tool_calls' must be followed by tool messages"
+            " responding to each 'tool_call_id'. The following tool_call_ids did not have"
+            f" response messages: {', '.join(unanswered)}",
+        )
 
 
 TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]

@@ -215,6 +215,26 @@ def test_an_answer_cut_by_max_output_tokens_is_incomplete() -> None:
             "input.1.arguments",
             "expected a string",
         ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call_output", "call_id": "c9", "output": "rain"},
+                ]
+            },
+            "input",
+            "No tool call found for function call output with call_id c9.",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                ]
+            },
+            "input",
+            "No tool output found for function call c1.",
+        ),
     ],
 )
 def test_what_cannot_be_honoured_is_a_400_naming_the_field(

@@ -168,6 +168,58 @@ def test_malformed_tool_requests_are_clear_400s(
     assert fragment in response.json()["error"]["message"]
 
 
+def _called(*call_ids: str) -> dict[str, Any]:
+    calls = [
+        {"id": i, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+        for i in call_ids
+    ]
+    return {"role": "assistant", "content": None, "tool_calls": calls}
+
+
+def _result(call_id: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": "18 C"}
+
+
+USER = {"role": "user", "content": "Weather in Oslo and Bergen?"}
+
+
+@pytest.mark.parametrize(
+    ("messages", "param", "fragment"),
+    [
+        ([USER, _result("c1")], "messages.1.role", "must be a response to a preceding"),
+        (
+            [USER, _called("c1"), _result("c1"), USER, _result("c1")],
+            "messages.4.role",
+            "must be a response to a preceding",
+        ),
+        (
+            [USER, _called("c1"), _result("c2")],
+            "messages.2.tool_call_id",
+            "'tool_call_id' of 'c2' not found in 'tool_calls' of the message at messages.1",
+        ),
+        (
+            [USER, _called("c1", "c2"), _result("c2"), USER],
+            "messages.1.role",
+            "The following tool_call_ids did not have response messages: c1",
+        ),
+        ([USER, _called("c1")], "messages.1.role", "did not have response messages: c1"),
+    ],
+)
+def test_tool_results_that_answer_no_call_are_400s_as_openai_has_them(
+    api: tuple[TestClient, Any], messages: list[dict[str, Any]], param: str, fragment: str
+) -> None:
+    """A local model would read a result that answers nothing, and the same conversation
+    was a 400 only when routed to the cloud."""
+    client, _ = api
+    response = ask(client, messages=messages)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert fragment in error["message"]
+    answered = [USER, _called("c1", "c2"), _result("c2"), _result("c1"), USER]
+    assert ask(client, messages=answered).status_code == 200  # in any order
+
+
 def test_no_model_that_can_call_tools_is_a_clear_400(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path)
     for model in settings.models:

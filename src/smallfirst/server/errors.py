@@ -91,7 +91,9 @@ _NOT_A_FIELD = re.compile(r"^(str|int|float|bool|none|list|dict)$|[\[A-Z-]")
 def _field_path(error: Mapping[str, Any]) -> list[str | int]:
     path = [p for p in error["loc"] if isinstance(p, int) or not _NOT_A_FIELD.search(p)]
     cause = (error.get("ctx") or {}).get("error")
-    return [*path, cause.param] if isinstance(cause, FieldError) else path
+    if not isinstance(cause, FieldError):
+        return path
+    return [*path, *(int(p) if p.isdigit() else p for p in cause.param.split("."))]
 
 
 def _json_type_of(value: object) -> str:

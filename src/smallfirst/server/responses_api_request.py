@@ -124,6 +124,7 @@ class ResponsesRequest(ApiModel):
             return [*messages, ChatMessage(role="user", content=self.input)]
         for index, item in enumerate(self.input):
             _append_item(messages, item, f"input.{index}")
+        _check_call_outputs(self.input)
         if not messages:
             raise InvalidRequest("input has no messages", param="input")
         return messages
@@ -183,6 +184,28 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
             "and function_call_output are)",
             param=where,
         )
+
+
+def _check_call_outputs(items: list[dict[str, Any]]) -> None:
+    """OpenAI's rules, in its words: an output answers a call made before it, and every call
+    has its output (a local model would read a result that answers nothing)."""
+    called: list[str] = []
+    answered: set[str] = set()
+    for item in items:
+        if item.get("type") == "function_call":
+            called.append(item["call_id"])
+        elif item.get("type") == "function_call_output":
+            if item["call_id"] not in called:
+                raise InvalidRequest(
+                    f"No tool call found for function call output with call_id {item['call_id']}.",
+                    param="input",
+                )
+            answered.add(item["call_id"])
+    for call_id in called:
+        if call_id not in answered:
+            raise InvalidRequest(
+                f"No tool output found for function call {call_id}.", param="input"
+            )
 
 
 def _arguments(item: dict[str, Any], where: str) -> str:
