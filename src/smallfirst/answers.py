@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from smallfirst.errors import SmallfirstError
 from smallfirst.privacy_step import Inspection
 from smallfirst.types import Chunk, Completion, ModelInfo, Usage
 
@@ -33,6 +34,8 @@ class RequestContext:
     inspection: Inspection | None = None  # PII found in the request, and what was done
     spent_usd: float = 0.0  # every attempt's cost, the cascade's unused small answer included
     tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
+    # Set when the gateway stops the request for another's failure (a batch's prompt).
+    stopped_by: SmallfirstError | None = None
 
 
 @dataclass(frozen=True)

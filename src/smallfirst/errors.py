@@ -56,6 +56,17 @@ class PolicyBlocked(InvalidRequest):
     code = "pii_blocked"
 
 
+class BatchStopped(SmallfirstError):
+    """A batch's prompt left unanswered because another of its prompts failed: logged with
+    the status the client got for the batch (never sent itself)."""
+
+    code = "batch_stopped"
+
+    def __init__(self, position: int, cause: SmallfirstError) -> None:
+        super().__init__(f"prompt {position} of the batch failed: {cause.message}")
+        self.status = cause.status
+
+
 class Unauthorized(SmallfirstError):
     status = 401
     error_type = "authentication_error"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from smallfirst.answers import RequestContext, RouteInfo, new_request_id
 from smallfirst.config import BaselineConfig
-from smallfirst.errors import SmallfirstError
+from smallfirst.errors import CLIENT_CLOSED_REQUEST, SmallfirstError
 from smallfirst.logs import RequestRecord, request_cost
 from smallfirst.types import ChatRequest, Completion, GenerateRequest, TextRequest, ToolCall, Usage
 
@@ -39,12 +39,14 @@ def answered_record(
     with its prompt and answer texts when `keep_text` (`log_prompts`)."""
     model = route.model if route else None
     usage = ended.usage
+    # a 499's model answered until its client left
+    answered = ended.status < 400 or ended.status == CLIENT_CLOSED_REQUEST
     return RequestRecord(
         id=ctx.request_id,
         created_at=ctx.created_at,
         endpoint=ctx.endpoint,
         model_requested=ctx.requested_model or request.model,
-        model_answered=model.id if model and ended.status < 400 else None,
+        model_answered=model.id if model and answered else None,
         tier=model.tier if model else None,
         status=ended.status,
         error_code=ended.error.code if ended.error else None,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.backends import Backend, build_backends
+from smallfirst.batches import answer_each_prompt
 from smallfirst.choices import completions_of, fan_out, usage_of
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
@@ -229,44 +230,11 @@ class Gateway:
         return Answer(choices, usage, route, citations)
 
     async def complete_each_prompt(self, request: TextRequest, ctx: RequestContext) -> list[Answer]:
-        """A batch of prompts (`/v1/completions` with a list): each is guarded, routed,
-        answered and logged as a request of its own (id `<ctx id>-<position>`), at most as
-        many at once as the largest local model has slots, so that a batch does not fill a
-        local queue by itself. The first failure fails the batch and stops the rest."""
-        gate = asyncio.Semaphore(self._batch_concurrency())
-        asked = [request.model_copy(update={"prompt": prompt}) for prompt in request.prompts]
-        contexts = [
-            RequestContext(
-                endpoint=ctx.endpoint,
-                request_id=f"{ctx.request_id}-{position}",
-                api_key_id=ctx.api_key_id,
-                route_override=ctx.route_override,
-            )
-            for position in range(len(asked))
-        ]
-        # Every prompt is guarded and routed before any is answered: one that the privacy
-        # policy refuses fails the batch before the others have gone out.
-        prepared = await _all_or_none(
-            [self._prepared(*each) for each in zip(asked, contexts, strict=True)]
-        )
+        """A batch of prompts, answered whole or not at all (`batches.py`)."""
+        return await answer_each_prompt(self, request, ctx)
 
-        failed = asyncio.Event()
-
-        async def answer(sent: TextRequest, own: RequestContext, ready: Prepared) -> Answer:
-            async with gate:
-                if failed.is_set():  # let in as the failed one left: nothing more goes out
-                    raise asyncio.CancelledError
-                try:
-                    return await self.complete(sent, own, ready)
-                except BaseException:
-                    failed.set()
-                    raise
-
-        return await _all_or_none(
-            [answer(*each) for each in zip(asked, contexts, prepared, strict=True)]
-        )
-
-    def _batch_concurrency(self) -> int:
+    def batch_concurrency(self) -> int:
+        """How many prompts of a batch are answered at once: the largest local model's slots."""
         slots = [b.slots_in_use() for b in self.backends.values()]
         return max((total for _, total in filter(None, slots)), default=1)
 
@@ -301,12 +269,13 @@ class Gateway:
         """Guard, retrieve and plan (unless `prepared` already); under a cascade, also the
         small model's draft."""
         if prepared is None:
-            prepared = await self._prepared(request, ctx)
+            prepared = await self.prepared(request, ctx)
         if prepared.plan.cascade_from is None:
             return prepared, Draft()
         return prepared, await self._cascade_draft(prepared.request, ctx, prepared.plan)
 
-    async def _prepared(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:
+    async def prepared(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:
+        """`prepare`, logged if it fails."""
         ctx.requested_model = request.model
         return await self._logged(request, ctx, None, self.prepare(request, ctx))
 
@@ -450,8 +419,9 @@ class Gateway:
             model = answering or (plan.candidates[0] if plan else None)
             route = _route(model, plan, ctx) if plan and model else None
             failed = served(error)
-            status = failed.status if failed else CLIENT_CLOSED_REQUEST
-            self._finish(request, ctx, route, Usage(), status=status, error=failed)
+            told = failed or ctx.stopped_by  # cancelled: by its client, or by the gateway
+            status = told.status if told else CLIENT_CLOSED_REQUEST
+            self._finish(request, ctx, route, Usage(), status=status, error=told)
             if failed is None or failed is error:
                 raise
             raise failed from error
@@ -500,6 +470,12 @@ class Gateway:
         """Log a request refused before it could be read (e.g. an invalid body): no model.
         Returns the log row's id."""
         return self._notify(rejection_record(endpoint, error, api_key_id))
+
+    def record_stopped(self, request: GenerateRequest, ctx: RequestContext) -> None:
+        """Log a request the gateway stopped before any model had it (`ctx.stopped_by`)."""
+        error = ctx.stopped_by
+        status = error.status if error else CLIENT_CLOSED_REQUEST
+        self._finish(request, ctx, None, Usage(), status=status, error=error)
 
     def record_embeddings(
         self,
@@ -583,14 +559,3 @@ def _with_logprobs(request: GenerateRequest) -> GenerateRequest:
 def _sureness(sure: Confidence) -> tuple[bool, float]:
     """Orders answers' confidences, least sure first: no tokens at all, then by mean logprob."""
     return sure.tokens > 0, sure.mean_logprob
-
-
-async def _all_or_none(work: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """The results of all, in order; on the first failure the others are cancelled."""
-    tasks = [asyncio.ensure_future(item) for item in work]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

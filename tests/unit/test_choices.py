@@ -288,6 +288,38 @@ def test_the_first_failing_prompt_fails_the_batch(api: tuple[TestClient, Gateway
     assert len(big.requests) == 2  # one prompt at a time here (no slots): c was never sent
 
 
+def test_the_prompts_a_failure_stopped_are_logged_as_stopped_not_as_left(
+    api: tuple[TestClient, Gateway], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They were logged as 499 (their client left) and counted as answered, or not at all."""
+    client, gateway = api
+    big = fake_backend(gateway, "big")
+    answer_of = big.complete
+
+    async def complete(request: GenerateRequest) -> Any:
+        if request.prompt == "slow":
+            await asyncio.sleep(30)  # under way when "bad" fails: cancelled
+        if request.prompt == "bad":
+            raise UpstreamError("big broke")
+        return await answer_of(request)
+
+    monkeypatch.setattr(big, "complete", complete)
+    monkeypatch.setattr(gateway, "batch_concurrency", lambda: 2)  # "late" waits its turn
+    body = {"model": "big", "prompt": ["slow", "bad", "late"]}
+    response = client.post("/v1/completions", json=body)
+    assert response.status_code == 502
+    client.get("/metrics")  # the log writer catches up in the background
+    gateway.request_log.close()
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT id, status, error_code FROM requests ORDER BY id"
+    )
+    batch = response.headers["x-request-id"]
+    assert [row for row in rows.fetchall() if row[0] != f"{batch}-1"] == [
+        (f"{batch}-0", 502, "batch_stopped"),
+        (f"{batch}-2", 502, "batch_stopped"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [

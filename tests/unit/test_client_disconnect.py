@@ -68,7 +68,7 @@ def test_leaving_before_the_answer_cancels_it_and_logs_499(tmp_path: Path, strea
     statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
     assert statuses == [499]
     assert [r.status for r in records] == [499]
-    assert records[0].model_answered is None
+    assert records[0].model_answered == "slow"  # it had the request when its client left
     assert records[0].tier == "edge"
     assert fake_backend(gateway, "slow").closed_early == (1 if stream else 0)
 

@@ -15,7 +15,12 @@ from aiohttp.test_utils import TestServer
 
 from smallfirst.backends.openai_compat import OpenAICompatBackend
 from smallfirst.config import OpenAICompatModel
-from smallfirst.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from smallfirst.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from smallfirst.types import ChatRequest, TextRequest, Usage
 
 REQUEST = ChatRequest.model_validate(
@@ -144,6 +149,24 @@ async def test_client_errors_are_not_retried_and_keep_the_message() -> None:
         with pytest.raises(InvalidRequest, match="context too long"):
             await backend.complete(REQUEST)
     assert calls == 1
+
+
+async def test_an_upstreams_error_code_and_param_are_kept() -> None:
+    """They were dropped: a context overflow upstream reached the client without its code."""
+    told = {
+        "message": "This model's maximum context length is 128000 tokens.",
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({"error": told}, status=400)
+
+    async with upstream(handle) as backend:
+        with pytest.raises(ContextLengthExceeded) as raised:
+            await backend.complete(REQUEST)
+    assert (raised.value.code, raised.value.param) == ("context_length_exceeded", "messages")
 
 
 async def test_timeout_is_504() -> None:

@@ -86,6 +86,8 @@ def test_summary_adds_up_money_routing_latency_and_privacy(log_path: Path) -> No
     assert cloud_tier.ttft_p50_ms is None
     # the bill includes the failed upstream attempt; the baseline only what was answered
     assert summary.cost_usd == pytest.approx(0.0005)
+    assert summary.failed_cost_usd == pytest.approx(0.0001)
+    assert sum(t.requests for t in summary.tiers) == summary.answered
     assert summary.baseline_cost_usd == pytest.approx(0.0044)
     assert summary.saved_usd == pytest.approx(0.0039)
     assert summary.saved_share == pytest.approx(0.0039 / 0.0044)
@@ -99,6 +101,20 @@ def test_all_time_includes_old_rows_and_an_empty_window_is_zero(log_path: Path) 
     assert summarize(log_path).requests == 8
     empty = summarize(log_path, since=NOW + 10)
     assert (empty.requests, empty.tiers, empty.saved_share) == (0, [], None)
+    assert empty.why_no_saving == "no tokens were answered in this window"  # not a price
+
+
+def test_a_client_that_left_counts_as_answered_only_once_a_model_had_it(tmp_path: Path) -> None:
+    """Left before routing, no tier answered it: counted so, the tiers' shares were short."""
+    log = RequestLog(tmp_path / "requests.db")
+    log.record(edge(1, 100.0))
+    log.record(edge(2, 100.0, status=499))  # cut while streaming
+    log.record(record(3, status=499))  # left while its prompt was scanned
+    log.close()
+    summary = summarize(tmp_path / "requests.db")
+    assert (summary.requests, summary.answered) == (3, 2)
+    assert summary.failed_by_status == {"499": 1}
+    assert [(t.tier, t.requests) for t in summary.tiers] == [("edge", 2)]
 
 
 def test_a_log_from_before_the_baseline_column_is_migrated(tmp_path: Path) -> None:
@@ -129,6 +145,7 @@ def test_stats_command_prints_the_saving_and_the_split(log_path: Path, tmp_path:
     text = cli(tmp_path)
     assert text.exit_code == 0, text.output
     assert "7 requests in the last 24h: 5 answered; failed: 1 x 404, 1 x 502" in text.output
+    assert "Spent:    $0.0005 ($0.0001 of it on failed requests)" in text.output
     assert "Saved:    $0.0039 (88.6%)" in text.output
     assert "Routed by rules: edge 4, cloud 1" in text.output
     as_json = json.loads(cli(tmp_path, "--since", "all", "--json").output)
@@ -144,6 +161,9 @@ def test_stats_command_refuses_a_bad_window_and_a_missing_log(tmp_path: Path) ->
     bad = cli(tmp_path, "--since", "yesterday")
     assert bad.exit_code == 2
     assert "--since: a window looks like 30m, 24h or 7d" in bad.output
+    endless = cli(tmp_path, "--since", "9" * 400 + "d", "--json")  # was "since": -Infinity
+    assert endless.exit_code == 2
+    assert "is longer than any log; use 'all'" in endless.output
 
 
 def test_dashboard_page_shows_the_saving_split_and_privacy(tmp_path: Path) -> None:

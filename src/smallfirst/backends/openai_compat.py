@@ -21,6 +21,7 @@ import pydantic_core
 from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import (
+    ContextLengthExceeded,
     InvalidRequest,
     QueueFull,
     SmallfirstError,
@@ -218,17 +219,31 @@ async def _status_error(model_id: str, response: aiohttp.ClientResponse) -> Smal
     finally:
         response.release()
     try:
-        message = str(json.loads(raw)["error"]["message"])
+        told = json.loads(raw)["error"]
+        message = str(told["message"])
     except (ValueError, KeyError, TypeError):
-        message = raw[:200].decode(errors="replace")
+        told, message = {}, raw[:200].decode(errors="replace")
     status = response.status
-    if status in CLIENT_ERROR_STATUSES:
-        return InvalidRequest(f"{model_id}: {message}")
+    if status in CLIENT_ERROR_STATUSES:  # its code and param say what to change, as sent
+        code, param = _code_and_param(told)
+        kind = ContextLengthExceeded if code == ContextLengthExceeded.code else InvalidRequest
+        return kind(f"{model_id}: {message}", param=param, code=code)
     if status == 429:
         return QueueFull(
             f"{model_id}: upstream is rate limiting: {message}", code="upstream_rate_limited"
         )
     return UpstreamError(f"{model_id}: upstream answered {status}: {message}")
+
+
+def _code_and_param(error: Any) -> tuple[str | None, str | None]:
+    """An upstream error's code and param, where it gives them as text."""
+    if not isinstance(error, dict):
+        return None, None
+    code, param = error.get("code"), error.get("param")
+    return (
+        code if isinstance(code, str) else None,
+        param if isinstance(param, str) else None,
+    )
 
 
 def _usage(raw: Any, body: dict[str, Any], text: str) -> Usage:

@@ -150,14 +150,14 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
         f"[bold]{summary.requests}[/] requests in {window}: {summary.answered} answered"
         + (f"; failed: {failed}" if failed else "")
     )
-    console.print(f"Spent:    ${summary.cost_usd:.4f}")
+    on_failed = summary.failed_cost_usd
+    console.print(
+        f"Spent:    ${summary.cost_usd:.4f}"
+        + (f" (${on_failed:.4f} of it on failed requests)" if on_failed else "")
+    )
     console.print(f"Baseline: ${summary.baseline_cost_usd:.4f} (the same tokens on {baseline})")
-    if summary.saved_share is None:
-        console.print(
-            "Saved:    - (the baseline had no price when these requests were logged: a"
-            " request's saving is priced as it is logged, so set config `baseline` before"
-            " serving)"
-        )
+    if summary.why_no_saving is not None:
+        console.print(f"Saved:    - ({summary.why_no_saving})")
     else:
         console.print(f"Saved:    ${summary.saved_usd:.4f} ({summary.saved_share:.1%})")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)

@@ -7,6 +7,7 @@ request time (at the prices configured then), so changing a price does not rewri
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 import statistics
@@ -18,8 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from smallfirst.errors import CLIENT_CLOSED_REQUEST
-from smallfirst.logs.store import connect, migrate
+from smallfirst.logs.store import ANSWERED_SQL, connect, migrate
 from smallfirst.types import TIERS
 
 TIER_COLUMNS = (
@@ -74,6 +74,7 @@ class Summary(BaseModel):
     failed_by_status: dict[str, int]
     tiers: list[TierStats]
     cost_usd: float  # everything spent, failed requests' attempts included (the bill)
+    failed_cost_usd: float  # of cost_usd, on requests that were not answered
     baseline_cost_usd: float
     routed_by_router: dict[str, dict[str, int]]  # router -> answering tier -> requests
     escalated_requests: int
@@ -89,6 +90,18 @@ class Summary(BaseModel):
     def saved_share(self) -> float | None:
         return self.saved_usd / self.baseline_cost_usd if self.baseline_cost_usd > 0 else None
 
+    @property
+    def why_no_saving(self) -> str | None:
+        """Why there is no `saved_share`, for the reader; None when there is one."""
+        if self.saved_share is not None:
+            return None
+        if not any(tier.prompt_tokens or tier.completion_tokens for tier in self.tiers):
+            return "no tokens were answered in this window"
+        return (
+            "the baseline had no price when these requests were logged: a request's saving is"
+            " priced as it is logged, so set config `baseline` before serving"
+        )
+
 
 _WINDOW_UNITS_S = {"m": 60, "h": 3600, "d": 86400}
 _SQLITE_MAX_INTEGER = 2**63 - 1  # a larger LIMIT overflows; no log holds that many rows
@@ -101,12 +114,13 @@ def parse_window(text: str) -> float | None:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhd])", text.strip())
     if match is None:
         raise ValueError(f"a window looks like 30m, 24h or 7d, or is 'all'; got {text!r}")
-    return float(match.group(1)) * _WINDOW_UNITS_S[match.group(2)]
+    seconds = float(match.group(1)) * _WINDOW_UNITS_S[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{text!r} is longer than any log; use 'all'")
+    return seconds
 
 
-# Answered = a 200, or a request the client left (499): the model worked on it, and a stream's
-# tokens were produced and paid for.
-_ANSWERED = f"(status < 400 OR status = {CLIENT_CLOSED_REQUEST})"
+_ANSWERED = ANSWERED_SQL
 
 
 @contextmanager
@@ -180,9 +194,10 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         "GROUP BY pii_action ORDER BY pii_action",
         args,
     ).fetchall()
-    spent, baseline = connection.execute(
-        "SELECT coalesce(sum(cost_usd), 0), coalesce(sum(baseline_cost_usd), 0) "
-        f"FROM requests WHERE {where}",
+    spent, failed_cost, baseline = connection.execute(
+        "SELECT coalesce(sum(cost_usd), 0),"
+        f" coalesce(sum(CASE WHEN {_ANSWERED} THEN 0 ELSE cost_usd END), 0),"
+        f" coalesce(sum(baseline_cost_usd), 0) FROM requests WHERE {where}",
         args,
     ).fetchone()
     entities: Counter[str] = Counter()
@@ -197,6 +212,7 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         failed_by_status={str(status): count for status, count in failed},
         tiers=tiers,
         cost_usd=spent,
+        failed_cost_usd=failed_cost,
         baseline_cost_usd=baseline,
         routed_by_router=routed,
         escalated_requests=escalated,

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from smallfirst.errors import CLIENT_CLOSED_REQUEST
+
 MIGRATIONS_PACKAGE = "smallfirst.logs.migrations"
 log = logging.getLogger("smallfirst.logs")
 
@@ -47,6 +49,17 @@ class RequestRecord(BaseModel):
     escalations: str | None = None  # comma-separated model ids tried before the answering one
     pii_entities: str | None = None  # JSON {entity_type: count}; never values
     pii_action: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        """As `ANSWERED_SQL` has it."""
+        return self.status < 400 or (self.status == CLIENT_CLOSED_REQUEST and self.tier is not None)
+
+
+# Answered: a 200, or a request its client left (499) once a model had it, which worked on it
+# (a stream's tokens were produced and paid for). A client that left before routing is a 499
+# no model saw: counted with the failures, so that the tiers' shares add up to 100%.
+ANSWERED_SQL = f"(status < 400 OR (status = {CLIENT_CLOSED_REQUEST} AND tier IS NOT NULL))"
 
 
 def migrate(connection: sqlite3.Connection, package: str = MIGRATIONS_PACKAGE) -> list[str]:

@@ -80,15 +80,13 @@ def _page(since: str, body: str) -> str:
 
 def _body(summary: Summary, baseline: str) -> str:
     failed = sum(summary.failed_by_status.values())
-    saved = (
-        "the baseline had no price when these requests were logged: set `baseline` in the"
-        " config before serving"
-        if summary.saved_share is None
-        else f"{summary.saved_share:.1%} of the baseline"
+    saved = summary.why_no_saving or f"{summary.saved_share:.1%} of the baseline"
+    spent = "at the answering models' prices" + (
+        f"; ${summary.failed_cost_usd:.4f} on failed requests" if summary.failed_cost_usd else ""
     )
     cards = [
         ("Requests", str(summary.requests), f"{summary.answered} answered, {failed} failed"),
-        ("Spent", f"${summary.cost_usd:.4f}", "at the answering models' prices"),
+        ("Spent", f"${summary.cost_usd:.4f}", spent),
         ("Baseline", f"${summary.baseline_cost_usd:.4f}", f"the same tokens on {baseline}"),
         ("Saved", f"${summary.saved_usd:.4f}", saved),
     ]

@@ -22,7 +22,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from smallfirst.backends import Backend
-from smallfirst.errors import CLIENT_CLOSED_REQUEST
 from smallfirst.logs import RequestRecord
 from smallfirst.routing.health import ModelHealth
 
@@ -112,20 +111,20 @@ class Metrics:
         )
         self.cost = Counter(
             "smallfirst_cost_usd",
-            "Cost of answered requests at configured prices",
+            "Cost of requests at configured prices (failed requests' paid attempts included)",
             labels,
             registry=self.registry,
         )
         self.baseline_cost = Counter(
             "smallfirst_baseline_cost_usd",
-            "What answered requests would have cost on the baseline model (config `baseline`,"
+            "What the same requests would have cost on the baseline model (config `baseline`,"
             " else the strong tier's model), at the same token counts",
             labels,
             registry=self.registry,
         )
         self.saved = Gauge(
             "smallfirst_cost_saved_usd",
-            "Baseline cost minus the cost of answered requests since start",
+            "Baseline cost minus the cost of requests since start",
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -180,18 +179,21 @@ class Metrics:
             self._child(self.pii_events, record.pii_action).inc()
         for tried in filter(None, (record.escalations or "").split(",")):
             self._child(self.escalations, tried).inc()
-        if record.router not in (None, "none") and record.status < 400:
+        # What was spent counts whether or not the request was answered (a failed request's
+        # attempts were paid for), as in `smallfirst stats`.
+        if record.prompt_tokens or record.completion_tokens or record.cost_usd:
+            self._child(self.tokens, model, tier, "input").inc(record.prompt_tokens)
+            self._child(self.tokens, model, tier, "output").inc(record.completion_tokens)
+            self._child(self.cost, model, tier).inc(record.cost_usd)
+            self._child(self.baseline_cost, model, tier).inc(record.baseline_cost_usd)
+            self.saved.inc(record.baseline_cost_usd - record.cost_usd)
+        if not record.answered:
+            return
+        if record.router not in (None, "none"):
             self._child(self.routed, record.router, tier).inc()
             self._routed_total += 1
             self._routed_strong += tier == self._strong_tier
             self.strong_share.set(self._routed_strong / self._routed_total)
-        if record.status >= 400 and record.status != CLIENT_CLOSED_REQUEST:
-            return
-        self._child(self.tokens, model, tier, "input").inc(record.prompt_tokens)
-        self._child(self.tokens, model, tier, "output").inc(record.completion_tokens)
-        self._child(self.cost, model, tier).inc(record.cost_usd)
-        self._child(self.baseline_cost, model, tier).inc(record.baseline_cost_usd)
-        self.saved.inc(record.baseline_cost_usd - record.cost_usd)
         self._child(self.latency, model, tier).observe(record.latency_ms / 1000)
         if record.ttft_ms is not None:
             self._child(self.ttft, model, tier).observe(record.ttft_ms / 1000)

@@ -1,0 +1,93 @@
+"""`/metrics` counts what `smallfirst stats` counts: the same money, the same answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from smallfirst.answers import RequestContext, RouteInfo
+from smallfirst.config import BaselineConfig, CircuitBreakerConfig
+from smallfirst.logs import RequestRecord
+from smallfirst.request_records import Ending, answered_record
+from smallfirst.routing.health import ModelHealth
+from smallfirst.server.metrics import Metrics
+from smallfirst.types import ChatRequest, ModelInfo, Usage
+
+Key = tuple[str, frozenset[tuple[str, str]]]
+
+
+def samples(metrics: Metrics) -> dict[Key, float]:
+    text = metrics.render().decode()
+    return {
+        key(sample.name, **sample.labels): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def key(name: str, **labels: str) -> Key:
+    return name, frozenset(labels.items())
+
+
+def row(**fields: Any) -> RequestRecord:
+    base: dict[str, Any] = {"id": "r", "created_at": 0.0, "endpoint": "chat"}
+    return RequestRecord(**(base | fields))
+
+
+def new_metrics() -> Metrics:
+    return Metrics({}, ModelHealth(CircuitBreakerConfig()), "cloud")
+
+
+def test_failed_requests_paid_attempts_count_as_in_stats() -> None:
+    """A failed request's cost (a cut upstream stream, a cascade draft before a 400) was in
+    `smallfirst stats` and missing here, so the two told different savings."""
+    metrics = new_metrics()
+    cut = row(
+        model_requested="big",
+        tier="cloud",
+        status=502,
+        prompt_tokens=9,
+        cost_usd=0.009,
+        baseline_cost_usd=0.027,
+    )
+    metrics.observe(cut)
+    seen = samples(metrics)
+    big = {"model": "big", "tier": "cloud"}
+    assert seen[key("smallfirst_cost_usd_total", **big)] == 0.009
+    assert seen[key("smallfirst_baseline_cost_usd_total", **big)] == 0.027
+    assert seen[key("smallfirst_tokens_total", **big, direction="input")] == 9
+    assert seen[key("smallfirst_cost_saved_usd")] == pytest.approx(0.018)
+    assert key("smallfirst_request_latency_seconds_count", **big) not in seen  # not answered
+
+
+def test_a_cut_stream_is_booked_under_the_model_that_answered_and_its_route() -> None:
+    """It was booked under model "auto" and left out of the routing split."""
+    tiny = ModelInfo(id="tiny", tier="edge", backend="fake", context_length=100)
+    asked = ChatRequest.model_validate(
+        {"model": "auto", "messages": [{"role": "user", "content": "Hi"}]}
+    )
+    route = RouteInfo(model=tiny, router="rules", reason="short")
+    cut = answered_record(
+        asked,
+        RequestContext(endpoint="chat"),
+        route,
+        Ending(Usage(completion_tokens=2), status=499),
+        BaselineConfig(model="big", input_cost_per_1m=1, output_cost_per_1m=2),
+        keep_text=False,
+    )
+    assert cut.model_answered == "tiny"
+    metrics = new_metrics()
+    routed = {"model_requested": "auto", "tier": "edge", "router": "rules"}
+    metrics.observe(row(**routed, model_answered="tiny", completion_tokens=3))
+    metrics.observe(cut)
+    metrics.observe(row(model_requested="auto", status=499))  # left before routing
+    seen = samples(metrics)
+    labels = {"model": "tiny", "tier": "edge"}
+    assert seen[key("smallfirst_tokens_total", **labels, direction="output")] == 5
+    assert seen[key("smallfirst_routed_total", router="rules", tier="edge")] == 2
+    assert seen[key("smallfirst_request_latency_seconds_count", **labels)] == 2
+    assert seen[key("smallfirst_observed_strong_share")] == 0.0
+    left = key("smallfirst_requests_total", model="unknown", tier="none", status="499")
+    assert seen[left] == 1
