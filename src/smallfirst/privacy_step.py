@@ -198,10 +198,10 @@ def _create_key_file(path: Path) -> None:
 
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:
-    """The texts the guard scans, as messages: each message, then its participant `name`
-    and the arguments of each tool call it made, then the `metadata` values, then the
-    prose and values in the tool definitions and the response format's schema (each a
-    message of its own, so findings and placeholders stay per text), and last the stop
+    """The texts the guard scans, as messages: each message, then its participant `name`,
+    its `refusal` and the arguments of each tool call it made, then the `metadata` values,
+    then the prose and values in the tool definitions and the response format's schema (each
+    a message of its own, so findings and placeholders stay per text), and last the stop
     sequences (a transcript's "\nMaria:" names a speaker)."""
     stops = [ChatMessage(role="user", content=stop) for stop in request.stop_list]
     if not isinstance(request, ChatRequest):
@@ -214,6 +214,8 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
         scanned.append(message)
         if message.name:
             scanned.append(ChatMessage(role="user", content=_name_as_text(message.name)))
+        if message.refusal:  # echoed back by clients, and sent on to remote tiers
+            scanned.append(ChatMessage(role="assistant", content=message.refusal))
         for call in message.tool_calls or []:
             scanned.append(ChatMessage(role="assistant", content=call.function.arguments))
     for value in (request.metadata or {}).values():
@@ -233,6 +235,8 @@ def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str,
         redacted = next(texts)
         if message.name:
             redacted = redacted.model_copy(update={"name": _redacted_name(message.name, texts)})
+        if message.refusal:
+            redacted = redacted.model_copy(update={"refusal": next(texts).text})
         if message.tool_calls:
             calls = [_with_arguments(call, next(texts).text) for call in message.tool_calls]
             redacted = redacted.model_copy(update={"tool_calls": calls})

@@ -139,6 +139,27 @@ def test_metadata_values_are_scanned_and_redacted_like_messages(
     assert sent.metadata == {"customer": "<EMAIL_ADDRESS_1>", "ticket": "T-1042"}
 
 
+def test_an_echoed_refusal_is_scanned_and_redacted_like_its_message(
+    api: tuple[TestClient, Any],
+) -> None:
+    """It went to the cloud in clear, under every policy."""
+    client, gateway = api
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "", "refusal": f"I cannot share {EMAIL}."},
+        {"role": "user", "content": "ok, summarise the chat"},
+    ]
+    body = chat_body("big", messages=messages)
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    assert EMAIL not in sent.model_dump_json()
+    assert sent.messages[1].refusal == "I cannot share <EMAIL_ADDRESS_1>."
+    blocked = client.post("/v1/chat/completions", json=body | {"privacy": "block"})
+    assert blocked.status_code == 400
+    assert blocked.json()["error"]["code"] == "pii_blocked"
+
+
 def test_a_participant_name_that_names_a_person_reaches_the_cloud_as_its_label(
     api: tuple[TestClient, Any],
 ) -> None:
