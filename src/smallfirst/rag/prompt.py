@@ -1,14 +1,16 @@
 """Grounded prompts: the caller's messages plus retrieved chunks, fenced as data, with citations.
 
 Retrieved text is untrusted. Each chunk goes inside its own `<source id="S1">...</source>`
-element with `&`, `<` and `>` escaped, so no document can close its fence, open a new one, or
-pose as the system rule. The whole prompt stays within the caller's token budget: hits are
-added best first and the first one that does not fit ends the list (no chunk is ever cut).
+element, with the `<` of any fence tag in it escaped, so no document can close its fence,
+open a new one, or pose as the system rule. The whole prompt stays within the caller's token
+budget: hits are added best first and the first one that does not fit ends the list (no chunk
+is ever cut).
 """
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -72,7 +74,13 @@ def fence_source(citation_id: str, hit: Hit) -> str:
     rendered = " ".join(
         f'{name}="{html.escape(value, quote=True)}"' for name, value in attributes.items() if value
     )
-    return f"<source {rendered}>\n{html.escape(hit.text, quote=False)}\n</source>"
+    return f"<source {rendered}>\n{_FENCE_TAG.sub('&lt;', hit.text)}\n</source>"
+
+
+# The "<" of anything that reads as a fence's tag (<source, </sources >, < / SOURCE): a
+# document's other text goes in as written, so that "Ana Ruiz <ana@x.io> & co" is read (by the
+# model, and by the privacy guard scanning a public collection's text) as in the document.
+_FENCE_TAG = re.compile(r"<(?=\s*/?\s*sources?\b)", re.IGNORECASE)
 
 
 def build_grounded_messages(
