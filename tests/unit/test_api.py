@@ -2,12 +2,15 @@
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.errors import INTERNAL_ERROR_MESSAGE, UpstreamError
+from smallfirst.logs import RequestLog
+from smallfirst.server.app import create_app
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
@@ -236,13 +239,41 @@ def test_invalid_json_and_unknown_url(api: tuple[TestClient, Gateway]) -> None:
     assert slash.json()["data"] == client.get("/v1/models").json()["data"]
 
 
-def test_body_too_large_is_413(tmp_path: Path) -> None:
+def test_body_too_large_is_413_with_its_request_id(tmp_path: Path) -> None:
+    """By declared length or by counting a chunked body's bytes; it had no x-request-id."""
     client, _ = fake_client(fake_settings(tmp_path, server={"max_body_bytes": 2048}))
+    big = json.dumps(chat_body(messages=[{"role": "user", "content": "x" * 5000}])).encode()
     with client:
-        big = chat_body(messages=[{"role": "user", "content": "x" * 5000}])
-        response = client.post("/v1/chat/completions", json=big)
-    assert response.status_code == 413
-    assert response.json()["error"]["code"] == "request_too_large"
+        declared = client.post("/v1/chat/completions", content=big)
+        chunked = client.post("/v1/chat/completions", content=iter([big[:1000], big[1000:]]))
+        fits = chat_body(messages=[{"role": "user", "content": "x" * 1500}])
+        assert client.post("/v1/chat/completions", json=fits).status_code == 200
+    assert "content-length" not in chunked.request.headers
+    for response in (declared, chunked):
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "request_too_large"
+        assert response.headers["x-request-id"]
+
+
+def test_a_default_model_that_fails_to_load_in_any_way_makes_readyz_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only our own errors were caught: any other left /readyz at "starting" for good."""
+    settings = fake_settings(tmp_path)
+    gateway = Gateway(settings, request_log=RequestLog(settings.resolved_data_dir / "r.db"))
+
+    async def broken() -> None:
+        raise ValueError("Failed to load model from file: /models/x.gguf")
+
+    monkeypatch.setattr(gateway.privacy, "warm_up", broken)
+    with TestClient(create_app(settings, gateway)) as client:
+        for _ in range(50):
+            ready = client.get("/readyz")
+            if ready.json()["status"] != "starting":
+                break
+            time.sleep(0.05)
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "failed"
 
 
 def test_upstream_failure_is_502_without_a_trace(api: tuple[TestClient, Gateway]) -> None:

@@ -77,27 +77,41 @@ class LlamaEngine:
         # `Llama` only tokenizes and builds samplers: its own context stays small, and the
         # slots get one of their own.
         own_ctx = min(n_ctx, TOKENIZER_CONTEXT)
-        self.llama = Llama(
-            model_path=str(path),
-            n_ctx=own_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_batch=min(n_batch, own_ctx),
-            lora_path=lora_path,
-            flash_attn=flash_attn,
-            logits_all=False,
-            verbose=False,
-        )
+        try:  # a file that is not a GGUF llama.cpp reads, or no memory for the context
+            self.llama = Llama(
+                model_path=str(path),
+                n_ctx=own_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=min(n_batch, own_ctx),
+                lora_path=lora_path,
+                flash_attn=flash_attn,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
+        # A LoRA file llama.cpp cannot read leaves a NULL pointer, which `Llama`'s own check
+        # (`is None`) misses: decoding with it would crash the process.
+        if lora_path and not self.llama._lora_adapter:
+            self.llama.close()
+            raise ModelUnavailable(f"llama.cpp could not load the LoRA adapter {lora_path}")
         self.n_ctx = n_ctx
         self.file_size = path.stat().st_size
-        self.slots = SlotDecoder(
-            self,
-            n_ctx=n_ctx,
-            parallel=parallel,
-            n_batch=min(n_batch, n_ctx * parallel),
-            cache=PromptCache(prompt_cache_bytes),
-            reused=reused or ReuseCounts(),
-        )
+        try:
+            self.slots = SlotDecoder(
+                self,
+                n_ctx=n_ctx,
+                parallel=parallel,
+                n_batch=min(n_batch, n_ctx * parallel),
+                cache=PromptCache(prompt_cache_bytes),
+                reused=reused or ReuseCounts(),
+            )
+        except (ValueError, RuntimeError) as exc:
+            self.llama.close()
+            raise ModelUnavailable(
+                f"llama.cpp could not make {parallel} slot(s) of {n_ctx} tokens for {path}: {exc}"
+            ) from exc
         template = self.llama.metadata.get("tokenizer.chat_template")
         eos_id, bos_id = self.llama.token_eos(), self.llama.token_bos()
         # What the model puts before a text prompt: its BOS, if its vocabulary adds one.

@@ -19,10 +19,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smallfirst.config import ServerConfig, Settings
-from smallfirst.errors import RequestTooLarge, SmallfirstError
+from smallfirst.errors import RequestTooLarge, SmallfirstError, served
 from smallfirst.server.auth import ApiKeyGate, KeyRing
 from smallfirst.server.errors import (
-    error_body,
     handle_http_exception,
     handle_smallfirst_error,
     handle_unexpected,
@@ -92,13 +91,13 @@ async def _warm_up(app: Starlette, gw: Gateway) -> None:
         if warm is not None:
             await warm()
         await gw.privacy.warm_up()
-    except SmallfirstError as error:
-        app.state.startup_problem = error.message
-        log.error("default model failed to load: %s", error.message)
+    except Exception as error:  # /readyz says why; a bug's trace goes to the log (`served`)
+        app.state.startup_problem = served(error).message
+        log.error("default model failed to load: %s", app.state.startup_problem)
     try:
         await gw.routing.warm_up()
-    except SmallfirstError as error:  # `auto` requests will say why; other models still answer
-        log.error("router failed to load: %s", error.message)
+    except Exception as error:  # `auto` requests will say why; other models still answer
+        log.error("router failed to load: %s", served(error).message)
     app.state.ready.set()
     await _preload_other_models(gw)
 
@@ -113,8 +112,8 @@ async def _preload_other_models(gw: Gateway) -> None:
         try:
             if not await backend.preload():
                 log.info("%s loads on first use (preload off, or over the memory budget)", model_id)
-        except SmallfirstError as error:  # its requests will say why
-            log.error("%s failed to load: %s", model_id, error.message)
+        except Exception as error:  # its requests will say why
+            log.error("%s failed to load: %s", model_id, served(error).message)
 
 
 LOCAL_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
@@ -145,7 +144,9 @@ class BrowserCors:
 
 
 class BodySizeLimit:
-    """413 before reading a body that is too large (by header or by counting bytes)."""
+    """413 before reading a body that is too large (by its declared length, or by counting its
+    bytes): reading it raises `RequestTooLarge`, which the route logs and answers like any
+    request it refuses (with `x-request-id`)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -156,36 +157,16 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _send_too_large(send, self.max_bytes)
-            return
+        refused = declared is not None and declared.isdigit() and int(declared) > self.max_bytes
         seen = 0
 
         async def counted() -> Message:
             nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise RequestTooLarge(f"Request body exceeds {self.max_bytes} bytes.")
-            return message
+            if not refused:  # declared too large: not a byte of it is read
+                message = await receive()
+                seen += len(message.get("body", b""))
+                if seen <= self.max_bytes:
+                    return message
+            raise RequestTooLarge(f"Request body exceeds {self.max_bytes} bytes.")
 
         await self.app(scope, counted, send)
-
-
-async def _send_too_large(send: Send, max_bytes: int) -> None:
-    import json
-
-    body = json.dumps(
-        error_body(RequestTooLarge(f"Request body exceeds {max_bytes} bytes."))
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

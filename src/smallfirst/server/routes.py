@@ -125,7 +125,7 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
     api_key_id = getattr(request.state, "api_key_id", None)
     try:
         dialect = read(await request.body())
-    except InvalidRequest as error:  # logged and counted too, so error rates are complete
+    except SmallfirstError as error:  # logged and counted too, so error rates are complete
         error.request_id = gw.record_rejection(endpoint, error, api_key_id)
         raise
     parsed = dialect.request
