@@ -92,6 +92,34 @@ def test_a_model_asked_by_id_is_not_swapped(api: tuple[TestClient, Any]) -> None
     assert switched_off.json()["choices"][0]["message"]["content"] == "Hello from tiny."
 
 
+def test_a_tier_asked_for_is_not_swapped_and_the_400_says_it_was_the_tier(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, _ = api
+    body = {"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "tools": [WEATHER]}
+    refused = client.post("/v1/chat/completions", json=body, headers={"x-smallfirst-route": "edge"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"].startswith(
+        "The tier asked for (edge) is answered by `tiny`, which cannot call tools"
+    )
+
+
+def test_a_request_kept_local_by_policy_is_told_that_no_local_model_calls_tools(
+    api: tuple[TestClient, Any],
+) -> None:
+    """It was told to pick a model that can, or model `auto`, which it had sent."""
+    client, _ = api
+    private = [{"role": "user", "content": f"Mail {EMAIL} the weather in Paris"}]
+    body = {"model": "auto", "messages": private, "tools": [WEATHER], "privacy": "local_only"}
+    refused = client.post(
+        "/v1/chat/completions", json=body, headers={"x-smallfirst-route": "cloud"}
+    )
+    assert refused.status_code == 400
+    message = refused.json()["error"]["message"]
+    assert "must stay on local tiers" in message
+    assert "no local model can call tools" in message
+
+
 def test_the_tool_call_streams_in_openai_shape(api: tuple[TestClient, Any]) -> None:
     client, _ = api
     response = ask(client, stream=True)

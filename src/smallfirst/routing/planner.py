@@ -158,15 +158,11 @@ class RoutePlanner:
         stay on local tiers ("" when it need not)."""
         chosen = plan.cascade_from or plan.candidates[0]
         capable = [m for m in [chosen, *plan.candidates] if m.tools]
-        if plan.router in ("none", "override") and not capable:
-            hint = (
-                "choose one with `tools: true` in GET /v1/models, or model `auto`"
-                if any(m.tools for m in self.models)
-                else "no configured model can (a local model answers them with `tools: true`"
-                " in its config)"
-            )
+        # What the client chose is not swapped; but a policy that kept the request local has
+        # already swapped it, and the nearest local model that can call tools answers.
+        if plan.router in ("none", "override") and not capable and not local_only:
             raise InvalidRequest(
-                f"The model `{chosen.id}` cannot call tools; {hint}",
+                self._cannot_call_tools(chosen, plan.router),
                 param="tools",
                 code="tools_not_supported",
             )
@@ -183,6 +179,23 @@ class RoutePlanner:
         plan.roomier = [m for m in plan.roomier if m.tools]
         plan.cascade_from = None
         return plan
+
+    def _cannot_call_tools(self, chosen: ModelInfo, router: str) -> str:
+        if not any(m.tools for m in self.models):
+            return (
+                f"The model `{chosen.id}` cannot call tools, and no configured model can (a"
+                " local model answers them with `tools: true` in its config)"
+            )
+        if router == "override":
+            return (
+                f"The tier asked for ({chosen.tier}) is answered by `{chosen.id}`, which cannot"
+                " call tools; ask for a tier whose model has `tools: true` in GET /v1/models,"
+                " or let the router choose"
+            )
+        return (
+            f"The model `{chosen.id}` cannot call tools; choose one with `tools: true` in"
+            " GET /v1/models, or model `auto`"
+        )
 
     def _nearest_tool_model(self, tier: Tier, *, local_only: str) -> ModelInfo:
         allowed = [m for m in self.models if m.tools and (not local_only or self.tiers.is_local(m))]
