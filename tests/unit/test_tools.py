@@ -352,6 +352,43 @@ def test_a_local_answer_that_is_a_call_becomes_one() -> None:
         assert local_tools.as_tool_call(request, Completion(text=text)).text == text
 
 
+TWO_CALLS = (
+    '[{"name": "get_weather", "arguments": {"city": "Oslo"}},'
+    ' {"name": "get_weather", "arguments": {"city": "Paris"}}]'
+)
+
+
+def test_a_local_answer_may_call_several_tools_at_once_unless_told_not_to() -> None:
+    """Qwen2.5-Coder asked about two cities wrote an array of calls (fenced as code, which
+    reached the client as text): now an array is calls, as OpenAI's parallel tool calls."""
+    converted = local_tools.as_tool_call(local_request(), Completion(text=TWO_CALLS))
+    assert [json.loads(c.function.arguments) for c in converted.tool_calls or []] == [
+        {"city": "Oslo"},
+        {"city": "Paris"},
+    ]
+    assert len({c.id for c in converted.tool_calls or []}) == 2
+    one_at_a_time = local_request(parallel_tool_calls=False)
+    assert local_tools.as_tool_call(one_at_a_time, Completion(text=TWO_CALLS)).text == TWO_CALLS
+    told = local_tools.prompt_messages(local_request())[0]["content"]
+    assert "To call several at once, answer with only a JSON array" in told
+    assert "several" not in local_tools.prompt_messages(one_at_a_time)[0]["content"]
+
+
+def test_an_earlier_turn_that_called_several_tools_reads_as_the_array_it_was() -> None:
+    calls = [
+        {"id": f"c{i}", "function": {"name": "get_weather", "arguments": json.dumps(args)}}
+        for i, args in enumerate([{"city": "Oslo"}, {"city": "Paris"}])
+    ]
+    history = [
+        {"role": "user", "content": "Weather in Oslo and Paris?"},
+        {"role": "assistant", "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c0", "content": "3 C"},
+        {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+    ]
+    turns = local_tools.prompt_messages(local_request(messages=history))
+    assert json.loads(turns[2]["content"]) == json.loads(TWO_CALLS)
+
+
 def test_tools_that_must_stay_local_with_no_local_caller_say_why(
     api: tuple[TestClient, Any],
 ) -> None:

@@ -19,15 +19,24 @@ _LITERAL_ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", '"': '\\"'}
 _LITERAL_ESCAPE = re.compile(r'[\\\r\n"]')
 
 
-def json_grammar(calls: list[tuple[str, dict[str, Any]]], answer: dict[str, Any] | None) -> str:
+def json_grammar(
+    calls: list[tuple[str, dict[str, Any]]],
+    answer: dict[str, Any] | None,
+    *,
+    several: bool = False,
+) -> str:
     """GBNF whose root is a call `{"name": NAME, "arguments": ...}` to one of `calls` (name,
-    parameters schema), or an `answer` that fits its schema. Raises ValueError (or the
-    converter's own plain exceptions) for a schema it cannot express."""
+    parameters schema), or (`several`) a JSON array of such calls, or an `answer` that fits its
+    schema. Raises ValueError (or the converter's own plain exceptions) for a schema it cannot
+    express."""
     converter = _converter()
     alternatives = [
         _call_schema(name, converter.resolve_refs(copy.deepcopy(parameters), f"tool{i}"))
         for i, (name, parameters) in enumerate(calls)
     ]
+    if several and alternatives:
+        one_of_them = alternatives[0] if len(alternatives) == 1 else {"anyOf": [*alternatives]}
+        alternatives.append({"type": "array", "items": one_of_them, "minItems": 1})
     if answer is not None:
         alternatives.append(converter.resolve_refs(copy.deepcopy(answer), "answer"))
     if not alternatives:

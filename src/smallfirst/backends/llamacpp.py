@@ -238,14 +238,14 @@ class LlamaCppBackend(Backend):
 async def _calls_or_prose(
     request: ChatRequest, chunks: AsyncIterator[Chunk]
 ) -> AsyncIterator[Chunk]:
-    """Under the tool grammar an answer starts with "{" only when it is a call. Pieces are held
-    until the first visible character tells: prose then streams as usual, and a call is held
-    whole and sent as one tool-call piece."""
+    """Under the tool grammar an answer starts with "{" or "[" only when it is a call (or
+    several). Pieces are held until the first visible character tells: prose then streams as
+    usual, and calls are held whole and sent as one tool-call piece each."""
     held: list[Chunk] = []
     async for chunk in chunks:
         held.append(chunk)
         begun = "".join(piece.text for piece in held).lstrip()
-        if begun and not begun.startswith("{"):
+        if begun and not begun.startswith(local_tools.CALL_STARTS):
             for piece in held:
                 yield piece
             async for rest in chunks:
@@ -256,12 +256,18 @@ async def _calls_or_prose(
 
 
 def _as_tool_call_chunks(request: ChatRequest, chunks: list[Chunk]) -> list[Chunk]:
-    """The held answer again: as a tool call (one piece, then the finish) if it is one."""
+    """The held answer again: as its tool calls (a piece each, then the finish) if it is a
+    call or several."""
     answer = local_tools.as_tool_call(request, completion_from_chunks(chunks, with_logprobs=False))
     if not answer.tool_calls:
         return chunks
-    (call,) = answer.tool_calls
-    delta = ToolCallDelta(
-        index=0, id=call.id, name=call.function.name, arguments=call.function.arguments
-    )
-    return [Chunk(tool_calls=[delta]), Chunk(finish_reason="tool_calls", usage=answer.usage)]
+    deltas = [
+        ToolCallDelta(
+            index=i, id=call.id, name=call.function.name, arguments=call.function.arguments
+        )
+        for i, call in enumerate(answer.tool_calls)
+    ]
+    return [
+        *(Chunk(tool_calls=[delta]) for delta in deltas),
+        Chunk(finish_reason="tool_calls", usage=answer.usage),
+    ]

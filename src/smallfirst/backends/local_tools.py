@@ -32,9 +32,17 @@ from smallfirst.types import (
 _INSTRUCTIONS = (
     "You can call tools. To call one, answer with only a JSON object of the form "
     '{"name": <tool name>, "arguments": {<arguments>}} and nothing else. '
-    "Otherwise answer normally. The tools:\n"
 )
-_PROSE_GBNF = "prose ::= [^{ \\t\\n] [^\\x00]*\n"
+_SEVERAL = "To call several at once, answer with only a JSON array of such objects. "
+_OTHERWISE = "Otherwise answer normally. The tools:\n"
+# Prose under tool_choice "auto": not a call written another way. It may not start with "{"
+# or "[" (that is a call, or several), nor with a code fence whose first line does (Qwen2.5-
+# Coder wrote its calls as ```json blocks, which reached the client as text).
+_PROSE_GBNF = r"""prose ::= [^{[` \t\n] [^\x00]* | "`" prose-tick
+prose-tick ::= [^`] [^\x00]* | "`" ([^`] [^\x00]* | "`" prose-fence)
+prose-fence ::= [a-zA-Z0-9_+-]* ([^a-zA-Z0-9_+\n-] [^\x00]* | "\n" [^{[ \t\n] [^\x00]*)
+"""
+CALL_STARTS = ("{", "[")  # under the tool grammar, an answer that starts so is a call
 
 
 def offered_tools(request: ChatRequest) -> list[Tool]:
@@ -47,6 +55,13 @@ def offered_tools(request: ChatRequest) -> list[Tool]:
     return list(request.tools)
 
 
+def several_calls(request: ChatRequest) -> bool:
+    """May the answer call several tools at once (OpenAI's `parallel_tool_calls`)? Not when
+    one named tool is to be called."""
+    named = isinstance(request.tool_choice, NamedToolChoice)
+    return request.parallel_tool_calls is not False and not named
+
+
 def prompt_messages(request: ChatRequest) -> list[dict[str, str]]:
     """The conversation as plain role/content turns any chat template can render."""
     tools = offered_tools(request)
@@ -54,7 +69,7 @@ def prompt_messages(request: ChatRequest) -> list[dict[str, str]]:
     if not tools:
         return turns
     described = "\n".join(json.dumps(_description(tool)) for tool in tools)
-    system = _INSTRUCTIONS + described
+    system = _INSTRUCTIONS + (_SEVERAL if several_calls(request) else "") + _OTHERWISE + described
     if turns and turns[0]["role"] == "system":
         return [{"role": "system", "content": turns[0]["content"] + "\n\n" + system}, *turns[1:]]
     return [{"role": "system", "content": system}, *turns]
@@ -67,12 +82,13 @@ def grammar_text(request: ChatRequest) -> str | None:
     if not tools:
         return None
     calls = [(tool.function.name, tool.function.parameters or {"type": "object"}) for tool in tools]
+    several = several_calls(request)
     if request.tool_choice not in ("auto", None):
-        return json_grammar(calls, None)
+        return json_grammar(calls, None, several=several)
     answer = answer_schema(request)
     if answer is not None:  # OpenAI's: an answer that is no call still keeps the format
-        return json_grammar(calls, answer)
-    call_rules = json_grammar(calls, None).replace("root ::=", "call ::=", 1)
+        return json_grammar(calls, answer, several=several)
+    call_rules = json_grammar(calls, None, several=several).replace("root ::=", "call ::=", 1)
     return "root ::= call | prose\n" + _PROSE_GBNF + call_rules
 
 
@@ -87,38 +103,51 @@ def answer_schema(request: ChatRequest) -> dict[str, Any] | None:
 
 
 def as_tool_call(request: ChatRequest, answer: Completion) -> Completion:
-    """The finished answer as a tool call if it is one; otherwise unchanged."""
+    """The finished answer as its tool calls if it is a call (or several); otherwise
+    unchanged."""
     names = {tool.function.name for tool in offered_tools(request)}
     text = answer.text.strip()
-    if not names or not text.startswith("{"):
+    if not names or not text.startswith(CALL_STARTS):
         return answer
     try:
-        call = json.loads(text)
+        written = json.loads(text)
     except ValueError:
         return answer  # cut off by max_tokens: the client sees what was written
-    if not isinstance(call, dict) or set(call) != {"name", "arguments"}:
+    calls = written if isinstance(written, list) and several_calls(request) else [written]
+    if not calls or not all(_is_call(call, names) for call in calls):
         return answer  # an answer in the requested JSON format, not a call
-    if call["name"] not in names:
-        return answer
-    tool_call = ToolCall(
-        id=f"call_{uuid.uuid4().hex[:24]}",
-        function=FunctionCall(name=call["name"], arguments=json.dumps(call.get("arguments", {}))),
-    )
+    tool_calls = [
+        ToolCall(
+            id=f"call_{uuid.uuid4().hex[:24]}",
+            function=FunctionCall(name=call["name"], arguments=json.dumps(call["arguments"])),
+        )
+        for call in calls
+    ]
     return answer.model_copy(
-        update={"text": "", "tool_calls": [tool_call], "finish_reason": "tool_calls"}
+        update={"text": "", "tool_calls": tool_calls, "finish_reason": "tool_calls"}
+    )
+
+
+def _is_call(written: Any, names: set[str]) -> bool:
+    return (
+        isinstance(written, dict)
+        and set(written) == {"name", "arguments"}
+        and written["name"] in names
     )
 
 
 def _as_turn(message: ChatMessage) -> dict[str, str]:
     if message.role == "tool":  # many templates know no "tool" role
         return {"role": "user", "content": f"Tool result ({message.tool_call_id}): {message.text}"}
+    # The calls as the model was told to write them: an object, or an array of several.
     calls = [
-        json.dumps({"name": c.function.name, "arguments": _loaded(c.function.arguments)})
+        {"name": c.function.name, "arguments": _loaded(c.function.arguments)}
         for c in message.tool_calls or []
     ]
+    written = json.dumps(calls[0] if len(calls) == 1 else calls) if calls else ""
     # OpenAI's "developer" is its newer name for the system message; templates know "system".
     role = "system" if message.role == "developer" else message.role
-    return {"role": role, "content": "\n".join(filter(None, [message.text, *calls]))}
+    return {"role": role, "content": "\n".join(filter(None, [message.text, written]))}
 
 
 def _description(tool: Tool) -> dict[str, Any]:

@@ -1,0 +1,96 @@
+"""The grammar that makes a local model's answer under tool_choice "auto" a call or prose,
+checked token by token by llama.cpp's own grammar sampler with the bundled vocabulary."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from smallfirst.backends.llamacpp_engine import resolve_model_path
+from smallfirst.backends.local_tools import grammar_text
+from smallfirst.types import ChatRequest
+from tests.helpers import WEATHER_WITH_DEFS
+
+pytestmark = pytest.mark.integration
+
+Accepts = Callable[[str, str], bool]
+
+
+@pytest.fixture(scope="module")
+def accepts() -> Iterator[Accepts]:
+    from llama_cpp import Llama
+    from llama_cpp import llama_cpp as low
+
+    path = resolve_model_path("bundled:smollm2")
+    llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+
+    def check(grammar: str, text: str) -> bool:
+        """Whether `grammar` lets an answer begin with `text`."""
+        sampler = low.llama_sampler_init_grammar(llama._model.vocab, grammar.encode(), b"root")
+        assert sampler, "llama.cpp cannot parse the grammar"
+        try:
+            for token in llama.tokenize(text.encode(), add_bos=False, special=False):
+                candidate = (low.llama_token_data * 1)(low.llama_token_data(token, 0.0, 0.0))
+                array = low.llama_token_data_array(candidate, 1, -1, False)
+                low.llama_sampler_apply(sampler, ctypes.byref(array))
+                if candidate[0].logit == float("-inf"):
+                    return False
+                low.llama_sampler_accept(sampler, token)
+            return True
+        finally:
+            low.llama_sampler_free(sampler)
+
+    yield check
+    llama.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "allowed"),
+    [
+        ('{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}}', True),
+        ("It is sunny in Oslo.", True),
+        ("```python\nprint(1)\n```", True),
+        ("`x` is a variable", True),
+        ("```text\nhello", True),
+        ('[{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}}, {"na', True),
+        ('{"city": "Oslo"}', False),  # a call must name a tool
+        ("[1] is a footnote", False),  # "[" starts calls
+        ('```json\n[{"name"', False),
+        ('```json\n{"name": "get_weather"', False),  # a call fenced as code: Qwen's habit
+        ('```\n{"name"', False),
+        ("```json\n  {", False),
+        (" sunny", False),  # whitespace first would hide which of the two it is
+    ],
+)
+def test_under_auto_an_answer_is_a_call_or_prose_never_a_fenced_call(
+    accepts: Accepts, answer: str, allowed: bool
+) -> None:
+    assert accepts(grammar_of(), answer) is allowed
+
+
+def test_several_calls_at_once_only_when_parallel_calls_are_allowed(accepts: Accepts) -> None:
+    several = '[{"name": "get_weather", "arguments": {"city": "Oslo"'
+    assert accepts(grammar_of(tool_choice="required"), several)
+    clock = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+    two_tools = grammar_of(tools=[WEATHER_WITH_DEFS, clock])
+    either = '[{"name": "get_time", "arguments": {}}, {"name": "get_weather", "arguments": {'
+    assert accepts(two_tools, either)
+    assert not accepts(grammar_of(parallel_tool_calls=False), several)
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    assert not accepts(grammar_of(tool_choice=named), several)
+
+
+def grammar_of(**extra: object) -> str:
+    request = ChatRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "Weather in Oslo?"}],
+            "tools": [WEATHER_WITH_DEFS],
+            **extra,
+        }
+    )
+    grammar = grammar_text(request)
+    assert grammar is not None
+    return grammar
