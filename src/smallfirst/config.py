@@ -7,12 +7,21 @@ built-in default serves the bundled model only.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from smallfirst.errors import ConfigError
 from smallfirst.privacy.policy import PrivacyConfig  # the privacy room owns its section's schema
@@ -20,6 +29,11 @@ from smallfirst.types import Tier
 
 ENV_PREFIX = "SMALLFIRST__"
 BUNDLED_MODEL = "bundled:smollm2"
+BUILT_IN = "<built-in defaults>"
+MAX_PORT = 65535
+# An API key stored hashed: this prefix and the key's SHA-256 in lowercase hex.
+HASH_PREFIX = "sha256:"
+_HASH_DIGITS = re.compile(r"[0-9a-f]{64}")
 
 
 class _Section(BaseModel):
@@ -117,11 +131,24 @@ ModelConfig = Annotated[
 ]
 
 
+def _a_hash_is_whole(key: str) -> str:
+    """A `sha256:` entry that is not a whole digest matches no key: every client is refused."""
+    if key.startswith(HASH_PREFIX):
+        digits = key[len(HASH_PREFIX) :].lower()
+        if not _HASH_DIGITS.fullmatch(digits):
+            raise ValueError(
+                f"a hashed key is {HASH_PREFIX} and 64 hex digits (the key's SHA-256); this one"
+                f" has {len(digits)} characters after {HASH_PREFIX}"
+            )
+        return HASH_PREFIX + digits
+    return key
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=MAX_PORT)
     max_body_bytes: int = Field(default=4_000_000, ge=1024)
-    api_keys: list[str] = Field(
+    api_keys: list[Annotated[str, AfterValidator(_a_hash_is_whole)]] = Field(
         default_factory=list, description="sha256:<hex> hashes (or plain keys, hashed on load)"
     )
     api_keys_env: str = "SMALLFIRST_API_KEYS"
@@ -223,6 +250,8 @@ class Settings(_Section):
     )
     default_model: str | None = None
     models: list[ModelConfig] = Field(default_factory=lambda: [_bundled_model()])
+    _source: str = PrivateAttr(default=BUILT_IN)  # the file read, for messages
+    _overrides: dict[str, str] = PrivateAttr(default_factory=dict)  # dotted key -> env variable
 
     @model_validator(mode="before")
     @classmethod
@@ -253,6 +282,15 @@ class Settings(_Section):
     def model(self, model_id: str) -> ModelConfig | None:
         return next((m for m in self.models if m.id == model_id), None)
 
+    def origin(self, key: str) -> str:
+        """Where the value of dotted `key` came from, to start a message: the env variable
+        that set it (or its section), else the file (and the variables that set keys in it)."""
+        variable = _setting_variable(key, self._overrides, parents_only=True)
+        if variable:
+            return f"environment {variable}"
+        inside = sorted(v for k, v in self._overrides.items() if k.startswith(key + "."))
+        return ", ".join([self._source, *(f"environment {v}" for v in inside)])
+
 
 # Four answers decoded together: ~2x the tokens per second of one at a time for four
 # clients, and a short request no longer waits behind a long one (docs/architecture.md). The
@@ -267,13 +305,15 @@ def _bundled_model() -> ModelConfig:
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read `path` (or the built-in default), apply env overrides, validate loudly."""
-    source = str(path) if path else "<built-in defaults>"
+    source = str(path) if path else BUILT_IN
     raw: dict[str, Any] = {}
     if path:
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            loaded = _parse_yaml(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"{source}: file not found") from exc
+        except _DuplicateKey as exc:
+            raise ConfigError(f"{source}: {exc.problem}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
@@ -281,9 +321,39 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raw = loaded or {}
     overrides = _apply_env_overrides(raw, os.environ if env is None else env)
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(source, exc, overrides)) from exc
+    settings._source, settings._overrides = source, overrides
+    return settings
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys: a second `models:` would silently replace
+    the first. Here it is an error naming the key and both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # the base class says why such a key is refused
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                problem = f"duplicate key {key!r} at line {line} (first at line {first_lines[key]})"
+                raise _DuplicateKey(problem=problem, problem_mark=key_node.start_mark)
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
 
 
 def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
@@ -302,7 +372,7 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
             node = child
         if keys:
             try:
-                node[keys[-1]] = yaml.safe_load(value)
+                node[keys[-1]] = _parse_yaml(value)
             except yaml.YAMLError as exc:
                 problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
                 raise ConfigError(f"environment {name}: not a YAML value ({problem})") from exc
@@ -324,8 +394,14 @@ def _describe(source: str, exc: ValidationError, overrides: Mapping[str, str]) -
     return "\n".join([f"{', '.join(sources)}: invalid configuration", *lines])
 
 
-def _setting_variable(key: str, overrides: Mapping[str, str]) -> str | None:
+def _setting_variable(
+    key: str, overrides: Mapping[str, str], *, parents_only: bool = False
+) -> str | None:
+    """The variable that set `key` or a section holding it; unless `parents_only`, also one
+    that set a key inside `key` (an unknown section `servr` was set by SMALLFIRST__SERVR__X)."""
     for prefix, variable in overrides.items():
         if key == prefix or key.startswith(prefix + "."):
             return variable
-    return None
+    if parents_only:
+        return None
+    return next((v for k, v in overrides.items() if k.startswith(key + ".")), None)

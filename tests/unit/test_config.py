@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -5,7 +6,8 @@ from typer.testing import CliRunner
 
 from smallfirst.cli import app
 from smallfirst.config import LlamaCppModel, load_settings
-from smallfirst.errors import ConfigError
+from smallfirst.errors import ConfigError, Unauthorized
+from smallfirst.server.auth import KeyRing
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -143,3 +145,45 @@ def test_config_check_json_runs_the_same_checks(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "model file not found: /nowhere/model.gguf" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_typo_in_an_env_section_name_names_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "log_prompts: true\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={"SMALLFIRST__SERVR__PORT": "1"})
+    assert str(error.value) == (
+        "environment SMALLFIRST__SERVR__PORT: invalid configuration\n"
+        "  servr: unknown key (set by SMALLFIRST__SERVR__PORT)"
+    )
+
+
+def test_a_key_given_twice_is_an_error_naming_it_the_file_and_the_lines(tmp_path: Path) -> None:
+    twice = "models:\n  - {id: a, tier: edge}\nmodels:\n  - {id: b, tier: edge}\n"
+    with pytest.raises(ConfigError) as top:
+        load_settings(write(tmp_path, twice), env={})
+    assert str(top.value) == (
+        f"{tmp_path / 'smallfirst.yaml'}: duplicate key 'models' at line 3 (first at line 1)"
+    )
+    with pytest.raises(ConfigError, match=r"duplicate key 'port' at line 3 \(first at line 2\)"):
+        load_settings(write(tmp_path, "server:\n  port: 1\n  port: 2\n"), env={})
+    merged = "base: &b {port: 1}\nserver:\n  <<: *b\n  port: 2\n"  # a merge key may be overridden
+    with pytest.raises(ConfigError, match=r"base: unknown key"):
+        load_settings(write(tmp_path, merged), env={})
+
+
+@pytest.mark.parametrize("entry", ["sha256:abc", "sha256:" + "g" * 64, "sha256:" + "a" * 65])
+def test_a_hashed_api_key_that_is_not_a_whole_digest_is_refused(tmp_path: Path, entry: str) -> None:
+    path = write(tmp_path, f"server:\n  api_keys: [k1, '{entry}']\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(error.value).startswith(f"{path}: invalid configuration\n  server.api_keys.1:")
+    assert "sha256: and 64 hex digits" in str(error.value)
+
+
+def test_a_hashed_api_key_in_capitals_still_lets_its_client_in(tmp_path: Path) -> None:
+    digest = hashlib.sha256(b"secret").hexdigest().upper()
+    config = f"server:\n  require_api_key: true\n  api_keys: ['sha256:{digest}']\n"
+    keyring = KeyRing(load_settings(write(tmp_path, config), env={}).server)
+    assert keyring.check("Bearer secret") is not None
+    with pytest.raises(Unauthorized):
+        keyring.check("Bearer other")

@@ -4,6 +4,7 @@ that inputs can be read and outputs written before any long work starts."""
 from __future__ import annotations
 
 import io
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from smallfirst.config import Settings, load_settings
+from smallfirst.config import LlamaCppModel, OpenAICompatModel, Settings, load_settings
 from smallfirst.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -20,9 +21,12 @@ if TYPE_CHECKING:
 # Piped or redirected, tables would be cut to 80 columns (rich's default off a terminal).
 UNLIMITED_WIDTH = 10_000
 
+CONFIG_ENV = "SMALLFIRST_CONFIG"
 CONFIG_OPTION = typer.Option(
-    None, "--config", "-c", envvar="SMALLFIRST_CONFIG", help="YAML config file (default: built-in)."
+    None, "--config", "-c", envvar=CONFIG_ENV, help="YAML config file (default: built-in)."
 )
+GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file
+MB = 1024 * 1024
 
 
 class _TrimmedStdout(io.StringIO):
@@ -131,20 +135,106 @@ def check_routing_or_exit(settings: Settings) -> None:
     try:
         check_routing(settings.routing)
     except ConfigError as exc:
-        fail(f"routing: {exc}", code=1)
+        fail(f"{settings.origin('routing')}: routing: {exc}", code=1)
 
 
-def missing_model_files(settings: Settings) -> list[str]:
-    """Local models whose GGUF file is not there (the server would answer them with 503)."""
+def check_data_dir_or_exit(settings: Settings) -> None:
+    """Exit 1 if the request log could not be written in `data_dir` (the server would stop
+    at startup with a traceback)."""
+    path = settings.resolved_data_dir
+    problem = _write_problem(path, directory=True)
+    if problem is not None:
+        fail(f"{settings.origin('data_dir')}: data_dir: cannot write {path}: {problem}", code=1)
+
+
+def refuse_model_file_problems(settings: Settings, problems: list[str]) -> None:
+    """Exit 1 naming the file and each problem, if there are any."""
+    if problems:
+        fail(f"{settings.origin('models')}: " + "; ".join(problems), code=1)
+
+
+def warn(problems: list[str]) -> None:
+    for problem in problems:
+        typer.echo(f"warning: {problem}", err=True)
+
+
+def model_file_problems(settings: Settings) -> list[str]:
+    """Local models whose GGUF file is not there or not GGUF (their requests would fail)."""
+    return [
+        f"models.{index}.path ({model.id}): {found}"
+        for index, model in _local_models(settings)
+        if isinstance(found := _weights_file(model), str)
+    ]
+
+
+def adapter_file_problems(settings: Settings) -> list[str]:
+    """LoRA adapters that are not there or not GGUF: llama.cpp crashes the whole server on
+    them (a segmentation fault at the model's first request)."""
+    problems = []
+    for index, model in _local_models(settings):
+        problem = model.lora_path and _gguf_problem(Path(model.lora_path), "LoRA adapter file")
+        if problem:
+            problems.append(f"models.{index}.lora_path ({model.id}): {problem}")
+    return problems
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What is allowed but likely not meant: the server starts, and works worse."""
+    return [*_unset_key_variables(settings), *_models_over_budget(settings)]
+
+
+def _local_models(settings: Settings) -> list[tuple[int, LlamaCppModel]]:
+    return [(i, m) for i, m in enumerate(settings.models) if isinstance(m, LlamaCppModel)]
+
+
+def _weights_file(model: LlamaCppModel) -> Path | str:
+    """The model's GGUF file, or why there is none."""
     from smallfirst.backends.llamacpp_engine import resolve_model_path
-    from smallfirst.config import LlamaCppModel
     from smallfirst.errors import ModelUnavailable
 
+    try:
+        path = resolve_model_path(model.path)
+    except ModelUnavailable as exc:
+        return exc.message
+    return _gguf_problem(path, "model file") or path
+
+
+def _gguf_problem(path: Path, what: str) -> str | None:
+    if not path.is_file():
+        return f"{what} not found: {path}"
+    try:
+        with path.open("rb") as file:
+            start = file.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        return read_error(path, exc)
+    return None if start == GGUF_MAGIC else f"not a GGUF file: {path}"
+
+
+def _unset_key_variables(settings: Settings) -> list[str]:
+    return [
+        f"models.{index}.api_key_env ({model.id}): {model.api_key_env} is not set here; requests"
+        " to this model go without an API key"
+        for index, model in enumerate(settings.models)
+        if isinstance(model, OpenAICompatModel)
+        and model.api_key_env
+        and not os.environ.get(model.api_key_env)
+    ]
+
+
+def _models_over_budget(settings: Settings) -> list[str]:
+    """A model whose weights alone exceed the budget never preloads, and loading it unloads
+    every other idle local model."""
+    budget_mb = settings.local.memory_budget_mb
     problems = []
-    for index, model in enumerate(settings.models):
-        if isinstance(model, LlamaCppModel):
-            try:
-                resolve_model_path(model.path)
-            except ModelUnavailable as exc:
-                problems.append(f"models.{index}.path ({model.id}): {exc.message}")
+    for index, model in _local_models(settings):
+        found = _weights_file(model)
+        if isinstance(found, str):
+            continue  # `model_file_problems` says why
+        size_mb = found.stat().st_size / MB
+        if size_mb > budget_mb:
+            problems.append(
+                f"models.{index}.path ({model.id}): its weights file ({size_mb:,.0f} MB) is larger"
+                f" than local.memory_budget_mb ({budget_mb:,} MB): it never preloads, and"
+                " loading it unloads every other idle local model"
+            )
     return problems

@@ -8,29 +8,39 @@ from pathlib import Path
 import typer
 
 from smallfirst.cli.common import (
+    CONFIG_ENV,
+    adapter_file_problems,
+    check_data_dir_or_exit,
     check_routing_or_exit,
-    fail,
-    missing_model_files,
+    config_warnings,
+    model_file_problems,
+    refuse_model_file_problems,
     settings_or_exit,
+    warn,
 )
+from smallfirst.config import BUILT_IN
 
 app = typer.Typer(help="Inspect and validate configuration.", no_args_is_help=True)
 
 
 @app.command("check")
 def check(
-    file: Path | None = typer.Argument(None, help="YAML config (default: built-in defaults)."),
+    file: Path | None = typer.Argument(
+        None, envvar=CONFIG_ENV, help="YAML config (default: built-in defaults)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the resolved config as JSON."),
 ) -> None:
     """Validate a config file; exit 1 naming the key and file when it is wrong."""
     settings = settings_or_exit(file)
     check_routing_or_exit(settings)
-    missing = missing_model_files(settings)
-    if missing:
-        fail(f"{file or '<built-in defaults>'}: " + "; ".join(missing), code=1)
+    check_data_dir_or_exit(settings)
+    refuse_model_file_problems(
+        settings, [*model_file_problems(settings), *adapter_file_problems(settings)]
+    )
+    warn(config_warnings(settings))
     if as_json:
         typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
         return
-    typer.echo(f"{file or '<built-in defaults>'}: OK")
+    typer.echo(f"{file or BUILT_IN}: OK")
     for model in settings.models:
         typer.echo(f"  {model.id:<24} tier={model.tier:<7} backend={model.backend}")

@@ -6,21 +6,31 @@ import asyncio
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
 from smallfirst.cli.common import (
     CONFIG_OPTION,
+    adapter_file_problems,
+    check_data_dir_or_exit,
     check_routing_or_exit,
+    config_warnings,
     fail,
-    missing_model_files,
+    model_file_problems,
+    refuse_model_file_problems,
     settings_or_exit,
+    warn,
 )
+from smallfirst.config import MAX_PORT
 
 if TYPE_CHECKING:
     from smallfirst.service import Gateway
     from smallfirst.types import ChatMessage
+
+
+# uvicorn's names (`uvicorn.config.LOG_LEVELS`); another name stopped it with a KeyError
+UvicornLogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
 def register(app: typer.Typer) -> None:
@@ -31,8 +41,10 @@ def register(app: typer.Typer) -> None:
 def serve(
     config: Path | None = CONFIG_OPTION,
     host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1)."),
-    port: int | None = typer.Option(None, help="Port (default 8080)."),
-    log_level: str = typer.Option("info", help="Log level of uvicorn and of the gateway."),
+    port: int | None = typer.Option(None, min=0, max=MAX_PORT, help="Port (default 8080)."),
+    log_level: UvicornLogLevel = typer.Option(
+        "info", case_sensitive=False, help="Log level of uvicorn and of the gateway."
+    ),
 ) -> None:
     """Start the OpenAI-compatible gateway."""
     from smallfirst.server import create_app
@@ -45,8 +57,10 @@ def serve(
     if port is not None:
         settings.server.port = port
     check_routing_or_exit(settings)
-    for problem in missing_model_files(settings):  # their requests will fall back or get 503
-        typer.echo(f"warning: {problem}", err=True)
+    check_data_dir_or_exit(settings)
+    refuse_model_file_problems(settings, adapter_file_problems(settings))
+    # requests to a model without its file fall back or fail; the others are served
+    warn([*model_file_problems(settings), *config_warnings(settings)])
     keyring = KeyRing(settings.server)
     if keyring.required and not keyring.hashes:
         fail(

@@ -12,11 +12,10 @@ import os
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from smallfirst.config import ServerConfig
+from smallfirst.config import HASH_PREFIX, ServerConfig
 from smallfirst.errors import Unauthorized
 from smallfirst.server.errors import error_response
 
-HASH_PREFIX = "sha256:"
 # Everything else needs a key: the API, the tokenizer endpoints (they show the chat
 # template and take large bodies), and spend, routing and PII counts (metrics, dashboard).
 OPEN_PATHS = ("/healthz", "/readyz")

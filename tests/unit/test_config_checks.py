@@ -1,0 +1,244 @@
+"""`config check` finds what would fail only when serving, and `serve` refuses it (or warns)
+before it listens: model and adapter files, the data folder, keys, memory, CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from smallfirst.cli import app
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Checks probe the data folder: a fresh one, not the user's."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("SMALLFIRST__DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """`serve` runs every check, then hands over a settings tree instead of listening."""
+    started: list[Any] = []
+    monkeypatch.setattr("smallfirst.server.create_app", lambda settings: settings)
+    monkeypatch.setattr(
+        "smallfirst.server.runner.run_server",
+        lambda app, settings, log_level: started.append((settings, log_level)),
+    )
+    monkeypatch.setattr("smallfirst.cli.serve._show_gateway_log", lambda level: None)
+    return started
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "smallfirst.yaml"
+    path.write_text(text)
+    return path
+
+
+def check(*args: str) -> Result:
+    return CliRunner().invoke(app, ["config", "check", *args])
+
+
+def gguf(path: Path, size: int = 64) -> Path:
+    """A file that starts like a GGUF model (sparse: a large one costs no disk)."""
+    with path.open("wb") as file:
+        file.write(b"GGUF")
+        file.truncate(size)
+    return path
+
+
+def local_model(**fields: str) -> str:
+    return (
+        "models:\n  - {id: m, tier: edge, "
+        + ", ".join(f"{k}: {v}" for k, v in fields.items())
+        + "}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "file", "problem"),
+    [
+        ("lora_path", None, "LoRA adapter file not found"),
+        ("lora_path", b"not an adapter\n", "not a GGUF file"),
+        ("path", b"not a model\n", "not a GGUF file"),
+    ],
+)
+def test_an_adapter_or_model_that_is_not_a_gguf_file_is_refused(
+    tmp_path: Path, key: str, file: bytes | None, problem: str
+) -> None:
+    target = tmp_path / "x.gguf"
+    if file is not None:
+        target.write_bytes(file)
+    config = write(tmp_path, local_model(**{key: str(target)}))
+    result = check(str(config))
+    assert result.exit_code == 1
+    assert result.output == f"Error: {config}: models.0.{key} (m): {problem}: {target}\n"
+
+
+def test_gguf_files_and_the_bundled_model_pass(tmp_path: Path) -> None:
+    model, adapter = gguf(tmp_path / "model.gguf"), gguf(tmp_path / "adapter.gguf")
+    result = check(str(write(tmp_path, local_model(path=str(model), lora_path=str(adapter)))))
+    assert result.exit_code == 0, result.output
+    assert check().exit_code == 0  # bundled:smollm2
+
+
+def test_serve_refuses_a_bad_adapter_and_warns_of_a_bad_model_file(
+    tmp_path: Path, served: list[Any]
+) -> None:
+    text = tmp_path / "x.gguf"
+    text.write_text("not GGUF\n")
+    adapter = write(tmp_path, local_model(lora_path=str(text)))
+    refused = CliRunner().invoke(app, ["serve", "--config", str(adapter)])
+    assert refused.exit_code == 1
+    assert refused.output == f"Error: {adapter}: models.0.lora_path (m): not a GGUF file: {text}\n"
+    assert served == []
+    model = write(tmp_path, local_model(path=str(text)))
+    warned = CliRunner().invoke(app, ["serve", "--config", str(model)])
+    assert warned.exit_code == 0, warned.output
+    assert warned.stderr == f"warning: models.0.path (m): not a GGUF file: {text}\n"
+    assert len(served) == 1
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
+def test_a_data_dir_that_cannot_be_written_is_refused_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    served: list[Any],
+    command: list[str],
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    monkeypatch.setenv("SMALLFIRST__DATA_DIR", str(a_file))
+    from_env = CliRunner().invoke(app, command)
+    assert from_env.exit_code == 1
+    assert from_env.output == (
+        f"Error: environment SMALLFIRST__DATA_DIR: data_dir: cannot write {a_file}:"
+        " it is a file, not a directory\n"
+    )
+    monkeypatch.delenv("SMALLFIRST__DATA_DIR")
+    config = write(tmp_path, "data_dir: /proc/smallfirst\n")
+    monkeypatch.setenv("SMALLFIRST_CONFIG", str(config))  # as `serve`, `config check` reads it
+    from_file = CliRunner().invoke(app, command)
+    assert from_file.exit_code == 1
+    assert from_file.output.startswith(
+        f"Error: {config}: data_dir: cannot write /proc/smallfirst: cannot create files in /proc"
+    )
+    assert served == []
+    assert a_file.read_text() == "keep me"
+
+
+def test_config_check_reads_the_file_named_by_smallfirst_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path, "models:\n  - {id: from-env, tier: edge, backend: fake}\n")
+    monkeypatch.setenv("SMALLFIRST_CONFIG", str(config))
+    result = check()
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{config}: OK\n  from-env ")
+
+
+REMOTE = """models:
+  - {id: m, tier: edge, backend: fake}
+  - id: gpt
+    tier: cloud
+    backend: openai_compat
+    base_url: https://api.example.com/v1
+    api_key_env: SMALLFIRST_TEST_UPSTREAM_KEY
+"""
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
+def test_an_unset_api_key_variable_is_a_warning_naming_model_and_variable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    served: list[Any],
+    command: list[str],
+) -> None:
+    monkeypatch.setenv("SMALLFIRST_CONFIG", str(write(tmp_path, REMOTE)))
+    monkeypatch.delenv("SMALLFIRST_TEST_UPSTREAM_KEY", raising=False)
+    unset = CliRunner().invoke(app, command)
+    assert unset.exit_code == 0, unset.output
+    assert unset.stderr == (
+        "warning: models.1.api_key_env (gpt): SMALLFIRST_TEST_UPSTREAM_KEY is not set here;"
+        " requests to this model go without an API key\n"
+    )
+    assert len(served) == (command == ["serve"])  # serve still starts
+    monkeypatch.setenv("SMALLFIRST_TEST_UPSTREAM_KEY", "sk-test")
+    assert CliRunner().invoke(app, command).stderr == ""
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
+def test_a_budget_smaller_than_a_models_weights_is_a_warning(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    served: list[Any],
+    command: list[str],
+) -> None:
+    model = gguf(tmp_path / "big.gguf", size=100 * MB)
+    config = "local: {memory_budget_mb: 64}\n" + local_model(path=str(model))
+    monkeypatch.setenv("SMALLFIRST_CONFIG", str(write(tmp_path, config)))
+    over = CliRunner().invoke(app, command)
+    assert over.exit_code == 0, over.output
+    assert over.stderr == (
+        "warning: models.0.path (m): its weights file (100 MB) is larger than"
+        " local.memory_budget_mb (64 MB): it never preloads, and loading it unloads every"
+        " other idle local model\n"
+    )
+    monkeypatch.setenv("SMALLFIRST__LOCAL__MEMORY_BUDGET_MB", "100")
+    assert CliRunner().invoke(app, command).stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "problem"),
+    [
+        ("--log-level", "bogus", "'bogus' is not one of 'critical', 'error', 'warning', 'info',"),
+        ("--port", "70000", "Input should be less than or equal to 65535"),
+        ("--port", "-1", "Input should be greater than or equal to 0"),
+    ],
+)
+def test_serve_refuses_a_log_level_or_port_uvicorn_cannot_use(
+    served: list[Any], flag: str, value: str, problem: str
+) -> None:
+    result = CliRunner().invoke(app, ["serve", flag, value])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{flag}'" in result.output
+    assert problem in " ".join(result.output.replace("│", " ").split())
+    assert served == []
+
+
+def test_serve_passes_uvicorn_a_level_it_knows(served: list[Any]) -> None:
+    result = CliRunner().invoke(app, ["serve", "--log-level", "WARNING", "--port", "8141"])
+    assert result.exit_code == 0, result.output
+    [(settings, log_level)] = served
+    assert (settings.server.port, log_level) == (8141, "warning")
+
+
+@pytest.mark.parametrize(
+    ("routing", "problem"),
+    [
+        ("{router: /nonexistent/router}", "routing: unknown router '/nonexistent/router'"),
+        ("{router: learned}", "routing: `learned` needs an artifact"),
+    ],
+)
+def test_a_routing_error_names_the_file(tmp_path: Path, routing: str, problem: str) -> None:
+    config = write(tmp_path, f"routing: {routing}\n")
+    result = check(str(config))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {config}: {problem}")
+
+
+def test_a_routing_error_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SMALLFIRST__ROUTING__ROUTER", "learned")
+    result = check()
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "Error: <built-in defaults>, environment SMALLFIRST__ROUTING__ROUTER: routing: `learned`"
+    )
