@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from smallfirst.cli.rag import app
 from smallfirst.embed import EMBEDDER_ID, get_embedder
 from smallfirst.rag import SqliteChunkStore
 from tests.unit.rag_fakes import minimal_pdf
+from tests.unit.test_rag_ingest import index_rows
 
 runner = CliRunner()
 
@@ -130,10 +132,11 @@ def test_ingest_says_what_it_left_out_and_names_a_broken_link(tmp_path: Path) ->
 
 
 def test_bad_usage_exits_2_with_one_line(tmp_path: Path) -> None:
-    missing = runner.invoke(app, ["ingest", str(tmp_path / "nope"), "--collection", "kb"])
+    data = ["--data-dir", str(tmp_path / "data")]
+    missing = runner.invoke(app, ["ingest", str(tmp_path / "nope"), "--collection", "kb", *data])
     assert missing.exit_code == 2
-    assert missing.stderr.strip().count("\n") == 0
-    assert "path not found" in missing.stderr
+    assert missing.stderr == f"Error: path not found: {tmp_path / 'nope'}\n"
+    assert not (tmp_path / "data" / "rag.sqlite").exists()  # no store made for an error
 
     bad_method = runner.invoke(app, ["search", "q", "-c", "kb", "--method", "magic"])
     assert bad_method.exit_code == 2
@@ -279,3 +282,108 @@ def test_without_data_dir_the_configs_data_dir_is_used_as_serve_does(
     assert listed.exit_code == 0, listed.output
     assert (tmp_path / "from-env" / "rag.sqlite").is_file()
     assert json.loads(listed.stdout) == []  # another data dir: not the one above
+
+
+def test_ingesting_a_path_that_is_gone_removes_its_documents_and_says_so(
+    tmp_path: Path,
+) -> None:
+    docs, data = tmp_path / "docs", ["--data-dir", str(tmp_path / "data")]
+    (docs / "gone").mkdir(parents=True)
+    (docs / "gone" / "memo.md").write_text("Secret memo\n")
+    (docs / "single.md").write_text("Cafeteria opens at 8.\n")
+    paths = [str(docs / "gone"), str(docs / "single.md")]
+    assert runner.invoke(app, ["ingest", *paths, "-c", "tmp", *data]).exit_code == 0
+    shutil.rmtree(docs / "gone")
+    (docs / "single.md").unlink()
+
+    folder = runner.invoke(app, ["ingest", str(docs / "gone"), "-c", "tmp", *data])
+
+    assert folder.exit_code == 0, folder.output
+    assert folder.stdout == (
+        "tmp: 0 added, 0 updated, 0 unchanged, 1 removed, 0 failed, 0 ignored "
+        "(0 chunks written)\n"
+        f"  removed 1 document that is no longer at {docs / 'gone'}\n"
+    )
+    found = runner.invoke(app, ["search", "secret memo", "-c", "tmp", "--json", *data])
+    assert [hit["source"] for hit in json.loads(found.stdout)] == [str(docs / "single.md")]
+    again = runner.invoke(app, ["ingest", str(docs / "gone"), "-c", "tmp", *data])
+    assert (again.exit_code, again.stderr) == (2, f"Error: path not found: {docs / 'gone'}\n")
+
+    last = runner.invoke(app, ["ingest", str(docs / "single.md"), "-c", "tmp", *data])
+    assert last.stdout.endswith(
+        f"  removed 1 document that is no longer at {docs / 'single.md'}\n"
+        "  tmp holds no documents now: the collection was deleted\n"
+    )
+    assert json.loads(runner.invoke(app, ["collections", "--json", *data]).stdout) == []
+
+
+def ingest_texts(folder: Path, texts: dict[str, str], collection: str, data: list[str]) -> None:
+    for name, text in texts.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    result = runner.invoke(app, ["ingest", str(folder), "-c", collection, *data])
+    assert result.exit_code == 0, result.output
+
+
+def stored_index_rows(data_dir: Path) -> tuple[int, int]:
+    store = SqliteChunkStore(data_dir / "rag.sqlite")
+    try:
+        return index_rows(store)
+    finally:
+        store.close()
+
+
+def test_delete_asks_then_removes_the_collection_and_its_index_rows(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    ingest_texts(tmp_path / "kb", {"a.md": "Alpha notes.\n", "b.md": "Beta notes.\n"}, "kb", data)
+    ingest_texts(tmp_path / "keep", {"c.md": "Gamma notes.\n"}, "keep", data)
+
+    unknown = runner.invoke(app, ["delete", "nope", *data])
+    assert (unknown.exit_code, unknown.stderr) == (
+        2,
+        "Error: RAG collection 'nope' does not exist\n",
+    )
+
+    declined = runner.invoke(app, ["delete", "kb", *data], input="n\n")
+    assert declined.exit_code == 1
+    assert declined.stderr.startswith("Delete collection kb (2 documents, 2 chunks)? [y/N]")
+    assert stored_index_rows(tmp_path / "data") == (3, 3)
+
+    accepted = runner.invoke(app, ["delete", "kb", *data], input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert accepted.stdout.endswith("deleted collection kb (2 documents)\n")
+    listed = json.loads(runner.invoke(app, ["collections", "--json", *data]).stdout)
+    assert [c["name"] for c in listed] == ["keep"]
+    assert stored_index_rows(tmp_path / "data") == (1, 1)
+    assert runner.invoke(app, ["delete", "kb", "--yes", *data]).exit_code == 2
+
+
+def test_delete_with_paths_removes_those_documents_and_leaves_the_files(tmp_path: Path) -> None:
+    docs, data = tmp_path / "docs", ["--data-dir", str(tmp_path / "data")]
+    texts = {"a.md": "Alpha notes.\n", "sub/b.md": "Beta notes.\n", "sub/c.md": "Gamma.\n"}
+    ingest_texts(docs, texts, "kb", data)
+
+    nothing = runner.invoke(app, ["delete", "kb", str(docs / "nothing"), "--yes", *data])
+    assert (nothing.exit_code, nothing.stderr) == (
+        2,
+        f"Error: no document of kb is at {docs / 'nothing'}\n",
+    )
+
+    some = runner.invoke(app, ["delete", "kb", str(docs / "sub"), "--yes", *data])
+    assert some.exit_code == 0, some.output
+    assert some.stdout == (
+        f"kb: removed 2 documents (files on disk untouched)\n"
+        f"  {docs / 'sub' / 'b.md'}\n  {docs / 'sub' / 'c.md'}\n"
+    )
+    assert (docs / "sub" / "b.md").is_file()
+    listed = json.loads(runner.invoke(app, ["collections", "--json", *data]).stdout)
+    assert listed == [{"name": "kb", "documents": 1, "chunks": 1}]
+    assert stored_index_rows(tmp_path / "data") == (1, 1)
+
+    last = runner.invoke(app, ["delete", "kb", str(docs / "a.md"), "--yes", "--json", *data])
+    assert json.loads(last.stdout) == {
+        "collection": "kb",
+        "removed": [str(docs / "a.md")],
+        "collection_deleted": True,
+    }
+    assert json.loads(runner.invoke(app, ["collections", "--json", *data]).stdout) == []

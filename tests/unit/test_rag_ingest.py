@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -286,7 +287,7 @@ def test_a_symlinked_file_is_stored_under_the_link_and_leaves_with_it(
 
     link.unlink()
     assert ingest_summary(store, folder).removed == [str(link)]
-    assert sources(store, "ocelot rollout") == []
+    assert store.collections() == []  # it was the only document: the collection went too
 
 
 def test_symlinked_folders_are_followed_once_and_loops_are_reported(
@@ -374,4 +375,106 @@ def test_a_broken_symlink_fails_under_its_own_name_and_its_old_chunks_go(
     assert "knot.md" in summary.failed[str(folder / "knot.md")]
     assert summary.ignored == {str(folder / "gone"): "broken symlink"}
     assert summary.removed == [str(link)]  # its document is gone
-    assert sources(store, "heron migration") == []
+    assert store.collections() == []  # it was the only document: the collection went too
+
+
+def index_rows(store: SqliteChunkStore) -> tuple[int, int]:
+    """Rows in the FTS5 table and in the vector table (virtual tables: no cascades)."""
+    fts = store._db.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]
+    vectors = store._db.execute("SELECT COUNT(*) FROM chunk_vectors").fetchone()[0]
+    return int(fts), int(vectors)
+
+
+def test_a_path_that_is_gone_takes_its_documents_and_then_the_collection(
+    store: SqliteChunkStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, single = tmp_path / "gone", tmp_path / "single.md"
+    folder.mkdir()
+    (folder / "memo.md").write_text("Secret memo about the merger.\n")
+    (folder / "plan.txt").write_text("Secret plan for the merger.\n")
+    single.write_text("Cafeteria opens at eight.\n")
+    ingest(store, folder, single)
+    shutil.rmtree(folder)
+    single.unlink()
+
+    def no_model() -> None:
+        raise AssertionError("removing documents needs no embedder")
+
+    monkeypatch.setattr("smallfirst.embed.get_embedder", no_model)
+    summary = ingest_paths(store, [folder], collection="docs")  # the real embedder: unused
+
+    gone = [str(folder / "memo.md"), str(folder / "plan.txt")]
+    assert summary.gone == {str(folder): gone}
+    assert (summary.removed, summary.collection_deleted) == (gone, False)
+    assert sources(store, "secret merger") == []
+    assert index_rows(store) == (1, 1)  # the cafeteria's chunk alone
+
+    last = ingest_summary(store, single)
+    assert last.gone == {str(single): [str(single)]}
+    assert last.collection_deleted
+    assert store.collections() == []  # no longer served as rag/docs
+    assert index_rows(store) == (0, 0)
+    with pytest.raises(InvalidRequest, match="path not found"):  # nothing left there now
+        ingest(store, single)
+
+
+def test_a_missing_path_holding_nothing_fails_before_anything_is_written(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    write_docs(tmp_path / "docs")
+    with pytest.raises(InvalidRequest, match=f"path not found: {tmp_path / 'typo'}$"):
+        ingest(store, tmp_path / "docs", tmp_path / "typo")
+    assert store.collections() == []
+
+
+def test_gone_paths_match_documents_stored_through_symlinks(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    real = tmp_path / "real"
+    (real / "team").mkdir(parents=True)
+    (real / "team" / "otter.md").write_text("Otter onboarding notes.\n")
+    (tmp_path / "alias").symlink_to(real)  # a linked folder above the path given
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "heron.md").write_text("Heron rota for the weekend.\n")
+    linked_root = tmp_path / "linked_root"
+    linked_root.symlink_to(shared)  # given itself: stored under its target
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    (holder / "kingfisher").symlink_to(real / "team")  # found in a walk: stored as the link
+    ingest(store, tmp_path / "alias" / "team", linked_root)
+    ingest(store, holder)  # apart: one ingest keeps one path per file
+    assert sorted(store.document_hashes("docs")) == [
+        str(holder / "kingfisher" / "otter.md"),
+        str(real / "team" / "otter.md"),
+        str(shared / "heron.md"),
+    ]
+    shutil.rmtree(real / "team")
+    shutil.rmtree(shared)
+
+    through_alias = ingest_summary(store, tmp_path / "alias" / "team")
+    assert through_alias.removed == [str(real / "team" / "otter.md")]
+    assert ingest_summary(store, linked_root).removed == [str(shared / "heron.md")]
+    under_link = ingest_summary(store, holder / "kingfisher")  # a broken link now
+    assert under_link.removed == [str(holder / "kingfisher" / "otter.md")]
+    assert under_link.collection_deleted
+
+
+def test_removing_the_last_document_deletes_the_collection(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    write_docs(folder)
+    (folder / "empty.txt").write_text("")  # a document without chunks counts too
+    ingest(store, folder)
+    for name in ("cats.md", "dogs.txt", "page.html"):
+        (folder / name).unlink()
+    ingest(store, folder)
+    assert [(c.name, c.documents, c.chunks) for c in store.collections()] == [("docs", 1, 0)]
+
+    (folder / "empty.txt").unlink()
+    summary = ingest_summary(store, folder)  # the folder is still there, empty
+    assert (summary.removed, summary.collection_deleted) == ([str(folder / "empty.txt")], True)
+    assert store.collections() == []
+    with pytest.raises(CollectionNotFound):
+        store.keyword_search("docs", "cats", 5)

@@ -49,13 +49,18 @@ def _open(
     from smallfirst.errors import SmallfirstError
     from smallfirst.rag import open_store
 
-    directory = data_dir or settings_or_exit(config).resolved_data_dir
     try:
         return open_store(
-            directory, refuse_other_settings=refuse_other_settings, in_memory_copies=False
+            _data_dir(data_dir, config),
+            refuse_other_settings=refuse_other_settings,
+            in_memory_copies=False,
         )
     except SmallfirstError as exc:
         fail(exc.message)
+
+
+def _data_dir(data_dir: Path | None, config: Path | None) -> Path:
+    return data_dir or settings_or_exit(config).resolved_data_dir
 
 
 def _progress_bar(label: str, *, quiet: bool) -> Progress:
@@ -91,22 +96,31 @@ def ingest(
 ) -> None:
     """Add, update or remove documents so COLLECTION matches the files under PATHS.
 
-    Symlinks are followed; a linked file is stored under the link's path."""
-    from smallfirst.errors import SmallfirstError
+    Symlinks are followed; a linked file is stored under the link's path. A PATH that no
+    longer exists removes the documents stored at it."""
+    from smallfirst.errors import InvalidRequest, SmallfirstError
     from smallfirst.rag import discover_files, ingest_paths
-    from smallfirst.rag.ingest import EMBED_BATCH_SIZE
+    from smallfirst.rag.ingest import (
+        EMBED_BATCH_SIZE,
+        documents_at_missing_paths,
+        path_not_found,
+    )
+    from smallfirst.rag.store import STORE_FILENAME
 
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        fail(f"path not found: {missing[0]}")
     if not collection.strip():
         fail("--collection must not be empty")
     try:
-        total = len(discover_files(paths))
+        total = len(discover_files([path for path in paths if path.exists()]))
     except SmallfirstError as exc:
         fail(exc.message)
-    store = _open(data_dir, config)
+    missing = [path for path in paths if not path.exists()]
+    directory = _data_dir(data_dir, config)
+    if missing and not (directory / STORE_FILENAME).exists():
+        fail(path_not_found(missing[0]).message)  # nothing was ever ingested there
+    store = _open(directory, config)
     try:
+        if missing:  # before the progress bar: a missing path holding nothing is an error
+            documents_at_missing_paths(missing, store.document_hashes(collection))
         with _progress_bar("ingest", quiet=as_json) as bar:
             files = bar.add_task("files", total=total)
             chunks = bar.add_task("chunks embedded (this file)", total=None, visible=False)
@@ -121,6 +135,8 @@ def ingest(
             summary = ingest_paths(
                 store, paths, collection=collection, progress=advance, chunk_progress=embedded
             )
+    except InvalidRequest as exc:  # a missing path that holds no document
+        fail(exc.message)
     finally:
         store.close()
     if as_json:
@@ -134,6 +150,8 @@ def ingest(
                     reason: len(paths) for reason, paths in summary.ignored_by_reason().items()
                 },
                 "ignored_files": dict(sorted(summary.ignored.items())),
+                "gone_paths": summary.gone,
+                "collection_deleted": summary.collection_deleted,
             }
         )
         return
@@ -154,6 +172,18 @@ def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: b
         typer.echo(f"  failed: {source}: {reason}", err=True)
     for source in summary.without_text:
         typer.echo(f"  no text found (empty, or a PDF of scanned pages: OCR it first): {source}")
+    for path, sources in summary.gone.items():
+        typer.echo(f"  removed {_documents_that_are(len(sources))} no longer at {path}")
+    if summary.collection_deleted:
+        _say_deleted(collection)
+
+
+def _documents_that_are(count: int) -> str:
+    return _count(count, "document") + (" that is" if count == 1 else " that are")
+
+
+def _say_deleted(collection: str) -> None:
+    typer.echo(f"  {collection} holds no documents now: the collection was deleted")
 
 
 def _listed(paths: list[str], *, verbose: bool) -> str:
@@ -244,6 +274,75 @@ def list_collections(
         return
     for info in infos:
         typer.echo(f"{info.name}\t{info.documents} documents\t{info.chunks} chunks")
+
+
+@app.command()
+def delete(
+    collection: Annotated[str, typer.Argument(help="The collection.")],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Only the documents at these files or folders (gone or not)."),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """Delete COLLECTION (documents, chunks, vectors), or only its documents at PATHS.
+
+    Asks first unless --yes. Files on disk are never touched."""
+    store = _open(data_dir, config)
+    try:
+        info = next((c for c in store.collections() if c.name == collection), None)
+        if info is None:
+            fail(f"RAG collection {collection!r} does not exist")
+        held = _count(info.documents, "document")
+        if paths:
+            sources = _documents_under(store, collection, paths)
+            question = f"Remove {len(sources)} of the {held} of {collection}?"
+        else:
+            sources = sorted(store.document_hashes(collection))
+            question = f"Delete collection {collection} ({held}, {_count(info.chunks, 'chunk')})?"
+        if not yes:
+            typer.confirm(question, abort=True, err=True)
+        if paths:
+            for source in sources:
+                store.remove_document(collection, source)
+        else:
+            store.drop_collection(collection)
+        deleted = collection not in {c.name for c in store.collections()}
+    finally:
+        store.close()
+    if as_json:
+        _print_json({"collection": collection, "removed": sources, "collection_deleted": deleted})
+        return
+    removed = _count(len(sources), "document")
+    if not paths:
+        typer.echo(f"deleted collection {collection} ({removed})")
+        return
+    typer.echo(f"{collection}: removed {removed} (files on disk untouched)")
+    for source in sources:
+        typer.echo(f"  {source}")
+    if deleted:
+        _say_deleted(collection)
+
+
+def _documents_under(store: SqliteChunkStore, collection: str, paths: list[Path]) -> list[str]:
+    """The documents stored at or under `paths`; exits 2 naming a path that holds none."""
+    from smallfirst.rag.ingest import documents_at
+
+    known = store.document_hashes(collection)
+    found: set[str] = set()
+    for path in paths:
+        here = documents_at(path, known)
+        if not here:
+            fail(f"no document of {collection} is at {path}")
+        found.update(here)
+    return sorted(found)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 @app.command("eval")

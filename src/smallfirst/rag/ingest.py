@@ -1,7 +1,8 @@
 """Ingest local files into a collection: extract, chunk, embed locally, store.
 
 Incremental: a file whose content hash is unchanged is skipped, a changed one is replaced,
-and a file that disappeared from an ingested folder is removed from the collection.
+and a file that disappeared from an ingested folder is removed from the collection, as are
+the documents at a given path that no longer exists.
 Symlinks are followed, but a document keeps the path the user sees (the link's), and every
 file left out of a folder is named with its reason (`Discovery.ignored`).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -43,6 +44,9 @@ class IngestSummary:
     # stored, but nothing to search: empty files, PDFs of scanned pages (no text layer)
     without_text: list[str] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)  # path -> why it was not ingested
+    # a given path that no longer exists -> the documents stored there (all in `removed`)
+    gone: dict[str, list[str]] = field(default_factory=dict)
+    collection_deleted: bool = False  # its last document was removed
     chunks_written: int = 0
 
     def counts(self) -> dict[str, int]:
@@ -116,8 +120,7 @@ class _Walk:
 
     def add_root(self, path: Path) -> Path:
         if not path.exists():
-            broken = " (a symlink whose target is missing)" if path.is_symlink() else ""
-            raise InvalidRequest(f"path not found: {path}{broken}")
+            raise path_not_found(path)
         if path.is_dir():
             # a folder is the same folder whatever path names it: sources stay stable
             self.walk(path.resolve(), via_link=False)
@@ -213,6 +216,23 @@ def _kind(entry: os.DirEntry[str]) -> _Kind:
     return "broken link" if entry.is_symlink() else "other"
 
 
+def path_not_found(path: Path) -> InvalidRequest:
+    broken = " (a symlink whose target is missing)" if path.is_symlink() else ""
+    return InvalidRequest(f"path not found: {path}{broken}")
+
+
+def documents_at(path: Path, sources: Iterable[str]) -> list[str]:
+    """The `sources` that are `path` or lie under it, sorted, whether or not `path` exists.
+
+    Ingest resolves the path it is given (a folder wholly, a file's folder) and keeps the
+    names below it, links included; so `path` is compared resolved, and with each of its
+    folders resolved and the rest as written (a file reached through a linked folder)."""
+    absolute = Path(os.path.abspath(path))
+    spellings = [absolute.resolve()]
+    spellings += [folder.resolve() / absolute.relative_to(folder) for folder in absolute.parents]
+    return sorted(source for source in sources if _is_under(source, spellings))
+
+
 def _as_seen(path: Path) -> Path:
     """`path` absolute, its folder resolved but its own name kept: a link stays the link."""
     return path.parent.resolve() / path.name
@@ -244,15 +264,54 @@ def ingest_paths(
     """Bring `collection` in line with the files under `paths` and say what changed.
 
     A document's source is the path the user sees: a symlinked file is stored under the
-    link's path, so removing the link removes the document."""
+    link's path, so removing the link removes the document. A path that no longer exists
+    removes the documents stored at it (`summary.gone`); one that holds none is an error,
+    raised before anything is written. Removing the last document deletes the collection."""
     if not collection.strip():
         raise InvalidRequest("collection name must not be empty", param="collection")
-    found = discover(paths)
-    model = _model_defaults(embed_texts, count_tokens, max_tokens, chunk_progress)
     known = store.document_hashes(collection)
-    summary = IngestSummary(ignored=found.ignored)
+    gone = documents_at_missing_paths(paths, known)
+    found = discover([path for path in paths if path.exists()])
+    summary = IngestSummary(ignored=found.ignored, gone=gone)
     present: set[str] = set()
-    for done, path in enumerate(found.files, start=1):
+    if found.files:  # the embedder loads only when there are files to read
+        model = _model_defaults(embed_texts, count_tokens, max_tokens, chunk_progress)
+        present = _ingest_files(store, collection, found.files, known, summary, model, progress)
+    at_gone_paths = {source for sources in gone.values() for source in sources}
+    for source in sorted(known):
+        if source in at_gone_paths or (source not in present and _is_under(source, found.roots)):
+            store.remove_document(collection, source)
+            summary.removed.append(source)
+    summary.collection_deleted = bool(summary.removed) and not store.document_hashes(collection)
+    return summary
+
+
+def documents_at_missing_paths(paths: Sequence[Path], known: Iterable[str]) -> dict[str, list[str]]:
+    """Each of `paths` that no longer exists (absolute) -> the documents stored at it;
+    `path_not_found` for one that holds none."""
+    gone: dict[str, list[str]] = {}
+    for path in paths:
+        if path.exists():
+            continue
+        sources = documents_at(path, known)
+        if not sources:  # a typo, or never ingested here: nothing to remove
+            raise path_not_found(path)
+        gone[os.path.abspath(path)] = sources
+    return gone
+
+
+def _ingest_files(
+    store: ChunkStore,
+    collection: str,
+    files: Sequence[Path],
+    known: dict[str, str],
+    summary: IngestSummary,
+    model: _Model,
+    progress: Progress | None,
+) -> set[str]:
+    """Add or update each file; returns the sources still on disk (read or not)."""
+    present: set[str] = set()
+    for done, path in enumerate(files, start=1):
         source = str(path)
         try:
             _ingest_file(store, collection, path, known.get(source), summary, model)
@@ -264,12 +323,8 @@ def ingest_paths(
         else:
             present.add(source)
         if progress is not None:
-            progress(done, len(found.files), source)
-    for source in sorted(known):
-        if source not in present and _is_under(source, found.roots):
-            store.remove_document(collection, source)
-            summary.removed.append(source)
-    return summary
+            progress(done, len(files), source)
+    return present
 
 
 def _ingest_file(

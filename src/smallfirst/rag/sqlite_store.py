@@ -302,7 +302,13 @@ class SqliteChunkStore(ChunkStore):
 
     def remove_document(self, collection: str, source: str) -> None:
         with self._lock, self._transaction():
-            self._delete_document(self._collection_id(collection), source)
+            collection_id = self._collection_id(collection)
+            self._delete_document(collection_id, source)
+            self._db.execute(  # its last document: the collection goes too
+                "DELETE FROM collections WHERE id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM documents WHERE collection_id = ?)",
+                (collection_id, collection_id),
+            )
 
     def drop_collection(self, collection: str) -> None:
         with self._lock, self._transaction():

@@ -75,7 +75,9 @@ class ChunkStore(ABC):
         """Add or replace the document `source` (creating the collection if needed)."""
 
     @abstractmethod
-    def remove_document(self, collection: str, source: str) -> None: ...
+    def remove_document(self, collection: str, source: str) -> None:
+        """Remove `source` and its chunks; removing the last one deletes the collection, so
+        that a collection is listed (and served as `rag/<name>`) only while it holds any."""
 
     @abstractmethod
     def keyword_search(self, collection: str, query: str, limit: int) -> list[ScoredChunk]:
@@ -94,7 +96,9 @@ class ChunkStore(ABC):
     def collections(self) -> list[CollectionInfo]: ...
 
     @abstractmethod
-    def drop_collection(self, collection: str) -> None: ...
+    def drop_collection(self, collection: str) -> None:
+        """Remove the collection, its documents and their chunks (`CollectionNotFound` if
+        there is no such collection)."""
 
     @abstractmethod
     def close(self) -> None: ...
