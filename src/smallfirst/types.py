@@ -117,6 +117,9 @@ class ChatMessage(ApiModel):
 
 class StreamOptions(ApiModel):
     include_usage: bool = False
+    # OpenAI pads streamed events against size side channels unless this is false. No stream
+    # here is padded (nor asked of an upstream), so either value changes nothing.
+    include_obfuscation: bool | None = None
 
 
 class JsonSchemaSpec(ApiModel):
@@ -164,6 +167,9 @@ MAX_CHOICES = 128  # OpenAI's limit for `n`
 # than 4 itself.
 MAX_STOP_SEQUENCES = 64
 SMALLFIRST_FIELDS = {"route", "max_strong_share", "min_quality", "privacy", "rag"}
+# OpenAI's paid processing tiers (the openai SDK's list): passed on to remote tiers; a local
+# model has one way to answer, whichever is asked.
+ServiceTier = Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"]
 
 
 class SamplingParams(ApiModel):
@@ -266,6 +272,9 @@ class ChatRequest(SamplingParams):
     store: bool | None = None
     prompt_cache_options: PromptCacheOptions | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    service_tier: ServiceTier | None = None
+    # Passed on to remote tiers; local models do not adjust their length to it.
+    verbosity: Literal["low", "medium", "high"] | None = None
     # smallfirst extension: answer from this document collection, with the model asked for
     rag: str | None = Field(default=None, min_length=1)
     tools: list[Tool] | None = Field(default=None, min_length=1)
@@ -352,6 +361,7 @@ class TextRequest(SamplingParams):
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False  # the answer starts with the prompt (with its tokens' logprobs)
     suffix: str | None = None  # fill in the middle: the answer goes between prompt and suffix
+    best_of: int | None = Field(default=None, ge=1)  # 1 (one answer, as asked) or refused
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -401,6 +411,14 @@ class TextRequest(SamplingParams):
             )
         if self.suffix is not None and any(isinstance(p, list) for p in self.prompts):
             raise FieldError("suffix", "suffix needs a text prompt, not token ids")
+        if (self.best_of or 1) > 1:
+            raise FieldError(
+                "best_of",
+                "best_of > 1 is not supported: it would generate best_of answers and return"
+                " the likeliest; ask for n answers with logprobs and compare them instead",
+            )
+        if self.best_of is not None and self.best_of < self.n:  # OpenAI's rule
+            raise FieldError("best_of", "best_of must be greater than or equal to n")
         return self
 
     # A prompt of token ids, once the model's tokenizer has read it (`with_prompt_read`).
@@ -461,15 +479,18 @@ MAX_EMBEDDING_INPUTS = 2048
 
 class EmbeddingRequest(ApiModel):
     model: str = Field(min_length=1)
-    input: str | list[str] = Field(min_length=1)
+    input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
 
     @field_validator("input", mode="before")
     @classmethod
-    def _text_not_tokens(cls, value: Any) -> Any:
-        """OpenAI also takes token ids of its own tokenizer; they mean nothing to this model."""
+    def _texts(cls, value: Any) -> Any:
+        """At least one text. OpenAI also takes token ids of its own tokenizer; they mean
+        nothing to this model."""
+        if value == "" or value == []:  # pydantic's words ("at least 1 item") do not say so
+            raise ValueError("the input must not be empty: send a text or a list of texts")
         if isinstance(value, list) and value and not isinstance(value[0], str):
             raise ValueError(
                 "token arrays are not supported: send the text (LangChain's OpenAIEmbeddings: "

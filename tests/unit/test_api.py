@@ -90,6 +90,27 @@ def test_openai_prompt_cache_hints_go_on_to_a_remote_tier(api: tuple[TestClient,
     assert client.post("/v1/chat/completions", json=bad_ttl).status_code == 400
 
 
+def test_openai_fields_that_change_nothing_here_are_accepted(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    """No stream here is padded, a local model has one processing tier and no length knob, and
+    `best_of: 1` is what every answer is; a remote tier gets the tier and verbosity asked."""
+    client, gateway = api
+    options = {"include_obfuscation": False, "include_usage": True}
+    streamed = client.post(
+        "/v1/chat/completions", json=chat_body(stream=True, stream_options=options)
+    )
+    last = json.loads(streamed.text.split("data: ")[-2])  # the event before [DONE]
+    assert last["usage"]["completion_tokens"] == 3
+    for model in ("big", "tiny"):
+        body = chat_body(model, service_tier="priority", verbosity="high")
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+    upstream = fake_backend(gateway, "big").requests[-1].openai_body()
+    assert (upstream["service_tier"], upstream["verbosity"]) == ("priority", "high")
+    text = client.post("/v1/completions", json={"model": "tiny", "prompt": "x", "best_of": 1})
+    assert [choice["text"] for choice in text.json()["choices"]] == ["Hello from tiny."]
+
+
 def test_a_logit_bias_goes_on_to_the_model_asked_for(api: tuple[TestClient, Gateway]) -> None:
     """Token ids mean something in one vocabulary: passed on to the model named, and an
     empty bias (some clients always send one) is no bias, `auto` included."""
@@ -202,12 +223,33 @@ def test_bad_requests_get_openai_errors(
             "only allowed when 'stream' is enabled",
         ),
         (
+            "/v1/chat/completions",
+            chat_body(stream_options={"include_obfuscation": False}),
+            "stream_options",
+            "only allowed when 'stream' is enabled",
+        ),
+        ("/v1/chat/completions", chat_body(verbosity="max"), "verbosity", "'low', 'medium'"),
+        (
+            "/v1/completions",
+            {"model": "tiny", "prompt": "x", "best_of": 3},
+            "best_of",
+            "best_of > 1 is not supported: it would generate best_of answers",
+        ),
+        (
+            "/v1/completions",
+            {"model": "tiny", "prompt": "x", "best_of": 1, "n": 2},
+            "best_of",
+            "greater than or equal to n",
+        ),
+        (
             "/v1/completions",
             {"model": "tiny", "prompt": "x", "max_tokens": 0},
             "max_tokens",
             "echo",
         ),
         ("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": None}, "input", "got null"),
+        ("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": ""}, "input", "not be empty"),
+        ("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": []}, "input", "not be empty"),
     ],
 )
 def test_a_400_names_the_field_the_client_sent(

@@ -6,6 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseIncompleteEvent,
+    ResponseStreamEvent,
+)
+from pydantic import TypeAdapter
 from starlette.testclient import TestClient
 
 from smallfirst.answers import RouteInfo
@@ -76,7 +83,12 @@ def test_input_items_become_the_chat_conversation(api: tuple[TestClient, Gateway
         "input": items,
         "tools": [WEATHER_TOOL],
         "max_output_tokens": 50,
-        "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
+        "text": {
+            "format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}},
+            "verbosity": "low",
+        },
+        "service_tier": "flex",
+        "background": False,  # what every answer here is
         "safety_identifier": "u-42",
         "prompt_cache_key": "weather-bot",
         "prompt_cache_options": {"mode": "implicit"},
@@ -105,6 +117,7 @@ def test_input_items_become_the_chat_conversation(api: tuple[TestClient, Gateway
     assert sent.prompt_cache_options is not None
     assert sent.prompt_cache_options.mode == "implicit"
     assert sent.prompt_cache_retention == "in_memory"
+    assert (sent.service_tier, sent.verbosity) == ("flex", "low")  # for remote tiers
 
 
 def test_a_tool_call_is_a_function_call_item(api: tuple[TestClient, Gateway]) -> None:
@@ -171,10 +184,51 @@ def test_an_answer_cut_by_max_output_tokens_is_incomplete() -> None:
     body = response_body(asked, cut, route, "r1")
     assert body["status"] == "incomplete"
     assert body["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert body["output"][0]["status"] == "incomplete"  # the message the limit cut
+    assert body["output"][0]["content"][0]["text"] == "Hello there"
     events = ResponseEvents(asked, route, "r1")
-    last = events.events(Chunk(text="Hello", finish_reason="length", usage=Usage()))[-1]
+    *_, item_done, last = events.events(Chunk(text="Hello", finish_reason="length", usage=Usage()))
     assert last["type"] == "response.incomplete"
-    assert last["response"]["output"][0]["content"][0]["text"] == "Hello"
+    assert item_done["type"] == "response.output_item.done"
+    assert last["response"]["output"] == [item_done["item"]]
+    assert item_done["item"]["status"] == "incomplete"
+    assert item_done["item"]["content"][0]["text"] == "Hello"
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"input": "Hi"},
+        {"input": "Hi", "max_output_tokens": 1},  # incomplete
+        {"input": "Weather?", "tools": [WEATHER_TOOL]},  # a function_call item
+    ],
+)
+def test_responses_are_read_by_the_openai_sdks_types(
+    api: tuple[TestClient, Gateway], asked: dict[str, Any]
+) -> None:
+    client, _ = api
+    body = client.post("/v1/responses", json={"model": "tiny", **asked}).json()
+    whole = Response.model_validate(body)
+    assert whole.usage is not None
+    assert whole.usage.input_tokens_details.cache_write_tokens == 0
+    assert whole.usage.output_tokens_details.reasoning_tokens == 0
+    streamed = client.post("/v1/responses", json={"model": "tiny", "stream": True, **asked})
+    events = TypeAdapter(list[ResponseStreamEvent]).validate_python(events_of(streamed.text))
+    final = events[-1]
+    assert isinstance(final, ResponseCompletedEvent | ResponseIncompleteEvent)
+    assert final.response.status == whole.status
+    assert final.response.usage is not None
+
+
+def test_stream_options_go_with_a_stream(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    asked = {"model": "tiny", "input": "Hi", "stream_options": {"include_obfuscation": False}}
+    streamed = client.post("/v1/responses", json={**asked, "stream": True})
+    assert events_of(streamed.text)[-1]["type"] == "response.completed"
+    whole = client.post("/v1/responses", json=asked)
+    assert whole.status_code == 400
+    assert whole.json()["error"]["param"] == "stream_options"
+    assert "only allowed when 'stream' is enabled" in whole.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -190,7 +244,9 @@ def test_an_answer_cut_by_max_output_tokens_is_incomplete() -> None:
             "'input_image' are not supported",
         ),
         ({"input": [{"type": "reasoning", "summary": []}]}, "input.0", "'reasoning' are not"),
-        ({"service_tier": "flex"}, "service_tier", "Unrecognized request argument"),
+        ({"conversation": "conv_1"}, "conversation", "Unrecognized request argument"),
+        ({"background": True}, "background", "stores no responses to poll"),
+        ({"stream_options": {"include_usage": True}}, "stream_options.include_usage", ""),
         ({"temperature": 3}, "temperature", "less than or equal to 2"),
         # named as the Responses API names them, not as the chat request made of them
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", ""),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import math
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from smallfirst.types import (
     Chunk,
     Completion,
     GenerateRequest,
+    SpelledToken,
     TextRequest,
     TokenLogprob,
     ToolCallDelta,
@@ -84,18 +86,35 @@ def _chat_logprobs(items: list[TokenLogprob] | None) -> dict[str, Any] | None:
     }
 
 
-def _text_logprobs(items: list[TokenLogprob] | None, offset: int = 0) -> dict[str, Any] | None:
+class _TextOffsets:
+    """Where each token of a text answer starts in its text, in characters, token by token
+    (whole or streamed, the same). A token's bytes may hold part of a character (an emoji is
+    several tokens, each shown as U+FFFD): it starts where that character does, and only the
+    token that completes a character moves the next one on."""
+
+    def __init__(self) -> None:
+        # decoded as the engines decode their text: a broken sequence is one U+FFFD
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._characters = 0
+
+    def start_of(self, token: SpelledToken, text_length: int) -> int:
+        """The next token's offset, never past the `text_length` characters known so far (a
+        token cut off by a stop sequence starts at the end of the text)."""
+        start = min(self._characters, text_length)
+        self._characters += len(self._decoder.decode(bytes(token.token_bytes)))
+        return start
+
+
+def _text_logprobs(
+    items: list[TokenLogprob] | None, offsets: _TextOffsets, text_length: int
+) -> dict[str, Any] | None:
     if items is None:
         return None
-    offsets, position = [], offset
-    for item in items:
-        offsets.append(position)
-        position += len(item.token)
     return {
         "tokens": [i.token for i in items],
         "token_logprobs": [i.logprob for i in items],
         "top_logprobs": [{t.token: t.logprob for t in i.top} for i in items],
-        "text_offset": offsets,
+        "text_offset": [offsets.start_of(item, text_length) for item in items],
     }
 
 
@@ -122,7 +141,7 @@ def completion_body(
         {
             "index": index,
             "text": choice.text,
-            "logprobs": _text_logprobs(choice.logprobs),
+            "logprobs": _text_logprobs(choice.logprobs, _TextOffsets(), len(choice.text)),
             "finish_reason": choice.finish_reason,
         }
         for index, choice in enumerate(choices)
@@ -191,7 +210,8 @@ class ChunkRenderer:
             "system_fingerprint": None,
         }
         self.include_usage = request.include_usage_chunk
-        self._text_offsets = [0] * request.n
+        self._text_offsets = [_TextOffsets() for _ in range(request.n)]
+        self._text_lengths = [0] * request.n  # characters of each answer sent so far
         self._route = route
 
     def _event(
@@ -238,8 +258,10 @@ class ChunkRenderer:
                 "logprobs": _chat_logprobs(chunk.logprobs),
                 "finish_reason": finish,
             }
-        logprobs = _text_logprobs(chunk.logprobs, self._text_offsets[chunk.index])
-        self._text_offsets[chunk.index] += len(chunk.text)
+        self._text_lengths[chunk.index] += len(chunk.text)
+        logprobs = _text_logprobs(
+            chunk.logprobs, self._text_offsets[chunk.index], self._text_lengths[chunk.index]
+        )
         return {
             "index": chunk.index,
             "text": chunk.text,

@@ -28,6 +28,7 @@ def response_body(
     for call in completion.tool_calls or []:
         item_id = f"fc_{request_id}_{len(output)}"
         output.append(_function_call(item_id, call, "completed"))
+    output[-1]["status"] = _last_item_status(completion.finish_reason)
     finished = (completion.finish_reason, completion.usage)
     return _response(request, route, request_id, int(time.time()), citations, output, *finished)
 
@@ -65,7 +66,7 @@ def _response(
         "reasoning": {"effort": None, "summary": None},
         "store": False,  # nothing is kept: previous_response_id cannot refer to it
         "temperature": request.temperature,
-        "text": {"format": _format(request)},
+        "text": _text_config(request),
         "tool_choice": _tool_choice(request),
         "tools": request.tools or [],
         "top_p": request.top_p,
@@ -77,8 +78,14 @@ def _response(
     }
 
 
+def _last_item_status(finish_reason: str) -> str:
+    """The status of the item being written when the answer ended: cut by the token limit,
+    it is as incomplete as the response."""
+    return "incomplete" if finish_reason == "length" else "completed"
+
+
 def _message(item_id: str, text: str, status: str) -> dict[str, Any]:
-    content = [_text_part(text)] if status == "completed" else []
+    content = [] if status == "in_progress" else [_text_part(text)]
     return {
         "type": "message",
         "id": item_id,
@@ -98,7 +105,7 @@ def _function_call(item_id: str, call: ToolCall, status: str) -> dict[str, Any]:
         "id": item_id,
         "call_id": call.id,
         "name": call.function.name,
-        "arguments": call.function.arguments if status == "completed" else "",
+        "arguments": "" if status == "in_progress" else call.function.arguments,
         "status": status,
     }
 
@@ -106,17 +113,22 @@ def _function_call(item_id: str, call: ToolCall, status: str) -> dict[str, Any]:
 def _usage(usage: Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        # Prompt-cache writes are not counted here (nor by local models, which keep prompts
+        # by themselves): 0, as the openai SDK requires the field.
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total_tokens,
     }
 
 
-def _format(request: ResponsesRequest) -> dict[str, Any]:
-    if request.text is None or request.text.format is None:
-        return {"type": "text"}
-    return request.text.format.model_dump(by_alias=True, exclude_none=True)
+def _text_config(request: ResponsesRequest) -> dict[str, Any]:
+    asked = request.text
+    if asked is None or asked.format is None:
+        text_format: dict[str, Any] = {"type": "text"}
+    else:
+        text_format = asked.format.model_dump(by_alias=True, exclude_none=True)
+    return {"format": text_format, "verbosity": asked.verbosity if asked else None}
 
 
 def _tool_choice(request: ResponsesRequest) -> str | dict[str, Any]:
@@ -178,7 +190,7 @@ class ResponseEvents:
         for delta in chunk.tool_calls or []:
             out += self._call_piece(delta)
         if chunk.finish_reason is not None:
-            out += self._close_all()
+            out += self._close_all(_last_item_status(chunk.finish_reason))
             response = self._snapshot(chunk.finish_reason, chunk.usage or Usage())
             done = "incomplete" if response["status"] == "incomplete" else "completed"
             out.append(self._event(f"response.{done}", response=response))
@@ -199,12 +211,12 @@ class ResponseEvents:
             ),
         ]
 
-    def _close_message(self) -> list[dict[str, Any]]:
+    def _close_message(self, status: str = "completed") -> list[dict[str, Any]]:
         if self._text is None:
             return []
         position = self._text_position()
         text, self._text = "".join(self._text), None
-        item = _message(position["item_id"], text, "completed")
+        item = _message(position["item_id"], text, status)
         self._done[self._text_index] = item
         return [
             self._event("response.output_text.done", **position, text=text, logprobs=[]),
@@ -239,12 +251,18 @@ class ResponseEvents:
             )
         return out
 
-    def _close_all(self) -> list[dict[str, Any]]:
+    def _close_all(self, last_status: str) -> list[dict[str, Any]]:
+        """Closes the open items; the last one opened ends with `last_status`."""
         # Neither text nor a call came: the answer is an empty message.
         out = self._open_message() if self._items_opened == 0 else []
-        out += self._close_message()
+        last = self._items_opened - 1
+
+        def status(output_index: int) -> str:
+            return last_status if output_index == last else "completed"
+
+        out += self._close_message(status(self._text_index))
         for output_index, call in sorted(self._calls.values(), key=lambda pair: pair[0]):
-            item = _function_call(self._item_id("fc", output_index), call, "completed")
+            item = _function_call(self._item_id("fc", output_index), call, status(output_index))
             self._done[output_index] = item
             out += [
                 self._event(

@@ -2,8 +2,8 @@
 
 Stateless: the whole conversation comes in `input` (`previous_response_id` is refused, since
 nothing is stored). Text, function tools and JSON output are supported; what would change the
-answer and cannot be honoured here (images, built-in tools, reasoning settings, truncation)
-is a 400 naming the field, never silently dropped.
+answer and cannot be honoured here (images, built-in tools, reasoning settings, truncation,
+background runs) is a 400 naming the field, never silently dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from smallfirst.types import (
     FunctionCall,
     FunctionDefinition,
     FunctionName,
+    ServiceTier,
     ToolCall,
 )
 
@@ -47,6 +48,11 @@ class TextFormat(ApiModel):
 
 class TextConfig(ApiModel):
     format: TextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None  # chat's `verbosity`
+
+
+class ResponseStreamOptions(ApiModel):
+    include_obfuscation: bool | None = None  # as chat's: no stream here is padded
 
 
 class ResponsesRequest(ApiModel):
@@ -57,6 +63,9 @@ class ResponsesRequest(ApiModel):
     temperature: float | None = None
     top_p: float | None = None
     stream: bool = False
+    stream_options: ResponseStreamOptions | None = None
+    background: bool | None = None
+    service_tier: ServiceTier | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedFunction | None = None
     parallel_tool_calls: bool | None = None
@@ -82,6 +91,7 @@ class ResponsesRequest(ApiModel):
     def to_chat_request(self) -> ChatRequest:
         """The same request as a chat completion; a 400 naming the field for what cannot be."""
         _refuse_unsupported(self)
+        options = self.stream_options
         fields: dict[str, Any] = {
             "model": self.model,
             "messages": [m.model_dump(exclude_none=True) for m in self._messages()],
@@ -89,6 +99,9 @@ class ResponsesRequest(ApiModel):
             "temperature": self.temperature,
             "top_p": self.top_p,
             "stream": self.stream,
+            # checked as chat checks it: only with `stream`
+            "stream_options": None if options is None else options.model_dump(exclude_none=True),
+            "service_tier": self.service_tier,
             "parallel_tool_calls": self.parallel_tool_calls,
             "metadata": self.metadata,
             "user": self.user,
@@ -113,6 +126,8 @@ class ResponsesRequest(ApiModel):
             fields["tool_choice"] = self.tool_choice
         if self.text is not None and self.text.format is not None:
             fields["response_format"] = _response_format(self.text.format)
+        if self.text is not None:
+            fields["verbosity"] = self.text.verbosity
         try:
             return ChatRequest.model_validate({k: v for k, v in fields.items() if v is not None})
         except ValidationError as exc:
@@ -139,6 +154,12 @@ def _refuse_unsupported(request: ResponsesRequest) -> None:
             "previous_response_id is not supported: this gateway stores no responses; send the "
             "whole conversation in `input`",
             param="previous_response_id",
+        )
+    if request.background:
+        raise InvalidRequest(
+            "background responses are not supported: this gateway stores no responses to poll"
+            " later; leave background unset or false",
+            param="background",
         )
     if request.reasoning:
         raise InvalidRequest("reasoning settings are not supported here", param="reasoning")
