@@ -139,8 +139,22 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         mode = reopened._db.execute("PRAGMA journal_mode").fetchone()[0]
     finally:
         reopened.close()
-    assert rows == [("0001_init.sql",)]
+    assert rows == [("0001_init.sql",), ("0002_drop_empty_collections.sql",)]
     assert mode == "wal"
+
+
+def test_collections_left_empty_by_an_older_version_are_dropped_once(tmp_path: Path) -> None:
+    """They stayed listed as rag/<name> in /v1/models for good."""
+    path = tmp_path / "rag.sqlite"
+    older = SqliteChunkStore(path)
+    older._db.execute("INSERT INTO collections(name) VALUES ('emptied')")
+    older._db.execute("DELETE FROM _migrations WHERE name = '0002_drop_empty_collections.sql'")
+    older.close()
+    upgraded = SqliteChunkStore(path)
+    try:
+        assert [c.name for c in upgraded.collections()] == []
+    finally:
+        upgraded.close()
 
 
 @pytest.mark.parametrize(
