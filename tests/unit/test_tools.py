@@ -7,7 +7,7 @@ so the arguments show exactly what text the model received."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.backends import local_tools
 from smallfirst.privacy.redact import Redaction
-from smallfirst.types import ChatRequest, Completion
+from smallfirst.types import ChatRequest, Chunk, Completion
 from tests.helpers import fake_backend, fake_client, fake_settings
 
 WEATHER = {
@@ -372,6 +372,33 @@ def test_a_local_answer_may_call_several_tools_at_once_unless_told_not_to() -> N
     told = local_tools.prompt_messages(local_request())[0]["content"]
     assert "To call several at once, answer with only a JSON array" in told
     assert "several" not in local_tools.prompt_messages(one_at_a_time)[0]["content"]
+
+
+def test_a_call_fenced_as_a_json_code_block_is_a_call() -> None:
+    fenced = Completion(text=f"```json\n{TWO_CALLS}\n```")
+    converted = local_tools.as_tool_call(local_request(), fenced)
+    assert [c.function.name for c in converted.tool_calls or []] == ["get_weather"] * 2
+    for begun in ("`", "```", "```js", "```json\n", "```json\n[", "{"):
+        assert local_tools.may_be_a_call(begun), begun  # a stream holds it
+    for begun in ("It", "`x`", "```python", "```json\nfoo", "```\nprint"):
+        assert not local_tools.may_be_a_call(begun), begun  # prose: streamed at once
+
+
+async def test_a_streamed_answer_is_held_until_it_is_prose_or_whole_calls() -> None:
+    from smallfirst.backends.llamacpp import _calls_or_prose
+
+    async def streamed(*pieces: str) -> list[Chunk]:
+        async def chunks() -> AsyncIterator[Chunk]:
+            for piece in pieces:
+                yield Chunk(text=piece)
+
+        return [chunk async for chunk in _calls_or_prose(local_request(), chunks())]
+
+    calls = await streamed("```", "json\n", TWO_CALLS[:30], TWO_CALLS[30:], "\n```")
+    assert [(c.tool_calls or [])[0].index for c in calls[:2]] == [0, 1]
+    assert calls[-1].finish_reason == "tool_calls"
+    prose = await streamed("```", "py", "thon\nprint(1)")
+    assert [c.text for c in prose] == ["```", "py", "thon\nprint(1)"]
 
 
 def test_an_earlier_turn_that_called_several_tools_reads_as_the_array_it_was() -> None:

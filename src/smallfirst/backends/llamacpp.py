@@ -238,14 +238,14 @@ class LlamaCppBackend(Backend):
 async def _calls_or_prose(
     request: ChatRequest, chunks: AsyncIterator[Chunk]
 ) -> AsyncIterator[Chunk]:
-    """Under the tool grammar an answer starts with "{" or "[" only when it is a call (or
-    several). Pieces are held until the first visible character tells: prose then streams as
-    usual, and calls are held whole and sent as one tool-call piece each."""
+    """Under the tool grammar an answer begins as a call (`local_tools.CALL_STARTS`) only
+    when it is one (or several). Pieces are held until its beginning tells: prose then streams
+    as usual, and calls are held whole and sent as one tool-call piece each."""
     held: list[Chunk] = []
     async for chunk in chunks:
         held.append(chunk)
         begun = "".join(piece.text for piece in held).lstrip()
-        if begun and not begun.startswith(local_tools.CALL_STARTS):
+        if begun and not local_tools.may_be_a_call(begun):
             for piece in held:
                 yield piece
             async for rest in chunks:

@@ -15,6 +15,7 @@ poorly, and `model: auto` would otherwise send every tool request to it first.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -35,14 +36,18 @@ _INSTRUCTIONS = (
 )
 _SEVERAL = "To call several at once, answer with only a JSON array of such objects. "
 _OTHERWISE = "Otherwise answer normally. The tools:\n"
-# Prose under tool_choice "auto": not a call written another way. It may not start with "{"
-# or "[" (that is a call, or several), nor with a code fence whose first line does (Qwen2.5-
-# Coder wrote its calls as ```json blocks, which reached the client as text).
-_PROSE_GBNF = r"""prose ::= [^{[` \t\n] [^\x00]* | "`" prose-tick
+# Under tool_choice "auto" an answer is a call (or several), bare or fenced as a JSON code
+# block (Qwen2.5-Coder writes its calls so: forbidden, it wrote "```json\n([" and pseudo-code
+# instead), or prose that is not a call written another way: it may not start with "{" or
+# "[", nor with a code fence whose first line does.
+_AUTO_GBNF = r"""root ::= call | "```" "json"? "\n" call "\n```" | prose
+prose ::= [^{[` \t\n] [^\x00]* | "`" prose-tick
 prose-tick ::= [^`] [^\x00]* | "`" ([^`] [^\x00]* | "`" prose-fence)
 prose-fence ::= [a-zA-Z0-9_+-]* ([^a-zA-Z0-9_+\n-] [^\x00]* | "\n" [^{[ \t\n] [^\x00]*)
 """
-CALL_STARTS = ("{", "[")  # under the tool grammar, an answer that starts so is a call
+# How an answer that is a call begins (the fenced forms as the grammar allows them).
+CALL_STARTS = ("{", "[", "```json\n{", "```json\n[", "```\n{", "```\n[")
+_FENCED = re.compile(r"```(?:json)?\n(.*)\n```", re.DOTALL)
 
 
 def offered_tools(request: ChatRequest) -> list[Tool]:
@@ -89,7 +94,13 @@ def grammar_text(request: ChatRequest) -> str | None:
     if answer is not None:  # OpenAI's: an answer that is no call still keeps the format
         return json_grammar(calls, answer, several=several)
     call_rules = json_grammar(calls, None, several=several).replace("root ::=", "call ::=", 1)
-    return "root ::= call | prose\n" + _PROSE_GBNF + call_rules
+    return _AUTO_GBNF + call_rules
+
+
+def may_be_a_call(begun: str) -> bool:
+    """Could an answer that begins so (whitespace stripped) still be a call? While it could,
+    a stream holds it; once it cannot, it is prose."""
+    return any(begun.startswith(start) or start.startswith(begun) for start in CALL_STARTS)
 
 
 def answer_schema(request: ChatRequest) -> dict[str, Any] | None:
@@ -109,8 +120,9 @@ def as_tool_call(request: ChatRequest, answer: Completion) -> Completion:
     text = answer.text.strip()
     if not names or not text.startswith(CALL_STARTS):
         return answer
+    fenced = _FENCED.fullmatch(text)
     try:
-        written = json.loads(text)
+        written = json.loads(fenced.group(1) if fenced else text)
     except ValueError:
         return answer  # cut off by max_tokens: the client sees what was written
     calls = written if isinstance(written, list) and several_calls(request) else [written]
