@@ -44,14 +44,8 @@ def test_failed_requests_paid_attempts_count_as_in_stats() -> None:
     """A failed request's cost (a cut upstream stream, a cascade draft before a 400) was in
     `smallfirst stats` and missing here, so the two told different savings."""
     metrics = new_metrics()
-    cut = row(
-        model_requested="big",
-        tier="cloud",
-        status=502,
-        prompt_tokens=9,
-        cost_usd=0.009,
-        baseline_cost_usd=0.027,
-    )
+    paid = {"prompt_tokens": 9, "cost_usd": 0.009, "baseline_cost_usd": 0.027}
+    cut = row(model_requested="big", tier="cloud", status=502, **paid)
     metrics.observe(cut)
     seen = samples(metrics)
     big = {"model": "big", "tier": "cloud"}
