@@ -12,6 +12,7 @@ from smallfirst.answers import RequestContext, RouteInfo, new_request_id
 from smallfirst.config import BaselineConfig
 from smallfirst.errors import CLIENT_CLOSED_REQUEST, SmallfirstError
 from smallfirst.logs import RequestRecord, request_cost
+from smallfirst.logs.store import EMBEDDINGS_TIER
 from smallfirst.types import ChatRequest, Completion, GenerateRequest, TextRequest, ToolCall, Usage
 
 
@@ -106,7 +107,7 @@ def embeddings_record(
         endpoint="embeddings",
         model_requested=model,
         model_answered=model,
-        tier="embeddings",
+        tier=EMBEDDINGS_TIER,
         prompt_tokens=tokens,
         latency_ms=(time.perf_counter() - started) * 1000,
         api_key_id=api_key_id,

@@ -16,6 +16,7 @@ from tests.helpers import WEATHER_WITH_DEFS
 pytestmark = pytest.mark.integration
 
 Accepts = Callable[[str, str], bool]
+OSLO_CALL = '{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}}'
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +50,14 @@ def accepts() -> Iterator[Accepts]:
 @pytest.mark.parametrize(
     ("answer", "allowed"),
     [
-        ('{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}}', True),
+        (OSLO_CALL, True),
         ("It is sunny in Oslo.", True),
         ("```python\nprint(1)\n```", True),
         ("`x` is a variable", True),
         ("```text\nhello", True),
         ('[{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}}, {"na', True),
         # a call fenced as a JSON code block, as Qwen2.5-Coder writes them, is a call
-        (
-            '```json\n{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}}\n```',
-            True,
-        ),
+        (f"```json\n{OSLO_CALL}\n```", True),
         ('```json\n[{"name"', True),
         ('```\n{"name"', True),
         ('{"city": "Oslo"}', False),  # a call must name a tool

@@ -82,12 +82,14 @@ def test_summary_adds_up_money_routing_latency_and_privacy(log_path: Path) -> No
     assert edge_tier.latency_p50_ms == pytest.approx(250.0)  # between 200 and 300
     assert edge_tier.latency_p95_ms == pytest.approx(385.0)  # 300 + 0.85 * 100
     assert edge_tier.ttft_p50_ms == pytest.approx(30.0)
-    assert (cloud_tier.requests, cloud_tier.cost_usd) == (1, pytest.approx(0.0004))
+    # the failed upstream attempt is the cloud's cost too, not its request
+    assert (cloud_tier.requests, cloud_tier.cost_usd) == (1, pytest.approx(0.0005))
     assert cloud_tier.ttft_p50_ms is None
     # the bill includes the failed upstream attempt; the baseline only what was answered
     assert summary.cost_usd == pytest.approx(0.0005)
     assert summary.failed_cost_usd == pytest.approx(0.0001)
     assert sum(t.requests for t in summary.tiers) == summary.answered
+    assert sum(t.cost_usd for t in summary.tiers) == pytest.approx(summary.cost_usd)
     assert summary.baseline_cost_usd == pytest.approx(0.0044)
     assert summary.saved_usd == pytest.approx(0.0039)
     assert summary.saved_share == pytest.approx(0.0039 / 0.0044)
@@ -101,7 +103,7 @@ def test_all_time_includes_old_rows_and_an_empty_window_is_zero(log_path: Path) 
     assert summarize(log_path).requests == 8
     empty = summarize(log_path, since=NOW + 10)
     assert (empty.requests, empty.tiers, empty.saved_share) == (0, [], None)
-    assert empty.why_no_saving == "no tokens were answered in this window"  # not a price
+    assert empty.why_no_saving == "no chat or completion tokens were answered in this window"
 
 
 def test_a_client_that_left_counts_as_answered_only_once_a_model_had_it(tmp_path: Path) -> None:
@@ -115,6 +117,14 @@ def test_a_client_that_left_counts_as_answered_only_once_a_model_had_it(tmp_path
     assert (summary.requests, summary.answered) == (3, 2)
     assert summary.failed_by_status == {"499": 1}
     assert [(t.tier, t.requests) for t in summary.tiers] == [("edge", 2)]
+
+
+def test_a_window_of_embeddings_only_does_not_blame_the_baseline_price(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path / "requests.db")
+    log.record(record(1, model_answered="all-minilm-l6-v2", tier="embeddings", prompt_tokens=7))
+    log.close()
+    summary = summarize(tmp_path / "requests.db")
+    assert summary.why_no_saving == "no chat or completion tokens were answered in this window"
 
 
 def test_a_log_from_before_the_baseline_column_is_migrated(tmp_path: Path) -> None:

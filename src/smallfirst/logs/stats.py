@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from smallfirst.logs.store import ANSWERED_SQL, connect, migrate
+from smallfirst.logs.store import ANSWERED_SQL, EMBEDDINGS_TIER, connect, migrate
 from smallfirst.types import TIERS
 
 TIER_COLUMNS = (
@@ -39,7 +39,7 @@ TIER_COLUMNS = (
 
 class TierStats(BaseModel):
     tier: str
-    requests: int
+    requests: int  # answered; the tokens and cost below include failed requests' attempts
     prompt_tokens: int
     cached_tokens: int  # of prompt_tokens, not evaluated again / cache-priced
     completion_tokens: int
@@ -95,8 +95,9 @@ class Summary(BaseModel):
         """Why there is no `saved_share`, for the reader; None when there is one."""
         if self.saved_share is not None:
             return None
-        if not any(tier.prompt_tokens or tier.completion_tokens for tier in self.tiers):
-            return "no tokens were answered in this window"
+        generated = [tier for tier in self.tiers if tier.tier != EMBEDDINGS_TIER]
+        if not any(tier.prompt_tokens or tier.completion_tokens for tier in generated):
+            return "no chat or completion tokens were answered in this window"
         return (
             "the baseline had no price when these requests were logged: a request's saving is"
             " priced as it is logged, so set config `baseline` before serving"
@@ -170,13 +171,14 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         "GROUP BY status ORDER BY status",
         args,
     ).fetchall()
-    answering_tiers = connection.execute(
-        f"SELECT DISTINCT tier FROM requests WHERE {where} AND {_ANSWERED} AND tier IS NOT NULL",
+    routed_to = connection.execute(
+        f"SELECT DISTINCT tier FROM requests WHERE {where} AND tier IS NOT NULL"
+        f" AND ({_ANSWERED} OR cost_usd > 0 OR prompt_tokens > 0)",
         args,
     ).fetchall()
     tiers = [
         _tier_stats(connection, tier, where, args)
-        for tier in sorted((t for (t,) in answering_tiers), key=_tier_order)
+        for tier in sorted((t for (t,) in routed_to), key=_tier_order)
     ]
     routed: dict[str, dict[str, int]] = {}
     rows = connection.execute(
@@ -224,17 +226,19 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
 def _tier_stats(
     connection: sqlite3.Connection, tier: str, where: str, args: tuple[float, ...]
 ) -> TierStats:
+    """The tier's answered requests and their latency; its tokens and cost are those of all
+    its rows (a failed request's paid attempt included, as in the totals and /metrics)."""
     rows = connection.execute(
         "SELECT prompt_tokens, completion_tokens, cost_usd, baseline_cost_usd, latency_ms, ttft_ms,"
-        " cached_tokens "
-        f"FROM requests WHERE {where} AND {_ANSWERED} AND tier = ?",
+        f" cached_tokens, {_ANSWERED} FROM requests WHERE {where} AND tier = ?",
         (*args, tier),
     ).fetchall()
-    latencies = [row[4] for row in rows]
-    ttfts = [row[5] for row in rows if row[5] is not None]
+    answered = [row for row in rows if row[7]]
+    latencies = [row[4] for row in answered]
+    ttfts = [row[5] for row in answered if row[5] is not None]
     return TierStats(
         tier=tier,
-        requests=len(rows),
+        requests=len(answered),
         prompt_tokens=sum(row[0] for row in rows),
         cached_tokens=sum(row[6] for row in rows),
         completion_tokens=sum(row[1] for row in rows),

@@ -60,6 +60,7 @@ class RequestRecord(BaseModel):
 # (a stream's tokens were produced and paid for). A client that left before routing is a 499
 # no model saw: counted with the failures, so that the tiers' shares add up to 100%.
 ANSWERED_SQL = f"(status < 400 OR (status = {CLIENT_CLOSED_REQUEST} AND tier IS NOT NULL))"
+EMBEDDINGS_TIER = "embeddings"  # the tier embeddings are logged under: they have no baseline
 
 
 def migrate(connection: sqlite3.Connection, package: str = MIGRATIONS_PACKAGE) -> list[str]:
