@@ -6,7 +6,8 @@ At most as many prompts are answered at once as the largest local model has slot
 batch does not fill a local queue by itself. Every prompt is guarded and routed before any is
 answered: one that the privacy policy refuses fails the batch before the others go out. The
 first failure stops the rest; they are logged with the status the client got (code
-`batch_stopped`), not as requests their client left.
+`batch_stopped`), not as requests their client left. Prompts answered before it stay logged
+as answered: their answers were made and paid for, though the client gets the batch's error.
 """
 
 from __future__ import annotations
