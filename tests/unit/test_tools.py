@@ -336,7 +336,7 @@ def test_a_local_model_is_told_the_tools_and_sees_earlier_calls_as_text() -> Non
         "role": "assistant",
         "content": '{"name": "get_weather", "arguments": {"city": "Paris"}}',
     }
-    assert turns[3] == {"role": "user", "content": "Tool result (c1): 18 C"}
+    assert turns[3] == {"role": "user", "content": 'Result of get_weather({"city": "Paris"}): 18 C'}
     assert local_tools.prompt_messages(local_request(tool_choice="none"))[0]["role"] == "user"
 
 
@@ -372,6 +372,28 @@ def test_a_local_answer_may_call_several_tools_at_once_unless_told_not_to() -> N
     told = local_tools.prompt_messages(local_request())[0]["content"]
     assert "To call several at once, answer with only a JSON array" in told
     assert "several" not in local_tools.prompt_messages(one_at_a_time)[0]["content"]
+
+
+def test_the_results_of_one_turns_calls_are_one_turn_naming_each_call() -> None:
+    """As "Tool result (call_1): ..." turns, Qwen2.5-Coder made the same calls again; the
+    text before an earlier call taught it to write text, then a call (prose to the grammar)."""
+    calls = [
+        {"id": f"c{i}", "function": {"name": "get_weather", "arguments": json.dumps(args)}}
+        for i, args in enumerate([{"city": "Oslo"}, {"city": "Paris"}])
+    ]
+    history = [
+        {"role": "user", "content": "Weather in Oslo and Paris?"},
+        {"role": "assistant", "content": "Let me check.", "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+        {"role": "tool", "tool_call_id": "c0", "content": "3 C"},
+    ]
+    turns = local_tools.prompt_messages(local_request(messages=history))
+    assert [t["role"] for t in turns] == ["system", "user", "assistant", "user"]
+    assert "Let me check." not in turns[2]["content"]
+    assert turns[3]["content"] == (
+        'Result of get_weather({"city": "Paris"}): 18 C\n'
+        'Result of get_weather({"city": "Oslo"}): 3 C'
+    )
 
 
 def test_a_call_fenced_as_a_json_code_block_is_a_call() -> None:

@@ -70,7 +70,7 @@ def several_calls(request: ChatRequest) -> bool:
 def prompt_messages(request: ChatRequest) -> list[dict[str, str]]:
     """The conversation as plain role/content turns any chat template can render."""
     tools = offered_tools(request)
-    turns = [_as_turn(message) for message in request.messages]
+    turns = _turns(request.messages)
     if not tools:
         return turns
     described = "\n".join(json.dumps(_description(tool)) for tool in tools)
@@ -148,18 +148,47 @@ def _is_call(written: Any, names: set[str]) -> bool:
     )
 
 
+def _turns(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """The messages as role/content turns. Many templates know no "tool" role: the results of
+    a turn's calls are one user turn (templates that want roles to alternate accept it), each
+    result saying which call it answers. Read as "Tool result (call_1): ...", Qwen2.5-Coder
+    made the same calls again instead of answering."""
+    calls = {call.id: call for message in messages for call in message.tool_calls or []}
+    turns: list[dict[str, str]] = []
+    results: dict[str, str] | None = None  # the user turn gathering this turn's results
+    for message in messages:
+        if message.role != "tool":
+            results = None
+            turns.append(_as_turn(message))
+            continue
+        line = _result_line(message, calls.get(str(message.tool_call_id)))
+        if results is None:
+            results = {"role": "user", "content": line}
+            turns.append(results)
+        else:
+            results["content"] += "\n" + line
+    return turns
+
+
+def _result_line(message: ChatMessage, call: ToolCall | None) -> str:
+    if call is None:  # not in a validated request: every result answers a call
+        return f"Result of call {message.tool_call_id}: {message.text}"
+    return f"Result of {call.function.name}({call.function.arguments}): {message.text}"
+
+
 def _as_turn(message: ChatMessage) -> dict[str, str]:
-    if message.role == "tool":  # many templates know no "tool" role
-        return {"role": "user", "content": f"Tool result ({message.tool_call_id}): {message.text}"}
-    # The calls as the model was told to write them: an object, or an array of several.
-    calls = [
-        {"name": c.function.name, "arguments": _loaded(c.function.arguments)}
-        for c in message.tool_calls or []
-    ]
-    written = json.dumps(calls[0] if len(calls) == 1 else calls) if calls else ""
     # OpenAI's "developer" is its newer name for the system message; templates know "system".
     role = "system" if message.role == "developer" else message.role
-    return {"role": role, "content": "\n".join(filter(None, [message.text, written]))}
+    if not message.tool_calls:
+        return {"role": role, "content": message.text}
+    # The calls as the model was told to write them, an object or an array of several, and
+    # nothing else: the text some clients put before calls ("Let me check.") taught the model
+    # to write text, then a call, which is prose to the grammar.
+    calls = [
+        {"name": c.function.name, "arguments": _loaded(c.function.arguments)}
+        for c in message.tool_calls
+    ]
+    return {"role": role, "content": json.dumps(calls[0] if len(calls) == 1 else calls)}
 
 
 def _description(tool: Tool) -> dict[str, Any]:
