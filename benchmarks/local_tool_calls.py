@@ -1,5 +1,7 @@
 """How well a local model calls tools under `tool_choice: "auto"` (backends/local_tools.py):
 for each prompt, did it call the expected tools (with which arguments) or answer in prose?
+And, given made-up results of the calls it made, does it then answer in prose (rather than
+calling again)?
 
 A smoke test of the mechanism on a handful of prompts, not a benchmark of the model: greedy,
 one run. Needs Qwen2.5-Coder-1.5B (`smallfirst models install qwen2.5-coder-1.5b`); without it,
@@ -48,27 +50,44 @@ CASES: dict[str, list[str]] = {
     "Add 17 and 25.": ["add"],
     "What's the weather in Oslo and the time in Paris?": ["get_weather", "get_time"],
     "Write a haiku about the sea.": [],
+    "Write a minimal package.json for an Express app called demo. Only the JSON.": [],
     "Say hello to me.": [],
     "Who wrote Hamlet?": [],
 }
 
 
-def ask(url: str, prompt: str) -> tuple[list[dict[str, Any]], str, float]:
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": prompt}],
-        "tools": TOOLS,
-        "temperature": 0,
-        "max_tokens": 120,
-    }
+RESULTS = {
+    "get_weather": '{"temp_c": 7, "sky": "cloudy"}',
+    "get_time": '{"time": "14:05"}',
+    "send_email": '{"sent": true}',
+    "add": '{"sum": 42}',
+}
+
+
+def ask(url: str, messages: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
+    body = {"model": MODEL, "messages": messages, "tools": TOOLS, "temperature": 0}
     started = time.perf_counter()
-    answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300).json()
-    message = answer["choices"][0]["message"]
-    calls = [
+    answer = httpx.post(
+        f"{url}/v1/chat/completions", json=body | {"max_tokens": 120}, timeout=300
+    ).json()
+    return answer["choices"][0]["message"], time.perf_counter() - started
+
+
+def calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
         {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
         for c in message.get("tool_calls") or []
     ]
-    return calls, message.get("content") or "", time.perf_counter() - started
+
+
+def answer_after_results(url: str, prompt: str, message: dict[str, Any]) -> dict[str, Any]:
+    """The model's next answer once each of its calls has a (made-up) result."""
+    results = [
+        {"role": "tool", "tool_call_id": c["id"], "content": RESULTS[c["function"]["name"]]}
+        for c in message["tool_calls"]
+    ]
+    asked = [{"role": "user", "content": prompt}, message, *results]
+    return ask(url, asked)[0]
 
 
 def main() -> int:
@@ -86,21 +105,35 @@ def main() -> int:
     results = []
     try:
         for prompt, expected in CASES.items():
-            calls, text, seconds = ask(url, prompt)
-            results.append(
-                {
-                    "prompt": prompt,
-                    "expected": expected,
-                    "called": calls,
-                    "prose": text[:80],
-                    "right_kind": [c["name"] for c in calls] == expected,
-                    "seconds": round(seconds, 1),
-                }
-            )
+            message, seconds = ask(url, [{"role": "user", "content": prompt}])
+            calls = calls_of(message)
+            case: dict[str, Any] = {
+                "prompt": prompt,
+                "expected": expected,
+                "called": calls,
+                "prose": (message.get("content") or "")[:80],
+                "right_kind": [c["name"] for c in calls] == expected,
+                "seconds": round(seconds, 1),
+            }
+            if calls:
+                then = answer_after_results(url, prompt, message)
+                case["then"] = calls_of(then) or (then.get("content") or "")[:80]
+                case["then_prose"] = not then.get("tool_calls")
+            results.append(case)
     finally:
         stop(process)
     right = sum(r["right_kind"] for r in results)
-    print(json.dumps({"model": MODEL, "right": f"{right}/{len(results)}", "cases": results}))
+    followed = [r["then_prose"] for r in results if "then_prose" in r]
+    print(
+        json.dumps(
+            {
+                "model": MODEL,
+                "right": f"{right}/{len(results)}",
+                "prose_after_results": f"{sum(followed)}/{len(followed)}",
+                "cases": results,
+            }
+        )
+    )
     return 0
 
 

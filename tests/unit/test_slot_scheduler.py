@@ -177,8 +177,10 @@ async def test_closing_a_stream_cancels_its_answer_and_frees_the_slot(
     scheduler = SlotScheduler(worker, parallel=1, queue_size=1)
     load: Any = engine.load
     stream = scheduler.stream(request("endless"), load)
-    seen = [await anext(stream) for _ in range(3)]
-    assert [c.text for c in seen] == ["1", "2", "3"]
+    seen = ""
+    while len(seen) < 3:  # tokens that wait together for a slow loop arrive as one chunk
+        seen += (await anext(stream)).text
+    assert seen.startswith("123")
     await stream.aclose()
     assert await text_of(scheduler, engine, "next") == "next!"  # the one slot is free again
     assert engine.slots.endless_tokens < 1000

@@ -336,7 +336,11 @@ def test_a_local_model_is_told_the_tools_and_sees_earlier_calls_as_text() -> Non
         "role": "assistant",
         "content": '{"name": "get_weather", "arguments": {"city": "Paris"}}',
     }
-    assert turns[3] == {"role": "user", "content": 'Result of get_weather({"city": "Paris"}): 18 C'}
+    assert turns[3] == {
+        "role": "user",
+        "content": 'Result of get_weather({"city": "Paris"}): 18 C\n\n'
+        "Answer the user from these results.",
+    }
     assert local_tools.prompt_messages(local_request(tool_choice="none"))[0]["role"] == "user"
 
 
@@ -392,7 +396,22 @@ def test_the_results_of_one_turns_calls_are_one_turn_naming_each_call() -> None:
     assert "Let me check." not in turns[2]["content"]
     assert turns[3]["content"] == (
         'Result of get_weather({"city": "Paris"}): 18 C\n'
-        'Result of get_weather({"city": "Oslo"}): 3 C'
+        'Result of get_weather({"city": "Oslo"}): 3 C\n\n'
+        "Answer the user from these results."  # Qwen2.5-Coder went on calling other tools
+    )
+
+
+def test_under_auto_a_model_is_told_the_answer_format_as_well_as_the_tools() -> None:
+    """Told only the tools, Qwen2.5-Coder asked to translate "cat" with a JSON answer format
+    called the weather tool."""
+    answer = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    asked = local_request(
+        response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": answer}}
+    )
+    told = local_tools.prompt_messages(asked)[0]["content"]
+    assert (
+        f"Otherwise answer with only a JSON value that fits this schema: {json.dumps(answer)}"
+        in told
     )
 
 

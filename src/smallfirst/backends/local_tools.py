@@ -35,15 +35,16 @@ _INSTRUCTIONS = (
     '{"name": <tool name>, "arguments": {<arguments>}} and nothing else. '
 )
 _SEVERAL = "To call several at once, answer with only a JSON array of such objects. "
-_OTHERWISE = "Otherwise answer normally. The tools:\n"
+_OTHERWISE = "Otherwise answer normally. "
+_OTHERWISE_JSON = "Otherwise answer with only a JSON value that fits this schema: {schema}. "
+_TOOLS = "The tools:\n"
+_ANSWER_FROM_RESULTS = "\n\nAnswer the user from these results."
 # Under tool_choice "auto" an answer is a call (or several), bare or fenced as a JSON code
 # block (Qwen2.5-Coder writes its calls so: forbidden, it wrote "```json\n([" and pseudo-code
-# instead), or prose that is not a call written another way: it may not start with "{" or
-# "[", nor with a code fence whose first line does.
+# instead), or prose. Prose may begin as a call does: a JSON answer is prose unless it is a
+# call (`as_tool_call`). Forbidden, a model asked for a package.json made up a tool call.
 _AUTO_GBNF = r"""root ::= call | "```" "json"? "\n" call "\n```" | prose
-prose ::= [^{[` \t\n] [^\x00]* | "`" prose-tick
-prose-tick ::= [^`] [^\x00]* | "`" ([^`] [^\x00]* | "`" prose-fence)
-prose-fence ::= [a-zA-Z0-9_+-]* ([^a-zA-Z0-9_+\n-] [^\x00]* | "\n" [^{[ \t\n] [^\x00]*)
+prose ::= [^ \t\n] [^\x00]*
 """
 # How an answer that is a call begins (the fenced forms as the grammar allows them).
 CALL_STARTS = ("{", "[", "```json\n{", "```json\n[", "```\n{", "```\n[")
@@ -74,7 +75,10 @@ def prompt_messages(request: ChatRequest) -> list[dict[str, str]]:
     if not tools:
         return turns
     described = "\n".join(json.dumps(_description(tool)) for tool in tools)
-    system = _INSTRUCTIONS + (_SEVERAL if several_calls(request) else "") + _OTHERWISE + described
+    answer = answer_schema(request) if request.tool_choice in ("auto", None) else None
+    otherwise = _OTHERWISE if answer is None else _OTHERWISE_JSON.format(schema=json.dumps(answer))
+    several = _SEVERAL if several_calls(request) else ""
+    system = _INSTRUCTIONS + several + otherwise + _TOOLS + described
     if turns and turns[0]["role"] == "system":
         return [{"role": "system", "content": turns[0]["content"] + "\n\n" + system}, *turns[1:]]
     return [{"role": "system", "content": system}, *turns]
@@ -152,7 +156,8 @@ def _turns(messages: list[ChatMessage]) -> list[dict[str, str]]:
     """The messages as role/content turns. Many templates know no "tool" role: the results of
     a turn's calls are one user turn (templates that want roles to alternate accept it), each
     result saying which call it answers. Read as "Tool result (call_1): ...", Qwen2.5-Coder
-    made the same calls again instead of answering."""
+    made the same calls again instead of answering; without `_ANSWER_FROM_RESULTS` it called
+    some other tool after 8 of 9 results (benchmarks/local_tool_calls.py)."""
     calls = {call.id: call for message in messages for call in message.tool_calls or []}
     turns: list[dict[str, str]] = []
     results: dict[str, str] | None = None  # the user turn gathering this turn's results
@@ -167,6 +172,8 @@ def _turns(messages: list[ChatMessage]) -> list[dict[str, str]]:
             turns.append(results)
         else:
             results["content"] += "\n" + line
+    if results is not None:  # the conversation ends with results: the model answers next
+        results["content"] += _ANSWER_FROM_RESULTS
     return turns
 
 
