@@ -291,6 +291,20 @@ def test_stream_options_go_with_a_stream(api: tuple[TestClient, Gateway]) -> Non
             "input",
             "No tool output found for function call c1.",
         ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo and Bergen?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {"type": "function_call", "call_id": "c2", "name": "f", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+                    {"role": "user", "content": "thanks"},  # was worded for chat messages
+                    {"type": "function_call_output", "call_id": "c2", "output": "sun"},
+                ]
+            },
+            "input",
+            "No tool output found for function call c2.",
+        ),
     ],
 )
 def test_what_cannot_be_honoured_is_a_400_naming_the_field(

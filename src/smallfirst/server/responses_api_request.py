@@ -208,25 +208,28 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
 
 
 def _check_call_outputs(items: list[dict[str, Any]]) -> None:
-    """OpenAI's rules, in its words: an output answers a call made before it, and every call
-    has its output (a local model would read a result that answers nothing)."""
-    called: list[str] = []
-    answered: set[str] = set()
+    """OpenAI's rules, in its words: an output answers a call made before it, and a turn's
+    calls have their outputs before the conversation goes on (a local model would read a
+    result that answers nothing; the chat request made from it needs them so)."""
+    called: set[str] = set()
+    waiting: list[str] = []  # the current turn's calls without their output yet
     for item in items:
-        if item.get("type") == "function_call":
-            called.append(item["call_id"])
-        elif item.get("type") == "function_call_output":
+        kind = item.get("type", "message")
+        if kind == "function_call":
+            called.add(item["call_id"])
+            waiting.append(item["call_id"])
+        elif kind == "function_call_output":
             if item["call_id"] not in called:
                 raise InvalidRequest(
                     f"No tool call found for function call output with call_id {item['call_id']}.",
                     param="input",
                 )
-            answered.add(item["call_id"])
-    for call_id in called:
-        if call_id not in answered:
-            raise InvalidRequest(
-                f"No tool output found for function call {call_id}.", param="input"
-            )
+            if item["call_id"] in waiting:
+                waiting.remove(item["call_id"])
+        elif waiting:  # a message: the conversation goes on
+            break
+    if waiting:
+        raise InvalidRequest(f"No tool output found for function call {waiting[0]}.", param="input")
 
 
 def _arguments(item: dict[str, Any], where: str) -> str:
