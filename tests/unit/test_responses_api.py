@@ -20,7 +20,7 @@ from smallfirst.errors import ContextLengthExceeded
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
 from smallfirst.service import Gateway
-from smallfirst.types import ChatRequest, Chunk, Completion, ModelInfo, Usage
+from smallfirst.types import ChatRequest, Chunk, Completion, ModelInfo, ToolCallDelta, Usage
 from tests.helpers import fake_backend, fake_client, fake_settings
 
 WEATHER_TOOL = {
@@ -193,6 +193,35 @@ def test_an_answer_cut_by_max_output_tokens_is_incomplete() -> None:
     assert last["response"]["output"] == [item_done["item"]]
     assert item_done["item"]["status"] == "incomplete"
     assert item_done["item"]["content"][0]["text"] == "Hello"
+
+
+def test_several_calls_stream_one_after_another_as_openai_streams_them() -> None:
+    """Both stayed open until the end; clients that follow "the current item" broke."""
+    asked = ResponsesRequest(model="m", input="Weather in Oslo and Bergen?")
+    events = ResponseEvents(asked, _route(), "r1")
+    pieces = [
+        ToolCallDelta(index=0, id="c0", name="get_weather", arguments='{"city": '),
+        ToolCallDelta(index=0, arguments='"Oslo"}'),
+        ToolCallDelta(index=1, id="c1", name="get_weather", arguments='{"city": "Bergen"}'),
+        ToolCallDelta(index=0, arguments=" "),  # an upstream that goes back to a call
+    ]
+    seen = [e for piece in pieces for e in events.events(Chunk(tool_calls=[piece]))]
+    seen += events.events(Chunk(finish_reason="tool_calls", usage=Usage()))
+    order = [(e["type"].removeprefix("response."), e.get("output_index")) for e in seen]
+    assert order == [
+        ("output_item.added", 0),
+        ("function_call_arguments.delta", 0),
+        ("function_call_arguments.delta", 0),
+        ("function_call_arguments.done", 0),
+        ("output_item.done", 0),
+        ("output_item.added", 1),
+        ("function_call_arguments.delta", 1),
+        ("function_call_arguments.done", 1),
+        ("output_item.done", 1),
+        ("completed", None),
+    ]
+    final = seen[-1]["response"]["output"]
+    assert [item["arguments"] for item in final] == ['{"city": "Oslo"} ', '{"city": "Bergen"}']
 
 
 @pytest.mark.parametrize(

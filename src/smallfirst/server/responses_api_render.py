@@ -139,7 +139,9 @@ def _tool_choice(request: ResponsesRequest) -> str | dict[str, Any]:
 
 class ResponseEvents:
     """Engine chunks -> the Responses stream: a message item for text, one function_call item
-    per tool call (its arguments as deltas), every item closed before `response.completed`."""
+    per tool call (its arguments as deltas), each closed before the next opens, as OpenAI
+    streams them (clients that follow "the current item" broke on interleaved calls), and all
+    before `response.completed`."""
 
     def __init__(
         self,
@@ -159,6 +161,7 @@ class ResponseEvents:
         self._text: list[str] | None = None  # the open message item's text so far
         self._text_index = 0
         self._calls: dict[int, tuple[int, ToolCall]] = {}  # call index -> (output index, call)
+        self._closed_calls: dict[int, tuple[int, ToolCall]] = {}  # the same, once done
 
     closing = b""  # the stream ends with response.completed (or .incomplete)
 
@@ -202,9 +205,11 @@ class ResponseEvents:
     def _open_message(self) -> list[dict[str, Any]]:
         if self._text is not None:
             return []
+        closed = self._close_calls()  # text after a call: the call is whole
         self._text, self._text_index = [], self._next_output_index()
         item = _message(self._item_id("msg", self._text_index), "", "in_progress")
         return [
+            *closed,
             self._event("response.output_item.added", output_index=self._text_index, item=item),
             self._event(
                 "response.content_part.added", **self._text_position(), part=_text_part("")
@@ -225,9 +230,12 @@ class ResponseEvents:
         ]
 
     def _call_piece(self, delta: ToolCallDelta) -> list[dict[str, Any]]:
+        if delta.index in self._closed_calls:
+            return self._late_piece(delta)
         out: list[dict[str, Any]] = []
         if delta.index not in self._calls:
             out += self._close_message()  # text before a call is a finished message
+            out += self._close_calls()  # so is the call before it: calls come one by one
             output_index = self._next_output_index()
             call = ToolCall(
                 id=delta.id or f"call_{self._id}_{delta.index}",
@@ -251,19 +259,29 @@ class ResponseEvents:
             )
         return out
 
+    def _late_piece(self, delta: ToolCallDelta) -> list[dict[str, Any]]:
+        """A piece of a call already closed (an upstream that went back to it): its arguments
+        join the call in the final response; no event follows its `done`."""
+        output_index, call = self._closed_calls[delta.index]
+        call.function.arguments += delta.arguments or ""
+        status = self._done[output_index]["status"]
+        self._done[output_index] = _function_call(self._item_id("fc", output_index), call, status)
+        return []
+
     def _close_all(self, last_status: str) -> list[dict[str, Any]]:
         """Closes the open items; the last one opened ends with `last_status`."""
         # Neither text nor a call came: the answer is an empty message.
         out = self._open_message() if self._items_opened == 0 else []
-        last = self._items_opened - 1
+        # One item is open at a time: opening one closed the one before.
+        return out + self._close_message(last_status) + self._close_calls(last_status)
 
-        def status(output_index: int) -> str:
-            return last_status if output_index == last else "completed"
-
-        out += self._close_message(status(self._text_index))
-        for output_index, call in sorted(self._calls.values(), key=lambda pair: pair[0]):
-            item = _function_call(self._item_id("fc", output_index), call, status(output_index))
+    def _close_calls(self, status: str = "completed") -> list[dict[str, Any]]:
+        """Closes the open call (the last item opened) with `status`."""
+        out: list[dict[str, Any]] = []
+        for index, (output_index, call) in sorted(self._calls.items(), key=lambda p: p[1][0]):
+            item = _function_call(self._item_id("fc", output_index), call, status)
             self._done[output_index] = item
+            self._closed_calls[index] = (output_index, call)
             out += [
                 self._event(
                     "response.function_call_arguments.done",
