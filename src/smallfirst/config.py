@@ -364,6 +364,11 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
         if not name.startswith(ENV_PREFIX):
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if len(keys) > 1 and keys[0] == "models":
+            raise ConfigError(
+                f"environment {name}: the models are a list, not a section; change them in the"
+                " config file (or set SMALLFIRST__MODELS to the whole list as YAML)"
+            )
         node = raw
         for key in keys[:-1]:
             child = node.setdefault(key, {})

@@ -187,3 +187,9 @@ def test_a_hashed_api_key_in_capitals_still_lets_its_client_in(tmp_path: Path) -
     assert keyring.check("Bearer secret") is not None
     with pytest.raises(Unauthorized):
         keyring.check("Bearer other")
+
+
+def test_a_models_item_cannot_be_set_from_the_environment_and_says_so() -> None:
+    """It said "models: Input should be a valid list"."""
+    with pytest.raises(ConfigError, match="the models are a list, not a section"):
+        load_settings(env={"SMALLFIRST__MODELS__0__CONTEXT_LENGTH": "10"})
