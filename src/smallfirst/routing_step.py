@@ -17,6 +17,7 @@ from smallfirst.config import Settings
 from smallfirst.embed import MODEL_ID as EMBEDDING_MODEL
 from smallfirst.errors import BudgetSpent, ConfigError, InvalidRequest, ModelNotFound
 from smallfirst.routing.budget import SpendTracker
+from smallfirst.routing.cascade import CASCADE_HAS_NO_QUALITY_TARGET
 from smallfirst.routing.planner import Plan, RoutePlanner
 from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
 from smallfirst.types import TIERS, ChatRequest, GenerateRequest, TextRequest, Tier
@@ -89,7 +90,7 @@ class RoutingStep:
                 override, f"route override: {override}", local_only=local_only
             )
         elif self.config.router == "cascade":
-            plan = self.planner.cascade(local_only=local_only)
+            plan = self.planner.cascade(local_only=local_only, strong_budget=self._budget(request))
         else:
             plan = await self._decided(request, local_only=local_only)
         if local_reasons:
@@ -102,6 +103,12 @@ class RoutingStep:
         if self.config.router != "cascade":
             router = await self._load_router()
             await asyncio.to_thread(router.score, [{"role": "user", "content": "Hello"}])
+
+    def _budget(self, request: GenerateRequest) -> float | None:
+        """The cascade's strong-call budget; it has no quality table for `min_quality`."""
+        if request.min_quality is not None:
+            raise InvalidRequest(CASCADE_HAS_NO_QUALITY_TARGET, param="min_quality")
+        return _first(request.max_strong_share, self.config.max_strong_share)
 
     async def _decided(self, request: GenerateRequest, *, local_only: bool) -> Plan:
         router = await self._load_router()

@@ -43,7 +43,7 @@ from smallfirst.request_records import (
     rejection_record,
 )
 from smallfirst.routing.budget import DAY_S, SpendTracker
-from smallfirst.routing.cascade import Confidence, confidence
+from smallfirst.routing.cascade import Confidence, confidence, escalation
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import AUTO_MODEL, RoutingStep
@@ -316,10 +316,13 @@ class Gateway:
         if capped and any(d.finish_reason == "length" for d in drafts):
             plan.reason += f"; escalated: the draft reached routing.cascade.max_tokens ({cap})"
             return Draft(unsure=drafted)
-        if not sure.confident(self.settings.routing.cascade):
-            plan.reason += f"; escalated: {sure.describe()}"
+        cascade, traffic = self.settings.routing.cascade, self.routing.traffic
+        verdict = escalation(sure, cascade, traffic, plan.strong_budget)
+        plan.score, plan.threshold = _finite(verdict.score), _finite(verdict.threshold)
+        if verdict.escalate:
+            plan.reason += f"; escalated: {verdict.why}"
             return Draft(unsure=drafted)
-        plan.reason += f"; kept: {sure.describe()}"
+        plan.reason += f"; kept: {verdict.why}"
         ctx.tried.pop()
         return Draft(kept=drafted)
 
@@ -554,6 +557,11 @@ def _with_logprobs(request: GenerateRequest) -> GenerateRequest:
     if isinstance(request, ChatRequest):
         return request.model_copy(update={"logprobs": True, "top_logprobs": 0})
     return request.model_copy(update={"logprobs": 0})
+
+
+def _finite(value: float) -> float | None:
+    """A score or threshold as answers carry it: none rather than infinity (no JSON)."""
+    return value if math.isfinite(value) else None
 
 
 def _sureness(sure: Confidence) -> tuple[bool, float]:

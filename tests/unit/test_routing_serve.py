@@ -237,6 +237,58 @@ def test_cascade_escalates_an_unsure_answer_and_bills_both(
     assert cost == pytest.approx((prompt_tokens * 2.0 + completion_tokens * 8.0) / 1e6)
 
 
+def test_cascade_answers_carry_the_small_models_unsureness_and_the_threshold(
+    cascade: tuple[TestClient, Any],
+) -> None:
+    """Only the reason said them; the score and threshold headers were missing."""
+    client, gateway = cascade
+    fake_backend(gateway, "tiny").queue(FakeReply("Maybe forty?", logprob=-2.5))
+    response = ask(client, "what is 6 x 7")
+    assert float(response.headers["x-smallfirst-route-score"]) == pytest.approx(2.5)
+    assert float(response.headers["x-smallfirst-route-threshold"]) == pytest.approx(1.0)
+    assert response.json()["smallfirst"]["score"] == pytest.approx(2.5)
+
+
+def test_a_cascade_under_no_strong_budget_never_escalates(
+    cascade: tuple[TestClient, Any],
+) -> None:
+    """The budget was ignored: an unsure draft went up, and so did a prompt too long for the
+    small model (a 400 for every other router)."""
+    client, gateway = cascade
+    tiny = fake_backend(gateway, "tiny")
+    tiny.queue(FakeReply("Maybe forty?", logprob=-2.5))
+    unsure = ask(client, "what is 6 x 7", max_strong_share=0.0)
+    assert unsure.json()["model"] == "tiny"
+    assert "a 0% strong-call budget: no escalation" in unsure.json()["smallfirst"]["reason"]
+    tiny.queue(too_long())
+    assert ask(client, "long", max_strong_share=0.0).status_code == 400
+    assert fake_backend(gateway, "big").requests == []
+
+
+def test_a_cascade_meets_a_strong_call_budget_on_recent_drafts(tmp_path: Path) -> None:
+    """The unsurest quarter of recent drafts goes up, whatever the configured threshold."""
+    routing = {"router": "cascade", "max_strong_share": 0.25, "cascade": {"min_mean_logprob": -9}}
+    for client, gateway in routed_client(tmp_path, routing):
+        tiny = fake_backend(gateway, "tiny")
+        answers = []
+        for i in range(80):
+            tiny.queue(FakeReply("Maybe.", logprob=-0.1 * (1 + (i * 17) % 40)))
+            answers.append(ask(client, "hmm").json())
+    warm = answers[40:]  # past the warm-up (the configured threshold) and a round of scores
+    escalated = [a["model"] == "big" for a in warm]
+    assert 0.15 <= sum(escalated) / len(escalated) <= 0.3
+    assert "against a 25% strong-call budget" in warm[-1]["smallfirst"]["reason"]
+
+
+def test_a_quality_target_is_refused_by_the_cascade(cascade: tuple[TestClient, Any]) -> None:
+    """It was accepted and did nothing."""
+    client, _ = cascade
+    response = ask(client, "hi", min_quality=0.9)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "min_quality"
+    assert "calibrate-cascade --min-quality" in response.json()["error"]["message"]
+
+
 def test_cascade_escalates_a_prompt_the_small_model_cannot_hold(
     cascade: tuple[TestClient, Any],
 ) -> None:

@@ -84,3 +84,5 @@ def test_start_up_refuses_what_the_router_cannot_do() -> None:
         check_routing(RoutingConfig(router="nonsense"))
     check_routing(RoutingConfig(router="rules", max_strong_share=0.3))
     check_routing(RoutingConfig(router="cascade"))
+    with pytest.raises(ConfigError, match="calibrate-cascade --min-quality"):
+        check_routing(RoutingConfig(router="cascade", min_quality=0.9))  # was accepted, unused

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from smallfirst.errors import ConfigError
+from smallfirst.routing.cascade import CASCADE_HAS_NO_QUALITY_TARGET
 
 if TYPE_CHECKING:
     from smallfirst.config import RoutingConfig
@@ -137,6 +138,8 @@ def check_routing(config: RoutingConfig) -> None:
     """Fail at start rather than on every request: a router that cannot be loaded, or a
     quality target that only a calibrated (learned) router can turn into a threshold."""
     if config.router == "cascade":
+        if config.min_quality is not None:
+            raise ConfigError(CASCADE_HAS_NO_QUALITY_TARGET)
         return
     router = load_router(config.router)
     if config.min_quality is not None and router.calibration is None:

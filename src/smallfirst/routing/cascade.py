@@ -12,11 +12,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smallfirst.config import CascadeConfig
 from smallfirst.errors import ConfigError
 from smallfirst.types import TokenLogprob
+
+if TYPE_CHECKING:
+    from smallfirst.routing.traffic import TrafficCalibration
+
+
+CASCADE_HAS_NO_QUALITY_TARGET = (
+    "the cascade has no quality table to turn min_quality into a threshold: calibrate"
+    " routing.cascade.min_mean_logprob to a quality target with `smallfirst router"
+    " calibrate-cascade --min-quality`, or give a strong-call budget (max_strong_share)"
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,37 @@ class Confidence:
             f"mean logprob {self.mean_logprob:.3f}, min {self.min_logprob:.3f}, "
             f"{self.tokens} tokens"
         )
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Whether a draft goes up, and why: `score` is how unsure the small model was (minus
+    its mean logprob; higher = needs the strong model), against `threshold`."""
+
+    escalate: bool
+    score: float
+    threshold: float
+    why: str
+
+
+def escalation(
+    sure: Confidence,
+    config: CascadeConfig,
+    traffic: TrafficCalibration,
+    strong_budget: float | None,
+) -> Escalation:
+    """By the configured thresholds; or, under a strong-call budget, for the unsurest
+    `strong_budget` share of recent drafts (the configured threshold until enough are seen),
+    as the other routers without a calibration table meet a budget (`traffic.py`)."""
+    score = -sure.mean_logprob
+    if strong_budget is None:
+        return Escalation(
+            not sure.confident(config), score, -config.min_mean_logprob, sure.describe()
+        )
+    threshold = traffic.threshold(strong_budget, -config.min_mean_logprob)
+    traffic.observe(score)
+    why = f"{sure.describe()}, against a {strong_budget:.0%} strong-call budget"
+    return Escalation(score >= threshold, score, threshold, why)
 
 
 def confidence(logprobs: list[TokenLogprob] | None) -> Confidence:

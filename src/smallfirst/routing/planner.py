@@ -30,6 +30,7 @@ class Plan:
     score: float | None = None
     threshold: float | None = None
     cascade_from: ModelInfo | None = None  # cascade: ask this model first, maybe escalate
+    strong_budget: float | None = None  # cascade: the share of recent drafts that may escalate
     notes: list[str] = field(default_factory=list)
     # a router's weak choice: where a prompt too long for the candidates goes instead
     roomier: list[ModelInfo] = field(default_factory=list)
@@ -136,10 +137,15 @@ class RoutePlanner:
         roomier = [m for m in chain if m.id not in _ids(candidates)]
         return sorted(roomier, key=lambda m: TIERS.index(m.tier))
 
-    def cascade(self, *, local_only: bool = False) -> Plan:
+    def cascade(self, *, local_only: bool = False, strong_budget: float | None = None) -> Plan:
+        """`strong_budget`: the share of recent drafts that may escalate (None: those the
+        small model is unsure of); with none, the small model answers whatever it writes."""
         strong = self.strong
         if local_only and not self.tiers.is_local(strong):
             strong = self.local_fallback()
+        if strong_budget == 0:
+            reason = f"{self.weak.id} answers; a 0% strong-call budget: no escalation"
+            return Plan(self.with_fallbacks(self.weak, local_only=local_only), "cascade", reason)
         if strong.id == self.weak.id:  # asking the same model twice would only cost time
             reason = f"{strong.id} answers; no stronger model configured to escalate to"
             return Plan(self.with_fallbacks(strong, local_only=local_only), "cascade", reason)
@@ -149,6 +155,7 @@ class RoutePlanner:
             "cascade",
             reason,
             cascade_from=self.weak,
+            strong_budget=strong_budget,
         )
 
     def for_tools(self, plan: Plan, *, local_only: str = "") -> Plan:
