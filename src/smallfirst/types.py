@@ -474,40 +474,6 @@ class TextRequest(SamplingParams):
 GenerateRequest = ChatRequest | TextRequest
 
 
-MAX_EMBEDDING_INPUTS = 2048
-
-
-class EmbeddingRequest(ApiModel):
-    model: str = Field(min_length=1)
-    input: str | list[str]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
-    user: str | None = None
-
-    @field_validator("input", mode="before")
-    @classmethod
-    def _texts(cls, value: Any) -> Any:
-        """At least one text. OpenAI also takes token ids of its own tokenizer; they mean
-        nothing to this model."""
-        if value == "" or value == []:  # pydantic's words ("at least 1 item") do not say so
-            raise ValueError("the input must not be empty: send a text or a list of texts")
-        if isinstance(value, list) and value and not isinstance(value[0], str):
-            raise ValueError(
-                "token arrays are not supported: send the text (LangChain's OpenAIEmbeddings: "
-                "check_embedding_ctx_length=False)"
-            )
-        if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS:  # OpenAI's limit too
-            raise ValueError(
-                f"at most {MAX_EMBEDDING_INPUTS} inputs per request; got {len(value)}: "
-                "send them in batches"
-            )
-        return value
-
-    @property
-    def texts(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
-
-
 class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from smallfirst.config import ServerConfig, Settings
 from smallfirst.errors import RequestTooLarge, SmallfirstError, served
 from smallfirst.server.auth import ApiKeyGate, KeyRing
+from smallfirst.server.embeddings_route import EMBEDDINGS_ROUTES
 from smallfirst.server.errors import (
     handle_http_exception,
     handle_smallfirst_error,
@@ -57,7 +58,7 @@ def create_app(
 
     keyring = KeyRing(settings.server)
     app = Starlette(
-        routes=[*ROUTES, *TOKENIZER_ROUTES],
+        routes=[*ROUTES, *EMBEDDINGS_ROUTES, *TOKENIZER_ROUTES],
         middleware=[
             Middleware(BrowserCors, config=settings.server),  # outermost: preflights carry no key
             Middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes),

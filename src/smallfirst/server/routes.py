@@ -16,7 +16,6 @@ from starlette.routing import BaseRoute, Route
 from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
-    InvalidRequest,
     ModelNotFound,
     NotStored,
     SmallfirstError,
@@ -35,7 +34,7 @@ from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest, responses_param
 from smallfirst.server.sse import sse_stream
 from smallfirst.service import Gateway
-from smallfirst.types import ChatRequest, EmbeddingRequest, GenerateRequest, TextRequest
+from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 T = TypeVar("T")
@@ -228,62 +227,6 @@ async def stored_response(request: Request) -> Response:
     )
 
 
-async def embeddings(request: Request) -> Response:
-    """Logged like the other endpoints, so its answers and errors carry `x-request-id`."""
-    gw, started = gateway(request), time.perf_counter()
-    api_key_id = getattr(request.state, "api_key_id", None)
-    try:
-        parsed = await parse(request, EmbeddingRequest)
-        body = await _embedded(parsed)
-    except SmallfirstError as error:
-        error.request_id = gw.record_embeddings("unknown", api_key_id, started, error=error)
-        raise
-    tokens = body["usage"]["prompt_tokens"]
-    request_id = gw.record_embeddings(body["model"], api_key_id, started, tokens=tokens)
-    return JSONResponse(body, headers={REQUEST_ID_HEADER: request_id})
-
-
-async def _embedded(parsed: EmbeddingRequest) -> dict[str, Any]:
-    from smallfirst import embed
-
-    if parsed.model not in (embed.MODEL_ID, "text-embedding-local"):
-        raise ModelNotFound(
-            f"The embedding model `{parsed.model}` does not exist; use `{embed.MODEL_ID}`",
-            param="model",
-        )
-    if parsed.dimensions not in (None, embed.DIMENSIONS):  # not a Matryoshka model: no cutting
-        raise InvalidRequest(
-            f"`{embed.MODEL_ID}` makes {embed.DIMENSIONS}-dimensional vectors only",
-            param="dimensions",
-        )
-    vectors, tokens = await asyncio.to_thread(
-        lambda: embed.get_embedder().embed_counted(parsed.texts)
-    )
-    data: list[dict[str, Any]] = [
-        {
-            "object": "embedding",
-            "index": i,
-            "embedding": _encode(v.tolist(), parsed.encoding_format),
-        }
-        for i, v in enumerate(vectors)
-    ]
-    return {
-        "object": "list",
-        "data": data,
-        "model": embed.MODEL_ID,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-
-
-def _encode(vector: list[float], encoding: str) -> list[float] | str:
-    if encoding == "float":
-        return vector
-    import base64
-    import struct
-
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
 def _model_entry(info: Any, created: int) -> dict[str, Any]:
     return {
         "id": info.id,
@@ -386,7 +329,6 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/responses", responses, methods=["POST"]),
     Route("/v1/responses/{response_id:path}", stored_response, methods=["GET", "DELETE"]),
-    Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),

@@ -1,0 +1,112 @@
+"""`POST /v1/embeddings`: the local sentence encoder (`smallfirst.embed`), as OpenAI's
+endpoint has it. Logged like the other endpoints, so its answers and errors carry
+`x-request-id`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from smallfirst.errors import InvalidRequest, ModelNotFound, SmallfirstError
+from smallfirst.server.errors import REQUEST_ID_HEADER
+from smallfirst.server.responses import JSONResponse
+from smallfirst.server.routes import gateway, parse
+from smallfirst.types import ApiModel
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+class EmbeddingRequest(ApiModel):
+    model: str = Field(min_length=1)
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        """At least one text. OpenAI also takes token ids of its own tokenizer; they mean
+        nothing to this model."""
+        if value == "" or value == []:  # pydantic's words ("at least 1 item") do not say so
+            raise ValueError("the input must not be empty: send a text or a list of texts")
+        if isinstance(value, list) and value and not isinstance(value[0], str):
+            raise ValueError(
+                "token arrays are not supported: send the text (LangChain's OpenAIEmbeddings: "
+                "check_embedding_ctx_length=False)"
+            )
+        if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS:  # OpenAI's limit too
+            raise ValueError(
+                f"at most {MAX_EMBEDDING_INPUTS} inputs per request; got {len(value)}: "
+                "send them in batches"
+            )
+        return value
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+async def embeddings(request: Request) -> Response:
+    """Logged like the other endpoints, so its answers and errors carry `x-request-id`."""
+    gw, started = gateway(request), time.perf_counter()
+    api_key_id = getattr(request.state, "api_key_id", None)
+    try:
+        parsed = await parse(request, EmbeddingRequest)
+        body = await _embedded(parsed)
+    except SmallfirstError as error:
+        error.request_id = gw.record_embeddings("unknown", api_key_id, started, error=error)
+        raise
+    tokens = body["usage"]["prompt_tokens"]
+    request_id = gw.record_embeddings(body["model"], api_key_id, started, tokens=tokens)
+    return JSONResponse(body, headers={REQUEST_ID_HEADER: request_id})
+
+
+async def _embedded(parsed: EmbeddingRequest) -> dict[str, Any]:
+    from smallfirst import embed
+
+    if parsed.model not in (embed.MODEL_ID, "text-embedding-local"):
+        raise ModelNotFound(
+            f"The embedding model `{parsed.model}` does not exist; use `{embed.MODEL_ID}`",
+            param="model",
+        )
+    if parsed.dimensions not in (None, embed.DIMENSIONS):  # not a Matryoshka model: no cutting
+        raise InvalidRequest(
+            f"`{embed.MODEL_ID}` makes {embed.DIMENSIONS}-dimensional vectors only",
+            param="dimensions",
+        )
+    vectors, tokens = await asyncio.to_thread(
+        lambda: embed.get_embedder().embed_counted(parsed.texts)
+    )
+    data: list[dict[str, Any]] = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": _encode(v.tolist(), parsed.encoding_format),
+        }
+        for i, v in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": embed.MODEL_ID,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    import base64
+    import struct
+
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+EMBEDDINGS_ROUTES = [Route("/v1/embeddings", embeddings, methods=["POST"])]
