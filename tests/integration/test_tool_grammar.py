@@ -60,6 +60,14 @@ def accepts() -> Iterator[Accepts]:
         # tools offered, a model that could not begin with "{" made up a tool call
         ('{"name": "demo", "version": "1.0.0"}', True),
         ('```json\n{"name": "demo"', True),
+        # begun as a call to an offered tool, it is one: its arguments fit the schema (at a
+        # temperature, a model wrote the schema itself as arguments, which passed as prose)
+        ('{"name": "get_weather", "arguments": {"properties"', False),
+        ('{"name":"get_weather","arguments":{"properties"', False),
+        ('```json\n{"name": "get_weather", "arguments": {"properties"', False),
+        ('[{"name": "get_weather", "arguments": {"properties"', False),
+        ('[\n  {\n    "name": "get_weather",\n    "arguments": {"properties"', False),
+        ('{ "name" : "get_weather" , "arguments" : { "properties"', False),
         (" sunny", False),  # whitespace first would hide which of the two it is
     ],
 )

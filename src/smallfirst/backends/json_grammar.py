@@ -46,6 +46,9 @@ def json_grammar(
     return grammar
 
 
+_SPACE = '| " " | "\\n" [ \\t]{0,20}'
+
+
 def _call_schema(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
@@ -64,4 +67,9 @@ def _converter() -> Any:
             return f'"{escaped}"'
 
     untyped: Any = Converter  # llama-cpp-python's converter has no type hints
-    return untyped(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter = untyped(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    # llama.cpp's own rule: JSON may be pretty-printed (bounded indents: no runaway
+    # whitespace). llama-cpp-python allows one space only, so a model that writes its calls
+    # indented, as Qwen2.5-Coder does in an array, could not write them.
+    converter._rules["space"] = _SPACE
+    return converter

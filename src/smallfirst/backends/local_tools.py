@@ -20,6 +20,7 @@ import uuid
 from typing import Any
 
 from smallfirst.backends.json_grammar import json_grammar
+from smallfirst.backends.prose_grammar import prose_grammar
 from smallfirst.types import (
     ChatMessage,
     ChatRequest,
@@ -41,11 +42,19 @@ _TOOLS = "The tools:\n"
 _ANSWER_FROM_RESULTS = "\n\nAnswer the user from these results."
 # Under tool_choice "auto" an answer is a call (or several), bare or fenced as a JSON code
 # block (Qwen2.5-Coder writes its calls so: forbidden, it wrote "```json\n([" and pseudo-code
-# instead), or prose. Prose may begin as a call does: a JSON answer is prose unless it is a
-# call (`as_tool_call`). Forbidden, a model asked for a package.json made up a tool call.
-_AUTO_GBNF = r"""root ::= call | "```" "json"? "\n" call "\n```" | prose
-prose ::= [^ \t\n] [^\x00]*
-"""
+# instead), or prose. Prose may begin with "{" or "[" (forbidden, a model asked for a
+# package.json made up a tool call), but not as a call to an offered tool does
+# (`prose_grammar.py`): from there the call's grammar holds, arguments and all.
+_AUTO_ROOT = 'root ::= call | "```" "json"? "\\n" call "\\n```" | prose\n'
+# How calls begin, as JSON tokens (any whitespace between them): bare, in an array, fenced.
+_CALL_HEADS = (
+    ("{",),
+    ("[", "{"),
+    ("```json", "{"),
+    ("```json", "[", "{"),
+    ("```", "{"),
+    ("```", "[", "{"),
+)
 # How an answer that is a call begins (the fenced forms as the grammar allows them).
 CALL_STARTS = ("{", "[", "```json\n{", "```json\n[", "```\n{", "```\n[")
 _FENCED = re.compile(r"```(?:json)?\n(.*)\n```", re.DOTALL)
@@ -98,7 +107,8 @@ def grammar_text(request: ChatRequest) -> str | None:
     if answer is not None:  # OpenAI's: an answer that is no call still keeps the format
         return json_grammar(calls, answer, several=several)
     call_rules = json_grammar(calls, None, several=several).replace("root ::=", "call ::=", 1)
-    return _AUTO_GBNF + call_rules
+    beginnings = [(*head, '"name"', ":", f'"{name}"') for head in _CALL_HEADS for name, _ in calls]
+    return _AUTO_ROOT + prose_grammar(beginnings) + call_rules
 
 
 def may_be_a_call(begun: str) -> bool:
