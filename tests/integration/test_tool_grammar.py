@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.backends.llamacpp_engine import resolve_model_path
 from smallfirst.backends.local_tools import grammar_text
 from smallfirst.types import ChatRequest
@@ -94,6 +95,15 @@ def test_several_calls_at_once_only_when_parallel_calls_are_allowed(accepts: Acc
     assert not accepts(grammar_of(tool_choice="required", parallel_tool_calls=False), several)
     named = {"type": "function", "function": {"name": "get_weather"}}
     assert not accepts(grammar_of(tool_choice=named), several)
+
+
+def test_calls_may_be_indented_and_answers_stay_compact(accepts: Accepts) -> None:
+    """Qwen2.5-Coder indents its call arrays (one space allowed, it could not write them); a
+    `response_format` answer stays compact: fewer tokens before a client's max_tokens."""
+    assert accepts(grammar_of(tool_choice="required"), '[\n  {\n    "name": "get_weather"')
+    answer_only = json_grammar([], {"type": "object", "properties": {"a": {"type": "integer"}}})
+    assert accepts(answer_only, '{"a": 1}')
+    assert not accepts(answer_only, '{\n  "a"')
 
 
 def grammar_of(**extra: object) -> str:

@@ -29,7 +29,7 @@ def json_grammar(
     parameters schema), or (`several`) a JSON array of such calls, or an `answer` that fits its
     schema. Raises ValueError (or the converter's own plain exceptions) for a schema it cannot
     express."""
-    converter = _converter()
+    converter = _converter(indented=bool(calls))
     alternatives = [
         _call_schema(name, converter.resolve_refs(copy.deepcopy(parameters), f"tool{i}"))
         for i, (name, parameters) in enumerate(calls)
@@ -46,7 +46,7 @@ def json_grammar(
     return grammar
 
 
-_SPACE = '| " " | "\\n" [ \\t]{0,20}'
+_INDENTED = '| " " | "\\n" [ \\t]{0,20}'
 
 
 def _call_schema(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def _call_schema(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _converter() -> Any:
+def _converter(*, indented: bool) -> Any:
     from llama_cpp.llama_grammar import SchemaConverter
 
     class Converter(SchemaConverter):
@@ -68,8 +68,9 @@ def _converter() -> Any:
 
     untyped: Any = Converter  # llama-cpp-python's converter has no type hints
     converter = untyped(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
-    # llama.cpp's own rule: JSON may be pretty-printed (bounded indents: no runaway
-    # whitespace). llama-cpp-python allows one space only, so a model that writes its calls
-    # indented, as Qwen2.5-Coder does in an array, could not write them.
-    converter._rules["space"] = _SPACE
+    if indented:
+        # Calls may be pretty-printed, by llama.cpp's own rule (bounded indents: no runaway
+        # whitespace): with llama-cpp-python's one space, Qwen2.5-Coder could not write its
+        # calls, indented in an array. Answers stay compact: fewer tokens to a max_tokens.
+        converter._rules["space"] = _INDENTED
     return converter
