@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
 from smallfirst.errors import SmallfirstError
 from smallfirst.privacy_step import Inspection
-from smallfirst.types import Chunk, Completion, ModelInfo, Usage
 
 # Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
 _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()

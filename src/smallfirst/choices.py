@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from smallfirst.completions import Chunk, Completion, Usage, completion_from_chunks
 from smallfirst.streams import close_stream
-from smallfirst.types import Chunk, Completion, GenerateRequest, Usage, completion_from_chunks
+from smallfirst.types import GenerateRequest
 
 StreamOpener = Callable[[GenerateRequest], AsyncIterator[Chunk]]
 _ENDED = object()  # a choice's stream ended; its finish chunk came before

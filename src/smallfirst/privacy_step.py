@@ -21,22 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from smallfirst.completions import Chunk, Completion, ModelInfo, ToolCallDelta
 from smallfirst.config import Settings
 from smallfirst.errors import PolicyBlocked
 from smallfirst.privacy.schema_texts import map_schema_texts
 from smallfirst.streams import close_stream
-from smallfirst.types import (
-    ChatMessage,
-    ChatRequest,
-    Chunk,
-    Completion,
-    GenerateRequest,
-    ModelInfo,
-    Tier,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-)
+from smallfirst.types import ChatMessage, ChatRequest, GenerateRequest, Tier, Tool, ToolCall
 
 PSEUDONYM_KEY_FILE = "pseudonym.key"
 # request fields that identify a person or a group of them, and their pseudonyms' prefixes

@@ -12,8 +12,9 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from smallfirst.completions import ModelInfo
 from smallfirst.config import RagConfig
-from smallfirst.types import ChatRequest, ModelInfo
+from smallfirst.types import ChatRequest
 
 if TYPE_CHECKING:
     from pathlib import Path

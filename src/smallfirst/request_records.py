@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from smallfirst.answers import RequestContext, RouteInfo, new_request_id
+from smallfirst.completions import Completion, Usage
 from smallfirst.config import BaselineConfig
 from smallfirst.errors import CLIENT_CLOSED_REQUEST, SmallfirstError
 from smallfirst.logs import RequestRecord, request_cost
 from smallfirst.logs.store import EMBEDDINGS_TIER
-from smallfirst.types import ChatRequest, Completion, GenerateRequest, TextRequest, ToolCall, Usage
+from smallfirst.types import ChatRequest, GenerateRequest, TextRequest, ToolCall
 
 
 @dataclass(frozen=True)

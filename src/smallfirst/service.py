@@ -18,6 +18,7 @@ from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.backends import Backend, build_backends
 from smallfirst.batches import answer_each_prompt
 from smallfirst.choices import completions_of, fan_out, usage_of
+from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
@@ -49,15 +50,7 @@ from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import AUTO_MODEL, RoutingStep
 from smallfirst.streams import close_stream, prepend, replay
 from smallfirst.token_prompts import read_token_prompt
-from smallfirst.types import (
-    ChatRequest,
-    Chunk,
-    Completion,
-    GenerateRequest,
-    ModelInfo,
-    TextRequest,
-    Usage,
-)
+from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
 Observer = Callable[[RequestRecord], None]
 T = TypeVar("T")

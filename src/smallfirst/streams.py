@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from smallfirst.types import Chunk
+from smallfirst.completions import Chunk
 
 
 async def replay(chunks: list[Chunk]) -> AsyncIterator[Chunk]:

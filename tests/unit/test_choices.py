@@ -15,12 +15,13 @@ from starlette.testclient import TestClient
 
 from smallfirst.backends.fake import FakeReply
 from smallfirst.choices import fan_out, merged_usage
+from smallfirst.completions import Chunk, Usage
 from smallfirst.errors import UpstreamError
 from smallfirst.privacy.guard import GuardResult
 from smallfirst.privacy.redact import Redaction
 from smallfirst.privacy_step import restore
 from smallfirst.service import Gateway
-from smallfirst.types import ChatRequest, Chunk, GenerateRequest, Usage
+from smallfirst.types import ChatRequest, GenerateRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst.completions import TokenLogprob
 from smallfirst.routing.cascade import confidence
 from smallfirst.service import Gateway
-from smallfirst.types import TokenLogprob
 from tests.helpers import fake_backend, fake_client, fake_settings
 
 

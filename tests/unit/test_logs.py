@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from smallfirst.completions import ModelInfo, Usage
 from smallfirst.logs import RequestLog, RequestRecord, migrate, request_cost
-from smallfirst.types import ModelInfo, Usage
 
 
 def test_migrations_apply_once_in_order(tmp_path: Path) -> None:

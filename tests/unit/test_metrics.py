@@ -8,12 +8,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from smallfirst.answers import RequestContext, RouteInfo
+from smallfirst.completions import ModelInfo, Usage
 from smallfirst.config import BaselineConfig, CircuitBreakerConfig
 from smallfirst.logs import RequestRecord
 from smallfirst.request_records import Ending, answered_record
 from smallfirst.routing.health import ModelHealth
 from smallfirst.server.metrics import Metrics
-from smallfirst.types import ChatRequest, ModelInfo, Usage
+from smallfirst.types import ChatRequest
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from smallfirst.backends.openai_compat import OpenAICompatBackend
+from smallfirst.completions import Usage
 from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import (
     ContextLengthExceeded,
@@ -21,7 +22,7 @@ from smallfirst.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from smallfirst.types import ChatRequest, TextRequest, Usage
+from smallfirst.types import ChatRequest, TextRequest
 
 REQUEST = ChatRequest.model_validate(
     {"model": "cloud", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}

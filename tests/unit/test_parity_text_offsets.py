@@ -12,13 +12,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, PromptEcho
-from smallfirst.types import (
-    Chunk,
-    Completion,
-    GenerateRequest,
-    TokenLogprob,
-    completion_from_chunks,
-)
+from smallfirst.completions import Chunk, Completion, TokenLogprob, completion_from_chunks
+from smallfirst.types import GenerateRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
 
 STAR = "🌟".encode()  # four bytes, split over tokens below as a byte-level vocabulary does

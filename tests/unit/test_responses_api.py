@@ -16,11 +16,12 @@ from pydantic import TypeAdapter
 from starlette.testclient import TestClient
 
 from smallfirst.answers import RouteInfo
+from smallfirst.completions import Chunk, Completion, ModelInfo, ToolCallDelta, Usage
 from smallfirst.errors import ContextLengthExceeded
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
 from smallfirst.service import Gateway
-from smallfirst.types import ChatRequest, Chunk, Completion, ModelInfo, ToolCallDelta, Usage
+from smallfirst.types import ChatRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
 
 WEATHER_TOOL = {

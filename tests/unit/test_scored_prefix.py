@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from smallfirst.backends.llamacpp_scores import ScoredPrefix
-from smallfirst.types import TokenLogprob, TopLogprob
+from smallfirst.completions import TokenLogprob, TopLogprob
 
 
 def score(position: int, alternatives: int) -> TokenLogprob:

@@ -13,8 +13,9 @@ import pytest
 from smallfirst.backends.llamacpp_slots import SlotJob
 from smallfirst.backends.slot_scheduler import SlotScheduler
 from smallfirst.backends.worker import DONE, ModelWorker
+from smallfirst.completions import Chunk, Usage
 from smallfirst.errors import InvalidRequest, ModelUnavailable, QueueFull
-from smallfirst.types import Chunk, TextRequest, Usage
+from smallfirst.types import TextRequest
 
 
 class FakeSlots:

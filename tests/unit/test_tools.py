@@ -15,8 +15,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.backends import local_tools
+from smallfirst.completions import Chunk, Completion
 from smallfirst.privacy.redact import Redaction
-from smallfirst.types import ChatRequest, Chunk, Completion
+from smallfirst.types import ChatRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
 
 WEATHER = {

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from smallfirst.backends.worker import DONE, ModelWorker, Outbox, received
+from smallfirst.completions import Chunk, TokenLogprob, Usage
 from smallfirst.errors import QueueFull
-from smallfirst.types import Chunk, TokenLogprob, Usage
 
 
 async def test_queue_full_is_429_and_fifo_order_is_kept() -> None:

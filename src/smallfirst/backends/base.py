@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from smallfirst.completions import Chunk, Completion, ModelInfo
 from smallfirst.config import ModelConfig
-from smallfirst.types import Chunk, Completion, GenerateRequest, ModelInfo
+from smallfirst.types import GenerateRequest
 
 
 @dataclass(frozen=True)

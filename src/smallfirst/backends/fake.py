@@ -10,22 +10,18 @@ from dataclasses import dataclass
 
 from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.backends.local_tools import offered_tools
-from smallfirst.config import FakeModel
-from smallfirst.errors import InvalidRequest
-from smallfirst.types import (
-    ChatRequest,
+from smallfirst.completions import (
     Chunk,
     Completion,
     FinishReason,
-    FunctionCall,
-    GenerateRequest,
     ModelInfo,
-    TextRequest,
     TokenLogprob,
-    ToolCall,
     ToolCallDelta,
     Usage,
 )
+from smallfirst.config import FakeModel
+from smallfirst.errors import InvalidRequest
+from smallfirst.types import ChatRequest, FunctionCall, GenerateRequest, TextRequest, ToolCall
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,16 @@ from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.slot_scheduler import SlotScheduler
 from smallfirst.backends.worker import ModelWorker
-from smallfirst.config import LlamaCppModel
-from smallfirst.errors import ModelUnavailable
-from smallfirst.types import (
-    ChatRequest,
+from smallfirst.completions import (
     Chunk,
     Completion,
-    GenerateRequest,
     ModelInfo,
     ToolCallDelta,
     completion_from_chunks,
 )
+from smallfirst.config import LlamaCppModel
+from smallfirst.errors import ModelUnavailable
+from smallfirst.types import ChatRequest, GenerateRequest
 
 log = logging.getLogger("smallfirst.backends")
 MB = 1024 * 1024

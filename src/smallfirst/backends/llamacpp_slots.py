@@ -37,7 +37,8 @@ from smallfirst.backends.llamacpp_state import (
     SequenceStates,
 )
 from smallfirst.backends.prompt_cache import PromptCache, shared_prefix_length
-from smallfirst.types import GenerateRequest, TextRequest, TokenLogprob
+from smallfirst.completions import TokenLogprob
+from smallfirst.types import GenerateRequest, TextRequest
 
 if TYPE_CHECKING:
     from smallfirst.backends.llamacpp_engine import LlamaEngine

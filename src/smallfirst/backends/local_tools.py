@@ -21,15 +21,8 @@ from typing import Any
 
 from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.backends.prose_grammar import prose_grammar
-from smallfirst.types import (
-    ChatMessage,
-    ChatRequest,
-    Completion,
-    FunctionCall,
-    NamedToolChoice,
-    Tool,
-    ToolCall,
-)
+from smallfirst.completions import Completion
+from smallfirst.types import ChatMessage, ChatRequest, FunctionCall, NamedToolChoice, Tool, ToolCall
 
 _INSTRUCTIONS = (
     "You can call tools. To call one, answer with only a JSON object of the form "

@@ -19,6 +19,16 @@ import aiohttp
 import pydantic_core
 
 from smallfirst.backends.base import Backend, info_from_config
+from smallfirst.completions import (
+    Chunk,
+    Completion,
+    ModelInfo,
+    TokenLogprob,
+    ToolCallDelta,
+    TopLogprob,
+    Usage,
+    finish_reason_of,
+)
 from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import (
     ContextLengthExceeded,
@@ -28,20 +38,7 @@ from smallfirst.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from smallfirst.types import (
-    ChatRequest,
-    Chunk,
-    Completion,
-    FunctionCall,
-    GenerateRequest,
-    ModelInfo,
-    TokenLogprob,
-    ToolCall,
-    ToolCallDelta,
-    TopLogprob,
-    Usage,
-    finish_reason_of,
-)
+from smallfirst.types import ChatRequest, FunctionCall, GenerateRequest, ToolCall
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 CLIENT_ERROR_STATUSES = {400, 413, 422}

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from smallfirst.backends.llamacpp_slots import SlotJob
 from smallfirst.backends.worker import DONE, ModelWorker, Outbox, received
+from smallfirst.completions import Chunk
 from smallfirst.errors import ModelUnavailable, QueueFull
-from smallfirst.types import Chunk, GenerateRequest
+from smallfirst.types import GenerateRequest
 
 if TYPE_CHECKING:
     from smallfirst.backends.llamacpp_engine import LlamaEngine

@@ -20,8 +20,8 @@ from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeGuard, TypeVar
 
+from smallfirst.completions import Chunk
 from smallfirst.errors import QueueFull
-from smallfirst.types import Chunk
 
 T = TypeVar("T")
 DONE = object()  # the last item a job hands to its consumer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from smallfirst.types import Usage
+from smallfirst.completions import Usage
 
 
 class Priced(Protocol):

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from smallfirst.completions import TokenLogprob
 from smallfirst.config import CascadeConfig
 from smallfirst.errors import ConfigError
-from smallfirst.types import TokenLogprob
 
 if TYPE_CHECKING:
     from smallfirst.routing.traffic import TrafficCalibration

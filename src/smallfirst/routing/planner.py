@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from smallfirst.completions import ModelInfo
 from smallfirst.config import RoutingConfig
 from smallfirst.errors import InvalidRequest
 from smallfirst.routing.base import RouteDecision
-from smallfirst.types import TIERS, ModelInfo, Tier
+from smallfirst.types import TIERS, Tier
 
 # edge and on-prem models run on premises (in-process, or e.g. a vLLM box on the LAN): data
 # sent to them never leaves the organisation. Only the cloud tier is remote.

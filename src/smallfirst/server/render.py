@@ -8,20 +8,18 @@ import time
 from typing import Any
 
 from smallfirst.answers import Answer, RouteInfo
-from smallfirst.errors import SmallfirstError
-from smallfirst.server.errors import error_body
-from smallfirst.server.sse import DONE, data_frame
-from smallfirst.types import (
-    ChatRequest,
+from smallfirst.completions import (
     Chunk,
     Completion,
-    GenerateRequest,
     SpelledToken,
-    TextRequest,
     TokenLogprob,
     ToolCallDelta,
     Usage,
 )
+from smallfirst.errors import SmallfirstError
+from smallfirst.server.errors import error_body
+from smallfirst.server.sse import DONE, data_frame
+from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
 
 def route_fields(route: RouteInfo, citations: list[dict[str, Any]] | None = None) -> dict[str, Any]:

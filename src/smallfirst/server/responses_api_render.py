@@ -8,11 +8,12 @@ import time
 from typing import Any
 
 from smallfirst.answers import RouteInfo
+from smallfirst.completions import Chunk, Completion, ToolCallDelta, Usage
 from smallfirst.errors import SmallfirstError
 from smallfirst.server.render import route_fields
 from smallfirst.server.responses_api_request import NamedFunction, ResponsesRequest
 from smallfirst.server.sse import typed_frame
-from smallfirst.types import Chunk, Completion, FunctionCall, ToolCall, ToolCallDelta, Usage
+from smallfirst.types import FunctionCall, ToolCall
 
 
 def response_body(

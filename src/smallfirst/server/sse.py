@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import pydantic_core
 
+from smallfirst.completions import Chunk
 from smallfirst.errors import SmallfirstError
-from smallfirst.types import Chunk
 
 DONE = b"data: [DONE]\n\n"
 

@@ -1,0 +1,149 @@
+"""The engine-neutral results that backends return and the server renders: a whole
+`Completion` or streamed `Chunk`s, their usage and logprobs, and what a model can do
+(`ModelInfo`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from smallfirst.types import FunctionCall, Tier, ToolCall
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # prompt tokens that were not evaluated again (a local model's kept or restored context;
+    # an upstream's prompt cache)
+    cached_tokens: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upstream_details(cls, data: Any) -> Any:
+        """Reads OpenAI's `prompt_tokens_details.cached_tokens` from an upstream's usage."""
+        if isinstance(data, dict) and isinstance(data.get("prompt_tokens_details"), dict):
+            cached = data["prompt_tokens_details"].get("cached_tokens")
+            if isinstance(cached, int):
+                data = {**data, "cached_tokens": cached}
+        return data
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_openai(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
+
+
+class SpelledToken(BaseModel):
+    token: str
+    # The token's own bytes, when its text cannot show them: a piece of a character (an
+    # emoji is several tokens) reads as U+FFFD. OpenAI's `bytes` rebuild the characters.
+    utf8: list[int] | None = None
+
+    @property
+    def token_bytes(self) -> list[int]:
+        return self.utf8 if self.utf8 is not None else list(self.token.encode("utf-8"))
+
+
+class TopLogprob(SpelledToken):
+    logprob: float
+
+
+class TokenLogprob(SpelledToken):
+    logprob: float | None  # None for an echoed prompt's first token, which nothing predicts
+    top: list[TopLogprob] = Field(default_factory=list)
+
+
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+def finish_reason_of(upstream: object) -> FinishReason:
+    """An upstream's finish reason in our terms (content filters and the like end as stop)."""
+    return upstream if upstream in ("length", "tool_calls") else "stop"
+
+
+class Completion(BaseModel):
+    """One finished generation, whatever engine produced it."""
+
+    text: str
+    finish_reason: FinishReason = "stop"
+    usage: Usage = Field(default_factory=Usage)
+    logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of a streamed tool call: the first piece of each call has its id and name,
+    later pieces continue its arguments. `index` tells calls apart."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class Chunk(BaseModel):
+    """One streamed piece of the answer `index` (0 unless the request asked for `n` > 1).
+    Each answer's last chunk carries its `finish_reason`; the stream's last chunk also carries
+    the `usage` of all of them."""
+
+    index: int = 0
+    text: str = ""
+    logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+def completion_from_chunks(chunks: list[Chunk], *, with_logprobs: bool) -> Completion:
+    """Join streamed pieces into one answer (the last chunk carries finish reason and usage)."""
+    final = chunks[-1] if chunks else Chunk()
+    logprobs = [lp for chunk in chunks for lp in chunk.logprobs or []]
+    return Completion(
+        text="".join(chunk.text for chunk in chunks),
+        finish_reason=final.finish_reason or "stop",
+        usage=final.usage or Usage(),
+        logprobs=logprobs if with_logprobs else None,
+        tool_calls=join_tool_call_deltas([d for chunk in chunks for d in chunk.tool_calls or []]),
+    )
+
+
+def join_tool_call_deltas(deltas: list[ToolCallDelta]) -> list[ToolCall] | None:
+    """Whole tool calls from their streamed pieces, in index order."""
+    if not deltas:
+        return None
+    ids: dict[int, str] = {}
+    names: dict[int, str] = {}
+    arguments: dict[int, list[str]] = {}
+    for delta in deltas:
+        if delta.id:
+            ids.setdefault(delta.index, delta.id)
+        if delta.name:
+            names.setdefault(delta.index, delta.name)
+        arguments.setdefault(delta.index, []).append(delta.arguments)
+    return [
+        ToolCall(
+            id=ids.get(index, f"call_{index}"),
+            function=FunctionCall(name=names.get(index, ""), arguments="".join(parts)),
+        )
+        for index, parts in sorted(arguments.items())
+    ]
+
+
+class ModelInfo(BaseModel):
+    id: str
+    tier: Tier
+    backend: str
+    context_length: int
+    input_cost_per_1m: float = 0.0
+    cached_input_cost_per_1m: float | None = None
+    output_cost_per_1m: float = 0.0
+    loaded: bool = False
+    tools: bool = False  # can answer with tool calls
