@@ -13,6 +13,9 @@ from smallfirst.logs import RequestLog
 from smallfirst.server import create_app
 from smallfirst.service import Gateway
 
+# The Host tests send (TestClient's own "testserver" is a name a key-less server refuses).
+LOOPBACK = "http://127.0.0.1"
+
 
 def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
     raw: dict[str, Any] = {
@@ -35,7 +38,7 @@ def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 def fake_client(settings: Settings) -> tuple[TestClient, Gateway]:
     gateway = Gateway(settings, request_log=RequestLog(settings.resolved_data_dir / "requests.db"))
-    return TestClient(create_app(settings, gateway, warm_up=False)), gateway
+    return TestClient(create_app(settings, gateway, warm_up=False), base_url=LOOPBACK), gateway
 
 
 def fake_backend(gateway: Gateway, model_id: str) -> FakeBackend:

@@ -159,6 +159,10 @@ class ServerConfig(_Section):
     # as with Ollama; any other origin must be listed. ("*" allows every site you visit.)
     cors_local_origins: bool = True
     cors_origins: list[str] = Field(default_factory=list)
+    # Without API keys, only Host values that name this machine are answered (IP addresses,
+    # localhost, its hostname): a DNS-rebinding page cannot read answers. Add the names a
+    # reverse proxy forwards here ("*" turns the check off).
+    allowed_hosts: list[str] = Field(default_factory=list)
 
 
 class CascadeConfig(_Section):

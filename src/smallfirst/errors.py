@@ -67,10 +67,26 @@ class BatchStopped(SmallfirstError):
         self.status = cause.status
 
 
+class ClientLeft(SmallfirstError):
+    """The client closed the connection before its request was read (logged, never sent)."""
+
+    status = CLIENT_CLOSED_REQUEST
+    error_type = "invalid_request_error"
+    code = "client_closed_request"
+
+
 class Unauthorized(SmallfirstError):
     status = 401
     error_type = "authentication_error"
     code = "invalid_api_key"
+
+
+class Forbidden(SmallfirstError):
+    """A request a browser made on a page's behalf that the page may not make."""
+
+    status = 403
+    error_type = "invalid_request_error"
+    code = "forbidden"
 
 
 class ModelNotFound(SmallfirstError):

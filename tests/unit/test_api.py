@@ -13,7 +13,7 @@ from smallfirst.logs import RequestLog
 from smallfirst.server.app import create_app
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest
-from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+from tests.helpers import LOOPBACK, chat_body, fake_backend, fake_client, fake_settings
 
 
 @pytest.fixture
@@ -308,7 +308,7 @@ def test_a_default_model_that_fails_to_load_in_any_way_makes_readyz_say_so(
         raise ValueError("Failed to load model from file: /models/x.gguf")
 
     monkeypatch.setattr(gateway.privacy, "warm_up", broken)
-    with TestClient(create_app(settings, gateway)) as client:
+    with TestClient(create_app(settings, gateway), base_url=LOOPBACK) as client:
         for _ in range(50):
             ready = client.get("/readyz")
             if ready.json()["status"] != "starting":

@@ -13,11 +13,19 @@ from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 SLOW_REPLY = " ".join(["word"] * 40)  # 40 pieces x 0.25 s: far longer than the client waits
 
 
-async def _post_then_leave(app: Any, body: dict[str, Any], leave_after_s: float) -> list[Any]:
-    """Drive the ASGI app as a server would: the body, then a disconnect; return what it sent."""
+async def _post_then_leave(
+    app: Any,
+    body: dict[str, Any],
+    leave_after_s: float,
+    path: str = "/v1/chat/completions",
+    body_sent: slice = slice(None),
+) -> list[Any]:
+    """Drive the ASGI app as a server would: the body (or its `body_sent` part), then a
+    disconnect; return what it sent."""
     payload = json.dumps(body).encode()
+    whole = body_sent == slice(None)
     sent: list[Any] = []
-    messages = iter([{"type": "http.request", "body": payload, "more_body": False}])
+    messages = iter([{"type": "http.request", "body": payload[body_sent], "more_body": not whole}])
 
     async def receive() -> dict[str, Any]:
         message = next(messages, None)
@@ -35,8 +43,8 @@ async def _post_then_leave(app: Any, body: dict[str, Any], leave_after_s: float)
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": [(b"content-type", b"application/json")],
@@ -45,6 +53,23 @@ async def _post_then_leave(app: Any, body: dict[str, Any], leave_after_s: float)
     }
     await app(scope, receive, send)
     return sent
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/tokenize"])
+def test_leaving_while_sending_the_body_is_a_quiet_499(
+    tmp_path: Path, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that times out while uploading its body: no traceback, logged as 499."""
+    client, gateway = fake_client(fake_settings(tmp_path))
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    with client:
+        assert client.portal is not None
+        sent = client.portal.call(_post_then_leave, client.app, chat_body(), 0.0, path, slice(0, 9))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    if path != "/tokenize":  # the tokenizer endpoints log nothing
+        assert [(r.status, r.error_code) for r in records] == [(499, "client_closed_request")]
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -17,7 +17,7 @@ from smallfirst.routing import base
 from smallfirst.routing.base import Router
 from smallfirst.server import create_app
 from smallfirst.service import Gateway
-from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+from tests.helpers import LOOPBACK, chat_body, fake_backend, fake_client, fake_settings
 
 
 class KeywordRouter(Router):
@@ -366,7 +366,7 @@ def test_cascade_with_one_model_asks_it_once(tmp_path: Path) -> None:
 def test_the_router_is_loaded_while_the_server_warms_up(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path, routing={"router": "keyword"})
     gateway = Gateway(settings)
-    with TestClient(create_app(settings, gateway, warm_up=True)) as client:
+    with TestClient(create_app(settings, gateway, warm_up=True), base_url=LOOPBACK) as client:
         for _ in range(200):  # bounded: the fake models load at once
             if client.get("/readyz").status_code == 200:
                 break

@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from smallfirst.config import ServerConfig, Settings
+from smallfirst.config import Settings
 from smallfirst.errors import RequestTooLarge, SmallfirstError, served
 from smallfirst.server.auth import ApiKeyGate, KeyRing
+from smallfirst.server.browser_guard import BrowserGuard
 from smallfirst.server.embeddings_route import EMBEDDINGS_ROUTES
 from smallfirst.server.errors import (
     handle_http_exception,
@@ -28,8 +28,7 @@ from smallfirst.server.errors import (
     handle_unexpected,
 )
 from smallfirst.server.metrics import Metrics
-from smallfirst.server.render import ROUTE_HEADER_NAMES
-from smallfirst.server.routes import ROUTE_HEADER, ROUTES
+from smallfirst.server.routes import ROUTES
 from smallfirst.server.tokenizer_routes import TOKENIZER_ROUTES
 from smallfirst.service import Gateway
 
@@ -60,7 +59,8 @@ def create_app(
     app = Starlette(
         routes=[*ROUTES, *EMBEDDINGS_ROUTES, *TOKENIZER_ROUTES],
         middleware=[
-            Middleware(BrowserCors, config=settings.server),  # outermost: preflights carry no key
+            # outermost: preflights carry no key
+            Middleware(BrowserGuard, config=settings.server, check_host=not keyring.required),
             Middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes),
             Middleware(ApiKeyGate, keyring=keyring),
         ],
@@ -115,33 +115,6 @@ async def _preload_other_models(gw: Gateway) -> None:
                 log.info("%s loads on first use (preload off, or over the memory budget)", model_id)
         except Exception as error:  # its requests will say why
             log.error("%s failed to load: %s", model_id, served(error).message)
-
-
-LOCAL_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
-
-
-class BrowserCors:
-    """Which web pages may call the API from a browser (CORS): pages served from this
-    machine (`cors_local_origins`) and the origins listed in `cors_origins`. Starlette's
-    CORSMiddleware, for requests that carry an Origin header: SDKs and curl send none and go
-    straight on (the middleware wraps every response otherwise: ~20 us per request)."""
-
-    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
-        self.app = app
-        self.cors = CORSMiddleware(
-            app,
-            allow_origins=config.cors_origins,
-            allow_origin_regex=LOCAL_ORIGIN if config.cors_local_origins else None,
-            allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", ROUTE_HEADER],
-            expose_headers=[*ROUTE_HEADER_NAMES, "retry-after"],
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(name == b"origin" for name, _ in scope["headers"]):
-            await self.cors(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
 
 
 class BodySizeLimit:

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
+    ClientLeft,
     ModelNotFound,
     NotStored,
     SmallfirstError,
@@ -48,7 +49,14 @@ def gateway(request: Request) -> Gateway:
 
 
 async def parse(request: Request, model: type[RequestModel]) -> RequestModel:
-    return validated(model, await request.body())
+    return validated(model, await body_of(request))
+
+
+async def body_of(request: Request) -> bytes:
+    try:
+        return await request.body()
+    except ClientDisconnect:  # left while sending it: logged as 499, like leaving later
+        raise ClientLeft("The client closed the connection while sending its request.") from None
 
 
 def validated(model: type[RequestModel], body: bytes) -> RequestModel:
@@ -123,7 +131,7 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
     gw = gateway(request)
     api_key_id = getattr(request.state, "api_key_id", None)
     try:
-        dialect = read(await request.body())
+        dialect = read(await body_of(request))
     except SmallfirstError as error:  # logged and counted too, so error rates are complete
         error.request_id = gw.record_rejection(endpoint, error, api_key_id)
         raise
