@@ -3,7 +3,8 @@ What models answer (`Completion`, `Chunk`) is in `smallfirst.completions`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, cast
+import functools
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import (
     BaseModel,
@@ -33,6 +34,30 @@ class ApiModel(BaseModel):
     integer 3, nor `true` the number 1."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data: Any) -> Any:
+        """OpenAI's fields are nullable, null meaning "the default" (`"n": null` is n = 1);
+        a field of ours that takes no None reads null so too."""
+        if isinstance(data, dict) and None in data.values():
+            defaulted = _defaulted_without_none(cls)
+            data = {k: v for k, v in data.items() if v is not None or k not in defaulted}
+        return data
+
+
+@functools.cache
+def _defaulted_without_none(model: type[BaseModel]) -> frozenset[str]:
+    """The body names of `model`'s fields that have a default and do not take None."""
+    return frozenset(
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if not field.is_required() and not _takes_none(field.annotation)
+    )
+
+
+def _takes_none(annotation: Any) -> bool:
+    return annotation is None or annotation is Any or type(None) in get_args(annotation)
 
 
 class PromptCacheBreakpoint(ApiModel):
@@ -88,16 +113,15 @@ class ChatMessage(ApiModel):
             data.pop(key, None)
         parts = data.get("content")
         if isinstance(parts, list):
-            kinds = sorted({str(p.get("type")) for p in parts if isinstance(p, dict)} - {"text"})
-            if kinds:
-                raise ValueError(
-                    f"content parts of type {', '.join(kinds)} are not"
-                    " supported: the models here read text only"
-                )
+            _check_part_kinds(parts)
         return data
 
     @model_validator(mode="after")
     def _tool_fields(self) -> ChatMessage:
+        if self.content is None and self.role != "assistant":  # whose turn may be calls only
+            raise FieldError("content", f"a message with role '{self.role}' needs content")
+        if self.content == []:
+            raise FieldError("content", "an empty array; a message needs at least one part")
         if self.role == "tool" and not self.tool_call_id:
             raise FieldError("tool_call_id", "a message with role 'tool' needs tool_call_id")
         if self.tool_calls is not None and self.role != "assistant":
@@ -113,6 +137,18 @@ class ChatMessage(ApiModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+
+def _check_part_kinds(parts: list[Any]) -> None:
+    for index, part in enumerate(parts):
+        if isinstance(part, dict) and not isinstance(part.get("type"), str):
+            raise FieldError(f"content.{index}.type", "each content part needs a type")
+    kinds = sorted({part["type"] for part in parts if isinstance(part, dict)} - {"text"})
+    if kinds:
+        raise ValueError(
+            f"content parts of type {', '.join(kinds)} are not"
+            " supported: the models here read text only"
+        )
 
 
 class StreamOptions(ApiModel):

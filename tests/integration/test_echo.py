@@ -140,3 +140,13 @@ def test_a_prompt_as_long_as_the_context_can_be_scored(gateway: Server) -> None:
     )
     assert over.status_code == 400
     assert "2049 tokens (2048 in the prompt, 1 in the completion)" in over.text
+
+
+@pytest.mark.parametrize(("prompt", "offsets"), [("😀", [0, 0, 0]), ("😀cd", [0, 0, 0, 1])])
+def test_a_character_the_prompt_begins_with_starts_each_of_its_tokens(
+    gateway: Server, prompt: str, offsets: list[int]
+) -> None:
+    """The first token's bytes count as the others do: an emoji split over three tokens
+    starts all three at 0 (the first began at 0 and the next two after the emoji)."""
+    logprobs = complete(gateway, prompt=prompt, max_tokens=0, echo=True, logprobs=1)
+    assert logprobs["choices"][0]["logprobs"]["text_offset"] == offsets

@@ -210,6 +210,24 @@ def test_bad_requests_get_openai_errors(
         ),
         (
             "/v1/chat/completions",
+            chat_body(messages=[{"role": "user"}]),
+            "messages.0.content",
+            "a message with role 'user' needs content",
+        ),
+        (
+            "/v1/chat/completions",
+            chat_body(messages=[{"role": "user", "content": []}]),
+            "messages.0.content",
+            "an empty array",
+        ),
+        (
+            "/v1/chat/completions",
+            chat_body(messages=[{"role": "user", "content": [{"text": "Hi"}]}]),
+            "messages.0.content.0.type",
+            "each content part needs a type",
+        ),
+        (
+            "/v1/chat/completions",
             chat_body(messages=[{"role": "tool", "content": "42"}]),
             "messages.0.tool_call_id",
             "needs tool_call_id",
@@ -554,3 +572,21 @@ def test_embeddings_refuse_token_arrays_by_name(
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "input"
     assert "token arrays are not supported" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", chat_body(n=None, stream=None, logprobs=None)),
+        ("/v1/completions", {"model": "tiny", "prompt": "Hi", "n": None, "echo": None}),
+        ("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": "Hi", "encoding_format": None}),
+        ("/v1/responses", {"model": "tiny", "input": "Hi", "stream": None}),
+    ],
+)
+def test_null_is_the_default_as_in_openai(
+    api: tuple[TestClient, Gateway], path: str, body: dict[str, object]
+) -> None:
+    client, _ = api
+    response = client.post(path, json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")

@@ -166,8 +166,18 @@ def token_logprob(
     return chosen
 
 
+def unscored_token(piece: bytes) -> TokenLogprob:
+    """A prompt token nothing predicts (the echo's first), spelled as scored ones are."""
+    text, utf8 = _spelling(piece)
+    return TokenLogprob(token=text, logprob=None, utf8=utf8)
+
+
 def _spelled(kind: type[Scored], piece: bytes, logprob: float) -> Scored:
+    text, utf8 = _spelling(piece)
+    return kind(token=text, logprob=logprob, utf8=utf8)
+
+
+def _spelling(piece: bytes) -> tuple[str, list[int] | None]:
     """A token's text, and its bytes when the text cannot show them (part of a character)."""
     text = piece.decode("utf-8", errors="replace")
-    utf8 = list(piece) if text.encode("utf-8") != piece else None
-    return kind(token=text, logprob=logprob, utf8=utf8)
+    return text, list(piece) if text.encode("utf-8") != piece else None

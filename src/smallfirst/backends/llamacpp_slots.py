@@ -29,6 +29,7 @@ from smallfirst.backends.llamacpp_answer import (
     PreparedPrompt,
     PromptEcho,
     token_logprob,
+    unscored_token,
 )
 from smallfirst.backends.llamacpp_scores import ScoredPrefix
 from smallfirst.backends.llamacpp_state import (
@@ -228,8 +229,7 @@ class SlotDecoder:
         slot.echo = self._engine.prompt_echo(job.emit)
         first = slot.prompt[0]
         if not added_bos:
-            text = self._engine.token_text(first)
-            unscored = TokenLogprob(token=text, logprob=None)
+            unscored = unscored_token(self._engine.token_piece(first))
             slot.echo.add(first, unscored if slot.top_logprobs is not None else None)
         for position, score in enumerate(held, start=1):
             slot.echo.add(slot.prompt[position], score)
