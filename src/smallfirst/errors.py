@@ -106,6 +106,11 @@ class NotStored(SmallfirstError):
     code = "not_found"
 
 
+class UnsupportedEncoding(InvalidRequest):
+    status = 415
+    code = "unsupported_content_encoding"
+
+
 class RequestTooLarge(SmallfirstError):
     status = 413
     error_type = "invalid_request_error"

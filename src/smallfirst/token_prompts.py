@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from smallfirst import embed
 from smallfirst.backends import Backend
 from smallfirst.backends.base import Tokenizer
 from smallfirst.errors import InvalidRequest, ModelNotFound
@@ -33,7 +34,8 @@ async def tokenizer_for(model_id: str, backends: Mapping[str, Backend], *, param
     """The tokenizer of a model asked for by id. Token ids mean something in one vocabulary,
     so `auto` and `rag/` will not do, and a remote model's tokenizer is not here."""
     backend = backends.get(model_id)
-    if backend is None and model_id != AUTO_MODEL and rag_collection(model_id) is None:
+    listed = model_id in (AUTO_MODEL, embed.MODEL_ID) or rag_collection(model_id) is not None
+    if backend is None and not listed:
         raise ModelNotFound.named(model_id)
     tokenizer = await backend.tokenizer() if backend is not None else None
     if tokenizer is None:

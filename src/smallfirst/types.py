@@ -28,12 +28,15 @@ class FieldError(ValueError):
         self.param = param
 
 
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # of functions and response formats
+
+
 class ApiModel(BaseModel):
     """A request body or a part of one. As the OpenAI API has it, an unknown field is a 400
     (nothing is dropped silently), and so is a value of the wrong JSON type: "3" is not the
     integer 3, nor `true` the number 1."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -159,10 +162,15 @@ class StreamOptions(ApiModel):
 
 
 class JsonSchemaSpec(ApiModel):
-    name: str = "response"
+    name: str = Field(default="response", pattern=NAME_PATTERN)  # OpenAI's; its default: ours
     description: str | None = None
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
+
+
+class Prediction(ApiModel):
+    type: Literal["content"]
+    content: str | list[TextPart]
 
 
 class ResponseFormat(ApiModel):
@@ -177,7 +185,7 @@ class ResponseFormat(ApiModel):
 
 
 class FunctionDefinition(ApiModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str = Field(pattern=NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
@@ -198,6 +206,7 @@ class NamedToolChoice(ApiModel):
 
 
 MAX_CHOICES = 128  # OpenAI's limit for `n`
+INT64_MAX = 2**63 - 1  # OpenAI's integers are int64: a 400-digit max_tokens is refused as such
 # OpenAI allows 4. llama.cpp's server and vLLM set no limit, and code editors (Continue) send
 # a model's whole list of stop strings to local servers; an OpenAI upstream refuses more
 # than 4 itself.
@@ -212,11 +221,11 @@ class SamplingParams(ApiModel):
     """Fields common to /v1/chat/completions and /v1/completions."""
 
     model: str = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT64_MAX)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-INT64_MAX - 1, le=INT64_MAX)
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # answers to the same prompt (`choices`)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -225,7 +234,7 @@ class SamplingParams(ApiModel):
     # Sampling knobs of llama.cpp's server and vLLM (not OpenAI's): local models use them, and
     # a remote tier gets them as sent (an OpenAI upstream refuses them by name). Unset, local
     # models use llama.cpp's defaults: top_k 40, min_p 0.05, no repeat penalty.
-    top_k: int | None = Field(default=None, ge=-1)  # 0 or -1: off
+    top_k: int | None = Field(default=None, ge=-1, le=INT64_MAX)  # 0 or -1: off
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(default=None, gt=0.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0)  # vLLM's name for it
@@ -300,7 +309,7 @@ class SamplingParams(ApiModel):
 
 class ChatRequest(SamplingParams):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT64_MAX)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
@@ -311,6 +320,11 @@ class ChatRequest(SamplingParams):
     service_tier: ServiceTier | None = None
     # Passed on to remote tiers; local models do not adjust their length to it.
     verbosity: Literal["low", "medium", "high"] | None = None
+    # Text is what every model here writes: ["text"], the default, is all that is accepted.
+    modalities: list[Literal["text"]] | None = None
+    # Predicted output only makes an OpenAI answer sooner, never different: accepted, and not
+    # passed on (its text would leave the machine without the privacy guard reading it).
+    prediction: Prediction | None = Field(default=None, exclude=True)
     # smallfirst extension: answer from this document collection, with the model asked for
     rag: str | None = Field(default=None, min_length=1)
     tools: list[Tool] | None = Field(default=None, min_length=1)
@@ -393,11 +407,12 @@ class TextRequest(SamplingParams):
     # Text, or token ids of the named model's vocabulary (as evaluation harnesses send), or a
     # batch of either.
     prompt: str | list[str] | TokenIds | list[TokenIds]
-    max_tokens: int | None = Field(default=None, ge=0)  # 0 with echo: score the prompt only
+    # 0 with echo: score the prompt only
+    max_tokens: int | None = Field(default=None, ge=0, le=INT64_MAX)
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False  # the answer starts with the prompt (with its tokens' logprobs)
     suffix: str | None = None  # fill in the middle: the answer goes between prompt and suffix
-    best_of: int | None = Field(default=None, ge=1)  # 1 (one answer, as asked) or refused
+    best_of: int | None = Field(default=None, ge=1, le=INT64_MAX)  # 1 (as asked) or refused
 
     @field_validator("prompt", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
 """The HTTP surface with fake backends: shapes, statuses and headers a client relies on."""
 
+import gzip
 import json
 import sqlite3
 import time
@@ -142,7 +143,8 @@ def test_llama_cpp_sampling_knobs_go_on_as_sent(api: tuple[TestClient, Gateway])
         (chat_body(temperature=3), 400, "temperature"),
         (chat_body(n=0), 400, "'n': Input should be greater than or equal to 1"),
         (chat_body(n=129), 400, "'n': Input should be less than or equal to 128"),
-        (chat_body(modalities=["audio"]), 400, "Unrecognized request argument supplied: modalit"),
+        (chat_body(modalities=["audio"]), 400, "'modalities.0': Input should be 'text'"),
+        (chat_body(prediction={"type": "image"}), 400, "'prediction.type': Input should be"),
         (chat_body(tools=[]), 400, "'tools': List should have at least 1 item"),
         (
             chat_body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
@@ -590,3 +592,94 @@ def test_null_is_the_default_as_in_openai(
     response = client.post(path, json=body)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
+
+
+def test_text_modality_and_predicted_output_are_accepted_and_the_prediction_stays_here(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    client, gateway = api
+    prediction = {"type": "content", "content": "Dear Jane Doe, ..."}
+    body = chat_body("big", modalities=["text"], prediction=prediction)
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1].openai_body()
+    assert sent["modalities"] == ["text"]
+    assert "prediction" not in sent
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "headers", "status", "param", "fragment"),
+    [
+        (
+            "/v1/chat/completions",
+            b'{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "top_p": NaN}',
+            {},
+            400,
+            "top_p",
+            "Input should be a finite number",
+        ),
+        ("/v1/chat/completions", b"[" * 300 + b"]" * 300, {}, 400, None, "recursion limit"),
+        (
+            "/v1/chat/completions",
+            json.dumps(chat_body(max_tokens=int("9" * 400))).encode(),
+            {},
+            400,
+            "max_tokens",
+            "less than or equal to 9223372036854775807",
+        ),
+        (
+            "/v1/chat/completions",
+            gzip.compress(json.dumps(chat_body()).encode()),
+            {"content-encoding": "gzip"},
+            415,
+            None,
+            "Content-Encoding gzip is not supported",
+        ),
+        (
+            "/v1/chat/completions",
+            json.dumps(
+                chat_body(
+                    response_format={
+                        "type": "json_schema",
+                        "json_schema": {"name": "my schema", "schema": {"type": "object"}},
+                    }
+                )
+            ).encode(),
+            {},
+            400,
+            "response_format.json_schema.name",
+            "should match pattern",
+        ),
+        (
+            "/v1/embeddings",
+            json.dumps({"model": "all-minilm-l6-v2", "input": ["a", ""]}).encode(),
+            {},
+            400,
+            "input.1",
+            "an empty text has no embedding",
+        ),
+        (
+            "/tokenize",
+            json.dumps({"model": "all-minilm-l6-v2", "prompt": "Hi"}).encode(),
+            {},
+            400,
+            "model",
+            "need a local model",
+        ),
+    ],
+)
+def test_odd_bodies_get_clear_errors(
+    api: tuple[TestClient, Gateway],
+    path: str,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+    param: str | None,
+    fragment: str,
+) -> None:
+    client, _ = api
+    sent_headers = {"content-type": "application/json", **headers}
+    response = client.post(path, content=content, headers=sent_headers)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert fragment in error["message"]
+    assert error["param"] == param

@@ -17,7 +17,7 @@ from smallfirst.errors import InvalidRequest, ModelNotFound, SmallfirstError
 from smallfirst.server.errors import REQUEST_ID_HEADER
 from smallfirst.server.responses import JSONResponse
 from smallfirst.server.routes import gateway, parse
-from smallfirst.types import ApiModel
+from smallfirst.types import ApiModel, FieldError
 
 MAX_EMBEDDING_INPUTS = 2048
 
@@ -41,6 +41,8 @@ class EmbeddingRequest(ApiModel):
                 "token arrays are not supported: send the text (LangChain's OpenAIEmbeddings: "
                 "check_embedding_ctx_length=False)"
             )
+        if isinstance(value, list) and "" in value:
+            raise FieldError(str(value.index("")), "an empty text has no embedding")
         if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS:  # OpenAI's limit too
             raise ValueError(
                 f"at most {MAX_EMBEDDING_INPUTS} inputs per request; got {len(value)}: "

@@ -51,8 +51,11 @@ def validation_error(
     where = ".".join(str(part) for part in [*filter(None, [within]), *named])
     if chosen["type"] == "extra_forbidden":
         return InvalidRequest(f"Unrecognized request argument supplied: {where}", param=where)
-    if chosen["type"] == "json_invalid":
-        return InvalidRequest("We could not parse the JSON body of your request.")
+    if chosen["type"] == "json_invalid":  # pydantic's reason: "EOF while parsing a value at ..."
+        reason = str(chosen.get("ctx", {}).get("error", "")).strip()
+        return InvalidRequest(
+            "We could not parse the JSON body of your request" + (f": {reason}." if reason else ".")
+        )
     wanted = [
         _JSON_TYPES[e["type"]]
         for e in errors

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from smallfirst.errors import InvalidRequest
 from smallfirst.server.errors import validation_error
 from smallfirst.types import (
+    NAME_PATTERN,
     ApiModel,
     ChatMessage,
     ChatRequest,
+    FieldError,
     FunctionCall,
     FunctionDefinition,
     FunctionName,
@@ -40,10 +42,16 @@ class NamedFunction(FunctionName):
 
 class TextFormat(ApiModel):
     type: Literal["text", "json_object", "json_schema"]
-    name: str | None = None
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _schema_present(self) -> TextFormat:
+        if self.type == "json_schema" and self.schema_ is None:
+            raise FieldError("schema", "a json_schema format needs its schema")
+        return self
 
 
 class TextConfig(ApiModel):

@@ -20,6 +20,7 @@ from smallfirst.errors import (
     ModelNotFound,
     NotStored,
     SmallfirstError,
+    UnsupportedEncoding,
 )
 from smallfirst.routing_step import AUTO_MODEL
 from smallfirst.server.dashboard import dashboard
@@ -53,6 +54,11 @@ async def parse(request: Request, model: type[RequestModel]) -> RequestModel:
 
 
 async def body_of(request: Request) -> bytes:
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", ""):  # else gzip bytes read as "not JSON"
+        raise UnsupportedEncoding(
+            f"Content-Encoding {encoding} is not supported: send the body uncompressed."
+        )
     try:
         return await request.body()
     except ClientDisconnect:  # left while sending it: logged as 499, like leaving later
