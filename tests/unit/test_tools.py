@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.backends import local_tools
-from smallfirst.completions import Chunk, Completion
+from smallfirst.completions import Chunk, Completion, completion_from_chunks
 from smallfirst.privacy.redact import Redaction
 from smallfirst.types import ChatRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
@@ -431,16 +431,24 @@ async def test_a_streamed_answer_is_held_until_it_is_prose_or_whole_calls() -> N
 
     async def streamed(*pieces: str) -> list[Chunk]:
         async def chunks() -> AsyncIterator[Chunk]:
-            for piece in pieces:
+            for piece in pieces[:-1]:
                 yield Chunk(text=piece)
+            yield Chunk(text=pieces[-1], finish_reason="stop")  # as the engine ends an answer
 
         return [chunk async for chunk in _calls_or_prose(local_request(), chunks())]
 
     calls = await streamed("```", "json\n", TWO_CALLS[:30], TWO_CALLS[30:], "\n```")
-    assert [(c.tool_calls or [])[0].index for c in calls[:2]] == [0, 1]
+    deltas = [delta for chunk in calls for delta in chunk.tool_calls or []]
+    assert [d.index for d in deltas if d.name] == [0, 1]  # id and name first, as OpenAI's
+    joined = completion_from_chunks(calls, with_logprobs=False).tool_calls or []
+    assert [json.loads(c.function.arguments) for c in joined] == [
+        call["arguments"] for call in json.loads(TWO_CALLS)
+    ]
+    assert not any(c.text for c in calls)
     assert calls[-1].finish_reason == "tool_calls"
     prose = await streamed("```", "py", "thon\nprint(1)")
     assert [c.text for c in prose] == ["```", "py", "thon\nprint(1)"]
+    assert prose[-1].finish_reason == "stop"
 
 
 def test_an_earlier_turn_that_called_several_tools_reads_as_the_array_it_was() -> None:

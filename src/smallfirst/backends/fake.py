@@ -80,12 +80,9 @@ class FakeBackend(Backend):
         reply = self._next(request)
         call = _tool_call_for(request, self._turn)
         if call is not None:
-            arguments = _pieces(call.function.arguments)
+            call, pieces, finish = _cut_at_token_limit(call, request)
             return Completion(
-                text="",
-                finish_reason="tool_calls",
-                usage=_usage(request, arguments),
-                tool_calls=[call],
+                text="", finish_reason=finish, usage=_usage(request, pieces), tool_calls=[call]
             )
         echoed, pieces = _echoed(request), _answer_pieces(request, reply)
         if self.config.token_delay_s:
@@ -174,11 +171,28 @@ def _tool_call_for(request: GenerateRequest, turn: int) -> ToolCall | None:
     )
 
 
+def _cut_at_token_limit(
+    call: ToolCall, request: GenerateRequest
+) -> tuple[ToolCall, list[str], FinishReason]:
+    """The call as far as the request's token limit lets it be written (its arguments' words
+    are its tokens), its tokens and its finish reason: cut off, it is a call with the
+    arguments written so far and finishes with "length", as OpenAI's do."""
+    pieces = _pieces(call.function.arguments)
+    limit = request.token_limit
+    if limit is None or len(pieces) <= limit:
+        return call, pieces, "tool_calls"
+    written = "".join(pieces[:limit])
+    cut = call.model_copy(
+        update={"function": FunctionCall(name=call.function.name, arguments=written)}
+    )
+    return cut, pieces[:limit], "length"
+
+
 async def _streamed_tool_call(call: ToolCall, request: GenerateRequest) -> AsyncIterator[Chunk]:
     """As OpenAI streams a call: id and name first, then the arguments in small pieces."""
+    call, tokens, finish = _cut_at_token_limit(call, request)
     yield Chunk(tool_calls=[ToolCallDelta(index=0, id=call.id, name=call.function.name)])
     arguments = call.function.arguments
-    pieces = [arguments[i : i + 7] for i in range(0, len(arguments), 7)]
-    for piece in pieces:
+    for piece in [arguments[i : i + 7] for i in range(0, len(arguments), 7)]:
         yield Chunk(tool_calls=[ToolCallDelta(index=0, arguments=piece)])
-    yield Chunk(finish_reason="tool_calls", usage=_usage(request, pieces))
+    yield Chunk(finish_reason=finish, usage=_usage(request, tokens))

@@ -239,9 +239,23 @@ async def _calls_or_prose(
 ) -> AsyncIterator[Chunk]:
     """Under the tool grammar an answer begins as a call (`local_tools.CALL_STARTS`) only
     when it is one (or several). Pieces are held until its beginning tells: prose then streams
-    as usual, and calls are held whole and sent as one tool-call piece each."""
+    as usual; calls stream as OpenAI streams them (`local_tools.StreamedCalls`) once the answer
+    is sure to be calls, a cut-off one included; an answer still undecided at its end is
+    decided whole (`local_tools.as_tool_call`)."""
+    calls = local_tools.StreamedCalls(request)
     held: list[Chunk] = []
+    sending_calls = False  # once sure, for good: what was sent cannot be taken back
     async for chunk in chunks:
+        calls.feed(chunk.text)
+        sending_calls = sending_calls or calls.are_calls
+        if sending_calls:
+            held = []
+            for delta in calls.deltas():
+                yield Chunk(tool_calls=[delta])
+            if chunk.finish_reason is not None:
+                finish = "tool_calls" if calls.whole else chunk.finish_reason
+                yield Chunk(finish_reason=finish, usage=chunk.usage)
+            continue
         held.append(chunk)
         begun = "".join(piece.text for piece in held).lstrip()
         if begun and not local_tools.may_be_a_call(begun):
@@ -250,23 +264,24 @@ async def _calls_or_prose(
             async for rest in chunks:
                 yield rest
             return
-    for piece in _as_tool_call_chunks(request, held):
-        yield piece
+    if not sending_calls:
+        for piece in _as_tool_call_chunks(request, held):
+            yield piece
 
 
 def _as_tool_call_chunks(request: ChatRequest, chunks: list[Chunk]) -> list[Chunk]:
-    """The held answer again: as its tool calls (a piece each, then the finish) if it is a
-    call or several."""
-    answer = local_tools.as_tool_call(request, completion_from_chunks(chunks, with_logprobs=False))
-    if not answer.tool_calls:
+    """The held answer again: as its tool calls (id and name, then the arguments, a piece
+    each), then the finish, if it is a call or several; unchanged if it is not."""
+    held = completion_from_chunks(chunks, with_logprobs=False)
+    answer = local_tools.as_tool_call(request, held)
+    if answer.tool_calls is None and answer.text == held.text:
         return chunks
-    deltas = [
-        ToolCallDelta(
-            index=i, id=call.id, name=call.function.name, arguments=call.function.arguments
-        )
-        for i, call in enumerate(answer.tool_calls)
-    ]
+    pieces = []
+    for index, call in enumerate(answer.tool_calls or []):
+        pieces.append(ToolCallDelta(index=index, id=call.id, name=call.function.name))
+        if call.function.arguments:
+            pieces.append(ToolCallDelta(index=index, arguments=call.function.arguments))
     return [
-        *(Chunk(tool_calls=[delta]) for delta in deltas),
-        Chunk(finish_reason="tool_calls", usage=answer.usage),
+        *(Chunk(tool_calls=[piece]) for piece in pieces),
+        Chunk(text=answer.text, finish_reason=answer.finish_reason, usage=answer.usage),
     ]

@@ -5,8 +5,10 @@ one: the tools are described in a system message, earlier calls and tool results
 into the conversation as text, and a grammar built from the tools' JSON schemas makes the
 model's answer either a call `{"name": ..., "arguments": {...}}` that fits a declared tool
 (`tool_choice` "required" or a named tool: nothing else is possible) or, under "auto", plain
-text that does not start with "{". The engine generates as for any request; `as_tool_call`
-turns a finished answer that is a call into OpenAI's shape.
+prose that does not begin as a call does. The engine generates as for any request;
+`StreamedCalls` sends an answer that is calls as OpenAI streams them while it is written, and
+`as_tool_call` turns a finished answer that is calls into OpenAI's shape; either way a call cut
+off by `max_tokens` is a call with the arguments written so far (`call_reader.py`).
 
 Off by default (`tools: true` on a local model turns it on): a 135M model fills arguments
 poorly, and `model: auto` would otherwise send every tool request to it first.
@@ -19,9 +21,10 @@ import re
 import uuid
 from typing import Any
 
+from smallfirst.backends.call_reader import CallReader, WrittenCall
 from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.backends.prose_grammar import prose_grammar
-from smallfirst.completions import Completion
+from smallfirst.completions import Completion, ToolCallDelta
 from smallfirst.types import ChatMessage, ChatRequest, FunctionCall, NamedToolChoice, Tool, ToolCall
 
 _INSTRUCTIONS = (
@@ -122,29 +125,127 @@ def answer_schema(request: ChatRequest) -> dict[str, Any] | None:
 
 def as_tool_call(request: ChatRequest, answer: Completion) -> Completion:
     """The finished answer as its tool calls if it is a call (or several); otherwise
-    unchanged."""
+    unchanged. A call cut off (by `max_tokens`) is a call too, as OpenAI sends one: the
+    calls written whole, then the cut one with the arguments written so far (JSON that does
+    not parse), and the answer's own finish reason ("length")."""
     names = {tool.function.name for tool in offered_tools(request)}
     text = answer.text.strip()
     if not names or not text.startswith(CALL_STARTS):
-        return answer
+        return _cut_calls(request, answer) if names and _forced(request) else answer
     fenced = _FENCED.fullmatch(text)
     try:
         written = json.loads(fenced.group(1) if fenced else text)
     except ValueError:
-        return answer  # cut off by max_tokens: the client sees what was written
+        return _cut_calls(request, answer)
     calls = written if isinstance(written, list) and several_calls(request) else [written]
     if not calls or not all(_is_call(call, names) for call in calls):
         return answer  # an answer in the requested JSON format, not a call
     tool_calls = [
         ToolCall(
-            id=f"call_{uuid.uuid4().hex[:24]}",
-            function=FunctionCall(name=call["name"], arguments=json.dumps(call["arguments"])),
+            id=_call_id(),
+            function=FunctionCall(
+                name=call["name"], arguments=json.dumps(call["arguments"], ensure_ascii=False)
+            ),
         )
         for call in calls
     ]
     return answer.model_copy(
         update={"text": "", "tool_calls": tool_calls, "finish_reason": "tool_calls"}
     )
+
+
+def _cut_calls(request: ChatRequest, answer: Completion) -> Completion:
+    """An answer that does not parse: the calls it began, if it is calls (`is_calls`), else
+    unchanged. Under a forced tool_choice the answer cannot be anything but calls: cut before
+    a call's name is known, it is empty rather than the call's beginning as text."""
+    reader = CallReader(several=several_calls(request))
+    reader.feed(answer.text)
+    if not reader.is_call:
+        return answer  # not as the grammar writes calls: what was written, as it was
+    if not is_calls(request, reader):
+        return answer if not _forced(request) else answer.model_copy(update={"text": ""})
+    calls = [
+        ToolCall(id=_call_id(), function=FunctionCall(name=name, arguments=call.arguments))
+        for call in reader.calls
+        if (name := called_name(request, call)) is not None
+    ]
+    return answer.model_copy(update={"text": "", "tool_calls": calls or None})
+
+
+def is_calls(request: ChatRequest, reader: CallReader) -> bool:
+    """Is an answer begun as `reader` read it calls, whatever follows? Under a forced
+    tool_choice, once the grammar leaves one tool for its first call; under "auto", once the
+    first call's name is written whole (with its closing quote) and offered: prose may not
+    begin so (`prose_grammar.py`), while `{"name": "get_wea` may still be prose."""
+    if not reader.is_call or not reader.calls:
+        return False
+    first = reader.calls[0]
+    if not _forced(request) and not first.name_done:
+        return False
+    return called_name(request, first) is not None
+
+
+def called_name(request: ChatRequest, call: WrittenCall) -> str | None:
+    """The tool a call (of an answer that `is_calls`) calls, once only one is possible: its
+    name whole, or a beginning only one offered tool's name has (the grammar writes no other)."""
+    names = [tool.function.name for tool in offered_tools(request)]
+    if call.name_done:
+        return call.name if call.name in names else None
+    possible = [name for name in names if name.startswith(call.name)]
+    return possible[0] if len(possible) == 1 else None
+
+
+class StreamedCalls:
+    """An answer's calls streamed as OpenAI streams them, as they are written: a call's id and
+    name once `called_name` knows it, then the pieces of its arguments. A cut call is sent
+    as far as it was written; one cut before its name was known is not sent."""
+
+    def __init__(self, request: ChatRequest) -> None:
+        self._request = request
+        self.reader = CallReader(several=several_calls(request))
+        # Under "auto" with a `response_format`, `{"name": "get_weather", ...` may still be an
+        # answer in that format: such an answer is held whole (`as_tool_call`).
+        self._early = _forced(request) or answer_schema(request) is None
+        self._ids: list[str] = []  # of the calls sent, in order
+        self._sent: list[int] = []  # characters of each one's arguments sent
+
+    def feed(self, text: str) -> None:
+        self.reader.feed(text)
+
+    @property
+    def are_calls(self) -> bool:
+        """Can the answer so far be sent as calls?"""
+        return self._early and is_calls(self._request, self.reader)
+
+    @property
+    def whole(self) -> bool:
+        return self.reader.whole and len(self._ids) == len(self.reader.calls)
+
+    def deltas(self) -> list[ToolCallDelta]:
+        """What is new since the last time."""
+        out: list[ToolCallDelta] = []
+        for index, call in enumerate(self.reader.calls):
+            if index == len(self._ids):
+                name = called_name(self._request, call)
+                if name is None:
+                    break
+                self._ids.append(_call_id())
+                self._sent.append(0)
+                out.append(ToolCallDelta(index=index, id=self._ids[index], name=name))
+            new = call.arguments[self._sent[index] :]
+            if new:
+                out.append(ToolCallDelta(index=index, arguments=new))
+                self._sent[index] = len(call.arguments)
+        return out
+
+
+def _forced(request: ChatRequest) -> bool:
+    """Must the answer be calls (tool_choice "required" or a named tool)?"""
+    return request.tool_choice not in ("auto", None)
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def _is_call(written: Any, names: set[str]) -> bool:

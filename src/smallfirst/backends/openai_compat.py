@@ -259,7 +259,9 @@ def _tool_calls(raw: Any) -> list[ToolCall] | None:
     calls = []
     for number, item in enumerate(raw):
         function = item["function"]
-        arguments = function.get("arguments") or "{}"
+        arguments = function.get("arguments")
+        if arguments is None:  # some servers' way to say "no arguments"; "" is a call cut off
+            arguments = "{}"
         calls.append(
             ToolCall(
                 id=item.get("id") or f"call_{number}",
