@@ -231,6 +231,7 @@ def test_several_calls_stream_one_after_another_as_openai_streams_them() -> None
         {"input": "Hi"},
         {"input": "Hi", "max_output_tokens": 1},  # incomplete
         {"input": "Weather?", "tools": [WEATHER_TOOL]},  # a function_call item
+        {"input": "Hi", "include": ["message.output_text.logprobs"], "top_logprobs": 2},
     ],
 )
 def test_responses_are_read_by_the_openai_sdks_types(
@@ -369,3 +370,26 @@ def test_a_conversation_too_long_names_input(api: tuple[TestClient, Gateway]) ->
     response = client.post("/v1/responses", json={"model": "tiny", "input": "Hi"})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "input"
+
+
+def test_logprobs_come_when_include_asks_for_them(api: tuple[TestClient, Gateway]) -> None:
+    """As OpenAI's: `include: ["message.output_text.logprobs"]` fills `output_text.logprobs`
+    (whole, in each text delta and in `output_text.done`); without it they stay empty."""
+    client, _ = api
+    asked = {"model": "tiny", "input": "Hi", "top_logprobs": 2}
+    plain = client.post("/v1/responses", json=asked).json()
+    assert plain["output"][0]["content"][0]["logprobs"] == []
+    asked["include"] = ["message.output_text.logprobs", "reasoning.encrypted_content"]
+    whole = client.post("/v1/responses", json=asked).json()
+    part = whole["output"][0]["content"][0]
+    assert "".join(item["token"] for item in part["logprobs"]) == part["text"]
+    assert {"token", "logprob", "bytes", "top_logprobs"} == set(part["logprobs"][0])
+    assert whole["top_logprobs"] == 2
+    events = events_of(client.post("/v1/responses", json={**asked, "stream": True}).text)
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [item for e in deltas for item in e["logprobs"]] == part["logprobs"]
+    (done,) = [e for e in events if e["type"] == "response.output_text.done"]
+    assert done["logprobs"] == part["logprobs"]
+    refused = client.post("/v1/responses", json={**asked, "include": ["file_search_call.results"]})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "include"

@@ -68,20 +68,23 @@ def _finite(value: float | None) -> float | None:
 def _chat_logprobs(items: list[TokenLogprob] | None) -> dict[str, Any] | None:
     if items is None:
         return None
-    return {
-        "content": [
-            {
-                "token": i.token,
-                "logprob": i.logprob,
-                "bytes": i.token_bytes,
-                "top_logprobs": [
-                    {"token": t.token, "logprob": t.logprob, "bytes": t.token_bytes} for t in i.top
-                ],
-            }
-            for i in items
-        ],
-        "refusal": None,
-    }
+    return {"content": token_logprobs(items), "refusal": None}
+
+
+def token_logprobs(items: list[TokenLogprob]) -> list[dict[str, Any]]:
+    """OpenAI's logprobs of a text, token by token (chat's `content`, and the Responses
+    API's `output_text.logprobs`)."""
+    return [
+        {
+            "token": i.token,
+            "logprob": i.logprob,
+            "bytes": i.token_bytes,
+            "top_logprobs": [
+                {"token": t.token, "logprob": t.logprob, "bytes": t.token_bytes} for t in i.top
+            ],
+        }
+        for i in items
+    ]
 
 
 class _TextOffsets:

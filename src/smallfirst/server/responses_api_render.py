@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from smallfirst.answers import RouteInfo
-from smallfirst.completions import Chunk, Completion, ToolCallDelta, Usage
+from smallfirst.completions import Chunk, Completion, TokenLogprob, ToolCallDelta, Usage
 from smallfirst.errors import SmallfirstError
-from smallfirst.server.render import route_fields
+from smallfirst.server.render import route_fields, token_logprobs
 from smallfirst.server.responses_api_request import NamedFunction, ResponsesRequest
 from smallfirst.server.sse import typed_frame
 from smallfirst.types import FunctionCall, ToolCall
@@ -25,7 +25,8 @@ def response_body(
 ) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
     if completion.text or not completion.tool_calls:
-        output.append(_message(f"msg_{request_id}_0", completion.text, "completed"))
+        logprobs = completion.logprobs or []
+        output.append(_message(f"msg_{request_id}_0", completion.text, "completed", logprobs))
     for call in completion.tool_calls or []:
         item_id = f"fc_{request_id}_{len(output)}"
         output.append(_function_call(item_id, call, "completed"))
@@ -71,6 +72,7 @@ def _response(
         "tool_choice": _tool_choice(request),
         "tools": request.tools or [],
         "top_p": request.top_p,
+        "top_logprobs": request.top_logprobs,
         "truncation": "disabled",
         "usage": _usage(usage) if usage is not None else None,
         "user": request.user,
@@ -85,8 +87,10 @@ def _last_item_status(finish_reason: str) -> str:
     return "incomplete" if finish_reason == "length" else "completed"
 
 
-def _message(item_id: str, text: str, status: str) -> dict[str, Any]:
-    content = [] if status == "in_progress" else [_text_part(text)]
+def _message(
+    item_id: str, text: str, status: str, logprobs: list[TokenLogprob] | None = None
+) -> dict[str, Any]:
+    content = [] if status == "in_progress" else [_text_part(text, logprobs or [])]
     return {
         "type": "message",
         "id": item_id,
@@ -96,8 +100,14 @@ def _message(item_id: str, text: str, status: str) -> dict[str, Any]:
     }
 
 
-def _text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def _text_part(text: str, logprobs: list[TokenLogprob]) -> dict[str, Any]:
+    """`logprobs` are there when `include` asks for them, else empty (as OpenAI's)."""
+    return {
+        "type": "output_text",
+        "text": text,
+        "annotations": [],
+        "logprobs": token_logprobs(logprobs),
+    }
 
 
 def _function_call(item_id: str, call: ToolCall, status: str) -> dict[str, Any]:
@@ -160,6 +170,7 @@ class ResponseEvents:
         self._items_opened = 0
         self._done: dict[int, dict[str, Any]] = {}  # output index -> finished item
         self._text: list[str] | None = None  # the open message item's text so far
+        self._logprobs: list[TokenLogprob] = []  # and its logprobs, when asked for
         self._text_index = 0
         self._calls: dict[int, tuple[int, ToolCall]] = {}  # call index -> (output index, call)
         self._closed_calls: dict[int, tuple[int, ToolCall]] = {}  # the same, once done
@@ -183,12 +194,13 @@ class ResponseEvents:
             out += self._open_message()
             assert self._text is not None
             self._text.append(chunk.text)
+            self._logprobs += chunk.logprobs or []
             out.append(
                 self._event(
                     "response.output_text.delta",
                     **self._text_position(),
                     delta=chunk.text,
-                    logprobs=[],
+                    logprobs=token_logprobs(chunk.logprobs or []),
                 )
             )
         for delta in chunk.tool_calls or []:
@@ -213,7 +225,7 @@ class ResponseEvents:
             *closed,
             self._event("response.output_item.added", output_index=self._text_index, item=item),
             self._event(
-                "response.content_part.added", **self._text_position(), part=_text_part("")
+                "response.content_part.added", **self._text_position(), part=_text_part("", [])
             ),
         ]
 
@@ -222,11 +234,15 @@ class ResponseEvents:
             return []
         position = self._text_position()
         text, self._text = "".join(self._text), None
-        item = _message(position["item_id"], text, status)
+        logprobs, self._logprobs = self._logprobs, []
+        item = _message(position["item_id"], text, status, logprobs)
         self._done[self._text_index] = item
+        part = item["content"][0]
         return [
-            self._event("response.output_text.done", **position, text=text, logprobs=[]),
-            self._event("response.content_part.done", **position, part=_text_part(text)),
+            self._event(
+                "response.output_text.done", **position, text=text, logprobs=part["logprobs"]
+            ),
+            self._event("response.content_part.done", **position, part=part),
             self._event("response.output_item.done", output_index=self._text_index, item=item),
         ]
 

@@ -28,6 +28,10 @@ from smallfirst.types import (
 )
 
 TEXT_PART_TYPES = {"input_text", "output_text", "text"}
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# What `include` may ask for: the answer's logprobs, and reasoning that no model here writes
+# (clients that keep no responses on the server ask for it in every request).
+INCLUDABLE = {LOGPROBS_INCLUDE, "reasoning.encrypted_content"}
 
 
 class FunctionTool(FunctionDefinition):
@@ -89,12 +93,17 @@ class ResponsesRequest(ApiModel):
     reasoning: dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     include: list[str] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     # smallfirst extensions, as on /v1/chat/completions
     route: str | None = None
     max_strong_share: float | None = None
     min_quality: float | None = None
     privacy: str | None = None
     rag: str | None = None
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return LOGPROBS_INCLUDE in (self.include or [])
 
     def to_chat_request(self) -> ChatRequest:
         """The same request as a chat completion; a 400 naming the field for what cannot be."""
@@ -104,6 +113,9 @@ class ResponsesRequest(ApiModel):
             "model": self.model,
             "messages": [m.model_dump(exclude_none=True) for m in self._messages()],
             "max_tokens": self.max_output_tokens,
+            "logprobs": self.wants_logprobs,
+            # alternatives are asked for with logprobs only (as chat checks it)
+            "top_logprobs": self.top_logprobs if self.wants_logprobs else None,
             "temperature": self.temperature,
             "top_p": self.top_p,
             "stream": self.stream,
@@ -177,8 +189,12 @@ def _refuse_unsupported(request: ResponsesRequest) -> None:
             "not fit is a 400 context_length_exceeded",
             param="truncation",
         )
-    if request.include:
-        raise InvalidRequest(f"include {request.include} is not supported", param="include")
+    unsupported = [item for item in request.include or [] if item not in INCLUDABLE]
+    if unsupported:
+        raise InvalidRequest(
+            f"include {unsupported} is not supported (only {sorted(INCLUDABLE)} are)",
+            param="include",
+        )
 
 
 def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) -> None:
