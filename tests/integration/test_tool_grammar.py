@@ -7,6 +7,7 @@ import ctypes
 from collections.abc import Callable, Iterator
 
 import pytest
+from llama_cpp.llama_grammar import JSON_GBNF
 
 from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.backends.llamacpp_engine import resolve_model_path
@@ -118,3 +119,107 @@ def grammar_of(**extra: object) -> str:
     grammar = grammar_text(request)
     assert grammar is not None
     return grammar
+
+
+POEM = {
+    "type": "object",
+    "properties": {"poem": {"type": "string"}},
+    "required": ["poem"],
+    "additionalProperties": False,
+}
+STRING_GRAMMARS = {  # how each JSON grammar a request may get begins a string
+    "json_schema": (lambda: json_grammar([], POEM), '{"poem": "The sea'),
+    "json_object": (lambda: str(JSON_GBNF), '{"poem": "The sea'),
+    "a required call": (
+        lambda: grammar_of(tool_choice="required"),
+        '{"name": "get_weather", "arguments": {"city": "Oslo',
+    ),
+    "a call under auto": (
+        lambda: grammar_of(),
+        '{"name": "get_weather", "arguments": {"city": "Os',
+    ),
+    "an object answer beside tools": (
+        lambda: grammar_of(response_format={"type": "json_object"}),
+        '{"poem": "The sea',
+    ),
+    "a pattern's dot": (lambda: json_grammar([], {"pattern": "^.*$"}), '"The sea'),
+    "an additional property's key": (
+        lambda: json_grammar([], {"type": "object", "additionalProperties": {"type": "integer"}}),
+        '{"The sea',
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", STRING_GRAMMARS)
+def test_a_string_holds_escapes_never_raw_control_characters(accepts: Accepts, kind: str) -> None:
+    """A raw line break in a string is no JSON ("Invalid control character"): Qwen2.5-Coder
+    wrote one in a poem, and the answer ended with finish_reason "stop"."""
+    make, begun = STRING_GRAMMARS[kind]
+    grammar = make()
+    escaped = "\\t" if kind == "a pattern's dot" else "\\n"  # a regex's "." is no line break
+    assert accepts(grammar, begun + escaped + "A vast")
+    assert not accepts(grammar, begun + "\nA vast")
+    assert not accepts(grammar, begun + "\tA vast")
+
+
+def test_enum_values_and_only_they_fit_their_trie(accepts: Accepts) -> None:
+    grammar = json_grammar([], {"enum": ["v1", "v10", "v2", 12, '12" pizza', None]})
+    for value in ('"v1"', '"v10"', '"v2"', "12", '"12\\" pizza"', "null"):
+        assert accepts(grammar, value), value
+    for value in ('"v3"', '"v100"', '"v1"0', "1", "12 ", '"12"', "nul "):
+        assert not accepts(grammar, value + "}"), value
+
+
+def test_each_tools_refs_keep_their_own_definitions(accepts: Accepts) -> None:
+    """Two tools with a `$defs` entry of the same name: the second's was the first's."""
+
+    def with_units(name: str, units: list[str]) -> dict[str, object]:
+        parameters = {
+            "type": "object",
+            "properties": {"unit": {"$ref": "#/$defs/Unit"}},
+            "required": ["unit"],
+            "$defs": {"Unit": {"enum": units}},
+        }
+        return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+    tools = [with_units("heat", ["celsius"]), with_units("size", ["inch", "cm"])]
+    grammar = grammar_of(tools=tools, tool_choice="required")
+    assert accepts(grammar, '{"name": "size", "arguments": {"unit": "cm"}}')
+    assert not accepts(grammar, '{"name": "size", "arguments": {"unit": "celsius"')
+    assert accepts(grammar, '{"name": "heat", "arguments": {"unit": "celsius"}}')
+
+
+def test_a_recursive_schema_is_a_recursive_grammar(accepts: Accepts) -> None:
+    node = {
+        "type": "object",
+        "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+        "required": ["kids"],
+    }
+    grammar = json_grammar([], {"$defs": {"node": node}, "$ref": "#/$defs/node"})
+    assert accepts(grammar, '{"kids": [{"kids": []}, {"kids": [{"kids": []}]}]}')
+    assert not accepts(grammar, '{"kids": [{"name')
+
+
+def pattern_grammar(pattern: str) -> str:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": pattern}}}
+    return json_grammar([], {**schema, "required": ["a"]})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "answer", "allowed"),
+    [
+        (r"^\d{5}$", '{"a": "01234"}', True),  # pydantic's zip code: "\d" was the text "\d"
+        (r"^\d{5}$", '{"a": "0123x', False),
+        (r"^\w+\s\d$", '{"a": "ab_9 7"}', True),
+        (r"^[^,]+$", '{"a": "x"}', True),
+        (r"^[^,]+$", '{"a": "x"y"}', False),  # a quote ended the string: no JSON after it
+        (r"^[^,]+$", '{"a": "x\ny"}', False),  # nor a raw line break
+        (r"^\D+$", '{"a": "x"y"}', False),
+        (r"^a\nb$", '{"a": "a\\nb"}', True),  # a line break, escaped as JSON writes it
+        (r"^a\nb$", '{"a": "a\nb"}', False),
+    ],
+)
+def test_a_patterns_escapes_and_negated_classes_fit_the_json_text(
+    accepts: Accepts, pattern: str, answer: str, allowed: bool
+) -> None:
+    assert accepts(pattern_grammar(pattern), answer) == allowed

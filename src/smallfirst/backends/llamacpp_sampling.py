@@ -9,11 +9,14 @@ would have to be a Python callback run on every token.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import random
 from typing import Any
 
 from smallfirst.backends import local_tools
 from smallfirst.backends.json_grammar import json_grammar
+from smallfirst.backends.schema_check import SchemaProblem, check_schema
 from smallfirst.errors import InvalidRequest
 from smallfirst.types import ChatRequest, GenerateRequest
 
@@ -23,6 +26,10 @@ DEFAULT_TOP_P = 0.95
 TOP_K = 40
 MIN_P = 0.05
 PENALTY_LAST_N = 64  # tokens the frequency and presence penalties look back on
+# llama.cpp's seeds are 32 bits, and this one (LLAMA_DEFAULT_SEED) means "draw a random seed".
+RANDOM_SEED = 0xFFFFFFFF
+
+logger = logging.getLogger("smallfirst")
 
 
 def sampler_for(llama: Any, request: GenerateRequest) -> Any:
@@ -33,7 +40,7 @@ def sampler_for(llama: Any, request: GenerateRequest) -> Any:
 
     sampler_chain: Any = _internals.LlamaSampler  # llama-cpp-python leaves it untyped
     bias = _logit_bias(request, llama.n_vocab())
-    grammar = _grammar(request)
+    grammar = grammar_for(request)
     constraint = _grammar_sampler(llama, grammar, request) if grammar is not None else None
     chain = sampler_chain()
     if bias:
@@ -61,7 +68,18 @@ def sampler_for(llama: Any, request: GenerateRequest) -> Any:
 
 
 def _seed(request: GenerateRequest) -> int:
-    return request.seed if request.seed is not None else random.getrandbits(31)
+    return sampling_seed(request.seed) if request.seed is not None else random.getrandbits(31)
+
+
+def sampling_seed(seed: int) -> int:
+    """llama.cpp's seed for a client's: the same itself from 0 to 2**32 - 2 (llama.cpp's and
+    llama-cpp-python's answers for it), any other a stable hash of it into that range. Never
+    RANDOM_SEED: -1 and 4294967295 answered differently each time, and taken modulo 2**32
+    (as ctypes did), 0, 2**32 and 2**64 were one seed, and choice i's `seed + i` wrapped."""
+    if 0 <= seed < RANDOM_SEED:
+        return seed
+    digest = hashlib.blake2b(str(seed).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % RANDOM_SEED
 
 
 def _logit_bias(request: GenerateRequest, n_vocab: int) -> dict[int, float]:
@@ -76,17 +94,19 @@ def _logit_bias(request: GenerateRequest, n_vocab: int) -> dict[int, float]:
     return bias
 
 
-def _grammar(request: GenerateRequest) -> str | None:
+def grammar_for(request: GenerateRequest) -> str | None:
     """The GBNF the answer must fit: a tool call (or, under "auto", an answer), or the
-    response format; None when the answer is free."""
+    response format; None when the answer is free. Raises InvalidRequest naming the place in
+    a schema the grammar cannot express (`schema_check.py`)."""
     if not isinstance(request, ChatRequest):
         return None
     from llama_cpp.llama_grammar import JSON_GBNF
 
+    _check_schemas(request)
     try:
         tool_rules = local_tools.grammar_text(request)
-    except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
-        raise InvalidRequest(f"unsupported tool parameters schema: {exc}", param="tools") from exc
+    except Exception as exc:  # past the check, the converter's plain exceptions: a bug here
+        raise _unexpressed(exc, "the tools' parameters", "tools") from exc
     if tool_rules is not None:
         return tool_rules
     fmt = request.response_format
@@ -97,8 +117,40 @@ def _grammar(request: GenerateRequest) -> str | None:
         return None
     try:
         return json_grammar([], answer)
-    except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
-        raise InvalidRequest(f"unsupported json_schema: {exc}", param="response_format") from exc
+    except Exception as exc:
+        raise _unexpressed(exc, "response_format", "response_format") from exc
+
+
+def _check_schemas(request: ChatRequest) -> None:
+    """Each schema the grammar is built from, with its place in the body for the error's
+    `param` (`tools.0.function.parameters.properties.a.type`)."""
+    offered = {id(tool) for tool in local_tools.offered_tools(request)}
+    for index, tool in enumerate(request.tools or []):
+        if id(tool) in offered and tool.function.parameters:
+            where = f"tools.{index}.function.parameters"
+            _check(tool.function.parameters, where, f"function '{tool.function.name}'")
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is not None:
+        name = f"response_format '{fmt.json_schema.name}'"
+        _check(fmt.json_schema.schema_, "response_format.json_schema.schema", name)
+
+
+def _check(schema: Any, param: str, subject: str) -> None:
+    try:
+        check_schema(schema)
+    except SchemaProblem as problem:
+        where = f" at {problem.where}" if problem.path else ""
+        raise InvalidRequest(
+            f"Invalid schema for {subject}{where}: {problem.reason}.",
+            param=f"{param}.{problem.where}" if problem.path else param,
+        ) from None
+
+
+def _unexpressed(exc: Exception, subject: str, param: str) -> InvalidRequest:
+    logger.warning("a checked schema failed to convert to a grammar", exc_info=exc)
+    return InvalidRequest(
+        f"Invalid schema for {subject}: the local grammar cannot express it.", param=param
+    )
 
 
 def _grammar_sampler(llama: Any, grammar: str, request: GenerateRequest) -> Any:
@@ -112,7 +164,7 @@ def _grammar_sampler(llama: Any, grammar: str, request: GenerateRequest) -> Any:
     if not sampler:
         tools = isinstance(request, ChatRequest) and bool(local_tools.offered_tools(request))
         raise InvalidRequest(
-            "this schema makes a grammar llama.cpp cannot use (an empty enum or anyOf?)",
+            "this schema makes a grammar llama.cpp cannot use",
             param="tools" if tools else "response_format",
         )
     return sampler

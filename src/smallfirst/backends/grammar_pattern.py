@@ -1,0 +1,56 @@
+"""A JSON Schema `pattern` rewritten into the regex subset llama-cpp-python's converter turns
+into a grammar over the *JSON text* of a string.
+
+The converter copies escapes as they are: `\\d` became the literal text "\\d" (pydantic writes
+`^\\d{5}$` for a zip code: no digit could be written), and `\\n` a raw line break, which no
+JSON string holds. A negated class `[^,]` let a model write `"` (ending the string early), a
+backslash or a control character. So, before the converter reads a pattern:
+
+- `\\d`, `\\w`, `\\s` become classes (`\\s` is a space: a tab or line break would be an
+  escape in the JSON text, two characters);
+- `\\D`, `\\W`, `\\S` and negated classes also exclude `"`, the backslash and control
+  characters (those are written escaped, and a pattern over the escaped text would differ);
+- `\\n`, `\\r`, `\\t` become their escapes in the JSON text (a backslash, then the letter);
+- other letter escapes (`\\b`, `\\p{L}`, ...) are refused with a reason (ValueError).
+"""
+
+from __future__ import annotations
+
+_NOT_IN_JSON_TEXT = '"\\\\\\x00-\\x1F\\x7F'  # in a class: quote, backslash, control chars
+_CLASSES = {"d": "0-9", "w": "A-Za-z0-9_", "s": " "}
+_JSON_ESCAPES = {"n": "\\\\n", "r": "\\\\r", "t": "\\\\t"}
+
+
+def grammar_pattern(pattern: str) -> str:
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(_escape(pattern[i + 1], in_class))
+            i += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+            if pattern.startswith("[^", i):
+                out.append("[^" + _NOT_IN_JSON_TEXT)
+                i += 2
+                continue
+        elif char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _escape(letter: str, in_class: bool) -> str:
+    if letter in _CLASSES:
+        return _CLASSES[letter] if in_class else f"[{_CLASSES[letter]}]"
+    if letter.lower() in _CLASSES and not in_class:
+        return f"[^{_CLASSES[letter.lower()]}{_NOT_IN_JSON_TEXT}]"
+    if letter in _JSON_ESCAPES and not in_class:
+        return _JSON_ESCAPES[letter]
+    if letter.isalnum():
+        where = " inside [...]" if in_class else ""
+        raise ValueError(f"\\{letter}{where} is not supported by the local grammar")
+    return "\\" + letter

@@ -1,0 +1,29 @@
+"""JSON Schema patterns rewritten for a grammar over the JSON text of a string."""
+
+import pytest
+
+from smallfirst.backends.grammar_pattern import grammar_pattern
+from smallfirst.backends.schema_check import SchemaProblem, check_schema
+
+
+@pytest.mark.parametrize(
+    ("pattern", "rewritten"),
+    [
+        (r"^\d{5}$", r"^[0-9]{5}$"),
+        (r"^[\w.-]+$", r"^[A-Za-z0-9_.-]+$"),
+        (r"^\\d$", r"^\\d$"),  # a backslash, then d
+        (r"^[^,]$", r'^[^"\\\x00-\x1F\x7F,]$'),
+        (r"^\S+$", r'^[^ "\\\x00-\x1F\x7F]+$'),
+        (r"^a\tb$", r"^a\\tb$"),
+        (r"^\.\-$", r"^\.\-$"),
+    ],
+)
+def test_escapes_become_what_the_json_text_holds(pattern: str, rewritten: str) -> None:
+    assert grammar_pattern(pattern) == rewritten
+
+
+@pytest.mark.parametrize("pattern", [r"^\bword$", r"^\p{L}+$", r"^[\n]$"])
+def test_escapes_the_grammar_cannot_express_are_refused_with_a_reason(pattern: str) -> None:
+    schema = {"type": "string", "pattern": pattern}
+    with pytest.raises(SchemaProblem, match="is not supported by the local grammar"):
+        check_schema(schema)
