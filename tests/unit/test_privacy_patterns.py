@@ -252,3 +252,36 @@ def test_versions_are_neither_dates_nor_addresses() -> None:
     assert _values(text, patterns.find_addresses) == []
     assert _values("born 17.03.1985, due 1.2.10", patterns.find_dates) == ["17.03.1985", "1.2.10"]
     assert _values("She lives at Pagari 18. Come by!", patterns.find_addresses) == ["Pagari 18"]
+
+
+# Faker en_US's formats (the generator of Presidio-style synthetic sets), other countries'
+# trunk prefixes and separators, and dashes as word processors write them.
+WHOLE_PHONES = [
+    "001-774-803-5343x2235",  # the extension's digits do not count towards 15
+    "+1-792-646-9973x65350",
+    "1-758-564-4390",
+    "1 (727) 818-7939",
+    "8 (994) 207-1939",
+    "030/1234567",
+    "(800) 555\u20110199",
+    "415\u2013555\u20130199",
+]
+
+
+@pytest.mark.parametrize("number", WHOLE_PHONES)
+def test_phone_numbers_are_found_whole(number: str) -> None:
+    assert _values(f"Call me at {number} tonight.", patterns.find_phone_numbers) == [number]
+
+
+def test_context_after_a_bare_number_and_ssn_spacing() -> None:
+    assert _values("9846287346 is my mobile", patterns.find_phone_numbers) == ["9846287346"]
+    assert _values("I tried 9608520765 once", patterns.find_phone_numbers) == []  # no context
+    assert _values("My SSN is 512 44 7023", patterns.find_phone_numbers) == []
+
+
+def test_an_iban_followed_by_a_word_is_not_read_into_it() -> None:
+    text = "iban es5583062759463066684063 for the deposit, PH119458073021573681 please"
+    assert _values(text, patterns.find_ibans) == [
+        "es5583062759463066684063",
+        "PH119458073021573681",
+    ]

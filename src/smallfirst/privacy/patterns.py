@@ -65,22 +65,29 @@ def literal_alternation(words: Iterable[str]) -> str:
 # Spaces between digit groups: copied from PDFs and web pages they are often non-breaking
 # (U+00A0), figure (U+2007), thin (U+2009) or narrow (U+202F) spaces, or doubled.
 SPACE = "[ \u00a0\u2007\u2009\u202f]"
-_GROUP_GAP = rf"(?:{SPACE}{{1,2}}|\t|[.\-])"
+# Dashes as typed, and as word processors and web pages turn them: hyphen, non-breaking
+# hyphen, figure/en/em dashes, minus. A slash too, as German and Austrian numbers are written
+# ("030/1234567").
+_DASHES = "\\-\u2010-\u2015\u2212"
+_GROUP_GAP = rf"(?:{SPACE}{{1,2}}|\t|[./{_DASHES}])"
 # After a country code the area or mobile prefix may be one digit: "+33 1 42 68 53 00",
-# "+61 4 1234 5678"; without one, a lone digit does not start a number.
+# "+61 4 1234 5678"; so after a one-digit trunk prefix ("1-800-555-0199", "8 (994) 207-1939",
+# Faker's "1-###-###-####"). Otherwise a lone digit does not start a number.
 _PHONE = re.compile(
-    rf"(?<![\w+])(?<!\d{SPACE})(?<!\d{SPACE}{{2}})(?<!\d[\t.\-])"
+    rf"(?<![\w+])(?<!\d{SPACE})(?<!\d{SPACE}{{2}})(?<!\d[\t./{_DASHES}])"
     rf"(?:\+\d{{1,3}}{_GROUP_GAP}?(?:\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{{1,12}})"
-    rf"|\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{{2,12}})"
+    rf"|(?:\d{_GROUP_GAP}?)?\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{_GROUP_GAP}\d{{3}}(?={_GROUP_GAP}\d)"
+    rf"|\d{{2,12}})"
     rf"(?:{_GROUP_GAP}\d{{2,8}}){{0,4}}"
-    rf"(?:[ \t\u00a0]?(?:x|ext\.?|#)[ \t\u00a0]?\d{{1,5}})?"
+    # an extension: its digits do not count towards the number's 7 to 15
+    rf"(?P<extension>[ \t\u00a0]?(?:x|ext\.?|#)[ \t\u00a0]?\d{{1,5}})?"
     rf"(?!{_GROUP_GAP}?\d)(?!\w)"
 )
 _DATE_LIKE = re.compile(r"^\d{4}[\-./]\d{1,2}[\-./]\d{1,2}$|^\d{1,2}[\-./]\d{1,2}[\-./]\d{2,4}$")
-_SSN_LIKE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+_SSN_LIKE = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
 _PHONE_CONTEXT = re.compile(
-    r"(?i)\b(?:phone|call|calls|mobile|cell|tel|telephone|fax|desk|office|number|contact|"
-    r"reach|text|sms|whatsapp|dial|messages?|answering|ring)\b"
+    r"(?i)\b(?:phone|phoned|call|calls|called|calling|mobile|mob|cell|tel|telephone|telefon|"
+    r"fax|desk|office|number|contact|reach|text|sms|whatsapp|dial|messages?|answering|ring)\b"
 )
 # "license number is 2270-66-1551": the number named just before is some other identifier.
 _OTHER_NUMBER_BEFORE = re.compile(
@@ -88,7 +95,11 @@ _OTHER_NUMBER_BEFORE = re.compile(
     r"customer|employee|tracking|serial|ticket|case|reference|ref|booking|confirmation|"
     r"routing|tax|vat|student|patient)[ \t]*(?:number|no\.?|#|id)?[ \t]*(?:is|:)?[ \t]*$"
 )
-_PHONE_CONTEXT_AFTER = re.compile(r"(?i)^\W{0,3}(?:office|fax|mobile|cell|home|work|phone)\b")
+# "... (office)", "... is my mobile", "... was her work number"
+_PHONE_CONTEXT_AFTER = re.compile(
+    r"(?i)^\W{0,3}(?:(?:is|was)\s+(?:my|our|his|her|their|the)\s+)?"
+    r"(?:office|fax|mobile|cell|home|work|phone|number)\b"
+)
 
 
 def _is_short_local_number(value: str) -> bool:
@@ -100,7 +111,8 @@ def _is_short_local_number(value: str) -> bool:
 def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
     for match in _PHONE.finditer(text):
         value = match.group()
-        digits = sum(ch.isdigit() for ch in value)
+        number = value[: match.start("extension") - match.start()] if match["extension"] else value
+        digits = sum(ch.isdigit() for ch in number)
         grouped = not value.isdigit()
         if _is_short_local_number(value):
             if _has_phone_context(text, match.start(), match.end()):
@@ -118,7 +130,7 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
         has_context = _has_phone_context(text, match.start(), match.end())
         if value.startswith("+") or "(" in value or "x" in value:
             score = 0.75
-        elif grouped and (digits >= 9 or any(sep in value for sep in ".-")):
+        elif grouped and (digits >= 9 or re.search(rf"[./{_DASHES}]", value)):
             score = 0.5
         elif grouped:
             score = 0.35
@@ -131,7 +143,7 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
 
 def _has_phone_context(text: str, start: int, end: int) -> bool:
     return _context_before(text, start, _PHONE_CONTEXT, 40) or bool(
-        _PHONE_CONTEXT_AFTER.match(text[end : end + 12])
+        _PHONE_CONTEXT_AFTER.match(text[end : end + 24])
     )
 
 
@@ -185,8 +197,22 @@ def iban_valid(value: str) -> bool:
 
 def find_ibans(text: str) -> Iterator[RuleMatch]:
     for match in _IBAN.finditer(text):
-        if iban_valid(match.group()):
-            yield RuleMatch("IBAN_CODE", match.start(), match.end(), 0.9)
+        end = _valid_iban_end(text, match.start(), match.end())
+        if end is not None:
+            yield RuleMatch("IBAN_CODE", match.start(), end, 0.9)
+
+
+def _valid_iban_end(text: str, start: int, end: int) -> int | None:
+    """Where the IBAN that starts at `start` ends: the match, or, when the match ran on into
+    the next word ("es55...4063 for the deposit" reads "...4063 for" as a last group), the
+    longest shorter run of its characters that is a valid IBAN."""
+    while end - start >= 15:
+        if iban_valid(text[start:end]):
+            return end
+        end -= 1
+        while end > start and not text[end - 1].isalnum():
+            end -= 1
+    return None
 
 
 # --- street addresses and postal codes -------------------------------------------------------

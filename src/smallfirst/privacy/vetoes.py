@@ -2,7 +2,7 @@
 company, a role or a header field, and numbers that look like phone numbers, IP addresses or
 dates but are versions, sizes or screen resolutions. They keep everyday developer and business
 prompts from being redacted ("Authorization: Bearer ...", "a meeting with Acme Corp", "Hi
-Team", "port it to Rust", "driver 550.54.14", "1920x1080"). General forms of language and
+Team", "port it to Rust", "driver 550.54.14"). General forms of language and
 text, never values from a data set.
 """
 
@@ -224,9 +224,6 @@ _VERSION_WORD_BEFORE = re.compile(
     r"\.?[ \t\-]*(?:(?:number|no\.?|#)[ \t]*)?(?:(?:is|was|:|=)[ \t]*)?$"
 )
 _DOTTED_NUMBER = re.compile(r"\d+(?:\.\d+)+")
-# Width x height ("1920x1080", "800x600"): each side has at most five digits; a phone number
-# with an extension has seven or more before the "x".
-_DIMENSIONS = re.compile(r"\d{1,5}x\d{1,5}")
 # A unit or a count right after the number: "1234 5678 9012 ops/sec", "2 147 483 648 bytes".
 # Case-sensitive, so that a title or a state after a phone number ("Ms", "MS") is no unit; no
 # word a phone number is followed by ("lines are open", "hours").
@@ -246,12 +243,9 @@ def is_version_number(text: str, start: int, end: int) -> bool:
 
 
 def not_a_phone(text: str, start: int, end: int) -> bool:
-    """A screen size ("1920x1080"), a measured quantity ("1234 5678 9012 ops/sec") or a
-    version ("driver 550.54.14"); a number with a country code is always a phone's."""
+    """A measured quantity ("1234 5678 9012 ops/sec") or a version ("driver 550.54.14"); a
+    number with a country code is always a phone's. (A screen size, "1920x1080", is no phone
+    match at all: an extension's digits do not count towards a phone's seven.)"""
     if text.startswith("+", start):
         return False
-    return (
-        _DIMENSIONS.fullmatch(text, start, end) is not None
-        or _UNIT_AFTER.match(text, end) is not None
-        or is_version_number(text, start, end)
-    )
+    return _UNIT_AFTER.match(text, end) is not None or is_version_number(text, start, end)
