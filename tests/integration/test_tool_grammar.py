@@ -223,3 +223,25 @@ def test_a_patterns_escapes_and_negated_classes_fit_the_json_text(
     accepts: Accepts, pattern: str, answer: str, allowed: bool
 ) -> None:
     assert accepts(pattern_grammar(pattern), answer) == allowed
+
+
+def test_a_grammar_llama_cpp_refuses_is_a_400_not_a_crash() -> None:
+    """No schema the check lets through is known to make one (the last, a pattern's `\\.`,
+    is rewritten now); should one, its request is refused before the sampler chain, where a
+    failed grammar stage took the process down."""
+    from llama_cpp import Llama
+
+    from smallfirst.backends.llamacpp_sampling import _grammar_sampler
+    from smallfirst.errors import InvalidRequest
+
+    llama = Llama(
+        model_path=str(resolve_model_path("bundled:smollm2")), vocab_only=True, verbose=False
+    )
+    request = ChatRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    try:
+        with pytest.raises(InvalidRequest, match="cannot use"):
+            _grammar_sampler(llama, 'root ::= "a\\/b"', request)
+    finally:
+        llama.close()

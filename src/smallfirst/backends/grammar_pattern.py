@@ -11,6 +11,8 @@ backslash or a control character. So, before the converter reads a pattern:
 - `\\D`, `\\W`, `\\S` and negated classes also exclude `"`, the backslash and control
   characters (those are written escaped, and a pattern over the escaped text would differ);
 - `\\n`, `\\r`, `\\t` become their escapes in the JSON text (a backslash, then the letter);
+- an escaped punctuation character (`\\.`, `\\/`) becomes its code point, `[\\x2E]`: GBNF
+  knows no `\\.` and llama.cpp refused the whole grammar;
 - other letter escapes (`\\b`, `\\p{L}`, ...) are refused with a reason (ValueError).
 """
 
@@ -53,4 +55,10 @@ def _escape(letter: str, in_class: bool) -> str:
     if letter.isalnum():
         where = " inside [...]" if in_class else ""
         raise ValueError(f"\\{letter}{where} is not supported by the local grammar")
-    return "\\" + letter
+    if letter in '\\"':
+        return "\\" + letter
+    # Any other escaped character is itself, which GBNF writes as a code point ("\\." and
+    # "\\/" are no GBNF escapes: llama.cpp refused the grammar); outside a class, as a class
+    # of one, so that the converter does not read it as regex syntax.
+    code = f"\\x{ord(letter):02X}" if ord(letter) < 0x100 else f"\\u{ord(letter):04X}"
+    return code if in_class else f"[{code}]"
