@@ -172,6 +172,15 @@ def gateway(
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def local_tools_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The bundled model with local tool calls on (`tools: true`)."""
+    config = {"models": [{"id": "smollm2-135m", "tier": "edge", "tools": True}]}
+    server = start_server(config, tmp_path_factory.mktemp("local-tools"))
+    yield server
+    server.stop()
+
+
 def metric_value(text: str, name: str, labels: str) -> float:
     prefix = f"{name}{{{labels}}} "
     for line in text.splitlines():

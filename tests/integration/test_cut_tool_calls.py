@@ -6,11 +6,10 @@ holding the gateway's own call format, `{"name": "get_`, which clients took for 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import Server, openai_client, start_server
+from tests.integration.conftest import Server, openai_client
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +23,10 @@ ASK = [{"role": "user", "content": "What is the weather in Oslo?"}]
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    config = {"models": [{"id": "smollm2-135m", "tier": "edge", "tools": True}]}
-    server = start_server(config, tmp_path_factory.mktemp("cut-tool-calls"))
-    yield server
-    server.stop()
-
-
-def test_a_call_cut_in_its_name_is_the_forced_tool_with_no_arguments_yet(gateway: Server) -> None:
-    client = openai_client(gateway)
+def test_a_call_cut_in_its_name_is_the_forced_tool_with_no_arguments_yet(
+    local_tools_gateway: Server,
+) -> None:
+    client = openai_client(local_tools_gateway)
     for tool_choice in ("required", NAMED):
         reply = client.chat.completions.create(
             model="smollm2-135m",
@@ -51,8 +44,8 @@ def test_a_call_cut_in_its_name_is_the_forced_tool_with_no_arguments_yet(gateway
             assert call.function.name == "get_weather"  # type: ignore[union-attr]
 
 
-def test_a_call_cut_in_its_arguments_has_the_arguments_written(gateway: Server) -> None:
-    client = openai_client(gateway)
+def test_a_call_cut_in_its_arguments_has_the_arguments_written(local_tools_gateway: Server) -> None:
+    client = openai_client(local_tools_gateway)
 
     def arguments(max_tokens: int, stream: bool = False) -> tuple[str, str | None]:
         asked = {
@@ -86,8 +79,8 @@ def test_a_call_cut_in_its_arguments_has_the_arguments_written(gateway: Server) 
     assert arguments(18, stream=True) == (cut, "length")
 
 
-def test_a_cut_call_is_an_incomplete_function_call_item(gateway: Server) -> None:
-    response = openai_client(gateway).responses.create(
+def test_a_cut_call_is_an_incomplete_function_call_item(local_tools_gateway: Server) -> None:
+    response = openai_client(local_tools_gateway).responses.create(
         model="smollm2-135m",
         input="What is the weather in Oslo?",
         tools=[{"type": "function", "name": "get_weather", "parameters": PARAMETERS}],  # type: ignore[list-item]

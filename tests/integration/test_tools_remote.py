@@ -132,14 +132,6 @@ WEATHER = {
 }
 
 
-@pytest.fixture(scope="module")
-def local_tools_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    config = {"models": [{"id": "smollm2-135m", "tier": "edge", "tools": True}]}
-    server = start_server(config, tmp_path_factory.mktemp("local-tools"))
-    yield server
-    server.stop()
-
-
 def test_the_bundled_model_calls_tools_when_configured_to(local_tools_gateway: Server) -> None:
     """The grammar makes any answer under tool_choice "required" a call that fits a declared
     tool's schema; what the 135M model puts in the arguments is its own affair."""
