@@ -217,6 +217,10 @@ def pattern_grammar(pattern: str) -> str:
         (r"^\D+$", '{"a": "x"y"}', False),
         (r"^a\nb$", '{"a": "a\\nb"}', True),  # a line break, escaped as JSON writes it
         (r"^a\nb$", '{"a": "a\nb"}', False),
+        (r'^say "hi"$', r'{"a": "say \"hi\""}', True),  # a quote of the value is \" in JSON
+        (r'^say "hi"$', '{"a": "say "hi""}', False),
+        (r"^a\\b$", r'{"a": "a\\b"}', True),  # so is a backslash \\ (not \b, a backspace)
+        (r"^a\\b$", r'{"a": "a\b"}', False),
     ],
 )
 def test_a_patterns_escapes_and_negated_classes_fit_the_json_text(

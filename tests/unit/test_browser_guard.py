@@ -136,3 +136,20 @@ def test_a_server_with_api_keys_answers_any_host(
             "/v1/models", headers={"host": "gw.example", "authorization": "Bearer sekret"}
         )
     assert response.status_code == 200
+
+
+def test_a_page_may_send_the_headers_its_sdk_adds(tmp_path: Path) -> None:
+    """The openai JS SDK sends x-stainless-* headers: its preflight was a plain-text 400."""
+    client, _ = fake_client(fake_settings(tmp_path))
+    asked = "authorization,content-type,x-stainless-os,x-stainless-retry-count"
+    with client:
+        response = client.options(
+            "/v1/chat/completions",
+            headers={
+                **PREFLIGHT,
+                "access-control-request-headers": asked,
+                "origin": "http://localhost:3000",
+            },
+        )
+    assert response.status_code == 200
+    assert "x-stainless-os" in response.headers["access-control-allow-headers"].lower()

@@ -11,7 +11,7 @@ from smallfirst.backends.schema_check import SchemaProblem, check_schema
     [
         (r"^\d{5}$", r"^[0-9]{5}$"),
         (r"^[\w.-]+$", r"^[A-Za-z0-9_.-]+$"),
-        (r"^\\d$", r"^\\d$"),  # a backslash, then d
+        (r"^\\d$", r"^\\\\d$"),  # a backslash (two in the JSON text), then d
         (r"^[^,]$", r'^[^"\\\x00-\x1F\x7F,]$'),
         (r"^\S+$", r'^[^ "\\\x00-\x1F\x7F]+$'),
         (r"^a\tb$", r"^a\\tb$"),
@@ -22,7 +22,7 @@ def test_escapes_become_what_the_json_text_holds(pattern: str, rewritten: str) -
     assert grammar_pattern(pattern) == rewritten
 
 
-@pytest.mark.parametrize("pattern", [r"^\bword$", r"^\p{L}+$", r"^[\n]$"])
+@pytest.mark.parametrize("pattern", [r"^\bword$", r"^\p{L}+$", r"^[\n]$", r'^[a"]+$'])
 def test_escapes_the_grammar_cannot_express_are_refused_with_a_reason(pattern: str) -> None:
     schema = {"type": "string", "pattern": pattern}
     with pytest.raises(SchemaProblem, match="is not supported by the local grammar"):

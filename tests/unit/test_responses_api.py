@@ -393,3 +393,17 @@ def test_logprobs_come_when_include_asks_for_them(api: tuple[TestClient, Gateway
     refused = client.post("/v1/responses", json={**asked, "include": ["file_search_call.results"]})
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "include"
+
+
+@pytest.mark.parametrize(
+    ("content", "param"),
+    [([], "input.0.content"), ([{"text": "Hi"}], "input.0.content.0.type")],
+)
+def test_message_content_is_checked_as_chat_checks_it(
+    api: tuple[TestClient, Gateway], content: list[Any], param: str
+) -> None:
+    client, _ = api
+    body = {"model": "tiny", "input": [{"role": "user", "content": content}]}
+    response = client.post("/v1/responses", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param

@@ -13,6 +13,8 @@ backslash or a control character. So, before the converter reads a pattern:
 - `\\n`, `\\r`, `\\t` become their escapes in the JSON text (a backslash, then the letter);
 - an escaped punctuation character (`\\.`, `\\/`) becomes its code point, `[\\x2E]`: GBNF
   knows no `\\.` and llama.cpp refused the whole grammar;
+- a quote or a backslash of the value is written escaped, as the JSON text has it (a class
+  holding one is refused: one character of the value is two of the text);
 - other letter escapes (`\\b`, `\\p{L}`, ...) are refused with a reason (ValueError).
 """
 
@@ -31,6 +33,10 @@ def grammar_pattern(pattern: str) -> str:
         if char == "\\" and i + 1 < len(pattern):
             out.append(_escape(pattern[i + 1], in_class))
             i += 2
+            continue
+        if char == '"':
+            out.append(_escaped_in_json('"', in_class))
+            i += 1
             continue
         if char == "[" and not in_class:
             in_class = True
@@ -56,9 +62,17 @@ def _escape(letter: str, in_class: bool) -> str:
         where = " inside [...]" if in_class else ""
         raise ValueError(f"\\{letter}{where} is not supported by the local grammar")
     if letter in '\\"':
-        return "\\" + letter
+        return _escaped_in_json(letter, in_class)
     # Any other escaped character is itself, which GBNF writes as a code point ("\\." and
     # "\\/" are no GBNF escapes: llama.cpp refused the grammar); outside a class, as a class
     # of one, so that the converter does not read it as regex syntax.
     code = f"\\x{ord(letter):02X}" if ord(letter) < 0x100 else f"\\u{ord(letter):04X}"
     return code if in_class else f"[{code}]"
+
+
+def _escaped_in_json(char: str, in_class: bool) -> str:
+    """A quote or a backslash of the value: two characters of the JSON text, a backslash and
+    itself (written as the converter reads a literal backslash, then the character)."""
+    if in_class:
+        raise ValueError(f"{char} inside [...] is not supported by the local grammar")
+    return "\\\\" + ("\\\\" if char == "\\" else char)

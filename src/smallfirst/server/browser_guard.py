@@ -24,7 +24,6 @@ from smallfirst.config import ServerConfig
 from smallfirst.errors import Forbidden
 from smallfirst.server.errors import error_response
 from smallfirst.server.render import ROUTE_HEADER_NAMES
-from smallfirst.server.routes import ROUTE_HEADER
 
 LOCAL_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
@@ -41,7 +40,9 @@ class BrowserGuard:
             allow_origins=config.cors_origins,
             allow_origin_regex=LOCAL_ORIGIN if config.cors_local_origins else None,
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", ROUTE_HEADER],
+            # Any header a page's client sends (the openai JS SDK's x-stainless-*): which pages
+            # may call is the origin check's to say, not the headers'.
+            allow_headers=["*"],
             expose_headers=[*ROUTE_HEADER_NAMES, "retry-after"],
         )
         self.hosts = _HostNames(config.allowed_hosts) if check_host else None

@@ -274,9 +274,18 @@ def _text_of(content: Any, where: str) -> str:
         return content
     if not isinstance(content, list):
         raise InvalidRequest(f"{where}: content must be text or a list of parts", param=where)
+    if not content:
+        raise InvalidRequest(
+            f"{where}: an empty array; a message needs at least one part", param=f"{where}.content"
+        )
     texts = []
     for index, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str):
+            raise InvalidRequest(
+                f"{where}.content.{index}: each content part needs a type",
+                param=f"{where}.content.{index}.type",
+            )
         if kind not in TEXT_PART_TYPES:
             raise InvalidRequest(
                 f"{where}: content parts of type {kind!r} are not supported: the models here "
