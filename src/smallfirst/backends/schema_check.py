@@ -77,13 +77,10 @@ def is_untyped(schema: dict[str, Any]) -> bool:
 
 def pointed(root: Any, ref: str) -> Any:
     """What a local `$ref` ("#", "#/$defs/Unit") names within `root`. Raises LookupError."""
-    if ref == "#":
-        return root
-    if not ref.startswith("#/"):
+    if ref != "#" and not ref.startswith("#/"):
         raise LookupError(ref)
     target = root
-    for part in ref[2:].split("/"):
-        key = part.replace("~1", "/").replace("~0", "~")
+    for key in _pointer_path(ref):
         if isinstance(target, dict) and key in target:
             target = target[key]
         elif isinstance(target, list) and key.isdigit() and int(key) < len(target):
@@ -93,7 +90,8 @@ def pointed(root: Any, ref: str) -> Any:
     return target
 
 
-def _pointer_path(ref: str) -> Path:
+def _pointer_path(ref: str) -> tuple[str, ...]:
+    """The keys a local `$ref` steps through, unescaped as JSON Pointer has them."""
     if ref == "#":
         return ()
     return tuple(part.replace("~1", "/").replace("~0", "~") for part in ref[2:].split("/"))
