@@ -69,7 +69,8 @@ SPACE = "[ \u00a0\u2007\u2009\u202f]"
 # hyphen, figure/en/em dashes, minus. A slash too, as German and Austrian numbers are written
 # ("030/1234567").
 _DASHES = "\\-\u2010-\u2015\u2212"
-_GROUP_GAP = rf"(?:{SPACE}{{1,2}}|\t|[./{_DASHES}])"
+_GROUP_SEPARATOR = re.compile(rf"[./{_DASHES}]")
+_GROUP_GAP = rf"(?:{SPACE}{{1,2}}|\t|{_GROUP_SEPARATOR.pattern})"
 # After a country code the area or mobile prefix may be one digit: "+33 1 42 68 53 00",
 # "+61 4 1234 5678"; so after a one-digit trunk prefix ("1-800-555-0199", "8 (994) 207-1939",
 # Faker's "1-###-###-####"). Otherwise a lone digit does not start a number.
@@ -130,7 +131,7 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
         has_context = _has_phone_context(text, match.start(), match.end())
         if value.startswith("+") or "(" in value or "x" in value:
             score = 0.75
-        elif grouped and (digits >= 9 or re.search(rf"[./{_DASHES}]", value)):
+        elif grouped and (digits >= 9 or _GROUP_SEPARATOR.search(value)):
             score = 0.5
         elif grouped:
             score = 0.35
