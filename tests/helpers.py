@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.backends.fake import FakeBackend
@@ -39,6 +40,14 @@ def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def fake_client(settings: Settings) -> tuple[TestClient, Gateway]:
     gateway = Gateway(settings, request_log=RequestLog(settings.resolved_data_dir / "requests.db"))
     return TestClient(create_app(settings, gateway, warm_up=False), base_url=LOOPBACK), gateway
+
+
+def keyed_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys: str
+) -> tuple[TestClient, Gateway]:
+    """A gateway bound off loopback, so that API keys (`keys`, comma-separated) are required."""
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", keys)
+    return fake_client(fake_settings(tmp_path, server={"host": "0.0.0.0"}))
 
 
 def fake_backend(gateway: Gateway, model_id: str) -> FakeBackend:

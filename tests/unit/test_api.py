@@ -14,7 +14,14 @@ from smallfirst.logs import RequestLog
 from smallfirst.server.app import create_app
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest
-from tests.helpers import LOOPBACK, chat_body, fake_backend, fake_client, fake_settings
+from tests.helpers import (
+    LOOPBACK,
+    chat_body,
+    fake_backend,
+    fake_client,
+    fake_settings,
+    keyed_client,
+)
 
 
 @pytest.fixture
@@ -464,8 +471,7 @@ def test_prompts_are_logged_only_when_asked(tmp_path: Path) -> None:
 
 
 def test_api_keys_required_off_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMALLFIRST_API_KEYS", "sekret-1,sekret-2")
-    client, _ = fake_client(fake_settings(tmp_path, server={"host": "0.0.0.0"}))
+    client, _ = keyed_client(tmp_path, monkeypatch, "sekret-1,sekret-2")
     with client:
         missing = client.post("/v1/chat/completions", json=chat_body())
         wrong = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
@@ -493,8 +499,7 @@ def test_api_keys_required_off_loopback(tmp_path: Path, monkeypatch: pytest.Monk
 def test_metrics_and_dashboard_need_a_key_off_loopback_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SMALLFIRST_API_KEYS", "sekret-1")
-    client, _ = fake_client(fake_settings(tmp_path, server={"host": "0.0.0.0"}))
+    client, _ = keyed_client(tmp_path, monkeypatch, "sekret-1")
     with client:
         metrics = client.get("/metrics")
         scraped = client.get("/metrics", headers={"Authorization": "Bearer sekret-1"})

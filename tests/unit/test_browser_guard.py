@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from smallfirst.server.render import ROUTE_HEADER_NAMES
-from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings, keyed_client
 
 PREFLIGHT = {
     "access-control-request-method": "POST",
@@ -129,8 +129,7 @@ def test_a_server_with_api_keys_answers_any_host(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A rebinding page cannot send the key: behind a reverse proxy the key is the guard."""
-    monkeypatch.setenv("SMALLFIRST_API_KEYS", "sekret")
-    client, _ = fake_client(fake_settings(tmp_path, server={"host": "0.0.0.0"}))
+    client, _ = keyed_client(tmp_path, monkeypatch, "sekret")
     with client:
         response = client.get(
             "/v1/models", headers={"host": "gw.example", "authorization": "Bearer sekret"}
