@@ -204,11 +204,11 @@ def test_a_text_seen_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -
     detector = PiiDetector(recent_texts=2)
     detected: list[str] = []
 
-    def fake_detect(text: str) -> list[Finding]:
-        detected.append(text)
-        return [Finding("PERSON", 0, 3, 0.9)]
+    def fake_detect_many(texts: list[str]) -> list[list[Finding]]:
+        detected.extend(texts)
+        return [[Finding("PERSON", 0, 3, 0.9)] for _ in texts]
 
-    monkeypatch.setattr(detector, "_detect", fake_detect)
+    monkeypatch.setattr(detector, "_detect_many", fake_detect_many)
     first = detector.inspect("Ann wrote")
     first.clear()  # the caller's list: changing it does not change what is remembered
     assert detector.inspect("Ann wrote") == [Finding("PERSON", 0, 3, 0.9)]
@@ -222,7 +222,32 @@ def test_a_text_seen_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -
 def test_remembering_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     detector = PiiDetector(recent_texts=0)
     detected: list[str] = []
-    monkeypatch.setattr(detector, "_detect", lambda text: detected.append(text) or [])
+    monkeypatch.setattr(detector, "_detect_many", lambda texts: detected.extend(texts) or [[]])
     detector.inspect("Ann wrote")
     detector.inspect("Ann wrote")
     assert detected == ["Ann wrote", "Ann wrote"]
+
+
+TEXTS = [
+    "Mail jane.roe@example.org about the invoice.",
+    "",
+    "Maria Gonzalez moved from Lisbon to Toronto on 12 March 2021.",
+    "in_progress",
+    "Call +44 20 7946 0018 before Friday.",
+    "Maria Gonzalez",
+    "Card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, server 10.0.0.7.",
+    "Mail jane.roe@example.org about the invoice.",
+]
+
+
+def test_texts_inspected_together_are_found_as_one_by_one(
+    detector: PiiDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool schema's many texts go through the NER network in batches: each text's
+    findings are what inspecting it alone gives, whatever else is in its batch."""
+    alone = [PiiDetector(recent_texts=0).inspect(text) for text in TEXTS]
+    assert alone[0]
+    assert alone[2]
+    for batch_chars in (20_000, 70):  # one batch; several
+        monkeypatch.setattr(detect, "BATCH_CHARS", batch_chars)
+        assert PiiDetector(recent_texts=0).inspect_many(TEXTS) == alone

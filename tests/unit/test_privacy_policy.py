@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from pydantic import ValidationError
 
@@ -23,11 +25,15 @@ PROMPT = f"Please email {SECRET_NAME} about the invoice."
 class StubDetector(PiiDetector):
     """Finds the one name in PROMPT; stands in for Presidio so these tests need no model."""
 
-    def inspect(self, text: str) -> list[Finding]:
-        if SECRET_NAME not in text:
-            return []
-        start = text.index(SECRET_NAME)
-        return [Finding("PERSON", start, start + len(SECRET_NAME), 0.85)]
+    def inspect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        return [_the_name_in(text) for text in texts]
+
+
+def _the_name_in(text: str) -> list[Finding]:
+    if SECRET_NAME not in text:
+        return []
+    start = text.index(SECRET_NAME)
+    return [Finding("PERSON", start, start + len(SECRET_NAME), 0.85)]
 
 
 def _guard(**config: object) -> PrivacyGuard:

@@ -235,6 +235,30 @@ def test_tool_definitions_are_scanned_and_redacted_like_messages(
     assert json.loads(call["function"]["arguments"]) == {"input": asked}  # values restored
 
 
+def test_each_of_many_schema_values_gets_its_own_placeholder(api: tuple[TestClient, Any]) -> None:
+    # The schema's texts are scanned in one pass: each finding must land on its own value.
+    client, gateway = api
+    addresses = [f"agent{n}@example.com" for n in range(300)]
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "assign",
+            "parameters": {
+                "type": "object",
+                "properties": {"to": {"type": "string", "enum": ["nobody", *addresses]}},
+            },
+        },
+    }
+    body = chat_body("big", tools=[tool])
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    assert sent.tools is not None
+    assert sent.tools[0].function.parameters is not None
+    enum = sent.tools[0].function.parameters["properties"]["to"]["enum"]
+    assert enum == ["nobody", *(f"<EMAIL_ADDRESS_{n + 1}>" for n in range(300))]
+
+
 def test_a_json_schema_is_scanned_and_redacted_too(api: tuple[TestClient, Any]) -> None:
     client, gateway = api
     schema = {"type": "object", "properties": {"to": {"type": "string", "default": EMAIL}}}

@@ -10,7 +10,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from smallfirst.privacy.ner import NerRunner
+    from smallfirst.privacy.patterns import RuleMatch
     from smallfirst.privacy.recognizers import RuleSet
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class Finding:
 # Texts longer than this are inspected in pieces overlapping by PIECE_OVERLAP characters.
 PIECE_CHARS = 100_000
 PIECE_OVERLAP = 1_000
+# The NER network reads texts in batches of up to this many characters (one longer text
+# alone), which bounds its memory as PIECE_CHARS does.
+BATCH_CHARS = 20_000
 # How many texts' findings are remembered (a few hundred bytes each).
 RECENT_TEXTS = 4096
 
@@ -138,23 +142,48 @@ class PiiDetector:
         return self._get_engine().ner
 
     def inspect(self, text: str) -> list[Finding]:
-        if not text.strip():
-            return []
-        digest = RecentFindings.digest(text)
-        findings = self._recent.get(digest)
-        if findings is None:
-            findings = self._detect(text)
-            self._recent.put(digest, findings)
-        return findings
+        return self.inspect_many([text])[0]
 
-    def _detect(self, text: str) -> list[Finding]:
-        if len(text) > PIECE_CHARS:
-            return self._inspect_in_pieces(text)
-        text = escaped_breaks_as_breaks(text)
+    def inspect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """Findings per text. The NER network reads short texts in batches: a pass costs
+        ~1.2 ms however short its text, and a tool schema's descriptions and enum values
+        are many short texts (docs/privacy.md)."""
+        found: dict[int, list[Finding]] = {}
+        digests: dict[int, bytes] = {}
+        for index, text in enumerate(texts):
+            if not text.strip():
+                found[index] = []
+            elif len(text) > PIECE_CHARS:
+                found[index] = self._inspect_in_pieces(text)
+            else:
+                digests[index] = RecentFindings.digest(text)
+                cached = self._recent.get(digests[index])
+                if cached is not None:
+                    found[index] = cached
+        new = [index for index in digests if index not in found]
+        for batch in _batches(new, [len(texts[index]) for index in new]):
+            detected = self._detect_many([texts[index] for index in batch])
+            for index, findings in zip(batch, detected, strict=True):
+                found[index] = findings
+                self._recent.put(digests[index], findings)
+        return [found[index] for index in range(len(texts))]
+
+    def _detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        texts = [escaped_breaks_as_breaks(text) for text in texts]
         engine = self._get_engine()
         with self._lock:  # the spaCy tokenizer grows its vocabulary: one caller at a time
-            matches = list(engine.rules.spacy_entities(text, engine.ner(text)))
-        matches.extend(engine.rules.find(text))
+            docs = engine.ner.many(texts)
+            matches = [
+                list(engine.rules.spacy_entities(text, doc))
+                for text, doc in zip(texts, docs, strict=True)
+            ]
+        return [
+            self._findings(text, [*spacy_matches, *engine.rules.find(text)])
+            for text, spacy_matches in zip(texts, matches, strict=True)
+        ]
+
+    def _findings(self, text: str, matches: Sequence[RuleMatch]) -> list[Finding]:
+        """The detector's findings from the rules' and NER's matches in `text`."""
         wanted = set(self.entities)
         findings = resolve_overlaps(
             [
@@ -173,17 +202,19 @@ class PiiDetector:
         """A long text in overlapping pieces cut at white space: spaCy refuses texts over
         1,000,000 characters, and its memory grows with the text. An entity cut at one
         piece's end is whole in the next one's overlap; findings are merged."""
-        findings: list[Finding] = []
-        start = 0
-        while True:
-            end = _cut_at_space(text, start + PIECE_CHARS)
-            findings += [
+        starts = [0]
+        ends = [_cut_at_space(text, PIECE_CHARS)]
+        while ends[-1] < len(text):
+            starts.append(_cut_at_space(text, ends[-1] - PIECE_OVERLAP))
+            ends.append(_cut_at_space(text, starts[-1] + PIECE_CHARS))
+        pieces = self.inspect_many([text[s:e] for s, e in zip(starts, ends, strict=True)])
+        return resolve_overlaps(
+            [
                 Finding(f.entity_type, f.start + start, f.end + start, f.score)
-                for f in self.inspect(text[start:end])
+                for start, findings in zip(starts, pieces, strict=True)
+                for f in findings
             ]
-            if end >= len(text):
-                return resolve_overlaps(findings)
-            start = _cut_at_space(text, end - PIECE_OVERLAP)
+        )
 
     def _get_engine(self) -> _Engine:
         if self._engine is None:
@@ -265,6 +296,21 @@ def _pipeline_location(model_name: str) -> str | Path | None:
         return None
     path: Path = module.model_path()
     return path
+
+
+def _batches(items: Sequence[int], lengths: Sequence[int]) -> Iterator[list[int]]:
+    """`items` in order, in runs whose `lengths` add up to at most BATCH_CHARS (an item
+    longer than that alone)."""
+    batch: list[int] = []
+    size = 0
+    for item, length in zip(items, lengths, strict=True):
+        if batch and size + length > BATCH_CHARS:
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += length
+    if batch:
+        yield batch
 
 
 def _cut_at_space(text: str, position: int) -> int:

@@ -54,10 +54,8 @@ class PrivacyGuard:
         """Findings per message (offsets into `message.text`), filtered by the config."""
         if not self.config.enabled:
             return [[] for _ in messages]
-        return [
-            relevant_findings(self.config, self.detector.inspect(message.text))
-            for message in messages
-        ]
+        found = self.detector.inspect_many([message.text for message in messages])
+        return [relevant_findings(self.config, findings) for findings in found]
 
     def permitted_tiers(
         self, findings: MessageFindings, override: PolicyAction | None = None

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -64,11 +64,16 @@ class NerRunner:
         return self._decoder is not None
 
     def __call__(self, text: str) -> Any:
+        return self.many([text])[0]
+
+    def many(self, texts: Sequence[str]) -> list[Any]:
+        """`[self(text) for text in texts]`, the network run once over all of them (its
+        window does not reach across documents: each is padded apart)."""
         if self._decoder is None:
-            return self.nlp(text)
-        doc = self.nlp.make_doc(text)
-        self._decoder.annotate(doc)
-        return doc
+            return list(self.nlp.pipe(texts))
+        docs = [self.nlp.make_doc(text) for text in texts]
+        self._decoder.annotate_many(docs)
+        return docs
 
     def spacy_loop(self, text: str) -> Any:
         """`nlp(text)`: spaCy's own decoding loop, on the same network and BLAS threads."""
@@ -162,20 +167,31 @@ class _GreedyNerDecoder:
         moves = _Moves.of(ner.moves)
         return None if moves is None else cls(ner, moves)
 
-    def annotate(self, doc: Any) -> None:
-        """Set `doc.ents` as spaCy's greedy NER would on a fresh document."""
+    def annotate_many(self, docs: Sequence[Any]) -> None:
+        """Set each doc's `ents` as spaCy's greedy NER would on a fresh document."""
+        docs = [doc for doc in docs if len(doc)]
+        if not docs:
+            return
+        with self.one_blas_thread():
+            vectors = self._tok2vec.predict(list(docs))  # the docs' tokens, one after another
+            start = 0
+            for doc in docs:
+                self._annotate(doc, vectors[start : start + len(doc)])
+                start += len(doc)
+
+    def _annotate(self, doc: Any, vectors: Any) -> None:
         import numpy
         from spacy.tokens import Span
 
         count = len(doc)
-        if count == 0:
-            return
         sent_start, is_space = doc.to_array(["SENT_START", "IS_SPACE"]).T
         # An entity may not run into a token that starts a sentence.
         joins_next = numpy.append(sent_start[1:] != 1, False)
-        with self.one_blas_thread():
-            features = self._token_features(doc)
-            actions = self._moves_with_no_entity_open(features, joins_next, is_space == 1)
+        # Each token's contribution to each state feature, (tokens, features, hidden,
+        # pieces): the precomputed lower layer of spaCy's parser model.
+        features = self._ops.gemm(vectors, self._lower_w, trans2=True)
+        features = features.reshape((count, *self._shape))
+        actions = self._moves_with_no_entity_open(features, joins_next, is_space == 1)
         moves, entities, token = self._moves, [], 0
         while token < count:
             action = actions[token]
@@ -187,13 +203,6 @@ class _GreedyNerDecoder:
                 entities.append(Span(doc, token, end, label=moves.labels[action]))
             token = end
         doc.set_ents(entities, default="outside")
-
-    def _token_features(self, doc: Any) -> Any:
-        """Each token's contribution to each state feature, (tokens, features, hidden,
-        pieces): the precomputed lower layer of spaCy's parser model."""
-        vectors = self._tok2vec.predict([doc])
-        features = self._ops.gemm(vectors, self._lower_w, trans2=True)
-        return features.reshape((len(doc), *self._shape))
 
     def _moves_with_no_entity_open(self, features: Any, joins_next: Any, is_space: Any) -> Any:
         """The best valid move at each token for a state with no entity open: "out", or
