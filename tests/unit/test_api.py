@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -611,6 +612,13 @@ def test_text_modality_and_predicted_output_are_accepted_and_the_prediction_stay
     assert "prediction" not in sent
 
 
+# pydantic reads Infinity where a field takes any JSON; json.dumps writes it.
+INFINITE_MAXIMUM_TOOL = {
+    "type": "function",
+    "function": {"name": "f", "parameters": {"type": "number", "maximum": math.inf}},
+}
+
+
 @pytest.mark.parametrize(
     ("path", "content", "headers", "status", "param", "fragment"),
     [
@@ -623,6 +631,14 @@ def test_text_modality_and_predicted_output_are_accepted_and_the_prediction_stay
             "Input should be a finite number",
         ),
         ("/v1/chat/completions", b"[" * 300 + b"]" * 300, {}, 400, None, "recursion limit"),
+        (
+            "/v1/chat/completions",
+            json.dumps(chat_body(tools=[INFINITE_MAXIMUM_TOOL])).encode(),
+            {},
+            400,
+            None,
+            "NaN and Infinity are not JSON numbers (expected value at line 1",
+        ),
         (
             "/v1/chat/completions",
             json.dumps(chat_body(max_tokens=int("9" * 400))).encode(),

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import pydantic_core
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -17,6 +18,7 @@ from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
     ClientLeft,
+    InvalidRequest,
     ModelNotFound,
     NotStored,
     SmallfirstError,
@@ -67,9 +69,24 @@ async def body_of(request: Request) -> bytes:
 
 def validated(model: type[RequestModel], body: bytes) -> RequestModel:
     try:
-        return model.model_validate_json(body)
+        parsed = model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    if b"NaN" in body or b"Infinity" in body:
+        _refuse_non_finite(body)
+    return parsed
+
+
+def _refuse_non_finite(body: bytes) -> None:
+    """NaN and Infinity are not JSON (OpenAI's parser refuses them), yet pydantic reads them
+    where a field takes any JSON (a tool's `parameters`): refused there too."""
+    try:
+        pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request: NaN and Infinity are not JSON"
+            f" numbers ({exc})."
+        ) from None
 
 
 class _Dialect(Protocol):
