@@ -201,7 +201,11 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
         return [ChatMessage(role="user", content=request.prompt_text), *suffix, *stops]
     scanned: list[ChatMessage] = []
     for message in request.messages:
-        scanned.append(message)
+        if isinstance(message.content, list):  # each part its own text: joined, the end of
+            # one ran into the start of the next ("ana@x.comThanks" hid the address)
+            scanned.extend(ChatMessage(role="user", content=part.text) for part in message.content)
+        else:
+            scanned.append(message)
         if message.name:
             scanned.append(ChatMessage(role="user", content=_name_as_text(message.name)))
         if message.refusal:  # echoed back by clients, and sent on to remote tiers
@@ -222,7 +226,11 @@ def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str,
     texts = iter(scanned)
     rebuilt = []
     for message in request.messages:
-        redacted = next(texts)
+        if isinstance(message.content, list):
+            parts = [part.model_copy(update={"text": next(texts).text}) for part in message.content]
+            redacted = message.model_copy(update={"content": parts})
+        else:
+            redacted = next(texts)
         if message.name:
             redacted = redacted.model_copy(update={"name": _redacted_name(message.name, texts)})
         if message.refusal:
@@ -250,6 +258,8 @@ _NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 def _name_as_text(name: str) -> str:
+    if "@" in name:  # an e-mail address: its dots are its own
+        return name
     return _NAME_SEPARATORS.sub(" ", name)
 
 

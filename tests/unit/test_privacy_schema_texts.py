@@ -51,3 +51,14 @@ def test_keywords_and_property_names_are_kept() -> None:
 def test_nothing_to_map() -> None:
     assert map_schema_texts(None, str.upper) is None
     assert visited({"type": "string"}) == []
+
+
+def test_comments_and_extension_keywords_are_texts() -> None:
+    schema = {
+        "type": "object",
+        "$comment": "Customer Ana Ruiz asked for this",
+        "x-owner": {"name": "Hamish", "team": ["ops"]},
+        "properties": {"x-id": {"type": "string", "x-note": "internal"}},
+    }
+    assert visited(schema) == ["Customer Ana Ruiz asked for this", "Hamish", "ops", "internal"]
+    assert map_schema_texts(schema, str.upper)["properties"]["x-id"]["type"] == "string"

@@ -187,6 +187,41 @@ def test_a_participant_name_that_names_a_person_reaches_the_cloud_as_its_label(
     ]
 
 
+def test_a_participant_name_that_is_an_email_address_reaches_the_cloud_as_its_label(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    messages = [{"role": "user", "name": EMAIL, "content": "Hi!"}]
+    body = chat_body("big", messages=messages)
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert [m.name for m in sent.messages] == ["EMAIL_ADDRESS_1"]
+
+
+def test_each_content_part_is_scanned_and_redacted_as_a_part(api: tuple[TestClient, Any]) -> None:
+    """Parts are texts of their own: joined, an address at the end of one ran into the next
+    part's first word ("...example.comThanks") and was not found."""
+    client, gateway = api
+    cached = {"mode": "explicit", "ttl": "12h"}
+    parts = [
+        {"type": "text", "text": f"Please mail {EMAIL}", "prompt_cache_breakpoint": cached},
+        {"type": "text", "text": "Thanks for helping"},
+    ]
+    body = chat_body("big", messages=[{"role": "user", "content": parts}])
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1].openai_body()
+    assert sent["messages"][0]["content"] == [
+        {
+            "type": "text",
+            "text": "Please mail <EMAIL_ADDRESS_1>",
+            "prompt_cache_breakpoint": cached,
+        },
+        {"type": "text", "text": "Thanks for helping"},
+    ]
+    blocked = client.post("/v1/chat/completions", json={**body, "privacy": "block"})
+    assert blocked.status_code == 400
+
+
 ORDERS_TOOL = {
     "type": "function",
     "function": {

@@ -1,5 +1,6 @@
 """The texts inside a JSON Schema that can hold personal data: its prose (`description`,
-`title`) and its example and allowed values (`enum`, `const`, `default`, `examples`).
+`title`, `$comment`), its example and allowed values (`enum`, `const`, `default`,
+`examples`) and extension keywords (`x-...`).
 
 A tool definition ("look up orders of jane@acme.com", an `enum` of customer names) goes to
 the tier that answers just as the messages do, so the guard scans these texts too. Keywords
@@ -12,7 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-TEXT_KEYWORDS = frozenset({"description", "title", "enum", "const", "default", "examples"})
+TEXT_KEYWORDS = frozenset(
+    {"description", "title", "enum", "const", "default", "examples", "$comment"}
+)
+# Extension keywords ("x-owner", "x-examples") hold whatever their author put there.
+EXTENSION_PREFIX = "x-"
 # Keywords whose value maps names (of properties, definitions) to sub-schemas.
 NAME_MAPS = frozenset(
     {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
@@ -38,7 +43,8 @@ def _map(node: Any, visit: Callable[[str], str], *, in_text: bool, names: bool) 
         mapped[key] = _map(
             value,
             visit,
-            in_text=in_text or (keyword and key in TEXT_KEYWORDS),
+            in_text=in_text
+            or (keyword and (key in TEXT_KEYWORDS or key.startswith(EXTENSION_PREFIX))),
             names=keyword and key in NAME_MAPS,
         )
     return mapped
