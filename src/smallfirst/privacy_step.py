@@ -133,6 +133,8 @@ class PrivacyStep:
         if result.redaction is None:
             return request, result
         if isinstance(request, ChatRequest):
+            asked = request.response_format
+            result.json_answer = asked is not None and asked.type != "text"
             return request.model_copy(update=_with_scanned(request, result.messages)), result
         if request.prompt_tokens is not None:
             raise PolicyBlocked(
@@ -323,9 +325,8 @@ def restore(result: Any, guard: GuardResult | None) -> Any:
             _with_arguments(call, guard.restore(call.function.arguments, in_json_string=True))
             for call in result.tool_calls or []
         ]
-        return result.model_copy(
-            update={"text": guard.restore(result.text), "tool_calls": calls or None}
-        )
+        text = guard.restore(result.text, in_json_string=guard.json_answer)
+        return result.model_copy(update={"text": text, "tool_calls": calls or None})
     if isinstance(result, list):
         restored = _ChunkRestorer(guard)
         return [restored(chunk) for chunk in result]
@@ -352,7 +353,7 @@ class _AnswerRestorer:
 
     def __init__(self, guard: GuardResult) -> None:
         self._guard = guard
-        self._text = guard.stream_restorer()
+        self._text = guard.stream_restorer(in_json_string=guard.json_answer)
         self._arguments: dict[int, StreamRestorer] = {}
 
     def __call__(self, chunk: Chunk) -> Chunk:

@@ -66,6 +66,32 @@ def test_redaction_is_restored_in_streams_too(api: tuple[TestClient, Any]) -> No
     assert text == f"Dear {NAME}, noted."
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_json_answer_gets_its_values_back_escaped(
+    api: tuple[TestClient, Any], stream: bool
+) -> None:
+    client, gateway = api
+    address = "17 Greenhill Road\nOxford OX4 1AA"  # a line break: raw, it breaks the JSON
+    fake_backend(gateway, "big").queue('{"ship_to": "<LOCATION_1>"}')
+    messages = [{"role": "user", "content": f"Ship it to {address}, as JSON."}]
+    body = chat_body(
+        "big", messages=messages, response_format={"type": "json_object"}, stream=stream
+    )
+    response = client.post("/v1/chat/completions", json=body)
+    if stream:
+        chunks = [
+            json.loads(line[6:])
+            for line in response.text.splitlines()
+            if line.startswith("data: {")
+        ]
+        text = "".join(
+            c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
+        )
+    else:
+        text = response.json()["choices"][0]["message"]["content"]
+    assert json.loads(text) == {"ship_to": address}
+
+
 @pytest.mark.parametrize("endpoint", ["chat", "completions"])
 def test_stop_sequences_reach_the_cloud_redacted(
     api: tuple[TestClient, Any], endpoint: str

@@ -31,6 +31,9 @@ class GuardResult:
     messages: list[ChatMessage]
     audit: dict[str, dict[str, int | str]] = field(default_factory=dict)
     redaction: Redaction | None = None
+    # The answer is JSON (a response_format asked for it): its placeholders are inside JSON
+    # strings, where a value with a line break or a quote must go in escaped.
+    json_answer: bool = False
 
     def restore(self, text: str, *, in_json_string: bool = False) -> str:
         return (
