@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from smallfirst.completions import Chunk, Completion, ModelInfo, ToolCallDelta
 from smallfirst.config import Settings
 from smallfirst.errors import PolicyBlocked
+from smallfirst.privacy.json_text import readable_json
 from smallfirst.privacy.schema_texts import map_schema_texts
 from smallfirst.streams import close_stream
 from smallfirst.types import ChatMessage, ChatRequest, GenerateRequest, Tier, Tool, ToolCall
@@ -203,9 +204,15 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
         return [ChatMessage(role="user", content=request.prompt_text), *suffix, *stops]
     scanned: list[ChatMessage] = []
     for message in request.messages:
+        # A tool's result is often JSON, which may spell "é" as \u00e9: read as characters.
+        as_read = readable_json if message.role == "tool" else str
         if isinstance(message.content, list):  # each part its own text: joined, the end of
             # one ran into the start of the next ("ana@x.comThanks" hid the address)
-            scanned.extend(ChatMessage(role="user", content=part.text) for part in message.content)
+            scanned.extend(
+                ChatMessage(role="user", content=as_read(part.text)) for part in message.content
+            )
+        elif isinstance(message.content, str):
+            scanned.append(message.model_copy(update={"content": as_read(message.content)}))
         else:
             scanned.append(message)
         if message.name:
@@ -213,7 +220,8 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
         if message.refusal:  # echoed back by clients, and sent on to remote tiers
             scanned.append(ChatMessage(role="assistant", content=message.refusal))
         for call in message.tool_calls or []:
-            scanned.append(ChatMessage(role="assistant", content=call.function.arguments))
+            arguments = readable_json(call.function.arguments)
+            scanned.append(ChatMessage(role="assistant", content=arguments))
     for value in (request.metadata or {}).values():
         scanned.append(ChatMessage(role="user", content=value))
     texts: list[str] = []

@@ -248,6 +248,36 @@ def test_each_content_part_is_scanned_and_redacted_as_a_part(api: tuple[TestClie
     assert blocked.status_code == 400
 
 
+def test_values_in_json_tool_texts_are_found_and_read_as_their_escapes_say(
+    api: tuple[TestClient, Any],
+) -> None:
+    """json.dumps writes "José" as Jos\\u00e9 and a line break as \\n: such values went to
+    the cloud as written, or came back still escaped."""
+    client, gateway = api
+    guest, address = "José Álvarez-Núñez", "17 Greenhill Road\nOxford OX4 1AA"
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "book", "arguments": json.dumps({"guest": guest, "to": address})},
+    }
+    messages = [
+        {"role": "user", "content": f"Book a table for {guest}, then ship to {address}."},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": json.dumps({"booked_for": guest})},
+    ]
+    fake_backend(gateway, "big").queue("Booked for <PERSON_1>, shipping to <LOCATION_1>.")
+    response = client.post("/v1/chat/completions", json=chat_body("big", messages=messages))
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    calls = [call for message in sent.messages for call in message.tool_calls or []]
+    texts = [message.text for message in sent.messages] + [c.function.arguments for c in calls]
+    for written in (guest, json.dumps(guest)[1:-1], "Greenhill", "Oxford"):
+        assert not any(written in text for text in texts)
+    assert json.loads(calls[0].function.arguments) == {"guest": "<PERSON_1>", "to": "<LOCATION_1>"}
+    answer = response.json()["choices"][0]["message"]["content"]
+    assert answer == f"Booked for {guest}, shipping to {address}."
+
+
 ORDERS_TOOL = {
     "type": "function",
     "function": {

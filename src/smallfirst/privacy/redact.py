@@ -9,9 +9,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from smallfirst.privacy.detect import Finding
+from smallfirst.privacy.json_text import unescaped_value
 from smallfirst.types import ChatMessage
 
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
+# Inside JSON text an encoder may escape the brackets: Go's does (\u003cPERSON_1\u003e).
+_PLACEHOLDER_IN_JSON = re.compile(r"(?:<|\\u003[cC])([A-Z][A-Z_]*)_(\d+)(?:>|\\u003[eE])")
+_ESCAPED_BRACKETS = (("\\u003c", "\\u003e"), ("\\u003C", "\\u003E"))
 
 
 @dataclass
@@ -27,12 +31,12 @@ class Redaction:
             return text
 
         def value(match: re.Match[str]) -> str:
-            original = self.values.get(match.group())
+            original = self.values.get(f"<{match.group(1)}_{match.group(2)}>")
             if original is None:
                 return match.group()
             return json.dumps(original, ensure_ascii=False)[1:-1] if in_json_string else original
 
-        return _PLACEHOLDER.sub(value, text)
+        return (_PLACEHOLDER_IN_JSON if in_json_string else _PLACEHOLDER).sub(value, text)
 
     def stream_restorer(self, *, in_json_string: bool = False) -> StreamRestorer:
         return StreamRestorer(self, in_json_string=in_json_string)
@@ -52,6 +56,7 @@ class Redactor:
         self.redaction = Redaction()
 
     def placeholder_for(self, entity_type: str, value: str) -> str:
+        value = unescaped_value(value)  # found in JSON, "Road\\nOxford" is a line break
         existing = self._by_value.get(value)
         if existing is not None:
             return existing
@@ -135,12 +140,18 @@ class StreamRestorer:
     def __init__(self, redaction: Redaction, *, in_json_string: bool = False) -> None:
         self._redaction = redaction
         self._in_json_string = in_json_string
-        self._placeholders = tuple(redaction.values)
-        self._longest = max((len(p) for p in self._placeholders), default=0)
+        self._spellings = tuple(redaction.values)
+        if in_json_string:
+            self._spellings += tuple(
+                f"{opening}{placeholder[1:-1]}{closing}"
+                for placeholder in redaction.values
+                for opening, closing in _ESCAPED_BRACKETS
+            )
+        self._longest = max((len(p) for p in self._spellings), default=0)
         self._pending = ""
 
     def feed(self, delta: str) -> str:
-        if not self._placeholders:
+        if not self._spellings:
             return delta
         text = self._pending + delta
         hold_from = self._hold_point(text)
@@ -152,15 +163,14 @@ class StreamRestorer:
         return self._redaction.restore(rest, in_json_string=self._in_json_string)
 
     def _hold_point(self, text: str) -> int:
-        # The earliest "<" in the last (longest - 1) characters whose tail is a proper
-        # prefix of a placeholder; a complete placeholder is never held.
-        search_from = max(0, len(text) - self._longest + 1)
-        position = text.find("<", search_from)
-        while position != -1:
+        # The earliest position in the last (longest - 1) characters whose tail is a proper
+        # prefix of a placeholder's spelling; a complete placeholder is never held.
+        for position in range(max(0, len(text) - self._longest + 1), len(text)):
+            if text[position] not in "<\\":
+                continue
             tail = text[position:]
-            if any(len(tail) < len(p) and p.startswith(tail) for p in self._placeholders):
+            if any(len(tail) < len(p) and p.startswith(tail) for p in self._spellings):
                 return position
-            position = text.find("<", position + 1)
         return len(text)
 
 

@@ -1,0 +1,57 @@
+"""PII inside JSON text: tool-call arguments and tool results are JSON, and a JSON encoder may
+write "José" as `Jos\\u00e9` (Python's `json.dumps` does by default) and a line break inside
+a value as `\\n`. The detector reads text, so such values were not found, or were found and
+kept in their escaped spelling."""
+
+from __future__ import annotations
+
+import json
+import re
+
+# A \uXXXX escape (or a surrogate pair of them) not itself escaped: an even number of
+# backslashes before it.
+_UNICODE_ESCAPE = re.compile(
+    r"(?<!\\)((?:\\\\)*)\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\)((?:\\\\)*)\\u([0-9a-fA-F]{4})"
+)
+# What a JSON string must keep escaped: control characters, the quote, the backslash, and a
+# lone surrogate (no character of its own).
+_KEEP_ESCAPED = re.compile(r'[\x00-\x1f"\\\ud800-\udfff]')
+
+
+def readable_json(text: str) -> str:
+    """`text` with its \\uXXXX escapes written as the characters they stand for, where JSON
+    allows them as they are: the same JSON value, now readable to the detector. Text that
+    is not JSON is returned as it is (in prose, `\\u00e9` may be meant literally)."""
+    if "\\u" not in text:
+        return text
+    try:
+        json.loads(text)
+    except ValueError:
+        return text
+    return _UNICODE_ESCAPE.sub(_character, text)
+
+
+def _character(match: re.Match[str]) -> str:
+    if match.group(2) is not None:
+        backslashes, high, low = match.group(1, 2, 3)
+        code = 0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+    else:
+        backslashes, code = match.group(4), int(match.group(5), 16)
+    character = chr(code)
+    if _KEEP_ESCAPED.match(character):
+        return match.group()
+    return backslashes + character
+
+
+def unescaped_value(value: str) -> str:
+    """A value as it reads once JSON's escapes are undone ("Road\\nOxford" -> a line break):
+    what the placeholder stands for, whether it was found in JSON or in prose. A value that
+    is not a valid JSON string body is its own reading."""
+    if "\\" not in value:
+        return value
+    try:
+        unescaped = json.loads(f'"{value}"')
+    except ValueError:
+        return value
+    return unescaped if isinstance(unescaped, str) else value
