@@ -64,7 +64,7 @@ def answered_record(
         route_reason=route.reason if route else None,
         router=route.router if route else None,
         route_score=route.score if route else None,
-        escalations=",".join(ctx.tried) or None,
+        escalations=",".join(route.escalations) or None if route else None,
         pii_entities=ctx.inspection.audit_json() if ctx.inspection else None,
         pii_action=ctx.inspection.action_for(model.id if model else None)
         if ctx.inspection

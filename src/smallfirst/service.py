@@ -56,7 +56,8 @@ Observer = Callable[[RequestRecord], None]
 T = TypeVar("T")
 REASON_ERROR_CHARS = 200  # of a failed tier's error, in the route reason
 # Failures that let the next tier in the fallback chain try; a bad request does not.
-FALLBACK_ERRORS = (UpstreamError, UpstreamTimeout, QueueFull, ModelUnavailable)
+UPSTREAM_FAULTS = (UpstreamError, UpstreamTimeout)
+FALLBACK_ERRORS = (*UPSTREAM_FAULTS, QueueFull, ModelUnavailable)
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,10 @@ class Gateway:
 
         held = replay(draft.unsure) if draft.unsure is not None else None
         chunks, model = await self._logged(
-            request, ctx, plan, self._first_answer(plan, ctx, request, primed, held=held)
+            request,
+            ctx,
+            plan,
+            self._first_answer(plan, ctx, request, primed, held=held, streamed=True),
         )
         route = _route(model, plan, ctx)
         billed = held is not None and model == plan.cascade_from  # the draft answered
@@ -358,12 +362,14 @@ class Gateway:
         call: Callable[[Backend, GenerateRequest], Awaitable[T]],
         *,
         held: T | None = None,
+        streamed: bool = False,
     ) -> tuple[T, ModelInfo]:
         """Try the plan's models in order; a failing tier falls to the next one (the reason
         says why), and a model that keeps failing is skipped for a while (`routing/health.py`).
         A prompt too long for a router's weak choice goes to the roomier models of the plan.
         `held`: the cascade's unsure draft, the answer when the chain comes down to its model
-        (it is not asked again)."""
+        (it is not asked again). `streamed`: the result is a stream that has only begun; how
+        it ends tells the model's health (`_observed`)."""
         last_error: SmallfirstError | None = None
         candidates = list(plan.candidates)
         for model in candidates:  # grows (once) when the prompt does not fit
@@ -389,7 +395,8 @@ class Gateway:
                 last_error = error
                 ctx.tried.append(model.id)
                 continue
-            self.health.succeeded(model.id)
+            if not streamed:
+                self.health.succeeded(model.id)
             return result, model
         raise last_error or self._all_cooling_down(plan.candidates)
 
@@ -412,8 +419,7 @@ class Gateway:
         try:
             return await step
         except (Exception, asyncio.CancelledError) as error:
-            model = answering or (plan.candidates[0] if plan else None)
-            route = _route(model, plan, ctx) if plan and model else None
+            route = _failed_route(plan, ctx, answering) if plan else None
             failed = served(error)
             told = failed or ctx.stopped_by  # cancelled: by its client, or by the gateway
             status = told.status if told else CLIENT_CLOSED_REQUEST
@@ -443,9 +449,12 @@ class Gateway:
                 usage = chunk.usage or usage
                 yield chunk
             status = 200
+            self.health.succeeded(route.model.id)
         except Exception as exc:
             error = served(exc)
             status = error.status
+            if isinstance(exc, UPSTREAM_FAULTS):  # a stream that keeps breaking off
+                self.health.failed(route.model.id, error.message)
             if error is exc:
                 raise
             raise error from exc
@@ -525,6 +534,18 @@ def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
 
 def _route(model: ModelInfo, plan: Plan, ctx: RequestContext) -> RouteInfo:
     return RouteInfo(model, plan.router, plan.reason, plan.score, plan.threshold, tuple(ctx.tried))
+
+
+def _failed_route(plan: Plan, ctx: RequestContext, answering: ModelInfo | None) -> RouteInfo:
+    """A failed request's route: the model whose failure ended it (`answering`, else the
+    last one tried, else the plan's first), after the models tried before it. (The failing
+    model counted as an escalation of its own: a model asked for by id that failed was
+    "escalated or fell back".)"""
+    last = ctx.tried[-1] if ctx.tried else None
+    tried = {m.id: m for m in [*plan.candidates, *plan.roomier]}
+    model = answering or tried.get(last or "") or plan.candidates[0]
+    before = ctx.tried[:-1] if model.id == last else ctx.tried
+    return RouteInfo(model, plan.router, plan.reason, plan.score, plan.threshold, tuple(before))
 
 
 def _cost_of(model: ModelInfo, result: object) -> float:

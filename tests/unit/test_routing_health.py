@@ -1,10 +1,16 @@
 """Skipping a model that keeps failing: the breaker per model, and the gateway using it."""
 
+import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
+from smallfirst.completions import Chunk
 from smallfirst.config import CircuitBreakerConfig
 from smallfirst.errors import QueueFull, UpstreamError
 from smallfirst.routing.health import ModelHealth
+from smallfirst.types import GenerateRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 
@@ -117,3 +123,61 @@ def test_a_busy_local_model_is_not_skipped_but_a_rate_limiting_upstream_is(
         for _ in range(3):
             assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 429
         assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 503
+
+
+def test_streams_that_keep_breaking_off_open_the_breaker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that began counted as a success at its first piece, which reset the count:
+    an upstream cutting every stream after one piece was never skipped."""
+    client, gateway = fake_client(fake_settings(tmp_path))
+    gateway.health = ModelHealth(gateway.settings.routing.circuit_breaker, Clock())
+
+    async def cut_off(request: GenerateRequest) -> AsyncIterator[Chunk]:
+        yield Chunk(text="Hel")
+        raise UpstreamError("big: upstream stream broke off")
+
+    monkeypatch.setattr(fake_backend(gateway, "big"), "stream", cut_off)
+    with client:
+        for _ in range(3):
+            streamed = client.post("/v1/chat/completions", json=chat_body("big", stream=True))
+            assert "upstream stream broke off" in streamed.text
+        skipped = client.post("/v1/chat/completions", json=chat_body("big", stream=True))
+    assert skipped.status_code == 503
+    assert "after 3 failures in a row (last: big: upstream stream broke off)" in skipped.text
+
+
+def test_a_stream_that_ends_well_closes_the_breaker(
+    tmp_path: Path,
+) -> None:
+    client, gateway = fake_client(fake_settings(tmp_path))
+    gateway.health = ModelHealth(gateway.settings.routing.circuit_breaker, Clock())
+    gateway.health.failed("big", "x")
+    gateway.health.failed("big", "x")
+    with client:
+        assert (
+            client.post("/v1/chat/completions", json=chat_body("big", stream=True)).status_code
+            == 200
+        )
+    gateway.health.failed("big", "x")
+    assert gateway.health.cooling_down_s("big") == 0  # one failure since the success
+
+
+def test_a_failed_request_lists_only_the_models_tried_before_the_last(tmp_path: Path) -> None:
+    """A model asked for by id that failed was logged as its own escalation, and `stats`
+    counted it as escalated or fallen back."""
+    client, gateway = fake_client(fake_settings(tmp_path))
+    fake_backend(gateway, "big").queue(UpstreamError("big: upstream answered 500"))
+    fake_backend(gateway, "tiny").queue(UpstreamError("tiny: broken"))
+    fake_backend(gateway, "big").queue(UpstreamError("big: upstream answered 500"))
+    with client:
+        assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 502
+        to_cloud = {"x-smallfirst-route": "cloud"}
+        both = client.post("/v1/chat/completions", json=chat_body("auto"), headers=to_cloud)
+        assert both.status_code == 502
+        client.get("/metrics")  # the log writer catches up in the background
+    gateway.request_log.close()
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT model_answered, escalations, status FROM requests ORDER BY created_at"
+    )
+    assert [row[1:] for row in rows] == [(None, 502), ("big", 502)]
