@@ -207,3 +207,20 @@ def test_name_start_skips_verbs_and_lower_case_words(value: str, name: str) -> N
 def test_pieces_of_one_name(text: str, first: str, second: str, expected: bool) -> None:
     end, start = text.index(first) + len(first), text.rindex(second)
     assert names.joins_name_pieces(text, end, start) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Customer: Efimiya Petrova", ["Efimiya Petrova"]),
+        ("Patient name: Lerato Dlamini\nWard: 4B", ["Lerato Dlamini"]),
+        ("Recipient: Sherlock Holmes", ["Sherlock Holmes"]),  # the label is no name
+        ("Emergency contact: Kwame Boateng", ["Kwame Boateng"]),
+        ("Customer: Guest", []),  # no one in particular
+        ("Sender: Support Team", []),
+    ],
+)
+def test_a_form_field_names_the_person_it_labels(
+    detector: PiiDetector, text: str, expected: list[str]
+) -> None:
+    assert _people(detector, text) == expected

@@ -36,6 +36,12 @@ _PARTICLE_WORD = re.compile(PARTICLE)
 _HONORIFIC = r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)"
 _TITLES = rf"(?:(?:{_HONORIFIC}|Sir)\.?[ \t]+)"
 _NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
+# Form fields whose value is a person ("Customer: Efimiya Petrova", "Patient name: Ana Ruiz").
+_PERSON_FIELD = (
+    rf"(?i:{literal_alternation(vetoes.PERSON_FIELD_LABELS)}|account holder|requested by|"
+    r"reported by|approved by|prepared by|submitted by|contact person|next of kin|"
+    r"emergency contact)(?:[ \t]+(?i:name|full name))?"
+)
 _NAME_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
     rf"[Ss]incerely,?|[Rr]egards,?|[Ss]igned|[Dd]irected [Bb]y:?|[Ss]tarring|[Ww]ritten by|"
@@ -45,7 +51,7 @@ _NAME_CUE = re.compile(
     rf"brother|sister|grandmother|grandfather|uncle|aunt|cousin|neighbou?r)|"
     rf"[Nn]amed (?:him|her)|[Tt]ell|[Tt]old|[Ss]aid|[Ss]ays|[Ss]houted at|[Aa]sked|[Tt]hanks?,?|"
     rf"['’]s name|[Aa]ssistant to|[Ss]poke (?:to|with)|[Tt]alk(?:ed)? to|"
-    rf"(?:Assignee|Reporter|Owner|Author|Reviewer|Approver|Requester|Recipient|Attendees?):|"
+    rf"(?:Owner|Author|Reviewer|Approver|{_PERSON_FIELD}):|"
     rf"(?:{_HONORIFIC}|Sir|Madam)\.?))[ \t]*\n?[ \t]*"
     rf"{_TITLES}?({_NAME})",
     re.MULTILINE,
@@ -65,7 +71,8 @@ _NOT_NAMES = frozenset(
      "By", "System", "Human", "AI", "Input", "Output", "Example", "Context", "Task", "Me", "Us",
      "Him", "Them", "Now", "Today", "Tomorrow", "Tonight", "Yesterday", "Meanwhile", "Later",
      "Then", "However", "Recently", "Finally", "Actually", "Apparently", "Unfortunately",
-     "Hopefully", "Mum", "Grandma", "Grandpa"}
+     "Hopefully", "Mum", "Grandma", "Grandpa", "Guest", "Unknown", "Unassigned", "Anonymous",
+     "None", "Nobody", "TBD"}
 )  # fmt: skip
 _LOCATION_PREPOSITION = re.compile(r"(?:\b(?:in|from|near)|\barrived at)\s+$")
 

@@ -177,6 +177,14 @@ def opens_a_place_name(word: str) -> bool:
     return _bare(word) in _PLACE_HEADS
 
 
+# Labels of fields whose value is a person ("Customer: Efimiya Petrova"): labels, not names.
+PERSON_FIELD_LABELS = frozenset(
+    {"customer", "client", "patient", "guest", "recipient", "sender", "addressee", "employee",
+     "applicant", "tenant", "landlord", "attendee", "attendees", "passenger", "beneficiary",
+     "cardholder", "policyholder", "assignee", "requester", "reporter", "spouse", "guardian",
+     "contact"}
+)  # fmt: skip
+
 # "Authorization: Bearer ...", "Status: Open": the labels of header, log, ticket and form
 # fields are written like a dialogue speaker. HTTP (RFC 9110) and e-mail (RFC 5322) header
 # names, log levels and the usual fields of tickets and forms; compared in lower case, as
@@ -199,8 +207,8 @@ _FIELD_LABELS = frozenset(
      "city", "file", "line", "module", "service", "output", "input", "environment",
      "requirement", "requirements", "context", "feedback", "answer", "question", "hint",
      "tip", "step", "todo", "fixme", "problem", "issue", "bug", "fix", "goal", "rule", "rules",
-     "background", "constraints", "update", "traceback", "stacktrace"}
-)  # fmt: skip
+     "background", "constraints", "update", "traceback", "stacktrace", "name"}
+) | PERSON_FIELD_LABELS  # fmt: skip
 # Nominalisations ("Authorization", "Description", "Version") are not given names.
 _NOMINALISATION = re.compile(r"(?i)[a-z]{3}(?:tion|sion)s?$")
 
