@@ -61,12 +61,13 @@ class TokenLogprob(SpelledToken):
     top: list[TopLogprob] = Field(default_factory=list)
 
 
-FinishReason = Literal["stop", "length", "tool_calls"]
+# content_filter: an upstream's moderation cut the answer (local models never end so)
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
 def finish_reason_of(upstream: object) -> FinishReason:
-    """An upstream's finish reason in our terms (content filters and the like end as stop)."""
-    return upstream if upstream in ("length", "tool_calls") else "stop"
+    """An upstream's finish reason in our terms (the others, "eos" and the like, end as stop)."""
+    return upstream if upstream in ("length", "tool_calls", "content_filter") else "stop"
 
 
 class Completion(BaseModel):
@@ -77,6 +78,10 @@ class Completion(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     logprobs: list[TokenLogprob] | None = None
     tool_calls: list[ToolCall] | None = None
+    # An upstream's refusal (OpenAI's `message.refusal`) and its reasoning before the answer
+    # (DeepSeek's and vLLM's `reasoning_content`); local models write neither.
+    refusal: str | None = None
+    reasoning: str | None = None
 
 
 class ToolCallDelta(BaseModel):
@@ -98,6 +103,8 @@ class Chunk(BaseModel):
     text: str = ""
     logprobs: list[TokenLogprob] | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    refusal: str = ""  # pieces of Completion's refusal and reasoning
+    reasoning: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
 
@@ -112,6 +119,8 @@ def completion_from_chunks(chunks: list[Chunk], *, with_logprobs: bool) -> Compl
         usage=final.usage or Usage(),
         logprobs=logprobs if with_logprobs else None,
         tool_calls=join_tool_call_deltas([d for chunk in chunks for d in chunk.tool_calls or []]),
+        refusal="".join(chunk.refusal for chunk in chunks) or None,
+        reasoning="".join(chunk.reasoning for chunk in chunks) or None,
     )
 
 

@@ -139,6 +139,15 @@ class UpstreamError(SmallfirstError):
     code = "upstream_error"
 
 
+class UpstreamQuotaSpent(UpstreamError):
+    """An upstream said its account's quota is spent: retrying will not help, and the client
+    is told as OpenAI tells it. An upstream failure all the same, for the fallback chain."""
+
+    status = 429
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class ModelUnavailable(SmallfirstError):
     status = 503
     error_type = "api_error"

@@ -334,7 +334,12 @@ def restore(result: Any, guard: GuardResult | None) -> Any:
             for call in result.tool_calls or []
         ]
         text = guard.restore(result.text, in_json_string=guard.json_answer)
-        return result.model_copy(update={"text": text, "tool_calls": calls or None})
+        side = {  # an upstream's refusal and reasoning may quote the request too
+            name: guard.restore(value)
+            for name in ("refusal", "reasoning")
+            if (value := getattr(result, name)) is not None
+        }
+        return result.model_copy(update={"text": text, "tool_calls": calls or None, **side})
     if isinstance(result, list):
         restored = _ChunkRestorer(guard)
         return [restored(chunk) for chunk in result]
@@ -355,17 +360,22 @@ class _ChunkRestorer:
 
 
 class _AnswerRestorer:
-    """Values back into one answer's streamed pieces: the text and each tool call's arguments
-    have their own restorer (a placeholder can be split across pieces of either); the last
-    piece (it has a finish reason) flushes what was held back."""
+    """Values back into one answer's streamed pieces: the text, the refusal, the reasoning
+    and each tool call's arguments have their own restorer (a placeholder can be split
+    across pieces of any); the last piece (it has a finish reason) flushes what was held
+    back."""
 
     def __init__(self, guard: GuardResult) -> None:
         self._guard = guard
         self._text = guard.stream_restorer(in_json_string=guard.json_answer)
+        self._refusal = guard.stream_restorer()
+        self._reasoning = guard.stream_restorer()
         self._arguments: dict[int, StreamRestorer] = {}
 
     def __call__(self, chunk: Chunk) -> Chunk:
         text = self._text.feed(chunk.text)
+        refusal = self._refusal.feed(chunk.refusal)
+        reasoning = self._reasoning.feed(chunk.reasoning)
         calls = [
             delta.model_copy(
                 update={"arguments": self._for_call(delta.index).feed(delta.arguments)}
@@ -374,11 +384,20 @@ class _AnswerRestorer:
         ]
         if chunk.finish_reason is not None:
             text += self._text.flush()
+            refusal += self._refusal.flush()
+            reasoning += self._reasoning.flush()
             for index, restorer in self._arguments.items():
                 rest = restorer.flush()
                 if rest:
                     calls.append(ToolCallDelta(index=index, arguments=rest))
-        return chunk.model_copy(update={"text": text, "tool_calls": calls or None})
+        return chunk.model_copy(
+            update={
+                "text": text,
+                "tool_calls": calls or None,
+                "refusal": refusal,
+                "reasoning": reasoning,
+            }
+        )
 
     def _for_call(self, index: int) -> StreamRestorer:
         if index not in self._arguments:

@@ -291,9 +291,12 @@ class SamplingParams(ApiModel):
         return value
 
     def openai_body(self) -> dict[str, Any]:
-        """The request as an upstream OpenAI-compatible server expects it (no extensions)."""
+        """The request as an upstream OpenAI-compatible server expects it (no extensions), with
+        the fields the client sent: defaults it did not send (`logprobs: false`, `n: 1`,
+        `echo: false`) are the upstream's own, and some servers refuse fields they lack."""
+        unsent = set(type(self).model_fields) - self.model_fields_set
         return self.model_dump(
-            mode="json", exclude_none=True, by_alias=True, exclude=SMALLFIRST_FIELDS
+            mode="json", exclude_none=True, by_alias=True, exclude=SMALLFIRST_FIELDS | unsent
         )
 
     @property

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from smallfirst.errors import INTERNAL_ERROR_MESSAGE, UpstreamError
+from smallfirst.answers import RouteInfo
+from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
+from smallfirst.errors import INTERNAL_ERROR_MESSAGE, UpstreamError, UpstreamQuotaSpent
 from smallfirst.logs import RequestLog
 from smallfirst.server.app import create_app
+from smallfirst.server.render import ChunkRenderer, completion_body
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest
 from tests.helpers import (
@@ -352,6 +355,48 @@ def test_upstream_failure_is_502_without_a_trace(api: tuple[TestClient, Gateway]
     response = client.post("/v1/chat/completions", json=chat_body("big"))
     assert response.status_code == 502
     assert "Traceback" not in response.text
+
+
+def test_an_upstreams_spent_quota_is_a_429_insufficient_quota(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    client, gateway = api
+    spent = UpstreamQuotaSpent("big: You exceeded your current quota.")
+    spent.retry_after_s = 7  # as the upstream said it
+    fake_backend(gateway, "big").queue(spent)
+    response = client.post("/v1/chat/completions", json=chat_body("big"))
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "insufficient_quota"
+    assert response.headers["retry-after"] == "7"
+
+
+def test_an_upstreams_refusal_reasoning_and_content_filter_reach_the_client() -> None:
+    """They were dropped, and content_filter became stop (local models write none of them)."""
+    request = ChatRequest.model_validate(chat_body("big", stream=True))
+    model = ModelInfo(id="big", tier="cloud", backend="openai_compat", context_length=100)
+    route = RouteInfo(model=model, router="none", reason="asked for by id")
+    answer = Completion(
+        text="", refusal="I can't help.", reasoning="Hm.", finish_reason="content_filter"
+    )
+    whole = completion_body(request, [answer], Usage(), route, "r1")
+    (choice,) = whole["choices"]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": None,
+        "refusal": "I can't help.",
+        "reasoning_content": "Hm.",
+    }
+    renderer = ChunkRenderer(request, route, "r1")
+    pieces = [
+        Chunk(reasoning="Hm."),
+        Chunk(refusal="I can't"),
+        Chunk(finish_reason="content_filter"),
+    ]
+    events = [event for piece in pieces for event in renderer.events(piece)]
+    deltas = [event["choices"][0]["delta"] for event in events]
+    assert deltas == [{"reasoning_content": "Hm."}, {"refusal": "I can't"}, {}]
+    assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
 
 
 @pytest.mark.parametrize("stream", [False, True])

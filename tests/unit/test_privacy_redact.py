@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import itertools
 
-from smallfirst.privacy import Finding, Redaction, StreamRestorer, audit_summary, redact_messages
+from smallfirst.completions import Chunk, Completion
+from smallfirst.privacy import (
+    Finding,
+    GuardResult,
+    Redaction,
+    StreamRestorer,
+    audit_summary,
+    redact_messages,
+)
 from smallfirst.privacy.redact import redact_texts
+from smallfirst.privacy_step import restore
 from smallfirst.types import ChatMessage, TextPart
 
 
@@ -127,3 +136,21 @@ def test_audit_summary_has_counts_and_action_but_no_values() -> None:
         "EMAIL_ADDRESS": {"count": 1, "action": "redact"},
         "PERSON": {"count": 2, "action": "redact"},
     }
+
+
+def test_an_upstreams_refusal_and_reasoning_get_the_values_back() -> None:
+    guard = GuardResult("redact", [], redaction=Redaction({"<PERSON_1>": "Ana Ruiz"}))
+    whole = restore(
+        Completion(text="", refusal="I won't mail <PERSON_1>.", reasoning="<PERSON_1> asked"),
+        guard,
+    )
+    assert (whole.refusal, whole.reasoning) == ("I won't mail Ana Ruiz.", "Ana Ruiz asked")
+    pieces = [
+        Chunk(reasoning="<PERSON_1> as"),
+        Chunk(refusal="I won't mail <PER"),
+        Chunk(refusal="SON_1>."),
+        Chunk(finish_reason="stop"),
+    ]
+    restored = restore(pieces, guard)
+    assert "".join(chunk.refusal for chunk in restored) == "I won't mail Ana Ruiz."
+    assert "".join(chunk.reasoning for chunk in restored) == "Ana Ruiz as"

@@ -106,7 +106,7 @@ def test_input_items_become_the_chat_conversation(api: tuple[TestClient, Gateway
     assert sent.messages[2].tool_calls[0].function.name == "get_weather"
     assert sent.messages[3].tool_call_id == "call_1"
     assert sent.messages[3].text == "rain"
-    assert sent.max_tokens == 50
+    assert (sent.max_tokens, sent.max_completion_tokens) == (None, 50)
     assert sent.response_format is not None
     assert sent.response_format.json_schema is not None
     assert sent.response_format.json_schema.name == "w"
@@ -194,6 +194,26 @@ def test_an_answer_cut_by_max_output_tokens_is_incomplete() -> None:
     assert last["response"]["output"] == [item_done["item"]]
     assert item_done["item"]["status"] == "incomplete"
     assert item_done["item"]["content"][0]["text"] == "Hello"
+
+
+def test_an_upstreams_refusal_and_content_filter_are_told_as_openai_tells_them() -> None:
+    """The refusal was dropped and a filtered answer was `completed`."""
+    asked = ResponsesRequest(model="m", input="Hi")
+    refused = Completion(text="", refusal="I can't help.", finish_reason="content_filter")
+    body = response_body(asked, refused, _route(), "r1")
+    assert (body["status"], body["incomplete_details"]) == (
+        "incomplete",
+        {"reason": "content_filter"},
+    )
+    assert body["output"][0]["content"][1] == {"type": "refusal", "refusal": "I can't help."}
+    Response.model_validate(body)
+    events = ResponseEvents(asked, _route(), "r1")
+    pieces = [Chunk(refusal="I can't"), Chunk(refusal=" help."), Chunk(finish_reason="stop")]
+    seen = [*events.opening(), *(e for piece in pieces for e in events.events(piece))]
+    TypeAdapter(list[ResponseStreamEvent]).validate_python(seen)
+    kinds = [e["type"].removeprefix("response.") for e in seen if "refusal" in e["type"]]
+    assert kinds == ["refusal.delta", "refusal.delta", "refusal.done"]
+    assert seen[-1]["response"]["output"][0]["content"][1]["refusal"] == "I can't help."
 
 
 def test_several_calls_stream_one_after_another_as_openai_streams_them() -> None:

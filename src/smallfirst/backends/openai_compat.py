@@ -3,45 +3,49 @@
 aiohttp rather than httpx: measured on this machine, a bare proxy adds 0.62 ms per call with
 aiohttp's client and 1.45 ms with httpx's (docs/benchmarks.md), and that hop is the
 gateway's whole overhead budget. Retries with exponential backoff on 429, 5xx and connection
-errors, but only before the first byte of an answer has reached our client: a stream that
-already started is never replayed.
+errors (waiting as long as an upstream's `Retry-After` asks, up to MAX_RETRY_WAIT_S), but only
+before the first byte of an answer has reached our client: a stream that already started is
+never replayed. How the answers are read is in `openai_wire.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import pydantic_core
 
 from smallfirst.backends.base import Backend, info_from_config
-from smallfirst.completions import (
-    Chunk,
-    Completion,
-    ModelInfo,
-    TokenLogprob,
-    ToolCallDelta,
-    TopLogprob,
-    Usage,
-    finish_reason_of,
+from smallfirst.backends.openai_wire import (
+    StreamReader,
+    completion_of,
+    sse_payloads,
+    upstream_error,
 )
+from smallfirst.completions import Chunk, Completion, ModelInfo
 from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import (
-    ContextLengthExceeded,
     InvalidRequest,
-    QueueFull,
     SmallfirstError,
     UpstreamError,
+    UpstreamQuotaSpent,
     UpstreamTimeout,
 )
-from smallfirst.types import ChatRequest, FunctionCall, GenerateRequest, ToolCall
+from smallfirst.types import ChatRequest, GenerateRequest
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
-CLIENT_ERROR_STATUSES = {400, 413, 422}
+# The longest `Retry-After` waited for before trying again: asked for longer, the error goes
+# to the client at once (with the wait as its `retry-after`), not held for minutes.
+MAX_RETRY_WAIT_S = 10.0
+# What makes a stream's usage exact; older Azure api-versions refuse it (then: estimated).
+STREAM_OPTIONS = "stream_options"
 
 
 class OpenAICompatBackend(Backend):
@@ -54,6 +58,7 @@ class OpenAICompatBackend(Backend):
         if config.api_key_env and os.environ.get(config.api_key_env):
             self._headers["Authorization"] = f"Bearer {os.environ[config.api_key_env]}"
         self._session: aiohttp.ClientSession | None = None
+        self._stream_options_refused = False
 
     def info(self) -> ModelInfo:
         return info_from_config(self.config)
@@ -81,10 +86,10 @@ class OpenAICompatBackend(Backend):
         body = request.openai_body()
         body["model"] = self.config.remote_model or self.config.id
         body["stream"] = stream
-        if stream:
-            body["stream_options"] = {"include_usage": True}
+        if stream and not self._stream_options_refused:
+            body[STREAM_OPTIONS] = {"include_usage": True}
         else:
-            body.pop("stream_options", None)
+            body.pop(STREAM_OPTIONS, None)
         path = "chat/completions" if isinstance(request, ChatRequest) else "completions"
         return path, body
 
@@ -94,6 +99,7 @@ class OpenAICompatBackend(Backend):
         data = pydantic_core.to_json(body)
         attempt = 0
         while True:
+            wait: float | None = None  # how long the upstream asked us to wait
             try:
                 response = await self._client().post(url, data=data)
             except TimeoutError as exc:
@@ -107,14 +113,27 @@ class OpenAICompatBackend(Backend):
             else:
                 if response.status < 300:
                     return response
-                error = await _status_error(self.config.id, response)
+                error, wait = await _status_error(self.config.id, response)
                 cause = RuntimeError(f"upstream answered {response.status}")
-                if response.status not in RETRY_STATUSES:
+                if response.status not in RETRY_STATUSES or isinstance(error, UpstreamQuotaSpent):
                     raise error from cause
-            if attempt >= self.config.max_retries:
+            if attempt >= self.config.max_retries or (wait or 0) > MAX_RETRY_WAIT_S:
                 raise error from cause
-            await asyncio.sleep(self.config.backoff_s * (2**attempt))
+            await asyncio.sleep(max(self.config.backoff_s * (2**attempt), wait or 0))
             attempt += 1
+
+    async def _send_stream(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """`_send`, once more without `stream_options` if the upstream refuses them (older
+        Azure api-versions: "Unrecognized request argument supplied: stream_options"); this
+        backend then leaves them out and estimates the usage of its streams."""
+        try:
+            return await self._send(path, body)
+        except InvalidRequest as error:
+            if STREAM_OPTIONS not in body or not _names_stream_options(error):
+                raise
+        self._stream_options_refused = True
+        del body[STREAM_OPTIONS]
+        return await self._send(path, body)
 
     async def complete(self, request: GenerateRequest) -> Completion:
         path, body = self._path_and_body(request, stream=False)
@@ -129,86 +148,40 @@ class OpenAICompatBackend(Backend):
         finally:
             response.release()
         try:
-            data = json.loads(raw)
-            choice = data["choices"][0]
-            text = choice["message"].get("content") if "message" in choice else choice["text"]
-            tool_calls = _tool_calls((choice.get("message") or {}).get("tool_calls"))
+            return completion_of(json.loads(raw), body, self.config.id)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise UpstreamError(f"{self.config.id}: malformed upstream answer") from exc
-        written = (text or "") + "".join(c.function.arguments for c in tool_calls or [])
-        return Completion(
-            text=text or "",
-            finish_reason=finish_reason_of(choice.get("finish_reason")),
-            usage=_usage(data.get("usage"), body, written),
-            logprobs=_logprobs(choice.get("logprobs")),
-            tool_calls=tool_calls,
-        )
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         path, body = self._path_and_body(request, stream=True)
-        response = await self._send(path, body)
-        finishes: dict[int, str] = {}
-        usage: Usage | None = None
-        emitted: list[str] = []
+        response = await self._send_stream(path, body)
+        reader = StreamReader(self.config.id, request.n)
+        done = False
         try:
-            async for payload in _sse_payloads(response):
+            async for payload in sse_payloads(response):
                 if payload == "[DONE]":
+                    done = True
                     break
-                data = json.loads(payload)
-                if data.get("usage"):
-                    usage = Usage.model_validate(data["usage"])
-                for choice in data.get("choices") or []:
-                    index = self._choice_index(choice, request.n)
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content") if "delta" in choice else choice.get("text")
-                    logprobs = _logprobs(choice.get("logprobs"))
-                    calls = _tool_call_deltas(delta.get("tool_calls"))
-                    if text or logprobs or calls:
-                        emitted.append((text or "") + "".join(c.arguments for c in calls or []))
-                        yield Chunk(
-                            index=index, text=text or "", logprobs=logprobs, tool_calls=calls
-                        )
-                    if choice.get("finish_reason"):
-                        finishes[index] = choice["finish_reason"]
+                for chunk in reader.chunks(payload):
+                    yield chunk
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"{self.config.id}: upstream timed out mid-stream") from exc
+            if not reader.all_finished:
+                raise UpstreamTimeout(f"{self.config.id}: upstream timed out mid-stream") from exc
         except (aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
-            raise UpstreamError(f"{self.config.id}: upstream stream broke off") from exc
+            # after every answer finished, what broke off was the usage (then: estimated)
+            if not reader.all_finished:
+                raise UpstreamError(f"{self.config.id}: upstream stream broke off") from exc
         finally:
             response.release()
-        if len(finishes) < request.n:
-            raise UpstreamError(f"{self.config.id}: upstream stream ended without finishing")
-        usage = usage or _usage(None, body, "".join(emitted))
-        for index in range(request.n):  # the last one carries the usage of all
-            yield Chunk(
-                index=index,
-                finish_reason=finish_reason_of(finishes[index]),
-                usage=usage if index == request.n - 1 else None,
-            )
-
-    def _choice_index(self, choice: dict[str, Any], n: int) -> int:
-        index = choice.get("index", 0)
-        if not isinstance(index, int) or not 0 <= index < n:
-            raise UpstreamError(f"{self.config.id}: upstream sent choice {index!r} of {n}")
-        return index
+        for chunk in reader.ending(body, done=done):
+            yield chunk
 
 
-async def _sse_payloads(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    """The `data:` payloads of a server-sent event stream, however the bytes were chunked.
-    Lines are split here rather than with aiohttp's readline, which caps a line at 64 KiB
-    (a chunk with many top_logprobs can be longer)."""
-    pending = b""
-    async for block in response.content.iter_any():
-        pending += block
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line.startswith(b"data:"):
-                yield line[5:].strip().decode()
-    if pending.startswith(b"data:"):
-        yield pending[5:].strip().decode()
-
-
-async def _status_error(model_id: str, response: aiohttp.ClientResponse) -> SmallfirstError:
+async def _status_error(
+    model_id: str, response: aiohttp.ClientResponse
+) -> tuple[SmallfirstError, float | None]:
+    """The error an upstream answered, and how long it asked us to wait (passed on to the
+    client as `retry-after`)."""
     try:
         raw = await response.read()
     except (TimeoutError, aiohttp.ClientError):
@@ -220,101 +193,32 @@ async def _status_error(model_id: str, response: aiohttp.ClientResponse) -> Smal
         message = str(told["message"])
     except (ValueError, KeyError, TypeError):
         told, message = {}, raw[:200].decode(errors="replace")
-    status = response.status
-    if status in CLIENT_ERROR_STATUSES:  # its code and param say what to change, as sent
-        code, param = _code_and_param(told)
-        kind = ContextLengthExceeded if code == ContextLengthExceeded.code else InvalidRequest
-        return kind(f"{model_id}: {message}", param=param, code=code)
-    if status == 429:
-        return QueueFull(
-            f"{model_id}: upstream is rate limiting: {message}", code="upstream_rate_limited"
-        )
-    return UpstreamError(f"{model_id}: upstream answered {status}: {message}")
+    error = upstream_error(model_id, response.status, told, message)
+    wait = _retry_after_s(response.headers)
+    if wait is not None:
+        error.retry_after_s = math.ceil(wait)
+    return error, wait
 
 
-def _code_and_param(error: Any) -> tuple[str | None, str | None]:
-    """An upstream error's code and param, where it gives them as text."""
-    if not isinstance(error, dict):
-        return None, None
-    code, param = error.get("code"), error.get("param")
-    return (
-        code if isinstance(code, str) else None,
-        param if isinstance(param, str) else None,
-    )
-
-
-def _usage(raw: Any, body: dict[str, Any], text: str) -> Usage:
-    """Upstream usage when given; otherwise a 4-characters-per-token estimate (documented)."""
-    if isinstance(raw, dict) and "prompt_tokens" in raw:
-        return Usage.model_validate(raw)
-    prompt_chars = len(json.dumps(body.get("messages") or body.get("prompt") or ""))
-    return Usage(prompt_tokens=max(prompt_chars // 4, 1), completion_tokens=len(text) // 4)
-
-
-def _tool_calls(raw: Any) -> list[ToolCall] | None:
-    """`message.tool_calls`, read for the fields OpenAI defines: servers add their own (an
-    `index`, say), and some send the arguments as an object rather than JSON text."""
-    if not raw:
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """How long an upstream asks us to wait: `retry-after-ms` (OpenAI's), or `Retry-After` in
+    seconds or as an HTTP date; None when it does not say (or says it unreadably)."""
+    try:
+        if "retry-after-ms" in headers:
+            wait = float(headers["retry-after-ms"]) / 1000
+            return max(wait, 0.0) if math.isfinite(wait) else None  # "inf", "1e999"
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        if value.strip().replace(".", "", 1).isdigit():
+            return float(value) if math.isfinite(float(value)) else None
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
-    calls = []
-    for number, item in enumerate(raw):
-        function = item["function"]
-        arguments = function.get("arguments")
-        if arguments is None:  # some servers' way to say "no arguments"; "" is a call cut off
-            arguments = "{}"
-        calls.append(
-            ToolCall(
-                id=item.get("id") or f"call_{number}",
-                function=FunctionCall(
-                    name=function["name"],
-                    arguments=arguments if isinstance(arguments, str) else json.dumps(arguments),
-                ),
-            )
-        )
-    return calls
+    if when.tzinfo is None:  # the HTTP date format is GMT
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-def _tool_call_deltas(raw: Any) -> list[ToolCallDelta] | None:
-    """Streamed `delta.tool_calls`: `{index, id?, type?, function: {name?, arguments?}}`."""
-    if not raw:
-        return None
-    return [
-        ToolCallDelta(
-            index=item.get("index", 0),
-            id=item.get("id"),
-            name=(item.get("function") or {}).get("name"),
-            arguments=(item.get("function") or {}).get("arguments") or "",
-        )
-        for item in raw
-    ]
-
-
-def _logprobs(raw: Any) -> list[TokenLogprob] | None:
-    """Chat (`content: [...]`) and legacy completion (`tokens`, `token_logprobs`) shapes."""
-    if not isinstance(raw, dict):
-        return None
-    if isinstance(raw.get("content"), list):
-        return [
-            TokenLogprob(
-                token=item["token"],
-                logprob=item["logprob"],
-                utf8=item.get("bytes"),
-                top=[
-                    TopLogprob(token=t["token"], logprob=t["logprob"], utf8=t.get("bytes"))
-                    for t in item.get("top_logprobs") or []
-                ],
-            )
-            for item in raw["content"]
-        ]
-    tokens, values = raw.get("tokens"), raw.get("token_logprobs")
-    if isinstance(tokens, list) and isinstance(values, list):
-        tops = raw.get("top_logprobs") or [None] * len(tokens)
-        return [
-            TokenLogprob(
-                token=token,
-                logprob=value,
-                top=[TopLogprob(token=k, logprob=v) for k, v in (top or {}).items()],
-            )
-            for token, value, top in zip(tokens, values, tops, strict=False)
-        ]
-    return None
+def _names_stream_options(error: InvalidRequest) -> bool:
+    return error.param == STREAM_OPTIONS or STREAM_OPTIONS in error.message

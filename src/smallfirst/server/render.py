@@ -168,9 +168,16 @@ def batch_body(request: TextRequest, answers: list[Answer], request_id: str) -> 
 
 
 def _chat_choice(index: int, completion: Completion) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": completion.text,
+        "refusal": completion.refusal,
+    }
+    if completion.reasoning is not None:  # vLLM's field name (DeepSeek's too)
+        message["reasoning_content"] = completion.reasoning
+    if completion.tool_calls or completion.refusal:
+        message["content"] = completion.text or None  # as OpenAI sends it beside these
     if completion.tool_calls:
-        message["content"] = completion.text or None  # OpenAI sends null beside tool calls
         message["tool_calls"] = [call.model_dump() for call in completion.tool_calls]
     return {
         "index": index,
@@ -237,7 +244,7 @@ class ChunkRenderer:
 
     def events(self, chunk: Chunk) -> list[dict[str, Any]]:
         out = []
-        if chunk.text or chunk.logprobs:
+        if chunk.text or chunk.logprobs or (self.chat and (chunk.refusal or chunk.reasoning)):
             out.append(self._event([self._choice(chunk, finish=None)]))
         if chunk.tool_calls and self.chat:
             delta = {"tool_calls": [_tool_call_delta(d) for d in chunk.tool_calls]}
@@ -252,10 +259,9 @@ class ChunkRenderer:
 
     def _choice(self, chunk: Chunk, finish: str | None) -> dict[str, Any]:
         if self.chat:
-            delta = {"content": chunk.text} if chunk.text or chunk.logprobs else {}
             return {
                 "index": chunk.index,
-                "delta": delta,
+                "delta": _chat_delta(chunk),
                 "logprobs": _chat_logprobs(chunk.logprobs),
                 "finish_reason": finish,
             }
@@ -269,6 +275,15 @@ class ChunkRenderer:
             "logprobs": logprobs,
             "finish_reason": finish,
         }
+
+
+def _chat_delta(chunk: Chunk) -> dict[str, Any]:
+    delta: dict[str, Any] = {"content": chunk.text} if chunk.text or chunk.logprobs else {}
+    if chunk.reasoning:
+        delta["reasoning_content"] = chunk.reasoning
+    if chunk.refusal:
+        delta["refusal"] = chunk.refusal
+    return delta
 
 
 def _tool_call_delta(delta: ToolCallDelta) -> dict[str, Any]:

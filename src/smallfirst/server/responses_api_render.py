@@ -15,6 +15,10 @@ from smallfirst.server.responses_api_request import NamedFunction, ResponsesRequ
 from smallfirst.server.sse import typed_frame
 from smallfirst.types import FunctionCall, ToolCall
 
+# Finish reasons that leave a response incomplete -> OpenAI's `incomplete_details.reason`
+INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+REFUSAL_INDEX = 1  # the refusal part's content_index: after the text part
+
 
 def response_body(
     request: ResponsesRequest,
@@ -24,9 +28,10 @@ def response_body(
     citations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
-    if completion.text or not completion.tool_calls:
+    if completion.text or completion.refusal or not completion.tool_calls:
         logprobs = completion.logprobs or []
-        output.append(_message(f"msg_{request_id}_0", completion.text, "completed", logprobs))
+        text, refusal = completion.text, completion.refusal
+        output.append(_message(f"msg_{request_id}_0", text, "completed", logprobs, refusal))
     for call in completion.tool_calls or []:
         item_id = f"fc_{request_id}_{len(output)}"
         output.append(_function_call(item_id, call, "completed"))
@@ -48,8 +53,8 @@ def _response(
     """The Response object; `finish_reason` None while it is still being generated."""
     if finish_reason is None:
         status, incomplete = "in_progress", None
-    elif finish_reason == "length":
-        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+    elif finish_reason in INCOMPLETE_REASONS:
+        status, incomplete = "incomplete", {"reason": INCOMPLETE_REASONS[finish_reason]}
     else:
         status, incomplete = "completed", None
     return {
@@ -82,15 +87,23 @@ def _response(
 
 
 def _last_item_status(finish_reason: str) -> str:
-    """The status of the item being written when the answer ended: cut by the token limit,
-    it is as incomplete as the response."""
-    return "incomplete" if finish_reason == "length" else "completed"
+    """The status of the item being written when the answer ended: cut by the token limit
+    (or an upstream's content filter), it is as incomplete as the response."""
+    return "incomplete" if finish_reason in INCOMPLETE_REASONS else "completed"
 
 
 def _message(
-    item_id: str, text: str, status: str, logprobs: list[TokenLogprob] | None = None
+    item_id: str,
+    text: str,
+    status: str,
+    logprobs: list[TokenLogprob] | None = None,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
+    """A message item; an upstream's refusal is a content part after the text part (which
+    every message here has, as clients read `output_text` from it)."""
     content = [] if status == "in_progress" else [_text_part(text, logprobs or [])]
+    if refusal and status != "in_progress":
+        content.append(_refusal_part(refusal))
     return {
         "type": "message",
         "id": item_id,
@@ -108,6 +121,10 @@ def _text_part(text: str, logprobs: list[TokenLogprob]) -> dict[str, Any]:
         "annotations": [],
         "logprobs": token_logprobs(logprobs),
     }
+
+
+def _refusal_part(refusal: str) -> dict[str, Any]:
+    return {"type": "refusal", "refusal": refusal}
 
 
 def _function_call(item_id: str, call: ToolCall, status: str) -> dict[str, Any]:
@@ -171,6 +188,7 @@ class ResponseEvents:
         self._done: dict[int, dict[str, Any]] = {}  # output index -> finished item
         self._text: list[str] | None = None  # the open message item's text so far
         self._logprobs: list[TokenLogprob] = []  # and its logprobs, when asked for
+        self._refusal: list[str] | None = None  # its refusal part's text so far, once opened
         self._text_index = 0
         self._calls: dict[int, tuple[int, ToolCall]] = {}  # call index -> (output index, call)
         self._closed_calls: dict[int, tuple[int, ToolCall]] = {}  # the same, once done
@@ -203,6 +221,8 @@ class ResponseEvents:
                     logprobs=token_logprobs(chunk.logprobs or []),
                 )
             )
+        if chunk.refusal:
+            out += self._refusal_piece(chunk.refusal)
         for delta in chunk.tool_calls or []:
             out += self._call_piece(delta)
         if chunk.finish_reason is not None:
@@ -229,22 +249,43 @@ class ResponseEvents:
             ),
         ]
 
+    def _refusal_piece(self, refusal: str) -> list[dict[str, Any]]:
+        out = self._open_message()
+        position = {**self._text_position(), "content_index": REFUSAL_INDEX}
+        if self._refusal is None:
+            self._refusal = []
+            part = _refusal_part("")
+            out.append(self._event("response.content_part.added", **position, part=part))
+        self._refusal.append(refusal)
+        out.append(self._event("response.refusal.delta", **position, delta=refusal))
+        return out
+
     def _close_message(self, status: str = "completed") -> list[dict[str, Any]]:
         if self._text is None:
             return []
         position = self._text_position()
         text, self._text = "".join(self._text), None
         logprobs, self._logprobs = self._logprobs, []
-        item = _message(position["item_id"], text, status, logprobs)
+        refusal, self._refusal = "".join(self._refusal or []), None
+        item = _message(position["item_id"], text, status, logprobs, refusal)
         self._done[self._text_index] = item
         part = item["content"][0]
-        return [
+        out = [
             self._event(
                 "response.output_text.done", **position, text=text, logprobs=part["logprobs"]
             ),
             self._event("response.content_part.done", **position, part=part),
-            self._event("response.output_item.done", output_index=self._text_index, item=item),
         ]
+        if refusal:
+            at_refusal = {**position, "content_index": REFUSAL_INDEX}
+            out += [
+                self._event("response.refusal.done", **at_refusal, refusal=refusal),
+                self._event(
+                    "response.content_part.done", **at_refusal, part=_refusal_part(refusal)
+                ),
+            ]
+        item_done = {"output_index": self._text_index, "item": item}
+        return [*out, self._event("response.output_item.done", **item_done)]
 
     def _call_piece(self, delta: ToolCallDelta) -> list[dict[str, Any]]:
         if delta.index in self._closed_calls:

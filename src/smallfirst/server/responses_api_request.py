@@ -112,8 +112,9 @@ class ResponsesRequest(ApiModel):
         fields: dict[str, Any] = {
             "model": self.model,
             "messages": [m.model_dump(exclude_none=True) for m in self._messages()],
-            "max_tokens": self.max_output_tokens,
-            "logprobs": self.wants_logprobs,
+            # OpenAI's reasoning models refuse max_tokens; local models read either
+            "max_completion_tokens": self.max_output_tokens,
+            "logprobs": True if self.wants_logprobs else None,  # unsent, as the client's
             # alternatives are asked for with logprobs only (as chat checks it)
             "top_logprobs": self.top_logprobs if self.wants_logprobs else None,
             "temperature": self.temperature,

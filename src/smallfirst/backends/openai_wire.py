@@ -1,0 +1,351 @@
+"""What OpenAI-compatible upstreams answer, read as servers other than OpenAI's write it.
+
+Tolerated: content as a list of parts (Mistral), tool calls without `index` (Gemini's OpenAI
+endpoint) or with their arguments as an object, usage with null counts, SSE events spread
+over several `data:` lines or ended by CR alone, `[DONE]` without a finish reason, and a
+connection dropped after every answer finished. What cannot be read raises ValueError,
+KeyError, IndexError or TypeError, which the backend turns into a 502 that the fallback chain
+and the circuit breaker see.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pydantic
+
+from smallfirst.completions import (
+    Chunk,
+    Completion,
+    TokenLogprob,
+    ToolCallDelta,
+    TopLogprob,
+    Usage,
+    finish_reason_of,
+)
+from smallfirst.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    QueueFull,
+    SmallfirstError,
+    UpstreamError,
+    UpstreamQuotaSpent,
+)
+from smallfirst.types import FunctionCall, ToolCall
+
+CLIENT_ERROR_STATUSES = {400, 413, 422}
+USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def completion_of(data: Any, body: dict[str, Any], model_id: str) -> Completion:
+    """A whole answer's first choice (chat's `message` or a text completion's `text`)."""
+    _raise_told_error(data, model_id)
+    choice = data["choices"][0]
+    if "message" in choice:
+        message = _object(choice["message"])
+        text, tool_calls = content_text(message.get("content")), tool_calls_of(message)
+        refusal, reasoning = _side_texts(message)
+    else:
+        text, tool_calls, (refusal, reasoning) = content_text(choice["text"]), None, ("", "")
+    arguments = "".join(call.function.arguments for call in tool_calls or [])
+    return Completion(
+        text=text,
+        finish_reason=finish_reason_of(choice.get("finish_reason")),
+        usage=usage_of(data.get("usage"), body, text + refusal + reasoning + arguments),
+        logprobs=logprobs_of(choice.get("logprobs")),
+        tool_calls=tool_calls,
+        refusal=refusal or None,
+        reasoning=reasoning or None,
+    )
+
+
+class StreamReader:
+    """One upstream stream's events as chunks, and what its end means for each of the `n`
+    answers asked for."""
+
+    def __init__(self, model_id: str, n: int) -> None:
+        self._model_id = model_id
+        self._n = n
+        self._seen: set[int] = set()  # answers the upstream sent anything of
+        self._finishes: dict[int, str] = {}
+        self._usage: Any = None  # the last usage the upstream sent, read at the end
+        self._written: list[str] = []
+        self._calls: dict[int, _CallIndexes] = {}
+
+    @property
+    def all_finished(self) -> bool:
+        return len(self._finishes) == self._n
+
+    def chunks(self, payload: str) -> list[Chunk]:
+        data = _object(json.loads(payload))
+        _raise_told_error(data, self._model_id)
+        if data.get("usage"):
+            self._usage = data["usage"]
+        return [chunk for choice in data.get("choices") or [] if (chunk := self._chunk(choice))]
+
+    def ending(self, body: dict[str, Any], *, done: bool) -> list[Chunk]:
+        """Each answer's finish chunk, the last with the usage of all; an UpstreamError when
+        an answer is missing or unfinished. `done`: the upstream sent `[DONE]`, which says
+        the answers it wrote are whole (some servers send no finish reason before it)."""
+        if done:
+            for index in self._seen - self._finishes.keys():
+                self._finishes[index] = "stop"
+        if not self._seen or len(self._finishes) < len(self._seen):
+            raise UpstreamError(f"{self._model_id}: upstream stream ended without finishing")
+        if len(self._seen) < self._n:
+            raise UpstreamError(
+                f"{self._model_id}: upstream returned {len(self._seen)} of {self._n} choices"
+                " (does it support n?)"
+            )
+        usage = usage_of(self._usage, body, "".join(self._written))
+        return [
+            Chunk(
+                index=index,
+                finish_reason=finish_reason_of(self._finishes[index]),
+                usage=usage if index == self._n - 1 else None,  # the last carries all
+            )
+            for index in range(self._n)
+        ]
+
+    def _chunk(self, choice: Any) -> Chunk | None:
+        index = self._choice_index(_object(choice))
+        self._seen.add(index)
+        if choice.get("finish_reason"):
+            self._finishes[index] = choice["finish_reason"]
+        delta = _object(choice.get("delta") or {})
+        text = content_text(delta.get("content") if "delta" in choice else choice.get("text"))
+        refusal, reasoning = _side_texts(delta)
+        calls = self._calls.setdefault(index, _CallIndexes()).deltas(delta.get("tool_calls"))
+        logprobs = logprobs_of(choice.get("logprobs"))
+        if not (text or refusal or reasoning or logprobs or calls):
+            return None
+        self._written.append(text + refusal + reasoning + "".join(c.arguments for c in calls or []))
+        return Chunk(
+            index=index,
+            text=text,
+            logprobs=logprobs,
+            tool_calls=calls,
+            refusal=refusal,
+            reasoning=reasoning,
+        )
+
+    def _choice_index(self, choice: dict[str, Any]) -> int:
+        index = choice.get("index", 0)
+        if not isinstance(index, int) or not 0 <= index < self._n:
+            raise UpstreamError(f"{self._model_id}: upstream sent choice {index!r} of {self._n}")
+        return index
+
+
+async def sse_payloads(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The data of each server-sent event, however the bytes were chunked: an event's `data:`
+    lines joined with "\\n", lines ended by CRLF, LF or CR (the SSE spec's). Lines are split
+    here rather than with aiohttp's readline, which caps a line at 64 KiB (a chunk with many
+    top_logprobs can be longer)."""
+    pending, data = b"", []
+    async for block in response.content.iter_any():
+        pending += block
+        held = pending.endswith(b"\r")  # maybe the first half of a CRLF: wait for the rest
+        *lines, pending = _LINE_END.split(pending[:-1] if held else pending)
+        pending += b"\r" if held else b""
+        for line in lines:
+            if line:
+                data += _data_field(line)
+                continue
+            if event := b"\n".join(data).decode():  # a blank line ends the event
+                yield event
+            data = []
+    data += _data_field(pending.rstrip(b"\r"))
+    if event := b"\n".join(data).decode():  # a last event without its blank line
+        yield event
+
+
+def _data_field(line: bytes) -> list[bytes]:
+    return [line[5:].strip()] if line.startswith(b"data:") else []
+
+
+def content_text(content: Any) -> str:
+    """A message's `content`: text, null, or a list of parts whose text parts are joined."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        parts = [_object(part) for part in content]
+        return "".join(_text(part.get("text")) for part in parts if part.get("type") == "text")
+    raise TypeError(f"content is a {type(content).__name__}")
+
+
+def _side_texts(message: dict[str, Any]) -> tuple[str, str]:
+    """A message's or delta's refusal and reasoning ("" when it has none)."""
+    return _text(message.get("refusal") or ""), _text(message.get("reasoning_content") or "")
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"a {type(value).__name__} where text was expected")
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"a {type(value).__name__} where an object was expected")
+    return value
+
+
+def usage_of(raw: Any, body: dict[str, Any], written: str) -> Usage:
+    """The upstream's usage; a count it does not give (missing, null, not a count) is
+    estimated at 4 characters per token (documented), of the prompt and of what it wrote."""
+    prompt_chars = len(json.dumps(body.get("messages") or body.get("prompt") or ""))
+    estimate = Usage(prompt_tokens=max(prompt_chars // 4, 1), completion_tokens=len(written) // 4)
+    if not isinstance(raw, dict) or all(raw.get(name) is None for name in USAGE_COUNTS):
+        return estimate
+    missing = {name: getattr(estimate, name) for name in USAGE_COUNTS if raw.get(name) is None}
+    try:
+        return Usage.model_validate({**raw, **missing})
+    except pydantic.ValidationError:
+        return estimate
+
+
+def tool_calls_of(message: dict[str, Any]) -> list[ToolCall] | None:
+    """`message.tool_calls`, read for the fields OpenAI defines: servers add their own (an
+    `index`, say), and some send the arguments as an object rather than JSON text."""
+    raw = message.get("tool_calls")
+    if not raw:
+        return None
+    calls = []
+    for number, item in enumerate(raw):
+        function = item["function"]
+        calls.append(
+            ToolCall(
+                id=item.get("id") or f"call_{number}",
+                # no arguments: some servers' way to say "none"; "" is a call cut off
+                function=FunctionCall(
+                    name=function["name"], arguments=_arguments(function, missing="{}")
+                ),
+            )
+        )
+    return calls
+
+
+def _arguments(function: dict[str, Any], *, missing: str) -> str:
+    arguments = function.get("arguments")
+    if arguments is None:
+        return missing
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+class _CallIndexes:
+    """Streamed `delta.tool_calls` (`{index, id?, type?, function: {name?, arguments?}}`) of
+    one answer. `index` tells calls apart; a piece without one (Gemini's OpenAI endpoint sends
+    whole calls so) belongs to the call an earlier piece gave its id, else a new id is the
+    next call; a piece without either continues the latest call, or, among several in one
+    delta, the call of its place in the list."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, int] = {}
+        self._next = 0
+        self._latest = 0
+
+    def deltas(self, raw: Any) -> list[ToolCallDelta] | None:
+        if not raw:
+            return None
+        places = range(len(raw)) if len(raw) > 1 else [None]
+        return [self._delta(_object(item), place) for place, item in zip(places, raw, strict=True)]
+
+    def _delta(self, item: dict[str, Any], place: int | None) -> ToolCallDelta:
+        function = _object(item.get("function") or {})
+        call_id = item.get("id")
+        return ToolCallDelta(
+            index=self._index(item.get("index"), call_id, place),
+            id=call_id,
+            name=function.get("name"),
+            arguments=_arguments(function, missing=""),
+        )
+
+    def _index(self, told: Any, call_id: Any, place: int | None) -> int:
+        if isinstance(told, int):
+            index = told
+        elif call_id in self._by_id:
+            index = self._by_id[call_id]
+        elif call_id:
+            index = self._next
+        else:
+            index = self._latest if place is None else place
+        if call_id:
+            self._by_id.setdefault(call_id, index)
+        self._next, self._latest = max(self._next, index + 1), index
+        return index
+
+
+def logprobs_of(raw: Any) -> list[TokenLogprob] | None:
+    """Chat (`content: [...]`) and legacy completion (`tokens`, `token_logprobs`) shapes."""
+    if not isinstance(raw, dict):
+        return None
+    if isinstance(raw.get("content"), list):
+        return [
+            TokenLogprob(
+                token=item["token"],
+                logprob=item["logprob"],
+                utf8=item.get("bytes"),
+                top=[
+                    TopLogprob(token=t["token"], logprob=t["logprob"], utf8=t.get("bytes"))
+                    for t in item.get("top_logprobs") or []
+                ],
+            )
+            for item in raw["content"]
+        ]
+    tokens, values = raw.get("tokens"), raw.get("token_logprobs")
+    if isinstance(tokens, list) and isinstance(values, list):
+        tops = raw.get("top_logprobs") or [None] * len(tokens)
+        return [
+            TokenLogprob(
+                token=token,
+                logprob=value,
+                top=[TopLogprob(token=k, logprob=v) for k, v in (top or {}).items()],
+            )
+            for token, value, top in zip(tokens, values, tops, strict=False)
+        ]
+    return None
+
+
+def upstream_error(model_id: str, status: int | None, told: Any, message: str) -> SmallfirstError:
+    """An upstream's error as ours. `told`: its `error` object; `status` None for one sent
+    with a 200 (as an answer, or as an event of a stream that had started)."""
+    code, param = _code_and_param(told)
+    kind = told.get("type") if isinstance(told, dict) else None
+    if UpstreamQuotaSpent.code in (code, kind):
+        return UpstreamQuotaSpent(f"{model_id}: {message}")
+    if status in CLIENT_ERROR_STATUSES:  # its code and param say what to change, as sent
+        error_class = (
+            ContextLengthExceeded if code == ContextLengthExceeded.code else InvalidRequest
+        )
+        return error_class(f"{model_id}: {message}", param=param, code=code)
+    if status == 429 or kind == "rate_limit_error" or code == "rate_limit_exceeded":
+        return QueueFull(
+            f"{model_id}: upstream is rate limiting: {message}", code="upstream_rate_limited"
+        )
+    if status is None:
+        return UpstreamError(f"{model_id}: upstream sent an error: {message}")
+    return UpstreamError(f"{model_id}: upstream answered {status}: {message}")
+
+
+def _raise_told_error(data: Any, model_id: str) -> None:
+    """An `{"error": {...}}` in place of an answer (or as an event of a stream)."""
+    if isinstance(data, dict) and data.get("error") is not None:
+        told = data["error"]
+        message = told.get("message") if isinstance(told, dict) else told
+        raise upstream_error(model_id, None, told, str(message))
+
+
+def _code_and_param(error: Any) -> tuple[str | None, str | None]:
+    """An upstream error's code and param, where it gives them as text."""
+    if not isinstance(error, dict):
+        return None, None
+    code, param = error.get("code"), error.get("param")
+    return (
+        code if isinstance(code, str) else None,
+        param if isinstance(param, str) else None,
+    )

@@ -1,0 +1,284 @@
+"""The remote backend against upstreams that answer in their own ways (misbehaving, or merely
+not OpenAI): odd bodies, stream ends, tool calls without index, fields and status headers."""
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from smallfirst.backends.openai_compat import _retry_after_s
+from smallfirst.completions import Chunk, join_tool_call_deltas
+from smallfirst.errors import QueueFull, UpstreamError, UpstreamQuotaSpent
+from smallfirst.types import ChatRequest, TextRequest
+from tests.unit.test_openai_compat import ANSWER, REQUEST, TOOL_REQUEST, Handler, sse, upstream
+
+STREAM_REQUEST = REQUEST.model_copy(update={"stream": True})
+
+
+def answer_with(**message: Any) -> dict[str, Any]:
+    choice = {"message": {"role": "assistant", **message}, "finish_reason": "stop"}
+    return {**ANSWER, "choices": [choice]}
+
+
+def answering(body: object) -> Handler:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    return handle
+
+
+def streaming(raw: bytes) -> Handler:
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=raw, headers={"content-type": "text/event-stream"})
+
+    return handle
+
+
+async def streamed(raw: bytes, request: ChatRequest = STREAM_REQUEST) -> list[Chunk]:
+    async with upstream(streaming(raw)) as backend:
+        return [chunk async for chunk in backend.stream(request)]
+
+
+def delta(finish: str | None = None, index: int = 0, **fields: Any) -> dict[str, Any]:
+    return {"choices": [{"index": index, "delta": fields, "finish_reason": finish}]}
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        answer_with() | {"choices": [{"message": None, "finish_reason": "stop"}]},
+        answer_with(content=42),
+        answer_with(content=[{"type": "text", "text": 7}]),
+    ],
+    ids=["message null", "content a number", "a part's text a number"],
+)
+async def test_an_answer_of_the_wrong_shape_is_a_malformed_502(body: dict[str, Any]) -> None:
+    async with upstream(answering(body)) as backend:
+        with pytest.raises(UpstreamError, match="malformed upstream answer"):
+            await backend.complete(REQUEST)
+
+
+async def test_content_as_a_list_of_parts_is_joined_as_mistral_sends_it() -> None:
+    parts = [{"type": "text", "text": "par"}, {"type": "image_url"}, {"type": "text", "text": "ts"}]
+    async with upstream(answering(answer_with(content=parts))) as backend:
+        assert (await backend.complete(REQUEST)).text == "parts"
+
+
+async def test_null_usage_counts_are_estimated() -> None:
+    partly = {**answer_with(content="x" * 40), "usage": {"prompt_tokens": 3}}
+    nulls = {**partly, "usage": {"prompt_tokens": None, "completion_tokens": None}}
+    async with upstream(answering(partly)) as backend:
+        usage = (await backend.complete(REQUEST)).usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (3, 10)
+    async with upstream(answering(nulls)) as backend:
+        usage = (await backend.complete(REQUEST)).usage
+    assert usage.prompt_tokens > 0
+    assert usage.completion_tokens == 10
+
+
+async def test_a_null_usage_after_a_streamed_answer_is_estimated() -> None:
+    """It turned the answer delivered into "broke off"."""
+    null_usage = {"choices": [], "usage": {"prompt_tokens": None, "completion_tokens": 2}}
+    chunks = await streamed(sse([delta("stop", content="Hello")]) + sse([null_usage]) + DONE)
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 2
+    assert chunks[-1].usage.prompt_tokens > 0
+
+
+async def test_streamed_tool_calls_without_index_are_told_apart() -> None:
+    """Gemini's OpenAI endpoint sends whole calls in one delta without index: they merged."""
+    weather = {"id": "a", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    time_call = {"id": "b", "function": {"name": "get_time", "arguments": '{"tz": "CET"}'}}
+    opened = {"id": "c", "function": {"name": "get_weather", "arguments": ""}}  # then pieces
+    more = {"function": {"arguments": '{"city": "Rome"}'}}
+    events = [
+        delta(tool_calls=[weather, time_call]),
+        delta(tool_calls=[opened]),
+        delta(tool_calls=[more]),
+        delta("tool_calls"),
+    ]
+    chunks = await streamed(sse(events) + DONE, TOOL_REQUEST.model_copy(update={"stream": True}))
+    calls = join_tool_call_deltas([d for chunk in chunks for d in chunk.tool_calls or []])
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls or []] == [
+        ("a", "get_weather", '{"city": "Oslo"}'),
+        ("b", "get_time", '{"tz": "CET"}'),
+        ("c", "get_weather", '{"city": "Rome"}'),
+    ]
+
+
+async def test_streamed_tool_call_arguments_as_an_object_are_json_text() -> None:
+    call = {"index": 0, "id": "a", "function": {"name": "get_weather", "arguments": {"c": 1}}}
+    chunks = await streamed(sse([delta(tool_calls=[call]), delta("tool_calls")]) + DONE)
+    (piece,) = [d for chunk in chunks for d in chunk.tool_calls or []]
+    assert json.loads(piece.arguments) == {"c": 1}
+
+
+async def test_done_after_the_text_without_a_finish_reason_ends_as_stop() -> None:
+    chunks = await streamed(sse([delta(content="Hel"), delta(content="lo")]) + DONE)
+    assert "".join(c.text for c in chunks) == "Hello"
+    assert chunks[-1].finish_reason == "stop"
+
+
+async def test_a_connection_dropped_after_every_finish_ends_the_answer_normally() -> None:
+    """Before usage and [DONE]: the answer is whole, its usage estimated."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(sse([delta(content="x" * 40), delta("stop")]))
+        assert request.transport is not None
+        request.transport.abort()  # no end of the chunked body
+        return response
+
+    async with upstream(handle) as backend:
+        chunks = [c async for c in backend.stream(STREAM_REQUEST)]
+    assert chunks[-1].finish_reason == "stop"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 10
+
+
+async def test_an_error_event_mid_stream_is_the_upstreams_error() -> None:
+    told = {"error": {"message": "The server had an error.", "type": "server_error"}}
+    with pytest.raises(UpstreamError, match="The server had an error"):
+        await streamed(sse([delta(content="Hel"), told]) + DONE)
+    limited = {"error": {"message": "Rate limit reached", "type": "rate_limit_error"}}
+    with pytest.raises(QueueFull, match="Rate limit reached") as raised:
+        await streamed(b"event: error\n" + sse([limited]))
+    assert raised.value.status == 429
+
+
+async def test_sse_events_over_several_data_lines_or_ended_by_cr_are_read() -> None:
+    multi_line = b'data: {"choices": [{"delta": {"content": "Hel"},\ndata: "index": 0}]}\n\n'
+    cr_only = sse([delta("stop", content="lo")]).replace(b"\n", b"\r")
+    chunks = await streamed(multi_line + b": keep-alive\r\n\r\n" + cr_only + b"data: [DONE]\r\r")
+    assert "".join(c.text for c in chunks) == "Hello"
+    assert chunks[-1].finish_reason == "stop"
+
+
+async def test_only_the_fields_the_client_sent_go_upstream() -> None:
+    """Every request carried `logprobs: false`, `n: 1` or `echo: false`: servers that do
+    not know them (or refuse logprobs) failed."""
+    seen: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        return web.Response(body=sse([delta("stop", content="hi")]) + DONE)
+
+    text_request = TextRequest(model="cloud", prompt="Hi", stream=True)
+    async with upstream(handle) as backend:
+        _ = [c async for c in backend.stream(STREAM_REQUEST)]
+        _ = [c async for c in backend.stream(text_request)]
+    assert not {"logprobs", "n", "echo"} & (seen[0].keys() | seen[1].keys())
+    assert seen[0]["stream_options"] == {"include_usage": True}
+
+
+async def test_stream_options_refused_are_left_out_from_then_on() -> None:
+    """Older Azure api-versions refuse them; usage is estimated instead."""
+    seen: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(body := await request.json())
+        if "stream_options" in body:
+            told = {"message": "Unrecognized request argument supplied: stream_options"}
+            return web.json_response({"error": told}, status=400)
+        return web.Response(body=sse([delta("stop", content="x" * 40)]) + DONE)
+
+    async with upstream(handle) as backend:
+        for _ in range(2):
+            chunks = [c async for c in backend.stream(STREAM_REQUEST)]
+            assert chunks[-1].usage is not None
+            assert chunks[-1].usage.completion_tokens == 10
+    assert ["stream_options" in body for body in seen] == [True, False, False]
+
+
+def failing(
+    status: int, retry_after: str, told: dict[str, Any] | None = None
+) -> tuple[Handler, list[float]]:
+    """An upstream that fails with `status` (then answers, unless it `told` an error of its
+    own), and the times it was called."""
+    calls: list[float] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        calls.append(time.monotonic())
+        if len(calls) > 1 and told is None:
+            return web.json_response(ANSWER)
+        error = told or {"message": "busy"}
+        return web.json_response(
+            {"error": error}, status=status, headers={"retry-after": retry_after}
+        )
+
+    return handle, calls
+
+
+async def test_a_short_retry_after_is_waited_for() -> None:
+    handle, calls = failing(503, "1")
+    async with upstream(handle, max_retries=1) as backend:
+        assert (await backend.complete(REQUEST)).text == "hello"
+    first, second = calls
+    assert second - first >= 0.9
+
+
+@pytest.mark.parametrize("retry_after", ["30", "date"])
+async def test_a_long_retry_after_fails_at_once_and_is_passed_on(retry_after: str) -> None:
+    if retry_after == "date":
+        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=31), usegmt=True)
+    handle, calls = failing(429, retry_after)
+    async with upstream(handle, max_retries=2) as backend:
+        with pytest.raises(QueueFull) as raised:
+            await backend.complete(REQUEST)
+    assert len(calls) == 1
+    assert raised.value.retry_after_s in (30, 31)
+
+
+async def test_a_spent_quota_is_not_retried_and_says_so() -> None:
+    told = {"message": "You exceeded your current quota.", "type": "insufficient_quota"}
+    handle, calls = failing(429, "1", told | {"code": "insufficient_quota"})
+    async with upstream(handle, max_retries=2) as backend:
+        with pytest.raises(UpstreamQuotaSpent, match="exceeded your current quota") as raised:
+            await backend.complete(REQUEST)
+    assert len(calls) == 1
+    error = raised.value
+    assert (error.status, error.error_type, error.code) == (429, *["insufficient_quota"] * 2)
+
+
+async def test_refusals_and_content_filters_pass_through() -> None:
+    refused = answer_with(content=None, refusal="I can't help with that.")
+    filtered = {
+        **ANSWER,
+        "choices": [{"message": {"content": "part"}, "finish_reason": "content_filter"}],
+    }
+    async with upstream(answering(refused)) as backend:
+        answer = await backend.complete(REQUEST)
+    assert (answer.text, answer.refusal) == ("", "I can't help with that.")
+    async with upstream(answering(filtered)) as backend:
+        assert (await backend.complete(REQUEST)).finish_reason == "content_filter"
+    events = [delta(refusal="I can't"), delta(refusal=" help"), delta("content_filter")]
+    chunks = await streamed(sse(events) + DONE)
+    assert "".join(c.refusal for c in chunks) == "I can't help"
+    assert chunks[-1].finish_reason == "content_filter"
+
+
+async def test_reasoning_content_passes_through_and_counts_when_usage_is_estimated() -> None:
+    reasoned = answer_with(content="42", reasoning_content="x" * 40)
+    del reasoned["usage"]
+    async with upstream(answering(reasoned)) as backend:
+        answer = await backend.complete(REQUEST)
+    assert (answer.text, answer.reasoning) == ("42", "x" * 40)
+    assert answer.usage.completion_tokens == 10  # 42 characters
+    events = [delta(reasoning_content="Think"), delta(reasoning_content="ing"), delta("stop")]
+    chunks = await streamed(sse(events) + DONE)
+    assert "".join(c.reasoning for c in chunks) == "Thinking"
+
+
+@pytest.mark.parametrize(
+    "headers", [{"retry-after-ms": "inf"}, {"retry-after-ms": "1e999"}, {"retry-after": "soon"}]
+)
+def test_a_retry_after_that_says_no_time_is_no_wait(headers: dict[str, str]) -> None:
+    assert _retry_after_s(headers) is None  # "inf" ms crashed the error's retry-after
