@@ -278,6 +278,21 @@ def test_values_in_json_tool_texts_are_found_and_read_as_their_escapes_say(
     assert answer == f"Booked for {guest}, shipping to {address}."
 
 
+def test_responses_input_parts_stay_parts_for_the_guard(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    parts = [
+        {"type": "input_text", "text": f"Please mail {EMAIL}"},
+        {"type": "input_text", "text": "Thanks for helping"},
+    ]
+    body = {"model": "big", "input": [{"role": "user", "content": parts}]}
+    assert client.post("/v1/responses", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1].openai_body()
+    assert sent["messages"][0]["content"] == [
+        {"type": "text", "text": "Please mail <EMAIL_ADDRESS_1>"},
+        {"type": "text", "text": "Thanks for helping"},
+    ]
+
+
 ORDERS_TOOL = {
     "type": "function",
     "function": {

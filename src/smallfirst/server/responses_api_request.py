@@ -24,6 +24,7 @@ from smallfirst.types import (
     FunctionDefinition,
     FunctionName,
     ServiceTier,
+    TextPart,
     ToolCall,
 )
 
@@ -270,7 +271,9 @@ def _arguments(item: dict[str, Any], where: str) -> str:
     return arguments
 
 
-def _text_of(content: Any, where: str) -> str:
+def _text_of(content: Any, where: str) -> str | list[TextPart]:
+    """A message's content: its text, or its text parts (kept apart: the privacy guard reads
+    each on its own, and an upstream gets them as parts)."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -279,7 +282,7 @@ def _text_of(content: Any, where: str) -> str:
         raise InvalidRequest(
             f"{where}: an empty array; a message needs at least one part", param=f"{where}.content"
         )
-    texts = []
+    texts: list[str] = []
     for index, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if not isinstance(kind, str):
@@ -299,7 +302,9 @@ def _text_of(content: Any, where: str) -> str:
                 param=f"{where}.content.{index}.text",
             )
         texts.append(part["text"])
-    return "".join(texts)
+    if len(texts) == 1:
+        return texts[0]
+    return [TextPart(type="text", text=text) for text in texts]
 
 
 def _required(item: dict[str, Any], key: str, where: str) -> str:
