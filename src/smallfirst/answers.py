@@ -55,7 +55,7 @@ class Answer:
     choices: list[Completion]  # `request.n` answers (one unless the client asked for more)
     usage: Usage  # of all of them: the prompt once, every answer's tokens
     route: RouteInfo
-    citations: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[dict[str, Any]] | None = None  # None: not grounded; [] grounded in nothing
 
     @property
     def completion(self) -> Completion:
@@ -67,4 +67,4 @@ class Answer:
 class StreamAnswer:
     route: RouteInfo
     chunks: AsyncIterator[Chunk]
-    citations: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[dict[str, Any]] | None = None  # as Answer's

@@ -208,6 +208,29 @@ class RoutingConfig(_Section):
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
 
 
+# A collection is asked for as the model `rag/<name>`: its name must read as one path segment.
+MAX_COLLECTION_NAME = 64
+_COLLECTION_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_COLLECTION_NAME - 1}}}")
+
+
+def collection_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a new collection, or None if it can."""
+    if _COLLECTION_NAME.fullmatch(name):
+        return None
+    shown = f"of {len(name)} characters" if len(name) > MAX_COLLECTION_NAME else repr(name)
+    return (
+        f"invalid collection name {shown}: use 1-{MAX_COLLECTION_NAME} letters, digits, '.', "
+        "'_' or '-', starting with a letter or digit"
+    )
+
+
+def _a_collection_name(name: str) -> str:
+    problem = collection_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
 class RagCollectionConfig(_Section):
     private: bool = Field(default=True, description="private collections stay on local tiers")
 
@@ -218,7 +241,9 @@ class RagConfig(_Section):
     reserve_tokens: int = Field(
         default=512, ge=16, description="answer room kept when the request sets no max_tokens"
     )
-    collections: dict[str, RagCollectionConfig] = Field(default_factory=dict)
+    collections: dict[Annotated[str, AfterValidator(_a_collection_name)], RagCollectionConfig] = (
+        Field(default_factory=dict)
+    )
 
     def is_private(self, collection: str) -> bool:
         config = self.collections.get(collection)

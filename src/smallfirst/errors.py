@@ -51,6 +51,18 @@ class InvalidRequest(SmallfirstError):
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
+    @classmethod
+    def told(
+        cls, context: int, prompt: int, completion: int, *, completion_text: str, param: str
+    ) -> ContextLengthExceeded:
+        """OpenAI's wording: `completion` tokens asked for beside a `prompt` of that many."""
+        return cls(
+            f"This model's maximum context length is {context} tokens. However, you requested "
+            f"{prompt + completion} tokens ({prompt} in the prompt, {completion_text}). Please "
+            "reduce the length of the prompt or the completion.",
+            param=param,
+        )
+
 
 class PolicyBlocked(InvalidRequest):
     code = "pii_blocked"

@@ -14,12 +14,34 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.completions import ModelInfo
 from smallfirst.config import RagConfig
+from smallfirst.errors import ContextLengthExceeded, InvalidRequest
 from smallfirst.types import ChatRequest
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from smallfirst.rag import Retriever
+    from smallfirst.rag import CollectionInfo, Retriever
+
+
+def refuse_an_answer_longer_than_the_context(
+    request: ChatRequest, model: ModelInfo, count_tokens: Callable[[str], int]
+) -> None:
+    """The 400 a plain request to `model` gets when the conversation and `max_tokens` do not
+    fit its context, checked before retrieval (the sources' budget would be negative)."""
+    from smallfirst.rag.prompt import MESSAGE_OVERHEAD_TOKENS
+
+    asked = request.token_limit
+    if asked is None:
+        return
+    prompt = sum(count_tokens(m.text) + MESSAGE_OVERHEAD_TOKENS for m in request.messages)
+    if prompt + asked > model.context_length:
+        raise ContextLengthExceeded.told(
+            model.context_length,
+            prompt,
+            asked,
+            completion_text=f"{asked} in the completion",
+            param="messages",
+        )
 
 
 def rag_collection(model: str) -> str | None:
@@ -45,12 +67,19 @@ class RagStep:
         `model`'s context holds beside the answer), and their citations."""
         from smallfirst.rag import build_grounded_messages, last_user_text
 
-        retriever = await self._opened()
         query = last_user_text(request.messages)
+        if not query.strip():  # any chunk would "match": the citations would be arbitrary
+            raise InvalidRequest(
+                "a rag request needs a user message to search with", param="messages"
+            )
+        refuse_an_answer_longer_than_the_context(request, model, count_tokens)
+        retriever = await self._opened()
         config = self.config
         hits = await asyncio.to_thread(
             retriever.search, query, collection=collection, k=config.k, method=config.method
         )
+        if not hits:
+            await self._refuse_if_nothing_to_search(collection)
         budget = model.context_length - (request.token_limit or config.reserve_tokens)
         grounded = await asyncio.to_thread(
             build_grounded_messages,
@@ -69,9 +98,24 @@ class RagStep:
 
         if not (self.data_dir / STORE_FILENAME).exists():
             return []
+        return [info.name for info in await self._searchable_collections()]
+
+    async def _searchable_collections(self) -> list[CollectionInfo]:
+        """Collections with at least one chunk: one whose documents hold no text (empty
+        files, scanned PDFs) could only answer without a source while looking grounded."""
         retriever = await self._opened()
         infos = await asyncio.to_thread(retriever.store.collections)
-        return [info.name for info in infos]
+        return [info for info in infos if info.chunks]
+
+    async def _refuse_if_nothing_to_search(self, collection: str) -> None:
+        """A 404, as for a name never ingested, if `collection` has no chunk at all."""
+        from smallfirst.rag import CollectionNotFound
+
+        if collection not in {info.name for info in await self._searchable_collections()}:
+            raise CollectionNotFound(
+                f"RAG collection {collection!r} has no text to search: its documents are empty"
+                " (or PDFs of scanned pages, which need OCR first)"
+            )
 
     def close(self) -> None:
         if self._retriever is not None:

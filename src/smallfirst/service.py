@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
@@ -75,7 +75,7 @@ class Prepared:
 
     request: GenerateRequest
     plan: Plan
-    citations: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[dict[str, Any]] | None = None  # None: not grounded in a collection
 
 
 class Gateway:
@@ -146,6 +146,12 @@ class Gateway:
         if collection is not None:
             if not isinstance(request, ChatRequest):
                 raise InvalidRequest("rag/<collection> needs /v1/chat/completions", param="model")
+            if request.rag not in (None, collection):
+                raise InvalidRequest(
+                    f"model {request.model!r} and rag {request.rag!r} name different "
+                    "collections; a request is grounded in one: name it once",
+                    param="rag",
+                )
             request = request.model_copy(update={"model": AUTO_MODEL})
         elif isinstance(request, ChatRequest):
             collection, collection_param = request.rag, "rag"  # ground the model asked for

@@ -3,6 +3,7 @@ citations, and documents that try to give orders."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from smallfirst.rag import GROUNDING_RULE, ingest_paths, open_store
-from smallfirst.types import ChatRequest
+from smallfirst.rag import GROUNDING_RULE, build_grounded_messages, ingest_paths, open_store
+from smallfirst.types import ChatMessage, ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 DOCS = {
@@ -155,3 +156,106 @@ def test_the_rag_field_grounds_the_model_asked_for(data_dir: Path) -> None:
         )
         assert public.json()["model"] == "big"
         assert public.json()["smallfirst"]["citations"]
+
+
+def test_two_different_collections_in_one_request_are_a_400_naming_both(
+    api: tuple[TestClient, Any],
+) -> None:
+    """Before, `rag/office` answered and `rag: "other"` was silently ignored."""
+    client, _ = api
+    question = [{"role": "user", "content": "Where do visitors park?"}]
+    both = chat_body("rag/office", rag="other", messages=question)
+    response = client.post("/v1/chat/completions", json=both)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "rag"
+    assert "model 'rag/office' and rag 'other' name different collections" in error["message"]
+    same = chat_body("rag/office", rag="office", messages=question)
+    assert client.post("/v1/chat/completions", json=same).status_code == 200
+
+
+def test_max_tokens_beyond_the_context_gets_the_message_a_plain_model_gives(
+    api: tuple[TestClient, Any],
+) -> None:
+    """Before: "... the budget is -91808"."""
+    client, _ = api
+    body = chat_body("rag/office", max_tokens=100_000)
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert error["message"].startswith(
+        "This model's maximum context length is 8192 tokens. However, you requested "
+    )
+    assert "100000 in the completion" in error["message"]
+
+
+def test_sources_that_cannot_fit_beside_the_conversation_are_a_400(
+    api: tuple[TestClient, Any],
+) -> None:
+    """Before: a 200 with 0 citations, an ungrounded answer that looked grounded."""
+    client, gateway = api
+    question = [{"role": "user", "content": "Where do visitors park?"}]
+    count_tokens = asyncio.run(fake_backend(gateway, "tiny").token_counter())
+    bare = build_grounded_messages(
+        [ChatMessage.model_validate(m) for m in question],
+        [],
+        count_tokens=count_tokens,
+        budget=8192,
+    )
+    one_token_left = 8192 - bare.prompt_tokens - 1
+    body = chat_body("rag/office", messages=question, max_tokens=one_token_left)
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert error["message"].startswith("no retrieved source fits beside the conversation")
+    assert "and 1 are left; shorten the conversation or lower max_tokens" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "  \n"}],
+        [{"role": "user", "content": "Kettle?"}, {"role": "user", "content": ""}],
+        [{"role": "system", "content": "Be brief."}],
+    ],
+)
+def test_a_rag_request_without_a_question_is_a_400_not_arbitrary_citations(
+    api: tuple[TestClient, Any], messages: list[dict[str, str]]
+) -> None:
+    client, _ = api
+    response = client.post("/v1/chat/completions", json=chat_body("rag/office", messages=messages))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "messages"
+    assert error["message"] == "a rag request needs a user message to search with"
+
+
+def test_a_collection_without_text_is_not_offered_and_is_a_404(tmp_path: Path) -> None:
+    """Before, `rag/blank` (one empty file) was listed and answered without sources."""
+    (tmp_path / "empty.txt").write_text("")
+    ingest_paths(open_store(tmp_path), [tmp_path / "empty.txt"], collection="blank")
+    for client, _ in rag_client(tmp_path):
+        models = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert "rag/blank" not in models
+        response = ask(client, "anything", collection="blank")
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("model_not_found", "model")
+        assert "'blank' has no text to search" in error["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_grounded_in_no_source_says_so_with_empty_citations(
+    data_dir: Path, stream: bool
+) -> None:
+    """No source matched (BM25 finds no word of the question): `citations` is [] rather than
+    missing, so a client can tell a grounded answer without sources from an ungrounded one."""
+    for client, _ in rag_client(data_dir, rag={"method": "bm25"}):
+        body = chat_body(
+            "rag/office", messages=[{"role": "user", "content": "Zyxwv qrstu?"}], stream=stream
+        )
+        response = client.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200
+        assert '"citations":[]' in response.text.replace(" ", "")

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from smallfirst.rag.chunking import chunk_text
 from smallfirst.rag.extract import extract
 from tests.unit.rag_fakes import count_words, minimal_pdf
@@ -99,3 +101,51 @@ def test_html_headings_and_paragraphs_are_extracted_without_scripts() -> None:
 def test_pdf_text_is_extracted() -> None:
     document = extract(Path("tiny.pdf"), minimal_pdf("Photosynthesis happens in chloroplasts"))
     assert "Photosynthesis happens in chloroplasts" in document.text
+
+
+def test_html_table_rows_keep_their_cells_together() -> None:
+    """Before, "City", "Hotel cap", "Paris", "210 EUR" were four paragraphs."""
+    html = (
+        "<h2>Travel caps</h2><table><caption>Hotel caps</caption><thead><tr><th>City</th>"
+        "<th>Hotel cap</th><th>Note</th></tr></thead><tbody><tr><td>Paris</td>"
+        "<td><b>210</b> EUR</td><td></td></tr><tr><td></td><td></td><td></td></tr>"
+        "<tr><td>Rome</td><td>180 EUR</td><td><p>near <i>Termini</i></p></td></tr></tbody></table>"
+    )
+    document = extract(Path("caps.html"), html.encode())
+    assert document.text == (
+        "## Travel caps\n\nHotel caps\n\nCity | Hotel cap | Note\n\nParis | 210 EUR |\n\n"
+        "Rome | 180 EUR | near Termini"
+    )
+    chunks = chunk_text(document.text, count_tokens=count_words, markdown=True)
+    assert [c.text for c in chunks] == [document.text.split("\n\n", 1)[1]]
+    assert all(document.text[c.char_start : c.char_end] == c.text for c in chunks)
+
+
+@pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("bom.md", "\ufeff# BOM doc\n\nThe bommarker paragraph.\n".encode()),
+        (
+            "crlf.md",
+            b"# Title\r\n\r\n## Section\r\n\r\nFirst crlfalpha.\r\n\r\nSecond crlfbeta.\r\n",
+        ),
+        ("mac.txt", b"Line one classicmac.\rLine two.\r\rSecond para macpara.\r"),
+        ("mixed.txt", b"One.\r\nTwo.\r\rThree macpara.\n\nFour.\r"),
+        ("windows.txt", "Zoë wrote\r\n\r\nthe café macpara.".encode("utf-16")),
+    ],
+)
+def test_spans_index_the_file_as_python_reads_it_in_text_mode(
+    tmp_path: Path, name: str, written: bytes
+) -> None:
+    """Before, a lone CR stayed in the text as written."""
+    (tmp_path / name).write_bytes(written)
+    encoding = "utf-16" if name == "windows.txt" else "utf-8-sig"
+    as_read = (tmp_path / name).read_text(encoding=encoding)  # universal newlines
+    document = extract(tmp_path / name, written)
+    assert document.text == as_read
+    assert "\r" not in document.text
+    assert "\ufeff" not in document.text
+    chunks = chunk_text(document.text, count_tokens=count_words, markdown=True)
+    assert chunks
+    for chunk in chunks:
+        assert as_read[chunk.char_start : chunk.char_end] == chunk.text

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from smallfirst.cli.rag import app
 from smallfirst.embed import EMBEDDER_ID, get_embedder
-from smallfirst.rag import SqliteChunkStore
+from smallfirst.rag import SqliteChunkStore, open_store
 from tests.unit.rag_fakes import minimal_pdf
 from tests.unit.test_rag_ingest import index_rows
 
@@ -280,8 +280,8 @@ def test_without_data_dir_the_configs_data_dir_is_used_as_serve_does(
     monkeypatch.setenv("SMALLFIRST__DATA_DIR", str(tmp_path / "from-env"))
     listed = runner.invoke(app, ["collections", "--json"])
     assert listed.exit_code == 0, listed.output
-    assert (tmp_path / "from-env" / "rag.sqlite").is_file()
     assert json.loads(listed.stdout) == []  # another data dir: not the one above
+    assert not (tmp_path / "from-env").exists()  # listing creates no store
 
 
 def test_ingesting_a_path_that_is_gone_removes_its_documents_and_says_so(
@@ -387,3 +387,103 @@ def test_delete_with_paths_removes_those_documents_and_leaves_the_files(tmp_path
         "collection_deleted": True,
     }
     assert json.loads(runner.invoke(app, ["collections", "--json", *data]).stdout) == []
+
+
+@pytest.mark.parametrize("query", ["", "  \t"])
+def test_an_empty_query_is_refused_not_answered_with_arbitrary_chunks(
+    tmp_path: Path, query: str
+) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    ingest_texts(tmp_path / "kb", {"a.md": "Alpha notes.\n"}, "kb", data)
+    result = runner.invoke(app, ["search", query, "-c", "kb", *data])
+    assert (result.exit_code, result.stderr) == (2, "Error: query is empty\n")
+
+
+@pytest.mark.parametrize("data_dir", ["a-file", "/proc/nope"])
+def test_a_data_dir_that_cannot_be_one_is_a_one_line_error(tmp_path: Path, data_dir: str) -> None:
+    """Before: a traceback (FileExistsError, or an OSError from /proc)."""
+    (tmp_path / "a-file").write_text("not a folder\n")
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "a.md").write_text("Alpha notes.\n")
+    where = str(tmp_path / data_dir)
+    result = runner.invoke(app, ["ingest", str(tmp_path / "kb"), "-c", "kb", "--data-dir", where])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: cannot write {where}: ")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "command", [["search", "q", "-c", "kb"], ["delete", "kb", "--yes"], ["reindex"]]
+)
+def test_commands_that_read_say_the_data_dir_is_empty_and_create_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Before, `search` in a folder that did not exist made it and an empty store there."""
+    missing = tmp_path / "nothing-here"
+    result = runner.invoke(app, [*command, "--data-dir", str(missing)])
+    assert result.exit_code == 2
+    assert f"the data dir {missing} holds no collections (nothing was ingested there)\n" in (
+        result.stderr
+    )
+    assert result.stderr.count("\n") == 1
+    assert not missing.exists()
+
+
+def test_ingest_names_the_files_it_removed(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    texts = {"a.md": "Alpha notes.\n", "b.md": "Beta notes.\n", "c.md": "Gamma notes.\n"}
+    ingest_texts(tmp_path / "kb", texts, "kb", data)
+    for name in ("a.md", "c.md"):
+        (tmp_path / "kb" / name).unlink()
+    gone = [str(tmp_path / "kb" / name) for name in ("a.md", "c.md")]
+    as_json = runner.invoke(app, ["ingest", str(tmp_path / "kb"), "-c", "kb", "--json", *data])
+    assert json.loads(as_json.stdout)["removed_files"] == gone
+    (tmp_path / "kb" / "a.md").write_text("Alpha notes.\n")
+    runner.invoke(app, ["ingest", str(tmp_path / "kb"), "-c", "kb", *data])
+    (tmp_path / "kb" / "a.md").unlink()
+    verbose = runner.invoke(app, ["ingest", str(tmp_path / "kb"), "-c", "kb", "-v", *data])
+    assert f"  removed (1):\n    {gone[0]}\n" in verbose.stdout
+
+
+@pytest.mark.parametrize(
+    "name", ["", " pad ", "\t", "a/b", "../evil", "rag/x", "-x", ".x", "x" * 65, "naïve"]
+)
+def test_a_new_collection_needs_a_name_fit_for_a_model_id(tmp_path: Path, name: str) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    (tmp_path / "a.md").write_text("Alpha notes.\n")
+    result = runner.invoke(app, ["ingest", str(tmp_path / "a.md"), "-c", name, *data])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: invalid collection name ")
+    assert result.stderr.endswith(
+        ": use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit\n"
+    )
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_collection_named_before_names_were_checked_still_works(tmp_path: Path) -> None:
+    import numpy as np
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    store = open_store(tmp_path / "data")
+    no_chunks = np.zeros((0, 384), dtype=np.float32)
+    store.put_document(
+        " odd/name ", "/old.md", title="", content_hash="x", chunks=[], embeddings=no_chunks
+    )
+    store.close()
+    (tmp_path / "a.md").write_text("Alpha notes.\n")
+    updated = runner.invoke(app, ["ingest", str(tmp_path / "a.md"), "-c", " odd/name ", *data])
+    assert updated.exit_code == 0, updated.output
+    found = runner.invoke(app, ["search", "alpha", "-c", " odd/name ", *data])
+    assert found.exit_code == 0, found.output
+    deleted = runner.invoke(app, ["delete", " odd/name ", "--yes", *data])
+    assert deleted.exit_code == 0, deleted.output
+
+
+def test_config_refuses_a_collection_name_that_could_not_be_ingested(tmp_path: Path) -> None:
+    from smallfirst.config import load_settings
+    from smallfirst.errors import ConfigError
+
+    config = tmp_path / "smallfirst.yaml"
+    config.write_text("rag:\n  collections:\n    a/b: {private: false}\n    ok-name: {}\n")
+    with pytest.raises(ConfigError, match=r"invalid collection name 'a/b'"):
+        load_settings(config, env={})

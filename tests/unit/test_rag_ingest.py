@@ -492,3 +492,13 @@ def test_removing_the_last_document_deletes_the_collection(
     assert store.collections() == []
     with pytest.raises(CollectionNotFound):
         store.keyword_search("docs", "cats", 5)
+
+
+def test_a_new_collection_with_a_bad_name_is_refused_before_anything_is_written(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    write_docs(tmp_path / "docs")
+    with pytest.raises(InvalidRequest, match=r"invalid collection name 'rag/x'") as raised:
+        ingest(store, tmp_path / "docs", collection="rag/x")
+    assert raised.value.param == "collection"
+    assert store.collections() == []

@@ -6,6 +6,7 @@ import pytest
 
 from smallfirst.errors import ContextLengthExceeded
 from smallfirst.rag import GROUNDING_RULE, Hit, build_grounded_messages
+from smallfirst.rag.prompt import NO_SOURCES
 from smallfirst.types import ChatMessage
 from tests.unit.rag_fakes import count_words
 
@@ -20,12 +21,13 @@ HITS = [hit(i, " ".join(["word"] * (5 * i))) for i in range(1, 8)]
 
 @pytest.mark.parametrize("budget", range(60, 400, 7))
 def test_budget_is_never_exceeded_and_whole_chunks_are_kept(budget: int) -> None:
-    bare = build_grounded_messages(QUESTION, [], count_tokens=count_words, budget=10_000)
+    best_alone = build_grounded_messages(QUESTION, HITS[:1], count_tokens=count_words, budget=10**4)
     try:
         prompt = build_grounded_messages(QUESTION, HITS, count_tokens=count_words, budget=budget)
     except ContextLengthExceeded:
-        assert budget < bare.prompt_tokens  # only when the rule and question alone do not fit
+        assert budget < best_alone.prompt_tokens  # only when not even the best hit fits
         return
+    assert prompt.citations
     used = sum(count_words(m.text) + 4 for m in prompt.messages)
     assert used == prompt.prompt_tokens <= budget
     ids = [c.chunk_id for c in prompt.citations]
@@ -92,3 +94,26 @@ def test_a_path_attribute_cannot_break_out_of_its_quotes() -> None:
     sneaky = Hit(1, 1.0, "text", '/x" onload="evil', "", "", 0, 4)
     prompt = build_grounded_messages(QUESTION, [sneaky], count_tokens=count_words, budget=500)
     assert 'path="/x&quot; onload=&quot;evil"' in prompt.messages[0].text
+
+
+def test_hits_that_cannot_fit_are_a_400_not_an_answer_that_looks_grounded() -> None:
+    """Before, the prompt went out with no source at all and the answer came back with 0
+    citations, as if the collection had nothing on the question."""
+    bare = build_grounded_messages(QUESTION, [], count_tokens=count_words, budget=10_000)
+    best_alone = build_grounded_messages(QUESTION, HITS[:1], count_tokens=count_words, budget=10**4)
+    budget = best_alone.prompt_tokens - 1
+    with pytest.raises(ContextLengthExceeded) as raised:
+        build_grounded_messages(QUESTION, HITS, count_tokens=count_words, budget=budget)
+    needed = best_alone.prompt_tokens - bare.prompt_tokens
+    left = budget - bare.prompt_tokens
+    assert raised.value.message == (
+        f"no retrieved source fits beside the conversation: the best one needs {needed} tokens"
+        f" and {left} are left; shorten the conversation or lower max_tokens"
+    )
+    assert raised.value.code == "context_length_exceeded"
+
+
+def test_no_hits_at_all_says_so_to_the_model() -> None:
+    prompt = build_grounded_messages(QUESTION, [], count_tokens=count_words, budget=10_000)
+    assert NO_SOURCES in prompt.messages[0].text
+    assert prompt.citations == []

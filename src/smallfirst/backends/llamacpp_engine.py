@@ -207,10 +207,11 @@ class LlamaEngine:
                 if asked is not None
                 else "at least 1 in the completion"
             )
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.n_ctx} tokens. However, you "
-                f"requested {len(tokens) + needed} tokens ({len(tokens)} in the prompt, "
-                f"{completion}). Please reduce the length of the prompt or the completion.",
+            raise ContextLengthExceeded.told(
+                self.n_ctx,
+                len(tokens),
+                needed,
+                completion_text=completion,
                 param="messages" if isinstance(request, ChatRequest) else "prompt",
             )
         return PreparedPrompt(

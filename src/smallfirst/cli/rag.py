@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from smallfirst.cli.common import fail, settings_or_exit
+from smallfirst.cli.common import check_writable, fail, settings_or_exit
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -49,14 +49,37 @@ def _open(
     from smallfirst.errors import SmallfirstError
     from smallfirst.rag import open_store
 
+    directory = _data_dir(data_dir, config)
     try:
         return open_store(
-            _data_dir(data_dir, config),
-            refuse_other_settings=refuse_other_settings,
-            in_memory_copies=False,
+            directory, refuse_other_settings=refuse_other_settings, in_memory_copies=False
         )
     except SmallfirstError as exc:
         fail(exc.message)
+    except OSError as exc:
+        fail(f"cannot open the store in {directory}: {exc.strerror or exc}")
+
+
+def _open_existing(
+    data_dir: Path | None,
+    config: Path | None,
+    *,
+    collection: str | None = None,
+    refuse_other_settings: bool = True,
+) -> SqliteChunkStore:
+    """The store in the data dir, or exit 2 saying that nothing was ingested there (a command
+    that only reads creates no store). `collection`: the one asked for, named in the error."""
+    directory = _data_dir(data_dir, config)
+    if not _holds_store(directory):
+        asked = f"RAG collection {collection!r} does not exist: " if collection is not None else ""
+        fail(f"{asked}the data dir {directory} holds no collections (nothing was ingested there)")
+    return _open(directory, None, refuse_other_settings=refuse_other_settings)
+
+
+def _holds_store(directory: Path) -> bool:
+    from smallfirst.rag.store import STORE_FILENAME
+
+    return (directory / STORE_FILENAME).is_file()
 
 
 def _data_dir(data_dir: Path | None, config: Path | None) -> Path:
@@ -98,29 +121,34 @@ def ingest(
 
     Symlinks are followed; a linked file is stored under the link's path. A PATH that no
     longer exists removes the documents stored at it."""
+    from smallfirst.config import collection_name_problem
     from smallfirst.errors import InvalidRequest, SmallfirstError
     from smallfirst.rag import discover_files, ingest_paths
     from smallfirst.rag.ingest import (
         EMBED_BATCH_SIZE,
         documents_at_missing_paths,
         path_not_found,
+        refuse_a_bad_new_name,
     )
-    from smallfirst.rag.store import STORE_FILENAME
 
-    if not collection.strip():
-        fail("--collection must not be empty")
     try:
         total = len(discover_files([path for path in paths if path.exists()]))
     except SmallfirstError as exc:
         fail(exc.message)
     missing = [path for path in paths if not path.exists()]
     directory = _data_dir(data_dir, config)
-    if missing and not (directory / STORE_FILENAME).exists():
-        fail(path_not_found(missing[0]).message)  # nothing was ever ingested there
+    check_writable(directory, directory=True)
+    if not _holds_store(directory):  # nothing was ever ingested there: fail before making one
+        if missing:
+            fail(path_not_found(missing[0]).message)
+        if problem := collection_name_problem(collection):
+            fail(problem)
     store = _open(directory, config)
     try:
+        known = store.document_hashes(collection)
+        refuse_a_bad_new_name(collection, known)
         if missing:  # before the progress bar: a missing path holding nothing is an error
-            documents_at_missing_paths(missing, store.document_hashes(collection))
+            documents_at_missing_paths(missing, known)
         with _progress_bar("ingest", quiet=as_json) as bar:
             files = bar.add_task("files", total=total)
             chunks = bar.add_task("chunks embedded (this file)", total=None, visible=False)
@@ -135,7 +163,7 @@ def ingest(
             summary = ingest_paths(
                 store, paths, collection=collection, progress=advance, chunk_progress=embedded
             )
-    except InvalidRequest as exc:  # a missing path that holds no document
+    except InvalidRequest as exc:  # a missing path that holds no document, a bad name
         fail(exc.message)
     finally:
         store.close()
@@ -144,6 +172,7 @@ def ingest(
             {
                 "collection": collection,
                 **summary.counts(),
+                "removed_files": summary.removed,
                 "failed_files": summary.failed,
                 "files_without_text": summary.without_text,
                 "ignored_by_reason": {
@@ -166,6 +195,8 @@ def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: b
         f"{counts['failed']} failed, {counts['ignored']} ignored "
         f"({counts['chunks_written']} chunks written)"
     )
+    if verbose and summary.removed:
+        typer.echo(f"  removed ({len(summary.removed)})" + _listed(summary.removed, verbose=True))
     for reason, paths in summary.ignored_by_reason().items():
         typer.echo(f"  ignored, {reason} ({len(paths)})" + _listed(paths, verbose=verbose))
     for source, reason in summary.failed.items():
@@ -204,7 +235,7 @@ def reindex(data_dir: DataDir = None, config: ConfigFile = None, as_json: AsJson
     """
     from smallfirst import embed
 
-    store = _open(data_dir, config, refuse_other_settings=False)
+    store = _open_existing(data_dir, config, refuse_other_settings=False)
     embedder = embed.get_embedder()
     try:
         with _progress_bar("reindex", quiet=as_json) as bar:
@@ -239,7 +270,9 @@ def search(
 
     if method not in METHOD_CHOICES:
         fail(f"--method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
-    store = _open(data_dir, config)
+    if not query.strip():  # every chunk would "match": the hits would be arbitrary
+        fail("query is empty")
+    store = _open_existing(data_dir, config, collection=collection)
     try:
         hits = Retriever(store).search(query, collection=collection, k=k, method=method)  # type: ignore[arg-type]
     except CollectionNotFound as exc:
@@ -263,12 +296,15 @@ def list_collections(
     as_json: AsJson = False,
 ) -> None:
     """List collections with their document and chunk counts."""
+    from smallfirst.rag import CollectionInfo
 
-    store = _open(data_dir, config)
-    try:
-        infos = store.collections()
-    finally:
-        store.close()
+    infos: list[CollectionInfo] = []
+    if _holds_store(_data_dir(data_dir, config)):  # listing creates no store
+        store = _open(data_dir, config)
+        try:
+            infos = store.collections()
+        finally:
+            store.close()
     if as_json:
         _print_json([{"name": c.name, "documents": c.documents, "chunks": c.chunks} for c in infos])
         return
@@ -291,7 +327,7 @@ def delete(
     """Delete COLLECTION (documents, chunks, vectors), or only its documents at PATHS.
 
     Asks first unless --yes. Files on disk are never touched."""
-    store = _open(data_dir, config)
+    store = _open_existing(data_dir, config, collection=collection)
     try:
         info = next((c for c in store.collections() if c.name == collection), None)
         if info is None:

@@ -148,7 +148,7 @@ class _Asker:
             typer.echo(chunk.text, nl=False)
             parts.append(chunk.text)
         typer.echo("")
-        for cited in answer.citations:
+        for cited in answer.citations or []:
             where = f"{cited['source']}:{cited['char_start']}-{cited['char_end']}"
             typer.echo(f"[{cited['id']}] {where}", err=True)
         typer.echo(f"[{answer.route.model.id} · {answer.route.model.tier}]", err=True)

@@ -1,8 +1,10 @@
-"""Turn a file into plain text: txt and md as they are (UTF-8, else the encoding
-charset-normalizer finds), html via selectolax, pdf via pypdf.
+"""Turn a file into plain text: txt and md as Python reads them in text mode (UTF-8, else
+the encoding charset-normalizer finds; universal newlines; no byte-order mark), html via
+selectolax, pdf via pypdf.
 
-HTML headings become markdown headings (`## Title`) so one chunker handles both; spans of
-html and pdf chunks therefore refer to the extracted text, not to the raw file bytes.
+HTML headings become markdown headings (`## Title`) and table rows lines of cells joined by
+" | ", so one chunker handles both; spans of html and pdf chunks therefore refer to the
+extracted text, not to the raw file bytes.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ _BLOCK_TAGS = (
     "li",
     "pre",
     "blockquote",
-    "td",
-    "th",
+    "tr",  # a row is one line, its cells joined: "Paris | 210 EUR" keeps what each cell means
     "dt",
     "dd",
     "figcaption",
     "caption",
 )
+_HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_CELL_TAGS = ("td", "th")
+CELL_SEPARATOR = " | "
 _SKIPPED_TAGS = ("script", "style", "noscript", "template", "svg", "nav", "footer", "head")
 
 
@@ -75,7 +79,11 @@ def _decode(raw: bytes, path: Path) -> str:
         text = _detected_text(raw)
     if text is None or "\x00" in text:
         raise InvalidRequest(f"not a text file (binary content): {path}")
-    return text.replace("\r\n", "\n")
+    # Universal newlines, as Python's text mode reads the file: chunk spans index the text
+    # that `open(path, encoding=...).read()` returns, and a lone CR (old Mac files) ends a
+    # line, so blank lines between paragraphs are seen. Each replacement keeps or shortens
+    # a line break only, never the text around it.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _utf8(raw: bytes) -> str | None:
@@ -112,18 +120,32 @@ def html_to_text(html: str) -> ExtractedDocument:
         for node in root.css(",".join(_BLOCK_TAGS)):
             if _has_block_ancestor(node):
                 continue  # its text is already part of the enclosing block
-            text = node.text(separator="") if node.tag != "pre" else node.text()
-            text = text if node.tag == "pre" else " ".join(text.split())
-            if not text.strip():
-                continue
-            if node.tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
-                text = "#" * int(node.tag[1]) + " " + text.replace("\n", " ")
-            elif node.tag == "li":
-                text = "- " + text
-            blocks.append(text.strip("\n"))
+            text = _block_text(node)
+            if text:
+                blocks.append(text)
     if not blocks and root is not None:
         blocks = [" ".join(root.text(separator=" ").split())]
     return ExtractedDocument("\n\n".join(blocks), title, markdown=True)
+
+
+def _block_text(node: LexborNode) -> str:
+    """A block as one line of markdown-ish text (a `pre` keeps its lines); "" if it has none."""
+    if node.tag == "pre":
+        code = node.text()
+        return code.strip("\n") if code.strip() else ""
+    if node.tag == "tr":  # empty cells are kept, so that each value stays under its column
+        cells = [_one_line(cell) for cell in node.iter() if cell.tag in _CELL_TAGS]
+        return CELL_SEPARATOR.join(cells).strip() if any(cells) else ""
+    text = _one_line(node)
+    if not text:
+        return ""
+    if node.tag in _HEADING_TAGS:
+        return "#" * int(node.tag[1]) + " " + text
+    return "- " + text if node.tag == "li" else text
+
+
+def _one_line(node: LexborNode) -> str:
+    return " ".join(node.text(separator="").split())
 
 
 def _has_block_ancestor(node: LexborNode) -> bool:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from smallfirst.config import collection_name_problem
 from smallfirst.embed.batches import embedded_batches
 from smallfirst.errors import InvalidRequest, SmallfirstError
 from smallfirst.rag.chunking import Chunk, chunk_text
@@ -267,9 +268,8 @@ def ingest_paths(
     link's path, so removing the link removes the document. A path that no longer exists
     removes the documents stored at it (`summary.gone`); one that holds none is an error,
     raised before anything is written. Removing the last document deletes the collection."""
-    if not collection.strip():
-        raise InvalidRequest("collection name must not be empty", param="collection")
     known = store.document_hashes(collection)
+    refuse_a_bad_new_name(collection, known)
     gone = documents_at_missing_paths(paths, known)
     found = discover([path for path in paths if path.exists()])
     summary = IngestSummary(ignored=found.ignored, gone=gone)
@@ -284,6 +284,14 @@ def ingest_paths(
             summary.removed.append(source)
     summary.collection_deleted = bool(summary.removed) and not store.document_hashes(collection)
     return summary
+
+
+def refuse_a_bad_new_name(collection: str, known: Mapping[str, str]) -> None:
+    """A new collection needs a name fit for the model id `rag/<name>` (`known`: the
+    documents it holds); one ingested before names were checked can still be updated."""
+    problem = collection_name_problem(collection)
+    if problem is not None and not known:
+        raise InvalidRequest(problem, param="collection")
 
 
 def documents_at_missing_paths(paths: Sequence[Path], known: Iterable[str]) -> dict[str, list[str]]:

@@ -111,14 +111,12 @@ class _Completions:
     request: GenerateRequest
 
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
-        citations = answer.citations or None
         return completion_body(
-            self.request, answer.choices, answer.usage, answer.route, request_id, citations
+            self.request, answer.choices, answer.usage, answer.route, request_id, answer.citations
         )
 
     def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]:
-        citations = answer.citations or None
-        renderer = ChunkRenderer(self.request, answer.route, request_id, citations)
+        renderer = ChunkRenderer(self.request, answer.route, request_id, answer.citations)
         return sse_stream(renderer, answer.chunks)
 
     def param(self, name: str) -> str:
@@ -133,11 +131,12 @@ class _Responses:
     request: GenerateRequest
 
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
-        citations = answer.citations or None
-        return response_body(self.asked, answer.completion, answer.route, request_id, citations)
+        return response_body(
+            self.asked, answer.completion, answer.route, request_id, answer.citations
+        )
 
     def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]:
-        events = ResponseEvents(self.asked, answer.route, request_id, answer.citations or None)
+        events = ResponseEvents(self.asked, answer.route, request_id, answer.citations)
         return sse_stream(events, answer.chunks)
 
     def param(self, name: str) -> str:
