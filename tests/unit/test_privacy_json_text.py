@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from smallfirst.privacy import Redaction
-from smallfirst.privacy.json_text import readable_json, unescaped_value
+from smallfirst.privacy import Finding, Redaction
+from smallfirst.privacy.detect import escaped_breaks_as_breaks
+from smallfirst.privacy.json_text import readable_json, unescaped_value, whole_escapes_end
+from smallfirst.privacy.redact import redact_texts
 
 
 def test_unicode_escapes_in_json_read_as_their_characters() -> None:
@@ -44,6 +46,44 @@ def test_placeholders_with_escaped_brackets_are_restored_in_json() -> None:
     escaped = '{"to": "\\u003cPERSON_1\\u003e"}'  # Go's encoder writes < and > so
     assert redaction.restore(escaped, in_json_string=True) == '{"to": "Ana \\"Nita\\" Ruiz"}'
     assert redaction.restore(escaped) == escaped  # prose: only the bracket spelling
-    restorer = redaction.stream_restorer(in_json_string=True)
-    pieces = [restorer.feed(character) for character in escaped] + [restorer.flush()]
-    assert "".join(pieces) == '{"to": "Ana \\"Nita\\" Ruiz"}'
+    for spelled in (escaped, '{"to": "<PERSON_1\\u003e"}', '{"to": "\\u003cPERSON_1>"}'):
+        restorer = redaction.stream_restorer(in_json_string=True)
+        pieces = [restorer.feed(character) for character in spelled] + [restorer.flush()]
+        assert "".join(pieces) == '{"to": "Ana \\"Nita\\" Ruiz"}'
+
+
+def test_json_cut_off_still_reads_as_json() -> None:
+    cut = json.dumps({"guest": "José Álvarez", "notes": "x" * 50})[:40]  # a size limit
+    assert readable_json(cut).startswith('{"guest": "José Álvarez"')
+
+
+def test_an_escaped_quote_reads_as_a_quote_to_the_detector() -> None:
+    text = '{"customer": "James \\"Jimmy\\" McGill"}'
+    assert escaped_breaks_as_breaks(text) == '{"customer": "James  "Jimmy " McGill"}'
+
+
+def test_a_span_never_ends_inside_an_escape() -> None:
+    text = '"James \\"Jimmy\\" McGill"'
+    assert whole_escapes_end(text, 1, text.index("Jimmy") + 6) == text.index("Jimmy") + 5
+    assert whole_escapes_end(text, 1, len(text) - 1) == len(text) - 1
+
+
+def test_a_value_in_json_and_in_prose_is_one_placeholder_and_prose_keeps_backslashes() -> None:
+    """Only JSON text has escapes: a password typed with a backslash comes back as typed."""
+    name = 'James "Jimmy" McGill'
+    prose = f"My lawyer is {name}, password=ab\\ncd9"
+    arguments = json.dumps({"customer": name})
+    secret_start = prose.index("ab")
+    findings = [
+        [_at(prose, "PERSON", name), Finding("SECRET", secret_start, len(prose), 0.9)],
+        [_at(arguments, "PERSON", "James")],  # the detector saw the first name only
+    ]
+    redacted, redaction = redact_texts([prose, arguments], findings)
+    assert json.loads(redacted[1]) == {"customer": "<PERSON_1>"}
+    assert redaction.restore(redacted[0]) == prose
+    assert redaction.restore("<SECRET_1>") == "ab\\ncd9"  # a backslash and an n
+
+
+def _at(text: str, kind: str, value: str) -> Finding:
+    start = text.index(value)
+    return Finding(kind, start, start + len(value), 0.9)

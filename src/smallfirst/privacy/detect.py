@@ -227,8 +227,9 @@ class PiiDetector:
 # A backslash and n, r or t: line breaks and tabs written out, as in JSON strings, logs and code
 # pasted into a prompt. Not before a lower-case letter, where it is more likely a Windows path
 # (C:\temp).
-_ESCAPED_BREAK = re.compile(r"\\([nrt])(?![a-z])")
-_BREAK_FOR_ESCAPE = {"n": " \n", "r": " \r", "t": " \t"}
+# An escaped quote (JSON text, code) reads as a quote: "James \\"Jimmy\\" McGill" is one name.
+_ESCAPED_BREAK = re.compile(r'\\([nrt])(?![a-z])|\\(")')
+_BREAK_FOR_ESCAPE = {"n": " \n", "r": " \r", "t": " \t", '"': ' "'}
 
 
 def escaped_breaks_as_breaks(text: str) -> str:
@@ -237,7 +238,7 @@ def escaped_breaks_as_breaks(text: str) -> str:
     still indexes the original text."""
     if "\\" not in text:
         return text
-    return _ESCAPED_BREAK.sub(lambda m: _BREAK_FOR_ESCAPE[m.group(1)], text)
+    return _ESCAPED_BREAK.sub(lambda m: _BREAK_FOR_ESCAPE[m.group(1) or m.group(2)], text)
 
 
 @dataclass(frozen=True, slots=True)

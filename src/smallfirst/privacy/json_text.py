@@ -19,15 +19,18 @@ _UNICODE_ESCAPE = re.compile(
 _KEEP_ESCAPED = re.compile(r'[\x00-\x1f"\\\ud800-\udfff]')
 
 
+def looks_like_json(text: str) -> bool:
+    """An object or array as JSON writes it, whole or cut off (a tool result cut at a size
+    limit is still JSON text to its reader)."""
+    return text.lstrip()[:1] in ("{", "[")
+
+
 def readable_json(text: str) -> str:
     """`text` with its \\uXXXX escapes written as the characters they stand for, where JSON
     allows them as they are: the same JSON value, now readable to the detector. Text that
-    is not JSON is returned as it is (in prose, `\\u00e9` may be meant literally)."""
-    if "\\u" not in text:
-        return text
-    try:
-        json.loads(text)
-    except ValueError:
+    does not look like JSON is returned as it is (in prose, `\\u00e9` may be meant
+    literally)."""
+    if "\\u" not in text or not looks_like_json(text):
         return text
     return _UNICODE_ESCAPE.sub(_character, text)
 
@@ -44,10 +47,17 @@ def _character(match: re.Match[str]) -> str:
     return backslashes + character
 
 
+def whole_escapes_end(text: str, start: int, end: int) -> int:
+    """`end`, or one less if the span would end inside an escape (`James \\"Jimmy\\` of
+    `"James \\"Jimmy\\" McGill"`): replaced, half an escape would break the JSON."""
+    trailing = len(text[start:end]) - len(text[start:end].rstrip("\\"))
+    return end - 1 if trailing % 2 else end
+
+
 def unescaped_value(value: str) -> str:
-    """A value as it reads once JSON's escapes are undone ("Road\\nOxford" -> a line break):
-    what the placeholder stands for, whether it was found in JSON or in prose. A value that
-    is not a valid JSON string body is its own reading."""
+    """A value found in JSON text as it reads once JSON's escapes are undone ("Road\\nOxford"
+    -> a line break): what the placeholder stands for, as the same value in prose is. A value
+    that is not a valid JSON string body is its own reading."""
     if "\\" not in value:
         return value
     try:

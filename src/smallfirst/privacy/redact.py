@@ -9,13 +9,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from smallfirst.privacy.detect import Finding
-from smallfirst.privacy.json_text import unescaped_value
+from smallfirst.privacy.json_text import looks_like_json, unescaped_value, whole_escapes_end
 from smallfirst.types import ChatMessage
 
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
 # Inside JSON text an encoder may escape the brackets: Go's does (\u003cPERSON_1\u003e).
 _PLACEHOLDER_IN_JSON = re.compile(r"(?:<|\\u003[cC])([A-Z][A-Z_]*)_(\d+)(?:>|\\u003[eE])")
-_ESCAPED_BRACKETS = (("\\u003c", "\\u003e"), ("\\u003C", "\\u003E"))
+# Every spelling of the brackets the pattern above takes, but the plain one.
+_ESCAPED_BRACKETS = [
+    (opening, closing)
+    for opening in ("<", "\\u003c", "\\u003C")
+    for closing in (">", "\\u003e", "\\u003E")
+][1:]
 
 
 @dataclass
@@ -56,7 +61,6 @@ class Redactor:
         self.redaction = Redaction()
 
     def placeholder_for(self, entity_type: str, value: str) -> str:
-        value = unescaped_value(value)  # found in JSON, "Road\\nOxford" is a line break
         existing = self._by_value.get(value)
         if existing is not None:
             return existing
@@ -71,14 +75,24 @@ class Redactor:
         return placeholder
 
     def redact(self, text: str, findings: Iterable[Finding]) -> str:
+        """`text` with each finding's value replaced. In JSON text a value is what its
+        escapes say ("Road\\nOxford" is a line break, as in prose) and a span may not end
+        inside an escape; elsewhere a backslash is a backslash."""
+        in_json = looks_like_json(text)
         pieces: list[str] = []
         cursor = 0
         for finding in sorted(findings, key=lambda f: f.start):
             if finding.start < cursor:
                 continue  # overlaps are resolved by the detector; skip any leftover
+            end = whole_escapes_end(text, finding.start, finding.end) if in_json else finding.end
+            value = text[finding.start : end]
             pieces.append(text[cursor : finding.start])
-            pieces.append(self.placeholder_for(finding.entity_type, finding.value_in(text)))
-            cursor = finding.end
+            pieces.append(
+                self.placeholder_for(
+                    finding.entity_type, unescaped_value(value) if in_json else value
+                )
+            )
+            cursor = end
         pieces.append(text[cursor:])
         return "".join(pieces)
 
@@ -99,7 +113,9 @@ def with_repeats(
 ) -> list[list[Finding]]:
     """Each text's findings, and every other place where a value found anywhere in the
     request occurs as a whole word: the detector may see a name in one sentence and miss it
-    in the next ("My name is Ana. Add Ana to the list"), and the value is PII either way."""
+    in the next ("My name is Ana. Add Ana to the list"), and the value is PII either way. In
+    JSON text the value is also looked for as JSON spells it (`James \\"Jimmy\\" McGill`); a
+    repeat that holds findings of its own replaces them ("James" of that name)."""
     kinds: dict[str, str] = {}
     for text, findings in zip(texts, findings_per_text, strict=True):
         for finding in findings:
@@ -107,17 +123,26 @@ def with_repeats(
     kinds.pop("", None)
     if not kinds:
         return [list(findings) for findings in findings_per_text]
+    in_json = {json.dumps(value, ensure_ascii=False)[1:-1]: kind for value, kind in kinds.items()}
+    return [
+        _with_repeats_in(text, findings, in_json | kinds if looks_like_json(text) else kinds)
+        for text, findings in zip(texts, findings_per_text, strict=True)
+    ]
+
+
+def _with_repeats_in(
+    text: str, findings: Sequence[Finding], kinds: dict[str, str]
+) -> list[Finding]:
     longest_first = sorted(kinds, key=len, reverse=True)
     values = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, longest_first)) + r")(?!\w)")
-    extended = []
-    for text, findings in zip(texts, findings_per_text, strict=True):
-        repeats = [
-            Finding(kinds[match.group()], match.start(), match.end(), 1.0)
-            for match in values.finditer(text)
-            if not any(f.start < match.end() and match.start() < f.end for f in findings)
-        ]
-        extended.append([*findings, *repeats])
-    return extended
+    kept = list(findings)
+    for match in values.finditer(text):
+        start, end = match.span()
+        overlapping = [f for f in kept if f.start < end and start < f.end]
+        if all(start <= f.start and f.end <= end for f in overlapping):
+            kept = [f for f in kept if f not in overlapping]
+            kept.append(Finding(kinds[match.group()], start, end, 1.0))
+    return kept
 
 
 def redact_messages(
