@@ -204,15 +204,17 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
         return [ChatMessage(role="user", content=request.prompt_text), *suffix, *stops]
     scanned: list[ChatMessage] = []
     for message in request.messages:
-        # A tool's result is often JSON, which may spell "é" as \u00e9: read as characters.
-        as_read = readable_json if message.role == "tool" else str
+        # Any message may be JSON (a tool's result often is), which may spell "é" as
+        # \u00e9: read as characters.
         if isinstance(message.content, list):  # each part its own text: joined, the end of
             # one ran into the start of the next ("ana@x.comThanks" hid the address)
             scanned.extend(
-                ChatMessage(role="user", content=as_read(part.text)) for part in message.content
+                ChatMessage(role="user", content=readable_json(part.text))
+                for part in message.content
             )
         elif isinstance(message.content, str):
-            scanned.append(message.model_copy(update={"content": as_read(message.content)}))
+            readable = readable_json(message.content)
+            scanned.append(message.model_copy(update={"content": readable}))
         else:
             scanned.append(message)
         if message.name:

@@ -278,6 +278,15 @@ def test_values_in_json_tool_texts_are_found_and_read_as_their_escapes_say(
     assert answer == f"Booked for {guest}, shipping to {address}."
 
 
+def test_a_user_message_that_is_json_is_read_as_json(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    pasted = json.dumps({"guest": "José Álvarez-Núñez", "room": 12})  # "Jos\\u00e9 ..."
+    body = chat_body("big", messages=[{"role": "user", "content": pasted}])
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1].messages[0].text
+    assert json.loads(sent) == {"guest": "<PERSON_1>", "room": 12}
+
+
 def test_responses_input_parts_stay_parts_for_the_guard(api: tuple[TestClient, Any]) -> None:
     client, gateway = api
     parts = [
