@@ -18,6 +18,15 @@ class Usage(BaseModel):
     # an upstream's prompt cache)
     cached_tokens: int = 0
 
+    @classmethod
+    def estimated(cls, prompt: str, answer: str) -> Usage:
+        """Tokens counted where no one counted them (an upstream that reports no usage, a
+        stream cut before its usage came): 4 characters a token, rounded up, a prompt at
+        least one."""
+        return cls(
+            prompt_tokens=max(-(-len(prompt) // 4), 1), completion_tokens=-(-len(answer) // 4)
+        )
+
     @model_validator(mode="before")
     @classmethod
     def _upstream_details(cls, data: Any) -> Any:

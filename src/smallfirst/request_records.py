@@ -77,11 +77,8 @@ def answered_record(
 def estimated_usage(request: GenerateRequest, answer_text: str) -> Usage:
     """Tokens of a stream cut before its usage came (the client left, the upstream broke):
     the upstream has read the prompt and written the answer so far, and bills them. Counted
-    as for an upstream that reports no usage: 4 characters a token (`openai_compat._usage`)."""
-    return Usage(
-        prompt_tokens=max(len(prompt_text(request)) // 4, 1),
-        completion_tokens=len(answer_text) // 4,
-    )
+    as for an upstream that reports no usage (`Usage.estimated`)."""
+    return Usage.estimated(prompt_text(request), answer_text)
 
 
 def rejection_record(

@@ -113,6 +113,19 @@ async def test_streamed_tool_calls_without_index_are_told_apart() -> None:
     ]
 
 
+async def test_streamed_calls_with_neither_index_nor_id_are_told_apart_by_their_names() -> None:
+    """Two whole calls in two deltas, no index, no id: they were one call of both arguments."""
+    oslo = {"function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    rome = {"function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}
+    events = [delta(tool_calls=[oslo]), delta(tool_calls=[rome]), delta("tool_calls")]
+    chunks = await streamed(sse(events) + DONE, TOOL_REQUEST.model_copy(update={"stream": True}))
+    calls = join_tool_call_deltas([d for chunk in chunks for d in chunk.tool_calls or []])
+    assert [(c.id, c.function.arguments) for c in calls or []] == [
+        ("call_0", '{"city": "Oslo"}'),
+        ("call_1", '{"city": "Rome"}'),
+    ]
+
+
 async def test_streamed_tool_call_arguments_as_an_object_are_json_text() -> None:
     call = {"index": 0, "id": "a", "function": {"name": "get_weather", "arguments": {"c": 1}}}
     chunks = await streamed(sse([delta(tool_calls=[call]), delta("tool_calls")]) + DONE)
@@ -271,7 +284,7 @@ async def test_reasoning_content_passes_through_and_counts_when_usage_is_estimat
     async with upstream(answering(reasoned)) as backend:
         answer = await backend.complete(REQUEST)
     assert (answer.text, answer.reasoning) == ("42", "x" * 40)
-    assert answer.usage.completion_tokens == 10  # 42 characters
+    assert answer.usage.completion_tokens == 11  # 42 characters, 4 a token, rounded up
     events = [delta(reasoning_content="Think"), delta(reasoning_content="ing"), delta("stop")]
     chunks = await streamed(sse(events) + DONE)
     assert "".join(c.reasoning for c in chunks) == "Thinking"

@@ -198,8 +198,9 @@ def _object(value: Any) -> dict[str, Any]:
 def usage_of(raw: Any, body: dict[str, Any], written: str) -> Usage:
     """The upstream's usage; a count it does not give (missing, null, not a count) is
     estimated at 4 characters per token (documented), of the prompt and of what it wrote."""
-    prompt_chars = len(json.dumps(body.get("messages") or body.get("prompt") or ""))
-    estimate = Usage(prompt_tokens=max(prompt_chars // 4, 1), completion_tokens=len(written) // 4)
+    estimate = Usage.estimated(
+        json.dumps(body.get("messages") or body.get("prompt") or ""), written
+    )
     if not isinstance(raw, dict) or all(raw.get(name) is None for name in USAGE_COUNTS):
         return estimate
     missing = {name: getattr(estimate, name) for name in USAGE_COUNTS if raw.get(name) is None}
@@ -240,9 +241,10 @@ def _arguments(function: dict[str, Any], *, missing: str) -> str:
 class _CallIndexes:
     """Streamed `delta.tool_calls` (`{index, id?, type?, function: {name?, arguments?}}`) of
     one answer. `index` tells calls apart; a piece without one (Gemini's OpenAI endpoint sends
-    whole calls so) belongs to the call an earlier piece gave its id, else a new id is the
-    next call; a piece without either continues the latest call, or, among several in one
-    delta, the call of its place in the list."""
+    whole calls so) belongs to the call an earlier piece gave its id, else a new id or a
+    function name is the next call (given an id if it has none); a piece without any of them
+    continues the latest call, or, among several in one delta, the call of its place in the
+    list."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, int] = {}
@@ -257,21 +259,21 @@ class _CallIndexes:
 
     def _delta(self, item: dict[str, Any], place: int | None) -> ToolCallDelta:
         function = _object(item.get("function") or {})
-        call_id = item.get("id")
+        call_id, name = item.get("id"), function.get("name")
+        index = self._index(item.get("index"), call_id, place, named=bool(name))
+        if name and not call_id:  # a call's first piece: the client needs an id to answer
+            call_id = f"call_{index}"
         return ToolCallDelta(
-            index=self._index(item.get("index"), call_id, place),
-            id=call_id,
-            name=function.get("name"),
-            arguments=_arguments(function, missing=""),
+            index=index, id=call_id, name=name, arguments=_arguments(function, missing="")
         )
 
-    def _index(self, told: Any, call_id: Any, place: int | None) -> int:
+    def _index(self, told: Any, call_id: Any, place: int | None, *, named: bool) -> int:
         if isinstance(told, int):
             index = told
         elif call_id in self._by_id:
             index = self._by_id[call_id]
-        elif call_id:
-            index = self._next
+        elif call_id or (named and place is None):  # a name starts a call: pieces go on
+            index = self._next  # without one
         else:
             index = self._latest if place is None else place
         if call_id:
