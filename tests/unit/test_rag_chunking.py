@@ -149,3 +149,19 @@ def test_spans_index_the_file_as_python_reads_it_in_text_mode(
     assert chunks
     for chunk in chunks:
         assert as_read[chunk.char_start : chunk.char_end] == chunk.text
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>Main St 5<br>Springfield</p>", "Main St 5 Springfield"),
+        ("<table><tr><td><p>one</p><p>two</p></td><td>Tel<br/>+1 555</td></tr></table>",
+         "one two | Tel +1 555"),
+        ("<ul><li>Rates<table><tr><td>x</td><td>y</td></tr></table></li></ul>", "- Rates x y"),
+        ("<table><tr><td>A</td><td><table><tr><td>b1</td><td>b2</td></tr></table></td></tr>"
+         "</table>", "A | b1 b2"),
+    ],
+)  # fmt: skip
+def test_html_breaks_and_blocks_inside_blocks_part_words(html: str, text: str) -> None:
+    """They were glued: "5Springfield", "onetwo", "Ratesxy"."""
+    assert extract(Path("page.html"), html.encode()).text == text

@@ -429,6 +429,18 @@ def test_commands_that_read_say_the_data_dir_is_empty_and_create_nothing(
     assert not missing.exists()
 
 
+@pytest.mark.parametrize("command", [["collections"], ["search", "q", "-c", "kb"]])
+def test_reading_commands_say_a_data_dir_that_is_a_file_is_one(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """`collections` printed nothing and exited 0; `search` said it held no collections."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    result = runner.invoke(app, [*command, "--data-dir", str(a_file)])
+    assert result.exit_code == 2
+    assert f"the data dir {a_file} is a file, not a directory" in result.stderr
+
+
 def test_ingest_names_the_files_it_removed(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     texts = {"a.md": "Alpha notes.\n", "b.md": "Beta notes.\n", "c.md": "Gamma notes.\n"}

@@ -6,7 +6,7 @@ import pytest
 
 from smallfirst.errors import ContextLengthExceeded
 from smallfirst.rag import GROUNDING_RULE, Hit, build_grounded_messages
-from smallfirst.rag.prompt import NO_SOURCES
+from smallfirst.rag.prompt import NO_SOURCES, SOURCES_REMINDER
 from smallfirst.types import ChatMessage
 from tests.unit.rag_fakes import count_words
 
@@ -116,4 +116,5 @@ def test_hits_that_cannot_fit_are_a_400_not_an_answer_that_looks_grounded() -> N
 def test_no_hits_at_all_says_so_to_the_model() -> None:
     prompt = build_grounded_messages(QUESTION, [], count_tokens=count_words, budget=10_000)
     assert NO_SOURCES in prompt.messages[0].text
+    assert SOURCES_REMINDER not in prompt.messages[0].text  # SmolLM2 answered with it
     assert prompt.citations == []

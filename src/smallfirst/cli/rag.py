@@ -69,11 +69,19 @@ def _open_existing(
 ) -> SqliteChunkStore:
     """The store in the data dir, or exit 2 saying that nothing was ingested there (a command
     that only reads creates no store). `collection`: the one asked for, named in the error."""
-    directory = _data_dir(data_dir, config)
+    directory = _data_dir_to_read(data_dir, config)
     if not _holds_store(directory):
         asked = f"RAG collection {collection!r} does not exist: " if collection is not None else ""
         fail(f"{asked}the data dir {directory} holds no collections (nothing was ingested there)")
     return _open(directory, None, refuse_other_settings=refuse_other_settings)
+
+
+def _data_dir_to_read(data_dir: Path | None, config: Path | None) -> Path:
+    """The data dir a reading command looks in; exit 2 if it is a file."""
+    directory = _data_dir(data_dir, config)
+    if directory.exists() and not directory.is_dir():
+        fail(f"the data dir {directory} is a file, not a directory")
+    return directory
 
 
 def _holds_store(directory: Path) -> bool:
@@ -299,7 +307,7 @@ def list_collections(
     from smallfirst.rag import CollectionInfo
 
     infos: list[CollectionInfo] = []
-    if _holds_store(_data_dir(data_dir, config)):  # listing creates no store
+    if _holds_store(_data_dir_to_read(data_dir, config)):  # listing creates no store
         store = _open(data_dir, config)
         try:
             infos = store.collections()

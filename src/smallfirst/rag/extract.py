@@ -10,6 +10,7 @@ extracted text, not to the raw file bytes.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,10 +108,24 @@ def _detected_text(raw: bytes) -> str | None:
     return str(next((m for m in tied if m.encoding == "cp1252"), best))
 
 
+# A line break, and the start or end of a block or cell, part the words around it: a block
+# inside another ("<td><p>a</p><p>b</p></td>", a table in a list item) or "Main St
+# 5<br>Springfield" read as one glued word ("5Springfield") before.
+_BREAKS_BETWEEN_BLOCKS = re.compile(
+    r"<br\s*/?>|</?(?:p|div|li|ul|ol|td|th|tr|h[1-6]|blockquote|dt|dd|caption|table)\b[^>]*>",
+    re.IGNORECASE,
+)
+
+
+def _break_after(match: re.Match[str]) -> str:
+    tag = match.group()
+    return "\n" if tag[1:3].lower() == "br" else f" {tag} "
+
+
 def html_to_text(html: str) -> ExtractedDocument:
     from selectolax.lexbor import LexborHTMLParser
 
-    tree = LexborHTMLParser(html)
+    tree = LexborHTMLParser(_BREAKS_BETWEEN_BLOCKS.sub(_break_after, html))
     title_node = tree.css_first("title")
     title = title_node.text(strip=True) if title_node is not None else ""
     tree.strip_tags(list(_SKIPPED_TAGS))

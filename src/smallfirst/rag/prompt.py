@@ -152,5 +152,7 @@ def _citation(citation_id: str, hit: Hit) -> Citation:
 
 
 def _system_text(blocks: Sequence[str]) -> str:
-    sources = "\n\n".join(blocks) if blocks else NO_SOURCES
+    if not blocks:  # no reminder of documents there are not (SmolLM2 answered with it)
+        return f"{GROUNDING_RULE}\n\n<sources>\n{NO_SOURCES}\n</sources>"
+    sources = "\n\n".join(blocks)
     return f"{GROUNDING_RULE}\n\n<sources>\n{sources}\n</sources>\n\n{SOURCES_REMINDER}"
