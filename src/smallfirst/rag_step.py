@@ -66,9 +66,10 @@ class RagStep:
         """The request with the collection's best chunks fenced into its prompt (as many as
         `model`'s context holds beside the answer), and their citations."""
         from smallfirst.rag import build_grounded_messages, last_user_text
+        from smallfirst.rag.retrieve import has_words
 
         query = last_user_text(request.messages)
-        if not query.strip():  # any chunk would "match": the citations would be arbitrary
+        if not has_words(query):  # the citations would be arbitrary
             raise InvalidRequest(
                 "a rag request needs a user message to search with", param="messages"
             )

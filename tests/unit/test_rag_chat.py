@@ -217,6 +217,7 @@ def test_sources_that_cannot_fit_beside_the_conversation_are_a_400(
     "messages",
     [
         [{"role": "user", "content": "  \n"}],
+        [{"role": "user", "content": "?? \u200b"}],  # no word: any chunk would "match"
         [{"role": "user", "content": "Kettle?"}, {"role": "user", "content": ""}],
         [{"role": "system", "content": "Be brief."}],
     ],

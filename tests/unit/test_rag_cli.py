@@ -389,14 +389,17 @@ def test_delete_with_paths_removes_those_documents_and_leaves_the_files(tmp_path
     assert json.loads(runner.invoke(app, ["collections", "--json", *data]).stdout) == []
 
 
-@pytest.mark.parametrize("query", ["", "  \t"])
+@pytest.mark.parametrize("query", ["", "  \t", "???", "\u200b"])
 def test_an_empty_query_is_refused_not_answered_with_arbitrary_chunks(
     tmp_path: Path, query: str
 ) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     ingest_texts(tmp_path / "kb", {"a.md": "Alpha notes.\n"}, "kb", data)
     result = runner.invoke(app, ["search", query, "-c", "kb", *data])
-    assert (result.exit_code, result.stderr) == (2, "Error: query is empty\n")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "Error: query is empty: it has no letter or digit to search for\n",
+    )
 
 
 @pytest.mark.parametrize("data_dir", ["a-file", "/proc/nope"])

@@ -275,11 +275,12 @@ def search(
 ) -> None:
     """Search COLLECTION and print the best chunks with their source and span."""
     from smallfirst.rag import CollectionNotFound, Retriever
+    from smallfirst.rag.retrieve import has_words
 
     if method not in METHOD_CHOICES:
         fail(f"--method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
-    if not query.strip():  # every chunk would "match": the hits would be arbitrary
-        fail("query is empty")
+    if not has_words(query):
+        fail("query is empty: it has no letter or digit to search for")
     store = _open_existing(data_dir, config, collection=collection)
     try:
         hits = Retriever(store).search(query, collection=collection, k=k, method=method)  # type: ignore[arg-type]

@@ -71,6 +71,12 @@ def default_query_embedder(cache_size: int = QUERY_CACHE_SIZE) -> QueryEmbedder:
     return embed_query
 
 
+def has_words(query: str) -> bool:
+    """Whether `query` has anything to search for: a letter or a digit. Without one ("",
+    "???", a zero-width space) every chunk "matches" and the hits would be arbitrary."""
+    return any(character.isalnum() for character in query)
+
+
 class Retriever:
     """`search(query, collection=..., k=..., method=...) -> list[Hit]` over a store.
 
