@@ -165,3 +165,19 @@ def test_spans_index_the_file_as_python_reads_it_in_text_mode(
 def test_html_breaks_and_blocks_inside_blocks_part_words(html: str, text: str) -> None:
     """They were glued: "5Springfield", "onetwo", "Ratesxy"."""
     assert extract(Path("page.html"), html.encode()).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("Café au lait.\n", "latin-1"),
+        ("Año nuevo, vida nueva.", "latin-1"),
+        ("Straße 12", "latin-1"),
+        ("5€ pro Stück", "cp1252"),
+        ("Привет, мир! Как дела?", "cp1251"),
+        ("Zażółć gęślą jaźń", "cp1250"),
+    ],
+)
+def test_short_legacy_text_is_read_in_its_own_script(text: str, encoding: str) -> None:
+    """Short Latin-1 files read as cp1006, big5 or UTF-16 ("Cafﻠ au lait.")."""
+    assert extract(Path("note.txt"), text.encode(encoding)).text == text

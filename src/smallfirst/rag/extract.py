@@ -95,17 +95,42 @@ def _utf8(raw: bytes) -> str | None:
 
 
 def _detected_text(raw: bytes) -> str | None:
-    """The decoding charset-normalizer finds most plausible, if any. Among equally plausible
-    ones (short Western text fits cp1250 as well as cp1252), the most used legacy encoding
-    wins."""
+    """Western European text in cp1252 (Latin-1's superset) when it reads as such, else the
+    decoding charset-normalizer finds most plausible, if any. Among equally plausible ones
+    (short Western text fits cp1250 as well as cp1252), the most used legacy encoding wins."""
     from charset_normalizer import from_bytes
 
+    western = _western_text(raw)
+    if western is not None:  # charset-normalizer read short ones as cp1006, big5, UTF-16...
+        return western
     matches = from_bytes(raw)
     best = matches.best()
     if best is None:
         return None
     tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
     return str(next((m for m in tied if m.encoding == "cp1252"), best))
+
+
+# Besides Latin letters, what Western text holds in cp1252's upper half.
+_WESTERN_MARKS = frozenset("€‘’‚“”„–—…•«»£¥°©®™§¶·¡¿×÷±½¼¾ºª\u00a0")
+# In Western text accented letters are a few among plain ones ("Café", "Straße"); a text of
+# them all is another script in a one-byte encoding (cp1251 Russian reads "Ïðèâåò").
+_MOST_ACCENTED_SHARE = 0.3
+
+
+def _western_text(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    if any(c < " " and c not in "\t\n\r\f" for c in text):  # UTF-16 without a BOM, binary
+        return None
+    letters = [c for c in text if c.isalpha()]
+    accented = [c for c in letters if not c.isascii()]
+    others = [c for c in text if not c.isascii() and not c.isalpha()]
+    if any(c not in _WESTERN_MARKS for c in others) or any(ord(c) > 0x17F for c in accented):
+        return None
+    return text if len(accented) <= _MOST_ACCENTED_SHARE * len(letters) else None
 
 
 # A line break, and the start or end of a block or cell, part the words around it: a block
