@@ -154,3 +154,12 @@ def test_an_upstreams_refusal_and_reasoning_get_the_values_back() -> None:
     restored = restore(pieces, guard)
     assert "".join(chunk.refusal for chunk in restored) == "I won't mail Ana Ruiz."
     assert "".join(chunk.reasoning for chunk in restored) == "Ana Ruiz as"
+
+
+def test_the_parts_of_a_full_name_found_once_are_redacted_where_they_recur_alone() -> None:
+    first, second = "I am Tomasz Kowalski.", "Tomasz will ask Ms Kowalski and Li about it."
+    redacted, redaction = redact_texts(
+        [first, second], [[_find(first, "PERSON", "Tomasz Kowalski")], []]
+    )
+    assert redacted == ["I am <PERSON_1>.", "<PERSON_2> will ask Ms <PERSON_3> and Li about it."]
+    assert [redaction.restore(text) for text in redacted] == [first, second]

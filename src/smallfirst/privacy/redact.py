@@ -108,18 +108,28 @@ def redact_texts(
     return redacted, redactor.redaction
 
 
+# A part of a person's name that names them alone: a capitalised word of three letters or
+# more ("Tomasz", "Kowalski"; not "Li" or "de").
+_NAME_PART = re.compile(r"\b[^\W\d_a-z][^\W\d_]{2,}\b")
+
+
 def with_repeats(
     texts: Sequence[str], findings_per_text: Sequence[Sequence[Finding]]
 ) -> list[list[Finding]]:
     """Each text's findings, and every other place where a value found anywhere in the
     request occurs as a whole word: the detector may see a name in one sentence and miss it
-    in the next ("My name is Ana. Add Ana to the list"), and the value is PII either way. In
+    in the next ("My name is Ana. Add Ana to the list"), and the value is PII either way;
+    so are the parts of a person's full name ("Tomasz" of "Tomasz Kowalski"). In
     JSON text the value is also looked for as JSON spells it (`James \\"Jimmy\\" McGill`); a
     repeat that holds findings of its own replaces them ("James" of that name)."""
     kinds: dict[str, str] = {}
     for text, findings in zip(texts, findings_per_text, strict=True):
         for finding in findings:
             kinds.setdefault(finding.value_in(text), finding.entity_type)
+    for value, kind in list(kinds.items()):
+        if kind == "PERSON":  # "Tomasz Kowalski", then "Tomasz will call": the given name
+            for part in _NAME_PART.findall(value):
+                kinds.setdefault(part, kind)
     kinds.pop("", None)
     if not kinds:
         return [list(findings) for findings in findings_per_text]
