@@ -323,6 +323,9 @@ class ChatRequest(SamplingParams):
     service_tier: ServiceTier | None = None
     # Passed on to remote tiers; local models do not adjust their length to it.
     verbosity: Literal["low", "medium", "high"] | None = None
+    # For remote reasoning models (o-series, gpt-5, DeepSeek-R1 behind vLLM), passed on as
+    # sent; the local models here write no separate reasoning for it to bound.
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
     # Text is what every model here writes: ["text"], the default, is all that is accepted.
     modalities: list[Literal["text"]] | None = None
     # Predicted output only makes an OpenAI answer sooner, never different: accepted, and not

@@ -645,6 +645,19 @@ def test_null_is_the_default_as_in_openai(
     assert response.headers["content-type"].startswith("application/json")
 
 
+def test_reasoning_effort_goes_to_a_remote_model_and_changes_nothing_here(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    """LangChain and the openai SDK send it for reasoning models; it was a 400."""
+    client, gateway = api
+    for model in ("big", "tiny"):
+        body = chat_body(model, reasoning_effort="low")
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+    assert fake_backend(gateway, "big").requests[-1].openai_body()["reasoning_effort"] == "low"
+    bad = client.post("/v1/chat/completions", json=chat_body(reasoning_effort="max"))
+    assert bad.status_code == 400
+
+
 def test_text_modality_and_predicted_output_are_accepted_and_the_prediction_stays_here(
     api: tuple[TestClient, Gateway],
 ) -> None:
