@@ -113,10 +113,7 @@ class RagStep:
         from smallfirst.rag import CollectionNotFound
 
         if collection not in {info.name for info in await self._searchable_collections()}:
-            raise CollectionNotFound(
-                f"RAG collection {collection!r} has no text to search: its documents are empty"
-                " (or PDFs of scanned pages, which need OCR first)"
-            )
+            raise CollectionNotFound.without_text(collection)
 
     def close(self) -> None:
         if self._retriever is not None:

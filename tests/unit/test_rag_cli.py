@@ -502,3 +502,12 @@ def test_config_refuses_a_collection_name_that_could_not_be_ingested(tmp_path: P
     config.write_text("rag:\n  collections:\n    a/b: {private: false}\n    ok-name: {}\n")
     with pytest.raises(ConfigError, match=r"invalid collection name 'a/b'"):
         load_settings(config, env={})
+
+
+def test_searching_a_collection_without_text_says_so_as_the_server_does(tmp_path: Path) -> None:
+    """It printed nothing and exited 0, while `rag/x2` was a 404 on the server."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    ingest_texts(tmp_path / "kb", {"empty.txt": ""}, "x2", data)
+    result = runner.invoke(app, ["search", "anything", "-c", "x2", *data])
+    assert result.exit_code == 2
+    assert "RAG collection 'x2' has no text to search" in result.stderr

@@ -284,6 +284,8 @@ def search(
     store = _open_existing(data_dir, config, collection=collection)
     try:
         hits = Retriever(store).search(query, collection=collection, k=k, method=method)  # type: ignore[arg-type]
+        if not hits and not any(c.name == collection and c.chunks for c in store.collections()):
+            raise CollectionNotFound.without_text(collection)  # as the server says it
     except CollectionNotFound as exc:
         fail(exc.message)
     finally:

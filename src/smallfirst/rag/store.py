@@ -28,6 +28,14 @@ EMBEDDING_DIMENSIONS = 384
 class CollectionNotFound(ModelNotFound):
     """Asked for a collection that was never ingested (a 404 for `model: "rag/<name>"`)."""
 
+    @classmethod
+    def without_text(cls, collection: str) -> CollectionNotFound:
+        """A collection whose documents hold no text: it can only answer ungrounded."""
+        return cls(
+            f"RAG collection {collection!r} has no text to search: its documents are empty"
+            " (or PDFs of scanned pages, which need OCR first)"
+        )
+
 
 @dataclass(frozen=True)
 class ScoredChunk:
