@@ -134,17 +134,24 @@ def with_repeats(
     if not kinds:
         return [list(findings) for findings in findings_per_text]
     in_json = {json.dumps(value, ensure_ascii=False)[1:-1]: kind for value, kind in kinds.items()}
+    in_json |= kinds
+    in_prose_pattern, in_json_pattern = _whole_words(kinds), _whole_words(in_json)
     return [
-        _with_repeats_in(text, findings, in_json | kinds if looks_like_json(text) else kinds)
+        _with_repeats_in(text, findings, in_json_pattern, in_json)
+        if looks_like_json(text)
+        else _with_repeats_in(text, findings, in_prose_pattern, kinds)
         for text, findings in zip(texts, findings_per_text, strict=True)
     ]
 
 
+def _whole_words(values: Iterable[str]) -> re.Pattern[str]:
+    longest_first = sorted(values, key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, longest_first)) + r")(?!\w)")
+
+
 def _with_repeats_in(
-    text: str, findings: Sequence[Finding], kinds: dict[str, str]
+    text: str, findings: Sequence[Finding], values: re.Pattern[str], kinds: dict[str, str]
 ) -> list[Finding]:
-    longest_first = sorted(kinds, key=len, reverse=True)
-    values = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, longest_first)) + r")(?!\w)")
     kept = list(findings)
     for match in values.finditer(text):
         start, end = match.span()
