@@ -251,3 +251,19 @@ def test_texts_inspected_together_are_found_as_one_by_one(
     for batch_chars in (20_000, 70):  # one batch; several
         monkeypatch.setattr(detect, "BATCH_CHARS", batch_chars)
         assert PiiDetector(recent_texts=0).inspect_many(TEXTS) == alone
+
+
+def test_a_text_twice_in_one_call_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A schema repeats descriptions and enum values: each distinct text is read once."""
+    detector = PiiDetector(recent_texts=0)
+    detected: list[str] = []
+
+    def fake_detect_many(texts: list[str]) -> list[list[Finding]]:
+        detected.extend(texts)
+        return [[Finding("PERSON", 0, 3, 0.9)] for _ in texts]
+
+    monkeypatch.setattr(detector, "_detect_many", fake_detect_many)
+    found = detector.inspect_many(["Ann wrote", "the id", "Ann wrote"])
+    assert detected == ["Ann wrote", "the id"]
+    assert found[0] == found[2] == [Finding("PERSON", 0, 3, 0.9)]
+    assert found[0] is not found[2]  # each caller's own list

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from smallfirst.privacy.ner import NerRunner
@@ -149,23 +149,25 @@ class PiiDetector:
         ~1.2 ms however short its text, and a tool schema's descriptions and enum values
         are many short texts (docs/privacy.md)."""
         found: dict[int, list[Finding]] = {}
-        digests: dict[int, bytes] = {}
+        new: dict[bytes, list[int]] = {}  # a text not seen recently -> where it is in `texts`
         for index, text in enumerate(texts):
             if not text.strip():
                 found[index] = []
             elif len(text) > PIECE_CHARS:
                 found[index] = self._inspect_in_pieces(text)
             else:
-                digests[index] = RecentFindings.digest(text)
-                cached = self._recent.get(digests[index])
+                digest = RecentFindings.digest(text)
+                cached = self._recent.get(digest)
                 if cached is not None:
                     found[index] = cached
-        new = [index for index in digests if index not in found]
-        for batch in _batches(new, [len(texts[index]) for index in new]):
-            detected = self._detect_many([texts[index] for index in batch])
-            for index, findings in zip(batch, detected, strict=True):
-                found[index] = findings
-                self._recent.put(digests[index], findings)
+                else:  # the same enum value or description twice is read once
+                    new.setdefault(digest, []).append(index)
+        pending = list(new.items())
+        for batch in _batches(pending, [len(texts[places[0]]) for _, places in pending]):
+            detected = self._detect_many([texts[places[0]] for _, places in batch])
+            for (digest, places), findings in zip(batch, detected, strict=True):
+                self._recent.put(digest, findings)
+                found.update((index, list(findings)) for index in places)
         return [found[index] for index in range(len(texts))]
 
     def _detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
@@ -299,10 +301,13 @@ def _pipeline_location(model_name: str) -> str | Path | None:
     return path
 
 
-def _batches(items: Sequence[int], lengths: Sequence[int]) -> Iterator[list[int]]:
+_Item = TypeVar("_Item")
+
+
+def _batches(items: Sequence[_Item], lengths: Sequence[int]) -> Iterator[list[_Item]]:
     """`items` in order, in runs whose `lengths` add up to at most BATCH_CHARS (an item
     longer than that alone)."""
-    batch: list[int] = []
+    batch: list[_Item] = []
     size = 0
     for item, length in zip(items, lengths, strict=True):
         if batch and size + length > BATCH_CHARS:
