@@ -28,12 +28,12 @@ def refuse_an_answer_longer_than_the_context(
 ) -> None:
     """The 400 a plain request to `model` gets when the conversation and `max_tokens` do not
     fit its context, checked before retrieval (the sources' budget would be negative)."""
-    from smallfirst.rag.prompt import MESSAGE_OVERHEAD_TOKENS
+    from smallfirst.rag.prompt import conversation_tokens
 
     asked = request.token_limit
     if asked is None:
         return
-    prompt = sum(count_tokens(m.text) + MESSAGE_OVERHEAD_TOKENS for m in request.messages)
+    prompt = conversation_tokens(request.messages, count_tokens)
     if prompt + asked > model.context_length:
         raise ContextLengthExceeded.told(
             model.context_length,

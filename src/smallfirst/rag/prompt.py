@@ -92,6 +92,15 @@ def fence_source(citation_id: str, hit: Hit) -> str:
 _FENCE_TAG = re.compile(r"<(?=\s*/?\s*sources?\b)", re.IGNORECASE)
 
 
+def conversation_tokens(
+    messages: Sequence[ChatMessage],
+    count_tokens: Callable[[str], int],
+    message_overhead: int = MESSAGE_OVERHEAD_TOKENS,
+) -> int:
+    """The caller's messages in tokens, each with its share of the chat template."""
+    return sum(count_tokens(m.text) + message_overhead for m in messages)
+
+
 def build_grounded_messages(
     messages: Sequence[ChatMessage],
     hits: Sequence[Hit],
@@ -106,10 +115,10 @@ def build_grounded_messages(
     when there are hits but not even the best one fits beside them: an answer without its
     sources would look grounded and be the model's guess.
     """
-    conversation_tokens = sum(count_tokens(m.text) + message_overhead for m in messages)
+    conversation = conversation_tokens(messages, count_tokens, message_overhead)
 
     def total(system_text: str) -> int:
-        return count_tokens(system_text) + message_overhead + conversation_tokens
+        return count_tokens(system_text) + message_overhead + conversation
 
     blocks: list[str] = []
     citations: list[Citation] = []
