@@ -92,6 +92,46 @@ async def test_a_null_usage_after_a_streamed_answer_is_estimated() -> None:
     assert chunks[-1].usage.prompt_tokens > 0
 
 
+async def test_a_whole_json_answer_to_a_stream_request_streams_as_one_piece() -> None:
+    """A server or proxy that ignores `stream` answers with JSON: it was a 502."""
+    call = {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    body = answer_with(content="hello", tool_calls=[call])
+    async with upstream(answering(body)) as backend:
+        chunks = [chunk async for chunk in backend.stream(STREAM_REQUEST)]
+    assert "".join(chunk.text for chunk in chunks) == "hello"
+    calls = join_tool_call_deltas([d for chunk in chunks for d in chunk.tool_calls or []])
+    assert [(c.id, c.function.name) for c in calls or []] == [("a", "f")]
+    assert chunks[-1].finish_reason == "stop"
+    assert chunks[-1].usage is not None
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (7, 1)
+
+
+async def test_a_whole_text_completion_to_a_stream_request_streams_as_one_piece() -> None:
+    body = {"choices": [{"index": 0, "text": "four", "finish_reason": "length"}]}
+    text_request = TextRequest(model="cloud", prompt="2+2=", stream=True)
+    async with upstream(answering(body)) as backend:
+        chunks = [chunk async for chunk in backend.stream(text_request)]
+    assert ["".join(c.text for c in chunks), chunks[-1].finish_reason] == ["four", "length"]
+
+
+async def test_events_labelled_as_json_are_read_as_events() -> None:
+    events = sse([delta(content="hel"), delta("stop", content="lo")]) + DONE
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=events, content_type="application/json")
+
+    async with upstream(handle) as backend:
+        chunks = [chunk async for chunk in backend.stream(STREAM_REQUEST)]
+    assert "".join(chunk.text for chunk in chunks) == "hello"
+
+
+async def test_an_error_object_to_a_stream_request_is_the_upstream_error() -> None:
+    body = {"error": {"message": "overloaded", "type": "server_error"}}
+    async with upstream(answering(body)) as backend:
+        with pytest.raises(UpstreamError, match="overloaded"):
+            _ = [chunk async for chunk in backend.stream(STREAM_REQUEST)]
+
+
 async def test_streamed_tool_calls_without_index_are_told_apart() -> None:
     """Gemini's OpenAI endpoint sends whole calls in one delta without index: they merged."""
     weather = {"id": "a", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}

@@ -26,7 +26,7 @@ from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.backends.openai_wire import (
     StreamReader,
     completion_of,
-    sse_payloads,
+    stream_payloads,
     upstream_error,
 )
 from smallfirst.completions import Chunk, Completion, ModelInfo
@@ -158,7 +158,7 @@ class OpenAICompatBackend(Backend):
         reader = StreamReader(self.config.id, request.n)
         done = False
         try:
-            async for payload in sse_payloads(response):
+            async for payload in stream_payloads(response):
                 if payload == "[DONE]":
                     done = True
                     break

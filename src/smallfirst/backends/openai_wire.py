@@ -2,8 +2,9 @@
 
 Tolerated: content as a list of parts (Mistral), tool calls without `index` (Gemini's OpenAI
 endpoint) or with their arguments as an object, usage with null counts, SSE events spread
-over several `data:` lines or ended by CR alone, `[DONE]` without a finish reason, and a
-connection dropped after every answer finished. What cannot be read raises ValueError,
+over several `data:` lines or ended by CR alone, `[DONE]` without a finish reason, a
+connection dropped after every answer finished, and a whole JSON answer to a stream request
+(a server or proxy that ignores `stream`). What cannot be read raises ValueError,
 KeyError, IndexError or TypeError, which the backend turns into a 502 that the fallback chain
 and the circuit breaker see.
 """
@@ -141,13 +142,43 @@ class StreamReader:
         return index
 
 
-async def sse_payloads(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+async def stream_payloads(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The data of each event of a streamed answer. An upstream that ignored `stream` and
+    answered with one JSON object reads as that answer in one event, then `[DONE]`."""
+    if response.content_type != "application/json":
+        async for payload in _sse_payloads(response.content.iter_any()):
+            yield payload
+        return
+    raw = await response.read()
+    if not raw.lstrip().startswith(b"{"):  # events labelled as JSON (some proxies do)
+        async for payload in _sse_payloads(_blocks(raw)):
+            yield payload
+        return
+    yield _as_stream_event(raw)
+    yield "[DONE]"
+
+
+def _as_stream_event(raw: bytes) -> str:
+    """A whole answer as a stream event: each chat choice's `message` is its delta."""
+    data = _object(json.loads(raw))
+    choices = [
+        {**choice, "delta": choice["message"]} if "message" in _object(choice) else choice
+        for choice in data.get("choices") or []
+    ]
+    return json.dumps({**data, "choices": choices})
+
+
+async def _blocks(raw: bytes) -> AsyncIterator[bytes]:
+    yield raw
+
+
+async def _sse_payloads(blocks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """The data of each server-sent event, however the bytes were chunked: an event's `data:`
     lines joined with "\\n", lines ended by CRLF, LF or CR (the SSE spec's). Lines are split
     here rather than with aiohttp's readline, which caps a line at 64 KiB (a chunk with many
     top_logprobs can be longer)."""
     pending, data = b"", []
-    async for block in response.content.iter_any():
+    async for block in blocks:
         pending += block
         held = pending.endswith(b"\r")  # maybe the first half of a CRLF: wait for the rest
         *lines, pending = _LINE_END.split(pending[:-1] if held else pending)
