@@ -11,6 +11,21 @@ INTERNAL_ERROR_MESSAGE = "The server had an error while processing your request.
 CLIENT_CLOSED_REQUEST = 499
 
 
+def json_kind(value: object) -> str:
+    """A JSON value's type as an error message names it (OpenAI's words)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 class SmallfirstError(Exception):
     """Base class: a message safe to show a client, never a stack trace."""
 

@@ -123,7 +123,7 @@ def test_an_empty_corpus_is_refused_by_name(tmp_path: Path) -> None:
         ('{"id": "d9", "text": ', ":2: not valid JSON (Expecting value at column 22)"),
         ("[1, 2]", ":2: expected a JSON object, not an array"),
         ('{"id": ["d9"]}', ":2: the id must be a string, not an array"),
-        ('{"id": "d9", "text": 5}', ':2: "text" must be a string, not a number'),
+        ('{"id": "d9", "text": 5}', ':2: "text" must be a string, not an integer'),
     ],
 )
 def test_a_bad_corpus_row_is_named_by_file_and_line(

@@ -77,7 +77,7 @@ def refusal(request: ChatRequest) -> InvalidRequest:
         (
             {"$defs": {"a": 5}, "$ref": "#/$defs/a"},
             f"{SCHEMA}.$defs.a",
-            "a schema must be a JSON object, not a number",
+            "a schema must be a JSON object, not an integer",
         ),
         (
             {"type": "object", "properties": {"a": {"$ref": "#/definitions/zz"}}},

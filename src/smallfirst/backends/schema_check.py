@@ -26,6 +26,7 @@ import json
 from typing import Any
 
 from smallfirst.backends.grammar_pattern import grammar_pattern
+from smallfirst.errors import json_kind
 
 MAX_DEPTH = 64  # schemas within schemas; the converter recurses at each
 MAX_ENUM_VALUES = 1000  # in all the schema's enums (OpenAI's)
@@ -97,18 +98,6 @@ def _pointer_path(ref: str) -> tuple[str, ...]:
     return tuple(part.replace("~1", "/").replace("~0", "~") for part in ref[2:].split("/"))
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "null" if value is None else "an object"
-
-
 class _Walk:
     def __init__(self, root: Any) -> None:
         self.root = root
@@ -128,7 +117,7 @@ class _Walk:
         if node is False:
             raise SchemaProblem(path, "the schema false allows no value")
         if not isinstance(node, dict):
-            raise SchemaProblem(path, f"a schema must be a JSON object, not {_kind(node)}")
+            raise SchemaProblem(path, f"a schema must be a JSON object, not {json_kind(node)}")
         kind = node.get("type")
         if "type" in node and not isinstance(kind, list) and kind not in TYPES:
             raise SchemaProblem((*path, "type"), _not_a_type(kind))
@@ -271,7 +260,9 @@ class _Walk:
                     self.ref(piece["$ref"], (*within, "$ref"), depth, frozenset())
                     piece = pointed(self.root, piece["$ref"])
                 if not isinstance(piece, dict):
-                    raise SchemaProblem(within, f"a schema must be an object, not {_kind(piece)}")
+                    raise SchemaProblem(
+                        within, f"a schema must be an object, not {json_kind(piece)}"
+                    )
                 if "properties" in piece:
                     self.object({"properties": piece["properties"]}, within, depth)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.embed import EMBEDDER_ID
-from smallfirst.errors import InvalidRequest
+from smallfirst.errors import InvalidRequest, json_kind
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.ingest import TextEmbedder
 from smallfirst.rag.retrieve import Method, QueryEmbedder, Retriever
@@ -36,15 +36,6 @@ EVAL_COLLECTION = "eval"
 DOC_DEPTH = 100
 CHUNK_DEPTH = 300  # chunks fetched per query so that ~100 distinct documents remain
 EMBEDDING_CACHE = Path(tempfile.gettempdir()) / "smallfirst-rag-embeddings"
-JSON_KINDS = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    bool: "true or false",
-    int: "a number",
-    type(None): "null",
-}
-
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
 
@@ -203,7 +194,7 @@ def _json_object(line: str, where: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(row, dict):
-        raise InvalidRequest(f"{where}: expected a JSON object, not {_json_kind(row)}")
+        raise InvalidRequest(f"{where}: expected a JSON object, not {json_kind(row)}")
     return row
 
 
@@ -213,7 +204,7 @@ def _row_id(row: dict[str, Any], where: str) -> str:
     if value is None:
         raise InvalidRequest(f'{where}: the row has no "_id" or "id"')
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidRequest(f"{where}: the id must be a string, not {_json_kind(value)}")
+        raise InvalidRequest(f"{where}: the id must be a string, not {json_kind(value)}")
     return str(value)
 
 
@@ -222,12 +213,8 @@ def _text(row: dict[str, Any], key: str, where: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidRequest(f'{where}: "{key}" must be a string, not {_json_kind(value)}')
+        raise InvalidRequest(f'{where}: "{key}" must be a string, not {json_kind(value)}')
     return value
-
-
-def _json_kind(value: object) -> str:
-    return JSON_KINDS.get(type(value), "a number")  # float is the only JSON type left
 
 
 # -- metrics (same definitions as bm25_baseline.py) -------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from smallfirst.errors import InvalidRequest, SmallfirstError, served
+from smallfirst.errors import InvalidRequest, SmallfirstError, json_kind, served
 from smallfirst.server.responses import JSONResponse
 from smallfirst.types import FieldError
 
@@ -65,7 +65,7 @@ def validation_error(
         expected = " or ".join(dict.fromkeys(wanted))
         return InvalidRequest(
             f"Invalid type for '{where}': expected {expected}, but got"
-            f" {_json_type_of(chosen['input'])} instead.",
+            f" {json_kind(chosen['input'])} instead.",
             param=where,
         )
     message = chosen["msg"].removeprefix("Value error, ")
@@ -97,20 +97,6 @@ def _field_path(error: Mapping[str, Any]) -> list[str | int]:
     if not isinstance(cause, FieldError):
         return path
     return [*path, *(int(p) if p.isdigit() else p for p in cause.param.split("."))]
-
-
-def _json_type_of(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
 
 
 async def handle_smallfirst_error(_: Request, exc: Exception) -> JSONResponse:
