@@ -25,7 +25,11 @@ def answer_with(**message: Any) -> dict[str, Any]:
 
 
 def answering(body: object) -> Handler:
+    """Answers `body` as JSON; bytes as they are (JSON that json.dumps would not write)."""
+
     async def handle(request: web.Request) -> web.Response:
+        if isinstance(body, bytes):
+            return web.Response(body=body, content_type="application/json")
         return web.json_response(body)
 
     return handle
@@ -50,19 +54,38 @@ def delta(finish: str | None = None, index: int = 0, **fields: Any) -> dict[str,
 DONE = b"data: [DONE]\n\n"
 
 
+LEGACY_TOPS_AS_LISTS = {"tokens": ["hi"], "token_logprobs": [-0.1], "top_logprobs": [["hi", -0.1]]}
+NESTED_TOO_DEEP = b'{"choices": [{"message": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+
+
 @pytest.mark.parametrize(
     "body",
     [
         answer_with() | {"choices": [{"message": None, "finish_reason": "stop"}]},
         answer_with(content=42),
         answer_with(content=[{"type": "text", "text": 7}]),
+        {"choices": [{"text": "hi", "logprobs": LEGACY_TOPS_AS_LISTS, "finish_reason": "stop"}]},
+        NESTED_TOO_DEEP,
     ],
-    ids=["message null", "content a number", "a part's text a number"],
+    ids=[
+        "message null",
+        "content a number",
+        "a part's text a number",
+        "top_logprobs entries as lists",  # was an AttributeError: a 500 and no fallback
+        "nested too deep",  # was a RecursionError
+    ],
 )
-async def test_an_answer_of_the_wrong_shape_is_a_malformed_502(body: dict[str, Any]) -> None:
+async def test_an_answer_of_the_wrong_shape_is_a_malformed_502(body: object) -> None:
     async with upstream(answering(body)) as backend:
         with pytest.raises(UpstreamError, match="malformed upstream answer"):
             await backend.complete(REQUEST)
+
+
+async def test_a_streamed_event_of_the_wrong_shape_is_a_502() -> None:
+    """Also the last one, with the finish reason: the stream ended as if whole, with nothing."""
+    choice = {"text": "hi", "logprobs": LEGACY_TOPS_AS_LISTS, "finish_reason": "stop"}
+    with pytest.raises(UpstreamError, match="broke off"):
+        await streamed(sse([{"choices": [choice]}]) + DONE)
 
 
 async def test_content_as_a_list_of_parts_is_joined_as_mistral_sends_it() -> None:

@@ -24,6 +24,7 @@ import pydantic_core
 
 from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.backends.openai_wire import (
+    UNREADABLE,
     StreamReader,
     completion_of,
     stream_payloads,
@@ -149,7 +150,7 @@ class OpenAICompatBackend(Backend):
             response.release()
         try:
             return completion_of(json.loads(raw), body, self.config.id)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except UNREADABLE as exc:
             raise UpstreamError(f"{self.config.id}: malformed upstream answer") from exc
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
@@ -167,7 +168,7 @@ class OpenAICompatBackend(Backend):
         except TimeoutError as exc:
             if not reader.all_finished:
                 raise UpstreamTimeout(f"{self.config.id}: upstream timed out mid-stream") from exc
-        except (aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
+        except (aiohttp.ClientError, *UNREADABLE) as exc:
             # after every answer finished, what broke off was the usage (then: estimated)
             if not reader.all_finished:
                 raise UpstreamError(f"{self.config.id}: upstream stream broke off") from exc
@@ -191,7 +192,7 @@ async def _status_error(
     try:
         told = json.loads(raw)["error"]
         message = str(told["message"])
-    except (ValueError, KeyError, TypeError):
+    except UNREADABLE:
         told, message = {}, raw[:200].decode(errors="replace")
     error = upstream_error(model_id, response.status, told, message)
     wait = _retry_after_s(response.headers)

@@ -4,9 +4,8 @@ Tolerated: content as a list of parts (Mistral), tool calls without `index` (Gem
 endpoint) or with their arguments as an object, usage with null counts, SSE events spread
 over several `data:` lines or ended by CR alone, `[DONE]` without a finish reason, a
 connection dropped after every answer finished, and a whole JSON answer to a stream request
-(a server or proxy that ignores `stream`). What cannot be read raises ValueError,
-KeyError, IndexError or TypeError, which the backend turns into a 502 that the fallback chain
-and the circuit breaker see.
+(a server or proxy that ignores `stream`). What cannot be read raises one of `UNREADABLE`,
+which the backend turns into a 502 that the fallback chain and the circuit breaker see.
 """
 
 from __future__ import annotations
@@ -39,6 +38,8 @@ from smallfirst.errors import (
 from smallfirst.types import FunctionCall, ToolCall
 
 CLIENT_ERROR_STATUSES = {400, 413, 422}
+# What reading an answer of the wrong shape raises (RecursionError: JSON nested too deep).
+UNREADABLE = (ValueError, KeyError, IndexError, TypeError, RecursionError)
 USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
@@ -115,14 +116,15 @@ class StreamReader:
 
     def _chunk(self, choice: Any) -> Chunk | None:
         index = self._choice_index(_object(choice))
-        self._seen.add(index)
-        if choice.get("finish_reason"):
-            self._finishes[index] = choice["finish_reason"]
         delta = _object(choice.get("delta") or {})
         text = content_text(delta.get("content") if "delta" in choice else choice.get("text"))
         refusal, reasoning = _side_texts(delta)
         calls = self._calls.setdefault(index, _CallIndexes()).deltas(delta.get("tool_calls"))
         logprobs = logprobs_of(choice.get("logprobs"))
+        # Only a choice read whole counts: an unreadable last event is no finish.
+        self._seen.add(index)
+        if choice.get("finish_reason"):
+            self._finishes[index] = choice["finish_reason"]
         if not (text or refusal or reasoning or logprobs or calls):
             return None
         self._written.append(text + refusal + reasoning + "".join(c.arguments for c in calls or []))
@@ -337,7 +339,7 @@ def logprobs_of(raw: Any) -> list[TokenLogprob] | None:
             TokenLogprob(
                 token=token,
                 logprob=value,
-                top=[TopLogprob(token=k, logprob=v) for k, v in (top or {}).items()],
+                top=[TopLogprob(token=k, logprob=v) for k, v in _object(top or {}).items()],
             )
             for token, value, top in zip(tokens, values, tops, strict=False)
         ]
