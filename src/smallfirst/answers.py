@@ -34,6 +34,7 @@ class RequestContext:
     inspection: Inspection | None = None  # PII found in the request, and what was done
     spent_usd: float = 0.0  # every attempt's cost, the cascade's unused small answer included
     tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
+    calling: ModelInfo | None = None  # the model last asked to answer (it may have failed)
     # Set when the gateway stops the request for another's failure (a batch's prompt).
     stopped_by: SmallfirstError | None = None
 

@@ -355,6 +355,7 @@ class Gateway:
         call: Callable[[Backend, GenerateRequest], Awaitable[T]],
     ) -> T:
         """Send `model` what the privacy policy lets it see; restore redacted values after."""
+        ctx.calling = model
         sent, guard = self.privacy.request_for(request, model, ctx.inspection)
         result: T = restore(await call(self.backends[model.id], sent), guard)
         ctx.spent_usd += _cost_of(model, result)
@@ -544,13 +545,12 @@ def _route(model: ModelInfo, plan: Plan, ctx: RequestContext) -> RouteInfo:
 
 def _failed_route(plan: Plan, ctx: RequestContext, answering: ModelInfo | None) -> RouteInfo:
     """A failed request's route: the model whose failure ended it (`answering`, else the
-    last one tried, else the plan's first), after the models tried before it. (The failing
-    model counted as an escalation of its own: a model asked for by id that failed was
-    "escalated or fell back".)"""
-    last = ctx.tried[-1] if ctx.tried else None
-    tried = {m.id: m for m in [*plan.candidates, *plan.roomier]}
-    model = answering or tried.get(last or "") or plan.candidates[0]
-    before = ctx.tried[:-1] if model.id == last else ctx.tried
+    one last asked to answer, else the plan's first), after the models tried before it.
+    (The failing model counted as an escalation of its own: a model asked for by id that
+    failed was "escalated or fell back"; and a client that left while the fallback answered
+    was put down to the model that had failed before.)"""
+    model = answering or ctx.calling or plan.candidates[0]
+    before = [m for m in ctx.tried if m != model.id]
     return RouteInfo(model, plan.router, plan.reason, plan.score, plan.threshold, tuple(before))
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from smallfirst.backends.fake import FakeReply
+from smallfirst.errors import UpstreamError
 from smallfirst.logs import RequestRecord
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
@@ -96,6 +98,34 @@ def test_leaving_before_the_answer_cancels_it_and_logs_499(tmp_path: Path, strea
     assert records[0].model_answered == "slow"  # it had the request when its client left
     assert records[0].tier == "edge"
     assert fake_backend(gateway, "slow").closed_early == (1 if stream else 0)
+
+
+@pytest.mark.parametrize("how", ["fallback", "cascade"])
+def test_leaving_while_the_second_model_answers_is_logged_against_it(
+    tmp_path: Path, how: str
+) -> None:
+    """The 499 went to the model before it (the failed or escalated-from one)."""
+    tiny = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["meh"]}
+    big = {"id": "big", "tier": "cloud", "backend": "fake", "replies": ["x"]}
+    slow = {"replies": [SLOW_REPLY], "token_delay_s": 0.25}
+    models = [tiny | slow, big] if how == "fallback" else [tiny, big | slow]
+    routing = {"router": "cascade"} if how == "cascade" else {}
+    client, gateway = fake_client(
+        fake_settings(tmp_path, models=models, routing=routing, privacy={"enabled": False})
+    )
+    if how == "fallback":
+        fake_backend(gateway, "big").queue(UpstreamError("big: upstream answered 503"))
+    else:
+        fake_backend(gateway, "tiny").queue(FakeReply("meh", logprob=-9.0))  # unsure: escalates
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    body = chat_body("auto", route="cloud") if how == "fallback" else chat_body("auto")
+    with client:
+        assert client.portal is not None
+        client.portal.call(_post_then_leave, client.app, body, 0.1)
+    (record,) = records
+    answering, before = ("tiny", "big") if how == "fallback" else ("big", "tiny")
+    assert (record.status, record.model_answered, record.escalations) == (499, answering, before)
 
 
 def test_a_paid_stream_cut_short_is_costed_for_what_was_sent(tmp_path: Path) -> None:

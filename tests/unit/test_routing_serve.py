@@ -12,7 +12,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.backends.fake import FakeReply
-from smallfirst.errors import ContextLengthExceeded, UpstreamTimeout
+from smallfirst.errors import ContextLengthExceeded, InvalidRequest, UpstreamTimeout
+from smallfirst.logs import RequestRecord
 from smallfirst.routing import base
 from smallfirst.routing.base import Router
 from smallfirst.server import create_app
@@ -94,6 +95,20 @@ def test_failing_tier_falls_back_and_says_so(api: tuple[TestClient, Any]) -> Non
     assert "; big failed (big: upstream timed out)" in response.json()["smallfirst"]["reason"]
     metrics = client.get("/metrics").text
     assert 'smallfirst_escalations_total{model="big"} 1.0' in metrics
+
+
+def test_a_fallback_that_refuses_the_request_is_logged_as_its_own(
+    api: tuple[TestClient, Any],
+) -> None:
+    """The row named the tier that had failed before it (cloud) and lost the escalation."""
+    client, gateway = api
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    fake_backend(gateway, "big").queue(UpstreamTimeout("big: upstream timed out"))
+    fake_backend(gateway, "tiny").queue(InvalidRequest("tiny: not for me"))
+    assert ask(client, "a hard one").status_code == 400
+    (record,) = records
+    assert (record.tier, record.escalations) == ("edge", "big")
 
 
 def too_long() -> ContextLengthExceeded:
