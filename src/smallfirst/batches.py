@@ -6,14 +6,16 @@ At most as many prompts are answered at once as the largest local model has slot
 batch does not fill a local queue by itself. Every prompt is guarded and routed before any is
 answered: one that the privacy policy refuses fails the batch before the others go out. The
 first failure stops the rest; they are logged with the status the client got (code
-`batch_stopped`), not as requests their client left. Prompts answered before it stay logged
-as answered: their answers were made and paid for, though the client gets the batch's error.
+`batch_stopped`), not as requests their client left; so are prompts already guarded and
+routed when another was refused. Prompts answered before it stay logged as answered: their
+answers were made and paid for, though the client gets the batch's error. A client that
+leaves has every prompt logged as 499, those still waiting their turn too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from smallfirst.answers import Answer, RequestContext
@@ -40,7 +42,9 @@ async def answer_each_prompt(
         for position in range(len(asked))
     ]
     prepared = await _all_or_none(
-        contexts, [gateway.prepared(*each) for each in zip(asked, contexts, strict=True)]
+        contexts,
+        [gateway.prepared(*each) for each in zip(asked, contexts, strict=True)],
+        dropped=lambda position: gateway.record_stopped(asked[position], contexts[position]),
     )
     gate = asyncio.Semaphore(gateway.batch_concurrency())
 
@@ -53,7 +57,7 @@ async def answer_each_prompt(
                     return await gateway.complete(sent, own, ready)  # logs itself
             raise asyncio.CancelledError  # let in as the failed one left: it does not go out
         except asyncio.CancelledError:
-            if not started and own.stopped_by is not None:
+            if not started:  # stopped by another prompt's failure, or its client left (499)
                 gateway.record_stopped(sent, own)
             raise
 
@@ -63,10 +67,13 @@ async def answer_each_prompt(
 
 
 async def _all_or_none(
-    contexts: list[RequestContext], work: list[Coroutine[Any, Any, T]]
+    contexts: list[RequestContext],
+    work: list[Coroutine[Any, Any, T]],
+    dropped: Callable[[int], None] = lambda position: None,
 ) -> list[T]:
     """The results of all, in order. The first failure stops the others: each context says
-    why (`stopped_by`) before its work is cancelled."""
+    why (`stopped_by`) before its work is cancelled; `dropped` is told of each part whose
+    work had ended well and whose result goes unused."""
 
     async def part(position: int, item: Coroutine[Any, Any, T]) -> T:
         try:
@@ -81,7 +88,11 @@ async def _all_or_none(
     tasks = [asyncio.ensure_future(part(*each)) for each in enumerate(work)]
     try:
         return list(await asyncio.gather(*tasks))
-    finally:
+    except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for position, task in enumerate(tasks):
+            if not task.cancelled() and task.exception() is None:
+                dropped(position)
+        raise

@@ -17,6 +17,7 @@ from smallfirst.backends.fake import FakeReply
 from smallfirst.choices import fan_out, merged_usage
 from smallfirst.completions import Chunk, Usage
 from smallfirst.errors import UpstreamError
+from smallfirst.logs import RequestRecord
 from smallfirst.privacy.guard import GuardResult
 from smallfirst.privacy.redact import Redaction
 from smallfirst.privacy_step import restore
@@ -319,6 +320,20 @@ def test_the_prompts_a_failure_stopped_are_logged_as_stopped_not_as_left(
         (f"{batch}-0", 502, "batch_stopped"),
         (f"{batch}-2", 502, "batch_stopped"),
     ]
+
+
+def test_a_prompt_prepared_before_another_was_refused_is_logged_as_stopped(
+    tmp_path: Path,
+) -> None:
+    """It had no row: only prompts cancelled mid-way were logged."""
+    client, gateway = fake_client(fake_settings(tmp_path, privacy={"enabled": False}))
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    with client:  # 300 is no token of the fake byte tokenizer: the second prompt is a 400
+        response = client.post("/v1/completions", json={"model": "tiny", "prompt": [[72], [300]]})
+    assert response.status_code == 400
+    rows = sorted((r.id[-2:], r.status, r.error_code) for r in records)
+    assert rows == [("-0", 400, "batch_stopped"), ("-1", 400, None)]
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,20 @@ def test_leaving_while_the_second_model_answers_is_logged_against_it(
     assert (record.status, record.model_answered, record.escalations) == (499, answering, before)
 
 
+def test_leaving_a_batch_logs_every_prompt_as_left(tmp_path: Path) -> None:
+    """The prompt still waiting its turn had no row."""
+    slow = {"id": "slow", "tier": "edge", "backend": "fake", "replies": [SLOW_REPLY]}
+    settings = fake_settings(tmp_path, models=[slow | {"token_delay_s": 0.25}])
+    client, gateway = fake_client(settings)
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    body = {"model": "slow", "prompt": ["first", "second"]}  # one at a time: no slots
+    with client:
+        assert client.portal is not None
+        client.portal.call(_post_then_leave, client.app, body, 0.5, "/v1/completions")
+    assert sorted((r.id[-2:], r.status) for r in records) == [("-0", 499), ("-1", 499)]
+
+
 def test_a_paid_stream_cut_short_is_costed_for_what_was_sent(tmp_path: Path) -> None:
     """The upstream read the prompt and wrote the answer so far, and bills them: a stream
     the client left before its usage came is costed by estimate (it was logged at $0)."""
