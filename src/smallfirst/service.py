@@ -390,6 +390,8 @@ class Gateway:
                 result = await self._call(model, ctx, request, call)
             except ContextLengthExceeded as error:
                 roomier = [m for m in plan.roomier if m not in candidates]
+                if not roomier and isinstance(last_error, FALLBACK_ERRORS):
+                    raise last_error from error  # a fallback too small: the tier's failure
                 if not roomier:
                     raise
                 plan.reason += f"; the prompt does not fit {model.id}, so it goes up"

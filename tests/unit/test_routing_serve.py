@@ -115,6 +115,18 @@ def too_long() -> ContextLengthExceeded:
     return ContextLengthExceeded("This model's maximum context length is 2048 tokens.")
 
 
+def test_a_failed_tier_whose_fallback_cannot_hold_the_prompt_is_the_tiers_failure(
+    api: tuple[TestClient, Any],
+) -> None:
+    """It was a 400 "reduce the length of the prompt", for a prompt the tier asked for holds."""
+    client, gateway = api
+    fake_backend(gateway, "big").queue(UpstreamTimeout("big: upstream timed out"))
+    fake_backend(gateway, "tiny").queue(too_long())
+    response = ask(client, "a hard one")
+    assert response.status_code == 504
+    assert "big: upstream timed out" in response.json()["error"]["message"]
+
+
 def big_answers_what_tiny_cannot_hold(client: TestClient, gateway: Any, text: str) -> Any:
     fake_backend(gateway, "tiny").queue(too_long())
     response = ask(client, text)
