@@ -55,6 +55,7 @@ class RagStep:
         self.config = config
         self.data_dir = data_dir
         self._retriever: Retriever | None = None
+        self._opening = asyncio.Lock()  # requests arriving together open the store once
 
     async def ground(
         self,
@@ -123,7 +124,8 @@ class RagStep:
     async def _opened(self) -> Retriever:
         from smallfirst.rag import Retriever, open_store
 
-        if self._retriever is None:
-            store = await asyncio.to_thread(open_store, self.data_dir)
-            self._retriever = Retriever(store)
-        return self._retriever
+        async with self._opening:
+            if self._retriever is None:
+                store = await asyncio.to_thread(open_store, self.data_dir)
+                self._retriever = Retriever(store)
+            return self._retriever

@@ -4,6 +4,7 @@ citations, and documents that try to give orders."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+import smallfirst.rag as rag
+from smallfirst.config import RagConfig
 from smallfirst.rag import GROUNDING_RULE, build_grounded_messages, ingest_paths, open_store
+from smallfirst.rag_step import RagStep
 from smallfirst.types import ChatMessage, ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
@@ -260,3 +264,28 @@ def test_an_answer_grounded_in_no_source_says_so_with_empty_citations(
         response = client.post("/v1/chat/completions", json=body)
         assert response.status_code == 200
         assert '"citations":[]' in response.text.replace(" ", "")
+
+
+def test_requests_arriving_together_on_a_cold_gateway_open_the_store_once(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each opened one (with its in-memory copies), and all but the last stayed open."""
+    opened: list[object] = []
+
+    def slow_open_store(root: Path) -> Any:
+        store = open_store(root)
+        opened.append(store)
+        time.sleep(0.1)  # as building the in-memory copies takes: the others arrive meanwhile
+        return store
+
+    monkeypatch.setattr(rag, "open_store", slow_open_store)
+    step = RagStep(RagConfig(), data_dir)
+
+    async def three_at_once() -> list[list[str]]:
+        return list(await asyncio.gather(*(step.collections() for _ in range(3))))
+
+    try:
+        assert asyncio.run(three_at_once()) == [["office"]] * 3
+    finally:
+        step.close()
+    assert len(opened) == 1
