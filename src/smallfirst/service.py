@@ -407,6 +407,9 @@ class Gateway:
             if not streamed:
                 self.health.succeeded(model.id)
             return result, model
+        if held is not None and plan.cascade_from is not None:  # not in the fallback chain
+            plan.reason += f"; so {plan.cascade_from.id}'s draft answers"
+            return held, plan.cascade_from
         raise last_error or self._all_cooling_down(plan.candidates)
 
     def _all_cooling_down(self, models: Sequence[ModelInfo]) -> ModelUnavailable:

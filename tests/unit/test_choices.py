@@ -366,10 +366,17 @@ def test_a_small_model_that_fails_escalates_and_is_counted_against(tmp_path: Pat
     assert gateway.health.describe("tiny")  # the failure counts toward the breaker
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_an_unsure_draft_answers_when_no_stronger_model_can(tmp_path: Path, stream: bool) -> None:
+@pytest.mark.parametrize(
+    ("stream", "fallbacks"),
+    [(False, None), (True, None), (False, {"cloud": []})],
+    ids=["whole", "streamed", "no fallback chain"],
+)
+def test_an_unsure_draft_answers_when_no_stronger_model_can(
+    tmp_path: Path, stream: bool, fallbacks: dict[str, list[str]] | None
+) -> None:
     """The strong tier fails and the chain comes down to the small model: its draft, paid
-    for already, answers (it was asked again and billed twice)."""
+    for already, answers (it was asked again and billed twice). With no fallback chain it
+    answers too (it was a 502)."""
     priced_tiny = {
         "id": "tiny",
         "tier": "edge",
@@ -378,7 +385,9 @@ def test_an_unsure_draft_answers_when_no_stronger_model_can(tmp_path: Path, stre
         "output_cost_per_1m": 2.0,
     }
     models = [priced_tiny, {"id": "big", "tier": "cloud", "backend": "fake"}]
-    routing = {"router": "cascade", "cascade": {"min_mean_logprob": -1.0}}
+    routing: dict[str, Any] = {"router": "cascade", "cascade": {"min_mean_logprob": -1.0}}
+    if fallbacks is not None:
+        routing["fallbacks"] = fallbacks
     client, gateway = fake_client(fake_settings(tmp_path, models=models, routing=routing))
     tiny, big = fake_backend(gateway, "tiny"), fake_backend(gateway, "big")
     with client:
