@@ -122,6 +122,26 @@ async def test_requests_beyond_slots_and_queue_are_429(worker: ModelWorker) -> N
     assert scheduler.queue_depth() == 0
 
 
+async def test_with_no_queue_a_free_slot_is_not_refused_for_a_loop_that_ends() -> None:
+    """With `queue_size: 0`, a request that came as the last decode loop ended was a 429
+    "0 jobs are waiting" (the worker still counted that loop), and so were all waiting with
+    it. Here a job that never ends holds the worker's place as such a loop does."""
+    worker = ModelWorker("m", queue_size=0)
+    held = threading.Event()
+    holding = asyncio.ensure_future(worker.run(held.wait))
+    await asyncio.sleep(0.01)
+    try:
+        scheduler = SlotScheduler(worker, parallel=2, queue_size=0)
+        answer = asyncio.ensure_future(text_of(scheduler, FakeEngine(parallel=2), "a"))
+        await asyncio.sleep(0.01)
+        held.set()
+        assert await answer == "a!"
+        await holding
+    finally:
+        held.set()
+        worker.shutdown()
+
+
 async def test_a_client_that_leaves_the_queue_gives_its_place_up_at_once(
     worker: ModelWorker,
 ) -> None:

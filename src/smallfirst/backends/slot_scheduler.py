@@ -79,7 +79,8 @@ class SlotScheduler:
             self._waiting.append(job)
             start, self._looping = not self._looping, True
         if start:
-            self._loop_task = asyncio.ensure_future(self._worker.run(lambda: self._loop(engine)))
+            loop = self._worker.run(lambda: self._loop(engine), bounded=False)
+            self._loop_task = asyncio.ensure_future(loop)
             self._loop_task.add_done_callback(self._loop_ended)
         try:
             async for chunk in received(queue):

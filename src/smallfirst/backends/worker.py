@@ -42,9 +42,12 @@ class ModelWorker:
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    async def run(self, job: Callable[[], T]) -> T:
-        """Run `job` on the worker, FIFO behind the others; QueueFull (429) when full."""
-        if self._pending > self.queue_size:
+    async def run(self, job: Callable[[], T], *, bounded: bool = True) -> T:
+        """Run `job` on the worker, FIFO behind the others; QueueFull (429) when full.
+        `bounded=False`: the caller admits its own work (the slots' decode loop, whose
+        answers `SlotScheduler` has let in; the loop just ending still counts here until
+        its future resolves on the event loop)."""
+        if bounded and self._pending > self.queue_size:
             raise QueueFull(
                 f"model {self.name!r} is busy: {self.queue_depth()} jobs are waiting "
                 f"(queue_size={self.queue_size}); retry later"
