@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.backends import Backend, build_backends
 from smallfirst.batches import answer_each_prompt
-from smallfirst.choices import completions_of, fan_out, usage_of
+from smallfirst.choices import completions_of, usage_of
 from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
@@ -247,7 +247,7 @@ class Gateway:
             return StreamAnswer(route, kept, citations)
 
         async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
-            chunks = self._answers(backend, sent)
+            chunks = backend.answers(sent)
             try:
                 first = await anext(chunks)
             except StopAsyncIteration:
@@ -336,16 +336,8 @@ class Gateway:
             self.health.failed(model.id, error.message)
         plan.reason += f"{lead}{model.id} failed ({error.message[:REASON_ERROR_CHARS]})"
 
-    def _answers(self, backend: Backend, request: GenerateRequest) -> AsyncIterator[Chunk]:
-        """The stream of all `request.n` answers; a backend that gives one per call is asked
-        once per answer, at most as many at once as it has slots (`choices.py`)."""
-        if request.n == 1 or backend.answers_n_at_once:
-            return backend.stream(request)
-        slots = backend.slots_in_use()
-        return fan_out(backend.stream, request, slots[1] if slots else request.n)
-
     async def _collected(self, backend: Backend, request: GenerateRequest) -> list[Chunk]:
-        return [chunk async for chunk in self._answers(backend, request)]
+        return [chunk async for chunk in backend.answers(request)]
 
     async def _call(
         self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from smallfirst.backends.llamacpp_slots import SlotJob
 from smallfirst.backends.slot_scheduler import SlotScheduler
 from smallfirst.backends.worker import DONE, ModelWorker
+from smallfirst.choices import fan_out
 from smallfirst.completions import Chunk, Usage
 from smallfirst.errors import InvalidRequest, ModelUnavailable, QueueFull
 from smallfirst.types import TextRequest
@@ -140,6 +142,46 @@ async def test_with_no_queue_a_free_slot_is_not_refused_for_a_loop_that_ends() -
     finally:
         held.set()
         worker.shutdown()
+
+
+async def test_n_answers_in_reserved_places_are_not_refused_half_way(worker: ModelWorker) -> None:
+    """Four answers through two slots while other clients retry on 429 all along: a place
+    one of the four gave up went to another client, and a later one of the four was a 429
+    after the first two were made (the whole request failed)."""
+    engine = FakeEngine(parallel=2)
+    engine.slots.gate.clear()  # the first two answers hold the slots until the others come
+    scheduler = SlotScheduler(worker, parallel=2, queue_size=1)
+    load: Any = engine.load
+    others_answered = 0
+    stop = asyncio.Event()
+
+    async def other_client() -> None:
+        nonlocal others_answered
+        while not stop.is_set():
+            try:
+                others_answered += len([c async for c in scheduler.stream(request("x"), load)])
+            except QueueFull:
+                await asyncio.sleep(0)
+
+    async def four_answers() -> list[str]:
+        asked = TextRequest(model="m", prompt="q", n=4)
+        with scheduler.reserve(2) as places:
+            opener = partial(scheduler.stream, engine=load, places=places)
+            return [c.text async for c in fan_out(opener, asked, places.count) if c.text]
+
+    asked = asyncio.ensure_future(four_answers())
+    await asyncio.sleep(0.02)
+    others = [asyncio.ensure_future(other_client()) for _ in range(3)]
+    await asyncio.sleep(0.02)
+    with pytest.raises(QueueFull), scheduler.reserve(2):  # two places held, one free
+        pass
+    engine.slots.gate.set()
+    try:
+        assert await asyncio.wait_for(asked, 10) == ["q!"] * 4
+    finally:
+        stop.set()
+        await asyncio.gather(*others)
+    assert others_answered  # the free place served the others meanwhile
 
 
 async def test_a_client_that_leaves_the_queue_gives_its_place_up_at_once(

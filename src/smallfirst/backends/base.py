@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from smallfirst.choices import fan_out
 from smallfirst.completions import Chunk, Completion, ModelInfo
 from smallfirst.config import ModelConfig
 from smallfirst.types import GenerateRequest
@@ -80,6 +81,13 @@ class Backend(ABC):
     def cancelled_generations(self) -> int:
         """Generations stopped early because their client went away."""
         return 0
+
+    def answers(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        """The stream of all `request.n` answers, each chunk tagged with its answer's
+        `index`: one call, or one call per answer (`choices.fan_out`)."""
+        if request.n == 1 or self.answers_n_at_once:
+            return self.stream(request)
+        return fan_out(self.stream, request, request.n)
 
     def slots_in_use(self) -> tuple[int, int] | None:
         """(answering now, slots in all) for engines that decode in slots, else None."""

@@ -8,13 +8,16 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from functools import partial
 
 from smallfirst.backends import local_tools
 from smallfirst.backends.base import Backend, PromptReuse, Tokenizer, info_from_config
 from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
+from smallfirst.backends.llamacpp_slots import Places
 from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.slot_scheduler import SlotScheduler
 from smallfirst.backends.worker import ModelWorker
+from smallfirst.choices import fan_out
 from smallfirst.completions import (
     Chunk,
     Completion,
@@ -24,6 +27,7 @@ from smallfirst.completions import (
 )
 from smallfirst.config import LlamaCppModel
 from smallfirst.errors import ModelUnavailable
+from smallfirst.streams import close_stream
 from smallfirst.types import ChatRequest, GenerateRequest
 
 log = logging.getLogger("smallfirst.backends")
@@ -224,8 +228,28 @@ class LlamaCppBackend(Backend):
             chunks, with_logprobs=request.logprob_alternatives is not None
         )
 
-    async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
-        async with aclosing(self.slots.stream(request, self._ensure_engine)) as chunks:
+    def answers(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        return self._stream(request) if request.n == 1 else self._side_by_side(request)
+
+    async def _side_by_side(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        """`n` answers decoded side by side, as many at once as there are slots, in places
+        reserved for them from the start: the request is refused at once, or not at all."""
+        with self.slots.reserve(min(request.n, self.config.parallel)) as places:
+            answers = fan_out(partial(self._stream, places=places), request, places.count)
+            try:
+                async for chunk in answers:
+                    yield chunk
+            finally:
+                await close_stream(answers)
+
+    def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        return self._stream(request)
+
+    async def _stream(
+        self, request: GenerateRequest, places: Places | None = None
+    ) -> AsyncIterator[Chunk]:
+        answer = self.slots.stream(request, self._ensure_engine, places)
+        async with aclosing(answer) as chunks:
             if isinstance(request, ChatRequest) and local_tools.offered_tools(request):
                 async for chunk in _calls_or_prose(request, chunks):
                     yield chunk

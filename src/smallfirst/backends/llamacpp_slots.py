@@ -56,6 +56,16 @@ MIN_SHARED_TOKENS = 64
 F16_BYTES = 2
 
 
+@dataclass(eq=False)  # held by identity, kept in a set
+class Places:
+    """Places in a model's slots and queue held for one request's `n` answers, so that its
+    later answers cannot be refused half-way (`SlotScheduler.reserve`); each answer takes
+    one while it waits or decodes."""
+
+    count: int
+    in_use: int = 0
+
+
 @dataclass(eq=False)  # a job is itself: hashed by identity, kept in sets
 class SlotJob:
     """A request on its way through the slots; `emit` receives its chunks (or its error)."""
@@ -64,6 +74,7 @@ class SlotJob:
     emit: Callable[[object], None]
     cancelled: threading.Event
     submitted: float  # time.monotonic() when it was queued
+    places: Places | None = None  # the reservation it came in on (an answer of `n`)
 
 
 class _Slot:

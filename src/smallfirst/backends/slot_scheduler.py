@@ -13,10 +13,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from smallfirst.backends.llamacpp_slots import SlotJob
+from smallfirst.backends.llamacpp_slots import Places, SlotJob
 from smallfirst.backends.worker import DONE, ModelWorker, Outbox, received
 from smallfirst.completions import Chunk
 from smallfirst.errors import ModelUnavailable, QueueFull
@@ -47,6 +48,7 @@ class SlotScheduler:
         self._waiting: deque[SlotJob] = deque()
         self._open = 0  # submitted and not ended: waiting or in a slot
         self._jobs: set[SlotJob] = set()  # the same jobs, to end them all at shutdown
+        self._reserved: set[Places] = set()  # places held for requests of n answers
         self._looping = False
         self._loop_task: asyncio.Future[None] | None = None
         self.started_jobs = 0  # these two are written by the worker thread only
@@ -60,20 +62,50 @@ class SlotScheduler:
         with self._lock:
             return self._open - len(self._waiting)
 
+    @contextmanager
+    def reserve(self, count: int) -> Iterator[Places]:
+        """Hold `count` places for one request's answers (`stream(..., places)`), or refuse
+        it now (429): refused half-way, the answers already made were wasted."""
+        places = Places(count)
+        with self._lock:
+            if self._open + self._held() + count > self._capacity:
+                raise self._full()
+            self._reserved.add(places)
+        try:
+            yield places
+        finally:
+            with self._lock:
+                self._reserved.discard(places)
+
+    def _held(self) -> int:
+        """Reserved places no answer of their request uses now (under the lock)."""
+        return sum(places.count - places.in_use for places in self._reserved)
+
+    def _full(self) -> QueueFull:
+        return QueueFull(
+            f"model {self._worker.name!r} is busy: {self.queue_depth()} answers are "
+            f"waiting for one of its {self.parallel} slots (a request for `n` answers "
+            "counts n); retry later"
+        )
+
     async def stream(
-        self, request: GenerateRequest, engine: Callable[[], LlamaEngine]
+        self,
+        request: GenerateRequest,
+        engine: Callable[[], LlamaEngine],
+        places: Places | None = None,
     ) -> AsyncGenerator[Chunk, None]:
-        """Answer `request` in a slot of `engine()` (loaded on the worker thread)."""
+        """Answer `request` in a slot of `engine()` (loaded on the worker thread), in one of
+        the `places` reserved for it if given."""
         queue: asyncio.Queue[object] = asyncio.Queue()
         outbox = Outbox(asyncio.get_running_loop(), queue, self._worker.stream_interval_s)
-        job = SlotJob(request, outbox.put, threading.Event(), time.monotonic())
+        job = SlotJob(request, outbox.put, threading.Event(), time.monotonic(), places)
         with self._lock:
-            if self._open >= self._capacity:
-                raise QueueFull(
-                    f"model {self._worker.name!r} is busy: {self.queue_depth()} answers are "
-                    f"waiting for one of its {self.parallel} slots (a request for `n` answers "
-                    "counts n); retry later"
-                )
+            if places is not None and places.in_use < places.count:
+                places.in_use += 1
+            elif self._open + self._held() >= self._capacity:
+                raise self._full()
+            else:
+                job.places = None  # beyond its reservation: it came in as any request
             self._open += 1
             self._jobs.add(job)
             self._waiting.append(job)
@@ -96,8 +128,7 @@ class SlotScheduler:
             if job not in self._waiting:
                 return
             self._waiting.remove(job)
-            self._open -= 1
-            self._jobs.discard(job)
+            self._left(job)
             self.cancelled_jobs += 1
 
     def end_all(self, error: BaseException) -> None:
@@ -177,5 +208,11 @@ class SlotScheduler:
         job.emit(DONE)
         with self._lock:
             self.cancelled_jobs += cancelled
-            self._open -= 1
-            self._jobs.discard(job)
+            self._left(job)
+
+    def _left(self, job: SlotJob) -> None:
+        """`job` gives up its place (under the lock): back to its reservation if it had one."""
+        self._open -= 1
+        self._jobs.discard(job)
+        if job.places is not None:
+            job.places.in_use -= 1
