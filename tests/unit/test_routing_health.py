@@ -63,6 +63,17 @@ def test_a_success_closes_the_breaker_and_the_cooldown_is_capped() -> None:
     assert health.cooling_down_s("m") == 100  # a fresh start after the success
 
 
+def test_a_success_of_a_request_begun_before_the_breaker_opened_leaves_it_open() -> None:
+    """A long stream that ends well after the model began failing closed the breaker, and
+    every request paid the dead upstream's timeouts again."""
+    clock = Clock()
+    health = ModelHealth(CircuitBreakerConfig(failures=1, cooldown_s=30), clock)
+    health.failed("m", "refused")
+    clock.now += 10
+    health.succeeded("m")
+    assert health.cooling_down_s("m") == 20
+
+
 def test_failures_zero_never_skips() -> None:
     health = ModelHealth(CircuitBreakerConfig(failures=0))
     for _ in range(10):

@@ -6,7 +6,8 @@ down: 1.6-1.7 s measured for a refused connection, and ~16.5 s (computed from th
 timeouts and retries) for a host that does not answer. See docs/routing.md.
 After `failures` failures in a row a model is skipped for `cooldown_s`; then requests may
 try it again: a success closes the breaker, a failure opens it for twice as long (up to
-`max_cooldown_s`).
+`max_cooldown_s`). A success while it is open (a long stream that began before) changes
+nothing.
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ class ModelHealth:
             return max(breaker.open_until - self._clock(), 0.0) if breaker else 0.0
 
     def succeeded(self, model_id: str) -> None:
+        """Close the breaker, unless it is open: no request is sent to the model then, so
+        the success is of one that began before it opened (a long stream)."""
         with self._lock:
-            self._breakers.pop(model_id, None)
+            breaker = self._breakers.get(model_id)
+            if breaker is None or breaker.open_until > self._clock():
+                return
+            del self._breakers[model_id]
 
     def failed(self, model_id: str, reason: str) -> None:
         if self.config.failures == 0:
