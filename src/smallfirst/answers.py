@@ -13,6 +13,7 @@ from typing import Any
 from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
 from smallfirst.errors import SmallfirstError
 from smallfirst.privacy_step import Inspection
+from smallfirst.routing.budget import Hold
 
 # Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
 _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()
@@ -35,6 +36,7 @@ class RequestContext:
     spent_usd: float = 0.0  # every attempt's cost, the cascade's unused small answer included
     tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
     calling: ModelInfo | None = None  # the model last asked to answer (it may have failed)
+    holds: list[Hold] = field(default_factory=list)  # remote calls' estimates, until the end
     # Set when the gateway stops the request for another's failure (a batch's prompt).
     stopped_by: SmallfirstError | None = None
 

@@ -151,6 +151,18 @@ class BudgetSpent(SmallfirstError):
     status = 429
     error_type = "insufficient_quota"
     code = "insufficient_quota"
+    spent = ""  # which budget ("daily budget $5 spent"), for route reasons
+
+    @classmethod
+    def remote(cls, spent: str, model_id: str) -> BudgetSpent:
+        """`spent`: which budget (`SpendTracker.exhausted`)."""
+        error = cls(
+            f"{spent}: model {model_id!r} is remote, and remote tiers are off limits until the"
+            " UTC day ends; ask a local model, or `auto`",
+            param="model",
+        )
+        error.spent = spent
+        return error
 
 
 class QueueFull(SmallfirstError):

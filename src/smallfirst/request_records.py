@@ -9,12 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from smallfirst.answers import RequestContext, RouteInfo, new_request_id
-from smallfirst.completions import Completion, Usage
+from smallfirst.completions import Completion, ModelInfo, Usage
 from smallfirst.config import BaselineConfig
 from smallfirst.errors import CLIENT_CLOSED_REQUEST, SmallfirstError
 from smallfirst.logs import RequestRecord, request_cost
 from smallfirst.logs.store import EMBEDDINGS_TIER
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest, ToolCall
+
+# An answer's length when the client sets no `max_tokens`, for the budget's estimate of a
+# call under way: a long chat answer.
+ASSUMED_ANSWER_TOKENS = 1000
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,15 @@ def estimated_usage(request: GenerateRequest, answer_text: str) -> Usage:
     the upstream has read the prompt and written the answer so far, and bills them. Counted
     as for an upstream that reports no usage (`Usage.estimated`)."""
     return Usage.estimated(prompt_text(request), answer_text)
+
+
+def estimated_cost(model: ModelInfo, request: GenerateRequest) -> float:
+    """What a call may cost before it is made, for the daily budget: the prompt at 4
+    characters a token, and each answer as long as `max_tokens` allows (ASSUMED_ANSWER_TOKENS
+    when the client set no limit)."""
+    answer_tokens = (request.token_limit or ASSUMED_ANSWER_TOKENS) * request.n
+    prompt_tokens = Usage.estimated(prompt_text(request), "").prompt_tokens
+    return request_cost(model, Usage(prompt_tokens=prompt_tokens, completion_tokens=answer_tokens))
 
 
 def rejection_record(

@@ -63,11 +63,7 @@ class RoutingStep:
                 None if self.planner.tiers.is_local(model) else self._spend.exhausted(api_key_id)
             )
             if spent:
-                raise BudgetSpent(
-                    f"{spent}: model {model.id!r} is remote, and remote tiers are off limits"
-                    " until the UTC day ends; ask a local model, or `auto`",
-                    param="model",
-                )
+                raise BudgetSpent.remote(spent, model.id)
             plan = Plan([model], "none", "model requested by id")
             return self._for_tools(plan, request)
         if isinstance(request, TextRequest) and request.suffix is not None:

@@ -22,6 +22,7 @@ from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
+    BudgetSpent,
     ContextLengthExceeded,
     InvalidRequest,
     ModelUnavailable,
@@ -40,6 +41,7 @@ from smallfirst.request_records import (
     answered_record,
     answers_text,
     embeddings_record,
+    estimated_cost,
     estimated_usage,
     rejection_record,
 )
@@ -348,10 +350,21 @@ class Gateway:
     ) -> T:
         """Send `model` what the privacy policy lets it see; restore redacted values after."""
         ctx.calling = model
+        if not self.planner.tiers.is_local(model):
+            self._hold_budget(model, ctx, request)
         sent, guard = self.privacy.request_for(request, model, ctx.inspection)
         result: T = restore(await call(self.backends[model.id], sent), guard)
         ctx.spent_usd += _cost_of(model, result)
         return result
+
+    def _hold_budget(self, model: ModelInfo, ctx: RequestContext, request: GenerateRequest) -> None:
+        """Hold the call's estimated cost as spent until the request ends, or refuse it if a
+        daily budget is spent, the calls under way included (checked with no await before
+        the hold, so requests arriving together cannot all pass)."""
+        spent = self.spend.exhausted(ctx.api_key_id)
+        if spent:
+            raise BudgetSpent.remote(spent, model.id)
+        ctx.holds.append(self.spend.hold(estimated_cost(model, request), ctx.api_key_id))
 
     async def _first_answer(
         self,
@@ -390,6 +403,10 @@ class Gateway:
                 candidates.extend(roomier)
                 last_error = error
                 ctx.tried.append(model.id)
+                continue
+            except BudgetSpent as error:  # reached by the calls under way since planning
+                plan.reason += f"; {model.id} skipped: {error.spent}"
+                last_error = error
                 continue
             except FALLBACK_ERRORS as error:
                 self._failed(model, error, plan, "; ")
@@ -518,6 +535,9 @@ class Gateway:
         text: str | None = None,
         ttft: float | None = None,
     ) -> None:
+        for hold in ctx.holds:
+            self.spend.release(hold)
+        ctx.holds.clear()
         self.spend.add(ctx.spent_usd, ctx.api_key_id)
         ended = Ending(usage, status, error, text, ttft)
         keep_text = self.settings.log_prompts

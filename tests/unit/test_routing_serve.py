@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,33 @@ def test_spent_budget_keeps_requests_local(tmp_path: Path) -> None:
         assert by_id.json()["error"]["code"] == "insufficient_quota"
         assert "daily budget" in by_id.json()["error"]["message"]
         assert client.post("/v1/chat/completions", json=chat_body("tiny")).status_code == 200
+
+
+def test_requests_arriving_together_do_not_all_spend_the_last_of_the_budget(
+    tmp_path: Path,
+) -> None:
+    """A call under way holds its estimate as spent: four at once all went to the paid model
+    (a QA run: ten at once spent ten times a budget one paid for)."""
+    budget = {"daily_usd": 1e-6}  # far less than one call of `big` may cost
+    slow_big = {
+        "id": "big",
+        "tier": "cloud",
+        "backend": "fake",
+        "replies": ["one two three four"],
+        "token_delay_s": 0.1,
+        "output_cost_per_1m": 8.0,
+    }
+    tiny = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["Hello from tiny."]}
+    settings = fake_settings(
+        tmp_path, models=[tiny, slow_big], routing={"router": "keyword", "budget": budget}
+    )
+    client, gateway = fake_client(settings)
+    with client, ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: ask(client, "a hard one").json(), range(4)))
+        assert gateway.spend.exhausted(None)  # what the one paid call cost
+        gateway.spend.config = gateway.spend.config.model_copy(update={"daily_usd": 1.0})
+        assert gateway.spend.exhausted(None) is None  # the holds were released at the end
+    assert sorted(answer["model"] for answer in answers) == ["big", "tiny", "tiny", "tiny"]
 
 
 def test_observed_strong_share_metric(api: tuple[TestClient, Any]) -> None:
