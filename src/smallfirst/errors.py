@@ -193,6 +193,15 @@ class ModelUnavailable(SmallfirstError):
     code = "model_unavailable"
 
 
+class ShuttingDown(SmallfirstError):
+    """The server is stopping: the answers under way end with this. Not a ModelUnavailable,
+    so that no fallback starts another model (or a paid call) on the way out."""
+
+    status = 503
+    error_type = "api_error"
+    code = "server_shutting_down"
+
+
 class UpstreamTimeout(SmallfirstError):
     status = 504
     error_type = "api_error"

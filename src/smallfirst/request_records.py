@@ -45,8 +45,8 @@ def answered_record(
     with its prompt and answer texts when `keep_text` (`log_prompts`)."""
     model = route.model if route else None
     usage = ended.usage
-    # a 499's model answered until its client left
-    answered = ended.status < 400 or ended.status == CLIENT_CLOSED_REQUEST
+    # a 499's model answered until its client left; a stream that failed, until it failed
+    answered = ended.status < 400 or ended.status == CLIENT_CLOSED_REQUEST or bool(ended.ttft)
     return RequestRecord(
         id=ctx.request_id,
         created_at=ctx.created_at,

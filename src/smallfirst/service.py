@@ -28,6 +28,7 @@ from smallfirst.errors import (
     ModelUnavailable,
     PolicyBlocked,
     QueueFull,
+    ShuttingDown,
     SmallfirstError,
     UpstreamError,
     UpstreamTimeout,
@@ -60,6 +61,7 @@ REASON_ERROR_CHARS = 200  # of a failed tier's error, in the route reason
 # Failures that let the next tier in the fallback chain try; a bad request does not.
 UPSTREAM_FAULTS = (UpstreamError, UpstreamTimeout)
 FALLBACK_ERRORS = (*UPSTREAM_FAULTS, QueueFull, ModelUnavailable)
+SHUTTING_DOWN = "the server is shutting down; retry"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Gateway:
         self.planner = self.routing.planner
         self.baseline = settings.baseline or _strong_model_baseline(self.planner.strong)
         self.health = ModelHealth(settings.routing.circuit_breaker)
+        self._shutting_down = False
         self.privacy = PrivacyStep(settings, self.models())
         self.rag = RagStep(settings.rag, settings.resolved_data_dir)
         self._observers: list[Observer] = list(observers)
@@ -123,9 +126,11 @@ class Gateway:
 
     def end_answers(self) -> None:
         """The server is shutting down: answers under way end now, each with a 503 error
-        (a stream: an error event) that says so, rather than being cut after the grace period."""
+        (a stream: an error event) that says so, rather than being cut after the grace period;
+        and requests not yet at a model go to none."""
+        self._shutting_down = True
         for backend in self.backends.values():
-            backend.end_answers(ModelUnavailable("the server is shutting down; retry"))
+            backend.end_answers(ShuttingDown(SHUTTING_DOWN))
 
     async def aclose(self) -> None:
         for backend in self.backends.values():
@@ -349,6 +354,8 @@ class Gateway:
         call: Callable[[Backend, GenerateRequest], Awaitable[T]],
     ) -> T:
         """Send `model` what the privacy policy lets it see; restore redacted values after."""
+        if self._shutting_down:
+            raise ShuttingDown(SHUTTING_DOWN)
         ctx.calling = model
         if not self.planner.tiers.is_local(model):
             self._hold_budget(model, ctx, request)

@@ -1,5 +1,5 @@
-"""Stopping the server (Ctrl-C) while a local model is answering: the answer ends at once
-with an error that says why, it is logged, and the process exits cleanly."""
+"""Stopping the server (Ctrl-C) while a local or remote model is answering: the answer ends
+at once with an error that says why, it is logged, and the process exits cleanly."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import start_server
+from tests.integration.conftest import Server, cloud_model, start_server
 
 pytestmark = pytest.mark.integration
 # Greedy counting goes on for all its tokens: a stream still under way when the signal comes.
@@ -53,7 +53,50 @@ def test_ctrl_c_ends_a_stream_under_way_with_an_error_event(tmp_path: Path) -> N
     last = json.loads(lines[-1].removeprefix("data: "))
     assert "shutting down" in last["error"]["message"]
     row = sqlite3.connect(server.data_dir / "requests.db").execute(
-        "SELECT status FROM requests WHERE id = ?", (request_ids[0],)
+        "SELECT status, model_answered FROM requests WHERE id = ?", (request_ids[0],)
     )
-    assert row.fetchone() == (503,)
+    assert row.fetchone() == (503, "smollm2-135m")  # it answered until then
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_ctrl_c_ends_remote_answers_under_way_with_the_same_error(
+    tmp_path: Path, slow_upstream: Server
+) -> None:
+    """A stream from the cloud tier and a whole answer still waiting for it: they ran on for
+    the 5 s grace and were then cut (a plain-text 500, a stream with no end, tracebacks in
+    the log, rows logged as 499)."""
+    cloud = cloud_model("cloud", slow_upstream, "slow-model", max_retries=0)
+    server = start_server({"models": [{"id": "smollm2-135m", "tier": "edge"}, cloud]}, tmp_path)
+    body = {"model": "cloud", "messages": [{"role": "user", "content": "Hi"}]}
+    lines: list[str] = []
+    whole: list[httpx.Response] = []
+
+    def read() -> None:
+        url = f"{server.url}/v1/chat/completions"
+        with httpx.stream("POST", url, json=body | {"stream": True}, timeout=120) as response:
+            lines.extend(line for line in response.iter_lines() if line.startswith("data: "))
+
+    def ask() -> None:
+        whole.append(httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120))
+
+    readers = [threading.Thread(target=read), threading.Thread(target=ask)]
+    for reader in readers:
+        reader.start()
+    try:
+        for _ in range(600):  # until the stream's first piece (1 s a piece upstream)
+            if lines:
+                break
+            time.sleep(0.1)
+        assert lines
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(timeout=120) == 0
+        for reader in readers:
+            reader.join(timeout=30)
+    finally:
+        server.stop()
+    assert "shutting down" in json.loads(lines[-1].removeprefix("data: "))["error"]["message"]
+    assert whole[0].status_code == 503
+    assert whole[0].json()["error"]["code"] == "server_shutting_down"
+    rows = sqlite3.connect(server.data_dir / "requests.db").execute("SELECT status FROM requests")
+    assert [status for (status,) in rows] == [503, 503]
     assert "Traceback" not in (tmp_path / "server.log").read_text()

@@ -19,6 +19,7 @@ from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import (
     ContextLengthExceeded,
     InvalidRequest,
+    ShuttingDown,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -231,6 +232,34 @@ async def test_stream_cut_before_finish_is_502() -> None:
     async with upstream(handle) as backend:
         with pytest.raises(UpstreamError, match="without finishing"):
             _ = [c async for c in backend.stream(REQUEST)]
+
+
+async def test_at_shutdown_answers_under_way_end_with_its_error_and_none_starts() -> None:
+    """A stream being read, and a call waiting for its first byte: before, both ran on until
+    the server's grace period ended and were cut without a word."""
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        if not (await request.json()).get("stream"):
+            await asyncio.sleep(30)
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(300):
+            await response.write(sse([{"choices": [{"delta": {"content": "a"}}]}]))
+            await asyncio.sleep(0.1)
+        return response
+
+    async with upstream(slow) as backend:
+        stream = backend.stream(REQUEST.model_copy(update={"stream": True}))
+        assert (await anext(stream)).text == "a"
+        whole = asyncio.ensure_future(backend.complete(REQUEST))
+        await asyncio.sleep(0.1)
+        backend.end_answers(ShuttingDown("the server is shutting down; retry"))
+        with pytest.raises(ShuttingDown):
+            _ = [c async for c in stream]
+        with pytest.raises(ShuttingDown):
+            await asyncio.wait_for(whole, 5)
+        with pytest.raises(ShuttingDown):
+            await backend.complete(REQUEST)
 
 
 TOOL_REQUEST = ChatRequest.model_validate(

@@ -9,6 +9,7 @@ import pytest
 from smallfirst.completions import Chunk
 from smallfirst.config import CircuitBreakerConfig
 from smallfirst.errors import QueueFull, UpstreamError
+from smallfirst.logs import RequestRecord
 from smallfirst.routing.health import ModelHealth
 from smallfirst.types import GenerateRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
@@ -149,6 +150,8 @@ def test_streams_that_keep_breaking_off_open_the_breaker(
         raise UpstreamError("big: upstream stream broke off")
 
     monkeypatch.setattr(fake_backend(gateway, "big"), "stream", cut_off)
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
     with client:
         for _ in range(3):
             streamed = client.post("/v1/chat/completions", json=chat_body("big", stream=True))
@@ -156,6 +159,8 @@ def test_streams_that_keep_breaking_off_open_the_breaker(
         skipped = client.post("/v1/chat/completions", json=chat_body("big", stream=True))
     assert skipped.status_code == 503
     assert "after 3 failures in a row (last: big: upstream stream broke off)" in skipped.text
+    # the rows of the streams cut off name who answered them in part (they named no one)
+    assert [(r.status, r.model_answered) for r in records[:3]] == [(502, "big")] * 3
 
 
 def test_a_stream_that_ends_well_closes_the_breaker(

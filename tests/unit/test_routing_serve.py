@@ -112,6 +112,21 @@ def test_a_fallback_that_refuses_the_request_is_logged_as_its_own(
     assert (record.tier, record.escalations) == ("edge", "big")
 
 
+def test_after_shutdown_began_no_model_is_asked_and_none_falls_back(
+    api: tuple[TestClient, Any],
+) -> None:
+    """A request still on its way to a model when the server stops (in the privacy guard,
+    say) ends with the shutdown's 503: it started the model, or a paid fallback, after the
+    answers under way had been ended."""
+    client, gateway = api
+    gateway.end_answers()
+    response = ask(client, "a hard one")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "server_shutting_down"
+    assert not fake_backend(gateway, "big").requests
+    assert not fake_backend(gateway, "tiny").requests
+
+
 def too_long() -> ContextLengthExceeded:
     return ContextLengthExceeded("This model's maximum context length is 2048 tokens.")
 

@@ -60,14 +60,29 @@ class OpenAICompatBackend(Backend):
             self._headers["Authorization"] = f"Bearer {os.environ[config.api_key_env]}"
         self._session: aiohttp.ClientSession | None = None
         self._stream_options_refused = False
+        self._reading: set[aiohttp.ClientResponse] = set()  # answers being read now
+        self._ended_by: BaseException | None = None  # set at shutdown (`end_answers`)
+        self._closing: asyncio.Task[None] | None = None
 
     def info(self) -> ModelInfo:
         return info_from_config(self.config)
 
     async def aclose(self) -> None:
         if self._session is not None:
-            await self._session.close()
-            self._session = None
+            session, self._session = self._session, None
+            await session.close()
+
+    def end_answers(self, error: BaseException) -> None:
+        """Answers being read end with `error` (their connections are closed), calls waiting
+        for an upstream's first byte too (the session is closed), and no call starts after."""
+        self._ended_by = error
+        for response in list(self._reading):
+            response.close()
+        self._closing = asyncio.get_running_loop().create_task(self.aclose())
+
+    def _broken(self, error: SmallfirstError) -> BaseException:
+        """What a connection that failed means: `error`, or the shutdown that closed it."""
+        return self._ended_by or error
 
     def _client(self) -> aiohttp.ClientSession:
         """The connection pool, made on first use: aiohttp binds it to the running loop."""
@@ -100,6 +115,8 @@ class OpenAICompatBackend(Backend):
         data = pydantic_core.to_json(body)
         attempt = 0
         while True:
+            if self._ended_by is not None:
+                raise self._ended_by
             wait: float | None = None  # how long the upstream asked us to wait
             try:
                 response = await self._client().post(url, data=data)
@@ -107,12 +124,13 @@ class OpenAICompatBackend(Backend):
                 error: SmallfirstError = UpstreamTimeout(f"{self.config.id}: upstream timed out")
                 cause: Exception = exc
             except aiohttp.ClientError as exc:
-                error = UpstreamError(
-                    f"{self.config.id}: cannot reach upstream ({type(exc).__name__})"
-                )
-                cause = exc
+                unreachable = f"{self.config.id}: cannot reach upstream ({type(exc).__name__})"
+                if self._ended_by is not None:
+                    raise self._ended_by from exc
+                error, cause = UpstreamError(unreachable), exc
             else:
                 if response.status < 300:
+                    self._reading.add(response)
                     return response
                 error, wait = await _status_error(self.config.id, response)
                 cause = RuntimeError(f"upstream answered {response.status}")
@@ -145,9 +163,10 @@ class OpenAICompatBackend(Backend):
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{self.config.id}: upstream timed out") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"{self.config.id}: upstream answer broke off") from exc
+            broke = UpstreamError(f"{self.config.id}: upstream answer broke off")
+            raise self._broken(broke) from exc
         finally:
-            response.release()
+            self._done_reading(response)
         try:
             return completion_of(json.loads(raw), body, self.config.id)
         except UNREADABLE as exc:
@@ -171,11 +190,16 @@ class OpenAICompatBackend(Backend):
         except (aiohttp.ClientError, *UNREADABLE) as exc:
             # after every answer finished, what broke off was the usage (then: estimated)
             if not reader.all_finished:
-                raise UpstreamError(f"{self.config.id}: upstream stream broke off") from exc
+                broke = UpstreamError(f"{self.config.id}: upstream stream broke off")
+                raise self._broken(broke) from exc
         finally:
-            response.release()
+            self._done_reading(response)
         for chunk in reader.ending(body, done=done):
             yield chunk
+
+    def _done_reading(self, response: aiohttp.ClientResponse) -> None:
+        self._reading.discard(response)
+        response.release()
 
 
 async def _status_error(
