@@ -391,6 +391,7 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
     overrides: dict[str, str] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
+            _refuse_one_underscore(name)
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
         if len(keys) > 1 and keys[0] == "models":
@@ -412,6 +413,26 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
                 raise ConfigError(f"environment {name}: not a YAML value ({problem})") from exc
             overrides[".".join(keys)] = name
     return overrides
+
+
+def _refuse_one_underscore(name: str) -> None:
+    """`SMALLFIRST_DATA_DIR` (as `SMALLFIRST_CONFIG` is spelled) was ignored without a word,
+    and the data went to the default data dir. Other `SMALLFIRST_` names are left alone: an
+    upstream's key may well be in one (`api_key_env`)."""
+    rest = name.removeprefix("SMALLFIRST_").lower()
+    if rest == name.lower():
+        return
+    section = rest.split("_")[0]
+    if rest in Settings.model_fields:
+        meant = ENV_PREFIX + rest.upper()
+    elif section in Settings.model_fields and rest != section:
+        meant = f"{ENV_PREFIX}{section.upper()}__{rest[len(section) + 1 :].upper()}"
+    else:
+        return
+    raise ConfigError(
+        f"environment {name}: settings are read from SMALLFIRST__ variables, with two"
+        f" underscores: {meant}"
+    )
 
 
 def _describe(source: str, exc: ValidationError, overrides: Mapping[str, str]) -> str:

@@ -157,6 +157,28 @@ def test_a_typo_in_an_env_section_name_names_the_variable(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("SMALLFIRST_DATA_DIR", "SMALLFIRST__DATA_DIR"),
+        ("SMALLFIRST_SERVER_PORT", "SMALLFIRST__SERVER__PORT"),
+    ],
+)
+def test_a_setting_with_one_underscore_is_refused_with_its_spelling(
+    variable: str, meant: str
+) -> None:
+    """It was ignored without a word (the data went to the default data dir)."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(env={variable: "/tmp/elsewhere"})
+    assert str(error.value).endswith(f"two underscores: {meant}")
+
+
+def test_other_names_with_one_underscore_are_left_alone() -> None:
+    """Such as an upstream's key named in `api_key_env`, or SMALLFIRST_CONFIG itself."""
+    env = {"SMALLFIRST_CONFIG": "x", "SMALLFIRST_OPENAI_KEY": "sk-1", "SMALLFIRST_CACHE_DIR": "x"}
+    assert load_settings(env=env).server.port == 8080
+
+
 def test_a_key_given_twice_is_an_error_naming_it_the_file_and_the_lines(tmp_path: Path) -> None:
     twice = "models:\n  - {id: a, tier: edge}\nmodels:\n  - {id: b, tier: edge}\n"
     with pytest.raises(ConfigError) as top:
