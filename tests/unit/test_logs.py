@@ -15,6 +15,7 @@ def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
         "0002_routing_and_privacy",
         "0003_baseline_cost",
         "0004_cached_tokens",
+        "0005_unknown_baselines",
     ]
     assert migrate(connection) == expected
     assert migrate(connection) == []
@@ -67,6 +68,29 @@ def test_failed_writes_are_retried_and_what_must_be_dropped_is_said(
     assert log.dropped_rows == 1
     kept = saboteur.execute("SELECT id FROM requests ORDER BY id").fetchall()
     assert [row[0] for row in kept] == ["1", "2"]
+
+
+def test_a_batch_that_fails_half_way_is_written_once_when_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each row of a batch committed on its own: the rows before the failing one were
+    written, and the retry wrote them again (or failed on their ids for good)."""
+    log = RequestLog(tmp_path / "log.db")
+    saboteur = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+    saboteur.execute(
+        "CREATE TRIGGER third BEFORE INSERT ON requests WHEN NEW.id = '2'"
+        " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    for i in range(3):  # one batch: the writer wakes every FLUSH_INTERVAL_S
+        log.record(RequestRecord(id=str(i), created_at=i, endpoint="chat", model_requested="m"))
+    deadline = time.monotonic() + 10
+    while "write failed" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert saboteur.execute("SELECT count(*) FROM requests").fetchone() == (0,)
+    saboteur.execute("DROP TRIGGER third")
+    log.close()
+    kept = saboteur.execute("SELECT id FROM requests ORDER BY id").fetchall()
+    assert [row[0] for row in kept] == ["0", "1", "2"]
 
 
 def test_a_failed_prune_keeps_the_written_rows_written(

@@ -127,22 +127,59 @@ def test_a_window_of_embeddings_only_does_not_blame_the_baseline_price(tmp_path:
     assert summary.why_no_saving == "no chat or completion tokens were answered in this window"
 
 
-def test_a_log_from_before_the_baseline_column_is_migrated(tmp_path: Path) -> None:
-    path = tmp_path / "requests.db"
+def log_from_before_baselines(path: Path, costs: list[float]) -> None:
+    """A log as a version before the baseline column left it, a request per cost."""
     connection = sqlite3.connect(path, isolation_level=None)
     migrations = Path(__file__).parents[2] / "src/smallfirst/logs/migrations"
     connection.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
     for name in ("0001_requests", "0002_routing_and_privacy"):
         connection.executescript((migrations / f"{name}.sql").read_text())
         connection.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
-    connection.execute(
-        "INSERT INTO requests (id, created_at, endpoint, model_requested, tier, status, stream,"
-        " latency_ms) VALUES ('a', ?, 'chat', 'm', 'edge', 200, 0, 5.0)",
-        (NOW,),
-    )
+    for number, cost in enumerate(costs):
+        connection.execute(
+            "INSERT INTO requests (id, created_at, endpoint, model_requested, tier, status, stream,"
+            " latency_ms, prompt_tokens, cost_usd) VALUES (?, ?, 'chat', 'm', 'cloud', 200, 0,"
+            " 5.0, 10, ?)",
+            (f"old-{number}", NOW - 60, cost),
+        )
     connection.close()
-    summary = summarize(path)
+
+
+def test_a_log_from_before_the_baseline_column_is_migrated(tmp_path: Path) -> None:
+    log_from_before_baselines(tmp_path / "requests.db", [0.0])
+    summary = summarize(tmp_path / "requests.db")
     assert (summary.answered, summary.baseline_cost_usd) == (1, 0.0)
+    assert (summary.baseline_unknown_requests, summary.saved_share) == (1, None)
+    assert summary.why_no_saving == "no request in this window has a known baseline"
+
+
+def test_requests_from_before_baselines_are_left_out_of_the_saving(tmp_path: Path) -> None:
+    """After an upgrade they counted as spent with no baseline: the saving was negative."""
+    path = tmp_path / "requests.db"
+    log_from_before_baselines(path, [0.05, 0.05, 0.0])
+    log = RequestLog(path)
+    for number, (cost, baseline) in enumerate([(0.05, 0.05), (0.0, 0.071)]):
+        log.record(record(number, tier="cloud", cost_usd=cost, baseline_cost_usd=baseline))
+    log.close()
+    summary = summarize(path)
+    assert (summary.requests, summary.baseline_unknown_requests) == (5, 3)
+    assert (summary.cost_usd, summary.baseline_unknown_cost_usd) == (
+        pytest.approx(0.15),
+        pytest.approx(0.1),
+    )
+    assert summary.baseline_cost_usd == pytest.approx(0.121)
+    assert summary.saved_usd == pytest.approx(0.071)  # was -0.029: 0.121 - 0.15
+    assert summary.saved_share == pytest.approx(0.071 / 0.121)
+    text = cli(tmp_path, "--since", "all")
+    assert text.exit_code == 0, text.output
+    assert "Spent:    $0.1500\n" in text.output
+    assert "Saved:    $0.0710 (58.7%)\n" in text.output
+    assert (
+        "Left out of baseline and saving: 3 requests logged before smallfirst recorded baselines"
+        " ($0.1000 of the spend)"
+    ) in text.output
+    as_json = json.loads(cli(tmp_path, "--since", "all", "--json").output)
+    assert (as_json["baseline_unknown_requests"], as_json["saved_usd"]) == (3, pytest.approx(0.071))
 
 
 def cli(tmp_path: Path, *args: str) -> Any:
@@ -251,6 +288,22 @@ def test_requests_command_finds_one_request_by_its_id(log_path: Path, tmp_path: 
     assert "no request 'nope' in the log" in missing.output
 
 
+def test_a_dashboard_leaves_out_requests_from_before_baselines_and_says_so(
+    tmp_path: Path,
+) -> None:
+    from tests.helpers import fake_client, fake_settings
+
+    log_from_before_baselines(tmp_path / "requests.db", [0.05])
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        html = client.get("/dashboard?since=all").text
+    assert "no request in this window has a known baseline" in html
+    assert (
+        "Left out of baseline and saving: 1 request logged before smallfirst recorded baselines"
+        " ($0.0500 of the spend)"
+    ) in html
+
+
 def test_a_dashboard_whose_baseline_is_free_says_how_to_price_it(tmp_path: Path) -> None:
     from tests.helpers import chat_body, fake_client, fake_settings
 
@@ -290,7 +343,8 @@ def test_piped_requests_lines_are_as_wide_as_their_content(log_path: Path, tmp_p
     [
         (
             lambda path: path.write_text("not sqlite"),
-            "is not a request log (file is not a database)",
+            "is not a request log (file is not a database): move it aside, with its -wal and"
+            " -shm files if any, to start a new log",
         ),
         (lambda path: path.mkdir(), "is not a request log: it is not a file"),
     ],

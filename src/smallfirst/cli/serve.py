@@ -25,6 +25,7 @@ from smallfirst.cli.common import (
 from smallfirst.config import MAX_PORT
 
 if TYPE_CHECKING:
+    from smallfirst.config import Settings
     from smallfirst.service import Gateway
     from smallfirst.types import ChatMessage
 
@@ -58,6 +59,7 @@ def serve(
         settings.server.port = port
     check_routing_or_exit(settings)
     check_data_dir_or_exit(settings)
+    _check_request_log(settings)
     refuse_model_file_problems(settings, adapter_file_problems(settings))
     # requests to a model without its file fall back or fail; the others are served
     warn([*model_file_problems(settings), *config_warnings(settings)])
@@ -69,6 +71,20 @@ def serve(
         )
     _show_gateway_log(log_level)
     run_server(create_app(settings), settings, log_level)
+
+
+def _check_request_log(settings: Settings) -> None:
+    """Exit 1 naming the request log if it does not open (the server would stop at startup
+    with a traceback); an older log is migrated here."""
+    import sqlite3
+
+    from smallfirst.logs.store import LOG_FILE, open_error, prepare
+
+    path = settings.resolved_data_dir / LOG_FILE
+    try:
+        prepare(path)
+    except sqlite3.DatabaseError as exc:
+        fail(open_error(path, exc), code=1)
 
 
 def _show_gateway_log(level: str) -> None:

@@ -111,7 +111,9 @@ def requests(
 
 
 def _log_path(data_dir: Path) -> Path:
-    path = data_dir / "requests.db"
+    from smallfirst.logs.store import LOG_FILE
+
+    path = data_dir / LOG_FILE
     if not path.exists():
         fail(f"no request log at {path}: serve some requests first (smallfirst serve)")
     if not path.is_file():
@@ -124,10 +126,10 @@ def _reading(path: Path) -> Iterator[None]:
     """SQLite's errors as one line naming the file."""
     try:
         yield
-    except sqlite3.OperationalError as exc:  # locked, unreadable, or not our tables
-        fail(f"cannot read the request log {path}: {exc}")
-    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
-        fail(f"{path} is not a request log ({exc})")
+    except sqlite3.DatabaseError as exc:
+        from smallfirst.logs.store import open_error
+
+        fail(open_error(path, exc))
 
 
 def _parse_window(text: str) -> float | None:
@@ -160,6 +162,8 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
         console.print(f"Saved:    - ({summary.why_no_saving})")
     else:
         console.print(f"Saved:    ${summary.saved_usd:.4f} ({summary.saved_share:.1%})")
+    if summary.left_out_of_saving is not None:
+        console.print(f"Left out of baseline and saving: {summary.left_out_of_saving}")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
     for column, header in _TERMINAL_COLUMNS.items():
         table.add_column(header, justify="left" if column == "tier" else "right")

@@ -44,7 +44,7 @@ class TierStats(BaseModel):
     cached_tokens: int  # of prompt_tokens, not evaluated again / cache-priced
     completion_tokens: int
     cost_usd: float
-    baseline_cost_usd: float
+    baseline_cost_usd: float  # of the rows whose baseline is known
     latency_p50_ms: float
     latency_p95_ms: float
     ttft_p50_ms: float | None
@@ -75,7 +75,10 @@ class Summary(BaseModel):
     tiers: list[TierStats]
     cost_usd: float  # everything spent, failed requests' attempts included (the bill)
     failed_cost_usd: float  # of cost_usd, on requests that were not answered
-    baseline_cost_usd: float
+    baseline_cost_usd: float  # of the requests whose baseline is known
+    # Logged before smallfirst recorded baselines: no baseline, left out of the saving.
+    baseline_unknown_requests: int
+    baseline_unknown_cost_usd: float  # of cost_usd, on those requests
     routed_by_router: dict[str, dict[str, int]]  # router -> answering tier -> requests
     escalated_requests: int
     pii_actions: dict[str, int]
@@ -83,8 +86,9 @@ class Summary(BaseModel):
 
     @property
     def saved_usd(self) -> float:
-        """Baseline cost minus what was spent: negative if the baseline is the cheaper model."""
-        return self.baseline_cost_usd - self.cost_usd
+        """Baseline cost minus what was spent, on the requests whose baseline is known:
+        negative if the baseline is the cheaper model."""
+        return self.baseline_cost_usd - (self.cost_usd - self.baseline_unknown_cost_usd)
 
     @property
     def saved_share(self) -> float | None:
@@ -98,9 +102,23 @@ class Summary(BaseModel):
         generated = [tier for tier in self.tiers if tier.tier != EMBEDDINGS_TIER]
         if not any(tier.prompt_tokens or tier.completion_tokens for tier in generated):
             return "no chat or completion tokens were answered in this window"
+        if self.baseline_unknown_requests == self.requests:
+            return "no request in this window has a known baseline"
         return (
             "the baseline had no price when these requests were logged: a request's saving is"
             " priced as it is logged, so set config `baseline` before serving"
+        )
+
+    @property
+    def left_out_of_saving(self) -> str | None:
+        """The requests the baseline and the saving leave out, and why; None when none are."""
+        count = self.baseline_unknown_requests
+        if not count:
+            return None
+        requests = f"{count} requests" if count > 1 else "1 request"
+        return (
+            f"{requests} logged before smallfirst recorded baselines"
+            f" (${self.baseline_unknown_cost_usd:.4f} of the spend)"
         )
 
 
@@ -196,10 +214,13 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         "GROUP BY pii_action ORDER BY pii_action",
         args,
     ).fetchall()
-    spent, failed_cost, baseline = connection.execute(
+    spent, failed_cost, baseline, unknown, unknown_cost = connection.execute(
         "SELECT coalesce(sum(cost_usd), 0),"
         f" coalesce(sum(CASE WHEN {_ANSWERED} THEN 0 ELSE cost_usd END), 0),"
-        f" coalesce(sum(baseline_cost_usd), 0) FROM requests WHERE {where}",
+        " coalesce(sum(baseline_cost_usd), 0),"
+        " coalesce(sum(baseline_cost_usd IS NULL), 0),"
+        " coalesce(sum(CASE WHEN baseline_cost_usd IS NULL THEN cost_usd ELSE 0 END), 0)"
+        f" FROM requests WHERE {where}",
         args,
     ).fetchone()
     entities: Counter[str] = Counter()
@@ -216,6 +237,8 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         cost_usd=spent,
         failed_cost_usd=failed_cost,
         baseline_cost_usd=baseline,
+        baseline_unknown_requests=unknown,
+        baseline_unknown_cost_usd=unknown_cost,
         routed_by_router=routed,
         escalated_requests=escalated,
         pii_actions=dict(actions),
@@ -243,7 +266,7 @@ def _tier_stats(
         cached_tokens=sum(row[6] for row in rows),
         completion_tokens=sum(row[1] for row in rows),
         cost_usd=sum(row[2] for row in rows),
-        baseline_cost_usd=sum(row[3] for row in rows),
+        baseline_cost_usd=sum(row[3] for row in rows if row[3] is not None),
         latency_p50_ms=_percentile(latencies, 50),
         latency_p95_ms=_percentile(latencies, 95),
         ttft_p50_ms=_percentile(ttfts, 50) if ttfts else None,

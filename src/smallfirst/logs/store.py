@@ -7,10 +7,12 @@ recorded in `_migrations`; a shipped migration is never edited (simonw/llm's rul
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,10 @@ from pydantic import BaseModel
 from smallfirst.errors import CLIENT_CLOSED_REQUEST
 
 MIGRATIONS_PACKAGE = "smallfirst.logs.migrations"
+LOG_FILE = "requests.db"  # in the data dir
+# Another process waits this long for the write lock rather than fail: a migration that copies
+# the table (0005) takes about 3 s per million rows here.
+BUSY_TIMEOUT_S = 30.0
 log = logging.getLogger("smallfirst.logs")
 
 
@@ -64,35 +70,97 @@ EMBEDDINGS_TIER = "embeddings"  # the tier embeddings are logged under: they hav
 
 
 def migrate(connection: sqlite3.Connection, package: str = MIGRATIONS_PACKAGE) -> list[str]:
-    """Apply pending migrations in name order; returns the names applied now."""
+    """Apply pending migrations in name order; returns the names applied now.
+
+    A migration commits together with its `_migrations` row or not at all, so a process killed
+    half-way leaves the log as it was. Its transaction takes the write lock before it looks at
+    `_migrations` again: processes that find the same migration pending apply it once.
+    """
     connection.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
-    done = {row[0] for row in connection.execute("SELECT name FROM _migrations")}
+    done = _applied(connection)
+    applied = []
+    for name, script in _migrations(package):
+        if name not in done and _apply(connection, name, script):
+            applied.append(name)
+    return applied
+
+
+def _migrations(package: str) -> list[tuple[str, str]]:
     files = sorted(
         (f for f in resources.files(package).iterdir() if f.name.endswith(".sql")),
         key=lambda f: f.name,
     )
-    applied = []
-    for file in files:
-        name = file.name.removesuffix(".sql")
-        if name in done:
-            continue
-        with connection:
-            connection.executescript(file.read_text(encoding="utf-8"))
-            connection.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, julianday('now'))", (name,)
-            )
-        applied.append(name)
-    return applied
+    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+
+
+def _applied(connection: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in connection.execute("SELECT name FROM _migrations")}
+
+
+def _apply(connection: sqlite3.Connection, name: str, script: str) -> bool:
+    """Run `script` and record `name` in one transaction; False if another process had
+    recorded it first."""
+    connection.execute("BEGIN IMMEDIATE")  # waits for a migrating process (busy timeout)
+    with connection:  # commits, or rolls back on any error
+        if name in _applied(connection):
+            return False
+        for statement in _statements(script):
+            connection.execute(statement)
+        connection.execute(
+            "INSERT INTO _migrations (name, applied_at) VALUES (?, julianday('now'))", (name,)
+        )
+    return True
+
+
+def _statements(script: str) -> Iterator[str]:
+    """`script` one statement at a time, for the migration's transaction (`executescript`
+    would commit that transaction first)."""
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):  # not a ";" in a string or a comment
+            yield statement
+            statement = ""
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode: the only transactions are the explicit ones."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    connection = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
+    )
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     return connection
+
+
+def prepare(path: Path) -> None:
+    """Create the log at `path`, or bring an older one up to date."""
+    connection = connect(path)
+    try:
+        migrate(connection)
+    finally:
+        connection.close()
+
+
+def open_error(path: Path, error: sqlite3.DatabaseError) -> str:
+    """`error` from opening the log at `path`, as one line naming it and what to do."""
+    if path.is_dir():
+        return f"{path} is not a request log: it is a directory"
+    if not isinstance(error, sqlite3.OperationalError):  # "file is not a database", "malformed"
+        return (
+            f"{path} is not a request log ({error}): move it aside, with its -wal and -shm"
+            " files if any, to start a new log"
+        )
+    for place in (path.parent, path):
+        if place.exists() and not os.access(place, os.W_OK):
+            return (  # the -wal and -shm files beside the log, and a migration, are writes
+                f"cannot read the request log {path} ({error}): {place} is not writable,"
+                " and SQLite writes there even to read the log"
+            )
+    return f"cannot read the request log {path}: {error}"
 
 
 class RequestLog:
@@ -112,9 +180,7 @@ class RequestLog:
         """`retention_s`: rows older than this are deleted, at start and then hourly."""
         self.path = path
         self.retention_s = retention_s
-        connection = connect(path)
-        migrate(connection)
-        connection.close()
+        prepare(path)
         self._pending: deque[RequestRecord] = deque()
         self.dropped_rows = 0
         self._last_warning: float | None = None  # while writes fail: when it was last logged
@@ -143,6 +209,9 @@ class RequestLog:
             rows = [self._pending.popleft() for _ in range(len(self._pending))]
             if rows:
                 try:
+                    # One transaction per batch: in autocommit mode each row committed on its
+                    # own, and the rows of a batch that failed half-way were retried, twice.
+                    connection.execute("BEGIN")
                     with connection:
                         connection.executemany(sql, [_values(r, columns) for r in rows])
                     self._last_warning = None

@@ -98,6 +98,9 @@ def _body(summary: Summary, baseline: str) -> str:
             f'<span class="muted">{escape(note)}</span></div>'
         )
     html.append("</div>")
+    if summary.left_out_of_saving is not None:
+        left_out = f"Left out of baseline and saving: {summary.left_out_of_saving}"
+        html.append(f'<p class="muted">{escape(left_out)}</p>')
     html.append(_tier_table(summary))
     html.append("<h2>Routing</h2><ul>")
     for router, tiers in summary.routed_by_router.items():
