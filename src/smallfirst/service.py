@@ -35,6 +35,7 @@ from smallfirst.errors import (
     served,
 )
 from smallfirst.logs import RequestLog, RequestRecord, request_cost
+from smallfirst.logs.store import LOG_FILE
 from smallfirst.privacy_step import PrivacyStep, messages_of, restore
 from smallfirst.rag_step import RagStep, rag_collection
 from smallfirst.request_records import (
@@ -111,7 +112,7 @@ class Gateway:
     def from_settings(cls, settings: Settings, *, log_requests: bool = True) -> Gateway:
         days = settings.log_retention_days
         retention_s = days * 86400 if days is not None else None
-        path = settings.resolved_data_dir / "requests.db"
+        path = settings.resolved_data_dir / LOG_FILE
         log = RequestLog(path, retention_s) if log_requests else None
         return cls(settings, request_log=log)
 
