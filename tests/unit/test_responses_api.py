@@ -16,7 +16,14 @@ from pydantic import TypeAdapter
 from starlette.testclient import TestClient
 
 from smallfirst.answers import RouteInfo
-from smallfirst.completions import Chunk, Completion, ModelInfo, ToolCallDelta, Usage
+from smallfirst.completions import (
+    Chunk,
+    Completion,
+    ModelInfo,
+    TokenLogprob,
+    ToolCallDelta,
+    Usage,
+)
 from smallfirst.errors import ContextLengthExceeded
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
@@ -214,6 +221,28 @@ def test_an_upstreams_refusal_and_content_filter_are_told_as_openai_tells_them()
     kinds = [e["type"].removeprefix("response.") for e in seen if "refusal" in e["type"]]
     assert kinds == ["refusal.delta", "refusal.delta", "refusal.done"]
     assert seen[-1]["response"]["output"][0]["content"][1]["refusal"] == "I can't help."
+
+
+def test_a_streamed_tokens_logprobs_come_before_its_character_is_whole() -> None:
+    """An emoji's first bytes are a token with logprobs and no text yet: the stream dropped
+    its logprobs (9 of 12 for five emoji, live), the whole answer kept them."""
+    asked = ResponsesRequest.model_validate(
+        {"model": "m", "input": "x", "include": ["message.output_text.logprobs"]}
+    )
+    earth = list("🌍".encode())
+    first, rest = TokenLogprob(token="?", utf8=earth[:2], logprob=-0.1), earth[2:]
+    pieces = [
+        Chunk(logprobs=[first]),
+        Chunk(text="🌍", logprobs=[TokenLogprob(token="?", utf8=rest, logprob=-0.2)]),
+        Chunk(finish_reason="stop", usage=Usage()),
+    ]
+    events = ResponseEvents(asked, _route(), "r1")
+    seen = [*events.opening(), *(e for piece in pieces for e in events.events(piece))]
+    TypeAdapter(list[ResponseStreamEvent]).validate_python(seen)
+    deltas = [e for e in seen if e["type"] == "response.output_text.delta"]
+    assert [len(e["logprobs"]) for e in deltas] == [1, 1]
+    assert "".join(e["delta"] for e in deltas) == "🌍"
+    assert len(seen[-1]["response"]["output"][0]["content"][0]["logprobs"]) == 2
 
 
 def test_several_calls_stream_one_after_another_as_openai_streams_them() -> None:

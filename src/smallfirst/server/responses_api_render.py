@@ -208,7 +208,9 @@ class ResponseEvents:
 
     def events(self, chunk: Chunk) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        if chunk.text:
+        # A token that is part of a character (an emoji's first bytes) has logprobs but no
+        # text yet: its delta is empty, as the non-streamed answer keeps its logprobs too.
+        if chunk.text or (chunk.logprobs and not chunk.tool_calls):
             out += self._open_message()
             assert self._text is not None
             self._text.append(chunk.text)
