@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 
 import pytest
@@ -190,6 +191,21 @@ def test_pieces_find_what_the_whole_text_does(
     assert pieces == whole
     emails = [f.value_in(text) for f in pieces if f.entity_type == "EMAIL_ADDRESS"]
     assert emails == [f"user{i}@example.org" for i in range(12)]
+
+
+def test_a_private_key_across_the_cut_between_pieces_is_found(detector: PiiDetector) -> None:
+    """Pieces overlapped by 1,000 characters, fewer than a PEM block has (~1,700 for an
+    RSA-2048 key): one across a cut was whole in neither piece, and went out as written."""
+    body = base64.b64encode(bytes(range(256)) * 5)[:1600].decode()
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    pem = f"-----BEGIN RSA PRIVATE KEY-----\n{lines}\n-----END RSA PRIVATE KEY-----"
+    filler = "INFO worker heartbeat ok, queue length nominal, nothing to report\n"
+    before = (filler * 2_000)[: detect.PIECE_CHARS - 1_200]  # the key runs over the first cut
+    text = before + pem + "\n" + filler * 100
+    assert len(text) > detect.PIECE_CHARS
+    start = len(before)
+    covering = [f for f in detector.inspect(text) if f.start <= start and f.end >= start + len(pem)]
+    assert covering
 
 
 def test_over_a_million_characters_is_not_an_error(detector: PiiDetector) -> None:
