@@ -87,3 +87,17 @@ def test_a_value_in_json_and_in_prose_is_one_placeholder_and_prose_keeps_backsla
 def _at(text: str, kind: str, value: str) -> Finding:
     start = text.index(value)
     return Finding(kind, start, start + len(value), 0.9)
+
+
+def test_a_value_found_in_json_is_found_again_in_prose_as_it_reads_there() -> None:
+    """PHP's json_encode writes "/" as "\\/": a key found in a tool result was looked for in
+    the next message as JSON spelled it, and went to the cloud in clear there."""
+    key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    result = '{"aws_secret_access_key": "' + key.replace("/", "\\/") + '"}'
+    prose = f"The key {key} stopped working, why?"
+    findings = [[_at(result, "SECRET", key.replace("/", "\\/"))], []]
+    redacted, _ = redact_texts([result, prose], findings)
+    assert redacted == [
+        '{"aws_secret_access_key": "<SECRET_1>"}',
+        "The key <SECRET_1> stopped working, why?",
+    ]

@@ -120,12 +120,17 @@ def with_repeats(
     request occurs as a whole word: the detector may see a name in one sentence and miss it
     in the next ("My name is Ana. Add Ana to the list"), and the value is PII either way;
     so are the parts of a person's full name ("Tomasz" of "Tomasz Kowalski"). In
-    JSON text the value is also looked for as JSON spells it (`James \\"Jimmy\\" McGill`); a
-    repeat that holds findings of its own replaces them ("James" of that name)."""
+    JSON text the value is also looked for as JSON spells it (`James \\"Jimmy\\" McGill`), and a
+    value found in JSON text as it reads in prose; a repeat that holds findings of its own
+    replaces them ("James" of that name)."""
     kinds: dict[str, str] = {}
     for text, findings in zip(texts, findings_per_text, strict=True):
+        in_json_text = looks_like_json(text)
         for finding in findings:
             kinds.setdefault(finding.value_in(text), finding.entity_type)
+            if in_json_text:  # and as it reads in prose: `K7\/MDENG` is the key `K7/MDENG`
+                end = whole_escapes_end(text, finding.start, finding.end)
+                kinds.setdefault(unescaped_value(text[finding.start : end]), finding.entity_type)
     for value, kind in list(kinds.items()):
         if kind == "PERSON":  # "Tomasz Kowalski", then "Tomasz will call": the given name
             for part in _NAME_PART.findall(value):
