@@ -3,24 +3,30 @@ the answering model's context, and say which collections a client may ask for.
 
 Kept beside `service.py` (like `privacy_step.py`) because it joins retrieval to requests and
 models; search and prompt building themselves live in the rag room. The store is opened on
-first use, so a gateway that never grounds a request never touches it.
+first use, so a gateway that never grounds a request never touches it. A store that cannot
+be used (another version's, damaged) fails only the requests for `rag/<collection>`: the
+model list leaves its collections out, and the problem is logged once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.completions import ModelInfo
 from smallfirst.config import RagConfig
-from smallfirst.errors import ContextLengthExceeded, InvalidRequest
+from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
 from smallfirst.types import ChatRequest
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from smallfirst.rag import CollectionInfo, Retriever
+
+logger = logging.getLogger(__name__)
 
 
 def refuse_an_answer_longer_than_the_context(
@@ -56,6 +62,7 @@ class RagStep:
         self.data_dir = data_dir
         self._retriever: Retriever | None = None
         self._opening = asyncio.Lock()  # requests arriving together open the store once
+        self._told: str | None = None  # the store's problem last logged
 
     async def ground(
         self,
@@ -77,9 +84,10 @@ class RagStep:
         refuse_an_answer_longer_than_the_context(request, model, count_tokens)
         retriever = await self._opened()
         config = self.config
-        hits = await asyncio.to_thread(
-            retriever.search, query, collection=collection, k=config.k, method=config.method
-        )
+        with self._store_problems():
+            hits = await asyncio.to_thread(
+                retriever.search, query, collection=collection, k=config.k, method=config.method
+            )
         if not hits:
             await self._refuse_if_nothing_to_search(collection)
         budget = model.context_length - (request.token_limit or config.reserve_tokens)
@@ -94,19 +102,24 @@ class RagStep:
         return request.model_copy(update={"messages": grounded.messages}), citations
 
     async def collections(self) -> list[str]:
-        """Collections a client may ask for as `model: "rag/<name>"` (none before an ingest;
-        listing them does not create a store)."""
-        from smallfirst.rag.store import STORE_FILENAME
+        """Collections a client may ask for as `model: "rag/<name>"` (none before an ingest,
+        or while the store cannot be used; listing them does not create a store)."""
+        from smallfirst.rag import StoreNeedsReindex, StoreUnusable
 
-        if not (self.data_dir / STORE_FILENAME).exists():
+        if not self._store_path().exists():
             return []
-        return [info.name for info in await self._searchable_collections()]
+        try:
+            infos = await self._searchable_collections()
+        except (StoreNeedsReindex, StoreUnusable, ModelUnavailable):  # logged; models are listed
+            return []
+        return [info.name for info in infos]
 
     async def _searchable_collections(self) -> list[CollectionInfo]:
         """Collections with at least one chunk: one whose documents hold no text (empty
         files, scanned PDFs) could only answer without a source while looking grounded."""
         retriever = await self._opened()
-        infos = await asyncio.to_thread(retriever.store.collections)
+        with self._store_problems():
+            infos = await asyncio.to_thread(retriever.store.collections)
         return [info for info in infos if info.chunks]
 
     async def _refuse_if_nothing_to_search(self, collection: str) -> None:
@@ -122,10 +135,33 @@ class RagStep:
             self._retriever.store.close()
 
     async def _opened(self) -> Retriever:
+        """The retriever on the store, opened on first use; a store that cannot be opened
+        is tried again on the next request (`smallfirst rag reindex` may have fixed it)."""
         from smallfirst.rag import Retriever, open_store
 
         async with self._opening:
             if self._retriever is None:
-                store = await asyncio.to_thread(open_store, self.data_dir)
+                with self._store_problems():
+                    store = await asyncio.to_thread(open_store, self.data_dir)
                 self._retriever = Retriever(store)
             return self._retriever
+
+    @contextmanager
+    def _store_problems(self) -> Iterator[None]:
+        """Inside, SQLite's errors on the store become clear ones (`StoreUnusable`), and each
+        new problem that stops every RAG request is logged once, with what to do about it."""
+        from smallfirst.rag import StoreNeedsReindex, StoreUnusable, store_errors
+
+        try:
+            with store_errors(self._store_path()):
+                yield
+        except (StoreNeedsReindex, StoreUnusable, ModelUnavailable) as exc:  # or sqlite-vec...
+            if exc.message != self._told:
+                self._told = exc.message
+                logger.warning("RAG collections cannot be served: %s", exc.message)
+            raise
+
+    def _store_path(self) -> Path:
+        from smallfirst.rag.store import STORE_FILENAME
+
+        return self.data_dir / STORE_FILENAME

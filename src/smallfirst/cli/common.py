@@ -14,6 +14,7 @@ import typer
 
 from smallfirst.config import LlamaCppModel, OpenAICompatModel, Settings, load_settings
 from smallfirst.errors import ConfigError
+from smallfirst.paths import broken_link_in
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -103,6 +104,8 @@ def check_writable(path: Path, *, directory: bool = False) -> None:
 
 
 def _write_problem(path: Path, *, directory: bool) -> str | None:
+    if (broken := broken_link_in(path)) is not None:
+        return broken
     if path.is_dir() and not directory:
         return "it is a directory"
     if path.exists() and not path.is_dir() and directory:
@@ -180,7 +183,22 @@ def adapter_file_problems(settings: Settings) -> list[str]:
 
 def config_warnings(settings: Settings) -> list[str]:
     """What is allowed but likely not meant: the server starts, and works worse."""
-    return [*_unset_key_variables(settings), *_models_over_budget(settings)]
+    return [
+        *_unset_key_variables(settings),
+        *_models_over_budget(settings),
+        *_unusable_rag_store(settings),
+    ]
+
+
+def _unusable_rag_store(settings: Settings) -> list[str]:
+    """A RAG store that `rag/<collection>` requests cannot use (another version's, damaged):
+    the server lists no collection then, and says so only in its log."""
+    from smallfirst.rag import store_problem
+
+    problem = store_problem(settings.resolved_data_dir)
+    if problem is None:
+        return []
+    return [f"{problem}; until then no RAG collection is served"]
 
 
 def _local_models(settings: Settings) -> list[tuple[int, LlamaCppModel]]:

@@ -6,12 +6,15 @@ Heavy imports (numpy, onnxruntime, sqlite-vec) stay inside the commands so `--he
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from smallfirst.cli.common import check_writable, fail, settings_or_exit
+from smallfirst.paths import broken_link_in
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -22,6 +25,7 @@ app = typer.Typer(help="Ingest local documents and search them (RAG).", no_args_
 
 METHOD_CHOICES = ("bm25", "vector", "hybrid")
 IGNORED_SHOWN = 3  # paths named per reason without --verbose: big folders stay short
+INTERRUPTED = 130  # a shell's exit code for a command stopped by Ctrl-C (128 + SIGINT)
 
 DataDir = Annotated[
     Path | None,
@@ -40,40 +44,52 @@ Collection = Annotated[str, typer.Option("--collection", "-c", help="Collection 
 AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _open(
-    data_dir: Path | None, config: Path | None, *, refuse_other_settings: bool = True
-) -> SqliteChunkStore:
-    """The store in `data_dir`, else in the data dir the config (and SMALLFIRST__DATA_DIR)
-    gives `serve`, or exit 2 with one line (e.g. a store another version indexed). A command
-    searches once at most: SQLite answers it, no in-memory copies are built."""
+@contextmanager
+def _store(directory: Path, *, refuse_other_settings: bool = True) -> Iterator[SqliteChunkStore]:
+    """The store in `directory`, closed after use, or exit with one line saying why it cannot
+    be used: 2 for bad usage (a store that another version indexed, an unknown collection),
+    1 for a file that is damaged, cannot be written or whose disk is full. A command searches
+    once at most: SQLite answers it, no in-memory copies are built."""
     from smallfirst.errors import SmallfirstError
+    from smallfirst.rag import store_errors
+
+    try:
+        store = _opened(directory, refuse_other_settings)
+        try:
+            with store_errors(store.path):
+                yield store
+        finally:
+            store.close()
+    except SmallfirstError as exc:  # a client's mistake (4xx) is bad usage here
+        fail(exc.message, code=1 if exc.status >= 500 else 2)
+
+
+def _opened(directory: Path, refuse_other_settings: bool) -> SqliteChunkStore:
     from smallfirst.rag import open_store
 
-    directory = _data_dir(data_dir, config)
     try:
         return open_store(
             directory, refuse_other_settings=refuse_other_settings, in_memory_copies=False
         )
-    except SmallfirstError as exc:
-        fail(exc.message)
     except OSError as exc:
         fail(f"cannot open the store in {directory}: {exc.strerror or exc}")
 
 
-def _open_existing(
+def _existing_store(
     data_dir: Path | None,
     config: Path | None,
     *,
     collection: str | None = None,
     refuse_other_settings: bool = True,
-) -> SqliteChunkStore:
-    """The store in the data dir, or exit 2 saying that nothing was ingested there (a command
-    that only reads creates no store). `collection`: the one asked for, named in the error."""
+) -> AbstractContextManager[SqliteChunkStore]:
+    """The store in the data dir (see `_store`), or exit 2 saying that nothing was ingested
+    there (a command that only reads creates no store). `collection`: the one asked for,
+    named in the error."""
     directory = _data_dir_to_read(data_dir, config)
     if not _holds_store(directory):
         asked = f"RAG collection {collection!r} does not exist: " if collection is not None else ""
         fail(f"{asked}the data dir {directory} holds no collections (nothing was ingested there)")
-    return _open(directory, None, refuse_other_settings=refuse_other_settings)
+    return _store(directory, refuse_other_settings=refuse_other_settings)
 
 
 def _data_dir_to_read(data_dir: Path | None, config: Path | None) -> Path:
@@ -91,22 +107,27 @@ def _holds_store(directory: Path) -> bool:
 
 
 def _data_dir(data_dir: Path | None, config: Path | None) -> Path:
-    return data_dir or settings_or_exit(config).resolved_data_dir
+    directory = data_dir or settings_or_exit(config).resolved_data_dir
+    if (broken := broken_link_in(directory)) is not None:  # mkdir says only "File exists"
+        fail(f"cannot use the data dir {directory}: {broken}")
+    return directory
 
 
 def _progress_bar(label: str, *, quiet: bool) -> Progress:
-    """A bar on stderr (silent with --json, so stdout stays machine-readable)."""
+    """A bar on stderr (silent with --json, so stdout stays machine-readable). Off a
+    terminal it would show nothing but leave an empty line before what follows."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    console = Console(stderr=True)
     return Progress(
         TextColumn(f"[bold]{label}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
-        disable=quiet,
+        disable=quiet or not console.is_terminal,
     )
 
 
@@ -130,10 +151,9 @@ def ingest(
     Symlinks are followed; a linked file is stored under the link's path. A PATH that no
     longer exists removes the documents stored at it."""
     from smallfirst.config import collection_name_problem
-    from smallfirst.errors import InvalidRequest, SmallfirstError
-    from smallfirst.rag import discover_files, ingest_paths
+    from smallfirst.errors import SmallfirstError
+    from smallfirst.rag import IngestSummary, StoreFull, discover_files
     from smallfirst.rag.ingest import (
-        EMBED_BATCH_SIZE,
         documents_at_missing_paths,
         path_not_found,
         refuse_a_bad_new_name,
@@ -151,30 +171,27 @@ def ingest(
             fail(path_not_found(missing[0]).message)
         if problem := collection_name_problem(collection):
             fail(problem)
-    store = _open(directory, config)
-    try:
+    summary = IngestSummary()  # filled in file by file: what is saved if ingest stops
+    with _store(directory) as store:
         known = store.document_hashes(collection)
         refuse_a_bad_new_name(collection, known)
         if missing:  # before the progress bar: a missing path holding nothing is an error
             documents_at_missing_paths(missing, known)
-        with _progress_bar("ingest", quiet=as_json) as bar:
-            files = bar.add_task("files", total=total)
-            chunks = bar.add_task("chunks embedded (this file)", total=None, visible=False)
-
-            def advance(done: int, _total: int, source: str) -> None:
-                bar.update(files, completed=done, description=Path(source).name)
-                bar.update(chunks, visible=False)
-
-            def embedded(done: int, of: int) -> None:
-                bar.update(chunks, completed=done, total=of, visible=of > EMBED_BATCH_SIZE)
-
-            summary = ingest_paths(
-                store, paths, collection=collection, progress=advance, chunk_progress=embedded
+        try:
+            _ingest_showing_progress(store, paths, collection, summary, total, quiet=as_json)
+        except KeyboardInterrupt:
+            typer.echo(
+                f"interrupted: {_saved(summary, total)}; run the same command again to continue"
+                " (unchanged files are skipped)",
+                err=True,
             )
-    except InvalidRequest as exc:  # a missing path that holds no document, a bad name
-        fail(exc.message)
-    finally:
-        store.close()
+            raise typer.Exit(INTERRUPTED) from None
+        except StoreFull as exc:
+            fail(
+                f"{exc.message}; what was ingested before is kept ({_saved(summary, total)}),"
+                " and a re-run skips unchanged files",
+                code=1,
+            )
     if as_json:
         _print_json(
             {
@@ -193,6 +210,48 @@ def ingest(
         )
         return
     _print_ingest_summary(collection, summary, verbose=verbose)
+
+
+def _ingest_showing_progress(
+    store: SqliteChunkStore,
+    paths: list[Path],
+    collection: str,
+    summary: IngestSummary,
+    total: int,
+    *,
+    quiet: bool,
+) -> None:
+    """`ingest_paths` under a progress bar of files, and of chunks inside a big file;
+    a full disk is a `StoreFull`."""
+    from smallfirst.rag import ingest_paths, store_errors
+    from smallfirst.rag.ingest import EMBED_BATCH_SIZE
+
+    with _progress_bar("ingest", quiet=quiet) as bar, store_errors(store.path):
+        files = bar.add_task("files", total=total)
+        chunks = bar.add_task("chunks embedded (this file)", total=None, visible=False)
+
+        def advance(done: int, _total: int, source: str) -> None:
+            bar.update(files, completed=done, description=Path(source).name)
+            bar.update(chunks, visible=False)
+
+        def embedded(done: int, of: int) -> None:
+            bar.update(chunks, completed=done, total=of, visible=of > EMBED_BATCH_SIZE)
+
+        ingest_paths(
+            store,
+            paths,
+            collection=collection,
+            progress=advance,
+            chunk_progress=embedded,
+            summary=summary,
+        )
+
+
+def _saved(so_far: IngestSummary, total: int) -> str:
+    """How far an ingest that stopped got (each file is saved whole or not at all)."""
+    saved = len(so_far.added) + len(so_far.updated)
+    up_to_date = saved + len(so_far.skipped)
+    return f"{_count(saved, 'file')} saved, {up_to_date} of {total} up to date"
 
 
 def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: bool) -> None:
@@ -243,17 +302,14 @@ def reindex(data_dir: DataDir = None, config: ConfigFile = None, as_json: AsJson
     """
     from smallfirst import embed
 
-    store = _open_existing(data_dir, config, refuse_other_settings=False)
-    embedder = embed.get_embedder()
-    try:
+    with _existing_store(data_dir, config, refuse_other_settings=False) as store:
+        embedder = embed.get_embedder()
         with _progress_bar("reindex", quiet=as_json) as bar:
             task = bar.add_task("", total=None)
             chunks = store.reindex(
                 lambda texts: embedder.embed(texts, truncate=True),
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    finally:
-        store.close()
     summary = {"chunks": chunks, "embedder": embed.EMBEDDER_ID}
     if as_json:
         _print_json(summary)
@@ -281,15 +337,10 @@ def search(
         fail(f"--method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
     if not has_words(query):
         fail("query is empty: it has no letter or digit to search for")
-    store = _open_existing(data_dir, config, collection=collection)
-    try:
+    with _existing_store(data_dir, config, collection=collection) as store:
         hits = Retriever(store).search(query, collection=collection, k=k, method=method)  # type: ignore[arg-type]
         if not hits and not any(c.name == collection and c.chunks for c in store.collections()):
             raise CollectionNotFound.without_text(collection)  # as the server says it
-    except CollectionNotFound as exc:
-        fail(exc.message)
-    finally:
-        store.close()
     if as_json:
         _print_json([hit.as_dict() for hit in hits])
         return
@@ -310,12 +361,10 @@ def list_collections(
     from smallfirst.rag import CollectionInfo
 
     infos: list[CollectionInfo] = []
-    if _holds_store(_data_dir_to_read(data_dir, config)):  # listing creates no store
-        store = _open(data_dir, config)
-        try:
+    directory = _data_dir_to_read(data_dir, config)
+    if _holds_store(directory):  # listing creates no store
+        with _store(directory) as store:
             infos = store.collections()
-        finally:
-            store.close()
     if as_json:
         _print_json([{"name": c.name, "documents": c.documents, "chunks": c.chunks} for c in infos])
         return
@@ -338,8 +387,7 @@ def delete(
     """Delete COLLECTION (documents, chunks, vectors), or only its documents at PATHS.
 
     Asks first unless --yes. Files on disk are never touched."""
-    store = _open_existing(data_dir, config, collection=collection)
-    try:
+    with _existing_store(data_dir, config, collection=collection) as store:
         info = next((c for c in store.collections() if c.name == collection), None)
         if info is None:
             fail(f"RAG collection {collection!r} does not exist")
@@ -358,8 +406,6 @@ def delete(
         else:
             store.drop_collection(collection)
         deleted = collection not in {c.name for c in store.collections()}
-    finally:
-        store.close()
     if as_json:
         _print_json({"collection": collection, "removed": sources, "collection_deleted": deleted})
         return

@@ -26,6 +26,7 @@ from smallfirst.rag.retrieve import (
     Retriever,
     reciprocal_rank_fusion,
 )
+from smallfirst.rag.sqlite_file import store_errors
 from smallfirst.rag.sqlite_store import SqliteChunkStore
 from smallfirst.rag.store import (
     ChunkStore,
@@ -33,8 +34,12 @@ from smallfirst.rag.store import (
     CollectionNotFound,
     ScoredChunk,
     StoredChunk,
+    StoreFull,
+    StoreNeedsReindex,
+    StoreUnusable,
     default_data_dir,
     open_store,
+    store_problem,
 )
 
 __all__ = [
@@ -52,6 +57,9 @@ __all__ = [
     "Retriever",
     "ScoredChunk",
     "SqliteChunkStore",
+    "StoreFull",
+    "StoreNeedsReindex",
+    "StoreUnusable",
     "StoredChunk",
     "build_grounded_messages",
     "chunk_text",
@@ -62,4 +70,6 @@ __all__ = [
     "last_user_text",
     "open_store",
     "reciprocal_rank_fusion",
+    "store_errors",
+    "store_problem",
 ]

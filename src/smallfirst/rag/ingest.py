@@ -261,18 +261,22 @@ def ingest_paths(
     max_tokens: int | None = None,
     progress: Progress | None = None,
     chunk_progress: ChunkProgress | None = None,
+    summary: IngestSummary | None = None,
 ) -> IngestSummary:
     """Bring `collection` in line with the files under `paths` and say what changed.
 
     A document's source is the path the user sees: a symlinked file is stored under the
     link's path, so removing the link removes the document. A path that no longer exists
     removes the documents stored at it (`summary.gone`); one that holds none is an error,
-    raised before anything is written. Removing the last document deletes the collection."""
+    raised before anything is written. Removing the last document deletes the collection.
+    `summary`, if given, is filled in file by file: when ingest stops part-way (Ctrl-C, a full
+    disk) it still says what was saved, each file in its own transaction."""
     known = store.document_hashes(collection)
     refuse_a_bad_new_name(collection, known)
     gone = documents_at_missing_paths(paths, known)
     found = discover([path for path in paths if path.exists()])
-    summary = IngestSummary(ignored=found.ignored, gone=gone)
+    summary = summary if summary is not None else IngestSummary()
+    summary.ignored, summary.gone = found.ignored, gone
     present: set[str] = set()
     if found.files:  # the embedder loads only when there are files to read
         model = _model_defaults(embed_texts, count_tokens, max_tokens, chunk_progress)

@@ -6,22 +6,21 @@ WAL mode; the schema comes from named migrations applied in order and recorded i
 
 from __future__ import annotations
 
-import importlib
+import shlex
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from importlib import resources
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.embed.batches import embedded_batches
-from smallfirst.errors import InvalidRequest, ModelUnavailable
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_or_expression, query_terms
 from smallfirst.rag.chunking import Chunk, embedding_text
 from smallfirst.rag.copies import Copies
+from smallfirst.rag.sqlite_file import connect, read_only_uri, sqlite_module
 from smallfirst.rag.store import (
     EMBEDDING_DIMENSIONS,
     ChunkStore,
@@ -29,6 +28,7 @@ from smallfirst.rag.store import (
     CollectionNotFound,
     ScoredChunk,
     StoredChunk,
+    StoreNeedsReindex,
 )
 from smallfirst.rag.vector_scan import (
     BINARY_PREFILTER_ROWS,
@@ -51,21 +51,6 @@ REINDEX_BATCH = 32
 # What made a store's terms and vectors, recorded in `store_settings` and checked on open.
 CURRENT_SETTINGS = (("analyzer", ANALYZER_NAME), ("embedder", EMBEDDER_ID))
 LEGACY_EMBEDDER = "all-minilm-l6-v2 (float32 compute)"  # vectors of stores without the setting
-
-
-def _sqlite_module() -> ModuleType:
-    """The stdlib sqlite3 if it can load extensions, else pysqlite3 (bundles its own SQLite)."""
-    import sqlite3
-
-    if hasattr(sqlite3.Connection, "enable_load_extension"):
-        return sqlite3
-    try:
-        return importlib.import_module("pysqlite3.dbapi2")
-    except ImportError as exc:
-        raise ModelUnavailable(
-            "this Python's sqlite3 cannot load extensions (sqlite-vec); "
-            "install 'pysqlite3-binary' (part of smallfirst[rag])"
-        ) from exc
 
 
 class SqliteChunkStore(ChunkStore):
@@ -93,13 +78,18 @@ class SqliteChunkStore(ChunkStore):
         refuse_other_settings: bool = True,
     ) -> None:
         """`refuse_other_settings=False` opens a store made by another analyzer or embedder,
-        for `reindex` only: searching it would compare unlike terms or vectors."""
+        for `reindex` only: searching it would compare unlike terms or vectors. A store in a
+        folder that cannot be written (a read-only volume) is opened read-only: it can be
+        searched, and writing to it fails saying so."""
         self.path = Path(path)
-        self._db = self._connect()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL keeps this crash-safe
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self._read_only_uri = read_only_uri(self.path)
         self._lock = threading.RLock()
+        self._db = self._connect()
+        try:
+            self._set_up(refuse_other_settings)
+        except BaseException:  # a store that cannot be used leaves no connection behind
+            self._db.close()
+            raise
         self._memory_vectors = memory_vectors
         self._memory_keyword_index = memory_keyword_index
         # two threads: the two kinds of copies of a collection build side by side
@@ -117,20 +107,16 @@ class SqliteChunkStore(ChunkStore):
         # several threads (e.g. both sides of a hybrid search) run in parallel under WAL.
         self._readers: list[sqlite3.Connection] = []
         self._idle_readers: list[sqlite3.Connection] = []
+
+    def _set_up(self, refuse_other_settings: bool) -> None:
+        if self._read_only_uri is None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL keeps this crash-safe
+        self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate(refuse_other_settings)
 
     def _connect(self) -> sqlite3.Connection:
-        import sqlite_vec
-
-        module = _sqlite_module()
-        connection: sqlite3.Connection = module.connect(
-            str(self.path), check_same_thread=False, isolation_level=None
-        )
-        connection.enable_load_extension(True)
-        sqlite_vec.load(connection)
-        connection.enable_load_extension(False)
-        connection.execute("PRAGMA busy_timeout=5000")
-        return connection
+        return connect(self._read_only_uri or self.path)
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
@@ -185,10 +171,11 @@ class SqliteChunkStore(ChunkStore):
                     "INSERT INTO store_settings(key, value) VALUES (?, ?)", (key, expected)
                 )
             elif row[0] != expected and refuse_other_settings:
-                raise InvalidRequest(
+                folder = shlex.quote(str(self.path.parent.absolute()))
+                raise StoreNeedsReindex(
                     f"{self.path} was indexed with {key} {row[0]!r}, this version uses "
-                    f"{expected!r}; run `smallfirst rag reindex` to re-analyse and re-embed "
-                    "its chunks in place"
+                    f"{expected!r}; run `smallfirst rag reindex --data-dir {folder}` to "
+                    "re-analyse and re-embed its chunks in place"
                 )
 
     # -- writes ---------------------------------------------------------------------------
@@ -529,7 +516,10 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:  # SQLite ends it itself after some errors (a full disk)
+            self._db.execute("ROLLBACK")
 
 
 @contextmanager
@@ -564,7 +554,7 @@ def _as_blob(vector: Any) -> bytes:
 
 def _memory_database() -> sqlite3.Connection:
     """An empty in-memory database of the SQLite the store uses (for its FTS5 tokenizer)."""
-    connection: sqlite3.Connection = _sqlite_module().connect(":memory:")
+    connection: sqlite3.Connection = sqlite_module().connect(":memory:")
     return connection
 
 

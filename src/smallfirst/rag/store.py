@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smallfirst.errors import ModelNotFound
+from smallfirst.errors import InvalidRequest, ModelNotFound, SmallfirstError
 from smallfirst.rag.chunking import Chunk
 
 if TYPE_CHECKING:
@@ -35,6 +35,26 @@ class CollectionNotFound(ModelNotFound):
             f"RAG collection {collection!r} has no text to search: its documents are empty"
             " (or PDFs of scanned pages, which need OCR first)"
         )
+
+
+class StoreNeedsReindex(InvalidRequest):
+    """The store's terms or vectors were made by another analyzer or embedder: searching it
+    would compare unlike things until `smallfirst rag reindex` re-makes them."""
+
+    code = "rag_reindex_needed"
+
+
+class StoreUnusable(SmallfirstError):
+    """The store's file cannot be used as it is: damaged, not writable, its disk full. The
+    message names the file and what to do; `rag/<collection>` requests get it as a 503."""
+
+    status = 503
+    error_type = "api_error"
+    code = "rag_store_unusable"
+
+
+class StoreFull(StoreUnusable):
+    """The disk holding the store is full: what was written before is kept."""
 
 
 @dataclass(frozen=True)
@@ -126,14 +146,37 @@ def open_store(
 
     `in_memory_copies=False` for a process that searches once or twice: SQLite answers a
     search in ~0.1 s at 100k chunks, while building the fast copies takes seconds.
+    `StoreNeedsReindex` or `StoreUnusable` (damaged, not writable...) when it cannot be used.
     """
     directory = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    from smallfirst.rag.sqlite_file import store_errors
     from smallfirst.rag.sqlite_store import SqliteChunkStore
 
     directory.mkdir(parents=True, exist_ok=True)
-    return SqliteChunkStore(
-        directory / STORE_FILENAME,
-        refuse_other_settings=refuse_other_settings,
-        memory_vectors=in_memory_copies,
-        memory_keyword_index=in_memory_copies,
-    )
+    with store_errors(directory / STORE_FILENAME):
+        return SqliteChunkStore(
+            directory / STORE_FILENAME,
+            refuse_other_settings=refuse_other_settings,
+            memory_vectors=in_memory_copies,
+            memory_keyword_index=in_memory_copies,
+        )
+
+
+def store_problem(data_dir: Path) -> str | None:
+    """Why `rag/<collection>` requests could not use the store in `data_dir` (another
+    version's, damaged, unreadable, sqlite-vec missing), or None; a data dir without a store
+    has no problem."""
+    from smallfirst.rag.sqlite_file import store_errors
+
+    if not (data_dir / STORE_FILENAME).is_file():
+        return None
+    try:
+        store = open_store(data_dir, in_memory_copies=False)
+        try:
+            with store_errors(store.path):
+                store.collections()  # what GET /v1/models reads
+        finally:
+            store.close()
+    except SmallfirstError as exc:  # e.g. StoreNeedsReindex, StoreUnusable
+        return exc.message
+    return None
