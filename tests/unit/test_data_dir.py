@@ -34,11 +34,12 @@ def test_a_broken_link_is_found_at_the_path_or_a_folder_above_it(
     assert broken_link_in(tmp_path) is None
 
 
-@pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"], ["chat", "Hi"]])
 def test_serve_and_config_check_refuse_a_data_dir_linked_to_nothing(
     tmp_path: Path, dangling: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
-    """Before: `serve` stopped with a traceback (FileExistsError), `config check` said OK."""
+    """Before: `serve` and `chat` stopped with a traceback (FileExistsError), `config check`
+    said OK."""
     started: list[Any] = []
     monkeypatch.setattr("smallfirst.server.create_app", lambda settings: settings)
     monkeypatch.setattr("smallfirst.server.runner.run_server", lambda *args: started.append(args))

@@ -121,6 +121,8 @@ def chat(
     from smallfirst.types import ChatMessage
 
     settings = settings_or_exit(config)
+    check_data_dir_or_exit(settings)
+    _check_request_log(settings)
     opening = [ChatMessage(role="system", content=system)] if system else []
     ask = _Asker(model=model, max_tokens=max_tokens, rag=rag)
 
