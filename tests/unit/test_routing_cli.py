@@ -81,6 +81,30 @@ def test_train_score_and_eval_an_artifact(data_file: Path, tmp_path: Path) -> No
     assert json.loads(evaluated.stdout)["mode"] == "artifact as is"
 
 
+def test_score_keeps_each_id_as_the_file_has_it_and_reads_what_windows_writes(
+    tmp_path: Path,
+) -> None:
+    """Ids were written as text ("7" for 7: a scorer joining on numbers matched nothing), a
+    file starting with a BOM was "not JSON", and content as a list of parts was read as
+    the list's Python spelling."""
+    question = "Prove that the square root of 2 is irrational, step by step."
+    parts = [{"type": "text", "text": question}]
+    records = [
+        {"id": 7, "messages": [{"role": "user", "content": question}]},
+        {"id": "q-8", "messages": [{"role": "user", "content": parts}]},
+        {"id": 9.5, "messages": [{"role": "user", "content": "Say hi"}]},
+    ]
+    data = tmp_path / "windows.jsonl"
+    data.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(map(json.dumps, records)).encode())
+    out = tmp_path / "scores.jsonl"
+    command = ["router", "score", "--router", "rules", "--data", str(data), "--out", str(out)]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    scores = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["id"] for line in scores] == [7, "q-8", 9.5]
+    assert scores[0]["score"] == scores[1]["score"]
+
+
 def test_eval_learned_out_of_fold_json_and_plot(data_file: Path, tmp_path: Path) -> None:
     plot = tmp_path / "curve.png"
     result = runner.invoke(

@@ -117,7 +117,7 @@ def score(
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
         for row, value in zip(rows, scores, strict=True):
-            handle.write(json.dumps({"id": row.id, "score": value}) + "\n")
+            handle.write(json.dumps({"id": row.given_id, "score": value}) + "\n")
     typer.echo(f"wrote {len(rows)} scores to {out}", err=True)
 
 

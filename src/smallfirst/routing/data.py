@@ -28,6 +28,7 @@ class RoutingRow:
     weak_score: float | None = None
     strong_score: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    given_id: Any = None  # the id as the file has it (a number stays a number in scores)
 
     @property
     def has_labels(self) -> bool:
@@ -85,17 +86,27 @@ def row_from_record(
     if not all(isinstance(m, Mapping) for m in messages):
         raise InvalidRequest("each of `messages` must be an object with `role` and `content`")
     cleaned = tuple(
-        {"role": str(m.get("role", "user")), "content": str(m.get("content") or "")}
-        for m in messages
+        {"role": str(m.get("role", "user")), "content": _text(m.get("content"))} for m in messages
     )
+    given_id = record.get("id", f"row-{line_number}")
     return RoutingRow(
-        id=str(record.get("id", f"row-{line_number}")),
+        id=str(given_id),
+        given_id=given_id,
         messages=cleaned,
         dataset=str(record.get("dataset", "")),
         subject=str(record.get("subject", "")),
         weak_score=_score(record, "weak") if labels else None,
         strong_score=_score(record, "strong") if labels else None,
     )
+
+
+def _text(content: Any) -> str:
+    """A message's text; content as OpenAI's list of parts is its text parts joined (it
+    was read as the list's Python spelling)."""
+    if isinstance(content, list):
+        parts = [part.get("text") for part in content if isinstance(part, Mapping)]
+        return "\n".join(part for part in parts if isinstance(part, str))
+    return str(content or "")
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -112,7 +123,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _json_object(raw: bytes, where: str) -> dict[str, Any]:
     try:
-        record = json.loads(raw.decode("utf-8"))
+        record = json.loads(raw.decode("utf-8-sig"))  # a BOM, as Windows tools write
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"{where}: not UTF-8 text (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
