@@ -111,3 +111,11 @@ def test_offsets_are_read_as_data_sets_write_them(tmp_path: Path) -> None:
     spans = [{"entity_type": "PERSON", "start_position": 0.0, "end_position": "4"}]
     path.write_text(json.dumps([{"full_text": "John is here", "spans": spans}]))
     assert load_samples(path)[0].spans[0].end == 4
+
+
+def test_a_file_saved_with_a_bom_is_read(tmp_path: Path) -> None:
+    """As Windows tools save UTF-8: it was "not JSON (Unexpected UTF-8 BOM)"."""
+    path = tmp_path / "set.json"
+    spans = [{"entity_type": "PERSON", "start_position": 0, "end_position": 4}]
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"full_text": "John", "spans": spans}]).encode())
+    assert load_samples(path)[0].spans[0].end == 4

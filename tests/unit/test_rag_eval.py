@@ -161,3 +161,13 @@ def test_an_id_used_twice_replaces_the_earlier_row_with_a_warning(tmp_path: Path
     collection = load_beir(*paths)
     assert [d["text"] for d in collection.corpus if d["id"] == "d0"] == ["a later copy"]
     assert collection.warnings[0] == f"ids used again in {paths[0]}: 1 replaced (d0)"
+
+
+def test_files_saved_with_a_bom_are_read(tmp_path: Path) -> None:
+    """As Windows tools save UTF-8: a corpus was "not valid JSON", qrels had "no header"."""
+    paths = write_collection(tmp_path, DOCS, ASKED, [("q0", "d0", 2)])
+    for path in paths:
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    collection = load_beir(*paths)
+    assert collection.qrels == {"q0": {"d0": 2}}
+    assert len(collection.corpus) == 3

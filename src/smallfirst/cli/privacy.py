@@ -86,9 +86,11 @@ def evaluate_command(
         lines.append(json.dumps({"index": index, "spans": row}))
         progress.advance(task)
 
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True, disable=as_json) as progress:
+    # on stderr: stdout is the report, which scripts read
+    with Progress(transient=True, disable=as_json, console=Console(stderr=True)) as progress:
         task = progress.add_task("scoring", total=len(samples))
         report = privacy_eval.evaluate(samples, predict, on_prediction=record).as_dict()
     report["data"] = str(data)

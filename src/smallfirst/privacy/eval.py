@@ -144,7 +144,7 @@ def load_samples(path: Path) -> list[Sample]:
     """Read a presidio-research style JSON list; raises ValueError naming the file and the
     sample at fault."""
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        raw = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from error
     except json.JSONDecodeError as error:

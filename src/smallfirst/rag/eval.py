@@ -159,7 +159,7 @@ def _read_lines(path: Path) -> list[str]:
     if path.is_dir():
         raise InvalidRequest(f"{path} is a directory, not a file")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()  # a BOM: Windows tools
     except FileNotFoundError:
         raise InvalidRequest(f"file not found: {path}") from None
     except UnicodeDecodeError as exc:
