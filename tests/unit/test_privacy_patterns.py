@@ -285,3 +285,22 @@ def test_an_iban_followed_by_a_word_is_not_read_into_it() -> None:
         "es5583062759463066684063",
         "PH119458073021573681",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        (
+            "He lives at 123 Main Street, Springfield and works at the local bank.",
+            "123 Main Street, Springfield",
+        ),
+        (
+            "Ship it to 45 Rue de la Paix, 75002 Paris and call me after.",
+            "45 Rue de la Paix, 75002 Paris",
+        ),
+        ("He lives at 74678 midtvollen 130 st. but not for long", "74678 midtvollen 130 st"),
+    ],
+)
+def test_an_announced_address_ends_where_the_next_clause_begins(text: str, address: str) -> None:
+    """It ran on to the end of the sentence ("... Springfield and works at the local bank")."""
+    assert _values(text, patterns.find_cued_addresses) == [address]

@@ -379,7 +379,12 @@ _ADDRESS_CUE = re.compile(
     r"moved to|live on|lives on)[ \t]+"
     r"(?=\d{2,})(?!\d+(?::\d\d)?\s*(?:am|pm|a\.m|p\.m|o'clock|%|percent|h\b|hours|minutes))"
 )
-_CLAUSE = re.compile(r"\d+[A-Za-z]?[ \t][^\n?!;:()\"]{2,80}?(?=[.?!;:()\"](?:\s|$)|\n|$)")
+# The clause ends at a stop, or where a new one begins: "and works at the bank" (a joining
+# word and a lower-case word: "the corner of Oak and Elm" goes on).
+_CLAUSE_JOIN = r",?[ \t]+(?:and|but|or|so|then|because|while|which|who|when)[ \t]+[a-z]"
+_CLAUSE = re.compile(
+    rf"\d+[A-Za-z]?[ \t][^\n?!;:()\"]{{2,80}}?(?=[.?!;:()\"](?:\s|$)|\n|$|{_CLAUSE_JOIN})"
+)
 
 
 def find_cued_addresses(text: str) -> Iterator[RuleMatch]:
