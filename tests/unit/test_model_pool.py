@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from smallfirst.backends.llamacpp import LocalModelPool
 
@@ -60,3 +63,39 @@ def test_a_preload_asks_for_room_without_taking_it() -> None:
     assert pool.has_room(40, loading)
     assert not pool.has_room(41, loading)
     assert other.engine_loaded  # asking never unloads
+
+
+class Engine:
+    """What `LlamaCppBackend` does with its engine here: count tokens, and close it."""
+
+    vocab_size = 10
+    closed = False
+    file_size = saved_bytes = 0
+    slots = SimpleNamespace(kv_bytes=0)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_model_is_not_unloaded_while_its_tokenizer_runs() -> None:
+    """Tokenizing runs beside answers, off the model's worker: another model's load freed the
+    model under it, and the process aborted (SIGABRT) or counted 0 tokens."""
+    from smallfirst.backends.llamacpp import LlamaCppBackend
+    from smallfirst.config import LlamaCppModel
+    from smallfirst.errors import ModelUnavailable
+
+    backend = LlamaCppBackend(LlamaCppModel(id="m", tier="edge"), LocalModelPool(10**9))
+    engine: Any = Engine()
+    backend._engine = engine
+    counter = await backend.token_counter()
+    with backend.tokenizing(engine):
+        assert not backend.try_unload()
+    assert not engine.closed
+    assert counter("four") == 4
+    assert backend.try_unload()
+    assert engine.closed
+    with pytest.raises(ModelUnavailable, match="unloaded to make room"):
+        counter("four")  # handed out before the unload: told, not run on a freed model

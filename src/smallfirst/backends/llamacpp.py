@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing, contextmanager
 from functools import partial
 
 from smallfirst.backends import local_tools
@@ -82,6 +82,8 @@ class LlamaCppBackend(Backend):
         self._reused = ReuseCounts()  # outlives an unloaded engine: /metrics counts only grow
         self.last_used = 0.0
         self.loaded_bytes_before_unload = 0
+        self._tokenizing = threading.Lock()  # guards `_tokenizers_running` and unloading
+        self._tokenizers_running = 0
         pool.join(self)
 
     def info(self) -> ModelInfo:
@@ -110,10 +112,11 @@ class LlamaCppBackend(Backend):
         return self.slots.started_jobs, self.slots.waited_s
 
     def prompt_reuse(self) -> PromptReuse:
+        engine = self._engine  # read once: another model's worker may unload it meanwhile
         return PromptReuse(
             from_context=self._reused.from_context,
             from_saved=self._reused.from_saved,
-            saved_bytes=self._engine.saved_bytes if self._engine else 0,
+            saved_bytes=engine.saved_bytes if engine else 0,
         )
 
     async def preload(self) -> bool:
@@ -182,14 +185,35 @@ class LlamaCppBackend(Backend):
         self._pool.make_room(0)
 
     def try_unload(self) -> bool:
-        """Unload if idle (called from another model's worker); False if busy."""
+        """Unload if idle (called from another model's worker); False if busy answering or
+        tokenizing."""
         if not self.worker.busy.acquire(blocking=False):
             return False
         try:
-            self._unload()
-            return True
+            with self._tokenizing:
+                if self._tokenizers_running:
+                    return False
+                self._unload()
+                return True
         finally:
             self.worker.busy.release()
+
+    @contextmanager
+    def tokenizing(self, engine: LlamaEngine) -> Iterator[None]:
+        """Keep `engine` loaded while its tokenizer runs (beside an answer, off the worker:
+        freed under it, the process aborted); ModelUnavailable if it was unloaded since it
+        was handed out."""
+        with self._tokenizing:
+            if self._engine is not engine:
+                raise ModelUnavailable(
+                    f"model {self.config.id!r} was unloaded to make room for another; retry"
+                )
+            self._tokenizers_running += 1
+        try:
+            yield
+        finally:
+            with self._tokenizing:
+                self._tokenizers_running -= 1
 
     def _unload(self) -> None:
         if self._engine is not None:
@@ -209,10 +233,10 @@ class LlamaCppBackend(Backend):
         await self.worker.run(self._ensure_engine)
 
     async def token_counter(self) -> Callable[[str], int]:
-        return (await self._loaded_engine()).count_tokens
+        return _PinnedTokenizer(self, await self._loaded_engine()).count_tokens
 
     async def tokenizer(self) -> Tokenizer:
-        return await self._loaded_engine()
+        return _PinnedTokenizer(self, await self._loaded_engine())
 
     async def _loaded_engine(self) -> LlamaEngine:
         # Tokenizing reads only the vocabulary, so it may run beside a generation: a loaded
@@ -309,3 +333,28 @@ def _as_tool_call_chunks(request: ChatRequest, chunks: list[Chunk]) -> list[Chun
         *(Chunk(tool_calls=[piece]) for piece in pieces),
         Chunk(text=answer.text, finish_reason=answer.finish_reason, usage=answer.usage),
     ]
+
+
+class _PinnedTokenizer:
+    """A loaded model's tokenizer that keeps the model loaded while it runs (`tokenizing`)."""
+
+    def __init__(self, backend: LlamaCppBackend, engine: LlamaEngine) -> None:
+        self._backend = backend
+        self._engine = engine
+        self.vocab_size = engine.vocab_size
+
+    def count_tokens(self, text: str) -> int:
+        with self._backend.tokenizing(self._engine):
+            return self._engine.count_tokens(text)
+
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        with self._backend.tokenizing(self._engine):
+            return self._engine.encode(text, add_special_tokens=add_special_tokens)
+
+    def decode(self, tokens: list[int]) -> str:
+        with self._backend.tokenizing(self._engine):
+            return self._engine.decode(tokens)
+
+    def info(self) -> dict[str, object]:
+        with self._backend.tokenizing(self._engine):
+            return self._engine.info()
