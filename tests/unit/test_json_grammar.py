@@ -55,3 +55,26 @@ def test_under_auto_an_answer_that_is_no_call_keeps_the_response_format(
     assert '"\\"get_weather\\""' in grammar
     if "json_schema" in str(extra):
         assert '"\\"answer\\""' in grammar
+
+
+def test_an_enum_beside_a_type_list_is_kept() -> None:
+    """The type list won: `unit` could be any string ("Kelvin" was answered)."""
+    unit = {"type": ["string", "null"], "enum": ["celsius", "fahrenheit", None]}
+    schema = {"type": "object", "properties": {"unit": unit}, "required": ["unit"]}
+    grammar = json_grammar([], schema)
+    assert "celsius" in grammar
+    assert "fahrenheit" in grammar
+    assert '"null"' in grammar
+
+
+def test_branches_beside_an_objects_properties_keep_the_object() -> None:
+    """`anyOf` of `required` lists was read alone: each branch was any JSON value, and the
+    model answered a number."""
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "zip": {"type": "string"}},
+        "anyOf": [{"required": ["city"]}, {"required": ["zip"]}],
+    }
+    grammar = json_grammar([], schema)
+    assert '"\\"city\\""' in grammar
+    assert '"\\"zip\\""' in grammar

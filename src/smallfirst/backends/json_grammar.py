@@ -21,8 +21,13 @@
   (`grammar_pattern.py`: `\\d` was the literal text "\\d").
 - A schema with no keyword to build from (`{"title": "X"}`, pydantic's `Any`), `true`, and
   `items: {}` are any JSON value (the converter raised on them).
+- An `enum` beside a type list (`["string", "null"]`) is the enum (the converter built the
+  type list: any string went), and `anyOf`/`oneOf` beside other keywords (an object's
+  `properties` with branches of `required` lists) is branches that each hold them (the
+  branches were read alone: any JSON value went).
 
-`schema_check.py` refuses, with a reason, what is still beyond the converter.
+`schema_check.py` refuses, with a reason, what is still beyond the converter. Numeric bounds
+(`minimum`, `maximum`) are not enforced: the converter has no rule for them.
 """
 
 from __future__ import annotations
@@ -119,6 +124,7 @@ def _converter(*, indented: bool) -> Any:
                 and "prefixItems" not in schema
             ):
                 schema = {**schema, "items": ANY_VALUE}
+            schema = _branches_with_their_context(schema)
             if _is_enum(schema):
                 rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
                 return self._enum_rule(schema["enum"], rule_name)
@@ -202,11 +208,40 @@ def _converter(*, indented: bool) -> Any:
 
 
 def _is_enum(schema: Any) -> bool:
-    """Would the converter build `schema` from its `enum` (the keywords before it win)?"""
+    """Is `schema` its `enum`? Beside a type list too (`["string", "null"]`): the converter
+    built the type list and dropped the enum, so any string went."""
     return (
         isinstance(schema, dict)
         and isinstance(schema.get("enum"), list)
         and bool(schema["enum"])
         and not ({"$ref", "oneOf", "anyOf", "const"} & schema.keys())
-        and not isinstance(schema.get("type"), list)
     )
+
+
+# Keywords that say nothing of a value's shape.
+_ANNOTATIONS = {"title", "description", "$comment", "default", "examples", "$schema", "$id"}
+
+
+def _branches_with_their_context(schema: Any) -> Any:
+    """`anyOf`/`oneOf` beside other keywords (an object's `properties` with
+    `anyOf: [{"required": ["city"]}, {"required": ["zip"]}]`) as branches that each hold
+    them: the converter read the branches alone, so the object was lost (any JSON went)."""
+    if not isinstance(schema, dict):
+        return schema
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        context = {k: v for k, v in schema.items() if k != key and k not in _ANNOTATIONS}
+        if not context or not isinstance(branches, list):
+            continue
+        if all(isinstance(b, dict) and "$ref" not in b for b in branches):
+            return {key: [_merged(context, branch) for branch in branches]}
+    return schema
+
+
+def _merged(context: dict[str, Any], branch: dict[str, Any]) -> dict[str, Any]:
+    merged = {**context, **branch}
+    if isinstance(context.get("properties"), dict) and isinstance(branch.get("properties"), dict):
+        merged["properties"] = {**context["properties"], **branch["properties"]}
+    if isinstance(context.get("required"), list) and isinstance(branch.get("required"), list):
+        merged["required"] = list(dict.fromkeys([*context["required"], *branch["required"]]))
+    return merged
