@@ -119,3 +119,13 @@ def test_a_file_saved_with_a_bom_is_read(tmp_path: Path) -> None:
     spans = [{"entity_type": "PERSON", "start_position": 0, "end_position": 4}]
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"full_text": "John", "spans": spans}]).encode())
     assert load_samples(path)[0].spans[0].end == 4
+
+
+def test_gold_types_the_guard_does_not_target_are_named_as_not_evaluated(tmp_path: Path) -> None:
+    """They counted as "O" without a word: the list named only the dev set's types."""
+    path = tmp_path / "set.json"
+    spans = [{"entity_type": "RELIGION", "start_position": 7, "end_position": 13}]
+    path.write_text(json.dumps([{"full_text": "She is Hindu", "spans": spans}]))
+    report = evaluate(load_samples(path), lambda text: []).as_dict()
+    assert "RELIGION" in report["not_evaluated"]
+    assert "ORGANIZATION" in report["not_evaluated"]
