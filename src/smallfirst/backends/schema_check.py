@@ -23,6 +23,7 @@ case, `llama_sampler_apply` over the whole vocabulary):
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from smallfirst.backends.grammar_pattern import grammar_pattern
@@ -37,6 +38,8 @@ MAX_OPTIONAL_PROPERTIES = 100  # in one object
 MAX_ALTERNATIVES = 500  # anyOf / oneOf branches and type lists, in all
 MAX_TEXT_CHARS = 120_000  # property and definition names, enum and const values (OpenAI's)
 MAX_REPEATS = 1000  # minLength, maxLength, minItems, maxItems: llama.cpp's own bound
+MAX_PATTERN_REPEATS = 10 * MAX_REPEATS  # a pattern's `{m,n}` quantifiers, summed
+_QUANTIFIER = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")
 
 TYPES = ("string", "number", "integer", "boolean", "null", "object", "array")
 # Keywords the converter builds a rule from; a schema with none of them is any JSON value.
@@ -309,6 +312,14 @@ class _Walk:
             rewritten = grammar_pattern(pattern)
         except ValueError as problem:
             raise SchemaProblem(path, f"pattern {json.dumps(pattern)}: {problem}") from None
+        # The converter writes `{m,n}` out n times: `[a]{200000000}` took 9.7 GB to build.
+        counts = [int(n or m) for m, n in _QUANTIFIER.findall(rewritten)]
+        if any(count > MAX_REPEATS for count in counts) or sum(counts) > MAX_PATTERN_REPEATS:
+            raise SchemaProblem(
+                path,
+                f"pattern {json.dumps(pattern)} repeats more than the local grammar supports"
+                f" ({MAX_REPEATS} a quantifier, {MAX_PATTERN_REPEATS} in all)",
+            )
         untyped: Any = SchemaConverter  # llama-cpp-python's converter has no type hints
         converter = untyped(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         try:
