@@ -32,21 +32,31 @@ class PreparedPrompt:
 
 
 class StopMatcher:
-    """Finds stop sequences in streamed text, holding back only a possible stop prefix."""
+    """Finds stop sequences in streamed text, holding back only a possible stop prefix.
+
+    Each stop follows the text with a Knuth-Morris-Pratt automaton: a character costs the
+    same whatever the text so far. (Comparing every stop's prefixes with the held-back text
+    on each token took 18 s of CPU for 400 tokens with 64 long stops that the answer kept
+    beginning to spell.)"""
 
     def __init__(self, stops: list[str]) -> None:
-        self._stops = [s for s in stops if s]
+        self._stops = [_StopAutomaton(s) for s in stops if s]
         self._pending = ""
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Returns (text safe to emit, whether a stop sequence was hit)."""
+        before = len(self._pending)
         self._pending += text
-        hits = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
+        hits = [
+            before + end - len(stop.stop) + 1
+            for stop in self._stops
+            if (end := stop.first_match_end(text)) is not None
+        ]
         if hits:
             emit = self._pending[: min(hits)]
             self._pending = ""
             return emit, True
-        keep = self._longest_stop_prefix_suffix()
+        keep = max((stop.matched for stop in self._stops), default=0)
         emit = self._pending[: len(self._pending) - keep]
         self._pending = self._pending[len(emit) :]
         return emit, False
@@ -55,14 +65,33 @@ class StopMatcher:
         rest, self._pending = self._pending, ""
         return rest
 
-    def _longest_stop_prefix_suffix(self) -> int:
-        best = 0
-        for stop in self._stops:
-            for size in range(min(len(stop) - 1, len(self._pending)), best, -1):
-                if self._pending.endswith(stop[:size]):
-                    best = size
-                    break
-        return best
+
+class _StopAutomaton:
+    def __init__(self, stop: str) -> None:
+        self.stop = stop
+        self.matched = 0  # the longest prefix of the stop that ends the text so far
+        self._fallback = [0] * len(stop)  # for each prefix, its longest proper border
+        border = 0
+        for index in range(1, len(stop)):
+            while border and stop[index] != stop[border]:
+                border = self._fallback[border - 1]
+            if stop[index] == stop[border]:
+                border += 1
+            self._fallback[index] = border
+
+    def first_match_end(self, text: str) -> int | None:
+        """Follow `text`; the index in it where the stop is first complete, if it is."""
+        stop, matched = self.stop, self.matched
+        for index, character in enumerate(text):
+            while matched and stop[matched] != character:
+                matched = self._fallback[matched - 1]
+            if stop[matched] == character:
+                matched += 1
+            if matched == len(stop):
+                self.matched = 0
+                return index
+        self.matched = matched
+        return None
 
 
 class AnswerWriter:
