@@ -4,6 +4,7 @@ privacy guard, the log and `echo` see their text while the model reads the ids a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from smallfirst import embed
@@ -23,7 +24,7 @@ async def read_token_prompt(
         return request
     tokenizer = await tokenizer_for(request.model, backends, param="prompt")
     try:
-        text = tokenizer.decode(request.prompt_tokens or [])
+        text = await asyncio.to_thread(tokenizer.decode, request.prompt_tokens or [])
     except InvalidRequest as error:
         error.param = "prompt"
         raise

@@ -6,6 +6,7 @@ not here. Text is tokenized as `/v1/completions` reads a text prompt."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from pydantic import Field
@@ -44,8 +45,14 @@ def _context_length(request: Request, model_id: str) -> int:
 async def tokenize(request: Request) -> Response:
     parsed = await parse(request, TokenizeRequest)
     model_id, tokenizer = await _tokenizer(request, parsed.model)
-    tokens = tokenizer.encode(parsed.prompt, add_special_tokens=parsed.add_special_tokens)
-    strings = [tokenizer.decode([token]) for token in tokens] if parsed.return_token_strs else None
+
+    def read() -> tuple[list[int], list[str] | None]:
+        tokens = tokenizer.encode(parsed.prompt, add_special_tokens=parsed.add_special_tokens)
+        strings = [tokenizer.decode([t]) for t in tokens] if parsed.return_token_strs else None
+        return tokens, strings
+
+    # Off the event loop: a prompt of megabytes takes seconds, and every request waited.
+    tokens, strings = await asyncio.to_thread(read)
     return JSONResponse(
         {
             "count": len(tokens),
@@ -59,7 +66,7 @@ async def tokenize(request: Request) -> Response:
 async def detokenize(request: Request) -> Response:
     parsed = await parse(request, DetokenizeRequest)
     _, tokenizer = await _tokenizer(request, parsed.model)
-    return JSONResponse({"prompt": tokenizer.decode(parsed.tokens)})
+    return JSONResponse({"prompt": await asyncio.to_thread(tokenizer.decode, parsed.tokens)})
 
 
 async def tokenizer_info(request: Request) -> Response:
