@@ -12,7 +12,12 @@ from starlette.testclient import TestClient
 
 from smallfirst.answers import RouteInfo
 from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
-from smallfirst.errors import INTERNAL_ERROR_MESSAGE, UpstreamError, UpstreamQuotaSpent
+from smallfirst.errors import (
+    INTERNAL_ERROR_MESSAGE,
+    ModelUnavailable,
+    UpstreamError,
+    UpstreamQuotaSpent,
+)
 from smallfirst.logs import RequestLog
 from smallfirst.server.app import create_app
 from smallfirst.server.render import ChunkRenderer, completion_body
@@ -347,6 +352,27 @@ def test_a_default_model_that_fails_to_load_in_any_way_makes_readyz_say_so(
             time.sleep(0.05)
     assert ready.status_code == 503
     assert ready.json()["status"] == "failed"
+
+
+def test_with_keys_required_the_keyless_readyz_names_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It showed the failed model's path on disk to anyone."""
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", "sekret-1")
+    settings = fake_settings(tmp_path, server={"host": "0.0.0.0"})
+    gateway = Gateway(settings, request_log=RequestLog(settings.resolved_data_dir / "r.db"))
+
+    async def broken() -> None:
+        raise ModelUnavailable("llama.cpp could not load /secret/dir/x.gguf")
+
+    monkeypatch.setattr(gateway.privacy, "warm_up", broken)
+    with TestClient(create_app(settings, gateway), base_url=LOOPBACK) as client:
+        for _ in range(50):
+            ready = client.get("/readyz")
+            if ready.json()["status"] != "starting":
+                break
+            time.sleep(0.05)
+    assert ready.json() == {"status": "failed", "problem": "see the server's log"}
 
 
 def test_upstream_failure_is_502_without_a_trace(api: tuple[TestClient, Gateway]) -> None:

@@ -344,6 +344,8 @@ async def readyz(request: Request) -> Response:
     problem: str | None = request.app.state.startup_problem
     if ready.is_set() and problem is None:
         return JSONResponse({"status": "ready"})
+    if problem is not None and request.app.state.keyring.required:
+        problem = "see the server's log"  # /readyz takes no key: it named files on disk
     return JSONResponse(
         {"status": "starting" if problem is None else "failed", "problem": problem}, status_code=503
     )
