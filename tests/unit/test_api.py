@@ -7,11 +7,13 @@ import sqlite3
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.answers import RouteInfo
 from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
+from smallfirst.config import Settings
 from smallfirst.errors import (
     INTERNAL_ERROR_MESSAGE,
     ModelUnavailable,
@@ -333,23 +335,31 @@ def test_body_too_large_is_413_with_its_request_id(tmp_path: Path) -> None:
         assert response.headers["x-request-id"]
 
 
-def test_a_default_model_that_fails_to_load_in_any_way_makes_readyz_say_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Only our own errors were caught: any other left /readyz at "starting" for good."""
-    settings = fake_settings(tmp_path)
+def readyz_after_a_failed_warm_up(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, error: Exception
+) -> httpx.Response:
+    """/readyz once a warm-up that raises `error` has ended (5 s at most)."""
     gateway = Gateway(settings, request_log=RequestLog(settings.resolved_data_dir / "r.db"))
 
     async def broken() -> None:
-        raise ValueError("Failed to load model from file: /models/x.gguf")
+        raise error
 
     monkeypatch.setattr(gateway.privacy, "warm_up", broken)
     with TestClient(create_app(settings, gateway), base_url=LOOPBACK) as client:
-        for _ in range(50):
+        for _ in range(100):
             ready = client.get("/readyz")
             if ready.json()["status"] != "starting":
                 break
             time.sleep(0.05)
+    return ready
+
+
+def test_a_default_model_that_fails_to_load_in_any_way_makes_readyz_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only our own errors were caught: any other left /readyz at "starting" for good."""
+    error = ValueError("Failed to load model from file: /models/x.gguf")
+    ready = readyz_after_a_failed_warm_up(monkeypatch, fake_settings(tmp_path), error)
     assert ready.status_code == 503
     assert ready.json()["status"] == "failed"
 
@@ -360,18 +370,8 @@ def test_with_keys_required_the_keyless_readyz_names_no_file(
     """It showed the failed model's path on disk to anyone."""
     monkeypatch.setenv("SMALLFIRST_API_KEYS", "sekret-1")
     settings = fake_settings(tmp_path, server={"host": "0.0.0.0"})
-    gateway = Gateway(settings, request_log=RequestLog(settings.resolved_data_dir / "r.db"))
-
-    async def broken() -> None:
-        raise ModelUnavailable("llama.cpp could not load /secret/dir/x.gguf")
-
-    monkeypatch.setattr(gateway.privacy, "warm_up", broken)
-    with TestClient(create_app(settings, gateway), base_url=LOOPBACK) as client:
-        for _ in range(50):
-            ready = client.get("/readyz")
-            if ready.json()["status"] != "starting":
-                break
-            time.sleep(0.05)
+    error = ModelUnavailable("llama.cpp could not load /secret/dir/x.gguf")
+    ready = readyz_after_a_failed_warm_up(monkeypatch, settings, error)
     assert ready.json() == {"status": "failed", "problem": "see the server's log"}
 
 

@@ -22,19 +22,6 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """`serve` runs every check, then hands over a settings tree instead of listening."""
-    started: list[Any] = []
-    monkeypatch.setattr("smallfirst.server.create_app", lambda settings: settings)
-    monkeypatch.setattr(
-        "smallfirst.server.runner.run_server",
-        lambda app, settings, log_level: started.append((settings, log_level)),
-    )
-    monkeypatch.setattr("smallfirst.cli.serve._show_gateway_log", lambda level: None)
-    return started
-
-
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "smallfirst.yaml"
     path.write_text(text)

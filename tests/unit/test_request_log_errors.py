@@ -16,19 +16,6 @@ from smallfirst.cli import app
 from smallfirst.logs import RequestLog, RequestRecord
 
 
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """`serve` runs every check, then hands over a settings tree instead of listening."""
-    started: list[Any] = []
-    monkeypatch.setattr("smallfirst.server.create_app", lambda settings: settings)
-    monkeypatch.setattr(
-        "smallfirst.server.runner.run_server",
-        lambda app, settings, log_level: started.append(settings),
-    )
-    monkeypatch.setattr("smallfirst.cli.serve._show_gateway_log", lambda level: None)
-    return started
-
-
 def config(tmp_path: Path) -> str:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))
