@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -214,10 +216,11 @@ def test_ingest_on_a_full_disk_says_so_and_what_was_kept_then_continues(
     assert "3 added, 0 updated, 2 unchanged" in again.stdout
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_ctrl_c_during_ingest_says_what_was_saved_and_exits_130(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
 ) -> None:
-    """Before: exit 130 and not a word."""
+    """Before: exit 130 and not a word (SIGTERM: killed without a word)."""
     import smallfirst.rag.ingest as ingest_module
 
     docs = write_docs(tmp_path / "docs", 4)
@@ -225,6 +228,10 @@ def test_ctrl_c_during_ingest_says_what_was_saved_and_exits_130(
 
     def interrupted_at_the_third_file(path: Path, raw: bytes) -> Any:
         if path.name == "doc2.md":
+            if stop == "sigterm":  # only with a handler: by default it would end pytest
+                assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)  # the handler raises within the sleep
             raise KeyboardInterrupt
         return extract(path, raw)
 

@@ -6,6 +6,7 @@ Heavy imports (numpy, onnxruntime, sqlite-vec) stay inside the commands so `--he
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -106,6 +107,21 @@ def _holds_store(directory: Path) -> bool:
     return (directory / STORE_FILENAME).is_file()
 
 
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, a container stopping) ends an ingest as Ctrl-C does, saying what was
+    saved; it ended it without a word."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _data_dir(data_dir: Path | None, config: Path | None) -> Path:
     directory = data_dir or settings_or_exit(config).resolved_data_dir
     if (broken := broken_link_in(directory)) is not None:  # mkdir says only "File exists"
@@ -178,7 +194,8 @@ def ingest(
         if missing:  # before the progress bar: a missing path holding nothing is an error
             documents_at_missing_paths(missing, known)
         try:
-            _ingest_showing_progress(store, paths, collection, summary, total, quiet=as_json)
+            with _terminate_as_interrupt():
+                _ingest_showing_progress(store, paths, collection, summary, total, quiet=as_json)
         except KeyboardInterrupt:
             typer.echo(
                 f"interrupted: {_saved(summary, total)}; run the same command again to continue"
