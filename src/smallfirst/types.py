@@ -92,9 +92,17 @@ class ToolCall(ApiModel):
     function: FunctionCall
 
 
+# Bounds on a body's lists, checked before their items: a body of a million bad items was a
+# million errors to build, seconds per megabyte with every other request waiting.
+MAX_MESSAGES = 100_000
+MAX_CONTENT_PARTS = 10_000
+MAX_TOOLS = 128  # OpenAI's
+ContentParts = Annotated[list[TextPart], Field(max_length=MAX_CONTENT_PARTS)]
+
+
 class ChatMessage(ApiModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | ContentParts | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # an assistant turn that called tools
     tool_call_id: str | None = None  # a tool's result answers this call
@@ -170,7 +178,7 @@ class JsonSchemaSpec(ApiModel):
 
 class Prediction(ApiModel):
     type: Literal["content"]
-    content: str | list[TextPart]
+    content: str | ContentParts
 
 
 class ResponseFormat(ApiModel):
@@ -311,7 +319,7 @@ class SamplingParams(ApiModel):
 
 
 class ChatRequest(SamplingParams):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=INT64_MAX)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -333,7 +341,7 @@ class ChatRequest(SamplingParams):
     prediction: Prediction | None = Field(default=None, exclude=True)
     # smallfirst extension: answer from this document collection, with the model asked for
     rag: str | None = Field(default=None, min_length=1)
-    tools: list[Tool] | None = Field(default=None, min_length=1)
+    tools: list[Tool] | None = Field(default=None, min_length=1, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
 

@@ -37,6 +37,9 @@ def error_response(error: SmallfirstError, headers: dict[str, str] | None = None
     return JSONResponse(error_body(error), status_code=error.status, headers=headers or None)
 
 
+READ_ERRORS = 100
+
+
 def validation_error(
     exc: ValidationError, *, within: str = "", rename: Rename | None = None
 ) -> InvalidRequest:
@@ -44,8 +47,11 @@ def validation_error(
     where the validated object sits in the body ("tools.2"); `rename`: the body's names for
     a path in the model validated (a Responses request checked as the chat request it makes).
     Of a union's complaints (one per alternative), the one that got furthest is told."""
-    errors = exc.errors()
-    chosen = max(errors, key=lambda error: len(_field_path(error)))
+    # A body of thousands of bad items has an error each: the first ones say what is wrong
+    # (reading all of them took seconds per megabyte, with every other request waiting).
+    errors = exc.errors(include_url=False)[:READ_ERRORS]
+    # the furthest, and there a wrong value over a wrong type (another union member's)
+    chosen = max(errors, key=lambda e: (len(_field_path(e)), e["type"] not in _JSON_TYPES))
     path = _field_path(chosen)
     named = rename(path) if rename is not None and path else path
     where = ".".join(str(part) for part in [*filter(None, [within]), *named])

@@ -8,13 +8,14 @@ background runs) is a 400 naming the field, never silently dropped.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from smallfirst.errors import InvalidRequest
 from smallfirst.server.errors import validation_error
 from smallfirst.types import (
+    MAX_MESSAGES,
     NAME_PATTERN,
     ApiModel,
     ChatMessage,
@@ -70,7 +71,7 @@ class ResponseStreamOptions(ApiModel):
 
 class ResponsesRequest(ApiModel):
     model: str = Field(min_length=1)
-    input: str | list[dict[str, Any]]
+    input: str | Annotated[list[dict[str, Any]], Field(max_length=MAX_MESSAGES)]
     instructions: str | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = None
