@@ -52,7 +52,7 @@ from smallfirst.routing.cascade import Confidence, confidence, escalation
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import AUTO_MODEL, RoutingStep
-from smallfirst.streams import close_stream, prepend, replay
+from smallfirst.streams import close_stream, replay, started
 from smallfirst.token_prompts import read_token_prompt
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
@@ -252,15 +252,10 @@ class Gateway:
         if draft.kept is not None:
             route = _route(plan.cascade_from or plan.candidates[0], plan, ctx)
             kept = self._observed(request, ctx, route, replay(draft.kept), billed=True)
-            return StreamAnswer(route, kept, citations)
+            return StreamAnswer(route, await started(kept), citations)
 
         async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
-            chunks = backend.answers(sent)
-            try:
-                first = await anext(chunks)
-            except StopAsyncIteration:
-                return replay([])
-            return prepend(first, chunks)
+            return await started(backend.answers(sent))
 
         held = replay(draft.unsure) if draft.unsure is not None else None
         chunks, model = await self._logged(
@@ -272,7 +267,9 @@ class Gateway:
         route = _route(model, plan, ctx)
         billed = held is not None and model == plan.cascade_from  # the draft answered
         observed = self._observed(request, ctx, route, chunks, billed=billed)
-        return StreamAnswer(route, observed, citations)
+        # Begun here, the stream is logged (and its budget hold released) even when its
+        # client leaves before reading it: never begun, it was neither.
+        return StreamAnswer(route, await started(observed), citations)
 
     async def _begin(
         self, request: GenerateRequest, ctx: RequestContext, prepared: Prepared | None = None

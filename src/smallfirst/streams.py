@@ -12,13 +12,35 @@ async def replay(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
         yield chunk
 
 
-async def prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+async def started(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    """`chunks` with its first chunk read now: a stream that fails at once fails here (while
+    the status can still say so), and closing what is returned closes `chunks`, begun, so its
+    `finally` runs even if no one read on (closing a generator never begun runs nothing)."""
     try:
-        yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await close_stream(rest)
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        return replay([])
+    return _Begun(first, chunks)
+
+
+class _Begun:
+    """A begun stream: its first chunk, then the rest."""
+
+    def __init__(self, first: Chunk, rest: AsyncIterator[Chunk]) -> None:
+        self._first: Chunk | None = first
+        self._rest = rest
+
+    def __aiter__(self) -> _Begun:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await anext(self._rest)
+
+    async def aclose(self) -> None:
+        await close_stream(self._rest)
 
 
 async def close_stream(iterator: AsyncIterator[Chunk]) -> None:

@@ -38,6 +38,7 @@ async def _post_then_leave(
 
     async def send(message: Any) -> None:
         sent.append(message)
+        await asyncio.sleep(0)  # a write yields, as uvicorn's does while the socket drains
 
     scope = {
         "type": "http",
@@ -140,6 +141,36 @@ def test_leaving_a_batch_logs_every_prompt_as_left(tmp_path: Path) -> None:
         assert client.portal is not None
         client.portal.call(_post_then_leave, client.app, body, 0.5, "/v1/completions")
     assert sorted((r.id[-2:], r.status) for r in records) == [("-0", 499), ("-1", 499)]
+
+
+def test_a_stream_left_before_its_body_was_read_is_logged_and_frees_its_budget_hold(
+    tmp_path: Path,
+) -> None:
+    """Its answer was never closed: no log row, and its estimate stayed held as spent (QA: a
+    remote model was refused for the rest of the day)."""
+    big = {
+        "id": "big",
+        "tier": "cloud",
+        "backend": "fake",
+        "replies": [SLOW_REPLY],
+        "token_delay_s": 0.01,
+        "output_cost_per_1m": 8.0,
+    }
+    tiny = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["hi"]}
+    budget = {"budget": {"daily_usd": 1.0}}  # the hold ($1.6 for 200,000 tokens) is more
+    settings = fake_settings(
+        tmp_path, models=[tiny, big], routing=budget, privacy={"enabled": False}
+    )
+    client, gateway = fake_client(settings)
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    body = chat_body("big", stream=True, max_tokens=200_000)
+    with client:
+        assert client.portal is not None
+        client.post("/v1/chat/completions", json=chat_body("tiny"))  # warm: answers begin at once
+        client.portal.call(_post_then_leave, client.app, body, 0.0)
+    assert [r.status for r in records] == [200, 499]
+    assert gateway.spend.exhausted(None) is None
 
 
 def test_a_paid_stream_cut_short_is_costed_for_what_was_sent(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -38,6 +39,7 @@ from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest, responses_param
 from smallfirst.server.sse import sse_stream
 from smallfirst.service import Gateway
+from smallfirst.streams import close_stream
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -190,6 +192,9 @@ async def _answer(
             dialect.stream(answer, ctx.request_id),
             media_type="text/event-stream",
             headers={**_headers(answer.route, ctx), "cache-control": "no-cache"},
+            # after the response, however it ended: a client that left before the body was
+            # read left the answer open, unlogged, its budget hold kept
+            background=BackgroundTask(close_stream, answer.chunks),
         )
     result = await _unless_client_leaves(request, gw.complete(parsed, ctx))
     if result is None:
