@@ -83,6 +83,11 @@ def refusal(request: ChatRequest) -> InvalidRequest:
             f"{SCHEMA}.pattern",
             "repeats more than the local grammar supports",
         ),
+        (  # after an escaped backslash, the brace is a quantifier all the same
+            {"type": "string", "pattern": "^\\\\{200000000}$"},
+            f"{SCHEMA}.pattern",
+            "repeats more than the local grammar supports",
+        ),
         ({"$ref": 5}, f"{SCHEMA}.$ref", "only references within the schema"),
         (
             {"$defs": {"a": 5}, "$ref": "#/$defs/a"},

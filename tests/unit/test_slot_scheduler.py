@@ -13,7 +13,7 @@ import pytest
 
 from smallfirst.backends.llamacpp_slots import SlotJob
 from smallfirst.backends.slot_scheduler import SlotScheduler
-from smallfirst.backends.worker import DONE, ModelWorker
+from smallfirst.backends.worker import DONE, ModelWorker, Outbox
 from smallfirst.choices import fan_out
 from smallfirst.completions import Chunk, Usage
 from smallfirst.errors import InvalidRequest, ModelUnavailable, QueueFull
@@ -182,6 +182,29 @@ async def test_n_answers_in_reserved_places_are_not_refused_half_way(worker: Mod
         stop.set()
         await asyncio.gather(*others)
     assert others_answered  # the free place served the others meanwhile
+
+
+async def test_the_next_of_n_answers_finds_the_place_the_last_one_gave_back(
+    worker: ModelWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The place went back after the answer's end was handed over: the next answer, started
+    at once, found none and was a 429 "0 answers are waiting" half-way through the request.
+    Here the worker thread is slow right after handing an end over."""
+    put = Outbox.put
+
+    def slow_after_the_end(outbox: Outbox, item: object) -> None:
+        put(outbox, item)
+        if item is DONE:
+            time.sleep(0.05)
+
+    monkeypatch.setattr(Outbox, "put", slow_after_the_end)
+    scheduler = SlotScheduler(worker, parallel=1, queue_size=0)
+    load: Any = FakeEngine(parallel=1).load
+    asked = TextRequest(model="m", prompt="q", n=3)
+    with scheduler.reserve(1) as places:
+        opener = partial(scheduler.stream, engine=load, places=places)
+        texts = [c.text async for c in fan_out(opener, asked, places.count) if c.text]
+    assert texts == ["q!"] * 3
 
 
 async def test_a_client_that_leaves_the_queue_gives_its_place_up_at_once(

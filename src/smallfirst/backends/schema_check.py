@@ -39,7 +39,8 @@ MAX_ALTERNATIVES = 500  # anyOf / oneOf branches and type lists, in all
 MAX_TEXT_CHARS = 120_000  # property and definition names, enum and const values (OpenAI's)
 MAX_REPEATS = 1000  # minLength, maxLength, minItems, maxItems: llama.cpp's own bound
 MAX_PATTERN_REPEATS = 10 * MAX_REPEATS  # a pattern's `{m,n}` quantifiers, summed
-_QUANTIFIER = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")
+# A `{` after an even number of backslashes: none, or escaped ones (`\\{9}`: nine of them)
+_QUANTIFIER = re.compile(r"(?<!\\)(?:\\\\)*\{(\d+)(?:,(\d*))?\}")
 
 TYPES = ("string", "number", "integer", "boolean", "null", "object", "array")
 # Keywords the converter builds a rule from; a schema with none of them is any JSON value.

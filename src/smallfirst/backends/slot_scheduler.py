@@ -203,12 +203,13 @@ class SlotScheduler:
 
     def _end(self, job: SlotJob) -> None:
         # Read before DONE goes out: the client's stream marks every job it leaves as
-        # cancelled, so read after, an answer that ended well could count as cancelled.
+        # cancelled, so read after, an answer that ended well could count as cancelled. The
+        # place is given back before DONE too: the next of `n` answers starts on it at once.
         cancelled = job.cancelled.is_set()
-        job.emit(DONE)
         with self._lock:
             self.cancelled_jobs += cancelled
             self._left(job)
+        job.emit(DONE)
 
     def _left(self, job: SlotJob) -> None:
         """`job` gives up its place (under the lock): back to its reservation if it had one."""
