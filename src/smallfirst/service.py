@@ -48,7 +48,7 @@ from smallfirst.request_records import (
     rejection_record,
 )
 from smallfirst.routing.budget import DAY_S, SpendTracker
-from smallfirst.routing.cascade import Confidence, confidence, escalation
+from smallfirst.routing.cascade import confidence, draft_request, escalation, least_sure
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import AUTO_MODEL, RoutingStep
@@ -303,8 +303,8 @@ class Gateway:
                 plan.reason += f"; escalated: {self.health.describe(weak.id)}"
                 return None
             try:
-                asked = _with_token_limit(request, cap) if capped else request
-                return await self._call(weak, ctx, _with_logprobs(asked), self._collected)
+                asked = draft_request(request, cap if capped else None)
+                return await self._call(weak, ctx, asked, self._collected)
             except ContextLengthExceeded:  # the strong model may hold it: no 400 yet
                 plan.reason += f"; escalated: the prompt does not fit {weak.id}"
             except FALLBACK_ERRORS as error:
@@ -316,9 +316,8 @@ class Gateway:
         if drafted is None:
             return Draft()
         self.health.succeeded(weak.id)
-        # With n answers, the least sure of them decides.
         drafts = completions_of(drafted, request.n, with_logprobs=True)
-        sure = min((confidence(d.logprobs) for d in drafts), key=_sureness)
+        sure = least_sure(confidence(d.logprobs) for d in drafts)
         if request.logprob_alternatives is None:  # asked for by us, not by the client
             drafted = [chunk.model_copy(update={"logprobs": None}) for chunk in drafted]
         if capped and any(d.finish_reason == "length" for d in drafts):
@@ -586,26 +585,6 @@ def _cost_of(model: ModelInfo, result: object) -> float:
     return 0.0
 
 
-def _with_token_limit(request: GenerateRequest, limit: int) -> GenerateRequest:
-    if isinstance(request, ChatRequest):
-        return request.model_copy(update={"max_tokens": limit, "max_completion_tokens": None})
-    return request.model_copy(update={"max_tokens": limit})
-
-
-def _with_logprobs(request: GenerateRequest) -> GenerateRequest:
-    """The cascade needs the small model's token logprobs, whether or not the client asked."""
-    if request.logprob_alternatives is not None:
-        return request
-    if isinstance(request, ChatRequest):
-        return request.model_copy(update={"logprobs": True, "top_logprobs": 0})
-    return request.model_copy(update={"logprobs": 0})
-
-
 def _finite(value: float) -> float | None:
     """A score or threshold as answers carry it: none rather than infinity (no JSON)."""
     return value if math.isfinite(value) else None
-
-
-def _sureness(sure: Confidence) -> tuple[bool, float]:
-    """Orders answers' confidences, least sure first: no tokens at all, then by mean logprob."""
-    return sure.tokens > 0, sure.mean_logprob

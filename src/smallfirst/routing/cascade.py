@@ -10,13 +10,14 @@ answer's confidence), for a target share of escalations or a target quality.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.completions import TokenLogprob
 from smallfirst.config import CascadeConfig
 from smallfirst.errors import ConfigError
+from smallfirst.types import ChatRequest, GenerateRequest
 
 if TYPE_CHECKING:
     from smallfirst.routing.traffic import TrafficCalibration
@@ -78,6 +79,28 @@ def escalation(
     traffic.observe(score)
     why = f"{sure.describe()}, against a {strong_budget:.0%} strong-call budget"
     return Escalation(score >= threshold, score, threshold, why)
+
+
+def draft_request(request: GenerateRequest, max_tokens: int | None) -> GenerateRequest:
+    """What the small model is asked for its draft: at most `max_tokens` if given, and with
+    its token logprobs, which the cascade reads whether or not the client asked for them."""
+    update: dict[str, Any] = {}
+    if max_tokens is not None:
+        update["max_tokens"] = max_tokens
+        if isinstance(request, ChatRequest):
+            update["max_completion_tokens"] = None
+    if request.logprob_alternatives is None:
+        if isinstance(request, ChatRequest):
+            update |= {"logprobs": True, "top_logprobs": 0}
+        else:
+            update["logprobs"] = 0
+    return request.model_copy(update=update) if update else request
+
+
+def least_sure(confidences: Iterable[Confidence]) -> Confidence:
+    """Of `n` drafts, the one that decides: one with no tokens at all, else the lowest mean
+    logprob."""
+    return min(confidences, key=lambda sure: (sure.tokens > 0, sure.mean_logprob))
 
 
 def confidence(logprobs: list[TokenLogprob] | None) -> Confidence:
