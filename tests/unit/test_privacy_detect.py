@@ -215,9 +215,8 @@ def test_over_a_million_characters_is_not_an_error(detector: PiiDetector) -> Non
     assert finding.value_in(text) == "jane.roe@example.org"
 
 
-def test_a_text_seen_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A chat client resends the whole conversation each turn: only new texts need the NER."""
-    detector = PiiDetector(recent_texts=2)
+def texts_read_by_ner(detector: PiiDetector, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts `detector` hands its NER from now on (each found to hold one PERSON)."""
     detected: list[str] = []
 
     def fake_detect_many(texts: list[str]) -> list[list[Finding]]:
@@ -225,6 +224,13 @@ def test_a_text_seen_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -
         return [[Finding("PERSON", 0, 3, 0.9)] for _ in texts]
 
     monkeypatch.setattr(detector, "_detect_many", fake_detect_many)
+    return detected
+
+
+def test_a_text_seen_before_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chat client resends the whole conversation each turn: only new texts need the NER."""
+    detector = PiiDetector(recent_texts=2)
+    detected = texts_read_by_ner(detector, monkeypatch)
     first = detector.inspect("Ann wrote")
     first.clear()  # the caller's list: changing it does not change what is remembered
     assert detector.inspect("Ann wrote") == [Finding("PERSON", 0, 3, 0.9)]
@@ -272,13 +278,7 @@ def test_texts_inspected_together_are_found_as_one_by_one(
 def test_a_text_twice_in_one_call_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A schema repeats descriptions and enum values: each distinct text is read once."""
     detector = PiiDetector(recent_texts=0)
-    detected: list[str] = []
-
-    def fake_detect_many(texts: list[str]) -> list[list[Finding]]:
-        detected.extend(texts)
-        return [[Finding("PERSON", 0, 3, 0.9)] for _ in texts]
-
-    monkeypatch.setattr(detector, "_detect_many", fake_detect_many)
+    detected = texts_read_by_ner(detector, monkeypatch)
     found = detector.inspect_many(["Ann wrote", "the id", "Ann wrote"])
     assert detected == ["Ann wrote", "the id"]
     assert found[0] == found[2] == [Finding("PERSON", 0, 3, 0.9)]
