@@ -62,7 +62,7 @@ class OpenAICompatBackend(Backend):
         self._stream_options_refused = False
         self._reading: set[aiohttp.ClientResponse] = set()  # answers being read now
         self._ended_by: BaseException | None = None  # set at shutdown (`end_answers`)
-        self._closing: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None  # held: the loop keeps weak refs only
 
     def info(self) -> ModelInfo:
         return info_from_config(self.config)
@@ -124,10 +124,12 @@ class OpenAICompatBackend(Backend):
                 error: SmallfirstError = UpstreamTimeout(f"{self.config.id}: upstream timed out")
                 cause: Exception = exc
             except aiohttp.ClientError as exc:
-                unreachable = f"{self.config.id}: cannot reach upstream ({type(exc).__name__})"
-                if self._ended_by is not None:
+                if self._ended_by is not None:  # the shutdown closed the session: no retry
                     raise self._ended_by from exc
-                error, cause = UpstreamError(unreachable), exc
+                error = UpstreamError(
+                    f"{self.config.id}: cannot reach upstream ({type(exc).__name__})"
+                )
+                cause = exc
             else:
                 if response.status < 300:
                     self._reading.add(response)
