@@ -54,6 +54,15 @@ def whole_escapes_end(text: str, start: int, end: int) -> int:
     return end - 1 if trailing % 2 else end
 
 
+def value_at(text: str, start: int, end: int, *, in_json: bool) -> tuple[int, str]:
+    """A span found in `text`: where it ends and the value it holds. In JSON text it never
+    ends inside an escape and its escapes are undone; elsewhere it is as written."""
+    if not in_json:
+        return end, text[start:end]
+    end = whole_escapes_end(text, start, end)
+    return end, unescaped_value(text[start:end])
+
+
 def unescaped_value(value: str) -> str:
     """A value found in JSON text as it reads once JSON's escapes are undone ("Road\\nOxford"
     -> a line break): what the placeholder stands for, as the same value in prose is. A value

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from smallfirst.privacy.detect import Finding
-from smallfirst.privacy.json_text import looks_like_json, unescaped_value, whole_escapes_end
+from smallfirst.privacy.json_text import looks_like_json, value_at
 from smallfirst.types import ChatMessage
 
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
@@ -84,14 +84,9 @@ class Redactor:
         for finding in sorted(findings, key=lambda f: f.start):
             if finding.start < cursor:
                 continue  # overlaps are resolved by the detector; skip any leftover
-            end = whole_escapes_end(text, finding.start, finding.end) if in_json else finding.end
-            value = text[finding.start : end]
+            end, value = value_at(text, finding.start, finding.end, in_json=in_json)
             pieces.append(text[cursor : finding.start])
-            pieces.append(
-                self.placeholder_for(
-                    finding.entity_type, unescaped_value(value) if in_json else value
-                )
-            )
+            pieces.append(self.placeholder_for(finding.entity_type, value))
             cursor = end
         pieces.append(text[cursor:])
         return "".join(pieces)
@@ -129,8 +124,8 @@ def with_repeats(
         for finding in findings:
             kinds.setdefault(finding.value_in(text), finding.entity_type)
             if in_json_text:  # and as it reads in prose: `K7\/MDENG` is the key `K7/MDENG`
-                end = whole_escapes_end(text, finding.start, finding.end)
-                kinds.setdefault(unescaped_value(text[finding.start : end]), finding.entity_type)
+                _, value = value_at(text, finding.start, finding.end, in_json=True)
+                kinds.setdefault(value, finding.entity_type)
     for value, kind in list(kinds.items()):
         if kind == "PERSON":  # "Tomasz Kowalski", then "Tomasz will call": the given name
             for part in _NAME_PART.findall(value):
