@@ -170,6 +170,32 @@ def test_enum_values_and_only_they_fit_their_trie(accepts: Accepts) -> None:
         assert not accepts(grammar, value + "}"), value
 
 
+def test_an_integers_bounds_and_only_they_fit(accepts: Accepts) -> None:
+    """The converter ignored `minimum`/`maximum`: a rating from 1 to 5 could be 42; and a
+    type list dropped the keywords beside it."""
+    rating = {
+        "type": "object",
+        "properties": {
+            "stars": {"type": "integer", "minimum": 1, "maximum": 5},
+            "votes": {"type": ["integer", "null"], "exclusiveMinimum": 0},
+            "sure": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": ["stars", "votes", "sure"],
+    }
+    grammar = json_grammar([], rating)
+    for answer in (
+        '{"stars": 5, "votes": 12, "sure": 0.85}',
+        '{"stars": 1, "votes": null, "sure": 1.0}',
+    ):
+        assert accepts(grammar, answer), answer
+    for begun in ('{"stars": 0', '{"stars": 42', '{"stars": 6', '{"stars": -', '{"stars": 05'):
+        assert not accepts(grammar, begun), begun
+    assert not accepts(grammar, '{"stars": 3, "votes": 0}')
+    assert not accepts(grammar, '{"stars": 3, "votes": -')
+    for sure in ("85", "1.5", "-0.1", "2e-1"):
+        assert not accepts(grammar, '{"stars": 3, "votes": 2, "sure": ' + sure + "}"), sure
+
+
 def test_each_tools_refs_keep_their_own_definitions(accepts: Accepts) -> None:
     """Two tools with a `$defs` entry of the same name: the second's was the first's."""
 

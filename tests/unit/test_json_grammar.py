@@ -78,3 +78,10 @@ def test_branches_beside_an_objects_properties_keep_the_object() -> None:
     grammar = json_grammar([], schema)
     assert '"\\"city\\""' in grammar
     assert '"\\"zip\\""' in grammar
+
+
+def test_a_type_list_keeps_the_keywords_beside_it() -> None:
+    """The converter built bare types: a nullable string's maxLength was dropped."""
+    grammar = json_grammar([], {"type": ["string", "null"], "maxLength": 3})
+    assert '"\\"" (char (char (char)?)?)? "\\""' in grammar  # at most 3 characters
+    assert '"null"' in grammar

@@ -111,7 +111,23 @@ def refusal(request: ChatRequest) -> InvalidRequest:
         ),
         ({"enum": []}, f"{SCHEMA}.enum", "enum must be a non-empty array"),
         ({"type": "string", "pattern": "^(?=a)$"}, f"{SCHEMA}.pattern", "syntax"),
+        (
+            {"type": "integer", "minimum": 5, "maximum": 1},
+            f"{SCHEMA}.minimum",
+            "no integer fits the bounds (minimum 5, maximum 1)",
+        ),
+        (
+            {"type": "number", "minimum": 1.5, "maximum": 0.5},
+            f"{SCHEMA}.minimum",
+            "no number fits the bounds (minimum 1.5, maximum 0.5)",
+        ),
+        (  # beside a type list, bounds are read as they are beside a type
+            {"type": ["integer", "null"], "maximum": "9"},
+            f"{SCHEMA}.maximum",
+            "maximum must be a number",
+        ),
         # over the limits: llama.cpp refused these, or took seconds a token
+        ({"type": ["string", "null"], "maxLength": 5000}, f"{SCHEMA}.maxLength", "above 1000"),
         ({"type": "string", "maxLength": 5000}, f"{SCHEMA}.maxLength", "above 1000"),
         (
             {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(101)}},

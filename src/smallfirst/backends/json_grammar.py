@@ -26,8 +26,14 @@
   `properties` with branches of `required` lists) is branches that each hold them (the
   branches were read alone: any JSON value went).
 
-`schema_check.py` refuses, with a reason, what is still beyond the converter. Numeric bounds
-(`minimum`, `maximum`) are not enforced: the converter has no rule for them.
+- An integer's bounds (`minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`), and a
+  number's whole inclusive ones, are kept (`number_range.py`; the converter ignored them: a
+  rating from 1 to 5 could be 42). A type list keeps the keywords beside it (`["integer",
+  "null"]` with a `minimum`, `["string", "null"]` with a `maxLength`): the converter built
+  the bare types.
+
+`schema_check.py` refuses, with a reason, what is still beyond the converter. Not enforced: a
+number's bounds that are fractions or exclusive, and `multipleOf`.
 """
 
 from __future__ import annotations
@@ -38,6 +44,15 @@ import re
 from typing import Any
 
 from smallfirst.backends.grammar_pattern import grammar_pattern
+from smallfirst.backends.number_range import (
+    Spelling,
+    as_gbnf,
+    decimal_spellings,
+    has_bounds,
+    integer_bounds,
+    spellings,
+    whole_bounds,
+)
 from smallfirst.backends.schema_check import is_untyped, pointed
 
 _LITERAL_ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", '"': '\\"'}
@@ -124,10 +139,13 @@ def _converter(*, indented: bool) -> Any:
                 and "prefixItems" not in schema
             ):
                 schema = {**schema, "items": ANY_VALUE}
-            schema = _branches_with_their_context(schema)
+            schema = _types_with_their_keywords(_branches_with_their_context(schema))
+            rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
             if _is_enum(schema):
-                rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
                 return self._enum_rule(schema["enum"], rule_name)
+            spelled = _bounded_number(schema)
+            if spelled is not None:
+                return self._add_rule(rule_name, f"{as_gbnf(spelled)} space")
             parent: Any = super()
             rule: str = parent.visit(schema, name)
             return rule
@@ -205,6 +223,32 @@ def _converter(*, indented: bool) -> Any:
         # calls, indented in an array. Answers stay compact: fewer tokens to a max_tokens.
         converter._rules["space"] = _INDENTED
     return converter
+
+
+# Keywords that choose among values before `type` is read.
+_CHOOSERS = {"$ref", "oneOf", "anyOf", "const", "enum"}
+
+
+def _types_with_their_keywords(schema: Any) -> Any:
+    """A type list (`["integer", "null"]`) as one branch per type, each with the schema's
+    other keywords: the converter built bare types, so `minimum`, `maxLength` or a
+    `pattern` beside a type list were dropped."""
+    if not isinstance(schema, dict) or _CHOOSERS & schema.keys():
+        return schema
+    kinds = schema.get("type")
+    if not isinstance(kinds, list):
+        return schema
+    return {"anyOf": [{**schema, "type": kind} for kind in kinds]}
+
+
+def _bounded_number(schema: Any) -> list[Spelling] | None:
+    """The texts an integer or number within bounds may have (None: no bounds to spell)."""
+    if not isinstance(schema, dict) or _CHOOSERS & schema.keys() or not has_bounds(schema):
+        return None
+    if schema.get("type") == "integer":
+        return spellings(*integer_bounds(schema))
+    whole = whole_bounds(schema) if schema.get("type") == "number" else None
+    return None if whole is None else decimal_spellings(*whole)
 
 
 def _is_enum(schema: Any) -> bool:

@@ -16,6 +16,7 @@ case, `llama_sampler_apply` over the whole vocabulary):
   optional in one object: the converter lists what may follow each, 0.1 s a token at a key
   for 100, 0.3 s for 200; at 1,000 it raised RecursionError.
 - minLength / maxLength / minItems / maxItems: 1,000 (llama.cpp refuses a larger maximum).
+- minimum / maximum: numbers below 1e40 (`number_range.py`).
 - 64 schemas nested in each other (the converter recurses at each); names, enum and const
   values: 120,000 characters (OpenAI's).
 """
@@ -27,6 +28,7 @@ import re
 from typing import Any
 
 from smallfirst.backends.grammar_pattern import grammar_pattern
+from smallfirst.backends.number_range import BadBound, integer_bounds, whole_bounds
 from smallfirst.errors import json_kind
 
 MAX_DEPTH = 64  # schemas within schemas; the converter recurses at each
@@ -123,7 +125,9 @@ class _Walk:
         if not isinstance(node, dict):
             raise SchemaProblem(path, f"a schema must be a JSON object, not {json_kind(node)}")
         kind = node.get("type")
-        if "type" in node and not isinstance(kind, list) and kind not in TYPES:
+        if isinstance(kind, list):
+            self.type_list(kind, (*path, "type"))
+        elif "type" in node and kind not in TYPES:
             raise SchemaProblem((*path, "type"), _not_a_type(kind))
         if "$ref" in node:  # the converter ignores a $ref's siblings, as older drafts do
             self.ref(node["$ref"], (*path, "$ref"), depth, unguarded)
@@ -131,8 +135,9 @@ class _Walk:
             key = "oneOf" if node.get("oneOf") or "anyOf" not in node else "anyOf"
             for index, branch in enumerate(self.branches(node[key], (*path, key))):
                 self.schema(branch, (*path, key, index), depth + 1, unguarded)
-        elif isinstance(kind, list):
-            self.type_list(kind, (*path, "type"))
+        elif isinstance(kind, list) and not {"const", "enum"} & node.keys():
+            for each in dict.fromkeys(kind):  # a branch per type, with the other keywords
+                self.schema({**node, "type": each}, path, depth + 1, unguarded)
         elif "const" in node:
             self.text((*path, "const"), len(json.dumps(node["const"])))
         elif "enum" in node:
@@ -149,6 +154,11 @@ class _Walk:
             self.pattern(node["pattern"], (*path, "pattern"))
         elif kind == "string":
             self.bounds(node, path, "minLength", "maxLength", "string")
+        elif kind in ("integer", "number"):
+            try:
+                integer_bounds(node) if kind == "integer" else whole_bounds(node)
+            except BadBound as problem:
+                raise SchemaProblem((*path, problem.key), problem.reason) from None
 
     def ref(self, ref: Any, path: Path, depth: int, unguarded: frozenset[str]) -> None:
         if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
