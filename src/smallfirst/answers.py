@@ -37,6 +37,7 @@ class RequestContext:
     tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
     calling: ModelInfo | None = None  # the model last asked to answer (it may have failed)
     holds: list[Hold] = field(default_factory=list)  # remote calls' estimates, until the end
+    abandoned: Usage | None = None  # a remote call cancelled under way: what it is billed
     # Set when the gateway stops the request for another's failure (a batch's prompt).
     stopped_by: SmallfirstError | None = None
 

@@ -50,10 +50,15 @@ class Inspection:
     keep_local: str | None = None  # why the cloud may not see this request at all
     blocked: str | None = None
 
-    def action_for(self, model_id: str | None) -> str | None:
-        """The audit word for the log: block, local_only, or what the answering tier got."""
-        if self.blocked:
+    def action_for(self, model_id: str | None, *, refused: bool = False) -> str | None:
+        """The audit word for the log, what was done with the PII: `block` (the request was
+        refused for it), `redact` (a model was sent a redacted copy, even one that failed
+        before another answered), `local_only` (the cloud was ruled out), or what the
+        answering model got."""
+        if self.blocked or refused:
             return "block"
+        if "redact" in self.applied.values():
+            return "redact"
         if self.keep_local:
             return "local_only"
         return self.applied.get(model_id or "")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from smallfirst.answers import RequestContext, RouteInfo, new_request_id
 from smallfirst.completions import Completion, ModelInfo, Usage
 from smallfirst.config import BaselineConfig
-from smallfirst.errors import CLIENT_CLOSED_REQUEST, SmallfirstError
+from smallfirst.errors import CLIENT_CLOSED_REQUEST, PolicyBlocked, SmallfirstError
 from smallfirst.logs import RequestRecord, request_cost
 from smallfirst.logs.store import EMBEDDINGS_TIER
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest, ToolCall
@@ -70,7 +70,9 @@ def answered_record(
         route_score=route.score if route else None,
         escalations=",".join(route.escalations) or None if route else None,
         pii_entities=ctx.inspection.audit_json() if ctx.inspection else None,
-        pii_action=ctx.inspection.action_for(model.id if model else None)
+        pii_action=ctx.inspection.action_for(
+            model.id if model else None, refused=isinstance(ended.error, PolicyBlocked)
+        )
         if ctx.inspection
         else None,
         prompt=prompt_text(request) if keep_text else None,
@@ -86,12 +88,17 @@ def estimated_usage(request: GenerateRequest, answer_text: str) -> Usage:
 
 
 def estimated_cost(model: ModelInfo, request: GenerateRequest) -> float:
-    """What a call may cost before it is made, for the daily budget: the prompt at 4
-    characters a token, and each answer as long as `max_tokens` allows (ASSUMED_ANSWER_TOKENS
-    when the client set no limit)."""
-    answer_tokens = (request.token_limit or ASSUMED_ANSWER_TOKENS) * request.n
+    """What a call may cost before it is made, for the daily budget (`assumed_usage`)."""
+    return request_cost(model, assumed_usage(request, answered=True))
+
+
+def assumed_usage(request: GenerateRequest, *, answered: bool) -> Usage:
+    """A remote call's tokens when none were reported: the prompt at 4 characters a token,
+    and (`answered`) each answer as long as `max_tokens` allows (ASSUMED_ANSWER_TOKENS when
+    the client set no limit)."""
+    answer_tokens = (request.token_limit or ASSUMED_ANSWER_TOKENS) * request.n if answered else 0
     prompt_tokens = Usage.estimated(prompt_text(request), "").prompt_tokens
-    return request_cost(model, Usage(prompt_tokens=prompt_tokens, completion_tokens=answer_tokens))
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=answer_tokens)
 
 
 def rejection_record(

@@ -42,6 +42,7 @@ from smallfirst.request_records import (
     Ending,
     answered_record,
     answers_text,
+    assumed_usage,
     embeddings_record,
     estimated_cost,
     estimated_usage,
@@ -357,9 +358,25 @@ class Gateway:
         if not self.planner.tiers.is_local(model):
             self._hold_budget(model, ctx, request)
         sent, guard = self.privacy.request_for(request, model, ctx.inspection)
-        result: T = restore(await call(self.backends[model.id], sent), guard)
+        try:
+            answered = await call(self.backends[model.id], sent)
+        except asyncio.CancelledError:
+            if not self.planner.tiers.is_local(model):
+                self._bill_abandoned(model, ctx, request)
+            raise
+        result: T = restore(answered, guard)
         ctx.spent_usd += _cost_of(model, result)
         return result
+
+    def _bill_abandoned(
+        self, model: ModelInfo, ctx: RequestContext, request: GenerateRequest
+    ) -> None:
+        """A remote call cancelled under way (its client left) was read, and an answer not
+        streamed is written to the end all the same: bill the budget's estimate of it, or a
+        client that times out early would spend without limit. A stream stops when its
+        connection closes: its prompt is billed."""
+        ctx.abandoned = assumed_usage(request, answered=not request.stream)
+        ctx.spent_usd += request_cost(model, ctx.abandoned)
 
     def _hold_budget(self, model: ModelInfo, ctx: RequestContext, request: GenerateRequest) -> None:
         """Hold the call's estimated cost as spent until the request ends, or refuse it if a
@@ -448,7 +465,7 @@ class Gateway:
             failed = served(error)
             told = failed or ctx.stopped_by  # cancelled: by its client, or by the gateway
             status = told.status if told else CLIENT_CLOSED_REQUEST
-            self._finish(request, ctx, route, Usage(), status=status, error=told)
+            self._finish(request, ctx, route, ctx.abandoned or Usage(), status=status, error=told)
             if failed is None or failed is error:
                 raise
             raise failed from error
@@ -486,8 +503,11 @@ class Gateway:
         finally:
             await close_stream(chunks)
             text = answers_text(completions_of(seen, request.n, with_logprobs=False))
-            if seen and usage == Usage():  # cut before its usage came: it was paid for all
-                usage = estimated_usage(request, text)  # the same (a client left, say)
+            # cut before its usage came: it was paid for all the same (a client left, say),
+            # a remote stream's prompt even when no token came
+            remote = not self.planner.tiers.is_local(route.model)
+            if usage == Usage() and (seen or (remote and status == CLIENT_CLOSED_REQUEST)):
+                usage = estimated_usage(request, text)
             if not billed:
                 ctx.spent_usd += request_cost(route.model, usage)
             self._finish(

@@ -200,3 +200,39 @@ def test_a_paid_stream_cut_short_is_costed_for_what_was_sent(tmp_path: Path) -> 
     assert record.prompt_tokens > 0
     expected = (record.prompt_tokens * 1000.0 + record.completion_tokens * 2000.0) / 1e6
     assert record.cost_usd == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_remote_call_left_before_its_answer_is_billed_by_estimate(
+    tmp_path: Path, stream: bool
+) -> None:
+    """QA: five calls left by a client with a short timeout were logged at $0 and the daily
+    budget never saw them, yet the upstream had answered each. An answer not streamed is
+    written to the end all the same (billed as the budget's hold: `max_tokens` each); a
+    stream stops when its connection closes (its prompt is billed)."""
+    paid = {
+        "id": "paid",
+        "tier": "cloud",
+        "backend": "fake",
+        "replies": [SLOW_REPLY],
+        "token_delay_s": 0.25,  # its first piece comes after the client left
+        "input_cost_per_1m": 1000.0,
+        "output_cost_per_1m": 2000.0,
+    }
+    budget = {"budget": {"daily_usd": 0.05}}  # less than one abandoned answer of 50 tokens
+    settings = fake_settings(tmp_path, models=[paid], routing=budget, privacy={"enabled": False})
+    client, gateway = fake_client(settings)
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    with client:
+        assert client.portal is not None
+        body = chat_body("paid", stream=stream, max_tokens=50)
+        client.portal.call(_post_then_leave, client.app, body, 0.05)
+        (record,) = records
+        assert record.status == 499
+        assert record.prompt_tokens > 0
+        assert record.completion_tokens == (0 if stream else 50)
+        expected = (record.prompt_tokens * 1000.0 + record.completion_tokens * 2000.0) / 1e6
+        assert record.cost_usd == pytest.approx(expected)
+        again = client.post("/v1/chat/completions", json=chat_body("paid", max_tokens=1))
+    assert again.status_code == (200 if stream else 429)

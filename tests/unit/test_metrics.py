@@ -8,8 +8,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from smallfirst.answers import RequestContext, RouteInfo
+from smallfirst.backends.fake import FakeBackend
 from smallfirst.completions import ModelInfo, Usage
-from smallfirst.config import BaselineConfig, CircuitBreakerConfig
+from smallfirst.config import BaselineConfig, CircuitBreakerConfig, FakeModel
 from smallfirst.logs import RequestRecord
 from smallfirst.request_records import Ending, answered_record
 from smallfirst.routing.health import ModelHealth
@@ -86,3 +87,26 @@ def test_a_cut_stream_is_booked_under_the_model_that_answered_and_its_route() ->
     assert seen[key("smallfirst_observed_strong_share")] == 0.0
     left = key("smallfirst_requests_total", model="unknown", tier="none", status="499")
     assert seen[left] == 1
+
+
+def test_overrides_stay_out_of_the_observed_strong_share() -> None:
+    """QA: with `max_strong_share: 0` the router sent none strong, yet the gauge read 0.5
+    once clients had forced the cloud with `x-smallfirst-route`."""
+    metrics = new_metrics()
+    for tier, router in [("edge", "rules"), ("cloud", "override"), ("cloud", "override")]:
+        metrics.observe(row(model_requested="auto", model_answered="m", tier=tier, router=router))
+    seen = samples(metrics)
+    assert seen[key("smallfirst_observed_strong_share")] == 0.0
+    assert seen[key("smallfirst_routed_total", router="override", tier="cloud")] == 2
+
+
+def test_a_refusal_of_a_configured_model_is_counted_under_its_id() -> None:
+    """A budget's 429 for `big` asked for by id was counted as model "unknown", with the
+    404s for ids nobody configured."""
+    big = FakeBackend(FakeModel(id="big", tier="cloud", backend="fake"))
+    metrics = Metrics({"big": big}, ModelHealth(CircuitBreakerConfig()), "cloud")
+    metrics.observe(row(model_requested="big", status=429))
+    metrics.observe(row(model_requested="made-up", status=404))
+    seen = samples(metrics)
+    assert seen[key("smallfirst_requests_total", model="big", tier="none", status="429")] == 1
+    assert seen[key("smallfirst_requests_total", model="unknown", tier="none", status="404")] == 1

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst.errors import UpstreamError
+from smallfirst.logs import RequestRecord
 from smallfirst.types import ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
@@ -417,6 +419,31 @@ def test_local_only_keeps_pii_off_the_cloud(tmp_path: Path) -> None:
         direct = ask(client, "big")
         assert direct.status_code == 400
         assert fake_backend(gateway, "big").requests == []
+
+
+def test_the_logged_action_is_what_was_done_with_the_pii(tmp_path: Path) -> None:
+    """QA: a request refused for its PII was logged `local_only` like one kept local, and a
+    redacted copy sent to a cloud model that failed before a local one answered, `allow`."""
+    policy = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
+    for client, gateway in client_with(tmp_path / "local", **policy):
+        records: list[RequestRecord] = []
+        gateway.add_observer(records.append)
+        kept = chat_body("auto", messages=[{"role": "user", "content": PROMPT}])
+        client.post("/v1/chat/completions", json=kept, headers={"x-smallfirst-route": "cloud"})
+        assert ask(client, "big").status_code == 400
+        assert [r.pii_action for r in records] == ["local_only", "block"]
+    for client, gateway in client_with(tmp_path / "redact"):
+        records = []
+        gateway.add_observer(records.append)
+        fake_backend(gateway, "big").queue(UpstreamError("big: upstream answered 500"))
+        routed = chat_body("auto", messages=[{"role": "user", "content": PROMPT}])
+        response = client.post(
+            "/v1/chat/completions", json=routed, headers={"x-smallfirst-route": "cloud"}
+        )
+        assert response.json()["model"] == "tiny"
+        assert NAME not in sent_text(gateway, "big")
+        assert [r.pii_action for r in records] == ["redact"]
+        assert 'smallfirst_pii_events_total{action="redact"} 1.0' in client.get("/metrics").text
 
 
 @pytest.mark.parametrize("privacy", ["local_only", "block"])

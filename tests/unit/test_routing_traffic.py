@@ -43,6 +43,25 @@ def test_the_fallback_holds_until_enough_requests_are_seen() -> None:
     assert seen(0.9, 0.8, 0.7).threshold(0.5, fallback=0.42) == 0.42
 
 
+def test_the_budget_is_a_cap_while_warming_up_too() -> None:
+    """QA: with the default threshold alone, 20 of the first 20 requests (after every
+    restart) went strong against a 50% budget."""
+    traffic = TrafficCalibration(warm_up=20)
+    strong = 0
+    for seen_so_far in range(1, 21):
+        decision = decide_within_budget(
+            LengthRouter(),
+            [{"role": "user", "content": "word " * 3000}],  # strong by the default threshold
+            traffic,
+            threshold=None,
+            max_strong_share=0.5,
+            min_quality=None,
+        )
+        strong += decision.strong
+        assert strong <= 0.5 * seen_so_far
+    assert strong == 10
+
+
 def test_a_budget_of_none_holds_from_the_first_request() -> None:
     assert seen().threshold(0.0, fallback=0.5) == math.inf  # not the 0.5 fallback
     decision = decide_within_budget(

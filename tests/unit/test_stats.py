@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from smallfirst.cli import app
 from smallfirst.logs import RequestLog, RequestRecord
+from smallfirst.logs.costs import dollars
 from smallfirst.logs.stats import summarize
 
 NOW = time.time()
@@ -192,7 +193,7 @@ def test_stats_command_prints_the_saving_and_the_split(log_path: Path, tmp_path:
     text = cli(tmp_path)
     assert text.exit_code == 0, text.output
     assert "7 requests in the last 24h: 5 answered; failed: 1 x 404, 1 x 502" in text.output
-    assert "Spent:    $0.0005 ($0.0001 of it on failed requests)" in text.output
+    assert "Spent:    $0.00050 ($0.00010 of it on failed requests)" in text.output
     assert "Saved:    $0.0039 (88.6%)" in text.output
     assert "Routed by rules: edge 4, cloud 1" in text.output
     as_json = json.loads(cli(tmp_path, "--since", "all", "--json").output)
@@ -371,3 +372,18 @@ def test_requests_takes_any_count_but_refuses_an_empty_id(log_path: Path, tmp_pa
     empty = CliRunner().invoke(app, [*base, "--id", ""])
     assert empty.exit_code == 2
     assert empty.stderr == "Error: --id is empty: give an answer's x-request-id\n"
+
+
+@pytest.mark.parametrize(
+    ("amount", "printed"),
+    [
+        (0.0, "0.0000"),
+        (0.000042, "0.000042"),
+        (0.0012, "0.0012"),
+        (0.15, "0.1500"),
+        (12.5, "12.5000"),
+    ],
+)
+def test_amounts_below_a_cent_keep_two_significant_digits(amount: float, printed: str) -> None:
+    """QA: a cut stream's $0.000042 read as $0.0000 spent, on failed requests too."""
+    assert dollars(amount) == printed

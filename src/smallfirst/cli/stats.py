@@ -145,6 +145,8 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
     from rich import box
     from rich.table import Table
 
+    from smallfirst.logs.costs import dollars
+
     console = output_console()
     window = "all time" if since == "all" else f"the last {since}"
     failed = ", ".join(f"{n} x {status}" for status, n in summary.failed_by_status.items())
@@ -154,14 +156,15 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
     )
     on_failed = summary.failed_cost_usd
     console.print(
-        f"Spent:    ${summary.cost_usd:.4f}"
-        + (f" (${on_failed:.4f} of it on failed requests)" if on_failed else "")
+        f"Spent:    ${dollars(summary.cost_usd)}"
+        + (f" (${dollars(on_failed)} of it on failed requests)" if on_failed else "")
     )
-    console.print(f"Baseline: ${summary.baseline_cost_usd:.4f} (the same tokens on {baseline})")
+    baseline_cost = dollars(summary.baseline_cost_usd)
+    console.print(f"Baseline: ${baseline_cost} (the same tokens on {baseline})")
     if summary.why_no_saving is not None:
         console.print(f"Saved:    - ({summary.why_no_saving})")
     else:
-        console.print(f"Saved:    ${summary.saved_usd:.4f} ({summary.saved_share:.1%})")
+        console.print(f"Saved:    ${dollars(summary.saved_usd)} ({summary.saved_share:.1%})")
     if summary.left_out_of_saving is not None:
         console.print(f"Left out of baseline and saving: {summary.left_out_of_saving}")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)

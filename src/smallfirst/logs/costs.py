@@ -3,6 +3,7 @@ the baseline (the big model everything would go to without smallfirst)."""
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from smallfirst.completions import Usage
@@ -33,3 +34,11 @@ def request_cost(prices: Priced, usage: Usage) -> float:
         + cached * cached_price
         + usage.completion_tokens * prices.output_cost_per_1m
     ) / 1_000_000
+
+
+def dollars(value: float) -> str:
+    """An amount as reports print it: 4 decimals, or 2 significant digits below a cent, so
+    a request's $0.000042 does not read as $0.0000."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:.4f}"
+    return f"{value:.{1 - math.floor(math.log10(abs(value)))}f}"

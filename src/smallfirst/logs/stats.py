@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from smallfirst.logs.costs import dollars
 from smallfirst.logs.store import ANSWERED_SQL, EMBEDDINGS_TIER, connect, migrate
 from smallfirst.types import TIERS
 
@@ -58,8 +59,8 @@ class TierStats(BaseModel):
             str(self.prompt_tokens),
             f"{self.cached_tokens / self.prompt_tokens:.0%}" if self.prompt_tokens else "-",
             str(self.completion_tokens),
-            f"{self.cost_usd:.4f}",
-            f"{self.baseline_cost_usd:.4f}",
+            f"{dollars(self.cost_usd)}",
+            f"{dollars(self.baseline_cost_usd)}",
             f"{self.latency_p50_ms:.0f}",
             f"{self.latency_p95_ms:.0f}",
             "-" if self.ttft_p50_ms is None else f"{self.ttft_p50_ms:.0f}",
@@ -118,7 +119,7 @@ class Summary(BaseModel):
         requests = f"{count} requests" if count > 1 else "1 request"
         return (
             f"{requests} logged before smallfirst recorded baselines"
-            f" (${self.baseline_unknown_cost_usd:.4f} of the spend)"
+            f" (${dollars(self.baseline_unknown_cost_usd)} of the spend)"
         )
 
 

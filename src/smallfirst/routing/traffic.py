@@ -21,18 +21,23 @@ class TrafficCalibration:
     def __init__(self, window: int = 1000, warm_up: int = 20) -> None:
         self._scores: deque[float] = deque(maxlen=window)
         self.warm_up = warm_up
+        self._warm_up_strong = 0  # requests sent strong while warming up
         self._lock = threading.Lock()
 
     def threshold(self, max_strong_share: float, fallback: float) -> float:
         """The lowest threshold that sends at most `max_strong_share` of recent requests
-        strong (ties at the threshold all go strong); `fallback` until `warm_up` are seen,
-        except for a budget of none, which holds from the first request."""
+        strong (ties at the threshold all go strong). Until `warm_up` are seen, `fallback`
+        while the strong share so far stays within the budget, else none strong (QA: the
+        default threshold sent 20 of the first 20 strong against a 50% budget); a budget of
+        none holds from the first request."""
         if max_strong_share <= 0:
             return math.inf
         with self._lock:
             recent = sorted(self._scores, reverse=True)
+            warm_up_strong = self._warm_up_strong
         if len(recent) < self.warm_up:
-            return fallback
+            within = warm_up_strong + 1 <= max_strong_share * (len(recent) + 1) + 1e-9
+            return fallback if within else math.inf
         allowed = math.floor(max_strong_share * len(recent) + 1e-9)
         if allowed == 0:
             return math.inf
@@ -42,9 +47,17 @@ class TrafficCalibration:
         with self._lock:
             return len(self._scores) < self.warm_up
 
-    def observe(self, score: float) -> None:
+    def observe(self, score: float, *, strong: bool = False) -> None:
         with self._lock:
+            if len(self._scores) < self.warm_up:
+                self._warm_up_strong += strong
             self._scores.append(score)
+
+    def cut_for(self, score: float, max_strong_share: float, fallback: float) -> float:
+        """The threshold `score` is judged against; `score` is then one of the recent."""
+        cut = self.threshold(max_strong_share, fallback)
+        self.observe(score, strong=score >= cut)
+        return cut
 
 
 def _between(descending: list[float], allowed: int) -> float:
@@ -77,10 +90,10 @@ def decide_within_budget(
     budget = f"a {max_strong_share:.0%} strong-call budget"
     if max_strong_share > 0 and traffic.warming_up():
         basis = (
-            f"the router's default threshold until {traffic.warm_up} requests are seen for {budget}"
+            f"the router's default threshold until {traffic.warm_up} requests are seen"
+            f" (within {budget} so far)"
         )
     else:
         basis = f"threshold from recent traffic for {budget}"
-    cut = traffic.threshold(max_strong_share, fallback)
-    traffic.observe(score)
+    cut = traffic.cut_for(score, max_strong_share, fallback)
     return RouteDecision(score >= cut, score, cut, router.name, basis)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from smallfirst.errors import InvalidRequest
+from smallfirst.logs.costs import dollars
 from smallfirst.logs.stats import TIER_COLUMNS, Summary, parse_window, summarize
 
 WINDOWS = ("1h", "24h", "7d", "all")
@@ -81,14 +82,15 @@ def _page(since: str, body: str) -> str:
 def _body(summary: Summary, baseline: str) -> str:
     failed = sum(summary.failed_by_status.values())
     saved = summary.why_no_saving or f"{summary.saved_share:.1%} of the baseline"
+    on_failed = summary.failed_cost_usd
     spent = "at the answering models' prices" + (
-        f"; ${summary.failed_cost_usd:.4f} on failed requests" if summary.failed_cost_usd else ""
+        f"; ${dollars(on_failed)} on failed requests" if on_failed else ""
     )
     cards = [
         ("Requests", str(summary.requests), f"{summary.answered} answered, {failed} failed"),
-        ("Spent", f"${summary.cost_usd:.4f}", spent),
-        ("Baseline", f"${summary.baseline_cost_usd:.4f}", f"the same tokens on {baseline}"),
-        ("Saved", f"${summary.saved_usd:.4f}", saved),
+        ("Spent", f"${dollars(summary.cost_usd)}", spent),
+        ("Baseline", f"${dollars(summary.baseline_cost_usd)}", f"the same tokens on {baseline}"),
+        ("Saved", f"${dollars(summary.saved_usd)}", saved),
     ]
     html = ['<div class="cards">']
     for title, value, note in cards:

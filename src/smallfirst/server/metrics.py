@@ -99,7 +99,8 @@ class Metrics:
         labels = ["model", "tier"]
         self.requests = Counter(
             "smallfirst_requests",
-            "Requests by answering model, tier and status",
+            "Requests by model (the answering one; a failed request's, the one asked for),"
+            " tier and status",
             [*labels, "status"],
             registry=self.registry,
         )
@@ -161,18 +162,22 @@ class Metrics:
         )
         self.strong_share = Gauge(
             "smallfirst_observed_strong_share",
-            "Share of routed requests answered by the strong tier since start",
+            "Share of the router's requests (not overrides) answered by the strong tier since"
+            " start",
             registry=self.registry,
         )
         self._strong_tier = strong_tier
+        self._model_ids = frozenset(backends)
         self._series: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._routed_total = 0
         self._routed_strong = 0
         self.registry.register(_BackendState(backends, health))
 
     def observe(self, record: RequestRecord) -> None:
-        # Unrouted failures (unknown model ids) share one label: clients must not mint series.
-        model = record.model_answered or (record.model_requested if record.tier else "unknown")
+        # Ids that are no configured model share one label: clients must not mint series.
+        asked = record.model_requested
+        known = record.tier or asked in self._model_ids
+        model = record.model_answered or (asked if known else "unknown")
         tier = record.tier or "none"
         self._child(self.requests, model, tier, str(record.status)).inc()
         if record.pii_action is not None:
@@ -191,6 +196,7 @@ class Metrics:
             return
         if record.router not in (None, "none"):
             self._child(self.routed, record.router, tier).inc()
+        if record.router not in (None, "none", "override"):  # the router's choices only
             self._routed_total += 1
             self._routed_strong += tier == self._strong_tier
             self.strong_share.set(self._routed_strong / self._routed_total)
