@@ -1,5 +1,9 @@
 """`smallfirst chat` without a prompt: a conversation in the terminal, one line per turn."""
 
+import asyncio
+import os
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -7,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from smallfirst.cli import app
+from smallfirst.cli import app, serve
 from smallfirst.errors import ContextLengthExceeded
 from smallfirst.service import Gateway
 
@@ -82,3 +86,51 @@ def test_max_tokens_below_one_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["chat", "Hi", "--max-tokens", "0"])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_text_piped_in_comes_before_the_question(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cat notes.txt | smallfirst chat "Summarise this"`: the notes were dropped."""
+    config = tmp_path / "smallfirst.yaml"
+    fake = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["one"]}
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "models": [fake]}))
+    sent: list[list[str]] = []
+    stream = Gateway.stream
+
+    async def recording(self: Gateway, request: Any, ctx: Any) -> Any:
+        sent.append([m.text for m in request.messages])
+        return await stream(self, request, ctx)
+
+    monkeypatch.setattr(Gateway, "stream", recording)
+    asked = ["chat", "Summarise this", "--config", str(config)]
+    result = CliRunner().invoke(app, asked, input="My notes\nsecond line\n")
+    assert result.exit_code == 0, result.output
+    assert sent == [["My notes\nsecond line\n\nSummarise this"]]
+    CliRunner().invoke(app, asked, input="")  # nothing piped: the question alone
+    assert sent[-1] == ["Summarise this"]
+
+
+@pytest.mark.timeout(30)
+def test_leaving_at_the_prompt_does_not_wait_for_a_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C at the conversation's prompt did nothing until Enter: `asyncio.run` waited
+    for the executor thread blocked in `input()` (this test would hang)."""
+    read_end, write_end = os.pipe()
+    stdin = os.fdopen(read_end)
+    monkeypatch.setattr(sys, "stdin", stdin)
+
+    async def wait_then_leave() -> None:
+        reading = asyncio.ensure_future(serve._read_line(""))
+        await asyncio.sleep(0.05)
+        reading.cancel()  # what asyncio.run does to its task on Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+
+    try:
+        asyncio.run(wait_then_leave())
+    finally:
+        os.close(write_end)  # the reading thread gets the end of input and ends
+        for thread in threading.enumerate():
+            if thread.name == "chat-input":
+                thread.join(timeout=10)
+        stdin.close()

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,36 @@ def test_a_remote_call_left_before_its_answer_is_billed_by_estimate(
         assert record.cost_usd == pytest.approx(expected)
         again = client.post("/v1/chat/completions", json=chat_body("paid", max_tokens=1))
     assert again.status_code == (200 if stream else 429)
+
+
+def test_leaving_an_embeddings_request_stops_the_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: 400 texts left by their client after 3 s went on for ~10 s of CPU and were
+    logged as answered; with the SDK's two retries, three times over."""
+    import numpy as np
+
+    from smallfirst.embed import DIMENSIONS, encoder
+
+    embedded: list[int] = []
+
+    def slow_embed(self: Any, token_ids: list[int]) -> Any:
+        embedded.append(len(token_ids))
+        time.sleep(0.02)  # 400 texts: 8 s
+        return np.zeros(DIMENSIONS, dtype=np.float32)
+
+    monkeypatch.setattr(encoder.LocalEmbedder, "_embed_ids", slow_embed)
+    client, gateway = fake_client(fake_settings(tmp_path))
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    body = {"model": "all-minilm-l6-v2", "input": [f"text {i}" for i in range(400)]}
+    with client:
+        assert client.portal is not None
+        sent = client.portal.call(_post_then_leave, client.app, body, 0.3, "/v1/embeddings")
+        time.sleep(0.2)  # the thread's current text ends
+        stopped_at = len(embedded)
+        time.sleep(0.3)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
+    assert [(r.status, r.error_code) for r in records] == [(499, "client_closed_request")]
+    assert stopped_at < 100
+    assert len(embedded) == stopped_at  # nothing more was embedded after it stopped

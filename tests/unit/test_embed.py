@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from smallfirst.embed import DIMENSIONS, MAX_TOKENS, get_embedder, int8
-from smallfirst.embed.encoder import LocalEmbedder, package_dir
+from smallfirst.embed.encoder import EmbeddingStopped, LocalEmbedder, package_dir
 from smallfirst.errors import ContextLengthExceeded, ModelUnavailable
 
 pytest.importorskip("onnxruntime")
@@ -128,3 +130,25 @@ def test_a_model_that_cannot_be_prepared_is_a_clear_503(
     with pytest.raises(ModelUnavailable, match=r"No module named 'onnx'.*make install") as caught:
         LocalEmbedder()
     assert caught.value.status == 503
+
+
+def test_a_set_stop_ends_the_work_before_the_next_text() -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(EmbeddingStopped):
+        get_embedder().embed_counted(["one", "two"], stop=stop)
+
+
+def test_the_quantizers_logging_leaves_the_root_logger_as_it_was() -> None:
+    """`logging.warning()` in the quantizer gave the root logger a handler: every gateway
+    log line was printed twice after the first embedding."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    saved, root.handlers[:] = list(root.handlers), []  # as under `smallfirst serve`
+    try:
+        with int8.root_logger_kept():
+            logging.warning("a library's warning")
+        assert root.handlers == []
+    finally:
+        root.handlers[:] = saved
+    assert root.handlers == before

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -130,7 +133,8 @@ def chat(
         gateway = Gateway.from_settings(settings)
         try:
             if prompt is not None:
-                await ask(gateway, [*opening, ChatMessage(role="user", content=prompt)])
+                question = _with_piped_text(prompt)
+                await ask(gateway, [*opening, ChatMessage(role="user", content=question)])
             else:
                 await _converse(gateway, ask, opening)
         finally:
@@ -140,6 +144,40 @@ def chat(
         asyncio.run(run())
     except SmallfirstError as exc:
         fail(exc.message, code=1)
+
+
+def _with_piped_text(prompt: str) -> str:
+    """`cat notes.txt | smallfirst chat "Summarise this"`: text piped in comes before the
+    question, as simonw/llm has it (it was dropped without a word)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return prompt
+    piped = sys.stdin.read()
+    return f"{piped.rstrip()}\n\n{prompt}" if piped.strip() else prompt
+
+
+async def _read_line(marker: str) -> str:
+    """`input()` in a daemon thread of its own: in the default executor, Ctrl-C at the
+    prompt left `asyncio.run` waiting for that thread until Enter was pressed."""
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not line.done():
+            outcome()
+
+    def read() -> None:
+        try:
+            text = input(marker)
+        except BaseException as exc:  # EOFError at the end of input, and the like
+            error = exc
+            with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, lambda: line.set_exception(error))
+            return
+        with suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, lambda: line.set_result(text))
+
+    threading.Thread(target=read, name="chat-input", daemon=True).start()
+    return await line
 
 
 @dataclass
@@ -182,7 +220,7 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
     history = list(opening)
     while True:
         try:
-            line = (await asyncio.to_thread(input, marker)).strip()
+            line = (await _read_line(marker)).strip()
         except EOFError:
             return
         if line in ("/exit", "/quit"):

@@ -20,6 +20,12 @@ MODEL_ID = "all-minilm-l6-v2"
 # embedder (or the float version of this one) must not be mixed with these.
 EMBEDDER_ID = f"{MODEL_ID}/{RECIPE}"
 DIMENSIONS = 384
+
+
+class EmbeddingStopped(Exception):
+    """The caller set `stop` before the last text was embedded."""
+
+
 MAX_TOKENS = 256  # the model's trained sequence length (sentence_bert_config.json)
 
 
@@ -69,9 +75,11 @@ class LocalEmbedder:
         return self.embed_counted(texts, truncate=truncate)[0]
 
     def embed_counted(
-        self, texts: list[str], *, truncate: bool = False
+        self, texts: list[str], *, truncate: bool = False, stop: threading.Event | None = None
     ) -> tuple[npt.NDArray[np.float32], int]:
-        """`embed`, plus the number of tokens the inputs had (for usage), tokenized once."""
+        """`embed`, plus the number of tokens the inputs had (for usage), tokenized once.
+        `stop`, once set, ends the work at the next text (EmbeddingStopped): a thread cannot
+        be cancelled, and a request whose client left may hold 2,048 texts (minutes here)."""
         import numpy as np
 
         if not texts:
@@ -87,8 +95,12 @@ class LocalEmbedder:
                 f"accepts at most {MAX_TOKENS}",
                 param="input",
             )
-        result = np.stack([self._embed_ids(e.ids) for e in encodings])
-        return result, sum(lengths)
+        vectors = []
+        for encoding in encodings:
+            if stop is not None and stop.is_set():
+                raise EmbeddingStopped
+            vectors.append(self._embed_ids(encoding.ids))
+        return np.stack(vectors), sum(lengths)
 
     def _embed_ids(self, token_ids: list[int]) -> npt.NDArray[np.float32]:
         import numpy as np

@@ -18,6 +18,8 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from smallfirst.paths import cache_dir
@@ -61,13 +63,24 @@ def _convert(source: Path, target: Path) -> None:
         options.optimized_model_filepath = str(folded)
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         converted = Path(scratch) / "int8.onnx"
-        root = logging.getLogger()
-        root.addFilter(_drop_preprocessing_hint)
-        try:
+        with root_logger_kept():
             quantize_dynamic(folded, converted, weight_type=QuantType.QInt8, per_channel=True)
-        finally:
-            root.removeFilter(_drop_preprocessing_hint)
         os.replace(converted, target)  # atomic: concurrent processes never see half a file
+
+
+@contextmanager
+def root_logger_kept() -> Iterator[None]:
+    """The quantizer logs through `logging.warning()`, which gives a root logger with no
+    handler one of its own: after the first embedding, the gateway's every log line was
+    printed twice (its own handler, then the root's). Its pre-processing hint is dropped."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    root.addFilter(_drop_preprocessing_hint)
+    try:
+        yield
+    finally:
+        root.removeFilter(_drop_preprocessing_hint)
+        root.handlers[:] = handlers
 
 
 def _drop_preprocessing_hint(record: logging.LogRecord) -> bool:

@@ -5,6 +5,7 @@ endpoint has it. Logged like the other endpoints, so its answers and errors carr
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any, Literal
 
@@ -13,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from smallfirst.errors import InvalidRequest, ModelNotFound, SmallfirstError
+from smallfirst.errors import ClientLeft, InvalidRequest, ModelNotFound, SmallfirstError
 from smallfirst.server.errors import REQUEST_ID_HEADER
 from smallfirst.server.responses import JSONResponse
-from smallfirst.server.routes import gateway, parse
+from smallfirst.server.routes import gateway, parse, unless_client_leaves
 from smallfirst.types import ApiModel, FieldError
 
 MAX_EMBEDDING_INPUTS = 2048
@@ -61,7 +62,9 @@ async def embeddings(request: Request) -> Response:
     api_key_id = getattr(request.state, "api_key_id", None)
     try:
         parsed = await parse(request, EmbeddingRequest)
-        body = await _embedded(parsed)
+        body = await unless_client_leaves(request, _embedded(parsed))
+        if body is None:
+            raise ClientLeft("the client left before its embeddings were done")
     except SmallfirstError as error:
         error.request_id = gw.record_embeddings("unknown", api_key_id, started, error=error)
         raise
@@ -83,9 +86,13 @@ async def _embedded(parsed: EmbeddingRequest) -> dict[str, Any]:
             f"`{embed.MODEL_ID}` makes {embed.DIMENSIONS}-dimensional vectors only",
             param="dimensions",
         )
-    vectors, tokens = await asyncio.to_thread(
-        lambda: embed.get_embedder().embed_counted(parsed.texts)
-    )
+    stop = threading.Event()
+    try:
+        vectors, tokens = await asyncio.to_thread(
+            lambda: embed.get_embedder().embed_counted(parsed.texts, stop=stop)
+        )
+    finally:
+        stop.set()  # cancelled (its client left): the thread ends at its next text
     data: list[dict[str, Any]] = [
         {
             "object": "embedding",

@@ -179,13 +179,13 @@ async def _answer(
 ) -> Response:
     parsed = dialect.request
     if isinstance(parsed, TextRequest) and len(parsed.prompts) > 1:
-        answers = await _unless_client_leaves(request, gw.complete_each_prompt(parsed, ctx))
+        answers = await unless_client_leaves(request, gw.complete_each_prompt(parsed, ctx))
         if answers is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         body = batch_body(parsed, answers, ctx.request_id)
         return JSONResponse(body, headers=_headers(answers[0].route, ctx))
     if parsed.stream:
-        answer = await _unless_client_leaves(request, gw.stream(parsed, ctx))
+        answer = await unless_client_leaves(request, gw.stream(parsed, ctx))
         if answer is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         return StreamingResponse(
@@ -196,7 +196,7 @@ async def _answer(
             # read left the answer open, unlogged, its budget hold kept
             background=BackgroundTask(close_stream, answer.chunks),
         )
-    result = await _unless_client_leaves(request, gw.complete(parsed, ctx))
+    result = await unless_client_leaves(request, gw.complete(parsed, ctx))
     if result is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     return JSONResponse(dialect.body(result, ctx.request_id), headers=_headers(result.route, ctx))
@@ -206,7 +206,7 @@ def _headers(route: RouteInfo, ctx: RequestContext) -> dict[str, str]:
     return {**route_headers(route), REQUEST_ID_HEADER: ctx.request_id}
 
 
-async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
     """Await `work`, or return None if the client disconnects first: `work` is then cancelled,
     so a model stops generating an answer nobody will read. (Once a stream has begun,
     StreamingResponse watches for the disconnect itself.) The watch starts only after
