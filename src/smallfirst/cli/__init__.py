@@ -5,6 +5,8 @@ Sub-command modules keep heavy imports inside their functions so `--help` stays 
 
 from __future__ import annotations
 
+import faulthandler
+
 import typer
 
 from smallfirst import __version__
@@ -54,4 +56,7 @@ def _root(
 
 
 def main() -> None:
+    # A crash in native code (llama.cpp, onnxruntime) killed the process without a word (QA:
+    # an AMX fault in llama.cpp): now the Python stack of each thread goes to stderr.
+    faulthandler.enable()
     app()
