@@ -41,8 +41,8 @@ async def tokenizer_for(model_id: str, backends: Mapping[str, Backend], *, param
     tokenizer = await backend.tokenizer() if backend is not None else None
     if tokenizer is None:
         raise InvalidRequest(
-            "token ids need a local model asked for by id (they mean something in one"
-            f" model's vocabulary); `{model_id}` is not one",
+            "token ids, read or written, need a local model asked for by id (they mean"
+            f" something in one model's vocabulary); `{model_id}` is not one",
             param=param,
         )
     return tokenizer
