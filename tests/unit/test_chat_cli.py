@@ -16,12 +16,15 @@ from smallfirst.errors import ContextLengthExceeded
 from smallfirst.service import Gateway
 
 
-def test_a_conversation_keeps_its_turns_until_reset(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def config_with_replies(tmp_path: Path, *replies: str) -> Path:
     config = tmp_path / "smallfirst.yaml"
-    fake = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["one", "two", "three"]}
+    fake = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": list(replies)}
     config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "models": [fake]}))
+    return config
+
+
+def recorded_turns(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The message texts of each request the chat command sends, as they are sent."""
     sent: list[list[str]] = []
     stream = Gateway.stream
 
@@ -30,6 +33,14 @@ def test_a_conversation_keeps_its_turns_until_reset(
         return await stream(self, request, ctx)
 
     monkeypatch.setattr(Gateway, "stream", recording)
+    return sent
+
+
+def test_a_conversation_keeps_its_turns_until_reset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = config_with_replies(tmp_path, "one", "two", "three")
+    sent = recorded_turns(monkeypatch)
     result = CliRunner().invoke(
         app,
         ["chat", "--config", str(config), "--system", "Be brief."],
@@ -92,17 +103,8 @@ def test_text_piped_in_comes_before_the_question(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`cat notes.txt | smallfirst chat "Summarise this"`: the notes were dropped."""
-    config = tmp_path / "smallfirst.yaml"
-    fake = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["one"]}
-    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "models": [fake]}))
-    sent: list[list[str]] = []
-    stream = Gateway.stream
-
-    async def recording(self: Gateway, request: Any, ctx: Any) -> Any:
-        sent.append([m.text for m in request.messages])
-        return await stream(self, request, ctx)
-
-    monkeypatch.setattr(Gateway, "stream", recording)
+    config = config_with_replies(tmp_path, "one")
+    sent = recorded_turns(monkeypatch)
     asked = ["chat", "Summarise this", "--config", str(config)]
     result = CliRunner().invoke(app, asked, input="My notes\nsecond line\n")
     assert result.exit_code == 0, result.output
