@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from smallfirst.errors import ConfigError
 from smallfirst.privacy.policy import PrivacyConfig  # the privacy room owns its section's schema
@@ -36,12 +37,48 @@ HASH_PREFIX = "sha256:"
 _HASH_DIGITS = re.compile(r"[0-9a-f]{64}")
 
 
+# Names a request may use besides the configured ids: a model with one of them could not be
+# reached by it (`routing_step.AUTO_MODEL`, `embed.MODEL_ID` and its alias in the embeddings
+# route, `rag_step.rag_collection`).
+AUTO_MODEL_ID = "auto"
+EMBEDDING_MODEL_IDS = ("all-minilm-l6-v2", "text-embedding-local")
+RAG_MODEL_PREFIX = "rag/"
+
+
+class _KeyedProblems(ValueError):
+    """Raised by a validator that checks several keys: each problem names its own key,
+    relative to the validated model (pydantic would put them all at the model itself)."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{key}: {problem}" for key, problem in problems))
+        self.problems = list(problems)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _not_reserved(model_id: str) -> str:
+    if model_id == AUTO_MODEL_ID:
+        raise ValueError(f'"{model_id}" is reserved: it asks the router to choose a model')
+    if model_id in EMBEDDING_MODEL_IDS:
+        raise ValueError(f'"{model_id}" is reserved: it names the built-in embedding model')
+    if model_id.startswith(RAG_MODEL_PREFIX):
+        raise ValueError(
+            f'"{model_id}" is reserved: ids starting with {RAG_MODEL_PREFIX} name RAG collections'
+        )
+    return model_id
+
+
+def _home_expanded(path: str | None) -> str | None:
+    """`~/adapter.gguf`, as `path` reads it: llama.cpp would look for a folder named `~`."""
+    return None if path is None else str(Path(path).expanduser())
+
+
 class _ModelBase(_Section):
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$")
+    id: Annotated[str, AfterValidator(_not_reserved)] = Field(
+        min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$"
+    )
     tier: Tier
     context_length: int = Field(default=8192, ge=16)
     input_cost_per_1m: float = Field(default=0.0, ge=0)
@@ -57,7 +94,7 @@ class LlamaCppModel(_ModelBase):
     path: str = BUNDLED_MODEL
     threads: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=512, ge=1)
-    lora_path: str | None = None
+    lora_path: Annotated[str | None, AfterValidator(_home_expanded)] = None
     # Prompts are read 7-14% faster with it, but greedy answers then depend on how a prompt
     # was split into batches: 4 of 24 differed between a saved and a re-read prompt, against
     # 0 of 42 without it (docs/benchmarks.md). Off: the same request answers the same.
@@ -88,10 +125,11 @@ class LlamaCppModel(_ModelBase):
     @model_validator(mode="after")
     def _a_token_per_slot_fits_a_batch(self) -> LlamaCppModel:
         if self.parallel > self.batch_size:
-            raise ValueError(
-                f"parallel ({self.parallel}) exceeds batch_size ({self.batch_size}): each step"
-                " decodes a token of every answer in one batch"
+            problem = (
+                f"{self.parallel} exceeds batch_size ({self.batch_size}): each step decodes a"
+                " token of every answer in one batch"
             )
+            raise _KeyedProblems([("parallel", problem)])
         return self
 
     # Measured: per-token hand-offs to the event loop cost 5-30% tok/s on 2 cores
@@ -129,6 +167,12 @@ class FakeModel(_ModelBase):
 ModelConfig = Annotated[
     LlamaCppModel | OpenAICompatModel | FakeModel, Field(discriminator="backend")
 ]
+DEFAULT_BACKEND = "llamacpp"
+# backend -> its model class; pydantic puts the backend inside error locations of models
+BACKENDS: dict[str, type[_ModelBase]] = {
+    cls.model_fields["backend"].default: cls
+    for cls in (LlamaCppModel, OpenAICompatModel, FakeModel)
+}
 
 
 def _a_hash_is_whole(key: str) -> str:
@@ -288,20 +332,24 @@ class Settings(_Section):
         """A model without `backend` is a local GGUF model."""
         if isinstance(data, dict) and isinstance(data.get("models"), list):
             data["models"] = [
-                {"backend": "llamacpp", **m} if isinstance(m, dict) else m for m in data["models"]
+                {"backend": DEFAULT_BACKEND, **m} if isinstance(m, dict) else m
+                for m in data["models"]
             ]
         return data
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:
         ids = [m.id for m in self.models]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate model ids: {', '.join(duplicates)}")
+        problems = _duplicate_ids(ids)
         if not self.models:
-            raise ValueError("at least one model is required")
+            problems.append(("models", "at least one model is required"))
         if self.default_model is not None and self.default_model not in ids:
-            raise ValueError(f"default_model {self.default_model!r} is not a configured model id")
+            known = f" (models: {', '.join(ids)})" if ids else ""
+            problems.append(
+                ("default_model", f'"{self.default_model}" is not a configured model id{known}')
+            )
+        if problems:
+            raise _KeyedProblems(problems)
         return self
 
     @property
@@ -319,6 +367,18 @@ class Settings(_Section):
             return f"environment {variable}"
         inside = sorted(v for k, v in self._overrides.items() if k.startswith(key + "."))
         return ", ".join([self._source, *(f"environment {v}" for v in inside)])
+
+
+def _duplicate_ids(ids: list[str]) -> list[tuple[str, str]]:
+    """`models.3.id: duplicate id "x" (also models.1)`, for each id after the first."""
+    first: dict[str, int] = {}
+    problems = []
+    for index, model_id in enumerate(ids):
+        if model_id in first:
+            also = f"models.{first[model_id]}"
+            problems.append((f"models.{index}.id", f'duplicate id "{model_id}" (also {also})'))
+        first.setdefault(model_id, index)
+    return problems
 
 
 # Four answers decoded together: ~2x the tokens per second of one at a time for four
@@ -417,36 +477,95 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
 
 def _refuse_one_underscore(name: str) -> None:
     """`SMALLFIRST_DATA_DIR` (as `SMALLFIRST_CONFIG` is spelled) was ignored without a word,
-    and the data went to the default data dir. Other `SMALLFIRST_` names are left alone: an
-    upstream's key may well be in one (`api_key_env`)."""
-    rest = name.removeprefix("SMALLFIRST_").lower()
-    if rest == name.lower():
+    and the data went to the default data dir. Names that spell no setting are left alone:
+    an upstream's key may well be in one (`api_key_env: SMALLFIRST_LOCAL_API_KEY`)."""
+    rest = name.removeprefix("SMALLFIRST_")
+    if rest == name:
         return
-    section = rest.split("_")[0]
-    if rest in Settings.model_fields:
-        meant = ENV_PREFIX + rest.upper()
-    elif section in Settings.model_fields and rest != section:
-        meant = f"{ENV_PREFIX}{section.upper()}__{rest[len(section) + 1 :].upper()}"
-    else:
+    keys = _setting_keys(rest.lower().split("_"), Settings)
+    if keys is None:
         return
     raise ConfigError(
         f"environment {name}: settings are read from SMALLFIRST__ variables, with two"
-        f" underscores: {meant}"
+        f" underscores: {ENV_PREFIX}{'__'.join(keys).upper()}"
     )
+
+
+def _setting_keys(words: list[str], section: type[BaseModel]) -> list[str] | None:
+    """The keys of a setting that `words` spell (["server", "api", "keys"] -> server.api_keys)
+    in `section`, or None: keys hold underscores too, so each split is tried."""
+    for end in range(1, len(words) + 1):
+        field = section.model_fields.get("_".join(words[:end]))
+        if field is None:
+            continue
+        if end == len(words):
+            return ["_".join(words)]
+        inner = _section_type(field.annotation)
+        rest = None if inner is None else _setting_keys(words[end:], inner)
+        if rest is not None:
+            return ["_".join(words[:end]), *rest]
+    return None
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The section a field holds (`BaselineConfig | None` -> BaselineConfig), if any."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _describe(source: str, exc: ValidationError, overrides: Mapping[str, str]) -> str:
     """One line per error, each blamed on the env variable that set its key, if one did."""
     lines = []
     blamed = set()
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "<top>"
-        problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+    for key, problem in _problems(exc.errors()):
         variable = _setting_variable(key, overrides)
         blamed.add(f"environment {variable}" if variable else source)
         lines.append(f"  {key}: {problem}" + (f" (set by {variable})" if variable else ""))
     sources = sorted(blamed, key=lambda name: (name != source, name))  # the file first
     return "\n".join([f"{', '.join(sources)}: invalid configuration", *lines])
+
+
+def _problems(errors: list[ErrorDetails]) -> Iterator[tuple[str, str]]:
+    """(key as the file spells it, problem) for each of pydantic's errors."""
+    for error in errors:
+        loc, backend = _without_backend(error["loc"])
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, _KeyedProblems):
+            yield from ((_dotted((*loc, key)), problem) for key, problem in cause.problems)
+        elif error["type"] == "union_tag_invalid":
+            tag, known = error.get("ctx", {}).get("tag"), ", ".join(BACKENDS)
+            yield _dotted((*loc, "backend")), f'unknown backend "{tag}" (backends: {known})'
+        elif error["type"] == "extra_forbidden":
+            yield _dotted(loc), _unknown_key(str(loc[-1]), backend)
+        elif error["type"] == "value_error" and cause is not None:
+            yield _dotted(loc), str(cause)  # without pydantic's "Value error, "
+        else:
+            yield _dotted(loc), error["msg"]
+
+
+def _without_backend(loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], str | None]:
+    """`models.0.llamacpp.path` -> `models.0.path`, "llamacpp": pydantic puts the backend
+    (the union's tag) in the location, where the file has no such key."""
+    if len(loc) > 2 and loc[0] == "models" and isinstance(loc[1], int) and loc[2] in BACKENDS:
+        return (*loc[:2], *loc[3:]), str(loc[2])
+    return loc, None
+
+
+def _unknown_key(key: str, backend: str | None) -> str:
+    """A remote model written without `backend: openai_compat` is read as a local one."""
+    elsewhere = [b for b, cls in BACKENDS.items() if b != backend and key in cls.model_fields]
+    if backend is None or not elsewhere:
+        return "unknown key"
+    default = " (the default)" if backend == DEFAULT_BACKEND else ""
+    return f"unknown key for backend {backend}{default}; {key} needs backend: " + " or ".join(
+        elsewhere
+    )
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in loc) or "<top>"
 
 
 def _setting_variable(

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from smallfirst.backends import Backend
-from smallfirst.config import Settings
+from smallfirst.config import AUTO_MODEL_ID, Settings
 from smallfirst.embed import MODEL_ID as EMBEDDING_MODEL
 from smallfirst.errors import BudgetSpent, ConfigError, InvalidRequest, ModelNotFound
 from smallfirst.routing.budget import SpendTracker
@@ -25,7 +25,7 @@ from smallfirst.types import TIERS, ChatRequest, GenerateRequest, TextRequest, T
 if TYPE_CHECKING:
     from smallfirst.routing.base import Router
 
-AUTO_MODEL = "auto"
+AUTO_MODEL = AUTO_MODEL_ID  # the model id that asks the router to choose
 
 
 class RoutingStep:

@@ -5,9 +5,23 @@ import pytest
 from typer.testing import CliRunner
 
 from smallfirst.cli import app
-from smallfirst.config import LlamaCppModel, load_settings
+from smallfirst.config import (
+    AUTO_MODEL_ID,
+    EMBEDDING_MODEL_IDS,
+    RAG_MODEL_PREFIX,
+    LlamaCppModel,
+    load_settings,
+)
 from smallfirst.errors import ConfigError, Unauthorized
 from smallfirst.server.auth import KeyRing
+
+REMOTE_MODEL = """models:
+  - id: remote
+    tier: onprem
+    backend: openai_compat
+    base_url: http://127.0.0.1:9/v1
+    api_key_env: {key_variable}
+"""
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -39,13 +53,13 @@ def test_bad_value_names_the_key(tmp_path: Path) -> None:
         tmp_path,
         "models:\n  - {id: m, tier: moon, backend: fake}\n",
     )
-    with pytest.raises(ConfigError, match=r"models\.0\.fake\.tier"):
+    with pytest.raises(ConfigError, match=r"\n  models\.0\.tier: Input should be 'edge'"):
         load_settings(path, env={})
 
 
 def test_more_slots_than_a_batch_holds_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "models:\n  - {id: m, tier: edge, parallel: 8, batch_size: 4}\n")
-    with pytest.raises(ConfigError, match=r"parallel \(8\) exceeds batch_size \(4\)"):
+    with pytest.raises(ConfigError, match=r"models\.0\.parallel: 8 exceeds batch_size \(4\)"):
         load_settings(path, env={})
 
 
@@ -70,10 +84,16 @@ models:
     assert [m.tier for m in settings.models] == ["edge", "cloud"]
 
 
-def test_duplicate_model_ids_are_rejected(tmp_path: Path) -> None:
-    path = write(tmp_path, "models:\n  - {id: a, tier: edge}\n  - {id: a, tier: cloud}\n")
-    with pytest.raises(ConfigError, match="duplicate model ids: a"):
+def test_duplicate_model_ids_are_rejected_naming_each_later_one(tmp_path: Path) -> None:
+    models = "".join(f"  - {{id: {i}, tier: edge}}\n" for i in ["a", "b", "a", "a"])
+    path = write(tmp_path, "models:\n" + models)
+    with pytest.raises(ConfigError) as error:
         load_settings(path, env={})
+    assert str(error.value) == (
+        f"{path}: invalid configuration\n"
+        '  models.2.id: duplicate id "a" (also models.0)\n'
+        '  models.3.id: duplicate id "a" (also models.0)'
+    )
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
@@ -179,6 +199,24 @@ def test_other_names_with_one_underscore_are_left_alone() -> None:
     assert load_settings(env=env).server.port == 8080
 
 
+@pytest.mark.parametrize("variable", ["SMALLFIRST_LOCAL_API_KEY", "SMALLFIRST_SERVER_TOKEN"])
+def test_a_name_that_starts_like_a_section_but_spells_no_setting_is_left_alone(
+    tmp_path: Path, variable: str
+) -> None:
+    """It stopped every command: SMALLFIRST_LOCAL_API_KEY read as SMALLFIRST__LOCAL__API_KEY,
+    which is no setting either, though an upstream's key was in it (`api_key_env`)."""
+    path = write(tmp_path, REMOTE_MODEL.format(key_variable=variable))
+    settings = load_settings(path, env={variable: "sk-local"})
+    assert [m.id for m in settings.models] == ["remote"]
+
+
+def test_a_setting_in_a_nested_section_is_refused_with_its_spelling() -> None:
+    """It suggested SMALLFIRST__ROUTING__CASCADE_MAX_TOKENS, which is no setting."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(env={"SMALLFIRST_ROUTING_CASCADE_MAX_TOKENS": "64"})
+    assert str(error.value).endswith("two underscores: SMALLFIRST__ROUTING__CASCADE__MAX_TOKENS")
+
+
 def test_a_key_given_twice_is_an_error_naming_it_the_file_and_the_lines(tmp_path: Path) -> None:
     twice = "models:\n  - {id: a, tier: edge}\nmodels:\n  - {id: b, tier: edge}\n"
     with pytest.raises(ConfigError) as top:
@@ -215,3 +253,86 @@ def test_a_models_item_cannot_be_set_from_the_environment_and_says_so() -> None:
     """It said "models: Input should be a valid list"."""
     with pytest.raises(ConfigError, match="the models are a list, not a section"):
         load_settings(env={"SMALLFIRST__MODELS__0__CONTEXT_LENGTH": "10"})
+
+
+@pytest.mark.parametrize(
+    ("model_id", "why"),
+    [
+        ("auto", "it asks the router to choose a model"),
+        ("all-minilm-l6-v2", "it names the built-in embedding model"),
+        ("text-embedding-local", "it names the built-in embedding model"),
+        ("rag/notes", "ids starting with rag/ name RAG collections"),
+    ],
+)
+def test_a_model_id_the_server_gives_another_meaning_is_refused(
+    tmp_path: Path, model_id: str, why: str
+) -> None:
+    """Served, /v1/models listed `auto` twice and `rag/notes` could never be reached."""
+    path = write(
+        tmp_path, f"models:\n  - {{id: m, tier: edge}}\n  - {{id: '{model_id}', tier: edge}}\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert (
+        str(error.value)
+        == f'{path}: invalid configuration\n  models.1.id: "{model_id}" is reserved: {why}'
+    )
+
+
+def test_the_reserved_ids_are_the_names_the_server_reads() -> None:
+    from smallfirst import embed
+    from smallfirst.rag_step import rag_collection
+    from smallfirst.routing_step import AUTO_MODEL
+
+    assert AUTO_MODEL_ID == AUTO_MODEL
+    assert embed.MODEL_ID in EMBEDDING_MODEL_IDS
+    assert rag_collection(RAG_MODEL_PREFIX + "notes") == "notes"
+
+
+@pytest.mark.parametrize(
+    ("config", "line"),
+    [
+        (
+            "models:\n  - {id: a, tier: edge, contxt_length: 100}\n",
+            "models.0.contxt_length: unknown key",
+        ),
+        (
+            "models:\n  - {id: gpt, tier: cloud, base_url: 'https://api.openai.com/v1'}\n",
+            "models.0.base_url: unknown key for backend llamacpp (the default); base_url needs"
+            " backend: openai_compat",
+        ),
+        (
+            "models:\n  - {id: gpt, tier: cloud, backend: openai_compat, base_url: 'http://x',"
+            " path: m.gguf}\n",
+            "models.0.path: unknown key for backend openai_compat; path needs backend: llamacpp",
+        ),
+        (
+            "models:\n  - {id: a, tier: edge, backend: llama.cpp}\n",
+            'models.0.backend: unknown backend "llama.cpp" (backends: llamacpp, openai_compat,'
+            " fake)",
+        ),
+        (
+            "default_model: nope\nmodels:\n  - {id: a, tier: edge}\n",
+            'default_model: "nope" is not a configured model id (models: a)',
+        ),
+        ("models: []\n", "models: at least one model is required"),
+    ],
+)
+def test_an_error_names_the_key_as_the_file_spells_it(
+    tmp_path: Path, config: str, line: str
+) -> None:
+    """Not `models.0.llamacpp.contxt_length` (pydantic's union tag), nor `<top>: Value error,`."""
+    path = write(tmp_path, config)
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(error.value) == f"{path}: invalid configuration\n  {line}"
+
+
+def test_an_unknown_default_model_from_the_environment_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(env={"SMALLFIRST__DEFAULT_MODEL": "nope"})
+    assert str(error.value) == (
+        "environment SMALLFIRST__DEFAULT_MODEL: invalid configuration\n"
+        '  default_model: "nope" is not a configured model id (models: smollm2-135m)'
+        " (set by SMALLFIRST__DEFAULT_MODEL)"
+    )

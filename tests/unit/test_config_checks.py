@@ -3,6 +3,7 @@ before it listens: model and adapter files, the data folder, keys, memory, CLI f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,20 @@ def test_gguf_files_and_the_bundled_model_pass(tmp_path: Path) -> None:
     result = check(str(write(tmp_path, local_model(path=str(model), lora_path=str(adapter)))))
     assert result.exit_code == 0, result.output
     assert check().exit_code == 0  # bundled:smollm2
+
+
+def test_an_adapter_path_from_the_home_folder_is_expanded_as_a_model_path_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lora_path: ~/adapter.gguf` was refused as not found (and llama.cpp reads no `~`)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model, adapter = gguf(tmp_path / "model.gguf"), gguf(tmp_path / "adapter.gguf")
+    config = write(tmp_path, local_model(path="~/model.gguf", lora_path="~/adapter.gguf"))
+    result = check(str(config), "--json")
+    assert result.exit_code == 0, result.output
+    [checked] = json.loads(result.stdout)["models"]
+    assert (checked["path"], checked["lora_path"]) == ("~/model.gguf", str(adapter))
+    assert model.is_file()
 
 
 def test_serve_refuses_a_bad_adapter_and_warns_of_a_bad_model_file(
@@ -228,4 +243,35 @@ def test_a_routing_error_from_the_environment_names_the_variable(
     assert result.exit_code == 1
     assert result.output.startswith(
         "Error: <built-in defaults>, environment SMALLFIRST__ROUTING__ROUTER: routing: `learned`"
+    )
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
+def test_api_keys_are_needed_beyond_loopback_by_check_as_by_serve(
+    monkeypatch: pytest.MonkeyPatch, served: list[Any], command: list[str]
+) -> None:
+    """`config check` said OK to what `serve` refused to start with."""
+    monkeypatch.setenv("SMALLFIRST__SERVER__HOST", "0.0.0.0")
+    monkeypatch.delenv("SMALLFIRST_API_KEYS", raising=False)
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 1
+    assert refused.output == (
+        "Error: binding 0.0.0.0 (not loopback) needs API keys: set SMALLFIRST_API_KEYS=key1,key2"
+        " or server.api_keys in the config\n"
+    )
+    assert served == []
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", "k1")
+    assert CliRunner().invoke(app, command).exit_code == 0
+
+
+def test_require_api_key_without_a_key_is_refused_saying_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On loopback: not "binding 127.0.0.1 (not loopback)"."""
+    monkeypatch.setenv("SMALLFIRST__SERVER__REQUIRE_API_KEY", "true")
+    monkeypatch.delenv("SMALLFIRST_API_KEYS", raising=False)
+    result = check()
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "Error: server.require_api_key is true but no API key is set: set"
     )

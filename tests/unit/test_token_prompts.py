@@ -57,7 +57,13 @@ def test_a_batch_of_token_id_prompts_answers_each(api: tuple[TestClient, Gateway
 @pytest.mark.parametrize(
     ("model", "prompt", "status", "param", "fragment"),
     [
-        ("auto", IDS, 400, "prompt", "token ids, read or written, need a local model asked for by id"),
+        (
+            "auto",
+            IDS,
+            400,
+            "prompt",
+            "token ids, read or written, need a local model asked for by id",
+        ),
         ("big", IDS, 400, "prompt", "`big` is not one"),  # a cloud tier's tokenizer is not here
         ("nope", IDS, 404, "model", "does not exist"),
         ("tiny", [72, 256], 400, "prompt", "a byte tokenizer has tokens 0 to 255"),

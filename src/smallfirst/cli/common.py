@@ -150,6 +150,26 @@ def check_data_dir_or_exit(settings: Settings) -> None:
         fail(f"{settings.origin('data_dir')}: data_dir: cannot write {path}: {problem}", code=1)
 
 
+def check_api_keys_or_exit(settings: Settings) -> None:
+    """Exit 1 if API keys are required (bound beyond loopback, or `require_api_key`) and
+    none is set: the server would refuse every request. `serve` and `config check` ask it."""
+    from smallfirst.server.auth import KeyRing
+
+    server = settings.server
+    keyring = KeyRing(server)
+    if not keyring.required or keyring.hashes:
+        return
+    problem = (
+        "server.require_api_key is true but no API key is set"
+        if server.require_api_key
+        else f"binding {server.host} (not loopback) needs API keys"
+    )
+    fail(
+        f"{problem}: set {server.api_keys_env}=key1,key2 or server.api_keys in the config",
+        code=1,
+    )
+
+
 def refuse_model_file_problems(settings: Settings, problems: list[str]) -> None:
     """Exit 1 naming the file and each problem, if there are any."""
     if problems:

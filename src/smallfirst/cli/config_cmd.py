@@ -10,6 +10,7 @@ import typer
 from smallfirst.cli.common import (
     CONFIG_ENV,
     adapter_file_problems,
+    check_api_keys_or_exit,
     check_data_dir_or_exit,
     check_routing_or_exit,
     config_warnings,
@@ -37,6 +38,7 @@ def check(
     refuse_model_file_problems(
         settings, [*model_file_problems(settings), *adapter_file_problems(settings)]
     )
+    check_api_keys_or_exit(settings)
     warn(config_warnings(settings))
     if as_json:
         typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))

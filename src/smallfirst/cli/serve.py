@@ -16,6 +16,7 @@ import typer
 from smallfirst.cli.common import (
     CONFIG_OPTION,
     adapter_file_problems,
+    check_api_keys_or_exit,
     check_data_dir_or_exit,
     check_routing_or_exit,
     config_warnings,
@@ -52,7 +53,6 @@ def serve(
 ) -> None:
     """Start the OpenAI-compatible gateway."""
     from smallfirst.server import create_app
-    from smallfirst.server.auth import KeyRing
     from smallfirst.server.runner import run_server
 
     settings = settings_or_exit(config)
@@ -66,12 +66,7 @@ def serve(
     refuse_model_file_problems(settings, adapter_file_problems(settings))
     # requests to a model without its file fall back or fail; the others are served
     warn([*model_file_problems(settings), *config_warnings(settings)])
-    keyring = KeyRing(settings.server)
-    if keyring.required and not keyring.hashes:
-        fail(
-            f"binding {settings.server.host} (not loopback) needs API keys: set "
-            f"{settings.server.api_keys_env}=key1,key2 or server.api_keys in the config"
-        )
+    check_api_keys_or_exit(settings)
     _show_gateway_log(log_level)
     run_server(create_app(settings), settings, log_level)
 

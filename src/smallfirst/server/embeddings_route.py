@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from smallfirst.config import EMBEDDING_MODEL_IDS
 from smallfirst.errors import ClientLeft, InvalidRequest, ModelNotFound, SmallfirstError
 from smallfirst.server.errors import REQUEST_ID_HEADER
 from smallfirst.server.responses import JSONResponse
@@ -76,7 +77,7 @@ async def embeddings(request: Request) -> Response:
 async def _embedded(parsed: EmbeddingRequest) -> dict[str, Any]:
     from smallfirst import embed
 
-    if parsed.model not in (embed.MODEL_ID, "text-embedding-local"):
+    if parsed.model not in EMBEDDING_MODEL_IDS:  # the model's id and an alias
         raise ModelNotFound(
             f"The embedding model `{parsed.model}` does not exist; use `{embed.MODEL_ID}`",
             param="model",
