@@ -3,6 +3,7 @@ before it listens: model and adapter files, the data folder, keys, memory, CLI f
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,13 @@ def test_require_api_key_without_a_key_is_refused_saying_so(
     assert result.output.startswith(
         "Error: server.require_api_key is true but no API key is set: set"
     )
+
+
+def test_config_check_json_shows_api_keys_as_their_hashes(tmp_path: Path) -> None:
+    """QA: a plain key in the file was printed as it was."""
+    config = write(tmp_path, "server:\n  api_keys: [plain-secret-key]\n")
+    result = check(str(config), "--json")
+    assert result.exit_code == 0, result.output
+    assert "plain-secret-key" not in result.output
+    digest = hashlib.sha256(b"plain-secret-key").hexdigest()
+    assert json.loads(result.output)["server"]["api_keys"] == [f"sha256:{digest}"]

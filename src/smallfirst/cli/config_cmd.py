@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -19,7 +20,7 @@ from smallfirst.cli.common import (
     settings_or_exit,
     warn,
 )
-from smallfirst.config import BUILT_IN
+from smallfirst.config import BUILT_IN, Settings
 
 app = typer.Typer(help="Inspect and validate configuration.", no_args_is_help=True)
 
@@ -41,8 +42,18 @@ def check(
     check_api_keys_or_exit(settings)
     warn(config_warnings(settings))
     if as_json:
-        typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+        typer.echo(json.dumps(_shown(settings), indent=2))
         return
     typer.echo(f"{file or BUILT_IN}: OK")
     for model in settings.models:
         typer.echo(f"  {model.id:<24} tier={model.tier:<7} backend={model.backend}")
+
+
+def _shown(settings: Settings) -> dict[str, Any]:
+    """The resolved config, API keys as their hashes: a plain key in the file was printed
+    as it was (whatever reads this output need not see it)."""
+    from smallfirst.server.auth import hashed
+
+    shown = settings.model_dump(mode="json")
+    shown["server"]["api_keys"] = hashed(settings.server.api_keys)
+    return shown

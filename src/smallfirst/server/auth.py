@@ -27,6 +27,11 @@ def hash_key(key: str) -> str:
     return HASH_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def hashed(keys: list[str]) -> list[str]:
+    """Configured keys as hashes: plain keys are hashed, hashes kept."""
+    return [key if key.startswith(HASH_PREFIX) else hash_key(key) for key in keys]
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -38,7 +43,7 @@ def is_loopback(host: str) -> bool:
 
 class KeyRing:
     def __init__(self, config: ServerConfig) -> None:
-        keys = [k if k.startswith(HASH_PREFIX) else hash_key(k) for k in config.api_keys]
+        keys = hashed(config.api_keys)
         from_env = os.environ.get(config.api_keys_env, "")
         keys += [hash_key(k.strip()) for k in from_env.split(",") if k.strip()]
         self.hashes = frozenset(keys)
