@@ -93,10 +93,18 @@ def installed_path(name: str) -> Path:
 
 
 def resolve_installed(name: str) -> Path:
+    """The installed file, if it is there at its published size (not its SHA-256: seconds a
+    gigabyte at every start): a copy cut short passed `config check`, then every request to
+    it was a 503."""
     path = installed_path(name)
     if not path.is_file():
         raise ModelUnavailable(
             f"model {name!r} is not installed ({path}); run `smallfirst models install {name}`"
+        )
+    if (size := path.stat().st_size) != CATALOG[name].size:
+        raise ModelUnavailable(
+            f"model {name!r} at {path} is damaged ({size} of {CATALOG[name].size} bytes); run"
+            f" `smallfirst models install {name}` again"
         )
     return path
 

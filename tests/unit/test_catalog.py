@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smallfirst.backends.llamacpp_engine import resolve_model_path
-from smallfirst.catalog import LOCK_NAME, CatalogModel, InstallFailed, Part, install
+from smallfirst.catalog import CATALOG, LOCK_NAME, CatalogModel, InstallFailed, Part, install
 from smallfirst.cli import app
 from smallfirst.errors import ModelUnavailable
 
@@ -106,7 +106,11 @@ def test_a_config_names_an_installed_model_and_hears_how_to_install_it(
         resolve_model_path("installed:nope")
     installed = tmp_path / "models" / "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"
     installed.parent.mkdir()
-    installed.write_bytes(b"GGUF")
+    installed.write_bytes(b"GGUF")  # cut short
+    with pytest.raises(ModelUnavailable, match=re.escape("is damaged (4 of 1117320768 bytes)")):
+        resolve_model_path("installed:qwen2.5-coder-1.5b")
+    with installed.open("r+b") as whole:  # sparse: no disk spent
+        whole.truncate(CATALOG["qwen2.5-coder-1.5b"].size)
     assert resolve_model_path("installed:qwen2.5-coder-1.5b") == installed
 
 
