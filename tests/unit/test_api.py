@@ -617,6 +617,50 @@ def test_the_embedding_model_is_listed_and_its_requests_logged(tmp_path: Path) -
     assert "is an embedding model: send it to /v1/embeddings" in chat.json()["error"]["message"]
 
 
+def test_embedding_requests_do_not_hold_up_chat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: six large embedding requests took every thread of asyncio's default pool, and a
+    chat request (its privacy scan runs there) waited until all six were done."""
+    pytest.importorskip("onnxruntime")
+    import asyncio
+    import threading
+
+    import numpy as np
+
+    from smallfirst.embed import DIMENSIONS, encoder
+
+    release = threading.Event()
+
+    def held(self: Any, token_ids: list[int]) -> Any:
+        release.wait(timeout=30)  # the embeddings go on until the chat has its answer
+        return np.zeros(DIMENSIONS, dtype=np.float32)
+
+    monkeypatch.setattr(encoder.LocalEmbedder, "_embed_ids", held)
+    client, _ = fake_client(fake_settings(tmp_path))  # the privacy guard is on: a thread each
+
+    async def chat_beside_embeddings() -> int:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            body = {"model": "all-minilm-l6-v2", "input": ["a text"] * 4}
+            embeddings = [
+                asyncio.ensure_future(http.post("/v1/embeddings", json=body)) for _ in range(40)
+            ]
+            await asyncio.sleep(0.2)  # all are in: more than the default pool has threads
+            try:
+                chat = await asyncio.wait_for(
+                    http.post("/v1/chat/completions", json=chat_body()), timeout=20
+                )
+            finally:
+                release.set()
+                await asyncio.gather(*embeddings)
+            return chat.status_code
+
+    with client:
+        assert client.portal is not None
+        assert client.portal.call(chat_beside_embeddings) == 200
+
+
 @pytest.mark.parametrize(
     ("body", "where", "limit"),
     [

@@ -412,3 +412,20 @@ async def test_an_echoed_prompts_unscored_first_token_stays_unscored() -> None:
         answer = await backend.complete(text_request)
     assert answer.logprobs is not None
     assert [item.logprob for item in answer.logprobs] == [None, -1.5]
+
+
+async def test_a_read_timeout_is_not_asked_again() -> None:
+    """The upstream has the request and may still answer (and bill) it: a retry doubled the
+    work sent to a slow upstream. Failures before the upstream has it are retried."""
+    calls = 0
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(2)
+        return web.json_response(ANSWER)
+
+    async with upstream(handle, max_retries=2, read_timeout_s=0.2) as backend:
+        with pytest.raises(UpstreamTimeout):
+            await backend.complete(REQUEST)
+    assert calls == 1
