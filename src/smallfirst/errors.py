@@ -206,6 +206,7 @@ class UpstreamTimeout(SmallfirstError):
     status = 504
     error_type = "api_error"
     code = "upstream_timeout"
+    received = True  # the upstream had the request (False: the connection timed out)
 
 
 class ConfigError(Exception):

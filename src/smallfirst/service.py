@@ -360,8 +360,9 @@ class Gateway:
         sent, guard = self.privacy.request_for(request, model, ctx.inspection)
         try:
             answered = await call(self.backends[model.id], sent)
-        except asyncio.CancelledError:
-            if not self.planner.tiers.is_local(model):
+        except (asyncio.CancelledError, UpstreamTimeout) as ended:
+            received = not isinstance(ended, UpstreamTimeout) or ended.received
+            if received and not self.planner.tiers.is_local(model):
                 self._bill_abandoned(model, ctx, request)
             raise
         result: T = restore(answered, guard)
@@ -371,10 +372,11 @@ class Gateway:
     def _bill_abandoned(
         self, model: ModelInfo, ctx: RequestContext, request: GenerateRequest
     ) -> None:
-        """A remote call cancelled under way (its client left) was read, and an answer not
-        streamed is written to the end all the same: bill the budget's estimate of it, or a
-        client that times out early would spend without limit. A stream stops when its
-        connection closes: its prompt is billed."""
+        """A remote call cancelled under way (its client left) or that timed out once the
+        upstream had it was read, and an answer not streamed is written to the end all the
+        same: bill the budget's estimate of it, or a client that times out early (or a slow
+        upstream) would spend without limit. A stream stops when its connection closes: its
+        prompt is billed."""
         ctx.abandoned = assumed_usage(request, answered=not request.stream)
         ctx.spent_usd += request_cost(model, ctx.abandoned)
 

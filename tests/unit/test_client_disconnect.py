@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from smallfirst.backends.fake import FakeReply
-from smallfirst.errors import UpstreamError
+from smallfirst.errors import UpstreamError, UpstreamTimeout
 from smallfirst.logs import RequestRecord
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
@@ -270,3 +270,35 @@ def test_leaving_an_embeddings_request_stops_the_encoder(
     assert [(r.status, r.error_code) for r in records] == [(499, "client_closed_request")]
     assert stopped_at < 100
     assert len(embedded) == stopped_at  # nothing more was embedded after it stopped
+
+
+@pytest.mark.parametrize("received", [True, False])
+def test_a_remote_call_that_timed_out_is_billed_if_the_upstream_had_it(
+    tmp_path: Path, received: bool
+) -> None:
+    """A read timeout leaves the answer written and billed upstream (and a slow upstream
+    would otherwise spend past the budget); a connection that timed out sent nothing."""
+    paid = {
+        "id": "paid",
+        "tier": "cloud",
+        "backend": "fake",
+        "replies": ["x"],
+        "input_cost_per_1m": 1000.0,
+        "output_cost_per_1m": 2000.0,
+    }
+    budget = {"budget": {"daily_usd": 0.05}}  # less than one answer of 50 tokens
+    settings = fake_settings(tmp_path, models=[paid], routing=budget, privacy={"enabled": False})
+    client, gateway = fake_client(settings)
+    timeout = UpstreamTimeout("paid: upstream timed out")
+    timeout.received = received
+    fake_backend(gateway, "paid").queue(timeout)
+    records: list[RequestRecord] = []
+    gateway.add_observer(records.append)
+    with client:
+        timed_out = client.post("/v1/chat/completions", json=chat_body("paid", max_tokens=50))
+        again = client.post("/v1/chat/completions", json=chat_body("paid", max_tokens=1))
+    assert timed_out.status_code == 504
+    assert (records[0].completion_tokens, records[0].cost_usd > 0) == (
+        (50, True) if received else (0, False)
+    )
+    assert again.status_code == (429 if received else 200)

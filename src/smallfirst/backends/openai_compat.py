@@ -121,12 +121,14 @@ class OpenAICompatBackend(Backend):
             try:
                 response = await self._client().post(url, data=data)
             except TimeoutError as exc:
-                error: SmallfirstError = UpstreamTimeout(f"{self.config.id}: upstream timed out")
-                cause: Exception = exc
-                if not isinstance(exc, aiohttp.ConnectionTimeoutError):
+                timeout = UpstreamTimeout(f"{self.config.id}: upstream timed out")
+                timeout.received = not isinstance(exc, aiohttp.ConnectionTimeoutError)
+                if timeout.received:
                     # It has the request and may still be answering (and billing) it: asked
                     # again, a slow upstream got twice the work (QA: 155 calls for 116).
-                    raise error from exc
+                    raise timeout from exc
+                error: SmallfirstError = timeout
+                cause: Exception = exc
             except aiohttp.ClientError as exc:
                 if self._ended_by is not None:  # the shutdown closed the session: no retry
                     raise self._ended_by from exc
