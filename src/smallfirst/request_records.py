@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from smallfirst.answers import RequestContext, RouteInfo, new_request_id
-from smallfirst.completions import Completion, ModelInfo, Usage
+from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
 from smallfirst.config import BaselineConfig
 from smallfirst.errors import CLIENT_CLOSED_REQUEST, PolicyBlocked, SmallfirstError
 from smallfirst.logs import RequestRecord, request_cost
@@ -157,3 +157,13 @@ def answers_text(choices: Sequence[Completion]) -> str:
 def calls_text(calls: Sequence[ToolCall] | None) -> str:
     """Tool calls as the log shows them, after the text they came with."""
     return "".join(f" [call {c.function.name}({c.function.arguments})]" for c in calls or [])
+
+
+def call_cost(model: ModelInfo, result: object) -> float:
+    """Cost of a finished call; streamed answers are costed when the stream ends."""
+    if isinstance(result, Completion):
+        return request_cost(model, result.usage)
+    if isinstance(result, list):
+        usage = next((c.usage for c in reversed(result) if isinstance(c, Chunk) and c.usage), None)
+        return request_cost(model, usage) if usage else 0.0
+    return 0.0

@@ -18,7 +18,7 @@ from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.backends import Backend, build_backends
 from smallfirst.batches import answer_each_prompt
 from smallfirst.choices import completions_of, usage_of
-from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
+from smallfirst.completions import Chunk, ModelInfo, Usage
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
@@ -43,6 +43,7 @@ from smallfirst.request_records import (
     answered_record,
     answers_text,
     assumed_usage,
+    call_cost,
     embeddings_record,
     estimated_cost,
     estimated_usage,
@@ -366,7 +367,7 @@ class Gateway:
                 self._bill_abandoned(model, ctx, request)
             raise
         result: T = restore(answered, guard)
-        ctx.spent_usd += _cost_of(model, result)
+        ctx.spent_usd += call_cost(model, result)
         return result
 
     def _bill_abandoned(
@@ -595,16 +596,6 @@ def _failed_route(plan: Plan, ctx: RequestContext, answering: ModelInfo | None) 
     model = answering or ctx.calling or plan.candidates[0]
     before = [m for m in ctx.tried if m != model.id]
     return RouteInfo(model, plan.router, plan.reason, plan.score, plan.threshold, tuple(before))
-
-
-def _cost_of(model: ModelInfo, result: object) -> float:
-    """Cost of a finished call; streamed answers are costed when the stream ends."""
-    if isinstance(result, Completion):
-        return request_cost(model, result.usage)
-    if isinstance(result, list):
-        usage = next((c.usage for c in reversed(result) if isinstance(c, Chunk) and c.usage), None)
-        return request_cost(model, usage) if usage else 0.0
-    return 0.0
 
 
 def _finite(value: float) -> float | None:
