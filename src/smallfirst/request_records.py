@@ -117,15 +117,23 @@ def rejection_record(
 
 
 def embeddings_record(
-    model: str, api_key_id: str | None, started: float, tokens: int
+    model: str,
+    api_key_id: str | None,
+    started: float,
+    tokens: int,
+    error: SmallfirstError | None = None,
 ) -> RequestRecord:
+    """An embeddings request's row; a failed one keeps its model and how long it took (it
+    was logged as model "unknown" in 0 ms, even a 400 that took seconds)."""
     return RequestRecord(
         id=new_request_id(),
         created_at=time.time(),
         endpoint="embeddings",
         model_requested=model,
-        model_answered=model,
+        model_answered=model if error is None else None,
         tier=EMBEDDINGS_TIER,
+        status=200 if error is None else error.status,
+        error_code=None if error is None else error.code,
         prompt_tokens=tokens,
         latency_ms=(time.perf_counter() - started) * 1000,
         api_key_id=api_key_id,

@@ -539,11 +539,11 @@ class Gateway:
         tokens: int = 0,
         error: SmallfirstError | None = None,
     ) -> str:
-        """Log an embeddings request (no routing: one local encoder, tier "embeddings").
-        Returns the log row's id."""
-        if error is not None:
+        """Log an embeddings request (no routing: one local encoder, tier "embeddings");
+        `model` "unknown" when the request named no embedding model. Returns the row's id."""
+        if error is not None and model == "unknown":
             return self._notify(rejection_record("embeddings", error, api_key_id))
-        return self._notify(embeddings_record(model, api_key_id, started, tokens))
+        return self._notify(embeddings_record(model, api_key_id, started, tokens, error))
 
     def _notify(self, record: RequestRecord) -> str:
         for observe in self._observers:

@@ -604,6 +604,8 @@ def test_the_embedding_model_is_listed_and_its_requests_logged(tmp_path: Path) -
         body = {"model": "all-minilm-l6-v2", "input": ["two words", "three more words"]}
         embedded = client.post("/v1/embeddings", json=body)
         unknown = client.post("/v1/embeddings", json={"model": "nope", "input": "x"})
+        too_long = {"model": "all-minilm-l6-v2", "input": "word " * 400}
+        refused = client.post("/v1/embeddings", json=too_long)
         chat = client.post("/v1/chat/completions", json=chat_body("all-minilm-l6-v2"))
     assert listed["all-minilm-l6-v2"]["dimensions"] == 384
     rows = sqlite3.connect(tmp_path / "requests.db").execute(
@@ -613,6 +615,8 @@ def test_the_embedding_model_is_listed_and_its_requests_logged(tmp_path: Path) -
     tokens = embedded.json()["usage"]["prompt_tokens"]
     assert logged[embedded.headers["x-request-id"]] == (200, "embeddings", tokens)
     assert logged[unknown.headers["x-request-id"]] == (404, None, 0)
+    # a request for the embedding model keeps it, failed or not (it was "unknown", in 0 ms)
+    assert logged[refused.headers["x-request-id"]] == (400, "embeddings", 0)
     assert chat.status_code == 400
     assert "is an embedding model: send it to /v1/embeddings" in chat.json()["error"]["message"]
 

@@ -66,13 +66,15 @@ async def embeddings(request: Request) -> Response:
     """Logged like the other endpoints, so its answers and errors carry `x-request-id`."""
     gw, started = gateway(request), time.perf_counter()
     api_key_id = getattr(request.state, "api_key_id", None)
+    asked = "unknown"  # until the body names the embedding model
     try:
         parsed = await parse(request, EmbeddingRequest)
+        asked = parsed.model if parsed.model in EMBEDDING_MODEL_IDS else asked
         body = await unless_client_leaves(request, _embedded(parsed))
         if body is None:
             raise ClientLeft("the client left before its embeddings were done")
     except SmallfirstError as error:
-        error.request_id = gw.record_embeddings("unknown", api_key_id, started, error=error)
+        error.request_id = gw.record_embeddings(asked, api_key_id, started, error=error)
         raise
     tokens = body["usage"]["prompt_tokens"]
     request_id = gw.record_embeddings(body["model"], api_key_id, started, tokens=tokens)
