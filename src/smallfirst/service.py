@@ -18,7 +18,7 @@ from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
 from smallfirst.backends import Backend, build_backends
 from smallfirst.batches import answer_each_prompt
 from smallfirst.choices import completions_of, usage_of
-from smallfirst.completions import Chunk, ModelInfo, Usage
+from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
@@ -232,7 +232,7 @@ class Gateway:
                 request,
                 ctx,
                 plan,
-                self._first_answer(plan, ctx, request, lambda b, r: b.complete(r), held=held),
+                self._first_answer(plan, ctx, request, self._answered_whole, held=held),
             )
             choices, usage = [completion], completion.usage
         route = _route(model, plan, ctx)
@@ -345,6 +345,11 @@ class Gateway:
     async def _collected(self, backend: Backend, request: GenerateRequest) -> list[Chunk]:
         return [chunk async for chunk in backend.answers(request)]
 
+    async def _answered_whole(self, backend: Backend, request: GenerateRequest) -> Completion:
+        """One answer, not streamed: the only call an upstream goes on writing (and billing)
+        after it is abandoned; streams stop when their connection closes."""
+        return await backend.complete(request)
+
     async def _call(
         self,
         model: ModelInfo,
@@ -359,27 +364,23 @@ class Gateway:
         if not self.planner.tiers.is_local(model):
             self._hold_budget(model, ctx, request)
         sent, guard = self.privacy.request_for(request, model, ctx.inspection)
+        # Cancelled under way (its client left) or timed out once the upstream had it, a
+        # remote call was read, and an answer not streamed is written to the end all the
+        # same: it is billed the budget's estimate, or a client that times out early (or a
+        # slow upstream) would spend without limit. A stream stops when its connection
+        # closes: its prompt is billed.
         try:
             answered = await call(self.backends[model.id], sent)
         except (asyncio.CancelledError, UpstreamTimeout) as ended:
             received = not isinstance(ended, UpstreamTimeout) or ended.received
             if received and not self.planner.tiers.is_local(model):
-                self._bill_abandoned(model, ctx, request)
+                whole = call == self._answered_whole
+                ctx.abandoned = assumed_usage(request, answered=whole)
+                ctx.spent_usd += request_cost(model, ctx.abandoned)
             raise
         result: T = restore(answered, guard)
         ctx.spent_usd += call_cost(model, result)
         return result
-
-    def _bill_abandoned(
-        self, model: ModelInfo, ctx: RequestContext, request: GenerateRequest
-    ) -> None:
-        """A remote call cancelled under way (its client left) or that timed out once the
-        upstream had it was read, and an answer not streamed is written to the end all the
-        same: bill the budget's estimate of it, or a client that times out early (or a slow
-        upstream) would spend without limit. A stream stops when its connection closes: its
-        prompt is billed."""
-        ctx.abandoned = assumed_usage(request, answered=not request.stream)
-        ctx.spent_usd += request_cost(model, ctx.abandoned)
 
     def _hold_budget(self, model: ModelInfo, ctx: RequestContext, request: GenerateRequest) -> None:
         """Hold the call's estimated cost as spent until the request ends, or refuse it if a

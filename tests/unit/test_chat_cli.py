@@ -122,7 +122,7 @@ def test_leaving_at_the_prompt_does_not_wait_for_a_line(monkeypatch: pytest.Monk
     monkeypatch.setattr(sys, "stdin", stdin)
 
     async def wait_then_leave() -> None:
-        reading = asyncio.ensure_future(serve._read_line(""))
+        reading = asyncio.ensure_future(serve._read_line("", interactive=True))
         await asyncio.sleep(0.05)
         reading.cancel()  # what asyncio.run does to its task on Ctrl-C
         with pytest.raises(asyncio.CancelledError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from smallfirst.cli.common import check_writable, output_console
+from smallfirst.cli.common import check_writable, output_console, stops_as_interrupt
 
 
 def test_piped_tables_keep_whole_lines_without_padding(capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,3 +57,16 @@ def test_writable_paths_pass_and_leave_nothing_behind(tmp_path: Path) -> None:
     check_writable(tmp_path / "artifact", directory=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.jsonl"]
     assert (tmp_path / "old.jsonl").read_text() == "{}\n"
+
+
+def test_a_signal_ignored_by_nohup_stays_ignored() -> None:
+    """`nohup smallfirst rag ingest ...` ignores SIGHUP so it outlives its terminal: taking
+    SIGHUP over interrupted it when the terminal closed (review)."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stops_as_interrupt():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert callable(signal.getsignal(signal.SIGTERM))
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)

@@ -203,14 +203,17 @@ def test_a_paid_stream_cut_short_is_costed_for_what_was_sent(tmp_path: Path) -> 
     assert record.cost_usd == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("stream", "n", "billed_tokens"), [(False, 1, 50), (True, 1, 0), (False, 2, 0)]
+)
 def test_a_remote_call_left_before_its_answer_is_billed_by_estimate(
-    tmp_path: Path, stream: bool
+    tmp_path: Path, stream: bool, n: int, billed_tokens: int
 ) -> None:
     """QA: five calls left by a client with a short timeout were logged at $0 and the daily
     budget never saw them, yet the upstream had answered each. An answer not streamed is
     written to the end all the same (billed as the budget's hold: `max_tokens` each); a
-    stream stops when its connection closes (its prompt is billed)."""
+    stream stops when its connection closes (its prompt is billed), and so does the stream
+    that asks for `n` answers of a request that is not streamed (review: billed 1,000)."""
     paid = {
         "id": "paid",
         "tier": "cloud",
@@ -227,16 +230,16 @@ def test_a_remote_call_left_before_its_answer_is_billed_by_estimate(
     gateway.add_observer(records.append)
     with client:
         assert client.portal is not None
-        body = chat_body("paid", stream=stream, max_tokens=50)
+        body = chat_body("paid", stream=stream, n=n, max_tokens=50)
         client.portal.call(_post_then_leave, client.app, body, 0.05)
         (record,) = records
         assert record.status == 499
         assert record.prompt_tokens > 0
-        assert record.completion_tokens == (0 if stream else 50)
+        assert record.completion_tokens == billed_tokens
         expected = (record.prompt_tokens * 1000.0 + record.completion_tokens * 2000.0) / 1e6
         assert record.cost_usd == pytest.approx(expected)
         again = client.post("/v1/chat/completions", json=chat_body("paid", max_tokens=1))
-    assert again.status_code == (200 if stream else 429)
+    assert again.status_code == (429 if billed_tokens else 200)
 
 
 def test_leaving_an_embeddings_request_stops_the_encoder(

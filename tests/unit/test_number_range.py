@@ -16,6 +16,7 @@ from smallfirst.backends.number_range import (
     as_gbnf,
     as_regex,
     decimal_spellings,
+    fitting_types,
     integer_bounds,
     spellings,
     whole_bounds,
@@ -84,6 +85,8 @@ def test_a_range_is_a_few_alternatives_not_one_per_value() -> None:
         ({"minimum": 3, "exclusiveMinimum": False}, (3, None)),
         ({"minimum": -2.5, "maximum": -0.5}, (-2, -1)),
         ({"maximum": 1e20}, (None, 10**20)),
+        ({"minimum": 1e39}, (10**39, None)),  # as written, not the binary double beside it
+        ({"minimum": 0, "maximum": 1e300}, (0, 10**300)),
     ],
 )
 def test_bounds_are_read_as_the_integers_they_allow(
@@ -98,7 +101,8 @@ def test_bounds_are_read_as_the_integers_they_allow(
         ({"minimum": "1"}, "minimum", "minimum must be a number"),
         ({"maximum": True}, "maximum", "maximum must be a number"),
         ({"exclusiveMaximum": [1]}, "exclusiveMaximum", "must be a number"),
-        ({"minimum": 1e300}, "minimum", "beyond 1e40"),
+        ({"minimum": 1e300}, "minimum", "minimum above 1e40 is not supported"),
+        ({"maximum": -1e41}, "maximum", "maximum below -1e40 is not supported"),
         ({"minimum": 5, "maximum": 1}, "minimum", "no integer fits the bounds (minimum 5"),
         ({"minimum": 1.2, "maximum": 1.8}, "minimum", "no integer fits"),
         ({"exclusiveMinimum": 1, "exclusiveMaximum": 2}, "exclusiveMinimum", "no integer fits"),
@@ -158,3 +162,23 @@ def test_a_numbers_bounds_are_checked_all_the_same() -> None:
         whole_bounds({"minimum": 2, "maximum": 1.5})
     with pytest.raises(BadBound, match="exclusiveMinimum must be a number"):
         whole_bounds({"exclusiveMinimum": "0"})
+
+
+def test_a_far_bound_is_left_to_the_unbounded_side() -> None:
+    """What some generators write for "no bound" (1.79e308, 1e300) was refused (review):
+    beyond 40 digits the unbounded side is written, every text of it below the bound."""
+    pattern = allowed(0, 10**300)
+    assert pattern.fullmatch("9" * MAX_DIGITS)
+    assert not pattern.fullmatch("1" + "0" * MAX_DIGITS)
+    assert len(spellings(0, 10**300)) < 5
+    assert allowed(-(10**300), -5).fullmatch("-" + "9" * MAX_DIGITS)
+
+
+def test_a_type_list_drops_integer_when_no_integer_fits_and_another_type_does() -> None:
+    """0.5 fits `["integer", "number"]` from 0.2 to 0.8, and null fits `["integer", "null"]`:
+    the integer branch's "no integer fits" refused them (review)."""
+    between = {"minimum": 0.2, "maximum": 0.8}
+    assert fitting_types(["integer", "null"], between) == ["null"]
+    assert fitting_types(["number", "integer", "number"], between) == ["number"]
+    assert fitting_types(["integer"], between) == ["integer"]  # refused where it is read
+    assert fitting_types(["integer", "null"], {"minimum": 1}) == ["integer", "null"]

@@ -121,6 +121,11 @@ def refusal(request: ChatRequest) -> InvalidRequest:
             f"{SCHEMA}.minimum",
             "no number fits the bounds (minimum 1.5, maximum 0.5)",
         ),
+        (  # keywords beside anyOf are checked in each branch, as the grammar is built
+            {"type": "integer", "anyOf": [{"minimum": 5, "maximum": 1}, {"maximum": 9}]},
+            f"{SCHEMA}.anyOf.0.minimum",
+            "no integer fits the bounds (minimum 5, maximum 1)",
+        ),
         (  # beside a type list, bounds are read as they are beside a type
             {"type": ["integer", "null"], "maximum": "9"},
             f"{SCHEMA}.maximum",
@@ -171,6 +176,8 @@ def test_a_tools_schema_is_refused_with_its_place_in_the_body() -> None:
         {"type": "array", "items": {}},  # pydantic's list[Any]
         {"type": "object", "properties": {"a": True}},
         {"enum": [f"v{i}" for i in range(MAX_ENUM_VALUES)]},
+        {"type": ["integer", "null"], "minimum": 0.2, "maximum": 0.8},  # null fits
+        {"type": "number", "minimum": -1.7976931348623157e308, "maximum": 1.7976931348623157e308},
     ],
 )
 def test_schemas_the_converter_raised_on_make_grammars(schema: Any) -> None:

@@ -48,12 +48,13 @@ from smallfirst.backends.number_range import (
     Spelling,
     as_gbnf,
     decimal_spellings,
+    fitting_types,
     has_bounds,
     integer_bounds,
     spellings,
     whole_bounds,
 )
-from smallfirst.backends.schema_check import is_untyped, pointed
+from smallfirst.backends.schema_check import is_untyped, pointed, with_context
 
 _LITERAL_ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", '"': '\\"'}
 _LITERAL_ESCAPE = re.compile(r'[\\\r\n"]')
@@ -139,7 +140,7 @@ def _converter(*, indented: bool) -> Any:
                 and "prefixItems" not in schema
             ):
                 schema = {**schema, "items": ANY_VALUE}
-            schema = _types_with_their_keywords(_branches_with_their_context(schema))
+            schema = _types_with_their_keywords(with_context(schema))
             rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
             if _is_enum(schema):
                 return self._enum_rule(schema["enum"], rule_name)
@@ -238,7 +239,7 @@ def _types_with_their_keywords(schema: Any) -> Any:
     kinds = schema.get("type")
     if not isinstance(kinds, list):
         return schema
-    return {"anyOf": [{**schema, "type": kind} for kind in kinds]}
+    return {"anyOf": [{**schema, "type": kind} for kind in fitting_types(kinds, schema)]}
 
 
 def _bounded_number(schema: Any) -> list[Spelling] | None:
@@ -260,32 +261,3 @@ def _is_enum(schema: Any) -> bool:
         and bool(schema["enum"])
         and not ({"$ref", "oneOf", "anyOf", "const"} & schema.keys())
     )
-
-
-# Keywords that say nothing of a value's shape.
-_ANNOTATIONS = {"title", "description", "$comment", "default", "examples", "$schema", "$id"}
-
-
-def _branches_with_their_context(schema: Any) -> Any:
-    """`anyOf`/`oneOf` beside other keywords (an object's `properties` with
-    `anyOf: [{"required": ["city"]}, {"required": ["zip"]}]`) as branches that each hold
-    them: the converter read the branches alone, so the object was lost (any JSON went)."""
-    if not isinstance(schema, dict):
-        return schema
-    for key in ("anyOf", "oneOf"):
-        branches = schema.get(key)
-        context = {k: v for k, v in schema.items() if k != key and k not in _ANNOTATIONS}
-        if not context or not isinstance(branches, list):
-            continue
-        if all(isinstance(b, dict) and "$ref" not in b for b in branches):
-            return {key: [_merged(context, branch) for branch in branches]}
-    return schema
-
-
-def _merged(context: dict[str, Any], branch: dict[str, Any]) -> dict[str, Any]:
-    merged = {**context, **branch}
-    if isinstance(context.get("properties"), dict) and isinstance(branch.get("properties"), dict):
-        merged["properties"] = {**context["properties"], **branch["properties"]}
-    if isinstance(context.get("required"), list) and isinstance(branch.get("required"), list):
-        merged["required"] = list(dict.fromkeys([*context["required"], *branch["required"]]))
-    return merged

@@ -9,8 +9,10 @@ with no exponent; other bounds of a `number` are not enforced.
 
 A range is split where the texts change length and then, digit by digit, into runs a
 character class can spell: 17..42 is "1" [7-9] | [2-3] [0-9] | "4" [0-2]. Texts have no
-leading zero, and an integer no "-0", as JSON writes them. An unbounded side stops at 16 digits, as
-the converter's own integer rule does (or at the bound's length, when that is longer).
+leading zero, and an integer no "-0", as JSON writes them. An unbounded side stops at 16
+digits, as the converter's own integer rule does (or at the nearer bound's length, when that
+is longer); a far bound of more than 40 digits is not spelled (1.79e308 as a maximum): the
+unbounded side is written instead, all of it below the bound.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 MAX_DIGITS = 16  # llama-cpp-python's `integral-part`: up to 16 digits
-MAX_BOUND_DIGITS = 40  # a bound beyond 10**40 is refused (the grammar grows with its length)
+MAX_BOUND_DIGITS = 40  # a bound nearest zero beyond 10**40 is refused (the grammar grows)
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,13 @@ Spelling = tuple[Piece, ...]  # pieces one after the other
 
 
 class BadBound(ValueError):
-    """A bound no range can be read from: `key` names it."""
+    """A bound no range can be read from: `key` names it (`empty`: a range no value fits)."""
 
-    def __init__(self, key: str, reason: str) -> None:
+    def __init__(self, key: str, reason: str, *, empty: bool = False) -> None:
         super().__init__(reason)
         self.key = key
         self.reason = reason
+        self.empty = empty
 
 
 def has_bounds(schema: dict[str, Any]) -> bool:
@@ -67,9 +71,43 @@ def integer_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None]:
     low = _edge(schema, "minimum", "exclusiveMinimum", step=1)
     high = _edge(schema, "maximum", "exclusiveMaximum", step=-1)
     if low is not None and high is not None and low > high:
-        key = "minimum" if "minimum" in schema else "exclusiveMinimum"
-        raise BadBound(key, _empty(schema, "integer"))
+        raise BadBound(_key(schema, "minimum"), _empty(schema, "integer"), empty=True)
+    _refuse_too_far(low, high, schema)
     return low, high
+
+
+def _refuse_too_far(low: int | None, high: int | None, schema: dict[str, Any]) -> None:
+    """The bound nearest zero is spelled in full (a far one is left to the unbounded side):
+    refused beyond 1e40, where the grammar would grow with it."""
+    limit = 10**MAX_BOUND_DIGITS
+    if low is not None and low >= limit:
+        key = _key(schema, "minimum")
+        raise BadBound(key, f"{key} above 1e{MAX_BOUND_DIGITS} is not supported")
+    if high is not None and high <= -limit:
+        key = _key(schema, "maximum")
+        raise BadBound(key, f"{key} below -1e{MAX_BOUND_DIGITS} is not supported")
+
+
+def _key(schema: dict[str, Any], inclusive: str) -> str:
+    """The key a side's bound came from, as the schema spells it."""
+    return inclusive if inclusive in schema else "exclusive" + inclusive.capitalize()
+
+
+def no_integer_fits(schema: dict[str, Any]) -> bool:
+    try:
+        integer_bounds(schema)
+    except BadBound as problem:
+        return problem.empty
+    return False
+
+
+def fitting_types(kinds: list[Any], schema: dict[str, Any]) -> list[Any]:
+    """A type list's types, once each, without "integer" when no integer fits its bounds and
+    another type is listed (`["integer", "null"]` from 0.2 to 0.8 is null)."""
+    unique = list(dict.fromkeys(kinds))
+    if len(unique) > 1 and "integer" in unique and no_integer_fits(schema):
+        unique.remove("integer")
+    return unique
 
 
 def _edge(schema: dict[str, Any], inclusive: str, exclusive: str, *, step: int) -> int | None:
@@ -88,15 +126,14 @@ def _edge(schema: dict[str, Any], inclusive: str, exclusive: str, *, step: int) 
     return max(given) if step > 0 else min(given)
 
 
-def _bound(schema: dict[str, Any], key: str, to_integer: Callable[[float], int]) -> int | None:
+def _bound(schema: dict[str, Any], key: str, to_integer: Callable[[Decimal], int]) -> int | None:
     value = schema.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BadBound(key, f"{key} must be a number")
-    if abs(value) >= 10**MAX_BOUND_DIGITS:
-        raise BadBound(key, f"{key} beyond 1e{MAX_BOUND_DIGITS} is not supported")
-    return value if isinstance(value, int) else to_integer(value)
+    # a float as written (1e39 is 10**39, not the binary double next to it)
+    return value if isinstance(value, int) else to_integer(Decimal(repr(value)))
 
 
 def whole_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None] | None:
@@ -107,11 +144,14 @@ def whole_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None] | None
             _bound(schema, key, math.floor)
     low, high = schema.get("minimum"), schema.get("maximum")
     if low is not None and high is not None and low > high:
-        raise BadBound("minimum", _empty(schema, "number"))
+        raise BadBound("minimum", _empty(schema, "number"), empty=True)
     exclusive = any(schema.get(key, False) is not False for key in BOUND_KEYS[2:])
     if exclusive or not all(float(edge).is_integer() for edge in (low or 0, high or 0)):
         return None
-    return (None if low is None else int(low)), (None if high is None else int(high))
+    whole_low = _bound(schema, "minimum", math.floor)
+    whole_high = _bound(schema, "maximum", math.floor)
+    _refuse_too_far(whole_low, whole_high, schema)
+    return whole_low, whole_high
 
 
 def _empty(schema: dict[str, Any], kind: str) -> str:
@@ -144,6 +184,7 @@ def decimal_spellings(low: int | None, high: int | None) -> list[Spelling]:
 
 def _decimal_naturals(low: int, high: int | None) -> list[list[Piece]]:
     """low <= x <= high, x >= 0: any fraction below `high`, only zeros after it."""
+    high = _within_reach(low, high)
     below = _naturals(low, None if high is None else high - 1) if high != low else []
     found = [[*spelling, Fraction(zeros_only=False)] for spelling in below]
     if high is not None:
@@ -151,8 +192,18 @@ def _decimal_naturals(low: int, high: int | None) -> list[list[Piece]]:
     return found
 
 
+def _within_reach(low: int, high: int | None) -> int | None:
+    """`high`, or None when it has more than 40 digits (1.79e308, what some generators write
+    for "no bound"): the unbounded side, every text of which is below it, is written instead
+    of a grammar that grows with its length."""
+    if high is not None and len(str(high)) > max(MAX_BOUND_DIGITS, len(str(low))):
+        return None
+    return high
+
+
 def _naturals(low: int, high: int | None) -> list[list[Piece]]:
     """0 <= low <= high: split where the texts change length."""
+    high = _within_reach(low, high)
     shortest = len(str(low))
     longest = shortest if high is None else len(str(high))
     within_first = high is not None and longest == shortest

@@ -28,7 +28,7 @@ import re
 from typing import Any
 
 from smallfirst.backends.grammar_pattern import grammar_pattern
-from smallfirst.backends.number_range import BadBound, integer_bounds, whole_bounds
+from smallfirst.backends.number_range import BadBound, fitting_types, integer_bounds, whole_bounds
 from smallfirst.errors import json_kind
 
 MAX_DEPTH = 64  # schemas within schemas; the converter recurses at each
@@ -133,10 +133,11 @@ class _Walk:
             self.ref(node["$ref"], (*path, "$ref"), depth, unguarded)
         elif "anyOf" in node or "oneOf" in node:
             key = "oneOf" if node.get("oneOf") or "anyOf" not in node else "anyOf"
-            for index, branch in enumerate(self.branches(node[key], (*path, key))):
+            branches = with_context(node).get(key, node[key])  # as the grammar is built
+            for index, branch in enumerate(self.branches(branches, (*path, key))):
                 self.schema(branch, (*path, key, index), depth + 1, unguarded)
         elif isinstance(kind, list) and not {"const", "enum"} & node.keys():
-            for each in dict.fromkeys(kind):  # a branch per type, with the other keywords
+            for each in fitting_types(kind, node):  # a branch per type, with the other keywords
                 self.schema({**node, "type": each}, path, depth + 1, unguarded)
         elif "const" in node:
             self.text((*path, "const"), len(json.dumps(node["const"])))
@@ -345,3 +346,32 @@ class _Walk:
 
 def _not_a_type(kind: Any) -> str:
     return f"{json.dumps(kind)} is not a JSON Schema type (one of {', '.join(TYPES)})"
+
+
+# Keywords that say nothing of a value's shape.
+_ANNOTATIONS = {"title", "description", "$comment", "default", "examples", "$schema", "$id"}
+
+
+def with_context(schema: Any) -> Any:
+    """`anyOf`/`oneOf` beside other keywords (an object's `properties` with
+    `anyOf: [{"required": ["city"]}, {"required": ["zip"]}]`) as branches that each hold
+    them: the converter read the branches alone, so the object was lost (any JSON went)."""
+    if not isinstance(schema, dict):
+        return schema
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        context = {k: v for k, v in schema.items() if k != key and k not in _ANNOTATIONS}
+        if not context or not isinstance(branches, list):
+            continue
+        if all(isinstance(b, dict) and "$ref" not in b for b in branches):
+            return {key: [_merged(context, branch) for branch in branches]}
+    return schema
+
+
+def _merged(context: dict[str, Any], branch: dict[str, Any]) -> dict[str, Any]:
+    merged = {**context, **branch}
+    if isinstance(context.get("properties"), dict) and isinstance(branch.get("properties"), dict):
+        merged["properties"] = {**context["properties"], **branch["properties"]}
+    if isinstance(context.get("required"), list) and isinstance(branch.get("required"), list):
+        merged["required"] = list(dict.fromkeys([*context["required"], *branch["required"]]))
+    return merged

@@ -6,6 +6,7 @@ Sub-command modules keep heavy imports inside their functions so `--help` stays 
 from __future__ import annotations
 
 import faulthandler
+from contextlib import suppress
 
 import typer
 
@@ -58,5 +59,6 @@ def _root(
 def main() -> None:
     # A crash in native code (llama.cpp, onnxruntime) killed the process without a word (QA:
     # an AMX fault in llama.cpp): now the Python stack of each thread goes to stderr.
-    faulthandler.enable()
+    with suppress(RuntimeError, ValueError, OSError):  # no stderr to write to (`2>&-`)
+        faulthandler.enable()
     app()

@@ -293,7 +293,8 @@ def stops_as_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    stops = (signal.SIGTERM, signal.SIGHUP)
+    # a signal ignored stays ignored: `nohup` ignores SIGHUP so the command outlives its terminal
+    stops = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN]
     previous = {stop: signal.signal(stop, interrupt) for stop in stops}
     try:
         yield

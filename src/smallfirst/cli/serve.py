@@ -150,9 +150,13 @@ def _with_piped_text(prompt: str) -> str:
     return f"{piped.rstrip()}\n\n{prompt}" if piped.strip() else prompt
 
 
-async def _read_line(marker: str) -> str:
-    """`input()` in a daemon thread of its own: in the default executor, Ctrl-C at the
-    prompt left `asyncio.run` waiting for that thread until Enter was pressed."""
+async def _read_line(marker: str, *, interactive: bool) -> str:
+    """At a terminal, `input()` in a daemon thread of its own: in the default executor, Ctrl-C
+    at the prompt left `asyncio.run` waiting for that thread until Enter was pressed. Not from
+    a pipe: there `input()` holds the stdin buffer's lock, and a daemon thread holding it at
+    exit aborts Python ("could not acquire lock ... at interpreter shutdown")."""
+    if not interactive:
+        return await asyncio.to_thread(input, marker)
     loop = asyncio.get_running_loop()
     line: asyncio.Future[str] = loop.create_future()
 
@@ -215,7 +219,7 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
     history = list(opening)
     while True:
         try:
-            line = (await _read_line(marker)).strip()
+            line = (await _read_line(marker, interactive=sys.stdin.isatty())).strip()
         except EOFError:
             return
         if line in ("/exit", "/quit"):

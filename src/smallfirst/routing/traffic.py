@@ -30,18 +30,8 @@ class TrafficCalibration:
         while the strong share so far stays within the budget, else none strong (QA: the
         default threshold sent 20 of the first 20 strong against a 50% budget); a budget of
         none holds from the first request."""
-        if max_strong_share <= 0:
-            return math.inf
         with self._lock:
-            recent = sorted(self._scores, reverse=True)
-            warm_up_strong = self._warm_up_strong
-        if len(recent) < self.warm_up:
-            within = warm_up_strong + 1 <= max_strong_share * (len(recent) + 1) + 1e-9
-            return fallback if within else math.inf
-        allowed = math.floor(max_strong_share * len(recent) + 1e-9)
-        if allowed == 0:
-            return math.inf
-        return recent[allowed - 1] if allowed >= len(recent) else _between(recent, allowed)
+            return self._threshold(max_strong_share, fallback)
 
     def warming_up(self) -> bool:
         with self._lock:
@@ -49,15 +39,33 @@ class TrafficCalibration:
 
     def observe(self, score: float, *, strong: bool = False) -> None:
         with self._lock:
-            if len(self._scores) < self.warm_up:
-                self._warm_up_strong += strong
-            self._scores.append(score)
+            self._observe(score, strong)
 
     def cut_for(self, score: float, max_strong_share: float, fallback: float) -> float:
-        """The threshold `score` is judged against; `score` is then one of the recent."""
-        cut = self.threshold(max_strong_share, fallback)
-        self.observe(score, strong=score >= cut)
+        """The threshold `score` is judged against; `score` is then one of the recent. Under
+        one hold of the lock: requests deciding together each see the others' choices (the
+        warm-up cap let 4 of 5 go strong against a 50% budget)."""
+        with self._lock:
+            cut = self._threshold(max_strong_share, fallback)
+            self._observe(score, score >= cut)
         return cut
+
+    def _threshold(self, max_strong_share: float, fallback: float) -> float:
+        if max_strong_share <= 0:
+            return math.inf
+        recent = sorted(self._scores, reverse=True)
+        if len(recent) < self.warm_up:
+            within = self._warm_up_strong + 1 <= max_strong_share * (len(recent) + 1) + 1e-9
+            return fallback if within else math.inf
+        allowed = math.floor(max_strong_share * len(recent) + 1e-9)
+        if allowed == 0:
+            return math.inf
+        return recent[allowed - 1] if allowed >= len(recent) else _between(recent, allowed)
+
+    def _observe(self, score: float, strong: bool) -> None:
+        if len(self._scores) < self.warm_up:
+            self._warm_up_strong += strong
+        self._scores.append(score)
 
 
 def _between(descending: list[float], allowed: int) -> float:

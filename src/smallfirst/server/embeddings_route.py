@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -23,10 +24,6 @@ from smallfirst.server.routes import gateway, parse, unless_client_leaves
 from smallfirst.types import ApiModel, FieldError
 
 MAX_EMBEDDING_INPUTS = 2048
-# Embedding requests take turns on a thread of their own. In asyncio's default pool (six
-# threads on two cores) six large ones took every thread, and chat requests, whose privacy
-# scan and routing run there, waited for them all (QA: 0.3 s alone, 15-29 s behind them).
-ENCODER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embeddings")
 
 
 class EmbeddingRequest(ApiModel):
@@ -97,7 +94,7 @@ async def _embedded(parsed: EmbeddingRequest) -> dict[str, Any]:
     stop = threading.Event()
     try:
         vectors, tokens = await asyncio.get_running_loop().run_in_executor(
-            ENCODER_THREAD, lambda: embed.get_embedder().embed_counted(parsed.texts, stop=stop)
+            _encoder_thread(), lambda: embed.get_embedder().embed_counted(parsed.texts, stop=stop)
         )
     finally:
         stop.set()  # cancelled (its client left): the thread ends at its next text
@@ -115,6 +112,15 @@ async def _embedded(parsed: EmbeddingRequest) -> dict[str, Any]:
         "model": embed.MODEL_ID,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+@cache
+def _encoder_thread() -> ThreadPoolExecutor:
+    """Embedding requests take turns on a thread of their own. In asyncio's default pool (six
+    threads on two cores) six large ones took every thread, and chat requests, whose privacy
+    scan and routing run there, waited for them all (QA: 0.3 s alone, 15-29 s behind them).
+    Made on first use; its idle thread ends with the process."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="embeddings")
 
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
