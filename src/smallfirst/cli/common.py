@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -17,6 +18,7 @@ import typer
 
 from smallfirst.config import LlamaCppModel, OpenAICompatModel, Settings, load_settings
 from smallfirst.errors import ConfigError
+from smallfirst.gguf_header import CutShort, GgufHeader, NotGguf, read_header
 from smallfirst.paths import broken_link_in
 
 if TYPE_CHECKING:
@@ -29,7 +31,6 @@ CONFIG_ENV = "SMALLFIRST_CONFIG"
 CONFIG_OPTION = typer.Option(
     None, "--config", "-c", envvar=CONFIG_ENV, help="YAML config file (default: built-in)."
 )
-GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file
 MB = 1024 * 1024
 
 
@@ -194,23 +195,58 @@ def model_file_problems(settings: Settings) -> list[str]:
 
 
 def adapter_file_problems(settings: Settings) -> list[str]:
-    """LoRA adapters that are not there or not GGUF: llama.cpp crashes the whole server on
-    them (a segmentation fault at the model's first request)."""
+    """LoRA adapters that are not there or not GGUF (llama.cpp crashed the whole server on
+    them), cut short, no adapter, or made for another architecture than their model's."""
     problems = []
     for index, model in _local_models(settings):
-        problem = model.lora_path and _gguf_problem(Path(model.lora_path), "LoRA adapter file")
+        problem = model.lora_path and _adapter_problem(model, Path(model.lora_path))
         if problem:
             problems.append(f"models.{index}.lora_path ({model.id}): {problem}")
     return problems
 
 
+def _adapter_problem(model: LlamaCppModel, path: Path) -> str | None:
+    adapter = _gguf(path, "LoRA adapter file")
+    if not isinstance(adapter, GgufHeader):
+        return adapter
+    if adapter.kind != "adapter":
+        return f"not a LoRA adapter (its general.type is {adapter.kind}): {path}"
+    base = _model_header(model)
+    architectures = (adapter.architecture, base.architecture if base else None)
+    if None not in architectures and architectures[0] != architectures[1]:
+        return f"a LoRA adapter for {architectures[0]}, and the model is {architectures[1]}: {path}"
+    return None
+
+
+def _model_header(model: LlamaCppModel) -> GgufHeader | None:
+    weights = _weights_file(model)
+    header = _gguf(weights, "model file") if isinstance(weights, Path) else None
+    return header if isinstance(header, GgufHeader) else None
+
+
 def config_warnings(settings: Settings) -> list[str]:
     """What is allowed but likely not meant: the server starts, and works worse."""
     return [
+        *_contexts_over_training(settings),
         *_unset_key_variables(settings),
         *_models_over_budget(settings),
         *_unusable_rag_store(settings),
     ]
+
+
+def _contexts_over_training(settings: Settings) -> list[str]:
+    """A `context_length` above what the model was trained on: accepted, and the model's
+    answers past it are poor (SmolLM2 at 65,536, trained on 8,192)."""
+    warnings = []
+    for index, model in _local_models(settings):
+        header = _model_header(model)
+        trained = header.trained_context if header else None
+        if trained is not None and model.context_length > trained:
+            warnings.append(
+                f"models.{index}.context_length ({model.id}): {model.context_length:,} is more"
+                f" than the {trained:,} tokens the model was trained on"
+            )
+    return warnings
 
 
 def _unusable_rag_store(settings: Settings) -> list[str]:
@@ -237,18 +273,38 @@ def _weights_file(model: LlamaCppModel) -> Path | str:
         path = resolve_model_path(model.path)
     except ModelUnavailable as exc:
         return exc.message
-    return _gguf_problem(path, "model file") or path
+    found = _gguf(path, "model file")
+    if isinstance(found, GgufHeader) and found.kind == "adapter":
+        return f"a LoRA adapter, not a model (give it as lora_path beside its model): {path}"
+    return found if isinstance(found, str) else path
 
 
-def _gguf_problem(path: Path, what: str) -> str | None:
+def _gguf(path: Path, what: str) -> GgufHeader | str | None:
+    """The file's header, or what is wrong with it; None for a GGUF file this reader does
+    not know (a newer version): llama.cpp may."""
     if not path.is_file():
         return f"{what} not found: {path}"
     try:
-        with path.open("rb") as file:
-            start = file.read(len(GGUF_MAGIC))
+        stat = path.stat()
+        header = _header(path, stat.st_mtime_ns, stat.st_size)
+    except (NotGguf, CutShort) as exc:
+        return f"{exc}" if isinstance(exc, NotGguf) else f"{what} is cut short ({exc}): {path}"
     except OSError as exc:
         return read_error(path, exc)
-    return None if start == GGUF_MAGIC else f"not a GGUF file: {path}"
+    except ValueError:
+        return None
+    if header.cut_short:
+        return (
+            f"{what} is cut short: its tensors end at byte {header.data_end:,}, the file has"
+            f" {header.size:,}: {path}"
+        )
+    return header
+
+
+@lru_cache(maxsize=32)
+def _header(path: Path, mtime_ns: int, size: int) -> GgufHeader:
+    """Read once per version of a file: `serve` checks models, adapters and contexts."""
+    return read_header(path)
 
 
 def _unset_key_variables(settings: Settings) -> list[str]:

@@ -1,0 +1,155 @@
+"""What a GGUF file says of itself, read without loading it: its metadata (`general.type`,
+`general.architecture`, the trained context length) and where its tensor data ends, so that
+`config check` and `serve` can tell a file cut short, an adapter given as a model (or the
+reverse) and an adapter built for another architecture before llama.cpp is asked to load
+them (each passed the check, then every request was a 503 naming no reason).
+
+The layout (ggml's docs/gguf.md): "GGUF", version, tensor count, metadata count, the
+metadata (key, type, value), the tensor infos (name, dimensions, type, offset), padding to
+`general.alignment`, the tensor data. Read through mmap: the vocabulary's ~100,000 strings are
+skipped, not copied.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MAGIC = b"GGUF"
+DEFAULT_ALIGNMENT = 32
+# value type -> struct format of a scalar (8: string, 9: array)
+_SCALARS = {
+    0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d",
+}  # fmt: skip
+_STRING, _ARRAY = 8, 9
+# ggml tensor type -> (values per block, bytes per block), from ggml.c's type traits
+BLOCKS = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+    9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176),
+    14: (256, 210), 15: (256, 292), 16: (256, 66), 17: (256, 74), 18: (256, 98),
+    19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82), 23: (256, 136), 24: (1, 1),
+    25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
+}  # fmt: skip
+
+
+class NotGguf(ValueError):
+    """The file does not begin as a GGUF file does."""
+
+
+class CutShort(ValueError):
+    """The file ends inside its header."""
+
+
+@dataclass(frozen=True)
+class GgufHeader:
+    metadata: dict[str, Any]  # scalars and strings; arrays are skipped
+    data_end: int | None  # where the last tensor's data ends (None: a tensor type unknown here)
+    size: int  # of the file
+
+    @property
+    def kind(self) -> str:
+        """`model`, or `adapter` for a LoRA adapter (`general.type`; models may leave it out)."""
+        return str(self.metadata.get("general.type", "model"))
+
+    @property
+    def architecture(self) -> str | None:
+        found = self.metadata.get("general.architecture")
+        return found if isinstance(found, str) else None
+
+    @property
+    def trained_context(self) -> int | None:
+        found = self.metadata.get(f"{self.architecture}.context_length")
+        return found if isinstance(found, int) else None
+
+    @property
+    def cut_short(self) -> bool:
+        return self.data_end is not None and self.data_end > self.size
+
+
+def read_header(path: Path) -> GgufHeader:
+    """Raises NotGguf, CutShort for a file that ends in its header, ValueError for one this
+    reader does not know (a newer version), and OSError as reading does."""
+    with path.open("rb") as file:
+        if file.read(len(MAGIC)) != MAGIC:  # an empty file included (mmap refuses those)
+            raise NotGguf(f"not a GGUF file: {path}")
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _Reader(data).header()
+
+
+class _Reader:
+    def __init__(self, data: mmap.mmap) -> None:
+        self.data = data
+        self.at = 0
+
+    def header(self) -> GgufHeader:
+        self._skip(len(MAGIC))
+        version, tensors, entries = self._count("<I"), self._count("<Q"), self._count("<Q")
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} is not known here")
+        metadata = {}
+        for _ in range(entries):
+            key = self._string()
+            value = self._value(self._count("<I"))
+            if value is not _SKIPPED:
+                metadata[key] = value
+        ends = [self._tensor_end() for _ in range(tensors)]
+        alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+        start = math.ceil(self.at / alignment) * alignment
+        known = None not in ends
+        data_end = start + max((end for end in ends if end is not None), default=0)
+        return GgufHeader(metadata, data_end if known else None, len(self.data))
+
+    def _tensor_end(self) -> int | None:
+        """Where a tensor's data ends, from the start of the data (None: type unknown)."""
+        self._string()
+        dims = [self._count("<Q") for _ in range(self._count("<I"))]
+        kind, offset = self._count("<I"), self._count("<Q")
+        if kind not in BLOCKS:
+            return None
+        values, nbytes = BLOCKS[kind]
+        return offset + math.prod(dims) // values * nbytes
+
+    def _value(self, kind: int) -> Any:
+        if kind in _SCALARS:
+            return self._unpack("<" + _SCALARS[kind])
+        if kind == _STRING:
+            return self._string()
+        if kind != _ARRAY:
+            raise ValueError(f"metadata value type {kind} is not known here")
+        item, count = self._count("<I"), self._count("<Q")
+        if item in _SCALARS:
+            self._skip(struct.calcsize("<" + _SCALARS[item]) * count)
+        elif item == _STRING:  # the vocabulary: stepped over, not decoded
+            for _ in range(count):
+                self._skip(self._count("<Q"))
+        else:
+            for _ in range(count):
+                self._value(item)
+        return _SKIPPED
+
+    def _count(self, layout: str) -> int:
+        found: int = self._unpack(layout)
+        return found
+
+    def _string(self) -> str:
+        return self._take(self._count("<Q")).decode("utf-8", errors="replace")
+
+    def _unpack(self, layout: str) -> Any:
+        return struct.unpack(layout, self._take(struct.calcsize(layout)))[0]
+
+    def _take(self, count: int) -> bytes:
+        start = self.at
+        self._skip(count)
+        return self.data[start : self.at]
+
+    def _skip(self, count: int) -> None:
+        if self.at + count > len(self.data):
+            raise CutShort(f"the file ends in its header ({len(self.data)} bytes)")
+        self.at += count
+
+
+_SKIPPED = object()
