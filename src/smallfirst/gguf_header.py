@@ -97,7 +97,9 @@ class _Reader:
             if value is not _SKIPPED:
                 metadata[key] = value
         ends = [self._tensor_end() for _ in range(tensors)]
-        alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+        alignment = metadata.get("general.alignment")
+        if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0:
+            alignment = DEFAULT_ALIGNMENT  # a bad one is llama.cpp's to refuse
         start = math.ceil(self.at / alignment) * alignment
         known = None not in ends
         data_end = start + max((end for end in ends if end is not None), default=0)

@@ -108,3 +108,14 @@ def test_a_context_longer_than_the_training_is_a_warning(tmp_path: Path) -> None
     result = check(config_of(tmp_path, path=model, context_length=1024))
     assert result.exit_code == 0
     assert "1,024 is more than the 256 tokens the model was trained on" in result.output
+
+
+@pytest.mark.parametrize("alignment", [0, -8])
+def test_a_bad_alignment_is_no_crash(tmp_path: Path, alignment: int) -> None:
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_int32("general.alignment", alignment)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    assert read_header(path).kind == "model"
