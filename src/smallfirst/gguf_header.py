@@ -34,6 +34,7 @@ BLOCKS = {
     14: (256, 210), 15: (256, 292), 16: (256, 66), 17: (256, 74), 18: (256, 98),
     19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82), 23: (256, 136), 24: (1, 1),
     25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
+    34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18), 42: (64, 18),
 }  # fmt: skip
 
 
@@ -48,13 +49,16 @@ class CutShort(ValueError):
 @dataclass(frozen=True)
 class GgufHeader:
     metadata: dict[str, Any]  # scalars and strings; arrays are skipped
+    shapes: dict[str, tuple[int, ...]]  # each tensor's dimensions, innermost first (ggml's ne)
     data_end: int | None  # where the last tensor's data ends (None: a tensor type unknown here)
     size: int  # of the file
 
     @property
-    def kind(self) -> str:
-        """`model`, or `adapter` for a LoRA adapter (`general.type`; models may leave it out)."""
-        return str(self.metadata.get("general.type", "model"))
+    def kind(self) -> str | None:
+        """`model`, `adapter` for a LoRA adapter, or None (`general.type`: older models have
+        none)."""
+        found = self.metadata.get("general.type")
+        return found if isinstance(found, str) else None
 
     @property
     def architecture(self) -> str | None:
@@ -97,19 +101,23 @@ class _Reader:
             value = self._value(self._count("<I"))
             if value is not _SKIPPED:
                 metadata[key] = value
-        ends = [self._tensor_end() for _ in range(tensors)]
+        shapes: dict[str, tuple[int, ...]] = {}
+        ends = [self._tensor_end(shapes) for _ in range(tensors)]
         alignment = metadata.get("general.alignment")
         if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0:
             alignment = DEFAULT_ALIGNMENT  # a bad one is llama.cpp's to refuse
         start = math.ceil(self.at / alignment) * alignment
         known = None not in ends
-        data_end = start + max((end for end in ends if end is not None), default=0)
-        return GgufHeader(metadata, data_end if known else None, len(self.data))
+        # no tensors: no data, and no padding before it either
+        data_end = start + max((e for e in ends if e is not None), default=0) if ends else self.at
+        return GgufHeader(metadata, shapes, data_end if known else None, len(self.data))
 
-    def _tensor_end(self) -> int | None:
-        """Where a tensor's data ends, from the start of the data (None: type unknown)."""
-        self._string()
+    def _tensor_end(self, shapes: dict[str, tuple[int, ...]]) -> int | None:
+        """Where a tensor's data ends, from the start of the data (None: type unknown); its
+        shape goes into `shapes`."""
+        name = self._string()
         dims = [self._count("<Q") for _ in range(self._count("<I"))]
+        shapes[name] = tuple(dims)
         kind, offset = self._count("<I"), self._count("<Q")
         if kind not in BLOCKS:
             return None
@@ -156,3 +164,25 @@ class _Reader:
 
 
 _SKIPPED = object()
+
+
+def adapter_mismatch(adapter: GgufHeader, model: GgufHeader) -> str | None:
+    """Why llama.cpp would not load `adapter` on `model` (its own checks): a tensor the model
+    does not have, or a low-rank pair whose outer sizes are not the model tensor's (a LoRA
+    made for a larger model of the same architecture)."""
+    for name, a in adapter.shapes.items():
+        if not name.endswith(".lora_a"):
+            continue
+        target = name.removesuffix(".lora_a")
+        b = adapter.shapes.get(target + ".lora_b")
+        weights = model.shapes.get(target)
+        if weights is None:
+            return f"the adapter changes {target}, which the model does not have"
+        if b is None or len(a) < 2 or len(b) < 2 or len(weights) < 2:
+            continue  # llama.cpp's to judge
+        if (a[0], b[1]) != (weights[0], weights[1]):
+            return (
+                f"the adapter's {target} is {a[0]} x {b[1]}, the model's {weights[0]} x"
+                f" {weights[1]} (an adapter for another size of model)"
+            )
+    return None

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -136,3 +137,31 @@ def test_leaving_at_the_prompt_does_not_wait_for_a_line(monkeypatch: pytest.Monk
             if thread.name == "chat-input":
                 thread.join(timeout=10)
         stdin.close()
+
+
+@pytest.mark.timeout(60)
+def test_leaving_while_a_pipe_is_read_ends_python_cleanly() -> None:
+    """From a pipe (or at a terminal with `| tee`), `input()` in the reading thread held the
+    stdin buffer's lock, and Python aborted at exit ("could not acquire lock ... at
+    interpreter shutdown", review): the line is read from the file itself."""
+    leave = (
+        "import asyncio\n"
+        "from smallfirst.cli import serve\n"
+        "async def main():\n"
+        "    try:\n"
+        "        await asyncio.wait_for(serve._read_line('', interactive=False), 0.3)\n"
+        "    except TimeoutError:\n"
+        "        print('left')\n"
+        "asyncio.run(main())\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", leave],
+        stdin=subprocess.PIPE,  # open, and nothing written: the thread waits in its read
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        child.wait(timeout=50)  # stdin stays open all along
+        assert child.stdout is not None
+        assert child.stderr is not None
+        out, err = child.stdout.read(), child.stderr.read()
+    assert (child.returncode, out.strip(), err) == (0, b"left", b"")

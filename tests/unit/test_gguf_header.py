@@ -13,20 +13,34 @@ from typer.testing import CliRunner, Result
 from smallfirst.backends.llamacpp_engine import resolve_model_path
 from smallfirst.cli import app
 from smallfirst.config import BUNDLED_MODEL
-from smallfirst.gguf_header import CutShort, NotGguf, read_header
+from smallfirst.gguf_header import BLOCKS, CutShort, NotGguf, read_header
 
 gguf = pytest.importorskip("gguf")  # a dev dependency: it writes the files here
 
 
-def write_gguf(path: Path, arch: str, *, adapter: bool = False, context: int = 0) -> Path:
-    """A small GGUF file: two tensors (F32 and F16), a model's or an adapter's type."""
+def write_gguf(
+    path: Path,
+    arch: str,
+    *,
+    adapter: bool = False,
+    context: int = 0,
+    width: int = 8,
+    typed: bool = True,
+) -> Path:
+    """A small GGUF file: a model's two tensors (F32 and F16), or an adapter's low-rank pair
+    for the first (`width`: the size it is made for, 8 being the model's)."""
     writer = gguf.GGUFWriter(path, arch)
-    writer.add_type(gguf.GGUFType.ADAPTER if adapter else gguf.GGUFType.MODEL)
+    if typed:
+        writer.add_type(gguf.GGUFType.ADAPTER if adapter else gguf.GGUFType.MODEL)
     if context:
         writer.add_context_length(context)
     writer.add_array("tokenizer.ggml.tokens", ["a", "bb", "ccc"])  # an array: stepped over
-    writer.add_tensor("one", np.ones((4, 8), dtype=np.float32))
-    writer.add_tensor("two", np.ones((3, 5), dtype=np.float16))
+    if adapter:
+        writer.add_tensor("one.lora_a", np.ones((2, width), dtype=np.float32))
+        writer.add_tensor("one.lora_b", np.ones((4, 2), dtype=np.float32))
+    else:
+        writer.add_tensor("one", np.ones((4, 8), dtype=np.float32))
+        writer.add_tensor("two", np.ones((3, 5), dtype=np.float16))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -86,11 +100,37 @@ def test_a_model_given_as_an_adapter_and_the_reverse_are_refused(tmp_path: Path)
     model = write_gguf(tmp_path / "model.gguf", "llama")
     adapter = write_gguf(tmp_path / "adapter.gguf", "llama", adapter=True)
     as_adapter = check(config_of(tmp_path, lora_path=model))
-    assert "not a LoRA adapter (its general.type is model)" in as_adapter.output
+    assert "not a LoRA adapter (its general.type is model;" in as_adapter.output
     as_model = check(config_of(tmp_path, path=adapter))
     assert "a LoRA adapter, not a model" in as_model.output
-    fine = check(config_of(tmp_path, lora_path=adapter))
+    fine = check(config_of(tmp_path, path=model, lora_path=adapter))
     assert fine.exit_code == 0, fine.output
+
+
+def test_an_adapter_for_another_size_of_model_is_refused(tmp_path: Path) -> None:
+    """Same architecture, other width (a Llama-8B LoRA on a 1B model): llama.cpp refused it
+    at load, and every request was a 503 (review)."""
+    model = write_gguf(tmp_path / "model.gguf", "llama")
+    wider = write_gguf(tmp_path / "wider.gguf", "llama", adapter=True, width=16)
+    result = check(config_of(tmp_path, path=model, lora_path=wider))
+    assert result.exit_code == 1
+    assert "the adapter's one is 16 x 4, the model's 8 x 4" in result.output
+    fitting = write_gguf(tmp_path / "fitting.gguf", "llama", adapter=True)
+    assert check(config_of(tmp_path, path=model, lora_path=fitting)).exit_code == 0
+
+
+def test_a_model_with_no_general_type_given_as_an_adapter_says_so(tmp_path: Path) -> None:
+    old_model = write_gguf(tmp_path / "old.gguf", "llama", typed=False)
+    result = check(config_of(tmp_path, lora_path=old_model))
+    assert "not a LoRA adapter (it has no general.type; an adapter's is adapter)" in result.output
+
+
+def test_block_sizes_are_ggmls() -> None:
+    """A wrong size would call a whole file cut short, or miss one that is (gguf-py's Q8_1
+    entry is stale: ggml's block is 36 bytes)."""
+    for kind, (values, nbytes) in BLOCKS.items():
+        if kind in gguf.GGML_QUANT_SIZES and kind != gguf.GGMLQuantizationType.Q8_1:
+            assert gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)] == (values, nbytes)
 
 
 def test_a_model_cut_short_is_named_with_its_sizes(tmp_path: Path) -> None:
@@ -118,4 +158,5 @@ def test_a_bad_alignment_is_no_crash(tmp_path: Path, alignment: int) -> None:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.close()
-    assert read_header(path).kind == "model"
+    header = read_header(path)
+    assert (header.architecture, header.cut_short) == ("llama", False)

@@ -82,10 +82,10 @@ def _refuse_too_far(low: int | None, high: int | None, schema: dict[str, Any]) -
     limit = 10**MAX_BOUND_DIGITS
     if low is not None and low >= limit:
         key = _key(schema, "minimum")
-        raise BadBound(key, f"{key} above 1e{MAX_BOUND_DIGITS} is not supported")
+        raise BadBound(key, f"{key} at or above 1e{MAX_BOUND_DIGITS} is not supported")
     if high is not None and high <= -limit:
         key = _key(schema, "maximum")
-        raise BadBound(key, f"{key} below -1e{MAX_BOUND_DIGITS} is not supported")
+        raise BadBound(key, f"{key} at or below -1e{MAX_BOUND_DIGITS} is not supported")
 
 
 def _key(schema: dict[str, Any], inclusive: str) -> str:

@@ -18,7 +18,7 @@ import typer
 
 from smallfirst.config import LlamaCppModel, OpenAICompatModel, Settings, load_settings
 from smallfirst.errors import ConfigError
-from smallfirst.gguf_header import CutShort, GgufHeader, NotGguf, read_header
+from smallfirst.gguf_header import CutShort, GgufHeader, NotGguf, adapter_mismatch, read_header
 from smallfirst.paths import broken_link_in
 
 if TYPE_CHECKING:
@@ -210,12 +210,16 @@ def _adapter_problem(model: LlamaCppModel, path: Path) -> str | None:
     if not isinstance(adapter, GgufHeader):
         return adapter
     if adapter.kind != "adapter":
-        return f"not a LoRA adapter (its general.type is {adapter.kind}): {path}"
+        said = f"its general.type is {adapter.kind}" if adapter.kind else "it has no general.type"
+        return f"not a LoRA adapter ({said}; an adapter's is adapter): {path}"
     base = _model_header(model)
-    architectures = (adapter.architecture, base.architecture if base else None)
+    if base is None:
+        return None
+    architectures = (adapter.architecture, base.architecture)
     if None not in architectures and architectures[0] != architectures[1]:
         return f"a LoRA adapter for {architectures[0]}, and the model is {architectures[1]}: {path}"
-    return None
+    mismatch = adapter_mismatch(adapter, base)
+    return f"{mismatch}: {path}" if mismatch else None
 
 
 def _model_header(model: LlamaCppModel) -> GgufHeader | None:
@@ -288,7 +292,7 @@ def _gguf(path: Path, what: str) -> GgufHeader | str | None:
         stat = path.stat()
         header = _header(path, stat.st_mtime_ns, stat.st_size)
     except (NotGguf, CutShort) as exc:
-        return f"{exc}" if isinstance(exc, NotGguf) else f"{what} is cut short ({exc}): {path}"
+        return f"{exc}" if isinstance(exc, NotGguf) else f"{what} is cut short, {exc}: {path}"
     except OSError as exc:
         return read_error(path, exc)
     except ValueError:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -151,11 +151,18 @@ def _with_piped_text(prompt: str) -> str:
 
 
 async def _read_line(marker: str, *, interactive: bool) -> str:
-    """At a terminal, `input()` in a daemon thread of its own: in the default executor, Ctrl-C
-    at the prompt left `asyncio.run` waiting for that thread until Enter was pressed. Not from
-    a pipe: there `input()` holds the stdin buffer's lock, and a daemon thread holding it at
-    exit aborts Python ("could not acquire lock ... at interpreter shutdown")."""
-    if not interactive:
+    """A line of the conversation, read in a daemon thread of its own: in the default
+    executor, Ctrl-C at the prompt left `asyncio.run` waiting for that thread until Enter was
+    pressed. At a terminal (stdin and stdout) `input()`; otherwise (a pipe, `| tee`) `input()`
+    reads through the stdin buffer and holds its lock, and a daemon thread holding it at exit
+    aborts Python ("could not acquire lock ... at interpreter shutdown"): the bytes are read
+    from the file itself, which takes no lock."""
+    raw = getattr(getattr(sys.stdin, "buffer", None), "raw", None)
+    if interactive:
+        read: Callable[[], str] = lambda: input(marker)  # noqa: E731
+    elif raw is not None:
+        read = lambda: _raw_line(raw, marker)  # noqa: E731
+    else:  # no file under it (a test's stdin)
         return await asyncio.to_thread(input, marker)
     loop = asyncio.get_running_loop()
     line: asyncio.Future[str] = loop.create_future()
@@ -164,9 +171,9 @@ async def _read_line(marker: str, *, interactive: bool) -> str:
         if not line.done():
             outcome()
 
-    def read() -> None:
+    def reading() -> None:
         try:
-            text = input(marker)
+            text = read()
         except BaseException as exc:  # EOFError at the end of input, and the like
             error = exc
             with suppress(RuntimeError):  # the loop is closed: nobody waits any more
@@ -175,8 +182,19 @@ async def _read_line(marker: str, *, interactive: bool) -> str:
         with suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, lambda: line.set_result(text))
 
-    threading.Thread(target=read, name="chat-input", daemon=True).start()
+    threading.Thread(target=reading, name="chat-input", daemon=True).start()
     return await line
+
+
+def _raw_line(raw: Any, marker: str) -> str:
+    """`input()` without the stdin buffer: the marker, then one line from the file."""
+    if marker:
+        sys.stdout.write(marker)
+        sys.stdout.flush()
+    line: bytes = raw.readline()
+    if not line:
+        raise EOFError
+    return line.decode(sys.stdin.encoding or "utf-8", errors="replace").rstrip("\r\n")
 
 
 @dataclass
@@ -219,7 +237,8 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
     history = list(opening)
     while True:
         try:
-            line = (await _read_line(marker, interactive=sys.stdin.isatty())).strip()
+            at_terminal = sys.stdin.isatty() and sys.stdout.isatty()
+            line = (await _read_line(marker, interactive=at_terminal)).strip()
         except EOFError:
             return
         if line in ("/exit", "/quit"):
