@@ -20,7 +20,9 @@ ARCH := $(shell uname -m)
 # Without AMX: these VMs list amx_tile in /proc/cpuinfo and grant the permission, yet
 # `ldtilecfg` faults, so a native build crashed at the first matrix product (SIGSEGV in
 # ggml_backend_amx_mul_mat). AVX-512 does the work instead.
-LLAMA_CFLAGS := $(if $(filter x86_64,$(ARCH)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+# (only where the compiler knows the flags: gcc 11 and later)
+LLAMA_CFLAGS := $(if $(filter x86_64,$(ARCH)),$(shell echo | cc $(NO_AMX) -E - >/dev/null 2>&1 && echo $(NO_AMX)))
 CPU_FLAGS_KEY := $(shell grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null | md5sum | cut -c1-8)
 BUILD_KEY := $(shell echo '$(LLAMA_CPP_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS)' | md5sum | cut -c1-8)
 WHEEL_CACHE ?= $(HOME)/.cache/smallfirst/wheels/$(ARCH)-$(CPU_FLAGS_KEY)-$(BUILD_KEY)
