@@ -31,12 +31,12 @@ MAX_BOUND_DIGITS = 40  # a bound nearest zero beyond 10**40 is refused (the gram
 
 @dataclass(frozen=True)
 class Digits:
-    """Between `least` and `most` digits, each from `low` to `high` (`most` None: no limit)."""
+    """Between `least` and `most` digits, each from `low` to `high`."""
 
     low: str
     high: str
     least: int = 1
-    most: int | None = 1
+    most: int = 1
 
 
 @dataclass(frozen=True)
@@ -161,24 +161,30 @@ def _empty(schema: dict[str, Any], kind: str) -> str:
 
 def spellings(low: int | None, high: int | None) -> list[Spelling]:
     """The texts of the integers from `low` to `high` (None: unbounded), as alternatives."""
-    found: list[list[Piece]] = []
-    if low is None or low < 0:
-        top = -1 if high is None or high >= 0 else high  # the greatest negative number
-        found += [["-", *s] for s in _naturals(-top, None if low is None else -low)]
-    if high is None or high >= 0:
-        found += _naturals(0 if low is None else max(low, 0), high)
-    return [_joined(spelling) for spelling in found]
+    return _signed(low, high, _naturals, least_negative=1)  # no "-0"
 
 
 def decimal_spellings(low: int | None, high: int | None) -> list[Spelling]:
     """The texts of the numbers from `low` to `high` (whole, None: unbounded), with a fraction
     of up to 16 digits and no exponent ("-0" and "-0.0" are zero, in range when zero is)."""
+    return _signed(low, high, _decimal_naturals, least_negative=0)
+
+
+def _signed(
+    low: int | None,
+    high: int | None,
+    magnitudes: Callable[[int, int | None], list[list[Piece]]],
+    *,
+    least_negative: int,
+) -> list[Spelling]:
+    """The negative texts ("-" and the `magnitudes` from the least a negative one may have),
+    then the others."""
     found: list[list[Piece]] = []
     if low is None or low < 0:
-        nearest = 0 if high is None or high >= 0 else -high
-        found += [["-", *s] for s in _decimal_naturals(nearest, None if low is None else -low)]
+        nearest = least_negative if high is None or high >= 0 else -high
+        found += [["-", *s] for s in magnitudes(nearest, None if low is None else -low)]
     if high is None or high >= 0:
-        found += _decimal_naturals(0 if low is None else max(low, 0), high)
+        found += magnitudes(0 if low is None else max(low, 0), high)
     return [_joined(spelling) for spelling in found]
 
 
@@ -291,4 +297,4 @@ def _repeats(piece: Digits) -> str:
         return ""
     if piece.least == piece.most:
         return f"{{{piece.least}}}"
-    return f"{{{piece.least},{'' if piece.most is None else piece.most}}}"
+    return f"{{{piece.least},{piece.most}}}"
