@@ -361,7 +361,8 @@ class Gateway:
         if self._shutting_down:
             raise ShuttingDown(SHUTTING_DOWN)
         ctx.calling = model
-        if not self.planner.tiers.is_local(model):
+        remote = not self.planner.tiers.is_local(model)
+        if remote:
             self._hold_budget(model, ctx, request)
         sent, guard = self.privacy.request_for(request, model, ctx.inspection)
         # Cancelled under way (its client left) or timed out once the upstream had it, a
@@ -373,7 +374,7 @@ class Gateway:
             answered = await call(self.backends[model.id], sent)
         except (asyncio.CancelledError, UpstreamTimeout) as ended:
             received = not isinstance(ended, UpstreamTimeout) or ended.received
-            if received and not self.planner.tiers.is_local(model):
+            if received and remote:
                 whole = call == self._answered_whole
                 ctx.abandoned = assumed_usage(request, answered=whole)
                 ctx.spent_usd += request_cost(model, ctx.abandoned)

@@ -291,8 +291,10 @@ def _gguf(path: Path, what: str) -> GgufHeader | str | None:
     try:
         stat = path.stat()
         header = _header(path, stat.st_mtime_ns, stat.st_size)
-    except (NotGguf, CutShort) as exc:
-        return f"{exc}" if isinstance(exc, NotGguf) else f"{what} is cut short, {exc}: {path}"
+    except NotGguf as exc:
+        return str(exc)
+    except CutShort as exc:
+        return f"{what} is cut short, {exc}: {path}"
     except OSError as exc:
         return read_error(path, exc)
     except ValueError:

@@ -72,18 +72,18 @@ def available() -> None:
     from smallfirst.catalog import CATALOG, installed_path
 
     for model in CATALOG.values():
-        state = _install_state(installed_path(model.name), model.size)
+        state = _install_state(model, installed_path(model.name))
         size_gb = model.size / 1e9
         typer.echo(f"{model.name}  {size_gb:.1f} GB  {state}  {model.description}; {model.license}")
 
 
-def _install_state(path: Path, size: int) -> str:
-    """By the file's size, not its SHA-256 (seconds per gigabyte): a file cut short shows."""
+def _install_state(model: CatalogModel, path: Path) -> str:
+    from smallfirst.catalog import size_damage
+
     if not path.is_file():
         return "not installed"
-    if (found := path.stat().st_size) != size:
-        return f"damaged ({found} of {size} bytes; install it again)"
-    return "installed"
+    damage = size_damage(model, path)
+    return "installed" if damage is None else f"damaged ({damage}; install it again)"
 
 
 @app.command("install")
