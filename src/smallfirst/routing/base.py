@@ -39,6 +39,12 @@ ROUTER_CLASSES: dict[str, str] = {
     "rules": "smallfirst.routing.rules:RulesRouter",
 }
 LEARNED_NAME = "learned"
+CASCADE_NAME = "cascade"
+
+
+def names_a_router(spec: str) -> bool:
+    """Whether `routing.router` names a router rather than a learned artifact's path."""
+    return spec in ROUTER_CLASSES or spec in (CASCADE_NAME, LEARNED_NAME)
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def load_router(spec: str) -> Router:
 def check_routing(config: RoutingConfig) -> None:
     """Fail at start rather than on every request: a router that cannot be loaded, or a
     quality target that only a calibrated (learned) router can turn into a threshold."""
-    if config.router == "cascade":
+    if config.router == CASCADE_NAME:
         if config.min_quality is not None:
             raise ConfigError(CASCADE_HAS_NO_QUALITY_TARGET)
         return
