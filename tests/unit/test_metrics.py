@@ -83,7 +83,8 @@ def test_a_cut_stream_is_booked_under_the_model_that_answered_and_its_route() ->
     labels = {"model": "tiny", "tier": "edge"}
     assert seen[key("smallfirst_tokens_total", **labels, direction="output")] == 5
     assert seen[key("smallfirst_routed_total", router="rules", tier="edge")] == 2
-    assert seen[key("smallfirst_request_latency_seconds_count", **labels)] == 2
+    # the cut stream's time is no answer's: a client stopping early made latency look fast
+    assert seen[key("smallfirst_request_latency_seconds_count", **labels)] == 1
     assert seen[key("smallfirst_observed_strong_share")] == 0.0
     left = key("smallfirst_requests_total", model="unknown", tier="none", status="499")
     assert seen[left] == 1

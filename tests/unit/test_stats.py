@@ -111,13 +111,26 @@ def test_a_client_that_left_counts_as_answered_only_once_a_model_had_it(tmp_path
     """Left before routing, no tier answered it: counted so, the tiers' shares were short."""
     log = RequestLog(tmp_path / "requests.db")
     log.record(edge(1, 100.0))
-    log.record(edge(2, 100.0, status=499))  # cut while streaming
+    log.record(edge(2, 5.0, status=499, ttft_ms=4.0))  # cut while streaming
     log.record(record(3, status=499))  # left while its prompt was scanned
     log.close()
     summary = summarize(tmp_path / "requests.db")
     assert (summary.requests, summary.answered) == (3, 2)
     assert summary.failed_by_status == {"499": 1}
-    assert [(t.tier, t.requests) for t in summary.tiers] == [("edge", 2)]
+    [tier] = summary.tiers
+    assert (tier.tier, tier.requests) == ("edge", 2)
+    # its 5 ms is no answer's latency (clients stopping early made a tier look fast); its
+    # first token came, so that time counts
+    assert (tier.latency_p50_ms, tier.latency_p95_ms, tier.ttft_p50_ms) == (100.0, 100.0, 4.0)
+
+
+def test_a_tier_whose_clients_all_left_has_no_latency(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path / "requests.db")
+    log.record(edge(1, 5.0, status=499))
+    log.close()
+    [tier] = summarize(tmp_path / "requests.db").tiers
+    assert (tier.requests, tier.latency_p50_ms, tier.latency_p95_ms) == (1, None, None)
+    assert tier.cells(1)["p50 ms"] == "-"
 
 
 def test_a_window_of_embeddings_only_does_not_blame_the_baseline_price(tmp_path: Path) -> None:

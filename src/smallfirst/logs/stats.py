@@ -46,8 +46,8 @@ class TierStats(BaseModel):
     completion_tokens: int
     cost_usd: float
     baseline_cost_usd: float  # of the rows whose baseline is known
-    latency_p50_ms: float
-    latency_p95_ms: float
+    latency_p50_ms: float | None  # None: no answer went to the end (every client left)
+    latency_p95_ms: float | None
     ttft_p50_ms: float | None
 
     def cells(self, answered: int) -> dict[str, str]:
@@ -61,11 +61,15 @@ class TierStats(BaseModel):
             str(self.completion_tokens),
             dollars(self.cost_usd),
             dollars(self.baseline_cost_usd),
-            f"{self.latency_p50_ms:.0f}",
-            f"{self.latency_p95_ms:.0f}",
-            "-" if self.ttft_p50_ms is None else f"{self.ttft_p50_ms:.0f}",
+            _ms(self.latency_p50_ms),
+            _ms(self.latency_p95_ms),
+            _ms(self.ttft_p50_ms),
         )
         return dict(zip(TIER_COLUMNS, values, strict=True))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 class Summary(BaseModel):
@@ -251,14 +255,16 @@ def _tier_stats(
     connection: sqlite3.Connection, tier: str, where: str, args: tuple[float, ...]
 ) -> TierStats:
     """The tier's answered requests and their latency; its tokens and cost are those of all
-    its rows (a failed request's paid attempt included, as in the totals and /metrics)."""
+    its rows (a failed request's paid attempt included, as in the totals and /metrics).
+    Latency is that of answers that went to the end: a client that left after 0.2 s is no
+    0.2 s answer (its time to first token, when one came, counts)."""
     rows = connection.execute(
         "SELECT prompt_tokens, completion_tokens, cost_usd, baseline_cost_usd, latency_ms, ttft_ms,"
-        f" cached_tokens, {_ANSWERED} FROM requests WHERE {where} AND tier = ?",
+        f" cached_tokens, {_ANSWERED}, status < 400 FROM requests WHERE {where} AND tier = ?",
         (*args, tier),
     ).fetchall()
     answered = [row for row in rows if row[7]]
-    latencies = [row[4] for row in answered]
+    latencies = [row[4] for row in answered if row[8]]
     ttfts = [row[5] for row in answered if row[5] is not None]
     return TierStats(
         tier=tier,
@@ -268,8 +274,8 @@ def _tier_stats(
         completion_tokens=sum(row[1] for row in rows),
         cost_usd=sum(row[2] for row in rows),
         baseline_cost_usd=sum(row[3] for row in rows if row[3] is not None),
-        latency_p50_ms=_percentile(latencies, 50),
-        latency_p95_ms=_percentile(latencies, 95),
+        latency_p50_ms=_percentile(latencies, 50) if latencies else None,
+        latency_p95_ms=_percentile(latencies, 95) if latencies else None,
         ttft_p50_ms=_percentile(ttfts, 50) if ttfts else None,
     )
 
@@ -281,6 +287,6 @@ def _tier_order(tier: str) -> tuple[int, str]:
 
 def _percentile(values: Sequence[float], pct: int) -> float:
     """Linear interpolation between closest ranks (numpy's default)."""
-    if len(values) < 2:
-        return float(values[0]) if values else 0.0
+    if len(values) == 1:
+        return float(values[0])
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]

@@ -130,7 +130,7 @@ class Metrics:
         )
         self.latency = Histogram(
             "smallfirst_request_latency_seconds",
-            "Whole-request latency",
+            "Whole-request latency of answers that went to the end (not 499s)",
             labels,
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -200,7 +200,8 @@ class Metrics:
             self._routed_total += 1
             self._routed_strong += tier == self._strong_tier
             self.strong_share.set(self._routed_strong / self._routed_total)
-        self._child(self.latency, model, tier).observe(record.latency_ms / 1000)
+        if record.status < 400:  # went to the end: a client that left is no fast answer
+            self._child(self.latency, model, tier).observe(record.latency_ms / 1000)
         if record.ttft_ms is not None:
             self._child(self.ttft, model, tier).observe(record.ttft_ms / 1000)
 
