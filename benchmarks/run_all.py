@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SKIP = {"run_all.py", "common.py", "__init__.py"}
+# privacy_fresh_data.py writes an evaluation set, with presidio-evaluator from a venv of its
+# own (its docstring): no benchmark, and `make bench` failed on it.
+SKIP = {"run_all.py", "common.py", "__init__.py", "privacy_fresh_data.py"}
 
 
 def main() -> int:

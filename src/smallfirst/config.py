@@ -355,6 +355,11 @@ class Settings(_Section):
         return self
 
     @property
+    def from_file(self) -> bool:
+        """Whether a config file was read (else the built-in defaults, and the environment)."""
+        return self._source != BUILT_IN
+
+    @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser()
 

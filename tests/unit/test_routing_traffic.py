@@ -75,19 +75,27 @@ def test_a_budget_of_none_holds_from_the_first_request() -> None:
     assert not decision.strong
 
 
-def test_the_reason_says_when_the_default_threshold_stands_in_for_the_budget() -> None:
-    def reason(traffic: TrafficCalibration) -> str:
-        return decide_within_budget(
+def test_the_reason_says_which_threshold_stood_in_for_the_budget() -> None:
+    """QA: before any request, the reason said the default threshold applied while the
+    threshold applied (and returned) was infinite: a first strong call would be 100%."""
+
+    def decided(traffic: TrafficCalibration) -> tuple[str, float]:
+        decision = decide_within_budget(
             LengthRouter(),
             [{"role": "user", "content": "Hi"}],
             traffic,
             threshold=None,
             max_strong_share=0.3,
             min_quality=None,
-        ).basis
+        )
+        return decision.basis, decision.threshold
 
-    assert "default threshold until 4 requests" in reason(seen(0.1))
-    assert "threshold from recent traffic" in reason(seen(0.1, 0.2, 0.3, 0.4))
+    basis, cut = decided(seen())
+    assert (basis.startswith("no strong call now: one would pass a 30%"), cut) == (True, math.inf)
+    basis, cut = decided(seen(0.1, 0.2, 0.3))  # 1 of 4 is within 30%
+    assert "default threshold until 4 requests" in basis
+    assert cut == LengthRouter().default_threshold
+    assert "threshold from recent traffic" in decided(seen(0.1, 0.2, 0.3, 0.4))[0]
 
 
 def test_rules_default_threshold_keeps_short_chat_local() -> None:

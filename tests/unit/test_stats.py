@@ -209,9 +209,24 @@ def test_stats_command_prints_the_saving_and_the_split(log_path: Path, tmp_path:
     assert "Spent:    $0.00050 ($0.00010 of it on failed requests)" in text.output
     assert "Saved:    $0.0039 (88.6%)" in text.output
     assert "Routed by rules: edge 4, cloud 1" in text.output
+    assert "(the same tokens on the strong tier's model)" in text.output
     as_json = json.loads(cli(tmp_path, "--since", "all", "--json").output)
     assert as_json["requests"] == 8
     assert as_json["saved_usd"] == pytest.approx(0.0039)
+
+
+def test_without_a_config_file_the_baseline_is_not_named(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows were priced on the serving gateway's baseline (gpt-4o, say): without its
+    config file that name is unknown, and "the strong tier's model" was a guess."""
+    monkeypatch.setenv("SMALLFIRST__DATA_DIR", str(log_path.parent))
+    monkeypatch.delenv("SMALLFIRST_CONFIG", raising=False)
+    text = CliRunner().invoke(app, ["stats"])
+    assert text.exit_code == 0, text.output
+    assert "(the same tokens on the baseline the gateway priced them at; --config names it)" in (
+        text.output
+    )
 
 
 def test_stats_command_refuses_a_bad_window_and_a_missing_log(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import typer
 from smallfirst.cli.common import CONFIG_OPTION, fail, output_console, settings_or_exit
 
 if TYPE_CHECKING:
+    from smallfirst.config import Settings
     from smallfirst.logs.stats import Summary
 
 
@@ -55,7 +56,7 @@ def stats(
     path = _log_path(settings.resolved_data_dir)
     with _reading(path):
         summary = summarize(path, None if window_s is None else time.time() - window_s)
-    baseline = settings.baseline.model if settings.baseline else "the strong tier's model"
+    baseline = _baseline_name(settings)
     if as_json:
         payload = summary.model_dump() | {
             "saved_usd": summary.saved_usd,
@@ -64,6 +65,17 @@ def stats(
         typer.echo(json.dumps(payload, indent=2))
         return
     _render(summary, since, baseline)
+
+
+def _baseline_name(settings: Settings) -> str:
+    """Each row was priced on the baseline of the gateway that served it: without that
+    gateway's config file, its name is unknown here (it was said to be the strong tier's
+    model when a config file had named gpt-4o; QA)."""
+    if settings.baseline is not None:
+        return settings.baseline.model
+    if settings.from_file:
+        return "the strong tier's model"
+    return "the baseline the gateway priced them at; --config names it"
 
 
 def requests(

@@ -96,12 +96,18 @@ def decide_within_budget(
     score = router.score(messages)
     fallback = router.default_threshold if threshold is None else threshold
     budget = f"a {max_strong_share:.0%} strong-call budget"
-    if max_strong_share > 0 and traffic.warming_up():
+    warming_up = max_strong_share > 0 and traffic.warming_up()
+    cut = traffic.cut_for(score, max_strong_share, fallback)
+    if not warming_up:
+        basis = f"threshold from recent traffic for {budget}"
+    elif cut == fallback:
         basis = (
             f"the router's default threshold until {traffic.warm_up} requests are seen"
             f" (within {budget} so far)"
         )
-    else:
-        basis = f"threshold from recent traffic for {budget}"
-    cut = traffic.cut_for(score, max_strong_share, fallback)
+    else:  # it said "the default threshold" when none could go strong (QA)
+        basis = (
+            f"no strong call now: one would pass {budget} so far (the router's default"
+            f" threshold applies within it until {traffic.warm_up} requests are seen)"
+        )
     return RouteDecision(score >= cut, score, cut, router.name, basis)
