@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from smallfirst.backends.fake import FakeBackend
 from smallfirst.config import Settings
 from smallfirst.logs import RequestLog
+from smallfirst.routing.health import ModelHealth
 from smallfirst.server import create_app
 from smallfirst.service import Gateway
 
@@ -37,8 +38,11 @@ def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings.model_validate(raw)
 
 
-def fake_client(settings: Settings) -> tuple[TestClient, Gateway]:
-    gateway = Gateway(settings, request_log=RequestLog(settings.resolved_data_dir / "requests.db"))
+def fake_client(
+    settings: Settings, health: ModelHealth | None = None
+) -> tuple[TestClient, Gateway]:
+    log = RequestLog(settings.resolved_data_dir / "requests.db")
+    gateway = Gateway(settings, request_log=log, health=health)
     return TestClient(create_app(settings, gateway, warm_up=False), base_url=LOOPBACK), gateway
 
 

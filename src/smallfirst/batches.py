@@ -44,7 +44,7 @@ async def answer_each_prompt(
     prepared = await _all_or_none(
         contexts,
         [gateway.prepared(*each) for each in zip(asked, contexts, strict=True)],
-        dropped=lambda position: gateway.record_stopped(asked[position], contexts[position]),
+        dropped=lambda position: gateway.ledger.record_stopped(asked[position], contexts[position]),
     )
     gate = asyncio.Semaphore(gateway.batch_concurrency())
 
@@ -58,7 +58,7 @@ async def answer_each_prompt(
             raise asyncio.CancelledError  # let in as the failed one left: it does not go out
         except asyncio.CancelledError:
             if not started:  # stopped by another prompt's failure, or its client left (499)
-                gateway.record_stopped(sent, own)
+                gateway.ledger.record_stopped(sent, own)
             raise
 
     return await _all_or_none(

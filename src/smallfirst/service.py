@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
+from smallfirst.answers import Answer, RequestContext, StreamAnswer
 from smallfirst.backends import Backend, build_backends
 from smallfirst.batches import answer_each_prompt
 from smallfirst.choices import completions_of, usage_of
-from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
+from smallfirst.completions import Chunk, Completion, ModelInfo
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
-    CLIENT_CLOSED_REQUEST,
     BudgetSpent,
     ContextLengthExceeded,
     InvalidRequest,
@@ -30,39 +29,31 @@ from smallfirst.errors import (
     QueueFull,
     ShuttingDown,
     SmallfirstError,
-    UpstreamError,
     UpstreamTimeout,
-    served,
 )
-from smallfirst.logs import RequestLog, RequestRecord, request_cost
+from smallfirst.ledger import UPSTREAM_FAULTS, Ledger, Observer, route_of
+from smallfirst.logs import RequestLog, request_cost
 from smallfirst.logs.store import LOG_FILE
 from smallfirst.privacy_step import PrivacyStep, messages_of, restore
 from smallfirst.rag_step import RagStep, rag_collection
 from smallfirst.request_records import (
-    Ending,
-    answered_record,
     answers_text,
     assumed_usage,
     call_cost,
-    embeddings_record,
     estimated_cost,
-    estimated_usage,
-    rejection_record,
 )
 from smallfirst.routing.budget import DAY_S, SpendTracker
 from smallfirst.routing.cascade import confidence, draft_request, escalation, least_sure
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import AUTO_MODEL, RoutingStep
-from smallfirst.streams import close_stream, replay, started
+from smallfirst.streams import replay, started
 from smallfirst.token_prompts import read_token_prompt
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
-Observer = Callable[[RequestRecord], None]
 T = TypeVar("T")
 REASON_ERROR_CHARS = 200  # of a failed tier's error, in the route reason
 # Failures that let the next tier in the fallback chain try; a bad request does not.
-UPSTREAM_FAULTS = (UpstreamError, UpstreamTimeout)
 FALLBACK_ERRORS = (*UPSTREAM_FAULTS, QueueFull, ModelUnavailable)
 SHUTTING_DOWN = "the server is shutting down; retry"
 
@@ -92,6 +83,7 @@ class Gateway:
         backends: dict[str, Backend] | None = None,
         request_log: RequestLog | None = None,
         observers: Sequence[Observer] = (),
+        health: ModelHealth | None = None,
     ) -> None:
         self.settings = settings
         self.backends = backends if backends is not None else build_backends(settings)
@@ -99,16 +91,22 @@ class Gateway:
         self.spend = SpendTracker(settings.routing.budget)
         self.routing = RoutingStep(settings, self.backends, self.spend)
         self.planner = self.routing.planner
-        self.baseline = settings.baseline or _strong_model_baseline(self.planner.strong)
-        self.health = ModelHealth(settings.routing.circuit_breaker)
+        self.health = health or ModelHealth(settings.routing.circuit_breaker)
         self._shutting_down = False
         self.privacy = PrivacyStep(settings, self.models())
         self.rag = RagStep(settings.rag, settings.resolved_data_dir)
-        self._observers: list[Observer] = list(observers)
+        self.ledger = Ledger(
+            spend=self.spend,
+            health=self.health,
+            tiers=self.planner.tiers,
+            baseline=settings.baseline or _strong_model_baseline(self.planner.strong),
+            log_prompts=settings.log_prompts,
+            observers=observers,
+        )
         if request_log is not None:
             now = time.time()
             self.spend.seed(*request_log.spend_since(now - now % DAY_S))
-            self._observers.append(request_log.record)
+            self.ledger.add_observer(request_log.record)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, log_requests: bool = True) -> Gateway:
@@ -117,9 +115,6 @@ class Gateway:
         path = settings.resolved_data_dir / LOG_FILE
         log = RequestLog(path, retention_s) if log_requests else None
         return cls(settings, request_log=log)
-
-    def add_observer(self, observer: Observer) -> None:
-        self._observers.append(observer)
 
     def models(self) -> list[ModelInfo]:
         return [b.info() for b in self.backends.values()]
@@ -214,7 +209,7 @@ class Gateway:
             choices = completions_of(draft.kept, request.n, with_logprobs=with_logprobs)
             usage, model = usage_of(draft.kept), plan.cascade_from or plan.candidates[0]
         elif request.n > 1:  # streamed, so that a local model answers them side by side
-            chunks, model = await self._logged(
+            chunks, model = await self.ledger.logged(
                 request,
                 ctx,
                 plan,
@@ -228,15 +223,15 @@ class Gateway:
                 if draft.unsure is not None
                 else None
             )
-            completion, model = await self._logged(
+            completion, model = await self.ledger.logged(
                 request,
                 ctx,
                 plan,
                 self._first_answer(plan, ctx, request, self._answered_whole, held=held),
             )
             choices, usage = [completion], completion.usage
-        route = _route(model, plan, ctx)
-        self._finish(request, ctx, route, usage, text=answers_text(choices))
+        route = route_of(model, plan, ctx)
+        self.ledger.finish(request, ctx, route, usage, text=answers_text(choices))
         return Answer(choices, usage, route, citations)
 
     async def complete_each_prompt(self, request: TextRequest, ctx: RequestContext) -> list[Answer]:
@@ -252,23 +247,23 @@ class Gateway:
         prepared, draft = await self._begin(request, ctx)
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
         if draft.kept is not None:
-            route = _route(plan.cascade_from or plan.candidates[0], plan, ctx)
-            kept = self._observed(request, ctx, route, replay(draft.kept), billed=True)
+            route = route_of(plan.cascade_from or plan.candidates[0], plan, ctx)
+            kept = self.ledger.observed(request, ctx, route, replay(draft.kept), billed=True)
             return StreamAnswer(route, await started(kept), citations)
 
         async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
             return await started(backend.answers(sent))
 
         held = replay(draft.unsure) if draft.unsure is not None else None
-        chunks, model = await self._logged(
+        chunks, model = await self.ledger.logged(
             request,
             ctx,
             plan,
             self._first_answer(plan, ctx, request, primed, held=held, streamed=True),
         )
-        route = _route(model, plan, ctx)
+        route = route_of(model, plan, ctx)
         billed = held is not None and model == plan.cascade_from  # the draft answered
-        observed = self._observed(request, ctx, route, chunks, billed=billed)
+        observed = self.ledger.observed(request, ctx, route, chunks, billed=billed)
         # Begun here, the stream is logged (and its budget hold released) even when its
         # client leaves before reading it: never begun, it was neither.
         return StreamAnswer(route, await started(observed), citations)
@@ -287,7 +282,7 @@ class Gateway:
     async def prepared(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:
         """`prepare`, logged if it fails."""
         ctx.requested_model = request.model
-        return await self._logged(request, ctx, None, self.prepare(request, ctx))
+        return await self.ledger.logged(request, ctx, None, self.prepare(request, ctx))
 
     async def _cascade_draft(
         self, request: GenerateRequest, ctx: RequestContext, plan: Plan
@@ -313,7 +308,7 @@ class Gateway:
                 self._failed(weak, error, plan, "; escalated: ")
             return None
 
-        drafted = await self._logged(request, ctx, plan, draft(), answering=weak)
+        drafted = await self.ledger.logged(request, ctx, plan, draft(), answering=weak)
         ctx.tried.append(weak.id)  # unless kept, below
         if drafted is None:
             return Draft()
@@ -452,128 +447,6 @@ class Gateway:
         error.retry_after_s = math.ceil(min(self.health.cooling_down_s(m.id) for m in models))
         return error
 
-    async def _logged(
-        self,
-        request: GenerateRequest,
-        ctx: RequestContext,
-        plan: Plan | None,
-        step: Awaitable[T],
-        answering: ModelInfo | None = None,
-    ) -> T:
-        """Await `step`; if it fails, the request is logged as failed before the error goes up
-        (as 499 when it was cancelled: the client went away before the answer), with the
-        model `answering` in it (default: the plan's first)."""
-        try:
-            return await step
-        except (Exception, asyncio.CancelledError) as error:
-            route = _failed_route(plan, ctx, answering) if plan else None
-            failed = served(error)
-            told = failed or ctx.stopped_by  # cancelled: by its client, or by the gateway
-            status = told.status if told else CLIENT_CLOSED_REQUEST
-            self._finish(request, ctx, route, ctx.abandoned or Usage(), status=status, error=told)
-            if failed is None or failed is error:
-                raise
-            raise failed from error
-
-    async def _observed(
-        self,
-        request: GenerateRequest,
-        ctx: RequestContext,
-        route: RouteInfo,
-        chunks: AsyncIterator[Chunk],
-        *,
-        billed: bool = False,
-    ) -> AsyncIterator[Chunk]:
-        """Yield the stream and log it when it ends (`billed`: its cost is already counted)."""
-        ttft: float | None = None
-        usage = Usage()
-        seen: list[Chunk] = []
-        status, error = CLIENT_CLOSED_REQUEST, None  # unless the stream ends or fails
-        try:
-            async for chunk in chunks:
-                ttft = ttft or time.perf_counter()
-                seen.append(chunk)
-                usage = chunk.usage or usage
-                yield chunk
-            status = 200
-            self.health.succeeded(route.model.id)
-        except Exception as exc:
-            error = served(exc)
-            status = error.status
-            if isinstance(exc, UPSTREAM_FAULTS):  # a stream that keeps breaking off
-                self.health.failed(route.model.id, error.message)
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            await close_stream(chunks)
-            text = answers_text(completions_of(seen, request.n, with_logprobs=False))
-            # cut before its usage came: it was paid for all the same (a client left, say),
-            # a remote stream's prompt even when no token came
-            remote = not self.planner.tiers.is_local(route.model)
-            if usage == Usage() and (seen or (remote and status == CLIENT_CLOSED_REQUEST)):
-                usage = estimated_usage(request, text)
-            if not billed:
-                ctx.spent_usd += request_cost(route.model, usage)
-            self._finish(
-                request, ctx, route, usage, status=status, error=error, text=text, ttft=ttft
-            )
-
-    def record_rejection(
-        self, endpoint: str, error: SmallfirstError, api_key_id: str | None = None
-    ) -> str:
-        """Log a request refused before it could be read (e.g. an invalid body): no model.
-        Returns the log row's id."""
-        return self._notify(rejection_record(endpoint, error, api_key_id))
-
-    def record_stopped(self, request: GenerateRequest, ctx: RequestContext) -> None:
-        """Log a request the gateway stopped before any model had it (`ctx.stopped_by`)."""
-        error = ctx.stopped_by
-        status = error.status if error else CLIENT_CLOSED_REQUEST
-        self._finish(request, ctx, None, Usage(), status=status, error=error)
-
-    def record_embeddings(
-        self,
-        model: str,
-        api_key_id: str | None,
-        started: float,
-        *,
-        tokens: int = 0,
-        error: SmallfirstError | None = None,
-    ) -> str:
-        """Log an embeddings request (no routing: one local encoder, tier "embeddings");
-        `model` "unknown" when the request named no embedding model. Returns the row's id."""
-        if error is not None and model == "unknown":
-            return self._notify(rejection_record("embeddings", error, api_key_id))
-        return self._notify(embeddings_record(model, api_key_id, started, tokens, error))
-
-    def _notify(self, record: RequestRecord) -> str:
-        for observe in self._observers:
-            observe(record)
-        return record.id
-
-    def _finish(
-        self,
-        request: GenerateRequest,
-        ctx: RequestContext,
-        route: RouteInfo | None,
-        usage: Usage,
-        *,
-        status: int = 200,
-        error: SmallfirstError | None = None,
-        text: str | None = None,
-        ttft: float | None = None,
-    ) -> None:
-        for hold in ctx.holds:
-            self.spend.release(hold)
-        ctx.holds.clear()
-        self.spend.add(ctx.spent_usd, ctx.api_key_id)
-        ended = Ending(usage, status, error, text, ttft)
-        keep_text = self.settings.log_prompts
-        self._notify(
-            answered_record(request, ctx, route, ended, self.baseline, keep_text=keep_text)
-        )
-
 
 def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
     """Without a configured baseline, `cost saved` compares with the strong tier's model."""
@@ -583,21 +456,6 @@ def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
         cached_input_cost_per_1m=model.cached_input_cost_per_1m,
         output_cost_per_1m=model.output_cost_per_1m,
     )
-
-
-def _route(model: ModelInfo, plan: Plan, ctx: RequestContext) -> RouteInfo:
-    return RouteInfo(model, plan.router, plan.reason, plan.score, plan.threshold, tuple(ctx.tried))
-
-
-def _failed_route(plan: Plan, ctx: RequestContext, answering: ModelInfo | None) -> RouteInfo:
-    """A failed request's route: the model whose failure ended it (`answering`, else the
-    one last asked to answer, else the plan's first), after the models tried before it.
-    (The failing model counted as an escalation of its own: a model asked for by id that
-    failed was "escalated or fell back"; and a client that left while the fallback answered
-    was put down to the model that had failed before.)"""
-    model = answering or ctx.calling or plan.candidates[0]
-    before = [m for m in ctx.tried if m != model.id]
-    return RouteInfo(model, plan.router, plan.reason, plan.score, plan.threshold, tuple(before))
 
 
 def _finite(value: float) -> float | None:

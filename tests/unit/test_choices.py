@@ -328,7 +328,7 @@ def test_a_prompt_prepared_before_another_was_refused_is_logged_as_stopped(
     """It had no row: only prompts cancelled mid-way were logged."""
     client, gateway = fake_client(fake_settings(tmp_path, privacy={"enabled": False}))
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     with client:  # 300 is no token of the fake byte tokenizer: the second prompt is a 400
         response = client.post("/v1/completions", json={"model": "tiny", "prompt": [[72], [300]]})
     assert response.status_code == 400

@@ -66,7 +66,7 @@ def test_leaving_while_sending_the_body_is_a_quiet_499(
     """A client that times out while uploading its body: no traceback, logged as 499."""
     client, gateway = fake_client(fake_settings(tmp_path))
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     with client:
         assert client.portal is not None
         sent = client.portal.call(_post_then_leave, client.app, chat_body(), 0.0, path, slice(0, 9))
@@ -87,7 +87,7 @@ def test_leaving_before_the_answer_cancels_it_and_logs_499(tmp_path: Path, strea
     }
     client, gateway = fake_client(fake_settings(tmp_path, models=[slow]))
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     body = chat_body("slow", stream=stream)
     with client:
         assert client.portal is not None
@@ -120,7 +120,7 @@ def test_leaving_while_the_second_model_answers_is_logged_against_it(
     else:
         fake_backend(gateway, "tiny").queue(FakeReply("meh", logprob=-9.0))  # unsure: escalates
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     body = chat_body("auto", route="cloud") if how == "fallback" else chat_body("auto")
     with client:
         assert client.portal is not None
@@ -136,7 +136,7 @@ def test_leaving_a_batch_logs_every_prompt_as_left(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path, models=[slow | {"token_delay_s": 0.25}])
     client, gateway = fake_client(settings)
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     body = {"model": "slow", "prompt": ["first", "second"]}  # one at a time: no slots
     with client:
         assert client.portal is not None
@@ -164,7 +164,7 @@ def test_a_stream_left_before_its_body_was_read_is_logged_and_frees_its_budget_h
     )
     client, gateway = fake_client(settings)
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     body = chat_body("big", stream=True, max_tokens=200_000)
     with client:
         assert client.portal is not None
@@ -189,7 +189,7 @@ def test_a_paid_stream_cut_short_is_costed_for_what_was_sent(tmp_path: Path) -> 
     no_guard = {"enabled": False}  # its first use loads the NER: longer than the client waits
     client, gateway = fake_client(fake_settings(tmp_path, models=[priced], privacy=no_guard))
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     with client:
         assert client.portal is not None
         sent = client.portal.call(_post_then_leave, client.app, chat_body("paid", stream=True), 0.5)
@@ -227,7 +227,7 @@ def test_a_remote_call_left_before_its_answer_is_billed_by_estimate(
     settings = fake_settings(tmp_path, models=[paid], routing=budget, privacy={"enabled": False})
     client, gateway = fake_client(settings)
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     with client:
         assert client.portal is not None
         body = chat_body("paid", stream=stream, n=n, max_tokens=50)
@@ -261,7 +261,7 @@ def test_leaving_an_embeddings_request_stops_the_encoder(
     monkeypatch.setattr(encoder.LocalEmbedder, "_embed_ids", slow_embed)
     client, gateway = fake_client(fake_settings(tmp_path))
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     body = {"model": "all-minilm-l6-v2", "input": [f"text {i}" for i in range(400)]}
     with client:
         assert client.portal is not None
@@ -296,7 +296,7 @@ def test_a_remote_call_that_timed_out_is_billed_if_the_upstream_had_it(
     timeout.received = received
     fake_backend(gateway, "paid").queue(timeout)
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     with client:
         timed_out = client.post("/v1/chat/completions", json=chat_body("paid", max_tokens=50))
         again = client.post("/v1/chat/completions", json=chat_body("paid", max_tokens=1))

@@ -427,14 +427,14 @@ def test_the_logged_action_is_what_was_done_with_the_pii(tmp_path: Path) -> None
     policy = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
     for client, gateway in client_with(tmp_path / "local", **policy):
         records: list[RequestRecord] = []
-        gateway.add_observer(records.append)
+        gateway.ledger.add_observer(records.append)
         kept = chat_body("auto", messages=[{"role": "user", "content": PROMPT}])
         client.post("/v1/chat/completions", json=kept, headers={"x-smallfirst-route": "cloud"})
         assert ask(client, "big").status_code == 400
         assert [r.pii_action for r in records] == ["local_only", "block"]
     for client, gateway in client_with(tmp_path / "redact"):
         records = []
-        gateway.add_observer(records.append)
+        gateway.ledger.add_observer(records.append)
         fake_backend(gateway, "big").queue(UpstreamError("big: upstream answered 500"))
         routed = chat_body("auto", messages=[{"role": "user", "content": PROMPT}])
         response = client.post(

@@ -5,12 +5,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
 from smallfirst.completions import Chunk
 from smallfirst.config import CircuitBreakerConfig
 from smallfirst.errors import QueueFull, UpstreamError
 from smallfirst.logs import RequestRecord
 from smallfirst.routing.health import ModelHealth
+from smallfirst.service import Gateway
 from smallfirst.types import GenerateRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
@@ -82,9 +84,14 @@ def test_failures_zero_never_skips() -> None:
     assert health.cooling_down_s("m") == 0
 
 
+def stopped_clock_client(tmp_path: Path) -> tuple[TestClient, Gateway]:
+    """A gateway whose breakers' clock stands still: a model skipped stays skipped."""
+    settings = fake_settings(tmp_path)
+    return fake_client(settings, ModelHealth(settings.routing.circuit_breaker, Clock()))
+
+
 def test_the_gateway_stops_calling_a_dead_tier_and_falls_back_at_once(tmp_path: Path) -> None:
-    client, gateway = fake_client(fake_settings(tmp_path))
-    gateway.health = ModelHealth(gateway.settings.routing.circuit_breaker, Clock())
+    client, gateway = stopped_clock_client(tmp_path)
     big = fake_backend(gateway, "big")
     big.queue(*[UpstreamError("big: cannot reach upstream (refused)") for _ in range(3)])
     to_cloud = {"x-smallfirst-route": "cloud"}
@@ -142,8 +149,7 @@ def test_streams_that_keep_breaking_off_open_the_breaker(
 ) -> None:
     """A stream that began counted as a success at its first piece, which reset the count:
     an upstream cutting every stream after one piece was never skipped."""
-    client, gateway = fake_client(fake_settings(tmp_path))
-    gateway.health = ModelHealth(gateway.settings.routing.circuit_breaker, Clock())
+    client, gateway = stopped_clock_client(tmp_path)
 
     async def cut_off(request: GenerateRequest) -> AsyncIterator[Chunk]:
         yield Chunk(text="Hel")
@@ -151,7 +157,7 @@ def test_streams_that_keep_breaking_off_open_the_breaker(
 
     monkeypatch.setattr(fake_backend(gateway, "big"), "stream", cut_off)
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     with client:
         for _ in range(3):
             streamed = client.post("/v1/chat/completions", json=chat_body("big", stream=True))
@@ -166,8 +172,7 @@ def test_streams_that_keep_breaking_off_open_the_breaker(
 def test_a_stream_that_ends_well_closes_the_breaker(
     tmp_path: Path,
 ) -> None:
-    client, gateway = fake_client(fake_settings(tmp_path))
-    gateway.health = ModelHealth(gateway.settings.routing.circuit_breaker, Clock())
+    client, gateway = stopped_clock_client(tmp_path)
     gateway.health.failed("big", "x")
     gateway.health.failed("big", "x")
     with client:

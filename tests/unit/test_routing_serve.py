@@ -104,7 +104,7 @@ def test_a_fallback_that_refuses_the_request_is_logged_as_its_own(
     """The row named the tier that had failed before it (cloud) and lost the escalation."""
     client, gateway = api
     records: list[RequestRecord] = []
-    gateway.add_observer(records.append)
+    gateway.ledger.add_observer(records.append)
     fake_backend(gateway, "big").queue(UpstreamTimeout("big: upstream timed out"))
     fake_backend(gateway, "tiny").queue(InvalidRequest("tiny: not for me"))
     assert ask(client, "a hard one").status_code == 400

@@ -47,7 +47,7 @@ def create_app(
         # With one tier for both (the built-in config), no answer is a strong one.
         weak, strong = gw.planner.weak.tier, gw.planner.strong.tier
         app.state.metrics = Metrics(gw.backends, gw.health, strong if strong != weak else None)
-        gw.add_observer(app.state.metrics.observe)
+        gw.ledger.add_observer(app.state.metrics.observe)
         task = asyncio.create_task(_warm_up(app, gw) if warm_up else _mark_ready(app))
         try:
             yield

@@ -51,7 +51,7 @@ async def dashboard(request: Request) -> HTMLResponse:
     summary = await asyncio.to_thread(_summary_since, log_path, window_s)
     skipped = [gateway.health.describe(model) for model in gateway.health.snapshot()]
     return HTMLResponse(
-        _page(since_text, _skipped(skipped) + _body(summary, gateway.baseline.model))
+        _page(since_text, _skipped(skipped) + _body(summary, gateway.ledger.baseline.model))
     )
 
 

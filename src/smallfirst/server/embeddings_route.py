@@ -71,10 +71,10 @@ async def embeddings(request: Request) -> Response:
         if body is None:
             raise ClientLeft("the client left before its embeddings were done")
     except SmallfirstError as error:
-        error.request_id = gw.record_embeddings(asked, api_key_id, started, error=error)
+        error.request_id = gw.ledger.record_embeddings(asked, api_key_id, started, error=error)
         raise
     tokens = body["usage"]["prompt_tokens"]
-    request_id = gw.record_embeddings(body["model"], api_key_id, started, tokens=tokens)
+    request_id = gw.ledger.record_embeddings(body["model"], api_key_id, started, tokens=tokens)
     return JSONResponse(body, headers={REQUEST_ID_HEADER: request_id})
 
 

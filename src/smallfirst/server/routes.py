@@ -157,7 +157,7 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
     try:
         dialect = read(await body_of(request))
     except SmallfirstError as error:  # logged and counted too, so error rates are complete
-        error.request_id = gw.record_rejection(endpoint, error, api_key_id)
+        error.request_id = gw.ledger.record_rejection(endpoint, error, api_key_id)
         raise
     parsed = dialect.request
     ctx = RequestContext(
