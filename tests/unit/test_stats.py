@@ -415,3 +415,24 @@ def test_requests_takes_any_count_but_refuses_an_empty_id(log_path: Path, tmp_pa
 def test_amounts_below_a_cent_keep_two_significant_digits(amount: float, printed: str) -> None:
     """QA: a cut stream's $0.000042 read as $0.0000 spent, on failed requests too."""
     assert dollars(amount) == printed
+
+
+def test_requests_command_shows_what_clients_named_as_text(log_path: Path, tmp_path: Path) -> None:
+    """Any client names the model it asks for, and an unknown one is logged as named: rich
+    markup in it made the table fail (`[/x]`) or a link, and terminal escapes reached the
+    terminal (`\\x1b[2J` cleared it; a line break made up a row)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))
+    named = ["[/x]", "[link=https://evil.example]click[/link]", "\x1b[2J\x1b[31mred", "a\nb\u202e"]
+    log = RequestLog(log_path)
+    for number, model in enumerate(named, start=20):
+        log.record(record(number, status=404, model_requested=model, created_at=NOW + number))
+    log.close()
+    table = CliRunner().invoke(app, ["requests", "-c", str(config), "-n", "4"])
+    assert table.exit_code == 0, table.output
+    assert "[/x]" in table.output
+    assert "[link=https://evil.example]click[/link]" in table.output
+    assert "\x1b" not in table.output
+    assert "\u202e" not in table.output
+    assert "\\x1b[2J\\x1b[31mred" in table.output
+    assert "a\\x0ab\\u202e" in table.output

@@ -35,6 +35,7 @@ TOKEN_PIECE_BYTES = 64  # most tokens are far shorter; a longer one is asked aga
 # Stands for a message's text in a rendered chat template (no template writes a NUL).
 _TEXT_MARK = "\x00smallfirst-text-{}\x00"
 _TEXT_MARKS = re.compile("\x00smallfirst-text-(\\d+)\x00")
+_WHITE_SPACE = re.compile(r"\s+")
 
 
 def resolve_model_path(path: str) -> Path:
@@ -120,6 +121,7 @@ class LlamaEngine:
         # What the model puts before a text prompt: its BOS, if its vocabulary adds one.
         self._bos = self._tokens("", bos=True, special=False)
         self._special_texts = self._spelled_special_tokens()
+        self._longest_piece: int | None = None  # bytes of the vocabulary's longest token
         self._formatter = (
             Jinja2ChatFormatter(
                 template=template,
@@ -236,6 +238,10 @@ class LlamaEngine:
             for i, m in enumerate(messages)
         ]
         formatted = self._formatter(messages=marked)
+        self._refuse_if_it_cannot_fit(  # the marks stand for texts that may be shorter
+            [_TEXT_MARKS.sub("", formatted.prompt), *(messages[i]["content"] for i in spelled)],
+            "messages",
+        )
         bos = not formatted.added_special
         if not spelled:
             return self._tokens(formatted.prompt, bos=bos, special=True), formatted
@@ -246,6 +252,34 @@ class LlamaEngine:
             else:  # the template's
                 tokens += self._tokens(piece, bos=bos and position == 0, special=True)
         return tokens, formatted
+
+    def _refuse_if_it_cannot_fit(self, texts: list[str], param: str) -> None:
+        """A prompt of `texts` that cannot fit the context whatever its tokens, refused before
+        llama.cpp reads it: its tokenizer takes time that grows with the square of the special
+        tokens spelled in a text (a 3.5 MB body of 100,000 one-letter messages held the
+        model's worker ~17 minutes, every other request waiting, QA). Each token spells at
+        most the longest token's bytes, and only white space may be spelled by none (a special
+        token may strip the spaces beside it), so the other bytes over that length are the
+        fewest tokens the prompt can be."""
+        if sum(map(len, texts)) <= self.n_ctx:  # a character is a byte at least: it may fit
+            return
+        spelled = sum(
+            len(_WHITE_SPACE.sub("", text).encode("utf-8", "surrogatepass")) for text in texts
+        )
+        if spelled <= self.n_ctx:
+            return
+        if self._longest_piece is None:  # ~85 ms for a 49k vocabulary, once
+            self._longest_piece = max(
+                len(self._piece(token, special=True)) for token in range(self.vocab_size)
+            )
+        fewest = -(-spelled // max(self._longest_piece, 1))
+        if fewest > self.n_ctx:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.n_ctx} tokens. However, your"
+                f" prompt is at least {fewest} tokens long. Please reduce the length of the"
+                " prompt.",
+                param=param,
+            )
 
     def _spells_special(self, text: str) -> bool:
         """Could `text` read differently as a prompt than as text: does it spell a special
@@ -272,6 +306,7 @@ class LlamaEngine:
         BOS: not part of the prompt's echo)."""
         if request.prompt_tokens is not None:
             return request.prompt_tokens, False
+        self._refuse_if_it_cannot_fit([request.prompt_text], "prompt")
         tokens = self.encode(request.prompt_text, add_special_tokens=True)
         if tokens:
             return tokens, bool(self._bos)

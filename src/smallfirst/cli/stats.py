@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,8 +17,15 @@ import typer
 from smallfirst.cli.common import CONFIG_OPTION, fail, output_console, settings_or_exit
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from smallfirst.config import Settings
     from smallfirst.logs.stats import Summary
+
+# Characters a terminal acts on rather than shows: C0 and C1 controls (ESC starts a sequence
+# that can clear the screen, recolour or retitle it, or make a link), line and paragraph
+# separators, and the marks that reorder text (bidi overrides and isolates).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 # The tier table on an 80-column terminal: shorter headers, no baseline column (it is in the
@@ -112,14 +120,29 @@ def requests(
         answered = f"{row['model_answered'] or '-'} ({row['tier'] or '-'})"
         table.add_row(
             time.strftime("%m-%d %H:%M:%S", time.localtime(row["created_at"])),
-            row["model_requested"],
-            answered,
+            _as_logged(row["model_requested"]),
+            _as_logged(answered),
             str(row["status"]),
             f"{row['latency_ms']:.0f}",
             f"{row['cost_usd']:.5f}",
-            row["route_reason"] or row["error_code"] or "",
+            _as_logged(row["route_reason"] or row["error_code"] or ""),
         )
     console.print(table)
+
+
+def _as_logged(value: str) -> Text:
+    """A logged value as a cell: its characters, never rich markup (any client names the
+    model it asks for: `[/x]` made the command fail, `[link=...]` a link) nor what the
+    terminal would act on (`\\x1b[2J` cleared the screen, a line break made a row up);
+    those are shown escaped (`\\x1b`)."""
+    from rich.text import Text
+
+    return Text(_UNPRINTABLE.sub(_escaped, value))
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _log_path(data_dir: Path) -> Path:
