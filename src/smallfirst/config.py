@@ -6,26 +6,20 @@ built-in default serves the bundled model only.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
-from smallfirst.catalog import INSTALLED_PREFIX
-from smallfirst.errors import ConfigError
 from smallfirst.privacy.policy import PrivacyConfig  # the privacy room owns its section's schema
 from smallfirst.types import Tier
 
@@ -47,7 +41,7 @@ EMBEDDING_MODEL_IDS = ("all-minilm-l6-v2", "text-embedding-local")
 RAG_MODEL_PREFIX = "rag/"
 
 
-class _KeyedProblems(ValueError):
+class KeyedProblems(ValueError):
     """Raised by a validator that checks several keys: each problem names its own key,
     relative to the validated model (pydantic would put them all at the model itself)."""
 
@@ -131,7 +125,7 @@ class LlamaCppModel(_ModelBase):
                 f"{self.parallel} exceeds batch_size ({self.batch_size}): each step decodes a"
                 " token of every answer in one batch"
             )
-            raise _KeyedProblems([("parallel", problem)])
+            raise KeyedProblems([("parallel", problem)])
         return self
 
     # Measured: per-token hand-offs to the event loop cost 5-30% tok/s on 2 cores
@@ -351,7 +345,7 @@ class Settings(_Section):
                 ("default_model", f'"{self.default_model}" is not a configured model id{known}')
             )
         if problems:
-            raise _KeyedProblems(problems)
+            raise KeyedProblems(problems)
         return self
 
     @property
@@ -369,7 +363,7 @@ class Settings(_Section):
     def origin(self, key: str) -> str:
         """Where the value of dotted `key` came from, to start a message: the env variable
         that set it (or its section), else the file (and the variables that set keys in it)."""
-        variable = _setting_variable(key, self._overrides, parents_only=True)
+        variable = setting_variable(key, self._overrides, parents_only=True)
         if variable:
             return f"environment {variable}"
         inside = sorted(v for k, v in self._overrides.items() if k.startswith(key + "."))
@@ -399,212 +393,7 @@ def _bundled_model() -> ModelConfig:
     return LlamaCppModel(id="smollm2-135m", tier="edge", parallel=BUNDLED_MODEL_SLOTS)
 
 
-def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read `path` (or the built-in default), apply env overrides, validate loudly."""
-    source = str(path) if path else BUILT_IN
-    raw: dict[str, Any] = {}
-    if path:
-        try:
-            loaded = _parse_yaml(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{source}: file not found") from exc
-        except _DuplicateKey as exc:
-            raise ConfigError(f"{source}: {exc.problem}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{source}: the top level must be a mapping")
-        raw = loaded or {}
-        _read_paths_beside(raw, Path(path).absolute().parent)
-    overrides = _apply_env_overrides(raw, os.environ if env is None else env)
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(source, exc, overrides)) from exc
-    settings._source, settings._overrides = source, overrides
-    return settings
-
-
-def _read_paths_beside(raw: dict[str, Any], folder: Path) -> None:
-    """Relative paths in a config file are read from the file's folder, as docker compose reads
-    its own: `serve --config /etc/smallfirst/gateway.yaml` finds `models/x.gguf` beside the file
-    whatever the working directory (a systemd unit starts in /). Environment overrides are
-    applied after this, so theirs stay relative to the working directory, as in a shell."""
-    from smallfirst.routing.base import names_a_router  # routing imports this module
-
-    _rebase(raw, "data_dir", folder)
-    routing = raw.get("routing")
-    if isinstance(routing, dict) and not names_a_router(str(routing.get("router", "rules"))):
-        _rebase(routing, "router", folder)
-    models = raw.get("models")
-    for model in models if isinstance(models, list) else []:
-        if isinstance(model, dict):
-            _rebase(model, "path", folder)
-            _rebase(model, "lora_path", folder)
-
-
-def _rebase(section: dict[str, Any], key: str, folder: Path) -> None:
-    """`section[key]` read from `folder` if it is a relative path; a model's `bundled:` and
-    `installed:` names, `~/...` and absolute paths stay as they are."""
-    value = section.get(key)
-    if not isinstance(value, str) or value.startswith(("~", BUNDLED_PREFIX, INSTALLED_PREFIX)):
-        return
-    if not Path(value).is_absolute():
-        section[key] = str(folder / value)
-
-
-class _DuplicateKey(yaml.constructor.ConstructorError):
-    pass
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys: a second `models:` would silently replace
-    the first. Here it is an error naming the key and both lines."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_lines: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` keys may be overridden
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                continue  # the base class says why such a key is refused
-            line = key_node.start_mark.line + 1
-            if key in first_lines:
-                problem = f"duplicate key {key!r} at line {line} (first at line {first_lines[key]})"
-                raise _DuplicateKey(problem=problem, problem_mark=key_node.start_mark)
-            first_lines[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def _parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
-
-
-def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
-    """`SMALLFIRST__SERVER__PORT=9000` sets server.port; values are parsed as YAML scalars.
-    Returns dotted key -> the variable that set it, so errors can name the variable."""
-    overrides: dict[str, str] = {}
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX):
-            _refuse_one_underscore(name)
-            continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
-        if len(keys) > 1 and keys[0] == "models":
-            raise ConfigError(
-                f"environment {name}: the models are a list, not a section; change them in the"
-                " config file (or set SMALLFIRST__MODELS to the whole list as YAML)"
-            )
-        node = raw
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"environment {name}: {key!r} is not a section")
-            node = child
-        if keys:
-            try:
-                node[keys[-1]] = _parse_yaml(value)
-            except yaml.YAMLError as exc:
-                problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-                raise ConfigError(f"environment {name}: not a YAML value ({problem})") from exc
-            overrides[".".join(keys)] = name
-    return overrides
-
-
-def _refuse_one_underscore(name: str) -> None:
-    """`SMALLFIRST_DATA_DIR` (as `SMALLFIRST_CONFIG` is spelled) was ignored without a word,
-    and the data went to the default data dir. Names that spell no setting are left alone:
-    an upstream's key may well be in one (`api_key_env: SMALLFIRST_LOCAL_API_KEY`)."""
-    rest = name.removeprefix("SMALLFIRST_")
-    if rest == name:
-        return
-    keys = _setting_keys(rest.lower().split("_"), Settings)
-    if keys is None:
-        return
-    raise ConfigError(
-        f"environment {name}: settings are read from SMALLFIRST__ variables, with two"
-        f" underscores: {ENV_PREFIX}{'__'.join(keys).upper()}"
-    )
-
-
-def _setting_keys(words: list[str], section: type[BaseModel]) -> list[str] | None:
-    """The keys of a setting that `words` spell (["server", "api", "keys"] -> server.api_keys)
-    in `section`, or None: keys hold underscores too, so each split is tried."""
-    for end in range(1, len(words) + 1):
-        field = section.model_fields.get("_".join(words[:end]))
-        if field is None:
-            continue
-        if end == len(words):
-            return ["_".join(words)]
-        inner = _section_type(field.annotation)
-        rest = None if inner is None else _setting_keys(words[end:], inner)
-        if rest is not None:
-            return ["_".join(words[:end]), *rest]
-    return None
-
-
-def _section_type(annotation: Any) -> type[BaseModel] | None:
-    """The section a field holds (`BaselineConfig | None` -> BaselineConfig), if any."""
-    for candidate in (annotation, *get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def _describe(source: str, exc: ValidationError, overrides: Mapping[str, str]) -> str:
-    """One line per error, each blamed on the env variable that set its key, if one did."""
-    lines = []
-    blamed = set()
-    for key, problem in _problems(exc.errors()):
-        variable = _setting_variable(key, overrides)
-        blamed.add(f"environment {variable}" if variable else source)
-        lines.append(f"  {key}: {problem}" + (f" (set by {variable})" if variable else ""))
-    sources = sorted(blamed, key=lambda name: (name != source, name))  # the file first
-    return "\n".join([f"{', '.join(sources)}: invalid configuration", *lines])
-
-
-def _problems(errors: list[ErrorDetails]) -> Iterator[tuple[str, str]]:
-    """(key as the file spells it, problem) for each of pydantic's errors."""
-    for error in errors:
-        loc, backend = _without_backend(error["loc"])
-        cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, _KeyedProblems):
-            yield from ((_dotted((*loc, key)), problem) for key, problem in cause.problems)
-        elif error["type"] == "union_tag_invalid":
-            tag, known = error.get("ctx", {}).get("tag"), ", ".join(BACKENDS)
-            yield _dotted((*loc, "backend")), f'unknown backend "{tag}" (backends: {known})'
-        elif error["type"] == "extra_forbidden":
-            yield _dotted(loc), _unknown_key(str(loc[-1]), backend)
-        elif error["type"] == "value_error" and cause is not None:
-            yield _dotted(loc), str(cause)  # without pydantic's "Value error, "
-        else:
-            yield _dotted(loc), error["msg"]
-
-
-def _without_backend(loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], str | None]:
-    """`models.0.llamacpp.path` -> `models.0.path`, "llamacpp": pydantic puts the backend
-    (the union's tag) in the location, where the file has no such key."""
-    if len(loc) > 2 and loc[0] == "models" and isinstance(loc[1], int) and loc[2] in BACKENDS:
-        return (*loc[:2], *loc[3:]), str(loc[2])
-    return loc, None
-
-
-def _unknown_key(key: str, backend: str | None) -> str:
-    """A remote model written without `backend: openai_compat` is read as a local one."""
-    elsewhere = [b for b, cls in BACKENDS.items() if b != backend and key in cls.model_fields]
-    if backend is None or not elsewhere:
-        return "unknown key"
-    default = " (the default)" if backend == DEFAULT_BACKEND else ""
-    return f"unknown key for backend {backend}{default}; {key} needs backend: " + " or ".join(
-        elsewhere
-    )
-
-
-def _dotted(loc: Sequence[int | str]) -> str:
-    return ".".join(str(part) for part in loc) or "<top>"
-
-
-def _setting_variable(
+def setting_variable(
     key: str, overrides: Mapping[str, str], *, parents_only: bool = False
 ) -> str | None:
     """The variable that set `key` or a section holding it; unless `parents_only`, also one

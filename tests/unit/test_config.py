@@ -10,8 +10,8 @@ from smallfirst.config import (
     EMBEDDING_MODEL_IDS,
     RAG_MODEL_PREFIX,
     LlamaCppModel,
-    load_settings,
 )
+from smallfirst.config_file import load_settings
 from smallfirst.errors import ConfigError, Unauthorized
 from smallfirst.server.auth import KeyRing
 

@@ -309,7 +309,7 @@ def test_relative_paths_in_a_config_file_are_read_from_its_folder(
 def test_names_home_and_absolute_paths_and_environment_values_are_not_moved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smallfirst.config import load_settings
+    from smallfirst.config_file import load_settings
 
     config = tmp_path / "etc" / "smallfirst.yaml"
     config.parent.mkdir()

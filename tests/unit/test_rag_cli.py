@@ -495,7 +495,7 @@ def test_a_collection_named_before_names_were_checked_still_works(tmp_path: Path
 
 
 def test_config_refuses_a_collection_name_that_could_not_be_ingested(tmp_path: Path) -> None:
-    from smallfirst.config import load_settings
+    from smallfirst.config_file import load_settings
     from smallfirst.errors import ConfigError
 
     config = tmp_path / "smallfirst.yaml"

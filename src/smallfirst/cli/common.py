@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from smallfirst.config import LlamaCppModel, OpenAICompatModel, Settings, load_settings
+from smallfirst.config import LlamaCppModel, OpenAICompatModel, Settings
+from smallfirst.config_file import load_settings
 from smallfirst.errors import ConfigError
 from smallfirst.gguf_header import CutShort, GgufHeader, NotGguf, adapter_mismatch, read_header
 from smallfirst.paths import broken_link_in
