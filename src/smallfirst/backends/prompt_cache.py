@@ -12,6 +12,7 @@ Pure bookkeeping here (no llama.cpp calls), so it is tested without a model.
 
 from __future__ import annotations
 
+import mmap
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,10 +38,15 @@ def shared_prefix_length(a: Sequence[int] | TokenArray, b: Sequence[int] | Token
     return first if differs[first] else n
 
 
+# llama.cpp's serialized state of a sequence, writable (restored without a copy): mapped
+# memory of its own (`llamacpp_state.copied_out`), or a bytearray.
+StateData = bytearray | mmap.mmap
+
+
 @dataclass(frozen=True)
 class SavedState:
     tokens: TokenArray  # the tokens whose keys and values the state holds, in order
-    data: bytearray  # llama.cpp's serialized context state (writable: restored without a copy)
+    data: StateData
 
 
 @dataclass(frozen=True)
