@@ -1,11 +1,13 @@
-"""llama.cpp's OpenMP threads sleep while they wait unless the user says otherwise: libgomp
-reads OMP_WAIT_POLICY once, when llama_cpp loads it, so `import smallfirst` sets it first."""
+"""What `import smallfirst` sets in the environment before the native libraries load:
+llama.cpp's OpenMP threads sleep while they wait (libgomp reads OMP_WAIT_POLICY once, when
+llama_cpp loads it), and onnxruntime collects no telemetry."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +36,13 @@ def test_llama_cpps_threads_sleep_while_they_wait(given: str | None, count: str)
 
 def test_a_policy_the_user_set_is_kept() -> None:
     assert int(spin_count("ACTIVE")) > 300000
+
+
+def test_onnxruntime_collects_no_telemetry(tmp_path: Path) -> None:
+    """Imported as is, onnxruntime 1.31 wrote a device id and an upload queue to
+    ~/.cache/Microsoft/DeveloperTools; the embedding encoder imports it after smallfirst."""
+    env = {name: value for name, value in os.environ.items() if name != "ORT_DISABLE_TELEMETRY"}
+    env |= {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / ".cache")}
+    load = "import smallfirst.embed.encoder, onnxruntime"
+    subprocess.run([sys.executable, "-c", load], env=env, check=True)
+    assert list(tmp_path.rglob("*")) == []
