@@ -1,11 +1,12 @@
-"""llama.cpp's OpenMP threads: spinning (libgomp's default) vs sleeping (`OMP_WAIT_POLICY=PASSIVE`)
-while they wait, on a quiet CPU and beside other CPU-bound work.
+"""llama.cpp's OpenMP threads: how long they spin before they sleep while they wait
+(libgomp's default, `OMP_WAIT_POLICY=PASSIVE`, `GOMP_SPINCOUNT`, one thread), on a quiet CPU
+and beside other CPU-bound work. `import smallfirst` sets `GOMP_SPINCOUNT=3000` ("spin 3k").
 
 The gateway shares its cores: with the PII guard's NER, the embedding encoder, its own Python
 and whatever else runs on the machine. libgomp reads its settings when it is loaded, so each
 setting runs in a fresh process; settings alternate in order over the rounds. "busy" runs a
 process that spins on one core meanwhile (another tenant, or a burst of NER). Prints JSON:
-prompt and generation tokens/s per setting, and the passive/spin ratios.
+prompt and generation tokens/s per setting, and each setting's ratio to libgomp's default.
 
     python -m benchmarks.omp_wait_policy            # BENCH_ROUNDS=3 by default
 """
@@ -22,17 +23,24 @@ import time
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PROMPT_TOKENS = 256
 GENERATED_TOKENS = 64
-# libgomp's default (unset) spins a while before it sleeps; `import smallfirst` sets PASSIVE
-SETTINGS: dict[str, str | None] = {"spin": None, "passive": "PASSIVE"}
-POLICY = "OMP_WAIT_POLICY"
+KNOBS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+# name -> (libgomp settings, threads; None: all cores). libgomp's default spins 300,000 times
+# before it sleeps; PASSIVE sleeps at once; a spin count in between spins that long.
+SETTINGS: dict[str, tuple[dict[str, str], int | None]] = {
+    "default": ({}, None),
+    "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
+    "spin 1k": ({"GOMP_SPINCOUNT": "1000"}, None),
+    "spin 3k": ({"GOMP_SPINCOUNT": "3000"}, None),
+    "1 thread": ({}, 1),
+}
 
 
-def measure(setting: str, threads: int) -> dict[str, float]:
+def measure(setting: str) -> dict[str, float]:
     """In this process: tokens/s reading a prompt, then generating greedily."""
-    if os.environ.get(POLICY) != SETTINGS[setting]:
-        raise RuntimeError(
-            f"{POLICY} is not the {setting!r} setting: the run would measure another"
-        )
+    knobs, threads = SETTINGS[setting]
+    if {name: os.environ[name] for name in KNOBS if name in os.environ} != knobs:
+        raise RuntimeError(f"the environment is not the {setting!r} setting")
+    threads = threads or os.cpu_count() or 1
     from llama_cpp import Llama  # loads libgomp, which reads its settings now
 
     from smallfirst.backends.llamacpp_engine import resolve_model_path
@@ -58,15 +66,13 @@ def measure(setting: str, threads: int) -> dict[str, float]:
     }
 
 
-def run(setting: str, threads: int, busy: bool) -> dict[str, float]:
-    env = {name: value for name, value in os.environ.items() if name != POLICY}
-    policy = SETTINGS[setting]
-    if policy is not None:
-        env[POLICY] = policy
+def run(setting: str, busy: bool) -> dict[str, float]:
+    env = {name: value for name, value in os.environ.items() if name not in KNOBS}
+    env |= SETTINGS[setting][0]
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.omp_wait_policy", "--worker", setting, str(threads)],
+            [sys.executable, "-m", "benchmarks.omp_wait_policy", "--worker", setting],
             env=env,
             capture_output=True,
             text=True,
@@ -80,31 +86,33 @@ def run(setting: str, threads: int, busy: bool) -> dict[str, float]:
 
 
 def main() -> None:
-    threads = os.cpu_count() or 1
     results: dict[str, dict[str, list[float]]] = {}
     for round_number in range(ROUNDS):
         order = list(SETTINGS) if round_number % 2 == 0 else list(reversed(SETTINGS))
         for busy in (False, True):
             for setting in order:
                 key = f"{setting}, {'busy' if busy else 'quiet'}"
-                for name, value in run(setting, threads, busy).items():
+                for name, value in run(setting, busy).items():
                     results.setdefault(key, {}).setdefault(name, []).append(value)
     medians = {
         key: {name: round(statistics.median(values), 1) for name, values in runs.items()}
         for key, runs in results.items()
     }
+    # each setting against libgomp's default, quiet and busy
     ratios = {
-        f"passive/spin, {load}": {
-            name: round(medians[f"passive, {load}"][name] / medians[f"spin, {load}"][name], 3)
-            for name in medians[f"spin, {load}"]
+        f"{key} / default": {
+            name: round(value / medians[f"default, {key.split(', ')[1]}"][name], 3)
+            for name, value in runs.items()
         }
-        for load in ("quiet", "busy")
+        for key, runs in medians.items()
+        if not key.startswith("default")
     }
-    print(json.dumps({"threads": threads, "rounds": ROUNDS, "median": medians, **ratios}, indent=2))
+    report = {"cores": os.cpu_count(), "rounds": ROUNDS, "median": medians, "ratio": ratios}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        print(json.dumps(measure(sys.argv[2], int(sys.argv[3]))))
+        print(json.dumps(measure(sys.argv[2])))
     else:
         main()
