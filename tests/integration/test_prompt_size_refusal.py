@@ -44,6 +44,19 @@ def test_many_short_messages_are_refused_without_reading_them(unread: LlamaEngin
         unread.prepare(request)
 
 
+def test_many_turns_whose_template_spells_too_many_special_tokens_are_refused_unread(
+    unread: LlamaEngine,
+) -> None:
+    """6,000 one-letter messages pass the byte bound at 2,048 tokens (27 bytes each over the
+    longest token's 81); their template's 12,000 special tokens cannot fit. At 8,192 tokens
+    21,000 such messages held the model's worker 32 s (QA)."""
+    messages = [{"role": "user", "content": "a"}] * 6_000
+    request = ChatRequest.model_validate({"model": "m", "messages": messages})
+    # one <|im_start|> a turn, and two of the template's own (system turn, answer prompt)
+    with pytest.raises(ContextLengthExceeded, match="at least 6002 tokens"):
+        unread.prepare(request)
+
+
 def test_a_text_prompt_of_special_tokens_is_refused_without_reading_it(
     unread: LlamaEngine,
 ) -> None:

@@ -366,6 +366,41 @@ def test_unsupported_hidden_and_special_files_are_counted_not_silently_dropped(
     assert (named.added, named.counts()["ignored"]) == ([str(folder / ".draft.md")], 4)
 
 
+@pytest.mark.timeout(30)  # before, a link to a fifo went to read_bytes, which waits forever
+def test_links_to_fifos_and_devices_are_not_regular_files(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    folder, pipe = tmp_path / "folder", tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "notes.md").write_text("Notes.\n")
+    os.mkfifo(pipe)
+    (folder / "pipe.txt").symlink_to(pipe)
+    # a device was taken for a broken link and read: /dev/zero filled 24 GB before the OOM
+    # killer stopped the ingest (QA); /dev/null shows it without the danger
+    (folder / "null.txt").symlink_to("/dev/null")
+
+    summary = ingest_summary(store, folder)
+
+    assert summary.added == [str(folder / "notes.md")]
+    assert summary.ignored_by_reason() == {
+        "not a regular file": [str(folder / "null.txt"), str(folder / "pipe.txt")]
+    }
+    assert summary.failed == {}
+
+
+@pytest.mark.timeout(30)  # before, opening the fifo waited forever for a writer
+def test_a_fifo_named_as_a_path_fails_without_being_read(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    pipe = tmp_path / "pipe.md"
+    os.mkfifo(pipe)
+
+    summary = ingest_summary(store, pipe)
+
+    assert summary.failed == {str(pipe): f"not a regular file: {pipe}"}
+    assert store.collections() == []
+
+
 def test_a_broken_symlink_fails_under_its_own_name_and_its_old_chunks_go(
     store: SqliteChunkStore, tmp_path: Path
 ) -> None:

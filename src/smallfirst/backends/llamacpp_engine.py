@@ -14,6 +14,7 @@ import ctypes
 import importlib.util
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,17 @@ TOKEN_PIECE_BYTES = 64  # most tokens are far shorter; a longer one is asked aga
 _TEXT_MARK = "\x00smallfirst-text-{}\x00"
 _TEXT_MARKS = re.compile("\x00smallfirst-text-(\\d+)\x00")
 _WHITE_SPACE = re.compile(r"\s+")
+
+
+def _overlap(text: str, other: str) -> bool:
+    """Can a match of `other` overlap one of `text` (contain it, be inside it, or share the
+    start of one and the end of the other)?"""
+    if text in other or other in text:
+        return True
+    shorter = min(len(text), len(other))
+    return any(
+        other.endswith(text[:size]) or text.endswith(other[:size]) for size in range(1, shorter)
+    )
 
 
 def resolve_model_path(path: str) -> Path:
@@ -122,6 +134,8 @@ class LlamaEngine:
         self._bos = self._tokens("", bos=True, special=False)
         self._special_texts = self._spelled_special_tokens()
         self._longest_piece: int | None = None  # bytes of the vocabulary's longest token
+        self._special_pattern: re.Pattern[str] | None = None  # any of `_special_texts`
+        self._overlapped: dict[str, bool] = {}  # special text -> can another overlap it
         self._formatter = (
             Jinja2ChatFormatter(
                 template=template,
@@ -242,6 +256,8 @@ class LlamaEngine:
             [_TEXT_MARKS.sub("", formatted.prompt), *(messages[i]["content"] for i in spelled)],
             "messages",
         )
+        # the template's pieces are read with special tokens; the messages' texts are not
+        self._refuse_if_its_marks_cannot_fit(_TEXT_MARKS.split(formatted.prompt)[::2], "messages")
         bos = not formatted.added_special
         if not spelled:
             return self._tokens(formatted.prompt, bos=bos, special=True), formatted
@@ -281,6 +297,53 @@ class LlamaEngine:
                 param=param,
             )
 
+    def _refuse_if_its_marks_cannot_fit(self, texts: list[str], param: str) -> None:
+        """Refuse, before llama.cpp reads them, `texts` read with special tokens (a chat
+        template's pieces, a text prompt) that spell more special tokens than the context holds.
+        The byte bound above misses many short turns: 21,000 messages of 1-2 letters (0.4 MB
+        as JSON) passed it at 8,192 tokens, and their template's 42,000 special tokens held the
+        model's worker 32 s before the 400 (QA). Each occurrence of a special token's text is
+        that token, unless another's text, matched first, overlaps it; so the occurrences of one
+        that no other can overlap are a floor."""
+        if not self._special_texts or sum(map(len, texts)) <= self.n_ctx:
+            return
+        if self._special_pattern is None:
+            ordered = sorted(self._special_texts, key=len, reverse=True)
+            self._special_pattern = re.compile("|".join(map(re.escape, ordered)))
+        pattern = self._special_pattern
+        found = Counter(match.group() for text in texts for match in pattern.finditer(text))
+        for special, _ in found.most_common():
+            fewest = sum(text.count(special) for text in texts)
+            if fewest <= self.n_ctx:
+                return
+            if not self._can_be_overlapped(special):
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {self.n_ctx} tokens. However,"
+                    f" your prompt is at least {fewest} tokens long. Please reduce the length"
+                    " of the prompt.",
+                    param=param,
+                )
+
+    def _can_be_overlapped(self, special: str) -> bool:
+        """Could another special token's text (any llama.cpp parses: control, user-defined,
+        unknown) contain `special`'s or share an end with its other end?"""
+        if special not in self._overlapped:
+            from llama_cpp import llama_cpp as low_level
+
+            vocab = self.llama._model.vocab
+            kinds = (
+                low_level.LLAMA_TOKEN_ATTR_CONTROL
+                | low_level.LLAMA_TOKEN_ATTR_USER_DEFINED
+                | low_level.LLAMA_TOKEN_ATTR_UNKNOWN
+            )
+            others = {
+                self.token_text(token)
+                for token in range(self.vocab_size)
+                if low_level.llama_vocab_get_attr(vocab, token) & kinds
+            } - {special, ""}
+            self._overlapped[special] = any(_overlap(special, other) for other in others)
+        return self._overlapped[special]
+
     def _spells_special(self, text: str) -> bool:
         """Could `text` read differently as a prompt than as text: does it spell a special
         token (or a NUL, which could pass for a mark)? A substring test: tokenizing every
@@ -307,6 +370,7 @@ class LlamaEngine:
         if request.prompt_tokens is not None:
             return request.prompt_tokens, False
         self._refuse_if_it_cannot_fit([request.prompt_text], "prompt")
+        self._refuse_if_its_marks_cannot_fit([request.prompt_text], "prompt")
         tokens = self.encode(request.prompt_text, add_special_tokens=True)
         if tokens:
             return tokens, bool(self._bos)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +213,8 @@ def _kind(entry: os.DirEntry[str]) -> _Kind:
             return "linked folder" if linked else "folder"
         if entry.is_file():
             return "linked file" if linked else "file"
+        if linked and os.path.exists(entry.path):  # a link to a fifo, a device, a socket
+            return "other"
     except OSError:  # a link loop, or a target we may not look at
         pass
     return "broken link" if entry.is_symlink() else "other"
@@ -348,7 +351,7 @@ def _ingest_file(
     model: _Model,
 ) -> None:
     source = str(path)
-    raw = path.read_bytes()
+    raw = read_regular_file(path)
     digest = content_hash(raw)
     if known_hash == digest:
         summary.skipped.append(source)
@@ -374,6 +377,17 @@ def _ingest_file(
     if not chunks:
         summary.without_text.append(source)
     (summary.added if known_hash is None else summary.updated).append(source)
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of the regular file at `path`; anything else (a fifo, a device such as
+    /dev/zero, named or reached through a link, or swapped in since the walk) is an OSError
+    before a byte is read: a fifo's read waits forever, /dev/zero's fills the memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a fifo does not wait
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {path}")
+        return file.read()
 
 
 def _not_found_reason(path: Path, exc: FileNotFoundError) -> str:
