@@ -150,7 +150,9 @@ class Gateway:
         collection, collection_param = rag_collection(request.model), "model"
         if collection is not None:
             if not isinstance(request, ChatRequest):
-                raise InvalidRequest("rag/<collection> needs /v1/chat/completions", param="model")
+                raise InvalidRequest(  # the Responses API reads as chat here
+                    "rag/<collection> needs /v1/chat/completions or /v1/responses", param="model"
+                )
             if request.rag not in (None, collection):
                 raise InvalidRequest(
                     f"model {request.model!r} and rag {request.rag!r} name different "

@@ -289,3 +289,16 @@ def test_requests_arriving_together_on_a_cold_gateway_open_the_store_once(
     finally:
         step.close()
     assert len(opened) == 1
+
+
+def test_a_text_completion_cannot_name_a_collection_and_is_told_where_it_can(
+    api: tuple[TestClient, Any],
+) -> None:
+    """It named chat only, while the Responses API takes `rag/<name>` as well (QA)."""
+    client, _ = api
+    body = {"model": "rag/office", "prompt": "When is the office open?", "max_tokens": 4}
+    response = client.post("/v1/completions", json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "model"
+    assert error["message"] == "rag/<collection> needs /v1/chat/completions or /v1/responses"
