@@ -35,25 +35,24 @@ def unread(engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch) -> LlamaEngine:
     return engine
 
 
-def test_many_short_messages_are_refused_without_reading_them(unread: LlamaEngine) -> None:
-    """100,000 one-letter messages (3.5 MB as JSON) held the model's worker for ~17 minutes;
-    16,000 took 26 s to tokenize alone."""
-    messages = [{"role": "user", "content": "a"}] * 16_000
-    request = ChatRequest.model_validate({"model": "m", "messages": messages})
-    with pytest.raises(ContextLengthExceeded, match="at least"):
-        unread.prepare(request)
-
-
-def test_many_turns_whose_template_spells_too_many_special_tokens_are_refused_unread(
-    unread: LlamaEngine,
+@pytest.mark.parametrize(
+    ("count", "told"),
+    [
+        # 100,000 such messages (3.5 MB as JSON) held the model's worker for ~17 minutes;
+        # 16,000 took 26 s to tokenize alone: the byte bound refuses them
+        (16_000, "at least"),
+        # 6,000 pass the byte bound at 2,048 tokens (27 bytes each over the longest token's
+        # 81), but their template's special tokens cannot fit: one <|im_start|> a turn and two
+        # of the template's own. At 8,192 tokens 21,000 held the model's worker 32 s (QA)
+        (6_000, "at least 6002 tokens"),
+    ],
+)
+def test_many_short_messages_are_refused_without_reading_them(
+    unread: LlamaEngine, count: int, told: str
 ) -> None:
-    """6,000 one-letter messages pass the byte bound at 2,048 tokens (27 bytes each over the
-    longest token's 81); their template's 12,000 special tokens cannot fit. At 8,192 tokens
-    21,000 such messages held the model's worker 32 s (QA)."""
-    messages = [{"role": "user", "content": "a"}] * 6_000
+    messages = [{"role": "user", "content": "a"}] * count
     request = ChatRequest.model_validate({"model": "m", "messages": messages})
-    # one <|im_start|> a turn, and two of the template's own (system turn, answer prompt)
-    with pytest.raises(ContextLengthExceeded, match="at least 6002 tokens"):
+    with pytest.raises(ContextLengthExceeded, match=told):
         unread.prepare(request)
 
 
