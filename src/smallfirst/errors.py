@@ -78,6 +78,15 @@ class ContextLengthExceeded(InvalidRequest):
             param=param,
         )
 
+    @classmethod
+    def at_least(cls, context: int, fewest: int, *, param: str) -> ContextLengthExceeded:
+        """A prompt refused before it was tokenized: `fewest` is the least it can be."""
+        return cls(
+            f"This model's maximum context length is {context} tokens. However, your prompt is"
+            f" at least {fewest} tokens long. Please reduce the length of the prompt.",
+            param=param,
+        )
+
 
 class PolicyBlocked(InvalidRequest):
     code = "pii_blocked"

@@ -290,12 +290,7 @@ class LlamaEngine:
             )
         fewest = -(-spelled // max(self._longest_piece, 1))
         if fewest > self.n_ctx:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.n_ctx} tokens. However, your"
-                f" prompt is at least {fewest} tokens long. Please reduce the length of the"
-                " prompt.",
-                param=param,
-            )
+            raise ContextLengthExceeded.at_least(self.n_ctx, fewest, param=param)
 
     def _refuse_if_its_marks_cannot_fit(self, texts: list[str], param: str) -> None:
         """Refuse, before llama.cpp reads them, `texts` read with special tokens (a chat
@@ -317,30 +312,13 @@ class LlamaEngine:
             if fewest <= self.n_ctx:
                 return
             if not self._can_be_overlapped(special):
-                raise ContextLengthExceeded(
-                    f"This model's maximum context length is {self.n_ctx} tokens. However,"
-                    f" your prompt is at least {fewest} tokens long. Please reduce the length"
-                    " of the prompt.",
-                    param=param,
-                )
+                raise ContextLengthExceeded.at_least(self.n_ctx, fewest, param=param)
 
     def _can_be_overlapped(self, special: str) -> bool:
         """Could another special token's text (any llama.cpp parses: control, user-defined,
         unknown) contain `special`'s or share an end with its other end?"""
         if special not in self._overlapped:
-            from llama_cpp import llama_cpp as low_level
-
-            vocab = self.llama._model.vocab
-            kinds = (
-                low_level.LLAMA_TOKEN_ATTR_CONTROL
-                | low_level.LLAMA_TOKEN_ATTR_USER_DEFINED
-                | low_level.LLAMA_TOKEN_ATTR_UNKNOWN
-            )
-            others = {
-                self.token_text(token)
-                for token in range(self.vocab_size)
-                if low_level.llama_vocab_get_attr(vocab, token) & kinds
-            } - {special, ""}
+            others = self._special_token_texts(unknown=True) - {special, ""}
             self._overlapped[special] = any(_overlap(special, other) for other in others)
         return self._overlapped[special]
 
@@ -353,16 +331,22 @@ class LlamaEngine:
     def _spelled_special_tokens(self) -> tuple[str, ...]:
         """The text of each control or user-defined token (`<|im_end|>`); read once at load
         (~40 ms for a 49k vocabulary)."""
+        return tuple(text for text in self._special_token_texts() if text.strip())
+
+    def _special_token_texts(self, *, unknown: bool = False) -> set[str]:
+        """The texts of the vocabulary's control and user-defined tokens, and of its unknown
+        token with `unknown`: what llama.cpp reads as special in a prompt."""
         from llama_cpp import llama_cpp as low_level
 
         vocab = self.llama._model.vocab
         kinds = low_level.LLAMA_TOKEN_ATTR_CONTROL | low_level.LLAMA_TOKEN_ATTR_USER_DEFINED
-        texts = (
+        if unknown:
+            kinds |= low_level.LLAMA_TOKEN_ATTR_UNKNOWN
+        return {
             self.token_text(token)
             for token in range(self.vocab_size)
             if low_level.llama_vocab_get_attr(vocab, token) & kinds
-        )
-        return tuple(text for text in texts if text.strip())
+        }
 
     def _text_prompt(self, request: TextRequest) -> tuple[list[int], bool]:
         """A completion prompt's tokens, and whether the engine put the first one there (its
