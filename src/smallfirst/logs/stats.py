@@ -274,9 +274,9 @@ def _tier_stats(
         completion_tokens=sum(row[1] for row in rows),
         cost_usd=sum(row[2] for row in rows),
         baseline_cost_usd=sum(row[3] for row in rows if row[3] is not None),
-        latency_p50_ms=_percentile(latencies, 50) if latencies else None,
-        latency_p95_ms=_percentile(latencies, 95) if latencies else None,
-        ttft_p50_ms=_percentile(ttfts, 50) if ttfts else None,
+        latency_p50_ms=_percentile(latencies, 50),
+        latency_p95_ms=_percentile(latencies, 95),
+        ttft_p50_ms=_percentile(ttfts, 50),
     )
 
 
@@ -285,8 +285,10 @@ def _tier_order(tier: str) -> tuple[int, str]:
     return (TIERS.index(tier) if tier in TIERS else len(TIERS), tier)
 
 
-def _percentile(values: Sequence[float], pct: int) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
+def _percentile(values: Sequence[float], pct: int) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default); None without values."""
+    if not values:
+        return None
     if len(values) == 1:
         return float(values[0])
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
