@@ -90,10 +90,21 @@ def test_citations_carry_source_span_and_chunk_id() -> None:
     }
 
 
-def test_a_path_attribute_cannot_break_out_of_its_quotes() -> None:
-    sneaky = Hit(1, 1.0, "text", '/x" onload="evil', "", "", 0, 4)
+def test_a_file_attribute_cannot_break_out_of_its_quotes() -> None:
+    sneaky = Hit(1, 1.0, "text", '/docs/x" onload="evil', "", "", 0, 4)
     prompt = build_grounded_messages(QUESTION, [sneaky], count_tokens=count_words, budget=500)
-    assert 'path="/x&quot; onload=&quot;evil"' in prompt.messages[0].text
+    assert 'file="x&quot; onload=&quot;evil"' in prompt.messages[0].text
+
+
+def test_the_prompt_names_each_file_but_not_the_folders_it_lies_in() -> None:
+    """A public collection's prompt may go to a cloud tier: the local path stays here, in the
+    citations returned to the client."""
+    private = Hit(1, 1.0, "Resets take ten seconds.", "/home/ana/acme/manual.md", "", "", 0, 24)
+    prompt = build_grounded_messages(QUESTION, [private], count_tokens=count_words, budget=500)
+    system = prompt.messages[0].text
+    assert '<source id="S1" file="manual.md" chars="0-24">' in system
+    assert "/home/ana" not in system
+    assert prompt.citations[0].source == "/home/ana/acme/manual.md"
 
 
 def test_hits_that_cannot_fit_are_a_400_not_an_answer_that_looks_grounded() -> None:

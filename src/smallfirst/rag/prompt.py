@@ -13,6 +13,7 @@ import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import PurePath
 from typing import Any
 
 from smallfirst.errors import ContextLengthExceeded
@@ -73,10 +74,15 @@ def last_user_text(messages: Sequence[ChatMessage]) -> str:
 
 
 def fence_source(citation_id: str, hit: Hit) -> str:
-    """One hit as a `<source>` element; the hit's text cannot close or forge the element."""
+    """One hit as a `<source>` element; the hit's text cannot close or forge the element.
+
+    The element names the file, not its path: a public collection's prompt may go to a cloud
+    tier, and `/home/ana/clients/acme/...` says more about the machine than the answer needs.
+    The citations returned to the client keep the whole path.
+    """
     attributes = {
         "id": citation_id,
-        "path": hit.source,
+        "file": PurePath(hit.source).name,
         "heading": hit.heading,
         "chars": f"{hit.char_start}-{hit.char_end}",
     }
