@@ -24,11 +24,15 @@ def engine() -> Iterator[LlamaEngine]:
 
 @pytest.fixture
 def unread(engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch) -> LlamaEngine:
-    """The engine, with llama.cpp's tokenizer out of reach of any long text."""
+    """The engine, with llama.cpp's tokenizer out of reach of any long text, whole or in
+    pieces."""
     tokenize = engine.llama.tokenize
+    read = 0
 
     def short_only(text: bytes, *args: object, **kwargs: object) -> list[int]:
-        assert len(text) < 10_000, f"llama.cpp was asked to read {len(text):,} bytes"
+        nonlocal read
+        read += len(text)
+        assert read < 10_000, f"llama.cpp was asked to read {read:,} bytes"
         return tokenize(text, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(engine.llama, "tokenize", short_only)

@@ -14,7 +14,6 @@ import ctypes
 import importlib.util
 import os
 import re
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from smallfirst.backends import local_tools
 from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, PromptEcho
 from smallfirst.backends.llamacpp_slots import SlotDecoder
+from smallfirst.backends.llamacpp_specials import SpecialTokens
 from smallfirst.backends.llamacpp_state import ReuseCounts
 from smallfirst.backends.prompt_cache import PromptCache
 from smallfirst.catalog import INSTALLED_PREFIX, resolve_installed
@@ -37,17 +37,6 @@ TOKEN_PIECE_BYTES = 64  # most tokens are far shorter; a longer one is asked aga
 _TEXT_MARK = "\x00smallfirst-text-{}\x00"
 _TEXT_MARKS = re.compile("\x00smallfirst-text-(\\d+)\x00")
 _WHITE_SPACE = re.compile(r"\s+")
-
-
-def _overlap(text: str, other: str) -> bool:
-    """Can a match of `other` overlap one of `text` (contain it, be inside it, or share the
-    start of one and the end of the other)?"""
-    if text in other or other in text:
-        return True
-    shorter = min(len(text), len(other))
-    return any(
-        other.endswith(text[:size]) or text.endswith(other[:size]) for size in range(1, shorter)
-    )
 
 
 def resolve_model_path(path: str) -> Path:
@@ -87,6 +76,7 @@ class LlamaEngine:
         parallel: int = 1,
     ) -> None:
         from llama_cpp import Llama
+        from llama_cpp import llama_cpp as low_level
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         threads = n_threads or os.cpu_count() or 1
@@ -130,12 +120,18 @@ class LlamaEngine:
             ) from exc
         template = self.llama.metadata.get("tokenizer.chat_template")
         eos_id, bos_id = self.llama.token_eos(), self.llama.token_bos()
+        vocab = self.llama._model.vocab
+        self.specials = SpecialTokens.of_vocabulary(vocab, self.vocab_size, self.token_text)
+        self._pieces_checked = low_level.llama_vocab_type(vocab) in {
+            low_level.LLAMA_VOCAB_TYPE_BPE,
+            low_level.LLAMA_VOCAB_TYPE_SPM,
+        }
+        self._adds_an_end = bool(
+            low_level.llama_vocab_get_add_eos(vocab) or low_level.llama_vocab_get_add_sep(vocab)
+        )
         # What the model puts before a text prompt: its BOS, if its vocabulary adds one.
         self._bos = self._tokens("", bos=True, special=False)
-        self._special_texts = self._spelled_special_tokens()
         self._longest_piece: int | None = None  # bytes of the vocabulary's longest token
-        self._special_pattern: re.Pattern[str] | None = None  # any of `_special_texts`
-        self._overlapped: dict[str, bool] = {}  # special text -> can another overlap it
         self._formatter = (
             Jinja2ChatFormatter(
                 template=template,
@@ -169,7 +165,16 @@ class LlamaEngine:
         return self._tokens(text, bos=add_special_tokens, special=True)
 
     def _tokens(self, text: str, *, bos: bool, special: bool) -> list[int]:
-        tokens = self.llama.tokenize(text.encode("utf-8"), add_bos=bos, special=special)
+        """`text`'s tokens, read in pieces where it spells many special tokens (as fast as
+        llama.cpp reads plain text; `llamacpp_specials.py`)."""
+        # A vocabulary that ends what it reads with special tokens with a token of its own
+        # (EOS, SEP) would end each piece with it; other kinds than BPE and SPM are unchecked.
+        whole = not self._pieces_checked or (bos and self._adds_an_end)
+        pieces = [text] if whole else self.specials.pieces(text, special=special)
+        tokens: list[int] = []
+        for position, piece in enumerate(pieces):
+            encoded = piece.encode("utf-8")
+            tokens += self.llama.tokenize(encoded, add_bos=bos and position == 0, special=special)
         return [int(token) for token in tokens]
 
     def decode(self, tokens: list[int]) -> str:
@@ -246,7 +251,7 @@ class LlamaEngine:
         `<|im_end|>` in a message cannot end its turn and forge the next (as in OpenAI's API).
         Such a message's text is tokenized apart, between the template's pieces."""
         assert self._formatter is not None
-        spelled = {i for i, m in enumerate(messages) if self._spells_special(m["content"])}
+        spelled = {i for i, m in enumerate(messages) if self.specials.spelled_in(m["content"])}
         marked: list[Any] = [
             {**m, "content": _TEXT_MARK.format(i)} if i in spelled else m
             for i, m in enumerate(messages)
@@ -297,56 +302,12 @@ class LlamaEngine:
         template's pieces, a text prompt) that spell more special tokens than the context holds.
         The byte bound above misses many short turns: 21,000 messages of 1-2 letters (0.4 MB
         as JSON) passed it at 8,192 tokens, and their template's 42,000 special tokens held the
-        model's worker 32 s before the 400 (QA). Each occurrence of a special token's text is
-        that token, unless another's text, matched first, overlaps it; so the occurrences of one
-        that no other can overlap are a floor."""
-        if not self._special_texts or sum(map(len, texts)) <= self.n_ctx:
+        model's worker 32 s before the 400 (QA)."""
+        if sum(map(len, texts)) <= self.n_ctx:
             return
-        if self._special_pattern is None:
-            ordered = sorted(self._special_texts, key=len, reverse=True)
-            self._special_pattern = re.compile("|".join(map(re.escape, ordered)))
-        pattern = self._special_pattern
-        found = Counter(match.group() for text in texts for match in pattern.finditer(text))
-        for special, _ in found.most_common():
-            fewest = sum(text.count(special) for text in texts)
-            if fewest <= self.n_ctx:
-                return
-            if not self._can_be_overlapped(special):
-                raise ContextLengthExceeded.at_least(self.n_ctx, fewest, param=param)
-
-    def _can_be_overlapped(self, special: str) -> bool:
-        """Could another special token's text (any llama.cpp parses: control, user-defined,
-        unknown) contain `special`'s or share an end with its other end?"""
-        if special not in self._overlapped:
-            others = self._special_token_texts(unknown=True) - {special, ""}
-            self._overlapped[special] = any(_overlap(special, other) for other in others)
-        return self._overlapped[special]
-
-    def _spells_special(self, text: str) -> bool:
-        """Could `text` read differently as a prompt than as text: does it spell a special
-        token (or a NUL, which could pass for a mark)? A substring test: tokenizing every
-        message twice to compare cost ~9 ms per 4,000 tokens here."""
-        return "\x00" in text or any(special in text for special in self._special_texts)
-
-    def _spelled_special_tokens(self) -> tuple[str, ...]:
-        """The text of each control or user-defined token (`<|im_end|>`); read once at load
-        (~40 ms for a 49k vocabulary)."""
-        return tuple(text for text in self._special_token_texts() if text.strip())
-
-    def _special_token_texts(self, *, unknown: bool = False) -> set[str]:
-        """The texts of the vocabulary's control and user-defined tokens, and of its unknown
-        token with `unknown`: what llama.cpp reads as special in a prompt."""
-        from llama_cpp import llama_cpp as low_level
-
-        vocab = self.llama._model.vocab
-        kinds = low_level.LLAMA_TOKEN_ATTR_CONTROL | low_level.LLAMA_TOKEN_ATTR_USER_DEFINED
-        if unknown:
-            kinds |= low_level.LLAMA_TOKEN_ATTR_UNKNOWN
-        return {
-            self.token_text(token)
-            for token in range(self.vocab_size)
-            if low_level.llama_vocab_get_attr(vocab, token) & kinds
-        }
+        fewest = self.specials.occurrences_over(texts, self.n_ctx)
+        if fewest is not None:
+            raise ContextLengthExceeded.at_least(self.n_ctx, fewest, param=param)
 
     def _text_prompt(self, request: TextRequest) -> tuple[list[int], bool]:
         """A completion prompt's tokens, and whether the engine put the first one there (its

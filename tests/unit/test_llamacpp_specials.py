@@ -1,0 +1,95 @@
+"""Where a long prompt may be cut so that llama.cpp, reading the pieces one after the other,
+gives the tokens it gives the whole (its own cuts, at special tokens, cost time that grows with
+their number squared). The real vocabularies are compared in
+tests/integration/test_tokenize_in_pieces.py; these are the rules, on made-up tokens."""
+
+from __future__ import annotations
+
+import pytest
+from llama_cpp import llama_cpp as flags
+
+from smallfirst.backends.llamacpp_specials import CUT_TEXTS_LONGER_THAN, SpecialTokens
+
+CONTROL = flags.LLAMA_TOKEN_ATTR_CONTROL
+USER_DEFINED = flags.LLAMA_TOKEN_ATTR_USER_DEFINED
+UNKNOWN = flags.LLAMA_TOKEN_ATTR_UNKNOWN
+LSTRIP = flags.LLAMA_TOKEN_ATTR_LSTRIP
+FILLER = "x" * CUT_TEXTS_LONGER_THAN  # long enough to be cut at all
+
+
+def starts(specials: SpecialTokens, text: str, *, special: bool = True) -> list[int]:
+    """Where each piece after the first starts, past the filler."""
+    pieces = specials.pieces(FILLER + text, special=special)
+    assert "".join(pieces) == FILLER + text  # nothing lost, nothing added
+    offsets = [sum(map(len, pieces[:i])) for i in range(1, len(pieces))]
+    return [offset - len(FILLER) for offset in offsets]
+
+
+def test_a_long_text_is_cut_before_the_special_tokens_llama_cpp_cuts_at() -> None:
+    specials = SpecialTokens([("<s>", CONTROL), ("<tool>", USER_DEFINED)], flags, cut_every=0)
+    text = "a<s>b<tool>c"
+    assert starts(specials, text) == [1, 5]
+    # read as text, only user-defined tokens are cut at by llama.cpp
+    assert starts(specials, text, special=False) == [5]
+
+
+def test_a_short_text_is_read_whole() -> None:
+    specials = SpecialTokens([("<s>", CONTROL)], flags, cut_every=0)
+    assert specials.pieces("a<s>" * 100, special=True) == ["a<s>" * 100]
+
+
+def test_every_bounds_the_occurrences_in_a_piece() -> None:
+    specials = SpecialTokens([("<s>", CONTROL)], flags, cut_every=256)
+    pieces = specials.pieces(FILLER + "a<s>" * 1000, special=True)
+    assert [piece.count("<s>") for piece in pieces] == [256, 256, 256, 232]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "text", "special"),
+    [
+        # another token's text contains this one's, or shares an end with it: which one
+        # llama.cpp reads there depends on its order
+        ([("<s>", CONTROL), ("<s>x", CONTROL)], "a<s>x", True),
+        ([("<s>", CONTROL), ("x<s", CONTROL)], "ax<s>", True),
+        ([("ab", CONTROL), ("bc", CONTROL)], "zabc", True),
+        # two occurrences of one text can overlap
+        ([("aa", CONTROL)], "zaaa", True),
+        # a control token that is also user-defined is not cut at when read as text
+        ([("</s>", CONTROL | USER_DEFINED)], "z</s>", False),
+    ],
+)
+def test_no_cut_where_llama_cpp_might_not_cut(
+    tokens: list[tuple[str, int]], text: str, special: bool
+) -> None:
+    assert starts(SpecialTokens(tokens, flags, cut_every=0), text, special=special) == []
+
+
+def test_a_token_that_strips_the_space_before_it_is_cut_at_only_after_a_non_space() -> None:
+    specials = SpecialTokens([("<mask>", USER_DEFINED | LSTRIP)], flags, cut_every=0)
+    assert starts(specials, "a <mask>b<mask>") == [9]
+    assert starts(specials, "a\n<mask>") == []
+
+
+def test_the_unknown_token_is_cut_at_only_when_special_tokens_are_parsed() -> None:
+    specials = SpecialTokens([("<unk>", UNKNOWN)], flags, cut_every=0)
+    assert starts(specials, "a<unk>") == [1]
+    assert starts(specials, "a<unk>", special=False) == []
+
+
+def test_spelled_special_tokens_leave_out_the_unknown_token_and_blank_texts() -> None:
+    specials = SpecialTokens(
+        [("<s>", CONTROL), ("<unk>", UNKNOWN), ("  ", USER_DEFINED), ("", CONTROL)], flags
+    )
+    assert specials.spelled == ("<s>",)
+    assert specials.spelled_in("a<s>")
+    assert specials.spelled_in("a\x00")
+    assert not specials.spelled_in("a<unk>  b")
+
+
+def test_occurrences_over_a_limit_count_only_tokens_no_other_can_overlap() -> None:
+    specials = SpecialTokens(
+        [("<s>", CONTROL), ("ab", CONTROL), ("bc", CONTROL)], flags, cut_every=0
+    )
+    assert specials.occurrences_over(["<s>" * 5, "<s>" * 3], 7) == 8
+    assert specials.occurrences_over(["<s>" * 5, "<s>" * 3], 8) is None
+    assert specials.occurrences_over(["abc" * 20], 7) is None  # ab and bc overlap
