@@ -117,6 +117,14 @@ class LlamaCppModel(_ModelBase):
         description="answers decoded together (continuous batching); each slot holds"
         " context_length tokens of KV memory",
     )
+    # Measured: per-token hand-offs to the event loop cost 5-30% tok/s on 2 cores
+    # (docs/benchmarks.md); 50 ms is still 20 screen updates a second.
+    stream_interval_ms: float = Field(
+        default=50.0,
+        ge=0,
+        le=1000,
+        description="send streamed tokens at most this often, merged (0: every token)",
+    )
 
     @model_validator(mode="after")
     def _a_token_per_slot_fits_a_batch(self) -> LlamaCppModel:
@@ -127,15 +135,6 @@ class LlamaCppModel(_ModelBase):
             )
             raise KeyedProblems([("parallel", problem)])
         return self
-
-    # Measured: per-token hand-offs to the event loop cost 5-30% tok/s on 2 cores
-    # (docs/benchmarks.md); 50 ms is still 20 screen updates a second.
-    stream_interval_ms: float = Field(
-        default=50.0,
-        ge=0,
-        le=1000,
-        description="send streamed tokens at most this often, merged (0: every token)",
-    )
 
 
 class OpenAICompatModel(_ModelBase):

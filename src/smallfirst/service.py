@@ -109,11 +109,11 @@ class Gateway:
             self.ledger.add_observer(request_log.record)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, log_requests: bool = True) -> Gateway:
+    def from_settings(cls, settings: Settings) -> Gateway:
+        """A gateway with the backends `settings` configure, logging requests in its data dir."""
         days = settings.log_retention_days
         retention_s = days * 86400 if days is not None else None
-        path = settings.resolved_data_dir / LOG_FILE
-        log = RequestLog(path, retention_s) if log_requests else None
+        log = RequestLog(settings.resolved_data_dir / LOG_FILE, retention_s)
         return cls(settings, request_log=log)
 
     def models(self) -> list[ModelInfo]:
@@ -147,21 +147,7 @@ class Gateway:
             raise PolicyBlocked(inspection.blocked)
         if inspection is not None and inspection.keep_local:
             keep_local.append(inspection.keep_local)
-        collection, collection_param = rag_collection(request.model), "model"
-        if collection is not None:
-            if not isinstance(request, ChatRequest):
-                raise InvalidRequest(  # the Responses API reads as chat here
-                    "rag/<collection> needs /v1/chat/completions or /v1/responses", param="model"
-                )
-            if request.rag not in (None, collection):
-                raise InvalidRequest(
-                    f"model {request.model!r} and rag {request.rag!r} name different "
-                    "collections; a request is grounded in one: name it once",
-                    param="rag",
-                )
-            request = request.model_copy(update={"model": AUTO_MODEL})
-        elif isinstance(request, ChatRequest):
-            collection, collection_param = request.rag, "rag"  # ground the model asked for
+        request, collection, collection_param = _grounding_collection(request)
         private = collection is not None and self.settings.rag.is_private(collection)
         if private:
             keep_local.append(f"collection {collection!r} is private")
@@ -404,7 +390,7 @@ class Gateway:
         A prompt too long for a router's weak choice goes to the roomier models of the plan.
         `held`: the cascade's unsure draft, the answer when the chain comes down to its model
         (it is not asked again). `streamed`: the result is a stream that has only begun; how
-        it ends tells the model's health (`_observed`)."""
+        it ends tells the model's health (`Ledger.observed`)."""
         last_error: SmallfirstError | None = None
         candidates = list(plan.candidates)
         for model in candidates:  # grows (once) when the prompt does not fit
@@ -448,6 +434,28 @@ class Gateway:
         error = ModelUnavailable("; ".join(self.health.describe(m.id) for m in models))
         error.retry_after_s = math.ceil(min(self.health.cooling_down_s(m.id) for m in models))
         return error
+
+
+def _grounding_collection(
+    request: GenerateRequest,
+) -> tuple[GenerateRequest, str | None, str]:
+    """The collection a request is grounded in, if any, and the field that named it: model
+    `rag/<name>` (the request then goes to the router) or `rag` (the model asked answers)."""
+    collection = rag_collection(request.model)
+    if collection is None:
+        rag = request.rag if isinstance(request, ChatRequest) else None
+        return request, rag, "rag"
+    if not isinstance(request, ChatRequest):
+        raise InvalidRequest(  # the Responses API reads as chat here
+            "rag/<collection> needs /v1/chat/completions or /v1/responses", param="model"
+        )
+    if request.rag not in (None, collection):
+        raise InvalidRequest(
+            f"model {request.model!r} and rag {request.rag!r} name different "
+            "collections; a request is grounded in one: name it once",
+            param="rag",
+        )
+    return request.model_copy(update={"model": AUTO_MODEL}), collection, "model"
 
 
 def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:

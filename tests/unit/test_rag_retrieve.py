@@ -19,7 +19,7 @@ from smallfirst.rag import (
     reciprocal_rank_fusion,
 )
 from smallfirst.rag import sqlite_store as store_module
-from smallfirst.rag.analysis import analyze, fts5_match_expression
+from smallfirst.rag.analysis import analyze, fts5_or_expression, query_terms
 from smallfirst.rag.retrieve import default_query_embedder
 from smallfirst.rag.vector_scan import binary_codes, prefiltered_candidates
 from tests.unit.rag_fakes import fake_embed, fake_embed_query
@@ -44,8 +44,8 @@ def test_analysis_stems_and_drops_stopwords() -> None:
 
 
 def test_fts_expression_quotes_terms_so_operators_stay_words() -> None:
-    assert fts5_match_expression('NEAR "AND" or NOT') == '"near"'
-    assert fts5_match_expression("the of and") == ""
+    assert fts5_or_expression(query_terms('NEAR "AND" or NOT')) == '"near"'
+    assert fts5_or_expression(query_terms("the of and")) == ""
 
 
 @pytest.fixture

@@ -199,23 +199,9 @@ def ingest(
                 code=1,
             )
     if as_json:
-        _print_json(
-            {
-                "collection": collection,
-                **summary.counts(),
-                "removed_files": summary.removed,
-                "failed_files": summary.failed,
-                "files_without_text": summary.without_text,
-                "ignored_by_reason": {
-                    reason: len(paths) for reason, paths in summary.ignored_by_reason().items()
-                },
-                "ignored_files": dict(sorted(summary.ignored.items())),
-                "gone_paths": summary.gone,
-                "collection_deleted": summary.collection_deleted,
-            }
-        )
-        return
-    _print_ingest_summary(collection, summary, verbose=verbose)
+        _print_json(_ingest_json(collection, summary))
+    else:
+        _print_ingest_summary(collection, summary, verbose=verbose)
 
 
 def _ingest_showing_progress(
@@ -258,6 +244,22 @@ def _saved(so_far: IngestSummary, total: int) -> str:
     saved = len(so_far.added) + len(so_far.updated)
     up_to_date = saved + len(so_far.skipped)
     return f"{_count(saved, 'file')} saved, {up_to_date} of {total} up to date"
+
+
+def _ingest_json(collection: str, summary: IngestSummary) -> dict[str, Any]:
+    return {
+        "collection": collection,
+        **summary.counts(),
+        "removed_files": summary.removed,
+        "failed_files": summary.failed,
+        "files_without_text": summary.without_text,
+        "ignored_by_reason": {
+            reason: len(paths) for reason, paths in summary.ignored_by_reason().items()
+        },
+        "ignored_files": dict(sorted(summary.ignored.items())),
+        "gone_paths": summary.gone,
+        "collection_deleted": summary.collection_deleted,
+    }
 
 
 def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: bool) -> None:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -29,10 +29,6 @@ CacheOption = typer.Option(
 )
 
 
-def _fail(message: str) -> NoReturn:
-    fail(message, code=2)
-
-
 def _read(paths: list[Path], *, labels: bool = True) -> list[RoutingRow]:
     from smallfirst.errors import InvalidRequest
     from smallfirst.routing.data import read_many
@@ -42,7 +38,7 @@ def _read(paths: list[Path], *, labels: bool = True) -> list[RoutingRow]:
     try:
         return read_many(paths, labels=labels)
     except InvalidRequest as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
 @contextmanager
@@ -71,7 +67,7 @@ def train(
     """Train a learned router on labelled rows and write a versioned artifact."""
     _check_trainable(router)
     if not 0.0 <= calibration_share < 1.0:
-        _fail("--calibration-share must be in [0, 1)")
+        fail("--calibration-share must be in [0, 1)")
     check_writable(out, directory=True)
     rows = _read(data)
     from smallfirst.errors import InvalidRequest
@@ -87,7 +83,7 @@ def train(
                 on_progress=advance,
             )
     except InvalidRequest as exc:
-        _fail(f"{_names(data)}: {exc.message}")
+        fail(f"{_names(data)}: {exc.message}")
     learned.save(out)
     summary = {"artifact": str(out), **learned.training_summary}
     typer.echo(json.dumps(summary) if as_json else f"wrote {out}: {summary}")
@@ -145,9 +141,9 @@ def evaluate(
     an artifact path or a named router is evaluated as is, on all rows.
     """
     if group_by not in GROUP_CHOICES:
-        _fail(f"--group-by must be one of {', '.join(GROUP_CHOICES)}")
+        fail(f"--group-by must be one of {', '.join(GROUP_CHOICES)}")
     if folds < 2:
-        _fail("--folds must be at least 2")
+        fail("--folds must be at least 2")
     _check_router_name(router, "eval")
     if plot is not None:
         plot = _plot_path(plot)
@@ -158,7 +154,7 @@ def evaluate(
     try:
         rows = labelled(rows)
     except InvalidRequest as exc:
-        _fail(f"{_names(data)}: {exc.message}")
+        fail(f"{_names(data)}: {exc.message}")
     _check_train_only(train_only, rows, router)
     options = (folds, group_by, seed, tuple(train_only))
     scores, mode = _eval_scores(rows, router, options, cache_dir, as_json)
@@ -197,9 +193,9 @@ def _check_trainable(router: str) -> None:
     from smallfirst.routing.base import LEARNED_NAME, ROUTER_CLASSES
 
     if router in ROUTER_CLASSES:
-        _fail(f"router {router!r} has nothing to train; only `{LEARNED_NAME}` is trained")
+        fail(f"router {router!r} has nothing to train; only `{LEARNED_NAME}` is trained")
     if router != LEARNED_NAME:
-        _fail(f"unknown router {router!r}; `router train` trains `{LEARNED_NAME}` only")
+        fail(f"unknown router {router!r}; `router train` trains `{LEARNED_NAME}` only")
 
 
 def _check_router_name(spec: str, command: str) -> None:
@@ -209,7 +205,7 @@ def _check_router_name(spec: str, command: str) -> None:
 
     names = [*ROUTER_CLASSES, *([LEARNED_NAME] if command == "eval" else [])]
     if spec not in [*names, LEARNED_NAME] and not Path(spec).exists():
-        _fail(
+        fail(
             f"unknown router {spec!r}; `router {command}` takes {', '.join(names)} "
             "or an artifact directory written by `router train`"
         )
@@ -220,11 +216,11 @@ def _plot_path(plot: Path) -> Path:
     from smallfirst.routing.eval import plot_path
 
     if plot.is_dir():
-        _fail(f"cannot write {plot}: it is a directory")
+        fail(f"cannot write {plot}: it is a directory")
     try:
         path = plot_path(plot)
     except ValueError as exc:
-        _fail(f"--plot {plot}: {exc}")
+        fail(f"--plot {plot}: {exc}")
     check_writable(path)
     return path
 
@@ -240,7 +236,7 @@ def _load(spec: str) -> Any:
     try:
         return load_router(spec)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _check_train_only(train_only: list[str], rows: list[RoutingRow], router: str) -> None:
@@ -249,13 +245,13 @@ def _check_train_only(train_only: list[str], rows: list[RoutingRow], router: str
     if not train_only:
         return
     if router != LEARNED_NAME:
-        _fail("--train-only needs --router learned (only it is trained here)")
+        fail("--train-only needs --router learned (only it is trained here)")
     present = {row.dataset for row in rows}
     unknown = sorted(set(train_only) - present)
     if unknown:
-        _fail(f"--train-only {unknown[0]!r} is not a dataset of --data ({sorted(present)})")
+        fail(f"--train-only {unknown[0]!r} is not a dataset of --data ({sorted(present)})")
     if present <= set(train_only):
-        _fail("--train-only names every dataset: no row is left to score")
+        fail("--train-only names every dataset: no row is left to score")
 
 
 def _eval_scores(
@@ -284,7 +280,7 @@ def _eval_scores(
                     train_only=train_only,
                 )
         except InvalidRequest as exc:
-            _fail(exc.message)
+            fail(exc.message)
         grouping = "random rows" if group_by == "none" else f"grouped by {group_by}"
         extra = f", always training on {', '.join(train_only)}" if train_only else ""
         return scores, f"out-of-fold, {folds} folds, {grouping}{extra}"

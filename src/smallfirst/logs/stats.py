@@ -203,14 +203,6 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         _tier_stats(connection, tier, where, args)
         for tier in sorted((t for (t,) in routed_to), key=_tier_order)
     ]
-    routed: dict[str, dict[str, int]] = {}
-    rows = connection.execute(
-        f"SELECT router, tier, count(*) FROM requests WHERE {where} AND {_ANSWERED} "
-        "AND router IS NOT NULL AND router != 'none' GROUP BY router, tier",
-        args,
-    ).fetchall()
-    for router, tier, count in sorted(rows, key=lambda row: (row[0], _tier_order(row[1]))):
-        routed.setdefault(router, {})[tier] = count
     (escalated,) = connection.execute(
         f"SELECT count(*) FROM requests WHERE {where} AND escalations IS NOT NULL", args
     ).fetchone()
@@ -228,11 +220,6 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         f" FROM requests WHERE {where}",
         args,
     ).fetchone()
-    entities: Counter[str] = Counter()
-    for (found,) in connection.execute(
-        f"SELECT pii_entities FROM requests WHERE {where} AND pii_entities IS NOT NULL", args
-    ):
-        entities.update(json.loads(found))
     return Summary(
         since=since,
         requests=total,
@@ -244,11 +231,39 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         baseline_cost_usd=baseline,
         baseline_unknown_requests=unknown,
         baseline_unknown_cost_usd=unknown_cost,
-        routed_by_router=routed,
+        routed_by_router=_routed_by_router(connection, where, args),
         escalated_requests=escalated,
         pii_actions=dict(actions),
-        pii_entities=dict(sorted(entities.items())),
+        pii_entities=_pii_entity_counts(connection, where, args),
     )
+
+
+def _routed_by_router(
+    connection: sqlite3.Connection, where: str, args: tuple[float, ...]
+) -> dict[str, dict[str, int]]:
+    """router -> answering tier -> answered requests (a model asked for by id: router `none`,
+    left out)."""
+    rows = connection.execute(
+        f"SELECT router, tier, count(*) FROM requests WHERE {where} AND {_ANSWERED} "
+        "AND router IS NOT NULL AND router != 'none' GROUP BY router, tier",
+        args,
+    ).fetchall()
+    routed: dict[str, dict[str, int]] = {}
+    for router, tier, count in sorted(rows, key=lambda row: (row[0], _tier_order(row[1]))):
+        routed.setdefault(router, {})[tier] = count
+    return routed
+
+
+def _pii_entity_counts(
+    connection: sqlite3.Connection, where: str, args: tuple[float, ...]
+) -> dict[str, int]:
+    """Entity type -> how often the guard found it, summed over the requests' audits."""
+    entities: Counter[str] = Counter()
+    for (found,) in connection.execute(
+        f"SELECT pii_entities FROM requests WHERE {where} AND pii_entities IS NOT NULL", args
+    ):
+        entities.update(json.loads(found))
+    return dict(sorted(entities.items()))
 
 
 def _tier_stats(
@@ -258,22 +273,27 @@ def _tier_stats(
     its rows (a failed request's paid attempt included, as in the totals and /metrics).
     Latency is that of answers that went to the end: a client that left after 0.2 s is no
     0.2 s answer (its time to first token, when one came, counts)."""
-    rows = connection.execute(
+    cursor = connection.cursor()
+    cursor.row_factory = sqlite3.Row
+    rows = cursor.execute(
         "SELECT prompt_tokens, completion_tokens, cost_usd, baseline_cost_usd, latency_ms, ttft_ms,"
-        f" cached_tokens, {_ANSWERED}, status < 400 FROM requests WHERE {where} AND tier = ?",
+        f" cached_tokens, {_ANSWERED} AS answered, status < 400 AS went_to_the_end"
+        f" FROM requests WHERE {where} AND tier = ?",
         (*args, tier),
     ).fetchall()
-    answered = [row for row in rows if row[7]]
-    latencies = [row[4] for row in answered if row[8]]
-    ttfts = [row[5] for row in answered if row[5] is not None]
+    answered = [row for row in rows if row["answered"]]
+    latencies = [row["latency_ms"] for row in answered if row["went_to_the_end"]]
+    ttfts = [row["ttft_ms"] for row in answered if row["ttft_ms"] is not None]
     return TierStats(
         tier=tier,
         requests=len(answered),
-        prompt_tokens=sum(row[0] for row in rows),
-        cached_tokens=sum(row[6] for row in rows),
-        completion_tokens=sum(row[1] for row in rows),
-        cost_usd=sum(row[2] for row in rows),
-        baseline_cost_usd=sum(row[3] for row in rows if row[3] is not None),
+        prompt_tokens=sum(row["prompt_tokens"] for row in rows),
+        cached_tokens=sum(row["cached_tokens"] for row in rows),
+        completion_tokens=sum(row["completion_tokens"] for row in rows),
+        cost_usd=sum(row["cost_usd"] for row in rows),
+        baseline_cost_usd=sum(
+            row["baseline_cost_usd"] for row in rows if row["baseline_cost_usd"] is not None
+        ),
         latency_p50_ms=_percentile(latencies, 50),
         latency_p95_ms=_percentile(latencies, 95),
         ttft_p50_ms=_percentile(ttfts, 50),

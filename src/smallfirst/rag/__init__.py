@@ -37,7 +37,6 @@ from smallfirst.rag.store import (
     StoreFull,
     StoreNeedsReindex,
     StoreUnusable,
-    default_data_dir,
     open_store,
     store_problem,
 )
@@ -63,7 +62,6 @@ __all__ = [
     "StoredChunk",
     "build_grounded_messages",
     "chunk_text",
-    "default_data_dir",
     "discover_files",
     "fence_source",
     "ingest_paths",

@@ -62,8 +62,3 @@ def query_terms(text: str) -> list[str]:
 def fts5_or_expression(terms: list[str]) -> str:
     """An FTS5 query that ORs `terms` as quoted phrases (empty for no terms)."""
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-
-
-def fts5_match_expression(text: str) -> str:
-    """An FTS5 query that ORs the analysed terms of `text` (empty when nothing is left)."""
-    return fts5_or_expression(query_terms(text))

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smallfirst.embed import EMBEDDER_ID
+from smallfirst.embed import EMBEDDER_ID, MAX_TOKENS
 from smallfirst.errors import InvalidRequest, json_kind
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.ingest import TextEmbedder
-from smallfirst.rag.retrieve import Method, QueryEmbedder, Retriever
+from smallfirst.rag.retrieve import Method, Retriever
 from smallfirst.rag.sqlite_store import SqliteChunkStore
 
 if TYPE_CHECKING:
@@ -250,14 +250,10 @@ def evaluate_run(run: Run, qrels: Qrels) -> dict[str, float]:
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
-    """Linear-interpolated percentile (numpy's default), `fraction` in [0, 1]."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    """Linear-interpolated percentile (numpy's default), `fraction` in [0, 1]; 0 for none."""
+    import numpy as np
+
+    return float(np.quantile(values, fraction)) if values else 0.0
 
 
 # -- indexing and running ---------------------------------------------------------------
@@ -346,28 +342,20 @@ def evaluate_collection(
     collection: BeirCollection,
     methods: Sequence[Method],
     *,
-    embed_texts: TextEmbedder | None = None,
-    embed_query: QueryEmbedder | None = None,
-    count_tokens: Callable[[str], int] | None = None,
-    max_tokens: int = 256,
-    model_id: str = EMBEDDER_ID,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """{method: {"ndcg@10", "recall@100", "mrr", "p50_ms", "p95_ms", "n_queries"}}."""
     if not collection.corpus:  # an index without documents has no collection to search
         raise InvalidRequest("the corpus holds no documents")
-    if embed_texts is None or count_tokens is None:
-        from smallfirst.embed import LocalEmbedder
+    from smallfirst.embed import LocalEmbedder
 
-        # a batch job: both cores for the corpus; queries keep the 1-thread serving embedder
-        corpus_embedder = LocalEmbedder(threads=2)
-        embed_texts = embed_texts or corpus_embedder.embed
-        count_tokens = count_tokens or corpus_embedder.count_tokens
-    chunked = chunk_corpus(collection.corpus, count_tokens, max_tokens)
+    # a batch job: both cores for the corpus; queries keep the 1-thread serving embedder
+    corpus_embedder = LocalEmbedder(threads=2)
+    chunked = chunk_corpus(collection.corpus, corpus_embedder.count_tokens, MAX_TOKENS)
     texts = [c.embedding_text for _, chunks in chunked for c in chunks]
     if progress:
         progress(f"embedding {len(texts)} chunks of {len(chunked)} documents")
-    vectors = embed_cached(texts, embed_texts, model_id)
+    vectors = embed_cached(texts, corpus_embedder.embed, EMBEDDER_ID)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="smallfirst-rag-eval-") as folder:
         store = SqliteChunkStore(Path(folder) / "rag.sqlite")
@@ -379,7 +367,7 @@ def evaluate_collection(
                     progress(f"running {len(collection.queries)} queries with {method}")
                 # a retriever per method: no query embedding cached by one method's run
                 # may shorten the next one's latencies
-                run, latencies = run_method(Retriever(store, embed_query), collection, method)
+                run, latencies = run_method(Retriever(store), collection, method)
                 metrics = evaluate_run(run, collection.qrels)
                 metrics["p50_ms"] = percentile(latencies, 0.50)
                 metrics["p95_ms"] = percentile(latencies, 0.95)

@@ -261,7 +261,6 @@ def ingest_paths(
     collection: str,
     embed_texts: TextEmbedder | None = None,
     count_tokens: Callable[[str], int] | None = None,
-    max_tokens: int | None = None,
     progress: Progress | None = None,
     chunk_progress: ChunkProgress | None = None,
     summary: IngestSummary | None = None,
@@ -282,7 +281,7 @@ def ingest_paths(
     summary.ignored, summary.gone = found.ignored, gone
     present: set[str] = set()
     if found.files:  # the embedder loads only when there are files to read
-        model = _model_defaults(embed_texts, count_tokens, max_tokens, chunk_progress)
+        model = _model_defaults(embed_texts, count_tokens, chunk_progress)
         present = _ingest_files(store, collection, found.files, known, summary, model, progress)
     at_gone_paths = {source for sources in gone.values() for source in sources}
     for source in sorted(known):
@@ -423,7 +422,6 @@ def embed_chunks(
 def _model_defaults(
     embed_texts: TextEmbedder | None,
     count_tokens: Callable[[str], int] | None,
-    max_tokens: int | None,
     chunk_progress: ChunkProgress | None,
 ) -> _Model:
     from smallfirst import embed
@@ -432,7 +430,7 @@ def _model_defaults(
         embedder = embed.get_embedder()
         embed_texts = embed_texts or embedder.embed
         count_tokens = count_tokens or embedder.count_tokens
-    return _Model(embed_texts, count_tokens, max_tokens or embed.MAX_TOKENS, chunk_progress)
+    return _Model(embed_texts, count_tokens, embed.MAX_TOKENS, chunk_progress)
 
 
 def _is_under(source: str, roots: Sequence[Path]) -> bool:

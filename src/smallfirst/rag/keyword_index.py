@@ -96,12 +96,6 @@ class KeywordIndex:
         np.cumsum(np.bincount(tokens, minlength=len(token_rows)), out=starts[1:])
         return cls(chunk_ids, token_rows, starts, positions, weights, spellings, tokenize)
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the arrays (the token dictionary not counted)."""
-        arrays = (self.chunk_ids, self.starts, self.positions, self.weights)
-        return sum(a.nbytes for a in arrays)
-
     def search(
         self, terms: Sequence[str], limit: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:

@@ -132,23 +132,19 @@ class ChunkStore(ABC):
     def close(self) -> None: ...
 
 
-def default_data_dir() -> Path:
-    return Path("~/.local/share/smallfirst").expanduser()
-
-
 def open_store(
-    data_dir: Path | str | None = None,
+    data_dir: Path | str,
     *,
     refuse_other_settings: bool = True,
     in_memory_copies: bool = True,
 ) -> SqliteChunkStore:
-    """The store at `data_dir/rag.sqlite` (default data dir: ~/.local/share/smallfirst).
+    """The store at `data_dir/rag.sqlite` (the config's `data_dir`).
 
     `in_memory_copies=False` for a process that searches once or twice: SQLite answers a
     search in ~0.1 s at 100k chunks, while building the fast copies takes seconds.
     `StoreNeedsReindex` or `StoreUnusable` (damaged, not writable...) when it cannot be used.
     """
-    directory = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    directory = Path(data_dir).expanduser()
     from smallfirst.rag.sqlite_file import store_errors
     from smallfirst.rag.sqlite_store import SqliteChunkStore
 
