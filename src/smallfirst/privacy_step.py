@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from smallfirst.completions import Chunk, Completion, ModelInfo, ToolCallDelta
 from smallfirst.config import Settings
 from smallfirst.errors import PolicyBlocked
+from smallfirst.privacy.identifiers import UNREDACTABLE_NAMES, identifier_as_text
 from smallfirst.privacy.json_text import readable_json
-from smallfirst.privacy.schema_texts import map_schema_texts
+from smallfirst.privacy.schema_texts import map_schema_texts, schema_names
 from smallfirst.streams import close_stream
 from smallfirst.types import ChatMessage, ChatRequest, GenerateRequest, Tier, Tool, ToolCall
 
@@ -45,6 +46,8 @@ class Inspection:
 
     findings: list[list[Finding]]
     override: PolicyAction | None
+    # PII in function and property names, which go upstream as they are (no redaction)
+    in_unredactable: list[Finding] = field(default_factory=list)
     permitted: list[Tier] = field(default_factory=list)  # tiers the policy lets it reach
     applied: dict[str, str] = field(default_factory=dict)  # model id -> action taken
     keep_local: str | None = None  # why the cloud may not see this request at all
@@ -65,7 +68,8 @@ class Inspection:
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(Counter(f.entity_type for per in self.findings for f in per))
+        found = [*(f for per in self.findings for f in per), *self.in_unredactable]
+        return dict(Counter(f.entity_type for f in found))
 
     def audit_json(self) -> str | None:
         return json.dumps(self.counts, sort_keys=True) if self.counts else None
@@ -102,16 +106,21 @@ class PrivacyStep:
         """What the request holds (None when nothing was found) and what that forbids."""
         if not self.active and request.privacy is None:
             return None
-        findings = await asyncio.to_thread(self.guard.inspect, messages_of(request))
-        inspection = Inspection(findings, request.privacy)
+        findings, in_names = await asyncio.to_thread(
+            self.guard.inspect_with_names, messages_of(request), unredactable_names_of(request)
+        )
+        inspection = Inspection(findings, request.privacy, in_unredactable=in_names)
         if not inspection.counts:
             return None
-        inspection.permitted = permitted = self.guard.permitted_tiers(findings, request.privacy)
+        inspection.permitted = permitted = self.guard.permitted_tiers(
+            findings, request.privacy, unredactable=in_names
+        )
         kinds = ", ".join(f"{kind} x{n}" for kind, n in sorted(inspection.counts.items()))
         if not permitted:
             inspection.blocked = f"privacy policy blocks this request: it contains {kinds}"
         elif "cloud" not in permitted:
-            inspection.keep_local = f"PII ({kinds}) stays on premises"
+            where = f"; {UNREDACTABLE_NAMES}" if in_names else ""
+            inspection.keep_local = f"PII ({kinds}{where}) stays on premises"
         return inspection
 
     def refuse_early(
@@ -134,6 +143,7 @@ class PrivacyStep:
             model.tier,
             override=request.privacy,
             findings=inspection.findings,
+            unredactable=inspection.in_unredactable,
         )
         inspection.applied[model.id] = result.action
         if result.redaction is None:
@@ -157,18 +167,42 @@ class PrivacyStep:
         """`user` (and `safety_identifier`, `prompt_cache_key`) is often an e-mail address or
         a name. A tier whose policy is not `allow` gets a stable pseudonym instead (keyed hash;
         the key stays in the data dir), which is what OpenAI asks for and still lets the
-        upstream tell users (and cache groups) apart."""
+        upstream tell users (and cache groups) apart. So do tool-call ids (`_with_call_ids`)."""
         if not self.active or self.config.tier_policy[model.tier] == "allow":
             return request
-        update = {
+        update: dict[str, Any] = {
             field: f"{prefix}-{self._pseudonym(value)}"
             for field, prefix in PSEUDONYMOUS_FIELDS.items()
             if (value := getattr(request, field))
         }
+        if isinstance(request, ChatRequest) and any(
+            message.tool_calls or message.tool_call_id for message in request.messages
+        ):
+            update["messages"] = [self._with_call_ids(message) for message in request.messages]
         return request.model_copy(update=update) if update else request
 
-    def _pseudonym(self, value: str) -> str:
-        return hmac.new(self._key(), value.encode(), hashlib.sha256).hexdigest()[:20]
+    def _with_call_ids(self, message: ChatMessage) -> ChatMessage:
+        """Tool-call ids pair a call with its result and mean nothing else upstream, yet a
+        client may build them from what it has ("lookup-ana@flux.io"), and the NER reads
+        random ids as names or places (37 of 2,000 generated ids in OpenAI's, Anthropic's and
+        Mistral's forms): each becomes a pseudonym, the same for the call and its result, and
+        on every turn (so the upstream's prompt cache still matches). Hex of the id's length
+        (at least 9): Mistral's API refuses any id but exactly 9 letters and digits."""
+        update: dict[str, Any] = {}
+        if message.tool_call_id:
+            update["tool_call_id"] = self._call_id(message.tool_call_id)
+        if message.tool_calls:
+            update["tool_calls"] = [
+                call.model_copy(update={"id": self._call_id(call.id)})
+                for call in message.tool_calls
+            ]
+        return message.model_copy(update=update) if update else message
+
+    def _call_id(self, value: str) -> str:
+        return self._pseudonym(value, length=max(len(value), 9))
+
+    def _pseudonym(self, value: str, *, length: int = 20) -> str:
+        return hmac.new(self._key(), value.encode(), hashlib.sha256).hexdigest()[:length]
 
     def _key(self) -> bytes:
         if self._pseudonym_key is None:
@@ -197,10 +231,13 @@ def _create_key_file(path: Path) -> None:
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:
     """The texts the guard scans, as messages: each message, then its participant `name`,
-    its `refusal` and the arguments of each tool call it made, then the `metadata` values,
-    then the prose and values in the tool definitions and the response format's schema (each
-    a message of its own, so findings and placeholders stay per text), and last the stop
-    sequences (a transcript's "\nMaria:" names a speaker)."""
+    its `refusal` and the arguments of each tool call it made, then each `metadata` key and
+    value, then the prose and values in the tool definitions and the response format's
+    schema, and its name (each a message of its own, so findings and placeholders stay per
+    text), and last the stop sequences (a transcript's "\nMaria:" names a speaker).
+    What else goes upstream is no free text (numbers, enums, token ids), is replaced
+    (`user`, tool-call ids: `_with_pseudonymous_ids`), or is a name that cannot be redacted
+    (`unredactable_names_of`)."""
     stops = [ChatMessage(role="user", content=stop) for stop in request.stop_list]
     if not isinstance(request, ChatRequest):
         suffix = (
@@ -223,14 +260,14 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
         else:
             scanned.append(message)
         if message.name:
-            scanned.append(ChatMessage(role="user", content=_name_as_text(message.name)))
+            scanned.append(ChatMessage(role="user", content=identifier_as_text(message.name)))
         if message.refusal:  # echoed back by clients, and sent on to remote tiers
             scanned.append(ChatMessage(role="assistant", content=message.refusal))
         for call in message.tool_calls or []:
             arguments = readable_json(call.function.arguments)
             scanned.append(ChatMessage(role="assistant", content=arguments))
-    for value in (request.metadata or {}).values():
-        scanned.append(ChatMessage(role="user", content=value))
+    for key, value in (request.metadata or {}).items():  # a key is free text too
+        scanned.extend(ChatMessage(role="user", content=text) for text in (key, value))
     texts: list[str] = []
     _schemas_of(request, _collect(texts))
     scanned.extend(ChatMessage(role="system", content=text) for text in texts)
@@ -249,7 +286,8 @@ def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str,
         else:
             redacted = next(texts)
         if message.name:
-            redacted = redacted.model_copy(update={"name": _redacted_name(message.name, texts)})
+            name = _redacted_name(message.name, next(texts).text)
+            redacted = redacted.model_copy(update={"name": name})
         if message.refusal:
             redacted = redacted.model_copy(update={"refusal": next(texts).text})
         if message.tool_calls:
@@ -258,7 +296,11 @@ def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str,
         rebuilt.append(redacted)
     update: dict[str, Any] = {"messages": rebuilt}
     if request.metadata is not None:
-        update["metadata"] = {key: next(texts).text for key in request.metadata}
+        metadata = {}
+        for _ in request.metadata:
+            key = next(texts).text
+            metadata[key] = next(texts).text
+        update["metadata"] = metadata
     update |= _schemas_of(request, lambda _: next(texts).text)
     return update | _stop_of(request, (message.text for message in texts))
 
@@ -269,23 +311,14 @@ def _stop_of(request: GenerateRequest, texts: Iterator[str]) -> dict[str, Any]:
     return {"stop": list(texts)} if request.stop_list else {}
 
 
-# A participant name is an identifier ("Maria_Gonzalez", "tom-baker"): read as words.
-_NAME_SEPARATORS = re.compile(r"[_.-]+")
 _NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-def _name_as_text(name: str) -> str:
-    if "@" in name:  # an e-mail address: its dots are its own
-        return name
-    return _NAME_SEPARATORS.sub(" ", name)
-
-
-def _redacted_name(name: str, texts: Iterator[ChatMessage]) -> str:
-    """The name as scanned, back in the shape OpenAI accepts for a name (letters, digits,
-    `_`, `-`): "Maria_Gonzalez" -> "<PERSON_1>" -> "PERSON_1", the label of the value's
-    placeholder in the texts."""
-    redacted = next(texts).text
-    if redacted == _name_as_text(name):
+def _redacted_name(name: str, redacted: str) -> str:
+    """A name (participant, response format), scanned as words and maybe redacted, back in
+    the shape OpenAI accepts for a name (letters, digits, `_`, `-`): "Maria_Gonzalez" ->
+    "<PERSON_1>" -> "PERSON_1", the label of the value's placeholder in the texts."""
+    if redacted == identifier_as_text(name):
         return name
     return _NOT_IN_A_NAME.sub("_", redacted.replace("<", "").replace(">", "")).strip("_")[:64]
 
@@ -310,10 +343,26 @@ def _schemas_of(request: ChatRequest, visit: Callable[[str], str]) -> dict[str, 
             update={
                 "description": spec.description and visit(spec.description),
                 "schema_": map_schema_texts(spec.schema_, visit),
+                "name": _redacted_name(spec.name, visit(identifier_as_text(spec.name))),
             }
         )
         update["response_format"] = request.response_format.model_copy(update={"json_schema": spec})
     return update
+
+
+def unredactable_names_of(request: GenerateRequest) -> list[str]:
+    """Names that go upstream as they are: those of the functions (offered, or called in the
+    conversation; `tool_choice` names one of the offered) and the property and definition
+    names of their parameters and of the response format's schema (`identifiers.py`)."""
+    if not isinstance(request, ChatRequest):
+        return []
+    names = [tool.function.name for tool in request.tools or []]
+    names += [call.function.name for m in request.messages for call in m.tool_calls or []]
+    schemas = [tool.function.parameters for tool in request.tools or []]
+    if request.response_format is not None and request.response_format.json_schema is not None:
+        schemas.append(request.response_format.json_schema.schema_)
+    names += [name for schema in schemas for name in schema_names(schema)]
+    return list(dict.fromkeys(names))
 
 
 def _tool_with_texts(tool: Tool, visit: Callable[[str], str]) -> Tool:

@@ -111,7 +111,8 @@ def test_input_items_become_the_chat_conversation(api: tuple[TestClient, Gateway
     assert sent.messages[1].text == "What is the weather today?"
     assert sent.messages[2].tool_calls is not None
     assert sent.messages[2].tool_calls[0].function.name == "get_weather"
-    assert sent.messages[3].tool_call_id == "call_1"
+    # the call and its result, paired by one id (pseudonymous for this cloud tier)
+    assert sent.messages[3].tool_call_id == sent.messages[2].tool_calls[0].id
     assert sent.messages[3].text == "rain"
     assert (sent.max_tokens, sent.max_completion_tokens) == (None, 50)
     assert sent.response_format is not None

@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from smallfirst.privacy.normalize import NormalizedText, normalized
+
 if TYPE_CHECKING:
     from smallfirst.privacy.ner import NerRunner
     from smallfirst.privacy.patterns import RuleMatch
@@ -173,7 +175,10 @@ class PiiDetector:
         return [found[index] for index in range(len(texts))]
 
     def _detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
-        texts = [escaped_breaks_as_breaks(text) for text in texts]
+        """Findings per text, read in its normalized view (`normalize.py`: hidden and full-width
+        characters), as offsets into the text itself."""
+        views = [normalized(text) for text in texts]
+        texts = [escaped_breaks_as_breaks(view.text) for view in views]
         engine = self._get_engine()
         with self._lock:  # the spaCy tokenizer grows its vocabulary: one caller at a time
             docs = engine.ner.many(texts)
@@ -182,8 +187,8 @@ class PiiDetector:
                 for text, doc in zip(texts, docs, strict=True)
             ]
         return [
-            self._findings(text, [*spacy_matches, *engine.rules.find(text)])
-            for text, spacy_matches in zip(texts, matches, strict=True)
+            _in_original(view, self._findings(text, [*spacy_matches, *engine.rules.find(text)]))
+            for view, text, spacy_matches in zip(views, texts, matches, strict=True)
         ]
 
     def _findings(self, text: str, matches: Sequence[RuleMatch]) -> list[Finding]:
@@ -319,6 +324,19 @@ def _batches(items: Sequence[_Item], lengths: Sequence[int]) -> Iterator[list[_I
         size += length
     if batch:
         yield batch
+
+
+def _in_original(view: NormalizedText, findings: list[Finding]) -> list[Finding]:
+    """Findings in a normalized view, as offsets into the text it was made from. A character
+    the view spells as several is taken whole, so two findings may meet in it."""
+    if view.text_is_original:
+        return findings
+    mapped = []
+    for finding in findings:
+        start, end = view.original_span(finding.start, finding.end)
+        if end > start:
+            mapped.append(replace(finding, start=start, end=end))
+    return resolve_overlaps(mapped)
 
 
 def _cut_at_space(text: str, position: int) -> int:

@@ -8,6 +8,12 @@ from dataclasses import dataclass, field
 
 from smallfirst.errors import PolicyBlocked
 from smallfirst.privacy.detect import Finding, PiiDetector, shared_detector
+from smallfirst.privacy.identifiers import (
+    CHECKED_TYPES,
+    COUNTED_IN_NAMES,
+    UNREDACTABLE_NAMES,
+    identifier_as_text,
+)
 from smallfirst.privacy.policy import (
     LOCAL_TIERS,
     PolicyAction,
@@ -17,7 +23,13 @@ from smallfirst.privacy.policy import (
     relevant_findings,
     resolve_action,
 )
-from smallfirst.privacy.redact import Redaction, StreamRestorer, audit_summary, redact_messages
+from smallfirst.privacy.redact import (
+    Redaction,
+    StreamRestorer,
+    audit_summary,
+    redact_messages,
+    with_repeats,
+)
 from smallfirst.types import ChatMessage, Tier
 
 MessageFindings = list[list[Finding]]
@@ -55,15 +67,49 @@ class PrivacyGuard:
 
     def inspect(self, messages: Sequence[ChatMessage]) -> MessageFindings:
         """Findings per message (offsets into `message.text`), filtered by the config."""
+        return self.inspect_with_names(messages, ())[0]
+
+    def inspect_with_names(
+        self, messages: Sequence[ChatMessage], unredactable_names: Sequence[str]
+    ) -> tuple[MessageFindings, list[Finding]]:
+        """Findings per message, and the PII in names that must go upstream as they are
+        (function and property names: `identifiers.py` says what counts there), read in the
+        same pass."""
         if not self.config.enabled:
-            return [[] for _ in messages]
-        found = self.detector.inspect_many([message.text for message in messages])
-        return [relevant_findings(self.config, findings) for findings in found]
+            return [[] for _ in messages], []
+        texts = [message.text for message in messages]
+        names = [identifier_as_text(name) for name in unredactable_names]
+        found = [
+            relevant_findings(self.config, findings)
+            for findings in self.detector.inspect_many([*texts, *names])
+        ]
+        findings, in_names = found[: len(texts)], found[len(texts) :]
+        if not names:
+            return findings, []
+        checked = [[f for f in per_name if f.entity_type in CHECKED_TYPES] for per_name in in_names]
+        with_values_found_elsewhere = with_repeats([*texts, *names], [*findings, *checked])
+        counted = [
+            f
+            for per_name in with_values_found_elsewhere[len(texts) :]
+            for f in per_name
+            if f.entity_type in COUNTED_IN_NAMES
+        ]
+        return findings, counted
 
     def permitted_tiers(
-        self, findings: MessageFindings, override: PolicyAction | None = None
+        self,
+        findings: MessageFindings,
+        override: PolicyAction | None = None,
+        *,
+        unredactable: Sequence[Finding] = (),
     ) -> list[Tier]:
-        return permitted_tiers(self.config, _flatten(findings), override)
+        """`unredactable`: PII in names that must go as they are (`inspect_with_names`)."""
+        return permitted_tiers(
+            self.config,
+            [*_flatten(findings), *unredactable],
+            override,
+            redactable=not unredactable,
+        )
 
     def apply(
         self,
@@ -72,18 +118,21 @@ class PrivacyGuard:
         *,
         override: PolicyAction | None = None,
         findings: MessageFindings | None = None,
+        unredactable: Sequence[Finding] = (),
     ) -> GuardResult:
         """Apply the policy for `tier`. Raises `PolicyBlocked` for `block`, and for
-        `local_only` when `tier` is remote (route to a local tier instead)."""
+        `local_only` when `tier` is remote (route to a local tier instead). `unredactable`:
+        PII in names that go as they are, which `redact` cannot hide (`local_only` then)."""
         if findings is None:
             findings = self.inspect(messages)
-        flat = _flatten(findings)
-        action = resolve_action(self.config, tier, flat, override)
+        flat = [*_flatten(findings), *unredactable]
+        action = resolve_action(self.config, tier, flat, override, redactable=not unredactable)
         raise_if_blocked(action, flat)
         if action == "local_only" and tier not in LOCAL_TIERS:
             kinds = ", ".join(sorted({f.entity_type for f in flat}))
+            where = f" ({UNREDACTABLE_NAMES})" if unredactable else ""
             raise PolicyBlocked(
-                f"privacy policy keeps this request on local tiers: it contains {kinds}"
+                f"privacy policy keeps this request on local tiers: it contains {kinds}{where}"
             )
         if action == "redact":
             redacted, redaction = redact_messages(messages, findings)

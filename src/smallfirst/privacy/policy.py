@@ -72,9 +72,13 @@ def resolve_action(
     tier: Tier,
     findings: Sequence[Finding],
     override: PolicyAction | None = None,
+    *,
+    redactable: bool = True,
 ) -> PolicyAction:
     """The action for a request bound to `tier`. No relevant PII (or guard disabled) means
-    `allow`; an override may tighten the tier's policy, and loosen it only if configured."""
+    `allow`; an override may tighten the tier's policy, and loosen it only if configured.
+    `redactable` is False when some of the PII is where a placeholder would break the request
+    (a function name): `redact` cannot hide it, so the request stays local instead."""
     if not config.enabled or not relevant_findings(config, findings):
         return "allow"
     action = config.tier_policy[tier]
@@ -84,20 +88,27 @@ def resolve_action(
         _STRICTNESS[override] >= _STRICTNESS[action] or config.allow_loosening_override
     ):
         action = override
+    if action == "redact" and not redactable:
+        action = "local_only"
     if action == "local_only" and tier in LOCAL_TIERS:
         return "allow"
     return action
 
 
 def permitted_tiers(
-    config: PrivacyConfig, findings: Sequence[Finding], override: PolicyAction | None = None
+    config: PrivacyConfig,
+    findings: Sequence[Finding],
+    override: PolicyAction | None = None,
+    *,
+    redactable: bool = True,
 ) -> list[Tier]:
     """Tiers this request may be sent to (for the router): those whose action is neither
     `block` nor `local_only`."""
     return [
         tier
         for tier in TIERS
-        if resolve_action(config, tier, findings, override) not in ("block", "local_only")
+        if resolve_action(config, tier, findings, override, redactable=redactable)
+        not in ("block", "local_only")
     ]
 
 

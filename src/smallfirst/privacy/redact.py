@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from smallfirst.privacy.detect import Finding
 from smallfirst.privacy.json_text import looks_like_json, value_at
+from smallfirst.privacy.normalize import normalized
 from smallfirst.types import ChatMessage
 
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
@@ -127,8 +128,10 @@ def with_repeats(
                 _, value = value_at(text, finding.start, finding.end, in_json=True)
                 kinds.setdefault(value, finding.entity_type)
     for value, kind in list(kinds.items()):
+        visible = normalized(value).text  # "Ｍａｒｉａ" or "Mar\u200bia" found: "Maria" too
+        kinds.setdefault(visible, kind)
         if kind == "PERSON":  # "Tomasz Kowalski", then "Tomasz will call": the given name
-            for part in _NAME_PART.findall(value):
+            for part in (*_NAME_PART.findall(value), *_NAME_PART.findall(visible)):
                 kinds.setdefault(part, kind)
     kinds.pop("", None)
     if not kinds:

@@ -1,0 +1,183 @@
+"""Fields of a request that go upstream beside the messages' texts: metadata keys, tool-call
+ids, function names, a schema's property names and a response format's name. Each is
+scanned, replaced by a pseudonym, or, where a placeholder would break the request, keeps it
+on local tiers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from smallfirst.privacy import PrivacyConfig, resolve_action
+from smallfirst.privacy.detect import Finding
+from smallfirst.types import ChatRequest
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+
+EMAIL = "ana.ruiz@flux.io"
+CLOUD = {"x-smallfirst-route": "cloud"}
+
+
+def client_with(tmp_path: Path, **privacy: Any) -> Iterator[tuple[TestClient, Any]]:
+    client, gateway = fake_client(fake_settings(tmp_path, privacy=privacy))
+    with client:
+        yield client, gateway
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+    yield from client_with(tmp_path, enabled=True)
+
+
+def sent_to(gateway: Any, model: str) -> ChatRequest:
+    sent = fake_backend(gateway, model).requests[-1]
+    assert isinstance(sent, ChatRequest)
+    return sent
+
+
+def tool(name: str, properties: dict[str, Any] | None = None) -> dict[str, Any]:
+    parameters = {"type": "object", "properties": properties or {"query": {"type": "string"}}}
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+def called(name: str, call_id: str = "call_1") -> list[dict[str, Any]]:
+    """A conversation in which the assistant called `name`, and the tool answered."""
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": "{}"}}
+    return [
+        {"role": "user", "content": "Please send the reminder."},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": "sent"},
+    ]
+
+
+def test_a_metadata_key_is_scanned_and_redacted_like_its_value(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    body = chat_body("big", metadata={EMAIL: "vip", "ticket": "T-1042"})
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    assert sent_to(gateway, "big").metadata == {"<EMAIL_ADDRESS_1>": "vip", "ticket": "T-1042"}
+    blocked = client.post("/v1/chat/completions", json=body | {"privacy": "block"})
+    assert blocked.status_code == 400
+
+
+def test_tool_call_ids_reach_the_cloud_as_paired_stable_pseudonyms(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    call_id = f"lookup-{EMAIL}"
+    body = chat_body("big", messages=called("send_reminder", call_id))
+    for _ in range(2):
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+    first, second = fake_backend(gateway, "big").requests[-2:]
+    assert isinstance(first, ChatRequest)
+    assert EMAIL not in first.model_dump_json()
+    (call,) = first.messages[1].tool_calls or []
+    assert first.messages[2].tool_call_id == call.id  # still the call's result
+    assert second.model_dump_json() == first.model_dump_json()  # the same on every turn
+    assert client.post("/v1/chat/completions", json=body | {"model": "tiny"}).status_code == 200
+    assert sent_to(gateway, "tiny").messages[2].tool_call_id == call_id
+
+
+def test_a_pseudonymous_id_keeps_the_form_of_a_short_one(api: tuple[TestClient, Any]) -> None:
+    client, gateway = api
+    body = chat_body("big", messages=called("send_reminder", "D681PevKs"))  # Mistral's form
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent_id = sent_to(gateway, "big").messages[2].tool_call_id or ""
+    assert sent_id != "D681PevKs"
+    assert len(sent_id) == 9
+    assert sent_id.isalnum()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a function the assistant called, named after an address (history names are free)
+        chat_body("auto", messages=called(f"email_{EMAIL}")),
+        # a function offered, named after the person the conversation is about
+        chat_body(
+            "auto",
+            messages=[{"role": "user", "content": "I am Tomasz Kowalski, remind me at 5."}],
+            tools=[tool("remind_Tomasz")],
+        ),
+        # a property named after an address
+        chat_body("auto", tools=[tool("notify", {EMAIL: {"type": "boolean"}})]),
+        # in the response format's schema
+        chat_body(
+            "auto",
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "r", "schema": {"properties": {EMAIL: {}}}},
+            },
+        ),
+    ],
+)
+def test_pii_in_a_name_that_cannot_be_redacted_keeps_the_request_local(
+    api: tuple[TestClient, Any], body: dict[str, Any]
+) -> None:
+    client, gateway = api
+    response = client.post("/v1/chat/completions", json=body, headers=CLOUD)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "tiny"
+    assert "which cannot be redacted" in response.json()["smallfirst"]["reason"]
+    direct = client.post("/v1/chat/completions", json=body | {"model": "big"})
+    assert direct.status_code == 400
+    assert "cannot be redacted" in direct.json()["error"]["message"]
+    assert fake_backend(gateway, "big").requests == []
+
+
+def test_a_name_that_cannot_be_redacted_goes_as_it_is_where_the_policy_allows(
+    tmp_path: Path,
+) -> None:
+    policy = {"edge": "allow", "onprem": "allow", "cloud": "allow"}
+    for client, gateway in client_with(tmp_path, tier_policy=policy):
+        body = chat_body("big", messages=called(f"email_{EMAIL}"))
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+        (call,) = sent_to(gateway, "big").messages[1].tool_calls or []
+        assert call.function.name == f"email_{EMAIL}"
+
+
+@pytest.mark.parametrize("name", ["wikipedia_search", "docker_run", "Search_Web", "GetWeather"])
+def test_a_tool_name_the_ner_alone_calls_a_name_does_not_keep_a_request_local(
+    api: tuple[TestClient, Any], name: str
+) -> None:
+    client, gateway = api
+    body = chat_body("auto", tools=[tool(name)], tool_choice="none")
+    response = client.post("/v1/chat/completions", json=body, headers=CLOUD)
+    assert response.json()["model"] == "big"
+    assert sent_to(gateway, "big").tools is not None
+
+
+def test_a_date_found_in_the_messages_does_not_count_in_a_property_name(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, _ = api
+    messages = [{"role": "user", "content": "Show me the sales figures since 2024."}]
+    parameters = {"total_2024": {"type": "number"}}
+    body = chat_body("auto", messages=messages, tools=[tool("report", parameters)])
+    response = client.post(
+        "/v1/chat/completions", json=body | {"tool_choice": "none"}, headers=CLOUD
+    )
+    assert response.json()["model"] == "big"
+
+
+def test_a_response_format_name_reaches_the_cloud_as_its_label(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, gateway = api
+    spec = {"name": "Maria_Gonzalez_report", "schema": {"type": "object"}}
+    body = chat_body("big", response_format={"type": "json_schema", "json_schema": spec})
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = json.loads(sent_to(gateway, "big").model_dump_json())
+    assert sent["response_format"]["json_schema"]["name"] == "PERSON_1_report"
+
+
+def test_redact_becomes_local_only_when_the_pii_cannot_be_redacted() -> None:
+    config, person = PrivacyConfig(), [Finding("PERSON", 0, 3, 0.9)]
+    assert resolve_action(config, "cloud", person, redactable=False) == "local_only"
+    assert resolve_action(config, "edge", person, redactable=False) == "allow"
+    assert resolve_action(config, "cloud", person, "block", redactable=False) == "block"
