@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smallfirst.embed import DIMENSIONS, MAX_TOKENS, get_embedder, int8
+from smallfirst.embed import DIMENSIONS, MAX_TOKENS, encoder, get_embedder, int8
 from smallfirst.embed.encoder import EmbeddingStopped, LocalEmbedder, package_dir
 from smallfirst.errors import ContextLengthExceeded, ModelUnavailable
 
@@ -58,6 +58,40 @@ def test_over_long_input_raises_unless_truncation_is_asked_for() -> None:
         embedder.embed(["short", long_text])
     truncated = embedder.embed([long_text], truncate=True)
     assert truncated.shape == (1, DIMENSIONS)
+
+
+def test_a_long_input_is_refused_from_its_beginning_without_reading_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 3.9 MB input of words took 2.8 s to tokenize whole before its 400."""
+    embedder = LocalEmbedder()
+    encode = embedder._tokenizer.encode
+    read: list[int] = []
+
+    def counted(text: str) -> object:
+        read.append(len(text))
+        return encode(text)
+
+    monkeypatch.setattr(embedder._tokenizer, "encode", counted)
+    monkeypatch.setattr(embedder._tokenizer, "encode_batch", None)  # never the whole
+    with pytest.raises(ContextLengthExceeded, match="input 0 has at least"):
+        embedder.embed(["word " * 780_000])
+    assert max(read) <= encoder.LONG_TEXT_CHARS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # long, but under the limit: counted whole as before
+        "a" * 3 * encoder.LONG_TEXT_CHARS,  # one word: [UNK]
+        "x " * 100 + "y" * encoder.LONG_TEXT_CHARS,
+        "z" * encoder.LONG_TEXT_CHARS + " and a few words",
+    ],
+)
+def test_a_long_input_with_few_tokens_still_embeds(text: str) -> None:
+    vectors, tokens = get_embedder().embed_counted([text])
+    assert vectors.shape == (1, DIMENSIONS)
+    assert tokens == get_embedder().count_tokens(text) <= MAX_TOKENS
 
 
 def test_a_cut_text_embeds_the_same_next_to_a_longer_one() -> None:
