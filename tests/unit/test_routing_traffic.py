@@ -11,7 +11,7 @@ from smallfirst.errors import ConfigError
 from smallfirst.routing.base import check_routing
 from smallfirst.routing.baselines import LengthRouter
 from smallfirst.routing.rules import RulesRouter
-from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
+from smallfirst.routing.traffic import Cut, TrafficCalibration, decide_within_budget
 
 
 def seen(*scores: float, warm_up: int = 4) -> TrafficCalibration:
@@ -96,6 +96,33 @@ def test_the_reason_says_which_threshold_stood_in_for_the_budget() -> None:
     assert "default threshold until 4 requests" in basis
     assert cut == LengthRouter().default_threshold
     assert "threshold from recent traffic" in decided(seen(0.1, 0.2, 0.3, 0.4))[0]
+
+
+class Overtaken(TrafficCalibration):
+    """Another request's decision lands just before this one takes the lock."""
+
+    def cut_for(self, score: float, max_strong_share: float, fallback: float) -> Cut:
+        self.observe(0.9)
+        return super().cut_for(score, max_strong_share, fallback)
+
+
+def test_the_reason_is_that_of_the_threshold_when_the_warm_up_ends_under_way() -> None:
+    """The reason read the warm-up under one hold of the lock and the threshold under
+    another: a request overtaken by the one that ended the warm-up said "default threshold"
+    beside a threshold from recent traffic."""
+    traffic = Overtaken(window=8, warm_up=4)
+    for score in (0.1, 0.2, 0.3):
+        traffic.observe(score)
+    decision = decide_within_budget(
+        LengthRouter(),
+        [{"role": "user", "content": "Hi"}],
+        traffic,
+        threshold=None,
+        max_strong_share=0.3,
+        min_quality=None,
+    )
+    assert "threshold from recent traffic" in decision.basis
+    assert decision.threshold == 0.9  # the top 30% of the four scores now seen
 
 
 def test_rules_default_threshold_keeps_short_chat_local() -> None:

@@ -75,7 +75,7 @@ def escalation(
         return Escalation(
             not sure.confident(config), score, -config.min_mean_logprob, sure.describe()
         )
-    threshold = traffic.cut_for(score, strong_budget, -config.min_mean_logprob)
+    threshold = traffic.cut_for(score, strong_budget, -config.min_mean_logprob).threshold
     why = f"{sure.describe()}, against a {strong_budget:.0%} strong-call budget"
     return Escalation(score >= threshold, score, threshold, why)
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from typing import NamedTuple
 
 from smallfirst.routing.base import Messages, RouteDecision, Router
+
+
+class Cut(NamedTuple):
+    threshold: float
+    warming_up: bool  # judged before `warm_up` scores were seen
 
 
 class TrafficCalibration:
@@ -33,21 +39,18 @@ class TrafficCalibration:
         with self._lock:
             return self._threshold(max_strong_share, fallback)
 
-    def warming_up(self) -> bool:
-        with self._lock:
-            return len(self._scores) < self.warm_up
-
     def observe(self, score: float, *, strong: bool = False) -> None:
         with self._lock:
             self._observe(score, strong)
 
-    def cut_for(self, score: float, max_strong_share: float, fallback: float) -> float:
+    def cut_for(self, score: float, max_strong_share: float, fallback: float) -> Cut:
         """The threshold `score` is judged against; `score` is then one of the recent. Under
         one hold of the lock: requests deciding together each see the others' choices (the
-        warm-up cap let 4 of 5 go strong against a 50% budget)."""
+        warm-up cap let 4 of 5 go strong against a 50% budget), and the decision's reason
+        says whether this one was judged during the warm-up."""
         with self._lock:
-            cut = self._threshold(max_strong_share, fallback)
-            self._observe(score, score >= cut)
+            cut = Cut(self._threshold(max_strong_share, fallback), len(self._scores) < self.warm_up)
+            self._observe(score, score >= cut.threshold)
         return cut
 
     def _threshold(self, max_strong_share: float, fallback: float) -> float:
@@ -96,9 +99,8 @@ def decide_within_budget(
     score = router.score(messages)
     fallback = router.default_threshold if threshold is None else threshold
     budget = f"a {max_strong_share:.0%} strong-call budget"
-    warming_up = max_strong_share > 0 and traffic.warming_up()
-    cut = traffic.cut_for(score, max_strong_share, fallback)
-    if not warming_up:
+    cut, warming_up = traffic.cut_for(score, max_strong_share, fallback)
+    if max_strong_share <= 0 or not warming_up:
         basis = f"threshold from recent traffic for {budget}"
     elif cut == fallback:
         basis = (
