@@ -386,6 +386,30 @@ def test_stream_options_go_with_a_stream(api: tuple[TestClient, Gateway]) -> Non
             "input",
             "No tool output found for function call c2.",
         ),
+        (  # which call would an output answer? (OpenAI refuses it too)
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo and Bergen?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {"type": "function_call", "call_id": "c1", "name": "g", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+                ]
+            },
+            "input",
+            "Duplicate 'call_id': c1.",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "sun"},
+                ]
+            },
+            "input",
+            "Duplicate function_call_output for call_id c1.",
+        ),
     ],
 )
 def test_what_cannot_be_honoured_is_a_400_naming_the_field(

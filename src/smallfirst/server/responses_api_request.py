@@ -239,10 +239,13 @@ def _check_call_outputs(items: list[dict[str, Any]]) -> None:
     calls have their outputs before the conversation goes on (a local model would read a
     result that answers nothing; the chat request made from it needs them so)."""
     called: set[str] = set()
+    answered: set[str] = set()
     waiting: list[str] = []  # the current turn's calls without their output yet
     for item in items:
         kind = item.get("type", "message")
         if kind == "function_call":
+            if item["call_id"] in called:  # which call would an output answer?
+                raise InvalidRequest(f"Duplicate 'call_id': {item['call_id']}.", param="input")
             called.add(item["call_id"])
             waiting.append(item["call_id"])
         elif kind == "function_call_output":
@@ -251,6 +254,12 @@ def _check_call_outputs(items: list[dict[str, Any]]) -> None:
                     f"No tool call found for function call output with call_id {item['call_id']}.",
                     param="input",
                 )
+            if item["call_id"] in answered:
+                raise InvalidRequest(
+                    f"Duplicate function_call_output for call_id {item['call_id']}.",
+                    param="input",
+                )
+            answered.add(item["call_id"])
             if item["call_id"] in waiting:
                 waiting.remove(item["call_id"])
         elif waiting:  # a message: the conversation goes on
