@@ -8,7 +8,7 @@ import pytest
 
 from smallfirst.config import RoutingConfig
 from smallfirst.errors import ConfigError
-from smallfirst.routing.base import check_routing
+from smallfirst.routing.base import RouteDecision, check_routing
 from smallfirst.routing.baselines import LengthRouter
 from smallfirst.routing.rules import RulesRouter
 from smallfirst.routing.traffic import Cut, TrafficCalibration, decide_within_budget
@@ -79,23 +79,25 @@ def test_the_reason_says_which_threshold_stood_in_for_the_budget() -> None:
     """QA: before any request, the reason said the default threshold applied while the
     threshold applied (and returned) was infinite: a first strong call would be 100%."""
 
-    def decided(traffic: TrafficCalibration) -> tuple[str, float]:
-        decision = decide_within_budget(
-            LengthRouter(),
-            [{"role": "user", "content": "Hi"}],
-            traffic,
-            threshold=None,
-            max_strong_share=0.3,
-            min_quality=None,
-        )
-        return decision.basis, decision.threshold
+    decision = decided_hi(seen())
+    assert decision.basis.startswith("no strong call now: one would pass a 30%")
+    assert decision.threshold == math.inf
+    decision = decided_hi(seen(0.1, 0.2, 0.3))  # 1 of 4 is within 30%
+    assert "default threshold until 4 requests" in decision.basis
+    assert decision.threshold == LengthRouter().default_threshold
+    assert "threshold from recent traffic" in decided_hi(seen(0.1, 0.2, 0.3, 0.4)).basis
 
-    basis, cut = decided(seen())
-    assert (basis.startswith("no strong call now: one would pass a 30%"), cut) == (True, math.inf)
-    basis, cut = decided(seen(0.1, 0.2, 0.3))  # 1 of 4 is within 30%
-    assert "default threshold until 4 requests" in basis
-    assert cut == LengthRouter().default_threshold
-    assert "threshold from recent traffic" in decided(seen(0.1, 0.2, 0.3, 0.4))[0]
+
+def decided_hi(traffic: TrafficCalibration) -> RouteDecision:
+    """The length router's decision on "Hi" under a 30% strong-call budget."""
+    return decide_within_budget(
+        LengthRouter(),
+        [{"role": "user", "content": "Hi"}],
+        traffic,
+        threshold=None,
+        max_strong_share=0.3,
+        min_quality=None,
+    )
 
 
 class Overtaken(TrafficCalibration):
@@ -113,14 +115,7 @@ def test_the_reason_is_that_of_the_threshold_when_the_warm_up_ends_under_way() -
     traffic = Overtaken(window=8, warm_up=4)
     for score in (0.1, 0.2, 0.3):
         traffic.observe(score)
-    decision = decide_within_budget(
-        LengthRouter(),
-        [{"role": "user", "content": "Hi"}],
-        traffic,
-        threshold=None,
-        max_strong_share=0.3,
-        min_quality=None,
-    )
+    decision = decided_hi(traffic)
     assert "threshold from recent traffic" in decision.basis
     assert decision.threshold == 0.9  # the top 30% of the four scores now seen
 
