@@ -1,0 +1,58 @@
+"""Tokenizing a text that spells many special tokens: whole, as llama.cpp reads it (its cutting
+at special tokens grows with their number squared), against in pieces, as the engine reads it
+(`backends/llamacpp_specials.py`), side by side on the bundled model's vocabulary. Checks that
+both give the same tokens; prints JSON: seconds per way and their ratio, per count.
+
+    python -m benchmarks.special_token_pieces        # BENCH_ROUNDS=3 by default
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+COUNTS = (4_000, 8_000, 16_000)  # occurrences of `<|im_start|>a`; 16,000 is 0.2 MB
+
+
+def main() -> None:
+    from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
+
+    engine = LlamaEngine(resolve_model_path("bundled:smollm2"), n_ctx=512, n_threads=1, n_batch=64)
+    results = {}
+    for count in COUNTS:
+        text = "<|im_start|>a" * count
+
+        def whole(text: str = text) -> list[int]:
+            return list(engine.llama.tokenize(text.encode(), add_bos=True, special=True))
+
+        def in_pieces(text: str = text) -> list[int]:
+            return engine.encode(text, add_special_tokens=True)
+
+        if whole() != in_pieces():
+            raise AssertionError(f"the pieces read differently at {count}")
+        seconds: dict[str, list[float]] = {"whole": [], "pieces": []}
+        for _ in range(ROUNDS):  # alternating, so load on the machine hits both alike
+            seconds["whole"].append(_timed(whole))
+            seconds["pieces"].append(_timed(in_pieces))
+        median = {way: statistics.median(times) for way, times in seconds.items()}
+        results[str(count)] = {
+            "whole_s": round(median["whole"], 3),
+            "pieces_s": round(median["pieces"], 3),
+            "whole_over_pieces": round(median["whole"] / median["pieces"], 1),
+        }
+    engine.close()
+    print(json.dumps({"rounds": ROUNDS, "special_tokens": results}, indent=2))
+
+
+def _timed(read: Callable[[], list[int]]) -> float:
+    start = time.perf_counter()
+    read()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
