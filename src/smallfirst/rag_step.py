@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.completions import ModelInfo
@@ -50,6 +51,16 @@ def refuse_an_answer_longer_than_the_context(
         )
 
 
+def _close(retriever: Retriever) -> None:
+    retriever.close()
+    retriever.store.close()
+
+
+def _close_in_background(retriever: Retriever) -> None:
+    """Closing waits for a copy being built (seconds at 100k chunks): no request waits."""
+    asyncio.get_running_loop().run_in_executor(None, _close, retriever)
+
+
 def rag_collection(model: str) -> str | None:
     """`rag/<collection>` names a document collection to answer from."""
     prefix, _, name = model.partition("/")
@@ -63,6 +74,10 @@ class RagStep:
         self._retriever: Retriever | None = None
         self._opening = asyncio.Lock()  # requests arriving together open the store once
         self._told: str | None = None  # the store's problem last logged
+        # searches under way per retriever, and retrievers whose store file was replaced:
+        # closed when their last search ends
+        self._in_use: Counter[Retriever] = Counter()
+        self._retired: set[Retriever] = set()
 
     async def ground(
         self,
@@ -73,7 +88,7 @@ class RagStep:
     ) -> tuple[ChatRequest, list[dict[str, Any]]]:
         """The request with the collection's best chunks fenced into its prompt (as many as
         `model`'s context holds beside the answer), and their citations."""
-        from smallfirst.rag import build_grounded_messages, last_user_text
+        from smallfirst.rag import CollectionNotFound, build_grounded_messages, last_user_text
         from smallfirst.rag.retrieve import has_words
 
         query = last_user_text(request.messages)
@@ -82,12 +97,18 @@ class RagStep:
                 "a rag request needs a user message to search with", param="messages"
             )
         refuse_an_answer_longer_than_the_context(request, model, count_tokens)
-        retriever = await self._opened()
+        if not self._store_path().exists():  # opening it would make an empty one
+            raise CollectionNotFound(f"RAG collection {collection!r} does not exist")
         config = self.config
-        with self._store_problems():
-            hits = await asyncio.to_thread(
-                retriever.search, query, collection=collection, k=config.k, method=config.method
-            )
+        async with self._using() as retriever:
+            with self._store_problems():
+                hits = await asyncio.to_thread(
+                    retriever.search,
+                    query,
+                    collection=collection,
+                    k=config.k,
+                    method=config.method,
+                )
         if not hits:
             await self._refuse_if_nothing_to_search(collection)
         budget = model.context_length - (request.token_limit or config.reserve_tokens)
@@ -117,9 +138,9 @@ class RagStep:
     async def _searchable_collections(self) -> list[CollectionInfo]:
         """Collections with at least one chunk: one whose documents hold no text (empty
         files, scanned PDFs) could only answer without a source while looking grounded."""
-        retriever = await self._opened()
-        with self._store_problems():
-            infos = await asyncio.to_thread(retriever.store.collections)
+        async with self._using() as retriever:
+            with self._store_problems():
+                infos = await asyncio.to_thread(retriever.store.collections)
         return [info for info in infos if info.chunks]
 
     async def _refuse_if_nothing_to_search(self, collection: str) -> None:
@@ -130,16 +151,41 @@ class RagStep:
             raise CollectionNotFound.without_text(collection)
 
     def close(self) -> None:
-        if self._retriever is not None:
-            self._retriever.close()
-            self._retriever.store.close()
+        for retriever in {*self._retired, *([self._retriever] if self._retriever else [])}:
+            _close(retriever)
+        self._retired.clear()
+        self._retriever = None
+
+    @asynccontextmanager
+    async def _using(self) -> AsyncIterator[Retriever]:
+        """The current retriever, kept open while the caller searches with it."""
+        retriever = await self._opened()
+        self._in_use[retriever] += 1
+        try:
+            yield retriever
+        finally:
+            self._in_use[retriever] -= 1
+            if not self._in_use[retriever]:
+                del self._in_use[retriever]
+                if retriever in self._retired:
+                    self._retired.discard(retriever)
+                    _close_in_background(retriever)
 
     async def _opened(self) -> Retriever:
-        """The retriever on the store, opened on first use; a store that cannot be opened
-        is tried again on the next request (`smallfirst rag reindex` may have fixed it)."""
+        """The retriever on the store, opened on first use, and again when its file was
+        replaced (moved aside and ingested anew: the old connection would go on reading the
+        old file); a store that cannot be opened is tried again on the next request
+        (`smallfirst rag reindex` may have fixed it)."""
         from smallfirst.rag import Retriever, open_store
 
         async with self._opening:
+            current = self._retriever
+            if current is not None and current.store.replaced():
+                self._retriever = None
+                if current in self._in_use:
+                    self._retired.add(current)
+                else:
+                    _close_in_background(current)
             if self._retriever is None:
                 with self._store_problems():
                     store = await asyncio.to_thread(open_store, self.data_dir)

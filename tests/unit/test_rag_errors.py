@@ -257,6 +257,33 @@ def test_a_store_path_that_is_a_folder_cannot_be_opened_and_says_which(tmp_path:
     assert_one_error_line(result, 1, f"cannot open {store} (unable to open database file)")
 
 
+def test_an_ingest_waiting_too_long_for_another_writer_says_so_and_what_was_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a traceback ending `OperationalError: database is locked` after 5 s, for an
+    ingest beside another process's long write (a `rag reindex` held the lock throughout)."""
+    from smallfirst.rag import sqlite_file
+
+    data = ingested(tmp_path, documents=2)
+    docs = tmp_path / "docs"
+    (docs / "doc2.md").write_text("# Doc 2\n\nParking policy.\n")
+    monkeypatch.setattr(sqlite_file, "BUSY_TIMEOUT_MS", 0)  # the wait is not what is tested
+    other_process = sqlite_file.connect(data / STORE_FILENAME)
+    other_process.execute("BEGIN IMMEDIATE")
+    try:
+        busy = run("ingest", str(docs), "-c", "kb", "--data-dir", str(data))
+    finally:
+        other_process.execute("ROLLBACK")
+        other_process.close()
+    assert_one_error_line(
+        busy,
+        1,
+        f"{data / STORE_FILENAME} is being written by another process (database is locked,"
+        " after waiting 0 s): run the command again once it is done; what was ingested before"
+        " is kept (0 files saved, 2 of 3 up to date), and a re-run skips unchanged files",
+    )
+
+
 @pytest.mark.parametrize(
     ("code", "said"),
     [

@@ -157,7 +157,7 @@ def ingest(
     longer exists removes the documents stored at it."""
     from smallfirst.config import collection_name_problem
     from smallfirst.errors import SmallfirstError
-    from smallfirst.rag import IngestSummary, StoreFull, discover_files
+    from smallfirst.rag import IngestSummary, StoreBusy, StoreFull, discover_files
     from smallfirst.rag.ingest import (
         documents_at_missing_paths,
         path_not_found,
@@ -192,7 +192,7 @@ def ingest(
                 err=True,
             )
             raise typer.Exit(INTERRUPTED) from None
-        except StoreFull as exc:
+        except (StoreFull, StoreBusy) as exc:
             fail(
                 f"{exc.message}; what was ingested before is kept ({_saved(summary, total)}),"
                 " and a re-run skips unchanged files",
@@ -214,7 +214,8 @@ def _ingest_showing_progress(
     quiet: bool,
 ) -> None:
     """`ingest_paths` under a progress bar of files, and of chunks inside a big file;
-    a full disk is a `StoreFull`."""
+    a full disk is a `StoreFull`, a write lock held too long by another process a
+    `StoreBusy`."""
     from smallfirst.rag import ingest_paths, store_errors
     from smallfirst.rag.ingest import EMBED_BATCH_SIZE
 

@@ -180,8 +180,19 @@ def recent_requests(
 
 def summarize(path: Path, since: float | None = None) -> Summary:
     """Aggregate the log at `path` over rows created at or after `since` (epoch s; None: all)."""
-    with _log_at(path) as connection:
+    with _log_at(path) as connection, _one_snapshot(connection):
         return _summarize(connection, since)
+
+
+@contextmanager
+def _one_snapshot(connection: sqlite3.Connection) -> Iterator[None]:
+    """Every query inside reads the log as it was at the first: a gateway logging meanwhile
+    made each query count other rows (tiers' shares over 100%, tier costs not adding up)."""
+    connection.execute("BEGIN")
+    try:
+        yield
+    finally:
+        connection.execute("COMMIT")
 
 
 def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:

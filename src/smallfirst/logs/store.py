@@ -12,14 +12,13 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from smallfirst.errors import CLIENT_CLOSED_REQUEST
+from smallfirst.sqlite_migrations import MigrationsTable, apply_migrations
 
 MIGRATIONS_PACKAGE = "smallfirst.logs.migrations"
 LOG_FILE = "requests.db"  # in the data dir
@@ -69,60 +68,19 @@ ANSWERED_SQL = f"(status < 400 OR (status = {CLIENT_CLOSED_REQUEST} AND tier IS 
 EMBEDDINGS_TIER = "embeddings"  # the tier embeddings are logged under: they have no baseline
 
 
+# The log's own form of the table: names without ".sql", applied_at a Julian day (0005 reads it).
+LOG_MIGRATIONS = MigrationsTable(
+    create="CREATE TABLE IF NOT EXISTS _migrations "
+    "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)",
+    record="INSERT INTO _migrations (name, applied_at) VALUES (?, julianday('now'))",
+    names_keep_suffix=False,
+)
+
+
 def migrate(connection: sqlite3.Connection, package: str = MIGRATIONS_PACKAGE) -> list[str]:
-    """Apply pending migrations in name order; returns the names applied now.
-
-    A migration commits together with its `_migrations` row or not at all, so a process killed
-    half-way leaves the log as it was. Its transaction takes the write lock before it looks at
-    `_migrations` again: processes that find the same migration pending apply it once.
-    """
-    connection.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    done = _applied(connection)
-    applied = []
-    for name, script in _migrations(package):
-        if name not in done and _apply(connection, name, script):
-            applied.append(name)
-    return applied
-
-
-def _migrations(package: str) -> list[tuple[str, str]]:
-    files = sorted(
-        (f for f in resources.files(package).iterdir() if f.name.endswith(".sql")),
-        key=lambda f: f.name,
-    )
-    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
-
-
-def _applied(connection: sqlite3.Connection) -> set[str]:
-    return {row[0] for row in connection.execute("SELECT name FROM _migrations")}
-
-
-def _apply(connection: sqlite3.Connection, name: str, script: str) -> bool:
-    """Run `script` and record `name` in one transaction; False if another process had
-    recorded it first."""
-    connection.execute("BEGIN IMMEDIATE")  # waits for a migrating process (busy timeout)
-    with connection:  # commits, or rolls back on any error
-        if name in _applied(connection):
-            return False
-        for statement in _statements(script):
-            connection.execute(statement)
-        connection.execute(
-            "INSERT INTO _migrations (name, applied_at) VALUES (?, julianday('now'))", (name,)
-        )
-    return True
-
-
-def _statements(script: str) -> Iterator[str]:
-    """`script` one statement at a time, for the migration's transaction (`executescript`
-    would commit that transaction first)."""
-    statement = ""
-    for piece in script.split(";"):
-        statement += piece + ";"
-        if sqlite3.complete_statement(statement):  # not a ";" in a string or a comment
-            yield statement
-            statement = ""
+    """Apply pending migrations in name order; returns the names applied now (once across
+    processes, all or nothing: `smallfirst.sqlite_migrations`)."""
+    return apply_migrations(connection, package, LOG_MIGRATIONS)
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -1,7 +1,7 @@
 """The RAG store's SQLite file: connections with sqlite-vec loaded (read-only in a folder
 that cannot be written), and SQLite's errors on it told in one line naming the file, the
-cause and what to do (a `StoreUnusable`). Errors that only a developer could act on (a bug,
-a lock held too long) pass unchanged."""
+cause and what to do (a `StoreUnusable`), a write lock another process held too long
+included. Errors that only a developer could act on (a bug) pass unchanged."""
 
 from __future__ import annotations
 
@@ -14,16 +14,19 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from smallfirst.errors import ModelUnavailable
-from smallfirst.rag.store import StoreFull, StoreUnusable
+from smallfirst.rag.store import StoreBusy, StoreFull, StoreUnusable
 
 if TYPE_CHECKING:
     import sqlite3
 
 # SQLite's primary result codes (https://sqlite.org/rescode.html); extended codes add detail
 # in the bits above these.
-SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT = 3, 8, 10, 11
+SQLITE_PERM, SQLITE_BUSY, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT = 3, 5, 8, 10, 11
 SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 13, 14, 26
 PRIMARY_CODE_MASK = 0xFF
+# How long a write waits for another process's (`rag ingest` beside `rag delete`, a cron
+# job): as long as the request log's writers wait, rather than fail after 5 s.
+BUSY_TIMEOUT_MS = 30_000
 
 
 def sqlite_module() -> ModuleType:
@@ -57,7 +60,7 @@ def connect(target: Path | str) -> sqlite3.Connection:
     connection.enable_load_extension(True)
     sqlite_vec.load(connection)
     connection.enable_load_extension(False)
-    connection.execute("PRAGMA busy_timeout=5000")
+    connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
     return connection
 
 
@@ -103,6 +106,11 @@ def unusable_store(path: Path, error: Exception) -> StoreUnusable | None:
         )
     if primary in (SQLITE_READONLY, SQLITE_PERM):
         return StoreUnusable(f"{path} is not writable ({error})")
+    if primary == SQLITE_BUSY:
+        return StoreBusy(
+            f"{path} is being written by another process ({error}, after waiting"
+            f" {BUSY_TIMEOUT_MS / 1000:g} s): run the command again once it is done"
+        )
     if primary == SQLITE_CANTOPEN:
         return StoreUnusable(f"cannot open {path} ({error})")
     if primary == SQLITE_IOERR:

@@ -6,17 +6,18 @@ WAL mode; the schema comes from named migrations applied in order and recorded i
 
 from __future__ import annotations
 
+import os
 import shlex
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.embed.batches import embedded_batches
+from smallfirst.rag import migrations
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_or_expression, query_terms
 from smallfirst.rag.chunking import Chunk, embedding_text
 from smallfirst.rag.copies import Copies
@@ -35,6 +36,7 @@ from smallfirst.rag.vector_scan import (
     binary_codes,
     prefiltered_candidates,
 )
+from smallfirst.sqlite_migrations import apply_migrations
 
 if TYPE_CHECKING:
     import sqlite3
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 VectorMatrix = tuple[Any, Any, Any]  # chunk ids, float32 matrix, binary codes (or None)
+ChunkRow = tuple[int, str, str, int]  # chunk id, heading, text, collection id
 PARALLEL_SCAN_ROWS = 20_000  # below this many rows per half, a thread hand-off costs more
 REINDEX_BATCH = 32
 # What made a store's terms and vectors, recorded in `store_settings` and checked on open.
@@ -85,6 +88,7 @@ class SqliteChunkStore(ChunkStore):
         self._read_only_uri = read_only_uri(self.path)
         self._lock = threading.RLock()
         self._db = self._connect()
+        self._file = _file_identity(self.path)
         try:
             self._set_up(refuse_other_settings)
         except BaseException:  # a store that cannot be used leaves no connection behind
@@ -124,6 +128,10 @@ class SqliteChunkStore(ChunkStore):
         with self._lock:
             connection = self._idle_readers.pop() if self._idle_readers else None
         if connection is None:
+            if self.replaced():  # a new connection would read the other file, now at `path`
+                with self._lock:
+                    yield self._db
+                return
             connection = self._connect()
             connection.execute("PRAGMA query_only=ON")
             with self._lock:
@@ -138,45 +146,34 @@ class SqliteChunkStore(ChunkStore):
 
     def _migrate(self, refuse_other_settings: bool) -> None:
         with self._lock:
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, "
-                "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
-            )
-            done = {row[0] for row in self._db.execute("SELECT name FROM _migrations")}
-            folder = resources.files("smallfirst.rag") / "migrations"
-            for entry in sorted(folder.iterdir(), key=lambda item: item.name):
-                if not entry.name.endswith(".sql") or entry.name in done:
-                    continue
-                script = entry.read_text(encoding="utf-8")
-                self._db.executescript(
-                    "BEGIN;\n"
-                    + script
-                    + "\nINSERT INTO _migrations(name) VALUES ("
-                    + _quote(entry.name)
-                    + ");\nCOMMIT;"
-                )
+            apply_migrations(self._db, migrations.__name__, migrations.RECORDED_AS)
             self._check_settings(refuse_other_settings)
 
     def _check_settings(self, refuse_other_settings: bool) -> None:
         """Refuse a store whose terms or vectors were made by another analyzer or embedder."""
         has_chunks = self._db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None
         for key, expected in CURRENT_SETTINGS:
-            row = self._db.execute(
-                "SELECT value FROM store_settings WHERE key = ?", (key,)
-            ).fetchone()
+            row = self._setting(key)
             if row is None and has_chunks and key == "embedder":
                 row = (LEGACY_EMBEDDER,)  # stores from before the setting existed
             if row is None:
+                # another process opening the new store may have recorded its own meanwhile
                 self._db.execute(
-                    "INSERT INTO store_settings(key, value) VALUES (?, ?)", (key, expected)
+                    "INSERT OR IGNORE INTO store_settings(key, value) VALUES (?, ?)",
+                    (key, expected),
                 )
-            elif row[0] != expected and refuse_other_settings:
+                row = self._setting(key)
+            if row is not None and row[0] != expected and refuse_other_settings:
                 folder = shlex.quote(str(self.path.parent.absolute()))
                 raise StoreNeedsReindex(
                     f"{self.path} was indexed with {key} {row[0]!r}, this version uses "
                     f"{expected!r}; run `smallfirst rag reindex --data-dir {folder}` to "
                     "re-analyse and re-embed its chunks in place"
                 )
+
+    def _setting(self, key: str) -> tuple[str] | None:
+        row = self._db.execute("SELECT value FROM store_settings WHERE key = ?", (key,))
+        return cast("tuple[str] | None", row.fetchone())
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -263,33 +260,43 @@ class SqliteChunkStore(ChunkStore):
     ) -> int:
         """Re-analyse and re-embed every stored chunk with this version's analyzer and
         embedder, and record both. One transaction: an interrupted reindex changes nothing.
-        Returns the number of chunks; `on_progress(done, total)` after each batch."""
+        Returns the number of chunks; `on_progress(done, total)` after each batch.
+
+        The chunks are embedded before the transaction, which then only writes: holding the
+        write lock through the embedding (minutes at 100k chunks) failed another process's
+        `rag ingest` after its busy timeout. A chunk written meanwhile is embedded inside."""
+        rows = self._chunk_rows()
+        vectors = _embedded(rows, embed_texts, on_progress)
         with self._lock, self._transaction():
-            rows = self._db.execute(
-                "SELECT c.id, c.heading, c.text, d.collection_id FROM chunks c "
-                "JOIN documents d ON d.id = c.document_id ORDER BY c.id"
-            ).fetchall()
-            texts = [embedding_text(row[1], row[2]) for row in rows]
-            for start, vectors in embedded_batches(texts, embed_texts, REINDEX_BATCH):
-                batch = rows[start : start + REINDEX_BATCH]
-                for (chunk_id, heading, text, collection_id), vector in zip(
-                    batch, vectors, strict=True
-                ):
-                    self._delete_search_rows(chunk_id)
-                    self._insert_search_rows(chunk_id, collection_id, heading, text, vector)
-                if on_progress is not None:
-                    on_progress(start + len(batch), len(rows))
+            current = self._chunk_rows()
+            vectors |= _embedded([row for row in current if row not in vectors], embed_texts)
+            for row in current:
+                chunk_id, heading, text, collection_id = row
+                self._delete_search_rows(chunk_id)
+                self._insert_search_rows(chunk_id, collection_id, heading, text, vectors[row])
             for key, value in CURRENT_SETTINGS:
                 self._db.execute(
                     "INSERT INTO store_settings(key, value) VALUES (?, ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (key, value),
                 )
-        return len(rows)
+        return len(current)
+
+    def _chunk_rows(self) -> list[ChunkRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.id, c.heading, c.text, d.collection_id FROM chunks c "
+                "JOIN documents d ON d.id = c.document_id ORDER BY c.id"
+            ).fetchall()
+        return [(int(i), str(h), str(t), int(c)) for i, h, t, c in rows]
 
     def remove_document(self, collection: str, source: str) -> None:
         with self._lock, self._transaction():
-            collection_id = self._collection_id(collection)
+            found = self._db.execute("SELECT id FROM collections WHERE name = ?", (collection,))
+            row = found.fetchone()
+            if row is None:  # another process removed its last document, and with it the rest
+                return
+            collection_id = int(row[0])
             self._delete_document(collection_id, source)
             self._db.execute(  # its last document: the collection goes too
                 "DELETE FROM collections WHERE id = ? AND NOT EXISTS "
@@ -495,6 +502,11 @@ class SqliteChunkStore(ChunkStore):
             ).fetchall()
         return [CollectionInfo(str(n), int(d), int(k)) for n, d, k in rows]
 
+    def replaced(self) -> bool:
+        """True once the file at `path` is not the one opened: a connection keeps reading
+        the file it opened, moved aside or deleted, while `rag ingest` makes a new one."""
+        return _file_identity(self.path) != self._file
+
     def close(self) -> None:
         self._builders.shutdown(cancel_futures=True)  # a build under way needs the readers
         with self._lock:
@@ -532,6 +544,21 @@ def _read_transaction(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("COMMIT")
 
 
+def _embedded(
+    rows: Sequence[ChunkRow],
+    embed_texts: Callable[[list[str]], npt.NDArray[np.float32]],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[ChunkRow, Any]:
+    """Each chunk row's vector, in batches (`on_progress(done, total)` after each)."""
+    texts = [embedding_text(heading, text) for _, heading, text, _ in rows]
+    vectors: dict[ChunkRow, Any] = {}
+    for start, batch in embedded_batches(texts, embed_texts, REINDEX_BATCH):
+        vectors.update(zip(rows[start : start + len(batch)], batch, strict=True))
+        if on_progress is not None:
+            on_progress(start + len(batch), len(rows))
+    return vectors
+
+
 def _top_by_dot(ids: Any, scores: Any, limit: int) -> list[ScoredChunk]:
     import numpy as np
 
@@ -558,9 +585,14 @@ def _memory_database() -> sqlite3.Connection:
     return connection
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None if there is none."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
+
+
 def _collection_token(collection_id: int) -> str:
     return f"c{collection_id}"
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

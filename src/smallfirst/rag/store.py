@@ -57,6 +57,12 @@ class StoreFull(StoreUnusable):
     """The disk holding the store is full: what was written before is kept."""
 
 
+class StoreBusy(StoreUnusable):
+    """Another process held the store's write lock longer than we waited for it (an ingest
+    or delete of another process, or one writing more than usual): what was written before is
+    kept."""
+
+
 @dataclass(frozen=True)
 class ScoredChunk:
     chunk_id: int
@@ -105,7 +111,8 @@ class ChunkStore(ABC):
     @abstractmethod
     def remove_document(self, collection: str, source: str) -> None:
         """Remove `source` and its chunks; removing the last one deletes the collection, so
-        that a collection is listed (and served as `rag/<name>`) only while it holds any."""
+        that a collection is listed (and served as `rag/<name>`) only while it holds any.
+        Nothing to do if the collection is gone (another process removed it meanwhile)."""
 
     @abstractmethod
     def keyword_search(self, collection: str, query: str, limit: int) -> list[ScoredChunk]:
@@ -130,6 +137,11 @@ class ChunkStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def replaced(self) -> bool:
+        """Whether the store this object opened is no longer the one at its place (a file
+        moved aside and ingested anew): its owner should open it again."""
+        return False
 
 
 def open_store(
