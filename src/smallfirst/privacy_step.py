@@ -26,6 +26,7 @@ from smallfirst.config import Settings
 from smallfirst.errors import PolicyBlocked
 from smallfirst.privacy.identifiers import UNREDACTABLE_NAMES, identifier_as_text
 from smallfirst.privacy.json_text import readable_json
+from smallfirst.privacy.policy import tier_policy
 from smallfirst.privacy.schema_texts import map_schema_texts, schema_names
 from smallfirst.streams import close_stream
 from smallfirst.types import ChatMessage, ChatRequest, GenerateRequest, Tier, Tool, ToolCall
@@ -167,8 +168,10 @@ class PrivacyStep:
         """`user` (and `safety_identifier`, `prompt_cache_key`) is often an e-mail address or
         a name. A tier whose policy is not `allow` gets a stable pseudonym instead (keyed hash;
         the key stays in the data dir), which is what OpenAI asks for and still lets the
-        upstream tell users (and cache groups) apart. So do tool-call ids (`_with_call_ids`)."""
-        if not self.active or self.config.tier_policy[model.tier] == "allow":
+        upstream tell users (and cache groups) apart. So do tool-call ids (`_with_call_ids`).
+        The request's own `privacy` counts: "redact" asked of an `allow` tier hides them too."""
+        policy = tier_policy(self.config, model.tier, request.privacy)
+        if not self.config.enabled or policy == "allow":
             return request
         update: dict[str, Any] = {
             field: f"{prefix}-{self._pseudonym(value)}"

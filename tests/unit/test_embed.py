@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import tempfile
 import threading
 from pathlib import Path
@@ -60,8 +61,18 @@ def test_over_long_input_raises_unless_truncation_is_asked_for() -> None:
     assert truncated.shape == (1, DIMENSIONS)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "word " * 780_000,
+        # no space, yet a word ends before each line break, comma and Chinese character
+        "word\n" * 780_000,
+        "a,b;c." * 650_000,
+        "中文字符测试" * 220_000,
+    ],
+)
 def test_a_long_input_is_refused_from_its_beginning_without_reading_the_rest(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, text: str
 ) -> None:
     """A 3.9 MB input of words took 2.8 s to tokenize whole before its 400."""
     embedder = LocalEmbedder()
@@ -75,8 +86,20 @@ def test_a_long_input_is_refused_from_its_beginning_without_reading_the_rest(
     monkeypatch.setattr(embedder._tokenizer, "encode", counted)
     monkeypatch.setattr(embedder._tokenizer, "encode_batch", None)  # never the whole
     with pytest.raises(ContextLengthExceeded, match="input 0 has at least"):
-        embedder.embed(["word " * 780_000])
+        embedder.embed([text])
     assert max(read) <= encoder.LONG_TEXT_CHARS
+
+
+def test_a_text_cut_where_a_word_surely_starts_has_no_more_tokens_than_the_whole() -> None:
+    # BERT's tokenizer reads "[UNK]" as one token: not cut before its "]"; it deletes \v and
+    # \x1c, so the words beside them are one
+    pieces = ["word", "unaffable", " ", "\n", "\v", "\x1c", "\xa0", ",", "]", "[UNK]", "[SEP]"]
+    pieces += ["中", "か", "e\u0301", "İ", "x" * 120, "\x00"]
+    embedder, rng = get_embedder(), random.Random(0)
+    for _ in range(2_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
+        beginning = text[: encoder._last_word_start(text[: rng.randint(1, len(text))])]
+        assert embedder.count_tokens(beginning) <= embedder.count_tokens(text), text
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ CONTROL = flags.LLAMA_TOKEN_ATTR_CONTROL
 USER_DEFINED = flags.LLAMA_TOKEN_ATTR_USER_DEFINED
 UNKNOWN = flags.LLAMA_TOKEN_ATTR_UNKNOWN
 LSTRIP = flags.LLAMA_TOKEN_ATTR_LSTRIP
+RSTRIP = flags.LLAMA_TOKEN_ATTR_RSTRIP
 FILLER = "x" * CUT_TEXTS_LONGER_THAN  # long enough to be cut at all
 
 
@@ -70,6 +71,22 @@ def test_a_token_that_strips_the_space_before_it_is_cut_at_only_after_a_non_spac
     assert starts(specials, "a\n<mask>") == []
 
 
+@pytest.mark.parametrize(
+    ("tokens", "text", "cuts"),
+    [
+        # Read whole, the token before strips the white space after it (Phi-3's do), the
+        # space of " <t>" too, which is then no token; cut before it, " <t>" would be one.
+        ([("<u>", CONTROL | RSTRIP), (" <t>", CONTROL)], "a<u> <t>", [1]),
+        # The longer "<mask>" is read first and strips the space before it, that of "<t> "
+        ([("<mask>", USER_DEFINED | LSTRIP), ("<t> ", CONTROL)], "a<t> <mask>", []),
+    ],
+)
+def test_a_token_with_white_space_at_an_end_is_not_cut_at(
+    tokens: list[tuple[str, int]], text: str, cuts: list[int]
+) -> None:
+    assert starts(SpecialTokens(tokens, flags, cut_every=0), text) == cuts
+
+
 def test_the_unknown_token_is_cut_at_only_when_special_tokens_are_parsed() -> None:
     specials = SpecialTokens([("<unk>", UNKNOWN)], flags, cut_every=0)
     assert starts(specials, "a<unk>") == [1]
@@ -84,6 +101,13 @@ def test_spelled_special_tokens_leave_out_the_unknown_token_and_blank_texts() ->
     assert specials.spelled_in("a<s>")
     assert specials.spelled_in("a\x00")
     assert not specials.spelled_in("a<unk>  b")
+
+
+def test_texts_nested_hundreds_deep_are_still_found_the_longest_first() -> None:
+    runs = [("\n" * size, USER_DEFINED) for size in range(1, 600)]  # each starts the next
+    specials = SpecialTokens([*runs, ("<s>", CONTROL)], flags, cut_every=0)
+    assert starts(specials, "a" + "\n" * 700 + "<s>") == [701]
+    assert specials.occurrences_over(["\n" * 1200], 1) is None  # overlapped by each other
 
 
 def test_occurrences_over_a_limit_count_only_tokens_no_other_can_overlap() -> None:

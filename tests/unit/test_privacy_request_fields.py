@@ -181,3 +181,17 @@ def test_redact_becomes_local_only_when_the_pii_cannot_be_redacted() -> None:
     assert resolve_action(config, "cloud", person, redactable=False) == "local_only"
     assert resolve_action(config, "edge", person, redactable=False) == "allow"
     assert resolve_action(config, "cloud", person, "block", redactable=False) == "block"
+
+
+def test_ids_are_pseudonymous_where_the_request_asks_for_redaction_of_an_allow_tier(
+    tmp_path: Path,
+) -> None:
+    policy = {"edge": "allow", "onprem": "allow", "cloud": "allow"}
+    for client, gateway in client_with(tmp_path, tier_policy=policy):
+        messages = called("send_reminder", f"lookup-{EMAIL}")
+        body = chat_body("big", messages=messages, privacy="redact", user=EMAIL)
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+        sent = sent_to(gateway, "big")
+        assert EMAIL not in sent.model_dump_json()  # neither the call's id nor the user
+        (call,) = sent.messages[1].tool_calls or []
+        assert sent.messages[2].tool_call_id == call.id

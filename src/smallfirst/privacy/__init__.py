@@ -20,6 +20,7 @@ from smallfirst.privacy.policy import (
     permitted_tiers,
     raise_if_blocked,
     resolve_action,
+    tier_policy,
 )
 from smallfirst.privacy.redact import (
     Redaction,
@@ -50,4 +51,5 @@ __all__ = [
     "redact_texts",
     "resolve_action",
     "shared_detector",
+    "tier_policy",
 ]

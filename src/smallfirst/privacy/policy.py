@@ -81,6 +81,19 @@ def resolve_action(
     (a function name): `redact` cannot hide it, so the request stays local instead."""
     if not config.enabled or not relevant_findings(config, findings):
         return "allow"
+    action = tier_policy(config, tier, override)
+    if action == "redact" and not redactable:
+        action = "local_only"
+    if action == "local_only" and tier in LOCAL_TIERS:
+        return "allow"
+    return action
+
+
+def tier_policy(
+    config: PrivacyConfig, tier: Tier, override: PolicyAction | None = None
+) -> PolicyAction:
+    """`tier`'s policy for one request: its override may tighten it, and loosen it only if
+    configured."""
     action = config.tier_policy[tier]
     if override is not None and override not in POLICY_ACTIONS:
         raise ValueError(f"unknown privacy policy {override!r}; use one of {POLICY_ACTIONS}")
@@ -88,10 +101,6 @@ def resolve_action(
         _STRICTNESS[override] >= _STRICTNESS[action] or config.allow_loosening_override
     ):
         action = override
-    if action == "redact" and not redactable:
-        action = "local_only"
-    if action == "local_only" and tier in LOCAL_TIERS:
-        return "allow"
     return action
 
 
