@@ -125,7 +125,7 @@ class SpecialTokens:
         unknown) contain `special`'s or share an end with its other end?"""
         if special not in self._overlapped:
             others = self._attributes.keys() - {special}
-            self._overlapped[special] = any(overlap(special, other) for other in others)
+            self._overlapped[special] = any(_overlap(special, other) for other in others)
         return self._overlapped[special]
 
     def _safe_to_cut_before(self, text: str, match: re.Match[str]) -> bool:
@@ -171,7 +171,7 @@ class SpecialTokens:
         return True
 
 
-def overlap(text: str, other: str) -> bool:
+def _overlap(text: str, other: str) -> bool:
     """Can a match of `other` overlap one of `text` (contain it, be inside it, or share the
     start of one and the end of the other)?"""
     if text in other or other in text:
