@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
 from rich import box
 from rich.table import Table
+from typer.core import TyperGroup
+from typer.testing import CliRunner
 
 from smallfirst.cli.common import check_writable, output_console, stops_as_interrupt
 
@@ -70,3 +73,27 @@ def test_a_signal_ignored_by_nohup_stays_ignored() -> None:
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+def _help_texts() -> Iterator[tuple[list[str], list[str]]]:
+    """Each command's words after `smallfirst`, and the help texts of its options."""
+    from smallfirst.cli import app
+
+    commands = [([], typer.main.get_command(app))]
+    while commands:
+        path, command = commands.pop()
+        yield path, [p.help for p in command.params if getattr(p, "help", None)]
+        if isinstance(command, TyperGroup):
+            commands.extend(([*path, name], sub) for name, sub in command.commands.items())
+
+
+def test_every_option_help_is_printed_whole() -> None:
+    """`--help` is rendered by rich, which took "[default: ...]" in a help text for markup and
+    dropped it (`rag search --help` said "Folder holding rag.sqlite .")."""
+    from smallfirst.cli import app
+
+    runner = CliRunner()
+    for path, texts in _help_texts():
+        shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"}).output
+        for text in texts:
+            assert text in shown, (path, text)

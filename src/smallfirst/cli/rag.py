@@ -34,7 +34,8 @@ IGNORED_SHOWN = 3  # paths named per reason without --verbose: big folders stay 
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Folder holding rag.sqlite [default: the config's data_dir]."),
+    # no "[...]" in help: rich reads it as markup and drops it
+    typer.Option("--data-dir", help="Folder holding rag.sqlite (default: the config's data_dir)."),
 ]
 # `-c` is --collection here, so the config file has its long name only
 ConfigFile = Annotated[
