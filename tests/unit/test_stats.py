@@ -215,6 +215,17 @@ def test_stats_command_prints_the_saving_and_the_split(log_path: Path, tmp_path:
     assert as_json["saved_usd"] == pytest.approx(0.0039)
 
 
+def test_one_request_is_counted_as_one(tmp_path: Path) -> None:
+    """It said "1 requests in the last 24h" and "Escalated or fell back: 1 requests"."""
+    log = RequestLog(tmp_path / "requests.db")
+    log.record(edge(1, 100.0, escalations="big"))
+    log.close()
+    text = cli(tmp_path)
+    assert text.exit_code == 0, text.output
+    assert "1 request in the last 24h: 1 answered" in text.output
+    assert "Escalated or fell back: 1 request\n" in text.output
+
+
 def test_without_a_config_file_the_baseline_is_not_named(
     log_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -71,6 +71,11 @@ def output_console() -> Console:
     return Console(file=_TrimmedStdout(), width=UNLIMITED_WIDTH)
 
 
+def counted(number: int, noun: str) -> str:
+    """ "1 file", "2 files": a count for people to read."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(code)

@@ -16,6 +16,7 @@ import typer
 from smallfirst.cli.common import (
     INTERRUPTED,
     check_writable,
+    counted,
     fail,
     settings_or_exit,
     stops_as_interrupt,
@@ -245,7 +246,7 @@ def _saved(so_far: IngestSummary, total: int) -> str:
     """How far an ingest that stopped got (each file is saved whole or not at all)."""
     saved = len(so_far.added) + len(so_far.updated)
     up_to_date = saved + len(so_far.skipped)
-    return f"{_count(saved, 'file')} saved, {up_to_date} of {total} up to date"
+    return f"{counted(saved, 'file')} saved, {up_to_date} of {total} up to date"
 
 
 def _ingest_json(collection: str, summary: IngestSummary) -> dict[str, Any]:
@@ -287,7 +288,7 @@ def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: b
 
 
 def _documents_that_are(count: int) -> str:
-    return _count(count, "document") + (" that is" if count == 1 else " that are")
+    return counted(count, "document") + (" that is" if count == 1 else " that are")
 
 
 def _say_deleted(collection: str) -> None:
@@ -401,13 +402,13 @@ def delete(
         info = next((c for c in store.collections() if c.name == collection), None)
         if info is None:
             fail(f"RAG collection {collection!r} does not exist")
-        held = _count(info.documents, "document")
+        held = counted(info.documents, "document")
         if paths:
             sources = _documents_under(store, collection, paths)
             question = f"Remove {len(sources)} of the {held} of {collection}?"
         else:
             sources = sorted(store.document_hashes(collection))
-            question = f"Delete collection {collection} ({held}, {_count(info.chunks, 'chunk')})?"
+            question = f"Delete collection {collection} ({held}, {counted(info.chunks, 'chunk')})?"
         if not yes:
             typer.confirm(question, abort=True, err=True)
         if paths:
@@ -419,7 +420,7 @@ def delete(
     if as_json:
         _print_json({"collection": collection, "removed": sources, "collection_deleted": deleted})
         return
-    removed = _count(len(sources), "document")
+    removed = counted(len(sources), "document")
     if not paths:
         typer.echo(f"deleted collection {collection} ({removed})")
         return
@@ -442,10 +443,6 @@ def _documents_under(store: SqliteChunkStore, collection: str, paths: list[Path]
             fail(f"no document of {collection} is at {path}")
         found.update(here)
     return sorted(found)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 @app.command("eval")

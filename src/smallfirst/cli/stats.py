@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smallfirst.cli.common import CONFIG_OPTION, fail, output_console, settings_or_exit
+from smallfirst.cli.common import (
+    CONFIG_OPTION,
+    counted,
+    fail,
+    output_console,
+    settings_or_exit,
+)
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -186,7 +192,7 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
     window = "all time" if since == "all" else f"the last {since}"
     failed = ", ".join(f"{n} x {status}" for status, n in summary.failed_by_status.items())
     console.print(
-        f"[bold]{summary.requests}[/] requests in {window}: {summary.answered} answered"
+        f"[bold]{counted(summary.requests, 'request')}[/] in {window}: {summary.answered} answered"
         + (f"; failed: {failed}" if failed else "")
     )
     on_failed = summary.failed_cost_usd
@@ -213,7 +219,7 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
     for router, tiers in summary.routed_by_router.items():
         split = ", ".join(f"{tier} {count}" for tier, count in tiers.items())
         console.print(f"Routed by {router}: {split}")
-    console.print(f"Escalated or fell back: {summary.escalated_requests} requests")
+    console.print(f"Escalated or fell back: {counted(summary.escalated_requests, 'request')}")
     if summary.pii_actions:
         actions = ", ".join(f"{action} {n}" for action, n in summary.pii_actions.items())
         entities = ", ".join(f"{kind} {n}" for kind, n in summary.pii_entities.items())
