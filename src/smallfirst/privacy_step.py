@@ -24,10 +24,14 @@ from typing import TYPE_CHECKING, Any
 from smallfirst.completions import Chunk, Completion, ModelInfo, ToolCallDelta
 from smallfirst.config import Settings
 from smallfirst.errors import PolicyBlocked
-from smallfirst.privacy.identifiers import UNREDACTABLE_NAMES, identifier_as_text
+from smallfirst.privacy.identifiers import (
+    UNREDACTABLE_NAMES,
+    identifier_as_text,
+    pattern_as_text,
+)
 from smallfirst.privacy.json_text import readable_json
 from smallfirst.privacy.policy import tier_policy
-from smallfirst.privacy.schema_texts import map_schema_texts, schema_names
+from smallfirst.privacy.schema_texts import map_schema_texts, schema_names, schema_patterns
 from smallfirst.streams import close_stream
 from smallfirst.types import ChatMessage, ChatRequest, GenerateRequest, Tier, Tool, ToolCall
 
@@ -356,7 +360,8 @@ def _schemas_of(request: ChatRequest, visit: Callable[[str], str]) -> dict[str, 
 def unredactable_names_of(request: GenerateRequest) -> list[str]:
     """Names that go upstream as they are: those of the functions (offered, or called in the
     conversation; `tool_choice` names one of the offered) and the property and definition
-    names of their parameters and of the response format's schema (`identifiers.py`)."""
+    names of their parameters and of the response format's schema (`identifiers.py`), and
+    the schemas' regular expressions: each as the text the guard reads."""
     if not isinstance(request, ChatRequest):
         return []
     names = [tool.function.name for tool in request.tools or []]
@@ -365,7 +370,9 @@ def unredactable_names_of(request: GenerateRequest) -> list[str]:
     if request.response_format is not None and request.response_format.json_schema is not None:
         schemas.append(request.response_format.json_schema.schema_)
     names += [name for schema in schemas for name in schema_names(schema)]
-    return list(dict.fromkeys(names))
+    texts = [identifier_as_text(name) for name in names]
+    texts += [pattern_as_text(p) for schema in schemas for p in schema_patterns(schema)]
+    return list(dict.fromkeys(texts))
 
 
 def _tool_with_texts(tool: Tool, visit: Callable[[str], str]) -> Tool:

@@ -19,6 +19,7 @@ from smallfirst.types import ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 EMAIL = "ana.ruiz@flux.io"
+PATTERN = r"^(ana\.ruiz@flux\.io|bob@flux\.io)$"
 CLOUD = {"x-smallfirst-route": "cloud"}
 
 
@@ -114,6 +115,16 @@ def test_a_pseudonymous_id_keeps_the_form_of_a_short_one(api: tuple[TestClient, 
                 "json_schema": {"name": "r", "schema": {"properties": {EMAIL: {}}}},
             },
         ),
+        # a regular expression that spells an address out, in a tool's parameters
+        chat_body("auto", tools=[tool("notify", {"to": {"type": "string", "pattern": PATTERN}})]),
+        # and one of the response format's schema's pattern properties
+        chat_body(
+            "auto",
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "r", "schema": {"patternProperties": {PATTERN: {}}}},
+            },
+        ),
     ],
 )
 def test_pii_in_a_name_that_cannot_be_redacted_keeps_the_request_local(
@@ -150,6 +161,25 @@ def test_a_tool_name_the_ner_alone_calls_a_name_does_not_keep_a_request_local(
     response = client.post("/v1/chat/completions", json=body, headers=CLOUD)
     assert response.json()["model"] == "big"
     assert sent_to(gateway, "big").tools is not None
+
+
+def test_a_pattern_keeps_a_request_local_only_where_it_spells_a_value(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, _ = api
+    shapes = {
+        "email": {"type": "string", "pattern": r"^[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}$"},
+        "phone": {"type": "string", "pattern": r"^\+?[1-9]\d{1,14}$"},
+        "day": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+    }
+    body = chat_body("auto", tools=[tool("notify", shapes)], tool_choice="none")
+    response = client.post("/v1/chat/completions", json=body, headers=CLOUD)
+    assert response.json()["model"] == "big"
+    shapes["ip"] = {"type": "string", "pattern": r"^10\.20\.30\.40$"}
+    body = chat_body("auto", tools=[tool("notify", shapes)], tool_choice="none")
+    response = client.post("/v1/chat/completions", json=body, headers=CLOUD)
+    assert response.json()["model"] == "tiny"
+    assert "schema's pattern" in response.json()["smallfirst"]["reason"]
 
 
 def test_a_date_found_in_the_messages_does_not_count_in_a_property_name(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smallfirst.privacy.schema_texts import map_schema_texts
+from smallfirst.privacy.schema_texts import map_schema_texts, schema_names, schema_patterns
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -62,3 +62,18 @@ def test_comments_and_extension_keywords_are_texts() -> None:
     }
     assert visited(schema) == ["Customer Ana Ruiz asked for this", "Hamish", "ops", "internal"]
     assert map_schema_texts(schema, str.upper)["properties"]["x-id"]["type"] == "string"
+
+
+def test_patterns_are_collected_apart_from_names_and_left_as_they_are() -> None:
+    schema = {
+        "properties": {
+            "to": {"type": "string", "pattern": "^ann@x\\.io$"},
+            "pattern": {"type": "string", "description": "a property named like the keyword"},
+        },
+        "patternProperties": {"^bob@x\\.io$": {"type": "string"}},
+    }
+    assert schema_patterns(schema) == ["^ann@x\\.io$", "^bob@x\\.io$"]
+    assert schema_names(schema) == ["to", "pattern"]
+    mapped = map_schema_texts(schema, str.upper)
+    assert mapped["properties"]["to"]["pattern"] == "^ann@x\\.io$"
+    assert mapped["properties"]["pattern"]["description"] == "A PROPERTY NAMED LIKE THE KEYWORD"

@@ -176,7 +176,7 @@ class PiiDetector:
 
     def _detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
         """Findings per text, read in its normalized view (`normalize.py`: hidden and full-width
-        characters), as offsets into the text itself."""
+        characters, URL encoding), as offsets into the text itself."""
         views = [normalized(text) for text in texts]
         texts = [escaped_breaks_as_breaks(view.text) for view in views]
         engine = self._get_engine()

@@ -8,12 +8,7 @@ from dataclasses import dataclass, field
 
 from smallfirst.errors import PolicyBlocked
 from smallfirst.privacy.detect import Finding, PiiDetector, shared_detector
-from smallfirst.privacy.identifiers import (
-    CHECKED_TYPES,
-    COUNTED_IN_NAMES,
-    UNREDACTABLE_NAMES,
-    identifier_as_text,
-)
+from smallfirst.privacy.identifiers import CHECKED_TYPES, COUNTED_IN_NAMES, UNREDACTABLE_NAMES
 from smallfirst.privacy.policy import (
     LOCAL_TIERS,
     PolicyAction,
@@ -73,12 +68,13 @@ class PrivacyGuard:
         self, messages: Sequence[ChatMessage], unredactable_names: Sequence[str]
     ) -> tuple[MessageFindings, list[Finding]]:
         """Findings per message, and the PII in names that must go upstream as they are
-        (function and property names: `identifiers.py` says what counts there), read in the
-        same pass."""
+        (function and property names, schema patterns: `identifiers.py` says what counts
+        there), read in the same pass. The names come as text to read
+        (`identifier_as_text`, `pattern_as_text`)."""
         if not self.config.enabled:
             return [[] for _ in messages], []
         texts = [message.text for message in messages]
-        names = [identifier_as_text(name) for name in unredactable_names]
+        names = list(unredactable_names)
         found = [
             relevant_findings(self.config, findings)
             for findings in self.detector.inspect_many([*texts, *names])

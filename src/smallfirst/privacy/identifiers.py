@@ -1,5 +1,7 @@
 """Identifiers a request carries upstream: participant names, function names, the property
-names of a schema. They are read as words ("Maria_Gonzalez" as "Maria Gonzalez").
+names of a schema. They are read as words ("Maria_Gonzalez" as "Maria Gonzalez"). A schema's
+regular expressions (`pattern`) go with them: they are read as the text they match where
+that is spelled out (`^jane@acme\\.com$` as "^jane@acme.com$").
 
 A function name or a property name cannot be redacted: the model picks a tool by its name
 and calls it by that name, and writes a schema's property names back as they are; a
@@ -32,7 +34,9 @@ CHECKED_TYPES = frozenset(SUPPORTED_ENTITIES) - _FOUND_BY_LANGUAGE
 # year or a weekday in one ("report_2024", "Monday_Digest") is no one's.
 COUNTED_IN_NAMES = frozenset(SUPPORTED_ENTITIES) - {"DATE_TIME"}
 # Why PII there keeps a request local, for the messages that say so.
-UNREDACTABLE_NAMES = "some in a function or property name, which cannot be redacted"
+UNREDACTABLE_NAMES = (
+    "some in a function or property name or a schema's pattern, which cannot be redacted"
+)
 
 _SEPARATORS = re.compile(r"[_.-]+")
 
@@ -42,3 +46,14 @@ def identifier_as_text(identifier: str) -> str:
     if "@" in identifier:
         return identifier
     return _SEPARATORS.sub(" ", identifier)
+
+
+# In a regular expression: escaped punctuation ("\\.", "\\+"), read as itself (re.escape's work
+# undone), and anchors, groups and alternation, read as spaces between the literals.
+_REGEX_SYNTAX = re.compile(r"\\([^\w\s])|[\^$()|]")
+
+
+def pattern_as_text(pattern: str) -> str:
+    """A regular expression as the text it spells out: `^(ana@x\\.io|bob@x\\.io)$` reads
+    " ana@x.io bob@x.io  "; classes such as `\\d` stay as they are."""
+    return _REGEX_SYNTAX.sub(lambda m: m.group(1) or " ", pattern)

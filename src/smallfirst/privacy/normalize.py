@@ -15,14 +15,23 @@ spaces, ligatures, mathematical alphanumerics. Not NFKD, because a decomposed "�
 and a combining accent) is a word shape the NER has not learned; NFKC composes it. Last, a
 space goes between Chinese, Japanese or Korean script and ASCII next to it: those scripts
 put no space between words (`メールはana@flux.ioです`), and the patterns need a word's edge.
+
+Before all that, URL encoding is read (`%40` as "@"; "+" and "&" as spaces in a query string
+or a form body), since an address or a number in a link or a form body is written so; after
+it, an ideographic full stop between ASCII letters or digits reads as a dot
+(`ana。ruiz@flux。io`).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote
+
+from smallfirst.privacy.secrets import names_a_secret
 
 # Unicode 15.1 DerivedCoreProperties.txt, Default_Ignorable_Code_Point (Python's unicodedata
 # has no such property; a few of these are not format characters, such as the Hangul fillers
@@ -62,12 +71,16 @@ class NormalizedText:
 
 def normalized(text: str) -> NormalizedText:
     """`text` as the detector should read it (module docstring)."""
-    if text.isascii():
-        return NormalizedText(text)
-    view = NormalizedText(text) if _reads_as_written(text) else _folded(text)
-    if _SCRIPT_CHANGE.search(view.text) is None:
+    view = _url_decoded(text)
+    if view.text.isascii():
         return view
-    return _spaced_between_scripts(view)
+    if not _reads_as_written(view.text):
+        view = _then(view, _folded(view.text))
+    if _SCRIPT_CHANGE.search(view.text) is not None:
+        view = _then(view, _spaced_between_scripts(view.text))
+    if "\u3002" in view.text and _DOT_LOOK_ALIKE.search(view.text) is not None:
+        view = _then(view, _with_dots(view.text))
+    return view
 
 
 def _reads_as_written(text: str) -> bool:
@@ -120,22 +133,157 @@ def _is_mark(character: str) -> bool:
     return unicodedata.category(character).startswith("M")
 
 
-def _spaced_between_scripts(view: NormalizedText) -> NormalizedText:
-    """`view` with a space where CJK script and ASCII meet; the space stands for no
-    character of the original (an empty span where it was put)."""
-    text = view.text
-    starts, ends = view._sources or (range(len(text)), range(1, len(text) + 1))
+def _spaced_between_scripts(text: str) -> NormalizedText:
+    """`text` with a space where CJK script and ASCII meet; the space stands for no
+    character of `text` (an empty span where it was put)."""
     pieces: list[str] = []
-    new_starts: list[int] = []
-    new_ends: list[int] = []
+    starts: list[int] = []
+    ends: list[int] = []
     copied = 0
     for change in _SCRIPT_CHANGE.finditer(text):
         at = change.start()
         pieces.extend((text[copied:at], " "))
-        new_starts.extend((*starts[copied:at], starts[at]))
-        new_ends.extend((*ends[copied:at], starts[at]))
+        starts.extend((*range(copied, at), at))
+        ends.extend((*range(copied + 1, at + 1), at))
         copied = at
     pieces.append(text[copied:])
-    new_starts.extend(starts[copied:])
-    new_ends.extend(ends[copied:])
-    return NormalizedText("".join(pieces), (new_starts, new_ends))
+    starts.extend(range(copied, len(text)))
+    ends.extend(range(copied + 1, len(text) + 1))
+    return NormalizedText("".join(pieces), (starts, ends))
+
+
+# RFC 3490 (3.1) and UTS #46 read the ideographic full stop as a domain's dot (NFKC folds the
+# full-width and small full stops, and the half-width ideographic one into this one); only
+# between ASCII letters or digits, where it is no sentence's end.
+_DOT_LOOK_ALIKE = re.compile(r"(?<=[0-9A-Za-z])\u3002(?=[0-9A-Za-z])")
+
+
+def _with_dots(text: str) -> NormalizedText:
+    """`text` with each ideographic full stop inside a word of ASCII read as a dot."""
+    return NormalizedText(
+        _DOT_LOOK_ALIKE.sub(".", text), (range(len(text)), range(1, len(text) + 1))
+    )
+
+
+# A run of percent-encoded bytes (RFC 3986 2.1); one character takes up to four.
+_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+# In a query string or a form body (application/x-www-form-urlencoded) "+" is a space and "&"
+# ends a field: read as spaces (the NER took "Doe&email" for a word); not next to "=", "&" or
+# "+", so that "phone=+44..." keeps its plus and code's "a && b" stays as it is.
+_FORM_SEPARATOR = re.compile(r"(?<=[^\s=&?+])[+&](?=[^\s=&+])")
+_FIELD_END = re.compile(r"[?&;]")
+_NON_BLANK = re.compile(r"\S+")
+# A URL inside a URL's query is encoded twice ("%2540"): read again, a few times at most.
+_DECODING_ROUNDS = 3
+
+
+def _url_decoded(text: str) -> NormalizedText:
+    """`text` with its percent-escapes read as the UTF-8 characters they encode, and "+" and
+    "&" as spaces where they separate words and fields; each character mapped to the
+    escapes it was written with."""
+    view = NormalizedText(text)
+    for round_ in range(_DECODING_ROUNDS):
+        text = view.text
+        if "%" not in text and (round_ or "=" not in text or ("+" not in text and "&" not in text)):
+            break
+        step = _percent_decoded(text, in_forms=round_ == 0)
+        if step is None:
+            break
+        view = _then(view, step)
+    return view
+
+
+def _percent_decoded(text: str, *, in_forms: bool) -> NormalizedText | None:
+    """One round of `_url_decoded`; None when nothing in `text` is URL encoding."""
+    edits = [
+        (run.start() + at, decoded, escaped)
+        for run in _NON_BLANK.finditer(text)
+        for at, decoded, escaped in _url_edits(run.group(), in_forms=in_forms)
+    ]
+    if not edits:
+        return None
+    pieces: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    copied = 0
+    for at, decoded, escaped in sorted(edits):
+        pieces.append(text[copied:at])
+        starts.extend(range(copied, at))
+        ends.extend(range(copied + 1, at + 1))
+        for character in decoded:
+            size = 3 * len(character.encode("utf-8")) if escaped else 1
+            pieces.append(character)
+            starts.append(at)
+            ends.append(at + size)
+            at += size
+        copied = at
+    pieces.append(text[copied:])
+    starts.extend(range(copied, len(text)))
+    ends.extend(range(copied + 1, len(text) + 1))
+    return NormalizedText("".join(pieces), (starts, ends))
+
+
+def _url_edits(word: str, *, in_forms: bool) -> Iterator[tuple[int, str, bool]]:
+    """(where, what it reads as, percent-escaped) in a run of non-blank characters. Form
+    separators only in a query string or a form body (a "key=value" and a "?" or "&"), and
+    a "+" only in a field's value (in a path it is a plus). A secret's value is read as
+    written: a password is no words, and the secret rule reads a value up to a space or an
+    "&" ("password=hunter+2+go", "pw=correct%20horse")."""
+    in_form = in_forms and "=" in word and ("&" in word or "?" in word)
+    if "%" not in word and not in_form:
+        return
+    values = _field_values(word)
+    value_starts = [start for start, _, _ in values]
+
+    def value_at(at: int) -> bool | None:
+        """Whether `at` is in a secret's value; None if in no value."""
+        index = bisect.bisect_right(value_starts, at) - 1
+        if index < 0 or at >= values[index][1]:
+            return None
+        return values[index][2]
+
+    for run in _PERCENT_RUN.finditer(word):
+        if value_at(run.start()) is not True:
+            try:
+                yield run.start(), unquote(run.group(), errors="strict"), True
+            except UnicodeDecodeError:  # not UTF-8 (Latin-1 escapes, "100%ff"): as written
+                continue
+    if in_form:
+        for separator in _FORM_SEPARATOR.finditer(word):
+            at = separator.start()
+            if separator.group() == "&" or value_at(at) is False:
+                yield at, " ", False
+
+
+def _field_values(word: str) -> list[tuple[int, int, bool]]:
+    """(start, end, the key names a secret) of each field's value in `word`: what follows
+    "=" up to the next "?", "&" or ";"."""
+    values = []
+    start = 0
+    for end in [*(m.start() for m in _FIELD_END.finditer(word)), len(word)]:
+        equals = word.find("=", start, end)
+        if equals >= 0:
+            values.append((equals + 1, end, names_a_secret(word[start:equals])))
+        start = end + 1
+    return values
+
+
+def _then(view: NormalizedText, step: NormalizedText) -> NormalizedText:
+    """The view that `step` made of `view.text`, mapped to `view`'s original."""
+    if view._sources is None:
+        return step
+    if step._sources is None:
+        return view
+    view_starts, view_ends = view._sources
+    step_starts, step_ends = step._sources
+    starts: list[int] = []
+    ends: list[int] = []
+    for start, end in zip(step_starts, step_ends, strict=True):
+        if end > start:
+            starts.append(view_starts[start])
+            ends.append(view_ends[end - 1])
+        else:  # put in, standing for nothing: an empty span where it goes
+            at = view_starts[start] if start < len(view_starts) else view_ends[-1]
+            starts.append(at)
+            ends.append(at)
+    return NormalizedText(step.text, (starts, ends))

@@ -73,10 +73,12 @@ _GROUP_SEPARATOR = re.compile(rf"[./{_DASHES}]")
 _GROUP_GAP = rf"(?:{SPACE}{{1,2}}|\t|{_GROUP_SEPARATOR.pattern})"
 # After a country code the area or mobile prefix may be one digit: "+33 1 42 68 53 00",
 # "+61 4 1234 5678"; so after a one-digit trunk prefix ("1-800-555-0199", "8 (994) 207-1939",
-# Faker's "1-###-###-####"). Otherwise a lone digit does not start a number.
+# Faker's "1-###-###-####"). Otherwise a lone digit does not start a number. "00" is the
+# international prefix dialled for "+" ("0086 139 1234 5678"), when a gap ends the country code.
 _PHONE = re.compile(
     rf"(?<![\w+])(?<!\d{SPACE})(?<!\d{SPACE}{{2}})(?<!\d[\t./{_DASHES}])"
-    rf"(?:\+\d{{1,3}}{_GROUP_GAP}?(?:\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{{1,12}})"
+    rf"(?:(?P<international>\+|00(?=[1-9]\d{{0,2}}{_GROUP_GAP}))"
+    rf"\d{{1,3}}{_GROUP_GAP}?(?:\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{{1,12}})"
     rf"|(?:\d{_GROUP_GAP}?)?\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{_GROUP_GAP}\d{{3}}(?={_GROUP_GAP}\d)"
     rf"|\d{{2,12}})"
     rf"(?:{_GROUP_GAP}\d{{2,8}}){{0,4}}"
@@ -89,6 +91,9 @@ _SSN_LIKE = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
 _PHONE_CONTEXT = re.compile(
     r"(?i)\b(?:phone|phoned|call|calls|called|calling|mobile|mob|cell|tel|telephone|telefon|"
     r"fax|desk|office|number|contact|reach|text|sms|whatsapp|dial|messages?|answering|ring)\b"
+    # Chinese, Japanese and Korean words for phone, mobile, call and contact: these scripts
+    # put no word edge around them ("我的手机号是...")
+    r"|手机|手機|电话|電話|致电|联系|聯繫|聯絡|携帯|連絡|전화|휴대폰|핸드폰|연락"
 )
 # "license number is 2270-66-1551": the number named just before is some other identifier.
 _OTHER_NUMBER_BEFORE = re.compile(
@@ -115,6 +120,7 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
         number = value[: match.start("extension") - match.start()] if match["extension"] else value
         digits = sum(ch.isdigit() for ch in number)
         grouped = not value.isdigit()
+        international = match["international"] is not None
         if _is_short_local_number(value):
             if _has_phone_context(text, match.start(), match.end()):
                 # weak: the digits of a national ID ("AB 12 34 56 C") keep their own type
@@ -122,14 +128,14 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
             continue
         if not 7 <= digits <= 15 or _DATE_LIKE.match(value) or _SSN_LIKE.match(value):
             continue
-        if not grouped and not value.startswith("+") and digits > 11:
+        if not grouped and not international and digits > 11:
             continue  # a long unbroken digit run is more often an account or card number
-        if not value.startswith("+") and _OTHER_NUMBER_BEFORE.search(
+        if not international and _OTHER_NUMBER_BEFORE.search(
             text[max(0, match.start() - 40) : match.start()]
         ):
             continue
         has_context = _has_phone_context(text, match.start(), match.end())
-        if value.startswith("+") or "(" in value or "x" in value:
+        if international or "(" in value or "x" in value:
             score = 0.75
         elif grouped and (digits >= 9 or _GROUP_SEPARATOR.search(value)):
             score = 0.5

@@ -21,6 +21,9 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from smallfirst.privacy import names, patterns, vetoes
+from smallfirst.privacy.base64_text import base64_texts
+from smallfirst.privacy.identifiers import CHECKED_TYPES
+from smallfirst.privacy.normalize import normalized
 from smallfirst.privacy.secrets import find_secrets
 
 
@@ -30,14 +33,33 @@ def offline_tld_extractor() -> tldextract.TLDExtract:
     return tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
 
 
+# Cyrillic and Greek letters that look like Latin ones (single letters of Unicode's
+# confusables.txt): "exаmple.cоm" spelled with a Cyrillic "а" and "о" is example.com to a
+# reader, yet no suffix list holds "cоm".
+_LATIN_LOOK_ALIKES = str.maketrans(
+    # Cyrillic small and capital letters
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0455\u0456\u0458\u04bb\u0501\u051b\u051d\u04cf"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0405\u0406\u0408"
+    # Greek small and capital letters
+    "\u03b1\u03bf\u03bd\u03c1\u03b9\u03c5"
+    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7",
+    "aeopcyxsijhdqwlABEKMHOPCTXSIJaovpiuABEZHIKMNOPTYX",
+)
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recognizer, validating the domain against the bundled suffix list
     (the stock one calls `tldextract.extract`, which downloads the list on first use). Only
     the domain is checked: given the whole match, tldextract reads "login?email=ann@x.fr" as
-    a URL with a query and finds no domain."""
+    a URL with a query and finds no domain. A domain whose suffix is spelled with look-alike
+    letters is read as it looks."""
 
     def validate_result(self, pattern_text: str) -> bool:
-        return bool(offline_tld_extractor()(pattern_text.rpartition("@")[2]).fqdn)
+        domain = pattern_text.rpartition("@")[2]
+        extract = offline_tld_extractor()
+        if extract(domain).fqdn:
+            return True
+        return not domain.isascii() and bool(extract(domain.translate(_LATIN_LOOK_ALIKES)).fqdn)
 
 
 # spaCy labels -> guard entity types; every other label (ORG, NORP, CARDINAL, ...) is dropped.
@@ -195,6 +217,10 @@ _PRESIDIO_NEEDS = {
 }
 
 
+# The most a base64 token's finding scores: under the secrets' 0.85 and more.
+_BASE64_SCORE = 0.8
+
+
 class RuleSet:
     """Every recognizer except spaCy's NER: Presidio's pattern recognizers (called directly,
     without Presidio's analyzer around them) and smallfirst's rule finders. Stateless, so
@@ -231,7 +257,8 @@ class RuleSet:
         """The guard's entities among spaCy's (`doc` is the NER output for `text`)."""
         return _spacy_entities(text, doc)
 
-    def find(self, text: str) -> Iterator[patterns.RuleMatch]:
+    def find(self, text: str, *, in_base64: bool = True) -> Iterator[patterns.RuleMatch]:
+        """The matches in `text`; `in_base64`: and base64 tokens holding a checked value."""
         for recognizer in self._presidio:
             needs = _PRESIDIO_NEEDS.get(recognizer.supported_entities[0])
             if needs is not None and needs.search(text) is None:
@@ -252,3 +279,20 @@ class RuleSet:
                 if _not_what_it_seems(text, match):
                     continue
                 yield match
+        if in_base64:
+            yield from self._in_base64(text)
+
+    def _in_base64(self, text: str) -> Iterator[patterns.RuleMatch]:
+        """A base64 token whose text holds a value of a checked type, as that value (the
+        most confident one). Below every secret's score: a JWT or Basic credentials found
+        as a secret stay one secret."""
+        for start, end, decoded in base64_texts(text):
+            found = [
+                match
+                for match in self.find(normalized(decoded).text, in_base64=False)
+                if match.entity_type in CHECKED_TYPES
+            ]
+            if found:
+                best = max(found, key=lambda match: match.score)
+                score = min(best.score, _BASE64_SCORE)
+                yield patterns.RuleMatch(best.entity_type, start, end, score)

@@ -6,12 +6,15 @@ A tool definition ("look up orders of jane@acme.com", an `enum` of customer name
 the tier that answers just as the messages do, so the guard scans these texts too. Keywords
 (`type`, `format`, `pattern`, `required`) and property names are structure: they are left as
 they are, so a redacted schema still validates the same shape of arguments. Property and
-definition names are scanned as names that cannot be redacted (`schema_names`).
+definition names, and the regular expressions of `pattern` and `patternProperties` (which may
+spell out a value, `^jane@acme\\.com$`), are scanned as names that cannot be redacted
+(`schema_names`, `schema_patterns`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 TEXT_KEYWORDS = frozenset(
@@ -23,12 +26,15 @@ EXTENSION_PREFIX = "x-"
 NAME_MAPS = frozenset(
     {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
 )
+# Keywords whose value, or whose names, are regular expressions.
+PATTERN_KEYWORD = "pattern"
+PATTERN_NAMES = "patternProperties"
 
 
 def map_schema_texts(schema: Any, visit: Callable[[str], str]) -> Any:
     """A copy of `schema` with each text replaced by `visit(text)`, visited depth first in
     the schema's own key order (the same order on every call)."""
-    return _map(schema, visit, None, in_text=False, names=False)
+    return _map(schema, _Visitors(visit), in_text=False, names=None)
 
 
 def schema_names(schema: Any) -> list[str]:
@@ -36,35 +42,48 @@ def schema_names(schema: Any) -> list[str]:
     are (the model writes property names back), yet they may still name a person; the
     guard reads them as function names (`identifiers.py`)."""
     names: list[str] = []
-    _map(schema, str, names.append, in_text=False, names=False)
+    _map(schema, _Visitors(str, name=names.append), in_text=False, names=None)
     return names
 
 
-def _map(
-    node: Any,
-    visit: Callable[[str], str],
-    visit_name: Callable[[str], None] | None,
-    *,
-    in_text: bool,
-    names: bool,
-) -> Any:
+def schema_patterns(schema: Any) -> list[str]:
+    """The regular expressions of `schema` (`pattern` values, `patternProperties` names).
+    A placeholder in one would change what the schema accepts, so they go upstream as
+    they are, like names."""
+    patterns: list[str] = []
+    _map(schema, _Visitors(str, pattern=patterns.append), in_text=False, names=None)
+    return patterns
+
+
+@dataclass(frozen=True, slots=True)
+class _Visitors:
+    text: Callable[[str], str]
+    name: Callable[[str], None] | None = None
+    pattern: Callable[[str], None] | None = None
+
+
+def _map(node: Any, visitors: _Visitors, *, in_text: bool, names: str | None) -> Any:
+    """`names`: the keyword whose value `node` is, when that maps names to sub-schemas."""
     if isinstance(node, str):
-        return visit(node) if in_text else node
+        return visitors.text(node) if in_text else node
     if isinstance(node, list):
-        return [_map(item, visit, visit_name, in_text=in_text, names=False) for item in node]
+        return [_map(item, visitors, in_text=in_text, names=None) for item in node]
     if not isinstance(node, dict):
         return node
     mapped = {}
     for key, value in node.items():
-        if names and visit_name is not None:
-            visit_name(key)
-        keyword = not in_text and not names
+        if names is not None:
+            seen = visitors.pattern if names == PATTERN_NAMES else visitors.name
+            if seen is not None:
+                seen(key)
+        keyword = not in_text and names is None
+        if keyword and key == PATTERN_KEYWORD and isinstance(value, str) and visitors.pattern:
+            visitors.pattern(value)
         mapped[key] = _map(
             value,
-            visit,
-            visit_name,
+            visitors,
             in_text=in_text
             or (keyword and (key in TEXT_KEYWORDS or key.startswith(EXTENSION_PREFIX))),
-            names=keyword and key in NAME_MAPS,
+            names=key if keyword and key in NAME_MAPS else None,
         )
     return mapped

@@ -61,6 +61,14 @@ _SECRET_NAME_END = (
     r"|(?i:secret|token|(?:api|access|secret|private|signing|encryption|master|auth|client)"
     r"[_\-]?key))"
 )
+_SECRET_NAME = re.compile(rf"{_SECRET_NAME_END}$")
+
+
+def names_a_secret(name: str) -> bool:
+    """Whether a variable or field called `name` holds a secret ("DB_PASSWORD", "api_key")."""
+    return _SECRET_NAME.search(name) is not None
+
+
 # The value: quoted (also JSON escaped inside a string, \"...\") or bare up to a space, quote
 # or the separators of query strings and connection strings (&, ;, ",").
 _ASSIGNED_SECRET = re.compile(
