@@ -82,16 +82,17 @@ def test_a_conversation_that_outgrew_the_context_says_how_to_go_on(
 
 
 def test_a_conversation_with_an_unknown_model_ends_at_once(tmp_path: Path) -> None:
-    """Every turn would fail alike: one error and exit 1 (it answered each line with the
-    same error, then exited 0)."""
+    """Every turn would fail alike: one error before the first (it answered each line with
+    the same error, then exited 0), naming the command that lists the models (it said "see
+    GET /v1/models", the server's advice)."""
     config = tmp_path / "smallfirst.yaml"
     fake = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["one"]}
     config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "models": [fake]}))
     result = CliRunner().invoke(
         app, ["chat", "--config", str(config), "-m", "nope"], input="Hi\nAgain\n"
     )
-    assert result.exit_code == 1
-    assert result.stderr.count("does not exist") == 1
+    assert result.exit_code == 2
+    assert result.stderr == "Error: model 'nope' is not in the config; see `smallfirst models`\n"
 
 
 def test_max_tokens_below_one_is_a_usage_error(tmp_path: Path) -> None:

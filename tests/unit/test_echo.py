@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from smallfirst.completions import TokenLogprob
+from smallfirst.answers import RouteInfo
+from smallfirst.completions import Completion, ModelInfo, TokenLogprob, TopLogprob, Usage
 from smallfirst.routing.cascade import confidence
+from smallfirst.server.render import completion_body
 from smallfirst.service import Gateway
+from smallfirst.types import TextRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
 
 
@@ -59,3 +62,19 @@ def test_a_token_nothing_predicts_does_not_count_toward_confidence() -> None:
     unscored = TokenLogprob(token="The", logprob=None)
     sure = confidence([unscored, TokenLogprob(token=" end", logprob=-0.5)])
     assert (sure.tokens, sure.mean_logprob) == (1, -0.5)
+
+
+def test_the_first_echoed_token_has_no_alternatives_as_openai_says_it() -> None:
+    """`top_logprobs` was `{}` there; OpenAI (and vLLM) send null where `token_logprobs` is."""
+    request = TextRequest.model_validate({"model": "tiny", "prompt": "Once", "echo": True})
+    model = ModelInfo(id="tiny", tier="edge", backend="fake", context_length=100)
+    route = RouteInfo(model=model, router="none", reason="asked for by id")
+    top = [TopLogprob(token="!", logprob=-0.1)]
+    tokens = [
+        TokenLogprob(token="Once", logprob=None),
+        TokenLogprob(token="!", logprob=-0.1, top=top),
+    ]
+    answer = Completion(text="Once!", logprobs=tokens, finish_reason="stop")
+    logprobs = completion_body(request, [answer], Usage(), route, "r1")["choices"][0]["logprobs"]
+    assert logprobs["token_logprobs"] == [None, -0.1]
+    assert logprobs["top_logprobs"] == [None, {"!": -0.1}]

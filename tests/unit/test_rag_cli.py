@@ -444,6 +444,26 @@ def test_reading_commands_say_a_data_dir_that_is_a_file_is_one(
     assert f"the data dir {a_file} is a file, not a directory" in result.stderr
 
 
+def test_a_failed_file_is_named_once_and_an_empty_listing_says_so(tmp_path: Path) -> None:
+    """ "failed: F: not a text file (binary content): F" named the file twice; `collections`
+    in a data dir without any printed nothing at all."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "image.txt").write_bytes(bytes(range(256)) * 4)
+    empty = runner.invoke(app, ["collections", *data])
+    assert (empty.exit_code, empty.stdout) == (0, "")
+    assert (
+        empty.stderr == f"no collections in {tmp_path / 'data'} (smallfirst rag ingest adds one)\n"
+    )
+    result = runner.invoke(app, ["ingest", str(tmp_path / "kb"), "-c", "kb", *data])
+    assert result.exit_code == 0, result.output
+    assert "1 failed, 0 ignored (0 chunks written)" in result.stdout
+    assert (
+        result.stderr
+        == f"  failed: {tmp_path / 'kb' / 'image.txt'}: not a text file (binary content)\n"
+    )
+
+
 def test_ingest_names_the_files_it_removed(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     texts = {"a.md": "Alpha notes.\n", "b.md": "Beta notes.\n", "c.md": "Gamma notes.\n"}

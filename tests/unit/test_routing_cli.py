@@ -46,6 +46,13 @@ def test_train_score_and_eval_an_artifact(data_file: Path, tmp_path: Path) -> No
     )
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["rows"] == 60
+    # for people: sentences, not a Python dict
+    told = runner.invoke(app, ["router", "train", "--data", str(data_file), "--out", str(artifact)])
+    assert told.exit_code == 0, told.output
+    assert told.stdout == (
+        f"wrote {artifact}: trained on 60 rows (synthetic 60, 2 subjects), 12 of them held aside"
+        " for the calibration; mean score weak 0.500, strong 1.000\n"
+    )
 
     # held-out rows may lack labels: score must not need them
     unlabelled = tmp_path / "unlabelled.jsonl"

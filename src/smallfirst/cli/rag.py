@@ -271,7 +271,7 @@ def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: b
         f"{collection}: {counts['added']} added, {counts['updated']} updated, "
         f"{counts['skipped']} unchanged, {counts['removed']} removed, "
         f"{counts['failed']} failed, {counts['ignored']} ignored "
-        f"({counts['chunks_written']} chunks written)"
+        f"({counted(counts['chunks_written'], 'chunk')} written)"
     )
     if verbose and summary.removed:
         typer.echo(f"  removed ({len(summary.removed)})" + _listed(summary.removed, verbose=True))
@@ -379,8 +379,12 @@ def list_collections(
     if as_json:
         _print_json([{"name": c.name, "documents": c.documents, "chunks": c.chunks} for c in infos])
         return
+    if not infos:  # said on stderr: stdout, one collection per line, stays empty for scripts
+        typer.echo(f"no collections in {directory} (smallfirst rag ingest adds one)", err=True)
     for info in infos:
-        typer.echo(f"{info.name}\t{info.documents} documents\t{info.chunks} chunks")
+        typer.echo(
+            f"{info.name}\t{counted(info.documents, 'document')}\t{counted(info.chunks, 'chunk')}"
+        )
 
 
 @app.command()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from smallfirst.cli.common import check_writable, fail, require_file
+from smallfirst.cli.common import check_writable, counted, fail, require_file
 
 if TYPE_CHECKING:
     from smallfirst.routing.data import RoutingRow
@@ -86,7 +86,19 @@ def train(
         fail(f"{_names(data)}: {exc.message}")
     learned.save(out)
     summary = {"artifact": str(out), **learned.training_summary}
-    typer.echo(json.dumps(summary) if as_json else f"wrote {out}: {summary}")
+    typer.echo(json.dumps(summary) if as_json else _trained(summary))
+
+
+def _trained(summary: dict[str, Any]) -> str:
+    """`router train`'s summary for people to read."""
+    datasets = ", ".join(f"{name} {n}" for name, n in summary["datasets"].items())
+    subjects = f", {counted(summary['subjects'], 'subject')}" if summary["subjects"] else ""
+    return (
+        f"wrote {summary['artifact']}: trained on {counted(summary['rows'], 'row')}"
+        f" ({datasets}{subjects}), {summary['calibration_rows']} of them held aside for the"
+        f" calibration; mean score weak {summary['weak_mean']:.3f}, strong"
+        f" {summary['strong_mean']:.3f}"
+    )
 
 
 @app.command()

@@ -26,7 +26,7 @@ from smallfirst.cli.common import (
     settings_or_exit,
     warn,
 )
-from smallfirst.config import MAX_PORT
+from smallfirst.config import AUTO_MODEL_ID, MAX_PORT
 
 if TYPE_CHECKING:
     from smallfirst.config import Settings
@@ -119,6 +119,8 @@ def chat(
     from smallfirst.types import ChatMessage
 
     settings = settings_or_exit(config)
+    if model != AUTO_MODEL_ID and settings.model(model) is None:
+        fail(f"model {model!r} is not in the config; see `smallfirst models`")
     check_data_dir_or_exit(settings)
     _check_request_log(settings)
     opening = [ChatMessage(role="system", content=system)] if system else []

@@ -60,17 +60,17 @@ def extract(path: Path, raw: bytes) -> ExtractedDocument:
     """Plain text of `raw`, the contents of `path`, chosen by the file suffix."""
     suffix = path.suffix.lower()
     if suffix in (".md", ".markdown"):
-        return ExtractedDocument(_decode(raw, path), "", markdown=True)
+        return ExtractedDocument(_decode(raw), "", markdown=True)
     if suffix in (".txt", ".text"):
-        return ExtractedDocument(_decode(raw, path), "", markdown=False)
+        return ExtractedDocument(_decode(raw), "", markdown=False)
     if suffix in (".html", ".htm"):
-        return html_to_text(_decode(raw, path))
+        return html_to_text(_decode(raw))
     if suffix == ".pdf":
-        return pdf_to_text(raw, path)
-    raise InvalidRequest(f"unsupported file type {suffix!r}: {path}")
+        return pdf_to_text(raw)
+    raise InvalidRequest(f"unsupported file type {suffix!r}")
 
 
-def _decode(raw: bytes, path: Path) -> str:
+def _decode(raw: bytes) -> str:
     """UTF-8 as most files are; otherwise the encoding charset-normalizer finds (UTF-16 from
     Windows editors, cp1252, ...), so a legacy file is not ingested as replacement marks. A
     file no text encoding explains (or that holds NUL characters) is refused rather than
@@ -79,7 +79,7 @@ def _decode(raw: bytes, path: Path) -> str:
     if text is None or "\x00" in text:  # NULs: also UTF-16 without a byte-order mark
         text = _detected_text(raw)
     if text is None or "\x00" in text:
-        raise InvalidRequest(f"not a text file (binary content): {path}")
+        raise InvalidRequest("not a text file (binary content)")
     # Universal newlines, as Python's text mode reads the file: chunk spans index the text
     # that `open(path, encoding=...).read()` returns, and a lone CR (old Mac files) ends a
     # line, so blank lines between paragraphs are seen. Each replacement keeps or shortens
@@ -197,7 +197,7 @@ def _has_block_ancestor(node: LexborNode) -> bool:
     return False
 
 
-def pdf_to_text(raw: bytes, path: Path) -> ExtractedDocument:
+def pdf_to_text(raw: bytes) -> ExtractedDocument:
     import io
 
     from pypdf import PdfReader
@@ -210,5 +210,5 @@ def pdf_to_text(raw: bytes, path: Path) -> ExtractedDocument:
         pages = [page.extract_text() or "" for page in reader.pages]
         title = str(reader.metadata.title or "") if reader.metadata is not None else ""
     except PdfReadError as exc:
-        raise InvalidRequest(f"cannot read pdf {path}: {exc}") from exc
+        raise InvalidRequest(f"cannot read the pdf: {exc}") from exc
     return ExtractedDocument("\n\n".join(p.strip() for p in pages if p.strip()), title, False)

@@ -332,7 +332,7 @@ def _ingest_files(
         except FileNotFoundError as exc:  # gone (or a broken link): its old chunks go too
             summary.failed[source] = _not_found_reason(path, exc)
         except (OSError, SmallfirstError) as exc:  # kept as last ingested
-            summary.failed[source] = str(exc)
+            summary.failed[source] = _failure_reason(exc)
             present.add(source)
         else:
             present.add(source)
@@ -389,13 +389,20 @@ def read_regular_file(path: Path) -> bytes:
         return file.read()
 
 
+def _failure_reason(exc: OSError | SmallfirstError) -> str:
+    """Why a file failed, without its path (the summary names it beside the reason)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return exc.strerror  # "Permission denied", not "[Errno 13] Permission denied: 'PATH'"
+    return str(exc)
+
+
 def _not_found_reason(path: Path, exc: FileNotFoundError) -> str:
     if not path.is_symlink():
-        return str(exc)
+        return _failure_reason(exc)
     try:
         target = str(path.readlink())
     except OSError:  # the link itself went away meanwhile
-        return str(exc)
+        return _failure_reason(exc)
     return f"broken symlink: its target {target} does not exist"
 
 

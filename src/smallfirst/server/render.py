@@ -114,7 +114,10 @@ def _text_logprobs(
     return {
         "tokens": [i.token for i in items],
         "token_logprobs": [i.logprob for i in items],
-        "top_logprobs": [{t.token: t.logprob for t in i.top} for i in items],
+        # null where nothing predicts the token (an echoed prompt's first), as OpenAI sends it
+        "top_logprobs": [
+            None if i.logprob is None else {t.token: t.logprob for t in i.top} for i in items
+        ],
         "text_offset": [offsets.start_of(item, text_length) for item in items],
     }
 
