@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -42,7 +41,7 @@ from smallfirst.request_records import (
     call_cost,
     estimated_cost,
 )
-from smallfirst.routing.budget import DAY_S, SpendTracker
+from smallfirst.routing.budget import SpendTracker
 from smallfirst.routing.cascade import confidence, draft_request, escalation, least_sure
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
@@ -104,8 +103,8 @@ class Gateway:
             observers=observers,
         )
         if request_log is not None:
-            now = time.time()
-            self.spend.seed(*request_log.spend_since(now - now % DAY_S))
+            if self.spend.budgeted:  # today's spend so far, this process's earlier runs' too
+                request_log.watch_spend(self.spend.others_spent)
             self.ledger.add_observer(request_log.record)
 
     @classmethod
