@@ -22,7 +22,8 @@ def ask(server: Server, model: str, **extra: Any) -> httpx.Response:
 def test_once_one_gateway_spent_the_budget_the_other_refuses_the_paid_model(
     tmp_path: Path, upstream: Server
 ) -> None:
-    """Each gateway enforced the budget alone: two on one data dir spent $0.112 of $0.05."""
+    """Each gateway enforced the budget alone: two on one data dir spent $0.104 of $0.05
+    (docs/routing.md)."""
     config = {
         "data_dir": str(tmp_path / "shared-data"),
         "privacy": {"enabled": False},

@@ -33,7 +33,8 @@ def row(usd: float, key: str | None = None, created_at: float | None = None) -> 
 
 
 def eventually(check: Callable[[], bool]) -> bool:
-    """A hang guard, not a timing: the log's writers flush and read every 0.2 s."""
+    """A hang guard, not a timing: the log's writers flush and read every 0.05 s with a
+    budget (0.2 s without)."""
     for _ in range(600):
         if check():
             return True
@@ -192,3 +193,35 @@ def test_a_log_emptied_and_written_again_is_summed_anew(tmp_path: Path) -> None:
         assert reports[-1][1] == 0.05
     finally:
         connection.close()
+
+
+def test_rowids_given_again_after_the_newest_row_was_pruned_are_read(tmp_path: Path) -> None:
+    """Pruning a log idle past its retention deletes its newest row, and SQLite gives that
+    rowid to the next row: this process's own rows took rowids up to the last one read, the
+    other's next row was read alone, and this process's rows were subtracted from it."""
+    path = tmp_path / LOG_FILE
+    today = utc_day(time.time())
+    log = RequestLog(path)
+    log.record(row(1.0, created_at=(today - 2) * DAY_S))  # the log's last row, two days old
+    log.close()
+    reports: list[Report] = []
+    watch = SpendWatch(lambda day, total, per_key: reports.append((day, total, per_key)))
+    writer = connect(path)  # as the writer thread does it, on its own connection
+    try:
+        watch.refresh(writer)
+        writer.execute("DELETE FROM requests WHERE created_at < ?", (time.time() - DAY_S,))
+        mine = row(0.25)
+        writer.execute(
+            "INSERT INTO requests (id, created_at, endpoint, model_requested, status, stream, "
+            "latency_ms, cost_usd) VALUES (?, ?, 'chat.completions', 'big', 200, 0, 0, ?)",
+            (mine.id, mine.created_at, mine.cost_usd),
+        )
+        watch.wrote([mine])
+        watch.refresh(writer)  # its own commit: nothing to read
+        other = RequestLog(path)
+        other.record(row(0.5))
+        other.close()
+        watch.refresh(writer)
+        assert reports[-1][1] == 0.5
+    finally:
+        writer.close()

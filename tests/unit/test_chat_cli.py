@@ -95,6 +95,28 @@ def test_a_conversation_with_an_unknown_model_ends_at_once(tmp_path: Path) -> No
     assert result.stderr == "Error: model 'nope' is not in the config; see `smallfirst models`\n"
 
 
+def test_a_collection_is_asked_as_its_model_id(tmp_path: Path) -> None:
+    """`chat -m rag/<collection>` answered from it, as `model: "rag/<collection>"` does on
+    the server; refusing ids not in the config refused it too."""
+    from smallfirst.rag import ingest_paths, open_store
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "kettle.md").write_text("# Kettle\n\nDescale it every Friday.")
+    ingest_paths(open_store(tmp_path), [tmp_path / "docs"], collection="office")
+    config = tmp_path / "smallfirst.yaml"
+    fake = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["On Fridays."]}
+    raw = {"data_dir": str(tmp_path), "models": [fake], "routing": {"router": "rules"}}
+    config.write_text(yaml.safe_dump(raw))
+    asked = ["chat", "When is the kettle descaled?", "--config", str(config), "-m", "rag/office"]
+    result = CliRunner().invoke(app, asked)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "On Fridays.\n"
+    assert "kettle.md" in result.stderr  # its source
+    gone = CliRunner().invoke(app, [*asked[:-1], "rag/nope"])
+    assert gone.exit_code == 1
+    assert "nope" in gone.stderr
+
+
 def test_max_tokens_below_one_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["chat", "Hi", "--max-tokens", "0"])
     assert result.exit_code == 2

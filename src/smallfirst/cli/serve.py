@@ -115,11 +115,13 @@ def chat(
 ) -> None:
     """Ask and stream the answer to the terminal (no server needed): once, or a conversation."""
     from smallfirst.errors import SmallfirstError
+    from smallfirst.rag_step import rag_collection
     from smallfirst.service import Gateway
     from smallfirst.types import ChatMessage
 
     settings = settings_or_exit(config)
-    if model != AUTO_MODEL_ID and settings.model(model) is None:
+    asks_by_id = model != AUTO_MODEL_ID and rag_collection(model) is None
+    if asks_by_id and settings.model(model) is None:
         fail(f"model {model!r} is not in the config; see `smallfirst models`")
     check_data_dir_or_exit(settings)
     _check_request_log(settings)

@@ -385,7 +385,7 @@ def read_regular_file(path: Path) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a fifo does not wait
     with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"not a regular file: {path}")
+            raise OSError(NOT_REGULAR)  # the summary names the file beside its reason
         return file.read()
 
 
