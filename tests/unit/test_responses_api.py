@@ -275,6 +275,47 @@ def test_several_calls_stream_one_after_another_as_openai_streams_them() -> None
     assert [item["arguments"] for item in final] == ['{"city": "Oslo"} ', '{"city": "Bergen"}']
 
 
+def test_calls_an_upstream_interleaves_stream_whole_one_after_another() -> None:
+    """An upstream that names every call first, then writes their arguments by turns: the
+    first call was closed when the second was named, so its `done` events (what clients that
+    run a call at `output_item.done` read) carried empty arguments; the pieces after it were
+    in `response.completed` only, with no delta."""
+    asked = ResponsesRequest(model="m", input="Weather in Oslo and Bergen?")
+    events = ResponseEvents(asked, _route(), "r1")
+    pieces = [
+        ToolCallDelta(index=0, id="c0", name="get_weather", arguments=""),
+        ToolCallDelta(index=1, id="c1", name="get_weather", arguments=""),
+        ToolCallDelta(index=0, arguments='{"city": '),
+        ToolCallDelta(index=1, arguments='{"city": '),
+        ToolCallDelta(index=0, arguments='"Oslo"}'),
+        ToolCallDelta(index=1, arguments='"Bergen"}'),
+    ]
+    seen = [*events.opening(), *(e for p in pieces for e in events.events(Chunk(tool_calls=[p])))]
+    seen += events.events(Chunk(finish_reason="tool_calls", usage=Usage()))
+    TypeAdapter(list[ResponseStreamEvent]).validate_python(seen)
+    order = [(e["type"].removeprefix("response."), e.get("output_index")) for e in seen[2:]]
+    assert order == [
+        ("output_item.added", 0),
+        ("function_call_arguments.delta", 0),
+        ("function_call_arguments.delta", 0),
+        ("function_call_arguments.done", 0),
+        ("output_item.done", 0),
+        ("output_item.added", 1),
+        ("function_call_arguments.delta", 1),  # what was written while the first was open
+        ("function_call_arguments.delta", 1),
+        ("function_call_arguments.done", 1),
+        ("output_item.done", 1),
+        ("completed", None),
+    ]
+    wanted = ['{"city": "Oslo"}', '{"city": "Bergen"}']
+    for index, arguments in enumerate(wanted):
+        at = [e for e in seen if e.get("output_index") == index]
+        deltas = "".join(e["delta"] for e in at if e["type"].endswith("arguments.delta"))
+        (done,) = [e for e in at if e["type"] == "response.output_item.done"]
+        assert deltas == done["item"]["arguments"] == arguments
+    assert [item["arguments"] for item in seen[-1]["response"]["output"]] == wanted
+
+
 @pytest.mark.parametrize(
     "asked",
     [
@@ -282,6 +323,8 @@ def test_several_calls_stream_one_after_another_as_openai_streams_them() -> None
         {"input": "Hi", "max_output_tokens": 1},  # incomplete
         {"input": "Weather?", "tools": [WEATHER_TOOL]},  # a function_call item
         {"input": "Hi", "include": ["message.output_text.logprobs"], "top_logprobs": 2},
+        # the echoed format lacked the name the SDK's type requires (the request may omit it)
+        {"input": "Hi", "text": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
     ],
 )
 def test_responses_are_read_by_the_openai_sdks_types(
@@ -326,6 +369,29 @@ def test_stream_options_go_with_a_stream(api: tuple[TestClient, Gateway]) -> Non
         ),
         ({"input": [{"type": "reasoning", "summary": []}]}, "input.0", "'reasoning' are not"),
         ({"conversation": "conv_1"}, "conversation", "Unrecognized request argument"),
+        # was "Invalid value for 'tool_choice.name': Field required"
+        (
+            {
+                "tools": [WEATHER_TOOL],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "get_weather"}],
+                },
+            },
+            "tool_choice",
+            "tool_choice of type 'allowed_tools' is not supported",
+        ),
+        (
+            {"tools": [WEATHER_TOOL], "tool_choice": {"type": "web_search_preview"}},
+            "tool_choice",
+            "tool_choice of type 'web_search_preview' is not supported",
+        ),
+        (
+            {"tools": [WEATHER_TOOL], "tool_choice": {"type": "function"}},
+            "tool_choice.name",
+            "Field required",
+        ),
         ({"background": True}, "background", "stores no responses to poll"),
         ({"stream_options": {"include_usage": True}}, "stream_options.include_usage", ""),
         ({"temperature": 3}, "temperature", "less than or equal to 2"),
@@ -410,6 +476,17 @@ def test_stream_options_go_with_a_stream(api: tuple[TestClient, Gateway]) -> Non
             "input",
             "Duplicate function_call_output for call_id c1.",
         ),
+        (  # was "content must be text or a list of parts", naming the item
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1"},
+                ]
+            },
+            "input.2.output",
+            "input.2: output is required",
+        ),
     ],
 )
 def test_what_cannot_be_honoured_is_a_400_naming_the_field(
@@ -434,6 +511,10 @@ def test_a_stored_response_is_a_404_that_says_why(api: tuple[TestClient, Gateway
         response = client.request(method, "/v1/responses/resp_123")
         assert response.status_code == 404
         assert "resp_123` is not stored" in response.json()["error"]["message"]
+    # `client.responses.input_items.list(id)`: was "Response `resp_123/input_items`"
+    response = client.get("/v1/responses/resp_123/input_items")
+    assert response.status_code == 404
+    assert "Response `resp_123` is not stored" in response.json()["error"]["message"]
 
 
 def test_a_conversation_too_long_names_input(api: tuple[TestClient, Gateway]) -> None:
@@ -481,3 +562,68 @@ def test_message_content_is_checked_as_chat_checks_it(
     response = client.post("/v1/responses", json=body)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
+
+
+def test_an_answer_with_a_refusal_goes_back_into_the_next_turn(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    """`input += response.output` after an upstream's refusal was a 400: the message item
+    this gateway wrote has a refusal part, which its own input refused."""
+    client, gateway = api
+    refused = response_body(
+        ResponsesRequest(model="big", input="Hi"),
+        Completion(text="", refusal="I can't help with that.", finish_reason="stop"),
+        _route(),
+        "r1",
+    )
+    items = [
+        {"role": "user", "content": "Hi"},
+        *refused["output"],
+        {"role": "user", "content": "Why not?"},
+    ]
+    response = client.post("/v1/responses", json={"model": "big", "input": items})
+    assert response.status_code == 200
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    answer = sent.messages[1]
+    assert (answer.role, answer.text) == ("assistant", "")
+    assert answer.refusal == "I can't help with that."
+    # a refusal is what an assistant said: in a user's message it is still refused
+    items[0] = {"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}
+    response = client.post("/v1/responses", json={"model": "big", "input": items})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input.0"
+
+
+def test_the_response_echoes_what_openai_echoes(api: tuple[TestClient, Gateway]) -> None:
+    """`completed_at` once completed (OpenAI's: only then), and the request's `background`,
+    `safety_identifier` and `prompt_cache_key` (as sent, not as passed on upstream), as
+    the SDK's `Response` reads them; they were missing."""
+    client, _ = api
+    asked = {
+        "model": "tiny",
+        "input": "Hi",
+        "safety_identifier": "u-42",
+        "prompt_cache_key": "greeter",
+        "background": False,
+    }
+    body = client.post("/v1/responses", json=asked).json()
+    assert body["status"] == "completed"
+    assert body["completed_at"] >= body["created_at"]
+    assert (body["safety_identifier"], body["prompt_cache_key"]) == ("u-42", "greeter")
+    assert body["background"] is False
+    cut = client.post("/v1/responses", json={**asked, "max_output_tokens": 1}).json()
+    assert cut["status"] == "incomplete"
+    assert cut["completed_at"] is None
+    events = events_of(client.post("/v1/responses", json={**asked, "stream": True}).text)
+    assert events[0]["response"]["completed_at"] is None
+    assert events[-1]["response"]["completed_at"] >= events[0]["response"]["created_at"]
+
+
+def test_reasoning_that_asks_for_nothing_is_accepted(api: tuple[TestClient, Gateway]) -> None:
+    """`{"effort": null, "summary": null}` was refused, though `{}` was accepted."""
+    client, _ = api
+    asked = {"model": "tiny", "input": "Hi", "reasoning": {"effort": None, "summary": None}}
+    assert client.post("/v1/responses", json=asked).status_code == 200
+    asked["reasoning"] = {"effort": "low", "summary": None}
+    assert client.post("/v1/responses", json=asked).json()["error"]["param"] == "reasoning"

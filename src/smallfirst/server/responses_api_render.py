@@ -4,6 +4,7 @@ same engine chunks as chat completions."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from smallfirst.answers import RouteInfo
 from smallfirst.completions import Chunk, Completion, TokenLogprob, ToolCallDelta, Usage
 from smallfirst.errors import SmallfirstError
 from smallfirst.server.render import route_fields, token_logprobs
-from smallfirst.server.responses_api_request import NamedFunction, ResponsesRequest
+from smallfirst.server.responses_api_request import FORMAT_NAME, NamedFunction, ResponsesRequest
 from smallfirst.server.sse import typed_frame
 from smallfirst.types import FunctionCall, ToolCall
 
@@ -61,6 +62,8 @@ def _response(
         "id": f"resp_{request_id}",
         "object": "response",
         "created_at": created_at,
+        # OpenAI's: only once completed (a response cut short has none)
+        "completed_at": int(time.time()) if status == "completed" else None,
         "status": status,
         "error": None,
         "incomplete_details": incomplete,
@@ -81,6 +84,10 @@ def _response(
         "truncation": "disabled",
         "usage": _usage(usage) if usage is not None else None,
         "user": request.user,
+        # as sent (what an upstream is sent may be a pseudonym)
+        "safety_identifier": request.safety_identifier,
+        "prompt_cache_key": request.prompt_cache_key,
+        "background": False,  # every answer here; `background: true` is refused
         "metadata": request.metadata or {},
         "smallfirst": route_fields(route, citations),
     }
@@ -156,7 +163,18 @@ def _text_config(request: ResponsesRequest) -> dict[str, Any]:
         text_format: dict[str, Any] = {"type": "text"}
     else:
         text_format = asked.format.model_dump(by_alias=True, exclude_none=True)
+        if text_format["type"] == "json_schema":  # named as the SDK's type requires
+            text_format.setdefault("name", FORMAT_NAME)
     return {"format": text_format, "verbosity": asked.verbosity if asked else None}
+
+
+def _whole_json(text: str) -> bool:
+    """Whether a call's arguments so far are a whole JSON text (the call may be finished)."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _tool_choice(request: ResponsesRequest) -> str | dict[str, Any]:
@@ -169,7 +187,9 @@ class ResponseEvents:
     """Engine chunks -> the Responses stream: a message item for text, one function_call item
     per tool call (its arguments as deltas), each closed before the next opens, as OpenAI
     streams them (clients that follow "the current item" broke on interleaved calls), and all
-    before `response.completed`."""
+    before `response.completed`. A call named while the one before it is unfinished (its
+    arguments not yet whole JSON: an upstream that names its calls first, then writes their
+    arguments by turns) is held until that one is whole, then streamed."""
 
     def __init__(
         self,
@@ -191,6 +211,7 @@ class ResponseEvents:
         self._refusal: list[str] | None = None  # its refusal part's text so far, once opened
         self._text_index = 0
         self._calls: dict[int, tuple[int, ToolCall]] = {}  # call index -> (output index, call)
+        self._held: dict[int, ToolCall] = {}  # calls not opened yet (call index -> call)
         self._closed_calls: dict[int, tuple[int, ToolCall]] = {}  # the same, once done
 
     closing = b""  # the stream ends with response.completed (or .incomplete)
@@ -240,7 +261,7 @@ class ResponseEvents:
     def _open_message(self) -> list[dict[str, Any]]:
         if self._text is not None:
             return []
-        closed = self._close_calls()  # text after a call: the call is whole
+        closed = self._release_held() + self._close_calls()  # text after calls: they are whole
         self._text, self._text_index = [], self._next_output_index()
         item = _message(self._item_id("msg", self._text_index), "", "in_progress")
         return [
@@ -292,31 +313,60 @@ class ResponseEvents:
     def _call_piece(self, delta: ToolCallDelta) -> list[dict[str, Any]]:
         if delta.index in self._closed_calls:
             return self._late_piece(delta)
+        if delta.index in self._held:
+            self._held[delta.index].function.arguments += delta.arguments or ""
+            return []
         out: list[dict[str, Any]] = []
         if delta.index not in self._calls:
-            out += self._close_message()  # text before a call is a finished message
-            out += self._close_calls()  # so is the call before it: calls come one by one
-            output_index = self._next_output_index()
             call = ToolCall(
                 id=delta.id or f"call_{self._id}_{delta.index}",
                 function=FunctionCall(name=delta.name or "", arguments=""),
             )
-            self._calls[delta.index] = (output_index, call)
-            item = _function_call(self._item_id("fc", output_index), call, "in_progress")
-            out.append(
-                self._event("response.output_item.added", output_index=output_index, item=item)
-            )
+            if self._held or self._open_call_unfinished():
+                call.function.arguments = delta.arguments or ""
+                self._held[delta.index] = call
+                return []
+            out += self._open_call(delta.index, call)
         output_index, call = self._calls[delta.index]
         if delta.arguments:
             call.function.arguments += delta.arguments
-            out.append(
-                self._event(
-                    "response.function_call_arguments.delta",
-                    item_id=self._item_id("fc", output_index),
-                    output_index=output_index,
-                    delta=delta.arguments,
-                )
-            )
+            out.append(self._arguments_delta(output_index, delta.arguments))
+        if self._held and not self._open_call_unfinished():
+            out += self._release_held(whole_only=True)
+        return out
+
+    def _open_call(self, index: int, call: ToolCall) -> list[dict[str, Any]]:
+        out = self._close_message()  # text before a call is a finished message
+        out += self._close_calls()  # so is the call before it: calls come one by one
+        output_index = self._next_output_index()
+        self._calls[index] = (output_index, call)
+        item = _function_call(self._item_id("fc", output_index), call, "in_progress")
+        out.append(self._event("response.output_item.added", output_index=output_index, item=item))
+        return out
+
+    def _arguments_delta(self, output_index: int, arguments: str) -> dict[str, Any]:
+        return self._event(
+            "response.function_call_arguments.delta",
+            item_id=self._item_id("fc", output_index),
+            output_index=output_index,
+            delta=arguments,
+        )
+
+    def _open_call_unfinished(self) -> bool:
+        return any(not _whole_json(call.function.arguments) for _, call in self._calls.values())
+
+    def _release_held(self, whole_only: bool = False) -> list[dict[str, Any]]:
+        """Opens the held calls in order, each with what it has written so far (`whole_only`:
+        as long as the call before it is whole)."""
+        out: list[dict[str, Any]] = []
+        while self._held and not (whole_only and self._open_call_unfinished()):
+            index = next(iter(self._held))
+            call = self._held.pop(index)
+            arguments, call.function.arguments = call.function.arguments, ""
+            out += self._open_call(index, call)
+            if arguments:
+                call.function.arguments = arguments
+                out.append(self._arguments_delta(self._calls[index][0], arguments))
         return out
 
     def _late_piece(self, delta: ToolCallDelta) -> list[dict[str, Any]]:
@@ -331,7 +381,7 @@ class ResponseEvents:
     def _close_all(self, last_status: str) -> list[dict[str, Any]]:
         """Closes the open items; the last one opened ends with `last_status`."""
         # Neither text nor a call came: the answer is an empty message.
-        out = self._open_message() if self._items_opened == 0 else []
+        out = self._open_message() if self._items_opened == 0 else self._release_held()
         # One item is open at a time: opening one closed the one before.
         return out + self._close_message(last_status) + self._close_calls(last_status)
 

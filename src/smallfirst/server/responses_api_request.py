@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from smallfirst.errors import InvalidRequest
 from smallfirst.server.errors import validation_error
@@ -34,6 +34,7 @@ LOGPROBS_INCLUDE = "message.output_text.logprobs"
 # What `include` may ask for: the answer's logprobs, and reasoning that no model here writes
 # (clients that keep no responses on the server ask for it in every request).
 INCLUDABLE = {LOGPROBS_INCLUDE, "reasoning.encrypted_content"}
+FORMAT_NAME = "response"  # a json_schema format's name when the request gives none
 
 
 class FunctionTool(FunctionDefinition):
@@ -102,6 +103,18 @@ class ResponsesRequest(ApiModel):
     min_quality: float | None = None
     privacy: str | None = None
     rag: str | None = None
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _function_choice_only(cls, value: Any) -> Any:
+        """Other kinds of choice (allowed_tools, built-in tools) named as such; they read as
+        "tool_choice.name: Field required"."""
+        if isinstance(value, dict) and value.get("type") != "function":
+            raise ValueError(
+                f"tool_choice of type {value.get('type')!r} is not supported (none, auto, "
+                'required and {"type": "function", "name": ...} are)'
+            )
+        return value
 
     @property
     def wants_logprobs(self) -> bool:
@@ -184,7 +197,7 @@ def _refuse_unsupported(request: ResponsesRequest) -> None:
             " later; leave background unset or false",
             param="background",
         )
-    if request.reasoning:
+    if any(value is not None for value in (request.reasoning or {}).values()):
         raise InvalidRequest("reasoning settings are not supported here", param="reasoning")
     if request.truncation == "auto":
         raise InvalidRequest(
@@ -207,7 +220,11 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
         role = item.get("role")
         if role not in ("user", "system", "developer", "assistant"):
             raise InvalidRequest(f"{where}: role {role!r} is not a message role", param=where)
-        messages.append(ChatMessage(role=role, content=_text_of(item.get("content"), where)))
+        # an assistant's refusal (as this gateway's answers carry an upstream's): chat's field
+        refusals: list[str] | None = [] if role == "assistant" else None
+        content = _text_of(item.get("content"), where, refusals)
+        refusal = "".join(refusals) if refusals else None
+        messages.append(ChatMessage(role=role, content=content, refusal=refusal))
     elif kind == "function_call":
         call = ToolCall(
             id=_required(item, "call_id", where),
@@ -222,6 +239,8 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
             messages.append(ChatMessage(role="assistant", tool_calls=[call]))
     elif kind == "function_call_output":
         output = item.get("output")
+        if output is None:
+            raise InvalidRequest(f"{where}: output is required", param=f"{where}.output")
         text = output if isinstance(output, str) else _text_of(output, where)
         messages.append(
             ChatMessage(role="tool", tool_call_id=_required(item, "call_id", where), content=text)
@@ -281,9 +300,12 @@ def _arguments(item: dict[str, Any], where: str) -> str:
     return arguments
 
 
-def _text_of(content: Any, where: str) -> str | list[TextPart]:
+def _text_of(
+    content: Any, where: str, refusals: list[str] | None = None
+) -> str | list[TextPart] | None:
     """A message's content: its text, or its text parts (kept apart: the privacy guard reads
-    each on its own, and an upstream gets them as parts)."""
+    each on its own, and an upstream gets them as parts); None when it has only refusal
+    parts, which go to `refusals` where they may be (an assistant's message)."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -300,21 +322,30 @@ def _text_of(content: Any, where: str) -> str | list[TextPart]:
                 f"{where}.content.{index}: each content part needs a type",
                 param=f"{where}.content.{index}.type",
             )
+        if kind == "refusal" and refusals is not None:
+            refusals.append(_part_text(part, "refusal", f"{where}.content.{index}"))
+            continue
         if kind not in TEXT_PART_TYPES:
             raise InvalidRequest(
                 f"{where}: content parts of type {kind!r} are not supported: the models here "
                 "read text only",
                 param=where,
             )
-        if not isinstance(part.get("text"), str):
-            raise InvalidRequest(
-                f"{where}.content.{index}: a part of type {kind!r} needs its text",
-                param=f"{where}.content.{index}.text",
-            )
-        texts.append(part["text"])
+        texts.append(_part_text(part, "text", f"{where}.content.{index}"))
+    if not texts:
+        return None
     if len(texts) == 1:
         return texts[0]
     return [TextPart(type="text", text=text) for text in texts]
+
+
+def _part_text(part: dict[str, Any], key: str, where: str) -> str:
+    text = part.get(key)
+    if not isinstance(text, str):
+        raise InvalidRequest(
+            f"{where}: a part of type {part['type']!r} needs its {key}", param=f"{where}.{key}"
+        )
+    return text
 
 
 def _required(item: dict[str, Any], key: str, where: str) -> str:
@@ -370,7 +401,7 @@ _RESPONSES_NAMES = {"max_tokens": "max_output_tokens", "max_completion_tokens": 
 def _response_format(text_format: TextFormat) -> dict[str, Any]:
     if text_format.type != "json_schema":
         return {"type": text_format.type}
-    spec: dict[str, Any] = {"name": text_format.name or "response", "schema": text_format.schema_}
+    spec: dict[str, Any] = {"name": text_format.name or FORMAT_NAME, "schema": text_format.schema_}
     if text_format.description is not None:
         spec["description"] = text_format.description
     if text_format.strict is not None:

@@ -255,8 +255,10 @@ async def responses(request: Request) -> Response:
 
 
 async def stored_response(request: Request) -> Response:
+    # the id, also under its sub-paths (`/input_items`, as `responses.input_items.list` asks)
+    response_id = request.path_params["response_id"].split("/")[0]
     raise NotStored(
-        f"Response `{request.path_params['response_id']}` is not stored: this gateway keeps no "
+        f"Response `{response_id}` is not stored: this gateway keeps no "
         "responses (send the whole conversation in `input`)",
         param="response_id",
     )
