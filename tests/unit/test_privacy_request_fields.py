@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
+import pydantic
 import pytest
 from starlette.testclient import TestClient
 
@@ -161,6 +163,32 @@ def test_a_tool_name_the_ner_alone_calls_a_name_does_not_keep_a_request_local(
     response = client.post("/v1/chat/completions", json=body, headers=CLOUD)
     assert response.json()["model"] == "big"
     assert sent_to(gateway, "big").tools is not None
+
+
+def test_a_pydantic_tools_class_name_as_its_title_does_not_keep_a_request_local(
+    api: tuple[TestClient, Any],
+) -> None:
+    """`openai.pydantic_function_tool(GetWeather)` puts "GetWeather" in the schema's title as
+    well as in the function's name: read as prose there, it was a person found in a text and
+    so counted in the name, and every request with the tool was refused on the cloud."""
+
+    class GetWeather(pydantic.BaseModel):
+        city: str
+
+    client, gateway = api
+    body = chat_body("big", tools=[openai.pydantic_function_tool(GetWeather)])
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    (sent,) = sent_to(gateway, "big").tools or []
+    assert sent.function.parameters is not None
+    assert sent.function.parameters["title"] == "GetWeather"
+    # a title in words is prose still, redacted as such
+    prose = tool("f", {"city": {"type": "string", "title": "Ask Jane Doe"}})
+    told = chat_body("big", messages=[{"role": "user", "content": "I am Jane Doe."}])
+    assert client.post("/v1/chat/completions", json=told | {"tools": [prose]}).status_code == 200
+    (sent,) = sent_to(gateway, "big").tools or []
+    assert sent.function.parameters is not None
+    assert sent.function.parameters["properties"]["city"]["title"] == "Ask <PERSON_1>"
 
 
 def test_a_pattern_keeps_a_request_local_only_where_it_spells_a_value(

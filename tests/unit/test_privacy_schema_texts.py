@@ -33,8 +33,16 @@ def visited(schema: Any) -> list[str]:
 
 
 def test_prose_and_values_are_visited_in_order() -> None:
-    assert visited(SCHEMA) == ["Contact", "Who to write to", "ann@example.com", "Dr", "Ms", "Ms",
-                               "Oslo"]  # fmt: skip
+    assert visited(SCHEMA) == ["Who to write to", "ann@example.com", "Dr", "Ms", "Ms", "Oslo"]
+
+
+def test_a_title_of_one_identifier_is_a_name_and_one_in_words_prose() -> None:
+    """pydantic titles a model's schema with its class name ("GetWeather")."""
+    assert schema_names(SCHEMA)[0] == "Contact"
+    assert map_schema_texts(SCHEMA, str.upper)["title"] == "Contact"
+    worded = {"title": "Contact details", "properties": {"a": {"title": "Ana_Ruiz"}}}
+    assert visited(worded) == ["Contact details"]
+    assert schema_names(worded) == ["a", "Ana_Ruiz"]
 
 
 def test_keywords_and_property_names_are_kept() -> None:

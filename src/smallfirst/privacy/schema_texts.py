@@ -1,18 +1,19 @@
 """The texts inside a JSON Schema that can hold personal data: its prose (`description`,
-`title`, `$comment`), its example and allowed values (`enum`, `const`, `default`,
-`examples`) and extension keywords (`x-...`).
+`title` unless it is one identifier, `$comment`), its example and allowed values (`enum`,
+`const`, `default`, `examples`) and extension keywords (`x-...`).
 
 A tool definition ("look up orders of jane@acme.com", an `enum` of customer names) goes to
 the tier that answers just as the messages do, so the guard scans these texts too. Keywords
 (`type`, `format`, `pattern`, `required`) and property names are structure: they are left as
 they are, so a redacted schema still validates the same shape of arguments. Property and
-definition names, and the regular expressions of `pattern` and `patternProperties` (which may
-spell out a value, `^jane@acme\\.com$`), are scanned as names that cannot be redacted
-(`schema_names`, `schema_patterns`).
+definition names and one-identifier titles, and the regular expressions of `pattern` and
+`patternProperties` (which may spell out a value, `^jane@acme\\.com$`), are scanned as
+names that cannot be redacted (`schema_names`, `schema_patterns`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,12 @@ from typing import Any
 TEXT_KEYWORDS = frozenset(
     {"description", "title", "enum", "const", "default", "examples", "$comment"}
 )
+# A title that is one identifier is the name of a class or a field (pydantic writes the class
+# name, "GetWeather", as the title of `openai.pydantic_function_tool`'s schema): a name, as
+# the function's, not prose. Read as prose, "GetWeather" was a person found in the title and
+# in the function name, so every such tool kept its requests off the cloud.
+TITLE_KEYWORD = "title"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Extension keywords ("x-owner", "x-examples") hold whatever their author put there.
 EXTENSION_PREFIX = "x-"
 # Keywords whose value maps names (of properties, definitions) to sub-schemas.
@@ -79,6 +86,11 @@ def _map(node: Any, visitors: _Visitors, *, in_text: bool, names: str | None) ->
         keyword = not in_text and names is None
         if keyword and key == PATTERN_KEYWORD and isinstance(value, str) and visitors.pattern:
             visitors.pattern(value)
+        if keyword and key == TITLE_KEYWORD and isinstance(value, str) and _IDENTIFIER.match(value):
+            if visitors.name is not None:
+                visitors.name(value)
+            mapped[key] = value
+            continue
         mapped[key] = _map(
             value,
             visitors,
