@@ -197,3 +197,24 @@ def test_an_encoded_value_is_redacted_and_restored_as_written(
     assert isinstance(sent, ChatRequest)
     assert sent.messages[0].text == f"Look up https://crm.example/?q={placeholder}&v=2"
     assert response.json()["choices"][0]["message"]["content"] == f"Noted: {value}."
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        # six digits after the prefix, as "+33 12 34", are too few; eight are enough
+        ("experiment 0033 12 34 done", "call 0033 12 34 56 78"),
+        ("Lot 0031 20 55 shipped", "Ring 0031 20 555 1234"),
+        # zero-padded: "00" is not "+" before a number named as an identifier
+        ("Invoice 0034 566 7788 paid", "Contact 0034 566 7788"),
+        ("serial 0086 1234 5678", "0086 186 1234 5678"),
+        # a number named as an order number, though a phone word is near
+        ("请联系客服，订单号13812345678已发货", "请联系我，手机13812345678"),
+        ("연락 주세요. 주문번호 01012345678 확인", "연락 주세요. 01012345678"),
+    ],
+)
+def test_a_00_prefix_or_a_phone_word_does_not_make_any_number_a_phone(
+    detector: PiiDetector, text: str, phone: str
+) -> None:
+    assert "PHONE_NUMBER" not in [kind for kind, _ in found_in(detector, text)]
+    assert [kind for kind, _ in found_in(detector, phone)] == ["PHONE_NUMBER"]

@@ -210,6 +210,20 @@ def test_a_pattern_keeps_a_request_local_only_where_it_spells_a_value(
     assert "schema's pattern" in response.json()["smallfirst"]["reason"]
 
 
+def test_a_pattern_naming_the_machine_itself_keeps_no_request_local(
+    api: tuple[TestClient, Any],
+) -> None:
+    # loopback and unspecified addresses are every machine's own: no one's
+    client, _ = api
+    shapes = {
+        "host": {"type": "string", "pattern": r"^(localhost|127\.0\.0\.1|::1)$"},
+        "bind": {"type": "string", "pattern": r"^0\.0\.0\.0$"},
+    }
+    body = chat_body("auto", tools=[tool("serve", shapes)], tool_choice="none")
+    response = client.post("/v1/chat/completions", json=body, headers=CLOUD)
+    assert response.json()["model"] == "big"
+
+
 def test_a_date_found_in_the_messages_does_not_count_in_a_property_name(
     api: tuple[TestClient, Any],
 ) -> None:

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 
 from smallfirst.errors import PolicyBlocked
 from smallfirst.privacy.detect import Finding, PiiDetector, shared_detector
-from smallfirst.privacy.identifiers import CHECKED_TYPES, COUNTED_IN_NAMES, UNREDACTABLE_NAMES
+from smallfirst.privacy.identifiers import (
+    CHECKED_TYPES,
+    COUNTED_IN_NAMES,
+    UNREDACTABLE_NAMES,
+    names_someone,
+)
 from smallfirst.privacy.policy import (
     LOCAL_TIERS,
     PolicyAction,
@@ -86,9 +91,9 @@ class PrivacyGuard:
         with_values_found_elsewhere = with_repeats([*texts, *names], [*findings, *checked])
         counted = [
             f
-            for per_name in with_values_found_elsewhere[len(texts) :]
+            for name, per_name in zip(names, with_values_found_elsewhere[len(texts) :], strict=True)
             for f in per_name
-            if f.entity_type in COUNTED_IN_NAMES
+            if f.entity_type in COUNTED_IN_NAMES and names_someone(f.entity_type, f.value_in(name))
         ]
         return findings, counted
 

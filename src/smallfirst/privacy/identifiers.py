@@ -22,6 +22,7 @@ title or camel case ("Search_Web", "GetWeather"); a name only in a tool's name
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from smallfirst.privacy.detect import SUPPORTED_ENTITIES
@@ -39,6 +40,19 @@ UNREDACTABLE_NAMES = (
 )
 
 _SEPARATORS = re.compile(r"[_.-]+")
+
+
+def names_someone(entity_type: str, value: str) -> bool:
+    """Whether a value found in such a name can be someone's. A loopback or unspecified IP
+    address (`^(localhost|127\\.0\\.0\\.1)$`, `0.0.0.0`, `::1` in a host's pattern) is every
+    machine's own."""
+    if entity_type != "IP_ADDRESS":
+        return True
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return True
+    return not (address.is_loopback or address.is_unspecified)
 
 
 def identifier_as_text(identifier: str) -> str:

@@ -16,10 +16,10 @@ and a combining accent) is a word shape the NER has not learned; NFKC composes i
 space goes between Chinese, Japanese or Korean script and ASCII next to it: those scripts
 put no space between words (`メールはana@flux.ioです`), and the patterns need a word's edge.
 
-Before all that, URL encoding is read (`%40` as "@"; "+" and "&" as spaces in a query string
-or a form body), since an address or a number in a link or a form body is written so; after
-it, an ideographic full stop between ASCII letters or digits reads as a dot
-(`ana。ruiz@flux。io`).
+Before all that, HTML character references are read (`&#64;`, `&#x40;`, `&commat;` as "@"),
+then URL encoding (`%40` as "@"; "+" and "&" as spaces in a query string or a form body),
+since an address or a number in a web page, a link or a form body is written so; after it,
+an ideographic full stop between ASCII letters or digits reads as a dot (`ana。ruiz@flux。io`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from smallfirst.privacy.secrets import names_a_secret
@@ -71,7 +72,8 @@ class NormalizedText:
 
 def normalized(text: str) -> NormalizedText:
     """`text` as the detector should read it (module docstring)."""
-    view = _url_decoded(text)
+    view = _html_unescaped(text)
+    view = _then(view, _url_decoded(view.text))
     if view.text.isascii():
         return view
     if not _reads_as_written(view.text):
@@ -202,25 +204,16 @@ def _percent_decoded(text: str, *, in_forms: bool) -> NormalizedText | None:
     ]
     if not edits:
         return None
-    pieces: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    copied = 0
-    for at, decoded, escaped in sorted(edits):
-        pieces.append(text[copied:at])
-        starts.extend(range(copied, at))
-        ends.extend(range(copied + 1, at + 1))
-        for character in decoded:
-            size = 3 * len(character.encode("utf-8")) if escaped else 1
-            pieces.append(character)
-            starts.append(at)
-            ends.append(at + size)
-            at += size
-        copied = at
-    pieces.append(text[copied:])
-    starts.extend(range(copied, len(text)))
-    ends.extend(range(copied + 1, len(text) + 1))
-    return NormalizedText("".join(pieces), (starts, ends))
+    in_order = sorted(edits)  # escapes first, then form separators, per run
+    return _replaced(text, (edit for found in in_order for edit in _per_character(*found)))
+
+
+def _per_character(at: int, decoded: str, escaped: bool) -> Iterator[tuple[int, int, str]]:
+    """Each decoded character with the escapes it was written with (`%C3%A9` is one "é")."""
+    for character in decoded:
+        size = 3 * len(character.encode("utf-8")) if escaped else 1
+        yield at, at + size, character
+        at += size
 
 
 def _url_edits(word: str, *, in_forms: bool) -> Iterator[tuple[int, str, bool]]:
@@ -266,6 +259,66 @@ def _field_values(word: str) -> list[tuple[int, int, bool]]:
             values.append((equals + 1, end, names_a_secret(word[start:equals])))
         start = end + 1
     return values
+
+
+# A character reference (HTML 5, 13.1.4): decimal or hexadecimal, its ";" optional as browsers
+# read it in text; or named, with its ";" only (`?a=1&copy=2` is a query's field, and a
+# browser reads it so in a link). Of a number longer than any code point, even with leading
+# zeros, nothing is read (`html.unescape` raises on 4,301 decimal digits).
+_HTML_REFERENCE = re.compile(
+    r"&(?:#(?:[0-9]{1,10}(?![0-9])|[xX][0-9A-Fa-f]{1,8}(?![0-9A-Fa-f]));?"
+    r"|[A-Za-z][A-Za-z0-9]{1,31};)"
+)
+
+
+@lru_cache(maxsize=1)
+def _named_references() -> dict[str, str]:
+    from html.entities import html5
+
+    return {f"&{name}": value for name, value in html5.items() if name.endswith(";")}
+
+
+def _html_unescaped(text: str) -> NormalizedText:
+    """`text` with its character references read as `html.unescape` reads each one, each
+    character mapped to the whole reference; the text itself when it holds none."""
+    if "&" not in text:
+        return NormalizedText(text)
+    import html  # with its table of names: only when needed (`smallfirst --help` starts fast)
+
+    named = _named_references()
+    edits: list[tuple[int, int, str]] = []
+    for reference in _HTML_REFERENCE.finditer(text):
+        written = reference.group()
+        value = html.unescape(written) if written[1] == "#" else named.get(written)
+        if value is not None:
+            edits.extend((reference.start(), reference.end(), char) for char in value or [""])
+    if not edits:
+        return NormalizedText(text)
+    return _replaced(text, edits)
+
+
+def _replaced(text: str, edits: Iterable[tuple[int, int, str]]) -> NormalizedText:
+    """`text` with each span of `edits` (start, end, what it reads as; in order, apart, one
+    edit per character of a span read as several) replaced, each character of the view
+    mapped to the span it comes from; a span read as "" is left out of the view."""
+    pieces: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    copied = 0
+    for start, end, character in edits:
+        if start > copied:
+            pieces.append(text[copied:start])
+            starts.extend(range(copied, start))
+            ends.extend(range(copied + 1, start + 1))
+        if character:
+            pieces.append(character)
+            starts.append(start)
+            ends.append(end)
+        copied = end
+    pieces.append(text[copied:])
+    starts.extend(range(copied, len(text)))
+    ends.extend(range(copied + 1, len(text) + 1))
+    return NormalizedText("".join(pieces), (starts, ends))
 
 
 def _then(view: NormalizedText, step: NormalizedText) -> NormalizedText:

@@ -97,9 +97,15 @@ _PHONE_CONTEXT = re.compile(
 )
 # "license number is 2270-66-1551": the number named just before is some other identifier.
 _OTHER_NUMBER_BEFORE = re.compile(
-    r"(?i)\b(?:licen[cs]e|passport|account|acct|order|invoice|policy|membership|member|"
+    r"(?i)(?:\b(?:licen[cs]e|passport|account|acct|order|invoice|policy|membership|member|"
     r"customer|employee|tracking|serial|ticket|case|reference|ref|booking|confirmation|"
-    r"routing|tax|vat|student|patient)[ \t]*(?:number|no\.?|#|id)?[ \t]*(?:is|:)?[ \t]*$"
+    r"routing|tax|vat|student|patient)[ \t]*(?:number|no\.?|#|id)?[ \t]*(?:is|:)?"
+    # the same in Chinese, Japanese and Korean, as their phone words are read (order, waybill,
+    # account, card, member, ID card, passport, invoice number: 订单号, 注文番号, 주문번호)
+    r"|(?:订单|訂單|运单|運單|单|單|编|編|账|賬|帐|帳|卡|工|学|學|会员|會員|身份证|身份證|护照|"
+    r"護照|发票|發票)[号號](?:码|碼)?[ \t]*[:：]?[ \t]*(?:是|为|為)?"
+    r"|(?:注文|会員|口座|伝票|問い合わせ)番号[はが]?[ \t]*[:：]?"
+    r"|(?:주문|계좌|회원|송장|운송장|카드)[ \t]?번호[는은]?[ \t]*[:：]?)[ \t]*$"
 )
 # "... (office)", "... is my mobile", "... was her work number"
 _PHONE_CONTEXT_AFTER = re.compile(
@@ -120,7 +126,10 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
         number = value[: match.start("extension") - match.start()] if match["extension"] else value
         digits = sum(ch.isdigit() for ch in number)
         grouped = not value.isdigit()
-        international = match["international"] is not None
+        # "00" dialled for "+": its digits are not the number's ("0033 12 34" is "+33 12 34")
+        international = match["international"] == "+" or (
+            match["international"] == "00" and digits - 2 >= 7
+        )
         if _is_short_local_number(value):
             if _has_phone_context(text, match.start(), match.end()):
                 # weak: the digits of a national ID ("AB 12 34 56 C") keep their own type
@@ -130,7 +139,8 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
             continue
         if not grouped and not international and digits > 11:
             continue  # a long unbroken digit run is more often an account or card number
-        if not international and _OTHER_NUMBER_BEFORE.search(
+        # "+" is written before no other identifier; "00" may pad one ("Invoice 0034 566 7788")
+        if not value.startswith("+") and _OTHER_NUMBER_BEFORE.search(
             text[max(0, match.start() - 40) : match.start()]
         ):
             continue
