@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,6 +14,10 @@ from smallfirst.logs import RequestLog
 from smallfirst.routing.health import ModelHealth
 from smallfirst.server import create_app
 from smallfirst.service import Gateway
+from smallfirst.types import ChatRequest
+
+if TYPE_CHECKING:
+    from smallfirst.privacy import PiiDetector
 
 # The Host tests send (TestClient's own "testserver" is a name a key-less server refuses).
 LOOPBACK = "http://127.0.0.1"
@@ -77,3 +81,24 @@ WEATHER_WITH_DEFS = {
         },
     },
 }
+
+
+def found_in(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
+    """(entity type, value as written) of each finding in `text`."""
+    return [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
+
+
+def redacted_round_trip(
+    client: TestClient, gateway: Gateway, template: str, value: str, entity_type: str
+) -> None:
+    """`template` with `value` in it goes to the cloud model `big` as `template` with the
+    value's placeholder, and the answer naming the placeholder comes back with the value as
+    it was written."""
+    placeholder = f"<{entity_type}_1>"
+    fake_backend(gateway, "big").queue(f"Noted: {placeholder}.")
+    messages = [{"role": "user", "content": template.format(value)}]
+    response = client.post("/v1/chat/completions", json=chat_body("big", messages=messages))
+    sent = fake_backend(gateway, "big").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    assert sent.messages[0].text == template.format(placeholder)
+    assert response.json()["choices"][0]["message"]["content"] == f"Noted: {value}."

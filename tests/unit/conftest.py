@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from smallfirst.privacy import PiiDetector
 
 
 @pytest.fixture
@@ -18,3 +21,13 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     )
     monkeypatch.setattr("smallfirst.cli.serve._show_gateway_log", lambda level: None)
     return started
+
+
+@pytest.fixture(scope="session")
+def detector() -> PiiDetector:
+    """The process-wide PII detector, its models loaded."""
+    from smallfirst.privacy import shared_detector
+
+    found = shared_detector()
+    found.warm_up()
+    return found

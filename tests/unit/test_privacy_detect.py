@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from smallfirst.privacy import Finding, PiiDetector, detect, shared_detector
+from smallfirst.privacy import Finding, PiiDetector, detect
 from smallfirst.privacy.detect import (
     DEFAULT_SPACY_MODEL,
     FALLBACK_SPACY_MODEL,
@@ -15,13 +15,6 @@ from smallfirst.privacy.detect import (
     resolve_overlaps,
 )
 from smallfirst.privacy.recognizers import offline_tld_extractor
-
-
-@pytest.fixture(scope="module")
-def detector() -> PiiDetector:
-    found = shared_detector()
-    found.warm_up()
-    return found
 
 
 def _kinds(detector: PiiDetector, text: str) -> dict[str, str]:

@@ -17,25 +17,18 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from smallfirst.privacy import PiiDetector, shared_detector
+from smallfirst.privacy import PiiDetector
 from smallfirst.privacy.normalize import normalized
-from smallfirst.types import ChatRequest
-from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+from tests.helpers import (
+    fake_client,
+    fake_settings,
+    found_in,
+    redacted_round_trip,
+)
 
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-@pytest.fixture(scope="module")
-def detector() -> PiiDetector:
-    found = shared_detector()
-    found.warm_up()
-    return found
-
-
-def found_in(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
-    return [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
 
 
 def test_the_view_reads_url_encoding_and_maps_back_to_the_escapes() -> None:
@@ -188,15 +181,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
 def test_an_encoded_value_is_redacted_and_restored_as_written(
     api: tuple[TestClient, Any], value: str, entity_type: str
 ) -> None:
-    client, gateway = api
-    placeholder = f"<{entity_type}_1>"
-    fake_backend(gateway, "big").queue(f"Noted: {placeholder}.")
-    messages = [{"role": "user", "content": f"Look up https://crm.example/?q={value}&v=2"}]
-    response = client.post("/v1/chat/completions", json=chat_body("big", messages=messages))
-    sent = fake_backend(gateway, "big").requests[-1]
-    assert isinstance(sent, ChatRequest)
-    assert sent.messages[0].text == f"Look up https://crm.example/?q={placeholder}&v=2"
-    assert response.json()["choices"][0]["message"]["content"] == f"Noted: {value}."
+    redacted_round_trip(*api, "Look up https://crm.example/?q={}&v=2", value, entity_type)
 
 
 @pytest.mark.parametrize(

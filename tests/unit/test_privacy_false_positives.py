@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from smallfirst.privacy import PiiDetector, names, patterns, shared_detector, vetoes
-
-
-@pytest.fixture(scope="module")
-def detector() -> PiiDetector:
-    found = shared_detector()
-    found.warm_up()
-    return found
+from smallfirst.privacy import PiiDetector, names, patterns, vetoes
 
 
 def _found(detector: PiiDetector, text: str, *types: str) -> list[str]:

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from smallfirst.privacy import PiiDetector, shared_detector
+from smallfirst.privacy import PiiDetector
 from smallfirst.privacy.normalize import normalized
-from smallfirst.types import ChatRequest
-from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings, redacted_round_trip
 
 # (value as pasted, its entity type): each hides from the patterns when read as written
 HIDDEN_VALUES = [
@@ -30,13 +29,6 @@ HIDDEN_VALUES = [
     ("ＤＥ８９３７０４００４４０５３２０１３０００", "IBAN_CODE"),
     ("Mar\u200bia Gonz\u00adalez", "PERSON"),
 ]
-
-
-@pytest.fixture(scope="module")
-def detector() -> PiiDetector:
-    found = shared_detector()
-    found.warm_up()
-    return found
 
 
 def test_the_view_maps_back_to_the_characters_it_comes_from() -> None:
@@ -101,15 +93,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
 def test_redaction_takes_every_character_of_a_hidden_value_and_restore_gives_it_back(
     api: tuple[TestClient, Any], value: str, entity_type: str
 ) -> None:
-    client, gateway = api
-    placeholder = f"<{entity_type}_1>"
-    fake_backend(gateway, "big").queue(f"Noted: {placeholder}.")
-    messages = [{"role": "user", "content": f"Please use {value} for this."}]
-    response = client.post("/v1/chat/completions", json=chat_body("big", messages=messages))
-    sent = fake_backend(gateway, "big").requests[-1]
-    assert isinstance(sent, ChatRequest)
-    assert sent.messages[0].text == f"Please use {placeholder} for this."
-    assert response.json()["choices"][0]["message"]["content"] == f"Noted: {value}."
+    redacted_round_trip(*api, "Please use {} for this.", value, entity_type)
 
 
 def test_a_name_found_with_hidden_characters_is_redacted_where_it_recurs_plainly(

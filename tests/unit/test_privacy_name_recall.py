@@ -7,16 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from smallfirst.privacy import PiiDetector, names, shared_detector
+from smallfirst.privacy import PiiDetector, names
 from smallfirst.privacy.patterns import RuleFinder
 from tests.unit.test_privacy_false_positives import _found, _people
-
-
-@pytest.fixture(scope="module")
-def detector() -> PiiDetector:
-    found = shared_detector()
-    found.warm_up()
-    return found
 
 
 def _matches(text: str, finder: RuleFinder) -> list[tuple[str, str]]:

@@ -12,21 +12,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from smallfirst.privacy import PiiDetector, shared_detector
+from smallfirst.privacy import PiiDetector
 from smallfirst.privacy.normalize import normalized
 from smallfirst.types import ChatRequest
-from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
-
-
-@pytest.fixture(scope="module")
-def detector() -> PiiDetector:
-    found = shared_detector()
-    found.warm_up()
-    return found
-
-
-def found_in(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
-    return [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings, found_in
 
 
 def test_the_view_reads_character_references_and_maps_back_to_each_whole() -> None:
