@@ -116,6 +116,8 @@ def requests(
     from rich import box
     from rich.table import Table
 
+    from smallfirst.logs.costs import dollars
+
     console = output_console()
     # on a terminal the reasons wrap within its width; elsewhere lines end where they end
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=console.is_terminal)
@@ -130,7 +132,7 @@ def requests(
             _as_logged(answered),
             str(row["status"]),
             f"{row['latency_ms']:.0f}",
-            f"{row['cost_usd']:.5f}",
+            dollars(row["cost_usd"]),
             _as_logged(row["route_reason"] or row["error_code"] or ""),
         )
     console.print(table)
