@@ -189,7 +189,11 @@ class Ledger:
 
 
 def route_of(model: ModelInfo, plan: Plan, ctx: RequestContext) -> RouteInfo:
-    return RouteInfo(model, plan.router, plan.reason, plan.score, plan.threshold, tuple(ctx.tried))
+    """The route of an answer by `model`, after the models tried before it. (A cascade's
+    unsure draft that answered when the stronger models failed was listed as escalated from
+    too: `x-smallfirst-escalations: tiny,big` on tiny's answer; QA.)"""
+    before = tuple(m for m in ctx.tried if m != model.id)
+    return RouteInfo(model, plan.router, plan.reason, plan.score, plan.threshold, before)
 
 
 def _failed_route(plan: Plan, ctx: RequestContext, answering: ModelInfo | None) -> RouteInfo:

@@ -119,8 +119,15 @@ class RoutingStep:
                 max_strong_share=max_strong_share,
                 min_quality=_first(request.min_quality, self.config.min_quality),
             )
-        except ConfigError as exc:  # e.g. a quality target the router has no calibration for
-            raise InvalidRequest(str(exc), param="min_quality") from exc
+        except ConfigError as exc:  # a quality target the router has no calibration for
+            # It said "...; train a learned artifact or give an explicit threshold": neither
+            # is a client's to do.
+            raise InvalidRequest(
+                f"min_quality needs a router with a calibration table (a learned artifact);"
+                f" this gateway's router {router.name!r} has none: give max_strong_share"
+                " instead, which every router meets",
+                param="min_quality",
+            ) from exc
         return self.planner.from_decision(
             decision, local_only=local_only, strong_allowed=max_strong_share != 0
         )

@@ -42,7 +42,13 @@ from smallfirst.request_records import (
     estimated_cost,
 )
 from smallfirst.routing.budget import SpendTracker
-from smallfirst.routing.cascade import confidence, draft_request, escalation, least_sure
+from smallfirst.routing.cascade import (
+    answer_logprobs,
+    confidence,
+    draft_request,
+    escalation,
+    least_sure,
+)
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import AUTO_MODEL, RoutingStep
@@ -283,9 +289,10 @@ class Gateway:
         capped = request.token_limit is None or request.token_limit > cap
 
         async def draft() -> list[Chunk] | None:
-            if self.health.cooling_down_s(weak.id):
+            if self.health.cooling_down_s(weak.id):  # skipped: not tried (it was listed)
                 plan.reason += f"; escalated: {self.health.describe(weak.id)}"
                 return None
+            ctx.tried.append(weak.id)  # unless kept, below
             try:
                 asked = draft_request(request, cap if capped else None)
                 return await self._call(weak, ctx, asked, self._collected)
@@ -296,14 +303,17 @@ class Gateway:
             return None
 
         drafted = await self.ledger.logged(request, ctx, plan, draft(), answering=weak)
-        ctx.tried.append(weak.id)  # unless kept, below
         if drafted is None:
             return Draft()
         self.health.succeeded(weak.id)
         drafts = completions_of(drafted, request.n, with_logprobs=True)
-        sure = least_sure(confidence(d.logprobs) for d in drafts)
+        sure = least_sure(confidence(answer_logprobs(d.logprobs, request)) for d in drafts)
         if request.logprob_alternatives is None:  # asked for by us, not by the client
             drafted = [chunk.model_copy(update={"logprobs": None}) for chunk in drafted]
+        if request.token_limit == 0:  # a prompt scored (`echo`), no answer to be unsure of
+            plan.reason += "; kept: max_tokens 0 asks for no answer to judge"
+            ctx.tried.pop()
+            return Draft(kept=drafted)
         if capped and any(d.finish_reason == "length" for d in drafts):
             plan.reason += f"; escalated: the draft reached routing.cascade.max_tokens ({cap})"
             return Draft(unsure=drafted)

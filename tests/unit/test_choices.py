@@ -376,7 +376,8 @@ def test_an_unsure_draft_answers_when_no_stronger_model_can(
 ) -> None:
     """The strong tier fails and the chain comes down to the small model: its draft, paid
     for already, answers (it was asked again and billed twice). With no fallback chain it
-    answers too (it was a 502)."""
+    answers too (it was a 502). Only the strong model is listed as tried before the answer
+    (the answering draft's model was listed too: `tiny,big`; QA)."""
     priced_tiny = {
         "id": "tiny",
         "tier": "edge",
@@ -402,16 +403,21 @@ def test_an_unsure_draft_answers_when_no_stronger_model_can(
     else:
         text = response.json()["choices"][0]["message"]["content"]
     assert text == "Maybe seven."
-    reason, cost, prompt_tokens, completion_tokens = (
+    assert response.headers["x-smallfirst-escalations"] == "big"
+    if not stream:
+        assert response.json()["smallfirst"]["escalations"] == ["big"]
+    reason, cost, prompt_tokens, completion_tokens, escalations = (
         sqlite3.connect(tmp_path / "requests.db")
         .execute(
-            "SELECT route_reason, cost_usd, prompt_tokens, completion_tokens FROM requests"
+            "SELECT route_reason, cost_usd, prompt_tokens, completion_tokens, escalations"
+            " FROM requests"
             " WHERE id = ?",
             (response.headers["x-request-id"],),
         )
         .fetchone()
     )
     assert "big failed (big: upstream answered 503: busy); so tiny's draft answers" in reason
+    assert escalations == "big"
     assert cost == pytest.approx((prompt_tokens * 1.0 + completion_tokens * 2.0) / 1e6)  # once
 
 

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.completions import Chunk
 from smallfirst.config import CircuitBreakerConfig
-from smallfirst.errors import QueueFull, UpstreamError
+from smallfirst.errors import ModelUnavailable, QueueFull, UpstreamError
 from smallfirst.logs import RequestRecord
 from smallfirst.routing.health import ModelHealth
 from smallfirst.service import Gateway
@@ -202,3 +202,22 @@ def test_a_failed_request_lists_only_the_models_tried_before_the_last(tmp_path: 
         "SELECT model_answered, escalations, status FROM requests ORDER BY created_at"
     )
     assert [row[1:] for row in rows] == [(None, 502), ("big", 502)]
+
+
+def test_a_cascade_whose_small_model_is_skipped_lists_no_escalation(tmp_path: Path) -> None:
+    """A model skipped is not tried: the cascade listed its small model as escalated from
+    (header, log row, `smallfirst_escalations_total`) on every request of its cooldown."""
+    settings = fake_settings(tmp_path, routing={"router": "cascade"})
+    client, gateway = fake_client(settings, health=ModelHealth(settings.routing.circuit_breaker))
+    tiny = fake_backend(gateway, "tiny")
+    tiny.queue(*[ModelUnavailable("tiny: cannot load") for _ in range(3)])
+    with client:
+        failed = [client.post("/v1/chat/completions", json=chat_body("auto")) for _ in range(3)]
+        skipped = client.post("/v1/chat/completions", json=chat_body("auto"))
+        metrics = client.get("/metrics").text
+    assert [r.headers["x-smallfirst-escalations"] for r in failed] == ["tiny"] * 3
+    assert skipped.json()["model"] == "big"
+    assert "x-smallfirst-escalations" not in skipped.headers
+    assert skipped.json()["smallfirst"]["escalations"] == []
+    assert "escalated: tiny skipped for" in skipped.json()["smallfirst"]["reason"]
+    assert 'smallfirst_escalations_total{model="tiny"} 3.0' in metrics

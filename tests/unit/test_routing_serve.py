@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,12 +14,16 @@ import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.backends.fake import FakeReply
+from smallfirst.completions import TokenLogprob
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, UpstreamTimeout
 from smallfirst.logs import RequestRecord
 from smallfirst.routing import base
 from smallfirst.routing.base import Router
+from smallfirst.routing.calibrate import Calibration, fit_calibration
+from smallfirst.routing.cascade import answer_logprobs
 from smallfirst.server import create_app
 from smallfirst.service import Gateway
+from smallfirst.types import TextRequest
 from tests.helpers import LOOPBACK, chat_body, fake_backend, fake_client, fake_settings
 
 
@@ -186,7 +191,11 @@ def test_quality_target_without_calibration_is_a_clear_400(api: tuple[TestClient
     response = ask(client, "hi", min_quality=0.9)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "min_quality"
-    assert "calibration" in response.json()["error"]["message"]
+    assert response.json()["error"]["message"] == (
+        "min_quality needs a router with a calibration table (a learned artifact); this"
+        " gateway's router 'keyword' has none: give max_strong_share instead, which every"
+        " router meets"
+    )
 
 
 def test_a_strong_call_budget_holds_on_traffic_for_an_uncalibrated_router(
@@ -459,3 +468,157 @@ def test_a_long_prompt_kept_local_goes_to_the_roomier_local_tier(tmp_path: Path)
     assert response.status_code == 200
     assert response.json()["model"] == "mid"  # up, but not to the cloud
     assert fake_backend(gateway, "big").requests == []
+
+
+THREE_TIERS = [
+    {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["tiny"]},
+    {"id": "mid", "tier": "onprem", "backend": "fake", "replies": ["mid"]},
+    {"id": "big", "tier": "cloud", "backend": "fake", "replies": ["big"]},
+]
+
+
+@pytest.mark.parametrize("router", ["keyword", "cascade"])
+@pytest.mark.parametrize("why", ["pii", "budget"])
+def test_a_strong_choice_kept_local_goes_to_the_onprem_tier(
+    tmp_path: Path, router: str, why: str
+) -> None:
+    """QA: it went to the edge model, the first local tier, past the on-prem one that
+    `fallbacks: {cloud: [onprem, edge]}` puts next; and the cascade did not escalate at all,
+    saying "no stronger model configured"."""
+    routing: dict[str, Any] = {"router": router}
+    if why == "budget":
+        routing["budget"] = {"daily_usd": 0.0}
+    settings = fake_settings(tmp_path, routing=routing, models=THREE_TIERS)
+    client, gateway = fake_client(settings)
+    with client:
+        fake_backend(gateway, "tiny").queue(FakeReply("Uh.", logprob=-4.0))  # the cascade's draft
+        extra = {"privacy": "local_only"} if why == "pii" else {}
+        response = ask(client, "a hard one, from ana@example.org", **extra)
+    assert response.status_code == 200
+    assert response.json()["model"] == "mid"
+    assert fake_backend(gateway, "big").requests == []
+    reason = response.json()["smallfirst"]["reason"]
+    if router == "cascade":
+        assert "escalates to mid when unsure" in reason
+        assert "escalated: mean logprob -4.000" in reason
+        assert response.headers["x-smallfirst-escalations"] == "tiny"
+    else:
+        assert "-> strong; kept local by policy, so mid (onprem) answers" in reason
+
+
+def test_a_cascade_kept_local_with_no_stronger_local_model_says_so(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path, routing={"router": "cascade", "budget": {"daily_usd": 0}})
+    client, _ = fake_client(settings)
+    with client:
+        response = ask(client, "hmm")
+    assert response.json()["model"] == "tiny"
+    reason = response.json()["smallfirst"]["reason"]
+    assert reason.startswith("tiny answers; no stronger local model to escalate to; local tiers")
+
+
+def test_a_streamed_text_completion_says_who_answered_and_why(
+    api: tuple[TestClient, Any],
+) -> None:
+    """Chat streams carry the `smallfirst` field on their first event; text completion
+    streams had it on none."""
+    client, _ = api
+    body = {"model": "auto", "prompt": "a hard one", "stream": True}
+    response = client.post("/v1/completions", json=body)
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if "{" in line]
+    told = [event["smallfirst"] for event in events if "smallfirst" in event]
+    assert len(told) == 1
+    assert "smallfirst" in events[0]
+    assert (told[0]["router"], told[0]["tier"], told[0]["score"]) == ("keyword", "cloud", 1.0)
+    assert told[0]["reason"] == "score 1.000 >= 0.500 -> strong"
+
+
+def test_the_cascade_judges_the_answer_not_an_echoed_prompt(
+    cascade: tuple[TestClient, Any],
+) -> None:
+    """`echo` puts the prompt's tokens first: they were judged as the answer's, so a prompt
+    scored with `max_tokens: 0` (evaluation harnesses) was always escalated, and paid for."""
+    client, gateway = cascade
+    prompt = "Paris is the capital of"
+    words = ["Paris", " is", " the", " capital", " of"]
+    echoed = [TokenLogprob(token=t, logprob=None if t == "Paris" else -6.0) for t in words]
+    answer = [TokenLogprob(token=t, logprob=-0.2) for t in [" France", "."]]
+    request = TextRequest(model="auto", prompt=prompt, echo=True, logprobs=0)
+    assert answer_logprobs(echoed + answer, request) == answer
+    unechoed = request.model_copy(update={"echo": False})
+    assert answer_logprobs(echoed + answer, unechoed) == echoed + answer
+    body = {"model": "auto", "prompt": prompt, "echo": True, "max_tokens": 0, "logprobs": 1}
+    fake_backend(gateway, "tiny").queue(FakeReply(" France.", logprob=-3.0))  # the prompt's
+    scored = client.post("/v1/completions", json=body)
+    assert scored.status_code == 200
+    assert scored.json()["model"] == "tiny"
+    assert scored.json()["choices"][0]["text"] == prompt
+    assert "kept: max_tokens 0 asks for no answer to judge" in scored.json()["smallfirst"]["reason"]
+    assert fake_backend(gateway, "big").requests == []
+
+
+class CalibratedKeywordRouter(KeywordRouter):
+    """The keyword router with a calibration table, as a learned artifact carries one."""
+
+    name = "calibrated"
+
+    @property
+    def calibration(self) -> Calibration:
+        return fit_calibration([0.0, 0.2, 0.6, 1.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0])
+
+
+def test_a_calibrated_threshold_says_what_it_was_calibrated_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reason said only "score 1.000 >= 0.600 -> strong": not that the threshold came
+    from the calibration for the request's knob (the traffic's reason says so)."""
+    monkeypatch.setitem(base.ROUTER_CLASSES, "calibrated", f"{__name__}:CalibratedKeywordRouter")
+    for client, _ in routed_client(tmp_path, {"router": "calibrated"}):
+        share = ask(client, "a hard one", max_strong_share=0.5).json()["smallfirst"]
+        both = ask(client, "a hard one", max_strong_share=0.25, min_quality=0.5).json()
+        plain = ask(client, "a hard one").json()["smallfirst"]
+    assert share["threshold"] == 0.6
+    assert share["reason"] == (
+        "score 1.000 >= 0.600 -> strong (calibrated threshold for a 50% strong-call budget)"
+    )
+    assert both["smallfirst"]["reason"] == (
+        "score 1.000 >= 1.000 -> strong (calibrated threshold for a 25% strong-call budget"
+        " and 50% of the weak->strong quality gap (the higher threshold of the two))"
+    )
+    assert plain["reason"] == "score 1.000 >= 0.500 -> strong"
+
+
+def test_a_draft_without_logprobs_is_escalated_for_what_it_is(
+    cascade: tuple[TestClient, Any],
+) -> None:
+    """A weak tier whose upstream sends no logprobs: every draft went up "mean logprob -inf,
+    min -inf, 0 tokens", as if the small model had written nothing."""
+    client, gateway = cascade
+    fake_backend(gateway, "tiny").queue(FakeReply("", logprob=-0.1))
+    response = ask(client, "hi")
+    assert response.json()["model"] == "big"
+    reason = response.json()["smallfirst"]["reason"]
+    assert "escalated: no token logprobs to judge (an empty draft, or a model that sends none)" in (
+        reason
+    )
+
+
+def test_the_cascades_reason_holds_its_threshold(tmp_path: Path) -> None:
+    """The request log keeps the threshold inside the reason only (README), and a cascade's
+    reason had none: "kept: mean logprob -0.100, min -0.100, 2 tokens"."""
+    cascade = {"min_mean_logprob": -1.0, "min_token_logprob": -5.0}
+    for client, gateway in routed_client(tmp_path, {"router": "cascade", "cascade": cascade}):
+        fake_backend(gateway, "tiny").queue(FakeReply("Sure thing.", logprob=-0.1))
+        kept = ask(client, "hi").json()["smallfirst"]["reason"]
+        fake_backend(gateway, "tiny").queue(FakeReply("Uh.", logprob=-2.0))
+        budget = ask(client, "hmm", max_strong_share=1.0).json()["smallfirst"]["reason"]
+        fake_backend(gateway, "tiny").queue(FakeReply("Uh.", logprob=-2.0))
+        capped = ask(client, "hmm", max_strong_share=0.01).json()["smallfirst"]["reason"]
+    assert kept.endswith(
+        "kept: mean logprob -0.100, min -0.100, 2 tokens (threshold: mean logprob -1.000, min"
+        " -5.000)"
+    )
+    assert budget.endswith(
+        "escalated: mean logprob -2.000, min -2.000, 1 tokens, against a 100% strong-call"
+        " budget (threshold: mean logprob -1.000)"
+    )
+    assert capped.endswith("against a 1% strong-call budget (none now)")

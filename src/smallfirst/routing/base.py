@@ -107,8 +107,26 @@ class Router(ABC):
             threshold = self.threshold(max_strong_share=max_strong_share, min_quality=min_quality)
         value = self.score(messages)
         return RouteDecision(
-            strong=value >= threshold, score=value, threshold=threshold, router=self.name
+            strong=value >= threshold,
+            score=value,
+            threshold=threshold,
+            router=self.name,
+            basis=_calibrated_for(max_strong_share, min_quality),
         )
+
+
+def _calibrated_for(max_strong_share: float | None, min_quality: float | None) -> str:
+    """Where a knob's threshold came from, for the route reason (a learned router's said
+    nothing of it, while the traffic's did; QA)."""
+    targets = []
+    if max_strong_share is not None:
+        targets.append(f"a {max_strong_share:.0%} strong-call budget")
+    if min_quality is not None:
+        targets.append(f"{min_quality:.0%} of the weak->strong quality gap")
+    if not targets:
+        return ""
+    both = " (the higher threshold of the two)" if len(targets) == 2 else ""
+    return f"calibrated threshold for {' and '.join(targets)}{both}"
 
 
 def router_class(name: str) -> type[Router]:

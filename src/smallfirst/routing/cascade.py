@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from smallfirst.completions import TokenLogprob
 from smallfirst.config import CascadeConfig
 from smallfirst.errors import ConfigError
-from smallfirst.types import ChatRequest, GenerateRequest
+from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
 if TYPE_CHECKING:
     from smallfirst.routing.traffic import TrafficCalibration
@@ -44,6 +44,8 @@ class Confidence:
         return config.min_token_logprob is None or self.min_logprob >= config.min_token_logprob
 
     def describe(self) -> str:
+        if self.tokens == 0:  # it said "mean logprob -inf, min -inf, 0 tokens" (QA)
+            return "no token logprobs to judge (an empty draft, or a model that sends none)"
         return (
             f"mean logprob {self.mean_logprob:.3f}, min {self.min_logprob:.3f}, "
             f"{self.tokens} tokens"
@@ -72,11 +74,15 @@ def escalation(
     as the other routers without a calibration table meet a budget (`traffic.py`)."""
     score = -sure.mean_logprob
     if strong_budget is None:
-        return Escalation(
-            not sure.confident(config), score, -config.min_mean_logprob, sure.describe()
-        )
+        bar = f"threshold: mean logprob {config.min_mean_logprob:.3f}"
+        if config.min_token_logprob is not None:
+            bar += f", min {config.min_token_logprob:.3f}"
+        why = f"{sure.describe()} ({bar})"
+        return Escalation(not sure.confident(config), score, -config.min_mean_logprob, why)
     threshold = traffic.cut_for(score, strong_budget, -config.min_mean_logprob).threshold
-    why = f"{sure.describe()}, against a {strong_budget:.0%} strong-call budget"
+    # The request log holds the threshold only in the reason, and it was missing (QA).
+    bar = f"threshold: mean logprob {-threshold:.3f}" if math.isfinite(threshold) else "none now"
+    why = f"{sure.describe()}, against a {strong_budget:.0%} strong-call budget ({bar})"
     return Escalation(score >= threshold, score, threshold, why)
 
 
@@ -100,6 +106,22 @@ def least_sure(confidences: Iterable[Confidence]) -> Confidence:
     """Of `n` drafts, the one that decides: one with no tokens at all, else the lowest mean
     logprob."""
     return min(confidences, key=lambda sure: (sure.tokens > 0, sure.mean_logprob))
+
+
+def answer_logprobs(
+    logprobs: list[TokenLogprob] | None, request: GenerateRequest
+) -> list[TokenLogprob] | None:
+    """The logprobs of the answer's own tokens. An echoed prompt (`echo`) comes first: its
+    tokens say how surprising the prompt was, not how sure the model is of its answer (QA:
+    they pulled a sure answer's mean below the threshold, and a prompt scored with
+    `max_tokens: 0` was judged, and escalated, on the prompt alone)."""
+    if not logprobs or not (isinstance(request, TextRequest) and request.echo):
+        return logprobs
+    echoed, spelled, prompt = 0, 0, len(request.prompt_text.encode())
+    while echoed < len(logprobs) and spelled < prompt:
+        spelled += len(logprobs[echoed].token_bytes)
+        echoed += 1
+    return logprobs[echoed:]
 
 
 def confidence(logprobs: list[TokenLogprob] | None) -> Confidence:

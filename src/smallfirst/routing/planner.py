@@ -89,6 +89,14 @@ class RoutePlanner:
             chain = [m for m in chain if self.tiers.is_local(m)] or [self.local_fallback()]
         return chain
 
+    def kept_local(self, model: ModelInfo) -> ModelInfo:
+        """Where `model`'s request goes when it must stay on local tiers: the first local
+        model of its fallback chain (the cloud's: on-prem before edge), else the first local
+        one. (It went to the first local tier, edge, even with an on-prem model configured:
+        a strong choice, or a cascade's escalation, kept local by the privacy policy or a
+        spent budget never reached on-prem; QA.)"""
+        return self.with_fallbacks(model, local_only=True)[0]
+
     def local_fallback(self) -> ModelInfo:
         for tier in TIERS:
             model = self.tiers.get(tier)
@@ -120,7 +128,8 @@ class RoutePlanner:
         if target.tier != wanted:
             reason += f"; no {wanted} model configured, so {target.id} ({target.tier}) answers"
         if local_only and not self.tiers.is_local(target):
-            target, reason = self.local_fallback(), reason + "; kept local by policy"
+            target = self.kept_local(target)
+            reason += f"; kept local by policy, so {target.id} ({target.tier}) answers"
         candidates = self.with_fallbacks(target, local_only=local_only)
         return Plan(
             candidates,
@@ -142,13 +151,15 @@ class RoutePlanner:
         """`strong_budget`: the share of recent drafts that may escalate (None: those the
         small model is unsure of); with none, the small model answers whatever it writes."""
         strong = self.strong
-        if local_only and not self.tiers.is_local(strong):
-            strong = self.local_fallback()
+        kept_local = local_only and not self.tiers.is_local(strong)
+        if kept_local:
+            strong = self.kept_local(strong)
         if strong_budget == 0:
             reason = f"{self.weak.id} answers; a 0% strong-call budget: no escalation"
             return Plan(self.with_fallbacks(self.weak, local_only=local_only), "cascade", reason)
         if strong.id == self.weak.id:  # asking the same model twice would only cost time
-            reason = f"{strong.id} answers; no stronger model configured to escalate to"
+            stronger = "local model" if kept_local else "model configured"
+            reason = f"{strong.id} answers; no stronger {stronger} to escalate to"
             return Plan(self.with_fallbacks(strong, local_only=local_only), "cascade", reason)
         reason = f"{self.weak.id} answers first; escalates to {strong.id} when unsure"
         return Plan(

@@ -224,6 +224,7 @@ class ChunkRenderer:
         self._text_offsets = [_TextOffsets() for _ in range(request.n)]
         self._text_lengths = [0] * request.n  # characters of each answer sent so far
         self._route = route
+        self._route_told = False  # the first event says who answers and why
 
     def _event(
         self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None
@@ -242,8 +243,15 @@ class ChunkRenderer:
             self._event([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}])
             for index in range(self.request.n)
         ]
-        openings[0]["smallfirst"] = route_fields(self._route, self._citations)
-        return openings
+        return self._told(openings)
+
+    def _told(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`events`, the first of them with the `smallfirst` field if none had it yet (a text
+        completion's stream has no opening: it had none at all; QA)."""
+        if events and not self._route_told:
+            events[0]["smallfirst"] = route_fields(self._route, self._citations)
+            self._route_told = True
+        return events
 
     def events(self, chunk: Chunk) -> list[dict[str, Any]]:
         out = []
@@ -258,7 +266,7 @@ class ChunkRenderer:
             out.append(self._event([self._choice(ending, finish=chunk.finish_reason)]))
             if self.include_usage and chunk.usage is not None:
                 out.append({**self.base, "choices": [], "usage": chunk.usage.as_openai()})
-        return out
+        return self._told(out)
 
     def _choice(self, chunk: Chunk, finish: str | None) -> dict[str, Any]:
         if self.chat:
