@@ -14,17 +14,20 @@ import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.backends.fake import FakeReply
-from smallfirst.completions import TokenLogprob
-from smallfirst.errors import ContextLengthExceeded, InvalidRequest, UpstreamTimeout
+from smallfirst.errors import InvalidRequest, UpstreamTimeout
 from smallfirst.logs import RequestRecord
 from smallfirst.routing import base
 from smallfirst.routing.base import Router
 from smallfirst.routing.calibrate import Calibration, fit_calibration
-from smallfirst.routing.cascade import answer_logprobs
 from smallfirst.server import create_app
 from smallfirst.service import Gateway
-from smallfirst.types import TextRequest
 from tests.helpers import LOOPBACK, chat_body, fake_backend, fake_client, fake_settings
+from tests.unit.routing_clients import (
+    ask,
+    big_answers_what_tiny_cannot_hold,
+    routed_client,
+    too_long,
+)
 
 
 class KeywordRouter(Router):
@@ -41,21 +44,9 @@ def keyword_router(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(base.ROUTER_CLASSES, "keyword", f"{__name__}:KeywordRouter")
 
 
-def routed_client(tmp_path: Path, routing: dict[str, Any]) -> Iterator[tuple[TestClient, Any]]:
-    settings = fake_settings(tmp_path, routing=routing)
-    client, gateway = fake_client(settings)
-    with client:
-        yield client, gateway
-
-
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
     yield from routed_client(tmp_path, {"router": "keyword"})
-
-
-def ask(client: TestClient, text: str, headers: dict[str, str] | None = None, **extra: Any) -> Any:
-    body = chat_body("auto", messages=[{"role": "user", "content": text}], **extra)
-    return client.post("/v1/chat/completions", json=body, headers=headers)
 
 
 def test_router_decides_and_explains(api: tuple[TestClient, Any]) -> None:
@@ -132,10 +123,6 @@ def test_after_shutdown_began_no_model_is_asked_and_none_falls_back(
     assert not fake_backend(gateway, "tiny").requests
 
 
-def too_long() -> ContextLengthExceeded:
-    return ContextLengthExceeded("This model's maximum context length is 2048 tokens.")
-
-
 def test_a_failed_tier_whose_fallback_cannot_hold_the_prompt_is_the_tiers_failure(
     api: tuple[TestClient, Any],
 ) -> None:
@@ -146,14 +133,6 @@ def test_a_failed_tier_whose_fallback_cannot_hold_the_prompt_is_the_tiers_failur
     response = ask(client, "a hard one")
     assert response.status_code == 504
     assert "big: upstream timed out" in response.json()["error"]["message"]
-
-
-def big_answers_what_tiny_cannot_hold(client: TestClient, gateway: Any, text: str) -> Any:
-    fake_backend(gateway, "tiny").queue(too_long())
-    response = ask(client, text)
-    assert response.status_code == 200
-    assert response.json()["model"] == "big"
-    return response
 
 
 def test_a_prompt_too_long_for_the_weak_choice_goes_up(
@@ -277,120 +256,6 @@ def test_with_one_model_no_answer_counts_as_strong(tmp_path: Path) -> None:
     assert "smallfirst_observed_strong_share 0.0" in metrics
 
 
-@pytest.fixture
-def cascade(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
-    yield from routed_client(tmp_path, {"router": "cascade", "cascade": {"min_mean_logprob": -1.0}})
-
-
-def test_cascade_keeps_a_confident_small_answer(cascade: tuple[TestClient, Any]) -> None:
-    client, gateway = cascade
-    fake_backend(gateway, "tiny").queue(FakeReply("Sure thing.", logprob=-0.1))
-    response = ask(client, "hi")
-    assert response.json()["model"] == "tiny"
-    assert response.json()["choices"][0]["logprobs"] is None  # not asked for, not shown
-    assert "kept" in response.json()["smallfirst"]["reason"]
-    assert len(fake_backend(gateway, "big").requests) == 0
-
-
-def test_cascade_escalates_an_unsure_answer_and_bills_both(
-    cascade: tuple[TestClient, Any], tmp_path: Path
-) -> None:
-    client, gateway = cascade
-    fake_backend(gateway, "tiny").queue(FakeReply("Maybe forty?", logprob=-2.5))
-    response = ask(client, "what is 6 x 7")
-    assert response.json()["model"] == "big"
-    assert response.headers["x-smallfirst-escalations"] == "tiny"
-    assert "escalated" in response.json()["smallfirst"]["reason"]
-    client.get("/metrics")  # any request: the log writer catches up in the background
-    gateway.request_log.close()
-    row = (
-        sqlite3.connect(tmp_path / "requests.db")
-        .execute(
-            "SELECT model_answered, escalations, cost_usd, prompt_tokens, completion_tokens"
-            " FROM requests"
-        )
-        .fetchone()
-    )
-    answered, escalations, cost, prompt_tokens, completion_tokens = row
-    assert (answered, escalations) == ("big", "tiny")
-    assert cost == pytest.approx((prompt_tokens * 2.0 + completion_tokens * 8.0) / 1e6)
-
-
-def test_cascade_answers_carry_the_small_models_unsureness_and_the_threshold(
-    cascade: tuple[TestClient, Any],
-) -> None:
-    """Only the reason said them; the score and threshold headers were missing."""
-    client, gateway = cascade
-    fake_backend(gateway, "tiny").queue(FakeReply("Maybe forty?", logprob=-2.5))
-    response = ask(client, "what is 6 x 7")
-    assert float(response.headers["x-smallfirst-route-score"]) == pytest.approx(2.5)
-    assert float(response.headers["x-smallfirst-route-threshold"]) == pytest.approx(1.0)
-    assert response.json()["smallfirst"]["score"] == pytest.approx(2.5)
-
-
-def test_a_cascade_under_no_strong_budget_never_escalates(
-    cascade: tuple[TestClient, Any],
-) -> None:
-    """The budget was ignored: an unsure draft went up, and so did a prompt too long for the
-    small model (a 400 for every other router)."""
-    client, gateway = cascade
-    tiny = fake_backend(gateway, "tiny")
-    tiny.queue(FakeReply("Maybe forty?", logprob=-2.5))
-    unsure = ask(client, "what is 6 x 7", max_strong_share=0.0)
-    assert unsure.json()["model"] == "tiny"
-    assert "a 0% strong-call budget: no escalation" in unsure.json()["smallfirst"]["reason"]
-    tiny.queue(too_long())
-    assert ask(client, "long", max_strong_share=0.0).status_code == 400
-    assert fake_backend(gateway, "big").requests == []
-
-
-def test_a_cascade_meets_a_strong_call_budget_on_recent_drafts(tmp_path: Path) -> None:
-    """The unsurest quarter of recent drafts goes up, whatever the configured threshold."""
-    routing = {"router": "cascade", "max_strong_share": 0.25, "cascade": {"min_mean_logprob": -9}}
-    for client, gateway in routed_client(tmp_path, routing):
-        tiny = fake_backend(gateway, "tiny")
-        answers = []
-        for i in range(80):
-            tiny.queue(FakeReply("Maybe.", logprob=-0.1 * (1 + (i * 17) % 40)))
-            answers.append(ask(client, "hmm").json())
-    warm = answers[40:]  # past the warm-up (the configured threshold) and a round of scores
-    escalated = [a["model"] == "big" for a in warm]
-    assert 0.15 <= sum(escalated) / len(escalated) <= 0.3
-    assert "against a 25% strong-call budget" in warm[-1]["smallfirst"]["reason"]
-
-
-def test_a_quality_target_is_refused_by_the_cascade(cascade: tuple[TestClient, Any]) -> None:
-    """It was accepted and did nothing."""
-    client, _ = cascade
-    response = ask(client, "hi", min_quality=0.9)
-    assert response.status_code == 400
-    assert response.json()["error"]["param"] == "min_quality"
-    assert "calibrate-cascade --min-quality" in response.json()["error"]["message"]
-
-
-def test_cascade_escalates_a_prompt_the_small_model_cannot_hold(
-    cascade: tuple[TestClient, Any],
-) -> None:
-    client, gateway = cascade
-    response = big_answers_what_tiny_cannot_hold(client, gateway, "a long contract to summarise")
-    assert "escalated: the prompt does not fit tiny" in response.json()["smallfirst"]["reason"]
-
-
-def test_cascade_streams_the_kept_or_escalated_answer(cascade: tuple[TestClient, Any]) -> None:
-    client, gateway = cascade
-    fake_backend(gateway, "tiny").queue(
-        FakeReply("Sure thing.", logprob=-0.1), FakeReply("Uh.", logprob=-4.0)
-    )
-    kept = ask(client, "hi", stream=True)
-    escalated = ask(client, "hmm", stream=True)
-    assert kept.headers["x-smallfirst-model"] == "tiny"
-    assert '"content":" thing."' in kept.text
-    assert escalated.headers["x-smallfirst-model"] == "big"
-    assert '"content":" big."' in escalated.text
-    assert kept.text.endswith("data: [DONE]\n\n")
-    assert escalated.text.endswith("data: [DONE]\n\n")
-
-
 def test_cost_saved_compares_with_the_strong_model_or_the_configured_baseline(
     tmp_path: Path,
 ) -> None:
@@ -428,18 +293,6 @@ def test_reason_says_when_the_wanted_tier_is_missing(tmp_path: Path) -> None:
     assert info["reason"] == (
         "score 1.000 >= 0.500 -> strong; no cloud model configured, so tiny (edge) answers"
     )
-
-
-def test_cascade_with_one_model_asks_it_once(tmp_path: Path) -> None:
-    only_edge = [{"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["Hi."]}]
-    settings = fake_settings(tmp_path, routing={"router": "cascade"}, models=only_edge)
-    client, gateway = fake_client(settings)
-    with client:
-        fake_backend(gateway, "tiny").queue(FakeReply("Uh.", logprob=-4.0))
-        response = ask(client, "hmm")
-    assert response.json()["model"] == "tiny"
-    assert "no stronger model configured" in response.json()["smallfirst"]["reason"]
-    assert len(fake_backend(gateway, "tiny").requests) == 1
 
 
 def test_the_router_is_loaded_while_the_server_warms_up(tmp_path: Path) -> None:
@@ -506,16 +359,6 @@ def test_a_strong_choice_kept_local_goes_to_the_onprem_tier(
         assert "-> strong; kept local by policy, so mid (onprem) answers" in reason
 
 
-def test_a_cascade_kept_local_with_no_stronger_local_model_says_so(tmp_path: Path) -> None:
-    settings = fake_settings(tmp_path, routing={"router": "cascade", "budget": {"daily_usd": 0}})
-    client, _ = fake_client(settings)
-    with client:
-        response = ask(client, "hmm")
-    assert response.json()["model"] == "tiny"
-    reason = response.json()["smallfirst"]["reason"]
-    assert reason.startswith("tiny answers; no stronger local model to escalate to; local tiers")
-
-
 def test_a_streamed_text_completion_says_who_answered_and_why(
     api: tuple[TestClient, Any],
 ) -> None:
@@ -530,30 +373,6 @@ def test_a_streamed_text_completion_says_who_answered_and_why(
     assert "smallfirst" in events[0]
     assert (told[0]["router"], told[0]["tier"], told[0]["score"]) == ("keyword", "cloud", 1.0)
     assert told[0]["reason"] == "score 1.000 >= 0.500 -> strong"
-
-
-def test_the_cascade_judges_the_answer_not_an_echoed_prompt(
-    cascade: tuple[TestClient, Any],
-) -> None:
-    """`echo` puts the prompt's tokens first: they were judged as the answer's, so a prompt
-    scored with `max_tokens: 0` (evaluation harnesses) was always escalated, and paid for."""
-    client, gateway = cascade
-    prompt = "Paris is the capital of"
-    words = ["Paris", " is", " the", " capital", " of"]
-    echoed = [TokenLogprob(token=t, logprob=None if t == "Paris" else -6.0) for t in words]
-    answer = [TokenLogprob(token=t, logprob=-0.2) for t in [" France", "."]]
-    request = TextRequest(model="auto", prompt=prompt, echo=True, logprobs=0)
-    assert answer_logprobs(echoed + answer, request) == answer
-    unechoed = request.model_copy(update={"echo": False})
-    assert answer_logprobs(echoed + answer, unechoed) == echoed + answer
-    body = {"model": "auto", "prompt": prompt, "echo": True, "max_tokens": 0, "logprobs": 1}
-    fake_backend(gateway, "tiny").queue(FakeReply(" France.", logprob=-3.0))  # the prompt's
-    scored = client.post("/v1/completions", json=body)
-    assert scored.status_code == 200
-    assert scored.json()["model"] == "tiny"
-    assert scored.json()["choices"][0]["text"] == prompt
-    assert "kept: max_tokens 0 asks for no answer to judge" in scored.json()["smallfirst"]["reason"]
-    assert fake_backend(gateway, "big").requests == []
 
 
 class CalibratedKeywordRouter(KeywordRouter):
@@ -585,40 +404,3 @@ def test_a_calibrated_threshold_says_what_it_was_calibrated_for(
         " and 50% of the weak->strong quality gap (the higher threshold of the two))"
     )
     assert plain["reason"] == "score 1.000 >= 0.500 -> strong"
-
-
-def test_a_draft_without_logprobs_is_escalated_for_what_it_is(
-    cascade: tuple[TestClient, Any],
-) -> None:
-    """A weak tier whose upstream sends no logprobs: every draft went up "mean logprob -inf,
-    min -inf, 0 tokens", as if the small model had written nothing."""
-    client, gateway = cascade
-    fake_backend(gateway, "tiny").queue(FakeReply("", logprob=-0.1))
-    response = ask(client, "hi")
-    assert response.json()["model"] == "big"
-    reason = response.json()["smallfirst"]["reason"]
-    assert "escalated: no token logprobs to judge (an empty draft, or a model that sends none)" in (
-        reason
-    )
-
-
-def test_the_cascades_reason_holds_its_threshold(tmp_path: Path) -> None:
-    """The request log keeps the threshold inside the reason only (README), and a cascade's
-    reason had none: "kept: mean logprob -0.100, min -0.100, 2 tokens"."""
-    cascade = {"min_mean_logprob": -1.0, "min_token_logprob": -5.0}
-    for client, gateway in routed_client(tmp_path, {"router": "cascade", "cascade": cascade}):
-        fake_backend(gateway, "tiny").queue(FakeReply("Sure thing.", logprob=-0.1))
-        kept = ask(client, "hi").json()["smallfirst"]["reason"]
-        fake_backend(gateway, "tiny").queue(FakeReply("Uh.", logprob=-2.0))
-        budget = ask(client, "hmm", max_strong_share=1.0).json()["smallfirst"]["reason"]
-        fake_backend(gateway, "tiny").queue(FakeReply("Uh.", logprob=-2.0))
-        capped = ask(client, "hmm", max_strong_share=0.01).json()["smallfirst"]["reason"]
-    assert kept.endswith(
-        "kept: mean logprob -0.100, min -0.100, 2 tokens (threshold: mean logprob -1.000, min"
-        " -5.000)"
-    )
-    assert budget.endswith(
-        "escalated: mean logprob -2.000, min -2.000, 1 tokens, against a 100% strong-call"
-        " budget (threshold: mean logprob -1.000)"
-    )
-    assert capped.endswith("against a 1% strong-call budget (none now)")
