@@ -112,6 +112,16 @@ def test_base64_of_text_holding_a_value_is_found_whole_and_lookalikes_are_not(
     assert found_in(detector, "\n".join(benign)) == []
 
 
+def test_a_value_two_tokens_make_only_together_is_found_in_neither(
+    detector: PiiDetector,
+) -> None:
+    # the decoded texts are read in one pass, side by side: there a key's first line and its
+    # rest read as one key, which neither token holds
+    head = "-----BEGIN RSA PRIVATE KEY-----"
+    rest = "MIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"
+    assert found_in(detector, f"{b64(head)} {b64(rest)}") == []
+
+
 def test_a_jwt_holding_an_address_stays_one_secret(detector: PiiDetector) -> None:
     payload = base64.urlsafe_b64encode(b'{"email":"ann@flux.io"}').decode().rstrip("=")
     token = f"eyJhbGciOiJIUzI1NiJ9.{payload}.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"

@@ -14,8 +14,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.privacy import PiiDetector
 from smallfirst.privacy.normalize import normalized
-from smallfirst.types import ChatRequest
-from tests.helpers import chat_body, fake_backend, fake_client, fake_settings, found_in
+from tests.helpers import fake_client, fake_settings, found_in, redacted_round_trip
 
 
 def test_the_view_reads_character_references_and_maps_back_to_each_whole() -> None:
@@ -114,11 +113,4 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
 def test_a_spelled_value_is_redacted_and_restored_as_written(
     api: tuple[TestClient, Any], value: str
 ) -> None:
-    client, gateway = api
-    fake_backend(gateway, "big").queue("Noted: <EMAIL_ADDRESS_1>.")
-    messages = [{"role": "user", "content": f"Send the invoice to {value} today"}]
-    response = client.post("/v1/chat/completions", json=chat_body("big", messages=messages))
-    sent = fake_backend(gateway, "big").requests[-1]
-    assert isinstance(sent, ChatRequest)
-    assert sent.messages[0].text == "Send the invoice to <EMAIL_ADDRESS_1> today"
-    assert response.json()["choices"][0]["message"]["content"] == f"Noted: {value}."
+    redacted_round_trip(*api, "Send the invoice to {} today", value, "EMAIL_ADDRESS")

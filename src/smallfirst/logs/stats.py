@@ -13,6 +13,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -201,10 +202,11 @@ _SCAN_SHARE = 0.1
 
 
 def _window(connection: sqlite3.Connection, since: float | None) -> tuple[str, tuple[float, ...]]:
-    """The rows created at or after `since` as a FROM clause and its arguments: through the
-    created_at index when they are a small share of the log, else with the table read
-    through (SQLite, knowing nothing of the log's dates, took the index for any window and
-    the tier index for the tiers: `stats --since 7d` took 3.1 s on 200,000 rows)."""
+    """The rows created at or after `since` as what follows FROM (a table and a WHERE that
+    more conditions may follow, with AND) and its arguments: through the created_at index
+    when they are a small share of the log, else with the table read through (SQLite,
+    knowing nothing of the log's dates, took the index for any window and the tier index
+    for the tiers: `stats --since 7d` took 3.1 s on 200,000 rows)."""
     if since is None:
         return "requests NOT INDEXED WHERE 1 = 1", ()
     (inside,) = connection.execute(
@@ -313,11 +315,10 @@ def _tier_stats(
     for tier, answered, prompt, cached, completion, cost, baseline, ended, timed in sorted(
         rows, key=lambda row: _tier_order(row[0])
     ):
-        went_to_the_end = (f"{window} AND tier = ? AND status < 400", (*args, tier), ended)
-        first_tokens = (
-            f"{window} AND tier = ? AND {_ANSWERED} AND ttft_ms IS NOT NULL",
-            (*args, tier),
-            timed,
+        of_tier = f"{window} AND tier = ?"
+        went_to_the_end = _Rows(f"{of_tier} AND status < 400", (*args, tier), ended)
+        first_tokens = _Rows(
+            f"{of_tier} AND {_ANSWERED} AND ttft_ms IS NOT NULL", (*args, tier), timed
         )
         tiers.append(
             TierStats(
@@ -328,9 +329,9 @@ def _tier_stats(
                 completion_tokens=completion,
                 cost_usd=cost,
                 baseline_cost_usd=baseline,
-                latency_p50_ms=_percentile(connection, "latency_ms", *went_to_the_end, 50),
-                latency_p95_ms=_percentile(connection, "latency_ms", *went_to_the_end, 95),
-                ttft_p50_ms=_percentile(connection, "ttft_ms", *first_tokens, 50),
+                latency_p50_ms=_percentile(connection, "latency_ms", went_to_the_end, 50),
+                latency_p95_ms=_percentile(connection, "latency_ms", went_to_the_end, 95),
+                ttft_p50_ms=_percentile(connection, "ttft_ms", first_tokens, 50),
             )
         )
     return tiers
@@ -341,25 +342,28 @@ def _tier_order(tier: str) -> tuple[int, str]:
     return (TIERS.index(tier) if tier in TIERS else len(TIERS), tier)
 
 
-def _percentile(
-    connection: sqlite3.Connection,
-    column: str,
-    window: str,
-    args: tuple[Any, ...],
-    count: int,
-    pct: int,
-) -> float | None:
-    """The `pct`th percentile of `column` over the `count` rows of `window` (a FROM clause); None
-    without rows. Linear interpolation between closest ranks (numpy's default), as
+@dataclass(frozen=True)
+class _Rows:
+    """Some of the log's rows: what follows FROM (`_window`'s, with more conditions), its
+    arguments, and how many rows it holds."""
+
+    source: str
+    args: tuple[Any, ...]
+    count: int
+
+
+def _percentile(connection: sqlite3.Connection, column: str, rows: _Rows, pct: int) -> float | None:
+    """The `pct`th percentile of `column` over `rows`; None without rows. Linear
+    interpolation between closest ranks (numpy's default), as
     `statistics.quantiles(method="inclusive")` computes it, from the two ranks SQLite sorts to."""
-    if not count:
+    if not rows.count:
         return None
-    rank, fraction = divmod(pct * (count - 1), 100)
+    rank, fraction = divmod(pct * (rows.count - 1), 100)
     low, *high = (
         value
         for (value,) in connection.execute(
-            f"SELECT {column} FROM {window} ORDER BY {column} LIMIT 2 OFFSET ?",
-            (*args, rank),
+            f"SELECT {column} FROM {rows.source} ORDER BY {column} LIMIT 2 OFFSET ?",
+            (*rows.args, rank),
         )
     )
     return float((low * (100 - fraction) + (high[0] if high else low) * fraction) / 100)

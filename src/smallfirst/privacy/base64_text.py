@@ -27,17 +27,17 @@ def base64_texts(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, decoded text) of each token in `text` that is base64 of text. A token that
     does not decode whole may be a path: its segments between slashes are tried instead."""
     for match in _TOKEN.finditer(text):
-        decoded = decoded_text(match.group())
+        decoded = _decoded_text(match.group())
         if decoded is not None:
             yield match.start(), match.end(), decoded
         elif "/" in match.group():  # "/users/am9obi5kb2VAZXhhbXBsZS5jb20="
             for segment in _SEGMENT.finditer(text, match.start(), match.end()):
-                decoded = decoded_text(segment.group())
+                decoded = _decoded_text(segment.group())
                 if decoded is not None:
                     yield segment.start(), segment.end(), decoded
 
 
-def decoded_text(token: str) -> str | None:
+def _decoded_text(token: str) -> str | None:
     """The text `token` encodes in base64, or None if it is no base64 of text."""
     body = token.rstrip("=")
     url_safe = "-" in body or "_" in body

@@ -1,7 +1,7 @@
 """Identifiers a request carries upstream: participant names, function names, the property
 names of a schema. They are read as words ("Maria_Gonzalez" as "Maria Gonzalez"). A schema's
 regular expressions (`pattern`) go with them: they are read as the text they match where
-that is spelled out (`^jane@acme\\.com$` as "^jane@acme.com$").
+that is spelled out (`^jane@acme\\.com$` as " jane@acme.com ").
 
 A function name or a property name cannot be redacted: the model picks a tool by its name
 and calls it by that name, and writes a schema's property names back as they are; a

@@ -12,14 +12,17 @@ variation selectors, tags; they do not render, so a reader never sees them) and 
 to what is left. NFKC, not NFC, because compatibility forms are the other spelling of the
 same letters and digits: full-width and half-width forms, no-break, thin and ideographic
 spaces, ligatures, mathematical alphanumerics. Not NFKD, because a decomposed "é" (an "e"
-and a combining accent) is a word shape the NER has not learned; NFKC composes it. Last, a
+and a combining accent) is a word shape the NER has not learned; NFKC composes it. Then a
 space goes between Chinese, Japanese or Korean script and ASCII next to it: those scripts
 put no space between words (`メールはana@flux.ioです`), and the patterns need a word's edge.
 
 Before all that, HTML character references are read (`&#64;`, `&#x40;`, `&commat;` as "@"),
 then URL encoding (`%40` as "@"; "+" and "&" as spaces in a query string or a form body),
-since an address or a number in a web page, a link or a form body is written so; after it,
-an ideographic full stop between ASCII letters or digits reads as a dot (`ana。ruiz@flux。io`).
+since an address or a number in a web page, a link or a form body is written so. Last, an
+ideographic full stop between ASCII letters or digits reads as a dot (`ana。ruiz@flux。io`).
+
+Each step is a list of edits to its input (`_replaced`), and the steps' maps are composed
+(`_then`), so that every character of the view maps to the original it comes from.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from smallfirst.privacy.secrets import names_a_secret
@@ -92,32 +96,18 @@ def _reads_as_written(text: str) -> bool:
 def _folded(text: str) -> NormalizedText:
     """`text` without its default-ignorable code points, in NFKC, each character of the view
     mapped to the character (with its combining marks) it comes from."""
-    view: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    copied = 0  # the original up to here is in the view
+    return _replaced(text, _folding_edits(text))
 
-    def copy_up_to(position: int) -> None:
-        view.append(text[copied:position])
-        starts.extend(range(copied, position))
-        ends.extend(range(copied + 1, position + 1))
 
+def _folding_edits(text: str) -> Iterator[tuple[int, int, str]]:
     for run in _NOT_ASCII.finditer(text):
         begin = run.start()
-        if begin > copied and _is_mark(text[begin]):  # "e" + U+0301 is one character, "é"
+        if begin > 0 and _is_mark(text[begin]):  # "e" + U+0301 is one character, "é"
             begin -= 1
-        copy_up_to(begin)
-        copied = begin
         if _reads_as_written(text[begin : run.end()]):  # most non-ASCII text: "José", "東京"
             continue
         for start, end in _characters(text, begin, run.end()):
-            written = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text[start:end]))
-            view.append(written)
-            starts.extend([start] * len(written))
-            ends.extend([end] * len(written))
-        copied = run.end()
-    copy_up_to(len(text))
-    return NormalizedText("".join(view), (starts, ends))
+            yield start, end, unicodedata.normalize("NFKC", _INVISIBLE.sub("", text[start:end]))
 
 
 def _characters(text: str, begin: int, end: int) -> Iterator[tuple[int, int]]:
@@ -138,20 +128,7 @@ def _is_mark(character: str) -> bool:
 def _spaced_between_scripts(text: str) -> NormalizedText:
     """`text` with a space where CJK script and ASCII meet; the space stands for no
     character of `text` (an empty span where it was put)."""
-    pieces: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    copied = 0
-    for change in _SCRIPT_CHANGE.finditer(text):
-        at = change.start()
-        pieces.extend((text[copied:at], " "))
-        starts.extend((*range(copied, at), at))
-        ends.extend((*range(copied + 1, at + 1), at))
-        copied = at
-    pieces.append(text[copied:])
-    starts.extend(range(copied, len(text)))
-    ends.extend(range(copied + 1, len(text) + 1))
-    return NormalizedText("".join(pieces), (starts, ends))
+    return _replaced(text, ((at.start(), at.start(), " ") for at in _SCRIPT_CHANGE.finditer(text)))
 
 
 # RFC 3490 (3.1) and UTS #46 read the ideographic full stop as a domain's dot (NFKC folds the
@@ -162,8 +139,8 @@ _DOT_LOOK_ALIKE = re.compile(r"(?<=[0-9A-Za-z])\u3002(?=[0-9A-Za-z])")
 
 def _with_dots(text: str) -> NormalizedText:
     """`text` with each ideographic full stop inside a word of ASCII read as a dot."""
-    return NormalizedText(
-        _DOT_LOOK_ALIKE.sub(".", text), (range(len(text)), range(1, len(text) + 1))
+    return _replaced(
+        text, ((dot.start(), dot.end(), ".") for dot in _DOT_LOOK_ALIKE.finditer(text))
     )
 
 
@@ -185,10 +162,8 @@ def _url_decoded(text: str) -> NormalizedText:
     escapes it was written with."""
     view = NormalizedText(text)
     for round_ in range(_DECODING_ROUNDS):
-        text = view.text
-        if "%" not in text and (round_ or "=" not in text or ("+" not in text and "&" not in text)):
-            break
-        step = _percent_decoded(text, in_forms=round_ == 0)
+        # "+" and "&" are read in the first round only: a decoded "%2B" is a plus ("q=a%2Bb")
+        step = _percent_decoded(view.text, in_forms=round_ == 0)
         if step is None:
             break
         view = _then(view, step)
@@ -197,66 +172,74 @@ def _url_decoded(text: str) -> NormalizedText:
 
 def _percent_decoded(text: str, *, in_forms: bool) -> NormalizedText | None:
     """One round of `_url_decoded`; None when nothing in `text` is URL encoding."""
-    edits = [
-        (run.start() + at, decoded, escaped)
-        for run in _NON_BLANK.finditer(text)
-        for at, decoded, escaped in _url_edits(run.group(), in_forms=in_forms)
-    ]
-    if not edits:
+    may_be_a_form = in_forms and "=" in text and ("+" in text or "&" in text)
+    if "%" not in text and not may_be_a_form:
         return None
-    in_order = sorted(edits)  # escapes first, then form separators, per run
-    return _replaced(text, (edit for found in in_order for edit in _per_character(*found)))
+    edits = sorted(  # escapes first, then form separators, per run
+        (run.start() + start, run.start() + end, reading)
+        for run in _NON_BLANK.finditer(text)
+        for start, end, reading in _url_edits(run.group(), in_forms=in_forms)
+    )
+    return _replaced(text, edits) if edits else None
 
 
-def _per_character(at: int, decoded: str, escaped: bool) -> Iterator[tuple[int, int, str]]:
-    """Each decoded character with the escapes it was written with (`%C3%A9` is one "é")."""
-    for character in decoded:
-        size = 3 * len(character.encode("utf-8")) if escaped else 1
-        yield at, at + size, character
-        at += size
+class _FieldValue(NamedTuple):
+    """A field's value in a query string or a form body: what follows "=" up to the next
+    "?", "&" or ";"."""
+
+    start: int
+    end: int
+    secret: bool  # its key names one ("password=...")
 
 
-def _url_edits(word: str, *, in_forms: bool) -> Iterator[tuple[int, str, bool]]:
-    """(where, what it reads as, percent-escaped) in a run of non-blank characters. Form
-    separators only in a query string or a form body (a "key=value" and a "?" or "&"), and
-    a "+" only in a field's value (in a path it is a plus). A secret's value is read as
-    written: a password is no words, and the secret rule reads a value up to a space or an
-    "&" ("password=hunter+2+go", "pw=correct%20horse")."""
+def _url_edits(word: str, *, in_forms: bool) -> Iterator[tuple[int, int, str]]:
+    """(start, end, what it reads as) of each piece of URL encoding in a run of non-blank
+    characters. Form separators only in a query string or a form body (a "key=value" and a
+    "?" or "&"), and a "+" only in a field's value (in a path it is a plus). A secret's value
+    is read as written: a password is no words, and the secret rule reads a value up to a
+    space or an "&" ("password=hunter+2+go", "pw=correct%20horse")."""
     in_form = in_forms and "=" in word and ("&" in word or "?" in word)
     if "%" not in word and not in_form:
         return
     values = _field_values(word)
-    value_starts = [start for start, _, _ in values]
+    value_starts = [value.start for value in values]
 
-    def value_at(at: int) -> bool | None:
-        """Whether `at` is in a secret's value; None if in no value."""
+    def value_at(at: int) -> _FieldValue | None:
         index = bisect.bisect_right(value_starts, at) - 1
-        if index < 0 or at >= values[index][1]:
-            return None
-        return values[index][2]
+        return values[index] if index >= 0 and at < values[index].end else None
 
     for run in _PERCENT_RUN.finditer(word):
-        if value_at(run.start()) is not True:
-            try:
-                yield run.start(), unquote(run.group(), errors="strict"), True
-            except UnicodeDecodeError:  # not UTF-8 (Latin-1 escapes, "100%ff"): as written
-                continue
+        value = value_at(run.start())
+        if value is not None and value.secret:
+            continue
+        try:
+            decoded = unquote(run.group(), errors="strict")
+        except UnicodeDecodeError:  # not UTF-8 (Latin-1 escapes, "100%ff"): as written
+            continue
+        yield from _escaped_characters(run.start(), decoded)
     if in_form:
         for separator in _FORM_SEPARATOR.finditer(word):
-            at = separator.start()
-            if separator.group() == "&" or value_at(at) is False:
-                yield at, " ", False
+            value = value_at(separator.start())
+            if separator.group() == "&" or (value is not None and not value.secret):
+                yield separator.start(), separator.end(), " "
 
 
-def _field_values(word: str) -> list[tuple[int, int, bool]]:
-    """(start, end, the key names a secret) of each field's value in `word`: what follows
-    "=" up to the next "?", "&" or ";"."""
+def _escaped_characters(at: int, decoded: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, character) of each character of `decoded`, written as escapes from `at`
+    on (`%C3%A9` is one "é")."""
+    for character in decoded:
+        end = at + 3 * len(character.encode("utf-8"))
+        yield at, end, character
+        at = end
+
+
+def _field_values(word: str) -> list[_FieldValue]:
     values = []
     start = 0
     for end in [*(m.start() for m in _FIELD_END.finditer(word)), len(word)]:
         equals = word.find("=", start, end)
         if equals >= 0:
-            values.append((equals + 1, end, names_a_secret(word[start:equals])))
+            values.append(_FieldValue(equals + 1, end, names_a_secret(word[start:equals])))
         start = end + 1
     return values
 
@@ -289,29 +272,30 @@ def _html_unescaped(text: str) -> NormalizedText:
     edits: list[tuple[int, int, str]] = []
     for reference in _HTML_REFERENCE.finditer(text):
         written = reference.group()
+        # a name looked up whole: `html.unescape` reads "&notx;" as "¬x;"
         value = html.unescape(written) if written[1] == "#" else named.get(written)
         if value is not None:
-            edits.extend((reference.start(), reference.end(), char) for char in value or [""])
+            edits.append((reference.start(), reference.end(), value))
     if not edits:
         return NormalizedText(text)
     return _replaced(text, edits)
 
 
 def _replaced(text: str, edits: Iterable[tuple[int, int, str]]) -> NormalizedText:
-    """`text` with each span of `edits` (start, end, what it reads as; in order, apart, one
-    edit per character of a span read as several) replaced, each character of the view
-    mapped to the span it comes from; a span read as "" is left out of the view."""
+    """`text` with each span of `edits` (start, end, what it reads as; in order, apart)
+    replaced: each character the span reads as is mapped to the whole span, a span read as
+    "" is left out of the view, and an empty span (start == end) puts its text in there."""
     pieces: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     copied = 0
-    for start, end, character in edits:
+    for start, end, reading in edits:
         if start > copied:
             pieces.append(text[copied:start])
             starts.extend(range(copied, start))
             ends.extend(range(copied + 1, start + 1))
-        if character:
-            pieces.append(character)
+        pieces.append(reading)
+        for _ in reading:
             starts.append(start)
             ends.append(end)
         copied = end
@@ -322,7 +306,8 @@ def _replaced(text: str, edits: Iterable[tuple[int, int, str]]) -> NormalizedTex
 
 
 def _then(view: NormalizedText, step: NormalizedText) -> NormalizedText:
-    """The view that `step` made of `view.text`, mapped to `view`'s original."""
+    """The view that `step` made of `view.text`, mapped to `view`'s original (a step
+    without a map changed nothing)."""
     if view._sources is None:
         return step
     if step._sources is None:

@@ -120,22 +120,26 @@ def _is_short_local_number(value: str) -> bool:
     return sum(ch.isdigit() for ch in value) == 6 and len(re.findall(r"\d+", value)) >= 3
 
 
+# A phone number's digits, at the least (a short local number aside: `_is_short_local_number`).
+_FEWEST_DIGITS = 7
+
+
 def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
     for match in _PHONE.finditer(text):
         value = match.group()
         number = value[: match.start("extension") - match.start()] if match["extension"] else value
         digits = sum(ch.isdigit() for ch in number)
         grouped = not value.isdigit()
-        # "00" dialled for "+": its digits are not the number's ("0033 12 34" is "+33 12 34")
+        # "00" is dialled for "+" when a whole number follows it ("0033 12 34" is six digits)
         international = match["international"] == "+" or (
-            match["international"] == "00" and digits - 2 >= 7
+            match["international"] == "00" and digits - 2 >= _FEWEST_DIGITS
         )
         if _is_short_local_number(value):
             if _has_phone_context(text, match.start(), match.end()):
                 # weak: the digits of a national ID ("AB 12 34 56 C") keep their own type
                 yield RuleMatch("PHONE_NUMBER", match.start(), match.end(), 0.45)
             continue
-        if not 7 <= digits <= 15 or _DATE_LIKE.match(value) or _SSN_LIKE.match(value):
+        if not _FEWEST_DIGITS <= digits <= 15 or _DATE_LIKE.match(value) or _SSN_LIKE.match(value):
             continue
         if not grouped and not international and digits > 11:
             continue  # a long unbroken digit run is more often an account or card number

@@ -228,6 +228,8 @@ _PRESIDIO_NEEDS = {
 
 # The most a base64 token's finding scores: under the secrets' 0.85 and more.
 _BASE64_SCORE = 0.8
+# Between the decoded texts read in one pass (`_in_base64`).
+_APART = "\n\n"
 
 
 class RuleSet:
@@ -311,13 +313,16 @@ class RuleSet:
         tokens = list(base64_texts(text))
         if not tokens:
             return
-        starts = list(itertools.accumulate((len(decoded) + 2 for *_, decoded in tokens), initial=0))
-        view = normalized("\n\n".join(decoded for *_, decoded in tokens))
+        # where each decoded text starts in the joined one (and where one past the last would)
+        starts = list(
+            itertools.accumulate((len(decoded) + len(_APART) for *_, decoded in tokens), initial=0)
+        )
+        view = normalized(_APART.join(decoded for *_, decoded in tokens))
         best: dict[int, patterns.RuleMatch] = {}
         for match in rules.find(view.text):
             start, end = view.original_span(match.start, match.end)
             index = bisect.bisect_right(starts, start) - 1
-            if end > starts[index + 1] - 2:
+            if end > starts[index + 1] - len(_APART):  # runs on into the next text
                 continue
             if index not in best or match.score > best[index].score:
                 best[index] = match

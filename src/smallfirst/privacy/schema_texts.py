@@ -41,7 +41,7 @@ PATTERN_NAMES = "patternProperties"
 def map_schema_texts(schema: Any, visit: Callable[[str], str]) -> Any:
     """A copy of `schema` with each text replaced by `visit(text)`, visited depth first in
     the schema's own key order (the same order on every call)."""
-    return _map(schema, _Visitors(visit), in_text=False, names=None)
+    return _map(schema, _Visitors(visit), in_text=False, name_map=None)
 
 
 def schema_names(schema: Any) -> list[str]:
@@ -49,7 +49,7 @@ def schema_names(schema: Any) -> list[str]:
     are (the model writes property names back), yet they may still name a person; the
     guard reads them as function names (`identifiers.py`)."""
     names: list[str] = []
-    _map(schema, _Visitors(str, name=names.append), in_text=False, names=None)
+    _map(schema, _Visitors(str, name=names.append), in_text=False, name_map=None)
     return names
 
 
@@ -58,33 +58,37 @@ def schema_patterns(schema: Any) -> list[str]:
     A placeholder in one would change what the schema accepts, so they go upstream as
     they are, like names."""
     patterns: list[str] = []
-    _map(schema, _Visitors(str, pattern=patterns.append), in_text=False, names=None)
+    _map(schema, _Visitors(str, pattern=patterns.append), in_text=False, name_map=None)
     return patterns
 
 
 @dataclass(frozen=True, slots=True)
 class _Visitors:
+    """What `_map` calls on each text (whose result replaces it), name and pattern."""
+
     text: Callable[[str], str]
     name: Callable[[str], None] | None = None
     pattern: Callable[[str], None] | None = None
 
 
-def _map(node: Any, visitors: _Visitors, *, in_text: bool, names: str | None) -> Any:
-    """`names`: the keyword whose value `node` is, when that maps names to sub-schemas."""
+def _map(node: Any, visitors: _Visitors, *, in_text: bool, name_map: str | None) -> Any:
+    """`name_map`: the keyword whose value `node` is, when that maps names to sub-schemas
+    (`NAME_MAPS`)."""
     if isinstance(node, str):
         return visitors.text(node) if in_text else node
     if isinstance(node, list):
-        return [_map(item, visitors, in_text=in_text, names=None) for item in node]
+        return [_map(item, visitors, in_text=in_text, name_map=None) for item in node]
     if not isinstance(node, dict):
         return node
     mapped = {}
     for key, value in node.items():
-        if names is not None:
-            seen = visitors.pattern if names == PATTERN_NAMES else visitors.name
-            if seen is not None:
-                seen(key)
-        keyword = not in_text and names is None
-        if keyword and key == PATTERN_KEYWORD and isinstance(value, str) and visitors.pattern:
+        if name_map is not None:
+            visit_key = visitors.pattern if name_map == PATTERN_NAMES else visitors.name
+            if visit_key is not None:
+                visit_key(key)
+        keyword = not in_text and name_map is None
+        is_pattern = keyword and key == PATTERN_KEYWORD and isinstance(value, str)
+        if is_pattern and visitors.pattern is not None:
             visitors.pattern(value)
         if keyword and key == TITLE_KEYWORD and isinstance(value, str) and _IDENTIFIER.match(value):
             if visitors.name is not None:
@@ -96,6 +100,6 @@ def _map(node: Any, visitors: _Visitors, *, in_text: bool, names: str | None) ->
             visitors,
             in_text=in_text
             or (keyword and (key in TEXT_KEYWORDS or key.startswith(EXTENSION_PREFIX))),
-            names=key if keyword and key in NAME_MAPS else None,
+            name_map=key if keyword and key in NAME_MAPS else None,
         )
     return mapped

@@ -83,9 +83,9 @@ def _address_end(
     None if it spells none."""
     user_words = _DOT.split(match["user"])
     separators = list(_DOT.finditer(text, match.start("domain"), match.end("domain")))
-    edges = [match.start("domain"), *(edge for dot in separators for edge in dot.span())]
-    ends = [*edges[1::2], match.end("domain")]
-    labels = [text[start:end] for start, end in zip(edges[::2], ends, strict=True)]
+    starts = [match.start("domain"), *(dot.end() for dot in separators)]
+    ends = [*(dot.start() for dot in separators), match.end("domain")]
+    labels = [text[start:end] for start, end in zip(starts, ends, strict=True)]
     bare = match["bracketed"] is None
     if bare and (
         any(word.lower() in _NOT_AN_ADDRESS for word in user_words)

@@ -327,10 +327,7 @@ class ResponseEvents:
                 self._held[delta.index] = call
                 return []
             out += self._open_call(delta.index, call)
-        output_index, call = self._calls[delta.index]
-        if delta.arguments:
-            call.function.arguments += delta.arguments
-            out.append(self._arguments_delta(output_index, delta.arguments))
+        out += self._write_arguments(delta.index, delta.arguments or "")
         if self._held and not self._open_call_unfinished():
             out += self._release_held(whole_only=True)
         return out
@@ -344,13 +341,20 @@ class ResponseEvents:
         out.append(self._event("response.output_item.added", output_index=output_index, item=item))
         return out
 
-    def _arguments_delta(self, output_index: int, arguments: str) -> dict[str, Any]:
-        return self._event(
-            "response.function_call_arguments.delta",
-            item_id=self._item_id("fc", output_index),
-            output_index=output_index,
-            delta=arguments,
-        )
+    def _write_arguments(self, index: int, arguments: str) -> list[dict[str, Any]]:
+        """`arguments` added to the open call `index`, as a delta."""
+        if not arguments:
+            return []
+        output_index, call = self._calls[index]
+        call.function.arguments += arguments
+        return [
+            self._event(
+                "response.function_call_arguments.delta",
+                item_id=self._item_id("fc", output_index),
+                output_index=output_index,
+                delta=arguments,
+            )
+        ]
 
     def _open_call_unfinished(self) -> bool:
         return any(not _whole_json(call.function.arguments) for _, call in self._calls.values())
@@ -362,11 +366,10 @@ class ResponseEvents:
         while self._held and not (whole_only and self._open_call_unfinished()):
             index = next(iter(self._held))
             call = self._held.pop(index)
+            # added with no arguments, as every call is: what it wrote follows as a delta
             arguments, call.function.arguments = call.function.arguments, ""
             out += self._open_call(index, call)
-            if arguments:
-                call.function.arguments = arguments
-                out.append(self._arguments_delta(self._calls[index][0], arguments))
+            out += self._write_arguments(index, arguments)
         return out
 
     def _late_piece(self, delta: ToolCallDelta) -> list[dict[str, Any]]:
