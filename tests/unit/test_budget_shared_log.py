@@ -13,9 +13,9 @@ import pytest
 
 from smallfirst.config import BudgetConfig
 from smallfirst.logs import RequestLog, RequestRecord
-from smallfirst.logs.spend import SpendWatch
+from smallfirst.logs.spend import DAY_S, SpendWatch, utc_day
 from smallfirst.logs.store import LOG_FILE, connect
-from smallfirst.routing.budget import DAY_S, SpendTracker, utc_day
+from smallfirst.routing.budget import SpendTracker
 from tests.helpers import chat_body, fake_client, fake_settings
 
 Report = tuple[int, float, dict[str, float]]

@@ -1,7 +1,8 @@
 """The daily spend tracker: what counts as spent, globally and per API key."""
 
 from smallfirst.config import BudgetConfig
-from smallfirst.routing.budget import DAY_S, SpendTracker
+from smallfirst.logs.spend import DAY_S
+from smallfirst.routing.budget import SpendTracker
 
 
 def test_estimates_held_for_calls_under_way_count_until_released() -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["DAY_S", "SpendReport", "SpendWatch"]
+__all__ = ["DAY_S", "SpendReport", "SpendWatch", "utc_day"]
 
 DAY_S = 86_400  # UTC days, as the budgets count them (`routing/budget.py`)
 # (UTC day, total USD, USD per API key) spent today by the other processes
@@ -99,7 +99,7 @@ class SpendWatch:
     def wrote(self, rows: Iterable[SpentRow]) -> None:
         """`rows`, this process's, are committed to the log."""
         for row in rows:
-            day = _day(row.created_at)
+            day = utc_day(row.created_at)
             if self._own_day is None or day > self._own_day:
                 self._own_day, self._own = day, Tally()
             if day == self._own_day:  # a request begun yesterday is yesterday's row
@@ -116,7 +116,7 @@ class SpendWatch:
             self._failed(error)
             return
         logged = self._logged
-        if version == self._version and logged is not None and logged.day == _day(now):
+        if version == self._version and logged is not None and logged.day == utc_day(now):
             return
         if self.read(connection, now):
             self._version = version
@@ -124,7 +124,7 @@ class SpendWatch:
     def read(self, connection: sqlite3.Connection, now: float | None = None) -> bool:
         """Read the log and report; False (logged once, the last report standing) if the
         log could not be read."""
-        day = _day(now)
+        day = utc_day(now)
         try:
             self._logged = _read(connection, day, self._logged)
         except sqlite3.Error as error:
@@ -148,8 +148,9 @@ class SpendWatch:
         self._failing = True
 
 
-def _day(now: float | None) -> int:
-    return int((time.time() if now is None else now) // DAY_S)
+def utc_day(timestamp: float | None = None) -> int:
+    """The UTC day (days since the epoch) of `timestamp`, or of now."""
+    return int((time.time() if timestamp is None else timestamp) // DAY_S)
 
 
 def _read(connection: sqlite3.Connection, day: int, logged: DayRows | None) -> DayRows:

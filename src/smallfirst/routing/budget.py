@@ -16,16 +16,11 @@ when each counted only its own spend, $0.061-0.064 now.
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from smallfirst.config import BudgetConfig
-from smallfirst.logs.spend import DAY_S
-
-
-def utc_day(timestamp: float) -> int:
-    return int(timestamp // DAY_S)
+from smallfirst.logs.spend import utc_day
 
 
 @dataclass(frozen=True)
@@ -39,7 +34,7 @@ class Hold:
 class SpendTracker:
     def __init__(self, config: BudgetConfig) -> None:
         self.config = config
-        self._day = utc_day(time.time())
+        self._day = utc_day()
         self._total = 0.0  # this process's spend today
         self._per_key: defaultdict[str, float] = defaultdict(float)
         self._others = 0.0  # today's spend by other processes on the request log
@@ -98,7 +93,7 @@ class SpendTracker:
         return self._per_key[key] + others + self._held_per_key[key]
 
     def _roll(self, now: float | None) -> None:
-        day = utc_day(time.time() if now is None else now)
+        day = utc_day(now)
         if day != self._day:
             self._roll_to(day)
 
