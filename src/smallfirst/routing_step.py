@@ -93,6 +93,17 @@ class RoutingStep:
             plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
         return self._for_tools(plan, request, local_only=", ".join(local_reasons))
 
+    def kept_local(self, plan: Plan, request: GenerateRequest, why: str) -> Plan:
+        """`plan` moved to local tiers for `why`, found after routing; a model asked for by
+        id is not swapped (its request is refused when it is sent)."""
+        if plan.router == "none" or all(
+            self.planner.tiers.is_local(m) for m in [*plan.candidates, *plan.roomier]
+        ):
+            return plan
+        plan = self.planner.moved_local(plan)
+        plan.reason += f"; local tiers only: {why}"
+        return self._for_tools(plan, request, local_only=why)
+
     async def warm_up(self) -> None:
         """Load the router and score once (a learned router's encoder starts on first use),
         so the first `auto` request does not pay for it (~0.3 s measured)."""

@@ -171,25 +171,40 @@ class Gateway:
         self.privacy.refuse_early(request, plan.candidates[0], inspection)
         if collection is None or not isinstance(request, ChatRequest):
             return Prepared(request, plan)
-        from smallfirst.rag import CollectionNotFound
-
         model = plan.candidates[0]
-        count_tokens = await self.backends[model.id].token_counter()
-        try:
-            grounded, citations = await self.rag.ground(request, collection, model, count_tokens)
-        except CollectionNotFound as missing:
-            missing.param = collection_param
-            raise
+        grounded, citations = await self._grounded(request, collection, collection_param, model)
         if private:  # it stays on local tiers: the retrieved text needs no scan
             if inspection is not None:
                 inspection.align_to(messages_of(grounded))
             return Prepared(grounded, plan, citations)
         # A public collection's text may leave the machine: under the tier's policy, like the
-        # client's own text (redacted for `redact`; refused for `local_only` on a remote tier).
+        # client's own text (redacted for `redact`; kept local for `local_only` unless a
+        # remote model was asked for by id, which is then refused).
         ctx.inspection = await self.privacy.inspect(grounded)
         if ctx.inspection is not None and ctx.inspection.blocked:
             raise PolicyBlocked(ctx.inspection.blocked)
+        if ctx.inspection is not None and ctx.inspection.keep_local:
+            local = self.routing.kept_local(plan, request, ctx.inspection.keep_local)
+            if local.candidates[0] is not model:  # its context holds another number of sources
+                grounded, citations = await self._grounded(
+                    request, collection, collection_param, local.candidates[0]
+                )
+                ctx.inspection = await self.privacy.inspect(grounded)
+            plan = local
         return Prepared(grounded, plan, citations)
+
+    async def _grounded(
+        self, request: ChatRequest, collection: str, collection_param: str, model: ModelInfo
+    ) -> tuple[ChatRequest, list[dict[str, Any]]]:
+        """`request` grounded in `collection` within `model`'s context, and its citations."""
+        from smallfirst.rag import CollectionNotFound
+
+        count_tokens = await self.backends[model.id].token_counter()
+        try:
+            return await self.rag.ground(request, collection, model, count_tokens)
+        except CollectionNotFound as missing:
+            missing.param = collection_param
+            raise
 
     # -- the request path ----------------------------------------------------------------------
     async def complete(

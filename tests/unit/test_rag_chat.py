@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import smallfirst.rag as rag
+from smallfirst.backends.fake import FakeReply
 from smallfirst.config import RagConfig
 from smallfirst.rag import GROUNDING_RULE, build_grounded_messages, ingest_paths, open_store
 from smallfirst.rag_step import RagStep
@@ -102,6 +103,34 @@ def test_a_public_collection_leaves_under_the_tiers_privacy_policy(data_dir: Pat
         )
         assert response.status_code == 400
         assert "EMAIL_ADDRESS" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("router", [{"router": "rules", "threshold": 0.0}, {"router": "cascade"}])
+def test_pii_retrieved_from_a_public_collection_keeps_an_auto_request_local(
+    data_dir: Path, router: dict[str, Any]
+) -> None:
+    """Under `local_only`, `rag/NAME` (the router picks) whose retrieved chunks hold PII is
+    answered locally, as the same PII in the client's own text is; only a remote model asked
+    for by id is a 400. Before, the router's cloud choice stood and the request was refused:
+    "privacy policy keeps this request on local tiers" (QA)."""
+    public = {"collections": {"office": {"private": False}}}
+    local_only = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
+    settings = fake_settings(data_dir, routing=router, rag=public, privacy=local_only)
+    client, gateway = fake_client(settings)
+    with client:
+        fake_backend(gateway, "tiny").queue(FakeReply("Write to the chef?", logprob=-2.5))
+        response = ask(client, "Where do lunch orders go?")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["model"] == "tiny"
+        reason = body["smallfirst"]["reason"]
+        assert "kept local by policy, so tiny (edge) answers; local tiers only: PII (" in reason
+        assert "EMAIL_ADDRESS x1" in reason
+        assert Path(body["smallfirst"]["citations"][0]["source"]).name == "catering.md"
+        assert not fake_backend(gateway, "big").requests
+        sent = fake_backend(gateway, "tiny").requests[-1]
+        assert isinstance(sent, ChatRequest)
+        assert "anna.berg@example.com" in sent.messages[0].text  # a local tier: as written
 
 
 def test_ingested_collections_are_listed_as_models(api: tuple[TestClient, Any]) -> None:

@@ -7,7 +7,7 @@ loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from smallfirst.completions import ModelInfo
 from smallfirst.config import RoutingConfig
@@ -168,6 +168,27 @@ class RoutePlanner:
             reason,
             cascade_from=self.weak,
             strong_budget=strong_budget,
+        )
+
+    def moved_local(self, plan: Plan) -> Plan:
+        """`plan` (a router's or an override's) on local tiers, for a reason found after it
+        was made (PII in a public collection's retrieved text): where `local_only` would have
+        sent it, without asking the router again. A cascade whose strong model is kept local
+        keeps escalating only to a stronger local model than its first."""
+        first = plan.candidates[0]
+        target = first if self.tiers.is_local(first) else self.kept_local(first)
+        reason = plan.reason
+        if target is not first:
+            reason += f"; kept local by policy, so {target.id} ({target.tier}) answers"
+        weak = plan.cascade_from
+        local_weak = weak is not None and self.tiers.is_local(weak)
+        cascade_from = weak if local_weak and weak is not None and weak.id != target.id else None
+        return replace(
+            plan,
+            candidates=self.with_fallbacks(target, local_only=True),
+            reason=reason,
+            cascade_from=cascade_from,
+            roomier=[m for m in plan.roomier if self.tiers.is_local(m)],
         )
 
     def for_tools(self, plan: Plan, *, local_only: str = "") -> Plan:
