@@ -105,9 +105,16 @@ def test_a_public_collection_leaves_under_the_tiers_privacy_policy(data_dir: Pat
         assert "EMAIL_ADDRESS" in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("router", [{"router": "rules", "threshold": 0.0}, {"router": "cascade"}])
+@pytest.mark.parametrize(
+    ("router", "kept"),
+    [
+        ({"router": "rules", "threshold": 0.0}, "so tiny (edge) answers; "),
+        # the cascade's own reason named big: it says that no escalation is left
+        ({"router": "cascade"}, "so tiny (edge) answers, with no escalation; "),
+    ],
+)
 def test_pii_retrieved_from_a_public_collection_keeps_an_auto_request_local(
-    data_dir: Path, router: dict[str, Any]
+    data_dir: Path, router: dict[str, Any], kept: str
 ) -> None:
     """Under `local_only`, `rag/NAME` (the router picks) whose retrieved chunks hold PII is
     answered locally, as the same PII in the client's own text is; only a remote model asked
@@ -124,13 +131,38 @@ def test_pii_retrieved_from_a_public_collection_keeps_an_auto_request_local(
         body = response.json()
         assert body["model"] == "tiny"
         reason = body["smallfirst"]["reason"]
-        assert "kept local by policy, so tiny (edge) answers; local tiers only: PII (" in reason
+        assert f"kept local by policy, {kept}local tiers only: PII (" in reason
         assert "EMAIL_ADDRESS x1" in reason
         assert Path(body["smallfirst"]["citations"][0]["source"]).name == "catering.md"
         assert not fake_backend(gateway, "big").requests
         sent = fake_backend(gateway, "tiny").requests[-1]
         assert isinstance(sent, ChatRequest)
         assert "anna.berg@example.com" in sent.messages[0].text  # a local tier: as written
+
+
+def test_a_cascade_kept_local_by_retrieved_pii_escalates_to_the_onprem_model(
+    data_dir: Path,
+) -> None:
+    """Its reason named the cloud model as the escalation; moved local, it says which local
+    one takes that place."""
+    public = {"collections": {"office": {"private": False}}}
+    local_only = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
+    models = [
+        {"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["tiny"]},
+        {"id": "mid", "tier": "onprem", "backend": "fake", "replies": ["From mid."]},
+        {"id": "big", "tier": "cloud", "backend": "fake", "replies": ["big"]},
+    ]
+    settings = fake_settings(
+        data_dir, models=models, routing={"router": "cascade"}, rag=public, privacy=local_only
+    )
+    client, gateway = fake_client(settings)
+    with client:
+        fake_backend(gateway, "tiny").queue(FakeReply("Write to the chef?", logprob=-2.5))
+        body = ask(client, "Where do lunch orders go?").json()
+    assert body["model"] == "mid"
+    reason = body["smallfirst"]["reason"]
+    assert "kept local by policy, so mid (onprem) is escalated to instead" in reason
+    assert not fake_backend(gateway, "big").requests
 
 
 def test_ingested_collections_are_listed_as_models(api: tuple[TestClient, Any]) -> None:

@@ -177,12 +177,18 @@ class RoutePlanner:
         keeps escalating only to a stronger local model than its first."""
         first = plan.candidates[0]
         target = first if self.tiers.is_local(first) else self.kept_local(first)
-        reason = plan.reason
-        if target is not first:
-            reason += f"; kept local by policy, so {target.id} ({target.tier}) answers"
         weak = plan.cascade_from
         local_weak = weak is not None and self.tiers.is_local(weak)
         cascade_from = weak if local_weak and weak is not None and weak.id != target.id else None
+        reason = plan.reason
+        if target is not first:
+            kept = f"; kept local by policy, so {target.id} ({target.tier})"
+            if cascade_from is not None:  # the cascade's reason named the remote model
+                reason += f"{kept} is escalated to instead"
+            elif weak is not None:
+                reason += f"{kept} answers, with no escalation"
+            else:
+                reason += f"{kept} answers"
         return replace(
             plan,
             candidates=self.with_fallbacks(target, local_only=True),
