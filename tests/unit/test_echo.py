@@ -78,3 +78,25 @@ def test_the_first_echoed_token_has_no_alternatives_as_openai_says_it() -> None:
     logprobs = completion_body(request, [answer], Usage(), route, "r1")["choices"][0]["logprobs"]
     assert logprobs["token_logprobs"] == [None, -0.1]
     assert logprobs["top_logprobs"] == [None, {"!": -0.1}]
+
+
+def test_a_tokens_alternatives_include_the_token_itself_as_openai_sends_them() -> None:
+    """OpenAI's legacy `logprobs`: "The API will always return the logprob of the sampled
+    token, so there may be up to logprobs+1 elements". A token outside the top alternatives
+    (sampled, or an echoed prompt's) was missing from its own `top_logprobs`, and
+    `logprobs: 0` gave `{}` for every token."""
+    request = TextRequest.model_validate({"model": "tiny", "prompt": "Once", "logprobs": 1})
+    model = ModelInfo(id="tiny", tier="edge", backend="fake", context_length=100)
+    route = RouteInfo(model=model, router="none", reason="asked for by id")
+    tokens = [
+        TokenLogprob(token=" upon", logprob=-2.5, top=[TopLogprob(token=" more", logprob=-0.2)]),
+        TokenLogprob(token=" a", logprob=-0.1, top=[TopLogprob(token=" a", logprob=-0.1)]),
+        TokenLogprob(token=" time", logprob=-0.3),  # logprobs: 0
+    ]
+    answer = Completion(text=" upon a time", logprobs=tokens, finish_reason="stop")
+    logprobs = completion_body(request, [answer], Usage(), route, "r1")["choices"][0]["logprobs"]
+    assert logprobs["top_logprobs"] == [
+        {" more": -0.2, " upon": -2.5},
+        {" a": -0.1},
+        {" time": -0.3},
+    ]

@@ -25,16 +25,17 @@ DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
 TOP_K = 40
 MIN_P = 0.05
-PENALTY_LAST_N = 64  # tokens the frequency and presence penalties look back on
+REPEAT_LAST_N = 64  # tokens llama.cpp's repeat penalty looks back on (its repeat_last_n)
 # llama.cpp's seeds are 32 bits, and this one (LLAMA_DEFAULT_SEED) means "draw a random seed".
 RANDOM_SEED = 0xFFFFFFFF
 
 logger = logging.getLogger("smallfirst")
 
 
-def sampler_for(llama: Any, request: GenerateRequest) -> Any:
-    """A sampler chain for `request` on `llama`'s vocabulary. Raises InvalidRequest for a
-    logit bias on a token the vocabulary lacks, or a grammar llama.cpp cannot use."""
+def sampler_for(llama: Any, request: GenerateRequest, answer_tokens: int) -> Any:
+    """A sampler chain for `request` on `llama`'s vocabulary, for an answer of at most
+    `answer_tokens` tokens. Raises InvalidRequest for a logit bias on a token the vocabulary
+    lacks, or a grammar llama.cpp cannot use."""
     from llama_cpp import _internals
     from llama_cpp import llama_cpp as low_level
 
@@ -47,8 +48,17 @@ def sampler_for(llama: Any, request: GenerateRequest) -> Any:
         chain.add_logit_bias(llama.n_vocab(), bias)
     chain.add_penalties(
         n_vocab=llama.n_vocab(),
-        penalty_last_n=PENALTY_LAST_N,
+        penalty_last_n=REPEAT_LAST_N,
         penalty_repeat=request.penalty_for_repeats,
+        penalty_freq=0.0,
+        penalty_present=0.0,
+    )
+    # OpenAI's frequency and presence penalties count a token over the whole answer so far,
+    # not over llama.cpp's last 64 tokens (a word repeated after that went unpenalized).
+    chain.add_penalties(
+        n_vocab=llama.n_vocab(),
+        penalty_last_n=max(answer_tokens, 1),
+        penalty_repeat=1.0,
         penalty_freq=request.frequency_penalty or 0.0,
         penalty_present=request.presence_penalty or 0.0,
     )

@@ -167,7 +167,7 @@ class SlotDecoder:
         ends the job (once)."""
         from smallfirst.backends.llamacpp_sampling import sampler_for
 
-        sampler = sampler_for(self._engine.llama, job.request)
+        sampler = sampler_for(self._engine.llama, job.request, prompt.max_tokens)
         tokens = prompt.tokens
         echo = isinstance(job.request, TextRequest) and job.request.echo
         slot = max(

@@ -106,6 +106,17 @@ class _TextOffsets:
         return start
 
 
+def _text_alternatives(item: TokenLogprob) -> dict[str, float] | None:
+    """A token's top alternatives, with the token itself among them (OpenAI: "The API will
+    always return the logprob of the sampled token, so there may be up to logprobs+1
+    elements"), also when it is not among the most likely or `logprobs` is 0."""
+    if item.logprob is None:
+        return None
+    alternatives = {t.token: t.logprob for t in item.top}
+    alternatives.setdefault(item.token, item.logprob)
+    return alternatives
+
+
 def _text_logprobs(
     items: list[TokenLogprob] | None, offsets: _TextOffsets, text_length: int
 ) -> dict[str, Any] | None:
@@ -115,9 +126,7 @@ def _text_logprobs(
         "tokens": [i.token for i in items],
         "token_logprobs": [i.logprob for i in items],
         # null where nothing predicts the token (an echoed prompt's first), as OpenAI sends it
-        "top_logprobs": [
-            None if i.logprob is None else {t.token: t.logprob for t in i.top} for i in items
-        ],
+        "top_logprobs": [_text_alternatives(i) for i in items],
         "text_offset": [offsets.start_of(item, text_length) for item in items],
     }
 
