@@ -322,23 +322,23 @@ class Gateway:
             return Draft()
         self.health.succeeded(weak.id)
         drafts = completions_of(drafted, request.n, with_logprobs=True)
-        sure = least_sure(confidence(answer_logprobs(d.logprobs, request)) for d in drafts)
         if request.logprob_alternatives is None:  # asked for by us, not by the client
             drafted = [chunk.model_copy(update={"logprobs": None}) for chunk in drafted]
         if request.token_limit == 0:  # a prompt scored (`echo`), no answer to be unsure of
-            plan.reason += "; kept: max_tokens 0 asks for no answer to judge"
-            ctx.tried.pop()
-            return Draft(kept=drafted)
-        if capped and any(d.finish_reason == "length" for d in drafts):
+            why_kept = "max_tokens 0 asks for no answer to judge"
+        elif capped and any(d.finish_reason == "length" for d in drafts):
             plan.reason += f"; escalated: the draft reached routing.cascade.max_tokens ({cap})"
             return Draft(unsure=drafted)
-        cascade, traffic = self.settings.routing.cascade, self.routing.traffic
-        verdict = escalation(sure, cascade, traffic, plan.strong_budget)
-        plan.score, plan.threshold = _finite(verdict.score), _finite(verdict.threshold)
-        if verdict.escalate:
-            plan.reason += f"; escalated: {verdict.why}"
-            return Draft(unsure=drafted)
-        plan.reason += f"; kept: {verdict.why}"
+        else:
+            sure = least_sure(confidence(answer_logprobs(d.logprobs, request)) for d in drafts)
+            cascade, traffic = self.settings.routing.cascade, self.routing.traffic
+            verdict = escalation(sure, cascade, traffic, plan.strong_budget)
+            plan.score, plan.threshold = _finite(verdict.score), _finite(verdict.threshold)
+            if verdict.escalate:
+                plan.reason += f"; escalated: {verdict.why}"
+                return Draft(unsure=drafted)
+            why_kept = verdict.why
+        plan.reason += f"; kept: {why_kept}"
         ctx.tried.pop()
         return Draft(kept=drafted)
 
