@@ -178,8 +178,8 @@ class RoutePlanner:
         first = plan.candidates[0]
         target = first if self.tiers.is_local(first) else self.kept_local(first)
         weak = plan.cascade_from
-        local_weak = weak is not None and self.tiers.is_local(weak)
-        cascade_from = weak if local_weak and weak is not None and weak.id != target.id else None
+        stays = weak is not None and self.tiers.is_local(weak) and weak.id != target.id
+        cascade_from = weak if stays else None
         reason = plan.reason
         if target is not first:
             kept = f"; kept local by policy, so {target.id} ({target.tier})"
