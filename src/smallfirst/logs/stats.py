@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from smallfirst.logs.costs import dollars
 from smallfirst.logs.store import ANSWERED_SQL, EMBEDDINGS_TIER, connect, migrate
+from smallfirst.sqlite_snapshot import one_snapshot
 from smallfirst.types import TIERS
 
 TIER_COLUMNS = (
@@ -180,19 +181,10 @@ def recent_requests(
 
 def summarize(path: Path, since: float | None = None) -> Summary:
     """Aggregate the log at `path` over rows created at or after `since` (epoch s; None: all)."""
-    with _log_at(path) as connection, _one_snapshot(connection):
+    # one snapshot: a gateway logging meanwhile made each query count other rows (tiers'
+    # shares over 100%, tier costs not adding up)
+    with _log_at(path) as connection, one_snapshot(connection):
         return _summarize(connection, since)
-
-
-@contextmanager
-def _one_snapshot(connection: sqlite3.Connection) -> Iterator[None]:
-    """Every query inside reads the log as it was at the first: a gateway logging meanwhile
-    made each query count other rows (tiers' shares over 100%, tier costs not adding up)."""
-    connection.execute("BEGIN")
-    try:
-        yield
-    finally:
-        connection.execute("COMMIT")
 
 
 # Past this share of the log, a window's rows are read faster with the table read through

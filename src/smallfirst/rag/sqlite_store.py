@@ -37,6 +37,7 @@ from smallfirst.rag.vector_scan import (
     prefiltered_candidates,
 )
 from smallfirst.sqlite_migrations import apply_migrations
+from smallfirst.sqlite_snapshot import one_snapshot
 
 if TYPE_CHECKING:
     import sqlite3
@@ -399,7 +400,7 @@ class SqliteChunkStore(ChunkStore):
         self, collection: str, expression: str, limit: int
     ) -> list[ScoredChunk]:
         """BM25 by FTS5 itself (`bm25()` on every matching row)."""
-        with self._reader() as db, _read_transaction(db):
+        with self._reader() as db, one_snapshot(db):
             collection_ids = dict(db.execute("SELECT name, id FROM collections").fetchall())
             if collection not in collection_ids:
                 raise CollectionNotFound(f"RAG collection {collection!r} does not exist")
@@ -532,16 +533,6 @@ class _Transaction:
             self._db.execute("COMMIT")
         elif self._db.in_transaction:  # SQLite ends it itself after some errors (a full disk)
             self._db.execute("ROLLBACK")
-
-
-@contextmanager
-def _read_transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One snapshot for several SELECTs (autocommit gives each statement its own)."""
-    db.execute("BEGIN")
-    try:
-        yield
-    finally:
-        db.execute("COMMIT")
 
 
 def _embedded(
