@@ -1,7 +1,7 @@
 """POST /v1/responses with fake backends: OpenAI's Responses API over the same gateway."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +9,7 @@ import pytest
 from openai.types.responses import (
     Response,
     ResponseCompletedEvent,
+    ResponseFailedEvent,
     ResponseIncompleteEvent,
     ResponseStreamEvent,
 )
@@ -24,9 +25,10 @@ from smallfirst.completions import (
     ToolCallDelta,
     Usage,
 )
-from smallfirst.errors import ContextLengthExceeded
+from smallfirst.errors import ContextLengthExceeded, UpstreamError
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest
+from smallfirst.server.sse import sse_stream
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
@@ -202,6 +204,36 @@ def test_an_answer_cut_by_max_output_tokens_is_incomplete() -> None:
     assert last["response"]["output"] == [item_done["item"]]
     assert item_done["item"]["status"] == "incomplete"
     assert item_done["item"]["content"][0]["text"] == "Hello"
+
+
+async def test_a_stream_that_fails_midway_ends_with_response_failed() -> None:
+    """It ended after an `error` event, which no response lifecycle event closes: the SDK's
+    stream helper and clients waiting for a terminal event saw a cut connection."""
+
+    async def failing() -> AsyncIterator[Chunk]:
+        yield Chunk(text="Hel")
+        raise UpstreamError("big: upstream closed the stream")
+
+    events = ResponseEvents(ResponsesRequest(model="m", input="Hi"), _route(), "r1")
+    frames = [frame async for frame in sse_stream(events, failing())]
+    told = events_of(b"".join(frames).decode())
+    parsed = TypeAdapter(list[ResponseStreamEvent]).validate_python(told)
+    assert [e["type"] for e in told[-5:]] == [
+        "error",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.failed",
+    ]
+    last = parsed[-1]
+    assert isinstance(last, ResponseFailedEvent)
+    assert last.response.status == "failed"
+    assert last.response.error is not None
+    assert last.response.error.code == "server_error"
+    assert last.response.error.message == "big: upstream closed the stream"
+    assert [item.status for item in last.response.output] == ["incomplete"]
+    assert told[-5]["code"] == "upstream_error"  # the `error` event keeps our precise code
+    assert [e["sequence_number"] for e in told] == list(range(len(told)))
 
 
 def test_an_upstreams_refusal_and_content_filter_are_told_as_openai_tells_them() -> None:

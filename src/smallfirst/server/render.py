@@ -209,8 +209,8 @@ class ChunkRenderer:
         return data_frame(event)
 
     @staticmethod
-    def error(error: SmallfirstError) -> dict[str, Any]:
-        return error_body(error)
+    def failure(error: SmallfirstError) -> list[dict[str, Any]]:
+        return [error_body(error)]
 
     def __init__(
         self,

@@ -214,7 +214,7 @@ class ResponseEvents:
         self._held: dict[int, ToolCall] = {}  # calls not opened yet (call index -> call)
         self._closed_calls: dict[int, tuple[int, ToolCall]] = {}  # the same, once done
 
-    closing = b""  # the stream ends with response.completed (or .incomplete)
+    closing = b""  # the stream ends with response.completed (or .incomplete, or .failed)
 
     @staticmethod
     def frame(event: dict[str, Any]) -> bytes:
@@ -255,8 +255,17 @@ class ResponseEvents:
             out.append(self._event(f"response.{done}", response=response))
         return out
 
-    def error(self, error: SmallfirstError) -> dict[str, Any]:
-        return self._event("error", code=error.code, message=error.message, param=error.param)
+    def failure(self, error: SmallfirstError) -> list[dict[str, Any]]:
+        """An error after the stream began: the `error` event (our code and param), the items
+        under way closed as incomplete, then `response.failed`, the terminal event clients wait
+        for (a stream that just stopped looked like a cut connection). Calls still held back
+        were never shown, so they are not in the failed response."""
+        told = self._event("error", code=error.code, message=error.message, param=error.param)
+        closed = self._close_message("incomplete") + self._close_calls("incomplete")
+        response = self._snapshot(None, None)
+        code = "rate_limit_exceeded" if error.status == 429 else "server_error"  # OpenAI's codes
+        response.update(status="failed", error={"code": code, "message": error.message})
+        return [told, *closed, self._event("response.failed", response=response)]
 
     def _open_message(self) -> list[dict[str, Any]]:
         if self._text is not None:

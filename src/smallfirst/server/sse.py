@@ -25,7 +25,7 @@ class StreamRenderer(Protocol):
 
     def events(self, chunk: Chunk) -> list[dict[str, Any]]: ...
 
-    def error(self, error: SmallfirstError) -> dict[str, Any]: ...
+    def failure(self, error: SmallfirstError) -> list[dict[str, Any]]: ...
 
 
 def data_frame(event: dict[str, Any]) -> bytes:
@@ -41,7 +41,8 @@ async def sse_stream(
     renderer: StreamRenderer, chunks: AsyncIterator[Chunk]
 ) -> AsyncIterator[bytes]:
     """Frame the stream. An error after the first byte can no longer change the HTTP status,
-    so it is sent as an error event (as OpenAI does) and the stream ends without its closing."""
+    so it is sent as the API's failure events (as OpenAI does) and the stream ends without its
+    closing."""
     for event in renderer.opening():
         yield renderer.frame(event)
     try:
@@ -49,7 +50,8 @@ async def sse_stream(
             for event in renderer.events(chunk):
                 yield renderer.frame(event)
     except SmallfirstError as error:
-        yield renderer.frame(renderer.error(error))
+        for event in renderer.failure(error):
+            yield renderer.frame(event)
         return
     if renderer.closing:
         yield renderer.closing
