@@ -400,7 +400,12 @@ def test_stream_options_go_with_a_stream(api: tuple[TestClient, Gateway]) -> Non
             "'input_image' are not supported",
         ),
         ({"input": [{"type": "reasoning", "summary": []}]}, "input.0", "'reasoning' are not"),
-        ({"conversation": "conv_1"}, "conversation", "Unrecognized request argument"),
+        # OpenAI's fields for state it keeps; they read as unrecognized arguments
+        ({"conversation": "conv_1"}, "conversation", "stores no conversations"),
+        ({"conversation": {"id": "conv_1"}}, "conversation", "stores no conversations"),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt", "stores no prompt templates"),
+        ({"context_management": [{"type": "compaction"}]}, "context_management", "compacts"),
+        ({"max_tool_calls": -1}, "max_tool_calls", "greater than or equal to 0"),
         # was "Invalid value for 'tool_choice.name': Field required"
         (
             {
@@ -638,9 +643,11 @@ def test_the_response_echoes_what_openai_echoes(api: tuple[TestClient, Gateway])
         "safety_identifier": "u-42",
         "prompt_cache_key": "greeter",
         "background": False,
+        "max_tool_calls": 2,  # of built-in tools, which none here are: honoured as it is
     }
     body = client.post("/v1/responses", json=asked).json()
     assert body["status"] == "completed"
+    assert body["max_tool_calls"] == 2
     assert body["completed_at"] >= body["created_at"]
     assert (body["safety_identifier"], body["prompt_cache_key"]) == ("u-42", "greeter")
     assert body["background"] is False

@@ -69,6 +69,7 @@ def _response(
         "incomplete_details": incomplete,
         "instructions": request.instructions,
         "max_output_tokens": request.max_output_tokens,
+        "max_tool_calls": request.max_tool_calls,
         "model": route.model.id,
         "output": output,
         "parallel_tool_calls": request.parallel_tool_calls is not False,

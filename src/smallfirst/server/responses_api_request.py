@@ -35,6 +35,13 @@ LOGPROBS_INCLUDE = "message.output_text.logprobs"
 # (clients that keep no responses on the server ask for it in every request).
 INCLUDABLE = {LOGPROBS_INCLUDE, "reasoning.encrypted_content"}
 FORMAT_NAME = "response"  # a json_schema format's name when the request gives none
+# Fields that refer to what OpenAI keeps on its side; this gateway keeps nothing.
+STORED_STATE = {
+    "previous_response_id": "stores no responses; send the whole conversation in `input`",
+    "conversation": "stores no conversations; send the whole conversation in `input`",
+    "prompt": "stores no prompt templates; send `instructions` and `input` instead",
+    "context_management": "never compacts or cuts a conversation; send it whole in `input`",
+}
 
 
 class FunctionTool(FunctionDefinition):
@@ -93,6 +100,11 @@ class ResponsesRequest(ApiModel):
     prompt_cache_options: dict[str, Any] | None = None
     prompt_cache_retention: str | None = None
     previous_response_id: str | None = None
+    max_tool_calls: int | None = Field(default=None, ge=0)  # built-in tools': none here
+    # OpenAI's server-side state, which a stateless gateway cannot honour: see STORED_STATE
+    conversation: str | dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+    context_management: list[dict[str, Any]] | None = None
     reasoning: dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     include: list[str] | None = None
@@ -185,12 +197,9 @@ class ResponsesRequest(ApiModel):
 
 
 def _refuse_unsupported(request: ResponsesRequest) -> None:
-    if request.previous_response_id is not None:
-        raise InvalidRequest(
-            "previous_response_id is not supported: this gateway stores no responses; send the "
-            "whole conversation in `input`",
-            param="previous_response_id",
-        )
+    for field, why in STORED_STATE.items():
+        if getattr(request, field) is not None:
+            raise InvalidRequest(f"{field} is not supported: this gateway {why}", param=field)
     if request.background:
         raise InvalidRequest(
             "background responses are not supported: this gateway stores no responses to poll"
