@@ -213,6 +213,19 @@ class NamedToolChoice(ApiModel):
     function: FunctionName
 
 
+class AllowedTools(ApiModel):
+    mode: Literal["auto", "required"]
+    tools: list[NamedToolChoice] = Field(min_length=1)
+
+
+class AllowedToolsChoice(ApiModel):
+    """OpenAI's `allowed_tools`: the answer may call these of the offered tools only (the
+    whole list stays in the request so that a provider's prompt cache keeps it)."""
+
+    type: Literal["allowed_tools"]
+    allowed_tools: AllowedTools
+
+
 MAX_CHOICES = 128  # OpenAI's limit for `n`
 INT64_MAX = 2**63 - 1  # OpenAI's integers are int64: a 400-digit max_tokens is refused as such
 # OpenAI allows 4. llama.cpp's server and vLLM set no limit, and code editors (Continue) send
@@ -342,7 +355,9 @@ class ChatRequest(SamplingParams):
     # smallfirst extension: answer from this document collection, with the model asked for
     rag: str | None = Field(default=None, min_length=1)
     tools: list[Tool] | None = Field(default=None, min_length=1, max_length=MAX_TOOLS)
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tool_choice: (
+        Literal["none", "auto", "required"] | NamedToolChoice | AllowedToolsChoice | None
+    ) = None
     parallel_tool_calls: bool | None = None
 
     @model_validator(mode="after")
@@ -351,14 +366,31 @@ class ChatRequest(SamplingParams):
             raise FieldError("top_logprobs", "top_logprobs requires logprobs to be true")
         if self.tool_choice not in (None, "none") and not self.tools:
             raise FieldError("tool_choice", "tool_choice needs tools")
+        offered = {tool.function.name for tool in self.tools or []}
         if isinstance(self.tool_choice, NamedToolChoice):
             wanted = self.tool_choice.function.name
-            if wanted not in {tool.function.name for tool in self.tools or []}:
+            if wanted not in offered:
                 raise FieldError(
                     "tool_choice", f"tool_choice names {wanted!r}, which is not among the tools"
                 )
+        if isinstance(self.tool_choice, AllowedToolsChoice):
+            self._narrow_to_allowed(self.tool_choice.allowed_tools, offered)
         _check_tool_turns(self.messages)
         return self
+
+    def _narrow_to_allowed(self, allowed: AllowedTools, offered: set[str]) -> None:
+        """`allowed_tools` as every tier can honour it: the tools narrowed to the allowed
+        ones, and its mode as the choice (local models and upstreams without `allowed_tools`
+        would otherwise offer the whole list)."""
+        names = {choice.function.name for choice in allowed.tools}
+        missing = sorted(names - offered)
+        if missing:
+            raise FieldError(
+                "tool_choice.allowed_tools.tools",
+                f"allowed_tools names {missing[0]!r}, which is not among the tools",
+            )
+        self.tools = [tool for tool in self.tools or [] if tool.function.name in names]
+        self.tool_choice = allowed.mode
 
     @property
     def wants_tools(self) -> bool:

@@ -408,18 +408,6 @@ def test_stream_options_go_with_a_stream(api: tuple[TestClient, Gateway]) -> Non
         ({"max_tool_calls": -1}, "max_tool_calls", "greater than or equal to 0"),
         # was "Invalid value for 'tool_choice.name': Field required"
         (
-            {
-                "tools": [WEATHER_TOOL],
-                "tool_choice": {
-                    "type": "allowed_tools",
-                    "mode": "auto",
-                    "tools": [{"type": "function", "name": "get_weather"}],
-                },
-            },
-            "tool_choice",
-            "tool_choice of type 'allowed_tools' is not supported",
-        ),
-        (
             {"tools": [WEATHER_TOOL], "tool_choice": {"type": "web_search_preview"}},
             "tool_choice",
             "tool_choice of type 'web_search_preview' is not supported",
@@ -630,6 +618,34 @@ def test_an_answer_with_a_refusal_goes_back_into_the_next_turn(
     response = client.post("/v1/responses", json={"model": "big", "input": items})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "input.0"
+
+
+def test_allowed_tools_narrow_what_the_answer_may_call(api: tuple[TestClient, Gateway]) -> None:
+    """The Responses API's flat `allowed_tools` choice was refused; it is now chat's, and the
+    response echoes it as sent (the SDK's `ToolChoiceAllowed`)."""
+    client, _ = api
+    clock = {**WEATHER_TOOL, "name": "get_time"}
+    choice = {
+        "type": "allowed_tools",
+        "mode": "required",
+        "tools": [{"type": "function", "name": "get_time"}],
+    }
+    asked = {
+        "model": "tiny",
+        "input": "Time?",
+        "tools": [WEATHER_TOOL, clock],
+        "tool_choice": choice,
+    }
+    body = client.post("/v1/responses", json=asked).json()
+    whole = Response.model_validate(body)
+    assert [item.type for item in whole.output] == ["function_call"]
+    assert body["output"][0]["name"] == "get_time"
+    assert body["tool_choice"] == choice
+    assert len(body["tools"]) == 2
+    choice["tools"] = [{"type": "function", "name": "get_date"}]
+    refused = client.post("/v1/responses", json=asked)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "tool_choice.tools"
 
 
 def test_the_response_echoes_what_openai_echoes(api: tuple[TestClient, Gateway]) -> None:

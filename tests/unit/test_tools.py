@@ -212,6 +212,36 @@ def _result(call_id: str) -> dict[str, Any]:
 USER = {"role": "user", "content": "Weather in Oslo and Bergen?"}
 
 
+CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+
+
+def test_allowed_tools_narrow_what_the_answer_may_call(api: tuple[TestClient, Any]) -> None:
+    """OpenAI's `allowed_tools` choice was a 400 ("tool_choice.type: Input should be
+    'function'"). The fake calls the first tool it is offered: get_time, once only it is
+    allowed; an upstream is sent the narrowed list, which any OpenAI-compatible server reads."""
+    client, _ = api
+    allowed = {
+        "mode": "required",
+        "tools": [{"type": "function", "function": {"name": "get_time"}}],
+    }
+    choice = {"type": "allowed_tools", "allowed_tools": allowed}
+    response = ask(client, tools=[WEATHER, CLOCK], tool_choice=choice)
+    assert response.status_code == 200, response.text
+    (call,) = response.json()["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_time"
+    request = ChatRequest.model_validate(
+        {"model": "m", "messages": [USER], "tools": [WEATHER, CLOCK], "tool_choice": choice}
+    )
+    sent = request.openai_body()
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["get_time"]
+    assert sent["tool_choice"] == "required"
+    allowed["tools"] = [{"type": "function", "function": {"name": "get_date"}}]
+    refused = ask(client, tools=[WEATHER, CLOCK], tool_choice=choice)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "tool_choice.allowed_tools.tools"
+    assert "'get_date', which is not among the tools" in refused.json()["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("messages", "param", "fragment"),
     [

@@ -12,7 +12,7 @@ from smallfirst.answers import RouteInfo
 from smallfirst.completions import Chunk, Completion, TokenLogprob, ToolCallDelta, Usage
 from smallfirst.errors import SmallfirstError
 from smallfirst.server.render import route_fields, token_logprobs
-from smallfirst.server.responses_api_request import FORMAT_NAME, NamedFunction, ResponsesRequest
+from smallfirst.server.responses_api_request import FORMAT_NAME, ResponsesRequest
 from smallfirst.server.sse import typed_frame
 from smallfirst.types import FunctionCall, ToolCall
 
@@ -179,9 +179,9 @@ def _whole_json(text: str) -> bool:
 
 
 def _tool_choice(request: ResponsesRequest) -> str | dict[str, Any]:
-    if isinstance(request.tool_choice, NamedFunction):
-        return request.tool_choice.model_dump()
-    return request.tool_choice or "auto"
+    if isinstance(request.tool_choice, str | None):
+        return request.tool_choice or "auto"
+    return request.tool_choice.model_dump()
 
 
 class ResponseEvents:

@@ -54,6 +54,14 @@ class NamedFunction(FunctionName):
     type: Literal["function"]
 
 
+class AllowedFunctions(ApiModel):
+    """The Responses API's `allowed_tools` choice: chat's, flat."""
+
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[NamedFunction] = Field(min_length=1)
+
+
 class TextFormat(ApiModel):
     type: Literal["text", "json_object", "json_schema"]
     name: str | None = Field(default=None, pattern=NAME_PATTERN)
@@ -89,7 +97,9 @@ class ResponsesRequest(ApiModel):
     background: bool | None = None
     service_tier: ServiceTier | None = None
     tools: list[dict[str, Any]] | None = None
-    tool_choice: Literal["none", "auto", "required"] | NamedFunction | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedFunction | AllowedFunctions | None = (
+        None
+    )
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
     metadata: dict[str, str] | None = None
@@ -121,10 +131,10 @@ class ResponsesRequest(ApiModel):
     def _function_choice_only(cls, value: Any) -> Any:
         """Other kinds of choice (allowed_tools, built-in tools) named as such; they read as
         "tool_choice.name: Field required"."""
-        if isinstance(value, dict) and value.get("type") != "function":
+        if isinstance(value, dict) and value.get("type") not in ("function", "allowed_tools"):
             raise ValueError(
                 f"tool_choice of type {value.get('type')!r} is not supported (none, auto, "
-                'required and {"type": "function", "name": ...} are)'
+                'required, {"type": "function", "name": ...} and allowed_tools of functions are)'
             )
         return value
 
@@ -165,13 +175,7 @@ class ResponsesRequest(ApiModel):
         }
         if self.tools:
             fields["tools"] = [_chat_tool(tool, i) for i, tool in enumerate(self.tools)]
-        if isinstance(self.tool_choice, NamedFunction):
-            fields["tool_choice"] = {
-                "type": "function",
-                "function": {"name": self.tool_choice.name},
-            }
-        else:
-            fields["tool_choice"] = self.tool_choice
+        fields["tool_choice"] = self._chat_tool_choice()
         if self.text is not None and self.text.format is not None:
             fields["response_format"] = _response_format(self.text.format)
         if self.text is not None:
@@ -180,6 +184,15 @@ class ResponsesRequest(ApiModel):
             return ChatRequest.model_validate({k: v for k, v in fields.items() if v is not None})
         except ValidationError as exc:
             raise validation_error(exc, rename=_in_responses_terms) from None
+
+    def _chat_tool_choice(self) -> str | dict[str, Any] | None:
+        choice = self.tool_choice
+        if isinstance(choice, NamedFunction):
+            return _chat_function(choice)
+        if isinstance(choice, AllowedFunctions):
+            tools = [_chat_function(tool) for tool in choice.tools]
+            return {"type": "allowed_tools", "allowed_tools": {"mode": choice.mode, "tools": tools}}
+        return choice
 
     def _messages(self) -> list[ChatMessage]:
         messages = [] if self.instructions is None else [self._system()]
@@ -194,6 +207,10 @@ class ResponsesRequest(ApiModel):
 
     def _system(self) -> ChatMessage:
         return ChatMessage(role="system", content=self.instructions)
+
+
+def _chat_function(choice: NamedFunction) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": choice.name}}
 
 
 def _refuse_unsupported(request: ResponsesRequest) -> None:
@@ -401,6 +418,8 @@ def _in_responses_terms(path: list[str | int]) -> list[str | int]:
         )
     if head == "tools" and rest[1:2] == ["function"]:
         return ["tools", rest[0], *rest[2:]]
+    if head == "tool_choice" and rest[:1] == ["allowed_tools"]:  # flat here too
+        return ["tool_choice", *rest[1:]]
     return [_RESPONSES_NAMES.get(str(head), head), *rest]
 
 
