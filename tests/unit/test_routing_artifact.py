@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from smallfirst.errors import ConfigError
 from smallfirst.routing.base import load_router
 from smallfirst.routing.data import RoutingRow
-from smallfirst.routing.learned import ARRAYS_FILE, CONFIG_FILE, LearnedRouter, train_learned
+from smallfirst.routing.learned import (
+    ARRAYS_FILE,
+    CONFIG_FILE,
+    Features,
+    LearnedRouter,
+    featurize,
+    predict,
+    train_learned,
+)
 
 EASY = ["Say hello to {}.", "What colour is the sky, {}?", "Name a fruit {} likes."]
 HARD = [
@@ -97,3 +108,71 @@ def test_artifact_with_another_format_is_refused(trained: LearnedRouter, tmp_pat
 def test_learned_without_artifact_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="artifact"):
         load_router("learned")
+
+
+def _broken_json(artifact: Path) -> Path:
+    (artifact / CONFIG_FILE).write_text('{"format": "smallfirst-router/1", ')
+    return artifact / CONFIG_FILE
+
+
+def _json_list(artifact: Path) -> Path:
+    (artifact / CONFIG_FILE).write_text("[1, 2]")
+    return artifact / CONFIG_FILE
+
+
+def _no_model_section(artifact: Path) -> Path:
+    document = json.loads((artifact / CONFIG_FILE).read_text())
+    del document["model"]
+    (artifact / CONFIG_FILE).write_text(json.dumps(document))
+    return artifact / CONFIG_FILE
+
+
+def _no_arrays(artifact: Path) -> Path:
+    (artifact / ARRAYS_FILE).unlink()
+    return artifact / ARRAYS_FILE
+
+
+def _truncated_arrays(artifact: Path) -> Path:
+    arrays = artifact / ARRAYS_FILE
+    arrays.write_bytes(arrays.read_bytes()[:100])
+    return arrays
+
+
+def _short_weights(artifact: Path) -> Path:
+    arrays = artifact / ARRAYS_FILE
+    with np.load(arrays) as stored:
+        kept = dict(stored)
+    np.savez(arrays, **(kept | {"weights": kept["weights"][:10]}))
+    return arrays
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_broken_json, _json_list, _no_model_section, _no_arrays, _truncated_arrays, _short_weights],
+)
+def test_a_damaged_artifact_is_a_config_error_naming_the_file(
+    damage: Callable[[Path], Path], trained: LearnedRouter, tmp_path: Path
+) -> None:
+    """`serve` and `config check` say which file is broken, not a parser's traceback (a
+    weights array of the wrong size was only found by the first request to score)."""
+    trained.save(tmp_path / "artifact")
+    damaged = damage(tmp_path / "artifact")
+    with pytest.raises(ConfigError, match=re.escape(str(damaged))):
+        load_router(str(tmp_path / "artifact"))
+
+
+def test_cheap_features_beyond_the_training_range_score_at_its_edge(
+    trained: LearnedRouter, tmp_path: Path
+) -> None:
+    """A linear model extrapolates: 30 turns, or Chinese text (no spaces, one long "word"),
+    scored 0.0000 and went weak even with every call allowed strong."""
+    messages = [{"role": "user", "content": "Compute 91 * 17 - 3^4 and explain each step."}]
+    features = featurize([messages], trained.config)
+    model = trained.model
+    assert model.cheap_max is not None
+    far_out = Features(features.embeddings, model.cheap_max[None, :] * 1000)
+    at_edge = Features(features.embeddings, model.cheap_max[None, :])
+    assert predict(model, far_out, trained.config) == predict(model, at_edge, trained.config)
+    trained.save(tmp_path / "artifact")
+    loaded = LearnedRouter.load(tmp_path / "artifact")
+    assert np.array_equal(loaded.model.cheap_max, model.cheap_max)

@@ -9,7 +9,7 @@ import pytest
 
 from smallfirst.errors import ConfigError
 from smallfirst.routing.data import RoutingRow
-from smallfirst.routing.features import CHEAP_FEATURE_NAMES, cheap_features
+from smallfirst.routing.features import CHEAP_FEATURE_NAMES, cheap_features, embedding_input
 from smallfirst.routing.learned import (
     CONFIG_FILE,
     LearnedConfig,
@@ -106,3 +106,19 @@ def test_eval_over_several_datasets_reports_each_one(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert set(report["per_dataset"]) == {"alpha", "beta"}
     assert report["per_dataset"]["alpha"]["n"] == 12
+
+
+def test_a_system_prompt_is_not_part_of_the_ask() -> None:
+    """No training row has a system prompt: "You are a helpful assistant." led every
+    embedding and halved the strong share of a calibrated 30% budget on dev rows."""
+    asked = [{"role": "user", "content": WORD_PROBLEM}]
+    with_system = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "developer", "content": "Answer briefly."},
+        *asked,
+    ]
+    assert embedding_input(with_system, 16) == embedding_input(asked, 16)
+    assert (
+        features(WORD_PROBLEM)["log_words"]
+        == dict(zip(CHEAP_FEATURE_NAMES, cheap_features(with_system), strict=True))["log_words"]
+    )

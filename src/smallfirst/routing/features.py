@@ -123,9 +123,15 @@ CHEAP_FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+# Not the ask: assistant turns are context, and a system prompt is the application's, the
+# same on every request (no training row has one: "You are a helpful assistant." led every
+# embedding and halved the strong share of a 30% calibrated budget).
+NOT_THE_ASK = ("assistant", "system", "developer")
+
+
 def user_text(messages: Sequence[Mapping[str, str]]) -> str:
-    """The user's side of the conversation; assistant turns are context, not the ask."""
-    parts = [m.get("content", "") for m in messages if m.get("role", "user") != "assistant"]
+    """The user's side of the conversation (tool results included): what is asked."""
+    parts = [m.get("content", "") for m in messages if m.get("role", "user") not in NOT_THE_ASK]
     return "\n".join(part for part in parts if part) or "\n".join(
         m.get("content", "") for m in messages
     )

@@ -19,10 +19,11 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from smallfirst.embed import DIMENSIONS
 from smallfirst.errors import ConfigError, InvalidRequest
 from smallfirst.routing.base import Messages, Router
 from smallfirst.routing.calibrate import Calibration, fit_calibration
@@ -78,6 +79,12 @@ class Model:
     intercept: float
     cheap_mean: FloatArray
     cheap_scale: FloatArray
+    # The cheap features' range in training; a prompt beyond it is scored at its edge. A
+    # linear model extrapolates: 30 turns, or Chinese text (no spaces: one "word" per
+    # sentence), scored ~0.0000 and went weak even with every call allowed strong. None in
+    # artifacts written before 2026-12-07.
+    cheap_min: FloatArray | None = None
+    cheap_max: FloatArray | None = None
 
 
 def featurize(
@@ -94,10 +101,13 @@ def featurize(
     )
 
 
-def _design(features: Features, cheap_mean: FloatArray, cheap_scale: FloatArray) -> FloatArray:
+def _design(features: Features, model: Model) -> FloatArray:
     import numpy as np
 
-    scaled = (features.cheap - cheap_mean) / cheap_scale
+    cheap = features.cheap
+    if model.cheap_min is not None and model.cheap_max is not None:
+        cheap = np.clip(cheap, model.cheap_min, model.cheap_max)
+    scaled = (cheap - model.cheap_mean) / model.cheap_scale
     return np.hstack([features.embeddings, scaled]).astype(np.float64)
 
 
@@ -124,9 +134,15 @@ def fit_model(
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    cheap_mean = features.cheap.mean(axis=0).astype(np.float64)
-    cheap_scale = features.cheap.std(axis=0).astype(np.float64) + 1e-6
-    design = _design(features, cheap_mean, cheap_scale)
+    scaling = Model(
+        weights=np.zeros(0),
+        intercept=0.0,
+        cheap_mean=features.cheap.mean(axis=0).astype(np.float64),
+        cheap_scale=features.cheap.std(axis=0).astype(np.float64) + 1e-6,
+        cheap_min=features.cheap.min(axis=0).astype(np.float64),
+        cheap_max=features.cheap.max(axis=0).astype(np.float64),
+    )
+    design = _design(features, scaling)
     gain = np.clip(strong - weak, 0.0, 1.0)
     n = len(gain)
     stacked = np.vstack([design, design])
@@ -140,11 +156,10 @@ def fit_model(
         )
     classifier = LogisticRegression(C=config.regularization_c, max_iter=config.max_iter)
     classifier.fit(stacked[keep], labels[keep], sample_weight=weights[keep])
-    return Model(
+    return replace(
+        scaling,
         weights=np.asarray(classifier.coef_[0], dtype=np.float64),
         intercept=float(classifier.intercept_[0]),
-        cheap_mean=cheap_mean,
-        cheap_scale=cheap_scale,
     )
 
 
@@ -154,7 +169,7 @@ def predict(model: Model, features: Features, config: LearnedConfig) -> FloatArr
     import numpy as np
 
     del config
-    logits = _design(features, model.cheap_mean, model.cheap_scale) @ model.weights
+    logits = _design(features, model) @ model.weights
     result: FloatArray = 1.0 / (1.0 + np.exp(-(logits + model.intercept)))
     return result
 
@@ -204,13 +219,14 @@ class LearnedRouter(Router):
 
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            directory / ARRAYS_FILE,
-            weights=self.model.weights,
-            intercept=np.array([self.model.intercept]),
-            cheap_mean=self.model.cheap_mean,
-            cheap_scale=self.model.cheap_scale,
-        )
+        arrays: dict[str, Any] = {
+            "weights": self.model.weights,
+            "intercept": np.array([self.model.intercept]),
+            "cheap_mean": self.model.cheap_mean,
+            "cheap_scale": self.model.cheap_scale,
+            **_cheap_range(self.model),
+        }
+        np.savez(directory / ARRAYS_FILE, **arrays)
         document = {
             "format": ARTIFACT_FORMAT,
             "router": self.name,
@@ -227,38 +243,83 @@ class LearnedRouter(Router):
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedRouter:
-        """Load an artifact directory; refuses other formats and other feature specs."""
-        import numpy as np
-
+        """Load an artifact directory; refuses other formats and other feature specs, and a
+        file it cannot read is named in the error (a parser's traceback stopped `serve`)."""
         directory = Path(path)
         config_file = directory / CONFIG_FILE
         if not config_file.is_file():
             raise ConfigError(f"{directory} is not a router artifact (no {CONFIG_FILE})")
-        document = json.loads(config_file.read_text(encoding="utf-8"))
-        if document.get("format") != ARTIFACT_FORMAT:
-            raise ConfigError(f"{config_file}: unsupported format {document.get('format')!r}")
-        config = LearnedConfig(
-            embed_words=int(document["model"]["embed_words"]),
-            regularization_c=float(document["model"]["regularization_c"]),
-            max_iter=int(document["model"]["max_iter"]),
-            balance_datasets=bool(document["model"].get("balance_datasets", False)),
-        )
-        if document["features"] != _feature_spec(config):
+        try:
+            document = json.loads(config_file.read_text(encoding="utf-8"))
+            if document.get("format") != ARTIFACT_FORMAT:
+                raise ConfigError(f"{config_file}: unsupported format {document.get('format')!r}")
+            config = LearnedConfig(
+                embed_words=int(document["model"]["embed_words"]),
+                regularization_c=float(document["model"]["regularization_c"]),
+                max_iter=int(document["model"]["max_iter"]),
+                balance_datasets=bool(document["model"].get("balance_datasets", False)),
+            )
+            table = document.get("calibration")
+            calibration = Calibration.from_json(table) if table else None
+        except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
+            raise _unreadable(config_file, exc) from None
+        if document.get("features") != _feature_spec(config):
             raise ConfigError(f"{config_file}: feature spec differs from this smallfirst version")
-        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
+        return cls(
+            _read_model(directory / ARRAYS_FILE),
+            config,
+            calibration=calibration,
+            training_summary=document.get("training") or {},
+        )
+
+
+def _read_model(path: Path) -> Model:
+    import zipfile
+
+    import numpy as np
+
+    try:  # numpy leaves a file it opened itself open when it is not a zip
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as arrays:
             model = Model(
                 weights=arrays["weights"].astype(np.float64),
                 intercept=float(arrays["intercept"][0]),
                 cheap_mean=arrays["cheap_mean"].astype(np.float64),
                 cheap_scale=arrays["cheap_scale"].astype(np.float64),
+                cheap_min=_optional(arrays, "cheap_min"),
+                cheap_max=_optional(arrays, "cheap_max"),
             )
-        calibration = document.get("calibration")
-        return cls(
-            model,
-            config,
-            calibration=Calibration.from_json(calibration) if calibration else None,
-            training_summary=document.get("training") or {},
-        )
+    except (OSError, ValueError, LookupError, EOFError, zipfile.BadZipFile) as exc:
+        raise _unreadable(path, exc) from None
+    cheap = (len(CHEAP_FEATURE_NAMES),)
+    expected = {"weights": (DIMENSIONS + cheap[0],), "cheap_mean": cheap, "cheap_scale": cheap}
+    arrays = {name: getattr(model, name) for name in expected} | _cheap_range(model)
+    wrong = [
+        f"{name} {value.shape}"
+        for name, value in arrays.items()
+        if value.shape != expected.get(name, cheap)
+    ]
+    if wrong:
+        raise ConfigError(f"{path}: arrays of the wrong size for this feature spec: {wrong}")
+    return model
+
+
+def _optional(arrays: Any, name: str) -> FloatArray | None:
+    import numpy as np
+
+    return arrays[name].astype(np.float64) if name in arrays else None
+
+
+def _unreadable(path: Path, error: Exception) -> ConfigError:
+    return ConfigError(
+        f"{path}: not a readable router artifact ({type(error).__name__}: {error});"
+        " write it again with `smallfirst router train`"
+    )
+
+
+def _cheap_range(model: Model) -> dict[str, FloatArray]:
+    if model.cheap_min is None or model.cheap_max is None:
+        return {}
+    return {"cheap_min": model.cheap_min, "cheap_max": model.cheap_max}
 
 
 def _feature_spec(config: LearnedConfig) -> dict[str, Any]:
