@@ -227,7 +227,7 @@ def test_bad_requests_get_openai_errors(
             "/v1/chat/completions",
             chat_body(messages=[{"role": "user", "content": [{"type": "text"}]}]),
             "messages.0.content.0.text",
-            "Field required",
+            "Missing required parameter: 'messages.0.content.0.text'.",
         ),
         (
             "/v1/chat/completions",
@@ -307,9 +307,9 @@ def test_invalid_json_and_unknown_url(api: tuple[TestClient, Gateway]) -> None:
     response = client.post("/v1/chat/completions", content=b"{nope")
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
-    missing = client.get("/v2/whatever")
+    missing = client.post("/v1/chat/completion")
     assert missing.status_code == 404
-    assert "error" in missing.json()
+    assert missing.json()["error"]["message"] == "Invalid URL (POST /v1/chat/completion)."
     wrong_method = client.get("/v1/chat/completions")
     assert wrong_method.status_code == 405
     assert wrong_method.headers["allow"] == "POST"  # RFC 9110 asks for it
@@ -458,6 +458,8 @@ def test_models_list_has_tiers_context_and_costs(
     auto = next(m for m in data if m["id"] == "auto")
     assert auto["backend"] == "router"
     assert auto["context_length"] == 8192
+    # vLLM's name for it too, on every entry (`auto` and `rag/...` had none)
+    assert all(m["max_model_len"] == m["context_length"] for m in data)
     assert client.get("/v1/models/auto").json()["id"] == "auto"
     assert not [m for m in data if m["id"].startswith("rag/")]  # nothing ingested
     assert not (tmp_path / "rag.sqlite").exists()  # and listing created no store

@@ -44,7 +44,7 @@ def test_a_preflight_needs_no_api_key(tmp_path: Path, monkeypatch: pytest.Monkey
     assert allowed(tmp_path, "http://localhost:3000", host="0.0.0.0")
 
 
-def test_answers_expose_the_routing_headers_to_pages(tmp_path: Path) -> None:
+def test_answers_expose_the_routing_headers_and_request_id_to_pages(tmp_path: Path) -> None:
     client, _ = fake_client(fake_settings(tmp_path))
     with client:
         response = client.post(
@@ -52,10 +52,34 @@ def test_answers_expose_the_routing_headers_to_pages(tmp_path: Path) -> None:
         )
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
     exposed = set(response.headers["access-control-expose-headers"].split(", "))
-    assert exposed == {*ROUTE_HEADER_NAMES, "retry-after"}
+    # x-request-id: the openai JS SDK's `_request_id` in a page (unreadable if not exposed)
+    assert exposed == {*ROUTE_HEADER_NAMES, "retry-after", "x-request-id"}
     sent = {name for name in response.headers if name.startswith("x-smallfirst-")}
     assert sent
-    assert sent <= exposed
+    assert "x-request-id" in response.headers
+
+
+def test_chromes_private_network_preflight_is_granted_to_allowed_origins_only(
+    tmp_path: Path,
+) -> None:
+    """Chrome asks with `Access-Control-Request-Private-Network` before a public site's page
+    calls a local server: a 400 ("Disallowed CORS private-network") failed the whole preflight
+    for an origin listed in `cors_origins`."""
+    client, _ = fake_client(
+        fake_settings(tmp_path, server={"cors_origins": ["https://app.example"]})
+    )
+    asking = {**PREFLIGHT, "access-control-request-private-network": "true"}
+    with client:
+        listed = client.options(
+            "/v1/chat/completions", headers={**asking, "origin": "https://app.example"}
+        )
+        other = client.options(
+            "/v1/chat/completions", headers={**asking, "origin": "https://evil.example"}
+        )
+    assert listed.status_code == 200
+    assert listed.headers["access-control-allow-private-network"] == "true"
+    assert other.status_code == 403
+    assert "access-control-allow-private-network" not in other.headers
 
 
 def test_a_page_of_another_site_cannot_make_the_gateway_answer(tmp_path: Path) -> None:

@@ -278,6 +278,24 @@ def test_require_api_key_without_a_key_is_refused_saying_so(
     )
 
 
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
+def test_api_keys_set_on_loopback_without_requiring_them_are_a_warning(
+    monkeypatch: pytest.MonkeyPatch, served: list[Any], command: list[str]
+) -> None:
+    """They were not checked, without a word: a request with a wrong key was answered."""
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", "k1")
+    unchecked = CliRunner().invoke(app, command)
+    assert unchecked.exit_code == 0, unchecked.output
+    assert unchecked.stderr == (
+        "warning: server.api_keys / SMALLFIRST_API_KEYS: keys are set but not checked on"
+        " 127.0.0.1 (loopback); a request without one, or with a wrong one, is answered."
+        " Set server.require_api_key: true to require them (false: this warning goes)\n"
+    )
+    for chosen in ("true", "false"):
+        monkeypatch.setenv("SMALLFIRST__SERVER__REQUIRE_API_KEY", chosen)
+        assert CliRunner().invoke(app, command).stderr == ""
+
+
 def test_config_check_json_shows_api_keys_as_their_hashes(tmp_path: Path) -> None:
     """QA: a plain key in the file was printed as it was."""
     config = write(tmp_path, "server:\n  api_keys: [plain-secret-key]\n")
@@ -285,7 +303,7 @@ def test_config_check_json_shows_api_keys_as_their_hashes(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert "plain-secret-key" not in result.output
     digest = hashlib.sha256(b"plain-secret-key").hexdigest()
-    assert json.loads(result.output)["server"]["api_keys"] == [f"sha256:{digest}"]
+    assert json.loads(result.stdout)["server"]["api_keys"] == [f"sha256:{digest}"]
 
 
 def test_relative_paths_in_a_config_file_are_read_from_its_folder(

@@ -415,7 +415,7 @@ def test_stream_options_go_with_a_stream(api: tuple[TestClient, Gateway]) -> Non
         (
             {"tools": [WEATHER_TOOL], "tool_choice": {"type": "function"}},
             "tool_choice.name",
-            "Field required",
+            "Missing required parameter: 'tool_choice.name'.",
         ),
         ({"background": True}, "background", "stores no responses to poll"),
         ({"stream_options": {"include_usage": True}}, "stream_options.include_usage", ""),

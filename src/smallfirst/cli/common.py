@@ -239,6 +239,7 @@ def config_warnings(settings: Settings) -> list[str]:
     return [
         *_contexts_over_training(settings),
         *_unset_key_variables(settings),
+        *_api_keys_not_checked(settings),
         *_models_over_budget(settings),
         *_unusable_rag_store(settings),
     ]
@@ -257,6 +258,22 @@ def _contexts_over_training(settings: Settings) -> list[str]:
                 f" than the {trained:,} tokens the model was trained on"
             )
     return warnings
+
+
+def _api_keys_not_checked(settings: Settings) -> list[str]:
+    """API keys set on a loopback server that does not require them: a request without a
+    key, or with a wrong one, is answered (keys then only name who sent a request)."""
+    from smallfirst.server.auth import KeyRing
+
+    server = settings.server
+    keyring = KeyRing(server)
+    if keyring.required or not keyring.hashes or server.require_api_key is not None:
+        return []
+    return [
+        f"server.api_keys / {server.api_keys_env}: keys are set but not checked on"
+        f" {server.host} (loopback); a request without one, or with a wrong one, is answered."
+        " Set server.require_api_key: true to require them (false: this warning goes)"
+    ]
 
 
 def _unusable_rag_store(settings: Settings) -> list[str]:

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smallfirst.config import ServerConfig
 from smallfirst.errors import Forbidden
-from smallfirst.server.errors import error_response
+from smallfirst.server.errors import REQUEST_ID_HEADER, error_response
 from smallfirst.server.render import ROUTE_HEADER_NAMES
 
 LOCAL_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
@@ -43,7 +43,10 @@ class BrowserGuard:
             # Any header a page's client sends (the openai JS SDK's x-stainless-*): which pages
             # may call is the origin check's to say, not the headers'.
             allow_headers=["*"],
-            expose_headers=[*ROUTE_HEADER_NAMES, "retry-after"],
+            # Chrome asks before a public site's page calls this machine; an allowed origin
+            # (the only kind left here) may (Starlette's default answered 400: CORS failed).
+            allow_private_network=True,
+            expose_headers=[*ROUTE_HEADER_NAMES, "retry-after", REQUEST_ID_HEADER],
         )
         self.hosts = _HostNames(config.allowed_hosts) if check_host else None
 

@@ -57,6 +57,12 @@ def validation_error(
     where = ".".join(str(part) for part in [*filter(None, [within]), *named])
     if chosen["type"] == "extra_forbidden":
         return InvalidRequest(f"Unrecognized request argument supplied: {where}", param=where)
+    if chosen["type"] == "missing":  # OpenAI's words and code
+        return InvalidRequest(
+            f"Missing required parameter: '{where}'.",
+            param=where,
+            code="missing_required_parameter",
+        )
     if chosen["type"] == "json_invalid":  # pydantic's reason: "EOF while parsing a value at ..."
         reason = str(chosen.get("ctx", {}).get("error", "")).strip()
         return InvalidRequest(
@@ -69,10 +75,11 @@ def validation_error(
     ]
     if chosen["type"] in _JSON_TYPES:
         expected = " or ".join(dict.fromkeys(wanted))
+        field = f"'{where}'" if where else "the request body"  # a JSON array, string or null
         return InvalidRequest(
-            f"Invalid type for '{where}': expected {expected}, but got"
+            f"Invalid type for {field}: expected {expected}, but got"
             f" {json_kind(chosen['input'])} instead.",
-            param=where,
+            param=where or None,
         )
     message = chosen["msg"].removeprefix("Value error, ")
     return InvalidRequest(
@@ -120,8 +127,8 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
     assert isinstance(exc, HTTPException)
     error = InvalidRequest(str(exc.detail))
     error.status = exc.status_code
-    if exc.status_code == 404:
-        error.message = "Unknown request URL. See the API reference (/v1/...)."
+    if exc.status_code == 404:  # OpenAI's words: the URL shown, so that a typo shows
+        error.message = f"Invalid URL ({request.method} {request.url.path})."
         error.code = "unknown_url"
     if exc.status_code == 405:  # OpenAI's words; `allow` (in exc.headers) names the methods
         error.message = f"Invalid method for URL ({request.method} {request.url.path})."

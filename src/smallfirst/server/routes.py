@@ -309,12 +309,14 @@ async def _model_entries(request: Request) -> list[dict[str, Any]]:
     created = int(request.app.state.started_at)
     models = gw.models()
     entries = [_model_entry(info, created) for info in models]
+    shortest_context = min(info.context_length for info in models)
     routed = {
         "object": "model",
         "created": created,
         "owned_by": "smallfirst",
         "tier": None,
-        "context_length": min(info.context_length for info in models),
+        "context_length": shortest_context,
+        "max_model_len": shortest_context,
         "input_cost_per_1m": None,
         "output_cost_per_1m": None,
         "loaded": True,
