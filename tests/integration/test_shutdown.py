@@ -1,5 +1,6 @@
-"""Stopping the server (Ctrl-C) while a local or remote model is answering: the answer ends
-at once with an error that says why, it is logged, and the process exits cleanly."""
+"""Stopping the server (Ctrl-C, SIGTERM) while a local or remote model is answering: an
+answer still under way after the drain (`runner.DRAIN_S`) ends with an error that says why,
+it is logged, and the process exits cleanly."""
 
 from __future__ import annotations
 
@@ -26,7 +27,12 @@ LONG_STREAM = {
 }
 
 
-def test_ctrl_c_ends_a_stream_under_way_with_an_error_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_ends_a_stream_under_way_with_an_error_event(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """SIGTERM (`kill`, a container stopping) as Ctrl-C: uvicorn raised it again after its
+    orderly stop, which killed the process (exit -15)."""
     server = start_server({"models": [{"id": "smollm2-135m", "tier": "edge"}]}, tmp_path)
     lines: list[str] = []
     request_ids: list[str] = []
@@ -45,7 +51,7 @@ def test_ctrl_c_ends_a_stream_under_way_with_an_error_event(tmp_path: Path) -> N
                 break
             time.sleep(0.1)
         assert len(lines) >= 3
-        server.process.send_signal(signal.SIGINT)
+        server.process.send_signal(stop)
         assert server.process.wait(timeout=120) == 0
         reader.join(timeout=30)
     finally:
@@ -57,6 +63,39 @@ def test_ctrl_c_ends_a_stream_under_way_with_an_error_event(tmp_path: Path) -> N
     )
     assert row.fetchone() == (503, "smollm2-135m")  # it answered until then
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_an_answer_that_ends_within_the_drain_is_answered_whole(tmp_path: Path) -> None:
+    """A short answer under way at SIGTERM (a rolling restart) ends as it would have: it was
+    cut with the shutdown's 503 error event however close to its end it was."""
+    server = start_server({"models": [{"id": "smollm2-135m", "tier": "edge"}]}, tmp_path)
+    short = LONG_STREAM | {"max_tokens": 24}
+    lines: list[str] = []
+    request_ids: list[str] = []
+
+    def read() -> None:
+        with httpx.stream("POST", f"{server.url}/v1/completions", json=short, timeout=120) as r:
+            request_ids.append(r.headers["x-request-id"])
+            lines.extend(line for line in r.iter_lines() if line.startswith("data: "))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(600):  # until it is under way (at most ~60 s)
+            if lines:
+                break
+            time.sleep(0.1)
+        assert lines
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=120) == 0
+        reader.join(timeout=30)
+    finally:
+        server.stop()
+    assert lines[-1] == "data: [DONE]"
+    row = sqlite3.connect(server.data_dir / "requests.db").execute(
+        "SELECT status, completion_tokens FROM requests WHERE id = ?", (request_ids[0],)
+    )
+    assert row.fetchone() == (200, 24)
 
 
 def test_ctrl_c_ends_remote_answers_under_way_with_the_same_error(

@@ -32,4 +32,5 @@ def test_info_lines_show_at_the_info_level_and_not_at_warning(
 
 def test_uvicorns_trace_level_shows_everything(gateway_log: logging.Logger) -> None:
     _show_gateway_log("trace")
-    assert gateway_log.level == logging.DEBUG
+    # DEBUG, or uvicorn's TRACE (5) once a uvicorn.Config has named it (another test's)
+    assert gateway_log.level <= logging.DEBUG

@@ -370,7 +370,9 @@ INTERRUPTED = 130  # a shell's exit code for a command stopped by Ctrl-C (128 + 
 
 
 @contextmanager
-def stops_as_interrupt() -> Iterator[None]:
+def stops_as_interrupt(
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP),
+) -> Iterator[None]:
     """SIGTERM and SIGHUP (`kill`, a container stopping, a closed terminal) stop a long
     command as Ctrl-C does, so it cleans up and says what was kept: an ingest ended without
     a word, and an install left over a gigabyte behind."""
@@ -379,7 +381,7 @@ def stops_as_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
     # a signal ignored stays ignored: `nohup` ignores SIGHUP so the command outlives its terminal
-    stops = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN]
+    stops = [s for s in signals if signal.getsignal(s) != signal.SIG_IGN]
     previous = {stop: signal.signal(stop, interrupt) for stop in stops}
     try:
         yield

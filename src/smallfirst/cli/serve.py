@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from smallfirst.cli.common import (
     model_file_problems,
     refuse_model_file_problems,
     settings_or_exit,
+    stops_as_interrupt,
     warn,
 )
 from smallfirst.config import AUTO_MODEL_ID, MAX_PORT
@@ -68,7 +70,10 @@ def serve(
     warn([*model_file_problems(settings), *config_warnings(settings)])
     check_api_keys_or_exit(settings)
     _show_gateway_log(log_level)
-    run_server(create_app(settings), settings, log_level)
+    # uvicorn stops as gracefully on SIGTERM as on Ctrl-C, then raises the signal again for
+    # the handler it found: by default that killed the process (exit -15) after a clean stop
+    with stops_as_interrupt((signal.SIGTERM,)):
+        run_server(create_app(settings), settings, log_level)
 
 
 def _check_request_log(settings: Settings) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import sys
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
 
 STARTUP_FAILURE = 3  # uvicorn's exit code when the server could not start (a port taken)
 GRACE_S = 5  # how long shutdown waits for connections to finish before cancelling them
+# Answers under way at shutdown may end within this; the rest then end with an error, in
+# time for it to reach their clients within the grace period.
+DRAIN_S = GRACE_S - 1
 
 
 def run_server(app: Starlette, settings: Settings, log_level: str) -> None:
@@ -35,16 +40,35 @@ def run_server(app: Starlette, settings: Settings, log_level: str) -> None:
 
 
 class _GatewayServer(uvicorn.Server):
-    """uvicorn's server, but at shutdown the answers under way end at once with an error
-    that says so (in a stream, an error event), and are logged; before, a long local answer
-    ran on to its last token and held the shutdown up (179 s measured for 3,000 tokens)."""
+    """uvicorn's server, but at shutdown the answers still under way after DRAIN_S end with
+    an error that says so (in a stream, an error event), and are logged; a second Ctrl-C ends
+    them at once. Before, a long local answer ran on to its last token and held the shutdown
+    up (179 s measured for 3,000 tokens)."""
 
     def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
         super().__init__(config)
         self._app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _gateway(self) -> Gateway | None:
+        return getattr(self._app.state, "gateway", None)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        gateway: Gateway | None = getattr(self._app.state, "gateway", None)
-        if gateway is not None:
-            gateway.end_answers()
-        await super().shutdown(sockets)
+        gateway = self._gateway()
+        if gateway is None:
+            await super().shutdown(sockets)
+            return
+        self._loop = asyncio.get_running_loop()
+        ending = self._loop.call_later(DRAIN_S, gateway.end_answers)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            ending.cancel()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        gateway = self._gateway()
+        # forced, uvicorn waits for nothing, its lifespan's end included; answers left running
+        # would hold the exit up (the model's thread decodes on)
+        if self.force_exit and gateway is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(gateway.end_answers)
