@@ -1,6 +1,9 @@
 import random
 
-from smallfirst.backends.llamacpp_answer import StopMatcher
+import pytest
+
+from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, StopMatcher
+from smallfirst.completions import Chunk, TokenLogprob, completion_from_chunks
 
 
 def feed_all(stops: list[str], pieces: list[str]) -> tuple[str, bool]:
@@ -73,3 +76,51 @@ def test_the_automata_emit_and_stop_as_the_plain_comparison_does() -> None:
                 break
         else:
             assert fast.flush() == naive.pending
+
+
+def _written(pieces: list[str], stop: list[str], *, end_scored: bool = False) -> list[Chunk]:
+    """The chunks the local engine writes for these tokens (the last index is the end of
+    generation), each with its logprob."""
+    chunks: list[Chunk] = []
+    writer = AnswerWriter(
+        PreparedPrompt(tokens=[0], max_tokens=100, stop=stop, end_token_scored=end_scored),
+        chunks.append,
+        token_bytes=lambda token: pieces[token].encode(),
+        is_end=lambda token: token == len(pieces),
+        cached_tokens=0,
+    )
+    spelled = [*pieces, "<end>"]
+    for token in range(len(spelled)):
+        if writer.add(token, lambda t: TokenLogprob(token=spelled[t], logprob=-0.5)):
+            break
+    writer.finish()
+    return chunks
+
+
+@pytest.mark.parametrize(
+    ("pieces", "text", "tokens", "generated"),
+    [
+        # the stop's own token was in the logprobs, after the text it ended
+        ([" four", ",", " five", " six"], " four,", [" four", ","], 3),
+        # a token that begins before the cut stays, as its text did
+        ([" four", ", fi", "ve"], " four,", [" four", ", fi"], 3),
+        # what only looked like the stop's beginning is released with its logprobs
+        ([" fi", "sh", "."], " fish.", [" fi", "sh", ".", "<end>"], 4),
+    ],
+)
+def test_logprobs_are_those_of_the_text_before_the_stop(
+    pieces: list[str], text: str, tokens: list[str], generated: int
+) -> None:
+    """The stop's tokens were generated (and are counted) but are not the answer's."""
+    chunks = _written(pieces, [" five"], end_scored=True)
+    answer = completion_from_chunks(chunks, with_logprobs=True)
+    assert answer.text == text
+    assert [logprob.token for logprob in answer.logprobs or []] == tokens
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens == generated
+
+
+def test_a_held_back_ending_comes_before_the_end_tokens_logprob() -> None:
+    chunks = _written([" so", " fi"], [" five"], end_scored=True)
+    pieces = [(chunk.text, [lp.token for lp in chunk.logprobs or []]) for chunk in chunks]
+    assert pieces == [(" so", [" so"]), (" fi", [" fi", "<end>"]), ("", [])]

@@ -114,6 +114,12 @@ class AnswerWriter:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = StopMatcher(prompt.stop)
         self._hit_stop = False
+        # A token's logprob waits with its text while that may begin a stop sequence: a token
+        # that begins within the stop is cut off with it, as llama.cpp's server cuts it (its
+        # logprob was sent with the answer's). Each is (where its text begins, its logprob).
+        self._held_logprobs: list[tuple[int, TokenLogprob]] = []
+        self._decoded = 0  # characters of the answer decoded so far
+        self._released = 0  # and sent
         self.finish_reason: FinishReason = "length"
         self.generated = 0
 
@@ -127,15 +133,20 @@ class AnswerWriter:
         is over (end of generation, a stop sequence or the token limit)."""
         if self._is_end(token):
             self.finish_reason = "stop"
+            ending: list[TokenLogprob] = []
             if self._prompt.end_token_scored and logprob_of is not None:
                 self.generated += 1
-                self._emit(Chunk(text="", logprobs=[logprob_of(token)]))
+                ending.append(logprob_of(token))
+            # what was held back is the answer's end, before the end token's logprob
+            self._release(self._stops.flush(), ending, whole=True)
             return True
         self.generated += 1
-        logprob = logprob_of(token) if logprob_of is not None else None
-        text, self._hit_stop = self._stops.feed(self._decoder.decode(self._token_bytes(token)))
-        if text or logprob is not None:
-            self._emit(Chunk(text=text, logprobs=[logprob] if logprob else None))
+        decoded = self._decoder.decode(self._token_bytes(token))
+        if logprob_of is not None:
+            self._held_logprobs.append((self._decoded, logprob_of(token)))
+        self._decoded += len(decoded)
+        text, self._hit_stop = self._stops.feed(decoded)
+        self._release(text)
         if self._hit_stop:
             self.finish_reason = "stop"
             return True
@@ -146,13 +157,30 @@ class AnswerWriter:
         # After a stop sequence, held-back text belongs to what is cut off. The bytes of a
         # character the last token only began (an emoji cut by max_tokens) are dropped, as
         # llama.cpp's server does, rather than sent as U+FFFD.
-        tail = "" if self._hit_stop else self._stops.flush()
+        if not self._hit_stop:
+            self._release(self._stops.flush(), whole=True)
         usage = Usage(
             prompt_tokens=len(self._prompt.tokens),
             completion_tokens=self.generated,
             cached_tokens=self.cached_tokens,
         )
-        self._emit(Chunk(text=tail, finish_reason=self.finish_reason, usage=usage))
+        self._emit(Chunk(text="", finish_reason=self.finish_reason, usage=usage))
+
+    def _release(
+        self, text: str, then: list[TokenLogprob] | None = None, whole: bool = False
+    ) -> None:
+        """Send `text` with the logprobs of the tokens it begins (`whole`: every token held,
+        the answer is over), then `then`; after a stop, the tokens past the cut are dropped."""
+        self._released += len(text)
+        ready = (
+            len(self._held_logprobs)
+            if whole
+            else sum(start < self._released for start, _ in self._held_logprobs)
+        )
+        logprobs = [logprob for _, logprob in self._held_logprobs[:ready]] + (then or [])
+        self._held_logprobs = [] if self._hit_stop else self._held_logprobs[ready:]
+        if text or logprobs:
+            self._emit(Chunk(text=text, logprobs=logprobs or None))
 
 
 class PromptEcho:
