@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -51,7 +52,9 @@ class KeyedProblems(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # `.inf` (or `1e400`, a string to YAML) passed `ge=0`: an infinite price was printed as
+    # `Infinity`, which is not JSON
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _not_reserved(model_id: str) -> str:
@@ -137,9 +140,22 @@ class LlamaCppModel(_ModelBase):
         return self
 
 
+def _an_address(url: str) -> str:
+    """`http://` or a port that is not a number passed the pattern, and every request to the
+    model failed with a 502 (InvalidUrlClientError)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # "Port could not be cast to integer value as 'port'", out of range
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("not a URL: it names no host")
+    return url
+
+
 class OpenAICompatModel(_ModelBase):
     backend: Literal["openai_compat"] = "openai_compat"
-    base_url: str = Field(pattern=r"^https?://")
+    base_url: Annotated[str, AfterValidator(_an_address)] = Field(pattern=r"^https?://")
     remote_model: str | None = None
     api_key_env: str | None = None
     connect_timeout_s: float = Field(default=5.0, gt=0)
@@ -207,8 +223,10 @@ class ServerConfig(_Section):
 class CascadeConfig(_Section):
     """The small model answers first; a low mean token logprob escalates to the strong tier."""
 
-    min_mean_logprob: float = Field(default=-1.2, le=0)
-    min_token_logprob: float | None = Field(default=None, le=0)
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # JSON has no -inf: "-Infinity"
+    # -inf: never escalate, as `router calibrate-cascade` writes it for a share of 0
+    min_mean_logprob: float = Field(default=-1.2, le=0, allow_inf_nan=True)
+    min_token_logprob: float | None = Field(default=None, le=0, allow_inf_nan=True)
     max_tokens: int = Field(default=512, ge=1)
 
 

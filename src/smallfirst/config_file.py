@@ -40,7 +40,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         except _DuplicateKey as exc:
             raise ConfigError(f"{source}: {exc.problem}") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{source}: the top level must be a mapping")
         raw = loaded or {}
@@ -108,6 +108,18 @@ def _parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong, and where, on one line: its own message took six, quoting
+    the text and calling the file "<unicode string>"."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or not exc.problem:
+        return str(exc).splitlines()[0]
+    mark, context = exc.problem_mark, exc.context
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    if context and exc.context_mark:
+        context += f" from line {exc.context_mark.line + 1}"
+    return where + exc.problem + (f" ({context})" if context else "")
+
+
 def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
     """`SMALLFIRST__SERVER__PORT=9000` sets server.port; values are parsed as YAML scalars.
     Returns dotted key -> the variable that set it, so errors can name the variable."""
@@ -132,7 +144,7 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
             try:
                 node[keys[-1]] = _parse_yaml(value)
             except yaml.YAMLError as exc:
-                problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+                problem = _yaml_problem(exc)
                 raise ConfigError(f"environment {name}: not a YAML value ({problem})") from exc
             overrides[".".join(keys)] = name
     return overrides

@@ -1,6 +1,7 @@
 """`smallfirst chat` without a prompt: a conversation in the terminal, one line per turn."""
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -188,3 +189,54 @@ def test_leaving_while_a_pipe_is_read_ends_python_cleanly() -> None:
         assert child.stderr is not None
         out, err = child.stdout.read(), child.stderr.read()
     assert (child.returncode, out.strip(), err) == (0, b"left", b"")
+
+
+@pytest.mark.timeout(60)
+def test_a_conversation_with_stdin_closed_ends_as_at_the_end_of_input(tmp_path: Path) -> None:
+    """`smallfirst chat <&-`: Python has no sys.stdin, and the conversation stopped with
+    a traceback (AttributeError on None.isatty) rather than ending as `< /dev/null` does."""
+    config = config_with_replies(tmp_path, "one")
+    chat = [sys.executable, "-m", "smallfirst", "chat", "--config", str(config)]
+    done = subprocess.run(
+        chat, capture_output=True, text=True, timeout=50, preexec_fn=lambda: os.close(0)
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_an_empty_prompt_is_a_usage_error_unless_text_is_piped_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`smallfirst chat ""` sent the model an empty question, and it answered one."""
+    config = config_with_replies(tmp_path, "one")
+    sent = recorded_turns(monkeypatch)
+    blank = CliRunner().invoke(app, ["chat", " ", "--config", str(config)], input="")
+    assert (blank.exit_code, blank.stderr) == (
+        2,
+        "Error: the prompt is empty: give a question, or none for a conversation\n",
+    )
+    assert sent == []
+    piped = CliRunner().invoke(app, ["chat", "", "--config", str(config)], input="My notes\n")
+    assert piped.exit_code == 0, piped.output
+    assert sent == [["My notes"]]
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_d_at_the_terminal_ends_the_line_of_the_prompt(tmp_path: Path) -> None:
+    """The shell's prompt came after "> " on the same line."""
+    import pty
+
+    config = config_with_replies(tmp_path, "one")
+    terminal, child_end = pty.openpty()
+    chat = [sys.executable, "-m", "smallfirst", "chat", "--config", str(config)]
+    with subprocess.Popen(chat, stdin=child_end, stdout=child_end, stderr=child_end) as child:
+        os.close(child_end)
+        shown = b""
+        while not shown.endswith(b"> "):
+            shown += os.read(terminal, 1024)
+        os.write(terminal, b"\x04")  # Ctrl-D
+        assert child.wait(timeout=50) == 0
+        with contextlib.suppress(OSError):  # EIO once the child's end is closed
+            while chunk := os.read(terminal, 1024):
+                shown += chunk
+    os.close(terminal)
+    assert shown.endswith(b"> \r\n")

@@ -1,4 +1,5 @@
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,63 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_settings(tmp_path / "nope.yaml", env={})
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(write(tmp_path, "models: [\n"), env={})
+
+
+def test_a_yaml_error_is_one_line_naming_the_file_and_the_line(tmp_path: Path) -> None:
+    """PyYAML's message took six lines, quoted the text and named it "<unicode string>"."""
+    path = write(tmp_path, "models:\n  - id: a\n    tier: edge\n   bad: [\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(error.value) == (
+        f"{path}: not valid YAML: line 4, column 4: expected <block end>, but found"
+        " '<block mapping start>' (while parsing a block collection from line 2)"
+    )
+
+
+def test_an_infinite_or_nan_number_is_refused_naming_its_key(tmp_path: Path) -> None:
+    """`.inf` (or `1e400`, a string to YAML) passed `ge=0`: `models --json` printed the
+    price as `Infinity`, which is not JSON."""
+    models = "models:\n  - {id: m, tier: edge, input_cost_per_1m: 1e400}\n"
+    path = write(tmp_path, models + "routing: {threshold: .nan}\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(error.value).splitlines()[1:] == [
+        "  routing.threshold: Input should be a finite number",
+        "  models.0.input_cost_per_1m: Input should be a finite number",
+    ]
+
+
+def test_the_cascade_takes_minus_infinity_as_calibrate_cascade_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`router calibrate-cascade` writes `min_mean_logprob: -.inf` (never escalate), and
+    `config check --json` shows it as JSON can hold it (it printed `-Infinity`)."""
+    monkeypatch.setenv("SMALLFIRST__DATA_DIR", str(tmp_path / "data"))
+    path = write(tmp_path, "routing: {cascade: {min_mean_logprob: -.inf}}\n")
+    result = CliRunner().invoke(app, ["config", "check", "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(name))
+    assert shown["routing"]["cascade"]["min_mean_logprob"] == "-Infinity"
+    resolved = tmp_path / "resolved.json"  # JSON is YAML: the output reads as a config
+    resolved.write_text(result.stdout)
+    assert load_settings(resolved, env={}).routing == load_settings(path, env={}).routing
+
+
+@pytest.mark.parametrize(
+    ("base_url", "problem"),
+    [
+        ("http://", "not a URL: it names no host"),
+        ("http://127.0.0.1:port/v1", "not a URL: Port could not be cast to integer value"),
+        ("http://[::1/v1", "not a URL: Invalid IPv6 URL"),
+    ],
+)
+def test_a_base_url_that_names_no_address_is_refused(
+    tmp_path: Path, base_url: str, problem: str
+) -> None:
+    """They passed the check, and every request to the model was a 502."""
+    remote = f"{{id: r, tier: cloud, backend: openai_compat, base_url: '{base_url}'}}"
+    with pytest.raises(ConfigError, match=rf"\n  models\.0\.base_url: {problem}"):
+        load_settings(write(tmp_path, f"models:\n  - {remote}\n"), env={})
 
 
 def test_config_check_cli(tmp_path: Path) -> None:

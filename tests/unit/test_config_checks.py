@@ -70,6 +70,21 @@ def test_an_adapter_or_model_that_is_not_a_gguf_file_is_refused(
     assert result.output == f"Error: {config}: models.0.{key} (m): {problem}: {target}\n"
 
 
+@pytest.mark.parametrize(
+    ("key", "what"), [("path", "model file"), ("lora_path", "LoRA adapter file")]
+)
+def test_a_folder_given_as_a_file_is_named_a_folder(tmp_path: Path, key: str, what: str) -> None:
+    """It was "model file not found" for a folder that is there."""
+    (tmp_path / "models").mkdir()
+    config = write(tmp_path, local_model(**{key: "models/"}))
+    result = check(str(config))
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: {config}: models.0.{key} (m): {what} is a folder, not a GGUF file:"
+        f" {tmp_path / 'models'}\n",
+    )
+
+
 def test_gguf_files_and_the_bundled_model_pass(tmp_path: Path) -> None:
     model, adapter = gguf(tmp_path / "model.gguf"), gguf(tmp_path / "adapter.gguf")
     result = check(str(write(tmp_path, local_model(path=str(model), lora_path=str(adapter)))))
@@ -227,6 +242,8 @@ def test_serve_passes_uvicorn_a_level_it_knows(served: list[Any]) -> None:
     [
         ("{router: /nonexistent/router}", "routing: unknown router '/nonexistent/router'"),
         ("{router: learned}", "routing: `learned` needs an artifact"),
+        # the routers a config may name: the cascade was left out of the list
+        ("{router: /casade}", "routing: unknown router '/casade': not one of cascade, length,"),
     ],
 )
 def test_a_routing_error_names_the_file(tmp_path: Path, routing: str, problem: str) -> None:
@@ -263,6 +280,25 @@ def test_api_keys_are_needed_beyond_loopback_by_check_as_by_serve(
     assert served == []
     monkeypatch.setenv("SMALLFIRST_API_KEYS", "k1")
     assert CliRunner().invoke(app, command).exit_code == 0
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"], ["chat", "Hi"]])
+def test_a_spacy_model_that_is_not_installed_is_refused_naming_key_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[Any], command: list[str]
+) -> None:
+    """It passed the check, and the server started, then failed every scanned request with
+    a 500 (and `chat` with a traceback)."""
+    config = write(tmp_path, "privacy: {spacy_model: xx_no_such_pipeline}\n")
+    monkeypatch.setenv("SMALLFIRST_CONFIG", str(config))
+    refused = CliRunner().invoke(app, command)
+    assert (refused.exit_code, refused.output) == (
+        1,
+        f"Error: {config}: privacy.spacy_model: spaCy model 'xx_no_such_pipeline' is not"
+        " installed: name an installed pipeline package or a pipeline folder\n",
+    )
+    assert served == []
+    off = write(tmp_path, "privacy: {enabled: false, spacy_model: xx_no_such_pipeline}\n")
+    assert check(str(off)).exit_code == 0
 
 
 def test_require_api_key_without_a_key_is_refused_saying_so(

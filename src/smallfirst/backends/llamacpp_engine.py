@@ -54,6 +54,8 @@ def resolve_model_path(path: str) -> Path:
             raise ModelUnavailable(f"package {package!r} is not installed; run `make install`")
         return Path(next(iter(spec.submodule_search_locations))) / filename
     resolved = Path(path).expanduser()
+    if resolved.is_dir():
+        raise ModelUnavailable(f"model file is a folder, not a GGUF file: {resolved}")
     if not resolved.is_file():
         raise ModelUnavailable(f"model file not found: {resolved}")
     return resolved

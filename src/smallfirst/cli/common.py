@@ -151,6 +151,18 @@ def check_routing_or_exit(settings: Settings) -> None:
         fail(f"{settings.origin('routing')}: routing: {exc}", code=1)
 
 
+def check_privacy_or_exit(settings: Settings) -> None:
+    """Exit 1 if the PII detector's spaCy pipeline is not there: the server started, and
+    every request it scanned failed with a 500."""
+    if not settings.privacy.enabled:
+        return
+    from smallfirst.privacy.detect import spacy_model_problem
+
+    problem = spacy_model_problem(settings.privacy.spacy_model)
+    if problem is not None:
+        fail(f"{settings.origin('privacy.spacy_model')}: privacy.spacy_model: {problem}", code=1)
+
+
 def check_data_dir_or_exit(settings: Settings) -> None:
     """Exit 1 if the request log could not be written in `data_dir` (the server would stop
     at startup with a traceback)."""
@@ -309,6 +321,8 @@ def _weights_file(model: LlamaCppModel) -> Path | str:
 def _gguf(path: Path, what: str) -> GgufHeader | str | None:
     """The file's header, or what is wrong with it; None for a GGUF file this reader does
     not know (a newer version): llama.cpp may."""
+    if path.is_dir():  # it was "not found", for a folder that is there
+        return f"{what} is a folder, not a GGUF file: {path}"
     if not path.is_file():
         return f"{what} not found: {path}"
     try:

@@ -13,6 +13,7 @@ from smallfirst.cli.common import (
     adapter_file_problems,
     check_api_keys_or_exit,
     check_data_dir_or_exit,
+    check_privacy_or_exit,
     check_routing_or_exit,
     config_warnings,
     model_file_problems,
@@ -35,6 +36,7 @@ def check(
     """Validate a config file; exit 1 naming the key and file when it is wrong."""
     settings = settings_or_exit(file)
     check_routing_or_exit(settings)
+    check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
     refuse_model_file_problems(
         settings, [*model_file_problems(settings), *adapter_file_problems(settings)]
@@ -54,6 +56,6 @@ def _shown(settings: Settings) -> dict[str, Any]:
     as it was (whatever reads this output need not see it)."""
     from smallfirst.server.auth import hashed
 
-    shown = settings.model_dump(mode="json")
+    shown: dict[str, Any] = json.loads(settings.model_dump_json())
     shown["server"]["api_keys"] = hashed(settings.server.api_keys)
     return shown

@@ -19,6 +19,7 @@ from smallfirst.cli.common import (
     adapter_file_problems,
     check_api_keys_or_exit,
     check_data_dir_or_exit,
+    check_privacy_or_exit,
     check_routing_or_exit,
     config_warnings,
     fail,
@@ -63,6 +64,7 @@ def serve(
     if port is not None:
         settings.server.port = port
     check_routing_or_exit(settings)
+    check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
     _check_request_log(settings)
     refuse_model_file_problems(settings, adapter_file_problems(settings))
@@ -128,16 +130,19 @@ def chat(
     asks_by_id = model != AUTO_MODEL_ID and rag_collection(model) is None
     if asks_by_id and settings.model(model) is None:
         fail(f"model {model!r} is not in the config; see `smallfirst models`")
+    check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
     _check_request_log(settings)
+    question = None if prompt is None else _with_piped_text(prompt)
+    if question is not None and not question.strip():  # the model answered a blank anyway
+        fail("the prompt is empty: give a question, or none for a conversation")
     opening = [ChatMessage(role="system", content=system)] if system else []
     ask = _Asker(model=model, max_tokens=max_tokens, rag=rag)
 
     async def run() -> None:
         gateway = Gateway.from_settings(settings)
         try:
-            if prompt is not None:
-                question = _with_piped_text(prompt)
+            if question is not None:
                 await ask(gateway, [*opening, ChatMessage(role="user", content=question)])
             else:
                 await _converse(gateway, ask, opening)
@@ -156,7 +161,7 @@ def _with_piped_text(prompt: str) -> str:
     if sys.stdin is None or sys.stdin.isatty():
         return prompt
     piped = sys.stdin.read()
-    return f"{piped.rstrip()}\n\n{prompt}" if piped.strip() else prompt
+    return "\n\n".join(part for part in (piped.rstrip(), prompt) if part.strip())
 
 
 async def _read_line(marker: str, *, interactive: bool) -> str:
@@ -242,13 +247,17 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
     from smallfirst.errors import ContextLengthExceeded, ModelNotFound, SmallfirstError
     from smallfirst.types import ChatMessage
 
+    if sys.stdin is None:  # closed (`<&-`): no line will come, as at the end of input
+        return
     marker = "> " if sys.stdin.isatty() else ""
     history = list(opening)
     while True:
         try:
             at_terminal = sys.stdin.isatty() and sys.stdout.isatty()
             line = (await _read_line(marker, interactive=at_terminal)).strip()
-        except EOFError:
+        except EOFError:  # Ctrl-D: the shell's prompt went on after "> "
+            if marker:
+                typer.echo("")
             return
         if line in ("/exit", "/quit"):
             return

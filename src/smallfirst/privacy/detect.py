@@ -284,10 +284,23 @@ def _load_spacy(model_name: str) -> Any:
         )
         location = _pipeline_location(FALLBACK_SPACY_MODEL)
     if location is None:
-        raise RuntimeError(
-            f"spaCy model {model_name!r} is not installed; install the 'privacy' extra"
-        )
+        raise RuntimeError(_not_installed(model_name))
     return spacy.load(location, exclude=list(_SPACY_COMPONENTS_UNUSED))
+
+
+def spacy_model_problem(model_name: str) -> str | None:
+    """Why `privacy.spacy_model` names no pipeline (None when it does, or is the default,
+    which falls back): the server started, then failed every scanned request with a 500."""
+    if model_name == DEFAULT_SPACY_MODEL or _pipeline_location(model_name) is not None:
+        return None
+    return _not_installed(model_name)
+
+
+def _not_installed(model_name: str) -> str:
+    return (
+        f"spaCy model {model_name!r} is not installed: name an installed pipeline package or"
+        " a pipeline folder"
+    )
 
 
 def _pipeline_location(model_name: str) -> str | Path | None:

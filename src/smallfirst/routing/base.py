@@ -153,9 +153,8 @@ def load_router(spec: str) -> Router:
         return LearnedRouter.load(path)
     if spec == LEARNED_NAME:
         raise ConfigError("`learned` needs an artifact: pass the path written by `router train`")
-    raise ConfigError(
-        f"unknown router {spec!r}: not one of {sorted(ROUTER_CLASSES)} and no such artifact path"
-    )
+    known = ", ".join(sorted([*ROUTER_CLASSES, CASCADE_NAME]))  # what `routing.router` takes
+    raise ConfigError(f"unknown router {spec!r}: not one of {known}, and no such artifact path")
 
 
 def check_routing(config: RoutingConfig) -> None:
