@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    field_validator,
     model_validator,
 )
 
@@ -263,6 +264,13 @@ class RoutingConfig(_Section):
     cascade: CascadeConfig = Field(default_factory=CascadeConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+
+    @field_validator("fallbacks", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, value: Any) -> Any:
+        """A tier not named keeps its default chain: `fallbacks: {cloud: [edge]}` (or
+        SMALLFIRST__ROUTING__FALLBACKS__CLOUD) left on-prem without its fallback to edge."""
+        return {**_default_fallbacks(), **value} if isinstance(value, dict) else value
 
 
 # A collection is asked for as the model `rag/<name>`: its name must read as one path segment.

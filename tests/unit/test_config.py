@@ -85,6 +85,18 @@ models:
     assert [m.tier for m in settings.models] == ["edge", "cloud"]
 
 
+def test_a_fallback_chain_given_for_one_tier_keeps_the_others_defaults(tmp_path: Path) -> None:
+    """`fallbacks: {cloud: [edge]}`, or the same from the environment, replaced the whole
+    mapping: on-prem silently lost its fallback to edge."""
+    path = write(tmp_path, "routing:\n  fallbacks: {cloud: [edge]}\n")
+    from_file = load_settings(path, env={}).routing.fallbacks
+    from_env = load_settings(env={"SMALLFIRST__ROUTING__FALLBACKS__CLOUD": "[edge]"})
+    expected = {"cloud": ["edge"], "onprem": ["edge"], "edge": []}
+    assert from_file == from_env.routing.fallbacks == expected
+    emptied = write(tmp_path, "routing:\n  fallbacks: {onprem: []}\n")
+    assert load_settings(emptied, env={}).routing.fallbacks["onprem"] == []
+
+
 def test_duplicate_model_ids_are_rejected_naming_each_later_one(tmp_path: Path) -> None:
     models = "".join(f"  - {{id: {i}, tier: edge}}\n" for i in ["a", "b", "a", "a"])
     path = write(tmp_path, "models:\n" + models)
