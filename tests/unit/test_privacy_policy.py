@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pytest
 from pydantic import ValidationError
 
+from smallfirst.config_file import load_settings
 from smallfirst.errors import PolicyBlocked
 from smallfirst.privacy import (
     Finding,
@@ -123,3 +124,11 @@ def test_permitted_tiers_with_block_everywhere() -> None:
     config = PrivacyConfig(tier_policy={"edge": "block", "onprem": "block", "cloud": "block"})
     assert permitted_tiers(config, PERSON) == []
     assert permitted_tiers(config, []) == ["edge", "onprem", "cloud"]
+
+
+def test_a_policy_given_for_one_tier_keeps_the_others_defaults() -> None:
+    """SMALLFIRST__PRIVACY__TIER_POLICY__CLOUD=block was refused: "tier_policy lacks tiers
+    ['edge', 'onprem']"."""
+    settings = load_settings(env={"SMALLFIRST__PRIVACY__TIER_POLICY__CLOUD": "block"})
+    assert settings.privacy.tier_policy == {"edge": "allow", "onprem": "allow", "cloud": "block"}
+    assert PrivacyConfig(tier_policy={"edge": "local_only"}).tier_policy["cloud"] == "redact"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -52,13 +52,12 @@ class PrivacyConfig(BaseModel):
             )
         return value
 
-    @field_validator("tier_policy")
+    @field_validator("tier_policy", mode="before")
     @classmethod
-    def _every_tier(cls, value: dict[Tier, PolicyAction]) -> dict[Tier, PolicyAction]:
-        missing = [tier for tier in TIERS if tier not in value]
-        if missing:
-            raise ValueError(f"tier_policy lacks tiers {missing}")
-        return value
+    def _over_the_defaults(cls, value: Any) -> Any:
+        """A tier not named keeps its default policy (cloud: redact): naming one, as
+        SMALLFIRST__PRIVACY__TIER_POLICY__CLOUD=block does, was refused for lacking the others."""
+        return {**_default_tier_policy(), **value} if isinstance(value, dict) else value
 
 
 def relevant_findings(config: PrivacyConfig, findings: Iterable[Finding]) -> list[Finding]:
