@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import logging
 import math
 import sqlite3
 import time
@@ -363,6 +364,17 @@ def test_a_default_model_that_fails_to_load_in_any_way_makes_readyz_say_so(
     ready = readyz_after_a_failed_warm_up(monkeypatch, fake_settings(tmp_path), error)
     assert ready.status_code == 503
     assert ready.json()["status"] == "failed"
+
+
+def test_a_pii_detector_that_fails_to_load_is_named_in_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was logged as "default model failed to load", the model having loaded fine."""
+    error = RuntimeError("spaCy model 'nope' is not installed")
+    with caplog.at_level(logging.ERROR, logger="smallfirst"):
+        readyz_after_a_failed_warm_up(monkeypatch, fake_settings(tmp_path), error)
+    assert "PII detector failed to load" in caplog.text
+    assert "default model failed" not in caplog.text
 
 
 def test_with_keys_required_the_keyless_readyz_names_no_file(

@@ -88,13 +88,15 @@ async def _warm_up(app: Starlette, gw: Gateway) -> None:
     the first request is fast."""
     backend = gw.backends[gw.default_model_id()]
     warm = getattr(backend, "warm_up", None)
+    loading = "default model"
     try:
         if warm is not None:
             await warm()
+        loading = "PII detector"  # its failure was told as the model's
         await gw.privacy.warm_up()
     except Exception as error:  # /readyz says why; a bug's trace goes to the log (`served`)
         app.state.startup_problem = served(error).message
-        log.error("default model failed to load: %s", app.state.startup_problem)
+        log.error("%s failed to load: %s", loading, app.state.startup_problem)
     try:
         await gw.routing.warm_up()
     except Exception as error:  # `auto` requests will say why; other models still answer
