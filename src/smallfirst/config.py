@@ -141,6 +141,10 @@ class LlamaCppModel(_ModelBase):
         return self
 
 
+# What a client adds to a base URL; a `base_url` ending in one names an endpoint instead
+_ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/responses")
+
+
 def _an_address(url: str) -> str:
     """`http://` or a port that is not a number passed the pattern, and every request to the
     model failed with a 502 (InvalidUrlClientError)."""
@@ -151,6 +155,10 @@ def _an_address(url: str) -> str:
         raise ValueError(f"not a URL: {exc}") from None
     if not parts.hostname:
         raise ValueError("not a URL: it names no host")
+    endpoint = next((e for e in _ENDPOINTS if parts.path.rstrip("/").endswith(e)), None)
+    if endpoint is not None:  # the endpoint is added to it: every request was a 404
+        base = url[: url.rindex(endpoint)]
+        raise ValueError(f"names the endpoint {endpoint}: give the base URL ({base})")
     return url
 
 

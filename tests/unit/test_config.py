@@ -162,6 +162,10 @@ def test_the_cascade_takes_minus_infinity_as_calibrate_cascade_writes_it(
         ("http://", "not a URL: it names no host"),
         ("http://127.0.0.1:port/v1", "not a URL: Port could not be cast to integer value"),
         ("http://[::1/v1", "not a URL: Invalid IPv6 URL"),
+        (
+            "https://api.example.com/v1/chat/completions/",
+            r"names the endpoint /chat/completions: give the base URL \(https://api.example.com/v1\)",
+        ),
     ],
 )
 def test_a_base_url_that_names_no_address_is_refused(
