@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from starlette.testclient import TestClient
+
     from smallfirst.privacy import PiiDetector
+    from smallfirst.service import Gateway
 
 
 @pytest.fixture
@@ -31,3 +36,13 @@ def detector() -> PiiDetector:
     found = shared_detector()
     found.warm_up()
     return found
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, Gateway]]:
+    """A gateway with fake backends (tests/helpers.py) and its client, lifespan running."""
+    from tests.helpers import fake_client, fake_settings
+
+    client, gateway = fake_client(fake_settings(tmp_path))
+    with client:
+        yield client, gateway

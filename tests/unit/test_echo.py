@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.answers import RouteInfo
@@ -14,14 +10,7 @@ from smallfirst.routing.cascade import confidence
 from smallfirst.server.render import completion_body
 from smallfirst.service import Gateway
 from smallfirst.types import TextRequest
-from tests.helpers import fake_backend, fake_client, fake_settings
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, Gateway]]:
-    client, gateway = fake_client(fake_settings(tmp_path))
-    with client:
-        yield client, gateway
+from tests.helpers import fake_backend
 
 
 def test_the_answer_starts_with_the_prompt(api: tuple[TestClient, Gateway]) -> None:

@@ -1,8 +1,7 @@
 """POST /v1/responses with fake backends: OpenAI's Responses API over the same gateway."""
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from smallfirst.server.responses_api_request import ResponsesRequest
 from smallfirst.server.sse import sse_stream
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest
-from tests.helpers import fake_backend, fake_client, fake_settings
+from tests.helpers import fake_backend
 
 WEATHER_TOOL = {
     "type": "function",
@@ -39,13 +38,6 @@ WEATHER_TOOL = {
     "description": "Weather for a city",
     "parameters": {"type": "object", "properties": {"input": {"type": "string"}}},
 }
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, Gateway]]:
-    client, gateway = fake_client(fake_settings(tmp_path))
-    with client:
-        yield client, gateway
 
 
 def events_of(text: str) -> list[dict[str, Any]]:

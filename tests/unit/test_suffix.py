@@ -3,8 +3,6 @@ model asked for, guarded like the prompt, and refused where it cannot mean anyth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,16 +10,9 @@ from starlette.testclient import TestClient
 
 from smallfirst.service import Gateway
 from smallfirst.types import TextRequest
-from tests.helpers import fake_backend, fake_client, fake_settings
+from tests.helpers import fake_backend
 
 EMAIL = "john.smith@example.com"
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, Gateway]]:
-    client, gateway = fake_client(fake_settings(tmp_path))
-    with client:
-        yield client, gateway
 
 
 def complete(client: TestClient, **body: Any) -> Any:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,17 +10,10 @@ from starlette.testclient import TestClient
 
 from smallfirst.service import Gateway
 from smallfirst.types import TextRequest
-from tests.helpers import fake_backend, fake_client, fake_settings
+from tests.helpers import fake_backend
 
 PROMPT = "Hi John Smith"
 IDS = list(PROMPT.encode())  # the fake local tokenizer: one token per byte
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[TestClient, Gateway]]:
-    client, gateway = fake_client(fake_settings(tmp_path))
-    with client:
-        yield client, gateway
 
 
 def complete(client: TestClient, prompt: Any, model: str = "tiny", **extra: Any) -> Any:

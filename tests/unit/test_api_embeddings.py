@@ -1,0 +1,116 @@
+"""`/v1/embeddings` with fake backends: listed and logged like the other models, in OpenAI's
+limits, and never holding up chat."""
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from smallfirst.service import Gateway
+from tests.helpers import (
+    chat_body,
+    fake_client,
+    fake_settings,
+)
+
+
+def test_the_embedding_model_is_listed_and_its_requests_logged(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+        body = {"model": "all-minilm-l6-v2", "input": ["two words", "three more words"]}
+        embedded = client.post("/v1/embeddings", json=body)
+        unknown = client.post("/v1/embeddings", json={"model": "nope", "input": "x"})
+        too_long = {"model": "all-minilm-l6-v2", "input": "word " * 400}
+        refused = client.post("/v1/embeddings", json=too_long)
+        chat = client.post("/v1/chat/completions", json=chat_body("all-minilm-l6-v2"))
+    assert listed["all-minilm-l6-v2"]["dimensions"] == 384
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT id, status, tier, prompt_tokens FROM requests WHERE endpoint = 'embeddings'"
+    )
+    logged = {row[0]: row[1:] for row in rows}
+    tokens = embedded.json()["usage"]["prompt_tokens"]
+    assert logged[embedded.headers["x-request-id"]] == (200, "embeddings", tokens)
+    assert logged[unknown.headers["x-request-id"]] == (404, None, 0)
+    # a request for the embedding model keeps it, failed or not (it was "unknown", in 0 ms)
+    assert logged[refused.headers["x-request-id"]] == (400, "embeddings", 0)
+    assert chat.status_code == 400
+    assert "is an embedding model: send it to /v1/embeddings" in chat.json()["error"]["message"]
+
+
+def test_embedding_requests_do_not_hold_up_chat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: six large embedding requests took every thread of asyncio's default pool, and a
+    chat request (its privacy scan runs there) waited until all six were done."""
+    pytest.importorskip("onnxruntime")
+    import asyncio
+    import threading
+
+    import numpy as np
+
+    from smallfirst.embed import DIMENSIONS, encoder
+
+    release = threading.Event()
+
+    def held(self: Any, token_ids: list[int]) -> Any:
+        release.wait(timeout=30)  # the embeddings go on until the chat has its answer
+        return np.zeros(DIMENSIONS, dtype=np.float32)
+
+    monkeypatch.setattr(encoder.LocalEmbedder, "_embed_ids", held)
+    client, _ = fake_client(fake_settings(tmp_path))  # the privacy guard is on: a thread each
+
+    async def chat_beside_embeddings() -> int:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            body = {"model": "all-minilm-l6-v2", "input": ["a text"] * 4}
+            embeddings = [
+                asyncio.ensure_future(http.post("/v1/embeddings", json=body)) for _ in range(40)
+            ]
+            await asyncio.sleep(0.2)  # all are in: more than the default pool has threads
+            try:
+                chat = await asyncio.wait_for(
+                    http.post("/v1/chat/completions", json=chat_body()), timeout=20
+                )
+            finally:
+                release.set()
+                await asyncio.gather(*embeddings)
+            return chat.status_code
+
+    with client:
+        assert client.portal is not None
+        assert client.portal.call(chat_beside_embeddings) == 200
+
+
+def test_embeddings_refuse_a_size_the_model_cannot_make(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    body = {"model": "all-minilm-l6-v2", "input": "x", "dimensions": 256}
+    response = client.post("/v1/embeddings", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "dimensions"
+    assert "384-dimensional vectors only" in response.json()["error"]["message"]
+
+
+def test_embeddings_take_at_most_2048_inputs_as_openai_does(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    client, _ = api
+    body = {"model": "all-minilm-l6-v2", "input": ["x"] * 2049}
+    response = client.post("/v1/embeddings", json=body)
+    assert response.status_code == 400
+    assert "at most 2048 inputs per request; got 2049" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2], [3]]])
+def test_embeddings_refuse_token_arrays_by_name(
+    api: tuple[TestClient, Gateway], tokens: list[object]
+) -> None:
+    client, _ = api
+    response = client.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": tokens})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input"
+    assert "token arrays are not supported" in response.json()["error"]["message"]

@@ -1,0 +1,149 @@
+"""What the HTTP surface logs of each request (never its prompt unless asked), and which
+routes need an API key where."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from smallfirst.service import Gateway
+from tests.helpers import (
+    chat_body,
+    fake_client,
+    fake_settings,
+    keyed_client,
+)
+
+
+def test_health_ready_and_metrics(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").json() == {"status": "ready"}
+    client.post("/v1/chat/completions", json=chat_body("big"))
+    text = client.get("/metrics").text
+    assert 'smallfirst_requests_total{model="big",status="200",tier="cloud"} 1.0' in text
+    assert 'smallfirst_tokens_total{direction="output",model="big",tier="cloud"} 3.0' in text
+    assert 'smallfirst_queue_depth{model="tiny"} 0.0' in text
+
+
+def test_every_answer_and_error_names_its_request_log_row(tmp_path: Path) -> None:
+    """`x-request-id`, as OpenAI sends it (the openai SDK's `_request_id`): the id of the
+    request's row in the log, for answers, streams, errors, and bodies that do not parse."""
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        responses = [
+            client.post("/v1/chat/completions", json=chat_body("big")),
+            client.post("/v1/chat/completions", json=chat_body("tiny", stream=True)),
+            client.post("/v1/completions", json={"model": "tiny", "prompt": ["a", "b"]}),
+            client.post("/v1/chat/completions", json=chat_body("nope")),
+            client.post("/v1/chat/completions", content=b"{not json"),
+        ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 400]
+    ids = [r.headers["x-request-id"] for r in responses]
+    assert len(set(ids)) == len(ids)
+    logged = dict(
+        sqlite3.connect(tmp_path / "requests.db").execute("SELECT id, status FROM requests")
+    )
+    assert [logged[i] for i in (ids[0], ids[1], ids[3], ids[4])] == [200, 200, 404, 400]
+    assert logged[f"{ids[2]}-0"] == logged[f"{ids[2]}-1"] == 200  # a batch: one row a prompt
+    assert responses[0].json()["id"].endswith(ids[0])
+
+
+def test_each_request_is_logged_with_cost_and_no_prompt(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    client, _ = fake_client(settings)
+    with client:
+        client.post("/v1/chat/completions", json=chat_body("big"))
+        client.post("/v1/chat/completions", json=chat_body("nope"))
+    rows = (
+        sqlite3.connect(tmp_path / "requests.db")
+        .execute(
+            "SELECT model_answered, tier, status, prompt_tokens, completion_tokens, cost_usd,"
+            " prompt FROM requests ORDER BY created_at"
+        )
+        .fetchall()
+    )
+    answered, tier, status, prompt_tokens, completion_tokens, cost, prompt = rows[0]
+    assert (answered, tier, status, prompt) == ("big", "cloud", 200, None)
+    assert cost == pytest.approx((prompt_tokens * 2.0 + completion_tokens * 8.0) / 1e6)
+    assert rows[1][2] == 404
+
+
+def test_requests_refused_before_routing_are_logged_and_counted(tmp_path: Path) -> None:
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        client.post("/v1/chat/completions", json=chat_body(temperature=3))
+        client.post("/v1/completions", content=b"{nope")
+        metrics = client.get("/metrics").text
+    assert 'smallfirst_requests_total{model="unknown",status="400",tier="none"} 2.0' in metrics
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT endpoint, model_requested, status FROM requests ORDER BY endpoint"
+    )
+    assert rows.fetchall() == [("chat", "unknown", 400), ("completions", "unknown", 400)]
+
+
+def test_prompts_are_logged_only_when_asked(tmp_path: Path) -> None:
+    client, _ = fake_client(fake_settings(tmp_path, log_prompts=True))
+    with client:
+        client.post("/v1/chat/completions", json=chat_body())
+    prompt, response = (
+        sqlite3.connect(tmp_path / "requests.db")
+        .execute("SELECT prompt, response FROM requests")
+        .fetchone()
+    )
+    assert prompt == "user: Hi there"
+    assert response == "Hello from tiny."
+
+
+def test_api_keys_required_off_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _ = keyed_client(tmp_path, monkeypatch, "sekret-1,sekret-2")
+    with client:
+        missing = client.post("/v1/chat/completions", json=chat_body())
+        wrong = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
+        right = client.get("/v1/models", headers={"Authorization": "Bearer sekret-2"})
+        health = client.get("/healthz")
+        tokenizer = [
+            client.post("/tokenize", json={"model": "tiny", "prompt": "hi"}),
+            client.post("/detokenize", json={"model": "tiny", "tokens": [104]}),
+            client.get("/tokenizer_info"),
+        ]
+        keyed = client.post(
+            "/tokenize",
+            json={"model": "tiny", "prompt": "hi"},
+            headers={"Authorization": "Bearer sekret-1"},
+        )
+    assert [r.status_code for r in tokenizer] == [401, 401, 401]
+    assert keyed.status_code == 200
+    assert missing.status_code == 401
+    assert missing.json()["error"]["type"] == "authentication_error"
+    assert wrong.status_code == 401
+    assert right.status_code == 200
+    assert health.status_code == 200
+
+
+def test_metrics_and_dashboard_need_a_key_off_loopback_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = keyed_client(tmp_path, monkeypatch, "sekret-1")
+    with client:
+        metrics = client.get("/metrics")
+        scraped = client.get("/metrics", headers={"Authorization": "Bearer sekret-1"})
+        page = client.get("/dashboard")
+        browser = client.get("/dashboard", auth=("anyone", "sekret-1"))
+        wrong = client.get("/dashboard", auth=("anyone", "nope"))
+        ready = client.get("/readyz")
+    assert metrics.status_code == 401
+    assert "www-authenticate" not in metrics.headers
+    assert scraped.status_code == 200
+    assert page.status_code == 401
+    assert page.headers["www-authenticate"].startswith('Basic realm="smallfirst"')
+    assert browser.status_code == 200
+    assert wrong.status_code == 401
+    assert ready.status_code == 200
+
+
+def test_on_loopback_metrics_and_dashboard_stay_open(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/dashboard").status_code == 200
