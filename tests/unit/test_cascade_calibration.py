@@ -81,3 +81,19 @@ def test_cli_prints_the_config_line_and_json(tmp_path: Path) -> None:
     assert as_json["rows"] == 5
     missing = CliRunner().invoke(app, ["router", "calibrate-cascade", "--data", str(data)])
     assert missing.exit_code == 2
+
+
+def test_rows_a_judge_did_not_rate_are_left_out() -> None:
+    unrated = row(-3.0, 0, 1) | {"weak": {"model": "w", "score": None}}
+    result = calibrate_cascade([*ROWS, unrated], min_quality=1.0)
+    assert result.rows == len(ROWS)
+    assert result.escalated_share == pytest.approx(0.4)
+
+
+def test_a_strong_model_no_better_is_never_escalated_to_for_quality() -> None:
+    # The same answers from both: every request went strong for a gain of nothing.
+    same = [row(mean, weak, weak) for mean, weak in ((-2.0, 0), (-1.0, 1), (-0.5, 1))]
+    result = calibrate_cascade(same, min_quality=0.9)
+    assert result.escalated_share == 0.0
+    assert math.isinf(result.min_mean_logprob)
+    assert math.isnan(result.pgr)

@@ -1,13 +1,18 @@
 """`smallfirst router label` with fake models: scoring, judge parsing, resuming."""
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from smallfirst.cli import app
-from smallfirst.routing.label import parse_rating, score_against_reference
+from smallfirst.errors import UpstreamError
+from smallfirst.routing.label import LabelJob, label_file, parse_rating, score_against_reference
+from smallfirst.service import Gateway
+from tests.helpers import fake_backend, fake_settings
 
 
 @pytest.mark.parametrize(
@@ -18,18 +23,47 @@ from smallfirst.routing.label import parse_rating, score_against_reference
         ("Maybe 17 or 19", "#### 18", 0.0),
         ("No number here", "#### 18", 0.0),
         ("The answer is (B) because", "B", 1.0),
-        ("A is wrong, the answer is C", "C", 0.0),  # the first letter given is the answer
+        ("B is wrong, the answer is C", "C", 0.0),  # the first letter given is the answer
         ("It is the city of Paris.", "Paris", 1.0),
+        # A reference with a unit is still a number: "$142" contained "$42" as text.
+        ("The total is $142.", "$42", 0.0),
+        ("It is 420%", "42%", 0.0),
+        ("42 dollars", "$42", 1.0),
+        ("The answer is 42.", "42.0", 1.0),
+        ("\u22125", "-5", 1.0),
+        # "a" and "I" as words are not the option ("I" was the letter of every upper-cased "I").
+        ("I think it is B", "B", 1.0),
+        ("A good guess is C", "C", 1.0),
+        ("I think that is b", "a", 0.0),
+        ("A is correct.", "A", 1.0),
+        ("B", "(B)", 1.0),
+        # Text references are whole words.
+        ("yesterday", "yes", 0.0),
+        ("I know", "no", 0.0),
+        ("  YES ", "yes", 1.0),
     ],
 )
 def test_reference_scoring(answer: str, reference: str, score: float) -> None:
     assert score_against_reference(answer, reference) == score
 
 
-def test_judge_rating_parsing() -> None:
-    assert parse_rating("8") == 0.8
-    assert parse_rating("Rating: 10/10") == 1.0
-    assert parse_rating("I cannot rate this") is None
+@pytest.mark.parametrize(
+    ("reply", "rating"),
+    [
+        ("8", 0.8),
+        ("Rating: 10/10", 1.0),
+        ("I would rate it 7 out of 10.", 0.7),
+        ("**7.5**\n\nA clear answer.", 0.75),
+        ("I cannot rate this", None),
+        # Numbers that are no rating (the bundled model as a judge wrote these).
+        ("The answer is 2 * 2", None),
+        ("A. 4", None),
+        ("1. The user provided a clear and", None),
+        ("0", None),
+    ],
+)
+def test_judge_rating_parsing(reply: str, rating: float | None) -> None:
+    assert parse_rating(reply) == rating
 
 
 def test_label_cli_writes_schema_rows_and_resumes(tmp_path: Path) -> None:
@@ -159,3 +193,105 @@ def test_label_refuses_empty_data_and_an_unusable_out_first(
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: " + message.format(data=data, out=out, tmp=tmp_path))
     assert "labelled" not in result.stdout
+
+
+def _label(tmp_path: Path, data: Path, out: Path, *extra: str) -> Result:
+    args = ["router", "label", "--data", str(data), "--out", str(out), "--weak", "tiny"]
+    config = _fake_config(tmp_path, weak_reply="7", strong_reply="The answer is 2 * 2")
+    return CliRunner().invoke(app, [*args, "-c", str(config), *extra])
+
+
+def _prompts(path: Path, *rows: dict[str, object]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_a_judge_reply_without_a_rating_leaves_the_score_null(tmp_path: Path) -> None:
+    data = _prompts(tmp_path / "in.jsonl", GOOD)
+    out = tmp_path / "out.jsonl"
+    result = _label(tmp_path, data, out, "--strong", "big", "--judge", "big")
+    assert result.exit_code == 0, result.output
+    (row,) = map(json.loads, out.read_text().splitlines())
+    assert row["weak"]["score"] is None  # was 0.0: below the worst rating
+    assert "1 row without a score (the judge gave no rating" in result.output
+
+
+@pytest.mark.parametrize(
+    ("second_run", "message"),
+    [
+        pytest.param(
+            ["--strong", "tiny"], "{out}:1: labelled with --strong big, not tiny", id="models"
+        ),
+        pytest.param(
+            ["--strong", "big", "--changed"],
+            "{out}:1: 'q0' was labelled for other messages than --data has now",
+            id="prompt",
+        ),
+    ],
+)
+def test_resuming_refuses_labels_made_otherwise(
+    tmp_path: Path, second_run: list[str], message: str
+) -> None:
+    data, out = _prompts(tmp_path / "in.jsonl", GOOD), tmp_path / "out.jsonl"
+    assert _label(tmp_path, data, out, "--strong", "big", "--reference").exit_code == 0
+    if "--changed" in second_run:
+        second_run.remove("--changed")
+        _prompts(data, GOOD | {"messages": [{"role": "user", "content": "another q"}]})
+    result = _label(tmp_path, data, out, *second_run, "--reference")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: " + message.format(out=out))
+    assert len(out.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        pytest.param([GOOD, GOOD], "{data}:2: id 'q0' is also on line 1", id="duplicate-id"),
+        pytest.param(
+            [GOOD | {"messages": [{"role": "user", "content": " "}]}],
+            "{data}:1: every message is empty",
+            id="empty-prompt",
+        ),
+        pytest.param([GOOD | {"reference": None}], "{data}:1: no `reference`", id="null-ref"),
+        pytest.param([GOOD | {"reference": "#### "}], "{data}:1: `reference` is empty", id="blank"),
+    ],
+)
+def test_prompt_rows_that_cannot_be_labelled_are_refused(
+    tmp_path: Path, rows: list[dict[str, object]], message: str
+) -> None:
+    data, out = _prompts(tmp_path / "in.jsonl", *rows), tmp_path / "out.jsonl"
+    result = _label(tmp_path, data, out, "--strong", "big", "--reference")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: " + message.format(data=data))
+
+
+def test_the_prompt_file_is_no_output(tmp_path: Path) -> None:
+    data = _prompts(tmp_path / "in.jsonl", GOOD)
+    result = _label(tmp_path, data, data, "--strong", "big", "--reference")
+    assert result.exit_code == 2
+    assert "is the --data file" in result.stderr
+
+
+def test_out_in_a_new_folder_and_after_a_last_line_without_newline(tmp_path: Path) -> None:
+    data = _prompts(tmp_path / "in.jsonl", GOOD)
+    out = tmp_path / "new" / "out.jsonl"
+    assert _label(tmp_path, data, out, "--strong", "big", "--reference").exit_code == 0
+    out.write_text(out.read_text().rstrip("\n"))  # as an editor may save it
+    _prompts(data, GOOD, GOOD | {"id": "q1"})
+    result = _label(tmp_path, data, out, "--strong", "big", "--reference")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["q0", "q1"]
+
+
+async def test_a_failed_row_stops_the_rows_under_way(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    settings.models[0].token_delay_s = 0.05  # type: ignore[union-attr]
+    gateway = Gateway(settings)
+    fake_backend(gateway, "big").queue(UpstreamError("big: upstream answered 500: boom"))
+    rows = [GOOD | {"id": f"q{i}"} for i in range(3)]
+    job = LabelJob(weak="tiny", strong="big", judge=None)
+    with pytest.raises(UpstreamError):
+        await label_file(gateway, rows, tmp_path / "out.jsonl", job, 2, lambda: None)
+    # They went on after the error, through the gateway the caller was closing.
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    await gateway.aclose()

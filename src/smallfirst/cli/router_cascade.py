@@ -52,10 +52,10 @@ def calibrate_cascade(
         if math.isnan(result.signal_apgr)
         else f"APGR {result.signal_apgr:.3f} (random 0.5)"
     )
+    pgr = "undefined" if math.isnan(result.pgr) else f"{result.pgr:.2f}"
     typer.echo(
         f"on {result.rows} rows: escalates {result.escalated_share:.1%}, quality "
-        f"{result.quality:.3f} (PGR {result.pgr:.2f}); the weak model's confidence ranks rows "
-        f"at {ranking}"
+        f"{result.quality:.3f} (PGR {pgr}); the weak model's confidence ranks rows at {ranking}"
     )
     typer.echo("routing:\n  cascade:\n    min_mean_logprob: " + _yaml(result.min_mean_logprob))
 

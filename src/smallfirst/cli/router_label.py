@@ -11,6 +11,7 @@ import typer
 from smallfirst.cli.common import (
     CONFIG_OPTION,
     check_writable,
+    counted,
     fail,
     require_file,
     settings_or_exit,
@@ -35,21 +36,25 @@ def label(
     from rich.progress import Progress
 
     from smallfirst.errors import SmallfirstError
-    from smallfirst.routing.label import LabelJob, label_file
+    from smallfirst.routing.label import LabelJob, label_file, resume_problem
     from smallfirst.service import Gateway
 
     if (judge is None) == (not reference):
         fail("give exactly one of --judge MODEL or --reference")
     require_file(data)
     check_writable(out)
+    if out.exists() and out.samefile(data):  # it was read as all labelled: nothing was done
+        fail(f"--out {out} is the --data file; give another file (labels are appended to it)")
     rows = _read_prompts(data, needs_reference=reference)
+    job = LabelJob(weak=weak, strong=strong, judge=judge, max_tokens=max_tokens)
     if out.exists():
         _read_labels(out)  # a file to resume must be one this command wrote
+        if (problem := resume_problem(out, rows, job)) is not None:
+            fail(problem)
     settings = settings_or_exit(config)
     for model in filter(None, (weak, strong, judge)):
         if settings.model(model) is None:
             fail(f"model {model!r} is not in the config; see `smallfirst models`")
-    job = LabelJob(weak=weak, strong=strong, judge=judge, max_tokens=max_tokens)
 
     async def run() -> int:
         gateway = Gateway.from_settings(settings)
@@ -64,8 +69,9 @@ def label(
 
     try:
         labelled = asyncio.run(run())
-    except SmallfirstError as exc:  # a model failed; the rows labelled so far are kept
-        fail(exc.message, code=1)
+    except SmallfirstError as exc:
+        kept = f" (the rows labelled so far are in {out}: rerun to resume)" if out.exists() else ""
+        fail(exc.message + kept, code=1)
     typer.echo(f"labelled {labelled} new rows ({len(rows) - labelled} already in {out})")
     typer.echo(_outcomes(_read_labels(out)))
 
@@ -77,11 +83,15 @@ def _read_prompts(data: Path, *, needs_reference: bool) -> list[dict[str, Any]]:
     from smallfirst.routing.label import prompt_problem
 
     rows = []
+    lines: dict[str, int] = {}  # id -> its line: resuming goes by id
     try:
         for number, row in read_jsonl(data):
             problem = prompt_problem(row, needs_reference=needs_reference)
+            if problem is None and str(row["id"]) in lines:
+                problem = f"id {row['id']!r} is also on line {lines[str(row['id'])]}"
             if problem is not None:
                 fail(f"{data}:{number}: {problem}")
+            lines[str(row["id"])] = number
             rows.append(row)
     except InvalidRequest as exc:
         fail(exc.message)
@@ -104,8 +114,14 @@ def _outcomes(rows: list[RoutingRow]) -> str:
     """What the labels say about the pair, before any router is trained on them."""
     scores = [(r.weak_score, r.strong_score) for r in rows]
     pairs = [(w, s) for w, s in scores if w is not None and s is not None]
+    unrated = (
+        f"; {counted(len(rows) - len(pairs), 'row')} without a score (the judge gave no rating:"
+        " router train and eval leave them out)"
+        if len(pairs) < len(rows)
+        else ""
+    )
     if not pairs:
-        return "no rows"
+        return "no rows with both scores" + unrated
     weak = sum(w for w, _ in pairs) / len(pairs)
     strong = sum(s for _, s in pairs) / len(pairs)
     better = sum(s > w for w, s in pairs)
@@ -113,5 +129,5 @@ def _outcomes(rows: list[RoutingRow]) -> str:
     return (
         f"{len(pairs)} rows: weak mean score {weak:.3f}, strong {strong:.3f}; the strong "
         f"model did better on {better}, worse on {worse}, the same on "
-        f"{len(pairs) - better - worse}"
+        f"{len(pairs) - better - worse}{unrated}"
     )

@@ -7,7 +7,8 @@ recovered by sending exactly those rows strong (see `eval.py`).
 
 - `max_strong_share=p`: the lowest threshold whose share is <= p (a budget cap).
 - `min_quality=q`: the highest threshold whose PGR is >= q, i.e. the fewest strong calls that
-  recover a fraction q of the weak -> strong quality gap (q=0.9 keeps 90% of the gain).
+  recover a fraction q of the weak -> strong quality gap (q=0.9 keeps 90% of the gain); when
+  the strong model is no better on the rows, there is no gap and nothing goes strong.
 - Both: the budget wins (the higher of the two thresholds).
 Thresholds at the extremes: `NEVER` sends nothing strong, the lowest score sends everything.
 """
@@ -46,7 +47,8 @@ class Calibration:
 
     def threshold_for_quality(self, min_quality: float) -> float:
         _check_fraction("min_quality", min_quality)
-        if min_quality <= 0:
+        # No gap to recover: the weak model alone is as good (it sent every request strong).
+        if min_quality <= 0 or self.strong_mean <= self.weak_mean:
             return NEVER
         for threshold, gain in zip(self.thresholds, self.pgr, strict=True):
             if gain >= min_quality:

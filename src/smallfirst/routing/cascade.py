@@ -138,7 +138,7 @@ class CascadeCalibration:
     min_mean_logprob: float
     escalated_share: float
     quality: float
-    pgr: float
+    pgr: float  # nan when the weak and strong mean scores are equal (no gap)
     rows: int
     signal_apgr: float  # how well the weak model's confidence ranks rows that need the strong one
 
@@ -155,9 +155,11 @@ def calibrate_cascade(
     from smallfirst.routing.calibrate import fit_calibration
     from smallfirst.routing.eval import evaluate_scores
 
-    usable = [r for r in rows if (r.get("weak_confidence") or {}).get("tokens")]
+    usable = [r for r in rows if (r.get("weak_confidence") or {}).get("tokens") and _scored(r)]
     if not usable:
-        raise ConfigError("no rows with `weak_confidence`; label them with `router label`")
+        raise ConfigError(
+            "no rows with `weak_confidence` and both scores; label them with `router label`"
+        )
     # Score = how unsure the weak model was; escalating rows with score >= t is the cascade.
     scores = [-float(r["weak_confidence"]["mean_logprob"]) for r in usable]
     weak = [float(r["weak"]["score"]) for r in usable]
@@ -173,10 +175,15 @@ def calibrate_cascade(
         min_mean_logprob=_mean_threshold(scores, threshold),
         escalated_share=sum(escalated) / len(usable),
         quality=mean_quality,
-        pgr=(mean_quality - table.weak_mean) / gap if gap else 0.0,
+        pgr=(mean_quality - table.weak_mean) / gap if gap else math.nan,
         rows=len(usable),
         signal_apgr=metrics.apgr,
     )
+
+
+def _scored(row: dict[str, Any]) -> bool:
+    """Both sides have a score: a judge that gave no rating leaves it null."""
+    return all((row.get(side) or {}).get("score") is not None for side in ("weak", "strong"))
 
 
 def _mean_threshold(scores: Sequence[float], threshold: float) -> float:
