@@ -181,3 +181,16 @@ def test_html_breaks_and_blocks_inside_blocks_part_words(html: str, text: str) -
 def test_short_legacy_text_is_read_in_its_own_script(text: str, encoding: str) -> None:
     """Short Latin-1 files read as cp1006, big5 or UTF-16 ("Cafﻠ au lait.")."""
     assert extract(Path("note.txt"), text.encode(encoding)).text == text
+
+
+def test_html_text_outside_block_elements_is_kept() -> None:
+    """Before, a page with one heading or paragraph lost the text of its divs and sections."""
+    html = (
+        "<body>Welcome text.<h1>Refunds</h1><div class='content'>Refunds take <b>five</b> "
+        "days.<div>Ask the <a href='/desk'>help desk</a> first.</div>Keep the receipt.</div>"
+        "<section>Card refunds go to the card.</section><p>Last paragraph.</p></body>"
+    )
+    assert extract(Path("page.html"), html.encode()).text == (
+        "Welcome text.\n\n# Refunds\n\nRefunds take five days.\n\nAsk the help desk first.\n\n"
+        "Keep the receipt.\n\nCard refunds go to the card.\n\nLast paragraph."
+    )

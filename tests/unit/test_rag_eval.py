@@ -4,10 +4,19 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from smallfirst.errors import InvalidRequest
-from smallfirst.rag.eval import evaluate_run, load_beir, percentile, trec_order
+from smallfirst.rag.eval import (
+    evaluate_collection,
+    evaluate_run,
+    load_beir,
+    percentile,
+    trec_order,
+)
+from tests.unit.rag_fakes import count_words
 
 
 def test_metrics_match_a_hand_computed_case() -> None:
@@ -171,3 +180,29 @@ def test_files_saved_with_a_bom_are_read(tmp_path: Path) -> None:
     collection = load_beir(*paths)
     assert collection.qrels == {"q0": {"d0": 2}}
     assert len(collection.corpus) == 3
+
+
+class TokenCountingOnly:
+    """An embedder for the chunker that fails the test if asked for a vector."""
+
+    def __init__(self, threads: int = 1) -> None:
+        pass
+
+    def count_tokens(self, text: str) -> int:
+        return count_words(text)
+
+    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        raise AssertionError(f"embedded {len(texts)} texts for a BM25-only evaluation")
+
+
+def test_a_bm25_evaluation_embeds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, `rag eval --method bm25` embedded the whole corpus first (minutes for a big
+    one) and never read a vector."""
+    monkeypatch.setattr("smallfirst.embed.LocalEmbedder", TokenCountingOnly)
+    docs = [{"id": f"d{i}", "text": f"document {i} about topic{i}"} for i in range(3)]
+    asked = [{"id": f"q{i}", "text": f"topic{i}"} for i in range(3)]
+    collection = load_beir(*write_collection(tmp_path, docs, asked, [("q1", "d1", 1)]))
+
+    results = evaluate_collection(collection, ["bm25"])
+
+    assert results["bm25"]["ndcg@10"] == 1.0

@@ -162,15 +162,16 @@ def ingest(
     from smallfirst.rag import IngestSummary, StoreBusy, StoreFull, discover_files
     from smallfirst.rag.ingest import (
         documents_at_missing_paths,
+        path_exists,
         path_not_found,
         refuse_a_bad_new_name,
     )
 
     try:
-        total = len(discover_files([path for path in paths if path.exists()]))
+        missing = [path for path in paths if not path_exists(path)]
+        total = len(discover_files([path for path in paths if path not in missing]))
     except SmallfirstError as exc:
         fail(exc.message)
-    missing = [path for path in paths if not path.exists()]
     directory = _data_dir(data_dir, config)
     check_writable(directory, directory=True)
     if not _holds_store(directory):  # nothing was ever ingested there: fail before making one

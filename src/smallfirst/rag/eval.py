@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smallfirst.embed import EMBEDDER_ID, MAX_TOKENS
+from smallfirst.embed import DIMENSIONS, EMBEDDER_ID, MAX_TOKENS
 from smallfirst.errors import InvalidRequest, json_kind
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.ingest import TextEmbedder
@@ -347,15 +347,20 @@ def evaluate_collection(
     """{method: {"ndcg@10", "recall@100", "mrr", "p50_ms", "p95_ms", "n_queries"}}."""
     if not collection.corpus:  # an index without documents has no collection to search
         raise InvalidRequest("the corpus holds no documents")
+    import numpy as np
+
     from smallfirst.embed import LocalEmbedder
 
     # a batch job: both cores for the corpus; queries keep the 1-thread serving embedder
     corpus_embedder = LocalEmbedder(threads=2)
     chunked = chunk_corpus(collection.corpus, corpus_embedder.count_tokens, MAX_TOKENS)
     texts = [c.embedding_text for _, chunks in chunked for c in chunks]
-    if progress:
-        progress(f"embedding {len(texts)} chunks of {len(chunked)} documents")
-    vectors = embed_cached(texts, corpus_embedder.embed, EMBEDDER_ID)
+    if any(method != "bm25" for method in methods):
+        if progress:
+            progress(f"embedding {len(texts)} chunks of {len(chunked)} documents")
+        vectors = embed_cached(texts, corpus_embedder.embed, EMBEDDER_ID)
+    else:  # BM25 alone reads no vector: embedding a big corpus took minutes for nothing
+        vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="smallfirst-rag-eval-") as folder:
         store = SqliteChunkStore(Path(folder) / "rag.sqlite")

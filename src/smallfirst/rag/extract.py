@@ -42,6 +42,13 @@ _BLOCK_TAGS = (
 _HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _CELL_TAGS = ("td", "th")
 CELL_SEPARATOR = " | "
+# Text in these runs on in the line around them; any other element outside a block (div,
+# section, a custom element) starts a paragraph of its own.
+_INLINE_TAGS = frozenset({
+    "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "del", "dfn", "em", "font", "i",
+    "ins", "kbd", "label", "mark", "q", "s", "samp", "small", "span", "strong", "sub", "sup",
+    "time", "tt", "u", "var", "wbr",
+})  # fmt: skip
 _SKIPPED_TAGS = ("script", "style", "noscript", "template", "svg", "nav", "footer", "head")
 
 
@@ -155,17 +162,41 @@ def html_to_text(html: str) -> ExtractedDocument:
     title = title_node.text(strip=True) if title_node is not None else ""
     tree.strip_tags(list(_SKIPPED_TAGS))
     root = tree.body or tree.root
-    blocks: list[str] = []
-    if root is not None:
-        for node in root.css(",".join(_BLOCK_TAGS)):
-            if _has_block_ancestor(node):
-                continue  # its text is already part of the enclosing block
-            text = _block_text(node)
-            if text:
-                blocks.append(text)
-    if not blocks and root is not None:
-        blocks = [" ".join(root.text(separator=" ").split())]
+    blocks = _html_blocks(root) if root is not None else []
     return ExtractedDocument("\n\n".join(blocks), title, markdown=True)
+
+
+def _html_blocks(root: LexborNode) -> list[str]:
+    """The text under `root` as paragraphs, in document order: each block element's, and the
+    text outside them (in a div, a section, the body itself), parted where an element that is
+    not inline starts or ends. Before, a page with one `p` lost the text of all its divs."""
+    blocks: list[str] = []
+    loose: list[str] = []
+
+    def end_paragraph() -> None:
+        text = " ".join("".join(loose).split())
+        loose.clear()
+        if text:
+            blocks.append(text)
+
+    pending: list[LexborNode | None] = [root]  # None: the end of an element that parts text
+    while pending:  # a loop, not recursion: pages nest divs thousands deep
+        node = pending.pop()
+        if node is None:
+            end_paragraph()
+        elif node.is_text_node:
+            loose.append(node.text_content or "")
+        elif node.tag in _BLOCK_TAGS:
+            end_paragraph()
+            if text := _block_text(node):
+                blocks.append(text)
+        elif node.is_element_node:
+            if node.tag not in _INLINE_TAGS:
+                end_paragraph()
+                pending.append(None)
+            pending.extend(reversed(list(node.iter(include_text=True))))
+    end_paragraph()
+    return blocks
 
 
 def _block_text(node: LexborNode) -> str:
@@ -188,20 +219,11 @@ def _one_line(node: LexborNode) -> str:
     return " ".join(node.text(separator="").split())
 
 
-def _has_block_ancestor(node: LexborNode) -> bool:
-    parent = node.parent
-    while parent is not None:
-        if parent.tag in _BLOCK_TAGS:
-            return True
-        parent = parent.parent
-    return False
-
-
 def pdf_to_text(raw: bytes) -> ExtractedDocument:
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
 
     # pypdf logs what it repairs or gives up on; a failure is reported once, below
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -209,6 +231,10 @@ def pdf_to_text(raw: bytes) -> ExtractedDocument:
         reader = PdfReader(io.BytesIO(raw))
         pages = [page.extract_text() or "" for page in reader.pages]
         title = str(reader.metadata.title or "") if reader.metadata is not None else ""
+    except FileNotDecryptedError as exc:
+        raise InvalidRequest("cannot read the pdf: it is encrypted with a password") from exc
     except PdfReadError as exc:
         raise InvalidRequest(f"cannot read the pdf: {exc}") from exc
+    except Exception as exc:  # pypdf fails on some damaged files with any error (ValueError...)
+        raise InvalidRequest(f"cannot read the pdf, it looks damaged: {exc!r}") from exc
     return ExtractedDocument("\n\n".join(p.strip() for p in pages if p.strip()), title, False)

@@ -220,6 +220,15 @@ def _kind(entry: os.DirEntry[str]) -> _Kind:
     return "broken link" if entry.is_symlink() else "other"
 
 
+def path_exists(path: Path) -> bool:
+    """`path.exists()`; a path that cannot be looked at (a folder above it denies access) is
+    an InvalidRequest naming it, not a PermissionError's traceback."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot look at {path}: {exc.strerror or exc}") from None
+
+
 def path_not_found(path: Path) -> InvalidRequest:
     broken = " (a symlink whose target is missing)" if path.is_symlink() else ""
     return InvalidRequest(f"path not found: {path}{broken}")
@@ -276,7 +285,7 @@ def ingest_paths(
     known = store.document_hashes(collection)
     refuse_a_bad_new_name(collection, known)
     gone = documents_at_missing_paths(paths, known)
-    found = discover([path for path in paths if path.exists()])
+    found = discover([path for path in paths if path_exists(path)])
     summary = summary if summary is not None else IngestSummary()
     summary.ignored, summary.gone = found.ignored, gone
     present: set[str] = set()
@@ -284,8 +293,14 @@ def ingest_paths(
         model = _model_defaults(embed_texts, count_tokens, chunk_progress)
         present = _ingest_files(store, collection, found.files, known, summary, model, progress)
     at_gone_paths = {source for sources in gone.values() for source in sources}
+    # a folder that cannot be listed (permissions) may still hold its files: kept as they were
+    unlisted = [Path(path) for path, why in found.ignored.items() if why == UNREADABLE_FOLDER]
     for source in sorted(known):
-        if source in at_gone_paths or (source not in present and _is_under(source, found.roots)):
+        if source in at_gone_paths or (
+            source not in present
+            and _is_under(source, found.roots)
+            and not _is_under(source, unlisted)
+        ):
             store.remove_document(collection, source)
             summary.removed.append(source)
     summary.collection_deleted = bool(summary.removed) and not store.document_hashes(collection)
@@ -305,7 +320,7 @@ def documents_at_missing_paths(paths: Sequence[Path], known: Iterable[str]) -> d
     `path_not_found` for one that holds none."""
     gone: dict[str, list[str]] = {}
     for path in paths:
-        if path.exists():
+        if path_exists(path):
             continue
         sources = documents_at(path, known)
         if not sources:  # a typo, or never ingested here: nothing to remove
