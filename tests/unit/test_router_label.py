@@ -81,7 +81,7 @@ def test_label_cli_writes_schema_rows_and_resumes(tmp_path: Path) -> None:
     assert first.exit_code == 0, first.output
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     second = CliRunner().invoke(app, args)
-    assert "labelled 1 new rows (2 already" in second.output
+    assert "labelled 1 new row (2 already" in second.output
     # q0: only big right; q1: only tiny right (7); q2: neither (reference 3)
     assert (
         "3 rows: weak mean score 0.333, strong 0.333; the strong model did better on 1, "
@@ -295,3 +295,24 @@ async def test_a_failed_row_stops_the_rows_under_way(tmp_path: Path) -> None:
     # They went on after the error, through the gateway the caller was closing.
     assert asyncio.all_tasks() == {asyncio.current_task()}
     await gateway.aclose()
+
+
+def test_ctrl_c_says_the_labels_so_far_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It exited 130 with no word of resuming."""
+    config = _fake_config(tmp_path, weak_reply="7", strong_reply="7")
+    data, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    data.write_text(json.dumps({"id": "q", "messages": [{"role": "user", "content": "q"}]}) + "\n")
+    out.write_text("")
+
+    async def interrupted(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("smallfirst.routing.label.label_file", interrupted)
+    args = ["router", "label", "--data", str(data), "--weak", "tiny", "--strong", "big"]
+    result = CliRunner().invoke(
+        app, [*args, "--judge", "big", "--out", str(out), "--config", str(config)]
+    )
+    assert result.exit_code == 130
+    assert f"interrupted (the rows labelled so far are in {out}: rerun to resume)" in result.output

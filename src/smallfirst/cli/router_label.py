@@ -10,6 +10,7 @@ import typer
 
 from smallfirst.cli.common import (
     CONFIG_OPTION,
+    INTERRUPTED,
     check_writable,
     counted,
     fail,
@@ -67,12 +68,14 @@ def label(
         finally:
             await gateway.aclose()
 
+    kept = f" (the rows labelled so far are in {out}: rerun to resume)"
     try:
         labelled = asyncio.run(run())
     except SmallfirstError as exc:
-        kept = f" (the rows labelled so far are in {out}: rerun to resume)" if out.exists() else ""
-        fail(exc.message + kept, code=1)
-    typer.echo(f"labelled {labelled} new rows ({len(rows) - labelled} already in {out})")
+        fail(exc.message + (kept if out.exists() else ""), code=1)
+    except KeyboardInterrupt:
+        fail("interrupted" + (kept if out.exists() else ""), code=INTERRUPTED)
+    typer.echo(f"labelled {counted(labelled, 'new row')} ({len(rows) - labelled} already in {out})")
     typer.echo(_outcomes(_read_labels(out)))
 
 
