@@ -210,3 +210,35 @@ def test_one_enormous_word_is_cut_reading_its_text_a_few_times_only() -> None:
     assert "".join(blob[c.char_start : c.char_end] for c in chunks) == blob
     assert all(four_characters_a_token(c.embedding_text) <= 256 for c in chunks)
     assert sum(read) < 6 * len(blob)
+
+
+def test_front_matter_names_the_document_and_is_not_searched(tmp_path: Path) -> None:
+    """Jekyll/Hugo/Obsidian metadata was indexed as a chunk of text, and its title unused."""
+    text = "---\ntitle: Refund policy\ntags: [billing]\n---\n\n# Refunds\n\nFive business days.\n"
+    document = extract(tmp_path / "refunds.md", text.encode())
+    assert document.title == "Refund policy"
+    chunks = chunk_text(
+        document.text,
+        count_tokens=count_words,
+        markdown=True,
+        title=document.title,
+        start=document.body_start,
+    )
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("Refund policy > Refunds", "Five business days.")
+    ]
+    assert text[chunks[0].char_start : chunks[0].char_end] == "Five business days."
+    # a thematic break first, or a block that is no YAML mapping, is text
+    for plain in ("---\n\nJust text.\n", "---\nnot: [yaml\n---\nText.\n"):
+        kept = extract(tmp_path / "p.md", plain.encode())
+        assert (kept.title, kept.body_start) == ("", 0)
+
+
+def test_setext_headings_are_headings() -> None:
+    """`Title` over `===` (and `---`) read as a paragraph of its own, the underline with it."""
+    text = "Guide\n=====\n\nIntro.\n\nInstall\n-------\n\nRun it.\n"
+    chunks = chunk_text(text, count_tokens=count_words, markdown=True)
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("Guide", "Intro."),
+        ("Guide > Install", "Run it."),
+    ]

@@ -15,6 +15,7 @@ MAX_HEADING_CHARS = 200  # a runaway heading must not eat the chunk's token budg
 
 _MD_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_SETEXT = re.compile(r"^ {0,3}(=|-)\1*[ \t]*$")  # under a paragraph: `Title` over `===`
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WORD_GAP = re.compile(r"\s+")
 
@@ -53,14 +54,15 @@ def chunk_text(
     target_tokens: int = 200,
     markdown: bool = False,
     title: str = "",
+    start: int = 0,
 ) -> list[Chunk]:
-    """Chunks of `source`, each with `count_tokens(embedding_text) <= max_tokens`.
+    """Chunks of `source[start:]`, each with `count_tokens(embedding_text) <= max_tokens`.
 
     `count_tokens` counts a whole model input (special tokens included). `markdown` turns on
-    ATX headings; `title` is the root of every heading path.
+    ATX and setext headings; `title` is the root of every heading path.
     """
     chunks: list[Chunk] = []
-    blocks = list(_blocks(source, markdown=markdown, title=title))
+    blocks = list(_blocks(source, markdown=markdown, title=title, start=start))
     for heading, group in _group_by_heading(blocks):
         overhead = count_tokens(embedding_text(heading, "")) if heading else 2
         budget = max(16, min(target_tokens, max_tokens) - overhead)
@@ -71,20 +73,27 @@ def chunk_text(
     return chunks
 
 
-def _blocks(source: str, *, markdown: bool, title: str) -> Iterator[_Block]:
+def _blocks(source: str, *, markdown: bool, title: str, start: int = 0) -> Iterator[_Block]:
     """Paragraphs (runs of non-blank lines) and fenced code blocks, with their heading path."""
     path: list[tuple[int, str]] = []
     root = [title.strip()] if title.strip() else []
     para_start: int | None = None
     para_end = 0
     in_fence = False
-    offset = 0
-    for line in source.splitlines(keepends=True):
+    offset = start
+    for line in source[start:].splitlines(keepends=True):
         line_start, offset = offset, offset + len(line)
         stripped = line.strip()
         heading_match = _MD_HEADING.match(line.rstrip("\r\n")) if markdown else None
         if markdown and _FENCE.match(line):
             in_fence = not in_fence
+        underline = _SETEXT.match(line) if markdown and not in_fence else None
+        if underline and para_start is not None:  # the paragraph above is a heading
+            level = 1 if underline.group(1) == "=" else 2
+            path = [(lvl, text) for lvl, text in path if lvl < level]
+            path.append((level, " ".join(source[para_start:para_end].split())))
+            para_start = None
+            continue
         if (not stripped and not in_fence) or (heading_match and not in_fence):
             if para_start is not None:
                 yield _Block(para_start, para_end, _join(root, path))

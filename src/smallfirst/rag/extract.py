@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smallfirst.errors import InvalidRequest
+from smallfirst.rag.front_matter import front_matter
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborNode
@@ -57,6 +58,7 @@ class ExtractedDocument:
     text: str
     title: str
     markdown: bool  # whether `#` headings in `text` are structure
+    body_start: int = 0  # where the text to chunk begins: after a Markdown file's front matter
 
 
 def is_supported(path: Path) -> bool:
@@ -67,7 +69,9 @@ def extract(path: Path, raw: bytes) -> ExtractedDocument:
     """Plain text of `raw`, the contents of `path`, chosen by the file suffix."""
     suffix = path.suffix.lower()
     if suffix in (".md", ".markdown"):
-        return ExtractedDocument(_decode(raw), "", markdown=True)
+        text = _decode(raw)
+        body_start, title = front_matter(text)
+        return ExtractedDocument(text, title, markdown=True, body_start=body_start)
     if suffix in (".txt", ".text"):
         return ExtractedDocument(_decode(raw), "", markdown=False)
     if suffix in (".html", ".htm"):

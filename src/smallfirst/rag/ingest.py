@@ -376,6 +376,7 @@ def _ingest_file(
         count_tokens=model.count_tokens,
         max_tokens=model.max_tokens,
         markdown=document.markdown,
+        start=document.body_start,
         # a file without headings still gets its name as context
         title=document.title or ("" if document.markdown else path.stem),
     )
