@@ -2,24 +2,27 @@
 answered and logged as a request of its own (id `<batch id>-<position>`), and the batch is
 answered whole or not at all.
 
-At most as many prompts are answered at once as the largest local model has slots, so that a
-batch does not fill a local queue by itself. Every prompt is guarded and routed before any is
-answered: one that the privacy policy refuses fails the batch before the others go out. The
-first failure stops the rest; they are logged with the status the client got (code
-`batch_stopped`), not as requests their client left; so are prompts already guarded and
-routed when another was refused. Prompts answered before it stay logged as answered: their
-answers were made and paid for, though the client gets the batch's error. A client that
-leaves has every prompt logged as 499, those still waiting their turn too.
+At most as many prompts are answered at once by a local model as it has slots, so that a
+batch does not fill its queue by itself (`Gateway.batch_concurrency`). Every prompt is guarded
+and routed before any is answered: one that the privacy policy refuses fails the batch before
+the others go out. The first failure stops the rest, and the client's error says which prompt
+it was (`prompt <position> of the batch: ...`, param `prompt.<position>` for a prompt's own
+fault); the others are logged with the status the client got (code `batch_stopped`), not as
+requests their client left; so are prompts already guarded and routed when another was
+refused. Prompts answered before it stay logged as answered: their answers were made and paid
+for, though the client gets the batch's error. A client that leaves has every prompt logged
+as 499, those still waiting their turn too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from smallfirst.answers import Answer, RequestContext
-from smallfirst.errors import BatchStopped, served
+from smallfirst.errors import BatchStopped, SmallfirstError, served
 from smallfirst.types import TextRequest
 
 if TYPE_CHECKING:
@@ -46,12 +49,18 @@ async def answer_each_prompt(
         [gateway.prepared(*each) for each in zip(asked, contexts, strict=True)],
         dropped=lambda position: gateway.ledger.record_stopped(asked[position], contexts[position]),
     )
-    gate = asyncio.Semaphore(gateway.batch_concurrency())
+    gates: dict[str, asyncio.Semaphore] = {}  # per model that answers first
+
+    def gate_of(ready: Prepared) -> asyncio.Semaphore:
+        first = (ready.plan.cascade_from or ready.plan.candidates[0]).id
+        if first not in gates:
+            gates[first] = asyncio.Semaphore(gateway.batch_concurrency(first))
+        return gates[first]
 
     async def answer(sent: TextRequest, own: RequestContext, ready: Prepared) -> Answer:
         started = False
         try:
-            async with gate:
+            async with gate_of(ready):
                 if own.stopped_by is None:
                     started = True
                     return await gateway.complete(sent, own, ready)  # logs itself
@@ -79,10 +88,14 @@ async def _all_or_none(
         try:
             return await item
         except Exception as error:
-            stopped = BatchStopped(position, served(error))
+            failed = served(error)
+            first = contexts[position].stopped_by is None  # what the client is told
+            stopped = BatchStopped(position, failed)
             for other in contexts:
                 if other is not contexts[position] and other.stopped_by is None:
                     other.stopped_by = stopped
+            if first and isinstance(error, SmallfirstError):
+                raise _naming_the_prompt(error, position) from error
             raise
 
     tasks = [asyncio.ensure_future(part(*each)) for each in enumerate(work)]
@@ -96,3 +109,14 @@ async def _all_or_none(
             if not task.cancelled() and task.exception() is None:
                 dropped(position)
         raise
+
+
+def _naming_the_prompt(error: SmallfirstError, position: int) -> SmallfirstError:
+    """The batch's error, saying which prompt failed: one prompt too long or blocked among
+    twenty was otherwise a 400 about "the prompt". A copy: an error may be shared (the
+    shutdown's is every request's)."""
+    named = copy.copy(error)
+    named.message = f"prompt {position} of the batch: {error.message}"
+    if error.param == "prompt":
+        named.param = f"prompt.{position}"
+    return named

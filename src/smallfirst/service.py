@@ -246,8 +246,12 @@ class Gateway:
         """A batch of prompts, answered whole or not at all (`batches.py`)."""
         return await answer_each_prompt(self, request, ctx)
 
-    def batch_concurrency(self) -> int:
-        """How many prompts of a batch are answered at once: the largest local model's slots."""
+    def batch_concurrency(self, model_id: str) -> int:
+        """How many prompts of a batch `model_id` answers at once: a local model's slots; a
+        remote one the largest local model's (where it falls back)."""
+        own = self.backends[model_id].slots_in_use()
+        if own is not None:
+            return own[1]
         slots = [b.slots_in_use() for b in self.backends.values()]
         return max((total for _, total in filter(None, slots)), default=1)
 

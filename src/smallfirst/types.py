@@ -458,7 +458,7 @@ class TextRequest(SamplingParams):
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False  # the answer starts with the prompt (with its tokens' logprobs)
     suffix: str | None = None  # fill in the middle: the answer goes between prompt and suffix
-    best_of: int | None = Field(default=None, ge=1, le=INT64_MAX)  # 1 (as asked) or refused
+    best_of: int | None = Field(default=None, ge=1, le=INT64_MAX)  # n (as asked) or refused
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -508,14 +508,14 @@ class TextRequest(SamplingParams):
             )
         if self.suffix is not None and any(isinstance(p, list) for p in self.prompts):
             raise FieldError("suffix", "suffix needs a text prompt, not token ids")
-        if (self.best_of or 1) > 1:
-            raise FieldError(
-                "best_of",
-                "best_of > 1 is not supported: it would generate best_of answers and return"
-                " the likeliest; ask for n answers with logprobs and compare them instead",
-            )
         if self.best_of is not None and self.best_of < self.n:  # OpenAI's rule
             raise FieldError("best_of", "best_of must be greater than or equal to n")
+        if (self.best_of or 1) > self.n:  # equal to n, it picks all n: as asked without it
+            raise FieldError(
+                "best_of",
+                "best_of > n is not supported: it would generate best_of answers and return"
+                " the n likeliest; ask for more answers with logprobs and compare them instead",
+            )
         return self
 
     # A prompt of token ids, once the model's tokenizer has read it (`with_prompt_read`).

@@ -111,6 +111,19 @@ def test_an_empty_prompt_starts_a_text_and_ends_once(gateway: Server) -> None:
     assert slot_counts(gateway) == before
 
 
+def test_a_batch_with_one_prompt_too_long_is_refused_naming_it(gateway: Server) -> None:
+    """Through the openai client: the 400 says which prompt of the batch (it said "prompt")."""
+    too_long = "hello " * 9000  # 9,000 tokens: the context holds 8,192
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(gateway).completions.create(
+            model=MODEL, prompt=["Hi there", too_long, "Bye"], max_tokens=3
+        )
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("prompt.1", "context_length_exceeded")
+    assert error["message"].startswith("prompt 1 of the batch: This model's maximum context")
+
+
 def slot_counts(server: Server) -> tuple[float, float]:
     """The bundled model's busy and free slots, from /metrics."""
     metrics = httpx.get(f"{server.url}/metrics").text

@@ -121,6 +121,16 @@ def test_openai_fields_that_change_nothing_here_are_accepted(
     assert [choice["text"] for choice in text.json()["choices"]] == ["Hello from tiny."]
 
 
+def test_best_of_equal_to_n_returns_the_n_answers(api: tuple[TestClient, Gateway]) -> None:
+    """The n best of n are all of them: OpenAI takes it (best_of >= n); it was a 400."""
+    client, gateway = api
+    fake_backend(gateway, "tiny").queue("One.", "Two.")
+    body = {"model": "tiny", "prompt": "x", "n": 2, "best_of": 2}
+    response = client.post("/v1/completions", json=body)
+    assert response.status_code == 200
+    assert sorted(choice["text"] for choice in response.json()["choices"]) == ["One.", "Two."]
+
+
 def test_a_logit_bias_goes_on_to_the_model_asked_for(api: tuple[TestClient, Gateway]) -> None:
     """Token ids mean something in one vocabulary: passed on to the model named, and an
     empty bias (some clients always send one) is no bias, `auto` included."""

@@ -306,7 +306,7 @@ def test_the_prompts_a_failure_stopped_are_logged_as_stopped_not_as_left(
         return await answer_of(request)
 
     monkeypatch.setattr(big, "complete", complete)
-    monkeypatch.setattr(gateway, "batch_concurrency", lambda: 2)  # "late" waits its turn
+    monkeypatch.setattr(gateway, "batch_concurrency", lambda model_id: 2)  # "late" waits
     body = {"model": "big", "prompt": ["slow", "bad", "late"]}
     response = client.post("/v1/completions", json=body)
     assert response.status_code == 502

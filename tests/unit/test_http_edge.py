@@ -212,7 +212,7 @@ def test_bad_requests_get_openai_errors(
             "/v1/completions",
             {"model": "tiny", "prompt": "x", "best_of": 3},
             "best_of",
-            "best_of > 1 is not supported: it would generate best_of answers",
+            "best_of > n is not supported: it would generate best_of answers",
         ),
         (
             "/v1/completions",
