@@ -333,6 +333,10 @@ class Gateway:
         elif capped and any(d.finish_reason == "length" for d in drafts):
             plan.reason += f"; escalated: the draft reached routing.cascade.max_tokens ({cap})"
             return Draft(unsure=drafted)
+        elif any(not d.text.strip() and not d.tool_calls for d in drafts):
+            # A completion's end token has a logprob: an empty answer looked sure (-0.26)
+            plan.reason += "; escalated: the draft is empty"
+            return Draft(unsure=drafted)
         else:
             sure = least_sure(confidence(answer_logprobs(d.logprobs, request)) for d in drafts)
             cascade, traffic = self.settings.routing.cascade, self.routing.traffic

@@ -184,19 +184,23 @@ def test_the_cascade_judges_the_answer_not_an_echoed_prompt(
     assert fake_backend(gateway, "big").requests == []
 
 
-def test_a_draft_without_logprobs_is_escalated_for_what_it_is(
-    cascade: tuple[TestClient, Any],
+@pytest.mark.parametrize("empty", ["", "  \n"])
+@pytest.mark.parametrize("endpoint", ["/v1/chat/completions", "/v1/completions"])
+def test_an_empty_draft_is_escalated_for_what_it_is(
+    cascade: tuple[TestClient, Any], empty: str, endpoint: str
 ) -> None:
-    """A weak tier whose upstream sends no logprobs: every draft went up "mean logprob -inf,
-    min -inf, 0 tokens", as if the small model had written nothing."""
+    """An empty draft said "mean logprob -inf, min -inf, 0 tokens" (QA); and one whose
+    tokens had logprobs (blank text, or a completion's end token, -0.26) was kept: "What is
+    17 times 23?" was answered "" (QA)."""
     client, gateway = cascade
-    fake_backend(gateway, "tiny").queue(FakeReply("", logprob=-0.1))
-    response = ask(client, "hi")
+    fake_backend(gateway, "tiny").queue(FakeReply(empty, logprob=-0.1))
+    question = "What is 17 times 23?"
+    body = {"model": "auto", "messages": [{"role": "user", "content": question}]}
+    if endpoint == "/v1/completions":
+        body = {"model": "auto", "prompt": question}
+    response = client.post(endpoint, json=body)
     assert response.json()["model"] == "big"
-    reason = response.json()["smallfirst"]["reason"]
-    assert "escalated: no token logprobs to judge (an empty draft, or a model that sends none)" in (
-        reason
-    )
+    assert "; escalated: the draft is empty" in response.json()["smallfirst"]["reason"]
 
 
 def test_the_cascades_reason_holds_its_threshold(tmp_path: Path) -> None:
