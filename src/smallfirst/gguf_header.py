@@ -1,8 +1,9 @@
 """What a GGUF file says of itself, read without loading it: its metadata (`general.type`,
 `general.architecture`, the trained context length) and where its tensor data ends, so that
 `config check` and `serve` can tell a file cut short, an adapter given as a model (or the
-reverse) and an adapter built for another architecture before llama.cpp is asked to load
-them (each passed the check, then every request was a 503 naming no reason).
+reverse) and an adapter llama.cpp would refuse on its model (another architecture or size, a
+malformed pair) before llama.cpp is asked to load them (each passed the check, then every
+request was a 503 naming no reason).
 
 The layout (ggml's docs/gguf.md): "GGUF", version, tensor count, metadata count, the
 metadata (key, type, value), the tensor infos (name, dimensions, type, offset), padding to
@@ -167,22 +168,56 @@ _SKIPPED = object()
 
 
 def adapter_mismatch(adapter: GgufHeader, model: GgufHeader) -> str | None:
-    """Why llama.cpp would not load `adapter` on `model` (its own checks): a tensor the model
-    does not have, or a low-rank pair whose outer sizes are not the model tensor's (a LoRA
-    made for a larger model of the same architecture)."""
-    for name, a in adapter.shapes.items():
-        if not name.endswith(".lora_a"):
-            continue
-        target = name.removesuffix(".lora_a")
-        b = adapter.shapes.get(target + ".lora_b")
+    """Why llama.cpp would not load `adapter` on `model`, or would abort decoding with it (its
+    own checks, `llama_adapter_lora_init`): tensors other than low-rank pairs (and norms, which
+    it skips), a pair missing one half, a tensor the model does not have, a pair whose outer
+    sizes are not the model tensor's (a LoRA made for a larger model of the same
+    architecture) or whose halves differ in rank."""
+    pairs: dict[str, dict[str, tuple[int, ...]]] = {}
+    for name, shape in adapter.shapes.items():
+        target, _, half = name.rpartition(".")
+        if half in ("lora_a", "lora_b"):
+            pairs.setdefault(target, {})[half] = shape
+        elif not name.endswith("_norm.weight"):
+            return f"the adapter's tensor {name} is not a lora_a or lora_b half"
+    for target, halves in pairs.items():
         weights = model.shapes.get(target)
         if weights is None:
             return f"the adapter changes {target}, which the model does not have"
-        if b is None or len(a) < 2 or len(b) < 2 or len(weights) < 2:
-            continue  # llama.cpp's to judge
-        if (a[0], b[1]) != (weights[0], weights[1]):
-            return (
-                f"the adapter's {target} is {a[0]} x {b[1]}, the model's {weights[0]} x"
-                f" {weights[1]} (an adapter for another size of model)"
-            )
+        if len(halves) < 2:
+            return f"the adapter's {target} has a {next(iter(halves))} without its other half"
+        problem = _pair_problem(target, halves["lora_a"], halves["lora_b"], weights, model)
+        if problem:
+            return problem
+    return None
+
+
+def _pair_problem(
+    target: str,
+    a: tuple[int, ...],
+    b: tuple[int, ...],
+    weights: tuple[int, ...],
+    model: GgufHeader,
+) -> str | None:
+    if len(a) < 2 or len(b) < 2 or len(weights) < 2:
+        return None  # llama.cpp's to judge
+    # llama.cpp reads token_embd's pair flipped (A's rows picked by token, then B)
+    embeddings = target.endswith("token_embd.weight")
+    if embeddings and "output.weight" not in model.shapes:
+        # its output layer is token_embd too, where the flipped pair does not multiply
+        return (
+            f"the adapter changes {target}, which this model also uses as its output layer"
+            " (tied embeddings): llama.cpp aborts decoding with such an adapter"
+        )
+    outer, ranks = ((b[1], a[1]), (a[0], b[0])) if embeddings else ((a[0], b[1]), (a[1], b[0]))
+    if outer != (weights[0], weights[1]):
+        return (
+            f"the adapter's {target} is {outer[0]} x {outer[1]}, the model's {weights[0]} x"
+            f" {weights[1]} (an adapter for another size of model)"
+        )
+    if ranks[0] != ranks[1]:
+        return (
+            f"the adapter's {target} pairs a lora_a of rank {ranks[0]} with a lora_b of rank"
+            f" {ranks[1]}"
+        )
     return None

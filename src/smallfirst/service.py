@@ -199,12 +199,12 @@ class Gateway:
         """`request` grounded in `collection` within `model`'s context, and its citations."""
         from smallfirst.rag import CollectionNotFound
 
-        count_tokens = await self.backends[model.id].token_counter()
-        try:
-            return await self.rag.ground(request, collection, model, count_tokens)
-        except CollectionNotFound as missing:
-            missing.param = collection_param
-            raise
+        async with self.backends[model.id].token_counter() as count_tokens:
+            try:
+                return await self.rag.ground(request, collection, model, count_tokens)
+            except CollectionNotFound as missing:
+                missing.param = collection_param
+                raise
 
     # -- the request path ----------------------------------------------------------------------
     async def complete(

@@ -5,7 +5,8 @@ privacy guard, the log and `echo` see their text while the model reads the ids a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, nullcontext
 
 from smallfirst import embed
 from smallfirst.backends import Backend
@@ -22,27 +23,31 @@ async def read_token_prompt(
     """The request with its token-id prompt read (other requests as they are)."""
     if not isinstance(request, TextRequest) or not request.prompt_needs_reading:
         return request
-    tokenizer = await tokenizer_for(request.model, backends, param="prompt")
-    try:
-        text = await asyncio.to_thread(tokenizer.decode, request.prompt_tokens or [])
-    except InvalidRequest as error:
-        error.param = "prompt"
-        raise
+    async with tokenizer_for(request.model, backends, param="prompt") as tokenizer:
+        try:
+            text = await asyncio.to_thread(tokenizer.decode, request.prompt_tokens or [])
+        except InvalidRequest as error:
+            error.param = "prompt"
+            raise
     return request.with_prompt_read(text)
 
 
-async def tokenizer_for(model_id: str, backends: Mapping[str, Backend], *, param: str) -> Tokenizer:
-    """The tokenizer of a model asked for by id. Token ids mean something in one vocabulary,
-    so `auto` and `rag/` will not do, and a remote model's tokenizer is not here."""
+@asynccontextmanager
+async def tokenizer_for(
+    model_id: str, backends: Mapping[str, Backend], *, param: str
+) -> AsyncIterator[Tokenizer]:
+    """The tokenizer of a model asked for by id, within the block. Token ids mean something
+    in one vocabulary, so `auto` and `rag/` will not do, and a remote model's tokenizer is
+    not here."""
     backend = backends.get(model_id)
     listed = model_id in (AUTO_MODEL, embed.MODEL_ID) or rag_collection(model_id) is not None
     if backend is None and not listed:
         raise ModelNotFound.named(model_id)
-    tokenizer = await backend.tokenizer() if backend is not None else None
-    if tokenizer is None:
-        raise InvalidRequest(
-            "token ids, read or written, need a local model asked for by id (they mean"
-            f" something in one model's vocabulary); `{model_id}` is not one",
-            param=param,
-        )
-    return tokenizer
+    async with backend.tokenizer() if backend is not None else nullcontext() as tokenizer:
+        if tokenizer is None:
+            raise InvalidRequest(
+                "token ids, read or written, need a local model asked for by id (they mean"
+                f" something in one model's vocabulary); `{model_id}` is not one",
+                param=param,
+            )
+        yield tokenizer

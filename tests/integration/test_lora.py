@@ -18,8 +18,10 @@ import httpx
 import numpy as np
 import pytest
 
-from smallfirst.backends.llamacpp_engine import resolve_model_path
-from smallfirst.config import BUNDLED_MODEL
+from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
+from smallfirst.cli.common import adapter_file_problems
+from smallfirst.config import BUNDLED_MODEL, Settings
+from smallfirst.errors import ModelUnavailable
 from tests.integration.conftest import Server, start_server
 
 pytestmark = pytest.mark.integration
@@ -37,18 +39,20 @@ def model_shape() -> tuple[str, int, int]:
     return str(arch), int(width), int(layers)
 
 
-def write_adapter(path: Path, *, b_scale: float) -> Path:
+def write_adapter(
+    path: Path, *, b_scale: float, adapter_type: str = "lora", b_rank: int = RANK
+) -> Path:
     """A LoRA on every layer's query projection (square for this model): A is random, B is
     random times `b_scale` (0: the adapter adds nothing)."""
     arch, width, layers = model_shape()
     rng = np.random.default_rng(0)
     writer = gguf.GGUFWriter(path, arch)
     writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_string(gguf.Keys.Adapter.TYPE, adapter_type)
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(RANK))
     for layer in range(layers):
         a = rng.normal(0, 0.3, (RANK, width)).astype(np.float32)
-        b = (rng.normal(0, 0.3, (width, RANK)) * b_scale).astype(np.float32)
+        b = (rng.normal(0, 0.3, (width, b_rank)) * b_scale).astype(np.float32)
         writer.add_tensor(f"blk.{layer}.attn_q.weight.lora_a", a)
         writer.add_tensor(f"blk.{layer}.attn_q.weight.lora_b", b)
     writer.write_header_to_file()
@@ -137,3 +141,30 @@ def llama_cpp_answers(adapter: Path) -> list[tuple[str, list[float]]]:
         return result
     finally:
         llm.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ({"adapter_type": "control_vector"}, "its adapter.type is control_vector"),
+        ({"b_rank": RANK // 2}, f"pairs a lora_a of rank {RANK} with a lora_b of rank {RANK // 2}"),
+    ],
+)
+def test_an_adapter_llama_cpp_refuses_is_refused_by_the_config_check(
+    tmp_path: Path, fault: dict[str, Any], said: str
+) -> None:
+    """Both passed `config check` and `serve`; llama.cpp refused them at load, and every
+    request to the model was a 503."""
+    adapter = write_adapter(tmp_path / "bad.gguf", b_scale=SMALL, **fault)
+    with pytest.raises(ModelUnavailable):
+        LlamaEngine(
+            resolve_model_path(BUNDLED_MODEL),
+            n_ctx=256,
+            n_threads=None,
+            n_batch=64,
+            lora_path=str(adapter),
+        )
+    settings = Settings.model_validate(
+        {"models": [{"id": "m", "tier": "edge", "lora_path": str(adapter)}]}
+    )
+    assert [said in problem for problem in adapter_file_problems(settings)] == [True]

@@ -26,16 +26,24 @@ def write_gguf(
     context: int = 0,
     width: int = 8,
     typed: bool = True,
+    tensors: dict[str, tuple[int, ...]] | None = None,
+    adapter_type: str = "lora",
 ) -> Path:
     """A small GGUF file: a model's two tensors (F32 and F16), or an adapter's low-rank pair
-    for the first (`width`: the size it is made for, 8 being the model's)."""
+    for the first (`width`: the size it is made for, 8 being the model's); `tensors` (numpy
+    shapes) instead of those."""
     writer = gguf.GGUFWriter(path, arch)
     if typed:
         writer.add_type(gguf.GGUFType.ADAPTER if adapter else gguf.GGUFType.MODEL)
+    if adapter and adapter_type:
+        writer.add_string("adapter.type", adapter_type)
     if context:
         writer.add_context_length(context)
     writer.add_array("tokenizer.ggml.tokens", ["a", "bb", "ccc"])  # an array: stepped over
-    if adapter:
+    if tensors is not None:
+        for name, shape in tensors.items():
+            writer.add_tensor(name, np.ones(shape, dtype=np.float32))
+    elif adapter:
         writer.add_tensor("one.lora_a", np.ones((2, width), dtype=np.float32))
         writer.add_tensor("one.lora_b", np.ones((4, 2), dtype=np.float32))
     else:
@@ -117,6 +125,64 @@ def test_an_adapter_for_another_size_of_model_is_refused(tmp_path: Path) -> None
     assert "the adapter's one is 16 x 4, the model's 8 x 4" in result.output
     fitting = write_gguf(tmp_path / "fitting.gguf", "llama", adapter=True)
     assert check(config_of(tmp_path, path=model, lora_path=fitting)).exit_code == 0
+
+
+# numpy shapes: ggml's dimensions reversed. The model's "one" is 8 wide and 4 high.
+PAIR = {"one.lora_a": (2, 8), "one.lora_b": (4, 2)}
+
+
+@pytest.mark.parametrize(
+    ("tensors", "adapter_type", "said"),
+    [
+        (PAIR, "control_vector", "not a LoRA adapter (its adapter.type is control_vector;"),
+        (PAIR, "", "not a LoRA adapter (it has no adapter.type;"),
+        ({"one.lora_a": (2, 8)}, "lora", "one has a lora_a without its other half"),
+        (
+            {**PAIR, "one.lora_b": (4, 3)},
+            "lora",
+            "pairs a lora_a of rank 2 with a lora_b of rank 3",
+        ),
+        ({**PAIR, "one.scale": (4,)}, "lora", "tensor one.scale is not a lora_a or lora_b half"),
+        (
+            {"token_embd.weight.lora_a": (32, 2), "token_embd.weight.lora_b": (8, 2)},
+            "lora",
+            "also uses as its output layer (tied embeddings): llama.cpp aborts decoding",
+        ),
+    ],
+)
+def test_an_adapter_llama_cpp_refuses_or_aborts_on_is_refused(
+    tmp_path: Path, tensors: dict[str, tuple[int, ...]], adapter_type: str, said: str
+) -> None:
+    """QA: these passed `config check` and `serve`; llama.cpp then refused each at load (every
+    request to the model was a 503 naming no reason), or aborted the server on the first
+    answer (a LoRA on token_embd of the bundled model, whose output layer it is)."""
+    model = write_gguf(
+        tmp_path / "model.gguf", "llama", tensors={"one": (4, 8), "token_embd.weight": (32, 8)}
+    )
+    adapter = write_gguf(
+        tmp_path / "a.gguf", "llama", adapter=True, tensors=tensors, adapter_type=adapter_type
+    )
+    result = check(config_of(tmp_path, path=model, lora_path=adapter))
+    assert result.exit_code == 1
+    assert said in result.output
+
+
+def test_adapters_llama_cpp_loads_pass(tmp_path: Path) -> None:
+    """A norm beside the pairs (llama.cpp skips it), and a pair on token_embd read flipped
+    (A's rows picked by token) for a model with an output layer of its own."""
+    model = write_gguf(
+        tmp_path / "model.gguf",
+        "llama",
+        tensors={"one": (4, 8), "token_embd.weight": (32, 8), "output.weight": (32, 8)},
+    )
+    embeddings = {"token_embd.weight.lora_a": (32, 2), "token_embd.weight.lora_b": (8, 2)}
+    for name, tensors in {
+        "norm": {**PAIR, "blk.0.attn_norm.weight": (8,)},
+        "embd": embeddings,
+    }.items():
+        adapter = write_gguf(tmp_path / f"{name}.gguf", "llama", adapter=True, tensors=tensors)
+        result = check(config_of(tmp_path, path=model, lora_path=adapter))
+        assert result.exit_code == 0, result.output
 
 
 def test_a_model_with_no_general_type_given_as_an_adapter_says_so(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +261,12 @@ def test_sources_that_cannot_fit_beside_the_conversation_are_a_400(
     """Before: a 200 with 0 citations, an ungrounded answer that looked grounded."""
     client, gateway = api
     question = [{"role": "user", "content": "Where do visitors park?"}]
-    count_tokens = asyncio.run(fake_backend(gateway, "tiny").token_counter())
+
+    async def token_counter() -> Callable[[str], int]:
+        async with fake_backend(gateway, "tiny").token_counter() as count_tokens:
+            return count_tokens
+
+    count_tokens = asyncio.run(token_counter())
     bare = build_grounded_messages(
         [ChatMessage.model_validate(m) for m in question],
         [],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -66,13 +67,15 @@ class Backend(ABC):
         engine.
         """
 
-    async def token_counter(self) -> Callable[[str], int]:
-        """Counts tokens as this model does; engines without a tokenizer here over-estimate."""
-        return _estimate_tokens
+    def token_counter(self) -> AbstractAsyncContextManager[Callable[[str], int]]:
+        """Counts tokens as this model does, within the `async with` block; engines without a
+        tokenizer here over-estimate."""
+        return nullcontext(_estimate_tokens)
 
-    async def tokenizer(self) -> Tokenizer | None:
-        """The model's own tokenizer where it runs here; None for remote models."""
-        return None
+    def tokenizer(self) -> AbstractAsyncContextManager[Tokenizer | None]:
+        """The model's own tokenizer where it runs here, within the `async with` block; None
+        for remote models."""
+        return nullcontext(None)
 
     def queue_depth(self) -> int:
         """Requests waiting for this model (0 for engines that do not queue here)."""

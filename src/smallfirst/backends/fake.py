@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 
 from smallfirst.backends.base import Backend, info_from_config
@@ -62,8 +63,9 @@ class FakeBackend(Backend):
     def info(self) -> ModelInfo:
         return info_from_config(self.config)
 
-    async def tokenizer(self) -> ByteTokenizer | None:
-        return ByteTokenizer() if self.config.tier != "cloud" else None  # clouds keep theirs
+    def tokenizer(self) -> AbstractAsyncContextManager[ByteTokenizer | None]:
+        # clouds keep theirs
+        return nullcontext(ByteTokenizer() if self.config.tier != "cloud" else None)
 
     def _next(self, request: GenerateRequest) -> FakeReply:
         self.requests.append(request)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from functools import partial
 
 from smallfirst.backends import local_tools
-from smallfirst.backends.base import Backend, PromptReuse, Tokenizer, info_from_config
+from smallfirst.backends.base import Backend, PromptReuse, info_from_config
 from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 from smallfirst.backends.llamacpp_slots import Places
 from smallfirst.backends.llamacpp_state import ReuseCounts
@@ -83,7 +83,7 @@ class LlamaCppBackend(Backend):
         self.last_used = 0.0
         self.loaded_bytes_before_unload = 0
         self._tokenizing = threading.Lock()  # guards `_tokenizers_running` and unloading
-        self._tokenizers_running = 0
+        self._tokenizers_running = 0  # `tokenizer()` blocks under way: they keep it loaded
         pool.join(self)
 
     def info(self) -> ModelInfo:
@@ -198,23 +198,6 @@ class LlamaCppBackend(Backend):
         finally:
             self.worker.busy.release()
 
-    @contextmanager
-    def tokenizing(self, engine: LlamaEngine) -> Iterator[None]:
-        """Keep `engine` loaded while its tokenizer runs (beside an answer, off the worker:
-        freed under it, the process aborted); ModelUnavailable if it was unloaded since it
-        was handed out."""
-        with self._tokenizing:
-            if self._engine is not engine:
-                raise ModelUnavailable(
-                    f"model {self.config.id!r} was unloaded to make room for another; retry"
-                )
-            self._tokenizers_running += 1
-        try:
-            yield
-        finally:
-            with self._tokenizing:
-                self._tokenizers_running -= 1
-
     def _unload(self) -> None:
         if self._engine is not None:
             self.loaded_bytes_before_unload = self.loaded_bytes
@@ -232,19 +215,35 @@ class LlamaCppBackend(Backend):
     async def warm_up(self) -> None:
         await self.worker.run(self._ensure_engine)
 
-    async def token_counter(self) -> Callable[[str], int]:
-        return _PinnedTokenizer(self, await self._loaded_engine()).count_tokens
+    @asynccontextmanager
+    async def token_counter(self) -> AsyncIterator[Callable[[str], int]]:
+        async with self.tokenizer() as tokenizer:
+            yield tokenizer.count_tokens
 
-    async def tokenizer(self) -> Tokenizer:
-        return _PinnedTokenizer(self, await self._loaded_engine())
+    @asynccontextmanager
+    async def tokenizer(self) -> AsyncIterator[LlamaEngine]:
+        """The loaded model as its tokenizer, kept loaded until the block ends: it runs beside
+        answers, off the worker, and freed under it the process aborted. Held for the whole
+        block, not each call: another model's load unloaded it between a RAG request's counts
+        or before a token-id prompt was read, and the request was a 503."""
+        engine = await self._pinned_engine()
+        try:
+            yield engine
+        finally:
+            with self._tokenizing:
+                self._tokenizers_running -= 1
 
-    async def _loaded_engine(self) -> LlamaEngine:
-        # Tokenizing reads only the vocabulary, so it may run beside a generation: a loaded
-        # model's tokenizer does not wait for the worker.
-        engine = self._engine
-        if engine is None:
-            engine = await self.worker.run(self._ensure_engine)
-        return engine
+    async def _pinned_engine(self) -> LlamaEngine:
+        # Tokenizing reads only the vocabulary, so a loaded model's tokenizer does not wait
+        # for the worker; one unloaded before it is counted in is loaded again.
+        while True:
+            engine = self._engine
+            if engine is None:
+                engine = await self.worker.run(self._ensure_engine)
+            with self._tokenizing:
+                if self._engine is engine:
+                    self._tokenizers_running += 1
+                    return engine
 
     async def complete(self, request: GenerateRequest) -> Completion:
         chunks = [chunk async for chunk in self.stream(request)]
@@ -333,28 +332,3 @@ def _as_tool_call_chunks(request: ChatRequest, chunks: list[Chunk]) -> list[Chun
         *(Chunk(tool_calls=[piece]) for piece in pieces),
         Chunk(text=answer.text, finish_reason=answer.finish_reason, usage=answer.usage),
     ]
-
-
-class _PinnedTokenizer:
-    """A loaded model's tokenizer that keeps the model loaded while it runs (`tokenizing`)."""
-
-    def __init__(self, backend: LlamaCppBackend, engine: LlamaEngine) -> None:
-        self._backend = backend
-        self._engine = engine
-        self.vocab_size = engine.vocab_size
-
-    def count_tokens(self, text: str) -> int:
-        with self._backend.tokenizing(self._engine):
-            return self._engine.count_tokens(text)
-
-    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        with self._backend.tokenizing(self._engine):
-            return self._engine.encode(text, add_special_tokens=add_special_tokens)
-
-    def decode(self, tokens: list[int]) -> str:
-        with self._backend.tokenizing(self._engine):
-            return self._engine.decode(tokens)
-
-    def info(self) -> dict[str, object]:
-        with self._backend.tokenizing(self._engine):
-            return self._engine.info()

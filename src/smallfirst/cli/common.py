@@ -227,9 +227,11 @@ def _adapter_problem(model: LlamaCppModel, path: Path) -> str | None:
     adapter = _gguf(path, "LoRA adapter file")
     if not isinstance(adapter, GgufHeader):
         return adapter
-    if adapter.kind != "adapter":
-        said = f"its general.type is {adapter.kind}" if adapter.kind else "it has no general.type"
-        return f"not a LoRA adapter ({said}; an adapter's is adapter): {path}"
+    for key, wanted in (("general.type", "adapter"), ("adapter.type", "lora")):
+        found = adapter.metadata.get(key)  # llama.cpp reads both, and loads only a LoRA
+        if found != wanted:
+            said = f"its {key} is {found}" if found else f"it has no {key}"
+            return f"not a LoRA adapter ({said}; an adapter's is {wanted}): {path}"
     base = _model_header(model)
     if base is None:
         return None

@@ -7,6 +7,8 @@ not here. Text is tokenized as `/v1/completions` reads a text prompt."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from pydantic import Field
@@ -32,10 +34,14 @@ class DetokenizeRequest(ApiModel):
     tokens: list[Annotated[int, Field(ge=0, strict=True)]]  # `true` is no token id
 
 
-async def _tokenizer(request: Request, model_id: str | None) -> tuple[str, Tokenizer]:
+@asynccontextmanager
+async def _tokenizer(
+    request: Request, model_id: str | None
+) -> AsyncIterator[tuple[str, Tokenizer]]:
     gw = gateway(request)
     model_id = model_id or gw.default_model_id()
-    return model_id, await tokenizer_for(model_id, gw.backends, param="model")
+    async with tokenizer_for(model_id, gw.backends, param="model") as tokenizer:
+        yield model_id, tokenizer
 
 
 def _context_length(request: Request, model_id: str) -> int:
@@ -44,15 +50,15 @@ def _context_length(request: Request, model_id: str) -> int:
 
 async def tokenize(request: Request) -> Response:
     parsed = await parse(request, TokenizeRequest)
-    model_id, tokenizer = await _tokenizer(request, parsed.model)
+    async with _tokenizer(request, parsed.model) as (model_id, tokenizer):
 
-    def read() -> tuple[list[int], list[str] | None]:
-        tokens = tokenizer.encode(parsed.prompt, add_special_tokens=parsed.add_special_tokens)
-        strings = [tokenizer.decode([t]) for t in tokens] if parsed.return_token_strs else None
-        return tokens, strings
+        def read() -> tuple[list[int], list[str] | None]:
+            tokens = tokenizer.encode(parsed.prompt, add_special_tokens=parsed.add_special_tokens)
+            strings = [tokenizer.decode([t]) for t in tokens] if parsed.return_token_strs else None
+            return tokens, strings
 
-    # Off the event loop: a prompt of megabytes takes seconds, and every request waited.
-    tokens, strings = await asyncio.to_thread(read)
+        # Off the event loop: a prompt of megabytes takes seconds, and every request waited.
+        tokens, strings = await asyncio.to_thread(read)
     return JSONResponse(
         {
             "count": len(tokens),
@@ -65,19 +71,16 @@ async def tokenize(request: Request) -> Response:
 
 async def detokenize(request: Request) -> Response:
     parsed = await parse(request, DetokenizeRequest)
-    _, tokenizer = await _tokenizer(request, parsed.model)
-    return JSONResponse({"prompt": await asyncio.to_thread(tokenizer.decode, parsed.tokens)})
+    async with _tokenizer(request, parsed.model) as (_, tokenizer):
+        text = await asyncio.to_thread(tokenizer.decode, parsed.tokens)
+    return JSONResponse({"prompt": text})
 
 
 async def tokenizer_info(request: Request) -> Response:
-    model_id, tokenizer = await _tokenizer(request, request.query_params.get("model"))
+    async with _tokenizer(request, request.query_params.get("model")) as (model_id, tokenizer):
+        info = {**tokenizer.info(), "vocab_size": tokenizer.vocab_size}
     return JSONResponse(
-        {
-            "model": model_id,
-            **tokenizer.info(),
-            "vocab_size": tokenizer.vocab_size,
-            "model_max_length": _context_length(request, model_id),
-        }
+        {"model": model_id, **info, "model_max_length": _context_length(request, model_id)}
     )
 
 
