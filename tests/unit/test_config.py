@@ -185,6 +185,10 @@ def test_config_check_cli(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["config", "check", str(write(tmp_path, "nonsense: 1\n"))])
     assert bad.exit_code == 1
     assert "nonsense: unknown key" in bad.output
+    # as every other command names it (it was "No such option: --config")
+    named = runner.invoke(app, ["config", "check", "--config", str(tmp_path / "smallfirst.yaml")])
+    assert named.exit_code == 1
+    assert "nonsense: unknown key" in named.output
 
 
 def test_config_check_finds_what_would_fail_only_at_serve_time(tmp_path: Path) -> None:

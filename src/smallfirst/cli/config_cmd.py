@@ -16,6 +16,7 @@ from smallfirst.cli.common import (
     check_privacy_or_exit,
     check_routing_or_exit,
     config_warnings,
+    fail,
     model_file_problems,
     refuse_model_file_problems,
     settings_or_exit,
@@ -31,10 +32,15 @@ def check(
     file: Path | None = typer.Argument(
         None, envvar=CONFIG_ENV, help="YAML config (default: built-in defaults)."
     ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="The same file, named as every other command names it."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the resolved config as JSON."),
 ) -> None:
     """Validate a config file; exit 1 naming the key and file when it is wrong."""
-    settings = settings_or_exit(file)
+    if file is not None and config is not None and file != config:
+        fail(f"two config files given ({file} and --config {config}): give one")
+    settings = settings_or_exit(config or file)
     check_routing_or_exit(settings)
     check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
