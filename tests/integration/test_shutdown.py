@@ -46,13 +46,7 @@ def test_ctrl_c_ends_a_stream_under_way_with_an_error_event(
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        for _ in range(600):  # until a few tokens have arrived (at most ~60 s)
-            if len(lines) >= 3:
-                break
-            time.sleep(0.1)
-        assert len(lines) >= 3
-        server.process.send_signal(stop)
-        assert server.process.wait(timeout=120) == 0
+        _stop_once_under_way(server, lines, stop, pieces=3)
         reader.join(timeout=30)
     finally:
         server.stop()
@@ -81,13 +75,7 @@ def test_an_answer_that_ends_within_the_drain_is_answered_whole(tmp_path: Path) 
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        for _ in range(600):  # until it is under way (at most ~60 s)
-            if lines:
-                break
-            time.sleep(0.1)
-        assert lines
-        server.process.send_signal(signal.SIGTERM)
-        assert server.process.wait(timeout=120) == 0
+        _stop_once_under_way(server, lines, signal.SIGTERM)
         reader.join(timeout=30)
     finally:
         server.stop()
@@ -122,13 +110,7 @@ def test_ctrl_c_ends_remote_answers_under_way_with_the_same_error(
     for reader in readers:
         reader.start()
     try:
-        for _ in range(600):  # until the stream's first piece (1 s a piece upstream)
-            if lines:
-                break
-            time.sleep(0.1)
-        assert lines
-        server.process.send_signal(signal.SIGINT)
-        assert server.process.wait(timeout=120) == 0
+        _stop_once_under_way(server, lines, signal.SIGINT)
         for reader in readers:
             reader.join(timeout=30)
     finally:
@@ -139,3 +121,17 @@ def test_ctrl_c_ends_remote_answers_under_way_with_the_same_error(
     rows = sqlite3.connect(server.data_dir / "requests.db").execute("SELECT status FROM requests")
     assert [status for (status,) in rows] == [503, 503]
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def _stop_once_under_way(
+    server: Server, lines: list[str], stop: signal.Signals, pieces: int = 1
+) -> None:
+    """Send `stop` once the answer's first `pieces` lines have come (at most ~60 s), and see
+    the process exit cleanly."""
+    for _ in range(600):
+        if len(lines) >= pieces:
+            break
+        time.sleep(0.1)
+    assert len(lines) >= pieces
+    server.process.send_signal(stop)
+    assert server.process.wait(timeout=120) == 0
