@@ -63,8 +63,20 @@ class InvalidRequest(SmallfirstError):
     error_type = "invalid_request_error"
 
 
-class ContextLengthExceeded(InvalidRequest):
+class BeyondThisModel(InvalidRequest):
+    """A request beyond the model asked to answer it (its context, its grammar), not a wrong
+    one: `auto` may still send it to a stronger model."""
+
+    def beyond(self, model_id: str) -> str:
+        """Why `model_id` could not take it, for the route reason."""
+        return f"{model_id} cannot take the request"
+
+
+class ContextLengthExceeded(BeyondThisModel):
     code = "context_length_exceeded"
+
+    def beyond(self, model_id: str) -> str:
+        return f"the prompt does not fit {model_id}"
 
     @classmethod
     def told(
@@ -86,6 +98,14 @@ class ContextLengthExceeded(InvalidRequest):
             f" at least {fewest} tokens long. Please reduce the length of the prompt.",
             param=param,
         )
+
+
+class BeyondLocalGrammar(BeyondThisModel):
+    """A schema (response format, tool parameters) that a local model's grammar cannot
+    express, though an upstream that enforces schemas itself may take it."""
+
+    def beyond(self, model_id: str) -> str:
+        return f"{model_id}'s grammar cannot express the schema"
 
 
 class PolicyBlocked(InvalidRequest):

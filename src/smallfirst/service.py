@@ -20,8 +20,8 @@ from smallfirst.choices import completions_of, usage_of
 from smallfirst.completions import Chunk, Completion, ModelInfo
 from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
+    BeyondThisModel,
     BudgetSpent,
-    ContextLengthExceeded,
     InvalidRequest,
     ModelUnavailable,
     PolicyBlocked,
@@ -301,7 +301,8 @@ class Gateway:
     ) -> Draft:
         """The small model's whole answer, kept if it is sure enough of it. It writes at most
         `routing.cascade.max_tokens` (unless the client asked for fewer): a longer answer is
-        no small model's job. A small model that fails or cannot hold the prompt escalates."""
+        no small model's job. A small model that fails, or that the request is beyond (the
+        prompt does not fit it, its grammar cannot express the schema), escalates."""
         weak = plan.cascade_from
         assert weak is not None
         cap = self.settings.routing.cascade.max_tokens
@@ -315,8 +316,8 @@ class Gateway:
             try:
                 asked = draft_request(request, cap if capped else None)
                 return await self._call(weak, ctx, asked, self._collected)
-            except ContextLengthExceeded:  # the strong model may hold it: no 400 yet
-                plan.reason += f"; escalated: the prompt does not fit {weak.id}"
+            except BeyondThisModel as beyond:  # the strong model may take it: no 400 yet
+                plan.reason += f"; escalated: {beyond.beyond(weak.id)}"
             except FALLBACK_ERRORS as error:
                 self._failed(weak, error, plan, "; escalated: ")
             return None
@@ -419,13 +420,14 @@ class Gateway:
     ) -> tuple[T, ModelInfo]:
         """Try the plan's models in order; a failing tier falls to the next one (the reason
         says why), and a model that keeps failing is skipped for a while (`routing/health.py`).
-        A prompt too long for a router's weak choice goes to the roomier models of the plan.
+        A request beyond a router's weak choice (a prompt too long for it, a schema its
+        grammar cannot express) goes to the roomier models of the plan.
         `held`: the cascade's unsure draft, the answer when the chain comes down to its model
         (it is not asked again). `streamed`: the result is a stream that has only begun; how
         it ends tells the model's health (`Ledger.observed`)."""
         last_error: SmallfirstError | None = None
         candidates = list(plan.candidates)
-        for model in candidates:  # grows (once) when the prompt does not fit
+        for model in candidates:  # grows (once) when the request is beyond a model
             if held is not None and model == plan.cascade_from:
                 plan.reason += f"; so {model.id}'s draft answers"
                 return held, model
@@ -434,13 +436,13 @@ class Gateway:
                 continue
             try:
                 result = await self._call(model, ctx, request, call)
-            except ContextLengthExceeded as error:
+            except BeyondThisModel as error:
                 roomier = [m for m in plan.roomier if m not in candidates]
                 if not roomier and isinstance(last_error, FALLBACK_ERRORS):
                     raise last_error from error  # a fallback too small: the tier's failure
                 if not roomier:
                     raise
-                plan.reason += f"; the prompt does not fit {model.id}, so it goes up"
+                plan.reason += f"; {error.beyond(model.id)}, so it goes up"
                 candidates.extend(roomier)
                 last_error = error
                 ctx.tried.append(model.id)

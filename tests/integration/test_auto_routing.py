@@ -15,6 +15,10 @@ from tests.integration.conftest import Server, cloud_model, start_server
 pytestmark = pytest.mark.integration
 ROUTING_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing"
 EDGE = {"id": "smollm2-135m", "tier": "edge", "context_length": 2048}
+WORD_CODE = {  # a pattern with a word boundary: beyond the local grammar
+    "type": "json_schema",
+    "json_schema": {"name": "c", "schema": {"type": "string", "pattern": r"^\w+\b$"}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +92,12 @@ def test_cascade_with_the_real_small_model(
         try:
             plain = auto(server, "What is the capital of France?")
             streamed = auto(server, "What is the capital of France?", stream=True)
+            beyond_grammar = auto(server, "A code, please.", response_format=WORD_CODE)
         finally:
             server.stop()
+        # the small model's grammar cannot express the schema, which the cloud model takes
+        assert beyond_grammar.json()["model"] == "cloud-model"
+        assert "grammar cannot express" in beyond_grammar.json()["smallfirst"]["reason"]
         assert plain.json()["model"] == answering
         assert streamed.headers["x-smallfirst-model"] == answering
         assert streamed.text.endswith("data: [DONE]\n\n")

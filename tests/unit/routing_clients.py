@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from smallfirst.errors import ContextLengthExceeded
+from smallfirst.errors import BeyondLocalGrammar, ContextLengthExceeded
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 
@@ -26,6 +26,25 @@ def ask(client: TestClient, text: str, headers: dict[str, str] | None = None, **
 
 def too_long() -> ContextLengthExceeded:
     return ContextLengthExceeded("This model's maximum context length is 2048 tokens.")
+
+
+# A schema an upstream enforces itself, beyond the local grammar (a word boundary).
+WORD_CODE = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "c",
+        "schema": {"type": "object", "properties": {"code": {"type": "string", "pattern": r"\b"}}},
+    },
+}
+
+
+def beyond_the_grammar() -> BeyondLocalGrammar:
+    """What a local model says of `WORD_CODE`."""
+    return BeyondLocalGrammar(
+        "Invalid schema for response_format 'c' at properties.code.pattern: pattern"
+        r' "\b": \b is not supported by the local grammar.',
+        param="response_format.json_schema.schema.properties.code.pattern",
+    )
 
 
 def big_answers_what_tiny_cannot_hold(client: TestClient, gateway: Any, text: str) -> Any:

@@ -17,7 +17,9 @@ from smallfirst.routing.cascade import answer_logprobs
 from smallfirst.types import TextRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
 from tests.unit.routing_clients import (
+    WORD_CODE,
     ask,
+    beyond_the_grammar,
     big_answers_what_tiny_cannot_hold,
     routed_client,
     too_long,
@@ -121,6 +123,23 @@ def test_cascade_escalates_a_prompt_the_small_model_cannot_hold(
     client, gateway = cascade
     response = big_answers_what_tiny_cannot_hold(client, gateway, "a long contract to summarise")
     assert "escalated: the prompt does not fit tiny" in response.json()["smallfirst"]["reason"]
+
+
+def test_cascade_escalates_a_schema_the_small_models_grammar_cannot_express(
+    cascade: tuple[TestClient, Any],
+) -> None:
+    """`auto` answered a 400 naming the local grammar, with a cloud model configured that
+    takes the schema (QA: a `pattern` with `\\b`, streamed or not)."""
+    client, gateway = cascade
+    tiny = fake_backend(gateway, "tiny")
+    for stream in (False, True):
+        tiny.queue(beyond_the_grammar())
+        response = ask(client, "a code, please", response_format=WORD_CODE, stream=stream)
+        assert response.status_code == 200
+        assert response.headers["x-smallfirst-model"] == "big"
+        assert response.headers["x-smallfirst-escalations"] == "tiny"
+        assert "escalated: tiny's grammar cannot express the schema" in response.text
+    assert len(fake_backend(gateway, "big").requests) == 2
 
 
 def test_cascade_streams_the_kept_or_escalated_answer(cascade: tuple[TestClient, Any]) -> None:

@@ -23,7 +23,9 @@ from smallfirst.server import create_app
 from smallfirst.service import Gateway
 from tests.helpers import LOOPBACK, chat_body, fake_backend, fake_client, fake_settings
 from tests.unit.routing_clients import (
+    WORD_CODE,
     ask,
+    beyond_the_grammar,
     big_answers_what_tiny_cannot_hold,
     routed_client,
     too_long,
@@ -146,6 +148,24 @@ def test_a_prompt_too_long_for_the_weak_choice_goes_up(
     gateway.request_log.close()
     rows = sqlite3.connect(tmp_path / "requests.db").execute("SELECT status FROM requests")
     assert [status for (status,) in rows] == [200]  # one request, one row
+
+
+def test_a_schema_the_weak_choices_grammar_cannot_express_goes_up(
+    api: tuple[TestClient, Any],
+) -> None:
+    """It was the local grammar's 400, with a cloud model configured that takes the schema;
+    a tier the client named still answers for itself."""
+    client, gateway = api
+    tiny = fake_backend(gateway, "tiny")
+    tiny.queue(beyond_the_grammar())
+    response = ask(client, "an easy one", response_format=WORD_CODE)
+    assert response.json()["model"] == "big"
+    reason = response.json()["smallfirst"]["reason"]
+    assert "tiny's grammar cannot express the schema, so it goes up" in reason
+    tiny.queue(beyond_the_grammar())
+    forced = ask(client, "easy", response_format=WORD_CODE, headers={"x-smallfirst-route": "edge"})
+    assert forced.status_code == 400
+    assert "not supported by the local grammar" in forced.json()["error"]["message"]
 
 
 def test_what_the_client_chose_or_capped_is_not_lifted_for_a_long_prompt(

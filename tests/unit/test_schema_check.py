@@ -10,7 +10,7 @@ import pytest
 
 from smallfirst.backends.llamacpp_sampling import grammar_for
 from smallfirst.backends.schema_check import MAX_ENUM_VALUES
-from smallfirst.errors import InvalidRequest
+from smallfirst.errors import BeyondLocalGrammar, InvalidRequest
 from smallfirst.types import ChatRequest
 
 SCHEMA = "response_format.json_schema.schema"
@@ -191,3 +191,9 @@ def test_an_enum_is_written_as_a_trie_not_an_alternative_per_value() -> None:
     assert grammar is not None
     widest = max(rule.count(" | ") + 1 for rule in grammar.splitlines())
     assert widest <= 11  # a digit or the value's end
+
+
+def test_a_schema_beyond_the_grammar_is_the_local_models_limit() -> None:
+    """Not a wrong request: `auto` sends it to a model that takes it (`service.py`)."""
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": r"\b"}}}
+    assert isinstance(refusal(answer_in(schema)), BeyondLocalGrammar)

@@ -17,7 +17,7 @@ from typing import Any
 from smallfirst.backends import local_tools
 from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.backends.schema_check import SchemaProblem, check_schema
-from smallfirst.errors import InvalidRequest
+from smallfirst.errors import BeyondLocalGrammar, InvalidRequest
 from smallfirst.types import ChatRequest, GenerateRequest
 
 # llama.cpp server's sampling defaults; OpenAI's (temperature 1, no top-k) ramble on tiny models.
@@ -106,7 +106,7 @@ def _logit_bias(request: GenerateRequest, n_vocab: int) -> dict[int, float]:
 
 def grammar_for(request: GenerateRequest) -> str | None:
     """The GBNF the answer must fit: a tool call (or, under "auto", an answer), or the
-    response format; None when the answer is free. Raises InvalidRequest naming the place in
+    response format; None when the answer is free. Raises BeyondLocalGrammar naming the place in
     a schema the grammar cannot express (`schema_check.py`)."""
     if not isinstance(request, ChatRequest):
         return None
@@ -150,15 +150,15 @@ def _check(schema: Any, param: str, subject: str) -> None:
         check_schema(schema)
     except SchemaProblem as problem:
         where = f" at {problem.where}" if problem.path else ""
-        raise InvalidRequest(
+        raise BeyondLocalGrammar(
             f"Invalid schema for {subject}{where}: {problem.reason}.",
             param=f"{param}.{problem.where}" if problem.path else param,
         ) from None
 
 
-def _unexpressed(exc: Exception, subject: str, param: str) -> InvalidRequest:
+def _unexpressed(exc: Exception, subject: str, param: str) -> BeyondLocalGrammar:
     logger.warning("a checked schema failed to convert to a grammar", exc_info=exc)
-    return InvalidRequest(
+    return BeyondLocalGrammar(
         f"Invalid schema for {subject}: the local grammar cannot express it.", param=param
     )
 
@@ -173,7 +173,7 @@ def _grammar_sampler(llama: Any, grammar: str, request: GenerateRequest) -> Any:
     )
     if not sampler:
         tools = isinstance(request, ChatRequest) and bool(local_tools.offered_tools(request))
-        raise InvalidRequest(
+        raise BeyondLocalGrammar(
             "this schema makes a grammar llama.cpp cannot use",
             param="tools" if tools else "response_format",
         )
