@@ -22,6 +22,7 @@ from smallfirst.config import BaselineConfig, Settings
 from smallfirst.errors import (
     BeyondThisModel,
     BudgetSpent,
+    ContextLengthExceeded,
     InvalidRequest,
     ModelUnavailable,
     PolicyBlocked,
@@ -171,8 +172,7 @@ class Gateway:
         self.privacy.refuse_early(request, plan.candidates[0], inspection)
         if collection is None or not isinstance(request, ChatRequest):
             return Prepared(request, plan)
-        model = plan.candidates[0]
-        grounded, citations = await self._grounded(request, collection, collection_param, model)
+        grounded, citations = await self._grounded_for(plan, request, collection, collection_param)
         if private:  # it stays on local tiers: the retrieved text needs no scan
             if inspection is not None:
                 inspection.align_to(messages_of(grounded))
@@ -185,13 +185,28 @@ class Gateway:
             raise PolicyBlocked(ctx.inspection.blocked)
         if ctx.inspection is not None and ctx.inspection.keep_local:
             local = self.routing.kept_local(plan, request, ctx.inspection.keep_local)
-            if local.candidates[0] is not model:  # its context holds another number of sources
-                grounded, citations = await self._grounded(
-                    request, collection, collection_param, local.candidates[0]
+            if _readers(local) != _readers(plan):  # their contexts hold other numbers of sources
+                grounded, citations = await self._grounded_for(
+                    local, request, collection, collection_param
                 )
                 ctx.inspection = await self.privacy.inspect(grounded)
             plan = local
         return Prepared(grounded, plan, citations)
+
+    async def _grounded_for(
+        self, plan: Plan, request: ChatRequest, collection: str, collection_param: str
+    ) -> tuple[ChatRequest, list[dict[str, Any]]]:
+        """Grounded within the context of the plan's first model, or of the cascade's small
+        model when that is smaller: it reads the prompt first (sized for the strong model,
+        the sources never fit it and every draft escalated, "the prompt does not fit"). When
+        no source fits beside the conversation there, the draft is left to escalate."""
+        first, draft = _readers(plan)
+        if draft is not None and draft.context_length < first.context_length:
+            try:
+                return await self._grounded(request, collection, collection_param, draft)
+            except ContextLengthExceeded:
+                pass
+        return await self._grounded(request, collection, collection_param, first)
 
     async def _grounded(
         self, request: ChatRequest, collection: str, collection_param: str, model: ModelInfo
@@ -505,3 +520,8 @@ def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
 def _finite(value: float) -> float | None:
     """A score or threshold as answers carry it: none rather than infinity (no JSON)."""
     return value if math.isfinite(value) else None
+
+
+def _readers(plan: Plan) -> tuple[ModelInfo, ModelInfo | None]:
+    """Who reads a plan's prompt: its first model, and the cascade's small model before it."""
+    return plan.candidates[0], plan.cascade_from

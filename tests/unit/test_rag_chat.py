@@ -165,6 +165,35 @@ def test_a_cascade_kept_local_by_retrieved_pii_escalates_to_the_onprem_model(
     assert not fake_backend(gateway, "big").requests
 
 
+def test_a_cascades_sources_are_sized_for_its_small_model(data_dir: Path) -> None:
+    """They were sized for the strong model, whose context holds more: the small model could
+    not read its own prompt, and every draft escalated ("the prompt does not fit"). (The fake
+    models do not refuse a prompt too long: what tiny was sent shows the size.)"""
+    sent: dict[int, str] = {}
+    for tiny_context in (300, 440, 8192):
+        models = [
+            {"id": "tiny", "tier": "edge", "backend": "fake", "context_length": tiny_context},
+            {"id": "big", "tier": "cloud", "backend": "fake", "context_length": 8192},
+        ]
+        public = {"collections": {"office": {"private": False}}, "reserve_tokens": 64}
+        settings = fake_settings(data_dir, models=models, routing={"router": "cascade"}, rag=public)
+        client, gateway = fake_client(settings)
+        with client:
+            fake_backend(gateway, "tiny").queue(FakeReply("Fridays.", logprob=-0.1))
+            body = ask(client, "When is the kettle descaled and where do visitors park?").json()
+        assert body["model"] == "tiny"
+        assert body["smallfirst"]["citations"]
+        sent[tiny_context] = "".join(
+            m.text for m in fake_backend(gateway, "tiny").requests[0].messages
+        )
+    assert len(sent[440]) < len(sent[8192])
+    assert len(sent[440]) // 3 + 1 <= 440 - 64  # the fake's token estimate: 3 characters
+    # sized for big, what tiny was sent did not fit it: every draft would have escalated
+    assert len(sent[8192]) // 3 + 1 > 440 - 64
+    # no source fits beside the conversation in tiny: sized for big (tiny escalates), no 400
+    assert sent[300] == sent[8192]
+
+
 def test_ingested_collections_are_listed_as_models(api: tuple[TestClient, Any]) -> None:
     client, _ = api
     data = client.get("/v1/models").json()["data"]
