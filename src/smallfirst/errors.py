@@ -34,6 +34,9 @@ class SmallfirstError(Exception):
     code: str | None = None
     retry_after_s: int | None = None  # sent as `retry-after`; the openai SDK waits that long
     request_id: str | None = None  # the request log's id for it, sent as `x-request-id`
+    # The message without an upstream's own words, which may quote the request (its values
+    # even, where the policy let them go): set on errors that quote an upstream.
+    summary: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -41,6 +44,13 @@ class SmallfirstError(Exception):
         self.param = param
         if code is not None:
             self.code = code
+
+    @property
+    def shareable_message(self) -> str:
+        """What may be told beyond the client whose request failed: the route reason in the
+        request log, a skipped model's description in other clients' errors and on the
+        dashboard."""
+        return self.summary or self.message
 
 
 @overload

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst.backends.openai_wire import upstream_error
 from smallfirst.completions import Chunk
 from smallfirst.config import CircuitBreakerConfig
 from smallfirst.errors import ModelUnavailable, QueueFull, UpstreamError
@@ -126,6 +127,57 @@ def test_the_gateway_stops_calling_a_dead_tier_and_falls_back_at_once(tmp_path: 
     )
     assert cooldown.endswith(" 30.0")
     assert "<li>big skipped for 30 s more after 3 failures in a row" in dashboard
+
+
+def test_an_upstreams_own_words_are_told_only_to_the_request_they_answer(tmp_path: Path) -> None:
+    """An upstream's error may quote the request (values and all, where the policy let them
+    go): that text went into the route reason in
+    the request log, and as the breaker's "last:" into other clients' 503s and onto the
+    dashboard."""
+    settings = fake_settings(tmp_path, privacy={"tier_policy": {"cloud": "allow"}})
+    client, gateway = fake_client(settings, ModelHealth(settings.routing.circuit_breaker, Clock()))
+    quoted = "invalid input: 'I am Ana Ruiz, ana@flux.io'"
+    fake_backend(gateway, "big").queue(*[upstream_error("big", 500, {}, quoted) for _ in range(3)])
+    to_cloud = {"x-smallfirst-route": "cloud"}
+    with client:
+        own = client.post("/v1/chat/completions", json=chat_body("big"))
+        for _ in range(2):
+            client.post("/v1/chat/completions", json=chat_body("auto"), headers=to_cloud)
+        other = client.post("/v1/chat/completions", json=chat_body("big"))
+        dashboard = client.get("/dashboard").text
+    gateway.request_log.close()
+    reasons = [
+        reason
+        for (reason,) in sqlite3.connect(tmp_path / "requests.db").execute(
+            "SELECT route_reason FROM requests"
+        )
+    ]
+    assert quoted in own.json()["error"]["message"]
+    assert other.status_code == 503
+    assert "(last: big: upstream answered 500)" in other.json()["error"]["message"]
+    assert "big failed (big: upstream answered 500)" in "".join(reasons)
+    for shown in (other.text, dashboard, *reasons):
+        assert "ana@flux.io" not in shown
+
+
+def test_an_upstreams_words_in_a_broken_stream_are_not_told_to_the_next_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, gateway = stopped_clock_client(tmp_path)
+    quoted = "cannot go on with 'I am Ana Ruiz, ana@flux.io'"
+
+    async def broken(request: GenerateRequest) -> AsyncIterator[Chunk]:
+        yield Chunk(text="Hel")
+        raise upstream_error("big", None, {}, quoted)
+
+    monkeypatch.setattr(fake_backend(gateway, "big"), "stream", broken)
+    with client:
+        for _ in range(3):
+            streamed = client.post("/v1/chat/completions", json=chat_body("big", stream=True))
+            assert quoted in streamed.text
+        skipped = client.post("/v1/chat/completions", json=chat_body("big", stream=True))
+    assert skipped.status_code == 503
+    assert "(last: big: upstream sent an error)" in skipped.text
 
 
 def test_a_busy_local_model_is_not_skipped_but_a_rate_limiting_upstream_is(

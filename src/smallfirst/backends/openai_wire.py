@@ -348,7 +348,16 @@ def logprobs_of(raw: Any) -> list[TokenLogprob] | None:
 
 def upstream_error(model_id: str, status: int | None, told: Any, message: str) -> SmallfirstError:
     """An upstream's error as ours. `told`: its `error` object; `status` None for one sent
-    with a 200 (as an answer, or as an event of a stream that had started)."""
+    with a 200 (as an answer, or as an event of a stream that had started). Its message,
+    which may quote the request, is only for the client that sent it."""
+    error = _as_ours(model_id, status, told, message)
+    error.summary = f"{model_id}: upstream " + (
+        "sent an error" if status is None else f"answered {status}"
+    )
+    return error
+
+
+def _as_ours(model_id: str, status: int | None, told: Any, message: str) -> SmallfirstError:
     code, param = _code_and_param(told)
     kind = told.get("type") if isinstance(told, dict) else None
     if UpstreamQuotaSpent.code in (code, kind):
