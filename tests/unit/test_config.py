@@ -191,6 +191,26 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert "nonsense: unknown key" in named.output
 
 
+def test_config_check_names_the_file_it_was_given_with_config(tmp_path: Path) -> None:
+    """It said "<built-in defaults>: OK" after checking the file named with -c."""
+    good = write(tmp_path, "log_prompts: true\n")
+    checked = CliRunner().invoke(app, ["config", "check", "-c", str(good)])
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.startswith(f"{good}: OK")
+
+
+def test_config_check_config_option_wins_over_the_environment(tmp_path: Path) -> None:
+    """As in every other command; with SMALLFIRST_CONFIG exported it was "two config files
+    given" (the variable filled the FILE argument)."""
+    good = write(tmp_path, "log_prompts: true\n")
+    env = {"SMALLFIRST_CONFIG": str(tmp_path / "other.yaml")}
+    checked = CliRunner().invoke(app, ["config", "check", "-c", str(good)], env=env)
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.startswith(f"{good}: OK")
+    from_env = CliRunner().invoke(app, ["config", "check"], env={"SMALLFIRST_CONFIG": str(good)})
+    assert from_env.output.startswith(f"{good}: OK")
+
+
 def test_config_check_finds_what_would_fail_only_at_serve_time(tmp_path: Path) -> None:
     runner = CliRunner()
     missing = "models:\n  - {id: big-local, tier: onprem, path: /nowhere/model.gguf}\n"

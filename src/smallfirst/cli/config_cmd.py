@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ app = typer.Typer(help="Inspect and validate configuration.", no_args_is_help=Tr
 @app.command("check")
 def check(
     file: Path | None = typer.Argument(
-        None, envvar=CONFIG_ENV, help="YAML config (default: built-in defaults)."
+        None, help=f"YAML config (default: ${CONFIG_ENV}, else the built-in defaults)."
     ),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="The same file, named as every other command names it."
@@ -40,7 +41,10 @@ def check(
     """Validate a config file; exit 1 naming the key and file when it is wrong."""
     if file is not None and config is not None and file != config:
         fail(f"two config files given ({file} and --config {config}): give one")
-    settings = settings_or_exit(config or file)
+    # SMALLFIRST_CONFIG only when no file is named: read by the argument, it clashed with
+    # --config ("two config files given") where every other command lets --config win
+    checked = config or file or _path_from_env()
+    settings = settings_or_exit(checked)
     check_routing_or_exit(settings)
     check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
@@ -52,9 +56,14 @@ def check(
     if as_json:
         typer.echo(json.dumps(_shown(settings), indent=2))
         return
-    typer.echo(f"{file or BUILT_IN}: OK")
+    typer.echo(f"{checked or BUILT_IN}: OK")
     for model in settings.models:
         typer.echo(f"  {model.id:<24} tier={model.tier:<7} backend={model.backend}")
+
+
+def _path_from_env() -> Path | None:
+    value = os.environ.get(CONFIG_ENV)
+    return Path(value) if value else None
 
 
 def _shown(settings: Settings) -> dict[str, Any]:
