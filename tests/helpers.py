@@ -102,3 +102,12 @@ def redacted_round_trip(
     assert isinstance(sent, ChatRequest)
     assert sent.messages[0].text == template.format(placeholder)
     assert response.json()["choices"][0]["message"]["content"] == f"Noted: {value}."
+
+
+# A function tool as the Responses API writes it (flat: no `function` wrapper).
+RESPONSES_WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"input": {"type": "string"}}},
+}

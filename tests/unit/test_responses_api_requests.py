@@ -1,0 +1,194 @@
+"""POST /v1/responses requests: what is refused (a 400 naming the field in the Responses API's
+terms), what is accepted though it changes nothing here, and input checked as chat checks it."""
+
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from smallfirst.errors import ContextLengthExceeded
+from smallfirst.service import Gateway
+from tests.helpers import RESPONSES_WEATHER_TOOL, fake_backend
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "fragment"),
+    [
+        ({"previous_response_id": "resp_1"}, "previous_response_id", "stores no responses"),
+        ({"truncation": "auto"}, "truncation", "prompts are never cut"),
+        ({"reasoning": {"effort": "low"}}, "reasoning", "not supported"),
+        ({"tools": [{"type": "web_search"}]}, "tools.0", "'web_search' are not supported"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+            "input.0",
+            "'input_image' are not supported",
+        ),
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input.0", "'reasoning' are not"),
+        # OpenAI's fields for state it keeps; they read as unrecognized arguments
+        ({"conversation": "conv_1"}, "conversation", "stores no conversations"),
+        ({"conversation": {"id": "conv_1"}}, "conversation", "stores no conversations"),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt", "stores no prompt templates"),
+        ({"context_management": [{"type": "compaction"}]}, "context_management", "compacts"),
+        ({"max_tool_calls": -1}, "max_tool_calls", "greater than or equal to 0"),
+        # was "Invalid value for 'tool_choice.name': Field required"
+        (
+            {"tools": [RESPONSES_WEATHER_TOOL], "tool_choice": {"type": "web_search_preview"}},
+            "tool_choice",
+            "tool_choice of type 'web_search_preview' is not supported",
+        ),
+        (
+            {"tools": [RESPONSES_WEATHER_TOOL], "tool_choice": {"type": "function"}},
+            "tool_choice.name",
+            "Missing required parameter: 'tool_choice.name'.",
+        ),
+        ({"background": True}, "background", "stores no responses to poll"),
+        ({"stream_options": {"include_usage": True}}, "stream_options.include_usage", ""),
+        ({"temperature": 3}, "temperature", "less than or equal to 2"),
+        # named as the Responses API names them, not as the chat request made of them
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", ""),
+        ({"max_output_tokens": "5"}, "max_output_tokens", "expected an integer"),
+        (
+            {"tools": [{"type": "function", "name": "bad name", "parameters": {}}]},
+            "tools.0.name",
+            "should match pattern",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_text"}]}]},
+            "input.0.content.0.text",
+            "a part of type 'input_text' needs its text",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": {"a": 1}},
+                ]
+            },
+            "input.1.arguments",
+            "expected a string",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call_output", "call_id": "c9", "output": "rain"},
+                ]
+            },
+            "input",
+            "No tool call found for function call output with call_id c9.",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                ]
+            },
+            "input",
+            "No tool output found for function call c1.",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo and Bergen?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {"type": "function_call", "call_id": "c2", "name": "f", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+                    {"role": "user", "content": "thanks"},  # was worded for chat messages
+                    {"type": "function_call_output", "call_id": "c2", "output": "sun"},
+                ]
+            },
+            "input",
+            "No tool output found for function call c2.",
+        ),
+        (  # which call would an output answer? (OpenAI refuses it too)
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo and Bergen?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {"type": "function_call", "call_id": "c1", "name": "g", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+                ]
+            },
+            "input",
+            "Duplicate 'call_id': c1.",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "sun"},
+                ]
+            },
+            "input",
+            "Duplicate function_call_output for call_id c1.",
+        ),
+        (  # was "content must be text or a list of parts", naming the item
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1"},
+                ]
+            },
+            "input.2.output",
+            "input.2: output is required",
+        ),
+    ],
+)
+def test_what_cannot_be_honoured_is_a_400_naming_the_field(
+    api: tuple[TestClient, Gateway], body: dict[str, Any], param: str, fragment: str
+) -> None:
+    client, _ = api
+    response = client.post("/v1/responses", json={"model": "tiny", "input": "Hi", **body})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert fragment in error["message"]
+
+
+def test_a_stored_response_is_a_404_that_says_why(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    for method in ("GET", "DELETE"):
+        response = client.request(method, "/v1/responses/resp_123")
+        assert response.status_code == 404
+        assert "resp_123` is not stored" in response.json()["error"]["message"]
+    # `client.responses.input_items.list(id)`: was "Response `resp_123/input_items`"
+    response = client.get("/v1/responses/resp_123/input_items")
+    assert response.status_code == 404
+    assert "Response `resp_123` is not stored" in response.json()["error"]["message"]
+
+
+def test_a_conversation_too_long_names_input(api: tuple[TestClient, Gateway]) -> None:
+    client, gateway = api
+    too_long = ContextLengthExceeded("This model's maximum context length is 2048 tokens.")
+    too_long.param = "messages"  # as the engine names it for the chat request
+    fake_backend(gateway, "tiny").queue(too_long)
+    response = client.post("/v1/responses", json={"model": "tiny", "input": "Hi"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input"
+
+
+@pytest.mark.parametrize(
+    ("content", "param"),
+    [([], "input.0.content"), ([{"text": "Hi"}], "input.0.content.0.type")],
+)
+def test_message_content_is_checked_as_chat_checks_it(
+    api: tuple[TestClient, Gateway], content: list[Any], param: str
+) -> None:
+    client, _ = api
+    body = {"model": "tiny", "input": [{"role": "user", "content": content}]}
+    response = client.post("/v1/responses", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+
+
+def test_reasoning_that_asks_for_nothing_is_accepted(api: tuple[TestClient, Gateway]) -> None:
+    """`{"effort": null, "summary": null}` was refused, though `{}` was accepted."""
+    client, _ = api
+    asked = {"model": "tiny", "input": "Hi", "reasoning": {"effort": None, "summary": None}}
+    assert client.post("/v1/responses", json=asked).status_code == 200
+    asked["reasoning"] = {"effort": "low", "summary": None}
+    assert client.post("/v1/responses", json=asked).json()["error"]["param"] == "reasoning"
