@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.completions import Chunk, Completion, ModelInfo, ToolCallDelta
 from smallfirst.config import Settings
-from smallfirst.errors import PolicyBlocked
+from smallfirst.errors import PolicyBlocked, SmallfirstError
 from smallfirst.privacy.identifiers import (
     UNREDACTABLE_NAMES,
     identifier_as_text,
@@ -478,5 +478,16 @@ async def _restored_stream(
     try:
         async for chunk in chunks:
             yield restored(chunk)
+    except SmallfirstError as error:
+        restore_error(error, guard)
+        raise
     finally:
         await close_stream(chunks)
+
+
+def restore_error(error: SmallfirstError, guard: GuardResult | None) -> None:
+    """An upstream's own words (an error that quotes the request) with the client's values
+    back, for the client that sent them (it read `<PERSON_1>`); what is shared beyond that
+    client, `shareable_message`, is the summary without them."""
+    if guard is not None and guard.redaction is not None and error.summary is not None:
+        error.message = guard.restore(error.message)

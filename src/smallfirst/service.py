@@ -34,7 +34,7 @@ from smallfirst.errors import (
 from smallfirst.ledger import UPSTREAM_FAULTS, Ledger, Observer, route_of
 from smallfirst.logs import RequestLog, request_cost
 from smallfirst.logs.store import LOG_FILE
-from smallfirst.privacy_step import PrivacyStep, messages_of, restore
+from smallfirst.privacy_step import PrivacyStep, messages_of, restore, restore_error
 from smallfirst.rag_step import RagStep, rag_collection
 from smallfirst.request_records import (
     answers_text,
@@ -409,6 +409,9 @@ class Gateway:
                 whole = call == self._answered_whole
                 ctx.abandoned = assumed_usage(request, answered=whole)
                 ctx.spent_usd += request_cost(model, ctx.abandoned)
+            raise
+        except SmallfirstError as error:
+            restore_error(error, guard)
             raise
         result: T = restore(answered, guard)
         ctx.spent_usd += call_cost(model, result)

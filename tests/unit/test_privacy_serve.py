@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst.backends.openai_wire import upstream_error
 from smallfirst.errors import UpstreamError
 from smallfirst.logs import RequestRecord
 from smallfirst.types import ChatRequest
@@ -513,3 +514,22 @@ def test_a_prompt_of_token_ids_is_guarded_as_its_text(
     assert response.status_code == 400
     assert fragment in response.json()["error"]["message"]
     assert fake_backend(gateway, "tiny").requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_an_upstreams_error_quoting_the_request_gets_the_clients_values_back(
+    api: tuple[TestClient, Any], stream: bool
+) -> None:
+    """The client read its own request quoted as `<EMAIL_ADDRESS_1>`. Only that client gets
+    the values back: the log keeps the upstream's summary."""
+    client, gateway = api
+    quoted = "cannot send mail to '<EMAIL_ADDRESS_1>' for <PERSON_1>"
+    fake_backend(gateway, "big").queue(upstream_error("big", 400, {}, quoted))
+    response = ask(client, stream=stream)
+    told = response.json()["error"]["message"]
+    assert f"cannot send mail to '{EMAIL}' for {NAME}" in told
+    gateway.request_log.close()
+    logged = sqlite3.connect(gateway.settings.resolved_data_dir / "requests.db").execute(
+        "SELECT group_concat(route_reason) || group_concat(error_code) FROM requests"
+    )
+    assert EMAIL not in str(logged.fetchone())
