@@ -393,6 +393,11 @@ class Settings(_Section):
     def model(self, model_id: str) -> ModelConfig | None:
         return next((m for m in self.models if m.id == model_id), None)
 
+    @property
+    def environment_overrides(self) -> list[str]:
+        """The SMALLFIRST__* variables that set keys of this config, sorted."""
+        return sorted(set(self._overrides.values()))
+
     def origin(self, key: str) -> str:
         """Where the value of dotted `key` came from, to start a message: the env variable
         that set it (or its section), else the file (and the variables that set keys in it)."""

@@ -211,6 +211,21 @@ def test_config_check_config_option_wins_over_the_environment(tmp_path: Path) ->
     assert from_env.output.startswith(f"{good}: OK")
 
 
+def test_config_check_names_the_variables_that_set_keys(tmp_path: Path) -> None:
+    """It said "<built-in defaults>: OK" above the models SMALLFIRST__MODELS had set."""
+    env = {
+        "SMALLFIRST__MODELS": "[{id: other, tier: edge}]",
+        "SMALLFIRST__SERVER__PORT": "9001",
+        "SMALLFIRST__DATA_DIR": str(tmp_path),
+    }
+    checked = CliRunner().invoke(app, ["config", "check"], env=env)
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.startswith(
+        "<built-in defaults> + SMALLFIRST__DATA_DIR + SMALLFIRST__MODELS"
+        " + SMALLFIRST__SERVER__PORT: OK\n  other "
+    )
+
+
 def test_config_check_finds_what_would_fail_only_at_serve_time(tmp_path: Path) -> None:
     runner = CliRunner()
     missing = "models:\n  - {id: big-local, tier: onprem, path: /nowhere/model.gguf}\n"

@@ -158,7 +158,9 @@ def test_config_check_reads_the_file_named_by_smallfirst_config(
     monkeypatch.setenv("SMALLFIRST_CONFIG", str(config))
     result = check()
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"{config}: OK\n  from-env ")
+    first_line, models = result.output.split(": OK\n", 1)
+    assert first_line.split(" + ")[0] == str(config)  # then the variables tests set, if any
+    assert models.startswith("  from-env ")
 
 
 REMOTE = """models:

@@ -56,7 +56,9 @@ def check(
     if as_json:
         typer.echo(json.dumps(_shown(settings), indent=2))
         return
-    typer.echo(f"{checked or BUILT_IN}: OK")
+    # the variables too: "<built-in defaults>: OK" above models SMALLFIRST__MODELS had set
+    overridden = "".join(f" + {name}" for name in settings.environment_overrides)
+    typer.echo(f"{checked or BUILT_IN}{overridden}: OK")
     for model in settings.models:
         typer.echo(f"  {model.id:<24} tier={model.tier:<7} backend={model.backend}")
 
