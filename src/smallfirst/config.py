@@ -6,6 +6,7 @@ built-in default serves the bundled model only.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -237,6 +238,14 @@ class CascadeConfig(_Section):
     min_mean_logprob: float = Field(default=-1.2, le=0, allow_inf_nan=True)
     min_token_logprob: float | None = Field(default=None, le=0, allow_inf_nan=True)
     max_tokens: int = Field(default=512, ge=1)
+
+    @field_validator("min_mean_logprob", "min_token_logprob", mode="before")
+    @classmethod
+    def _not_nan(cls, value: Any) -> Any:
+        """-inf is a setting (never escalate); NaN is none (it read "less than or equal to 0")."""
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError("NaN is not a logprob (-.inf never escalates)")
+        return value
 
 
 class BudgetConfig(_Section):

@@ -154,6 +154,9 @@ def test_the_cascade_takes_minus_infinity_as_calibrate_cascade_writes_it(
     resolved = tmp_path / "resolved.json"  # JSON is YAML: the output reads as a config
     resolved.write_text(result.stdout)
     assert load_settings(resolved, env={}).routing == load_settings(path, env={}).routing
+    nan = write(tmp_path, "routing: {cascade: {min_token_logprob: .nan}}\n")
+    with pytest.raises(ConfigError, match=r"min_token_logprob: NaN is not a logprob"):
+        load_settings(nan, env={})  # it read "less than or equal to 0"
 
 
 @pytest.mark.parametrize(
