@@ -52,7 +52,7 @@ async def answer_each_prompt(
     gates: dict[str, asyncio.Semaphore] = {}  # per model that answers first
 
     def gate_of(ready: Prepared) -> asyncio.Semaphore:
-        first = (ready.plan.cascade_from or ready.plan.candidates[0]).id
+        first = ready.plan.asked_first.id
         if first not in gates:
             gates[first] = asyncio.Semaphore(gateway.batch_concurrency(first))
         return gates[first]

@@ -230,7 +230,7 @@ class Gateway:
         with_logprobs = request.logprob_alternatives is not None
         if draft.kept is not None:
             choices = completions_of(draft.kept, request.n, with_logprobs=with_logprobs)
-            usage, model = usage_of(draft.kept), plan.cascade_from or plan.candidates[0]
+            usage, model = usage_of(draft.kept), plan.asked_first
         elif request.n > 1:  # streamed, so that a local model answers them side by side
             chunks, model = await self.ledger.logged(
                 request,
@@ -274,7 +274,7 @@ class Gateway:
         prepared, draft = await self._begin(request, ctx)
         request, plan, citations = prepared.request, prepared.plan, prepared.citations
         if draft.kept is not None:
-            route = route_of(plan.cascade_from or plan.candidates[0], plan, ctx)
+            route = route_of(plan.asked_first, plan, ctx)
             kept = self.ledger.observed(request, ctx, route, replay(draft.kept), billed=True)
             return StreamAnswer(route, await started(kept), citations)
 

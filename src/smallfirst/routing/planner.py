@@ -36,6 +36,11 @@ class Plan:
     # a router's weak choice: where a prompt too long for the candidates goes instead
     roomier: list[ModelInfo] = field(default_factory=list)
 
+    @property
+    def asked_first(self) -> ModelInfo:
+        """The model asked first: the cascade's small model, else the first candidate."""
+        return self.cascade_from or self.candidates[0]
+
 
 class TierMap:
     """The first configured model of each tier answers for that tier."""
@@ -202,7 +207,7 @@ class RoutePlanner:
         tier the client chose is not swapped (400); a router's choice moves to the nearest
         capable model, cheapest first from the chosen tier. `local_only`: why the request must
         stay on local tiers ("" when it need not)."""
-        chosen = plan.cascade_from or plan.candidates[0]
+        chosen = plan.asked_first
         capable = [m for m in [chosen, *plan.candidates] if m.tools]
         # What the client chose is not swapped; but a policy that kept the request local has
         # already swapped it, and the nearest local model that can call tools answers.
