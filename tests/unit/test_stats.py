@@ -252,6 +252,9 @@ def test_stats_command_refuses_a_bad_window_and_a_missing_log(tmp_path: Path) ->
     endless = cli(tmp_path, "--since", "9" * 400 + "d", "--json")  # was "since": -Infinity
     assert endless.exit_code == 2
     assert "is longer than any log; use 'all'" in endless.output
+    empty = cli(tmp_path, "--since", "0.0m")  # was "0 requests in the last 0.0m"
+    assert empty.exit_code == 2
+    assert "'0.0m' is an empty window" in empty.output
 
 
 def test_dashboard_page_shows_the_saving_split_and_privacy(tmp_path: Path) -> None:

@@ -142,6 +142,8 @@ def parse_window(text: str) -> float | None:
     seconds = float(match.group(1)) * _WINDOW_UNITS_S[match.group(2)]
     if not math.isfinite(seconds):
         raise ValueError(f"{text!r} is longer than any log; use 'all'")
+    if seconds == 0:
+        raise ValueError(f"{text!r} is an empty window: no request falls in it")
     return seconds
 
 
