@@ -64,6 +64,16 @@ def test_router_decides_and_explains(api: tuple[TestClient, Any]) -> None:
     assert "-> strong" in info["reason"]
 
 
+def test_a_zero_strong_share_has_no_threshold_in_body_or_headers(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, _ = api
+    capped = ask(client, "a hard one", max_strong_share=0.0)
+    assert capped.json()["model"] == "tiny"
+    assert capped.json()["smallfirst"]["threshold"] is None
+    assert "x-smallfirst-route-threshold" not in capped.headers  # was "inf"
+
+
 def test_header_override_wins(api: tuple[TestClient, Any]) -> None:
     client, _ = api
     body = chat_body("auto")

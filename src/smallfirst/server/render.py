@@ -52,10 +52,10 @@ def route_headers(route: RouteInfo) -> dict[str, str]:
         "x-smallfirst-tier": route.model.tier,
         "x-smallfirst-router": route.router,
     }
-    if route.score is not None:
-        headers["x-smallfirst-route-score"] = f"{route.score:.4f}"
-    if route.threshold is not None:
-        headers["x-smallfirst-route-threshold"] = f"{route.threshold:.4f}"
+    if (score := _finite(route.score)) is not None:
+        headers["x-smallfirst-route-score"] = f"{score:.4f}"
+    if (threshold := _finite(route.threshold)) is not None:
+        headers["x-smallfirst-route-threshold"] = f"{threshold:.4f}"
     if route.escalations:
         headers["x-smallfirst-escalations"] = ",".join(route.escalations)
     return headers
