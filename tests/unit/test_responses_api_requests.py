@@ -156,9 +156,20 @@ def test_a_stored_response_is_a_404_that_says_why(api: tuple[TestClient, Gateway
         assert response.status_code == 404
         assert "resp_123` is not stored" in response.json()["error"]["message"]
     # `client.responses.input_items.list(id)`: was "Response `resp_123/input_items`"
-    response = client.get("/v1/responses/resp_123/input_items")
-    assert response.status_code == 404
-    assert "Response `resp_123` is not stored" in response.json()["error"]["message"]
+    # `client.responses.cancel(id)`: was a 405
+    for method, part in (("GET", "input_items"), ("POST", "cancel")):
+        response = client.request(method, f"/v1/responses/resp_123/{part}")
+        assert response.status_code == 404
+        assert "Response `resp_123` is not stored" in response.json()["error"]["message"]
+
+
+def test_a_trailing_slash_is_redirected_like_every_route(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    body = {"model": "tiny", "input": "Hi"}
+    redirect = client.post("/v1/responses/", json=body, follow_redirects=False)  # was a 405
+    assert redirect.status_code == 307
+    assert redirect.headers["location"].endswith("/v1/responses")
+    assert client.post("/v1/responses/", json=body).json()["object"] == "response"
 
 
 def test_a_conversation_too_long_names_input(api: tuple[TestClient, Gateway]) -> None:

@@ -255,8 +255,7 @@ async def responses(request: Request) -> Response:
 
 
 async def stored_response(request: Request) -> Response:
-    # the id, also under its sub-paths (`/input_items`, as `responses.input_items.list` asks)
-    response_id = request.path_params["response_id"].split("/")[0]
+    response_id = request.path_params["response_id"]
     raise NotStored(
         f"Response `{response_id}` is not stored: this gateway keeps no "
         "responses (send the whole conversation in `input`)",
@@ -369,7 +368,10 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/responses", responses, methods=["POST"]),
-    Route("/v1/responses/{response_id:path}", stored_response, methods=["GET", "DELETE"]),
+    Route("/v1/responses/{response_id}", stored_response, methods=["GET", "DELETE"]),
+    # `input_items` (GET) and `cancel` (POST): a `:path` id took in "/v1/responses/" too, so a
+    # POST there was a 405 instead of the slash redirect every other route gets
+    Route("/v1/responses/{response_id}/{part:path}", stored_response, methods=["GET", "POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
