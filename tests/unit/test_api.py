@@ -292,6 +292,8 @@ def test_models_list_has_tiers_context_and_costs(
     # vLLM's name for it too, on every entry (`auto` and `rag/...` had none)
     assert all(m["max_model_len"] == m["context_length"] for m in data)
     assert client.get("/v1/models/auto").json()["id"] == "auto"
+    alias = client.get("/v1/models/text-embedding-local")  # /v1/embeddings takes it: was a 404
+    assert (alias.json()["id"], alias.json()["backend"]) == ("text-embedding-local", "embeddings")
     assert not [m for m in data if m["id"].startswith("rag/")]  # nothing ingested
     assert not (tmp_path / "rag.sqlite").exists()  # and listing created no store
 

@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from smallfirst.answers import Answer, RequestContext, RouteInfo, StreamAnswer
+from smallfirst.config import EMBEDDING_MODEL_IDS
 from smallfirst.errors import (
     CLIENT_CLOSED_REQUEST,
     ClientLeft,
@@ -340,6 +341,8 @@ async def get_model(request: Request) -> Response:
     for entry in await _model_entries(request):
         if entry["id"] == model_id:
             return JSONResponse(entry)
+    if model_id in EMBEDDING_MODEL_IDS:  # the alias /v1/embeddings answers to, not listed twice
+        return JSONResponse({**_embedding_entry(int(request.app.state.started_at)), "id": model_id})
     raise ModelNotFound(f"The model `{model_id}` does not exist", param="model")
 
 
