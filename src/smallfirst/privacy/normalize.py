@@ -49,7 +49,12 @@ _INVISIBLE = re.compile(
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
 # Kana, Han (with its extensions and compatibility ideographs) and Hangul syllables.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
-_SCRIPT_CHANGE = re.compile(f"(?<=[{_CJK}])(?=[!-~])|(?<=[!-~])(?=[{_CJK}])")
+# Not at "@" or ".": they edge a word already, and a domain may be written in these scripts
+# ("info@例え.jp", an internationalized domain, read as "info@ 例え .jp" was no address).
+_ASCII_BUT_AT_OR_DOT = r"\x21-\x2d\x2f-\x3f\x41-\x7e"
+_SCRIPT_CHANGE = re.compile(
+    f"(?<=[{_CJK}])(?=[{_ASCII_BUT_AT_OR_DOT}])|(?<=[{_ASCII_BUT_AT_OR_DOT}])(?=[{_CJK}])"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,10 @@ _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 # "+", so that "phone=+44..." keeps its plus and code's "a && b" stays as it is.
 _FORM_SEPARATOR = re.compile(r"(?<=[^\s=&?+])[+&](?=[^\s=&+])")
 _FIELD_END = re.compile(r"[?&;]")
+# A URL's user information (RFC 3986 3.2.1): a password there may hold "&" and "+", which
+# separate nothing ("DATABASE_URL=postgres://app:Tr0ub&3@db" read "Tr0ub 3", and the secret
+# rule no longer saw the password).
+_USER_INFO = re.compile(r"://[^\s/?#@]*@")
 _NON_BLANK = re.compile(r"\S+")
 # A URL inside a URL's query is encoded twice ("%2540"): read again, a few times at most.
 _DECODING_ROUNDS = 3
@@ -218,7 +227,10 @@ def _url_edits(word: str, *, in_forms: bool) -> Iterator[tuple[int, int, str]]:
             continue
         yield from _escaped_characters(run.start(), decoded)
     if in_form:
+        user_info = [match.span() for match in _USER_INFO.finditer(word)]
         for separator in _FORM_SEPARATOR.finditer(word):
+            if any(start < separator.start() < end for start, end in user_info):
+                continue
             value = value_at(separator.start())
             if separator.group() == "&" or (value is not None and not value.secret):
                 yield separator.start(), separator.end(), " "

@@ -39,9 +39,10 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = (
         ("eyJ",),
         0.9,
     ),
-    (
+    (  # PEM (RFC 7468) and OpenPGP's armor (RFC 4880 6.2: "PGP PRIVATE KEY BLOCK")
         re.compile(
-            r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----"
+            r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+            r"-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----"
         ),
         ("-----BEGIN ",),
         1.0,
