@@ -10,6 +10,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from smallfirst.types import FunctionCall, Tier, ToolCall
 
+# Where OpenAI's usage details the counts that Usage keeps flat
+DETAILED_COUNTS = (
+    ("prompt_tokens_details", "cached_tokens"),
+    ("completion_tokens_details", "reasoning_tokens"),
+)
+
 
 class Usage(BaseModel):
     prompt_tokens: int = 0
@@ -17,6 +23,9 @@ class Usage(BaseModel):
     # prompt tokens that were not evaluated again (a local model's kept or restored context;
     # an upstream's prompt cache)
     cached_tokens: int = 0
+    # completion tokens an upstream spent reasoning before its answer (o-series, gpt-5);
+    # local models write none
+    reasoning_tokens: int = 0
 
     @classmethod
     def estimated(cls, prompt: str, answer: str) -> Usage:
@@ -30,11 +39,15 @@ class Usage(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _upstream_details(cls, data: Any) -> Any:
-        """Reads OpenAI's `prompt_tokens_details.cached_tokens` from an upstream's usage."""
-        if isinstance(data, dict) and isinstance(data.get("prompt_tokens_details"), dict):
-            cached = data["prompt_tokens_details"].get("cached_tokens")
-            if isinstance(cached, int):
-                data = {**data, "cached_tokens": cached}
+        """Reads OpenAI's `prompt_tokens_details.cached_tokens` and
+        `completion_tokens_details.reasoning_tokens` from an upstream's usage."""
+        if not isinstance(data, dict):
+            return data
+        for details, count in DETAILED_COUNTS:
+            detailed = data.get(details)
+            value = detailed.get(count) if isinstance(detailed, dict) else None
+            if isinstance(value, int):
+                data = {**data, count: value}
         return data
 
     @property
@@ -47,6 +60,7 @@ class Usage(BaseModel):
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
 
 

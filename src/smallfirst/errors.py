@@ -215,6 +215,8 @@ class UpstreamError(SmallfirstError):
     status = 502
     error_type = "api_error"
     code = "upstream_error"
+    # the upstream's answer broke off after it began: it bills it, as a timed-out call's
+    received = False
 
 
 class UpstreamQuotaSpent(UpstreamError):

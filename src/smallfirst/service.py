@@ -29,7 +29,6 @@ from smallfirst.errors import (
     QueueFull,
     ShuttingDown,
     SmallfirstError,
-    UpstreamTimeout,
 )
 from smallfirst.ledger import UPSTREAM_FAULTS, Ledger, Observer, route_of
 from smallfirst.logs import RequestLog, request_cost
@@ -396,22 +395,20 @@ class Gateway:
         if remote:
             self._hold_budget(model, ctx, request)
         sent, guard = self.privacy.request_for(request, model, ctx.inspection)
-        # Cancelled under way (its client left) or timed out once the upstream had it, a
-        # remote call was read, and an answer not streamed is written to the end all the
-        # same: it is billed the budget's estimate, or a client that times out early (or a
-        # slow upstream) would spend without limit. A stream stops when its connection
-        # closes: its prompt is billed.
+        # Cancelled under way (its client left), timed out once the upstream had it, or
+        # broken off after its answer began, a remote call was read, and an answer not
+        # streamed is written to the end all the same: it is billed the budget's estimate,
+        # or a client that times out early (or a slow upstream) would spend without limit.
+        # A stream stops when its connection closes: its prompt is billed.
         try:
             answered = await call(self.backends[model.id], sent)
-        except (asyncio.CancelledError, UpstreamTimeout) as ended:
-            received = not isinstance(ended, UpstreamTimeout) or ended.received
-            if received and remote:
+        except (asyncio.CancelledError, SmallfirstError) as ended:
+            if remote and _received(ended):
                 whole = call == self._answered_whole
                 ctx.abandoned = assumed_usage(request, answered=whole)
                 ctx.spent_usd += request_cost(model, ctx.abandoned)
-            raise
-        except SmallfirstError as error:
-            restore_error(error, guard)
+            if isinstance(ended, SmallfirstError):
+                restore_error(ended, guard)
             raise
         result: T = restore(answered, guard)
         ctx.spent_usd += call_cost(model, result)
@@ -486,6 +483,14 @@ class Gateway:
         error = ModelUnavailable("; ".join(self.health.describe(m.id) for m in models))
         error.retry_after_s = math.ceil(min(self.health.cooling_down_s(m.id) for m in models))
         return error
+
+
+def _received(ended: BaseException) -> bool:
+    """Whether a call that `ended` so had reached an upstream that answers it (and bills it):
+    its client left, or it timed out or broke off once the upstream had it."""
+    if isinstance(ended, UPSTREAM_FAULTS):
+        return ended.received
+    return not isinstance(ended, SmallfirstError)
 
 
 def _grounding_collection(

@@ -305,3 +305,39 @@ def test_a_remote_call_that_timed_out_is_billed_if_the_upstream_had_it(
         (50, True) if received else (0, False)
     )
     assert again.status_code == (429 if received else 200)
+
+
+@pytest.mark.parametrize("route", ["paid", "auto"])
+def test_a_remote_answer_that_broke_off_after_it_began_is_billed(
+    tmp_path: Path, route: str
+) -> None:
+    """Billed upstream, it was logged at $0 unless the client was reading it as a stream
+    (an answer not streamed, `n` > 1 streamed for the gateway, a fallback answering after it);
+    an answer not streamed is written to the end: billed as the budget's hold."""
+    paid = {
+        "id": "paid",
+        "tier": "cloud",
+        "backend": "fake",
+        "input_cost_per_1m": 1000.0,
+        "output_cost_per_1m": 2000.0,
+    }
+    tiny = {"id": "tiny", "tier": "edge", "backend": "fake"}
+    settings = fake_settings(tmp_path, models=[tiny, paid], privacy={"enabled": False})
+    client, gateway = fake_client(settings)
+    broke = UpstreamError("paid: upstream answer broke off")
+    broke.received = True
+    fake_backend(gateway, "paid").queue(broke, UpstreamError("paid: upstream answered 500"))
+    records: list[RequestRecord] = []
+    gateway.ledger.add_observer(records.append)
+    headers = {"x-smallfirst-route": "cloud"}
+    with client:
+        for _ in range(2):  # broken off, then refused
+            body = chat_body(route, max_tokens=50)
+            client.post("/v1/chat/completions", json=body, headers=headers)
+    broken, refused = records
+    assert broken.cost_usd > 0
+    assert refused.cost_usd == 0
+    if route == "paid":  # the failed request's row has the tokens it was billed
+        assert (broken.prompt_tokens > 0, broken.completion_tokens) == (True, 50)
+        expected = (broken.prompt_tokens * 1000.0 + 50 * 2000.0) / 1e6
+        assert broken.cost_usd == pytest.approx(expected)

@@ -92,6 +92,33 @@ async def test_the_upstreams_cached_prompt_tokens_are_passed_on() -> None:
     assert result.usage.prompt_tokens == 1200
 
 
+async def test_the_upstreams_reasoning_tokens_are_passed_on() -> None:
+    """A reasoning model's usage details read as OpenAI sends them, whole and streamed (they
+    were dropped: chat had no `completion_tokens_details`, the Responses API said 0)."""
+    usage = {
+        "prompt_tokens": 9,
+        "completion_tokens": 40,
+        "completion_tokens_details": {"reasoning_tokens": 32, "audio_tokens": 0},
+    }
+    events = [
+        {"choices": [{"index": 0, "delta": {"content": "4"}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": usage},
+    ]
+
+    async def handle(request: web.Request) -> web.Response:
+        if (await request.json())["stream"]:
+            return web.Response(body=sse(events) + b"data: [DONE]\n\n")
+        return web.json_response({**ANSWER, "usage": usage})
+
+    async with upstream(handle) as backend:
+        whole = await backend.complete(REQUEST)
+        streamed = [chunk async for chunk in backend.stream(REQUEST)]
+    for told in (whole.usage, streamed[-1].usage):
+        assert told is not None
+        assert told.as_openai()["completion_tokens_details"] == {"reasoning_tokens": 32}
+        assert told.completion_tokens == 40
+
+
 async def test_sends_the_api_key_from_the_named_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UPSTREAM_KEY", "sk-test")
     seen: list[str | None] = []
@@ -232,6 +259,42 @@ async def test_stream_cut_before_finish_is_502() -> None:
     async with upstream(handle) as backend:
         with pytest.raises(UpstreamError, match="without finishing"):
             _ = [c async for c in backend.stream(REQUEST)]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_that_broke_off_after_it_began_was_received(stream: bool) -> None:
+    """The upstream bills an answer it began (the gateway then bills it too); an error it
+    answered with instead is no answer."""
+    events = sse([{"choices": [{"delta": {"content": "hel"}}]}])
+    whole = json.dumps(ANSWER).encode()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if "broken" not in json.dumps(await request.json()):
+            return web.Response(status=500)
+        response = web.StreamResponse(headers={"Content-Length": "5000"})
+        await response.prepare(request)
+        await response.write(events if stream else whole[:20])
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    broken = ChatRequest.model_validate(
+        {"model": "cloud", "messages": [{"role": "user", "content": "broken"}]}
+    )
+    async with upstream(handle, max_retries=0) as backend:
+        answer = backend.stream if stream else backend.complete
+        with pytest.raises(UpstreamError, match="broke off") as broke:
+            await _answered(answer(broken))
+        with pytest.raises(UpstreamError, match="answered 500") as failed:
+            await _answered(answer(REQUEST))
+    assert (broke.value.received, failed.value.received) == (True, False)
+
+
+async def _answered(answer: AsyncIterator[object] | Awaitable[object]) -> None:
+    if isinstance(answer, AsyncIterator):
+        _ = [c async for c in answer]
+    else:
+        await answer
 
 
 async def test_at_shutdown_answers_under_way_end_with_its_error_and_none_starts() -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from smallfirst.backends.openai_compat import _retry_after_s
 from smallfirst.completions import Chunk, join_tool_call_deltas
-from smallfirst.errors import QueueFull, UpstreamError, UpstreamQuotaSpent
+from smallfirst.errors import InvalidRequest, QueueFull, UpstreamError, UpstreamQuotaSpent
 from smallfirst.types import ChatRequest, TextRequest
 from tests.unit.test_openai_compat import ANSWER, REQUEST, TOOL_REQUEST, Handler, sse, upstream
 
@@ -189,6 +189,29 @@ async def test_streamed_calls_with_neither_index_nor_id_are_told_apart_by_their_
     ]
 
 
+async def test_a_calls_id_and_name_repeated_in_each_piece_are_passed_on_once() -> None:
+    """llama.cpp's server repeated them (SGLang opened with an empty name): OpenAI's SDK joins
+    every piece's, and read the call as "aaa" named "get_weatherget_weatherget_weather"."""
+    opened = {"index": 0, "id": "a", "type": "function", "function": {"name": "get_weather"}}
+    pieces = ['{"city": ', '"Oslo"}']
+    unnamed = {"index": 1, "id": "b", "function": {"name": "", "arguments": ""}}
+    named = {"index": 1, "id": "b", "function": {"name": "get_time", "arguments": "{}"}}
+    events = [
+        delta(tool_calls=[{**opened, "function": {**opened["function"], "arguments": part}}])
+        for part in ["", *pieces]
+    ]
+    events += [delta(tool_calls=[unnamed]), delta(tool_calls=[named]), delta("tool_calls")]
+    chunks = await streamed(sse(events) + DONE, TOOL_REQUEST.model_copy(update={"stream": True}))
+    told = [(d.index, d.id, d.name) for chunk in chunks for d in chunk.tool_calls or []]
+    assert told == [
+        (0, "a", "get_weather"),
+        (0, None, None),
+        (0, None, None),
+        (1, "b", ""),
+        (1, None, "get_time"),
+    ]
+
+
 async def test_streamed_tool_call_arguments_as_an_object_are_json_text() -> None:
     call = {"index": 0, "id": "a", "function": {"name": "get_weather", "arguments": {"c": 1}}}
     chunks = await streamed(sse([delta(tool_calls=[call]), delta("tool_calls")]) + DONE)
@@ -291,6 +314,37 @@ def failing(
         )
 
     return handle, calls
+
+
+CONTEXT_TOO_LONG = (
+    "This model's maximum context length is 2048 tokens. However, you requested 2723 tokens"
+    " (1699 in the messages, 1024 in the completion). Please reduce the length of the"
+    " messages or completion."
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"message": CONTEXT_TOO_LONG, "type": "invalid_request_error"}},
+        {"object": "error", "message": CONTEXT_TOO_LONG, "type": "BadRequestError", "code": 400},
+        {"error": CONTEXT_TOO_LONG},
+        {"detail": CONTEXT_TOO_LONG},
+    ],
+)
+async def test_an_error_bodys_message_is_read_in_the_shapes_servers_send(
+    body: dict[str, Any],
+) -> None:
+    """OpenAI's, vLLM's, an error as text, FastAPI's: the client read the last three as
+    their JSON, cut at 200 characters."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(body, status=400)
+
+    async with upstream(handle) as backend:
+        with pytest.raises(InvalidRequest) as refused:
+            await backend.complete(REQUEST)
+    assert refused.value.message == f"cloud: {CONTEXT_TOO_LONG}"
 
 
 async def test_a_short_retry_after_is_waited_for() -> None:

@@ -221,6 +221,17 @@ async def test_a_stream_that_fails_midway_ends_with_response_failed() -> None:
     assert [e["sequence_number"] for e in told] == list(range(len(told)))
 
 
+def test_an_upstreams_reasoning_tokens_are_in_the_usage() -> None:
+    asked = ResponsesRequest(model="m", input="Hi")
+    usage = Usage(prompt_tokens=9, completion_tokens=40, reasoning_tokens=32)
+    body = response_body(asked, Completion(text="4", usage=usage), _route(), "r1")
+    assert body["usage"]["output_tokens_details"] == {"reasoning_tokens": 32}
+    last = ResponseEvents(asked, _route(), "r1").events(
+        Chunk(text="4", finish_reason="stop", usage=usage)
+    )[-1]
+    assert last["response"]["usage"]["output_tokens_details"] == {"reasoning_tokens": 32}
+
+
 def test_an_upstreams_refusal_and_content_filter_are_told_as_openai_tells_them() -> None:
     """The refusal was dropped and a filtered answer was `completed`."""
     asked = ResponsesRequest(model="m", input="Hi")

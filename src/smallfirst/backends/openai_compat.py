@@ -28,6 +28,7 @@ from smallfirst.backends.openai_wire import (
     StreamReader,
     completion_of,
     stream_payloads,
+    told_error,
     upstream_error,
 )
 from smallfirst.completions import Chunk, Completion, ModelInfo
@@ -80,9 +81,12 @@ class OpenAICompatBackend(Backend):
             response.close()
         self._closing = asyncio.get_running_loop().create_task(self.aclose())
 
-    def _broken(self, error: SmallfirstError) -> BaseException:
-        """What a connection that failed means: `error`, or the shutdown that closed it."""
-        return self._ended_by or error
+    def _broke_off(self, answer: str) -> BaseException:
+        """An `answer` ("answer", "stream") that broke off after it began, which the upstream
+        bills (`received`), or the shutdown that closed its connection."""
+        broke = UpstreamError(f"{self.config.id}: upstream {answer} broke off")
+        broke.received = True
+        return self._ended_by or broke
 
     def _client(self) -> aiohttp.ClientSession:
         """The connection pool, made on first use: aiohttp binds it to the running loop."""
@@ -171,8 +175,7 @@ class OpenAICompatBackend(Backend):
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{self.config.id}: upstream timed out") from exc
         except aiohttp.ClientError as exc:
-            broke = UpstreamError(f"{self.config.id}: upstream answer broke off")
-            raise self._broken(broke) from exc
+            raise self._broke_off("answer") from exc
         finally:
             self._done_reading(response)
         try:
@@ -198,8 +201,7 @@ class OpenAICompatBackend(Backend):
         except (aiohttp.ClientError, *UNREADABLE) as exc:
             # after every answer finished, what broke off was the usage (then: estimated)
             if not reader.all_finished:
-                broke = UpstreamError(f"{self.config.id}: upstream stream broke off")
-                raise self._broken(broke) from exc
+                raise self._broke_off("stream") from exc
         finally:
             self._done_reading(response)
         for chunk in reader.ending(body, done=done):
@@ -222,8 +224,7 @@ async def _status_error(
     finally:
         response.release()
     try:
-        told = json.loads(raw)["error"]
-        message = str(told["message"])
+        told, message = told_error(json.loads(raw))
     except UNREADABLE:
         told, message = {}, raw[:200].decode(errors="replace")
     error = upstream_error(model_id, response.status, told, message)

@@ -277,12 +277,15 @@ class _CallIndexes:
     whole calls so) belongs to the call an earlier piece gave its id, else a new id or a
     function name is the next call (given an id if it has none); a piece without any of them
     continues the latest call, or, among several in one delta, the call of its place in the
-    list."""
+    list. A call's id and name go to the client once, as OpenAI sends them: an upstream that
+    repeats them in each piece (llama.cpp's server before May 2025) had OpenAI's SDK join them
+    into "call_1call_1" and a name written once per piece."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, int] = {}
         self._next = 0
         self._latest = 0
+        self._told: dict[int, tuple[Any, Any]] = {}  # each call's id and name, as first told
 
     def deltas(self, raw: Any) -> list[ToolCallDelta] | None:
         if not raw:
@@ -294,8 +297,12 @@ class _CallIndexes:
         function = _object(item.get("function") or {})
         call_id, name = item.get("id"), function.get("name")
         index = self._index(item.get("index"), call_id, place, named=bool(name))
-        if name and not call_id:  # a call's first piece: the client needs an id to answer
-            call_id = f"call_{index}"
+        told_id, told_name = self._told.get(index, (None, None))
+        call_id = None if call_id == told_id else call_id
+        name = None if name == told_name else name
+        if name and not call_id and told_id is None:  # a call's first piece: the client
+            call_id = f"call_{index}"  # needs an id to answer it
+        self._told[index] = (told_id or call_id, told_name or name)
         return ToolCallDelta(
             index=index, id=call_id, name=name, arguments=_arguments(function, missing="")
         )
@@ -374,6 +381,18 @@ def _as_ours(model_id: str, status: int | None, told: Any, message: str) -> Smal
     if status is None:
         return UpstreamError(f"{model_id}: upstream sent an error: {message}")
     return UpstreamError(f"{model_id}: upstream answered {status}: {message}")
+
+
+def told_error(body: Any) -> tuple[dict[str, Any], str]:
+    """An error answer's error object and message: OpenAI's `{"error": {...}}`, an error as
+    text (`{"error": "..."}`), vLLM's flat `{"object": "error", "message": ...}` or FastAPI's
+    `{"detail": "..."}` (the client read their JSON cut at 200 characters, vLLM's "maximum
+    context length" message without its end)."""
+    told = _object(body).get("error", body)
+    if isinstance(told, str):
+        return {}, told
+    told = _object(told)
+    return told, _text(told["message"] if "message" in told else told["detail"])
 
 
 def _raise_told_error(data: Any, model_id: str) -> None:

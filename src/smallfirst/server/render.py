@@ -171,6 +171,7 @@ def batch_body(request: TextRequest, answers: list[Answer], request_id: str) -> 
         prompt_tokens=sum(answer.usage.prompt_tokens for answer in answers),
         cached_tokens=sum(answer.usage.cached_tokens for answer in answers),
         completion_tokens=sum(answer.usage.completion_tokens for answer in answers),
+        reasoning_tokens=sum(answer.usage.reasoning_tokens for answer in answers),
     )
     body = completion_body(request, choices, usage, answers[0].route, request_id)
     body["smallfirst"]["batch"] = [
