@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,3 +113,13 @@ RESPONSES_WEATHER_TOOL = {
     "description": "Weather for a city",
     "parameters": {"type": "object", "properties": {"input": {"type": "string"}}},
 }
+
+
+def eventually(check: Callable[[], bool]) -> bool:
+    """A hang guard, not a timing: the log's writers flush and read every 0.05 s with a
+    budget (0.2 s without)."""
+    for _ in range(600):
+        if check():
+            return True
+        time.sleep(0.05)
+    return False

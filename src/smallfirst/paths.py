@@ -1,5 +1,5 @@
-"""Where smallfirst keeps files it can make again (converted and installed models), and why
-a folder it is given cannot be used."""
+"""Where smallfirst keeps files it can make again (converted and installed models), why a
+folder it is given cannot be used, and whether a file it holds open is still at its path."""
 
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def broken_link_in(path: Path) -> str | None:
             name = "it" if part == path else str(part)
             return f"{name} is a symlink to {os.path.realpath(part)}, which does not exist"
     return None
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None if there is none: a connection keeps the
+    file it opened, moved aside or deleted, while a new one is made at its path."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino

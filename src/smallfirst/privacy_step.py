@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.completions import Chunk, Completion, ModelInfo, ToolCallDelta
 from smallfirst.config import Settings
-from smallfirst.errors import PolicyBlocked, SmallfirstError
+from smallfirst.errors import INTERNAL_ERROR_MESSAGE, PolicyBlocked, SmallfirstError
 from smallfirst.privacy.identifiers import (
     UNREDACTABLE_NAMES,
     identifier_as_text,
@@ -36,6 +37,8 @@ from smallfirst.streams import close_stream
 from smallfirst.types import ChatMessage, ChatRequest, GenerateRequest, Tier, Tool, ToolCall
 
 PSEUDONYM_KEY_FILE = "pseudonym.key"
+PSEUDONYM_KEY_BYTES = 32
+log = logging.getLogger("smallfirst.privacy")
 # request fields that identify a person or a group of them, and their pseudonyms' prefixes
 PSEUDONYMOUS_FIELDS = {"user": "user", "safety_identifier": "id", "prompt_cache_key": "cache"}
 
@@ -216,8 +219,30 @@ class PrivacyStep:
             path = self._pseudonym_key_path
             if not path.exists():
                 _create_key_file(path)
-            self._pseudonym_key = path.read_bytes()
+            key = path.read_bytes()
+            if len(key) != PSEUDONYM_KEY_BYTES:  # an empty one made pseudonyms anyone computes
+                log.error("%s", _damaged_key(path, len(key)))
+                raise SmallfirstError(INTERNAL_ERROR_MESSAGE)
+            self._pseudonym_key = key
         return self._pseudonym_key
+
+
+def pseudonym_key_problem(data_dir: Path) -> str | None:
+    """Why the pseudonym key in `data_dir` cannot be used; None if it can, or is not made
+    yet (it is on first use), or `data_dir` is no folder (the data dir's check says so)."""
+    path = data_dir / PSEUDONYM_KEY_FILE
+    try:
+        size = path.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return None if size == PSEUDONYM_KEY_BYTES else _damaged_key(path, size)
+
+
+def _damaged_key(path: Path, size: int) -> str:
+    return (
+        f"the pseudonym key {path} is damaged ({size} bytes, not {PSEUDONYM_KEY_BYTES}):"
+        " delete it to have a new one made (the pseudonyms sent upstream before then change)"
+    )
 
 
 def _create_key_file(path: Path) -> None:
@@ -228,7 +253,9 @@ def _create_key_file(path: Path) -> None:
     fd, aside = tempfile.mkstemp(dir=path.parent, prefix=".pseudonym-")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as key_file:
-            key_file.write(secrets.token_bytes(32))
+            key_file.write(secrets.token_bytes(PSEUDONYM_KEY_BYTES))
+            key_file.flush()
+            os.fsync(key_file.fileno())  # else a crash could leave the linked key empty
         os.link(aside, path)
     except FileExistsError:
         pass

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from smallfirst.logs import RequestLog, RequestRecord
 from smallfirst.logs.spend import DAY_S, SpendWatch, utc_day
 from smallfirst.logs.store import LOG_FILE, connect
 from smallfirst.routing.budget import SpendTracker
-from tests.helpers import chat_body, fake_client, fake_settings
+from tests.helpers import chat_body, eventually, fake_client, fake_settings
 
 Report = tuple[int, float, dict[str, float]]
 
@@ -30,16 +30,6 @@ def row(usd: float, key: str | None = None, created_at: float | None = None) -> 
         cost_usd=usd,
         api_key_id=key,
     )
-
-
-def eventually(check: Callable[[], bool]) -> bool:
-    """A hang guard, not a timing: the log's writers flush and read every 0.05 s with a
-    budget (0.2 s without)."""
-    for _ in range(600):
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def rows_in(path: Path) -> int:
@@ -225,3 +215,26 @@ def test_rowids_given_again_after_the_newest_row_was_pruned_are_read(tmp_path: P
         assert reports[-1][1] == 0.5
     finally:
         writer.close()
+
+
+def test_the_others_spend_is_read_from_a_log_started_again_after_a_deletion(
+    tmp_path: Path,
+) -> None:
+    """The rows this process wrote to the deleted log are not in the new one: they were
+    still subtracted from it, and the other process's spend read as nothing."""
+    data_dir = tmp_path / "data"
+    path = data_dir / LOG_FILE
+    mine = RequestLog(path)
+    reports: list[Report] = []
+    mine.watch_spend(lambda day, total, per_key: reports.append((day, total, per_key)))
+    try:
+        mine.record(row(1.0))
+        assert eventually(lambda: rows_in(path) == 1)
+        shutil.rmtree(data_dir)
+        other = RequestLog(path)
+        other.record(row(0.5))
+        other.close()
+        mine.record(row(0.25))  # written to the new log, where the other's row is
+        assert eventually(lambda: reports[-1][1] == 0.5)
+    finally:
+        mine.close()

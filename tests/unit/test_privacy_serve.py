@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
 from smallfirst.backends.openai_wire import upstream_error
+from smallfirst.cli import app
 from smallfirst.errors import UpstreamError
 from smallfirst.logs import RequestRecord
 from smallfirst.types import ChatRequest
@@ -533,3 +535,26 @@ def test_an_upstreams_error_quoting_the_request_gets_the_clients_values_back(
         "SELECT group_concat(route_reason) || group_concat(error_code) FROM requests"
     )
     assert EMAIL not in str(logged.fetchone())
+
+
+def test_a_damaged_pseudonym_key_is_refused_never_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, served: list[Any]
+) -> None:
+    """An empty key file (a crash before its bytes reached the disk) was an HMAC key: the
+    pseudonym of an e-mail address was one anyone could compute."""
+    key = tmp_path / "pseudonym.key"
+    key.touch()
+    problem = (
+        f"the pseudonym key {key} is damaged (0 bytes, not 32): delete it to have a new one"
+        " made (the pseudonyms sent upstream before then change)"
+    )
+    for client, gateway in client_with(tmp_path):
+        refused = client.post("/v1/chat/completions", json=chat_body("big", user=EMAIL))
+        assert refused.status_code == 500
+        assert fake_backend(gateway, "big").requests == []
+    assert problem in caplog.text
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data_dir: {tmp_path}\n")
+    result = CliRunner().invoke(app, ["serve", "-c", str(config)])
+    assert (result.exit_code, result.output) == (1, f"Error: {problem}\n")
+    assert served == []

@@ -131,6 +131,8 @@ def _write_problem(path: Path, *, directory: bool) -> str | None:
             with existing.open("ab"):
                 pass
     except OSError as exc:
+        if existing == path and not directory:
+            return f"cannot open it for writing ({exc.strerror or exc})"
         return f"cannot create files in {existing} ({exc.strerror or exc})"
     return None
 
@@ -152,8 +154,8 @@ def check_routing_or_exit(settings: Settings) -> None:
 
 
 def check_privacy_or_exit(settings: Settings) -> None:
-    """Exit 1 if the PII detector's spaCy pipeline is not there: the server started, and
-    every request it scanned failed with a 500."""
+    """Exit 1 if the PII detector's spaCy pipeline is not there (the server started, and
+    every request it scanned failed with a 500), or its pseudonym key is damaged."""
     if not settings.privacy.enabled:
         return
     from smallfirst.privacy.detect import spacy_model_problem
@@ -161,15 +163,26 @@ def check_privacy_or_exit(settings: Settings) -> None:
     problem = spacy_model_problem(settings.privacy.spacy_model)
     if problem is not None:
         fail(f"{settings.origin('privacy.spacy_model')}: privacy.spacy_model: {problem}", code=1)
+    from smallfirst.privacy_step import pseudonym_key_problem
+
+    if (problem := pseudonym_key_problem(settings.resolved_data_dir)) is not None:
+        fail(problem, code=1)
 
 
 def check_data_dir_or_exit(settings: Settings) -> None:
     """Exit 1 if the request log could not be written in `data_dir` (the server would stop
     at startup with a traceback)."""
+    from smallfirst.logs.store import LOG_FILE
+
     path = settings.resolved_data_dir
     problem = _write_problem(path, directory=True)
     if problem is not None:
         fail(f"{settings.origin('data_dir')}: data_dir: cannot write {path}: {problem}", code=1)
+    # SQLite opens a log it cannot write read-only: the server started, and each row failed
+    for log_file in (path / name for name in (LOG_FILE, f"{LOG_FILE}-wal", f"{LOG_FILE}-shm")):
+        problem = _write_problem(log_file, directory=False) if log_file.exists() else None
+        if problem is not None:
+            fail(f"cannot write the request log {log_file}: {problem}", code=1)
 
 
 def check_api_keys_or_exit(settings: Settings) -> None:

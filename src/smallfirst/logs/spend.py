@@ -105,6 +105,12 @@ class SpendWatch:
             if day == self._own_day:  # a request begun yesterday is yesterday's row
                 self._own.add(row.api_key_id, row.cost_usd)
 
+    def log_replaced(self) -> None:
+        """The writer now writes to a new log at the path: the rows this process wrote to
+        the old one are not in it, and what was read of the old one is summed again."""
+        self._own_day, self._own = None, Tally()
+        self._logged = self._version = None
+
     def refresh(self, connection: sqlite3.Connection, now: float | None = None) -> None:
         """Read and report, if another connection wrote to the log since the last refresh on
         this `connection` (always the writer's: its own commits do not count) or the day

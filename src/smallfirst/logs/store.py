@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from smallfirst.errors import CLIENT_CLOSED_REQUEST
 from smallfirst.logs.spend import SpendReport, SpendWatch
+from smallfirst.paths import file_identity
 from smallfirst.sqlite_migrations import MigrationsTable, apply_migrations
 
 MIGRATIONS_PACKAGE = "smallfirst.logs.migrations"
@@ -27,6 +28,9 @@ LOG_FILE = "requests.db"  # in the data dir
 # the table (0005) takes about 3 s per million rows here.
 BUSY_TIMEOUT_S = 30.0
 log = logging.getLogger("smallfirst.logs")
+DAMAGED_WHILE_SERVING = (
+    "; move it aside, with its -wal and -shm files: a new log is started there for them"
+)
 
 
 class RequestRecord(BaseModel):
@@ -149,6 +153,7 @@ class RequestLog:
         self._last_warning: float | None = None  # while writes fail: when it was last logged
         self._closing = threading.Event()
         self._spend_watch: SpendWatch | None = None
+        self._file: tuple[int, int] | None = None  # the writer's file (`paths.file_identity`)
         self._writer = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
         self._writer.start()
 
@@ -174,6 +179,7 @@ class RequestLog:
 
     def _write_loop(self) -> None:
         connection = connect(self.path)
+        self._file = file_identity(self.path)
         columns = list(RequestRecord.model_fields)
         sql = (
             f"INSERT INTO requests ({', '.join(columns)}) "
@@ -189,11 +195,12 @@ class RequestLog:
                 try:
                     # One transaction per batch: in autocommit mode each row committed on its
                     # own, and the rows of a batch that failed half-way were retried, twice.
+                    connection = self._at_path(connection)
                     connection.execute("BEGIN")
                     with connection:
                         connection.executemany(sql, [_values(r, columns) for r in rows])
                     self._last_warning = None
-                except sqlite3.Error as error:
+                except (sqlite3.Error, OSError) as error:  # OSError: its folder not made again
                     self._keep_for_retry(rows, error)
                 else:
                     if watch is not None:
@@ -213,7 +220,26 @@ class RequestLog:
                 break
         connection.close()
 
-    def _keep_for_retry(self, rows: list[RequestRecord], error: sqlite3.Error) -> None:
+    def _at_path(self, connection: sqlite3.Connection) -> sqlite3.Connection:
+        """`connection`, or one to a new log if the file at `path` is not the one it has open
+        (moved aside or deleted while serving: the rows went on into the old file, which
+        `stats` and the dashboard no longer read, and were lost with a deleted one)."""
+        if file_identity(self.path) == self._file:
+            return connection
+        fresh = connect(self.path)  # a failure leaves the rows waiting (`_keep_for_retry`)
+        try:
+            migrate(fresh)
+        except sqlite3.Error:
+            fresh.close()
+            raise
+        connection.close()
+        self._file = file_identity(self.path)
+        if self._spend_watch is not None:
+            self._spend_watch.log_replaced()
+        log.warning("request log %s was moved or deleted: a new log is started there", self.path)
+        return fresh
+
+    def _keep_for_retry(self, rows: list[RequestRecord], error: sqlite3.Error | OSError) -> None:
         """A failed write: the rows go back in front, and the failure is logged once a minute."""
         self._pending.extendleft(reversed(rows))
         dropped = 0
@@ -225,11 +251,13 @@ class RequestLog:
         if self._last_warning is None or now - self._last_warning >= 60 or dropped:
             self._last_warning = now
             log.error(
-                "request log %s: write failed (%s); %d rows wait in memory, %d dropped so far",
+                "request log %s: write failed (%s); %d rows wait in memory, %d dropped so far%s",
                 self.path,
                 error,
                 len(self._pending),
                 self.dropped_rows,
+                # "malformed", "not a database" (a constraint failed is an IntegrityError)
+                DAMAGED_WHILE_SERVING if type(error) is sqlite3.DatabaseError else "",
             )
 
 

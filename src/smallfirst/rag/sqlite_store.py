@@ -6,7 +6,6 @@ WAL mode; the schema comes from named migrations applied in order and recorded i
 
 from __future__ import annotations
 
-import os
 import shlex
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.embed.batches import embedded_batches
+from smallfirst.paths import file_identity
 from smallfirst.rag import migrations
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_or_expression, query_terms
 from smallfirst.rag.chunking import Chunk, embedding_text
@@ -89,7 +89,7 @@ class SqliteChunkStore(ChunkStore):
         self._read_only_uri = read_only_uri(self.path)
         self._lock = threading.RLock()
         self._db = self._connect()
-        self._file = _file_identity(self.path)
+        self._file = file_identity(self.path)
         try:
             self._set_up(refuse_other_settings)
         except BaseException:  # a store that cannot be used leaves no connection behind
@@ -506,7 +506,7 @@ class SqliteChunkStore(ChunkStore):
     def replaced(self) -> bool:
         """True once the file at `path` is not the one opened: a connection keeps reading
         the file it opened, moved aside or deleted, while `rag ingest` makes a new one."""
-        return _file_identity(self.path) != self._file
+        return file_identity(self.path) != self._file
 
     def close(self) -> None:
         self._builders.shutdown(cancel_futures=True)  # a build under way needs the readers
@@ -574,15 +574,6 @@ def _memory_database() -> sqlite3.Connection:
     """An empty in-memory database of the SQLite the store uses (for its FTS5 tokenizer)."""
     connection: sqlite3.Connection = sqlite_module().connect(":memory:")
     return connection
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at `path`, None if there is none."""
-    try:
-        status = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return status.st_dev, status.st_ino
 
 
 def _collection_token(collection_id: int) -> str:

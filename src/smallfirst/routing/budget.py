@@ -94,7 +94,7 @@ class SpendTracker:
 
     def _roll(self, now: float | None) -> None:
         day = utc_day(now)
-        if day != self._day:
+        if day > self._day:  # a clock set back past midnight had the day's spend forgotten
             self._roll_to(day)
 
     def _roll_to(self, day: int) -> None:

@@ -10,6 +10,7 @@ required it needs one too (`server/auth.py`). Models skipped now after failing i
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from html import escape
 from pathlib import Path
@@ -20,6 +21,7 @@ from starlette.responses import HTMLResponse
 from smallfirst.errors import InvalidRequest
 from smallfirst.logs.costs import dollars
 from smallfirst.logs.stats import TIER_COLUMNS, Summary, parse_window, summarize
+from smallfirst.logs.store import open_error
 
 WINDOWS = ("1h", "24h", "7d", "all")
 
@@ -48,7 +50,11 @@ async def dashboard(request: Request) -> HTMLResponse:
     log_path: Path | None = gateway.request_log.path if gateway.request_log else None
     if log_path is None:
         return HTMLResponse(_page(since_text, "<p>This gateway keeps no request log.</p>"))
-    summary = await asyncio.to_thread(_summary_since, log_path, window_s)
+    try:
+        summary = await asyncio.to_thread(_summary_since, log_path, window_s)
+    except sqlite3.DatabaseError as exc:  # a damaged log was a 500 and a traceback
+        problem = f'<p class="alert">{escape(open_error(log_path, exc))}</p>'
+        return HTMLResponse(_page(since_text, problem), status_code=503)
     skipped = [gateway.health.describe(model) for model in gateway.health.snapshot()]
     return HTMLResponse(
         _page(since_text, _skipped(skipped) + _body(summary, gateway.ledger.baseline.model))
