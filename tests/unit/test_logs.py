@@ -131,3 +131,22 @@ def test_cached_prompt_tokens_cost_the_cached_price_where_one_is_set() -> None:
     assert request_cost(cheaper, usage) == pytest.approx(200 * 2e-6 + 800 * 0.5e-6)
     claimed_too_many = Usage(prompt_tokens=100, cached_tokens=500)  # an upstream's miscount
     assert request_cost(cheaper, claimed_too_many) == pytest.approx(100 * 0.5e-6)
+
+
+def test_rows_a_closing_log_cannot_write_are_counted_as_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure within a minute of the last one is not logged, and the server stopped
+    with rows still waiting without a word of them."""
+    log = RequestLog(tmp_path / "log.db")
+    saboteur = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+    saboteur.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON requests BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    log.record(RequestRecord(id="0", created_at=0, endpoint="chat", model_requested="m"))
+    deadline = time.monotonic() + 10
+    while "write failed" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.record(RequestRecord(id="1", created_at=1, endpoint="chat", model_requested="m"))
+    log.close()
+    assert "2 rows could not be written and are lost" in caplog.text

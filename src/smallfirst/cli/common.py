@@ -153,13 +153,28 @@ def check_routing_or_exit(settings: Settings) -> None:
         fail(f"{settings.origin('routing')}: routing: {exc}", code=1)
 
 
+def require_extra_or_exit(extra: str) -> None:
+    """Exit 1 naming what of smallfirst[`extra`] is not installed (it was a traceback)."""
+    from smallfirst.extras import extra_problem
+
+    problem = extra_problem(extra)
+    if problem is not None:
+        fail(problem, code=1)
+
+
 def check_privacy_or_exit(settings: Settings) -> None:
-    """Exit 1 if the PII detector's spaCy pipeline is not there (the server started, and
-    every request it scanned failed with a 500), or its pseudonym key is damaged."""
+    """Exit 1 if the PII detector or its spaCy pipeline is not installed (the server
+    started, and every request it scanned failed with a 500), or its pseudonym key is
+    damaged."""
     if not settings.privacy.enabled:
         return
+    from smallfirst.extras import extra_problem
     from smallfirst.privacy.detect import spacy_model_problem
 
+    missing = extra_problem("privacy")
+    if missing is not None:
+        where = settings.origin("privacy.enabled")
+        fail(f"{where}: privacy.enabled: {missing}, or set privacy.enabled: false", code=1)
     problem = spacy_model_problem(settings.privacy.spacy_model)
     if problem is not None:
         fail(f"{settings.origin('privacy.spacy_model')}: privacy.spacy_model: {problem}", code=1)
@@ -223,6 +238,16 @@ def model_file_problems(settings: Settings) -> list[str]:
         for index, model in _local_models(settings)
         if isinstance(found := _weights_file(model), str)
     ]
+
+
+def local_engine_problems(settings: Settings) -> list[str]:
+    """Local models when llama-cpp-python is not installed (their requests failed with a 500)."""
+    from smallfirst.extras import extra_problem
+
+    problem = extra_problem("local")
+    if problem is None:
+        return []
+    return [f"models.{index} ({model.id}): {problem}" for index, model in _local_models(settings)]
 
 
 def adapter_file_problems(settings: Settings) -> list[str]:

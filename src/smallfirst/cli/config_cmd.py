@@ -18,6 +18,7 @@ from smallfirst.cli.common import (
     check_routing_or_exit,
     config_warnings,
     fail,
+    local_engine_problems,
     model_file_problems,
     refuse_model_file_problems,
     settings_or_exit,
@@ -49,7 +50,12 @@ def check(
     check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
     refuse_model_file_problems(
-        settings, [*model_file_problems(settings), *adapter_file_problems(settings)]
+        settings,
+        [
+            *local_engine_problems(settings),
+            *model_file_problems(settings),
+            *adapter_file_problems(settings),
+        ],
     )
     check_api_keys_or_exit(settings)
     warn(config_warnings(settings))

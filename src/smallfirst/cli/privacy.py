@@ -9,7 +9,13 @@ from typing import Any
 
 import typer
 
-from smallfirst.cli.common import check_writable, fail, output_console, require_file
+from smallfirst.cli.common import (
+    check_writable,
+    fail,
+    output_console,
+    require_extra_or_exit,
+    require_file,
+)
 
 app = typer.Typer(help="PII detection: scan a text, evaluate the detector.", no_args_is_help=True)
 
@@ -23,6 +29,7 @@ def scan(
     """Show the PII findings in TEXT: type, span and score."""
     from smallfirst.privacy.detect import PiiDetector
 
+    require_extra_or_exit("privacy")
     text = _stdin_text() if text == "-" else _printable(text)
     findings = PiiDetector(score_threshold=threshold).inspect(text)
     if as_json:
@@ -59,6 +66,7 @@ def evaluate_command(
     from smallfirst.privacy import eval as privacy_eval
     from smallfirst.privacy.detect import PiiDetector
 
+    require_extra_or_exit("privacy")
     require_file(data)
     if predictions_out is not None:
         check_writable(predictions_out)

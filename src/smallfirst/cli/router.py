@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from smallfirst.cli.common import check_writable, counted, fail, require_file
+from smallfirst.cli.common import (
+    check_writable,
+    counted,
+    fail,
+    require_extra_or_exit,
+    require_file,
+)
 
 if TYPE_CHECKING:
     from smallfirst.routing.data import RoutingRow
@@ -66,6 +72,7 @@ def train(
 ) -> None:
     """Train a learned router on labelled rows and write a versioned artifact."""
     _check_trainable(router)
+    require_extra_or_exit("routing")
     if not 0.0 <= calibration_share < 1.0:
         fail("--calibration-share must be in [0, 1)")
     check_writable(out, directory=True)
@@ -157,6 +164,7 @@ def evaluate(
     if folds < 2:
         fail("--folds must be at least 2")
     _check_router_name(router, "eval")
+    require_extra_or_exit("routing")
     if plot is not None:
         plot = _plot_path(plot)
     rows = _read(data)

@@ -23,6 +23,7 @@ from smallfirst.cli.common import (
     check_routing_or_exit,
     config_warnings,
     fail,
+    local_engine_problems,
     model_file_problems,
     refuse_model_file_problems,
     settings_or_exit,
@@ -69,7 +70,13 @@ def serve(
     _check_request_log(settings)
     refuse_model_file_problems(settings, adapter_file_problems(settings))
     # requests to a model without its file fall back or fail; the others are served
-    warn([*model_file_problems(settings), *config_warnings(settings)])
+    warn(
+        [
+            *local_engine_problems(settings),
+            *model_file_problems(settings),
+            *config_warnings(settings),
+        ]
+    )
     check_api_keys_or_exit(settings)
     _show_gateway_log(log_level)
     # uvicorn stops as gracefully on SIGTERM as on Ctrl-C, then raises the signal again for

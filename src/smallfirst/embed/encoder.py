@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from smallfirst.embed.int8 import RECIPE, int8_model_path
 from smallfirst.errors import ContextLengthExceeded, ModelUnavailable
+from smallfirst.extras import model_package_missing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,7 +41,7 @@ _WORD_START = re.compile("[ \t\n\r!-/:-@\\[\\\\^-`{-~\u3400-\u4dbf\u4e00-\u9fff\
 def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailable(f"package {name!r} is not installed; run `make install`")
+        raise model_package_missing(name)
     return Path(next(iter(spec.submodule_search_locations)))
 
 

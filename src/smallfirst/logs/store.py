@@ -219,6 +219,12 @@ class RequestLog:
             if closing:
                 break
         connection.close()
+        if self._pending:  # the last write failed too: these rows end with the process
+            log.error(
+                "request log %s: %d rows could not be written and are lost",
+                self.path,
+                len(self._pending),
+            )
 
     def _at_path(self, connection: sqlite3.Connection) -> sqlite3.Connection:
         """`connection`, or one to a new log if the file at `path` is not the one it has open

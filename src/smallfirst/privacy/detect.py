@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from smallfirst.extras import missing_extra
 from smallfirst.privacy.normalize import NormalizedText, normalized
 
 if TYPE_CHECKING:
@@ -262,8 +263,11 @@ class _Engine:
 
     @classmethod
     def load(cls, spacy_model: str, entities: Sequence[str]) -> _Engine:
-        from smallfirst.privacy.ner import NerRunner
-        from smallfirst.privacy.recognizers import RuleSet
+        try:
+            from smallfirst.privacy.ner import NerRunner
+            from smallfirst.privacy.recognizers import RuleSet
+        except ImportError as exc:
+            raise missing_extra(exc, "privacy") from exc
 
         ner = NerRunner(_load_spacy(spacy_model))
         logger.info("privacy detector ready (spaCy model %s, fast NER %s)", spacy_model, ner.fast)

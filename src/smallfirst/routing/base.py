@@ -148,7 +148,12 @@ def load_router(spec: str) -> Router:
         return router_class(spec)()
     path = Path(spec)
     if path.exists():
+        from smallfirst.extras import extra_problem
         from smallfirst.routing.learned import LearnedRouter
+
+        missing = extra_problem("routing")
+        if missing is not None:
+            raise ConfigError(f"the learned router {spec}: {missing}")
 
         return LearnedRouter.load(path)
     if spec == LEARNED_NAME:
