@@ -180,6 +180,22 @@ async def test_client_errors_are_not_retried_and_keep_the_message() -> None:
     assert calls == 1
 
 
+async def test_a_refused_key_is_the_operators_to_read_not_the_clients(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    told = {"message": "Incorrect API key provided: sk-pr****wxyz.", "code": "invalid_api_key"}
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({"error": told}, status=401)
+
+    async with upstream(handle) as backend:
+        with pytest.raises(UpstreamError) as raised:
+            await backend.complete(REQUEST)
+    assert "refused this gateway's credentials" in raised.value.message
+    assert "sk-pr" not in raised.value.message  # was the upstream's message, key and all
+    assert "Incorrect API key provided: sk-pr****wxyz." in caplog.text
+
+
 async def test_an_upstreams_error_code_and_param_are_kept() -> None:
     """They were dropped: a context overflow upstream reached the client without its code."""
     told = {

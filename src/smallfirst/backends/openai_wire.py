@@ -11,6 +11,7 @@ which the backend turns into a 502 that the fallback chain and the circuit break
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,6 +40,7 @@ from smallfirst.types import FunctionCall, ToolCall
 
 CLIENT_ERROR_STATUSES = {400, 413, 422}
 # What reading an answer of the wrong shape raises (RecursionError: JSON nested too deep).
+log = logging.getLogger("smallfirst.backends")
 UNREADABLE = (ValueError, KeyError, IndexError, TypeError, RecursionError)
 USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -374,6 +376,12 @@ def _as_ours(model_id: str, status: int | None, told: Any, message: str) -> Smal
             ContextLengthExceeded if code == ContextLengthExceeded.code else InvalidRequest
         )
         return error_class(f"{model_id}: {message}", param=param, code=code)
+    if status == 401:  # OpenAI's quotes part of the key ("sk-pr****wxyz"): the operator's
+        log.warning("%s: upstream answered 401: %s", model_id, message)
+        return UpstreamError(
+            f"{model_id}: upstream answered 401: it refused this gateway's credentials"
+            " (the model's api_key; its message is in the gateway's log)"
+        )
     if status == 429 or kind == "rate_limit_error" or code == "rate_limit_exceeded":
         return QueueFull(
             f"{model_id}: upstream is rate limiting: {message}", code="upstream_rate_limited"
