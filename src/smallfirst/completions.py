@@ -82,6 +82,9 @@ class TopLogprob(SpelledToken):
 class TokenLogprob(SpelledToken):
     logprob: float | None  # None for an echoed prompt's first token, which nothing predicts
     top: list[TopLogprob] = Field(default_factory=list)
+    # Where an upstream's legacy completion logprobs say the token begins, counted from where
+    # it counts: that shape has no bytes, so a piece of a character cannot tell it itself.
+    text_offset: int | None = None
 
 
 # content_filter: an upstream's moderation cut the answer (local models never end so)

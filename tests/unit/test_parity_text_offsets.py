@@ -4,7 +4,7 @@ character offset of each token in the returned text, the same streamed or not.""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt, PromptEcho
+from smallfirst.backends.openai_wire import StreamReader, completion_of
 from smallfirst.completions import Chunk, Completion, TokenLogprob, completion_from_chunks
 from smallfirst.types import GenerateRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
@@ -55,23 +56,69 @@ def _chunks(request: GenerateRequest, answer: list[bytes]) -> list[Chunk]:
     return chunks
 
 
-@pytest.fixture
-def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The fake model answers ANSWER token by token, as the local engine would."""
+def _answering(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    whole: Callable[[GenerateRequest], Completion],
+    pieces: Callable[[GenerateRequest], list[Chunk]],
+) -> Iterator[TestClient]:
+    """A client of a gateway whose model "tiny" answers `whole`, or `pieces` when streamed."""
     client, gateway = fake_client(fake_settings(tmp_path))
     backend = fake_backend(gateway, "tiny")
 
     async def complete(request: GenerateRequest) -> Completion:
-        return completion_from_chunks(_chunks(request, ANSWER), with_logprobs=True)
+        return whole(request)
 
     async def stream(request: GenerateRequest) -> AsyncIterator[Chunk]:
-        for chunk in _chunks(request, ANSWER):
+        for chunk in pieces(request):
             yield chunk
 
     monkeypatch.setattr(backend, "complete", complete)
     monkeypatch.setattr(backend, "stream", stream)
     with client:
         yield client
+
+
+@pytest.fixture
+def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The fake model answers ANSWER token by token, as the local engine would."""
+
+    def whole(request: GenerateRequest) -> Completion:
+        return completion_from_chunks(_chunks(request, ANSWER), with_logprobs=True)
+
+    yield from _answering(tmp_path, monkeypatch, whole, lambda request: _chunks(request, ANSWER))
+
+
+def _legacy(text: str, tokens: list[str], offsets: list[int]) -> dict[str, Any]:
+    """A text completion choice with logprobs as an upstream sends them: no bytes, so a piece
+    of a character reads as U+FFFD, and where each token begins (`text_offset`)."""
+    logprobs = {
+        "tokens": tokens,
+        "token_logprobs": [-0.5] * len(tokens),
+        "top_logprobs": [{token: -0.5} for token in tokens],
+        "text_offset": offsets,
+    }
+    return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": None}
+
+
+@pytest.fixture
+def remote_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The model answers "－－!" as a remote upstream does (its own offsets count from the
+    start of the prompt, 7 characters): each "－" is two tokens that begin where it does."""
+    whole = {"choices": [_legacy("－－!", ["\ufffd"] * 4 + ["!"], [7, 7, 8, 8, 9])]}
+    events = [
+        _legacy("", ["\ufffd"], [7]),
+        _legacy("－", ["\ufffd"], [7]),
+        _legacy("－!", ["\ufffd", "\ufffd", "!"], [8, 8, 9]),
+    ]
+    reader = StreamReader("tiny", 1)
+    pieces = [
+        chunk for event in events for chunk in reader.chunks(json.dumps({"choices": [event]}))
+    ]
+    stop = {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}
+    pieces += reader.chunks(json.dumps(stop)) + reader.ending({}, done=True)
+    answer = completion_of(whole, {}, "tiny")
+    yield from _answering(tmp_path, monkeypatch, lambda _: answer, lambda _: pieces)
 
 
 def _answer(client: TestClient, **fields: Any) -> tuple[str, list[int], list[int]]:
@@ -115,3 +162,11 @@ def test_a_character_cut_by_max_tokens_is_not_past_the_text(api: TestClient) -> 
     text, offsets, streamed = _answer(api, max_tokens=3)
     assert text == "A "  # the star's last byte never came, so neither does the star
     assert offsets == streamed == [0, 1, 2]
+
+
+def test_a_remote_answers_offsets_are_its_own_from_the_answers_start(
+    remote_api: TestClient,
+) -> None:
+    text, offsets, streamed = _answer(remote_api)
+    assert text == "－－!"
+    assert offsets == streamed == [0, 0, 1, 1, 2]

@@ -344,13 +344,17 @@ def logprobs_of(raw: Any) -> list[TokenLogprob] | None:
     tokens, values = raw.get("tokens"), raw.get("token_logprobs")
     if isinstance(tokens, list) and isinstance(values, list):
         tops = raw.get("top_logprobs") or [None] * len(tokens)
+        offsets = raw.get("text_offset")
+        if not isinstance(offsets, list) or len(offsets) < len(tokens):
+            offsets = [None] * len(tokens)
         return [
             TokenLogprob(
                 token=token,
                 logprob=value,
                 top=[TopLogprob(token=k, logprob=v) for k, v in _object(top or {}).items()],
+                text_offset=offset,
             )
-            for token, value, top in zip(tokens, values, tops, strict=False)
+            for token, value, top, offset in zip(tokens, values, tops, offsets, strict=False)
         ]
     return None
 

@@ -11,7 +11,6 @@ from smallfirst.answers import Answer, RouteInfo
 from smallfirst.completions import (
     Chunk,
     Completion,
-    SpelledToken,
     TokenLogprob,
     ToolCallDelta,
     Usage,
@@ -97,10 +96,17 @@ class _TextOffsets:
         # decoded as the engines decode their text: a broken sequence is one U+FFFD
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._characters = 0
+        self._upstream_start: int | None = None  # an upstream's offset of the answer's start
 
-    def start_of(self, token: SpelledToken, text_length: int) -> int:
+    def start_of(self, token: TokenLogprob, text_length: int) -> int:
         """The next token's offset, never past the `text_length` characters known so far (a
-        token cut off by a stop sequence starts at the end of the text)."""
+        token cut off by a stop sequence starts at the end of the text). An upstream's own
+        offsets are kept (its tokens come without their bytes), counted from the answer's
+        start (some count from the start of the prompt)."""
+        if token.text_offset is not None:
+            if self._upstream_start is None:
+                self._upstream_start = token.text_offset
+            return min(token.text_offset - self._upstream_start, text_length)
         start = min(self._characters, text_length)
         self._characters += len(self._decoder.decode(bytes(token.token_bytes)))
         return start
