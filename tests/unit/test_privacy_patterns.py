@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from smallfirst.privacy import patterns
+from smallfirst.privacy import dates, patterns
 from smallfirst.privacy.secrets import find_secrets
 
 
@@ -70,18 +70,18 @@ def test_luhn_cards_and_lower_case_iban() -> None:
 
 
 def test_explicit_dates_versus_durations() -> None:
-    assert patterns.is_explicit_date("Thursday")
-    assert patterns.is_explicit_date("9/19/1963")
-    assert not patterns.is_explicit_date("next week")
-    assert not patterns.is_explicit_date("8+ years")
+    assert dates.is_explicit_date("Thursday")
+    assert dates.is_explicit_date("9/19/1963")
+    assert not dates.is_explicit_date("next week")
+    assert not dates.is_explicit_date("8+ years")
 
 
 def test_iso_timestamps_are_one_date_with_fraction_and_offset() -> None:
     text = "at 2023-01-18 14:07:12.320874, 2024-05-01T09:30:00Z or 2024-05-01T09:30:00+02:00."
-    assert _values(text, patterns.find_dates) == [
+    assert _values(text, dates.find_dates) == [
         "2023-01-18 14:07:12.320874", "2024-05-01T09:30:00Z", "2024-05-01T09:30:00+02:00"
     ]  # fmt: skip
-    assert _values("on 2000-04-16 at 11:34, SSN 123-45-6789", patterns.find_dates) == ["2000-04-16"]
+    assert _values("on 2000-04-16 at 11:34, SSN 123-45-6789", dates.find_dates) == ["2000-04-16"]
 
 
 def test_importing_the_guard_and_its_cli_loads_no_nlp_library() -> None:
@@ -249,9 +249,9 @@ def test_names_types_references_and_prose_near_secrets_are_not_secrets(text: str
 
 def test_versions_are_neither_dates_nor_addresses() -> None:
     text = "Java 17.0.10+7 LTS on Ubuntu 22.04.4 LTS, and 1.2.10.4"
-    assert _values(text, patterns.find_dates) == []
+    assert _values(text, dates.find_dates) == []
     assert _values(text, patterns.find_addresses) == []
-    assert _values("born 17.03.1985, due 1.2.10", patterns.find_dates) == ["17.03.1985", "1.2.10"]
+    assert _values("born 17.03.1985, due 1.2.10", dates.find_dates) == ["17.03.1985", "1.2.10"]
     assert _values("She lives at Pagari 18. Come by!", patterns.find_addresses) == ["Pagari 18"]
 
 

@@ -1,5 +1,5 @@
 """Rule-based PII matchers in plain Python (no Presidio, no spaCy): secrets, phone numbers in
-international formats, street addresses, postal codes and dates (names: `names.py`).
+international formats, street addresses, and postal codes (names: `names.py`, dates: `dates.py`).
 
 Each matcher yields `RuleMatch`es; `recognizers.py` runs them. They are general
 formats (how phone numbers, addresses and keys are written), never values from a data set.
@@ -12,12 +12,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from smallfirst.privacy.month_names import EUROPEAN_MONTH_ABBREVIATIONS, EUROPEAN_MONTH_NAMES
+
 UPPER = r"A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-Я"
 LETTER = r"A-Za-zÀ-ÖØ-öø-ÿĀ-ſΆ-ώА-я"
 CAP_WORD = rf"[{UPPER}][{LETTER}'’\-]*"
 
 
-_MONTH = (
+MONTH = (  # English month names, capitalised as English writes them
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
 )
@@ -341,8 +343,13 @@ _STREET_LEAD = r"(?:Rua|Rue|Avda\.|Avenida|Calle|Via|Viale|Piazza|Corso|Carrer|P
 # 11-17 s, 80,000 took 130-270 s, QA). A quote or dash after a space may still open one
 # ("'12 Baker Street'").
 _ADDRESS_START = r"(?<![\w.+])(?<![\w'’\-]['’\-])"
-# "31 August 2009", "In 1186", "On October 6": dates, not a street name and a house number.
-_NOT_DATE_WORD = rf"(?!(?:{_MONTH}|In|On|At|By|Of|Since|From|Until|After|Before|During)\b)"
+# "31 August 2009", "In 1186", "On October 6", "3 Juillet 1985": dates, not a street name and
+# a house number.
+_EUROPEAN_MONTH = literal_alternation((*EUROPEAN_MONTH_NAMES, *EUROPEAN_MONTH_ABBREVIATIONS))
+_NOT_DATE_WORD = (
+    rf"(?!(?:{MONTH}|In|On|At|By|Of|Since|From|Until|After|Before|During)\b)"
+    rf"(?!(?i:{_EUROPEAN_MONTH})\.?[ \t]+\d{{4}}\b)"
+)
 _ADDRESS_CORE = re.compile(
     rf"{_ADDRESS_START}(?:"
     rf"{_HOUSE}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
@@ -531,60 +538,9 @@ def find_postcodes(text: str) -> Iterator[RuleMatch]:
             yield RuleMatch("LOCATION", match.start(), match.end(), 0.7)
 
 
-# --- dates -----------------------------------------------------------------------------------
-
-_WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
-# ISO 8601 / RFC 3339 times may carry a fraction of a second and a UTC offset
-_TIME = (
-    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
-    r"(?:\s?[AaPp]\.?[Mm]\.?|Z|[+-]\d{2}:?\d{2})?)"
-)
-# Day and month are 1-31 and 1-12, and a date is not followed by more dotted digits: "17.0.10"
-# and "1.2.10.4" are versions.
-_DAY_OR_MONTH = r"(?:0?[1-9]|[12]\d|3[01])"
-_DATE = re.compile(
-    rf"\b(?:"
-    rf"\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}?"
-    rf"|{_DAY_OR_MONTH}[/.]{_DAY_OR_MONTH}[/.]\d{{2,4}}(?!\.\d){_TIME}?"
-    rf"|(?:{_WEEKDAY},?\s+)?{_MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?"
-    rf"|(?:{_WEEKDAY},?\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\.?(?:,?\s+\d{{4}})?"
-    rf"|{_MONTH}\s+\d{{4}}"
-    rf"|{_WEEKDAY}"
-    rf")\b"
-)
-_YEAR = re.compile(r"\b(?:1[89]\d\d|20\d\d)s?\b")
-_YEAR_CONTEXT = re.compile(
-    r"(?i)\b(?:in|since|of|during|from|until|till|by|born|year|founded|established|"
-    r"died|before|after|between|and|circa|c\.|early|late|mid|spring|summer|autumn|fall|winter)"
-    r"\W{0,3}$"
-)
-_YEAR_BLOCK_AFTER = re.compile(r"^\s?(?:[%$€£]|kg|km|mg|ml|px|rpm|USD|EUR|dollars|euros|people)")
-
-
-_AGE_OR_DURATION = re.compile(r"(?i)\b(?:years?|months?|weeks?|days?|old|age|aged)\b")
-
-
-def is_explicit_date(text: str) -> bool:
-    """True for dates a person could be identified by (a day, month or year), False for
-    relative expressions and durations ("next week", "8+ years", "the age of 66")."""
-    if _DATE.search(text):
-        return True
-    return bool(_YEAR.search(text)) and not _AGE_OR_DURATION.search(text)
-
-
-def find_dates(text: str) -> Iterator[RuleMatch]:
-    for match in _DATE.finditer(text):
-        yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
-    for match in _YEAR.finditer(text):
-        before = text[max(0, match.start() - 16) : match.start()]
-        after = text[match.end() : match.end() + 8]
-        if _YEAR_CONTEXT.search(before) and not _YEAR_BLOCK_AFTER.match(after):
-            yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.55)
-
-
 RuleFinder = Callable[[str], Iterator[RuleMatch]]
 
-RULE_FINDERS: dict[str, RuleFinder] = {  # and `secrets.find_secrets`
+RULE_FINDERS: dict[str, RuleFinder] = {  # and `secrets.find_secrets`, `dates.find_dates`
     "card_numbers": find_card_numbers,
     "ibans": find_ibans,
     "phone_numbers": find_phone_numbers,
@@ -592,5 +548,4 @@ RULE_FINDERS: dict[str, RuleFinder] = {  # and `secrets.find_secrets`
     "postcodes": find_postcodes,
     "cued_addresses": find_cued_addresses,
     "cued_places": find_cued_places,
-    "dates": find_dates,
 }

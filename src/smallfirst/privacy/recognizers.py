@@ -22,7 +22,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from smallfirst.privacy import names, patterns, vetoes
+from smallfirst.privacy import dates, names, patterns, vetoes
 from smallfirst.privacy.base64_text import base64_texts
 from smallfirst.privacy.identifiers import CHECKED_TYPES
 from smallfirst.privacy.normalize import normalized
@@ -89,7 +89,7 @@ def _spacy_entities(text: str, doc: Any) -> Iterator[patterns.RuleMatch]:
     for entity in doc.ents:
         entity_type = SPACY_LABELS.get(entity.label_)
         start, end = entity.start_char, entity.end_char
-        if entity_type == "DATE_TIME" and not patterns.is_explicit_date(text[start:end]):
+        if entity_type == "DATE_TIME" and not dates.is_explicit_date(text[start:end]):
             continue
         if entity_type == "PERSON":
             entity_type, start, end = _person_or_place(text, start, end)
@@ -256,6 +256,7 @@ class RuleSet:
         finders: dict[str, patterns.RuleFinder] = {
             "secrets": find_secrets,
             **patterns.RULE_FINDERS,
+            "dates": dates.find_dates,
             **names.NAME_FINDERS,
             "countries": find_countries,
             "spelled_emails": functools.partial(

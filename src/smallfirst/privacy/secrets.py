@@ -1,7 +1,8 @@
 """Secrets in prompts: API keys by their known prefixes, and credentials by what surrounds
 them (assignments to a secret-named variable, URL passwords, HTTP Basic credentials, curl's
-`-u`, webhook paths). General forms of how keys and passwords are written, never values
-from a data set; `recognizers.py` runs `find_secrets` with the other rule matchers."""
+`-u`, mysql's `-p`, Azure storage account keys, webhook paths). General forms of how keys
+and passwords are written, never values from a data set; `recognizers.py` runs
+`find_secrets` with the other rule matchers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from collections.abc import Callable, Iterator
 
 from smallfirst.privacy.patterns import RuleMatch
 
+_GITLAB_PREFIXES = (
+    *("glpat-", "gldt-", "glptt-", "glrt-", "glcbt-", "glft-", "glimt-", "glagent-", "gloas-"),
+    *("glrtr-", "glsoat-", "glffct-", "GR1348941"),
+)
 # Each pattern with the literal text any match contains: a cheap `in` test skips the regex on
 # the many prompts that hold no key at all.
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = (
@@ -34,6 +39,40 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = (
         0.95,
     ),
     (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",), 0.9),
+    (  # GitLab's token prefixes (personal, deploy, trigger, runner, CI job, feed, mail, agent,
+        # OAuth, SCIM, feature-flag tokens; runner registration), 20+ characters, and the
+        # routable form's ".<version><crc>" tail
+        re.compile(
+            r"\b(?:gl(?:pat|dt|ptt|rtr?|cbt|ft|imt|agent|oas|soat|ffct)-|GR1348941)"
+            r"[A-Za-z0-9_\-]{20,}(?:\.[0-9a-z]{9}\b)?"
+        ),
+        _GITLAB_PREFIXES,
+        0.95,
+    ),
+    (re.compile(r"\bnpm_[A-Za-z0-9]{36}(?![A-Za-z0-9])"), ("npm_",), 0.95),
+    (  # a PyPI API token is a macaroon whose base64 opens with its location, pypi.org or
+        # test.pypi.org
+        re.compile(r"\bpypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_\-]{50,}"),
+        ("pypi-Ag",),
+        0.95,
+    ),
+    (
+        re.compile(r"\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}(?![A-Za-z0-9_\-])"),
+        ("SG.",),
+        0.95,
+    ),
+    # Twilio's API key SID: "SK" and 32 lower-case hex digits. S and K are no hex digits, so a
+    # hash is never one; the SID is the user half of the key, sent with the secret.
+    (re.compile(r"\bSK[0-9a-f]{32}\b"), ("SK",), 0.85),
+    (re.compile(r"\bshp(?:at|ca|pa|ss)_[0-9a-fA-F]{32}\b"), ("shp",), 0.95),
+    (re.compile(r"\bdckr_(?:pat|oat)_[A-Za-z0-9_\-]{24,}"), ("dckr_",), 0.95),
+    (re.compile(r"\bdo[opr]_v1_[0-9a-f]{64}\b"), ("_v1_",), 0.95),
+    (re.compile(r"\bxapp-\d-[A-Za-z0-9\-]{20,}"), ("xapp-",), 0.95),
+    (  # HashiCorp Vault 1.10+ service, batch and recovery tokens (base62: a digit somewhere)
+        re.compile(r"\bhv[sbr]\.(?=[A-Za-z_\-]*\d)[A-Za-z0-9_\-]{24,}"),
+        ("hvs.", "hvb.", "hvr."),
+        0.9,
+    ),
     (
         re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
         ("eyJ",),
@@ -85,6 +124,14 @@ _BASIC_CREDENTIALS = re.compile(r"\b(?i:basic)[ \t]+([A-Za-z0-9+/]{4,}={0,2})(?!
 _CLI_CREDENTIALS = re.compile(
     r"\b(?:curl|wget)\b[^\n]*?[ \t](?:-u|--user)(?:[ \t]+|=)[\"']?[^\s:\"']*:([^\s\"']+)"
 )
+# "mysql -u root -pS3cret": the MySQL clients take the password written onto "-p" ("-P" is
+# the port; a lone "-p" asks for it).
+_MYSQL_PASSWORD = re.compile(
+    r"\bmysql(?:dump|admin|import|show|check|slap)?\b[^\n|;&]*?[ \t]-p"
+    r"(?:(?P<quote>[\"'])(?P<quoted>[^\n]*?)(?P=quote)|(?P<bare>[^\s\"'\-][^\s\"']*))"
+)
+# An Azure storage account's key in its connection string: 64 bytes, in base64.
+_AZURE_ACCOUNT_KEY = re.compile(r"\bAccountKey=([A-Za-z0-9+/]{86}==)(?![A-Za-z0-9+/=])")
 # Webhook URLs carry their secret in the path (Slack, Discord).
 _WEBHOOK_PATH = re.compile(
     r"\bhttps://(?:hooks\.slack\.com/(?:services|workflows|triggers)|"
@@ -129,6 +176,12 @@ def _credentials(match: re.Match[str]) -> tuple[int, int] | None:
     return match.span(1) if plausible_secret(value, password=True, quoted=True) else None
 
 
+def _quoted_credentials(match: re.Match[str]) -> tuple[int, int] | None:
+    part = "bare" if match.group("quoted") is None else "quoted"
+    value = match.group(part)
+    return match.span(part) if plausible_secret(value, password=True, quoted=True) else None
+
+
 def _basic_credentials(match: re.Match[str]) -> tuple[int, int] | None:
     try:
         decoded = base64.b64decode(match.group(1), validate=True)
@@ -146,6 +199,8 @@ _SECRETS_IN_CONTEXT: tuple[tuple[re.Pattern[str], tuple[str, ...], _SecretSpan],
     (_URL_PASSWORD, ("://",), _credentials),
     (_BASIC_CREDENTIALS, ("basic",), _basic_credentials),
     (_CLI_CREDENTIALS, ("curl", "wget"), _credentials),
+    (_MYSQL_PASSWORD, ("mysql",), _quoted_credentials),
+    (_AZURE_ACCOUNT_KEY, ("accountkey=",), lambda match: match.span(1)),
     (_WEBHOOK_PATH, ("hooks.slack.com", "discord"), lambda match: match.span(1)),
 )
 

@@ -1,0 +1,120 @@
+"""Dates a person could be identified by: numeric and ISO dates, English month names and
+weekdays, years after a cue word, dates written with the month names of German, French,
+Spanish, Italian, Portuguese and Dutch, and eight-digit dates (YYYYMMDD) after a
+date-of-birth word. General formats, never values from a data set."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterator
+
+from smallfirst.privacy.month_names import (
+    AMBIGUOUS_MONTH_NAMES,
+    EUROPEAN_MONTH_ABBREVIATIONS,
+    EUROPEAN_MONTH_NAMES,
+)
+from smallfirst.privacy.patterns import MONTH, RuleMatch, literal_alternation
+
+_WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+# ISO 8601 / RFC 3339 times may carry a fraction of a second and a UTC offset
+_TIME = (
+    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
+    r"(?:\s?[AaPp]\.?[Mm]\.?|Z|[+-]\d{2}:?\d{2})?)"
+)
+# Day and month are 1-31 and 1-12, and a date is not followed by more dotted digits: "17.0.10"
+# and "1.2.10.4" are versions.
+_DAY_OR_MONTH = r"(?:0?[1-9]|[12]\d|3[01])"
+_DATE = re.compile(
+    rf"\b(?:"
+    rf"\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}?"
+    rf"|{_DAY_OR_MONTH}[/.]{_DAY_OR_MONTH}[/.]\d{{2,4}}(?!\.\d){_TIME}?"
+    rf"|(?:{_WEEKDAY},?\s+)?{MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?"
+    rf"|(?:{_WEEKDAY},?\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{MONTH}\.?(?:,?\s+\d{{4}})?"
+    rf"|{MONTH}\s+\d{{4}}"
+    rf"|{_WEEKDAY}"
+    rf")\b"
+)
+
+# Month names that are also words or names count only in a date that says it is one (below);
+# abbreviations only with a full stop and a year ("set", "out", "ago", "gen" are English words).
+_UNAMBIGUOUS = literal_alternation(
+    name for name in EUROPEAN_MONTH_NAMES if name not in AMBIGUOUS_MONTH_NAMES
+)
+_AMBIGUOUS = literal_alternation(AMBIGUOUS_MONTH_NAMES)
+_ABBREVIATION = literal_alternation(EUROPEAN_MONTH_ABBREVIATIONS)
+_YEAR_AFTER_MONTH = r",?\s+(?:(?i:del?)\s+)?\d{4}(?!\d)"
+# "14. März 1987", "1er avril", "3 de julio de 1990", "1º maggio" (which the view, in NFKC,
+# reads "1o maggio"), "12 settembre 1985", "Februar 2001", "julio de 2015". An ambiguous name
+# needs a year, an ordinal day ("1. Mai", "1er mai") or "de" ("2 de mayo", "mayo de 2020"):
+# "2 Mars rovers" and "Mars 2020" are no dates.
+_FOREIGN_DATE = re.compile(
+    rf"(?<![\w.,:/])(?:{_DAY_OR_MONTH}(?:"
+    rf"(?:\.\s*|(?:er|[º°ªoa])\s+)(?:(?i:de)\s+)?(?i:{_UNAMBIGUOUS}|{_AMBIGUOUS})(?!\w)"
+    rf"|\s+(?i:de)\s+(?i:{_UNAMBIGUOUS}|{_AMBIGUOUS})(?!\w)"
+    rf"|\s+(?i:{_UNAMBIGUOUS})(?!\w)"
+    rf"|\s+(?i:{_AMBIGUOUS})(?={_YEAR_AFTER_MONTH})"
+    rf"|(?:\.\s*|(?:er|[º°ªoa])?\s+)(?:(?i:de)\s+)?(?i:{_ABBREVIATION})\.(?={_YEAR_AFTER_MONTH})"
+    rf")(?:{_YEAR_AFTER_MONTH})?"
+    rf"|(?i:{_UNAMBIGUOUS}){_YEAR_AFTER_MONTH}"
+    rf"|(?i:{_AMBIGUOUS})\s+(?i:del?)\s+\d{{4}}(?!\d))"
+)
+
+_YEAR = re.compile(r"\b(?:1[89]\d\d|20\d\d)s?\b")
+_YEAR_CONTEXT = re.compile(
+    r"(?i)\b(?:in|since|of|during|from|until|till|by|born|year|founded|established|"
+    r"died|before|after|between|and|circa|c\.|early|late|mid|spring|summer|autumn|fall|winter)"
+    r"\W{0,3}$"
+)
+_YEAR_BLOCK_AFTER = re.compile(r"^\s?(?:[%$€£]|kg|km|mg|ml|px|rpm|USD|EUR|dollars|euros|people)")
+
+# YYYYMMDD, a date only where a word before it says so: eight digits alone are as often an
+# order, build or invoice number.
+_EIGHT_DIGITS = re.compile(
+    r"(?<![\w.\-/])((?:19|20)\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?!\w)"
+)
+# The word just before: a date-of-birth word or "date" in English or the languages above, as
+# prose or as a field name ("DOB:", "born on", "geboren am", "née le", '"patient_dob": "',
+# "birthDate=", "Date of birth (YYYYMMDD):"); not inside a word ("update", "validate").
+_EIGHT_DIGIT_CUE = re.compile(
+    r"(?:(?<![A-Za-z])(?i:d\.?o\.?b\.?|born|birth(?:day|date)?|geboren|geb\.?|née?|date|datum"
+    r"|fecha|naissance|nacimiento|nascita|nascimento|geburtsdatum|geboortedatum)"
+    r"|(?<=[a-z])(?:Dob|DOB|Birth(?:day|date)?|Date|Datum))"
+    r"(?:[_\-\s]?(?i:of)[_\-\s]?(?i:birth))?"
+    r"[\"'\s:=#\-]*(?:\([A-Za-z./\-]{2,12}\)[\s:=]*)?(?:(?i:is|was|on|am|le|el|il|op|em)\s+)?$"
+)
+
+
+_AGE_OR_DURATION = re.compile(r"(?i)\b(?:years?|months?|weeks?|days?|old|age|aged)\b")
+
+
+def is_explicit_date(text: str) -> bool:
+    """True for dates a person could be identified by (a day, month or year), False for
+    relative expressions and durations ("next week", "8+ years", "the age of 66")."""
+    if _DATE.search(text) or _FOREIGN_DATE.search(text):
+        return True
+    return bool(_YEAR.search(text)) and not _AGE_OR_DURATION.search(text)
+
+
+def _is_calendar_day(year: str, month: str, day: str) -> bool:
+    try:
+        datetime.date(int(year), int(month), int(day))
+    except ValueError:  # "20230230"
+        return False
+    return True
+
+
+def find_dates(text: str) -> Iterator[RuleMatch]:
+    for match in _DATE.finditer(text):
+        yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
+    for match in _FOREIGN_DATE.finditer(text):
+        yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
+    for match in _YEAR.finditer(text):
+        before = text[max(0, match.start() - 16) : match.start()]
+        after = text[match.end() : match.end() + 8]
+        if _YEAR_CONTEXT.search(before) and not _YEAR_BLOCK_AFTER.match(after):
+            yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.55)
+    for match in _EIGHT_DIGITS.finditer(text):
+        before = text[max(0, match.start() - 40) : match.start()]
+        if _EIGHT_DIGIT_CUE.search(before) and _is_calendar_day(*match.groups()):
+            yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
