@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst.logs.store import MAX_LOGGED_MODEL_CHARS
 from smallfirst.service import Gateway
 from tests.helpers import (
     chat_body,
@@ -81,6 +82,17 @@ def test_requests_refused_before_routing_are_logged_and_counted(tmp_path: Path) 
         "SELECT endpoint, model_requested, status FROM requests ORDER BY endpoint"
     )
     assert rows.fetchall() == [("chat", "unknown", 400), ("completions", "unknown", 400)]
+
+
+def test_a_made_up_model_id_is_logged_cut(tmp_path: Path) -> None:
+    """The client's text: 3.5 MB of model id made a 3.5 MB row per request refused for it."""
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        assert client.post("/v1/chat/completions", json=chat_body("m" * 100_000)).status_code == 404
+    (logged,) = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT model_requested FROM requests"
+    )
+    assert logged[0] == "m" * MAX_LOGGED_MODEL_CHARS + "…"
 
 
 def test_prompts_are_logged_only_when_asked(tmp_path: Path) -> None:

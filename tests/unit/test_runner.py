@@ -1,15 +1,19 @@
 """`server.runner._GatewayServer`: answers under way at shutdown get a drain, a second
-Ctrl-C (uvicorn's force quit) ends them at once."""
+Ctrl-C (uvicorn's force quit) ends them at once; `_HeadTimedProtocol`: a connection that
+sends no request head in time is closed."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
-from smallfirst.server.runner import _GatewayServer
+from smallfirst.server.runner import _GatewayServer, _HeadTimedProtocol
 
 
 class _Connection:
@@ -43,3 +47,45 @@ async def test_a_second_ctrl_c_ends_the_answers_at_once() -> None:
     await shutdown
     assert server.force_exit
     assert gateway.ended == 1
+
+
+async def _slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await asyncio.sleep(0.5)  # longer than the head timeout below: a request under way stays
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _closed(reader: asyncio.StreamReader) -> bool:
+    return await asyncio.wait_for(reader.read(), timeout=5) == b""
+
+
+async def test_a_connection_that_sends_no_request_head_in_time_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn kept such connections open for good (slowloris): 500 of them, the open-file
+    limit, and every other client's connection was closed at once."""
+    monkeypatch.setattr("smallfirst.server.runner.HEAD_TIMEOUT_S", 0.2)
+    config = uvicorn.Config(_slow_app, http=_HeadTimedProtocol, lifespan="off", log_level="error")
+    server = uvicorn.Server(config)
+    listening = socket.create_server(("127.0.0.1", 0))
+    serving = asyncio.ensure_future(server.serve(sockets=[listening]))
+    port = listening.getsockname()[1]  # listening already: the kernel queues connections
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+    (silent, _), (partial, partial_writer), (answered, answered_writer), kept = connections
+    try:
+        partial_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        answered_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        kept[1].write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await _closed(silent)
+        assert await _closed(partial)
+        answer = await asyncio.wait_for(answered.read(), timeout=5)
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        # kept alive after its answer, then the next head comes too slowly
+        await asyncio.wait_for(kept[0].readuntil(b"0\r\n\r\n"), timeout=5)
+        kept[1].write(b"GET / HTTP/1.1\r\n")
+        assert await _closed(kept[0])
+    finally:
+        for _, writer in connections:
+            writer.close()
+        server.should_exit = True
+        await serving

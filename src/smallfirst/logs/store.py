@@ -15,7 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from smallfirst.errors import CLIENT_CLOSED_REQUEST
 from smallfirst.logs.spend import SpendReport, SpendWatch
@@ -27,6 +27,9 @@ LOG_FILE = "requests.db"  # in the data dir
 # Another process waits this long for the write lock rather than fail: a migration that copies
 # the table (0005) takes about 3 s per million rows here.
 BUSY_TIMEOUT_S = 30.0
+# A model id a client sends is its own text: a 3.5 MB one made a 3.5 MB row for each request
+# refused for it (20 such requests grew the log by 54 MB). Longer ids are logged cut here.
+MAX_LOGGED_MODEL_CHARS = 256
 log = logging.getLogger("smallfirst.logs")
 DAMAGED_WHILE_SERVING = (
     "; move it aside, with its -wal and -shm files: a new log is started there for them"
@@ -59,6 +62,13 @@ class RequestRecord(BaseModel):
     escalations: str | None = None  # comma-separated model ids tried before the answering one
     pii_entities: str | None = None  # JSON {entity_type: count}; never values
     pii_action: str | None = None
+
+    @field_validator("model_requested")
+    @classmethod
+    def _cut_if_long(cls, model: str) -> str:
+        if len(model) <= MAX_LOGGED_MODEL_CHARS:
+            return model
+        return model[:MAX_LOGGED_MODEL_CHARS] + "…"
 
     @property
     def answered(self) -> bool:

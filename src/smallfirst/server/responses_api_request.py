@@ -16,6 +16,7 @@ from smallfirst.errors import InvalidRequest
 from smallfirst.server.errors import validation_error
 from smallfirst.types import (
     MAX_MESSAGES,
+    MAX_TOOLS,
     NAME_PATTERN,
     ApiModel,
     ChatMessage,
@@ -96,7 +97,7 @@ class ResponsesRequest(ApiModel):
     stream_options: ResponseStreamOptions | None = None
     background: bool | None = None
     service_tier: ServiceTier | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedFunction | AllowedFunctions | None = (
         None
     )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from smallfirst.config import Settings
 
@@ -22,6 +23,9 @@ GRACE_S = 5  # how long shutdown waits for connections to finish before cancelli
 # Answers under way at shutdown may end within this; the rest then end with an error, in
 # time for it to reach their clients within the grace period.
 DRAIN_S = GRACE_S - 1
+# How long a connection may take to send a request's head (request line and headers), from
+# when it opens or its last answer ends: nginx's default `client_header_timeout`.
+HEAD_TIMEOUT_S = 60.0
 
 
 def run_server(app: Starlette, settings: Settings, log_level: str) -> None:
@@ -31,6 +35,7 @@ def run_server(app: Starlette, settings: Settings, log_level: str) -> None:
         port=settings.server.port,
         log_level=log_level,
         timeout_graceful_shutdown=GRACE_S,
+        http=_HeadTimedProtocol,
     )
     server = _GatewayServer(config, app)
     with contextlib.suppress(KeyboardInterrupt):
@@ -72,3 +77,40 @@ class _GatewayServer(uvicorn.Server):
         # would hold the exit up (the model's thread decodes on)
         if self.force_exit and gateway is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(gateway.end_answers)
+
+
+class _HeadTimedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, but a connection that does not send a request's head within
+    HEAD_TIMEOUT_S is closed. uvicorn waited for one as long as the connection stayed open:
+    connections that sent nothing, or a header line now and then (slowloris), were held for
+    good, no key needed, and 500 of them (the process's open-file limit) left the server
+    closing every other client's connection at once."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def on_headers_complete(self) -> None:
+        self._head_came()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        next_head_due = not self.pipeline  # else the next request has sent its head already
+        super().on_response_complete()
+        if next_head_due and not self.transport.is_closing():
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_came()
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        self._head_came()
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self.transport.close)
+
+    def _head_came(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
