@@ -1,4 +1,4 @@
-"""The one orchestrator: guard -> route -> call (with fallbacks) -> log.
+"""The one orchestrator: guard -> retrieval -> route -> call (with fallbacks) -> log.
 
 The only module that knows all rooms. The server hands it a validated request and gets back
 an answer, or a primed stream whose first piece already exists, so that errors such as an
@@ -85,13 +85,12 @@ class Gateway:
     def __init__(
         self,
         settings: Settings,
-        backends: dict[str, Backend] | None = None,
         request_log: RequestLog | None = None,
         observers: Sequence[Observer] = (),
         health: ModelHealth | None = None,
     ) -> None:
         self.settings = settings
-        self.backends = backends if backends is not None else build_backends(settings)
+        self.backends = build_backends(settings)
         self.request_log = request_log
         self.spend = SpendTracker(settings.routing.budget)
         self.routing = RoutingStep(settings, self.backends, self.spend)

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -442,3 +442,17 @@ def stops_as_interrupt(
     finally:
         for stop, handler in previous.items():
             signal.signal(stop, handler)
+
+
+@contextmanager
+def progress_on_stderr(
+    description: str, total: int, quiet: bool
+) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (silent with --json so stdout stays machine-readable);
+    yields what advances it by a number of steps."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), disable=quiet, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda advance: progress.advance(task, advance)

@@ -13,6 +13,7 @@ from smallfirst.cli.common import (
     check_writable,
     fail,
     output_console,
+    progress_on_stderr,
     require_extra_or_exit,
     require_file,
 )
@@ -89,17 +90,13 @@ def evaluate_command(
             privacy_eval.Span(f.entity_type, f.start, f.end) for f in detector.inspect(sample_text)
         ]
 
-    def record(index: int, spans: list[privacy_eval.Span]) -> None:
-        row = [{"entity_type": s.entity_type, "start": s.start, "end": s.end} for s in spans]
-        lines.append(json.dumps({"index": index, "spans": row}))
-        progress.advance(task)
+    with progress_on_stderr("scoring", len(samples), quiet=as_json) as advance:
 
-    from rich.console import Console
-    from rich.progress import Progress
+        def record(index: int, spans: list[privacy_eval.Span]) -> None:
+            row = [{"entity_type": s.entity_type, "start": s.start, "end": s.end} for s in spans]
+            lines.append(json.dumps({"index": index, "spans": row}))
+            advance(1)
 
-    # on stderr: stdout is the report, which scripts read
-    with Progress(transient=True, disable=as_json, console=Console(stderr=True)) as progress:
-        task = progress.add_task("scoring", total=len(samples))
         report = privacy_eval.evaluate(samples, predict, on_prediction=record).as_dict()
     report["data"] = str(data)
     if predictions_out is not None:

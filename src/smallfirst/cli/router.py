@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +17,7 @@ from smallfirst.cli.common import (
     check_writable,
     counted,
     fail,
+    progress_on_stderr,
     require_extra_or_exit,
     require_file,
 )
@@ -47,17 +46,6 @@ def _read(paths: list[Path], *, labels: bool = True) -> list[RoutingRow]:
         fail(exc.message)
 
 
-@contextmanager
-def _progress(description: str, total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (silent with --json so stdout stays machine-readable)."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), disable=quiet, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda advance: progress.advance(task, advance)
-
-
 @app.command()
 def train(
     data: list[Path] = DataOption,
@@ -81,7 +69,7 @@ def train(
     from smallfirst.routing.learned import train_learned
 
     try:
-        with _progress("embedding prompts", len(rows), as_json) as advance:
+        with progress_on_stderr("embedding prompts", len(rows), as_json) as advance:
             learned = train_learned(
                 rows,
                 calibration_share=calibration_share,
@@ -122,7 +110,7 @@ def score(
     rows = _read(data, labels=False)
     from smallfirst.routing.learned import LearnedRouter
 
-    with _progress("scoring", len(rows), False) as advance:
+    with progress_on_stderr("scoring", len(rows), False) as advance:
         if isinstance(chosen, LearnedRouter):
             scores = chosen.score_batch(
                 [row.messages for row in rows], cache_dir=cache_dir, on_progress=advance
@@ -289,7 +277,7 @@ def _eval_scores(
         from smallfirst.routing.crossval import out_of_fold_scores
 
         try:
-            with _progress("embedding prompts", len(rows), quiet) as advance:
+            with progress_on_stderr("embedding prompts", len(rows), quiet) as advance:
                 scores = out_of_fold_scores(
                     rows,
                     folds=folds,
@@ -309,7 +297,7 @@ def _eval_scores(
 
     conversations = [row.messages for row in rows]
     if isinstance(chosen, LearnedRouter):
-        with _progress("scoring", len(rows), quiet) as advance:
+        with progress_on_stderr("scoring", len(rows), quiet) as advance:
             scores = chosen.score_batch(conversations, cache_dir=cache_dir, on_progress=advance)
         if not quiet:
             print(

@@ -61,7 +61,6 @@ class Citation:
 class GroundedPrompt:
     messages: list[ChatMessage]
     citations: list[Citation]
-    dropped_hits: int  # hits left out because the budget was full
     prompt_tokens: int  # as counted by the caller's `count_tokens`, overhead included
 
 
@@ -98,13 +97,9 @@ def fence_source(citation_id: str, hit: Hit) -> str:
 _FENCE_TAG = re.compile(r"<(?=\s*/?\s*sources?\b)", re.IGNORECASE)
 
 
-def conversation_tokens(
-    messages: Sequence[ChatMessage],
-    count_tokens: Callable[[str], int],
-    message_overhead: int = MESSAGE_OVERHEAD_TOKENS,
-) -> int:
+def conversation_tokens(messages: Sequence[ChatMessage], count_tokens: Callable[[str], int]) -> int:
     """The caller's messages in tokens, each with its share of the chat template."""
-    return sum(count_tokens(m.text) + message_overhead for m in messages)
+    return sum(count_tokens(m.text) + MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 
 def build_grounded_messages(
@@ -113,7 +108,6 @@ def build_grounded_messages(
     *,
     count_tokens: Callable[[str], int],
     budget: int,
-    message_overhead: int = MESSAGE_OVERHEAD_TOKENS,
 ) -> GroundedPrompt:
     """A system message (rule + fenced sources) followed by `messages`, within `budget` tokens.
 
@@ -121,10 +115,10 @@ def build_grounded_messages(
     when there are hits but not even the best one fits beside them: an answer without its
     sources would look grounded and be the model's guess.
     """
-    conversation = conversation_tokens(messages, count_tokens, message_overhead)
+    conversation = conversation_tokens(messages, count_tokens)
 
     def total(system_text: str) -> int:
-        return count_tokens(system_text) + message_overhead + conversation
+        return count_tokens(system_text) + MESSAGE_OVERHEAD_TOKENS + conversation
 
     blocks: list[str] = []
     citations: list[Citation] = []
@@ -150,7 +144,7 @@ def build_grounded_messages(
             param="messages",
         )
     grounded = [ChatMessage(role="system", content=system_text), *messages]
-    return GroundedPrompt(grounded, citations, len(hits) - len(citations), used)
+    return GroundedPrompt(grounded, citations, used)
 
 
 def _citation(citation_id: str, hit: Hit) -> Citation:

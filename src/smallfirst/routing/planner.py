@@ -18,7 +18,6 @@ from smallfirst.types import TIERS, Tier
 # edge and on-prem models run on premises (in-process, or e.g. a vLLM box on the LAN): data
 # sent to them never leaves the organisation. Only the cloud tier is remote.
 LOCAL_TIERS = {"edge", "onprem"}
-OVERRIDES = {"edge", "onprem", "cloud", "auto"}
 
 
 @dataclass
@@ -32,7 +31,6 @@ class Plan:
     threshold: float | None = None
     cascade_from: ModelInfo | None = None  # cascade: ask this model first, maybe escalate
     strong_budget: float | None = None  # cascade: the share of recent drafts that may escalate
-    notes: list[str] = field(default_factory=list)
     # a router's weak choice: where a prompt too long for the candidates goes instead
     roomier: list[ModelInfo] = field(default_factory=list)
 
