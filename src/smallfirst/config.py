@@ -173,6 +173,11 @@ class OpenAICompatModel(_ModelBase):
     max_retries: int = Field(default=2, ge=0)
     backoff_s: float = Field(default=0.5, ge=0)
     max_concurrency: int = Field(default=64, ge=1)
+    queue_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="how long a call waits for one of the max_concurrency connections (then 429)",
+    )
     tools: bool = Field(
         default=True, description="the upstream can answer with tool calls (false: send no tools)"
     )

@@ -23,6 +23,7 @@ import aiohttp
 import pydantic_core
 
 from smallfirst.backends.base import Backend, info_from_config
+from smallfirst.backends.connection_places import ConnectionPlaces
 from smallfirst.backends.openai_wire import (
     UNREADABLE,
     StreamReader,
@@ -61,12 +62,16 @@ class OpenAICompatBackend(Backend):
             self._headers["Authorization"] = f"Bearer {os.environ[config.api_key_env]}"
         self._session: aiohttp.ClientSession | None = None
         self._stream_options_refused = False
+        self._places = ConnectionPlaces(config.id, config.max_concurrency, config.queue_timeout_s)
         self._reading: set[aiohttp.ClientResponse] = set()  # answers being read now
         self._ended_by: BaseException | None = None  # set at shutdown (`end_answers`)
         self._closing: asyncio.Task[None] | None = None  # held: the loop keeps weak refs only
 
     def info(self) -> ModelInfo:
         return info_from_config(self.config)
+
+    def queue_depth(self) -> int:
+        return self._places.waiting()
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -75,8 +80,10 @@ class OpenAICompatBackend(Backend):
 
     def end_answers(self, error: BaseException) -> None:
         """Answers being read end with `error` (their connections are closed), calls waiting
-        for an upstream's first byte too (the session is closed), and no call starts after."""
+        for an upstream's first byte or for a connection too (the session is closed), and no
+        call starts after."""
         self._ended_by = error
+        self._places.end_waits(error)
         for response in list(self._reading):
             response.close()
         self._closing = asyncio.get_running_loop().create_task(self.aclose())
@@ -123,7 +130,7 @@ class OpenAICompatBackend(Backend):
                 raise self._ended_by
             wait: float | None = None  # how long the upstream asked us to wait
             try:
-                response = await self._client().post(url, data=data)
+                response = await self._post(url, data)
             except TimeoutError as exc:
                 timeout = UpstreamTimeout(f"{self.config.id}: upstream timed out")
                 timeout.received = not isinstance(exc, aiohttp.ConnectionTimeoutError)
@@ -141,10 +148,13 @@ class OpenAICompatBackend(Backend):
                 )
                 cause = exc
             else:
+                self._reading.add(response)
                 if response.status < 300:
-                    self._reading.add(response)
                     return response
-                error, wait = await _status_error(self.config.id, response)
+                try:
+                    error, wait = await _status_error(self.config.id, response)
+                finally:
+                    self._done_reading(response)
                 cause = RuntimeError(f"upstream answered {response.status}")
                 if response.status not in RETRY_STATUSES or isinstance(error, UpstreamQuotaSpent):
                     raise error from cause
@@ -152,6 +162,16 @@ class OpenAICompatBackend(Backend):
                 raise error from cause
             await asyncio.sleep(max(self.config.backoff_s * (2**attempt), wait or 0))
             attempt += 1
+
+    async def _post(self, url: str, data: bytes) -> aiohttp.ClientResponse:
+        """POST on one of the model's `max_concurrency` connections, whose place the response
+        holds until `_done_reading`."""
+        await self._places.take()
+        try:
+            return await self._client().post(url, data=data)
+        except BaseException:
+            self._places.give_back()
+            raise
 
     async def _send_stream(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """`_send`, once more without `stream_options` if the upstream refuses them (older
@@ -208,7 +228,9 @@ class OpenAICompatBackend(Backend):
             yield chunk
 
     def _done_reading(self, response: aiohttp.ClientResponse) -> None:
-        self._reading.discard(response)
+        if response in self._reading:
+            self._reading.discard(response)
+            self._places.give_back()
         response.release()
 
 
@@ -221,8 +243,6 @@ async def _status_error(
         raw = await response.read()
     except (TimeoutError, aiohttp.ClientError):
         raw = b""
-    finally:
-        response.release()
     try:
         told, message = told_error(json.loads(raw))
     except UNREADABLE:
