@@ -293,7 +293,9 @@ def test_a_full_queue_answers_429_at_once_and_the_queued_requests_complete(
             busy.close()  # frees the worker for the 8 that wait
             answered = [f.result() for f in futures]
     assert [r.status_code for r in refused] == [429] * 4
-    assert {r.headers["retry-after"] for r in refused} == {"1"}
+    # when the answers ahead should have ended, by the model's recent answers: one value
+    waits = {int(r.headers["retry-after"]) for r in refused}
+    assert len(waits) == 1 and 1 <= waits.pop() <= 60
     assert refused[0].json()["error"]["code"] == "queue_full"
     assert sorted(r.status_code for r in answered) == [200] * 8 + [429] * 4
     metrics = httpx.get(f"{gateway.url}/metrics").text

@@ -30,6 +30,7 @@ class FakeSlots:
         self.gate.set()
         self.fail_next_step = False
         self.endless_tokens = 0
+        self.answer_s = 0.0  # how long each answer looks to have been in its slot
 
     @property
     def free_slots(self) -> int:
@@ -40,6 +41,8 @@ class FakeSlots:
         return bool(self.jobs)
 
     def start(self, job: SlotJob, prompt: str) -> int:
+        assert job.admitted is not None
+        job.admitted -= self.answer_s
         self.jobs.append(job)
         return 0
 
@@ -102,6 +105,29 @@ def worker() -> Any:
     worker = ModelWorker("m", queue_size=4)
     yield worker
     worker.shutdown()
+
+
+async def test_a_refused_request_is_told_when_the_answers_ahead_should_have_ended(
+    worker: ModelWorker,
+) -> None:
+    async def refused_after_filling(answer_s: float) -> int | None:
+        engine = FakeEngine(parallel=2)
+        engine.slots.answer_s = answer_s
+        scheduler = SlotScheduler(worker, parallel=2, queue_size=1)
+        first = await text_of(scheduler, engine, "x")  # one answer timed, or none
+        engine.slots.gate.clear()
+        answers = [asyncio.ensure_future(text_of(scheduler, engine, p)) for p in "abc"]
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueFull) as refused:
+            await text_of(scheduler, engine, "d")
+        engine.slots.gate.set()
+        assert [first, *await asyncio.gather(*answers)] == ["x!", "a!", "b!", "c!"]
+        return refused.value.retry_after_s
+
+    assert await refused_after_filling(0.0) == 1  # answers faster than a second: the least
+    # 3 answers ahead in 2 slots: two rounds of ~10 s (was 1 whatever the answers took)
+    assert 20 <= (await refused_after_filling(10.0) or 0) <= 21
+    assert await refused_after_filling(1000.0) == 60  # the most the openai SDK waits
 
 
 async def test_requests_beyond_slots_and_queue_are_429(worker: ModelWorker) -> None:

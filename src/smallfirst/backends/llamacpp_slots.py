@@ -75,6 +75,7 @@ class SlotJob:
     cancelled: threading.Event
     submitted: float  # time.monotonic() when it was queued
     places: Places | None = None  # the reservation it came in on (an answer of `n`)
+    admitted: float | None = None  # time.monotonic() when a slot took it
 
 
 class _Slot:

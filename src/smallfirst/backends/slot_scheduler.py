@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
     from smallfirst.backends.llamacpp_slots import SlotDecoder
 
 log = logging.getLogger("smallfirst.backends")
+# A refused request is told to come back when the answers ahead of it should have ended:
+# recent answers' mean time in a slot (moving average, weight of the newest) times the queue's
+# turns. `retry-after: 1` had the openai SDK's two retries spent before a slot freed up.
+ANSWER_TIME_WEIGHT = 0.2
+MAX_RETRY_AFTER_S = 60  # the openai SDK waits at most this long for a retry-after
 
 
 class SlotScheduler:
@@ -54,6 +60,7 @@ class SlotScheduler:
         self.started_jobs = 0  # these two are written by the worker thread only
         self.waited_s = 0.0
         self.cancelled_jobs = 0  # under the lock
+        self._answer_s: float | None = None  # recent answers' time in a slot (under the lock)
 
     def queue_depth(self) -> int:
         return max(self._open - self.parallel, 0)
@@ -82,11 +89,17 @@ class SlotScheduler:
         return sum(places.count - places.in_use for places in self._reserved)
 
     def _full(self) -> QueueFull:
-        return QueueFull(
+        """The 429 for a request the slots and queue have no place for (under the lock)."""
+        error = QueueFull(
             f"model {self._worker.name!r} is busy: {self.queue_depth()} answers are "
             f"waiting for one of its {self.parallel} slots (a request for `n` answers "
             "counts n); retry later"
         )
+        if self._answer_s is not None:
+            turns = math.ceil(self._open / self.parallel)  # the slots' rounds ahead of it
+            wait = math.ceil(turns * self._answer_s)
+            error.retry_after_s = min(max(wait, QueueFull.retry_after_s), MAX_RETRY_AFTER_S)
+        return error
 
     async def stream(
         self,
@@ -187,8 +200,9 @@ class SlotScheduler:
             self._fail(job, error or ModelUnavailable(f"model {self._worker.name!r} shut down"))
 
     def _admit(self, slots: SlotDecoder, model: LlamaEngine, job: SlotJob) -> None:
+        job.admitted = time.monotonic()
         self.started_jobs += 1
-        self.waited_s += time.monotonic() - job.submitted
+        self.waited_s += job.admitted - job.submitted
         if job.cancelled.is_set():
             self._end(job)
             return
@@ -209,7 +223,13 @@ class SlotScheduler:
         with self._lock:
             self.cancelled_jobs += cancelled
             self._left(job)
+            if job.admitted is not None and not cancelled:
+                self._answered_in(time.monotonic() - job.admitted)
         job.emit(DONE)
+
+    def _answered_in(self, seconds: float) -> None:
+        previous = seconds if self._answer_s is None else self._answer_s
+        self._answer_s = previous + ANSWER_TIME_WEIGHT * (seconds - previous)
 
     def _left(self, job: SlotJob) -> None:
         """`job` gives up its place (under the lock): back to its reservation if it had one."""
