@@ -113,7 +113,7 @@ class Ledger:
             error = served(exc)
             status = error.status
             if isinstance(exc, UPSTREAM_FAULTS):  # a stream that keeps breaking off
-                self._health.failed(route.model.id, error.shareable_message)
+                self._health.failed(route.model.id, error.shareable_message, error.retry_after_s)
             if error is exc:
                 raise
             raise error from exc

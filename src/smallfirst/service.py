@@ -368,7 +368,7 @@ class Gateway:
         """`model` failed in a way the next one may not: count it against the model (not a
         busy local queue) and say so in the reason."""
         if error.code != QueueFull.code:  # a busy local model is not a broken one
-            self.health.failed(model.id, error.shareable_message)
+            self.health.failed(model.id, error.shareable_message, error.retry_after_s)
         plan.reason += f"{lead}{model.id} failed ({error.shareable_message[:REASON_ERROR_CHARS]})"
 
     async def _collected(self, backend: Backend, request: GenerateRequest) -> list[Chunk]:

@@ -180,6 +180,27 @@ def test_an_upstreams_words_in_a_broken_stream_are_not_told_to_the_next_client(
     assert "(last: big: upstream sent an error)" in skipped.text
 
 
+def test_an_upstream_that_said_when_to_come_back_is_skipped_no_longer() -> None:
+    clock = Clock()
+    health = ModelHealth(CircuitBreakerConfig(failures=1, cooldown_s=30), clock)
+    health.failed("m", "queue full", retry_after_s=4)
+    assert health.cooling_down_s("m") == 4  # was 30
+    clock.now += 4
+    health.failed("m", "queue full", retry_after_s=90)
+    assert health.cooling_down_s("m") == 60  # never longer than its own cooldown
+
+
+def test_a_rate_limiting_upstreams_retry_after_bounds_its_skip(tmp_path: Path) -> None:
+    client, gateway = fake_client(fake_settings(tmp_path))
+    limited = QueueFull("limited", code="upstream_rate_limited")
+    limited.retry_after_s = 2
+    fake_backend(gateway, "big").queue(*[limited for _ in range(3)])
+    with client:
+        for _ in range(3):
+            assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 429
+    assert 0 < gateway.health.cooling_down_s("big") <= 2
+
+
 def test_a_busy_local_model_is_not_skipped_but_a_rate_limiting_upstream_is(
     tmp_path: Path,
 ) -> None:

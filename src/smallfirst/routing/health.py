@@ -55,7 +55,10 @@ class ModelHealth:
                 return
             del self._breakers[model_id]
 
-    def failed(self, model_id: str, reason: str) -> None:
+    def failed(self, model_id: str, reason: str, retry_after_s: float | None = None) -> None:
+        """A failure of `model_id`. An upstream that said when to come back (`retry-after`
+        on a 429 or 503) is skipped no longer than that: a gateway behind this one, its
+        queue full for a few seconds, was skipped for 30."""
         if self.config.failures == 0:
             return
         with self._lock:
@@ -70,7 +73,8 @@ class ModelHealth:
                 breaker.cooldown_s = min(breaker.cooldown_s * 2, self.config.max_cooldown_s)
             else:
                 breaker.cooldown_s = self.config.cooldown_s
-            breaker.open_until = now + breaker.cooldown_s
+            wait = breaker.cooldown_s if retry_after_s is None else retry_after_s
+            breaker.open_until = now + min(breaker.cooldown_s, wait)
 
     def describe(self, model_id: str) -> str:
         """Why `model_id` is skipped, for route reasons and error messages."""
