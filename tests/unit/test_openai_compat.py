@@ -145,8 +145,10 @@ async def test_retries_on_503_then_succeeds() -> None:
     assert calls == 3
 
 
-async def test_gives_up_after_retries_with_502_when_nothing_listens() -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago and has no listener
+@asynccontextmanager
+async def unreachable(**config: object) -> AsyncIterator[OpenAICompatBackend]:
+    """A backend pointed at a loopback port that was free a moment ago and has no listener."""
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = OpenAICompatModel.model_validate(
@@ -156,14 +158,20 @@ async def test_gives_up_after_retries_with_502_when_nothing_listens() -> None:
             "base_url": f"http://127.0.0.1:{port}/v1",
             "max_retries": 1,
             "backoff_s": 0,
+            **config,
         }
     )
     backend = OpenAICompatBackend(settings)
     try:
-        with pytest.raises(UpstreamError, match="cannot reach upstream"):
-            await backend.complete(REQUEST)
+        yield backend
     finally:
         await backend.aclose()
+
+
+async def test_gives_up_after_retries_with_502_when_nothing_listens() -> None:
+    async with unreachable() as backend:
+        with pytest.raises(UpstreamError, match="cannot reach upstream"):
+            await backend.complete(REQUEST)
 
 
 async def test_client_errors_are_not_retried_and_keep_the_message() -> None:

@@ -2,7 +2,6 @@
 most `queue_timeout_s`, and end at shutdown (aiohttp's pool wait had no bound and ignored it)."""
 
 import asyncio
-import socket
 from collections.abc import Callable
 
 import pytest
@@ -10,9 +9,8 @@ from aiohttp import web
 
 from smallfirst.backends.connection_places import ConnectionPlaces
 from smallfirst.backends.openai_compat import OpenAICompatBackend
-from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import InvalidRequest, QueueFull, ShuttingDown, UpstreamError
-from tests.unit.test_openai_compat import ANSWER, REQUEST, sse, upstream
+from tests.unit.test_openai_compat import ANSWER, REQUEST, sse, unreachable, upstream
 
 STREAM_REQUEST = REQUEST.model_copy(update={"stream": True})
 
@@ -123,26 +121,10 @@ async def test_every_way_a_call_ends_gives_its_connection_back() -> None:
 
 
 async def test_a_call_that_cannot_connect_gives_its_place_back() -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago and has no listener
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings = OpenAICompatModel.model_validate(
-        {
-            "id": "cloud",
-            "tier": "cloud",
-            "base_url": f"http://127.0.0.1:{port}/v1",
-            "max_retries": 1,
-            "backoff_s": 0,
-            "max_concurrency": 1,
-        }
-    )
-    backend = OpenAICompatBackend(settings)
-    try:
+    async with unreachable(max_concurrency=1) as backend:
         for _ in range(3):
             with pytest.raises(UpstreamError, match="cannot reach upstream"):
                 await asyncio.wait_for(backend.complete(REQUEST), 10)
-    finally:
-        await backend.aclose()
 
 
 async def test_places_are_handed_in_the_order_calls_asked_for_them() -> None:
