@@ -23,6 +23,7 @@ from typing import Any
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
+F16_BYTES = 2
 # value type -> struct format of a scalar (8: string, 9: array)
 _SCALARS = {
     0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d",
@@ -72,8 +73,34 @@ class GgufHeader:
         return found if isinstance(found, int) else None
 
     @property
+    def kv_bytes_per_token(self) -> int | None:
+        """What llama.cpp allocates for one token of context (`kv_bytes_per_token`), or None
+        when the header does not say (a per-layer head count is an array, skipped here)."""
+        counts = [
+            self.metadata.get(f"{self.architecture}.{key}")
+            for key in (
+                "block_count",
+                "embedding_length",
+                "attention.head_count",
+                "attention.head_count_kv",
+            )
+        ]
+        sizes = [count for count in counts if isinstance(count, int) and count > 0]
+        if len(sizes) < len(counts):
+            return None
+        layers, embedding, heads, kv_heads = sizes
+        return kv_bytes_per_token(layers, embedding, heads, kv_heads)
+
+    @property
     def cut_short(self) -> bool:
         return self.data_end is not None and self.data_end > self.size
+
+
+def kv_bytes_per_token(layers: int, embedding: int, heads: int, kv_heads: int) -> int:
+    """Keys and values of one token in every layer, in llama.cpp's default cache type (f16,
+    which we keep). An estimate for models whose attention heads are not embedding / heads
+    wide; exact for the bundled SmolLM2 (30 layers x 2 x 3 heads x 64 x 2 bytes = 23,040)."""
+    return layers * 2 * kv_heads * (embedding // heads) * F16_BYTES
 
 
 def read_header(path: Path) -> GgufHeader:

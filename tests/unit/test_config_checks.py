@@ -214,6 +214,25 @@ def test_a_budget_smaller_than_a_models_weights_is_a_warning(
     assert CliRunner().invoke(app, command).stderr == ""
 
 
+def test_a_budget_that_holds_the_weights_but_not_the_key_value_cells_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled model: 94 MB of weights, 720 MB of cells for 4 slots of 8,192 tokens (the
+    server's own load log), which the pool counts too: it reloaded for every answer."""
+    config = "local: {memory_budget_mb: 500}\n" + local_model(parallel="4")
+    monkeypatch.setenv("SMALLFIRST_CONFIG", str(write(tmp_path, config)))
+    over = check()
+    assert over.exit_code == 0, over.output
+    assert over.stderr == (
+        "warning: models.0 (m): its weights (94 MB) and the key-value cells of 4 slot(s) of"
+        " 8,192 tokens (720 MB) are more than local.memory_budget_mb (500 MB): it is unloaded"
+        " after every answer and loaded again for the next; lower context_length or"
+        " parallel, or raise the budget\n"
+    )
+    monkeypatch.setenv("SMALLFIRST__LOCAL__MEMORY_BUDGET_MB", "814")
+    assert check().stderr == ""
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "problem"),
     [

@@ -39,6 +39,7 @@ from smallfirst.backends.llamacpp_state import (
 )
 from smallfirst.backends.prompt_cache import PromptCache, shared_prefix_length
 from smallfirst.completions import TokenLogprob
+from smallfirst.gguf_header import kv_bytes_per_token
 from smallfirst.types import GenerateRequest, TextRequest
 
 if TYPE_CHECKING:
@@ -53,7 +54,6 @@ PROMPT_PIECE_TOKENS = 128
 # A slot copies a prefix from another slot's sequence when that spares reading at least this
 # many tokens: copying a sequence copies its whole buffer (all context_length cells).
 MIN_SHARED_TOKENS = 64
-F16_BYTES = 2
 
 
 @dataclass(eq=False)  # held by identity, kept in a set
@@ -133,7 +133,7 @@ class SlotDecoder:
             model=llama._model, params=params, verbose=False
         )
         # Allocated up front for every cell of every slot, so it counts toward the budget.
-        self.kv_bytes = params.n_ctx * kv_bytes_per_token(llama._model.model)
+        self.kv_bytes = params.n_ctx * model_kv_bytes_per_token(llama._model.model)
         adapter: Any = llama._lora_adapter
         if adapter is not None:  # applied to each context, as `Llama` does to its own
             adapters = (low_level.llama_adapter_lora_p_ctypes * 1)(adapter)
@@ -418,14 +418,13 @@ class SlotDecoder:
         return job
 
 
-def kv_bytes_per_token(model: Any) -> int:
-    """Keys and values of one token in every layer, in llama.cpp's default cache type (f16,
-    which we keep). An estimate for models whose attention heads are not n_embd / n_head
-    wide; exact for the bundled SmolLM2 (30 layers x 2 x 3 heads x 64 x 2 bytes = 23,040)."""
+def model_kv_bytes_per_token(model: Any) -> int:
+    """`kv_bytes_per_token` of a loaded model."""
     from llama_cpp import llama_cpp as low_level
 
-    head_width = int(low_level.llama_model_n_embd(model)) // int(
-        low_level.llama_model_n_head(model)
+    return kv_bytes_per_token(
+        int(low_level.llama_model_n_layer(model)),
+        int(low_level.llama_model_n_embd(model)),
+        int(low_level.llama_model_n_head(model)),
+        int(low_level.llama_model_n_head_kv(model)),
     )
-    heads = int(low_level.llama_model_n_head_kv(model))
-    return int(low_level.llama_model_n_layer(model)) * 2 * heads * head_width * F16_BYTES
