@@ -4,7 +4,7 @@ same four answers asked one request after another (the prompt read once, then ke
 
 Each round samples four answers (seeds s..s+3, up to MAX_TOKENS each) both ways, in
 alternating order, so machine load hits both alike; once with a short question and once with
-a ~1,000-token document before it (a new document each round, so no round finds it kept).
+a ~1,300-token document before it (a new document each round, so no round finds it kept).
 Prints JSON.
 
     .venv/bin/python -m benchmarks.choices
@@ -18,7 +18,7 @@ import time
 
 import httpx
 
-from benchmarks.common import start_gateway, stop, summary_ms
+from benchmarks.common import running_gateway, summary_ms
 
 N = 4
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -77,13 +77,9 @@ def measure(client: httpx.Client, url: str, kind: str) -> dict[str, object]:
 
 def main() -> None:
     config = {"models": [{"id": "slots", "tier": "edge", "parallel": N, "context_length": 2048}]}
-    process, url = start_gateway(config, "choices")
-    try:
-        with httpx.Client(timeout=600) as client:
-            ask(client, url, prompt("short", 0), 0, 1)  # load the model
-            results = {kind: measure(client, url, kind) for kind in ("short", "long")}
-    finally:
-        stop(process)
+    with running_gateway(config, "choices") as url, httpx.Client(timeout=600) as client:
+        ask(client, url, prompt("short", 0), 0, 1)  # load the model
+        results = {kind: measure(client, url, kind) for kind in ("short", "long")}
     setup = {"n": N, "rounds": ROUNDS, "max_tokens": MAX_TOKENS}
     print(json.dumps({**results, "setup": setup}))
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from benchmarks.common import start_gateway, stop
+from benchmarks.common import running_gateway
 from smallfirst.backends.llamacpp_engine import resolve_model_path
 
 PROMPTS = [
@@ -64,11 +64,10 @@ def main() -> None:
     from llama_cpp import Llama
 
     threads = os.cpu_count() or 1
-    process, url = start_gateway(
+    with running_gateway(
         {"models": [{"id": MODEL, "tier": "edge", "context_length": 2048, "threads": threads}]},
         "local",
-    )
-    try:
+    ) as url:
         llm = Llama(
             model_path=str(resolve_model_path("bundled:smollm2")),
             n_ctx=2048,
@@ -117,8 +116,6 @@ def main() -> None:
                 indent=2,
             )
         )
-    finally:
-        stop(process)
 
 
 if __name__ == "__main__":

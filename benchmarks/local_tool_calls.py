@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import start_gateway, stop
+from benchmarks.common import running_gateway
 
 MODEL = "qwen2.5-coder-1.5b"
 
@@ -67,10 +67,11 @@ RESULTS = {
 def ask(url: str, messages: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
     body = {"model": MODEL, "messages": messages, "tools": TOOLS, "temperature": 0}
     started = time.perf_counter()
-    answer = httpx.post(
+    response = httpx.post(
         f"{url}/v1/chat/completions", json=body | {"max_tokens": 120}, timeout=300
-    ).json()
-    return answer["choices"][0]["message"], time.perf_counter() - started
+    )
+    response.raise_for_status()  # an error body has no choices: say what went wrong instead
+    return response.json()["choices"][0]["message"], time.perf_counter() - started
 
 
 def calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -101,9 +102,8 @@ def main() -> int:
             {"id": MODEL, "tier": "edge", "path": f"installed:{MODEL}", "tools": True},
         ]
     }
-    process, url = start_gateway(config, "tools")
     results = []
-    try:
+    with running_gateway(config, "tools") as url:
         for prompt, expected in CASES.items():
             message, seconds = ask(url, [{"role": "user", "content": prompt}])
             calls = calls_of(message)
@@ -120,8 +120,6 @@ def main() -> int:
                 case["then"] = calls_of(then) or (then.get("content") or "")[:80]
                 case["then_prose"] = not then.get("tool_calls")
             results.append(case)
-    finally:
-        stop(process)
     right = sum(r["right_kind"] for r in results)
     followed = [r["then_prose"] for r in results if "then_prose" in r]
     print(

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from benchmarks.common import start_gateway, stop, summary_ms
+from benchmarks.common import running_gateway, summary_ms
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
@@ -79,23 +79,19 @@ def main() -> None:
             for model, n in MODELS.items()
         ]
     }
-    process, url = start_gateway(config, "parallel-slots")
     walls: dict[str, list[float]] = {model: [] for model in MODELS}
     tokens: dict[str, int] = dict.fromkeys(MODELS, 0)
     short: dict[str, list[float]] = {model: [] for model in MODELS}
-    try:
-        with httpx.Client(timeout=600) as client:
-            for model in MODELS:  # load both and fill their first contexts
-                ask(client, url, model, QUESTIONS[0], 4)
-            for index in range(ROUNDS):
-                order = list(MODELS) if index % 2 == 0 else list(reversed(MODELS))
-                for model in order:
-                    seconds, count = one_round(client, url, model, index)
-                    walls[model].append(seconds)
-                    tokens[model] += count
-                    short[model].append(short_behind_long(client, url, model))
-    finally:
-        stop(process)
+    with running_gateway(config, "parallel-slots") as url, httpx.Client(timeout=600) as client:
+        for model in MODELS:  # load both and fill their first contexts
+            ask(client, url, model, QUESTIONS[0], 4)
+        for index in range(ROUNDS):
+            order = list(MODELS) if index % 2 == 0 else list(reversed(MODELS))
+            for model in order:
+                seconds, count = one_round(client, url, model, index)
+                walls[model].append(seconds)
+                tokens[model] += count
+                short[model].append(short_behind_long(client, url, model))
     rate = {model: tokens[model] / sum(walls[model]) for model in MODELS}
     print(
         json.dumps(

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.privacy_latency import FALLBACK_TEXT
+from benchmarks.privacy_latency import DEV_SET, dev_texts
 
 
 def tool_definitions(count: int) -> list[dict[str, Any]]:
@@ -45,9 +45,7 @@ def tool_definitions(count: int) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data", type=Path, default=Path("../shared/data/pii/synth_dataset_v2.json")
-    )
+    parser.add_argument("--data", type=Path, default=DEV_SET)
     parser.add_argument("--conversations", type=int, default=5)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--tools", type=int, default=5)
@@ -57,11 +55,7 @@ def main() -> None:
     from smallfirst.privacy_step import messages_of
     from smallfirst.types import ChatRequest
 
-    texts = (
-        [item["full_text"] for item in json.loads(args.data.read_text(encoding="utf-8"))]
-        if args.data.is_file()
-        else [FALLBACK_TEXT]
-    )
+    texts, data = dev_texts(args.data)
     detectors = {"remembering": PiiDetector(), "reading all": PiiDetector(recent_texts=0)}
     for detector in detectors.values():
         detector.warm_up()
@@ -98,6 +92,8 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "privacy_conversation",
+                "data": data,
+                "conversations": args.conversations,
                 "turns": args.turns,
                 "tools": args.tools,
                 "remembering_mean_ms": round(statistics.fmean(times["remembering"]), 2),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +26,21 @@ FALLBACK_TEXT = (
 )
 
 
-def build_prompts(data: Path | None, count: int, length: int) -> list[str]:
-    if data is not None and data.is_file():
-        texts = [item["full_text"] for item in json.loads(data.read_text(encoding="utf-8"))]
-    else:
-        texts = [FALLBACK_TEXT]
+# The development set beside the checkout (../shared), wherever the script is run from.
+DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "pii" / "synth_dataset_v2.json"
+
+
+def dev_texts(data: Path) -> tuple[list[str], str]:
+    """The texts of a PII data set and its path; without the file, one built-in text, said
+    on stderr and in the result (every prompt repeats it, which measures something else)."""
+    if data.is_file():
+        items = json.loads(data.read_text(encoding="utf-8"))
+        return [item["full_text"] for item in items], str(data)
+    print(f"no {data}: the prompts repeat one built-in text (--data)", file=sys.stderr)
+    return [FALLBACK_TEXT], "built-in text"
+
+
+def build_prompts(texts: list[str], count: int, length: int) -> list[str]:
     prompts, index = [], 0
     for _ in range(count):
         prompt = ""
@@ -49,22 +60,22 @@ Stage = Callable[[str], object]
 
 
 def measure(stages: dict[str, Stage], prompts: list[str]) -> dict[str, list[float]]:
-    """Milliseconds per prompt for each stage; the stages alternate so that machine load
-    hits all of them alike."""
+    """Milliseconds per prompt for each stage; the stages take turns on each prompt, and the
+    one that goes first rotates, so that machine load hits all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in stages}
-    for prompt in prompts:
-        for name, stage in stages.items():
+    names = list(stages)
+    for index, prompt in enumerate(prompts):
+        turn = index % len(names)
+        for name in names[turn:] + names[:turn]:
             started = time.perf_counter()
-            stage(prompt)
+            stages[name](prompt)
             times[name].append((time.perf_counter() - started) * 1000)
     return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data", type=Path, default=Path("../shared/data/pii/synth_dataset_v2.json")
-    )
+    parser.add_argument("--data", type=Path, default=DEV_SET)
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--chars", type=int, default=1000)
     parser.add_argument("--compare-model", help="another spaCy pipeline to time alongside")
@@ -77,7 +88,8 @@ def main() -> None:
     detector.warm_up()
     load_s = time.perf_counter() - started
     runner = detector.ner
-    prompts = build_prompts(args.data, args.prompts, args.chars)
+    texts, data = dev_texts(args.data)
+    prompts = build_prompts(texts, args.prompts, args.chars)
     started = time.perf_counter()
     for prompt in prompts:  # spaCy adds each new word to its vocabulary once: not per stage
         runner.nlp.make_doc(prompt)
@@ -116,6 +128,7 @@ def main() -> None:
                 "benchmark": "privacy_latency",
                 "chars": args.chars,
                 "prompts": len(prompts),
+                "data": data,
                 "guard_p50_ms": round(percentile(guard, 50), 2),
                 "guard_p95_ms": round(percentile(guard, 95), 2),
                 "ner_p50_ms": round(percentile(times["NER as the guard"], 50), 2),

@@ -18,7 +18,7 @@ import time
 
 import httpx
 
-from benchmarks.common import start_gateway, stop, summary_ms
+from benchmarks.common import running_gateway, summary_ms
 
 CONVERSATIONS = int(os.environ.get("BENCH_CONVERSATIONS", "3"))
 TURNS = int(os.environ.get("BENCH_TURNS", "3"))
@@ -64,7 +64,6 @@ def main() -> None:
             for model, mb in MODELS.items()
         ]
     }
-    process, url = start_gateway(config, "prompt-cache")
     ttft: dict[str, dict[str, list[float]]] = {m: {"first": [], "later": []} for m in MODELS}
     conversations = {
         model: [
@@ -73,24 +72,21 @@ def main() -> None:
         ]
         for model in MODELS
     }
-    try:
-        with httpx.Client(timeout=600) as client:
-            for turn in range(TURNS):
-                for c in range(CONVERSATIONS):
-                    order = list(MODELS) if (turn + c) % 2 == 0 else list(reversed(MODELS))
-                    for model in order:
-                        messages = conversations[model][c]
-                        messages.append(
-                            {
-                                "role": "user",
-                                "content": f"Question {turn + 1}: tell me something new.",
-                            }
-                        )
-                        seconds, answer = first_token_s(client, url, model, messages)
-                        messages.append({"role": "assistant", "content": answer})
-                        ttft[model]["first" if turn == 0 else "later"].append(seconds)
-    finally:
-        stop(process)
+    with running_gateway(config, "prompt-cache") as url, httpx.Client(timeout=600) as client:
+        for turn in range(TURNS):
+            for c in range(CONVERSATIONS):
+                order = list(MODELS) if (turn + c) % 2 == 0 else list(reversed(MODELS))
+                for model in order:
+                    messages = conversations[model][c]
+                    messages.append(
+                        {
+                            "role": "user",
+                            "content": f"Question {turn + 1}: tell me something new.",
+                        }
+                    )
+                    seconds, answer = first_token_s(client, url, model, messages)
+                    messages.append({"role": "assistant", "content": answer})
+                    ttft[model]["first" if turn == 0 else "later"].append(seconds)
     result = {
         model: {kind: summary_ms(values) for kind, values in kinds.items() if values}
         for model, kinds in ttft.items()

@@ -9,7 +9,8 @@ stopwords that analysis removes from real queries). Measured, never asserted.
 (built first: `copies_build_ms`); `hybrid_from_sqlite` is what a search costs while those copies
 are being rebuilt after a write (FTS5 and sqlite-vec answer it). With `--embed`, MiniLM
 also embeds every query (never from a cache): `query_embedding_minilm` alone, then
-`vector_with_minilm` and `hybrid_with_minilm`, which are what a real query costs.
+`vector_with_minilm` and `hybrid_with_minilm`, which are what a real query costs. Methods timed
+together take turns on every query, so that load on the machine hits them alike.
 
     .venv/bin/python benchmarks/rag_latency.py [--chunks 100000] [--queries 200] [--embed]
 """
@@ -76,23 +77,31 @@ def build(path: Path, chunks: int, rng: np.random.Generator, words: list[str]) -
         store.close()
 
 
-def timed(run: Callable[[int], object], count: int) -> dict[str, float]:
+def timed(stages: dict[str, Callable[[int], object]], count: int) -> dict[str, dict[str, float]]:
+    """p50/p95 ms of each stage over queries 0..count-1. The stages take turns on each query,
+    the one that goes first rotating, so that load on the machine hits all of them alike."""
+    names = list(stages)
     for i in range(min(5, count)):  # warm caches (page cache, vector matrix, keyword index)
-        run(i)
-    latencies = []
+        for name in names:
+            stages[name](i)
+    latencies: dict[str, list[float]] = {name: [] for name in names}
     for i in range(count):
-        started = time.perf_counter()
-        run(i)
-        latencies.append((time.perf_counter() - started) * 1000)
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            started = time.perf_counter()
+            stages[name](i)
+            latencies[name].append((time.perf_counter() - started) * 1000)
     return {
-        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-        "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        name: {
+            "p50_ms": round(float(np.percentile(values, 50)), 2),
+            "p95_ms": round(float(np.percentile(values, 95)), 2),
+        }
+        for name, values in latencies.items()
     }
 
 
 def embedded_timings(
     store: SqliteChunkStore, queries: list[str], k: int, n: int
-) -> dict[str, object]:
+) -> dict[str, dict[str, float]]:
     """What a real query costs: MiniLM embeds each query text (never cached here)."""
     from smallfirst.embed import get_embedder
 
@@ -102,15 +111,18 @@ def embedded_timings(
         return embedder.embed([text], truncate=True)[0]
 
     retriever = Retriever(store, embed_query)
-    return {
-        "query_embedding_minilm": timed(lambda i: embed_query(queries[i]), n),
-        "vector_with_minilm": timed(
-            lambda i: retriever.search(queries[i], collection=COLLECTION, k=k, method="vector"), n
-        ),
-        "hybrid_with_minilm": timed(
-            lambda i: retriever.search(queries[i], collection=COLLECTION, k=k, method="hybrid"), n
-        ),
-    }
+    return timed(
+        {
+            "query_embedding_minilm": lambda i: embed_query(queries[i]),
+            "vector_with_minilm": lambda i: retriever.search(
+                queries[i], collection=COLLECTION, k=k, method="vector"
+            ),
+            "hybrid_with_minilm": lambda i: retriever.search(
+                queries[i], collection=COLLECTION, k=k, method="hybrid"
+            ),
+        },
+        n,
+    )
 
 
 def main() -> None:
@@ -160,27 +172,32 @@ def main() -> None:
             "k": k,
             "build_seconds": round(build_seconds, 1),
             "copies_build_ms": round(copies_ms, 1),
-            "bm25": timed(
-                lambda i: retriever.search(queries[i], collection=COLLECTION, k=k, method="bm25"), n
-            ),
-            "vector": timed(
-                lambda i: retriever.search(queries[i], collection=COLLECTION, k=k, method="vector"),
-                n,
-            ),
-            "hybrid": timed(
-                lambda i: retriever.search(queries[i], collection=COLLECTION, k=k, method="hybrid"),
-                n,
-            ),
-            "vector_sqlite_vec_scan": timed(
-                lambda i: plain.vector_search(COLLECTION, query_vectors[i], k), min(n, 30)
-            ),
-            "hybrid_from_sqlite": timed(
-                lambda i: from_sqlite.search(
+        }
+        results |= timed(
+            {
+                "bm25": lambda i: retriever.search(
+                    queries[i], collection=COLLECTION, k=k, method="bm25"
+                ),
+                "vector": lambda i: retriever.search(
+                    queries[i], collection=COLLECTION, k=k, method="vector"
+                ),
+                "hybrid": lambda i: retriever.search(
                     queries[i], collection=COLLECTION, k=k, method="hybrid"
                 ),
-                min(n, 30),
-            ),
-        }
+            },
+            n,
+        )
+        results |= timed(
+            {
+                "vector_sqlite_vec_scan": lambda i: plain.vector_search(
+                    COLLECTION, query_vectors[i], k
+                ),
+                "hybrid_from_sqlite": lambda i: from_sqlite.search(
+                    queries[i], collection=COLLECTION, k=k, method="hybrid"
+                ),
+            },
+            min(n, 30),
+        )
         if args.embed:
             results.update(embedded_timings(store, queries, k, min(n, 100)))
     finally:

@@ -15,8 +15,9 @@ import statistics
 import time
 from pathlib import Path
 
+# The development data beside the checkout (../shared), wherever the script is run from.
 DEFAULT_DATA = [
-    Path("/work/shared/data/routing") / name
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "routing" / name
     for name in ("gsm8k.jsonl", "mt_bench.jsonl", "mmlu_dev.jsonl")
 ]
 
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    missing = [str(path) for path in args.data or DEFAULT_DATA if not path.is_file()]
+    if missing:
+        parser.error(f"no data at {', '.join(missing)} (--data ROWS.jsonl)")
     rows = read_many(args.data or DEFAULT_DATA)
     prompts = [row.messages for row in random.Random(args.seed).sample(rows, args.samples)]
     specs = ["random", "length", "rules", *([args.artifact] if args.artifact else [])]
@@ -56,6 +60,7 @@ def main() -> None:
     report["_setup"] = {
         "samples": len(prompts),
         "data": [str(p) for p in args.data or DEFAULT_DATA],
+        "artifact": args.artifact,
     }
     print(json.dumps(report, indent=1))
 

@@ -7,6 +7,7 @@ made-up special tokens): one `a|b|...` alternation and a substring test per toke
 `SpecialTokens`' trie.
 
     python -m benchmarks.special_token_pieces        # BENCH_ROUNDS=3 by default
+    BENCH_ROUNDS=1 BENCH_COUNTS=100 python -m benchmarks.special_token_pieces   # a quick look
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import time
 from collections.abc import Callable
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-COUNTS = (4_000, 8_000, 16_000)  # occurrences of `<|im_start|>a`; 16,000 is 0.2 MB
+# occurrences of `<|im_start|>a`; 16,000 is 0.2 MB
+COUNTS = [int(count) for count in os.environ.get("BENCH_COUNTS", "4000,8000,16000").split(",")]
 
 
 def main() -> None:
@@ -37,10 +39,11 @@ def main() -> None:
 
         if whole() != in_pieces():
             raise AssertionError(f"the pieces read differently at {count}")
-        seconds: dict[str, list[float]] = {"whole": [], "pieces": []}
-        for _ in range(ROUNDS):  # alternating, so load on the machine hits both alike
-            seconds["whole"].append(_timed(whole))
-            seconds["pieces"].append(_timed(in_pieces))
+        ways = {"whole": whole, "pieces": in_pieces}
+        seconds: dict[str, list[float]] = {way: [] for way in ways}
+        for round_ in range(ROUNDS):  # alternating, so load on the machine hits both alike
+            for way in list(ways) if round_ % 2 == 0 else list(reversed(ways)):
+                seconds[way].append(_timed(ways[way]))
         median = {way: statistics.median(times) for way, times in seconds.items()}
         results[str(count)] = {
             "whole_s": round(median["whole"], 3),
@@ -75,10 +78,11 @@ def _prose() -> dict[str, float]:
     def by_trie() -> object:
         return specials.pieces(prose, special=True), specials.spelled_in(prose)
 
-    seconds: dict[str, list[float]] = {"plain": [], "trie": []}
-    for _ in range(ROUNDS):
-        seconds["plain"].append(_timed(plainly))
-        seconds["trie"].append(_timed(by_trie))
+    ways = {"plain": plainly, "trie": by_trie}
+    seconds: dict[str, list[float]] = {way: [] for way in ways}
+    for round_ in range(ROUNDS):
+        for way in list(ways) if round_ % 2 == 0 else list(reversed(ways)):
+            seconds[way].append(_timed(ways[way]))
     median = {way: statistics.median(times) for way, times in seconds.items()}
     return {
         "plain_s": round(median["plain"], 4),

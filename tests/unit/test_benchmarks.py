@@ -1,0 +1,125 @@
+"""The benchmark scripts run at tiny sizes and print the fields docs/benchmarks.md quotes.
+Smoke tests: nothing here looks at a number."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from benchmarks import privacy_conversation, privacy_latency, rag_latency, router_latency
+from benchmarks.common import running_gateway
+
+PII_TEXTS = [
+    "Hi, I'm Anna Berg; call me on +46 8 123 456 78 or mail anna@example.org.",
+    "The parcel goes to 12 Elm Street, Springfield, IL 62704, for John Carter.",
+]
+
+
+def printed_json(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """The JSON a script printed: the whole output, or its last line after a summary."""
+    out = capsys.readouterr().out
+    try:
+        return dict(json.loads(out))
+    except json.JSONDecodeError:
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def run(
+    monkeypatch: pytest.MonkeyPatch, main: object, *args: object, script: str = "bench"
+) -> None:
+    monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
+    main()  # type: ignore[operator]
+
+
+def test_router_latency_times_each_router(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"r{i}",
+                    "messages": [{"role": "user", "content": f"What is {i} + {i}? " * (i + 1)}],
+                    "weak": {"score": i % 2},
+                    "strong": {"score": 1},
+                }
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
+    run(monkeypatch, router_latency.main, "--data", rows, "--samples", 4)
+    report = printed_json(capsys)
+    for router in ("random", "length", "rules"):
+        assert set(report[router]) == {"p50_ms", "p95_ms", "p50_vs_length"}
+    assert report["_setup"] == {"samples": 4, "data": [str(rows)], "artifact": None}
+
+
+def test_router_latency_without_its_data_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(router_latency, "DEFAULT_DATA", [tmp_path / "gsm8k.jsonl"])
+    with pytest.raises(SystemExit):
+        run(monkeypatch, router_latency.main)
+    assert f"no data at {tmp_path / 'gsm8k.jsonl'}" in capsys.readouterr().err
+
+
+def test_rag_latency_times_each_method(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its cached store
+    run(monkeypatch, rag_latency.main, "--chunks", 50, "--queries", 6)
+    report = printed_json(capsys)
+    assert (report["chunks"], report["queries"], report["k"]) == (50, 6, 10)
+    methods = ("bm25", "vector", "hybrid", "vector_sqlite_vec_scan", "hybrid_from_sqlite")
+    for method in methods:
+        assert set(report[method]) == {"p50_ms", "p95_ms"}
+
+
+def test_privacy_latency_says_which_data_it_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "pii.json"
+    data.write_text(json.dumps([{"full_text": text} for text in PII_TEXTS]))
+    run(monkeypatch, privacy_latency.main, "--data", data, "--prompts", 3, "--chars", 300)
+    report = printed_json(capsys)
+    assert (report["data"], report["prompts"], report["chars"]) == (str(data), 3, 300)
+    for field in ("guard_p50_ms", "guard_p95_ms", "ner_p50_ms", "spacy_p50_ms"):
+        assert isinstance(report[field], float)
+    assert isinstance(report["guard_over_spacy"], float)
+
+
+def test_privacy_conversation_without_data_says_it_repeats_one_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A silent fallback made the remembering side look ~100x faster: every turn was the
+    same text."""
+    missing = tmp_path / "absent.json"
+    run(
+        monkeypatch,
+        privacy_conversation.main,
+        *("--data", missing, "--conversations", 1, "--turns", 2, "--tools", 1),
+    )
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert f"no {missing}" in captured.err
+    assert report["data"] == "built-in text"
+    assert (report["conversations"], report["turns"], report["tools"]) == (1, 2, 1)
+    assert {"remembering_mean_ms", "reading_all_mean_ms", "ratio"} <= set(report)
+
+
+def test_a_gateway_that_cannot_start_fails_at_once_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to poll /readyz for a minute after the process had exited, and every run left
+    its scratch directory in the temp dir."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    config = {"models": [{"id": "x", "tier": "edge", "backend": "no-such-backend"}]}
+    with pytest.raises(RuntimeError, match="exited with 1"), running_gateway(config, "bad"):
+        pass
+    assert list(tmp_path.iterdir()) == []
