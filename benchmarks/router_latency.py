@@ -37,6 +37,8 @@ def main() -> None:
     if missing:
         parser.error(f"no data at {', '.join(missing)} (--data ROWS.jsonl)")
     rows = read_many(args.data or DEFAULT_DATA)
+    if not 2 <= args.samples <= len(rows):  # a p95 needs two; `sample` draws without putting back
+        parser.error(f"--samples must be 2 to {len(rows)} (the rows read), got {args.samples}")
     prompts = [row.messages for row in random.Random(args.seed).sample(rows, args.samples)]
     specs = ["random", "length", "rules", *([args.artifact] if args.artifact else [])]
     routers = {("learned" if spec == args.artifact else spec): load_router(spec) for spec in specs}

@@ -58,6 +58,10 @@ def test_router_latency_times_each_router(
     for router in ("random", "length", "rules"):
         assert set(report[router]) == {"p50_ms", "p95_ms", "p50_vs_length"}
     assert report["_setup"] == {"samples": 4, "data": [str(rows)], "artifact": None}
+    for samples in (1, 7):  # a traceback from statistics.quantiles, and from random.sample
+        with pytest.raises(SystemExit):
+            run(monkeypatch, router_latency.main, "--data", rows, "--samples", samples)
+        assert f"--samples must be 2 to 6 (the rows read), got {samples}" in capsys.readouterr().err
 
 
 def test_router_latency_without_its_data_says_so(
