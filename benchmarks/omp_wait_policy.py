@@ -50,7 +50,7 @@ def measure(setting: str) -> dict[str, float]:
     words = " ".join(f"word{i}" for i in range(PROMPT_TOKENS))
     prompt = llm.tokenize(words.encode())[:PROMPT_TOKENS]
     llm.eval(prompt[:8])  # the first decode of a process is no steady state
-    llm.reset()
+    llm.reset()  # type: ignore[no-untyped-call]
     start = time.perf_counter()
     llm.eval(prompt)
     read_s = time.perf_counter() - start

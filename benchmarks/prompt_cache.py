@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Any
 
 import httpx
 
@@ -87,7 +88,7 @@ def main() -> None:
                     seconds, answer = first_token_s(client, url, model, messages)
                     messages.append({"role": "assistant", "content": answer})
                     ttft[model]["first" if turn == 0 else "later"].append(seconds)
-    result = {
+    result: dict[str, Any] = {
         model: {kind: summary_ms(values) for kind, values in kinds.items() if values}
         for model, kinds in ttft.items()
     }

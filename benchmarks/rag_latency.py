@@ -48,7 +48,8 @@ def made_up_words(rng: np.random.Generator, count: int) -> list[str]:
 def zipf_weights(exponent: float = 1.07) -> np.ndarray:
     """Word frequencies of natural text: p(rank) proportional to rank^-1.07, finite vocabulary."""
     weights = np.arange(1, VOCABULARY + 1, dtype=np.float64) ** -exponent
-    return weights / weights.sum()
+    normalized: np.ndarray = weights / weights.sum()
+    return normalized
 
 
 def build(path: Path, chunks: int, rng: np.random.Generator, words: list[str]) -> None:
@@ -108,7 +109,8 @@ def embedded_timings(
     embedder = get_embedder()
 
     def embed_query(text: str) -> np.ndarray:
-        return embedder.embed([text], truncate=True)[0]
+        vector: np.ndarray = embedder.embed([text], truncate=True)[0]
+        return vector
 
     retriever = Retriever(store, embed_query)
     return timed(

@@ -14,6 +14,7 @@ import random
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 # The development data beside the checkout (../shared), wherever the script is run from.
 DEFAULT_DATA = [
@@ -51,7 +52,7 @@ def main() -> None:
             router.score(messages)
             timings[name].append((time.perf_counter() - start) * 1000)
     length_p50 = statistics.median(timings["length"])
-    report = {
+    report: dict[str, Any] = {
         name: {
             "p50_ms": round(statistics.median(values), 3),
             "p95_ms": round(statistics.quantiles(values, n=20)[18], 3),
