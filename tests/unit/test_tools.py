@@ -81,6 +81,21 @@ def test_auto_sends_tools_to_a_model_that_can_call_them(api: tuple[TestClient, A
     assert json.loads(call["function"]["arguments"]) == {"input": "Weather in Paris?"}
 
 
+def test_under_the_cascade_the_nearest_model_that_can_call_tools_answers(
+    tmp_path: Path,
+) -> None:
+    settings = fake_settings(tmp_path, routing={"router": "cascade"})
+    settings.models[0].tools = False  # type: ignore[union-attr]
+    settings.models.append(
+        settings.models[1].model_copy(update={"id": "mid", "tier": "onprem", "tools": True})
+    )
+    client, _ = fake_client(settings)
+    with client:
+        body = ask(client).json()
+    assert body["model"] == "mid"  # was big: the cascade's escalation, skipping on-prem
+    assert "tools offered, so no cascade: mid answers" in body["smallfirst"]["reason"]
+
+
 def test_a_model_asked_by_id_is_not_swapped(api: tuple[TestClient, Any]) -> None:
     client, _ = api
     refused = ask(client, model="tiny")

@@ -206,7 +206,11 @@ class RoutePlanner:
         capable model, cheapest first from the chosen tier. `local_only`: why the request must
         stay on local tiers ("" when it need not)."""
         chosen = plan.asked_first
-        capable = [m for m in [chosen, *plan.candidates] if m.tools]
+        # Under the cascade the small model is the choice and the strong models its
+        # escalation, which a request that skips the cascade does not take: the nearest
+        # capable model from the small one answers (the cloud answered before on-prem did).
+        escalation = [] if plan.cascade_from is not None else plan.candidates
+        capable = [m for m in [chosen, *escalation] if m.tools]
         # What the client chose is not swapped; but a policy that kept the request local has
         # already swapped it, and the nearest local model that can call tools answers.
         if plan.router in ("none", "override") and not capable and not local_only:
