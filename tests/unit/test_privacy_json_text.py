@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from smallfirst.privacy import Finding, Redaction
-from smallfirst.privacy.detect import escaped_breaks_as_breaks
+from smallfirst.privacy import Finding, PiiDetector, Redaction
 from smallfirst.privacy.json_text import readable_json, unescaped_value, whole_escapes_end
+from smallfirst.privacy.normalize import normalized, with_escaped_quotes_read
 from smallfirst.privacy.redact import redact_texts
+from tests.helpers import found_in
 
 
 def test_unicode_escapes_in_json_read_as_their_characters() -> None:
@@ -44,8 +45,9 @@ def test_a_value_reads_as_its_json_escapes_say() -> None:
 def test_placeholders_with_escaped_brackets_are_restored_in_json() -> None:
     redaction = Redaction({"<PERSON_1>": 'Ana "Nita" Ruiz'})
     escaped = '{"to": "\\u003cPERSON_1\\u003e"}'  # Go's encoder writes < and > so
-    assert redaction.restore(escaped, in_json_string=True) == '{"to": "Ana \\"Nita\\" Ruiz"}'
-    assert redaction.restore(escaped) == escaped  # prose: only the bracket spelling
+    for in_json_string in (True, False):  # in prose too: brackets so escaped are JSON's
+        restored = redaction.restore(escaped, in_json_string=in_json_string)
+        assert restored == '{"to": "Ana \\"Nita\\" Ruiz"}'
     for spelled in (escaped, '{"to": "<PERSON_1\\u003e"}', '{"to": "\\u003cPERSON_1>"}'):
         restorer = redaction.stream_restorer(in_json_string=True)
         pieces = [restorer.feed(character) for character in spelled] + [restorer.flush()]
@@ -57,9 +59,15 @@ def test_json_cut_off_still_reads_as_json() -> None:
     assert readable_json(cut).startswith('{"guest": "José Álvarez"')
 
 
-def test_an_escaped_quote_reads_as_a_quote_to_the_detector() -> None:
-    text = '{"customer": "James \\"Jimmy\\" McGill"}'
-    assert escaped_breaks_as_breaks(text) == '{"customer": "James  "Jimmy " McGill"}'
+def test_an_escaped_quote_reads_as_a_quote_to_the_detector(detector: PiiDetector) -> None:
+    """Padded to its length with a space (`James  "Jimmy " McGill`), the NER found "James"
+    alone and the nickname and surname went upstream in clear."""
+    text = json.dumps({"customer": 'James "Jimmy" McGill', "vip": True})
+    view = with_escaped_quotes_read(normalized(text))
+    assert view.text == '{"customer": "James "Jimmy" McGill", "vip": true}'
+    assert found_in(detector, text) == [("PERSON", 'James \\"Jimmy\\" McGill')]
+    redacted, _ = redact_texts([text], [detector.inspect(text)])
+    assert json.loads(redacted[0]) == {"customer": "<PERSON_1>", "vip": True}
 
 
 def test_a_span_never_ends_inside_an_escape() -> None:

@@ -163,3 +163,41 @@ def test_the_parts_of_a_full_name_found_once_are_redacted_where_they_recur_alone
     )
     assert redacted == ["I am <PERSON_1>.", "<PERSON_2> will ask Ms <PERSON_3> and Li about it."]
     assert [redaction.restore(text) for text in redacted] == [first, second]
+
+
+def test_placeholders_escaped_for_html_or_markdown_are_restored_escaped_as_written() -> None:
+    """A model writing HTML escapes the brackets (else a browser reads a tag and hides it),
+    one writing Markdown may too: the user saw `<PERSON_1>` where the value belonged."""
+    redaction = Redaction({"<PERSON_1>": 'Ann "Nan" Lee', "<EMAIL_ADDRESS_1>": "a&b@x.org"})
+    html_answer = '<p>Dear &lt;PERSON_1&gt;, <a title="&lt;EMAIL_ADDRESS_1&gt;">mail</a></p>'
+    assert redaction.restore(html_answer) == (
+        '<p>Dear Ann &quot;Nan&quot; Lee, <a title="a&amp;b@x.org">mail</a></p>'
+    )
+    assert redaction.restore("Dear \\<PERSON_1\\>,") == 'Dear Ann "Nan" Lee,'
+    # a Windows path's backslash before a placeholder is the path's
+    assert redaction.restore("C:\\Users\\<PERSON_1>\\") == 'C:\\Users\\Ann "Nan" Lee\\'
+
+
+def test_labels_rewritten_otherwise_or_never_issued_are_left_alone() -> None:
+    """A model also makes names and tags of labels (`PERSON_1 = "<PERSON_1>"`,
+    `<person_1>...</person_1>`): only the angle-bracketed label is the placeholder."""
+    redaction = Redaction({"<PERSON_1>": "Ann"})
+    answer = "PERSON_1 [PERSON_1] {PERSON_1} <person_1> <PERSON_7> &lt;PERSON_7&gt; \\<PERSON_1>"
+    assert redaction.restore(answer) == answer.replace("\\<PERSON_1>", "\\Ann")
+
+
+def test_a_placeholder_the_input_spells_escaped_is_not_reused() -> None:
+    text = "Our template prints &lt;PERSON_1&gt; and \\<PERSON_2\\> for Ann"
+    redacted, redaction = redact_texts([text], [[_find(text, "PERSON", "Ann")]])
+    assert redacted == [text.replace("Ann", "<PERSON_3>")]
+    assert redaction.restore(f"{text} &lt;PERSON_3&gt;") == f"{text} Ann"
+
+
+def test_stream_restore_of_escaped_spellings_for_every_single_split_point() -> None:
+    redaction = Redaction({"<PERSON_1>": "Ann & Bo", "<LOCATION_1>": "Oslo"})
+    answer = "&lt;PERSON_1&gt; in \\<LOCATION_1\\>, & \\ &lt;P <PERSON_1&gt;"
+    expected = "Ann &amp; Bo in Oslo, & \\ &lt;P Ann &amp; Bo"
+    for cut in range(len(answer) + 1):
+        restorer = redaction.stream_restorer()
+        restored = restorer.feed(answer[:cut]) + restorer.feed(answer[cut:]) + restorer.flush()
+        assert restored == expected, cut

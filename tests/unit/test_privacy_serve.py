@@ -72,6 +72,23 @@ def test_redaction_is_restored_in_streams_too(api: tuple[TestClient, Any]) -> No
 
 
 @pytest.mark.parametrize("stream", [False, True])
+def test_an_html_answer_gets_its_values_back_from_escaped_placeholders(
+    api: tuple[TestClient, Any], stream: bool
+) -> None:
+    """A model writing HTML escapes the brackets, or a browser hides `<PERSON_1>` as a tag."""
+    client, gateway = api
+    fake_backend(gateway, "big").queue("<p>Dear &lt;PERSON_1&gt;,</p>")
+    response = ask(client, stream=stream)
+    if stream:
+        lines = [line[6:] for line in response.text.splitlines() if line.startswith("data: {")]
+        deltas = [json.loads(line)["choices"] for line in lines]
+        text = "".join(c[0]["delta"].get("content") or "" for c in deltas if c)
+    else:
+        text = response.json()["choices"][0]["message"]["content"]
+    assert text == f"<p>Dear {NAME},</p>"
+
+
+@pytest.mark.parametrize("stream", [False, True])
 def test_a_json_answer_gets_its_values_back_escaped(
     api: tuple[TestClient, Any], stream: bool
 ) -> None:

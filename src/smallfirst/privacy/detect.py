@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from smallfirst.extras import missing_extra
-from smallfirst.privacy.normalize import NormalizedText, normalized
+from smallfirst.privacy.normalize import NormalizedText, normalized, with_escaped_quotes_read
 
 if TYPE_CHECKING:
     from smallfirst.privacy.ner import NerRunner
@@ -178,7 +178,7 @@ class PiiDetector:
     def _detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
         """Findings per text, read in its normalized view (`normalize.py`: hidden and full-width
         characters, URL encoding), as offsets into the text itself."""
-        views = [normalized(text) for text in texts]
+        views = [with_escaped_quotes_read(normalized(text)) for text in texts]
         texts = [escaped_breaks_as_breaks(view.text) for view in views]
         engine = self._get_engine()
         with self._lock:  # the spaCy tokenizer grows its vocabulary: one caller at a time
@@ -236,10 +236,9 @@ class PiiDetector:
 
 # A backslash and n, r or t: line breaks and tabs written out, as in JSON strings, logs and code
 # pasted into a prompt. Not before a lower-case letter, where it is more likely a Windows path
-# (C:\temp).
-# An escaped quote (JSON text, code) reads as a quote: "James \\"Jimmy\\" McGill" is one name.
-_ESCAPED_BREAK = re.compile(r'\\([nrt])(?![a-z])|\\(")')
-_BREAK_FOR_ESCAPE = {"n": " \n", "r": " \r", "t": " \t", '"': ' "'}
+# (C:\temp). An escaped quote reads as a quote in the view (`with_escaped_quotes_read`).
+_ESCAPED_BREAK = re.compile(r"\\([nrt])(?![a-z])")
+_BREAK_FOR_ESCAPE = {"n": " \n", "r": " \r", "t": " \t"}
 
 
 def escaped_breaks_as_breaks(text: str) -> str:
@@ -248,7 +247,7 @@ def escaped_breaks_as_breaks(text: str) -> str:
     still indexes the original text."""
     if "\\" not in text:
         return text
-    return _ESCAPED_BREAK.sub(lambda m: _BREAK_FOR_ESCAPE[m.group(1) or m.group(2)], text)
+    return _ESCAPED_BREAK.sub(lambda m: _BREAK_FOR_ESCAPE[m.group(1)], text)
 
 
 @dataclass(frozen=True, slots=True)

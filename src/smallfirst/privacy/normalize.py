@@ -47,6 +47,7 @@ _INVISIBLE = re.compile(
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
+_ESCAPED_QUOTE = re.compile(r'\\"')
 # Kana, Han (with its extensions and compatibility ideographs) and Hangul syllables.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
 # Not at "@" or ".": they edge a word already, and a domain may be written in these scripts
@@ -92,6 +93,16 @@ def normalized(text: str) -> NormalizedText:
     if "\u3002" in view.text and _DOT_LOOK_ALIKE.search(view.text) is not None:
         view = _then(view, _with_dots(view.text))
     return view
+
+
+def with_escaped_quotes_read(view: NormalizedText) -> NormalizedText:
+    """`view` with each escaped quote (JSON text, code) read as a quote: padded to its length
+    with a space instead (`James  "Jimmy " McGill`), a name in JSON text was found up to its
+    first quote only, and the rest of it went upstream in clear."""
+    if '\\"' not in view.text:
+        return view
+    edits = ((quote.start(), quote.end(), '"') for quote in _ESCAPED_QUOTE.finditer(view.text))
+    return _then(view, _replaced(view.text, edits))
 
 
 def _reads_as_written(text: str) -> bool:

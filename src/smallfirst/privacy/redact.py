@@ -3,6 +3,8 @@ prompt leaves the machine, and the answer (whole or streamed) gets the values ba
 
 from __future__ import annotations
 
+import bisect
+import html
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -13,15 +15,26 @@ from smallfirst.privacy.json_text import looks_like_json, value_at
 from smallfirst.privacy.normalize import normalized
 from smallfirst.types import ChatMessage
 
-_PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
-# Inside JSON text an encoder may escape the brackets: Go's does (\u003cPERSON_1\u003e).
-_PLACEHOLDER_IN_JSON = re.compile(r"(?:<|\\u003[cC])([A-Z][A-Z_]*)_(\d+)(?:>|\\u003[eE])")
-# Every spelling of the brackets the pattern above takes, but the plain one.
-_ESCAPED_BRACKETS = [
-    (opening, closing)
-    for opening in ("<", "\\u003c", "\\u003C")
-    for closing in (">", "\\u003e", "\\u003E")
-][1:]
+# A placeholder as an answer may spell it: as it was sent, or with its brackets escaped for
+# where the model wrote it: in JSON (Go's encoder writes \u003cPERSON_1\u003e), in HTML
+# (&lt;PERSON_1&gt;, else a browser reads a tag) or in Markdown (\<PERSON_1\>; both escaped,
+# as the backslash of a Windows path's \<PERSON_1>\ is the path's). No other text spells
+# one: the input's own are reserved (`Redactor`). A label without its angle brackets
+# (PERSON_1, [PERSON_1]) or in another case is not restored: a model also makes names and
+# tags of the labels (`PERSON_1 = "<PERSON_1>"`, `<person_1>...</person_1>`).
+_SPELLED_PLACEHOLDER = re.compile(
+    r"(?:(?P<markdown>\\<)|<|\\u003[cC]|&lt;)(?P<label>[A-Z][A-Z_]*)_(?P<number>\d+)"
+    r"(?(markdown)\\>|(?:>|\\u003[eE]|&gt;))"
+)
+_OPENINGS = ("<", "\\u003c", "\\u003C", "&lt;")
+_CLOSINGS = (">", "\\u003e", "\\u003E", "&gt;")
+
+
+def _spellings(placeholder: str) -> list[str]:
+    inside = placeholder[1:-1]
+    return [f"\\<{inside}\\>"] + [
+        f"{opening}{inside}{closing}" for opening in _OPENINGS for closing in _CLOSINGS
+    ]
 
 
 @dataclass
@@ -31,18 +44,25 @@ class Redaction:
     values: dict[str, str] = field(default_factory=dict)
 
     def restore(self, text: str, *, in_json_string: bool = False) -> str:
-        """Values back in place of placeholders. `in_json_string`: `text` is the inside of a
-        JSON string (a tool call's arguments), so values are escaped to keep the JSON valid."""
+        """Values back in place of placeholders, escaped as their brackets were: for HTML
+        when written `&lt;...&gt;`, for a JSON string when `\\u003c...` or when `text` is the
+        inside of one (`in_json_string`: a tool call's arguments), to keep it valid."""
         if not self.values:
             return text
 
         def value(match: re.Match[str]) -> str:
-            original = self.values.get(f"<{match.group(1)}_{match.group(2)}>")
+            original = self.values.get(f"<{match['label']}_{match['number']}>")
             if original is None:
                 return match.group()
-            return json.dumps(original, ensure_ascii=False)[1:-1] if in_json_string else original
+            opening = match.string[match.start() : match.start("label")]
+            brackets = opening + match.string[match.end("number") : match.end()]
+            if "&" in brackets:
+                original = html.escape(original)
+            if in_json_string or "u003" in brackets:
+                original = json.dumps(original, ensure_ascii=False)[1:-1]
+            return original
 
-        return (_PLACEHOLDER_IN_JSON if in_json_string else _PLACEHOLDER).sub(value, text)
+        return _SPELLED_PLACEHOLDER.sub(value, text)
 
     def stream_restorer(self, *, in_json_string: bool = False) -> StreamRestorer:
         return StreamRestorer(self, in_json_string=in_json_string)
@@ -56,7 +76,10 @@ class Redactor:
     one request; numbering skips placeholders that already occur in the input."""
 
     def __init__(self, reserved_text: str = "") -> None:
-        self._reserved = set(_PLACEHOLDER.findall(reserved_text))
+        self._reserved = {
+            (match["label"], match["number"])
+            for match in _SPELLED_PLACEHOLDER.finditer(reserved_text)
+        }
         self._by_value: dict[str, str] = {}
         self._next_number: dict[str, int] = {}
         self.redaction = Redaction()
@@ -185,18 +208,13 @@ class StreamRestorer:
     def __init__(self, redaction: Redaction, *, in_json_string: bool = False) -> None:
         self._redaction = redaction
         self._in_json_string = in_json_string
-        self._spellings = tuple(redaction.values)
-        if in_json_string:
-            self._spellings += tuple(
-                f"{opening}{placeholder[1:-1]}{closing}"
-                for placeholder in redaction.values
-                for opening, closing in _ESCAPED_BRACKETS
-            )
-        self._longest = max((len(p) for p in self._spellings), default=0)
+        self._spellings = sorted(spelled for p in redaction.values for spelled in _spellings(p))
+        self._longest = max(map(len, self._spellings), default=0)
+        self._first_characters = {spelled[0] for spelled in self._spellings}
         self._pending = ""
 
     def feed(self, delta: str) -> str:
-        if not self._spellings:
+        if not self._redaction.values:
             return delta
         text = self._pending + delta
         hold_from = self._hold_point(text)
@@ -209,12 +227,15 @@ class StreamRestorer:
 
     def _hold_point(self, text: str) -> int:
         # The earliest position in the last (longest - 1) characters whose tail is a proper
-        # prefix of a placeholder's spelling; a complete placeholder is never held.
+        # prefix of a placeholder's spelling (if any spelling starts with the tail, the first
+        # one sorted after it does); a complete placeholder is never held.
         for position in range(max(0, len(text) - self._longest + 1), len(text)):
-            if text[position] not in "<\\":
+            if text[position] not in self._first_characters:
                 continue
             tail = text[position:]
-            if any(len(tail) < len(p) and p.startswith(tail) for p in self._spellings):
+            index = bisect.bisect_left(self._spellings, tail)
+            following = self._spellings[index] if index < len(self._spellings) else ""
+            if following != tail and following.startswith(tail):
                 return position
         return len(text)
 
