@@ -1,4 +1,4 @@
-"""`smallfirst config check [FILE]`."""
+"""`smallfirst config check [FILE]` and `smallfirst config show`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
+import yaml
 
 from smallfirst.cli.common import (
     CONFIG_ENV,
+    CONFIG_OPTION,
     adapter_file_problems,
     check_api_keys_or_exit,
     check_data_dir_or_exit,
@@ -69,16 +72,45 @@ def check(
         typer.echo(f"  {model.id:<24} tier={model.tier:<7} backend={model.backend}")
 
 
+@app.command("show")
+def show(
+    config: Path | None = CONFIG_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
+) -> None:
+    """Print the configuration in effect, defaults included (API keys as their hashes)."""
+    # no checks of model files or the data dir, as `config check` makes: a config written
+    # for another machine can be read here too
+    shown = _shown(settings_or_exit(config))
+    if as_json:
+        typer.echo(json.dumps(shown, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(shown, sort_keys=False), nl=False)
+
+
 def _path_from_env() -> Path | None:
     value = os.environ.get(CONFIG_ENV)
     return Path(value) if value else None
 
 
 def _shown(settings: Settings) -> dict[str, Any]:
-    """The resolved config, API keys as their hashes: a plain key in the file was printed
-    as it was (whatever reads this output need not see it)."""
+    """The resolved config, API keys as their hashes and a password in a `base_url` masked:
+    a plain key in the file was printed as it was (whatever reads this output need not see
+    it)."""
     from smallfirst.server.auth import hashed
 
     shown: dict[str, Any] = json.loads(settings.model_dump_json())
     shown["server"]["api_keys"] = hashed(settings.server.api_keys)
+    for model in shown["models"]:
+        if "base_url" in model:
+            model["base_url"] = _without_password(model["base_url"])
     return shown
+
+
+def _without_password(url: str) -> str:
+    """`https://user:secret@host/v1` -> `https://user:***@host/v1`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
