@@ -1,16 +1,19 @@
 """What the HTTP surface logs of each request (never its prompt unless asked), and which
 routes need an API key where."""
 
+import logging
 import sqlite3
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst.errors import UpstreamError
 from smallfirst.logs.store import MAX_LOGGED_MODEL_CHARS
 from smallfirst.service import Gateway
 from tests.helpers import (
     chat_body,
+    fake_backend,
     fake_client,
     fake_settings,
     keyed_client,
@@ -26,6 +29,23 @@ def test_health_ready_and_metrics(api: tuple[TestClient, Gateway]) -> None:
     assert 'smallfirst_requests_total{model="big",status="200",tier="cloud"} 1.0' in text
     assert 'smallfirst_tokens_total{direction="output",model="big",tier="cloud"} 3.0' in text
     assert 'smallfirst_queue_depth{model="tiny"} 0.0' in text
+
+
+def test_a_failed_request_is_logged_once_by_its_id(
+    api: tuple[TestClient, Gateway], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's log had uvicorn's access line alone ("502 Bad Gateway"): nothing in it
+    matched the client's `x-request-id`, nor said why."""
+    client, gateway = api
+    fake_backend(gateway, "big").queue(UpstreamError("big: upstream answered 500: boom"))
+    with caplog.at_level(logging.WARNING, logger="smallfirst"):
+        failed = client.post("/v1/chat/completions", json=chat_body("big"))
+        client.post("/v1/chat/completions", json=chat_body("nope"))  # the client's mistake
+    request_id = failed.headers["x-request-id"]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("smallfirst")]
+    assert len(lines) == 1
+    assert request_id in lines[0]
+    assert "502 upstream_error" in lines[0]
 
 
 def test_every_answer_and_error_names_its_request_log_row(tmp_path: Path) -> None:

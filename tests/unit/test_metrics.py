@@ -111,3 +111,13 @@ def test_a_refusal_of_a_configured_model_is_counted_under_its_id() -> None:
     seen = samples(metrics)
     assert seen[key("smallfirst_requests_total", model="big", tier="none", status="429")] == 1
     assert seen[key("smallfirst_requests_total", model="unknown", tier="none", status="404")] == 1
+
+
+def test_an_answer_of_minutes_falls_in_a_latency_bucket() -> None:
+    """The last bucket was 120 s: a 7-minute local answer was only in +Inf, and quantiles
+    over such answers read as 120 s."""
+    metrics = new_metrics()
+    metrics.observe(row(model_requested="tiny", tier="edge", latency_ms=420_000.0))
+    seen = samples(metrics)
+    labels = {"model": "tiny", "tier": "edge"}
+    assert seen[key("smallfirst_request_latency_seconds_bucket", **labels, le="600.0")] == 1

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smallfirst.config import Settings
 from smallfirst.errors import RequestTooLarge, SmallfirstError, served
+from smallfirst.logs import RequestRecord
 from smallfirst.server.auth import ApiKeyGate, KeyRing
 from smallfirst.server.browser_guard import BrowserGuard
 from smallfirst.server.embeddings_route import EMBEDDINGS_ROUTES
@@ -48,6 +49,7 @@ def create_app(
         weak, strong = gw.planner.weak.tier, gw.planner.strong.tier
         app.state.metrics = Metrics(gw.backends, gw.health, strong if strong != weak else None)
         gw.ledger.add_observer(app.state.metrics.observe)
+        gw.ledger.add_observer(log_failure)
         task = asyncio.create_task(_warm_up(app, gw) if warm_up else _mark_ready(app))
         try:
             yield
@@ -77,6 +79,23 @@ def create_app(
     app.state.ready = asyncio.Event()
     app.state.startup_problem = None
     return app
+
+
+def log_failure(record: RequestRecord) -> None:
+    """One line per request the gateway failed (5xx) or turned away for lack of capacity
+    (429), with its id: uvicorn's access line has neither the id nor the reason, so a client's
+    `x-request-id` matched no line of the server's log."""
+    if record.status < 500 and record.status != 429:
+        return
+    log.warning(
+        "request %s (%s, model %s) failed with %d %s: %s",
+        record.id,
+        record.endpoint,
+        record.model_requested,
+        record.status,
+        record.error_code or "-",
+        record.route_reason or "-",
+    )
 
 
 async def _mark_ready(app: Starlette) -> None:

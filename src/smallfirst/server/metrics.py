@@ -25,7 +25,9 @@ from smallfirst.backends import Backend
 from smallfirst.logs import RequestRecord
 from smallfirst.routing.health import ModelHealth
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# Up to 10 minutes: a long local answer takes minutes (8,160 tokens took 558 s on the bundled
+# model), and above the last bucket a histogram's quantiles read as that bucket.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
 class _BackendState(Collector):
