@@ -242,9 +242,23 @@ def test_the_memory_budget_counts_the_slots_key_value_cells(
             body = {"model": model, "prompt": "Hi", "max_tokens": 1}
             assert httpx.post(f"{server.url}/v1/completions", json=body, timeout=120).is_success
         loaded = loaded_models(server)
+        metrics = httpx.get(f"{server.url}/metrics").text
     finally:
         server.stop()
     assert loaded == {"first": False, "second": True}
+    loads = {
+        (model, event): metric_value(
+            metrics, "smallfirst_model_loads_total", f'event="{event}",model="{model}"'
+        )
+        for model in ("first", "second")
+        for event in ("load", "unload")
+    }
+    assert loads == {
+        ("first", "load"): 1,
+        ("first", "unload"): 1,
+        ("second", "load"): 1,
+        ("second", "unload"): 0,
+    }
 
 
 def test_a_model_loaded_beside_a_busy_one_is_trimmed_once_it_is_idle(

@@ -100,6 +100,10 @@ class Backend(ABC):
         """Jobs started so far, and the seconds they waited in the queue in all."""
         return 0, 0.0
 
+    def loads(self) -> tuple[int, int] | None:
+        """(times loaded, times unloaded to make room) for engines loaded here, else None."""
+        return None
+
     def prompt_reuse(self) -> PromptReuse:
         """Zeros for engines that keep no prompt state here."""
         return PromptReuse()

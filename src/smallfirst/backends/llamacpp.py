@@ -82,6 +82,8 @@ class LlamaCppBackend(Backend):
         self._reused = ReuseCounts()  # outlives an unloaded engine: /metrics counts only grow
         self.last_used = 0.0
         self.loaded_bytes_before_unload = 0
+        self.load_count = 0
+        self.unload_count = 0  # to make room in the memory budget
         self._tokenizing = threading.Lock()  # guards `_tokenizers_running` and unloading
         self._tokenizers_running = 0  # `tokenizer()` blocks under way: they keep it loaded
         pool.join(self)
@@ -110,6 +112,9 @@ class LlamaCppBackend(Backend):
 
     def queue_wait(self) -> tuple[int, float]:
         return self.slots.started_jobs, self.slots.waited_s
+
+    def loads(self) -> tuple[int, int]:
+        return self.load_count, self.unload_count
 
     def prompt_reuse(self) -> PromptReuse:
         engine = self._engine  # read once: another model's worker may unload it meanwhile
@@ -174,6 +179,7 @@ class LlamaCppBackend(Backend):
                 self._engine.file_size // MB,
                 self._engine.slots.kv_bytes // MB,
             )
+            self.load_count += 1
         return self._engine
 
     def _became_idle(self) -> None:
@@ -194,6 +200,12 @@ class LlamaCppBackend(Backend):
                 if self._tokenizers_running:
                     return False
                 self._unload()
+                self.unload_count += 1
+                log.info(
+                    "unloaded %s to make room within local.memory_budget_mb (%d MB freed)",
+                    self.config.id,
+                    self.loaded_bytes_before_unload // MB,
+                )
                 return True
         finally:
             self.worker.busy.release()

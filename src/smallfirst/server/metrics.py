@@ -74,6 +74,12 @@ class _BackendState(Collector):
             "A local model's slots (answers it decodes together), by state",
             labels=["model", "state"],
         )
+        loads = CounterMetricFamily(
+            "smallfirst_model_loads",
+            "Times a local model was loaded, and unloaded to make room in the memory budget (a"
+            " model reloaded for every request: the budget holds it but not with its neighbour)",
+            labels=["model", "event"],
+        )
         skipped = self._health.snapshot()
         for model, backend in self._backends.items():
             depth.add_metric([model], backend.queue_depth())
@@ -89,7 +95,11 @@ class _BackendState(Collector):
                 busy, total = in_use
                 slots.add_metric([model, "busy"], busy)
                 slots.add_metric([model, "free"], total - busy)
-        yield from (depth, cancelled, cooldown, waits, reused, saved, slots)
+            counts = backend.loads()
+            if counts is not None:
+                loads.add_metric([model, "load"], counts[0])
+                loads.add_metric([model, "unload"], counts[1])
+        yield from (depth, cancelled, cooldown, waits, reused, saved, slots, loads)
 
 
 class Metrics:
