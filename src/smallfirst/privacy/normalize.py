@@ -36,16 +36,9 @@ from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import unquote
 
+from smallfirst.invisible import INVISIBLE
 from smallfirst.privacy.secrets import names_a_secret
 
-# Unicode 15.1 DerivedCoreProperties.txt, Default_Ignorable_Code_Point (Python's unicodedata
-# has no such property; a few of these are not format characters, such as the Hangul fillers
-# and the variation selectors, and some format characters are visible, such as U+0600).
-_INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
-    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
-)
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
 _ESCAPED_QUOTE = re.compile(r'\\"')
 # Kana, Han (with its extensions and compatibility ideographs) and Hangul syllables.
@@ -106,7 +99,7 @@ def with_escaped_quotes_read(view: NormalizedText) -> NormalizedText:
 
 
 def _reads_as_written(text: str) -> bool:
-    return _INVISIBLE.search(text) is None and unicodedata.is_normalized("NFKC", text)
+    return INVISIBLE.search(text) is None and unicodedata.is_normalized("NFKC", text)
 
 
 def _folded(text: str) -> NormalizedText:
@@ -123,7 +116,7 @@ def _folding_edits(text: str) -> Iterator[tuple[int, int, str]]:
         if _reads_as_written(text[begin : run.end()]):  # most non-ASCII text: "José", "東京"
             continue
         for start, end in _characters(text, begin, run.end()):
-            yield start, end, unicodedata.normalize("NFKC", _INVISIBLE.sub("", text[start:end]))
+            yield start, end, unicodedata.normalize("NFKC", INVISIBLE.sub("", text[start:end]))
 
 
 def _characters(text: str, begin: int, end: int) -> Iterator[tuple[int, int]]:

@@ -19,6 +19,9 @@ from smallfirst.errors import InvalidRequest
 from smallfirst.rag.front_matter import front_matter
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pypdf import PageObject
     from selectolax.lexbor import LexborNode
 
 SUPPORTED_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf"})
@@ -158,10 +161,42 @@ def _break_after(match: re.Match[str]) -> str:
     return "\n" if tag[1:3].lower() == "br" else f" {tag} "
 
 
+# Block containers, open until closed. Opening one scans the elements open around it (HTML's
+# "close a p element in button scope"), so lexbor's time grows with the square of their
+# nesting: 100,000 nested divs (a 1.1 MB page) took 44 s, 40,000 took 5.5 s. Past the depth
+# Chrome builds (512), their tags are dropped for a space: the text stays, as one paragraph.
+_CONTAINER_TAG = re.compile(
+    r"<(/?)(?:div|section|article|aside|main|header|footer|nav|blockquote|ul|ol|dl|menu|dir"
+    r"|fieldset|figure|figcaption|details|summary|dialog|address|center|hgroup|search)\b[^>]*>",
+    re.IGNORECASE,
+)
+MOST_NESTED_CONTAINERS = 512
+
+
+def _nesting_capped(html: str) -> str:
+    depth = dropped = 0
+
+    def capped(tag: re.Match[str]) -> str:
+        nonlocal depth, dropped
+        if tag.group(1):  # a closing tag: its opening one's fate
+            if dropped:
+                dropped -= 1
+                return " "
+            depth = max(depth - 1, 0)
+        elif depth >= MOST_NESTED_CONTAINERS:
+            dropped += 1
+            return " "
+        else:
+            depth += 1
+        return tag.group()
+
+    return _CONTAINER_TAG.sub(capped, html)
+
+
 def html_to_text(html: str) -> ExtractedDocument:
     from selectolax.lexbor import LexborHTMLParser
 
-    tree = LexborHTMLParser(_BREAKS_BETWEEN_BLOCKS.sub(_break_after, html))
+    tree = LexborHTMLParser(_BREAKS_BETWEEN_BLOCKS.sub(_break_after, _nesting_capped(html)))
     title_node = tree.css_first("title")
     title = title_node.text(strip=True) if title_node is not None else ""
     tree.strip_tags(list(_SKIPPED_TAGS))
@@ -223,6 +258,18 @@ def _one_line(node: LexborNode) -> str:
     return " ".join(node.text(separator="").split())
 
 
+# Text a pdf may hold per byte of file, past a floor. Text pdfs hold a few characters per byte
+# (compressed text and fonts); one that holds more repeats a stream that inflates without end
+# (a 13 kB file whose pages share one 4 MB stream gave 1.1 million characters a page, 8.5 s
+# each: a thousand such pages would fill the memory, in hours).
+MOST_PDF_TEXT_PER_BYTE = 100
+PDF_TEXT_FLOOR = 1_000_000
+
+
+class _PdfBomb(Exception):
+    pass
+
+
 def pdf_to_text(raw: bytes) -> ExtractedDocument:
     import io
 
@@ -231,10 +278,16 @@ def pdf_to_text(raw: bytes) -> ExtractedDocument:
 
     # pypdf logs what it repairs or gives up on; a failure is reported once, below
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    most = max(PDF_TEXT_FLOOR, MOST_PDF_TEXT_PER_BYTE * len(raw))
     try:
         reader = PdfReader(io.BytesIO(raw))
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = _pages_text(reader.pages, most)
         title = str(reader.metadata.title or "") if reader.metadata is not None else ""
+    except _PdfBomb as exc:
+        raise InvalidRequest(
+            f"cannot read the pdf: its text passed {most:,} characters at page {exc} of a "
+            f"{len(raw):,}-byte file (a compressed stream that inflates without end?)"
+        ) from None
     except FileNotDecryptedError as exc:
         raise InvalidRequest("cannot read the pdf: it is encrypted with a password") from exc
     except PdfReadError as exc:
@@ -242,3 +295,15 @@ def pdf_to_text(raw: bytes) -> ExtractedDocument:
     except Exception as exc:  # pypdf fails on some damaged files with any error (ValueError...)
         raise InvalidRequest(f"cannot read the pdf, it looks damaged: {exc!r}") from exc
     return ExtractedDocument("\n\n".join(p.strip() for p in pages if p.strip()), title, False)
+
+
+def _pages_text(pages: Iterable[PageObject], most: int) -> list[str]:
+    """Each page's text; `_PdfBomb` (the page number) once they pass `most` characters."""
+    texts: list[str] = []
+    held = 0
+    for number, page in enumerate(pages, start=1):
+        texts.append(page.extract_text() or "")
+        held += len(texts[-1])
+        if held > most:
+            raise _PdfBomb(number)
+    return texts

@@ -20,7 +20,9 @@ def front_matter(text: str) -> tuple[int, str]:
         return 0, ""
     try:
         meta = yaml.safe_load(match.group(1))
-    except yaml.YAMLError:
+    # a number of 4,300+ digits or a date like 2024-13-45 is a ValueError, brackets nested
+    # 500 deep a RecursionError: each stopped the whole ingest (a 1 kB file will do)
+    except (yaml.YAMLError, ValueError, RecursionError):
         return 0, ""
     if not isinstance(meta, dict):
         return 0, ""

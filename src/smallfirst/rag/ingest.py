@@ -79,6 +79,9 @@ LINK_LOOP = "symlink loop"
 UNREADABLE_FOLDER = "unreadable folder"
 SAME_FOLDER = "folder already included"
 SAME_FILE = "same file as another path"
+# Made on another system (Latin-1 names from an old archive): SQLite stores only UTF-8 text, and
+# such a name stopped the whole ingest with a UnicodeEncodeError.
+NAME_NOT_UTF8 = "name is not valid UTF-8"
 
 
 _Kind = Literal["folder", "file", "linked folder", "linked file", "broken link", "other"]
@@ -101,8 +104,14 @@ def discover(paths: Sequence[Path]) -> Discovery:
     walk.follow_linked_folders()
     files, duplicates = walk.distinct_files()
     included = {str(path) for path in files}  # e.g. a hidden file also given by name
-    ignored = {p: why for p, why in walk.ignored.items() if p not in included}
+    ignored = {shown(p): why for p, why in walk.ignored.items() if p not in included}
     return Discovery(roots, files, {**ignored, **duplicates})
+
+
+def shown(path: str | Path) -> str:
+    """`path` printable: bytes of a name that are not UTF-8 spelled `\\xff`, not kept as the
+    lone surrogates that no terminal, JSON file or SQLite column takes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def discover_files(paths: Sequence[Path]) -> list[Path]:
@@ -130,7 +139,7 @@ class _Walk:
         if not is_supported(path):
             raise InvalidRequest(f"unsupported file type: {path}")
         seen_as = _as_seen(path)
-        self.files.setdefault(seen_as, path.is_symlink())
+        self.add_file(seen_as, via_link=path.is_symlink())
         return seen_as
 
     def walk(self, top: Path, *, via_link: bool) -> None:
@@ -172,15 +181,17 @@ class _Walk:
         return None
 
     def add_file(self, path: Path, *, via_link: bool) -> None:
-        if is_supported(path):
-            self.files.setdefault(path, via_link)
-        else:
+        if not is_supported(path):
             self.ignored[str(path)] = UNSUPPORTED
+        elif shown(path) != str(path):
+            self.ignored[str(path)] = NAME_NOT_UTF8
+        else:
+            self.files.setdefault(path, via_link)
 
     def add_broken_link(self, path: Path) -> None:
         # a document's link is kept so that reading it fails loudly, under the link's name
         if is_supported(path):
-            self.files.setdefault(path, True)
+            self.add_file(path, via_link=True)
         else:
             self.ignored[str(path)] = BROKEN_LINK
 

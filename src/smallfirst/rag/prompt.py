@@ -2,7 +2,9 @@
 
 Retrieved text is untrusted. Each chunk goes inside its own `<source id="S1">...</source>`
 element, with the `<` of any fence tag in it escaped, so no document can close its fence,
-open a new one, or pose as the system rule. The whole prompt stays within the caller's token
+open a new one, or pose as the system rule; nor can it spell a chat template's special token
+or a citation marker, or hide text in characters that do not render. The whole prompt stays
+within the caller's token
 budget: hits are added best first and the first one that does not fit ends the list (no chunk
 is ever cut).
 """
@@ -17,6 +19,7 @@ from pathlib import PurePath
 from typing import Any
 
 from smallfirst.errors import ContextLengthExceeded
+from smallfirst.invisible import INVISIBLE
 from smallfirst.rag.retrieve import Hit
 from smallfirst.types import ChatMessage
 
@@ -86,15 +89,38 @@ def fence_source(citation_id: str, hit: Hit) -> str:
         "chars": f"{hit.char_start}-{hit.char_end}",
     }
     rendered = " ".join(
-        f'{name}="{html.escape(value, quote=True)}"' for name, value in attributes.items() if value
+        f'{name}="{_as_data(html.escape(value, quote=True))}"'
+        for name, value in attributes.items()
+        if value
     )
-    return f"<source {rendered}>\n{_FENCE_TAG.sub('&lt;', hit.text)}\n</source>"
+    return f"<source {rendered}>\n{_as_data(hit.text)}\n</source>"
 
 
-# The "<" of anything that reads as a fence's tag (<source, </sources >, < / SOURCE): a
-# document's other text goes in as written, so that "Ana Ruiz <ana@x.io> & co" is read (by the
-# model, and by the privacy guard scanning a public collection's text) as in the document.
-_FENCE_TAG = re.compile(r"<(?=\s*/?\s*sources?\b)", re.IGNORECASE)
+def _as_data(text: str) -> str:
+    """`text` without characters that do not render (`<\\u200b/source>` read as a closing tag
+    to a model and escaped nothing; the Unicode tag characters spell words invisibly), and with
+    the first character escaped of what would act as markup: a fence's tag, a special token,
+    a citation marker. Its other text goes in as written, so that "Ana Ruiz <ana@x.io> & co"
+    is read (by the model, and by the privacy guard scanning a public collection's text) as in
+    the document."""
+    return _MARKUP.sub(lambda mark: _ESCAPED[mark.group()], INVISIBLE.sub("", text))
+
+
+_ESCAPED = {"<": "&lt;", "[": "&#91;"}
+_MARKUP = re.compile(
+    # a fence's tag: <source, </sources >, < / SOURCE
+    r"<(?=\s*/?\s*sources?\b)"
+    # a chat template's special token (<|im_end|>, <|eot_id|>, <｜end▁of▁sentence｜>, </s>,
+    # <end_of_turn>, [INST]): the gateway's own models read one in a message as text, but
+    # llama.cpp's and vLLM's servers on a remote tier read it as the token itself, so a
+    # document could end the system turn there and open one of its own
+    r"|<(?=[|｜][^|｜<>\s]+[|｜]>|/?(?:s|bos|eos|start_of_turn|end_of_turn)>|</?SYS>>)"
+    r"|\[(?=/?(?:INST|SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS)\])"
+    # a citation marker ([S2]): copied into an answer, it would credit a source with words
+    # that are not in it
+    r"|\[(?=S\d+\])",
+    re.IGNORECASE,
+)
 
 
 def conversation_tokens(messages: Sequence[ChatMessage], count_tokens: Callable[[str], int]) -> int:
