@@ -16,7 +16,7 @@ from smallfirst.cli.rag import app
 from smallfirst.rag import SqliteChunkStore
 from smallfirst.rag import extract as extraction
 from smallfirst.rag.ingest import HIDDEN
-from tests.unit.rag_fakes import minimal_pdf
+from tests.unit.rag_fakes import minimal_pdf, pdf_of
 from tests.unit.test_rag_ingest import ingest_summary, sources
 
 NAME_NOT_UTF8 = "name is not valid UTF-8"
@@ -110,16 +110,7 @@ def pages_sharing_one_stream(pages: int, stream: bytes) -> bytes:
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
         b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
     ] * pages
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    trailer = f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
-    return bytes(out + trailer.encode())
+    return pdf_of(objects)
 
 
 def test_a_pdf_whose_text_inflates_far_past_its_size_fails_alone(
