@@ -105,7 +105,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except RecursionError as exc:  # a traceback, as was a number of thousands of digits
+        raise yaml.YAMLError("nested too deeply to read") from exc
+    except ValueError as exc:  # Python's limit on an integer's digits
+        raise yaml.YAMLError(str(exc)) from exc
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -114,6 +114,11 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_settings(tmp_path / "nope.yaml", env={})
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(write(tmp_path, "models: [\n"), env={})
+    # both were tracebacks
+    with pytest.raises(ConfigError, match="not valid YAML: nested too deeply to read"):
+        load_settings(write(tmp_path, "server: " + "[" * 2000 + "]" * 2000), env={})
+    with pytest.raises(ConfigError, match="not valid YAML: Exceeds the limit"):
+        load_settings(write(tmp_path, "server:\n  port: " + "9" * 5000), env={})
 
 
 def test_a_yaml_error_is_one_line_naming_the_file_and_the_line(tmp_path: Path) -> None:
