@@ -66,3 +66,15 @@ def test_other_pipelines_run_through_spacy(runner: NerRunner) -> None:
     assert not other.fast
     assert list(other("Hello Paris").ents) == []
     assert runner.nlp.pipe_names == ["ner"]
+
+
+@pytest.mark.parametrize("run", ["\U0001f600" * 300, ")" * 300, "%" * 250 + "x" * 250])
+def test_a_long_run_without_spaces_is_read_in_short_words(runner: NerRunner, run: str) -> None:
+    """spaCy's tokenizer took time quadratic in such a run (16,000 emoji: 27 s, the guard's
+    lock held); the entities still land on the text's own offsets."""
+    text = f"I am Maria Gonzalez {run} and Anna Berg wrote."
+    (doc,) = runner.many([text])
+    assert len(doc.text) == len(text)
+    assert max(len(word) for word in doc.text.split(" ")) <= 100
+    people = [text[e.start_char : e.end_char] for e in doc.ents if e.label_ == "PERSON"]
+    assert people == ["Maria Gonzalez", "Anna Berg"]

@@ -25,6 +25,7 @@ from smallfirst.backends.call_reader import CallReader, WrittenCall
 from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.backends.prose_grammar import prose_grammar
 from smallfirst.completions import Completion, ToolCallDelta
+from smallfirst.surrogates import escaped_surrogates
 from smallfirst.types import ChatMessage, ChatRequest, FunctionCall, NamedToolChoice, Tool, ToolCall
 
 _INSTRUCTIONS = (
@@ -144,7 +145,10 @@ def as_tool_call(request: ChatRequest, answer: Completion) -> Completion:
         ToolCall(
             id=_call_id(),
             function=FunctionCall(
-                name=call["name"], arguments=json.dumps(call["arguments"], ensure_ascii=False)
+                name=call["name"],
+                # the model may write half a surrogate pair as an escape (the grammar lets
+                # any \\uXXXX through): kept as that escape, which UTF-8 can hold
+                arguments=escaped_surrogates(json.dumps(call["arguments"], ensure_ascii=False)),
             ),
         )
         for call in calls

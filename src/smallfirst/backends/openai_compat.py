@@ -11,7 +11,6 @@ never replayed. How the answers are read is in `openai_wire.py`.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -41,6 +40,7 @@ from smallfirst.errors import (
     UpstreamQuotaSpent,
     UpstreamTimeout,
 )
+from smallfirst.surrogates import loads_replacing_surrogates
 from smallfirst.types import ChatRequest, GenerateRequest
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -199,7 +199,7 @@ class OpenAICompatBackend(Backend):
         finally:
             self._done_reading(response)
         try:
-            return completion_of(json.loads(raw), body, self.config.id)
+            return completion_of(loads_replacing_surrogates(raw), body, self.config.id)
         except UNREADABLE as exc:
             raise UpstreamError(f"{self.config.id}: malformed upstream answer") from exc
 
@@ -244,7 +244,7 @@ async def _status_error(
     except (TimeoutError, aiohttp.ClientError):
         raw = b""
     try:
-        told, message = told_error(json.loads(raw))
+        told, message = told_error(loads_replacing_surrogates(raw))
     except UNREADABLE:
         told, message = {}, raw[:200].decode(errors="replace")
     error = upstream_error(model_id, response.status, told, message)

@@ -6,6 +6,8 @@ over several `data:` lines or ended by CR alone, `[DONE]` without a finish reaso
 connection dropped after every answer finished, and a whole JSON answer to a stream request
 (a server or proxy that ignores `stream`). What cannot be read raises one of `UNREADABLE`,
 which the backend turns into a 502 that the fallback chain and the circuit breaker see.
+Half a surrogate pair escaped in a string (`"\\ud800"`: JSON, but no character) reads as
+U+FFFD, as a local model's bytes that are not UTF-8 do.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from smallfirst.errors import (
     UpstreamError,
     UpstreamQuotaSpent,
 )
+from smallfirst.surrogates import loads_replacing_surrogates
 from smallfirst.types import FunctionCall, ToolCall
 
 CLIENT_ERROR_STATUSES = {400, 413, 422}
@@ -86,7 +89,7 @@ class StreamReader:
         return len(self._finishes) == self._n
 
     def chunks(self, payload: str) -> list[Chunk]:
-        data = _object(json.loads(payload))
+        data = _object(loads_replacing_surrogates(payload))
         _raise_told_error(data, self._model_id)
         if data.get("usage"):
             self._usage = data["usage"]
@@ -164,7 +167,7 @@ async def stream_payloads(response: aiohttp.ClientResponse) -> AsyncIterator[str
 
 def _as_stream_event(raw: bytes) -> str:
     """A whole answer as a stream event: each chat choice's `message` is its delta."""
-    data = _object(json.loads(raw))
+    data = _object(loads_replacing_surrogates(raw))
     choices = [
         {**choice, "delta": choice["message"]} if "message" in _object(choice) else choice
         for choice in data.get("choices") or []

@@ -81,6 +81,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def stdin_text() -> str:
+    """Standard input as text: bytes that are not UTF-8 become U+FFFD, which prints."""
+    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+
+
+def argument_text(text: str) -> str:
+    """An argument's bytes that were not UTF-8 arrive as lone surrogates, which can be
+    neither printed nor tokenized: make them U+FFFD, as for standard input."""
+    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+
+
 def settings_or_exit(path: Path | None) -> Settings:
     try:
         return load_settings(path)

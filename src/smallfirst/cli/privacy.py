@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from smallfirst.cli.common import (
+    argument_text,
     check_writable,
     fail,
     output_console,
     progress_on_stderr,
     require_extra_or_exit,
     require_file,
+    stdin_text,
 )
 
 app = typer.Typer(help="PII detection: scan a text, evaluate the detector.", no_args_is_help=True)
@@ -31,7 +32,7 @@ def scan(
     from smallfirst.privacy.detect import PiiDetector
 
     require_extra_or_exit("privacy")
-    text = _stdin_text() if text == "-" else _printable(text)
+    text = stdin_text() if text == "-" else argument_text(text)
     findings = PiiDetector(score_threshold=threshold).inspect(text)
     if as_json:
         payload = {
@@ -106,17 +107,6 @@ def evaluate_command(
         typer.echo(json.dumps(report))
     else:
         _print_report(report)
-
-
-def _stdin_text() -> str:
-    """Standard input as text: bytes that are not UTF-8 become U+FFFD, which prints."""
-    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
-
-
-def _printable(text: str) -> str:
-    """An argument's bytes that were not UTF-8 arrive as lone surrogates, which cannot be
-    printed: make them U+FFFD, as for standard input."""
-    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
 def _counts(kinds: Any) -> dict[str, int]:

@@ -17,6 +17,7 @@ import typer
 from smallfirst.cli.common import (
     CONFIG_OPTION,
     adapter_file_problems,
+    argument_text,
     check_api_keys_or_exit,
     check_data_dir_or_exit,
     check_privacy_or_exit,
@@ -27,6 +28,7 @@ from smallfirst.cli.common import (
     model_file_problems,
     refuse_model_file_problems,
     settings_or_exit,
+    stdin_text,
     stops_as_interrupt,
     warn,
 )
@@ -140,10 +142,10 @@ def chat(
     check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
     _check_request_log(settings)
-    question = None if prompt is None else _with_piped_text(prompt)
+    question = None if prompt is None else _with_piped_text(argument_text(prompt))
     if question is not None and not question.strip():  # the model answered a blank anyway
         fail("the prompt is empty: give a question, or none for a conversation")
-    opening = [ChatMessage(role="system", content=system)] if system else []
+    opening = [ChatMessage(role="system", content=argument_text(system))] if system else []
     ask = _Asker(model=model, max_tokens=max_tokens, rag=rag)
 
     async def run() -> None:
@@ -167,7 +169,7 @@ def _with_piped_text(prompt: str) -> str:
     question, as simonw/llm has it (it was dropped without a word)."""
     if sys.stdin is None or sys.stdin.isatty():
         return prompt
-    piped = sys.stdin.read()
+    piped = stdin_text()
     return "\n\n".join(part for part in (piped.rstrip(), prompt) if part.strip())
 
 

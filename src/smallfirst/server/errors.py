@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -11,6 +12,7 @@ from starlette.requests import Request
 
 from smallfirst.errors import InvalidRequest, SmallfirstError, json_kind, served
 from smallfirst.server.responses import JSONResponse
+from smallfirst.surrogates import may_hold_surrogates, surrogate_path
 from smallfirst.types import FieldError
 
 
@@ -65,6 +67,7 @@ def validation_error(
         )
     if chosen["type"] == "json_invalid":  # pydantic's reason: "EOF while parsing a value at ..."
         reason = str(chosen.get("ctx", {}).get("error", "")).strip()
+        reason = reason.replace(_NOT_UTF8, "bytes that are not UTF-8")
         return InvalidRequest(
             "We could not parse the JSON body of your request" + (f": {reason}." if reason else ".")
         )
@@ -85,6 +88,34 @@ def validation_error(
     return InvalidRequest(
         f"Invalid value for '{where}': {message}" if where else message, param=where or None
     )
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+_NOT_UTF8 = "invalid unicode code point"  # pydantic's parser, of bytes that are not UTF-8
+
+
+def lone_surrogate_error(exc: ValidationError, body: bytes) -> InvalidRequest | None:
+    """The 400 for a body whose only fault is half a UTF-16 surrogate pair escaped in a
+    string (`"\\ud800"`), naming its field: pydantic's parser says "unexpected end of hex
+    escape" at a column. It is JSON (Python's parser reads it), but no character: such text
+    could be neither tokenized nor logged nor sent on."""
+    if exc.errors()[0]["type"] != "json_invalid" or not may_hold_surrogates(body):
+        return None
+    try:
+        path = surrogate_path(json.loads(body))
+    except (ValueError, RecursionError):  # not JSON for another reason as well
+        return None
+    if path is None:
+        return None
+    where = ".".join(str(part) for part in path)
+    problem = (
+        "holds half a UTF-16 surrogate pair (an escape from \\ud800 to \\udfff without its"
+        " other half), which is no Unicode character; send text as UTF-8, or escape a"
+        " character beyond U+FFFF as a whole pair"
+    )
+    if not where:
+        return InvalidRequest(f"The request body {problem}.")
+    return InvalidRequest(f"Invalid value for '{where}': it {problem}.", param=where)
 
 
 Rename = Callable[[list[str | int]], list[str | int]]

@@ -29,7 +29,12 @@ from smallfirst.errors import (
 )
 from smallfirst.routing_step import AUTO_MODEL
 from smallfirst.server.dashboard import dashboard
-from smallfirst.server.errors import REQUEST_ID_HEADER, validation_error
+from smallfirst.server.errors import (
+    REQUEST_ID_HEADER,
+    UTF8_BOM,
+    lone_surrogate_error,
+    validation_error,
+)
 from smallfirst.server.render import (
     ChunkRenderer,
     batch_body,
@@ -82,10 +87,11 @@ async def body_of(request: Request) -> bytes:
 
 
 def validated(model: type[RequestModel], body: bytes) -> RequestModel:
+    body = body.removeprefix(UTF8_BOM)  # RFC 8259 lets a parser ignore it; editors write one
     try:
         parsed = model.model_validate_json(body)
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise (lone_surrogate_error(exc, body) or validation_error(exc)) from None
     if b"NaN" in body or b"Infinity" in body:
         _refuse_non_finite(body)
     return parsed
