@@ -68,6 +68,18 @@ def test_the_cli_prints_such_names_with_their_bytes_escaped(
 runner = CliRunner()
 
 
+def test_a_file_without_text_is_told_why_by_its_kind(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "heading.md").write_text("# Only a heading\n", encoding="utf-8")
+    (tmp_path / "docs" / "scan.pdf").write_bytes(minimal_pdf(""))
+    args = ["ingest", str(tmp_path / "docs"), "-c", "kb", "--data-dir", str(tmp_path / "data")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    heading, scan = tmp_path / "docs" / "heading.md", tmp_path / "docs" / "scan.pdf"
+    assert f"no text found (empty, or headings and markup only): {heading}" in result.stdout
+    assert f"no text found (a PDF of scanned pages? OCR it first): {scan}" in result.stdout
+
+
 @pytest.mark.parametrize(
     "front_matter",
     [

@@ -281,7 +281,7 @@ def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: b
     for source, reason in summary.failed.items():
         typer.echo(f"  failed: {source}: {reason}", err=True)
     for source in summary.without_text:
-        typer.echo(f"  no text found (empty, or a PDF of scanned pages: OCR it first): {source}")
+        typer.echo(f"  no text found ({_why_no_text(source)}): {source}")
     for path, sources in summary.gone.items():
         typer.echo(f"  removed {_documents_that_are(len(sources))} no longer at {path}")
     if summary.collection_deleted:
@@ -290,6 +290,13 @@ def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: b
 
 def _documents_that_are(count: int) -> str:
     return counted(count, "document") + (" that is" if count == 1 else " that are")
+
+
+def _why_no_text(source: str) -> str:
+    """A Markdown file of headings only was said to be "a PDF of scanned pages"."""
+    if source.lower().endswith(".pdf"):
+        return "a PDF of scanned pages? OCR it first"
+    return "empty, or headings and markup only"
 
 
 def _say_deleted(collection: str) -> None:
