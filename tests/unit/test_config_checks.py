@@ -193,6 +193,21 @@ def test_an_unset_api_key_variable_is_a_warning_naming_model_and_variable(
     assert CliRunner().invoke(app, command).stderr == ""
 
 
+def test_a_queue_size_on_a_remote_model_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMALLFIRST_TEST_UPSTREAM_KEY", "sk-test")
+    monkeypatch.setenv("SMALLFIRST_CONFIG", str(write(tmp_path, REMOTE + "    queue_size: 4\n")))
+    result = check()
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (  # it was taken, and bounded nothing
+        "warning: models.1.queue_size (gpt): a remote model has no queue of this size; its"
+        " calls wait up to queue_timeout_s for one of its max_concurrency connections\n"
+    )
+    monkeypatch.setenv("SMALLFIRST_CONFIG", str(write(tmp_path, REMOTE)))
+    assert check().stderr == ""
+
+
 @pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
 def test_a_budget_smaller_than_a_models_weights_is_a_warning(
     tmp_path: Path,

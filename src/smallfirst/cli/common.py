@@ -305,6 +305,18 @@ def config_warnings(settings: Settings) -> list[str]:
         *_api_keys_not_checked(settings),
         *_models_over_budget(settings),
         *_unusable_rag_store(settings),
+        *_queue_sizes_of_remote_models(settings),
+    ]
+
+
+def _queue_sizes_of_remote_models(settings: Settings) -> list[str]:
+    """`queue_size` bounds a local model's queue; on a remote model it was taken and did
+    nothing."""
+    return [
+        f"models.{index}.queue_size ({model.id}): a remote model has no queue of this size; its"
+        " calls wait up to queue_timeout_s for one of its max_concurrency connections"
+        for index, model in enumerate(settings.models)
+        if isinstance(model, OpenAICompatModel) and "queue_size" in model.model_fields_set
     ]
 
 
