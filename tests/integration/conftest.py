@@ -4,7 +4,6 @@ OpenAI-compatible servers (other smallfirst processes) acting as remote tiers.""
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,14 +17,9 @@ import httpx
 import openai
 import pytest
 import yaml
+from benchmarks.common import free_port
 
 READY_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -4,7 +4,6 @@
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from benchmarks.common import free_port
 
 from smallfirst.backends.openai_compat import OpenAICompatBackend
 from smallfirst.completions import Usage
@@ -148,9 +148,7 @@ async def test_retries_on_503_then_succeeds() -> None:
 @asynccontextmanager
 async def unreachable(**config: object) -> AsyncIterator[OpenAICompatBackend]:
     """A backend pointed at a loopback port that was free a moment ago and has no listener."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     settings = OpenAICompatModel.model_validate(
         {
             "id": "cloud",
