@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: run a gateway process, percentiles."""
+"""Shared by the benchmark scripts: run a gateway process, latency summaries."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import yaml
 
-SERVE = [sys.executable, "-m", "smallfirst", "serve", "--log-level", "warning"]
+from smallfirst.percentiles import percentile
+
 READY_TIMEOUT_S = 60
 
 
@@ -28,44 +29,48 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def running_gateway(config: dict[str, Any], name: str) -> Iterator[str]:
-    """A `smallfirst serve` process with this config, in a scratch directory; yields its URL
-    once ready, then stops it and removes the directory."""
-    directory = Path(tempfile.mkdtemp(prefix=f"smallfirst-bench-{name}-"))
-    try:
-        config = {"data_dir": str(directory / "data"), **config}
-        (directory / "config.yaml").write_text(yaml.safe_dump(config))
-        port = free_port()
-        process = subprocess.Popen(
-            [*SERVE, "--config", str(directory / "config.yaml"), "--port", str(port)],
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_until_ready(process, url, name)
-            yield url
-        finally:
-            _stop(process)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+def serve_process(
+    config: dict[str, Any],
+    directory: Path,
+    port: int,
+    log_level: str = "warning",
+    output: IO[bytes] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`smallfirst serve` on 127.0.0.1:`port` with this config, written into `directory`
+    (its data directory is `directory/data` unless the config names one); output goes to
+    `output`, or to this process's own when None."""
+    config = {"data_dir": str(directory / "data"), **config}
+    config_path = directory / "smallfirst.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "smallfirst", "serve", "--config", str(config_path)]
+    return subprocess.Popen(
+        [*command, "--port", str(port), "--log-level", log_level],
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], url: str, name: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float) -> None:
+    """Returns once the gateway at `url` answers /readyz; RuntimeError if it exits or is not
+    ready within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode} (its error is above)")
+            raise RuntimeError(f"the gateway for {url} exited with {process.returncode}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{name} was not ready after {READY_TIMEOUT_S} s")
+    raise RuntimeError(f"the gateway at {url} was not ready after {timeout_s} s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a graceful shutdown), then SIGKILL after 15 s."""
+    if process.poll() is not None:
+        return
     process.terminate()
     try:
         process.wait(timeout=15)
@@ -74,10 +79,22 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(round(q / 100 * (len(ordered) - 1)), len(ordered) - 1)
-    return ordered[index]
+@contextmanager
+def running_gateway(config: dict[str, Any], name: str) -> Iterator[str]:
+    """A `smallfirst serve` process with this config, in a scratch directory; yields its URL
+    once ready, then stops it and removes the directory."""
+    directory = Path(tempfile.mkdtemp(prefix=f"smallfirst-bench-{name}-"))
+    try:
+        port = free_port()
+        process = serve_process(config, directory, port)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_ready(process, url, READY_TIMEOUT_S)
+            yield url
+        finally:
+            stop(process)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def summary_ms(seconds: list[float]) -> dict[str, float]:

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from smallfirst.percentiles import percentile
+
 FALLBACK_TEXT = (
     "Hi, I'm Maria Lindqvist. Please ship the order to 221 Baker Street, London NW1 6XE and "
     "call me on +44 20 7946 0958 or mail maria@example.org; card 4111 1111 1111 1111. "
@@ -49,11 +51,6 @@ def build_prompts(texts: list[str], count: int, length: int) -> list[str]:
             index += 1
         prompts.append(prompt[:length])
     return prompts
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1)]
 
 
 Stage = Callable[[str], object]

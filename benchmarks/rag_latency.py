@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from smallfirst.embed import EMBEDDER_ID
+from smallfirst.percentiles import percentile
 from smallfirst.rag.analysis import ANALYZER_NAME
 from smallfirst.rag.chunking import Chunk
 from smallfirst.rag.retrieve import Retriever
@@ -93,8 +94,8 @@ def timed(stages: dict[str, Callable[[int], object]], count: int) -> dict[str, d
             latencies[name].append((time.perf_counter() - started) * 1000)
     return {
         name: {
-            "p50_ms": round(float(np.percentile(values, 50)), 2),
-            "p95_ms": round(float(np.percentile(values, 95)), 2),
+            "p50_ms": round(percentile(values, 50), 2),
+            "p95_ms": round(percentile(values, 95), 2),
         }
         for name, values in latencies.items()
     }

@@ -3,10 +3,8 @@ OpenAI-compatible servers (other smallfirst processes) acting as remote tiers.""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +14,7 @@ from typing import IO, Any
 import httpx
 import openai
 import pytest
-import yaml
-from benchmarks.common import free_port
+from benchmarks.common import free_port, serve_process, stop, wait_until_ready
 
 READY_TIMEOUT_S = 120
 
@@ -34,47 +31,26 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
         self.log.close()
 
 
 def start_server(
     config: dict[str, Any], directory: Path, port: int | None = None, log_level: str = "warning"
 ) -> Server:
+    """A gateway with this config on loopback, its output in `directory/server.log`; on
+    failure to start, the error carries that log."""
     directory.mkdir(parents=True, exist_ok=True)
-    config = {"data_dir": str(directory / "data"), **config}
-    config_path = directory / "smallfirst.yaml"
-    config_path.write_text(yaml.safe_dump(config))
     port = port or free_port()
     log = (directory / "server.log").open("wb")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "smallfirst", "serve", "--config", str(config_path)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), "--log-level", log_level],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    process = serve_process(config, directory, port, log_level, output=log)
     server = Server(port, process, directory / "data", log)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            server.stop()
-            raise RuntimeError((directory / "server.log").read_text())
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"server on {port} not ready after {READY_TIMEOUT_S}s")
+    try:
+        wait_until_ready(process, server.url, READY_TIMEOUT_S)
+    except RuntimeError as error:
+        server.stop()
+        raise RuntimeError(f"{error}\n{(directory / 'server.log').read_text()}") from None
+    return server
 
 
 def loaded_models(server: Server) -> dict[str, bool]:

@@ -13,7 +13,6 @@ from smallfirst.rag.eval import (
     evaluate_collection,
     evaluate_run,
     load_beir,
-    percentile,
     trec_order,
 )
 from tests.unit.rag_fakes import count_words
@@ -38,11 +37,6 @@ def test_metrics_match_a_hand_computed_case() -> None:
 
 def test_ties_follow_trec_eval_order() -> None:
     assert trec_order({"a": 1.0, "c": 1.0, "b": 2.0}) == ["b", "c", "a"]
-
-
-def test_percentile_interpolates_like_numpy() -> None:
-    assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
-    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.95) == pytest.approx(4.8)
 
 
 def write_collection(

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smallfirst.percentiles import percentile
+
 # Gold labels -> evaluated types. Gold types not listed here are not targeted by the guard;
 # their tokens count as "O" (so flagging them is a false positive).
 GOLD_TO_EVAL: dict[str, str] = {
@@ -105,7 +107,7 @@ class Report:
                 "micro": micro.scores(),
             }
 
-        latencies = sorted(self.latencies_ms)
+        latencies = self.latencies_ms
         return {
             "samples": self.samples,
             "headline": "token",
@@ -133,13 +135,6 @@ def f_beta(precision: float, recall: float, beta: float) -> float:
         return 0.0
     b2 = beta * beta
     return (1 + b2) * precision * recall / (b2 * precision + recall)
-
-
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = max(0, min(len(sorted_values) - 1, round(pct / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
 
 
 def load_samples(path: Path) -> list[Sample]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.embed import DIMENSIONS, EMBEDDER_ID, MAX_TOKENS
 from smallfirst.errors import InvalidRequest, json_kind
+from smallfirst.percentiles import percentile
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.ingest import TextEmbedder
 from smallfirst.rag.retrieve import Method, Retriever
@@ -249,13 +250,6 @@ def evaluate_run(run: Run, qrels: Qrels) -> dict[str, float]:
     }
 
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Linear-interpolated percentile (numpy's default), `fraction` in [0, 1]; 0 for none."""
-    import numpy as np
-
-    return float(np.quantile(values, fraction)) if values else 0.0
-
-
 # -- indexing and running ---------------------------------------------------------------
 
 
@@ -374,8 +368,8 @@ def evaluate_collection(
                 # may shorten the next one's latencies
                 run, latencies = run_method(Retriever(store), collection, method)
                 metrics = evaluate_run(run, collection.qrels)
-                metrics["p50_ms"] = percentile(latencies, 0.50)
-                metrics["p95_ms"] = percentile(latencies, 0.95)
+                metrics["p50_ms"] = percentile(latencies, 50)
+                metrics["p95_ms"] = percentile(latencies, 95)
                 results[method] = metrics
         finally:
             store.close()
