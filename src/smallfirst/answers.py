@@ -7,6 +7,7 @@ import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,11 @@ from smallfirst.routing.budget import Hold
 
 # Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
 _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()
+
+
+# The id of the request being served, for the log's lines (`server.log_format: json`). Each
+# request runs in a task of its own, whose context holds it.
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
 def new_request_id() -> str:
@@ -40,6 +46,9 @@ class RequestContext:
     abandoned: Usage | None = None  # a remote call cancelled under way: what it is billed
     # Set when the gateway stops the request for another's failure (a batch's prompt).
     stopped_by: SmallfirstError | None = None
+
+    def __post_init__(self) -> None:
+        current_request_id.set(self.request_id)
 
 
 @dataclass(frozen=True)

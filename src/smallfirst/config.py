@@ -233,6 +233,7 @@ class ServerConfig(_Section):
     # localhost, its hostname): a DNS-rebinding page cannot read answers. Add the names a
     # reverse proxy forwards here ("*" turns the check off).
     allowed_hosts: list[str] = Field(default_factory=list)
+    log_format: Literal["text", "json"] = "text"
 
 
 class CascadeConfig(_Section):

@@ -115,11 +115,11 @@ class RoutingStep:
         """The cascade's strong-call budget; it has no quality table for `min_quality`."""
         if request.min_quality is not None:
             raise InvalidRequest(CASCADE_HAS_NO_QUALITY_TARGET, param="min_quality")
-        return _first(request.max_strong_share, self.config.max_strong_share)
+        return self._max_strong_share(request)
 
     async def _decided(self, request: GenerateRequest, *, local_only: bool) -> Plan:
         router = await self._load_router()
-        max_strong_share = _first(request.max_strong_share, self.config.max_strong_share)
+        max_strong_share = self._max_strong_share(request)
         try:
             decision = await asyncio.to_thread(
                 decide_within_budget,
@@ -145,8 +145,14 @@ class RoutingStep:
 
     def _for_tools(self, plan: Plan, request: GenerateRequest, *, local_only: str = "") -> Plan:
         if isinstance(request, ChatRequest) and request.wants_tools:
-            return self.planner.for_tools(plan, local_only=local_only)
+            # the strong-call budget bounds the router's choices, not a model or tier asked for
+            routed = plan.router not in ("none", "override")
+            no_strong = routed and self._max_strong_share(request) == 0
+            return self.planner.for_tools(plan, local_only=local_only, strong_allowed=not no_strong)
         return plan
+
+    def _max_strong_share(self, request: GenerateRequest) -> float | None:
+        return _first(request.max_strong_share, self.config.max_strong_share)
 
     async def _load_router(self) -> Router:
         from smallfirst.routing.base import load_router

@@ -24,7 +24,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         "smallfirst.server.runner.run_server",
         lambda app, settings, log_level: started.append((settings, log_level)),
     )
-    monkeypatch.setattr("smallfirst.cli.serve._show_gateway_log", lambda level: None)
+    monkeypatch.setattr("smallfirst.cli.serve._show_gateway_log", lambda *_: None)
     return started
 
 

@@ -121,3 +121,13 @@ def test_an_answer_of_minutes_falls_in_a_latency_bucket() -> None:
     seen = samples(metrics)
     labels = {"model": "tiny", "tier": "edge"}
     assert seen[key("smallfirst_request_latency_seconds_bucket", **labels, le="600.0")] == 1
+
+
+def test_a_remote_models_failed_calls_are_counted_by_kind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    big = FakeBackend(FakeModel(id="big", tier="cloud", backend="fake"))
+    monkeypatch.setattr(big, "upstream_errors", lambda: {"timeout": 2, "5xx": 1})
+    seen = samples(Metrics({"big": big}, ModelHealth(CircuitBreakerConfig()), "cloud"))
+    assert seen[key("smallfirst_upstream_errors_total", model="big", kind="timeout")] == 2
+    assert seen[key("smallfirst_upstream_errors_total", model="big", kind="5xx")] == 1

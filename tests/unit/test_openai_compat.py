@@ -514,3 +514,41 @@ async def test_a_read_timeout_is_not_asked_again() -> None:
         with pytest.raises(UpstreamTimeout):
             await backend.complete(REQUEST)
     assert calls == 1
+
+
+async def test_failed_calls_are_counted_by_kind_retries_included() -> None:
+    """`/metrics` said nothing of an upstream failing: only the requests' statuses."""
+    quota = {"error": {"message": "quota", "code": "insufficient_quota"}}
+    replies = [
+        web.Response(status=503),
+        web.json_response(ANSWER),
+        web.json_response({"error": {"message": "slow down"}}, status=429),
+        web.json_response(quota, status=429),
+        web.json_response({"error": {"message": "bad"}}, status=400),
+        web.json_response({"error": {"message": "overloaded"}}),
+        web.Response(body=b'data: {"choices": [{"delta": {"content": "hel"}}]}\n\n'),
+    ]
+
+    async def handle(request: web.Request) -> web.Response:
+        return replies.pop(0)
+
+    async with upstream(handle, max_retries=1) as backend:
+        assert backend.upstream_errors() == {}
+        assert (await backend.complete(REQUEST)).text == "hello"  # after a 503
+        for _ in range(3):  # rate limited, then (its retry) the quota; the 400; the error
+            with pytest.raises(Exception, match=r"quota|bad|overloaded"):
+                await backend.complete(REQUEST)
+        with pytest.raises(UpstreamError, match="without finishing"):
+            _ = [c async for c in backend.stream(REQUEST)]
+        assert backend.upstream_errors() == {
+            "5xx": 1,
+            "rate_limited": 1,
+            "quota": 1,
+            "4xx": 1,
+            "error_event": 1,
+            "broken": 1,
+        }
+    async with unreachable() as backend:
+        with pytest.raises(UpstreamError):
+            await backend.complete(REQUEST)
+        assert backend.upstream_errors() == {"connect": 2}

@@ -72,7 +72,7 @@ def test_startup_warns_of_a_store_needing_reindex_with_the_command_that_fixes_it
     monkeypatch.setenv("SMALLFIRST__DATA_DIR", str(data))
     monkeypatch.setattr("smallfirst.server.create_app", lambda settings: settings)
     monkeypatch.setattr("smallfirst.server.runner.run_server", lambda *args: None)
-    monkeypatch.setattr("smallfirst.cli.serve._show_gateway_log", lambda level: None)
+    monkeypatch.setattr("smallfirst.cli.serve._show_gateway_log", lambda *_: None)
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     [warning] = [line for line in result.stderr.splitlines() if STORE_FILENAME in line]

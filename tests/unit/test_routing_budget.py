@@ -1,8 +1,11 @@
 """The daily spend tracker: what counts as spent, globally and per API key."""
 
+from pathlib import Path
+
 from smallfirst.config import BudgetConfig
-from smallfirst.logs.spend import DAY_S, utc_day
+from smallfirst.logs.spend import DAY_S, KEYLESS, utc_day
 from smallfirst.routing.budget import SpendTracker
+from tests.helpers import chat_body, fake_client, fake_settings
 
 
 def test_estimates_held_for_calls_under_way_count_until_released() -> None:
@@ -38,3 +41,32 @@ def test_a_clock_set_back_past_midnight_keeps_the_days_spend() -> None:
     spend.add(1.0, None, now=midnight + 1)
     assert spend.exhausted(None, now=midnight - 1)
     assert spend.exhausted(None, now=midnight + 2)
+
+
+def test_requests_without_an_api_key_share_one_per_key_budget() -> None:
+    """They were counted against none: a per-key budget limited no keyless client, and a
+    client whose key had spent its budget went on spending without it."""
+    spend = SpendTracker(BudgetConfig(per_key_daily_usd=0.5))
+    spend.add(0.3, None)
+    assert spend.exhausted(None) is None
+    hold = spend.hold(0.2, None)
+    assert spend.exhausted(None) == "daily budget $0.5 for requests without an API key spent"
+    assert spend.exhausted("key-a") is None
+    spend.release(hold)
+    spend.others_spent(utc_day(), 0.2, {KEYLESS: 0.2})  # another gateway on the data dir
+    assert spend.exhausted(None) is not None
+
+
+def test_a_gateway_without_keys_keeps_keyless_requests_within_the_per_key_budget(
+    tmp_path: Path,
+) -> None:
+    settings = fake_settings(tmp_path, routing={"budget": {"per_key_daily_usd": 1e-9}})
+    client, _ = fake_client(settings)
+    with client:
+        assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 200
+        refused = client.post("/v1/chat/completions", json=chat_body("big"))
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "insufficient_quota"
+        kept = client.post("/v1/chat/completions", json=chat_body("auto", route="cloud")).json()
+        assert kept["model"] == "tiny"
+        assert "requests without an API key spent" in kept["smallfirst"]["reason"]

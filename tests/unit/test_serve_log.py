@@ -1,13 +1,18 @@
-"""`smallfirst serve` shows the gateway's own log lines in uvicorn's format, at its level."""
+"""`smallfirst serve` shows the gateway's own log lines in uvicorn's format (or as JSON), at its
+level."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from smallfirst.cli.serve import _show_gateway_log
+from smallfirst.server.log_lines import uvicorn_log_config
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 
 @pytest.fixture
@@ -22,15 +27,42 @@ def gateway_log() -> Iterator[logging.Logger]:
 def test_info_lines_show_at_the_info_level_and_not_at_warning(
     gateway_log: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _show_gateway_log("info")
+    _show_gateway_log("info", "text")
     logging.getLogger("smallfirst.backends").info("loaded m: 4 slot(s)")
     assert capsys.readouterr().err == "INFO:     loaded m: 4 slot(s)\n"
-    _show_gateway_log("warning")
+    _show_gateway_log("warning", "text")
     logging.getLogger("smallfirst.backends").info("loaded n")
     assert "loaded n" not in capsys.readouterr().err
 
 
 def test_uvicorns_trace_level_shows_everything(gateway_log: logging.Logger) -> None:
-    _show_gateway_log("trace")
+    _show_gateway_log("trace", "text")
     # DEBUG, or uvicorn's TRACE (5) once a uvicorn.Config has named it (another test's)
     assert gateway_log.level <= logging.DEBUG
+
+
+def test_json_lines_carry_the_request_id_of_the_request_being_served(
+    gateway_log: logging.Logger, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """There was no structured log for collectors (systemd, Kubernetes) to read."""
+    _show_gateway_log("info", "json")
+    client, gateway = fake_client(fake_settings(tmp_path))
+    fake_backend(gateway, "tiny").queue(RuntimeError("boom"))
+    with client:
+        capsys.readouterr()
+        failed = client.post("/v1/chat/completions", json=chat_body("tiny"))
+    assert failed.status_code == 500
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    (line,) = [line for line in lines if line["message"] == "unhandled error"]
+    assert (line["level"], line["logger"]) == ("ERROR", "smallfirst")
+    assert line["request_id"] == failed.headers["x-request-id"]
+    assert "RuntimeError: boom" in line["exc_info"]
+    assert line["time"].endswith("+00:00")
+
+
+def test_uvicorns_lines_are_json_too_when_asked() -> None:
+    config = uvicorn_log_config("json")
+    assert {f["()"] for f in config["formatters"].values()} == {
+        "smallfirst.server.log_lines.JsonLogFormatter"
+    }
+    assert uvicorn_log_config("text")["formatters"]["access"]["()"].startswith("uvicorn.")

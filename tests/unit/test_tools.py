@@ -522,3 +522,40 @@ def test_tools_that_must_stay_local_with_no_local_caller_say_why(
     message = response.json()["error"]["message"]
     assert "must stay on local tiers (PII (EMAIL_ADDRESS x1) stays on premises)" in message
     assert "no local model can call tools" in message
+
+
+@pytest.mark.parametrize("router", ["rules", "cascade"])
+def test_a_strong_call_budget_of_none_keeps_tools_off_the_strong_tier(
+    tmp_path: Path, router: str
+) -> None:
+    """At `max_strong_share: 0` the cloud answered (and billed) every request with tools."""
+    settings = fake_settings(tmp_path, routing={"router": router, "max_strong_share": 0})
+    settings.models[0].tools = False  # type: ignore[union-attr]
+    client, gateway = fake_client(settings)
+    with client:
+        refused = ask(client)
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert (error["code"], error["param"]) == ("tools_not_supported", "tools")
+        assert (
+            "0% strong-call budget (max_strong_share) keeps it below the cloud"
+            in (error["message"])
+        )
+        assert fake_backend(gateway, "big").requests == []
+        assert ask(client, max_strong_share=0.5).json()["model"] == "big"
+
+
+def test_under_a_strong_call_budget_of_none_a_model_below_the_strong_tier_calls_tools(
+    api: tuple[TestClient, Any], tmp_path: Path
+) -> None:
+    client, _ = api
+    assert ask(client, max_strong_share=0).status_code == 400
+    settings = fake_settings(tmp_path)
+    settings.models[0].tools = False  # type: ignore[union-attr]
+    settings.models.append(
+        settings.models[1].model_copy(update={"id": "mid", "tier": "onprem", "tools": True})
+    )
+    with_mid, _ = fake_client(settings)
+    with with_mid:
+        assert ask(with_mid, max_strong_share=0).json()["model"] == "mid"
+        assert ask(with_mid, model="big", max_strong_share=0).json()["model"] == "big"

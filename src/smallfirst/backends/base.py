@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -91,6 +91,11 @@ class Backend(ABC):
         if request.n == 1 or self.answers_n_at_once:
             return self.stream(request)
         return fan_out(self.stream, request, request.n)
+
+    def upstream_errors(self) -> Mapping[str, int]:
+        """Failed calls to a remote upstream so far, by kind (each attempt, retries included);
+        empty for engines that run here."""
+        return {}
 
     def slots_in_use(self) -> tuple[int, int] | None:
         """(answering now, slots in all) for engines that decode in slots, else None."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -44,6 +45,10 @@ from smallfirst.surrogates import loads_replacing_surrogates
 from smallfirst.types import ChatRequest, GenerateRequest
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# Kinds of failed upstream calls (`/metrics`: smallfirst_upstream_errors_total{model,kind}).
+TIMEOUT, CONNECT, BROKEN, MALFORMED = "timeout", "connect", "broken", "malformed"
+RATE_LIMITED, QUOTA, CLIENT_ERROR, SERVER_ERROR = "rate_limited", "quota", "4xx", "5xx"
+ERROR_EVENT = "error_event"  # an error object in place of an answer, or in a stream
 # The longest `Retry-After` waited for before trying again: asked for longer, the error goes
 # to the client at once (with the wait as its `retry-after`), not held for minutes.
 MAX_RETRY_WAIT_S = 10.0
@@ -66,12 +71,21 @@ class OpenAICompatBackend(Backend):
         self._reading: set[aiohttp.ClientResponse] = set()  # answers being read now
         self._ended_by: BaseException | None = None  # set at shutdown (`end_answers`)
         self._closing: asyncio.Task[None] | None = None  # held: the loop keeps weak refs only
+        self._errors: Counter[str] = Counter()  # failed calls by kind (`upstream_errors`)
 
     def info(self) -> ModelInfo:
         return info_from_config(self.config)
 
     def queue_depth(self) -> int:
         return self._places.waiting()
+
+    def upstream_errors(self) -> Mapping[str, int]:
+        return dict(self._errors)
+
+    def _failed(self, kind: str) -> None:
+        """Count a failed call, unless the shutdown ended it."""
+        if self._ended_by is None:
+            self._errors[kind] += 1
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -93,6 +107,7 @@ class OpenAICompatBackend(Backend):
         bills (`received`), or the shutdown that closed its connection."""
         broke = UpstreamError(f"{self.config.id}: upstream {answer} broke off")
         broke.received = True
+        self._failed(BROKEN)
         return self._ended_by or broke
 
     def _client(self) -> aiohttp.ClientSession:
@@ -134,6 +149,7 @@ class OpenAICompatBackend(Backend):
             except TimeoutError as exc:
                 timeout = UpstreamTimeout(f"{self.config.id}: upstream timed out")
                 timeout.received = not isinstance(exc, aiohttp.ConnectionTimeoutError)
+                self._failed(TIMEOUT if timeout.received else CONNECT)
                 if timeout.received:
                     # It has the request and may still be answering (and billing) it: asked
                     # again, a slow upstream got twice the work (QA: 155 calls for 116).
@@ -143,6 +159,7 @@ class OpenAICompatBackend(Backend):
             except aiohttp.ClientError as exc:
                 if self._ended_by is not None:  # the shutdown closed the session: no retry
                     raise self._ended_by from exc
+                self._failed(CONNECT)
                 error = UpstreamError(
                     f"{self.config.id}: cannot reach upstream ({type(exc).__name__})"
                 )
@@ -155,6 +172,7 @@ class OpenAICompatBackend(Backend):
                     error, wait = await _status_error(self.config.id, response)
                 finally:
                     self._done_reading(response)
+                self._failed(_status_kind(response.status, error))
                 cause = RuntimeError(f"upstream answered {response.status}")
                 if response.status not in RETRY_STATUSES or isinstance(error, UpstreamQuotaSpent):
                     raise error from cause
@@ -193,6 +211,7 @@ class OpenAICompatBackend(Backend):
         try:
             raw = await response.read()
         except TimeoutError as exc:
+            self._failed(TIMEOUT)
             raise UpstreamTimeout(f"{self.config.id}: upstream timed out") from exc
         except aiohttp.ClientError as exc:
             raise self._broke_off("answer") from exc
@@ -201,7 +220,11 @@ class OpenAICompatBackend(Backend):
         try:
             return completion_of(loads_replacing_surrogates(raw), body, self.config.id)
         except UNREADABLE as exc:
+            self._failed(MALFORMED)
             raise UpstreamError(f"{self.config.id}: malformed upstream answer") from exc
+        except SmallfirstError as error:
+            self._failed(_answer_error_kind(error))
+            raise
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         path, body = self._path_and_body(request, stream=True)
@@ -217,14 +240,23 @@ class OpenAICompatBackend(Backend):
                     yield chunk
         except TimeoutError as exc:
             if not reader.all_finished:
+                self._failed(TIMEOUT)
                 raise UpstreamTimeout(f"{self.config.id}: upstream timed out mid-stream") from exc
         except (aiohttp.ClientError, *UNREADABLE) as exc:
             # after every answer finished, what broke off was the usage (then: estimated)
             if not reader.all_finished:
                 raise self._broke_off("stream") from exc
+        except SmallfirstError as error:
+            self._failed(_answer_error_kind(error))
+            raise
         finally:
             self._done_reading(response)
-        for chunk in reader.ending(body, done=done):
+        try:
+            endings = reader.ending(body, done=done)
+        except UpstreamError:
+            self._failed(BROKEN)  # ended without finishing, or with answers missing
+            raise
+        for chunk in endings:
             yield chunk
 
     def _done_reading(self, response: aiohttp.ClientResponse) -> None:
@@ -252,6 +284,20 @@ async def _status_error(
     if wait is not None:
         error.retry_after_s = math.ceil(wait)
     return error, wait
+
+
+def _status_kind(status: int, error: SmallfirstError) -> str:
+    if isinstance(error, UpstreamQuotaSpent):
+        return QUOTA
+    if status == 429 or error.code == "upstream_rate_limited":
+        return RATE_LIMITED
+    return SERVER_ERROR if status >= 500 else CLIENT_ERROR
+
+
+def _answer_error_kind(error: SmallfirstError) -> str:
+    """An upstream's error object (its words, kept apart in `summary`), else an answer of a
+    shape we cannot use (a choice it was not asked for)."""
+    return ERROR_EVENT if error.summary is not None else MALFORMED
 
 
 def _retry_after_s(headers: Mapping[str, str]) -> float | None:

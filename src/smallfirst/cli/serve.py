@@ -80,7 +80,7 @@ def serve(
         ]
     )
     check_api_keys_or_exit(settings)
-    _show_gateway_log(log_level)
+    _show_gateway_log(log_level, settings.server.log_format)
     # uvicorn stops as gracefully on SIGTERM as on Ctrl-C, then raises the signal again for
     # the handler it found: by default that killed the process (exit -15) after a clean stop
     with stops_as_interrupt((signal.SIGTERM,)):
@@ -101,16 +101,16 @@ def _check_request_log(settings: Settings) -> None:
         fail(open_error(path, exc), code=1)
 
 
-def _show_gateway_log(level: str) -> None:
+def _show_gateway_log(level: str, log_format: str) -> None:
     """The gateway's own messages (a model loaded, with its slots and memory; the privacy
-    detector ready) beside uvicorn's and in its format. Without a handler, Python printed
-    only warnings and errors from them."""
+    detector ready) beside uvicorn's and in its format (`server.log_format`). Without a
+    handler, Python printed only warnings and errors from them."""
     import logging
 
-    from uvicorn.logging import DefaultFormatter
+    from smallfirst.server.log_lines import gateway_formatter
 
     handler = logging.StreamHandler()
-    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    handler.setFormatter(gateway_formatter(log_format))
     gateway_log = logging.getLogger("smallfirst")
     gateway_log.addHandler(handler)
     # uvicorn's "trace" is finer than any of logging's levels

@@ -25,9 +25,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["DAY_S", "SpendReport", "SpendWatch", "utc_day"]
+__all__ = ["DAY_S", "KEYLESS", "SpendReport", "SpendWatch", "utc_day"]
 
 DAY_S = 86_400  # UTC days, as the budgets count them (`routing/budget.py`)
+# The per-key budget's one bucket for the requests made without an API key (keys not
+# required, or not sent): they share it. (A key id is 12 hex digits: never this.)
+KEYLESS = "-"
 # (UTC day, total USD, USD per API key) spent today by the other processes
 SpendReport = Callable[[int, float, dict[str, float]], None]
 log = logging.getLogger("smallfirst.logs")
@@ -57,15 +60,15 @@ class SpentRow(Protocol):
 
 @dataclass
 class Tally:
-    """Dollars summed over rows: in all, and per API key."""
+    """Dollars summed over rows: in all, and per API key (the rows without one: `KEYLESS`)."""
 
     total: float = 0.0
     per_key: dict[str, float] = field(default_factory=dict)
 
     def add(self, key: str | None, usd: float) -> None:
         self.total += usd
-        if key is not None:
-            self.per_key[key] = self.per_key.get(key, 0.0) + usd
+        bucket = KEYLESS if key is None else key
+        self.per_key[bucket] = self.per_key.get(bucket, 0.0) + usd
 
     def less(self, part: Tally) -> Tally:
         """This tally without `part` of it (never below zero: sums taken in another order

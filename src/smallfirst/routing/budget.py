@@ -5,6 +5,10 @@ held as spent (`hold`, `release`): requests arriving meanwhile see it, and a bud
 overshot by at most the calls that began before it was reached (all of them did, when only
 finished calls counted: 10 concurrent requests spent 10 times a budget one paid for).
 
+Requests made without an API key (keys not required, or not sent) share one per-key budget:
+a client with a key spent its own and went on spending without it, and a gateway without keys
+had no per-key limit at all.
+
 Gateways sharing a data dir share its budgets: what the others spent today comes from the
 request log (`others_spent`, read off the event loop by `logs/spend.py`). Their calls under
 way are held in their memory, not here, so N processes overshoot by at most the calls each
@@ -20,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from smallfirst.config import BudgetConfig
-from smallfirst.logs.spend import utc_day
+from smallfirst.logs.spend import KEYLESS, utc_day
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class Hold:
     """An estimate held as spent while its call is under way."""
 
     usd: float
-    key: str | None
+    key: str  # its per-key bucket (`KEYLESS`: no key)
 
 
 class SpendTracker:
@@ -60,21 +64,19 @@ class SpendTracker:
         with self._lock:
             self._roll(now)
             self._total += cost
-            if key is not None:
-                self._per_key[key] += cost
+            self._per_key[_bucket(key)] += cost
 
     def hold(self, usd: float, key: str | None) -> Hold:
+        hold = Hold(usd, _bucket(key))
         with self._lock:
             self._held += usd
-            if key is not None:
-                self._held_per_key[key] += usd
-        return Hold(usd, key)
+            self._held_per_key[hold.key] += usd
+        return hold
 
     def release(self, hold: Hold) -> None:
         with self._lock:
             self._held -= hold.usd
-            if hold.key is not None:
-                self._held_per_key[hold.key] -= hold.usd
+            self._held_per_key[hold.key] -= hold.usd
 
     def exhausted(self, key: str | None, now: float | None = None) -> str | None:
         """Why remote tiers are off limits now, or None. Held estimates count as spent."""
@@ -84,8 +86,9 @@ class SpendTracker:
             if daily is not None and self._total + self._others + self._held >= daily:
                 return f"daily budget ${daily:g} spent"
             per_key = self.config.per_key_daily_usd
-            if per_key is not None and key is not None and self._spent_by(key) >= per_key:
-                return f"daily budget ${per_key:g} for this API key spent"
+            if per_key is not None and self._spent_by(_bucket(key)) >= per_key:
+                whose = "this API key" if key is not None else "requests without an API key"
+                return f"daily budget ${per_key:g} for {whose} spent"
             return None
 
     def _spent_by(self, key: str) -> float:
@@ -101,3 +104,7 @@ class SpendTracker:
         self._day, self._total, self._others = day, 0.0, 0.0
         self._per_key.clear()
         self._others_per_key = {}
+
+
+def _bucket(key: str | None) -> str:
+    return KEYLESS if key is None else key

@@ -7,6 +7,7 @@ loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from smallfirst.completions import ModelInfo
@@ -200,17 +201,20 @@ class RoutePlanner:
             roomier=[m for m in plan.roomier if self.tiers.is_local(m)],
         )
 
-    def for_tools(self, plan: Plan, *, local_only: str = "") -> Plan:
+    def for_tools(self, plan: Plan, *, local_only: str = "", strong_allowed: bool = True) -> Plan:
         """Only models that can call tools may answer a request that offers tools. A model or
         tier the client chose is not swapped (400); a router's choice moves to the nearest
         capable model, cheapest first from the chosen tier. `local_only`: why the request must
-        stay on local tiers ("" when it need not)."""
+        stay on local tiers ("" when it need not). `strong_allowed`: False under a strong-call
+        budget of none, which keeps a router's choice below the strong tier, tools or not (the
+        cloud answered, and billed, every tool request at `max_strong_share: 0`)."""
         chosen = plan.asked_first
+        below_strong = self._below_strong_tier(strong_allowed)
         # Under the cascade the small model is the choice and the strong models its
         # escalation, which a request that skips the cascade does not take: the nearest
         # capable model from the small one answers (the cloud answered before on-prem did).
         escalation = [] if plan.cascade_from is not None else plan.candidates
-        capable = [m for m in [chosen, *escalation] if m.tools]
+        capable = [m for m in [chosen, *escalation] if m.tools and below_strong(m)]
         # What the client chose is not swapped; but a policy that kept the request local has
         # already swapped it, and the nearest local model that can call tools answers.
         if plan.router in ("none", "override") and not capable and not local_only:
@@ -220,9 +224,11 @@ class RoutePlanner:
                 code="tools_not_supported",
             )
         if not capable:
-            nearest = self._nearest_tool_model(chosen.tier, local_only=local_only)
+            nearest = self._nearest_tool_model(
+                chosen.tier, local_only=local_only, below_strong=below_strong
+            )
             chain = self.with_fallbacks(nearest, local_only=bool(local_only))
-            capable = [nearest, *(m for m in chain if m.tools)]
+            capable = [nearest, *(m for m in chain if m.tools and below_strong(m))]
         answering = capable[0]
         if plan.cascade_from is not None:
             plan.reason += f"; tools offered, so no cascade: {answering.id} answers"
@@ -250,18 +256,37 @@ class RoutePlanner:
             " GET /v1/models, or model `auto`"
         )
 
-    def _nearest_tool_model(self, tier: Tier, *, local_only: str) -> ModelInfo:
-        allowed = [m for m in self.models if m.tools and (not local_only or self.tiers.is_local(m))]
+    def _below_strong_tier(self, strong_allowed: bool) -> Callable[[ModelInfo], bool]:
+        """Whether a model may answer under the strong-call budget: any, unless it is none;
+        then only models below the strong model's tier (when it has one of its own)."""
+        strong = self.strong
+        if strong_allowed or strong.id == self.weak.id:
+            return lambda _: True
+        ceiling = TIERS.index(strong.tier)
+        return lambda model: TIERS.index(model.tier) < ceiling
+
+    def _nearest_tool_model(
+        self, tier: Tier, *, local_only: str, below_strong: Callable[[ModelInfo], bool]
+    ) -> ModelInfo:
+        allowed = [
+            m
+            for m in self.models
+            if m.tools and below_strong(m) and (not local_only or self.tiers.is_local(m))
+        ]
         start = TIERS.index(tier)
         by_distance = sorted(
             allowed, key=lambda m: (TIERS.index(m.tier) < start, abs(TIERS.index(m.tier) - start))
         )
         if not by_distance:
-            why = (
-                f"it must stay on local tiers ({local_only}), and no local model"
-                if local_only
-                else "no configured model"
-            )
+            if local_only:
+                why = f"it must stay on local tiers ({local_only}), and no local model"
+            elif any(m.tools for m in self.models):
+                why = (
+                    f"a 0% strong-call budget (max_strong_share) keeps it below the"
+                    f" {self.strong.tier} tier, and no model there"
+                )
+            else:
+                why = "no configured model"
             raise InvalidRequest(
                 f"This request offers tools, but {why} can call tools",
                 param="tools",

@@ -80,6 +80,13 @@ class _BackendState(Collector):
             " model reloaded for every request: the budget holds it but not with its neighbour)",
             labels=["model", "event"],
         )
+        upstream_errors = CounterMetricFamily(
+            "smallfirst_upstream_errors",
+            "Failed calls to a remote model's upstream, each attempt (retries included), by"
+            " kind: timeout, connect, rate_limited, quota, 4xx, 5xx, error_event, broken,"
+            " malformed",
+            labels=["model", "kind"],
+        )
         skipped = self._health.snapshot()
         for model, backend in self._backends.items():
             depth.add_metric([model], backend.queue_depth())
@@ -95,11 +102,13 @@ class _BackendState(Collector):
                 busy, total = in_use
                 slots.add_metric([model, "busy"], busy)
                 slots.add_metric([model, "free"], total - busy)
+            for kind, count in sorted(backend.upstream_errors().items()):
+                upstream_errors.add_metric([model, kind], count)
             counts = backend.loads()
             if counts is not None:
                 loads.add_metric([model, "load"], counts[0])
                 loads.add_metric([model, "unload"], counts[1])
-        yield from (depth, cancelled, cooldown, waits, reused, saved, slots, loads)
+        yield from (depth, cancelled, cooldown, waits, reused, saved, slots, loads, upstream_errors)
 
 
 class Metrics:

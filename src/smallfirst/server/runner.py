@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from smallfirst.config import Settings
+from smallfirst.server.log_lines import uvicorn_log_config
 
 if TYPE_CHECKING:
     from smallfirst.service import Gateway
@@ -34,6 +35,7 @@ def run_server(app: Starlette, settings: Settings, log_level: str) -> None:
         host=settings.server.host,
         port=settings.server.port,
         log_level=log_level,
+        log_config=uvicorn_log_config(settings.server.log_format),
         timeout_graceful_shutdown=GRACE_S,
         http=_HeadTimedProtocol,
     )
