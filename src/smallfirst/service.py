@@ -440,6 +440,7 @@ class Gateway:
         (it is not asked again). `streamed`: the result is a stream that has only begun; how
         it ends tells the model's health (`Ledger.observed`)."""
         last_error: SmallfirstError | None = None
+        cooling: list[ModelInfo] = []  # skipped for failing (since the request went up)
         candidates = list(plan.candidates)
         for model in candidates:  # grows (once) when the request is beyond a model
             if held is not None and model == plan.cascade_from:
@@ -447,6 +448,12 @@ class Gateway:
                 return held, model
             if self.health.cooling_down_s(model.id):
                 plan.reason += f"; {self.health.describe(model.id)}"
+                cooling.append(model)
+                continue
+            if (last_error or cooling) and not _permitted(model, ctx):
+                # a fallback the policy keeps the request from: its refusal (a 400) hid the
+                # tier's failure, and the fallbacks after it were never asked
+                plan.reason += f"; {model.id} skipped: the privacy policy keeps the request from it"
                 continue
             try:
                 result = await self._call(model, ctx, request, call)
@@ -458,7 +465,7 @@ class Gateway:
                     raise
                 plan.reason += f"; {error.beyond(model.id)}, so it goes up"
                 candidates.extend(roomier)
-                last_error = error
+                last_error, cooling = error, []
                 ctx.tried.append(model.id)
                 continue
             except BudgetSpent as error:  # reached by the calls under way since planning
@@ -476,12 +483,20 @@ class Gateway:
         if held is not None and plan.cascade_from is not None:  # not in the fallback chain
             plan.reason += f"; so {plan.cascade_from.id}'s draft answers"
             return held, plan.cascade_from
-        raise last_error or self._all_cooling_down(plan.candidates)
+        if isinstance(last_error, BeyondThisModel) and cooling:  # the roomier models that
+            # take it are skipped for now: a 400 told the client to shorten a prompt that fits
+            raise self._all_cooling_down(cooling) from last_error
+        raise last_error or self._all_cooling_down(cooling)
 
     def _all_cooling_down(self, models: Sequence[ModelInfo]) -> ModelUnavailable:
         error = ModelUnavailable("; ".join(self.health.describe(m.id) for m in models))
         error.retry_after_s = math.ceil(min(self.health.cooling_down_s(m.id) for m in models))
         return error
+
+
+def _permitted(model: ModelInfo, ctx: RequestContext) -> bool:
+    """Whether the privacy policy lets `model` see the request (redacted or not)."""
+    return ctx.inspection is None or model.tier in ctx.inspection.permitted
 
 
 def _received(ended: BaseException) -> bool:
