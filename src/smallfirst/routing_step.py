@@ -9,13 +9,20 @@ that offers tools goes to models that can call them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from smallfirst.backends import Backend
 from smallfirst.config import AUTO_MODEL_ID, Settings
 from smallfirst.embed import MODEL_ID as EMBEDDING_MODEL
-from smallfirst.errors import BudgetSpent, ConfigError, InvalidRequest, ModelNotFound
+from smallfirst.errors import (
+    BudgetSpent,
+    ConfigError,
+    InvalidRequest,
+    ModelNotFound,
+    ModelUnavailable,
+)
 from smallfirst.routing.budget import SpendTracker
 from smallfirst.routing.cascade import CASCADE_HAS_NO_QUALITY_TARGET
 from smallfirst.routing.planner import Plan, RoutePlanner
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
     from smallfirst.routing.base import Router
 
 AUTO_MODEL = AUTO_MODEL_ID  # the model id that asks the router to choose
+log = logging.getLogger("smallfirst.routing")
 
 
 class RoutingStep:
@@ -36,6 +44,7 @@ class RoutingStep:
         self.planner = RoutePlanner(settings.routing, [b.info() for b in backends.values()])
         self.traffic = TrafficCalibration()
         self.router: Router | None = None  # loaded on first use, or by `warm_up`
+        self._loading = asyncio.Lock()
         self._backends = backends
         self._spend = spend
 
@@ -155,10 +164,23 @@ class RoutingStep:
         return _first(request.max_strong_share, self.config.max_strong_share)
 
     async def _load_router(self) -> Router:
+        """The router, loaded once (concurrent first requests wait for the one load). One
+        that cannot be loaded (its artifact gone or damaged since the start) is a 503 for
+        `auto` requests; the reason, which names server paths, goes to the log."""
         from smallfirst.routing.base import load_router
 
-        if self.router is None:
-            self.router = await asyncio.to_thread(load_router, self.config.router)
+        async with self._loading:
+            if self.router is None:
+                try:
+                    self.router = await asyncio.to_thread(load_router, self.config.router)
+                except ConfigError as exc:
+                    log.error("router failed to load: %s", exc)
+                    raise ModelUnavailable(
+                        "model `auto` cannot route now: its router failed to load (the server"
+                        " log says why); ask for a model by id",
+                        param="model",
+                        code="router_unavailable",
+                    ) from exc
         return self.router
 
 

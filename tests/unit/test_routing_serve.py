@@ -434,3 +434,19 @@ def test_a_calibrated_threshold_says_what_it_was_calibrated_for(
         " and 50% of the weak->strong quality gap (the higher threshold of the two))"
     )
     assert plain["reason"] == "score 1.000 >= 0.500 -> strong"
+
+
+def test_a_router_that_cannot_be_loaded_is_a_503_for_auto_and_models_by_id_still_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    artifact = tmp_path / "router-artifact"
+    artifact.mkdir()  # the artifact's files gone since the start: not a router artifact now
+    for client, _ in routed_client(tmp_path, {"router": str(artifact)}):
+        routed = ask(client, "hi")
+        by_id = client.post("/v1/chat/completions", json=chat_body("tiny"))
+    assert routed.status_code == 503
+    error = routed.json()["error"]
+    assert error["code"] == "router_unavailable"
+    assert str(tmp_path) not in error["message"]  # the server's paths stay in its log
+    assert "is not a router artifact" in caplog.text
+    assert by_id.status_code == 200

@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smallfirst.config import Settings
-from smallfirst.errors import RequestTooLarge, SmallfirstError, served
+from smallfirst.errors import ModelUnavailable, RequestTooLarge, SmallfirstError, served
 from smallfirst.logs import RequestRecord
 from smallfirst.server.auth import ApiKeyGate, KeyRing
 from smallfirst.server.browser_guard import BrowserGuard
@@ -118,7 +118,9 @@ async def _warm_up(app: Starlette, gw: Gateway) -> None:
         log.error("%s failed to load: %s", loading, app.state.startup_problem)
     try:
         await gw.routing.warm_up()
-    except Exception as error:  # `auto` requests will say why; other models still answer
+    except ModelUnavailable:  # logged why; `auto` requests get a 503, other models answer
+        pass
+    except Exception as error:
         log.error("router failed to load: %s", served(error).message)
     app.state.ready.set()
     await _preload_other_models(gw)
