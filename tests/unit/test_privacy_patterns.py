@@ -194,6 +194,8 @@ FOUND_SECRETS = [
     ('{"password": "p@ssW0rd!2024"}', "p@ssW0rd!2024"),
     ('{"api_key": "abcd1234efgh5678ijkl"}', "abcd1234efgh5678ijkl"),
     ('"{\\"password\\": \\"p@ss w0rd\\"}"', "p@ss w0rd"),
+    ('{"password": "ab\\"cd12345"}', 'ab\\"cd12345'),  # escapes inside: one value
+    ('"{\\"password\\": \\"Hunter2\\\\\\"x\\"}"', 'Hunter2\\\\\\"x'),
     ('db:\n  password: "x"\n', "x"),
     ("password=hunter2.", "hunter2"),
     ("Server=db;User Id=sa;Password=Str0ngPa55;Database=shop", "Str0ngPa55"),

@@ -178,7 +178,8 @@ class PiiDetector:
     def _detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
         """Findings per text, read in its normalized view (`normalize.py`: hidden and full-width
         characters, URL encoding), as offsets into the text itself."""
-        views = [with_escaped_quotes_read(normalized(text)) for text in texts]
+        as_written = [normalized(text) for text in texts]
+        views = [with_escaped_quotes_read(view) for view in as_written]
         texts = [escaped_breaks_as_breaks(view.text) for view in views]
         engine = self._get_engine()
         with self._lock:  # the spaCy tokenizer grows its vocabulary: one caller at a time
@@ -188,9 +189,26 @@ class PiiDetector:
                 for text, doc in zip(texts, docs, strict=True)
             ]
         return [
-            _in_original(view, self._findings(text, [*spacy_matches, *engine.rules.find(text)]))
-            for view, text, spacy_matches in zip(views, texts, matches, strict=True)
+            self._with_escaped_secrets(
+                unquoted,
+                _in_original(
+                    view, self._findings(text, [*spacy_matches, *engine.rules.find(text)])
+                ),
+            )
+            for unquoted, view, text, spacy_matches in zip(
+                as_written, views, texts, matches, strict=True
+            )
         ]
+
+    def _with_escaped_secrets(self, view: NormalizedText, findings: list[Finding]) -> list[Finding]:
+        """`findings` and the secrets of `view`, the text before its escaped quotes were read
+        as quotes: a quoted value runs over its escapes (`"ab\\"cd12345"`), where the view
+        with quotes read ended it at the first one and sent the rest upstream in clear."""
+        if '\\"' not in view.text:
+            return findings
+        text = escaped_breaks_as_breaks(view.text)
+        secrets = self._findings(text, list(self._get_engine().rules.find_secrets(text)))
+        return resolve_overlaps([*findings, *_in_original(view, secrets)])
 
     def _findings(self, text: str, matches: Sequence[RuleMatch]) -> list[Finding]:
         """The detector's findings from the rules' and NER's matches in `text`."""

@@ -38,13 +38,18 @@ def readable_json(text: str) -> str:
 def _character(match: re.Match[str]) -> str:
     if match.group(2) is not None:
         backslashes, high, low = match.group(1, 2, 3)
-        code = 0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+        code = surrogate_pair(high, low)
     else:
         backslashes, code = match.group(4), int(match.group(5), 16)
     character = chr(code)
     if _KEEP_ESCAPED.match(character):
         return match.group()
     return backslashes + character
+
+
+def surrogate_pair(high: str, low: str) -> int:
+    """The code point a UTF-16 surrogate pair stands for, from the hex digits of each half."""
+    return 0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00)
 
 
 def whole_escapes_end(text: str, start: int, end: int) -> int:

@@ -18,7 +18,10 @@ put no space between words (`メールはana@flux.ioです`), and the patterns n
 
 Before all that, HTML character references are read (`&#64;`, `&#x40;`, `&commat;` as "@"),
 then URL encoding (`%40` as "@"; "+" and "&" as spaces in a query string or a form body),
-since an address or a number in a web page, a link or a form body is written so. Last, an
+since an address or a number in a web page, a link or a form body is written so; then the
+escapes of string literals (`\\u00e9`, `\\x40`) and the "+" between two literals, as code
+writes a name or a key. A hidden character between a lower-case letter and a capital reads
+as a space ("John\\u200dSmith"), elsewhere as nothing. Last, an
 ideographic full stop between ASCII letters or digits reads as a dot (`ana。ruiz@flux。io`).
 
 Each step is a list of edits to its input (`_replaced`), and the steps' maps are composed
@@ -37,6 +40,7 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 from smallfirst.invisible import INVISIBLE
+from smallfirst.privacy.json_text import surrogate_pair
 from smallfirst.privacy.secrets import names_a_secret
 
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
@@ -77,6 +81,10 @@ def normalized(text: str) -> NormalizedText:
     """`text` as the detector should read it (module docstring)."""
     view = _html_unescaped(text)
     view = _then(view, _url_decoded(view.text))
+    if "\\u" in view.text or "\\x" in view.text or "\\U" in view.text:
+        view = _then(view, _code_escapes_read(view.text))
+    if "+" in view.text and _CONCATENATION.search(view.text) is not None:
+        view = _then(view, _concatenations_joined(view.text))
     if view.text.isascii():
         return view
     if not _reads_as_written(view.text):
@@ -116,7 +124,28 @@ def _folding_edits(text: str) -> Iterator[tuple[int, int, str]]:
         if _reads_as_written(text[begin : run.end()]):  # most non-ASCII text: "José", "東京"
             continue
         for start, end in _characters(text, begin, run.end()):
-            yield start, end, unicodedata.normalize("NFKC", INVISIBLE.sub("", text[start:end]))
+            reading = unicodedata.normalize("NFKC", INVISIBLE.sub("", text[start:end]))
+            yield start, end, reading or _between_words(text, start, end)
+
+
+def _between_words(text: str, start: int, end: int) -> str:
+    """What hidden text[start:end] reads as: a space where it parts a word's lower-case end
+    from the capital of the next, first of its run ("John\\u200dSmith", "Maria\\u2060Gonzalez";
+    read as "JohnSmith", one word, the name was no name), else nothing ("Jo\\u200bhn"). Not
+    inside an e-mail address's user ("ana\\u200bRuiz@flux.io" is one address)."""
+    if start == 0 or not text[start - 1].islower():
+        return ""
+    after = end
+    while after < len(text) and INVISIBLE.match(text, after):
+        after += 1
+    if after == len(text) or not text[after].isupper():
+        return ""
+    return "" if _USER_BEFORE_AT.match(text, after) else " "
+
+
+# The rest of an e-mail address's user up to its "@" (RFC 5321: 64 characters at most; a bound,
+# so that a long word of many hidden characters is not read to its end for each of them).
+_USER_BEFORE_AT = re.compile(r"[^\s@]{0,64}@")
 
 
 def _characters(text: str, begin: int, end: int) -> Iterator[tuple[int, int]]:
@@ -258,6 +287,50 @@ def _field_values(word: str) -> list[_FieldValue]:
             values.append(_FieldValue(equals + 1, end, names_a_secret(word[start:equals])))
         start = end + 1
     return values
+
+
+# An escape of a string literal that names a character by its code (JSON, JavaScript,
+# Python, C, Java...): \u00e9 (a surrogate pair of two for one character), \u{1F600},
+# \U0001F600, \x40; not itself escaped (an even number of backslashes before it).
+_CODE_ESCAPE = re.compile(
+    r"(?<!\\)(?:\\\\)*(?P<escape>\\(?:u(?P<high>[dD][89abAB][0-9a-fA-F]{2})"
+    r"\\u(?P<low>[dD][c-fC-F][0-9a-fA-F]{2})|u(?P<u4>[0-9a-fA-F]{4})"
+    r"|u\{(?P<braced>[0-9a-fA-F]{1,6})\}|U(?P<u8>[0-9a-fA-F]{8})|x(?P<x2>[0-9a-fA-F]{2})))"
+)
+
+
+def _code_escapes_read(text: str) -> NormalizedText:
+    """`text` with each escape of `_CODE_ESCAPE` read as its character, mapped to the whole
+    escape: code and logs write "José" as `Jos\\u00e9` and "@" as `\\x40`, and a name or an
+    address so written was found in part or not at all. An escape of no character (a lone
+    surrogate, past U+10FFFF) stays as written."""
+    edits = []
+    for match in _CODE_ESCAPE.finditer(text):
+        if match["high"] is not None:
+            code = surrogate_pair(match["high"], match["low"])
+        else:
+            code = int(match["u4"] or match["braced"] or match["u8"] or match["x2"], 16)
+        if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+            edits.append((match.start("escape"), match.end("escape"), chr(code)))
+    return _replaced(text, edits) if edits else NormalizedText(text)
+
+
+# Two string literals joined with "+" (JavaScript, Java, C#, Python...), the second one
+# maybe on the next line: `"sk-proj-AbCd" + "EfGh..."`. Between a literal's last character
+# and the next one's first (neither a quote, a blank or, before the closing quote, an escape).
+_CONCATENATION = re.compile(
+    r"(?<=[^\s\"'\\])(?P<quote>[\"'])[ \t]*(?:\n[ \t]*)?\+[ \t]*(?:\n[ \t]*)?(?P=quote)"
+    r"(?=[^\s\"'])"
+)
+
+
+def _concatenations_joined(text: str) -> NormalizedText:
+    """`text` with string literals joined by "+" read as one: a key or a password split in
+    two was found in part, and the rest went upstream in clear. The glue reads as nothing,
+    so a value found across it is replaced whole, the glue with it."""
+    return _replaced(
+        text, ((glue.start(), glue.end(), "") for glue in _CONCATENATION.finditer(text))
+    )
 
 
 # A character reference (HTML 5, 13.1.4): decimal or hexadecimal, its ";" optional as browsers

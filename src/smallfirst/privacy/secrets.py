@@ -110,10 +110,14 @@ def names_a_secret(name: str) -> bool:
 
 
 # The value: quoted (also JSON escaped inside a string, \"...\") or bare up to a space, quote
-# or the separators of query strings and connection strings (&, ;, ",").
+# or the separators of query strings and connection strings (&, ;, ","). A quoted value runs
+# over its escapes, each taken whole (atomic, so a run of backslashes is read one way only):
+# `"ab\"cd12345"` is one password, not "ab" and the rest in clear; inside an escaped string
+# (`\"ab\\\"cd\"`) an escaped backslash and quote are three backslashes and the quote.
 _ASSIGNED_SECRET = re.compile(
     rf"{_SECRET_NAME_END}\\?[\"']?[ \t]*(?::=|[:=])(?!=)[ \t]*"
-    r"(?:(?P<quote>\\?[\"'])(?P<quoted>[^\n]*?)(?P=quote)|(?P<bare>[^\s\"'&;,]+))"
+    r"(?:(?P<quote>\\?[\"'])(?P<quoted>(?>\\\\\\.|\\.|[^\n\\])*?)(?P=quote)"
+    r"|(?P<bare>[^\s\"'&;,]+))"
 )
 # The password of a URL's user information (RFC 3986): "postgres://admin:S3cret@db:5432/app",
 # "redis://:S3cret@host"; the user name may stay.
