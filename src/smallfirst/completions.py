@@ -108,6 +108,10 @@ class Completion(BaseModel):
     # (DeepSeek's and vLLM's `reasoning_content`); local models write neither.
     refusal: str | None = None
     reasoning: str | None = None
+    # An upstream's, passed on: its build, and how it processed the request (OpenAI's
+    # `service_tier` says "flex", "priority"... when asked); None from local models.
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
 
 
 class ToolCallDelta(BaseModel):
@@ -133,6 +137,8 @@ class Chunk(BaseModel):
     reasoning: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    system_fingerprint: str | None = None  # as Completion's
+    service_tier: str | None = None
 
 
 def completion_from_chunks(chunks: list[Chunk], *, with_logprobs: bool) -> Completion:
@@ -147,6 +153,10 @@ def completion_from_chunks(chunks: list[Chunk], *, with_logprobs: bool) -> Compl
         tool_calls=join_tool_call_deltas([d for chunk in chunks for d in chunk.tool_calls or []]),
         refusal="".join(chunk.refusal for chunk in chunks) or None,
         reasoning="".join(chunk.reasoning for chunk in chunks) or None,
+        system_fingerprint=next(
+            (c.system_fingerprint for c in chunks if c.system_fingerprint), None
+        ),
+        service_tier=next((c.service_tier for c in chunks if c.service_tier), None),
     )
 
 

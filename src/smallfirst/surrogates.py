@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, Generic, TypeVar
+
+Key = TypeVar("Key", bound=Hashable)
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # `json` joins a pair into one character
 REPLACEMENT = "\ufffd"
@@ -27,7 +30,7 @@ def loads_replacing_surrogates(raw: str | bytes) -> Any:
     """`json.loads`, with each lone surrogate (keys too) made U+FFFD, as a local model's
     bytes that are not UTF-8 are."""
     data = json.loads(raw)
-    return _replaced(data) if may_hold_surrogates(raw) else data
+    return replaced_surrogates(data) if may_hold_surrogates(raw) else data
 
 
 def surrogate_path(value: Any, path: tuple[str | int, ...] = ()) -> list[str | int] | None:
@@ -55,11 +58,42 @@ def escaped_surrogates(text: str) -> str:
     return LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-def _replaced(value: Any) -> Any:
+def replaced_surrogates(value: Any) -> Any:
+    """A JSON value with each lone surrogate in it (keys too) made U+FFFD."""
     if isinstance(value, str):
         return LONE_SURROGATE.sub(REPLACEMENT, value)
     if isinstance(value, dict):
-        return {_replaced(key): _replaced(item) for key, item in value.items()}
+        return {replaced_surrogates(key): replaced_surrogates(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_replaced(item) for item in value]
+        return [replaced_surrogates(item) for item in value]
     return value
+
+
+class SplitPairs(Generic[Key]):
+    """Streamed texts, piece by piece, each under a key, with a UTF-16 pair cut between two
+    pieces joined again: a server that slices JavaScript strings sends an emoji's halves as
+    two lone escapes in two events, which read alone as two U+FFFD. A piece's last high half
+    waits for the next piece of its text."""
+
+    def __init__(self) -> None:
+        self._held: dict[Key, str] = {}
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def join(self, key: Key, piece: str) -> str:
+        """`piece` after the half held for `key`, without a high half it ends with."""
+        held = self._held.pop(key, "")
+        if piece and "\ud800" <= piece[-1] <= "\udbff":
+            self._held[key] = piece[-1]
+            piece = piece[:-1]
+        if not held:
+            return piece
+        pair = (held + piece).encode("utf-16-le", "surrogatepass")
+        return pair.decode("utf-16-le", "surrogatepass")
+
+    def unpaired(self) -> list[Key]:
+        """The keys of halves still held when the texts end: no other half comes."""
+        held, self._held = list(self._held), {}
+        return held

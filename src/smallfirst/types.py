@@ -494,10 +494,6 @@ class TextRequest(SamplingParams):
                 f"at most {MAX_CHOICES} answers per request (prompts x n); got "
                 f"{len(self.prompts)} x {self.n}: send the prompts in smaller batches",
             )
-        if len(self.prompts) > 1 and self.stream:
-            raise FieldError(
-                "stream", "a list of prompts is answered whole: stream one prompt at a time"
-            )
         if self.max_tokens == 0 and not self.echo:
             raise FieldError(
                 "max_tokens", "max_tokens 0 only makes sense with echo (to score the prompt)"

@@ -94,3 +94,26 @@ def test_a_cut_call_is_an_incomplete_function_call_item(local_tools_gateway: Ser
     (item,) = response.output
     assert item.type == "function_call"
     assert (item.name, item.status) == ("get_weather", "incomplete")
+
+
+def test_a_call_streamed_through_the_openai_client_is_the_call_whole(
+    local_tools_gateway: Server,
+) -> None:
+    """The client's joined stream had `content=""` beside the call (the stream opened with
+    `content: ""`); whole, the message has None."""
+    client = openai_client(local_tools_gateway)
+    asked = {
+        "model": "smollm2-135m",
+        "messages": ASK,
+        "tools": [WEATHER],
+        "tool_choice": "required",
+        "temperature": 0,
+    }
+    whole = client.chat.completions.create(**asked).choices[0].message  # type: ignore[call-overload]
+    with client.chat.completions.stream(**asked) as stream:  # type: ignore[arg-type]
+        streamed = stream.get_final_completion().choices[0].message
+    assert (whole.content, streamed.content) == (None, None)
+    assert [c.function.model_dump() for c in whole.tool_calls or []] == [
+        {"name": c.function.name, "arguments": c.function.arguments}
+        for c in streamed.tool_calls or []
+    ]

@@ -253,7 +253,8 @@ def test_an_upstreams_refusal_reasoning_and_content_filter_reach_the_client() ->
     ]
     events = [event for piece in pieces for event in renderer.events(piece)]
     deltas = [event["choices"][0]["delta"] for event in events]
-    assert deltas == [{"reasoning_content": "Hm."}, {"refusal": "I can't"}, {}]
+    opening = {"role": "assistant", "content": "", "refusal": None}
+    assert deltas == [opening, {"reasoning_content": "Hm."}, {"refusal": "I can't"}, {}]
     assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
 
 

@@ -4,6 +4,7 @@ and what the client is told when one prompt fails."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -76,3 +77,34 @@ def test_an_error_shared_by_requests_is_named_for_each_batch_alone(
         assert response.status_code == 502
         assert response.json()["error"]["message"] == "prompt 0 of the batch: big broke"
     assert (shared.message, shared.param) == ("big broke", None)
+
+
+def test_a_streamed_batch_streams_each_prompts_choices_under_their_openai_index(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    """It was a 400 ("stream one prompt at a time"); OpenAI streams a list of prompts, prompt
+    p's choice i as index p * n + i."""
+    client, _ = api
+    body = {
+        "model": "tiny",
+        "prompt": ["a", "b"],
+        "n": 2,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    response = client.post("/v1/completions", json=body)
+    assert response.status_code == 200, response.text
+    payloads = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    events = [json.loads(payload) for payload in payloads[:-1]]
+    texts: dict[int, str] = {}
+    finishes: dict[int, str] = {}
+    for choice in (choice for event in events for choice in event["choices"]):
+        texts[choice["index"]] = texts.get(choice["index"], "") + choice["text"]
+        if choice["finish_reason"]:
+            finishes[choice["index"]] = choice["finish_reason"]
+    assert texts == dict.fromkeys(range(4), "Hello from tiny.")
+    assert finishes == dict.fromkeys(range(4), "stop")
+    assert events[-1]["choices"] == []
+    whole = client.post("/v1/completions", json={**body, "stream": False, "stream_options": None})
+    assert events[-1]["usage"] == whole.json()["usage"]

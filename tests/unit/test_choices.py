@@ -341,7 +341,6 @@ def test_a_prompt_prepared_before_another_was_refused_is_logged_as_stopped(
     [
         ({"prompt": []}, "prompt must be a text, a list of texts, token ids"),
         ({"prompt": ["a"] * 65, "n": 2}, "at most 128 answers per request (prompts x n)"),
-        ({"prompt": ["a", "b"], "stream": True}, "stream one prompt at a time"),
     ],
 )
 def test_batches_beyond_what_is_answered_get_a_400(

@@ -19,7 +19,7 @@ from smallfirst.errors import SmallfirstError
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest
 from tests.unit.test_chat_cli import config_with_replies, recorded_turns
-from tests.unit.test_openai_compat import REQUEST, upstream
+from tests.unit.test_openai_compat import REQUEST, TOOL_REQUEST, upstream
 from tests.unit.test_openai_compat_quirks import answering, failing, streamed
 
 LONE = b'"a\\ud800b"'  # as a client's JSON encoder writes a string cut inside an emoji
@@ -99,6 +99,38 @@ async def test_an_upstreams_streamed_lone_surrogate_reads_as_a_replacement_chara
     )
     chunks = await streamed(raw)
     assert "".join(chunk.text for chunk in chunks) == "x\ufffd"
+
+
+async def test_a_pair_split_between_two_streamed_events_is_one_character() -> None:
+    """A server that streams UTF-16 pieces (a JavaScript string sliced) may cut an emoji
+    between its halves: each half alone read as U+FFFD, two of them for one emoji."""
+    raw = (
+        b'data: {"choices":[{"delta":{"content":"a\\ud83d"},"finish_reason":null}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":"\\ude00b"},"finish_reason":null}]}\n\n'
+        b'data: {"choices":[{"delta":{"reasoning_content":"\\ud83d"},"finish_reason":null}]}\n\n'
+        b'data: {"choices":[{"delta":{"reasoning_content":"\\ude00"},"finish_reason":null}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":"c\\ud83d"},"finish_reason":null}]}\n\n'
+        b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    )
+    chunks = await streamed(raw)
+    assert "".join(chunk.text for chunk in chunks) == "a\U0001f600bc\ufffd"  # the last: alone
+    assert "".join(chunk.reasoning for chunk in chunks) == "\U0001f600"
+
+
+async def test_a_pair_split_between_two_pieces_of_a_streamed_call_is_one_character() -> None:
+    def piece(arguments: str, **first: str) -> bytes:
+        call = {"index": 0, **first, "function": {"arguments": arguments}}
+        event = {"choices": [{"delta": {"tool_calls": [call]}, "finish_reason": None}]}
+        return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+    raw = (
+        piece('{"q": "\ud83d', id="call_1", type="function")
+        + piece('\ude00"}')
+        + b'data: {"choices":[{"delta":{},"finish_reason":"tool_calls"}]}\n\ndata: [DONE]\n\n'
+    )
+    chunks = await streamed(raw, TOOL_REQUEST.model_copy(update={"stream": True}))
+    arguments = "".join(d.arguments for chunk in chunks for d in chunk.tool_calls or [])
+    assert json.loads(arguments) == {"q": "\U0001f600"}
 
 
 async def test_an_upstream_errors_lone_surrogate_reads_as_a_replacement_character() -> None:

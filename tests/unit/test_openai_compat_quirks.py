@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from smallfirst.answers import RouteInfo
 from smallfirst.backends.openai_compat import _retry_after_s
-from smallfirst.completions import Chunk, join_tool_call_deltas
+from smallfirst.completions import Chunk, ModelInfo, join_tool_call_deltas
 from smallfirst.errors import InvalidRequest, QueueFull, UpstreamError, UpstreamQuotaSpent
+from smallfirst.server.render import ChunkRenderer, completion_body
 from smallfirst.types import ChatRequest, TextRequest
 from tests.unit.test_openai_compat import ANSWER, REQUEST, TOOL_REQUEST, Handler, sse, upstream
 
@@ -412,3 +414,25 @@ async def test_reasoning_content_passes_through_and_counts_when_usage_is_estimat
 )
 def test_a_retry_after_that_says_no_time_is_no_wait(headers: dict[str, str]) -> None:
     assert _retry_after_s(headers) is None  # "inf" ms crashed the error's retry-after
+
+
+SERVED = {"system_fingerprint": "fp_44709d6fcb", "service_tier": "flex"}
+
+
+async def test_the_upstreams_fingerprint_and_service_tier_reach_the_client() -> None:
+    """They were dropped: `system_fingerprint` null and no `service_tier`, which says how an
+    OpenAI request asking for one was processed (and billed)."""
+    async with upstream(answering({**ANSWER, **SERVED})) as backend:
+        whole = await backend.complete(REQUEST)
+    events = [{**delta(content="hi"), **SERVED}, {**delta("stop"), **SERVED}]
+    chunks = await streamed(sse(events) + DONE)
+    assert (whole.system_fingerprint, whole.service_tier) == ("fp_44709d6fcb", "flex")
+    model = ModelInfo(id="cloud", tier="cloud", backend="openai_compat", context_length=100)
+    route = RouteInfo(model=model, router="none", reason="asked for by id")
+    body = completion_body(REQUEST, [whole], whole.usage, route, "r1")
+    assert (body["system_fingerprint"], body["service_tier"]) == ("fp_44709d6fcb", "flex")
+    renderer = ChunkRenderer(STREAM_REQUEST, route, "r1")
+    rendered = [event for chunk in chunks for event in renderer.events(chunk)]
+    assert {(e["system_fingerprint"], e["service_tier"]) for e in rendered} == {
+        ("fp_44709d6fcb", "flex")
+    }

@@ -150,6 +150,22 @@ def test_the_tool_call_streams_in_openai_shape(api: tuple[TestClient, Any]) -> N
     assert sse_events(response.text)[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
+def test_a_streamed_call_opens_with_null_content_as_openai_streams_it(
+    api: tuple[TestClient, Any],
+) -> None:
+    """OpenAI's first delta of a call is role, `content: null` and the call's first piece:
+    an opening `content: ""` made the openai SDK's joined message `content=""` beside the
+    calls, where the same answer unstreamed has None."""
+    client, _ = api
+    events = sse_events(ask(client, stream=True).text)
+    first = events[0]["choices"][0]["delta"]
+    assert (first["role"], first["content"], first["refusal"]) == ("assistant", None, None)
+    assert first["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert all("role" not in event["choices"][0]["delta"] for event in events[1:])
+    plain = sse_events(ask(client, stream=True, tool_choice="none").text)
+    assert plain[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
+
+
 def test_the_tool_result_goes_back_and_the_answer_comes(api: tuple[TestClient, Any]) -> None:
     client, gateway = api
     first = ask(client).json()["choices"][0]["message"]

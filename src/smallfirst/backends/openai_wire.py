@@ -7,7 +7,8 @@ connection dropped after every answer finished, and a whole JSON answer to a str
 (a server or proxy that ignores `stream`). What cannot be read raises one of `UNREADABLE`,
 which the backend turns into a 502 that the fallback chain and the circuit breaker see.
 Half a surrogate pair escaped in a string (`"\\ud800"`: JSON, but no character) reads as
-U+FFFD, as a local model's bytes that are not UTF-8 do.
+U+FFFD, as a local model's bytes that are not UTF-8 do; a pair cut between two stream events
+is joined.
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ from smallfirst.errors import (
     UpstreamError,
     UpstreamQuotaSpent,
 )
-from smallfirst.surrogates import loads_replacing_surrogates
+from smallfirst.surrogates import (
+    REPLACEMENT,
+    SplitPairs,
+    loads_replacing_surrogates,
+    may_hold_surrogates,
+    replaced_surrogates,
+)
 from smallfirst.types import FunctionCall, ToolCall
 
 CLIENT_ERROR_STATUSES = {400, 413, 422}
@@ -68,6 +75,7 @@ def completion_of(data: Any, body: dict[str, Any], model_id: str) -> Completion:
         tool_calls=tool_calls,
         refusal=refusal or None,
         reasoning=reasoning or None,
+        **served_by(data),
     )
 
 
@@ -83,17 +91,28 @@ class StreamReader:
         self._usage: Any = None  # the last usage the upstream sent, read at the end
         self._written: list[str] = []
         self._calls: dict[int, _CallIndexes] = {}
+        self._pairs: SplitPairs[_TextKey] = SplitPairs()
+        self._served: dict[str, str | None] = {}  # `served_by` as the events say it
 
     @property
     def all_finished(self) -> bool:
         return len(self._finishes) == self._n
 
     def chunks(self, payload: str) -> list[Chunk]:
-        data = _object(loads_replacing_surrogates(payload))
+        data = json.loads(payload)
+        if self._pairs.holding or may_hold_surrogates(payload):
+            _join_split_pairs(data, self._pairs)
+            data = replaced_surrogates(data)
+        data = _object(data)
         _raise_told_error(data, self._model_id)
         if data.get("usage"):
             self._usage = data["usage"]
-        return [chunk for choice in data.get("choices") or [] if (chunk := self._chunk(choice))]
+        self._served = served_by(data) | {k: v for k, v in self._served.items() if v}
+        return [
+            chunk.model_copy(update=self._served)
+            for choice in data.get("choices") or []
+            if (chunk := self._chunk(choice))
+        ]
 
     def ending(self, body: dict[str, Any], *, done: bool) -> list[Chunk]:
         """Each answer's finish chunk, the last with the usage of all; an UpstreamError when
@@ -109,15 +128,30 @@ class StreamReader:
                 f"{self._model_id}: upstream returned {len(self._seen)} of {self._n} choices"
                 " (does it support n?)"
             )
+        unpaired = self._unpaired()
         usage = usage_of(self._usage, body, "".join(self._written))
-        return [
+        return unpaired + [
             Chunk(
                 index=index,
                 finish_reason=finish_reason_of(self._finishes[index]),
                 usage=usage if index == self._n - 1 else None,  # the last carries all
-            )
+            ).model_copy(update=self._served)
             for index in range(self._n)
         ]
+
+    def _unpaired(self) -> list[Chunk]:
+        """A U+FFFD for each half of a pair that the stream ended without its other half."""
+        chunks = []
+        for index, field, call in self._pairs.unpaired():
+            if call is not None:
+                calls = [ToolCallDelta(index=call, arguments=REPLACEMENT)]
+                chunks.append(Chunk(index=index, tool_calls=calls))
+            else:
+                chunks.append(
+                    Chunk(index=index).model_copy(update={_CHUNK_FIELDS[field]: REPLACEMENT})
+                )
+            self._written.append(REPLACEMENT)
+        return chunks
 
     def _chunk(self, choice: Any) -> Chunk | None:
         index = self._choice_index(_object(choice))
@@ -147,6 +181,36 @@ class StreamReader:
         if not isinstance(index, int) or not 0 <= index < self._n:
             raise UpstreamError(f"{self._model_id}: upstream sent choice {index!r} of {self._n}")
         return index
+
+
+# A streamed text: its choice's index, its field, and the index of the call it is arguments of
+_TextKey = tuple[int, str, int | None]
+# A streamed choice's texts (a text completion's `text`, the others in `delta`) as Chunk fields
+_CHUNK_FIELDS = {"text": "text", "content": "text", "refusal": "refusal"}
+_CHUNK_FIELDS["reasoning_content"] = "reasoning"
+
+
+def _join_split_pairs(data: Any, pairs: SplitPairs[_TextKey]) -> None:
+    """Each streamed text of `data`'s choices (arguments of tool calls too) joined by `pairs`
+    to the same text's pieces before it, in place."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    for choice in choices if isinstance(choices, list) else []:
+        if not isinstance(choice, dict) or not isinstance(choice.get("index", 0), int):
+            continue
+        index, delta = choice.get("index", 0), choice.get("delta")
+        texts: list[tuple[dict[str, Any], str, int | None]] = [(choice, "text", None)]
+        if isinstance(delta, dict):
+            texts += [(delta, field, None) for field in _CHUNK_FIELDS if field != "text"]
+            calls = delta.get("tool_calls")
+            for place, call in enumerate(calls if isinstance(calls, list) else []):
+                function = call.get("function") if isinstance(call, dict) else None
+                call_index = call.get("index", place) if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(call_index, int):
+                    texts.append((function, "arguments", call_index))
+        for holder, field, call_index in texts:
+            if isinstance(holder.get(field), str):
+                key = (index, field, call_index)
+                holder[field] = pairs.join(key, holder[field])
 
 
 async def stream_payloads(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
@@ -204,6 +268,14 @@ async def _sse_payloads(blocks: AsyncIterator[bytes]) -> AsyncIterator[str]:
 
 def _data_field(line: bytes) -> list[bytes]:
     return [line[5:].strip()] if line.startswith(b"data:") else []
+
+
+def served_by(answer: dict[str, Any]) -> dict[str, str | None]:
+    """An answer's (or event's) `system_fingerprint` and `service_tier`, where given as text."""
+    return {
+        name: value if isinstance(value := answer.get(name), str) else None
+        for name in ("system_fingerprint", "service_tier")
+    }
 
 
 def content_text(content: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from smallfirst.answers import Answer, RouteInfo
@@ -17,7 +18,8 @@ from smallfirst.completions import (
 )
 from smallfirst.errors import SmallfirstError
 from smallfirst.server.errors import error_body
-from smallfirst.server.sse import DONE, data_frame
+from smallfirst.server.sse import DONE, data_frame, sse_stream
+from smallfirst.streams import replay
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
 
@@ -149,7 +151,7 @@ def completion_body(
         "id": _id(request, request_id),
         "created": int(time.time()),
         "model": route.model.id,
-        "system_fingerprint": None,
+        **_served_by(choices[0]),
         "usage": usage.as_openai(),
         "smallfirst": route_fields(route, citations),
     }
@@ -168,22 +170,60 @@ def completion_body(
     return {"object": "text_completion", "choices": text_choices, **common}
 
 
+def _served_by(answer: Completion | Chunk) -> dict[str, str | None]:
+    """The upstream's `system_fingerprint` (null from local models, as OpenAI's may be) and
+    its `service_tier`, where it told one."""
+    served: dict[str, str | None] = {"system_fingerprint": answer.system_fingerprint}
+    if answer.service_tier is not None:
+        served["service_tier"] = answer.service_tier
+    return served
+
+
 def batch_body(request: TextRequest, answers: list[Answer], request_id: str) -> dict[str, Any]:
     """A batch of prompts as one text completion: prompt p's answers are choices p * n to
     p * n + n - 1, as OpenAI orders them; usage adds up the prompts; `model` and `smallfirst`
     are the first prompt's, and `smallfirst.batch` says how each prompt was routed."""
     choices = [choice for answer in answers for choice in answer.choices]
-    usage = Usage(
+    body = completion_body(request, choices, _batch_usage(answers), answers[0].route, request_id)
+    body["smallfirst"]["batch"] = _batch_routes(answers)
+    return body
+
+
+def batch_stream(
+    request: TextRequest, answers: list[Answer], request_id: str
+) -> AsyncIterator[bytes]:
+    """A batch as OpenAI streams one: each choice whole in one event, under the index
+    `batch_body` gives it, then its finish; the usage of all comes last."""
+    choices = [choice for answer in answers for choice in answer.choices]
+    usage = _batch_usage(answers)
+    chunks = [
+        chunk
+        for index, choice in enumerate(choices)
+        for chunk in (
+            Chunk(index=index, text=choice.text, logprobs=choice.logprobs),
+            Chunk(
+                index=index,
+                finish_reason=choice.finish_reason,
+                usage=usage if index == len(choices) - 1 else None,
+            ),
+        )
+    ]
+    renderer = ChunkRenderer(request, answers[0].route, request_id, choices=len(choices))
+    renderer.batch = _batch_routes(answers)
+    return sse_stream(renderer, replay(chunks))
+
+
+def _batch_usage(answers: list[Answer]) -> Usage:
+    return Usage(
         prompt_tokens=sum(answer.usage.prompt_tokens for answer in answers),
         cached_tokens=sum(answer.usage.cached_tokens for answer in answers),
         completion_tokens=sum(answer.usage.completion_tokens for answer in answers),
         reasoning_tokens=sum(answer.usage.reasoning_tokens for answer in answers),
     )
-    body = completion_body(request, choices, usage, answers[0].route, request_id)
-    body["smallfirst"]["batch"] = [
-        {"model": answer.route.model.id, **route_fields(answer.route)} for answer in answers
-    ]
-    return body
+
+
+def _batch_routes(answers: list[Answer]) -> list[dict[str, Any]]:
+    return [{"model": answer.route.model.id, **route_fields(answer.route)} for answer in answers]
 
 
 def _chat_choice(index: int, completion: Completion) -> dict[str, Any]:
@@ -225,8 +265,12 @@ class ChunkRenderer:
         route: RouteInfo,
         request_id: str,
         citations: list[dict[str, Any]] | None = None,
+        *,
+        choices: int | None = None,
     ) -> None:
+        """`choices`: how many answers the stream holds (`request.n` unless a batch's)."""
         self._citations = citations
+        self.batch: list[dict[str, Any]] | None = None  # a batch's routes, told like the route
         self.request = request
         self.chat = isinstance(request, ChatRequest)
         self.base = {
@@ -237,10 +281,12 @@ class ChunkRenderer:
             "system_fingerprint": None,
         }
         self.include_usage = request.include_usage_chunk
-        self._text_offsets = [_TextOffsets() for _ in range(request.n)]
-        self._text_lengths = [0] * request.n  # characters of each answer sent so far
+        choices = choices or request.n
+        self._text_offsets = [_TextOffsets() for _ in range(choices)]
+        self._text_lengths = [0] * choices  # characters of each answer sent so far
         self._route = route
         self._route_told = False  # the first event says who answers and why
+        self._opened: set[int] = set()  # chat answers whose role has been sent
 
     def _event(
         self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None
@@ -251,32 +297,40 @@ class ChunkRenderer:
         return event
 
     def opening(self) -> list[dict[str, Any]]:
-        """Chat streams open each answer with its role; the first event says who answers."""
-        if not self.chat:
-            return []
-        delta = {"role": "assistant", "content": "", "refusal": None}
-        openings = [
-            self._event([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}])
-            for index in range(self.request.n)
-        ]
-        return self._told(openings)
+        """Nothing yet: a chat answer opens with its role on its first chunk, which says
+        whether it is text (`content: ""`) or calls (`content: null`, as OpenAI sends it)."""
+        return []
 
     def _told(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`events`, the first of them with the `smallfirst` field if none had it yet (a text
         completion's stream has no opening: it had none at all; QA)."""
         if events and not self._route_told:
             events[0]["smallfirst"] = route_fields(self._route, self._citations)
+            if self.batch is not None:
+                events[0]["smallfirst"]["batch"] = self.batch
             self._route_told = True
         return events
 
     def events(self, chunk: Chunk) -> list[dict[str, Any]]:
+        if chunk.system_fingerprint is not None or chunk.service_tier is not None:
+            self.base.update(_served_by(chunk))
         out = []
-        if chunk.text or chunk.logprobs or (self.chat and (chunk.refusal or chunk.reasoning)):
+        written = bool(
+            chunk.text or chunk.logprobs or (self.chat and (chunk.refusal or chunk.reasoning))
+        )
+        calls: dict[str, Any] = {}
+        if self.chat and chunk.index not in self._opened:
+            self._opened.add(chunk.index)
+            if chunk.tool_calls and not written:
+                calls = {"role": "assistant", "content": None, "refusal": None}
+            else:
+                delta = {"role": "assistant", "content": "", "refusal": None}
+                out.append(self._event([_delta_choice(chunk.index, delta)]))
+        if written:
             out.append(self._event([self._choice(chunk, finish=None)]))
         if chunk.tool_calls and self.chat:
-            delta = {"tool_calls": [_tool_call_delta(d) for d in chunk.tool_calls]}
-            choice = {"index": chunk.index, "delta": delta, "logprobs": None, "finish_reason": None}
-            out.append(self._event([choice]))
+            calls["tool_calls"] = [_tool_call_delta(d) for d in chunk.tool_calls]
+            out.append(self._event([_delta_choice(chunk.index, calls)]))
         if chunk.finish_reason is not None:
             ending = Chunk(index=chunk.index)
             out.append(self._event([self._choice(ending, finish=chunk.finish_reason)]))
@@ -302,6 +356,10 @@ class ChunkRenderer:
             "logprobs": logprobs,
             "finish_reason": finish,
         }
+
+
+def _delta_choice(index: int, delta: dict[str, Any]) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
 
 
 def _chat_delta(chunk: Chunk) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from smallfirst.server.errors import (
 from smallfirst.server.render import (
     ChunkRenderer,
     batch_body,
+    batch_stream,
     completion_body,
     route_headers,
 )
@@ -56,6 +57,7 @@ WATCH_AFTER_S = 0.1  # a request still running after this is watched for its cli
 # A larger body is read (parsed and validated) in a thread: 3 MB of small messages take ~0.6 s
 # to validate (a Responses `input` ~1.1 s), and on the event loop every other request waited.
 READ_IN_THREAD_BYTES = 64_000
+NOT_CACHED = {"cache-control": "no-cache"}
 
 
 def gateway(request: Request) -> Gateway:
@@ -200,8 +202,14 @@ async def _answer(
         answers = await unless_client_leaves(request, gw.complete_each_prompt(parsed, ctx))
         if answers is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-        body = batch_body(parsed, answers, ctx.request_id)
-        return JSONResponse(body, headers=_headers(answers[0].route, ctx))
+        headers = _headers(answers[0].route, ctx)
+        if parsed.stream:
+            return StreamingResponse(
+                batch_stream(parsed, answers, ctx.request_id),
+                media_type="text/event-stream",
+                headers={**headers, **NOT_CACHED},
+            )
+        return JSONResponse(batch_body(parsed, answers, ctx.request_id), headers=headers)
     if parsed.stream:
         answer = await unless_client_leaves(request, gw.stream(parsed, ctx))
         if answer is None:
@@ -209,7 +217,7 @@ async def _answer(
         return StreamingResponse(
             dialect.stream(answer, ctx.request_id),
             media_type="text/event-stream",
-            headers={**_headers(answer.route, ctx), "cache-control": "no-cache"},
+            headers={**_headers(answer.route, ctx), **NOT_CACHED},
             # after the response, however it ended: a client that left before the body was
             # read left the answer open, unlogged, its budget hold kept
             background=BackgroundTask(close_stream, answer.chunks),
