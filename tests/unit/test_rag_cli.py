@@ -68,6 +68,7 @@ def test_ingest_then_search_as_json(docs: Path, tmp_path: Path) -> None:
             "heading",
             "char_start",
             "char_end",
+            "shown_as",  # what citations call it: the path under the folder ingested
         }
 
 
@@ -100,9 +101,10 @@ def test_ingest_says_what_it_left_out_and_names_a_broken_link(tmp_path: Path) ->
     folder.mkdir()
     shared.mkdir()
     (shared / "glossary.md").write_text("Glossary of gateway terms.\n")
+    (folder / "notes.md").write_text("Gateway notes.\n")
     (folder / "shared_link").symlink_to("../shared")
     (folder / "loop").symlink_to(".")
-    (folder / "dangling.md").symlink_to("/nonexistent/target")
+    (folder / "dangling.md").symlink_to("drafts/target.md")
     unsupported = [f"sheet{i}.csv" for i in range(5)]
     for name in unsupported:
         (folder / name).write_text("a,b\n")
@@ -111,12 +113,15 @@ def test_ingest_says_what_it_left_out_and_names_a_broken_link(tmp_path: Path) ->
     result = runner.invoke(app, ["ingest", str(folder), "-c", "kb", *data])
 
     assert result.exit_code == 0, result.output
-    assert "1 added, 0 updated, 0 unchanged, 0 removed, 1 failed, 6 ignored" in result.stdout
+    assert "1 added, 0 updated, 0 unchanged, 0 removed, 1 failed, 7 ignored" in result.stdout
     shown = ", ".join(str(folder / name) for name in unsupported[:3])
     assert f"ignored, unsupported file type (5): {shown} and 2 more (--verbose" in result.stdout
     assert f"ignored, symlink loop (1): {folder / 'loop'}" in result.stdout
+    assert f"ignored, symlink to outside the paths given (1): {folder / 'shared_link'}" in (
+        result.stdout
+    )
     assert (
-        f"failed: {folder / 'dangling.md'}: broken symlink: its target /nonexistent/target "
+        f"failed: {folder / 'dangling.md'}: broken symlink: its target drafts/target.md "
         "does not exist" in result.stderr
     )
 
@@ -126,8 +131,12 @@ def test_ingest_says_what_it_left_out_and_names_a_broken_link(tmp_path: Path) ->
     as_json = json.loads(
         runner.invoke(app, ["ingest", str(folder), "-c", "kb", "--json", *data]).stdout
     )
-    assert (as_json["skipped"], as_json["ignored"]) == (1, 6)
-    assert as_json["ignored_by_reason"] == {"symlink loop": 1, "unsupported file type": 5}
+    assert (as_json["skipped"], as_json["ignored"]) == (1, 7)
+    assert as_json["ignored_by_reason"] == {
+        "symlink loop": 1,
+        "symlink to outside the paths given": 1,
+        "unsupported file type": 5,
+    }
     assert as_json["ignored_files"][str(folder / "sheet0.csv")] == "unsupported file type"
 
 

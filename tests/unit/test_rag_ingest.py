@@ -139,7 +139,11 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         mode = reopened._db.execute("PRAGMA journal_mode").fetchone()[0]
     finally:
         reopened.close()
-    assert rows == [("0001_init.sql",), ("0002_drop_empty_collections.sql",)]
+    assert rows == [
+        ("0001_init.sql",),
+        ("0002_drop_empty_collections.sql",),
+        ("0003_document_shown_as.sql",),
+    ]
     assert mode == "wal"
 
 
@@ -286,12 +290,12 @@ def test_embedding_progress_is_reported_within_a_big_file(
 def test_a_symlinked_file_is_stored_under_the_link_and_leaves_with_it(
     store: SqliteChunkStore, tmp_path: Path
 ) -> None:
-    folder, elsewhere = tmp_path / "folder", tmp_path / "elsewhere"
-    folder.mkdir()
-    elsewhere.mkdir()
+    folder = tmp_path / "folder"
+    elsewhere = folder / ".elsewhere"  # hidden: reached through the link only
+    elsewhere.mkdir(parents=True)
     (elsewhere / "ocelot.md").write_text("# Ocelot\n\nocelot rollout plan\n")
     link = folder / "ocelot.md"
-    link.symlink_to("../elsewhere/ocelot.md")
+    link.symlink_to(".elsewhere/ocelot.md")
 
     assert ingest_summary(store, folder).added == [str(link)]
     assert sources(store, "ocelot rollout") == [str(link)]  # the path the user knows
@@ -307,12 +311,13 @@ def test_a_symlinked_file_is_stored_under_the_link_and_leaves_with_it(
 def test_symlinked_folders_are_followed_once_and_loops_are_reported(
     store: SqliteChunkStore, tmp_path: Path
 ) -> None:
-    folder, shared = tmp_path / "folder", tmp_path / "shared"
+    folder = tmp_path / "folder"
+    shared = folder / ".shared"  # hidden: reached through the links only
     (folder / "guide").mkdir(parents=True)
     shared.mkdir()
     (shared / "glossary.md").write_text("Glossary of llama terms.\n")
     (folder / "guide" / "setup.md").write_text("Setup needs a llama.\n")
-    (folder / "shared_link").symlink_to("../shared")
+    (folder / "shared_link").symlink_to(".shared")
     (folder / "shared_again").symlink_to(shared)  # the same folder twice
     (folder / "up").symlink_to("..")  # a loop
     (folder / "guide" / "here").symlink_to(".")  # a loop
@@ -326,6 +331,7 @@ def test_symlinked_folders_are_followed_once_and_loops_are_reported(
         str(folder / "shared_again" / "glossary.md"),
     ]
     assert summary.ignored == {
+        str(shared): "hidden",
         str(folder / "shared_link"): "folder already included",
         str(folder / "a_guide"): "folder already included",
         str(folder / "up"): "symlink loop",
@@ -370,21 +376,26 @@ def test_unsupported_hidden_and_special_files_are_counted_not_silently_dropped(
 def test_links_to_fifos_and_devices_are_not_regular_files(
     store: SqliteChunkStore, tmp_path: Path
 ) -> None:
-    folder, pipe = tmp_path / "folder", tmp_path / "pipe"
+    folder = tmp_path / "folder"
+    pipe = folder / ".pipe"
     folder.mkdir()
     (folder / "notes.md").write_text("Notes.\n")
     os.mkfifo(pipe)
     (folder / "pipe.txt").symlink_to(pipe)
     # a device was taken for a broken link and read: /dev/zero filled 24 GB before the OOM
-    # killer stopped the ingest (QA); /dev/null shows it without the danger
+    # killer stopped the ingest (QA); /dev/null shows it without the danger, and is now left
+    # out before that, being outside the folder
     (folder / "null.txt").symlink_to("/dev/null")
 
     summary = ingest_summary(store, folder)
 
     assert summary.added == [str(folder / "notes.md")]
     assert summary.ignored_by_reason() == {
-        "not a regular file": [str(folder / "null.txt"), str(folder / "pipe.txt")]
+        "hidden": [str(pipe)],
+        "not a regular file": [str(folder / "pipe.txt")],
+        "symlink to outside the paths given": [str(folder / "null.txt")],
     }
+
     assert summary.failed == {}
 
 
@@ -404,13 +415,14 @@ def test_a_fifo_named_as_a_path_fails_without_being_read(
 def test_a_broken_symlink_fails_under_its_own_name_and_its_old_chunks_go(
     store: SqliteChunkStore, tmp_path: Path
 ) -> None:
-    folder, target = tmp_path / "folder", tmp_path / "plan.md"
-    folder.mkdir()
+    folder = tmp_path / "folder"
+    target = folder / ".plans" / "plan.md"
+    target.parent.mkdir(parents=True)
     target.write_text("Heron migration plan.\n")
     link = folder / "plan.md"
     link.symlink_to(target)
-    (folder / "dangling.md").symlink_to("/nonexistent/target")
-    (folder / "gone").symlink_to("/nonexistent/folder")
+    (folder / "dangling.md").symlink_to("drafts/target.md")
+    (folder / "gone").symlink_to("drafts")
     (folder / "knot.md").symlink_to("knot.md")  # a link to itself
     assert ingest_summary(store, folder).added == [str(link)]
 
@@ -418,11 +430,14 @@ def test_a_broken_symlink_fails_under_its_own_name_and_its_old_chunks_go(
     summary = ingest_summary(store, folder)
 
     assert summary.failed[str(folder / "dangling.md")] == (
-        "broken symlink: its target /nonexistent/target does not exist"
+        "broken symlink: its target drafts/target.md does not exist"
     )
     assert summary.failed[str(link)] == f"broken symlink: its target {target} does not exist"
     assert summary.failed[str(folder / "knot.md")] == "Too many levels of symbolic links"
-    assert summary.ignored == {str(folder / "gone"): "broken symlink"}
+    assert summary.ignored == {
+        str(folder / ".plans"): "hidden",
+        str(folder / "gone"): "broken symlink",
+    }
     assert summary.removed == [str(link)]  # its document is gone
     assert store.collections() == []  # it was the only document: the collection went too
 
@@ -489,10 +504,11 @@ def test_gone_paths_match_documents_stored_through_symlinks(
     linked_root = tmp_path / "linked_root"
     linked_root.symlink_to(shared)  # given itself: stored under its target
     holder = tmp_path / "holder"
-    holder.mkdir()
-    (holder / "kingfisher").symlink_to(real / "team")  # found in a walk: stored as the link
+    (holder / ".team").mkdir(parents=True)
+    (holder / ".team" / "otter.md").write_text("Otter onboarding notes.\n")
+    (holder / "kingfisher").symlink_to(".team")  # found in a walk: stored as the link
     ingest(store, tmp_path / "alias" / "team", linked_root)
-    ingest(store, holder)  # apart: one ingest keeps one path per file
+    ingest(store, holder)
     assert sorted(store.document_hashes("docs")) == [
         str(holder / "kingfisher" / "otter.md"),
         str(real / "team" / "otter.md"),
@@ -500,6 +516,7 @@ def test_gone_paths_match_documents_stored_through_symlinks(
     ]
     shutil.rmtree(real / "team")
     shutil.rmtree(shared)
+    shutil.rmtree(holder / ".team")
 
     through_alias = ingest_summary(store, tmp_path / "alias" / "team")
     assert through_alias.removed == [str(real / "team" / "otter.md")]

@@ -80,7 +80,7 @@ def test_citations_carry_source_span_and_chunk_id() -> None:
     assert prompt.citations[0].as_dict() == {
         "id": "S1",
         "chunk_id": 1,
-        "source": "/docs/1.md",
+        "source": "1.md",
         "title": "",
         "heading": "Intro",
         "char_start": 0,
@@ -95,15 +95,27 @@ def test_a_file_attribute_cannot_break_out_of_its_quotes() -> None:
     assert 'file="x&quot; onload=&quot;evil"' in prompt.messages[0].text
 
 
-def test_the_prompt_names_each_file_but_not_the_folders_it_lies_in() -> None:
-    """A public collection's prompt may go to a cloud tier: the local path stays here, in the
-    citations returned to the client."""
-    private = Hit(1, 1.0, "Resets take ten seconds.", "/home/ana/acme/manual.md", "", "", 0, 24)
+def test_the_prompt_and_citations_name_a_file_under_its_folder_not_the_servers_path() -> None:
+    """A public collection's prompt may go to a cloud tier, and citations go to every client:
+    neither says where the folder ingested lies on the server (they did, QA 2026-12-07)."""
+    private = Hit(
+        1,
+        1.0,
+        "Resets take ten seconds.",
+        "/home/ana/acme/manual.md",
+        "",
+        "",
+        0,
+        24,
+        "hw/manual.md",
+    )
     prompt = build_grounded_messages(QUESTION, [private], count_tokens=count_words, budget=500)
     system = prompt.messages[0].text
-    assert '<source id="S1" file="manual.md" chars="0-24">' in system
-    assert "/home/ana" not in system
-    assert prompt.citations[0].source == "/home/ana/acme/manual.md"
+    assert '<source id="S1" file="hw/manual.md" chars="0-24">' in system
+    assert "/home/ana" not in system + str(prompt.citations)
+    assert prompt.citations[0].source == "hw/manual.md"
+    stored_before_names = Hit(1, 1.0, "Resets.", "/home/ana/acme/manual.md", "", "", 0, 7)
+    assert stored_before_names.name == "manual.md"
 
 
 def test_hits_that_cannot_fit_are_a_400_not_an_answer_that_looks_grounded() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,7 +21,7 @@ from smallfirst.cli.common import (
     settings_or_exit,
     stops_as_interrupt,
 )
-from smallfirst.paths import broken_link_in
+from smallfirst.paths import broken_link_in, exclusive_lock
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Ingest local documents and search them (RAG).", no_args_is_help=True)
 
 METHOD_CHOICES = ("bm25", "vector", "hybrid")
+# Held by an ingest for its whole run. Two at once (cron runs overlapping, two terminals)
+# both embedded every file, both said "60 added", and each removal decision was made on what
+# the collection held when it started.
+INGEST_LOCK = "rag.sqlite.ingest-lock"
 IGNORED_SHOWN = 3  # paths named per reason without --verbose: big folders stay short
 
 DataDir = Annotated[
@@ -155,8 +159,8 @@ def ingest(
 ) -> None:
     """Add, update or remove documents so COLLECTION matches the files under PATHS.
 
-    Symlinks are followed; a linked file is stored under the link's path. A PATH that no
-    longer exists removes the documents stored at it."""
+    Symlinks are followed while they lead under one of PATHS; a linked file is stored under
+    the link's path. A PATH that no longer exists removes the documents stored at it."""
     from smallfirst.config import collection_name_problem
     from smallfirst.errors import SmallfirstError
     from smallfirst.rag import IngestSummary, StoreBusy, StoreFull, discover_files
@@ -180,7 +184,7 @@ def ingest(
         if problem := collection_name_problem(collection):
             fail(problem)
     summary = IngestSummary()  # filled in file by file: what is saved if ingest stops
-    with _store(directory) as store:
+    with _store(directory) as store, _one_ingest_at_a_time(directory):
         known = store.document_hashes(collection)
         refuse_a_bad_new_name(collection, known)
         if missing:  # before the progress bar: a missing path holding nothing is an error
@@ -205,6 +209,29 @@ def ingest(
         _print_json(_ingest_json(collection, summary))
     else:
         _print_ingest_summary(collection, summary, verbose=verbose)
+
+
+@contextmanager
+def _one_ingest_at_a_time(directory: Path) -> Iterator[None]:
+    """Another ingest into `directory` is waited for (said on stderr): the one that follows
+    then finds its files stored and skips them."""
+
+    def say_waiting() -> None:
+        typer.echo(
+            f"waiting for another `smallfirst rag ingest` into {directory} to finish"
+            " (Ctrl-C stops waiting)",
+            err=True,
+        )
+
+    held = ExitStack()
+    try:
+        with stops_as_interrupt():
+            held.enter_context(exclusive_lock(directory / INGEST_LOCK, say_waiting))
+    except KeyboardInterrupt:
+        typer.echo("interrupted while waiting: nothing was ingested", err=True)
+        raise typer.Exit(INTERRUPTED) from None
+    with held:
+        yield
 
 
 def _ingest_showing_progress(
@@ -261,6 +288,7 @@ def _ingest_json(collection: str, summary: IngestSummary) -> dict[str, Any]:
             reason: len(paths) for reason, paths in summary.ignored_by_reason().items()
         },
         "ignored_files": dict(sorted(summary.ignored.items())),
+        "guessed_encodings": summary.guessed_encodings,
         "gone_paths": summary.gone,
         "collection_deleted": summary.collection_deleted,
     }
@@ -282,6 +310,14 @@ def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: b
         typer.echo(f"  failed: {source}: {reason}", err=True)
     for source in summary.without_text:
         typer.echo(f"  no text found ({_why_no_text(source)}): {source}")
+    by_encoding: dict[str, list[str]] = {}
+    for source, encoding in summary.guessed_encodings.items():
+        by_encoding.setdefault(encoding, []).append(source)
+    for encoding, sources in sorted(by_encoding.items()):
+        typer.echo(
+            f"  not UTF-8, read as {encoding} (a guess: `rag search` shows the text)"
+            f" ({len(sources)})" + _listed(sources, verbose=verbose)
+        )
     for path, sources in summary.gone.items():
         typer.echo(f"  removed {_documents_that_are(len(sources))} no longer at {path}")
     if summary.collection_deleted:
@@ -361,10 +397,10 @@ def search(
         if not hits and not any(c.name == collection and c.chunks for c in store.collections()):
             raise CollectionNotFound.without_text(collection)  # as the server says it
     if as_json:
-        _print_json([hit.as_dict() for hit in hits])
+        _print_json([{**hit.as_dict(), "shown_as": hit.name} for hit in hits])
         return
     for rank, hit in enumerate(hits, start=1):
-        where = f"{hit.source}:{hit.char_start}-{hit.char_end}"
+        where = f"{hit.name}:{hit.char_start}-{hit.char_end}"
         heading = f"  [{hit.heading}]" if hit.heading else ""
         typer.echo(f"{rank}. {hit.score:.4f}  {where}{heading}")
         typer.echo("   " + " ".join(hit.text.split())[:300])

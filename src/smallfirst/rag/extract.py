@@ -24,7 +24,23 @@ if TYPE_CHECKING:
     from pypdf import PageObject
     from selectolax.lexbor import LexborNode
 
-SUPPORTED_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf"})
+# What each kind's extraction makes of the same bytes, part of the content hash: bump one when
+# its text changes, and the next ingest reads the files of that kind again, unchanged or not
+# (a better extractor only reached files edited since, before 2026-12-07).
+EXTRACTOR_VERSIONS = {
+    ".txt": "text-2",  # lone CRs end lines; legacy 8-bit encodings
+    ".md": "markdown-2",  # front matter; as for text
+    ".html": "html-2",  # table rows, text outside blocks, <br>
+    ".pdf": "",  # as first shipped
+}
+_KINDS = {".text": ".txt", ".markdown": ".md", ".htm": ".html"}
+SUPPORTED_SUFFIXES = frozenset({*EXTRACTOR_VERSIONS, *_KINDS})
+
+
+def extractor_version(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return EXTRACTOR_VERSIONS[_KINDS.get(suffix, suffix)]
+
 
 _BLOCK_TAGS = (
     "h1",
@@ -62,6 +78,7 @@ class ExtractedDocument:
     title: str
     markdown: bool  # whether `#` headings in `text` are structure
     body_start: int = 0  # where the text to chunk begins: after a Markdown file's front matter
+    encoding: str = "utf-8"  # how the file's bytes were read ("" for a pdf): a guess unless UTF-8
 
 
 def is_supported(path: Path) -> bool:
@@ -72,33 +89,36 @@ def extract(path: Path, raw: bytes) -> ExtractedDocument:
     """Plain text of `raw`, the contents of `path`, chosen by the file suffix."""
     suffix = path.suffix.lower()
     if suffix in (".md", ".markdown"):
-        text = _decode(raw)
+        text, encoding = _decode(raw)
         body_start, title = front_matter(text)
-        return ExtractedDocument(text, title, markdown=True, body_start=body_start)
+        return ExtractedDocument(text, title, True, body_start, encoding)
     if suffix in (".txt", ".text"):
-        return ExtractedDocument(_decode(raw), "", markdown=False)
+        text, encoding = _decode(raw)
+        return ExtractedDocument(text, "", markdown=False, encoding=encoding)
     if suffix in (".html", ".htm"):
-        return html_to_text(_decode(raw))
+        text, encoding = _decode(raw)
+        page = html_to_text(text)
+        return ExtractedDocument(page.text, page.title, page.markdown, encoding=encoding)
     if suffix == ".pdf":
         return pdf_to_text(raw)
     raise InvalidRequest(f"unsupported file type {suffix!r}")
 
 
-def _decode(raw: bytes) -> str:
-    """UTF-8 as most files are; otherwise the encoding charset-normalizer finds (UTF-16 from
-    Windows editors, cp1252, ...), so a legacy file is not ingested as replacement marks. A
-    file no text encoding explains (or that holds NUL characters) is refused rather than
-    indexed as noise."""
-    text = _utf8(raw)
+def _decode(raw: bytes) -> tuple[str, str]:
+    """The text and the encoding it was read with: UTF-8 as most files are; otherwise the
+    encoding charset-normalizer finds (UTF-16 from Windows editors, cp1252, ...), so a legacy
+    file is not ingested as replacement marks. A file no text encoding explains (or that
+    holds NUL characters) is refused rather than indexed as noise."""
+    text, encoding = _utf8(raw), "utf-8"
     if text is None or "\x00" in text:  # NULs: also UTF-16 without a byte-order mark
-        text = _detected_text(raw)
+        text, encoding = _detected_text(raw)
     if text is None or "\x00" in text:
         raise InvalidRequest("not a text file (binary content)")
     # Universal newlines, as Python's text mode reads the file: chunk spans index the text
     # that `open(path, encoding=...).read()` returns, and a lone CR (old Mac files) ends a
     # line, so blank lines between paragraphs are seen. Each replacement keeps or shortens
     # a line break only, never the text around it.
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\r\n", "\n").replace("\r", "\n"), encoding
 
 
 def _utf8(raw: bytes) -> str | None:
@@ -108,21 +128,53 @@ def _utf8(raw: bytes) -> str | None:
         return None
 
 
-def _detected_text(raw: bytes) -> str | None:
-    """Western European text in cp1252 (Latin-1's superset) when it reads as such, else the
-    decoding charset-normalizer finds most plausible, if any. Among equally plausible ones
-    (short Western text fits cp1250 as well as cp1252), the most used legacy encoding wins."""
+def _detected_text(raw: bytes) -> tuple[str | None, str]:
+    """Western European text in cp1252 (Latin-1's superset) or Mac-Roman when it reads as
+    such, else the decoding charset-normalizer finds most plausible, if any. Among equally
+    plausible ones (short Western text fits cp1250 as well as cp1252), the most used legacy
+    encoding wins, and a one-byte Cyrillic one over any other: charset-normalizer read short
+    KOI8-R text ("Привет мир") as Japanese, which its byte pairs also spell without fault."""
     from charset_normalizer import from_bytes
 
-    western = _western_text(raw)
-    if western is not None:  # charset-normalizer read short ones as cp1006, big5, UTF-16...
+    western = min(
+        (_western_text(raw, encoding) for encoding in _WESTERN_ENCODINGS),
+        key=lambda read: _misshapen_words(read[0]) if read[0] is not None else len(raw) + 1,
+    )
+    if western[0] is not None:  # charset-normalizer read short ones as cp1006, big5, UTF-16...
         return western
     matches = from_bytes(raw)
     best = matches.best()
+    cyrillic = from_bytes(raw, cp_isolation=list(_CYRILLIC_ENCODINGS)).best()
+    if cyrillic is not None and (best is None or cyrillic.chaos <= best.chaos):
+        return str(cyrillic), cyrillic.encoding
     if best is None:
-        return None
+        return None, ""
     tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-    return str(next((m for m in tied if m.encoding == "cp1252"), best))
+    chosen = next((m for m in tied if m.encoding == "cp1252"), best)
+    return str(chosen), chosen.encoding
+
+
+# The one-byte encodings of Western text, most used first (ties go to the first), and of
+# Cyrillic text: Windows, Unix (KOI8-R, KOI8-U), DOS, classic Mac.
+_WESTERN_ENCODINGS = ("cp1252", "mac_roman")
+_CYRILLIC_ENCODINGS = ("cp1251", "koi8_r", "koi8_u", "cp866", "mac_cyrillic")
+
+
+_EDGE_MARKS = re.compile(r"^[^\w]+|[^\w]+$")
+
+
+def _misshapen_words(text: str) -> int:
+    """Words with letters outside ASCII that no writer spells so: a mark inside a word
+    ("Gr\u0178\u00a7e") or a capital after a small letter ("Caf\u017d"), as Mac-Roman's
+    "Grüße" and "Café" read in cp1252 (and cp1252's in Mac-Roman: "Caf\u00c8")."""
+    misshapen = 0
+    for word in text.split():
+        core = _EDGE_MARKS.sub("", word)  # quotes and stops around a word are no part of it
+        if core.isascii():
+            continue
+        if not core.isalpha() or not (core.islower() or core.isupper() or core.istitle()):
+            misshapen += 1
+    return misshapen
 
 
 # Besides Latin letters, what Western text holds in cp1252's upper half.
@@ -132,19 +184,19 @@ _WESTERN_MARKS = frozenset("€‘’‚“”„–—…•«»£¥°©®™§
 _MOST_ACCENTED_SHARE = 0.3
 
 
-def _western_text(raw: bytes) -> str | None:
+def _western_text(raw: bytes, encoding: str) -> tuple[str | None, str]:
     try:
-        text = raw.decode("cp1252")
+        text = raw.decode(encoding)
     except UnicodeDecodeError:
-        return None
+        return None, encoding
     if any(c < " " and c not in "\t\n\r\f" for c in text):  # UTF-16 without a BOM, binary
-        return None
+        return None, encoding
     letters = [c for c in text if c.isalpha()]
     accented = [c for c in letters if not c.isascii()]
     others = [c for c in text if not c.isascii() and not c.isalpha()]
     if any(c not in _WESTERN_MARKS for c in others) or any(ord(c) > 0x17F for c in accented):
-        return None
-    return text if len(accented) <= _MOST_ACCENTED_SHARE * len(letters) else None
+        return None, encoding
+    return (text if len(accented) <= _MOST_ACCENTED_SHARE * len(letters) else None), encoding
 
 
 # A line break, and the start or end of a block or cell, part the words around it: a block

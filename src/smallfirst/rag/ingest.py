@@ -3,8 +3,9 @@
 Incremental: a file whose content hash is unchanged is skipped, a changed one is replaced,
 and a file that disappeared from an ingested folder is removed from the collection, as are
 the documents at a given path that no longer exists.
-Symlinks are followed, but a document keeps the path the user sees (the link's), and every
-file left out of a folder is named with its reason (`Discovery.ignored`).
+Symlinks are followed while they stay inside the paths given, and a document keeps the path
+the user sees (the link's); every file left out of a folder is named with its reason
+(`Discovery.ignored`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from smallfirst.config import collection_name_problem
 from smallfirst.embed.batches import embedded_batches
 from smallfirst.errors import InvalidRequest, SmallfirstError
 from smallfirst.rag.chunking import Chunk, chunk_text
-from smallfirst.rag.extract import extract, is_supported
+from smallfirst.rag.extract import extract, extractor_version, is_supported
 from smallfirst.rag.store import ChunkStore
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class IngestSummary:
     # stored, but nothing to search: empty files, PDFs of scanned pages (no text layer)
     without_text: list[str] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)  # path -> why it was not ingested
+    # read (added or updated) as text that is not UTF-8: path -> the encoding guessed
+    guessed_encodings: dict[str, str] = field(default_factory=dict)
     # a given path that no longer exists -> the documents stored there (all in `removed`)
     gone: dict[str, list[str]] = field(default_factory=dict)
     collection_deleted: bool = False  # its last document was removed
@@ -79,6 +82,9 @@ LINK_LOOP = "symlink loop"
 UNREADABLE_FOLDER = "unreadable folder"
 SAME_FOLDER = "folder already included"
 SAME_FILE = "same file as another path"
+# A folder you did not write (a cloned repository, an unpacked archive) can hold
+# `notes.md -> ~/.ssh/id_rsa`: followed, the key was searchable and quoted to every client.
+LINK_OUTSIDE = "symlink to outside the paths given"
 # Made on another system (Latin-1 names from an old archive): SQLite stores only UTF-8 text, and
 # such a name stopped the whole ingest with a UnicodeEncodeError.
 NAME_NOT_UTF8 = "name is not valid UTF-8"
@@ -97,9 +103,10 @@ class Discovery:
 
 
 def discover(paths: Sequence[Path]) -> Discovery:
-    """Walk `paths` (files as given, folders recursively, following symlinks like `find -L`)
-    and say what will be ingested and what is left out, and why."""
-    walk = _Walk()
+    """Walk `paths` (files as given, folders recursively, following symlinks like `find -L`
+    while they lead to somewhere under one of `paths`) and say what will be ingested and what
+    is left out, and why."""
+    walk = _Walk([Path(os.path.realpath(path)) for path in paths])
     roots = [walk.add_root(path) for path in paths]
     walk.follow_linked_folders()
     files, duplicates = walk.distinct_files()
@@ -123,7 +130,8 @@ class _Walk:
     """One pass over the given paths. Symlinked folders are walked last, so a folder that is
     both inside the tree and linked to is ingested under its own path, not the link's."""
 
-    def __init__(self) -> None:
+    def __init__(self, inside: list[Path]) -> None:
+        self.inside = inside  # where a link found in a folder may lead (the paths given)
         self.files: dict[Path, bool] = {}  # path -> reached through a symlink
         self.ignored: dict[str, str] = {}
         self.walked: dict[Path, Path] = {}  # real folder -> the path it was walked as
@@ -168,7 +176,9 @@ class _Walk:
             self.ignored[str(path)] = HIDDEN
             return None
         kind = _kind(entry)
-        if kind == "linked folder":
+        if kind not in ("folder", "file", "linked folder") and not self.leads_inside(path):
+            self.ignored[str(path)] = LINK_OUTSIDE  # a linked file, a broken or special link
+        elif kind == "linked folder":
             self.linked_folders.append((path, real_folder))
         elif kind == "folder":
             return path
@@ -201,8 +211,15 @@ class _Walk:
             target = link.resolve()
             if target == holder or target in holder.parents:
                 self.ignored[str(link)] = LINK_LOOP
+            elif not self.leads_inside(link):
+                self.ignored[str(link)] = LINK_OUTSIDE
             else:
                 self.walk(link, via_link=True)
+
+    def leads_inside(self, link: Path) -> bool:
+        """Whether `link`, all links on the way followed (a missing target too), is under
+        one of the paths given."""
+        return _is_under(os.path.realpath(link), self.inside)
 
     def distinct_files(self) -> tuple[list[Path], dict[str, str]]:
         """Each file once: a file reached without a symlink wins, then the first path."""
@@ -262,8 +279,11 @@ def _as_seen(path: Path) -> Path:
     return path.parent.resolve() / path.name
 
 
-def content_hash(raw: bytes) -> str:
-    return hashlib.sha256(CHUNKER_VERSION.encode() + b"\0" + raw).hexdigest()
+def content_hash(raw: bytes, extractor: str = "") -> str:
+    """What decides whether a file is read again: its bytes, the chunker's version and its
+    kind's `extractor_version` ("" as before extractors had versions)."""
+    made_by = CHUNKER_VERSION + (f"+{extractor}" if extractor else "")
+    return hashlib.sha256(made_by.encode() + b"\0" + raw).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -302,7 +322,7 @@ def ingest_paths(
     present: set[str] = set()
     if found.files:  # the embedder loads only when there are files to read
         model = _model_defaults(embed_texts, count_tokens, chunk_progress)
-        present = _ingest_files(store, collection, found.files, known, summary, model, progress)
+        present = _ingest_files(store, collection, found, known, summary, model, progress)
     at_gone_paths = {source for sources in gone.values() for source in sources}
     # a folder that cannot be listed (permissions) may still hold its files: kept as they were
     unlisted = [Path(path) for path, why in found.ignored.items() if why == UNREADABLE_FOLDER]
@@ -343,7 +363,7 @@ def documents_at_missing_paths(paths: Sequence[Path], known: Iterable[str]) -> d
 def _ingest_files(
     store: ChunkStore,
     collection: str,
-    files: Sequence[Path],
+    found: Discovery,
     known: dict[str, str],
     summary: IngestSummary,
     model: _Model,
@@ -351,10 +371,12 @@ def _ingest_files(
 ) -> set[str]:
     """Add or update each file; returns the sources still on disk (read or not)."""
     present: set[str] = set()
+    files = found.files
     for done, path in enumerate(files, start=1):
         source = str(path)
         try:
-            _ingest_file(store, collection, path, known.get(source), summary, model)
+            document = _Document(path, cited_name(path, found.roots), known.get(source))
+            _ingest_file(store, collection, document, summary, model)
         except FileNotFoundError as exc:  # gone (or a broken link): its old chunks go too
             summary.failed[source] = _not_found_reason(path, exc)
         except (OSError, SmallfirstError) as exc:  # kept as last ingested
@@ -367,17 +389,33 @@ def _ingest_files(
     return present
 
 
+def cited_name(path: Path, roots: Sequence[Path]) -> str:
+    """What citations call the file at `path`: its path relative to the outermost folder
+    given that holds it, else its name (a file given alone)."""
+    holders = [root for root in roots if root != path and _is_under(str(path), [root])]
+    if not holders:
+        return path.name
+    return path.relative_to(min(holders, key=lambda root: len(root.parts))).as_posix()
+
+
+@dataclass(frozen=True)
+class _Document:
+    path: Path
+    cited_as: str
+    known_hash: str | None  # None: not in the collection yet
+
+
 def _ingest_file(
     store: ChunkStore,
     collection: str,
-    path: Path,
-    known_hash: str | None,
+    file: _Document,
     summary: IngestSummary,
     model: _Model,
 ) -> None:
+    path, known_hash = file.path, file.known_hash
     source = str(path)
     raw = read_regular_file(path)
-    digest = content_hash(raw)
+    digest = content_hash(raw, extractor_version(path))
     if known_hash == digest:
         summary.skipped.append(source)
         return
@@ -398,8 +436,11 @@ def _ingest_file(
         content_hash=digest,
         chunks=chunks,
         embeddings=embed_chunks(chunks, model.embed_texts, model.chunk_progress),
+        shown_as=file.cited_as,
     )
     summary.chunks_written += len(chunks)
+    if document.encoding not in ("utf-8", ""):
+        summary.guessed_encodings[source] = document.encoding
     if not chunks:
         summary.without_text.append(source)
     (summary.added if known_hash is None else summary.updated).append(source)

@@ -15,7 +15,6 @@ import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import PurePath
 from typing import Any
 
 from smallfirst.errors import ContextLengthExceeded
@@ -49,7 +48,7 @@ class Citation:
 
     id: str
     chunk_id: int
-    source: str
+    source: str  # `Hit.name`: relative to the folder ingested, never the server's whole path
     title: str
     heading: str
     char_start: int
@@ -78,13 +77,13 @@ def last_user_text(messages: Sequence[ChatMessage]) -> str:
 def fence_source(citation_id: str, hit: Hit) -> str:
     """One hit as a `<source>` element; the hit's text cannot close or forge the element.
 
-    The element names the file, not its path: a public collection's prompt may go to a cloud
-    tier, and `/home/ana/clients/acme/...` says more about the machine than the answer needs.
-    The citations returned to the client keep the whole path.
+    The element names the file as citations do (`Hit.name`), not by its absolute path: a
+    public collection's prompt may go to a cloud tier, and `/home/ana/clients/acme/...` says
+    more about the machine than the answer needs.
     """
     attributes = {
         "id": citation_id,
-        "file": PurePath(hit.source).name,
+        "file": hit.name,
         "heading": hit.heading,
         "chars": f"{hit.char_start}-{hit.char_end}",
     }
@@ -177,7 +176,7 @@ def _citation(citation_id: str, hit: Hit) -> Citation:
     return Citation(
         citation_id,
         hit.chunk_id,
-        hit.source,
+        hit.name,
         hit.title,
         hit.heading,
         hit.char_start,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from smallfirst.errors import InvalidRequest
@@ -37,6 +38,13 @@ class Hit:
     heading: str
     char_start: int
     char_end: int
+    shown_as: str = ""  # as stored; see `name`
+
+    @property
+    def name(self) -> str:
+        """What citations call the document: its path relative to the folder it was ingested
+        from, not the absolute `source`, which says how the server's disk is laid out."""
+        return self.shown_as or PurePath(self.source).name
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +166,7 @@ class Retriever:
                         chunk.heading,
                         chunk.char_start,
                         chunk.char_end,
+                        chunk.shown_as,
                     )
                 )
         return hits

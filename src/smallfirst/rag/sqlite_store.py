@@ -205,6 +205,7 @@ class SqliteChunkStore(ChunkStore):
         content_hash: str,
         chunks: Sequence[Chunk],
         embeddings: npt.NDArray[np.float32],
+        shown_as: str = "",
     ) -> None:
         if len(chunks) != len(embeddings):
             raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
@@ -212,9 +213,9 @@ class SqliteChunkStore(ChunkStore):
             collection_id = self._collection_id(collection, create=True)
             self._delete_document(collection_id, source)
             document_id = self._db.execute(
-                "INSERT INTO documents(collection_id, source, title, content_hash) "
-                "VALUES (?, ?, ?, ?)",
-                (collection_id, source, title, content_hash),
+                "INSERT INTO documents(collection_id, source, title, content_hash, shown_as) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (collection_id, source, title, content_hash, shown_as),
             ).lastrowid
             for chunk, vector in zip(chunks, embeddings, strict=True):
                 inserted = self._db.execute(
@@ -487,7 +488,7 @@ class SqliteChunkStore(ChunkStore):
                 marks = ",".join("?" * len(batch))
                 for row in db.execute(
                     "SELECT c.id, c.document_id, d.source, d.title, c.heading, c.text, "
-                    "c.char_start, c.char_end FROM chunks c JOIN documents d "
+                    "c.char_start, c.char_end, d.shown_as FROM chunks c JOIN documents d "
                     f"ON d.id = c.document_id WHERE c.id IN ({marks})",
                     batch,
                 ):

@@ -79,6 +79,7 @@ class StoredChunk:
     text: str
     char_start: int
     char_end: int
+    shown_as: str = ""  # what citations call the document (`ChunkStore.put_document`)
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,11 @@ class ChunkStore(ABC):
         content_hash: str,
         chunks: Sequence[Chunk],
         embeddings: npt.NDArray[np.float32],
+        shown_as: str = "",
     ) -> None:
-        """Add or replace the document `source` (creating the collection if needed)."""
+        """Add or replace the document `source` (creating the collection if needed).
+        `shown_as` is what citations call it instead of the absolute path `source` (its path
+        relative to the folder ingested); "" shows the file's name."""
 
     @abstractmethod
     def remove_document(self, collection: str, source: str) -> None:
