@@ -88,6 +88,12 @@ class _ModelBase(_Section):
     cached_input_cost_per_1m: float | None = Field(default=None, ge=0)
     output_cost_per_1m: float = Field(default=0.0, ge=0)
     queue_size: int = Field(default=16, ge=0, description="requests waiting for the model")
+    queue_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="how long a request waits for a local model's slot or a remote model's"
+        " connection (then 429)",
+    )
 
 
 class LlamaCppModel(_ModelBase):
@@ -173,11 +179,6 @@ class OpenAICompatModel(_ModelBase):
     max_retries: int = Field(default=2, ge=0)
     backoff_s: float = Field(default=0.5, ge=0)
     max_concurrency: int = Field(default=64, ge=1)
-    queue_timeout_s: float = Field(
-        default=30.0,
-        ge=0,
-        description="how long a call waits for one of the max_concurrency connections (then 429)",
-    )
     tools: bool = Field(
         default=True, description="the upstream can answer with tool calls (false: send no tools)"
     )

@@ -1,4 +1,4 @@
-"""Stopping the server (Ctrl-C, SIGTERM) while a local or remote model is answering: an
+"""Stopping the server (Ctrl-C, SIGTERM, SIGHUP) while a local or remote model is answering: an
 answer still under way after the drain (`runner.DRAIN_S`) ends with an error that says why,
 it is logged, and the process exits cleanly."""
 
@@ -27,12 +27,15 @@ LONG_STREAM = {
 }
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_ctrl_c_ends_a_stream_under_way_with_an_error_event(
     tmp_path: Path, stop: signal.Signals
 ) -> None:
     """SIGTERM (`kill`, a container stopping) as Ctrl-C: uvicorn raised it again after its
-    orderly stop, which killed the process (exit -15)."""
+    orderly stop, which killed the process (exit -15). SIGHUP (its terminal closed) as
+    well: it killed the process at once, the stream cut without an end and not logged."""
     server = start_server({"models": [{"id": "smollm2-135m", "tier": "edge"}]}, tmp_path)
     lines: list[str] = []
     request_ids: list[str] = []

@@ -1,19 +1,24 @@
 """`server.runner._GatewayServer`: answers under way at shutdown get a drain, a second
-Ctrl-C (uvicorn's force quit) ends them at once; `_HeadTimedProtocol`: a connection that
-sends no request head in time is closed."""
+Ctrl-C (uvicorn's force quit) ends them at once, SIGHUP stops it as SIGTERM does;
+`_HeadTimedProtocol`: a connection that sends no request head in time is closed;
+`run_server` refuses an address it cannot listen on before the app starts."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from smallfirst.server.runner import _GatewayServer, _HeadTimedProtocol
+from smallfirst.server.runner import STARTUP_FAILURE, _GatewayServer, _HeadTimedProtocol, run_server
+from tests.helpers import fake_settings
 
 
 class _Connection:
@@ -89,3 +94,66 @@ async def test_a_connection_that_sends_no_request_head_in_time_is_closed(
             writer.close()
         server.should_exit = True
         await serving
+
+
+def test_a_hangup_stops_the_server_as_sigterm_does() -> None:
+    """A closed terminal's SIGHUP killed the process at once: the answers under way were cut
+    without an end and were missing from the request log."""
+    heard: list[int] = []
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: heard.append(signum))
+    try:
+        app = Starlette()
+        server = _GatewayServer(uvicorn.Config(app), app)
+        with server.capture_signals():
+            signal.raise_signal(signal.SIGHUP)
+            assert server.should_exit  # the orderly stop begins
+            assert heard == []
+        assert heard == [signal.SIGHUP]  # raised again afterwards, as uvicorn does SIGTERM
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_hangup_ignored_by_nohup_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        app = Starlette()
+        server = _GatewayServer(uvicorn.Config(app), app)
+        with server.capture_signals():
+            signal.raise_signal(signal.SIGHUP)
+            assert not server.should_exit
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def _listening_on(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, 0), family=family)
+    except OSError as exc:  # no IPv6 here
+        pytest.skip(f"cannot listen on {host}: {exc}")
+
+
+@pytest.mark.parametrize(("host", "shown"), [("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")])
+def test_a_port_in_use_is_refused_before_the_app_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str, shown: str
+) -> None:
+    """uvicorn binds after the app's startup: the default model was loaded (seconds, and
+    its memory) before it said the port was taken."""
+    started: list[bool] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        started.append(True)
+        yield
+
+    with _listening_on(host) as taken:
+        port = taken.getsockname()[1]
+        settings = fake_settings(tmp_path, server={"host": host, "port": port})
+        with pytest.raises(SystemExit) as exited:
+            run_server(Starlette(lifespan=lifespan), settings, "critical")
+    assert exited.value.code == STARTUP_FAILURE
+    assert started == []
+    assert capsys.readouterr().err == (
+        f"Error: cannot listen on {shown}:{port}: the port is in use (another server?);"
+        " choose another with --port\n"
+    )

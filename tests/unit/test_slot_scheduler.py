@@ -331,3 +331,36 @@ async def test_a_model_that_cannot_load_fails_its_waiting_requests(worker: Model
     engine.fail_load = False
     assert await text_of(scheduler, engine, "b") == "b!"  # the next request loads it again
     assert engine.loads == 2
+
+
+async def test_a_request_no_slot_takes_within_queue_timeout_s_is_429(worker: ModelWorker) -> None:
+    """As a remote model's call waiting for a connection: it waited for good, however long
+    the answers ahead ran, until its client gave up."""
+    engine = FakeEngine(parallel=1)
+    scheduler = SlotScheduler(worker, parallel=1, queue_size=4, queue_timeout_s=0.05)
+    load: Any = engine.load
+    endless = scheduler.stream(request("endless"), load)
+    await anext(endless)  # the one slot is taken for as long as this client reads
+    with pytest.raises(QueueFull) as refused:
+        await asyncio.wait_for(text_of(scheduler, engine, "b"), 10)
+    assert "queue_timeout_s" in refused.value.message
+    assert refused.value.retry_after_s is not None
+    assert scheduler.queue_depth() == 0
+    await endless.aclose()
+    assert await text_of(scheduler, engine, "c") == "c!"
+    assert scheduler.cancelled_jobs == 1  # the endless answer; "b" was refused, not cancelled
+
+
+async def test_the_model_loading_does_not_count_as_waiting_for_a_slot(worker: ModelWorker) -> None:
+    engine = FakeEngine(parallel=1)
+    scheduler = SlotScheduler(worker, parallel=1, queue_size=4, queue_timeout_s=0.05)
+
+    def slow_load() -> FakeEngine:
+        time.sleep(0.2)
+        return engine.load()
+
+    async def text(prompt: str) -> str:
+        load: Any = slow_load
+        return "".join([chunk.text async for chunk in scheduler.stream(request(prompt), load)])
+
+    assert await asyncio.gather(text("a"), text("b")) == ["a!", "b!"]

@@ -75,7 +75,11 @@ class LlamaCppBackend(Backend):
             config.id, config.queue_size, stream_interval_s=config.stream_interval_ms / 1000
         )
         self.slots = SlotScheduler(
-            self.worker, config.parallel, config.queue_size, on_idle=self._became_idle
+            self.worker,
+            config.parallel,
+            config.queue_size,
+            on_idle=self._became_idle,
+            queue_timeout_s=config.queue_timeout_s,
         )
         self._pool = pool
         self._engine: LlamaEngine | None = None

@@ -1,6 +1,7 @@
 """Admits requests into a local model's running batch of sequences (its `parallel` slots).
 
-Requests wait in a FIFO and join at the next decode step as slots free up. The decode loop
+Requests wait in a FIFO and join at the next decode step as slots free up, or are refused
+(429) once they have waited `queue_timeout_s` for one (the model's load aside). The decode loop
 runs as one job on the model's worker thread (so the engine is never unloaded under it) for as
 long as there is work, and ends when the last answer does; the next request starts it again.
 Chunks travel back to the event loop through the worker's `Outbox`.
@@ -43,12 +44,14 @@ class SlotScheduler:
         parallel: int,
         queue_size: int,
         on_idle: Callable[[], None] = lambda: None,
+        queue_timeout_s: float = math.inf,
     ) -> None:
         """`on_idle` runs on the event loop when the last answer has ended and the worker
         is free again."""
         self._worker = worker
         self._on_idle = on_idle
         self._capacity = parallel + queue_size  # answering plus waiting
+        self._timeout_s = queue_timeout_s
         self.parallel = parallel
         self._lock = threading.Lock()
         self._waiting: deque[SlotJob] = deque()
@@ -90,11 +93,22 @@ class SlotScheduler:
 
     def _full(self) -> QueueFull:
         """The 429 for a request the slots and queue have no place for (under the lock)."""
-        error = QueueFull(
+        return self._refused(
             f"model {self._worker.name!r} is busy: {self.queue_depth()} answers are "
             f"waiting for one of its {self.parallel} slots (a request for `n` answers "
             "counts n); retry later"
         )
+
+    def _waited_too_long(self) -> QueueFull:
+        """The 429 for a request no slot took within `queue_timeout_s` (under the lock)."""
+        return self._refused(
+            f"model {self._worker.name!r} is busy: all {self.parallel} of its slots stayed in "
+            f"use for the {self._timeout_s:g} s this request could wait (queue_timeout_s); "
+            "retry later"
+        )
+
+    def _refused(self, message: str) -> QueueFull:
+        error = QueueFull(message)
         if self._answer_s is not None:
             turns = math.ceil(self._open / self.parallel)  # the slots' rounds ahead of it
             wait = math.ceil(turns * self._answer_s)
@@ -166,6 +180,7 @@ class SlotScheduler:
                 self._fail(job, exc)
             return
         slots = model.slots
+        loaded = time.monotonic()  # waiting for the model to load is not waiting for a slot
         while True:
             with self._lock:
                 joining = min(len(self._waiting), slots.free_slots)
@@ -173,6 +188,10 @@ class SlotScheduler:
                 if not admitted and not slots.busy:
                     self._looping = False
                     return
+                expired = self._expired(loaded)
+                refusals = [self._waited_too_long() for _ in expired]
+            for job, refusal in zip(expired, refusals, strict=True):
+                self._fail(job, refusal)
             for job in admitted:
                 self._admit(slots, model, job)
             try:
@@ -184,6 +203,15 @@ class SlotScheduler:
                 continue
             for job in ended:
                 self._end(job)
+
+    def _expired(self, loaded: float) -> list[SlotJob]:
+        """The waiting jobs whose `queue_timeout_s` for a slot has run out since the model
+        was ready, oldest first (under the lock)."""
+        too_early = time.monotonic() - self._timeout_s
+        expired = []
+        while self._waiting and max(self._waiting[0].submitted, loaded) <= too_early:
+            expired.append(self._waiting.popleft())
+        return expired
 
     def _loop_ended(self, task: asyncio.Future[None]) -> None:
         """After a decode loop: the model is idle (`on_idle`), or the loop never ran (the

@@ -81,9 +81,10 @@ def serve(
     )
     check_api_keys_or_exit(settings)
     _show_gateway_log(log_level, settings.server.log_format)
-    # uvicorn stops as gracefully on SIGTERM as on Ctrl-C, then raises the signal again for
-    # the handler it found: by default that killed the process (exit -15) after a clean stop
-    with stops_as_interrupt((signal.SIGTERM,)):
+    # uvicorn stops as gracefully on SIGTERM (and SIGHUP, `runner`) as on Ctrl-C, then raises
+    # the signal again for the handler it found: by default that killed the process (exit
+    # -15) after a clean stop
+    with stops_as_interrupt((signal.SIGTERM, signal.SIGHUP)):
         run_server(create_app(settings), settings, log_level)
 
 

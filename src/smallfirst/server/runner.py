@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -30,6 +34,10 @@ HEAD_TIMEOUT_S = 60.0
 
 
 def run_server(app: Starlette, settings: Settings, log_level: str) -> None:
+    problem = listening_problem(settings.server.host, settings.server.port)
+    if problem is not None:
+        print(f"Error: {problem}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
     config = uvicorn.Config(
         app,
         host=settings.server.host,
@@ -44,6 +52,43 @@ def run_server(app: Starlette, settings: Settings, log_level: str) -> None:
         server.run()
     if not server.started:  # uvicorn has said why
         sys.exit(STARTUP_FAILURE)
+
+
+def listening_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on `host`:`port`, found before the app starts: uvicorn
+    binds after the app's startup, which loads the default model (seconds, and its memory),
+    and only then said the port was taken. Each address the host names is tried as asyncio's
+    `create_server` binds them."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        return f"cannot listen on {where}: the host name does not resolve ({exc.strerror})"
+    for family, kind, protocol, _, address in addresses:
+        try:
+            probe = socket.socket(family, kind, protocol)
+        except OSError:  # a family this machine lacks (IPv6 off): asyncio skips it too
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                named = "" if address[0] == host else f" ({address[0]})"
+                return f"cannot listen on {where}{named}: {_bind_failure(exc)}"
+    return None
+
+
+def _bind_failure(error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return "the port is in use (another server?); choose another with --port"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return "no network interface of this machine has that address"
+    return str(error.strerror or error).lower()
 
 
 class _GatewayServer(uvicorn.Server):
@@ -71,6 +116,22 @@ class _GatewayServer(uvicorn.Server):
             await super().shutdown(sockets)
         finally:
             ending.cancel()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGHUP (its terminal closed) stops the server as SIGTERM does: it killed the
+        process at once, its answers under way cut without an end and missing from the
+        request log. Ignored (`nohup`), it stays ignored."""
+        with super().capture_signals():
+            ignored = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            if ignored or threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = signal.signal(signal.SIGHUP, self.handle_exit)
+            try:
+                yield
+            finally:  # before uvicorn raises the signals it stopped for again, for these
+                signal.signal(signal.SIGHUP, previous)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
