@@ -25,16 +25,56 @@ _TIME = (
 # Day and month are 1-31 and 1-12, and a date is not followed by more dotted digits: "17.0.10"
 # and "1.2.10.4" are versions.
 _DAY_OR_MONTH = r"(?:0?[1-9]|[12]\d|3[01])"
+_MONTH_NUMBER = r"(?:0?[1-9]|1[0-2])"
 _DATE = re.compile(
     rf"\b(?:"
     rf"\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}?"
-    rf"|{_DAY_OR_MONTH}[/.]{_DAY_OR_MONTH}[/.]\d{{2,4}}(?!\.\d){_TIME}?"
-    rf"|(?:{_WEEKDAY},?\s+)?{MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?"
-    rf"|(?:{_WEEKDAY},?\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{MONTH}\.?(?:,?\s+\d{{4}})?"
+    # year first with a slash or a dot, as East Asian dates are written: "1985/07/23",
+    # "1967.08.21" (two-digit month and day after a dot: "2024.1.2" is a version)
+    rf"|(?:19|20)\d\d(?:/{_MONTH_NUMBER}/{_DAY_OR_MONTH}|\.(?:0[1-9]|1[0-2])\.(?:0[1-9]|[12]\d|3[01]))"
+    rf"(?![./]\d){_TIME}?"
+    rf"|{_DAY_OR_MONTH}(?:[/.]{_DAY_OR_MONTH}[/.]\d{{2,4}}(?!\.\d){_TIME}?"
+    # the web server log's "10/Oct/2024:13:55:36 +0000"
+    rf"|/{MONTH}/\d{{4}}(?::\d{{2}}){{3}}(?:\s[+-]\d{{4}})?)"
+    rf"|(?:{_WEEKDAY},?\s+)?{MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?{_TIME}?"
+    # "3 March", "3rd of March", a deed's "3rd day of March, 2024"
+    rf"|(?:{_WEEKDAY},?\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:day\s+of\s+|of\s+)?{MONTH}\.?"
+    rf"(?:,?\s+\d{{4}})?"
     rf"|{MONTH}\s+\d{{4}}"
     rf"|{_WEEKDAY}"
     rf")\b"
 )
+# Times of day: with "am"/"pm" ("10:02 AM"), after a weekday ("Mon 14:22"), and the
+# timestamps that open a line of a chat or log ("[09:14] Ann: ...", "11:47 job done"). A
+# bare "3:16" may be a ratio, a score or a verse, and "at 11:34" names an hour of no one.
+_CLOCK = re.compile(r"(?<![\w:.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?!\w|:\d)")
+_AM_PM_AFTER = re.compile(r"\s?[AaPp](?:\.[Mm]\.|[Mm]\b)")
+_WEEKDAY_BEFORE = re.compile(r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\.?,?[ \t]$")
+_LINE_OPENING = re.compile(r"(?:^|\n)\[?$")
+
+
+def _opens_a_line(text: str, start: int, end: int) -> bool:
+    """A timestamp at the start of a line: "[09:14] Ann: hi", "09:14 Ann: hi"."""
+    if _LINE_OPENING.search(text, max(0, start - 2), start) is None:
+        return False
+    if text[start - 1 : start] == "[":
+        return text.startswith("]", end)
+    return text[end : end + 1] in (" ", "\t")
+
+
+def _times_of_day(text: str) -> Iterator[RuleMatch]:
+    for match in _CLOCK.finditer(text):
+        start, end = match.span()
+        am_pm = _AM_PM_AFTER.match(text, end)
+        weekday = _WEEKDAY_BEFORE.search(text, max(0, start - 6), start)
+        if am_pm is not None:
+            end = am_pm.end()
+        elif weekday is not None:
+            start = weekday.start()
+        elif not _opens_a_line(text, start, end):
+            continue
+        yield RuleMatch("DATE_TIME", start, end, 0.6)
+
 
 # Month names that are also words or names count only in a date that says it is one (below);
 # abbreviations only with a full stop and a year ("set", "out", "ago", "gen" are English words).
@@ -107,6 +147,8 @@ def _is_calendar_day(year: str, month: str, day: str) -> bool:
 def find_dates(text: str) -> Iterator[RuleMatch]:
     for match in _DATE.finditer(text):
         yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
+    if ":" in text:
+        yield from _times_of_day(text)
     for match in _FOREIGN_DATE.finditer(text):
         yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
     for match in _YEAR.finditer(text):

@@ -427,7 +427,7 @@ def _more_names_from_lists(
     from smallfirst.privacy.names import names_in_lists
 
     people = [(f.start, f.end) for f in findings if f.entity_type == "PERSON"]
-    if len(people) < 2:
+    if not people:
         return []
     taken = [(f.start, f.end) for f in findings]
     return [

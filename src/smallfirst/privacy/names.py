@@ -33,7 +33,7 @@ PARTICLE = (
 )
 _PARTICLE_WORD = re.compile(PARTICLE)
 # Honorifics before a name; "Sir" also addresses strangers ("Dear Sir"), so it is not always one.
-_HONORIFIC = r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx)"
+_HONORIFIC = r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx|Fr|Rev|Sr|Sra|Srta|Mme|Mlle|Herr|Frau)"
 _TITLES = rf"(?:(?:{_HONORIFIC}|Sir)\.?[ \t]+)"
 _NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
 # Form fields whose value is a person ("Customer: Efimiya Petrova", "Patient name: Ana Ruiz").
@@ -44,7 +44,8 @@ _PERSON_FIELD = (
 )
 _NAME_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
-    rf"[Ss]incerely,?|[Rr]egards,?|[Ss]igned|[Dd]irected [Bb]y:?|[Ss]tarring|[Ww]ritten by|"
+    rf"[Ss]incerely,?|[Rr]egards,?|[Ss]igned(?: by)?|[Ii]n the name of|em nome de|"
+    rf"au nom de|a nombre de|[Dd]irected [Bb]y:?|[Ss]tarring|[Ww]ritten by|"
     rf"[Mm]aiden name is|[Ll]ast name(?: is)?\??|[Ff]irst name(?: is)?\??|[Tt]his is|"
     rf"[Ii]t'?s me,?|[Ii] am|[Ii]'m|[Mm]eet|[Ww]ith|[Aa]sk for|[Cc]ontact|[Aa]ttn:?|"
     rf"[Mm]y (?:kid|son|daughter|wife|husband|friend|partner|boss|colleague|mother|father|"
@@ -117,6 +118,14 @@ def could_be_name(value: str) -> bool:
         return False
     first = words[0].strip(".,:;!?\"'").lower()
     return first not in _SENTENCE_STARTERS and any(ch.isalpha() for ch in value)
+
+
+def plausible_name(value: str) -> bool:
+    """`value` may be a name: could_be_name, and no word of it is a stop word or a word that
+    follows name cues without being a name ("Unknown", "TBD", "Phone")."""
+    return could_be_name(value) and not any(
+        word.rstrip(".,") in _NOT_NAMES or word in STOP_WORDS for word in value.split()
+    )
 
 
 _STRONG_CUE = re.compile(
@@ -311,9 +320,25 @@ def find_acting_names(text: str) -> Iterator[RuleMatch]:
             word.rstrip(".") in _NOT_NAMES or word in STOP_WORDS for word in words
         ):
             continue
-        if match.group().rstrip(' \t"“').endswith(":") and vetoes.is_field_label(match.group(1)):
+        if match.group().rstrip(' \t"“').endswith(":") and (
+            vetoes.is_field_label(match.group(1)) or not _says_something(text, match.end())
+        ):
             continue
         yield RuleMatch("PERSON", match.start(1), match.end(1), 0.6)
+
+
+_UTTERANCE = re.compile(r"[^.!?;\n]*")
+_LOWER_CASE_WORD = re.compile(rf"(?<![{LETTER}])[a-zß-ÿ][{LETTER}'’]+")
+
+
+def _says_something(text: str, start: int) -> bool:
+    """A speaker's line holds words in lower case ("Ann: What a day!"); the value of a form
+    field does not ("Guarantor: Nasser bin Khalid.", "Province: ON", "Cover: Ines Moreira")."""
+    utterance = _UTTERANCE.match(text, start)
+    return utterance is not None and any(
+        _PARTICLE_WORD.fullmatch(word) is None
+        for word in _LOWER_CASE_WORD.findall(utterance.group())
+    )
 
 
 _LIST_ITEM = rf"[{LETTER}][{LETTER}'’\-]*(?:[ \t]+[{UPPER}][{LETTER}'’\-]*)?"
@@ -323,9 +348,24 @@ _NAME_LIST = re.compile(
 )
 
 
+# Two full names joined by "and": "Jelena Đorđević and Miloš Petrović".
+_FULL_NAME_PAIR = re.compile(
+    rf"(?<![\w'’\-])({CAP_WORD}[ \t]+{CAP_WORD})[ \t]+(?:and|&)[ \t]+({CAP_WORD}[ \t]+{CAP_WORD})"
+    rf"(?![\w'’\-]|[ \t]+[{UPPER}])"
+)
+
+
 def names_in_lists(text: str, person_spans: list[tuple[int, int]]) -> Iterator[RuleMatch]:
     """In "Ann, Bob, Cid and Dee", if two or more items are already known names, the other
-    items are names too (the small NER model misses unfamiliar ones)."""
+    items are names too (the small NER model misses unfamiliar ones); of two full names
+    joined by "and", one known name makes a person of the other."""
+    for match in _FULL_NAME_PAIR.finditer(text):
+        known = [(match.start(i), match.end(i)) in person_spans for i in (1, 2)]
+        if known[0] != known[1]:
+            other = 2 if known[0] else 1
+            value = POSSESSIVE_END.sub("", match.group(other))
+            if plausible_name(value) and not any(vetoes.not_a_person(w) for w in value.split()):
+                yield RuleMatch("PERSON", match.start(other), match.start(other) + len(value), 0.5)
     for match in _NAME_LIST.finditer(text):
         middle = [
             (match.start(2) + m.start(), match.start(2) + m.end())
@@ -361,7 +401,7 @@ def find_initialled_names(text: str) -> Iterator[RuleMatch]:
 
 # All-lower-case chat ("my name is borna jerković"): one or two words after the strongest
 # cues, unless they are function words or read as a verb or adverb ("call me back").
-_LOWER = "a-zß-öø-ÿā-žа-яά-ώ"
+_LOWER = "a-zß-öø-ÿā-žƀ-ɏḁ-ỿа-џά-ώ"
 _LOWER_WORD = rf"[{_LOWER}][{_LOWER}'’\-]+"
 _LOWER_NAME_CUE = re.compile(
     rf"(?i:\b(?:(?:my|his|her|their|your|full|first|last|maiden|middle) name is|my name['’]s|"

@@ -14,8 +14,10 @@ from typing import Any
 
 from smallfirst.privacy.month_names import EUROPEAN_MONTH_ABBREVIATIONS, EUROPEAN_MONTH_NAMES
 
-UPPER = r"A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-Я"
-LETTER = r"A-Za-zÀ-ÖØ-öø-ÿĀ-ſΆ-ώА-я"
+# Latin Extended-A and -B and Latin Extended Additional (Romanian "Ș", pinyin "ǎ", Vietnamese
+# "Nguyễn"), Greek, and Cyrillic with the letters of Ukrainian and Serbian ("Ї", "Ђ").
+UPPER = r"A-ZÀ-ÖØ-ÞĀ-ɏḀ-ỿΆ-ΏΑ-ΩЀ-ЯѠ-ӿ"
+LETTER = r"A-Za-zÀ-ÖØ-öø-ÿĀ-ɏḀ-ỿΆ-ώЀ-ӿ"
 CAP_WORD = rf"[{UPPER}][{LETTER}'’\-]*"
 
 
@@ -93,6 +95,9 @@ _PHONE = re.compile(
 )
 _DATE_LIKE = re.compile(r"^\d{4}[\-./]\d{1,2}[\-./]\d{1,2}$|^\d{1,2}[\-./]\d{1,2}[\-./]\d{2,4}$")
 _SSN_LIKE = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
+# A Brazilian postcode (CEP, "01310-200"): no numbering plan ends a phone number with a
+# group of three after five.
+_CEP_LIKE = re.compile(r"^\d{5}-\d{3}$")
 _PHONE_CONTEXT = re.compile(
     r"(?i)\b(?:phone|phoned|call|calls|called|calling|mobile|mob|cell|tel|telephone|telefon|"
     r"fax|desk|office|number|contact|reach|text|sms|whatsapp|dial|messages?|answering|ring)\b"
@@ -144,7 +149,12 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
                 # weak: the digits of a national ID ("AB 12 34 56 C") keep their own type
                 yield RuleMatch("PHONE_NUMBER", match.start(), match.end(), 0.45)
             continue
-        if not _FEWEST_DIGITS <= digits <= 15 or _DATE_LIKE.match(value) or _SSN_LIKE.match(value):
+        if (
+            not _FEWEST_DIGITS <= digits <= 15
+            or _DATE_LIKE.match(value)
+            or _SSN_LIKE.match(value)
+            or _CEP_LIKE.match(value)
+        ):
             continue
         if not grouped and not international and digits > 11:
             continue  # a long unbroken digit run is more often an account or card number
@@ -304,17 +314,18 @@ _STREET_ENDING = (
 _UNIT_WORD = r"(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Fl|Bldg|Building)\b"
 # The capitalised words of a street name after a leading word; a unit ("Apt. 5") is not one.
 _LEAD_NAME = (
-    rf"(?:(?:de|du|des|la|le|les|del|della|delle|dei|di|da|do|dos|das)[ \t]+)*"
+    rf"(?:(?:de|du|des|la|le|les|del|della|delle|dei|di|da|do|dos|das|y|yr)[ \t]+)*"
     rf"(?!{_UNIT_WORD}){CAP_WORD}(?:[ \t]+(?:(?!{_UNIT_WORD}){CAP_WORD}|de|del|da|do|e)){{0,4}}"
 )
 # Leading words that make a street of the capitalised words after them ("rue de Rivoli").
 _STREET_LEADING = (
-    rf"(?i:ul\.|ulica|rue|avenue|boulevard|chemin|impasse|allée|viale|piazza|corso|calle|"
-    rf"avenida|avda\.|rua|travessa|plaza|paseo|carrer|strada|odos|calea|aleja|C/)[ \t]+"
+    rf"(?i:ul\.|ulica|rue|avenue|boulevard|chemin|impasse|allée|quai|viale|piazza|corso|calle|"
+    rf"avenida|avda\.|av\.|rua|travessa|alameda|praça|estrada|rodovia|plaza|paseo|carrer|"
+    rf"strada|odos|calea|aleja|heol|ffordd|stryd|jalan|jl\.|C/)[ \t]+"
     rf"{_LEAD_NAME}"
 )
 # Leading words that are English words too ("via Email", "et al. Smith"): only with a number.
-_STREET_LEADING_WEAK = rf"(?i:via|largo|al\.)[ \t]+{_LEAD_NAME}"
+_STREET_LEADING_WEAK = rf"(?i:via|largo|al\.|place|cours)[ \t]+{_LEAD_NAME}"
 # Trailing street words (Hungarian "u."/"utca", Czech "ulice", Latvian "iela", Lithuanian
 # "gatvė", Estonian "tänav"/"põik"/"maantee"/"puiestee").
 _STREET_TRAILING = (
@@ -323,6 +334,12 @@ _STREET_TRAILING = (
 )
 _UNIT = (
     r"(?i:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Room|Floor|Fl\.?|Bldg\.?|Building)[ \t]*#?\d+\w*"
+)
+# A Japanese address in Latin letters: block numbers ("3-15-2", "2-chōme-7-1"), a district,
+# and a ward, city or town ("Shibuya-ku", "Shinjuku City").
+_JAPANESE_BLOCK = (
+    rf"\d{{1,4}}(?:-(?:ch[oō]me-)?\d{{1,4}}){{1,3}}[ \t]+{CAP_WORD}(?=,[ \t]*{CAP_WORD}"
+    rf"(?:-(?:ku|shi|ch[oō]|machi|gun)\b|[ \t]+(?:City|Ward)\b))"
 )
 _MILITARY = (
     r"(?i:(?:PSC|CMR|Unit)\s\d{3,5},?\s+Box\s\d{3,5}|(?:USS|USNS|USNV|USCGC)\s[A-Z][a-z]+|"
@@ -354,7 +371,8 @@ _ADDRESS_CORE = re.compile(
     rf"{_ADDRESS_START}(?:"
     rf"{_HOUSE}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
     # Hungarian house numbers end with a dot: "Kossuth Lajos utca 12."
-    rf"|(?:{_HOUSE}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})(?:[ \t]+{_HOUSE}\b\.?)?"
+    rf"|(?:{_HOUSE}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})(?:,?[ \t]+{_HOUSE}\b\.?)?"
+    rf"|{_JAPANESE_BLOCK}"
     rf"|{_HOUSE}[ \t]+(?:{_HOUSE}[ \t]+)?(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})"
     rf"(?:[ \t]+{_HOUSE}\b)?"
     rf"|(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})[ \t]+{_HOUSE}\b"
@@ -387,11 +405,16 @@ _PLACE_LINK = (
     r"de|du|des|la|le|del|della|delle|dei|di|da|do|dos|das|van|von|der|den|am|an|bei|u|nad|"
     r"pod|na|pri|upon|sur"
 )
+# Units as other languages write them: "apto 72", "piso 3", "m. 15" (Polish "mieszkanie").
+_FOREIGN_UNIT = r"(?i:apto|dpto|piso|andar|bloco|lok)\.?[ \t]*\d+\w*|m\.[ \t]*\d+\b"
 _CONTINUATION = re.compile(
-    rf"(?:[ \t]*,)?[ \t]*(?:\n[ \t>?*•\-]*)?(?:,[ \t]*)?"
-    rf"(?:{_UNIT}|{_HOUSE}\b|[A-Z0-9]{{2,4}}[ \-]?[0-9][A-Z0-9]{{1,3}}\b|"
-    rf"(?:(?:{_PLACE_LINK})\s+)?{CAP_WORD}\.?(?:\s*\([^()\n]{{1,30}}\))?)"
+    rf"(?:[ \t]*(?:,|[\-–](?=[ \t])))?[ \t]*(?:\n[ \t>?*•\-]*)?(?:,[ \t]*)?"
+    rf"(?:{_UNIT}|{_FOREIGN_UNIT}|{_HOUSE}\b|[A-Z0-9]{{2,4}}[ \-]?[0-9][A-Z0-9]{{1,3}}\b|"
+    rf"(?:(?:{_PLACE_LINK})\s+)?{CAP_WORD}\.?(?:\s*\([{UPPER}][^()\n\"“]{{0,29}}\))?)"
 )
+# A line that opens with a field label ("Address line 2: ...", "City: ...") is a field of
+# its own, not the next line of the address above it.
+_LABEL_LINE = re.compile(r"[ \t>*\-]*[A-Za-z][A-Za-z \t]{0,24}(?:[ \t]\d{1,2})?:")
 _MAX_CONTINUATION = 10
 STOP_WORDS = frozenset(
     {"I", "Please", "Thank", "Thanks", "The", "This", "That", "It", "We", "You", "My", "And",
@@ -404,7 +427,7 @@ def _starts_with_phone_line(text: str, position: int) -> bool:
     line_start = text.index("\n", position) + 1
     line = text[line_start : text.find("\n", line_start) if "\n" in text[line_start:] else None]
     phone = _PHONE.match(line.lstrip(" \t>?*•-"))
-    if phone is None:
+    if phone is None or _CEP_LIKE.match(phone.group()):
         return False
     return sum(ch.isdigit() for ch in phone.group()) >= 7 or _is_short_local_number(phone.group())
 
@@ -417,7 +440,10 @@ def _extend_address(text: str, end: int) -> int:
         piece = match.group().strip(" \t\n,").rstrip(".")
         if piece in STOP_WORDS or text[match.end() : match.end() + 1] == ":":
             break
-        if "\n" in match.group() and _starts_with_phone_line(text, match.start()):
+        if "\n" in match.group() and (
+            _starts_with_phone_line(text, match.start())
+            or _LABEL_LINE.match(text, text.index("\n", match.start()) + 1) is not None
+        ):
             break
         if text.count("\n", end, match.end()) and match.group().lstrip(" \t,").startswith("\n\n"):
             break
@@ -471,7 +497,10 @@ def find_cued_addresses(text: str) -> Iterator[RuleMatch]:
             yield RuleMatch("LOCATION", clause.start(), _extend_address(text, clause.end()), 0.6)
 
 
-_POSTCODE_CONTEXT = re.compile(r"(?i)\b(?:zip|zipcode|zip code|postcode|postal code|post code)\b")
+_POSTCODE_CONTEXT = re.compile(
+    r"(?i)\b(?:zip|zipcode|zip code|postcode|postal code|post code|cep|plz|postleitzahl|"
+    r"code postal|c[oó]digo postal|codice postale|pincode)\b"
+)
 _POSTCODE = re.compile(r"\b(?:[A-Z0-9]{2,4}[ \-]?[0-9][A-Z0-9]{1,3}|\d{3,6}(?:[ \-]\d{2,4})?)\b")
 
 

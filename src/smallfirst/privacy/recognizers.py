@@ -24,6 +24,7 @@ from presidio_analyzer.predefined_recognizers import (
 
 from smallfirst.privacy import dates, names, patterns, vetoes
 from smallfirst.privacy.base64_text import base64_texts
+from smallfirst.privacy.fields import find_field_values
 from smallfirst.privacy.identifiers import CHECKED_TYPES
 from smallfirst.privacy.normalize import normalized
 from smallfirst.privacy.secrets import find_secrets
@@ -116,6 +117,7 @@ def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int, 
     possessive = patterns.POSSESSIVE_END.search(text, start, end)
     if possessive is not None and possessive.start() > start:
         end = possessive.start()
+    end = start + len(text[start:end].rstrip(" \t|"))  # "| Ann Lee |": a table cell's border
     value = text[start:end]
     if (
         _country_pattern().fullmatch(value)
@@ -175,6 +177,7 @@ _RULE_ENTITIES: dict[str, frozenset[str]] = {
     "addressed_names": frozenset({"PERSON"}),
     "verb_objects": frozenset({"PERSON"}),
     "surname_forms": frozenset({"PERSON", "LOCATION"}),
+    "field_values": frozenset({"PERSON", "LOCATION"}),
     "countries": frozenset({"LOCATION"}),
     "spelled_emails": frozenset({"EMAIL_ADDRESS"}),
 }
@@ -258,6 +261,7 @@ class RuleSet:
             **patterns.RULE_FINDERS,
             "dates": dates.find_dates,
             **names.NAME_FINDERS,
+            "field_values": find_field_values,
             "countries": find_countries,
             "spelled_emails": functools.partial(
                 find_spelled_emails, known_domain=known_email_domain

@@ -63,7 +63,14 @@ _ROLE_NOUNS = frozenset(
      "users", "readers", "sir", "madam", "folks", "everyone", "marketing",
      "engineering", "finance", "sales", "legal", "hr", "accounting", "operations", "ops",
      "procurement", "compliance", "payroll", "security", "devops", "center", "centre",
-     "desk", "hotline", "helpline"}
+     "desk", "hotline", "helpline", "accountant", "attorney", "solicitor", "counsel",
+     "paralegal", "secretary", "assistant", "supervisor", "physician", "surgeon",
+     "pharmacist", "therapist", "nurse",
+     # the parties of a contract or a case ("the Lessee", "Guarantor")
+     "lessee", "lessor", "licensee", "licensor", "purchaser", "buyer", "seller", "vendor",
+     "borrower", "lender", "guarantor", "grantor", "grantee", "assignor", "employer",
+     "employee", "contractor", "executor", "trustee", "beneficiary", "claimant", "defendant",
+     "plaintiff", "appellant", "respondent", "party", "parties", "witness"}
 )  # fmt: skip
 # A short word in capitals alone is an acronym ("JSON", "AWS", "CTO"), not a name (two
 # letters may be a nickname: "AJ", "TJ").
@@ -138,7 +145,13 @@ def names_a_thing(text: str, start: int, end: int) -> bool:
         COMPANY_SUFFIX_AFTER.match(text, end) is not None
         or _names_a_product(text, start, end)
         or _OPTION_AFTER.match(text, end) is not None
+        or (" " not in text[start:end] and _NUMBER_FIELD_AFTER.match(text, end) is not None)
     )
+
+
+# A word with a colon or a full stop and then a number is the label of a form field ("Tel.
+# +49 30 901820", "Fone: (11) 98765-4321", "Conta: BR89..."), not a name.
+_NUMBER_FIELD_AFTER = re.compile(r"(?:\.[ \t]*:?|[ \t]*:)[ \t]*(?:[+(]?\d|[A-Z]{2}\d\d)")
 
 
 def _names_a_product(text: str, start: int, end: int) -> bool:
@@ -207,7 +220,8 @@ _FIELD_LABELS = frozenset(
      "city", "file", "line", "module", "service", "output", "input", "environment",
      "requirement", "requirements", "context", "feedback", "answer", "question", "hint",
      "tip", "step", "todo", "fixme", "problem", "issue", "bug", "fix", "goal", "rule", "rules",
-     "background", "constraints", "update", "traceback", "stacktrace", "name"}
+     "background", "constraints", "update", "traceback", "stacktrace", "name", "re", "fw",
+     "fwd"}
 ) | PERSON_FIELD_LABELS  # fmt: skip
 # Nominalisations ("Authorization", "Description", "Version") are not given names.
 _NOMINALISATION = re.compile(r"(?i)[a-z]{3}(?:tion|sion)s?$")
@@ -256,4 +270,15 @@ def not_a_phone(text: str, start: int, end: int) -> bool:
     match at all: an extension's digits do not count towards a phone's seven.)"""
     if text.startswith("+", start):
         return False
-    return _UNIT_AFTER.match(text, end) is not None or is_version_number(text, start, end)
+    return (
+        _UNIT_AFTER.match(text, end) is not None
+        or is_version_number(text, start, end)
+        or _ISO_DATE.match(text, start) is not None
+        or _CODE_PART_AFTER.match(text, end) is not None
+    )
+
+
+# "2024-05-02 18:04" is a timestamp, "8841-2209-A" a part number: neither is a phone's
+# ("555-0142-Office" is a phone and its label).
+_ISO_DATE = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?!\d)")
+_CODE_PART_AFTER = re.compile(r"-[A-Z\d]{1,3}(?!\w)")
