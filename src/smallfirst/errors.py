@@ -183,6 +183,12 @@ class RequestTooLarge(SmallfirstError):
     code = "request_too_large"
 
 
+class RequestHeadTooLarge(SmallfirstError):
+    status = 431
+    error_type = "invalid_request_error"
+    code = "request_header_fields_too_large"
+
+
 class BudgetSpent(SmallfirstError):
     """A remote model asked for by id while the daily budget is spent (OpenAI's status and
     type for a spent quota)."""

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.completions import ModelInfo
 from smallfirst.config import RagConfig
-from smallfirst.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
+from smallfirst.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    ModelUnavailable,
+    SmallfirstError,
+)
 from smallfirst.types import ChatRequest
 
 if TYPE_CHECKING:
@@ -205,9 +210,31 @@ class RagStep:
             if exc.message != self._told:
                 self._told = exc.message
                 logger.warning("RAG collections cannot be served: %s", exc.message)
-            raise
+            raise _as_told_to_clients(exc) from exc
 
     def _store_path(self) -> Path:
         from smallfirst.rag.store import STORE_FILENAME
 
         return self.data_dir / STORE_FILENAME
+
+
+def _as_told_to_clients(error: SmallfirstError) -> SmallfirstError:
+    """`error` without the store's path, which names the server's folders: the log has it,
+    and the fix (as for a router that cannot be loaded). Missing packages name no path."""
+    from smallfirst.rag import StoreBusy, StoreNeedsReindex, StoreUnusable
+
+    if isinstance(error, StoreNeedsReindex):
+        told = (
+            "RAG collections cannot be served until the server's RAG store is reindexed for"
+            " this version (`smallfirst rag reindex`; the server's log says more)"
+        )
+    elif isinstance(error, StoreBusy):
+        told = "the server's RAG store is being written by another process: try again later"
+    elif isinstance(error, StoreUnusable):
+        told = (
+            "RAG collections cannot be served: the server cannot use its RAG store now (the"
+            " server's log says why)"
+        )
+    else:
+        return error
+    return type(error)(told)

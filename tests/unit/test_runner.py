@@ -1,7 +1,7 @@
 """`server.runner._GatewayServer`: answers under way at shutdown get a drain, a second
 Ctrl-C (uvicorn's force quit) ends them at once, SIGHUP stops it as SIGTERM does;
-`_HeadTimedProtocol`: a connection that sends no request head in time is closed;
-`run_server` refuses an address it cannot listen on before the app starts."""
+`_HeadTimedProtocol`: a connection that sends no request head in time is closed, a head too
+long is refused; `run_server` refuses an address it cannot listen on before the app starts."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from starlette.applications import Starlette
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smallfirst.server.runner import STARTUP_FAILURE, _GatewayServer, _HeadTimedProtocol, run_server
 from tests.helpers import fake_settings
@@ -70,12 +70,14 @@ async def test_a_connection_that_sends_no_request_head_in_time_is_closed(
     """uvicorn kept such connections open for good (slowloris): 500 of them, the open-file
     limit, and every other client's connection was closed at once."""
     monkeypatch.setattr("smallfirst.server.runner.HEAD_TIMEOUT_S", 0.2)
-    config = uvicorn.Config(_slow_app, http=_HeadTimedProtocol, lifespan="off", log_level="error")
-    server = uvicorn.Server(config)
-    listening = socket.create_server(("127.0.0.1", 0))
-    serving = asyncio.ensure_future(server.serve(sockets=[listening]))
-    port = listening.getsockname()[1]  # listening already: the kernel queues connections
-    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+    async with _serving(_slow_app) as port:
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        await _heads_are_timed(connections)
+
+
+async def _heads_are_timed(
+    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+) -> None:
     (silent, _), (partial, partial_writer), (answered, answered_writer), kept = connections
     try:
         partial_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
@@ -92,6 +94,18 @@ async def test_a_connection_that_sends_no_request_head_in_time_is_closed(
     finally:
         for _, writer in connections:
             writer.close()
+
+
+@asynccontextmanager
+async def _serving(app: ASGIApp) -> AsyncIterator[int]:
+    """uvicorn with the gateway's protocol serving `app` on a free loopback port."""
+    config = uvicorn.Config(app, http=_HeadTimedProtocol, lifespan="off", log_level="error")
+    server = uvicorn.Server(config)
+    listening = socket.create_server(("127.0.0.1", 0))
+    serving = asyncio.ensure_future(server.serve(sockets=[listening]))
+    try:
+        yield listening.getsockname()[1]  # listening already: the kernel queues connections
+    finally:
         server.should_exit = True
         await serving
 
@@ -157,3 +171,37 @@ def test_a_port_in_use_is_refused_before_the_app_starts(
         f"Error: cannot listen on {shown}:{port}: the port is in use (another server?);"
         " choose another with --port\n"
     )
+
+
+async def _answer_to_head_sent_in_pieces(port: int, header_lines: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n")
+        for number in range(header_lines):  # a read each: the first is not counted
+            writer.write(b"x-pad-%03d: %s\r\n" % (number, b"a" * 86))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"\r\n")
+        return await asyncio.wait_for(reader.read(), timeout=5)
+    except ConnectionError:  # refused while sending: the answer may be lost
+        return b"reset"
+    finally:
+        writer.close()
+
+
+async def _ok_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_a_request_head_longer_than_the_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn (httptools) kept a head of any size in memory: 200 MB of headers sent in
+    under a second, no key needed, grew the server by 216 MB."""
+    monkeypatch.setattr("smallfirst.server.runner.MAX_HEAD_BYTES", 2_000)
+    async with _serving(_ok_app) as port:
+        within = await _answer_to_head_sent_in_pieces(port, header_lines=15)  # 1,500 bytes
+        beyond = await _answer_to_head_sent_in_pieces(port, header_lines=40)
+    assert within.startswith(b"HTTP/1.1 200 OK")
+    assert beyond == b"reset" or beyond.startswith(b"HTTP/1.1 431 ")

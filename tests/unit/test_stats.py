@@ -286,6 +286,20 @@ def test_dashboard_page_shows_the_saving_split_and_privacy(tmp_path: Path) -> No
     assert "window looks like" in bad.json()["error"]["message"]
 
 
+def test_the_dashboard_lets_browsers_run_no_script_on_it_nor_frame_it(tmp_path: Path) -> None:
+    """Its texts are escaped; the page also says so to the browser, should one slip through
+    (it quotes skipped models' failures)."""
+    from tests.helpers import fake_client, fake_settings
+
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        page = client.get("/dashboard")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
 def test_requests_command_lists_the_latest_first_with_the_reason(
     log_path: Path, tmp_path: Path
 ) -> None:
