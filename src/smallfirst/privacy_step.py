@@ -146,12 +146,14 @@ class PrivacyStep:
         request = self._with_pseudonymous_ids(request, model)
         if inspection is None:
             return request, None
+        scanned = messages_of(request)
         result = self.guard.apply(
-            messages_of(request),
+            scanned,
             model.tier,
             override=request.privacy,
             findings=inspection.findings,
             unredactable=inspection.in_unredactable,
+            numbered_first=_prompt_head(request, len(scanned)),
         )
         inspection.applied[model.id] = result.action
         if result.redaction is None:
@@ -306,6 +308,21 @@ def messages_of(request: GenerateRequest) -> list[ChatMessage]:
     _schemas_of(request, _collect(texts))
     scanned.extend(ChatMessage(role="system", content=text) for text in texts)
     return [*scanned, *stops]
+
+
+def _prompt_head(request: GenerateRequest, scanned: int) -> range:
+    """Where, among the `scanned` texts of `messages_of(request)`, are those an upstream
+    reads before the messages: the tool definitions and the response format, which it puts
+    at the head of the prompt. Their values get the first placeholders, so a conversation's
+    tools read the same on every turn; numbered after the messages, they took other numbers
+    whenever a later message brought a new value, and the prompt's head, which upstreams
+    cache, changed with them."""
+    if not isinstance(request, ChatRequest):
+        return range(0)
+    head: list[str] = []
+    _schemas_of(request, _collect(head))
+    end = scanned - len(request.stop_list)
+    return range(end - len(head), end)
 
 
 def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str, Any]:

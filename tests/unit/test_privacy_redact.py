@@ -78,6 +78,17 @@ def test_placeholder_already_in_input_is_not_reused() -> None:
     assert redaction.restore(redacted[0]) == "literal <PERSON_1> and Ann"
 
 
+def test_texts_numbered_first_get_the_first_placeholders_wherever_they_are() -> None:
+    texts = ["Write to ann@x.io", "Copy eve@x.io", "or bob@x.io"]
+    findings = [[_find(t, "EMAIL_ADDRESS", t.split()[-1])] for t in texts]
+    redacted, _ = redact_texts(texts, findings, numbered_first=[2, 1])
+    assert redacted == [
+        "Write to <EMAIL_ADDRESS_3>",
+        "Copy <EMAIL_ADDRESS_2>",
+        "or <EMAIL_ADDRESS_1>",
+    ]
+
+
 def test_unknown_placeholders_are_left_alone() -> None:
     redaction = Redaction({"<PERSON_1>": "Ann"})
     assert redaction.restore("<PERSON_9> <PERSON_1> <b>") == "<PERSON_9> Ann <b>"

@@ -68,6 +68,50 @@ def test_a_metadata_key_is_scanned_and_redacted_like_its_value(
     assert blocked.status_code == 400
 
 
+def test_an_openapi_example_and_the_keys_of_a_default_reach_the_cloud_redacted(
+    api: tuple[TestClient, Any],
+) -> None:
+    """Only a list of keywords was read: OpenAPI's `example` (tools made from an API's
+    description carry it) and an object's keys in a `default` went upstream in clear."""
+    client, gateway = api
+    properties = {
+        "to": {"type": "string", "format": "email", "example": EMAIL},
+        "roles": {"type": "object", "default": {EMAIL: "owner"}},
+    }
+    body = chat_body("big", tools=[tool("share", properties)])
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    (sent,) = sent_to(gateway, "big").tools or []
+    assert EMAIL not in sent.model_dump_json()
+    assert sent.function.parameters is not None
+    assert sent.function.parameters["properties"] == {
+        "to": {"type": "string", "format": "email", "example": "<EMAIL_ADDRESS_1>"},
+        "roles": {"type": "object", "default": {"<EMAIL_ADDRESS_1>": "owner"}},
+    }
+
+
+def test_a_tools_placeholders_are_the_same_on_every_turn_of_a_conversation(
+    api: tuple[TestClient, Any],
+) -> None:
+    """Upstreams read (and cache) the tools before the messages. Numbered after the
+    messages, the tool's address was <EMAIL_ADDRESS_1> on the first turn and
+    <EMAIL_ADDRESS_2> once a message brought another address."""
+    client, gateway = api
+    share = tool("share", {"to": {"type": "string", "enum": ["bob@flux.io", "eve@flux.io"]}})
+    turn = [{"role": "user", "content": "Share the minutes with the manager."}]
+    sent_tools = []
+    for messages in (
+        turn,
+        [*turn, {"role": "assistant", "content": "Who else?"}, {"role": "user", "content": EMAIL}],
+    ):
+        body = chat_body("big", messages=messages, tools=[share], tool_choice="none")
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+        sent = sent_to(gateway, "big")
+        sent_tools.append([t.model_dump() for t in sent.tools or []])
+    assert sent_tools[0] == sent_tools[1]
+    assert "<EMAIL_ADDRESS_1>" in json.dumps(sent_tools[0])
+    assert sent.messages[-1].content == "<EMAIL_ADDRESS_3>"
+
+
 def test_tool_call_ids_reach_the_cloud_as_paired_stable_pseudonyms(
     api: tuple[TestClient, Any],
 ) -> None:

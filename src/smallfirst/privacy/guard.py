@@ -120,10 +120,12 @@ class PrivacyGuard:
         override: PolicyAction | None = None,
         findings: MessageFindings | None = None,
         unredactable: Sequence[Finding] = (),
+        numbered_first: Sequence[int] = (),
     ) -> GuardResult:
         """Apply the policy for `tier`. Raises `PolicyBlocked` for `block`, and for
         `local_only` when `tier` is remote (route to a local tier instead). `unredactable`:
-        PII in names that go as they are, which `redact` cannot hide (`local_only` then)."""
+        PII in names that go as they are, which `redact` cannot hide (`local_only` then).
+        `numbered_first`: the messages whose values get the first placeholders."""
         if findings is None:
             findings = self.inspect(messages)
         flat = [*_flatten(findings), *unredactable]
@@ -136,7 +138,7 @@ class PrivacyGuard:
                 f"privacy policy keeps this request on local tiers: it contains {kinds}{where}"
             )
         if action == "redact":
-            redacted, redaction = redact_messages(messages, findings)
+            redacted, redaction = redact_messages(messages, findings, numbered_first=numbered_first)
             return GuardResult(action, redacted, audit_summary(flat, "redact"), redaction)
         return GuardResult(action, list(messages), audit_summary(flat, action))
 

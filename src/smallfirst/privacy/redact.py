@@ -117,14 +117,22 @@ class Redactor:
 
 
 def redact_texts(
-    texts: Sequence[str], findings_per_text: Sequence[Sequence[Finding]]
+    texts: Sequence[str],
+    findings_per_text: Sequence[Sequence[Finding]],
+    *,
+    numbered_first: Sequence[int] = (),
 ) -> tuple[list[str], Redaction]:
+    """Each text redacted, and the placeholders' values. Placeholders are numbered in the
+    order of the texts, those at the indices `numbered_first` first."""
     if len(texts) != len(findings_per_text):
         raise ValueError("need one findings list per text")
     redactor = Redactor(reserved_text="\n".join(texts))
     everywhere = with_repeats(texts, findings_per_text)
-    redacted = [redactor.redact(t, f) for t, f in zip(texts, everywhere, strict=True)]
-    return redacted, redactor.redaction
+    first = dict.fromkeys(numbered_first)
+    redacted: dict[int, str] = {}
+    for index in [*first, *(i for i in range(len(texts)) if i not in first)]:
+        redacted[index] = redactor.redact(texts[index], everywhere[index])
+    return [redacted[index] for index in range(len(texts))], redactor.redaction
 
 
 # A part of a person's name that names them alone: a capitalised word of three letters or
@@ -189,11 +197,16 @@ def _with_repeats_in(
 
 
 def redact_messages(
-    messages: Sequence[ChatMessage], findings_per_message: Sequence[Sequence[Finding]]
+    messages: Sequence[ChatMessage],
+    findings_per_message: Sequence[Sequence[Finding]],
+    *,
+    numbered_first: Sequence[int] = (),
 ) -> tuple[list[ChatMessage], Redaction]:
     """Redact chat messages; findings are offsets into each message's `.text`. Messages with
     nothing to redact are returned unchanged (multi-part content stays multi-part)."""
-    texts, redaction = redact_texts([m.text for m in messages], findings_per_message)
+    texts, redaction = redact_texts(
+        [m.text for m in messages], findings_per_message, numbered_first=numbered_first
+    )
     redacted = [
         message.model_copy(update={"content": text}) if text != message.text else message
         for message, text in zip(messages, texts, strict=True)

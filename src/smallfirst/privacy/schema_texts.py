@@ -1,14 +1,17 @@
-"""The texts inside a JSON Schema that can hold personal data: its prose (`description`,
-`title` unless it is one identifier, `$comment`), its example and allowed values (`enum`,
-`const`, `default`, `examples`) and extension keywords (`x-...`).
+"""The texts inside a JSON Schema that can hold personal data: every value that is not
+structure. Prose (`description`, `title` unless it is one identifier, `$comment`), example and
+allowed values (`enum`, `const`, `default`, `examples`, OpenAPI's `example`), extension keywords
+(`x-...`) and any other annotation a generator adds (`markdownDescription`, `errorMessage`),
+with the keys of the objects such values hold (`"default": {"jane@acme.com": "owner"}`).
 
 A tool definition ("look up orders of jane@acme.com", an `enum` of customer names) goes to
-the tier that answers just as the messages do, so the guard scans these texts too. Keywords
-(`type`, `format`, `pattern`, `required`) and property names are structure: they are left as
-they are, so a redacted schema still validates the same shape of arguments. Property and
-definition names and one-identifier titles, and the regular expressions of `pattern` and
-`patternProperties` (which may spell out a value, `^jane@acme\\.com$`), are scanned as
-names that cannot be redacted (`schema_names`, `schema_patterns`).
+the tier that answers just as the messages do, so the guard scans these texts too. Structure
+is left as it is, so a redacted schema still validates the same shape of arguments: the
+keywords that name types, formats, references and required properties (`STRUCTURE_KEYWORDS`),
+property names, and the sub-schemas, walked as schemas. Property and definition names and
+one-identifier titles, and the regular expressions of `pattern` and `patternProperties`
+(which may spell out a value, `^jane@acme\\.com$`), are scanned as names that cannot be
+redacted (`schema_names`, `schema_patterns`).
 """
 
 from __future__ import annotations
@@ -18,20 +21,57 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-TEXT_KEYWORDS = frozenset(
-    {"description", "title", "enum", "const", "default", "examples", "$comment"}
-)
 # A title that is one identifier is the name of a class or a field (pydantic writes the class
 # name, "GetWeather", as the title of `openai.pydantic_function_tool`'s schema): a name, as
 # the function's, not prose. Read as prose, "GetWeather" was a person found in the title and
 # in the function name, so every such tool kept its requests off the cloud.
 TITLE_KEYWORD = "title"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# Extension keywords ("x-owner", "x-examples") hold whatever their author put there.
-EXTENSION_PREFIX = "x-"
-# Keywords whose value maps names (of properties, definitions) to sub-schemas.
+# Keywords whose value is structure: what validates, and names of properties and schemas
+# (OpenAPI's `discriminator` names a property and maps its values to schema references).
+STRUCTURE_KEYWORDS = frozenset(
+    {
+        "type",
+        "format",
+        "required",
+        "dependentRequired",
+        "$ref",
+        "$dynamicRef",
+        "$schema",
+        "$id",
+        "$anchor",
+        "$dynamicAnchor",
+        "$vocabulary",
+        "contentEncoding",
+        "contentMediaType",
+        "discriminator",
+    }
+)
+# Keywords whose value is a schema or a list of schemas.
+SUBSCHEMA_KEYWORDS = frozenset(
+    {
+        "items",
+        "prefixItems",
+        "additionalItems",
+        "contains",
+        "additionalProperties",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "propertyNames",
+        "contentSchema",
+        "not",
+        "if",
+        "then",
+        "else",
+        "anyOf",
+        "oneOf",
+        "allOf",
+    }
+)
+# Keywords whose value maps names (of properties, definitions) to sub-schemas (draft 7's
+# `dependencies` maps them to a schema or to a list of property names).
 NAME_MAPS = frozenset(
-    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"}
 )
 # Keywords whose value, or whose names, are regular expressions.
 PATTERN_KEYWORD = "pattern"
@@ -72,34 +112,43 @@ class _Visitors:
 
 
 def _map(node: Any, visitors: _Visitors, *, in_text: bool, name_map: str | None) -> Any:
-    """`name_map`: the keyword whose value `node` is, when that maps names to sub-schemas
-    (`NAME_MAPS`)."""
+    """`in_text`: `node` is a value, not structure. `name_map`: the keyword whose value
+    `node` is, when that maps names to sub-schemas (`NAME_MAPS`)."""
     if isinstance(node, str):
         return visitors.text(node) if in_text else node
     if isinstance(node, list):
         return [_map(item, visitors, in_text=in_text, name_map=None) for item in node]
     if not isinstance(node, dict):
         return node
-    mapped = {}
-    for key, value in node.items():
-        if name_map is not None:
-            visit_key = visitors.pattern if name_map == PATTERN_NAMES else visitors.name
+    if in_text:  # an object given as a value: its keys are free text too
+        return {
+            visitors.text(key): _map(value, visitors, in_text=True, name_map=None)
+            for key, value in node.items()
+        }
+    if name_map is not None:
+        visit_key = visitors.pattern if name_map == PATTERN_NAMES else visitors.name
+        for key in node:
             if visit_key is not None:
                 visit_key(key)
-        keyword = not in_text and name_map is None
-        is_pattern = keyword and key == PATTERN_KEYWORD and isinstance(value, str)
-        if is_pattern and visitors.pattern is not None:
+        return {
+            key: _map(value, visitors, in_text=False, name_map=None) for key, value in node.items()
+        }
+    return {key: _map_keyword(key, value, visitors) for key, value in node.items()}
+
+
+def _map_keyword(keyword: str, value: Any, visitors: _Visitors) -> Any:
+    """The value of one keyword of a schema: structure as it is, sub-schemas walked, and
+    every other keyword's value (prose, examples, annotations) as text."""
+    if keyword == PATTERN_KEYWORD and isinstance(value, str):
+        if visitors.pattern is not None:
             visitors.pattern(value)
-        if keyword and key == TITLE_KEYWORD and isinstance(value, str) and _IDENTIFIER.match(value):
-            if visitors.name is not None:
-                visitors.name(value)
-            mapped[key] = value
-            continue
-        mapped[key] = _map(
-            value,
-            visitors,
-            in_text=in_text
-            or (keyword and (key in TEXT_KEYWORDS or key.startswith(EXTENSION_PREFIX))),
-            name_map=key if keyword and key in NAME_MAPS else None,
-        )
-    return mapped
+        return value
+    if keyword == TITLE_KEYWORD and isinstance(value, str) and _IDENTIFIER.match(value):
+        if visitors.name is not None:
+            visitors.name(value)
+        return value
+    if keyword in STRUCTURE_KEYWORDS:
+        return value
+    name_map = keyword if keyword in NAME_MAPS else None
+    in_text = name_map is None and keyword not in SUBSCHEMA_KEYWORDS
+    return _map(value, visitors, in_text=in_text, name_map=name_map)
