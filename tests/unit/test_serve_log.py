@@ -7,9 +7,12 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from smallfirst.cli import app
 from smallfirst.cli.serve import _show_gateway_log
 from smallfirst.server.log_lines import uvicorn_log_config
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
@@ -66,3 +69,21 @@ def test_uvicorns_lines_are_json_too_when_asked() -> None:
         "smallfirst.server.log_lines.JsonLogFormatter"
     }
     assert uvicorn_log_config("text")["formatters"]["access"]["()"].startswith("uvicorn.")
+
+
+def test_startup_warnings_are_json_lines_too_when_the_log_is(
+    gateway_log: logging.Logger,
+    served: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`warning: ...` in plain text came first in a log said to be one JSON object a line."""
+    monkeypatch.setattr("smallfirst.cli.serve._show_gateway_log", _show_gateway_log)
+    monkeypatch.setenv("SMALLFIRST__DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SMALLFIRST__SERVER__LOG_FORMAT", "json")
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", "k1")  # set but not checked on loopback: a warning
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [line["level"] for line in lines] == ["WARNING"]
+    assert lines[0]["message"].startswith("server.api_keys / SMALLFIRST_API_KEYS: keys are set")

@@ -71,16 +71,17 @@ def serve(
     check_data_dir_or_exit(settings)
     _check_request_log(settings)
     refuse_model_file_problems(settings, adapter_file_problems(settings))
+    _show_gateway_log(log_level, settings.server.log_format)
     # requests to a model without its file fall back or fail; the others are served
-    warn(
+    _warn_at_start(
         [
             *local_engine_problems(settings),
             *model_file_problems(settings),
             *config_warnings(settings),
-        ]
+        ],
+        settings.server.log_format,
     )
     check_api_keys_or_exit(settings)
-    _show_gateway_log(log_level, settings.server.log_format)
     # uvicorn stops as gracefully on SIGTERM (and SIGHUP, `runner`) as on Ctrl-C, then raises
     # the signal again for the handler it found: by default that killed the process (exit
     # -15) after a clean stop
@@ -102,6 +103,18 @@ def _check_request_log(settings: Settings) -> None:
         fail(open_error(path, exc), code=1)
 
 
+def _warn_at_start(problems: list[str], log_format: str) -> None:
+    """`warning: ...` lines, or lines of the JSON log when it is JSON: a collector reading one
+    JSON object a line could not parse the text lines ahead of the others."""
+    if log_format != "json":
+        warn(problems)
+        return
+    import logging
+
+    for problem in problems:
+        logging.getLogger("smallfirst.server").warning(problem)
+
+
 def _show_gateway_log(level: str, log_format: str) -> None:
     """The gateway's own messages (a model loaded, with its slots and memory; the privacy
     detector ready) beside uvicorn's and in its format (`server.log_format`). Without a
@@ -120,7 +133,9 @@ def _show_gateway_log(level: str, log_format: str) -> None:
 
 def chat(
     prompt: str | None = typer.Argument(
-        None, help="What to ask. Without it: a conversation, one line per turn (/reset, /exit)."
+        None,
+        help="What to ask (text piped in comes before it). Without it: a conversation, one"
+        " line per turn (/reset, /exit).",
     ),
     model: str = typer.Option("auto", "--model", "-m", help="Model id, or auto to route."),
     system: str | None = typer.Option(None, "--system", "-s", help="System prompt."),
