@@ -18,7 +18,7 @@ import time
 
 import httpx
 
-from benchmarks.common import running_gateway, summary_ms
+from benchmarks.common import refuse_arguments, running_gateway, summary_ms
 
 N = 4
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -76,6 +76,7 @@ def measure(client: httpx.Client, url: str, kind: str) -> dict[str, object]:
 
 
 def main() -> None:
+    refuse_arguments(__doc__)
     config = {"models": [{"id": "slots", "tier": "edge", "parallel": N, "context_length": 2048}]}
     with running_gateway(config, "choices") as url, httpx.Client(timeout=600) as client:
         ask(client, url, prompt("short", 0), 0, 1)  # load the model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -21,6 +22,14 @@ import yaml
 from smallfirst.percentiles import percentile
 
 READY_TIMEOUT_S = 60
+
+
+def refuse_arguments(doc: str | None) -> None:
+    """For a benchmark set by environment variables only: `--help` prints its docstring, and
+    any other argument is an error (both were ignored: `--help` started a full run)."""
+    argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 
 import httpx
 
-from benchmarks.common import running_gateway, summary_ms
+from benchmarks.common import refuse_arguments, running_gateway, summary_ms
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "400"))
 THROUGHPUT_SECONDS = int(os.environ.get("BENCH_THROUGHPUT_SECONDS", "3"))
@@ -59,6 +59,7 @@ def interleaved_throughput(direct_url: str, via_url: str) -> tuple[float, float]
 
 
 def main() -> None:
+    refuse_arguments(__doc__)
     with ExitStack() as gateways:
         upstream_url = gateways.enter_context(
             running_gateway(

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from benchmarks.common import running_gateway
+from benchmarks.common import refuse_arguments, running_gateway
 from smallfirst.backends.llamacpp_engine import resolve_model_path
 
 PROMPTS = [
@@ -61,6 +61,7 @@ def raw_stream(llm: object, prompt: str) -> tuple[int, float]:
 
 
 def main() -> None:
+    refuse_arguments(__doc__)
     from llama_cpp import Llama
 
     threads = os.cpu_count() or 1

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import running_gateway
+from benchmarks.common import refuse_arguments, running_gateway
 
 MODEL = "qwen2.5-coder-1.5b"
 
@@ -92,6 +92,7 @@ def answer_after_results(url: str, prompt: str, message: dict[str, Any]) -> dict
 
 
 def main() -> int:
+    refuse_arguments(__doc__)
     from smallfirst.catalog import installed_path
 
     if not installed_path(MODEL).is_file():

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks.common import refuse_arguments
+
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PROMPT_TOKENS = 256
 GENERATED_TOKENS = 64
@@ -86,6 +88,7 @@ def run(setting: str, busy: bool) -> dict[str, float]:
 
 
 def main() -> None:
+    refuse_arguments(__doc__)
     results: dict[str, dict[str, list[float]]] = {}
     for round_number in range(ROUNDS):
         order = list(SETTINGS) if round_number % 2 == 0 else list(reversed(SETTINGS))

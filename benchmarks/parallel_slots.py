@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from benchmarks.common import running_gateway, summary_ms
+from benchmarks.common import refuse_arguments, running_gateway, summary_ms
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
@@ -73,6 +73,7 @@ def short_behind_long(client: httpx.Client, url: str, model: str) -> float:
 
 
 def main() -> None:
+    refuse_arguments(__doc__)
     config = {
         "models": [
             {"id": model, "tier": "edge", "parallel": n, "context_length": 2048, "queue_size": 8}

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import running_gateway, summary_ms
+from benchmarks.common import refuse_arguments, running_gateway, summary_ms
 
 CONVERSATIONS = int(os.environ.get("BENCH_CONVERSATIONS", "3"))
 TURNS = int(os.environ.get("BENCH_TURNS", "3"))
@@ -59,6 +59,7 @@ def first_token_s(
 
 
 def main() -> None:
+    refuse_arguments(__doc__)
     config = {
         "models": [
             {"id": model, "tier": "edge", "prompt_cache_mb": mb, "context_length": 4096}

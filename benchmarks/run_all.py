@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.common import refuse_arguments
+
 HERE = Path(__file__).parent
 # privacy_fresh_data.py writes an evaluation set, with presidio-evaluator from a venv of its
 # own (its docstring): no benchmark, and `make bench` failed on it.
@@ -14,6 +16,7 @@ SKIP = {"run_all.py", "common.py", "__init__.py", "privacy_fresh_data.py"}
 
 
 def main() -> int:
+    refuse_arguments(__doc__)
     failures = 0
     for script in sorted(HERE.glob("*.py")):
         if script.name in SKIP:

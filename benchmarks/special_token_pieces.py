@@ -18,12 +18,15 @@ import statistics
 import time
 from collections.abc import Callable
 
+from benchmarks.common import refuse_arguments
+
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 # occurrences of `<|im_start|>a`; 16,000 is 0.2 MB
 COUNTS = [int(count) for count in os.environ.get("BENCH_COUNTS", "4000,8000,16000").split(",")]
 
 
 def main() -> None:
+    refuse_arguments(__doc__)
     from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
 
     engine = LlamaEngine(resolve_model_path("bundled:smollm2"), n_ctx=512, n_threads=1, n_batch=64)

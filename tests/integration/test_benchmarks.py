@@ -4,6 +4,7 @@ stop what they started, and print the fields docs/benchmarks.md quotes. No numbe
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ def test_gateway_overhead_prints_both_sides_and_cleans_up(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the gateways' scratch directories
     monkeypatch.setattr(gateway_overhead, "REQUESTS", 3)
     monkeypatch.setattr(gateway_overhead, "THROUGHPUT_SECONDS", 1)
+    monkeypatch.setattr(sys, "argv", ["gateway_overhead"])
     gateway_overhead.main()
     report = json.loads(capsys.readouterr().out)
     for side in ("direct", "via_gateway", "via_gateway_with_privacy_guard"):
@@ -35,6 +37,7 @@ def test_special_token_pieces_prints_both_ways_per_count(
 ) -> None:
     monkeypatch.setattr(special_token_pieces, "COUNTS", [20, 40])
     monkeypatch.setattr(special_token_pieces, "ROUNDS", 1)
+    monkeypatch.setattr(sys, "argv", ["special_token_pieces"])
     special_token_pieces.main()
     report = json.loads(capsys.readouterr().out)
     assert set(report["special_tokens"]) == {"20", "40"}

@@ -3,6 +3,7 @@ Smoke tests: nothing here looks at a number."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import tempfile
@@ -127,3 +128,31 @@ def test_a_gateway_that_cannot_start_fails_at_once_and_leaves_nothing(
     with pytest.raises(RuntimeError, match="exited with 1"), running_gateway(config, "bad"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+SET_BY_ENVIRONMENT = [
+    "choices",
+    "gateway_overhead",
+    "local_throughput",
+    "local_tool_calls",
+    "omp_wait_policy",
+    "parallel_slots",
+    "prompt_cache",
+    "run_all",
+    "special_token_pieces",
+]
+
+
+@pytest.mark.parametrize("name", SET_BY_ENVIRONMENT)
+def test_help_describes_a_benchmark_instead_of_running_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """`--help` was ignored: it started a full run (gateways, minutes of load)."""
+    module = importlib.import_module(f"benchmarks.{name}")
+    with pytest.raises(SystemExit) as helped:
+        run(monkeypatch, module.main, "--help", script=name)
+    assert helped.value.code == 0
+    assert module.__doc__.split("\n")[0] in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        run(monkeypatch, module.main, "--rounds", 1, script=name)
+    assert refused.value.code == 2
