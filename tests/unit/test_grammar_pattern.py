@@ -27,3 +27,22 @@ def test_escapes_the_grammar_cannot_express_are_refused_with_a_reason(pattern: s
     schema = {"type": "string", "pattern": pattern}
     with pytest.raises(SchemaProblem, match="is not supported by the local grammar"):
         check_schema(schema)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "position"),
+    [("^a?+$", 3), ("^a*+$", 3), ("^a|*$", 3), ("^(a)?*$", 5), ("^a{2}*$", 5), ("^a??+$", 4)],
+)
+def test_a_quantifier_with_nothing_to_repeat_is_refused_naming_it(
+    pattern: str, position: int
+) -> None:
+    """ECMA-262 has no such repeat; the converter copied it and llama.cpp refused the grammar,
+    a 400 that could not name the pattern."""
+    schema = {"type": "string", "pattern": pattern}
+    with pytest.raises(SchemaProblem, match=f"at position {position} has nothing to repeat"):
+        check_schema(schema)
+
+
+@pytest.mark.parametrize("pattern", ["^a+?$", "^.*?$", "^a{2,3}?$", r"^\*+$", "^[*+?]{2}$"])
+def test_lazy_quantifiers_and_quantifier_characters_as_text_are_kept(pattern: str) -> None:
+    check_schema({"type": "string", "pattern": pattern})

@@ -7,6 +7,7 @@ import pytest
 
 from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.backends.local_tools import grammar_text
+from smallfirst.backends.schema_check import SchemaProblem, check_schema
 from smallfirst.types import ChatRequest
 from tests.helpers import WEATHER_WITH_DEFS
 
@@ -85,3 +86,37 @@ def test_a_type_list_keeps_the_keywords_beside_it() -> None:
     grammar = json_grammar([], {"type": ["string", "null"], "maxLength": 3})
     assert '"\\"" (char (char (char)?)?)? "\\""' in grammar  # at most 3 characters
     assert '"null"' in grammar
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$defs": {"Unused": {"$ref": "#/$defs/Gone"}}, "type": "string"},
+        {"type": "number", "not": {"$ref": "#/definitions/Gone"}},
+    ],
+)
+def test_a_ref_to_nothing_where_the_grammar_does_not_read_is_left_alone(
+    schema: dict[str, object],
+) -> None:
+    """The fuzzer's (h15): such a schema passed the check, then failed to convert, a 400
+    that named no place in the schema (and a traceback in the log)."""
+    assert "root ::=" in json_grammar([], schema)
+    assert "root ::=" in json_grammar([("f", {"type": "object", **schema})], None)
+
+
+@pytest.mark.parametrize("branches", [[True], [{"type": "string"}]])
+def test_an_empty_one_of_beside_an_any_of_is_refused_naming_it(branches: list[object]) -> None:
+    """The fuzzer's (h15): the check walked the `anyOf`, the converter read the empty `oneOf`
+    and raised KeyError (a 400 that named no place, and a traceback in the log)."""
+    with pytest.raises(SchemaProblem, match="must be a non-empty array") as refused:
+        check_schema({"properties": {"a": {"oneOf": [], "anyOf": branches}}})
+    assert refused.value.where == "properties.a.oneOf"
+
+
+def test_a_one_of_beside_an_any_of_is_checked_as_the_grammar_builds_it() -> None:
+    """The fuzzer's (h15): the check walked the `oneOf` alone, the grammar each `anyOf` branch
+    with the `oneOf` in it, where a bad `pattern` failed the converter with no place named."""
+    with pytest.raises(SchemaProblem, match="pattern must be a string") as refused:
+        check_schema({"oneOf": [{}], "anyOf": [{"pattern": {}}]})
+    assert refused.value.where.startswith("anyOf.0.")
+    assert "root ::=" in json_grammar([], {"oneOf": [{}], "anyOf": [{"type": "string"}]})

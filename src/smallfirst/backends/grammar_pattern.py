@@ -20,6 +20,8 @@ backslash or a control character. So, before the converter reads a pattern:
 
 from __future__ import annotations
 
+import re
+
 _NOT_IN_JSON_TEXT = '"\\\\\\x00-\\x1F\\x7F'  # in a class: quote, backslash, control chars
 _CLASSES = {"d": "0-9", "w": "A-Za-z0-9_", "s": " "}
 _JSON_ESCAPES = {"n": "\\\\n", "r": "\\\\r", "t": "\\\\t"}
@@ -28,8 +30,11 @@ _JSON_ESCAPES = {"n": "\\\\n", "r": "\\\\r", "t": "\\\\t"}
 def grammar_pattern(pattern: str) -> str:
     out: list[str] = []
     i, in_class = 0, False
+    repeats = _Repeats()
     while i < len(pattern):
         char = pattern[i]
+        if not in_class:
+            repeats.read(pattern, i)
         if char == "\\" and i + 1 < len(pattern):
             out.append(_escape(pattern[i + 1], in_class))
             i += 2
@@ -49,6 +54,38 @@ def grammar_pattern(pattern: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
+
+
+_QUANTIFIER = re.compile(r"\{\d+(,\d*)?\}")
+
+
+class _Repeats:
+    """A quantifier repeats the atom before it (and a `?` after it makes it lazy), as ECMA-262
+    regexes have it: `a*+`, `a?*` or `(a|*)` repeat nothing. The converter copied them, and
+    llama.cpp refused the whole grammar, an error that could not say which pattern it was."""
+
+    def __init__(self) -> None:
+        self.after = "start"  # of the pattern, a group or a branch; or "atom", "repeat", "lazy"
+        self.skip_to = 0  # the end of a `{m,n}` read
+
+    def read(self, pattern: str, i: int) -> None:
+        """Read `pattern[i]`, outside a class; the start of an escape is an atom."""
+        if i < self.skip_to:
+            return
+        char = pattern[i]
+        bounds = _QUANTIFIER.match(pattern, i) if char == "{" else None
+        if char == "?" and pattern[i - 1 : i] == "(":  # "(?:": group syntax, not a repeat
+            return
+        if char in "*+?" or bounds is not None:
+            self.skip_to = bounds.end() if bounds is not None else 0
+            if self.after == "repeat" and char == "?":
+                self.after = "lazy"
+            elif self.after != "atom":
+                raise ValueError(f"{char!r} at position {i} has nothing to repeat")
+            else:
+                self.after = "repeat"
+        else:
+            self.after = "start" if char in "(|^" else "atom"
 
 
 def _escape(letter: str, in_class: bool) -> str:

@@ -38,6 +38,7 @@ number's bounds that are fractions or exclusive, and `multipleOf`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -152,7 +153,10 @@ def _converter(*, indented: bool) -> Any:
             return rule
 
         def resolve_refs(self, schema: Any, url: str) -> Any:
-            """Every local `$ref` ("#/$defs/Unit", "#"), as `url#...`, with its target."""
+            """Every local `$ref` ("#/$defs/Unit", "#"), as `url#...`, with its target. One
+            that points at nothing is left out: the grammar is built from the schemas that
+            `check_schema` walked, whose references it found, and such a reference elsewhere
+            (in an unused `$defs` entry, under `not`) was the converter's LookupError."""
             stack = [schema]
             while stack:
                 node = stack.pop()
@@ -161,8 +165,10 @@ def _converter(*, indented: bool) -> Any:
                 elif isinstance(node, dict):
                     ref = node.get("$ref")
                     if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
-                        node["$ref"] = f"{url}{ref}"
-                        self._refs[node["$ref"]] = pointed(schema, ref)
+                        with contextlib.suppress(LookupError):
+                            target = pointed(schema, ref)
+                            node["$ref"] = f"{url}{ref}"
+                            self._refs[node["$ref"]] = target
                     stack.extend(node.values())
             return schema
 

@@ -129,11 +129,15 @@ class _Walk:
             self.type_list(kind, (*path, "type"))
         elif "type" in node and kind not in TYPES:
             raise SchemaProblem((*path, "type"), _not_a_type(kind))
+        for key in ("anyOf", "oneOf"):  # JSON Schema's; one beside the other was a KeyError
+            if node.get(key) == []:
+                raise SchemaProblem((*path, key), "must be a non-empty array of schemas")
         if "$ref" in node:  # the converter ignores a $ref's siblings, as older drafts do
             self.ref(node["$ref"], (*path, "$ref"), depth, unguarded)
         elif "anyOf" in node or "oneOf" in node:
-            key = "oneOf" if node.get("oneOf") or "anyOf" not in node else "anyOf"
-            branches = with_context(node).get(key, node[key])  # as the grammar is built
+            built = with_context(node)  # as the grammar is built: one may sit in the other's
+            key = "oneOf" if built.get("oneOf") or "anyOf" not in built else "anyOf"
+            branches = built[key]
             for index, branch in enumerate(self.branches(branches, (*path, key))):
                 self.schema(branch, (*path, key, index), depth + 1, unguarded)
         elif isinstance(kind, list) and not {"const", "enum"} & node.keys():
