@@ -46,3 +46,13 @@ def api(tmp_path: Path) -> Iterator[tuple[TestClient, Gateway]]:
     client, gateway = fake_client(fake_settings(tmp_path))
     with client:
         yield client, gateway
+
+
+@pytest.fixture(scope="module")
+def module_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Gateway]]:
+    """`api` shared by a module's tests: for many requests that need no fresh gateway each."""
+    from tests.helpers import fake_client, fake_settings
+
+    client, gateway = fake_client(fake_settings(tmp_path_factory.mktemp("gateway")))
+    with client:
+        yield client, gateway

@@ -5,8 +5,6 @@ the characters as written."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.privacy import PiiDetector
 from smallfirst.privacy.normalize import normalized
-from tests.helpers import fake_client, fake_settings, found_in, redacted_round_trip
+from tests.helpers import found_in, redacted_round_trip
 
 # (text, the secret in it as written): the value's escaped quote ended it, and the rest of the
 # value went upstream in clear ("cd12345"), or a key too short up to it was no key at all
@@ -101,14 +99,6 @@ def test_code_that_holds_no_value_has_no_finding(detector: PiiDetector, text: st
     assert found_in(detector, text) == []
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Any]]:
-    path: Path = tmp_path_factory.mktemp("code_text")
-    client, gateway = fake_client(fake_settings(path))
-    with client:
-        yield client, gateway
-
-
 @pytest.mark.parametrize(
     ("template", "value", "entity_type"),
     [
@@ -119,6 +109,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
     ],
 )
 def test_redaction_takes_the_value_as_written_and_restore_gives_it_back(
-    api: tuple[TestClient, Any], template: str, value: str, entity_type: str
+    module_api: tuple[TestClient, Any], template: str, value: str, entity_type: str
 ) -> None:
-    redacted_round_trip(*api, template, value, entity_type)
+    redacted_round_trip(*module_api, template, value, entity_type)

@@ -10,8 +10,6 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +18,6 @@ from starlette.testclient import TestClient
 from smallfirst.privacy import PiiDetector
 from smallfirst.privacy.normalize import normalized
 from tests.helpers import (
-    fake_client,
-    fake_settings,
     found_in,
     redacted_round_trip,
 )
@@ -172,14 +168,6 @@ def test_a_bare_eleven_digit_number_without_a_phone_word_is_none(detector: PiiDe
     assert ("PHONE_NUMBER", "13812345678") in found_in(detector, "手机 13812345678")
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Any]]:
-    path: Path = tmp_path_factory.mktemp("encoded")
-    client, gateway = fake_client(fake_settings(path))
-    with client:
-        yield client, gateway
-
-
 @pytest.mark.parametrize(
     ("value", "entity_type"),
     [
@@ -189,9 +177,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
     ],
 )
 def test_an_encoded_value_is_redacted_and_restored_as_written(
-    api: tuple[TestClient, Any], value: str, entity_type: str
+    module_api: tuple[TestClient, Any], value: str, entity_type: str
 ) -> None:
-    redacted_round_trip(*api, "Look up https://crm.example/?q={}&v=2", value, entity_type)
+    redacted_round_trip(*module_api, "Look up https://crm.example/?q={}&v=2", value, entity_type)
 
 
 @pytest.mark.parametrize(

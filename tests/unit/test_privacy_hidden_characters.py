@@ -5,8 +5,6 @@ the characters of the original text."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.privacy import PiiDetector
 from smallfirst.privacy.normalize import normalized
-from tests.helpers import chat_body, fake_backend, fake_client, fake_settings, redacted_round_trip
+from tests.helpers import chat_body, fake_backend, redacted_round_trip
 
 # (value as pasted, its entity type): each hides from the patterns when read as written
 HIDDEN_VALUES = [
@@ -81,25 +79,17 @@ def test_a_value_written_on_to_cjk_text_is_found_alone(
     assert value in [f.value_in(text) for f in detector.inspect(text)]
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Any]]:
-    path: Path = tmp_path_factory.mktemp("hidden")
-    client, gateway = fake_client(fake_settings(path))
-    with client:
-        yield client, gateway
-
-
 @pytest.mark.parametrize(("value", "entity_type"), HIDDEN_VALUES)
 def test_redaction_takes_every_character_of_a_hidden_value_and_restore_gives_it_back(
-    api: tuple[TestClient, Any], value: str, entity_type: str
+    module_api: tuple[TestClient, Any], value: str, entity_type: str
 ) -> None:
-    redacted_round_trip(*api, "Please use {} for this.", value, entity_type)
+    redacted_round_trip(*module_api, "Please use {} for this.", value, entity_type)
 
 
 def test_a_name_found_with_hidden_characters_is_redacted_where_it_recurs_plainly(
-    api: tuple[TestClient, Any],
+    module_api: tuple[TestClient, Any],
 ) -> None:
-    client, gateway = api
+    client, gateway = module_api
     messages = [
         {"role": "user", "content": "My name is Ｔｏｍａｓｚ Ｋｏｗａｌｓｋｉ."},
         {"role": "user", "content": "tomorrow Tomasz will call"},

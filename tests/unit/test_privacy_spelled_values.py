@@ -5,8 +5,6 @@ redacted and restored is the value as it was written."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.privacy import PiiDetector
 from smallfirst.privacy.normalize import normalized
-from tests.helpers import fake_client, fake_settings, found_in, redacted_round_trip
+from tests.helpers import found_in, redacted_round_trip
 
 
 def test_the_view_reads_character_references_and_maps_back_to_each_whole() -> None:
@@ -101,16 +99,8 @@ def test_a_spelled_address_needs_a_known_public_suffix(detector: PiiDetector) ->
     ]
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Any]]:
-    path: Path = tmp_path_factory.mktemp("spelled")
-    client, gateway = fake_client(fake_settings(path))
-    with client:
-        yield client, gateway
-
-
 @pytest.mark.parametrize("value", ["ana&#46;ruiz&#64;flux&#46;io", "ana dot ruiz at flux dot io"])
 def test_a_spelled_value_is_redacted_and_restored_as_written(
-    api: tuple[TestClient, Any], value: str
+    module_api: tuple[TestClient, Any], value: str
 ) -> None:
-    redacted_round_trip(*api, "Send the invoice to {} today", value, "EMAIL_ADDRESS")
+    redacted_round_trip(*module_api, "Send the invoice to {} today", value, "EMAIL_ADDRESS")
