@@ -4,6 +4,7 @@ downloader in place of pip."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import zipfile
@@ -139,3 +140,21 @@ def test_install_refuses_a_directory_it_cannot_write_before_downloading(tmp_path
     assert result.exit_code == 2
     assert result.stderr == f"Error: cannot write {a_file}: it is a file, not a directory\n"
     assert "packages from PyPI" not in result.stdout
+
+
+def test_available_prints_json_with_json_after_it_or_after_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`models available --json` was a usage error, and `models --json available` printed
+    text with exit 0; `models --json install` installed and printed text."""
+    monkeypatch.setenv("SMALLFIRST_CACHE_DIR", str(tmp_path))
+    runner = CliRunner()
+    for command in (["models", "available", "--json"], ["models", "--json", "available"]):
+        listed = runner.invoke(app, command)
+        assert listed.exit_code == 0, listed.output
+        qwen = next(m for m in json.loads(listed.stdout) if m["name"] == "qwen2.5-coder-1.5b")
+        assert qwen["state"] == "not installed"
+        assert qwen["size"] == CATALOG["qwen2.5-coder-1.5b"].size
+    refused = runner.invoke(app, ["models", "--json", "install", "qwen2.5-coder-1.5b"])
+    assert refused.exit_code == 2
+    assert refused.stderr == "Error: --json: `models install` prints no JSON\n"

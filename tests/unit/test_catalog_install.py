@@ -228,6 +228,8 @@ def test_the_config_line_it_suggests_names_the_model_by_an_absolute_path(
     result = CliRunner().invoke(app, ["models", "install", "fake", "--dir", "m"])
     assert result.exit_code == 0, result.output
     assert f'path: "{tmp_path / "m" / "fake.gguf"}"' in result.stdout
+    # the progress bar, on stdout, left an empty line there off a terminal
+    assert "" not in result.stdout.splitlines()
 
 
 @pytest.mark.usefixtures("installable")

@@ -240,3 +240,27 @@ def test_ctrl_d_at_the_terminal_ends_the_line_of_the_prompt(tmp_path: Path) -> N
                 shown += chunk
     os.close(terminal)
     assert shown.endswith(b"> \r\n")
+
+
+def test_an_answer_cut_by_a_closed_pipe_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`smallfirst chat ... | head -c 20`: the stream was left to asyncio's clean-up, which
+    ran after the request log had closed, so the request (and what it cost) was not logged."""
+    import sqlite3
+
+    import typer
+
+    config = config_with_replies(tmp_path, "a long answer in many words")
+    echo = typer.echo
+
+    def closed_pipe(message: Any = None, *args: Any, err: bool = False, **kwargs: Any) -> None:
+        if not err and message:
+            raise BrokenPipeError(32, "Broken pipe")
+        echo(message, *args, err=err, **kwargs)
+
+    monkeypatch.setattr(typer, "echo", closed_pipe)
+    result = CliRunner().invoke(app, ["chat", "Tell me more", "--config", str(config)])
+    assert result.exit_code == 1  # typer's answer to a broken pipe, without a traceback
+    log = sqlite3.connect(tmp_path / "requests.db")
+    assert log.execute("SELECT model_answered, status FROM requests").fetchall() == [("tiny", 499)]

@@ -115,3 +115,32 @@ def test_scan_reads_standard_input_that_is_not_utf8() -> None:
     assert result.exit_code == 0, result.output
     assert "caf\ufffd John Smith" not in result.stdout  # values are shown, not the whole text
     assert "John Smith" in result.stdout
+
+
+def test_eval_an_unreadable_data_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file the user may not read (chmod 000; tests run as root, where it reads) was a
+    PermissionError traceback."""
+    data = _write(tmp_path)
+    read_bytes = Path.read_bytes
+
+    def refused(path: Path) -> bytes:
+        if path == data:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
+    result = runner.invoke(app, ["eval", "--data", str(data)])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: cannot read {data}: Permission denied\n"
+
+
+def test_eval_predictions_to_standard_output_are_refused_not_written_to_a_file_named_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["eval", "--data", str(_write(tmp_path)), "--predictions-out", "-"])
+    assert result.exit_code == 2
+    assert "--predictions-out: name a file" in result.stderr
+    assert not (tmp_path / "-").exists()

@@ -79,6 +79,9 @@ def test_label_cli_writes_schema_rows_and_resumes(tmp_path: Path) -> None:
     args += ["--reference", "--out", str(out), "--config", str(config)]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
+    # only the summary: the progress bar's last frame came first on stdout
+    assert first.stdout.startswith("labelled 2 new rows (0 already")
+    assert first.stderr == ""
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     second = CliRunner().invoke(app, args)
     assert "labelled 1 new row (2 already" in second.output

@@ -354,3 +354,22 @@ def test_calibrate_cascade_names_the_line_that_is_not_json(tmp_path: Path) -> No
     )
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {data}:2: not JSON")
+
+
+def test_score_writes_to_standard_output_for_a_dash_and_says_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--out -` made a file named "-"; off a terminal the progress bar left an empty line
+    on stderr before "wrote ...", which is all a script should see there."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"id": 1, "messages": [{"role": "user", "content": "Hi"}]}) + "\n")
+    command = ["router", "score", "--router", "length", "--data", str(data), "--out"]
+    to_stdout = runner.invoke(app, [*command, "-"])
+    assert to_stdout.exit_code == 0, to_stdout.output
+    assert [json.loads(line)["id"] for line in to_stdout.stdout.splitlines()] == [1]
+    assert to_stdout.stderr == ""
+    assert not (tmp_path / "-").exists()
+    to_file = runner.invoke(app, [*command, "scores.jsonl"])
+    assert to_file.exit_code == 0, to_file.output
+    assert to_file.stderr == "wrote 1 scores to scores.jsonl\n"

@@ -24,6 +24,7 @@ from smallfirst.paths import broken_link_in
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import ProgressColumn
 
 # Piped or redirected, tables would be cut to 80 columns (rich's default off a terminal).
 UNLIMITED_WIDTH = 10_000
@@ -482,13 +483,16 @@ def stops_as_interrupt(
 
 @contextmanager
 def progress_on_stderr(
-    description: str, total: int, quiet: bool
+    description: str, total: int, quiet: bool, columns: tuple[ProgressColumn, ...] = ()
 ) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (silent with --json so stdout stays machine-readable);
-    yields what advances it by a number of steps."""
+    """A rich progress bar on stderr (silent with --json so stdout stays machine-readable,
+    and off a terminal, where it showed nothing but an empty line); yields what advances it
+    by a number of steps. `columns`: rich's default ones unless given."""
     from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(console=Console(stderr=True), disable=quiet, transient=True) as progress:
+    console = Console(stderr=True)
+    disable = quiet or not console.is_terminal
+    with Progress(*columns, console=console, disable=disable, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda advance: progress.advance(task, advance)

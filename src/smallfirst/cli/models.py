@@ -15,6 +15,7 @@ from smallfirst.cli.common import (
     check_writable,
     fail,
     output_console,
+    progress_on_stderr,
     settings_or_exit,
     stops_as_interrupt,
 )
@@ -32,6 +33,8 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List configured models with tier, context length, prices and tool calling."""
+    if context.invoked_subcommand == "install" and as_json:  # it was ignored
+        fail("--json: `models install` prints no JSON")
     if context.invoked_subcommand is not None:
         return
     settings = settings_or_exit(config)
@@ -67,14 +70,35 @@ def models(
 
 
 @app.command("available")
-def available() -> None:
+def available(
+    context: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
     """Models `models install` can put together, and whether they are installed."""
     from smallfirst.catalog import CATALOG, installed_path
 
-    for model in CATALOG.values():
-        state = _install_state(model, installed_path(model.name))
+    # `models --json available` too: the group's --json was taken and text printed
+    group = context.parent.params if context.parent else {}
+    states = {name: _install_state(model, installed_path(name)) for name, model in CATALOG.items()}
+    if as_json or group.get("as_json"):
+        rows = [
+            {
+                "name": name,
+                "size": model.size,
+                "state": states[name],
+                "path": str(installed_path(name)),
+                "description": model.description,
+                "license": model.license,
+            }
+            for name, model in CATALOG.items()
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for name, model in CATALOG.items():
         size_gb = model.size / 1e9
-        typer.echo(f"{model.name}  {size_gb:.1f} GB  {state}  {model.description}; {model.license}")
+        typer.echo(
+            f"{name}  {size_gb:.1f} GB  {states[name]}  {model.description}; {model.license}"
+        )
 
 
 def _install_state(model: CatalogModel, path: Path) -> str:
@@ -124,19 +148,14 @@ def install(
 
 
 def _install_showing_progress(model: CatalogModel, folder: Path) -> Path:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn
 
     from smallfirst.catalog import install as install_model
 
     def say_waiting() -> None:
         typer.echo(f"waiting for another install into {folder} to finish", err=True)
 
+    # on stderr: on stdout, piped, it left an empty line in what a script reads
     columns = (TextColumn("joining parts"), BarColumn(), DownloadColumn())
-    with Progress(*columns, transient=True) as progress:
-        task = progress.add_task("join", total=model.size)
-        return install_model(
-            model,
-            directory=folder,
-            on_bytes=lambda n: progress.advance(task, n),
-            on_wait=say_waiting,
-        )
+    with progress_on_stderr("join", model.size, False, columns) as advance:
+        return install_model(model, directory=folder, on_bytes=advance, on_wait=say_waiting)

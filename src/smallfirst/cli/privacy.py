@@ -14,6 +14,7 @@ from smallfirst.cli.common import (
     fail,
     output_console,
     progress_on_stderr,
+    read_error,
     require_extra_or_exit,
     require_file,
     stdin_text,
@@ -59,7 +60,9 @@ def evaluate_command(
     data: Path = typer.Option(..., "--data", help="JSON list in presidio-research's schema."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     predictions_out: Path | None = typer.Option(
-        None, "--predictions-out", help="Write one JSON line of predicted spans per sample."
+        None,
+        "--predictions-out",
+        help="Write one JSON line of predicted spans per sample to this file.",
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
     threshold: float = typer.Option(0.4, "--threshold", min=0.0, max=1.0, help="Min score."),
@@ -70,12 +73,16 @@ def evaluate_command(
 
     require_extra_or_exit("privacy")
     require_file(data)
+    if predictions_out == Path("-"):  # it made a file named "-"
+        fail("--predictions-out: name a file; standard output carries the report")
     if predictions_out is not None:
         check_writable(predictions_out)
     try:
         samples = privacy_eval.load_samples(data)
     except ValueError as error:
         fail(str(error).splitlines()[0])
+    except OSError as error:  # unreadable (permissions): it was a traceback
+        fail(read_error(data, error))
     if not samples:
         fail(f"{data}: no samples")
     if limit is not None:

@@ -29,6 +29,9 @@ app = typer.Typer(help="Train, score and evaluate routers.", no_args_is_help=Tru
 
 GROUP_CHOICES = ("subject", "dataset", "none")
 DataOption = typer.Option(..., "--data", help="JSONL file(s) in the routing schema.")
+SeedOption = typer.Option(
+    0, "--seed", help="Random seed of the rows held aside and the folds: same seed, same result."
+)
 CacheOption = typer.Option(
     None, "--cache-dir", help="Keep prompt embeddings here between runs (e.g. /tmp/...)."
 )
@@ -54,7 +57,7 @@ def train(
     calibration_share: float = typer.Option(
         0.2, "--calibration-share", help="Rows held aside to fit the calibration (0 = none)."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = SeedOption,
     cache_dir: Path | None = CacheOption,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
@@ -100,12 +103,16 @@ def _trained(summary: dict[str, Any]) -> str:
 def score(
     router: str = typer.Option(..., "--router", help="random | length | rules | ARTIFACT"),
     data: list[Path] = DataOption,
-    out: Path = typer.Option(..., "--out", help="JSONL: one {id, score} per input row."),
+    out: Path = typer.Option(
+        ..., "--out", help="JSONL: one {id, score} per input row; '-' is standard output."
+    ),
     cache_dir: Path | None = CacheOption,
 ) -> None:
     """Score every row (never reading its labels); higher = needs the strong model."""
     _check_router_name(router, "score")
-    check_writable(out)
+    to_stdout = out == Path("-")  # it made a file named "-"
+    if not to_stdout:
+        check_writable(out)
     chosen = _load(router)
     rows = _read(data, labels=False)
     from smallfirst.routing.learned import LearnedRouter
@@ -117,10 +124,15 @@ def score(
             )
         else:
             scores = chosen.score_batch([row.messages for row in rows])
+    lines = [
+        json.dumps({"id": row.given_id, "score": value}) + "\n"
+        for row, value in zip(rows, scores, strict=True)
+    ]
+    if to_stdout:
+        typer.echo("".join(lines), nl=False)
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as handle:
-        for row, value in zip(rows, scores, strict=True):
-            handle.write(json.dumps({"id": row.given_id, "score": value}) + "\n")
+    out.write_text("".join(lines), encoding="utf-8")
     typer.echo(f"wrote {len(rows)} scores to {out}", err=True)
 
 
@@ -133,7 +145,7 @@ def evaluate(
     plot: Path | None = typer.Option(
         None, "--plot", help="Write the cost-quality curve: PNG, or the format its suffix names."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = SeedOption,
     cache_dir: Path | None = CacheOption,
     train_only: list[str] = typer.Option(
         [],

@@ -14,6 +14,7 @@ from smallfirst.cli.common import (
     check_writable,
     counted,
     fail,
+    progress_on_stderr,
     require_file,
     settings_or_exit,
 )
@@ -34,8 +35,6 @@ def label(
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Run both models on each prompt and score the answers (routing-schema rows)."""
-    from rich.progress import Progress
-
     from smallfirst.errors import SmallfirstError
     from smallfirst.routing.label import LabelJob, label_file, resume_problem
     from smallfirst.service import Gateway
@@ -60,11 +59,9 @@ def label(
     async def run() -> int:
         gateway = Gateway.from_settings(settings)
         try:
-            with Progress() as progress:
-                task = progress.add_task("labelling", total=len(rows))
-                return await label_file(
-                    gateway, rows, out, job, concurrency, lambda: progress.advance(task)
-                )
+            # on stderr: on stdout, piped, its last frame came before the summary
+            with progress_on_stderr("labelling", len(rows), False) as advance:
+                return await label_file(gateway, rows, out, job, concurrency, lambda: advance(1))
         finally:
             await gateway.aclose()
 

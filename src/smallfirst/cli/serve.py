@@ -245,6 +245,7 @@ class _Asker:
     async def __call__(self, gateway: Gateway, messages: list[ChatMessage]) -> str:
         """Stream one answer to stdout (sources and the answering model to stderr)."""
         from smallfirst.answers import RequestContext
+        from smallfirst.streams import close_stream
         from smallfirst.types import ChatRequest
 
         request = ChatRequest(
@@ -256,9 +257,14 @@ class _Asker:
         )
         answer = await gateway.stream(request, RequestContext(endpoint="cli"))
         parts = []
-        async for chunk in answer.chunks:
-            typer.echo(chunk.text, nl=False)
-            parts.append(chunk.text)
+        try:
+            async for chunk in answer.chunks:
+                typer.echo(chunk.text, nl=False)
+                parts.append(chunk.text)
+        finally:
+            # closed now, so it is logged: a pipe closed under it (`| head`) left it to
+            # asyncio's clean-up, after the request log had closed, and the row was lost
+            await close_stream(answer.chunks)
         typer.echo("")
         for cited in answer.citations or []:
             where = f"{cited['source']}:{cited['char_start']}-{cited['char_end']}"
