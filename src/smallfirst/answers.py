@@ -15,6 +15,7 @@ from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
 from smallfirst.errors import SmallfirstError
 from smallfirst.privacy_step import Inspection
 from smallfirst.routing.budget import Hold
+from smallfirst.usage_so_far import UsageSoFar
 
 # Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
 _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()
@@ -44,11 +45,19 @@ class RequestContext:
     calling: ModelInfo | None = None  # the model last asked to answer (it may have failed)
     holds: list[Hold] = field(default_factory=list)  # remote calls' estimates, until the end
     abandoned: Usage | None = None  # a remote call cancelled under way: what it is billed
+    # each model's last call, its tokens counted as it went by a local engine (by model id)
+    counted: dict[str, UsageSoFar] = field(default_factory=dict)
     # Set when the gateway stops the request for another's failure (a batch's prompt).
     stopped_by: SmallfirstError | None = None
 
     def __post_init__(self) -> None:
         current_request_id.set(self.request_id)
+
+    def counted_usage(self, model: ModelInfo | None) -> Usage | None:
+        """The tokens `model` read and wrote for the request, as a local engine counted them
+        (its usage when the call ended before reporting it); None when nothing counted."""
+        counted = self.counted.get(model.id) if model is not None else None
+        return counted.usage() if counted is not None else None
 
 
 @dataclass(frozen=True)

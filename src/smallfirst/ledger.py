@@ -82,7 +82,8 @@ class Ledger:
             failed = served(error)
             told = failed or ctx.stopped_by  # cancelled: by its client, or by the gateway
             status = told.status if told else CLIENT_CLOSED_REQUEST
-            self.finish(request, ctx, route, ctx.abandoned or Usage(), status=status, error=told)
+            usage = ctx.abandoned or ctx.counted_usage(route.model if route else None) or Usage()
+            self.finish(request, ctx, route, usage, status=status, error=told)
             if failed is None or failed is error:
                 raise
             raise failed from error
@@ -119,17 +120,29 @@ class Ledger:
             raise error from exc
         finally:
             await close_stream(chunks)
+            if status == CLIENT_CLOSED_REQUEST and ctx.stopped_by is not None:
+                status, error = ctx.stopped_by.status, ctx.stopped_by  # closed by the gateway
             text = answers_text(completions_of(seen, request.n, with_logprobs=False))
-            # cut before its usage came: it was paid for all the same (a client left, say),
-            # a remote stream's prompt even when no token came
-            remote = not self._tiers.is_local(route.model)
-            if usage == Usage() and (seen or (remote and status == CLIENT_CLOSED_REQUEST)):
-                usage = estimated_usage(request, text)
+            if usage == Usage():
+                usage = ctx.counted_usage(route.model) or self._estimated(
+                    request, route.model, seen, status, text
+                )
             if not billed:
                 ctx.spent_usd += request_cost(route.model, usage)
             self.finish(
                 request, ctx, route, usage, status=status, error=error, text=text, ttft=ttft
             )
+
+    def _estimated(
+        self, request: GenerateRequest, model: ModelInfo, seen: list[Chunk], status: int, text: str
+    ) -> Usage:
+        """A stream's tokens when it was cut before its usage came and no engine here counted
+        them: it was paid for all the same (a client left, say), a remote stream's prompt
+        even when no token came."""
+        remote = not self._tiers.is_local(model)
+        if seen or (remote and status == CLIENT_CLOSED_REQUEST):
+            return estimated_usage(request, text)
+        return Usage()
 
     def record_rejection(
         self, endpoint: str, error: SmallfirstError, api_key_id: str | None = None

@@ -55,6 +55,7 @@ from smallfirst.routing_step import AUTO_MODEL, RoutingStep
 from smallfirst.streams import replay, started
 from smallfirst.token_prompts import read_token_prompt
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
+from smallfirst.usage_so_far import UsageSoFar, counting
 
 T = TypeVar("T")
 REASON_ERROR_CHARS = 200  # of a failed tier's error, in the route reason
@@ -394,6 +395,8 @@ class Gateway:
         if remote:
             self._hold_budget(model, ctx, request)
         sent, guard = self.privacy.request_for(request, model, ctx.inspection)
+        ctx.counted[model.id] = UsageSoFar()
+        called = counting.set(ctx.counted[model.id])
         # Cancelled under way (its client left), timed out once the upstream had it, or
         # broken off after its answer began, a remote call was read, and an answer not
         # streamed is written to the end all the same: it is billed the budget's estimate,
@@ -409,6 +412,8 @@ class Gateway:
             if isinstance(ended, SmallfirstError):
                 restore_error(ended, guard)
             raise
+        finally:
+            counting.reset(called)
         result: T = restore(answered, guard)
         ctx.spent_usd += call_cost(model, result)
         return result

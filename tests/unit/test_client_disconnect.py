@@ -3,14 +3,20 @@
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.requests import Request
 
-from smallfirst.backends.fake import FakeReply
+from smallfirst.backends.fake import FakeBackend, FakeReply
+from smallfirst.completions import Chunk, Completion, Usage, completion_from_chunks
 from smallfirst.errors import UpstreamError, UpstreamTimeout
 from smallfirst.logs import RequestRecord
+from smallfirst.server.routes import WATCH_AFTER_S, unless_client_leaves
+from smallfirst.types import GenerateRequest
+from smallfirst.usage_so_far import counting
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 SLOW_REPLY = " ".join(["word"] * 40)  # 40 pieces x 0.25 s: far longer than the client waits
@@ -341,3 +347,116 @@ def test_a_remote_answer_that_broke_off_after_it_began_is_billed(
         assert (broken.prompt_tokens > 0, broken.completion_tokens) == (True, 50)
         expected = (broken.prompt_tokens * 1000.0 + 50 * 2000.0) / 1e6
         assert broken.cost_usd == pytest.approx(expected)
+
+
+def _counting_as_a_local_engine(backend: FakeBackend, prompt_tokens: int) -> list[Usage]:
+    """The fake counts each answer's tokens as a local engine does (`usage_so_far`): its
+    prompt's, then each piece as it is written. Returns the answers' counts."""
+    counts: list[Usage] = []
+    answer = backend.stream
+
+    async def counted(request: GenerateRequest) -> AsyncIterator[Chunk]:
+        so_far = Usage(prompt_tokens=prompt_tokens)
+        counts.append(so_far)
+        call = counting.get()
+        if call is not None:
+            call.add(lambda: so_far)
+        async for chunk in answer(request):
+            so_far.completion_tokens += bool(chunk.text)
+            yield chunk
+
+    async def whole(request: GenerateRequest) -> Completion:
+        return completion_from_chunks([c async for c in counted(request)], with_logprobs=False)
+
+    backend.stream = counted  # type: ignore[method-assign]
+    backend.complete = whole  # type: ignore[method-assign]
+    return counts
+
+
+@pytest.mark.parametrize(("stream", "n"), [(False, 1), (True, 1), (False, 2), (True, 2)])
+def test_a_local_answer_left_by_its_client_is_logged_with_the_tokens_its_engine_counted(
+    tmp_path: Path, stream: bool, n: int
+) -> None:
+    """A local model knows the prompt's tokens and those it wrote before its client left:
+    a stream was logged at 4 characters a token (prompt 10 for the bundled model's 38), and
+    an answer not streamed (or `n` > 1) with no tokens at all."""
+    slow = {"id": "slow", "tier": "edge", "backend": "fake", "replies": [SLOW_REPLY]}
+    settings = fake_settings(
+        tmp_path, models=[slow | {"token_delay_s": 0.25}], privacy={"enabled": False}
+    )
+    client, gateway = fake_client(settings)
+    counts = _counting_as_a_local_engine(fake_backend(gateway, "slow"), prompt_tokens=38)
+    records: list[RequestRecord] = []
+    gateway.ledger.add_observer(records.append)
+    with client:
+        assert client.portal is not None
+        body = chat_body("slow", stream=stream, n=n)
+        client.portal.call(_post_then_leave, client.app, body, 0.6)  # 2 pieces each
+    (record,) = records
+    written = sum(usage.completion_tokens for usage in counts)
+    assert (len(counts), written > 0) == (n, True)
+    assert (record.status, record.prompt_tokens, record.completion_tokens) == (499, 38, written)
+
+
+def test_a_stream_whose_rendering_fails_is_logged_as_failed_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """StreamingResponse runs its background task (which closed the answer) only after a body
+    that ended well: a renderer that raised mid-stream left the answer open, its model writing
+    on for nobody, its budget hold kept, and its row written (as a 499) only when the
+    generator was collected."""
+    from smallfirst.server.render import ChunkRenderer
+
+    paid = {
+        "id": "paid",
+        "tier": "cloud",
+        "backend": "fake",
+        "replies": [SLOW_REPLY],
+        "token_delay_s": 0.01,
+        "output_cost_per_1m": 8.0,
+    }
+    budget = {"budget": {"daily_usd": 1.0}}  # the hold ($1.6 for 200,000 tokens) is more
+    settings = fake_settings(tmp_path, models=[paid], routing=budget, privacy={"enabled": False})
+    client, gateway = fake_client(settings)
+    records: list[RequestRecord] = []
+    gateway.ledger.add_observer(records.append)
+    rendered = ChunkRenderer.events
+    chunks_rendered: list[Chunk] = []
+
+    def third_fails(self: ChunkRenderer, chunk: Chunk) -> list[dict[str, Any]]:
+        chunks_rendered.append(chunk)
+        if len(chunks_rendered) == 3:
+            raise RuntimeError("a renderer's bug")
+        return rendered(self, chunk)
+
+    monkeypatch.setattr(ChunkRenderer, "events", third_fails)
+    body = chat_body("paid", stream=True, max_tokens=200_000)
+    with client:
+        assert client.portal is not None
+        with pytest.raises(RuntimeError, match="a renderer's bug"):
+            client.portal.call(_post_then_leave, client.app, body, 30.0)
+        logged_at_once = [r.status for r in records]
+        open_after = fake_backend(gateway, "paid").closed_early
+        spent = gateway.spend.exhausted(None)
+    assert logged_at_once == [500]
+    assert open_after == 1  # its model stopped
+    assert spent is None  # its hold was released
+
+
+async def test_the_servers_cancel_landing_with_the_clients_leaving_is_not_swallowed() -> None:
+    """The watcher's cancel was taken back without looking whether another was pending
+    (`Task.uncancel` returns how many remain): a shutdown's cancel arriving in the same turn
+    as the disconnect was dropped, and the handler went on to answer 499."""
+    left = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    request = Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+    handler = asyncio.ensure_future(unless_client_leaves(request, asyncio.sleep(60)))
+    await asyncio.sleep(WATCH_AFTER_S + 0.05)  # watched for the disconnect by now
+    left.set()  # the client leaves...
+    handler.cancel("the server is shutting down")  # ...as the server's grace period ends
+    await asyncio.gather(handler, return_exceptions=True)
+    assert handler.cancelled()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from smallfirst.backends.llamacpp_answer import AnswerWriter, PreparedPrompt
 from smallfirst.backends.llamacpp_slots import SlotJob
 from smallfirst.backends.slot_scheduler import SlotScheduler
 from smallfirst.backends.worker import DONE, ModelWorker, Outbox
@@ -18,6 +19,7 @@ from smallfirst.choices import fan_out
 from smallfirst.completions import Chunk, Usage
 from smallfirst.errors import InvalidRequest, ModelUnavailable, QueueFull
 from smallfirst.types import TextRequest
+from smallfirst.usage_so_far import UsageSoFar, counting
 
 
 class FakeSlots:
@@ -44,6 +46,14 @@ class FakeSlots:
         assert job.admitted is not None
         job.admitted -= self.answer_s
         self.jobs.append(job)
+        tokens = list(prompt.encode())  # a token a byte; an endless answer's are its numbers
+        job.answer = AnswerWriter(
+            PreparedPrompt(tokens, max_tokens=1_000_000, stop=[]),
+            job.emit,
+            token_bytes=lambda token: str(token).encode(),
+            is_end=lambda token: False,
+            cached_tokens=0,
+        )
         return 0
 
     def step(self) -> list[SlotJob]:
@@ -57,9 +67,9 @@ class FakeSlots:
         for job in self.jobs:
             if job in ended:
                 continue
-            if job.request.prompt == "endless":
+            if job.request.prompt == "endless" and job.answer is not None:
                 self.endless_tokens += 1
-                job.emit(Chunk(text=str(self.endless_tokens)))
+                job.answer.add(self.endless_tokens)
                 time.sleep(0.001)
                 continue
             job.emit(Chunk(text=f"{job.request.prompt}!"))
@@ -297,6 +307,37 @@ async def test_closing_a_stream_cancels_its_answer_and_frees_the_slot(
     assert await text_of(scheduler, engine, "next") == "next!"  # the one slot is free again
     assert engine.slots.endless_tokens < 1000
     assert scheduler.cancelled_jobs == 1
+
+
+async def test_a_call_counts_the_tokens_of_its_answers_once_a_slot_has_them(
+    worker: ModelWorker,
+) -> None:
+    """The call's `usage_so_far`: an answer closed early counts its prompt and the tokens
+    written so far (the request log's numbers for it); one left while it waited for a slot
+    read nothing."""
+    engine = FakeEngine(parallel=1)
+    scheduler = SlotScheduler(worker, parallel=1, queue_size=1)
+    load: Any = engine.load
+    answering, waiting = UsageSoFar(), UsageSoFar()
+    called = counting.set(answering)
+    stream = scheduler.stream(request("endless"), load)
+    seen = ""
+    while len(seen) < 3:
+        seen += (await anext(stream)).text
+    counting.set(waiting)
+    queued = scheduler.stream(request("queued"), load)
+    first = asyncio.ensure_future(anext(queued))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    await queued.aclose()
+    await stream.aclose()
+    counting.reset(called)
+    usage = answering.usage()
+    assert usage is not None
+    assert usage.prompt_tokens == len("endless")
+    assert 3 <= usage.completion_tokens <= engine.slots.endless_tokens
+    assert waiting.usage() is None
 
 
 async def test_a_request_error_ends_that_request_only(worker: ModelWorker) -> None:

@@ -159,12 +159,15 @@ class AnswerWriter:
         # llama.cpp's server does, rather than sent as U+FFFD.
         if not self._hit_stop:
             self._release(self._stops.flush(), whole=True)
-        usage = Usage(
+        self._emit(Chunk(text="", finish_reason=self.finish_reason, usage=self.usage()))
+
+    def usage(self) -> Usage:
+        """The prompt's tokens and those generated so far (read off the worker thread too)."""
+        return Usage(
             prompt_tokens=len(self._prompt.tokens),
             completion_tokens=self.generated,
             cached_tokens=self.cached_tokens,
         )
-        self._emit(Chunk(text="", finish_reason=self.finish_reason, usage=usage))
 
     def _release(
         self, text: str, then: list[TokenLogprob] | None = None, whole: bool = False

@@ -38,7 +38,7 @@ from smallfirst.backends.llamacpp_state import (
     SequenceStates,
 )
 from smallfirst.backends.prompt_cache import PromptCache, shared_prefix_length
-from smallfirst.completions import TokenLogprob
+from smallfirst.completions import TokenLogprob, Usage
 from smallfirst.gguf_header import kv_bytes_per_token
 from smallfirst.types import GenerateRequest, TextRequest
 
@@ -76,6 +76,11 @@ class SlotJob:
     submitted: float  # time.monotonic() when it was queued
     places: Places | None = None  # the reservation it came in on (an answer of `n`)
     admitted: float | None = None  # time.monotonic() when a slot took it
+    answer: AnswerWriter | None = None  # once a slot has its prompt
+
+    def usage(self) -> Usage | None:
+        """Its tokens so far; None while it waits for a slot."""
+        return self.answer.usage() if self.answer is not None else None
 
 
 class _Slot:
@@ -204,7 +209,7 @@ class SlotDecoder:
         # sampled answers differed 2 times in 12 between a first and a repeated request).
         slot.pending = tokens[kept:-1]
         slot.next_token = tokens[-1]
-        slot.answer = self._engine.answer_writer(prompt, job.emit, kept)
+        slot.answer = job.answer = self._engine.answer_writer(prompt, job.emit, kept)
         slot.top_logprobs = job.request.logprob_alternatives
         slot.last_used = next(self._uses)
         slot.prompt = tokens

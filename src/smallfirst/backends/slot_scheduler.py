@@ -24,6 +24,7 @@ from smallfirst.backends.worker import DONE, ModelWorker, Outbox, received
 from smallfirst.completions import Chunk
 from smallfirst.errors import ModelUnavailable, QueueFull
 from smallfirst.types import GenerateRequest
+from smallfirst.usage_so_far import counting
 
 if TYPE_CHECKING:
     from smallfirst.backends.llamacpp_engine import LlamaEngine
@@ -126,6 +127,9 @@ class SlotScheduler:
         queue: asyncio.Queue[object] = asyncio.Queue()
         outbox = Outbox(asyncio.get_running_loop(), queue, self._worker.stream_interval_s)
         job = SlotJob(request, outbox.put, threading.Event(), time.monotonic(), places)
+        call = counting.get()
+        if call is not None:
+            call.add(job.usage)
         with self._lock:
             if places is not None and places.in_use < places.count:
                 places.in_use += 1

@@ -26,6 +26,7 @@ from smallfirst.errors import (
     NotStored,
     SmallfirstError,
     UnsupportedEncoding,
+    served,
 )
 from smallfirst.routing_step import AUTO_MODEL
 from smallfirst.server.dashboard import dashboard
@@ -215,7 +216,7 @@ async def _answer(
         if answer is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         return StreamingResponse(
-            dialect.stream(answer, ctx.request_id),
+            _failing_closes(dialect.stream(answer, ctx.request_id), answer, ctx),
             media_type="text/event-stream",
             headers={**_headers(answer.route, ctx), **NOT_CACHED},
             # after the response, however it ended: a client that left before the body was
@@ -226,6 +227,22 @@ async def _answer(
     if result is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     return JSONResponse(dialect.body(result, ctx.request_id), headers=_headers(result.route, ctx))
+
+
+async def _failing_closes(
+    body: AsyncIterator[bytes], answer: StreamAnswer, ctx: RequestContext
+) -> AsyncIterator[bytes]:
+    """`body`; if rendering it fails, the answer is closed at once and logged as failed by
+    the gateway (StreamingResponse runs its background task only after a body that ended
+    well: the answer stayed open, its model writing for nobody, its budget hold kept and its
+    row unwritten until the generator was collected, if ever)."""
+    try:
+        async for piece in body:
+            yield piece
+    except Exception as error:
+        ctx.stopped_by = served(error)
+        await close_stream(answer.chunks)
+        raise
 
 
 def _headers(route: RouteInfo, ctx: RequestContext) -> dict[str, str]:
@@ -251,7 +268,8 @@ async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -
     except asyncio.CancelledError:
         if watcher is None or not watcher.done() or watcher.cancelled():
             raise  # cancelled by someone else: the server is shutting down
-        handler.uncancel()
+        if handler.uncancel():  # by someone else too, in the same turn: that one stands
+            raise
         return None
     finally:
         timer.cancel()
