@@ -78,15 +78,29 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], tuple[str, ...], float], ...] = (
         ("eyJ",),
         0.9,
     ),
-    (  # PEM (RFC 7468) and OpenPGP's armor (RFC 4880 6.2: "PGP PRIVATE KEY BLOCK")
-        re.compile(
-            r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
-            r"-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----"
-        ),
-        ("-----BEGIN ",),
-        1.0,
-    ),
 )
+# PEM (RFC 7468) and OpenPGP's armor (RFC 4880 6.2: "PGP PRIVATE KEY BLOCK").
+_PRIVATE_KEY_END = r"-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----"
+_PRIVATE_KEY = re.compile(
+    rf"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?{_PRIVATE_KEY_END}"
+)
+_PRIVATE_KEY_FOOTER = re.compile(_PRIVATE_KEY_END)
+
+
+def _private_keys(text: str) -> Iterator[re.Match[str]]:
+    """The private-key blocks of `text`, looked for up to its last footer: a header with no
+    footer after it read the rest of the text, each of many such headers (quadratic: 100,000
+    characters of headers took 4.7 s). A footer ends after each one before it, so the last
+    one found is the last there is."""
+    last_footer = text.rfind("-----END ")
+    while last_footer >= 0:
+        footer = _PRIVATE_KEY_FOOTER.match(text, last_footer)
+        if footer is not None:
+            yield from _PRIVATE_KEY.finditer(text, 0, footer.end())
+            return
+        last_footer = text.rfind("-----END ", 0, last_footer)
+
+
 _BEARER = re.compile(r"\b[Bb]earer\s+([A-Za-z0-9_\-.~+/]{16,}=*)")
 # A value assigned to a name that ends in a secret word, as env files, configs, JSON, YAML and
 # code write them: "DB_PASSWORD=...", "export AWS_SECRET_ACCESS_KEY=...", '"api_key": "..."',
@@ -121,17 +135,28 @@ _ASSIGNED_SECRET = re.compile(
 )
 # The password of a URL's user information (RFC 3986): "postgres://admin:S3cret@db:5432/app",
 # "redis://:S3cret@host"; the user name may stay.
-_URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:([^\s/@?#]+)@")
+# Its scheme is read from the first letter of a run of scheme characters that may start one,
+# once per run: tried from each letter of "a.a.a.a..." the run was read to its end from each
+# of them (quadratic: 100,000 characters took 7 s).
+_URL_PASSWORD = re.compile(
+    r"(?<![A-Za-z0-9+.\-])(?>[A-Za-z0-9+.\-]*?\b[A-Za-z])[A-Za-z0-9+.\-]*://"
+    r"[^\s:/@?#]*:([^\s/@?#]+)@"
+)
 # HTTP Basic credentials (RFC 7617): base64 of "user:password", checked by decoding.
 _BASIC_CREDENTIALS = re.compile(r"\b(?i:basic)[ \t]+([A-Za-z0-9+/]{4,}={0,2})(?![\w+/=])")
-# "curl -u admin:S3cret! ...", "wget --user=bob:pw": the password after the user name.
+# "curl -u admin:S3cret! ...", "wget --user=bob:pw": the password after the user name. The
+# options of a command are read up to the next command's name, where the same option would
+# be found again: a line of many "curl " was read to its end from each (quadratic: 100,000
+# characters took 18 s); so for the MySQL clients below.
+_CURL = r"\b(?:curl|wget)\b"
 _CLI_CREDENTIALS = re.compile(
-    r"\b(?:curl|wget)\b[^\n]*?[ \t](?:-u|--user)(?:[ \t]+|=)[\"']?[^\s:\"']*:([^\s\"']+)"
+    rf"{_CURL}(?:(?!{_CURL})[^\n])*?[ \t](?:-u|--user)(?:[ \t]+|=)[\"']?[^\s:\"']*:([^\s\"']+)"
 )
 # "mysql -u root -pS3cret": the MySQL clients take the password written onto "-p" ("-P" is
 # the port; a lone "-p" asks for it).
+_MYSQL = r"\bmysql(?:dump|admin|import|show|check|slap)?\b"
 _MYSQL_PASSWORD = re.compile(
-    r"\bmysql(?:dump|admin|import|show|check|slap)?\b[^\n|;&]*?[ \t]-p"
+    rf"{_MYSQL}(?:(?!{_MYSQL})[^\n|;&])*?[ \t]-p"
     r"(?:(?P<quote>[\"'])(?P<quoted>[^\n]*?)(?P=quote)|(?P<bare>[^\s\"'\-][^\s\"']*))"
 )
 # An Azure storage account's key in its connection string: 64 bytes, in base64.
@@ -214,6 +239,8 @@ def find_secrets(text: str) -> Iterator[RuleMatch]:
         if any(marker in text for marker in markers):
             for match in pattern.finditer(text):
                 yield RuleMatch("SECRET", match.start(), match.end(), score)
+    for match in _private_keys(text) if "-----BEGIN " in text else ():
+        yield RuleMatch("SECRET", match.start(), match.end(), 1.0)
     lowered = text.lower()
     for pattern, words, secret_span in _SECRETS_IN_CONTEXT:
         if any(word in lowered for word in words):

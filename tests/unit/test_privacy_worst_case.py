@@ -1,0 +1,90 @@
+"""The rules' work stays linear in the text on inputs that made it quadratic (a request of
+repeated words held a worker for seconds to minutes). Checked by what each rule reads, not
+by timing: the finders' results are those of the rules before."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from smallfirst.privacy import names, patterns, secrets
+
+
+class _Recording:
+    """A compiled pattern that records the (pos, endpos) of each call."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.calls: list[tuple[int, int]] = []
+
+    def _record(self, method: str, text: str, pos: int = 0, endpos: int | None = None) -> Any:
+        end = len(text) if endpos is None else endpos
+        self.calls.append((pos, end))
+        return getattr(self.pattern, method)(text, pos, end)
+
+    def match(self, text: str, pos: int = 0, endpos: int | None = None) -> Any:
+        return self._record("match", text, pos, endpos)
+
+    def search(self, text: str, pos: int = 0, endpos: int | None = None) -> Any:
+        return self._record("search", text, pos, endpos)
+
+    def finditer(self, text: str, pos: int = 0, endpos: int | None = None) -> Any:
+        return self._record("finditer", text, pos, endpos)
+
+
+def test_many_speakers_in_one_utterance_read_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    utterance = _Recording(names._UTTERANCE)
+    monkeypatch.setattr(names, "_UTTERANCE", utterance)
+    text = "Ann: " * 2000 + "What a day.\nBob: Cid: ON\nMaria: We are late"
+    found = {text[m.start : m.end] for m in names.find_acting_names(text)}
+    assert found == {"Ann", "Maria"}  # Bob's and Cid's line says nothing: a form's fields
+    assert len(utterance.calls) <= 3  # one per utterance (was one per speaker: 2,000)
+
+
+def test_a_stop_after_an_address_is_looked_up_in_its_last_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    abbreviation = _Recording(patterns._ABBREVIATION_END)
+    monkeypatch.setattr(patterns, "_ABBREVIATION_END", abbreviation)
+    text = "12 Main St, Springfield. " * 200
+    found = [text[m.start : m.end] for m in patterns.find_addresses(text)]
+    assert found[:2] == ["12 Main St, Springfield", "12 Main St, Springfield"]
+    assert abbreviation.calls
+    assert all(end - start <= len("Bldg.") for start, end in abbreviation.calls)
+
+
+def test_a_command_is_read_up_to_the_next_command() -> None:
+    # Each "curl" or "mysql" read the rest of its line: a line of them was quadratic.
+    assert secrets._CLI_CREDENTIALS.match("curl wget -u ann:S3cret!") is None
+    assert secrets._MYSQL_PASSWORD.match("mysql mysqldump -pS3cret") is None
+    for text, secret in (
+        ("curl wget -u ann:S3cret!", "S3cret!"),
+        ("mysql mysqldump -pS3cret", "S3cret"),
+        ("curl -X POST -u ann:S3cret! https://x", "S3cret!"),
+    ):
+        assert [text[m.start : m.end] for m in secrets.find_secrets(text)] == [secret]
+
+
+def test_a_url_scheme_is_read_once_per_run_of_its_characters() -> None:
+    text = "see a.b+c-d://ann:S3cret@db.example.org"
+    assert secrets._URL_PASSWORD.match(text, text.index("b")) is None  # not from inside the run
+    assert [text[m.start : m.end] for m in secrets.find_secrets(text)] == ["S3cret"]
+    text = "x-y.z://u:pw123456@h"  # a dash before a letter: the scheme may start there
+    assert [text[m.start : m.end] for m in secrets.find_secrets(text)] == ["pw123456"]
+
+
+def test_private_key_headers_without_a_footer_are_not_read_to_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    block = _Recording(secrets._PRIVATE_KEY)
+    monkeypatch.setattr(secrets, "_PRIVATE_KEY", block)
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----"
+    headers = "-----BEGIN PRIVATE KEY-----\n" * 500
+    text = key + "\n" + headers
+    assert [text[m.start : m.end] for m in secrets.find_secrets(text)] == [key]
+    assert block.calls == [(0, len(key))]  # the headers after the last footer: not read
+    block.calls.clear()
+    assert list(secrets.find_secrets(headers)) == []
+    assert block.calls == []
