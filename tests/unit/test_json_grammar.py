@@ -98,7 +98,7 @@ def test_a_type_list_keeps_the_keywords_beside_it() -> None:
 def test_a_ref_to_nothing_where_the_grammar_does_not_read_is_left_alone(
     schema: dict[str, object],
 ) -> None:
-    """The fuzzer's (h15): such a schema passed the check, then failed to convert, a 400
+    """Found by fuzzing: such a schema passed the check, then failed to convert, a 400
     that named no place in the schema (and a traceback in the log)."""
     assert "root ::=" in json_grammar([], schema)
     assert "root ::=" in json_grammar([("f", {"type": "object", **schema})], None)
@@ -106,7 +106,7 @@ def test_a_ref_to_nothing_where_the_grammar_does_not_read_is_left_alone(
 
 @pytest.mark.parametrize("branches", [[True], [{"type": "string"}]])
 def test_an_empty_one_of_beside_an_any_of_is_refused_naming_it(branches: list[object]) -> None:
-    """The fuzzer's (h15): the check walked the `anyOf`, the converter read the empty `oneOf`
+    """Found by fuzzing: the check walked the `anyOf`, the converter read the empty `oneOf`
     and raised KeyError (a 400 that named no place, and a traceback in the log)."""
     with pytest.raises(SchemaProblem, match="must be a non-empty array") as refused:
         check_schema({"properties": {"a": {"oneOf": [], "anyOf": branches}}})
@@ -114,7 +114,7 @@ def test_an_empty_one_of_beside_an_any_of_is_refused_naming_it(branches: list[ob
 
 
 def test_a_one_of_beside_an_any_of_is_checked_as_the_grammar_builds_it() -> None:
-    """The fuzzer's (h15): the check walked the `oneOf` alone, the grammar each `anyOf` branch
+    """Found by fuzzing: the check walked the `oneOf` alone, the grammar each `anyOf` branch
     with the `oneOf` in it, where a bad `pattern` failed the converter with no place named."""
     with pytest.raises(SchemaProblem, match="pattern must be a string") as refused:
         check_schema({"oneOf": [{}], "anyOf": [{"pattern": {}}]})
