@@ -54,6 +54,9 @@ _PROBE_TEXT = (
 # emoji or closing brackets without a space took time quadratic in its length (16,000 emoji,
 # 27 s, with every other request's scan waiting for the lock). No name is that long.
 _LONG_WORD = re.compile(r"(\S{99})\S(?=\S)")
+# Tokens kept at each end of a run without a letter or a digit, in multiples of how many
+# tokens each side the network reads (`_LetterlessRuns`).
+_READ_AT_RUN_ENDS = 4
 
 
 def words_cut(text: str) -> str:
@@ -68,6 +71,7 @@ class NerRunner:
     def __init__(self, nlp: Any) -> None:
         self.nlp = nlp
         self._decoder = _GreedyNerDecoder.for_pipeline(nlp)
+        self._letterless_runs = _LetterlessRuns.for_pipeline(nlp)
         if self._decoder is not None and not self.agrees_with_spacy(_PROBE_TEXT):
             logger.warning("fast NER decoding disagrees with spaCy; using spaCy's own loop")
             self._decoder = None
@@ -82,12 +86,18 @@ class NerRunner:
     def many(self, texts: Sequence[str]) -> list[Any]:
         """`[self(text) for text in texts]`, the network run once over all of them (its
         window does not reach across documents: each is padded apart)."""
-        texts = [words_cut(text) for text in texts]
+        docs = [self.nlp.make_doc(words_cut(text)) for text in texts]
+        runs = self._letterless_runs
+        reads = [(doc, None) if runs is None else runs.shortened(doc) for doc in docs]
+        read = [short for short, _ in reads]
         if self._decoder is None:
-            return list(self.nlp.pipe(texts))
-        docs = [self.nlp.make_doc(text) for text in texts]
-        self._decoder.annotate_many(docs)
-        return docs
+            read = list(self.nlp.pipe(read))
+        else:
+            self._decoder.annotate_many(read)
+        return [
+            short if kept is None else _with_entities_of(short, doc, kept)
+            for doc, short, (_, kept) in zip(docs, read, reads, strict=True)
+        ]
 
     def spacy_loop(self, text: str) -> Any:
         """`nlp(text)`: spaCy's own decoding loop, on the same network and BLAS threads."""
@@ -101,6 +111,73 @@ class NerRunner:
             return [(e.start_char, e.end_char, e.label_) for e in doc.ents]
 
         return entities(self(text)) == entities(self.spacy_loop(text))
+
+
+@dataclass(frozen=True, slots=True)
+class _LetterlessRuns:
+    """Runs of tokens without a letter or a digit (quotes, `&#&#`, `,,,,`: a token a
+    character, ~30 µs each to the network, where prose has one in ~4.5 characters), read
+    with `keep` tokens at each end only. No name or date is in such a run's middle, and
+    every token outside it keeps its neighbours within the network's reach, so reads as it
+    did. What can change is an entity spaCy opened inside the run and ran on out of it (a
+    run of "’" read as a title's opening, which swallowed the name after it)."""
+
+    keep: int
+    stretch: re.Pattern[str]  # more than 2 * keep characters without a letter or a digit
+
+    @classmethod
+    def for_pipeline(cls, nlp: Any) -> _LetterlessRuns | None:
+        """For an NER whose token vectors see a known number of tokens each side (spaCy's
+        window encoder: `depth` * `window_size`); None for any other (a transformer sees
+        the whole text)."""
+        try:
+            tok2vec = nlp.config["components"]["ner"]["model"]["tok2vec"]
+            embed, encode = tok2vec["embed"], tok2vec["encode"]
+        except (KeyError, TypeError):
+            return None
+        if not str(embed.get("@architectures", "")).startswith("spacy.MultiHashEmbed."):
+            return None
+        if not str(encode.get("@architectures", "")).startswith("spacy.MaxoutWindowEncoder."):
+            return None
+        keep = _READ_AT_RUN_ENDS * encode["depth"] * encode["window_size"]
+        return cls(keep, re.compile(rf"[\W_]{{{2 * keep + 1},}}"))
+
+    def shortened(self, doc: Any) -> tuple[Any, list[int] | None]:
+        """What the network reads of `doc`, and which of its tokens that is (None: all)."""
+        stretches = [m.span() for m in self.stretch.finditer(doc.text)]
+        if not stretches:
+            return doc, None
+        import numpy
+        from spacy.attrs import IDX, LENGTH, NORM
+        from spacy.tokens import Doc
+
+        starts, lengths, norms = doc.to_array([IDX, LENGTH, NORM]).T
+        ends = starts + lengths
+        dropped = numpy.zeros(len(doc), dtype=bool)
+        for stretch_start, stretch_end in stretches:  # the tokens wholly inside one
+            first = int(numpy.searchsorted(starts, stretch_start, side="left"))
+            last = int(numpy.searchsorted(ends, stretch_end, side="right"))
+            if last - first > 2 * self.keep:
+                dropped[first + self.keep : last - self.keep] = True
+        if not dropped.any():
+            return doc, None
+        kept = numpy.flatnonzero(~dropped).tolist()
+        short = Doc(
+            doc.vocab,
+            words=[doc[i].text for i in kept],
+            spaces=[bool(doc[i].whitespace_) for i in kept],
+        )
+        short.from_array([NORM], norms[kept])  # the tokenizer's own, as "’" read as "'"
+        return short, kept
+
+
+def _with_entities_of(short: Any, doc: Any, kept: Sequence[int]) -> Any:
+    """`doc` with the entities of `short`, the doc of its tokens `kept`."""
+    from spacy.tokens import Span
+
+    entities = [Span(doc, kept[e.start], kept[e.end - 1] + 1, e.label) for e in short.ents]
+    doc.set_ents(entities, default="outside")
+    return doc
 
 
 @dataclass(frozen=True, slots=True)
