@@ -136,6 +136,11 @@ from tests.helpers import RESPONSES_WEATHER_TOOL, fake_backend
             "input.2.output",
             "input.2: output is required",
         ),
+        (  # was "role None", named in Python and as the item
+            {"input": [{"content": "Hi"}]},
+            "input.0.role",
+            "input.0: role null is not a message role (user, system, developer or assistant)",
+        ),
     ],
 )
 def test_what_cannot_be_honoured_is_a_400_naming_the_field(

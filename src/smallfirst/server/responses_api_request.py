@@ -8,6 +8,7 @@ background runs) is a 400 naming the field, never silently dropped.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -246,7 +247,11 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
     if kind == "message":
         role = item.get("role")
         if role not in ("user", "system", "developer", "assistant"):
-            raise InvalidRequest(f"{where}: role {role!r} is not a message role", param=where)
+            raise InvalidRequest(
+                f"{where}: role {json.dumps(role)} is not a message role (user, system,"
+                " developer or assistant)",
+                param=f"{where}.role",
+            )
         # an assistant's refusal (as this gateway's answers carry an upstream's): chat's field
         refusals: list[str] | None = [] if role == "assistant" else None
         content = _text_of(item.get("content"), where, refusals)
