@@ -136,7 +136,7 @@ class PrivacyStep:
     ) -> None:
         """Raise now the PolicyBlocked that answering with `model` (asked for by id) would
         raise, before anything is sent anywhere: a batch's other prompts included."""
-        if inspection is not None and model.tier not in inspection.permitted:
+        if not permits(inspection, model):
             self.request_for(request, model, inspection)
 
     def request_for(
@@ -263,6 +263,11 @@ def _create_key_file(path: Path) -> None:
         pass
     finally:
         os.unlink(aside)
+
+
+def permits(inspection: Inspection | None, model: ModelInfo) -> bool:
+    """Whether the privacy policy lets `model` see the inspected request (redacted or not)."""
+    return inspection is None or model.tier in inspection.permitted
 
 
 def messages_of(request: GenerateRequest) -> list[ChatMessage]:

@@ -33,7 +33,7 @@ from smallfirst.errors import (
 from smallfirst.ledger import UPSTREAM_FAULTS, Ledger, Observer, route_of
 from smallfirst.logs import RequestLog, request_cost
 from smallfirst.logs.store import LOG_FILE
-from smallfirst.privacy_step import PrivacyStep, messages_of, restore, restore_error
+from smallfirst.privacy_step import PrivacyStep, messages_of, permits, restore, restore_error
 from smallfirst.rag_step import RagStep, rag_collection
 from smallfirst.request_records import (
     answers_text,
@@ -455,7 +455,7 @@ class Gateway:
                 plan.reason += f"; {self.health.describe(model.id)}"
                 cooling.append(model)
                 continue
-            if (last_error or cooling) and not _permitted(model, ctx):
+            if (last_error or cooling) and not permits(ctx.inspection, model):
                 # a fallback the policy keeps the request from: its refusal (a 400) hid the
                 # tier's failure, and the fallbacks after it were never asked
                 plan.reason += f"; {model.id} skipped: the privacy policy keeps the request from it"
@@ -497,11 +497,6 @@ class Gateway:
         error = ModelUnavailable("; ".join(self.health.describe(m.id) for m in models))
         error.retry_after_s = math.ceil(min(self.health.cooling_down_s(m.id) for m in models))
         return error
-
-
-def _permitted(model: ModelInfo, ctx: RequestContext) -> bool:
-    """Whether the privacy policy lets `model` see the request (redacted or not)."""
-    return ctx.inspection is None or model.tier in ctx.inspection.permitted
 
 
 def _received(ended: BaseException) -> bool:

@@ -48,9 +48,9 @@ from smallfirst.surrogates import (
 )
 from smallfirst.types import FunctionCall, ToolCall
 
+log = logging.getLogger("smallfirst.backends")
 CLIENT_ERROR_STATUSES = {400, 413, 422}
 # What reading an answer of the wrong shape raises (RecursionError: JSON nested too deep).
-log = logging.getLogger("smallfirst.backends")
 UNREADABLE = (ValueError, KeyError, IndexError, TypeError, RecursionError)
 USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -186,8 +186,12 @@ class StreamReader:
 # A streamed text: its choice's index, its field, and the index of the call it is arguments of
 _TextKey = tuple[int, str, int | None]
 # A streamed choice's texts (a text completion's `text`, the others in `delta`) as Chunk fields
-_CHUNK_FIELDS = {"text": "text", "content": "text", "refusal": "refusal"}
-_CHUNK_FIELDS["reasoning_content"] = "reasoning"
+_CHUNK_FIELDS = {
+    "text": "text",
+    "content": "text",
+    "refusal": "refusal",
+    "reasoning_content": "reasoning",
+}
 
 
 def _join_split_pairs(data: Any, pairs: SplitPairs[_TextKey]) -> None:
