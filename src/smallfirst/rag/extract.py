@@ -136,12 +136,13 @@ def _detected_text(raw: bytes) -> tuple[str | None, str]:
     KOI8-R text ("Привет мир") as Japanese, which its byte pairs also spell without fault."""
     from charset_normalizer import from_bytes
 
-    western = min(
-        (_western_text(raw, encoding) for encoding in _WESTERN_ENCODINGS),
-        key=lambda read: _misshapen_words(read[0]) if read[0] is not None else len(raw) + 1,
-    )
-    if western[0] is not None:  # charset-normalizer read short ones as cp1006, big5, UTF-16...
-        return western
+    western = [
+        (text, encoding)
+        for encoding in _WESTERN_ENCODINGS
+        if (text := _western_text(raw, encoding)) is not None
+    ]
+    if western:  # charset-normalizer read short ones as cp1006, big5, UTF-16...
+        return min(western, key=lambda read: _misshapen_words(read[0]))
     matches = from_bytes(raw)
     best = matches.best()
     cyrillic = from_bytes(raw, cp_isolation=list(_CYRILLIC_ENCODINGS)).best()
@@ -184,19 +185,19 @@ _WESTERN_MARKS = frozenset("€‘’‚“”„–—…•«»£¥°©®™§
 _MOST_ACCENTED_SHARE = 0.3
 
 
-def _western_text(raw: bytes, encoding: str) -> tuple[str | None, str]:
+def _western_text(raw: bytes, encoding: str) -> str | None:
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError:
-        return None, encoding
+        return None
     if any(c < " " and c not in "\t\n\r\f" for c in text):  # UTF-16 without a BOM, binary
-        return None, encoding
+        return None
     letters = [c for c in text if c.isalpha()]
     accented = [c for c in letters if not c.isascii()]
     others = [c for c in text if not c.isascii() and not c.isalpha()]
     if any(c not in _WESTERN_MARKS for c in others) or any(ord(c) > 0x17F for c in accented):
-        return None, encoding
-    return (text if len(accented) <= _MOST_ACCENTED_SHARE * len(letters) else None), encoding
+        return None
+    return text if len(accented) <= _MOST_ACCENTED_SHARE * len(letters) else None
 
 
 # A line break, and the start or end of a block or cell, part the words around it: a block
