@@ -93,7 +93,6 @@ class _Slot:
         self.next_token: int | None = None  # sampled, to be read in the next step
         self.logits_at: int | None = None  # this step's batch row with the slot's logits
         self.sampler: Any = None
-        self.answer: AnswerWriter | None = None
         self.top_logprobs: int | None = None
         self.prompt: list[int] = []
         # Another slot holding (or reading) a longer prefix of this prompt: this one waits
@@ -106,6 +105,11 @@ class _Slot:
         self.echo: PromptEcho | None = None
         self.echo_rows: list[tuple[int, int]] = []
         self.scored = ScoredPrefix()  # what echoes learned of the tokens it holds
+
+    @property
+    def answer(self) -> AnswerWriter | None:
+        """The answer of the job it holds, once `SlotDecoder.start` has taken its prompt."""
+        return self.job.answer if self.job is not None else None
 
 
 class SlotDecoder:
@@ -209,7 +213,7 @@ class SlotDecoder:
         # sampled answers differed 2 times in 12 between a first and a repeated request).
         slot.pending = tokens[kept:-1]
         slot.next_token = tokens[-1]
-        slot.answer = job.answer = self._engine.answer_writer(prompt, job.emit, kept)
+        job.answer = self._engine.answer_writer(prompt, job.emit, kept)
         slot.top_logprobs = job.request.logprob_alternatives
         slot.last_used = next(self._uses)
         slot.prompt = tokens
@@ -416,7 +420,7 @@ class SlotDecoder:
         assert job is not None
         if slot.sampler is not None:
             slot.sampler.close()
-        slot.job, slot.sampler, slot.answer = None, None, None
+        slot.job, slot.sampler = None, None
         slot.pending, slot.next_token, slot.logits_at = [], None, None
         slot.donor = slot.donor_job = None
         slot.echo, slot.echo_rows = None, []
