@@ -56,3 +56,30 @@ def test_every_imported_package_is_declared() -> None:
         if not {normalized(d) for d in distributions.get(module, [])} & allowed
     }
     assert undeclared == {}
+
+
+# The README says so: "Direct dependencies are pinned in pyproject.toml (numpy to a range)".
+PINNED_TO_A_RANGE = {"numpy"}
+
+
+def test_every_direct_dependency_is_pinned_as_in_the_constraints() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    constraints = dict(
+        line.split("==", 1)
+        for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    pinned = {normalized(name): version.strip() for name, version in constraints.items()}
+    wrong = {}
+    for requirement in (
+        *project["dependencies"],
+        *(r for extra in project["optional-dependencies"].values() for r in extra),
+    ):
+        match = re.fullmatch(r"([\w.-]+)(\[[\w,]+\])?(?:==([^;\s]+))?[^;]*(;.*)?", requirement)
+        assert match is not None, requirement
+        name, version = normalized(match[1]), match[3]
+        if name == "smallfirst" or name in PINNED_TO_A_RANGE or name in MAKEFILE_PACKAGES:
+            continue
+        if version is None or version != pinned.get(name):
+            wrong[requirement] = pinned.get(name)
+    assert wrong == {}, "pyproject.toml requirement -> requirements/constraints.txt version"
