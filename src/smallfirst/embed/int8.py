@@ -5,8 +5,9 @@ load and multiplies in float32 (MatMul was ~70% of a query's time). Dynamic quan
 (`onnxruntime.quantization.quantize_dynamic`, per-channel int8 weights, activations
 quantized per call) multiplies in int8 instead. Measured here (one thread, VNNI CPU): a
 12-token query 3.0-3.9 -> 1.7 ms, 31 tokens 7.9-10.5 -> 3.8 ms; cosine to the float model's
-embeddings >= 0.99 on 1,430 XQuAD texts; XQuAD vector nDCG@10 0.9431 -> 0.9412. Per-tensor
-weights were as fast but much less faithful (cosine down to 0.91), hence per channel.
+embeddings >= 0.99 on 1,430 XQuAD texts; XQuAD vector nDCG@10 0.9456 -> 0.9433 (docs/rag.md,
+"Quality"). Per-tensor weights were as fast but much less faithful (cosine down to 0.91),
+hence per channel.
 
 The activation scale is computed over the whole input tensor, so a padded batch would make
 a text's vector depend on its batch-mates: `LocalEmbedder` runs one text per call.
