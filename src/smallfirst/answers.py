@@ -22,7 +22,8 @@ _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()
 
 
 # The id of the request being served, for the log's lines (`server.log_format: json`). Each
-# request runs in a task of its own, whose context holds it.
+# request runs in a task of its own, whose context holds it (`RequestContext.tag_log_lines`),
+# and so does each prompt of a batch.
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
@@ -50,7 +51,10 @@ class RequestContext:
     # Set when the gateway stops the request for another's failure (a batch's prompt).
     stopped_by: SmallfirstError | None = None
 
-    def __post_init__(self) -> None:
+    def tag_log_lines(self) -> None:
+        """The log's lines written from now on in this task, and in the tasks it starts, carry
+        this request's id. Not on creation: a batch makes its prompts' contexts in its own
+        task, whose lines then carried the last prompt's id, as did the prompts' own."""
         current_request_id.set(self.request_id)
 
     def counted_usage(self, model: ModelInfo | None) -> Usage | None:

@@ -85,6 +85,7 @@ async def _all_or_none(
     work had ended well and whose result goes unused."""
 
     async def part(position: int, item: Coroutine[Any, Any, T]) -> T:
+        contexts[position].tag_log_lines()  # in this part's task alone
         try:
             return await item
         except Exception as error:

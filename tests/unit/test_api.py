@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk
 from starlette.testclient import TestClient
 
 from smallfirst.answers import RouteInfo
@@ -256,6 +258,27 @@ def test_an_upstreams_refusal_reasoning_and_content_filter_reach_the_client() ->
     opening = {"role": "assistant", "content": "", "refusal": None}
     assert deltas == [opening, {"reasoning_content": "Hm."}, {"refusal": "I can't"}, {}]
     assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_a_streamed_refusal_opens_as_openais_with_content_null() -> None:
+    """It opened with `content: ""`: openai's stream helper told a `content.delta` and its
+    final message had `content == ""` beside the refusal (OpenAI's: None, as unstreamed)."""
+    request = ChatRequest.model_validate(chat_body("big", stream=True))
+    model = ModelInfo(id="big", tier="cloud", backend="openai_compat", context_length=100)
+    renderer = ChunkRenderer(request, RouteInfo(model=model, router="none", reason="by id"), "r1")
+    pieces = [Chunk(refusal="I can't"), Chunk(refusal=" help."), Chunk(finish_reason="stop")]
+    events = [event for piece in pieces for event in renderer.events(piece)]
+    opening = events[0]["choices"][0]["delta"]
+    assert opening == {"role": "assistant", "content": None, "refusal": ""}
+    state = ChatCompletionStreamState()
+    told = [
+        event.type
+        for raw in events
+        for event in state.handle_chunk(ChatCompletionChunk.model_validate(raw))
+    ]
+    assert "content.delta" not in told
+    message = state.get_final_completion().choices[0].message
+    assert (message.content, message.refusal) == (None, "I can't help.")
 
 
 @pytest.mark.parametrize("stream", [False, True])

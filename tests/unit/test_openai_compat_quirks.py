@@ -16,7 +16,15 @@ from smallfirst.completions import Chunk, ModelInfo, join_tool_call_deltas
 from smallfirst.errors import InvalidRequest, QueueFull, UpstreamError, UpstreamQuotaSpent
 from smallfirst.server.render import ChunkRenderer, completion_body
 from smallfirst.types import ChatRequest, TextRequest
-from tests.unit.test_openai_compat import ANSWER, REQUEST, TOOL_REQUEST, Handler, sse, upstream
+from tests.unit.test_openai_compat import (
+    ANSWER,
+    REQUEST,
+    TOOL_REQUEST,
+    Handler,
+    _answered,
+    sse,
+    upstream,
+)
 
 STREAM_REQUEST = REQUEST.model_copy(update={"stream": True})
 
@@ -86,8 +94,21 @@ async def test_an_answer_of_the_wrong_shape_is_a_malformed_502(body: object) -> 
 async def test_a_streamed_event_of_the_wrong_shape_is_a_502() -> None:
     """Also the last one, with the finish reason: the stream ended as if whole, with nothing."""
     choice = {"text": "hi", "logprobs": LEGACY_TOPS_AS_LISTS, "finish_reason": "stop"}
-    with pytest.raises(UpstreamError, match="broke off"):
+    with pytest.raises(UpstreamError, match="malformed upstream stream"):
         await streamed(sse([{"choices": [choice]}]) + DONE)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_unreadable_answer_is_counted_malformed_streamed_or_not(stream: bool) -> None:
+    """A stream event that was not JSON was counted (and told) as a connection that broke."""
+    raw = sse([delta(content="hel")]) + b"data: {not json\n\n" + DONE
+    handle = streaming(raw) if stream else answering(b'{"choices": [{not json')
+    async with upstream(handle) as backend:
+        answer = backend.stream(STREAM_REQUEST) if stream else backend.complete(REQUEST)
+        with pytest.raises(UpstreamError, match="malformed upstream") as unreadable:
+            await _answered(answer)
+        assert backend.upstream_errors() == {"malformed": 1}
+    assert unreadable.value.received == stream  # a stream that began is billed
 
 
 async def test_content_as_a_list_of_parts_is_joined_as_mistral_sends_it() -> None:

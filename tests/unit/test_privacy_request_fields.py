@@ -6,7 +6,7 @@ on local tiers."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pydantic
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst import privacy_step
 from smallfirst.privacy import PrivacyConfig, resolve_action
 from smallfirst.privacy.detect import Finding
 from smallfirst.types import ChatRequest
@@ -110,6 +111,34 @@ def test_a_tools_placeholders_are_the_same_on_every_turn_of_a_conversation(
     assert sent_tools[0] == sent_tools[1]
     assert "<EMAIL_ADDRESS_1>" in json.dumps(sent_tools[0])
     assert sent.messages[-1].content == "<EMAIL_ADDRESS_3>"
+
+
+async def test_a_models_copy_walks_each_tool_schema_once_to_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the tools' texts sit among those scanned (the prompt's head, numbered first)
+    was found by a walk of its own: every schema walked a third time for each model asked."""
+    _, gateway = fake_client(fake_settings(tmp_path, privacy={"enabled": True}))
+    share = tool("share", {"to": {"type": "string", "example": EMAIL}})
+    messages = [{"role": "user", "content": "Share it with bob@flux.io too."}]
+    request = ChatRequest.model_validate(chat_body("big", messages=messages, tools=[share]))
+    inspection = await gateway.privacy.inspect(request)
+    walked: list[Any] = []
+    walk = privacy_step.map_schema_texts
+
+    def counted(schema: Any, visit: Callable[[str], str]) -> Any:
+        walked.append(schema)
+        return walk(schema, visit)
+
+    monkeypatch.setattr(privacy_step, "map_schema_texts", counted)
+    sent, guard = gateway.privacy.request_for(request, gateway.backends["big"].info(), inspection)
+    assert guard is not None
+    assert guard.action == "redact"
+    assert len(walked) == 2  # read, then written with its placeholders
+    assert isinstance(sent, ChatRequest)
+    (sent_tool,) = sent.tools or []
+    assert "<EMAIL_ADDRESS_1>" in sent_tool.model_dump_json()  # the head is numbered first
+    assert sent.messages[0].content == "Share it with <EMAIL_ADDRESS_2> too."
 
 
 def test_tool_call_ids_reach_the_cloud_as_paired_stable_pseudonyms(

@@ -3,6 +3,7 @@ level."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from typer.testing import CliRunner
 
 from smallfirst.cli import app
 from smallfirst.cli.serve import _show_gateway_log
+from smallfirst.completions import Completion
 from smallfirst.server.log_lines import uvicorn_log_config
+from smallfirst.types import GenerateRequest, TextRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 
@@ -61,6 +64,52 @@ def test_json_lines_carry_the_request_id_of_the_request_being_served(
     assert line["request_id"] == failed.headers["x-request-id"]
     assert "RuntimeError: boom" in line["exc_info"]
     assert line["time"].endswith("+00:00")
+
+
+def test_json_lines_of_a_batch_carry_each_prompts_own_id_and_the_batchs(
+    gateway_log: logging.Logger,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Every prompt's lines carried the last prompt's id (its context was made last)."""
+    _show_gateway_log("info", "json")
+    client, gateway = fake_client(fake_settings(tmp_path))
+    backend = fake_backend(gateway, "tiny")
+    answer_of = backend.complete
+
+    async def complete(request: GenerateRequest) -> Completion:
+        assert isinstance(request, TextRequest)
+        logging.getLogger("smallfirst.backends").info("answering %s", request.prompt)
+        await asyncio.sleep(0)  # the prompts' work interleaves
+        return await answer_of(request)
+
+    monkeypatch.setattr(backend, "complete", complete)
+    with client:
+        capsys.readouterr()
+        batch = client.post("/v1/completions", json={"model": "tiny", "prompt": ["a", "b", "c"]})
+        backend.queue("fine", RuntimeError("boom"))
+        failed = client.post("/v1/completions", json={"model": "tiny", "prompt": ["d", "e"]})
+    assert (batch.status_code, failed.status_code) == (200, 500)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    answering = {
+        line["message"]: line["request_id"] for line in lines if "answering" in line["message"]
+    }
+    batch_id, failed_id = batch.headers["x-request-id"], failed.headers["x-request-id"]
+    assert answering == {
+        "answering a": f"{batch_id}-0",
+        "answering b": f"{batch_id}-1",
+        "answering c": f"{batch_id}-2",
+        "answering d": f"{failed_id}-0",
+        "answering e": f"{failed_id}-1",
+    }
+    (unhandled,) = [line for line in lines if line["message"] == "unhandled error"]
+    assert unhandled["request_id"] == f"{failed_id}-1"  # written as "e" failed
+    failures = [line for line in lines if line["message"].startswith("request ")]
+    assert failures
+    assert [line["message"].split()[1] for line in failures] == [
+        line["request_id"] for line in failures
+    ]
 
 
 def test_uvicorns_lines_are_json_too_when_asked() -> None:

@@ -102,12 +102,14 @@ class OpenAICompatBackend(Backend):
             response.close()
         self._closing = asyncio.get_running_loop().create_task(self.aclose())
 
-    def _broke_off(self, answer: str) -> BaseException:
-        """An `answer` ("answer", "stream") that broke off after it began, which the upstream
-        bills (`received`), or the shutdown that closed its connection."""
-        broke = UpstreamError(f"{self.config.id}: upstream {answer} broke off")
+    def _broke_off(self, answer: str, *, malformed: bool = False) -> BaseException:
+        """An `answer` ("answer", "stream") that broke off after it began, or went on in a form
+        that cannot be read (`malformed`), which the upstream bills (`received`); or the
+        shutdown that closed its connection."""
+        what = f"malformed upstream {answer}" if malformed else f"upstream {answer} broke off"
+        broke = UpstreamError(f"{self.config.id}: {what}")
         broke.received = True
-        self._failed(BROKEN)
+        self._failed(MALFORMED if malformed else BROKEN)
         return self._ended_by or broke
 
     def _client(self) -> aiohttp.ClientSession:
@@ -242,10 +244,13 @@ class OpenAICompatBackend(Backend):
             if not reader.all_finished:
                 self._failed(TIMEOUT)
                 raise UpstreamTimeout(f"{self.config.id}: upstream timed out mid-stream") from exc
-        except (aiohttp.ClientError, *UNREADABLE) as exc:
-            # after every answer finished, what broke off was the usage (then: estimated)
+        # after every answer finished, what broke off was the usage (then: estimated)
+        except aiohttp.ClientError as exc:
             if not reader.all_finished:
                 raise self._broke_off("stream") from exc
+        except UNREADABLE as exc:
+            if not reader.all_finished:
+                raise self._broke_off("stream", malformed=True) from exc
         except SmallfirstError as error:
             self._failed(_answer_error_kind(error))
             raise

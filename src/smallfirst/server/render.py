@@ -298,7 +298,8 @@ class ChunkRenderer:
 
     def opening(self) -> list[dict[str, Any]]:
         """Nothing yet: a chat answer opens with its role on its first chunk, which says
-        whether it is text (`content: ""`) or calls (`content: null`, as OpenAI sends it)."""
+        whether it is text (`content: ""`), a refusal or calls (`content: null`, as OpenAI
+        sends them)."""
         return []
 
     def _told(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -324,8 +325,7 @@ class ChunkRenderer:
             if chunk.tool_calls and not written:
                 calls = {"role": "assistant", "content": None, "refusal": None}
             else:
-                delta = {"role": "assistant", "content": "", "refusal": None}
-                out.append(self._event([_delta_choice(chunk.index, delta)]))
+                out.append(self._event([_delta_choice(chunk.index, _opening_delta(chunk))]))
         if written:
             out.append(self._event([self._choice(chunk, finish=None)]))
         if chunk.tool_calls and self.chat:
@@ -360,6 +360,15 @@ class ChunkRenderer:
 
 def _delta_choice(index: int, delta: dict[str, Any]) -> dict[str, Any]:
     return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+
+
+def _opening_delta(chunk: Chunk) -> dict[str, Any]:
+    """An answer's role, and whether it is text (`content: ""`) or a refusal (`content: null,
+    refusal: ""`, as OpenAI opens one: given `content: ""`, openai's stream helper told a
+    `content.delta` and ended with `content == ""` beside the refusal)."""
+    if chunk.refusal and not chunk.text:
+        return {"role": "assistant", "content": None, "refusal": ""}
+    return {"role": "assistant", "content": "", "refusal": None}
 
 
 def _chat_delta(chunk: Chunk) -> dict[str, Any]:

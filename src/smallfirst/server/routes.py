@@ -186,6 +186,7 @@ async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Di
         api_key_id=api_key_id,
         route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
     )
+    ctx.tag_log_lines()
     try:
         return await _answer(request, gw, ctx, dialect)
     except SmallfirstError as error:
