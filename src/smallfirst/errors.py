@@ -209,6 +209,17 @@ class BudgetSpent(SmallfirstError):
         error.spent = spent
         return error
 
+    @classmethod
+    def nothing_local(cls, spent: str) -> BudgetSpent:
+        """`auto` while the budget is spent on a gateway whose every model is remote."""
+        error = cls(
+            f"{spent}: every model of this gateway is remote, and remote tiers are off limits"
+            " until the UTC day ends",
+            param="model",
+        )
+        error.spent = spent
+        return error
+
 
 class QueueFull(SmallfirstError):
     status = 429

@@ -88,6 +88,8 @@ class RoutingStep:
                 param="logit_bias",
             )
         budget_spent = self._spend.exhausted(api_key_id)
+        if budget_spent and not self.planner.has_local:
+            raise BudgetSpent.nothing_local(budget_spent)
         local_reasons = [*keep_local, *([f"{budget_spent}"] if budget_spent else [])]
         local_only = bool(local_reasons)
         if override is not None:

@@ -156,6 +156,8 @@ class Gateway:
         private = collection is not None and self.settings.rag.is_private(collection)
         if private:
             keep_local.append(f"collection {collection!r} is private")
+        if keep_local and not self.planner.has_local:
+            raise _nothing_local(keep_local, "private_collection" if private else None)
         plan = await self.routing.plan(
             request,
             api_key_id=ctx.api_key_id,
@@ -183,6 +185,10 @@ class Gateway:
         if ctx.inspection is not None and ctx.inspection.blocked:
             raise PolicyBlocked(ctx.inspection.blocked)
         if ctx.inspection is not None and ctx.inspection.keep_local:
+            if not self.planner.has_local:
+                raise _nothing_local(
+                    [f"{ctx.inspection.keep_local} (retrieved from {collection!r})"]
+                )
             local = self.routing.kept_local(plan, request, ctx.inspection.keep_local)
             if _readers(local) != _readers(plan):  # their contexts hold other numbers of sources
                 grounded, citations = await self._grounded_for(
@@ -547,3 +553,13 @@ def _finite(value: float) -> float | None:
 def _readers(plan: Plan) -> tuple[ModelInfo, ModelInfo | None]:
     """Who reads a plan's prompt: its first model, and the cascade's small model before it."""
     return plan.candidates[0], plan.cascade_from
+
+
+def _nothing_local(reasons: list[str], code: str | None = None) -> PolicyBlocked:
+    """A request that must stay on local tiers, for `reasons`, on a gateway without a local
+    model (it was a 500: the planner found nowhere local to send it)."""
+    return PolicyBlocked(
+        f"{'; '.join(reasons)}: this request must stay on local tiers, and this gateway has"
+        " no local model",
+        code=code,
+    )

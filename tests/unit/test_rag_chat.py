@@ -397,3 +397,37 @@ def test_a_text_completion_cannot_name_a_collection_and_is_told_where_it_can(
     error = response.json()["error"]
     assert error["param"] == "model"
     assert error["message"] == "rag/<collection> needs /v1/chat/completions or /v1/responses"
+
+
+CLOUD_ONLY = [
+    {"id": "big", "tier": "cloud", "backend": "fake", "replies": ["From the cloud."]},
+]
+
+
+def test_a_private_collection_on_a_gateway_without_a_local_model_is_refused(
+    data_dir: Path,
+) -> None:
+    """It was a 500 ("no local model configured"): nowhere local to send it."""
+    for client, gateway in rag_client(data_dir, models=CLOUD_ONLY):
+        response = ask(client, "How often is the kettle descaled?")
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "private_collection"
+        assert "no local model" in error["message"]
+        assert not fake_backend(gateway, "big").requests
+
+
+def test_pii_retrieved_from_a_public_collection_with_no_local_model_is_refused(
+    data_dir: Path,
+) -> None:
+    public = {"collections": {"office": {"private": False}}}
+    local_only = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
+    for client, gateway in rag_client(data_dir, models=CLOUD_ONLY, rag=public, privacy=local_only):
+        response = ask(client, "Where do lunch orders go?")
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "pii_blocked"
+        assert "EMAIL_ADDRESS" in error["message"]
+        assert "no local model" in error["message"]
+        assert "anna.berg" not in response.text
+        assert not fake_backend(gateway, "big").requests

@@ -72,6 +72,11 @@ class RoutePlanner:
         self.models = models
 
     @property
+    def has_local(self) -> bool:
+        """Whether any model runs on this machine (a request kept local has somewhere to go)."""
+        return any(self.tiers.is_local(model) for model in self.models)
+
+    @property
     def weak(self) -> ModelInfo:
         found = self.tiers.available(self.config.weak_tier, upward=True)
         assert found is not None
