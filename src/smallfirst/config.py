@@ -261,6 +261,11 @@ class BudgetConfig(_Section):
     daily_usd: float | None = Field(default=None, ge=0)
     per_key_daily_usd: float | None = Field(default=None, ge=0)
 
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set."""
+        return self.daily_usd is not None or self.per_key_daily_usd is not None
+
 
 class CircuitBreakerConfig(_Section):
     """A model that failed `failures` times in a row is skipped for `cooldown_s` (doubling

@@ -6,6 +6,8 @@ import pytest
 
 from smallfirst.completions import ModelInfo, Usage
 from smallfirst.logs import RequestLog, RequestRecord, migrate, request_cost
+from smallfirst.logs.store import WAL_SIZE_LIMIT_BYTES
+from tests.helpers import eventually
 
 
 def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
@@ -46,6 +48,37 @@ def test_rows_past_the_retention_are_deleted_and_the_rest_kept(tmp_path: Path) -
     RequestLog(tmp_path / "log.db", retention_s=86400).close()  # prunes when it starts
     kept = sqlite3.connect(tmp_path / "log.db").execute("SELECT id FROM requests ORDER BY id")
     assert [row[0] for row in kept] == ["0", "0.5", "0.99"]
+
+
+def test_the_wal_a_large_prune_grew_is_cut_back_once_written_past(tmp_path: Path) -> None:
+    """The -wal file kept every page the prune changed for as long as the gateway ran (a
+    37 MB log pruned to a day: a 36 MB requests.db-wal beside it until the gateway stopped)."""
+    path = tmp_path / "log.db"
+    old = time.time() - 10 * 86400
+    log = RequestLog(path)
+    for i in range(4000):  # ~2 x the size limit of rows past the retention
+        row = RequestRecord(id=str(i), created_at=old, endpoint="chat", model_requested="m")
+        log.record(row.model_copy(update={"prompt": "x" * 2000}))
+    log.close()
+    wal = tmp_path / "log.db-wal"
+    log = RequestLog(path, retention_s=86400)  # prunes when it starts
+    written = 0
+
+    def wal_cut_back() -> bool:
+        nonlocal written
+        written += 1  # the WAL is cut when a write begins it again after a checkpoint
+        log.record(
+            RequestRecord(
+                id=f"new{written}", created_at=time.time(), endpoint="chat", model_requested="m"
+            )
+        )
+        return wal.stat().st_size <= WAL_SIZE_LIMIT_BYTES
+
+    try:
+        assert eventually(lambda: wal.exists() and wal.stat().st_size > WAL_SIZE_LIMIT_BYTES)
+        assert eventually(wal_cut_back)
+    finally:
+        log.close()
 
 
 def test_failed_writes_are_retried_and_what_must_be_dropped_is_said(

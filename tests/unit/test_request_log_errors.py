@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,9 +21,9 @@ from smallfirst.logs import RequestLog, RequestRecord
 from tests.helpers import eventually, fake_client, fake_settings
 
 
-def config(tmp_path: Path) -> str:
+def config(tmp_path: Path, **keys: Any) -> str:
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))
+    path.write_text(yaml.safe_dump({"data_dir": str(tmp_path), **keys}))
     return str(path)
 
 
@@ -33,6 +35,25 @@ def test_serve_on_a_damaged_log_names_it_and_does_not_start(
     logged_rows(log_path, 200)
     os.truncate(log_path, 8192)
     result = CliRunner().invoke(app, ["serve", "-c", config(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {log_path} is not a request log (database disk image is malformed):"
+        " move it aside, with its -wal and -shm files if any, to start a new log\n"
+    )
+    assert served == []
+
+
+def test_serve_with_a_daily_budget_on_a_log_it_cannot_sum_today_from_does_not_start(
+    tmp_path: Path, served: list[Any]
+) -> None:
+    """A log damaged past its first pages opened, so the server started with one error line
+    ("cannot read other processes' spend") and its budgets at $0: the day's spend, already
+    over the budget, was spent again."""
+    log_path = tmp_path / "requests.db"
+    logged_rows(log_path, 200, created_at=time.time())
+    damage(log_path)
+    budget = {"routing": {"budget": {"daily_usd": 1.0}}}
+    result = CliRunner().invoke(app, ["serve", "-c", config(tmp_path, **budget)])
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {log_path} is not a request log (database disk image is malformed):"
@@ -85,6 +106,27 @@ def test_stats_in_a_folder_it_cannot_write_says_so(
         f"Error: cannot read the request log {tmp_path / 'requests.db'} (unable to open database"
         f" file): {tmp_path} is not writable, and SQLite writes there even to read the log\n"
     )
+
+
+def test_serve_on_a_full_disk_says_the_disk_is_full(
+    tmp_path: Path, served: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk SQLite could not make the -shm file beside an existing log and said
+    "disk I/O error", which reads as a failing disk. (A full disk is stood in for here.)"""
+    RequestLog(tmp_path / "requests.db").close()
+
+    def no_room(path: Path) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr("smallfirst.logs.store.connect", no_room)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=0))
+    result = CliRunner().invoke(app, ["serve", "-c", config(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: cannot read the request log {tmp_path / 'requests.db'} (disk I/O error):"
+        f" the disk holding {tmp_path} is full\n"
+    )
+    assert served == []
 
 
 def test_a_dashboard_on_a_log_damaged_while_serving_names_it(tmp_path: Path) -> None:
@@ -147,11 +189,13 @@ def test_a_log_damaged_while_serving_says_what_to_do_and_one_moved_aside_gets_th
     assert ids_in(log_path) == ["new"]
 
 
-def logged_rows(path: Path, count: int) -> None:
+def logged_rows(path: Path, count: int, created_at: float = 0) -> None:
     log = RequestLog(path)
     for number in range(count):
         log.record(
-            RequestRecord(id=str(number), created_at=0, endpoint="chat", model_requested="m")
+            RequestRecord(
+                id=str(number), created_at=created_at, endpoint="chat", model_requested="m"
+            )
         )
     log.close()
 

@@ -91,14 +91,15 @@ def serve(
 
 def _check_request_log(settings: Settings) -> None:
     """Exit 1 naming the request log if it does not open (the server would stop at startup
-    with a traceback); an older log is migrated here."""
+    with a traceback), or if a daily budget is set and today's spend cannot be read from it;
+    an older log is migrated here."""
     import sqlite3
 
     from smallfirst.logs.store import LOG_FILE, open_error, prepare
 
     path = settings.resolved_data_dir / LOG_FILE
     try:
-        prepare(path)
+        prepare(path, read_spend=settings.routing.budget.limited)
     except sqlite3.DatabaseError as exc:
         fail(open_error(path, exc), code=1)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["DAY_S", "KEYLESS", "SpendReport", "SpendWatch", "utc_day"]
+__all__ = ["DAY_S", "KEYLESS", "SpendReport", "SpendWatch", "spent_today", "utc_day"]
 
 DAY_S = 86_400  # UTC days, as the budgets count them (`routing/budget.py`)
 # The per-key budget's one bucket for the requests made without an API key (keys not
@@ -155,6 +155,12 @@ class SpendWatch:
                 error,
             )
         self._failing = True
+
+
+def spent_today(connection: sqlite3.Connection) -> Tally:
+    """Today's rows of the log, every process's, summed; raises `sqlite3.Error` when they
+    cannot be read."""
+    return _read(connection, utc_day(), None).tally
 
 
 def utc_day(timestamp: float | None = None) -> int:

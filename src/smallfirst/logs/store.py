@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, field_validator
 
 from smallfirst.errors import CLIENT_CLOSED_REQUEST
-from smallfirst.logs.spend import SpendReport, SpendWatch
+from smallfirst.logs.spend import SpendReport, SpendWatch, spent_today
 from smallfirst.paths import file_identity
 from smallfirst.sqlite_migrations import MigrationsTable, apply_migrations
 
@@ -27,6 +28,11 @@ LOG_FILE = "requests.db"  # in the data dir
 # Another process waits this long for the write lock rather than fail: a migration that copies
 # the table (0005) takes about 3 s per million rows here.
 BUSY_TIMEOUT_S = 30.0
+# SQLite leaves the -wal file at the largest size it ever reached while a connection is
+# open: a retention prune of 180,000 rows left a 36 MB requests.db-wal beside a 37 MB log
+# until the gateway stopped. Past this size it is cut back once written past; an ordinary
+# WAL (checkpointed at 1,000 pages, ~4 MB) stays under it.
+WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
 # A model id a client sends is its own text: a 3.5 MB one made a 3.5 MB row for each request
 # refused for it (20 such requests grew the log by 54 MB). Longer ids are logged cut here.
 MAX_LOGGED_MODEL_CHARS = 256
@@ -106,14 +112,19 @@ def connect(path: Path) -> sqlite3.Connection:
     )
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     return connection
 
 
-def prepare(path: Path) -> None:
-    """Create the log at `path`, or bring an older one up to date."""
+def prepare(path: Path, *, read_spend: bool = False) -> None:
+    """Create the log at `path`, or bring an older one up to date. With `read_spend`, also
+    sum today's spend, as a gateway with a daily budget does when it starts: a log too
+    damaged for that raises here (the gateway only logged it, and its budgets began at $0)."""
     connection = connect(path)
     try:
         migrate(connection)
+        if read_spend:
+            spent_today(connection)
     finally:
         connection.close()
 
@@ -133,6 +144,10 @@ def open_error(path: Path, error: sqlite3.DatabaseError) -> str:
                 f"cannot read the request log {path} ({error}): {place} is not writable,"
                 " and SQLite writes there even to read the log"
             )
+    if path.parent.is_dir() and shutil.disk_usage(path.parent).free == 0:
+        return (  # SQLite says "disk I/O error" when the -shm file beside the log cannot be made
+            f"cannot read the request log {path} ({error}): the disk holding {path.parent} is full"
+        )
     return f"cannot read the request log {path}: {error}"
 
 

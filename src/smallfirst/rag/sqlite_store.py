@@ -10,7 +10,7 @@ import shlex
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -519,7 +519,17 @@ class SqliteChunkStore(ChunkStore):
                 reader.close()
             self._readers.clear()
             self._idle_readers.clear()
+            if self._writes:
+                self._empty_wal()
             self._db.close()
+
+    def _empty_wal(self) -> None:
+        """Copy the -wal file into the store and cut it to nothing: SQLite keeps it at the
+        largest size it reached while another connection has the store open (an ingest of
+        2,000 chunks beside a serving gateway left a 5.6 MB rag.sqlite-wal next to a 7 MB
+        store until the gateway stopped). A reader of an older snapshot keeps it as it is."""
+        with suppress(sqlite_module().Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 class _Transaction:

@@ -49,7 +49,7 @@ class SpendTracker:
 
     @property
     def budgeted(self) -> bool:
-        return self.config.daily_usd is not None or self.config.per_key_daily_usd is not None
+        return self.config.limited
 
     def others_spent(self, day: int, total: float, per_key: dict[str, float]) -> None:
         """What the other processes on the request log (and this one's earlier runs) spent on
