@@ -14,9 +14,9 @@ from smallfirst.privacy.month_names import (
     EUROPEAN_MONTH_ABBREVIATIONS,
     EUROPEAN_MONTH_NAMES,
 )
-from smallfirst.privacy.patterns import MONTH, RuleMatch, literal_alternation
+from smallfirst.privacy.patterns import MONTH, WEEKDAY, RuleMatch, literal_alternation
 
-_WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_WEEKDAY = WEEKDAY
 # ISO 8601 / RFC 3339 times may carry a fraction of a second and a UTC offset
 _TIME = (
     r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
@@ -44,11 +44,15 @@ _DATE = re.compile(
     rf"|{_WEEKDAY}"
     rf")\b"
 )
-# Times of day: with "am"/"pm" ("10:02 AM"), after a weekday ("Mon 14:22"), and the
-# timestamps that open a line of a chat or log ("[09:14] Ann: ...", "11:47 job done"). A
-# bare "3:16" may be a ratio, a score or a verse, and "at 11:34" names an hour of no one.
-_CLOCK = re.compile(r"(?<![\w:.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?!\w|:\d)")
-_AM_PM_AFTER = re.compile(r"\s?[AaPp](?:\.[Mm]\.|[Mm]\b)")
+# Times of day: with "am"/"pm" ("10:02 AM", "6:23AM", "9 PM"), after a weekday ("Mon 14:22"),
+# and the timestamps that open a line of a chat or log ("[09:14] Ann: ...", "11:47 job done").
+# A bare "3:16" may be a ratio, a score or a verse, and "at 11:34" names an hour of no one.
+_AM_PM = r"[AaPp](?:\.[Mm]\.|[Mm]\b)"
+_CLOCK = re.compile(
+    rf"(?<![\w:.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:(?={_AM_PM})|(?!\w|:\d))"
+)
+_AM_PM_AFTER = re.compile(rf"\s?{_AM_PM}")
+_HOUR_AM_PM = re.compile(rf"(?<![\w:.,])(?:1[0-2]|0?[1-9])\s?{_AM_PM}")
 _WEEKDAY_BEFORE = re.compile(r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\.?,?[ \t]$")
 _LINE_OPENING = re.compile(r"(?:^|\n)\[?$")
 
@@ -149,6 +153,8 @@ def find_dates(text: str) -> Iterator[RuleMatch]:
         yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
     if ":" in text:
         yield from _times_of_day(text)
+    for match in _HOUR_AM_PM.finditer(text):
+        yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
     for match in _FOREIGN_DATE.finditer(text):
         yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
     for match in _YEAR.finditer(text):

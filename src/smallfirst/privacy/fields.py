@@ -16,6 +16,7 @@ from smallfirst.privacy.names import PARTICLE, plausible_name
 from smallfirst.privacy.patterns import CAP_WORD, LETTER, UPPER, RuleMatch
 
 _SCORE = 0.5
+_PLACE_FIELD_SCORE = 0.6
 # Words that qualify "name" as a person's ("first_name", "patientName", "Customer name").
 _PERSON_QUALIFIERS = frozenset(
     {"full", "first", "last", "given", "family", "middle", "maiden", "legal", "person",
@@ -126,7 +127,8 @@ def find_field_values(text: str) -> Iterator[RuleMatch]:
         ):  # "Billing address: Ann Lee" and the street on the next line: the addressee
             yield RuleMatch("PERSON", match.start(2), match.end(2), _SCORE)
         elif kind in ("LOCATION", "ADDRESS") and _value_match(kind, value) is not None:
-            yield RuleMatch("LOCATION", match.start(2), match.end(2), _SCORE)
+            # above the NER's: "City: Saint Pierre" names a place, whatever the NER reads
+            yield RuleMatch("LOCATION", match.start(2), match.end(2), _PLACE_FIELD_SCORE)
     yield from _table_cells(text)
 
 

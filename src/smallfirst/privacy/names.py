@@ -466,17 +466,22 @@ def find_lower_case_names(text: str) -> Iterator[RuleMatch]:
         yield RuleMatch("PERSON", match.start(1), end, 0.6)
 
 
+# Words that open a letter or a reply to someone, read by the NER as part of the name
+# ("Dear Georg Nissen,", "Sorry Carter, we could not ...").
+_SALUTATIONS = frozenset({"dear", "sorry", "congratulations", "congrats", "welcome"})
+
+
 def name_start(value: str) -> int:
-    """Where the name starts in a span that opens with verbs done to people or with
-    lower-case words other than particles ("Remind Kofi", "cc Yuki"): at the first word
-    that is neither. 0 if that word is a word that opens sentences (its veto stands: "Email
-    Template") or is in lower case ("said hello")."""
+    """Where the name starts in a span that opens with verbs done to people, salutations or
+    lower-case words other than particles ("Remind Kofi", "Dear Georg", "cc Yuki"): at the
+    first word that is none of them. 0 if that word is a word that opens sentences (its veto
+    stands: "Email Template") or is in lower case ("said hello")."""
     for word in _WORD.finditer(value):
         text, lower = word.group(), word.group().lower()
         particle = _PARTICLE_WORD.fullmatch(text) is not None
         if lower in _SENTENCE_STARTERS:
             return 0
-        if lower in PERSON_VERBS or (text[0].islower() and not particle):
+        if lower in PERSON_VERBS or lower in _SALUTATIONS or (text[0].islower() and not particle):
             continue
         return word.start() if text[0].isupper() or particle else 0
     return 0

@@ -21,6 +21,7 @@ LETTER = r"A-Za-zÀ-ÖØ-öø-ÿĀ-ɏḀ-ỿΆ-ώЀ-ӿ"
 CAP_WORD = rf"[{UPPER}][{LETTER}'’\-]*"
 
 
+WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 MONTH = (  # English month names, capitalised as English writes them
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
@@ -95,9 +96,9 @@ _PHONE = re.compile(
 )
 _DATE_LIKE = re.compile(r"^\d{4}[\-./]\d{1,2}[\-./]\d{1,2}$|^\d{1,2}[\-./]\d{1,2}[\-./]\d{2,4}$")
 _SSN_LIKE = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
-# A Brazilian postcode (CEP, "01310-200"): no numbering plan ends a phone number with a
-# group of three after five.
-_CEP_LIKE = re.compile(r"^\d{5}-\d{3}$")
+# A Brazilian postcode (CEP, "01310-200") or a Portuguese one (CP7, "2377-932"): no numbering
+# plan ends a phone number with a group of three after four or five.
+_CEP_LIKE = re.compile(r"^\d{4,5}-\d{3}$")
 _PHONE_CONTEXT = re.compile(
     r"(?i)\b(?:phone|phoned|call|calls|called|calling|mobile|mob|cell|tel|telephone|telefon|"
     r"fax|desk|office|number|contact|reach|text|sms|whatsapp|dial|messages?|answering|ring)\b"
@@ -303,13 +304,34 @@ _STREET_SUFFIX = (
     r"Skyway|Spur|Stravenue|Stream|Throughway|Trace|Trafficway|Tunnel|Turnpike|Underpass|"
     r"Viaduct|Ville|Wall|Wharf)"
 )
+# The rest of USPS Publication 28's street suffixes (Appendix C1, as Faker's en_US addresses
+# use them) and Australia's (AS 4590 street types): words of landscape and prose too ("2
+# Keys", "3 Falls"), so one names a street only after a house number and a name.
+_NAMED_STREET_SUFFIX = (
+    r"(?:Approach|Arcade|Bend|Branch|Bridge|Brook|Brooks|Burg|Burgs|Camp|Canyon|Cape|Centers|"
+    r"Chase|Circles|Circuit|Cliff|Cliffs|Club|Concourse|Corners|Course|Courts|Cove|Coves|Crest|"
+    r"Crossroad|Curve|Dale|Dam|Divide|Drives|Esplanade|Estate|Extension|Extensions|Fall|Falls|"
+    r"Ferry|Field|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Garden|Glade|Glen|"
+    r"Glens|Greens|Groves|Harbors|Haven|Hollow|Inlet|Islands|Isle|Junctions|Key|Keys|Knoll|"
+    r"Knolls|Lake|Lakes|Land|Lights|Loaf|Lock|Locks|Manors|Meadow|Mills|Mount|Mountain|"
+    r"Mountains|Neck|Orchard|Parade|Parks|Parkways|Passage|Pine|Plain|Plains|Points|Ports|"
+    r"Promenade|Quay|Radial|Rapid|Rapids|Ridges|Rise|River|Roads|Rotary|Rue|Shoal|Shoals|"
+    r"Spring|Spurs|Squares|Streets|Tollway|Unions|Valleys|Via|Views|Villages|Walks|Ways|Well|"
+    r"Wynd)"
+)
 # Street-name endings from other languages (Finnish -tie/-katu, Swedish -gatan/-vägen, German
 # -straße/-weg, Dutch -straat/-laan, Danish -vej/-gade, ...): a word ending so is a street only
 # next to a house number ("Mannerheimintie 5"; "Hattie", "Agata" and "Daniela" are names).
 _STREET_ENDING = (
     rf"[{UPPER}][{LETTER}]*(?:(?:tie|katu|kuja|polku|gatan|vägen|gränd|väg|straße|strasse|"
-    rf"weg|gasse|platz|allee|straat|laan|gracht|plein|dreef|vej|gade|veien|"
-    rf"gata|utca|ulica|cesta)\b|str\.)"  # "Hauptstr. 5": no word boundary after the dot
+    rf"weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|dreef|steeg|kade|singel|"
+    rf"vej|gade|stræde|veien|gata|utca|ulica|cesta)\b|str\.)"  # "Hauptstr. 5": no word boundary
+)
+# A German street named after a person or place, its words joined by hyphens
+# ("Konrad-Adenauer-Straße", "Lore-Heinrich-Allee"): a street whether or not a number follows.
+_HYPHENATED_STREET = (
+    rf"{CAP_WORD}-(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee|Ring|Damm|Ufer|Pfad|Steig|"
+    rf"Markt|Chaussee)(?![{LETTER}])"
 )
 _UNIT_WORD = r"(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Fl|Bldg|Building)\b"
 # The capitalised words of a street name after a leading word; a unit ("Apt. 5") is not one.
@@ -321,11 +343,12 @@ _LEAD_NAME = (
 _STREET_LEADING = (
     rf"(?i:ul\.|ulica|rue|avenue|boulevard|chemin|impasse|allée|quai|viale|piazza|corso|calle|"
     rf"avenida|avda\.|av\.|rua|travessa|alameda|praça|estrada|rodovia|plaza|paseo|carrer|"
-    rf"strada|odos|calea|aleja|heol|ffordd|stryd|jalan|jl\.|C/)[ \t]+"
+    rf"pasaje|travesía|glorieta|callejón|urbanización|vicolo|piazzale|contrada|ladeira|beco|"
+    rf"plac|strada|odos|calea|aleja|heol|ffordd|stryd|jalan|jl\.|C/)[ \t]+"
     rf"{_LEAD_NAME}"
 )
 # Leading words that are English words too ("via Email", "et al. Smith"): only with a number.
-_STREET_LEADING_WEAK = rf"(?i:via|largo|al\.|place|cours)[ \t]+{_LEAD_NAME}"
+_STREET_LEADING_WEAK = rf"(?i:via|largo|al\.|av|place|cours|camino|ronda|borgo)[ \t]+{_LEAD_NAME}"
 # Trailing street words (Hungarian "u."/"utca", Czech "ulice", Latvian "iela", Lithuanian
 # "gatvė", Estonian "tänav"/"põik"/"maantee"/"puiestee").
 _STREET_TRAILING = (
@@ -346,6 +369,9 @@ _MILITARY = (
     r"(?:FPO|APO|DPO)\s(?:AA|AE|AP)\s\d{5})"
 )
 _HOUSE = r"\d{1,6}[A-Za-z]?(?:[\-/]\d{1,4})?"
+# A comma after the house number, as French and Indian addresses write it ("36, rue de la Paix",
+# "761, Ahuja Road"); not after a year ("In 2019, Park Avenue ...").
+_HOUSE_COMMA = r"(?:(?<!\b1[89]\d\d)(?<!\b20\d\d),)?"
 # Suffixes that rarely end a person's or company's name ("Hill", "Park", "Dr" often do; and
 # "Court", "Close" end other phrases: "Supreme Court", "Too Close").
 _STRONG_STREET_SUFFIX = (
@@ -364,18 +390,21 @@ _ADDRESS_START = r"(?<![\w.+])(?<![\w'’\-]['’\-])"
 # a house number.
 _EUROPEAN_MONTH = literal_alternation((*EUROPEAN_MONTH_NAMES, *EUROPEAN_MONTH_ABBREVIATIONS))
 _NOT_DATE_WORD = (
-    rf"(?!(?:{MONTH}|In|On|At|By|Of|Since|From|Until|After|Before|During)\b)"
+    rf"(?!(?:{MONTH}|{WEEKDAY}|In|On|At|By|Of|Since|From|Until|After|Before|During)\b)"
     rf"(?!(?i:{_EUROPEAN_MONTH})\.?[ \t]+\d{{4}}\b)"
 )
 _ADDRESS_CORE = re.compile(
     rf"{_ADDRESS_START}(?:"
-    rf"{_HOUSE}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
+    rf"{_HOUSE}{_HOUSE_COMMA}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
+    rf"|{_HOUSE}{_HOUSE_COMMA}\s+(?:{CAP_WORD}\s+){{1,4}}{_NAMED_STREET_SUFFIX}\b"
+    rf"|{_HYPHENATED_STREET}(?:[ \t]+{_HOUSE}\b)?"
     # Hungarian house numbers end with a dot: "Kossuth Lajos utca 12."
-    rf"|(?:{_HOUSE}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})(?:,?[ \t]+{_HOUSE}\b\.?)?"
+    rf"|(?:{_HOUSE}{_HOUSE_COMMA}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})"
+    rf"(?:,?[ \t]+{_HOUSE}\b\.?)?"
     rf"|{_JAPANESE_BLOCK}"
     rf"|{_HOUSE}[ \t]+(?:{_HOUSE}[ \t]+)?(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})"
     rf"(?:[ \t]+{_HOUSE}\b)?"
-    rf"|(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})[ \t]+{_HOUSE}\b"
+    rf"|(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK}),?[ \t]+{_HOUSE}\b"
     rf"|(?:{CAP_WORD}[ \t]+){{1,3}}{_STRONG_STREET_SUFFIX}(?:[ \t]+{_HOUSE}\b)?"
     rf"|{_HOUSE}[ \t]+{_NOT_DATE_WORD}{CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|[a-zà-ÿ]{{1,4}})){{0,3}}"
     rf"[ \t]+\d{{1,4}}[A-Z]?\b(?!['’]?s\b)(?!\.\d)"

@@ -27,6 +27,7 @@ from smallfirst.privacy.base64_text import base64_texts
 from smallfirst.privacy.fields import find_field_values
 from smallfirst.privacy.identifiers import CHECKED_TYPES
 from smallfirst.privacy.normalize import normalized
+from smallfirst.privacy.place_names import find_shaped_towns, shaped_like_a_town
 from smallfirst.privacy.secrets import find_secrets
 from smallfirst.privacy.spelled_emails import find_spelled_emails
 
@@ -121,6 +122,7 @@ def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int, 
     value = text[start:end]
     if (
         _country_pattern().fullmatch(value)
+        or shaped_like_a_town(value)
         or patterns.looks_like_street(value)
         # in "from Ann's house" the preposition governs "house", not "Ann"
         or (possessive is None and names.preceded_by_place_preposition(text, start))
@@ -169,6 +171,7 @@ _RULE_ENTITIES: dict[str, frozenset[str]] = {
     "postcodes": frozenset({"LOCATION"}),
     "cued_addresses": frozenset({"LOCATION"}),
     "cued_places": frozenset({"LOCATION"}),
+    "shaped_towns": frozenset({"LOCATION"}),
     "dates": frozenset({"DATE_TIME"}),
     "cued_names": frozenset({"PERSON"}),
     "acting_names": frozenset({"PERSON"}),
@@ -260,6 +263,7 @@ class RuleSet:
             "secrets": find_secrets,
             **patterns.RULE_FINDERS,
             "dates": dates.find_dates,
+            "shaped_towns": find_shaped_towns,
             **names.NAME_FINDERS,
             "field_values": find_field_values,
             "countries": find_countries,
