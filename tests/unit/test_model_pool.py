@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from smallfirst.backends.llamacpp import LocalModelPool
 
@@ -118,3 +121,17 @@ async def test_a_tokenizer_whose_model_was_unloaded_before_it_was_used_loads_it_
         assert tokenizer is backend._engine
         assert tokenizer.count_tokens("four") == 4
         assert not backend.try_unload()
+
+
+async def test_closing_at_shutdown_is_no_unload_to_make_room(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every shutdown logged "unloaded m to make room within local.memory_budget_mb" and
+    counted an unload in `smallfirst_model_loads`, as if the budget had pushed it out."""
+    backend, engine = local_backend(), Engine()
+    backend._engine = engine
+    with caplog.at_level(logging.INFO, logger="smallfirst.backends"):
+        await backend.aclose()
+    assert engine.closed
+    assert backend.loads() == (0, 0)
+    assert "make room" not in caplog.text

@@ -195,8 +195,19 @@ class LlamaCppBackend(Backend):
         self._pool.make_room(0)
 
     def try_unload(self) -> bool:
-        """Unload if idle (called from another model's worker); False if busy answering or
-        tokenizing."""
+        """Unload to make room in the memory budget if idle (called from another model's
+        worker); False if busy answering or tokenizing."""
+        if not self._unload_if_idle():
+            return False
+        self.unload_count += 1
+        log.info(
+            "unloaded %s to make room within local.memory_budget_mb (%d MB freed)",
+            self.config.id,
+            self.loaded_bytes_before_unload // MB,
+        )
+        return True
+
+    def _unload_if_idle(self) -> bool:
         if not self.worker.busy.acquire(blocking=False):
             return False
         try:
@@ -204,12 +215,6 @@ class LlamaCppBackend(Backend):
                 if self._tokenizers_running:
                     return False
                 self._unload()
-                self.unload_count += 1
-                log.info(
-                    "unloaded %s to make room within local.memory_budget_mb (%d MB freed)",
-                    self.config.id,
-                    self.loaded_bytes_before_unload // MB,
-                )
                 return True
         finally:
             self.worker.busy.release()
@@ -226,7 +231,7 @@ class LlamaCppBackend(Backend):
     async def aclose(self) -> None:
         self.slots.end_all(ModelUnavailable(f"model {self.info().id!r} was closed"))
         self.worker.shutdown()
-        self.try_unload()
+        self._unload_if_idle()
 
     async def warm_up(self) -> None:
         await self.worker.run(self._ensure_engine)
