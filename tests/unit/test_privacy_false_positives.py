@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from smallfirst.privacy import PiiDetector, names, patterns, vetoes
+from smallfirst.privacy import PiiDetector, addresses, names, patterns, vetoes
 
 
 def _found(detector: PiiDetector, text: str, *types: str) -> list[str]:
@@ -151,7 +151,7 @@ def test_a_description_joined_to_a_prefix_is_not_part_of_the_name(detector: PiiD
 
 def test_a_place_after_a_cue_ends_at_a_word_boundary() -> None:
     text = "My sister moved to Lisbon last year; I live in Villafranca del Cid."
-    places = [text[m.start : m.end] for m in patterns.find_cued_places(text)]
+    places = [text[m.start : m.end] for m in addresses.find_cued_places(text)]
     assert places == ["Lisbon", "Villafranca del Cid"]  # not "Lisbon la" (of "last")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from smallfirst.privacy import PiiDetector, patterns
+from smallfirst.privacy import PiiDetector, addresses, patterns
 from smallfirst.privacy.normalize import normalized
 from smallfirst.privacy.secrets import find_secrets
 from tests.helpers import found_in
@@ -73,12 +73,12 @@ def test_phones_after_a_label_or_a_word_and_a_dot_are_still_phones() -> None:
     "text", ["EUR 1,200 per month", "GBP 3,450.00 due", "Budget: USD 2,500,000 in total"]
 )
 def test_an_amount_with_a_thousands_separator_is_no_address(text: str) -> None:
-    assert _values(text, patterns.find_addresses) == []
+    assert _values(text, addresses.find_addresses) == []
 
 
 def test_a_street_name_and_house_number_before_a_postcode_is_still_an_address() -> None:
     text = "I live at Kalevi 12, 51010 Tartu"
-    assert _values(text, patterns.find_addresses) == ["Kalevi 12, 51010 Tartu"]
+    assert _values(text, addresses.find_addresses) == ["Kalevi 12, 51010 Tartu"]
 
 
 def test_an_ampersand_in_a_url_password_separates_no_form_fields() -> None:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from smallfirst.privacy import dates, patterns
+from smallfirst.privacy import addresses, dates, patterns
 from smallfirst.privacy.secrets import find_secrets
 
 
@@ -18,26 +18,26 @@ def _values(text: str, finder: patterns.RuleFinder) -> list[str]:
 
 def test_multi_line_address_is_one_location() -> None:
     text = "Ship it to 6750 Koskikatu 25 Apt. 864\nArtilleros\n, CO\n Uruguay 64677\nMobile: 555"
-    assert _values(text, patterns.find_addresses) == [
+    assert _values(text, addresses.find_addresses) == [
         "6750 Koskikatu 25 Apt. 864\nArtilleros\n, CO\n Uruguay 64677"
     ]
 
 
 def test_abbreviated_german_streets_and_hungarian_house_numbers() -> None:
     text = "Ship to Hauptstr. 5, 10115 Berlin please"
-    assert _values(text, patterns.find_addresses) == ["Hauptstr. 5, 10115 Berlin"]
+    assert _values(text, addresses.find_addresses) == ["Hauptstr. 5, 10115 Berlin"]
     text = "Meet me at 1798 Eichendorffstr. 31\n Suite 426\n Emmingen-Liptingen\n Germany"
-    assert _values(text, patterns.find_addresses) == [text.removeprefix("Meet me at ")]
+    assert _values(text, addresses.find_addresses) == [text.removeprefix("Meet me at ")]
     text = "Sjanne\n059 Nánási út 79. Apt. 246, Pomáz, Hungary 70951\n0494 26 46 14 office"
-    assert _values(text, patterns.find_addresses) == [
+    assert _values(text, addresses.find_addresses) == [
         "059 Nánási út 79. Apt. 246, Pomáz, Hungary 70951"
     ]
-    assert _values("Wohnt in der Bahnhofstr. 12.", patterns.find_addresses) == ["Bahnhofstr. 12"]
+    assert _values("Wohnt in der Bahnhofstr. 12.", addresses.find_addresses) == ["Bahnhofstr. 12"]
 
 
 def test_address_stops_before_a_phone_line() -> None:
     text = "515 Gemsbok St\n Pietersburg 89082\n085 175 7641"
-    assert _values(text, patterns.find_addresses) == ["515 Gemsbok St\n Pietersburg 89082"]
+    assert _values(text, addresses.find_addresses) == ["515 Gemsbok St\n Pietersburg 89082"]
 
 
 def test_phone_formats_and_non_phones() -> None:
@@ -56,7 +56,7 @@ def test_six_digit_local_numbers_need_the_text_to_say_phone() -> None:
     assert _values("They sold 12 34 56 units", patterns.find_phone_numbers) == []
     assert _values("call me, zip 123 45", patterns.find_phone_numbers) == []  # two groups
     text = "9542 Main Street Suite 865\nGossau, Switzerland 97242\n33 44 48 office\n"
-    assert _values(text, patterns.find_addresses) == [
+    assert _values(text, addresses.find_addresses) == [
         "9542 Main Street Suite 865\nGossau, Switzerland 97242"
     ]
 
@@ -97,19 +97,19 @@ def test_importing_the_guard_and_its_cli_loads_no_nlp_library() -> None:
 
 
 def test_foreign_street_endings_need_a_house_number() -> None:
-    assert _values("Aniela is very reliable.", patterns.find_addresses) == []
-    assert _values("Write to Hattie or Agata.", patterns.find_addresses) == []
-    assert _values("It is at Mannerheimintie 5.", patterns.find_addresses) == ["Mannerheimintie 5"]
-    assert _values("sent via Email today", patterns.find_addresses) == []
+    assert _values("Aniela is very reliable.", addresses.find_addresses) == []
+    assert _values("Write to Hattie or Agata.", addresses.find_addresses) == []
+    assert _values("It is at Mannerheimintie 5.", addresses.find_addresses) == ["Mannerheimintie 5"]
+    assert _values("sent via Email today", addresses.find_addresses) == []
 
 
 def test_units_and_place_name_links_stay_in_the_address() -> None:
     text = "at 6556 106 Rue Ettatawer Apt. 409\nSOUTH NEWDEGATE, WA 16469"
-    assert _values(text, patterns.find_addresses) == [
+    assert _values(text, addresses.find_addresses) == [
         "6556 106 Rue Ettatawer Apt. 409\nSOUTH NEWDEGATE, WA 16469"
     ]
     text = "4596 Tylova 285\n Suite 578\n Ostrov nad Ohrí\n Czech Republic 56655"
-    assert _values(text, patterns.find_addresses) == [text]
+    assert _values(text, addresses.find_addresses) == [text]
 
 
 def test_numbers_named_as_other_identifiers_are_not_phones() -> None:
@@ -252,9 +252,9 @@ def test_names_types_references_and_prose_near_secrets_are_not_secrets(text: str
 def test_versions_are_neither_dates_nor_addresses() -> None:
     text = "Java 17.0.10+7 LTS on Ubuntu 22.04.4 LTS, and 1.2.10.4"
     assert _values(text, dates.find_dates) == []
-    assert _values(text, patterns.find_addresses) == []
+    assert _values(text, addresses.find_addresses) == []
     assert _values("born 17.03.1985, due 1.2.10", dates.find_dates) == ["17.03.1985", "1.2.10"]
-    assert _values("She lives at Pagari 18. Come by!", patterns.find_addresses) == ["Pagari 18"]
+    assert _values("She lives at Pagari 18. Come by!", addresses.find_addresses) == ["Pagari 18"]
 
 
 # Faker en_US's formats (the generator of Presidio-style synthetic sets), other countries'
@@ -306,7 +306,7 @@ def test_an_iban_followed_by_a_word_is_not_read_into_it() -> None:
 )
 def test_an_announced_address_ends_where_the_next_clause_begins(text: str, address: str) -> None:
     """It ran on to the end of the sentence ("... Springfield and works at the local bank")."""
-    assert _values(text, patterns.find_cued_addresses) == [address]
+    assert _values(text, addresses.find_cued_addresses) == [address]
 
 
 @pytest.mark.parametrize("unit", ["A'", "Aa-", "A’", "A'-"])
@@ -318,14 +318,14 @@ def test_words_joined_by_apostrophes_or_hyphens_are_read_once(unit: str) -> None
 
     text = unit * (80_000 // len(unit))
     started = time.perf_counter()
-    list(patterns.find_addresses(text))
+    list(addresses.find_addresses(text))
     assert time.perf_counter() - started < 20.0
     # what keeps it linear: no match starts inside such a word
-    start = re.compile(patterns._ADDRESS_START + "[A-Z]")
+    start = re.compile(addresses._ADDRESS_START + "[A-Z]")
     assert [m.start() for m in start.finditer("Aa-Bb O'Neill 'Cc -Dd")] == [0, 6, 15, 19]
 
 
 def test_an_address_may_open_after_a_quote_or_a_dash() -> None:
     for text in ("Send it to '12 Baker Street' today", "Send it to -12 Baker Street today"):
-        assert _values(text, patterns.find_addresses) == ["12 Baker Street"]
-    assert _values("Meet at O'Connell Street 5 now", patterns.find_addresses)
+        assert _values(text, addresses.find_addresses) == ["12 Baker Street"]
+    assert _values("Meet at O'Connell Street 5 now", addresses.find_addresses)

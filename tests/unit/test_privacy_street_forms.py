@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from smallfirst.privacy import PiiDetector, dates, patterns, place_names
+from smallfirst.privacy import PiiDetector, addresses, dates, patterns, place_names
 
 
 def _addresses(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in patterns.find_addresses(text) if m.score >= 0.4]
+    return [text[m.start : m.end] for m in addresses.find_addresses(text) if m.score >= 0.4]
 
 
 @pytest.mark.parametrize(

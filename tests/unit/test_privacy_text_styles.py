@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from smallfirst.privacy import PiiDetector, dates, fields, names, patterns
+from smallfirst.privacy import PiiDetector, addresses, dates, fields, names, patterns
 from tests.helpers import found_in
 
 
@@ -103,12 +103,12 @@ def test_a_form_gives_its_city_and_the_addressee_above_a_street() -> None:
     ],
 )
 def test_addresses_as_other_countries_write_them_are_found_whole(text: str, address: str) -> None:
-    assert ("LOCATION", address) in _matches(text, patterns.find_addresses)
+    assert ("LOCATION", address) in _matches(text, addresses.find_addresses)
 
 
 def test_an_address_ends_where_a_labelled_field_begins() -> None:
     form = "Line 1: Flat 2\nLine 2: 18 Mill Road\nTown: Ely"
-    assert _matches(form, patterns.find_addresses) == [
+    assert _matches(form, addresses.find_addresses) == [
         ("LOCATION", "Flat 2"), ("LOCATION", "18 Mill Road")
     ]  # fmt: skip
 

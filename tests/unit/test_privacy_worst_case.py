@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from smallfirst.privacy import names, patterns, secrets
+from smallfirst.privacy import addresses, names, secrets
 
 
 class _Recording:
@@ -46,10 +46,10 @@ def test_many_speakers_in_one_utterance_read_it_once(monkeypatch: pytest.MonkeyP
 def test_a_stop_after_an_address_is_looked_up_in_its_last_characters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    abbreviation = _Recording(patterns._ABBREVIATION_END)
-    monkeypatch.setattr(patterns, "_ABBREVIATION_END", abbreviation)
+    abbreviation = _Recording(addresses._ABBREVIATION_END)
+    monkeypatch.setattr(addresses, "_ABBREVIATION_END", abbreviation)
     text = "12 Main St, Springfield. " * 200
-    found = [text[m.start : m.end] for m in patterns.find_addresses(text)]
+    found = [text[m.start : m.end] for m in addresses.find_addresses(text)]
     assert found[:2] == ["12 Main St, Springfield", "12 Main St, Springfield"]
     assert abbreviation.calls
     assert all(end - start <= len("Bldg.") for start, end in abbreviation.calls)

@@ -1,6 +1,6 @@
 """Month names of German, French, Spanish, Italian, Portuguese and Dutch, for dates written
 with them (`dates.py`) and for telling such a date from a street name and a house number
-(`patterns.py`)."""
+(`addresses.py`)."""
 
 # In lower case, also as written without their accents ("fevrier", "marco").
 EUROPEAN_MONTH_NAMES = (

@@ -11,18 +11,16 @@ import re
 from collections.abc import Iterator
 
 from smallfirst.privacy import vetoes
+from smallfirst.privacy.addresses import STOP_WORDS, looks_like_street, name_length
 from smallfirst.privacy.patterns import (
     CAP_WORD,
     LETTER,
     ORGANISATION_WORD,
     POSSESSIVE_END,
-    STOP_WORDS,
     UPPER,
     RuleFinder,
     RuleMatch,
     literal_alternation,
-    looks_like_street,
-    name_length,
 )
 
 # Lower-case particles between given names and surnames: "Pieter de Vries", "Rui dos Santos",

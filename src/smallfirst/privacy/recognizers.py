@@ -1,6 +1,6 @@
 """The guard's recognizers: spaCy NER filtering, Presidio's pattern recognizers and the rule
-finders of `patterns.py`. Imported only when the detector is first built (it pulls in
-Presidio), never at package import time."""
+finders (`patterns.py`, `addresses.py`, `names.py`, ...). Imported only when the detector is
+first built (it pulls in Presidio), never at package import time."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from smallfirst.privacy import dates, names, patterns, vetoes
+from smallfirst.privacy import addresses, dates, names, patterns, vetoes
 from smallfirst.privacy.base64_text import base64_texts
 from smallfirst.privacy.fields import find_field_values
 from smallfirst.privacy.identifiers import CHECKED_TYPES
@@ -123,14 +123,14 @@ def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int, 
     if (
         _country_pattern().fullmatch(value)
         or shaped_like_a_town(value)
-        or patterns.looks_like_street(value)
+        or addresses.looks_like_street(value)
         # in "from Ann's house" the preposition governs "house", not "Ann"
         or (possessive is None and names.preceded_by_place_preposition(text, start))
     ):
         return "LOCATION", start, end
     if not names.could_be_name(value) or vetoes.names_a_thing(text, start, end):
         return None, start, end
-    return "PERSON", start, start + patterns.name_length(value)
+    return "PERSON", start, start + addresses.name_length(value)
 
 
 @functools.lru_cache(maxsize=1)
@@ -262,6 +262,7 @@ class RuleSet:
         finders: dict[str, patterns.RuleFinder] = {
             "secrets": find_secrets,
             **patterns.RULE_FINDERS,
+            **addresses.ADDRESS_FINDERS,
             "dates": dates.find_dates,
             "shaped_towns": find_shaped_towns,
             **names.NAME_FINDERS,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from smallfirst.privacy.patterns import COMPANY_FORM, COMPANY_SUFFIX_AFTER, looks_like_street
+from smallfirst.privacy.addresses import looks_like_street
+from smallfirst.privacy.patterns import COMPANY_FORM, COMPANY_SUFFIX_AFTER
 
 # How code is written, never a name or a place: snake_case, calls, assignments, dotted
 # paths ("java.lang", "ASP.NET"), "host:port" and "image:tag" ("postgres:16.2"), "std::io"

@@ -1,0 +1,306 @@
+"""Street addresses, places named by the words around them, and postal codes, as rules in
+plain Python: how addresses are written in many countries (house numbers, street suffixes and
+leading words, units, Japanese blocks, military addresses), never values from a data set.
+`recognizers.py` runs them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from smallfirst.privacy.month_names import EUROPEAN_MONTH_ABBREVIATIONS, EUROPEAN_MONTH_NAMES
+from smallfirst.privacy.patterns import (
+    CAP_WORD,
+    LETTER,
+    MONTH,
+    UPPER,
+    WEEKDAY,
+    RuleFinder,
+    RuleMatch,
+    context_before,
+    literal_alternation,
+    starts_with_phone_line,
+)
+
+_STREET_SUFFIX = (
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Place|Pl|"
+    r"Square|Sq|Terrace|Way|Crescent|Close|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Alley|"
+    r"Row|Walk|Gardens|Hill|Hills|Mews|Plaza|Loop|Park|Ridge|Grove|View|Green|Path|Pike|"
+    r"Point|Heights|Crossing|Junction|Estates|Meadows|Springs|Valley|Village|Wells|Fields|"
+    r"Manor|Mall|Port|Rest|Run|Shore|Shores|Station|Summit|Track|Union|Vista|Bypass|Causeway|"
+    r"Center|Centre|Common|Corner|Creek|Expressway|Freeway|Gateway|Harbor|Island|Landing|"
+    r"Light|Lodge|Mill|Mission|Motorway|Oval|Overpass|Pass|Pines|Prairie|Ramp|Ranch|Route|"
+    r"Skyway|Spur|Stravenue|Stream|Throughway|Trace|Trafficway|Tunnel|Turnpike|Underpass|"
+    r"Viaduct|Ville|Wall|Wharf)"
+)
+# The rest of USPS Publication 28's street suffixes (Appendix C1, as Faker's en_US addresses
+# use them) and Australia's (AS 4590 street types): words of landscape and prose too ("2
+# Keys", "3 Falls"), so one names a street only after a house number and a name.
+_NAMED_STREET_SUFFIX = (
+    r"(?:Approach|Arcade|Bend|Branch|Bridge|Brook|Brooks|Burg|Burgs|Camp|Canyon|Cape|Centers|"
+    r"Chase|Circles|Circuit|Cliff|Cliffs|Club|Concourse|Corners|Course|Courts|Cove|Coves|Crest|"
+    r"Crossroad|Curve|Dale|Dam|Divide|Drives|Esplanade|Estate|Extension|Extensions|Fall|Falls|"
+    r"Ferry|Field|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Garden|Glade|Glen|"
+    r"Glens|Greens|Groves|Harbors|Haven|Hollow|Inlet|Islands|Isle|Junctions|Key|Keys|Knoll|"
+    r"Knolls|Lake|Lakes|Land|Lights|Loaf|Lock|Locks|Manors|Meadow|Mills|Mount|Mountain|"
+    r"Mountains|Neck|Orchard|Parade|Parks|Parkways|Passage|Pine|Plain|Plains|Points|Ports|"
+    r"Promenade|Quay|Radial|Rapid|Rapids|Ridges|Rise|River|Roads|Rotary|Rue|Shoal|Shoals|"
+    r"Spring|Spurs|Squares|Streets|Tollway|Unions|Valleys|Via|Views|Villages|Walks|Ways|Well|"
+    r"Wynd)"
+)
+# Street-name endings from other languages (Finnish -tie/-katu, Swedish -gatan/-vägen, German
+# -straße/-weg, Dutch -straat/-laan, Danish -vej/-gade, ...): a word ending so is a street only
+# next to a house number ("Mannerheimintie 5"; "Hattie", "Agata" and "Daniela" are names).
+_STREET_ENDING = (
+    rf"[{UPPER}][{LETTER}]*(?:(?:tie|katu|kuja|polku|gatan|vägen|gränd|väg|straße|strasse|"
+    rf"weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|dreef|steeg|kade|singel|"
+    rf"vej|gade|stræde|veien|gata|utca|ulica|cesta)\b|str\.)"  # "Hauptstr. 5": no word boundary
+)
+# A German street named after a person or place, its words joined by hyphens
+# ("Konrad-Adenauer-Straße", "Lore-Heinrich-Allee"): a street whether or not a number follows.
+_HYPHENATED_STREET = (
+    rf"{CAP_WORD}-(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee|Ring|Damm|Ufer|Pfad|Steig|"
+    rf"Markt|Chaussee)(?![{LETTER}])"
+)
+_UNIT_WORD = r"(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Fl|Bldg|Building)\b"
+# The capitalised words of a street name after a leading word; a unit ("Apt. 5") is not one.
+_LEAD_NAME = (
+    rf"(?:(?:de|du|des|la|le|les|del|della|delle|dei|di|da|do|dos|das|y|yr)[ \t]+)*"
+    rf"(?!{_UNIT_WORD}){CAP_WORD}(?:[ \t]+(?:(?!{_UNIT_WORD}){CAP_WORD}|de|del|da|do|e)){{0,4}}"
+)
+# Leading words that make a street of the capitalised words after them ("rue de Rivoli").
+_STREET_LEADING = (
+    rf"(?i:ul\.|ulica|rue|avenue|boulevard|chemin|impasse|allée|quai|viale|piazza|corso|calle|"
+    rf"avenida|avda\.|av\.|rua|travessa|alameda|praça|estrada|rodovia|plaza|paseo|carrer|"
+    rf"pasaje|travesía|glorieta|callejón|urbanización|vicolo|piazzale|contrada|ladeira|beco|"
+    rf"plac|strada|odos|calea|aleja|heol|ffordd|stryd|jalan|jl\.|C/)[ \t]+"
+    rf"{_LEAD_NAME}"
+)
+# Leading words that are English words too ("via Email", "et al. Smith"): only with a number.
+_STREET_LEADING_WEAK = rf"(?i:via|largo|al\.|av|place|cours|camino|ronda|borgo)[ \t]+{_LEAD_NAME}"
+# Trailing street words (Hungarian "u."/"utca", Czech "ulice", Latvian "iela", Lithuanian
+# "gatvė", Estonian "tänav"/"põik"/"maantee"/"puiestee").
+_STREET_TRAILING = (
+    rf"{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,2}}[ \t]+"
+    rf"(?:u\.|út|útja|utca|tér|ulice|náměstí|iela|gatvė|gatve|tänav|põik|maantee|puiestee)"
+)
+_UNIT = (
+    r"(?i:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Room|Floor|Fl\.?|Bldg\.?|Building)[ \t]*#?\d+\w*"
+)
+# A Japanese address in Latin letters: block numbers ("3-15-2", "2-chōme-7-1"), a district,
+# and a ward, city or town ("Shibuya-ku", "Shinjuku City").
+_JAPANESE_BLOCK = (
+    rf"\d{{1,4}}(?:-(?:ch[oō]me-)?\d{{1,4}}){{1,3}}[ \t]+{CAP_WORD}(?=,[ \t]*{CAP_WORD}"
+    rf"(?:-(?:ku|shi|ch[oō]|machi|gun)\b|[ \t]+(?:City|Ward)\b))"
+)
+_MILITARY = (
+    r"(?i:(?:PSC|CMR|Unit)\s\d{3,5},?\s+Box\s\d{3,5}|(?:USS|USNS|USNV|USCGC)\s[A-Z][a-z]+|"
+    r"(?:FPO|APO|DPO)\s(?:AA|AE|AP)\s\d{5})"
+)
+_HOUSE = r"\d{1,6}[A-Za-z]?(?:[\-/]\d{1,4})?"
+# A comma after the house number, as French and Indian addresses write it ("36, rue de la Paix",
+# "761, Ahuja Road"); not after a year ("In 2019, Park Avenue ...").
+_HOUSE_COMMA = r"(?:(?<!\b1[89]\d\d)(?<!\b20\d\d),)?"
+# Suffixes that rarely end a person's or company's name ("Hill", "Park", "Dr" often do; and
+# "Court", "Close" end other phrases: "Supreme Court", "Too Close").
+_STRONG_STREET_SUFFIX = (
+    r"(?:Street|Avenue|Road|Lane|Boulevard|Drive|Place|Square|Terrace|Crescent|Parkway|"
+    r"Highway|Turnpike|Expressway|Freeway|Alley|Strasse|Straße|Motorway|Mews|Gardens|"
+    r"Plaza|Str\.)"
+)
+_STREET_LEAD = r"(?:Rua|Rue|Avda\.|Avenida|Calle|Via|Viale|Piazza|Corso|Carrer|Paseo|ul\.|Ulica)"
+# Where an address may start: not inside a word, nor inside a word joined by apostrophes or
+# hyphens ("O'Neill", "Anglo-Saxon"): "A'A'A'..." or "Aa-Aa-Aa-..." was one capitalised word
+# read again from each of its letters after a joining mark (quadratic: 20,000 characters took
+# 11-17 s, 80,000 took 130-270 s, QA). A quote or dash after a space may still open one
+# ("'12 Baker Street'").
+_ADDRESS_START = r"(?<![\w.+])(?<![\w'’\-]['’\-])"
+# "31 August 2009", "In 1186", "On October 6", "3 Juillet 1985": dates, not a street name and
+# a house number.
+_EUROPEAN_MONTH = literal_alternation((*EUROPEAN_MONTH_NAMES, *EUROPEAN_MONTH_ABBREVIATIONS))
+_NOT_DATE_WORD = (
+    rf"(?!(?:{MONTH}|{WEEKDAY}|In|On|At|By|Of|Since|From|Until|After|Before|During)\b)"
+    rf"(?!(?i:{_EUROPEAN_MONTH})\.?[ \t]+\d{{4}}\b)"
+)
+_ADDRESS_CORE = re.compile(
+    rf"{_ADDRESS_START}(?:"
+    rf"{_HOUSE}{_HOUSE_COMMA}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
+    rf"|{_HOUSE}{_HOUSE_COMMA}\s+(?:{CAP_WORD}\s+){{1,4}}{_NAMED_STREET_SUFFIX}\b"
+    rf"|{_HYPHENATED_STREET}(?:[ \t]+{_HOUSE}\b)?"
+    # Hungarian house numbers end with a dot: "Kossuth Lajos utca 12."
+    rf"|(?:{_HOUSE}{_HOUSE_COMMA}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})"
+    rf"(?:,?[ \t]+{_HOUSE}\b\.?)?"
+    rf"|{_JAPANESE_BLOCK}"
+    rf"|{_HOUSE}[ \t]+(?:{_HOUSE}[ \t]+)?(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})"
+    rf"(?:[ \t]+{_HOUSE}\b)?"
+    rf"|(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK}),?[ \t]+{_HOUSE}\b"
+    rf"|(?:{CAP_WORD}[ \t]+){{1,3}}{_STRONG_STREET_SUFFIX}(?:[ \t]+{_HOUSE}\b)?"
+    rf"|{_HOUSE}[ \t]+{_NOT_DATE_WORD}{CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|[a-zà-ÿ]{{1,4}})){{0,3}}"
+    rf"[ \t]+\d{{1,4}}[A-Z]?\b(?!['’]?s\b)(?!\.\d)"
+    rf"|(?i:the corner of)\s+[^\n?!]{{2,60}}?\s+and\s+{CAP_WORD}(?:\s+{CAP_WORD}){{0,3}}"
+    rf"|{_MILITARY}"
+    rf"|{_UNIT}"
+    rf"|P\.?\s?O\.?\s+Box\s+\d+"
+    rf")"
+)
+# A title-case street name followed by a house number ("Pagari 18"): weak on its own. A number
+# with a thousands separator is an amount ("EUR 1,200", "USD 2,500,000"), not a house number.
+_NAME_NUMBER = re.compile(
+    rf"{_ADDRESS_START}(?:{_HOUSE}[ \t]+)?{_NOT_DATE_WORD}"
+    rf"{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,2}}[ \t]+"
+    rf"(?!(?:1[89]|20)\d\d\b)\d{{1,4}}\b(?!\.\d)(?![,.]\d{{3}}\b)"
+)
+_ADDRESS_CONTEXT = re.compile(
+    r"(?i)\b(?:address|addresses|live|lives|living|lived|moved|move|moving|street|located|"
+    r"ship|shipping|deliver|delivery|send|mail|visit|resides?|apartment|drops? you off|"
+    r"billing|taxi|headquarters|office|where)\b"
+)
+# Pieces that may follow an address core on the same or the next lines: unit, city, state
+# code, country, postal code. Lower-case words end the address, as do sentence stops.
+# Lower-case words inside place names: "Villafranca del Cid", "Ostrov nad Ohří" (Czech),
+# "Velká Bukovina u Děčína", "Begunje na Gorenjskem" (Slovene), "Newcastle upon Tyne".
+_PLACE_LINK = (
+    r"de|du|des|la|le|del|della|delle|dei|di|da|do|dos|das|van|von|der|den|am|an|bei|u|nad|"
+    r"pod|na|pri|upon|sur"
+)
+# Units as other languages write them: "apto 72", "piso 3", "m. 15" (Polish "mieszkanie").
+_FOREIGN_UNIT = r"(?i:apto|dpto|piso|andar|bloco|lok)\.?[ \t]*\d+\w*|m\.[ \t]*\d+\b"
+_CONTINUATION = re.compile(
+    rf"(?:[ \t]*(?:,|[\-–](?=[ \t])))?[ \t]*(?:\n[ \t>?*•\-]*)?(?:,[ \t]*)?"
+    rf"(?:{_UNIT}|{_FOREIGN_UNIT}|{_HOUSE}\b|[A-Z0-9]{{2,4}}[ \-]?[0-9][A-Z0-9]{{1,3}}\b|"
+    rf"(?:(?:{_PLACE_LINK})\s+)?{CAP_WORD}\.?(?:\s*\([{UPPER}][^()\n\"“]{{0,29}}\))?)"
+)
+# A line that opens with a field label ("Address line 2: ...", "City: ...") is a field of
+# its own, not the next line of the address above it.
+_LABEL_LINE = re.compile(r"[ \t>*\-]*[A-Za-z][A-Za-z \t]{0,24}(?:[ \t]\d{1,2})?:")
+_MAX_CONTINUATION = 10
+# A stop that is part of the address: "Apt.", "St.", an initial. Looked for in the last few
+# characters only (a search of the text up to there made many addresses quadratic: 100,000
+# characters of "12 Main St, Springfield. " took 6.7 s).
+_ABBREVIATION_END = re.compile(r"(?:Apt|St|Ste|Fl|Bldg|[A-Z])\.$")
+_LONGEST_ABBREVIATION = len("Bldg.")
+STOP_WORDS = frozenset(
+    {"I", "Please", "Thank", "Thanks", "The", "This", "That", "It", "We", "You", "My", "And",
+     "But", "Can", "Could", "Would", "Mobile", "Desk", "Fax", "Phone", "Email", "E", "Tel",
+     "Office", "Website", "Name", "Date", "When", "Where", "Sincerely", "Regards", "Dear"}
+)  # fmt: skip
+
+
+def _extend_address(text: str, end: int) -> int:
+    for _ in range(_MAX_CONTINUATION):
+        match = _CONTINUATION.match(text, end)
+        if match is None:
+            break
+        piece = match.group().strip(" \t\n,").rstrip(".")
+        if piece in STOP_WORDS or text[match.end() : match.end() + 1] == ":":
+            break
+        if "\n" in match.group() and (
+            starts_with_phone_line(text, match.start())
+            or _LABEL_LINE.match(text, text.index("\n", match.start()) + 1) is not None
+        ):
+            break
+        if text.count("\n", end, match.end()) and match.group().lstrip(" \t,").startswith("\n\n"):
+            break
+        end = match.end()
+        if text[end - 1 : end] == "." and not _ABBREVIATION_END.search(
+            text, max(0, end - _LONGEST_ABBREVIATION), end
+        ):
+            end -= 1
+    return end
+
+
+def find_addresses(text: str) -> Iterator[RuleMatch]:
+    covered_until = -1
+    for match in _ADDRESS_CORE.finditer(text):
+        if match.start() < covered_until:
+            continue
+        end = _extend_address(text, match.end())
+        covered_until = end
+        yield RuleMatch("LOCATION", match.start(), end, 0.7)
+    for match in _NAME_NUMBER.finditer(text):
+        if match.start() < covered_until:
+            continue
+        end = _extend_address(text, match.end())
+        spans_lines = "\n" in text[match.start() : end] or "," in text[match.end() : end]
+        if context_before(text, match.start(), _ADDRESS_CONTEXT) or spans_lines:
+            covered_until = end
+            yield RuleMatch("LOCATION", match.start(), end, 0.6)
+
+
+# "... lives at 74678 midtvollen 130 st.": after a phrase that announces an address, a number
+# starts one, whatever the case of the words that follow; it runs to the end of the clause.
+_ADDRESS_CUE = re.compile(
+    r"(?i)\b(?:lives? at|living at|address(?: is)?:?|located at|off at|(?:office|home|house|shop|"
+    r"store|restaurant|hotel|apartment|flat|studio|clinic|school|station|place) is at|"
+    r"ship(?:ped)? (?:it )?to|deliver(?:ed)? (?:it )?to|send (?:it )?to|enter on|return to|"
+    r"moved to|live on|lives on)[ \t]+"
+    r"(?=\d{2,})(?!\d+(?::\d\d)?\s*(?:am|pm|a\.m|p\.m|o'clock|%|percent|h\b|hours|minutes))"
+)
+# The clause ends at a stop, or where a new one begins: "and works at the bank" (a joining
+# word and a lower-case word: "the corner of Oak and Elm" goes on).
+_CLAUSE_JOIN = r",?[ \t]+(?:and|but|or|so|then|because|while|which|who|when)[ \t]+[a-z]"
+_CLAUSE = re.compile(
+    rf"\d+[A-Za-z]?[ \t][^\n?!;:()\"]{{2,80}}?(?=[.?!;:()\"](?:\s|$)|\n|$|{_CLAUSE_JOIN})"
+)
+
+
+def find_cued_addresses(text: str) -> Iterator[RuleMatch]:
+    for cue in _ADDRESS_CUE.finditer(text):
+        clause = _CLAUSE.match(text, cue.end())
+        if clause is not None and re.search(rf"[{LETTER}]{{3}}", clause.group()):
+            yield RuleMatch("LOCATION", clause.start(), _extend_address(text, clause.end()), 0.6)
+
+
+_POSTCODE_CONTEXT = re.compile(
+    r"(?i)\b(?:zip|zipcode|zip code|postcode|postal code|post code|cep|plz|postleitzahl|"
+    r"code postal|c[oó]digo postal|codice postale|pincode)\b"
+)
+_POSTCODE = re.compile(r"\b(?:[A-Z0-9]{2,4}[ \-]?[0-9][A-Z0-9]{1,3}|\d{3,6}(?:[ \-]\d{2,4})?)\b")
+
+
+_PLACE_CUE = re.compile(
+    rf"\b(?:[Ff]lew to|[Ff]ly(?:ing)? to|[Tt]ravel(?:l)?ing to|[Tt]ravel(?:l)?ed to|[Mm]oved to|"
+    rf"[Mm]oved here from|[Mm]oving to|[Ll]ives? in|[Ll]iving in|[Bb]orn in|[Bb]ased in|"
+    rf"[Ll]ocated in|[Oo]riginally from|[Cc]ity of|[Tt]own of|[Vv]isit(?:ing)?|[Ww]here:|"
+    rf"[Hh]ome city|[Aa]rrived (?:at|in)|I'?m in|[Gg]rew up in|[Rr]aised in|[Rr]eturned to|"
+    rf"[Ss]tay(?:ing|ed)? in|I am in|[Ww]e are in|[Uu]niversity of)[ \t]+"
+    rf"({CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|(?:de|del|la|le|am|an|upon)(?!\w))){{0,3}})"
+    rf"|\b(?:in|to|from|near)[ \t]+([{UPPER}]{{5,}}(?:[ \-][{UPPER}]{{2,}})?)\b"
+)
+
+
+def find_cued_places(text: str) -> Iterator[RuleMatch]:
+    for match in _PLACE_CUE.finditer(text):
+        if match.group(1) is not None and match.group(1) not in STOP_WORDS:
+            yield RuleMatch("LOCATION", match.start(1), match.end(1), 0.6)
+        elif match.group(2) is not None:  # "returned to LYCKSELE": an upper-case place name
+            yield RuleMatch("LOCATION", match.start(2), match.end(2), 0.5)
+
+
+_STREETISH = re.compile(rf"(?<!\w)(?:{_STRONG_STREET_SUFFIX}|{_STREET_LEAD}|Apt\.?|Suite)(?!\w)")
+
+
+def name_length(value: str) -> int:
+    """Length of the name part of `value`: "Ann Lee Suite 9" -> len("Ann Lee")."""
+    street = _STREETISH.search(value)
+    return len(value) if street is None else len(value[: street.start()].rstrip())
+
+
+def looks_like_street(value: str) -> bool:
+    return _STREETISH.search(value) is not None
+
+
+def find_postcodes(text: str) -> Iterator[RuleMatch]:
+    for match in _POSTCODE.finditer(text):
+        if any(ch.isdigit() for ch in match.group()) and context_before(
+            text, match.start(), _POSTCODE_CONTEXT, 25
+        ):
+            yield RuleMatch("LOCATION", match.start(), match.end(), 0.7)
+
+
+ADDRESS_FINDERS: dict[str, RuleFinder] = {
+    "addresses": find_addresses,
+    "postcodes": find_postcodes,
+    "cued_addresses": find_cued_addresses,
+    "cued_places": find_cued_places,
+}
