@@ -352,6 +352,14 @@ def test_batches_beyond_what_is_answered_get_a_400(
     assert fragment in response.json()["error"]["message"]
 
 
+def test_a_batch_of_exactly_the_most_answers_is_answered(api: tuple[TestClient, Gateway]) -> None:
+    client, _ = api
+    body = {"model": "tiny", "prompt": ["a", "b"], "n": 64, "max_tokens": 1}
+    response = client.post("/v1/completions", json=body)
+    assert response.status_code == 200, response.json()
+    assert len(response.json()["choices"]) == 128
+
+
 def test_a_small_model_that_fails_escalates_and_is_counted_against(tmp_path: Path) -> None:
     client, gateway = cascade_client(tmp_path)
     with client:

@@ -228,6 +228,12 @@ def test_bad_requests_get_openai_errors(
             "max_tokens",
             "echo",
         ),
+        (
+            "/v1/chat/completions",
+            chat_body(max_tokens=0),
+            "max_tokens",
+            "greater than or equal to 1",
+        ),
         ("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": None}, "input", "got null"),
         ("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": ""}, "input", "not be empty"),
         ("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": []}, "input", "not be empty"),
@@ -260,6 +266,22 @@ def test_invalid_json_and_unknown_url(api: tuple[TestClient, Gateway]) -> None:
     )
     slash = client.get("/v1/models/")
     assert slash.json()["data"] == client.get("/v1/models").json()["data"]
+
+
+def test_a_body_of_exactly_max_body_bytes_is_read(tmp_path: Path) -> None:
+    """The limit is the largest body taken, declared or counted; a byte more is a 413."""
+    client, _ = fake_client(fake_settings(tmp_path, server={"max_body_bytes": 2048}))
+    empty = json.dumps(chat_body(messages=[{"role": "user", "content": ""}])).encode()
+    at_the_limit = json.dumps(
+        chat_body(messages=[{"role": "user", "content": "x" * (2048 - len(empty))}])
+    ).encode()
+    assert len(at_the_limit) == 2048
+    over = at_the_limit.replace(b'"x', b'"xx', 1)
+    with client:
+        for body, status in ((at_the_limit, 200), (over, 413)):
+            declared = client.post("/v1/chat/completions", content=body)
+            chunked = client.post("/v1/chat/completions", content=iter([body[:1000], body[1000:]]))
+            assert (declared.status_code, chunked.status_code) == (status, status)
 
 
 def test_body_too_large_is_413_with_its_request_id(tmp_path: Path) -> None:

@@ -186,6 +186,33 @@ async def test_client_errors_are_not_retried_and_keep_the_message() -> None:
     assert calls == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "error_class", "ours", "kind"),
+    [
+        (400, InvalidRequest, 400, "4xx"),
+        (413, InvalidRequest, 400, "4xx"),
+        (422, InvalidRequest, 400, "4xx"),  # FastAPI's (a vLLM server's) validation error
+        (404, UpstreamError, 502, "4xx"),  # not the client's to fix: its model is not there
+        (500, UpstreamError, 502, "5xx"),
+    ],
+)
+async def test_an_upstreams_status_is_the_clients_fault_or_the_upstreams(
+    status: int, error_class: type[Exception], ours: int, kind: str
+) -> None:
+    """A request the upstream refused as malformed is the client's 400, and is not asked of
+    the next tier; any other failure is the upstream's (502), counted by its status class."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "no"}}, status=status)
+
+    async with upstream(handle, max_retries=0) as backend:
+        with pytest.raises(error_class) as raised:
+            await backend.complete(REQUEST)
+        assert type(raised.value) is error_class
+        assert raised.value.status == ours
+        assert backend.upstream_errors() == {kind: 1}
+
+
 async def test_a_refused_key_is_the_operators_to_read_not_the_clients(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -256,16 +256,18 @@ TEXTS = [
 
 
 def test_texts_inspected_together_are_found_as_one_by_one(
-    detector: PiiDetector, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A tool schema's many texts go through the NER network in batches: each text's
-    findings are what inspecting it alone gives, whatever else is in its batch."""
-    alone = [PiiDetector(recent_texts=0).inspect(text) for text in TEXTS]
+    findings are what inspecting it alone gives, whatever else is in its batch. (One
+    detector that remembers no text: each loads its own models, seconds each.)"""
+    forgetful = PiiDetector(recent_texts=0)
+    alone = [forgetful.inspect(text) for text in TEXTS]
     assert alone[0]
     assert alone[2]
     for batch_chars in (20_000, 70):  # one batch; several
         monkeypatch.setattr(detect, "BATCH_CHARS", batch_chars)
-        assert PiiDetector(recent_texts=0).inspect_many(TEXTS) == alone
+        assert forgetful.inspect_many(TEXTS) == alone
 
 
 def test_a_text_twice_in_one_call_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,6 +109,16 @@ def test_local_only_keeps_request_off_remote_tiers() -> None:
     assert SECRET_NAME not in error.value.message
 
 
+def test_local_only_everywhere_keeps_pii_on_the_local_tiers_and_lets_them_answer() -> None:
+    """`local_only` for every tier (or a request's override) keeps the PII in the house: the
+    local tiers see the request as written, the cloud does not."""
+    guard = _guard(tier_policy=dict.fromkeys(("edge", "onprem", "cloud"), "local_only"))
+    findings = guard.inspect(MESSAGES)
+    assert guard.permitted_tiers(findings) == ["edge", "onprem"]
+    assert guard.apply(MESSAGES, "edge", findings=findings).action == "allow"
+    assert resolve_action(PrivacyConfig(), "onprem", PERSON, override="local_only") == "allow"
+
+
 def test_block_names_types_never_values() -> None:
     guard = _guard()
     with pytest.raises(PolicyBlocked) as error:

@@ -340,3 +340,19 @@ def test_ids_are_pseudonymous_where_the_request_asks_for_redaction_of_an_allow_t
         assert EMAIL not in sent.model_dump_json()  # neither the call's id nor the user
         (call,) = sent.messages[1].tool_calls or []
         assert sent.messages[2].tool_call_id == call.id
+
+
+@pytest.mark.parametrize("cloud", ["local_only", "block"])
+def test_ids_are_pseudonymous_for_a_tier_that_would_keep_pii_from_it(
+    tmp_path: Path, cloud: str
+) -> None:
+    """A request whose messages hold no PII goes to a `local_only` (or `block`) cloud, but its
+    user ids are not the client's: an address there reached the cloud as it was."""
+    for client, gateway in client_with(tmp_path, tier_policy={"cloud": cloud}):
+        ids = {"user": EMAIL, "safety_identifier": EMAIL, "prompt_cache_key": EMAIL}
+        body = chat_body("big", **ids)
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+        sent = sent_to(gateway, "big")
+        assert EMAIL not in sent.model_dump_json()
+        assert (sent.user or "").startswith("user-")
+        assert [m.text for m in sent.messages] == ["Hi there"]  # nothing to redact there

@@ -70,3 +70,23 @@ def test_json_round_trip_and_agreement_with_eval() -> None:
     metrics, _ = evaluate_scores(scores, weak, strong)
     assert calibration.pgr[-1] == pytest.approx(1.0)  # all strong recovers the whole gap
     assert metrics.apgr > 0.5
+
+
+def test_a_quality_target_met_exactly_takes_the_fewest_strong_calls() -> None:
+    """Sending the 0.9 row strong recovers half the gap: a target of exactly half is met
+    there, without the 0.5 row."""
+    calibration = fit_calibration([0.9, 0.5], [0.0, 0.0], [1.0, 1.0])
+    assert calibration.pgr == (0.5, 1.0)
+    assert calibration.threshold(min_quality=0.5) == 0.9
+    assert calibration.threshold(min_quality=0.51) == 0.5
+
+
+@pytest.mark.parametrize("strong", [[0.0, 1.0], [1.0, 1.0]], ids=["worse", "as good"])
+def test_a_strong_model_no_better_than_the_weak_one_gets_no_call_for_quality(
+    strong: list[float],
+) -> None:
+    """No gap to recover: sending anything strong only costs (the lowest score sent every
+    request strong, or a gap below zero read as one recovered)."""
+    calibration = fit_calibration([0.9, 0.5], [1.0, 1.0], strong)
+    assert calibration.threshold(min_quality=0.5) == NEVER
+    assert calibration.threshold(min_quality=1.0) == NEVER

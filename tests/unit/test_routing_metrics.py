@@ -8,7 +8,12 @@ import random
 import pytest
 
 from smallfirst.routing.base import load_router
-from smallfirst.routing.eval import cost_quality_curve, evaluate_scores, random_baseline
+from smallfirst.routing.eval import (
+    cost_quality_curve,
+    evaluate_scores,
+    first_share_reaching,
+    random_baseline,
+)
 
 WEAK = [1.0, 0.0, 1.0, 0.0]
 STRONG = [1.0, 1.0, 1.0, 1.0]
@@ -70,10 +75,14 @@ def test_last_threshold_sends_nothing_strong_even_with_ties() -> None:
     assert curve.strong_share[-1] == 1.0
 
 
-def test_cpt_is_nan_when_the_curve_never_reaches_the_target() -> None:
-    # strong is worse everywhere: the gap is negative and PGR never reaches 50%... of it
-    metrics, _ = evaluate_scores([0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
-    assert math.isnan(metrics.cpt50)
+def test_the_share_reaching_a_target_is_the_first_interpolated_and_nan_if_none() -> None:
+    """PGR reaches 1 once every request goes strong, so a curve short of its target is
+    possible only as a part of one (it was tested with weak = strong: no gap, below)."""
+    shares = [0.0, 0.25, 0.5, 1.0]
+    assert first_share_reaching(shares, [0.0, 0.5, 0.5, 1.0], 0.5) == 0.25  # not the plateau's end
+    assert first_share_reaching(shares, [0.0, 0.5, 0.5, 1.0], 0.75) == pytest.approx(0.75)
+    assert first_share_reaching(shares, [0.5, 0.6, 0.7, 0.8], 0.5) == 0.0
+    assert math.isnan(first_share_reaching(shares, [0.0, 0.2, 0.4, 0.6], 0.8))
 
 
 def test_mismatched_lengths_are_rejected() -> None:

@@ -3,6 +3,10 @@ every seed is reproducible, and none is llama.cpp's "draw a random seed"."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from smallfirst.backends.llamacpp_sampling import RANDOM_SEED, sampling_seed
@@ -13,9 +17,23 @@ SEEDS = [0, 1, 42, 2**31, 2**32 - 2, 2**32 - 1, 2**32, 2**63, 2**64, -1, -(2**63
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_every_seed_is_a_fixed_32_bit_seed_that_is_not_the_random_one(seed: int) -> None:
-    assert sampling_seed(seed) == sampling_seed(seed)
+def test_every_seed_is_a_32_bit_seed_that_is_not_the_random_one(seed: int) -> None:
     assert 0 <= sampling_seed(seed) < RANDOM_SEED
+
+
+@pytest.mark.parametrize("hash_seed", ["0", "1"])
+def test_a_seed_is_the_same_in_every_process(hash_seed: str) -> None:
+    """A client's seed reproduces an answer on a restarted gateway: the mapping may not
+    depend on the process (as Python's salted `hash` of a string would)."""
+    script = (
+        "from smallfirst.backends.llamacpp_sampling import sampling_seed;"
+        f"print([sampling_seed(seed) for seed in {SEEDS!r}])"
+    )
+    environment = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    printed = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.strip() == str([sampling_seed(seed) for seed in SEEDS])
 
 
 def test_seeds_llama_cpp_takes_are_its_own_and_others_do_not_wrap_onto_them() -> None:

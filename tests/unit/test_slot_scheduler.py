@@ -374,9 +374,21 @@ async def test_a_model_that_cannot_load_fails_its_waiting_requests(worker: Model
     assert engine.loads == 2
 
 
-async def test_a_request_no_slot_takes_within_queue_timeout_s_is_429(worker: ModelWorker) -> None:
+async def test_a_request_no_slot_takes_within_queue_timeout_s_is_429(
+    worker: ModelWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """As a remote model's call waiting for a connection: it waited for good, however long
-    the answers ahead ran, until its client gave up."""
+    the answers ahead ran, until its client gave up. Its place is free once it hears the 429
+    (it was given back after: the worker thread slow right after handing the 429 over, here,
+    and the queue still counted the refused request)."""
+    put = Outbox.put
+
+    def slow_after_an_error(outbox: Outbox, item: object) -> None:
+        put(outbox, item)
+        if isinstance(item, BaseException):
+            time.sleep(0.2)
+
+    monkeypatch.setattr(Outbox, "put", slow_after_an_error)
     engine = FakeEngine(parallel=1)
     scheduler = SlotScheduler(worker, parallel=1, queue_size=4, queue_timeout_s=0.05)
     load: Any = engine.load

@@ -244,19 +244,22 @@ class SlotScheduler:
             self._fail(job, exc)
 
     def _fail(self, job: SlotJob, error: BaseException) -> None:
-        job.emit(error)
-        self._end(job)
+        self._end(job, error)
 
-    def _end(self, job: SlotJob) -> None:
+    def _end(self, job: SlotJob, error: BaseException | None = None) -> None:
         # Read before DONE goes out: the client's stream marks every job it leaves as
         # cancelled, so read after, an answer that ended well could count as cancelled. The
-        # place is given back before DONE too: the next of `n` answers starts on it at once.
+        # place is given back before the end (or `error`) goes out too: the next of `n`
+        # answers starts on it at once, and a client refused a slot that asks again at once
+        # does not find its own place still taken.
         cancelled = job.cancelled.is_set()
         with self._lock:
             self.cancelled_jobs += cancelled
             self._left(job)
             if job.admitted is not None and not cancelled:
                 self._answered_in(time.monotonic() - job.admitted)
+        if error is not None:
+            job.emit(error)
         job.emit(DONE)
 
     def _answered_in(self, seconds: float) -> None:
