@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -146,15 +148,50 @@ def _short_weights(artifact: Path) -> Path:
     return arrays
 
 
+def _nan_weight(artifact: Path) -> Path:
+    arrays = artifact / ARRAYS_FILE
+    with np.load(arrays) as stored:
+        kept = dict(stored)
+    kept["weights"][0] = np.nan
+    np.savez(arrays, **kept)
+    return arrays
+
+
+def _edit_calibration(artifact: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    document = json.loads((artifact / CONFIG_FILE).read_text())
+    edit(document["calibration"])
+    (artifact / CONFIG_FILE).write_text(json.dumps(document))
+    return artifact / CONFIG_FILE
+
+
+def _short_calibration_column(artifact: Path) -> Path:
+    return _edit_calibration(artifact, lambda table: table["share"].pop())
+
+
+def _nan_in_calibration(artifact: Path) -> Path:
+    return _edit_calibration(artifact, lambda table: table["thresholds"].__setitem__(0, math.nan))
+
+
 @pytest.mark.parametrize(
     "damage",
-    [_broken_json, _json_list, _no_model_section, _no_arrays, _truncated_arrays, _short_weights],
+    [
+        _broken_json,
+        _json_list,
+        _no_model_section,
+        _no_arrays,
+        _truncated_arrays,
+        _short_weights,
+        _nan_weight,
+        _short_calibration_column,
+        _nan_in_calibration,
+    ],
 )
 def test_a_damaged_artifact_is_a_config_error_naming_the_file(
     damage: Callable[[Path], Path], trained: LearnedRouter, tmp_path: Path
 ) -> None:
     """`serve` and `config check` say which file is broken, not a parser's traceback (a
-    weights array of the wrong size was only found by the first request to score)."""
+    weights array of the wrong size was only found by the first request to score; a NaN
+    weight scored every prompt NaN and sent all of them weak)."""
     trained.save(tmp_path / "artifact")
     damaged = damage(tmp_path / "artifact")
     with pytest.raises(ConfigError, match=re.escape(str(damaged))):
@@ -176,3 +213,18 @@ def test_cheap_features_beyond_the_training_range_score_at_its_edge(
     trained.save(tmp_path / "artifact")
     loaded = LearnedRouter.load(tmp_path / "artifact")
     assert np.array_equal(loaded.model.cheap_max, model.cheap_max)
+
+
+def test_an_artifact_of_another_embedder_says_so_and_how_to_fix_it(
+    trained: LearnedRouter, tmp_path: Path
+) -> None:
+    """It said only "feature spec differs from this smallfirst version"."""
+    trained.save(tmp_path / "artifact")
+    config_file = tmp_path / "artifact" / CONFIG_FILE
+    document = json.loads(config_file.read_text())
+    document["features"]["embedding_model"] = "another-encoder/v9"
+    config_file.write_text(json.dumps(document))
+    with pytest.raises(ConfigError) as refused:
+        load_router(str(tmp_path / "artifact"))
+    assert "embedding_model: 'another-encoder/v9' in the artifact" in str(refused.value)
+    assert "smallfirst router train" in str(refused.value)

@@ -80,7 +80,9 @@ class Calibration:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Calibration:
-        return cls(
+        """The table as `to_json` wrote it; ValueError for one that could not have been (a
+        column cut short was a 500 for a knob read to its end, a NaN decided nothing)."""
+        table = cls(
             thresholds=tuple(float(x) for x in data["thresholds"]),
             share=tuple(float(x) for x in data["share"]),
             pgr=tuple(float(x) for x in data["pgr"]),
@@ -88,6 +90,13 @@ class Calibration:
             weak_mean=float(data["weak_mean"]),
             strong_mean=float(data["strong_mean"]),
         )
+        columns = (table.thresholds, table.share, table.pgr)
+        if len({len(column) for column in columns}) != 1:
+            raise ValueError("calibration columns thresholds, share and pgr differ in length")
+        numbers = [*table.thresholds, *table.share, *table.pgr, table.weak_mean, table.strong_mean]
+        if not all(math.isfinite(number) for number in numbers):
+            raise ValueError("calibration holds numbers that are not finite")
+        return table
 
 
 def _check_fraction(name: str, value: float) -> None:

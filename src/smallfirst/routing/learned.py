@@ -263,8 +263,13 @@ class LearnedRouter(Router):
             calibration = Calibration.from_json(table) if table else None
         except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
             raise _unreadable(config_file, exc) from None
-        if document.get("features") != _feature_spec(config):
-            raise ConfigError(f"{config_file}: feature spec differs from this smallfirst version")
+        expected = _feature_spec(config)
+        if document.get("features") != expected:
+            differing = _differing(document.get("features"), expected)
+            raise ConfigError(
+                f"{config_file}: feature spec differs from this smallfirst version"
+                f" ({differing}); train it again with `smallfirst router train`"
+            )
         return cls(
             _read_model(directory / ARRAYS_FILE),
             config,
@@ -300,6 +305,12 @@ def _read_model(path: Path) -> Model:
     ]
     if wrong:
         raise ConfigError(f"{path}: arrays of the wrong size for this feature spec: {wrong}")
+    # NaN weights scored every prompt NaN, which no threshold reaches: all went weak, silently
+    not_finite = [name for name, value in arrays.items() if not np.isfinite(value).all()]
+    if not math.isfinite(model.intercept):
+        not_finite.append("intercept")
+    if not_finite:
+        raise ConfigError(f"{path}: arrays with values that are not finite numbers: {not_finite}")
     return model
 
 
@@ -307,6 +318,17 @@ def _optional(arrays: Any, name: str) -> FloatArray | None:
     import numpy as np
 
     return arrays[name].astype(np.float64) if name in arrays else None
+
+
+def _differing(found: Any, expected: dict[str, Any]) -> str:
+    """Which parts of an artifact's feature spec differ: a retrained embedder
+    (`embedding_model`) reads as plainly as a new feature version."""
+    found = found if isinstance(found, dict) else {}
+    return "; ".join(
+        f"{key}: {str(found.get(key))[:60]!r} in the artifact, {str(expected.get(key))[:60]!r} here"
+        for key in sorted(found.keys() | expected.keys())
+        if found.get(key) != expected.get(key)
+    )
 
 
 def _unreadable(path: Path, error: Exception) -> ConfigError:
