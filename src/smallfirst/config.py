@@ -235,6 +235,12 @@ class ServerConfig(_Section):
     # reverse proxy forwards here ("*" turns the check off).
     allowed_hosts: list[str] = Field(default_factory=list)
     log_format: Literal["text", "json"] = "text"
+    # The Responses API's `store` (OpenAI's default: true) and `previous_response_id`: what a
+    # client asks to keep is kept in the data dir (`responses.db`), for that client's key.
+    store_responses: bool = True
+    stored_responses_days: float | None = Field(
+        default=30, ge=1, description="delete stored responses older than this"
+    )
 
 
 class CascadeConfig(_Section):

@@ -60,7 +60,7 @@ def test_text_answer_is_a_response_object(api: tuple[TestClient, Gateway]) -> No
     assert message["content"][0]["text"] == "Hello from tiny."
     assert body["usage"]["output_tokens"] == 3
     assert body["usage"]["total_tokens"] == body["usage"]["input_tokens"] + 3
-    assert body["store"] is False
+    assert body["store"] is True  # OpenAI's default (`test_responses_api_stored.py`)
     assert body["smallfirst"]["tier"] == "edge"
     assert response.headers["x-smallfirst-model"] == "tiny"
 

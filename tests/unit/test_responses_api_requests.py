@@ -14,7 +14,6 @@ from tests.helpers import RESPONSES_WEATHER_TOOL, fake_backend
 @pytest.mark.parametrize(
     ("body", "param", "fragment"),
     [
-        ({"previous_response_id": "resp_1"}, "previous_response_id", "stores no responses"),
         ({"truncation": "auto"}, "truncation", "prompts are never cut"),
         ({"reasoning": {"effort": "low"}}, "reasoning", "not supported"),
         ({"tools": [{"type": "web_search"}]}, "tools.0", "'web_search' are not supported"),
@@ -41,7 +40,7 @@ from tests.helpers import RESPONSES_WEATHER_TOOL, fake_backend
             "tool_choice.name",
             "Missing required parameter: 'tool_choice.name'.",
         ),
-        ({"background": True}, "background", "stores no responses to poll"),
+        ({"background": True}, "background", "each answer here comes in the request"),
         ({"stream_options": {"include_usage": True}}, "stream_options.include_usage", ""),
         ({"temperature": 3}, "temperature", "less than or equal to 2"),
         # named as the Responses API names them, not as the chat request made of them
@@ -154,18 +153,18 @@ def test_what_cannot_be_honoured_is_a_400_naming_the_field(
     assert fragment in error["message"]
 
 
-def test_a_stored_response_is_a_404_that_says_why(api: tuple[TestClient, Gateway]) -> None:
+def test_an_unknown_response_is_a_404_naming_it(api: tuple[TestClient, Gateway]) -> None:
     client, _ = api
     for method in ("GET", "DELETE"):
         response = client.request(method, "/v1/responses/resp_123")
         assert response.status_code == 404
-        assert "resp_123` is not stored" in response.json()["error"]["message"]
+        assert response.json()["error"]["message"] == "Response with id 'resp_123' not found."
     # `client.responses.input_items.list(id)`: was "Response `resp_123/input_items`"
     # `client.responses.cancel(id)`: was a 405
     for method, part in (("GET", "input_items"), ("POST", "cancel")):
         response = client.request(method, f"/v1/responses/resp_123/{part}")
         assert response.status_code == 404
-        assert "Response `resp_123` is not stored" in response.json()["error"]["message"]
+        assert "'resp_123' not found" in response.json()["error"]["message"]
 
 
 def test_a_trailing_slash_is_redirected_like_every_route(api: tuple[TestClient, Gateway]) -> None:

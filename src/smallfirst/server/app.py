@@ -32,6 +32,7 @@ from smallfirst.server.metrics import Metrics
 from smallfirst.server.routes import ROUTES
 from smallfirst.server.tokenizer_routes import TOKENIZER_ROUTES
 from smallfirst.service import Gateway
+from smallfirst.stored_responses import RESPONSES_FILE, ResponseStore
 
 log = logging.getLogger("smallfirst.server")
 
@@ -56,6 +57,8 @@ def create_app(
         finally:
             task.cancel()
             await gw.aclose()
+            if app.state.stored_responses is not None:
+                app.state.stored_responses.close()
 
     keyring = KeyRing(settings.server)
     app = Starlette(
@@ -78,7 +81,17 @@ def create_app(
     app.state.started_at = time.time()
     app.state.ready = asyncio.Event()
     app.state.startup_problem = None
+    app.state.stored_responses = _response_store(settings)
     return app
+
+
+def _response_store(settings: Settings) -> ResponseStore | None:
+    """The Responses API's stored responses (opened on first use), unless storing is off."""
+    if not settings.server.store_responses:
+        return None
+    days = settings.server.stored_responses_days
+    retention_s = days * 86400 if days is not None else None
+    return ResponseStore(settings.resolved_data_dir / RESPONSES_FILE, retention_s)
 
 
 def log_failure(record: RequestRecord) -> None:

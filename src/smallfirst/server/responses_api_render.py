@@ -27,7 +27,10 @@ def response_body(
     route: RouteInfo,
     request_id: str,
     citations: list[dict[str, Any]] | None = None,
+    *,
+    stored: bool = False,
 ) -> dict[str, Any]:
+    """The Response object; `stored`: it is to be kept (`store`)."""
     output: list[dict[str, Any]] = []
     if completion.text or completion.refusal or not completion.tool_calls:
         logprobs = completion.logprobs or []
@@ -38,7 +41,8 @@ def response_body(
         output.append(_function_call(item_id, call, "completed"))
     output[-1]["status"] = _last_item_status(completion.finish_reason)
     finished = (completion.finish_reason, completion.usage)
-    return _response(request, route, request_id, int(time.time()), citations, output, *finished)
+    created_at = int(time.time())
+    return _response(request, route, request_id, created_at, citations, output, *finished, stored)
 
 
 def _response(
@@ -50,6 +54,7 @@ def _response(
     output: list[dict[str, Any]],
     finish_reason: str | None,
     usage: Usage | None,
+    stored: bool,
 ) -> dict[str, Any]:
     """The Response object; `finish_reason` None while it is still being generated."""
     if finish_reason is None:
@@ -73,9 +78,9 @@ def _response(
         "model": route.model.id,
         "output": output,
         "parallel_tool_calls": request.parallel_tool_calls is not False,
-        "previous_response_id": None,
+        "previous_response_id": request.previous_response_id,
         "reasoning": {"effort": None, "summary": None},
-        "store": False,  # nothing is kept: previous_response_id cannot refer to it
+        "store": stored,
         "temperature": request.temperature,
         "text": _text_config(request),
         "tool_choice": _tool_choice(request),
@@ -198,8 +203,13 @@ class ResponseEvents:
         route: RouteInfo,
         request_id: str,
         citations: list[dict[str, Any]] | None = None,
+        *,
+        stored: bool = False,
     ) -> None:
         self._request = request
+        self._stored = stored
+        # The Response of `response.completed` (or `.incomplete`) once made: what is stored
+        self.finished: dict[str, Any] | None = None
         self._route = route
         self._id = request_id
         self._citations = citations
@@ -252,6 +262,7 @@ class ResponseEvents:
         if chunk.finish_reason is not None:
             out += self._close_all(_last_item_status(chunk.finish_reason))
             response = self._snapshot(chunk.finish_reason, chunk.usage or Usage())
+            self.finished = response
             done = "incomplete" if response["status"] == "incomplete" else "completed"
             out.append(self._event(f"response.{done}", response=response))
         return out
@@ -265,7 +276,10 @@ class ResponseEvents:
         closed = self._close_message("incomplete") + self._close_calls("incomplete")
         response = self._snapshot(None, None)
         code = "rate_limit_exceeded" if error.status == 429 else "server_error"  # OpenAI's codes
-        response.update(status="failed", error={"code": code, "message": error.message})
+        # not stored: a failed response is no conversation to go on from
+        response.update(
+            status="failed", error={"code": code, "message": error.message}, store=False
+        )
         return [told, *closed, self._event("response.failed", response=response)]
 
     def _open_message(self) -> list[dict[str, Any]]:
@@ -439,6 +453,7 @@ class ResponseEvents:
             output,
             finish_reason,
             usage,
+            self._stored,
         )
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:

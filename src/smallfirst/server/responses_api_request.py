@@ -1,9 +1,10 @@
 """`POST /v1/responses` requests: OpenAI's Responses API, read into a `ChatRequest`.
 
-Stateless: the whole conversation comes in `input` (`previous_response_id` is refused, since
-nothing is stored). Text, function tools and JSON output are supported; what would change the
-answer and cannot be honoured here (images, built-in tools, reasoning settings, truncation,
-background runs) is a 400 naming the field, never silently dropped.
+The conversation is `input`, after the stored one `previous_response_id` names when it names
+one (`responses_api_stored.py` finds it: its items come in as `earlier`). Text, function tools
+and JSON output are supported; what would change the answer and cannot be honoured here
+(images, built-in tools, reasoning settings, truncation, background runs) is a 400 naming the
+field, never silently dropped.
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ LOGPROBS_INCLUDE = "message.output_text.logprobs"
 # (clients that keep no responses on the server ask for it in every request).
 INCLUDABLE = {LOGPROBS_INCLUDE, "reasoning.encrypted_content"}
 FORMAT_NAME = "response"  # a json_schema format's name when the request gives none
-# Fields that refer to what OpenAI keeps on its side; this gateway keeps nothing.
+# Fields that refer to what OpenAI keeps on its side and this gateway does not.
 STORED_STATE = {
-    "previous_response_id": "stores no responses; send the whole conversation in `input`",
     "conversation": "stores no conversations; send the whole conversation in `input`",
     "prompt": "stores no prompt templates; send `instructions` and `input` instead",
     "context_management": "never compacts or cuts a conversation; send it whole in `input`",
@@ -111,9 +111,9 @@ class ResponsesRequest(ApiModel):
     prompt_cache_key: str | None = None
     prompt_cache_options: dict[str, Any] | None = None
     prompt_cache_retention: str | None = None
-    previous_response_id: str | None = None
+    previous_response_id: str | None = Field(default=None, min_length=1)
     max_tool_calls: int | None = Field(default=None, ge=0)  # built-in tools': none here
-    # OpenAI's server-side state, which a stateless gateway cannot honour: see STORED_STATE
+    # OpenAI's server-side state that this gateway does not keep: see STORED_STATE
     conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
     context_management: list[dict[str, Any]] | None = None
@@ -144,13 +144,15 @@ class ResponsesRequest(ApiModel):
     def wants_logprobs(self) -> bool:
         return LOGPROBS_INCLUDE in (self.include or [])
 
-    def to_chat_request(self) -> ChatRequest:
-        """The same request as a chat completion; a 400 naming the field for what cannot be."""
+    def to_chat_request(self, earlier: list[dict[str, Any]] | None = None) -> ChatRequest:
+        """The same request as a chat completion, `earlier` (a stored conversation's items)
+        before `input`; a 400 naming the field for what cannot be."""
         _refuse_unsupported(self)
         options = self.stream_options
+        messages = self._messages(earlier or [])
         fields: dict[str, Any] = {
             "model": self.model,
-            "messages": [m.model_dump(exclude_none=True) for m in self._messages()],
+            "messages": [m.model_dump(exclude_none=True) for m in messages],
             # OpenAI's reasoning models refuse max_tokens; local models read either
             "max_completion_tokens": self.max_output_tokens,
             "logprobs": True if self.wants_logprobs else None,  # unsent, as the client's
@@ -196,13 +198,21 @@ class ResponsesRequest(ApiModel):
             return {"type": "allowed_tools", "allowed_tools": {"mode": choice.mode, "tools": tools}}
         return choice
 
-    def _messages(self) -> list[ChatMessage]:
-        messages = [] if self.instructions is None else [self._system()]
+    def input_items(self) -> list[dict[str, Any]]:
+        """`input` as items (a text is a user message)."""
         if isinstance(self.input, str):
-            return [*messages, ChatMessage(role="user", content=self.input)]
-        for index, item in enumerate(self.input):
+            return [{"type": "message", "role": "user", "content": self.input}]
+        return self.input
+
+    def _messages(self, earlier: list[dict[str, Any]]) -> list[ChatMessage]:
+        """The earlier conversation's items, then `input`'s; `instructions` first (a stored
+        response's own are not carried over, as OpenAI's are not)."""
+        messages = [] if self.instructions is None else [self._system()]
+        for item in earlier:
+            _append_item(messages, item, "previous_response_id")
+        for index, item in enumerate(self.input_items()):
             _append_item(messages, item, f"input.{index}")
-        _check_call_outputs(self.input)
+        _check_call_outputs([*earlier, *self.input_items()])
         if not messages:
             raise InvalidRequest("input has no messages", param="input")
         return messages
@@ -221,8 +231,8 @@ def _refuse_unsupported(request: ResponsesRequest) -> None:
             raise InvalidRequest(f"{field} is not supported: this gateway {why}", param=field)
     if request.background:
         raise InvalidRequest(
-            "background responses are not supported: this gateway stores no responses to poll"
-            " later; leave background unset or false",
+            "background responses are not supported: each answer here comes in the request"
+            " that asks for it; leave background unset or false",
             param="background",
         )
     if any(value is not None for value in (request.reasoning or {}).values()):

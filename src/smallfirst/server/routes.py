@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -23,7 +23,6 @@ from smallfirst.errors import (
     ClientLeft,
     InvalidRequest,
     ModelNotFound,
-    NotStored,
     SmallfirstError,
     UnsupportedEncoding,
     served,
@@ -46,6 +45,15 @@ from smallfirst.server.render import (
 from smallfirst.server.responses import JSONResponse
 from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest, responses_param
+from smallfirst.server.responses_api_stored import (
+    Keeping,
+    api_key_of,
+    delete_response,
+    keeping_for,
+    response_part,
+    response_store,
+    retrieve_response,
+)
 from smallfirst.server.sse import sse_stream
 from smallfirst.service import Gateway
 from smallfirst.streams import close_stream
@@ -122,6 +130,9 @@ class _Dialect(Protocol):
 
     def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]: ...
 
+    async def finish(self, body: dict[str, Any], request_id: str) -> None:
+        """After a whole answer is rendered, before it is sent."""
+
     def param(self, name: str) -> str:
         """An error's `param` (named for `request`) as this API's body names it."""
         ...
@@ -142,41 +153,81 @@ class _Completions:
         renderer = ChunkRenderer(self.request, answer.route, request_id, answer.citations)
         return sse_stream(renderer, answer.chunks)
 
+    async def finish(self, body: dict[str, Any], request_id: str) -> None:
+        pass
+
     def param(self, name: str) -> str:
         return name
 
 
 @dataclass
 class _Responses:
-    """/v1/responses, answered as the chat request it amounts to."""
+    """/v1/responses, answered as the chat request it amounts to (after the stored
+    conversation it goes on from), and stored once answered unless `store: false`."""
 
     asked: ResponsesRequest
     request: GenerateRequest
+    keeping: Keeping
 
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
         return response_body(
-            self.asked, answer.completion, answer.route, request_id, answer.citations
+            self.asked,
+            answer.completion,
+            answer.route,
+            request_id,
+            answer.citations,
+            stored=self.keeping.store is not None,
         )
 
     def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]:
-        events = ResponseEvents(self.asked, answer.route, request_id, answer.citations)
-        return sse_stream(events, answer.chunks)
+        stored = self.keeping.store is not None
+        events = ResponseEvents(
+            self.asked, answer.route, request_id, answer.citations, stored=stored
+        )
+        kept = False
+
+        async def keep_the_finished() -> None:
+            nonlocal kept
+            if events.finished is not None and not kept:
+                kept = True
+                await self.keeping.keep(self.asked, events.finished, request_id)
+
+        return sse_stream(events, answer.chunks, keep_the_finished if stored else None)
+
+    async def finish(self, body: dict[str, Any], request_id: str) -> None:
+        await self.keeping.keep(self.asked, body, request_id)
 
     def param(self, name: str) -> str:
         return responses_param(name)
 
 
-def _read_responses(body: bytes) -> _Responses:
-    asked = validated(ResponsesRequest, body)
-    return _Responses(asked, asked.to_chat_request())
+def _reader(read: Callable[[bytes], _Dialect]) -> Callable[[Request, bytes], Awaitable[_Dialect]]:
+    """A dialect read from the body alone (in a thread when it is large)."""
+
+    async def read_request(_: Request, body: bytes) -> _Dialect:
+        return await read_body(read, body)
+
+    return read_request
 
 
-async def _generate(request: Request, endpoint: str, read: Callable[[bytes], _Dialect]) -> Response:
+async def _read_responses(request: Request, body: bytes) -> _Responses:
+    asked = await read_body(partial(validated, ResponsesRequest), body)
+    keeping = await keeping_for(asked, response_store(request), api_key_of(request))
+    if keeping.earlier:  # a stored conversation may be long: converted off the event loop
+        chat = await asyncio.to_thread(asked.to_chat_request, keeping.earlier)
+    else:
+        chat = await read_body(lambda _: asked.to_chat_request(), body)
+    return _Responses(asked, chat, keeping)
+
+
+async def _generate(
+    request: Request, endpoint: str, read: Callable[[Request, bytes], Awaitable[_Dialect]]
+) -> Response:
     """Every answer and every error carries `x-request-id`: the request log's id for it."""
     gw = gateway(request)
-    api_key_id = getattr(request.state, "api_key_id", None)
+    api_key_id = api_key_of(request)
     try:
-        dialect = await read_body(read, await body_of(request))
+        dialect = await read(request, await body_of(request))
     except SmallfirstError as error:  # logged and counted too, so error rates are complete
         error.request_id = gw.ledger.record_rejection(endpoint, error, api_key_id)
         raise
@@ -227,7 +278,9 @@ async def _answer(
     result = await unless_client_leaves(request, gw.complete(parsed, ctx))
     if result is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(dialect.body(result, ctx.request_id), headers=_headers(result.route, ctx))
+    body = dialect.body(result, ctx.request_id)
+    await dialect.finish(body, ctx.request_id)
+    return JSONResponse(body, headers=_headers(result.route, ctx))
 
 
 async def _failing_closes(
@@ -286,26 +339,19 @@ async def _cancel_on_disconnect(request: Request, handler: asyncio.Task[Any]) ->
 
 
 async def chat_completions(request: Request) -> Response:
-    return await _generate(request, "chat", lambda body: _Completions(validated(ChatRequest, body)))
+    return await _generate(
+        request, "chat", _reader(lambda body: _Completions(validated(ChatRequest, body)))
+    )
 
 
 async def completions(request: Request) -> Response:
     return await _generate(
-        request, "completions", lambda body: _Completions(validated(TextRequest, body))
+        request, "completions", _reader(lambda body: _Completions(validated(TextRequest, body)))
     )
 
 
 async def responses(request: Request) -> Response:
     return await _generate(request, "responses", _read_responses)
-
-
-async def stored_response(request: Request) -> Response:
-    response_id = request.path_params["response_id"]
-    raise NotStored(
-        f"Response `{response_id}` is not stored: this gateway keeps no "
-        "responses (send the whole conversation in `input`)",
-        param="response_id",
-    )
 
 
 def _model_entry(info: Any, created: int) -> dict[str, Any]:
@@ -415,10 +461,11 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/responses", responses, methods=["POST"]),
-    Route("/v1/responses/{response_id}", stored_response, methods=["GET", "DELETE"]),
+    Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     # `input_items` (GET) and `cancel` (POST): a `:path` id took in "/v1/responses/" too, so a
     # POST there was a 405 instead of the slash redirect every other route gets
-    Route("/v1/responses/{response_id}/{part:path}", stored_response, methods=["GET", "POST"]),
+    Route("/v1/responses/{response_id}/{part:path}", response_part, methods=["GET", "POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import pydantic_core
@@ -38,16 +38,22 @@ def typed_frame(event: dict[str, Any]) -> bytes:
 
 
 async def sse_stream(
-    renderer: StreamRenderer, chunks: AsyncIterator[Chunk]
+    renderer: StreamRenderer,
+    chunks: AsyncIterator[Chunk],
+    before_sending: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     """Frame the stream. An error after the first byte can no longer change the HTTP status,
     so it is sent as the API's failure events (as OpenAI does) and the stream ends without its
-    closing."""
+    closing. `before_sending` is awaited after each chunk's events are made, before any of
+    them is framed (a stored response is written before the client reads its last event)."""
     for event in renderer.opening():
         yield renderer.frame(event)
     try:
         async for chunk in chunks:
-            for event in renderer.events(chunk):
+            events = renderer.events(chunk)
+            if before_sending is not None:
+                await before_sending()
+            for event in events:
                 yield renderer.frame(event)
     except SmallfirstError as error:
         for event in renderer.failure(error):
