@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks import privacy_conversation, privacy_latency, rag_latency, router_latency
+from benchmarks import (
+    privacy_conversation,
+    privacy_latency,
+    rag_latency,
+    router_latency,
+    strong_share,
+)
 from benchmarks.common import running_gateway
 
 PII_TEXTS = [
@@ -72,6 +78,41 @@ def test_router_latency_without_its_data_says_so(
     with pytest.raises(SystemExit):
         run(monkeypatch, router_latency.main)
     assert f"no data at {tmp_path / 'gsm8k.jsonl'}" in capsys.readouterr().err
+
+
+def test_strong_share_reports_each_budget_and_mix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from smallfirst.routing.learned import LearnedRouter
+    from tests.unit.test_routing_budget_cap import Calibrated
+
+    files = []
+    for name, scores in (("easy", [0.1, 0.2, 0.3]), ("hard", [0.5, 0.7, 0.9, 0.95])):
+        files.append(tmp_path / f"{name}.jsonl")
+        files[-1].write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "id": f"{name}{i}",
+                        "messages": [{"role": "user", "content": str(score)}],
+                        "weak": {"score": 0},
+                        "strong": {"score": 1},
+                    }
+                )
+                + "\n"
+                for i, score in enumerate(scores)
+            )
+        )
+    monkeypatch.setattr(LearnedRouter, "load", classmethod(lambda cls, path: Calibrated()))
+    args = ["--artifact", "ART", "--data", files[0], "--data", files[1], "--budget", 0.3]
+    run(monkeypatch, strong_share.main, *args)
+    report = printed_json(capsys)
+    assert set(report) == {"0.3 all", "0.3 easy", "0.3 hard"}
+    assert report["0.3 hard"]["rows"] == 4
+    assert report["0.3 hard"]["calibrated_alone"] == 0.75  # 0.7, 0.9 and 0.95 reach 0.6
+    with pytest.raises(SystemExit):
+        run(monkeypatch, strong_share.main, "--artifact", "ART", "--budget", 0, "--data", files[0])
+    assert "--budget must be above 0" in capsys.readouterr().err
 
 
 def test_rag_latency_times_each_method(
