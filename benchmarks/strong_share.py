@@ -1,7 +1,8 @@
 """Strong-call share of a calibrated router under `max_strong_share`, per traffic mix.
 
-Usage: .venv/bin/python benchmarks/strong_share.py --artifact PATH [--data F.jsonl ...]
+Usage: .venv/bin/python benchmarks/strong_share.py [--artifact PATH] [--data F.jsonl ...]
        [--budget 0.3 ...]
+Without --artifact, one is trained on the data first, as `router train` would (~1 min).
 Prints JSON: for each budget and each mix (the rows of all files shuffled together, then each
 file's alone), the share sent strong by the calibrated threshold alone and by the gateway's
 decision, which also holds the budget on the recent traffic (`routing/traffic.py`). The rows
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,12 @@ from benchmarks.router_latency import DEFAULT_DATA
 
 
 def main() -> None:
-    from smallfirst.routing.learned import LearnedRouter
+    from smallfirst.routing.data import read_rows
+    from smallfirst.routing.learned import LearnedRouter, train_learned
     from smallfirst.routing.traffic import TrafficCalibration
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--artifact", required=True, help="learned router artifact")
+    parser.add_argument("--artifact", help="learned router artifact (default: trained here)")
     parser.add_argument("--data", action="append", type=Path)
     parser.add_argument("--budget", action="append", type=float)
     parser.add_argument("--seed", type=int, default=0)
@@ -36,31 +39,33 @@ def main() -> None:
     budgets = args.budget or [0.1, 0.3, 0.5]
     if not all(0 < budget <= 1 for budget in budgets):
         parser.error(f"--budget must be above 0 and at most 1, got {budgets}")
-    router = LearnedRouter.load(args.artifact)
+    rows = {path.stem: read_rows(path) for path in files}
+    if args.artifact is None:
+        print("no --artifact: training one on the data", file=sys.stderr, flush=True)
+        router = train_learned([row for file_rows in rows.values() for row in file_rows])
+    else:
+        router = LearnedRouter.load(args.artifact)
     calibration = router.calibration
     if calibration is None:
         parser.error(f"{args.artifact} has no calibration table")
-    scores = {path.stem: _scores(router, path) for path in files}
-    mixes = {"all": [s for rows in scores.values() for s in rows], **scores}
+    scores = {
+        name: [float(s) for s in router.score_batch([row.messages for row in file_rows])]
+        for name, file_rows in rows.items()
+    }
+    mixes = {"all": [s for file_scores in scores.values() for s in file_scores], **scores}
     report: dict[str, Any] = {}
     for budget in budgets:
         calibrated = calibration.threshold(max_strong_share=budget)
-        for name, rows in mixes.items():
-            shuffled = random.Random(args.seed).sample(rows, len(rows))
+        for name, mix in mixes.items():
+            shuffled = random.Random(args.seed).sample(mix, len(mix))
             traffic = TrafficCalibration()
             served = [s >= traffic.cap_for(s, budget, calibrated) for s in shuffled]
             report[f"{budget:g} {name}"] = {
-                "rows": len(rows),
-                "calibrated_alone": round(sum(s >= calibrated for s in rows) / len(rows), 4),
-                "served": round(sum(served) / len(rows), 4),
+                "rows": len(mix),
+                "calibrated_alone": round(sum(s >= calibrated for s in mix) / len(mix), 4),
+                "served": round(sum(served) / len(mix), 4),
             }
     print(json.dumps(report, indent=1))
-
-
-def _scores(router: Any, path: Path) -> list[float]:
-    from smallfirst.routing.data import read_rows
-
-    return [float(s) for s in router.score_batch([row.messages for row in read_rows(path)])]
 
 
 if __name__ == "__main__":
