@@ -16,6 +16,7 @@ from benchmarks import (
     privacy_latency,
     rag_latency,
     router_latency,
+    stats_latency,
     strong_share,
 )
 from benchmarks.common import running_gateway
@@ -125,6 +126,20 @@ def test_rag_latency_times_each_method(
     methods = ("bm25", "vector", "hybrid", "vector_sqlite_vec_scan", "hybrid_from_sqlite")
     for method in methods:
         assert set(report[method]) == {"p50_ms", "p95_ms"}
+
+
+def test_stats_latency_times_each_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its cached log
+    run(monkeypatch, stats_latency.main, "--rows", 200, "--rounds", 2)
+    report = printed_json(capsys)
+    assert (report["rows"], report["rounds"]) == (200, 2)
+    for window in ("1h", "24h", "7d", "30d", "all"):
+        assert set(report[window]) == {"p50_ms", "p95_ms", "mean_ms", "samples", "cpu_p50_ms"}
+        assert report[window]["samples"] == 2
+    logs = list((tmp_path / "smallfirst-stats-bench").glob("*.db"))
+    assert [path.name for path in logs] == ["requests-200-7.db"]
 
 
 def test_privacy_latency_says_which_data_it_read(

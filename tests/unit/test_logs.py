@@ -18,6 +18,7 @@ def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
         "0003_baseline_cost",
         "0004_cached_tokens",
         "0005_unknown_baselines",
+        "0006_latency_order",
     ]
     assert migrate(connection) == expected
     assert migrate(connection) == []

@@ -22,6 +22,7 @@ ALL = [
     "0003_baseline_cost",
     "0004_cached_tokens",
     "0005_unknown_baselines",
+    "0006_latency_order",
 ]
 NOW = time.time()
 
@@ -154,7 +155,7 @@ def test_rows_logged_before_the_baseline_column_have_an_unknown_baseline(tmp_pat
     insert(path, "new", upgraded + 60, cost_usd=0.05, baseline_cost_usd=0.07)
     insert(path, "failed", upgraded + 120, status=502, cost_usd=0.01, baseline_cost_usd=0.0)
     connection = connect(path)
-    assert migrate(connection) == ["0005_unknown_baselines"]
+    assert migrate(connection) == ALL[4:]
     rows = connection.execute("SELECT id, baseline_cost_usd, cost_usd FROM requests ORDER BY id")
     assert rows.fetchall() == [("failed", 0.0, 0.01), ("new", 0.07, 0.05), ("old", None, 0.05)]
     indexes = {row[1] for row in connection.execute("PRAGMA index_list(requests)")}

@@ -6,7 +6,6 @@ request time (at the prices configured then), so changing a price does not rewri
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sqlite3
@@ -195,98 +194,157 @@ def summarize(path: Path, since: float | None = None) -> Summary:
 _SCAN_SHARE = 0.1
 
 
-def _window(connection: sqlite3.Connection, since: float | None) -> tuple[str, tuple[float, ...]]:
-    """The rows created at or after `since` as what follows FROM (a table and a WHERE that
-    more conditions may follow, with AND) and its arguments: through the created_at index
-    when they are a small share of the log, else with the table read through (SQLite,
-    knowing nothing of the log's dates, took the index for any window and the tier index
-    for the tiers: `stats --since 7d` took 3.1 s on 200,000 rows)."""
+# Past this share of the log, a tier's values in a window are read faster by walking all of
+# them in order in 0006's index than by looking the window's up by date and sorting them
+# (~0.1 us a step in the index, ~3 us a row looked up: 200,000 rows).
+_WALK_SHARE = 0.02
+# The indexes of 0006 that hold a tier's values of a column in order.
+_IN_ORDER_OF = {"latency_ms": "requests_tier_latency", "ttft_ms": "requests_tier_ttft"}
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The rows created at or after `since`: `where` (a condition more may follow, with
+    AND), its arguments, and the share of the log they are."""
+
+    where: str
+    args: tuple[float, ...]
+    share: float
+
+    @property
+    def table(self) -> str:
+        """What follows FROM to read the window's rows: through the created_at index when
+        they are a small share of the log, else with the table read through (SQLite,
+        knowing nothing of the log's dates, took the index for any window and the tier
+        index for the tiers: `stats --since 7d` took 3.1 s on 200,000 rows)."""
+        return "requests" if self.share < _SCAN_SHARE else "requests NOT INDEXED"
+
+    @property
+    def rows(self) -> str:
+        return f"{self.table} WHERE {self.where}"
+
+    def in_order_of(self, column: str) -> str:
+        """The rows for reading a tier's `column` in order (conditions on `tier` follow):
+        walked in order in 0006's index (sorting them took 30-80 ms a figure on 200,000
+        rows), or for a very small window found by date and sorted (SQLite took the index
+        for any window, and walked a tier's rows of every day for a 1-hour one)."""
+        index = "requests_tier" if self.share < _WALK_SHARE else _IN_ORDER_OF[column]
+        return f"requests INDEXED BY {index} WHERE {self.where}"
+
+
+def _window(connection: sqlite3.Connection, since: float | None) -> _Window:
     if since is None:
-        return "requests NOT INDEXED WHERE 1 = 1", ()
+        return _Window("1 = 1", (), share=1.0)
     (inside,) = connection.execute(
         "SELECT count(*) FROM requests WHERE created_at >= ?", (since,)
     ).fetchone()
     (total,) = connection.execute("SELECT count(*) FROM requests").fetchone()
-    small = inside < total * _SCAN_SHARE
-    table = "requests" if small else "requests NOT INDEXED"
-    return f"{table} WHERE created_at >= ?", (since,)
+    return _Window("created_at >= ?", (since,), inside / total if total else 0.0)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """The window's requests of one tier, failure, router and privacy action, summed."""
+
+    tier: str | None
+    failed_status: int | None  # None: answered (`ANSWERED_SQL`)
+    router: str | None
+    pii_action: str | None
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    baseline_cost_usd: float | None  # None: no row's baseline is known
+    baseline_unknown_requests: int
+    baseline_unknown_cost_usd: float
+    escalated: int
+    went_to_the_end: int  # status < 400
+    timed: int  # with a time to first token
+    paid: bool  # a row cost something or read a prompt
+
+    @property
+    def answered(self) -> bool:
+        return self.failed_status is None
+
+
+# Every figure but the percentiles and the PII entities, from one pass over the window: a
+# query per figure read the table 17 times (`stats --since all` on 200,000 rows: 3.1 s).
+# The kinds are few (tiers x failures x routers x actions), and Python adds them up.
+_KINDS_SQL = (
+    f"SELECT tier, CASE WHEN {_ANSWERED} THEN NULL ELSE status END, router, pii_action,"
+    " count(*), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens), sum(cost_usd),"
+    " sum(baseline_cost_usd), sum(baseline_cost_usd IS NULL),"
+    " sum(CASE WHEN baseline_cost_usd IS NULL THEN cost_usd ELSE 0 END),"
+    " sum(escalations IS NOT NULL), sum(status < 400), sum(ttft_ms IS NOT NULL),"
+    " max(cost_usd > 0 OR prompt_tokens > 0)"
+    " FROM {rows} GROUP BY 1, 2, 3, 4"
+)
 
 
 def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
-    window, args = _window(connection, since)
-    total, answered = connection.execute(
-        f"SELECT count(*), coalesce(sum({_ANSWERED}), 0) FROM {window}", args
-    ).fetchone()
-    failed = connection.execute(
-        f"SELECT status, count(*) FROM {window} AND NOT {_ANSWERED} "
-        "GROUP BY status ORDER BY status",
-        args,
-    ).fetchall()
-    (escalated,) = connection.execute(
-        f"SELECT count(*) FROM {window} AND escalations IS NOT NULL", args
-    ).fetchone()
-    actions = connection.execute(
-        f"SELECT pii_action, count(*) FROM {window} AND pii_action IS NOT NULL "
-        "GROUP BY pii_action ORDER BY pii_action",
-        args,
-    ).fetchall()
-    spent, failed_cost, baseline, unknown, unknown_cost = connection.execute(
-        "SELECT coalesce(sum(cost_usd), 0),"
-        f" coalesce(sum(CASE WHEN {_ANSWERED} THEN 0 ELSE cost_usd END), 0),"
-        " coalesce(sum(baseline_cost_usd), 0),"
-        " coalesce(sum(baseline_cost_usd IS NULL), 0),"
-        " coalesce(sum(CASE WHEN baseline_cost_usd IS NULL THEN cost_usd ELSE 0 END), 0)"
-        f" FROM {window}",
-        args,
-    ).fetchone()
+    window = _window(connection, since)
+    kinds = [
+        _Kind(*row) for row in connection.execute(_KINDS_SQL.format(rows=window.rows), window.args)
+    ]
+    failed = [kind for kind in kinds if not kind.answered]
+    failed_by_status: Counter[int] = Counter()
+    actions: Counter[str] = Counter()
+    for kind in kinds:
+        if kind.failed_status is not None:
+            failed_by_status[kind.failed_status] += kind.requests
+        if kind.pii_action is not None:
+            actions[kind.pii_action] += kind.requests
     return Summary(
         since=since,
-        requests=total,
-        answered=answered,
-        failed_by_status={str(status): count for status, count in failed},
-        tiers=_tier_stats(connection, window, args),
-        cost_usd=spent,
-        failed_cost_usd=failed_cost,
-        baseline_cost_usd=baseline,
-        baseline_unknown_requests=unknown,
-        baseline_unknown_cost_usd=unknown_cost,
-        routed_by_router=_routed_by_router(connection, window, args),
-        escalated_requests=escalated,
-        pii_actions=dict(actions),
-        pii_entities=_pii_entity_counts(connection, window, args),
+        requests=sum(kind.requests for kind in kinds),
+        answered=sum(kind.requests for kind in kinds if kind.answered),
+        failed_by_status={str(status): n for status, n in sorted(failed_by_status.items())},
+        tiers=_tier_stats(connection, window, kinds),
+        cost_usd=sum(kind.cost_usd for kind in kinds),
+        failed_cost_usd=sum(kind.cost_usd for kind in failed),
+        baseline_cost_usd=_known_baselines(kinds),
+        baseline_unknown_requests=sum(kind.baseline_unknown_requests for kind in kinds),
+        baseline_unknown_cost_usd=sum(kind.baseline_unknown_cost_usd for kind in kinds),
+        routed_by_router=_routed_by_router(kinds),
+        escalated_requests=sum(kind.escalated for kind in kinds),
+        pii_actions=dict(sorted(actions.items())),
+        pii_entities=_pii_entity_counts(connection, window),
     )
 
 
-def _routed_by_router(
-    connection: sqlite3.Connection, window: str, args: tuple[float, ...]
-) -> dict[str, dict[str, int]]:
+def _known_baselines(kinds: list[_Kind]) -> float:
+    return sum(kind.baseline_cost_usd for kind in kinds if kind.baseline_cost_usd is not None)
+
+
+def _routed_by_router(kinds: list[_Kind]) -> dict[str, dict[str, int]]:
     """router -> answering tier -> answered requests (a model asked for by id: router `none`,
     left out)."""
-    rows = connection.execute(
-        f"SELECT router, tier, count(*) FROM {window} AND {_ANSWERED} "
-        "AND router IS NOT NULL AND router != 'none' GROUP BY router, tier",
-        args,
-    ).fetchall()
+    counts: Counter[tuple[str, str]] = Counter()
+    for kind in kinds:
+        if kind.answered and kind.router not in (None, "none") and kind.tier is not None:
+            counts[kind.router, kind.tier] += kind.requests
     routed: dict[str, dict[str, int]] = {}
-    for router, tier, count in sorted(rows, key=lambda row: (row[0], _tier_order(row[1]))):
+    for (router, tier), count in sorted(
+        counts.items(), key=lambda item: (item[0][0], _tier_order(item[0][1]))
+    ):
         routed.setdefault(router, {})[tier] = count
     return routed
 
 
-def _pii_entity_counts(
-    connection: sqlite3.Connection, window: str, args: tuple[float, ...]
-) -> dict[str, int]:
-    """Entity type -> how often the guard found it, summed over the requests' audits."""
-    entities: Counter[str] = Counter()
-    for (found,) in connection.execute(
-        f"SELECT pii_entities FROM {window} AND pii_entities IS NOT NULL", args
-    ):
-        entities.update(json.loads(found))
-    return dict(sorted(entities.items()))
+def _pii_entity_counts(connection: sqlite3.Connection, window: _Window) -> dict[str, int]:
+    """Entity type -> how often the guard found it, summed over the requests' audits (by
+    SQLite: the audits read into Python held the GIL, see `_tier_stats`)."""
+    rows = connection.execute(
+        f"SELECT key, sum(value) FROM {window.table}, json_each(pii_entities)"
+        f" WHERE {window.where} AND pii_entities IS NOT NULL GROUP BY key",
+        window.args,
+    )
+    return {kind: count for kind, count in sorted(rows)}
 
 
 def _tier_stats(
-    connection: sqlite3.Connection, window: str, args: tuple[float, ...]
+    connection: sqlite3.Connection, window: _Window, kinds: list[_Kind]
 ) -> list[TierStats]:
     """Each tier's answered requests and their latency; its tokens and cost are those of all
     its rows (a failed request's paid attempt included, as in the totals and /metrics).
@@ -297,32 +355,34 @@ def _tier_stats(
     SQLite sums and sorts, and only the figures come back: the rows read into Python held
     the GIL, and /dashboard, reading in a thread, held the event loop back (200,000 rows:
     /healthz's p99 went from 3 to 75 ms while a page loaded)."""
-    rows = connection.execute(
-        f"SELECT tier, sum({_ANSWERED}), sum(prompt_tokens), sum(cached_tokens),"
-        " sum(completion_tokens), sum(cost_usd), coalesce(sum(baseline_cost_usd), 0),"
-        f" sum(status < 400), sum({_ANSWERED} AND ttft_ms IS NOT NULL)"
-        f" FROM {window} AND tier IS NOT NULL GROUP BY tier"
-        f" HAVING max({_ANSWERED} OR cost_usd > 0 OR prompt_tokens > 0)",
-        args,
-    ).fetchall()
+    by_tier: dict[str, list[_Kind]] = {}
+    for kind in kinds:
+        if kind.tier is not None:
+            by_tier.setdefault(kind.tier, []).append(kind)
     tiers = []
-    for tier, answered, prompt, cached, completion, cost, baseline, ended, timed in sorted(
-        rows, key=lambda row: _tier_order(row[0])
-    ):
-        of_tier = f"{window} AND tier = ?"
-        went_to_the_end = _Rows(f"{of_tier} AND status < 400", (*args, tier), ended)
+    for tier, of_tier in sorted(by_tier.items(), key=lambda item: _tier_order(item[0])):
+        answered = [kind for kind in of_tier if kind.answered]
+        if not answered and not any(kind.paid for kind in of_tier):
+            continue
+        went_to_the_end = _Rows(
+            f"{window.in_order_of('latency_ms')} AND tier = ? AND status < 400",
+            (*window.args, tier),
+            sum(kind.went_to_the_end for kind in of_tier),
+        )
         first_tokens = _Rows(
-            f"{of_tier} AND {_ANSWERED} AND ttft_ms IS NOT NULL", (*args, tier), timed
+            f"{window.in_order_of('ttft_ms')} AND tier = ? AND {_ANSWERED} AND ttft_ms IS NOT NULL",
+            (*window.args, tier),
+            sum(kind.timed for kind in answered),
         )
         tiers.append(
             TierStats(
                 tier=tier,
-                requests=answered,
-                prompt_tokens=prompt,
-                cached_tokens=cached,
-                completion_tokens=completion,
-                cost_usd=cost,
-                baseline_cost_usd=baseline,
+                requests=sum(kind.requests for kind in answered),
+                prompt_tokens=sum(kind.prompt_tokens for kind in of_tier),
+                cached_tokens=sum(kind.cached_tokens for kind in of_tier),
+                completion_tokens=sum(kind.completion_tokens for kind in of_tier),
+                cost_usd=sum(kind.cost_usd for kind in of_tier),
+                baseline_cost_usd=_known_baselines(of_tier),
                 latency_p50_ms=_percentile(connection, "latency_ms", went_to_the_end, 50),
                 latency_p95_ms=_percentile(connection, "latency_ms", went_to_the_end, 95),
                 ttft_p50_ms=_percentile(connection, "ttft_ms", first_tokens, 50),
@@ -338,8 +398,8 @@ def _tier_order(tier: str) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class _Rows:
-    """Some of the log's rows: what follows FROM (`_window`'s, with more conditions), its
-    arguments, and how many rows it holds."""
+    """Some of the log's rows: what follows FROM (a `_Window`'s rows, with more conditions),
+    its arguments, and how many rows it holds."""
 
     source: str
     args: tuple[Any, ...]
@@ -353,11 +413,17 @@ def _percentile(connection: sqlite3.Connection, column: str, rows: _Rows, pct: i
     if not rows.count:
         return None
     rank, fraction = divmod(pct * (rows.count - 1), 100)
-    low, *high = (
+    wanted = 1 if rank == rows.count - 1 else 2  # the rank, and the one above where there is one
+    # Sorted from the nearer end: SQLite keeps only the rows up to the offset, so a p95 sorts
+    # a twentieth of them.
+    above = rows.count - rank - wanted
+    order, offset = ("DESC", above) if above < rank else ("", rank)
+    values = [
         value
         for (value,) in connection.execute(
-            f"SELECT {column} FROM {rows.source} ORDER BY {column} LIMIT 2 OFFSET ?",
-            (*rows.args, rank),
+            f"SELECT {column} FROM {rows.source} ORDER BY {column} {order} LIMIT ? OFFSET ?",
+            (*rows.args, wanted, offset),
         )
-    )
-    return float((low * (100 - fraction) + (high[0] if high else low) * fraction) / 100)
+    ]
+    low, high = (values[-1], values[0]) if order else (values[0], values[-1])
+    return float((low * (100 - fraction) + high * fraction) / 100)
