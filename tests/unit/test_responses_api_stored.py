@@ -409,3 +409,30 @@ def test_stored_turns_with_pii_keep_a_local_only_chain_local(tmp_path: Path) -> 
         direct = client.post("/v1/responses", json={**asked, "model": "big"})
         assert direct.status_code == 400
         assert fake_backend(gateway, "big").requests == []
+
+
+def test_an_item_sent_again_after_previous_response_id_is_refused_as_openai_does(
+    stored_api: tuple[TestClient, Gateway], tmp_path: Path
+) -> None:
+    """The stored response holds its output already: sent back too, the model read it twice."""
+    client, gateway = stored_api
+    first = client.post("/v1/responses", json={"model": "tiny", "input": "Hi"}).json()
+    (answer,) = first["output"]
+    again = [answer, {"role": "user", "content": "And?"}]
+    for asked in (
+        {"model": "tiny", "input": again, "previous_response_id": first["id"]},
+        {"model": "tiny", "input": [*again, answer]},  # twice in one input
+    ):
+        refused = client.post("/v1/responses", json=asked)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == {
+            "message": f"Duplicate item found with id {answer['id']}. Remove duplicate items"
+            " from your input and try again.",
+            "type": "invalid_request_error",
+            "param": "input",
+            "code": None,
+        }
+    assert len(fake_backend(gateway, "tiny").requests) == 1
+    assert stored_ids(tmp_path) == [first["id"]]
+    answered = client.post("/v1/responses", json={"model": "tiny", "input": again})
+    assert answered.status_code == 200  # without previous_response_id: the items once each

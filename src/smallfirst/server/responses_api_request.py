@@ -212,6 +212,7 @@ class ResponsesRequest(ApiModel):
             _append_item(messages, item, "previous_response_id")
         for index, item in enumerate(self.input_items()):
             _append_item(messages, item, f"input.{index}")
+        _refuse_duplicate_items([*earlier, *self.input_items()])
         _check_call_outputs([*earlier, *self.input_items()])
         if not messages:
             raise InvalidRequest("input has no messages", param="input")
@@ -293,6 +294,24 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
             "and function_call_output are)",
             param=where,
         )
+
+
+def _refuse_duplicate_items(items: list[dict[str, Any]]) -> None:
+    """OpenAI's rule, in its words: an item is in the conversation once (a client that sends
+    back the output of the response `previous_response_id` names, which that one holds
+    already, would have the model read it twice)."""
+    seen: set[str] = set()
+    for item in items:
+        item_id = item.get("id")
+        if not isinstance(item_id, str) or not item_id:
+            continue
+        if item_id in seen:
+            raise InvalidRequest(
+                f"Duplicate item found with id {item_id}. Remove duplicate items from your"
+                " input and try again.",
+                param="input",
+            )
+        seen.add(item_id)
 
 
 def _check_call_outputs(items: list[dict[str, Any]]) -> None:

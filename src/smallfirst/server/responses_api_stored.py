@@ -4,9 +4,10 @@ from, what is kept of an answer (`store`), and `GET` / `DELETE /v1/responses/{id
 
 A response is kept as it was returned (the last event's Response, for a stream) with its input
 items: the chain's items, then its own (a text `input` as a user message; every item with an
-id and the fields OpenAI's items have, so that the SDK reads them). The chain is copied into
-each response, so one deleted does not break the responses made after it. Only the API key
-that stored a response finds it: another key's id is a 404, as an unknown one is.
+id and the fields OpenAI's items have, so that the SDK reads them). The chain is linked, not
+copied (`stored_responses/store.py`): one deleted does not break the responses made after it.
+Only the API key that stored a response finds it: another key's id is a 404, as an unknown one
+is.
 """
 
 from __future__ import annotations
@@ -49,12 +50,17 @@ def api_key_of(request: Request) -> str | None:
 
 @dataclass
 class Keeping:
-    """Where an answer to a Responses request is stored, and what it answered before its own
-    input: the chain `previous_response_id` named ([] without one)."""
+    """Where an answer to a Responses request is stored, and the stored response
+    `previous_response_id` named, which it goes on from (None without one)."""
 
     store: ResponseStore | None  # None: not stored (`store: false`, or storing is off)
     api_key_id: str | None
-    earlier: list[dict[str, Any]]
+    previous: StoredResponse | None
+
+    @property
+    def earlier(self) -> list[dict[str, Any]]:
+        """The conversation before the request's own input."""
+        return self.previous.conversation if self.previous is not None else []
 
     async def keep(
         self, asked: ResponsesRequest, response: dict[str, Any], request_id: str
@@ -64,10 +70,10 @@ class Keeping:
         it cannot go on from it, and gets its answer all the same."""
         if self.store is None:
             return
-        items = [*self.earlier, *own_input_items(asked, request_id)]
+        items = own_input_items(asked, request_id)
         try:
             await asyncio.to_thread(
-                self.store.put, response["id"], self.api_key_id, items, response
+                self.store.put, response["id"], self.api_key_id, items, response, self.previous
             )
         except StoredResponsesUnavailable:  # logged, with the file, by the store
             response["store"] = False
@@ -76,10 +82,10 @@ class Keeping:
 async def keeping_for(
     asked: ResponsesRequest, store: ResponseStore | None, api_key_id: str | None
 ) -> Keeping:
-    """How a request is stored, and the conversation `previous_response_id` goes on from: a
-    404 `previous_response_not_found` for one not stored (or stored by another key), a 400 when
-    this gateway stores none."""
-    earlier: list[dict[str, Any]] = []
+    """How a request is stored, and the stored response `previous_response_id` goes on from:
+    a 404 `previous_response_not_found` for one not stored (or stored by another key), a 400
+    when this gateway stores none."""
+    previous = None
     if asked.previous_response_id is not None:
         if store is None:
             raise InvalidRequest(
@@ -93,9 +99,8 @@ async def keeping_for(
                 f"Previous response with id '{asked.previous_response_id}' not found.",
                 param="previous_response_id",
             )
-        earlier = previous.conversation
     kept = store if asked.store is not False else None
-    return Keeping(kept, api_key_id, earlier)
+    return Keeping(kept, api_key_id, previous)
 
 
 def own_input_items(asked: ResponsesRequest, request_id: str) -> list[dict[str, Any]]:

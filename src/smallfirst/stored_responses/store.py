@@ -1,7 +1,13 @@
 """`ResponseStore`: stored responses in `<data dir>/responses.db` (WAL, named migrations in
 `migrations/`, recorded as the request log records its own). Calls block on disk: the server
-makes them in a thread. One connection, one call at a time (a lock): a call is one statement
-on one row, so gateways sharing the data dir wait on SQLite's lock (busy timeout), not here.
+makes them in a thread. One connection, one call at a time (a lock): each statement is
+atomic on its own, so gateways sharing the data dir wait on SQLite's lock (busy timeout), not
+here.
+
+A response is stored with its own input items and the id of the one it goes on from, not a
+copy of the chain before it (a 100-turn chain of 2 KB turns took 12 MB copied, 0.5 MB linked).
+A deleted response that later ones go on from is kept, marked deleted and holding only its
+output (what they read of it), until none does; so is an expired one.
 """
 
 from __future__ import annotations
@@ -49,6 +55,33 @@ class StoredResponse:
         return [*self.input_items, *output]
 
 
+# The response asked for (depth 0, if stored by that key and not deleted or expired), then
+# each one it goes on from: their input items and output, oldest first.
+CHAIN = """
+WITH RECURSIVE chain(id, depth) AS (
+    SELECT id, 0 FROM responses
+    WHERE id = ? AND api_key_id IS ? AND deleted = 0 AND created_at >= ?
+    UNION ALL
+    SELECT responses.previous_id, chain.depth + 1 FROM responses JOIN chain USING (id)
+    WHERE responses.previous_id IS NOT NULL
+)
+SELECT responses.input_items,
+       CASE chain.depth WHEN 0 THEN responses.response
+       ELSE json_extract(responses.response, '$.output') END
+FROM chain JOIN responses USING (id) ORDER BY chain.depth DESC
+"""
+# Every response still kept, and each one those go on from; the others are deleted.
+PRUNE = """
+WITH RECURSIVE needed(id) AS (
+    SELECT id FROM responses WHERE deleted = 0 AND created_at >= ?
+    UNION
+    SELECT responses.previous_id FROM responses JOIN needed USING (id)
+    WHERE responses.previous_id IS NOT NULL
+)
+DELETE FROM responses WHERE id NOT IN needed
+"""
+
+
 class ResponseStore:
     """Opened on first use: a gateway whose clients never store a response makes no file."""
 
@@ -63,39 +96,48 @@ class ResponseStore:
         self,
         response_id: str,
         api_key_id: str | None,
-        input_items: list[dict[str, Any]],
+        own_items: list[dict[str, Any]],
         response: dict[str, Any],
+        previous: StoredResponse | None = None,
     ) -> None:
-        items = pydantic_core.to_json(input_items, inf_nan_mode="null").decode()
+        """Store `response`, which answered `own_items` after the conversation of `previous`
+        (stored as `response["previous_response_id"]`)."""
         body = pydantic_core.to_json(response, inf_nan_mode="null").decode()
+        previous_id = response["previous_response_id"] if previous is not None else None
         with self._lock:
             connection = self._opened()
             try:
-                connection.execute(
-                    "INSERT INTO responses"
-                    " (id, api_key_id, created_at, input_items, response) VALUES (?, ?, ?, ?, ?)",
-                    (response_id, api_key_id, time.time(), items, body),
+                linked = previous_id is not None and self._insert(
+                    connection, (response_id, api_key_id, own_items, body, previous_id)
                 )
+                if not linked:  # first of its chain, or the one before was deleted meanwhile
+                    chain = previous.conversation if previous is not None else []
+                    row = (response_id, api_key_id, [*chain, *own_items], body, None)
+                    self._insert(connection, row)
             except sqlite3.Error as error:
                 raise self._unavailable("write to", error) from None
             self._prune_if_due(connection)
 
     def get(self, response_id: str, api_key_id: str | None) -> StoredResponse | None:
         """The response, if stored by the same API key (another key's is not found either)
-        and not past its retention."""
+        and neither deleted nor past its retention."""
         with self._lock:
             connection = self._opened()
             try:
-                row = connection.execute(
-                    "SELECT input_items, response FROM responses"
-                    " WHERE id = ? AND api_key_id IS ? AND created_at >= ?",
-                    (response_id, api_key_id, self._oldest_kept()),
-                ).fetchone()
+                rows = connection.execute(
+                    CHAIN, (response_id, api_key_id, self._oldest_kept())
+                ).fetchall()
             except sqlite3.Error as error:
                 raise self._unavailable("read", error) from None
-        if row is None:
+        if not rows:
             return None
-        return StoredResponse(response=json.loads(row[1]), input_items=json.loads(row[0]))
+        *earlier, (own_items, response) = rows
+        items = []
+        for input_items, output in earlier:
+            items += [*json.loads(input_items), *json.loads(output)]
+        return StoredResponse(
+            response=json.loads(response), input_items=items + json.loads(own_items)
+        )
 
     def delete(self, response_id: str, api_key_id: str | None) -> bool:
         """Whether it was stored (by the same key) and is deleted now."""
@@ -103,9 +145,13 @@ class ResponseStore:
             connection = self._opened()
             try:
                 deleted = connection.execute(
-                    "DELETE FROM responses WHERE id = ? AND api_key_id IS ? AND created_at >= ?",
+                    "UPDATE responses SET deleted = 1,"
+                    " response = json_object('output', json_extract(response, '$.output'))"
+                    " WHERE id = ? AND api_key_id IS ? AND deleted = 0 AND created_at >= ?",
                     (response_id, api_key_id, self._oldest_kept()),
                 ).rowcount
+                if deleted:
+                    self._drop_unneeded(connection, response_id)
             except sqlite3.Error as error:
                 raise self._unavailable("write to", error) from None
         return deleted > 0
@@ -135,11 +181,45 @@ class ResponseStore:
         """The creation time of the oldest response still kept (0: every one is)."""
         return 0.0 if self.retention_s is None else time.time() - self.retention_s
 
+    def _insert(
+        self, connection: sqlite3.Connection, row: tuple[str, str | None, Any, str, str | None]
+    ) -> bool:
+        """Insert the row; one that goes on from another only while that one is stored
+        (checked in the same statement: a gateway sharing the file may delete it)."""
+        response_id, api_key_id, items, body, previous_id = row
+        inserted = connection.execute(
+            "INSERT INTO responses"
+            " (id, api_key_id, created_at, input_items, response, previous_id)"
+            " SELECT ?, ?, ?, ?, ?, ?"
+            " WHERE ?6 IS NULL OR EXISTS (SELECT 1 FROM responses WHERE id = ?6)",
+            (
+                response_id,
+                api_key_id,
+                time.time(),
+                pydantic_core.to_json(items, inf_nan_mode="null").decode(),
+                body,
+                previous_id,
+            ),
+        ).rowcount
+        return inserted > 0
+
+    def _drop_unneeded(self, connection: sqlite3.Connection, response_id: str | None) -> None:
+        """Delete the response if it is deleted or expired and none goes on from it, then
+        the one it went on from, if that one is now unneeded too, and so on up its chain."""
+        while response_id is not None:
+            dropped = connection.execute(
+                "DELETE FROM responses WHERE id = ? AND (deleted = 1 OR created_at < ?)"
+                " AND NOT EXISTS (SELECT 1 FROM responses AS later WHERE later.previous_id = ?1)"
+                " RETURNING previous_id",
+                (response_id, self._oldest_kept()),
+            ).fetchone()
+            response_id = dropped[0] if dropped is not None else None
+
     def _prune_if_due(self, connection: sqlite3.Connection) -> None:
         if self.retention_s is None or time.monotonic() < self._next_prune:
             return
         try:
-            connection.execute("DELETE FROM responses WHERE created_at < ?", (self._oldest_kept(),))
+            connection.execute(PRUNE, (self._oldest_kept(),))
         except sqlite3.Error as error:  # the response is written; pruned again in a minute
             log.error("stored responses %s: pruning failed (%s)", self.path, error)
             self._next_prune = time.monotonic() + 60
