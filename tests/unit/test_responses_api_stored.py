@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -436,3 +437,27 @@ def test_an_item_sent_again_after_previous_response_id_is_refused_as_openai_does
     assert stored_ids(tmp_path) == [first["id"]]
     answered = client.post("/v1/responses", json={"model": "tiny", "input": again})
     assert answered.status_code == 200  # without previous_response_id: the items once each
+
+
+def test_serve_on_a_damaged_stored_responses_file_names_it_and_does_not_start(
+    tmp_path: Path, served: list[Any]
+) -> None:
+    """It started, answered every Responses request `store: false` and every chained one a
+    503, and logged the file's error again at each."""
+    from typer.testing import CliRunner
+
+    from smallfirst.cli import app
+
+    (tmp_path / RESPONSES_FILE).write_bytes(b"not a database, " * 512)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data_dir: {tmp_path}\n")
+    result = CliRunner().invoke(app, ["serve", "-c", str(config)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {tmp_path / RESPONSES_FILE} cannot be used for stored responses (file is not"
+        " a database): move it aside to start a new one, or set server.store_responses: false\n"
+    )
+    assert served == []
+    config.write_text(f"data_dir: {tmp_path}\nserver: {{store_responses: false}}\n")
+    assert CliRunner().invoke(app, ["serve", "-c", str(config)]).exit_code == 0
+    assert len(served) == 1

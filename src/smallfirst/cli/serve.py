@@ -70,6 +70,7 @@ def serve(
     check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
     _check_request_log(settings)
+    _check_stored_responses(settings)
     refuse_model_file_problems(settings, adapter_file_problems(settings))
     _show_gateway_log(log_level, settings.server.log_format)
     # requests to a model without its file fall back or fail; the others are served
@@ -102,6 +103,19 @@ def _check_request_log(settings: Settings) -> None:
         prepare(path, read_spend=settings.routing.budget.limited)
     except sqlite3.DatabaseError as exc:
         fail(open_error(path, exc), code=1)
+
+
+def _check_stored_responses(settings: Settings) -> None:
+    """Exit 1 naming the stored responses' file if it cannot be used (answers would say
+    `store: false`, and every chained request would be a 503)."""
+    if not settings.server.store_responses:
+        return
+    from smallfirst.stored_responses import RESPONSES_FILE
+    from smallfirst.stored_responses.store import open_problem
+
+    problem = open_problem(settings.resolved_data_dir / RESPONSES_FILE)
+    if problem is not None:
+        fail(problem, code=1)
 
 
 def _warn_at_start(problems: list[str], log_format: str) -> None:

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,21 @@ def _create_private(path: Path) -> None:
     included; SQLite gives its -wal and -shm files the same mode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def open_problem(path: Path) -> str | None:
+    """Why the stored responses at `path` cannot be used, for `serve` to say at start (the
+    gateway found out at the first Responses request, and logged it again at each); None if
+    they can, or there are none yet. An older file is brought up to date."""
+    if not path.exists():
+        return None
+    try:
+        with closing(connect(path)) as connection:
+            apply_migrations(connection, MIGRATIONS_PACKAGE, LOG_MIGRATIONS)
+            connection.execute("SELECT count(*) FROM responses").fetchone()
+    except (sqlite3.Error, OSError) as error:
+        return (
+            f"{path} cannot be used for stored responses ({error}): move it aside to start"
+            " a new one, or set server.store_responses: false"
+        )
+    return None
