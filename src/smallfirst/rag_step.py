@@ -15,17 +15,18 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from smallfirst.completions import ModelInfo
-from smallfirst.config import RagConfig
+from smallfirst.config import AUTO_MODEL_ID, RagConfig
 from smallfirst.errors import (
     ContextLengthExceeded,
     InvalidRequest,
     ModelUnavailable,
     SmallfirstError,
 )
-from smallfirst.types import ChatRequest
+from smallfirst.types import ChatRequest, GenerateRequest
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -70,6 +71,35 @@ def rag_collection(model: str) -> str | None:
     """`rag/<collection>` names a document collection to answer from."""
     prefix, _, name = model.partition("/")
     return name if prefix == "rag" and name else None
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """The collection a request is grounded in, and the request field that named it (where
+    an error about the collection points)."""
+
+    collection: str
+    param: str  # `model` (as `rag/<name>`) or `rag`
+
+
+def grounding_collection(request: GenerateRequest) -> tuple[GenerateRequest, Grounding | None]:
+    """The collection a request is grounded in, if any, and the field that named it: model
+    `rag/<name>` (the request then goes to the router) or `rag` (the model asked answers)."""
+    collection = rag_collection(request.model)
+    if collection is None:
+        rag = request.rag if isinstance(request, ChatRequest) else None
+        return request, Grounding(rag, "rag") if rag is not None else None
+    if not isinstance(request, ChatRequest):
+        raise InvalidRequest(  # the Responses API reads as chat here
+            "rag/<collection> needs /v1/chat/completions or /v1/responses", param="model"
+        )
+    if request.rag not in (None, collection):
+        raise InvalidRequest(
+            f"model {request.model!r} and rag {request.rag!r} name different "
+            "collections; a request is grounded in one: name it once",
+            param="rag",
+        )
+    return request.model_copy(update={"model": AUTO_MODEL_ID}), Grounding(collection, "model")
 
 
 class RagStep:

@@ -59,50 +59,44 @@ class RoutingStep:
         """Which models to try for this request, in order, and why."""
         override = _tier_asked(route_override or request.route)
         if request.model != AUTO_MODEL:
-            backend = self._backends.get(request.model)
-            if backend is None and request.model == EMBEDDING_MODEL:
-                raise InvalidRequest(
-                    f"`{request.model}` is an embedding model: send it to /v1/embeddings",
-                    param="model",
-                )
-            if backend is None:
-                raise ModelNotFound.named(request.model)
-            model = backend.info()
-            spent = (
-                None if self.planner.tiers.is_local(model) else self._spend.exhausted(api_key_id)
-            )
-            if spent:
-                raise BudgetSpent.remote(spent, model.id)
-            plan = Plan([model], "none", "model requested by id")
-            return self._for_tools(plan, request)
-        if isinstance(request, TextRequest) and request.suffix is not None:
-            raise InvalidRequest(
-                "suffix (fill in the middle) needs a model asked for by id that can do it,"
-                " such as a local code model",
-                param="suffix",
-            )
-        if request.logit_bias:
-            raise InvalidRequest(
-                "logit_bias names token ids of one model's vocabulary, and `auto` (or a"
-                " `rag/` collection) may answer with any model: ask for a model by id",
-                param="logit_bias",
-            )
+            return self._for_tools(self._asked_by_id(request, api_key_id), request)
+        _refuse_what_auto_cannot_answer(request)
         budget_spent = self._spend.exhausted(api_key_id)
         if budget_spent and not self.planner.has_local:
             raise BudgetSpent.nothing_local(budget_spent)
         local_reasons = [*keep_local, *([f"{budget_spent}"] if budget_spent else [])]
-        local_only = bool(local_reasons)
-        if override is not None:
-            plan = self.planner.forced(
-                override, f"route override: {override}", local_only=local_only
-            )
-        elif self.config.router == "cascade":
-            plan = self.planner.cascade(local_only=local_only, strong_budget=self._budget(request))
-        else:
-            plan = await self._decided(request, local_only=local_only)
+        plan = await self._routed(request, override, local_only=bool(local_reasons))
         if local_reasons:
             plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
         return self._for_tools(plan, request, local_only=", ".join(local_reasons))
+
+    def _asked_by_id(self, request: GenerateRequest, api_key_id: str | None) -> Plan:
+        """The model the request names, alone; a remote one only while the budget lasts."""
+        backend = self._backends.get(request.model)
+        if backend is None and request.model == EMBEDDING_MODEL:
+            raise InvalidRequest(
+                f"`{request.model}` is an embedding model: send it to /v1/embeddings",
+                param="model",
+            )
+        if backend is None:
+            raise ModelNotFound.named(request.model)
+        model = backend.info()
+        spent = None if self.planner.tiers.is_local(model) else self._spend.exhausted(api_key_id)
+        if spent:
+            raise BudgetSpent.remote(spent, model.id)
+        return Plan([model], "none", "model requested by id")
+
+    async def _routed(
+        self, request: GenerateRequest, override: Tier | None, *, local_only: bool
+    ) -> Plan:
+        """`auto`'s plan: the tier forced, else the cascade, else the router's decision."""
+        if override is not None:
+            return self.planner.forced(
+                override, f"route override: {override}", local_only=local_only
+            )
+        if self.config.router == "cascade":
+            return self.planner.cascade(local_only=local_only, strong_budget=self._budget(request))
+        return await self._decided(request, local_only=local_only)
 
     def kept_local(self, plan: Plan, request: GenerateRequest, why: str) -> Plan:
         """`plan` moved to local tiers for `why`, found after routing; a model asked for by
@@ -188,6 +182,22 @@ class RoutingStep:
 
 def _first(*values: float | None) -> float | None:
     return next((v for v in values if v is not None), None)
+
+
+def _refuse_what_auto_cannot_answer(request: GenerateRequest) -> None:
+    """Fields that only make sense for one model the client chose."""
+    if isinstance(request, TextRequest) and request.suffix is not None:
+        raise InvalidRequest(
+            "suffix (fill in the middle) needs a model asked for by id that can do it,"
+            " such as a local code model",
+            param="suffix",
+        )
+    if request.logit_bias:
+        raise InvalidRequest(
+            "logit_bias names token ids of one model's vocabulary, and `auto` (or a"
+            " `rag/` collection) may answer with any model: ask for a model by id",
+            param="logit_bias",
+        )
 
 
 def _router_messages(request: GenerateRequest) -> list[dict[str, str]]:

@@ -23,7 +23,6 @@ from smallfirst.errors import (
     BeyondThisModel,
     BudgetSpent,
     ContextLengthExceeded,
-    InvalidRequest,
     ModelUnavailable,
     PolicyBlocked,
     QueueFull,
@@ -33,8 +32,15 @@ from smallfirst.errors import (
 from smallfirst.ledger import UPSTREAM_FAULTS, Ledger, Observer, route_of
 from smallfirst.logs import RequestLog, request_cost
 from smallfirst.logs.store import LOG_FILE
-from smallfirst.privacy_step import PrivacyStep, messages_of, permits, restore, restore_error
-from smallfirst.rag_step import RagStep, rag_collection
+from smallfirst.privacy_step import (
+    Inspection,
+    PrivacyStep,
+    messages_of,
+    permits,
+    restore,
+    restore_error,
+)
+from smallfirst.rag_step import Grounding, RagStep, grounding_collection
 from smallfirst.request_records import (
     answers_text,
     assumed_usage,
@@ -51,7 +57,7 @@ from smallfirst.routing.cascade import (
 )
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
-from smallfirst.routing_step import AUTO_MODEL, RoutingStep
+from smallfirst.routing_step import RoutingStep
 from smallfirst.streams import replay, started
 from smallfirst.token_prompts import read_token_prompt
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
@@ -146,60 +152,78 @@ class Gateway:
     async def prepare(self, request: GenerateRequest, ctx: RequestContext) -> Prepared:
         """guard -> retrieval -> route: what to send, to whom, and with which citations."""
         request = await read_token_prompt(request, self.backends)
+        inspection = await self._inspected(request, ctx)
         keep_local: list[str] = []
-        ctx.inspection = inspection = await self.privacy.inspect(request)
-        if inspection is not None and inspection.blocked:
-            raise PolicyBlocked(inspection.blocked)
         if inspection is not None and inspection.keep_local:
             keep_local.append(inspection.keep_local)
-        request, collection, collection_param = _grounding_collection(request)
-        private = collection is not None and self.settings.rag.is_private(collection)
-        if private:
-            keep_local.append(f"collection {collection!r} is private")
+        request, grounding = grounding_collection(request)
+        private = self._private_collection(grounding)
+        if private is not None:
+            keep_local.append(f"collection {private!r} is private")
         if keep_local and not self.planner.has_local:
-            raise _nothing_local(keep_local, "private_collection" if private else None)
+            raise _nothing_local(keep_local, "private_collection" if private is not None else None)
         plan = await self.routing.plan(
             request,
             api_key_id=ctx.api_key_id,
             route_override=ctx.route_override,
             keep_local=keep_local,
         )
-        if private and not self.planner.tiers.is_local(plan.candidates[0]):
+        if private is not None and not self.planner.tiers.is_local(plan.candidates[0]):
             raise PolicyBlocked(  # a model asked for by id is not swapped for a local one
-                f"collection {collection!r} is private: its documents stay on local tiers; "
+                f"collection {private!r} is private: its documents stay on local tiers; "
                 "ask a local model or model `auto`",
                 code="private_collection",
             )
         self.privacy.refuse_early(request, plan.candidates[0], inspection)
-        if collection is None or not isinstance(request, ChatRequest):
+        if grounding is None or not isinstance(request, ChatRequest):
             return Prepared(request, plan)
-        grounded, citations = await self._grounded_for(plan, request, collection, collection_param)
-        if private:  # it stays on local tiers: the retrieved text needs no scan
+        grounded, citations = await self._grounded_for(plan, request, grounding)
+        if private is not None:  # it stays on local tiers: the retrieved text needs no scan
             if inspection is not None:
                 inspection.align_to(messages_of(grounded))
             return Prepared(grounded, plan, citations)
-        # A public collection's text may leave the machine: under the tier's policy, like the
-        # client's own text (redacted for `redact`; kept local for `local_only` unless a
-        # remote model was asked for by id, which is then refused).
+        return await self._guarded_retrieval(
+            Prepared(grounded, plan, citations), request, grounding, ctx
+        )
+
+    async def _inspected(self, request: GenerateRequest, ctx: RequestContext) -> Inspection | None:
+        """What the privacy guard finds in `request`, kept in `ctx` (the log counts it even
+        when the policy blocks the request, which raises PolicyBlocked)."""
+        ctx.inspection = inspection = await self.privacy.inspect(request)
+        if inspection is not None and inspection.blocked:
+            raise PolicyBlocked(inspection.blocked)
+        return inspection
+
+    def _private_collection(self, grounding: Grounding | None) -> str | None:
+        """The collection `grounding` names when its documents must stay on local tiers."""
+        if grounding is not None and self.settings.rag.is_private(grounding.collection):
+            return grounding.collection
+        return None
+
+    async def _guarded_retrieval(
+        self, prepared: Prepared, request: ChatRequest, grounding: Grounding, ctx: RequestContext
+    ) -> Prepared:
+        """A public collection's text may leave the machine: under the tier's policy, like the
+        client's own text (redacted for `redact`; kept local for `local_only` unless a
+        remote model was asked for by id, which is then refused). `request`: the client's,
+        before grounding."""
+        inspection = await self._inspected(prepared.request, ctx)
+        if inspection is None or not inspection.keep_local:
+            return prepared
+        if not self.planner.has_local:
+            raise _nothing_local(
+                [f"{inspection.keep_local} (retrieved from {grounding.collection!r})"]
+            )
+        local = self.routing.kept_local(prepared.plan, request, inspection.keep_local)
+        if _readers(local) == _readers(prepared.plan):
+            return Prepared(prepared.request, local, prepared.citations)
+        # The local plan's contexts hold another number of sources: grounded again
+        grounded, citations = await self._grounded_for(local, request, grounding)
         ctx.inspection = await self.privacy.inspect(grounded)
-        if ctx.inspection is not None and ctx.inspection.blocked:
-            raise PolicyBlocked(ctx.inspection.blocked)
-        if ctx.inspection is not None and ctx.inspection.keep_local:
-            if not self.planner.has_local:
-                raise _nothing_local(
-                    [f"{ctx.inspection.keep_local} (retrieved from {collection!r})"]
-                )
-            local = self.routing.kept_local(plan, request, ctx.inspection.keep_local)
-            if _readers(local) != _readers(plan):  # their contexts hold other numbers of sources
-                grounded, citations = await self._grounded_for(
-                    local, request, collection, collection_param
-                )
-                ctx.inspection = await self.privacy.inspect(grounded)
-            plan = local
-        return Prepared(grounded, plan, citations)
+        return Prepared(grounded, local, citations)
 
     async def _grounded_for(
-        self, plan: Plan, request: ChatRequest, collection: str, collection_param: str
+        self, plan: Plan, request: ChatRequest, grounding: Grounding
     ) -> tuple[ChatRequest, list[dict[str, Any]]]:
         """Grounded within the context of the plan's first model, or of the cascade's small
         model when that is smaller: it reads the prompt first (sized for the strong model,
@@ -208,22 +232,22 @@ class Gateway:
         first, draft = _readers(plan)
         if draft is not None and draft.context_length < first.context_length:
             try:
-                return await self._grounded(request, collection, collection_param, draft)
+                return await self._grounded(request, grounding, draft)
             except ContextLengthExceeded:
                 pass
-        return await self._grounded(request, collection, collection_param, first)
+        return await self._grounded(request, grounding, first)
 
     async def _grounded(
-        self, request: ChatRequest, collection: str, collection_param: str, model: ModelInfo
+        self, request: ChatRequest, grounding: Grounding, model: ModelInfo
     ) -> tuple[ChatRequest, list[dict[str, Any]]]:
-        """`request` grounded in `collection` within `model`'s context, and its citations."""
+        """`request` grounded in the collection within `model`'s context, and its citations."""
         from smallfirst.rag import CollectionNotFound
 
         async with self.backends[model.id].token_counter() as count_tokens:
             try:
-                return await self.rag.ground(request, collection, model, count_tokens)
+                return await self.rag.ground(request, grounding.collection, model, count_tokens)
             except CollectionNotFound as missing:
-                missing.param = collection_param
+                missing.param = grounding.param
                 raise
 
     # -- the request path ----------------------------------------------------------------------
@@ -346,30 +370,35 @@ class Gateway:
         if drafted is None:
             return Draft()
         self.health.succeeded(weak.id)
+        judged = self._judged(drafted, request, plan, capped=capped)
+        if judged.kept is not None:
+            ctx.tried.pop()
+        return judged
+
+    def _judged(
+        self, drafted: list[Chunk], request: GenerateRequest, plan: Plan, *, capped: bool
+    ) -> Draft:
+        """The draft kept when the small model is sure enough of it, else unsure; the plan's
+        reason says why. `capped`: written within `routing.cascade.max_tokens`, not the
+        client's limit."""
         drafts = completions_of(drafted, request.n, with_logprobs=True)
         if request.logprob_alternatives is None:  # asked for by us, not by the client
             drafted = [chunk.model_copy(update={"logprobs": None}) for chunk in drafted]
         if request.token_limit == 0:  # a prompt scored (`echo`), no answer to be unsure of
-            why_kept = "max_tokens 0 asks for no answer to judge"
-        elif capped and any(d.finish_reason == "length" for d in drafts):
-            plan.reason += f"; escalated: the draft reached routing.cascade.max_tokens ({cap})"
-            return Draft(unsure=drafted)
-        elif any(not d.text.strip() and not d.tool_calls for d in drafts):
+            return _kept(drafted, plan, "max_tokens 0 asks for no answer to judge")
+        cascade = self.settings.routing.cascade
+        if capped and any(d.finish_reason == "length" for d in drafts):
+            why = f"the draft reached routing.cascade.max_tokens ({cascade.max_tokens})"
+            return _escalated(drafted, plan, why)
+        if any(not d.text.strip() and not d.tool_calls for d in drafts):
             # A completion's end token has a logprob: an empty answer looked sure (-0.26)
-            plan.reason += "; escalated: the draft is empty"
-            return Draft(unsure=drafted)
-        else:
-            sure = least_sure(confidence(answer_logprobs(d.logprobs, request)) for d in drafts)
-            cascade, traffic = self.settings.routing.cascade, self.routing.traffic
-            verdict = escalation(sure, cascade, traffic, plan.strong_budget)
-            plan.score, plan.threshold = _finite(verdict.score), _finite(verdict.threshold)
-            if verdict.escalate:
-                plan.reason += f"; escalated: {verdict.why}"
-                return Draft(unsure=drafted)
-            why_kept = verdict.why
-        plan.reason += f"; kept: {why_kept}"
-        ctx.tried.pop()
-        return Draft(kept=drafted)
+            return _escalated(drafted, plan, "the draft is empty")
+        sure = least_sure(confidence(answer_logprobs(d.logprobs, request)) for d in drafts)
+        verdict = escalation(sure, cascade, self.routing.traffic, plan.strong_budget)
+        plan.score, plan.threshold = _finite(verdict.score), _finite(verdict.threshold)
+        if verdict.escalate:
+            return _escalated(drafted, plan, verdict.why)
+        return _kept(drafted, plan, verdict.why)
 
     def _failed(self, model: ModelInfo, error: SmallfirstError, plan: Plan, lead: str) -> None:
         """`model` failed in a way the next one may not: count it against the model (not a
@@ -513,28 +542,6 @@ def _received(ended: BaseException) -> bool:
     return not isinstance(ended, SmallfirstError)
 
 
-def _grounding_collection(
-    request: GenerateRequest,
-) -> tuple[GenerateRequest, str | None, str]:
-    """The collection a request is grounded in, if any, and the field that named it: model
-    `rag/<name>` (the request then goes to the router) or `rag` (the model asked answers)."""
-    collection = rag_collection(request.model)
-    if collection is None:
-        rag = request.rag if isinstance(request, ChatRequest) else None
-        return request, rag, "rag"
-    if not isinstance(request, ChatRequest):
-        raise InvalidRequest(  # the Responses API reads as chat here
-            "rag/<collection> needs /v1/chat/completions or /v1/responses", param="model"
-        )
-    if request.rag not in (None, collection):
-        raise InvalidRequest(
-            f"model {request.model!r} and rag {request.rag!r} name different "
-            "collections; a request is grounded in one: name it once",
-            param="rag",
-        )
-    return request.model_copy(update={"model": AUTO_MODEL}), collection, "model"
-
-
 def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
     """Without a configured baseline, `cost saved` compares with the strong tier's model."""
     return BaselineConfig(
@@ -543,6 +550,16 @@ def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
         cached_input_cost_per_1m=model.cached_input_cost_per_1m,
         output_cost_per_1m=model.output_cost_per_1m,
     )
+
+
+def _kept(drafted: list[Chunk], plan: Plan, why: str) -> Draft:
+    plan.reason += f"; kept: {why}"
+    return Draft(kept=drafted)
+
+
+def _escalated(drafted: list[Chunk], plan: Plan, why: str) -> Draft:
+    plan.reason += f"; escalated: {why}"
+    return Draft(unsure=drafted)
 
 
 def _finite(value: float) -> float | None:

@@ -112,6 +112,15 @@ class _Slot:
         return self.job.answer if self.job is not None else None
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """Tokens of one slot in a step's batch; `logits`: keep the last one's (to sample)."""
+
+    slot: _Slot
+    tokens: list[int]
+    logits: bool
+
+
 class SlotDecoder:
     """N sequences of one model. Not thread-safe: only the model's worker thread calls it."""
 
@@ -300,33 +309,7 @@ class SlotDecoder:
         for slot in self._busy_slots():
             if slot.donor is not None:
                 self._share(slot)
-        entries: list[tuple[_Slot, list[int], bool]] = []  # (slot, tokens, keep logits)
-        reading = []
-        for slot in self._busy_slots():
-            if slot.donor is not None:
-                continue  # waits for the prefix its donor is reading
-            if slot.pending:
-                reading.append(slot)
-            elif slot.next_token is not None:
-                entries.append((slot, [slot.next_token], True))
-                slot.next_token = None
-        room = max(min(PROMPT_PIECE_TOKENS, self._n_batch - len(entries)), 0)
-        for slot in sorted(reading, key=lambda s: s.last_used):  # first come, first read
-            piece = slot.pending[:room]
-            if not piece:
-                break
-            slot.pending = slot.pending[len(piece) :]
-            entries.append((slot, piece, False))
-            room -= len(piece)
-        # Longest first. With two or more one-token sequences ahead of a longer one in the
-        # batch, llama.cpp (0.3.36's build) computed the longer one's logits wrong (off by up
-        # to 0.6; any other order, or a decode of its own, gave the exact values), so the same
-        # prompt answered differently beside other answers (scratch repro, docs/architecture.md).
-        self._batch.n_tokens = 0
-        for slot, tokens, logits in sorted(entries, key=lambda entry: -len(entry[1])):
-            row = self._add(slot, tokens, logits=logits)
-            if logits:
-                slot.logits_at = row
+        self._fill_batch(self._step_entries())
         batch = self._batch
         if batch.n_tokens == 0:
             return ended
@@ -339,6 +322,41 @@ class SlotDecoder:
             if slot.logits_at is not None and self._sample(slot, slot.logits_at):
                 ended.append(self._release(slot))
         return ended
+
+    def _step_entries(self) -> list[_Entry]:
+        """What this step reads: each answering slot's sampled token, then pieces of the
+        prompts being read (first come, first read) in the batch's room that is left."""
+        entries: list[_Entry] = []
+        reading = []
+        for slot in self._busy_slots():
+            if slot.donor is not None:
+                continue  # waits for the prefix its donor is reading
+            if slot.pending:
+                reading.append(slot)
+            elif slot.next_token is not None:
+                entries.append(_Entry(slot, [slot.next_token], logits=True))
+                slot.next_token = None
+        room = max(min(PROMPT_PIECE_TOKENS, self._n_batch - len(entries)), 0)
+        for slot in sorted(reading, key=lambda s: s.last_used):
+            piece = slot.pending[:room]
+            if not piece:
+                break
+            slot.pending = slot.pending[len(piece) :]
+            entries.append(_Entry(slot, piece, logits=False))
+            room -= len(piece)
+        return entries
+
+    def _fill_batch(self, entries: list[_Entry]) -> None:
+        """The batch holds `entries`, longest first. With two or more one-token sequences
+        ahead of a longer one in the batch, llama.cpp (0.3.36's build) computed the longer
+        one's logits wrong (off by up to 0.6; any other order, or a decode of its own, gave
+        the exact values), so the same prompt answered differently beside other answers
+        (scratch repro, docs/architecture.md)."""
+        self._batch.n_tokens = 0
+        for entry in sorted(entries, key=lambda entry: -len(entry.tokens)):
+            row = self._add(entry.slot, entry.tokens, logits=entry.logits)
+            if entry.logits:
+                entry.slot.logits_at = row
 
     def _echo(self, slot: _Slot) -> None:
         """The prompt tokens this step's rows predict, with their logprobs when asked."""

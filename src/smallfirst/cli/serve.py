@@ -1,4 +1,10 @@
-"""`smallfirst serve`, `smallfirst chat`."""
+"""`smallfirst serve` and `smallfirst chat`: check the config, then answer.
+
+Both check what would otherwise fail late (routing, privacy, the data dir, the request log,
+model files) and exit with one line naming it. `serve` then runs the app (`server/`) under
+uvicorn; `chat` drives a `Gateway` (`service.py`) in-process, with no server, and streams
+its answers to the terminal.
+"""
 
 from __future__ import annotations
 

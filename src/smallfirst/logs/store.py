@@ -205,11 +205,6 @@ class RequestLog:
     def _write_loop(self) -> None:
         connection = connect(self.path)
         self._file = file_identity(self.path)
-        columns = list(RequestRecord.model_fields)
-        sql = (
-            f"INSERT INTO requests ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
-        )
         next_prune = 0.0
         while True:
             interval = self.FLUSH_INTERVAL_S if self._spend_watch is None else self.SPEND_INTERVAL_S
@@ -217,30 +212,11 @@ class RequestLog:
             watch = self._spend_watch
             rows = [self._pending.popleft() for _ in range(len(self._pending))]
             if rows:
-                try:
-                    # One transaction per batch: in autocommit mode each row committed on its
-                    # own, and the rows of a batch that failed half-way were retried, twice.
-                    connection = self._at_path(connection)
-                    connection.execute("BEGIN")
-                    with connection:
-                        connection.executemany(sql, [_values(r, columns) for r in rows])
-                    self._last_warning = None
-                except (sqlite3.Error, OSError) as error:  # OSError: its folder not made again
-                    self._keep_for_retry(rows, error)
-                else:
-                    if watch is not None:
-                        watch.wrote(rows)
+                connection = self._write(connection, rows, watch)
             if watch is not None:
                 watch.refresh(connection)
             if self.retention_s is not None and time.monotonic() >= next_prune:
-                try:
-                    with connection:
-                        cutoff = time.time() - self.retention_s
-                        connection.execute("DELETE FROM requests WHERE created_at < ?", (cutoff,))
-                    next_prune = time.monotonic() + self.PRUNE_INTERVAL_S
-                except sqlite3.Error as error:  # the rows are written; prune again later
-                    log.error("request log %s: pruning failed (%s)", self.path, error)
-                    next_prune = time.monotonic() + 60
+                next_prune = self._prune(connection, self.retention_s)
             if closing:
                 break
         connection.close()
@@ -250,6 +226,37 @@ class RequestLog:
                 self.path,
                 len(self._pending),
             )
+
+    def _write(
+        self, connection: sqlite3.Connection, rows: list[RequestRecord], watch: SpendWatch | None
+    ) -> sqlite3.Connection:
+        """Write `rows` into the log at `path` (returned: a new connection if the file was
+        replaced); rows that fail wait for the next batch."""
+        try:
+            # One transaction per batch: in autocommit mode each row committed on its
+            # own, and the rows of a batch that failed half-way were retried, twice.
+            connection = self._at_path(connection)
+            connection.execute("BEGIN")
+            with connection:
+                _insert(connection, rows)
+            self._last_warning = None
+        except (sqlite3.Error, OSError) as error:  # OSError: its folder not made again
+            self._keep_for_retry(rows, error)
+        else:
+            if watch is not None:
+                watch.wrote(rows)
+        return connection
+
+    def _prune(self, connection: sqlite3.Connection, retention_s: float) -> float:
+        """Delete the rows older than `retention_s`; returns when to prune next."""
+        try:
+            with connection:
+                cutoff = time.time() - retention_s
+                connection.execute("DELETE FROM requests WHERE created_at < ?", (cutoff,))
+        except sqlite3.Error as error:  # the rows are written; prune again later
+            log.error("request log %s: pruning failed (%s)", self.path, error)
+            return time.monotonic() + 60
+        return time.monotonic() + self.PRUNE_INTERVAL_S
 
     def _at_path(self, connection: sqlite3.Connection) -> sqlite3.Connection:
         """`connection`, or one to a new log if the file at `path` is not the one it has open
@@ -290,6 +297,12 @@ class RequestLog:
                 # "malformed", "not a database" (a constraint failed is an IntegrityError)
                 DAMAGED_WHILE_SERVING if type(error) is sqlite3.DatabaseError else "",
             )
+
+
+def _insert(connection: sqlite3.Connection, rows: list[RequestRecord]) -> None:
+    columns = list(RequestRecord.model_fields)
+    sql = f"INSERT INTO requests ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    connection.executemany(sql, [_values(r, columns) for r in rows])
 
 
 def _values(row: RequestRecord, columns: list[str]) -> tuple[Any, ...]:

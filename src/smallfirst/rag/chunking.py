@@ -90,8 +90,7 @@ def _blocks(source: str, *, markdown: bool, title: str, start: int = 0) -> Itera
         underline = _SETEXT.match(line) if markdown and not in_fence else None
         if underline and para_start is not None:  # the paragraph above is a heading
             level = 1 if underline.group(1) == "=" else 2
-            path = [(lvl, text) for lvl, text in path if lvl < level]
-            path.append((level, " ".join(source[para_start:para_end].split())))
+            path = _under(path, level, " ".join(source[para_start:para_end].split()))
             para_start = None
             continue
         if (not stripped and not in_fence) or (heading_match and not in_fence):
@@ -99,9 +98,7 @@ def _blocks(source: str, *, markdown: bool, title: str, start: int = 0) -> Itera
                 yield _Block(para_start, para_end, _join(root, path))
                 para_start = None
             if heading_match:
-                level = len(heading_match.group(1))
-                path = [(lvl, text) for lvl, text in path if lvl < level]
-                path.append((level, heading_match.group(2).strip()))
+                path = _under(path, len(heading_match.group(1)), heading_match.group(2).strip())
             continue
         if para_start is None:
             para_start = line_start + (len(line) - len(line.lstrip()))
@@ -109,6 +106,12 @@ def _blocks(source: str, *, markdown: bool, title: str, start: int = 0) -> Itera
             para_end = line_start + len(line.rstrip())
     if para_start is not None:
         yield _Block(para_start, para_end, _join(root, path))
+
+
+def _under(path: list[tuple[int, str]], level: int, heading: str) -> list[tuple[int, str]]:
+    """The heading path once `heading` of `level` begins: it ends the headings of its level
+    and deeper."""
+    return [*((lvl, text) for lvl, text in path if lvl < level), (level, heading)]
 
 
 def _join(root: list[str], path: list[tuple[int, str]]) -> str:

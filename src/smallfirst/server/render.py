@@ -1,4 +1,11 @@
-"""OpenAI response bodies for chat and text completions, whole and chunked."""
+"""OpenAI response bodies for chat and text completions, whole and chunked.
+
+The routes (`routes.py`) hand over the gateway's `Answer` (or its stream of engine `Chunk`s)
+and get back OpenAI's JSON: `completion_body` for a whole answer, `ChunkRenderer` for the
+events of a stream, `batch_body` / `batch_stream` for a list of prompts. Each answer also
+carries the `smallfirst` extension (`route_fields`; a stream on its first event): which
+model answered and why.
+"""
 
 from __future__ import annotations
 
