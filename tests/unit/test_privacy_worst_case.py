@@ -105,3 +105,25 @@ def test_a_list_with_an_end_still_names_the_items_between_known_names() -> None:
     ]
     found = [text[m.start : m.end] for m in names.names_in_lists(text, known)]
     assert found == ["Kwame", "Priya Patel"]
+
+
+def test_streets_of_a_lower_case_text_are_read_in_a_window_of_their_own() -> None:
+    # each try reads a bounded stretch, and each street is checked against the addresses
+    # found before by a binary search, not against all of them
+    text = "at 123 main st apt 4; " * 5000
+    found = [(m.start, m.end) for m in addresses.find_addresses(text)]
+    streets = [(start, end) for start, end in found if text[start:end] == "123 main st apt 4"]
+    assert len(streets) == 5000  # each found once, beside its unit ("apt 4") found alone
+    for start, end in streets[::997]:
+        window = addresses._LOWER_CASE_STREET.match(text, start, start + 60)
+        assert window is not None
+        assert window.span() == (start, end)
+    nothing = "123 ab cd " * 10000
+    assert list(addresses.find_addresses(nothing)) == []
+
+
+def test_a_street_ending_in_strasse_is_read_from_its_word_start_only() -> None:
+    # "-strasse" needs no number, so every letter could open one: a word is tried once
+    word = "A" + "b" * 5000 + "strasse"
+    assert addresses._ADDRESS_CORE.match(word, 1) is None
+    assert [(m.start, m.end) for m in addresses.find_addresses(word)] == [(0, len(word))]

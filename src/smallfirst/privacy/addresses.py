@@ -5,6 +5,8 @@ leading words, units, Japanese blocks, military addresses), never values from a 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -62,6 +64,8 @@ _HYPHENATED_STREET = (
     rf"{CAP_WORD}-(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee|Ring|Damm|Ufer|Pfad|Steig|"
     rf"Markt|Chaussee)(?![{LETTER}])"
 )
+# No name ends in "-straße": a German street even without a number ("Stuckistrasse").
+_STRASSE = rf"[{UPPER}][{LETTER}]{{2,}}(?:straße|strasse)(?![{LETTER}])"
 _UNIT_WORD = r"(?i:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Floor|Fl|Bldg|Building)\b"
 # The capitalised words of a street name after a leading word; a unit ("Apt. 5") is not one.
 _LEAD_NAME = (
@@ -121,12 +125,16 @@ _EUROPEAN_MONTH = literal_alternation((*EUROPEAN_MONTH_NAMES, *EUROPEAN_MONTH_AB
 _NOT_DATE_WORD = (
     rf"(?!(?:{MONTH}|{WEEKDAY}|In|On|At|By|Of|Since|From|Until|After|Before|During)\b)"
     rf"(?!(?i:{_EUROPEAN_MONTH})\.?[ \t]+\d{{4}}\b)"
+    # "8 PM on 12/13/23", "5 AM and 19:00": an hour, not a house number and a street name
+    r"(?![AaPp]\.?[Mm]\b)"
 )
+# A month before the number makes a date of the words before a house number: "DOB April 22".
+_NOT_MONTH_DAY = rf"(?!{MONTH}\.?[ \t]+\d)"
 _ADDRESS_CORE = re.compile(
     rf"{_ADDRESS_START}(?:"
     rf"{_HOUSE}{_HOUSE_COMMA}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
     rf"|{_HOUSE}{_HOUSE_COMMA}\s+(?:{CAP_WORD}\s+){{1,4}}{_NAMED_STREET_SUFFIX}\b"
-    rf"|{_HYPHENATED_STREET}(?:[ \t]+{_HOUSE}\b)?"
+    rf"|(?:{_HYPHENATED_STREET}|{_STRASSE})(?:[ \t]+{_HOUSE}\b)?"
     # Hungarian house numbers end with a dot: "Kossuth Lajos utca 12."
     rf"|(?:{_HOUSE}{_HOUSE_COMMA}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})"
     rf"(?:,?[ \t]+{_HOUSE}\b\.?)?"
@@ -135,7 +143,8 @@ _ADDRESS_CORE = re.compile(
     rf"(?:[ \t]+{_HOUSE}\b)?"
     rf"|(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK}),?[ \t]+{_HOUSE}\b"
     rf"|(?:{CAP_WORD}[ \t]+){{1,3}}{_STRONG_STREET_SUFFIX}(?:[ \t]+{_HOUSE}\b)?"
-    rf"|{_HOUSE}[ \t]+{_NOT_DATE_WORD}{CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|[a-zà-ÿ]{{1,4}})){{0,3}}"
+    rf"|{_HOUSE}[ \t]+{_NOT_DATE_WORD}{CAP_WORD}"
+    rf"(?:[ \t]+(?:{_NOT_MONTH_DAY}{CAP_WORD}|[a-zà-ÿ]{{1,4}})){{0,3}}"
     rf"[ \t]+\d{{1,4}}[A-Z]?\b(?!['’]?s\b)(?!\.\d)"
     rf"|(?i:the corner of)\s+[^\n?!]{{2,60}}?\s+and\s+{CAP_WORD}(?:\s+{CAP_WORD}){{0,3}}"
     rf"|{_MILITARY}"
@@ -147,7 +156,7 @@ _ADDRESS_CORE = re.compile(
 # with a thousands separator is an amount ("EUR 1,200", "USD 2,500,000"), not a house number.
 _NAME_NUMBER = re.compile(
     rf"{_ADDRESS_START}(?:{_HOUSE}[ \t]+)?{_NOT_DATE_WORD}"
-    rf"{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,2}}[ \t]+"
+    rf"{CAP_WORD}(?:[ \t]+{_NOT_MONTH_DAY}{CAP_WORD}){{0,2}}[ \t]+"
     rf"(?!(?:1[89]|20)\d\d\b)\d{{1,4}}\b(?!\.\d)(?![,.]\d{{3}}\b)"
 )
 _ADDRESS_CONTEXT = re.compile(
@@ -209,14 +218,28 @@ def _extend_address(text: str, end: int) -> int:
     return end
 
 
+# A text typed all in lower case gives no capitals to find a street name by: there a house
+# number of three digits or more, one or two words that are no function words, and a street
+# suffix make a street ("235 david cape suite 550"); smaller numbers count things ("12 new
+# keys"), and "15000 in its mission" is a number and a phrase.
+_FUNCTION_WORD = (
+    r"(?:a|an|the|in|on|at|of|to|for|by|and|or|its|his|her|their|our|my|your|with|from|per)"
+)
+_LOWER_CASE_STREET = re.compile(
+    rf"{_ADDRESS_START}\d{{3,6}}[ \t]+(?:(?!{_FUNCTION_WORD}\b)[{LETTER}]+[ \t]+){{1,2}}"
+    rf"(?i:{_STREET_SUFFIX}|{_NAMED_STREET_SUFFIX})\b\.?(?:[ \t]+{_UNIT})*"
+)
+
+
 def find_addresses(text: str) -> Iterator[RuleMatch]:
+    found: list[RuleMatch] = []
     covered_until = -1
     for match in _ADDRESS_CORE.finditer(text):
         if match.start() < covered_until:
             continue
         end = _extend_address(text, match.end())
         covered_until = end
-        yield RuleMatch("LOCATION", match.start(), end, 0.7)
+        found.append(RuleMatch("LOCATION", match.start(), end, 0.7))
     for match in _NAME_NUMBER.finditer(text):
         if match.start() < covered_until:
             continue
@@ -224,7 +247,22 @@ def find_addresses(text: str) -> Iterator[RuleMatch]:
         spans_lines = "\n" in text[match.start() : end] or "," in text[match.end() : end]
         if context_before(text, match.start(), _ADDRESS_CONTEXT) or spans_lines:
             covered_until = end
-            yield RuleMatch("LOCATION", match.start(), end, 0.6)
+            found.append(RuleMatch("LOCATION", match.start(), end, 0.6))
+    yield from found
+    if text.islower():
+        yield from _lower_case_streets(text, found)
+
+
+def _lower_case_streets(text: str, found: list[RuleMatch]) -> Iterator[RuleMatch]:
+    """Streets of a lower-case text that no span of `found` reads from their start (one read
+    only from its unit on, "suite 550", is such a street)."""
+    spans = sorted((f.start, f.end) for f in found)
+    starts = [start for start, _ in spans]
+    furthest_end = list(itertools.accumulate((end for _, end in spans), max))
+    for match in _LOWER_CASE_STREET.finditer(text):
+        before = bisect.bisect_right(starts, match.start()) - 1
+        if before < 0 or furthest_end[before] <= match.start():
+            yield RuleMatch("LOCATION", match.start(), match.end(), 0.6)
 
 
 # "... lives at 74678 midtvollen 130 st.": after a phrase that announces an address, a number
@@ -278,6 +316,18 @@ def find_cued_places(text: str) -> Iterator[RuleMatch]:
 
 
 _STREETISH = re.compile(rf"(?<!\w)(?:{_STRONG_STREET_SUFFIX}|{_STREET_LEAD}|Apt\.?|Suite)(?!\w)")
+# Street suffixes of USPS Publication 28 that end no person's name (surnames such as "Hill",
+# "Brooks", "Ford", "Wells", "Meadows" or "Pike" are left out): a name the NER reads as a
+# person's and that ends so is a street ("Peterson Stravenue", "Paul Fords").
+_STREET_NOT_NAME_END = re.compile(
+    r"[ \t](?i:Bypass|Canyon|Causeway|Centers|Circles|Cliffs|Corners|Courts|Coves|"
+    r"Crossroad|Crossing|Curve|Drives|Esplanade|Estates|Extensions?|Flats|Fords|"
+    r"Forks|Glens|Groves|Harbors|Heights|Inlet|Islands|Junctions?|Knolls|"
+    r"Lakes|Loop|Manors|Mountains|Overpass|Parkways|Passage|Pines|Plains|Prairie|"
+    r"Promenade|Radial|Ramp|Rapids|Ridges|Rotary|Route|Shoals|Skyway|Squares|Stravenue|"
+    r"Streets|Throughway|Tollway|Trafficway|Tunnel|Underpass|Unions|Valleys|Viaduct|"
+    r"Villages|Vista|Wynd)$"
+)
 
 
 def name_length(value: str) -> int:
@@ -287,7 +337,7 @@ def name_length(value: str) -> int:
 
 
 def looks_like_street(value: str) -> bool:
-    return _STREETISH.search(value) is not None
+    return _STREETISH.search(value) is not None or _STREET_NOT_NAME_END.search(value) is not None
 
 
 def find_postcodes(text: str) -> Iterator[RuleMatch]:

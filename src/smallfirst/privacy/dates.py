@@ -16,7 +16,10 @@ from smallfirst.privacy.month_names import (
 )
 from smallfirst.privacy.patterns import MONTH, WEEKDAY, RuleMatch, literal_alternation
 
+# A weekday, or its abbreviation before a date ("Sun, Apr 10", "Thu Jun 21"; alone, "Sun" and
+# "Sat" are words)
 _WEEKDAY = WEEKDAY
+_WEEKDAY_OPENING = rf"(?:{WEEKDAY}|(?:Mon|Tues?|Wed|Thu(?:rs?)?|Fri|Sat|Sun)\.?)"
 # ISO 8601 / RFC 3339 times may carry a fraction of a second and a UTC offset
 _TIME = (
     r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
@@ -26,7 +29,7 @@ _TIME = (
 # and "1.2.10.4" are versions.
 _DAY_OR_MONTH = r"(?:0?[1-9]|[12]\d|3[01])"
 _MONTH_NUMBER = r"(?:0?[1-9]|1[0-2])"
-_DATE = re.compile(
+_DATE_PATTERN = (
     rf"\b(?:"
     rf"\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}?"
     # year first with a slash or a dot, as East Asian dates are written: "1985/07/23",
@@ -36,14 +39,20 @@ _DATE = re.compile(
     rf"|{_DAY_OR_MONTH}(?:[/.]{_DAY_OR_MONTH}[/.]\d{{2,4}}(?!\.\d){_TIME}?"
     # the web server log's "10/Oct/2024:13:55:36 +0000"
     rf"|/{MONTH}/\d{{4}}(?::\d{{2}}){{3}}(?:\s[+-]\d{{4}})?)"
-    rf"|(?:{_WEEKDAY},?\s+)?{MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?{_TIME}?"
+    # the time before the year: C's and Unix's "Sun Oct 09 18:43:19 1983"
+    rf"|(?:{_WEEKDAY_OPENING},?\s+)?{MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?"
+    rf"(?:{_TIME}\s\d{{4}}(?!\d)|(?:,?\s+\d{{4}})?{_TIME}?)"
     # "3 March", "3rd of March", a deed's "3rd day of March, 2024"
-    rf"|(?:{_WEEKDAY},?\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:day\s+of\s+|of\s+)?{MONTH}\.?"
+    rf"|(?:{_WEEKDAY_OPENING},?\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:day\s+of\s+|of\s+)?{MONTH}\.?"
     rf"(?:,?\s+\d{{4}})?"
     rf"|{MONTH}\s+\d{{4}}"
     rf"|{_WEEKDAY}"
     rf")\b"
 )
+_DATE = re.compile(_DATE_PATTERN)
+# A text typed all in lower case ("may 17", "mon, mar 21", "thursday") has no capitals to
+# tell a month from a word; its dates are read without them.
+_LOWER_CASE_DATE = re.compile(_DATE_PATTERN, re.IGNORECASE)
 # Times of day: with "am"/"pm" ("10:02 AM", "6:23AM", "9 PM"), after a weekday ("Mon 14:22"),
 # and the timestamps that open a line of a chat or log ("[09:14] Ann: ...", "11:47 job done").
 # A bare "3:16" may be a ratio, a score or a verse, and "at 11:34" names an hour of no one.
@@ -149,7 +158,7 @@ def _is_calendar_day(year: str, month: str, day: str) -> bool:
 
 
 def find_dates(text: str) -> Iterator[RuleMatch]:
-    for match in _DATE.finditer(text):
+    for match in (_LOWER_CASE_DATE if text.islower() else _DATE).finditer(text):
         yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
     if ":" in text:
         yield from _times_of_day(text)

@@ -71,7 +71,7 @@ _NOT_NAMES = frozenset(
      "Him", "Them", "Now", "Today", "Tomorrow", "Tonight", "Yesterday", "Meanwhile", "Later",
      "Then", "However", "Recently", "Finally", "Actually", "Apparently", "Unfortunately",
      "Hopefully", "Mum", "Grandma", "Grandpa", "Guest", "Unknown", "Unassigned", "Anonymous",
-     "None", "Nobody", "TBD"}
+     "None", "Nobody", "TBD", "Reminder"}
 )  # fmt: skip
 _LOCATION_PREPOSITION = re.compile(r"(?:\b(?:in|from|near)|\barrived at)\s+$")
 
