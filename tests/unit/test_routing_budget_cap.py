@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from smallfirst.routing.base import Messages, Router
+from smallfirst.routing.base import Messages, RouteDecision, Router
 from smallfirst.routing.calibrate import Calibration
 from smallfirst.routing.traffic import TrafficCalibration, decide_within_budget
 
@@ -33,19 +33,20 @@ class Calibrated(Router):
         )
 
 
+def decided(score: float, traffic: TrafficCalibration) -> RouteDecision:
+    """The decision on a prompt `Calibrated` scores `score`, under a 30% budget."""
+    return decide_within_budget(
+        Calibrated(),
+        [{"role": "user", "content": str(score)}],
+        traffic,
+        threshold=None,
+        max_strong_share=0.3,
+        min_quality=None,
+    )
+
+
 def strong_share(scores: list[float], traffic: TrafficCalibration) -> float:
-    decisions = [
-        decide_within_budget(
-            Calibrated(),
-            [{"role": "user", "content": str(score)}],
-            traffic,
-            threshold=None,
-            max_strong_share=0.3,
-            min_quality=None,
-        )
-        for score in scores
-    ]
-    return sum(decision.strong for decision in decisions) / len(decisions)
+    return sum(decided(score, traffic).strong for score in scores) / len(scores)
 
 
 def test_traffic_unlike_the_calibration_rows_is_held_to_the_budget() -> None:
@@ -64,14 +65,7 @@ def test_traffic_like_the_calibration_rows_keeps_the_calibrated_decisions() -> N
     easy = [0.62 + 0.3 * rng.random() if i % 10 == 0 else 0.5 * rng.random() for i in range(300)]
     traffic = TrafficCalibration(window=200, warm_up=20)
     for score in easy:
-        decision = decide_within_budget(
-            Calibrated(),
-            [{"role": "user", "content": str(score)}],
-            traffic,
-            threshold=None,
-            max_strong_share=0.3,
-            min_quality=None,
-        )
+        decision = decided(score, traffic)
         assert decision.threshold == CALIBRATED_THRESHOLD
         assert decision.strong == (score >= CALIBRATED_THRESHOLD)
         assert decision.basis == "calibrated threshold for a 30% strong-call budget"
@@ -81,14 +75,7 @@ def test_the_reason_names_the_traffic_threshold_when_it_takes_over() -> None:
     traffic = TrafficCalibration(window=50, warm_up=5)
     for _ in range(50):
         traffic.observe(0.8)
-    decision = decide_within_budget(
-        Calibrated(),
-        [{"role": "user", "content": "0.8"}],
-        traffic,
-        threshold=None,
-        max_strong_share=0.3,
-        min_quality=None,
-    )
+    decision = decided(0.8, traffic)
     assert not decision.strong  # 0.8 ties every recent score: the tie goes weak
     assert decision.threshold > 0.8
     assert decision.basis == (
