@@ -41,6 +41,9 @@ class RequestContext:
     created_at: float = field(default_factory=time.time)
     requested_model: str | None = None  # what the client asked for, e.g. "rag/handbook"
     inspection: Inspection | None = None  # PII found in the request, and what was done
+    # a private RAG collection an earlier turn of the conversation was grounded in (a stored
+    # response's): its answers quote the documents, so the request stays on local tiers
+    earlier_private_collection: str | None = None
     spent_usd: float = 0.0  # every attempt's cost, the cascade's unused small answer included
     tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
     calling: ModelInfo | None = None  # the model last asked to answer (it may have failed)

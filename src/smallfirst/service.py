@@ -157,7 +157,7 @@ class Gateway:
         if inspection is not None and inspection.keep_local:
             keep_local.append(inspection.keep_local)
         request, grounding = grounding_collection(request)
-        private = self._private_collection(grounding)
+        private = self._private_collection(grounding) or ctx.earlier_private_collection
         if private is not None:
             keep_local.append(f"collection {private!r} is private")
         if keep_local and not self.planner.has_local:
@@ -170,7 +170,8 @@ class Gateway:
         )
         if private is not None and not self.planner.tiers.is_local(plan.candidates[0]):
             raise PolicyBlocked(  # a model asked for by id is not swapped for a local one
-                f"collection {private!r} is private: its documents stay on local tiers; "
+                f"collection {private!r} is private: its documents, and the answers quoting"
+                " them, stay on local tiers; "
                 "ask a local model or model `auto`",
                 code="private_collection",
             )
@@ -193,6 +194,10 @@ class Gateway:
         if inspection is not None and inspection.blocked:
             raise PolicyBlocked(inspection.blocked)
         return inspection
+
+    def private_collection(self, request: GenerateRequest) -> str | None:
+        """The private collection `request` is grounded in, if any."""
+        return self._private_collection(grounding_collection(request)[1])
 
     def _private_collection(self, grounding: Grounding | None) -> str | None:
         """The collection `grounding` names when its documents must stay on local tiers."""

@@ -279,6 +279,39 @@ def test_cancel_is_for_background_responses_only(stored_api: tuple[TestClient, G
     assert client.post("/v1/responses/resp_nope/cancel").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("method", "part", "status", "code", "allow"),
+    [
+        ("POST", "input_items", 405, "method_not_allowed", "GET, HEAD"),
+        ("GET", "cancel", 405, "method_not_allowed", "POST"),
+        ("GET", "bogus", 404, "unknown_url", None),
+        ("GET", "input_items/extra", 404, "unknown_url", None),
+    ],
+)
+def test_a_wrong_method_or_part_of_a_stored_response_is_answered_as_every_route_answers(
+    stored_api: tuple[TestClient, Gateway],
+    method: str,
+    part: str,
+    status: int,
+    code: str,
+    allow: str | None,
+) -> None:
+    """Before, a POST to `input_items` and a GET of `cancel` were 404 `not_found` ("Not
+    found: ..."), while a DELETE of `input_items` was the 405 that OpenAI answers."""
+    client, _ = stored_api
+    path = f"/v1/responses/resp_nope/{part}"
+    response = client.request(method, path)
+    assert response.status_code == status
+    verb = "Invalid method for URL" if status == 405 else "Invalid URL"
+    assert response.json()["error"] == {
+        "message": f"{verb} ({method} {path}).",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": code,
+    }
+    assert response.headers.get("allow") == allow
+
+
 def test_with_storing_off_nothing_is_kept(tmp_path: Path) -> None:
     client, _ = fake_client(fake_settings(tmp_path, server={"store_responses": False}))
     with client:

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,6 +28,8 @@ from smallfirst.stored_responses import ResponseStore, StoredResponse, StoredRes
 
 DEFAULT_ITEMS, MAX_ITEMS = 20, 100  # OpenAI's for `limit`
 ITEM_ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+# /v1/responses/{id}/<part>: the methods it answers (HEAD with GET, as every GET route)
+PART_METHODS = {"input_items": ("GET", "HEAD"), "cancel": ("POST",)}
 log = logging.getLogger("smallfirst.server")
 
 
@@ -56,6 +59,12 @@ class Keeping:
     store: ResponseStore | None  # None: not stored (`store: false`, or storing is off)
     api_key_id: str | None
     previous: StoredResponse | None
+    private_collection: str | None = None  # the private one the request is grounded in
+
+    @property
+    def earlier_private_collection(self) -> str | None:
+        """A private collection the conversation before the request was grounded in."""
+        return self.previous.private_collection if self.previous is not None else None
 
     @property
     def earlier(self) -> list[dict[str, Any]]:
@@ -73,7 +82,13 @@ class Keeping:
         items = own_input_items(asked, request_id)
         try:
             await asyncio.to_thread(
-                self.store.put, response["id"], self.api_key_id, items, response, self.previous
+                self.store.put,
+                response["id"],
+                self.api_key_id,
+                items,
+                response,
+                self.previous,
+                self.private_collection,
             )
         except StoredResponsesUnavailable:  # logged, with the file, by the store
             response["store"] = False
@@ -190,19 +205,23 @@ async def delete_response(request: Request) -> Response:
 
 
 async def response_part(request: Request) -> Response:
-    """`input_items` (GET); `cancel` (POST), which only background responses have."""
+    """`input_items` (GET); `cancel` (POST), which only background responses have. Another
+    method is a 405, another part a 404, in the words every other route's have."""
     part = request.path_params["part"]
-    if part == "input_items" and request.method == "GET":
+    methods = PART_METHODS.get(part)
+    if methods is None:
+        raise HTTPException(404)
+    if request.method not in methods:
+        raise HTTPException(405, headers={"allow": ", ".join(methods)})
+    if part == "input_items":
         _, found = await _stored(request)
         return JSONResponse(_item_page(found.input_items, request))
-    if part == "cancel" and request.method == "POST":
-        await _stored(request)  # a 404 for an unknown one
-        raise InvalidRequest(
-            "Only responses created with background=true can be cancelled; every response"
-            " here was finished in the request that made it.",
-            param="response_id",
-        )
-    raise NotStored(f"Not found: {request.method} {request.url.path}")
+    await _stored(request)  # a 404 for an unknown one
+    raise InvalidRequest(
+        "Only responses created with background=true can be cancelled; every response"
+        " here was finished in the request that made it.",
+        param="response_id",
+    )
 
 
 def _item_page(items: list[dict[str, Any]], request: Request) -> dict[str, Any]:

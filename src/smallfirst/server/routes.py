@@ -126,6 +126,11 @@ class _Dialect(Protocol):
 
     request: GenerateRequest
 
+    @property
+    def earlier_private_collection(self) -> str | None:
+        """A private RAG collection the conversation was grounded in before the request."""
+        ...
+
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]: ...
 
     def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]: ...
@@ -143,6 +148,7 @@ class _Completions:
     """/v1/chat/completions and /v1/completions."""
 
     request: GenerateRequest
+    earlier_private_collection: str | None = None  # the client sends the whole conversation
 
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
         return completion_body(
@@ -168,6 +174,10 @@ class _Responses:
     asked: ResponsesRequest
     request: GenerateRequest
     keeping: Keeping
+
+    @property
+    def earlier_private_collection(self) -> str | None:
+        return self.keeping.earlier_private_collection
 
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
         return response_body(
@@ -217,6 +227,7 @@ async def _read_responses(request: Request, body: bytes) -> _Responses:
         chat = await asyncio.to_thread(asked.to_chat_request, keeping.earlier)
     else:
         chat = await read_body(lambda _: asked.to_chat_request(), body)
+    keeping.private_collection = gateway(request).private_collection(chat)
     return _Responses(asked, chat, keeping)
 
 
@@ -236,6 +247,7 @@ async def _generate(
         endpoint=endpoint,
         api_key_id=api_key_id,
         route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
+        earlier_private_collection=dialect.earlier_private_collection,
     )
     ctx.tag_log_lines()
     try:

@@ -48,6 +48,9 @@ class StoredResponsesUnavailable(SmallfirstError):
 class StoredResponse:
     response: dict[str, Any]  # the Response object as it was returned
     input_items: list[dict[str, Any]]  # what it answered: the chain's items, then its own
+    # the private RAG collection it or a response before it was grounded in: the answers
+    # quote its documents, so a response going on from it stays on local tiers too
+    private_collection: str | None = None
 
     @property
     def conversation(self) -> list[dict[str, Any]]:
@@ -68,7 +71,8 @@ WITH RECURSIVE chain(id, depth) AS (
 )
 SELECT responses.input_items,
        CASE chain.depth WHEN 0 THEN responses.response
-       ELSE json_extract(responses.response, '$.output') END
+       ELSE json_extract(responses.response, '$.output') END,
+       responses.private_collection
 FROM chain JOIN responses USING (id) ORDER BY chain.depth DESC
 """
 # Every response still kept, and each one those go on from; the others are deleted.
@@ -100,20 +104,26 @@ class ResponseStore:
         own_items: list[dict[str, Any]],
         response: dict[str, Any],
         previous: StoredResponse | None = None,
+        private_collection: str | None = None,
     ) -> None:
         """Store `response`, which answered `own_items` after the conversation of `previous`
-        (stored as `response["previous_response_id"]`)."""
+        (stored as `response["previous_response_id"]`), grounded in `private_collection` or
+        going on from one that was (`previous.private_collection`)."""
         body = pydantic_core.to_json(response, inf_nan_mode="null").decode()
         previous_id = response["previous_response_id"] if previous is not None else None
+        if private_collection is None and previous is not None:
+            private_collection = previous.private_collection
         with self._lock:
             connection = self._opened()
             try:
                 linked = previous_id is not None and self._insert(
-                    connection, (response_id, api_key_id, own_items, body, previous_id)
+                    connection,
+                    (response_id, api_key_id, own_items, body, previous_id, private_collection),
                 )
                 if not linked:  # first of its chain, or the one before was deleted meanwhile
                     chain = previous.conversation if previous is not None else []
-                    row = (response_id, api_key_id, [*chain, *own_items], body, None)
+                    items = [*chain, *own_items]
+                    row = (response_id, api_key_id, items, body, None, private_collection)
                     self._insert(connection, row)
             except sqlite3.Error as error:
                 raise self._unavailable("write to", error) from None
@@ -132,12 +142,14 @@ class ResponseStore:
                 raise self._unavailable("read", error) from None
         if not rows:
             return None
-        *earlier, (own_items, response) = rows
+        *earlier, (own_items, response, private_collection) = rows
         items = []
-        for input_items, output in earlier:
+        for input_items, output, _ in earlier:
             items += [*json.loads(input_items), *json.loads(output)]
         return StoredResponse(
-            response=json.loads(response), input_items=items + json.loads(own_items)
+            response=json.loads(response),
+            input_items=items + json.loads(own_items),
+            private_collection=private_collection,
         )
 
     def delete(self, response_id: str, api_key_id: str | None) -> bool:
@@ -183,15 +195,17 @@ class ResponseStore:
         return 0.0 if self.retention_s is None else time.time() - self.retention_s
 
     def _insert(
-        self, connection: sqlite3.Connection, row: tuple[str, str | None, Any, str, str | None]
+        self,
+        connection: sqlite3.Connection,
+        row: tuple[str, str | None, Any, str, str | None, str | None],
     ) -> bool:
         """Insert the row; one that goes on from another only while that one is stored
         (checked in the same statement: a gateway sharing the file may delete it)."""
-        response_id, api_key_id, items, body, previous_id = row
+        response_id, api_key_id, items, body, previous_id, private_collection = row
         inserted = connection.execute(
-            "INSERT INTO responses"
-            " (id, api_key_id, created_at, input_items, response, previous_id)"
-            " SELECT ?, ?, ?, ?, ?, ?"
+            "INSERT INTO responses (id, api_key_id, created_at, input_items, response,"
+            " previous_id, private_collection)"
+            " SELECT ?, ?, ?, ?, ?, ?, ?"
             " WHERE ?6 IS NULL OR EXISTS (SELECT 1 FROM responses WHERE id = ?6)",
             (
                 response_id,
@@ -200,6 +214,7 @@ class ResponseStore:
                 pydantic_core.to_json(items, inf_nan_mode="null").decode(),
                 body,
                 previous_id,
+                private_collection,
             ),
         ).rowcount
         return inserted > 0

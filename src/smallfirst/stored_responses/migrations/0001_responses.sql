@@ -3,7 +3,9 @@
 -- previous one was deleted before it was written holds a copy of the chain instead, with no
 -- `previous_id`). Not a copy of the whole chain in each row, which grew with the square of
 -- its length. A deleted response that later ones go on from stays, `deleted`, holding only
--- its output, until none does.
+-- its output, until none does. `private_collection`: the private RAG collection its
+-- conversation was grounded in, by its own turn or an earlier one (NULL: none); a response
+-- that goes on from it stays on local tiers, as its answers quote the documents.
 CREATE TABLE responses (
     id TEXT PRIMARY KEY,
     api_key_id TEXT,
@@ -11,7 +13,8 @@ CREATE TABLE responses (
     input_items TEXT NOT NULL,
     response TEXT NOT NULL,
     previous_id TEXT,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    private_collection TEXT
 );
 CREATE INDEX responses_created_at ON responses (created_at);
 CREATE INDEX responses_previous_id ON responses (previous_id);
