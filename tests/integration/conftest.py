@@ -17,6 +17,9 @@ import pytest
 from benchmarks.common import free_port, serve_process, stop, wait_until_ready
 
 READY_TIMEOUT_S = 120
+# `free_port` hands out a port nobody listens on yet; another process (or a client's
+# ephemeral port) may take it before the server binds it: then it starts on a new one.
+PORT_ATTEMPTS = 3
 
 
 @dataclass
@@ -41,16 +44,20 @@ def start_server(
     """A gateway with this config on loopback, its output in `directory/server.log`; on
     failure to start, the error carries that log."""
     directory.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    log = (directory / "server.log").open("wb")
-    process = serve_process(config, directory, port, log_level, output=log)
-    server = Server(port, process, directory / "data", log)
-    try:
-        wait_until_ready(process, server.url, READY_TIMEOUT_S)
-    except RuntimeError as error:
-        server.stop()
-        raise RuntimeError(f"{error}\n{(directory / 'server.log').read_text()}") from None
-    return server
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        log = (directory / "server.log").open("wb")
+        chosen = port or free_port()
+        process = serve_process(config, directory, chosen, log_level, output=log)
+        server = Server(chosen, process, directory / "data", log)
+        try:
+            wait_until_ready(process, server.url, READY_TIMEOUT_S)
+            return server
+        except RuntimeError as error:
+            server.stop()
+            output = (directory / "server.log").read_text()
+            if port or attempt == PORT_ATTEMPTS or "the port is in use" not in output:
+                raise RuntimeError(f"{error}\n{output}") from None
+    raise AssertionError("unreachable")
 
 
 def loaded_models(server: Server) -> dict[str, bool]:
@@ -168,8 +175,9 @@ def prompt_tokens_reused(server: Server, model: str, source: str) -> float:
 
 def logged(server: Server, expression: str, request_id: str) -> Any:
     """`expression` (SQL over the `requests` columns) for one logged request, once its row is
-    written: the log writer flushes every 0.2 s, so it is waited for a bounded while."""
-    for _ in range(50):
+    written: the log writer flushes every 0.2 s, so it is waited for a bounded while (a hang
+    guard with `tests.helpers.eventually`'s bound, not a timing)."""
+    for _ in range(300):
         with sqlite3.connect(server.data_dir / "requests.db") as connection:
             row = connection.execute(
                 f"SELECT {expression} FROM requests WHERE id = ?", (request_id,)

@@ -95,7 +95,7 @@ def wait_for_rows(server: Server, count: int) -> list[int]:
     """The upstream's completion tokens per logged request, once `count` rows are written
     (its log writer flushes every 0.2 s), then checked again: no more rows came after."""
     query = "SELECT completion_tokens FROM requests ORDER BY created_at"
-    for _ in range(50):
+    for _ in range(300):  # a hang guard with `eventually`'s bound (30 s), not a timing
         with sqlite3.connect(server.data_dir / "requests.db") as connection:
             rows = [int(row[0]) for row in connection.execute(query)]
         if len(rows) >= count:

@@ -82,7 +82,7 @@ def _rows_left(server: Server) -> int:
 def _last_left(server: Server, before: int) -> tuple[int, int]:
     """Tokens of the 499 row logged after `before` of them (the writer flushes every 0.2 s)."""
     query = "SELECT prompt_tokens, completion_tokens FROM requests WHERE status = 499"
-    for _ in range(50):
+    for _ in range(300):  # a hang guard with `eventually`'s bound (30 s), not a timing
         with sqlite3.connect(server.data_dir / "requests.db") as connection:
             rows = connection.execute(f"{query} ORDER BY created_at").fetchall()
         if len(rows) > before:

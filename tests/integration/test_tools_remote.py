@@ -97,7 +97,7 @@ def test_tool_loop_with_pii_never_shows_the_cloud_a_value(servers: tuple[Server,
 def logged_prompts(server: Server, expected: int) -> list[str]:
     """The prompts the server logged, once all `expected` rows are written (the log writer
     flushes every 0.2 s; a stream's row comes after its last byte)."""
-    for _ in range(50):
+    for _ in range(300):  # a hang guard with `eventually`'s bound (30 s), not a timing
         with sqlite3.connect(server.data_dir / "requests.db") as connection:
             rows = [row[0] for row in connection.execute("SELECT prompt FROM requests")]
         if len(rows) >= expected:

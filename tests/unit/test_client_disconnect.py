@@ -20,6 +20,10 @@ from smallfirst.usage_so_far import counting
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
 
 SLOW_REPLY = " ".join(["word"] * 40)  # 40 pieces x 0.25 s: far longer than the client waits
+# For a client that must leave before the first piece: a piece every 0.25 s raced the client's
+# leaving (after WATCH_AFTER_S and its own wait), and on a loaded machine the piece won (CI).
+# This bound is a hang guard, not a timing: the answer is cancelled once the client leaves.
+NO_PIECE_BEFORE_LEAVING = {"replies": ["unread"], "token_delay_s": 30.0}
 
 
 async def _post_then_leave(
@@ -84,20 +88,14 @@ def test_leaving_while_sending_the_body_is_a_quiet_499(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_leaving_before_the_answer_cancels_it_and_logs_499(tmp_path: Path, stream: bool) -> None:
-    slow = {
-        "id": "slow",
-        "tier": "edge",
-        "backend": "fake",
-        "replies": [SLOW_REPLY],
-        "token_delay_s": 0.25,
-    }
+    slow = {"id": "slow", "tier": "edge", "backend": "fake"} | NO_PIECE_BEFORE_LEAVING
     client, gateway = fake_client(fake_settings(tmp_path, models=[slow]))
     records: list[RequestRecord] = []
     gateway.ledger.add_observer(records.append)
     body = chat_body("slow", stream=stream)
     with client:
         assert client.portal is not None
-        # It leaves before the first piece (0.25 s), so a stream has not begun either.
+        # It leaves before the first piece, so a stream has not begun either.
         sent = client.portal.call(_post_then_leave, client.app, body, 0.05)
 
     statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
@@ -224,11 +222,9 @@ def test_a_remote_call_left_before_its_answer_is_billed_by_estimate(
         "id": "paid",
         "tier": "cloud",
         "backend": "fake",
-        "replies": [SLOW_REPLY],
-        "token_delay_s": 0.25,  # its first piece comes after the client left
         "input_cost_per_1m": 1000.0,
         "output_cost_per_1m": 2000.0,
-    }
+    } | NO_PIECE_BEFORE_LEAVING
     budget = {"budget": {"daily_usd": 0.05}}  # less than one abandoned answer of 50 tokens
     settings = fake_settings(tmp_path, models=[paid], routing=budget, privacy={"enabled": False})
     client, gateway = fake_client(settings)
@@ -244,6 +240,7 @@ def test_a_remote_call_left_before_its_answer_is_billed_by_estimate(
         assert record.completion_tokens == billed_tokens
         expected = (record.prompt_tokens * 1000.0 + record.completion_tokens * 2000.0) / 1e6
         assert record.cost_usd == pytest.approx(expected)
+        fake_backend(gateway, "paid").config.token_delay_s = 0.0  # the next answer comes at once
         again = client.post("/v1/chat/completions", json=chat_body("paid", max_tokens=1))
     assert again.status_code == (429 if billed_tokens else 200)
 
