@@ -10,6 +10,7 @@ import hmac
 import ipaddress
 import os
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smallfirst.config import HASH_PREFIX, ServerConfig
@@ -108,3 +109,9 @@ class ApiKeyGate:
                 return
             scope.setdefault("state", {})["api_key_id"] = key_id
         await self.app(scope, receive, send)
+
+
+def api_key_of(request: Request) -> str | None:
+    """The id of the key `ApiKeyGate` let the request in with (None: none needed)."""
+    key: str | None = getattr(request.state, "api_key_id", None)
+    return key

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from smallfirst.config import EMBEDDING_MODEL_IDS
 from smallfirst.errors import ClientLeft, InvalidRequest, ModelNotFound, SmallfirstError
+from smallfirst.server.auth import api_key_of
 from smallfirst.server.errors import REQUEST_ID_HEADER
 from smallfirst.server.responses import JSONResponse
 from smallfirst.server.routes import gateway, parse, unless_client_leaves
@@ -62,7 +63,7 @@ class EmbeddingRequest(ApiModel):
 async def embeddings(request: Request) -> Response:
     """Logged like the other endpoints, so its answers and errors carry `x-request-id`."""
     gw, started = gateway(request), time.perf_counter()
-    api_key_id = getattr(request.state, "api_key_id", None)
+    api_key_id = api_key_of(request)
     asked = "unknown"  # until the body names the embedding model
     try:
         parsed = await parse(request, EmbeddingRequest)

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from smallfirst.errors import InvalidRequest, NotStored
+from smallfirst.server.auth import api_key_of
 from smallfirst.server.responses import JSONResponse
 from smallfirst.server.responses_api_request import TEXT_PART_TYPES, ResponsesRequest
 from smallfirst.stored_responses import ResponseStore, StoredResponse, StoredResponsesUnavailable
@@ -44,11 +45,6 @@ def response_store(request: Request) -> ResponseStore | None:
     """None when `server.store_responses` is off."""
     store: ResponseStore | None = request.app.state.stored_responses
     return store
-
-
-def api_key_of(request: Request) -> str | None:
-    key: str | None = getattr(request.state, "api_key_id", None)
-    return key
 
 
 @dataclass

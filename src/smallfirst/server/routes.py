@@ -28,6 +28,7 @@ from smallfirst.errors import (
     served,
 )
 from smallfirst.routing_step import AUTO_MODEL
+from smallfirst.server.auth import api_key_of
 from smallfirst.server.dashboard import dashboard
 from smallfirst.server.errors import (
     REQUEST_ID_HEADER,
@@ -47,7 +48,6 @@ from smallfirst.server.responses_api_render import ResponseEvents, response_body
 from smallfirst.server.responses_api_request import ResponsesRequest, responses_param
 from smallfirst.server.responses_api_stored import (
     Keeping,
-    api_key_of,
     delete_response,
     keeping_for,
     response_part,

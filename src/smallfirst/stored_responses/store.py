@@ -179,15 +179,9 @@ class ResponseStore:
         if self._connection is None:
             try:
                 _create_private(self.path)
-                connection = connect(self.path)
+                self._connection = _migrated(self.path)
             except (sqlite3.Error, OSError) as error:
                 raise self._unavailable("open", error) from None
-            try:
-                apply_migrations(connection, MIGRATIONS_PACKAGE, LOG_MIGRATIONS)
-            except sqlite3.Error as error:
-                connection.close()
-                raise self._unavailable("open", error) from None
-            self._connection = connection
         return self._connection
 
     def _oldest_kept(self) -> float:
@@ -264,8 +258,7 @@ def open_problem(path: Path) -> str | None:
     if not path.exists():
         return None
     try:
-        with closing(connect(path)) as connection:
-            apply_migrations(connection, MIGRATIONS_PACKAGE, LOG_MIGRATIONS)
+        with closing(_migrated(path)) as connection:
             connection.execute("SELECT count(*) FROM responses").fetchone()
     except (sqlite3.Error, OSError) as error:
         return (
@@ -273,3 +266,14 @@ def open_problem(path: Path) -> str | None:
             " a new one, or set server.store_responses: false"
         )
     return None
+
+
+def _migrated(path: Path) -> sqlite3.Connection:
+    """A connection to the file at `path`, brought up to date (closed if that fails)."""
+    connection = connect(path)
+    try:
+        apply_migrations(connection, MIGRATIONS_PACKAGE, LOG_MIGRATIONS)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
