@@ -23,9 +23,10 @@ class FieldError(ValueError):
     """A check across fields that blames one of them: the 400 names it in `param`, as OpenAI
     does (a plain ValueError from a model's check has no field to name)."""
 
-    def __init__(self, param: str, message: str) -> None:
+    def __init__(self, param: str, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+        self.code = code  # OpenAI's, where it has one for this check
 
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # of functions and response formats
@@ -124,6 +125,9 @@ class ChatMessage(ApiModel):
             data.pop(key, None)
         parts = data.get("content")
         if isinstance(parts, list):
+            if data.get("role") == "assistant":
+                data = _refusal_parts_as_refusal(data, parts)
+                parts = data["content"] or []
             _check_part_kinds(parts)
         return data
 
@@ -148,6 +152,26 @@ class ChatMessage(ApiModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+
+def _refusal_parts_as_refusal(data: dict[str, Any], parts: list[Any]) -> dict[str, Any]:
+    """An assistant turn's refusal parts (OpenAI's, as a client sends an answer back) in the
+    message's `refusal`, as the Responses API takes them; its text parts stay its content."""
+    places = [
+        index
+        for index, part in enumerate(parts)
+        if isinstance(part, dict) and part.get("type") == "refusal"
+    ]
+    if not places:
+        return data
+    refusals = [data.get("refusal") or ""]
+    for index in places:
+        text = parts[index].get("refusal")
+        if not isinstance(text, str):
+            raise FieldError(f"content.{index}.refusal", "a refusal part needs its refusal text")
+        refusals.append(text)
+    kept = [part for index, part in enumerate(parts) if index not in places]
+    return {**data, "content": kept or None, "refusal": "".join(refusals)}
 
 
 def _check_part_kinds(parts: list[Any]) -> None:
@@ -362,6 +386,15 @@ class ChatRequest(SamplingParams):
 
     @model_validator(mode="after")
     def _check(self) -> ChatRequest:
+        if self.max_tokens is not None and self.max_completion_tokens is not None:
+            # OpenAI's 400, equal values too: one limit would otherwise be dropped silently,
+            # and an OpenAI upstream would refuse the request that a local model answered.
+            raise FieldError(
+                "max_tokens",
+                "Setting 'max_tokens' and 'max_completion_tokens' at the same time is not"
+                " supported.",
+                code="invalid_parameter_combination",
+            )
         if self.top_logprobs is not None and not self.logprobs:
             raise FieldError("top_logprobs", "top_logprobs requires logprobs to be true")
         if self.tool_choice not in (None, "none") and not self.tools:

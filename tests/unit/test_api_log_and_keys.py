@@ -179,3 +179,22 @@ def test_on_loopback_metrics_and_dashboard_stay_open(api: tuple[TestClient, Gate
     client, _ = api
     assert client.get("/metrics").status_code == 200
     assert client.get("/dashboard").status_code == 200
+
+
+def test_a_key_sent_as_azures_api_key_or_as_x_api_key_is_checked_like_a_bearer_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openai.AzureOpenAI sends `api-key` and no Authorization: it was a 401 with a right key."""
+    client, _ = keyed_client(tmp_path, monkeypatch, "sekret-1")
+    with client:
+        statuses = [
+            client.get("/v1/models", headers=headers).status_code
+            for headers in (
+                {"api-key": "sekret-1"},
+                {"x-api-key": "sekret-1"},
+                {"api-key": "nope"},
+                {"api-key": ""},
+                {"Authorization": "Bearer nope", "api-key": "sekret-1"},
+            )
+        ]
+    assert statuses == [200, 200, 401, 401, 401]

@@ -22,6 +22,9 @@ from smallfirst.server.errors import error_response
 OPEN_PATHS = ("/healthz", "/readyz")
 # A browser cannot send a bearer token; it asks for Basic credentials: the key as password.
 BROWSER_PATHS = ("/dashboard",)
+# Clients made for Azure OpenAI (`openai.AzureOpenAI`) send the key as `api-key`, and
+# Anthropic-style ones as `x-api-key`: read like a bearer token when no Authorization is sent.
+KEY_HEADERS = (b"api-key", b"x-api-key")
 
 
 def hash_key(key: str) -> str:
@@ -85,6 +88,14 @@ def _key_in(authorization: str) -> str:
     return decoded.partition(":")[2]
 
 
+def _authorization(headers: dict[bytes, bytes]) -> str | None:
+    """The request's credentials as an Authorization value: its own, else a key header's."""
+    if b"authorization" in headers:
+        return headers[b"authorization"].decode("latin-1")
+    key = next((headers[name] for name in KEY_HEADERS if headers.get(name)), None)
+    return "Bearer " + key.decode("latin-1") if key else None
+
+
 class ApiKeyGate:
     """Checks the key on gated routes before any handler runs (a plain ASGI middleware:
     cheaper per request than a FastAPI dependency). The key id lands in
@@ -97,11 +108,8 @@ class ApiKeyGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] == "http" and path not in OPEN_PATHS:
-            authorization = dict(scope["headers"]).get(b"authorization")
             try:
-                key_id = self.keyring.check(
-                    authorization.decode("latin-1") if authorization else None
-                )
+                key_id = self.keyring.check(_authorization(dict(scope["headers"])))
             except Unauthorized as error:
                 challenge = 'Basic realm="smallfirst", charset="UTF-8"'
                 headers = {"www-authenticate": challenge} if path in BROWSER_PATHS else None

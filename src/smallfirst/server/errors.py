@@ -85,8 +85,11 @@ def validation_error(
             param=where or None,
         )
     message = chosen["msg"].removeprefix("Value error, ")
+    cause = (chosen.get("ctx") or {}).get("error")
     return InvalidRequest(
-        f"Invalid value for '{where}': {message}" if where else message, param=where or None
+        f"Invalid value for '{where}': {message}" if where else message,
+        param=where or None,
+        code=cause.code if isinstance(cause, FieldError) else None,
     )
 
 
