@@ -7,6 +7,7 @@ import functools
 from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -99,6 +100,30 @@ MAX_MESSAGES = 100_000
 MAX_CONTENT_PARTS = 10_000
 MAX_TOOLS = 128  # OpenAI's
 ContentParts = Annotated[list[TextPart], Field(max_length=MAX_CONTENT_PARTS)]
+# OpenAI's bounds on `metadata` (an upstream refuses more, so a local answer would too)
+MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
+
+
+def _check_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise ValueError(
+            f"too many properties: at most {MAX_METADATA_PAIRS} key-value pairs, got"
+            f" {len(metadata)}"
+        )
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY:
+            raise ValueError(
+                f"a key of {len(key)} characters; keys have at most {MAX_METADATA_KEY}"
+            )
+        if len(value) > MAX_METADATA_VALUE:
+            raise FieldError(
+                key,
+                f"a value of {len(value)} characters; values have at most {MAX_METADATA_VALUE}",
+            )
+    return metadata
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
 
 
 class ChatMessage(ApiModel):
@@ -361,7 +386,7 @@ class ChatRequest(SamplingParams):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     store: bool | None = None
     prompt_cache_options: PromptCacheOptions | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None

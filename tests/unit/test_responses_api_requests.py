@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.errors import ContextLengthExceeded
 from smallfirst.service import Gateway
-from tests.helpers import RESPONSES_WEATHER_TOOL, fake_backend
+from tests.helpers import RESPONSES_WEATHER_TOOL, chat_body, fake_backend
 
 
 @pytest.mark.parametrize(
@@ -207,3 +207,34 @@ def test_reasoning_that_asks_for_nothing_is_accepted(api: tuple[TestClient, Gate
     assert client.post("/v1/responses", json=asked).status_code == 200
     asked["reasoning"] = {"effort": "low", "summary": None}
     assert client.post("/v1/responses", json=asked).json()["error"]["param"] == "reasoning"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "param", "fragment"),
+    [
+        ({f"k{i}": "v" for i in range(17)}, "metadata", "at most 16 key-value pairs, got 17"),
+        ({"k" * 65: "v"}, "metadata", "a key of 65 characters"),
+        ({"k": "v" * 513}, "metadata.k", "a value of 513 characters"),
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["/v1/responses", "/v1/chat/completions"])
+def test_metadata_beyond_openais_bounds_is_a_400(
+    api: tuple[TestClient, Gateway],
+    endpoint: str,
+    metadata: dict[str, str],
+    param: str,
+    fragment: str,
+) -> None:
+    """Was accepted here, and a 400 from an OpenAI upstream: the same request failed or not
+    by the tier that answered it."""
+    client, _ = api
+    body = chat_body(metadata=metadata)
+    if endpoint == "/v1/responses":
+        body = {"model": "tiny", "input": "Hi", "metadata": metadata}
+    response = client.post(endpoint, json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
+    assert fragment in error["message"]
+    at_the_bounds = {f"{i:0>64}": "v" * 512 for i in range(16)}
+    assert client.post(endpoint, json={**body, "metadata": at_the_bounds}).status_code == 200

@@ -63,3 +63,21 @@ def test_a_chain_from_an_answer_grounded_in_a_private_collection_stays_local(
         grounded = turn(client, "rag/office", "When is the kettle descaled?").json()
         assert grounded["model"] == "big"
         assert turn(client, "auto", "Say it as a poem.", grounded["id"]).json()["model"] == "big"
+
+
+def test_a_reference_to_an_answer_grounded_in_a_private_collection_stays_local(
+    data_dir: Path,
+) -> None:
+    """`item_reference` brings the quotes along as `previous_response_id` does."""
+    for client, gateway in rag_api(data_dir):
+        fake_backend(gateway, "tiny").queue("The kettle is descaled every Friday.")
+        grounded = turn(client, "rag/office", "When is the kettle descaled?").json()
+        quoted = {"type": "item_reference", "id": grounded["output"][0]["id"]}
+        asked = [quoted, {"role": "user", "content": "Say it as a poem."}]
+        follow_up = client.post("/v1/responses", json={"model": "auto", "input": asked}).json()
+        assert follow_up["model"] == "tiny"
+        later = turn(client, "auto", "Shorter, please.", follow_up["id"])  # kept down its chain
+        assert later.json()["model"] == "tiny"
+        by_id = client.post("/v1/responses", json={"model": "big", "input": asked})
+        assert by_id.json()["error"]["code"] == "private_collection"
+        assert not fake_backend(gateway, "big").requests

@@ -27,6 +27,7 @@ from smallfirst.types import (
     FunctionCall,
     FunctionDefinition,
     FunctionName,
+    Metadata,
     ServiceTier,
     TextPart,
     ToolCall,
@@ -104,7 +105,7 @@ class ResponsesRequest(ApiModel):
     )
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     store: bool | None = None
     user: str | None = None
     safety_identifier: str | None = None
@@ -290,8 +291,8 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
         )
     else:
         raise InvalidRequest(
-            f"{where}: input items of type {kind!r} are not supported (message, function_call "
-            "and function_call_output are)",
+            f"{where}: input items of type {kind!r} are not supported (message, function_call,"
+            " function_call_output and item_reference are)",
             param=where,
         )
 

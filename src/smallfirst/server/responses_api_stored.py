@@ -1,6 +1,6 @@
 """Stored responses over HTTP: `previous_response_id` resolved to the conversation it goes on
-from, what is kept of an answer (`store`), and `GET` / `DELETE /v1/responses/{id}` and
-`GET /v1/responses/{id}/input_items`.
+from and `item_reference` items to the items they name, what is kept of an answer (`store`),
+and `GET` / `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`.
 
 A response is kept as it was returned (the last event's Response, for a stream) with its input
 items: the chain's items, then its own (a text `input` as a user message; every item with an
@@ -56,11 +56,16 @@ class Keeping:
     api_key_id: str | None
     previous: StoredResponse | None
     private_collection: str | None = None  # the private one the request is grounded in
+    # the private one a response that `input` refers to (`item_reference`) was grounded in
+    referenced_private_collection: str | None = None
 
     @property
     def earlier_private_collection(self) -> str | None:
-        """A private collection the conversation before the request was grounded in."""
-        return self.previous.private_collection if self.previous is not None else None
+        """A private collection the conversation before the request, or an item it refers to,
+        was grounded in."""
+        if self.previous is not None and self.previous.private_collection is not None:
+            return self.previous.private_collection
+        return self.referenced_private_collection
 
     @property
     def earlier(self) -> list[dict[str, Any]]:
@@ -84,7 +89,7 @@ class Keeping:
                 items,
                 response,
                 self.previous,
-                self.private_collection,
+                self.private_collection or self.earlier_private_collection,
             )
         except StoredResponsesUnavailable:  # logged, with the file, by the store
             response["store"] = False
@@ -111,7 +116,70 @@ async def keeping_for(
                 param="previous_response_id",
             )
     kept = store if asked.store is not False else None
-    return Keeping(kept, api_key_id, previous)
+    referenced = await _resolve_item_references(asked, store, api_key_id)
+    private = next((r.private_collection for r in referenced if r.private_collection), None)
+    return Keeping(kept, api_key_id, previous, referenced_private_collection=private)
+
+
+async def _resolve_item_references(
+    asked: ResponsesRequest, store: ResponseStore | None, api_key_id: str | None
+) -> list[StoredResponse]:
+    """Replaces each `item_reference` in `input` with the stored item it names; returns the
+    responses those came from. An item is found through the id this gateway gave it, which
+    names the response that holds it (`msg_<request id>_...`): of a response stored by the
+    same key, neither deleted nor expired, as `previous_response_id` finds one."""
+    if isinstance(asked.input, str):
+        return []
+    holders: dict[str, StoredResponse | None] = {}
+    resolved: list[dict[str, Any]] = []
+    for index, item in enumerate(asked.input):
+        if not _is_reference(item):
+            resolved.append(item)
+            continue
+        item_id = item.get("id")
+        if not isinstance(item_id, str) or not item_id:
+            raise InvalidRequest(f"input.{index}: id is required", param=f"input.{index}.id")
+        if store is None:
+            raise InvalidRequest(
+                "item_reference is not supported: storing responses is off on this gateway"
+                " (server.store_responses); send the item itself in `input`",
+                param=f"input.{index}",
+            )
+        resolved.append(await _stored_item_named(item_id, holders, store, api_key_id))
+    asked.input = resolved
+    return [holder for holder in holders.values() if holder is not None]
+
+
+async def _stored_item_named(
+    item_id: str,
+    holders: dict[str, StoredResponse | None],
+    store: ResponseStore,
+    api_key_id: str | None,
+) -> dict[str, Any]:
+    """The stored item `item_id` names; `holders`: the responses read so far, by id."""
+    response_id = _holder_id(item_id)
+    if response_id is not None and response_id not in holders:
+        holders[response_id] = await asyncio.to_thread(store.get, response_id, api_key_id)
+    holder = holders.get(response_id) if response_id is not None else None
+    for item in holder.conversation if holder is not None else []:
+        if item.get("id") == item_id:
+            return item
+    raise NotStored(f"Item with id '{item_id}' not found.", param="input")
+
+
+def _is_reference(item: dict[str, Any]) -> bool:
+    """OpenAI's `{"type": "item_reference", "id": ...}`, whose type may be left out."""
+    kind = item.get("type")
+    return kind == "item_reference" or (kind is None and set(item) - {"type"} == {"id"})
+
+
+def _holder_id(item_id: str) -> str | None:
+    """The response holding an item with an id this gateway gave (None for another id)."""
+    prefix, _, rest = item_id.partition("_")
+    request_id, _, place = rest.partition("_")
+    if prefix not in ITEM_ID_PREFIXES.values() or not request_id or not place:
+        return None
+    return f"resp_{request_id}"
 
 
 def own_input_items(asked: ResponsesRequest, request_id: str) -> list[dict[str, Any]]:
