@@ -27,14 +27,19 @@ def config(tmp_path: Path, **keys: Any) -> str:
     return str(path)
 
 
-def test_serve_on_a_damaged_log_names_it_and_does_not_start(
-    tmp_path: Path, served: list[Any]
+# `config check` says what `serve` would refuse: it said OK, and serve then did not start
+CHECKING_COMMANDS = pytest.mark.parametrize("command", [["serve"], ["config", "check"]])
+
+
+@CHECKING_COMMANDS
+def test_serve_and_config_check_refuse_a_damaged_log_naming_it(
+    tmp_path: Path, served: list[Any], command: list[str]
 ) -> None:
     """It stopped at startup with a traceback ("Application startup failed", exit 3)."""
     log_path = tmp_path / "requests.db"
     logged_rows(log_path, 200)
     os.truncate(log_path, 8192)
-    result = CliRunner().invoke(app, ["serve", "-c", config(tmp_path)])
+    result = CliRunner().invoke(app, [*command, "-c", config(tmp_path)])
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {log_path} is not a request log (database disk image is malformed):"
@@ -43,8 +48,17 @@ def test_serve_on_a_damaged_log_names_it_and_does_not_start(
     assert served == []
 
 
-def test_serve_with_a_daily_budget_on_a_log_it_cannot_sum_today_from_does_not_start(
-    tmp_path: Path, served: list[Any]
+def test_config_check_makes_no_log_in_a_new_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    result = CliRunner().invoke(app, ["config", "check", "-c", config(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in data_dir.iterdir()) == ["config.yaml"]
+
+
+@CHECKING_COMMANDS
+def test_serve_and_config_check_refuse_a_log_a_daily_budget_cannot_sum_today_from(
+    tmp_path: Path, served: list[Any], command: list[str]
 ) -> None:
     """A log damaged past its first pages opened, so the server started with one error line
     ("cannot read other processes' spend") and its budgets at $0: the day's spend, already
@@ -53,7 +67,7 @@ def test_serve_with_a_daily_budget_on_a_log_it_cannot_sum_today_from_does_not_st
     logged_rows(log_path, 200, created_at=time.time())
     damage(log_path)
     budget = {"routing": {"budget": {"daily_usd": 1.0}}}
-    result = CliRunner().invoke(app, ["serve", "-c", config(tmp_path, **budget)])
+    result = CliRunner().invoke(app, [*command, "-c", config(tmp_path, **budget)])
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {log_path} is not a request log (database disk image is malformed):"

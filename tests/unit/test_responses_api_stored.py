@@ -472,11 +472,12 @@ def test_an_item_sent_again_after_previous_response_id_is_refused_as_openai_does
     assert answered.status_code == 200  # without previous_response_id: the items once each
 
 
-def test_serve_on_a_damaged_stored_responses_file_names_it_and_does_not_start(
-    tmp_path: Path, served: list[Any]
+@pytest.mark.parametrize("command", [["serve"], ["config", "check"]])
+def test_serve_and_config_check_refuse_a_damaged_stored_responses_file_naming_it(
+    tmp_path: Path, served: list[Any], command: list[str]
 ) -> None:
     """It started, answered every Responses request `store: false` and every chained one a
-    503, and logged the file's error again at each."""
+    503, and logged the file's error again at each; `config check` said OK."""
     from typer.testing import CliRunner
 
     from smallfirst.cli import app
@@ -484,7 +485,7 @@ def test_serve_on_a_damaged_stored_responses_file_names_it_and_does_not_start(
     (tmp_path / RESPONSES_FILE).write_bytes(b"not a database, " * 512)
     config = tmp_path / "config.yaml"
     config.write_text(f"data_dir: {tmp_path}\n")
-    result = CliRunner().invoke(app, ["serve", "-c", str(config)])
+    result = CliRunner().invoke(app, [*command, "-c", str(config)])
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {tmp_path / RESPONSES_FILE} cannot be used for stored responses (file is not"
@@ -492,5 +493,5 @@ def test_serve_on_a_damaged_stored_responses_file_names_it_and_does_not_start(
     )
     assert served == []
     config.write_text(f"data_dir: {tmp_path}\nserver: {{store_responses: false}}\n")
-    assert CliRunner().invoke(app, ["serve", "-c", str(config)]).exit_code == 0
-    assert len(served) == 1
+    assert CliRunner().invoke(app, [*command, "-c", str(config)]).exit_code == 0
+    assert len(served) == (command == ["serve"])

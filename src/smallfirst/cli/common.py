@@ -212,6 +212,36 @@ def check_data_dir_or_exit(settings: Settings) -> None:
             fail(f"cannot write the request log {log_file}: {problem}", code=1)
 
 
+def check_request_log_or_exit(settings: Settings, *, existing_only: bool = False) -> None:
+    """Exit 1 naming the request log if it does not open (the server would stop at startup
+    with a traceback), or if a daily budget is set and today's spend cannot be read from it;
+    an older log is migrated here. `existing_only`: a log not made yet is not made."""
+    import sqlite3
+
+    from smallfirst.logs.store import LOG_FILE, open_error, prepare
+
+    path = settings.resolved_data_dir / LOG_FILE
+    if existing_only and not path.exists():
+        return
+    try:
+        prepare(path, read_spend=settings.routing.budget.limited)
+    except sqlite3.DatabaseError as exc:
+        fail(open_error(path, exc), code=1)
+
+
+def check_stored_responses_or_exit(settings: Settings) -> None:
+    """Exit 1 naming the stored responses' file if it cannot be used (answers would say
+    `store: false`, and every chained request would be a 503)."""
+    if not settings.server.store_responses:
+        return
+    from smallfirst.stored_responses import RESPONSES_FILE
+    from smallfirst.stored_responses.store import open_problem
+
+    problem = open_problem(settings.resolved_data_dir / RESPONSES_FILE)
+    if problem is not None:
+        fail(problem, code=1)
+
+
 def check_api_keys_or_exit(settings: Settings) -> None:
     """Exit 1 if API keys are required (bound beyond loopback, or `require_api_key`) and
     none is set: the server would refuse every request. `serve` and `config check` ask it."""

@@ -18,7 +18,9 @@ from smallfirst.cli.common import (
     check_api_keys_or_exit,
     check_data_dir_or_exit,
     check_privacy_or_exit,
+    check_request_log_or_exit,
     check_routing_or_exit,
+    check_stored_responses_or_exit,
     config_warnings,
     fail,
     local_engine_problems,
@@ -52,6 +54,9 @@ def check(
     check_routing_or_exit(settings)
     check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
+    # what serve refuses in the data dir: a damaged log or stored responses' file
+    check_request_log_or_exit(settings, existing_only=True)
+    check_stored_responses_or_exit(settings)
     refuse_model_file_problems(
         settings,
         [

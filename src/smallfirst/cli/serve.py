@@ -27,7 +27,9 @@ from smallfirst.cli.common import (
     check_api_keys_or_exit,
     check_data_dir_or_exit,
     check_privacy_or_exit,
+    check_request_log_or_exit,
     check_routing_or_exit,
+    check_stored_responses_or_exit,
     config_warnings,
     fail,
     local_engine_problems,
@@ -41,7 +43,6 @@ from smallfirst.cli.common import (
 from smallfirst.config import AUTO_MODEL_ID, MAX_PORT
 
 if TYPE_CHECKING:
-    from smallfirst.config import Settings
     from smallfirst.service import Gateway
     from smallfirst.types import ChatMessage
 
@@ -75,8 +76,8 @@ def serve(
     check_routing_or_exit(settings)
     check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
-    _check_request_log(settings)
-    _check_stored_responses(settings)
+    check_request_log_or_exit(settings)
+    check_stored_responses_or_exit(settings)
     refuse_model_file_problems(settings, adapter_file_problems(settings))
     _show_gateway_log(log_level, settings.server.log_format)
     # requests to a model without its file fall back or fail; the others are served
@@ -94,34 +95,6 @@ def serve(
     # -15) after a clean stop
     with stops_as_interrupt((signal.SIGTERM, signal.SIGHUP)):
         run_server(create_app(settings), settings, log_level)
-
-
-def _check_request_log(settings: Settings) -> None:
-    """Exit 1 naming the request log if it does not open (the server would stop at startup
-    with a traceback), or if a daily budget is set and today's spend cannot be read from it;
-    an older log is migrated here."""
-    import sqlite3
-
-    from smallfirst.logs.store import LOG_FILE, open_error, prepare
-
-    path = settings.resolved_data_dir / LOG_FILE
-    try:
-        prepare(path, read_spend=settings.routing.budget.limited)
-    except sqlite3.DatabaseError as exc:
-        fail(open_error(path, exc), code=1)
-
-
-def _check_stored_responses(settings: Settings) -> None:
-    """Exit 1 naming the stored responses' file if it cannot be used (answers would say
-    `store: false`, and every chained request would be a 503)."""
-    if not settings.server.store_responses:
-        return
-    from smallfirst.stored_responses import RESPONSES_FILE
-    from smallfirst.stored_responses.store import open_problem
-
-    problem = open_problem(settings.resolved_data_dir / RESPONSES_FILE)
-    if problem is not None:
-        fail(problem, code=1)
 
 
 def _warn_at_start(problems: list[str], log_format: str) -> None:
@@ -178,7 +151,7 @@ def chat(
         fail(f"model {model!r} is not in the config; see `smallfirst models`")
     check_privacy_or_exit(settings)
     check_data_dir_or_exit(settings)
-    _check_request_log(settings)
+    check_request_log_or_exit(settings)
     question = None if prompt is None else _with_piped_text(argument_text(prompt))
     if question is not None and not question.strip():  # the model answered a blank anyway
         fail("the prompt is empty: give a question, or none for a conversation")
