@@ -11,7 +11,6 @@ is ever cut).
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -87,8 +86,10 @@ def fence_source(citation_id: str, hit: Hit) -> str:
         "heading": hit.heading,
         "chars": f"{hit.char_start}-{hit.char_end}",
     }
+    # only the quote is escaped: an attribute cannot end early, and a heading path reads
+    # `Parking > Rules`, not `Parking &gt; Rules`, which a small model copied into answers
     rendered = " ".join(
-        f'{name}="{_as_data(html.escape(value, quote=True))}"'
+        f'{name}="{_as_data(value.translate(_QUOTE_ESCAPED))}"'
         for name, value in attributes.items()
         if value
     )
@@ -106,6 +107,7 @@ def _as_data(text: str) -> str:
 
 
 _ESCAPED = {"<": "&lt;", "[": "&#91;"}
+_QUOTE_ESCAPED = str.maketrans({'"': "&quot;"})
 _MARKUP = re.compile(
     # a fence's tag: <source, </sources >, < / SOURCE
     r"<(?=\s*/?\s*sources?\b)"
