@@ -369,6 +369,8 @@ class Gateway:
                 plan.reason += f"; escalated: {beyond.beyond(weak.id)}"
             except FALLBACK_ERRORS as error:
                 self._failed(weak, error, plan, "; escalated: ")
+                if error.code != QueueFull.code:  # broken, not busy: not asked again below
+                    plan.candidates = [m for m in plan.candidates if m != weak]
             return None
 
         drafted = await self.ledger.logged(request, ctx, plan, draft(), answering=weak)
@@ -504,13 +506,17 @@ class Gateway:
                 result = await self._call(model, ctx, request, call)
             except BeyondThisModel as error:
                 roomier = [m for m in plan.roomier if m not in candidates]
-                if not roomier and isinstance(last_error, FALLBACK_ERRORS):
+                if roomier:
+                    plan.reason += f"; {error.beyond(model.id)}, so it goes up"
+                    candidates.extend(roomier)
+                    cooling = []
+                elif held is not None:  # the draft answered it: no 400 to shorten the prompt
+                    plan.reason += f"; {error.beyond(model.id)}"
+                elif isinstance(last_error, FALLBACK_ERRORS):
                     raise last_error from error  # a fallback too small: the tier's failure
-                if not roomier:
+                else:
                     raise
-                plan.reason += f"; {error.beyond(model.id)}, so it goes up"
-                candidates.extend(roomier)
-                last_error, cooling = error, []
+                last_error = error
                 ctx.tried.append(model.id)
                 continue
             except BudgetSpent as error:  # reached by the calls under way since planning

@@ -48,3 +48,16 @@ def test_of_several_drafts_the_least_sure_decides_and_an_empty_one_first() -> No
     assert least_sure(drafts) == sure(-3.0)
     empty = Confidence(float("-inf"), float("-inf"), 0)
     assert least_sure([*drafts, empty]) == empty
+
+
+@pytest.mark.parametrize(("mean", "escalates"), [(-1.0, False), (-1.0001, True)])
+def test_while_a_budget_warms_up_a_draft_at_the_configured_bar_is_kept_as_without_one(
+    mean: float, escalates: bool
+) -> None:
+    """`min_mean_logprob` is the least mean kept, with or without a strong-call budget."""
+    config = CascadeConfig(min_mean_logprob=-1.0)
+    traffic = TrafficCalibration()
+    traffic.observe(0.0)  # one sure draft seen: a strong call is within the 50% budget
+    verdict = escalation(sure(mean), config, traffic, 0.5)
+    assert verdict.escalate is escalates
+    assert "threshold: mean logprob -1.000" in verdict.why

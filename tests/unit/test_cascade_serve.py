@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.backends.fake import FakeReply
 from smallfirst.completions import TokenLogprob
+from smallfirst.errors import QueueFull, UpstreamError, UpstreamTimeout
 from smallfirst.routing.cascade import answer_logprobs
 from smallfirst.types import TextRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
@@ -242,3 +243,41 @@ def test_the_cascades_reason_holds_its_threshold(tmp_path: Path) -> None:
         " budget (threshold: mean logprob -1.000)"
     )
     assert capped.endswith("against a 1% strong-call budget (none now)")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_an_unsure_draft_answers_a_prompt_the_strong_model_says_is_too_long(
+    cascade: tuple[TestClient, Any], stream: bool
+) -> None:
+    """The small model answered the prompt, so a stronger model that cannot hold it leaves
+    the draft to answer: it was a 400 context_length_exceeded, telling the client to shorten
+    a prompt that had an answer."""
+    client, gateway = cascade
+    fake_backend(gateway, "tiny").queue(FakeReply("Maybe seven.", logprob=-3.0))
+    fake_backend(gateway, "big").queue(too_long())
+    response = ask(client, "what is 3 + 4", stream=stream)
+    assert response.status_code == 200
+    assert response.headers["x-smallfirst-model"] == "tiny"
+    assert response.headers["x-smallfirst-escalations"] == "big"
+    assert "Maybe" in response.text
+    assert "the prompt does not fit big; so tiny's draft answers" in response.text
+
+
+@pytest.mark.parametrize(
+    ("draft_failure", "asked"),
+    [(UpstreamTimeout("tiny: upstream timed out"), 1), (QueueFull("tiny is busy"), 2)],
+    ids=["broken", "busy"],
+)
+def test_a_small_model_whose_draft_failed_is_not_asked_again_down_the_chain(
+    cascade: tuple[TestClient, Any], draft_failure: Exception, asked: int
+) -> None:
+    """The strong model's fallback chain holds the small model too: one that failed the
+    draft was asked again after the strong model failed (a timed-out upstream given the
+    request twice, `tiny,big,tiny` tried). A busy one may have a slot by then."""
+    client, gateway = cascade
+    tiny = fake_backend(gateway, "tiny")
+    tiny.queue(draft_failure, FakeReply("Hello again.", logprob=-0.1))
+    fake_backend(gateway, "big").queue(UpstreamError("big: upstream answered 500: boom"))
+    response = ask(client, "hi")
+    assert len(tiny.requests) == asked
+    assert response.status_code == (502 if asked == 1 else 200)

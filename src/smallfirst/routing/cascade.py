@@ -79,7 +79,11 @@ def escalation(
             bar += f", min {config.min_token_logprob:.3f}"
         why = f"{sure.describe()} ({bar})"
         return Escalation(not sure.confident(config), score, -config.min_mean_logprob, why)
-    threshold = traffic.cut_for(score, strong_budget, -config.min_mean_logprob).threshold
+    # The configured bar keeps a draft at it (`min_mean_logprob` is the least mean kept),
+    # while a score at a cut goes up: the warm-up's cut is the next score above the bar (a
+    # draft at it escalated under a budget and was kept without one).
+    configured = math.nextafter(-config.min_mean_logprob, math.inf)
+    threshold = traffic.cut_for(score, strong_budget, configured).threshold
     # The request log holds the threshold only in the reason, and it was missing (QA).
     bar = f"threshold: mean logprob {-threshold:.3f}" if math.isfinite(threshold) else "none now"
     why = f"{sure.describe()}, against a {strong_budget:.0%} strong-call budget ({bar})"
