@@ -24,6 +24,7 @@ from smallfirst.errors import (
 )
 from smallfirst.logs import RequestRecord, request_cost
 from smallfirst.request_records import (
+    UNKNOWN_MODEL,
     Ending,
     answered_record,
     answers_text,
@@ -145,11 +146,15 @@ class Ledger:
         return Usage()
 
     def record_rejection(
-        self, endpoint: str, error: SmallfirstError, api_key_id: str | None = None
+        self,
+        endpoint: str,
+        error: SmallfirstError,
+        api_key_id: str | None = None,
+        asked: str = UNKNOWN_MODEL,
     ) -> str:
-        """Log a request refused before it could be read (e.g. an invalid body): no model.
-        Returns the log row's id."""
-        return self._notify(rejection_record(endpoint, error, api_key_id))
+        """Log a request refused before it could be read (e.g. an invalid body): no model
+        answered; `asked`, the one the body named. Returns the log row's id."""
+        return self._notify(rejection_record(endpoint, error, api_key_id, asked))
 
     def record_stopped(self, request: GenerateRequest, ctx: RequestContext) -> None:
         """Log a request the gateway stopped before any model had it (`ctx.stopped_by`)."""
@@ -168,7 +173,7 @@ class Ledger:
     ) -> str:
         """Log an embeddings request (no routing: one local encoder, tier "embeddings");
         `model` "unknown" when the request named no embedding model. Returns the row's id."""
-        if error is not None and model == "unknown":
+        if error is not None and model == UNKNOWN_MODEL:
             return self._notify(rejection_record("embeddings", error, api_key_id))
         return self._notify(embeddings_record(model, api_key_id, started, tokens, error))
 

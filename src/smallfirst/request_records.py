@@ -20,6 +20,8 @@ from smallfirst.types import ChatRequest, GenerateRequest, TextRequest, ToolCall
 # call under way: a long chat answer.
 ASSUMED_ANSWER_TOKENS = 1000
 
+UNKNOWN_MODEL = "unknown"  # a refused request's, when its body named none
+
 
 @dataclass(frozen=True)
 class Ending:
@@ -102,14 +104,15 @@ def assumed_usage(request: GenerateRequest, *, answered: bool) -> Usage:
 
 
 def rejection_record(
-    endpoint: str, error: SmallfirstError, api_key_id: str | None
+    endpoint: str, error: SmallfirstError, api_key_id: str | None, asked: str = UNKNOWN_MODEL
 ) -> RequestRecord:
-    """The row of a request refused before it could be read: no model."""
+    """The row of a request refused before it could be read: no model answered; `asked`, the
+    one its body named."""
     return RequestRecord(
         id=new_request_id(),
         created_at=time.time(),
         endpoint=endpoint,
-        model_requested="unknown",
+        model_requested=asked,
         status=error.status,
         error_code=error.code,
         api_key_id=api_key_id,

@@ -92,16 +92,35 @@ def test_each_request_is_logged_with_cost_and_no_prompt(tmp_path: Path) -> None:
 
 
 def test_requests_refused_before_routing_are_logged_and_counted(tmp_path: Path) -> None:
+    """Under the model the body asked for (they were all "unknown"); an id that is no model
+    here is one metrics label, "unknown", as for any request."""
     client, _ = fake_client(fake_settings(tmp_path))
     with client:
         client.post("/v1/chat/completions", json=chat_body(temperature=3))
         client.post("/v1/completions", content=b"{nope")
+        client.post("/v1/responses", json={"model": "made-up", "input": "hi", "top_p": 9})
         metrics = client.get("/metrics").text
+    assert 'smallfirst_requests_total{model="tiny",status="400",tier="none"} 1.0' in metrics
     assert 'smallfirst_requests_total{model="unknown",status="400",tier="none"} 2.0' in metrics
     rows = sqlite3.connect(tmp_path / "requests.db").execute(
         "SELECT endpoint, model_requested, status FROM requests ORDER BY endpoint"
     )
-    assert rows.fetchall() == [("chat", "unknown", 400), ("completions", "unknown", 400)]
+    assert rows.fetchall() == [
+        ("chat", "tiny", 400),
+        ("completions", "unknown", 400),
+        ("responses", "made-up", 400),
+    ]
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'{"model": 5}', b'{"model": ""}', b"[" * 5000])
+def test_a_refused_body_naming_no_model_is_logged_as_unknown(tmp_path: Path, body: bytes) -> None:
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        assert client.post("/v1/chat/completions", content=body).status_code == 400
+    (logged,) = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT model_requested FROM requests"
+    )
+    assert logged == ("unknown",)
 
 
 def test_a_made_up_model_id_is_logged_cut(tmp_path: Path) -> None:

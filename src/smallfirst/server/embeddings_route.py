@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from smallfirst.config import EMBEDDING_MODEL_IDS
 from smallfirst.errors import ClientLeft, InvalidRequest, ModelNotFound, SmallfirstError
+from smallfirst.request_records import UNKNOWN_MODEL
 from smallfirst.server.auth import api_key_of
 from smallfirst.server.errors import REQUEST_ID_HEADER
 from smallfirst.server.responses import JSONResponse
@@ -64,7 +65,7 @@ async def embeddings(request: Request) -> Response:
     """Logged like the other endpoints, so its answers and errors carry `x-request-id`."""
     gw, started = gateway(request), time.perf_counter()
     api_key_id = api_key_of(request)
-    asked = "unknown"  # until the body names the embedding model
+    asked = UNKNOWN_MODEL  # until the body names the embedding model
     try:
         parsed = await parse(request, EmbeddingRequest)
         asked = parsed.model if parsed.model in EMBEDDING_MODEL_IDS else asked

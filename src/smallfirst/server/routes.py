@@ -27,6 +27,7 @@ from smallfirst.errors import (
     UnsupportedEncoding,
     served,
 )
+from smallfirst.request_records import UNKNOWN_MODEL
 from smallfirst.routing_step import AUTO_MODEL
 from smallfirst.server.auth import api_key_of
 from smallfirst.server.dashboard import dashboard
@@ -95,6 +96,16 @@ async def body_of(request: Request) -> bytes:
         return await request.body()
     except ClientDisconnect:  # left while sending it: logged as 499, like leaving later
         raise ClientLeft("The client closed the connection while sending its request.") from None
+
+
+def model_named_in(body: bytes) -> str:
+    """The model a refused body asks for, for its log row ("unknown" if it names none): the
+    operator looking for a client's 400s finds them under the model it asked for."""
+    try:
+        named = pydantic_core.from_json(body.removeprefix(UTF8_BOM)).get("model")
+    except (ValueError, AttributeError):  # not JSON (or nested too deep), not an object
+        return UNKNOWN_MODEL
+    return named if isinstance(named, str) and named else UNKNOWN_MODEL
 
 
 def validated(model: type[RequestModel], body: bytes) -> RequestModel:
@@ -237,10 +248,13 @@ async def _generate(
     """Every answer and every error carries `x-request-id`: the request log's id for it."""
     gw = gateway(request)
     api_key_id = api_key_of(request)
+    body = b""
     try:
-        dialect = await read(request, await body_of(request))
+        body = await body_of(request)
+        dialect = await read(request, body)
     except SmallfirstError as error:  # logged and counted too, so error rates are complete
-        error.request_id = gw.ledger.record_rejection(endpoint, error, api_key_id)
+        asked = await read_body(model_named_in, body)
+        error.request_id = gw.ledger.record_rejection(endpoint, error, api_key_id, asked)
         raise
     parsed = dialect.request
     ctx = RequestContext(
