@@ -36,7 +36,7 @@ _STREET_SUFFIX = (
     r"Viaduct|Ville|Wall|Wharf)"
 )
 # The rest of USPS Publication 28's street suffixes (Appendix C1, as Faker's en_US addresses
-# use them) and Australia's (AS 4590 street types): words of landscape and prose too ("2
+# use them), Australia's (AS 4590 street types) and India's: words of landscape and prose too ("2
 # Keys", "3 Falls"), so one names a street only after a house number and a name.
 _NAMED_STREET_SUFFIX = (
     r"(?:Approach|Arcade|Bend|Branch|Bridge|Brook|Brooks|Burg|Burgs|Camp|Canyon|Cape|Centers|"
@@ -48,7 +48,14 @@ _NAMED_STREET_SUFFIX = (
     r"Mountains|Neck|Orchard|Parade|Parks|Parkways|Passage|Pine|Plain|Plains|Points|Ports|"
     r"Promenade|Quay|Radial|Rapid|Rapids|Ridges|Rise|River|Roads|Rotary|Rue|Shoal|Shoals|"
     r"Spring|Spurs|Squares|Streets|Tollway|Unions|Valleys|Via|Views|Villages|Walks|Ways|Well|"
-    r"Wynd)"
+    r"Wynd|"
+    # more of AS 4590's road types
+    r"Alleyway|Broadway|Byway|Circus|Colonnade|Courtyard|Crossway|Cul-de-sac|Driveway|Fairway|"
+    r"Footway|Foreshore|Frontage|Grange|Highroad|Laneway|Lookout|Outlook|Parklands|Pathway|"
+    r"Quadrant|Reserve|Retreat|Ridgeway|Riverway|Roadway|Strand|Thoroughfare|Towers|Villas|"
+    r"Walkway|"
+    # Indian street and locality words ("104, Vaidya Nagar", "Dube Ganj", "MG Marg")
+    r"Nagar|Ganj|Marg|Chowk)"
 )
 # Street-name endings from other languages (Finnish -tie/-katu, Swedish -gatan/-vägen, German
 # -straße/-weg, Dutch -straat/-laan, Danish -vej/-gade, ...): a word ending so is a street only
@@ -77,11 +84,19 @@ _STREET_LEADING = (
     rf"(?i:ul\.|ulica|rue|avenue|boulevard|chemin|impasse|allée|quai|viale|piazza|corso|calle|"
     rf"avenida|avda\.|av\.|rua|travessa|alameda|praça|estrada|rodovia|plaza|paseo|carrer|"
     rf"pasaje|travesía|glorieta|callejón|urbanización|vicolo|piazzale|contrada|ladeira|beco|"
-    rf"plac|strada|odos|calea|aleja|heol|ffordd|stryd|jalan|jl\.|C/)[ \t]+"
+    rf"plac|strada|odos|calea|aleja|heol|ffordd|stryd|jalan|jl\.|C/|"
+    # Brazil's, Spain's and Italy's types of street (Correios' "tipos de logradouro",
+    # Spain's INE street types, Italy's "DUG" toponymy)
+    rf"viela|viaduto|loteamento|condomínio|chácara|esplanada|sítio|favela|rambla|cañada|"
+    rf"pasadizo|rotonda|incrocio|lungomare)[ \t]+"
     rf"{_LEAD_NAME}"
 )
 # Leading words that are English words too ("via Email", "et al. Smith"): only with a number.
-_STREET_LEADING_WEAK = rf"(?i:via|largo|al\.|av|place|cours|camino|ronda|borgo)[ \t]+{_LEAD_NAME}"
+_STREET_LEADING_WEAK = (
+    rf"(?i:via|largo|al\.|av|place|cours|camino|ronda|borgo|parque|pátio|jardim|vila|setor|"
+    rf"recanto|residencial|conjunto|núcleo|morro|fazenda|lagoa|vale|trevo|quadra|trecho|"
+    rf"vereda|colônia|distrito|acceso|cuesta|vial|canale|stretto)[ \t]+{_LEAD_NAME}"
+)
 # Trailing street words (Hungarian "u."/"utca", Czech "ulice", Latvian "iela", Lithuanian
 # "gatvė", Estonian "tänav"/"põik"/"maantee"/"puiestee").
 _STREET_TRAILING = (
@@ -89,7 +104,10 @@ _STREET_TRAILING = (
     rf"(?:u\.|út|útja|utca|tér|ulice|náměstí|iela|gatvė|gatve|tänav|põik|maantee|puiestee)"
 )
 _UNIT = (
-    r"(?i:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Room|Floor|Fl\.?|Bldg\.?|Building)[ \t]*#?\d+\w*"
+    # India's "H.No. 217", "Plot No. 12", "Door No 4" before the unit words
+    r"(?i:(?:H|House|Plot|Door|Flat|Shop)\.?[ \t]?No\.?|Apt\.?|Apartment|Suite|Ste\.?|Unit|"
+    r"Flat|Room|Floor|Fl\.?|Bldg\.?|Building)[ \t]*#?\d+\w*"
+    r"(?:/\d{1,6}\b)?"  # Australia's unit and house number: "Unit 3/142 Taylor Street"
 )
 # A Japanese address in Latin letters: block numbers ("3-15-2", "2-chōme-7-1"), a district,
 # and a ward, city or town ("Shibuya-ku", "Shinjuku City").
@@ -124,6 +142,8 @@ _ADDRESS_START = r"(?<![\w.+])(?<![\w'’\-]['’\-])"
 _EUROPEAN_MONTH = literal_alternation((*EUROPEAN_MONTH_NAMES, *EUROPEAN_MONTH_ABBREVIATIONS))
 _NOT_DATE_WORD = (
     rf"(?!(?:{MONTH}|{WEEKDAY}|In|On|At|By|Of|Since|From|Until|After|Before|During)\b)"
+    # abbreviated weekdays: "Mon-Fri 9-17" are opening hours
+    r"(?!(?:Mon|Tues?|Wed|Thu(?:rs?)?|Fri|Sat|Sun)\b)"
     rf"(?!(?i:{_EUROPEAN_MONTH})\.?[ \t]+\d{{4}}\b)"
     # "8 PM on 12/13/23", "5 AM and 19:00": an hour, not a house number and a street name
     r"(?![AaPp]\.?[Mm]\b)"
@@ -173,15 +193,24 @@ _PLACE_LINK = (
     r"pod|na|pri|upon|sur"
 )
 # Units as other languages write them: "apto 72", "piso 3", "m. 15" (Polish "mieszkanie").
+# "Alameda Duarte Barros, S/N": Portuguese and Spanish "sem/sin número", a house without one.
+_NO_NUMBER = r"[Ss]/[Nn]\b"
+# A Brazilian CEP written without its hyphen ("29058811 Monteiro / SC"): more digits than a
+# house number has.
+_CEP = r"\d{5}-?\d{3}\b"
 _FOREIGN_UNIT = r"(?i:apto|dpto|piso|andar|bloco|lok)\.?[ \t]*\d+\w*|m\.[ \t]*\d+\b"
 _CONTINUATION = re.compile(
-    rf"(?:[ \t]*(?:,|[\-–](?=[ \t])))?[ \t]*(?:\n[ \t>?*•\-]*)?(?:,[ \t]*)?"
-    rf"(?:{_UNIT}|{_FOREIGN_UNIT}|{_HOUSE}\b|[A-Z0-9]{{2,4}}[ \-]?[0-9][A-Z0-9]{{1,3}}\b|"
+    rf"(?:[ \t]*(?:,|[\-–/](?=[ \t])))?[ \t]*(?:\n[ \t>?*•\-]*)?(?:,[ \t]*)?"
+    rf"(?:{_UNIT}|{_FOREIGN_UNIT}|{_CEP}|{_HOUSE}\b|{_NO_NUMBER}|"
+    rf"[A-Z0-9]{{2,4}}[ \-]?[0-9][A-Z0-9]{{1,3}}\b|"
     rf"(?:(?:{_PLACE_LINK})\s+)?{CAP_WORD}\.?(?:\s*\([{UPPER}][^()\n\"“]{{0,29}}\))?)"
 )
 # A line that opens with a field label ("Address line 2: ...", "City: ...") is a field of
 # its own, not the next line of the address above it.
 _LABEL_LINE = re.compile(r"[ \t>*\-]*[A-Za-z][A-Za-z \t]{0,24}(?:[ \t]\d{1,2})?:")
+# A word on a new line that two lower-case words follow opens a sentence ("VAT no. to
+# follow"), not the next line of an address ("Bergen op Zoom", "Frankfurt am Main").
+_SENTENCE_GOES_ON = re.compile(r"[ \t]+[a-zß-ÿ]+\.?[ \t]+[a-zß-ÿ]")
 _MAX_CONTINUATION = 10
 # A stop that is part of the address: "Apt.", "St.", an initial. Looked for in the last few
 # characters only (a search of the text up to there made many addresses quadratic: 100,000
@@ -209,6 +238,12 @@ def _extend_address(text: str, end: int) -> int:
         ):
             break
         if text.count("\n", end, match.end()) and match.group().lstrip(" \t,").startswith("\n\n"):
+            break
+        if (
+            "\n" in match.group()
+            and piece[:1].isalpha()
+            and _SENTENCE_GOES_ON.match(text, match.end()) is not None
+        ):
             break
         end = match.end()
         if text[end - 1 : end] == "." and not _ABBREVIATION_END.search(
@@ -326,7 +361,8 @@ _STREET_NOT_NAME_END = re.compile(
     r"Lakes|Loop|Manors|Mountains|Overpass|Parkways|Passage|Pines|Plains|Prairie|"
     r"Promenade|Radial|Ramp|Rapids|Ridges|Rotary|Route|Shoals|Skyway|Squares|Stravenue|"
     r"Streets|Throughway|Tollway|Trafficway|Tunnel|Underpass|Unions|Valleys|Viaduct|"
-    r"Villages|Vista|Wynd)$"
+    r"Villages|Vista|Wynd|Alleyway|Laneway|Walkway|Pathway|Roadway|Driveway|Footway|"
+    r"Thoroughfare|Ganj|Chowk)$"
 )
 
 

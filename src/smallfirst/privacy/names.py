@@ -12,6 +12,14 @@ from collections.abc import Iterator
 
 from smallfirst.privacy import vetoes
 from smallfirst.privacy.addresses import STOP_WORDS, looks_like_street, name_length
+from smallfirst.privacy.letter_words import (
+    FOREIGN_HONORIFIC,
+    GREETING,
+    GREETING_WORDS,
+    VALEDICTION,
+    after_valediction,
+    is_valediction,
+)
 from smallfirst.privacy.patterns import (
     CAP_WORD,
     LETTER,
@@ -31,7 +39,9 @@ PARTICLE = (
 )
 _PARTICLE_WORD = re.compile(PARTICLE)
 # Honorifics before a name; "Sir" also addresses strangers ("Dear Sir"), so it is not always one.
-_HONORIFIC = r"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx|Fr|Rev|Sr|Sra|Srta|Mme|Mlle|Herr|Frau)"
+_HONORIFIC = (
+    rf"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx|Fr|Rev|Sr|Sra|Srta|Mme|Mlle|Herr|Frau|{FOREIGN_HONORIFIC})"
+)
 _TITLES = rf"(?:(?:{_HONORIFIC}|Sir)\.?[ \t]+)"
 _NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
 # Form fields whose value is a person ("Customer: Efimiya Petrova", "Patient name: Ana Ruiz").
@@ -42,7 +52,8 @@ _PERSON_FIELD = (
 )
 _NAME_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
-    rf"[Ss]incerely,?|[Rr]egards,?|[Ss]igned(?: by)?|[Ii]n the name of|em nome de|"
+    rf"[Ss]incerely,?|[Rr]egards,?|(?:{VALEDICTION}),?[ \t]*(?=\n)|[Ss]igned(?: by)?|"
+    rf"[Ii]n the name of|em nome de|"
     rf"au nom de|a nombre de|[Dd]irected [Bb]y:?|[Ss]tarring|[Ww]ritten by|"
     rf"[Mm]aiden name is|[Ll]ast name(?: is)?\??|[Ff]irst name(?: is)?\??|[Tt]his is|"
     rf"[Ii]t'?s me,?|[Ii] am|[Ii]'m|[Mm]eet|[Ww]ith|[Aa]sk for|[Cc]ontact|[Aa]ttn:?|"
@@ -102,6 +113,7 @@ def not_a_name(value: str) -> bool:
     are never a person's name."""
     return bool(
         _CONTRACTION.search(value)
+        or is_valediction(value)
         or ORGANISATION_WORD.search(value)
         or any(ch.isdigit() or ch in "/@:#+" for ch in value)
         or vetoes.not_a_person(value)
@@ -126,8 +138,11 @@ def plausible_name(value: str) -> bool:
     )
 
 
+# A sign-off alone on its line is as strong a cue as "Dear": the line below it is the writer's
+# name ("Atenciosamente,\nOtávio Prates", which the NER reads as a building).
 _STRONG_CUE = re.compile(
     r"(?i)name|called|named|calls me|dear|mr|mrs|ms|miss|dr|prof|directed|my [a-z]+ $"
+    rf"|^(?:{VALEDICTION}),?[ \t]*\n"
 )
 
 
@@ -465,24 +480,34 @@ def find_lower_case_names(text: str) -> Iterator[RuleMatch]:
 
 
 # Words that open a letter or a reply to someone, read by the NER as part of the name
-# ("Dear Georg Nissen,", "Sorry Carter, we could not ...").
-_SALUTATIONS = frozenset({"dear", "sorry", "congratulations", "congrats", "welcome"})
+# ("Dear Georg Nissen,", "Sorry Carter, we could not ...", "Hallo Doreen,").
+_SALUTATIONS = GREETING_WORDS | {"dear", "sorry", "congratulations", "congrats", "welcome"}
+# A title the NER reads into the name ("Dear Ms Short", "Frau Theobald Neuschäfer"): the name
+# starts after it (the title is no part of it, as "Mr." in "Mr. Leiva").
+_TITLE_WORD = re.compile(rf"{_HONORIFIC}\.?")
 
 
 def name_start(value: str) -> int:
     """Where the name starts in a span that opens with verbs done to people, salutations or
     lower-case words other than particles ("Remind Kofi", "Dear Georg", "cc Yuki"): at the
     first word that is none of them. 0 if that word is a word that opens sentences (its veto
-    stands: "Email Template") or is in lower case ("said hello")."""
-    for word in _WORD.finditer(value):
+    stands: "Email Template") or is in lower case ("said hello"). A sign-off line before the
+    name is skipped ("Cordialement,\nSophie")."""
+    signed = after_valediction(value)
+    addressing = False  # a title or greeting was skipped
+    for word in _WORD.finditer(value, signed):
         text, lower = word.group(), word.group().lower()
         particle = _PARTICLE_WORD.fullmatch(text) is not None
-        if lower in _SENTENCE_STARTERS:
-            return 0
-        if lower in PERSON_VERBS or lower in _SALUTATIONS or (text[0].islower() and not particle):
+        if _TITLE_WORD.fullmatch(text) is not None or lower in _SALUTATIONS:
+            addressing = True
             continue
-        return word.start() if text[0].isupper() or particle else 0
-    return 0
+        if lower in _SENTENCE_STARTERS:
+            return signed
+        if lower in PERSON_VERBS or (text[0].islower() and not particle):
+            continue
+        return word.start() if text[0].isupper() or particle else signed
+    # a span of greetings and titles only ("Prezado Dra", "Geachte") holds no name
+    return len(value) if addressing else signed
 
 
 # Someone addressed by name at the start of a sentence: "Ann, can you send me the file?"
@@ -494,7 +519,7 @@ _VOCATIVE = re.compile(
 # Someone greeted by name: "Hi Efimiya, I'm writing about...", "Hello Tomasz!", "Hey Ngozi".
 _GREETED = re.compile(
     rf"(?:^|(?<=[.!?\n])[ \t]*)[ \t>\"“]*"
-    rf"(?i:hi|hello|hey|hiya|greetings|good[ \t]+(?:morning|afternoon|evening))[ \t]+"
+    rf"(?:(?i:{GREETING}|good[ \t]+(?:morning|afternoon|evening))[ \t]+)+{_TITLES}?"
     rf"({CAP_WORD}(?:[ \t]+{CAP_WORD})?)[ \t]*(?:[,!:.]|$)",
     re.MULTILINE,
 )

@@ -85,8 +85,9 @@ _GROUP_GAP = rf"(?:{SPACE}{{1,2}}|\t|{_GROUP_SEPARATOR.pattern})"
 _PHONE = re.compile(
     rf"(?<![\w+])(?<!\d{SPACE})(?<!\d{SPACE}{{2}})(?<!\d[\t./{_DASHES}])"
     rf"(?<![^\W\d_][{_DASHES}])"
-    rf"(?:(?P<international>\+|00(?=[1-9]\d{{0,2}}{_GROUP_GAP}))"
-    rf"\d{{1,3}}{_GROUP_GAP}?(?:\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{{1,12}})"
+    rf"(?:(?:(?P<international>\+|00(?=[1-9]\d{{0,2}}{_GROUP_GAP}))\d{{1,3}}"
+    rf"|\((?P<bracketed>\+)\d{{1,3}}\))"  # "(+44) 7700 900123": the country code bracketed
+    rf"{_GROUP_GAP}?(?:\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{{1,12}})"
     rf"|(?:\d{_GROUP_GAP}?)?\(\d{{1,5}}\){_GROUP_GAP}?\d{{1,8}}|\d{_GROUP_GAP}\d{{3}}(?={_GROUP_GAP}\d)"
     rf"|\d{{2,12}})"
     rf"(?:{_GROUP_GAP}\d{{2,8}}){{0,4}}"
@@ -142,8 +143,10 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
         digits = sum(ch.isdigit() for ch in number)
         grouped = not value.isdigit()
         # "00" is dialled for "+" when a whole number follows it ("0033 12 34" is six digits)
-        international = match["international"] == "+" or (
-            match["international"] == "00" and digits - 2 >= _FEWEST_DIGITS
+        international = (
+            match["international"] == "+"
+            or match["bracketed"] is not None
+            or (match["international"] == "00" and digits - 2 >= _FEWEST_DIGITS)
         )
         if _is_short_local_number(value):
             if _has_phone_context(text, match.start(), match.end()):
@@ -160,7 +163,7 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
         if not grouped and not international and digits > 11:
             continue  # a long unbroken digit run is more often an account or card number
         # "+" is written before no other identifier; "00" may pad one ("Invoice 0034 566 7788")
-        if not value.startswith("+") and _OTHER_NUMBER_BEFORE.search(
+        if not value.lstrip("(").startswith("+") and _OTHER_NUMBER_BEFORE.search(
             text[max(0, match.start() - 40) : match.start()]
         ):
             continue

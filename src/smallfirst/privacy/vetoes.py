@@ -73,6 +73,12 @@ _ROLE_NOUNS = frozenset(
      "employee", "contractor", "executor", "trustee", "beneficiary", "claimant", "defendant",
      "plaintiff", "appellant", "respondent", "party", "parties", "witness"}
 )  # fmt: skip
+# Departments of a company: "forward it to Ms Reeves in Legal" names no place.
+_DEPARTMENTS = frozenset(
+    {"marketing", "engineering", "finance", "sales", "legal", "hr", "accounting",
+     "operations", "procurement", "compliance", "payroll", "security", "devops", "support",
+     "purchasing", "logistics", "it"}
+)  # fmt: skip
 # A short word in capitals alone is an acronym ("JSON", "AWS", "CTO"), not a name (two
 # letters may be a nickname: "AJ", "TJ").
 _ACRONYM = re.compile(r"[A-Z]{3,5}s?")
@@ -123,8 +129,9 @@ _OPTION_AFTER = re.compile(r"[ \t]+--?[A-Za-z][\w\-]*(?=[ \t=]|$)")
 
 def not_a_place(text: str, start: int, end: int) -> bool:
     """Code ("get_user(id)", "PostgreSQL", "postgres:16.2"), commands, SQL ("LIMIT 100"),
-    products ("in Python", "React hooks"), companies ("at Globex Corporation", but
-    "Corporation Street") and units after a number ("10 GB") are not places."""
+    departments ("in Legal"), products ("in Python", "React hooks"), companies ("at Globex
+    Corporation", but "Corporation Street") and units after a number ("10 GB") are not
+    places."""
     value = text[start:end]
     words = value.split()
     return (
@@ -132,6 +139,7 @@ def not_a_place(text: str, start: int, end: int) -> bool:
         or _unit_after_number(text, start, end)
         or (bool(words) and _bare(words[0]) in _TECH_NAMES)
         or any(word in _SQL_KEYWORDS for word in words)
+        or (len(words) == 1 and _bare(words[0]).lower() in _DEPARTMENTS)
         or _names_a_product(text, start, end)
         or _OPTION_AFTER.match(text, end) is not None
         or (COMPANY_FORM.search(value) is not None and not looks_like_street(value))
@@ -146,13 +154,48 @@ def names_a_thing(text: str, start: int, end: int) -> bool:
         COMPANY_SUFFIX_AFTER.match(text, end) is not None
         or _names_a_product(text, start, end)
         or _OPTION_AFTER.match(text, end) is not None
+        or _TO_FIELD_AFTER.match(text, end) is not None
         or (" " not in text[start:end] and _NUMBER_FIELD_AFTER.match(text, end) is not None)
+        or _names_a_discovery(text, start, end)
     )
 
 
 # A word with a colon or a full stop and then a number is the label of a form field ("Tel.
-# +49 30 901820", "Fone: (11) 98765-4321", "Conta: BR89..."), not a name.
-_NUMBER_FIELD_AFTER = re.compile(r"(?:\.[ \t]*:?|[ \t]*:)[ \t]*(?:[+(]?\d|[A-Z]{2}\d\d)")
+# +49 30 901820", "Fone: (11) 98765-4321", "Tel: (+49) 030/6563456", "Conta: BR89..."), not a
+# name.
+_NUMBER_FIELD_AFTER = re.compile(r"(?:\.[ \t]*:?|[ \t]*:)[ \t]*(?:\(?\+?\d|[A-Z]{2}\d\d)")
+# "Bill to:", "Ship to:", "Remit to:": the label of an invoice's address field.
+_TO_FIELD_AFTER = re.compile(r"[ \t]+to[ \t]*:")
+# Nouns that a discoverer's name qualifies in science, medicine and mathematics: "the Calvin
+# cycle", "the Heimlich manoeuvre", "the Mann-Whitney U test", "Dijkstra's algorithm",
+# "Murphy's law". After "the" the name is an attribute of the noun; after a possessive only
+# nouns that no one owns in everyday speech ("Ann's test results" keeps its name).
+_DISCOVERY_NOUNS = (
+    r"law|laws|theorem|lemma|conjecture|algorithm|equation|equations|constant|principle|"
+    r"paradox|hypothesis|postulate|inequality|syndrome|disease|distribution|transform"
+)
+_DISCOVERY_AFTER_THE = re.compile(
+    rf"(?:-[A-Z][\w'’]*)*(?:[ \t]+[A-Z]\b)?[ \t]+"
+    rf"(?:{_DISCOVERY_NOUNS}|cycle|effect|test|manoeuvre|maneuver|boson|scale|sequence)"
+    r"(?![\w\-])"
+)
+_DISCOVERY_AFTER_POSSESSIVE = re.compile(
+    rf"['’]s?[ \t]+(?:{_DISCOVERY_NOUNS})(?![\w\-])(?![ \t]+(?:firm|school|office|degree|student))"
+)
+_THE_BEFORE = re.compile(r"(?i:\bthe)[ \t]+$")
+
+
+def _names_a_discovery(text: str, start: int, end: int) -> bool:
+    """True for the name in "the Krebs cycle" or "Newton's laws": a thing named after
+    someone, not the person. A possessive only after one word: things are named after a
+    surname, and "Maria Lopez's disease" is hers."""
+    one_word = " " not in text[start:end]
+    if one_word and _DISCOVERY_AFTER_POSSESSIVE.match(text, end) is not None:
+        return True
+    return (
+        _DISCOVERY_AFTER_THE.match(text, end) is not None
+        and _THE_BEFORE.search(text, max(0, start - 5), start) is not None
+    )
 
 
 def _names_a_product(text: str, start: int, end: int) -> bool:
