@@ -68,7 +68,7 @@ def test_answer_cites_the_right_file_and_stays_local(api: tuple[TestClient, Any]
     assert body["model"] == "tiny"
     assert "collection 'office' is private" in body["smallfirst"]["reason"]
     sources = [c["source"] for c in body["smallfirst"]["citations"]]
-    assert sources[0] == "kettle.md"  # the path under the folder ingested, not the server's
+    assert sources[0] == "kettle.md"  # its name in the collection, not the server's path
     sent = fake_backend(gateway, "tiny").requests[-1]
     assert isinstance(sent, ChatRequest)
     assert "descaled every Friday" in sent.messages[0].text

@@ -68,7 +68,7 @@ def test_ingest_then_search_as_json(docs: Path, tmp_path: Path) -> None:
             "heading",
             "char_start",
             "char_end",
-            "shown_as",  # what citations call it: the path under the folder ingested
+            "shown_as",  # what citations call it, not the server's path (`rag.names`)
         }
 
 
@@ -393,6 +393,7 @@ def test_delete_with_paths_removes_those_documents_and_leaves_the_files(tmp_path
     assert json.loads(last.stdout) == {
         "collection": "kb",
         "removed": [str(docs / "a.md")],
+        "renamed": {},
         "collection_deleted": True,
     }
     assert json.loads(runner.invoke(app, ["collections", "--json", *data]).stdout) == []

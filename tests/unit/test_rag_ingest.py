@@ -143,6 +143,7 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         ("0001_init.sql",),
         ("0002_drop_empty_collections.sql",),
         ("0003_document_shown_as.sql",),
+        ("0004_name_documents_again.sql",),
     ]
     assert mode == "wal"
 

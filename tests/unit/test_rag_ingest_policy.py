@@ -85,7 +85,7 @@ def test_a_document_ingested_through_an_outside_link_before_goes_on_the_next_ing
     assert summary.ignored == {str(folder / "secret.md"): "symlink to outside the paths given"}
 
 
-def test_a_document_is_cited_by_its_path_under_the_folder_ingested(
+def test_a_document_is_cited_by_a_name_not_by_the_servers_path(
     store: SqliteChunkStore, tmp_path: Path
 ) -> None:
     folder, alone = tmp_path / "clients" / "acme" / "handbook", tmp_path / "memo.md"
@@ -97,7 +97,7 @@ def test_a_document_is_cited_by_its_path_under_the_folder_ingested(
     ingest_summary(store, folder, folder / "kitchen" / "tea.md", alone)
 
     hits = Retriever(store, fake_embed_query).search("coffee", collection="docs", method="bm25")
-    assert sorted(hit.name for hit in hits) == ["kitchen/coffee.md", "kitchen/tea.md", "memo.md"]
+    assert sorted(hit.name for hit in hits) == ["coffee.md", "memo.md", "tea.md"]  # `rag.names`
     assert sorted(hit.source for hit in hits) == sorted(  # still the document's id here
         [str(folder / "kitchen" / "coffee.md"), str(folder / "kitchen" / "tea.md"), str(alone)]
     )

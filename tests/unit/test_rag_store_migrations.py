@@ -18,7 +18,12 @@ from smallfirst.rag.sqlite_file import connect
 from tests.unit.test_rag_ingest import ingest, sources, write_docs
 
 MIGRATIONS = Path(__file__).parents[2] / "src/smallfirst/rag/migrations"
-ALL = ["0001_init.sql", "0002_drop_empty_collections.sql", "0003_document_shown_as.sql"]
+ALL = [
+    "0001_init.sql",
+    "0002_drop_empty_collections.sql",
+    "0003_document_shown_as.sql",
+    "0004_name_documents_again.sql",
+]
 Tracer = Callable[[str], None]
 
 

@@ -290,6 +290,7 @@ def _ingest_json(collection: str, summary: IngestSummary) -> dict[str, Any]:
         "ignored_files": dict(sorted(summary.ignored.items())),
         "guessed_encodings": summary.guessed_encodings,
         "gone_paths": summary.gone,
+        "renamed_files": summary.renamed,
         "collection_deleted": summary.collection_deleted,
     }
 
@@ -320,6 +321,7 @@ def _print_ingest_summary(collection: str, summary: IngestSummary, *, verbose: b
         )
     for path, sources in summary.gone.items():
         typer.echo(f"  removed {_documents_that_are(len(sources))} no longer at {path}")
+    _say_renamed(summary.renamed, verbose=verbose)
     if summary.collection_deleted:
         _say_deleted(collection)
 
@@ -333,6 +335,13 @@ def _why_no_text(source: str) -> str:
     if source.lower().endswith(".pdf"):
         return "a PDF of scanned pages? OCR it first"
     return "empty, or headings and markup only"
+
+
+def _say_renamed(renamed: dict[str, str], *, verbose: bool) -> None:
+    """Documents whose citation name changed because a namesake came or went."""
+    if renamed:
+        as_cited = [f"{source} as {name}" for source, name in sorted(renamed.items())]
+        typer.echo(f"  cited by a new name ({len(renamed)})" + _listed(as_cited, verbose=verbose))
 
 
 def _say_deleted(collection: str) -> None:
@@ -459,14 +468,23 @@ def delete(
             question = f"Delete collection {collection} ({held}, {counted(info.chunks, 'chunk')})?"
         if not yes:
             typer.confirm(question, abort=True, err=True)
+        renamed: dict[str, str] = {}
         if paths:
             for source in sources:
-                store.remove_document(collection, source)
+                renamed.update(store.remove_document(collection, source))
+            renamed = {source: renamed[source] for source in renamed if source not in sources}
         else:
             store.drop_collection(collection)
         deleted = collection not in {c.name for c in store.collections()}
     if as_json:
-        _print_json({"collection": collection, "removed": sources, "collection_deleted": deleted})
+        _print_json(
+            {
+                "collection": collection,
+                "removed": sources,
+                "renamed": renamed,
+                "collection_deleted": deleted,
+            }
+        )
         return
     removed = counted(len(sources), "document")
     if not paths:
@@ -475,6 +493,7 @@ def delete(
     typer.echo(f"{collection}: removed {removed} (files on disk untouched)")
     for source in sources:
         typer.echo(f"  {source}")
+    _say_renamed(renamed, verbose=True)
     if deleted:
         _say_deleted(collection)
 

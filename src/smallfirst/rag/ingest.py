@@ -51,6 +51,8 @@ class IngestSummary:
     guessed_encodings: dict[str, str] = field(default_factory=dict)
     # a given path that no longer exists -> the documents stored there (all in `removed`)
     gone: dict[str, list[str]] = field(default_factory=dict)
+    # documents stored before whose citation name changed (`rag.names`) -> their name now
+    renamed: dict[str, str] = field(default_factory=dict)
     collection_deleted: bool = False  # its last document was removed
     chunks_written: int = 0
 
@@ -332,8 +334,13 @@ def ingest_paths(
             and _is_under(source, found.roots)
             and not _is_under(source, unlisted)
         ):
-            store.remove_document(collection, source)
+            summary.renamed.update(store.remove_document(collection, source))
             summary.removed.append(source)
+    summary.renamed = {
+        source: name
+        for source, name in summary.renamed.items()
+        if source in known and source not in summary.removed
+    }
     summary.collection_deleted = bool(summary.removed) and not store.document_hashes(collection)
     return summary
 
@@ -375,8 +382,7 @@ def _ingest_files(
     for done, path in enumerate(files, start=1):
         source = str(path)
         try:
-            document = _Document(path, cited_name(path, found.roots), known.get(source))
-            _ingest_file(store, collection, document, summary, model)
+            _ingest_file(store, collection, path, known.get(source), summary, model)
         except FileNotFoundError as exc:  # gone (or a broken link): its old chunks go too
             summary.failed[source] = _not_found_reason(path, exc)
         except (OSError, SmallfirstError) as exc:  # kept as last ingested
@@ -389,30 +395,14 @@ def _ingest_files(
     return present
 
 
-def cited_name(path: Path, roots: Sequence[Path]) -> str:
-    """What citations call the file at `path`: its path relative to the outermost folder
-    given that holds it, else its name (a file given alone)."""
-    holders = [root for root in roots if root != path and _is_under(str(path), [root])]
-    if not holders:
-        return path.name
-    return path.relative_to(min(holders, key=lambda root: len(root.parts))).as_posix()
-
-
-@dataclass(frozen=True)
-class _Document:
-    path: Path
-    cited_as: str
-    known_hash: str | None  # None: not in the collection yet
-
-
 def _ingest_file(
     store: ChunkStore,
     collection: str,
-    file: _Document,
+    path: Path,
+    known_hash: str | None,  # None: not in the collection yet
     summary: IngestSummary,
     model: _Model,
 ) -> None:
-    path, known_hash = file.path, file.known_hash
     source = str(path)
     raw = read_regular_file(path)
     digest = content_hash(raw, extractor_version(path))
@@ -429,15 +419,15 @@ def _ingest_file(
         # a file without headings still gets its name as context
         title=document.title or ("" if document.markdown else path.stem),
     )
-    store.put_document(
+    renamed = store.put_document(
         collection,
         source,
         title=document.title or path.name,
         content_hash=digest,
         chunks=chunks,
         embeddings=embed_chunks(chunks, model.embed_texts, model.chunk_progress),
-        shown_as=file.cited_as,
     )
+    summary.renamed.update(renamed)
     summary.chunks_written += len(chunks)
     if document.encoding not in ("utf-8", ""):
         summary.guessed_encodings[source] = document.encoding

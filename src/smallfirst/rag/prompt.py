@@ -47,7 +47,7 @@ class Citation:
 
     id: str
     chunk_id: int
-    source: str  # `Hit.name`: relative to the folder ingested, never the server's whole path
+    source: str  # `Hit.name`: unique in the collection, never the server's whole path
     title: str
     heading: str
     char_start: int

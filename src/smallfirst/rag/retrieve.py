@@ -42,8 +42,8 @@ class Hit:
 
     @property
     def name(self) -> str:
-        """What citations call the document: its path relative to the folder it was ingested
-        from, not the absolute `source`, which says how the server's disk is laid out."""
+        """What citations call the document (`rag.names`, unique in its collection), not the
+        absolute `source`, which says how the server's disk is laid out."""
         return self.shown_as or PurePath(self.source).name
 
     def as_dict(self) -> dict[str, Any]:

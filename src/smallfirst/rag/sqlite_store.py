@@ -21,6 +21,7 @@ from smallfirst.rag import migrations
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_or_expression, query_terms
 from smallfirst.rag.chunking import Chunk, embedding_text
 from smallfirst.rag.copies import Copies
+from smallfirst.rag.names import file_name, name_again
 from smallfirst.rag.sqlite_file import connect, read_only_uri, sqlite_module
 from smallfirst.rag.store import (
     EMBEDDING_DIMENSIONS,
@@ -149,6 +150,18 @@ class SqliteChunkStore(ChunkStore):
         with self._lock:
             apply_migrations(self._db, migrations.__name__, migrations.RECORDED_AS)
             self._check_settings(refuse_other_settings)
+            self._name_unnamed_documents()
+
+    def _name_unnamed_documents(self) -> None:
+        """Name the documents stored before names were unique in their collection (migration
+        0004 emptied their `shown_as`), by the first process that can write the store; a
+        read-only one shows their file names."""
+        unnamed = "SELECT DISTINCT collection_id FROM documents WHERE shown_as = ''"
+        if self._read_only_uri is not None or self._db.execute(unnamed).fetchone() is None:
+            return
+        with _Transaction(self._db):  # another process may have named them meanwhile
+            for (collection_id,) in self._db.execute(unnamed).fetchall():
+                name_again(self._db, collection_id)
 
     def _check_settings(self, refuse_other_settings: bool) -> None:
         """Refuse a store whose terms or vectors were made by another analyzer or embedder."""
@@ -205,17 +218,16 @@ class SqliteChunkStore(ChunkStore):
         content_hash: str,
         chunks: Sequence[Chunk],
         embeddings: npt.NDArray[np.float32],
-        shown_as: str = "",
-    ) -> None:
+    ) -> dict[str, str]:
         if len(chunks) != len(embeddings):
             raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
         with self._lock, self._transaction():
             collection_id = self._collection_id(collection, create=True)
             self._delete_document(collection_id, source)
             document_id = self._db.execute(
-                "INSERT INTO documents(collection_id, source, title, content_hash, shown_as) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (collection_id, source, title, content_hash, shown_as),
+                "INSERT INTO documents(collection_id, source, title, content_hash) "
+                "VALUES (?, ?, ?, ?)",
+                (collection_id, source, title, content_hash),
             ).lastrowid
             for chunk, vector in zip(chunks, embeddings, strict=True):
                 inserted = self._db.execute(
@@ -232,6 +244,9 @@ class SqliteChunkStore(ChunkStore):
                 )
                 chunk_id = cast(int, inserted.lastrowid)  # an INSERT always sets it
                 self._insert_search_rows(chunk_id, collection_id, chunk.heading, chunk.text, vector)
+            renamed = name_again(self._db, collection_id, file_name(source))
+        renamed.pop(source, None)  # named for the first time, or as before
+        return renamed
 
     def _insert_search_rows(
         self, chunk_id: int, collection_id: int, heading: str, text: str, vector: Any
@@ -292,19 +307,21 @@ class SqliteChunkStore(ChunkStore):
             ).fetchall()
         return [(int(i), str(h), str(t), int(c)) for i, h, t, c in rows]
 
-    def remove_document(self, collection: str, source: str) -> None:
+    def remove_document(self, collection: str, source: str) -> dict[str, str]:
         with self._lock, self._transaction():
             found = self._db.execute("SELECT id FROM collections WHERE name = ?", (collection,))
             row = found.fetchone()
             if row is None:  # another process removed its last document, and with it the rest
-                return
+                return {}
             collection_id = int(row[0])
             self._delete_document(collection_id, source)
+            renamed = name_again(self._db, collection_id, file_name(source))
             self._db.execute(  # its last document: the collection goes too
                 "DELETE FROM collections WHERE id = ? AND NOT EXISTS "
                 "(SELECT 1 FROM documents WHERE collection_id = ?)",
                 (collection_id, collection_id),
             )
+        return renamed
 
     def drop_collection(self, collection: str) -> None:
         with self._lock, self._transaction():

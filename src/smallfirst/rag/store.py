@@ -79,7 +79,7 @@ class StoredChunk:
     text: str
     char_start: int
     char_end: int
-    shown_as: str = ""  # what citations call the document (`ChunkStore.put_document`)
+    shown_as: str = ""  # what citations call the document (`rag.names`)
 
 
 @dataclass(frozen=True)
@@ -106,17 +106,19 @@ class ChunkStore(ABC):
         content_hash: str,
         chunks: Sequence[Chunk],
         embeddings: npt.NDArray[np.float32],
-        shown_as: str = "",
-    ) -> None:
-        """Add or replace the document `source` (creating the collection if needed).
-        `shown_as` is what citations call it instead of the absolute path `source` (its path
-        relative to the folder ingested); "" shows the file's name."""
+    ) -> dict[str, str]:
+        """Add or replace the document `source` (creating the collection if needed), named
+        for citations (`StoredChunk.shown_as`) by `rag.names.cited_names` of the collection's
+        sources, in the same transaction. Returns the other documents whose name changed
+        with it (a namesake's name grows) -> their name now."""
 
     @abstractmethod
-    def remove_document(self, collection: str, source: str) -> None:
+    def remove_document(self, collection: str, source: str) -> dict[str, str]:
         """Remove `source` and its chunks; removing the last one deletes the collection, so
         that a collection is listed (and served as `rag/<name>`) only while it holds any.
-        Nothing to do if the collection is gone (another process removed it meanwhile)."""
+        Nothing to do if the collection is gone (another process removed it meanwhile).
+        Returns the documents whose name changed with it (a namesake's may shrink) -> their
+        name now."""
 
     @abstractmethod
     def keyword_search(self, collection: str, query: str, limit: int) -> list[ScoredChunk]:
