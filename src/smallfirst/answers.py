@@ -3,7 +3,9 @@ an answer, whole or streamed, with the route that says who answered and why."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +21,10 @@ from smallfirst.usage_so_far import UsageSoFar
 
 # Unique per process run without a urandom call per request (that costs ~0.1 ms on some VMs).
 _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:12], itertools.count()
+# With the count alone, one id told every other: whoever may call a server without API keys
+# (any local user) read every stored conversation by counting down from their own. A keyed
+# hash of the count (~1 us) makes the others unguessable.
+_ID_TAG_KEY = secrets.token_bytes(16)
 
 
 # The id of the request being served, for the log's lines (`server.log_format: json`). Each
@@ -28,7 +34,9 @@ current_request_id: ContextVar[str | None] = ContextVar("current_request_id", de
 
 
 def new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+    count = next(_ID_COUNTER)
+    tag = hashlib.blake2b(count.to_bytes(8, "big"), key=_ID_TAG_KEY, digest_size=8).hexdigest()
+    return f"{_ID_PREFIX}{count:012x}{tag}"
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """Where smallfirst keeps files it can make again (converted and installed models), why a
-folder it is given cannot be used, and whether a file it holds open is still at its path."""
+folder it is given cannot be used, whether a file it holds open is still at its path, and
+how it makes the files only their user may read."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -17,6 +18,16 @@ def cache_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "smallfirst"
+
+
+def create_private(path: Path) -> None:
+    """Make the file at `path` readable by this user only, unless it is there already: what
+    the gateway keeps (prompts, answers, documents) is not for the machine's other users,
+    whatever the umask. SQLite gives the -wal, -shm and -journal files it makes beside a
+    database the database's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):  # one already there keeps the mode its owner gave it
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def broken_link_in(path: Path) -> str | None:

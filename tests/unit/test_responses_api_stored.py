@@ -344,6 +344,25 @@ def test_the_stored_conversations_are_readable_by_this_user_only(
     assert (tmp_path / RESPONSES_FILE).stat().st_mode & 0o777 == 0o600
 
 
+def test_another_callers_stored_response_cannot_be_found_from_ones_own_id(
+    stored_api: tuple[TestClient, Gateway],
+) -> None:
+    """Without API keys any local user may call the server: one request's id must not tell
+    the ids of the conversations stored before it."""
+    client, _ = stored_api
+    theirs = client.post("/v1/responses", json={"model": "tiny", "input": "My PIN is 4921"})
+    mine = client.post("/v1/responses", json={"model": "tiny", "input": "Hi", "store": False})
+    my_id = mine.headers["x-request-id"]
+    counted_down = {
+        f"{int(my_id, 16) - 1:0{len(my_id)}x}",  # the whole id as one number
+        f"{my_id[:12]}{int(my_id[12:24], 16) - 1:012x}{my_id[24:]}",  # a count inside it
+    }
+    assert client.get(f"/v1/responses/{theirs.json()['id']}").status_code == 200
+    assert theirs.json()["id"] not in {f"resp_{guess}" for guess in counted_down}
+    for guess in counted_down:
+        assert client.get(f"/v1/responses/resp_{guess}").status_code == 404
+
+
 def test_a_store_that_cannot_be_written_answers_with_store_false(tmp_path: Path) -> None:
     (tmp_path / RESPONSES_FILE).mkdir()  # a folder where the file should be
     client, _ = fake_client(fake_settings(tmp_path))

@@ -20,7 +20,7 @@ from pydantic import BaseModel, field_validator
 
 from smallfirst.errors import CLIENT_CLOSED_REQUEST
 from smallfirst.logs.spend import SpendReport, SpendWatch, spent_today
-from smallfirst.paths import file_identity
+from smallfirst.paths import create_private, file_identity
 from smallfirst.sqlite_migrations import MigrationsTable, apply_migrations
 
 MIGRATIONS_PACKAGE = "smallfirst.logs.migrations"
@@ -105,8 +105,9 @@ def migrate(connection: sqlite3.Connection, package: str = MIGRATIONS_PACKAGE) -
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode: the only transactions are the explicit ones."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A connection in autocommit mode: the only transactions are the explicit ones. A new
+    file is made readable by this user only."""
+    create_private(path)
     connection = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
     )

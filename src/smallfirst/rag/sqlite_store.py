@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.embed.batches import embedded_batches
-from smallfirst.paths import file_identity
+from smallfirst.paths import create_private, file_identity
 from smallfirst.rag import migrations
 from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_or_expression, query_terms
 from smallfirst.rag.chunking import Chunk, embedding_text
@@ -88,6 +88,8 @@ class SqliteChunkStore(ChunkStore):
         searched, and writing to it fails saying so."""
         self.path = Path(path)
         self._read_only_uri = read_only_uri(self.path)
+        if self._read_only_uri is None:  # the documents' text: not for other users
+            create_private(self.path)
         self._lock = threading.RLock()
         self._db = self._connect()
         self._file = file_identity(self.path)

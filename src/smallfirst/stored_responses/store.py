@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -178,7 +177,6 @@ class ResponseStore:
     def _opened(self) -> sqlite3.Connection:
         if self._connection is None:
             try:
-                _create_private(self.path)
                 self._connection = _migrated(self.path)
             except (sqlite3.Error, OSError) as error:
                 raise self._unavailable("open", error) from None
@@ -242,13 +240,6 @@ class ResponseStore:
             f"Stored responses are unavailable: the server could not {doing} its file"
             " (its log says why)."
         )
-
-
-def _create_private(path: Path) -> None:
-    """Make the file readable by this user only (whole conversations, personal data
-    included; SQLite gives its -wal and -shm files the same mode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def open_problem(path: Path) -> str | None:
