@@ -153,6 +153,26 @@ def test_what_cannot_be_honoured_is_a_400_naming_the_field(
     assert fragment in error["message"]
 
 
+def test_refused_truncation_does_not_read_as_a_context_overflow(
+    api: tuple[TestClient, Gateway],
+) -> None:
+    """LangChain's `ChatOpenAI(use_responses_api=True, truncation="auto")` sends this; it takes
+    any 400 whose text holds `context_length_exceeded` for a prompt too long (and a caller
+    catching that trims the conversation and asks again, refused again)."""
+    client, _ = api
+    sent = {
+        "input": [{"content": "Hi", "role": "user", "type": "message"}],
+        "model": "auto",
+        "stream": False,
+        "truncation": "auto",
+    }
+    response = client.post("/v1/responses", json=sent)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("truncation", None)
+    assert "context_length_exceeded" not in response.text
+
+
 def test_an_unknown_response_is_a_404_naming_it(api: tuple[TestClient, Gateway]) -> None:
     client, _ = api
     for method in ("GET", "DELETE"):

@@ -241,8 +241,8 @@ def _refuse_unsupported(request: ResponsesRequest) -> None:
         raise InvalidRequest("reasoning settings are not supported here", param="reasoning")
     if request.truncation == "auto":
         raise InvalidRequest(
-            "truncation 'auto' is not supported: prompts are never cut; a prompt that does "
-            "not fit is a 400 context_length_exceeded",
+            "truncation 'auto' is not supported: prompts are never cut; leave truncation "
+            "unset or 'disabled', and a prompt that does not fit is refused",
             param="truncation",
         )
     unsupported = [item for item in request.include or [] if item not in INCLUDABLE]
