@@ -8,6 +8,7 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -239,3 +240,136 @@ def test_the_others_spend_is_read_from_a_log_started_again_after_a_deletion(
         assert eventually(lambda: reports[-1][1] == 0.5)
     finally:
         mine.close()
+
+
+def written(path: Path, *rows: RequestRecord) -> None:
+    """`rows` in the log at `path`, as another process writes them."""
+    log = RequestLog(path)
+    for record in rows:
+        log.record(record)
+    log.close()
+
+
+def test_each_of_todays_own_rows_is_left_out_and_no_other_days(tmp_path: Path) -> None:
+    path = tmp_path / LOG_FILE
+    today = utc_day(time.time())
+    mine = [
+        row(0.25, "k", created_at=today * DAY_S + 10),
+        row(0.25, "k", created_at=today * DAY_S + 20),
+        row(1.0, "k", created_at=today * DAY_S - 60),  # begun yesterday, written today
+    ]
+    written(path, *mine, row(0.5, "k", created_at=today * DAY_S + 30))
+    reports: list[Report] = []
+    watch = SpendWatch(lambda day, total, per_key: reports.append((day, total, per_key)))
+    watch.wrote(mine)
+    connection = connect(path)
+    try:
+        assert watch.read(connection, now=today * DAY_S + 120)
+        assert reports[-1] == (today, 0.5, {"k": 0.5})
+        written(path, row(0.125, created_at=(today + 1) * DAY_S + 10))
+        assert watch.read(connection, now=(today + 1) * DAY_S + 60)
+        assert reports[-1] == (today + 1, 0.125, {KEYLESS: 0.125})  # yesterday's own not taken
+    finally:
+        connection.close()
+
+
+def test_the_others_spend_is_never_below_zero(tmp_path: Path) -> None:
+    """This process's rows can be gone from the log (deleted by hand): what is left of the
+    others' spend is none, not a negative amount that would lift the budget."""
+    path = tmp_path / LOG_FILE
+    written(path, row(0.1, "k"))
+    reports: list[Report] = []
+    watch = SpendWatch(lambda day, total, per_key: reports.append((day, total, per_key)))
+    watch.wrote([row(0.3, "k")])  # not in the log any more
+    connection = connect(path)
+    try:
+        assert watch.read(connection)
+        assert reports[-1][1:] == (0.0, {"k": 0.0})
+    finally:
+        connection.close()
+
+
+def test_a_row_written_at_midnight_is_the_new_days(tmp_path: Path) -> None:
+    path = tmp_path / LOG_FILE
+    today = utc_day(time.time())
+    written(path, row(1.0, created_at=today * DAY_S - 0.001), row(0.3, created_at=today * DAY_S))
+    reports: list[Report] = []
+    watch = SpendWatch(lambda day, total, per_key: reports.append((day, total, per_key)))
+    connection = connect(path)
+    try:
+        assert watch.read(connection, now=today * DAY_S + 1)
+        assert reports[-1] == (today, 0.3, {KEYLESS: 0.3})
+    finally:
+        connection.close()
+
+
+class FailingReads:
+    """A log connection whose reads of the requests table fail while `failing` is set (a
+    locked or damaged file); `PRAGMA data_version` still answers."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        self.failing = False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if self.failing and "requests" in sql:
+            raise sqlite3.OperationalError("database is locked")
+        return self.connection.execute(sql, *args)
+
+
+def test_a_failed_read_is_tried_again_though_nothing_new_was_written(tmp_path: Path) -> None:
+    """The rows another process committed before a failed read are read at the next refresh,
+    not only after its next commit."""
+    path = tmp_path / LOG_FILE
+    written(path, row(0.1))
+    reports: list[Report] = []
+    watch = SpendWatch(lambda day, total, per_key: reports.append((day, total, per_key)))
+    reads = FailingReads(connect(path))
+    log_connection = cast(sqlite3.Connection, reads)
+    try:
+        watch.refresh(log_connection)
+        written(path, row(0.2))
+        reads.failing = True
+        watch.refresh(log_connection)
+        reads.failing = False
+        watch.refresh(log_connection)
+        assert [total for _, total, _ in reports] == [0.1, pytest.approx(0.3)]
+    finally:
+        reads.connection.close()
+
+
+def test_a_log_that_fails_again_after_reading_again_says_so_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / LOG_FILE
+    written(path, row(0.1))
+    watch = SpendWatch(lambda day, total, per_key: None)
+    reads = FailingReads(connect(path))
+    log_connection = cast(sqlite3.Connection, reads)
+    try:
+        with caplog.at_level(logging.INFO, logger="smallfirst.logs"):
+            for failing in (True, False, True):
+                reads.failing = failing
+                watch.read(log_connection)
+        assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.INFO, logging.ERROR]
+        assert "is read again" in caplog.records[1].getMessage()
+    finally:
+        reads.connection.close()
+
+
+def test_a_row_of_yesterday_written_after_a_read_is_not_todays_spend(tmp_path: Path) -> None:
+    """A request begun before midnight is written after it: the rows read since the last
+    read are today's only."""
+    path = tmp_path / LOG_FILE
+    today = utc_day(time.time())
+    written(path, row(0.5, created_at=today * DAY_S + 10))
+    reports: list[Report] = []
+    watch = SpendWatch(lambda day, total, per_key: reports.append((day, total, per_key)))
+    connection = connect(path)
+    try:
+        assert watch.read(connection, now=today * DAY_S + 60)
+        written(path, row(1.0, created_at=today * DAY_S - 60), row(0.25, created_at=today * DAY_S))
+        assert watch.read(connection, now=today * DAY_S + 120)
+        assert reports[-1] == (today, 0.75, {KEYLESS: 0.75})
+    finally:
+        connection.close()

@@ -17,6 +17,7 @@ from smallfirst.cli import app
 from smallfirst.completions import Completion
 from smallfirst.errors import SmallfirstError
 from smallfirst.service import Gateway
+from smallfirst.surrogates import loads_replacing_surrogates
 from smallfirst.types import ChatRequest
 from tests.unit.test_chat_cli import config_with_replies, recorded_turns
 from tests.unit.test_openai_compat import REQUEST, TOOL_REQUEST, upstream
@@ -90,6 +91,13 @@ async def test_an_upstreams_lone_surrogate_reads_as_a_replacement_character() ->
     async with upstream(answering(raw)) as backend:
         answer = await backend.complete(REQUEST)
     assert answer.text == "a\ufffdb \U0001f600"
+
+
+def test_an_upstreams_lone_surrogate_in_a_key_reads_as_a_replacement_character() -> None:
+    """A legacy completion's `top_logprobs` are keyed by token, and a token can be half a
+    pair: such a key could not be written out as UTF-8."""
+    raw = b'{"top_logprobs":[{"\\ud83d":-0.5,"a\\ude00":-1.0}]}'
+    assert loads_replacing_surrogates(raw) == {"top_logprobs": [{"\ufffd": -0.5, "a\ufffd": -1.0}]}
 
 
 async def test_an_upstreams_streamed_lone_surrogate_reads_as_a_replacement_character() -> None:

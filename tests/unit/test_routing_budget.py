@@ -70,3 +70,16 @@ def test_a_gateway_without_keys_keeps_keyless_requests_within_the_per_key_budget
         kept = client.post("/v1/chat/completions", json=chat_body("auto", route="cloud")).json()
         assert kept["model"] == "tiny"
         assert "requests without an API key spent" in kept["smallfirst"]["reason"]
+
+
+def test_a_new_utc_day_starts_each_keys_spend_from_zero() -> None:
+    """Its own and, until the request log is read again on the new day, what other processes
+    spent: no key stays refused today for what it spent yesterday."""
+    spend = SpendTracker(BudgetConfig(daily_usd=10.0, per_key_daily_usd=1.0))
+    today = utc_day() * DAY_S
+    spend.add(1.0, "key-a", now=today)
+    spend.others_spent(utc_day(today), 1.0, {"key-b": 1.0})
+    assert spend.exhausted("key-a", now=today) is not None
+    assert spend.exhausted("key-b", now=today) is not None
+    assert spend.exhausted("key-a", now=today + DAY_S) is None
+    assert spend.exhausted("key-b", now=today + DAY_S) is None

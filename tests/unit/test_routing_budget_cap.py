@@ -81,3 +81,21 @@ def test_the_reason_names_the_traffic_threshold_when_it_takes_over() -> None:
     assert decision.basis == (
         "threshold from recent traffic for a 30% strong-call budget, above the calibrated 0.600"
     )
+
+
+def test_a_score_at_a_traffic_threshold_above_the_calibrated_one_goes_strong() -> None:
+    traffic = TrafficCalibration(window=10, warm_up=5)
+    for score in (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.7, 0.7, 0.7, 0.7):
+        traffic.observe(score)
+    decision = decided(0.85, traffic)  # 30% of ten: 0.95, 0.9 and 0.85
+    assert decision.threshold == 0.85
+    assert decision.strong
+
+
+def test_the_traffic_threshold_takes_over_once_the_warm_up_is_seen() -> None:
+    traffic = TrafficCalibration(window=8, warm_up=4)
+    for _ in range(4):
+        traffic.observe(0.9)
+    decision = decided(0.9, traffic)  # ties every recent score: weak
+    assert decision.threshold > 0.9
+    assert not decision.strong

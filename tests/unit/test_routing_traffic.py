@@ -8,7 +8,7 @@ import pytest
 
 from smallfirst.config import RoutingConfig
 from smallfirst.errors import ConfigError
-from smallfirst.routing.base import RouteDecision, check_routing
+from smallfirst.routing.base import Messages, RouteDecision, Router, check_routing
 from smallfirst.routing.baselines import LengthRouter
 from smallfirst.routing.rules import RulesRouter
 from smallfirst.routing.traffic import Cut, TrafficCalibration, decide_within_budget
@@ -37,6 +37,51 @@ def test_ties_at_the_cut_go_weak_and_old_scores_leave_the_window() -> None:
     for _ in range(8):
         tied.observe(0.2)
     assert tied.threshold(0.25, fallback=0.5) > 0.2  # only 0.2s left: all tie, none strong
+
+
+def test_a_budget_below_one_of_the_recent_requests_sends_none_strong() -> None:
+    traffic = seen(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    assert traffic.threshold(0.1, fallback=0.5) == math.inf  # 10% of eight: not one
+
+
+class ScoredAsWritten(Router):
+    """No calibration table; a message scores the number it is."""
+
+    name = "scored"
+
+    def score(self, messages: Messages) -> float:
+        return float(messages[-1]["content"])
+
+
+def test_a_score_at_the_traffic_threshold_goes_strong() -> None:
+    traffic = seen(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    decision = decide_within_budget(
+        ScoredAsWritten(),
+        [{"role": "user", "content": "0.7"}],
+        traffic,
+        threshold=None,
+        max_strong_share=0.25,
+        min_quality=None,
+    )
+    assert decision.threshold == 0.7  # two of eight: 0.8 and 0.7
+    assert decision.strong
+
+
+def test_scores_at_the_default_threshold_count_against_the_budget_while_warming_up() -> None:
+    traffic = TrafficCalibration(warm_up=20)
+    strong = 0
+    for seen_so_far in range(1, 11):
+        decision = decide_within_budget(
+            ScoredAsWritten(),
+            [{"role": "user", "content": str(ScoredAsWritten.default_threshold)}],
+            traffic,
+            threshold=None,
+            max_strong_share=0.5,
+            min_quality=None,
+        )
+        strong += decision.strong
+        assert strong <= 0.5 * seen_so_far
+    assert strong == 5
 
 
 def test_the_fallback_holds_until_enough_requests_are_seen() -> None:

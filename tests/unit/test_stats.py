@@ -437,8 +437,11 @@ def test_requests_takes_any_count_but_refuses_an_empty_id(log_path: Path, tmp_pa
         (0.0, "0.0000"),
         (0.000042, "0.000042"),
         (0.0012, "0.0012"),
+        (0.01, "0.0100"),
         (0.15, "0.1500"),
         (12.5, "12.5000"),
+        (-0.5, "-0.5000"),  # a saving is negative where the baseline is the cheaper model
+        (-0.000042, "-0.000042"),
     ],
 )
 def test_amounts_below_a_cent_keep_two_significant_digits(amount: float, printed: str) -> None:
