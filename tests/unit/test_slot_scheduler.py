@@ -417,3 +417,57 @@ async def test_the_model_loading_does_not_count_as_waiting_for_a_slot(worker: Mo
         return "".join([chunk.text async for chunk in scheduler.stream(request(prompt), load)])
 
     assert await asyncio.gather(text("a"), text("b")) == ["a!", "b!"]
+
+
+async def test_the_other_answers_of_n_are_not_refused_once_one_has_had_a_slot(
+    worker: ModelWorker,
+) -> None:
+    """The second of two answers through one slot waited behind another client's answer and
+    was refused (429) when queue_timeout_s ran out: the whole request failed after its first
+    answer was made, where it is refused at once or not at all."""
+    engine = FakeEngine(parallel=1)
+    engine.slots.gate.clear()  # the first answer holds the slot until the other client queues
+    scheduler = SlotScheduler(worker, parallel=1, queue_size=1, queue_timeout_s=0.1)
+    load: Any = engine.load
+    asked = TextRequest(model="m", prompt="q", n=2)
+
+    async def two_answers() -> list[str]:
+        with scheduler.reserve(1) as places:
+            opener = partial(scheduler.stream, engine=load, places=places)
+            return [c.text async for c in fan_out(opener, asked, places.count) if c.text]
+
+    answers = asyncio.ensure_future(two_answers())
+    await asyncio.sleep(0.05)
+    endless = scheduler.stream(request("endless"), load)
+    other_client_reads = asyncio.ensure_future(anext(endless))
+    await asyncio.sleep(0.05)
+    engine.slots.gate.set()  # the first answer ends and the other client's takes the slot
+    await other_client_reads
+    await asyncio.sleep(0.3)  # the second answer waits longer than queue_timeout_s
+    await endless.aclose()
+    assert await asyncio.wait_for(answers, 10) == ["q!", "q!"]
+
+
+async def test_n_answers_take_the_places_that_are_free_rather_than_a_429(
+    worker: ModelWorker,
+) -> None:
+    """A request for two answers needed two free places at once: while requests for one
+    answer took each place as it freed up, it was refused again and again (4 of 4 through the
+    openai SDK's retries, beside 7 clients asking for one answer with one place left over).
+    With one place free it is admitted as they are, and its answers take turns in it."""
+    engine = FakeEngine(parallel=2)
+    engine.slots.gate.clear()
+    scheduler = SlotScheduler(worker, parallel=2, queue_size=1)
+    load: Any = engine.load
+    others = [asyncio.ensure_future(text_of(scheduler, engine, p)) for p in "ab"]
+    await asyncio.sleep(0.05)  # both slots busy, the one place in the queue free
+    asked = TextRequest(model="m", prompt="q", n=2)
+    with scheduler.reserve(2) as places:
+        assert places.count == 1
+        opener = partial(scheduler.stream, engine=load, places=places)
+        answers = fan_out(opener, asked, places.count)
+        with pytest.raises(QueueFull):  # its place is taken: the next request is refused
+            await text_of(scheduler, engine, "c")
+        engine.slots.gate.set()
+        assert [c.text async for c in answers if c.text] == ["q!", "q!"]
+    assert await asyncio.gather(*others) == ["a!", "b!"]

@@ -276,8 +276,9 @@ class LlamaCppBackend(Backend):
         return self._stream(request) if request.n == 1 else self._side_by_side(request)
 
     async def _side_by_side(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
-        """`n` answers decoded side by side, as many at once as there are slots, in places
-        reserved for them from the start: the request is refused at once, or not at all."""
+        """`n` answers decoded side by side, as many at once as there are slots (and places
+        free), in places reserved for them from the start: the request is refused at once, or
+        not at all."""
         with self.slots.reserve(min(request.n, self.config.parallel)) as places:
             answers = fan_out(partial(self._stream, places=places), request, places.count)
             try:

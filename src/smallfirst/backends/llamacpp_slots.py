@@ -64,6 +64,9 @@ class Places:
 
     count: int
     in_use: int = 0
+    # One of its answers has had a slot: the others are no longer refused for waiting
+    # (`queue_timeout_s`), which would throw the answers made away.
+    begun: bool = False
 
 
 @dataclass(eq=False)  # a job is itself: hashed by identity, kept in sets

@@ -75,12 +75,15 @@ class SlotScheduler:
 
     @contextmanager
     def reserve(self, count: int) -> Iterator[Places]:
-        """Hold `count` places for one request's answers (`stream(..., places)`), or refuse
-        it now (429): refused half-way, the answers already made were wasted."""
-        places = Places(count)
+        """Hold up to `count` places for one request's answers (`stream(..., places)`), as
+        many as are free, or refuse it now (429) when none is, as any request: refused
+        half-way, the answers already made were wasted. Refused unless `count` were free, it
+        was refused again and again while requests for one answer took every place freed."""
         with self._lock:
-            if self._open + self._held() + count > self._capacity:
+            free = self._capacity - self._open - self._held()
+            if free < 1:
                 raise self._full()
+            places = Places(min(count, free))
             self._reserved.add(places)
         try:
             yield places
@@ -189,6 +192,9 @@ class SlotScheduler:
             with self._lock:
                 joining = min(len(self._waiting), slots.free_slots)
                 admitted = [self._waiting.popleft() for _ in range(joining)]
+                for job in admitted:
+                    if job.places is not None:
+                        job.places.begun = True
                 if not admitted and not slots.busy:
                     self._looping = False
                     return
@@ -210,11 +216,17 @@ class SlotScheduler:
 
     def _expired(self, loaded: float) -> list[SlotJob]:
         """The waiting jobs whose `queue_timeout_s` for a slot has run out since the model
-        was ready, oldest first (under the lock)."""
+        was ready, oldest first, but for answers of a request another answer of which has
+        had a slot (under the lock)."""
         too_early = time.monotonic() - self._timeout_s
         expired = []
-        while self._waiting and max(self._waiting[0].submitted, loaded) <= too_early:
-            expired.append(self._waiting.popleft())
+        for job in self._waiting:
+            if max(job.submitted, loaded) > too_early:
+                break  # the others came later
+            if job.places is None or not job.places.begun:
+                expired.append(job)
+        for job in expired:
+            self._waiting.remove(job)
         return expired
 
     def _loop_ended(self, task: asyncio.Future[None]) -> None:
