@@ -6,9 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Unset, the config's server.host and server.port apply (127.0.0.1:8080 built in, and
-# SMALLFIRST__SERVER__PORT=9000 works); `make serve PORT=9000` wins over both.
-HOST ?=
-PORT ?=
+# SMALLFIRST__SERVER__PORT=9000 works); `make serve PORT=9000` wins over both. Taken from
+# make's command line only: tcsh exports HOST (the machine's name) to every program, which
+# would have bound the gateway beyond loopback.
+HOST =
+PORT =
 
 # llama-cpp-python ships as an sdist only. GGML_NATIVE builds for this CPU, so the built
 # wheel is cached per machine (architecture + CPU flags) and build options, outside the repo:

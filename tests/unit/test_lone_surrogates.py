@@ -6,6 +6,7 @@ arguments and standard input."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from smallfirst.errors import SmallfirstError
 from smallfirst.service import Gateway
 from smallfirst.surrogates import loads_replacing_surrogates
 from smallfirst.types import ChatRequest
+from tests.helpers import fake_client, fake_settings
 from tests.unit.test_chat_cli import config_with_replies, recorded_turns
 from tests.unit.test_openai_compat import REQUEST, TOOL_REQUEST, upstream
 from tests.unit.test_openai_compat_quirks import answering, failing, streamed
@@ -58,6 +60,20 @@ def test_a_lone_surrogate_in_a_request_is_a_400_naming_its_field(
         assert error["param"] == param
         assert "surrogate" in error["message"]
         assert "x-request-id" in response.headers
+
+
+def test_a_request_refused_for_a_lone_surrogate_is_logged_under_the_model_it_named(
+    tmp_path: Path,
+) -> None:
+    """It was logged as "unknown": the log's reader of the body could not read the escape."""
+    client, _ = fake_client(fake_settings(tmp_path))
+    body = b'{"model":"tiny","messages":[{"role":"user","content":%s}]}' % LONE
+    with client:
+        assert client.post("/v1/chat/completions", content=body).status_code == 400
+    (logged,) = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT model_requested FROM requests"
+    )
+    assert logged == ("tiny",)
 
 
 def test_a_body_that_is_not_json_for_another_reason_too_keeps_the_parsers_words(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -101,9 +102,9 @@ async def body_of(request: Request) -> bytes:
 def model_named_in(body: bytes) -> str:
     """The model a refused body asks for, for its log row ("unknown" if it names none): the
     operator looking for a client's 400s finds them under the model it asked for."""
-    try:
-        named = pydantic_core.from_json(body.removeprefix(UTF8_BOM)).get("model")
-    except (ValueError, AttributeError):  # not JSON (or nested too deep), not an object
+    try:  # Python's parser: it reads a lone surrogate's escape, which pydantic's refuses
+        named = json.loads(body.removeprefix(UTF8_BOM)).get("model")
+    except (ValueError, RecursionError, AttributeError):  # not JSON, too deep, not an object
         return UNKNOWN_MODEL
     return named if isinstance(named, str) and named else UNKNOWN_MODEL
 
