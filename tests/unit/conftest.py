@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from starlette.testclient import TestClient
 
     from smallfirst.privacy import PiiDetector
+    from smallfirst.rag import SqliteChunkStore
     from smallfirst.service import Gateway
 
 
@@ -56,3 +57,13 @@ def module_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestC
     client, gateway = fake_client(fake_settings(tmp_path_factory.mktemp("gateway")))
     with client:
         yield client, gateway
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
+    """An empty RAG store in the test's folder."""
+    from smallfirst.rag import SqliteChunkStore
+
+    opened = SqliteChunkStore(tmp_path / "rag.sqlite")
+    yield opened
+    opened.close()

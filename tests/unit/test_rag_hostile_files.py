@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -20,12 +18,6 @@ from tests.unit.rag_fakes import minimal_pdf, pdf_of
 from tests.unit.test_rag_ingest import ingest_summary, sources
 
 NAME_NOT_UTF8 = "name is not valid UTF-8"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
-    with closing(SqliteChunkStore(tmp_path / "rag.sqlite")) as opened:
-        yield opened
 
 
 @pytest.fixture

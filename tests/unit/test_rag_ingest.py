@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,6 @@ from smallfirst.rag import (
 )
 from smallfirst.rag.analysis import ANALYZER_NAME
 from tests.unit.rag_fakes import count_words, fake_embed, fake_embed_query
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
-    opened = SqliteChunkStore(tmp_path / "rag.sqlite")
-    yield opened
-    opened.close()
 
 
 def ingest(store: SqliteChunkStore, *paths: Path, collection: str = "docs") -> dict[str, int]:

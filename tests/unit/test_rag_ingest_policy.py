@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,6 @@ from tests.unit.rag_fakes import fake_embed_query
 from tests.unit.test_rag_ingest import ingest_summary, sources
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
-    opened = SqliteChunkStore(tmp_path / "rag.sqlite")
-    yield opened
-    opened.close()
 
 
 def test_links_that_lead_outside_the_paths_given_are_left_out_and_named(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,6 @@ import pytest
 from smallfirst.rag import SqliteChunkStore
 from tests.unit.rag_fakes import minimal_pdf
 from tests.unit.test_rag_ingest import ingest_summary
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
-    with closing(SqliteChunkStore(tmp_path / "rag.sqlite")) as opened:
-        yield opened
 
 
 def test_damaged_or_encrypted_pdfs_fail_alone(store: SqliteChunkStore, tmp_path: Path) -> None:

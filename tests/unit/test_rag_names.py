@@ -4,7 +4,6 @@ the order of ingests, no longer than it takes to tell namesakes apart (`rag/name
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,6 @@ from smallfirst.rag.names import cited_names
 from tests.unit.test_rag_ingest import ingest_summary
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
-    opened = SqliteChunkStore(tmp_path / "rag.sqlite")
-    yield opened
-    opened.close()
 
 
 def names(store: SqliteChunkStore, root: Path) -> dict[str, str]:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,13 +45,6 @@ def test_analysis_stems_and_drops_stopwords() -> None:
 def test_fts_expression_quotes_terms_so_operators_stay_words() -> None:
     assert fts5_or_expression(query_terms('NEAR "AND" or NOT')) == '"near"'
     assert fts5_or_expression(query_terms("the of and")) == ""
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteChunkStore]:
-    opened = SqliteChunkStore(tmp_path / "rag.sqlite")
-    yield opened
-    opened.close()
 
 
 def put_texts(store: SqliteChunkStore, collection: str, texts: dict[str, str]) -> None:
