@@ -52,6 +52,9 @@ class RequestContext:
     # a private RAG collection an earlier turn of the conversation was grounded in (a stored
     # response's): its answers quote the documents, so the request stays on local tiers
     earlier_private_collection: str | None = None
+    # the Responses API's truncation "auto": a conversation too long for every model that may
+    # answer it loses its oldest turns (`truncation.py`)
+    truncates: bool = False
     spent_usd: float = 0.0  # every attempt's cost, the cascade's unused small answer included
     tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
     calling: ModelInfo | None = None  # the model last asked to answer (it may have failed)

@@ -297,28 +297,7 @@ def _scanned_with_head(request: GenerateRequest) -> tuple[list[ChatMessage], ran
             [] if request.suffix is None else [ChatMessage(role="user", content=request.suffix)]
         )
         return [ChatMessage(role="user", content=request.prompt_text), *suffix, *stops], range(0)
-    scanned: list[ChatMessage] = []
-    for message in request.messages:
-        # Any message may be JSON (a tool's result often is), which may spell "é" as
-        # \u00e9: read as characters.
-        if isinstance(message.content, list):  # each part its own text: joined, the end of
-            # one ran into the start of the next ("ana@x.comThanks" hid the address)
-            scanned.extend(
-                ChatMessage(role="user", content=readable_json(part.text))
-                for part in message.content
-            )
-        elif isinstance(message.content, str):
-            readable = readable_json(message.content)
-            scanned.append(message.model_copy(update={"content": readable}))
-        else:
-            scanned.append(message)
-        if message.name:
-            scanned.append(ChatMessage(role="user", content=identifier_as_text(message.name)))
-        if message.refusal:  # echoed back by clients, and sent on to remote tiers
-            scanned.append(ChatMessage(role="assistant", content=message.refusal))
-        for call in message.tool_calls or []:
-            arguments = readable_json(call.function.arguments)
-            scanned.append(ChatMessage(role="assistant", content=arguments))
+    scanned = [text for message in request.messages for text in _scanned_of(message)]
     for key, value in (request.metadata or {}).items():  # a key is free text too
         scanned.extend(ChatMessage(role="user", content=text) for text in (key, value))
     texts: list[str] = []
@@ -326,6 +305,34 @@ def _scanned_with_head(request: GenerateRequest) -> tuple[list[ChatMessage], ran
     head = range(len(scanned), len(scanned) + len(texts))
     scanned.extend(ChatMessage(role="system", content=text) for text in texts)
     return [*scanned, *stops], head
+
+
+def _scanned_of(message: ChatMessage) -> list[ChatMessage]:
+    """A message's texts, as the guard scans them."""
+    # Any message may be JSON (a tool's result often is), which may spell "é" as \u00e9:
+    # read as characters.
+    if isinstance(message.content, list):  # each part its own text: joined, the end of one
+        # ran into the start of the next ("ana@x.comThanks" hid the address)
+        scanned = [
+            ChatMessage(role="user", content=readable_json(part.text)) for part in message.content
+        ]
+    elif isinstance(message.content, str):
+        scanned = [message.model_copy(update={"content": readable_json(message.content)})]
+    else:
+        scanned = [message]
+    if message.name:
+        scanned.append(ChatMessage(role="user", content=identifier_as_text(message.name)))
+    if message.refusal:  # echoed back by clients, and sent on to remote tiers
+        scanned.append(ChatMessage(role="assistant", content=message.refusal))
+    for call in message.tool_calls or []:
+        arguments = readable_json(call.function.arguments)
+        scanned.append(ChatMessage(role="assistant", content=arguments))
+    return scanned
+
+
+def scanned_count(message: ChatMessage) -> int:
+    """How many of the texts the guard scans (`messages_of`) are the message's."""
+    return len(_scanned_of(message))
 
 
 def _with_scanned(request: ChatRequest, scanned: list[ChatMessage]) -> dict[str, Any]:

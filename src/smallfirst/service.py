@@ -11,6 +11,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from smallfirst.answers import Answer, RequestContext, StreamAnswer
@@ -60,6 +61,7 @@ from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import RoutingStep
 from smallfirst.streams import replay, started
 from smallfirst.token_prompts import read_token_prompt
+from smallfirst.truncation import answer_truncated
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 from smallfirst.usage_so_far import UsageSoFar, counting
 
@@ -428,15 +430,17 @@ class Gateway:
         ctx: RequestContext,
         request: GenerateRequest,
         call: Callable[[Backend, GenerateRequest], Awaitable[T]],
+        findings: Inspection | None = None,
     ) -> T:
-        """Send `model` what the privacy policy lets it see; restore redacted values after."""
+        """Send `model` what the privacy policy lets it see; restore redacted values after.
+        `findings`: the guard's, when `request` is the inspected one shortened."""
         if self._shutting_down:
             raise ShuttingDown(SHUTTING_DOWN)
         ctx.calling = model
         remote = not self.planner.tiers.is_local(model)
         if remote:
             self._hold_budget(model, ctx, request)
-        sent, guard = self.privacy.request_for(request, model, ctx.inspection)
+        sent, guard = self.privacy.request_for(request, model, findings or ctx.inspection)
         ctx.counted[model.id] = UsageSoFar()
         called = counting.set(ctx.counted[model.id])
         # Cancelled under way (its client left), timed out once the upstream had it, or
@@ -514,8 +518,12 @@ class Gateway:
                     plan.reason += f"; {error.beyond(model.id)}"
                 elif isinstance(last_error, FALLBACK_ERRORS):
                     raise last_error from error  # a fallback too small: the tier's failure
-                else:
+                elif not (ctx.truncates and isinstance(error, ContextLengthExceeded)):
                     raise
+                else:  # a last resort: no model the request may go to takes it whole
+                    answer = partial(self._call, model, ctx, call=call)
+                    truncated = answer_truncated(self, model, plan, ctx, request, error, answer)
+                    return await truncated, model
                 last_error = error
                 ctx.tried.append(model.id)
                 continue

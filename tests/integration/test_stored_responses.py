@@ -71,3 +71,37 @@ def test_a_chain_begun_locally_goes_on_remotely_redacted_and_reads_back(tmp_path
     for prompt in received:
         assert EMAIL not in prompt
         assert "<EMAIL_ADDRESS_1>" in prompt
+
+
+def test_a_long_chain_goes_on_with_truncation_auto_and_is_refused_without(
+    tmp_path: Path,
+) -> None:
+    """The bundled model at 512 tokens: a chain by `previous_response_id` outgrows it by the
+    fifth turn; with `truncation="auto"` its oldest turns go, as few as the model's own count
+    says, and the stored conversation stays whole."""
+    config = {"models": [{"id": "smollm2-135m", "tier": "edge", "context_length": 512}]}
+    gateway = start_server(config, tmp_path / "gateway")
+    try:
+        sdk = openai_client(gateway)
+        question = "Tell me a fact about the number {}. " + "Some padding words here. " * 8
+        previous, refused = None, None
+        for turn in range(6):
+            asked = {"model": "smollm2-135m", "max_output_tokens": 40, "truncation": "auto"}
+            if previous is not None:
+                asked["previous_response_id"] = previous.id
+                try:  # the same turn without truncation
+                    sdk.responses.create(**{**asked, "truncation": "disabled"}, input="Again?")
+                except openai.BadRequestError as error:
+                    refused = error
+            previous = sdk.responses.create(**asked, input=question.format(turn))
+            assert previous.truncation == "auto"
+            assert previous.usage is not None
+            assert previous.usage.input_tokens + 40 <= 512
+        assert refused is not None
+        assert refused.code == "context_length_exceeded"
+        reason = previous.model_dump()["smallfirst"]["reason"]
+        assert "so truncation 'auto' dropped its" in reason
+        items = list(sdk.responses.input_items.list(previous.id, limit=100))
+        assert len(items) == 6 + 5
+    finally:
+        gateway.stop()

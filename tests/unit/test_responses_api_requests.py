@@ -14,7 +14,6 @@ from tests.helpers import RESPONSES_WEATHER_TOOL, chat_body, fake_backend
 @pytest.mark.parametrize(
     ("body", "param", "fragment"),
     [
-        ({"truncation": "auto"}, "truncation", "prompts are never cut"),
         ({"reasoning": {"effort": "low"}}, "reasoning", "not supported"),
         ({"tools": [{"type": "web_search"}]}, "tools.0", "'web_search' are not supported"),
         (
@@ -153,24 +152,27 @@ def test_what_cannot_be_honoured_is_a_400_naming_the_field(
     assert fragment in error["message"]
 
 
-def test_refused_truncation_does_not_read_as_a_context_overflow(
+def test_langchains_truncation_auto_is_answered_and_its_overflow_reads_as_one(
     api: tuple[TestClient, Gateway],
 ) -> None:
-    """LangChain's `ChatOpenAI(use_responses_api=True, truncation="auto")` sends this; it takes
-    any 400 whose text holds `context_length_exceeded` for a prompt too long (and a caller
-    catching that trims the conversation and asks again, refused again)."""
-    client, _ = api
+    """LangChain's `ChatOpenAI(use_responses_api=True, truncation="auto")` sends this (it was
+    a 400 naming `truncation`). A prompt too long even truncated is the 400 it knows as a
+    context overflow (`OpenAIContextOverflowError`): code `context_length_exceeded`."""
+    client, gateway = api
     sent = {
         "input": [{"content": "Hi", "role": "user", "type": "message"}],
-        "model": "auto",
+        "model": "tiny",
         "stream": False,
         "truncation": "auto",
     }
     response = client.post("/v1/responses", json=sent)
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert (error["param"], error["code"]) == ("truncation", None)
-    assert "context_length_exceeded" not in response.text
+    assert response.status_code == 200
+    assert response.json()["truncation"] == "auto"
+    too_long = ContextLengthExceeded("This model's maximum context length is 2048 tokens.")
+    fake_backend(gateway, "tiny").queue(too_long)  # nothing to drop: the question alone
+    refused = client.post("/v1/responses", json=sent)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "context_length_exceeded"
 
 
 def test_an_unknown_response_is_a_404_naming_it(api: tuple[TestClient, Gateway]) -> None:

@@ -72,6 +72,11 @@ class Backend(ABC):
         tokenizer here over-estimate."""
         return nullcontext(_estimate_tokens)
 
+    async def check_context(self, request: GenerateRequest) -> bool:
+        """Raises ContextLengthExceeded, as answering would, when `request` does not fit this
+        model's context; whether it could tell without answering (not a remote model)."""
+        return False
+
     def tokenizer(self) -> AbstractAsyncContextManager[Tokenizer | None]:
         """The model's own tokenizer where it runs here, within the `async with` block; None
         for remote models."""

@@ -21,7 +21,7 @@ from smallfirst.completions import (
     Usage,
 )
 from smallfirst.config import FakeModel
-from smallfirst.errors import InvalidRequest
+from smallfirst.errors import ContextLengthExceeded, InvalidRequest
 from smallfirst.types import ChatRequest, FunctionCall, GenerateRequest, TextRequest, ToolCall
 
 
@@ -67,8 +67,29 @@ class FakeBackend(Backend):
         # clouds keep theirs
         return nullcontext(ByteTokenizer() if self.config.tier != "cloud" else None)
 
+    async def check_context(self, request: GenerateRequest) -> bool:
+        if self.config.tier == "cloud":  # as a remote model: only its answer tells
+            return False
+        self._refuse_beyond_context(request)
+        return True
+
+    def _refuse_beyond_context(self, request: GenerateRequest) -> None:
+        """As an engine does, a prompt (its tokens as `usage` counts them) that leaves no room
+        for a token of answer in `context_length`. A larger `max_tokens` is not refused: tests
+        ask for more than a context holds to hold a large budget estimate."""
+        prompt = _usage(request, []).prompt_tokens
+        if prompt >= self.config.context_length:
+            raise ContextLengthExceeded.told(
+                self.config.context_length,
+                prompt,
+                1,
+                completion_text="at least 1 in the completion",
+                param="messages" if isinstance(request, ChatRequest) else "prompt",
+            )
+
     def _next(self, request: GenerateRequest) -> FakeReply:
         self.requests.append(request)
+        self._refuse_beyond_context(request)
         if self._queued:
             item = self._queued.popleft()
             if isinstance(item, BaseException):

@@ -3,6 +3,7 @@ loading, and least-recently-used unloading under a memory budget."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -240,6 +241,12 @@ class LlamaCppBackend(Backend):
     async def token_counter(self) -> AsyncIterator[Callable[[str], int]]:
         async with self.tokenizer() as tokenizer:
             yield tokenizer.count_tokens
+
+    async def check_context(self, request: GenerateRequest) -> bool:
+        """The engine's own check (chat template and tokenizer), off the worker as counting is."""
+        async with self.tokenizer() as engine:
+            await asyncio.to_thread(engine.prepare, request)
+        return True
 
     @asynccontextmanager
     async def tokenizer(self) -> AsyncIterator[LlamaEngine]:

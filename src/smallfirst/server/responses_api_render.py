@@ -87,7 +87,7 @@ def _response(
         "tools": request.tools or [],
         "top_p": request.top_p,
         "top_logprobs": request.top_logprobs,
-        "truncation": "disabled",
+        "truncation": request.truncation or "disabled",
         "usage": _usage(usage) if usage is not None else None,
         "user": request.user,
         # as sent (what an upstream is sent may be a pseudonym)

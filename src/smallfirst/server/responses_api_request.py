@@ -3,8 +3,8 @@
 The conversation is `input`, after the stored one `previous_response_id` names when it names
 one (`responses_api_stored.py` finds it: its items come in as `earlier`). Text, function tools
 and JSON output are supported; what would change the answer and cannot be honoured here
-(images, built-in tools, reasoning settings, truncation, background runs) is a 400 naming the
-field, never silently dropped.
+(images, built-in tools, reasoning settings, background runs) is a 400 naming the field,
+never silently dropped. `truncation: "auto"` is the gateway's (`truncation.py`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ FORMAT_NAME = "response"  # a json_schema format's name when the request gives n
 STORED_STATE = {
     "conversation": "stores no conversations; send the whole conversation in `input`",
     "prompt": "stores no prompt templates; send `instructions` and `input` instead",
-    "context_management": "never compacts or cuts a conversation; send it whole in `input`",
+    "context_management": "never compacts a conversation; send it whole in `input` (with"
+    " truncation 'auto', its oldest turns go where it does not fit)",
 }
 
 
@@ -239,12 +240,6 @@ def _refuse_unsupported(request: ResponsesRequest) -> None:
         )
     if any(value is not None for value in (request.reasoning or {}).values()):
         raise InvalidRequest("reasoning settings are not supported here", param="reasoning")
-    if request.truncation == "auto":
-        raise InvalidRequest(
-            "truncation 'auto' is not supported: prompts are never cut; leave truncation "
-            "unset or 'disabled', and a prompt that does not fit is refused",
-            param="truncation",
-        )
     unsupported = [item for item in request.include or [] if item not in INCLUDABLE]
     if unsupported:
         raise InvalidRequest(

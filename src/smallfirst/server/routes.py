@@ -143,6 +143,11 @@ class _Dialect(Protocol):
         """A private RAG collection the conversation was grounded in before the request."""
         ...
 
+    @property
+    def truncates(self) -> bool:
+        """Whether a conversation too long for its model loses its oldest turns."""
+        ...
+
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]: ...
 
     def stream(self, answer: StreamAnswer, request_id: str) -> AsyncIterator[bytes]: ...
@@ -161,6 +166,7 @@ class _Completions:
 
     request: GenerateRequest
     earlier_private_collection: str | None = None  # the client sends the whole conversation
+    truncates: bool = False  # a Responses API option
 
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
         return completion_body(
@@ -190,6 +196,10 @@ class _Responses:
     @property
     def earlier_private_collection(self) -> str | None:
         return self.keeping.earlier_private_collection
+
+    @property
+    def truncates(self) -> bool:
+        return self.asked.truncation == "auto"
 
     def body(self, answer: Answer, request_id: str) -> dict[str, Any]:
         return response_body(
@@ -263,6 +273,7 @@ async def _generate(
         api_key_id=api_key_id,
         route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
         earlier_private_collection=dialect.earlier_private_collection,
+        truncates=dialect.truncates,
     )
     ctx.tag_log_lines()
     try:
