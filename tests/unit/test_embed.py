@@ -209,3 +209,29 @@ def test_the_quantizers_logging_leaves_the_root_logger_as_it_was() -> None:
     finally:
         root.handlers[:] = saved
     assert root.handlers == before
+
+
+def test_a_changed_model_file_is_converted_again_not_read_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgraded model package keeps its folder and file name: only its bytes tell."""
+    monkeypatch.setenv("SMALLFIRST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(int8, "_convert", lambda source, target: target.write_bytes(b"int8"))
+    old = tmp_path / "old" / "minilm" / "model.onnx"
+    new = tmp_path / "new" / "minilm" / "model.onnx"
+    for model, weights in ((old, b"old weights"), (new, b"new weights")):
+        model.parent.mkdir(parents=True)
+        model.write_bytes(weights)
+    assert int8.int8_model_path(old) != int8.int8_model_path(new)
+
+
+def test_the_quantizers_pre_processing_hint_is_dropped_only_while_it_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hint = "Please consider to run pre-processing before quantization."
+    with caplog.at_level(logging.WARNING):
+        with int8.root_logger_kept():
+            logging.warning(hint)
+            logging.warning("a library's warning")
+        logging.warning(hint)
+    assert [record.getMessage() for record in caplog.records] == ["a library's warning", hint]

@@ -109,3 +109,22 @@ def test_a_value_found_in_json_is_found_again_in_prose_as_it_reads_there() -> No
         '{"aws_secret_access_key": "<SECRET_1>"}',
         "The key <SECRET_1> stopped working, why?",
     ]
+
+
+def test_a_value_found_in_json_is_found_again_as_json_spelled_it_in_other_json() -> None:
+    """A key a tool result spelled with PHP's "\\/" recurs so spelled in the next result."""
+    key = "wJalrXUtnFEMI\\/K7MDENG\\/bPxRfiCYEXAMPLEKEY"
+    first, second = '{"key": "' + key + '"}', '{"old_key": "' + key + '", "ok": false}'
+    redacted, _ = redact_texts([first, second], [[_at(first, "SECRET", key)], []])
+    assert redacted == ['{"key": "<SECRET_1>"}', '{"old_key": "<SECRET_1>", "ok": false}']
+
+
+def test_a_span_ending_inside_an_escape_leaves_the_json_valid() -> None:
+    arguments = json.dumps({"customer": 'James "Jimmy" McGill'})
+    start = arguments.index("James")
+    inside_escape = arguments.index("Jimmy") + len("Jimmy") + 1  # between \ and "
+    redacted, redaction = redact_texts(
+        [arguments], [[Finding("PERSON", start, inside_escape, 0.9)]]
+    )
+    assert json.loads(redacted[0]) == {"customer": '<PERSON_1>" McGill'}
+    assert redaction.values == {"<PERSON_1>": 'James "Jimmy'}

@@ -212,3 +212,68 @@ def test_stream_restore_of_escaped_spellings_for_every_single_split_point() -> N
         restorer = redaction.stream_restorer()
         restored = restorer.feed(answer[:cut]) + restorer.feed(answer[cut:]) + restorer.flush()
         assert restored == expected, cut
+
+
+def test_a_value_seen_only_where_it_recurs_is_also_redacted_where_it_came_first() -> None:
+    """The detector may see only the second "Ana" ("my name is Ana"): the first, before it,
+    goes out as the same placeholder, not as the name."""
+    text = "Ana wrote this. My name is Ana."
+    redacted, _ = redact_texts([text], [[_find(text, "PERSON", "Ana", occurrence=1)]])
+    assert redacted == ["<PERSON_1> wrote this. My name is <PERSON_1>."]
+
+
+def test_two_letter_parts_of_a_name_are_not_redacted_where_they_recur_alone() -> None:
+    """The "An" of "An Nguyen" is also the article: only parts of three letters or more name
+    the person alone."""
+    first, second = "I am An Nguyen.", "An hour later Nguyen called."
+    redacted, _ = redact_texts([first, second], [[_find(first, "PERSON", "An Nguyen")], []])
+    assert redacted == ["I am <PERSON_1>.", "An hour later <PERSON_2> called."]
+
+
+def test_the_words_of_an_address_are_not_redacted_where_they_recur_alone() -> None:
+    """Only a person's name is split into parts: "Oxford" of "12 Oxford Road" may be the
+    city, and "Road" is any road."""
+    first, second = "Ship to 12 Oxford Road.", "Which Road in Oxford? 12 Oxford Road."
+    findings = [[_find(first, "LOCATION", "12 Oxford Road")], []]
+    redacted, _ = redact_texts([first, second], findings)
+    assert redacted == ["Ship to <LOCATION_1>.", "Which Road in Oxford? <LOCATION_1>."]
+
+
+def test_a_value_found_in_wide_letters_is_redacted_where_it_recurs_in_plain_ones() -> None:
+    first, second = "Ship to Ｏｓｌｏ.", "Oslo in March."
+    findings = [[_find(first, "LOCATION", "Ｏｓｌｏ")], []]
+    redacted, redaction = redact_texts([first, second], findings)
+    assert redacted == ["Ship to <LOCATION_1>.", "<LOCATION_2> in March."]
+    assert redaction.values == {"<LOCATION_1>": "Ｏｓｌｏ", "<LOCATION_2>": "Oslo"}
+
+
+def test_a_value_of_invisible_characters_only_is_not_looked_for_between_words() -> None:
+    """A finding that reads as nothing once normalised (a zero-width space) must not match
+    the empty text between every two punctuation marks of the other texts."""
+    first, second = "a\u200bb", "Hello, world. Bye!"
+    redacted, _ = redact_texts([first, second], [[_find(first, "PERSON", "\u200b")], []])
+    assert redacted == ["a<PERSON_1>b", "Hello, world. Bye!"]
+
+
+def test_values_restored_inside_a_json_string_keep_their_letters_and_escape_quotes() -> None:
+    """A tool call's arguments get the value as it was sent (not `\\u00eb` escapes), with
+    only what JSON must escape escaped."""
+    redaction = Redaction({"<PERSON_1>": 'Zoë "Z" Ålund'})
+    assert redaction.restore('{"to": "<PERSON_1>"}', in_json_string=True) == (
+        '{"to": "Zoë \\"Z\\" Ålund"}'
+    )
+
+
+def test_a_value_inside_a_longer_word_is_not_a_repeat() -> None:
+    text = "Ask Ann. MaryAnn and Annette know."
+    redacted, _ = redact_texts([text], [[_find(text, "PERSON", "Ann")]])
+    assert redacted == ["Ask <PERSON_1>. MaryAnn and Annette know."]
+
+
+def test_a_repeat_written_against_another_finding_is_redacted_too() -> None:
+    """Spans that touch do not overlap: "Ana" pasted right before a phone number is still
+    Ana."""
+    first, second = "I am Ana.", "WhatsApp: Ana+44 7700 900123"
+    findings = [[_find(first, "PERSON", "Ana")], [_find(second, "PHONE_NUMBER", "+44 7700 900123")]]
+    redacted, _ = redact_texts([first, second], findings)
+    assert redacted == ["I am <PERSON_1>.", "WhatsApp: <PERSON_1><PHONE_NUMBER_1>"]

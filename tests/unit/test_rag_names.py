@@ -124,3 +124,18 @@ def test_ingest_and_delete_say_which_documents_are_cited_by_a_new_name(tmp_path:
     acme = tmp_path / "acme" / "README.md"
     assert f"  cited by a new name (1): {acme} as acme/README.md" in second.stdout
     assert json.loads(deleted.stdout)["renamed"] == {str(acme): "README.md"}
+
+
+def test_a_namesake_that_changes_no_stored_name_renames_nothing(
+    store: SqliteChunkStore, tmp_path: Path
+) -> None:
+    for folder in ("acme", "globex", "initech"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "README.md").write_text(f"How {folder} files its invoices.\n")
+    ingest_summary(store, tmp_path / "acme", tmp_path / "globex")
+
+    third = ingest_summary(store, tmp_path / "initech")
+
+    assert third.renamed == {}
+    assert names(store, tmp_path)["initech/README.md"] == "initech/README.md"
+    assert store.remove_document("docs", str(tmp_path / "initech" / "README.md")) == {}

@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,7 @@ from smallfirst.rag import (
 from smallfirst.rag import sqlite_store as store_module
 from smallfirst.rag.analysis import analyze, fts5_or_expression, query_terms
 from smallfirst.rag.retrieve import default_query_embedder
+from smallfirst.rag.store import ChunkStore, ScoredChunk
 from smallfirst.rag.vector_scan import binary_codes, prefiltered_candidates
 from tests.unit.rag_fakes import fake_embed, fake_embed_query
 
@@ -213,3 +215,36 @@ def test_in_memory_vectors_see_writes_from_other_connections(tmp_path: Path) -> 
     finally:
         searcher.close()
         writer.close()
+
+
+def test_rrf_puts_what_both_sides_rank_high_above_what_one_side_ranks_first() -> None:
+    """The constant k=60 (Cormack et al.) flattens the top ranks: 2nd and 3rd on both sides
+    beats 1st on one side only (with a small k one side's first would win)."""
+    fused = reciprocal_rank_fusion([[1, 2, 3], [4, 3, 2]])
+    assert [c.chunk_id for c in fused] == [2, 3, 1, 4]
+
+
+class TwoSidedStore:
+    """A store whose keyword and vector sides rank the ids given, cut at the depth asked."""
+
+    def __init__(self, keyword: list[int], vector: list[int]) -> None:
+        self.keyword, self.vector = keyword, vector
+
+    def keyword_search(self, collection: str, query: str, limit: int) -> list[ScoredChunk]:
+        return [ScoredChunk(chunk_id, 1.0) for chunk_id in self.keyword[:limit]]
+
+    def vector_search(
+        self, collection: str, embedding: npt.NDArray[np.float32], limit: int
+    ) -> list[ScoredChunk]:
+        return [ScoredChunk(chunk_id, 1.0) for chunk_id in self.vector[:limit]]
+
+
+def test_a_shallow_hybrid_search_fuses_both_sides_ranked_deeper_than_asked() -> None:
+    """One hit asked for: the chunk second on both sides beats either side's first, which
+    it could not if each side were cut at one before fusing."""
+    store = TwoSidedStore(keyword=[1, 3, 5], vector=[2, 3, 6])
+    retriever = Retriever(cast(ChunkStore, store), fake_embed_query)
+    try:
+        assert [c.chunk_id for c in retriever.ranked("q", collection="c", depth=1)] == [3]
+    finally:
+        retriever.close()
