@@ -48,7 +48,7 @@ from smallfirst.request_records import (
     call_cost,
     estimated_cost,
 )
-from smallfirst.routing.budget import SpendTracker
+from smallfirst.routing.budget import Hold, SpendTracker
 from smallfirst.routing.cascade import (
     answer_logprobs,
     confidence,
@@ -438,8 +438,7 @@ class Gateway:
             raise ShuttingDown(SHUTTING_DOWN)
         ctx.calling = model
         remote = not self.planner.tiers.is_local(model)
-        if remote:
-            self._hold_budget(model, ctx, request)
+        hold = self._hold_budget(model, ctx, request) if remote else None
         sent, guard = self.privacy.request_for(request, model, findings or ctx.inspection)
         ctx.counted[model.id] = UsageSoFar()
         called = counting.set(ctx.counted[model.id])
@@ -455,6 +454,9 @@ class Gateway:
                 whole = call == self._answered_whole
                 ctx.abandoned = assumed_usage(request, answered=whole)
                 ctx.spent_usd += request_cost(model, ctx.abandoned)
+            elif hold is not None:  # refused unbilled (truncation's tries are several 400s)
+                ctx.holds.remove(hold)
+                self.spend.release(hold)
             if isinstance(ended, SmallfirstError):
                 restore_error(ended, guard)
             raise
@@ -464,14 +466,16 @@ class Gateway:
         ctx.spent_usd += call_cost(model, result)
         return result
 
-    def _hold_budget(self, model: ModelInfo, ctx: RequestContext, request: GenerateRequest) -> None:
+    def _hold_budget(self, model: ModelInfo, ctx: RequestContext, request: GenerateRequest) -> Hold:
         """Hold the call's estimated cost as spent until the request ends, or refuse it if a
         daily budget is spent, the calls under way included (checked with no await before
         the hold, so requests arriving together cannot all pass)."""
         spent = self.spend.exhausted(ctx.api_key_id)
         if spent:
             raise BudgetSpent.remote(spent, model.id)
-        ctx.holds.append(self.spend.hold(estimated_cost(model, request), ctx.api_key_id))
+        hold = self.spend.hold(estimated_cost(model, request), ctx.api_key_id)
+        ctx.holds.append(hold)
+        return hold
 
     async def _first_answer(
         self,
@@ -523,7 +527,7 @@ class Gateway:
                 else:  # a last resort: no model the request may go to takes it whole
                     answer = partial(self._call, model, ctx, call=call)
                     truncated = answer_truncated(self, model, plan, ctx, request, error, answer)
-                    return await truncated, model
+                    return self._answered(model, await truncated, streamed=streamed)
                 last_error = error
                 ctx.tried.append(model.id)
                 continue
@@ -536,9 +540,7 @@ class Gateway:
                 last_error = error
                 ctx.tried.append(model.id)
                 continue
-            if not streamed:
-                self.health.succeeded(model.id)
-            return result, model
+            return self._answered(model, result, streamed=streamed)
         if held is not None and plan.cascade_from is not None:  # not in the fallback chain
             plan.reason += f"; so {plan.cascade_from.id}'s draft answers"
             return held, plan.cascade_from
@@ -546,6 +548,12 @@ class Gateway:
             # take it are skipped for now: a 400 told the client to shorten a prompt that fits
             raise self._all_cooling_down(cooling) from last_error
         raise last_error or self._all_cooling_down(cooling)
+
+    def _answered(self, model: ModelInfo, result: T, *, streamed: bool) -> tuple[T, ModelInfo]:
+        """`model`'s answer, a success for its health (a stream's end tells, when it ends)."""
+        if not streamed:
+            self.health.succeeded(model.id)
+        return result, model
 
     def _all_cooling_down(self, models: Sequence[ModelInfo]) -> ModelUnavailable:
         error = ModelUnavailable("; ".join(self.health.describe(m.id) for m in models))

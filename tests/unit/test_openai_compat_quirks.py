@@ -13,7 +13,13 @@ from aiohttp import web
 from smallfirst.answers import RouteInfo
 from smallfirst.backends.openai_compat import _retry_after_s
 from smallfirst.completions import Chunk, ModelInfo, join_tool_call_deltas
-from smallfirst.errors import InvalidRequest, QueueFull, UpstreamError, UpstreamQuotaSpent
+from smallfirst.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    QueueFull,
+    UpstreamError,
+    UpstreamQuotaSpent,
+)
 from smallfirst.server.render import ChunkRenderer, completion_body
 from smallfirst.types import ChatRequest, TextRequest
 from tests.unit.test_openai_compat import (
@@ -368,6 +374,36 @@ async def test_an_error_bodys_message_is_read_in_the_shapes_servers_send(
         with pytest.raises(InvalidRequest) as refused:
             await backend.complete(REQUEST)
     assert refused.value.message == f"cloud: {CONTEXT_TOO_LONG}"
+
+
+LLAMA_SERVER_TOO_LONG = {
+    "code": 400,
+    "message": "request (4476 tokens) exceeds the available context size (4096 tokens)",
+    "type": "exceed_context_size_error",
+    "n_prompt_tokens": 4476,
+    "n_ctx": 4096,
+}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"object": "error", "message": CONTEXT_TOO_LONG, "type": "BadRequestError", "code": 400},
+        {"error": {"message": CONTEXT_TOO_LONG, "type": "BadRequestError", "code": 400}},
+        {"error": LLAMA_SERVER_TOO_LONG},
+    ],
+)
+async def test_a_prompt_too_long_is_told_so_by_vllm_and_llama_server(body: dict[str, Any]) -> None:
+    """Their 400s carry no `context_length_exceeded` code: read as the prompt not fitting, a
+    request goes up to a roomier model or is truncated (`truncation: "auto"`) as with OpenAI's."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(body, status=400)
+
+    async with upstream(handle) as backend:
+        with pytest.raises(ContextLengthExceeded) as refused:
+            await backend.complete(REQUEST)
+    assert refused.value.code == "context_length_exceeded"
 
 
 async def test_a_short_retry_after_is_waited_for() -> None:

@@ -179,3 +179,44 @@ def test_a_remote_model_gets_bounded_tries() -> None:
     assert remote_drops(3) == [2, 3]
     assert remote_drops(20) == [10, 15, 18, 20]
     assert all(len(remote_drops(n)) <= REMOTE_TRIES for n in range(1, 200))
+
+
+def test_a_remote_models_refused_tries_hold_no_budget(tmp_path: Path) -> None:
+    """Each call to a remote model holds its estimate against the daily budget while it is
+    under way; a 400 bills nothing, so its hold goes with it. Here the whole conversation's
+    estimate ($0.00082 at big's prices) fits the budget, and with the next try's ($0.00049)
+    held beside it the budget looked spent: a 429 after one refused call."""
+    settings = fake_settings(
+        tmp_path,
+        models=[
+            {"id": "tiny", "tier": "edge", "backend": "fake", "context_length": 100},
+            {
+                "id": "big",
+                "tier": "cloud",
+                "backend": "fake",
+                "context_length": 130,
+                "input_cost_per_1m": 2.0,
+                "output_cost_per_1m": 8.0,
+            },
+        ],
+        routing={"budget": {"daily_usd": 0.001}},
+    )
+    client, gateway = fake_client(settings)
+    with client:
+        response = ask(client, "big", turns(6), truncation="auto", max_output_tokens=20)
+        assert response.status_code == 200, response.text
+        assert len(fake_backend(gateway, "big").requests) == 3
+        assert gateway.spend.exhausted(None) is None  # the answer's cost alone was spent
+
+
+def test_a_truncated_answer_is_a_success_for_the_models_health(
+    small: tuple[TestClient, Gateway],
+) -> None:
+    """As any answer, it ends a run of failures: one more failure does not cool big down."""
+    client, gateway = small
+    failures = gateway.settings.routing.circuit_breaker.failures
+    for _ in range(failures - 1):
+        gateway.health.failed("big", "upstream answered 500")
+    assert ask(client, "big", turns(6), truncation="auto").status_code == 200
+    gateway.health.failed("big", "upstream answered 500")
+    assert gateway.health.cooling_down_s("big") == 0

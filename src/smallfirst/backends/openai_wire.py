@@ -50,6 +50,8 @@ from smallfirst.types import FunctionCall, ToolCall
 
 log = logging.getLogger("smallfirst.backends")
 CLIENT_ERROR_STATUSES = {400, 413, 422}
+LLAMA_SERVER_CONTEXT_TYPE = "exceed_context_size_error"
+OPENAI_CONTEXT_WORDING = "This model's maximum context length is"
 # What reading an answer of the wrong shape raises (RecursionError: JSON nested too deep).
 UNREADABLE = (ValueError, KeyError, IndexError, TypeError, RecursionError)
 USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
@@ -455,10 +457,9 @@ def _as_ours(model_id: str, status: int | None, told: Any, message: str) -> Smal
     if UpstreamQuotaSpent.code in (code, kind):
         return UpstreamQuotaSpent(f"{model_id}: {message}")
     if status in CLIENT_ERROR_STATUSES:  # its code and param say what to change, as sent
-        error_class = (
-            ContextLengthExceeded if code == ContextLengthExceeded.code else InvalidRequest
-        )
-        return error_class(f"{model_id}: {message}", param=param, code=code)
+        if _context_exceeded(code, kind, message):  # a prompt too long goes up, or is cut
+            return ContextLengthExceeded(f"{model_id}: {message}", param=param)
+        return InvalidRequest(f"{model_id}: {message}", param=param, code=code)
     if status == 401:  # OpenAI's quotes part of the key ("sk-pr****wxyz"): the operator's
         log.warning("%s: upstream answered 401: %s", model_id, message)
         return UpstreamError(
@@ -492,6 +493,16 @@ def _raise_told_error(data: Any, model_id: str) -> None:
         told = data["error"]
         message = told.get("message") if isinstance(told, dict) else told
         raise upstream_error(model_id, None, told, str(message))
+
+
+def _context_exceeded(code: str | None, kind: str | None, message: str) -> bool:
+    """Whether an upstream's 400 says the prompt does not fit its context: OpenAI's code,
+    llama.cpp's server's type, or OpenAI's wording, which vLLM's error (code 400) copies."""
+    return (
+        code == ContextLengthExceeded.code
+        or kind == LLAMA_SERVER_CONTEXT_TYPE
+        or message.startswith(OPENAI_CONTEXT_WORDING)
+    )
 
 
 def _code_and_param(error: Any) -> tuple[str | None, str | None]:
