@@ -38,3 +38,13 @@ def test_a_name_starts_on_the_line_after_a_sign_off_not_on_the_same_line() -> No
 )
 def test_name_start_after_greetings_titles_and_verbs(value: str, name: str) -> None:
     assert value[names.name_start(value) :] == name
+
+
+def test_a_run_of_greetings_without_a_name_is_read_once_not_every_way_it_splits() -> None:
+    """Each greeting spelled twice ("hello", "Hello") in a case-blind pattern matched "hello "
+    repeated n times in 2^n ways: a 54 KB prompt of them held the guard's thread for minutes
+    (and a gateway's batch request with it). Without the fix this test runs into the suite's
+    timeout."""
+    assert list(names.find_addressed_names("hello " * 60 + "and so on")) == []
+    text = "Hello hello Maria!"
+    assert [text[m.start : m.end] for m in names.find_addressed_names(text)] == ["Maria"]

@@ -34,10 +34,10 @@ GREETING_WORDS = frozenset(
      "gentilissima", "egregio", "egregia", "carissimo", "carissima", "hoi", "beste",
      "geachte", "olá", "oi", "prezado", "prezada", "caro", "respected", "namaste"}
 )  # fmt: skip
-# The same, as a pattern (with its spelling capitalised as a letter opens).
-GREETING = literal_alternation(
-    {form for word in GREETING_WORDS for form in (word, word.capitalize())}
-)
+# The same, as a pattern read case-blind (`(?i:...)`): in lower case only, as each word
+# spelled twice ("hello", "Hello") matched a run of greetings in 2^n ways, and "hello " 9,000
+# times held the guard for minutes.
+GREETING = literal_alternation(GREETING_WORDS)
 
 # Sign-offs of letters and e-mails, which stand alone on the line before the writer's name
 # (compared in lower case, without the comma after them).

@@ -519,7 +519,8 @@ _VOCATIVE = re.compile(
 # Someone greeted by name: "Hi Efimiya, I'm writing about...", "Hello Tomasz!", "Hey Ngozi".
 _GREETED = re.compile(
     rf"(?:^|(?<=[.!?\n])[ \t]*)[ \t>\"“]*"
-    rf"(?:(?i:{GREETING}|good[ \t]+(?:morning|afternoon|evening))[ \t]+)+{_TITLES}?"
+    # up to three words ("Sehr geehrte", "Hello hello"): a run is not read every way it splits
+    rf"(?:(?i:{GREETING}|good[ \t]+(?:morning|afternoon|evening))[ \t]+){{1,3}}{_TITLES}?"
     rf"({CAP_WORD}(?:[ \t]+{CAP_WORD})?)[ \t]*(?:[,!:.]|$)",
     re.MULTILINE,
 )
