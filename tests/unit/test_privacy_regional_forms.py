@@ -84,6 +84,24 @@ def test_invoice_labels_are_no_names(detector: PiiDetector, text: str) -> None:
     ("text", "names"),
     [
         (
+            "Bill to: Ann Lee\nShip to: Bob Stone\nRemit to: Carla Diaz\n",
+            ["Ann Lee", "Bob Stone", "Carla Diaz"],
+        ),
+        ("Contact: Maria\nTel: (+49) 030 6563456", ["Maria"]),
+    ],
+)
+def test_a_name_above_an_invoice_label_is_still_a_name(
+    detector: PiiDetector, text: str, names: list[str]
+) -> None:
+    # the NER reads "Ann Lee\nShip" as one span: the label's veto is not the name's
+    people = [value for kind, value in _found(detector, text) if kind == "PERSON"]
+    assert people == names
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (
             "Hallo Wiebke,\n\ndie Rechnung ist angehängt.\n\nMit freundlichen Grüßen\nJörg Brandt",
             ["Wiebke", "Jörg Brandt"],
         ),

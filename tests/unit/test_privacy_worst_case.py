@@ -127,3 +127,17 @@ def test_a_street_ending_in_strasse_is_read_from_its_word_start_only() -> None:
     word = "A" + "b" * 5000 + "strasse"
     assert addresses._ADDRESS_CORE.match(word, 1) is None
     assert [(m.start, m.end) for m in addresses.find_addresses(word)] == [(0, len(word))]
+
+
+@pytest.mark.timeout(60)  # before, the line below took hours: each "hi" matched two ways
+def test_a_line_of_repeated_greetings_is_read_once() -> None:
+    text = "hi " * 60 + "\nHello hello Ana, can we talk?"
+    found = [text[m.start : m.end] for m in names.find_addressed_names(text)]
+    assert found == ["Ana"]
+
+
+@pytest.mark.timeout(60)  # before, the blanks after a stop were split between two runs
+def test_blanks_after_a_stop_are_read_once_for_a_greeting() -> None:
+    text = "." + " " * 200_000 + "Hi Ana, how are you?"
+    found = [text[m.start : m.end] for m in names.find_addressed_names(text)]
+    assert found == ["Ana"]

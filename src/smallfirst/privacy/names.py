@@ -512,13 +512,13 @@ def name_start(value: str) -> int:
 
 # Someone addressed by name at the start of a sentence: "Ann, can you send me the file?"
 _VOCATIVE = re.compile(
-    rf"(?:^|(?<=[.!?\n])[ \t]*)[ \t>\"“]*({CAP_WORD}(?:[ \t]+{CAP_WORD})?),[ \t]+"
+    rf"(?:^|(?<=[.!?\n]))[ \t>\"“]*({CAP_WORD}(?:[ \t]+{CAP_WORD})?),[ \t]+"
     rf"(?i:can|could|would|will|do|did|have|are|please)[ \t]+(?i:I|you|we|u)\b",
     re.MULTILINE,
 )
 # Someone greeted by name: "Hi Efimiya, I'm writing about...", "Hello Tomasz!", "Hey Ngozi".
 _GREETED = re.compile(
-    rf"(?:^|(?<=[.!?\n])[ \t]*)[ \t>\"“]*"
+    rf"(?:^|(?<=[.!?\n]))[ \t>\"“]*"
     # up to three words ("Sehr geehrte", "Hello hello"): a run is not read every way it splits
     rf"(?:(?i:{GREETING}|good[ \t]+(?:morning|afternoon|evening))[ \t]+){{1,3}}{_TITLES}?"
     rf"({CAP_WORD}(?:[ \t]+{CAP_WORD})?)[ \t]*(?:[,!:.]|$)",

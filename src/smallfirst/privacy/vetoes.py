@@ -150,12 +150,15 @@ def names_a_thing(text: str, start: int, end: int) -> bool:
     """True if the name at `start:end` is a company's, a product's or a command's: a legal
     form follows ("Tesco plc", "Globex, Inc."), a software noun after a determiner ("the
     React hooks") or a command-line option ("docker run -p ...")."""
+    # A field's label is one word: the NER reads a name into the label on the line below it
+    # ("Ann Lee\nShip to:", "Maria\nTel: (+49) ..."), and the name is no label.
+    label = len(text[start:end].split()) == 1
     return (
         COMPANY_SUFFIX_AFTER.match(text, end) is not None
         or _names_a_product(text, start, end)
         or _OPTION_AFTER.match(text, end) is not None
-        or _TO_FIELD_AFTER.match(text, end) is not None
-        or (" " not in text[start:end] and _NUMBER_FIELD_AFTER.match(text, end) is not None)
+        or (label and _TO_FIELD_AFTER.match(text, end) is not None)
+        or (label and _NUMBER_FIELD_AFTER.match(text, end) is not None)
         or _names_a_discovery(text, start, end)
     )
 
