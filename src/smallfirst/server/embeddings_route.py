@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from smallfirst.api_model import ApiModel, FieldError
 from smallfirst.config import EMBEDDING_MODEL_IDS
 from smallfirst.errors import ClientLeft, InvalidRequest, ModelNotFound, SmallfirstError
 from smallfirst.request_records import UNKNOWN_MODEL
@@ -23,7 +24,6 @@ from smallfirst.server.auth import api_key_of
 from smallfirst.server.errors import REQUEST_ID_HEADER
 from smallfirst.server.responses import JSONResponse
 from smallfirst.server.routes import gateway, parse, unless_client_leaves
-from smallfirst.types import ApiModel, FieldError
 
 MAX_EMBEDDING_INPUTS = 2048
 

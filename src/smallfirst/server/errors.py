@@ -10,10 +10,10 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from smallfirst.api_model import FieldError
 from smallfirst.errors import InvalidRequest, SmallfirstError, json_kind, served
 from smallfirst.server.responses import JSONResponse
 from smallfirst.surrogates import may_hold_surrogates, surrogate_path
-from smallfirst.types import FieldError
 
 
 def error_body(error: SmallfirstError) -> dict[str, Any]:

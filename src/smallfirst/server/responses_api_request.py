@@ -14,16 +14,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from smallfirst.api_model import NAME_PATTERN, ApiModel, FieldError
 from smallfirst.errors import InvalidRequest
 from smallfirst.server.errors import validation_error
 from smallfirst.types import (
     MAX_MESSAGES,
     MAX_TOOLS,
-    NAME_PATTERN,
-    ApiModel,
     ChatMessage,
     ChatRequest,
-    FieldError,
     FunctionCall,
     FunctionDefinition,
     FunctionName,

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from smallfirst.api_model import ApiModel
 from smallfirst.backends.base import Tokenizer
 from smallfirst.server.routes import gateway, parse
 from smallfirst.token_prompts import tokenizer_for
-from smallfirst.types import ApiModel
 
 
 class TokenizeRequest(ApiModel):
