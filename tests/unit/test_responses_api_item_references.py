@@ -84,9 +84,10 @@ def test_an_item_not_stored_for_the_key_is_a_404(
     [
         ({"type": "item_reference"}, "input.0.id"),
         ({"type": "item_reference", "id": 7}, "input.0.id"),
+        ({"type": "item_reference", "id": "msg_1_0", "role": "user"}, "input.0.role"),
     ],
 )
-def test_a_reference_without_an_id_is_a_400(
+def test_a_reference_without_an_id_or_with_other_fields_is_a_400(
     stored_api: tuple[TestClient, Gateway], item: dict[str, Any], param: str
 ) -> None:
     client, _ = stored_api
