@@ -67,13 +67,15 @@ def test_a_score_at_the_traffic_threshold_goes_strong() -> None:
     assert decision.strong
 
 
-def test_scores_at_the_default_threshold_count_against_the_budget_while_warming_up() -> None:
+def strong_calls_within_half(router: Router, content: str, requests: int) -> int:
+    """How many of `requests` alike go strong during the warm-up of a 50% budget; the share
+    is checked after each."""
     traffic = TrafficCalibration(warm_up=20)
     strong = 0
-    for seen_so_far in range(1, 11):
+    for seen_so_far in range(1, requests + 1):
         decision = decide_within_budget(
-            ScoredAsWritten(),
-            [{"role": "user", "content": str(ScoredAsWritten.default_threshold)}],
+            router,
+            [{"role": "user", "content": content}],
             traffic,
             threshold=None,
             max_strong_share=0.5,
@@ -81,7 +83,12 @@ def test_scores_at_the_default_threshold_count_against_the_budget_while_warming_
         )
         strong += decision.strong
         assert strong <= 0.5 * seen_so_far
-    assert strong == 5
+    return strong
+
+
+def test_scores_at_the_default_threshold_count_against_the_budget_while_warming_up() -> None:
+    at_the_threshold = str(ScoredAsWritten.default_threshold)
+    assert strong_calls_within_half(ScoredAsWritten(), at_the_threshold, 10) == 5
 
 
 def test_the_fallback_holds_until_enough_requests_are_seen() -> None:
@@ -91,20 +98,8 @@ def test_the_fallback_holds_until_enough_requests_are_seen() -> None:
 def test_the_budget_is_a_cap_while_warming_up_too() -> None:
     """QA: with the default threshold alone, 20 of the first 20 requests (after every
     restart) went strong against a 50% budget."""
-    traffic = TrafficCalibration(warm_up=20)
-    strong = 0
-    for seen_so_far in range(1, 21):
-        decision = decide_within_budget(
-            LengthRouter(),
-            [{"role": "user", "content": "word " * 3000}],  # strong by the default threshold
-            traffic,
-            threshold=None,
-            max_strong_share=0.5,
-            min_quality=None,
-        )
-        strong += decision.strong
-        assert strong <= 0.5 * seen_so_far
-    assert strong == 10
+    strong_by_default = "word " * 3000
+    assert strong_calls_within_half(LengthRouter(), strong_by_default, 20) == 10
 
 
 def test_a_budget_of_none_holds_from_the_first_request() -> None:
