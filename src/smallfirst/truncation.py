@@ -52,6 +52,8 @@ class Conversation:
         self.request = request
         self.inspection = inspection
         self.turns = droppable_turns(request.messages)
+        # how many of the guard's texts each message is: read once, not at every try
+        self._scanned_counts = [scanned_count(message) for message in request.messages]
 
     def without(self, turns: int) -> Shortened:
         """Without its oldest `turns` turns."""
@@ -60,7 +62,8 @@ class Conversation:
         kept = [m for i, m in enumerate(messages) if i not in dropped]
         findings = self.inspection
         if findings is not None:  # the findings of the whole, as the guard made them
-            findings = replace(findings, findings=_kept_findings(findings, messages, dropped))
+            found = _kept_findings(findings, self._scanned_counts, dropped)
+            findings = replace(findings, findings=found)
         items = sum(_items(messages[i]) for i in dropped)
         return Shortened(self.request.model_copy(update={"messages": kept}), findings, turns, items)
 
@@ -170,14 +173,14 @@ def _items(message: ChatMessage) -> int:
 
 
 def _kept_findings(
-    inspection: Inspection, messages: list[ChatMessage], dropped: set[int]
+    inspection: Inspection, scanned_counts: list[int], dropped: set[int]
 ) -> list[list[Finding]]:
-    """The findings of the messages kept (and of the texts after the messages: metadata,
-    tools, stop sequences)."""
+    """The findings of the messages kept (`scanned_counts`: how many texts the guard read of
+    each message), and of the texts after the messages: metadata, tools, stop sequences."""
     kept: list[list[Finding]] = []
     start = 0
-    for index, message in enumerate(messages):
-        end = start + scanned_count(message)
+    for index, count in enumerate(scanned_counts):
+        end = start + count
         if index not in dropped:
             kept.extend(inspection.findings[start:end])
         start = end
