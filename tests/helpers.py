@@ -60,6 +60,15 @@ def keyed_client(
     return fake_client(fake_settings(tmp_path, server={"host": "0.0.0.0"}))
 
 
+def two_keys_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[TestClient, dict[str, str], dict[str, str]]:
+    """A gateway that requires API keys, and the headers of its two keys' clients."""
+    client, _ = keyed_client(tmp_path, monkeypatch, "key-one,key-two")
+    one, two = ({"authorization": f"Bearer key-{n}"} for n in ("one", "two"))
+    return client, one, two
+
+
 def fake_backend(gateway: Gateway, model_id: str) -> FakeBackend:
     backend = gateway.backends[model_id]
     assert isinstance(backend, FakeBackend)

@@ -17,7 +17,7 @@ from tests.helpers import (
     RESPONSES_WEATHER_TOOL,
     fake_client,
     fake_settings,
-    keyed_client,
+    two_keys_client,
 )
 from tests.unit.test_responses_api_stored import sent_messages
 
@@ -56,8 +56,7 @@ def test_a_referenced_item_is_read_and_listed_as_the_item_itself(
 def test_an_item_not_stored_for_the_key_is_a_404(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, _ = keyed_client(tmp_path, monkeypatch, "key-one,key-two")
-    one, two = ({"authorization": f"Bearer key-{n}"} for n in ("one", "two"))
+    client, one, two = two_keys_client(tmp_path, monkeypatch)
     with client:
         body = client.post("/v1/responses", json={"model": "tiny", "input": "Hi"}, headers=one)
         item_id = body.json()["output"][0]["id"]

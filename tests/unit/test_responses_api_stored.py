@@ -25,7 +25,7 @@ from tests.helpers import (
     fake_backend,
     fake_client,
     fake_settings,
-    keyed_client,
+    two_keys_client,
 )
 from tests.unit.test_responses_api import events_of
 
@@ -186,8 +186,7 @@ def test_store_false_is_honoured_and_reported(
 def test_another_keys_response_is_not_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, _ = keyed_client(tmp_path, monkeypatch, "key-one,key-two")
-    one, two = ({"authorization": f"Bearer key-{n}"} for n in ("one", "two"))
+    client, one, two = two_keys_client(tmp_path, monkeypatch)
     with client:
         body = client.post("/v1/responses", json={"model": "tiny", "input": "Hi"}, headers=one)
         response_id = body.json()["id"]
