@@ -77,13 +77,14 @@ def test_a_long_chain_goes_on_with_truncation_auto_and_is_refused_without(
     tmp_path: Path,
 ) -> None:
     """The bundled model at 512 tokens: a chain by `previous_response_id` outgrows it by the
-    fifth turn; with `truncation="auto"` its oldest turns go, as few as the model's own count
-    says, and the stored conversation stays whole."""
+    fifth turn, even if every answer is one token (each question is over 100 tokens); with
+    `truncation="auto"` its oldest turns go, as few as the model's own count says, and the
+    stored conversation stays whole."""
     config = {"models": [{"id": "smollm2-135m", "tier": "edge", "context_length": 512}]}
     gateway = start_server(config, tmp_path / "gateway")
     try:
         sdk = openai_client(gateway)
-        question = "Tell me a fact about the number {}. " + "Some padding words here. " * 8
+        question = "Tell me a fact about the number {}. " + "Some padding words here. " * 20
         previous, refused = None, None
         for turn in range(6):
             asked = {"model": "smollm2-135m", "max_output_tokens": 40, "truncation": "auto"}
