@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from smallfirst.answers import Answer, RequestContext, StreamAnswer
 from smallfirst.backends import Backend, build_backends
 from smallfirst.batches import answer_each_prompt
+from smallfirst.cascade_step import Draft, judge_draft
 from smallfirst.choices import completions_of, usage_of
 from smallfirst.completions import Chunk, Completion, ModelInfo
 from smallfirst.config import BaselineConfig, Settings
@@ -49,13 +50,7 @@ from smallfirst.request_records import (
     estimated_cost,
 )
 from smallfirst.routing.budget import Hold, SpendTracker
-from smallfirst.routing.cascade import (
-    answer_logprobs,
-    confidence,
-    draft_request,
-    escalation,
-    least_sure,
-)
+from smallfirst.routing.cascade import draft_request
 from smallfirst.routing.health import ModelHealth
 from smallfirst.routing.planner import Plan
 from smallfirst.routing_step import RoutingStep
@@ -70,15 +65,6 @@ REASON_ERROR_CHARS = 200  # of a failed tier's error, in the route reason
 # Failures that let the next tier in the fallback chain try; a bad request does not.
 FALLBACK_ERRORS = (*UPSTREAM_FAULTS, QueueFull, ModelUnavailable)
 SHUTTING_DOWN = "the server is shutting down; retry"
-
-
-@dataclass(frozen=True)
-class Draft:
-    """The cascade's small answer: `kept` when it is sure enough; else `unsure`, which still
-    answers if no stronger model can (it is paid for already). Neither: no draft."""
-
-    kept: list[Chunk] | None = None
-    unsure: list[Chunk] | None = None
 
 
 @dataclass
@@ -379,35 +365,11 @@ class Gateway:
         if drafted is None:
             return Draft()
         self.health.succeeded(weak.id)
-        judged = self._judged(drafted, request, plan, capped=capped)
+        cascade, traffic = self.settings.routing.cascade, self.routing.traffic
+        judged = judge_draft(drafted, request, plan, cascade, traffic, capped=capped)
         if judged.kept is not None:
             ctx.tried.pop()
         return judged
-
-    def _judged(
-        self, drafted: list[Chunk], request: GenerateRequest, plan: Plan, *, capped: bool
-    ) -> Draft:
-        """The draft kept when the small model is sure enough of it, else unsure; the plan's
-        reason says why. `capped`: written within `routing.cascade.max_tokens`, not the
-        client's limit."""
-        drafts = completions_of(drafted, request.n, with_logprobs=True)
-        if request.logprob_alternatives is None:  # asked for by us, not by the client
-            drafted = [chunk.model_copy(update={"logprobs": None}) for chunk in drafted]
-        if request.token_limit == 0:  # a prompt scored (`echo`), no answer to be unsure of
-            return _kept(drafted, plan, "max_tokens 0 asks for no answer to judge")
-        cascade = self.settings.routing.cascade
-        if capped and any(d.finish_reason == "length" for d in drafts):
-            why = f"the draft reached routing.cascade.max_tokens ({cascade.max_tokens})"
-            return _escalated(drafted, plan, why)
-        if any(not d.text.strip() and not d.tool_calls for d in drafts):
-            # A completion's end token has a logprob: an empty answer looked sure (-0.26)
-            return _escalated(drafted, plan, "the draft is empty")
-        sure = least_sure(confidence(answer_logprobs(d.logprobs, request)) for d in drafts)
-        verdict = escalation(sure, cascade, self.routing.traffic, plan.strong_budget)
-        plan.score, plan.threshold = _finite(verdict.score), _finite(verdict.threshold)
-        if verdict.escalate:
-            return _escalated(drafted, plan, verdict.why)
-        return _kept(drafted, plan, verdict.why)
 
     def _failed(self, model: ModelInfo, error: SmallfirstError, plan: Plan, lead: str) -> None:
         """`model` failed in a way the next one may not: count it against the model (not a
@@ -577,21 +539,6 @@ def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
         cached_input_cost_per_1m=model.cached_input_cost_per_1m,
         output_cost_per_1m=model.output_cost_per_1m,
     )
-
-
-def _kept(drafted: list[Chunk], plan: Plan, why: str) -> Draft:
-    plan.reason += f"; kept: {why}"
-    return Draft(kept=drafted)
-
-
-def _escalated(drafted: list[Chunk], plan: Plan, why: str) -> Draft:
-    plan.reason += f"; escalated: {why}"
-    return Draft(unsure=drafted)
-
-
-def _finite(value: float) -> float | None:
-    """A score or threshold as answers carry it: none rather than infinity (no JSON)."""
-    return value if math.isfinite(value) else None
 
 
 def _readers(plan: Plan) -> tuple[ModelInfo, ModelInfo | None]:

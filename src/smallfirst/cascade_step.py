@@ -1,0 +1,74 @@
+"""The cascade's judgement of a small model's draft: kept when it is sure enough, else
+escalated (it still answers if no stronger model can; it is paid for already).
+
+`service.py` asks the small model and hands its whole draft here; the thresholds and the
+strong-call budget's calibration live in `routing/cascade.py` and `routing/traffic.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from smallfirst.choices import completions_of
+from smallfirst.completions import Chunk
+from smallfirst.config import CascadeConfig
+from smallfirst.routing.cascade import answer_logprobs, confidence, escalation, least_sure
+from smallfirst.routing.planner import Plan
+from smallfirst.routing.traffic import TrafficCalibration
+from smallfirst.types import GenerateRequest
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The cascade's small answer: `kept` when it is sure enough; else `unsure`, which still
+    answers if no stronger model can (it is paid for already). Neither: no draft."""
+
+    kept: list[Chunk] | None = None
+    unsure: list[Chunk] | None = None
+
+
+def judge_draft(
+    drafted: list[Chunk],
+    request: GenerateRequest,
+    plan: Plan,
+    cascade: CascadeConfig,
+    traffic: TrafficCalibration,
+    *,
+    capped: bool,
+) -> Draft:
+    """The draft kept when the small model is sure enough of it, else unsure; the plan's
+    reason says why (and carries the score and threshold). `capped`: written within
+    `routing.cascade.max_tokens`, not the client's limit."""
+    drafts = completions_of(drafted, request.n, with_logprobs=True)
+    if request.logprob_alternatives is None:  # asked for by us, not by the client
+        drafted = [chunk.model_copy(update={"logprobs": None}) for chunk in drafted]
+    if request.token_limit == 0:  # a prompt scored (`echo`), no answer to be unsure of
+        return _kept(drafted, plan, "max_tokens 0 asks for no answer to judge")
+    if capped and any(d.finish_reason == "length" for d in drafts):
+        why = f"the draft reached routing.cascade.max_tokens ({cascade.max_tokens})"
+        return _escalated(drafted, plan, why)
+    if any(not d.text.strip() and not d.tool_calls for d in drafts):
+        # A completion's end token has a logprob: an empty answer looked sure (-0.26)
+        return _escalated(drafted, plan, "the draft is empty")
+    sure = least_sure(confidence(answer_logprobs(d.logprobs, request)) for d in drafts)
+    verdict = escalation(sure, cascade, traffic, plan.strong_budget)
+    plan.score, plan.threshold = _finite(verdict.score), _finite(verdict.threshold)
+    if verdict.escalate:
+        return _escalated(drafted, plan, verdict.why)
+    return _kept(drafted, plan, verdict.why)
+
+
+def _kept(drafted: list[Chunk], plan: Plan, why: str) -> Draft:
+    plan.reason += f"; kept: {why}"
+    return Draft(kept=drafted)
+
+
+def _escalated(drafted: list[Chunk], plan: Plan, why: str) -> Draft:
+    plan.reason += f"; escalated: {why}"
+    return Draft(unsure=drafted)
+
+
+def _finite(value: float) -> float | None:
+    """A score or threshold as answers carry it: none rather than infinity (no JSON)."""
+    return value if math.isfinite(value) else None
