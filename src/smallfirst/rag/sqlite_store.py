@@ -1,12 +1,11 @@
 """`SqliteChunkStore`: one SQLite file per data dir with FTS5 (BM25) and sqlite-vec (vectors).
 
 WAL mode; the schema comes from named migrations applied in order and recorded in
-`_migrations`; in-memory copies of the vectors and of the BM25 postings make searches fast.
+`_migrations` (`rag/store_schema.py`, with the check of what made the store); in-memory copies of the vectors and of the BM25 postings make searches fast.
 """
 
 from __future__ import annotations
 
-import shlex
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,11 +13,9 @@ from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from smallfirst.embed import EMBEDDER_ID
 from smallfirst.embed.batches import embedded_batches
 from smallfirst.paths import create_private, file_identity
-from smallfirst.rag import migrations
-from smallfirst.rag.analysis import ANALYZER_NAME, analyze, fts5_or_expression, query_terms
+from smallfirst.rag.analysis import analyze, fts5_or_expression, query_terms
 from smallfirst.rag.chunking import Chunk, embedding_text
 from smallfirst.rag.copies import Copies
 from smallfirst.rag.names import file_name, name_again
@@ -30,14 +27,13 @@ from smallfirst.rag.store import (
     CollectionNotFound,
     ScoredChunk,
     StoredChunk,
-    StoreNeedsReindex,
 )
+from smallfirst.rag.store_schema import CURRENT_SETTINGS, Transaction, set_up_schema
 from smallfirst.rag.vector_scan import (
     BINARY_PREFILTER_ROWS,
     binary_codes,
     prefiltered_candidates,
 )
-from smallfirst.sqlite_migrations import apply_migrations
 from smallfirst.sqlite_snapshot import one_snapshot
 
 if TYPE_CHECKING:
@@ -53,9 +49,6 @@ VectorMatrix = tuple[Any, Any, Any]  # chunk ids, float32 matrix, binary codes (
 ChunkRow = tuple[int, str, str, int]  # chunk id, heading, text, collection id
 PARALLEL_SCAN_ROWS = 20_000  # below this many rows per half, a thread hand-off costs more
 REINDEX_BATCH = 32
-# What made a store's terms and vectors, recorded in `store_settings` and checked on open.
-CURRENT_SETTINGS = (("analyzer", ANALYZER_NAME), ("embedder", EMBEDDER_ID))
-LEGACY_EMBEDDER = "all-minilm-l6-v2 (float32 compute)"  # vectors of stores without the setting
 
 
 class SqliteChunkStore(ChunkStore):
@@ -149,47 +142,11 @@ class SqliteChunkStore(ChunkStore):
     # -- schema ---------------------------------------------------------------------------
 
     def _migrate(self, refuse_other_settings: bool) -> None:
+        writable = self._read_only_uri is None
         with self._lock:
-            apply_migrations(self._db, migrations.__name__, migrations.RECORDED_AS)
-            self._check_settings(refuse_other_settings)
-            self._name_unnamed_documents()
-
-    def _name_unnamed_documents(self) -> None:
-        """Name the documents stored before names were unique in their collection (migration
-        0004 emptied their `shown_as`), by the first process that can write the store; a
-        read-only one shows their file names."""
-        unnamed = "SELECT DISTINCT collection_id FROM documents WHERE shown_as = ''"
-        if self._read_only_uri is not None or self._db.execute(unnamed).fetchone() is None:
-            return
-        with _Transaction(self._db):  # another process may have named them meanwhile
-            for (collection_id,) in self._db.execute(unnamed).fetchall():
-                name_again(self._db, collection_id)
-
-    def _check_settings(self, refuse_other_settings: bool) -> None:
-        """Refuse a store whose terms or vectors were made by another analyzer or embedder."""
-        has_chunks = self._db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None
-        for key, expected in CURRENT_SETTINGS:
-            row = self._setting(key)
-            if row is None and has_chunks and key == "embedder":
-                row = (LEGACY_EMBEDDER,)  # stores from before the setting existed
-            if row is None:
-                # another process opening the new store may have recorded its own meanwhile
-                self._db.execute(
-                    "INSERT OR IGNORE INTO store_settings(key, value) VALUES (?, ?)",
-                    (key, expected),
-                )
-                row = self._setting(key)
-            if row is not None and row[0] != expected and refuse_other_settings:
-                folder = shlex.quote(str(self.path.parent.absolute()))
-                raise StoreNeedsReindex(
-                    f"{self.path} was indexed with {key} {row[0]!r}, this version uses "
-                    f"{expected!r}; run `smallfirst rag reindex --data-dir {folder}` to "
-                    "re-analyse and re-embed its chunks in place"
-                )
-
-    def _setting(self, key: str) -> tuple[str] | None:
-        row = self._db.execute("SELECT value FROM store_settings WHERE key = ?", (key,))
-        return cast("tuple[str] | None", row.fetchone())
+            set_up_schema(
+                self._db, self.path, writable=writable, refuse_other_settings=refuse_other_settings
+            )
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -348,12 +305,12 @@ class SqliteChunkStore(ChunkStore):
             self._delete_search_rows(chunk_id)
         self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
 
-    def _transaction(self) -> _Transaction:
+    def _transaction(self) -> Transaction:
         self._matrices.clear()
         self._keyword_indexes.clear()
         # a copy being built meanwhile (outside the lock) is stale: its stamp says so
         self._writes += 1
-        return _Transaction(self._db)
+        return Transaction(self._db)
 
     def _locked_write_stamp(self) -> tuple[int, int]:
         with self._lock:
@@ -549,20 +506,6 @@ class SqliteChunkStore(ChunkStore):
         store until the gateway stopped). A reader of an older snapshot keeps it as it is."""
         with suppress(sqlite_module().Error):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        elif self._db.in_transaction:  # SQLite ends it itself after some errors (a full disk)
-            self._db.execute("ROLLBACK")
 
 
 def _embedded(
