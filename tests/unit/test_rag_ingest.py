@@ -136,6 +136,7 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         ("0002_drop_empty_collections.sql",),
         ("0003_document_shown_as.sql",),
         ("0004_name_documents_again.sql",),
+        ("0005_document_file_name.sql",),
     ]
     assert mode == "wal"
 

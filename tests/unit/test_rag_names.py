@@ -90,14 +90,7 @@ def test_names_given_by_an_older_version_are_given_again_once(tmp_path: Path) ->
     path = tmp_path / "rag.sqlite"
     older = SqliteChunkStore(path)
     for source in ("/srv/a/z.md", "/srv/a/b/z.md"):
-        older.put_document(
-            "docs",
-            source,
-            title="",
-            content_hash="",
-            chunks=[],
-            embeddings=np.zeros((0, 384), dtype=np.float32),
-        )
+        put_empty(older, source)
     older._db.execute("UPDATE documents SET shown_as = 'z.md'")  # as ingests of a/b, then a
     older._db.execute("DELETE FROM _migrations WHERE name = '0004_name_documents_again.sql'")
     older.close()
@@ -108,6 +101,29 @@ def test_names_given_by_an_older_version_are_given_again_once(tmp_path: Path) ->
     finally:
         upgraded.close()
     assert rows == {"/srv/a/z.md": "a/z.md", "/srv/a/b/z.md": "b/z.md"}
+
+
+def test_documents_stored_before_file_names_were_kept_are_found_by_a_namesake(
+    tmp_path: Path,
+) -> None:
+    """Migration 0005 leaves their `file_name` empty; filled on open, a later namesake finds
+    them, and both get longer names."""
+    path = tmp_path / "rag.sqlite"
+    older = SqliteChunkStore(path)
+    put_empty(older, "/srv/a/z.md")
+    older._db.execute("DROP INDEX documents_by_file_name")
+    older._db.execute("ALTER TABLE documents DROP COLUMN file_name")
+    older._db.execute("DELETE FROM _migrations WHERE name = '0005_document_file_name.sql'")
+    older.close()
+
+    upgraded = SqliteChunkStore(path)
+    try:
+        renamed = put_empty(upgraded, "/srv/b/z.md")
+        rows = dict(upgraded._db.execute("SELECT source, shown_as FROM documents"))
+    finally:
+        upgraded.close()
+    assert renamed == {"/srv/a/z.md": "a/z.md"}
+    assert rows == {"/srv/a/z.md": "a/z.md", "/srv/b/z.md": "b/z.md"}
 
 
 def test_ingest_and_delete_say_which_documents_are_cited_by_a_new_name(tmp_path: Path) -> None:
@@ -139,3 +155,11 @@ def test_a_namesake_that_changes_no_stored_name_renames_nothing(
     assert third.renamed == {}
     assert names(store, tmp_path)["initech/README.md"] == "initech/README.md"
     assert store.remove_document("docs", str(tmp_path / "initech" / "README.md")) == {}
+
+
+def put_empty(store: SqliteChunkStore, source: str) -> dict[str, str]:
+    """Store a document without chunks as `source`; returns the names it changed."""
+    empty = np.zeros((0, 384), dtype=np.float32)
+    return store.put_document(
+        "docs", source, title="", content_hash="", chunks=[], embeddings=empty
+    )

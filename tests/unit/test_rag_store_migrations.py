@@ -23,6 +23,7 @@ ALL = [
     "0002_drop_empty_collections.sql",
     "0003_document_shown_as.sql",
     "0004_name_documents_again.sql",
+    "0005_document_file_name.sql",
 ]
 Tracer = Callable[[str], None]
 

@@ -10,7 +10,6 @@ file name comes or goes: `name_again` names those of a SQLite store again.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import PurePath
@@ -55,9 +54,8 @@ def name_again(
     query = "SELECT source, shown_as FROM documents WHERE collection_id = ?"
     arguments: tuple[object, ...] = (collection_id,)
     if shared_name is not None:
-        tail = os.sep + shared_name
-        query += " AND (source = ? OR substr(source, -?) = ?)"
-        arguments += (shared_name, len(tail), tail)
+        query += " AND file_name = ?"
+        arguments += (shared_name,)
     stored = dict(db.execute(query, arguments).fetchall())
     renamed = {
         source: name for source, name in cited_names(stored).items() if name != stored[source]

@@ -1,7 +1,8 @@
 """`SqliteChunkStore`: one SQLite file per data dir with FTS5 (BM25) and sqlite-vec (vectors).
 
 WAL mode; the schema comes from named migrations applied in order and recorded in
-`_migrations` (`rag/store_schema.py`, with the check of what made the store); in-memory copies of the vectors and of the BM25 postings make searches fast.
+`_migrations` (`rag/store_schema.py`, with the check of what made the store); in-memory
+copies of the vectors and of the BM25 postings make searches fast.
 """
 
 from __future__ import annotations
@@ -184,9 +185,9 @@ class SqliteChunkStore(ChunkStore):
             collection_id = self._collection_id(collection, create=True)
             self._delete_document(collection_id, source)
             document_id = self._db.execute(
-                "INSERT INTO documents(collection_id, source, title, content_hash) "
-                "VALUES (?, ?, ?, ?)",
-                (collection_id, source, title, content_hash),
+                "INSERT INTO documents(collection_id, source, file_name, title, content_hash) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (collection_id, source, file_name(source), title, content_hash),
             ).lastrowid
             for chunk, vector in zip(chunks, embeddings, strict=True):
                 inserted = self._db.execute(

@@ -1,6 +1,7 @@
 """A chunk store's schema upkeep on open: named migrations, the analyzer and embedder that
-made its terms and vectors (refused when they are not this version's), and documents named
-again after migration 0004. Also the write transaction every change of the store runs in.
+made its terms and vectors (refused when they are not this version's), and the columns that
+migrations 0004 and 0005 left to fill (documents' names and file names). Also the write
+transaction every change of the store runs in.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.rag import migrations
 from smallfirst.rag.analysis import ANALYZER_NAME
-from smallfirst.rag.names import name_again
+from smallfirst.rag.names import file_name, name_again
 from smallfirst.rag.store import StoreNeedsReindex
 from smallfirst.sqlite_migrations import apply_migrations
 
@@ -47,7 +48,19 @@ def set_up_schema(
     apply_migrations(db, migrations.__name__, migrations.RECORDED_AS)
     _check_settings(db, path, refuse_other_settings)
     if writable:
+        _fill_file_names(db)
         _name_unnamed_documents(db)
+
+
+def _fill_file_names(db: sqlite3.Connection) -> None:
+    """`documents.file_name` of the documents stored before migration 0005 added it."""
+    unfilled = "SELECT id, source FROM documents WHERE file_name = ''"
+    if db.execute(unfilled).fetchone() is None:
+        return
+    with Transaction(db):  # another process may have filled them meanwhile
+        rows = db.execute(unfilled).fetchall()
+        filled = [(file_name(source), document_id) for document_id, source in rows]
+        db.executemany("UPDATE documents SET file_name = ? WHERE id = ?", filled)
 
 
 def _name_unnamed_documents(db: sqlite3.Connection) -> None:
