@@ -171,10 +171,8 @@ class Ledger:
         tokens: int = 0,
         error: SmallfirstError | None = None,
     ) -> str:
-        """Log an embeddings request (no routing: one local encoder, tier "embeddings");
-        `model` "unknown" when the request named no embedding model. Returns the row's id."""
-        if error is not None and model == UNKNOWN_MODEL:
-            return self._notify(rejection_record("embeddings", error, api_key_id))
+        """Log an embeddings request the encoder had (no routing: one local encoder, tier
+        "embeddings"); one refused before it is a rejection. Returns the row's id."""
         return self._notify(embeddings_record(model, api_key_id, started, tokens, error))
 
     def _notify(self, record: RequestRecord) -> str:

@@ -24,11 +24,13 @@ def test_the_embedding_model_is_listed_and_its_requests_logged(tmp_path: Path) -
         listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
         body = {"model": "all-minilm-l6-v2", "input": ["two words", "three more words"]}
         embedded = client.post("/v1/embeddings", json=body)
+        embedding_model = client.get("/v1/models/text-embedding-local").json()
         unknown = client.post("/v1/embeddings", json={"model": "nope", "input": "x"})
         too_long = {"model": "all-minilm-l6-v2", "input": "word " * 400}
         refused = client.post("/v1/embeddings", json=too_long)
         chat = client.post("/v1/chat/completions", json=chat_body("all-minilm-l6-v2"))
     assert listed["all-minilm-l6-v2"]["dimensions"] == 384
+    assert embedding_model["loaded"] is True  # as every other model has it (the entry had none)
     rows = sqlite3.connect(tmp_path / "requests.db").execute(
         "SELECT id, status, tier, prompt_tokens FROM requests WHERE endpoint = 'embeddings'"
     )
@@ -114,3 +116,30 @@ def test_embeddings_refuse_token_arrays_by_name(
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "input"
     assert "token arrays are not supported" in response.json()["error"]["message"]
+
+
+def test_a_refused_embeddings_body_is_logged_under_the_model_it_named(tmp_path: Path) -> None:
+    """As on the other endpoints, the operator looking for a client's 400s and 404s finds them
+    under the model it asked for (they were all logged as model "unknown"), and so do the
+    metrics for the embedding model, while an id that is no model here stays "unknown"."""
+    client, _ = fake_client(fake_settings(tmp_path))
+    bodies = [
+        {"model": "all-minilm-l6-v2", "input": ""},
+        {"model": "text-embedding-3-small", "input": "x"},
+        {"input": "x"},
+    ]
+    with client:
+        ids = [client.post("/v1/embeddings", json=body).headers["x-request-id"] for body in bodies]
+        metrics = client.get("/metrics").text
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT id, model_requested, status, tier FROM requests WHERE endpoint = 'embeddings'"
+    )
+    logged = {row[0]: row[1:] for row in rows}
+    assert [logged[request_id] for request_id in ids] == [
+        ("all-minilm-l6-v2", 400, None),
+        ("text-embedding-3-small", 404, None),
+        ("unknown", 400, None),
+    ]
+    counted = 'smallfirst_requests_total{model="%s",status="%s",tier="none"} 1.0'
+    assert counted % ("all-minilm-l6-v2", 400) in metrics
+    assert counted % ("unknown", 404) in metrics

@@ -8,7 +8,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
+from functools import cache, partial
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -16,14 +16,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from smallfirst import embed
 from smallfirst.api_model import ApiModel, FieldError
 from smallfirst.config import EMBEDDING_MODEL_IDS
 from smallfirst.errors import ClientLeft, InvalidRequest, ModelNotFound, SmallfirstError
-from smallfirst.request_records import UNKNOWN_MODEL
 from smallfirst.server.auth import api_key_of
 from smallfirst.server.errors import REQUEST_ID_HEADER
 from smallfirst.server.responses import JSONResponse
-from smallfirst.server.routes import gateway, parse, unless_client_leaves
+from smallfirst.server.routes import (
+    gateway,
+    read_body,
+    read_or_log_rejection,
+    unless_client_leaves,
+    validated,
+)
 
 MAX_EMBEDDING_INPUTS = 2048
 
@@ -65,29 +71,34 @@ async def embeddings(request: Request) -> Response:
     """Logged like the other endpoints, so its answers and errors carry `x-request-id`."""
     gw, started = gateway(request), time.perf_counter()
     api_key_id = api_key_of(request)
-    asked = UNKNOWN_MODEL  # until the body names the embedding model
+    parsed = await read_or_log_rejection(
+        request, "embeddings", partial(read_body, _embedding_request)
+    )
     try:
-        parsed = await parse(request, EmbeddingRequest)
-        asked = parsed.model if parsed.model in EMBEDDING_MODEL_IDS else asked
         body = await unless_client_leaves(request, _embedded(parsed))
         if body is None:
             raise ClientLeft("the client left before its embeddings were done")
     except SmallfirstError as error:
-        error.request_id = gw.ledger.record_embeddings(asked, api_key_id, started, error=error)
+        error.request_id = gw.ledger.record_embeddings(
+            parsed.model, api_key_id, started, error=error
+        )
         raise
     tokens = body["usage"]["prompt_tokens"]
     request_id = gw.ledger.record_embeddings(body["model"], api_key_id, started, tokens=tokens)
     return JSONResponse(body, headers={REQUEST_ID_HEADER: request_id})
 
 
-async def _embedded(parsed: EmbeddingRequest) -> dict[str, Any]:
-    from smallfirst import embed
-
+def _embedding_request(body: bytes) -> EmbeddingRequest:
+    parsed = validated(EmbeddingRequest, body)
     if parsed.model not in EMBEDDING_MODEL_IDS:  # the model's id and an alias
         raise ModelNotFound(
             f"The embedding model `{parsed.model}` does not exist; use `{embed.MODEL_ID}`",
             param="model",
         )
+    return parsed
+
+
+async def _embedded(parsed: EmbeddingRequest) -> dict[str, Any]:
     if parsed.dimensions not in (None, embed.DIMENSIONS):  # not a Matryoshka model: no cutting
         raise InvalidRequest(
             f"`{embed.MODEL_ID}` makes {embed.DIMENSIONS}-dimensional vectors only",

@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from smallfirst.backends import Backend
+from smallfirst.config import EMBEDDING_MODEL_IDS
 from smallfirst.logs import RequestRecord
 from smallfirst.routing.health import ModelHealth
 
@@ -188,7 +189,7 @@ class Metrics:
             registry=self.registry,
         )
         self._strong_tier = strong_tier
-        self._model_ids = frozenset(backends)
+        self._model_ids = frozenset(backends).union(EMBEDDING_MODEL_IDS)
         self._series: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._routed_total = 0
         self._routed_strong = 0

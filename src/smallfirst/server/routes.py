@@ -99,6 +99,23 @@ async def body_of(request: Request) -> bytes:
         raise ClientLeft("The client closed the connection while sending its request.") from None
 
 
+async def read_or_log_rejection(
+    request: Request, endpoint: str, read: Callable[[bytes], Awaitable[T]]
+) -> T:
+    """`read(body)`. A body refused (unreadable, invalid, an unknown model) is logged and
+    counted too, so error rates are complete, under the model it named; its error carries
+    the row's id."""
+    body = b""
+    try:
+        body = await body_of(request)
+        return await read(body)
+    except SmallfirstError as error:
+        asked = await read_body(model_named_in, body)
+        ledger = gateway(request).ledger
+        error.request_id = ledger.record_rejection(endpoint, error, api_key_of(request), asked)
+        raise
+
+
 def model_named_in(body: bytes) -> str:
     """The model a refused body asks for, for its log row ("unknown" if it names none): the
     operator looking for a client's 400s finds them under the model it asked for."""
@@ -258,19 +275,11 @@ async def _generate(
 ) -> Response:
     """Every answer and every error carries `x-request-id`: the request log's id for it."""
     gw = gateway(request)
-    api_key_id = api_key_of(request)
-    body = b""
-    try:
-        body = await body_of(request)
-        dialect = await read(request, body)
-    except SmallfirstError as error:  # logged and counted too, so error rates are complete
-        asked = await read_body(model_named_in, body)
-        error.request_id = gw.ledger.record_rejection(endpoint, error, api_key_id, asked)
-        raise
+    dialect = await read_or_log_rejection(request, endpoint, partial(read, request))
     parsed = dialect.request
     ctx = RequestContext(
         endpoint=endpoint,
-        api_key_id=api_key_id,
+        api_key_id=api_key_of(request),
         route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
         earlier_private_collection=dialect.earlier_private_collection,
         truncates=dialect.truncates,
@@ -424,6 +433,7 @@ def _embedding_entry(created: int) -> dict[str, Any]:
         "max_model_len": embed.MAX_TOKENS,
         "input_cost_per_1m": 0.0,
         "output_cost_per_1m": 0.0,
+        "loaded": embed.get_embedder.cache_info().currsize > 0,  # loaded on first use
         "tools": False,
         "dimensions": embed.DIMENSIONS,
     }
