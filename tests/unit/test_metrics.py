@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from smallfirst.answers import RequestContext, RouteInfo
@@ -16,6 +19,7 @@ from smallfirst.request_records import Ending, answered_record
 from smallfirst.routing.health import ModelHealth
 from smallfirst.server.metrics import Metrics
 from smallfirst.types import ChatRequest
+from tests.unit.test_openai_compat import ANSWER, REQUEST, sse, upstream
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 
@@ -131,3 +135,38 @@ def test_a_remote_models_failed_calls_are_counted_by_kind(
     seen = samples(Metrics({"big": big}, ModelHealth(CircuitBreakerConfig()), "cloud"))
     assert seen[key("smallfirst_upstream_errors_total", model="big", kind="timeout")] == 2
     assert seen[key("smallfirst_upstream_errors_total", model="big", kind="5xx")] == 1
+
+
+async def test_a_remote_models_answers_its_clients_left_count_as_cancelled() -> None:
+    """A remote model said 0 however many of its answers clients left (its upstream stopped
+    answering each as its connection closed); answers that ended are not counted."""
+    begun = sse([{"choices": [{"delta": {"content": "Once"}, "finish_reason": None}]}])
+    ended = sse([{"choices": [{"delta": {"content": "Hi"}, "finish_reason": "stop"}]}])
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body["messages"][0]["content"] == "short":
+            short = ended + b"data: [DONE]\n\n" if body.get("stream") else json.dumps(ANSWER)
+            return web.Response(body=short)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(begun)
+        await asyncio.sleep(30)  # a long answer: its client leaves before it ends
+        return response
+
+    short = ChatRequest.model_validate(
+        {"model": "cloud", "messages": [{"role": "user", "content": "short"}]}
+    )
+    async with upstream(handle) as backend:
+        cut = backend.stream(REQUEST)
+        await anext(cut)
+        await cut.aclose()
+        waiting = asyncio.create_task(backend.complete(REQUEST))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert [c async for c in backend.stream(short)][-1].finish_reason == "stop"
+        assert (await backend.complete(short)).text == "hello"
+        seen = samples(Metrics({"big": backend}, ModelHealth(CircuitBreakerConfig()), "cloud"))
+    assert seen[key("smallfirst_generations_cancelled_total", model="big")] == 2

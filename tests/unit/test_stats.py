@@ -105,7 +105,30 @@ def test_all_time_includes_old_rows_and_an_empty_window_is_zero(log_path: Path) 
     assert summarize(log_path).requests == 8
     empty = summarize(log_path, since=NOW + 10)
     assert (empty.requests, empty.tiers, empty.saved_share) == (0, [], None)
-    assert empty.why_no_saving == "no chat or completion tokens were answered in this window"
+    assert empty.why_no_saving == "no requests in this window"
+
+
+def test_an_empty_window_is_said_in_a_line(log_path: Path, tmp_path: Path) -> None:
+    """It was a page of zeros ending in "Saved: - (no chat or completion tokens were answered
+    in this window)"."""
+    empty = cli(tmp_path, "--since", "1m")  # the fixture's rows are older
+    assert empty.exit_code == 0, empty.output
+    assert empty.output == "No requests in the last 1m (--since all: the whole log).\n"
+    new = tmp_path / "new"
+    new.mkdir()
+    RequestLog(new / "requests.db").close()
+    assert cli(new, "--since", "all").output == "No requests logged yet.\n"
+
+
+def test_stats_on_free_models_says_how_to_see_a_saving(tmp_path: Path) -> None:
+    """The first stats of the bundled model said "Saved:    - (the baseline had no price ...)"."""
+    log = RequestLog(tmp_path / "requests.db")
+    free = edge(1, 100.0).model_copy(update={"baseline_cost_usd": 0.0})
+    log.record(free)
+    log.close()
+    text = cli(tmp_path).output
+    assert "Saved:    unknown: the baseline had no price when these requests were logged;" in text
+    assert "set config `baseline` to the model you would pay for otherwise" in text
 
 
 def test_a_client_that_left_counts_as_answered_only_once_a_model_had_it(tmp_path: Path) -> None:
@@ -375,7 +398,8 @@ def test_a_dashboard_whose_baseline_is_free_says_how_to_price_it(tmp_path: Path)
             time.sleep(0.1)
         html = client.get("/dashboard").text
     assert "the same tokens on tiny" in html
-    assert "the baseline had no price when these requests were logged" in html
+    assert "Saved<b>unknown</b>" in html  # not "$0.0000", nor less than nothing
+    assert "the baseline had no price when these requests were logged; set config" in html
 
 
 def test_piped_requests_lines_are_as_wide_as_their_content(log_path: Path, tmp_path: Path) -> None:

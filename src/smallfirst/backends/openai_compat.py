@@ -14,10 +14,10 @@ import asyncio
 import math
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pydantic_core
@@ -52,6 +52,7 @@ ERROR_EVENT = "error_event"  # an error object in place of an answer, or in a st
 # The longest `Retry-After` waited for before trying again: asked for longer, the error goes
 # to the client at once (with the wait as its `retry-after`), not held for minutes.
 MAX_RETRY_WAIT_S = 10.0
+T = TypeVar("T")
 # What makes a stream's usage exact; older Azure api-versions refuse it (then: estimated).
 STREAM_OPTIONS = "stream_options"
 
@@ -72,6 +73,7 @@ class OpenAICompatBackend(Backend):
         self._ended_by: BaseException | None = None  # set at shutdown (`end_answers`)
         self._closing: asyncio.Task[None] | None = None  # held: the loop keeps weak refs only
         self._errors: Counter[str] = Counter()  # failed calls by kind (`upstream_errors`)
+        self._left_early = 0  # calls stopped before their answer ended (`cancelled_generations`)
 
     def info(self) -> ModelInfo:
         return info_from_config(self.config)
@@ -81,6 +83,23 @@ class OpenAICompatBackend(Backend):
 
     def upstream_errors(self) -> Mapping[str, int]:
         return dict(self._errors)
+
+    def cancelled_generations(self) -> int:
+        return self._left_early
+
+    def _count_left(self) -> None:
+        """Count a call stopped before its answer ended (its client left): closing its
+        connection stops the upstream's answer, as a local engine's slot stops (`/metrics`
+        said 0 for remote models however many streams their clients cut)."""
+        if self._ended_by is None:  # not the shutdown's doing
+            self._left_early += 1
+
+    async def _unless_left(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except asyncio.CancelledError:
+            self._count_left()
+            raise
 
     def _failed(self, kind: str) -> None:
         """Count a failed call, unless the shutdown ended it."""
@@ -209,9 +228,9 @@ class OpenAICompatBackend(Backend):
     async def complete(self, request: GenerateRequest) -> Completion:
         path, body = self._path_and_body(request, stream=False)
         body.pop("n", None)  # one answer: the gateway streams requests for more
-        response = await self._send(path, body)
+        response = await self._unless_left(self._send(path, body))
         try:
-            raw = await response.read()
+            raw = await self._unless_left(response.read())
         except TimeoutError as exc:
             self._failed(TIMEOUT)
             raise UpstreamTimeout(f"{self.config.id}: upstream timed out") from exc
@@ -230,7 +249,7 @@ class OpenAICompatBackend(Backend):
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         path, body = self._path_and_body(request, stream=True)
-        response = await self._send_stream(path, body)
+        response = await self._unless_left(self._send_stream(path, body))
         reader = StreamReader(self.config.id, request.n)
         done = False
         try:
@@ -253,6 +272,10 @@ class OpenAICompatBackend(Backend):
                 raise self._broke_off("stream", malformed=True) from exc
         except SmallfirstError as error:
             self._failed(_answer_error_kind(error))
+            raise
+        except (GeneratorExit, asyncio.CancelledError):  # closed early: its client left
+            if not reader.all_finished:
+                self._count_left()
             raise
         finally:
             self._done_reading(response)

@@ -192,6 +192,12 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
 
     console = output_console()
     window = "all time" if since == "all" else f"the last {since}"
+    if not summary.requests:  # a page of zeros and dashes said no more
+        wider = " (--since all: the whole log)"
+        console.print(
+            "No requests logged yet." if since == "all" else f"No requests in {window}{wider}."
+        )
+        return
     failed = ", ".join(f"{n} x {status}" for status, n in summary.failed_by_status.items())
     console.print(
         f"[bold]{counted(summary.requests, 'request')}[/] in {window}: {summary.answered} answered"
@@ -205,7 +211,7 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
     baseline_cost = dollars(summary.baseline_cost_usd)
     console.print(f"Baseline: ${baseline_cost} (the same tokens on {baseline})")
     if summary.why_no_saving is not None:
-        console.print(f"Saved:    - ({summary.why_no_saving})")
+        console.print(f"Saved:    unknown: {summary.why_no_saving}")
     else:
         console.print(f"Saved:    ${dollars(summary.saved_usd)} ({summary.saved_share:.1%})")
     if summary.left_out_of_saving is not None:

@@ -104,14 +104,17 @@ class Summary(BaseModel):
         """Why there is no `saved_share`, for the reader; None when there is one."""
         if self.saved_share is not None:
             return None
+        if not self.requests:
+            return "no requests in this window"
         generated = [tier for tier in self.tiers if tier.tier != EMBEDDINGS_TIER]
         if not any(tier.prompt_tokens or tier.completion_tokens for tier in generated):
             return "no chat or completion tokens were answered in this window"
         if self.baseline_unknown_requests == self.requests:
             return "no request in this window has a known baseline"
         return (
-            "the baseline had no price when these requests were logged: a request's saving is"
-            " priced as it is logged, so set config `baseline` before serving"
+            "the baseline had no price when these requests were logged; set config `baseline`"
+            " to the model you would pay for otherwise, with its prices, and the requests"
+            " logged from then on show a saving"
         )
 
     @property

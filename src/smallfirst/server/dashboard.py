@@ -101,7 +101,8 @@ def _page(since: str, body: str) -> str:
 
 def _body(summary: Summary, baseline: str) -> str:
     failed = sum(summary.failed_by_status.values())
-    saved = summary.why_no_saving or f"{summary.saved_share:.1%} of the baseline"
+    why_not = summary.why_no_saving
+    saved = why_not or f"{summary.saved_share:.1%} of the baseline"
     on_failed = summary.failed_cost_usd
     spent = "at the answering models' prices" + (
         f"; ${dollars(on_failed)} on failed requests" if on_failed else ""
@@ -110,7 +111,7 @@ def _body(summary: Summary, baseline: str) -> str:
         ("Requests", str(summary.requests), f"{summary.answered} answered, {failed} failed"),
         ("Spent", f"${dollars(summary.cost_usd)}", spent),
         ("Baseline", f"${dollars(summary.baseline_cost_usd)}", f"the same tokens on {baseline}"),
-        ("Saved", f"${dollars(summary.saved_usd)}", saved),
+        ("Saved", "unknown" if why_not else f"${dollars(summary.saved_usd)}", saved),
     ]
     html = ['<div class="cards">']
     for title, value, note in cards:
