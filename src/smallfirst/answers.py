@@ -77,6 +77,11 @@ class RequestContext:
         counted = self.counted.get(model.id) if model is not None else None
         return counted.usage() if counted is not None else None
 
+    def only_queued(self, model: ModelInfo) -> bool:
+        """Whether the request's last call to `model` (a local one) never left its queue."""
+        counted = self.counted.get(model.id)
+        return counted is not None and counted.only_waiting()
+
 
 @dataclass(frozen=True)
 class RouteInfo:

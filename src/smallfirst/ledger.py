@@ -84,7 +84,8 @@ class Ledger:
             told = failed or ctx.stopped_by  # cancelled: by its client, or by the gateway
             status = told.status if told else CLIENT_CLOSED_REQUEST
             usage = ctx.abandoned or ctx.counted_usage(route.model if route else None) or Usage()
-            self.finish(request, ctx, route, usage, status=status, error=told)
+            read = route is None or not ctx.only_queued(route.model)
+            self.finish(request, ctx, route, usage, status=status, error=told, read=read)
             if failed is None or failed is error:
                 raise
             raise failed from error
@@ -191,13 +192,15 @@ class Ledger:
         error: SmallfirstError | None = None,
         text: str | None = None,
         ttft: float | None = None,
+        read: bool = True,
     ) -> None:
-        """The request's end: its budget holds released, its spend added, its row written."""
+        """The request's end: its budget holds released, its spend added, its row written
+        (`read`: False when its client left while it waited for its model's slot)."""
         for hold in ctx.holds:
             self._spend.release(hold)
         ctx.holds.clear()
         self._spend.add(ctx.spent_usd, ctx.api_key_id)
-        ended = Ending(usage, status, error, text, ttft)
+        ended = Ending(usage, status, error, text, ttft, read)
         keep_text = self._log_prompts
         self._notify(
             answered_record(request, ctx, route, ended, self.baseline, keep_text=keep_text)

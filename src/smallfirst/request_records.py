@@ -32,6 +32,7 @@ class Ending:
     error: SmallfirstError | None = None
     text: str | None = None
     ttft: float | None = None  # perf_counter() at the first streamed chunk
+    read: bool = True  # False: its client left while it waited for its model's slot
 
 
 def answered_record(
@@ -49,13 +50,15 @@ def answered_record(
     usage = ended.usage
     # a 499's model answered until its client left; a stream that failed, until it failed
     answered = ended.status < 400 or ended.status == CLIENT_CLOSED_REQUEST or bool(ended.ttft)
+    # left while it waited for a slot: no tier had it, as a 499 before routing (`ANSWERED_SQL`)
+    tier = model.tier if model and ended.read else None
     return RequestRecord(
         id=ctx.request_id,
         created_at=ctx.created_at,
         endpoint=ctx.endpoint,
         model_requested=ctx.requested_model or request.model,
-        model_answered=model.id if model and answered else None,
-        tier=model.tier if model else None,
+        model_answered=model.id if model and answered and ended.read else None,
+        tier=tier,
         status=ended.status,
         error_code=ended.error.code if ended.error else None,
         stream=request.stream,

@@ -21,6 +21,10 @@ class UsageSoFar:
         slot (its prompt not yet read)."""
         self._answers.append(counts)
 
+    def only_waiting(self) -> bool:
+        """Whether the call's answers all still wait for a slot: its model has not read it."""
+        return bool(self._answers) and all(counts() is None for counts in self._answers)
+
     def usage(self) -> Usage | None:
         """The call's tokens, its `n` answers counted as a finished call's (`merged_usage`);
         None if no answer was begun."""

@@ -457,3 +457,41 @@ async def test_the_servers_cancel_landing_with_the_clients_leaving_is_not_swallo
     handler.cancel("the server is shutting down")  # ...as the server's grace period ends
     await asyncio.gather(handler, return_exceptions=True)
     assert handler.cancelled()
+
+
+def _waiting_for_a_slot_forever(backend: FakeBackend) -> None:
+    """The fake tells the call it waits for a slot (as the slot scheduler does: no counts
+    yet), and no slot comes."""
+
+    async def queued(request: GenerateRequest) -> AsyncIterator[Chunk]:
+        call = counting.get()
+        assert call is not None
+        call.add(lambda: None)
+        await asyncio.Event().wait()
+        yield Chunk(text="never")
+
+    async def whole(request: GenerateRequest) -> Completion:
+        return completion_from_chunks([c async for c in queued(request)], with_logprobs=False)
+
+    backend.stream = queued  # type: ignore[method-assign]
+    backend.complete = whole  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_while_queued_for_a_slot_is_no_answer_of_the_model(
+    tmp_path: Path, stream: bool
+) -> None:
+    """Its model never read it: a 499 with no tier and no answering model, counted with the
+    failures (`stats`), not as the local tier's answer (it was, with 0 tokens)."""
+    settings = fake_settings(tmp_path, models=[{"id": "busy", "tier": "edge", "backend": "fake"}])
+    client, gateway = fake_client(settings)
+    _waiting_for_a_slot_forever(fake_backend(gateway, "busy"))
+    records: list[RequestRecord] = []
+    gateway.ledger.add_observer(records.append)
+    with client:
+        assert client.portal is not None
+        client.portal.call(_post_then_leave, client.app, chat_body("busy", stream=stream), 0.3)
+    (record,) = records
+    assert (record.status, record.model_answered, record.tier) == (499, None, None)
+    assert not record.answered
+    assert record.route_reason  # why it went to `busy` is still told

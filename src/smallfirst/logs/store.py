@@ -83,8 +83,9 @@ class RequestRecord(BaseModel):
 
 
 # Answered: a 200, or a request its client left (499) once a model had it, which worked on it
-# (a stream's tokens were produced and paid for). A client that left before routing is a 499
-# no model saw: counted with the failures, so that the tiers' shares add up to 100%.
+# (a stream's tokens were produced and paid for). A client that left before routing, or while
+# it waited for a local model's slot, is a 499 no model read: logged without a tier and
+# counted with the failures, so that the tiers' shares add up to 100%.
 ANSWERED_SQL = f"(status < 400 OR (status = {CLIENT_CLOSED_REQUEST} AND tier IS NOT NULL))"
 EMBEDDINGS_TIER = "embeddings"  # the tier embeddings are logged under: they have no baseline
 
