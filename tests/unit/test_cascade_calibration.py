@@ -97,3 +97,17 @@ def test_a_strong_model_no_better_is_never_escalated_to_for_quality() -> None:
     assert result.escalated_share == 0.0
     assert math.isinf(result.min_mean_logprob)
     assert math.isnan(result.pgr)
+
+
+@pytest.mark.parametrize(
+    "field", ["weak_confidence", "weak", "strong"], ids=["confidence", "weak", "strong"]
+)
+def test_a_field_that_is_not_an_object_is_a_clear_error(tmp_path: Path, field: str) -> None:
+    """`"weak_confidence": "high"` (a hand-edited row) stopped it with an AttributeError."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r | {field: "high"}) + "\n" for r in ROWS))
+    result = CliRunner().invoke(
+        app, ["router", "calibrate-cascade", "--data", str(data), "--max-strong-share", "0.3"]
+    )
+    assert result.exit_code == 2
+    assert "no rows with `weak_confidence` and both scores" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -327,6 +328,45 @@ def test_an_unwritable_output_is_refused_before_reading_the_data(
     assert result.exit_code == 2
     assert message in result.stderr
     assert "no such data file" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["router", "train", "--out", "{out}"],
+        ["router", "score", "--router", "length", "--out", "{out}"],
+        ["router", "eval", "--router", "learned"],
+    ],
+    ids=["train", "score", "eval"],
+)
+def test_a_cache_dir_that_is_a_file_is_refused_before_any_work(
+    data_file: Path, tmp_path: Path, command: list[str]
+) -> None:
+    """It was a FileExistsError traceback once every prompt had been embedded."""
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder")
+    out = str(tmp_path / "out")
+    arguments = [part.format(out=out) for part in command]
+    result = runner.invoke(app, [*arguments, "--data", str(data_file), "--cache-dir", str(cache)])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: cannot write {cache}: it is a file, not a directory\n"
+    assert cache.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    "damage", [b"", b"junk", b"PK\x03\x04cut short"], ids=["empty", "junk", "cut"]
+)
+def test_an_unreadable_embeddings_cache_is_rebuilt(
+    data_file: Path, tmp_path: Path, damage: bytes
+) -> None:
+    """A cache file cut short by a kill stopped every later run with numpy's traceback."""
+    cache_file = tmp_path / "embeddings.npz"
+    cache_file.write_bytes(damage)
+    arguments = ["router", "eval", "--router", "learned", "--cache-dir", str(tmp_path)]
+    result = runner.invoke(app, [*arguments, "--data", str(data_file), "--json"])
+    assert result.exit_code == 0, result.output
+    with np.load(cache_file) as stored:
+        assert len(stored["keys"]) == len(stored["vectors"]) == 60
 
 
 def test_calibrate_cascade_says_the_ranking_is_undefined_without_a_gap(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ def train(
     if not 0.0 <= calibration_share < 1.0:
         fail("--calibration-share must be in [0, 1)")
     check_writable(out, directory=True)
+    _check_cache_dir(cache_dir)
     rows = _read(data)
     from smallfirst.errors import InvalidRequest
     from smallfirst.routing.learned import train_learned
@@ -113,6 +114,7 @@ def score(
     to_stdout = out == Path("-")  # it made a file named "-"
     if not to_stdout:
         check_writable(out)
+    _check_cache_dir(cache_dir)
     chosen = _load(router)
     rows = _read(data, labels=False)
     from smallfirst.routing.learned import LearnedRouter
@@ -167,6 +169,7 @@ def evaluate(
     require_extra_or_exit("routing")
     if plot is not None:
         plot = _plot_path(plot)
+    _check_cache_dir(cache_dir)
     rows = _read(data)
     from smallfirst.errors import InvalidRequest
     from smallfirst.routing.data import labelled
@@ -243,6 +246,13 @@ def _plot_path(plot: Path) -> Path:
         fail(f"--plot {plot}: {exc}")
     check_writable(path)
     return path
+
+
+def _check_cache_dir(cache_dir: Path | None) -> None:
+    """The embeddings are saved there once every prompt is embedded: a file of that name
+    stopped the command with a traceback at the end, the embedding work lost."""
+    if cache_dir is not None:
+        check_writable(cache_dir, directory=True)
 
 
 def _names(paths: list[Path]) -> str:

@@ -28,7 +28,11 @@ def label(
     weak: str = typer.Option(..., "--weak", help="Model id of the cheap tier."),
     strong: str = typer.Option(..., "--strong", help="Model id of the strong tier."),
     judge: str | None = typer.Option(None, "--judge", help="Model id that rates answers 1-10."),
-    reference: bool = typer.Option(False, "--reference", help="Score by exact match."),
+    reference: bool = typer.Option(
+        False,
+        "--reference",
+        help="Score against each row's `reference`: its last number, option letter or words.",
+    ),
     out: Path = typer.Option(..., "--out", help="Output JSONL (appended; reruns resume)."),
     concurrency: int = typer.Option(4, min=1, max=64, help="Rows labelled at once."),
     max_tokens: int = typer.Option(512, min=1, help="Answer length limit for both models."),

@@ -10,7 +10,7 @@ answer's confidence), for a target share of escalations or a target quality.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -159,7 +159,7 @@ def calibrate_cascade(
     from smallfirst.routing.calibrate import fit_calibration
     from smallfirst.routing.eval import evaluate_scores
 
-    usable = [r for r in rows if (r.get("weak_confidence") or {}).get("tokens") and _scored(r)]
+    usable = [r for r in rows if _section(r, "weak_confidence").get("tokens") and _scored(r)]
     if not usable:
         raise ConfigError(
             "no rows with `weak_confidence` and both scores; label them with `router label`"
@@ -187,7 +187,14 @@ def calibrate_cascade(
 
 def _scored(row: dict[str, Any]) -> bool:
     """Both sides have a score: a judge that gave no rating leaves it null."""
-    return all((row.get(side) or {}).get("score") is not None for side in ("weak", "strong"))
+    return all(_section(row, side).get("score") is not None for side in ("weak", "strong"))
+
+
+def _section(row: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """`row[name]` when it is an object, else empty: a hand-edited row's `"weak": 1` or
+    `"weak_confidence": "high"` stopped the command with a traceback."""
+    value = row.get(name)
+    return value if isinstance(value, Mapping) else {}
 
 
 def _mean_threshold(scores: Sequence[float], threshold: float) -> float:

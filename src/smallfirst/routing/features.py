@@ -240,11 +240,8 @@ def embed_texts(
 
     from smallfirst.embed import DIMENSIONS, get_embedder
 
-    cached: dict[str, npt.NDArray[np.float32]] = {}
     cache_file = Path(cache_dir) / "embeddings.npz" if cache_dir else None
-    if cache_file is not None and cache_file.exists():
-        with np.load(cache_file) as stored:
-            cached = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+    cached = _read_cache(cache_file) if cache_file is not None else {}
     keys = [_text_key(text) for text in texts]
     missing = list({k: t for k, t in zip(keys, texts, strict=True) if k not in cached}.items())
     embedder = get_embedder() if missing else None
@@ -265,3 +262,21 @@ def embed_texts(
     if not keys:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
     return np.stack([cached[key] for key in keys]).astype(np.float32)
+
+
+def _read_cache(cache_file: Path) -> dict[str, npt.NDArray[np.float32]]:
+    """The vectors kept in `cache_file`, by text hash. A cache that cannot be read (cut short
+    by a kill, or another file of that name) is rebuilt: it stopped the command with
+    numpy's traceback."""
+    import zipfile
+
+    import numpy as np
+
+    if not cache_file.is_file():
+        return {}
+    try:
+        # an open file: numpy left its own open when the zip in it was cut short
+        with cache_file.open("rb") as handle, np.load(handle) as stored:
+            return dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return {}
