@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from smallfirst.privacy import addresses, names, secrets
+from smallfirst.privacy import addresses, names, patterns, recognizers, secrets
 
 
 class _Recording:
@@ -141,3 +141,29 @@ def test_blanks_after_a_stop_are_read_once_for_a_greeting() -> None:
     text = "." + " " * 200_000 + "Hi Ana, how are you?"
     found = [text[m.start : m.end] for m in names.find_addressed_names(text)]
     assert found == ["Ana"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Van der " * 12_500,  # Dutch particles and no street after them
+        "12 Aa Bb Cc Edge x " * 5_300,  # an everyday road type with no town after it
+        "12 " + "Aa " * 33_000 + "Edge\nTown",  # more capitalised words than a street name has
+        "Studio 1, " * 10_000,  # a unit word and numbers with no street after them
+    ],
+)
+def test_street_forms_of_other_locales_stay_linear(text: str) -> None:
+    found = [text[m.start : m.end] for m in addresses.find_addresses(text)]
+    assert not any(
+        piece.startswith(("Van der", "12 Aa Bb Cc Edge")) or "Aa Aa Aa Aa Edge" in piece
+        for piece in found
+    )
+
+
+@pytest.mark.timeout(60)
+def test_company_partners_and_prose_in_a_name_are_read_once() -> None:
+    partners = ", Aa" * 25_000  # partners with no "and" and no legal form at their end
+    assert patterns.COMPANY_PARTNERS_AFTER.match(partners) is None
+    for long_span in ("Ann Lee " + "xo " * 30_000, "Ann Lee " + "la " * 30_000 + "xo"):
+        assert recognizers.prose_cut(long_span, 0, len(long_span)) == len("Ann Lee")

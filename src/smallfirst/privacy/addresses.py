@@ -55,7 +55,21 @@ _NAMED_STREET_SUFFIX = (
     r"Quadrant|Reserve|Retreat|Ridgeway|Riverway|Roadway|Strand|Thoroughfare|Towers|Villas|"
     r"Walkway|"
     # Indian street and locality words ("104, Vaidya Nagar", "Dube Ganj", "MG Marg")
-    r"Nagar|Ganj|Marg|Chowk)"
+    r"Nagar|Ganj|Marg|Chowk|"
+    # the rest of AS 4590's road types that headings and prose seldom end on
+    r"Amble|Anchorage|Artery|Basin|Brace|Brae|Brow|Centreway|Circlet|Copse|Corso|Cruiseway|"
+    r"Dell|Deviation|Distributor|Elbow|Firetrail|Gully|Interchange|Lees|Meander|Mew|Nook|"
+    r"Piazza|Plateau|Quadrangle|Quays|Ramble|Riviera|Roadside|Ronde|Rosebowl|Siding|Tarn|"
+    r"Tor|Trunkway|Wade)"
+)
+# AS 4590's road types that are everyday words too ("3 Easy Steps", "the 2 Final Round",
+# "Spring Break"): a street after a house number and a name only where the address goes on
+# after it, to a town on the same or the next line.
+_EVERYDAY_STREET_TYPE = (
+    r"(?:Access|Beach|Block|Break|Cross|Cutting|Dip|Edge|End|Entrance|Follow|Formation|Front|"
+    r"Gap|Gate|Gates|Ground|Line|Link|Part|Pocket|Quad|Range|Reach|Ride|Ring|Round|Slope|"
+    r"Sound|Stairs|Steps|Strip|Subway|Top|Trailer|Triangle|Turn|Vale)"
+    rf"(?=[ \t]*,?[ \t]*\n?[ \t]*[{UPPER}])"
 )
 # Street-name endings from other languages (Finnish -tie/-katu, Swedish -gatan/-vägen, German
 # -straße/-weg, Dutch -straat/-laan, Danish -vej/-gade, ...): a word ending so is a street only
@@ -64,6 +78,12 @@ _STREET_ENDING = (
     rf"[{UPPER}][{LETTER}]*(?:(?:tie|katu|kuja|polku|gatan|vägen|gränd|väg|straße|strasse|"
     rf"weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|dreef|steeg|kade|singel|"
     rf"vej|gade|stræde|veien|gata|utca|ulica|cesta)\b|str\.)"  # "Hauptstr. 5": no word boundary
+)
+# Dutch streets named after a person keep the particles of the name ("Van der Helststraat",
+# "van 't Hoffstraat", "De Ruyterkade"): lower-case "de" alone is also the article before a
+# street ("in de Kalverstraat"), so only after "van" or capitalised.
+_DUTCH_STREET_PARTICLES = (
+    r"(?:(?:[Vv]an(?:[ \t]+(?:der|den|de|het|'t|’t))?|[Tt]e[rn]|De|Den|Het|'t|’t)[ \t]+)"
 )
 # A German street named after a person or place, its words joined by hyphens
 # ("Konrad-Adenauer-Straße", "Lore-Heinrich-Allee"): a street whether or not a number follows.
@@ -108,6 +128,13 @@ _UNIT = (
     r"(?i:(?:H|House|Plot|Door|Flat|Shop)\.?[ \t]?No\.?|Apt\.?|Apartment|Suite|Ste\.?|Unit|"
     r"Flat|Room|Floor|Fl\.?|Bldg\.?|Building)[ \t]*#?\d+\w*"
     r"(?:/\d{1,6}\b)?"  # Australia's unit and house number: "Unit 3/142 Taylor Street"
+)
+# A British studio flat ("Studio 4B" over the street): "Studio" and a number name software and
+# rooms too ("Visual Studio 2022", "Studio 5 at noon"), so only where a house number or a
+# street follows it.
+_STUDIO_UNIT = (
+    rf"Studio[ \t]+\d{{1,3}}[A-Za-z]?\b"
+    rf"(?=[ \t]*[,\n][ \t]*(?:\d|{CAP_WORD}[ \t]+{CAP_WORD})|[ \t]+at[ \t]+\d)"
 )
 # A Japanese address in Latin letters: block numbers ("3-15-2", "2-chōme-7-1"), a district,
 # and a ward, city or town ("Shibuya-ku", "Shinjuku City").
@@ -154,6 +181,7 @@ _ADDRESS_CORE = re.compile(
     rf"{_ADDRESS_START}(?:"
     rf"{_HOUSE}{_HOUSE_COMMA}\s+(?:{_HOUSE}\s+)?(?:{CAP_WORD}\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
     rf"|{_HOUSE}{_HOUSE_COMMA}\s+(?:{CAP_WORD}\s+){{1,4}}{_NAMED_STREET_SUFFIX}\b"
+    rf"|{_HOUSE}{_HOUSE_COMMA}[ \t]+(?:{CAP_WORD}[ \t]+){{1,3}}{_EVERYDAY_STREET_TYPE}\b"
     rf"|(?:{_HYPHENATED_STREET}|{_STRASSE})(?:[ \t]+{_HOUSE}\b)?"
     # Hungarian house numbers end with a dot: "Kossuth Lajos utca 12."
     rf"|(?:{_HOUSE}{_HOUSE_COMMA}[ \t]+){{0,2}}(?:{_STREET_LEADING}|{_STREET_TRAILING})"
@@ -161,7 +189,7 @@ _ADDRESS_CORE = re.compile(
     rf"|{_JAPANESE_BLOCK}"
     rf"|{_HOUSE}[ \t]+(?:{_HOUSE}[ \t]+)?(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK})"
     rf"(?:[ \t]+{_HOUSE}\b)?"
-    rf"|(?:{_STREET_ENDING}|{_STREET_LEADING_WEAK}),?[ \t]+{_HOUSE}\b"
+    rf"|(?:{_DUTCH_STREET_PARTICLES}?{_STREET_ENDING}|{_STREET_LEADING_WEAK}),?[ \t]+{_HOUSE}\b"
     rf"|(?:{CAP_WORD}[ \t]+){{1,3}}{_STRONG_STREET_SUFFIX}(?:[ \t]+{_HOUSE}\b)?"
     rf"|{_HOUSE}[ \t]+{_NOT_DATE_WORD}{CAP_WORD}"
     rf"(?:[ \t]+(?:{_NOT_MONTH_DAY}{CAP_WORD}|[a-zà-ÿ]{{1,4}})){{0,3}}"
@@ -169,6 +197,7 @@ _ADDRESS_CORE = re.compile(
     rf"|(?i:the corner of)\s+[^\n?!]{{2,60}}?\s+and\s+{CAP_WORD}(?:\s+{CAP_WORD}){{0,3}}"
     rf"|{_MILITARY}"
     rf"|{_UNIT}"
+    rf"|{_STUDIO_UNIT}"
     rf"|P\.?\s?O\.?\s+Box\s+\d+"
     rf")"
 )
@@ -203,7 +232,7 @@ _CONTINUATION = re.compile(
     rf"(?:[ \t]*(?:,|[\-–/](?=[ \t])))?[ \t]*(?:\n[ \t>?*•\-]*)?(?:,[ \t]*)?"
     rf"(?:{_UNIT}|{_FOREIGN_UNIT}|{_CEP}|{_HOUSE}\b|{_NO_NUMBER}|"
     rf"[A-Z0-9]{{2,4}}[ \-]?[0-9][A-Z0-9]{{1,3}}\b|"
-    rf"(?:(?:{_PLACE_LINK})\s+)?{CAP_WORD}\.?(?:\s*\([{UPPER}][^()\n\"“]{{0,29}}\))?)"
+    rf"(?:(?:{_PLACE_LINK})\s+)?(?:['’]s-)?{CAP_WORD}\.?(?:\s*\([{UPPER}][^()\n\"“]{{0,29}}\))?)"
 )
 # A line that opens with a field label ("Address line 2: ...", "City: ...") is a field of
 # its own, not the next line of the address above it.

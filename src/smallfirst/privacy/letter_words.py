@@ -11,18 +11,23 @@ import re
 from smallfirst.privacy.patterns import literal_alternation
 
 # Honorifics beyond English's "Mr"/"Mrs"/"Dr" (`names._HONORIFIC`): Spanish and Portuguese
-# (Dra., Dña.), Italian (Sig., Sig.ra, Dott., Dott.ssa, Ing., Avv.), Dutch (Dhr.,
+# (Dra., Dña., Doña, D.ª), Italian (Sig., Sig.ra, Dott., Dott.ssa, Ing., Avv.), Dutch (Dhr.,
 # Mevr.), French (Maître) and Indian (Shri, Smt.). Written with or without their dot. "Don"
 # is a given name and "Sri" opens "Sri Lanka": left out.
 FOREIGN_HONORIFICS = (
-    "Dra", "Dña", "Sig", "Sig.ra", "Sig.na", "Sigra", "Dott", "Dott.ssa", "Ing", "Avv",
-    "Dhr", "Mevr", "Maître", "Shri", "Smt",
+    "Dra", "Dña", "Doña", "D.ª", "Dª", "Sig", "Sig.ra", "Sig.na", "Sigra", "Dott", "Dott.ssa",
+    "Ing", "Avv", "Dhr", "Mevr", "Maître", "Shri", "Smt",
 )  # fmt: skip
 FOREIGN_HONORIFIC = literal_alternation(FOREIGN_HONORIFICS)
+# Spanish "don"/"doña" as a title, abbreviated "D."/"Dña."/"D.ª": after "Sr."/"Sra." ("Sr. D.
+# Luis Gil") or a Spanish greeting ("Estimado D. Gil"); elsewhere "D." is an initial and "Don"
+# a given name.
+SPANISH_DON = r"(?:D\.ª|Dª|D\.|Dña\.?|Doña|Don)"
+SPANISH_GREETING = r"(?i:estimad[oa]|apreciad[oa]|distinguid[oa]|querid[oa])"
 
 # Words that open a letter or greet someone by name, compared in lower case. English's
 # "hi"/"hello"/"hey"/"dear" and the words of formal openings in German ("Sehr geehrte",
-# "Liebe"), French ("Bonjour", "Cher"), Spanish ("Hola", "Estimado"), Italian ("Ciao",
+# "Liebe"), French ("Bonjour", "Cher"), Spanish ("Hola", "Estimado", "Apreciado"), Italian ("Ciao",
 # "Gentile"), Dutch ("Beste", "Geachte"), Portuguese ("Olá", "Prezado", "Caro") and Indian
 # English ("Respected", "Namaste"). Greeting words that are also given names ("Cara",
 # "Salve") are left out.
@@ -30,7 +35,8 @@ GREETING_WORDS = frozenset(
     {"hi", "hello", "hey", "hiya", "howdy", "g'day", "g’day", "greetings", "hallo", "moin",
      "servus", "liebe", "lieber", "sehr", "geehrte", "geehrter", "bonjour", "bonsoir",
      "salut", "coucou", "cher", "chère", "chers", "hola", "estimado", "estimada",
-     "querido", "querida", "ciao", "buongiorno", "buonasera", "gentile", "gentilissimo",
+     "querido", "querida", "apreciado", "apreciada", "distinguido", "distinguida", "ciao",
+     "buongiorno", "buonasera", "gentile", "gentilissimo",
      "gentilissima", "egregio", "egregia", "carissimo", "carissima", "hoi", "beste",
      "geachte", "olá", "oi", "prezado", "prezada", "caro", "respected", "namaste"}
 )  # fmt: skip

@@ -16,6 +16,8 @@ from smallfirst.privacy.letter_words import (
     FOREIGN_HONORIFIC,
     GREETING,
     GREETING_WORDS,
+    SPANISH_DON,
+    SPANISH_GREETING,
     VALEDICTION,
     after_valediction,
     is_valediction,
@@ -42,7 +44,7 @@ _PARTICLE_WORD = re.compile(PARTICLE)
 _HONORIFIC = (
     rf"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx|Fr|Rev|Sr|Sra|Srta|Mme|Mlle|Herr|Frau|{FOREIGN_HONORIFIC})"
 )
-_TITLES = rf"(?:(?:{_HONORIFIC}|Sir)\.?[ \t]+)"
+_TITLES = rf"(?:(?:Sr|Sra|Srta)\.?[ \t]+{SPANISH_DON}[ \t]+|(?:{_HONORIFIC}|Sir)\.?[ \t]+)"
 _NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
 # Form fields whose value is a person ("Customer: Efimiya Petrova", "Patient name: Ana Ruiz").
 _PERSON_FIELD = (
@@ -127,7 +129,8 @@ def could_be_name(value: str) -> bool:
     if not words or not_a_name(value):
         return False
     first = words[0].strip(".,:;!?\"'").lower()
-    return first not in _SENTENCE_STARTERS and any(ch.isalpha() for ch in value)
+    # one letter is an initial ("D." of "Sr. D. Luis"), no name on its own
+    return first not in _SENTENCE_STARTERS and sum(ch.isalpha() for ch in value) > 1
 
 
 def plausible_name(value: str) -> bool:
@@ -160,6 +163,8 @@ def _cued_name(start: int, value: str) -> tuple[int, int] | None:
     words = value.split()
     if not words or words[0].rstrip(".,") in _NOT_NAMES or not_a_name(value):
         return None
+    if sum(ch.isalpha() for ch in value) < 2:  # an initial: "Sr. D. Luis" read from "D"
+        return None
     end = start + name_length(value)
     return (start, end) if end > start else None
 
@@ -179,7 +184,9 @@ def find_cued_names(text: str) -> Iterator[RuleMatch]:
             and could_be_name(match.group(1))
             and not any(word.rstrip(".") in _NOT_NAMES for word in words)
         ):
-            yield RuleMatch("PERSON", match.start(1), match.end(1), 0.5)
+            title = _LEADING_TITLE.match(match.group(1))  # "Doña Elena Ruiz": the name's line
+            start = match.start(1) + (0 if title is None else title.end())
+            yield RuleMatch("PERSON", start, match.end(1), 0.5)
 
 
 # People are the objects of these verbs: "we hired Ana", "Remind Kofi", "cc Yuki".
@@ -430,8 +437,10 @@ def find_initialled_names(text: str) -> Iterator[RuleMatch]:
     for match in _INITIALLED_NAME.finditer(text):
         value = POSSESSIVE_END.sub("", match.group(1))
         first, _, last = value.split()
-        if not could_be_name(value) or any(
-            word in _NOT_NAMES or word in STOP_WORDS for word in (first, last)
+        if (
+            not could_be_name(value)
+            or first.lower() in _SALUTATIONS  # "Estimado D. Gil": a greeting and a title
+            or any(word in _NOT_NAMES or word in STOP_WORDS for word in (first, last))
         ):
             continue
         if name_length(value) == len(value):  # "Ann B. Street" is an address
@@ -485,6 +494,7 @@ _SALUTATIONS = GREETING_WORDS | {"dear", "sorry", "congratulations", "congrats",
 # A title the NER reads into the name ("Dear Ms Short", "Frau Theobald Neuschäfer"): the name
 # starts after it (the title is no part of it, as "Mr." in "Mr. Leiva").
 _TITLE_WORD = re.compile(rf"{_HONORIFIC}\.?")
+_SPANISH_DON_WORD = re.compile(SPANISH_DON)
 
 
 def name_start(value: str) -> int:
@@ -498,7 +508,11 @@ def name_start(value: str) -> int:
     for word in _WORD.finditer(value, signed):
         text, lower = word.group(), word.group().lower()
         particle = _PARTICLE_WORD.fullmatch(text) is not None
-        if _TITLE_WORD.fullmatch(text) is not None or lower in _SALUTATIONS:
+        if (
+            _TITLE_WORD.fullmatch(text) is not None
+            or lower in _SALUTATIONS
+            or (addressing and _SPANISH_DON_WORD.fullmatch(text) is not None)
+        ):
             addressing = True
             continue
         if lower in _SENTENCE_STARTERS:
@@ -520,7 +534,8 @@ _VOCATIVE = re.compile(
 _GREETED = re.compile(
     rf"(?:^|(?<=[.!?\n]))[ \t>\"“]*"
     # up to three words ("Sehr geehrte", "Hello hello"): a run is not read every way it splits
-    rf"(?:(?i:{GREETING}|good[ \t]+(?:morning|afternoon|evening))[ \t]+){{1,3}}{_TITLES}?"
+    rf"(?:{SPANISH_GREETING}[ \t]+{SPANISH_DON}[ \t]+"
+    rf"|(?:(?i:{GREETING}|good[ \t]+(?:morning|afternoon|evening))[ \t]+){{1,3}}{_TITLES}?)"
     rf"({CAP_WORD}(?:[ \t]+{CAP_WORD})?)[ \t]*(?:[,!:.]|$)",
     re.MULTILINE,
 )

@@ -296,29 +296,55 @@ def _valid_iban_end(text: str, start: int, end: int) -> int | None:
 
 # --- company names ---------------------------------------------------------------------------
 
-# Legal forms of companies ("Acme Corp", "Tesco plc", "Bosch GmbH").
-_LEGAL_FORM = r"(?:Inc|Incorporated|Ltd|Limited|LLC|LLP|PLC|plc|GmbH|Corp|Corporation)"
-# Short legal forms ("Siemens AG", "Volvo AB", "Nestlé S.A.", "Johnson & Johnson Co.") are
-# also initials ("S.A. Rao") or parts of addresses ("Main St SE"): they mark a company only
-# at the end of a name.
-_SHORT_LEGAL_FORM = (
-    r"(?:AG|KG|SE|S\.?A|S\.?A\.?S|SARL|S\.?p\.?A|S\.?r\.?l|N\.?V|B\.?V|Pty|Oy|AB|ASA|Co)"
+# Legal forms of companies ("Acme Corp", "Tesco plc", "Bosch GmbH"), and those of Germany
+# (mbH, OHG, GbR), France (SARL), Italy (S.p.A., S.r.l.), Brazil (Ltda., EIRELI) and India
+# (Pvt) that no word or initials spell.
+_LEGAL_FORM = (
+    r"(?:Inc|Incorporated|Ltd|Limited|LLC|LLP|PLC|plc|GmbH|mbH|OHG|GbR|Corp|Corporation|"
+    r"S\.A\.R\.L|SARL|S\.p\.A|S\.r\.l|s\.r\.l|Ltda|EIRELI|Pvt)"
 )
+# Short legal forms ("Siemens AG", "Volvo AB", "Nestlé S.A.", "Johnson & Johnson Co.",
+# Spain's "S.L.", "S.Com.", "S.Coop.", "S.A.T.", Brazil's "S/A", the Netherlands' "V.O.F.")
+# are also initials ("S.A. Rao") or parts of addresses ("Main St SE"): they mark a company
+# only at the end of a name.
+_SHORT_LEGAL_FORM = (
+    r"(?:AG|KG|SE|S\.?A|S\.?A\.?S|S\.?p\.?A|SPA|S\.?r\.?l|SRL|N\.?V|B\.?V|Pty|Oy|AB|ASA|Co|"
+    r"S\.?L\.?U?|S\.?Com|S\.?Coop|S\.?A\.?T|S/A|Lda|V\.?O\.?F|SNC|EURL|ApS|A/S)"
+)
+# A family firm: "Imbert et Fils", "Rossi e Figli", "Pérez e Hijos", "Müller & Söhne", "Jansen
+# en Zonen", "Lemaire & Cie", "Perera & Asociados"; English's "and Sons" is ORGANISATION_WORD's.
+_FAMILY_FIRM = (
+    r"(?<!\w)(?:e|et|y|und|en|&)[ \t]+(?:[Ff]igli|[Ff]ils|[Hh]ijos|[Hh]ermanos|[Ss]öhne|[Zz]onen|"
+    r"[Cc]ie|[Cc]ía|[Aa]sociados|[Aa]ssociati)\b"
+)
+# Words that head or end company names in other languages ("Grupo Prisa", "Koninklijke Philips").
+_FOREIGN_ORGANISATION_WORD = r"(?:Groep|Gruppe|Groupe|Grupo|Gruppo|Koninklijke|Stichting)"
 ORGANISATION_WORD = re.compile(
     rf"\b(?:{_LEGAL_FORM}|Company|Services|Agency|Group|Holdings|Technologies|Solutions|"
     rf"Consulting|Partners|Bank|University|Foundation|Associates|Labs|Systems|Orchestra|"
-    rf"Enterprises|Industries|Ventures|Sons|Bros)\b|[ \t,]{_SHORT_LEGAL_FORM}\.?$"
+    rf"Enterprises|Industries|Ventures|Sons|Bros|{_FOREIGN_ORGANISATION_WORD})\b"
+    rf"|[ \t,]{_SHORT_LEGAL_FORM}\.?$|{_FAMILY_FIRM}"
 )
 # A legal form or "& Sons" right after a name ("Globex, Inc.", "Tesco plc", "Siemens AG",
 # "Thomas and Sons"): the name is a company's.
-COMPANY_SUFFIX_AFTER = re.compile(
+_COMPANY_SUFFIX = (
     rf"[ \t]*,?[ \t]*(?:{_LEGAL_FORM}(?:\.|(?![\w\-'’]))"
     rf"|{_SHORT_LEGAL_FORM}\.?(?![\w\-'’.])(?![ \t]*[{UPPER}])"
-    rf"|(?:and|&)[ \t]+Sons\b)"
+    rf"|(?:and|&)[ \t]+Sons\b|{_FAMILY_FIRM}|[ \t]-[ \t]ME\b)"  # Brazil's "Garcia - ME"
+)
+COMPANY_SUFFIX_AFTER = re.compile(_COMPANY_SUFFIX)
+# The other partners of a firm named after them, the last joined by "and", then its legal form
+# or "Group": "Baggio, Orengo e Foà s.r.l." and "Navone, Canova e Accardo Group" are no three
+# people. (Without one, "Collis, Hamilton and Reeves" reads as a list of people and stays one;
+# a list of people and companies, "Ann Lee, Oracle Corporation", has no "and".)
+_PARTNER_JOIN = r"[ \t]*,?[ \t]+(?:and|&|e|et|y|und|en)[ \t]+"
+COMPANY_PARTNERS_AFTER = re.compile(
+    rf"(?:[ \t]*,[ \t]+{CAP_WORD}){{0,2}}{_PARTNER_JOIN}{CAP_WORD}"
+    rf"(?:{_COMPANY_SUFFIX}|[ \t]+(?:Group|{_FOREIGN_ORGANISATION_WORD})\b)"
 )
 # Legal forms that no place name holds: the others are also abbreviations in addresses ("SE"
 # and "NV" in "Main St SE", "Reno, NV"; "Co." for County in "Co. Cork").
-COMPANY_FORM = re.compile(r"\b(?:Inc|Incorporated|Ltd|LLC|LLP|GmbH|Corp|Corporation|plc|PLC)\b")
+COMPANY_FORM = re.compile(rf"\b(?:{_LEGAL_FORM})\b|{_FAMILY_FIRM}")
 
 
 def starts_with_phone_line(text: str, position: int) -> bool:

@@ -130,7 +130,63 @@ def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int, 
         return "LOCATION", start, end
     if not names.could_be_name(value) or vetoes.names_a_thing(text, start, end):
         return None, start, end
-    return "PERSON", start, start + addresses.name_length(value)
+    name_end = prose_cut(text, start, end)
+    if name_end is None or not names.could_be_name(text[start:name_end]):
+        return None, start, end
+    return "PERSON", start, start + addresses.name_length(text[start:name_end])
+
+
+# Lower-case words that link the parts of a name beyond the particles: Spanish "y", Portuguese
+# and Italian "e", Catalan "i", German "zu"/"vom", Scandinavian "af"/"av", Dutch "'t"/"het"/"te";
+# "of" and "the" before a capitalised word ("Peter of Abano", "Catherine the Great").
+_NAME_LINK_WORD = re.compile(rf"{names.PARTICLE}|y|e|i|zu|zum|zur|vom|af|av|['’]t|het|te")
+_EPITHET_LINK = frozenset({"of", "the"})
+_WORD = re.compile(r"\S+")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n])[ \t\"“'‘(>*\-]*$")
+
+
+def prose_cut(text: str, start: int, end: int) -> int | None:
+    """Where the name ends in `text[start:end]`, a span the NER calls a person, when it runs
+    into lower-case words that link no name's parts ("Leydimere Oliveira et al.", "John
+    drink"). None when no name is left: no capitalised word before them ("la factura del
+    mes"; but one word alone or words after a verb done to people may be a name in lower case,
+    "ask maria lopez"), or one word opening a sentence and more lower-case words ("Por la
+    presente", "Mijn nieuwe adres"): the English model reads words of other languages as
+    names. A text all in lower case has no capitals to go by: `end` as it is. A word with a
+    capital after its first letter is a name's ("al-Rashid", "d'Souza")."""
+    if text.islower():
+        return end
+    strip = ".,;:!?\"'()“”‘’"
+    # (where the word ends, without the marks after it; the word without the marks around it)
+    words = [
+        (m.start() + len(m.group().rstrip(strip)), m.group().strip(strip))
+        for m in _WORD.finditer(text, start, end)
+    ]
+    for index, (_, word) in enumerate(words):
+        if not word or not word[0].islower() or any(ch.isupper() for ch in word):
+            continue
+        if _NAME_LINK_WORD.fullmatch(word) is not None:
+            continue
+        after = words[index + 1][1] if index + 1 < len(words) else ""
+        if word in _EPITHET_LINK and after[:1].isupper():
+            continue
+        head = [(word_end, w) for word_end, w in words[:index] if w[:1].isupper()]
+        lower_words = sum(1 for _, w in words if w[:1].islower())
+        at_sentence_start = _SENTENCE_START.search(text, max(0, start - 8), start) is not None
+        if not head and (len(words) == 1 or _after_person_verb(text, start)):
+            return end  # "ask john about the API", "ask maria lopez": a name in lower case
+        if not head or (len(head) == 1 and at_sentence_start and lower_words >= 2):
+            return None
+        return head[-1][0]
+    return end
+
+
+_WORD_BEFORE = re.compile(r"(\S+)[ \t]+$")
+
+
+def _after_person_verb(text: str, start: int) -> bool:
+    before = _WORD_BEFORE.search(text, max(0, start - 20), start)
+    return before is not None and before.group(1).lower() in names.PERSON_VERBS
 
 
 @functools.lru_cache(maxsize=1)

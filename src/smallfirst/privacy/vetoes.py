@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from smallfirst.privacy.addresses import looks_like_street
-from smallfirst.privacy.patterns import COMPANY_FORM, COMPANY_SUFFIX_AFTER
+from smallfirst.privacy.patterns import COMPANY_FORM, COMPANY_PARTNERS_AFTER, COMPANY_SUFFIX_AFTER
 
 # How code is written, never a name or a place: snake_case, calls, assignments, dotted
 # paths ("java.lang", "ASP.NET"), "host:port" and "image:tag" ("postgres:16.2"), "std::io"
@@ -143,6 +143,7 @@ def not_a_place(text: str, start: int, end: int) -> bool:
         or _names_a_product(text, start, end)
         or _OPTION_AFTER.match(text, end) is not None
         or (COMPANY_FORM.search(value) is not None and not looks_like_street(value))
+        or COMPANY_PARTNERS_AFTER.match(text, end) is not None
     )
 
 
@@ -155,6 +156,7 @@ def names_a_thing(text: str, start: int, end: int) -> bool:
     label = len(text[start:end].split()) == 1
     return (
         COMPANY_SUFFIX_AFTER.match(text, end) is not None
+        or COMPANY_PARTNERS_AFTER.match(text, end) is not None
         or _names_a_product(text, start, end)
         or _OPTION_AFTER.match(text, end) is not None
         or (label and _TO_FIELD_AFTER.match(text, end) is not None)
