@@ -326,6 +326,22 @@ def test_ingesting_a_path_that_is_gone_removes_its_documents_and_says_so(
     assert json.loads(runner.invoke(app, ["collections", "--json", *data]).stdout) == []
 
 
+def test_an_ingest_that_stores_nothing_says_no_collection_was_made(tmp_path: Path) -> None:
+    """It printed a line of zeros, and the `rag search` after it said the collection does
+    not exist."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    (tmp_path / "empty").mkdir()
+    said = runner.invoke(app, ["ingest", str(tmp_path / "empty"), "-c", "e1", *data])
+    as_json = runner.invoke(app, ["ingest", str(tmp_path / "empty"), "-c", "e1", "--json", *data])
+
+    assert said.exit_code == as_json.exit_code == 0, said.output
+    assert said.stdout.endswith("  no document stored: collection e1 was not created\n")
+    assert json.loads(as_json.stdout)["documents_in_collection"] == 0
+    (tmp_path / "empty" / "a.md").write_text("Now there is one.\n")
+    stored = runner.invoke(app, ["ingest", str(tmp_path / "empty"), "-c", "e1", *data])
+    assert "was not created" not in stored.stdout
+
+
 def ingest_texts(folder: Path, texts: dict[str, str], collection: str, data: list[str]) -> None:
     for name, text in texts.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)

@@ -205,10 +205,13 @@ def ingest(
                 " and a re-run skips unchanged files",
                 code=1,
             )
+        held = len(store.document_hashes(collection))
     if as_json:
-        _print_json(_ingest_json(collection, summary))
+        _print_json(_ingest_json(collection, summary) | {"documents_in_collection": held})
     else:
         _print_ingest_summary(collection, summary, verbose=verbose)
+        if not held and not summary.collection_deleted:  # `rag search` would say "no such"
+            typer.echo(f"  no document stored: collection {collection} was not created")
 
 
 @contextmanager
