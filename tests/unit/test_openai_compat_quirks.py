@@ -3,6 +3,7 @@ not OpenAI): odd bodies, stream ends, tool calls without index, fields and statu
 
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -11,7 +12,9 @@ import pytest
 from aiohttp import web
 
 from smallfirst.answers import RouteInfo
+from smallfirst.backends import openai_wire
 from smallfirst.backends.openai_compat import _retry_after_s
+from smallfirst.backends.openai_wire import _LINE_END
 from smallfirst.completions import Chunk, ModelInfo, join_tool_call_deltas
 from smallfirst.errors import (
     ContextLengthExceeded,
@@ -270,6 +273,78 @@ async def test_a_connection_dropped_after_every_finish_ends_the_answer_normally(
     assert chunks[-1].finish_reason == "stop"
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 10
+
+
+PROVIDER_FAILED = {"code": 502, "message": "Provider disconnected unexpectedly"}
+
+
+@pytest.mark.parametrize("told", [{}, {"error": PROVIDER_FAILED}])
+async def test_an_answer_that_finished_with_an_error_is_the_upstreams_error(
+    told: dict[str, Any],
+) -> None:
+    """OpenRouter ends an answer its provider broke off with `finish_reason: "error"` (its
+    error object in the choice): a 200 with the text cut short said "stop"."""
+    cut = {"index": 0, "message": {"content": "Hel"}, "finish_reason": "error", **told}
+    whole = {**ANSWER, "choices": [cut]}
+    events = sse([delta(content="Hel"), {"choices": [{**delta("error")["choices"][0], **told}]}])
+    async with upstream(answering(whole)) as backend:
+        with pytest.raises(UpstreamError, match="upstream sent an error") as failed:
+            await backend.complete(REQUEST)
+        assert backend.upstream_errors() == {"error_event": 1}
+    with pytest.raises(UpstreamError, match="upstream sent an error") as broke:
+        await streamed(events + DONE)
+    message = told["error"]["message"] if told else "the answer ended with an error"
+    assert message in failed.value.message
+    assert message in broke.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "billed"),
+    [
+        (sse([delta(role="assistant", content=""), delta(content="Hel")]), True),
+        (b"<html><body>Bad gateway</body></html>", False),
+    ],
+)
+async def test_a_stream_that_ends_unfinished_was_received_once_its_answer_began(
+    raw: bytes, billed: bool
+) -> None:
+    """An answer begun and then ended without a finish or [DONE] (a clean close, not a reset)
+    is billed as one that broke off is; a page with no answer in it is not (the prompt of the
+    first was not counted)."""
+    with pytest.raises(UpstreamError, match="without finishing") as ended:
+        await streamed(raw)
+    assert ended.value.received is billed
+
+
+class _CountingLineEnds:
+    """`_LINE_END`, counting the bytes it is asked to split."""
+
+    def __init__(self) -> None:
+        self.scanned = 0
+
+    def split(self, data: bytes) -> list[bytes]:
+        self.scanned += len(data)
+        return _LINE_END.split(data)
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 1024])
+async def test_a_long_event_arriving_in_small_blocks_is_scanned_once(
+    monkeypatch: pytest.MonkeyPatch, block_size: int
+) -> None:
+    """Each block is scanned for line ends once, however long its line: a line was joined and
+    scanned again with every block that did not end it, and a 16 MB event in 16 KiB blocks
+    took 30 s of CPU. CRLF split between two blocks is still one line end."""
+    raw = b"data: " + b"x" * 20_000 + b"\r\ndata: y\r\n\r\ndata: [DONE]\r\n\r\n"
+    counting = _CountingLineEnds()
+    monkeypatch.setattr(openai_wire, "_LINE_END", counting)
+
+    async def blocks() -> AsyncIterator[bytes]:
+        for start in range(0, len(raw), block_size):
+            yield raw[start : start + block_size]
+
+    events = [event async for event in openai_wire._sse_payloads(blocks())]
+    assert events == ["x" * 20_000 + "\ny", "[DONE]"]
+    assert counting.scanned <= len(raw)
 
 
 async def test_an_error_event_mid_stream_is_the_upstreams_error() -> None:

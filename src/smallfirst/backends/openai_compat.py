@@ -281,8 +281,9 @@ class OpenAICompatBackend(Backend):
             self._done_reading(response)
         try:
             endings = reader.ending(body, done=done)
-        except UpstreamError:
+        except UpstreamError as error:
             self._failed(BROKEN)  # ended without finishing, or with answers missing
+            error.received = reader.began  # as a stream that broke off after it began
             raise
         for chunk in endings:
             yield chunk

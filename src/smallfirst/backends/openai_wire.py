@@ -55,13 +55,15 @@ OPENAI_CONTEXT_WORDING = "This model's maximum context length is"
 # What reading an answer of the wrong shape raises (RecursionError: JSON nested too deep).
 UNREADABLE = (ValueError, KeyError, IndexError, TypeError, RecursionError)
 USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
+FAILED_FINISH = "error"  # OpenRouter's finish reason for an answer its provider broke off
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 def completion_of(data: Any, body: dict[str, Any], model_id: str) -> Completion:
     """A whole answer's first choice (chat's `message` or a text completion's `text`)."""
     _raise_told_error(data, model_id)
-    choice = data["choices"][0]
+    choice = _object(data["choices"][0])
+    _raise_failed_choice(choice, model_id)
     if "message" in choice:
         message = _object(choice["message"])
         text, tool_calls = content_text(message.get("content")), tool_calls_of(message)
@@ -99,6 +101,11 @@ class StreamReader:
     @property
     def all_finished(self) -> bool:
         return len(self._finishes) == self._n
+
+    @property
+    def began(self) -> bool:
+        """Whether the upstream sent any of an answer (it bills the call then)."""
+        return bool(self._seen)
 
     def chunks(self, payload: str) -> list[Chunk]:
         data = json.loads(payload)
@@ -157,6 +164,7 @@ class StreamReader:
 
     def _chunk(self, choice: Any) -> Chunk | None:
         index = self._choice_index(_object(choice))
+        _raise_failed_choice(choice, self._model_id)
         delta = _object(choice.get("delta") or {})
         text = content_text(delta.get("content") if "delta" in choice else choice.get("text"))
         refusal, reasoning = _side_texts(delta)
@@ -253,21 +261,29 @@ async def _sse_payloads(blocks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """The data of each server-sent event, however the bytes were chunked: an event's `data:`
     lines joined with "\\n", lines ended by CRLF, LF or CR (the SSE spec's). Lines are split
     here rather than with aiohttp's readline, which caps a line at 64 KiB (a chunk with many
-    top_logprobs can be longer)."""
-    pending, data = b"", []
+    top_logprobs can be longer). Each block is scanned once, a line longer than a block kept
+    in pieces: joined and scanned again with each block, a 16 MB line in 16 KiB blocks took
+    30 s of CPU, the answer's first byte waiting."""
+    pieces: list[bytes] = []  # of the line not yet ended
+    data: list[bytes] = []
+    after_cr = False  # the last block ended with CR: an LF starting the next is its pair
     async for block in blocks:
-        pending += block
-        held = pending.endswith(b"\r")  # maybe the first half of a CRLF: wait for the rest
-        *lines, pending = _LINE_END.split(pending[:-1] if held else pending)
-        pending += b"\r" if held else b""
-        for line in lines:
+        if after_cr and block.startswith(b"\n"):
+            block = block[1:]
+        after_cr = block.endswith(b"\r")
+        *ended, rest = _LINE_END.split(block)
+        for end in ended:
+            line = b"".join([*pieces, end])
+            pieces.clear()
             if line:
                 data += _data_field(line)
                 continue
             if event := b"\n".join(data).decode():  # a blank line ends the event
                 yield event
             data = []
-    data += _data_field(pending.rstrip(b"\r"))
+        if rest:
+            pieces.append(rest)
+    data += _data_field(b"".join(pieces))
     if event := b"\n".join(data).decode():  # a last event without its blank line
         yield event
 
@@ -493,6 +509,14 @@ def _raise_told_error(data: Any, model_id: str) -> None:
         told = data["error"]
         message = told.get("message") if isinstance(told, dict) else told
         raise upstream_error(model_id, None, told, str(message))
+
+
+def _raise_failed_choice(choice: dict[str, Any], model_id: str) -> None:
+    """A choice that ended with an error rather than whole: OpenRouter's `finish_reason:
+    "error"`, its error object in the choice (it read as a whole answer, "stop")."""
+    if choice.get("finish_reason") == FAILED_FINISH or choice.get("error") is not None:
+        failed = {"error": choice.get("error") or "the answer ended with an error"}
+        _raise_told_error(failed, model_id)
 
 
 def _context_exceeded(code: str | None, kind: str | None, message: str) -> bool:
