@@ -173,6 +173,12 @@ def prompt_tokens_reused(server: Server, model: str, source: str) -> float:
     return metric_value(metrics, "smallfirst_prompt_tokens_reused_total", labels)
 
 
+def busy_slots(server: Server, model: str) -> float:
+    """How many of `model`'s slots hold a request now (`smallfirst_slots`, busy)."""
+    metrics = httpx.get(f"{server.url}/metrics").text
+    return metric_value(metrics, "smallfirst_slots", f'model="{model}",state="busy"')
+
+
 def logged(server: Server, expression: str, request_id: str) -> Any:
     """`expression` (SQL over the `requests` columns) for one logged request, once its row is
     written: the log writer flushes every 0.2 s, so it is waited for a bounded while (a hang

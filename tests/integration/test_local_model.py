@@ -48,6 +48,7 @@ def test_chat_stream_with_usage(gateway: Server) -> None:
         model=MODEL,
         messages=[{"role": "user", "content": "Name three colours."}],
         max_tokens=20,
+        temperature=0,  # greedy: sampled, an answer could be one end token, and empty
         stream=True,
         stream_options={"include_usage": True},
     )

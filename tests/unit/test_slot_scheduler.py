@@ -405,11 +405,13 @@ async def test_a_request_no_slot_takes_within_queue_timeout_s_is_429(
 
 
 async def test_the_model_loading_does_not_count_as_waiting_for_a_slot(worker: ModelWorker) -> None:
+    """The load takes longer than queue_timeout_s; once loaded, "b" waits only for "a"'s one
+    step. (A 0.05 s timeout left that step 50 ms: a loaded machine may pause a thread as long.)"""
     engine = FakeEngine(parallel=1)
-    scheduler = SlotScheduler(worker, parallel=1, queue_size=4, queue_timeout_s=0.05)
+    scheduler = SlotScheduler(worker, parallel=1, queue_size=4, queue_timeout_s=0.5)
 
     def slow_load() -> FakeEngine:
-        time.sleep(0.2)
+        time.sleep(1.0)
         return engine.load()
 
     async def text(prompt: str) -> str:
