@@ -1,6 +1,7 @@
 """What the HTTP surface logs of each request (never its prompt unless asked), and which
 routes need an API key where."""
 
+import base64
 import logging
 import sqlite3
 from pathlib import Path
@@ -183,6 +184,10 @@ def test_metrics_and_dashboard_need_a_key_off_loopback_too(
         page = client.get("/dashboard")
         browser = client.get("/dashboard", auth=("anyone", "sekret-1"))
         wrong = client.get("/dashboard", auth=("anyone", "nope"))
+        garbled = [  # not base64, or not UTF-8 inside: no key, not a 500
+            client.get("/dashboard", headers={"Authorization": f"Basic {credentials}"})
+            for credentials in ("not base64!", base64.b64encode(b"anyone:\xff").decode())
+        ]
         ready = client.get("/readyz")
     assert metrics.status_code == 401
     assert "www-authenticate" not in metrics.headers
@@ -191,6 +196,7 @@ def test_metrics_and_dashboard_need_a_key_off_loopback_too(
     assert page.headers["www-authenticate"].startswith('Basic realm="smallfirst"')
     assert browser.status_code == 200
     assert wrong.status_code == 401
+    assert [r.status_code for r in garbled] == [401, 401]
     assert ready.status_code == 200
 
 

@@ -129,6 +129,11 @@ def test_the_cli_lists_what_it_can_install_and_refuses_unknown_names(
     configured = runner.invoke(app, ["models", "--json"])
     assert configured.exit_code == 0
     assert '"id": "smollm2-135m"' in configured.output
+    table = runner.invoke(app, ["models"])
+    assert table.exit_code == 0
+    [row] = [line for line in table.output.splitlines() if "smollm2-135m" in line]
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells == ["smollm2-135m", "edge", "llamacpp", "8192", "0.00", "0.00", "no"]
 
 
 def test_install_refuses_a_directory_it_cannot_write_before_downloading(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from typer.testing import CliRunner
 
+from smallfirst import __version__
 from smallfirst.cli import app
 
 
@@ -28,3 +30,9 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
         if param.param_type_name == "option" and not param.help
     ]
     assert bare == []
+
+
+def test_version_prints_the_version_and_runs_no_command() -> None:
+    result = CliRunner().invoke(app, ["--version", "serve"])
+    assert result.exit_code == 0
+    assert result.output == f"smallfirst {__version__}\n"

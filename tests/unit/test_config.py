@@ -217,6 +217,11 @@ def test_config_check_config_option_wins_over_the_environment(tmp_path: Path) ->
     assert checked.output.startswith(f"{good}: OK")
     from_env = CliRunner().invoke(app, ["config", "check"], env={"SMALLFIRST_CONFIG": str(good)})
     assert from_env.output.startswith(f"{good}: OK")
+    other = tmp_path / "other.yaml"
+    other.write_text("log_prompts: false\n")
+    both = CliRunner().invoke(app, ["config", "check", str(other), "-c", str(good)])
+    assert both.exit_code == 2
+    assert both.stderr == f"Error: two config files given ({other} and --config {good}): give one\n"
 
 
 def test_config_check_names_the_variables_that_set_keys(tmp_path: Path) -> None:

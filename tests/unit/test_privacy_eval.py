@@ -85,6 +85,20 @@ def test_load_samples_rejects_wrong_shape(tmp_path: Path) -> None:
                                              "end_position": 1}]},
             "sample 0: span 0: `start_position` and `end_position` must be integers, got 'x' and 1",
         ),
+        (  # JSON's true is no offset, though Python counts it as 1
+            {"full_text": "John", "spans": [{"entity_type": "PERSON", "start_position": 0,
+                                             "end_position": True}]},
+            "sample 0: span 0: `start_position` and `end_position` must be integers, got 0 and"
+            " True",
+        ),
+        (
+            {"full_text": "John", "spans": [["PERSON", 0, 4]]},
+            "sample 0: span 0 must be an object, got list",
+        ),
+        (
+            {"full_text": "John", "spans": [{"start_position": 0, "end_position": 4}]},
+            "sample 0: span 0: `entity_type` must be a string, got None",
+        ),
     ],
 )  # fmt: skip
 def test_load_samples_names_the_sample_and_span_at_fault(

@@ -274,6 +274,13 @@ def test_eval_refuses_input_it_cannot_score_in_one_line(
     assert result.stderr.count("\n") == 1
 
 
+def test_eval_refuses_a_method_it_does_not_have(tmp_path: Path) -> None:
+    files = write_eval_files(tmp_path, "q0\td0\t1\n")
+    result = runner.invoke(app, ["eval", *files, "--method", "bm42"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --method must be one of bm25, vector, hybrid, all, not 'bm42'\n"
+
+
 def test_without_data_dir_the_configs_data_dir_is_used_as_serve_does(
     docs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

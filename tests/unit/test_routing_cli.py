@@ -196,6 +196,24 @@ def test_bad_usage_exits_2_with_one_line(arguments: list[str], data_file: Path) 
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        (
+            ["train", "--calibration-share", "1", "--out", "x"],
+            "--calibration-share must be in [0, 1)",
+        ),
+        (["eval", "--router", "rules", "--folds", "1"], "--folds must be at least 2"),
+    ],
+)
+def test_a_number_out_of_range_is_refused_naming_its_option(
+    arguments: list[str], problem: str, data_file: Path
+) -> None:
+    result = runner.invoke(app, ["router", *arguments, "--data", str(data_file)])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {problem}\n"
+
+
 ROW = {"id": "r", "messages": [{"role": "user", "content": "hi"}]}
 
 

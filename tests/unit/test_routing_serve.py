@@ -389,6 +389,22 @@ def test_a_strong_choice_kept_local_goes_to_the_onprem_tier(
         assert "-> strong; kept local by policy, so mid (onprem) answers" in reason
 
 
+def test_a_strong_choice_kept_local_with_no_local_fallback_goes_to_the_first_local_tier(
+    tmp_path: Path,
+) -> None:
+    """With `fallbacks: {cloud: []}` the cloud's chain names no local model: the request
+    kept local goes to the first local tier there is, not to the cloud nor to an error."""
+    routing = {"router": "keyword", "fallbacks": {"cloud": []}}
+    settings = fake_settings(tmp_path, routing=routing, models=THREE_TIERS)
+    client, gateway = fake_client(settings)
+    with client:
+        response = ask(client, "a hard one, from ana@example.org", privacy="local_only")
+    assert response.status_code == 200
+    assert response.json()["model"] == "tiny"
+    assert fake_backend(gateway, "big").requests == []
+    assert "kept local by policy, so tiny (edge) answers" in response.json()["smallfirst"]["reason"]
+
+
 def test_a_streamed_text_completion_says_who_answered_and_why(
     api: tuple[TestClient, Any],
 ) -> None:

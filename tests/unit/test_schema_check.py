@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from smallfirst.backends.llamacpp_sampling import grammar_for
-from smallfirst.backends.schema_check import MAX_ENUM_VALUES
+from smallfirst.backends.schema_check import (
+    MAX_ALTERNATIVES,
+    MAX_DEPTH,
+    MAX_ENUM_VALUES,
+    MAX_PROPERTIES,
+    MAX_TEXT_CHARS,
+)
 from smallfirst.errors import BeyondLocalGrammar, InvalidRequest
 from smallfirst.types import ChatRequest
 
@@ -23,6 +29,20 @@ NODE = {  # a tree: recursive through an array
         }
     },
     "$ref": "#/$defs/node",
+}
+
+NESTED: dict[str, Any] = {"type": "integer"}
+for _ in range(MAX_DEPTH + 6):
+    NESTED = {"type": "array", "items": NESTED}
+# 60 required properties to an object (optional ones have a lower limit per object); the
+# outer object's count first, then each inner one's: the limit is passed inside one of them
+WIDE = {
+    f"o{j}": {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "integer"} for i in range(60)},
+        "required": [f"p{i}" for i in range(60)],
+    }
+    for j in range(MAX_PROPERTIES // 60 + 1)
 }
 
 
@@ -148,6 +168,57 @@ def refusal(request: ChatRequest) -> InvalidRequest:
             {"enum": [f"{i:03d}" + "x" * 60 for i in range(300)]},
             f"{SCHEMA}.enum",
             "an enum of more than 250 values may have at most 15,000 characters",
+        ),
+        (NESTED, f"{SCHEMA}" + ".items" * (MAX_DEPTH + 1), f"nested more than {MAX_DEPTH} deep"),
+        (
+            {"anyOf": [{"const": i} for i in range(MAX_ALTERNATIVES + 1)]},
+            f"{SCHEMA}.anyOf",
+            f"more than {MAX_ALTERNATIVES} anyOf/oneOf branches in all",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"const": "x" * MAX_TEXT_CHARS}}},
+            f"{SCHEMA}.properties.a.const",
+            f"more than {MAX_TEXT_CHARS:,} characters in all",
+        ),
+        (
+            {"type": "object", "properties": WIDE, "required": list(WIDE)},
+            f"{SCHEMA}.properties.o{(MAX_PROPERTIES - len(WIDE)) // 60}.properties",
+            f"more than {MAX_PROPERTIES:,} properties in all",
+        ),
+        # malformed keywords are refused where they are, not met by the converter
+        ({"anyOf": {"type": "integer"}}, f"{SCHEMA}.anyOf", "must be a non-empty array"),
+        ({"type": ["integer", "banana"]}, f"{SCHEMA}.type.1", '"banana" is not a JSON Schema'),
+        ({"type": "object", "properties": {}, "required": "a"}, f"{SCHEMA}.required", "names"),
+        (
+            {"type": "object", "additionalProperties": 5},
+            f"{SCHEMA}.additionalProperties",
+            "additionalProperties must be true, false or a schema",
+        ),
+        ({"allOf": [{"anyOf": {}}]}, f"{SCHEMA}.allOf.0.anyOf", "must be a non-empty array"),
+        ({"allOf": [5]}, f"{SCHEMA}.allOf.0", "a schema must be an object, not an integer"),
+        (
+            {
+                "$defs": {"A": {"properties": {"a": {"type": "banana"}}}},
+                "allOf": [{"$ref": "#/$defs/A"}],
+            },
+            f"{SCHEMA}.$defs.A.properties.a.type",
+            '"banana" is not a JSON Schema type',
+        ),
+        ({"type": "array", "prefixItems": []}, f"{SCHEMA}.prefixItems", "non-empty array"),
+        (
+            {"type": "array", "prefixItems": [{"type": "banana"}]},
+            f"{SCHEMA}.prefixItems.0.type",
+            '"banana" is not a JSON Schema type',
+        ),
+        (
+            {"type": "array", "items": {}, "minItems": 3, "maxItems": 2},
+            f"{SCHEMA}.minItems",
+            "minItems is more than maxItems: no array fits",
+        ),
+        (
+            {"$defs": {"l": [{"type": "integer"}]}, "$ref": "#/$defs/l/3"},
+            f"{SCHEMA}.$ref",
+            '$ref "#/$defs/l/3" points at nothing in this schema',
         ),
     ],
 )

@@ -15,7 +15,6 @@ import json
 import re
 import statistics
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,6 @@ NOT_EVALUATED = (
     "ORGANIZATION", "TITLE", "AGE", "NRP", "DOMAIN_NAME", "US_DRIVER_LICENSE"
 )  # fmt: skip
 EVAL_TYPES: tuple[str, ...] = tuple(dict.fromkeys(GOLD_TO_EVAL.values()))
-PATTERN_TYPES = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER")
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -298,22 +296,3 @@ def evaluate(
 
 def mean_length(samples: Sequence[Sample]) -> float:
     return statistics.fmean(len(s.text) for s in samples) if samples else 0.0
-
-
-def error_examples(
-    samples: Sequence[Sample], predictions: Sequence[list[Span]], entity_type: str
-) -> Counter[tuple[str, str, str]]:
-    """(kind, type, value) counts of token-level misses for one type; for local debugging."""
-    errors: Counter[tuple[str, str, str]] = Counter()
-    for sample, predicted in zip(samples, predictions, strict=True):
-        gold = map_gold(sample.spans)
-        for kind, ours, theirs in (("FN", gold, predicted), ("FP", predicted, gold)):
-            for span in ours:
-                if span.entity_type != entity_type:
-                    continue
-                if not any(
-                    o.entity_type == entity_type and o.start < span.end and span.start < o.end
-                    for o in theirs
-                ):
-                    errors[(kind, entity_type, sample.text[span.start : span.end])] += 1
-    return errors

@@ -134,7 +134,6 @@ def find_field_values(text: str) -> Iterator[RuleMatch]:
 
 _SEPARATORS = ("|", "\t", ";", ",")
 _MARKDOWN_RULE = re.compile(r"^[ \t|:\-]+$")
-_CELL = re.compile(r"[^|\t;,\n]+")
 
 
 def _cells(line: str, start: int, separator: str) -> list[tuple[int, int]]:
