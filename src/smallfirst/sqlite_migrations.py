@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["MigrationsTable", "apply_migrations"]
+__all__ = ["MigrationsTable", "apply_migrations", "pending_migrations"]
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,18 @@ def apply_migrations(
 ) -> list[str]:
     """Apply the pending migrations of `package` in name order; returns the names recorded
     now. `connection` must be in autocommit mode (`isolation_level=None`)."""
+    pending = pending_migrations(connection, package, table)
+    return [name for name, script in pending if _apply(connection, table, name, script)]
+
+
+def pending_migrations(
+    connection: sqlite3.Connection, package: str, table: MigrationsTable
+) -> list[tuple[str, str]]:
+    """The migrations of `package` not recorded in the file yet, in name order: (name, SQL)."""
     connection.execute(table.create)
     done = _applied(connection)
-    applied = []
-    for name, script in _migrations(package, keep_suffix=table.names_keep_suffix):
-        if name not in done and _apply(connection, table, name, script):
-            applied.append(name)
-    return applied
+    migrations = _migrations(package, keep_suffix=table.names_keep_suffix)
+    return [(name, script) for name, script in migrations if name not in done]
 
 
 def _migrations(package: str, *, keep_suffix: bool) -> list[tuple[str, str]]:

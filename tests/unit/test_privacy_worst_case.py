@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from smallfirst.privacy import addresses, names, patterns, recognizers, secrets
+from smallfirst.privacy import addresses, names, patterns, recognizers, secrets, vetoes
 
 
 class _Recording:
@@ -167,3 +167,35 @@ def test_company_partners_and_prose_in_a_name_are_read_once() -> None:
     assert patterns.COMPANY_PARTNERS_AFTER.match(partners) is None
     for long_span in ("Ann Lee " + "xo " * 30_000, "Ann Lee " + "la " * 30_000 + "xo"):
         assert recognizers.prose_cut(long_span, 0, len(long_span)) == len("Ann Lee")
+
+
+BLANKS = " \t" * 100_000  # a long run of blanks: read two ways, it was read n² / 2 times
+
+
+@pytest.mark.timeout(60)  # before, each of these took minutes to hours
+@pytest.mark.parametrize(
+    ("pattern", "name", "still_found"),
+    [
+        (patterns.COMPANY_SUFFIX_AFTER, "Ann Lee", " \t , Inc."),  # a legal form after a name
+        (patterns.COMPANY_PARTNERS_AFTER, "Ann Lee", " , Orengo \t e Foà s.r.l."),  # partners
+        (vetoes._NUMBER_FIELD_AFTER, "Ann Lee", ". \t: +44"),  # a label's number field
+    ],
+    ids=["legal form", "partners", "number field"],
+)
+def test_blanks_after_a_name_are_read_once(
+    pattern: re.Pattern[str], name: str, still_found: str
+) -> None:
+    assert pattern.match(name + BLANKS + "x", len(name)) is None
+    assert pattern.match(name + "." + BLANKS + "x", len(name)) is None
+    assert pattern.match(name + still_found, len(name)) is not None
+
+
+@pytest.mark.timeout(60)
+def test_blanks_after_a_title_or_a_stop_are_read_once_for_a_name() -> None:
+    assert list(names.find_cued_names("Hi Sr." + BLANKS + "x")) == []
+    assert list(names.find_acting_names("Done." + BLANKS + "x")) == []
+    text = "Hi Mr." + BLANKS[:8] + "\n  Ann Lee, thanks. Done." + BLANKS[:8] + "Bo said so."
+    cued = [text[m.start : m.end] for m in names.find_cued_names(text)]
+    acting = [text[m.start : m.end] for m in names.find_acting_names(text)]
+    assert cued == ["Ann Lee"]
+    assert acting == ["Bo"]

@@ -177,6 +177,34 @@ def test_a_store_in_a_read_only_folder_can_be_searched_but_not_changed(
     assert digest(data / STORE_FILENAME) == before
 
 
+def test_a_store_an_earlier_version_made_is_searched_in_a_read_only_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_only: Callable[[Path], None]
+) -> None:
+    """A store from before migration 0005 (file names, which only writes use) could not be
+    migrated there: searching it failed with "not writable". Migrated when it can be."""
+    data = ingested(tmp_path)
+    older = SqliteChunkStore(data / STORE_FILENAME)
+    older._db.execute("DROP INDEX documents_by_file_name")
+    older._db.execute("ALTER TABLE documents DROP COLUMN file_name")
+    older._db.execute("DELETE FROM _migrations WHERE name = '0005_document_file_name.sql'")
+    older.close()
+    before = digest(data / STORE_FILENAME)
+    read_only(data)
+
+    found = run("search", "vacation", "-c", "kb", "--method", "bm25", "--data-dir", str(data))
+    assert found.exit_code == 0, found.output
+    assert "doc0.md" in found.stdout
+    assert digest(data / STORE_FILENAME) == before
+
+    monkeypatch.undo()  # the volume is writable again
+    upgraded = SqliteChunkStore(data / STORE_FILENAME)
+    try:
+        file_names = upgraded._db.execute("SELECT file_name FROM documents").fetchall()
+    finally:
+        upgraded.close()
+    assert sorted(file_names) == [("doc0.md",), ("doc1.md",)]
+
+
 @pytest.fixture
 def disk_full_at_the_current_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """The store's file may not grow: SQLite's own "database or disk is full" (SQLITE_FULL),

@@ -64,7 +64,7 @@ _NAME_CUE = re.compile(
     rf"[Nn]amed (?:him|her)|[Tt]ell|[Tt]old|[Ss]aid|[Ss]ays|[Ss]houted at|[Aa]sked|[Tt]hanks?,?|"
     rf"['’]s name|[Aa]ssistant to|[Ss]poke (?:to|with)|[Tt]alk(?:ed)? to|"
     rf"(?:Owner|Author|Reviewer|Approver|{_PERSON_FIELD}):|"
-    rf"(?:{_HONORIFIC}|Sir|Madam)\.?))[ \t]*\n?[ \t]*"
+    rf"(?:{_HONORIFIC}|Sir|Madam)\.?))[ \t]*(?:\n[ \t]*)?"  # blanks read one way: once
     rf"{_TITLES}?({_NAME})",
     re.MULTILINE,
 )
@@ -324,7 +324,7 @@ def joins_name_pieces(text: str, end: int, start: int) -> bool:
 # A person doing something people do, at the start of a sentence or line: "Ann lives at",
 # "Ann said", and the speaker of a dialogue line ("Ann: What a day").
 _NAME_THEN_VERB = re.compile(
-    rf"(?:^|(?<=[.!?\n])[ \t]*|(?<=: )|(?<=\? ))[ \t>]*"
+    rf"(?:^|(?<=[.!?\n])|(?<=: )|(?<=\? ))[ \t>]*"
     rf"({CAP_WORD}(?:[ \t]+(?:[{UPPER}]\.|{CAP_WORD})){{0,2}})"
     rf"(?:[ \t]+(?:lives|lived|said|says|told|shouted|spent|had given|was born|is a very|"
     rf"is very|is from|works|worked|married|wrote|asked|replied|grew up|began writing)\b"

@@ -327,8 +327,8 @@ ORGANISATION_WORD = re.compile(
 )
 # A legal form or "& Sons" right after a name ("Globex, Inc.", "Tesco plc", "Siemens AG",
 # "Thomas and Sons"): the name is a company's.
-_COMPANY_SUFFIX = (
-    rf"[ \t]*,?[ \t]*(?:{_LEGAL_FORM}(?:\.|(?![\w\-'’]))"
+_COMPANY_SUFFIX = (  # one way to read blanks and a comma: a run of blanks is read once
+    rf"[ \t]*(?:,[ \t]*)?(?:{_LEGAL_FORM}(?:\.|(?![\w\-'’]))"
     rf"|{_SHORT_LEGAL_FORM}\.?(?![\w\-'’.])(?![ \t]*[{UPPER}])"
     rf"|(?:and|&)[ \t]+Sons\b|{_FAMILY_FIRM}|[ \t]-[ \t]ME\b)"  # Brazil's "Garcia - ME"
 )
@@ -337,7 +337,7 @@ COMPANY_SUFFIX_AFTER = re.compile(_COMPANY_SUFFIX)
 # or "Group": "Baggio, Orengo e Foà s.r.l." and "Navone, Canova e Accardo Group" are no three
 # people. (Without one, "Collis, Hamilton and Reeves" reads as a list of people and stays one;
 # a list of people and companies, "Ann Lee, Oracle Corporation", has no "and".)
-_PARTNER_JOIN = r"[ \t]*,?[ \t]+(?:and|&|e|et|y|und|en)[ \t]+"
+_PARTNER_JOIN = r"(?:[ \t]*,)?[ \t]+(?:and|&|e|et|y|und|en)[ \t]+"
 COMPANY_PARTNERS_AFTER = re.compile(
     rf"(?:[ \t]*,[ \t]+{CAP_WORD}){{0,2}}{_PARTNER_JOIN}{CAP_WORD}"
     rf"(?:{_COMPANY_SUFFIX}|[ \t]+(?:Group|{_FOREIGN_ORGANISATION_WORD})\b)"

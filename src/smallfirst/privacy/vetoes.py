@@ -168,7 +168,7 @@ def names_a_thing(text: str, start: int, end: int) -> bool:
 # A word with a colon or a full stop and then a number is the label of a form field ("Tel.
 # +49 30 901820", "Fone: (11) 98765-4321", "Tel: (+49) 030/6563456", "Conta: BR89..."), not a
 # name.
-_NUMBER_FIELD_AFTER = re.compile(r"(?:\.[ \t]*:?|[ \t]*:)[ \t]*(?:\(?\+?\d|[A-Z]{2}\d\d)")
+_NUMBER_FIELD_AFTER = re.compile(r"(?:\.(?:[ \t]*:)?|[ \t]*:)[ \t]*(?:\(?\+?\d|[A-Z]{2}\d\d)")
 # "Bill to:", "Ship to:", "Remit to:": the label of an invoice's address field.
 _TO_FIELD_AFTER = re.compile(r"[ \t]+to[ \t]*:")
 # Nouns that a discoverer's name qualifies in science, medicine and mathematics: "the Calvin

@@ -15,7 +15,7 @@ from smallfirst.rag import migrations
 from smallfirst.rag.analysis import ANALYZER_NAME
 from smallfirst.rag.names import file_name, name_again
 from smallfirst.rag.store import StoreNeedsReindex
-from smallfirst.sqlite_migrations import apply_migrations
+from smallfirst.sqlite_migrations import apply_migrations, pending_migrations
 
 if TYPE_CHECKING:
     import sqlite3
@@ -45,7 +45,9 @@ def set_up_schema(
     db: sqlite3.Connection, path: Path, *, writable: bool, refuse_other_settings: bool
 ) -> None:
     """Migrate the store at `path` (open as `db`) and check what made it; see the module."""
-    apply_migrations(db, migrations.__name__, migrations.RECORDED_AS)
+    pending = pending_migrations(db, migrations.__name__, migrations.RECORDED_AS)
+    if writable or not {name for name, _ in pending} <= migrations.FOR_WRITES_ONLY:
+        apply_migrations(db, migrations.__name__, migrations.RECORDED_AS)  # read-only: refused
     _check_settings(db, path, refuse_other_settings)
     if writable:
         _fill_file_names(db)

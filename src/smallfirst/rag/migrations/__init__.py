@@ -9,3 +9,6 @@ RECORDED_AS = MigrationsTable(
     record="INSERT INTO _migrations (name) VALUES (?)",
     names_keep_suffix=True,
 )
+# Migrations that only writes need: a store on a read-only volume that an earlier version
+# made is searched without them (it could not be migrated there, nor written to).
+FOR_WRITES_ONLY = frozenset({"0005_document_file_name.sql"})
