@@ -110,7 +110,8 @@ def test_a_lone_initial_is_no_name() -> None:
     [
         ("Por la presente se comunica", "Por la presente", None),  # a sentence's opening
         ("Mijn nieuwe adres is", "Mijn nieuwe adres", None),
-        ("Adjunto la factura del mes.", "la factura del mes", None),
+        ("Please send the invoice to david cape by Friday.", "david cape", "david cape"),
+        ("Meeting with john smith at 3pm.", "john smith", "john smith"),
         ("shown by Leydimere Okoro et al. in", "Leydimere Okoro et al.", "Leydimere Okoro"),
         ("How much did Kwame drink", "Kwame drink", "Kwame"),
         ("written by Peter of Abano", "Peter of Abano", "Peter of Abano"),

@@ -148,14 +148,12 @@ _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n])[ \t\"“'‘(>*\-]*$")
 def prose_cut(text: str, start: int, end: int) -> int | None:
     """Where the name ends in `text[start:end]`, a span the NER calls a person, when it runs
     into lower-case words that link no name's parts ("Leydimere Oliveira et al.", "John
-    drink"). None when no name is left: no capitalised word before them ("la factura del
-    mes"; but one word alone or words after a verb done to people may be a name in lower case,
-    "ask maria lopez"), or one word opening a sentence and more lower-case words ("Por la
-    presente", "Mijn nieuwe adres"): the English model reads words of other languages as
-    names. A text all in lower case has no capitals to go by: `end` as it is. A word with a
-    capital after its first letter is a name's ("al-Rashid", "d'Souza")."""
-    if text.islower():
-        return end
+    drink"). None when one word opening a sentence and more lower-case words are all there is
+    ("Por la presente", "Mijn nieuwe adres"): the English model reads words of other languages
+    as names. Without a capitalised word before the lower-case ones, `end` as it is: people
+    type names in lower case ("send it to david cape"; dropping them lost such names, and
+    kept out "la factura del mes" only). A word with a capital after its first letter is a
+    name's ("al-Rashid", "d'Souza")."""
     strip = ".,;:!?\"'()“”‘’"
     # (where the word ends, without the marks after it; the word without the marks around it)
     words = [
@@ -173,20 +171,12 @@ def prose_cut(text: str, start: int, end: int) -> int | None:
         head = [(word_end, w) for word_end, w in words[:index] if w[:1].isupper()]
         lower_words = sum(1 for _, w in words if w[:1].islower())
         at_sentence_start = _SENTENCE_START.search(text, max(0, start - 8), start) is not None
-        if not head and (len(words) == 1 or _after_person_verb(text, start)):
-            return end  # "ask john about the API", "ask maria lopez": a name in lower case
-        if not head or (len(head) == 1 and at_sentence_start and lower_words >= 2):
+        if not head:
+            return end
+        if len(head) == 1 and at_sentence_start and lower_words >= 2:
             return None
         return head[-1][0]
     return end
-
-
-_WORD_BEFORE = re.compile(r"(\S+)[ \t]+$")
-
-
-def _after_person_verb(text: str, start: int) -> bool:
-    before = _WORD_BEFORE.search(text, max(0, start - 20), start)
-    return before is not None and before.group(1).lower() in names.PERSON_VERBS
 
 
 @functools.lru_cache(maxsize=1)
