@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from smallfirst.privacy import addresses, names, patterns, recognizers, secrets, vetoes
+from smallfirst.privacy import (
+    addresses,
+    dates,
+    fields,
+    names,
+    patterns,
+    recognizers,
+    secrets,
+    vetoes,
+)
 
 
 class _Recording:
@@ -199,3 +208,43 @@ def test_blanks_after_a_title_or_a_stop_are_read_once_for_a_name() -> None:
     acting = [text[m.start : m.end] for m in names.find_acting_names(text)]
     assert cued == ["Ann Lee"]
     assert acting == ["Bo"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Austin TX 7870 " * 6_000,  # a state code and four digits: no ZIP code
+        ", " * 50_000,
+        "Aaaa" + " " * 100_000 + "TX 78701x",
+        ", tx 7870 " * 10_000,  # all in lower case
+    ],
+)
+def test_state_codes_without_a_zip_code_stay_linear(text: str) -> None:
+    assert list(addresses.find_postcodes(text)) == []
+
+
+@pytest.mark.timeout(60)
+def test_senders_and_chat_speakers_stay_linear() -> None:
+    text = "transfer of " * 10_000 + "from Ann Lee"
+    assert not names.preceded_by_place_preposition(text, text.index("Ann Lee"))
+    lines = "[12:00] Ann: ok\n" + "[" * 50_000 + "\n" + "Bob: fine\n" * 5_000
+    known = [(lines.index("Ann"), lines.index("Ann") + 3)]
+    found = {lines[m.start : m.end] for m in fields.chat_speakers(lines, known)}
+    assert found == {"Bob"}
+
+
+@pytest.mark.timeout(60)
+def test_national_insurance_layouts_and_clock_times_stay_linear() -> None:
+    assert list(patterns.find_phone_numbers("Call AB 12 34 56 C " * 5_000)) == []
+    text = "12:34:56 " * 10_000
+    assert len(list(dates.find_dates(text))) == 10_000
+
+
+@pytest.mark.timeout(60)
+def test_countries_before_names_and_dates_over_lines_stay_linear() -> None:
+    text = "Jordan " * 15_000 + "Valley"
+    assert [text[m.start : m.end] for m in recognizers.find_countries(text)] == ["Jordan"]
+    span = "Feb 03, 1960\nAge\n" * 5_000
+    found = list(recognizers._dates_by_line(span, 0, len(span)))
+    assert len(found) == 5_000

@@ -227,10 +227,12 @@ _NO_NUMBER = r"[Ss]/[Nn]\b"
 # A Brazilian CEP written without its hyphen ("29058811 Monteiro / SC"): more digits than a
 # house number has.
 _CEP = r"\d{5}-?\d{3}\b"
+# A US ZIP+4 code ("20565-0943"), which a continuation would otherwise cut at its hyphen.
+_ZIP_PLUS_FOUR = r"\d{5}-\d{4}\b"
 _FOREIGN_UNIT = r"(?i:apto|dpto|piso|andar|bloco|lok)\.?[ \t]*\d+\w*|m\.[ \t]*\d+\b"
 _CONTINUATION = re.compile(
     rf"(?:[ \t]*(?:,|[\-–/](?=[ \t])))?[ \t]*(?:\n[ \t>?*•\-]*)?(?:,[ \t]*)?"
-    rf"(?:{_UNIT}|{_FOREIGN_UNIT}|{_CEP}|{_HOUSE}\b|{_NO_NUMBER}|"
+    rf"(?:{_UNIT}|{_FOREIGN_UNIT}|{_ZIP_PLUS_FOUR}|{_CEP}|{_HOUSE}\b|{_NO_NUMBER}|"
     rf"[A-Z0-9]{{2,4}}[ \-]?[0-9][A-Z0-9]{{1,3}}\b|"
     rf"(?:(?:{_PLACE_LINK})\s+)?(?:['’]s-)?{CAP_WORD}\.?(?:\s*\([{UPPER}][^()\n\"“]{{0,29}}\))?)"
 )
@@ -405,12 +407,33 @@ def looks_like_street(value: str) -> bool:
     return _STREETISH.search(value) is not None or _STREET_NOT_NAME_END.search(value) is not None
 
 
+# The two-letter codes of USPS Publication 28 (Appendix B): states, the District of Columbia,
+# territories and the armed forces' AA/AE/AP.
+_US_STATE_CODE = (
+    r"(?:A[AEKLPRSZ]|C[AOT]|D[CE]|F[LM]|G[AU]|HI|I[ADLN]|K[SY]|LA|M[ADEHINOPST]|N[CDEHJMVY]|"
+    r"O[HKR]|P[ARW]|RI|S[CD]|T[NX]|UT|V[AIT]|W[AIVY])"
+)
+# "Springfield, IL 62704", "Austin TX 78701-1234": a state code and a ZIP or ZIP+4 code after
+# a town, as US addresses end; the ZIP+4 is no phone number.
+_STATE_AND_ZIP = re.compile(
+    rf"(?:,[ \t]*|(?<!\w)[{UPPER}][a-z]+[ \t]+)({_US_STATE_CODE}[ \t]+\d{{5}}(?:-\d{{4}})?)"
+    r"(?![\w\-])"
+)
+# In a text typed all in lower case, only after a comma ("dallas, tx 75201"; "in 46204").
+_LOWER_CASE_STATE_AND_ZIP = re.compile(
+    rf",[ \t]*((?i:{_US_STATE_CODE})[ \t]+\d{{5}}(?:-\d{{4}})?)(?![\w\-])"
+)
+
+
 def find_postcodes(text: str) -> Iterator[RuleMatch]:
     for match in _POSTCODE.finditer(text):
         if any(ch.isdigit() for ch in match.group()) and context_before(
             text, match.start(), _POSTCODE_CONTEXT, 25
         ):
             yield RuleMatch("LOCATION", match.start(), match.end(), 0.7)
+    state_and_zip = _LOWER_CASE_STATE_AND_ZIP if text.islower() else _STATE_AND_ZIP
+    for match in state_and_zip.finditer(text):
+        yield RuleMatch("LOCATION", match.start(1), match.end(1), 0.7)
 
 
 ADDRESS_FINDERS: dict[str, RuleFinder] = {

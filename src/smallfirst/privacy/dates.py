@@ -54,7 +54,8 @@ _DATE = re.compile(_DATE_PATTERN)
 # tell a month from a word; its dates are read without them.
 _LOWER_CASE_DATE = re.compile(_DATE_PATTERN, re.IGNORECASE)
 # Times of day: with "am"/"pm" ("10:02 AM", "6:23AM", "9 PM"), after a weekday ("Mon 14:22"),
-# and the timestamps that open a line of a chat or log ("[09:14] Ann: ...", "11:47 job done").
+# the timestamps that open a line of a chat or log ("[09:14] Ann: ...", "11:47 job done"), and
+# times with seconds ("at 14:22:05").
 # A bare "3:16" may be a ratio, a score or a verse, and "at 11:34" names an hour of no one.
 _AM_PM = r"[AaPp](?:\.[Mm]\.|[Mm]\b)"
 _CLOCK = re.compile(
@@ -75,6 +76,19 @@ def _opens_a_line(text: str, start: int, end: int) -> bool:
     return text[end : end + 1] in (" ", "\t")
 
 
+def _outside(times: Iterator[RuleMatch], dates: list[RuleMatch]) -> Iterator[RuleMatch]:
+    """The times that no date holds ("18:43:19" of "Sun Oct 09 18:43:19 1983"); both come in
+    the order of the text."""
+    index = 0
+    for time in times:
+        while index < len(dates) and dates[index].end <= time.start:
+            index += 1
+        if index == len(dates) or not (
+            dates[index].start <= time.start and time.end <= dates[index].end
+        ):
+            yield time
+
+
 def _times_of_day(text: str) -> Iterator[RuleMatch]:
     for match in _CLOCK.finditer(text):
         start, end = match.span()
@@ -84,8 +98,8 @@ def _times_of_day(text: str) -> Iterator[RuleMatch]:
             end = am_pm.end()
         elif weekday is not None:
             start = weekday.start()
-        elif not _opens_a_line(text, start, end):
-            continue
+        elif match.group().count(":") < 2 and not _opens_a_line(text, start, end):
+            continue  # "14:22:05" is a clock time, wherever it stands
         yield RuleMatch("DATE_TIME", start, end, 0.6)
 
 
@@ -158,10 +172,13 @@ def _is_calendar_day(year: str, month: str, day: str) -> bool:
 
 
 def find_dates(text: str) -> Iterator[RuleMatch]:
-    for match in (_LOWER_CASE_DATE if text.islower() else _DATE).finditer(text):
-        yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
+    found = [
+        RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
+        for match in (_LOWER_CASE_DATE if text.islower() else _DATE).finditer(text)
+    ]
+    yield from found
     if ":" in text:
-        yield from _times_of_day(text)
+        yield from _outside(_times_of_day(text), found)
     for match in _HOUR_AM_PM.finditer(text):
         yield RuleMatch("DATE_TIME", match.start(), match.end(), 0.6)
     for match in _FOREIGN_DATE.finditer(text):

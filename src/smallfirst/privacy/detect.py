@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import importlib
+import itertools
 import logging
 import re
 import threading
@@ -424,6 +425,7 @@ def _overlapping(spans: list[tuple[int, int]], finding: Finding) -> list[tuple[i
 def _more_names_from_lists(
     text: str, findings: Sequence[Finding], threshold: float
 ) -> list[Finding]:
+    from smallfirst.privacy.fields import chat_speakers
     from smallfirst.privacy.names import names_in_lists
 
     people = [(f.start, f.end) for f in findings if f.entity_type == "PERSON"]
@@ -432,7 +434,7 @@ def _more_names_from_lists(
     taken = [(f.start, f.end) for f in findings]
     return [
         Finding("PERSON", m.start, m.end, m.score)
-        for m in names_in_lists(text, people)
+        for m in itertools.chain(names_in_lists(text, people), chat_speakers(text, people))
         if m.score >= threshold and all(m.end <= s or m.start >= e for s, e in taken)
     ]
 

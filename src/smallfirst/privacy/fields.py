@@ -3,7 +3,7 @@ JSON, YAML or logs (`customer="Ana Ruiz"`, `"last_name": "Watanabe"`), and the c
 table (CSV, TSV, Markdown) under a header that names a person or a place ("Name", "Patient",
 "City", "Address"), or beside such a label in a two-column table ("| Full name | Ana Ruiz |").
 The NER reads such values poorly: they stand in quotes or between separators, without a
-sentence around them.
+sentence around them. Also the speakers of a chat transcript, one of whom is a known name.
 """
 
 from __future__ import annotations
@@ -189,3 +189,28 @@ def _table_cells(text: str) -> Iterator[RuleMatch]:
             if found is not None and value_end > value_start:
                 header = None
                 yield RuleMatch(found, value_start, value_end, _SCORE)
+
+
+# A line of a chat transcript: an optional time stamp, a one-word speaker, a colon and the
+# message ("[12:26] Maya: are you still there?"), which chats often type in lower case.
+_CHAT_LINE = re.compile(
+    rf"^[ \t]*(?:\[[^\]\n]{{1,24}}\][ \t]*)?({CAP_WORD}):[ \t]+(?=[{LETTER}])", re.MULTILINE
+)
+
+
+def chat_speakers(text: str, person_spans: list[tuple[int, int]]) -> Iterator[RuleMatch]:
+    """When one speaker of a transcript is a known name, the others are names too ("Gary:
+    ok see you at 4" over "Guy: bring the forms"); labels of notes are not ("Pros: fast"
+    over "Cons: slow")."""
+    known_spans = set(person_spans)
+    lines = [
+        match
+        for match in _CHAT_LINE.finditer(text)
+        if plausible_name(match.group(1)) and not vetoes.is_field_label(match.group(1))
+    ]
+    known = {match.group(1) for match in lines if match.span(1) in known_spans}
+    if not known:
+        return
+    for match in lines:
+        if match.group(1) not in known:
+            yield RuleMatch("PERSON", match.start(1), match.end(1), 0.6)

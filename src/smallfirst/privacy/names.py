@@ -42,7 +42,8 @@ PARTICLE = (
 _PARTICLE_WORD = re.compile(PARTICLE)
 # Honorifics before a name; "Sir" also addresses strangers ("Dear Sir"), so it is not always one.
 _HONORIFIC = (
-    rf"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mx|Fr|Rev|Sr|Sra|Srta|Mme|Mlle|Herr|Frau|{FOREIGN_HONORIFIC})"
+    rf"(?:Mr|Mrs|Ms|Miss|Dr|Prof|Professor|Mx|Fr|Rev|Sr|Sra|Srta|Mme|Mlle|Herr|Frau|"
+    rf"{FOREIGN_HONORIFIC})"
 )
 _TITLES = rf"(?:(?:Sr|Sra|Srta)\.?[ \t]+{SPANISH_DON}[ \t]+|(?:{_HONORIFIC}|Sir)\.?[ \t]+)"
 _NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{PARTICLE}(?=\s+[{UPPER}]))){{0,3}}"
@@ -50,7 +51,7 @@ _NAME = rf"{CAP_WORD}(?:\s+(?:[{UPPER}]\.|{CAP_WORD}|{PARTICLE}(?=\s+[{UPPER}]))
 _PERSON_FIELD = (
     rf"(?i:{literal_alternation(vetoes.PERSON_FIELD_LABELS)}|account holder|requested by|"
     r"reported by|approved by|prepared by|submitted by|contact person|next of kin|"
-    r"emergency contact)(?:[ \t]+(?i:name|full name))?"
+    r"emergency contact|bill to|ship to|sold to|deliver to)(?:[ \t]+(?i:name|full name))?"
 )
 _NAME_CUE = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
@@ -58,11 +59,12 @@ _NAME_CUE = re.compile(
     rf"[Ii]n the name of|em nome de|"
     rf"au nom de|a nombre de|[Dd]irected [Bb]y:?|[Ss]tarring|[Ww]ritten by|"
     rf"[Mm]aiden name is|[Ll]ast name(?: is)?\??|[Ff]irst name(?: is)?\??|[Tt]his is|"
-    rf"[Ii]t'?s me,?|[Ii] am|[Ii]'m|[Mm]eet|[Ww]ith|[Aa]sk for|[Cc]ontact|[Aa]ttn:?|"
+    rf"[Ii]t'?s me,?|[Ii] am|[Ii]'m|[Mm]eet|[Ww]ith|[Aa]sk for|[Cc]ontact|[Aa]ttn[:.]?|"
     rf"[Mm]y (?:kid|son|daughter|wife|husband|friend|partner|boss|colleague|mother|father|"
     rf"brother|sister|grandmother|grandfather|uncle|aunt|cousin|neighbou?r)|"
     rf"[Nn]amed (?:him|her)|[Tt]ell|[Tt]old|[Ss]aid|[Ss]ays|[Ss]houted at|[Aa]sked|[Tt]hanks?,?|"
-    rf"['’]s name|[Aa]ssistant to|[Ss]poke (?:to|with)|[Tt]alk(?:ed)? to|"
+    rf"['’]s name|[Aa]ssistant to|(?:[Ff]or )?[Tt]he attention of|[Ss]poke (?:to|with)|"
+    rf"[Tt]alk(?:ed)? to|"
     rf"(?:Owner|Author|Reviewer|Approver|{_PERSON_FIELD}):|"
     rf"(?:{_HONORIFIC}|Sir|Madam)\.?))[ \t]*(?:\n[ \t]*)?"  # blanks read one way: once
     rf"{_TITLES}?({_NAME})",
@@ -87,11 +89,23 @@ _NOT_NAMES = frozenset(
      "None", "Nobody", "TBD", "Reminder"}
 )  # fmt: skip
 _LOCATION_PREPOSITION = re.compile(r"(?:\b(?:in|from|near)|\barrived at)\s+$")
+# "received from Ann Lee", "a transfer of GBP 120 from Ann Lee": what comes from someone, so
+# "from" names the sender, not a place (up to three words may stand between).
+_SENT_FROM = re.compile(
+    r"(?i)\b(?:received|receive|receives|message|messages|email|e-mail|emails|letter|letters|"
+    r"note|call|calls|text|texts|reply|replies|transfer|transfers|payment|payments|gift|gifts|"
+    r"invoice|cheque|check|deposit|refund|remittance|wire|request|requests|hear|heard|"
+    r"hearing|referral|referred)(?:[ \t]+[^\s.!?;]+){0,3}[ \t]+from[ \t]+$"
+)
 
 
 def preceded_by_place_preposition(text: str, start: int) -> bool:
-    """'in X', 'from X': spaCy's small model often calls unfamiliar places people."""
-    return _LOCATION_PREPOSITION.search(text[max(0, start - 14) : start]) is not None
+    """'in X', 'from X': spaCy's small model often calls unfamiliar places people; not
+    'received from X' (a sender)."""
+    before = text[max(0, start - 60) : start]
+    return (
+        _LOCATION_PREPOSITION.search(before[-14:]) is not None and _SENT_FROM.search(before) is None
+    )
 
 
 _CONTRACTION = re.compile(r"(?i)['’](?:s|m|re|ve|ll|d|t)\b|n['’]t\b")
@@ -160,6 +174,7 @@ def _cued_name(start: int, value: str) -> tuple[int, int] | None:
     if title is not None:
         start, value = start + title.end(), value[title.end() :]
     value = _POSSESSIVE_WORD.split(value, maxsplit=1)[0]  # "I'm Ann's daughter"
+    value = value.split("\n", 1)[0]  # a name ends at a line break ("Bill to: Ann Lee\nAcme Ltd")
     words = value.split()
     if not words or words[0].rstrip(".,") in _NOT_NAMES or not_a_name(value):
         return None

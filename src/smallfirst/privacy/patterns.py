@@ -132,6 +132,20 @@ def _is_short_local_number(value: str) -> bool:
     return sum(ch.isdigit() for ch in value) == 6 and len(re.findall(r"\d+", value)) >= 3
 
 
+# A UK National Insurance number's layout around its six digits ("QQ 12 34 56 C"), whatever
+# its letters: Presidio's NINO recognizer leaves out prefixes and suffixes never issued ("ZZ
+# 12 34 56 T", as test and sample data write them), so the digits read as a local phone.
+_NINO_PREFIX_BEFORE = re.compile(r"(?<![\w])[A-Z]{2}[ \t]?$")
+_NINO_SUFFIX_AFTER = re.compile(r"[ \t]?[A-Z](?!\w)")
+
+
+def _in_nino_layout(text: str, start: int, end: int) -> bool:
+    return (
+        _NINO_PREFIX_BEFORE.search(text, max(0, start - 3), start) is not None
+        and _NINO_SUFFIX_AFTER.match(text, end) is not None
+    )
+
+
 # A phone number's digits, at the least (a short local number aside: `_is_short_local_number`).
 _FEWEST_DIGITS = 7
 
@@ -149,6 +163,8 @@ def find_phone_numbers(text: str) -> Iterator[RuleMatch]:
             or (match["international"] == "00" and digits - 2 >= _FEWEST_DIGITS)
         )
         if _is_short_local_number(value):
+            if _in_nino_layout(text, match.start(), match.end()):
+                continue
             if _has_phone_context(text, match.start(), match.end()):
                 # weak: the digits of a national ID ("AB 12 34 56 C") keep their own type
                 yield RuleMatch("PHONE_NUMBER", match.start(), match.end(), 0.45)

@@ -91,14 +91,28 @@ def _spacy_entities(text: str, doc: Any) -> Iterator[patterns.RuleMatch]:
     for entity in doc.ents:
         entity_type = SPACY_LABELS.get(entity.label_)
         start, end = entity.start_char, entity.end_char
-        if entity_type == "DATE_TIME" and not dates.is_explicit_date(text[start:end]):
+        if entity_type == "DATE_TIME":
+            yield from _dates_by_line(text, start, end)
             continue
         if entity_type == "PERSON":
             entity_type, start, end = _person_or_place(text, start, end)
-        if entity_type == "LOCATION" and vetoes.not_a_place(text, start, end):
+        if entity_type == "LOCATION" and _country_as_given_name(text, start, end):
+            entity_type = "PERSON"  # "received from Chad Smith"
+        elif entity_type == "LOCATION" and vetoes.not_a_place(text, start, end):
             continue
         if entity_type is not None:
             yield patterns.RuleMatch(entity_type, start, end, SPACY_SCORE)
+
+
+_LINE = re.compile(r"[^\n]+")
+
+
+def _dates_by_line(text: str, start: int, end: int) -> Iterator[patterns.RuleMatch]:
+    """The explicit dates of a spaCy DATE span, line by line: a form's "DOB: Feb 03, 1960"
+    over "Age: 91" is read as one span "Feb 03, 1960\nAge"."""
+    for line in _LINE.finditer(text, start, end):
+        if dates.is_explicit_date(line.group()):
+            yield patterns.RuleMatch("DATE_TIME", line.start(), line.end(), SPACY_SCORE)
 
 
 # The rest of a hyphenated word that a lower-case prefix opened ("ex-Zombie"): a description
@@ -201,8 +215,47 @@ def _country_pattern() -> re.Pattern[str]:
 _TRAILING_POSTCODE = re.compile(r"[ \t]*,?[ \t]*(?:[A-Z]{1,2}[ \-]?)?\d{3,6}(?:[ \-]\d{2,4})?\b")
 
 
+# A one-word country before a capitalised word is a given name ("Jordan Davis", "Chad Miller",
+# "Georgia Brown"), unless the word goes on a place's or an institution's name ("Jordan
+# Valley", "Mexico City", "Kenya Airways"), is no name ("flew to Jordan Monday") or "in" comes
+# before ("in Vietnam Tran Hung Dao"; "to" and "from" come before people as often).
+_NEXT_CAPITALISED_WORD = re.compile(rf"[ \t]({patterns.CAP_WORD})")
+_IN_PLACE_BEFORE = re.compile(r"(?i)\b(?:in|near|at|across|throughout|within)[ \t]+$")
+_PLACE_OR_BODY_WORDS = frozenset(
+    {"City", "Republic", "Island", "Islands", "River", "Valley", "Sea", "Bay", "Gulf", "Coast",
+     "Delta", "Basin", "Canal", "Plain", "Plains", "Lake", "Mountains", "Highlands", "Street",
+     "Road", "Avenue", "Square", "Park", "Airways", "Airlines", "Air", "Times", "Post",
+     "Herald", "National", "Embassy", "Government", "State", "Tech", "University", "Standard",
+     "Time"}
+)  # fmt: skip
+
+
+def _given_name_use(text: str, start: int, end: int) -> bool:
+    following = _NEXT_CAPITALISED_WORD.match(text, end)
+    if (
+        following is None
+        or " " in text[start:end]
+        or _IN_PLACE_BEFORE.search(text, max(0, start - 12), start) is not None
+    ):
+        return False
+    word = following.group(1)
+    return not (word in _PLACE_OR_BODY_WORDS or word.isupper() or not names.plausible_name(word))
+
+
+def _country_as_given_name(text: str, start: int, end: int) -> bool:
+    """A place of two words, a country and a surname: "Chad Smith", "Georgia Brown"."""
+    words = text[start:end].split(" ")
+    return (
+        len(words) == 2
+        and _country_pattern().fullmatch(words[0]) is not None
+        and _given_name_use(text, start, start + len(words[0]))
+    )
+
+
 def find_countries(text: str) -> Iterator[patterns.RuleMatch]:
     for match in _country_pattern().finditer(text):
+        if _given_name_use(text, match.start(), match.end()):
+            continue
         postcode = _TRAILING_POSTCODE.match(text, match.end())  # "Uruguay 64677"
         end = postcode.end() if postcode else match.end()
         yield patterns.RuleMatch("LOCATION", match.start(), end, 0.6)

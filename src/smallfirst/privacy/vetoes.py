@@ -244,7 +244,8 @@ PERSON_FIELD_LABELS = frozenset(
     {"customer", "client", "patient", "guest", "recipient", "sender", "addressee", "employee",
      "applicant", "tenant", "landlord", "attendee", "attendees", "passenger", "beneficiary",
      "cardholder", "policyholder", "assignee", "requester", "reporter", "spouse", "guardian",
-     "contact"}
+     "contact", "driver", "traveller", "traveler", "payee", "payer", "borrower", "claimant",
+     "candidate"}
 )  # fmt: skip
 
 # "Authorization: Bearer ...", "Status: Open": the labels of header, log, ticket and form
