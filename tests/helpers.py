@@ -99,6 +99,11 @@ def found_in(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
     return [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
 
 
+def found_of_types(detector: PiiDetector, text: str, *types: str) -> list[str]:
+    """The values as written of the findings in `text` of one of `types`."""
+    return [f.value_in(text) for f in detector.inspect(text) if f.entity_type in types]
+
+
 def redacted_round_trip(
     client: TestClient, gateway: Gateway, template: str, value: str, entity_type: str
 ) -> None:

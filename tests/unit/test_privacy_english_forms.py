@@ -8,14 +8,7 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, dates, names, patterns
-
-
-def _found(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
-    return [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
-
-
-def _of_type(detector: PiiDetector, text: str, entity_type: str) -> list[str]:
-    return [value for kind, value in _found(detector, text) if kind == entity_type]
+from tests.helpers import found_of_types
 
 
 def _postcodes(text: str) -> list[str]:
@@ -40,10 +33,10 @@ def test_a_state_code_and_a_zip_code_are_a_place(text: str, place: str) -> None:
 
 def test_a_zip_plus_four_ends_an_address_and_is_no_phone(detector: PiiDetector) -> None:
     text = "Pickup: 666 Brittany Curve, East Kenneth, FL 20565-0943 on Wednesday."
-    assert _of_type(detector, text, "LOCATION") == [
+    assert found_of_types(detector, text, "LOCATION") == [
         "666 Brittany Curve, East Kenneth, FL 20565-0943"
     ]
-    assert _of_type(detector, text, "PHONE_NUMBER") == []
+    assert found_of_types(detector, text, "PHONE_NUMBER") == []
 
 
 @pytest.mark.parametrize(
@@ -63,7 +56,7 @@ def test_a_clock_time_with_seconds_is_a_time() -> None:
 
 def test_a_form_date_ends_at_its_line(detector: PiiDetector) -> None:
     text = "Full name: Guy Graham\nDOB: Feb 03, 1960\nAge: 91"
-    assert _of_type(detector, text, "DATE_TIME") == ["Feb 03, 1960"]
+    assert found_of_types(detector, text, "DATE_TIME") == ["Feb 03, 1960"]
 
 
 @pytest.mark.parametrize(
@@ -91,19 +84,19 @@ def test_a_sender_after_from_is_no_place(text: str) -> None:
 def test_a_country_that_opens_a_full_name_is_a_given_name(
     detector: PiiDetector, text: str, person: str
 ) -> None:
-    assert _of_type(detector, text, "PERSON") == [person]
-    assert _of_type(detector, text, "LOCATION") == []
+    assert found_of_types(detector, text, "PERSON") == [person]
+    assert found_of_types(detector, text, "LOCATION") == []
     # before a place word or a word that is no name, or after "in", it is a country
     text = "I flew to Jordan Monday, then to the Jordan Valley. In Kenya Airways lounges I slept."
-    assert "Jordan" in " ".join(_of_type(detector, text, "LOCATION"))
-    assert _of_type(detector, text, "PERSON") == []
+    assert "Jordan" in " ".join(found_of_types(detector, text, "LOCATION"))
+    assert found_of_types(detector, text, "PERSON") == []
 
 
 def test_one_known_speaker_makes_the_others_names(detector: PiiDetector) -> None:
     text = "Gary: ok see you at 4:44AM\nGuy: bring the forms for Bill"
-    assert _of_type(detector, text, "PERSON") == ["Gary", "Guy", "Bill"]
+    assert found_of_types(detector, text, "PERSON") == ["Gary", "Guy", "Bill"]
     # labels of notes stay what they are
-    assert _of_type(detector, "Pros: fast and cheap\nCons: slow to start", "PERSON") == []
+    assert found_of_types(detector, "Pros: fast and cheap\nCons: slow to start", "PERSON") == []
 
 
 @pytest.mark.parametrize(
@@ -115,4 +108,4 @@ def test_one_known_speaker_makes_the_others_names(detector: PiiDetector) -> None
     ],
 )
 def test_a_label_or_title_before_a_name(detector: PiiDetector, text: str, person: str) -> None:
-    assert _of_type(detector, text, "PERSON") == [person]
+    assert found_of_types(detector, text, "PERSON") == [person]

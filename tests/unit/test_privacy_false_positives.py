@@ -6,14 +6,11 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, names, patterns, vetoes
-
-
-def _found(detector: PiiDetector, text: str, *types: str) -> list[str]:
-    return [f.value_in(text) for f in detector.inspect(text) if f.entity_type in types]
+from tests.helpers import found_of_types
 
 
 def _people(detector: PiiDetector, text: str) -> list[str]:
-    return _found(detector, text, "PERSON")
+    return found_of_types(detector, text, "PERSON")
 
 
 HEADER_AND_FIELD_LABELS = [
@@ -58,7 +55,7 @@ def test_a_bearer_token_is_still_a_secret_and_a_speaker_still_a_person(
     detector: PiiDetector,
 ) -> None:
     text = "Authorization: Bearer abcDEF1234567890xyzXYZ"
-    assert _found(detector, text, "SECRET") == ["abcDEF1234567890xyzXYZ"]
+    assert found_of_types(detector, text, "SECRET") == ["abcDEF1234567890xyzXYZ"]
     text = "Priya: Did the deploy go out?\nTomas: Yes, an hour ago."
     assert _people(detector, text) == ["Priya", "Tomas"]
     text = "Status: Open\nAssignee: Ingrid Holm"
@@ -94,7 +91,7 @@ def test_a_signature_keeps_the_name_and_drops_the_job_title(detector: PiiDetecto
     ],
 )
 def test_code_and_logs_are_neither_people_nor_places(detector: PiiDetector, text: str) -> None:
-    assert _found(detector, text, "PERSON", "LOCATION") == []
+    assert found_of_types(detector, text, "PERSON", "LOCATION") == []
 
 
 def test_names_with_an_inner_capital_are_still_names(detector: PiiDetector) -> None:
@@ -126,17 +123,17 @@ def test_names_with_an_inner_capital_are_still_names(detector: PiiDetector) -> N
 def test_languages_clouds_and_tools_are_neither_people_nor_places(
     detector: PiiDetector, text: str
 ) -> None:
-    assert _found(detector, text, "PERSON", "LOCATION") == []
+    assert found_of_types(detector, text, "PERSON", "LOCATION") == []
 
 
 def test_people_and_places_next_to_tools_are_still_found(detector: PiiDetector) -> None:
     assert _people(detector, "Guido van Rossum created Python.") == ["Guido van Rossum"]
     assert _people(detector, "I talked with Pedro about the Azure bill.") == ["Pedro"]
     text = "Linus Torvalds wrote Linux in Helsinki."
-    assert _found(detector, text, "PERSON", "LOCATION") == ["Linus Torvalds", "Helsinki"]
+    assert found_of_types(detector, text, "PERSON", "LOCATION") == ["Linus Torvalds", "Helsinki"]
     assert _people(detector, "Ruby Rose and Julia Roberts") == ["Ruby Rose", "Julia Roberts"]
     text = "Ship 10 GB of logs to Anna Helm in GB tomorrow."
-    assert _found(detector, text, "PERSON", "LOCATION") == ["Anna Helm", "GB"]
+    assert found_of_types(detector, text, "PERSON", "LOCATION") == ["Anna Helm", "GB"]
 
 
 def test_a_description_joined_to_a_prefix_is_not_part_of_the_name(detector: PiiDetector) -> None:
@@ -158,7 +155,7 @@ def test_a_place_after_a_cue_ends_at_a_word_boundary() -> None:
 def test_greetings_to_a_team_name_no_one(detector: PiiDetector) -> None:
     text = "Hi Team,\nplease review the PR before Friday. Thanks, Priya"
     assert _people(detector, text) == ["Priya"]
-    assert _found(detector, text, "DATE_TIME") == ["Friday"]
+    assert found_of_types(detector, text, "DATE_TIME") == ["Friday"]
 
 
 @pytest.mark.parametrize(
@@ -238,22 +235,22 @@ NUMBERS_THAT_ARE_NOT_PHONES_OR_ADDRESSES = [
 
 @pytest.mark.parametrize("text", NUMBERS_THAT_ARE_NOT_PHONES_OR_ADDRESSES)
 def test_sizes_versions_queries_and_commands_are_not_pii(detector: PiiDetector, text: str) -> None:
-    assert _found(detector, text, *detector.entities) == []
+    assert found_of_types(detector, text, *detector.entities) == []
 
 
 def test_phones_ips_and_places_next_to_them_are_still_found(detector: PiiDetector) -> None:
     text = "Resize to 1920x1080, then call 555-123-4567 x12 or 5551234567x89"
-    assert _found(detector, text, "PHONE_NUMBER") == ["555-123-4567 x12", "5551234567x89"]
+    assert found_of_types(detector, text, "PHONE_NUMBER") == ["555-123-4567 x12", "5551234567x89"]
     text = "driver 550.54.14 on 10.20.30.40, version 2 runs at 10.0.0.7, fax 555.123.4567"
-    assert _found(detector, text, "IP_ADDRESS", "PHONE_NUMBER") == [
+    assert found_of_types(detector, text, "IP_ADDRESS", "PHONE_NUMBER") == [
         "10.20.30.40", "10.0.0.7", "555.123.4567"
     ]  # fmt: skip
     text = "Phone: +1 555 123 4567 US office, 40 000 users"
-    assert _found(detector, text, "PHONE_NUMBER") == ["+1 555 123 4567"]
+    assert found_of_types(detector, text, "PHONE_NUMBER") == ["+1 555 123 4567"]
     text = "SELECT name FROM users WHERE city = 'Paris' LIMIT 10"
-    assert _found(detector, text, "LOCATION") == ["Paris"]
+    assert found_of_types(detector, text, "LOCATION") == ["Paris"]
     text = "Ship to 100 UNION STREET, SAN FRANCISCO"
-    assert _found(detector, text, "LOCATION") == ["100 UNION STREET, SAN FRANCISCO"]
+    assert found_of_types(detector, text, "LOCATION") == ["100 UNION STREET, SAN FRANCISCO"]
     assert _people(detector, "kubectl apply -f deploy.yaml, then ping Maria") == ["Maria"]
     assert _people(detector, "Ask Maria -- she knows") == ["Maria"]
 
@@ -273,7 +270,7 @@ def test_phones_ips_and_places_next_to_them_are_still_found(detector: PiiDetecto
 def test_an_email_address_does_not_take_the_code_or_url_before_it(
     detector: PiiDetector, text: str, addresses: list[str]
 ) -> None:
-    assert _found(detector, text, "EMAIL_ADDRESS") == addresses
+    assert found_of_types(detector, text, "EMAIL_ADDRESS") == addresses
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, dates, place_names
+from tests.helpers import found_in
 
 
 def _addresses(text: str) -> list[str]:
@@ -16,10 +17,6 @@ def _addresses(text: str) -> list[str]:
 
 def _dates(text: str) -> list[str]:
     return [text[m.start : m.end] for m in dates.find_dates(text)]
-
-
-def _found(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
-    return [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
 
 
 @pytest.mark.parametrize(
@@ -49,7 +46,7 @@ def test_a_name_ending_in_a_street_suffix_is_a_street(
     detector: PiiDetector, text: str, street: str
 ) -> None:
     assert addresses.looks_like_street(street)
-    found = _found(detector, text)
+    found = found_in(detector, text)
     assert ("LOCATION", street) in found
     assert not any(kind == "PERSON" for kind, _ in found)
 
@@ -126,7 +123,7 @@ def test_counts_and_phrases_of_a_lower_case_text_are_no_streets(text: str) -> No
 
 def test_a_reminder_label_is_no_speaker(detector: PiiDetector) -> None:
     text = "Reminder: Jeff Daniels's birthday is 7/7/1954."
-    assert _found(detector, text) == [("PERSON", "Jeff Daniels"), ("DATE_TIME", "7/7/1954")]
+    assert found_in(detector, text) == [("PERSON", "Jeff Daniels"), ("DATE_TIME", "7/7/1954")]
 
 
 def test_a_german_street_needs_no_number() -> None:

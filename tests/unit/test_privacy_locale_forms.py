@@ -8,14 +8,11 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, names, patterns, recognizers, vetoes
+from tests.helpers import found_of_types
 
 
 def _addresses(text: str) -> list[str]:
     return [text[m.start : m.end] for m in addresses.find_addresses(text) if m.score >= 0.4]
-
-
-def _found(detector: PiiDetector, text: str, entity_type: str) -> list[str]:
-    return [text[f.start : f.end] for f in detector.inspect(text) if f.entity_type == entity_type]
 
 
 @pytest.mark.parametrize(
@@ -97,7 +94,7 @@ def test_a_lower_case_article_before_a_dutch_street_stays_out() -> None:
 def test_spanish_don_titles_are_no_part_of_the_name(
     detector: PiiDetector, text: str, person: str
 ) -> None:
-    assert _found(detector, text, "PERSON") == [person]
+    assert found_of_types(detector, text, "PERSON") == [person]
 
 
 def test_a_lone_initial_is_no_name() -> None:

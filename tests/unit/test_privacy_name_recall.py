@@ -9,7 +9,8 @@ import pytest
 
 from smallfirst.privacy import PiiDetector, names
 from smallfirst.privacy.patterns import RuleFinder
-from tests.unit.test_privacy_false_positives import _found, _people
+from tests.helpers import found_of_types
+from tests.unit.test_privacy_false_positives import _people
 
 
 def _matches(text: str, finder: RuleFinder) -> list[tuple[str, str]]:
@@ -112,7 +113,7 @@ def test_near_misses_name_no_one(detector: PiiDetector, text: str) -> None:
 
 def test_a_place_written_like_a_name_stays_a_place(detector: PiiDetector) -> None:
     text = "We flew to Rio de Janeiro last spring."
-    assert _found(detector, text, "LOCATION") == ["Rio de Janeiro"]
+    assert found_of_types(detector, text, "LOCATION") == ["Rio de Janeiro"]
     text = "The office near Jerez de la Frontera is closed."
     assert _matches(text, names.find_surname_forms) == [("LOCATION", "Jerez de la Frontera")]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, patterns
+from tests.helpers import found_in
 
 
 def _phones(text: str) -> list[str]:
@@ -16,10 +17,6 @@ def _phones(text: str) -> list[str]:
 
 def _addresses(text: str) -> list[str]:
     return [text[m.start : m.end] for m in addresses.find_addresses(text) if m.score >= 0.4]
-
-
-def _found(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
-    return [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
 
 
 @pytest.mark.parametrize(
@@ -76,7 +73,7 @@ def test_opening_hours_are_no_address() -> None:
 
 @pytest.mark.parametrize("text", ["Bill to: 12 Baker Street, London", "Tel: (+49) 040/5550127"])
 def test_invoice_labels_are_no_names(detector: PiiDetector, text: str) -> None:
-    people = [value for kind, value in _found(detector, text) if kind == "PERSON"]
+    people = [value for kind, value in found_in(detector, text) if kind == "PERSON"]
     assert not any(value in ("Bill", "Tel", "Ship") for value in people)
 
 
@@ -94,7 +91,7 @@ def test_a_name_above_an_invoice_label_is_still_a_name(
     detector: PiiDetector, text: str, names: list[str]
 ) -> None:
     # the NER reads "Ann Lee\nShip" as one span: the label's veto is not the name's
-    people = [value for kind, value in _found(detector, text) if kind == "PERSON"]
+    people = [value for kind, value in found_in(detector, text) if kind == "PERSON"]
     assert people == names
 
 
@@ -122,15 +119,15 @@ def test_a_name_above_an_invoice_label_is_still_a_name(
 def test_greetings_sign_offs_and_titles_are_not_part_of_names(
     detector: PiiDetector, text: str, names: list[str]
 ) -> None:
-    people = sorted(value for kind, value in _found(detector, text) if kind == "PERSON")
+    people = sorted(value for kind, value in found_in(detector, text) if kind == "PERSON")
     assert people == sorted(names)
 
 
 @pytest.mark.parametrize("title", ["Dott.ssa", "Dhr.", "Smt.", "Maître", "Shri", "Dra."])
 def test_titles_of_other_languages_cue_a_name(detector: PiiDetector, title: str) -> None:
     text = f"I spoke with {title} Okonkwo yesterday about the renewal."
-    assert ("PERSON", "Okonkwo") in _found(detector, text)
-    assert not any(title.rstrip(".") in value for _, value in _found(detector, text))
+    assert ("PERSON", "Okonkwo") in found_in(detector, text)
+    assert not any(title.rstrip(".") in value for _, value in found_in(detector, text))
 
 
 @pytest.mark.parametrize(
@@ -144,21 +141,21 @@ def test_titles_of_other_languages_cue_a_name(detector: PiiDetector, title: str)
     ],
 )
 def test_things_named_after_discoverers_are_no_people(detector: PiiDetector, text: str) -> None:
-    assert [kind for kind, _ in _found(detector, text) if kind == "PERSON"] == []
+    assert [kind for kind, _ in found_in(detector, text) if kind == "PERSON"] == []
 
 
 def test_a_discovery_after_a_possessive_is_no_person_but_a_persons_things_are(
     detector: PiiDetector,
 ) -> None:
-    assert ("PERSON", "Pauli") not in _found(detector, "Is Pauli's principle a law?")
+    assert ("PERSON", "Pauli") not in found_in(detector, "Is Pauli's principle a law?")
     text = "Can you summarise Priya Raman's test results for the clinic?"
-    assert ("PERSON", "Priya Raman") in _found(detector, text)
+    assert ("PERSON", "Priya Raman") in found_in(detector, text)
     # things are named after a surname alone: a whole name's disease is the person's own
     text = "Patient Maria Lopez's disease has progressed since March."
-    assert ("PERSON", "Maria Lopez") in _found(detector, text)
+    assert ("PERSON", "Maria Lopez") in found_in(detector, text)
 
 
 def test_a_department_is_no_place(detector: PiiDetector) -> None:
     text = "Please forward the contract to Ms Okafor in Legal."
-    assert ("LOCATION", "Legal") not in _found(detector, text)
-    assert ("PERSON", "Okafor") in _found(detector, text)
+    assert ("LOCATION", "Legal") not in found_in(detector, text)
+    assert ("PERSON", "Okafor") in found_in(detector, text)

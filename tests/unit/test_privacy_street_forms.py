@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, dates, patterns, place_names
+from tests.helpers import found_in
 
 
 def _addresses(text: str) -> list[str]:
@@ -102,10 +103,6 @@ def test_hours_with_am_or_pm(text: str, time: str) -> None:
         assert list(dates.find_dates(text.replace(time, other))) == []
 
 
-def _found(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
-    return [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
-
-
 @pytest.mark.parametrize(
     ("text", "name"),
     [
@@ -114,14 +111,14 @@ def _found(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
     ],
 )
 def test_a_salutation_is_not_part_of_the_name(detector: PiiDetector, text: str, name: str) -> None:
-    assert ("PERSON", name) in _found(detector, text)
-    assert not any(value.startswith(("Dear", "Sorry")) for _, value in _found(detector, text))
+    assert ("PERSON", name) in found_in(detector, text)
+    assert not any(value.startswith(("Dear", "Sorry")) for _, value in found_in(detector, text))
 
 
 def test_a_place_field_holds_a_place_whatever_the_ner_reads(detector: PiiDetector) -> None:
     text = "First name: Aimée\nLast name: Le Roux\nCity: Saint Pierre\nPostal code: 08177"
-    assert ("LOCATION", "Saint Pierre") in _found(detector, text)
-    assert ("LOCATION", "Penafiel") in _found(detector, "Town: Penafiel")
+    assert ("LOCATION", "Saint Pierre") in found_in(detector, text)
+    assert ("LOCATION", "Penafiel") in found_in(detector, "Town: Penafiel")
 
 
 @pytest.mark.parametrize(
@@ -133,7 +130,7 @@ def test_a_place_field_holds_a_place_whatever_the_ner_reads(detector: PiiDetecto
     ],
 )
 def test_towns_by_their_english_ending(detector: PiiDetector, text: str, town: str) -> None:
-    assert ("LOCATION", town) in _found(detector, text)
+    assert ("LOCATION", town) in found_in(detector, text)
     assert [text[m.start : m.end] for m in place_names.find_shaped_towns(text)] == [town]
     assert place_names.shaped_like_a_town(town)
     # a surname of such a shape as a sentence's subject is no town
