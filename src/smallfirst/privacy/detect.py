@@ -183,7 +183,9 @@ class PiiDetector:
         views = [with_escaped_quotes_read(view) for view in as_written]
         texts = [escaped_breaks_as_breaks(view.text) for view in views]
         engine = self._get_engine()
-        with self._lock:  # the spaCy tokenizer grows its vocabulary: one caller at a time
+        # One caller at a time: the spaCy tokenizer adds to its vocabulary (bounded by the
+        # memory zone, which also ends the documents' life: none is read after it).
+        with self._lock, engine.ner.memory_zone():
             docs = engine.ner.many(texts)
             matches = [
                 list(engine.rules.spacy_entities(text, doc))
