@@ -51,14 +51,14 @@ def answered_record(
     # a 499's model answered until its client left; a stream that failed, until it failed
     answered = ended.status < 400 or ended.status == CLIENT_CLOSED_REQUEST or bool(ended.ttft)
     # left while it waited for a slot: no tier had it, as a 499 before routing (`ANSWERED_SQL`)
-    tier = model.tier if model and ended.read else None
+    reader = model if ended.read else None
     return RequestRecord(
         id=ctx.request_id,
         created_at=ctx.created_at,
         endpoint=ctx.endpoint,
         model_requested=ctx.requested_model or request.model,
-        model_answered=model.id if model and answered and ended.read else None,
-        tier=tier,
+        model_answered=reader.id if reader and answered else None,
+        tier=reader.tier if reader else None,
         status=ended.status,
         error_code=ended.error.code if ended.error else None,
         stream=request.stream,

@@ -3,7 +3,7 @@
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -364,12 +364,20 @@ def _counting_as_a_local_engine(backend: FakeBackend, prompt_tokens: int) -> lis
             so_far.completion_tokens += bool(chunk.text)
             yield chunk
 
-    async def whole(request: GenerateRequest) -> Completion:
-        return completion_from_chunks([c async for c in counted(request)], with_logprobs=False)
-
-    backend.stream = counted  # type: ignore[method-assign]
-    backend.complete = whole  # type: ignore[method-assign]
+    _answering_by(backend, counted)
     return counts
+
+
+def _answering_by(
+    backend: FakeBackend, stream: Callable[[GenerateRequest], AsyncIterator[Chunk]]
+) -> None:
+    """The fake answers by `stream`, whole answers too (collected from it)."""
+
+    async def whole(request: GenerateRequest) -> Completion:
+        return completion_from_chunks([c async for c in stream(request)], with_logprobs=False)
+
+    backend.stream = stream  # type: ignore[method-assign]
+    backend.complete = whole  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize(("stream", "n"), [(False, 1), (True, 1), (False, 2), (True, 2)])
@@ -472,11 +480,7 @@ def _waiting_for_a_slot_forever(backend: FakeBackend) -> None:
         await asyncio.Event().wait()
         yield Chunk(text="never")
 
-    async def whole(request: GenerateRequest) -> Completion:
-        return completion_from_chunks([c async for c in queued(request)], with_logprobs=False)
-
-    backend.stream = queued  # type: ignore[method-assign]
-    backend.complete = whole  # type: ignore[method-assign]
+    _answering_by(backend, queued)
 
 
 @pytest.mark.parametrize("stream", [False, True])

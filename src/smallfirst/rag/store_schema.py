@@ -7,8 +7,9 @@ transaction every change of the store runs in.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.rag import migrations
@@ -56,25 +57,33 @@ def set_up_schema(
 
 def _fill_file_names(db: sqlite3.Connection) -> None:
     """`documents.file_name` of the documents stored before migration 0005 added it."""
-    unfilled = "SELECT id, source FROM documents WHERE file_name = ''"
-    if db.execute(unfilled).fetchone() is None:
-        return
-    with Transaction(db):  # another process may have filled them meanwhile
-        rows = db.execute(unfilled).fetchall()
+
+    def fill(rows: list[Any]) -> None:
         filled = [(file_name(source), document_id) for document_id, source in rows]
         db.executemany("UPDATE documents SET file_name = ? WHERE id = ?", filled)
+
+    _mend_once(db, "SELECT id, source FROM documents WHERE file_name = ''", fill)
 
 
 def _name_unnamed_documents(db: sqlite3.Connection) -> None:
     """Name the documents stored before names were unique in their collection (migration
     0004 emptied their `shown_as`), by the first process that can write the store; a
     read-only one shows their file names."""
-    unnamed = "SELECT DISTINCT collection_id FROM documents WHERE shown_as = ''"
-    if db.execute(unnamed).fetchone() is None:
-        return
-    with Transaction(db):  # another process may have named them meanwhile
-        for (collection_id,) in db.execute(unnamed).fetchall():
+
+    def name(rows: list[Any]) -> None:
+        for (collection_id,) in rows:
             name_again(db, collection_id)
+
+    _mend_once(db, "SELECT DISTINCT collection_id FROM documents WHERE shown_as = ''", name)
+
+
+def _mend_once(db: sqlite3.Connection, left: str, mend: Callable[[list[Any]], None]) -> None:
+    """`mend` the rows the query `left` finds, if any, in a write transaction that reads
+    them again: another process opening the store may have mended them meanwhile."""
+    if db.execute(left).fetchone() is None:
+        return
+    with Transaction(db):
+        mend(db.execute(left).fetchall())
 
 
 def _check_settings(db: sqlite3.Connection, path: Path, refuse_other_settings: bool) -> None:
