@@ -179,6 +179,15 @@ class OpenAICompatModel(_ModelBase):
     max_retries: int = Field(default=2, ge=0)
     backoff_s: float = Field(default=0.5, ge=0)
     max_concurrency: int = Field(default=64, ge=1)
+    # An honest answer of 128k tokens is about 0.5 MB of text, 12 MB with `logprobs`; one
+    # with `top_logprobs: 20` takes ~1.6 kB a token, so 40,000 of them fit (OpenAI's longest
+    # answers with logprobs are 32,768 tokens). A stream's events are each far smaller.
+    max_answer_bytes: int = Field(
+        default=64_000_000,
+        ge=1024,
+        description="the largest answer read whole, or event of a stream, from the upstream"
+        " (then 502)",
+    )
     tools: bool = Field(
         default=True, description="the upstream can answer with tool calls (false: send no tools)"
     )

@@ -342,7 +342,7 @@ async def test_a_long_event_arriving_in_small_blocks_is_scanned_once(
         for start in range(0, len(raw), block_size):
             yield raw[start : start + block_size]
 
-    events = [event async for event in openai_wire._sse_payloads(blocks())]
+    events = [event async for event in openai_wire._sse_payloads(blocks(), len(raw))]
     assert events == ["x" * 20_000 + "\ny", "[DONE]"]
     assert counting.scanned <= len(raw)
 

@@ -26,11 +26,13 @@ from smallfirst.backends.base import Backend, info_from_config
 from smallfirst.backends.connection_places import ConnectionPlaces
 from smallfirst.backends.openai_wire import (
     UNREADABLE,
+    AnswerTooLarge,
     StreamReader,
     completion_of,
     stream_payloads,
     told_error,
     upstream_error,
+    whole_body,
 )
 from smallfirst.completions import Chunk, Completion, ModelInfo
 from smallfirst.config import OpenAICompatModel
@@ -49,6 +51,7 @@ RETRY_STATUSES = {429, 500, 502, 503, 504}
 TIMEOUT, CONNECT, BROKEN, MALFORMED = "timeout", "connect", "broken", "malformed"
 RATE_LIMITED, QUOTA, CLIENT_ERROR, SERVER_ERROR = "rate_limited", "quota", "4xx", "5xx"
 ERROR_EVENT = "error_event"  # an error object in place of an answer, or in a stream
+TOO_LARGE = "too_large"  # an answer, or one event of a stream, over `max_answer_bytes`
 # The longest `Retry-After` waited for before trying again: asked for longer, the error goes
 # to the client at once (with the wait as its `retry-after`), not held for minutes.
 MAX_RETRY_WAIT_S = 10.0
@@ -126,10 +129,20 @@ class OpenAICompatBackend(Backend):
         that cannot be read (`malformed`), which the upstream bills (`received`); or the
         shutdown that closed its connection."""
         what = f"malformed upstream {answer}" if malformed else f"upstream {answer} broke off"
-        broke = UpstreamError(f"{self.config.id}: {what}")
-        broke.received = True
-        self._failed(MALFORMED if malformed else BROKEN)
-        return self._ended_by or broke
+        return self._failed_after_it_began(what, MALFORMED if malformed else BROKEN)
+
+    def _too_large(self, answer: str) -> BaseException:
+        """An `answer` ("answer", "stream event") over `max_answer_bytes`, as one that broke
+        off (its content is not quoted: it may be anything)."""
+        limit, tier = self.config.max_answer_bytes, self.config.tier
+        what = f"upstream {answer} exceeds the {tier} model's max_answer_bytes ({limit} bytes)"
+        return self._failed_after_it_began(what, TOO_LARGE)
+
+    def _failed_after_it_began(self, what: str, kind: str) -> BaseException:
+        failed = UpstreamError(f"{self.config.id}: {what}")
+        failed.received = True
+        self._failed(kind)
+        return self._ended_by or failed
 
     def _client(self) -> aiohttp.ClientSession:
         """The connection pool, made on first use: aiohttp binds it to the running loop."""
@@ -190,7 +203,9 @@ class OpenAICompatBackend(Backend):
                 if response.status < 300:
                     return response
                 try:
-                    error, wait = await _status_error(self.config.id, response)
+                    error, wait = await _status_error(
+                        self.config.id, response, self.config.max_answer_bytes
+                    )
                 finally:
                     self._done_reading(response)
                 self._failed(_status_kind(response.status, error))
@@ -230,12 +245,15 @@ class OpenAICompatBackend(Backend):
         body.pop("n", None)  # one answer: the gateway streams requests for more
         response = await self._unless_left(self._send(path, body))
         try:
-            raw = await self._unless_left(response.read())
+            raw = await self._unless_left(whole_body(response, self.config.max_answer_bytes))
         except TimeoutError as exc:
             self._failed(TIMEOUT)
             raise UpstreamTimeout(f"{self.config.id}: upstream timed out") from exc
         except aiohttp.ClientError as exc:
             raise self._broke_off("answer") from exc
+        except AnswerTooLarge as exc:
+            response.close()  # rather than read to its end
+            raise self._too_large("answer") from exc
         finally:
             self._done_reading(response)
         try:
@@ -253,7 +271,7 @@ class OpenAICompatBackend(Backend):
         reader = StreamReader(self.config.id, request.n)
         done = False
         try:
-            async for payload in stream_payloads(response):
+            async for payload in stream_payloads(response, self.config.max_answer_bytes):
                 if payload == "[DONE]":
                     done = True
                     break
@@ -270,6 +288,10 @@ class OpenAICompatBackend(Backend):
         except UNREADABLE as exc:
             if not reader.all_finished:
                 raise self._broke_off("stream", malformed=True) from exc
+        except AnswerTooLarge as exc:
+            response.close()  # rather than read to its end
+            if not reader.all_finished:
+                raise self._too_large("stream event") from exc
         except SmallfirstError as error:
             self._failed(_answer_error_kind(error))
             raise
@@ -296,13 +318,14 @@ class OpenAICompatBackend(Backend):
 
 
 async def _status_error(
-    model_id: str, response: aiohttp.ClientResponse
+    model_id: str, response: aiohttp.ClientResponse, max_bytes: int
 ) -> tuple[SmallfirstError, float | None]:
     """The error an upstream answered, and how long it asked us to wait (passed on to the
-    client as `retry-after`)."""
+    client as `retry-after`); its body, unread or over `max_bytes`, says nothing."""
     try:
-        raw = await response.read()
-    except (TimeoutError, aiohttp.ClientError):
+        raw = await whole_body(response, max_bytes)
+    except (TimeoutError, aiohttp.ClientError, AnswerTooLarge):
+        response.close()
         raw = b""
     try:
         told, message = told_error(loads_replacing_surrogates(raw))

@@ -5,7 +5,9 @@ endpoint) or with their arguments as an object, usage with null counts, SSE even
 over several `data:` lines or ended by CR alone, `[DONE]` without a finish reason, a
 connection dropped after every answer finished, and a whole JSON answer to a stream request
 (a server or proxy that ignores `stream`). What cannot be read raises one of `UNREADABLE`,
-which the backend turns into a 502 that the fallback chain and the circuit breaker see.
+and an answer (or one event of a stream) over its model's `max_answer_bytes` raises
+AnswerTooLarge once read that far: the backend turns both into a 502 that the fallback chain
+and the circuit breaker see.
 Half a surrogate pair escaped in a string (`"\\ud800"`: JSON, but no character) reads as
 U+FFFD, as a local model's bytes that are not UTF-8 do; a pair cut between two stream events
 is joined.
@@ -227,16 +229,35 @@ def _join_split_pairs(data: Any, pairs: SplitPairs[_TextKey]) -> None:
                 holder[field] = pairs.join(key, holder[field])
 
 
-async def stream_payloads(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    """The data of each event of a streamed answer. An upstream that ignored `stream` and
-    answered with one JSON object reads as that answer in one event, then `[DONE]`."""
+class AnswerTooLarge(Exception):
+    """An upstream's answer read whole, or one event of its stream, went past its model's
+    `max_answer_bytes`: reading stopped there."""
+
+
+async def whole_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The body, counted as it arrives and given up on past `max_bytes` (aiohttp's `read`
+    holds any size: a 200 MB answer took 570 MB more of the gateway's memory)."""
+    blocks: list[bytes] = []
+    size = 0
+    async for block in response.content.iter_any():
+        size += len(block)
+        if size > max_bytes:
+            raise AnswerTooLarge
+        blocks.append(block)
+    return b"".join(blocks)
+
+
+async def stream_payloads(response: aiohttp.ClientResponse, max_bytes: int) -> AsyncIterator[str]:
+    """The data of each event of a streamed answer, none over `max_bytes`. An upstream that
+    ignored `stream` and answered with one JSON object reads as that answer in one event,
+    then `[DONE]`."""
     if response.content_type != "application/json":
-        async for payload in _sse_payloads(response.content.iter_any()):
+        async for payload in _sse_payloads(response.content.iter_any(), max_bytes):
             yield payload
         return
-    raw = await response.read()
+    raw = await whole_body(response, max_bytes)
     if not raw.lstrip().startswith(b"{"):  # events labelled as JSON (some proxies do)
-        async for payload in _sse_payloads(_blocks(raw)):
+        async for payload in _sse_payloads(_blocks(raw), max_bytes):
             yield payload
         return
     yield _as_stream_event(raw)
@@ -257,15 +278,18 @@ async def _blocks(raw: bytes) -> AsyncIterator[bytes]:
     yield raw
 
 
-async def _sse_payloads(blocks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+async def _sse_payloads(blocks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[str]:
     """The data of each server-sent event, however the bytes were chunked: an event's `data:`
     lines joined with "\\n", lines ended by CRLF, LF or CR (the SSE spec's). Lines are split
     here rather than with aiohttp's readline, which caps a line at 64 KiB (a chunk with many
     top_logprobs can be longer). Each block is scanned once, a line longer than a block kept
     in pieces: joined and scanned again with each block, a 16 MB line in 16 KiB blocks took
-    30 s of CPU, the answer's first byte waiting."""
+    30 s of CPU, the answer's first byte waiting. What an event holds (its data lines and
+    the line not yet ended, as sent) is counted with each block: past `max_bytes`,
+    AnswerTooLarge."""
     pieces: list[bytes] = []  # of the line not yet ended
     data: list[bytes] = []
+    pieces_bytes = data_bytes = 0  # the bytes of `pieces`, and of the lines `data` came from
     after_cr = False  # the last block ended with CR: an LF starting the next is its pair
     async for block in blocks:
         if after_cr and block.startswith(b"\n"):
@@ -275,14 +299,20 @@ async def _sse_payloads(blocks: AsyncIterator[bytes]) -> AsyncIterator[str]:
         for end in ended:
             line = b"".join([*pieces, end])
             pieces.clear()
+            pieces_bytes = 0
             if line:
-                data += _data_field(line)
+                fields = _data_field(line)
+                data += fields
+                data_bytes += len(line) if fields else 0
                 continue
             if event := b"\n".join(data).decode():  # a blank line ends the event
                 yield event
-            data = []
+            data, data_bytes = [], 0
         if rest:
             pieces.append(rest)
+            pieces_bytes += len(rest)
+        if pieces_bytes + data_bytes > max_bytes:
+            raise AnswerTooLarge
     data += _data_field(b"".join(pieces))
     if event := b"\n".join(data).decode():  # a last event without its blank line
         yield event

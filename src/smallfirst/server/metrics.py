@@ -85,7 +85,7 @@ class _BackendState(Collector):
             "smallfirst_upstream_errors",
             "Failed calls to a remote model's upstream, each attempt (retries included), by"
             " kind: timeout, connect, rate_limited, quota, 4xx, 5xx, error_event, broken,"
-            " malformed",
+            " malformed, too_large",
             labels=["model", "kind"],
         )
         skipped = self._health.snapshot()
