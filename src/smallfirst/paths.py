@@ -56,7 +56,10 @@ def file_identity(path: Path) -> tuple[int, int] | None:
 @contextmanager
 def exclusive_lock(lock_file: Path, on_wait: Callable[[], None]) -> Iterator[None]:
     """Held by one process at a time (others call `on_wait`, then wait their turn). The lock
-    file stays: one removed while another run waits on it would let two runs in."""
+    file stays: one removed while another run waits on it would let two runs in. It is its
+    user's only, as the files it guards are: another user who could open it could hold the
+    lock (`flock` needs no write access) and stop every run."""
+    create_private(lock_file)
     with lock_file.open("a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

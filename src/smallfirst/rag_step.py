@@ -146,13 +146,16 @@ class RagStep:
                 )
         if not hits:
             await self._refuse_if_nothing_to_search(collection)
-        budget = model.context_length - (request.token_limit or config.reserve_tokens)
+        answer = request.token_limit or config.reserve_tokens
+        kept_by = "max_tokens" if request.token_limit else "rag.reserve_tokens"
         grounded = await asyncio.to_thread(
             build_grounded_messages,
             request.messages,
             hits,
             count_tokens=count_tokens,
-            budget=budget,
+            budget=model.context_length - answer,
+            budget_of=f"{model.id}'s context of {model.context_length} tokens less {answer}"
+            f" kept for the answer by {kept_by}",
         )
         citations = [c.as_dict() for c in grounded.citations]
         return request.model_copy(update={"messages": grounded.messages}), citations

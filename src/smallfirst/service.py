@@ -166,7 +166,7 @@ class Gateway:
         self.privacy.refuse_early(request, plan.candidates[0], inspection)
         if grounding is None or not isinstance(request, ChatRequest):
             return Prepared(request, plan)
-        grounded, citations = await self._grounded_for(plan, request, grounding)
+        grounded, citations = await self._grounded_for(plan, request, grounding, ctx)
         if private is not None:  # it stays on local tiers: the retrieved text needs no scan
             if inspection is not None:
                 inspection.align_to(messages_of(grounded))
@@ -211,12 +211,12 @@ class Gateway:
         if _readers(local) == _readers(prepared.plan):
             return Prepared(prepared.request, local, prepared.citations)
         # The local plan's contexts hold another number of sources: grounded again
-        grounded, citations = await self._grounded_for(local, request, grounding)
+        grounded, citations = await self._grounded_for(local, request, grounding, ctx)
         ctx.inspection = await self.privacy.inspect(grounded)
         return Prepared(grounded, local, citations)
 
     async def _grounded_for(
-        self, plan: Plan, request: ChatRequest, grounding: Grounding
+        self, plan: Plan, request: ChatRequest, grounding: Grounding, ctx: RequestContext
     ) -> tuple[ChatRequest, list[dict[str, Any]]]:
         """Grounded within the context of the plan's first model, or of the cascade's small
         model when that is smaller: it reads the prompt first (sized for the strong model,
@@ -228,7 +228,15 @@ class Gateway:
                 return await self._grounded(request, grounding, draft)
             except ContextLengthExceeded:
                 pass
-        return await self._grounded(request, grounding, first)
+        try:
+            return await self._grounded(request, grounding, first)
+        except ContextLengthExceeded as too_long:
+            if ctx.truncates:  # the client may well think it asked for this to be done
+                too_long.message += (
+                    " (truncation 'auto' drops no turns of a conversation to make room for"
+                    " retrieved sources)"
+                )
+            raise
 
     async def _grounded(
         self, request: ChatRequest, grounding: Grounding, model: ModelInfo

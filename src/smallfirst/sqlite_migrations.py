@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["MigrationsTable", "apply_migrations", "pending_migrations"]
+__all__ = ["MigrationsTable", "apply_migrations", "apply_pending", "pending_migrations"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,14 @@ def apply_migrations(
 ) -> list[str]:
     """Apply the pending migrations of `package` in name order; returns the names recorded
     now. `connection` must be in autocommit mode (`isolation_level=None`)."""
-    pending = pending_migrations(connection, package, table)
+    return apply_pending(connection, table, pending_migrations(connection, package, table))
+
+
+def apply_pending(
+    connection: sqlite3.Connection, table: MigrationsTable, pending: list[tuple[str, str]]
+) -> list[str]:
+    """Apply `pending` (as `pending_migrations` found them, for a caller that looked at them
+    first); each is checked again under the write lock. Returns the names recorded now."""
     return [name for name, script in pending if _apply(connection, table, name, script)]
 
 

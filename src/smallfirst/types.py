@@ -106,12 +106,14 @@ class ChatMessage(ApiModel):
         if isinstance(parts, list):
             if data.get("role") == "assistant":
                 data = _refusal_parts_as_refusal(data, parts)
-                parts = data["content"] or []
+                parts = data["content"]
             _check_part_kinds(parts)
         return data
 
     @model_validator(mode="after")
     def _tool_fields(self) -> ChatMessage:
+        if isinstance(self.content, list) and any(p is _REFUSAL_PLACE for p in self.content):
+            self.content = [part for part in self.content if part is not _REFUSAL_PLACE] or None
         if self.content is None and self.role != "assistant":  # whose turn may be calls only
             raise FieldError("content", f"a message with role '{self.role}' needs content")
         if self.content == []:
@@ -133,6 +135,11 @@ class ChatMessage(ApiModel):
         return "".join(part.text for part in self.content)
 
 
+# Where a refusal part was in an assistant's content until the message is read: the parts
+# after it keep their places, so that an error names the part as the client numbered it.
+_REFUSAL_PLACE = TextPart(type="text", text="")
+
+
 def _refusal_parts_as_refusal(data: dict[str, Any], parts: list[Any]) -> dict[str, Any]:
     """An assistant turn's refusal parts (OpenAI's, as a client sends an answer back) in the
     message's `refusal`, as the Responses API takes them; its text parts stay its content."""
@@ -149,20 +156,21 @@ def _refusal_parts_as_refusal(data: dict[str, Any], parts: list[Any]) -> dict[st
         if not isinstance(text, str):
             raise FieldError(f"content.{index}.refusal", "a refusal part needs its refusal text")
         refusals.append(text)
-    kept = [part for index, part in enumerate(parts) if index not in places]
-    return {**data, "content": kept or None, "refusal": "".join(refusals)}
+    placed = [_REFUSAL_PLACE if index in places else part for index, part in enumerate(parts)]
+    return {**data, "content": placed, "refusal": "".join(refusals)}
 
 
 def _check_part_kinds(parts: list[Any]) -> None:
     for index, part in enumerate(parts):
         if isinstance(part, dict) and not isinstance(part.get("type"), str):
             raise FieldError(f"content.{index}.type", "each content part needs a type")
-    kinds = sorted({part["type"] for part in parts if isinstance(part, dict)} - {"text"})
-    if kinds:
-        raise ValueError(
-            f"content parts of type {', '.join(kinds)} are not"
-            " supported: the models here read text only"
-        )
+    for index, part in enumerate(parts):
+        if isinstance(part, dict) and part["type"] != "text":
+            raise FieldError(
+                f"content.{index}.type",
+                f"content parts of type {part['type']} are not supported: the models here read"
+                " text only",
+            )
 
 
 class StreamOptions(ApiModel):

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from smallfirst.cli.rag import INGEST_LOCK
 from smallfirst.logs import RequestLog, RequestRecord
+from smallfirst.paths import exclusive_lock
 from smallfirst.rag.sqlite_store import SqliteChunkStore
 from tests.helpers import eventually
 
@@ -63,3 +65,11 @@ def test_a_new_rag_store_and_its_wal_are_readable_by_their_user_only(tmp_path: P
         modes = _modes(tmp_path, "rag.sqlite")
     assert set(modes) >= {"rag.sqlite", "rag.sqlite-wal", "rag.sqlite-shm"}
     assert set(modes.values()) == {0o600}
+
+
+def test_the_ingest_lock_beside_the_rag_store_is_its_users_only(tmp_path: Path) -> None:
+    """It was made 0644: another user could open it and hold the lock, stopping every
+    ingest."""
+    with exclusive_lock(tmp_path / INGEST_LOCK, on_wait=lambda: None):
+        mode = stat.S_IMODE((tmp_path / INGEST_LOCK).stat().st_mode)
+    assert mode == 0o600

@@ -309,7 +309,38 @@ def test_sources_that_cannot_fit_beside_the_conversation_are_a_400(
     error = response.json()["error"]
     assert error["code"] == "context_length_exceeded"
     assert error["message"].startswith("no retrieved source fits beside the conversation")
-    assert "and 1 are left; shorten the conversation or lower max_tokens" in error["message"]
+    assert (
+        "and 1 of 212 (tiny's context of 8192 tokens less 7980 kept for the answer by max_tokens)"
+        " are left; shorten the conversation or lower max_tokens"
+    ) in error["message"]
+
+
+def test_under_truncation_auto_a_conversation_too_long_for_sources_is_a_400_that_says_why(
+    data_dir: Path,
+) -> None:
+    """`truncation: "auto"` drops no turns to make room for sources (docs/architecture.md,
+    "Truncation"): the 400 said "shorten the conversation" to a client that had asked for
+    that, and named a budget without what made it."""
+    models = [
+        {"id": "tiny", "tier": "edge", "backend": "fake", "context_length": 600},
+        {"id": "big", "tier": "onprem", "backend": "fake", "context_length": 700},
+    ]
+    words = " ".join(["word"] * 20)
+    turns = [{"role": "user", "content": f"Q{n} {words}"} for n in range(16)]
+    turns.append({"role": "user", "content": "When is the kettle descaled?"})
+    body = {"model": "rag/office", "input": turns, "truncation": "auto"}
+    for client, gateway in rag_client(data_dir, models=models, rag={"reserve_tokens": 64}):
+        response = client.post("/v1/responses", json=body)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("context_length_exceeded", "input")
+        told = error["message"]
+        assert "the budget is 636 (big's context of 700 tokens less 64 kept for the" in told
+        assert "truncation 'auto' drops no turns" in told
+        assert not fake_backend(gateway, "big").requests  # nothing answered without sources
+        del body["truncation"]
+        plain = client.post("/v1/responses", json=body).json()["error"]["message"]
+        assert "truncation" not in plain
 
 
 @pytest.mark.parametrize(

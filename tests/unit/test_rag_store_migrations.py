@@ -163,3 +163,16 @@ def test_a_store_made_before_the_shared_runner_opens_and_keeps_its_records(
     assert all(isinstance(when, str) and when.endswith("Z") for _, when in after)
     SqliteChunkStore(path).close()
     assert recorded(path) == after
+
+
+def test_opening_a_store_reads_its_migration_records_once(
+    tmp_path: Path, traced_by_thread: dict[str, Tracer]
+) -> None:
+    """They were read twice on every open (and the migration files with them): once to see
+    whether a read-only store could be opened, and again to apply them."""
+    path = tmp_path / "rag.sqlite"
+    SqliteChunkStore(path).close()
+    statements: list[str] = []
+    traced_by_thread[threading.current_thread().name] = statements.append
+    SqliteChunkStore(path).close()
+    assert sum("FROM _migrations" in statement for statement in statements) == 1

@@ -428,7 +428,7 @@ def test_an_answer_with_a_refusal_goes_back_into_the_next_turn(
     items[0] = {"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}
     response = client.post("/v1/responses", json={"model": "big", "input": items})
     assert response.status_code == 400
-    assert response.json()["error"]["param"] == "input.0"
+    assert response.json()["error"]["param"] == "input.0.content.0.type"
 
 
 def test_allowed_tools_narrow_what_the_answer_may_call(api: tuple[TestClient, Gateway]) -> None:

@@ -18,7 +18,7 @@ from tests.helpers import RESPONSES_WEATHER_TOOL, chat_body, fake_backend
         ({"tools": [{"type": "web_search"}]}, "tools.0", "'web_search' are not supported"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
-            "input.0",
+            "input.0.content.0.type",
             "'input_image' are not supported",
         ),
         ({"input": [{"type": "reasoning", "summary": []}]}, "input.0", "'reasoning' are not"),
@@ -74,6 +74,21 @@ from tests.helpers import RESPONSES_WEATHER_TOOL, chat_body, fake_backend
             },
             "input",
             "No tool call found for function call output with call_id c9.",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c1",
+                        "output": [{"type": "input_text", "text": "a"}, {"type": "input_image"}],
+                    },
+                ]
+            },
+            "input.2.output.1.type",  # was input.2
+            "'input_image' are not supported",
         ),
         (
             {
@@ -220,6 +235,47 @@ def test_message_content_is_checked_as_chat_checks_it(
     response = client.post("/v1/responses", json=body)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
+
+
+# A content part in the Responses API's words and in chat's
+PARTS = {
+    "text": ({"type": "input_text", "text": "Hi"}, {"type": "text", "text": "Hi"}),
+    "answer": ({"type": "output_text", "text": "Hi"}, {"type": "text", "text": "Hi"}),
+    "refusal": ({"type": "refusal", "refusal": "No."},) * 2,
+    "image": ({"type": "input_image", "image_url": "x"}, {"type": "image_url", "image_url": {}}),
+    "no text": ({"type": "output_text"}, {"type": "text"}),
+    "number": ({"type": "output_text", "text": 5}, {"type": "text", "text": 5}),
+}
+
+
+@pytest.mark.parametrize(
+    ("role", "parts", "param"),
+    [
+        ("assistant", ["refusal", "answer", "no text"], "1.content.2.text"),
+        ("assistant", ["refusal", "number"], "1.content.1.text"),
+        ("assistant", ["answer", "refusal", "image"], "1.content.2.type"),
+        ("user", ["text", "text", "refusal"], "2.content.2.type"),
+        ("user", ["text", "image", "text"], "2.content.1.type"),
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["/v1/responses", "/v1/chat/completions"])
+def test_a_faulty_content_part_is_named_where_the_client_put_it(
+    api: tuple[TestClient, Gateway], endpoint: str, role: str, parts: list[str], param: str
+) -> None:
+    """An assistant's refusal parts were taken out before its other parts were checked: a
+    part after one was named one place too early (chat); an unsupported part was named by
+    its message only (both)."""
+    client, _ = api
+    chat = endpoint == "/v1/chat/completions"
+    content = [PARTS[name][chat] for name in parts]
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    turns += [{"role": "user", "content": "And?"}]
+    turns[1 if role == "assistant" else 2] = {"role": role, "content": content}
+    body = chat_body(messages=turns) if chat else {"model": "tiny", "input": turns}
+    response = client.post(endpoint, json=body)
+    assert response.status_code == 400
+    where = "messages" if chat else "input"
+    assert response.json()["error"]["param"] == f"{where}.{param}"
 
 
 def test_reasoning_that_asks_for_nothing_is_accepted(api: tuple[TestClient, Gateway]) -> None:

@@ -255,6 +255,36 @@ def test_a_bad_list_query_is_a_400_naming_it(
     assert response.json()["error"]["param"] == param
 
 
+def test_input_items_honour_include_and_refuse_a_value_openai_has_not(
+    stored_api: tuple[TestClient, Gateway],
+) -> None:
+    """`include` was not read: an earlier answer's logprobs were listed unasked, and any
+    value was accepted. Its logprobs now come when asked for (the openai SDK's `include=`, or
+    `include[]=`); another of OpenAI's values has nothing here to add; an unknown one is a
+    400."""
+    client, _ = stored_api
+    asked = {"include": ["message.output_text.logprobs"], "top_logprobs": 1}
+    first = client.post("/v1/responses", json={"model": "tiny", "input": "One", **asked}).json()
+    answered = first["output"][0]["content"][0]["logprobs"]
+    assert answered
+    chained = {"model": "tiny", "input": "Two", "previous_response_id": first["id"]}
+    second = client.post("/v1/responses", json=chained).json()
+    url = f"/v1/responses/{second['id']}/input_items"
+
+    def logprobs_listed(query: list[tuple[str, str]]) -> list[Any]:
+        listed = client.get(url, params=[("order", "asc"), *query]).json()["data"]
+        return listed[1]["content"][0]["logprobs"]  # type: ignore[no-any-return]
+
+    assert logprobs_listed([]) == []
+    assert logprobs_listed([("include", "file_search_call.results")]) == []
+    assert logprobs_listed([("include", "message.output_text.logprobs")]) == answered
+    assert logprobs_listed([("include[]", "message.output_text.logprobs")]) == answered
+    refused = client.get(url, params={"include": "message.output_text.logprob"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "include"
+    assert "message.output_text.logprob'" in refused.json()["error"]["message"]
+
+
 def test_a_deleted_response_is_gone_and_the_ones_after_it_go_on(
     stored_api: tuple[TestClient, Gateway],
 ) -> None:

@@ -135,13 +135,17 @@ def build_grounded_messages(
     *,
     count_tokens: Callable[[str], int],
     budget: int,
+    budget_of: str = "",
 ) -> GroundedPrompt:
-    """A system message (rule + fenced sources) followed by `messages`, within `budget` tokens.
+    """A system message (rule + fenced sources) followed by `messages`, within `budget` tokens
+    (`budget_of`: what makes it, said in the errors: "m's context of 8192 tokens less ...").
 
     Raises ContextLengthExceeded when even the rule and the caller's messages do not fit, or
     when there are hits but not even the best one fits beside them: an answer without its
     sources would look grounded and be the model's guess.
     """
+    of = f" ({budget_of})" if budget_of else ""
+    of_budget = f" of {budget}{of}" if budget_of else ""
     conversation = conversation_tokens(messages, count_tokens)
 
     def total(system_text: str) -> int:
@@ -160,14 +164,16 @@ def build_grounded_messages(
     used = total(system_text)
     if used > budget:
         raise ContextLengthExceeded(
-            f"the conversation needs {used} tokens with the grounding rule; the budget is {budget}",
+            f"the conversation needs {used} tokens with the grounding rule; the budget is"
+            f" {budget}{of}: shorten the conversation or lower max_tokens",
             param="messages",
         )
     if hits and not citations:
         best = total(_system_text([fence_source("S1", hits[0])])) - used
         raise ContextLengthExceeded(
             f"no retrieved source fits beside the conversation: the best one needs {best} "
-            f"tokens and {budget - used} are left; shorten the conversation or lower max_tokens",
+            f"tokens and {budget - used}{of_budget} are left; shorten the conversation or lower"
+            " max_tokens",
             param="messages",
         )
     grounded = [ChatMessage(role="system", content=system_text), *messages]

@@ -16,7 +16,7 @@ from smallfirst.rag import migrations
 from smallfirst.rag.analysis import ANALYZER_NAME
 from smallfirst.rag.names import file_name, name_again
 from smallfirst.rag.store import StoreNeedsReindex
-from smallfirst.sqlite_migrations import apply_migrations, pending_migrations
+from smallfirst.sqlite_migrations import apply_pending, pending_migrations
 
 if TYPE_CHECKING:
     import sqlite3
@@ -48,7 +48,7 @@ def set_up_schema(
     """Migrate the store at `path` (open as `db`) and check what made it; see the module."""
     pending = pending_migrations(db, migrations.__name__, migrations.RECORDED_AS)
     if writable or not {name for name, _ in pending} <= migrations.FOR_WRITES_ONLY:
-        apply_migrations(db, migrations.__name__, migrations.RECORDED_AS)  # read-only: refused
+        apply_pending(db, migrations.RECORDED_AS, pending)  # read-only: refused
     _check_settings(db, path, refuse_other_settings)
     if writable:
         _fill_file_names(db)

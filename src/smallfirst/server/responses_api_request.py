@@ -36,6 +36,18 @@ LOGPROBS_INCLUDE = "message.output_text.logprobs"
 # What `include` may ask for: the answer's logprobs, and reasoning that no model here writes
 # (clients that keep no responses on the server ask for it in every request).
 INCLUDABLE = {LOGPROBS_INCLUDE, "reasoning.encrypted_content"}
+# Every value OpenAI's `include` takes (its ResponseIncludable): what listing a stored
+# response's input items accepts, where only the answers' logprobs can be there to add
+OPENAI_INCLUDABLE = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    LOGPROBS_INCLUDE,
+)
 FORMAT_NAME = "response"  # a json_schema format's name when the request gives none
 # Fields that refer to what OpenAI keeps on its side and this gateway does not.
 STORED_STATE = {
@@ -259,7 +271,7 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
             )
         # an assistant's refusal (as this gateway's answers carry an upstream's): chat's field
         refusals: list[str] | None = [] if role == "assistant" else None
-        content = _text_of(item.get("content"), where, refusals)
+        content = _text_of(item.get("content"), f"{where}.content", refusals)
         refusal = "".join(refusals) if refusals else None
         messages.append(ChatMessage(role=role, content=content, refusal=refusal))
     elif kind == "function_call":
@@ -278,7 +290,7 @@ def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) 
         output = item.get("output")
         if output is None:
             raise InvalidRequest(f"{where}: output is required", param=f"{where}.output")
-        text = output if isinstance(output, str) else _text_of(output, where)
+        text = output if isinstance(output, str) else _text_of(output, f"{where}.output")
         messages.append(
             ChatMessage(role="tool", tool_call_id=_required(item, "call_id", where), content=text)
         )
@@ -358,35 +370,34 @@ def _arguments(item: dict[str, Any], where: str) -> str:
 def _text_of(
     content: Any, where: str, refusals: list[str] | None = None
 ) -> str | list[TextPart] | None:
-    """A message's content: its text, or its text parts (kept apart: the privacy guard reads
-    each on its own, and an upstream gets them as parts); None when it has only refusal
-    parts, which go to `refusals` where they may be (an assistant's message)."""
+    """A message's content, or a function call's output, at `where` ("input.2.content"): its
+    text, or its text parts (kept apart: the privacy guard reads each on its own, and an
+    upstream gets them as parts); None when it has only refusal parts, which go to `refusals`
+    where they may be (an assistant's message). An error names the part as the client
+    numbered it."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise InvalidRequest(f"{where}: content must be text or a list of parts", param=where)
+        raise InvalidRequest(f"{where}: must be text or a list of parts", param=where)
     if not content:
-        raise InvalidRequest(
-            f"{where}: an empty array; a message needs at least one part", param=f"{where}.content"
-        )
+        raise InvalidRequest(f"{where}: an empty array; it needs at least one part", param=where)
     texts: list[str] = []
     for index, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if not isinstance(kind, str):
             raise InvalidRequest(
-                f"{where}.content.{index}: each content part needs a type",
-                param=f"{where}.content.{index}.type",
+                f"{where}.{index}: each content part needs a type", param=f"{where}.{index}.type"
             )
         if kind == "refusal" and refusals is not None:
-            refusals.append(_part_text(part, "refusal", f"{where}.content.{index}"))
+            refusals.append(_part_text(part, "refusal", f"{where}.{index}"))
             continue
         if kind not in TEXT_PART_TYPES:
             raise InvalidRequest(
-                f"{where}: content parts of type {kind!r} are not supported: the models here "
-                "read text only",
-                param=where,
+                f"{where}.{index}: content parts of type {kind!r} are not supported: the"
+                " models here read text only",
+                param=f"{where}.{index}.type",
             )
-        texts.append(_part_text(part, "text", f"{where}.content.{index}"))
+        texts.append(_part_text(part, "text", f"{where}.{index}"))
     if not texts:
         return None
     if len(texts) == 1:

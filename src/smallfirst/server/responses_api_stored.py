@@ -24,7 +24,12 @@ from starlette.responses import Response
 from smallfirst.errors import InvalidRequest, NotStored
 from smallfirst.server.auth import api_key_of
 from smallfirst.server.responses import JSONResponse
-from smallfirst.server.responses_api_request import TEXT_PART_TYPES, ResponsesRequest
+from smallfirst.server.responses_api_request import (
+    LOGPROBS_INCLUDE,
+    OPENAI_INCLUDABLE,
+    TEXT_PART_TYPES,
+    ResponsesRequest,
+)
 from smallfirst.stored_responses import ResponseStore, StoredResponse, StoredResponsesUnavailable
 
 DEFAULT_ITEMS, MAX_ITEMS = 20, 100  # OpenAI's for `limit`
@@ -283,13 +288,41 @@ async def response_part(request: Request) -> Response:
         raise HTTPException(405, headers={"allow": ", ".join(methods)})
     if part == "input_items":
         _, found = await _stored(request)
-        return JSONResponse(_item_page(found.input_items, request))
+        items = found.input_items
+        if LOGPROBS_INCLUDE not in _included(request):
+            items = [_without_logprobs(item) for item in items]
+        return JSONResponse(_item_page(items, request))
     await _stored(request)  # a 404 for an unknown one
     raise InvalidRequest(
         "Only responses created with background=true can be cancelled; every response"
         " here was finished in the request that made it.",
         param="response_id",
     )
+
+
+def _included(request: Request) -> set[str]:
+    """`include`, as the openai SDK sends it (`include=a&include=b`) or as `include[]=a`: any
+    of OpenAI's values, of which only the logprobs of the earlier answers in the list can be
+    there to add (the other kinds of item are never stored here, their requests refused)."""
+    query = request.query_params
+    asked = [*query.getlist("include"), *query.getlist("include[]")]
+    for value in asked:
+        if value not in OPENAI_INCLUDABLE:
+            raise InvalidRequest(
+                f"Invalid value for 'include': {value!r}; expected one of"
+                f" {', '.join(map(repr, OPENAI_INCLUDABLE))}.",
+                param="include",
+            )
+    return set(asked)
+
+
+def _without_logprobs(item: dict[str, Any]) -> dict[str, Any]:
+    """An earlier answer's message with its `output_text` logprobs empty, as it would have
+    been returned without `include` asking for them."""
+    if item.get("type") != "message" or not any(part.get("logprobs") for part in item["content"]):
+        return item
+    parts = [{**part, "logprobs": []} if part.get("logprobs") else part for part in item["content"]]
+    return {**item, "content": parts}
 
 
 def _item_page(items: list[dict[str, Any]], request: Request) -> dict[str, Any]:
