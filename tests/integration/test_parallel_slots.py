@@ -188,6 +188,48 @@ def test_a_prompt_read_beside_answers_under_way_gets_the_logits_it_gets_alone() 
     assert with_others == alone
 
 
+def test_conversations_taking_turns_keep_a_slot_each_without_saved_states() -> None:
+    """Chat prompts share their template's first tokens: when those counted, every prompt
+    went to the slot used last, and two conversations evicted each other from it (each turn
+    read again) while the other slots stayed empty."""
+    engine = LlamaEngine(
+        resolve_model_path(BUNDLED_MODEL),
+        n_ctx=512,
+        n_threads=None,
+        n_batch=512,
+        parallel=3,
+        prompt_cache_bytes=0,
+    )
+    try:
+        answered = [answer_in_slots(engine, topic) for topic in ("owls", "tides", "owls")]
+    finally:
+        engine.close()
+    (_, owls_tokens), (tides_cached, _), (owls_cached, _) = answered
+    assert tides_cached == 0  # a few template tokens do not take the slot owls is in
+    assert owls_cached == owls_tokens - 1
+
+
+def answer_in_slots(engine: LlamaEngine, topic: str) -> tuple[int, int]:
+    """A long greedy chat prompt answered alone; its cached and prompt tokens."""
+    rules = " ".join(f"Rule {i}: answer about {topic} in one line." for i in range(20))
+    request = ChatRequest(
+        model="m",
+        messages=[  # type: ignore[list-item]
+            {"role": "system", "content": rules},
+            {"role": "user", "content": "One fact."},
+        ],
+        max_tokens=4,
+        temperature=0,
+    )
+    prompt = engine.prepare(request)
+    cached = engine.slots.start(
+        SlotJob(request, lambda chunk: None, threading.Event(), 0.0), prompt
+    )
+    while engine.slots.busy:
+        engine.slots.step()
+    return cached, len(prompt.tokens)
+
+
 def run_in_slots(engine: LlamaEngine, early: list[str], late: str) -> list[Any]:
     """Fill every slot with a short answer; start `early` requests and step until they are
     generating; then start `late` (it keeps the template's prefix and reads the rest) and

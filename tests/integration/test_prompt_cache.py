@@ -3,8 +3,15 @@ from its saved state (`backends/llamacpp_state.py`) instead of evaluating it aga
 
 from __future__ import annotations
 
+import gc
+import weakref
+
+import numpy as np
 import pytest
 
+from smallfirst.backends.llamacpp_engine import LlamaEngine, resolve_model_path
+from smallfirst.backends.prompt_cache import SavedState
+from smallfirst.config import BUNDLED_MODEL
 from tests.integration.conftest import Server, logged, prompt_tokens_reused
 from tests.integration.conftest import openai_client as client
 
@@ -57,3 +64,27 @@ def test_a_conversation_another_one_interrupted_resumes_from_its_saved_state(
 
 def _logged_cached_tokens(gateway: Server, request_id: str) -> int:
     return int(logged(gateway, "cached_tokens", request_id))
+
+
+def test_closing_a_model_frees_its_saved_states_at_once() -> None:
+    """An unload counts the saved states as freed; the engine and its slot decoder refer to
+    each other, so without dropping them on close, up to `prompt_cache_mb` stayed resident
+    until the cycle collector ran (gc off here, to stand for it not having run yet)."""
+    engine = LlamaEngine(
+        resolve_model_path(BUNDLED_MODEL),
+        n_ctx=256,
+        n_threads=None,
+        n_batch=64,
+        prompt_cache_bytes=1 << 20,
+    )
+    saved = SavedState(np.arange(100, dtype=np.intc), bytearray(1000))
+    assert engine.slots.states.cache.add(saved)
+    still_saved = weakref.ref(saved)
+    del saved
+    gc.disable()
+    try:
+        engine.close()
+        del engine
+        assert still_saved() is None
+    finally:
+        gc.enable()

@@ -72,8 +72,10 @@ class FakeMemory:
 
     def __init__(self) -> None:
         self.held: dict[int, list[int]] = {}
-        self.saved_from: dict[bytes, list[int]] = {}
         self.out_of_memory = False
+        self.writes_nothing = False  # llama.cpp failed to write a state: 0 bytes
+        self.restore_fails = False
+        self.saves = 0
 
     def hold(self, seq: int, tokens: list[int]) -> None:
         self.held[seq] = list(tokens)
@@ -85,13 +87,22 @@ class FakeMemory:
     def forget(self, seq: int) -> None:
         self.held[seq] = []
 
+    def size(self, seq: int) -> int:
+        return 4 * len(self.held[seq])
+
     def save(self, seq: int) -> bytearray:
+        self.saves += 1
         if self.out_of_memory:
             raise MemoryError
+        if self.writes_nothing:
+            return bytearray()
         data = np.array(self.held[seq], dtype=np.intc).tobytes()
         return bytearray(data)
 
     def restore(self, seq: int, data: bytearray) -> bool:
+        if self.restore_fails:
+            self.held[seq] = [0]  # half written
+            return False
         self.held[seq] = np.frombuffer(bytes(data), dtype=np.intc).tolist()
         return True
 
@@ -160,6 +171,51 @@ def test_a_state_that_does_not_fit_in_memory_is_not_kept_and_the_request_goes_on
     memory.hold(0, conversation(1000, 300))
     assert states.bring(0, memory.held[0], conversation(2000, 300)) == 0
     assert len(states.cache) == 0
+
+
+def test_a_state_over_the_cache_budget_is_not_copied_out() -> None:
+    """The cache would drop it at once: copying it out (up to a whole context's cells, over
+    1 GB for a 7B model at 8,192 tokens) only cost time and memory beyond the budget."""
+    states, memory = sequences(capacity=4 * 299)
+    memory.hold(0, conversation(1000, 300))
+    assert states.bring(0, memory.held[0], conversation(2000, 10)) == 0
+    assert memory.saves == 0
+    memory.hold(0, conversation(1000, 299))  # one that fits is saved
+    states.bring(0, memory.held[0], conversation(2000, 10))
+    assert memory.saves == 1
+    assert len(states.cache) == 1
+
+
+def test_a_state_llama_cpp_did_not_write_is_not_kept() -> None:
+    """Kept, its restore of no bytes counted as whole, and the prompt was answered as if its
+    sequence held what it did not (cached_tokens claimed, an answer from one token)."""
+    states, memory = sequences()
+    a, b = conversation(1000, 300), conversation(2000, 300)
+    memory.writes_nothing = True
+    memory.hold(0, a)
+    states.bring(0, a, b)
+    assert len(states.cache) == 0
+    memory.hold(0, b)
+    memory.writes_nothing = False
+    assert states.bring(0, b, [*a, 8]) == 0  # a is read again
+    assert memory.held[0] == []
+
+
+def test_nothing_to_restore_is_no_restore() -> None:
+    assert not copied_in(bytearray(), lambda view, size: size)
+
+
+def test_a_state_that_does_not_load_is_dropped_and_the_prompt_read_again() -> None:
+    states, memory = sequences()
+    a, b = conversation(1000, 300), conversation(2000, 300)
+    memory.hold(0, a)
+    states.bring(0, a, b)
+    memory.hold(0, b)
+    memory.restore_fails = True
+    assert states.bring(0, b, [*a, 8]) == 0
+    assert memory.held[0] == []  # nothing half written is kept
+    assert states.reused == ReuseCounts()
+    assert states.cache.longest_prefix(a) is None  # not tried again on every visit
 
 
 STATUS = Path("/proc/self/status")

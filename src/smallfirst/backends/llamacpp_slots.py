@@ -8,7 +8,8 @@ and N answers share each pass over the weights (about 2x the tokens per second w
 for the bundled model here: docs/architecture.md).
 
 Each slot keeps what its sequence holds after an answer, and a new prompt goes to the free
-slot that shares its longest prefix: N conversations keep their prompts in place. Beyond
+slot that shares its longest prefix (of 64 tokens at least; else the least recently used):
+N conversations keep their prompts in place. Beyond
 that, a sequence's state is saved and restored within the model's `prompt_cache_mb`
 (`llamacpp_state.py`). Sampling is per slot: each has its own llama.cpp sampler chain
 (grammar included), built by `Llama`'s own factory with `Llama.generate`'s defaults, so
@@ -52,7 +53,8 @@ if TYPE_CHECKING:
 # slower cancel; without it, 64-512 were alike.
 PROMPT_PIECE_TOKENS = 128
 # A slot copies a prefix from another slot's sequence when that spares reading at least this
-# many tokens: copying a sequence copies its whole buffer (all context_length cells).
+# many tokens: copying a sequence copies its whole buffer (all context_length cells). A free
+# slot is chosen for the prefix it holds from this many shared tokens on, too.
 MIN_SHARED_TOKENS = 64
 
 
@@ -169,6 +171,9 @@ class SlotDecoder:
         self._n_vocab = llama.n_vocab()
 
     def close(self) -> None:
+        # The engine and its decoder refer to each other: only the cycle collector frees
+        # them, which may take long after an unload has counted their memory as free.
+        self.states.cache.clear()
         if self._batch is not None:
             self._low.llama_batch_free(self._batch)
             self._batch = None
@@ -183,7 +188,7 @@ class SlotDecoder:
         return any(slot.job is not None for slot in self._slots)
 
     def start(self, job: SlotJob, prompt: PreparedPrompt) -> int:
-        """Put `job` into the free slot sharing the longest prefix with its prompt; returns
+        """Put `job` into the free slot that suits its prompt best (`_fitness`); returns
         the prompt tokens kept from before (cached tokens). Raises InvalidRequest for a
         grammar llama.cpp cannot use. Whatever it raises, the slot is left free: the caller
         ends the job (once)."""
@@ -192,10 +197,7 @@ class SlotDecoder:
         sampler = sampler_for(self._engine.llama, job.request, prompt.max_tokens)
         tokens = prompt.tokens
         echo = isinstance(job.request, TextRequest) and job.request.echo
-        slot = max(
-            (s for s in self._slots if s.job is None),
-            key=lambda s: (shared_prefix_length(s.tokens, tokens), -s.last_used),
-        )
+        slot = max((s for s in self._slots if s.job is None), key=lambda s: _fitness(s, tokens))
         slot.job, slot.sampler = job, sampler
         try:
             kept, echoed = self._bring(
@@ -446,6 +448,15 @@ class SlotDecoder:
         slot.donor = slot.donor_job = None
         slot.echo, slot.echo_rows = None, []
         return job
+
+
+def _fitness(slot: _Slot, prompt: list[int]) -> tuple[int, int]:
+    """How well a free slot suits `prompt`: the longest prefix it holds, if that spares at
+    least MIN_SHARED_TOKENS, then the least recently used. Prompts share a few tokens of their
+    chat template: counted, the slot used last always won, and conversations taking turns
+    evicted one another from one slot while the others stayed empty."""
+    shared = shared_prefix_length(slot.tokens, prompt)
+    return (shared if shared >= MIN_SHARED_TOKENS else 0, -slot.last_used)
 
 
 def model_kv_bytes_per_token(model: Any) -> int:

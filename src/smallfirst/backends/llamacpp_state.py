@@ -57,8 +57,12 @@ class SequenceMemory(Protocol):
     def forget(self, seq: int) -> None:
         """Drop all of the sequence's cells."""
 
+    def size(self, seq: int) -> int:
+        """The bytes of the sequence's state (what `save` would copy)."""
+
     def save(self, seq: int) -> StateData:
-        """The sequence's state (MemoryError when there is no room for it)."""
+        """The sequence's state (MemoryError when there is no room for it; empty when
+        llama.cpp could not write it)."""
 
     def restore(self, seq: int, data: StateData) -> bool:
         """Load a saved state into an empty sequence; False if it was not taken whole."""
@@ -92,8 +96,10 @@ class SequenceStates:
             self.memory.forget(seq)
             restored = self.memory.restore(seq, match.state.data)
             shared = match.length if restored else 0
-            if not restored:  # it may be half written
+            if not restored:  # it may be half written, and would fail again
                 self.memory.forget(seq)
+                self.cache.discard(match.state)
+                log.warning("a saved %d-token prompt state did not load", len(match.state.tokens))
         kept = max(0, min(shared, len(prompt) - 1))
         if not self.memory.keep(seq, kept):
             self.memory.forget(seq)
@@ -105,11 +111,19 @@ class SequenceStates:
         return kept
 
     def _save(self, seq: int, held: TokenArray) -> None:
-        """Best effort: a state that does not fit in memory is simply not kept."""
+        """Best effort: a state that does not fit in memory or the cache's budget, or that
+        llama.cpp could not write, is simply not kept."""
+        if self.memory.size(seq) > self.cache.capacity_bytes:
+            return  # the cache would not keep it: no copy (up to a whole context's cells)
         try:
-            self.cache.add(SavedState(tokens=held, data=self.memory.save(seq)))
+            data = self.memory.save(seq)
         except MemoryError:
             log.warning("no memory to save a %d-token prompt state; it is not kept", len(held))
+            return
+        if not data:  # restoring no bytes "succeeds", and the prompt would be taken as held
+            log.warning("llama.cpp did not write a %d-token prompt state", len(held))
+            return
+        self.cache.add(SavedState(tokens=held, data=data))
 
 
 class LlamaSequenceMemory:
@@ -127,10 +141,13 @@ class LlamaSequenceMemory:
     def forget(self, seq: int) -> None:
         self._low.llama_memory_seq_rm(self._context.memory, seq, -1, -1)
 
+    def size(self, seq: int) -> int:
+        return int(self._low.llama_state_seq_get_size(self._context.ctx, seq))
+
     def save(self, seq: int) -> StateData:
         low, context = self._low, self._context.ctx
         return copied_out(
-            low.llama_state_seq_get_size(context, seq),
+            self.size(seq),
             lambda view, size: low.llama_state_seq_get_data(context, view, size, seq),
         )
 
@@ -188,8 +205,11 @@ def copied_out(size: int, write: Callable[[Any, int], int]) -> StateData:
 
 
 def copied_in(data: StateData, read: Callable[[Any, int], int]) -> bool:
-    """Whether `read(buffer, size)` took the whole state (without copying it first)."""
+    """Whether `read(buffer, size)` took the whole state (without copying it first); an
+    empty one is no state."""
     size = len(data)
+    if size == 0:
+        return False
     view = (ctypes.c_uint8 * size).from_buffer(data)
     taken = read(view, size)
     del view

@@ -89,6 +89,18 @@ class PromptCache:
         self.bytes_used += size
         return True
 
+    def discard(self, state: SavedState) -> None:
+        """Drop `state` if it is kept (one that did not load)."""
+        for key, kept in self._states.items():
+            if kept is state:
+                self._drop(key)
+                return
+
+    def clear(self) -> None:
+        """Drop every state: its memory goes back to the system now."""
+        self._states.clear()
+        self.bytes_used = 0
+
     def longest_prefix(self, tokens: Sequence[int]) -> PrefixMatch | None:
         """The saved state sharing the most leading tokens with `tokens` (marked as used)."""
         best_key, best = -1, 0
