@@ -264,3 +264,136 @@ def test_an_answer_cut_by_a_closed_pipe_is_logged(
     assert result.exit_code == 1  # typer's answer to a broken pipe, without a traceback
     log = sqlite3.connect(tmp_path / "requests.db")
     assert log.execute("SELECT model_answered, status FROM requests").fetchall() == [("tiny", 499)]
+
+
+def test_an_answer_cut_at_the_token_limit_says_so(tmp_path: Path) -> None:
+    """It ended mid-sentence, as an answer that had finished looks."""
+    config = config_with_replies(tmp_path, "one two three four")
+    asked = ["chat", "Count", "--config", str(config), "--max-tokens", "2"]
+    result = CliRunner().invoke(app, asked)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "one two\n"
+    assert "(the answer was cut at --max-tokens 2)" in result.stderr.splitlines()
+    whole = CliRunner().invoke(app, asked[:-2])
+    assert whole.stdout == "one two three four\n"
+    assert "cut" not in whole.stderr
+
+
+def test_an_upstreams_refusal_and_reasoning_are_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote model's refusal printed an empty answer, and its reasoning nothing: only
+    the text was printed. The refusal is the answer; reasoning goes to stderr, ended before
+    the answer starts."""
+    from smallfirst.answers import RouteInfo, StreamAnswer
+    from smallfirst.completions import Chunk, ModelInfo
+
+    config = config_with_replies(tmp_path, "unused")
+    model = ModelInfo(id="big", tier="cloud", backend="openai_compat", context_length=100)
+
+    async def refusing(self: Gateway, request: Any, ctx: Any) -> StreamAnswer:
+        async def chunks() -> Any:
+            yield Chunk(reasoning="Hm, ")
+            yield Chunk(reasoning="no.")
+            yield Chunk(refusal="I can't help")
+            yield Chunk(refusal=" with that.", finish_reason="content_filter")
+
+        return StreamAnswer(RouteInfo(model=model, router="none", reason="by id"), chunks())
+
+    monkeypatch.setattr(Gateway, "stream", refusing)
+    result = CliRunner().invoke(app, ["chat", "Help me", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "I can't help with that.\n"
+    assert result.stderr.splitlines() == [
+        "Hm, no.",
+        "(the answer was stopped by the model's content filter)",
+        "[big · cloud]",
+    ]
+
+
+def test_help_and_unknown_commands_are_not_sent_to_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/help` (and a typo such as `/rest`) went to the model as a question."""
+    config = config_with_replies(tmp_path, "one", "two")
+    sent = recorded_turns(monkeypatch)
+    lines = "/help\n/rest\n/usr/bin is what?\n/etc/hosts\n"
+    result = CliRunner().invoke(app, ["chat", "--config", str(config)], input=lines)
+    assert result.exit_code == 0, result.output
+    assert sent == [["/usr/bin is what?"], ["/usr/bin is what?", "one", "/etc/hosts"]]
+    assert result.stderr.count("/reset  start the conversation over") == 2
+    assert "unknown command /rest; the commands:" in result.stderr
+
+
+def chat_on_a_terminal(config: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`smallfirst chat` with a pseudo-terminal as stdin, stdout and stderr: the child and
+    the terminal's end."""
+    import pty
+
+    terminal, child_end = pty.openpty()
+    chat = [sys.executable, "-m", "smallfirst", "chat", "--config", str(config), *args]
+    child = subprocess.Popen(chat, stdin=child_end, stdout=child_end, stderr=child_end)
+    os.close(child_end)
+    return child, terminal
+
+
+def read_until(terminal: int, shown: bytes, wanted: bytes) -> bytes:
+    """What the terminal showed, read until it shows `wanted` again (or the child ends)."""
+    seen = shown.count(wanted)
+    with contextlib.suppress(OSError):  # EIO once the child's end is closed
+        while shown.count(wanted) <= seen and (chunk := os.read(terminal, 1024)):
+            shown += chunk
+    return shown
+
+
+def slow_replies(tmp_path: Path, *replies: str) -> Path:
+    config = tmp_path / "smallfirst.yaml"
+    fake = {"id": "tiny", "tier": "edge", "backend": "fake", "replies": list(replies)}
+    fake["token_delay_s"] = 0.2
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "models": [fake]}))
+    return config
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_during_an_answer_ends_its_line(tmp_path: Path) -> None:
+    """The shell's prompt came after the answer's last word, on its line."""
+    import signal
+
+    config = slow_replies(tmp_path, " ".join(["word"] * 200))
+    child, terminal = chat_on_a_terminal(config, "Talk")
+    shown = read_until(terminal, b"", b"word word")
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=60) == 130
+    shown = read_until(terminal, shown, b"\n")
+    os.close(terminal)
+    assert shown.endswith(b"word\r\n"), shown[-60:]
+    assert b"Traceback" not in shown
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_in_a_conversation_stops_the_answer_not_the_conversation(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C to stop a rambling answer ended the whole conversation (exit 130), and what
+    was said was lost. Now the answer stops, what it showed stays, and the prompt returns;
+    at the prompt Ctrl-C still ends it."""
+    import signal
+    import sqlite3
+
+    config = slow_replies(tmp_path, " ".join(["word"] * 200), "The second answer.")
+    child, terminal = chat_on_a_terminal(config)
+    shown = read_until(terminal, b"", b"> ")
+    os.write(terminal, b"Talk\n")
+    shown = read_until(terminal, shown, b"word word")
+    child.send_signal(signal.SIGINT)
+    shown = read_until(terminal, shown, b"> ")
+    assert b"(answer stopped; what it showed stays in the conversation)" in shown
+    os.write(terminal, b"And then?\n")
+    shown = read_until(terminal, shown, b"> ")
+    assert b"The second answer.\r\n" in shown
+    child.send_signal(signal.SIGINT)  # at the prompt
+    assert child.wait(timeout=60) == 130
+    os.close(terminal)
+    log = sqlite3.connect(tmp_path / "requests.db")
+    statuses = log.execute("SELECT status FROM requests ORDER BY created_at").fetchall()
+    assert statuses == [(499,), (200,)]

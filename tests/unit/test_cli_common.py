@@ -28,6 +28,25 @@ def test_piped_tables_keep_whole_lines_without_padding(capsys: pytest.CaptureFix
     assert max(map(len, lines)) < len(long_reason) + 20  # as wide as the content, not 10,000
 
 
+def test_a_table_to_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
+    """`smallfirst models >&-`: Python has no sys.stdout, and the table's lines stopped the
+    command with an AttributeError; click's echo skips a closed stdout, as this does."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SMALLFIRST__DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "smallfirst", "models"],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=50,
+        env=env,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 @pytest.mark.parametrize(
     ("target", "directory", "reason"),
     [

@@ -266,6 +266,16 @@ def test_serve_refuses_a_log_level_or_port_uvicorn_cannot_use(
     assert served == []
 
 
+@pytest.mark.parametrize("host", ["", " "])
+def test_serve_refuses_an_empty_host(served: list[Any], host: str) -> None:
+    """uvicorn bound every address for `--host ''` (with API keys set; without them the
+    refusal read "binding  (not loopback) needs API keys")."""
+    result = CliRunner().invoke(app, ["serve", "--host", host])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --host is empty: give an address (0.0.0.0 for every IPv4 one)\n"
+    assert served == []
+
+
 def test_serve_passes_uvicorn_a_level_it_knows(served: list[Any]) -> None:
     result = CliRunner().invoke(app, ["serve", "--log-level", "WARNING", "--port", "8141"])
     assert result.exit_code == 0, result.output

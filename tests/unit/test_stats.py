@@ -443,6 +443,21 @@ def test_a_file_that_is_not_a_request_log_is_named(
     assert result.stderr == f"Error: {tmp_path / 'requests.db'} {message}\n"
 
 
+@pytest.mark.parametrize("command", ["stats", "requests"])
+def test_a_data_dir_that_is_a_file_is_named(tmp_path: Path, command: str) -> None:
+    """It said "no request log at FILE/requests.db: serve some requests first", and serve
+    refuses that data dir."""
+    data_dir = tmp_path / "data"
+    data_dir.write_text("")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(data_dir)}))
+    result = CliRunner().invoke(app, [command, "-c", str(config)])
+    assert result.exit_code == 2
+    assert (
+        result.stderr == f"Error: data_dir {data_dir} is not a directory: it holds no request log\n"
+    )
+
+
 def test_requests_takes_any_count_but_refuses_an_empty_id(log_path: Path, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"data_dir": str(tmp_path)}))

@@ -50,11 +50,13 @@ class _TrimmedStdout(io.StringIO):
 
     def write(self, text: str) -> int:
         *lines, self._partial = (self._partial + text).split("\n")
-        if lines:
+        if lines and sys.stdout is not None:  # None: closed (`>&-`), as click's echo skips it
             sys.stdout.write("".join(line.rstrip(" ") + "\n" for line in lines))
         return len(text)
 
     def flush(self) -> None:
+        if sys.stdout is None:
+            return
         if self._partial:  # a print that ended without a newline: nothing more is coming
             sys.stdout.write(self._partial)
             self._partial = ""

@@ -9,12 +9,13 @@ its answers to the terminal.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +23,7 @@ import typer
 
 from smallfirst.cli.common import (
     CONFIG_OPTION,
+    INTERRUPTED,
     adapter_file_problems,
     argument_text,
     check_api_keys_or_exit,
@@ -43,6 +45,7 @@ from smallfirst.cli.common import (
 from smallfirst.config import AUTO_MODEL_ID, MAX_PORT
 
 if TYPE_CHECKING:
+    from smallfirst.completions import Chunk, FinishReason
     from smallfirst.service import Gateway
     from smallfirst.types import ChatMessage
 
@@ -58,8 +61,15 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     config: Path | None = CONFIG_OPTION,
-    host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1)."),
-    port: int | None = typer.Option(None, min=0, max=MAX_PORT, help="Port (default 8080)."),
+    host: str | None = typer.Option(
+        None, help="Bind address (default: the config's server.host, 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(
+        None,
+        min=0,
+        max=MAX_PORT,
+        help="Port, 0 for any free one (default: the config's server.port, 8080).",
+    ),
     log_level: UvicornLogLevel = typer.Option(
         "info", case_sensitive=False, help="Log level of uvicorn and of the gateway."
     ),
@@ -68,6 +78,8 @@ def serve(
     from smallfirst.server import create_app
     from smallfirst.server.runner import run_server
 
+    if host is not None and not host.strip():  # uvicorn bound every address for it
+        fail("--host is empty: give an address (0.0.0.0 for every IPv4 one)")
     settings = settings_or_exit(config)
     if host is not None:
         settings.server.host = host
@@ -129,7 +141,7 @@ def chat(
     prompt: str | None = typer.Argument(
         None,
         help="What to ask (text piped in comes before it). Without it: a conversation, one"
-        " line per turn (/reset, /exit).",
+        " line per turn (/help lists its commands).",
     ),
     model: str = typer.Option("auto", "--model", "-m", help="Model id, or auto to route."),
     system: str | None = typer.Option(None, "--system", "-s", help="System prompt."),
@@ -172,6 +184,9 @@ def chat(
         asyncio.run(run())
     except SmallfirstError as exc:
         fail(exc.message, code=1)
+    except KeyboardInterrupt:
+        typer.echo("", err=True)  # the shell's prompt came on the line of the answer's "^C"
+        raise typer.Exit(INTERRUPTED) from None
 
 
 def _with_piped_text(prompt: str) -> str:
@@ -231,13 +246,45 @@ def _raw_line(raw: Any, marker: str) -> str:
 
 
 @dataclass
+class _Shown:
+    """What of one answer is on the terminal: its text (stdout; an upstream's refusal is its
+    text, which printed nothing), and its reasoning (stderr) until the text begins."""
+
+    parts: list[str] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    _reasoning_line: bool = False  # reasoning shown, and its line not ended yet
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def show(self, chunk: Chunk) -> None:
+        if chunk.reasoning:
+            typer.echo(chunk.reasoning, nl=False, err=True)
+            self._reasoning_line = True
+        if text := chunk.text + chunk.refusal:
+            self.end_reasoning()
+            typer.echo(text, nl=False)
+            self.parts.append(text)
+        self.finish_reason = chunk.finish_reason or self.finish_reason
+
+    def end_reasoning(self) -> None:
+        if self._reasoning_line:
+            typer.echo("", err=True)
+            self._reasoning_line = False
+
+
+@dataclass
 class _Asker:
     model: str
     max_tokens: int | None
     rag: str | None
 
-    async def __call__(self, gateway: Gateway, messages: list[ChatMessage]) -> str:
-        """Stream one answer to stdout (sources and the answering model to stderr)."""
+    async def __call__(
+        self, gateway: Gateway, messages: list[ChatMessage], shown: _Shown | None = None
+    ) -> str:
+        """Stream one answer to stdout (sources and the answering model to stderr); `shown`
+        holds what was shown so far, should the answer be stopped."""
         from smallfirst.answers import RequestContext
         from smallfirst.streams import close_stream
         from smallfirst.types import ChatRequest
@@ -250,21 +297,47 @@ class _Asker:
             rag=self.rag,
         )
         answer = await gateway.stream(request, RequestContext(endpoint="cli"))
-        parts = []
+        shown = _Shown() if shown is None else shown
         try:
             async for chunk in answer.chunks:
-                typer.echo(chunk.text, nl=False)
-                parts.append(chunk.text)
+                shown.show(chunk)
         finally:
             # closed now, so it is logged: a pipe closed under it (`| head`) left it to
             # asyncio's clean-up, after the request log had closed, and the row was lost
             await close_stream(answer.chunks)
+        shown.end_reasoning()
         typer.echo("")
+        if (cut := self._why_cut(shown.finish_reason)) is not None:
+            typer.echo(cut, err=True)
         for cited in answer.citations or []:
             where = f"{cited['source']}:{cited['char_start']}-{cited['char_end']}"
             typer.echo(f"[{cited['id']}] {where}", err=True)
         typer.echo(f"[{answer.route.model.id} · {answer.route.model.tier}]", err=True)
-        return "".join(parts)
+        return shown.text
+
+    def _why_cut(self, finish_reason: FinishReason | None) -> str | None:
+        """An answer that did not end by itself looked like one that did."""
+        if finish_reason == "content_filter":
+            return "(the answer was stopped by the model's content filter)"
+        if finish_reason != "length":
+            return None
+        if self.max_tokens is not None:
+            return f"(the answer was cut at --max-tokens {self.max_tokens})"
+        return "(the answer was cut at the model's token limit)"
+
+
+_COMMANDS = {
+    "/reset": "start the conversation over",
+    "/exit": "end it (also /quit, or Ctrl-D)",
+    "/help": "this list",
+}
+_HELP = "\n".join(
+    [
+        *(f"{command:<7} {what}" for command, what in _COMMANDS.items()),
+        "Ctrl-C stops an answer; a line of one word that starts with / is a command,"
+        " any other line is sent",
+    ]
+)
 
 
 async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -> None:
@@ -290,11 +363,20 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
             history = list(opening)
             typer.echo("(conversation cleared)", err=True)
             continue
+        if _is_command(line):  # /help, or one not known (it went to the model)
+            unknown = "" if line == "/help" else f"unknown command {line}; the commands:\n"
+            typer.echo(unknown + _HELP, err=True)
+            continue
         if not line:
             continue
         turn = ChatMessage(role="user", content=line)
+        shown = _Shown()
         try:
-            reply = await ask(gateway, [*history, turn])
+            # at a terminal Ctrl-C stops the answer (the bundled model may ramble for
+            # thousands of tokens), not the conversation; from a pipe it stops everything
+            stopped = await _stoppable(
+                ask(gateway, [*history, turn], shown), stoppable=bool(marker)
+            )
         except ModelNotFound:  # every turn would fail alike: end here (exit 1)
             raise
         except SmallfirstError as exc:  # this turn failed; the conversation goes on
@@ -302,4 +384,40 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
             if exc.code == ContextLengthExceeded.code and len(history) > len(opening):
                 typer.echo("(the conversation no longer fits: /reset starts over)", err=True)
             continue
-        history += [turn, ChatMessage(role="assistant", content=reply)]
+        if stopped:
+            shown.end_reasoning()
+            typer.echo("")
+            if not shown.parts:
+                typer.echo("(answer stopped)", err=True)
+                continue
+            typer.echo("(answer stopped; what it showed stays in the conversation)", err=True)
+        history += [turn, ChatMessage(role="assistant", content=shown.text)]
+
+
+def _is_command(line: str) -> bool:
+    """`/word`: `/usr/bin is what?` and `/etc/hosts` are questions."""
+    return re.fullmatch(r"/[^\s/]+", line) is not None
+
+
+async def _stoppable(work: Awaitable[object], *, stoppable: bool) -> bool:
+    """Run `work`; with `stoppable`, Ctrl-C (SIGINT) cancels it rather than the whole
+    command. True if it was stopped so."""
+    if not stoppable:
+        await work
+        return False
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    previous = signal.getsignal(signal.SIGINT)  # asyncio.run's: Ctrl-C at the prompt ends it
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():  # the command itself is stopping
+            raise
+        return True
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if previous is not None:  # None: a handler not set from Python, which stays
+            signal.signal(signal.SIGINT, previous)
+    return False

@@ -157,6 +157,8 @@ def _log_path(data_dir: Path) -> Path:
     from smallfirst.logs.store import LOG_FILE
 
     path = data_dir / LOG_FILE
+    if data_dir.exists() and not data_dir.is_dir():  # it said "serve some requests first"
+        fail(f"data_dir {data_dir} is not a directory: it holds no request log")
     if not path.exists():
         fail(f"no request log at {path}: serve some requests first (smallfirst serve)")
     if not path.is_file():
