@@ -224,8 +224,14 @@ def _a_hash_is_whole(key: str) -> str:
     return key
 
 
+def _an_address_to_bind(host: str) -> str:
+    if not host.strip():  # uvicorn binds every address for it
+        raise ValueError("an empty host: give an address (0.0.0.0 for every IPv4 one)")
+    return host
+
+
 class ServerConfig(_Section):
-    host: str = "127.0.0.1"
+    host: Annotated[str, AfterValidator(_an_address_to_bind)] = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=MAX_PORT)
     max_body_bytes: int = Field(default=4_000_000, ge=1024)
     api_keys: list[Annotated[str, AfterValidator(_a_hash_is_whole)]] = Field(
