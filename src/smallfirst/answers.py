@@ -8,7 +8,7 @@ import itertools
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +55,10 @@ class RequestContext:
     # the Responses API's truncation "auto": a conversation too long for every model that may
     # answer it loses its oldest turns (`truncation.py`)
     truncates: bool = False
+    # the client's name for a field of the request as the gateway reads it, for errors that
+    # name one: the Responses API's `max_output_tokens` for `max_completion_tokens`; by
+    # default (`str`) the name itself
+    client_name: Callable[[str], str] = field(default=str)
     spent_usd: float = 0.0  # every attempt's cost, the cascade's unused small answer included
     tried: list[str] = field(default_factory=list)  # models that failed or were escalated from
     calling: ModelInfo | None = None  # the model last asked to answer (it may have failed)

@@ -120,9 +120,11 @@ class RagStep:
         collection: str,
         model: ModelInfo,
         count_tokens: Callable[[str], int],
+        limit_field: str = "max_tokens",
     ) -> tuple[ChatRequest, list[dict[str, Any]]]:
         """The request with the collection's best chunks fenced into its prompt (as many as
-        `model`'s context holds beside the answer), and their citations."""
+        `model`'s context holds beside the answer), and their citations. `limit_field`: the
+        answer's limit as the client names it (`max_output_tokens` on /v1/responses)."""
         from smallfirst.rag import CollectionNotFound, build_grounded_messages, last_user_text
         from smallfirst.rag.retrieve import has_words
 
@@ -147,13 +149,14 @@ class RagStep:
         if not hits:
             await self._refuse_if_nothing_to_search(collection)
         answer = request.token_limit or config.reserve_tokens
-        kept_by = "max_tokens" if request.token_limit else "rag.reserve_tokens"
+        kept_by = limit_field if request.token_limit else "rag.reserve_tokens"
         grounded = await asyncio.to_thread(
             build_grounded_messages,
             request.messages,
             hits,
             count_tokens=count_tokens,
             budget=model.context_length - answer,
+            limit_field=limit_field,
             budget_of=f"{model.id}'s context of {model.context_length} tokens less {answer}"
             f" kept for the answer by {kept_by}",
         )

@@ -223,13 +223,14 @@ class Gateway:
         the sources never fit it and every draft escalated, "the prompt does not fit"). When
         no source fits beside the conversation there, the draft is left to escalate."""
         first, draft = _readers(plan)
+        limit_field = ctx.client_name(request.token_limit_field)
         if draft is not None and draft.context_length < first.context_length:
             try:
-                return await self._grounded(request, grounding, draft)
+                return await self._grounded(request, grounding, draft, limit_field)
             except ContextLengthExceeded:
                 pass
         try:
-            return await self._grounded(request, grounding, first)
+            return await self._grounded(request, grounding, first, limit_field)
         except ContextLengthExceeded as too_long:
             if ctx.truncates:  # the client may well think it asked for this to be done
                 too_long.message += (
@@ -239,14 +240,17 @@ class Gateway:
             raise
 
     async def _grounded(
-        self, request: ChatRequest, grounding: Grounding, model: ModelInfo
+        self, request: ChatRequest, grounding: Grounding, model: ModelInfo, limit_field: str
     ) -> tuple[ChatRequest, list[dict[str, Any]]]:
-        """`request` grounded in the collection within `model`'s context, and its citations."""
+        """`request` grounded in the collection within `model`'s context, and its citations;
+        `limit_field`: the answer's limit as the client names it, for the errors."""
         from smallfirst.rag import CollectionNotFound
 
         async with self.backends[model.id].token_counter() as count_tokens:
             try:
-                return await self.rag.ground(request, grounding.collection, model, count_tokens)
+                return await self.rag.ground(
+                    request, grounding.collection, model, count_tokens, limit_field
+                )
             except CollectionNotFound as missing:
                 missing.param = grounding.param
                 raise

@@ -422,6 +422,11 @@ class ChatRequest(SamplingParams):
         return self.max_completion_tokens or self.max_tokens
 
     @property
+    def token_limit_field(self) -> str:
+        """The field the client limits the answer with (`max_tokens` when it sets none)."""
+        return "max_completion_tokens" if self.max_completion_tokens else "max_tokens"
+
+    @property
     def logprob_alternatives(self) -> int | None:
         """None when no logprobs were asked; else how many top alternatives per token."""
         return (self.top_logprobs or 0) if self.logprobs else None

@@ -16,6 +16,7 @@ import smallfirst.rag as rag
 from smallfirst.backends.fake import FakeReply
 from smallfirst.config import RagConfig
 from smallfirst.rag import GROUNDING_RULE, build_grounded_messages, ingest_paths, open_store
+from smallfirst.rag.prompt import conversation_tokens
 from smallfirst.rag_step import RagStep
 from smallfirst.types import ChatMessage, ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
@@ -284,10 +285,19 @@ def test_max_tokens_beyond_the_context_gets_the_message_a_plain_model_gives(
     assert "100000 in the completion" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "limit_field"),
+    [
+        ("/v1/chat/completions", "max_tokens"),
+        ("/v1/chat/completions", "max_completion_tokens"),
+        ("/v1/responses", "max_output_tokens"),  # was told to lower max_tokens, which it lacks
+    ],
+)
 def test_sources_that_cannot_fit_beside_the_conversation_are_a_400(
-    api: tuple[TestClient, Any],
+    api: tuple[TestClient, Any], endpoint: str, limit_field: str
 ) -> None:
-    """Before: a 200 with 0 citations, an ungrounded answer that looked grounded."""
+    """Before: a 200 with 0 citations, an ungrounded answer that looked grounded. The 400
+    names the answer's limit as the client set it."""
     client, gateway = api
     question = [{"role": "user", "content": "Where do visitors park?"}]
 
@@ -303,16 +313,29 @@ def test_sources_that_cannot_fit_beside_the_conversation_are_a_400(
         budget=8192,
     )
     one_token_left = 8192 - bare.prompt_tokens - 1
-    body = chat_body("rag/office", messages=question, max_tokens=one_token_left)
-    response = client.post("/v1/chat/completions", json=body)
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["code"] == "context_length_exceeded"
+
+    def refusal(limit: int) -> dict[str, Any]:
+        if endpoint == "/v1/responses":
+            body = {"model": "rag/office", "input": question, limit_field: limit}
+        else:
+            body = chat_body("rag/office", messages=question, **{limit_field: limit})
+        response = client.post(endpoint, json=body)
+        assert response.status_code == 400, response.text
+        error: dict[str, Any] = response.json()["error"]
+        assert error["code"] == "context_length_exceeded"
+        return error
+
+    error = refusal(one_token_left)
     assert error["message"].startswith("no retrieved source fits beside the conversation")
     assert (
-        "and 1 of 212 (tiny's context of 8192 tokens less 7980 kept for the answer by max_tokens)"
-        " are left; shorten the conversation or lower max_tokens"
+        f"and 1 of 212 (tiny's context of 8192 tokens less 7980 kept for the answer by"
+        f" {limit_field}) are left; shorten the conversation or lower {limit_field}"
     ) in error["message"]
+    # room for the conversation, not for the grounding rule beside it
+    conversation = conversation_tokens(bare.messages[1:], count_tokens)
+    error = refusal(8192 - conversation - 1)
+    assert error["message"].startswith("the conversation needs")
+    assert error["message"].endswith(f"shorten the conversation or lower {limit_field}")
 
 
 def test_under_truncation_auto_a_conversation_too_long_for_sources_is_a_400_that_says_why(

@@ -136,9 +136,11 @@ def build_grounded_messages(
     count_tokens: Callable[[str], int],
     budget: int,
     budget_of: str = "",
+    limit_field: str = "max_tokens",
 ) -> GroundedPrompt:
     """A system message (rule + fenced sources) followed by `messages`, within `budget` tokens
-    (`budget_of`: what makes it, said in the errors: "m's context of 8192 tokens less ...").
+    (`budget_of`: what makes it, said in the errors: "m's context of 8192 tokens less ...";
+    `limit_field`: the answer's limit as the client names it, which the errors say to lower).
 
     Raises ContextLengthExceeded when even the rule and the caller's messages do not fit, or
     when there are hits but not even the best one fits beside them: an answer without its
@@ -165,7 +167,7 @@ def build_grounded_messages(
     if used > budget:
         raise ContextLengthExceeded(
             f"the conversation needs {used} tokens with the grounding rule; the budget is"
-            f" {budget}{of}: shorten the conversation or lower max_tokens",
+            f" {budget}{of}: shorten the conversation or lower {limit_field}",
             param="messages",
         )
     if hits and not citations:
@@ -173,7 +175,7 @@ def build_grounded_messages(
         raise ContextLengthExceeded(
             f"no retrieved source fits beside the conversation: the best one needs {best} "
             f"tokens and {budget - used}{of_budget} are left; shorten the conversation or lower"
-            " max_tokens",
+            f" {limit_field}",
             param="messages",
         )
     grounded = [ChatMessage(role="system", content=system_text), *messages]

@@ -58,7 +58,7 @@ def validation_error(
     named = rename(path) if rename is not None and path else path
     where = ".".join(str(part) for part in [*filter(None, [within]), *named])
     if chosen["type"] == "extra_forbidden":
-        return InvalidRequest(f"Unrecognized request argument supplied: {where}", param=where)
+        return unknown_field(where)
     if chosen["type"] == "missing":  # OpenAI's words and code
         return InvalidRequest(
             f"Missing required parameter: '{where}'.",
@@ -91,6 +91,11 @@ def validation_error(
         param=where or None,
         code=cause.code if isinstance(cause, FieldError) else None,
     )
+
+
+def unknown_field(where: str) -> InvalidRequest:
+    """The 400 for a field OpenAI's API does not have, at `where` ("input.0.bogus")."""
+    return InvalidRequest(f"Unrecognized request argument supplied: {where}", param=where)
 
 
 UTF8_BOM = b"\xef\xbb\xbf"

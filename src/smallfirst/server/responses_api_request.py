@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from smallfirst.api_model import NAME_PATTERN, ApiModel, FieldError
 from smallfirst.errors import InvalidRequest
-from smallfirst.server.errors import validation_error
+from smallfirst.server.errors import unknown_field, validation_error
 from smallfirst.types import (
     MAX_MESSAGES,
     MAX_TOOLS,
@@ -32,6 +32,28 @@ from smallfirst.types import (
 )
 
 TEXT_PART_TYPES = {"input_text", "output_text", "text"}
+# The fields OpenAI's input items and their content parts have (its SDK's
+# ResponseInputItemParam), of the kinds read here: a client's own, and those an answer's items
+# come back with when a client sends them on as input (ids, statuses, a message's phase, a
+# call's caller, an answer's annotations and logprobs), which describe the earlier answer and
+# change nothing here. Any other field is a 400, as an unknown field of the request is.
+ITEM_FIELDS = {
+    "message": frozenset({"type", "role", "content", "id", "status", "phase"}),
+    "function_call": frozenset(
+        {"type", "call_id", "name", "arguments", "id", "status", "caller", "namespace", "async"}
+    ),
+    "function_call_output": frozenset(
+        {"type", "call_id", "output", "id", "status", "caller", "name", "namespace"}
+    ),
+    "item_reference": frozenset({"type", "id"}),
+}
+PART_FIELDS = {
+    "input_text": frozenset({"type", "text", "prompt_cache_breakpoint"}),
+    "text": frozenset({"type", "text", "prompt_cache_breakpoint"}),  # chat's
+    "output_text": frozenset({"type", "text", "annotations", "logprobs"}),
+    "refusal": frozenset({"type", "refusal"}),
+}
+PARTS_FIELD = {"message": "content", "function_call_output": "output"}
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 # What `include` may ask for: the answer's logprobs, and reasoning that no model here writes
 # (clients that keep no responses on the server ask for it in every request).
@@ -152,6 +174,14 @@ class ResponsesRequest(ApiModel):
             )
         return value
 
+    @model_validator(mode="after")
+    def _no_unknown_item_fields(self) -> ResponsesRequest:
+        """Checked as the request is read, before `item_reference`s are replaced with the
+        stored items they name (an InvalidRequest is no ValueError: pydantic lets it by)."""
+        for index, item in enumerate(self.input_items()):
+            _refuse_unknown_item_fields(item, f"input.{index}")
+        return self
+
     @property
     def wants_logprobs(self) -> bool:
         return LOGPROBS_INCLUDE in (self.include or [])
@@ -256,6 +286,29 @@ def _refuse_unsupported(request: ResponsesRequest) -> None:
             f"include {unsupported} is not supported (only {sorted(INCLUDABLE)} are)",
             param="include",
         )
+
+
+def _refuse_unknown_item_fields(item: dict[str, Any], where: str) -> None:
+    """An input item's fields, and its content parts', beside those OpenAI's API has: a 400
+    naming the first, as for any unknown field (OpenAI refuses it; here it would be dropped).
+    Items and parts of kinds not read here are refused as such where they are read."""
+    kind = item.get("type", "message")
+    known = ITEM_FIELDS.get(kind) if isinstance(kind, str) else None
+    if known is None:
+        return
+    _refuse_unknown_fields(item, known, where)
+    parts_field = PARTS_FIELD.get(kind)
+    parts = item.get(parts_field) if parts_field is not None else None
+    for index, part in enumerate(parts if isinstance(parts, list) else []):
+        part_kind = part.get("type") if isinstance(part, dict) else None
+        if isinstance(part_kind, str) and part_kind in PART_FIELDS:
+            _refuse_unknown_fields(part, PART_FIELDS[part_kind], f"{where}.{parts_field}.{index}")
+
+
+def _refuse_unknown_fields(given: dict[str, Any], known: frozenset[str], where: str) -> None:
+    unknown = next((key for key in given if key not in known), None)
+    if unknown is not None:
+        raise unknown_field(f"{where}.{unknown}")
 
 
 def _append_item(messages: list[ChatMessage], item: dict[str, Any], where: str) -> None:
@@ -372,16 +425,16 @@ def _text_of(
 ) -> str | list[TextPart] | None:
     """A message's content, or a function call's output, at `where` ("input.2.content"): its
     text, or its text parts (kept apart: the privacy guard reads each on its own, and an
-    upstream gets them as parts); None when it has only refusal parts, which go to `refusals`
-    where they may be (an assistant's message). An error names the part as the client
-    numbered it."""
+    upstream gets them as parts, a prompt-cache hint with its part); None when it has only
+    refusal parts, which go to `refusals` where they may be (an assistant's message). An
+    error names the part as the client numbered it."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         raise InvalidRequest(f"{where}: must be text or a list of parts", param=where)
     if not content:
         raise InvalidRequest(f"{where}: an empty array; it needs at least one part", param=where)
-    texts: list[str] = []
+    text_parts: list[TextPart] = []
     for index, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if not isinstance(kind, str):
@@ -397,12 +450,24 @@ def _text_of(
                 " models here read text only",
                 param=f"{where}.{index}.type",
             )
-        texts.append(_part_text(part, "text", f"{where}.{index}"))
-    if not texts:
+        text_parts.append(_text_part(part, f"{where}.{index}"))
+    if not text_parts:
         return None
-    if len(texts) == 1:
-        return texts[0]
-    return [TextPart(type="text", text=text) for text in texts]
+    if len(text_parts) == 1 and text_parts[0].prompt_cache_breakpoint is None:
+        return text_parts[0].text
+    return text_parts
+
+
+def _text_part(part: dict[str, Any], where: str) -> TextPart:
+    """A text part as chat's, with its prompt-cache hint (for a remote tier, as chat's)."""
+    text = _part_text(part, "text", where)
+    hint = part.get("prompt_cache_breakpoint")
+    try:
+        return TextPart.model_validate(
+            {"type": "text", "text": text, "prompt_cache_breakpoint": hint}
+        )
+    except ValidationError as exc:
+        raise validation_error(exc, within=where) from None
 
 
 def _part_text(part: dict[str, Any], key: str, where: str) -> str:

@@ -144,10 +144,6 @@ async def _resolve_item_references(
         item_id = item.get("id")
         if not isinstance(item_id, str) or not item_id:
             raise InvalidRequest(f"input.{index}: id is required", param=f"input.{index}.id")
-        extras = sorted(set(item) - {"type", "id"})
-        if extras:  # as an unknown field anywhere (it was read as the referenced item)
-            where = f"input.{index}.{extras[0]}"
-            raise InvalidRequest(f"Unrecognized request argument supplied: {where}", param=where)
         if store is None:
             raise InvalidRequest(
                 "item_reference is not supported: storing responses is off on this gateway"

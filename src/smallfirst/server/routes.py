@@ -283,6 +283,7 @@ async def _generate(
         route_override=request.headers.get(ROUTE_HEADER) or parsed.route,
         earlier_private_collection=dialect.earlier_private_collection,
         truncates=dialect.truncates,
+        client_name=dialect.param,
     )
     ctx.tag_log_lines()
     try:
