@@ -47,6 +47,26 @@ def test_a_table_to_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (0, "")
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_to_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    """`smallfirst config show > /dev/full` ended in a 40-line OSError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SMALLFIRST__DATA_DIR": str(tmp_path)}
+    with Path("/dev/full").open("w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "smallfirst", "config", "show"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=50,
+            env=env,
+        )
+    assert (done.returncode, done.stderr) == (1, "Error: cannot write: No space left on device\n")
+
+
 @pytest.mark.parametrize(
     ("target", "directory", "reason"),
     [

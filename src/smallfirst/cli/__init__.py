@@ -5,7 +5,9 @@ Sub-command modules keep heavy imports inside their functions so `--help` stays 
 
 from __future__ import annotations
 
+import errno
 import faulthandler
+import sys
 from contextlib import suppress
 
 import typer
@@ -61,4 +63,17 @@ def main() -> None:
     # an AMX fault in llama.cpp): now the Python stack of each thread goes to stderr.
     with suppress(RuntimeError, ValueError, OSError):  # no stderr to write to (`2>&-`)
         faulthandler.enable()
-    app()
+    try:
+        app()
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM_TO_WRITE:
+            raise
+        # a full disk, or output to /dev/full: the machine's state, not a fault of the
+        # command, so one line (typer only spares a closed pipe its traceback)
+        where = f" ({exc.filename})" if exc.filename else ""
+        with suppress(OSError):
+            sys.stderr.write(f"Error: cannot write{where}: {exc.strerror}\n")
+        raise SystemExit(1) from None
+
+
+_NO_ROOM_TO_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
