@@ -113,9 +113,12 @@ def test_a_collection_is_asked_as_its_model_id(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == "On Fridays.\n"
     assert "kettle.md" in result.stderr  # its source
-    gone = CliRunner().invoke(app, [*asked[:-1], "rag/nope"])
-    assert gone.exit_code == 1
-    assert "nope" in gone.stderr
+    for unknown in (["-m", "rag/nope"], ["--rag", "nope"]):  # a usage error, as `-m nope` is
+        gone = CliRunner().invoke(app, [*asked[:-2], *unknown])
+        assert gone.exit_code == 2
+        assert gone.stderr == (
+            "Error: RAG collection 'nope' does not exist; see `smallfirst rag collections`\n"
+        )
 
 
 def test_max_tokens_below_one_is_a_usage_error(tmp_path: Path) -> None:

@@ -153,6 +153,7 @@ def chat(
 ) -> None:
     """Ask and stream the answer to the terminal (no server needed): once, or a conversation."""
     from smallfirst.errors import SmallfirstError
+    from smallfirst.rag.store import CollectionNotFound
     from smallfirst.rag_step import rag_collection
     from smallfirst.service import Gateway
     from smallfirst.types import ChatMessage
@@ -182,6 +183,8 @@ def chat(
 
     try:
         asyncio.run(run())
+    except CollectionNotFound as exc:  # a mistake in the command, as an unknown --model is
+        fail(f"{exc.message}; see `smallfirst rag collections`")
     except SmallfirstError as exc:
         fail(exc.message, code=1)
     except KeyboardInterrupt:
