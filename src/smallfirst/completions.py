@@ -192,3 +192,6 @@ class ModelInfo(BaseModel):
     output_cost_per_1m: float = 0.0
     loaded: bool = False
     tools: bool = False  # can answer with tool calls
+    # Answered by an upstream over HTTP, whatever its tier: its tokens are counted (and a call
+    # it received is billed) there, so a call that ends early is billed by estimate here.
+    upstream: bool = False

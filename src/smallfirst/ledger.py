@@ -34,7 +34,7 @@ from smallfirst.request_records import (
 )
 from smallfirst.routing.budget import SpendTracker
 from smallfirst.routing.health import ModelHealth
-from smallfirst.routing.planner import Plan, TierMap
+from smallfirst.routing.planner import Plan
 from smallfirst.streams import close_stream
 from smallfirst.types import GenerateRequest
 
@@ -50,14 +50,12 @@ class Ledger:
         *,
         spend: SpendTracker,
         health: ModelHealth,
-        tiers: TierMap,
         baseline: BaselineConfig,
         log_prompts: bool,
         observers: Sequence[Observer] = (),
     ) -> None:
         self._spend = spend
         self._health = health
-        self._tiers = tiers
         self.baseline = baseline  # every request is priced on it too: `cost saved`
         self._log_prompts = log_prompts
         self._observers: list[Observer] = list(observers)
@@ -75,7 +73,8 @@ class Ledger:
     ) -> T:
         """Await `step`; if it fails, the request is logged as failed before the error goes up
         (as 499 when it was cancelled: the client went away before the answer), with the
-        model `answering` in it (default: the plan's first)."""
+        model `answering` in it (default: the plan's first), and the tokens its call was
+        billed (`ctx.abandoned`) or its engine counted, at its prices."""
         try:
             return await step
         except (Exception, asyncio.CancelledError) as error:
@@ -83,7 +82,10 @@ class Ledger:
             failed = served(error)
             told = failed or ctx.stopped_by  # cancelled: by its client, or by the gateway
             status = told.status if told else CLIENT_CLOSED_REQUEST
-            usage = ctx.abandoned or ctx.counted_usage(route.model if route else None) or Usage()
+            counted = ctx.counted_usage(route.model) if route and not ctx.abandoned else None
+            if route and counted:  # a local model's cut call: as a cut stream is costed
+                ctx.spent_usd += request_cost(route.model, counted)
+            usage = ctx.abandoned or counted or Usage()
             read = route is None or not ctx.only_queued(route.model)
             self.finish(request, ctx, route, usage, status=status, error=told, read=read)
             if failed is None or failed is error:
@@ -139,10 +141,9 @@ class Ledger:
         self, request: GenerateRequest, model: ModelInfo, seen: list[Chunk], status: int, text: str
     ) -> Usage:
         """A stream's tokens when it was cut before its usage came and no engine here counted
-        them: it was paid for all the same (a client left, say), a remote stream's prompt
-        even when no token came."""
-        remote = not self._tiers.is_local(model)
-        if seen or (remote and status == CLIENT_CLOSED_REQUEST):
+        them: it was paid for all the same (a client left, say), an upstream's stream's prompt
+        (whatever its tier) even when no token came."""
+        if seen or (model.upstream and status == CLIENT_CLOSED_REQUEST):
             return estimated_usage(request, text)
         return Usage()
 

@@ -97,7 +97,6 @@ class Gateway:
         self.ledger = Ledger(
             spend=self.spend,
             health=self.health,
-            tiers=self.planner.tiers,
             baseline=settings.baseline or _strong_model_baseline(self.planner.strong),
             log_prompts=settings.log_prompts,
             observers=observers,
@@ -417,14 +416,15 @@ class Gateway:
         ctx.counted[model.id] = UsageSoFar()
         called = counting.set(ctx.counted[model.id])
         # Cancelled under way (its client left), timed out once the upstream had it, or
-        # broken off after its answer began, a remote call was read, and an answer not
-        # streamed is written to the end all the same: it is billed the budget's estimate,
-        # or a client that times out early (or a slow upstream) would spend without limit.
-        # A stream stops when its connection closes: its prompt is billed.
+        # broken off after its answer began, a call to an upstream (of any tier: nothing here
+        # counts its tokens) was read, and an answer not streamed is written to the end all
+        # the same: it is billed the budget's estimate at the model's prices, or a client that
+        # times out early (or a slow upstream) would spend without limit. A stream stops when
+        # its connection closes: its prompt is billed.
         try:
             answered = await call(self.backends[model.id], sent)
         except (asyncio.CancelledError, SmallfirstError) as ended:
-            if remote and _received(ended):
+            if model.upstream and _received(ended):
                 whole = call == self._answered_whole
                 ctx.abandoned = assumed_usage(request, answered=whole)
                 ctx.spent_usd += request_cost(model, ctx.abandoned)

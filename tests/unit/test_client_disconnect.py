@@ -3,7 +3,7 @@
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,10 @@ async def _post_then_leave(
     leave_after_s: float,
     path: str = "/v1/chat/completions",
     body_sent: slice = slice(None),
+    until: Callable[[], Awaitable[None]] | None = None,
 ) -> list[Any]:
     """Drive the ASGI app as a server would: the body (or its `body_sent` part), then a
-    disconnect; return what it sent."""
+    disconnect (`leave_after_s` after `until()`, if given); return what it sent."""
     payload = json.dumps(body).encode()
     whole = body_sent == slice(None)
     sent: list[Any] = []
@@ -44,6 +45,8 @@ async def _post_then_leave(
         message = next(messages, None)
         if message is not None:
             return message
+        if until is not None:
+            await until()
         await asyncio.sleep(leave_after_s)
         return {"type": "http.disconnect"}
 
@@ -386,8 +389,10 @@ def test_a_local_answer_left_by_its_client_is_logged_with_the_tokens_its_engine_
 ) -> None:
     """A local model knows the prompt's tokens and those it wrote before its client left:
     a stream was logged at 4 characters a token (prompt 10 for the bundled model's 38), and
-    an answer not streamed (or `n` > 1) with no tokens at all."""
-    slow = {"id": "slow", "tier": "edge", "backend": "fake", "replies": [SLOW_REPLY]}
+    an answer not streamed (or `n` > 1) with no tokens at all; then with its tokens but at $0
+    (a stream, at its prices) when the model has prices."""
+    prices = {"input_cost_per_1m": 1000.0, "output_cost_per_1m": 2000.0}
+    slow = {"id": "slow", "tier": "edge", "backend": "fake", "replies": [SLOW_REPLY], **prices}
     settings = fake_settings(
         tmp_path, models=[slow | {"token_delay_s": 0.25}], privacy={"enabled": False}
     )
@@ -403,6 +408,7 @@ def test_a_local_answer_left_by_its_client_is_logged_with_the_tokens_its_engine_
     written = sum(usage.completion_tokens for usage in counts)
     assert (len(counts), written > 0) == (n, True)
     assert (record.status, record.prompt_tokens, record.completion_tokens) == (499, 38, written)
+    assert record.cost_usd == pytest.approx((38 * 1000.0 + written * 2000.0) / 1e6)
 
 
 def test_a_stream_whose_rendering_fails_is_logged_as_failed_at_once(

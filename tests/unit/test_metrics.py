@@ -14,6 +14,7 @@ from smallfirst.answers import RequestContext, RouteInfo
 from smallfirst.backends.fake import FakeBackend
 from smallfirst.completions import ModelInfo, Usage
 from smallfirst.config import BaselineConfig, CircuitBreakerConfig, FakeModel
+from smallfirst.errors import ShuttingDown, UpstreamError
 from smallfirst.logs import RequestRecord
 from smallfirst.request_records import Ending, answered_record
 from smallfirst.routing.health import ModelHealth
@@ -170,3 +171,76 @@ async def test_a_remote_models_answers_its_clients_left_count_as_cancelled() -> 
         assert (await backend.complete(short)).text == "hello"
         seen = samples(Metrics({"big": backend}, ModelHealth(CircuitBreakerConfig()), "cloud"))
     assert seen[key("smallfirst_generations_cancelled_total", model="big")] == 2
+
+
+async def test_a_remote_models_calls_the_shutdown_ended_count_as_cancelled_as_a_local_ones() -> (
+    None
+):
+    """A local model counts the answers its shutdown ends, in a slot or queued for one; a
+    remote one left them out: a stream being read, an answer being read whole and a call
+    waiting for a connection said 0. An answer that ended is not counted."""
+    begun = sse([{"choices": [{"delta": {"content": "Once"}, "finish_reason": None}]}])
+    answering: list[web.Request] = []
+    both_answering = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body["messages"][0]["content"] == "short":
+            return web.json_response(ANSWER)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        if body.get("stream"):
+            await response.write(begun)
+        answering.append(request)
+        if len(answering) == 2:
+            both_answering.set()
+        await asyncio.sleep(30)  # a long answer: the shutdown ends it
+        return response
+
+    short = ChatRequest.model_validate(
+        {"model": "cloud", "messages": [{"role": "user", "content": "short"}]}
+    )
+    async with upstream(handle, max_concurrency=2) as backend:
+        assert (await backend.complete(short)).text == "hello"
+        read = backend.stream(REQUEST)
+        await anext(read)
+        whole = asyncio.ensure_future(backend.complete(REQUEST))
+        await asyncio.wait_for(both_answering.wait(), 10)
+        waiting = asyncio.ensure_future(backend.complete(REQUEST))
+        await asyncio.sleep(0)  # it takes its turn for a connection
+        assert backend.queue_depth() == 1  # both connections are taken
+        backend.end_answers(ShuttingDown("the server is shutting down; retry"))
+        with pytest.raises(ShuttingDown):
+            _ = [chunk async for chunk in read]
+        for call in (whole, waiting):
+            with pytest.raises(ShuttingDown):
+                await asyncio.wait_for(call, 5)
+        await read.aclose()  # the gateway closes the stream after: not counted again
+        seen = samples(Metrics({"big": backend}, ModelHealth(CircuitBreakerConfig()), "cloud"))
+    assert seen[key("smallfirst_generations_cancelled_total", model="big")] == 3
+
+
+async def test_a_remote_call_that_ended_by_itself_or_failed_is_not_counted_cancelled() -> None:
+    """Only calls stopped before their answer ended count: not an answer cut at `max_tokens`
+    (the cascade's cap is one) whose client left before its usage came, nor a call that
+    failed (counted in smallfirst_upstream_errors_total; a fallback answers next)."""
+    cut = sse([{"choices": [{"delta": {"content": "Once"}, "finish_reason": "length"}]}])
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if not (await request.json()).get("stream"):
+            return web.json_response({"error": {"message": "overloaded"}}, status=500)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(cut)
+        await asyncio.sleep(30)  # its usage would come later
+        return response
+
+    async with upstream(handle, max_retries=0) as backend:
+        stream = backend.stream(REQUEST)
+        assert (await anext(stream)).text == "Once"  # its last piece: its finish came with it
+        await stream.aclose()
+        with pytest.raises(UpstreamError):
+            await backend.complete(REQUEST)
+        seen = samples(Metrics({"big": backend}, ModelHealth(CircuitBreakerConfig()), "cloud"))
+    assert seen[key("smallfirst_upstream_errors_total", model="big", kind="5xx")] == 1
+    assert seen[key("smallfirst_generations_cancelled_total", model="big")] == 0

@@ -87,7 +87,8 @@ class Backend(ABC):
         return 0
 
     def cancelled_generations(self) -> int:
-        """Generations stopped early because their client went away."""
+        """Generations stopped before their answer ended, waiting or under way: their client
+        went away, or the gateway stopped them (its shutdown, another prompt of a batch)."""
         return 0
 
     def answers(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
@@ -138,8 +139,11 @@ def _estimate_tokens(text: str) -> int:
     return len(text) // 3 + 1
 
 
-def info_from_config(config: ModelConfig, *, loaded: bool = True) -> ModelInfo:
-    """The facts every backend reports, straight from its model's config."""
+def info_from_config(
+    config: ModelConfig, *, loaded: bool = True, upstream: bool = False
+) -> ModelInfo:
+    """The facts every backend reports, straight from its model's config (`upstream`: it is
+    answered over HTTP, `ModelInfo.upstream`)."""
     return ModelInfo(
         id=config.id,
         tier=config.tier,
@@ -150,4 +154,5 @@ def info_from_config(config: ModelConfig, *, loaded: bool = True) -> ModelInfo:
         output_cost_per_1m=config.output_cost_per_1m,
         loaded=loaded,
         tools=config.tools,
+        upstream=upstream,
     )

@@ -61,7 +61,8 @@ class FakeBackend(Backend):
             self._queued.append(FakeReply(reply) if isinstance(reply, str) else reply)
 
     def info(self) -> ModelInfo:
-        return info_from_config(self.config)
+        # a cloud one plays a remote model, as for its tokenizer and context
+        return info_from_config(self.config, upstream=self.config.tier == "cloud")
 
     def tokenizer(self) -> AbstractAsyncContextManager[ByteTokenizer | None]:
         # clouds keep theirs

@@ -76,10 +76,10 @@ class OpenAICompatBackend(Backend):
         self._ended_by: BaseException | None = None  # set at shutdown (`end_answers`)
         self._closing: asyncio.Task[None] | None = None  # held: the loop keeps weak refs only
         self._errors: Counter[str] = Counter()  # failed calls by kind (`upstream_errors`)
-        self._left_early = 0  # calls stopped before their answer ended (`cancelled_generations`)
+        self._stopped_early = 0  # calls stopped before their answer ended (`_count_stopped`)
 
     def info(self) -> ModelInfo:
-        return info_from_config(self.config)
+        return info_from_config(self.config, upstream=True)
 
     def queue_depth(self) -> int:
         return self._places.waiting()
@@ -88,20 +88,23 @@ class OpenAICompatBackend(Backend):
         return dict(self._errors)
 
     def cancelled_generations(self) -> int:
-        return self._left_early
+        return self._stopped_early
 
-    def _count_left(self) -> None:
-        """Count a call stopped before its answer ended (its client left): closing its
-        connection stops the upstream's answer, as a local engine's slot stops (`/metrics`
-        said 0 for remote models however many streams their clients cut)."""
-        if self._ended_by is None:  # not the shutdown's doing
-            self._left_early += 1
+    def _count_stopped(self) -> None:
+        """Count a call stopped before its answer ended, under way or waiting for a
+        connection: its client left, the gateway stopped it (another prompt of its batch
+        failed), or the shutdown ended it. Closing its connection stops the upstream's
+        answer, as a local model's slot stops, and a local model counts the same calls
+        (`/metrics` said 0 for remote models however many streams their clients cut, and
+        left out the calls the shutdown ended, which a local model counts)."""
+        self._stopped_early += 1
 
-    async def _unless_left(self, call: Awaitable[T]) -> T:
+    async def _counted_if_stopped(self, call: Awaitable[T]) -> T:
         try:
             return await call
-        except asyncio.CancelledError:
-            self._count_left()
+        except BaseException as error:
+            if isinstance(error, asyncio.CancelledError) or error is self._ended_by:
+                self._count_stopped()
             raise
 
     def _failed(self, kind: str) -> None:
@@ -142,7 +145,10 @@ class OpenAICompatBackend(Backend):
         failed = UpstreamError(f"{self.config.id}: {what}")
         failed.received = True
         self._failed(kind)
-        return self._ended_by or failed
+        if self._ended_by is not None:  # its connection closed by the shutdown
+            self._count_stopped()
+            return self._ended_by
+        return failed
 
     def _client(self) -> aiohttp.ClientSession:
         """The connection pool, made on first use: aiohttp binds it to the running loop."""
@@ -243,9 +249,9 @@ class OpenAICompatBackend(Backend):
     async def complete(self, request: GenerateRequest) -> Completion:
         path, body = self._path_and_body(request, stream=False)
         body.pop("n", None)  # one answer: the gateway streams requests for more
-        response = await self._unless_left(self._send(path, body))
+        response = await self._counted_if_stopped(self._send(path, body))
         try:
-            raw = await self._unless_left(whole_body(response, self.config.max_answer_bytes))
+            raw = await self._counted_if_stopped(whole_body(response, self.config.max_answer_bytes))
         except TimeoutError as exc:
             self._failed(TIMEOUT)
             raise UpstreamTimeout(f"{self.config.id}: upstream timed out") from exc
@@ -267,7 +273,7 @@ class OpenAICompatBackend(Backend):
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         path, body = self._path_and_body(request, stream=True)
-        response = await self._unless_left(self._send_stream(path, body))
+        response = await self._counted_if_stopped(self._send_stream(path, body))
         reader = StreamReader(self.config.id, request.n)
         done = False
         try:
@@ -295,9 +301,9 @@ class OpenAICompatBackend(Backend):
         except SmallfirstError as error:
             self._failed(_answer_error_kind(error))
             raise
-        except (GeneratorExit, asyncio.CancelledError):  # closed early: its client left
+        except (GeneratorExit, asyncio.CancelledError):  # closed early: by its client or us
             if not reader.all_finished:
-                self._count_left()
+                self._count_stopped()
             raise
         finally:
             self._done_reading(response)

@@ -46,7 +46,9 @@ class _BackendState(Collector):
         )
         cancelled = CounterMetricFamily(
             "smallfirst_generations_cancelled",
-            "Generations stopped early because the client went away",
+            "Generations stopped before their answer ended, waiting or under way: their client"
+            " went away, or the gateway stopped them (its shutdown; another prompt of their"
+            " batch, or another of their n answers, failed)",
             labels=["model"],
         )
         cooldown = GaugeMetricFamily(
