@@ -74,10 +74,13 @@ _EVERYDAY_STREET_TYPE = (
 # Street-name endings from other languages (Finnish -tie/-katu, Swedish -gatan/-vägen, German
 # -straße/-weg, Dutch -straat/-laan, Danish -vej/-gade, ...): a word ending so is a street only
 # next to a house number ("Mannerheimintie 5"; "Hattie", "Agata" and "Daniela" are names).
-_STREET_ENDING = (
-    rf"[{UPPER}][{LETTER}]*(?:(?:tie|katu|kuja|polku|gatan|vägen|gränd|väg|straße|strasse|"
-    rf"weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|dreef|steeg|kade|singel|"
-    rf"vej|gade|stræde|veien|gata|utca|ulica|cesta)\b|str\.)"  # "Hauptstr. 5": no word boundary
+_STREET_ENDINGS = (
+    "tie", "katu", "kuja", "polku", "gatan", "vägen", "gränd", "väg", "straße", "strasse", "weg",
+    "gasse", "platz", "allee", "damm", "ufer", "straat", "laan", "gracht", "plein", "dreef",
+    "steeg", "kade", "singel", "vej", "gade", "stræde", "veien", "gata", "utca", "ulica", "cesta",
+)  # fmt: skip
+_STREET_ENDING = (  # "Hauptstr. 5": no word boundary
+    rf"[{UPPER}][{LETTER}]*(?:{literal_alternation(_STREET_ENDINGS)}\b|str\.)"
 )
 # Dutch streets named after a person keep the particles of the name ("Van der Helststraat",
 # "van 't Hoffstraat", "De Ruyterkade"): lower-case "de" alone is also the article before a
@@ -100,23 +103,29 @@ _LEAD_NAME = (
     rf"(?!{_UNIT_WORD}){CAP_WORD}(?:[ \t]+(?:(?!{_UNIT_WORD}){CAP_WORD}|de|del|da|do|e)){{0,4}}"
 )
 # Leading words that make a street of the capitalised words after them ("rue de Rivoli").
-_STREET_LEADING = (
-    rf"(?i:ul\.|ulica|rue|avenue|boulevard|chemin|impasse|allée|quai|viale|piazza|corso|calle|"
-    rf"avenida|avda\.|av\.|rua|travessa|alameda|praça|estrada|rodovia|plaza|paseo|carrer|"
-    rf"pasaje|travesía|glorieta|callejón|urbanización|vicolo|piazzale|contrada|ladeira|beco|"
-    rf"plac|strada|odos|calea|aleja|heol|ffordd|stryd|jalan|jl\.|C/|"
+# They, the weak ones and the street endings are tries (`literal_alternation`), tried at every
+# word: no word of a list is followed by what another one is (a blank, or an end of word), so
+# at most one can match where one does, in any order.
+_LEADING_STREET_WORDS = (
+    "ul.", "ulica", "rue", "avenue", "boulevard", "chemin", "impasse", "allée", "quai", "viale",
+    "piazza", "corso", "calle", "avenida", "avda.", "av.", "rua", "travessa", "alameda", "praça",
+    "estrada", "rodovia", "plaza", "paseo", "carrer", "pasaje", "travesía", "glorieta",
+    "callejón", "urbanización", "vicolo", "piazzale", "contrada", "ladeira", "beco", "plac",
+    "strada", "odos", "calea", "aleja", "heol", "ffordd", "stryd", "jalan", "jl.", "c/",
     # Brazil's, Spain's and Italy's types of street (Correios' "tipos de logradouro",
     # Spain's INE street types, Italy's "DUG" toponymy)
-    rf"viela|viaduto|loteamento|condomínio|chácara|esplanada|sítio|favela|rambla|cañada|"
-    rf"pasadizo|rotonda|incrocio|lungomare)[ \t]+"
-    rf"{_LEAD_NAME}"
-)
+    "viela", "viaduto", "loteamento", "condomínio", "chácara", "esplanada", "sítio", "favela",
+    "rambla", "cañada", "pasadizo", "rotonda", "incrocio", "lungomare",
+)  # fmt: skip
+_STREET_LEADING = rf"(?i:{literal_alternation(_LEADING_STREET_WORDS)})[ \t]+{_LEAD_NAME}"
 # Leading words that are English words too ("via Email", "et al. Smith"): only with a number.
-_STREET_LEADING_WEAK = (
-    rf"(?i:via|largo|al\.|av|place|cours|camino|ronda|borgo|parque|pátio|jardim|vila|setor|"
-    rf"recanto|residencial|conjunto|núcleo|morro|fazenda|lagoa|vale|trevo|quadra|trecho|"
-    rf"vereda|colônia|distrito|acceso|cuesta|vial|canale|stretto)[ \t]+{_LEAD_NAME}"
-)
+_WEAK_LEADING_STREET_WORDS = (
+    "via", "largo", "al.", "av", "place", "cours", "camino", "ronda", "borgo", "parque", "pátio",
+    "jardim", "vila", "setor", "recanto", "residencial", "conjunto", "núcleo", "morro", "fazenda",
+    "lagoa", "vale", "trevo", "quadra", "trecho", "vereda", "colônia", "distrito", "acceso",
+    "cuesta", "vial", "canale", "stretto",
+)  # fmt: skip
+_STREET_LEADING_WEAK = rf"(?i:{literal_alternation(_WEAK_LEADING_STREET_WORDS)})[ \t]+{_LEAD_NAME}"
 # Trailing street words (Hungarian "u."/"utca", Czech "ulice", Latvian "iela", Lithuanian
 # "gatvė", Estonian "tänav"/"põik"/"maantee"/"puiestee").
 _STREET_TRAILING = (
@@ -203,8 +212,8 @@ _ADDRESS_CORE = re.compile(
 )
 # A title-case street name followed by a house number ("Pagari 18"): weak on its own. A number
 # with a thousands separator is an amount ("EUR 1,200", "USD 2,500,000"), not a house number.
-_NAME_NUMBER = re.compile(
-    rf"{_ADDRESS_START}(?:{_HOUSE}[ \t]+)?{_NOT_DATE_WORD}"
+_NAME_NUMBER = re.compile(  # (a house number's digit or a capital first: one test a word)
+    rf"{_ADDRESS_START}(?=[\d{UPPER}])(?:{_HOUSE}[ \t]+)?{_NOT_DATE_WORD}"
     rf"{CAP_WORD}(?:[ \t]+{_NOT_MONTH_DAY}{CAP_WORD}){{0,2}}[ \t]+"
     rf"(?!(?:1[89]|20)\d\d\b)\d{{1,4}}\b(?!\.\d)(?![,.]\d{{3}}\b)"
 )
@@ -333,9 +342,11 @@ def _lower_case_streets(text: str, found: list[RuleMatch]) -> Iterator[RuleMatch
 
 # "... lives at 74678 midtvollen 130 st.": after a phrase that announces an address, a number
 # starts one, whatever the case of the words that follow; it runs to the end of the clause.
+# (The cues start a word: at a word's end they are not tried one by one.)
 _ADDRESS_CUE = re.compile(
-    r"(?i)\b(?:lives? at|living at|address(?: is)?:?|located at|off at|(?:office|home|house|shop|"
-    r"store|restaurant|hotel|apartment|flat|studio|clinic|school|station|place) is at|"
+    r"(?i)\b(?=\w)(?:lives? at|living at|address(?: is)?:?|located at|off at|"
+    r"(?:office|home|house|shop|store|restaurant|hotel|apartment|flat|studio|clinic|school|"
+    r"station|place) is at|"
     r"ship(?:ped)? (?:it )?to|deliver(?:ed)? (?:it )?to|send (?:it )?to|enter on|return to|"
     r"moved to|live on|lives on)[ \t]+"
     r"(?=\d{2,})(?!\d+(?::\d\d)?\s*(?:am|pm|a\.m|p\.m|o'clock|%|percent|h\b|hours|minutes))"
@@ -363,13 +374,13 @@ _POSTCODE = re.compile(r"\b(?:[A-Z0-9]{2,4}[ \-]?[0-9][A-Z0-9]{1,3}|\d{3,6}(?:[ 
 
 
 _PLACE_CUE = re.compile(
-    rf"\b(?:[Ff]lew to|[Ff]ly(?:ing)? to|[Tt]ravel(?:l)?ing to|[Tt]ravel(?:l)?ed to|[Mm]oved to|"
-    rf"[Mm]oved here from|[Mm]oving to|[Ll]ives? in|[Ll]iving in|[Bb]orn in|[Bb]ased in|"
-    rf"[Ll]ocated in|[Oo]riginally from|[Cc]ity of|[Tt]own of|[Vv]isit(?:ing)?|[Ww]here:|"
-    rf"[Hh]ome city|[Aa]rrived (?:at|in)|I'?m in|[Gg]rew up in|[Rr]aised in|[Rr]eturned to|"
-    rf"[Ss]tay(?:ing|ed)? in|I am in|[Ww]e are in|[Uu]niversity of)[ \t]+"
+    rf"\b(?=\w)(?:[Ff]lew to|[Ff]ly(?:ing)? to|[Tt]ravel(?:l)?ing to|[Tt]ravel(?:l)?ed to|"
+    rf"[Mm]oved to|[Mm]oved here from|[Mm]oving to|[Ll]ives? in|[Ll]iving in|[Bb]orn in|"
+    rf"[Bb]ased in|[Ll]ocated in|[Oo]riginally from|[Cc]ity of|[Tt]own of|[Vv]isit(?:ing)?|"
+    rf"[Ww]here:|[Hh]ome city|[Aa]rrived (?:at|in)|I'?m in|[Gg]rew up in|[Rr]aised in|"
+    rf"[Rr]eturned to|[Ss]tay(?:ing|ed)? in|I am in|[Ww]e are in|[Uu]niversity of)[ \t]+"
     rf"({CAP_WORD}(?:[ \t]+(?:{CAP_WORD}|(?:de|del|la|le|am|an|upon)(?!\w))){{0,3}})"
-    rf"|\b(?:in|to|from|near)[ \t]+([{UPPER}]{{5,}}(?:[ \-][{UPPER}]{{2,}})?)\b"
+    rf"|\b(?=\w)(?:in|to|from|near)[ \t]+([{UPPER}]{{5,}}(?:[ \-][{UPPER}]{{2,}})?)\b"
 )
 
 

@@ -29,8 +29,8 @@ _TIME = (
 # and "1.2.10.4" are versions.
 _DAY_OR_MONTH = r"(?:0?[1-9]|[12]\d|3[01])"
 _MONTH_NUMBER = r"(?:0?[1-9]|1[0-2])"
-_DATE_PATTERN = (
-    rf"\b(?:"
+_DATE_PATTERN = (  # (a digit, or a month's or weekday's capital, first: one test a word)
+    rf"\b(?=[\dADFJMNOSTW])(?:"
     rf"\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}?"
     # year first with a slash or a dot, as East Asian dates are written: "1985/07/23",
     # "1967.08.21" (two-digit month and day after a dot: "2024.1.2" is a version)

@@ -53,8 +53,9 @@ _PERSON_FIELD = (
     r"reported by|approved by|prepared by|submitted by|contact person|next of kin|"
     r"emergency contact|bill to|ship to|sold to|deliver to)(?:[ \t]+(?i:name|full name))?"
 )
+# (The cues start a word, or are "'s name": at a word's end they are not tried one by one.)
 _NAME_CUE = re.compile(
-    rf"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
+    rf"(?:\b(?=[\w'’])(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Cc]alled|[Nn]amed|[Cc]alls me|[Dd]ear|"
     rf"[Ss]incerely,?|[Rr]egards,?|(?:{VALEDICTION}),?[ \t]*(?=\n)|[Ss]igned(?: by)?|"
     rf"[Ii]n the name of|em nome de|"
     rf"au nom de|a nombre de|[Dd]irected [Bb]y:?|[Ss]tarring|[Ww]ritten by|"
@@ -467,7 +468,7 @@ def find_initialled_names(text: str) -> Iterator[RuleMatch]:
 _LOWER = "a-zß-öø-ÿā-žƀ-ɏḁ-ỿа-џά-ώ"
 _LOWER_WORD = rf"[{_LOWER}][{_LOWER}'’\-]+"
 _LOWER_NAME_CUE = re.compile(
-    rf"(?i:\b(?:(?:my|his|her|their|your|full|first|last|maiden|middle) name is|my name['’]s|"
+    rf"(?i:\b(?=\w)(?:(?:my|his|her|their|your|full|first|last|maiden|middle) name is|my name['’]s|"
     rf"calls? me))[ \t]+({_LOWER_WORD}(?:[ \t]+(?:{PARTICLE}[ \t]+){{0,2}}{_LOWER_WORD})?)"
     rf"(?![\w'’\-])"
 )

@@ -145,8 +145,8 @@ def _person_or_place(text: str, start: int, end: int) -> tuple[str | None, int, 
     if not names.could_be_name(value) or vetoes.names_a_thing(text, start, end):
         return None, start, end
     name_end = prose_cut(text, start, end)
-    if name_end is None or not names.could_be_name(text[start:name_end]):
-        return None, start, end
+    if name_end is None or (name_end < end and not names.could_be_name(text[start:name_end])):
+        return None, start, end  # (the span whole could be one: checked above)
     return "PERSON", start, start + addresses.name_length(text[start:name_end])
 
 
@@ -323,11 +323,26 @@ def _email_in_code(text: str, match: patterns.RuleMatch) -> patterns.RuleMatch |
     return patterns.RuleMatch(match.entity_type, start, match.end, match.score)
 
 
-# Text every match of a Presidio recognizer contains (IPv4: digits around a dot, IPv6: two
-# colons; a NINO: six digits), tested before running its costlier patterns.
+# Presidio compiles its patterns with the `regex` module, whose Unicode tables may be newer
+# than Python's: in the checks below, its digit or letter is an ASCII one or any other character.
+_ANY_DIGIT = r"[0-9\x80-\U0010ffff]"
+_ANY_LETTER = r"[A-Za-z\x80-\U0010ffff]"
+# Text every match of a Presidio recognizer's patterns contains, tested before running them
+# (each of them is tried at every word): a card's first three groups of digits and the start
+# of its fourth; the 5 digits every US SSN pattern holds; a digit beside a date's separator;
+# an IPv4 address's dotted digits, or IPv6's "::" or eight groups; a NINO's three pairs of
+# digits between letters; an e-mail address's "@"; an IBAN's country code and check digits.
 _PRESIDIO_NEEDS = {
-    "IP_ADDRESS": re.compile(r"\d\.\d|:[^:]*:"),
-    "UK_NINO": re.compile(r"\d ?\d ?\d ?\d ?\d ?\d"),
+    "CREDIT_CARD": re.compile(
+        rf"[0-9]{_ANY_DIGIT}{{3}}[- ]?{_ANY_DIGIT}{{3,4}}[- ]?{_ANY_DIGIT}{{3,4}}[- ]?"
+        rf"{_ANY_DIGIT}{{3}}"
+    ),
+    "US_SSN": re.compile(r"[0-9]{3}[- .]?[0-9]{2}"),
+    "DATE_TIME": re.compile(rf"{_ANY_DIGIT}[-/.]|-{_ANY_DIGIT}"),
+    "IP_ADDRESS": re.compile(r"::|[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]|(?:[^\s:]{1,4}:){7}[^\s:]"),
+    "UK_NINO": re.compile(rf"{_ANY_LETTER} ?[0-9]{{2}} ?[0-9]{{2}} ?[0-9]{{2}} ?{_ANY_LETTER}"),
+    "EMAIL_ADDRESS": re.compile("@"),
+    "IBAN_CODE": re.compile(r"[A-Z]{2}[0-9]{2}"),
 }
 
 

@@ -54,7 +54,10 @@ _NOT_AN_ADDRESS = frozenset(
      "noon", "least", "last", "first", "once", "times", "worst", "risk", "hand", "ease",
      "large", "random"}
 )  # fmt: skip
-_CUE = re.compile(r"(?i:at)|@")
+# What a text holds if this module finds an address in it: an "at" or a dot in brackets, or a
+# "dot" spelled as a word (a bare "at" counts only with a dot spelled out: `_address_end`).
+# Most texts hold none, and the address pattern, tried at every word, is not run on them.
+_CUE = re.compile(r"[(\[{<][ \t]*(?:(?i:at|dot)|[@.])[ \t]*[)\]}>]|[ \t](?:dot|DOT)[ \t]")
 # An address needs a domain of this many labels, at least.
 _MIN_LABELS = 2
 
