@@ -82,7 +82,8 @@ class RequestContext:
         return counted.usage() if counted is not None else None
 
     def only_queued(self, model: ModelInfo) -> bool:
-        """Whether the request's last call to `model` (a local one) never left its queue."""
+        """Whether the request's last call to `model` never left its queue (a local model's),
+        or was never sent (a remote one's, waiting for a connection or to be tried again)."""
         counted = self.counted.get(model.id)
         return counted is not None and counted.only_waiting()
 

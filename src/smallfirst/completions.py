@@ -126,8 +126,9 @@ class ToolCallDelta(BaseModel):
 
 class Chunk(BaseModel):
     """One streamed piece of the answer `index` (0 unless the request asked for `n` > 1).
-    Each answer's last chunk carries its `finish_reason`; the stream's last chunk also carries
-    the `usage` of all of them."""
+    Each answer's last chunk carries its `finish_reason`; the stream's last chunk carries the
+    `usage` of all of them: the last finish chunk, or a chunk of its own after it (an
+    upstream's usage, which comes after its finishes)."""
 
     index: int = 0
     text: str = ""
@@ -142,13 +143,12 @@ class Chunk(BaseModel):
 
 
 def completion_from_chunks(chunks: list[Chunk], *, with_logprobs: bool) -> Completion:
-    """Join streamed pieces into one answer (the last chunk carries finish reason and usage)."""
-    final = chunks[-1] if chunks else Chunk()
+    """Join streamed pieces into one answer (its finish reason and usage are the last told)."""
     logprobs = [lp for chunk in chunks for lp in chunk.logprobs or []]
     return Completion(
         text="".join(chunk.text for chunk in chunks),
-        finish_reason=final.finish_reason or "stop",
-        usage=final.usage or Usage(),
+        finish_reason=next((c.finish_reason for c in reversed(chunks) if c.finish_reason), "stop"),
+        usage=next((c.usage for c in reversed(chunks) if c.usage is not None), Usage()),
         logprobs=logprobs if with_logprobs else None,
         tool_calls=join_tool_call_deltas([d for chunk in chunks for d in chunk.tool_calls or []]),
         refusal="".join(chunk.refusal for chunk in chunks) or None,

@@ -420,11 +420,12 @@ class Gateway:
         # counts its tokens) was read, and an answer not streamed is written to the end all
         # the same: it is billed the budget's estimate at the model's prices, or a client that
         # times out early (or a slow upstream) would spend without limit. A stream stops when
-        # its connection closes: its prompt is billed.
+        # its connection closes: its prompt is billed. One that still waited for a connection
+        # or to be tried again never reached it, as a local model's call still queued.
         try:
             answered = await call(self.backends[model.id], sent)
         except (asyncio.CancelledError, SmallfirstError) as ended:
-            if model.upstream and _received(ended):
+            if model.upstream and _received(ended) and not ctx.only_queued(model):
                 whole = call == self._answered_whole
                 ctx.abandoned = assumed_usage(request, answered=whole)
                 ctx.spent_usd += request_cost(model, ctx.abandoned)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
@@ -93,7 +93,10 @@ class SplitPairs(Generic[Key]):
         pair = (held + piece).encode("utf-16-le", "surrogatepass")
         return pair.decode("utf-16-le", "surrogatepass")
 
-    def unpaired(self) -> list[Key]:
-        """The keys of halves still held when the texts end: no other half comes."""
-        held, self._held = list(self._held), {}
+    def unpaired(self, ended: Callable[[Key], bool] = lambda key: True) -> list[Key]:
+        """The keys of halves still held when the texts of the keys `ended` picks end: no
+        other half comes."""
+        held = [key for key in self._held if ended(key)]
+        for key in held:
+            del self._held[key]
         return held

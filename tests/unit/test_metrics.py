@@ -20,7 +20,7 @@ from smallfirst.request_records import Ending, answered_record
 from smallfirst.routing.health import ModelHealth
 from smallfirst.server.metrics import Metrics
 from smallfirst.types import ChatRequest
-from tests.unit.test_openai_compat import ANSWER, REQUEST, sse, upstream
+from tests.unit.test_openai_compat import ANSWER, REQUEST, finished, sse, upstream
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 
@@ -167,7 +167,7 @@ async def test_a_remote_models_answers_its_clients_left_count_as_cancelled() -> 
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        assert [c async for c in backend.stream(short)][-1].finish_reason == "stop"
+        assert finished([c async for c in backend.stream(short)]) == "stop"
         assert (await backend.complete(short)).text == "hello"
         seen = samples(Metrics({"big": backend}, ModelHealth(CircuitBreakerConfig()), "cloud"))
     assert seen[key("smallfirst_generations_cancelled_total", model="big")] == 2

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from benchmarks.common import free_port
 
 from smallfirst.backends.openai_compat import OpenAICompatBackend
-from smallfirst.completions import Usage
+from smallfirst.completions import Chunk, Usage
 from smallfirst.config import OpenAICompatModel
 from smallfirst.errors import (
     ContextLengthExceeded,
@@ -257,6 +257,15 @@ async def test_timeout_is_504() -> None:
             await backend.complete(REQUEST)
 
 
+def finished(chunks: Sequence[Chunk]) -> str | None:
+    """The finish reason a remote stream's one answer ended with: its finish chunk comes as
+    the upstream sends it, before the usage, which comes alone in the last chunk."""
+    *_, finish, last = chunks
+    assert (last.finish_reason, last.text, last.tool_calls) == (None, "", None)
+    assert last.usage is not None
+    return finish.finish_reason
+
+
 def sse(events: Sequence[object]) -> bytes:
     return "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode()
 
@@ -282,7 +291,7 @@ async def test_stream_is_parsed_with_usage_whatever_the_chunking() -> None:
     async with upstream(handle) as backend:
         chunks = [c async for c in backend.stream(REQUEST)]
     assert "".join(c.text for c in chunks) == "hello é"
-    assert chunks[-1].finish_reason == "stop"
+    assert finished(chunks) == "stop"
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 2
 
@@ -444,7 +453,7 @@ async def test_streamed_tool_calls_are_passed_on_piece_by_piece() -> None:
     deltas = [d for chunk in chunks for d in chunk.tool_calls or []]
     assert (deltas[0].id, deltas[0].name) == ("call_9", "get_weather")
     assert "".join(d.arguments for d in deltas) == '{"city": 1}'
-    assert chunks[-1].finish_reason == "tool_calls"
+    assert finished(chunks) == "tool_calls"
 
 
 async def test_n_answers_are_asked_for_in_one_call_and_read_by_index() -> None:
@@ -467,7 +476,7 @@ async def test_n_answers_are_asked_for_in_one_call_and_read_by_index() -> None:
     assert [body["n"] for body in seen] == [2]
     assert ["".join(c.text for c in chunks if c.index == i) for i in (0, 1)] == ["A1 A2", "B1 B2"]
     finishes = [(c.index, c.finish_reason) for c in chunks if c.finish_reason]
-    assert finishes == [(0, "stop"), (1, "length")]
+    assert finishes == [(1, "length"), (0, "stop")]  # as each answer finished
     assert [c.usage for c in chunks if c.usage] == [Usage(prompt_tokens=7, completion_tokens=4)]
 
 

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from smallfirst.errors import UpstreamError
-from tests.unit.test_openai_compat import ANSWER, REQUEST, sse, upstream
+from tests.unit.test_openai_compat import ANSWER, REQUEST, finished, sse, upstream
 from tests.unit.test_openai_compat_quirks import DONE, STREAM_REQUEST, delta, streaming
 
 LIMIT = 4096
@@ -89,7 +89,7 @@ async def test_an_event_over_the_limit_after_every_answer_finished_ends_the_stre
         chunks = [chunk async for chunk in backend.stream(STREAM_REQUEST)]
         assert backend.upstream_errors() == {}
     assert "".join(chunk.text for chunk in chunks) == "hello"
-    assert chunks[-1].finish_reason == "stop"
+    assert finished(chunks) == "stop"
     assert chunks[-1].usage is not None
 
 

@@ -31,6 +31,7 @@ from tests.unit.test_openai_compat import (
     TOOL_REQUEST,
     Handler,
     _answered,
+    finished,
     sse,
     upstream,
 )
@@ -156,7 +157,7 @@ async def test_a_whole_json_answer_to_a_stream_request_streams_as_one_piece() ->
     assert "".join(chunk.text for chunk in chunks) == "hello"
     calls = join_tool_call_deltas([d for chunk in chunks for d in chunk.tool_calls or []])
     assert [(c.id, c.function.name) for c in calls or []] == [("a", "f")]
-    assert chunks[-1].finish_reason == "stop"
+    assert finished(chunks) == "stop"
     assert chunks[-1].usage is not None
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (7, 1)
 
@@ -166,7 +167,7 @@ async def test_a_whole_text_completion_to_a_stream_request_streams_as_one_piece(
     text_request = TextRequest(model="cloud", prompt="2+2=", stream=True)
     async with upstream(answering(body)) as backend:
         chunks = [chunk async for chunk in backend.stream(text_request)]
-    assert ["".join(c.text for c in chunks), chunks[-1].finish_reason] == ["four", "length"]
+    assert ["".join(c.text for c in chunks), finished(chunks)] == ["four", "length"]
 
 
 async def test_events_labelled_as_json_are_read_as_events() -> None:
@@ -254,7 +255,7 @@ async def test_streamed_tool_call_arguments_as_an_object_are_json_text() -> None
 async def test_done_after_the_text_without_a_finish_reason_ends_as_stop() -> None:
     chunks = await streamed(sse([delta(content="Hel"), delta(content="lo")]) + DONE)
     assert "".join(c.text for c in chunks) == "Hello"
-    assert chunks[-1].finish_reason == "stop"
+    assert finished(chunks) == "stop"
 
 
 async def test_a_connection_dropped_after_every_finish_ends_the_answer_normally() -> None:
@@ -270,7 +271,7 @@ async def test_a_connection_dropped_after_every_finish_ends_the_answer_normally(
 
     async with upstream(handle) as backend:
         chunks = [c async for c in backend.stream(STREAM_REQUEST)]
-    assert chunks[-1].finish_reason == "stop"
+    assert finished(chunks) == "stop"
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 10
 
@@ -362,7 +363,7 @@ async def test_sse_events_over_several_data_lines_or_ended_by_cr_are_read() -> N
     cr_only = sse([delta("stop", content="lo")]).replace(b"\n", b"\r")
     chunks = await streamed(multi_line + b": keep-alive\r\n\r\n" + cr_only + b"data: [DONE]\r\r")
     assert "".join(c.text for c in chunks) == "Hello"
-    assert chunks[-1].finish_reason == "stop"
+    assert finished(chunks) == "stop"
 
 
 async def test_only_the_fields_the_client_sent_go_upstream() -> None:
@@ -526,7 +527,7 @@ async def test_refusals_and_content_filters_pass_through() -> None:
     events = [delta(refusal="I can't"), delta(refusal=" help"), delta("content_filter")]
     chunks = await streamed(sse(events) + DONE)
     assert "".join(c.refusal for c in chunks) == "I can't help"
-    assert chunks[-1].finish_reason == "content_filter"
+    assert finished(chunks) == "content_filter"
 
 
 async def test_reasoning_content_passes_through_and_counts_when_usage_is_estimated() -> None:

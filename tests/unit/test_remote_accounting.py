@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from aiohttp import web
@@ -28,12 +28,14 @@ MAX_TOKENS = 50
 PRICED = {"input_cost_per_1m": 1000.0, "output_cost_per_1m": 2000.0}
 FREE = {"input_cost_per_1m": 0.0, "output_cost_per_1m": 0.0}
 REFUSED = "refused"
+UNAVAILABLE = "unavailable"
 
 
 class Upstream:
     """An OpenAI-compatible server that never finishes an answer: it holds the call open (its
     client leaves or times out), or `broken`, writes part of it and drops the connection. The
-    prompt REFUSED it refuses at once."""
+    prompt REFUSED it refuses at once; UNAVAILABLE it answers with a 503 that asks for a retry
+    in 5 s."""
 
     def __init__(self, *, broken: bool = False) -> None:
         self.broken = broken
@@ -43,6 +45,10 @@ class Upstream:
         body = await request.json()
         if body.get("prompt") == REFUSED:
             return web.json_response({"error": {"message": "no"}}, status=400)
+        if _prompt(body) == UNAVAILABLE:
+            self.has_a_call.set()
+            error = {"error": {"message": "try later"}}
+            return web.json_response(error, status=503, headers={"Retry-After": "5"})
         stream = bool(body.get("stream"))
         self.has_a_call.set()
         response = web.StreamResponse(headers={"Content-Length": "5000"} if not stream else {})
@@ -56,8 +62,17 @@ class Upstream:
         return response
 
 
+def _prompt(body: dict[str, Any]) -> str:
+    messages = body.get("messages") or [{}]
+    return str(messages[-1].get("content"))
+
+
+class Handles(Protocol):
+    async def handle(self, request: web.Request) -> web.StreamResponse: ...
+
+
 @contextmanager
-def serving(upstream: Upstream) -> Iterator[str]:
+def serving(upstream: Handles) -> Iterator[str]:
     """`upstream` listening on loopback (in a thread of its own); its base URL."""
     app = web.Application()
     app.router.add_post("/v1/{path:.*}", upstream.handle)
@@ -191,3 +206,70 @@ def test_a_remote_call_the_gateway_stops_counts_as_cancelled_as_a_local_ones(
             metrics = client.get("/metrics").text
     assert refused.status_code == 400
     assert counted(metrics, "smallfirst_generations_cancelled_total") == 1
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    """A hang guard, not a timing."""
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never came true")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["not streamed", "streamed"])
+@pytest.mark.parametrize("waiting_for", ["a connection", "a retry"])
+def test_a_remote_call_left_before_it_was_sent_is_not_billed_as_a_local_queued_one(
+    tmp_path: Path, waiting_for: str, stream: bool
+) -> None:
+    """Its client left while it waited for the model's one connection (`max_concurrency`,
+    held by another call), or for the retry its upstream's 503 asked for: no upstream had
+    it. It was billed the estimate of a call the upstream had read; now it is logged as a
+    local model's call that left its queue is, a 499 no tier read, 0 tokens and $0, and
+    counted among the cancelled generations as that one is. The call holding the
+    connection, which the upstream had, is still billed."""
+    upstream = Upstream()
+    with serving(upstream) as base_url:
+        model = remote_model(base_url, "cloud", PRICED, max_concurrency=1, max_retries=1)
+        settings = fake_settings(tmp_path, models=[model], privacy={"enabled": False})
+        client, gateway = fake_client(settings)
+        backend = gateway.backends[MODEL]
+        records: list[RequestRecord] = []
+        gateway.ledger.add_observer(records.append)
+
+        async def waiting() -> None:
+            if waiting_for == "a connection":
+                await _until(lambda: backend.queue_depth() == 1)
+            else:  # the 503 is read: the retry's wait begins
+                await _until(lambda: bool(backend.upstream_errors()))
+
+        async def one_waits_and_leaves() -> None:
+            holder_leaves = asyncio.Event()
+            holder = None
+            if waiting_for == "a connection":
+                held = chat_body(MODEL, max_tokens=MAX_TOKENS)
+                post = _post_then_leave(client.app, held, 0.0, until=holder_leaves.wait)
+                holder = asyncio.ensure_future(post)
+                assert await asyncio.to_thread(upstream.has_a_call.wait, 10)  # a hang guard
+            asked = "Hi there" if waiting_for == "a connection" else UNAVAILABLE
+            body = chat_body(MODEL, max_tokens=MAX_TOKENS, stream=stream)
+            body["messages"] = [{"role": "user", "content": asked}]
+            await _post_then_leave(client.app, body, 0.0, until=waiting)
+            holder_leaves.set()
+            if holder is not None:
+                await holder
+
+        with client:
+            assert client.portal is not None
+            client.portal.call(one_waits_and_leaves)
+            metrics = client.get("/metrics").text
+    waited, *holders = records
+    assert (waited.status, waited.tier, waited.model_answered) == (499, None, None)
+    assert (waited.prompt_tokens, waited.completion_tokens, waited.cost_usd) == (0, 0, 0.0)
+    assert [(r.status, r.tier, r.completion_tokens) for r in holders] == [
+        (499, "cloud", MAX_TOKENS)
+    ] * len(holders)
+    assert counted(metrics, "smallfirst_cost_usd_total", tier="cloud") == pytest.approx(
+        sum(r.cost_usd for r in holders)
+    )
+    assert counted(metrics, "smallfirst_generations_cancelled_total") == len(records)

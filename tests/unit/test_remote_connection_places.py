@@ -9,8 +9,16 @@ from aiohttp import web
 
 from smallfirst.backends.connection_places import ConnectionPlaces
 from smallfirst.backends.openai_compat import OpenAICompatBackend
+from smallfirst.completions import Chunk
 from smallfirst.errors import InvalidRequest, QueueFull, ShuttingDown, UpstreamError
-from tests.unit.test_openai_compat import ANSWER, REQUEST, sse, unreachable, upstream
+from tests.unit.test_openai_compat import (
+    ANSWER,
+    REQUEST,
+    finished,
+    sse,
+    unreachable,
+    upstream,
+)
 
 STREAM_REQUEST = REQUEST.model_copy(update={"stream": True})
 
@@ -34,12 +42,12 @@ async def _streaming_until(release: asyncio.Event, request: web.Request) -> web.
     return response
 
 
-async def _holding(backend: OpenAICompatBackend) -> asyncio.Task[list[object]]:
+async def _holding(backend: OpenAICompatBackend) -> asyncio.Task[list[Chunk]]:
     """A stream that holds one of `backend`'s connections, its first piece read."""
     stream = backend.stream(STREAM_REQUEST)
     first = await anext(stream)
 
-    async def rest() -> list[object]:
+    async def rest() -> list[Chunk]:
         return [first, *[chunk async for chunk in stream]]
 
     return asyncio.ensure_future(rest())
@@ -58,7 +66,7 @@ async def test_a_call_beyond_max_concurrency_waits_a_bounded_time_then_is_a_429(
         with pytest.raises(QueueFull) as refused:
             await asyncio.wait_for(backend.complete(REQUEST), 10)
         release.set()
-        assert len(await holder) == 2
+        assert finished(await holder) == "stop"
         assert (await backend.complete(REQUEST)).text == "hello"  # the place came back
     assert (refused.value.status, refused.value.code, refused.value.retry_after_s) == (
         429,
@@ -112,7 +120,7 @@ async def test_every_way_a_call_ends_gives_its_connection_back() -> None:
             await until(lambda: backend.queue_depth() == 1)
             left.cancel()
             release.set()
-            assert len(await holder) == 2
+            assert finished(await holder) == "stop"
             release.clear()
             stream = backend.stream(STREAM_REQUEST)
             await anext(stream)

@@ -246,6 +246,7 @@ def test_an_upstreams_refusal_and_content_filter_are_told_as_openai_tells_them()
     events = ResponseEvents(asked, _route(), "r1")
     pieces = [Chunk(refusal="I can't"), Chunk(refusal=" help."), Chunk(finish_reason="stop")]
     seen = [*events.opening(), *(e for piece in pieces for e in events.events(piece))]
+    seen += events.ending()  # the end of the stream: no usage came
     TypeAdapter(list[ResponseStreamEvent]).validate_python(seen)
     kinds = [e["type"].removeprefix("response.") for e in seen if "refusal" in e["type"]]
     assert kinds == ["refusal.delta", "refusal.delta", "refusal.done"]

@@ -61,7 +61,7 @@ class Backend(ABC):
 
     @abstractmethod
     def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
-        """Yield text pieces; the last chunk has `finish_reason` and `usage`.
+        """Yield text pieces; the last has `finish_reason`, the last of all `usage` (`Chunk`).
 
         Closing the iterator early (client disconnect) must stop generation and free the
         engine.

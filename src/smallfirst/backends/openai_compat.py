@@ -15,6 +15,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ from smallfirst.errors import (
 )
 from smallfirst.surrogates import loads_replacing_surrogates
 from smallfirst.types import ChatRequest, GenerateRequest
+from smallfirst.usage_so_far import counting
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 # Kinds of failed upstream calls (`/metrics`: smallfirst_upstream_errors_total{model,kind}).
@@ -58,6 +60,25 @@ MAX_RETRY_WAIT_S = 10.0
 T = TypeVar("T")
 # What makes a stream's usage exact; older Azure api-versions refuse it (then: estimated).
 STREAM_OPTIONS = "stream_options"
+
+
+@dataclass
+class _Sending:
+    """Whether a call's request may be at its upstream: from its POST on, but not while it
+    waits for a connection or to be tried again. A call left before its upstream had it is
+    neither billed nor logged as read (`UsageSoFar.only_waiting`), as a local model's call
+    that left its queue."""
+
+    at_upstream: bool = False
+
+    @classmethod
+    def counted(cls) -> _Sending:
+        """A new call's, added to the gateway's count of it (`counting`) if there is one."""
+        sending = cls()
+        call = counting.get()
+        if call is not None:
+            call.add_sent(lambda: sending.at_upstream)
+        return sending
 
 
 class OpenAICompatBackend(Backend):
@@ -175,7 +196,9 @@ class OpenAICompatBackend(Backend):
         path = "chat/completions" if isinstance(request, ChatRequest) else "completions"
         return path, body
 
-    async def _send(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def _send(
+        self, path: str, body: dict[str, Any], sending: _Sending
+    ) -> aiohttp.ClientResponse:
         """POST with retries; returns a response with a 2xx status whose body is unread."""
         url = self._base_url + path
         data = pydantic_core.to_json(body)
@@ -185,7 +208,7 @@ class OpenAICompatBackend(Backend):
                 raise self._ended_by
             wait: float | None = None  # how long the upstream asked us to wait
             try:
-                response = await self._post(url, data)
+                response = await self._post(url, data, sending)
             except TimeoutError as exc:
                 timeout = UpstreamTimeout(f"{self.config.id}: upstream timed out")
                 timeout.received = not isinstance(exc, aiohttp.ConnectionTimeoutError)
@@ -220,36 +243,40 @@ class OpenAICompatBackend(Backend):
                     raise error from cause
             if attempt >= self.config.max_retries or (wait or 0) > MAX_RETRY_WAIT_S:
                 raise error from cause
+            sending.at_upstream = False  # refused, or never reached: nothing there to bill
             await asyncio.sleep(max(self.config.backoff_s * (2**attempt), wait or 0))
             attempt += 1
 
-    async def _post(self, url: str, data: bytes) -> aiohttp.ClientResponse:
+    async def _post(self, url: str, data: bytes, sending: _Sending) -> aiohttp.ClientResponse:
         """POST on one of the model's `max_concurrency` connections, whose place the response
         holds until `_done_reading`."""
         await self._places.take()
+        sending.at_upstream = True
         try:
             return await self._client().post(url, data=data)
         except BaseException:
             self._places.give_back()
             raise
 
-    async def _send_stream(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def _send_stream(
+        self, path: str, body: dict[str, Any], sending: _Sending
+    ) -> aiohttp.ClientResponse:
         """`_send`, once more without `stream_options` if the upstream refuses them (older
         Azure api-versions: "Unrecognized request argument supplied: stream_options"); this
         backend then leaves them out and estimates the usage of its streams."""
         try:
-            return await self._send(path, body)
+            return await self._send(path, body, sending)
         except InvalidRequest as error:
             if STREAM_OPTIONS not in body or not _names_stream_options(error):
                 raise
         self._stream_options_refused = True
         del body[STREAM_OPTIONS]
-        return await self._send(path, body)
+        return await self._send(path, body, sending)
 
     async def complete(self, request: GenerateRequest) -> Completion:
         path, body = self._path_and_body(request, stream=False)
         body.pop("n", None)  # one answer: the gateway streams requests for more
-        response = await self._counted_if_stopped(self._send(path, body))
+        response = await self._counted_if_stopped(self._send(path, body, _Sending.counted()))
         try:
             raw = await self._counted_if_stopped(whole_body(response, self.config.max_answer_bytes))
         except TimeoutError as exc:
@@ -273,7 +300,8 @@ class OpenAICompatBackend(Backend):
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         path, body = self._path_and_body(request, stream=True)
-        response = await self._counted_if_stopped(self._send_stream(path, body))
+        sending = _Sending.counted()
+        response = await self._counted_if_stopped(self._send_stream(path, body, sending))
         reader = StreamReader(self.config.id, request.n)
         done = False
         try:

@@ -87,13 +87,17 @@ def completion_of(data: Any, body: dict[str, Any], model_id: str) -> Completion:
 
 class StreamReader:
     """One upstream stream's events as chunks, and what its end means for each of the `n`
-    answers asked for."""
+    answers asked for. An answer's finish chunk comes as soon as the upstream finishes it;
+    the usage of all comes last, in a chunk of its own, once the stream ends (an upstream
+    sends it after the finishes, with `stream_options.include_usage`: held for it, the finish
+    reached the client as late as the usage did)."""
 
     def __init__(self, model_id: str, n: int) -> None:
         self._model_id = model_id
         self._n = n
         self._seen: set[int] = set()  # answers the upstream sent anything of
         self._finishes: dict[int, str] = {}
+        self._told: set[int] = set()  # answers whose finish chunk was given
         self._usage: Any = None  # the last usage the upstream sent, read at the end
         self._written: list[str] = []
         self._calls: dict[int, _CallIndexes] = {}
@@ -119,16 +123,14 @@ class StreamReader:
         if data.get("usage"):
             self._usage = data["usage"]
         self._served = served_by(data) | {k: v for k, v in self._served.items() if v}
-        return [
-            chunk.model_copy(update=self._served)
-            for choice in data.get("choices") or []
-            if (chunk := self._chunk(choice))
-        ]
+        chunks = [chunk for choice in data.get("choices") or [] for chunk in self._chunks(choice)]
+        return [chunk.model_copy(update=self._served) for chunk in chunks]
 
     def ending(self, body: dict[str, Any], *, done: bool) -> list[Chunk]:
-        """Each answer's finish chunk, the last with the usage of all; an UpstreamError when
-        an answer is missing or unfinished. `done`: the upstream sent `[DONE]`, which says
-        the answers it wrote are whole (some servers send no finish reason before it)."""
+        """The finish chunks of the answers not yet finished, then the usage of all; an
+        UpstreamError when an answer is missing or unfinished. `done`: the upstream sent
+        `[DONE]`, which says the answers it wrote are whole (some servers send no finish
+        reason before it)."""
         if done:
             for index in self._seen - self._finishes.keys():
                 self._finishes[index] = "stop"
@@ -139,21 +141,19 @@ class StreamReader:
                 f"{self._model_id}: upstream returned {len(self._seen)} of {self._n} choices"
                 " (does it support n?)"
             )
-        unpaired = self._unpaired()
+        finishes = [chunk for index in range(self._n) for chunk in self._finished(index)]
         usage = usage_of(self._usage, body, "".join(self._written))
-        return unpaired + [
-            Chunk(
-                index=index,
-                finish_reason=finish_reason_of(self._finishes[index]),
-                usage=usage if index == self._n - 1 else None,  # the last carries all
-            ).model_copy(update=self._served)
-            for index in range(self._n)
-        ]
+        last = Chunk(index=self._n - 1, usage=usage)
+        return [chunk.model_copy(update=self._served) for chunk in [*finishes, last]]
 
-    def _unpaired(self) -> list[Chunk]:
-        """A U+FFFD for each half of a pair that the stream ended without its other half."""
+    def _finished(self, index: int) -> list[Chunk]:
+        """Answer `index`'s finish chunk, after a U+FFFD for each half of a pair it ended
+        without the other half of; none if it was given already."""
+        if index in self._told:
+            return []
+        self._told.add(index)
         chunks = []
-        for index, field, call in self._pairs.unpaired():
+        for _, field, call in self._pairs.unpaired(lambda key: key[0] == index):
             if call is not None:
                 calls = [ToolCallDelta(index=call, arguments=REPLACEMENT)]
                 chunks.append(Chunk(index=index, tool_calls=calls))
@@ -162,9 +162,11 @@ class StreamReader:
                     Chunk(index=index).model_copy(update={_CHUNK_FIELDS[field]: REPLACEMENT})
                 )
             self._written.append(REPLACEMENT)
-        return chunks
+        finish = finish_reason_of(self._finishes[index])
+        return [*chunks, Chunk(index=index, finish_reason=finish)]
 
-    def _chunk(self, choice: Any) -> Chunk | None:
+    def _chunks(self, choice: Any) -> list[Chunk]:
+        """A choice's piece of its answer, if it has any, and its finish chunk if it ends it."""
         index = self._choice_index(_object(choice))
         _raise_failed_choice(choice, self._model_id)
         delta = _object(choice.get("delta") or {})
@@ -174,19 +176,24 @@ class StreamReader:
         logprobs = logprobs_of(choice.get("logprobs"))
         # Only a choice read whole counts: an unreadable last event is no finish.
         self._seen.add(index)
-        if choice.get("finish_reason"):
+        chunks = []
+        if text or refusal or reasoning or logprobs or calls:
+            written = text + refusal + reasoning + "".join(c.arguments for c in calls or [])
+            self._written.append(written)
+            chunks.append(
+                Chunk(
+                    index=index,
+                    text=text,
+                    logprobs=logprobs,
+                    tool_calls=calls,
+                    refusal=refusal,
+                    reasoning=reasoning,
+                )
+            )
+        if choice.get("finish_reason") and index not in self._finishes:
             self._finishes[index] = choice["finish_reason"]
-        if not (text or refusal or reasoning or logprobs or calls):
-            return None
-        self._written.append(text + refusal + reasoning + "".join(c.arguments for c in calls or []))
-        return Chunk(
-            index=index,
-            text=text,
-            logprobs=logprobs,
-            tool_calls=calls,
-            refusal=refusal,
-            reasoning=reasoning,
-        )
+            chunks += self._finished(index)
+        return chunks
 
     def _choice_index(self, choice: dict[str, Any]) -> int:
         index = choice.get("index", 0)

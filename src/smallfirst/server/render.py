@@ -266,6 +266,10 @@ class ChunkRenderer:
     def failure(error: SmallfirstError) -> list[dict[str, Any]]:
         return [error_body(error)]
 
+    @staticmethod
+    def ending() -> list[dict[str, Any]]:
+        return []  # each chunk told all it holds
+
     def __init__(
         self,
         request: GenerateRequest,
@@ -341,8 +345,8 @@ class ChunkRenderer:
         if chunk.finish_reason is not None:
             ending = Chunk(index=chunk.index)
             out.append(self._event([self._choice(ending, finish=chunk.finish_reason)]))
-            if self.include_usage and chunk.usage is not None:
-                out.append({**self.base, "choices": [], "usage": chunk.usage.as_openai()})
+        if self.include_usage and chunk.usage is not None:  # after the finishes, as OpenAI's
+            out.append({**self.base, "choices": [], "usage": chunk.usage.as_openai()})
         return self._told(out)
 
     def _choice(self, chunk: Chunk, finish: str | None) -> dict[str, Any]:

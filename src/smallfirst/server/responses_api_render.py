@@ -224,6 +224,7 @@ class ResponseEvents:
         self._calls: dict[int, tuple[int, ToolCall]] = {}  # call index -> (output index, call)
         self._held: dict[int, ToolCall] = {}  # calls not opened yet (call index -> call)
         self._closed_calls: dict[int, tuple[int, ToolCall]] = {}  # the same, once done
+        self._finish_reason: str | None = None  # once the answer finished
 
     closing = b""  # the stream ends with response.completed (or .incomplete, or .failed)
 
@@ -259,13 +260,22 @@ class ResponseEvents:
             out += self._refusal_piece(chunk.refusal)
         for delta in chunk.tool_calls or []:
             out += self._call_piece(delta)
-        if chunk.finish_reason is not None:
+        if chunk.finish_reason is not None:  # its items are whole: closed now
             out += self._close_all(_last_item_status(chunk.finish_reason))
-            response = self._snapshot(chunk.finish_reason, chunk.usage or Usage())
-            self.finished = response
-            done = "incomplete" if response["status"] == "incomplete" else "completed"
-            out.append(self._event(f"response.{done}", response=response))
+            self._finish_reason = chunk.finish_reason
+        if chunk.usage is not None:  # with the finish, or after it (an upstream's)
+            out += self.ending(chunk.usage)
         return out
+
+    def ending(self, usage: Usage | None = None) -> list[dict[str, Any]]:
+        """`response.completed` (or `.incomplete`) once the answer finished, with its `usage`,
+        which may come after the finish; at the stream's end, with what came."""
+        if self._finish_reason is None or self.finished is not None:
+            return []
+        response = self._snapshot(self._finish_reason, usage or Usage())
+        self.finished = response
+        done = "incomplete" if response["status"] == "incomplete" else "completed"
+        return [self._event(f"response.{done}", response=response)]
 
     def failure(self, error: SmallfirstError) -> list[dict[str, Any]]:
         """An error after the stream began: the `error` event (our code and param), the items

@@ -27,6 +27,8 @@ class StreamRenderer(Protocol):
 
     def failure(self, error: SmallfirstError) -> list[dict[str, Any]]: ...
 
+    def ending(self) -> list[dict[str, Any]]: ...  # what the end of the chunks tells
+
 
 def data_frame(event: dict[str, Any]) -> bytes:
     return b"data: " + pydantic_core.to_json(event, inf_nan_mode="null") + b"\n\n"
@@ -44,17 +46,23 @@ async def sse_stream(
 ) -> AsyncIterator[bytes]:
     """Frame the stream. An error after the first byte can no longer change the HTTP status,
     so it is sent as the API's failure events (as OpenAI does) and the stream ends without its
-    closing. `before_sending` is awaited after each chunk's events are made, before any of
-    them is framed (a stored response is written before the client reads its last event)."""
+    closing. `before_sending` is awaited after each chunk's events are made (and the end's),
+    before any of them is framed (a stored response is written before the client reads its
+    last event)."""
     for event in renderer.opening():
         yield renderer.frame(event)
+
+    async def framed(events: list[dict[str, Any]]) -> list[bytes]:
+        if before_sending is not None:
+            await before_sending()
+        return [renderer.frame(event) for event in events]
+
     try:
         async for chunk in chunks:
-            events = renderer.events(chunk)
-            if before_sending is not None:
-                await before_sending()
-            for event in events:
-                yield renderer.frame(event)
+            for frame in await framed(renderer.events(chunk)):
+                yield frame
+        for frame in await framed(renderer.ending()):
+            yield frame
     except SmallfirstError as error:
         for event in renderer.failure(error):
             yield renderer.frame(event)
