@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-from smallfirst.completions import Chunk, Completion, Usage, completion_from_chunks
+from smallfirst.completions import AnswerSoFar, Chunk, Completion, Usage
 from smallfirst.streams import close_stream
 from smallfirst.types import GenerateRequest
 
@@ -83,11 +83,28 @@ def merged_usage(usages: list[Usage]) -> Usage:
 
 def completions_of(chunks: list[Chunk], n: int, *, with_logprobs: bool) -> list[Completion]:
     """The `n` answers in a stream of interleaved chunks, in index order (usage: the stream's)."""
-    by_index: list[list[Chunk]] = [[] for _ in range(n)]
+    answers = ChoicesSoFar(n, with_logprobs=with_logprobs)
     for chunk in chunks:
-        if 0 <= chunk.index < n:
-            by_index[chunk.index].append(chunk)
-    return [completion_from_chunks(part, with_logprobs=with_logprobs) for part in by_index]
+        answers.add(chunk)
+    return answers.completions()
+
+
+class ChoicesSoFar:
+    """The `n` answers of a stream joined as its chunks pass (`AnswerSoFar`); a chunk of an
+    answer beyond them is counted as come, and not kept."""
+
+    def __init__(self, n: int, *, with_logprobs: bool) -> None:
+        self._answers = [AnswerSoFar(with_logprobs=with_logprobs) for _ in range(n)]
+        self.began = False  # whether any chunk came
+
+    def add(self, chunk: Chunk) -> None:
+        self.began = True
+        if 0 <= chunk.index < len(self._answers):
+            self._answers[chunk.index].add(chunk)
+
+    def completions(self) -> list[Completion]:
+        """The answers so far, in index order."""
+        return [answer.completion() for answer in self._answers]
 
 
 def usage_of(chunks: list[Chunk]) -> Usage:

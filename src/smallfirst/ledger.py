@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from smallfirst.answers import RequestContext, RouteInfo
-from smallfirst.choices import completions_of
+from smallfirst.choices import ChoicesSoFar
 from smallfirst.completions import Chunk, ModelInfo, Usage
 from smallfirst.config import BaselineConfig
 from smallfirst.errors import (
@@ -104,12 +104,13 @@ class Ledger:
         """Yield the stream and log it when it ends (`billed`: its cost is already counted)."""
         ttft: float | None = None
         usage = Usage()
-        seen: list[Chunk] = []
+        # what the log keeps of the answers, not each chunk: a long stream holds its text
+        answers = ChoicesSoFar(request.n, with_logprobs=False)
         status, error = CLIENT_CLOSED_REQUEST, None  # unless the stream ends or fails
         try:
             async for chunk in chunks:
                 ttft = ttft or time.perf_counter()
-                seen.append(chunk)
+                answers.add(chunk)
                 usage = chunk.usage or usage
                 yield chunk
             status = 200
@@ -126,10 +127,10 @@ class Ledger:
             await close_stream(chunks)
             if status == CLIENT_CLOSED_REQUEST and ctx.stopped_by is not None:
                 status, error = ctx.stopped_by.status, ctx.stopped_by  # closed by the gateway
-            text = answers_text(completions_of(seen, request.n, with_logprobs=False))
+            text = answers_text(answers.completions())
             if usage == Usage():
                 usage = ctx.counted_usage(route.model) or self._estimated(
-                    request, route.model, seen, status, text
+                    request, route.model, answers.began, status, text
                 )
             if not billed:
                 ctx.spent_usd += request_cost(route.model, usage)
@@ -138,12 +139,12 @@ class Ledger:
             )
 
     def _estimated(
-        self, request: GenerateRequest, model: ModelInfo, seen: list[Chunk], status: int, text: str
+        self, request: GenerateRequest, model: ModelInfo, began: bool, status: int, text: str
     ) -> Usage:
         """A stream's tokens when it was cut before its usage came and no engine here counted
         them: it was paid for all the same (a client left, say), an upstream's stream's prompt
         (whatever its tier) even when no token came."""
-        if seen or (model.upstream and status == CLIENT_CLOSED_REQUEST):
+        if began or (model.upstream and status == CLIENT_CLOSED_REQUEST):
             return estimated_usage(request, text)
         return Usage()
 
