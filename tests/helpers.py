@@ -137,3 +137,22 @@ def eventually(check: Callable[[], bool]) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def post_scope(path: str) -> dict[str, Any]:
+    """An ASGI scope of a JSON POST to `path` from a loopback client, for tests that drive the
+    app by hand (to leave at a moment of their choosing)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+    }

@@ -17,7 +17,7 @@ from smallfirst.logs import RequestRecord
 from smallfirst.server.routes import WATCH_AFTER_S, unless_client_leaves
 from smallfirst.types import GenerateRequest
 from smallfirst.usage_so_far import counting
-from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
+from tests.helpers import chat_body, fake_backend, fake_client, fake_settings, post_scope
 
 SLOW_REPLY = " ".join(["word"] * 40)  # 40 pieces x 0.25 s: far longer than the client waits
 # For a client that must leave before the first piece: a piece every 0.25 s raced the client's
@@ -54,21 +54,7 @@ async def _post_then_leave(
         sent.append(message)
         await asyncio.sleep(0)  # a write yields, as uvicorn's does while the socket drains
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8080),
-    }
-    await app(scope, receive, send)
+    await app(post_scope(path), receive, send)
     return sent
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from smallfirst.completions import Chunk, Usage
 from smallfirst.logs import RequestRecord
-from tests.helpers import chat_body, fake_client, fake_settings
+from tests.helpers import chat_body, fake_client, fake_settings, post_scope
 from tests.unit.test_openai_compat import REQUEST, sse, upstream
 from tests.unit.test_remote_accounting import (
     MODEL,
@@ -131,21 +131,7 @@ async def _stream_from(
                 leave.set()
         await asyncio.sleep(0)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8080),
-    }
-    await app(scope, receive, send)
+    await app(post_scope(path), receive, send)
     return frames
 
 
