@@ -33,8 +33,13 @@ class Usage(BaseModel):
         """Tokens counted where no one counted them (an upstream that reports no usage, a
         stream cut before its usage came): 4 characters a token, rounded up, a prompt at
         least one."""
+        return cls.estimated_from_lengths(len(prompt), len(answer))
+
+    @classmethod
+    def estimated_from_lengths(cls, prompt_chars: int, answer_chars: int) -> Usage:
+        """`estimated`, of texts of these lengths (a stream's, counted as it passed)."""
         return cls(
-            prompt_tokens=max(-(-len(prompt) // 4), 1), completion_tokens=-(-len(answer) // 4)
+            prompt_tokens=max(-(-prompt_chars // 4), 1), completion_tokens=-(-answer_chars // 4)
         )
 
     @model_validator(mode="before")

@@ -320,6 +320,9 @@ async def _calls_or_prose(
     decided whole (`local_tools.as_tool_call`)."""
     calls = local_tools.StreamedCalls(request)
     held: list[Chunk] = []
+    # The held answer's beginning as far as it tells (not the whole held text joined again
+    # at each piece: an answer all whitespace, or JSON but no call, is held to its end).
+    begun = ""
     sending_calls = False  # once sure, for good: what was sent cannot be taken back
     async for chunk in chunks:
         calls.feed(chunk.text)
@@ -333,7 +336,7 @@ async def _calls_or_prose(
                 yield Chunk(finish_reason=finish, usage=chunk.usage)
             continue
         held.append(chunk)
-        begun = "".join(piece.text for piece in held).lstrip()
+        begun = (begun + chunk.text).lstrip()[: local_tools.TELLING_CHARS]
         if begun and not local_tools.may_be_a_call(begun):
             for piece in held:
                 yield piece

@@ -54,6 +54,8 @@ _CALL_HEADS = (
 )
 # How an answer that is a call begins (the fenced forms as the grammar allows them).
 CALL_STARTS = ("{", "[", "```json\n{", "```json\n[", "```\n{", "```\n[")
+# What `may_be_a_call` reads of an answer: no more than its longest call start.
+TELLING_CHARS = max(len(start) for start in CALL_STARTS)
 _FENCED = re.compile(r"```(?:json)?\n(.*)\n```", re.DOTALL)
 
 
@@ -110,7 +112,8 @@ def grammar_text(request: ChatRequest) -> str | None:
 
 def may_be_a_call(begun: str) -> bool:
     """Could an answer that begins so (whitespace stripped) still be a call? While it could,
-    a stream holds it; once it cannot, it is prose."""
+    a stream holds it; once it cannot, it is prose. Its first `TELLING_CHARS` characters
+    tell as much as the whole."""
     return any(begun.startswith(start) or start.startswith(begun) for start in CALL_STARTS)
 
 

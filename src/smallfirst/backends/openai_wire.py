@@ -76,7 +76,7 @@ def completion_of(data: Any, body: dict[str, Any], model_id: str) -> Completion:
     return Completion(
         text=text,
         finish_reason=finish_reason_of(choice.get("finish_reason")),
-        usage=usage_of(data.get("usage"), body, text + refusal + reasoning + arguments),
+        usage=usage_of(data.get("usage"), body, len(text + refusal + reasoning + arguments)),
         logprobs=logprobs_of(choice.get("logprobs")),
         tool_calls=tool_calls,
         refusal=refusal or None,
@@ -99,7 +99,9 @@ class StreamReader:
         self._finishes: dict[int, str] = {}
         self._told: set[int] = set()  # answers whose finish chunk was given
         self._usage: Any = None  # the last usage the upstream sent, read at the end
-        self._written: list[str] = []
+        # What the answers wrote, counted for a usage the upstream does not send: a count,
+        # not the text (a stream's length is not bounded).
+        self._written_chars = 0
         self._calls: dict[int, _CallIndexes] = {}
         self._pairs: SplitPairs[_TextKey] = SplitPairs()
         self._served: dict[str, str | None] = {}  # `served_by` as the events say it
@@ -142,7 +144,7 @@ class StreamReader:
                 " (does it support n?)"
             )
         finishes = [chunk for index in range(self._n) for chunk in self._finished(index)]
-        usage = usage_of(self._usage, body, "".join(self._written))
+        usage = usage_of(self._usage, body, self._written_chars)
         last = Chunk(index=self._n - 1, usage=usage)
         return [chunk.model_copy(update=self._served) for chunk in [*finishes, last]]
 
@@ -161,7 +163,7 @@ class StreamReader:
                 chunks.append(
                     Chunk(index=index).model_copy(update={_CHUNK_FIELDS[field]: REPLACEMENT})
                 )
-            self._written.append(REPLACEMENT)
+            self._written_chars += len(REPLACEMENT)
         finish = finish_reason_of(self._finishes[index])
         return [*chunks, Chunk(index=index, finish_reason=finish)]
 
@@ -178,8 +180,8 @@ class StreamReader:
         self._seen.add(index)
         chunks = []
         if text or refusal or reasoning or logprobs or calls:
-            written = text + refusal + reasoning + "".join(c.arguments for c in calls or [])
-            self._written.append(written)
+            arguments = sum(len(call.arguments) for call in calls or [])
+            self._written_chars += len(text) + len(refusal) + len(reasoning) + arguments
             chunks.append(
                 Chunk(
                     index=index,
@@ -364,12 +366,12 @@ def _object(value: Any) -> dict[str, Any]:
     return value
 
 
-def usage_of(raw: Any, body: dict[str, Any], written: str) -> Usage:
+def usage_of(raw: Any, body: dict[str, Any], written_chars: int) -> Usage:
     """The upstream's usage; a count it does not give (missing, null, not a count) is
-    estimated at 4 characters per token (documented), of the prompt and of what it wrote."""
-    estimate = Usage.estimated(
-        json.dumps(body.get("messages") or body.get("prompt") or ""), written
-    )
+    estimated at 4 characters per token (documented, `Usage.estimated`), of the prompt and
+    of the `written_chars` characters it wrote."""
+    prompt = json.dumps(body.get("messages") or body.get("prompt") or "")
+    estimate = Usage.estimated_from_lengths(len(prompt), written_chars)
     if not isinstance(raw, dict) or all(raw.get(name) is None for name in USAGE_COUNTS):
         return estimate
     missing = {name: getattr(estimate, name) for name in USAGE_COUNTS if raw.get(name) is None}
