@@ -153,7 +153,7 @@ def prompt_text(request: GenerateRequest) -> str:
     if not isinstance(request, ChatRequest):
         suffix = "" if request.suffix is None else f"\n[suffix]\n{request.suffix}"
         return request.prompt_text + suffix
-    lines = [f"{m.role}: {m.text}{calls_text(m.tool_calls)}" for m in request.messages]
+    lines = [f"{m.role}: {with_calls(m.text, m.tool_calls)}" for m in request.messages]
     if request.tools:
         functions = [tool.function.model_dump(exclude_none=True) for tool in request.tools]
         lines.append(f"tools: {json.dumps(functions, ensure_ascii=False)}")
@@ -162,15 +162,17 @@ def prompt_text(request: GenerateRequest) -> str:
 
 def answers_text(choices: Sequence[Completion]) -> str:
     """The answers as the log keeps them (`log_prompts`): numbered when there are several."""
-    texts = [choice.text + calls_text(choice.tool_calls) for choice in choices]
+    texts = [with_calls(choice.text, choice.tool_calls) for choice in choices]
     if len(texts) == 1:
         return texts[0]
     return "\n".join(f"[{index}] {text}" for index, text in enumerate(texts))
 
 
-def calls_text(calls: Sequence[ToolCall] | None) -> str:
-    """Tool calls as the log shows them, after the text they came with."""
-    return "".join(f" [call {c.function.name}({c.function.arguments})]" for c in calls or [])
+def with_calls(text: str, calls: Sequence[ToolCall] | None) -> str:
+    """A message's or answer's text and its tool calls, as the log shows them (an answer that
+    is only a call read " [call ...]", a blank first)."""
+    shown = [f"[call {c.function.name}({c.function.arguments})]" for c in calls or []]
+    return " ".join([text, *shown] if text else shown)
 
 
 def call_cost(model: ModelInfo, result: object) -> float:

@@ -184,3 +184,20 @@ def test_rows_a_closing_log_cannot_write_are_counted_as_lost(
     log.record(RequestRecord(id="1", created_at=1, endpoint="chat", model_requested="m"))
     log.close()
     assert "2 rows could not be written and are lost" in caplog.text
+
+
+def test_an_answer_that_is_only_calls_is_logged_without_a_leading_blank() -> None:
+    from smallfirst.completions import Completion
+    from smallfirst.request_records import answers_text
+    from smallfirst.types import FunctionCall, ToolCall
+
+    call = ToolCall(id="c1", function=FunctionCall(name="weather", arguments='{"city": "Oslo"}'))
+    only_call = Completion(text="", tool_calls=[call, call])
+    said_and_called = Completion(text="Checking.", tool_calls=[call])
+    assert answers_text([only_call]) == (
+        '[call weather({"city": "Oslo"})] [call weather({"city": "Oslo"})]'
+    )
+    assert answers_text([said_and_called, only_call]) == (
+        '[0] Checking. [call weather({"city": "Oslo"})]\n'
+        '[1] [call weather({"city": "Oslo"})] [call weather({"city": "Oslo"})]'
+    )
