@@ -171,18 +171,18 @@ def chat(
     opening = [ChatMessage(role="system", content=argument_text(system))] if system else []
     ask = _Asker(model=model, max_tokens=max_tokens, rag=rag)
 
-    async def run() -> None:
+    async def run() -> int:
         gateway = Gateway.from_settings(settings)
         try:
             if question is not None:
                 await ask(gateway, [*opening, ChatMessage(role="user", content=question)])
-            else:
-                await _converse(gateway, ask, opening)
+                return 0
+            return await _converse(gateway, ask, opening)
         finally:
             await gateway.aclose()
 
     try:
-        asyncio.run(run())
+        failed_turns = asyncio.run(run())
     except CollectionNotFound as exc:  # a mistake in the command, as an unknown --model is
         fail(f"{exc.message}; see `smallfirst rag collections`")
     except SmallfirstError as exc:
@@ -190,6 +190,8 @@ def chat(
     except KeyboardInterrupt:
         typer.echo("", err=True)  # the shell's prompt came on the line of the answer's "^C"
         raise typer.Exit(INTERRUPTED) from None
+    if failed_turns:  # each said why as it failed; a script reading turns from a file learns it
+        fail(f"{failed_turns} turn(s) of the conversation failed", code=1)
 
 
 def _with_piped_text(prompt: str) -> str:
@@ -343,13 +345,15 @@ _HELP = "\n".join(
 )
 
 
-async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -> None:
-    """Read turns from stdin until EOF or /exit; the conversation so far goes with each."""
+async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -> int:
+    """Read turns from stdin until EOF or /exit; the conversation so far goes with each.
+    Returns how many turns failed."""
     from smallfirst.errors import ContextLengthExceeded, ModelNotFound, SmallfirstError
     from smallfirst.types import ChatMessage
 
+    failed = 0
     if sys.stdin is None:  # closed (`<&-`): no line will come, as at the end of input
-        return
+        return failed
     marker = "> " if sys.stdin.isatty() else ""
     history = list(opening)
     while True:
@@ -359,9 +363,9 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
         except EOFError:  # Ctrl-D: the shell's prompt went on after "> "
             if marker:
                 typer.echo("")
-            return
+            return failed
         if line in ("/exit", "/quit"):
-            return
+            return failed
         if line == "/reset":
             history = list(opening)
             typer.echo("(conversation cleared)", err=True)
@@ -383,6 +387,7 @@ async def _converse(gateway: Gateway, ask: _Asker, opening: list[ChatMessage]) -
         except ModelNotFound:  # every turn would fail alike: end here (exit 1)
             raise
         except SmallfirstError as exc:  # this turn failed; the conversation goes on
+            failed += 1
             typer.echo(f"error: {exc.message}", err=True)
             if exc.code == ContextLengthExceeded.code and len(history) > len(opening):
                 typer.echo("(the conversation no longer fits: /reset starts over)", err=True)
