@@ -20,6 +20,7 @@ from smallfirst.types import ChatRequest
 
 if TYPE_CHECKING:
     from smallfirst.privacy import PiiDetector
+    from smallfirst.privacy.patterns import RuleFinder
 
 # The Host tests send (TestClient's own "testserver" is a name a key-less server refuses).
 LOOPBACK = "http://127.0.0.1"
@@ -97,6 +98,12 @@ WEATHER_WITH_DEFS = {
 def found_in(detector: PiiDetector, text: str) -> list[tuple[str, str]]:
     """(entity type, value as written) of each finding in `text`."""
     return [(f.entity_type, f.value_in(text)) for f in detector.inspect(text)]
+
+
+def matched_texts(finder: RuleFinder, text: str, *, min_score: float = 0.0) -> list[str]:
+    """The texts of `text` that a rule's matches cover, those scoring `min_score` or more (the
+    guard keeps those of DEFAULT_SCORE_THRESHOLD and over)."""
+    return [text[m.start : m.end] for m in finder(text) if m.score >= min_score]
 
 
 def found_of_types(detector: PiiDetector, text: str, *types: str) -> list[str]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, dates
+from tests.helpers import matched_texts
 
 
 def _dates(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in dates.find_dates(text)]
+    return matched_texts(dates.find_dates, text)
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, dates, names, patterns
-from tests.helpers import found_of_types
+from tests.helpers import found_of_types, matched_texts
 
 
 def _postcodes(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in addresses.find_postcodes(text)]
+    return matched_texts(addresses.find_postcodes, text)
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_the_digits_of_a_national_insurance_number_are_no_phone(text: str) -> No
 
 def test_a_clock_time_with_seconds_is_a_time() -> None:
     text = "The job ran at 14:22:05 and again at 9:15."
-    assert [text[m.start : m.end] for m in dates.find_dates(text)] == ["14:22:05"]
+    assert matched_texts(dates.find_dates, text) == ["14:22:05"]
 
 
 def test_a_form_date_ends_at_its_line(detector: PiiDetector) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, names, patterns, vetoes
-from tests.helpers import found_of_types
+from tests.helpers import found_of_types, matched_texts
 
 
 def _people(detector: PiiDetector, text: str) -> list[str]:
@@ -148,7 +148,7 @@ def test_a_description_joined_to_a_prefix_is_not_part_of_the_name(detector: PiiD
 
 def test_a_place_after_a_cue_ends_at_a_word_boundary() -> None:
     text = "My sister moved to Lisbon last year; I live in Villafranca del Cid."
-    places = [text[m.start : m.end] for m in addresses.find_cued_places(text)]
+    places = matched_texts(addresses.find_cued_places, text)
     assert places == ["Lisbon", "Villafranca del Cid"]  # not "Lisbon la" (of "last")
 
 

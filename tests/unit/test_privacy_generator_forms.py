@@ -8,15 +8,15 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, dates, place_names
-from tests.helpers import found_in
+from tests.helpers import found_in, matched_texts
 
 
 def _addresses(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in addresses.find_addresses(text)]
+    return matched_texts(addresses.find_addresses, text)
 
 
 def _dates(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in dates.find_dates(text)]
+    return matched_texts(dates.find_dates, text)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_towns_by_a_compass_point_or_a_view(town: str) -> None:
 
 def test_a_town_ending_in_view_after_a_preposition() -> None:
     text = "The bridge in Sarahview was completed in 1976."
-    assert [text[m.start : m.end] for m in place_names.find_shaped_towns(text)] == ["Sarahview"]
+    assert matched_texts(place_names.find_shaped_towns, text) == ["Sarahview"]
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,14 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, patterns
+from smallfirst.privacy.detect import DEFAULT_SCORE_THRESHOLD
 from smallfirst.privacy.normalize import normalized
 from smallfirst.privacy.secrets import find_secrets
-from tests.helpers import found_in
+from tests.helpers import found_in, matched_texts
 
 
 def _values(text: str, finder: patterns.RuleFinder) -> list[str]:
-    return [text[m.start : m.end] for m in finder(text) if m.score >= 0.4]
+    return matched_texts(finder, text, min_score=DEFAULT_SCORE_THRESHOLD)
 
 
 @pytest.mark.parametrize(
@@ -115,4 +116,4 @@ def test_an_openpgp_private_key_block_is_a_secret() -> None:
         "-----END PGP PRIVATE KEY BLOCK-----"
     )
     text = f"my backup key:\n{block}\nthanks"
-    assert [text[m.start : m.end] for m in find_secrets(text)] == [block]
+    assert matched_texts(find_secrets, text) == [block]

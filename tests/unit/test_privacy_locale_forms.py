@@ -8,11 +8,12 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, names, patterns, recognizers, vetoes
-from tests.helpers import found_of_types
+from smallfirst.privacy.detect import DEFAULT_SCORE_THRESHOLD
+from tests.helpers import found_of_types, matched_texts
 
 
 def _addresses(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in addresses.find_addresses(text) if m.score >= 0.4]
+    return matched_texts(addresses.find_addresses, text, min_score=DEFAULT_SCORE_THRESHOLD)
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import names
+from smallfirst.privacy.detect import DEFAULT_SCORE_THRESHOLD
 from smallfirst.privacy.patterns import RuleFinder
+from tests.helpers import matched_texts
 
 
 def _values(text: str, finder: RuleFinder) -> list[str]:
-    return [text[m.start : m.end] for m in finder(text) if m.score >= 0.4]
+    return matched_texts(finder, text, min_score=DEFAULT_SCORE_THRESHOLD)
 
 
 @pytest.mark.parametrize(

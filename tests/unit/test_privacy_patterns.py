@@ -9,11 +9,13 @@ import sys
 import pytest
 
 from smallfirst.privacy import addresses, dates, patterns
+from smallfirst.privacy.detect import DEFAULT_SCORE_THRESHOLD
 from smallfirst.privacy.secrets import find_secrets
+from tests.helpers import matched_texts
 
 
 def _values(text: str, finder: patterns.RuleFinder) -> list[str]:
-    return [text[m.start : m.end] for m in finder(text) if m.score >= 0.4]
+    return matched_texts(finder, text, min_score=DEFAULT_SCORE_THRESHOLD)
 
 
 def test_multi_line_address_is_one_location() -> None:

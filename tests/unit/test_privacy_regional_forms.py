@@ -8,15 +8,16 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, patterns
-from tests.helpers import found_in
+from smallfirst.privacy.detect import DEFAULT_SCORE_THRESHOLD
+from tests.helpers import found_in, matched_texts
 
 
 def _phones(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in patterns.find_phone_numbers(text) if m.score >= 0.4]
+    return matched_texts(patterns.find_phone_numbers, text, min_score=DEFAULT_SCORE_THRESHOLD)
 
 
 def _addresses(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in addresses.find_addresses(text) if m.score >= 0.4]
+    return matched_texts(addresses.find_addresses, text, min_score=DEFAULT_SCORE_THRESHOLD)
 
 
 @pytest.mark.parametrize(

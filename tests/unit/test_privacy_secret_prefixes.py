@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy.secrets import find_secrets
+from tests.helpers import matched_texts
 
 _BASE62 = "Zq8Lm3Np7Rt2Vx6Bc1Dk9Fh4Gj5Hw0Ys"  # 32 characters
 _HEX = "3f9a0c7e51b2d8646ea1f03c9b7d2e58"  # 32 lower-case hex digits
@@ -14,7 +15,7 @@ _BASE64 = "Qm9vbGVhbi8rU3Rvcm0xMjM0NTY3ODkwYWJj"  # 36 characters
 
 
 def _secrets(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in find_secrets(text)]
+    return matched_texts(find_secrets, text)
 
 
 KEYS = [

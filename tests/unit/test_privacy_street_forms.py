@@ -8,11 +8,12 @@ from __future__ import annotations
 import pytest
 
 from smallfirst.privacy import PiiDetector, addresses, dates, patterns, place_names
-from tests.helpers import found_in
+from smallfirst.privacy.detect import DEFAULT_SCORE_THRESHOLD
+from tests.helpers import found_in, matched_texts
 
 
 def _addresses(text: str) -> list[str]:
-    return [text[m.start : m.end] for m in addresses.find_addresses(text) if m.score >= 0.4]
+    return matched_texts(addresses.find_addresses, text, min_score=DEFAULT_SCORE_THRESHOLD)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,7 @@ def test_a_portuguese_postcode_is_no_phone_and_stays_in_the_address() -> None:
     ],
 )
 def test_hours_with_am_or_pm(text: str, time: str) -> None:
-    assert [text[m.start : m.end] for m in dates.find_dates(text)] == [time]
+    assert matched_texts(dates.find_dates, text) == [time]
     # not an hour: 13, a decimal, no am/pm
     for other in ("13 am", "5.9 PM", "11:34"):
         assert list(dates.find_dates(text.replace(time, other))) == []
@@ -131,7 +132,7 @@ def test_a_place_field_holds_a_place_whatever_the_ner_reads(detector: PiiDetecto
 )
 def test_towns_by_their_english_ending(detector: PiiDetector, text: str, town: str) -> None:
     assert ("LOCATION", town) in found_in(detector, text)
-    assert [text[m.start : m.end] for m in place_names.find_shaped_towns(text)] == [town]
+    assert matched_texts(place_names.find_shaped_towns, text) == [town]
     assert place_names.shaped_like_a_town(town)
     # a surname of such a shape as a sentence's subject is no town
     assert list(place_names.find_shaped_towns(f"{town} wrote a novel.")) == []

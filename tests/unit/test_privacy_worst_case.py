@@ -19,6 +19,7 @@ from smallfirst.privacy import (
     secrets,
     vetoes,
 )
+from tests.helpers import matched_texts
 
 
 class _Recording:
@@ -58,7 +59,7 @@ def test_a_stop_after_an_address_is_looked_up_in_its_last_characters(
     abbreviation = _Recording(addresses._ABBREVIATION_END)
     monkeypatch.setattr(addresses, "_ABBREVIATION_END", abbreviation)
     text = "12 Main St, Springfield. " * 200
-    found = [text[m.start : m.end] for m in addresses.find_addresses(text)]
+    found = matched_texts(addresses.find_addresses, text)
     assert found[:2] == ["12 Main St, Springfield", "12 Main St, Springfield"]
     assert abbreviation.calls
     assert all(end - start <= len("Bldg.") for start, end in abbreviation.calls)
@@ -73,15 +74,15 @@ def test_a_command_is_read_up_to_the_next_command() -> None:
         ("mysql mysqldump -pS3cret", "S3cret"),
         ("curl -X POST -u ann:S3cret! https://x", "S3cret!"),
     ):
-        assert [text[m.start : m.end] for m in secrets.find_secrets(text)] == [secret]
+        assert matched_texts(secrets.find_secrets, text) == [secret]
 
 
 def test_a_url_scheme_is_read_once_per_run_of_its_characters() -> None:
     text = "see a.b+c-d://ann:S3cret@db.example.org"
     assert secrets._URL_PASSWORD.match(text, text.index("b")) is None  # not from inside the run
-    assert [text[m.start : m.end] for m in secrets.find_secrets(text)] == ["S3cret"]
+    assert matched_texts(secrets.find_secrets, text) == ["S3cret"]
     text = "x-y.z://u:pw123456@h"  # a dash before a letter: the scheme may start there
-    assert [text[m.start : m.end] for m in secrets.find_secrets(text)] == ["pw123456"]
+    assert matched_texts(secrets.find_secrets, text) == ["pw123456"]
 
 
 def test_private_key_headers_without_a_footer_are_not_read_to_the_end(
@@ -92,7 +93,7 @@ def test_private_key_headers_without_a_footer_are_not_read_to_the_end(
     key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----"
     headers = "-----BEGIN PRIVATE KEY-----\n" * 500
     text = key + "\n" + headers
-    assert [text[m.start : m.end] for m in secrets.find_secrets(text)] == [key]
+    assert matched_texts(secrets.find_secrets, text) == [key]
     assert block.calls == [(0, len(key))]  # the headers after the last footer: not read
     block.calls.clear()
     assert list(secrets.find_secrets(headers)) == []
@@ -141,14 +142,14 @@ def test_a_street_ending_in_strasse_is_read_from_its_word_start_only() -> None:
 @pytest.mark.timeout(60)  # before, the line below took hours: each "hi" matched two ways
 def test_a_line_of_repeated_greetings_is_read_once() -> None:
     text = "hi " * 60 + "\nHello hello Ana, can we talk?"
-    found = [text[m.start : m.end] for m in names.find_addressed_names(text)]
+    found = matched_texts(names.find_addressed_names, text)
     assert found == ["Ana"]
 
 
 @pytest.mark.timeout(60)  # before, the blanks after a stop were split between two runs
 def test_blanks_after_a_stop_are_read_once_for_a_greeting() -> None:
     text = "." + " " * 200_000 + "Hi Ana, how are you?"
-    found = [text[m.start : m.end] for m in names.find_addressed_names(text)]
+    found = matched_texts(names.find_addressed_names, text)
     assert found == ["Ana"]
 
 
@@ -163,7 +164,7 @@ def test_blanks_after_a_stop_are_read_once_for_a_greeting() -> None:
     ],
 )
 def test_street_forms_of_other_locales_stay_linear(text: str) -> None:
-    found = [text[m.start : m.end] for m in addresses.find_addresses(text)]
+    found = matched_texts(addresses.find_addresses, text)
     assert not any(
         piece.startswith(("Van der", "12 Aa Bb Cc Edge")) or "Aa Aa Aa Aa Edge" in piece
         for piece in found
@@ -204,8 +205,8 @@ def test_blanks_after_a_title_or_a_stop_are_read_once_for_a_name() -> None:
     assert list(names.find_cued_names("Hi Sr." + BLANKS + "x")) == []
     assert list(names.find_acting_names("Done." + BLANKS + "x")) == []
     text = "Hi Mr." + BLANKS[:8] + "\n  Ann Lee, thanks. Done." + BLANKS[:8] + "Bo said so."
-    cued = [text[m.start : m.end] for m in names.find_cued_names(text)]
-    acting = [text[m.start : m.end] for m in names.find_acting_names(text)]
+    cued = matched_texts(names.find_cued_names, text)
+    acting = matched_texts(names.find_acting_names, text)
     assert cued == ["Ann Lee"]
     assert acting == ["Bo"]
 
@@ -244,7 +245,7 @@ def test_national_insurance_layouts_and_clock_times_stay_linear() -> None:
 @pytest.mark.timeout(60)
 def test_countries_before_names_and_dates_over_lines_stay_linear() -> None:
     text = "Jordan " * 15_000 + "Valley"
-    assert [text[m.start : m.end] for m in recognizers.find_countries(text)] == ["Jordan"]
+    assert matched_texts(recognizers.find_countries, text) == ["Jordan"]
     span = "Feb 03, 1960\nAge\n" * 5_000
     found = list(recognizers._dates_by_line(span, 0, len(span)))
     assert len(found) == 5_000
