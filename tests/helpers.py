@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,6 +135,15 @@ RESPONSES_WEATHER_TOOL = {
     "description": "Weather for a city",
     "parameters": {"type": "object", "properties": {"input": {"type": "string"}}},
 }
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """A hang guard, not a timing: wait on the event loop until `check()` holds (~10 s)."""
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never came true")
 
 
 def eventually(check: Callable[[], bool]) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ from anyio.from_thread import start_blocking_portal
 from prometheus_client.parser import text_string_to_metric_families
 
 from smallfirst.logs import RequestRecord
-from tests.helpers import chat_body, fake_client, fake_settings
+from tests.helpers import chat_body, fake_client, fake_settings, until
 from tests.unit.test_client_disconnect import _post_then_leave
 
 MODEL = "upstream"
@@ -208,15 +208,6 @@ def test_a_remote_call_the_gateway_stops_counts_as_cancelled_as_a_local_ones(
     assert counted(metrics, "smallfirst_generations_cancelled_total") == 1
 
 
-async def _until(check: Callable[[], bool]) -> None:
-    """A hang guard, not a timing."""
-    for _ in range(1000):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("never came true")
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["not streamed", "streamed"])
 @pytest.mark.parametrize("waiting_for", ["a connection", "a retry"])
 def test_a_remote_call_left_before_it_was_sent_is_not_billed_as_a_local_queued_one(
@@ -239,9 +230,9 @@ def test_a_remote_call_left_before_it_was_sent_is_not_billed_as_a_local_queued_o
 
         async def waiting() -> None:
             if waiting_for == "a connection":
-                await _until(lambda: backend.queue_depth() == 1)
+                await until(lambda: backend.queue_depth() == 1)
             else:  # the 503 is read: the retry's wait begins
-                await _until(lambda: bool(backend.upstream_errors()))
+                await until(lambda: bool(backend.upstream_errors()))
 
         async def one_waits_and_leaves() -> None:
             holder_leaves = asyncio.Event()

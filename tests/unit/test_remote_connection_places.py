@@ -2,7 +2,6 @@
 most `queue_timeout_s`, and end at shutdown (aiohttp's pool wait had no bound and ignored it)."""
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from aiohttp import web
@@ -11,6 +10,7 @@ from smallfirst.backends.connection_places import ConnectionPlaces
 from smallfirst.backends.openai_compat import OpenAICompatBackend
 from smallfirst.completions import Chunk
 from smallfirst.errors import InvalidRequest, QueueFull, ShuttingDown, UpstreamError
+from tests.helpers import until
 from tests.unit.test_openai_compat import (
     ANSWER,
     REQUEST,
@@ -21,15 +21,6 @@ from tests.unit.test_openai_compat import (
 )
 
 STREAM_REQUEST = REQUEST.model_copy(update={"stream": True})
-
-
-async def until(check: Callable[[], bool]) -> None:
-    """A hang guard, not a timing."""
-    for _ in range(1000):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("never came true")
 
 
 async def _streaming_until(release: asyncio.Event, request: web.Request) -> web.StreamResponse:
