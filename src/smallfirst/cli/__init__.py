@@ -58,6 +58,10 @@ def _root(
     """Local-first hybrid LLM gateway."""
 
 
+# Errors of writing that are the machine's state (a full disk, /dev/full), not a fault.
+_NO_ROOM_TO_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
 def main() -> None:
     # A crash in native code (llama.cpp, onnxruntime) killed the process without a word (QA:
     # an AMX fault in llama.cpp): now the Python stack of each thread goes to stderr.
@@ -68,12 +72,8 @@ def main() -> None:
     except OSError as exc:
         if exc.errno not in _NO_ROOM_TO_WRITE:
             raise
-        # a full disk, or output to /dev/full: the machine's state, not a fault of the
-        # command, so one line (typer only spares a closed pipe its traceback)
+        # one line, as for a closed pipe (the only one typer spares its traceback)
         where = f" ({exc.filename})" if exc.filename else ""
         with suppress(OSError):
             sys.stderr.write(f"Error: cannot write{where}: {exc.strerror}\n")
         raise SystemExit(1) from None
-
-
-_NO_ROOM_TO_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
