@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from smallfirst.backends import Backend
-from smallfirst.config import AUTO_MODEL_ID, Settings
-from smallfirst.embed import MODEL_ID as EMBEDDING_MODEL
+from smallfirst.config import AUTO_MODEL_ID, EMBEDDING_MODEL_IDS, Settings
 from smallfirst.errors import (
     BudgetSpent,
     ConfigError,
@@ -73,7 +72,7 @@ class RoutingStep:
     def _asked_by_id(self, request: GenerateRequest, api_key_id: str | None) -> Plan:
         """The model the request names, alone; a remote one only while the budget lasts."""
         backend = self._backends.get(request.model)
-        if backend is None and request.model == EMBEDDING_MODEL:
+        if backend is None and request.model in EMBEDDING_MODEL_IDS:  # its id and its alias
             raise InvalidRequest(
                 f"`{request.model}` is an embedding model: send it to /v1/embeddings",
                 param="model",

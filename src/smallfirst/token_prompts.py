@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, nullcontext
 
-from smallfirst import embed
 from smallfirst.backends import Backend
 from smallfirst.backends.base import Tokenizer
+from smallfirst.config import EMBEDDING_MODEL_IDS
 from smallfirst.errors import InvalidRequest, ModelNotFound
 from smallfirst.rag_step import rag_collection
 from smallfirst.routing_step import AUTO_MODEL
@@ -40,7 +40,7 @@ async def tokenizer_for(
     in one vocabulary, so `auto` and `rag/` will not do, and a remote model's tokenizer is
     not here."""
     backend = backends.get(model_id)
-    listed = model_id in (AUTO_MODEL, embed.MODEL_ID) or rag_collection(model_id) is not None
+    listed = model_id in (AUTO_MODEL, *EMBEDDING_MODEL_IDS) or rag_collection(model_id) is not None
     if backend is None and not listed:
         raise ModelNotFound.named(model_id)
     async with backend.tokenizer() if backend is not None else nullcontext() as tokenizer:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from smallfirst.config import EMBEDDING_MODEL_IDS
 from smallfirst.service import Gateway
 from tests.helpers import (
     chat_body,
@@ -143,3 +144,46 @@ def test_a_refused_embeddings_body_is_logged_under_the_model_it_named(tmp_path: 
     counted = 'smallfirst_requests_total{model="%s",status="%s",tier="none"} 1.0'
     assert counted % ("all-minilm-l6-v2", 400) in metrics
     assert counted % ("unknown", 404) in metrics
+
+
+@pytest.mark.parametrize("model", EMBEDDING_MODEL_IDS)
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/v1/chat/completions", chat_body(), "is an embedding model: send it to /v1/embeddings"),
+        ("/v1/completions", {"prompt": "x"}, "is an embedding model: send it to /v1/embeddings"),
+        ("/v1/completions", {"prompt": [1, 2]}, "is not one"),
+        ("/tokenize", {"prompt": "x"}, "is not one"),
+    ],
+)
+def test_both_names_of_the_embedding_model_are_told_apart_from_unknown_models(
+    api: tuple[TestClient, Gateway], model: str, path: str, body: dict[str, Any], message: str
+) -> None:
+    """`GET /v1/models/text-embedding-local` describes the model and /v1/embeddings takes
+    that name, yet the other endpoints answered it with a 404 saying it did not exist."""
+    client, _ = api
+    response = client.post(path, json={**body, "model": model})
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("items", "param", "got"),
+    [
+        ([["a text"]], "input.0", "an array"),
+        ([True], "input.0", "a boolean"),
+        (["a", 1], "input.1", "an integer"),
+    ],
+)
+def test_embedding_inputs_that_are_no_token_arrays_get_the_type_error_of_the_item(
+    api: tuple[TestClient, Gateway], items: list[object], param: str, got: str
+) -> None:
+    """A text wrapped in a list, or `true`, was refused as a token array, which it is not."""
+    client, _ = api
+    response = client.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": items})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert (
+        error["message"] == f"Invalid type for '{param}': expected a string, but got {got} instead."
+    )

@@ -48,7 +48,7 @@ class EmbeddingRequest(ApiModel):
         nothing to this model."""
         if value == "" or value == []:  # pydantic's words ("at least 1 item") do not say so
             raise ValueError("the input must not be empty: send a text or a list of texts")
-        if isinstance(value, list) and value and not isinstance(value[0], str):
+        if isinstance(value, list) and value and _token_arrays(value):
             raise ValueError(
                 "token arrays are not supported: send the text (LangChain's OpenAIEmbeddings: "
                 "check_embedding_ctx_length=False)"
@@ -65,6 +65,16 @@ class EmbeddingRequest(ApiModel):
     @property
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+def _token_arrays(items: list[Any]) -> bool:
+    """Whether `items` are token ids, or lists of them (OpenAI's other forms of `input`);
+    anything else that is no text gets the type error naming the item (`input.0`)."""
+
+    def token_ids(item: Any) -> bool:
+        return isinstance(item, list) and all(type(t) is int for t in item)  # bools are no ids
+
+    return token_ids(items) or all(map(token_ids, items))
 
 
 async def embeddings(request: Request) -> Response:
