@@ -415,13 +415,14 @@ class Gateway:
         sent, guard = self.privacy.request_for(request, model, findings or ctx.inspection)
         ctx.counted[model.id] = UsageSoFar()
         called = counting.set(ctx.counted[model.id])
-        # Cancelled under way (its client left), timed out once the upstream had it, or
-        # broken off after its answer began, a call to an upstream (of any tier: nothing here
-        # counts its tokens) was read, and an answer not streamed is written to the end all
-        # the same: it is billed the budget's estimate at the model's prices, or a client that
-        # times out early (or a slow upstream) would spend without limit. A stream stops when
-        # its connection closes: its prompt is billed. One that still waited for a connection
-        # or to be tried again never reached it, as a local model's call still queued.
+        # Cancelled under way (its client left), ended by the shutdown, timed out once the
+        # upstream had it, or broken off after its answer began, a call to an upstream (of any
+        # tier: nothing here counts its tokens) was read, and an answer not streamed is
+        # written to the end all the same: it is billed the budget's estimate at the model's
+        # prices, or a client that times out early (or a slow upstream) would spend without
+        # limit. A stream stops when its connection closes: its prompt is billed. One that
+        # still waited for a connection or to be tried again never reached it, as a local
+        # model's call still queued.
         try:
             answered = await call(self.backends[model.id], sent)
         except (asyncio.CancelledError, SmallfirstError) as ended:
@@ -538,10 +539,11 @@ class Gateway:
 
 def _received(ended: BaseException) -> bool:
     """Whether a call that `ended` so had reached an upstream that answers it (and bills it):
-    its client left, or it timed out or broke off once the upstream had it."""
+    it timed out or broke off once the upstream had it; or it was under way when its client
+    left or the shutdown ended it (a call not yet sent is told apart by `ctx.only_queued`)."""
     if isinstance(ended, UPSTREAM_FAULTS):
         return ended.received
-    return not isinstance(ended, SmallfirstError)
+    return isinstance(ended, ShuttingDown) or not isinstance(ended, SmallfirstError)
 
 
 def _strong_model_baseline(model: ModelInfo) -> BaselineConfig:
