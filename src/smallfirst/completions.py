@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from io import StringIO
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -18,15 +18,22 @@ DETAILED_COUNTS = (
 )
 
 
+# A token count as the request log can keep it. Never negative: an upstream's -2 made a
+# negative cost in the log, and /metrics refused it (a counter only goes up), which turned
+# the answer into a 500. At most SQLite's largest integer: the log's writer thread died at a
+# row holding 2**64, and no row was written after it.
+TokenCount = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
 class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: TokenCount = 0
+    completion_tokens: TokenCount = 0
     # prompt tokens that were not evaluated again (a local model's kept or restored context;
     # an upstream's prompt cache)
-    cached_tokens: int = 0
+    cached_tokens: TokenCount = 0
     # completion tokens an upstream spent reasoning before its answer (o-series, gpt-5);
     # local models write none
-    reasoning_tokens: int = 0
+    reasoning_tokens: TokenCount = 0
 
     @classmethod
     def estimated(cls, prompt: str, answer: str) -> Usage:

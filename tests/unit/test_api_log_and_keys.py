@@ -124,6 +124,24 @@ def test_a_refused_body_naming_no_model_is_logged_as_unknown(tmp_path: Path, bod
     assert logged == ("unknown",)
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/v1/embeddings"])
+def test_a_model_id_holding_a_lone_surrogate_is_logged_and_so_are_the_requests_after(
+    tmp_path: Path, path: str
+) -> None:
+    """Its refusal's row held a character UTF-8 cannot encode: the request log's writer
+    thread died on it, and no request was logged after (nor with it), so `stats` and the
+    dashboard showed nothing more."""
+    client, _ = fake_client(fake_settings(tmp_path))
+    with client:
+        refused = client.post(path, content=b'{"model": "x\\ud800", "input": "hi"}')
+        assert refused.status_code == 400
+        assert client.post("/v1/chat/completions", json=chat_body("big")).status_code == 200
+    rows = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT model_requested, status FROM requests ORDER BY created_at"
+    )
+    assert rows.fetchall() == [("x\ufffd", 400), ("big", 200)]
+
+
 def test_a_made_up_model_id_is_logged_cut(tmp_path: Path) -> None:
     """The client's text: 3.5 MB of model id made a 3.5 MB row per request refused for it."""
     client, _ = fake_client(fake_settings(tmp_path))

@@ -148,6 +148,32 @@ async def test_a_null_usage_after_a_streamed_answer_is_estimated() -> None:
     assert chunks[-1].usage.prompt_tokens > 0
 
 
+CACHED_NEGATIVE = {"prompt_tokens_details": {"cached_tokens": -1}}
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": 7, "completion_tokens": -2},
+        {"prompt_tokens": 7, "completion_tokens": 2, **CACHED_NEGATIVE},
+        {"prompt_tokens": 2**64, "completion_tokens": 2},
+    ],
+)
+async def test_a_usage_count_that_is_no_count_is_estimated(usage: dict[str, Any]) -> None:
+    """It was taken as it came: a negative count booked a negative cost in the request log,
+    and /metrics refused it (a counter only goes up), which made the answer a 500; a count
+    past SQLite's integers stopped the log's writer for good."""
+    async with upstream(answering({**answer_with(content="x" * 40), "usage": usage})) as backend:
+        whole = (await backend.complete(REQUEST)).usage
+    ending = sse([delta("stop", content="x" * 40)]) + sse([{"choices": [], "usage": usage}])
+    last = (await streamed(ending + DONE))[-1].usage
+    assert last is not None
+    for counted in (whole, last):
+        assert counted.completion_tokens == 10  # 40 characters written
+        assert counted.prompt_tokens > 0
+        assert counted.cached_tokens == 0
+
+
 async def test_a_whole_json_answer_to_a_stream_request_streams_as_one_piece() -> None:
     """A server or proxy that ignores `stream` answers with JSON: it was a 502."""
     call = {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}

@@ -367,9 +367,10 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 def usage_of(raw: Any, body: dict[str, Any], written_chars: int) -> Usage:
-    """The upstream's usage; a count it does not give (missing, null, not a count) is
-    estimated at 4 characters per token (documented, `Usage.estimated`), of the prompt and
-    of the `written_chars` characters it wrote."""
+    """The upstream's usage; a count it does not give (missing, null) is estimated at 4
+    characters per token (documented, `Usage.estimated`), of the prompt and of the
+    `written_chars` characters it wrote, and all of them when one is no count (a text, a
+    negative number, one past the request log's integers: `TokenCount`)."""
     prompt = json.dumps(body.get("messages") or body.get("prompt") or "")
     estimate = Usage.estimated_from_lengths(len(prompt), written_chars)
     if not isinstance(raw, dict) or all(raw.get(name) is None for name in USAGE_COUNTS):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from smallfirst.server.responses_api_stored import (
 from smallfirst.server.sse import sse_stream
 from smallfirst.service import Gateway
 from smallfirst.streams import close_stream
+from smallfirst.surrogates import loads_replacing_surrogates
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -119,8 +119,10 @@ async def read_or_log_rejection(
 def model_named_in(body: bytes) -> str:
     """The model a refused body asks for, for its log row ("unknown" if it names none): the
     operator looking for a client's 400s finds them under the model it asked for."""
-    try:  # Python's parser: it reads a lone surrogate's escape, which pydantic's refuses
-        named = json.loads(body.removeprefix(UTF8_BOM)).get("model")
+    # Python's parser: it reads a lone surrogate's escape, which pydantic's refuses (made
+    # U+FFFD: UTF-8 cannot hold it, and the request log's writer died on its row)
+    try:
+        named = loads_replacing_surrogates(body.removeprefix(UTF8_BOM)).get("model")
     except (ValueError, RecursionError, AttributeError):  # not JSON, too deep, not an object
         return UNKNOWN_MODEL
     return named if isinstance(named, str) and named else UNKNOWN_MODEL
