@@ -219,3 +219,28 @@ def damage(path: Path) -> None:
     with path.open("r+b") as file:
         file.seek(3 * 4096)
         file.write(b"\xff" * 4 * 4096)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"prompt_tokens": 2**64}, {"response": "half of a pair: \ud800"}],
+    ids=["past SQLite's integers", "a lone surrogate"],
+)
+def test_a_row_the_log_cannot_hold_is_dropped_alone_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, fault: dict[str, Any]
+) -> None:
+    """Such a row ended the writer thread: neither it nor any row recorded after it (nor
+    those of its batch) was written, and the rows piled up in memory until the end."""
+    log_path = tmp_path / "requests.db"
+    log = RequestLog(log_path)
+    try:
+        row = {"created_at": 0, "endpoint": "chat", "model_requested": "m"}
+        for name, values in (("before", {}), ("bad", fault), ("beside", {})):
+            log.record(RequestRecord(id=name, **row, **values))
+        assert eventually(lambda: ids_in(log_path) == ["before", "beside"])
+        log.record(RequestRecord(id="later", **row))
+        assert eventually(lambda: ids_in(log_path) == ["before", "beside", "later"])
+    finally:
+        log.close()
+    assert log.dropped_rows == 1
+    assert f"request log {log_path}: request bad cannot be kept (" in caplog.text

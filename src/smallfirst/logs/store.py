@@ -40,6 +40,12 @@ log = logging.getLogger("smallfirst.logs")
 DAMAGED_WHILE_SERVING = (
     "; move it aside, with its -wal and -shm files: a new log is started there for them"
 )
+# A row's values that cannot be bound to a statement, before SQLite reads them: writing it
+# again cannot help. One such row (a token count past SQLite's integers, a lone surrogate in a
+# text) ended the writer thread, and no row after it was written: the rows of its batch are
+# now written one at a time, and only the rows at fault are dropped, each named in the
+# server's log. (A failed constraint is the file's: the rows wait, as on a full disk.)
+ROW_FAULTS = (sqlite3.InterfaceError, OverflowError, ValueError)
 
 
 class RequestRecord(BaseModel):
@@ -242,12 +248,37 @@ class RequestLog:
             with connection:
                 _insert(connection, rows)
             self._last_warning = None
+        except ROW_FAULTS:
+            rows = self._write_each(connection, rows)
         except (sqlite3.Error, OSError) as error:  # OSError: its folder not made again
             self._keep_for_retry(rows, error)
-        else:
-            if watch is not None:
-                watch.wrote(rows)
+            return connection
+        if watch is not None:
+            watch.wrote(rows)
         return connection
+
+    def _write_each(
+        self, connection: sqlite3.Connection, rows: list[RequestRecord]
+    ) -> list[RequestRecord]:
+        """Write `rows` one at a time, dropping those the log cannot hold (`ROW_FAULTS`); the
+        rest of the batch waits for the next one if the file fails. Returns the rows written."""
+        written: list[RequestRecord] = []
+        for position, row in enumerate(rows):
+            try:
+                _insert(connection, [row])  # a transaction of its own: autocommit
+            except ROW_FAULTS as fault:
+                self.dropped_rows += 1
+                log.error(
+                    "request log %s: request %s cannot be kept (%s)", self.path, row.id, fault
+                )
+            except (sqlite3.Error, OSError) as error:
+                self._keep_for_retry(rows[position:], error)
+                break
+            else:
+                written.append(row)
+        else:
+            self._last_warning = None
+        return written
 
     def _prune(self, connection: sqlite3.Connection, retention_s: float) -> float:
         """Delete the rows older than `retention_s`; returns when to prune next."""
