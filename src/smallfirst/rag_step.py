@@ -37,16 +37,14 @@ logger = logging.getLogger(__name__)
 
 
 def refuse_an_answer_longer_than_the_context(
-    request: ChatRequest, model: ModelInfo, count_tokens: Callable[[str], int]
+    request: ChatRequest, model: ModelInfo, prompt: int
 ) -> None:
-    """The 400 a plain request to `model` gets when the conversation and `max_tokens` do not
-    fit its context, checked before retrieval (the sources' budget would be negative)."""
-    from smallfirst.rag.prompt import conversation_tokens
-
+    """The 400 a plain request to `model` gets when its `prompt` (tokens, before sources) and
+    `max_tokens` do not fit its context, checked before retrieval (the sources' budget would
+    be negative)."""
     asked = request.token_limit
     if asked is None:
         return
-    prompt = conversation_tokens(request.messages, count_tokens)
     if prompt + asked > model.context_length:
         raise ContextLengthExceeded.told(
             model.context_length,
@@ -55,6 +53,20 @@ def refuse_an_answer_longer_than_the_context(
             completion_text=f"{asked} in the completion",
             param="messages",
         )
+
+
+def tokens_beside_messages(request: ChatRequest, count_tokens: Callable[[str], int]) -> int:
+    """Prompt tokens `request` takes beside its messages' text: the tools it offers and the
+    calls of earlier turns, counted as a local model is told them (a remote model counts the
+    tools' schemas too). Left out of the sources' budget, a request with tools got as many
+    sources as one without and then did not fit the model (a 400 from the model)."""
+    from smallfirst.backends.local_tools import prompt_messages
+    from smallfirst.rag.prompt import MESSAGE_OVERHEAD_TOKENS, conversation_tokens
+
+    turns = prompt_messages(request)
+    prompted = sum(count_tokens(turn["content"]) + MESSAGE_OVERHEAD_TOKENS for turn in turns)
+    # a turn's tool results are one turn there: fewer markers than messages
+    return max(0, prompted - conversation_tokens(request.messages, count_tokens))
 
 
 def _close(retriever: Retriever) -> None:
@@ -126,6 +138,7 @@ class RagStep:
         `model`'s context holds beside the answer), and their citations. `limit_field`: the
         answer's limit as the client names it (`max_output_tokens` on /v1/responses)."""
         from smallfirst.rag import CollectionNotFound, build_grounded_messages, last_user_text
+        from smallfirst.rag.prompt import conversation_tokens
         from smallfirst.rag.retrieve import has_words
 
         query = last_user_text(request.messages)
@@ -133,7 +146,9 @@ class RagStep:
             raise InvalidRequest(
                 "a rag request needs a user message to search with", param="messages"
             )
-        refuse_an_answer_longer_than_the_context(request, model, count_tokens)
+        beside_messages = tokens_beside_messages(request, count_tokens)
+        prompt = conversation_tokens(request.messages, count_tokens) + beside_messages
+        refuse_an_answer_longer_than_the_context(request, model, prompt)
         if not self._store_path().exists():  # opening it would make an empty one
             raise CollectionNotFound(f"RAG collection {collection!r} does not exist")
         config = self.config
@@ -157,6 +172,7 @@ class RagStep:
             count_tokens=count_tokens,
             budget=model.context_length - answer,
             limit_field=limit_field,
+            beside_messages=beside_messages,
             budget_of=f"{model.id}'s context of {model.context_length} tokens less {answer}"
             f" kept for the answer by {kept_by}",
         )

@@ -14,9 +14,10 @@ from starlette.testclient import TestClient
 
 import smallfirst.rag as rag
 from smallfirst.backends.fake import FakeReply
+from smallfirst.backends.local_tools import prompt_messages
 from smallfirst.config import RagConfig
 from smallfirst.rag import GROUNDING_RULE, build_grounded_messages, ingest_paths, open_store
-from smallfirst.rag.prompt import conversation_tokens
+from smallfirst.rag.prompt import MESSAGE_OVERHEAD_TOKENS, conversation_tokens
 from smallfirst.rag_step import RagStep
 from smallfirst.types import ChatMessage, ChatRequest
 from tests.helpers import chat_body, fake_backend, fake_client, fake_settings
@@ -58,6 +59,11 @@ def api(data_dir: Path) -> Iterator[tuple[TestClient, Any]]:
 def ask(client: TestClient, question: str, collection: str = "office") -> Any:
     body = chat_body(f"rag/{collection}", messages=[{"role": "user", "content": question}])
     return client.post("/v1/chat/completions", json=body)
+
+
+async def token_counter(gateway: Any, model: str) -> Callable[[str], int]:
+    async with fake_backend(gateway, model).token_counter() as count_tokens:
+        return count_tokens
 
 
 def test_answer_cites_the_right_file_and_stays_local(api: tuple[TestClient, Any]) -> None:
@@ -195,6 +201,41 @@ def test_a_cascades_sources_are_sized_for_its_small_model(data_dir: Path) -> Non
     assert sent[300] == sent[8192]
 
 
+def test_the_tools_of_a_request_take_their_share_of_the_sources_budget(data_dir: Path) -> None:
+    """The sources' budget counted the messages only: a request offering tools got as many
+    sources as one without, and the prompt a local model is given (tools described in it) no
+    longer fit its context, a 400 from the model where fewer sources would have fit."""
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "book_room",
+            "description": "Books a meeting room in the office. " * 12,
+            "parameters": {"type": "object", "properties": {"room": {"type": "string"}}},
+        },
+    }
+    context, answer = 640, 50
+    models = [{"id": "tiny", "tier": "edge", "backend": "fake", "context_length": context}]
+    for client, gateway in rag_client(data_dir, models=models):
+        question = "When is the kettle descaled and where do visitors park?"
+        body = chat_body(
+            "rag/office",
+            messages=[{"role": "user", "content": question}],
+            tools=[tool],
+            max_tokens=answer,
+        )
+        response = client.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200, response.text
+        assert response.json()["smallfirst"]["citations"]
+        sent = fake_backend(gateway, "tiny").requests[-1]
+        assert isinstance(sent, ChatRequest)
+        count_tokens = asyncio.run(token_counter(gateway, "tiny"))
+        prompt = sum(
+            count_tokens(turn["content"]) + MESSAGE_OVERHEAD_TOKENS
+            for turn in prompt_messages(sent)
+        )
+        assert prompt + answer <= context
+
+
 def test_ingested_collections_are_listed_as_models(api: tuple[TestClient, Any]) -> None:
     client, _ = api
     data = client.get("/v1/models").json()["data"]
@@ -301,11 +342,7 @@ def test_sources_that_cannot_fit_beside_the_conversation_are_a_400(
     client, gateway = api
     question = [{"role": "user", "content": "Where do visitors park?"}]
 
-    async def token_counter() -> Callable[[str], int]:
-        async with fake_backend(gateway, "tiny").token_counter() as count_tokens:
-            return count_tokens
-
-    count_tokens = asyncio.run(token_counter())
+    count_tokens = asyncio.run(token_counter(gateway, "tiny"))
     bare = build_grounded_messages(
         [ChatMessage.model_validate(m) for m in question],
         [],

@@ -137,10 +137,13 @@ def build_grounded_messages(
     budget: int,
     budget_of: str = "",
     limit_field: str = "max_tokens",
+    beside_messages: int = 0,
 ) -> GroundedPrompt:
     """A system message (rule + fenced sources) followed by `messages`, within `budget` tokens
     (`budget_of`: what makes it, said in the errors: "m's context of 8192 tokens less ...";
-    `limit_field`: the answer's limit as the client names it, which the errors say to lower).
+    `limit_field`: the answer's limit as the client names it, which the errors say to lower;
+    `beside_messages`: tokens the prompt holds beside the messages' text, such as the tools
+    offered, which take their share of the budget too).
 
     Raises ContextLengthExceeded when even the rule and the caller's messages do not fit, or
     when there are hits but not even the best one fits beside them: an answer without its
@@ -148,7 +151,7 @@ def build_grounded_messages(
     """
     of = f" ({budget_of})" if budget_of else ""
     of_budget = f" of {budget}{of}" if budget_of else ""
-    conversation = conversation_tokens(messages, count_tokens)
+    conversation = conversation_tokens(messages, count_tokens) + beside_messages
 
     def total(system_text: str) -> int:
         return count_tokens(system_text) + MESSAGE_OVERHEAD_TOKENS + conversation
@@ -165,8 +168,9 @@ def build_grounded_messages(
     system_text = _system_text(blocks)
     used = total(system_text)
     if used > budget:
+        tools = f" ({beside_messages} of them for tools and tool calls)" if beside_messages else ""
         raise ContextLengthExceeded(
-            f"the conversation needs {used} tokens with the grounding rule; the budget is"
+            f"the conversation needs {used} tokens with the grounding rule{tools}; the budget is"
             f" {budget}{of}: shorten the conversation or lower {limit_field}",
             param="messages",
         )
