@@ -10,18 +10,20 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from smallfirst.privacy.policy import PrivacyConfig  # the privacy room owns its section's schema
 from smallfirst.types import Tier
@@ -58,6 +60,30 @@ class _Section(BaseModel):
     # `Infinity`, which is not JSON
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """`port: true` was port 1: pydantic reads a boolean as the number 0 or 1, and YAML
+        reads on, off, yes and no as booleans too (`parallel: on`)."""
+        if not isinstance(data, dict):
+            return data
+        problems = [
+            (key, f"should be a number, not {str(value).lower()}")
+            for key, value in data.items()
+            if isinstance(value, bool) and _holds_a_number(cls.model_fields.get(key))
+        ]
+        if problems:
+            raise KeyedProblems(problems)
+        return data
+
+
+def _holds_a_number(field: FieldInfo | None) -> bool:
+    """Whether `field` takes an int or a float (or None), nothing else."""
+    if field is None:
+        return False
+    kinds = set(get_args(field.annotation) or [field.annotation]) - {type(None)}
+    return bool(kinds) and kinds <= {int, float}
+
 
 def _not_reserved(model_id: str) -> str:
     if model_id == AUTO_MODEL_ID:
@@ -69,6 +95,16 @@ def _not_reserved(model_id: str) -> str:
             f'"{model_id}" is reserved: ids starting with {RAG_MODEL_PREFIX} name RAG collections'
         )
     return model_id
+
+
+def _a_path(value: Any) -> Any:
+    """An empty path was the config file's folder, without a word; a `data_dir` with a NUL
+    character stopped every command with a traceback."""
+    if value == "":
+        raise ValueError("empty: give a path")
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError("holds a NUL character, which no path may")
+    return value
 
 
 def _home_expanded(path: str | None) -> str | None:
@@ -98,10 +134,12 @@ class _ModelBase(_Section):
 
 class LlamaCppModel(_ModelBase):
     backend: Literal["llamacpp"] = "llamacpp"
-    path: str = BUNDLED_MODEL
+    path: Annotated[str, BeforeValidator(_a_path)] = BUNDLED_MODEL
     threads: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=512, ge=1)
-    lora_path: Annotated[str | None, AfterValidator(_home_expanded)] = None
+    lora_path: Annotated[str | None, BeforeValidator(_a_path), AfterValidator(_home_expanded)] = (
+        None
+    )
     # Prompts are read 7-14% faster with it, but greedy answers then depend on how a prompt
     # was split into batches: 4 of 24 differed between a saved and a re-read prompt, against
     # 0 of 42 without it (docs/benchmarks.md). Off: the same request answers the same.
@@ -387,7 +425,7 @@ class Settings(_Section):
     rag: RagConfig = Field(default_factory=RagConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     baseline: BaselineConfig | None = None
-    data_dir: Path = Path("~/.local/share/smallfirst")
+    data_dir: Annotated[Path, BeforeValidator(_a_path)] = Path("~/.local/share/smallfirst")
     log_prompts: bool = False
     log_retention_days: float | None = Field(
         default=None, ge=1, description="delete request-log rows older than this (hourly)"

@@ -74,7 +74,9 @@ def _rebase(section: dict[str, Any], key: str, folder: Path) -> None:
     """`section[key]` read from `folder` if it is a relative path; a model's `bundled:` and
     `installed:` names, `~/...` and absolute paths stay as they are."""
     value = section.get(key)
-    if not isinstance(value, str) or value.startswith(("~", BUNDLED_PREFIX, INSTALLED_PREFIX)):
+    if not isinstance(value, str) or not value:  # "" is no path: validation says so
+        return
+    if value.startswith(("~", BUNDLED_PREFIX, INSTALLED_PREFIX)):
         return
     if not Path(value).is_absolute():
         section[key] = str(folder / value)
@@ -134,6 +136,8 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
             _refuse_one_underscore(name)
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if not keys:  # it was left out without a word
+            raise ConfigError(f"environment {name}: names no setting (SMALLFIRST__SECTION__KEY)")
         if len(keys) > 1 and keys[0] == "models":
             raise ConfigError(
                 f"environment {name}: the models are a list, not a section; change them in the"
@@ -145,13 +149,12 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
             if not isinstance(child, dict):
                 raise ConfigError(f"environment {name}: {key!r} is not a section")
             node = child
-        if keys:
-            try:
-                node[keys[-1]] = _parse_yaml(value)
-            except yaml.YAMLError as exc:
-                problem = _yaml_problem(exc)
-                raise ConfigError(f"environment {name}: not a YAML value ({problem})") from exc
-            overrides[".".join(keys)] = name
+        try:
+            node[keys[-1]] = _parse_yaml(value)
+        except yaml.YAMLError as exc:
+            problem = _yaml_problem(exc)
+            raise ConfigError(f"environment {name}: not a YAML value ({problem})") from exc
+        overrides[".".join(keys)] = name
     return overrides
 
 
@@ -196,15 +199,13 @@ def _section_type(annotation: Any) -> type[BaseModel] | None:
 
 
 def _describe(source: str, exc: ValidationError, overrides: Mapping[str, str]) -> str:
-    """One line per error, each blamed on the env variable that set its key, if one did."""
+    """One line per error: where its value came from (the env variable that set its key,
+    else the file), the key as the file spells it, the problem."""
     lines = []
-    blamed = set()
     for key, problem in _problems(exc.errors()):
         variable = setting_variable(key, overrides)
-        blamed.add(f"environment {variable}" if variable else source)
-        lines.append(f"  {key}: {problem}" + (f" (set by {variable})" if variable else ""))
-    sources = sorted(blamed, key=lambda name: (name != source, name))  # the file first
-    return "\n".join([f"{', '.join(sources)}: invalid configuration", *lines])
+        lines.append(f"{f'environment {variable}' if variable else source}: {key}: {problem}")
+    return "\n".join(lines)
 
 
 def _problems(errors: list[ErrorDetails]) -> Iterator[tuple[str, str]]:
@@ -221,8 +222,16 @@ def _problems(errors: list[ErrorDetails]) -> Iterator[tuple[str, str]]:
             yield _dotted(loc), _unknown_key(str(loc[-1]), backend)
         elif error["type"] == "value_error" and cause is not None:
             yield _dotted(loc), str(cause)  # without pydantic's "Value error, "
+        elif error["type"] == "path_type":  # "Input is not a valid path for <class '...'>"
+            yield _dotted(loc), "should be a path" + _empty_said(error)
         else:
-            yield _dotted(loc), error["msg"]
+            yield _dotted(loc), error["msg"] + _empty_said(error)
+
+
+def _empty_said(error: ErrorDetails) -> str:
+    """`SMALLFIRST__SERVER__HOST=` (and `host:` with nothing after it) is null to YAML: "Input
+    should be a valid string" alone does not say that the value was empty."""
+    return ", not empty" if error["type"] != "missing" and error.get("input", "") is None else ""
 
 
 def _without_backend(loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], str | None]:

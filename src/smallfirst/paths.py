@@ -24,10 +24,29 @@ def create_private(path: Path) -> None:
     """Make the file at `path` readable by this user only, unless it is there already: what
     the gateway keeps (prompts, answers, documents) is not for the machine's other users,
     whatever the umask. SQLite gives the -wal, -shm and -journal files it makes beside a
-    database the database's mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    database the database's mode. Missing folders above it are made as `create_private_dir`
+    makes them."""
+    create_private_dir(path.parent)
     with suppress(FileExistsError):  # one already there keeps the mode its owner gave it
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def create_private_dir(path: Path) -> None:
+    """Make the folder `path`, and each missing folder above it, usable by this user only
+    (0700), as `Path.mkdir(parents=True, exist_ok=True)` would make it otherwise: under the
+    usual umask a folder is 0755, and anyone may list the names of the files in it (a RAG
+    store's folder, a document's name). A folder that is there already keeps its mode: it
+    may be one its owner shares on purpose."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileNotFoundError:
+        if path.parent == path:
+            raise
+        create_private_dir(path.parent)
+        create_private_dir(path)
+    except OSError:  # there already (made by another process too), or a file is there
+        if not path.is_dir():
+            raise
 
 
 def broken_link_in(path: Path) -> str | None:

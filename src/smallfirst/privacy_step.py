@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from smallfirst.completions import Chunk, Completion, ModelInfo, ToolCallDelta
 from smallfirst.config import Settings
 from smallfirst.errors import INTERNAL_ERROR_MESSAGE, PolicyBlocked, SmallfirstError
+from smallfirst.paths import create_private_dir
 from smallfirst.privacy.identifiers import (
     UNREDACTABLE_NAMES,
     identifier_as_text,
@@ -251,7 +252,7 @@ def _create_key_file(path: Path) -> None:
     """32 random bytes at `path`, readable by this user only. Written aside and linked into
     place, so a process starting at the same time reads a whole key: whichever link lands
     first is the key of both."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    create_private_dir(path.parent)
     fd, aside = tempfile.mkstemp(dir=path.parent, prefix=".pseudonym-")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as key_file:

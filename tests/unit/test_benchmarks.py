@@ -181,7 +181,7 @@ def test_a_gateway_that_cannot_start_fails_at_once_and_leaves_nothing(
     its scratch directory in the temp dir."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     config = {"models": [{"id": "x", "tier": "edge", "backend": "no-such-backend"}]}
-    with pytest.raises(RuntimeError, match="exited with 1"), running_gateway(config, "bad"):
+    with pytest.raises(RuntimeError, match="exited with 2"), running_gateway(config, "bad"):
         pass
     assert list(tmp_path.iterdir()) == []
 

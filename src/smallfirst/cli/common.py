@@ -96,12 +96,19 @@ def argument_text(text: str) -> str:
 
 
 def settings_or_exit(path: Path | None) -> Settings:
+    """The settings, or exit 2 with one `Error:` line per invalid setting, each naming the
+    key and the file or environment variable that set it: the command was given a config
+    it cannot read, as it may be given a flag it cannot read. (What a valid config asks of
+    the machine, such as a model file that is not there, is checked later: exit 1.)"""
     try:
         return load_settings(path)
     except ConfigError as exc:
-        fail(str(exc), code=1)
+        *earlier, last = str(exc).splitlines()
+        for problem in earlier:
+            typer.echo(f"Error: {problem}", err=True)
+        fail(last)
     except (OSError, UnicodeDecodeError) as exc:  # a directory, unreadable, or not text
-        fail(read_error(path or Path("."), exc), code=1)
+        fail(read_error(path or Path("."), exc))
 
 
 def read_error(path: Path, exc: OSError | UnicodeDecodeError) -> str:

@@ -44,7 +44,8 @@ def check(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the resolved config as JSON."),
 ) -> None:
-    """Validate a config file; exit 1 naming the key and file when it is wrong."""
+    """Validate a config file: exit 2 naming the key and the file (or variable) of an
+    invalid setting, 1 naming what this machine lacks to run a valid one."""
     if file is not None and config is not None and file != config:
         fail(f"two config files given ({file} and --config {config}): give one")
     # SMALLFIRST_CONFIG only when no file is named: read by the argument, it clashed with

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smallfirst.errors import InvalidRequest, ModelNotFound, SmallfirstError
+from smallfirst.paths import create_private_dir
 from smallfirst.rag.chunking import Chunk
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def open_store(
     from smallfirst.rag.sqlite_file import store_errors
     from smallfirst.rag.sqlite_store import SqliteChunkStore
 
-    directory.mkdir(parents=True, exist_ok=True)
+    create_private_dir(directory)
     with store_errors(directory / STORE_FILENAME):
         return SqliteChunkStore(
             directory / STORE_FILENAME,

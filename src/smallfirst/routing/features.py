@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smallfirst.embed import EMBEDDER_ID
+from smallfirst.paths import create_private
 
 if TYPE_CHECKING:
     import numpy as np
@@ -253,7 +254,7 @@ def embed_texts(
         if on_progress is not None:
             on_progress(len(batch))
     if missing and cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        create_private(cache_file)  # the prompts' vectors tell much of their text
         np.savez(
             cache_file,
             keys=np.array(list(cached)),

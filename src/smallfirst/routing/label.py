@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from smallfirst.answers import RequestContext
+from smallfirst.paths import create_private
 from smallfirst.routing.cascade import confidence
 from smallfirst.routing.data import read_jsonl
 from smallfirst.service import Gateway
@@ -220,7 +221,7 @@ async def label_file(
     todo = [r for r in rows if str(r["id"]) not in done]
     for _ in range(len(rows) - len(todo)):
         on_done()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    create_private(out)  # the prompts and both models' answers
     _end_last_line(out)
     limit = asyncio.Semaphore(concurrency)
     lock = asyncio.Lock()

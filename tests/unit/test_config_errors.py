@@ -1,0 +1,119 @@
+"""A setting that cannot be read, from the config file or a `SMALLFIRST__` variable, is one
+`Error:` line naming its key and where it came from, exit 2: the command was given input it
+cannot use, as with a flag. Never a traceback, and never a value taken without a word."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from smallfirst.cli import app
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "smallfirst.yaml"
+    path.write_text(text)
+    return path
+
+
+def check(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, ["config", "check", *args], env=env)
+
+
+def test_serve_given_a_port_refuses_a_port_variable_it_cannot_read(served: list[Any]) -> None:
+    """The flag would win over the variable, but the variable is a mistake every other
+    command would trip on: it is named, on one line (it took two, exit 1)."""
+    result = CliRunner().invoke(
+        app, ["serve", "--port", "8080"], env={"SMALLFIRST__SERVER__PORT": "abc"}
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: environment SMALLFIRST__SERVER__PORT: server.port: Input should be a valid"
+        " integer, unable to parse string as an integer\n"
+    )
+    assert served == []
+
+
+def test_each_invalid_setting_is_a_line_naming_its_key_and_source(tmp_path: Path) -> None:
+    config = write(tmp_path, "server:\n  prot: 1\nlog_prompts: maybe\n")
+    result = check(str(config), env={"SMALLFIRST__SERVER__PORT": "99999"})
+    assert result.exit_code == 2
+    not_a_boolean = "Input should be a valid boolean, unable to interpret input"
+    assert result.stderr.splitlines() == [
+        "Error: environment SMALLFIRST__SERVER__PORT: server.port: Input should be less than"
+        " or equal to 65535",
+        f"Error: {config}: server.prot: unknown key",
+        f"Error: {config}: log_prompts: {not_a_boolean}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "line"),
+    [
+        ("server: {port: true}\n", "server.port: should be a number, not true"),
+        ("rag: {k: yes}\n", "rag.k: should be a number, not true"),  # YAML's yes is true
+        (
+            "models:\n  - {id: m, tier: edge, parallel: on}\n",
+            "models.0.parallel: should be a number, not true",
+        ),
+        ("routing: {threshold: false}\n", "routing.threshold: should be a number, not false"),
+    ],
+)
+def test_a_boolean_for_a_number_is_refused(tmp_path: Path, config: str, line: str) -> None:
+    """`port: true` was port 1: pydantic reads true as 1."""
+    path = write(tmp_path, config)
+    result = check(str(path))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {path}: {line}\n"
+
+
+@pytest.mark.parametrize(
+    ("config", "line"),
+    [
+        ('data_dir: "a\\0b"\n', "data_dir: holds a NUL character, which no path may"),
+        ('data_dir: ""\n', "data_dir: empty: give a path"),
+        ("data_dir: 5\n", "data_dir: should be a path"),
+        ('models:\n  - {id: m, tier: edge, path: ""}\n', "models.0.path: empty: give a path"),
+    ],
+)
+def test_a_path_that_names_nothing_is_refused(tmp_path: Path, config: str, line: str) -> None:
+    """A NUL in `data_dir` was a ValueError traceback; an empty one was the config file's
+    folder without a word; a number said "not a valid path for <class 'pathlib.Path'>"."""
+    path = write(tmp_path, config)
+    result = check(str(path))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {path}: {line}\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("SMALLFIRST__SERVER__HOST", "server.host: Input should be a valid string, not empty"),
+        ("SMALLFIRST__DATA_DIR", "data_dir: should be a path, not empty"),
+    ],
+)
+def test_an_empty_variable_is_said_to_be_empty(name: str, line: str) -> None:
+    result = check(env={name: ""})
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: environment {name}: {line}\n"
+
+
+def test_a_variable_that_names_no_setting_is_refused() -> None:
+    """`SMALLFIRST__=...` was left out without a word."""
+    result = check(env={"SMALLFIRST__": "1"})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: environment SMALLFIRST__: names no setting (SMALLFIRST__SECTION__KEY)\n"
+    )
+
+
+def test_a_config_file_that_cannot_be_read_is_bad_input(tmp_path: Path) -> None:
+    missing = check(str(tmp_path / "nowhere.yaml"))
+    assert missing.exit_code == 2
+    assert missing.stderr == f"Error: {tmp_path / 'nowhere.yaml'}: file not found\n"
+    folder = check(str(tmp_path))
+    assert folder.exit_code == 2
+    assert folder.stderr == f"Error: cannot read {tmp_path}: Is a directory\n"
