@@ -1,6 +1,6 @@
 """Where smallfirst keeps files it can make again (converted and installed models), why a
-folder it is given cannot be used, whether a file it holds open is still at its path, and
-how it makes the files only their user may read."""
+folder it is given cannot be used, whether a file it holds open is still at its path, how
+it makes the files only their user may read, and how it replaces a file in one step."""
 
 from __future__ import annotations
 
@@ -86,3 +86,18 @@ def exclusive_lock(lock_file: Path, on_wait: Callable[[], None]) -> Iterator[Non
             on_wait()
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield  # closing the file releases the lock, also when the process is killed
+
+
+@contextmanager
+def replaced_in_one_step(target: Path) -> Iterator[Path]:
+    """A path beside `target` to write to; it replaces `target` in one step when the block
+    ends without an error, and is removed otherwise. A command stopped (or failing) while it
+    wrote left `target` half written, and a reader of `target` meanwhile read half of it.
+    The name keeps `target`'s suffix, which writers such as numpy and matplotlib go by."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    aside = target.with_name(f".partial-{os.getpid()}-{target.name}")
+    try:
+        yield aside
+        os.replace(aside, target)
+    finally:
+        aside.unlink(missing_ok=True)

@@ -1,7 +1,10 @@
 """`smallfirst router label` with fake models: scoring, judge parsing, resuming."""
 
 import asyncio
+import fcntl
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -300,22 +303,63 @@ async def test_a_failed_row_stops_the_rows_under_way(tmp_path: Path) -> None:
     await gateway.aclose()
 
 
-def test_ctrl_c_says_the_labels_so_far_are_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_stop_says_the_labels_so_far_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
 ) -> None:
-    """It exited 130 with no word of resuming."""
-    config = _fake_config(tmp_path, weak_reply="7", strong_reply="7")
-    data, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    data.write_text(json.dumps({"id": "q", "messages": [{"role": "user", "content": "q"}]}) + "\n")
-    out.write_text("")
+    """Ctrl-C exited 130 with no word of resuming; SIGTERM (`kill`, a job's time limit)
+    ended it without a word, exit 143."""
+    data, out = _prompts(tmp_path / "in.jsonl", GOOD, GOOD | {"id": "q1"}), tmp_path / "out.jsonl"
+    assert _label(tmp_path, data, out, "--strong", "big", "--reference").exit_code == 0
+    _prompts(data, GOOD, GOOD | {"id": "q1"}, GOOD | {"id": "q2"})
 
     async def interrupted(*args: object, **kwargs: object) -> int:
+        if stop == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(1)  # the handler raises within the sleep
         raise KeyboardInterrupt
 
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
     monkeypatch.setattr("smallfirst.routing.label.label_file", interrupted)
-    args = ["router", "label", "--data", str(data), "--weak", "tiny", "--strong", "big"]
-    result = CliRunner().invoke(
-        app, [*args, "--judge", "big", "--out", str(out), "--config", str(config)]
-    )
+    try:
+        result = _label(tmp_path, data, out, "--strong", "big", "--reference")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == []  # the command took it, as it takes Ctrl-C
     assert result.exit_code == 130
-    assert f"interrupted (the rows labelled so far are in {out}: rerun to resume)" in result.output
+    assert result.stderr == (
+        f"Error: interrupted (the rows labelled so far are in {out}: rerun to resume)\n"
+    )
+
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    """Both labelled every row into the file: each row twice, and with other models the
+    labels of both mixed in one file."""
+    data, out = _prompts(tmp_path / "in.jsonl", GOOD), tmp_path / "out.jsonl"
+    with out.open("a") as first_run:
+        fcntl.flock(first_run, fcntl.LOCK_EX)  # as a run holds it
+        result = _label(tmp_path, data, out, "--strong", "big", "--reference")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: another `router label` is writing to {out}: wait for it, or give another --out\n"
+    )
+    assert out.read_text() == ""
+    assert _label(tmp_path, data, out, "--strong", "big", "--reference").exit_code == 0
+
+
+def test_a_run_that_labels_nothing_leaves_no_empty_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is held from the start of the run: one it made stays only with rows in it."""
+    data, out = _prompts(tmp_path / "in.jsonl", GOOD), tmp_path / "out.jsonl"
+
+    async def failed(*args: object, **kwargs: object) -> int:
+        assert out.exists()
+        raise UpstreamError("big: upstream answered 500: boom")
+
+    monkeypatch.setattr("smallfirst.routing.label.label_file", failed)
+    result = _label(tmp_path, data, out, "--strong", "big", "--reference")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: big: upstream answered 500: boom\n"
+    assert not out.exists()

@@ -431,3 +431,95 @@ def test_score_writes_to_standard_output_for_a_dash_and_says_nothing_else(
     to_file = runner.invoke(app, [*command, "scores.jsonl"])
     assert to_file.exit_code == 0, to_file.output
     assert to_file.stderr == "wrote 1 scores to scores.jsonl\n"
+
+
+def test_score_refuses_to_write_over_its_data(tmp_path: Path) -> None:
+    """The scores replaced the rows they were made from, exit 0."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"id": 1, "messages": [{"role": "user", "content": "Hi"}]}) + "\n")
+    before = data.read_bytes()
+    command = ["router", "score", "--router", "length", "--data", str(data), "--out", str(data)]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: --out {data} is a --data file; give another file (it would be replaced)\n"
+    )
+    assert data.read_bytes() == before
+
+
+def test_score_refuses_a_data_file_without_rows(tmp_path: Path) -> None:
+    """An empty file wrote an empty score file and exited 0."""
+    data, out = tmp_path / "rows.jsonl", tmp_path / "scores.jsonl"
+    data.write_text("\n")
+    command = ["router", "score", "--router", "length", "--data", str(data), "--out", str(out)]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {data}: no rows to score\n"
+    assert not out.exists()
+
+
+def _stopped_while_writing(path: Path) -> None:
+    """What a Ctrl-C (or a full disk) halfway through writing `path` leaves."""
+    Path(path).write_bytes(b"half")
+    raise KeyboardInterrupt
+
+
+def test_scores_stopped_while_written_leave_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, out = tmp_path / "rows.jsonl", tmp_path / "scores.jsonl"
+    data.write_text(json.dumps({"id": 1, "messages": [{"role": "user", "content": "Hi"}]}) + "\n")
+    out.write_text("previous scores\n")
+    monkeypatch.setattr(Path, "write_text", lambda path, *a, **k: _stopped_while_writing(path))
+    command = ["router", "score", "--router", "length", "--data", str(data), "--out", str(out)]
+    runner.invoke(app, command)
+    assert out.read_text() == "previous scores\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl", "scores.jsonl"]
+
+
+def test_a_plot_stopped_while_written_leaves_the_previous_file(
+    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plot = tmp_path / "curve.png"
+    plot.write_bytes(b"previous plot")
+    monkeypatch.setattr(
+        "smallfirst.routing.eval.plot_curves",
+        lambda curves, path, title: _stopped_while_writing(path),
+    )
+    command = ["router", "eval", "--router", "length", "--data", str(data_file)]
+    runner.invoke(app, [*command, "--plot", str(plot)])
+    assert plot.read_bytes() == b"previous plot"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
+
+
+def test_training_stopped_while_writing_over_an_artifact_leaves_it_whole(
+    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The arrays were written in place: the old artifact was left cut short, unloadable."""
+    artifact = tmp_path / "artifact"
+    train = ["router", "train", "--data", str(data_file), "--out", str(artifact)]
+    assert runner.invoke(app, train).exit_code == 0
+    before = {path.name: path.read_bytes() for path in artifact.iterdir()}
+    monkeypatch.setattr(np, "savez", lambda path, **arrays: _stopped_while_writing(path))
+    runner.invoke(app, [*train, "--calibration-share", "0.5"])
+    assert {path.name: path.read_bytes() for path in artifact.iterdir()} == before
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_rows_left_out_for_lack_of_labels_are_counted_and_the_first_named(
+    command: str, data_file: Path, tmp_path: Path
+) -> None:
+    """They were left out of the training and the metrics without a word."""
+    unlabelled = tmp_path / "more.jsonl"
+    question = {"id": "u1", "messages": [{"role": "user", "content": "Hi"}]}
+    unlabelled.write_text("\n" + json.dumps(question) + "\n" + json.dumps(question | {"id": "u2"}))
+    arguments = ["--out", str(tmp_path / "a")] if command == "train" else ["--router", "length"]
+    data = ["--data", str(data_file), "--data", str(unlabelled), "--json"]
+    result = runner.invoke(app, ["router", command, *data, *arguments])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "note: left out 2 rows without both weak.score and strong.score"
+        f" (the first: {unlabelled}:2)\n"
+    )
+    counted_rows = json.loads(result.stdout)["rows" if command == "train" else "n"]
+    assert counted_rows == 60

@@ -21,6 +21,7 @@ from smallfirst.cli.common import (
     require_extra_or_exit,
     require_file,
 )
+from smallfirst.paths import replaced_in_one_step
 
 if TYPE_CHECKING:
     from smallfirst.routing.data import RoutingRow
@@ -69,6 +70,7 @@ def train(
     check_writable(out, directory=True)
     _check_cache_dir(cache_dir)
     rows = _read(data)
+    _say_unlabelled(rows)
     from smallfirst.errors import InvalidRequest
     from smallfirst.routing.learned import train_learned
 
@@ -114,9 +116,12 @@ def score(
     to_stdout = out == Path("-")  # it made a file named "-"
     if not to_stdout:
         check_writable(out)
+        _check_not_data(out, data)
     _check_cache_dir(cache_dir)
     chosen = _load(router)
     rows = _read(data, labels=False)
+    if not rows:  # a file cut to nothing wrote an empty score file and exited 0
+        fail(f"{_names(data)}: no rows to score")
     from smallfirst.routing.learned import LearnedRouter
 
     with progress_on_stderr("scoring", len(rows), False) as advance:
@@ -133,8 +138,8 @@ def score(
     if to_stdout:
         typer.echo("".join(lines), nl=False)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(lines), encoding="utf-8")
+    with replaced_in_one_step(out) as aside:
+        aside.write_text("".join(lines), encoding="utf-8")
     typer.echo(f"wrote {len(rows)} scores to {out}", err=True)
 
 
@@ -171,6 +176,7 @@ def evaluate(
         plot = _plot_path(plot)
     _check_cache_dir(cache_dir)
     rows = _read(data)
+    _say_unlabelled(rows)
     from smallfirst.errors import InvalidRequest
     from smallfirst.routing.data import labelled
 
@@ -187,6 +193,18 @@ def evaluate(
         typer.echo(json.dumps(report))
         return
     _print_report(report)
+
+
+def _say_unlabelled(rows: list[RoutingRow]) -> None:
+    """Rows without both scores (not labelled yet, or a judge that gave no rating) are left
+    out of training and of the metrics; they were left out without a word."""
+    left_out = [row for row in rows if not row.has_labels]
+    if left_out and len(left_out) < len(rows):  # none labelled is an error, said later
+        print(
+            f"note: left out {counted(len(left_out), 'row')} without both weak.score and"
+            f" strong.score (the first: {left_out[0].source})",
+            file=sys.stderr,
+        )
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -232,6 +250,13 @@ def _check_router_name(spec: str, command: str) -> None:
             f"unknown router {spec!r}; `router {command}` takes {', '.join(names)} "
             "or an artifact directory written by `router train`"
         )
+
+
+def _check_not_data(out: Path, data: list[Path]) -> None:
+    """The scores replaced the rows they were made from."""
+    for path in data:
+        if out.exists() and path.exists() and out.samefile(path):
+            fail(f"--out {out} is a --data file; give another file (it would be replaced)")
 
 
 def _plot_path(plot: Path) -> Path:
@@ -361,8 +386,8 @@ def _report(
             for name in datasets
         }
     if plot is not None:  # the path was checked before the work, by `_plot_path`
-        plot.parent.mkdir(parents=True, exist_ok=True)
         curves = {router: curve, "length": length_curve, "random (20 seeds)": random_curve}
-        plot_curves(curves, plot, title=f"{router}: {mode}")
+        with replaced_in_one_step(plot) as aside:
+            plot_curves(curves, aside, title=f"{router}: {mode}")
         report["plot"] = str(plot)
     return report

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -17,10 +19,13 @@ from smallfirst.cli.common import (
     progress_on_stderr,
     require_file,
     settings_or_exit,
+    stops_as_interrupt,
 )
 
 if TYPE_CHECKING:
+    from smallfirst.config import Settings
     from smallfirst.routing.data import RoutingRow
+    from smallfirst.routing.label import LabelJob
 
 
 def label(
@@ -39,9 +44,7 @@ def label(
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Run both models on each prompt and score the answers (routing-schema rows)."""
-    from smallfirst.errors import SmallfirstError
-    from smallfirst.routing.label import LabelJob, label_file, resume_problem
-    from smallfirst.service import Gateway
+    from smallfirst.routing.label import LabelJob, resume_problem
 
     if (judge is None) == (not reference):
         fail("give exactly one of --judge MODEL or --reference")
@@ -51,14 +54,46 @@ def label(
         fail(f"--out {out} is the --data file; give another file (labels are appended to it)")
     rows = _read_prompts(data, needs_reference=reference)
     job = LabelJob(weak=weak, strong=strong, judge=judge, max_tokens=max_tokens)
-    if out.exists():
-        _read_labels(out)  # a file to resume must be one this command wrote
-        if (problem := resume_problem(out, rows, job)) is not None:
-            fail(problem)
     settings = settings_or_exit(config)
     for model in filter(None, (weak, strong, judge)):
         if settings.model(model) is None:
             fail(f"model {model!r} is not in the config; see `smallfirst models`")
+    with _writing_alone(out), stops_as_interrupt():
+        _read_labels(out)  # a file to resume must be one this command wrote
+        if (problem := resume_problem(out, rows, job)) is not None:
+            fail(problem)
+        labelled = _label_all(settings, rows, out, job, concurrency)
+    typer.echo(f"labelled {counted(labelled, 'new row')} ({len(rows) - labelled} already in {out})")
+    typer.echo(_outcomes(_read_labels(out)))
+
+
+@contextmanager
+def _writing_alone(out: Path) -> Iterator[None]:
+    """Hold `out` for this run: two runs on one file (one started again while the first
+    still ran) each labelled every row, and with other models the file mixed their labels.
+    A file this run made and left empty is removed."""
+    from smallfirst.paths import exclusive_lock
+
+    made = not out.exists()
+
+    def refuse() -> NoReturn:
+        fail(f"another `router label` is writing to {out}: wait for it, or give another --out")
+
+    try:
+        with exclusive_lock(out, on_wait=refuse):
+            yield
+    finally:
+        if made and out.exists() and not out.stat().st_size:
+            out.unlink()
+
+
+def _label_all(
+    settings: Settings, rows: list[dict[str, Any]], out: Path, job: LabelJob, concurrency: int
+) -> int:
+    """The rows not yet in `out` labelled and appended to it; exits on a failure or a stop."""
+    from smallfirst.errors import SmallfirstError
+    from smallfirst.routing.label import label_file
+    from smallfirst.service import Gateway
 
     async def run() -> int:
         gateway = Gateway.from_settings(settings)
@@ -69,15 +104,17 @@ def label(
         finally:
             await gateway.aclose()
 
-    kept = f" (the rows labelled so far are in {out}: rerun to resume)"
     try:
-        labelled = asyncio.run(run())
+        return asyncio.run(run())
     except SmallfirstError as exc:
-        fail(exc.message + (kept if out.exists() else ""), code=1)
-    except KeyboardInterrupt:
-        fail("interrupted" + (kept if out.exists() else ""), code=INTERRUPTED)
-    typer.echo(f"labelled {counted(labelled, 'new row')} ({len(rows) - labelled} already in {out})")
-    typer.echo(_outcomes(_read_labels(out)))
+        fail(exc.message + _kept(out), code=1)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM / SIGHUP (`stops_as_interrupt`)
+        fail("interrupted" + _kept(out), code=INTERRUPTED)
+
+
+def _kept(out: Path) -> str:
+    has_rows = out.exists() and out.stat().st_size > 0
+    return f" (the rows labelled so far are in {out}: rerun to resume)" if has_rows else ""
 
 
 def _read_prompts(data: Path, *, needs_reference: bool) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ class RoutingRow:
     strong_score: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     given_id: Any = None  # the id as the file has it (a number stays a number in scores)
+    source: str = ""  # "file:line" it was read from, to name it
 
     @property
     def has_labels(self) -> bool:
@@ -138,9 +139,10 @@ def read_rows(path: str | Path, *, labels: bool = True) -> list[RoutingRow]:
     rows: list[RoutingRow] = []
     for number, record in read_jsonl(path):
         try:
-            rows.append(row_from_record(record, number, labels=labels))
+            row = row_from_record(record, number, labels=labels)
         except InvalidRequest as exc:
             raise InvalidRequest(f"{path}:{number}: {exc.message}") from exc
+        rows.append(replace(row, source=f"{path}:{number}"))
     return rows
 
 

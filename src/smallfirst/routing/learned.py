@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from smallfirst.embed import DIMENSIONS
 from smallfirst.errors import ConfigError, InvalidRequest
+from smallfirst.paths import replaced_in_one_step
 from smallfirst.routing.base import Messages, Router
 from smallfirst.routing.calibrate import Calibration, fit_calibration
 from smallfirst.routing.data import RoutingRow, labelled
@@ -226,7 +227,10 @@ class LearnedRouter(Router):
             "cheap_scale": self.model.cheap_scale,
             **_cheap_range(self.model),
         }
-        np.savez(directory / ARRAYS_FILE, **arrays)
+        # Each file replaces the old one in one step, `router.json` last: a run stopped
+        # while writing over an artifact left its arrays cut short, and it no longer loaded.
+        with replaced_in_one_step(directory / ARRAYS_FILE) as aside:
+            np.savez(aside, **arrays)
         document = {
             "format": ARTIFACT_FORMAT,
             "router": self.name,
@@ -239,7 +243,8 @@ class LearnedRouter(Router):
             "training": self.training_summary,
             "calibration": self._calibration.to_json() if self._calibration else None,
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(document, indent=1), encoding="utf-8")
+        with replaced_in_one_step(directory / CONFIG_FILE) as aside:
+            aside.write_text(json.dumps(document, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedRouter:
