@@ -54,6 +54,10 @@ MAX_MESSAGES = 100_000
 MAX_CONTENT_PARTS = 10_000
 MAX_TOOLS = 128  # OpenAI's
 ContentParts = Annotated[list[TextPart], Field(max_length=MAX_CONTENT_PARTS)]
+# Between a message's text parts where they are read as one text. Glued, the end of one part
+# ran into the next ("When is the kettle" + "descaled?" searched for "kettledescaled"); a line
+# break is what vLLM and llama.cpp's server put between parts for a template that reads text.
+PART_SEPARATOR = "\n"
 # OpenAI's bounds on `metadata` (an upstream refuses more, so a local answer would too)
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 
@@ -128,11 +132,13 @@ class ChatMessage(ApiModel):
 
     @property
     def text(self) -> str:
+        """The content as one text, as a local model, retrieval, the router and the log read
+        it: text parts joined by `PART_SEPARATOR`."""
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return PART_SEPARATOR.join(part.text for part in self.content)
 
 
 # Where a refusal part was in an assistant's content until the message is read: the parts

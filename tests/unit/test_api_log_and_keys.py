@@ -166,6 +166,16 @@ def test_prompts_are_logged_only_when_asked(tmp_path: Path) -> None:
     assert response == "Hello from tiny."
 
 
+def test_a_logged_prompt_of_text_parts_has_them_on_lines(tmp_path: Path) -> None:
+    client, _ = fake_client(fake_settings(tmp_path, log_prompts=True))
+    parts = [{"type": "text", "text": "When is the kettle"}, {"type": "text", "text": "descaled?"}]
+    body = chat_body(messages=[{"role": "user", "content": parts}])
+    with client:
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+    (prompt,) = sqlite3.connect(tmp_path / "requests.db").execute("SELECT prompt FROM requests")
+    assert prompt[0] == "user: When is the kettle\ndescaled?"
+
+
 def test_api_keys_required_off_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     client, _ = keyed_client(tmp_path, monkeypatch, "sekret-1,sekret-2")
     with client:

@@ -61,14 +61,22 @@ def test_a_value_found_once_is_redacted_wherever_it_recurs_as_a_word() -> None:
     ]
 
 
-def test_multipart_content_is_redacted_on_joined_text() -> None:
-    message = ChatMessage(
-        role="user",
-        content=[TextPart(type="text", text="mail "), TextPart(type="text", text="a@b.io")],
-    )
-    redacted, redaction = redact_messages([message], [[Finding("EMAIL_ADDRESS", 5, 11, 1.0)]])
-    assert redacted[0].content == "mail <EMAIL_ADDRESS_1>"
-    assert redaction.restore("<EMAIL_ADDRESS_1>") == "a@b.io"
+def test_a_message_of_text_parts_is_redacted_part_by_part() -> None:
+    """Findings are offsets into the parts read as one text (joined by a line break); each
+    goes back to its part, and the message keeps its parts (it went up as one string). A name
+    split across parts ("Jo" + "hn Smith") is hidden in both, each piece restored as written."""
+    texts = ["Call Jo", "hn Smith at a@b.io", "today"]
+    message = ChatMessage(role="user", content=[TextPart(type="text", text=t) for t in texts])
+    joined = "\n".join(texts)
+    findings = [_find(joined, "PERSON", "Jo\nhn Smith"), _find(joined, "EMAIL_ADDRESS", "a@b.io")]
+    (redacted,), redaction = redact_messages([message], [findings])
+    assert isinstance(redacted.content, list)
+    assert [part.text for part in redacted.content] == [
+        "Call <PERSON_1>",
+        "<PERSON_2> at <EMAIL_ADDRESS_1>",
+        "today",
+    ]
+    assert redaction.restore("<PERSON_1>|<PERSON_2>|<EMAIL_ADDRESS_1>") == "Jo|hn Smith|a@b.io"
 
 
 def test_placeholder_already_in_input_is_not_reused() -> None:

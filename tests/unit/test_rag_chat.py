@@ -452,6 +452,23 @@ def test_an_answer_grounded_in_no_source_says_so_with_empty_citations(
         assert '"citations":[]' in response.text.replace(" ", "")
 
 
+def test_a_question_in_text_parts_is_searched_with_a_break_between_them(data_dir: Path) -> None:
+    """Glued, "When is the kettle" + "descaled?" searched for "kettledescaled" and the
+    kettle's source was not found."""
+    for client, gateway in rag_client(data_dir, rag={"method": "bm25"}):
+        parts = [{"type": "text", "text": "Kettle"}, {"type": "text", "text": "descaled"}]
+        body = chat_body("rag/office", messages=[{"role": "user", "content": parts}])
+        response = client.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200
+        assert response.json()["smallfirst"]["citations"][0]["source"] == "kettle.md"
+        sent = fake_backend(gateway, "tiny").requests[-1]
+        assert isinstance(sent, ChatRequest)
+        assert sent.openai_body()["messages"][-1]["content"] == [  # the parts go on as parts
+            {"type": "text", "text": "Kettle"},
+            {"type": "text", "text": "descaled"},
+        ]
+
+
 def test_requests_arriving_together_on_a_cold_gateway_open_the_store_once(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

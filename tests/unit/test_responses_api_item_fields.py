@@ -13,6 +13,7 @@ from openai.types.responses import (
 )
 from starlette.testclient import TestClient
 
+from smallfirst.backends.local_tools import prompt_messages
 from smallfirst.service import Gateway
 from smallfirst.types import ChatRequest
 from tests.helpers import RESPONSES_WEATHER_TOOL, fake_backend
@@ -157,3 +158,15 @@ def test_a_prompt_cache_hint_goes_on_with_its_part(api: tuple[TestClient, Gatewa
     refused = client.post("/v1/responses", json=body)
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "input.0.content.0.prompt_cache_breakpoint.ttl"
+
+
+def test_input_text_parts_reach_a_local_model_on_lines(api: tuple[TestClient, Gateway]) -> None:
+    """As chat's text parts: a line break between them, where they were glued."""
+    client, gateway = api
+    first = {"type": "input_text", "text": "When is the kettle"}
+    second = {"type": "input_text", "text": "descaled?"}
+    body = {"model": "tiny", "input": [message("user", first, second)]}
+    assert client.post("/v1/responses", json=body).status_code == 200
+    sent = fake_backend(gateway, "tiny").requests[-1]
+    assert isinstance(sent, ChatRequest)
+    assert prompt_messages(sent)[-1]["content"] == "When is the kettle\ndescaled?"

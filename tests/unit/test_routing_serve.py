@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from starlette.testclient import TestClient
@@ -19,6 +19,7 @@ from smallfirst.logs import RequestRecord
 from smallfirst.routing import base
 from smallfirst.routing.base import Router
 from smallfirst.routing.calibrate import Calibration, fit_calibration
+from smallfirst.routing.data import row_from_record
 from smallfirst.server import create_app
 from smallfirst.service import Gateway
 from tests.helpers import LOOPBACK, chat_body, fake_backend, fake_client, fake_settings
@@ -41,9 +42,21 @@ class KeywordRouter(Router):
         return 1.0 if "hard" in messages[-1]["content"] else 0.0
 
 
+class RecordingRouter(KeywordRouter):
+    """The keyword router, keeping what it was given."""
+
+    name = "recording"
+    seen: ClassVar[list[list[dict[str, str]]]] = []
+
+    def score(self, messages: Sequence[Mapping[str, str]]) -> float:
+        RecordingRouter.seen.append([dict(message) for message in messages])
+        return super().score(messages)
+
+
 @pytest.fixture(autouse=True)
 def keyword_router(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(base.ROUTER_CLASSES, "keyword", f"{__name__}:KeywordRouter")
+    monkeypatch.setitem(base.ROUTER_CLASSES, "recording", f"{__name__}:RecordingRouter")
 
 
 @pytest.fixture
@@ -466,3 +479,17 @@ def test_a_router_that_cannot_be_loaded_is_a_503_for_auto_and_models_by_id_still
     assert str(tmp_path) not in error["message"]  # the server's paths stay in its log
     assert "is not a router artifact" in caplog.text
     assert by_id.status_code == 200
+
+
+def test_the_router_reads_text_parts_as_its_training_data_has_them(tmp_path: Path) -> None:
+    """Training data reads a message's text parts with a line break between them; at serve
+    time the router got them glued ("kettledescaled?"), features its training never saw."""
+    RecordingRouter.seen.clear()
+    parts = [{"type": "text", "text": "When is the kettle"}, {"type": "text", "text": "descaled?"}]
+    messages = [{"role": "user", "content": parts}]
+    for client, _ in routed_client(tmp_path, {"router": "recording"}):
+        response = client.post("/v1/chat/completions", json=chat_body("auto", messages=messages))
+        assert response.status_code == 200
+    trained_on = row_from_record({"messages": messages}, labels=False).messages
+    assert RecordingRouter.seen == [list(trained_on)]
+    assert trained_on[0]["content"] == "When is the kettle\ndescaled?"

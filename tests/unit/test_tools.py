@@ -406,6 +406,13 @@ def test_a_local_model_is_told_the_tools_and_sees_earlier_calls_as_text() -> Non
     assert local_tools.prompt_messages(local_request(tool_choice="none"))[0]["role"] == "user"
 
 
+def test_a_local_model_reads_text_parts_as_lines() -> None:
+    """Glued, "When is the kettle" + "descaled?" reached the model as "kettledescaled?"."""
+    parts = [{"type": "text", "text": "When is the kettle"}, {"type": "text", "text": "descaled?"}]
+    request = local_request(messages=[{"role": "user", "content": parts}])
+    assert local_tools.prompt_messages(request)[-1]["content"] == "When is the kettle\ndescaled?"
+
+
 def test_a_local_answer_that_is_a_call_becomes_one() -> None:
     request = local_request()
     call = Completion(text=' {"name": "get_weather", "arguments": {"city": "Oslo"}}')

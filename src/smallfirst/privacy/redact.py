@@ -7,13 +7,13 @@ import bisect
 import html
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from smallfirst.privacy.detect import Finding
 from smallfirst.privacy.json_text import looks_like_json, value_at
 from smallfirst.privacy.normalize import normalized
-from smallfirst.types import ChatMessage
+from smallfirst.types import PART_SEPARATOR, ChatMessage
 
 # A placeholder as an answer may spell it: as it was sent, or with its brackets escaped for
 # where the model wrote it: in JSON (Go's encoder writes \u003cPERSON_1\u003e), in HTML
@@ -203,15 +203,57 @@ def redact_messages(
     numbered_first: Sequence[int] = (),
 ) -> tuple[list[ChatMessage], Redaction]:
     """Redact chat messages; findings are offsets into each message's `.text`. Messages with
-    nothing to redact are returned unchanged (multi-part content stays multi-part)."""
-    texts, redaction = redact_texts(
-        [m.text for m in messages], findings_per_message, numbered_first=numbered_first
-    )
-    redacted = [
-        message.model_copy(update={"content": text}) if text != message.text else message
-        for message, text in zip(messages, texts, strict=True)
-    ]
-    return redacted, redaction
+    nothing to redact are returned unchanged. A message of text parts stays one: each finding
+    is redacted in the part it is in, and one that runs across parts ("Jo" + "hn Smith" read
+    as "Jo\\nhn Smith") in each of them, its piece there a value with a placeholder of its
+    own, so that every part goes up as a part and the answer gets each piece back."""
+    if len(messages) != len(findings_per_message):
+        raise ValueError("need one findings list per message")
+    texts: list[str] = []
+    findings: list[list[Finding]] = []
+    owner: list[int] = []  # the message each text is (a part) of
+    for index, (message, found) in enumerate(zip(messages, findings_per_message, strict=True)):
+        for text, in_text in _texts_with_findings(message, found):
+            texts.append(text)
+            findings.append(in_text)
+            owner.append(index)
+    first = [i for message in numbered_first for i, of in enumerate(owner) if of == message]
+    redacted_texts, redaction = redact_texts(texts, findings, numbered_first=first)
+    redacted_of = iter(redacted_texts)
+    return [_with_texts(message, redacted_of) for message in messages], redaction
+
+
+def _texts_with_findings(
+    message: ChatMessage, findings: Sequence[Finding]
+) -> list[tuple[str, list[Finding]]]:
+    """The message's texts (its content, or each of its text parts), each with the findings
+    in it: offsets into `message.text` moved into the part, a finding across parts cut at
+    their ends."""
+    if not isinstance(message.content, list):
+        return [(message.text, list(findings))]
+    texts = []
+    start = 0
+    for part in message.content:
+        end = start + len(part.text)
+        inside = [
+            Finding(f.entity_type, max(f.start, start) - start, min(f.end, end) - start, f.score)
+            for f in findings
+            if max(f.start, start) < min(f.end, end)
+        ]
+        texts.append((part.text, inside))
+        start = end + len(PART_SEPARATOR)
+    return texts
+
+
+def _with_texts(message: ChatMessage, redacted: Iterator[str]) -> ChatMessage:
+    """`message` with its texts (as `_texts_with_findings` gave them) taken from `redacted`."""
+    if not isinstance(message.content, list):
+        text = next(redacted)
+        return message.model_copy(update={"content": text}) if text != message.text else message
+    parts = [part.model_copy(update={"text": next(redacted)}) for part in message.content]
+    if all(new.text == old.text for new, old in zip(parts, message.content, strict=True)):
+        return message
+    return message.model_copy(update={"content": parts})
 
 
 class StreamRestorer:

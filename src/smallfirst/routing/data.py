@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from smallfirst.errors import InvalidRequest
+from smallfirst.types import PART_SEPARATOR
 
 Messages = Sequence[Mapping[str, str]]
 
@@ -106,7 +107,7 @@ def _text(content: Any) -> str:
     was read as the list's Python spelling)."""
     if isinstance(content, list):
         parts = [part.get("text") for part in content if isinstance(part, Mapping)]
-        return "\n".join(part for part in parts if isinstance(part, str))
+        return PART_SEPARATOR.join(part for part in parts if isinstance(part, str))
     return str(content or "")
 
 
