@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -23,8 +22,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 
+from smallfirst.config_section import ConfigSection, KeyedProblems
 from smallfirst.privacy.policy import PrivacyConfig  # the privacy room owns its section's schema
 from smallfirst.types import Tier
 
@@ -44,45 +43,6 @@ _HASH_DIGITS = re.compile(r"[0-9a-f]{64}")
 AUTO_MODEL_ID = "auto"
 EMBEDDING_MODEL_IDS = ("all-minilm-l6-v2", "text-embedding-local")
 RAG_MODEL_PREFIX = "rag/"
-
-
-class KeyedProblems(ValueError):
-    """Raised by a validator that checks several keys: each problem names its own key,
-    relative to the validated model (pydantic would put them all at the model itself)."""
-
-    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{key}: {problem}" for key, problem in problems))
-        self.problems = list(problems)
-
-
-class _Section(BaseModel):
-    # `.inf` (or `1e400`, a string to YAML) passed `ge=0`: an infinite price was printed as
-    # `Infinity`, which is not JSON
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_booleans_for_numbers(cls, data: Any) -> Any:
-        """`port: true` was port 1: pydantic reads a boolean as the number 0 or 1, and YAML
-        reads on, off, yes and no as booleans too (`parallel: on`)."""
-        if not isinstance(data, dict):
-            return data
-        problems = [
-            (key, f"should be a number, not {str(value).lower()}")
-            for key, value in data.items()
-            if isinstance(value, bool) and _holds_a_number(cls.model_fields.get(key))
-        ]
-        if problems:
-            raise KeyedProblems(problems)
-        return data
-
-
-def _holds_a_number(field: FieldInfo | None) -> bool:
-    """Whether `field` takes an int or a float (or None), nothing else."""
-    if field is None:
-        return False
-    kinds = set(get_args(field.annotation) or [field.annotation]) - {type(None)}
-    return bool(kinds) and kinds <= {int, float}
 
 
 def _not_reserved(model_id: str) -> str:
@@ -112,7 +72,7 @@ def _home_expanded(path: str | None) -> str | None:
     return None if path is None else str(Path(path).expanduser())
 
 
-class _ModelBase(_Section):
+class _ModelBase(ConfigSection):
     id: Annotated[str, AfterValidator(_not_reserved)] = Field(
         min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$"
     )
@@ -268,7 +228,7 @@ def _an_address_to_bind(host: str) -> str:
     return host
 
 
-class ServerConfig(_Section):
+class ServerConfig(ConfigSection):
     host: Annotated[str, AfterValidator(_an_address_to_bind)] = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=MAX_PORT)
     max_body_bytes: int = Field(default=4_000_000, ge=1024)
@@ -296,7 +256,7 @@ class ServerConfig(_Section):
     )
 
 
-class CascadeConfig(_Section):
+class CascadeConfig(ConfigSection):
     """The small model answers first; a low mean token logprob escalates to the strong tier."""
 
     model_config = ConfigDict(ser_json_inf_nan="strings")  # JSON has no -inf: "-Infinity"
@@ -314,7 +274,7 @@ class CascadeConfig(_Section):
         return value
 
 
-class BudgetConfig(_Section):
+class BudgetConfig(ConfigSection):
     """Daily spend limits in USD (UTC days); when spent, requests are kept on local tiers."""
 
     daily_usd: float | None = Field(default=None, ge=0)
@@ -326,7 +286,7 @@ class BudgetConfig(_Section):
         return self.daily_usd is not None or self.per_key_daily_usd is not None
 
 
-class CircuitBreakerConfig(_Section):
+class CircuitBreakerConfig(ConfigSection):
     """A model that failed `failures` times in a row is skipped for `cooldown_s` (doubling
     while it keeps failing, up to `max_cooldown_s`): fallbacks answer at once meanwhile."""
 
@@ -339,7 +299,7 @@ def _default_fallbacks() -> dict[Tier, list[Tier]]:
     return {"cloud": ["onprem", "edge"], "onprem": ["edge"], "edge": []}
 
 
-class RoutingConfig(_Section):
+class RoutingConfig(ConfigSection):
     router: str = Field(
         default="rules", description="random | length | rules | cascade | <learned artifact path>"
     )
@@ -384,11 +344,11 @@ def _a_collection_name(name: str) -> str:
     return name
 
 
-class RagCollectionConfig(_Section):
+class RagCollectionConfig(ConfigSection):
     private: bool = Field(default=True, description="private collections stay on local tiers")
 
 
-class RagConfig(_Section):
+class RagConfig(ConfigSection):
     k: int = Field(default=5, ge=1, le=50)
     method: Literal["bm25", "vector", "hybrid"] = "hybrid"
     reserve_tokens: int = Field(
@@ -403,7 +363,7 @@ class RagConfig(_Section):
         return True if config is None else config.private
 
 
-class BaselineConfig(_Section):
+class BaselineConfig(ConfigSection):
     """The model every request would go to without smallfirst: `cost saved` compares with it.
 
     Unset, the strong tier's model is the baseline (`routing.strong_tier`)."""
@@ -414,11 +374,11 @@ class BaselineConfig(_Section):
     output_cost_per_1m: float = Field(ge=0)
 
 
-class LocalConfig(_Section):
+class LocalConfig(ConfigSection):
     memory_budget_mb: int = Field(default=8192, ge=64)
 
 
-class Settings(_Section):
+class Settings(ConfigSection):
     server: ServerConfig = Field(default_factory=ServerConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
@@ -478,14 +438,18 @@ class Settings(_Section):
         """The SMALLFIRST__* variables that set keys of this config, sorted."""
         return sorted(set(self._overrides.values()))
 
-    def origin(self, key: str) -> str:
-        """Where the value of dotted `key` came from, to start a message: the env variable
-        that set it (or its section), else the file (and the variables that set keys in it)."""
+    def origin(self, *keys: str) -> str:
+        """Where the values of dotted `keys` came from, to start a message, each place once:
+        the env variable that set a key (or its section), else the file (and the variables
+        that set keys in it)."""
+        return ", ".join(dict.fromkeys(place for key in keys for place in self._places(key)))
+
+    def _places(self, key: str) -> list[str]:
         variable = setting_variable(key, self._overrides, parents_only=True)
         if variable:
-            return f"environment {variable}"
+            return [f"environment {variable}"]
         inside = sorted(v for k, v in self._overrides.items() if k.startswith(key + "."))
-        return ", ".join([self._source, *(f"environment {v}" for v in inside)])
+        return [self._source, *(f"environment {v}" for v in inside)]
 
 
 def _duplicate_ids(ids: list[str]) -> list[tuple[str, str]]:

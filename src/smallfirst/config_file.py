@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -20,10 +20,10 @@ from smallfirst.config import (
     BUNDLED_PREFIX,
     DEFAULT_BACKEND,
     ENV_PREFIX,
-    KeyedProblems,
     Settings,
     setting_variable,
 )
+from smallfirst.config_section import KeyedProblems
 from smallfirst.errors import ConfigError
 from smallfirst.routing.base import names_a_router
 
@@ -143,12 +143,7 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
                 f"environment {name}: the models are a list, not a section; change them in the"
                 " config file (or set SMALLFIRST__MODELS to the whole list as YAML)"
             )
-        node = raw
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"environment {name}: {key!r} is not a section")
-            node = child
+        node = _section_at(raw, keys[:-1], name)
         try:
             node[keys[-1]] = _parse_yaml(value)
         except yaml.YAMLError as exc:
@@ -156,6 +151,28 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
             raise ConfigError(f"environment {name}: not a YAML value ({problem})") from exc
         overrides[".".join(keys)] = name
     return overrides
+
+
+def _section_at(raw: dict[str, Any], keys: list[str], variable: str) -> dict[str, Any]:
+    """The section (or mapping) of `raw` that `keys` lead to, made where missing. A key that
+    holds a value, not keys, is refused here: `SMALLFIRST__SERVER__PORT__X` made `port` a
+    mapping, and validation said port should be an integer."""
+    node = raw
+    schema: type[BaseModel] | None = Settings  # None: in a mapping's value, or an unknown key
+    for depth, key in enumerate(keys):
+        field = schema.model_fields.get(key) if schema else None
+        if field is not None and not _holds_keys(field.annotation):
+            setting = ENV_PREFIX + "__".join(keys[: depth + 1]).upper()
+            raise ConfigError(
+                f"environment {variable}: {key!r} is a setting, not a section ({setting} sets it)"
+            )
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"environment {variable}: {key!r} is not a section")
+        node = child
+        known = None if field is None else field.annotation
+        schema = None if known is None or _a_mapping(known) else _section_type(known)
+    return node
 
 
 def _refuse_one_underscore(name: str) -> None:
@@ -188,6 +205,18 @@ def _setting_keys(words: list[str], section: type[BaseModel]) -> list[str] | Non
         if rest is not None:
             return ["_".join(words[:end]), *rest]
     return None
+
+
+def _holds_keys(annotation: Any) -> bool:
+    """Whether a field holds keys a variable may set one by one: a section, or a mapping
+    (`SMALLFIRST__PRIVACY__TIER_POLICY__CLOUD`)."""
+    return _a_mapping(annotation) or _section_type(annotation) is not None
+
+
+def _a_mapping(annotation: Any) -> bool:
+    """Whether a field holds a mapping (`rag.collections`), whose keys the schema does not
+    name: a collection may be called `private`."""
+    return any(get_origin(kind) is dict for kind in (annotation, *get_args(annotation)))
 
 
 def _section_type(annotation: Any) -> type[BaseModel] | None:

@@ -313,11 +313,29 @@ def test_a_routing_error_names_the_file(tmp_path: Path, routing: str, problem: s
 def test_a_routing_error_from_the_environment_names_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """It blamed "<built-in defaults>, environment SMALLFIRST__ROUTING__ROUTER": the router
+    came from the variable alone."""
     monkeypatch.setenv("SMALLFIRST__ROUTING__ROUTER", "learned")
     result = check()
     assert result.exit_code == 1
     assert result.output.startswith(
-        "Error: <built-in defaults>, environment SMALLFIRST__ROUTING__ROUTER: routing: `learned`"
+        "Error: environment SMALLFIRST__ROUTING__ROUTER: routing: `learned` needs an artifact"
+    )
+
+
+def test_a_routing_error_names_where_each_of_its_settings_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router from the file, the quality target from a variable; a variable for another
+    routing key is no part of it."""
+    config = write(tmp_path, "routing: {router: rules}\n")
+    monkeypatch.setenv("SMALLFIRST__ROUTING__MIN_QUALITY", "0.9")
+    monkeypatch.setenv("SMALLFIRST__ROUTING__THRESHOLD", "0.4")
+    result = check(str(config))
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        f"Error: environment SMALLFIRST__ROUTING__MIN_QUALITY, {config}: routing:"
+        " routing.min_quality needs a learned router artifact"
     )
 
 

@@ -5,9 +5,10 @@ cannot use, as with a flag. Never a traceback, and never a value taken without a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from pydantic import BaseModel
 from typer.testing import CliRunner, Result
 
 from smallfirst.cli import app
@@ -60,6 +61,11 @@ def test_each_invalid_setting_is_a_line_naming_its_key_and_source(tmp_path: Path
             "models.0.parallel: should be a number, not true",
         ),
         ("routing: {threshold: false}\n", "routing.threshold: should be a number, not false"),
+        # the privacy section has its own schema: it took true as 1.0
+        (
+            "privacy: {score_threshold: true}\n",
+            "privacy.score_threshold: should be a number, not true",
+        ),
     ],
 )
 def test_a_boolean_for_a_number_is_refused(tmp_path: Path, config: str, line: str) -> None:
@@ -68,6 +74,40 @@ def test_a_boolean_for_a_number_is_refused(tmp_path: Path, config: str, line: st
     result = check(str(path))
     assert result.exit_code == 2
     assert result.stderr == f"Error: {path}: {line}\n"
+
+
+def test_a_boolean_for_a_number_from_a_variable_is_refused() -> None:
+    result = check(env={"SMALLFIRST__PRIVACY__SCORE_THRESHOLD": "true"})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: environment SMALLFIRST__PRIVACY__SCORE_THRESHOLD: privacy.score_threshold:"
+        " should be a number, not true\n"
+    )
+
+
+def test_every_section_of_the_settings_tree_shares_the_checks() -> None:
+    """A room that owns its section's schema (privacy) had left out the check against
+    booleans for numbers that the other sections have."""
+    from smallfirst.config import Settings
+    from smallfirst.config_section import ConfigSection
+
+    sections: list[type[BaseModel]] = []
+    pending: list[type[BaseModel]] = [Settings]
+    while pending:
+        section = pending.pop()
+        sections.append(section)
+        for field in section.model_fields.values():
+            for kind in (field.annotation, *_inner_types(field.annotation)):
+                if isinstance(kind, type) and issubclass(kind, BaseModel) and kind not in sections:
+                    pending.append(kind)
+    assert len(sections) > 10  # the walk reached the model backends and the nested sections
+    assert [s.__name__ for s in sections if not issubclass(s, ConfigSection)] == []
+
+
+def _inner_types(annotation: Any) -> list[Any]:
+    """Every type an annotation is made of (`list[A | B] | None` -> list, A, B, None, ...)."""
+    inner = list(get_args(annotation))
+    return inner + [kind for part in inner for kind in _inner_types(part)]
 
 
 @pytest.mark.parametrize(
@@ -108,6 +148,37 @@ def test_a_variable_that_names_no_setting_is_refused() -> None:
     assert result.stderr == (
         "Error: environment SMALLFIRST__: names no setting (SMALLFIRST__SECTION__KEY)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [
+        ("SMALLFIRST__SERVER__PORT__X", "port"),
+        ("SMALLFIRST__LOG_PROMPTS__X", "log_prompts"),
+        ("SMALLFIRST__ROUTING__CASCADE__MAX_TOKENS__X__Y", "max_tokens"),
+    ],
+)
+def test_a_variable_that_goes_into_a_setting_says_it_is_no_section(name: str, setting: str) -> None:
+    """`SMALLFIRST__SERVER__PORT__X=1` said "server.port: Input should be a valid integer"."""
+    result = check(env={name: "1"})
+    assert result.exit_code == 2
+    its_variable = name[: name.index(setting.upper()) + len(setting)]
+    assert result.stderr == (
+        f"Error: environment {name}: {setting!r} is a setting, not a section"
+        f" ({its_variable} sets it)\n"
+    )
+
+
+def test_variables_go_into_sections_and_mappings_whatever_their_keys_are_called() -> None:
+    """A mapping's keys are its own: a collection called `private` is no `private` setting."""
+    result = check(
+        env={
+            "SMALLFIRST__RAG__COLLECTIONS__PRIVATE__PRIVATE": "false",
+            "SMALLFIRST__PRIVACY__TIER_POLICY__CLOUD": "block",
+            "SMALLFIRST__ROUTING__CASCADE__MAX_TOKENS": "64",
+        }
+    )
+    assert result.exit_code == 0, result.output
 
 
 def test_a_config_file_that_cannot_be_read_is_bad_input(tmp_path: Path) -> None:

@@ -106,6 +106,7 @@ def test_all_time_includes_old_rows_and_an_empty_window_is_zero(log_path: Path) 
     empty = summarize(log_path, since=NOW + 10)
     assert (empty.requests, empty.tiers, empty.saved_share) == (0, [], None)
     assert empty.why_no_saving == "no requests in this window"
+    assert empty.no_saving_reason == "no_requests"
 
 
 def test_an_empty_window_is_said_in_a_line(log_path: Path, tmp_path: Path) -> None:
@@ -163,6 +164,7 @@ def test_a_window_of_embeddings_only_does_not_blame_the_baseline_price(tmp_path:
     log.close()
     summary = summarize(tmp_path / "requests.db")
     assert summary.why_no_saving == "no chat or completion tokens were answered in this window"
+    assert summary.no_saving_reason == "no_generated_tokens"
 
 
 def log_from_before_baselines(path: Path, costs: list[float]) -> None:
@@ -189,6 +191,7 @@ def test_a_log_from_before_the_baseline_column_is_migrated(tmp_path: Path) -> No
     assert (summary.answered, summary.baseline_cost_usd) == (1, 0.0)
     assert (summary.baseline_unknown_requests, summary.saved_share) == (1, None)
     assert summary.why_no_saving == "no request in this window has a known baseline"
+    assert summary.no_saving_reason == "no_known_baseline"
 
 
 def test_requests_from_before_baselines_are_left_out_of_the_saving(tmp_path: Path) -> None:

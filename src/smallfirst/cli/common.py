@@ -166,12 +166,12 @@ def _nearest_existing(path: Path) -> Path:
 
 def check_routing_or_exit(settings: Settings) -> None:
     """The router loads and can meet the configured knobs, or exit 1 saying why."""
-    from smallfirst.routing.base import check_routing
+    from smallfirst.routing.base import RoutingSettingsError, check_routing
 
     try:
         check_routing(settings.routing)
-    except ConfigError as exc:
-        fail(f"{settings.origin('routing')}: routing: {exc}", code=1)
+    except RoutingSettingsError as exc:
+        fail(f"{settings.origin(*exc.keys)}: routing: {exc}", code=1)
 
 
 def require_extra_or_exit(extra: str) -> None:

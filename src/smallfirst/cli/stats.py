@@ -75,6 +75,8 @@ def stats(
         payload = summary.model_dump() | {
             "saved_usd": summary.saved_usd,
             "saved_share": summary.saved_share,
+            "no_saving_reason": summary.no_saving_reason,  # why saved_share is null
+            "why_no_saving": summary.why_no_saving,
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -190,7 +192,7 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
     from rich import box
     from rich.table import Table
 
-    from smallfirst.logs.costs import dollars
+    from smallfirst.logs.costs import dollars, signed_dollars
 
     console = output_console()
     window = "all time" if since == "all" else f"the last {since}"
@@ -215,7 +217,9 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
     if summary.why_no_saving is not None:
         console.print(f"Saved:    unknown: {summary.why_no_saving}")
     else:
-        console.print(f"Saved:    ${dollars(summary.saved_usd)} ({summary.saved_share:.1%})")
+        over = ": more than the baseline" if summary.saved_usd < 0 else ""
+        saved = signed_dollars(summary.saved_usd)
+        console.print(f"Saved:    {saved} ({summary.saved_share:.1%}{over})")
     if summary.left_out_of_saving is not None:
         console.print(f"Left out of baseline and saving: {summary.left_out_of_saving}")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)

@@ -42,3 +42,9 @@ def dollars(value: float) -> str:
     if value == 0 or abs(value) >= 0.01:
         return f"{value:.4f}"
     return f"{value:.{1 - math.floor(math.log10(abs(value)))}f}"
+
+
+def signed_dollars(value: float) -> str:
+    """An amount that may be negative (a saving), with its dollar sign: `-$0.0012`, where
+    `$` + `dollars()` read `$-0.0012`."""
+    return ("-$" if value < 0 else "$") + dollars(abs(value))

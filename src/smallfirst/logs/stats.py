@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -36,6 +36,22 @@ TIER_COLUMNS = (
     "p95 ms",
     "TTFT p50 ms",
 )
+
+
+# Why a summary has no saved share: the code `stats --json` gives, and the reader's words.
+NoSavingReason = Literal[
+    "no_requests", "no_generated_tokens", "no_known_baseline", "unpriced_baseline"
+]
+NO_SAVING_REASONS: dict[NoSavingReason, str] = {
+    "no_requests": "no requests in this window",
+    "no_generated_tokens": "no chat or completion tokens were answered in this window",
+    "no_known_baseline": "no request in this window has a known baseline",
+    "unpriced_baseline": (
+        "the baseline had no price when these requests were logged; set config `baseline`"
+        " to the model you would pay for otherwise, with its prices, and the requests"
+        " logged from then on show a saving"
+    ),
+}
 
 
 class TierStats(BaseModel):
@@ -100,22 +116,24 @@ class Summary(BaseModel):
         return self.saved_usd / self.baseline_cost_usd if self.baseline_cost_usd > 0 else None
 
     @property
-    def why_no_saving(self) -> str | None:
-        """Why there is no `saved_share`, for the reader; None when there is one."""
+    def no_saving_reason(self) -> NoSavingReason | None:
+        """Why there is no `saved_share`, as a code for programs; None when there is one."""
         if self.saved_share is not None:
             return None
         if not self.requests:
-            return "no requests in this window"
+            return "no_requests"
         generated = [tier for tier in self.tiers if tier.tier != EMBEDDINGS_TIER]
         if not any(tier.prompt_tokens or tier.completion_tokens for tier in generated):
-            return "no chat or completion tokens were answered in this window"
+            return "no_generated_tokens"
         if self.baseline_unknown_requests == self.requests:
-            return "no request in this window has a known baseline"
-        return (
-            "the baseline had no price when these requests were logged; set config `baseline`"
-            " to the model you would pay for otherwise, with its prices, and the requests"
-            " logged from then on show a saving"
-        )
+            return "no_known_baseline"
+        return "unpriced_baseline"
+
+    @property
+    def why_no_saving(self) -> str | None:
+        """Why there is no `saved_share`, for the reader; None when there is one."""
+        reason = self.no_saving_reason
+        return None if reason is None else NO_SAVING_REASONS[reason]
 
     @property
     def left_out_of_saving(self) -> str | None:

@@ -7,8 +7,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from smallfirst.config_section import ConfigSection
 from smallfirst.errors import PolicyBlocked
 from smallfirst.privacy.detect import (
     DEFAULT_SCORE_THRESHOLD,
@@ -30,10 +31,8 @@ def _default_tier_policy() -> dict[Tier, PolicyAction]:
     return {"edge": "allow", "onprem": "allow", "cloud": "redact"}
 
 
-class PrivacyConfig(BaseModel):
+class PrivacyConfig(ConfigSection):
     """The `privacy:` section of the settings tree."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     tier_policy: dict[Tier, PolicyAction] = Field(default_factory=_default_tier_policy)

@@ -162,16 +162,34 @@ def load_router(spec: str) -> Router:
     raise ConfigError(f"unknown router {spec!r}: not one of {known}, and no such artifact path")
 
 
+class RoutingSettingsError(ConfigError):
+    """A routing setting that cannot work, with the dotted keys of the settings it is about,
+    so that a message can say where each was set (and no other)."""
+
+    def __init__(self, problem: str, keys: tuple[str, ...]) -> None:
+        super().__init__(problem)
+        self.keys = keys
+
+
+_ROUTER = "routing.router"
+_MIN_QUALITY = "routing.min_quality"
+
+
 def check_routing(config: RoutingConfig) -> None:
     """Fail at start rather than on every request: a router that cannot be loaded, or a
-    quality target that only a calibrated (learned) router can turn into a threshold."""
+    quality target that only a calibrated (learned) router can turn into a threshold.
+    Raises `RoutingSettingsError`."""
     if config.router == CASCADE_NAME:
         if config.min_quality is not None:
-            raise ConfigError(CASCADE_HAS_NO_QUALITY_TARGET)
+            raise RoutingSettingsError(CASCADE_HAS_NO_QUALITY_TARGET, (_MIN_QUALITY, _ROUTER))
         return
-    router = load_router(config.router)
+    try:
+        router = load_router(config.router)
+    except ConfigError as exc:
+        raise RoutingSettingsError(str(exc), (_ROUTER,)) from exc
     if config.min_quality is not None and router.calibration is None:
-        raise ConfigError(
+        raise RoutingSettingsError(
             f"routing.min_quality needs a learned router artifact (it carries a calibration); "
-            f"{config.router!r} has none: use routing.max_strong_share or routing.threshold"
+            f"{config.router!r} has none: use routing.max_strong_share or routing.threshold",
+            (_MIN_QUALITY, _ROUTER),
         )

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from smallfirst.errors import InvalidRequest
-from smallfirst.logs.costs import dollars
+from smallfirst.logs.costs import dollars, signed_dollars
 from smallfirst.logs.stats import TIER_COLUMNS, Summary, parse_window, summarize
 from smallfirst.logs.store import open_error
 
@@ -41,6 +41,7 @@ body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem; color: #1d2430; }
 .card { border: 1px solid #d8dde6; border-radius: 8px; padding: .8rem 1.1rem; min-width: 9rem; }
 .card b { display: block; font-size: 1.6rem; }
 .saved b { color: #17803d; }
+.over b { color: #b42318; }
 table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
 th, td { padding: .3rem .8rem; border-bottom: 1px solid #e4e7ec; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
@@ -102,7 +103,6 @@ def _page(since: str, body: str) -> str:
 def _body(summary: Summary, baseline: str) -> str:
     failed = sum(summary.failed_by_status.values())
     why_not = summary.why_no_saving
-    saved = why_not or f"{summary.saved_share:.1%} of the baseline"
     on_failed = summary.failed_cost_usd
     spent = "at the answering models' prices" + (
         f"; ${dollars(on_failed)} on failed requests" if on_failed else ""
@@ -111,11 +111,15 @@ def _body(summary: Summary, baseline: str) -> str:
         ("Requests", str(summary.requests), f"{summary.answered} answered, {failed} failed"),
         ("Spent", f"${dollars(summary.cost_usd)}", spent),
         ("Baseline", f"${dollars(summary.baseline_cost_usd)}", f"the same tokens on {baseline}"),
-        ("Saved", "unknown" if why_not else f"${dollars(summary.saved_usd)}", saved),
+        (
+            "Saved",
+            "unknown" if why_not else signed_dollars(summary.saved_usd),
+            _saved_note(summary),
+        ),
     ]
     html = ['<div class="cards">']
     for title, value, note in cards:
-        css = "card saved" if title == "Saved" else "card"
+        css = _saved_style(summary) if title == "Saved" else "card"
         html.append(
             f'<div class="{css}">{escape(title)}<b>{escape(value)}</b>'
             f'<span class="muted">{escape(note)}</span></div>'
@@ -142,6 +146,21 @@ def _body(summary: Summary, baseline: str) -> str:
         statuses = ", ".join(f"{s}: {n}" for s, n in summary.failed_by_status.items())
         html.append(f"<p>Failed by status: {escape(statuses)}</p>")
     return "".join(html)
+
+
+def _saved_note(summary: Summary) -> str:
+    """The saving as a share of the baseline, or why there is none."""
+    share = summary.saved_share
+    if share is None:
+        return summary.why_no_saving or ""
+    return f"{share:.1%} of the baseline" if share >= 0 else f"{-share:.1%} more than the baseline"
+
+
+def _saved_style(summary: Summary) -> str:
+    """A saving in green; spending more than the baseline (a local model priced above it, a
+    cascade's paid drafts) in red, as the cost it is."""
+    over = summary.saved_share is not None and summary.saved_share < 0
+    return "card over" if over else "card saved"
 
 
 def _tier_table(summary: Summary) -> str:
