@@ -144,3 +144,32 @@ def test_eval_predictions_to_standard_output_are_refused_not_written_to_a_file_n
     assert result.exit_code == 2
     assert "--predictions-out: name a file" in result.stderr
     assert not (tmp_path / "-").exists()
+
+
+def test_eval_stopped_while_writing_predictions_leaves_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They were written in place: a Ctrl-C (or a full disk) meanwhile left half a file."""
+    data = _write(tmp_path)
+    predictions = tmp_path / "pred.jsonl"
+    predictions.write_text("previous predictions\n")
+
+    def stopped_halfway(path: Path, *args: object, **kwargs: object) -> None:
+        path.write_bytes(b'{"index": 0, "sp')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", stopped_halfway)
+    runner.invoke(app, ["eval", "--data", str(data), "--predictions-out", str(predictions)])
+    assert predictions.read_text() == "previous predictions\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data.json", "pred.jsonl"]
+
+
+def test_eval_refuses_to_write_predictions_over_its_data(tmp_path: Path) -> None:
+    """The labelled samples were replaced by the predictions."""
+    data = _write(tmp_path)
+    result = runner.invoke(app, ["eval", "--data", str(data), "--predictions-out", str(data)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: --predictions-out {data} is the --data file; give another file\n"
+    )
+    assert json.loads(data.read_text()) == SAMPLES

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 
 from smallfirst.errors import InvalidRequest
 from smallfirst.rag.eval import (
+    embed_cached,
     evaluate_collection,
     evaluate_run,
     load_beir,
@@ -200,3 +204,57 @@ def test_a_bm25_evaluation_embeds_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     results = evaluate_collection(collection, ["bm25"])
 
     assert results["bm25"]["ndcg@10"] == 1.0
+
+
+@pytest.fixture
+def user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This user's cache in `tmp_path`, under the usual umask."""
+    monkeypatch.setenv("SMALLFIRST_CACHE_DIR", str(tmp_path / "cache"))
+    umask = os.umask(0o022)
+    try:
+        yield tmp_path / "cache"
+    finally:
+        os.umask(umask)
+
+
+class CountingEmbedder:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        self.calls += 1
+        return np.full((len(texts), 4), 0.5, dtype=np.float32)
+
+
+def test_corpus_embeddings_are_cached_for_this_user_only(user_cache: Path) -> None:
+    """They were kept in a folder of a fixed name in the shared temp dir, 0755 with 0644
+    files: every user of the machine could read the vectors of a corpus."""
+    embed = CountingEmbedder()
+    first = embed_cached(["one document", "another"], embed, "model-x")
+    again = embed_cached(["one document", "another"], embed, "model-x")
+    assert embed.calls == 1
+    assert np.array_equal(first, again)
+    [folder] = user_cache.iterdir()
+    [saved] = folder.iterdir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert (saved.suffix, stat.S_IMODE(saved.stat().st_mode)) == (".npy", 0o600)
+
+
+def test_corpus_embeddings_stopped_while_saved_are_made_again(
+    user_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They were saved in place: a file cut short stopped every later evaluation of the
+    corpus with numpy's error."""
+    save = np.save
+
+    def stopped_halfway(path: Path, vectors: npt.NDArray[np.float32]) -> None:
+        Path(path).write_bytes(b"\x93NUMPY")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", stopped_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        embed_cached(["one document"], CountingEmbedder(), "model-x")
+    monkeypatch.setattr(np, "save", save)
+    embed = CountingEmbedder()
+    assert embed_cached(["one document"], embed, "model-x").shape == (1, 4)
+    assert embed.calls == 1

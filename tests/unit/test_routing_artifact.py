@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -31,6 +32,8 @@ HARD = [
     "Write a Python function that parses {} and returns a sorted list; prove it terminates.",
     "If {} has 3 boxes of 12 eggs and uses 17, how many remain after buying 2 more boxes?",
 ]
+# The key in router.json, spelled out: artifacts on disk have it so.
+DIGEST_KEY = "arrays_sha256"
 NAMES = ["Ada", "Bob", "Cleo", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivo", "Jin"]
 
 
@@ -140,21 +143,26 @@ def _truncated_arrays(artifact: Path) -> Path:
     return arrays
 
 
-def _short_weights(artifact: Path) -> Path:
+def _rewrite_arrays(artifact: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """Arrays edited and their digest recorded, as a faulty writer would leave them: the
+    checks of what they hold are reached."""
     arrays = artifact / ARRAYS_FILE
     with np.load(arrays) as stored:
         kept = dict(stored)
-    np.savez(arrays, **(kept | {"weights": kept["weights"][:10]}))
+    edit(kept)
+    np.savez(arrays, **kept)
+    document = json.loads((artifact / CONFIG_FILE).read_text())
+    document[DIGEST_KEY] = hashlib.sha256(arrays.read_bytes()).hexdigest()
+    (artifact / CONFIG_FILE).write_text(json.dumps(document))
     return arrays
+
+
+def _short_weights(artifact: Path) -> Path:
+    return _rewrite_arrays(artifact, lambda kept: kept.update(weights=kept["weights"][:10]))
 
 
 def _nan_weight(artifact: Path) -> Path:
-    arrays = artifact / ARRAYS_FILE
-    with np.load(arrays) as stored:
-        kept = dict(stored)
-    kept["weights"][0] = np.nan
-    np.savez(arrays, **kept)
-    return arrays
+    return _rewrite_arrays(artifact, lambda kept: kept["weights"].__setitem__(0, np.nan))
 
 
 def _edit_calibration(artifact: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
@@ -196,6 +204,42 @@ def test_a_damaged_artifact_is_a_config_error_naming_the_file(
     damaged = damage(tmp_path / "artifact")
     with pytest.raises(ConfigError, match=re.escape(str(damaged))):
         load_router(str(tmp_path / "artifact"))
+
+
+def test_arrays_of_another_training_beside_the_old_json_are_refused(
+    trained: LearnedRouter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training stopped after it replaced the arrays and before `router.json` left new
+    weights beside the old calibration, and the artifact loaded silently wrong."""
+    artifact = tmp_path / "artifact"
+    trained.save(artifact)
+    retrained = train_learned(synthetic_rows(), calibration_share=0.5, seed=1)
+
+    def stopped(path: Path, *args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        retrained.save(artifact)
+    monkeypatch.undo()
+    with pytest.raises(ConfigError) as refused:
+        load_router(str(artifact))
+    assert str(refused.value).startswith(
+        f"{artifact / ARRAYS_FILE}: not the arrays {CONFIG_FILE} was written with"
+    )
+
+
+def test_an_artifact_written_before_the_digest_loads_as_it_did(
+    trained: LearnedRouter, tmp_path: Path
+) -> None:
+    trained.save(tmp_path / "artifact")
+    config_file = tmp_path / "artifact" / CONFIG_FILE
+    document = json.loads(config_file.read_text())
+    assert len(document.pop(DIGEST_KEY)) == 64
+    config_file.write_text(json.dumps(document))
+    loaded = LearnedRouter.load(tmp_path / "artifact")
+    conversations = [row.messages for row in synthetic_rows()]
+    assert loaded.score_batch(conversations) == trained.score_batch(conversations)
 
 
 def test_cheap_features_beyond_the_training_range_score_at_its_edge(

@@ -240,8 +240,29 @@ ROW = {"id": "r", "messages": [{"role": "user", "content": "hi"}]}
         ),
         pytest.param(
             json.dumps({**ROW, "messages": ["hi"]}).encode(),
-            "each of `messages` must be an object",
+            "`messages.0`: Input should be a valid dictionary",
             id="message-text",
+        ),
+        # `router label` refuses these in the same words; they were read as "5", "" and "user"
+        pytest.param(
+            json.dumps({**ROW, "messages": [{"role": "user", "content": 5}]}).encode(),
+            "`messages.0.content.str`: Input should be a valid string",
+            id="content-number",
+        ),
+        pytest.param(
+            json.dumps({**ROW, "messages": [{"role": "user"}]}).encode(),
+            "`messages.0`: Value error, a message with role 'user' needs content",
+            id="no-content",
+        ),
+        pytest.param(
+            json.dumps({**ROW, "messages": [{"content": "hi"}]}).encode(),
+            "`messages.0.role`: Field required",
+            id="no-role",
+        ),
+        pytest.param(
+            json.dumps({**ROW, "id": "first"}).encode(),
+            "id 'first' is also on line 1",
+            id="same-id",
         ),
     ],
 )
@@ -250,7 +271,7 @@ def test_a_bad_data_line_is_named_by_file_and_line(
     tmp_path: Path, command: str, bad_line: bytes, problem: str
 ) -> None:
     data = tmp_path / "rows.jsonl"
-    data.write_bytes(json.dumps(ROW).encode() + b"\n\n" + bad_line + b"\n")
+    data.write_bytes(json.dumps({**ROW, "id": "first"}).encode() + b"\n\n" + bad_line + b"\n")
     arguments = ["router", command, "--router", "length", "--data", str(data)]
     scores = tmp_path / "scores.jsonl"
     if command == "score":
@@ -264,6 +285,32 @@ def test_a_bad_data_line_is_named_by_file_and_line(
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {data}:3: {problem}")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["train", "score", "eval"])
+def test_rows_given_twice_are_refused_naming_both_places(
+    command: str, data_file: Path, tmp_path: Path
+) -> None:
+    """The same file twice, or a copy of its rows in another, counted each row twice in the
+    training and in the metrics."""
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(data_file.read_bytes())
+    arguments = {
+        "train": ["--out", str(tmp_path / "artifact")],
+        "score": ["--router", "length", "--out", str(tmp_path / "scores.jsonl")],
+        "eval": ["--router", "length"],
+    }[command]
+    expected = {
+        data_file: f"Error: {data_file}: the same file as {data_file}, given before (each of"
+        " its rows would count twice)\n",
+        copy: f"Error: {copy}:1: id 'synthetic-easy-0-0' is also on {data_file}:1\n",
+    }
+    for second, message in expected.items():
+        data = ["--data", str(data_file), "--data", str(second)]
+        result = runner.invoke(app, ["router", command, *data, *arguments])
+        assert result.exit_code == 2, result.output
+        assert result.stderr == message
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["copy.jsonl"]
 
 
 @pytest.mark.parametrize(

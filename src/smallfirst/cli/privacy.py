@@ -19,6 +19,7 @@ from smallfirst.cli.common import (
     require_file,
     stdin_text,
 )
+from smallfirst.paths import replaced_in_one_step
 
 app = typer.Typer(help="PII detection: scan a text, evaluate the detector.", no_args_is_help=True)
 
@@ -77,6 +78,8 @@ def evaluate_command(
         fail("--predictions-out: name a file; standard output carries the report")
     if predictions_out is not None:
         check_writable(predictions_out)
+        if predictions_out.exists() and predictions_out.samefile(data):
+            fail(f"--predictions-out {predictions_out} is the --data file; give another file")
     try:
         samples = privacy_eval.load_samples(data)
     except ValueError as error:
@@ -107,9 +110,9 @@ def evaluate_command(
 
         report = privacy_eval.evaluate(samples, predict, on_prediction=record).as_dict()
     report["data"] = str(data)
-    if predictions_out is not None:
-        predictions_out.parent.mkdir(parents=True, exist_ok=True)
-        predictions_out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    if predictions_out is not None:  # a stop while it was written left half a file
+        with replaced_in_one_step(predictions_out) as aside:
+            aside.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     if as_json:
         typer.echo(json.dumps(report))
     else:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.embed import DIMENSIONS, EMBEDDER_ID, MAX_TOKENS
 from smallfirst.errors import InvalidRequest, json_kind
+from smallfirst.paths import cache_dir, create_private, create_private_dir, replaced_in_one_step
 from smallfirst.percentiles import percentile
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.ingest import TextEmbedder
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 EVAL_COLLECTION = "eval"
 DOC_DEPTH = 100
 CHUNK_DEPTH = 300  # chunks fetched per query so that ~100 distinct documents remain
-EMBEDDING_CACHE = Path(tempfile.gettempdir()) / "smallfirst-rag-embeddings"
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
 
@@ -273,20 +273,32 @@ def chunk_corpus(
     return chunked
 
 
+def embedding_cache() -> Path:
+    """Where `embed_cached` keeps the vectors: the user's cache, as for the models. It was a
+    folder of a fixed name in the shared temp dir, made with the umask's mode (0755, files
+    0644): any user of the machine could read the vectors of a corpus, which tell much of
+    its text, or make the folder first and so own what was read from it."""
+    return cache_dir() / "rag-eval-embeddings"
+
+
 def embed_cached(
     texts: list[str], embed_texts: TextEmbedder, model_id: str
 ) -> npt.NDArray[np.float32]:
-    """Embeddings of `texts`, cached under the temp dir by content (never in the repo)."""
+    """Embeddings of `texts`, cached by content in `embedding_cache()` (this user's only)."""
     import numpy as np
 
     key = hashlib.sha256(("\0".join([model_id, *texts])).encode()).hexdigest()[:32]
-    cached = EMBEDDING_CACHE / f"{key}.npy"
+    cached = embedding_cache() / f"{key}.npy"
     if cached.is_file():
         loaded: npt.NDArray[np.float32] = np.load(cached)
         return loaded
     vectors = np.asarray(embed_texts(texts), dtype=np.float32)
-    EMBEDDING_CACHE.mkdir(parents=True, exist_ok=True)
-    np.save(cached, vectors)
+    create_private_dir(cached.parent)
+    # in one step: a run stopped while it saved left a file cut short, which every later
+    # evaluation of that corpus failed to load
+    with replaced_in_one_step(cached) as aside:
+        create_private(aside)
+        np.save(aside, vectors)
     return vectors
 
 

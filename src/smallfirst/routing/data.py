@@ -12,8 +12,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from smallfirst.errors import InvalidRequest
-from smallfirst.types import PART_SEPARATOR
+from smallfirst.paths import file_identity
+from smallfirst.types import PART_SEPARATOR, ChatMessage
 
 Messages = Sequence[Mapping[str, str]]
 
@@ -82,13 +85,11 @@ def row_from_record(
 ) -> RoutingRow:
     """One row from a JSON object; raises InvalidRequest saying what is wrong (not where).
     Without `labels` the scores are not read at all (`router score` never needs them)."""
-    messages = record.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("`messages` must be a non-empty list")
-    if not all(isinstance(m, Mapping) for m in messages):
-        raise InvalidRequest("each of `messages` must be an object with `role` and `content`")
+    problem = messages_problem(record.get("messages"))
+    if problem is not None:
+        raise InvalidRequest(problem)
     cleaned = tuple(
-        {"role": str(m.get("role", "user")), "content": _text(m.get("content"))} for m in messages
+        {"role": m["role"], "content": _text(m.get("content"))} for m in record["messages"]
     )
     given_id = record.get("id", f"row-{line_number}")
     return RoutingRow(
@@ -100,6 +101,22 @@ def row_from_record(
         weak_score=_score(record, "weak") if labels else None,
         strong_score=_score(record, "strong") if labels else None,
     )
+
+
+def messages_problem(messages: Any) -> str | None:
+    """Why `messages` is not a conversation the gateway would take, in the words of its
+    400, or None. Content of another type was read as its Python spelling (`5` as "5"), one
+    missing as "", and a missing role as "user"."""
+    if not isinstance(messages, list) or not messages:
+        return "`messages` must be a non-empty list of messages"
+    for index, message in enumerate(messages):
+        try:
+            ChatMessage.model_validate(message)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in (index, *error["loc"]))
+            return f"`messages.{where}`: {error['msg']}"
+    return None
 
 
 def _text(content: Any) -> str:
@@ -137,18 +154,46 @@ def _json_object(raw: bytes, where: str) -> dict[str, Any]:
 
 def read_rows(path: str | Path, *, labels: bool = True) -> list[RoutingRow]:
     """Read one JSONL file; raises InvalidRequest naming the file and line at fault."""
-    rows: list[RoutingRow] = []
-    for number, record in read_jsonl(path):
-        try:
-            row = row_from_record(record, number, labels=labels)
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"{path}:{number}: {exc.message}") from exc
-        rows.append(replace(row, source=f"{path}:{number}"))
-    return rows
+    return read_many([path], labels=labels)
 
 
 def read_many(paths: Iterable[str | Path], *, labels: bool = True) -> list[RoutingRow]:
-    return [row for path in paths for row in read_rows(path, labels=labels)]
+    """The rows of each file in turn; raises InvalidRequest naming the file and line at
+    fault. An id given twice, in one file or in two, and a file given twice, are faults: each
+    such row counted twice in training and in the metrics."""
+    rows: list[RoutingRow] = []
+    files: dict[tuple[int, int], str | Path] = {}  # (device, inode) -> the path it was read by
+    first_line: dict[str, tuple[str | Path, int]] = {}  # id -> where it was first
+    for path in paths:
+        identity = file_identity(Path(path))
+        if identity in files:
+            raise InvalidRequest(
+                f"{path}: the same file as {files[identity]}, given before (each of its rows"
+                " would count twice)"
+            )
+        if identity is not None:
+            files[identity] = path
+        for number, record in read_jsonl(path):
+            try:
+                row = row_from_record(record, number, labels=labels)
+                if "id" in record:  # ids made from line numbers repeat from file to file
+                    _check_first(row, (path, number), first_line)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"{path}:{number}: {exc.message}") from exc
+            rows.append(replace(row, source=f"{path}:{number}"))
+    return rows
+
+
+def _check_first(
+    row: RoutingRow, where: tuple[str | Path, int], first_line: dict[str, tuple[str | Path, int]]
+) -> None:
+    """Raises when `row`'s id was seen before (`router label` refuses it in the same words:
+    it resumes by id); otherwise records where it is."""
+    earlier = first_line.setdefault(row.id, where)
+    if earlier != where:
+        path, number = earlier
+        place = f"line {number}" if path == where[0] else f"{path}:{number}"
+        raise InvalidRequest(f"id {row.given_id!r} is also on {place}")
 
 
 def labelled(rows: Sequence[RoutingRow]) -> list[RoutingRow]:

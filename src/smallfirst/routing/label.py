@@ -17,12 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from smallfirst.answers import RequestContext
 from smallfirst.paths import create_private
 from smallfirst.routing.cascade import confidence
-from smallfirst.routing.data import read_jsonl
+from smallfirst.routing.data import messages_problem, read_jsonl
 from smallfirst.service import Gateway
 from smallfirst.types import ChatMessage, ChatRequest
 
@@ -94,17 +92,10 @@ def prompt_problem(row: Mapping[str, Any], *, needs_reference: bool) -> str | No
     row_id = row.get("id")
     if isinstance(row_id, bool) or not isinstance(row_id, str | int):
         return "`id` must be a string" if "id" in row else "no `id`"
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "`messages` must be a non-empty list of messages"
-    for index, message in enumerate(messages):
-        try:
-            ChatMessage.model_validate(message)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in (index, *error["loc"]))
-            return f"`messages.{where}`: {error['msg']}"
-    if not any(ChatMessage.model_validate(m).text.strip() for m in messages):
+    problem = messages_problem(row.get("messages"))
+    if problem is not None:
+        return problem
+    if not any(ChatMessage.model_validate(m).text.strip() for m in row["messages"]):
         return "every message is empty: there is nothing to answer"
     if needs_reference:
         reference = row.get("reference")

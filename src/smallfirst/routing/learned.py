@@ -9,12 +9,14 @@ quantity APGR rewards. Why this family and label: see docs/routing.md (grouped
 cross-validated APGR).
 
 Artifact (a directory, no pickle): `router.json` (format version, feature spec, model
-hyper-parameters, training-data summary, calibration) and `arrays.npz` (weights and feature
-scaling), loaded with `allow_pickle=False`.
+hyper-parameters, training-data summary, calibration, the SHA-256 of the arrays file) and
+`arrays.npz` (weights and feature scaling), loaded with `allow_pickle=False`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 from collections import Counter
@@ -48,6 +50,7 @@ ARTIFACT_FORMAT = "smallfirst-router/1"
 LABEL = "clip(strong.score - weak.score, 0, 1)"
 CONFIG_FILE = "router.json"
 ARRAYS_FILE = "arrays.npz"
+ARRAYS_DIGEST = "arrays_sha256"  # key of router.json
 
 
 @dataclass(frozen=True)
@@ -229,10 +232,14 @@ class LearnedRouter(Router):
         }
         # Each file replaces the old one in one step, `router.json` last: a run stopped
         # while writing over an artifact left its arrays cut short, and it no longer loaded.
+        # One stopped between the two leaves new arrays beside the old `router.json`: the
+        # digest it records tells them apart.
         with replaced_in_one_step(directory / ARRAYS_FILE) as aside:
             np.savez(aside, **arrays)
+            arrays_digest = hashlib.sha256(aside.read_bytes()).hexdigest()
         document = {
             "format": ARTIFACT_FORMAT,
+            ARRAYS_DIGEST: arrays_digest,
             "router": self.name,
             "features": _feature_spec(self.config),
             "model": {
@@ -266,6 +273,7 @@ class LearnedRouter(Router):
             )
             table = document.get("calibration")
             calibration = Calibration.from_json(table) if table else None
+            arrays_digest = document.get(ARRAYS_DIGEST)  # none before 2026-12-08: not checked
         except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
             raise _unreadable(config_file, exc) from None
         expected = _feature_spec(config)
@@ -276,20 +284,28 @@ class LearnedRouter(Router):
                 f" ({differing}); train it again with `smallfirst router train`"
             )
         return cls(
-            _read_model(directory / ARRAYS_FILE),
+            _read_model(directory / ARRAYS_FILE, arrays_digest),
             config,
             calibration=calibration,
             training_summary=document.get("training") or {},
         )
 
 
-def _read_model(path: Path) -> Model:
+def _read_model(path: Path, digest: Any) -> Model:
+    """The arrays at `path`; refused unless their SHA-256 is `digest` (when there is one)."""
     import zipfile
 
     import numpy as np
 
-    try:  # numpy leaves a file it opened itself open when it is not a zip
-        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as arrays:
+    try:
+        content = path.read_bytes()  # once: the bytes checked are the bytes loaded
+        if digest is not None and hashlib.sha256(content).hexdigest() != digest:
+            raise ConfigError(
+                f"{path}: not the arrays {CONFIG_FILE} was written with (their SHA-256 is"
+                " not the one it records: damaged, or left by a run stopped between the two"
+                " files); write the artifact again with `smallfirst router train`"
+            )
+        with np.load(io.BytesIO(content), allow_pickle=False) as arrays:
             model = Model(
                 weights=arrays["weights"].astype(np.float64),
                 intercept=float(arrays["intercept"][0]),
