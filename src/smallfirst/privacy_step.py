@@ -18,7 +18,7 @@ import secrets
 import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +131,15 @@ class PrivacyStep:
             where = f"; {UNREDACTABLE_NAMES}" if in_names else ""
             inspection.keep_local = f"PII ({kinds}{where}) stays on premises"
         return inspection
+
+    async def inspected_again(self, request: GenerateRequest, inspection: Inspection) -> Inspection:
+        """`inspection`'s verdicts with the findings of `request`, the inspected request with
+        fewer retrieved sources. The actions taken for each model stay shared: the log says
+        `redact` when any model was sent a redacted copy."""
+        findings, _ = await asyncio.to_thread(
+            self.guard.inspect_with_names, messages_of(request), ()
+        )
+        return replace(inspection, findings=findings)
 
     def refuse_early(
         self, request: GenerateRequest, model: ModelInfo, inspection: Inspection | None

@@ -31,7 +31,7 @@ from smallfirst.types import ChatRequest, GenerateRequest
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from smallfirst.rag import CollectionInfo, Retriever
+    from smallfirst.rag import CollectionInfo, Hit, Retriever
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,19 @@ def tokens_beside_messages(request: ChatRequest, count_tokens: Callable[[str], i
     return max(0, prompted - conversation_tokens(request.messages, count_tokens))
 
 
+def _prompt_beside_messages(
+    request: ChatRequest, model: ModelInfo, count_tokens: Callable[[str], int]
+) -> int:
+    """`tokens_beside_messages`, once the conversation and the answer were found to fit
+    `model`'s context (else its 400)."""
+    from smallfirst.rag.prompt import conversation_tokens
+
+    beside_messages = tokens_beside_messages(request, count_tokens)
+    prompt = conversation_tokens(request.messages, count_tokens) + beside_messages
+    refuse_an_answer_longer_than_the_context(request, model, prompt)
+    return beside_messages
+
+
 def _close(retriever: Retriever) -> None:
     retriever.close()
     retriever.store.close()
@@ -92,6 +105,26 @@ class Grounding:
 
     collection: str
     param: str  # `model` (as `rag/<name>`) or `rag`
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What a search found for a request, before it is sized for a model's context."""
+
+    request: ChatRequest  # the client's, without the sources
+    collection: str
+    hits: list[Hit]
+    limit_field: str  # the answer's limit as the client names it, for the errors
+
+
+@dataclass(frozen=True)
+class Grounded:
+    """A request with the sources that `sized_for`'s context holds fenced into its prompt."""
+
+    request: ChatRequest
+    citations: list[dict[str, Any]]
+    sized_for: ModelInfo
+    retrieved: Retrieved
 
 
 def grounding_collection(request: GenerateRequest) -> tuple[GenerateRequest, Grounding | None]:
@@ -133,12 +166,11 @@ class RagStep:
         model: ModelInfo,
         count_tokens: Callable[[str], int],
         limit_field: str = "max_tokens",
-    ) -> tuple[ChatRequest, list[dict[str, Any]]]:
+    ) -> Grounded:
         """The request with the collection's best chunks fenced into its prompt (as many as
         `model`'s context holds beside the answer), and their citations. `limit_field`: the
         answer's limit as the client names it (`max_output_tokens` on /v1/responses)."""
-        from smallfirst.rag import CollectionNotFound, build_grounded_messages, last_user_text
-        from smallfirst.rag.prompt import conversation_tokens
+        from smallfirst.rag import CollectionNotFound, last_user_text
         from smallfirst.rag.retrieve import has_words
 
         query = last_user_text(request.messages)
@@ -146,9 +178,7 @@ class RagStep:
             raise InvalidRequest(
                 "a rag request needs a user message to search with", param="messages"
             )
-        beside_messages = tokens_beside_messages(request, count_tokens)
-        prompt = conversation_tokens(request.messages, count_tokens) + beside_messages
-        refuse_an_answer_longer_than_the_context(request, model, prompt)
+        beside_messages = _prompt_beside_messages(request, model, count_tokens)
         if not self._store_path().exists():  # opening it would make an empty one
             raise CollectionNotFound(f"RAG collection {collection!r} does not exist")
         config = self.config
@@ -163,12 +193,35 @@ class RagStep:
                 )
         if not hits:
             await self._refuse_if_nothing_to_search(collection)
-        answer = request.token_limit or config.reserve_tokens
+        retrieved = Retrieved(request, collection, hits, limit_field)
+        return await self._fitted(retrieved, model, count_tokens, beside_messages)
+
+    async def sized_again(
+        self, grounded: Grounded, model: ModelInfo, count_tokens: Callable[[str], int]
+    ) -> Grounded:
+        """`grounded`'s sources, not searched again, within `model`'s context: a fallback's
+        whose context is smaller than the model they were sized for. Raises
+        ContextLengthExceeded when not even the best one fits beside the conversation."""
+        asked = grounded.retrieved.request
+        beside_messages = _prompt_beside_messages(asked, model, count_tokens)
+        return await self._fitted(grounded.retrieved, model, count_tokens, beside_messages)
+
+    async def _fitted(
+        self,
+        retrieved: Retrieved,
+        model: ModelInfo,
+        count_tokens: Callable[[str], int],
+        beside_messages: int,
+    ) -> Grounded:
+        from smallfirst.rag import build_grounded_messages
+
+        request, limit_field = retrieved.request, retrieved.limit_field
+        answer = request.token_limit or self.config.reserve_tokens
         kept_by = limit_field if request.token_limit else "rag.reserve_tokens"
         grounded = await asyncio.to_thread(
             build_grounded_messages,
             request.messages,
-            hits,
+            retrieved.hits,
             count_tokens=count_tokens,
             budget=model.context_length - answer,
             limit_field=limit_field,
@@ -176,8 +229,12 @@ class RagStep:
             budget_of=f"{model.id}'s context of {model.context_length} tokens less {answer}"
             f" kept for the answer by {kept_by}",
         )
-        citations = [c.as_dict() for c in grounded.citations]
-        return request.model_copy(update={"messages": grounded.messages}), citations
+        return Grounded(
+            request.model_copy(update={"messages": grounded.messages}),
+            [c.as_dict() for c in grounded.citations],
+            model,
+            retrieved,
+        )
 
     async def collections(self) -> list[str]:
         """Collections a client may ask for as `model: "rag/<name>"` (none before an ingest,

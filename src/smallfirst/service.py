@@ -42,7 +42,8 @@ from smallfirst.privacy_step import (
     restore,
     restore_error,
 )
-from smallfirst.rag_step import Grounding, RagStep, grounding_collection
+from smallfirst.rag_fallback import sources_fitted
+from smallfirst.rag_step import Grounded, Grounding, RagStep, grounding_collection
 from smallfirst.request_records import (
     answers_text,
     assumed_usage,
@@ -73,7 +74,11 @@ class Prepared:
 
     request: GenerateRequest
     plan: Plan
-    citations: list[dict[str, Any]] | None = None  # None: not grounded in a collection
+    grounded: Grounded | None = None  # None: not grounded in a collection
+
+    @property
+    def citations(self) -> list[dict[str, Any]] | None:
+        return self.grounded.citations if self.grounded is not None else None
 
 
 class Gateway:
@@ -165,13 +170,13 @@ class Gateway:
         self.privacy.refuse_early(request, plan.candidates[0], inspection)
         if grounding is None or not isinstance(request, ChatRequest):
             return Prepared(request, plan)
-        grounded, citations = await self._grounded_for(plan, request, grounding, ctx)
+        grounded = await self._grounded_for(plan, request, grounding, ctx)
         if private is not None:  # it stays on local tiers: the retrieved text needs no scan
             if inspection is not None:
-                inspection.align_to(messages_of(grounded))
-            return Prepared(grounded, plan, citations)
+                inspection.align_to(messages_of(grounded.request))
+            return Prepared(grounded.request, plan, grounded)
         return await self._guarded_retrieval(
-            Prepared(grounded, plan, citations), request, grounding, ctx
+            Prepared(grounded.request, plan, grounded), request, grounding, ctx
         )
 
     async def _inspected(self, request: GenerateRequest, ctx: RequestContext) -> Inspection | None:
@@ -208,15 +213,15 @@ class Gateway:
             )
         local = self.routing.kept_local(prepared.plan, request, inspection.keep_local)
         if _readers(local) == _readers(prepared.plan):
-            return Prepared(prepared.request, local, prepared.citations)
+            return Prepared(prepared.request, local, prepared.grounded)
         # The local plan's contexts hold another number of sources: grounded again
-        grounded, citations = await self._grounded_for(local, request, grounding, ctx)
-        ctx.inspection = await self.privacy.inspect(grounded)
-        return Prepared(grounded, local, citations)
+        grounded = await self._grounded_for(local, request, grounding, ctx)
+        ctx.inspection = await self.privacy.inspect(grounded.request)
+        return Prepared(grounded.request, local, grounded)
 
     async def _grounded_for(
         self, plan: Plan, request: ChatRequest, grounding: Grounding, ctx: RequestContext
-    ) -> tuple[ChatRequest, list[dict[str, Any]]]:
+    ) -> Grounded:
         """Grounded within the context of the plan's first model, or of the cascade's small
         model when that is smaller: it reads the prompt first (sized for the strong model,
         the sources never fit it and every draft escalated, "the prompt does not fit"). When
@@ -240,7 +245,7 @@ class Gateway:
 
     async def _grounded(
         self, request: ChatRequest, grounding: Grounding, model: ModelInfo, limit_field: str
-    ) -> tuple[ChatRequest, list[dict[str, Any]]]:
+    ) -> Grounded:
         """`request` grounded in the collection within `model`'s context, and its citations;
         `limit_field`: the answer's limit as the client names it, for the errors."""
         from smallfirst.rag import CollectionNotFound
@@ -259,7 +264,7 @@ class Gateway:
         self, request: GenerateRequest, ctx: RequestContext, prepared: Prepared | None = None
     ) -> Answer:
         prepared, draft = await self._begin(request, ctx, prepared)
-        request, plan, citations = prepared.request, prepared.plan, prepared.citations
+        request, plan = prepared.request, prepared.plan
         with_logprobs = request.logprob_alternatives is not None
         if draft.kept is not None:
             choices = completions_of(draft.kept, request.n, with_logprobs=with_logprobs)
@@ -269,7 +274,7 @@ class Gateway:
                 request,
                 ctx,
                 plan,
-                self._first_answer(plan, ctx, request, self._collected, held=draft.unsure),
+                self._first_answer(prepared, ctx, self._collected, held=draft.unsure),
             )
             choices = completions_of(chunks, request.n, with_logprobs=with_logprobs)
             usage = usage_of(chunks)
@@ -283,12 +288,12 @@ class Gateway:
                 request,
                 ctx,
                 plan,
-                self._first_answer(plan, ctx, request, self._answered_whole, held=held),
+                self._first_answer(prepared, ctx, self._answered_whole, held=held),
             )
             choices, usage = [completion], completion.usage
         route = route_of(model, plan, ctx)
         self.ledger.finish(request, ctx, route, usage, text=answers_text(choices))
-        return Answer(choices, usage, route, citations)
+        return Answer(choices, usage, route, prepared.citations)
 
     async def complete_each_prompt(self, request: TextRequest, ctx: RequestContext) -> list[Answer]:
         """A batch of prompts, answered whole or not at all (`batches.py`)."""
@@ -305,11 +310,11 @@ class Gateway:
 
     async def stream(self, request: GenerateRequest, ctx: RequestContext) -> StreamAnswer:
         prepared, draft = await self._begin(request, ctx)
-        request, plan, citations = prepared.request, prepared.plan, prepared.citations
+        request, plan = prepared.request, prepared.plan
         if draft.kept is not None:
             route = route_of(plan.asked_first, plan, ctx)
             kept = self.ledger.observed(request, ctx, route, replay(draft.kept), billed=True)
-            return StreamAnswer(route, await started(kept), citations)
+            return StreamAnswer(route, await started(kept), prepared.citations)
 
         async def primed(backend: Backend, sent: GenerateRequest) -> AsyncIterator[Chunk]:
             return await started(backend.answers(sent))
@@ -319,14 +324,14 @@ class Gateway:
             request,
             ctx,
             plan,
-            self._first_answer(plan, ctx, request, primed, held=held, streamed=True),
+            self._first_answer(prepared, ctx, primed, held=held, streamed=True),
         )
         route = route_of(model, plan, ctx)
         billed = held is not None and model == plan.cascade_from  # the draft answered
         observed = self.ledger.observed(request, ctx, route, chunks, billed=billed)
         # Begun here, the stream is logged (and its budget hold released) even when its
         # client leaves before reading it: never begun, it was neither.
-        return StreamAnswer(route, await started(observed), citations)
+        return StreamAnswer(route, await started(observed), prepared.citations)
 
     async def _begin(
         self, request: GenerateRequest, ctx: RequestContext, prepared: Prepared | None = None
@@ -455,9 +460,8 @@ class Gateway:
 
     async def _first_answer(
         self,
-        plan: Plan,
+        prepared: Prepared,
         ctx: RequestContext,
-        request: GenerateRequest,
         call: Callable[[Backend, GenerateRequest], Awaitable[T]],
         *,
         held: T | None = None,
@@ -466,16 +470,21 @@ class Gateway:
         """Try the plan's models in order; a failing tier falls to the next one (the reason
         says why), and a model that keeps failing is skipped for a while (`routing/health.py`).
         A request beyond a router's weak choice (a prompt too long for it, a schema its
-        grammar cannot express) goes to the roomier models of the plan.
+        grammar cannot express) goes to the roomier models of the plan. A fallback with a
+        smaller context than the retrieved sources were sized for gets those it holds
+        (`rag_fallback.py`); `prepared` then has the answering model's sources.
         `held`: the cascade's unsure draft, the answer when the chain comes down to its model
         (it is not asked again). `streamed`: the result is a stream that has only begun; how
         it ends tells the model's health (`Ledger.observed`)."""
+        plan, request, grounded = prepared.plan, prepared.request, prepared.grounded
+        findings: Inspection | None = None  # the guard's for `request` (None: ctx.inspection)
         last_error: SmallfirstError | None = None
         cooling: list[ModelInfo] = []  # skipped for failing (since the request went up)
         candidates = list(plan.candidates)
         for model in candidates:  # grows (once) when the request is beyond a model
             if held is not None and model == plan.cascade_from:
                 plan.reason += f"; so {model.id}'s draft answers"
+                prepared.grounded = grounded  # the sources it read
                 return held, model
             if self.health.cooling_down_s(model.id):
                 plan.reason += f"; {self.health.describe(model.id)}"
@@ -486,8 +495,14 @@ class Gateway:
                 # tier's failure, and the fallbacks after it were never asked
                 plan.reason += f"; {model.id} skipped: the privacy policy keeps the request from it"
                 continue
+            if grounded is not None:
+                fitted = await sources_fitted(self, grounded, model, plan, ctx)
+                if fitted is None:
+                    continue
+                prepared.grounded = fitted.grounded
+                request, findings = fitted.grounded.request, fitted.findings
             try:
-                result = await self._call(model, ctx, request, call)
+                result = await self._call(model, ctx, request, call, findings)
             except BeyondThisModel as error:
                 roomier = [m for m in plan.roomier if m not in candidates]
                 if roomier:
@@ -502,7 +517,10 @@ class Gateway:
                     raise
                 else:  # a last resort: no model the request may go to takes it whole
                     answer = partial(self._call, model, ctx, call=call)
-                    truncated = answer_truncated(self, model, plan, ctx, request, error, answer)
+                    inspection = findings or ctx.inspection
+                    truncated = answer_truncated(
+                        self, model, plan, inspection, request, error, answer
+                    )
                     return self._answered(model, await truncated, streamed=streamed)
                 last_error = error
                 ctx.tried.append(model.id)
@@ -519,6 +537,7 @@ class Gateway:
             return self._answered(model, result, streamed=streamed)
         if held is not None and plan.cascade_from is not None:  # not in the fallback chain
             plan.reason += f"; so {plan.cascade_from.id}'s draft answers"
+            prepared.grounded = grounded
             return held, plan.cascade_from
         if isinstance(last_error, BeyondThisModel) and cooling:  # the roomier models that
             # take it are skipped for now: a 400 told the client to shorten a prompt that fits

@@ -24,7 +24,6 @@ from smallfirst.privacy_step import Inspection, scanned_count
 from smallfirst.types import ChatMessage, ChatRequest, GenerateRequest
 
 if TYPE_CHECKING:
-    from smallfirst.answers import RequestContext
     from smallfirst.completions import ModelInfo
     from smallfirst.privacy.detect import Finding
     from smallfirst.routing.planner import Plan
@@ -85,17 +84,18 @@ async def answer_truncated(
     gateway: Gateway,
     model: ModelInfo,
     plan: Plan,
-    ctx: RequestContext,
+    inspection: Inspection | None,
     request: GenerateRequest,
     too_long: ContextLengthExceeded,
     answer: Callable[..., Awaitable[T]],
 ) -> T:
     """`model`'s answer to the conversation without the fewest oldest turns that let it fit
-    (the plan's reason says how many items went). `answer(request, findings=...)`: the
-    gateway's call to `model`, given the guard's findings for the shortened request."""
+    (the plan's reason says how many items went). `inspection`: the guard's findings for
+    `request`. `answer(request, findings=...)`: the gateway's call to `model`, given the
+    guard's findings for the shortened request."""
     if not isinstance(request, ChatRequest):
         raise too_long
-    conversation = Conversation(request, ctx.inspection)
+    conversation = Conversation(request, inspection)
     if not conversation.turns:
         raise too_long
 

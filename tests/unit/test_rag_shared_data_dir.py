@@ -137,11 +137,11 @@ def test_a_search_under_way_when_the_store_is_replaced_ends_on_the_store_it_bega
         return await grounding, listed
 
     try:
-        (_, citations), listed = asyncio.run(replace_the_store_during_a_search())
+        grounded, listed = asyncio.run(replace_the_store_during_a_search())
     finally:
         step.close()
     assert listed == ["fresh"]
-    assert [Path(c["source"]).name for c in citations] == ["kettle.md"]
+    assert [Path(c["source"]).name for c in grounded.citations] == ["kettle.md"]
 
 
 def test_an_ingest_while_reindex_embeds_is_written_at_once_and_reindexed_too(data: Path) -> None:
@@ -231,3 +231,29 @@ def test_an_ingest_beside_a_serving_gateway_leaves_no_wal_behind(tmp_path: Path)
         assert (data / "rag.sqlite-wal").stat().st_size == 0
     finally:
         serving.close()
+
+
+def test_a_store_another_process_is_writing_is_opened_and_searched_at_once(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server opening the store while a long `rag ingest` holds its write lock lists and
+    answers its collections without waiting: opening a store this version made writes nothing
+    (WAL is set, the migrations are applied), and under WAL readers do not wait for a writer.
+    With no wait allowed here, a write on the way would be a 503 "being written" at once."""
+    from smallfirst.rag import sqlite_file
+
+    monkeypatch.setattr(sqlite_file, "BUSY_TIMEOUT_MS", 0)
+    other_process = sqlite_file.connect(data / "rag.sqlite")
+    other_process.execute("BEGIN IMMEDIATE")
+    other_process.execute("INSERT INTO collections(name) VALUES ('being-ingested')")
+    try:
+        client, _ = fake_client(fake_settings(data, rag={"method": "bm25"}))
+        with client:
+            listed = rag_models(client)
+            answer = ask(client, "kb", "When is the kettle descaled?")
+    finally:
+        other_process.execute("ROLLBACK")
+        other_process.close()
+    assert listed == ["rag/kb"]
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["smallfirst"]["citations"][0]["source"] == "kettle.md"
