@@ -249,6 +249,9 @@ INT64_MAX = 2**63 - 1  # OpenAI's integers are int64: a 400-digit max_tokens is 
 # a model's whole list of stop strings to local servers; an OpenAI upstream refuses more
 # than 4 itself.
 MAX_STOP_SEQUENCES = 64
+# OpenAI's legacy Completions API writes at most 16 tokens unless told otherwise ("integer or
+# null, defaults to 16"), and vLLM does the same; chat's answers are limited by the context only.
+COMPLETION_MAX_TOKENS = 16
 SMALLFIRST_FIELDS = {"route", "max_strong_share", "min_quality", "privacy", "rag"}
 # OpenAI's paid processing tiers (the openai SDK's list): passed on to remote tiers; a local
 # model has one way to answer, whichever is asked.
@@ -484,12 +487,17 @@ class TextRequest(SamplingParams):
     # Text, or token ids of the named model's vocabulary (as evaluation harnesses send), or a
     # batch of either.
     prompt: str | list[str] | TokenIds | list[TokenIds]
-    # 0 with echo: score the prompt only
-    max_tokens: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    # 0 with echo: score the prompt only. Unsent or null: OpenAI's legacy default (below).
+    max_tokens: int = Field(default=COMPLETION_MAX_TOKENS, ge=0, le=INT64_MAX)
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False  # the answer starts with the prompt (with its tokens' logprobs)
     suffix: str | None = None  # fill in the middle: the answer goes between prompt and suffix
     best_of: int | None = Field(default=None, ge=1, le=INT64_MAX)  # n (as asked) or refused
+
+    @field_validator("max_tokens", mode="before")
+    @classmethod
+    def _default_when_null(cls, value: Any) -> Any:
+        return COMPLETION_MAX_TOKENS if value is None else value
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -544,6 +552,11 @@ class TextRequest(SamplingParams):
                 " the n likeliest; ask for more answers with logprobs and compare them instead",
             )
         return self
+
+    def openai_body(self) -> dict[str, Any]:
+        """`SamplingParams.openai_body`, with `max_tokens` even when unsent: not every
+        upstream has OpenAI's default (llama.cpp's server writes to the end of the context)."""
+        return {**super().openai_body(), "max_tokens": self.max_tokens}
 
     # A prompt of token ids, once the model's tokenizer has read it (`with_prompt_read`).
     _read_ids: list[int] | None = PrivateAttr(default=None)

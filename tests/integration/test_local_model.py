@@ -112,6 +112,16 @@ def test_an_empty_prompt_starts_a_text_and_ends_once(gateway: Server) -> None:
     assert slot_counts(gateway) == before
 
 
+def test_a_completion_without_max_tokens_writes_openais_default_16_tokens(
+    gateway: Server,
+) -> None:
+    """As OpenAI's legacy completions and vLLM: greedy counting wrote to the context's end."""
+    unlimited = {field: value for field, value in LONG_ANSWER.items() if field != "max_tokens"}
+    answer = httpx.post(f"{gateway.url}/v1/completions", json=unlimited, timeout=120).json()
+    assert answer["usage"]["completion_tokens"] == 16
+    assert answer["choices"][0]["finish_reason"] == "length"
+
+
 def test_a_batch_with_one_prompt_too_long_is_refused_naming_it(gateway: Server) -> None:
     """Through the openai client: the 400 says which prompt of the batch (it said "prompt")."""
     too_long = "hello " * 9000  # 9,000 tokens: the context holds 8,192

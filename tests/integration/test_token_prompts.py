@@ -58,6 +58,17 @@ def test_a_harness_scores_a_continuation_from_ids(gateway: Server) -> None:
     assert all(value is not None and value < 0 for value in answer)
 
 
+def test_an_empty_text_tokenizes_as_a_completion_reads_it(gateway: Server) -> None:
+    """The model's start token, as an empty prompt is read (OpenAI's legacy completions start
+    a text): `/tokenize` said 0 tokens while the completion counted 1 prompt token."""
+    start = tokens_of(gateway, "")
+    by_text = complete(gateway, "", max_tokens=4)
+    by_ids = complete(gateway, start, max_tokens=4)
+    assert len(start) == by_text["usage"]["prompt_tokens"] == by_ids["usage"]["prompt_tokens"] == 1
+    assert by_ids["choices"][0]["text"] == by_text["choices"][0]["text"]
+    assert tokens_of(gateway, "", add_special_tokens=False) == []
+
+
 def test_the_tokenizer_info_describes_the_model(gateway: Server) -> None:
     info = httpx.get(f"{gateway.url}/tokenizer_info", timeout=30).json()
     assert info["model"] == "smollm2-135m"

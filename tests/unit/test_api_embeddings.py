@@ -187,3 +187,75 @@ def test_embedding_inputs_that_are_no_token_arrays_get_the_type_error_of_the_ite
     assert (
         error["message"] == f"Invalid type for '{param}': expected a string, but got {got} instead."
     )
+
+
+@pytest.mark.parametrize(
+    ("items", "param", "counted"),
+    [
+        (["two words", "three more words", "word " * 400], "input.2", "input 2 has 402 tokens"),
+        (
+            ["two words", "word " * 3000],
+            "input.1",
+            "input 1 has at least",
+        ),  # refused before it is read
+        ("word " * 400, "input", "input 0 has 402 tokens"),  # a lone text
+    ],
+    ids=["counted", "long text", "lone text"],
+)
+def test_an_input_too_long_is_named_by_its_param(
+    api: tuple[TestClient, Gateway], items: str | list[str], param: str, counted: str
+) -> None:
+    """Its message named the item ("input 2 has ..."), its `param` only `input`."""
+    pytest.importorskip("onnxruntime")
+    client, _ = api
+    response = client.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": items})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == (param, "context_length_exceeded")
+    assert counted in error["message"]
+
+
+def test_a_large_embeddings_answer_is_built_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,048 vectors of 384 floats took ~0.2 s to build and serialise on the event loop, and
+    every other request waited. The building here waits until a coroutine on the loop has
+    run (a hang guard bounds it): it can run only if the loop is free meanwhile."""
+    import asyncio
+    import threading
+
+    import numpy as np
+
+    from smallfirst import embed
+    from smallfirst.server import embeddings_route
+    from tests.helpers import until
+
+    building, loop_ran = threading.Event(), threading.Event()
+    vectors_written: list[bool] = []
+
+    class InstantEmbedder:
+        def embed_counted(self, texts: list[str], **_: object) -> tuple[Any, int]:
+            return np.zeros((len(texts), embed.DIMENSIONS), dtype=np.float32), len(texts)
+
+    def encode_once_the_loop_ran(vector: list[float], encoding: str) -> list[float] | str:
+        building.set()
+        vectors_written.append(loop_ran.wait(timeout=5))  # a hang guard, not a timing
+        return list(vector)
+
+    monkeypatch.setattr(embed, "get_embedder", InstantEmbedder)
+    monkeypatch.setattr(embeddings_route, "_encode", encode_once_the_loop_ran)
+    client, _ = fake_client(fake_settings(tmp_path))
+
+    async def embed_while_the_loop_runs() -> int:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            body = {"model": "all-minilm-l6-v2", "input": ["a text"] * 3}
+            answer = asyncio.ensure_future(http.post("/v1/embeddings", json=body))
+            await until(building.is_set)
+            loop_ran.set()
+            return (await asyncio.wait_for(answer, 30)).status_code
+
+    with client:
+        assert client.portal is not None
+        assert client.portal.call(embed_while_the_loop_runs) == 200
+    assert vectors_written == [True, True, True]

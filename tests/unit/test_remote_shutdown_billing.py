@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from smallfirst.answers import RequestContext
+from smallfirst.backends.openai_compat import MAX_RETRY_WAIT_S
 from smallfirst.completions import Chunk
 from smallfirst.errors import ShuttingDown
 from smallfirst.logs import RequestRecord
@@ -36,6 +37,7 @@ from tests.unit.test_remote_accounting import (
 )
 
 WAIT_S = 10  # a hang guard, not a timing
+SHORTER_THAN_THE_WAIT_S = MAX_RETRY_WAIT_S / 2  # a hang guard too, half the shortest wait
 PIECE = {"choices": [{"index": 0, "delta": {"content": "Hello"}}]}
 
 
@@ -201,3 +203,46 @@ async def test_a_remote_call_the_shutdown_ends_before_it_was_sent_is_not_billed(
             sent.cost_usd
         )
         assert booked.counted("smallfirst_generations_cancelled_total") == 2
+
+
+class AskingToWait(HeldUpstream):
+    """Refuses each call with a 503 that asks to be tried again in `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(begins=False)
+        self.retry_after = retry_after
+        self.calls = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        self.calls += 1
+        self.has_a_call.set()
+        refusal = {"error": {"message": "overloaded", "type": "server_error"}}
+        return web.json_response(
+            refusal, status=503, headers={"Retry-After": f"{self.retry_after:g}"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "backoff_s"),
+    [(MAX_RETRY_WAIT_S, 0.0), (0.0, 60.0)],
+    ids=["Retry-After", "backoff"],
+)
+async def test_a_remote_call_waiting_to_be_tried_again_ends_at_the_shutdown_unbilled(
+    tmp_path: Path, retry_after: float, backoff_s: float
+) -> None:
+    """It slept out its wait (`Retry-After` up to 10 s, or `backoff_s`) before it ended with
+    the 503 ShuttingDown; it now ends at once, well within a guard shorter than the wait. Its
+    upstream refused it, so it is not billed, and it is not sent again."""
+    upstream = AskingToWait(retry_after)
+    config = {"max_retries": 1, "backoff_s": backoff_s}
+    async with gateway_over(upstream, tmp_path, **config) as (gateway, booked):
+        call = asyncio.ensure_future(answered(gateway, asked(stream=False)))
+        await until(lambda: gateway.backends[MODEL].upstream_errors() == {"5xx": 1})
+        gateway.end_answers()
+        with pytest.raises(ShuttingDown):
+            await asyncio.wait_for(call, SHORTER_THAN_THE_WAIT_S)
+        (row,) = booked.rows
+        assert (row.status, row.error_code, row.tier) == (503, "server_shutting_down", None)
+        assert (row.prompt_tokens, row.completion_tokens, row.cost_usd) == (0, 0, 0.0)
+        assert upstream.calls == 1

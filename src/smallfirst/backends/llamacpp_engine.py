@@ -167,8 +167,13 @@ class LlamaEngine:
     def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
         """As `prepare` reads a text prompt: a special token's spelling (`<|im_start|>`) is
         that token, as in llama.cpp's server, so a prompt formatted by hand reads as its
-        template would have made it."""
-        return self._tokens(text, bos=add_special_tokens, special=True)
+        template would have made it. An empty text with special tokens is the model's token
+        that starts a text (none if it has none), as an empty prompt is read."""
+        tokens = self._tokens(text, bos=add_special_tokens, special=True)
+        if tokens or not add_special_tokens:
+            return tokens
+        start = int(self.llama.token_bos())
+        return [start] if start != -1 else []
 
     def _tokens(self, text: str, *, bos: bool, special: bool) -> list[int]:
         """`text`'s tokens, read in pieces where it spells many special tokens (as fast as
@@ -323,18 +328,15 @@ class LlamaEngine:
         self._refuse_if_it_cannot_fit([request.prompt_text], "prompt")
         self._refuse_if_its_marks_cannot_fit([request.prompt_text], "prompt")
         tokens = self.encode(request.prompt_text, add_special_tokens=True)
-        if tokens:
-            return tokens, bool(self._bos)
-        # An empty prompt: the answer starts a text, as OpenAI's legacy completions start one
-        # after their end-of-text token.
-        start = int(self.llama.token_bos())
-        if start == -1:
+        if not tokens:
             raise InvalidRequest(
                 f"prompt is empty, and model {request.model!r} has no token that starts a"
                 " text; send at least one character",
                 param="prompt",
             )
-        return [start], True
+        # An empty prompt: the answer starts a text, as OpenAI's legacy completions start one
+        # after their end-of-text token (`encode`), which the echo leaves out as a BOS.
+        return tokens, bool(self._bos) or not request.prompt_text
 
     def _fill_in_the_middle(self, prefix: str, suffix: str, model: str) -> list[int]:
         """The prompt of a code model's infill (prefix-suffix-middle, as its FIM tokens say):

@@ -11,6 +11,7 @@ never replayed. How the answers are read is in `openai_wire.py`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 from collections import Counter
@@ -95,6 +96,7 @@ class OpenAICompatBackend(Backend):
         self._places = ConnectionPlaces(config.id, config.max_concurrency, config.queue_timeout_s)
         self._reading: set[aiohttp.ClientResponse] = set()  # answers being read now
         self._ended_by: BaseException | None = None  # set at shutdown (`end_answers`)
+        self._ending = asyncio.Event()  # set at shutdown too: wakes the calls waiting to retry
         self._closing: asyncio.Task[None] | None = None  # held: the loop keeps weak refs only
         self._errors: Counter[str] = Counter()  # failed calls by kind (`upstream_errors`)
         self._stopped_early = 0  # calls stopped before their answer ended (`_count_stopped`)
@@ -140,9 +142,10 @@ class OpenAICompatBackend(Backend):
 
     def end_answers(self, error: BaseException) -> None:
         """Answers being read end with `error` (their connections are closed), calls waiting
-        for an upstream's first byte or for a connection too (the session is closed), and no
-        call starts after."""
+        for an upstream's first byte, for a connection or to be tried again too (the session is
+        closed), and no call starts after."""
         self._ended_by = error
+        self._ending.set()
         self._places.end_waits(error)
         for response in list(self._reading):
             response.close()
@@ -244,8 +247,14 @@ class OpenAICompatBackend(Backend):
             if attempt >= self.config.max_retries or (wait or 0) > MAX_RETRY_WAIT_S:
                 raise error from cause
             sending.at_upstream = False  # refused, or never reached: nothing there to bill
-            await asyncio.sleep(max(self.config.backoff_s * (2**attempt), wait or 0))
+            await self._wait_to_retry(max(self.config.backoff_s * (2**attempt), wait or 0))
             attempt += 1
+
+    async def _wait_to_retry(self, delay_s: float) -> None:
+        """Wait `delay_s` before trying a call again, or until the shutdown, which ends the
+        call at once (`_send`) rather than after a `Retry-After` of up to MAX_RETRY_WAIT_S."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ending.wait(), delay_s)
 
     async def _post(self, url: str, data: bytes, sending: _Sending) -> aiohttp.ClientResponse:
         """POST on one of the model's `max_concurrency` connections, whose place the response

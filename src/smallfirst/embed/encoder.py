@@ -101,11 +101,7 @@ class LocalEmbedder:
         too_long = [i for i, length in enumerate(lengths) if length > MAX_TOKENS]
         if too_long and not truncate:
             first = too_long[0]
-            raise ContextLengthExceeded(
-                f"input {first} has {lengths[first]} tokens; the embedding model "
-                f"accepts at most {MAX_TOKENS}",
-                param="input",
-            )
+            raise _too_long(first, f"{lengths[first]}")
         vectors = []
         for encoding in encodings:
             if stop is not None and stop.is_set():
@@ -127,11 +123,7 @@ class LocalEmbedder:
             with self._lock:
                 counted = len(self._tokenizer.encode(text[:end]).ids)
             if counted > MAX_TOKENS:
-                raise ContextLengthExceeded(
-                    f"input {index} has at least {counted} tokens; the embedding model "
-                    f"accepts at most {MAX_TOKENS}",
-                    param="input",
-                )
+                raise _too_long(index, f"at least {counted}")
 
     def _embed_ids(self, token_ids: list[int]) -> npt.NDArray[np.float32]:
         import numpy as np
@@ -160,3 +152,12 @@ def _last_word_start(text: str) -> int:
     """Where the last word of `text` surely starts (`_WORD_START`); 0 if nowhere."""
     starts = [match.start() for match in _WORD_START.finditer(text)]
     return starts[-1] if starts else 0
+
+
+def _too_long(index: int, tokens: str) -> ContextLengthExceeded:
+    """Text `index` has `tokens` tokens, over MAX_TOKENS: named as /v1/embeddings names its
+    other per-item errors (`input.3`; the route says `input` of a lone text)."""
+    return ContextLengthExceeded(
+        f"input {index} has {tokens} tokens; the embedding model accepts at most {MAX_TOKENS}",
+        param=f"input.{index}",
+    )

@@ -11,5 +11,10 @@ from starlette.responses import JSONResponse as StarletteJSONResponse
 
 class JSONResponse(StarletteJSONResponse):
     def render(self, content: Any) -> bytes:
-        # NaN/inf are not JSON; null is what a client can parse (the stdlib one would raise).
-        return pydantic_core.to_json(content, inf_nan_mode="null")
+        return json_bytes(content)
+
+
+def json_bytes(content: Any) -> bytes:
+    """A JSON answer's body. NaN/inf are not JSON; null is what a client can parse (the stdlib
+    encoder would raise)."""
+    return pydantic_core.to_json(content, inf_nan_mode="null")
