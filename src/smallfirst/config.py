@@ -209,8 +209,11 @@ BACKENDS: dict[str, type[_ModelBase]] = {
 }
 
 
-def _a_hash_is_whole(key: str) -> str:
-    """A `sha256:` entry that is not a whole digest matches no key: every client is refused."""
+def usable_key(key: str) -> str:
+    """An API key as configured (a `sha256:` entry in lowercase), or ValueError for one that
+    matches no client: every request would be refused. A `sha256:` entry must be a whole
+    digest; a plain key, what a client can send in a header as written (the gateway reads a
+    header without the spaces around it, and clients send ASCII)."""
     if key.startswith(HASH_PREFIX):
         digits = key[len(HASH_PREFIX) :].lower()
         if not _HASH_DIGITS.fullmatch(digits):
@@ -219,6 +222,12 @@ def _a_hash_is_whole(key: str) -> str:
                 f" has {len(digits)} characters after {HASH_PREFIX}"
             )
         return HASH_PREFIX + digits
+    if not key.strip():
+        raise ValueError("an empty key: no client can send it")
+    if key != key.strip():
+        raise ValueError("a key with spaces around it: a client's key is read without them")
+    if not (key.isascii() and key.isprintable()):
+        raise ValueError("a key with a character that is not printable ASCII: clients send ASCII")
     return key
 
 
@@ -232,7 +241,7 @@ class ServerConfig(ConfigSection):
     host: Annotated[str, AfterValidator(_an_address_to_bind)] = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=MAX_PORT)
     max_body_bytes: int = Field(default=4_000_000, ge=1024)
-    api_keys: list[Annotated[str, AfterValidator(_a_hash_is_whole)]] = Field(
+    api_keys: list[Annotated[str, AfterValidator(usable_key)]] = Field(
         default_factory=list, description="sha256:<hex> hashes (or plain keys, hashed on load)"
     )
     api_keys_env: str = "SMALLFIRST_API_KEYS"

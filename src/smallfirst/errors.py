@@ -143,7 +143,7 @@ class ClientLeft(SmallfirstError):
 
 class Unauthorized(SmallfirstError):
     status = 401
-    error_type = "authentication_error"
+    error_type = "invalid_request_error"  # OpenAI's type for a missing or wrong key
     code = "invalid_api_key"
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from smallfirst.answers import RequestContext, RouteInfo, new_request_id
 from smallfirst.completions import Chunk, Completion, ModelInfo, Usage
 from smallfirst.config import BaselineConfig
-from smallfirst.errors import CLIENT_CLOSED_REQUEST, PolicyBlocked, SmallfirstError
+from smallfirst.errors import CLIENT_CLOSED_REQUEST, BudgetSpent, PolicyBlocked, SmallfirstError
 from smallfirst.logs import RequestRecord, request_cost
 from smallfirst.logs.store import EMBEDDINGS_TIER
 from smallfirst.types import ChatRequest, GenerateRequest, TextRequest, ToolCall
@@ -70,7 +70,7 @@ def answered_record(
         cost_usd=ctx.spent_usd,
         baseline_cost_usd=request_cost(baseline, usage),
         api_key_id=ctx.api_key_id,
-        route_reason=route.reason if route else None,
+        route_reason=route.reason if route else _why_refused(ended.error),
         router=route.router if route else None,
         route_score=route.score if route else None,
         escalations=",".join(route.escalations) or None if route else None,
@@ -83,6 +83,12 @@ def answered_record(
         prompt=prompt_text(request) if keep_text else None,
         response=ended.text if keep_text else None,
     )
+
+
+def _why_refused(error: SmallfirstError | None) -> str | None:
+    """Which daily budget a request refused before routing had spent, when that is why (its
+    row said only insufficient_quota: the global budget or the key's alike)."""
+    return error.spent or None if isinstance(error, BudgetSpent) else None
 
 
 def estimated_usage(request: GenerateRequest, answer_text: str) -> Usage:

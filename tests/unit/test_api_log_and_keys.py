@@ -196,10 +196,29 @@ def test_api_keys_required_off_loopback(tmp_path: Path, monkeypatch: pytest.Monk
     assert [r.status_code for r in tokenizer] == [401, 401, 401]
     assert keyed.status_code == 200
     assert missing.status_code == 401
-    assert missing.json()["error"]["type"] == "authentication_error"
     assert wrong.status_code == 401
     assert right.status_code == 200
     assert health.status_code == 200
+
+
+def test_a_401_is_openais_and_names_the_bearer_scheme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its type was "authentication_error" (OpenAI's is invalid_request_error), and it had no
+    WWW-Authenticate header, which RFC 9110 requires of a 401."""
+    client, _ = keyed_client(tmp_path, monkeypatch, "sekret-1")
+    with client:
+        answers = [
+            client.post("/v1/chat/completions", json=chat_body()),
+            client.get("/v1/models", headers={"Authorization": "Bearer sekret-2"}),
+            client.post("/v1/embeddings", json={"input": "hi"}, headers={"api-key": "nope"}),
+        ]
+    for answer in answers:
+        assert answer.status_code == 401
+        assert answer.headers["www-authenticate"] == 'Bearer realm="smallfirst"'
+        assert answer.json()["error"]["type"] == "invalid_request_error"
+        assert answer.json()["error"]["code"] == "invalid_api_key"
+        assert "sekret" not in answer.text
 
 
 def test_metrics_and_dashboard_need_a_key_off_loopback_too(
@@ -218,7 +237,7 @@ def test_metrics_and_dashboard_need_a_key_off_loopback_too(
         ]
         ready = client.get("/readyz")
     assert metrics.status_code == 401
-    assert "www-authenticate" not in metrics.headers
+    assert metrics.headers["www-authenticate"] == 'Bearer realm="smallfirst"'  # no dialog
     assert scraped.status_code == 200
     assert page.status_code == 401
     assert page.headers["www-authenticate"].startswith('Basic realm="smallfirst"')

@@ -374,6 +374,42 @@ def test_a_hashed_api_key_in_capitals_still_lets_its_client_in(tmp_path: Path) -
         keyring.check("Bearer other")
 
 
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ("", "an empty key"),
+        (" k2 ", "spaces around it"),
+        ("cl\u00e9", "not printable ASCII"),
+        ("k\\tey", "not printable ASCII"),
+    ],
+)
+def test_an_api_key_no_client_can_send_is_refused_without_showing_it(
+    tmp_path: Path, entry: str, why: str
+) -> None:
+    """`config check` said OK, and the server required keys that refused every client (a
+    client's header is read without the spaces around it, and clients send ASCII)."""
+    path = write(tmp_path, f'server:\n  api_keys: [k1, "{entry}"]\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(error.value).startswith(f"{path}: server.api_keys.1:")
+    assert why in str(error.value)
+    told = str(error.value).partition("server.api_keys.1:")[2]
+    assert not entry.strip() or entry.strip() not in told
+
+
+def test_a_hashed_api_key_in_the_environment_is_a_hash_as_in_the_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SMALLFIRST_API_KEYS=sha256:<digest> made the digest itself the key: the key it was
+    the hash of was refused, and anyone who had the hash got in."""
+    digest = hashlib.sha256(b"secret").hexdigest()
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", f"k1, sha256:{digest.upper()}")
+    keyring = KeyRing(load_settings(env={"SMALLFIRST__SERVER__REQUIRE_API_KEY": "true"}).server)
+    assert keyring.check("Bearer secret") == digest[:12]
+    with pytest.raises(Unauthorized):
+        keyring.check(f"Bearer sha256:{digest}")
+
+
 def test_a_models_item_cannot_be_set_from_the_environment_and_says_so() -> None:
     """It said "models: Input should be a valid list"."""
     with pytest.raises(ConfigError, match="the models are a list, not a section"):

@@ -407,6 +407,26 @@ def test_api_keys_set_on_loopback_without_requiring_them_are_a_warning(
         assert CliRunner().invoke(app, command).stderr == ""
 
 
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [("sha256:abc", "sha256: and 64 hex digits"), ("cl\u00e9", "not printable ASCII")],
+)
+def test_a_key_in_the_environment_no_client_can_send_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, served: list[Any], command: list[str], entry: str, why: str
+) -> None:
+    """Read as `server.api_keys` entries are: a malformed hash or a key that is not ASCII
+    matched no client, and the server started."""
+    monkeypatch.setenv("SMALLFIRST__SERVER__HOST", "0.0.0.0")
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", f"k1, {entry}")
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 1
+    assert refused.output.startswith("Error: SMALLFIRST_API_KEYS, key 2: ")
+    assert why in refused.output
+    assert entry not in refused.output
+    assert served == []
+
+
 def test_config_check_json_shows_api_keys_as_their_hashes(tmp_path: Path) -> None:
     """QA: a plain key in the file was printed as it was."""
     config = write(tmp_path, "server:\n  api_keys: [plain-secret-key]\n")

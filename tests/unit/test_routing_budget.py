@@ -1,6 +1,9 @@
 """The daily spend tracker: what counts as spent, globally and per API key."""
 
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from smallfirst.config import BudgetConfig
 from smallfirst.logs.spend import DAY_S, KEYLESS, utc_day
@@ -83,3 +86,22 @@ def test_a_new_utc_day_starts_each_keys_spend_from_zero() -> None:
     assert spend.exhausted("key-b", now=today) is not None
     assert spend.exhausted("key-a", now=today + DAY_S) is None
     assert spend.exhausted("key-b", now=today + DAY_S) is None
+
+
+def test_a_remote_model_refused_for_a_keys_spent_budget_is_logged_saying_whose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row (and `requests`) said only insufficient_quota, and the server's line
+    "failed with 429 insufficient_quota: -": the global budget or the key's alike."""
+    budget = {"budget": {"per_key_daily_usd": 1e-9}}
+    monkeypatch.setenv("SMALLFIRST_API_KEYS", "key-one")  # required off loopback
+    client, _ = fake_client(fake_settings(tmp_path, server={"host": "0.0.0.0"}, routing=budget))
+    one = {"authorization": "Bearer key-one"}
+    with client:
+        assert client.post("/v1/chat/completions", json=chat_body("big"), headers=one).is_success
+        refused = client.post("/v1/chat/completions", json=chat_body("big"), headers=one)
+    assert refused.status_code == 429
+    (reason,) = sqlite3.connect(tmp_path / "requests.db").execute(
+        "SELECT route_reason FROM requests WHERE status = 429"
+    )
+    assert reason == ("daily budget $1e-09 for this API key spent",)

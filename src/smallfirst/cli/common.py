@@ -253,11 +253,15 @@ def check_stored_responses_or_exit(settings: Settings) -> None:
 
 def check_api_keys_or_exit(settings: Settings) -> None:
     """Exit 1 if API keys are required (bound beyond loopback, or `require_api_key`) and
-    none is set: the server would refuse every request. `serve` and `config check` ask it."""
+    none is set (every request would be refused), or a key in the environment is one no
+    client can send. `serve` and `config check` ask it."""
     from smallfirst.server.auth import KeyRing
 
     server = settings.server
-    keyring = KeyRing(server)
+    try:
+        keyring = KeyRing(server)
+    except ValueError as error:  # a key in the environment that matches no client
+        fail(str(error), code=1)
     if not keyring.required or keyring.hashes:
         return
     problem = (

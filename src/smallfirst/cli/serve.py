@@ -91,6 +91,7 @@ def serve(
     check_request_log_or_exit(settings)
     check_stored_responses_or_exit(settings)
     refuse_model_file_problems(settings, adapter_file_problems(settings))
+    check_api_keys_or_exit(settings)  # before the warnings, which read the keys too
     _show_gateway_log(log_level, settings.server.log_format)
     # requests to a model without its file fall back or fail; the others are served
     _warn_at_start(
@@ -101,7 +102,6 @@ def serve(
         ],
         settings.server.log_format,
     )
-    check_api_keys_or_exit(settings)
     # uvicorn stops as gracefully on SIGTERM (and SIGHUP, `runner`) as on Ctrl-C, then raises
     # the signal again for the handler it found: by default that killed the process (exit
     # -15) after a clean stop

@@ -13,7 +13,7 @@ import os
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from smallfirst.config import HASH_PREFIX, ServerConfig
+from smallfirst.config import HASH_PREFIX, ServerConfig, usable_key
 from smallfirst.errors import Unauthorized
 from smallfirst.server.errors import error_response
 
@@ -22,6 +22,10 @@ from smallfirst.server.errors import error_response
 OPEN_PATHS = ("/healthz", "/readyz")
 # A browser cannot send a bearer token; it asks for Basic credentials: the key as password.
 BROWSER_PATHS = ("/dashboard",)
+# A 401 names the scheme to answer with (RFC 9110 requires it); a browser shows a password
+# dialog only for Basic, so API clients are told Bearer.
+BASIC_CHALLENGE = 'Basic realm="smallfirst", charset="UTF-8"'
+BEARER_CHALLENGE = 'Bearer realm="smallfirst"'
 # Clients made for Azure OpenAI (`openai.AzureOpenAI`) send the key as `api-key`, and
 # Anthropic-style ones as `x-api-key`: read like a bearer token when no Authorization is sent.
 KEY_HEADERS = (b"api-key", b"x-api-key")
@@ -36,6 +40,19 @@ def hashed(keys: list[str]) -> list[str]:
     return [key if key.startswith(HASH_PREFIX) else hash_key(key) for key in keys]
 
 
+def keys_in_env(variable: str) -> list[str]:
+    """The comma-separated keys in `variable`, read as `server.api_keys` entries are (a
+    `sha256:` one is a hash); ValueError names an entry that would match no client."""
+    entries = [entry.strip() for entry in os.environ.get(variable, "").split(",")]
+    keys = []
+    for number, entry in enumerate(filter(None, entries), 1):
+        try:
+            keys.append(usable_key(entry))
+        except ValueError as error:
+            raise ValueError(f"{variable}, key {number}: {error}") from None
+    return keys
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -47,10 +64,7 @@ def is_loopback(host: str) -> bool:
 
 class KeyRing:
     def __init__(self, config: ServerConfig) -> None:
-        keys = hashed(config.api_keys)
-        from_env = os.environ.get(config.api_keys_env, "")
-        keys += [hash_key(k.strip()) for k in from_env.split(",") if k.strip()]
-        self.hashes = frozenset(keys)
+        self.hashes = frozenset(hashed([*config.api_keys, *keys_in_env(config.api_keys_env)]))
         self.required = (
             config.require_api_key
             if config.require_api_key is not None
@@ -111,9 +125,8 @@ class ApiKeyGate:
             try:
                 key_id = self.keyring.check(_authorization(dict(scope["headers"])))
             except Unauthorized as error:
-                challenge = 'Basic realm="smallfirst", charset="UTF-8"'
-                headers = {"www-authenticate": challenge} if path in BROWSER_PATHS else None
-                await error_response(error, headers)(scope, receive, send)
+                challenge = BASIC_CHALLENGE if path in BROWSER_PATHS else BEARER_CHALLENGE
+                await error_response(error, {"www-authenticate": challenge})(scope, receive, send)
                 return
             scope.setdefault("state", {})["api_key_id"] = key_id
         await self.app(scope, receive, send)
