@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -49,6 +50,22 @@ def create_private_dir(path: Path) -> None:
             raise
 
 
+def create_own_private_dir(path: Path) -> None:
+    """Make the folder `path` as `create_private_dir` does, in a folder everyone may write to
+    (the temp dir): one there already is used only if it is no symlink, this user owns it
+    and no other user may write to it (OSError otherwise). Anyone may make such a folder
+    first, and what this user reads from it would be theirs."""
+    create_private_dir(path)
+    status = os.lstat(path)
+    if stat.S_ISLNK(status.st_mode):
+        raise PermissionError(f"{path} is a symlink, not a folder of this user's")
+    if status.st_uid != os.geteuid():
+        raise PermissionError(f"{path} belongs to another user (uid {status.st_uid})")
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(status.st_mode)
+        raise PermissionError(f"{path} may be written by other users (mode {mode:o})")
+
+
 def broken_link_in(path: Path) -> str | None:
     """Why `path` can be neither made nor used: it, or a folder above it, is a symlink whose
     target does not exist (say a disk that is not mounted), where `mkdir` fails with
@@ -89,13 +106,17 @@ def exclusive_lock(lock_file: Path, on_wait: Callable[[], None]) -> Iterator[Non
 
 
 @contextmanager
-def replaced_in_one_step(target: Path) -> Iterator[Path]:
+def replaced_in_one_step(target: Path, *, private: bool = False) -> Iterator[Path]:
     """A path beside `target` to write to; it replaces `target` in one step when the block
     ends without an error, and is removed otherwise. A command stopped (or failing) while it
     wrote left `target` half written, and a reader of `target` meanwhile read half of it.
-    The name keeps `target`'s suffix, which writers such as numpy and matplotlib go by."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    The name keeps `target`'s suffix, which writers such as numpy and matplotlib go by.
+    `private`: the file, and the folders made for it, are this user's only."""
     aside = target.with_name(f".partial-{os.getpid()}-{target.name}")
+    if private:
+        create_private(aside)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield aside
         os.replace(aside, target)

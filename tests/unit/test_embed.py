@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -173,7 +175,58 @@ def test_an_unwritable_cache_falls_back_to_the_temp_dir(
     monkeypatch.setattr(int8, "_convert", lambda source, target: made.append(target))
     path = int8.int8_model_path(PACKAGED_MODEL)
     assert made == [path]
-    assert path.parent == tmp_path / "tmp" / "smallfirst-models"
+    assert path.parent == tmp_path / "tmp" / f"smallfirst-models-{os.geteuid()}"
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def _unwritable_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache that cannot be written, and the temp dir (returned) the fallback goes to."""
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("SMALLFIRST_CACHE_DIR", str(tmp_path / "not-a-folder"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # what gettempdir returns
+    monkeypatch.setattr(int8, "_convert", lambda source, target: target.write_bytes(b"int8"))
+    return tmp_path / "tmp"
+
+
+def test_a_temp_dir_folder_other_users_may_write_to_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback was `$TMPDIR/smallfirst-models`, whatever was in it: anyone could make it
+    first and put a model there that this user then loaded and ran."""
+    temp = _unwritable_cache(tmp_path, monkeypatch)
+    for folder in (temp / "smallfirst-models", temp / f"smallfirst-models-{os.geteuid()}"):
+        folder.mkdir(parents=True)
+        (folder / int8.converted_name(PACKAGED_MODEL)).write_bytes(b"another user's model")
+        folder.chmod(0o777)
+    with pytest.raises(OSError, match=r"may be written by other users \(mode 777\)"):
+        int8.int8_model_path(PACKAGED_MODEL)
+
+
+def test_a_temp_dir_folder_another_user_owns_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = _unwritable_cache(tmp_path, monkeypatch)
+    another_user = os.geteuid() + 1
+    monkeypatch.setattr(os, "geteuid", lambda: another_user)  # the folder is not this user's
+    folder = temp / f"smallfirst-models-{another_user}"
+    folder.mkdir(parents=True, mode=0o700)
+    with pytest.raises(OSError, match=r"belongs to another user.*SMALLFIRST_CACHE_DIR"):
+        int8.int8_model_path(PACKAGED_MODEL)
+    assert list(folder.iterdir()) == []
+
+
+def test_a_symlink_in_the_temp_dir_is_not_followed_to_a_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever made the link may point it at another folder at any time."""
+    temp = _unwritable_cache(tmp_path, monkeypatch)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    temp.mkdir()
+    (temp / f"smallfirst-models-{os.geteuid()}").symlink_to(elsewhere)
+    with pytest.raises(OSError, match="is a symlink"):
+        int8.int8_model_path(PACKAGED_MODEL)
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_a_model_that_cannot_be_prepared_is_a_clear_503(

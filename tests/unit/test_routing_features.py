@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from smallfirst.errors import ConfigError
 from smallfirst.routing.data import RoutingRow
-from smallfirst.routing.features import CHEAP_FEATURE_NAMES, cheap_features, embedding_input
+from smallfirst.routing.features import (
+    CHEAP_FEATURE_NAMES,
+    cheap_features,
+    embed_texts,
+    embedding_input,
+)
 from smallfirst.routing.learned import (
     CONFIG_FILE,
     LearnedConfig,
@@ -122,3 +129,29 @@ def test_a_system_prompt_is_not_part_of_the_ask() -> None:
         features(WORD_PROBLEM)["log_words"]
         == dict(zip(CHEAP_FEATURE_NAMES, cheap_features(with_system), strict=True))["log_words"]
     )
+
+
+def test_a_run_stopped_while_saving_the_embeddings_cache_leaves_the_old_one_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was written in place: a stop while saving left a cut file, and the next run
+    embedded every text again."""
+    first = embed_texts(["first prompt"], cache_dir=tmp_path)
+    saved = (tmp_path / "embeddings.npz").read_bytes()
+
+    def stopped_while_saving(file: Path, **arrays: Any) -> None:
+        Path(file).write_bytes(saved[: len(saved) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", stopped_while_saving)
+    with pytest.raises(KeyboardInterrupt):
+        embed_texts(["second prompt"], cache_dir=tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] == ["embeddings.npz"]
+    assert (tmp_path / "embeddings.npz").read_bytes() == saved
+    monkeypatch.undo()
+
+    def no_embedding() -> None:
+        raise AssertionError("the cached text was embedded again")
+
+    monkeypatch.setattr("smallfirst.embed.get_embedder", no_embedding)
+    np.testing.assert_array_equal(embed_texts(["first prompt"], cache_dir=tmp_path), first)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from smallfirst.paths import cache_dir
+from smallfirst.paths import cache_dir, create_own_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +31,42 @@ RECIPE = "dynamic-int8-per-channel-v1"  # change it when the conversion below ch
 
 
 def int8_model_path(source: Path) -> Path:
-    """Path of the int8-compute version of `source`, converting it on first use (~5 s)."""
+    """Path of the int8-compute version of `source`, converting it on first use (~5 s).
+
+    It is kept in the user's cache dir, else (a read-only cache) in a folder of the temp dir
+    that only this user may write to: a model another user put in a folder of theirs would
+    be loaded and run."""
+    name = converted_name(source)
+    user_cache = cache_dir() / "models"
+    try:
+        return _kept_or_converted(source, user_cache / name)
+    except OSError as exc:  # a read-only cache: try the temp dir
+        log.warning("cannot write the int8 embedding model to %s: %s", user_cache, exc)
+    fallback = Path(tempfile.gettempdir()) / f"smallfirst-models-{os.geteuid()}"
+    try:
+        create_own_private_dir(fallback)
+        return _kept_or_converted(source, fallback / name)
+    except OSError as exc:
+        raise OSError(
+            f"no folder to keep the int8 embedding model {name} in: {user_cache} cannot be "
+            f"written, and {fallback} cannot be used ({exc}); set SMALLFIRST_CACHE_DIR to a "
+            "folder of yours"
+        ) from exc
+
+
+def converted_name(source: Path) -> str:
+    """The file name of `source` converted: a new model, recipe or onnxruntime gets its own."""
     import onnxruntime as ort
 
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    name = f"{source.parent.name}-{RECIPE}-ort{ort.__version__}-{digest}.onnx"
-    for folder in (cache_dir() / "models", Path(tempfile.gettempdir()) / "smallfirst-models"):
-        target = folder / name
-        if target.is_file():
-            return target
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            _convert(source, target)
-        except OSError as exc:  # a read-only cache: try the next folder
-            log.warning("cannot write the int8 embedding model to %s: %s", folder, exc)
-            continue
-        return target
-    raise OSError(f"no writable folder for the int8 embedding model {name}")
+    return f"{source.parent.name}-{RECIPE}-ort{ort.__version__}-{digest}.onnx"
+
+
+def _kept_or_converted(source: Path, target: Path) -> Path:
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _convert(source, target)
+    return target
 
 
 def _convert(source: Path, target: Path) -> None:

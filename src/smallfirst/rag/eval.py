@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.embed import DIMENSIONS, EMBEDDER_ID, MAX_TOKENS
 from smallfirst.errors import InvalidRequest, json_kind
-from smallfirst.paths import cache_dir, create_private, create_private_dir, replaced_in_one_step
+from smallfirst.paths import cache_dir, replaced_in_one_step
 from smallfirst.percentiles import percentile
 from smallfirst.rag.chunking import Chunk, chunk_text
 from smallfirst.rag.ingest import TextEmbedder
@@ -293,11 +293,9 @@ def embed_cached(
         loaded: npt.NDArray[np.float32] = np.load(cached)
         return loaded
     vectors = np.asarray(embed_texts(texts), dtype=np.float32)
-    create_private_dir(cached.parent)
     # in one step: a run stopped while it saved left a file cut short, which every later
     # evaluation of that corpus failed to load
-    with replaced_in_one_step(cached) as aside:
-        create_private(aside)
+    with replaced_in_one_step(cached, private=True) as aside:
         np.save(aside, vectors)
     return vectors
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smallfirst.embed import EMBEDDER_ID
-from smallfirst.paths import create_private
+from smallfirst.paths import replaced_in_one_step
 
 if TYPE_CHECKING:
     import numpy as np
@@ -254,12 +254,14 @@ def embed_texts(
         if on_progress is not None:
             on_progress(len(batch))
     if missing and cache_file is not None:
-        create_private(cache_file)  # the prompts' vectors tell much of their text
-        np.savez(
-            cache_file,
-            keys=np.array(list(cached)),
-            vectors=np.stack(list(cached.values())).astype(np.float32),
-        )
+        # in one step: a run stopped while it saved left a file cut short, and the next
+        # run embedded every text again. Private: the prompts' vectors tell much of their text
+        with replaced_in_one_step(cache_file, private=True) as aside:
+            np.savez(
+                aside,
+                keys=np.array(list(cached)),
+                vectors=np.stack(list(cached.values())).astype(np.float32),
+            )
     if not keys:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
     return np.stack([cached[key] for key in keys]).astype(np.float32)
