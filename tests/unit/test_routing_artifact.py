@@ -101,10 +101,7 @@ def test_decide_uses_the_calibrated_threshold(trained: LearnedRouter) -> None:
 
 def test_artifact_with_another_format_is_refused(trained: LearnedRouter, tmp_path: Path) -> None:
     trained.save(tmp_path / "artifact")
-    config_file = tmp_path / "artifact" / CONFIG_FILE
-    document = json.loads(config_file.read_text())
-    document["format"] = "something-else/9"
-    config_file.write_text(json.dumps(document))
+    _edited_config(tmp_path / "artifact", lambda document: document.update(format="other/9"))
     with pytest.raises(ConfigError, match="unsupported format"):
         LearnedRouter.load(tmp_path / "artifact")
     assert (tmp_path / "artifact" / ARRAYS_FILE).exists()
@@ -125,11 +122,17 @@ def _json_list(artifact: Path) -> Path:
     return artifact / CONFIG_FILE
 
 
+def _edited_config(artifact: Path, edit: Callable[[dict[str, Any]], object]) -> Path:
+    """The artifact's `router.json` with `edit` made to its document."""
+    config_file = artifact / CONFIG_FILE
+    document = json.loads(config_file.read_text())
+    edit(document)
+    config_file.write_text(json.dumps(document))
+    return config_file
+
+
 def _no_model_section(artifact: Path) -> Path:
-    document = json.loads((artifact / CONFIG_FILE).read_text())
-    del document["model"]
-    (artifact / CONFIG_FILE).write_text(json.dumps(document))
-    return artifact / CONFIG_FILE
+    return _edited_config(artifact, lambda document: document.pop("model"))
 
 
 def _no_arrays(artifact: Path) -> Path:
@@ -151,9 +154,8 @@ def _rewrite_arrays(artifact: Path, edit: Callable[[dict[str, Any]], None]) -> P
         kept = dict(stored)
     edit(kept)
     np.savez(arrays, **kept)
-    document = json.loads((artifact / CONFIG_FILE).read_text())
-    document[DIGEST_KEY] = hashlib.sha256(arrays.read_bytes()).hexdigest()
-    (artifact / CONFIG_FILE).write_text(json.dumps(document))
+    digest = hashlib.sha256(arrays.read_bytes()).hexdigest()
+    _edited_config(artifact, lambda document: document.update({DIGEST_KEY: digest}))
     return arrays
 
 
@@ -166,10 +168,7 @@ def _nan_weight(artifact: Path) -> Path:
 
 
 def _edit_calibration(artifact: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    document = json.loads((artifact / CONFIG_FILE).read_text())
-    edit(document["calibration"])
-    (artifact / CONFIG_FILE).write_text(json.dumps(document))
-    return artifact / CONFIG_FILE
+    return _edited_config(artifact, lambda document: edit(document["calibration"]))
 
 
 def _short_calibration_column(artifact: Path) -> Path:
@@ -233,10 +232,9 @@ def test_an_artifact_written_before_the_digest_loads_as_it_did(
     trained: LearnedRouter, tmp_path: Path
 ) -> None:
     trained.save(tmp_path / "artifact")
-    config_file = tmp_path / "artifact" / CONFIG_FILE
-    document = json.loads(config_file.read_text())
-    assert len(document.pop(DIGEST_KEY)) == 64
-    config_file.write_text(json.dumps(document))
+    digests: list[str] = []
+    _edited_config(tmp_path / "artifact", lambda document: digests.append(document.pop(DIGEST_KEY)))
+    assert [len(digest) for digest in digests] == [64]
     loaded = LearnedRouter.load(tmp_path / "artifact")
     conversations = [row.messages for row in synthetic_rows()]
     assert loaded.score_batch(conversations) == trained.score_batch(conversations)
@@ -264,10 +262,10 @@ def test_an_artifact_of_another_embedder_says_so_and_how_to_fix_it(
 ) -> None:
     """It said only "feature spec differs from this smallfirst version"."""
     trained.save(tmp_path / "artifact")
-    config_file = tmp_path / "artifact" / CONFIG_FILE
-    document = json.loads(config_file.read_text())
-    document["features"]["embedding_model"] = "another-encoder/v9"
-    config_file.write_text(json.dumps(document))
+    _edited_config(
+        tmp_path / "artifact",
+        lambda document: document["features"].update(embedding_model="another-encoder/v9"),
+    )
     with pytest.raises(ConfigError) as refused:
         load_router(str(tmp_path / "artifact"))
     assert "embedding_model: 'another-encoder/v9' in the artifact" in str(refused.value)
