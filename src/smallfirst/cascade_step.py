@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from smallfirst.choices import completions_of
 from smallfirst.completions import Chunk
 from smallfirst.config import CascadeConfig
+from smallfirst.errors import InvalidRequest
 from smallfirst.routing.cascade import answer_logprobs, confidence, escalation, least_sure
 from smallfirst.routing.planner import Plan
 from smallfirst.routing.traffic import TrafficCalibration
@@ -57,6 +58,15 @@ def judge_draft(
     if verdict.escalate:
         return _escalated(drafted, plan, verdict.why)
     return _kept(drafted, plan, verdict.why)
+
+
+def refused_draft_logprobs(error: InvalidRequest, request: GenerateRequest) -> bool:
+    """Whether `error` is the small model refusing the token logprobs the cascade asked it
+    for, the client having asked for none (OpenAI's reasoning models: "Unsupported parameter:
+    'logprobs' is not supported with this model."). Its draft cannot be judged: the request
+    escalates, where it was a 400 about a field its client never sent."""
+    named = error.param in ("logprobs", "top_logprobs") or "logprobs" in error.message.lower()
+    return named and request.logprob_alternatives is None
 
 
 def _kept(drafted: list[Chunk], plan: Plan, why: str) -> Draft:

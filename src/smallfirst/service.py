@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from smallfirst.answers import Answer, RequestContext, StreamAnswer
 from smallfirst.backends import Backend, build_backends
 from smallfirst.batches import answer_each_prompt
-from smallfirst.cascade_step import Draft, judge_draft
+from smallfirst.cascade_step import Draft, judge_draft, refused_draft_logprobs
 from smallfirst.choices import completions_of, usage_of
 from smallfirst.completions import Chunk, Completion, ModelInfo
 from smallfirst.config import BaselineConfig, Settings
@@ -25,6 +25,7 @@ from smallfirst.errors import (
     BeyondThisModel,
     BudgetSpent,
     ContextLengthExceeded,
+    InvalidRequest,
     ModelUnavailable,
     PolicyBlocked,
     QueueFull,
@@ -371,6 +372,13 @@ class Gateway:
                 return await self._call(weak, ctx, asked, self._collected)
             except BeyondThisModel as beyond:  # the strong model may take it: no 400 yet
                 plan.reason += f"; escalated: {beyond.beyond(weak.id)}"
+            except InvalidRequest as refused:
+                if not refused_draft_logprobs(refused, request):
+                    raise
+                plan.reason += (
+                    f"; escalated: {weak.id} refused the token logprobs its draft is judged by"
+                    f" ({refused.shareable_message[:REASON_ERROR_CHARS]})"
+                )
             except FALLBACK_ERRORS as error:
                 self._failed(weak, error, plan, "; escalated: ")
                 if error.code != QueueFull.code:  # broken, not busy: not asked again below

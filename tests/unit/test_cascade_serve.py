@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from smallfirst.backends.fake import FakeReply
 from smallfirst.completions import TokenLogprob
-from smallfirst.errors import QueueFull, UpstreamError, UpstreamTimeout
+from smallfirst.errors import InvalidRequest, QueueFull, UpstreamError, UpstreamTimeout
 from smallfirst.routing.cascade import answer_logprobs
 from smallfirst.types import TextRequest
 from tests.helpers import fake_backend, fake_client, fake_settings
@@ -109,6 +109,24 @@ def test_a_cascade_meets_a_strong_call_budget_on_recent_drafts(tmp_path: Path) -
     assert "against a 25% strong-call budget" in warm[-1]["smallfirst"]["reason"]
 
 
+def test_drafts_with_nothing_to_judge_stay_within_the_strong_call_budget(tmp_path: Path) -> None:
+    """A draft without logprobs (a weak upstream that sends none) is the unsurest of all, and
+    it escalated even when the budget let none go up then (the reason said "none now"): such
+    a weak tier sent every request strong against a 25% budget."""
+    for client, gateway in routed_client(tmp_path, {"router": "cascade", "max_strong_share": 0.25}):
+        tiny = fake_backend(gateway, "tiny")
+        answers = []
+        for _ in range(8):
+            tiny.queue(FakeReply("Sure thing.", logprob=None))
+            answers.append(ask(client, "hi").json())
+    assert [a["model"] for a in answers].count("big") == 2  # a quarter, while warming up
+    kept = answers[0]["smallfirst"]["reason"]
+    assert kept.endswith(
+        "kept: no token logprobs to judge (an empty draft, or a model that sends"
+        " none), against a 25% strong-call budget (none now)"
+    )
+
+
 def test_a_quality_target_is_refused_by_the_cascade(cascade: tuple[TestClient, Any]) -> None:
     """It was accepted and did nothing."""
     client, _ = cascade
@@ -141,6 +159,39 @@ def test_cascade_escalates_a_schema_the_small_models_grammar_cannot_express(
         assert response.headers["x-smallfirst-escalations"] == "tiny"
         assert "escalated: tiny's grammar cannot express the schema" in response.text
     assert len(fake_backend(gateway, "big").requests) == 2
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_small_model_that_refuses_logprobs_escalates_its_draft(
+    cascade: tuple[TestClient, Any], stream: bool
+) -> None:
+    """The cascade asks the small model for the logprobs it judges the draft by; an upstream
+    that refuses them (OpenAI's reasoning models: "Unsupported parameter: 'logprobs'") made
+    the request a 400 about a field its client never sent."""
+    client, gateway = cascade
+    refusal = "tiny: Unsupported parameter: 'logprobs' is not supported with this model."
+    fake_backend(gateway, "tiny").queue(
+        InvalidRequest(refusal, param="logprobs", code="unsupported_parameter")
+    )
+    response = ask(client, "hi", stream=stream)
+    assert response.status_code == 200
+    assert response.headers["x-smallfirst-model"] == "big"
+    assert response.headers["x-smallfirst-escalations"] == "tiny"
+    assert "; escalated: tiny refused the token logprobs its draft is judged by" in response.text
+
+
+def test_logprobs_the_client_asked_for_are_its_own_to_fix(
+    cascade: tuple[TestClient, Any],
+) -> None:
+    """A refusal of the client's own `logprobs` stays its 400, as with any other router."""
+    client, gateway = cascade
+    fake_backend(gateway, "tiny").queue(
+        InvalidRequest("tiny: logprobs are not supported", param="logprobs")
+    )
+    response = ask(client, "hi", logprobs=True)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "logprobs"
+    assert fake_backend(gateway, "big").requests == []
 
 
 def test_cascade_streams_the_kept_or_escalated_answer(cascade: tuple[TestClient, Any]) -> None:

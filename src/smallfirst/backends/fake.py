@@ -28,7 +28,8 @@ from smallfirst.types import ChatRequest, FunctionCall, GenerateRequest, TextReq
 @dataclass(frozen=True)
 class FakeReply:
     text: str
-    logprob: float = -0.05  # per token; a cascade test sets it low to look unsure
+    # per token; a cascade test sets it low to look unsure, or None for a model that sends none
+    logprob: float | None = -0.05
 
 
 class ByteTokenizer:
@@ -115,9 +116,7 @@ class FakeBackend(Backend):
             text="".join(echoed + pieces),
             finish_reason=_finish(request, reply),
             usage=_usage(request, pieces),
-            logprobs=_logprobs(echoed + pieces, reply)
-            if request.logprob_alternatives is not None
-            else None,
+            logprobs=_logprobs(echoed + pieces, reply, request),
         )
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
@@ -133,10 +132,7 @@ class FakeBackend(Backend):
             for piece in echoed + pieces:
                 if self.config.token_delay_s:
                     await asyncio.sleep(self.config.token_delay_s)
-                logprobs = (
-                    _logprobs([piece], reply) if request.logprob_alternatives is not None else None
-                )
-                yield Chunk(text=piece, logprobs=logprobs)
+                yield Chunk(text=piece, logprobs=_logprobs([piece], reply, request))
             finished = True
             yield Chunk(finish_reason=_finish(request, reply), usage=_usage(request, pieces))
         finally:
@@ -174,7 +170,12 @@ def _usage(request: GenerateRequest, pieces: list[str]) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=len(pieces))
 
 
-def _logprobs(pieces: list[str], reply: FakeReply) -> list[TokenLogprob]:
+def _logprobs(
+    pieces: list[str], reply: FakeReply, request: GenerateRequest
+) -> list[TokenLogprob] | None:
+    """The pieces' logprobs, when asked for and the reply has them."""
+    if request.logprob_alternatives is None or reply.logprob is None:
+        return None
     return [TokenLogprob(token=p, logprob=reply.logprob) for p in pieces]
 
 

@@ -83,11 +83,12 @@ def escalation(
     # while a score at a cut goes up: the warm-up's cut is the next score above the bar (a
     # draft at it escalated under a budget and was kept without one).
     configured = math.nextafter(-config.min_mean_logprob, math.inf)
-    threshold = traffic.cut_for(score, strong_budget, configured).threshold
+    cut = traffic.cut_for(score, strong_budget, configured)
+    threshold = cut.threshold
     # The request log holds the threshold only in the reason, and it was missing (QA).
     bar = f"threshold: mean logprob {-threshold:.3f}" if math.isfinite(threshold) else "none now"
     why = f"{sure.describe()}, against a {strong_budget:.0%} strong-call budget ({bar})"
-    return Escalation(score >= threshold, score, threshold, why)
+    return Escalation(cut.goes_strong(score), score, threshold, why)
 
 
 def draft_request(request: GenerateRequest, max_tokens: int | None) -> GenerateRequest:

@@ -24,6 +24,12 @@ class Cut(NamedTuple):
     threshold: float
     warming_up: bool  # judged before `warm_up` scores were seen
 
+    def goes_strong(self, score: float) -> bool:
+        """A score at the threshold goes strong, and none at an infinite one (no strong call
+        now): not even the cascade's infinite score, a draft with nothing to judge (it went
+        strong every time, whatever the budget)."""
+        return score >= self.threshold and math.isfinite(self.threshold)
+
 
 class TrafficCalibration:
     """Scores of the last `window` routed requests; thread-safe (routers score off the loop)."""
@@ -54,7 +60,7 @@ class TrafficCalibration:
         says whether this one was judged during the warm-up."""
         with self._lock:
             cut = Cut(self._threshold(max_strong_share, fallback), len(self._scores) < self.warm_up)
-            self._observe(score, score >= cut.threshold)
+            self._observe(score, cut.goes_strong(score))
         return cut
 
     def cap_for(self, score: float, max_strong_share: float, calibrated: float) -> float:
