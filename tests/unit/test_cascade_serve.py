@@ -122,8 +122,8 @@ def test_drafts_with_nothing_to_judge_stay_within_the_strong_call_budget(tmp_pat
     assert [a["model"] for a in answers].count("big") == 2  # a quarter, while warming up
     kept = answers[0]["smallfirst"]["reason"]
     assert kept.endswith(
-        "kept: no token logprobs to judge (an empty draft, or a model that sends"
-        " none), against a 25% strong-call budget (none now)"
+        "kept: no token logprobs to judge (the model sends none), against a 25% strong-call"
+        " budget (none now)"
     )
 
 

@@ -44,8 +44,10 @@ class Confidence:
         return config.min_token_logprob is None or self.min_logprob >= config.min_token_logprob
 
     def describe(self) -> str:
-        if self.tokens == 0:  # it said "mean logprob -inf, min -inf, 0 tokens" (QA)
-            return "no token logprobs to judge (an empty draft, or a model that sends none)"
+        # it said "mean logprob -inf, min -inf, 0 tokens" (QA); an empty draft escalates
+        # before it is judged (`cascade_step.judge_draft`)
+        if self.tokens == 0:
+            return "no token logprobs to judge (the model sends none)"
         return (
             f"mean logprob {self.mean_logprob:.3f}, min {self.min_logprob:.3f}, "
             f"{self.tokens} tokens"
