@@ -34,8 +34,9 @@ from smallfirst.privacy.identifiers import (
 from smallfirst.privacy.json_text import readable_json
 from smallfirst.privacy.policy import tier_policy
 from smallfirst.privacy.schema_texts import map_schema_texts, schema_names, schema_patterns
+from smallfirst.request_options import Tool
 from smallfirst.streams import close_stream
-from smallfirst.types import ChatMessage, ChatRequest, GenerateRequest, Tier, Tool, ToolCall
+from smallfirst.types import ChatMessage, ChatRequest, GenerateRequest, Tier, ToolCall
 
 PSEUDONYM_KEY_FILE = "pseudonym.key"
 PSEUDONYM_KEY_BYTES = 32

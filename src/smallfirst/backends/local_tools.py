@@ -25,8 +25,9 @@ from smallfirst.backends.call_reader import CallReader, WrittenCall
 from smallfirst.backends.json_grammar import json_grammar
 from smallfirst.backends.prose_grammar import prose_grammar
 from smallfirst.completions import Completion, ToolCallDelta
+from smallfirst.request_options import NamedToolChoice, Tool
 from smallfirst.surrogates import escaped_surrogates
-from smallfirst.types import ChatMessage, ChatRequest, FunctionCall, NamedToolChoice, Tool, ToolCall
+from smallfirst.types import ChatMessage, ChatRequest, FunctionCall, ToolCall
 
 _INSTRUCTIONS = (
     "You can call tools. To call one, answer with only a JSON object of the form "

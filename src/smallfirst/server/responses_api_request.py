@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from smallfirst.api_model import NAME_PATTERN, ApiModel, FieldError
 from smallfirst.errors import InvalidRequest
+from smallfirst.request_options import FunctionDefinition, FunctionName
 from smallfirst.server.errors import unknown_field, validation_error
 from smallfirst.types import (
     MAX_MESSAGES,
@@ -23,8 +24,6 @@ from smallfirst.types import (
     ChatMessage,
     ChatRequest,
     FunctionCall,
-    FunctionDefinition,
-    FunctionName,
     Metadata,
     ServiceTier,
     TextPart,
