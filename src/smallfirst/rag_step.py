@@ -249,13 +249,30 @@ class RagStep:
             return []
         return [info.name for info in infos]
 
+    async def refuse_an_unknown_collection(self, grounding: Grounding | None) -> None:
+        """A 404 naming the field that asked, when the collection a request names was never
+        ingested: said before any refusal for where its text may go (a misspelt name is no
+        private collection)."""
+        from smallfirst.rag import CollectionNotFound
+
+        if grounding is None:
+            return
+        # a store that is not there is not opened: that would make an empty one
+        ingested = await self._ingested() if self._store_path().exists() else []
+        if grounding.collection not in {info.name for info in ingested}:
+            raise CollectionNotFound(
+                f"RAG collection {grounding.collection!r} does not exist", param=grounding.param
+            )
+
     async def _searchable_collections(self) -> list[CollectionInfo]:
         """Collections with at least one chunk: one whose documents hold no text (empty
         files, scanned PDFs) could only answer without a source while looking grounded."""
+        return [info for info in await self._ingested() if info.chunks]
+
+    async def _ingested(self) -> list[CollectionInfo]:
         async with self._using() as retriever:
             with self._store_problems():
-                infos = await asyncio.to_thread(retriever.store.collections)
-        return [info for info in infos if info.chunks]
+                return await asyncio.to_thread(retriever.store.collections)
 
     async def _refuse_if_nothing_to_search(self, collection: str) -> None:
         """A 404, as for a name never ingested, if `collection` has no chunk at all."""

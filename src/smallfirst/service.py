@@ -154,6 +154,7 @@ class Gateway:
         if private is not None:
             keep_local.append(f"collection {private!r} is private")
         if keep_local and not self.planner.has_local:
+            await self.rag.refuse_an_unknown_collection(grounding)
             raise _nothing_local(keep_local, "private_collection" if private is not None else None)
         plan = await self.routing.plan(
             request,
@@ -162,6 +163,7 @@ class Gateway:
             keep_local=keep_local,
         )
         if private is not None and not self.planner.tiers.is_local(plan.candidates[0]):
+            await self.rag.refuse_an_unknown_collection(grounding)
             raise PolicyBlocked(  # a model asked for by id is not swapped for a local one
                 f"collection {private!r} is private: its documents, and the answers quoting"
                 " them, stay on local tiers; "

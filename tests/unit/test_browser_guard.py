@@ -59,6 +59,23 @@ def test_answers_expose_the_routing_headers_and_request_id_to_pages(tmp_path: Pa
     assert "x-request-id" in response.headers
 
 
+def test_a_page_may_delete_the_responses_it_stored(tmp_path: Path) -> None:
+    """`DELETE /v1/responses/{id}` is part of the API a page may call: its preflight was a
+    400 ("Disallowed CORS method"), so the browser never sent the DELETE."""
+    client, _ = fake_client(fake_settings(tmp_path))
+    page = {"origin": "http://localhost:3000"}
+    with client:
+        stored = client.post("/v1/responses", json={"model": "tiny", "input": "Hi"}, headers=page)
+        path = f"/v1/responses/{stored.json()['id']}"
+        asking = {**PREFLIGHT, "access-control-request-method": "DELETE", **page}
+        preflight = client.options(path, headers=asking)
+        deleted = client.delete(path, headers=page)
+    assert preflight.status_code == 200
+    assert "DELETE" in preflight.headers["access-control-allow-methods"].split(", ")
+    assert deleted.json()["deleted"] is True
+    assert deleted.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
 def test_chromes_private_network_preflight_is_granted_to_allowed_origins_only(
     tmp_path: Path,
 ) -> None:

@@ -525,6 +525,29 @@ def test_a_private_collection_on_a_gateway_without_a_local_model_is_refused(
         assert not fake_backend(gateway, "big").requests
 
 
+def test_an_unknown_collection_is_a_404_even_where_a_private_one_would_be_refused(
+    data_dir: Path,
+) -> None:
+    """A misspelt name with a cloud model asked for (or no local model) was a 400 saying the
+    collection "is private": the client was not told it does not exist."""
+    for client, gateway in rag_client(data_dir):
+        body = chat_body("big", messages=[{"role": "user", "content": "Parking?"}], rag="ofice")
+        by_id = client.post("/v1/chat/completions", json=body)
+        routed = client.post(
+            "/v1/chat/completions",
+            json=chat_body("rag/ofice", messages=[{"role": "user", "content": "Parking?"}]),
+            headers={"x-smallfirst-route": "cloud"},
+        )
+        assert [by_id.status_code, routed.status_code] == [404, 404], routed.text
+        assert [by_id.json()["error"]["param"], routed.json()["error"]["param"]] == ["rag", "model"]
+        assert "'ofice' does not exist" in by_id.json()["error"]["message"]
+        assert not fake_backend(gateway, "big").requests
+    for client, _ in rag_client(data_dir, models=CLOUD_ONLY):
+        response = ask(client, "Parking?", collection="ofice")
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "model_not_found"
+
+
 def test_pii_retrieved_from_a_public_collection_with_no_local_model_is_refused(
     data_dir: Path,
 ) -> None:

@@ -39,7 +39,8 @@ class BrowserGuard:
             app,
             allow_origins=config.cors_origins,
             allow_origin_regex=LOCAL_ORIGIN if config.cors_local_origins else None,
-            allow_methods=["GET", "POST"],
+            # DELETE: a page deletes the responses it stored (`DELETE /v1/responses/{id}`)
+            allow_methods=["GET", "POST", "DELETE"],
             # Any header a page's client sends (the openai JS SDK's x-stainless-*): which pages
             # may call is the origin check's to say, not the headers'.
             allow_headers=["*"],
