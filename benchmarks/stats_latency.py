@@ -5,9 +5,10 @@ written by the gateway's own `RequestLog`: four tiers and a model-less share, se
 API keys, failures (a 499 with and without a model), escalations, PII actions and entity
 counts, cached prompt tokens, a few rows with their texts, and the oldest rows without a known
 baseline (as migration 0005 leaves a log from before baselines). Then times `summarize()`,
-what both read, over each window ending at the newest row, the windows taking turns in each
-round so that load on the machine hits them alike; `cpu_p50_ms` is this process's CPU time,
-steadier than the wall clock on a shared machine. Measured, never asserted.
+what both read, and `summarize_by_key()` (`stats --by-key`, under "by_key"), over each window
+ending at the newest row, the windows taking turns in each round so that load on the machine
+hits them alike; `cpu_p50_ms` is this process's CPU time, steadier than the wall clock on a
+shared machine. Measured, never asserted.
 
     .venv/bin/python -m benchmarks.stats_latency [--rows 200000] [--rounds 5]
 """
@@ -20,11 +21,12 @@ import random
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import summary_ms
 from smallfirst.logs import RequestLog, RequestRecord
-from smallfirst.logs.stats import parse_window, summarize
+from smallfirst.logs.stats import parse_window, summarize, summarize_by_key
 from smallfirst.percentiles import percentile
 
 DAYS = 40
@@ -38,6 +40,8 @@ MODELS = {  # id: (tier, USD per 1M input, per 1M output)
     "gpt-4o": ("cloud", 2.5, 10.0),
     "all-minilm-l6-v2": ("embeddings", 0.0, 0.0),
 }
+# (what was timed: "summarize" or "by_key", window) -> wall seconds or CPU milliseconds
+Timings = dict[tuple[str, str], list[float]]
 ENTITIES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "IBAN_CODE", "LOCATION")
 
 
@@ -126,28 +130,40 @@ def main() -> None:
     connection.close()
 
     summarize(path)  # warm the page cache, and migrate a log built by an older version
-    wall: dict[str, list[float]] = {window: [] for window in WINDOWS}
-    cpu: dict[str, list[float]] = {window: [] for window in WINDOWS}
+    readers: dict[str, Callable[[Path, float | None], object]] = {
+        "summarize": summarize,
+        "by_key": summarize_by_key,
+    }
+    wall: Timings = {(reader, window): [] for reader in readers for window in WINDOWS}
+    cpu: Timings = {(reader, window): [] for reader in readers for window in WINDOWS}
     for round_number in range(args.rounds):
         turn = round_number % len(WINDOWS)
         for window in WINDOWS[turn:] + WINDOWS[:turn]:
             seconds = parse_window(window)
             since = None if seconds is None else newest - seconds
-            started, started_cpu = time.perf_counter(), time.process_time()
-            summarize(path, since)
-            wall[window].append(time.perf_counter() - started)
-            cpu[window].append((time.process_time() - started_cpu) * 1000)
+            for reader, read in readers.items():
+                started, started_cpu = time.perf_counter(), time.process_time()
+                read(path, since)
+                wall[reader, window].append(time.perf_counter() - started)
+                cpu[reader, window].append((time.process_time() - started_cpu) * 1000)
     report: dict[str, object] = {
         "rows": args.rows,
         "log_mb": round(path.stat().st_size / 1e6, 1),
         "build_seconds": round(build_seconds, 1),
         "rounds": args.rounds,
     }
-    for window in WINDOWS:
-        report[window] = summary_ms(wall[window]) | {
-            "cpu_p50_ms": round(percentile(cpu[window], 50), 3)
-        }
+    timings = {reader: _timings(wall, cpu, reader) for reader in readers}
+    report |= timings.pop("summarize")
+    report |= timings
     print(json.dumps(report, indent=1))
+
+
+def _timings(wall: Timings, cpu: Timings, reader: str) -> dict[str, object]:
+    return {
+        window: summary_ms(wall[reader, window])
+        | {"cpu_p50_ms": round(percentile(cpu[reader, window], 50), 3)}
+        for window in WINDOWS
+    }
 
 
 if __name__ == "__main__":

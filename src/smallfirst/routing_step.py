@@ -64,7 +64,8 @@ class RoutingStep:
         if budget_spent and not self.planner.has_local:
             raise BudgetSpent.nothing_local(budget_spent)
         local_reasons = [*keep_local, *([f"{budget_spent}"] if budget_spent else [])]
-        plan = await self._routed(request, override, local_only=bool(local_reasons))
+        kept_local_by = _kept_local_by(policy=bool(keep_local), budget=budget_spent is not None)
+        plan = await self._routed(request, override, kept_local_by=kept_local_by)
         if local_reasons:
             plan.reason += f"; local tiers only: {', '.join(local_reasons)}"
         return self._for_tools(plan, request, local_only=", ".join(local_reasons))
@@ -86,16 +87,18 @@ class RoutingStep:
         return Plan([model], "none", "model requested by id")
 
     async def _routed(
-        self, request: GenerateRequest, override: Tier | None, *, local_only: bool
+        self, request: GenerateRequest, override: Tier | None, *, kept_local_by: str
     ) -> Plan:
-        """`auto`'s plan: the tier forced, else the cascade, else the router's decision."""
+        """`auto`'s plan: the tier forced, else the cascade, else the router's decision;
+        `kept_local_by`: what keeps it on local tiers ("" when nothing does)."""
+        local_only = bool(kept_local_by)
         if override is not None:
             return self.planner.forced(
                 override, f"route override: {override}", local_only=local_only
             )
         if self.config.router == "cascade":
             return self.planner.cascade(local_only=local_only, strong_budget=self._budget(request))
-        return await self._decided(request, local_only=local_only)
+        return await self._decided(request, kept_local_by=kept_local_by)
 
     def kept_local(self, plan: Plan, request: GenerateRequest, why: str) -> Plan:
         """`plan` moved to local tiers for `why`, found after routing; a model asked for by
@@ -121,7 +124,7 @@ class RoutingStep:
             raise InvalidRequest(CASCADE_HAS_NO_QUALITY_TARGET, param="min_quality")
         return self._max_strong_share(request)
 
-    async def _decided(self, request: GenerateRequest, *, local_only: bool) -> Plan:
+    async def _decided(self, request: GenerateRequest, *, kept_local_by: str) -> Plan:
         router = await self._load_router()
         max_strong_share = self._max_strong_share(request)
         try:
@@ -144,7 +147,7 @@ class RoutingStep:
                 param="min_quality",
             ) from exc
         return self.planner.from_decision(
-            decision, local_only=local_only, strong_allowed=max_strong_share != 0
+            decision, kept_local_by=kept_local_by, strong_allowed=max_strong_share != 0
         )
 
     def _for_tools(self, plan: Plan, request: GenerateRequest, *, local_only: str = "") -> Plan:
@@ -177,6 +180,16 @@ class RoutingStep:
                         code="router_unavailable",
                     ) from exc
         return self.router
+
+
+def _kept_local_by(*, policy: bool, budget: bool) -> str:
+    """What keeps a request on local tiers, as its reason names it ("" when nothing does):
+    the privacy policy or a private collection, a spent daily budget, or both (a spent budget
+    was said to be "policy")."""
+    causes = [
+        cause for cause, applies in (("policy", policy), ("the spent budget", budget)) if applies
+    ]
+    return " and ".join(causes)
 
 
 def _first(*values: float | None) -> float | None:

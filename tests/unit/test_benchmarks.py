@@ -135,9 +135,10 @@ def test_stats_latency_times_each_window(
     run(monkeypatch, stats_latency.main, "--rows", 200, "--rounds", 2)
     report = printed_json(capsys)
     assert (report["rows"], report["rounds"]) == (200, 2)
-    for window in ("1h", "24h", "7d", "30d", "all"):
-        assert set(report[window]) == {"p50_ms", "p95_ms", "mean_ms", "samples", "cpu_p50_ms"}
-        assert report[window]["samples"] == 2
+    for timings in (report, report["by_key"]):  # `summarize` and `summarize_by_key`
+        for window in ("1h", "24h", "7d", "30d", "all"):
+            assert set(timings[window]) == {"p50_ms", "p95_ms", "mean_ms", "samples", "cpu_p50_ms"}
+            assert timings[window]["samples"] == 2
     logs = list((tmp_path / "smallfirst-stats-bench").glob("*.db"))
     assert [path.name for path in logs] == ["requests-200-7.db"]
 

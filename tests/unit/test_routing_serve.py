@@ -398,8 +398,21 @@ def test_a_strong_choice_kept_local_goes_to_the_onprem_tier(
         assert "escalates to mid when unsure" in reason
         assert "escalated: mean logprob -4.000" in reason
         assert response.headers["x-smallfirst-escalations"] == "tiny"
-    else:
-        assert "-> strong; kept local by policy, so mid (onprem) answers" in reason
+    else:  # what kept it local is named: a spent budget was said to be "policy"
+        by = "the spent budget" if why == "budget" else "policy"
+        assert f"-> strong; kept local by {by}, so mid (onprem) answers" in reason
+        if why == "budget":
+            assert reason.endswith("; local tiers only: daily budget $0 spent")
+
+
+def test_a_request_kept_local_by_policy_and_a_spent_budget_names_both(tmp_path: Path) -> None:
+    routing = {"router": "keyword", "budget": {"daily_usd": 0.0}}
+    client, _ = fake_client(fake_settings(tmp_path, routing=routing, models=THREE_TIERS))
+    with client:
+        response = ask(client, "a hard one, from ana@example.org", privacy="local_only")
+    reason = response.json()["smallfirst"]["reason"]
+    assert "kept local by policy and the spent budget, so mid (onprem) answers" in reason
+    assert reason.endswith(", daily budget $0 spent")
 
 
 def test_a_strong_choice_kept_local_with_no_local_fallback_goes_to_the_first_local_tier(

@@ -26,13 +26,16 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from smallfirst.config import Settings
-    from smallfirst.logs.stats import Summary
+    from smallfirst.logs.stats import KeyStats, Summary
 
 # Characters a terminal acts on rather than shows: C0 and C1 controls (ESC starts a sequence
 # that can clear the screen, recolour or retitle it, or make a link), line and paragraph
 # separators, and the marks that reorder text (bidi overrides and isolates).
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
+
+# The per-key table's name for the requests made without an API key (`null` in --json).
+NO_KEY_LABEL = "(no key)"
 
 # The tier table on an 80-column terminal: shorter headers, no baseline column (it is in the
 # money lines above the table).
@@ -61,16 +64,30 @@ def stats(
     ] = "24h",
     config: Path | None = CONFIG_OPTION,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    by_key: Annotated[
+        bool,
+        typer.Option(
+            "--by-key",
+            help="Also per API key: requests, spend and saving in the window, spend today"
+            " (UTC) against routing.budget.per_key_daily_usd.",
+        ),
+    ] = False,
 ) -> None:
     """What the gateway spent and saved, where requests went, how fast, and PII events."""
-    from smallfirst.logs.stats import summarize
+    from smallfirst.logs.stats import summarize, summarize_by_key
 
     settings = settings_or_exit(config)
     window_s = _parse_window(since)
     path = _log_path(settings.resolved_data_dir)
+    start = None if window_s is None else time.time() - window_s
+    keys: list[KeyStats] | None = None
     with _reading(path):
-        summary = summarize(path, None if window_s is None else time.time() - window_s)
+        if by_key:
+            summary, keys = summarize_by_key(path, start)
+        else:
+            summary = summarize(path, start)
     baseline = _baseline_name(settings)
+    key_budget = settings.routing.budget.per_key_daily_usd
     if as_json:
         payload = summary.model_dump() | {
             "saved_usd": summary.saved_usd,
@@ -78,9 +95,17 @@ def stats(
             "no_saving_reason": summary.no_saving_reason,  # why saved_share is null
             "why_no_saving": summary.why_no_saving,
         }
+        if keys is not None:
+            payload["by_key"] = [_key_as_json(key, key_budget) for key in keys]
         typer.echo(json.dumps(payload, indent=2))
         return
     _render(summary, since, baseline)
+    if keys:
+        _render_keys(keys, key_budget)
+
+
+def _key_as_json(key: KeyStats, budget: float | None) -> dict[str, object]:
+    return key.model_dump() | {"saved_usd": key.saved_usd, "daily_budget_usd": budget}
 
 
 def _baseline_name(settings: Settings) -> str:
@@ -240,3 +265,41 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
         console.print(f"PII events: {actions} (entities: {entities})")
     else:
         console.print("PII events: none logged")
+
+
+def _render_keys(keys: list[KeyStats], budget: float | None) -> None:
+    """One row per API key id (the first 12 hex digits of the key's SHA-256), the most spent
+    first; with a per-key daily budget, today's spend against it."""
+    from rich import box
+    from rich.table import Table
+
+    from smallfirst.logs.costs import dollars, signed_dollars
+
+    today = "today $ (UTC)" if budget is None else f"today $ of {dollars(budget)} (UTC)"
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    table.add_column("API key")
+    for header in ("reqs", "spent $", "saved", today):
+        table.add_column(header, justify="right")
+    for key in keys:
+        table.add_row(
+            _as_logged(key.api_key_id or NO_KEY_LABEL),
+            str(key.requests),
+            dollars(key.cost_usd),
+            signed_dollars(key.saved_usd),
+            _against_budget(key.today_usd, budget),
+        )
+    console = output_console()
+    console.print("By API key (the first 12 hex digits of the key's SHA-256):")
+    console.print(table)
+
+
+def _against_budget(spent: float, budget: float | None) -> str:
+    """`0.4200 (42%)`, `1.2000 (120%, spent)`: what `exhausted` holds the key to."""
+    from smallfirst.logs.costs import dollars
+
+    if budget is None:
+        return dollars(spent)
+    notes = [f"{spent / budget:.0%}"] if budget > 0 else []
+    if spent >= budget:
+        notes.append("spent")
+    return f"{dollars(spent)} ({', '.join(notes)})"

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from smallfirst.logs.costs import dollars
+from smallfirst.logs.spend import KEYLESS, spent_today
 from smallfirst.logs.store import ANSWERED_SQL, EMBEDDINGS_TIER, connect, migrate
 from smallfirst.sqlite_snapshot import one_snapshot
 from smallfirst.types import TIERS
@@ -107,9 +108,7 @@ class Summary(BaseModel):
 
     @property
     def saved_usd(self) -> float:
-        """Baseline cost minus what was spent, on the requests whose baseline is known:
-        negative if the baseline is the cheaper model."""
-        return self.baseline_cost_usd - (self.cost_usd - self.baseline_unknown_cost_usd)
+        return _saved_usd(self.baseline_cost_usd, self.cost_usd, self.baseline_unknown_cost_usd)
 
     @property
     def saved_share(self) -> float | None:
@@ -146,6 +145,28 @@ class Summary(BaseModel):
             f"{requests} logged before smallfirst recorded baselines"
             f" (${dollars(self.baseline_unknown_cost_usd)} of the spend)"
         )
+
+
+class KeyStats(BaseModel):
+    """One API key's requests in a window, and its spend today as its daily budget counts it."""
+
+    api_key_id: str | None  # the first 12 hex digits of the key's SHA-256; None: no key sent
+    requests: int  # failed ones included, as in the spend
+    cost_usd: float
+    baseline_cost_usd: float  # of the rows whose baseline is known
+    baseline_unknown_cost_usd: float  # of cost_usd, on rows from before baselines
+    # Spent on the current UTC day, in the window or not: what `per_key_daily_usd` is held to.
+    today_usd: float
+
+    @property
+    def saved_usd(self) -> float:
+        return _saved_usd(self.baseline_cost_usd, self.cost_usd, self.baseline_unknown_cost_usd)
+
+
+def _saved_usd(baseline_usd: float, cost_usd: float, baseline_unknown_cost_usd: float) -> float:
+    """Baseline cost minus what was spent, on the requests whose baseline is known: negative
+    if the baseline is the cheaper model."""
+    return baseline_usd - (cost_usd - baseline_unknown_cost_usd)
 
 
 _WINDOW_UNITS_S = {"m": 60, "h": 3600, "d": 86400}
@@ -206,7 +227,16 @@ def summarize(path: Path, since: float | None = None) -> Summary:
     # one snapshot: a gateway logging meanwhile made each query count other rows (tiers'
     # shares over 100%, tier costs not adding up)
     with _log_at(path) as connection, one_snapshot(connection):
-        return _summarize(connection, since)
+        return _summarize(connection, since, _kinds(connection, since, by_key=False))
+
+
+def summarize_by_key(path: Path, since: float | None = None) -> tuple[Summary, list[KeyStats]]:
+    """`summarize`, and the window's requests per API key from the same snapshot, the most
+    spent first; a key that spent today but sent nothing in the window is listed too, with
+    no requests."""
+    with _log_at(path) as connection, one_snapshot(connection):
+        kinds = _kinds(connection, since, by_key=True)
+        return _summarize(connection, since, kinds), _key_stats(connection, kinds.kinds)
 
 
 # Past this share of the log, a window's rows are read faster with the table read through
@@ -265,7 +295,8 @@ def _window(connection: sqlite3.Connection, since: float | None) -> _Window:
 
 @dataclass(frozen=True)
 class _Kind:
-    """The window's requests of one tier, failure, router and privacy action, summed."""
+    """The window's requests of one tier, failure, router and privacy action (and API key,
+    for `summarize_by_key`), summed."""
 
     tier: str | None
     failed_status: int | None  # None: answered (`ANSWERED_SQL`)
@@ -283,6 +314,7 @@ class _Kind:
     went_to_the_end: int  # status < 400
     timed: int  # with a time to first token
     paid: bool  # a row cost something or read a prompt
+    api_key_id: str | None  # None: no key, or the kinds are not told apart by key
 
     @property
     def answered(self) -> bool:
@@ -298,16 +330,33 @@ _KINDS_SQL = (
     " sum(baseline_cost_usd), sum(baseline_cost_usd IS NULL),"
     " sum(CASE WHEN baseline_cost_usd IS NULL THEN cost_usd ELSE 0 END),"
     " sum(escalations IS NOT NULL), sum(status < 400), sum(ttft_ms IS NOT NULL),"
-    " max(cost_usd > 0 OR prompt_tokens > 0)"
-    " FROM {rows} GROUP BY 1, 2, 3, 4"
+    " max(cost_usd > 0 OR prompt_tokens > 0), {key}"
+    " FROM {rows} GROUP BY 1, 2, 3, 4{by_key}"
 )
 
 
-def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
+@dataclass(frozen=True)
+class _Kinds:
+    """The window, and its rows summed by kind."""
+
+    window: _Window
+    kinds: list[_Kind]
+
+
+def _kinds(connection: sqlite3.Connection, since: float | None, *, by_key: bool) -> _Kinds:
+    """The window's kinds; `by_key`, told apart by API key too: kinds times keys, read in the
+    same pass (a second pass grouping by key took 170 ms on 200,000 rows, this one 70 ms)."""
     window = _window(connection, since)
-    kinds = [
-        _Kind(*row) for row in connection.execute(_KINDS_SQL.format(rows=window.rows), window.args)
-    ]
+    sql = _KINDS_SQL.format(
+        rows=window.rows,
+        key="api_key_id" if by_key else "NULL",
+        by_key=", api_key_id" if by_key else "",
+    )
+    return _Kinds(window, [_Kind(*row) for row in connection.execute(sql, window.args)])
+
+
+def _summarize(connection: sqlite3.Connection, since: float | None, read: _Kinds) -> Summary:
+    window, kinds = read.window, read.kinds
     failed = [kind for kind in kinds if not kind.answered]
     failed_by_status: Counter[int] = Counter()
     actions: Counter[str] = Counter()
@@ -332,6 +381,29 @@ def _summarize(connection: sqlite3.Connection, since: float | None) -> Summary:
         pii_actions=dict(sorted(actions.items())),
         pii_entities=_pii_entity_counts(connection, window),
     )
+
+
+def _key_stats(connection: sqlite3.Connection, kinds: list[_Kind]) -> list[KeyStats]:
+    """Per API key (None: requests without one); today's spend is summed by the daily
+    budget's own query (`logs/spend.py`), over the UTC day it counts."""
+    today = {
+        None if key == KEYLESS else key: usd for key, usd in spent_today(connection).per_key.items()
+    }
+    by_key: dict[str | None, list[_Kind]] = {key: [] for key in today}
+    for kind in kinds:
+        by_key.setdefault(kind.api_key_id, []).append(kind)
+    keys = [
+        KeyStats(
+            api_key_id=key,
+            requests=sum(kind.requests for kind in of_key),
+            cost_usd=sum(kind.cost_usd for kind in of_key),
+            baseline_cost_usd=_known_baselines(of_key),
+            baseline_unknown_cost_usd=sum(kind.baseline_unknown_cost_usd for kind in of_key),
+            today_usd=today.get(key, 0.0),
+        )
+        for key, of_key in by_key.items()
+    ]
+    return sorted(keys, key=lambda k: (-k.cost_usd, -k.today_usd, k.api_key_id or ""))
 
 
 def _known_baselines(kinds: list[_Kind]) -> float:

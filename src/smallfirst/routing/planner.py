@@ -123,10 +123,13 @@ class RoutePlanner:
         return Plan(self.with_fallbacks(model, local_only=local_only), "override", why)
 
     def from_decision(
-        self, decision: RouteDecision, *, local_only: bool = False, strong_allowed: bool = True
+        self, decision: RouteDecision, *, kept_local_by: str = "", strong_allowed: bool = True
     ) -> Plan:
-        """`strong_allowed`: False under a strong-call budget of none, which a prompt too long
-        for the weak model does not lift either."""
+        """`kept_local_by`: what keeps the request on local tiers ("policy", "the spent
+        budget"; "" when nothing does), named in the reason. `strong_allowed`: False under a
+        strong-call budget of none, which a prompt too long for the weak model does not lift
+        either."""
+        local_only = bool(kept_local_by)
         target = self.strong if decision.strong else self.weak
         verdict = "strong" if decision.strong else "weak"
         compare = ">=" if decision.strong else "<"
@@ -138,7 +141,7 @@ class RoutePlanner:
             reason += f"; no {wanted} model configured, so {target.id} ({target.tier}) answers"
         if local_only and not self.tiers.is_local(target):
             target = self.kept_local(target)
-            reason += f"; kept local by policy, so {target.id} ({target.tier}) answers"
+            reason += f"; kept local by {kept_local_by}, so {target.id} ({target.tier}) answers"
         candidates = self.with_fallbacks(target, local_only=local_only)
         return Plan(
             candidates,
