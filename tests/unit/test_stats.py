@@ -121,17 +121,6 @@ def test_an_empty_window_is_said_in_a_line(log_path: Path, tmp_path: Path) -> No
     assert cli(new, "--since", "all").output == "No requests logged yet.\n"
 
 
-def test_stats_on_free_models_says_how_to_see_a_saving(tmp_path: Path) -> None:
-    """The first stats of the bundled model said "Saved:    - (the baseline had no price ...)"."""
-    log = RequestLog(tmp_path / "requests.db")
-    free = edge(1, 100.0).model_copy(update={"baseline_cost_usd": 0.0})
-    log.record(free)
-    log.close()
-    text = cli(tmp_path).output
-    assert "Saved:    unknown: the baseline had no price when these requests were logged;" in text
-    assert "set config `baseline` to the model you would pay for otherwise" in text
-
-
 def test_a_client_that_left_counts_as_answered_only_once_a_model_had_it(tmp_path: Path) -> None:
     """Left before routing, no tier answered it: counted so, the tiers' shares were short."""
     log = RequestLog(tmp_path / "requests.db")
@@ -386,23 +375,6 @@ def test_a_dashboard_leaves_out_requests_from_before_baselines_and_says_so(
         "Left out of baseline and saving: 1 request logged before smallfirst recorded baselines"
         " ($0.0500 of the spend)"
     ) in html
-
-
-def test_a_dashboard_whose_baseline_is_free_says_how_to_price_it(tmp_path: Path) -> None:
-    from tests.helpers import chat_body, fake_client, fake_settings
-
-    only_edge = [{"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["Hi."]}]
-    client, gateway = fake_client(fake_settings(tmp_path, models=only_edge))
-    with client:
-        client.post("/v1/chat/completions", json=chat_body())
-        for _ in range(50):  # the log writer flushes every 0.2 s
-            if summarize(gateway.request_log.path).requests == 1:
-                break
-            time.sleep(0.1)
-        html = client.get("/dashboard").text
-    assert "the same tokens on tiny" in html
-    assert "Saved<b>unknown</b>" in html  # not "$0.0000", nor less than nothing
-    assert "the baseline had no price when these requests were logged; set config" in html
 
 
 def test_piped_requests_lines_are_as_wide_as_their_content(log_path: Path, tmp_path: Path) -> None:

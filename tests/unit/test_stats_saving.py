@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from smallfirst.logs import RequestLog
+from smallfirst.logs.stats import summarize
+from tests.helpers import chat_body, eventually, fake_client, fake_settings
 from tests.unit.test_stats import cli, edge
 
 
@@ -69,3 +71,26 @@ def test_a_signed_amount_puts_its_minus_before_the_dollar(amount: float, printed
     from smallfirst.logs.costs import signed_dollars
 
     assert signed_dollars(amount) == printed
+
+
+def test_stats_on_free_models_says_how_to_see_a_saving(tmp_path: Path) -> None:
+    """The first stats of the bundled model said "Saved:    - (the baseline had no price ...)"."""
+    log = RequestLog(tmp_path / "requests.db")
+    free = edge(1, 100.0).model_copy(update={"baseline_cost_usd": 0.0})
+    log.record(free)
+    log.close()
+    text = cli(tmp_path).output
+    assert "Saved:    unknown: the baseline had no price when these requests were logged;" in text
+    assert "set config `baseline` to the model you would pay for otherwise" in text
+
+
+def test_a_dashboard_whose_baseline_is_free_says_how_to_price_it(tmp_path: Path) -> None:
+    only_edge = [{"id": "tiny", "tier": "edge", "backend": "fake", "replies": ["Hi."]}]
+    client, gateway = fake_client(fake_settings(tmp_path, models=only_edge))
+    with client:
+        client.post("/v1/chat/completions", json=chat_body())
+        assert eventually(lambda: summarize(gateway.request_log.path).requests == 1)
+        html = client.get("/dashboard").text
+    assert "the same tokens on tiny" in html
+    assert "Saved<b>unknown</b>" in html  # not "$0.0000", nor less than nothing
+    assert "the baseline had no price when these requests were logged; set config" in html
