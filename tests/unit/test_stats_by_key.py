@@ -133,3 +133,48 @@ def test_the_table_shows_today_against_the_budget_and_names_keyless_requests(
     assert "bbbbbbbbbbbb" in unbudgeted
     assert "today $ (UTC)" in unbudgeted
     assert "API key" not in cli(tmp_path).output
+
+
+def dashboard(tmp_path: Path, budget: float | None = None) -> str:
+    from tests.helpers import fake_client, fake_settings
+
+    routing = {} if budget is None else {"budget": {"per_key_daily_usd": budget}}
+    client, _ = fake_client(fake_settings(tmp_path, routing=routing))
+    with client:
+        page = client.get("/dashboard?since=all")
+    assert page.status_code == 200
+    return page.text
+
+
+def test_the_dashboard_shows_each_key_as_stats_by_key_does(log_path: Path, tmp_path: Path) -> None:
+    html = dashboard(tmp_path, budget=1.0)
+    head = "".join(f"<th>{h}</th>" for h in ("API key", "reqs", "spent $", "saved"))
+    assert "<h2>By API key</h2>" in html
+    assert f"<tr>{head}<th>today $ of 1.0000 (UTC)</th></tr>" in html
+    cells = ("aaaaaaaaaaaa", "3", "3.2500", "$9.7500", "1.2500 (125%, spent)")
+    assert "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" in html
+    assert "<td>(no key)</td><td>2</td><td>0.2500</td><td>$0.3750</td><td>0.2500 (25%)</td>" in html
+    assert "<th>today $ (UTC)</th>" in dashboard(tmp_path)  # keys, no budget: still shown
+
+
+def test_the_dashboard_has_no_key_table_without_keys_unless_a_key_budget_is_set(
+    tmp_path: Path,
+) -> None:
+    log = RequestLog(tmp_path / "requests.db")
+    log.record(row(1, None, 0.5, TODAY))
+    log.close()
+    assert "By API key" not in dashboard(tmp_path)
+    budgeted = dashboard(tmp_path, budget=2.0)
+    assert "<td>(no key)</td><td>1</td><td>0.5000</td><td>$1.5000</td><td>0.5000 (25%)</td>" in (
+        budgeted
+    )
+
+
+def test_the_dashboard_escapes_a_key_id(tmp_path: Path) -> None:
+    """The ids come from the log file, which anything that can write to it can fill."""
+    log = RequestLog(tmp_path / "requests.db")
+    log.record(row(1, "<script>x</script>", 0.5, TODAY))
+    log.close()
+    html = dashboard(tmp_path)
+    assert "<td>&lt;script&gt;x&lt;/script&gt;</td>" in html
+    assert "<script>" not in html

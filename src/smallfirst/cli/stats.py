@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-# The per-key table's name for the requests made without an API key (`null` in --json).
-NO_KEY_LABEL = "(no key)"
-
 # The tier table on an 80-column terminal: shorter headers, no baseline column (it is in the
 # money lines above the table).
 _TERMINAL_COLUMNS = {
@@ -268,38 +265,21 @@ def _render(summary: Summary, since: str, baseline: str) -> None:
 
 
 def _render_keys(keys: list[KeyStats], budget: float | None) -> None:
-    """One row per API key id (the first 12 hex digits of the key's SHA-256), the most spent
-    first; with a per-key daily budget, today's spend against it."""
+    """One row per API key id, the most spent first; with a per-key daily budget, today's
+    spend against it."""
     from rich import box
     from rich.table import Table
 
-    from smallfirst.logs.costs import dollars, signed_dollars
+    from smallfirst.logs.stats import KEY_ID_MEANING, KEY_TABLE_TITLE, key_columns
 
-    today = "today $ (UTC)" if budget is None else f"today $ of {dollars(budget)} (UTC)"
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
-    table.add_column("API key")
-    for header in ("reqs", "spent $", "saved", today):
+    name, *figures = key_columns(budget)
+    table.add_column(name)
+    for header in figures:
         table.add_column(header, justify="right")
     for key in keys:
-        table.add_row(
-            _as_logged(key.api_key_id or NO_KEY_LABEL),
-            str(key.requests),
-            dollars(key.cost_usd),
-            signed_dollars(key.saved_usd),
-            _against_budget(key.today_usd, budget),
-        )
+        key_id, *cells = key.cells(budget)
+        table.add_row(_as_logged(key_id), *cells)
     console = output_console()
-    console.print("By API key (the first 12 hex digits of the key's SHA-256):")
+    console.print(f"{KEY_TABLE_TITLE} ({KEY_ID_MEANING}):")
     console.print(table)
-
-
-def _against_budget(spent: float, budget: float | None) -> str:
-    """`0.4200 (42%)`, `1.2000 (120%, spent)`: what `exhausted` holds the key to."""
-    from smallfirst.logs.costs import dollars
-
-    if budget is None:
-        return dollars(spent)
-    notes = [f"{spent / budget:.0%}"] if budget > 0 else []
-    if spent >= budget:
-        notes.append("spent")
-    return f"{dollars(spent)} ({', '.join(notes)})"

@@ -48,3 +48,14 @@ def signed_dollars(value: float) -> str:
     """An amount that may be negative (a saving), with its dollar sign: `-$0.0012`, where
     `$` + `dollars()` read `$-0.0012`."""
     return ("-$" if value < 0 else "$") + dollars(abs(value))
+
+
+def against_budget(spent: float, budget: float | None) -> str:
+    """`0.4200 (42%)`, `1.2000 (120%, spent)`: a day's spend as a daily budget holds it (spent
+    once reached); without a budget, the amount alone."""
+    if budget is None:
+        return dollars(spent)
+    notes = [f"{spent / budget:.0%}"] if budget > 0 else []
+    if spent >= budget:
+        notes.append("spent")
+    return f"{dollars(spent)} ({', '.join(notes)})"

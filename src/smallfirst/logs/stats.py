@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from smallfirst.logs.costs import dollars
+from smallfirst.logs.costs import against_budget, dollars, signed_dollars
 from smallfirst.logs.spend import KEYLESS, spent_today
 from smallfirst.logs.store import ANSWERED_SQL, EMBEDDINGS_TIER, connect, migrate
 from smallfirst.sqlite_snapshot import one_snapshot
@@ -147,6 +147,19 @@ class Summary(BaseModel):
         )
 
 
+# The per-key table: its title, what a key id is, and its name for the requests made without
+# an API key (`null` in `stats --json`).
+KEY_TABLE_TITLE = "By API key"
+KEY_ID_MEANING = "the first 12 hex digits of the key's SHA-256"
+NO_KEY_LABEL = "(no key)"
+
+
+def key_columns(budget: float | None) -> tuple[str, ...]:
+    """The per-key table's headers; with a per-key daily budget, today's column names it."""
+    today = "today $ (UTC)" if budget is None else f"today $ of {dollars(budget)} (UTC)"
+    return ("API key", "reqs", "spent $", "saved", today)
+
+
 class KeyStats(BaseModel):
     """One API key's requests in a window, and its spend today as its daily budget counts it."""
 
@@ -161,6 +174,16 @@ class KeyStats(BaseModel):
     @property
     def saved_usd(self) -> float:
         return _saved_usd(self.baseline_cost_usd, self.cost_usd, self.baseline_unknown_cost_usd)
+
+    def cells(self, budget: float | None) -> tuple[str, ...]:
+        """This key's row for a table, formatted, in the order of `key_columns`."""
+        return (
+            self.api_key_id or NO_KEY_LABEL,
+            str(self.requests),
+            dollars(self.cost_usd),
+            signed_dollars(self.saved_usd),
+            against_budget(self.today_usd, budget),
+        )
 
 
 def _saved_usd(baseline_usd: float, cost_usd: float, baseline_unknown_cost_usd: float) -> float:

@@ -1,4 +1,5 @@
-"""`GET /dashboard`: the money, the routing split, latency and PII events as one HTML page.
+"""`GET /dashboard`: the money, the routing split, latency and PII events as one HTML page,
+and the money per API key where keys are in use.
 
 Server-side HTML from the request log (`logs/stats.py`, the same numbers as `smallfirst
 stats`), no scripts and no assets from elsewhere, so it works offline; it reloads itself every
@@ -20,7 +21,16 @@ from starlette.responses import HTMLResponse
 
 from smallfirst.errors import InvalidRequest
 from smallfirst.logs.costs import dollars, signed_dollars
-from smallfirst.logs.stats import TIER_COLUMNS, Summary, parse_window, summarize
+from smallfirst.logs.stats import (
+    KEY_ID_MEANING,
+    KEY_TABLE_TITLE,
+    TIER_COLUMNS,
+    KeyStats,
+    Summary,
+    key_columns,
+    parse_window,
+    summarize_by_key,
+)
 from smallfirst.logs.store import open_error
 
 WINDOWS = ("1h", "24h", "7d", "all")
@@ -62,14 +72,14 @@ async def dashboard(request: Request) -> HTMLResponse:
     if log_path is None:
         return _html(_page(since_text, "<p>This gateway keeps no request log.</p>"))
     try:
-        summary = await asyncio.to_thread(_summary_since, log_path, window_s)
+        summary, keys = await asyncio.to_thread(_summary_since, log_path, window_s)
     except sqlite3.DatabaseError as exc:  # a damaged log was a 500 and a traceback
         problem = f'<p class="alert">{escape(open_error(log_path, exc))}</p>'
         return _html(_page(since_text, problem), status_code=503)
     skipped = [gateway.health.describe(model) for model in gateway.health.snapshot()]
-    return _html(
-        _page(since_text, _skipped(skipped) + _body(summary, gateway.ledger.baseline.model))
-    )
+    by_key = _key_table(keys, gateway.settings.routing.budget.per_key_daily_usd)
+    body = _body(summary, gateway.ledger.baseline.model, by_key)
+    return _html(_page(since_text, _skipped(skipped) + body))
 
 
 def _html(page: str, status_code: int = 200) -> HTMLResponse:
@@ -83,8 +93,8 @@ def _skipped(descriptions: list[str]) -> str:
     return f'<div class="alert"><b>Skipped now</b> (fallbacks answer instead)<ul>{items}</ul></div>'
 
 
-def _summary_since(path: Path, window_s: float | None) -> Summary:
-    return summarize(path, None if window_s is None else time.time() - window_s)
+def _summary_since(path: Path, window_s: float | None) -> tuple[Summary, list[KeyStats]]:
+    return summarize_by_key(path, None if window_s is None else time.time() - window_s)
 
 
 def _page(since: str, body: str) -> str:
@@ -100,7 +110,7 @@ def _page(since: str, body: str) -> str:
     )
 
 
-def _body(summary: Summary, baseline: str) -> str:
+def _body(summary: Summary, baseline: str, by_key: str) -> str:
     failed = sum(summary.failed_by_status.values())
     why_not = summary.why_no_saving
     on_failed = summary.failed_cost_usd
@@ -129,6 +139,7 @@ def _body(summary: Summary, baseline: str) -> str:
         left_out = f"Left out of baseline and saving: {summary.left_out_of_saving}"
         html.append(f'<p class="muted">{escape(left_out)}</p>')
     html.append(_tier_table(summary))
+    html.append(by_key)
     html.append("<h2>Routing</h2><ul>")
     for router, tiers in summary.routed_by_router.items():
         split = ", ".join(f"{tier} {count}" for tier, count in tiers.items())
@@ -174,3 +185,20 @@ def _tier_table(summary: Summary) -> str:
         for tier in summary.tiers
     ]
     return f"<h2>Tiers</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _key_table(keys: list[KeyStats], budget: float | None) -> str:
+    """Each API key's row, as `smallfirst stats --by-key` shows it; none on a gateway that
+    sees no keys (its one row would be the keyless requests) and has no per-key budget."""
+    if not keys or (budget is None and all(key.api_key_id is None for key in keys)):
+        return ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in key_columns(budget))
+    rows = [
+        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in key.cells(budget)) + "</tr>"
+        for key in keys
+    ]
+    return (
+        f"<h2>{escape(KEY_TABLE_TITLE)}</h2>"
+        f'<p class="muted">A key\'s id is {escape(KEY_ID_MEANING)}.</p>'
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    )
