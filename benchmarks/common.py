@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: run a gateway process, latency summaries."""
+"""Shared by the benchmark scripts: run a gateway process, latency summaries, data built once
+and cached in the temp dir."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +20,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
+from smallfirst.paths import create_own_private_dir, exclusive_lock
 from smallfirst.percentiles import percentile
 
 READY_TIMEOUT_S = 60
@@ -116,3 +118,30 @@ def summary_ms(seconds: list[float]) -> dict[str, float]:
         "mean_ms": round(statistics.fmean(ms), 3),
         "samples": len(ms),
     }
+
+
+def cache_folder(name: str) -> Path:
+    """This user's folder `name` in the temp dir, for data a benchmark builds once: a folder
+    shared by every user is one only the first may write to."""
+    folder = Path(tempfile.gettempdir()) / f"{name}-{os.geteuid()}"
+    create_own_private_dir(folder)
+    return folder
+
+
+def built_once(path: Path, build: Callable[[Path], None]) -> float:
+    """Seconds spent making `path` with `build` (0 when it was there already). `build` writes
+    to a file beside it that replaces it when complete, one build at a time: two runs at once
+    built the same SQLite file together and one failed with "database is locked"."""
+    partial = path.with_name(f"{path.name}.partial")
+    with exclusive_lock(
+        path.with_name(f"{path.name}.lock"),
+        on_wait=lambda: print(f"waiting for another run building {path}", file=sys.stderr),
+    ):
+        if path.exists():
+            return 0.0
+        started = time.perf_counter()
+        for leftover in path.parent.glob(f"{partial.name}*"):  # a build that was stopped
+            leftover.unlink()
+        build(partial)
+        partial.rename(path)
+        return time.perf_counter() - started

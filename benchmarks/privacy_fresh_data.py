@@ -5,7 +5,7 @@ The guard is also judged on data it has never seen; a set with new fake names, p
 numbers, from the same templates, shows whether a rule learnt values instead of forms.
 
     python3 -m venv /tmp/pev && /tmp/pev/bin/pip install presidio-evaluator==0.3.2
-    /tmp/pev/bin/python benchmarks/privacy_fresh_data.py --seed 1 --out /tmp/fresh1.json
+    /tmp/pev/bin/python -m benchmarks.privacy_fresh_data --seed 1 --out /tmp/fresh1.json
     .venv/bin/smallfirst privacy eval --data /tmp/fresh1.json
 
 presidio-evaluator pulls transformers, plotly and pandas, so it lives in its own venv, not in

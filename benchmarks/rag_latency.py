@@ -1,6 +1,6 @@
 """RAG query latency at scale: p50/p95 per retrieval method over synthetic chunks (prints JSON).
 
-Builds (once, cached under the temp dir, never in the repo) a store of N synthetic chunks:
+Builds (once per user, cached in the temp dir, never in the repo) a store of N synthetic chunks:
 Zipf-distributed made-up words for FTS5 and random unit vectors for the vector side. Queries
 draw 3-8 words from the same distribution minus its 100 most frequent words (stand-ins for the
 stopwords that analysis removes from real queries). Measured, never asserted.
@@ -12,7 +12,7 @@ also embeds every query (never from a cache): `query_embedding_minilm` alone, th
 `vector_with_minilm` and `hybrid_with_minilm`, which are what a real query costs. Methods timed
 together take turns on every query, so that load on the machine hits them alike.
 
-    .venv/bin/python benchmarks/rag_latency.py [--chunks 100000] [--queries 200] [--embed]
+    .venv/bin/python -m benchmarks.rag_latency [--chunks 100000] [--queries 200] [--embed]
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import built_once, cache_folder
 from smallfirst.embed import EMBEDDER_ID
 from smallfirst.percentiles import percentile
 from smallfirst.rag.analysis import ANALYZER_NAME
@@ -138,17 +138,10 @@ def main() -> None:
 
     rng = np.random.default_rng(7)
     words = made_up_words(rng, VOCABULARY)
-    folder = Path(tempfile.gettempdir()) / "smallfirst-rag-bench"
-    folder.mkdir(exist_ok=True)
     # stores record their analyzer and embedder and refuse others: one cached store per pair
     layout = hashlib.sha1(f"{ANALYZER_NAME} {EMBEDDER_ID}".encode()).hexdigest()[:8]
-    path = folder / f"rag-{layout}-{args.chunks}.sqlite"
-    build_seconds = 0.0
-    if not path.exists():
-        started = time.perf_counter()
-        build(path.with_suffix(".partial"), args.chunks, rng, words)
-        path.with_suffix(".partial").rename(path)
-        build_seconds = time.perf_counter() - started
+    path = cache_folder("smallfirst-rag-bench") / f"rag-{layout}-{args.chunks}.sqlite"
+    build_seconds = built_once(path, lambda partial: build(partial, args.chunks, rng, words))
 
     query_rng = np.random.default_rng(11)
     queries = []

@@ -1,6 +1,6 @@
 """Router decision latency, measured per router side by side on real dev prompts.
 
-Usage: .venv/bin/python benchmarks/router_latency.py --artifact PATH [--data F.jsonl ...]
+Usage: .venv/bin/python -m benchmarks.router_latency --artifact PATH [--data F.jsonl ...]
 Prints JSON: p50/p95 in ms per router and the ratio to the `length` baseline. One decision =
 `router.score(messages)` on one request (for `learned`: embedding + features + model), the
 routers interleaved per prompt so background load hits them alike. Measured, never asserted.

@@ -1,6 +1,6 @@
 """`smallfirst stats` / `/dashboard` latency on a large request log: p50 per window (prints JSON).
 
-Builds (once, cached under the temp dir, never in the repo) a log of N requests over 40 days,
+Builds (once per user, cached in the temp dir, never in the repo) a log of N requests over 40 days,
 written by the gateway's own `RequestLog`: four tiers and a model-less share, several routers,
 API keys, failures (a 499 with and without a model), escalations, PII actions and entity
 counts, cached prompt tokens, a few rows with their texts, and the oldest rows without a known
@@ -19,12 +19,11 @@ import argparse
 import json
 import random
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.common import summary_ms
+from benchmarks.common import built_once, cache_folder, summary_ms
 from smallfirst.logs import RequestLog, RequestRecord
 from smallfirst.logs.stats import parse_window, summarize, summarize_by_key
 from smallfirst.percentiles import percentile
@@ -113,18 +112,8 @@ def main() -> None:
     if args.rows < 1 or args.rounds < 1:
         parser.error("--rows and --rounds must be at least 1")
 
-    folder = Path(tempfile.gettempdir()) / "smallfirst-stats-bench"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"requests-{args.rows}-{args.seed}.db"
-    build_seconds = 0.0
-    if not path.exists():
-        started = time.perf_counter()
-        partial = path.with_suffix(".partial")
-        for leftover in folder.glob(f"{partial.name}*"):  # an earlier build stopped half-way
-            leftover.unlink()
-        build(partial, args.rows, args.seed)
-        partial.rename(path)
-        build_seconds = time.perf_counter() - started
+    path = cache_folder("smallfirst-stats-bench") / f"requests-{args.rows}-{args.seed}.db"
+    build_seconds = built_once(path, lambda partial: build(partial, args.rows, args.seed))
     connection = sqlite3.connect(path)
     (newest,) = connection.execute("SELECT max(created_at) FROM requests").fetchone()
     connection.close()

@@ -1,6 +1,6 @@
 """Strong-call share of a calibrated router under `max_strong_share`, per traffic mix.
 
-Usage: .venv/bin/python benchmarks/strong_share.py [--artifact PATH] [--data F.jsonl ...]
+Usage: .venv/bin/python -m benchmarks.strong_share [--artifact PATH] [--data F.jsonl ...]
        [--budget 0.3 ...]
 Without --artifact, one is trained on the data first, as `router train` would (~1 min).
 Prints JSON: for each budget and each mix (the rows of all files shuffled together, then each

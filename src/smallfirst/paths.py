@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+PARTIAL_PREFIX = ".partial-"
+
 
 def cache_dir() -> Path:
     """`$SMALLFIRST_CACHE_DIR`, else `$XDG_CACHE_HOME/smallfirst`, else `~/.cache/smallfirst`."""
@@ -111,8 +113,10 @@ def replaced_in_one_step(target: Path, *, private: bool = False) -> Iterator[Pat
     ends without an error, and is removed otherwise. A command stopped (or failing) while it
     wrote left `target` half written, and a reader of `target` meanwhile read half of it.
     The name keeps `target`'s suffix, which writers such as numpy and matplotlib go by.
-    `private`: the file, and the folders made for it, are this user's only."""
-    aside = target.with_name(f".partial-{os.getpid()}-{target.name}")
+    `private`: the file, and the folders made for it, are this user's only. A file left
+    beside `target` by a writer that was killed outright is removed here."""
+    remove_partials_of_dead_writers(target)
+    aside = target.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{target.name}")
     if private:
         create_private(aside)
     else:
@@ -122,3 +126,29 @@ def replaced_in_one_step(target: Path, *, private: bool = False) -> Iterator[Pat
         os.replace(aside, target)
     finally:
         aside.unlink(missing_ok=True)
+
+
+def remove_partials_of_dead_writers(target: Path) -> None:
+    """Remove the files `replaced_in_one_step` began for `target` in processes that no longer
+    run: one killed outright (SIGKILL, power loss) could not remove its own, and each stayed
+    for good, up to the size of `target`. One whose process runs, or may run (another
+    user's), is kept."""
+    try:
+        names = os.listdir(target.parent)
+    except FileNotFoundError:
+        return
+    for name in names:
+        pid, _, rest = name.removeprefix(PARTIAL_PREFIX).partition("-")
+        ours = name.startswith(PARTIAL_PREFIX) and pid.isdigit() and rest == target.name
+        if ours and not _process_runs(int(pid)):
+            (target.parent / name).unlink(missing_ok=True)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from benchmarks import (
     stats_latency,
     strong_share,
 )
-from benchmarks.common import running_gateway
+from benchmarks.common import built_once, running_gateway
 
 PII_TEXTS = [
     "Hi, I'm Anna Berg; call me on +46 8 123 456 78 or mail anna@example.org.",
@@ -139,8 +141,53 @@ def test_stats_latency_times_each_window(
         for window in ("1h", "24h", "7d", "30d", "all"):
             assert set(timings[window]) == {"p50_ms", "p95_ms", "mean_ms", "samples", "cpu_p50_ms"}
             assert timings[window]["samples"] == 2
-    logs = list((tmp_path / "smallfirst-stats-bench").glob("*.db"))
+    logs = list((tmp_path / f"smallfirst-stats-bench-{os.geteuid()}").glob("*.db"))
     assert [path.name for path in logs] == ["requests-200-7.db"]
+
+
+class SaysWhenWritten:
+    def __init__(self) -> None:
+        self.written = threading.Event()
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        self.written.set()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_cache_two_runs_build_at_once_is_built_by_one_and_used_by_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs built the same SQLite file together, and one failed with "database is
+    locked"."""
+    cached = tmp_path / "data.db"
+    stderr = SaysWhenWritten()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    second_run: list[float] = []
+    builds: list[str] = []
+
+    def second_build(partial: Path) -> None:
+        builds.append("second")
+        partial.write_text("second")
+
+    second = threading.Thread(target=lambda: second_run.append(built_once(cached, second_build)))
+
+    def first_build(partial: Path) -> None:
+        builds.append("first")
+        second.start()
+        assert stderr.written.wait(timeout=60), "the second run never waited"
+        partial.write_text("first")
+
+    built_once(cached, first_build)
+    second.join()
+    assert builds == ["first"]
+    assert second_run == [0.0]
+    assert cached.read_text() == "first"
+    assert f"waiting for another run building {cached}" in stderr.text
 
 
 def test_privacy_latency_says_which_data_it_read(
