@@ -60,13 +60,34 @@ def judge_draft(
     return _kept(drafted, plan, verdict.why)
 
 
-def refused_draft_logprobs(error: InvalidRequest, request: GenerateRequest) -> bool:
-    """Whether `error` is the small model refusing the token logprobs the cascade asked it
-    for, the client having asked for none (OpenAI's reasoning models: "Unsupported parameter:
-    'logprobs' is not supported with this model."). Its draft cannot be judged: the request
-    escalates, where it was a 400 about a field its client never sent."""
-    named = error.param in ("logprobs", "top_logprobs") or "logprobs" in error.message.lower()
-    return named and request.logprob_alternatives is None
+class LogprobRefusals:
+    """The small models whose upstream refused the token logprobs their drafts are judged by,
+    and why. Asked again, a model refuses again (OpenAI's reasoning models take no
+    `logprobs`), so each later draft would cost a 400 round trip: it escalates at once, for
+    the gateway's life (until the server restarts). One event loop reads and writes it."""
+
+    def __init__(self, shown_chars: int) -> None:
+        self._shown_chars = shown_chars  # of the upstream's message, in the reason
+        self._why: dict[str, str] = {}
+
+    def known(self, model_id: str, request: GenerateRequest) -> str | None:
+        """Why `model_id`'s draft escalates without asking it: it refused the logprobs before.
+        Not when the client asks for logprobs: the model's refusal is then the client's 400."""
+        return self._why.get(model_id) if request.logprob_alternatives is None else None
+
+    def refused(self, model_id: str, error: InvalidRequest, request: GenerateRequest) -> str | None:
+        """Why the draft escalates, remembered, if `error` is `model_id` refusing the token
+        logprobs the cascade asked it for, the client having asked for none (OpenAI's
+        reasoning models: "Unsupported parameter: 'logprobs' is not supported with this
+        model."); its draft cannot be judged, where it was a 400 about a field its client
+        never sent. None for any other error."""
+        named = error.param in ("logprobs", "top_logprobs") or "logprobs" in error.message.lower()
+        if not named or request.logprob_alternatives is not None:
+            return None
+        excerpt = error.shareable_message[: self._shown_chars]
+        why = f"{model_id} refused the token logprobs its draft is judged by ({excerpt})"
+        self._why[model_id] = why
+        return why
 
 
 def _kept(drafted: list[Chunk], plan: Plan, why: str) -> Draft:

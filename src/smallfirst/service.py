@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from smallfirst.answers import Answer, RequestContext, StreamAnswer
 from smallfirst.backends import Backend, build_backends
 from smallfirst.batches import answer_each_prompt
-from smallfirst.cascade_step import Draft, judge_draft, refused_draft_logprobs
+from smallfirst.cascade_step import Draft, LogprobRefusals, judge_draft
 from smallfirst.choices import completions_of, usage_of
 from smallfirst.completions import Chunk, Completion, ModelInfo
 from smallfirst.config import BaselineConfig, Settings
@@ -97,6 +97,7 @@ class Gateway:
         self.routing = RoutingStep(settings, self.backends, self.spend)
         self.planner = self.routing.planner
         self.health = health or ModelHealth(settings.routing.circuit_breaker)
+        self.logprob_refusals = LogprobRefusals(REASON_ERROR_CHARS)
         self._shutting_down = False
         self.privacy = PrivacyStep(settings, self.models())
         self.rag = RagStep(settings.rag, settings.resolved_data_dir)
@@ -357,16 +358,18 @@ class Gateway:
     ) -> Draft:
         """The small model's whole answer, kept if it is sure enough of it. It writes at most
         `routing.cascade.max_tokens` (unless the client asked for fewer): a longer answer is
-        no small model's job. A small model that fails, or that the request is beyond (the
-        prompt does not fit it, its grammar cannot express the schema), escalates."""
+        no small model's job. A small model that fails, that refused the logprobs a draft is
+        judged by (then not asked again), or that the request is beyond (the prompt does not
+        fit it, its grammar cannot express the schema), escalates."""
         weak = plan.cascade_from
         assert weak is not None
         cap = self.settings.routing.cascade.max_tokens
         capped = request.token_limit is None or request.token_limit > cap
 
         async def draft() -> list[Chunk] | None:
-            if self.health.cooling_down_s(weak.id):  # skipped: not tried (it was listed)
-                plan.reason += f"; escalated: {self.health.describe(weak.id)}"
+            refuses_logprobs = self.logprob_refusals.known(weak.id, request)
+            if refuses_logprobs or self.health.cooling_down_s(weak.id):  # skipped: not tried
+                plan.reason += f"; escalated: {refuses_logprobs or self.health.describe(weak.id)}"
                 return None
             ctx.tried.append(weak.id)  # unless kept, below
             try:
@@ -374,13 +377,10 @@ class Gateway:
                 return await self._call(weak, ctx, asked, self._collected)
             except BeyondThisModel as beyond:  # the strong model may take it: no 400 yet
                 plan.reason += f"; escalated: {beyond.beyond(weak.id)}"
-            except InvalidRequest as refused:
-                if not refused_draft_logprobs(refused, request):
+            except InvalidRequest as error:
+                if not (refused := self.logprob_refusals.refused(weak.id, error, request)):
                     raise
-                plan.reason += (
-                    f"; escalated: {weak.id} refused the token logprobs its draft is judged by"
-                    f" ({refused.shareable_message[:REASON_ERROR_CHARS]})"
-                )
+                plan.reason += f"; escalated: {refused}"
             except FALLBACK_ERRORS as error:
                 self._failed(weak, error, plan, "; escalated: ")
                 if error.code != QueueFull.code:  # broken, not busy: not asked again below

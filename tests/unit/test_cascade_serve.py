@@ -180,6 +180,41 @@ def test_a_small_model_that_refuses_logprobs_escalates_its_draft(
     assert "; escalated: tiny refused the token logprobs its draft is judged by" in response.text
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_small_model_that_refused_logprobs_is_not_asked_for_a_draft_again(
+    cascade: tuple[TestClient, Any], stream: bool
+) -> None:
+    """Asked again, it refuses again: each later request paid a 400 round trip to it before
+    escalating for the same reason."""
+    client, gateway = cascade
+    tiny = fake_backend(gateway, "tiny")
+    refusal = "tiny: Unsupported parameter: 'logprobs' is not supported with this model."
+    tiny.queue(InvalidRequest(refusal, param="logprobs", code="unsupported_parameter"))
+    first = ask(client, "hi", stream=stream)
+    second = ask(client, "hello", stream=stream)
+    assert len(tiny.requests) == 1
+    assert second.status_code == 200
+    assert second.headers["x-smallfirst-model"] == "big"
+    why = "; escalated: tiny refused the token logprobs its draft is judged by (tiny: Unsupported"
+    assert why in first.text
+    assert why in second.text
+    assert "x-smallfirst-escalations" not in second.headers  # not tried: not asked
+
+
+def test_a_remembered_refusal_still_answers_a_client_asking_for_logprobs_its_400(
+    cascade: tuple[TestClient, Any],
+) -> None:
+    """The refusal is the client's to see when it asks for logprobs itself."""
+    client, gateway = cascade
+    refusal = InvalidRequest("tiny: logprobs are not supported", param="logprobs")
+    fake_backend(gateway, "tiny").queue(refusal, refusal)
+    assert ask(client, "hi").status_code == 200
+    response = ask(client, "hi", logprobs=True)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "logprobs"
+    assert len(fake_backend(gateway, "tiny").requests) == 2
+
+
 def test_logprobs_the_client_asked_for_are_its_own_to_fix(
     cascade: tuple[TestClient, Any],
 ) -> None:
@@ -332,3 +367,34 @@ def test_a_small_model_whose_draft_failed_is_not_asked_again_down_the_chain(
     response = ask(client, "hi")
     assert len(tiny.requests) == asked
     assert response.status_code == (502 if asked == 1 else 200)
+
+
+def test_a_remote_small_model_drafts_nothing_when_the_spent_budget_keeps_requests_local(
+    tmp_path: Path,
+) -> None:
+    """A cascade whose small model is remote (`weak_tier: cloud`) still sent it the draft,
+    and every `auto` request was a 429 "ask ... `auto`" while a local model could answer."""
+    routing = {"router": "cascade", "weak_tier": "cloud", "budget": {"daily_usd": 1e-9}}
+    client, gateway = fake_client(fake_settings(tmp_path, routing=routing))
+    with client:
+        assert ask(client, "hi").json()["model"] == "big"  # the budget is not spent yet
+        response = ask(client, "hello")
+    assert response.status_code == 200
+    assert response.json()["model"] == "tiny"
+    assert "tiny answers; no stronger local model" in response.json()["smallfirst"]["reason"]
+    assert len(fake_backend(gateway, "big").requests) == 1
+
+
+def test_a_remote_small_model_drafts_nothing_the_privacy_policy_keeps_local(
+    tmp_path: Path,
+) -> None:
+    """PII that the policy keeps off the cloud was a 400 `pii_blocked` from the remote
+    draft, where the local model may answer it."""
+    routing = {"router": "cascade", "weak_tier": "cloud"}
+    privacy = {"tier_policy": {"edge": "allow", "onprem": "allow", "cloud": "local_only"}}
+    client, gateway = fake_client(fake_settings(tmp_path, routing=routing, privacy=privacy))
+    with client:
+        response = ask(client, "My email is john.smith@example.com, write to me")
+    assert response.status_code == 200
+    assert response.json()["model"] == "tiny"
+    assert fake_backend(gateway, "big").requests == []

@@ -162,23 +162,23 @@ class RoutePlanner:
     def cascade(self, *, local_only: bool = False, strong_budget: float | None = None) -> Plan:
         """`strong_budget`: the share of recent drafts that may escalate (None: those the
         small model is unsure of); with none, the small model answers whatever it writes."""
-        strong = self.strong
+        strong, weak = self.strong, self.weak
         kept_local = local_only and not self.tiers.is_local(strong)
-        if kept_local:
-            strong = self.kept_local(strong)
+        if local_only:  # a remote small model's draft would leave the machine too
+            strong, weak = self.kept_local(strong), self.kept_local(weak)
         if strong_budget == 0:
-            reason = f"{self.weak.id} answers; a 0% strong-call budget: no escalation"
-            return Plan(self.with_fallbacks(self.weak, local_only=local_only), "cascade", reason)
-        if strong.id == self.weak.id:  # asking the same model twice would only cost time
+            reason = f"{weak.id} answers; a 0% strong-call budget: no escalation"
+            return Plan(self.with_fallbacks(weak, local_only=local_only), "cascade", reason)
+        if strong.id == weak.id:  # asking the same model twice would only cost time
             stronger = "local model" if kept_local else "model configured"
             reason = f"{strong.id} answers; no stronger {stronger} to escalate to"
             return Plan(self.with_fallbacks(strong, local_only=local_only), "cascade", reason)
-        reason = f"{self.weak.id} answers first; escalates to {strong.id} when unsure"
+        reason = f"{weak.id} answers first; escalates to {strong.id} when unsure"
         return Plan(
             self.with_fallbacks(strong, local_only=local_only),
             "cascade",
             reason,
-            cascade_from=self.weak,
+            cascade_from=weak,
             strong_budget=strong_budget,
         )
 
