@@ -91,6 +91,12 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
+def same_file(path: Path, other: Path) -> bool:
+    """Whether both paths name one file that is there (an output given as its own input)."""
+    identity = file_identity(path)
+    return identity is not None and identity == file_identity(other)
+
+
 @contextmanager
 def exclusive_lock(lock_file: Path, on_wait: Callable[[], None]) -> Iterator[None]:
     """Held by one process at a time (others call `on_wait`, then wait their turn). The lock

@@ -19,7 +19,7 @@ from smallfirst.cli.common import (
     require_file,
     stdin_text,
 )
-from smallfirst.paths import replaced_in_one_step
+from smallfirst.paths import replaced_in_one_step, same_file
 
 app = typer.Typer(help="PII detection: scan a text, evaluate the detector.", no_args_is_help=True)
 
@@ -78,7 +78,7 @@ def evaluate_command(
         fail("--predictions-out: name a file; standard output carries the report")
     if predictions_out is not None:
         check_writable(predictions_out)
-        if predictions_out.exists() and predictions_out.samefile(data):
+        if same_file(predictions_out, data):
             fail(f"--predictions-out {predictions_out} is the --data file; give another file")
     try:
         samples = privacy_eval.load_samples(data)

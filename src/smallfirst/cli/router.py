@@ -21,7 +21,7 @@ from smallfirst.cli.common import (
     require_extra_or_exit,
     require_file,
 )
-from smallfirst.paths import replaced_in_one_step
+from smallfirst.paths import replaced_in_one_step, same_file
 
 if TYPE_CHECKING:
     from smallfirst.routing.data import RoutingRow
@@ -255,7 +255,7 @@ def _check_router_name(spec: str, command: str) -> None:
 def _check_not_data(out: Path, data: list[Path]) -> None:
     """The scores replaced the rows they were made from."""
     for path in data:
-        if out.exists() and path.exists() and out.samefile(path):
+        if same_file(out, path):
             fail(f"--out {out} is a --data file; give another file (it would be replaced)")
 
 

@@ -21,6 +21,7 @@ from smallfirst.cli.common import (
     settings_or_exit,
     stops_as_interrupt,
 )
+from smallfirst.paths import same_file
 
 if TYPE_CHECKING:
     from smallfirst.config import Settings
@@ -50,7 +51,7 @@ def label(
         fail("give exactly one of --judge MODEL or --reference")
     require_file(data)
     check_writable(out)
-    if out.exists() and out.samefile(data):  # it was read as all labelled: nothing was done
+    if same_file(out, data):  # it was read as all labelled: nothing was done
         fail(f"--out {out} is the --data file; give another file (labels are appended to it)")
     rows = _read_prompts(data, needs_reference=reference)
     job = LabelJob(weak=weak, strong=strong, judge=judge, max_tokens=max_tokens)
